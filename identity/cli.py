@@ -1,0 +1,254 @@
+"""The operator's commands: seed, clients, users, scopes, keys, audit."""
+
+import functools
+import json
+import sys
+from datetime import datetime, timezone
+
+import click
+from flask import Flask
+from sqlalchemy.exc import IntegrityError
+
+from .database import ensure_schema
+from .errors import IdentityError, ValidationFailed
+from .services import accounts, audit, clients, keys, resources
+from .services.seed import apply_seed, load_seed
+
+
+def with_schema(fn):
+    """Create or upgrade the schema before the command runs; turn domain errors into messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ensure_schema()
+        try:
+            return fn(*args, **kwargs)
+        except ValidationFailed as err:
+            raise click.ClickException("\n".join(f"{where}: {msg}" for where, msgs in err.errors.items() for msg in msgs))
+        except IdentityError as err:
+            raise click.ClickException(str(err))
+
+    return wrapper
+
+
+def _when(epoch: int | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@click.command("seed")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@with_schema
+def seed_command(file):
+    """Create or update clients, API scopes and users from a JSON FILE (all or nothing)."""
+    data = load_seed(file.read())
+    try:
+        report = apply_seed(data)
+    except IntegrityError:  # another seed committed the same rows first: redo against what it wrote
+        report = apply_seed(data)
+    if not report.changed:
+        click.echo(f"No change: {len(report.unchanged)} item(s) already up to date.")
+        return
+    for label in report.created:
+        click.echo(f"created {label}")
+    for label in report.updated:
+        click.echo(f"updated {label}")
+    click.echo(f"Seeded: {len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged.")
+
+
+# --- clients -----------------------------------------------------------------
+
+clients_cli = click.Group("clients", help="List, add and remove clients.")
+
+
+@clients_cli.command("list")
+@with_schema
+def clients_list():
+    """List registered clients."""
+    for c in clients.list_clients():
+        kind = "public" if c.is_public else "confidential"
+        click.echo(f"{c.client_id}\t{kind}\t{','.join(c.allowed_grant_types)}\t{' '.join(c.allowed_scopes)}")
+
+
+@clients_cli.command("add")
+@click.argument("client_id")
+@click.option("--name", "client_name", help="Display name shown on the consent page.")
+@click.option("--grant-type", "grant_types", multiple=True, required=True,
+              help="authorization_code, hybrid, implicit, client_credentials or password (repeatable).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeatable).")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
+@click.option("--scope", "scopes", multiple=True, help="Allowed scope (repeatable).")
+@click.option("--cors-origin", "cors_origins", multiple=True)
+@click.option("--public", is_flag=True, help="No secret: a native or browser app that must use PKCE.")
+@click.option("--require-consent/--no-require-consent", default=False)
+@click.option("--offline-access/--no-offline-access", default=False, help="Allow refresh tokens.")
+@click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=False)
+@click.option("--access-token-lifetime", type=int, default=3600, show_default=True)
+@with_schema
+def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
+                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime):
+    """Register a client; a confidential client's generated secret is printed once."""
+    raw = {
+        "client_id": client_id,
+        "client_name": client_name or client_id,
+        "allowed_grant_types": list(grant_types),
+        "redirect_uris": list(redirect_uris),
+        "post_logout_redirect_uris": list(post_logout_redirect_uris),
+        "allowed_scopes": list(scopes),
+        "allowed_cors_origins": list(cors_origins),
+        "require_consent": require_consent,
+        "allow_offline_access": offline_access,
+        "allow_access_tokens_via_browser": access_tokens_via_browser,
+        "access_token_lifetime": access_token_lifetime,
+    }
+    client, secret = clients.add_client(raw, generate_secret=not public)
+    click.echo(f"Added client {client.client_id}.")
+    if secret:
+        click.echo(f"Client secret (shown only now, store it safely): {secret}")
+
+
+@clients_cli.command("remove")
+@click.argument("client_id")
+@with_schema
+def clients_remove(client_id):
+    """Remove a client and everything issued to it."""
+    clients.remove_client(client_id)
+    click.echo(f"Removed client {client_id}.")
+
+
+# --- users -------------------------------------------------------------------
+
+users_cli = click.Group("users", help="List, add and remove users; set passwords.")
+
+
+def _read_password(prompt: bool) -> str:
+    """Read a password from a prompt (terminal) or the first line of standard input; never argv."""
+    if sys.stdin.isatty() and prompt:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.ClickException("no password on standard input")
+    return line.rstrip("\r\n")
+
+
+@users_cli.command("list")
+@with_schema
+def users_list():
+    """List users."""
+    for u in accounts.list_users():
+        click.echo(f"{u.username}\t{u.email or '-'}\t{u.name or '-'}\tpassword changed {_when(u.password_changed_at)}")
+
+
+@users_cli.command("add")
+@click.argument("username")
+@click.option("--email")
+@click.option("--name")
+@with_schema
+def users_add(username, email, name):
+    """Add a user; the password is read from a prompt or standard input."""
+    password = _read_password(prompt=True)
+    accounts.create_user(username, password, email=email, name=name)
+    click.echo(f"Added user {username}.")
+
+
+@users_cli.command("remove")
+@click.argument("username")
+@with_schema
+def users_remove(username):
+    """Remove a user and their sessions, grants and tokens."""
+    accounts.remove_user(username)
+    click.echo(f"Removed user {username}.")
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+@with_schema
+def users_set_password(username):
+    """Set a user's password from a prompt or standard input; signs them out everywhere."""
+    password = _read_password(prompt=True)
+    accounts.set_password(username, password)
+    click.echo(f"Password set for {username}; their sessions and refresh tokens were revoked.")
+
+
+# --- scopes ------------------------------------------------------------------
+
+scopes_cli = click.Group("scopes", help="List, add and remove API scopes.")
+
+
+@scopes_cli.command("list")
+@with_schema
+def scopes_list():
+    """List API scopes (identity scopes openid, profile, email, offline_access always exist)."""
+    for s in resources.list_api_scopes():
+        click.echo(f"{s.name}\t{s.display_name or '-'}")
+
+
+@scopes_cli.command("add")
+@click.argument("name")
+@click.option("--display-name")
+@click.option("--description")
+@with_schema
+def scopes_add(name, display_name, description):
+    """Add an API scope."""
+    from marshmallow import ValidationError
+
+    from .schemas import ApiScopeSchema
+
+    try:
+        data = ApiScopeSchema().load({"name": name, "display_name": display_name, "description": description})
+    except ValidationError as err:
+        raise ValidationFailed({k: v for k, v in err.messages.items()})
+    resources.add_api_scope(**data)
+    click.echo(f"Added API scope {name}.")
+
+
+@scopes_cli.command("remove")
+@click.argument("name")
+@with_schema
+def scopes_remove(name):
+    """Remove an API scope no client uses."""
+    resources.remove_api_scope(name)
+    click.echo(f"Removed API scope {name}.")
+
+
+# --- keys and audit --------------------------------------------------------------
+
+keys_cli = click.Group("keys", help="List and rotate signing keys.")
+
+
+@keys_cli.command("list")
+@with_schema
+def keys_list():
+    """List signing keys: current, retired but still published, or expired."""
+    for alg in keys.configured_algs():
+        keys.signing_key(alg)
+    for row, published in keys.list_keys():
+        state = "current" if row.retired_at is None else ("published" if published else "expired")
+        click.echo(f"{row.kid}\t{row.alg}\t{state}\tcreated {_when(row.created_at)}\tretired {_when(row.retired_at)}")
+
+
+@keys_cli.command("rotate")
+@with_schema
+def keys_rotate():
+    """Make new current keys; the previous ones stay published until their tokens expire."""
+    for row in keys.rotate():
+        click.echo(f"New current {row.alg} key {row.kid}.")
+
+
+audit_cli = click.Group("audit", help="Read the security audit log.")
+
+
+@audit_cli.command("tail")
+@click.option("-n", "--lines", default=20, show_default=True)
+@with_schema
+def audit_tail(lines):
+    """Print the newest security events, oldest first, one JSON object a line."""
+    for e in audit.tail(lines):
+        click.echo(json.dumps({"at": _when(e.at), "event": e.event, "user_id": e.user_id,
+                               "client_id": e.client_id, "ip": e.ip, "detail": e.detail}))
+
+
+def init_app(app: Flask) -> None:
+    for command in (seed_command, clients_cli, users_cli, scopes_cli, keys_cli, audit_cli):
+        app.cli.add_command(command)

@@ -1,0 +1,54 @@
+"""Every setting with its default. Override in instance/config.py, FLASK_* env, or create_app(config)."""
+
+# --- deployment ---------------------------------------------------------
+ENVIRONMENT = "production"  # "development" relaxes cookie Secure flag and generates SECRET_KEY
+SECRET_KEY = None  # required in production; generated into instance/ in development
+ISSUER = None  # e.g. "https://id.example.com"; None: the request's scheme and host
+TRUST_PROXY_HOPS = 0  # >0: apply ProxyFix and trust that many X-Forwarded-* hops
+SQLALCHEMY_DATABASE_URI = None  # None: sqlite file instance/identity.db
+SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger bodies get 413
+PRODUCT_NAME = "Portcullis Identity"
+
+# --- cookies and sessions ----------------------------------------------
+SESSION_COOKIE_NAME = "idsrv.session"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = None  # None: True outside development
+REMEMBER_COOKIE_NAME = "idsrv.remember"
+REMEMBER_COOKIE_DURATION_SECONDS = 14 * 24 * 3600  # "remember me" keeps a sign-in this long
+REMEMBER_COOKIE_HTTPONLY = True
+REMEMBER_COOKIE_SAMESITE = "Lax"
+WTF_CSRF_TIME_LIMIT = 3600  # seconds a form's CSRF token stays valid
+
+# --- passwords (NIST SP 800-63B-4) ----------------------------------------
+PASSWORD_MIN_LENGTH = 15
+PASSWORD_MAX_LENGTH = 128  # at least 64 must be allowed
+ARGON2_TIME_COST = 2  # OWASP minimum for argon2id with 19 MiB
+ARGON2_MEMORY_COST_KIB = 19456
+ARGON2_PARALLELISM = 1
+
+# --- lockout and rate limits -------------------------------------------
+LOCKOUT_MAX_FAILURES = 10  # consecutive failures that lock an account
+LOCKOUT_SECONDS = 300  # how long the lock lasts
+RATELIMIT_ENABLED = True
+RATELIMIT_STORAGE_URI = "memory://"  # "redis://host:6379" for several instances
+RATELIMIT_SENSITIVE = "100 per minute"  # sign-in and password change, per client IP
+RATELIMIT_DEFAULT = "1000 per minute"  # every other endpoint, per client IP
+RATELIMIT_PER_TOKEN = "30 per minute"  # POST /localapi/password per access token
+RATELIMIT_HEADERS_ENABLED = True
+
+# --- tokens ------------------------------------------------------------
+ACCESS_TOKEN_SIGNING_ALG = "ES256"  # RS256 or ES256; measured faster end to end (README)
+ID_TOKEN_SIGNING_ALG = "RS256"  # OpenID Connect requires RS256 support
+AUTHORIZATION_CODE_LIFETIME_SECONDS = 300
+ID_TOKEN_LIFETIME_SECONDS = 300
+REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
+JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
+JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
+SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table
+SIGNING_KEY_RETIRED_PUBLISH_SECONDS = 24 * 3600  # a rotated key stays in JWKS this long (>= longest token)
+DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS
+
+# --- features (discovery advertises exactly these) -----------------------
+GRANT_TYPES_ENABLED = ["authorization_code", "hybrid", "implicit", "client_credentials", "password", "refresh_token"]

@@ -1,0 +1,25 @@
+"""Names fixed by the specs and the contract."""
+
+LOCAL_API_SCOPE = "IdentityServerApi"
+
+OPENID = "openid"
+PROFILE = "profile"
+EMAIL = "email"
+OFFLINE_ACCESS = "offline_access"
+
+#: identity resources that always exist: name -> (display name, claims)
+STANDARD_IDENTITY_RESOURCES = {
+    OPENID: ("Your user identifier", ["sub"]),
+    PROFILE: ("Your profile (name and user name)", ["name", "preferred_username"]),
+    EMAIL: ("Your email address", ["email", "email_verified"]),
+    OFFLINE_ACCESS: ("Offline access (stay signed in to the app)", []),
+}
+
+GRANT_TYPES = ("authorization_code", "hybrid", "implicit", "client_credentials", "password")
+
+#: response types each grant type allows at the authorization endpoint
+RESPONSE_TYPES_BY_GRANT = {
+    "authorization_code": {"code"},
+    "hybrid": {"code id_token", "code token", "code id_token token"},
+    "implicit": {"id_token", "id_token token"},
+}

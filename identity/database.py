@@ -1,0 +1,97 @@
+"""Schema management: upgrade to the newest migration, and tell whether the database is current."""
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .extensions import db, migrate
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+UPGRADE_COMMAND = "flask --app app db upgrade"
+
+
+def init_app(app: Flask) -> None:
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "identity.db")
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("connect_args", {"timeout": 30})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """WAL lets readers and one writer work at once; foreign keys make cascades work."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS_DIR)
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def current_revision() -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_is_current() -> bool:
+    return current_revision() == head_revision()
+
+
+def ensure_schema() -> None:
+    """Create or upgrade the schema, then make sure the standard scopes exist."""
+    from .services.resources import ensure_standard_resources
+
+    if not schema_is_current():
+        upgrade(directory=MIGRATIONS_DIR)
+    if ensure_standard_resources():
+        db.session.commit()
+
+
+def schema_problem() -> str | None:
+    """Return why the server must not serve (schema missing or old), or None."""
+    try:
+        current = current_revision()
+    except Exception as err:  # unreachable database
+        return f"database unreachable: {type(err).__name__}"
+    if current != head_revision():
+        return f"database schema is out of date (at {current or 'nothing'}, need {head_revision()}): run `{UPGRADE_COMMAND}`"
+    return None
+
+
+
+def check_schema_on_start(app: Flask) -> None:
+    """Refuse to serve against a missing or old schema, naming the command that fixes it.
+
+    CLI commands (other than `run`) upgrade the schema themselves, so they are let through.
+    """
+    if app.config.get("TESTING"):
+        return
+    if os.environ.get("FLASK_RUN_FROM_CLI") == "true" and "run" not in sys.argv[1:]:
+        return
+    with app.app_context():
+        problem = schema_problem()
+    if problem and problem.startswith("database schema"):
+        raise SystemExit(f"{app.config['PRODUCT_NAME']}: {problem}")
+    if problem:
+        app.logger.warning("%s; serving 503 until it is reachable", problem)

@@ -1,0 +1,24 @@
+"""Tables only: typed columns and tiny behaviour; services own the transactions."""
+
+from .audit import AuditEvent
+from .client import Client
+from .consent import Consent
+from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken
+from .key import SigningKey
+from .resource import ApiScope, IdentityResource
+from .session import UserSession
+from .user import User
+
+__all__ = [
+    "ApiScope",
+    "AuditEvent",
+    "AuthorizationCode",
+    "Client",
+    "Consent",
+    "IdentityResource",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "SigningKey",
+    "User",
+    "UserSession",
+]

@@ -1,0 +1,31 @@
+from sqlalchemy import JSON, Boolean, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+
+
+class Client(db.Model):
+    """An application registered with the provider (IdentityServer4's Client)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(200), unique=True)
+    client_name: Mapped[str] = mapped_column(String(200))
+    secret_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: public client
+    allowed_grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    allowed_cors_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    allowed_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    require_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    allow_access_tokens_via_browser: Mapped[bool] = mapped_column(Boolean, default=False)
+    access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def is_public(self) -> bool:
+        return not self.secret_hashes

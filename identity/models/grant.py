@@ -1,0 +1,58 @@
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+
+
+class AuthorizationCode(db.Model):
+    """A code issued at the authorization endpoint, kept as a tombstone after use to catch replays."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the code
+    client_id: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    response_type: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    auth_time: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)
+    consumed_at: Mapped[int | None] = mapped_column(Integer)
+    family_id: Mapped[str] = mapped_column(String(64))  # shared by every token this code leads to
+    issued_jti: Mapped[str | None] = mapped_column(String(64))  # access token issued on redemption
+
+
+class RefreshToken(db.Model):
+    """A refresh token handle (stored as a hash); rotated on use, revoked by family on reuse."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_user_client", "user_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[int | None] = mapped_column(Integer)
+    access_token_jti: Mapped[str | None] = mapped_column(String(64))
+    issued_at: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer)
+    consumed_at: Mapped[int | None] = mapped_column(Integer)  # set when rotated
+    revoked_at: Mapped[int | None] = mapped_column(Integer)
+
+
+class RevokedAccessToken(db.Model):
+    """A JWT access token revoked before its expiry (RFC 7009, replay, family revocation)."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)

@@ -1,0 +1,24 @@
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+
+
+class User(db.Model):
+    """A person who signs in. `password_version` changes on every password change."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), unique=True)  # the `sub` claim; random, not the row id
+    username: Mapped[str] = mapped_column(String(150))
+    username_normalized: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_normalized: Mapped[str | None] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    password_version: Mapped[int] = mapped_column(Integer, default=1)
+    password_changed_at: Mapped[int] = mapped_column(Integer)  # epoch seconds
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[int] = mapped_column(Integer, default=0)  # epoch seconds; 0 = not locked
+    created_at: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,104 @@
+"""Marshmallow schemas for the operator's input: the seed file and `clients add`."""
+
+from urllib.parse import urlsplit
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+
+from .constants import GRANT_TYPES
+
+_NAME = validate.Length(min=1, max=200)
+
+
+def check_redirect_uri(uri: str) -> None:
+    """An absolute URI without a fragment: https, http (loopback or dev), or a private-use scheme."""
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        raise ValidationError(f"{uri!r} is not an absolute URI")
+    if "#" in uri:
+        raise ValidationError(f"{uri!r} must not contain a fragment")
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ValidationError(f"{uri!r} has no host")
+    if any(ch.isspace() for ch in uri):
+        raise ValidationError(f"{uri!r} contains white space")
+
+
+def check_origin(origin: str) -> None:
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ValidationError(f"{origin!r} is not an origin (scheme://host[:port])")
+
+
+class ApiScopeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=[_NAME, validate.Regexp(r"^[!#-\[\]-~]+$", error="scope names are printable ASCII without spaces, quotes or backslashes")])
+    display_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    description = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class ClientSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    client_id = fields.String(required=True, validate=[_NAME, validate.Regexp(r"^[\x21-\x7e]+$", error="client_id is printable ASCII without spaces")])
+    client_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    client_secrets = fields.List(fields.String(validate=validate.Length(min=1, max=500)), load_default=list)
+    allowed_grant_types = fields.List(
+        fields.String(validate=validate.OneOf(GRANT_TYPES, error="unknown grant type {input!r}; use one of " + ", ".join(GRANT_TYPES))),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    redirect_uris = fields.List(fields.String(validate=validate.Length(max=2000)), load_default=list)
+    post_logout_redirect_uris = fields.List(fields.String(validate=validate.Length(max=2000)), load_default=list)
+    require_consent = fields.Boolean(load_default=False)
+    require_pkce = fields.Boolean(load_default=True)
+    allowed_cors_origins = fields.List(fields.String(validate=validate.Length(max=500)), load_default=list)
+    allowed_scopes = fields.List(fields.String(validate=_NAME), load_default=list)
+    allow_offline_access = fields.Boolean(load_default=False)
+    allow_access_tokens_via_browser = fields.Boolean(load_default=False)
+    access_token_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=86400))
+
+    @validates("redirect_uris")
+    def _redirect_uris(self, value, **kwargs):
+        for uri in value:
+            check_redirect_uri(uri)
+
+    @validates("post_logout_redirect_uris")
+    def _post_logout_uris(self, value, **kwargs):
+        for uri in value:
+            check_redirect_uri(uri)
+
+    @validates("allowed_cors_origins")
+    def _origins(self, value, **kwargs):
+        for origin in value:
+            check_origin(origin)
+
+    @validates_schema
+    def _rules(self, data, **kwargs):
+        grants = set(data.get("allowed_grant_types", []))
+        if not data.get("client_secrets") and "client_credentials" in grants:
+            raise ValidationError("a public client (no client_secrets) cannot use client_credentials", "allowed_grant_types")
+        if grants & {"authorization_code", "hybrid", "implicit"} and not data.get("redirect_uris"):
+            raise ValidationError("browser-based grant types need at least one redirect URI", "redirect_uris")
+        if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):
+            raise ValidationError("grant types are listed twice", "allowed_grant_types")
+
+
+class UserSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    username = fields.String(required=True, validate=[validate.Length(min=1, max=150), validate.Regexp(r"^[^\s@]+$", error="user names have no spaces or @")])
+    email = fields.Email(load_default=None, validate=validate.Length(max=320))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    name = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+class SeedSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    api_scopes = fields.List(fields.Nested(ApiScopeSchema), load_default=list)
+    clients = fields.List(fields.Nested(ClientSchema), load_default=list)
+    users = fields.List(fields.Nested(UserSchema), load_default=list)

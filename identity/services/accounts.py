@@ -1,0 +1,248 @@
+"""User accounts: create, find, sign in with lockout, change and set passwords."""
+
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import case, or_, select, update
+
+from ..clock import now
+from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import RefreshToken, User, UserSession
+from . import audit
+from .password_policy import normalize, password_problems
+from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
+
+
+def normalize_login(value: str) -> str:
+    return value.strip().casefold()
+
+
+def find_user(login: str) -> User | None:
+    """Find a user by user name or email, case-insensitively."""
+    key = normalize_login(login)
+    if not key:
+        return None
+    return db.session.scalar(select(User).where(or_(User.username_normalized == key, User.email_normalized == key)))
+
+
+def get_user_by_subject(subject: str) -> User | None:
+    return db.session.scalar(select(User).where(User.subject == subject))
+
+
+def check_new_user(username: str, email: str | None, password: str) -> dict[str, list[str]]:
+    """Return field errors for a would-be user (empty when fine)."""
+    errors: dict[str, list[str]] = {}
+    if not username.strip():
+        errors["username"] = ["A user name is required."]
+    elif find_user(username) is not None:
+        errors["username"] = ["This user name is taken."]
+    if email and find_user(email) is not None:
+        errors["email"] = ["This email address is taken."]
+    problems = password_problems(password, username=username, email=email)
+    if problems:
+        errors["password"] = problems
+    return errors
+
+
+def build_user(username: str, email: str | None, name: str | None, password: str) -> User:
+    """Create a User object (not yet added); the password must already satisfy the policy."""
+    stamp = now()
+    return User(
+        subject=secrets.token_hex(16),
+        username=username.strip(),
+        username_normalized=normalize_login(username),
+        email=email.strip() if email else None,
+        email_normalized=normalize_login(email) if email else None,
+        name=name,
+        password_hash=hash_password(normalize(password)),
+        password_version=1,
+        password_changed_at=stamp,
+        failed_attempts=0,
+        locked_until=0,
+        created_at=stamp,
+    )
+
+
+def create_user(username: str, password: str, email: str | None = None, name: str | None = None) -> User:
+    """Create a user, enforcing the password policy and unique names."""
+    errors = check_new_user(username, email, password)
+    if errors:
+        if "username" in errors and "taken" in errors["username"][0]:
+            raise Conflict(f"user {username!r} already exists")
+        raise ValidationFailed(errors)
+    user = build_user(username, email, name, password)
+    db.session.add(user)
+    audit.record("user_created", user_id=None, detail={"username": user.username})
+    db.session.commit()
+    return user
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.username_normalized)))
+
+
+def remove_user(username: str) -> None:
+    user = find_user(username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    db.session.delete(user)
+    audit.record("user_removed", detail={"username": user.username})
+    db.session.commit()
+
+
+# --- sign-in and lockout -------------------------------------------------
+
+
+def _lock_remaining(user: User) -> int:
+    return max(0, user.locked_until - now())
+
+
+def _register_failure(user_id: int) -> bool:
+    """Count a failed attempt atomically; return True when it locked the account."""
+    cfg = current_app.config
+    limit, until = cfg["LOCKOUT_MAX_FAILURES"], now() + cfg["LOCKOUT_SECONDS"]
+    reaches = User.failed_attempts + 1 >= limit
+    db.session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(
+            failed_attempts=case((reaches, 0), else_=User.failed_attempts + 1),
+            locked_until=case((reaches, until), else_=User.locked_until),
+        )
+    )
+    db.session.flush()
+    locked_until = db.session.scalar(select(User.locked_until).where(User.id == user_id))
+    return locked_until >= until
+
+
+def _register_success(user: User, password: str) -> None:
+    if user.failed_attempts or user.locked_until:
+        user.failed_attempts = 0
+        user.locked_until = 0
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(normalize(password))
+
+
+@dataclass
+class SignInResult:
+    user: User | None
+    locked: bool = False
+
+
+def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
+    """Check a user name (or email) and password, counting failures toward lockout.
+
+    Unknown users cost the same time as known ones, and a locked account fails whether or
+    not the password is right; the caller shows one message for every failure.
+    """
+    user = find_user(login)
+    if user is None:
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
+        db.session.commit()
+        return SignInResult(None)
+    if _lock_remaining(user):
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
+        db.session.commit()
+        return SignInResult(None, locked=True)
+    if not verify_password(user.password_hash, normalize(password)):
+        user_id = user.id
+        locked = _register_failure(user_id)
+        audit.record("sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_password"})
+        if locked:
+            audit.record("account_locked", user_id=user_id)
+        db.session.commit()
+        return SignInResult(None, locked=locked)
+    _register_success(user, password)
+    audit.record("sign_in", user_id=user.id, client_id=client_id)
+    db.session.commit()
+    return SignInResult(user)
+
+
+# --- passwords -------------------------------------------------------------
+
+
+def _revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
+    stamp = now()
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=stamp)
+    )
+    sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+    if keep_sid:
+        sessions = sessions.where(UserSession.sid != keep_sid)
+    db.session.execute(sessions.values(revoked_at=stamp))
+
+
+def _store_new_password(user: User, new_password: str) -> None:
+    user.password_hash = hash_password(normalize(new_password))
+    user.password_version = user.password_version + 1
+    user.password_changed_at = now()
+
+
+def change_password(
+    user_id: int,
+    current_password: str,
+    new_password: str,
+    confirm_password: str,
+    *,
+    keep_sid: str | None = None,
+    client_id: str | None = None,
+) -> User:
+    """Change a user's password in one transaction (the web page and the local API both call this).
+
+    Verifies the current password (a wrong one counts toward lockout), applies the policy,
+    bumps the password version, revokes every refresh token and every other session.
+    """
+    user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise NotFound("no such user")
+    remaining = _lock_remaining(user)
+    if remaining:
+        db.session.rollback()
+        raise AccountLocked(remaining)
+    if not verify_password(user.password_hash, normalize(current_password)):
+        locked = _register_failure(user.id)
+        audit.record("password_change_failed", user_id=user.id, client_id=client_id)
+        if locked:
+            audit.record("account_locked", user_id=user.id)
+        db.session.commit()
+        if locked:
+            raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+        raise ValidationFailed({"current_password": ["The current password is incorrect."]})
+    errors: dict[str, list[str]] = {}
+    problems = password_problems(new_password, username=user.username, email=user.email, current=current_password)
+    if problems:
+        errors["new_password"] = problems
+    if new_password != confirm_password:
+        errors["confirm_password"] = ["The confirmation does not match the new password."]
+    if errors:
+        db.session.rollback()
+        raise ValidationFailed(errors)
+    _register_success(user, current_password)
+    _store_new_password(user, new_password)
+    _revoke_grants_and_sessions(user.id, keep_sid)
+    audit.record("password_changed", user_id=user.id, client_id=client_id)
+    db.session.commit()
+    return user
+
+
+def set_password(username: str, new_password: str) -> User:
+    """Set a password as the operator (no current password); same policy and revocations."""
+    user = find_user(username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    problems = password_problems(new_password, username=user.username, email=user.email)
+    if problems:
+        raise ValidationFailed({"password": problems})
+    _store_new_password(user, new_password)
+    user.failed_attempts = 0
+    user.locked_until = 0
+    _revoke_grants_and_sessions(user.id, None)
+    audit.record("password_set", user_id=user.id)
+    db.session.commit()
+    return user

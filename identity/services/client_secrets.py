@@ -1,0 +1,54 @@
+"""Client secrets: stored only as hashes, yet verified in microseconds.
+
+Generated secrets carry 256 bits of entropy, so a single SHA-256 is as safe for them as a
+slow hash (IdentityServer does the same): `sha256$<hex>`. Operator-chosen secrets may be
+weak, so they get Argon2id; a verified (stored hash, SHA-256 of the presented secret) pair
+is remembered in-process, so the slow hash is paid once per worker, not per request.
+A changed secret changes the stored hash, which misses the cache.
+"""
+
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from threading import Lock
+
+from .passwords import hash_password, verify_password
+
+_FAST_PREFIX = "sha256$"
+_CACHE_SIZE = 4096
+_verified: "OrderedDict[tuple[str, bytes], bool]" = OrderedDict()
+_lock = Lock()
+
+
+def generate_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_client_secret(secret: str, *, generated: bool = False) -> str:
+    """Hash a secret: fast SHA-256 when we generated it, Argon2id when a person chose it."""
+    if generated:
+        return _FAST_PREFIX + hashlib.sha256(secret.encode()).hexdigest()
+    return hash_password(secret)
+
+
+def verify_client_secret(stored_hashes: list[str], presented: str) -> bool:
+    """True when the presented secret matches one of the stored hashes."""
+    digest = hashlib.sha256(presented.encode()).digest()
+    for stored in stored_hashes:
+        if stored.startswith(_FAST_PREFIX):
+            if hmac.compare_digest(stored[len(_FAST_PREFIX):], digest.hex()):
+                return True
+            continue
+        key = (stored, digest)
+        with _lock:
+            if _verified.get(key):
+                _verified.move_to_end(key)
+                return True
+        if verify_password(stored, presented):
+            with _lock:
+                _verified[key] = True
+                if len(_verified) > _CACHE_SIZE:
+                    _verified.popitem(last=False)
+            return True
+    return False

@@ -1,0 +1,72 @@
+"""Registered clients: create from validated data, list, remove, find."""
+
+from marshmallow import ValidationError
+from sqlalchemy import delete, select
+
+from ..clock import now
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import AuthorizationCode, Client, Consent, RefreshToken
+from ..schemas import ClientSchema
+from . import audit
+from .client_secrets import generate_client_secret, hash_client_secret
+from .resources import all_scope_names
+
+
+def get_client(client_id: str) -> Client | None:
+    return db.session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+def check_scopes(allowed_scopes: list[str], known: set[str]) -> list[str]:
+    return [f"unknown scope {s!r}" for s in allowed_scopes if s not in known]
+
+
+def apply_client_data(client: Client, data: dict, secret_hashes: list[str]) -> None:
+    """Copy validated ClientSchema data onto a Client row."""
+    client.client_id = data["client_id"]
+    client.client_name = data.get("client_name") or data["client_id"]
+    client.secret_hashes = secret_hashes
+    for name in (
+        "allowed_grant_types", "redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins",
+        "allowed_scopes", "require_consent", "require_pkce", "allow_offline_access",
+        "allow_access_tokens_via_browser", "access_token_lifetime",
+    ):
+        setattr(client, name, data[name])
+
+
+def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]:
+    """Validate and create a client; returns it with a generated secret (shown once) if asked."""
+    secret = generate_client_secret() if generate_secret else None
+    if secret:
+        raw = {**raw, "client_secrets": [secret]}
+    try:
+        data = ClientSchema().load(raw)
+    except ValidationError as err:
+        raise ValidationFailed({k: v if isinstance(v, list) else [str(v)] for k, v in err.messages.items()})
+    unknown = check_scopes(data["allowed_scopes"], all_scope_names())
+    if unknown:
+        raise ValidationFailed({"allowed_scopes": unknown})
+    if get_client(data["client_id"]) is not None:
+        raise Conflict(f"client {data['client_id']!r} already exists")
+    hashes = [hash_client_secret(s, generated=bool(secret)) for s in data["client_secrets"]]
+    client = Client(created_at=now())
+    apply_client_data(client, data, hashes)
+    db.session.add(client)
+    audit.record("client_added", client_id=client.client_id)
+    db.session.commit()
+    return client, secret
+
+
+def list_clients() -> list[Client]:
+    return list(db.session.scalars(select(Client).order_by(Client.client_id)))
+
+
+def remove_client(client_id: str) -> None:
+    client = get_client(client_id)
+    if client is None:
+        raise NotFound(f"no client {client_id!r}")
+    for model in (AuthorizationCode, RefreshToken, Consent):
+        db.session.execute(delete(model).where(model.client_id == client_id))
+    db.session.delete(client)
+    audit.record("client_removed", client_id=client_id)
+    db.session.commit()

@@ -1,0 +1,64 @@
+"""Scopes: API scopes (operator-defined) and identity resources (always present)."""
+
+from sqlalchemy import select
+
+from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
+from ..errors import Conflict, NotFound
+from ..extensions import db
+from ..models import ApiScope, Client, IdentityResource
+from . import audit
+
+
+def ensure_standard_resources() -> bool:
+    """Create the standard identity resources and the local API scope if missing; True if it added any."""
+    added = False
+    existing = set(db.session.scalars(select(IdentityResource.name)))
+    for name, (display, claims) in STANDARD_IDENTITY_RESOURCES.items():
+        if name not in existing:
+            db.session.add(IdentityResource(name=name, display_name=display, claims=claims))
+            added = True
+    if db.session.scalar(select(ApiScope).where(ApiScope.name == LOCAL_API_SCOPE)) is None:
+        db.session.add(ApiScope(name=LOCAL_API_SCOPE, display_name="Manage your account (local API)"))
+        added = True
+    return added
+
+
+def api_scope_names() -> set[str]:
+    return set(db.session.scalars(select(ApiScope.name)))
+
+
+def all_scope_names() -> set[str]:
+    return api_scope_names() | set(STANDARD_IDENTITY_RESOURCES)
+
+
+def display_names(scopes: list[str]) -> list[tuple[str, str]]:
+    """Return (scope, display name) pairs for a consent screen."""
+    shown = {r.name: r.display_name for r in db.session.scalars(select(IdentityResource))}
+    shown.update({s.name: s.display_name for s in db.session.scalars(select(ApiScope))})
+    return [(s, shown.get(s) or s) for s in scopes]
+
+
+def list_api_scopes() -> list[ApiScope]:
+    return list(db.session.scalars(select(ApiScope).order_by(ApiScope.name)))
+
+
+def add_api_scope(name: str, display_name: str | None = None, description: str | None = None) -> ApiScope:
+    if name in all_scope_names():
+        raise Conflict(f"scope {name!r} already exists")
+    scope = ApiScope(name=name, display_name=display_name, description=description)
+    db.session.add(scope)
+    audit.record("scope_added", detail={"scope": name})
+    db.session.commit()
+    return scope
+
+
+def remove_api_scope(name: str) -> None:
+    scope = db.session.scalar(select(ApiScope).where(ApiScope.name == name))
+    if scope is None:
+        raise NotFound(f"no API scope {name!r}")
+    users = [c.client_id for c in db.session.scalars(select(Client)) if name in c.allowed_scopes]
+    if users:
+        raise Conflict(f"scope {name!r} is allowed for clients {', '.join(users)}; remove it from them first")
+    db.session.delete(scope)
+    audit.record("scope_removed", detail={"scope": name})
+    db.session.commit()

@@ -1,0 +1,197 @@
+"""Seeding: one JSON file, validated whole, applied in one transaction, idempotent."""
+
+import json
+from dataclasses import dataclass, field
+
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from ..clock import now
+from ..errors import ValidationFailed
+from ..extensions import db
+from ..models import ApiScope, Client, User
+from ..schemas import SeedSchema
+from . import audit
+from .accounts import build_user, find_user, normalize_login
+from .client_secrets import hash_client_secret, verify_client_secret
+from .clients import apply_client_data, check_scopes, get_client
+from .password_policy import normalize, password_problems
+from .passwords import hash_password, verify_password
+from .resources import all_scope_names, ensure_standard_resources
+
+
+@dataclass
+class SeedReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+
+def _label(section: str, index, items: list[dict], key: str) -> str:
+    try:
+        name = items[int(index)].get(key)
+    except (ValueError, IndexError, AttributeError, TypeError):
+        name = None
+    singular = {"clients": "client", "users": "user", "api_scopes": "api scope"}[section]
+    return f"{singular} {name!r}" if name else f"{section}[{index}]"
+
+
+def _flatten(messages, prefix=""):
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        yield prefix, "; ".join(messages)
+    elif isinstance(messages, list):
+        for i, value in enumerate(messages):
+            yield from _flatten(value, f"{prefix}[{i}]")
+    else:
+        yield prefix, str(messages)
+
+
+def describe_errors(messages: dict, raw: dict) -> dict[str, list[str]]:
+    """Turn marshmallow's nested errors into 'client 'mobile' field: message' lines."""
+    out: dict[str, list[str]] = {}
+    keys = {"clients": "client_id", "users": "username", "api_scopes": "name"}
+    for section, per_item in messages.items():
+        if section in keys and isinstance(per_item, dict):
+            items = raw.get(section) if isinstance(raw.get(section), list) else []
+            for index, fields_ in per_item.items():
+                label = _label(section, index, items, keys[section])
+                for field_name, message in _flatten(fields_):
+                    out.setdefault(label, []).append(f"{field_name}: {message}")
+        else:
+            for field_name, message in _flatten(per_item, section):
+                out.setdefault("file", []).append(f"{field_name}: {message}")
+    return out
+
+
+def _check_cross_rules(data: dict) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    known = all_scope_names() | {s["name"] for s in data["api_scopes"]}
+    for section, key in (("clients", "client_id"), ("users", "username"), ("api_scopes", "name")):
+        seen = set()
+        for item in data[section]:
+            ident = normalize_login(item[key]) if section == "users" else item[key]
+            if ident in seen:
+                errors.setdefault(f"{section[:-1].replace('_', ' ')} {item[key]!r}", []).append(f"{key}: listed twice")
+            seen.add(ident)
+    for client in data["clients"]:
+        unknown = check_scopes(client["allowed_scopes"], known)
+        if unknown:
+            errors.setdefault(f"client {client['client_id']!r}", []).append("allowed_scopes: " + "; ".join(unknown))
+    emails = set()
+    for user in data["users"]:
+        problems = password_problems(user["password"], username=user["username"], email=user["email"])
+        if problems:
+            errors.setdefault(f"user {user['username']!r}", []).append("password: " + " ".join(problems))
+        if user["email"]:
+            if normalize_login(user["email"]) in emails:
+                errors.setdefault(f"user {user['username']!r}", []).append("email: listed twice")
+            emails.add(normalize_login(user["email"]))
+            other = find_user(user["email"])
+            if other is not None and other.username_normalized != normalize_login(user["username"]):
+                errors.setdefault(f"user {user['username']!r}", []).append("email: belongs to another user")
+    return errors
+
+
+def load_seed(text: str) -> dict:
+    """Parse and validate a seed file, raising ValidationFailed with per-item messages."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValidationFailed({"file": [f"not valid JSON: {err}"]})
+    if not isinstance(raw, dict):
+        raise ValidationFailed({"file": ["the top level must be a JSON object"]})
+    try:
+        data = SeedSchema().load(raw)
+    except ValidationError as err:
+        raise ValidationFailed(describe_errors(err.messages, raw))
+    errors = _check_cross_rules(data)
+    if errors:
+        raise ValidationFailed(errors)
+    return data
+
+
+def _seed_scope(item: dict, report: SeedReport) -> None:
+    scope = db.session.scalar(select(ApiScope).where(ApiScope.name == item["name"]))
+    label = f"api scope {item['name']}"
+    if scope is None:
+        db.session.add(ApiScope(**item))
+        report.created.append(label)
+    elif (scope.display_name, scope.description) != (item["display_name"], item["description"]):
+        scope.display_name, scope.description = item["display_name"], item["description"]
+        report.updated.append(label)
+    else:
+        report.unchanged.append(label)
+
+
+def _client_secret_hashes(client: Client | None, secrets: list[str]) -> list[str]:
+    """Keep the stored hash of every secret that is unchanged, hash the new ones."""
+    kept = []
+    for secret in secrets:
+        existing = next((h for h in (client.secret_hashes if client else []) if verify_client_secret([h], secret)), None)
+        kept.append(existing or hash_client_secret(secret))
+    return kept
+
+
+def _seed_client(item: dict, report: SeedReport) -> None:
+    client = get_client(item["client_id"])
+    label = f"client {item['client_id']}"
+    hashes = _client_secret_hashes(client, item["client_secrets"])
+    if client is None:
+        client = Client(created_at=now())
+        apply_client_data(client, item, hashes)
+        db.session.add(client)
+        report.created.append(label)
+        return
+    before = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
+    apply_client_data(client, item, hashes)
+    after = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
+    (report.updated if before != after else report.unchanged).append(label)
+
+
+def _seed_user(item: dict, report: SeedReport) -> None:
+    user = find_user(item["username"])
+    label = f"user {item['username']}"
+    if user is None:
+        db.session.add(build_user(item["username"], item["email"], item["name"], item["password"]))
+        report.created.append(label)
+        return
+    changed = False
+    if (user.email, user.name) != (item["email"], item["name"]):
+        user.email = item["email"]
+        user.email_normalized = normalize_login(item["email"]) if item["email"] else None
+        user.name = item["name"]
+        changed = True
+    if not verify_password(user.password_hash, normalize(item["password"])):
+        user.password_hash = hash_password(normalize(item["password"]))
+        user.password_version += 1
+        user.password_changed_at = now()
+        changed = True
+    (report.updated if changed else report.unchanged).append(label)
+
+
+def apply_seed(data: dict) -> SeedReport:
+    """Create or update everything in a validated seed, all in one transaction."""
+    report = SeedReport()
+    try:
+        ensure_standard_resources()
+        for item in data["api_scopes"]:
+            _seed_scope(item, report)
+        db.session.flush()
+        for item in data["clients"]:
+            _seed_client(item, report)
+        for item in data["users"]:
+            _seed_user(item, report)
+        if report.changed:
+            audit.record("seeded", detail={"created": report.created, "updated": report.updated})
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return report

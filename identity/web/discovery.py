@@ -1,0 +1,112 @@
+"""Discovery and JWKS, built from the same settings that switch features on, served with ETags."""
+
+import hashlib
+import json
+import time
+
+from flask import Blueprint, Response, current_app, request
+
+from ..constants import RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
+from ..issuer import issuer
+from ..services import keys
+from ..services.resources import api_scope_names
+
+bp = Blueprint("discovery", __name__)
+
+ENDPOINTS = {
+    "authorization_endpoint": "/connect/authorize",
+    "token_endpoint": "/connect/token",
+    "userinfo_endpoint": "/connect/userinfo",
+    "end_session_endpoint": "/connect/endsession",
+    "revocation_endpoint": "/connect/revocation",
+    "introspection_endpoint": "/connect/introspect",
+    "jwks_uri": "/.well-known/openid-configuration/jwks",
+}
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def grant_types_supported(enabled: list[str]) -> list[str]:
+    grants = []
+    if {"authorization_code", "hybrid"} & set(enabled):
+        grants.append("authorization_code")
+    grants += [g for g in ("implicit", "refresh_token", "client_credentials", "password") if g in enabled]
+    return grants
+
+
+def response_types_supported(enabled: list[str]) -> list[str]:
+    types = []
+    for grant, response_types in RESPONSE_TYPES_BY_GRANT.items():
+        if grant in enabled:
+            types += sorted(response_types)
+    return types
+
+
+def claims_supported() -> list[str]:
+    claims = {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "c_hash", "sid"}
+    for _, resource_claims in STANDARD_IDENTITY_RESOURCES.values():
+        claims.update(resource_claims)
+    return sorted(claims)
+
+
+def build_document(base: str) -> dict:
+    """The OpenID Provider Metadata for this issuer."""
+    cfg = current_app.config
+    enabled = cfg["GRANT_TYPES_ENABLED"]
+    doc = {"issuer": base}
+    doc.update({name: base + path for name, path in ENDPOINTS.items()})
+    doc.update(
+        {
+            "scopes_supported": sorted(set(STANDARD_IDENTITY_RESOURCES) | api_scope_names()),
+            "claims_supported": claims_supported(),
+            "response_types_supported": response_types_supported(enabled),
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "grant_types_supported": grant_types_supported(enabled),
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": sorted({cfg["ID_TOKEN_SIGNING_ALG"], "RS256"}),
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+            "prompt_values_supported": ["none", "login", "consent"],
+            "claims_parameter_supported": False,
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+            "frontchannel_logout_supported": False,
+            "backchannel_logout_supported": False,
+        }
+    )
+    return doc
+
+
+def _cached_document(base: str) -> tuple[bytes, str]:
+    cache = current_app.extensions.setdefault("identity_discovery", {})
+    hit = cache.get(base)
+    if hit and time.monotonic() - hit[2] < current_app.config["SIGNING_KEY_RELOAD_SECONDS"]:
+        return hit[0], hit[1]
+    body = json.dumps(build_document(base), separators=(",", ":")).encode()
+    etag = hashlib.sha256(body).hexdigest()[:32]
+    cache[base] = (body, etag, time.monotonic())
+    return body, etag
+
+
+def _respond(body: bytes, etag: str) -> Response:
+    cache_control = f"public, max-age={current_app.config['DISCOVERY_CACHE_SECONDS']}"
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = cache_control
+    return response
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration():
+    """Serve the discovery document."""
+    return _respond(*_cached_document(issuer()))
+
+
+@bp.get("/.well-known/openid-configuration/jwks")
+def jwks():
+    """Serve the public signing keys."""
+    return _respond(*keys.jwks())

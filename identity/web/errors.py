@@ -1,0 +1,77 @@
+"""One error shape per audience: OAuth JSON on /connect, a registered renderer (problem+json
+on /localapi), a friendly page for people. Never a traceback."""
+
+from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from ..extensions import db
+
+OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "invalid_request",
+                         405: "invalid_request", 413: "invalid_request", 429: "slow_down",
+                         503: "temporarily_unavailable"}
+
+
+def register_renderer(app: Flask, prefix: str, render) -> None:
+    """Let another part render errors for paths under `prefix` (render(status, title, detail))."""
+    app.extensions.setdefault("identity_error_renderers", []).append((prefix, render))
+
+
+def render_error(status: int, title: str, detail: str, headers: dict | None = None):
+    for prefix, render in current_app.extensions.get("identity_error_renderers", []):
+        if request.path.startswith(prefix):
+            response = render(status, title, detail)
+            break
+    else:
+        if request.path.startswith("/connect/") or request.path.startswith("/.well-known/"):
+            response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=detail)
+            response.status_code = status
+            response.headers["Cache-Control"] = "no-store"
+        else:
+            response = current_app.make_response((render_template("error.html", status=status, title=title, detail=detail), status))
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _http_error(err: HTTPException):
+    headers = {}
+    if err.code == 405 and err.valid_methods:
+        headers["Allow"] = ", ".join(err.valid_methods)
+    if err.code == 429:
+        headers.update({k: v for k, v in (err.get_headers() or []) if k.lower().startswith(("retry-after", "x-ratelimit"))})
+    return render_error(err.code or 500, err.name, _describe(err), headers)
+
+
+def _describe(err: HTTPException) -> str:
+    if err.code == 404:
+        return "There is nothing at this address."
+    if err.code == 413:
+        return "The request body is too large."
+    if err.code == 429:
+        return "Too many requests; try again later."
+    if err.code == 400 and "CSRF" in (err.description or ""):
+        return "The form expired or was not sent from this site. Reload the page and try again."
+    return err.description or err.name
+
+
+def _database_error(err: Exception):
+    db.session.rollback()
+    current_app.logger.error("database unavailable: %s", type(err).__name__)
+    return render_error(503, ServiceUnavailable.name, "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
+
+
+def _unexpected(err: Exception):
+    current_app.logger.exception("unhandled error")
+    try:
+        db.session.rollback()
+    except Exception:
+        pass
+    return render_error(500, InternalServerError.name, "Something went wrong on our side. Try again.")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DBAPIError, _database_error)
+    app.register_error_handler(PoolTimeout, _database_error)
+    app.register_error_handler(Exception, _unexpected)

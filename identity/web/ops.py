@@ -1,0 +1,33 @@
+"""Health and readiness for load balancers and orchestrators."""
+
+from flask import Blueprint, jsonify
+
+from ..database import schema_problem
+from ..services import keys
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Answer 200 while the process serves."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Answer 200 when the database is reachable, the schema current and a signing key loaded."""
+    problem = schema_problem()
+    if problem is None:
+        try:
+            for alg in keys.configured_algs():
+                keys.signing_key(alg)
+        except Exception as err:
+            problem = f"signing key not available: {type(err).__name__}"
+    if problem:
+        response = jsonify(status="unavailable", reason=problem)
+        response.status_code = 503
+    else:
+        response = jsonify(status="ready")
+    response.headers["Cache-Control"] = "no-store"
+    return response
