@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import click
 from flask import Flask
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from .database import ensure_schema
@@ -39,6 +40,7 @@ def _when(epoch: int | None) -> str:
 
 @click.command("seed")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
+@with_appcontext
 @with_schema
 def seed_command(file):
     """Create or update clients, API scopes and users from a JSON FILE (all or nothing)."""
@@ -59,7 +61,7 @@ def seed_command(file):
 
 # --- clients -----------------------------------------------------------------
 
-clients_cli = click.Group("clients", help="List, add and remove clients.")
+clients_cli = AppGroup("clients", help="List, add and remove clients.")
 
 
 @clients_cli.command("list")
@@ -119,7 +121,7 @@ def clients_remove(client_id):
 
 # --- users -------------------------------------------------------------------
 
-users_cli = click.Group("users", help="List, add and remove users; set passwords.")
+users_cli = AppGroup("users", help="List, add and remove users; set passwords.")
 
 
 def _read_password(prompt: bool) -> str:
@@ -173,7 +175,7 @@ def users_set_password(username):
 
 # --- scopes ------------------------------------------------------------------
 
-scopes_cli = click.Group("scopes", help="List, add and remove API scopes.")
+scopes_cli = AppGroup("scopes", help="List, add and remove API scopes.")
 
 
 @scopes_cli.command("list")
@@ -214,7 +216,7 @@ def scopes_remove(name):
 
 # --- keys and audit --------------------------------------------------------------
 
-keys_cli = click.Group("keys", help="List and rotate signing keys.")
+keys_cli = AppGroup("keys", help="List and rotate signing keys.")
 
 
 @keys_cli.command("list")
@@ -236,7 +238,7 @@ def keys_rotate():
         click.echo(f"New current {row.alg} key {row.kid}.")
 
 
-audit_cli = click.Group("audit", help="Read the security audit log.")
+audit_cli = AppGroup("audit", help="Read the security audit log.")
 
 
 @audit_cli.command("tail")
