@@ -7,6 +7,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from .constants import GRANT_TYPES
 
 _NAME = validate.Length(min=1, max=200)
+#: schemes a browser runs or reads locally instead of navigating to an app
+_FORBIDDEN_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about"}
 
 
 def check_redirect_uri(uri: str) -> None:
@@ -16,6 +18,8 @@ def check_redirect_uri(uri: str) -> None:
         raise ValidationError(f"{uri!r} is not an absolute URI")
     if "#" in uri:
         raise ValidationError(f"{uri!r} must not contain a fragment")
+    if parts.scheme.lower() in _FORBIDDEN_SCHEMES:
+        raise ValidationError(f"{uri!r} uses the {parts.scheme}: scheme, which cannot receive a redirect")
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise ValidationError(f"{uri!r} has no host")
     if any(ch.isspace() for ch in uri):
@@ -79,6 +83,8 @@ class ClientSchema(Schema):
         grants = set(data.get("allowed_grant_types", []))
         if not data.get("client_secrets") and "client_credentials" in grants:
             raise ValidationError("a public client (no client_secrets) cannot use client_credentials", "allowed_grant_types")
+        if not data.get("client_secrets") and not data.get("require_pkce", True):
+            raise ValidationError("a public client (no client_secrets) must use PKCE", "require_pkce")
         if grants & {"authorization_code", "hybrid", "implicit"} and not data.get("redirect_uris"):
             raise ValidationError("browser-based grant types need at least one redirect URI", "redirect_uris")
         if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):

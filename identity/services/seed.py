@@ -7,6 +7,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from ..clock import now
+from ..constants import STANDARD_IDENTITY_RESOURCES
 from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client, User
@@ -73,6 +74,9 @@ def describe_errors(messages: dict, raw: dict) -> dict[str, list[str]]:
 def _check_cross_rules(data: dict) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     known = all_scope_names() | {s["name"] for s in data["api_scopes"]}
+    for scope in data["api_scopes"]:
+        if scope["name"] in STANDARD_IDENTITY_RESOURCES:
+            errors.setdefault(f"api scope {scope['name']!r}", []).append("name: is an identity scope, which always exists")
     for section, key in (("clients", "client_id"), ("users", "username"), ("api_scopes", "name")):
         seen = set()
         for item in data[section]:

@@ -1,0 +1,342 @@
+"""`flask seed FILE`: creates everything, idempotent, all or nothing, hashes only."""
+
+import copy
+import json
+import re
+
+import pytest
+from sqlalchemy import select
+
+from identity.extensions import db
+from identity.models import ApiScope, Client, IdentityResource, User
+from identity.services.client_secrets import verify_client_secret
+from identity.services.passwords import verify_password
+
+ALICE_PASSWORD = "tulip-quartz-harbor-917"
+MOBILE_SECRET = "s3cret"
+SERVICE_SECRET = "service-secret-change-me"
+
+SEED = {
+    "api_scopes": [
+        {"name": "IdentityServerApi", "display_name": "Local API"},
+        {"name": "orders", "display_name": "Orders API"},
+    ],
+    "clients": [
+        {
+            "client_id": "mobile",
+            "client_name": "Mobile Apps",
+            "client_secrets": [MOBILE_SECRET],
+            "allowed_grant_types": ["hybrid"],
+            "redirect_uris": ["com.example.app:/callback"],
+            "post_logout_redirect_uris": ["com.example.app:/signout"],
+            "require_consent": False,
+            "require_pkce": True,
+            "allowed_cors_origins": [],
+            "allowed_scopes": ["openid", "profile", "email", "IdentityServerApi"],
+            "allow_offline_access": True,
+            "allow_access_tokens_via_browser": True,
+            "access_token_lifetime": 3600,
+        },
+        {
+            "client_id": "spa",
+            "allowed_grant_types": ["authorization_code"],
+            "redirect_uris": ["https://spa.example.com/callback"],
+            "allowed_cors_origins": ["https://spa.example.com"],
+            "allowed_scopes": ["openid", "orders"],
+        },
+        {
+            "client_id": "service",
+            "client_secrets": [SERVICE_SECRET],
+            "allowed_grant_types": ["client_credentials"],
+            "allowed_scopes": ["orders"],
+        },
+    ],
+    "users": [
+        {"username": "alice", "email": "alice@example.com", "password": ALICE_PASSWORD, "name": "Alice Example"},
+    ],
+}
+
+
+def seed_doc(**changes) -> dict:
+    doc = copy.deepcopy(SEED)
+    doc.update(changes)
+    return doc
+
+
+def write(tmp_path, content) -> str:
+    path = tmp_path / "seed.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def seed(runner, tmp_path, content):
+    return runner.invoke(args=["seed", write(tmp_path, content)])
+
+
+def snapshot(app) -> dict[str, list[tuple]]:
+    """Every row of every table, as comparable tuples."""
+    with app.app_context():
+        out = {}
+        for table in db.metadata.sorted_tables:
+            rows = db.session.execute(select(table)).all()
+            out[table.name] = sorted(tuple(json.dumps(v, sort_keys=True) for v in row) for row in rows)
+        db.session.remove()
+        return out
+
+
+def row_counts(app) -> dict[str, int]:
+    return {name: len(rows) for name, rows in snapshot(app).items()}
+
+
+# --- creating ---------------------------------------------------------------------
+
+
+def test_seed_creates_everything(app, runner, tmp_path):
+    result = seed(runner, tmp_path, SEED)
+
+    assert result.exit_code == 0, result.output
+    for label in ("client mobile", "client spa", "client service", "user alice", "api scope orders"):
+        assert f"created {label}" in result.output
+    with app.app_context():
+        assert {c.client_id for c in db.session.scalars(select(Client))} == {"mobile", "spa", "service"}
+        assert set(db.session.scalars(select(ApiScope.name))) == {"IdentityServerApi", "orders"}
+        assert set(db.session.scalars(select(IdentityResource.name))) >= {"openid", "profile", "email", "offline_access"}
+        mobile = db.session.scalar(select(Client).where(Client.client_id == "mobile"))
+        assert mobile.client_name == "Mobile Apps"
+        assert mobile.allowed_grant_types == ["hybrid"]
+        assert mobile.redirect_uris == ["com.example.app:/callback"]
+        assert mobile.post_logout_redirect_uris == ["com.example.app:/signout"]
+        assert mobile.allowed_scopes == ["openid", "profile", "email", "IdentityServerApi"]
+        assert (mobile.require_consent, mobile.require_pkce, mobile.allow_offline_access) == (False, True, True)
+        assert mobile.allow_access_tokens_via_browser is True
+        assert mobile.access_token_lifetime == 3600
+        assert not mobile.is_public
+        spa = db.session.scalar(select(Client).where(Client.client_id == "spa"))
+        assert spa.is_public and spa.require_pkce
+        assert spa.allowed_cors_origins == ["https://spa.example.com"]
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        assert (alice.email, alice.name, alice.password_version) == ("alice@example.com", "Alice Example", 1)
+        assert verify_password(alice.password_hash, ALICE_PASSWORD)
+        assert verify_client_secret(mobile.secret_hashes, MOBILE_SECRET)
+        assert not verify_client_secret(mobile.secret_hashes, SERVICE_SECRET)
+
+
+def test_demo_seed_applies(app, runner):
+    result = runner.invoke(args=["seed", "demo/seed.json"])
+
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert {"mobile", "spa", "service"} <= set(db.session.scalars(select(Client.client_id)))
+        assert db.session.scalar(select(User).where(User.username == "alice")) is not None
+
+
+def test_second_run_changes_nothing(app, runner, tmp_path):
+    first = seed(runner, tmp_path, SEED)
+    assert first.exit_code == 0, first.output
+    before = snapshot(app)
+
+    second = seed(runner, tmp_path, SEED)
+
+    assert second.exit_code == 0, second.output
+    assert "No change" in second.output
+    assert "created" not in second.output and "updated" not in second.output
+    assert snapshot(app) == before
+
+
+def test_changed_redirect_uris_are_updated(app, runner, tmp_path):
+    seed(runner, tmp_path, SEED)
+    before = snapshot(app)
+    doc = seed_doc()
+    doc["clients"][0]["redirect_uris"] = ["com.example.app:/callback2"]
+
+    result = seed(runner, tmp_path, doc)
+
+    assert result.exit_code == 0, result.output
+    assert "updated client mobile" in result.output
+    assert "client spa" not in result.output
+    with app.app_context():
+        mobile = db.session.scalar(select(Client).where(Client.client_id == "mobile"))
+        assert mobile.redirect_uris == ["com.example.app:/callback2"]
+        assert verify_client_secret(mobile.secret_hashes, MOBILE_SECRET)
+    after = snapshot(app)
+    assert after["users"] == before["users"]  # nothing else touched
+
+
+def test_changed_password_is_updated_and_bumps_version(app, runner, tmp_path):
+    seed(runner, tmp_path, SEED)
+    doc = seed_doc()
+    doc["users"][0]["password"] = "another-long-passphrase-42"
+
+    result = seed(runner, tmp_path, doc)
+
+    assert result.exit_code == 0, result.output
+    assert "updated user alice" in result.output
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        assert alice.password_version == 2
+        assert verify_password(alice.password_hash, "another-long-passphrase-42")
+        assert not verify_password(alice.password_hash, ALICE_PASSWORD)
+
+
+# --- hashes only --------------------------------------------------------------------
+
+
+def test_plaintext_secrets_and_passwords_are_never_stored(app, runner, tmp_path):
+    assert seed(runner, tmp_path, SEED).exit_code == 0
+
+    everything = json.dumps(snapshot(app))
+    for plaintext in (ALICE_PASSWORD, MOBILE_SECRET, SERVICE_SECRET):
+        assert plaintext not in everything
+
+
+ARGON2_RE = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$")
+
+
+def assert_strong_argon2id(stored: str) -> None:
+    match = ARGON2_RE.match(stored)
+    assert match, f"not an argon2id hash: {stored[:20]}..."
+    memory, time_cost, parallelism = map(int, match.groups())
+    assert memory >= 19456 and time_cost >= 2 and parallelism >= 1
+
+
+def test_hashes_are_argon2id_at_owasp_minimum(app, runner, tmp_path):
+    assert seed(runner, tmp_path, SEED).exit_code == 0
+
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        assert_strong_argon2id(alice.password_hash)
+        for client in db.session.scalars(select(Client).where(Client.client_id.in_(["mobile", "service"]))):
+            assert len(client.secret_hashes) == 1
+            assert_strong_argon2id(client.secret_hashes[0])
+
+
+# --- bad files: nothing written ----------------------------------------------------------
+
+
+def _client(doc, client_id="mobile"):
+    return next(c for c in doc["clients"] if c["client_id"] == client_id)
+
+
+def _without(key, client_id="mobile"):
+    doc = seed_doc()
+    del _client(doc, client_id)[key]
+    return doc
+
+
+def _client_with(client_id="mobile", **fields):
+    doc = seed_doc()
+    _client(doc, client_id).update(fields)
+    return doc
+
+
+def _user_with(**fields):
+    doc = seed_doc()
+    doc["users"][0].update(fields)
+    return doc
+
+
+def _duplicate_client():
+    doc = seed_doc()
+    doc["clients"].append(copy.deepcopy(doc["clients"][0]))
+    return doc
+
+
+def _user_without_password():
+    doc = seed_doc()
+    del doc["users"][0]["password"]
+    return doc
+
+
+BAD_FILES = {
+    "not json": ('{"clients": [', ["not valid JSON"]),
+    "top level a list": ("[]", ["top level", "object"]),
+    "top level a string": ('"clients"', ["top level", "object"]),
+    "client without allowed_grant_types": (_without("allowed_grant_types"), ["client 'mobile'", "allowed_grant_types"]),
+    "user without password": (_user_without_password(), ["user 'alice'", "password"]),
+    "unknown grant type": (_client_with(allowed_grant_types=["device_code"]), ["client 'mobile'", "allowed_grant_types", "device_code"]),
+    "duplicate client_id": (_duplicate_client(), ["client 'mobile'", "client_id", "twice"]),
+    "public client with client_credentials": (
+        _client_with("spa", allowed_grant_types=["authorization_code", "client_credentials"]),
+        ["client 'spa'", "allowed_grant_types", "client_credentials"],
+    ),
+    "public client without pkce": (_client_with("spa", require_pkce=False), ["client 'spa'", "require_pkce"]),
+    "redirect uri with fragment": (_client_with(redirect_uris=["https://app.example.com/cb#frag"]), ["client 'mobile'", "redirect_uris", "fragment"]),
+    "post-logout uri with fragment": (_client_with(post_logout_redirect_uris=["https://app.example.com/#x"]), ["client 'mobile'", "post_logout_redirect_uris", "fragment"]),
+    "relative redirect uri": (_client_with(redirect_uris=["/callback"]), ["client 'mobile'", "redirect_uris"]),
+    "javascript redirect uri": (_client_with(redirect_uris=["javascript:alert(1)"]), ["client 'mobile'", "redirect_uris"]),
+    "unknown scope": (_client_with(allowed_scopes=["openid", "payroll"]), ["client 'mobile'", "allowed_scopes", "payroll"]),
+    "short password": (_user_with(password="short-pass"), ["user 'alice'", "password", "15"]),
+    "common password": (_user_with(password="1qaz2wsx3edc4rfv"), ["user 'alice'", "password", "common"]),
+    "password equal to username": (
+        _user_with(username="correcthorsebatterystaple", password="correcthorsebatterystaple"),
+        ["user 'correcthorsebatterystaple'", "password", "user name"],
+    ),
+    "unknown client field": (_client_with(colour="blue"), ["client 'mobile'", "colour", "Unknown field"]),
+    "unknown user field": (_user_with(is_admin=True), ["user 'alice'", "is_admin", "Unknown field"]),
+    "unknown top-level field": (seed_doc(identity_resources=[]), ["identity_resources", "Unknown field"]),
+    "wrong type": (_client_with(access_token_lifetime="forever"), ["client 'mobile'", "access_token_lifetime"]),
+    "api scope named like an identity scope": (
+        seed_doc(api_scopes=SEED["api_scopes"] + [{"name": "openid"}]), ["api scope 'openid'", "name"]
+    ),
+}
+
+
+@pytest.mark.parametrize("content, expected", BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_bad_file_is_refused_and_writes_nothing(app, runner, tmp_path, content, expected):
+    before = snapshot(app)
+
+    result = seed(runner, tmp_path, content)
+
+    assert result.exit_code != 0
+    for text in expected:
+        assert text in result.output, f"{text!r} not in {result.output!r}"
+    assert "Traceback" not in result.output
+    assert snapshot(app) == before
+
+
+def test_bad_file_leaves_existing_data_untouched(app, runner, tmp_path):
+    assert seed(runner, tmp_path, SEED).exit_code == 0
+    before = snapshot(app)
+    doc = seed_doc()
+    doc["clients"][0]["redirect_uris"] = ["com.example.app:/elsewhere"]  # a valid change...
+    doc["users"][0]["password"] = "password"  # ...next to a bad one
+
+    result = seed(runner, tmp_path, doc)
+
+    assert result.exit_code != 0
+    assert snapshot(app) == before
+
+
+def test_valid_client_then_invalid_user_writes_no_client(app, runner, tmp_path):
+    before = row_counts(app)
+    doc = {
+        "clients": [{"client_id": "tool", "client_secrets": ["a-long-enough-secret"],
+                     "allowed_grant_types": ["client_credentials"], "allowed_scopes": ["IdentityServerApi"]}],
+        "users": [{"username": "bob", "password": "bob"}],
+    }
+
+    result = seed(runner, tmp_path, doc)
+
+    assert result.exit_code != 0
+    assert "user 'bob'" in result.output and "password" in result.output
+    assert row_counts(app) == before
+    with app.app_context():
+        assert db.session.scalar(select(Client).where(Client.client_id == "tool")) is None
+
+
+def test_every_error_in_a_file_is_reported(app, runner, tmp_path):
+    doc = seed_doc()
+    _client(doc, "mobile")["allowed_grant_types"] = ["magic"]
+    _client(doc, "spa")["redirect_uris"] = ["https://spa.example.com/#"]
+
+    result = seed(runner, tmp_path, doc)
+
+    assert result.exit_code != 0
+    assert "client 'mobile'" in result.output and "client 'spa'" in result.output
+
+
+def test_missing_file_is_a_usage_error(runner, tmp_path):
+    result = runner.invoke(args=["seed", str(tmp_path / "nope.json")])
+
+    assert result.exit_code == 2
+    assert "nope.json" in result.output
