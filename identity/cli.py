@@ -8,10 +8,12 @@ from datetime import datetime, timezone
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
+from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
+from .schemas import ApiScopeSchema, UserSchema, field_errors
 from .services import accounts, audit, clients, keys, resources
 from .services.seed import apply_seed, load_seed
 
@@ -150,6 +152,10 @@ def users_list():
 def users_add(username, email, name):
     """Add a user; the password is read from a prompt or standard input."""
     password = _read_password(prompt=True)
+    try:
+        UserSchema().load({"username": username, "email": email, "name": name, "password": password})
+    except ValidationError as err:
+        raise ValidationFailed(field_errors(err.messages))
     accounts.create_user(username, password, email=email, name=name)
     click.echo(f"Added user {username}.")
 
@@ -193,14 +199,10 @@ def scopes_list():
 @with_schema
 def scopes_add(name, display_name, description):
     """Add an API scope."""
-    from marshmallow import ValidationError
-
-    from .schemas import ApiScopeSchema
-
     try:
         data = ApiScopeSchema().load({"name": name, "display_name": display_name, "description": description})
     except ValidationError as err:
-        raise ValidationFailed({k: v for k, v in err.messages.items()})
+        raise ValidationFailed(field_errors(err.messages))
     resources.add_api_scope(**data)
     click.echo(f"Added API scope {name}.")
 

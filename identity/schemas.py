@@ -11,6 +11,28 @@ _NAME = validate.Length(min=1, max=200)
 _FORBIDDEN_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about"}
 
 
+def flatten_messages(messages, prefix: str = ""):
+    """Yield (dotted field path, message) pairs from marshmallow's nested error messages."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from flatten_messages(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        yield prefix, "; ".join(messages)
+    elif isinstance(messages, list):
+        for i, value in enumerate(messages):
+            yield from flatten_messages(value, f"{prefix}[{i}]")
+    else:
+        yield prefix, str(messages)
+
+
+def field_errors(messages: dict) -> dict[str, list[str]]:
+    """Marshmallow's nested messages as {field path: [message, ...]}."""
+    out: dict[str, list[str]] = {}
+    for path, message in flatten_messages(messages):
+        out.setdefault(path, []).append(message)
+    return out
+
+
 def check_redirect_uri(uri: str) -> None:
     """An absolute URI without a fragment: https, http (loopback or dev), or a private-use scheme."""
     parts = urlsplit(uri)

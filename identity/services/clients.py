@@ -7,7 +7,7 @@ from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken
-from ..schemas import ClientSchema
+from ..schemas import ClientSchema, field_errors
 from . import audit
 from .client_secrets import generate_client_secret, hash_client_secret
 from .resources import all_scope_names
@@ -42,7 +42,7 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
     try:
         data = ClientSchema().load(raw)
     except ValidationError as err:
-        raise ValidationFailed({k: v if isinstance(v, list) else [str(v)] for k, v in err.messages.items()})
+        raise ValidationFailed(field_errors(err.messages))
     unknown = check_scopes(data["allowed_scopes"], all_scope_names())
     if unknown:
         raise ValidationFailed({"allowed_scopes": unknown})

@@ -11,7 +11,7 @@ from ..constants import STANDARD_IDENTITY_RESOURCES
 from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client, User
-from ..schemas import SeedSchema
+from ..schemas import SeedSchema, flatten_messages as _flatten
 from . import audit
 from .accounts import build_user, find_user, normalize_login
 from .client_secrets import hash_client_secret, verify_client_secret
@@ -39,19 +39,6 @@ def _label(section: str, index, items: list[dict], key: str) -> str:
         name = None
     singular = {"clients": "client", "users": "user", "api_scopes": "api scope"}[section]
     return f"{singular} {name!r}" if name else f"{section}[{index}]"
-
-
-def _flatten(messages, prefix=""):
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        yield prefix, "; ".join(messages)
-    elif isinstance(messages, list):
-        for i, value in enumerate(messages):
-            yield from _flatten(value, f"{prefix}[{i}]")
-    else:
-        yield prefix, str(messages)
 
 
 def describe_errors(messages: dict, raw: dict) -> dict[str, list[str]]:
