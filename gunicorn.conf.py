@@ -1,0 +1,85 @@
+"""Production gunicorn settings: `gunicorn -c gunicorn.conf.py` (the app spec is set below).
+
+Every value can be changed through the environment, so one file serves a laptop, a VM and a
+container. The application itself is configured with FLASK_* variables (see README,
+"Deployment"); the ones read here only shape the server processes:
+
+    GUNICORN_BIND          address(es) to listen on, comma-separated ("0.0.0.0:8000", "unix:/run/id.sock")
+    PORT                   when GUNICORN_BIND is unset: listen on 0.0.0.0:$PORT (default 8000)
+    WEB_CONCURRENCY        worker processes (default: 2 x cores + 1, at most 12)
+    GUNICORN_TIMEOUT       seconds a worker may spend on one request before it is restarted (30)
+    GUNICORN_GRACEFUL_TIMEOUT  seconds to finish running requests on SIGTERM / reload (30)
+    GUNICORN_KEEPALIVE     seconds to hold an idle keep-alive connection (5)
+    GUNICORN_MAX_REQUESTS  restart a worker after this many requests, 0 = never (2000)
+    GUNICORN_MAX_REQUESTS_JITTER  random extra requests so workers do not restart together (200)
+    FORWARDED_ALLOW_IPS    proxies whose X-Forwarded-Proto gunicorn trusts ("127.0.0.1,::1");
+                           the app's own ProxyFix (FLASK_TRUST_PROXY_HOPS) decides the issuer and client IP
+    GUNICORN_LOG_LEVEL     error log level (info)
+    GUNICORN_ACCESS_LOG    access log file, "-" for standard output (default), "off" for none
+    GUNICORN_CONTROL_SOCKET  path of gunicorn's control socket (off by default: two instances on
+                           one host would otherwise fight over ~/.gunicorn/gunicorn.ctl)
+"""
+
+import multiprocessing
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+# --- the application ----------------------------------------------------------
+wsgi_app = "app:create_app()"
+# No preloading: each worker imports the app after the fork and opens its own database pool
+# (a connection shared across a fork corrupts both ends). Signing keys live in the database.
+preload_app = False
+
+# --- sockets --------------------------------------------------------------------
+if os.environ.get("GUNICORN_BIND"):
+    bind = [address.strip() for address in os.environ["GUNICORN_BIND"].split(",") if address.strip()]
+else:
+    bind = [f"0.0.0.0:{_int('PORT', 8000)}"]
+backlog = 2048
+
+# --- workers ----------------------------------------------------------------------
+# Sync workers: each request holds one process, and Argon2 password hashing is CPU-bound
+# (19 MiB, a few tens of ms), so more workers than ~2 x cores buys queueing, not throughput.
+# Each worker keeps its own SQLAlchemy pool: budget workers x (pool_size + max_overflow) x instances
+# against PostgreSQL's max_connections.
+worker_class = "sync"
+workers = _int("WEB_CONCURRENCY", min(multiprocessing.cpu_count() * 2 + 1, 12))
+timeout = _int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# Recycle workers now and then, staggered, to bound any slow growth in memory.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 2000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+# The heartbeat file on tmpfs: on a disk-backed /tmp (containers), fchmod can stall workers.
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
+
+# Long authorize / end-session URLs (id_token_hint, request parameters) fit in one request line.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# --- proxies --------------------------------------------------------------------------
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# --- control socket (gunicorn >= 25.1; older versions ignore these names) ------------------
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+
+# --- logging ---------------------------------------------------------------------------
+proc_name = "portcullis-identity"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+errorlog = "-"
+_access_log = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+accesslog = None if _access_log.lower() in ("", "off", "none") else _access_log
+# Path only (%(U)s), never the query string (%(r)s / %(q)s): authorization codes, tokens and
+# id_token_hint travel in query strings. The referer (%(f)s) is left out for the same reason.
+# %(u)s is the Basic-auth user name, i.e. a client_id, never its secret.
+access_log_format = '%(h)s - %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
