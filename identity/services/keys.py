@@ -137,8 +137,10 @@ def jwks() -> tuple[bytes, str]:
 
 
 def configured_algs() -> list[str]:
+    """The algorithms we keep a current key for: the configured ones, and RS256, which OpenID
+    Connect requires every provider to support (discovery always advertises it)."""
     cfg = current_app.config
-    return sorted({cfg["ID_TOKEN_SIGNING_ALG"], cfg["ACCESS_TOKEN_SIGNING_ALG"]})
+    return sorted({"RS256", cfg["ID_TOKEN_SIGNING_ALG"], cfg["ACCESS_TOKEN_SIGNING_ALG"]})
 
 
 def rotate(algs: list[str] | None = None) -> list[SigningKey]:

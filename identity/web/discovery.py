@@ -23,6 +23,8 @@ ENDPOINTS = {
     "jwks_uri": "/.well-known/openid-configuration/jwks",
 }
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+#: documents kept per issuer; without FLASK_ISSUER the Host header picks the issuer, so bound it
+MAX_CACHED_ISSUERS = 32
 
 
 def grant_types_supported(enabled: list[str]) -> list[str]:
@@ -85,6 +87,8 @@ def _cached_document(base: str) -> tuple[bytes, str]:
         return hit[0], hit[1]
     body = json.dumps(build_document(base), separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
+    if len(cache) >= MAX_CACHED_ISSUERS:
+        cache.clear()
     cache[base] = (body, etag, time.monotonic())
     return body, etag
 
