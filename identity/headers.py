@@ -27,7 +27,7 @@ def _finish_response(response):
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Frame-Options", "DENY")
     headers["X-Content-Type-Options"] = "nosniff"
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Referrer-Policy", "same-origin")  # same-origin: Flask-WTF checks the Referer on HTTPS
     if request.is_secure:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
     if request.path.startswith(NO_STORE_PREFIXES) or request.path == "/connect/token":

@@ -1,5 +1,5 @@
-"""The only place that wires Authlib: see server.py."""
+"""The only place that wires Authlib: server.py lists the grants and endpoints."""
 
-from .server import init_app
+from .server import authorization_server, init_app
 
-__all__ = ["init_app"]
+__all__ = ["authorization_server", "init_app"]

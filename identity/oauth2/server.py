@@ -1,7 +1,120 @@
-"""Authlib wiring (filled in by the OpenID Connect flows)."""
+"""The Authlib wiring, top to bottom: the grants, endpoints and token issuing this server supports."""
 
-from flask import Flask
+import secrets
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
+from flask import Flask, current_app, g
+
+from ..constants import OFFLINE_ACCESS
+from ..extensions import db
+from ..services import grants as grant_store
+from ..services import tokens
+from ..services.clients import get_client
+from .client import OAuthClient
+from .context import grant_context
+from .grants import (
+    ALL_AUTH_METHODS,
+    SECRET_AUTH_METHODS,
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    CodeChallenge,
+    HybridGrant,
+    ImplicitGrant,
+    OpenIDCode,
+    PasswordGrant,
+    RefreshTokenGrant,
+)
+from .token_records import find_token
+
+
+def query_client(client_id):
+    """Find an enabled client (cached for the request: Authlib asks several times)."""
+    if not isinstance(client_id, str) or len(client_id) > 200:
+        return None
+    cache = g.setdefault("oauth_clients", {})
+    if client_id not in cache:
+        row = get_client(client_id)
+        cache[client_id] = OAuthClient(row) if row is not None and row.enabled else None
+    return cache[client_id]
+
+
+def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
+    """Token generator: an RFC 9068 JWT access token, and a refresh token only with offline_access."""
+    context = grant_context()
+    scope = scope or ""
+    issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid)
+    context.issued_jti = issued.jti
+    token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
+    if include_refresh_token and user is not None and client.row.allow_offline_access and OFFLINE_ACCESS in scope.split():
+        token["refresh_token"] = secrets.token_urlsafe(32)
+    return token
+
+
+def save_token(token, request):
+    """Persist what must outlive the response: the refresh token handle (with its family)."""
+    refresh_token = token.get("refresh_token")
+    if refresh_token:
+        context = grant_context()
+        grant_store.save_refresh_token(
+            refresh_token, family_id=context.family_id or grant_store.new_family_id(), client_id=request.client.client_id,
+            user_id=request.user.id, session_id=context.sid, scope=token["scope"], auth_time=context.auth_time,
+            access_token_jti=context.issued_jti,
+        )
+    db.session.commit()
+
+
+class RevocationEndpoint(_RevocationEndpoint):
+    """RFC 7009 for access and refresh tokens; public clients may revoke their own tokens."""
+
+    CLIENT_AUTH_METHODS = ALL_AUTH_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request):
+        token.revoke()
+        db.session.commit()
+
+
+class IntrospectionEndpoint(_IntrospectionEndpoint):
+    """RFC 7662: a confidential client introspects the tokens issued to it; anything else is inactive."""
+
+    CLIENT_AUTH_METHODS = SECRET_AUTH_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client, request):
+        return token.check_client(client)
+
+    def introspect_token(self, token):
+        return token.introspection()
+
+
+def authorization_server() -> AuthorizationServer:
+    """This app's server (one per app, so several apps in one process do not share grants)."""
+    return current_app.extensions["authorization_server"]
 
 
 def init_app(app: Flask) -> None:
-    pass
+    server = AuthorizationServer()
+    app.extensions["authorization_server"] = server
+    server.init_app(app, query_client=query_client, save_token=save_token)
+    server.register_token_generator("default", issue_tokens)
+    enabled = set(app.config["GRANT_TYPES_ENABLED"])
+    if enabled & {"authorization_code", "hybrid"}:
+        server.register_grant(AuthorizationCodeGrant, [OpenIDCode(require_nonce=False), CodeChallenge(required=True)])
+    if "hybrid" in enabled:
+        server.register_grant(HybridGrant, [CodeChallenge(required=True)])
+    if "implicit" in enabled:
+        server.register_grant(ImplicitGrant)
+    if "refresh_token" in enabled:
+        server.register_grant(RefreshTokenGrant)
+    if "client_credentials" in enabled:
+        server.register_grant(ClientCredentialsGrant)
+    if "password" in enabled:
+        server.register_grant(PasswordGrant)
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)

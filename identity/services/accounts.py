@@ -246,3 +246,7 @@ def set_password(username: str, new_password: str) -> User:
     audit.record("password_set", user_id=user.id)
     db.session.commit()
     return user
+
+
+def get_user(user_id: int) -> User | None:
+    return db.session.get(User, user_id)

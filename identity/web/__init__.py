@@ -1,10 +1,11 @@
-"""Server-rendered pages and the discovery endpoints."""
+"""Server-rendered pages, the protocol endpoints and discovery."""
 
 from flask import Flask
 
-from . import discovery, home, ops
+from . import account, connect, consent, cors, discovery, grants, home, ops
 
 
 def register_blueprints(app: Flask) -> None:
-    for module in (discovery, home, ops):
+    for module in (discovery, home, ops, account, consent, grants, connect):
         app.register_blueprint(module.bp)
+    cors.init_app(app)

@@ -1,0 +1,19 @@
+"""Per-request facts that Authlib's hooks do not pass along: who signed in when, which session."""
+
+from dataclasses import dataclass
+
+from flask import g
+
+
+@dataclass
+class GrantContext:
+    auth_time: int | None = None
+    sid: str | None = None
+    family_id: str | None = None
+    issued_jti: str | None = None
+
+
+def grant_context() -> GrantContext:
+    if "grant_context" not in g:
+        g.grant_context = GrantContext()
+    return g.grant_context

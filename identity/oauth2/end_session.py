@@ -1,0 +1,59 @@
+"""RP-initiated logout: validate id_token_hint and post_logout_redirect_uri, then say where to go."""
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import redirect, render_template
+
+from ..services import tokens
+from ..services.clients import get_client
+
+
+@dataclass
+class EndSessionRequest:
+    error: str | None = None
+    redirect_uri: str | None = None
+    state: str | None = None
+    client_name: str | None = None
+    needs_confirmation: bool = False
+
+
+def _hint_claims(hint: str | None) -> dict | None:
+    if not hint:
+        return None
+    try:
+        return tokens.verify_id_token_hint(hint)
+    except tokens.InvalidToken:
+        return None
+
+
+def check_end_session_request(values, principal) -> EndSessionRequest:
+    """Accept a post-logout redirect only when registered for the client the hint (or client_id) names."""
+    hint, uri = values.get("id_token_hint"), values.get("post_logout_redirect_uri")
+    claims = _hint_claims(hint)
+    if hint and claims is None:
+        return EndSessionRequest(error="The id_token_hint was not issued by this server.")
+    aud = claims.get("aud") if claims else None
+    client_id = (aud[0] if isinstance(aud, list) and aud else aud) or values.get("client_id")
+    if claims and values.get("client_id") and values.get("client_id") != client_id:
+        return EndSessionRequest(error="client_id does not match the id_token_hint.")
+    client = get_client(client_id) if isinstance(client_id, str) else None
+    outcome = EndSessionRequest(state=values.get("state"), client_name=client.client_name if client else None)
+    if uri:
+        if client is None:
+            return EndSessionRequest(error="A post_logout_redirect_uri needs an id_token_hint or client_id.")
+        if uri not in client.post_logout_redirect_uris:
+            return EndSessionRequest(error="The post_logout_redirect_uri is not registered for this client.")
+        outcome.redirect_uri = uri
+    signed_in_sub = principal.user.subject if principal.is_authenticated else None
+    outcome.needs_confirmation = bool(signed_in_sub) and (claims is None or claims.get("sub") != signed_in_sub)
+    return outcome
+
+
+def finish(outcome: EndSessionRequest):
+    """After sign-out: back to the client (with its state) or to our signed-out page."""
+    if outcome.redirect_uri:
+        query = urlencode({"state": outcome.state}) if outcome.state else ""
+        sep = "&" if "?" in outcome.redirect_uri else "?"
+        return redirect(outcome.redirect_uri + (sep + query if query else ""))
+    return render_template("account/logged_out.html", redirect_uri=None, client_name=outcome.client_name)

@@ -1,0 +1,302 @@
+"""Grant classes: Authlib's, with the defaults this provider must not keep (see AUTHLIB.md).
+
+Each hook is a few lines that delegate to a service.
+"""
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant as _AuthorizationCodeGrant
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant as _ClientCredentialsGrant
+from authlib.oauth2.rfc6749.grants import RefreshTokenGrant as _RefreshTokenGrant
+from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant as _PasswordGrant
+from authlib.oauth2.rfc6749.grants.authorization_code import validate_code_authorization_request
+from authlib.oauth2.rfc7636 import CodeChallenge as _CodeChallenge
+from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
+from authlib.oidc.core.grants import OpenIDHybridGrant as _OpenIDHybridGrant
+from authlib.oidc.core.grants import OpenIDImplicitGrant as _OpenIDImplicitGrant
+from authlib.oidc.core.grants.util import validate_form_post_redirect_uri, validate_nonce
+
+from ..clock import now
+from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
+from ..services import accounts, grants
+from ..services.id_tokens import build_id_token
+from .context import grant_context
+from .response_modes import RESPONSE_MODES, respond
+
+ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+def check_requested_scope(client, scope: str | None) -> None:
+    """Every requested scope is allowed for the client; offline_access only with allow_offline_access."""
+    allowed = set(client.row.allowed_scopes) | ({OFFLINE_ACCESS} if client.row.allow_offline_access else set())
+    refused = [s for s in (scope or "").split() if s not in allowed]
+    if refused:
+        raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")
+
+
+def check_response_mode(request, redirect_uri: str) -> None:
+    """Known response mode; tokens never travel in a query string."""
+    mode = request.payload.data.get("response_mode")
+    if mode is None:
+        return
+    if mode not in RESPONSE_MODES:
+        raise InvalidRequestError("unsupported response_mode", redirect_uri=redirect_uri)
+    if mode == "query" and request.payload.response_type != "code":
+        raise InvalidRequestError("response_mode=query is not allowed when tokens are returned", redirect_uri=redirect_uri,
+                                  redirect_fragment=True)
+
+
+def response_mode(request, default: str) -> str:
+    return request.payload.data.get("response_mode") or default
+
+
+class AuthorizeRules:
+    """Rules shared by every grant served at the authorization endpoint."""
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client):
+        uri = request.payload.redirect_uri
+        if not uri:
+            raise InvalidRequestError("redirect_uri is required")
+        if not client.check_redirect_uri(uri):
+            raise InvalidRequestError("redirect_uri is not registered for this client")
+        return uri
+
+    def validate_requested_scope(self):
+        check_requested_scope(self.request.client, self.request.payload.scope)
+
+    def save_authorization_code(self, code, request):
+        context = grant_context()
+        data = request.payload.data
+        grants.save_authorization_code(
+            code, client_id=request.client.client_id, user_id=request.user.id, session_id=context.sid,
+            redirect_uri=request.payload.redirect_uri, response_type=request.payload.response_type,
+            scope=request.scope, nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"), auth_time=context.auth_time or now(),
+        )
+
+    def exists_nonce(self, nonce, request):
+        return grants.code_nonce_seen(request.payload.client_id, nonce)
+
+    def id_token(self, *, code=None, access_token=None) -> str:
+        request = self.request
+        return build_id_token(
+            client_id=request.client.client_id, user=request.user, auth_time=grant_context().auth_time or now(),
+            nonce=request.payload.data.get("nonce"), sid=grant_context().sid, code=code, access_token=access_token,
+            scope=request.scope if request.payload.response_type == "id_token" else "",
+        )
+
+    def token_params(self, grant_user) -> list[tuple[str, str]]:
+        token = self.generate_token(grant_type="implicit", user=grant_user, scope=self.request.scope, include_refresh_token=False)
+        return [(k, token[k]) for k in ("access_token", "token_type", "expires_in", "scope")]
+
+    def with_state(self, params):
+        state = self.request.payload.state
+        return params + [("state", state)] if state else params
+
+
+class CodeView:
+    """A redeemed code as Authlib's code grant and PKCE extension read it."""
+
+    def __init__(self, row):
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self):
+        return self.row.redirect_uri
+
+    def get_scope(self):
+        return self.row.scope
+
+    def get_nonce(self):
+        return self.row.nonce
+
+    def get_auth_time(self):
+        return self.row.auth_time
+
+
+class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+    DEFAULT_RESPONSE_MODE = "query"
+
+    def validate_authorization_request(self):
+        redirect_uri = validate_code_authorization_request(self)
+        check_response_mode(self.request, redirect_uri)
+        validate_form_post_redirect_uri(self, redirect_uri)
+        return redirect_uri
+
+    def create_authorization_response(self, redirect_uri, grant_user):
+        self.request.user = grant_user
+        code = self.generate_authorization_code()
+        self.save_authorization_code(code, self.request)
+        return respond(redirect_uri, self.with_state([("code", code)]), response_mode(self.request, "query"))
+
+    def query_authorization_code(self, code, client):
+        row = grants.consume_authorization_code(code, client.client_id)
+        if row is None:
+            return None
+        context = grant_context()
+        context.auth_time, context.sid, context.family_id = row.auth_time, row.session_id, row.family_id
+        return CodeView(row)
+
+    def delete_authorization_code(self, authorization_code):
+        grants.record_code_issue(authorization_code.row, grant_context().issued_jti)
+
+    def authenticate_user(self, authorization_code):
+        return accounts.get_user(authorization_code.row.user_id)
+
+
+class OpenIDCode(_OpenIDCode):
+    """ID tokens from the token endpoint, signed by us, with the code's auth_time, nonce and sid."""
+
+    def exists_nonce(self, nonce, request):
+        return grants.code_nonce_seen(request.payload.client_id, nonce)
+
+    def process_token(self, grant, response):
+        _, token, _ = response
+        if "openid" not in (token.get("scope") or "").split():
+            return token
+        code = grant.request.authorization_code.row
+        token["id_token"] = build_id_token(
+            client_id=grant.request.client.client_id, user=grant.request.user, auth_time=code.auth_time,
+            nonce=code.nonce, sid=code.session_id, access_token=token["access_token"],
+        )
+        return token
+
+
+class CodeChallenge(_CodeChallenge):
+    """PKCE with S256 only, required for public clients and clients with require_pkce."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if not data.get("code_challenge") and grant.request.client.requires_pkce:
+            raise InvalidRequestError("code_challenge is required (PKCE with S256)")
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class HybridGrant(AuthorizeRules, _OpenIDHybridGrant):
+    """code id_token, code token, code id_token token; nonce required only with an ID token."""
+
+    def validate_authorization_request(self):
+        if "id_token" in self.request.payload.response_type.split():
+            self.register_hook(
+                "after_validate_authorization_request_payload",
+                lambda grant, uri: validate_nonce(grant.request, grant.exists_nonce, required=True),
+            )
+        redirect_uri = validate_code_authorization_request(self)
+        check_response_mode(self.request, redirect_uri)
+        validate_form_post_redirect_uri(self, redirect_uri)
+        if "openid" not in self.request.scope.split():
+            raise InvalidScopeError("the openid scope is required", redirect_uri=redirect_uri, redirect_fragment=True)
+        return redirect_uri
+
+    def create_authorization_response(self, redirect_uri, grant_user):
+        self.request.user = grant_user
+        code = self.generate_authorization_code()
+        self.save_authorization_code(code, self.request)
+        types = self.request.payload.response_type.split()
+        params = [("code", code)]
+        access_token = None
+        if "token" in types:
+            token_params = self.token_params(grant_user)
+            access_token = token_params[0][1]
+            params += token_params
+        if "id_token" in types:
+            params.append(("id_token", self.id_token(code=code, access_token=access_token)))
+        return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
+
+
+class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
+    """id_token and id_token token (the latter only with allow_access_tokens_via_browser)."""
+
+    def authenticate_token_endpoint_client(self):
+        client = self.server.query_client(self.request.payload.client_id)
+        if client is None:
+            raise InvalidClientError(description="unknown client")
+        return client
+
+    def validate_authorization_request(self):
+        redirect_uri = super().validate_authorization_request()
+        check_response_mode(self.request, redirect_uri)
+        return redirect_uri
+
+    def create_authorization_response(self, redirect_uri, grant_user):
+        self.request.user = grant_user
+        params, access_token = [], None
+        if "token" in self.request.payload.response_type.split():
+            params = self.token_params(grant_user)
+            access_token = params[0][1]
+        params.append(("id_token", self.id_token(access_token=access_token)))
+        return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
+
+
+class RefreshTokenGrant(_RefreshTokenGrant):
+    """Rotation on every use; reuse of a rotated token revokes the family."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token):
+        row = grants.consume_refresh_token(refresh_token, self.request.client.client_id)
+        if row is None:
+            return None
+        context = grant_context()
+        context.auth_time, context.sid, context.family_id = row.auth_time, row.session_id, row.family_id
+        return RefreshView(row)
+
+    def authenticate_user(self, refresh_token):
+        return accounts.get_user(refresh_token.row.user_id)
+
+    def revoke_old_credential(self, refresh_token):
+        pass  # consumed atomically in authenticate_refresh_token, committed with the new token
+
+
+class RefreshView:
+    def __init__(self, row):
+        self.row = row
+
+    def check_client(self, client):
+        return client.client_id == self.row.client_id
+
+    def get_scope(self):
+        return self.row.scope
+
+
+class ClientCredentialsGrant(_ClientCredentialsGrant):
+    """Confidential clients only; no user, no refresh token, API scopes only."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = SECRET_AUTH_METHODS
+
+    def validate_requested_scope(self):
+        scope = self.request.payload.scope
+        check_requested_scope(self.request.client, scope)
+        identity = [s for s in (scope or "").split() if s in STANDARD_IDENTITY_RESOURCES]
+        if identity:
+            raise InvalidScopeError(f"identity scopes need a user: {' '.join(identity)}")
+
+    def create_token_response(self):
+        row = self.request.client.row
+        scope = self.request.payload.scope or " ".join(s for s in row.allowed_scopes if s not in STANDARD_IDENTITY_RESOURCES)
+        token = self.generate_token(scope=scope, include_refresh_token=False)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class PasswordGrant(_PasswordGrant):
+    """Resource owner password credentials, only for clients allowed the `password` grant."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
+
+    def validate_requested_scope(self):
+        check_requested_scope(self.request.client, self.request.payload.scope)
+
+    def authenticate_user(self, username, password):
+        result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
+        if result.user is not None:
+            grant_context().auth_time = now()
+        return result.user

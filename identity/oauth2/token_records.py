@@ -1,0 +1,73 @@
+"""Tokens as the revocation and introspection endpoints see them."""
+
+from ..clock import now
+from ..services import grants, tokens
+from ..services.accounts import get_user
+from ..services.tokens import InvalidToken
+
+
+class AccessTokenRecord:
+    def __init__(self, claims: dict):
+        self.claims = claims
+        self.client_id = claims.get("client_id")
+
+    def check_client(self, client) -> bool:
+        return client.client_id == self.client_id
+
+    def is_expired(self) -> bool:
+        return False  # verify_access_token already refused expired tokens
+
+    def is_revoked(self) -> bool:
+        if tokens.is_revoked(self.claims["jti"]):
+            return True
+        return "sub" in self.claims and tokens.token_user(self.claims) is None
+
+    def revoke(self) -> None:
+        tokens.revoke_access_token(self.claims["jti"], self.claims["exp"])
+
+    def introspection(self) -> dict:
+        fields = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time", "sid")
+        payload = {k: self.claims[k] for k in fields if k in self.claims}
+        payload.update(active=True, token_type="Bearer")
+        if "sub" in self.claims:
+            user = tokens.token_user(self.claims)
+            payload["username"] = user.username if user else None
+        return payload
+
+
+class RefreshTokenRecord:
+    def __init__(self, row):
+        self.row = row
+        self.client_id = row.client_id
+
+    def check_client(self, client) -> bool:
+        return client.client_id == self.client_id
+
+    def is_expired(self) -> bool:
+        return self.row.expires_at < now()
+
+    def is_revoked(self) -> bool:
+        return self.row.revoked_at is not None or self.row.consumed_at is not None
+
+    def revoke(self) -> None:
+        grants.revoke_refresh_token(self.row)
+
+    def introspection(self) -> dict:
+        user = get_user(self.row.user_id)
+        return {
+            "active": True, "token_type": "refresh_token", "scope": self.row.scope, "client_id": self.client_id,
+            "sub": user.subject if user else None, "exp": self.row.expires_at, "iat": self.row.issued_at,
+        }
+
+
+def find_token(value: str, hint: str | None):
+    """Look a token up as an access token (JWT) or a refresh token (by hash); None if unknown."""
+    if not isinstance(value, str) or not value or len(value) > 8192:
+        return None
+    if value.count(".") == 2 and hint != "refresh_token":
+        try:
+            return AccessTokenRecord(tokens.verify_access_token(value))
+        except InvalidToken:
+            return None
+    row = grants.find_refresh_token(value)
+    return RefreshTokenRecord(row) if row is not None else None

@@ -1,0 +1,163 @@
+"""Persisted grants: authorization codes (single use, tombstoned) and refresh tokens (rotated, by family).
+
+Codes and refresh tokens are stored as SHA-256 handles. Consuming either is one conditional
+UPDATE (`... WHERE consumed_at IS NULL`), so of two simultaneous redemptions exactly one wins;
+the loser is treated as a replay and the whole family it belongs to is revoked.
+"""
+
+import secrets
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from ..clock import now
+from ..extensions import db
+from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken
+from . import audit
+from .tokens import token_hash
+
+
+def new_family_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def save_authorization_code(code: str, *, client_id: str, user_id: int, session_id: str | None, redirect_uri: str,
+                            response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
+                            code_challenge_method: str | None, auth_time: int) -> AuthorizationCode:
+    stamp = now()
+    row = AuthorizationCode(
+        code_hash=token_hash(code), client_id=client_id, user_id=user_id, session_id=session_id,
+        redirect_uri=redirect_uri, response_type=response_type, scope=scope, nonce=nonce,
+        code_challenge=code_challenge, code_challenge_method=code_challenge_method, auth_time=auth_time,
+        created_at=stamp, expires_at=stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
+        family_id=new_family_id(),
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def consume_authorization_code(code: str, client_id: str) -> AuthorizationCode | None:
+    """Mark a code used and return it; None if unknown, expired, another client's, or already used.
+
+    A second use revokes what the first use issued (RFC 6749 section 4.1.2).
+    """
+    row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == token_hash(code)))
+    if row is None or row.client_id != client_id:
+        return None
+    stamp = now()
+    result = db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == row.id, AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=stamp)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        revoke_family(row.family_id, extra_jti=row.issued_jti, reason="authorization_code_replayed")
+        return None
+    db.session.commit()
+    if row.expires_at < stamp:
+        return None
+    return row
+
+
+def record_code_issue(code_row: AuthorizationCode, access_token_jti: str | None) -> None:
+    """Remember which access token a code produced, so a replay can revoke it."""
+    db.session.execute(update(AuthorizationCode).where(AuthorizationCode.id == code_row.id).values(issued_jti=access_token_jti))
+    db.session.commit()
+
+
+def code_nonce_seen(client_id: str, nonce: str) -> bool:
+    """True when a live code of this client already carries this nonce (a replayed request)."""
+    stmt = select(AuthorizationCode.id).where(
+        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce, AuthorizationCode.expires_at > now()
+    )
+    return db.session.scalar(stmt.limit(1)) is not None
+
+
+def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: int, session_id: str | None,
+                       scope: str, auth_time: int | None, access_token_jti: str | None) -> RefreshToken:
+    stamp = now()
+    row = RefreshToken(
+        token_hash=token_hash(token), family_id=family_id, client_id=client_id, user_id=user_id,
+        session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti,
+        issued_at=stamp, expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+    )
+    db.session.add(row)
+    return row
+
+
+def find_refresh_token(token: str) -> RefreshToken | None:
+    return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash(token)))
+
+
+def consume_refresh_token(token: str, client_id: str) -> RefreshToken | None:
+    """Rotate: mark the token used and return it; on reuse of a used token revoke its whole family."""
+    row = find_refresh_token(token)
+    if row is None or row.client_id != client_id:
+        return None
+    stamp = now()
+    if row.revoked_at is not None or row.expires_at < stamp:
+        return None
+    result = db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None))
+        .values(consumed_at=stamp)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
+        return None
+    return row
+
+
+def revoke_family(family_id: str, *, extra_jti: str | None = None, reason: str, user_id: int | None = None,
+                  client_id: str | None = None) -> None:
+    """Revoke every refresh token of a family and the access tokens they were issued with."""
+    stamp = now()
+    rows = list(db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == family_id)))
+    db.session.execute(
+        update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
+    )
+    jtis = {r.access_token_jti for r in rows if r.access_token_jti}
+    if extra_jti:
+        jtis.add(extra_jti)
+    revoke_jtis(jtis, stamp + 86400)
+    audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
+    db.session.commit()
+
+
+def revoke_jtis(jtis, expires_at: int) -> None:
+    if not jtis:
+        return
+    known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
+    for jti in set(jtis) - known:
+        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+
+
+def revoke_refresh_token(row: RefreshToken) -> None:
+    """RFC 7009: revoking a refresh token revokes its family (and their access tokens)."""
+    revoke_family(row.family_id, reason="revocation_endpoint", user_id=row.user_id, client_id=row.client_id)
+
+
+def revoke_user_client_grants(user_id: int, client_id: str) -> None:
+    """Revoke every refresh token a user granted to a client (the caller commits)."""
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
+
+
+def purge_expired() -> int:
+    """Delete codes, refresh tokens and revocation entries past their expiry; returns rows deleted."""
+    stamp = now()
+    total = 0
+    for stmt in (
+        delete(AuthorizationCode).where(AuthorizationCode.expires_at < stamp),
+        delete(RefreshToken).where(RefreshToken.expires_at < stamp),
+        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < stamp),
+    ):
+        total += db.session.execute(stmt).rowcount
+    db.session.commit()
+    return total

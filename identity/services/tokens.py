@@ -1,0 +1,153 @@
+"""JWT access tokens (RFC 9068) and ID tokens: issue with the current key, verify strictly.
+
+Verification uses an explicit algorithm allow-list, a concrete key looked up by `kid`, and
+a size cap before parsing; it never trusts the token to say how it should be checked.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from sqlalchemy import exists, select
+
+from ..clock import now
+from ..constants import LOCAL_API_SCOPE
+from ..extensions import db
+from ..issuer import issuer
+from ..models import Client, RevokedAccessToken, User
+from . import keys
+
+ALLOWED_ALGS = ("RS256", "ES256")
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+
+
+class InvalidToken(Exception):
+    """The token is malformed, unsigned by us, expired, or otherwise unusable."""
+
+
+@dataclass
+class IssuedToken:
+    token: str
+    jti: str
+    expires_in: int
+    claims: dict
+
+
+def audiences(scope: str) -> list[str]:
+    """The API resources a token is for: its API scopes, or the issuer's own resources."""
+    api = [s for s in scope.split() if s == LOCAL_API_SCOPE or s not in ("openid", "profile", "email", "offline_access")]
+    return api or [issuer() + "/resources"]
+
+
+def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
+    key = keys.signing_key(alg)
+    return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, claims, key)
+
+
+def issue_access_token(client: Client, user: User | None, scope: str, *, auth_time: int | None = None,
+                       sid: str | None = None) -> IssuedToken:
+    """Issue an RFC 9068 access token; `sub` only when there is a user."""
+    stamp = now()
+    lifetime = client.access_token_lifetime
+    claims = {
+        "iss": issuer(),
+        "aud": audiences(scope),
+        "client_id": client.client_id,
+        "scope": scope,
+        "iat": stamp,
+        "nbf": stamp,
+        "exp": stamp + lifetime,
+        "jti": secrets.token_urlsafe(16),
+    }
+    if user is not None:
+        claims["sub"] = user.subject
+        claims["auth_time"] = auth_time or stamp
+        claims["pwv"] = user.password_version
+        if sid:
+            claims["sid"] = sid
+    token = sign(claims, current_app.config["ACCESS_TOKEN_SIGNING_ALG"], typ="at+jwt")
+    return IssuedToken(token, claims["jti"], lifetime, claims)
+
+
+def _decode(token: str, *, typ: tuple[str, ...] | None) -> dict:
+    if not isinstance(token, str) or len(token) > current_app.config["JWT_MAX_LENGTH"] or token.count(".") != 2:
+        raise InvalidToken("malformed token")
+    try:
+        header = jws.extract_compact(token.encode("ascii")).protected
+    except (JoseError, ValueError, UnicodeError) as err:
+        raise InvalidToken("malformed token") from err
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ALLOWED_ALGS:
+        raise InvalidToken("algorithm not allowed")
+    if typ is not None and str(header.get("typ", "")).lower() not in typ:
+        raise InvalidToken("wrong token type")
+    key = keys.verification_key(kid) if isinstance(kid, str) else None
+    if key is None or (key.alg and key.alg != alg):
+        raise InvalidToken("unknown signing key")
+    try:
+        return jwt.decode(token, key, algorithms=[alg]).claims
+    except (JoseError, ValueError) as err:
+        raise InvalidToken("bad signature") from err
+
+
+def check_time_claims(claims: dict) -> None:
+    leeway, stamp = current_app.config["JWT_LEEWAY_SECONDS"], now()
+    exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+    if not isinstance(exp, int) or exp + leeway < stamp:
+        raise InvalidToken("token expired")
+    if nbf is not None and (not isinstance(nbf, int) or nbf - leeway > stamp):
+        raise InvalidToken("token not yet valid")
+    if iat is not None and (not isinstance(iat, int) or iat - leeway > stamp):
+        raise InvalidToken("token issued in the future")
+
+
+def verify_access_token(token: str) -> dict:
+    """Return the claims of an access token we issued and that has not expired (signature, typ, iss, time)."""
+    claims = _decode(token, typ=ACCESS_TOKEN_TYPES)
+    if claims.get("iss") != issuer():
+        raise InvalidToken("wrong issuer")
+    check_time_claims(claims)
+    if not isinstance(claims.get("scope"), str) or not isinstance(claims.get("jti"), str):
+        raise InvalidToken("missing claims")
+    return claims
+
+
+def verify_id_token_hint(token: str) -> dict:
+    """Check an id_token_hint: our signature and issuer; expiry is not required (logout)."""
+    claims = _decode(token, typ=None)
+    if claims.get("iss") != issuer():
+        raise InvalidToken("wrong issuer")
+    return claims
+
+
+def token_user(claims: dict) -> User | None:
+    """Return the live user of a verified access token: not revoked, not older than the password.
+
+    One query: the user row, provided the jti is not on the revocation list.
+    """
+    sub = claims.get("sub")
+    if not isinstance(sub, str):
+        return None
+    revoked = exists().where(RevokedAccessToken.jti == claims["jti"])
+    user = db.session.scalar(select(User).where(User.subject == sub, ~revoked))
+    if user is None or claims.get("pwv") != user.password_version:
+        return None
+    return user
+
+
+def is_revoked(jti: str) -> bool:
+    return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
+
+
+def revoke_access_token(jti: str, expires_at: int) -> None:
+    """Put a jti on the revocation list (the caller commits)."""
+    if not is_revoked(jti):
+        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+
+
+def token_hash(value: str) -> str:
+    """The SHA-256 handle by which a code or refresh token is stored and looked up."""
+    return hashlib.sha256(value.encode()).hexdigest()

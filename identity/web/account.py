@@ -1,0 +1,81 @@
+"""Sign-in, sign-out and the change-password page (cookie sessions)."""
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..auth import sign_in, sign_out
+from ..errors import AccountLocked, ValidationFailed
+from ..extensions import limiter
+from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
+from ..services import accounts
+from .return_urls import client_name_for, pending_authorization, safe_return_url
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+SIGN_IN_FAILED = "The user name or password is incorrect, or the account is temporarily locked. Try again later."
+
+
+def sensitive_limit() -> str:
+    return current_app.config["RATELIMIT_SENSITIVE"]
+
+
+def _return_url() -> str | None:
+    return safe_return_url(request.args.get("returnUrl") or request.args.get("next"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(sensitive_limit, methods=["POST"])
+def login():
+    """Sign in with user name (or email) and password, then resume the pending request."""
+    return_url = _return_url()
+    form = LoginForm()
+    error = None
+    if request.method == "GET" and not form.username.data:
+        form.username.data = pending_authorization(return_url).get("login_hint", "")
+    if form.validate_on_submit():
+        result = accounts.authenticate(form.username.data, form.password.data,
+                                       client_id=pending_authorization(return_url).get("client_id"))
+        if result.user is not None:
+            sign_in(result.user, remember=form.remember.data)
+            return redirect(return_url or url_for("home.index"))
+        error = SIGN_IN_FAILED
+    elif request.method == "POST" and not form.errors.get("csrf_token"):
+        error = "Enter your user name and password."
+    elif form.errors.get("csrf_token"):
+        error = "The form expired. Please try again."
+    status = 200 if error is None else 400
+    return render_template("account/login.html", form=form, error=error, client_name=client_name_for(return_url)), status
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """Ask before signing out (GET); sign out and end the session (POST)."""
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        sign_out(current_user)
+        return render_template("account/logged_out.html", redirect_uri=None, client_name=None)
+    status = 400 if request.method == "POST" else 200
+    return render_template("account/logout.html", form=form, hidden={}), status
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit(sensitive_limit, methods=["POST"])
+def password():
+    """Change the signed-in user's password; other sessions are signed out."""
+    form = ChangePasswordForm()
+    errors: dict[str, list[str]] = {}
+    changed = False
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(current_user.user.id, form.current_password.data, form.new_password.data,
+                                     form.confirm_password.data, keep_sid=current_user.sid)
+            changed = True
+            form = ChangePasswordForm(formdata=None)
+        except ValidationFailed as err:
+            errors = err.errors
+        except AccountLocked as err:
+            errors = {"current_password": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}
+    status = 400 if request.method == "POST" and not changed else 200
+    return render_template("account/password.html", form=form, errors=errors, changed=changed,
+                           min_length=current_app.config["PASSWORD_MIN_LENGTH"]), status

@@ -1,0 +1,66 @@
+"""The protocol endpoints under /connect (CSRF does not apply: clients, not our forms, call them)."""
+
+from flask import Blueprint, jsonify, render_template, request
+from flask_login import current_user
+
+from ..auth import sign_out
+from ..extensions import csrf
+from ..forms import ConfirmForm
+from ..oauth2 import authorization_server
+from ..oauth2 import end_session
+from ..oauth2.authorize import handle_authorize
+from ..oauth2.resource import UserRequiredError, current_token, require_oauth
+from ..services.id_tokens import user_claims
+
+bp = Blueprint("connect", __name__, url_prefix="/connect")
+csrf.exempt(bp)
+
+LOGOUT_FIELDS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_id")
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize():
+    """Start or continue an authorization request."""
+    return handle_authorize(current_user)
+
+
+@bp.post("/token")
+def token():
+    """Exchange a grant for tokens."""
+    return authorization_server().create_token_response()
+
+
+@bp.post("/revocation")
+def revocation():
+    """Revoke an access or refresh token (RFC 7009)."""
+    return authorization_server().create_endpoint_response("revocation")
+
+
+@bp.post("/introspect")
+def introspect():
+    """Describe a token to the client it was issued to (RFC 7662)."""
+    return authorization_server().create_endpoint_response("introspection")
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@require_oauth("openid")
+def userinfo():
+    """Return the claims the token's scopes release about its user."""
+    if current_token.user is None:
+        require_oauth.raise_error_response(UserRequiredError())
+    return jsonify(user_claims(current_token.user, current_token.scope))
+
+
+@bp.route("/endsession", methods=["GET", "POST"])
+def endsession():
+    """RP-initiated logout: check the hint and the return address, confirm if needed, sign out."""
+    outcome = end_session.check_end_session_request(request.values, current_user)
+    if outcome.error:
+        return render_template("error.html", status=400, title="This sign-out request is not valid", detail=outcome.error), 400
+    if outcome.needs_confirmation:
+        form = ConfirmForm()
+        if not form.validate_on_submit():
+            hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
+            return render_template("account/logout.html", form=form, hidden=hidden)
+    sign_out(current_user)
+    return end_session.finish(outcome)

@@ -1,0 +1,33 @@
+"""Where a page may send the browser next: only a local path on this server."""
+
+from urllib.parse import parse_qs, urlsplit
+
+from ..services.clients import get_client
+
+
+def safe_return_url(value: str | None) -> str | None:
+    """Return the URL if it is a local path (no scheme, no host, no backslash tricks), else None."""
+    if not value or len(value) > 4000:
+        return None
+    if not value.startswith("/") or value.startswith("//") or "\\" in value or any(c in value for c in "\r\n\t"):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
+
+
+def pending_authorization(return_url: str | None) -> dict:
+    """The authorization request a return URL resumes, as a dict of its parameters (or empty)."""
+    if not return_url:
+        return {}
+    parts = urlsplit(return_url)
+    if parts.path != "/connect/authorize":
+        return {}
+    return {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def client_name_for(return_url: str | None) -> str | None:
+    client_id = pending_authorization(return_url).get("client_id")
+    client = get_client(client_id) if client_id else None
+    return client.client_name if client else None

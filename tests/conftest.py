@@ -1,0 +1,153 @@
+"""Fixtures: a real database (SQLite file, or PostgreSQL via FLASK_SQLALCHEMY_DATABASE_URI),
+migrated once per session and emptied after each test; `app`, `client`, `runner`, `seeded`,
+`live_server`; and small action helpers."""
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from app import create_app
+from identity.database import ensure_schema
+from identity.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SEED = ROOT / "demo" / "seed.json"
+ALICE_PASSWORD = "tulip-quartz-harbor-917"
+KEEP_TABLES = {"alembic_version"}
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory):
+    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
+    if uri:
+        return uri
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "identity.db")
+
+
+def make_config(database_uri, **overrides):
+    config = {
+        "TESTING": True,
+        "ENVIRONMENT": "testing",
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "SQLALCHEMY_DATABASE_URI": database_uri,
+        "RATELIMIT_ENABLED": False,
+        "SESSION_COOKIE_SECURE": True,
+        "SIGNING_KEY_RELOAD_SECONDS": 0,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def _migrated(database_uri):
+    app = create_app(make_config(database_uri))
+    with app.app_context():
+        ensure_schema()
+        db.engine.dispose()
+    return True
+
+
+def empty_database(app):
+    with app.app_context():
+        tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(table.delete())
+        ensure_schema()
+        db.session.remove()
+
+
+@pytest.fixture
+def app_config():
+    """Override settings for one test: `@pytest.mark.parametrize('app_config', [{...}])` or a fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(_migrated, database_uri, app_config):
+    app = create_app(make_config(database_uri, **app_config))
+    empty_database(app)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+class HttpsClient(FlaskClient):
+    """A test client that speaks https://localhost, so Secure cookies flow as in production."""
+
+    def open(self, *args, **kwargs):
+        if not (args and not isinstance(args[0], str)):
+            kwargs.setdefault("base_url", "https://localhost")
+            headers = kwargs.setdefault("headers", {})
+            if isinstance(headers, dict):
+                headers.setdefault("Referer", "https://localhost/")  # Flask-WTF's HTTPS referrer check
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = HttpsClient
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def seeded(app):
+    """The demo seed (alice, mobile, spa, service, IdentityServerApi)."""
+    from identity.services.seed import apply_seed, load_seed
+
+    with app.app_context():
+        apply_seed(load_seed(DEMO_SEED.read_text()))
+    return json.loads(DEMO_SEED.read_text())
+
+
+class LiveServer:
+    def __init__(self, app):
+        self.app = app
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over real HTTP on a free loopback port (in a thread)."""
+    app.config["SESSION_COOKIE_SECURE"] = False
+    app.config["REMEMBER_COOKIE_SECURE"] = False
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_token(html: str) -> str:
+    """Pull the CSRF token out of a rendered form."""
+    match = CSRF_RE.search(html)
+    assert match, "no csrf_token in the page"
+    return match.group(1) or match.group(2)
