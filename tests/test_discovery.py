@@ -85,14 +85,14 @@ FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.org",
 
 
 def test_forwarded_headers_are_ignored_by_default(client):
-    doc = discover(client, base_url="http://backend:8000", headers=FORWARDED)
+    doc = discover(client, base_url="http://backend:8000", headers=dict(FORWARDED))
 
     assert doc["issuer"] == "http://backend:8000"
 
 
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1}])
 def test_forwarded_headers_are_honoured_behind_a_trusted_proxy(client):
-    doc = discover(client, base_url="http://backend:8000", headers=FORWARDED)
+    doc = discover(client, base_url="http://backend:8000", headers=dict(FORWARDED))
 
     assert doc["issuer"] == "https://id.example.org"
     assert doc["authorization_endpoint"] == "https://id.example.org/connect/authorize"
