@@ -2,6 +2,15 @@
 
 from flask import Flask
 
+from identity.extensions import csrf
+from identity.web.errors import register_renderer
+
+from . import problems
+from .views import bp
+
 
 def init_app(app: Flask) -> None:
-    pass
+    """Mount /localapi: bearer tokens only (no cookies, so no CSRF), problem+json errors."""
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
+    register_renderer(app, bp.url_prefix + "/", problems.render)

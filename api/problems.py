@@ -1,0 +1,49 @@
+"""RFC 9457 problem details, the one error shape of /localapi.
+
+`type` points at the RFC section of the status, as ASP.NET Core's ProblemDetails does, so
+apps written against an IdentityServer4 host read the same shape; validation problems add
+`errors`, field -> [messages].
+"""
+
+from flask import Response, json
+from werkzeug.http import HTTP_STATUS_CODES
+
+PROBLEM_JSON = "application/problem+json"
+VALIDATION_TITLE = "One or more validation errors occurred."
+
+_RFC9110 = "https://www.rfc-editor.org/rfc/rfc9110#section-"
+PROBLEM_TYPES = {
+    400: _RFC9110 + "15.5.1",
+    401: _RFC9110 + "15.5.2",
+    403: _RFC9110 + "15.5.4",
+    404: _RFC9110 + "15.5.5",
+    405: _RFC9110 + "15.5.6",
+    413: _RFC9110 + "15.5.14",
+    415: _RFC9110 + "15.5.16",
+    429: "https://www.rfc-editor.org/rfc/rfc6585#section-4",
+    500: _RFC9110 + "15.6.1",
+    503: _RFC9110 + "15.6.4",
+}
+
+
+def problem(status: int, title: str | None = None, detail: str | None = None, *,
+            errors: dict[str, list[str]] | None = None, headers: dict | None = None) -> Response:
+    """Build a problem+json response."""
+    body = {
+        "type": PROBLEM_TYPES.get(status, "about:blank"),
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail or title or HTTP_STATUS_CODES.get(status, "Error"),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return Response(json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_JSON)
+
+
+def validation_problem(errors: dict[str, list[str]], detail: str = "The request body is not acceptable; see errors.") -> Response:
+    return problem(400, VALIDATION_TITLE, detail, errors=errors)
+
+
+def render(status: int, title: str, detail: str) -> Response:
+    """The renderer identity.web.errors calls for every error under /localapi."""
+    return problem(status, title, detail, errors={} if status == 400 else None)

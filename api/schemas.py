@@ -1,0 +1,57 @@
+"""Marshmallow schemas of the local API: they validate requests and generate the OpenAPI document."""
+
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+
+from .problems import PROBLEM_TYPES
+
+# Generous caps: the password policy gives the real messages; these only keep Argon2's input sane.
+_PASSWORD = validate.Length(max=1024)
+
+
+class PasswordChangeSchema(Schema):
+    """The body of POST /localapi/password."""
+
+    class Meta:
+        unknown = RAISE
+
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024),
+                                     metadata={"description": "The user's password now.", "format": "password"})
+    new_password = fields.String(required=True, validate=_PASSWORD,
+                                 metadata={"description": "The new password: at least PASSWORD_MIN_LENGTH (default 15) "
+                                           "characters, not a common password, not the user name or email.",
+                                           "format": "password"})
+    confirm_password = fields.String(required=True, validate=_PASSWORD,
+                                     metadata={"description": "The new password again.", "format": "password"})
+
+
+class AccountSchema(Schema):
+    """The token's user, as GET /localapi/account returns it."""
+
+    class Meta:
+        unknown = INCLUDE  # clients must accept members added later
+
+    sub = fields.String(required=True, metadata={"description": "The user's subject identifier (the `sub` claim)."})
+    username = fields.String(required=True)
+    email = fields.String(allow_none=True, required=True)
+    name = fields.String(allow_none=True, required=True)
+    password_changed_at = fields.DateTime(required=True, format="iso",
+                                          metadata={"description": "When the password last changed (UTC)."})
+
+
+class ProblemSchema(Schema):
+    """An RFC 9457 problem details object."""
+
+    class Meta:
+        unknown = INCLUDE  # RFC 9457 allows extension members
+
+    type = fields.String(required=True, metadata={"format": "uri", "examples": [PROBLEM_TYPES[401]]})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+
+
+class ValidationProblemSchema(ProblemSchema):
+    """A problem with the fields that failed and why."""
+
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True,
+                         metadata={"description": "Messages keyed by request field (`body` for the body as a whole)."})
