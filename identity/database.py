@@ -1,8 +1,10 @@
 """Schema management: upgrade to the newest migration, and tell whether the database is current."""
 
+import logging
 import os
 import sqlite3
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
@@ -58,12 +60,34 @@ def schema_is_current() -> bool:
     return current_revision() == head_revision()
 
 
+@contextmanager
+def _logging_kept():
+    """Undo the logging changes of Alembic's env.py, whose fileConfig() disables every existing
+    logger (identity.requests, the app's own) and replaces the root handlers for the whole process."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    disabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        for name, was_disabled in disabled.items():
+            logging.getLogger(name).disabled = was_disabled
+
+
 def ensure_schema() -> None:
     """Create or upgrade the schema, then make sure the standard scopes exist."""
     from .services.resources import ensure_standard_resources
 
     if not schema_is_current():
-        upgrade(directory=MIGRATIONS_DIR)
+        with _logging_kept():
+            upgrade(directory=MIGRATIONS_DIR)
     if ensure_standard_resources():
         db.session.commit()
 

@@ -8,6 +8,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
+SIGNING_ALGS = ("RS256", "ES256")
+
+
 class ConfigurationError(RuntimeError):
     pass
 
@@ -44,6 +47,9 @@ def init_app(app: Flask) -> None:
     cfg["SESSION_COOKIE_SECURE"] = bool(secure)
     cfg["REMEMBER_COOKIE_SECURE"] = bool(secure)
     cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=int(cfg["REMEMBER_COOKIE_DURATION_SECONDS"]))
+    for name in ("ACCESS_TOKEN_SIGNING_ALG", "ID_TOKEN_SIGNING_ALG"):
+        if cfg[name] not in SIGNING_ALGS:
+            raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
     if cfg["PASSWORD_MAX_LENGTH"] < 64:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
     hops = int(cfg["TRUST_PROXY_HOPS"])

@@ -1,6 +1,7 @@
 """The operator's commands: clients, users, scopes, keys, audit; each on an empty database."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,8 @@ def test_commands_create_the_schema_on_a_brand_new_database(tmp_path, command, s
             with db.engine.connect() as conn:
                 assert MigrationContext.configure(conn).get_current_revision() == head_revision()
             assert "IdentityServerApi" in set(db.session.scalars(select(ApiScope.name)))
+        # Alembic's env.py calls logging.fileConfig(), which would silence every existing logger
+        assert not logging.getLogger("identity.requests").disabled
     finally:
         with app.app_context():
             db.session.remove()

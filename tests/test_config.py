@@ -1,0 +1,170 @@
+"""Settings: defaults < instance/config.py < FLASK_* environment < the dict given to create_app."""
+
+import os
+import stat
+
+import pytest
+from flask import Flask
+
+from app import create_app
+from identity.settings import ConfigurationError
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    """A private instance/ folder, and an environment without FLASK_* settings."""
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    # create_app() uses Flask's own instance folder (next to app.py); point it here instead
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(folder))
+    for name in list(os.environ):
+        if name.startswith("FLASK_"):
+            monkeypatch.delenv(name)
+    return folder
+
+
+def make(instance, **config):
+    """create_app with what every test needs: no schema check, a database in the instance folder."""
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db")}
+    return create_app({**base, **config})
+
+
+def test_each_layer_overrides_the_one_before(instance, monkeypatch):
+    (instance / "config.py").write_text(
+        "SECRET_KEY = 'from-instance'\n"
+        "LOCKOUT_SECONDS = 111\n"
+        "LOCKOUT_MAX_FAILURES = 7\n"
+        "ISSUER = 'https://instance.example'\n"
+    )
+    monkeypatch.setenv("FLASK_LOCKOUT_MAX_FAILURES", "8")
+    monkeypatch.setenv("FLASK_ISSUER", "https://env.example")
+
+    app = make(instance, ISSUER="https://dict.example")
+
+    assert app.instance_path == str(instance)
+    assert app.config["DISCOVERY_CACHE_SECONDS"] == 300  # default
+    assert app.config["LOCKOUT_SECONDS"] == 111  # instance over default
+    assert app.config["SECRET_KEY"] == "from-instance"
+    assert app.config["LOCKOUT_MAX_FAILURES"] == 8  # environment over instance
+    assert app.config["ISSUER"] == "https://dict.example"  # dict over environment
+
+
+def test_defaults_without_instance_config_or_environment(instance):
+    app = make(instance, SECRET_KEY="k" * 32)
+
+    assert app.config["ENVIRONMENT"] == "production"
+    assert app.config["ISSUER"] is None
+    assert app.config["PASSWORD_MIN_LENGTH"] == 15
+    assert app.config["LOCKOUT_MAX_FAILURES"] == 10
+    assert app.config["LOCKOUT_SECONDS"] == 300
+    assert app.config["TRUST_PROXY_HOPS"] == 0
+
+
+def test_environment_values_are_parsed_as_json(instance, monkeypatch):
+    monkeypatch.setenv("FLASK_SECRET_KEY", "plain string")
+    monkeypatch.setenv("FLASK_TRUST_PROXY_HOPS", "1")
+    monkeypatch.setenv("FLASK_GRANT_TYPES_ENABLED", '["authorization_code", "refresh_token"]')
+    monkeypatch.setenv("FLASK_RATELIMIT_ENABLED", "false")
+
+    app = make(instance)
+
+    assert app.config["SECRET_KEY"] == "plain string"
+    assert app.config["TRUST_PROXY_HOPS"] == 1
+    assert app.config["GRANT_TYPES_ENABLED"] == ["authorization_code", "refresh_token"]
+    assert app.config["RATELIMIT_ENABLED"] is False
+
+
+def test_default_database_is_sqlite_in_the_instance_folder(instance):
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32})
+
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(instance / "identity.db")
+
+
+# --- the secret key -----------------------------------------------------------------------------
+
+
+def test_production_refuses_to_start_without_a_secret_key(instance):
+    with pytest.raises(ConfigurationError, match="FLASK_SECRET_KEY"):
+        make(instance)
+    assert not (instance / "secret_key").exists()
+
+
+def test_production_takes_the_secret_key_from_the_environment(instance, monkeypatch):
+    monkeypatch.setenv("FLASK_SECRET_KEY", "s" * 40)
+
+    assert make(instance).config["SECRET_KEY"] == "s" * 40
+    assert not (instance / "secret_key").exists()
+
+
+def test_development_generates_a_secret_key_once_and_keeps_it(instance, caplog):
+    first = make(instance, ENVIRONMENT="development")
+    second = make(instance, ENVIRONMENT="development")
+
+    key = first.config["SECRET_KEY"]
+    assert len(key) >= 32
+    assert second.config["SECRET_KEY"] == key
+    stored = instance / "secret_key"
+    assert stored.read_text().strip() == key
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert sum("SECRET_KEY" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == 1
+
+
+def test_development_keys_differ_between_instance_folders(tmp_path, monkeypatch):
+    keys = []
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self, folder=folder: str(folder))
+        keys.append(make(folder, ENVIRONMENT="development").config["SECRET_KEY"])
+
+    assert keys[0] != keys[1]
+
+
+# --- cookies and other derived settings --------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment, secure", [("production", True), ("development", False)])
+def test_cookie_secure_flag_follows_the_environment(instance, environment, secure):
+    app = make(instance, ENVIRONMENT=environment, SECRET_KEY="k" * 32)
+
+    assert app.config["SESSION_COOKIE_SECURE"] is secure
+    assert app.config["REMEMBER_COOKIE_SECURE"] is secure
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_secure_cookie_in_a_response(instance):
+    app = make(instance, SECRET_KEY="k" * 32)
+
+    @app.get("/set-session")
+    def set_session():
+        from flask import session
+
+        session["x"] = 1
+        return "ok"
+
+    cookie = app.test_client().get("/set-session", base_url="https://localhost").headers["Set-Cookie"]
+
+    assert cookie.startswith("idsrv.session=")
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [("PASSWORD_MAX_LENGTH", 32), ("ACCESS_TOKEN_SIGNING_ALG", "HS256"), ("ID_TOKEN_SIGNING_ALG", "none")],
+)
+def test_unsafe_settings_are_refused_at_start(instance, setting, value):
+    with pytest.raises(ConfigurationError, match=setting):
+        make(instance, SECRET_KEY="k" * 32, **{setting: value})
+
+
+# --- the schema check at start -----------------------------------------------------------------------
+
+
+def test_server_refuses_an_out_of_date_schema_naming_the_command(instance):
+    with pytest.raises(SystemExit, match="flask --app app db upgrade"):
+        make(instance, SECRET_KEY="k" * 32, TESTING=False)
+
+
+def test_server_starts_on_a_current_schema(app, instance):
+    started = make(instance, SECRET_KEY="k" * 32, TESTING=False, SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"])
+
+    assert started.config["TESTING"] is False
