@@ -5,7 +5,7 @@ import hashlib
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from conftest import ALICE_PASSWORD, csrf_token
+from conftest import ALICE_PASSWORD, FLOW_SECRETS, csrf_token
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -41,8 +41,10 @@ class AuthActions:
 class OAuthActions:
     """Drive /connect/authorize and /connect/token for the demo clients."""
 
-    SECRETS = {"mobile": "s3cret", "service": "service-secret-change-me"}
-    REDIRECTS = {"mobile": "com.example.app:/callback", "spa": "http://127.0.0.1:8080/callback"}
+    SECRETS = {"mobile": "s3cret", "service": "service-secret-change-me", **FLOW_SECRETS}
+    REDIRECTS = {"mobile": "com.example.app:/callback", "spa": "http://127.0.0.1:8080/callback",
+                 "web": "https://web.example.com/cb", "native": "com.example.native:/cb",
+                 "implicit": "https://implicit.example.com/cb"}
 
     def __init__(self, client):
         self.client = client

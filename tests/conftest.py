@@ -151,3 +151,39 @@ def csrf_token(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "no csrf_token in the page"
     return match.group(1) or match.group(2)
+
+
+FLOW_CLIENTS = {
+    "api_scopes": [],
+    "clients": [
+        {"client_id": "web", "client_name": "Web App", "client_secrets": ["web-secret-0123456789"],
+         "allowed_grant_types": ["authorization_code"], "redirect_uris": ["https://web.example.com/cb"],
+         "post_logout_redirect_uris": ["https://web.example.com/bye"], "require_pkce": False,
+         "allowed_scopes": ["openid", "profile", "email", "IdentityServerApi"], "allow_offline_access": True,
+         "allowed_cors_origins": ["https://web.example.com"], "access_token_lifetime": 600},
+        {"client_id": "native", "client_name": "Native App", "allowed_grant_types": ["authorization_code"],
+         "redirect_uris": ["http://127.0.0.1/callback", "com.example.native:/cb"],
+         "allowed_scopes": ["openid", "profile", "IdentityServerApi"], "allow_offline_access": True},
+        {"client_id": "implicit", "client_name": "Implicit App", "allowed_grant_types": ["implicit"],
+         "redirect_uris": ["https://implicit.example.com/cb"], "allow_access_tokens_via_browser": True,
+         "allowed_scopes": ["openid", "profile", "email"]},
+        {"client_id": "legacy", "client_name": "Legacy App", "client_secrets": ["legacy-secret-0123456789"],
+         "allowed_grant_types": ["password"], "allowed_scopes": ["openid", "profile", "IdentityServerApi"],
+         "allow_offline_access": True},
+    ],
+    "users": [
+        {"username": "bob", "email": "bob@example.com", "password": "marble-violet-canyon-482", "name": "Bob Example"},
+    ],
+}
+FLOW_SECRETS = {"web": "web-secret-0123456789", "legacy": "legacy-secret-0123456789"}
+BOB_PASSWORD = "marble-violet-canyon-482"
+
+
+@pytest.fixture
+def flow_clients(seeded, app):
+    """The demo seed plus clients for every flow (web, native, implicit, legacy) and a second user, bob."""
+    from identity.services.seed import apply_seed, load_seed
+
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(FLOW_CLIENTS)))
+    return FLOW_CLIENTS

@@ -1,0 +1,250 @@
+"""The authorization endpoint: clients, redirect URIs, response types, PKCE, nonce, prompt, max_age, response modes."""
+
+import re
+import time
+from urllib.parse import unquote, urlencode, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from identity.extensions import db
+from identity.models import AuthorizationCode, UserSession
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+def _authorize(client, **params):
+    return client.get("/connect/authorize?" + urlencode(params))
+
+
+def _codes(app):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AuthorizationCode))
+
+
+def test_code_flow_with_pkce_returns_code_and_state(oauth):
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="native", code_challenge=challenge, code_challenge_method="S256", state="xyz")
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith("com.example.native:/cb?")
+    params = redirect_params(location)
+    assert params["state"] == "xyz" and len(params["code"]) >= 32
+
+
+@pytest.mark.parametrize("params,reason", [
+    ({"client_id": "nope"}, "unknown client"),
+    ({"redirect_uri": "https://evil.example.com/cb"}, "unregistered redirect_uri"),
+    ({"redirect_uri": "com.example.native:/cb/extra"}, "not an exact match"),
+    ({"redirect_uri": None}, "missing redirect_uri"),
+    ({"client_id": None}, "missing client_id"),
+])
+def test_bad_client_or_redirect_uri_shows_an_error_page_and_never_redirects(oauth, app, params, reason):
+    base = oauth.authorize_params(client_id="native", code_challenge=pkce_pair()[1], code_challenge_method="S256")
+    base.update(params)
+    response = _authorize(oauth.client, **{k: v for k, v in base.items() if v is not None})
+    assert response.status_code == 400, reason
+    assert "Location" not in response.headers
+    assert "text/html" in response.headers["Content-Type"]
+    assert _codes(app) == 0
+
+
+def test_loopback_redirect_uri_may_use_any_port(oauth):
+    _, challenge = pkce_pair()
+    response = _authorize(oauth.client, client_id="native", response_type="code", scope="openid",
+                          redirect_uri="http://127.0.0.1:53123/callback", code_challenge=challenge, code_challenge_method="S256")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("http://127.0.0.1:53123/callback?code=")
+
+
+def test_loopback_port_rule_does_not_apply_to_other_hosts(oauth):
+    response = _authorize(oauth.client, client_id="web", response_type="code", scope="openid",
+                          redirect_uri="https://web.example.com:8443/cb")
+    assert response.status_code == 400
+
+
+def test_public_client_without_pkce_gets_invalid_request_at_its_redirect(oauth, app):
+    response = oauth.authorize(client_id="native", state="s1")
+    params = redirect_params(response.headers["Location"])
+    assert params["error"] == "invalid_request" and params["state"] == "s1"
+    assert _codes(app) == 0
+
+
+def test_require_pkce_client_without_challenge_is_refused(oauth):
+    response = oauth.authorize(client_id="mobile", response_type="code id_token", nonce="n", scope="openid")
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("method", ["plain", None, "S512"])
+def test_only_s256_is_accepted(oauth, method):
+    params = {"code_challenge": "a" * 43}
+    if method:
+        params["code_challenge_method"] = method
+    response = oauth.authorize(client_id="native", **params)
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_request"
+
+
+def test_confidential_client_without_require_pkce_may_skip_it(oauth):
+    response = oauth.authorize(client_id="web")
+    assert "code" in redirect_params(response.headers["Location"])
+
+
+@pytest.mark.parametrize("client_id,response_type,allowed", [
+    ("web", "code", True),
+    ("web", "code id_token", False),
+    ("web", "id_token", False),
+    ("mobile", "code id_token", True),
+    ("mobile", "code token", True),
+    ("mobile", "code id_token token", True),
+    ("mobile", "code", False),  # hybrid allows only the three hybrid types, as in IdentityServer4
+    ("mobile", "id_token", False),
+    ("implicit", "id_token", True),
+    ("implicit", "id_token token", True),
+    ("implicit", "code", False),
+])
+def test_response_types_follow_the_clients_grant_types(oauth, client_id, response_type, allowed):
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id=client_id, response_type=response_type, nonce="n-1", scope="openid",
+                               code_challenge=challenge, code_challenge_method="S256")
+    assert response.status_code == 302
+    params = redirect_params(response.headers["Location"])
+    if allowed:
+        assert "error" not in params, params
+    else:
+        assert params["error"] in ("unauthorized_client", "unsupported_response_type")
+
+
+def test_access_token_through_browser_needs_allow_access_tokens_via_browser(oauth, app):
+    with app.app_context():
+        from identity.services.clients import get_client
+
+        get_client("mobile").allow_access_tokens_via_browser = False
+        db.session.commit()
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="mobile", response_type="code token", scope="openid",
+                               code_challenge=challenge, code_challenge_method="S256")
+    assert redirect_params(response.headers["Location"])["error"] == "unauthorized_client"
+
+
+@pytest.mark.parametrize("client_id,response_type", [("implicit", "id_token"), ("implicit", "id_token token"),
+                                                     ("mobile", "code id_token"), ("mobile", "code id_token token")])
+def test_nonce_is_required_when_an_id_token_comes_from_the_authorization_endpoint(oauth, client_id, response_type):
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id=client_id, response_type=response_type, scope="openid",
+                               code_challenge=challenge, code_challenge_method="S256")
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_request"
+
+
+def test_code_token_does_not_need_a_nonce(oauth):
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="mobile", response_type="code token", scope="openid",
+                               code_challenge=challenge, code_challenge_method="S256")
+    params = redirect_params(response.headers["Location"])
+    assert "code" in params and "access_token" in params and "id_token" not in params
+
+
+def test_hybrid_and_implicit_answer_in_the_fragment(oauth):
+    response = oauth.authorize(client_id="implicit", response_type="id_token token", scope="openid profile", nonce="n2")
+    location = response.headers["Location"]
+    assert urlsplit(location).fragment and not urlsplit(location).query
+    params = redirect_params(location)
+    assert {"id_token", "access_token", "token_type", "expires_in", "state"} <= set(params)
+
+
+def test_response_mode_query_is_refused_when_tokens_are_returned(oauth):
+    response = oauth.authorize(client_id="implicit", response_type="id_token", scope="openid", nonce="n", response_mode="query")
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_request"
+
+
+def test_response_mode_fragment_for_code(oauth):
+    response = oauth.authorize(client_id="web", response_mode="fragment")
+    assert urlsplit(response.headers["Location"]).fragment.startswith("code=")
+
+
+def test_response_mode_form_post_renders_an_auto_submitting_page(oauth):
+    response = oauth.authorize(client_id="web", response_mode="form_post", state="st8")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'action="https://web.example.com/cb"' in html
+    assert re.search(r'name="code" value="[^"]+"', html) and 'value="st8"' in html
+    assert "form_post.js" in html and "<script>" not in html
+    assert "form-action https://web.example.com" in response.headers["Content-Security-Policy"]
+
+
+def test_unknown_response_mode_is_refused(oauth):
+    response = oauth.authorize(client_id="web", response_mode="carrier-pigeon")
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_request"
+
+
+def test_scope_not_allowed_for_client_is_invalid_scope(oauth):
+    response = oauth.authorize(client_id="web", scope="openid admin")
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_scope"
+
+
+def test_offline_access_needs_allow_offline_access(oauth):
+    response = oauth.authorize(client_id="implicit", response_type="id_token", nonce="n", scope="openid offline_access")
+    assert redirect_params(response.headers["Location"])["error"] == "invalid_scope"
+
+
+def test_not_signed_in_goes_to_login_and_back(client, flow_clients):
+    oauth = OAuthActions(client)
+    response = oauth.authorize(client_id="web")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/account/login?returnUrl=")
+    login = AuthActions(client).login(return_url=unquote(response.headers["Location"].split("returnUrl=", 1)[1]))
+    assert login.headers["Location"].startswith("/connect/authorize?")
+    final = client.get(login.headers["Location"])
+    assert "code" in redirect_params(final.headers["Location"])
+
+
+def test_prompt_none_without_session_returns_login_required(client, flow_clients):
+    response = OAuthActions(client).authorize(client_id="web", prompt="none", state="pn")
+    params = redirect_params(response.headers["Location"])
+    assert params["error"] == "login_required" and params["state"] == "pn"
+
+
+def test_prompt_none_when_consent_is_missing_returns_consent_required(oauth):
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="spa", prompt="none", code_challenge=challenge, code_challenge_method="S256")
+    assert redirect_params(response.headers["Location"])["error"] == "consent_required"
+
+
+def test_prompt_none_with_session_issues_silently(oauth):
+    response = oauth.authorize(client_id="web", prompt="none")
+    assert "code" in redirect_params(response.headers["Location"])
+
+
+def test_prompt_login_forces_a_new_sign_in_once(oauth):
+    response = oauth.authorize(client_id="web", prompt="login")
+    location = response.headers["Location"]
+    assert location.startswith("/account/login")
+    assert "prompt%3Dlogin" not in location  # the return trip does not ask again
+
+
+def test_max_age_forces_sign_in_when_the_session_is_older(oauth, app):
+    with app.app_context():
+        db.session.execute(UserSession.__table__.update().values(auth_time=int(time.time()) - 600))
+        db.session.commit()
+    assert oauth.authorize(client_id="web", max_age="60").headers["Location"].startswith("/account/login")
+    assert "code" in redirect_params(oauth.authorize(client_id="web", max_age="3600").headers["Location"])
+
+
+def test_duplicate_parameters_are_refused(oauth):
+    response = oauth.client.get("/connect/authorize?" + urlencode(oauth.authorize_params(client_id="web")) + "&state=second")
+    assert response.status_code in (302, 400)
+    if response.status_code == 302:
+        assert redirect_params(response.headers["Location"])["error"] == "invalid_request"
+
+
+def test_authorize_accepts_post(oauth):
+    response = oauth.client.post("/connect/authorize", data=oauth.authorize_params(client_id="web"))
+    assert "code" in redirect_params(response.headers["Location"])
+
+
+def test_unsupported_response_type_with_registered_redirect_is_reported_to_the_client(oauth):
+    response = oauth.authorize(client_id="web", response_type="token")
+    assert redirect_params(response.headers["Location"])["error"] == "unsupported_response_type"

@@ -1,0 +1,155 @@
+"""Browser sign-in with a cookie session: messages, lockout, cookies, return URLs, sign-out."""
+
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import select
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD, csrf_token
+from identity.extensions import db
+from identity.models import AuditEvent, User, UserSession
+from identity.web.account import SIGN_IN_FAILED
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+def _user(app, username="alice"):
+    with app.app_context():
+        return db.session.scalar(select(User).where(User.username == username))
+
+
+def test_login_page_has_form_and_csrf(client, seeded):
+    page = client.get("/account/login")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    for field in ('name="username"', 'name="password"', 'name="remember"'):
+        assert field in html
+    assert csrf_token(html)
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_successful_sign_in_creates_a_session_and_goes_home(client, auth, app, seeded):
+    response = auth.login()
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    with app.app_context():
+        sessions = db.session.scalars(select(UserSession)).all()
+        assert len(sessions) == 1 and sessions[0].revoked_at is None
+    assert "alice" in client.get("/").get_data(as_text=True).lower()
+
+
+def test_sign_in_by_email_case_insensitive(auth, seeded):
+    assert auth.login(username="ALICE@example.com").status_code == 302
+
+
+@pytest.mark.parametrize("username,password", [("alice", "wrong-password-entirely"), ("nobody", ALICE_PASSWORD)])
+def test_same_message_for_unknown_user_and_wrong_password(auth, seeded, username, password):
+    response = auth.login(username=username, password=password)
+    assert response.status_code == 400
+    assert SIGN_IN_FAILED in response.get_data(as_text=True).replace("&#39;", "'")
+
+
+def test_post_without_csrf_token_is_refused(client, seeded, app):
+    response = client.post("/account/login", data={"username": "alice", "password": ALICE_PASSWORD})
+    assert response.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(UserSession)) is None
+
+
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_MAX_FAILURES": 3, "LOCKOUT_SECONDS": 300}])
+def test_repeated_failures_lock_the_account_without_revealing_it(auth, app, seeded):
+    for _ in range(3):
+        auth.login(password="wrong-password-entirely")
+    locked = _user(app)
+    assert locked.locked_until > 0
+    response = auth.login()  # the right password while locked
+    assert response.status_code == 400
+    assert SIGN_IN_FAILED in response.get_data(as_text=True).replace("&#39;", "'")
+    unknown = auth.login(username="nobody")
+    assert unknown.get_data(as_text=True).count("incorrect") == response.get_data(as_text=True).count("incorrect")
+    with app.app_context():
+        events = [e.event for e in db.session.scalars(select(AuditEvent))]
+    assert "account_locked" in events
+
+
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_MAX_FAILURES": 3}])
+def test_success_resets_the_failure_count(auth, app, seeded):
+    auth.login(password="wrong-password-entirely")
+    auth.login(password="wrong-password-entirely")
+    assert _user(app).failed_attempts == 2
+    assert auth.login().status_code == 302
+    assert _user(app).failed_attempts == 0
+
+
+def test_session_cookie_flags_and_new_session_on_sign_in(client, auth, seeded):
+    client.get("/account/login")
+    before = client.get_cookie("idsrv.session")
+    response = auth.login(remember=True)
+    cookies = response.headers.getlist("Set-Cookie")
+    session_cookie = next(c for c in cookies if c.startswith("idsrv.session="))
+    assert "HttpOnly" in session_cookie and "Secure" in session_cookie and "SameSite=Lax" in session_cookie
+    remember = next(c for c in cookies if c.startswith("idsrv.remember="))
+    assert "HttpOnly" in remember and "Secure" in remember
+    after = client.get_cookie("idsrv.session")
+    assert before is None or before.value != after.value
+
+
+def test_remember_cookie_restores_the_session(client, auth, app, seeded):
+    auth.login(remember=True)
+    client.delete_cookie("idsrv.session")
+    assert client.get("/diagnostics").status_code == 200
+
+
+def test_without_remember_a_browser_restart_signs_out(client, auth, seeded):
+    auth.login()
+    client.delete_cookie("idsrv.session")
+    assert client.get("/diagnostics").status_code == 302
+
+
+@pytest.mark.parametrize("target", ["https://evil.example.com/", "//evil.example.com/", "/\\evil.example.com", "javascript:alert(1)"])
+def test_return_url_is_followed_only_when_local(auth, seeded, target):
+    response = auth.login(return_url=target)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+def test_local_return_url_is_followed(auth, seeded):
+    response = auth.login(return_url="/diagnostics")
+    assert response.headers["Location"] == "/diagnostics"
+
+
+def test_login_hint_prefills_username(client, seeded):
+    return_url = "/connect/authorize?client_id=spa&login_hint=alice%40example.com"
+    html = client.get("/account/login?returnUrl=" + quote(return_url)).get_data(as_text=True)
+    assert 'value="alice@example.com"' in html
+    assert "Single-Page App" in html
+
+
+def test_logout_get_asks_and_post_signs_out_and_revokes_session(client, auth, app, seeded):
+    auth.login()
+    page = client.get("/account/logout")
+    assert page.status_code == 200 and client.get("/diagnostics").status_code == 200
+    response = client.post("/account/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert response.status_code == 200
+    assert client.get("/diagnostics").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(UserSession)).revoked_at is not None
+
+
+def test_revoked_session_cookie_is_useless(client, auth, app, seeded):
+    auth.login()
+    with app.app_context():
+        db.session.execute(UserSession.__table__.update().values(revoked_at=1))
+        db.session.commit()
+    assert client.get("/diagnostics").status_code == 302
+
+
+def test_diagnostics_shows_session_claims(client, auth, app, seeded):
+    auth.login()
+    html = client.get("/diagnostics").get_data(as_text=True)
+    assert _user(app).subject in html
+    assert "auth_time" in html
