@@ -295,6 +295,10 @@ class PasswordGrant(_PasswordGrant):
     def validate_requested_scope(self):
         check_requested_scope(self.request.client, self.request.payload.scope)
 
+    def authenticate_token_endpoint_client(self):
+        self.request.client = super().authenticate_token_endpoint_client()  # authenticate_user needs it
+        return self.request.client
+
     def authenticate_user(self, username, password):
         result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
         if result.user is not None:

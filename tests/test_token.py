@@ -1,0 +1,227 @@
+"""The token endpoint: code redemption, refresh rotation, client credentials, password, client authentication."""
+
+import base64
+
+import jwt as pyjwt
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from conftest import ALICE_PASSWORD
+from identity.extensions import db
+from identity.models import RefreshToken, RevokedAccessToken
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+def jwks_client_key(client, token):
+    keys = client.get("/.well-known/openid-configuration/jwks").get_json()["keys"]
+    kid = pyjwt.get_unverified_header(token)["kid"]
+    return pyjwt.PyJWK(next(k for k in keys if k["kid"] == kid))
+
+
+def decode(client, token, audience=None):
+    key = jwks_client_key(client, token)
+    options = {"verify_aud": audience is not None}
+    return pyjwt.decode(token, key, algorithms=["RS256", "ES256"], audience=audience, issuer="https://localhost", options=options)
+
+
+def _code(oauth, client_id="web", **extra):
+    response = oauth.authorize(client_id=client_id, scope=extra.pop("scope", "openid profile offline_access"), **extra)
+    return redirect_params(response.headers["Location"])["code"]
+
+
+def _count(app, model, **where):
+    with app.app_context():
+        stmt = select(func.count()).select_from(model)
+        for key, value in where.items():
+            stmt = stmt.where(getattr(model, key) == value)
+        return db.session.scalar(stmt)
+
+
+def test_code_redeems_once_for_jwt_access_token_id_token_and_refresh_token(oauth, client):
+    code = _code(oauth)
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    body = response.get_json()
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
+    header = pyjwt.get_unverified_header(body["access_token"])
+    assert header["typ"] == "at+jwt" and header["kid"]
+    claims = decode(client, body["access_token"])
+    assert claims["client_id"] == "web" and claims["scope"] == "openid profile offline_access"
+    assert {"iss", "sub", "aud", "exp", "iat", "jti", "auth_time"} <= set(claims)
+    assert claims["exp"] - claims["iat"] == 600
+    id_token = decode(client, body["id_token"], audience="web")
+    assert id_token["sub"] == claims["sub"] and "sid" in id_token and "at_hash" in id_token
+    assert "refresh_token" in body
+
+
+def test_second_use_of_a_code_fails_and_revokes_what_the_first_issued(oauth, client, app):
+    code = _code(oauth)
+    first = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    again = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    claims = decode(client, first["access_token"])
+    assert _count(app, RevokedAccessToken, jti=claims["jti"]) == 1
+    refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert refreshed.status_code == 400
+    assert client.get("/connect/userinfo", headers={"Authorization": "Bearer " + first["access_token"]}).status_code == 401
+
+
+def test_code_of_another_client_is_invalid_grant(oauth):
+    code = _code(oauth, client_id="native", code_challenge=pkce_pair()[1], code_challenge_method="S256", scope="openid")
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_redirect_uri_must_match_the_authorization_request(oauth):
+    code = _code(oauth)
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/other")
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_expired_code_is_invalid_grant(oauth, app):
+    from identity.models import AuthorizationCode
+
+    code = _code(oauth)
+    with app.app_context():
+        db.session.execute(AuthorizationCode.__table__.update().values(expires_at=1))
+        db.session.commit()
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("verifier,error", [(None, "invalid_request"), ("x" * 50, "invalid_grant")])
+def test_pkce_verifier_is_checked(oauth, verifier, error):
+    _, challenge = pkce_pair()
+    code = _code(oauth, client_id="native", code_challenge=challenge, code_challenge_method="S256", scope="openid")
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "com.example.native:/cb"}
+    if verifier:
+        form["code_verifier"] = verifier
+    assert oauth.token("native", **form).get_json()["error"] == error
+
+
+def test_verifier_without_challenge_is_refused(oauth):
+    code = _code(oauth)
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb",
+                           code_verifier="y" * 50)
+    assert response.get_json()["error"] == "invalid_request"
+
+
+def test_public_client_redeems_with_pkce_and_no_secret(oauth):
+    token, _ = oauth.code_flow(client_id="native", scope="openid offline_access")
+    assert token.status_code == 200 and "refresh_token" in token.get_json()
+
+
+def test_refresh_rotates_and_reuse_revokes_the_family(oauth, app):
+    code = _code(oauth)
+    first = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    second = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert second.status_code == 200
+    rotated = second.get_json()["refresh_token"]
+    assert rotated != first["refresh_token"]
+    reuse = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
+    after = oauth.token("web", grant_type="refresh_token", refresh_token=rotated)
+    assert after.status_code == 400
+    assert _count(app, RefreshToken, revoked_at=None) == 0
+
+
+def test_refresh_token_only_with_offline_access(oauth):
+    code = _code(oauth, scope="openid profile")
+    body = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    assert "refresh_token" not in body
+
+
+def test_refresh_with_narrower_scope_and_wider_scope(oauth):
+    code = _code(oauth)
+    rt = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()["refresh_token"]
+    wider = oauth.token("web", grant_type="refresh_token", refresh_token=rt, scope="openid email offline_access")
+    assert wider.get_json()["error"] == "invalid_scope"
+
+
+def test_refresh_token_of_another_client_is_refused(oauth):
+    code = _code(oauth)
+    rt = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()["refresh_token"]
+    assert oauth.token("mobile", grant_type="refresh_token", refresh_token=rt).status_code == 400
+
+
+def test_client_credentials_token_has_no_sub_and_no_refresh_token(oauth, client):
+    response = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi")
+    body = response.get_json()
+    assert response.status_code == 200 and "refresh_token" not in body
+    claims = decode(client, body["access_token"])
+    assert "sub" not in claims and claims["client_id"] == "service" and claims["aud"] == ["IdentityServerApi"]
+
+
+def test_client_credentials_with_post_auth_and_default_scope(oauth, client):
+    body = oauth.token("service", auth="post", grant_type="client_credentials").get_json()
+    assert decode(client, body["access_token"])["scope"] == "IdentityServerApi"
+
+
+def test_client_credentials_refuses_identity_scopes(oauth):
+    response = oauth.token("service", grant_type="client_credentials", scope="openid")
+    assert response.get_json()["error"] == "invalid_scope"
+
+
+def test_client_credentials_refused_for_clients_without_the_grant(oauth):
+    response = oauth.token("web", grant_type="client_credentials")
+    assert response.get_json()["error"] == "unauthorized_client"
+
+
+def test_public_client_cannot_use_client_credentials(oauth):
+    response = oauth.client.post("/connect/token", data={"grant_type": "client_credentials", "client_id": "native"})
+    assert response.status_code in (400, 401)
+    assert response.get_json()["error"] in ("invalid_client", "unauthorized_client")
+
+
+@pytest.mark.parametrize("auth_header", [
+    "Basic " + base64.b64encode(b"service:wrong").decode(),
+    "Basic " + base64.b64encode(b"nobody:wrong").decode(),
+    "Basic !!!notbase64",
+])
+def test_bad_client_credentials_are_invalid_client_with_401(oauth, auth_header):
+    response = oauth.client.post("/connect/token", data={"grant_type": "client_credentials"}, headers={"Authorization": auth_header})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_password_grant_for_allowed_client(oauth, client):
+    response = oauth.token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                           scope="openid IdentityServerApi offline_access")
+    body = response.get_json()
+    assert response.status_code == 200 and "refresh_token" in body
+    assert "sub" in decode(client, body["access_token"])
+
+
+def test_password_grant_wrong_password(oauth):
+    response = oauth.token("legacy", grant_type="password", username="alice", password="not-her-password-at-all")
+    assert response.status_code == 400 and response.get_json()["error"] in ("invalid_grant", "invalid_request")
+
+
+def test_password_grant_refused_for_other_clients(oauth):
+    response = oauth.token("web", grant_type="password", username="alice", password=ALICE_PASSWORD)
+    assert response.get_json()["error"] == "unauthorized_client"
+
+
+@pytest.mark.parametrize("form", [{}, {"grant_type": "made_up"}, {"grant_type": "authorization_code"}])
+def test_malformed_token_requests_are_oauth_errors(oauth, form):
+    response = oauth.token("web", **form)
+    assert response.status_code in (400, 401)
+    assert response.get_json()["error"] in ("invalid_request", "unsupported_grant_type", "invalid_grant")
+
+
+def test_get_on_token_endpoint_is_not_allowed_json(oauth):
+    response = oauth.client.get("/connect/token")
+    assert response.status_code == 405 and response.get_json()["error"] == "invalid_request"
+
+
+def test_huge_token_request_is_413_json(oauth):
+    response = oauth.client.post("/connect/token", data={"grant_type": "x" * 200_000})
+    assert response.status_code == 413 and response.get_json()["error"] == "invalid_request"
