@@ -1,10 +1,8 @@
-"""The local API: the signed-in user's account and password, for bearer tokens with IdentityServerApi."""
+"""The local API: the token user's account and password, for bearer tokens with IdentityServerApi."""
 
-import hashlib
 import time
 
-from flask import Blueprint, current_app, jsonify, request
-from flask_limiter.util import get_remote_address
+from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
@@ -12,42 +10,18 @@ from identity.constants import LOCAL_API_SCOPE
 from identity.errors import AccountLocked, ValidationFailed
 from identity.extensions import limiter
 from identity.oauth2.resource import current_token, require_oauth
+from identity.schemas import field_errors
 from identity.services import accounts
 
+from .limits import default_limit, per_token_limit, sensitive_limit, token_key
 from .openapi import openapi_document
 from .problems import problem, validation_problem
 from .schemas import PasswordChangeSchema
 
 bp = Blueprint("localapi", __name__, url_prefix="/localapi")
+limiter.limit(default_limit)(bp)  # POST /password replaces it with its own limits
 
 password_change_schema = PasswordChangeSchema()
-
-
-def token_key() -> str:
-    """Rate-limit key of the bearer token (its SHA-256; the client address when there is none)."""
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer " and auth[7:].strip():
-        return "token:" + hashlib.sha256(auth[7:].strip().encode()).hexdigest()
-    return "ip:" + get_remote_address()
-
-
-def sensitive_limit() -> str:
-    return current_app.config["RATELIMIT_SENSITIVE"]
-
-
-def per_token_limit() -> str:
-    return current_app.config["RATELIMIT_PER_TOKEN"]
-
-
-def load_body(schema):
-    """Return the JSON body loaded by `schema`; a ValidationError names what is wrong with it."""
-    if not request.is_json:
-        raise ValidationError("Send a JSON object with Content-Type: application/json.", "body")
-    try:
-        body = request.get_json()
-    except (BadRequest, RecursionError):  # the json module raises RecursionError on deep nesting
-        raise ValidationError("The body is not valid JSON.", "body") from None
-    return schema.load(body)
 
 
 @bp.post("/password")
@@ -59,15 +33,15 @@ def change_password():
     try:
         data = load_body(password_change_schema)
     except ValidationError as err:
-        return validation_problem(field_errors(err.normalized_messages()))
+        return validation_problem(body_errors(err))
     try:
         accounts.change_password(current_token.user.id, data["current_password"], data["new_password"],
                                  data["confirm_password"], client_id=current_token.client_id)
     except ValidationFailed as err:
         return validation_problem(err.errors, "The password was not changed; see errors.")
     except AccountLocked as err:
-        return problem(429, "Account temporarily locked",
-                       "Too many wrong passwords; try again later.", headers={"Retry-After": str(err.retry_after)})
+        return problem(429, "Account temporarily locked", "Too many wrong passwords; try again later.",
+                       headers={"Retry-After": str(err.retry_after)})
     return "", 204
 
 
@@ -92,13 +66,20 @@ def openapi():
     return jsonify(openapi_document())
 
 
-def field_errors(messages) -> dict[str, list[str]]:
-    """Flatten marshmallow's messages to field -> [messages]; `body` for the body as a whole."""
-    if not isinstance(messages, dict):
-        return {"body": [str(m) for m in _as_list(messages)]}
-    return {("body" if field == "_schema" else str(field)): [str(m) for m in _as_list(msgs)]
-            for field, msgs in messages.items()}
+def load_body(schema):
+    """Return the JSON body loaded by `schema`; a ValidationError names what is wrong with it."""
+    if not request.is_json:
+        raise ValidationError("Send a JSON object with Content-Type: application/json.", "body")
+    try:
+        body = request.get_json()
+    except (BadRequest, RecursionError):  # the json module raises RecursionError on deep nesting
+        raise ValidationError("The body is not valid JSON.", "body") from None
+    return schema.load(body)
 
 
-def _as_list(messages) -> list:
-    return messages if isinstance(messages, list) else [messages]
+def body_errors(err: ValidationError) -> dict[str, list[str]]:
+    """Field -> [messages]; marshmallow's `_schema` (the body as a whole) is called `body`."""
+    errors = field_errors(err.normalized_messages())
+    if "_schema" in errors:
+        errors["body"] = errors.pop("_schema")
+    return errors

@@ -18,7 +18,6 @@ from test_localapi_support import (  # noqa: F401  (fixtures)
     api,
     app_config,
     bearer,
-    client,
     other_keys,
     problem_of,
 )

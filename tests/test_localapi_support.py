@@ -1,7 +1,7 @@
-"""Helpers for the local API tests (no tests here): an https test client, token minting, forging.
+"""Helpers for the local API tests (no tests here): token minting and forging, an `api` fixture.
 
 Tokens are minted with the real service inside a request context on https://localhost, the
-issuer the test client's requests see; forged ones are signed with joserfc directly.
+issuer that conftest's https test client sees; forged ones are signed with joserfc or by hand.
 """
 
 import base64
@@ -11,7 +11,6 @@ import json
 import time
 
 import pytest
-from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import select
@@ -30,20 +29,6 @@ NEW_PASSWORD = "lantern-orchid-velvet-204"
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST_KIB": 8, "ARGON2_PARALLELISM": 1}
 USER_COLUMNS = ("subject", "username", "email", "name", "password_hash", "password_version",
                 "password_changed_at", "failed_attempts", "locked_until", "created_at")
-
-
-class HttpsClient(FlaskClient):
-    """A test client whose requests go to https://localhost, the issuer of the minted tokens."""
-
-    def open(self, *args, **kwargs):
-        if not (args and not isinstance(args[0], str)):
-            kwargs.setdefault("base_url", BASE_URL)
-        return super().open(*args, **kwargs)
-
-
-def https_client(app) -> FlaskClient:
-    app.test_client_class = HttpsClient
-    return app.test_client()
 
 
 class LocalApi:
@@ -157,11 +142,6 @@ def b64(data: bytes) -> str:
 def app_config():
     """Cheap Argon2 for these tests: the policy and the flow, not the hash cost, are under test."""
     return dict(CHEAP_ARGON2)
-
-
-@pytest.fixture
-def client(app):
-    return https_client(app)
 
 
 @pytest.fixture

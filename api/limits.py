@@ -1,0 +1,30 @@
+"""Rate limits of /localapi (Flask-Limiter), read from each app's settings at request time."""
+
+import hashlib
+
+from flask import current_app, request
+from flask_limiter.util import get_remote_address
+
+
+def token_key() -> str:
+    """Key a limit by bearer token (its SHA-256, never the token), or by client address without one."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()
+    return "ip:" + get_remote_address()
+
+
+def default_limit() -> str:
+    """Per client IP on every route (RATELIMIT_DEFAULT)."""
+    return current_app.config["RATELIMIT_DEFAULT"]
+
+
+def sensitive_limit() -> str:
+    """Per client IP on password changes (RATELIMIT_SENSITIVE)."""
+    return current_app.config["RATELIMIT_SENSITIVE"]
+
+
+def per_token_limit() -> str:
+    """Per access token on password changes (RATELIMIT_PER_TOKEN)."""
+    return current_app.config["RATELIMIT_PER_TOKEN"]
