@@ -1,0 +1,111 @@
+"""Consent for clients with require_consent, remembered consent, prompt=consent, and the grants page."""
+
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from conftest import csrf_token
+from identity.extensions import db
+from identity.models import AuthorizationCode, Consent, RefreshToken
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+def _spa(oauth, **extra):
+    _, challenge = pkce_pair()
+    return oauth.authorize(client_id="spa", scope="openid profile IdentityServerApi", code_challenge=challenge,
+                           code_challenge_method="S256", **extra)
+
+
+def _count(app, model):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_consent_page_lists_scopes_with_display_names(oauth):
+    response = _spa(oauth)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/consent?")
+    page = oauth.client.get(response.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert "Single-Page App" in html and "Manage your account (local API)" in html and "Your profile" in html
+
+
+def test_deny_returns_access_denied_and_writes_nothing(oauth, app):
+    location = _spa(oauth, state="d1").headers["Location"]
+    response = oauth.consent(location, decision="deny")
+    params = redirect_params(response.headers["Location"])
+    assert response.headers["Location"].startswith("http://127.0.0.1:8080/callback")
+    assert params == {"error": "access_denied", "error_description": params.get("error_description"), "state": "d1"} or \
+        (params["error"] == "access_denied" and params["state"] == "d1")
+    assert _count(app, Consent) == 0 and _count(app, AuthorizationCode) == 0
+
+
+def test_allow_without_remember_asks_again_next_time(oauth, app):
+    response = oauth.consent(_spa(oauth).headers["Location"], decision="allow")
+    assert "code" in redirect_params(response.headers["Location"])
+    assert _count(app, Consent) == 0
+    assert _spa(oauth).headers["Location"].startswith("/consent")
+
+
+def test_remembered_consent_skips_the_page_until_prompt_consent(oauth, app):
+    oauth.consent(_spa(oauth).headers["Location"], decision="allow", remember=True)
+    assert _count(app, Consent) == 1
+    again = _spa(oauth)
+    assert "code" in redirect_params(again.headers["Location"])
+    forced = _spa(oauth, prompt="consent")
+    assert forced.headers["Location"].startswith("/consent")
+    assert "prompt=consent" not in forced.headers["Location"]
+
+
+def test_remembered_consent_does_not_cover_new_scopes(oauth):
+    oauth.consent(_spa(oauth).headers["Location"], decision="allow", remember=True)
+    _, challenge = pkce_pair()
+    wider = oauth.authorize(client_id="spa", scope="openid profile email IdentityServerApi", code_challenge=challenge,
+                            code_challenge_method="S256")
+    assert wider.headers["Location"].startswith("/consent")
+
+
+def test_consent_post_without_csrf_is_refused(oauth, app):
+    location = _spa(oauth).headers["Location"]
+    response = oauth.client.post(location, data={"decision": "allow"})
+    assert response.status_code == 400
+    assert _count(app, AuthorizationCode) == 0
+
+
+def test_consent_with_tampered_request_shows_error(oauth):
+    location = _spa(oauth).headers["Location"]
+    parts = urlsplit(location)
+    query = dict(parse_qsl(parts.query))
+    query["redirect_uri"] = "https://evil.example.com/cb"
+    location = parts.path + "?" + urlencode(query)
+    page = oauth.client.get(location)
+    assert page.status_code == 400 and "Location" not in page.headers
+
+
+def test_grants_page_lists_and_revokes_consent_and_refresh_tokens(oauth, app, client):
+    oauth.consent(_spa(oauth).headers["Location"], decision="allow", remember=True)
+    token, _ = oauth.code_flow(client_id="native", scope="openid offline_access")
+    assert "refresh_token" in token.get_json()
+    page = client.get("/account/grants")
+    html = page.get_data(as_text=True)
+    assert "Single-Page App" in html and "Native App" in html
+    response = client.post("/account/grants/revoke", data={"csrf_token": csrf_token(html), "client_id": "native"})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RefreshToken).where(RefreshToken.revoked_at.is_(None))) == 0
+    refused = oauth.token("native", grant_type="refresh_token", refresh_token=token.get_json()["refresh_token"])
+    assert refused.status_code == 400
+    client.post("/account/grants/revoke", data={"csrf_token": csrf_token(html), "client_id": "spa"})
+    assert _count(app, Consent) == 0
+    assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)
+
+
+def test_grants_page_needs_sign_in(client, seeded):
+    assert client.get("/account/grants").status_code == 302

@@ -1,0 +1,156 @@
+"""Userinfo, end session, revocation, introspection and CORS."""
+
+import base64
+
+import pytest
+from sqlalchemy import select
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from conftest import csrf_token
+from identity.extensions import db
+from identity.models import UserSession
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+def _web_tokens(oauth, scope="openid profile email offline_access IdentityServerApi"):
+    response = oauth.authorize(client_id="web", scope=scope)
+    code = redirect_params(response.headers["Location"])["code"]
+    return oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+
+
+def _basic(client_id, secret):
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+WEB = _basic("web", "web-secret-0123456789")
+
+
+@pytest.mark.parametrize("scope,expected,absent", [
+    ("openid", {"sub"}, {"name", "email"}),
+    ("openid profile", {"sub", "name", "preferred_username"}, {"email"}),
+    ("openid email", {"sub", "email", "email_verified"}, {"name"}),
+])
+def test_userinfo_releases_claims_by_scope(oauth, scope, expected, absent):
+    token = _web_tokens(oauth, scope)["access_token"]
+    for method in (oauth.client.get, oauth.client.post):
+        response = method("/connect/userinfo", headers={"Authorization": "Bearer " + token})
+        claims = response.get_json()
+        assert response.status_code == 200
+        assert expected <= set(claims) and not (absent & set(claims))
+
+
+def test_userinfo_without_token_and_with_bad_token(oauth):
+    missing = oauth.client.get("/connect/userinfo")
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    bad = oauth.client.get("/connect/userinfo", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+
+
+def test_userinfo_without_openid_is_insufficient_scope(oauth):
+    token = oauth.token("service", grant_type="client_credentials").get_json()["access_token"]
+    response = oauth.client.get("/connect/userinfo", headers={"Authorization": "Bearer " + token})
+    assert response.status_code == 403 and 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+
+
+def test_revoke_access_token_then_introspection_is_inactive(oauth):
+    token = _web_tokens(oauth)["access_token"]
+    active = oauth.client.post("/connect/introspect", data={"token": token}, headers=WEB).get_json()
+    assert active["active"] is True and active["client_id"] == "web" and active["scope"]
+    assert oauth.client.post("/connect/revocation", data={"token": token}, headers=WEB).status_code == 200
+    assert oauth.client.post("/connect/introspect", data={"token": token}, headers=WEB).get_json() == {"active": False}
+    assert oauth.client.get("/connect/userinfo", headers={"Authorization": "Bearer " + token}).status_code == 401
+
+
+def test_revoke_refresh_token_then_refresh_fails(oauth):
+    tokens = _web_tokens(oauth)
+    assert oauth.client.post("/connect/revocation", data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
+                             headers=WEB).status_code == 200
+    assert oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+    assert oauth.client.post("/connect/introspect", data={"token": tokens["refresh_token"]}, headers=WEB).get_json() == {"active": False}
+
+
+def test_public_client_revokes_its_own_refresh_token(oauth):
+    token, _ = oauth.code_flow(client_id="native", scope="openid offline_access")
+    rt = token.get_json()["refresh_token"]
+    response = oauth.client.post("/connect/revocation", data={"token": rt, "client_id": "native"})
+    assert response.status_code == 200
+    assert oauth.token("native", grant_type="refresh_token", refresh_token=rt).status_code == 400
+
+
+def test_revocation_of_unknown_token_is_200(oauth):
+    assert oauth.client.post("/connect/revocation", data={"token": "nonsense"}, headers=WEB).status_code == 200
+
+
+def test_revocation_requires_client_authentication(oauth):
+    response = oauth.client.post("/connect/revocation", data={"token": "x"}, headers=_basic("web", "wrong"))
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+
+
+def test_introspection_of_another_clients_token_is_inactive(oauth):
+    token = oauth.token("service", grant_type="client_credentials").get_json()["access_token"]
+    assert oauth.client.post("/connect/introspect", data={"token": token}, headers=WEB).get_json() == {"active": False}
+
+
+def test_introspection_needs_a_confidential_client(oauth):
+    response = oauth.client.post("/connect/introspect", data={"token": "x", "client_id": "native"})
+    assert response.status_code == 401
+
+
+def test_introspection_of_garbage_is_inactive(oauth):
+    for token in ("garbage", "a.b.c", "x" * 9000):
+        assert oauth.client.post("/connect/introspect", data={"token": token}, headers=WEB).get_json() == {"active": False}
+
+
+def _id_token(oauth):
+    return _web_tokens(oauth)["id_token"]
+
+
+def test_endsession_with_hint_and_registered_uri_signs_out_and_echoes_state(oauth, app):
+    hint = _id_token(oauth)
+    response = oauth.client.get("/connect/endsession", query_string={
+        "id_token_hint": hint, "post_logout_redirect_uri": "https://web.example.com/bye", "state": "s-9"})
+    assert response.status_code == 302 and response.headers["Location"] == "https://web.example.com/bye?state=s-9"
+    assert oauth.client.get("/diagnostics").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(UserSession)).revoked_at is not None
+
+
+def test_endsession_refuses_unregistered_post_logout_uri(oauth):
+    hint = _id_token(oauth)
+    response = oauth.client.get("/connect/endsession", query_string={
+        "id_token_hint": hint, "post_logout_redirect_uri": "https://evil.example.com/"})
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert oauth.client.get("/diagnostics").status_code == 200
+
+
+def test_endsession_refuses_a_forged_hint(oauth):
+    response = oauth.client.get("/connect/endsession", query_string={"id_token_hint": "eyJhbGciOiJub25lIn0.e30."})
+    assert response.status_code == 400
+
+
+def test_endsession_without_hint_asks_for_confirmation(oauth):
+    page = oauth.client.get("/connect/endsession")
+    assert page.status_code == 200 and oauth.client.get("/diagnostics").status_code == 200
+    done = oauth.client.post("/connect/endsession", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert done.status_code == 200 and oauth.client.get("/diagnostics").status_code == 302
+
+
+def test_endsession_post_logout_uri_needs_a_client(oauth):
+    response = oauth.client.get("/connect/endsession", query_string={"post_logout_redirect_uri": "https://web.example.com/bye"})
+    assert response.status_code == 400
+
+
+def test_cors_preflight_and_response_only_for_registered_origins(oauth):
+    pre = oauth.client.options("/connect/token", headers={"Origin": "https://web.example.com", "Access-Control-Request-Method": "POST"})
+    assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "https://web.example.com"
+    other = oauth.client.options("/connect/token", headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    actual = oauth.client.get("/.well-known/openid-configuration", headers={"Origin": "https://web.example.com"})
+    assert actual.headers["Access-Control-Allow-Origin"] == "https://web.example.com"
+    not_cors = oauth.client.get("/account/login", headers={"Origin": "https://web.example.com"})
+    assert "Access-Control-Allow-Origin" not in not_cors.headers
