@@ -41,7 +41,7 @@ def _when(epoch: int | None) -> str:
 
 
 @click.command("seed")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @with_appcontext
 @with_schema
 def seed_command(file):
@@ -244,7 +244,7 @@ audit_cli = AppGroup("audit", help="Read the security audit log.")
 
 
 @audit_cli.command("tail")
-@click.option("-n", "--lines", default=20, show_default=True)
+@click.option("-n", "--lines", default=20, show_default=True, type=click.IntRange(min=1), help="How many events.")
 @with_schema
 def audit_tail(lines):
     """Print the newest security events, oldest first, one JSON object a line."""

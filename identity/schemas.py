@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from .constants import GRANT_TYPES
 
@@ -49,9 +49,16 @@ def check_redirect_uri(uri: str) -> None:
 
 
 def check_origin(origin: str) -> None:
+    """scheme://host[:port], as browsers send it in the Origin header (a trailing slash is tolerated)."""
     parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
+            or parts.query or parts.fragment or "#" in origin or "@" in parts.netloc):
         raise ValidationError(f"{origin!r} is not an origin (scheme://host[:port])")
+
+
+def normalize_origin(origin: str) -> str:
+    """The Origin header's spelling: lower-case scheme and host, no trailing slash."""
+    return origin.rstrip("/").lower()
 
 
 class ApiScopeSchema(Schema):
@@ -99,6 +106,11 @@ class ClientSchema(Schema):
     def _origins(self, value, **kwargs):
         for origin in value:
             check_origin(origin)
+
+    @post_load
+    def _normalize(self, data, **kwargs):
+        data["allowed_cors_origins"] = [normalize_origin(o) for o in data["allowed_cors_origins"]]
+        return data
 
     @validates_schema
     def _rules(self, data, **kwargs):

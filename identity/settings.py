@@ -3,6 +3,7 @@
 import os
 import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -32,6 +33,19 @@ def _development_secret_key(app: Flask) -> str:
         return f.read().strip()
 
 
+def _check_issuer(app: Flask) -> None:
+    """An issuer is an https URL (http only in development) without query or fragment (OIDC Discovery 3)."""
+    issuer = app.config.get("ISSUER")
+    if not issuer:
+        return
+    parts = urlsplit(issuer)
+    schemes = ("http", "https") if is_development(app) else ("https",)
+    if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer:
+        raise ConfigurationError(
+            f"ISSUER must be an {' or '.join(schemes)} URL without query or fragment, not {issuer!r}"
+        )
+
+
 def init_app(app: Flask) -> None:
     cfg = app.config
     if not cfg.get("SECRET_KEY"):
@@ -50,6 +64,7 @@ def init_app(app: Flask) -> None:
     for name in ("ACCESS_TOKEN_SIGNING_ALG", "ID_TOKEN_SIGNING_ALG"):
         if cfg[name] not in SIGNING_ALGS:
             raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
+    _check_issuer(app)
     if cfg["PASSWORD_MAX_LENGTH"] < 64:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
     hops = int(cfg["TRUST_PROXY_HOPS"])

@@ -363,11 +363,22 @@ def test_scopes_add_refuses_taken_or_bad_names(app, runner, name):
     assert count(app, ApiScope) == before
 
 
-def test_scopes_remove_refuses_a_scope_in_use(app, runner, seeded):
+def test_scopes_remove_refuses_a_scope_in_use(app, runner):
+    assert runner.invoke(args=["scopes", "add", "orders"]).exit_code == 0
+    assert runner.invoke(args=["clients", "add", "shop", "--grant-type", "client_credentials", "--scope", "orders"]).exit_code == 0
+
+    result = runner.invoke(args=["scopes", "remove", "orders"])
+
+    assert result.exit_code == 1
+    assert "shop" in result.output
+    assert one(app, ApiScope, name="orders") is not None
+
+
+def test_the_local_api_scope_cannot_be_removed(app, runner):
     result = runner.invoke(args=["scopes", "remove", "IdentityServerApi"])
 
     assert result.exit_code == 1
-    assert "mobile" in result.output
+    assert "IdentityServerApi" in result.output
     assert one(app, ApiScope, name="IdentityServerApi") is not None
 
 
@@ -422,3 +433,10 @@ def test_audit_tail(app, runner, seeded):
     last = runner.invoke(args=["audit", "tail", "-n", "1"])
     assert [json.loads(line)["event"] for line in last.output.splitlines()] == ["key_rotated"]
     assert count(app, AuditEvent) == 3
+
+
+def test_audit_tail_refuses_a_non_positive_count(runner):
+    result = runner.invoke(args=["audit", "tail", "-n", "0"])
+
+    assert result.exit_code == 2
+    assert "--lines" in result.output

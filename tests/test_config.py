@@ -156,6 +156,21 @@ def test_unsafe_settings_are_refused_at_start(instance, setting, value):
         make(instance, SECRET_KEY="k" * 32, **{setting: value})
 
 
+@pytest.mark.parametrize(
+    "issuer", ["id.example.com", "http://id.example.com", "https://id.example.com/?tenant=1",
+               "https://id.example.com/#x", "ftp://id.example.com", "https://"],
+)
+def test_a_malformed_issuer_is_refused_at_start(instance, issuer):
+    with pytest.raises(ConfigurationError, match="ISSUER"):
+        make(instance, SECRET_KEY="k" * 32, ISSUER=issuer)
+
+
+@pytest.mark.parametrize("environment, issuer", [("production", "https://id.example.com/tenant"),
+                                                 ("development", "http://127.0.0.1:5000")])
+def test_a_good_issuer_is_accepted(instance, environment, issuer):
+    assert make(instance, SECRET_KEY="k" * 32, ENVIRONMENT=environment, ISSUER=issuer).config["ISSUER"] == issuer
+
+
 # --- the schema check at start -----------------------------------------------------------------------
 
 

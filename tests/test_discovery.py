@@ -44,6 +44,10 @@ def test_document_has_every_field(client):
     assert {"query", "fragment", "form_post"} <= set(doc["response_modes_supported"])
 
 
+def test_offline_access_is_advertised_with_refresh_tokens(client):
+    assert "offline_access" in discover(client)["scopes_supported"]
+
+
 def test_scopes_follow_the_database(client, runner):
     assert runner.invoke(args=["scopes", "add", "orders"]).exit_code == 0
 
@@ -118,6 +122,8 @@ def test_only_client_credentials(client):
 
     assert doc["grant_types_supported"] == ["client_credentials"]
     assert doc["response_types_supported"] == []
+    assert "offline_access" not in doc["scopes_supported"]  # no refresh tokens to offer
+    assert "openid" in doc["scopes_supported"]
 
 
 # --- caching -------------------------------------------------------------------------------------

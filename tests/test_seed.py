@@ -264,6 +264,7 @@ BAD_FILES = {
     "post-logout uri with fragment": (_client_with(post_logout_redirect_uris=["https://app.example.com/#x"]), ["client 'mobile'", "post_logout_redirect_uris", "fragment"]),
     "relative redirect uri": (_client_with(redirect_uris=["/callback"]), ["client 'mobile'", "redirect_uris"]),
     "javascript redirect uri": (_client_with(redirect_uris=["javascript:alert(1)"]), ["client 'mobile'", "redirect_uris"]),
+    "cors origin with a path": (_client_with("spa", allowed_cors_origins=["https://spa.example.com/app"]), ["client 'spa'", "allowed_cors_origins"]),
     "unknown scope": (_client_with(allowed_scopes=["openid", "payroll"]), ["client 'mobile'", "allowed_scopes", "payroll"]),
     "short password": (_user_with(password="short-pass"), ["user 'alice'", "password", "15"]),
     "common password": (_user_with(password="1qaz2wsx3edc4rfv"), ["user 'alice'", "password", "common"]),
@@ -333,6 +334,27 @@ def test_every_error_in_a_file_is_reported(app, runner, tmp_path):
 
     assert result.exit_code != 0
     assert "client 'mobile'" in result.output and "client 'spa'" in result.output
+
+
+def test_cors_origins_are_stored_as_browsers_send_them(app, runner, tmp_path):
+    doc = _client_with("spa", allowed_cors_origins=["https://SPA.Example.com/", "http://localhost:8080"])
+
+    assert seed(runner, tmp_path, doc).exit_code == 0
+    assert "No change" in seed(runner, tmp_path, doc).output
+
+    with app.app_context():
+        spa = db.session.scalar(select(Client).where(Client.client_id == "spa"))
+        assert spa.allowed_cors_origins == ["https://spa.example.com", "http://localhost:8080"]
+
+
+def test_a_file_with_a_byte_order_mark_is_read(app, runner, tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(SEED).encode())
+
+    result = runner.invoke(args=["seed", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert "created client mobile" in result.output
 
 
 def test_missing_file_is_a_usage_error(runner, tmp_path):

@@ -56,6 +56,8 @@ def remove_api_scope(name: str) -> None:
     scope = db.session.scalar(select(ApiScope).where(ApiScope.name == name))
     if scope is None:
         raise NotFound(f"no API scope {name!r}")
+    if name == LOCAL_API_SCOPE:
+        raise Conflict(f"{LOCAL_API_SCOPE} is the local API's scope; it always exists")
     users = [c.client_id for c in db.session.scalars(select(Client)) if name in c.allowed_scopes]
     if users:
         raise Conflict(f"scope {name!r} is allowed for clients {', '.join(users)}; remove it from them first")

@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request
 
-from ..constants import RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
+from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
 from ..issuer import issuer
 from ..services import keys
 from ..services.resources import api_scope_names
@@ -43,6 +43,13 @@ def response_types_supported(enabled: list[str]) -> list[str]:
     return types
 
 
+def scopes_supported(enabled: list[str]) -> list[str]:
+    scopes = set(STANDARD_IDENTITY_RESOURCES) | api_scope_names()
+    if "refresh_token" not in enabled:
+        scopes.discard(OFFLINE_ACCESS)
+    return sorted(scopes)
+
+
 def claims_supported() -> list[str]:
     claims = {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "c_hash", "sid"}
     for _, resource_claims in STANDARD_IDENTITY_RESOURCES.values():
@@ -58,7 +65,7 @@ def build_document(base: str) -> dict:
     doc.update({name: base + path for name, path in ENDPOINTS.items()})
     doc.update(
         {
-            "scopes_supported": sorted(set(STANDARD_IDENTITY_RESOURCES) | api_scope_names()),
+            "scopes_supported": scopes_supported(enabled),
             "claims_supported": claims_supported(),
             "response_types_supported": response_types_supported(enabled),
             "response_modes_supported": ["query", "fragment", "form_post"],
