@@ -4,20 +4,29 @@ in a subprocess on a free loopback port, with its own environment.
     with GunicornServer(database_uri, workers=2) as server:
         requests.get(server.url + "/healthz")
 
+Also small HTTP actions (sign in, authorize with PKCE, token requests) done with `requests`,
+and `run_together` to start calls at the same moment.
+
 Several servers may share one database (and SECRET_KEY / ISSUER) to stand for instances behind a
 load balancer. The database is migrated with the operator's command before the first start.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
@@ -176,3 +185,79 @@ class GunicornServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --- driving the server over HTTP (requests), as a browser and a client app do ---------------
+
+_CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_from(html: str) -> str:
+    match = _CSRF_RE.search(html)
+    if not match:
+        raise AssertionError("no csrf_token in the page:\n" + html[:2000])
+    return match.group(1) or match.group(2)
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def sign_in(browser: requests.Session, base_url: str, username: str, password: str) -> requests.Response:
+    """Post the login form (with its CSRF token) the way a browser does; returns the POST's response."""
+    page = browser.get(base_url + "/account/login", timeout=30)
+    page.raise_for_status()
+    return browser.post(base_url + "/account/login", timeout=30, allow_redirects=False,
+                        data={"csrf_token": csrf_from(page.text), "username": username, "password": password})
+
+
+def authorize(browser: requests.Session, base_url: str, *, client_id: str, redirect_uri: str,
+              scope: str = "openid", **extra) -> tuple[requests.Response, str]:
+    """GET /connect/authorize with PKCE (no redirects followed); returns (response, code_verifier)."""
+    verifier, challenge = pkce_pair()
+    params = {"client_id": client_id, "response_type": "code", "scope": scope, "redirect_uri": redirect_uri,
+              "state": secrets.token_urlsafe(8), "code_challenge": challenge, "code_challenge_method": "S256", **extra}
+    response = browser.get(base_url + "/connect/authorize?" + urlencode(params), timeout=30, allow_redirects=False)
+    return response, verifier
+
+
+def redirect_params(response: requests.Response) -> dict[str, str]:
+    """The parameters of a redirect to a client (query or fragment)."""
+    location = response.headers.get("Location", "")
+    parts = urlsplit(location)
+    return {k: v[0] for k, v in parse_qs(parts.fragment or parts.query).items()}
+
+
+def token_request(base_url: str, client_id: str, client_secret: str | None = None, **form) -> requests.Response:
+    """POST /connect/token with client_secret_basic (or `none` for a public client)."""
+    auth = (client_id, client_secret) if client_secret else None
+    if client_secret is None:
+        form["client_id"] = client_id
+    return requests.post(base_url + "/connect/token", data=form, auth=auth, timeout=30)
+
+
+def run_together(*calls, timeout: float = 60) -> list:
+    """Run the callables at the same moment in threads (a barrier releases them together).
+
+    Returns each one's result, or the exception it raised, in order.
+    """
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def runner(index, call):
+        barrier.wait(timeout)
+        try:
+            results[index] = call()
+        except BaseException as err:  # reported to the caller
+            results[index] = err
+
+    threads = [threading.Thread(target=runner, args=(i, c), daemon=True) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError("a concurrent call did not finish")
+    return results
