@@ -10,7 +10,7 @@ from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
 from identity.models import User
 from identity.services import sessions
-from identity.services.tokens import revoke_access_token
+from identity.services.tokens import revoke_access_token, verify_access_token
 from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
     BASE_URL,
@@ -151,8 +151,6 @@ def test_a_token_forged_by_hand_with_our_key_is_accepted(api):
 def test_revoked_token_is_invalid(app, api, client_id, username):
     token = api.token(client_id=client_id, username=username)
     with app.test_request_context(base_url=BASE_URL):
-        from identity.services.tokens import verify_access_token
-
         claims = verify_access_token(token)
         revoke_access_token(claims["jti"], claims["exp"])
         db.session.commit()

@@ -13,10 +13,8 @@ from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
     CHEAP_ARGON2,
     NEW_PASSWORD,
-    LocalApi,
     api,
     app_config,
-    bearer,
     problem_of,
 )
 
