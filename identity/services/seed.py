@@ -10,7 +10,7 @@ from ..clock import now
 from ..constants import STANDARD_IDENTITY_RESOURCES
 from ..errors import ValidationFailed
 from ..extensions import db
-from ..models import ApiScope, Client, User
+from ..models import ApiScope, Client
 from ..schemas import SeedSchema, flatten_messages as _flatten
 from . import audit
 from .accounts import build_user, find_user, normalize_login
