@@ -1,0 +1,497 @@
+"""`python -m bench`: the benchmark suite of issue 6.
+
+Starts the app under gunicorn (gunicorn.conf.py, 2 sync workers by default) on a free loopback
+port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given with
+--database), seeds its own clients and users, and measures each scenario after a warm-up,
+--runs times for --duration seconds, next to a bare Flask JSON endpoint served the same way:
+
+    bare  GET /bare on bench/bare_app.py (the baseline; measured first and last)
+    1     GET /localapi/account with a valid bearer token
+    2     POST /connect/token, client_credentials, hashed client secret
+    3     POST /connect/token, refresh_token with rotation (a chain per connection)
+    4     GET /.well-known/openid-configuration (4a) and its JWKS (4b)
+    5     POST /connect/introspect
+    6     full sign-in (authorize, login form, code, token) and POST /localapi/password per
+          second, next to the pure Argon2id rate in as many processes
+    7     growth (opt-in, --growth): 1 and 3 at ~1,000 stored refresh tokens, then again at
+          1,000,000 refresh tokens and 100,000 users
+
+    python -m bench                               # SQLite, scenarios 1-6
+    python -m bench --scenarios 1,3 --growth      # with scenario 7
+    python -m bench --database postgresql+psycopg://identity:identity@127.0.0.1:5432/identity_bench
+    python -m bench --json out.json --png out.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import clients, data, kdf, report, system
+from .scenarios import Scenario
+from .server import APP_SPEC, BARE_SPEC, ROOT, Gunicorn, ServerError, base_env, flask_cli, free_port
+from .wrk import Wrk, WrkError, ensure_wrk
+
+ALL_SCENARIOS = ["1", "2", "3", "4", "5", "6"]
+SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                        help="comma-separated scenarios to run (1-7; 7 is the growth scenario) [%(default)s]")
+    parser.add_argument("--growth", action="store_true", help="also run scenario 7 (adds ~1,000,000 rows; minutes)")
+    parser.add_argument("--database", default="sqlite",
+                        help="'sqlite' (a fresh file in a temporary directory) or a postgresql+psycopg:// URI; "
+                             "the benchmark works in a schema of its own there and drops it at the end [%(default)s]")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers [%(default)s]")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per measured run [%(default)s]")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per scenario [%(default)s]")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each scenario [%(default)s]")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections [%(default)s]")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads [%(default)s]")
+    parser.add_argument("--flow-processes", type=int, default=2,
+                        help="client processes for scenario 6, and processes of the pure hash rate [%(default)s]")
+    parser.add_argument("--flow-threads", type=int, default=2, help="threads per client process in scenario 6 [%(default)s]")
+    parser.add_argument("--access-token-alg", choices=["ES256", "RS256"],
+                        help="FLASK_ACCESS_TOKEN_SIGNING_ALG for the server (default: the app's own setting)")
+    parser.add_argument("--max-requests", type=int, default=0,
+                        help="GUNICORN_MAX_REQUESTS for the servers; gunicorn.conf.py's production default (2000) "
+                             "recycles a worker every second at these rates, so the benchmark turns it off [%(default)s]")
+    parser.add_argument("--access-log", action="store_true", help="keep gunicorn's access log on (off by default)")
+    parser.add_argument("--startup-samples", type=int, default=3,
+                        help="gunicorn starts timed for 'start to first 200 on /healthz' [%(default)s]")
+    parser.add_argument("--growth-refresh-tokens", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    parser.add_argument("--growth-users", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument("--quiet-wait", type=float, default=10,
+                        help="before each run, wait up to this many seconds for other processes on the machine "
+                             "to use less than --quiet-threshold cores [%(default)s]")
+    parser.add_argument("--quiet-threshold", type=float, default=0.25, help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--png", metavar="FILE", help="write a chart of the results (matplotlib)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite files)")
+    args = parser.parse_args(argv)
+    selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in selected if s not in ALL_SCENARIOS + ["7"]]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    if args.growth and "7" not in selected:
+        selected.append("7")
+    if "7" in selected:
+        args.growth = True
+    args.selected = selected
+    if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1:
+        parser.error("--connections, --threads, --runs and --duration must be at least 1")
+    return args
+
+
+def chain_invariants(db: data.Database) -> dict:
+    """After the refresh load, in the database: no family was revoked (no token was presented twice,
+    no chain broke) and no family forked (no token was redeemed twice)."""
+    forked = db.scalar("SELECT count(*) FROM (SELECT family_id FROM refresh_tokens WHERE consumed_at IS NULL "
+                       "AND revoked_at IS NULL GROUP BY family_id HAVING count(*) > 1) AS f")
+    revoked = db.scalar("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NOT NULL")
+    rotated = db.scalar("SELECT count(*) FROM refresh_tokens WHERE consumed_at IS NOT NULL")
+    return {"forked_families": forked, "revoked_under_load": revoked, "rotations_stored": rotated,
+            "ok": forked == 0 and revoked == 0}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.servers: list[Gunicorn] = []
+        self.databases: list[data.Database] = []
+        self.results: dict = {"scenarios": {}, "checks": {}}
+        self.scenarios: dict[str, Scenario] = {}
+        self.bare = Scenario("bare", "GET /bare (bare Flask JSON endpoint)")
+        self.watch_db: str | None = None
+
+    # --- set-up -----------------------------------------------------------------------
+    def gunicorn_env(self) -> dict[str, str]:
+        return {"GUNICORN_MAX_REQUESTS": str(self.args.max_requests),
+                "GUNICORN_ACCESS_LOG": "-" if self.args.access_log else "off",
+                "GUNICORN_LOG_LEVEL": "warning"}
+
+    def app_env(self, db: data.Database, port: int) -> dict[str, str]:
+        env = {
+            "FLASK_SECRET_KEY": SECRET_KEY,
+            "FLASK_SQLALCHEMY_DATABASE_URI": db.uri,
+            "FLASK_ENVIRONMENT": "development",  # cookies without Secure: the benchmark talks plain HTTP
+            "FLASK_RATELIMIT_ENABLED": "false",
+            "FLASK_ISSUER": f"http://127.0.0.1:{port}",
+        }
+        if self.args.access_token_alg:
+            env["FLASK_ACCESS_TOKEN_SIGNING_ALG"] = self.args.access_token_alg
+        return env
+
+    def prepare_app(self, name: str) -> tuple[data.Database, Gunicorn]:
+        """A fresh database, seeded by the operator's CLI, and a (not yet started) app server on it."""
+        db = data.Database.create(self.args.database, self.workdir, name)
+        self.databases.append(db)
+        if db.kind == "postgresql":
+            self.watch_db = db.database_name
+        port = free_port()
+        env = self.app_env(db, port)
+        seed = data.write_seed(self.workdir)
+        log(f"  seeding {db.label} with {seed.name} (flask --app app seed)")
+        flask_cli(["seed", str(seed)], base_env(env))
+        server = Gunicorn(APP_SPEC, workers=self.args.workers, log_path=self.workdir / f"gunicorn-{name}.log",
+                          app_env=env, gunicorn_env=self.gunicorn_env(), port=port, name=name)
+        self.servers.append(server)
+        return db, server
+
+    def app_settings(self, env: dict[str, str]) -> dict:
+        """The effective settings of the app, read by the app itself with the server's environment."""
+        code = ("import json; from app import create_app; c = create_app().config; "
+                "print(json.dumps({k: c.get(k) for k in ('ARGON2_TIME_COST', 'ARGON2_MEMORY_COST_KIB', "
+                "'ARGON2_PARALLELISM', 'ACCESS_TOKEN_SIGNING_ALG', 'ID_TOKEN_SIGNING_ALG', 'RATELIMIT_ENABLED', "
+                "'SIGNING_KEY_RELOAD_SECONDS')}))")
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base_env(env), capture_output=True,
+                                text=True, timeout=120)
+        if result.returncode != 0:
+            raise ServerError(f"reading the app's settings failed:\n{result.stderr[-2000:]}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def start(self, server: Gunicorn) -> float:
+        seconds = server.start()
+        server.wait_for_workers()
+        return seconds
+
+    # --- measuring ---------------------------------------------------------------------
+    def quiet(self) -> float:
+        if self.args.quiet_wait <= 0:
+            return 0.0
+        return system.wait_for_quiet(self.args.quiet_wait, self.args.quiet_threshold, self.watch_db, log)
+
+    def wrk_scenario(self, scenario: Scenario, server: Gunicorn, path: str, *, script: str | None = None,
+                     headers: dict | None = None, body: str | None = None, args_fn=None, after_fn=None,
+                     wrk_threads: int | None = None) -> Scenario:
+        a = self.args
+        warm = self.wrk.run(server.url + path, duration=a.warmup, script=script, headers=headers, body=body,
+                            args=args_fn() if args_fn else None, threads=wrk_threads)
+        if after_fn:
+            after_fn(warm)
+        scenario.warmup_errors += warm.errors
+        for i in range(a.runs):
+            self.quiet()
+            run_args = args_fn() if args_fn else None
+            result = self.measured(server, lambda: self.wrk.run(
+                server.url + path, duration=a.duration, script=script, headers=headers, body=body, args=run_args,
+                threads=wrk_threads))
+            if after_fn:
+                after_fn(result)
+            scenario.runs.append(result)
+            flag = " FAILED" if result.failed else ""
+            log(f"    run {i + 1}: {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                f"  errors {result.errors}  server CPU {result.server_cpu_per_op_ms:.3f} ms/req"
+                f"  others' load {result.noise_cores:.2f} cores{flag}")
+            if result.failed:
+                log(f"      statuses {result.statuses} socket errors {result.socket_errors}")
+        return scenario
+
+    def measured(self, server: Gunicorn, run):
+        """Run one measured run, noting how busy the rest of the machine was and what the server spent."""
+        watch = system.CpuWatch(self.watch_db)
+        cpu = system.ServerCpu(server.process.pid if server.process else None,
+                               self.watch_db if server is not getattr(self, "bare_server", None) else None)
+        watch.start()
+        cpu.start()
+        result = run()
+        result.server_cpu_ms, result.db_cpu_ms = cpu.stop()
+        result.noise_cores = watch.stop()
+        return result
+
+    def measure_bare(self, label: str) -> None:
+        log(f"[bare] GET /bare on the bare Flask app ({label})")
+        self.wrk_scenario(self.bare, self.bare_server, "/bare")
+
+    def refresh_after(self, url: str):
+        """After a refresh run: every token still queued must still work (nothing lost or used twice)."""
+
+        def check(result) -> None:
+            tokens = result.left
+            good = 0
+            for token in tokens:
+                if clients.refresh(url, token).status_code == 200:
+                    good += 1
+            if good != len(tokens):
+                result.errors += len(tokens) - good
+                result.notes.append(f"{len(tokens) - good} of {len(tokens)} unused chain tokens were refused afterwards")
+            else:
+                result.notes.append(f"{good} unused chain tokens still valid afterwards")
+            if result.counts.get("exhausted") or result.counts.get("missing_token"):
+                result.notes.append(f"chain problems: {result.counts}")
+
+        return check
+
+    def run_wrk_scenarios(self, server: Gunicorn, db: data.Database, keys: list[str],
+                          suffix: str = "") -> dict[str, Scenario]:
+        out: dict[str, Scenario] = {}
+        url = server.url
+        form = "application/x-www-form-urlencoded"
+        user_token = None
+        if {"1", "5"} & set(keys):
+            user_token = clients.password_grant(url, data.MAIN_USER)["access_token"]
+        for key in keys:
+            if key == "1":
+                s = Scenario("1" + suffix, "GET /localapi/account (valid bearer token)")
+                log(f"[{s.key}] {s.title}")
+                self.wrk_scenario(s, server, "/localapi/account", headers={"Authorization": f"Bearer {user_token}"})
+                out[s.key] = s
+            elif key == "2":
+                s = Scenario("2" + suffix, "POST /connect/token client_credentials (hashed secret)")
+                log(f"[{s.key}] {s.title}")
+                self.wrk_scenario(s, server, "/connect/token", script="post",
+                                  headers={"Authorization": data.basic_auth(data.SERVICE_CLIENT, data.SERVICE_SECRET),
+                                           "Content-Type": form},
+                                  body=f"grant_type=client_credentials&scope={data.LOCAL_API_SCOPE}")
+                out[s.key] = s
+            elif key == "3":
+                s = Scenario("3" + suffix, "POST /connect/token refresh_token, rotation (chained)")
+                log(f"[{s.key}] {s.title}")
+                n = self.args.connections
+                self.wrk_scenario(s, server, "/connect/token", script="refresh",
+                                  headers={"Authorization": data.basic_auth(data.APP_CLIENT, data.APP_SECRET),
+                                           "Content-Type": form},
+                                  args_fn=lambda: clients.refresh_tokens(url, n), after_fn=self.refresh_after(url))
+                s.checks = chain_invariants(db)
+                out[s.key] = s
+            elif key == "4":
+                for sub, path, title in (("4a", "/.well-known/openid-configuration", "GET discovery document"),
+                                         ("4b", "/.well-known/openid-configuration/jwks", "GET JWKS")):
+                    s = Scenario(sub + suffix, f"{title} ({path})")
+                    log(f"[{s.key}] {s.title}")
+                    self.wrk_scenario(s, server, path)
+                    out[s.key] = s
+            elif key == "5":
+                s = Scenario("5" + suffix, "POST /connect/introspect (a user's access token)")
+                log(f"[{s.key}] {s.title}")
+                self.wrk_scenario(s, server, "/connect/introspect", script="post",
+                                  headers={"Authorization": data.basic_auth(data.APP_CLIENT, data.APP_SECRET),
+                                           "Content-Type": form},
+                                  body=f"token={user_token}")
+                out[s.key] = s
+        return out
+
+    # --- scenario 6 -----------------------------------------------------------------------
+    def flows(self, server: Gunicorn, db: data.Database) -> dict[str, Scenario]:
+        a = self.args
+        params = self.kdf_params
+        procs = a.flow_processes
+        log(f"[6] pure Argon2id rates (m={params['memory_cost']} KiB, t={params['time_cost']}, "
+            f"p={params['parallelism']}) in {procs} processes")
+        verify_rates, change_rates = [], []
+        for _ in range(a.runs):
+            self.quiet()
+            verify_rates.append(kdf.rate("verify", params, processes=procs, duration=a.duration))
+            change_rates.append(kdf.rate("change", params, processes=procs, duration=a.duration))
+        verify_rate = clients.median(verify_rates)
+        change_rate = clients.median(change_rates)
+        single = kdf.single_ms(params)
+        log(f"    one verification {single:.1f} ms; {procs} processes: {verify_rate:.1f} verifications/s, "
+            f"{change_rate:.1f} verify+hash pairs/s")
+        self.results["kdf"] = {"params": params, "processes": procs, "single_verify_ms": round(single, 2),
+                               "verify_per_s_runs": [round(r, 2) for r in verify_rates],
+                               "verify_plus_hash_per_s_runs": [round(r, 2) for r in change_rates],
+                               "verify_per_s": round(verify_rate, 2), "verify_plus_hash_per_s": round(change_rate, 2)}
+        out = {}
+        # sign-in
+        s = Scenario("6a", "sign-in: authorize, login form, code, token (per sign-in)", unit="sign-ins/s",
+                     reference={"what": "pure Argon2id verifications/s (one per sign-in)", "rate": round(verify_rate, 2)})
+        log(f"[6a] {s.title}; {procs} processes x {a.flow_threads} threads")
+        warm = clients.run_flow("signin", server.url, processes=procs, threads=a.flow_threads, duration=a.warmup)
+        s.warmup_errors = warm.errors
+        for i in range(a.runs):
+            self.quiet()
+            result = self.measured(server, lambda: clients.run_flow("signin", server.url, processes=procs,
+                                                                     threads=a.flow_threads, duration=a.duration))
+            s.runs.append(result)
+            log(f"    run {i + 1}: {result.rate:7.1f} sign-ins/s  p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms"
+                f"  errors {result.errors}  server CPU {result.server_cpu_per_op_ms:.1f} ms, client CPU "
+                f"{result.client_cpu_seconds / max(1, result.completed) * 1000:.1f} ms per sign-in"
+                f"  others' load {result.noise_cores:.2f} cores" + (f"  {result.error_samples[:1]}" if result.errors else ""))
+        s.reference["ratio"] = round(s.rps / verify_rate, 3) if verify_rate else None
+        out["6a"] = s
+        # password change: each user changes once (a change revokes the token that made it)
+        s = Scenario("6b", "POST /localapi/password (verify current + hash new)", unit="changes/s",
+                     reference={"what": "pure Argon2id verify+hash pairs/s (two per change)", "rate": round(change_rate, 2)})
+        total_seconds = a.warmup + a.runs * a.duration
+        needed = int(math.ceil(change_rate * 1.6 * total_seconds)) + 40
+        log(f"[6b] {s.title}; preparing {needed} users with one access token each (bulk SQL + refresh grants)")
+        bulk_hash = kdf.hash_for(data.BULK_PASSWORD, params)
+        start = db.count("users")
+        users = db.insert_users("pwchange", needed, bulk_hash, start=start)
+        rows, refresh_tokens = data.refresh_rows_for(users, f"openid offline_access {data.LOCAL_API_SCOPE}")
+        db.insert_refresh_tokens(rows)
+        access = clients.access_tokens_from_refresh(server.url, refresh_tokens)
+        items = [(token, data.BULK_PASSWORD) for token in access]
+        per_run = int(math.ceil(change_rate * 1.6 * a.duration)) + 10
+        warm_items, items = items[:int(change_rate * 1.6 * a.warmup) + 10], items[int(change_rate * 1.6 * a.warmup) + 10:]
+        warm = clients.run_flow("password", server.url, processes=procs, threads=a.flow_threads, duration=a.warmup,
+                                items=warm_items)
+        s.warmup_errors = warm.errors
+        for i in range(a.runs):
+            self.quiet()
+            batch, items = items[:per_run], items[per_run:]
+            result = self.measured(server, lambda: clients.run_flow("password", server.url, processes=procs,
+                                                                     threads=a.flow_threads, duration=a.duration,
+                                                                     items=batch))
+            s.runs.append(result)
+            log(f"    run {i + 1}: {result.rate:7.1f} changes/s   p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms"
+                f"  errors {result.errors}  server CPU {result.server_cpu_per_op_ms:.1f} ms/change  others' load {result.noise_cores:.2f} cores"
+                + (f"  {result.error_samples[:1]}" if result.errors else "") + ("  (ran out of users)" if result.exhausted else ""))
+        s.reference["ratio"] = round(s.rps / change_rate, 3) if change_rate else None
+        out["6b"] = s
+        return out
+
+    # --- scenario 7 -------------------------------------------------------------------------
+    def growth(self) -> dict:
+        a = self.args
+        log("[7] growth: a fresh database and server")
+        db, server = self.prepare_app("growth")
+        self.start(server)
+        bulk_hash = kdf.hash_for(data.BULK_PASSWORD, self.kdf_params)
+        out: dict = {"database": db.label, "stages": []}
+        for stage, users_total, tokens_total in (("small", 1_000, 1_000),
+                                                 ("large", a.growth_users, a.growth_refresh_tokens)):
+            began = time.monotonic()
+            users_now, tokens_now = db.count("users"), db.count("refresh_tokens")
+            add_users = max(0, users_total - users_now)
+            user_ids = [uid for uid, _ in db.insert_users("growth", add_users, bulk_hash, start=users_now)] if add_users else []
+            if not user_ids:
+                user_ids = db.user_ids()
+            add_tokens = max(0, tokens_total - tokens_now)
+            if add_tokens:
+                db.insert_refresh_tokens(data.filler_refresh_rows(add_tokens, user_ids))
+            db.analyze()
+            load_seconds = time.monotonic() - began
+            rows_before = {"users": db.count("users"), "refresh_tokens": db.count("refresh_tokens")}
+            log(f"  [{stage}] {rows_before['users']:,} users, {rows_before['refresh_tokens']:,} refresh tokens "
+                f"(written in {load_seconds:.1f}s)")
+            measured = self.run_wrk_scenarios(server, db, ["1", "3"], suffix=f"@{stage}")
+            rows_after = {"users": db.count("users"), "refresh_tokens": db.count("refresh_tokens")}
+            out["stages"].append({"stage": stage, "rows_before": rows_before, "rows_after": rows_after,
+                                  "load_seconds": round(load_seconds, 1),
+                                  "scenarios": {k: v for k, v in measured.items()}})
+        server.stop()
+        return out
+
+    # --- the whole run ------------------------------------------------------------------------
+    def run(self) -> int:
+        a = self.args
+        log(f"bench: work directory {self.workdir}")
+        self.wrk = Wrk(ensure_wrk(log), self.workdir, threads=a.threads, connections=a.connections)
+        self.results["machine"] = system.machine_info()
+        self.results["git"] = system.git_state(ROOT)
+        self.results["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+        db, server = self.prepare_app("main")
+        settings = self.app_settings(server.app_env)
+        self.kdf_params = {"time_cost": int(settings["ARGON2_TIME_COST"]),
+                           "memory_cost": int(settings["ARGON2_MEMORY_COST_KIB"]),
+                           "parallelism": int(settings["ARGON2_PARALLELISM"])}
+        self.results["settings"] = {
+            "workers": a.workers, "worker_class": "sync", "database": db.label, "database_version": db.version(),
+            "duration_s": a.duration, "runs": a.runs, "warmup_s": a.warmup,
+            "wrk_threads": a.threads, "wrk_connections": a.connections,
+            "flow_processes": a.flow_processes, "flow_threads": a.flow_threads,
+            "gunicorn": {"config": "gunicorn.conf.py", **self.gunicorn_env()},
+            "app": {k: v for k, v in settings.items()},
+        }
+        log(f"  app settings: {settings}")
+
+        # start-up time: start to first 200 on /healthz, a few times
+        samples = []
+        for i in range(max(1, a.startup_samples)):
+            samples.append(self.start(server))
+            log(f"  gunicorn start to first 200 on /healthz: {samples[-1] * 1000:.0f} ms")
+            if i < a.startup_samples - 1:
+                server.stop()
+        self.results["startup_seconds"] = {"samples": [round(s, 3) for s in samples],
+                                           "median": round(sorted(samples)[len(samples) // 2], 3)}
+
+        self.bare_server = Gunicorn(BARE_SPEC, workers=a.workers, log_path=self.workdir / "gunicorn-bare.log",
+                                    gunicorn_env=self.gunicorn_env(), name="bare")
+        self.servers.append(self.bare_server)
+        self.start(self.bare_server)
+
+        self.measure_bare("first")
+        self.bare_first_runs = len(self.bare.runs)
+        wrk_keys = [k for k in a.selected if k in ("1", "2", "3", "4", "5")]
+        self.scenarios.update(self.run_wrk_scenarios(server, db, wrk_keys))
+        if "1" in a.selected:
+            check = clients.check_password_change_revokes(server.url)
+            self.scenarios["1"].checks = check
+            log(f"  check: a token from before a password change is refused: {check}")
+        if "3" in a.selected:
+            check = {**self.scenarios["3"].checks, **clients.check_refresh_exactly_once(server.url)}
+            check["ok"] = check["ok"] and check["forked_families"] == 0 and check["revoked_under_load"] == 0
+            self.scenarios["3"].checks = check
+            log(f"  check: refresh tokens are used exactly once: {check}")
+        if "6" in a.selected:
+            self.scenarios.update(self.flows(server, db))
+        self.measure_bare("last")
+
+        rss = {}
+        for pid in server.worker_pids():
+            rss[pid] = system.rss_kib(pid)
+        self.results["worker_memory_kib"] = {str(k): v for k, v in rss.items()}
+        self.results["bare_worker_memory_kib"] = {str(p): system.rss_kib(p) for p in self.bare_server.worker_pids()}
+        log(f"  app worker memory after the run (KiB): {rss}")
+        self.results["rows_after_main_run"] = {"users": db.count("users"), "refresh_tokens": db.count("refresh_tokens")}
+        server.stop()
+
+        if a.growth:
+            self.results["growth"] = self.growth()
+
+        self.bare_server.stop()
+        report.finish(self)
+        return 1 if report.any_failed(self) else 0
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            try:
+                server.stop()
+            except Exception:
+                pass
+        if self.args.keep:
+            log(f"bench: kept {self.workdir} and " + ", ".join(db.label for db in self.databases))
+            return
+        for db in self.databases:
+            try:
+                db.drop()
+            except Exception as err:
+                log(f"bench: could not drop {db.label}: {err}")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    bench = Bench(args)
+    try:
+        return bench.run()
+    except (ServerError, WrkError, clients.FlowError) as err:
+        log(f"bench: {err}")
+        for server in bench.servers:
+            log(f"--- {server.name} log ---\n{server.log()}")
+        return 2
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        return 130
+    finally:
+        bench.cleanup()

@@ -1,0 +1,368 @@
+"""The table, the issue-6 targets, and the JSON and PNG outputs."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+# Reference points from issue 6 (measured there on another 2-core machine).
+ISSUE_BARE_RPS = 7200
+NODE_OIDC_CC_RPS = 4000  # node-oidc-provider, client-credentials JWTs/s, one process
+# OWASP Password Storage Cheat Sheet: the Argon2id configurations of equal strength (m KiB, t).
+OWASP_ARGON2ID = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)]
+RSS_LIMIT_KIB = 100_000_000 // 1024  # "under 100 MB"
+NOISE_WARN_CORES = 0.3
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return value / base if base else None
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _fmt_num(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def kdf_meets_owasp(params: dict, parallelism_min: int = 1) -> bool:
+    return params["parallelism"] >= parallelism_min and any(
+        params["memory_cost"] >= m and params["time_cost"] >= t for m, t in OWASP_ARGON2ID)
+
+
+def header_lines(bench) -> list[str]:
+    r = bench.results
+    m, s = r["machine"], r["settings"]
+    app = s["app"]
+    git = r.get("git", {})
+    dirty = f" + {git['dirty_files']} modified files" if git.get("dirty_files") else ""
+    return [
+        f"Machine   {m['cpu_model']}, {m['cores']} cores" + (f" @ {m['cpu_mhz']} MHz" if m.get("cpu_mhz") else "")
+        + f", {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}",
+        f"Server    gunicorn {m.get('gunicorn')} ({s['gunicorn']['config']}), {s['workers']} {s['worker_class']} workers, "
+        f"max_requests {s['gunicorn']['GUNICORN_MAX_REQUESTS']}, access log {s['gunicorn']['GUNICORN_ACCESS_LOG']}; "
+        f"app at git {git.get('commit')}{dirty}",
+        f"Database  {s['database']} ({s['database_version']})",
+        f"Crypto    Argon2id m={app['ARGON2_MEMORY_COST_KIB']} KiB t={app['ARGON2_TIME_COST']} p={app['ARGON2_PARALLELISM']}; "
+        f"access tokens {app['ACCESS_TOKEN_SIGNING_ALG']}, ID tokens {app['ID_TOKEN_SIGNING_ALG']}; "
+        f"rate limits {'on' if app['RATELIMIT_ENABLED'] else 'off'}",
+        f"Load      {m.get('wrk') or 'wrk'}: {s['wrk_threads']} threads, {s['wrk_connections']} connections; "
+        f"scenario 6: {s['flow_processes']} processes x {s['flow_threads']} threads (requests); "
+        f"{s['runs']} runs x {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, medians",
+    ]
+
+
+def table_rows(bench, scenarios) -> list[list[str]]:
+    bare = bench.bare
+    rows = []
+    for sc in scenarios:
+        status = "FAILED" if sc.failed else "ok"
+        if sc.max_noise > NOISE_WARN_CORES:
+            status += " (noisy)"
+        rows.append([
+            sc.key, sc.title, _fmt_num(sc.rps) + ("" if sc.unit == "req/s" else f" {sc.unit.split('/')[0]}"),
+            _fmt_ratio(_ratio(sc.rps, bare.rps)), f"{sc.p50_ms:.2f}", _fmt_ratio(_ratio(sc.p50_ms, bare.p50_ms)),
+            f"{sc.p99_ms:.2f}", _fmt_ratio(_ratio(sc.p99_ms, bare.p99_ms)), f"{sc.cpu_ms:.3f}",
+            _fmt_ratio(_ratio(sc.cpu_ms, bare.cpu_ms)), f"{sc.errors:,}",
+            " ".join(_fmt_num(r.rps) for r in sc.runs), status,
+        ])
+    return rows
+
+
+def format_table(rows: list[list[str]]) -> str:
+    head = ["#", "scenario", "rate/s", "xbare", "p50 ms", "xbare", "p99 ms", "xbare", "CPU ms", "xbare", "errors",
+            "runs", "result"]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    right = {2, 3, 4, 5, 6, 7, 8, 9, 10}
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(head), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def ordered_scenarios(bench) -> list:
+    order = ["1", "2", "3", "4a", "4b", "5", "6a", "6b"]
+    return [bench.scenarios[k] for k in order if k in bench.scenarios]
+
+
+def evaluate_targets(bench) -> list[dict]:
+    sc, bare = bench.scenarios, bench.bare
+    r = bench.results
+    targets = []
+
+    def add(key, text, met, value):
+        targets.append({"key": key, "target": text, "met": bool(met) if met is not None else None, "value": value})
+
+    if "1" in sc:
+        ratio = _ratio(sc["1"].rps, bare.rps)
+        check = sc["1"].checks
+        add("1", "local API >= 0.70 x bare, still refusing tokens issued before a password change",
+            ratio >= 0.70 and check.get("ok") and not sc["1"].failed,
+            f"{ratio:.2f} x bare; old token after change: {check.get('after')}, introspection active: "
+            f"{check.get('introspect_active_after')}")
+    if "2" in sc:
+        s2 = sc["2"]
+        ratio = _ratio(s2.rps, bare.rps)
+        add("2", "client_credentials >= 0.50 x bare", ratio >= 0.50 and not s2.failed, f"{ratio:.2f} x bare")
+        scaled = NODE_OIDC_CC_RPS / ISSUE_BARE_RPS * bare.rps
+        add("2", f"client_credentials >= node-oidc-provider one process ({NODE_OIDC_CC_RPS:,}/s on a machine "
+                 f"whose bare endpoint did {ISSUE_BARE_RPS:,}/s = {NODE_OIDC_CC_RPS / ISSUE_BARE_RPS:.2f} x bare)",
+            s2.rps >= scaled and not s2.failed,
+            f"{s2.rps:,.0f}/s here vs {scaled:,.0f}/s scaled to this machine's bare rate "
+            f"({'above' if s2.rps >= NODE_OIDC_CC_RPS else 'below'} the absolute {NODE_OIDC_CC_RPS:,}/s)")
+    if "3" in sc:
+        s3 = sc["3"]
+        ratio = _ratio(s3.rps, bare.rps)
+        add("3", f"refresh with rotation >= 0.25 x bare on {r['settings']['database'].split(' (')[0]}, exactly once",
+            ratio >= 0.25 and not s3.failed and s3.checks.get("ok"),
+            f"{ratio:.2f} x bare; replay refused: {s3.checks.get('replay_refused')}, family revoked: "
+            f"{s3.checks.get('family_revoked_after_replay')}, racing uses won: {s3.checks.get('race_8_same_token_winners')}/8")
+    if "4a" in sc:
+        ra, rb = _ratio(sc["4a"].rps, bare.rps), _ratio(sc["4b"].rps, bare.rps)
+        add("4", "discovery and JWKS >= 0.90 x bare", ra >= 0.90 and rb >= 0.90 and not sc["4a"].failed
+            and not sc["4b"].failed, f"discovery {ra:.2f}, JWKS {rb:.2f} x bare")
+    if "6a" in sc:
+        for key, what in (("6a", "sign-in"), ("6b", "password change")):
+            s6 = sc[key]
+            ref = s6.reference
+            add("6", f"{what} >= 0.80 x pure hash rate ({ref['what']})",
+                (ref.get("ratio") or 0) >= 0.80 and not s6.failed,
+                f"{s6.rps:.1f}/s vs {ref['rate']:.1f}/s = {ref.get('ratio')}")
+        params = r["kdf"]["params"]
+        add("6", "KDF at or above OWASP's minimum for Argon2id", kdf_meets_owasp(params),
+            f"m={params['memory_cost']} KiB, t={params['time_cost']}, p={params['parallelism']}")
+    growth = r.get("growth")
+    if growth:
+        small, large = growth["stages"][0]["scenarios"], growth["stages"][1]["scenarios"]
+        for key in ("1", "3"):
+            a, b = small.get(f"{key}@small"), large.get(f"{key}@large")
+            if a and b:
+                ratio = _ratio(b.p50_ms, a.p50_ms)
+                add("7", f"growth: scenario {key} p50 at {growth['stages'][1]['rows_before']['refresh_tokens']:,} "
+                         f"refresh tokens within 1.3 x of that at {growth['stages'][0]['rows_before']['refresh_tokens']:,}",
+                    ratio <= 1.3 and not a.failed and not b.failed,
+                    f"p50 {a.p50_ms:.2f} -> {b.p50_ms:.2f} ms = {ratio:.2f} x")
+    mem = r.get("worker_memory_kib") or {}
+    if mem:
+        worst = max(v.get("VmRSS", 0) for v in mem.values())
+        rss = ", ".join(f"{v.get('VmRSS', 0) / 1024:.1f}" for v in mem.values())
+        hwm = ", ".join(f"{v.get('VmHWM', 0) / 1024:.1f}" for v in mem.values())
+        add("mem", "a worker's resident memory under 100 MB after the run", worst < RSS_LIMIT_KIB,
+            f"VmRSS {rss} MiB; peak (VmHWM) {hwm} MiB")
+    start = r.get("startup_seconds")
+    if start:
+        add("start", "ready to serve within 1 s of start (first 200 on /healthz)", start["median"] <= 1.0,
+            f"median {start['median'] * 1000:.0f} ms of {[round(s * 1000) for s in start['samples']]} ms")
+    return targets
+
+
+def format_targets(targets: list[dict]) -> str:
+    lines = []
+    for t in targets:
+        mark = "met    " if t["met"] else "NOT MET"
+        lines.append(f"  [{mark}] {t['key']:>5}  {t['target']}: {t['value']}")
+    return "\n".join(lines)
+
+
+def growth_lines(growth: dict) -> list[str]:
+    lines = [f"Growth (scenario 7) on {growth['database']}:"]
+    for stage in growth["stages"]:
+        before, after = stage["rows_before"], stage["rows_after"]
+        lines.append(f"  {stage['stage']:5}: {before['users']:>9,} users, {before['refresh_tokens']:>9,} refresh tokens "
+                     f"before (after: {after['refresh_tokens']:,})")
+        for key, s in stage["scenarios"].items():
+            lines.append(f"         {key:9} {s.rps:9,.0f} req/s  p50 {s.p50_ms:6.2f} ms  p99 {s.p99_ms:6.2f} ms  "
+                         f"errors {s.errors}  runs {' '.join(f'{x.rps:,.0f}' for x in s.runs)}")
+    return lines
+
+
+def any_failed(bench) -> bool:
+    if bench.bare.failed or any(s.failed for s in bench.scenarios.values()):
+        return True
+    growth = bench.results.get("growth")
+    if growth:
+        return any(s.failed for stage in growth["stages"] for s in stage["scenarios"].values())
+    return False
+
+
+def _jsonable(bench, targets) -> dict:
+    r = dict(bench.results)
+    bare = bench.bare
+    r["bare"] = bare.as_dict(None)
+    split = getattr(bench, "bare_first_runs", len(bare.runs))
+    r["bare"]["first_runs_median_rps"] = round(statistics.median([x.rps for x in bare.runs[:split]]), 1) if split else None
+    r["bare"]["last_runs_median_rps"] = (round(statistics.median([x.rps for x in bare.runs[split:]]), 1)
+                                         if bare.runs[split:] else None)
+    r["scenarios"] = {s.key: s.as_dict(bare) for s in ordered_scenarios(bench)}
+    if r.get("growth"):
+        g = dict(r["growth"])
+        g["stages"] = [{**st, "scenarios": {k: v.as_dict(bare) for k, v in st["scenarios"].items()}} for st in g["stages"]]
+        r["growth"] = g
+    r["targets"] = targets
+    r["failed"] = any_failed(bench)
+    return r
+
+
+def write_png(path: Path, bench, targets) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = ordered_scenarios(bench)
+    wrk_like = [s for s in scenarios if s.unit == "req/s"]
+    bare = bench.bare
+    goal = {"1": 0.70, "2": 0.50, "3": 0.25, "4a": 0.90, "4b": 0.90}
+    growth = bench.results.get("growth")
+    panels = 4 if growth else 3
+    fig, axes = plt.subplots(1, panels, figsize=(17 + (4 if growth else 0), 6.4),
+                             gridspec_kw={"width_ratios": [1.25, 1.25, 0.8] + ([0.8] if growth else [])})
+    labels = [f"{s.key} {s.title[:38]}" for s in wrk_like]
+    ratios = [s.rps / bare.rps if bare.rps else 0 for s in wrk_like]
+    colors = ["tab:red" if s.failed else ("tab:green" if ratios[i] >= goal.get(s.key, 0) else "tab:orange")
+              for i, s in enumerate(wrk_like)]
+    ax = axes[0]
+    y = list(range(len(wrk_like)))[::-1]
+    ax.barh(y, ratios, color=colors)
+    for yi, s, ratio in zip(y, wrk_like, ratios):
+        ax.text(ratio + 0.01, yi, f"{ratio:.2f}  ({s.rps:,.0f}/s)", va="center", fontsize=8)
+        if s.key in goal:
+            ax.plot([goal[s.key]] * 2, [yi - 0.4, yi + 0.4], color="black", linewidth=2)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.axvline(1.0, color="grey", linestyle=":")
+    ax.set_xlabel(f"req/s as a ratio to the bare endpoint ({bare.rps:,.0f} req/s); black tick = target")
+    ax.set_xlim(0, max(ratios + [1.0]) * 1.35)
+    ax.set_title("Throughput")
+
+    ax = axes[1]
+    names = ["bare"] + [s.key for s in scenarios]
+    p50 = [bare.p50_ms] + [s.p50_ms for s in scenarios]
+    p99 = [bare.p99_ms] + [s.p99_ms for s in scenarios]
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], p50, width=0.4, label="p50")
+    ax.bar([i + 0.2 for i in x], p99, width=0.4, label="p99")
+    ax.set_yscale("log")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_ylabel("latency, ms (log scale)")
+    ax.set_title("Latency (median of runs)")
+    ax.legend()
+
+    ax = axes[2]
+    flows = [s for s in scenarios if s.reference]
+    if flows:
+        names = [("sign-in" if s.key == "6a" else "password change") for s in flows]
+        measured = [s.rps for s in flows]
+        pure = [s.reference["rate"] for s in flows]
+        x = range(len(flows))
+        ax.bar([i - 0.2 for i in x], pure, width=0.4, label="pure Argon2id rate", color="tab:grey")
+        ax.bar([i + 0.2 for i in x], measured, width=0.4, label="through the server", color="tab:blue")
+        for i, s in enumerate(flows):
+            ax.text(i + 0.2, measured[i], f"{s.reference.get('ratio', 0):.2f}", ha="center", va="bottom", fontsize=9)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(names)
+        ax.set_ylabel("per second")
+        ax.set_title("6: vs pure Argon2id (target 0.80)")
+        ax.legend(fontsize=8)
+    else:
+        ax.axis("off")
+    if growth:
+        ax = axes[3]
+        small, large = growth["stages"][0], growth["stages"][1]
+        keys = [k.split("@")[0] for k in small["scenarios"]]
+        x = range(len(keys))
+        a = [small["scenarios"][f"{k}@small"].p50_ms for k in keys]
+        b = [large["scenarios"][f"{k}@large"].p50_ms for k in keys]
+        ax.bar([i - 0.2 for i in x], a, width=0.4, label=f"{small['rows_before']['refresh_tokens']:,} refresh tokens")
+        ax.bar([i + 0.2 for i in x], b, width=0.4, label=f"{large['rows_before']['refresh_tokens']:,} refresh tokens")
+        for i in x:
+            ax.text(i + 0.2, b[i], f"{b[i] / a[i]:.2f}x" if a[i] else "", ha="center", va="bottom", fontsize=9)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([f"scenario {k}" for k in keys])
+        ax.set_ylabel("p50 latency, ms")
+        ax.set_title("7: growth (target <= 1.3x)")
+        ax.legend(fontsize=8)
+    lines = header_lines(bench)
+    fig.suptitle("\n".join(lines), fontsize=8, x=0.01, ha="left", y=0.99)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def finish(bench) -> None:
+    r = bench.results
+    scenarios = ordered_scenarios(bench)
+    targets = evaluate_targets(bench)
+    out = []
+    out += header_lines(bench)
+    out.append("")
+    out.append(format_table(table_rows(bench, [bench.bare] + scenarios)))
+    out.append("CPU ms: CPU time of the gunicorn processes (and PostgreSQL backends) per request or operation; "
+               "unlike rate and latency it hardly changes when other processes share the cores.")
+    split = getattr(bench, "bare_first_runs", len(bench.bare.runs))
+    first = [x.rps for x in bench.bare.runs[:split]]
+    last = [x.rps for x in bench.bare.runs[split:]]
+    if first and last:
+        out.append(f"bare endpoint: {statistics.median(first):,.0f} req/s before the scenarios, "
+                   f"{statistics.median(last):,.0f} after; ratios use the median of all {len(bench.bare.runs)} runs")
+    noisy = [s.key for s in [bench.bare] + scenarios if s.max_noise > NOISE_WARN_CORES]
+    if noisy:
+        out.append(f"noisy: other processes on this machine used more than {NOISE_WARN_CORES} cores during runs of "
+                   f"{', '.join(noisy)} (see JSON: noise_cores)")
+    if "kdf" in r:
+        k = r["kdf"]
+        out.append("")
+        out.append(f"Scenario 6: pure Argon2id in {k['processes']} processes: {k['verify_per_s']:.1f} verifications/s, "
+                   f"{k['verify_plus_hash_per_s']:.1f} verify+hash pairs/s (one verification {k['single_verify_ms']:.1f} ms)")
+        for key in ("6a", "6b"):
+            s = bench.scenarios.get(key)
+            if s:
+                cpu = statistics.median([x.client_cpu_seconds / max(1, x.completed) * 1000 for x in s.runs])
+                out.append(f"  {key} {s.title}: {s.rps:.1f}/s = {s.reference.get('ratio')} x pure rate; "
+                           f"client CPU {cpu:.1f} ms per operation")
+    checks = [(k, s.checks) for k, s in bench.scenarios.items() if s.checks]
+    if checks:
+        out.append("")
+        out.append("Correctness checks next to the load:")
+        for key, check in checks:
+            out.append(f"  {key}: {'ok' if check.get('ok') else 'FAILED'} {json.dumps({k: v for k, v in check.items() if k != 'ok'})}")
+    if r.get("growth"):
+        out.append("")
+        out += growth_lines(r["growth"])
+    mem = r.get("worker_memory_kib") or {}
+    if mem:
+        out.append("")
+        out.append("Worker memory after the run (from /proc): " + "; ".join(
+            f"pid {pid}: RSS {v.get('VmRSS', 0) / 1024:.1f} MiB, peak {v.get('VmHWM', 0) / 1024:.1f} MiB, "
+            f"private {v.get('Private', 0) / 1024:.1f} MiB" for pid, v in mem.items()))
+        bare_mem = r.get("bare_worker_memory_kib") or {}
+        if bare_mem:
+            out.append("  (bare Flask worker: " + ", ".join(f"{v.get('VmRSS', 0) / 1024:.1f} MiB" for v in bare_mem.values()) + ")")
+    if r.get("startup_seconds"):
+        st = r["startup_seconds"]
+        out.append(f"Start-up: gunicorn start to first 200 on /healthz: median {st['median'] * 1000:.0f} ms "
+                   f"(samples {', '.join(f'{s * 1000:.0f}' for s in st['samples'])} ms)")
+    out.append("")
+    out.append("Targets (issue 6):")
+    out.append(format_targets(targets))
+    out.append("")
+    out.append("RESULT: " + ("FAILED (a run had errors or a check failed)" if any_failed(bench) else
+                             "all runs without errors"))
+    print("\n".join(out), flush=True)
+    if bench.args.json:
+        Path(bench.args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(bench.args.json).write_text(json.dumps(_jsonable(bench, targets), indent=2, default=str))
+        print(f"wrote {bench.args.json}", file=sys.stderr)
+    if bench.args.png:
+        Path(bench.args.png).parent.mkdir(parents=True, exist_ok=True)
+        write_png(Path(bench.args.png), bench, targets)
+        print(f"wrote {bench.args.png}", file=sys.stderr)

@@ -1,0 +1,179 @@
+"""Start gunicorn the way the project deploys it (gunicorn.conf.py), on a free loopback port.
+
+tests/servers.py does the same for the test suite; the benchmark needs three things it does
+not have, so it keeps its own small launcher: another app spec for the bare baseline, a
+millisecond-resolution "start to first 200 on /healthz" figure, and the worker pids (for RSS).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+APP_SPEC = "app:create_app()"
+BARE_SPEC = "bench.bare_app:create_app()"
+
+# Settings of the calling shell that must not leak into the server under test.
+_SCRUBBED_PREFIXES = ("FLASK_", "GUNICORN_")
+_SCRUBBED = {"PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"}
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in _SCRUBBED and not k.startswith(_SCRUBBED_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def flask_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
+    """`python -m flask --app app ARGS` in the project root; its output, or ServerError."""
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise ServerError(f"flask {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def healthz_status(port: int, timeout: float = 1.0) -> int | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+class Gunicorn:
+    """gunicorn -c gunicorn.conf.py SPEC, master plus `workers` sync workers, on 127.0.0.1:port.
+
+    `gunicorn_env` sets gunicorn.conf.py's own variables (GUNICORN_MAX_REQUESTS, ...);
+    `app_env` the app's FLASK_* settings. `port` may be chosen beforehand (the issuer names it).
+    """
+
+    def __init__(self, spec: str, *, workers: int, log_path: Path, app_env: dict[str, str] | None = None,
+                 gunicorn_env: dict[str, str] | None = None, port: int | None = None, name: str = "server"):
+        self.spec = spec
+        self.workers = workers
+        self.log_path = log_path
+        self.app_env = dict(app_env or {})
+        self.gunicorn_env = dict(gunicorn_env or {})
+        self.port = port or free_port()
+        self.name = name
+        self.process: subprocess.Popen | None = None
+        self.ready_seconds: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = base_env(self.app_env)
+        env.update(self.gunicorn_env)
+        env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
+        env["WEB_CONCURRENCY"] = str(self.workers)
+        return env
+
+    def log(self, tail: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def start(self, timeout: float = 60) -> float:
+        """Start and wait for the first 200 on /healthz; return the seconds that took."""
+        if healthz_status(self.port, 0.2) is not None:
+            raise ServerError(f"port {self.port} already answers")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            started = time.perf_counter()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--workers", str(self.workers),
+                 "--name", f"bench-{self.name}", self.spec],
+                cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = started + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log()}")
+            if healthz_status(self.port) == 200:
+                self.ready_seconds = time.perf_counter() - started
+                return self.ready_seconds
+            time.sleep(0.005)
+        self.stop()
+        raise ServerError(f"gunicorn {self.name} not ready after {timeout}s:\n{self.log()}")
+
+    def wait_for_workers(self, timeout: float = 30) -> list[int]:
+        """Wait until every worker is forked; return their pids."""
+        deadline = time.monotonic() + timeout
+        pids: list[int] = []
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if len(pids) >= self.workers:
+                break
+            time.sleep(0.05)
+        return pids
+
+    def worker_pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        return children(self.process.pid)
+
+    def stop(self, timeout: float = 20) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(5)
+
+    def __enter__(self) -> "Gunicorn":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(p) for p in path.read_text().split()]
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found

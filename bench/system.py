@@ -1,0 +1,235 @@
+"""What the machine is, what the server's workers hold in memory, and how busy everyone else is.
+
+The benchmark shares its two cores with the server, wrk, and anything else running on the
+machine. `CpuWatch` measures the last: CPU time the whole machine spent (/proc/stat) minus what
+this process tree spent (its own and its waited-for children's times, plus the live
+descendants such as gunicorn, plus PostgreSQL backends serving our database), as a number of
+cores kept busy by others during a run. A run with much of it is marked noisy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine_info() -> dict:
+    cpuinfo = _read("/proc/cpuinfo")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    mhz = re.findall(r"^cpu MHz\s*:\s*([\d.]+)$", cpuinfo, re.M)
+    meminfo = _read("/proc/meminfo")
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
+    info = {
+        "cpu_model": model.group(1).strip() if model else platform.processor() or "unknown",
+        "cpu_mhz": round(float(mhz[0])) if mhz else None,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(mem.group(1)) / 1024 / 1024, 1) if mem else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": _short_wrk(tool_version(["wrk", "--version"])),
+    }
+    for package in ("gunicorn", "flask", "authlib", "joserfc", "cryptography", "sqlalchemy", "argon2-cffi", "psycopg"):
+        try:
+            from importlib.metadata import version
+
+            info[package] = version(package)
+        except Exception:
+            info[package] = None
+    return info
+
+
+def _short_wrk(text: str | None) -> str | None:
+    match = re.search(r"wrk\s+(?:debian/)?(\S+)", text or "")
+    return f"wrk {match.group(1)}" if match else text
+
+
+def tool_version(command: list[str]) -> str | None:
+    if not shutil.which(command[0]):
+        return None
+    result = subprocess.run(command, capture_output=True, text=True)
+    first = (result.stdout or result.stderr).strip().splitlines()
+    return first[0] if first else None
+
+
+def git_state(root: Path) -> dict:
+    def git(*args):
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty_files": len(dirty.splitlines()) if dirty else 0}
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, and its private memory (Private_Clean + Private_Dirty)."""
+    status = _read(f"/proc/{pid}/status")
+    out = {}
+    for key in ("VmRSS", "VmHWM"):
+        match = re.search(rf"^{key}:\s*(\d+) kB", status, re.M)
+        if match:
+            out[key] = int(match.group(1))
+    rollup = _read(f"/proc/{pid}/smaps_rollup")
+    private = sum(int(v) for v in re.findall(r"^Private_(?:Clean|Dirty):\s*(\d+) kB", rollup, re.M))
+    if rollup:
+        out["Private"] = private
+    return out
+
+
+# --- CPU used by others -------------------------------------------------------------
+
+
+def _system_busy_ticks() -> int:
+    fields = _read("/proc/stat").splitlines()[0].split()[1:]
+    values = [int(v) for v in fields]
+    # user nice system idle iowait irq softirq steal guest guest_nice: busy = all but idle, iowait, guests
+    return sum(values[:8]) - values[3] - values[4]
+
+
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(ppid, own ticks, waited-for children's ticks) of a process."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime is field 14, stime 15, cutime 16, cstime 17
+    return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _cmdline(pid: int) -> str:
+    return _read(f"/proc/{pid}/cmdline").replace("\0", " ")
+
+
+class CpuWatch:
+    """Cores kept busy by processes other than ours between start() and stop()."""
+
+    def __init__(self, database_name: str | None = None):
+        self.root = os.getpid()
+        self.database_name = database_name
+
+    def _ours(self) -> int:
+        procs = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                stat = _stat(int(entry))
+                if stat:
+                    procs[int(entry)] = stat
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        total, stack = 0, [self.root]
+        while stack:
+            pid = stack.pop()
+            if pid in procs:
+                _, own, waited = procs[pid]
+                total += own + waited
+            stack.extend(children.get(pid, []))
+        if self.database_name:
+            marker = f" {self.database_name} "
+            for pid, (_, own, _) in procs.items():
+                cmd = _cmdline(pid)
+                if cmd.startswith("postgres:") and marker in cmd + " ":
+                    total += own
+        return total
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._busy0 = _system_busy_ticks()
+        self._ours0 = self._ours()
+
+    def stop(self) -> float:
+        wall = time.monotonic() - self._t0
+        busy = _system_busy_ticks() - self._busy0
+        ours = self._ours() - self._ours0
+        if wall <= 0:
+            return 0.0
+        return max(0.0, (busy - ours) / TICKS / wall)
+
+
+def tree_ticks(root: int) -> int:
+    """CPU ticks of a process and its live descendants (and the children they have waited for)."""
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat:
+                procs[int(entry)] = stat
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in procs:
+            total += procs[pid][1] + procs[pid][2]
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def postgres_ticks(database_name: str | None) -> int:
+    """CPU ticks of the PostgreSQL backends connected to this database."""
+    if not database_name:
+        return 0
+    total = 0
+    marker = f" {database_name} "
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            cmd = _cmdline(int(entry))
+            if cmd.startswith("postgres:") and marker in cmd + " ":
+                stat = _stat(int(entry))
+                if stat:
+                    total += stat[1]
+    return total
+
+
+class ServerCpu:
+    """CPU milliseconds the server (gunicorn master and workers) and its database backends spent."""
+
+    def __init__(self, root_pid: int | None, database_name: str | None = None):
+        self.root = root_pid
+        self.database_name = database_name
+
+    def start(self) -> None:
+        self._server0 = tree_ticks(self.root) if self.root else 0
+        self._db0 = postgres_ticks(self.database_name)
+
+    def stop(self) -> tuple[float, float]:
+        server = (tree_ticks(self.root) if self.root else 0) - self._server0
+        db = postgres_ticks(self.database_name) - self._db0
+        return server * 1000 / TICKS, db * 1000 / TICKS
+
+
+def wait_for_quiet(limit_seconds: float, threshold: float, database_name: str | None, log) -> float:
+    """Wait (up to limit_seconds) until others use less than `threshold` cores over 1 s; return the last reading."""
+    deadline = time.monotonic() + limit_seconds
+    watch = CpuWatch(database_name)
+    reading = 0.0
+    warned = False
+    while True:
+        watch.start()
+        time.sleep(1.0)
+        reading = watch.stop()
+        if reading < threshold or time.monotonic() >= deadline:
+            return reading
+        if not warned:
+            log(f"  waiting for other processes to calm down ({reading:.2f} cores busy elsewhere)")
+            warned = True
+
+
+def python_executable() -> str:
+    return sys.executable
