@@ -57,4 +57,6 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "account.login"
     login_manager.login_message = None
+    login_manager.refresh_view = "account.login"  # a session restored from "remember me" signs in again first
+    login_manager.needs_refresh_message = None
     login_manager.session_protection = None  # the sid is revocable server-side; "strong" breaks mobile NAT changes

@@ -36,7 +36,7 @@ RATELIMIT_STORAGE_URI = "memory://"  # "redis://host:6379" for several instances
 RATELIMIT_SENSITIVE = "100 per minute"  # sign-in and password change, per client IP
 RATELIMIT_DEFAULT = "1000 per minute"  # every other endpoint, per client IP
 RATELIMIT_PER_TOKEN = "30 per minute"  # POST /localapi/password per access token
-RATELIMIT_HEADERS_ENABLED = True
+RATELIMIT_HEADERS_ENABLED = False  # True adds X-RateLimit-* (and Retry-After) to every response
 
 # --- tokens ------------------------------------------------------------
 ACCESS_TOKEN_SIGNING_ALG = "ES256"  # RS256 or ES256; measured faster end to end (README)

@@ -153,3 +153,22 @@ def test_diagnostics_shows_session_claims(client, auth, app, seeded):
     html = client.get("/diagnostics").get_data(as_text=True)
     assert _user(app).subject in html
     assert "auth_time" in html
+
+
+def test_password_page_needs_a_fresh_sign_in_after_remember_me(client, auth, seeded):
+    auth.login(remember=True)
+    assert client.get("/account/password").status_code == 200
+    client.delete_cookie("idsrv.session")
+    response = client.get("/account/password")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/account/login")
+    assert client.get("/diagnostics").status_code == 200  # still signed in, just not freshly
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_SENSITIVE": "3 per minute",
+                                         "RATELIMIT_STORAGE_URI": "memory://"}])
+def test_sign_in_posts_are_rate_limited_per_ip(client, auth, seeded):
+    statuses = [auth.login(password="wrong-password-entirely").status_code for _ in range(4)]
+    assert statuses[:3] == [400, 400, 400] and statuses[3] == 429
+    limited = auth.login()
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    assert client.get("/account/login").status_code == 200  # GETs are not counted

@@ -1,7 +1,7 @@
 """Sign-in, sign-out and the change-password page (cookie sessions)."""
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user, fresh_login_required
 
 from ..auth import sign_in, sign_out
 from ..errors import AccountLocked, ValidationFailed
@@ -59,7 +59,7 @@ def logout():
 
 
 @bp.route("/password", methods=["GET", "POST"])
-@login_required
+@fresh_login_required
 @limiter.limit(sensitive_limit, methods=["POST"])
 def password():
     """Change the signed-in user's password; other sessions are signed out."""

@@ -9,7 +9,7 @@ from ..forms import ConfirmForm
 from ..oauth2 import authorization_server
 from ..oauth2 import end_session
 from ..oauth2.authorize import handle_authorize
-from ..oauth2.resource import UserRequiredError, current_token, require_oauth
+from ..oauth2.resource import current_token, require_oauth
 from ..services.id_tokens import user_claims
 
 bp = Blueprint("connect", __name__, url_prefix="/connect")
@@ -43,11 +43,9 @@ def introspect():
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
-@require_oauth("openid")
+@require_oauth("openid", user_required=True)
 def userinfo():
     """Return the claims the token's scopes release about its user."""
-    if current_token.user is None:
-        require_oauth.raise_error_response(UserRequiredError())
     return jsonify(user_claims(current_token.user, current_token.scope))
 
 

@@ -39,8 +39,17 @@ def _http_error(err: HTTPException):
     if err.code == 405 and err.valid_methods:
         headers["Allow"] = ", ".join(err.valid_methods)
     if err.code == 429:
-        headers.update({k: v for k, v in (err.get_headers() or []) if k.lower().startswith(("retry-after", "x-ratelimit"))})
+        headers["Retry-After"] = str(_retry_after(err))
     return render_error(err.code or 500, err.name, _describe(err), headers)
+
+
+def _retry_after(err: HTTPException) -> int:
+    """Seconds until a Flask-Limiter window resets (its limit object knows the window)."""
+    limit = getattr(getattr(err, "limit", None), "limit", None)
+    try:
+        return max(1, int(limit.get_expiry()))
+    except (AttributeError, TypeError, ValueError):
+        return 60
 
 
 def _describe(err: HTTPException) -> str:
