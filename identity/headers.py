@@ -4,16 +4,35 @@ import json
 import logging
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'{form_targets}"
 )
 NO_STORE_PREFIXES = ("/account/", "/consent", "/connect/", "/localapi/", "/diagnostics")
 
 log = logging.getLogger("identity.requests")
+
+
+def allow_form_target(uri: str | None) -> None:
+    """Let this page's form (and the redirects after it) reach a client's validated redirect URI.
+
+    Browsers apply form-action to every redirect after a form post, so a sign-in or consent
+    form that ends at the client needs the client's origin (or private-use scheme) listed.
+    """
+    if not uri:
+        return
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        source = f"{parts.scheme}://{parts.netloc}"
+    elif parts.scheme and parts.scheme.replace(".", "").replace("-", "").replace("+", "").isalnum():
+        source = f"{parts.scheme}:"
+    else:
+        return
+    g.setdefault("form_targets", set()).add(source)
 
 
 def _start_request() -> None:
@@ -24,7 +43,8 @@ def _start_request() -> None:
 
 def _finish_response(response):
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
+    targets = "".join(" " + t for t in sorted(g.get("form_targets", ())))
+    headers.setdefault("Content-Security-Policy", CSP.format(form_targets=targets))
     headers.setdefault("X-Frame-Options", "DENY")
     headers["X-Content-Type-Options"] = "nosniff"
     headers.setdefault("Referrer-Policy", "same-origin")  # same-origin: Flask-WTF checks the Referer on HTTPS

@@ -248,3 +248,21 @@ def test_authorize_accepts_post(oauth):
 def test_unsupported_response_type_with_registered_redirect_is_reported_to_the_client(oauth):
     response = oauth.authorize(client_id="web", response_type="token")
     assert redirect_params(response.headers["Location"])["error"] == "unsupported_response_type"
+
+
+def test_login_and_consent_pages_let_their_form_reach_the_client(client, flow_clients):
+    location = OAuthActions(client).authorize(client_id="spa", code_challenge=pkce_pair()[1],
+                                              code_challenge_method="S256").headers["Location"]
+    csp = client.get(location).headers["Content-Security-Policy"]
+    assert "form-action 'self' http://127.0.0.1:8080" in csp
+    AuthActions(client).login()
+    consent_location = OAuthActions(client).authorize(client_id="spa", code_challenge=pkce_pair()[1],
+                                                      code_challenge_method="S256").headers["Location"]
+    assert "form-action 'self' http://127.0.0.1:8080" in client.get(consent_location).headers["Content-Security-Policy"]
+    assert client.get("/account/login").headers["Content-Security-Policy"].endswith("form-action 'self'")
+
+
+def test_login_page_ignores_unregistered_redirect_for_form_action(client, flow_clients):
+    return_url = "/connect/authorize?" + urlencode({"client_id": "spa", "redirect_uri": "https://evil.example.com/"})
+    csp = client.get("/account/login?" + urlencode({"returnUrl": return_url})).headers["Content-Security-Policy"]
+    assert "evil" not in csp

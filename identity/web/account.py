@@ -8,7 +8,8 @@ from ..errors import AccountLocked, ValidationFailed
 from ..extensions import limiter
 from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
 from ..services import accounts
-from .return_urls import client_name_for, pending_authorization, safe_return_url
+from ..headers import allow_form_target
+from .return_urls import pending_authorization, pending_client, safe_return_url
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -43,8 +44,10 @@ def login():
         error = "Enter your user name and password."
     elif form.errors.get("csrf_token"):
         error = "The form expired. Please try again."
+    client_name, redirect_uri = pending_client(return_url)
+    allow_form_target(redirect_uri)  # the sign-in post ends at the client after the redirects
     status = 200 if error is None else 400
-    return render_template("account/login.html", form=form, error=error, client_name=client_name_for(return_url)), status
+    return render_template("account/login.html", form=form, error=error, client_name=client_name), status
 
 
 @bp.route("/logout", methods=["GET", "POST"])

@@ -6,6 +6,7 @@ from flask_login import current_user
 from ..auth import sign_out
 from ..extensions import csrf
 from ..forms import ConfirmForm
+from ..headers import allow_form_target
 from ..oauth2 import authorization_server
 from ..oauth2 import end_session
 from ..oauth2.authorize import handle_authorize
@@ -56,6 +57,7 @@ def endsession():
     if outcome.error:
         return render_template("error.html", status=400, title="This sign-out request is not valid", detail=outcome.error), 400
     if outcome.needs_confirmation:
+        allow_form_target(outcome.redirect_uri)
         form = ConfirmForm()
         if not form.validate_on_submit():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}

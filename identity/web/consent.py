@@ -5,6 +5,7 @@ from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
 from ..forms import ConfirmForm
+from ..headers import allow_form_target
 from ..oauth2.authorize import deny_response, error_response, grant_response, validate_request
 from ..services import consent as consent_service
 from ..services.resources import display_names
@@ -23,6 +24,7 @@ def consent():
     client = grant.request.client.row
     redirect_uri = grant.redirect_uri or grant.request.payload.redirect_uri
     scopes = grant.request.scope.split()
+    allow_form_target(redirect_uri)
     form = ConfirmForm()
     if form.validate_on_submit():
         if request.form.get("decision") != "allow":

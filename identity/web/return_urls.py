@@ -2,6 +2,7 @@
 
 from urllib.parse import parse_qs, urlsplit
 
+from ..oauth2.client import redirect_uri_matches
 from ..services.clients import get_client
 
 
@@ -27,7 +28,13 @@ def pending_authorization(return_url: str | None) -> dict:
     return {k: v[0] for k, v in parse_qs(parts.query).items()}
 
 
-def client_name_for(return_url: str | None) -> str | None:
-    client_id = pending_authorization(return_url).get("client_id")
-    client = get_client(client_id) if client_id else None
-    return client.client_name if client else None
+def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
+    """The pending request's client name and its redirect URI, when registered for that client."""
+    params = pending_authorization(return_url)
+    client = get_client(params["client_id"]) if params.get("client_id") else None
+    if client is None:
+        return None, None
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri or not redirect_uri_matches(client.redirect_uris, redirect_uri):
+        redirect_uri = None
+    return client.client_name, redirect_uri
