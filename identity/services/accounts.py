@@ -165,7 +165,8 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
 # --- passwords -------------------------------------------------------------
 
 
-def _revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
+def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
+    """Revoke a user's refresh tokens and browser sessions (but `keep_sid`); the caller commits."""
     stamp = now()
     db.session.execute(
         update(RefreshToken)
@@ -225,7 +226,7 @@ def change_password(
         raise ValidationFailed(errors)
     _register_success(user, current_password)
     _store_new_password(user, new_password)
-    _revoke_grants_and_sessions(user.id, keep_sid)
+    revoke_grants_and_sessions(user.id, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     db.session.commit()
     return user
@@ -242,7 +243,7 @@ def set_password(username: str, new_password: str) -> User:
     _store_new_password(user, new_password)
     user.failed_attempts = 0
     user.locked_until = 0
-    _revoke_grants_and_sessions(user.id, None)
+    revoke_grants_and_sessions(user.id, None)
     audit.record("password_set", user_id=user.id)
     db.session.commit()
     return user
