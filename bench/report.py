@@ -13,7 +13,6 @@ NODE_OIDC_CC_RPS = 4000  # node-oidc-provider, client-credentials JWTs/s, one pr
 # OWASP Password Storage Cheat Sheet: the Argon2id configurations of equal strength (m KiB, t).
 OWASP_ARGON2ID = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)]
 RSS_LIMIT_KIB = 100_000_000 // 1024  # "under 100 MB"
-NOISE_WARN_CORES = 0.3
 
 
 def _ratio(value: float, base: float) -> float | None:
@@ -62,7 +61,7 @@ def table_rows(bench, scenarios) -> list[list[str]]:
     rows = []
     for sc in scenarios:
         status = "FAILED" if sc.failed else "ok"
-        if sc.max_noise > NOISE_WARN_CORES:
+        if sc.max_noise > bench.args.quiet_threshold:
             status += " (noisy)"
         rows.append([
             sc.key, sc.title, _fmt_num(sc.rps) + ("" if sc.unit == "req/s" else f" {sc.unit.split('/')[0]}"),
@@ -146,10 +145,12 @@ def evaluate_targets(bench) -> list[dict]:
             a, b = small.get(f"{key}@small"), large.get(f"{key}@large")
             if a and b:
                 ratio = _ratio(b.p50_ms, a.p50_ms)
+                cpu = _ratio(b.cpu_ms, a.cpu_ms)
                 add("7", f"growth: scenario {key} p50 at {growth['stages'][1]['rows_before']['refresh_tokens']:,} "
                          f"refresh tokens within 1.3 x of that at {growth['stages'][0]['rows_before']['refresh_tokens']:,}",
                     ratio <= 1.3 and not a.failed and not b.failed,
-                    f"p50 {a.p50_ms:.2f} -> {b.p50_ms:.2f} ms = {ratio:.2f} x")
+                    f"p50 {a.p50_ms:.2f} -> {b.p50_ms:.2f} ms = {ratio:.2f} x (server CPU per request "
+                    f"{a.cpu_ms:.3f} -> {b.cpu_ms:.3f} ms = {_fmt_ratio(cpu)} x)")
     mem = r.get("worker_memory_kib") or {}
     if mem:
         worst = max(v.get("VmRSS", 0) for v in mem.values())
@@ -172,7 +173,7 @@ def format_targets(targets: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def growth_lines(growth: dict) -> list[str]:
+def growth_lines(growth: dict, limit: float) -> list[str]:
     lines = [f"Growth (scenario 7) on {growth['database']}:"]
     for stage in growth["stages"]:
         before, after = stage["rows_before"], stage["rows_after"]
@@ -180,7 +181,8 @@ def growth_lines(growth: dict) -> list[str]:
                      f"before (after: {after['refresh_tokens']:,})")
         for key, s in stage["scenarios"].items():
             lines.append(f"         {key:9} {s.rps:9,.0f} req/s  p50 {s.p50_ms:6.2f} ms  p99 {s.p99_ms:6.2f} ms  "
-                         f"errors {s.errors}  runs {' '.join(f'{x.rps:,.0f}' for x in s.runs)}")
+                         f"CPU {s.cpu_ms:.3f} ms/req  errors {s.errors}  runs {' '.join(f'{x.rps:,.0f}' for x in s.runs)}"
+                         + ("  (noisy)" if s.max_noise > limit else ""))
     return lines
 
 
@@ -314,9 +316,10 @@ def finish(bench) -> None:
     if first and last:
         out.append(f"bare endpoint: {statistics.median(first):,.0f} req/s before the scenarios, "
                    f"{statistics.median(last):,.0f} after; ratios use the median of all {len(bench.bare.runs)} runs")
-    noisy = [s.key for s in [bench.bare] + scenarios if s.max_noise > NOISE_WARN_CORES]
+    limit = bench.args.quiet_threshold
+    noisy = [s.key for s in [bench.bare] + scenarios if s.max_noise > limit]
     if noisy:
-        out.append(f"noisy: other processes on this machine used more than {NOISE_WARN_CORES} cores during runs of "
+        out.append(f"noisy: other processes on this machine used more than {limit} cores during runs of "
                    f"{', '.join(noisy)} (see JSON: noise_cores)")
     if "kdf" in r:
         k = r["kdf"]
@@ -337,7 +340,7 @@ def finish(bench) -> None:
             out.append(f"  {key}: {'ok' if check.get('ok') else 'FAILED'} {json.dumps({k: v for k, v in check.items() if k != 'ok'})}")
     if r.get("growth"):
         out.append("")
-        out += growth_lines(r["growth"])
+        out += growth_lines(r["growth"], bench.args.quiet_threshold)
     mem = r.get("worker_memory_kib") or {}
     if mem:
         out.append("")

@@ -11,6 +11,7 @@ class Scenario:
     key: str  # "bare", "1", "2", "3", "4a", ...
     title: str
     runs: list = field(default_factory=list)  # wrk.RunResult or clients.FlowResult
+    discarded: list = field(default_factory=list)  # runs set aside because other processes were busy
     warmup_errors: int = 0
     notes: list[str] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
@@ -57,6 +58,7 @@ class Scenario:
             "median_p99_ms": round(self.p99_ms, 3), "server_cpu_ms_per_op": round(self.cpu_ms, 3), "errors": self.errors, "failed": self.failed,
             "warmup_errors": self.warmup_errors, "notes": self.notes, "checks": self.checks,
             "runs": [r.as_dict() if hasattr(r, "as_dict") else _flow_dict(r) for r in self.runs],
+            "set_aside_noisy_runs": [r.as_dict() if hasattr(r, "as_dict") else _flow_dict(r) for r in self.discarded],
         }
         if bare is not None and bare.rps:
             out["ratio_rps_to_bare"] = round(self.rps / bare.rps, 3)
