@@ -54,3 +54,66 @@ def test_access_log_leaves_out_query_strings(server_database_uri, tmp_path):
     log = server.log(tail=1000)
     assert '"GET /healthz HTTP/1.1" 200' in log
     assert "SECRET-CODE-123" not in log and "SECRET-TOKEN-456" not in log
+
+
+# --- gunicorn.conf.py as gunicorn reads it ---------------------------------------------------
+
+
+PROBE = """
+import json, runpy, sys, types
+import gunicorn.config
+settings = runpy.run_path(sys.argv[1])
+known = {s.name for s in gunicorn.config.KNOWN_SETTINGS}
+public = {k: v for k, v in settings.items()
+          if not k.startswith("_") and not isinstance(v, types.ModuleType) and not callable(v)}
+print(json.dumps({"settings": public, "unknown": sorted(set(public) - known)}))
+"""
+
+
+def gunicorn_config(**env) -> dict:
+    """The settings gunicorn.conf.py defines under `env` (the file run as gunicorn runs it)."""
+    import json
+    import subprocess
+    import sys
+
+    from servers import GUNICORN_CONF, ROOT
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("PORT", "GUNICORN_BIND", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
+             and not k.startswith("GUNICORN_")}
+    result = subprocess.run([sys.executable, "-c", PROBE, str(GUNICORN_CONF)],
+                            cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["unknown"] == [], f"not gunicorn settings (typos?): {out['unknown']}"
+    return out["settings"]
+
+
+def test_gunicorn_conf_defaults():
+    config = gunicorn_config()
+    assert config["wsgi_app"] == "app:create_app()"
+    assert config["bind"] == ["0.0.0.0:8000"]
+    assert config["worker_class"] == "sync"
+    assert config["preload_app"] is False
+    assert config["timeout"] == 30
+    assert 2 <= config["workers"] <= 12
+    assert config["max_requests"] > 0 and config["max_requests_jitter"] > 0
+    assert config["control_socket_disable"] is True
+    assert config["accesslog"] == "-"
+    log_format = config["access_log_format"]
+    assert "%(U)s" in log_format
+    for leaky in ("%(r)s", "%(q)s", "%(f)s"):  # request line with query, query, referer
+        assert leaky not in log_format
+
+
+def test_gunicorn_conf_reads_the_environment():
+    config = gunicorn_config(PORT="9001", WEB_CONCURRENCY="3", FORWARDED_ALLOW_IPS="10.0.0.5",
+                             GUNICORN_TIMEOUT="45")
+    assert config["bind"] == ["0.0.0.0:9001"]
+    assert config["workers"] == 3
+    assert config["forwarded_allow_ips"] == "10.0.0.5"
+    assert config["timeout"] == 45
+    config = gunicorn_config(GUNICORN_BIND="127.0.0.1:7000, unix:/run/identity.sock", PORT="9001",
+                             GUNICORN_ACCESS_LOG="off")
+    assert config["bind"] == ["127.0.0.1:7000", "unix:/run/identity.sock"]
+    assert config["accesslog"] is None
