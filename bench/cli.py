@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--flow-threads", type=int, default=2, help="threads per client process in scenario 6 [%(default)s]")
     parser.add_argument("--access-token-alg", choices=["ES256", "RS256"],
                         help="FLASK_ACCESS_TOKEN_SIGNING_ALG for the server (default: the app's own setting)")
+    parser.add_argument("--app-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an app setting for the server, passed as FLASK_NAME=VALUE (repeatable), "
+                             "e.g. --app-setting LOG_REQUESTS=false")
     parser.add_argument("--max-requests", type=int, default=0,
                         help="GUNICORN_MAX_REQUESTS for the servers; gunicorn.conf.py's production default (2000) "
                              "recycles a worker every second at these rates, so the benchmark turns it off [%(default)s]")
@@ -84,6 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="cores that other processes may keep busy during a run before it counts as noisy [%(default)s]")
     parser.add_argument("--noisy-retries", type=int, default=3,
                         help="per scenario, how many noisy runs are set aside and repeated [%(default)s]")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="change this process's scheduling priority by N before starting (inherited by gunicorn, "
+                             "wrk and the clients); a negative N (root only) keeps other work on a shared machine "
+                             "from taking the cores mid-run [%(default)s]")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--png", metavar="FILE", help="write a chart of the results (matplotlib)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite files)")
@@ -140,6 +147,9 @@ class Bench:
         }
         if self.args.access_token_alg:
             env["FLASK_ACCESS_TOKEN_SIGNING_ALG"] = self.args.access_token_alg
+        for item in self.args.app_setting:
+            name, _, value = item.partition("=")
+            env["FLASK_" + name.strip().upper()] = value
         return env
 
     def prepare_app(self, name: str) -> tuple[data.Database, Gunicorn]:
@@ -154,16 +164,17 @@ class Bench:
         log(f"  seeding {db.label} with {seed.name} (flask --app app seed)")
         flask_cli(["seed", str(seed)], base_env(env))
         server = Gunicorn(APP_SPEC, workers=self.args.workers, log_path=self.workdir / f"gunicorn-{name}.log",
-                          app_env=env, gunicorn_env=self.gunicorn_env(), port=port, name=name)
+                          app_env=env, gunicorn_env=self.gunicorn_env(), port=port, name=name, nice=self.args.nice)
         self.servers.append(server)
         return db, server
 
     def app_settings(self, env: dict[str, str]) -> dict:
         """The effective settings of the app, read by the app itself with the server's environment."""
-        code = ("import json; from app import create_app; c = create_app().config; "
-                "print(json.dumps({k: c.get(k) for k in ('ARGON2_TIME_COST', 'ARGON2_MEMORY_COST_KIB', "
-                "'ARGON2_PARALLELISM', 'ACCESS_TOKEN_SIGNING_ALG', 'ID_TOKEN_SIGNING_ALG', 'RATELIMIT_ENABLED', "
-                "'SIGNING_KEY_RELOAD_SECONDS')}))")
+        names = ["ARGON2_TIME_COST", "ARGON2_MEMORY_COST_KIB", "ARGON2_PARALLELISM", "ACCESS_TOKEN_SIGNING_ALG",
+                 "ID_TOKEN_SIGNING_ALG", "RATELIMIT_ENABLED", "LOG_REQUESTS", "SQLALCHEMY_ENGINE_OPTIONS"]
+        names += [item.partition("=")[0].strip().upper() for item in self.args.app_setting]
+        code = ("import json, sys; from app import create_app; c = create_app().config; "
+                f"print(json.dumps({{k: c.get(k) for k in {names!r}}}, default=str))")
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base_env(env), capture_output=True,
                                 text=True, timeout=120)
         if result.returncode != 0:
@@ -437,7 +448,7 @@ class Bench:
             "workers": a.workers, "worker_class": "sync", "database": db.label, "database_version": db.version(),
             "duration_s": a.duration, "runs": a.runs, "warmup_s": a.warmup,
             "wrk_threads": a.threads, "wrk_connections": a.connections,
-            "flow_processes": a.flow_processes, "flow_threads": a.flow_threads,
+            "flow_processes": a.flow_processes, "flow_threads": a.flow_threads, "nice": a.nice,
             "gunicorn": {"config": "gunicorn.conf.py", **self.gunicorn_env()},
             "app": {k: v for k, v in settings.items()},
         }
@@ -454,7 +465,7 @@ class Bench:
                                            "median": round(sorted(samples)[len(samples) // 2], 3)}
 
         self.bare_server = Gunicorn(BARE_SPEC, workers=a.workers, log_path=self.workdir / "gunicorn-bare.log",
-                                    gunicorn_env=self.gunicorn_env(), name="bare")
+                                    gunicorn_env=self.gunicorn_env(), name="bare", nice=a.nice)
         self.servers.append(self.bare_server)
         self.start(self.bare_server)
 
@@ -510,6 +521,13 @@ class Bench:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.nice:
+        try:
+            os.nice(args.nice)
+            system.raise_priority(os.getpid(), args.nice)
+        except PermissionError:
+            log(f"bench: cannot change priority by {args.nice} (a negative value needs root); going on without")
+            args.nice = 0
     bench = Bench(args)
     try:
         return bench.run()

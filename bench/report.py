@@ -49,10 +49,13 @@ def header_lines(bench) -> list[str]:
         f"Database  {s['database']} ({s['database_version']})",
         f"Crypto    Argon2id m={app['ARGON2_MEMORY_COST_KIB']} KiB t={app['ARGON2_TIME_COST']} p={app['ARGON2_PARALLELISM']}; "
         f"access tokens {app['ACCESS_TOKEN_SIGNING_ALG']}, ID tokens {app['ID_TOKEN_SIGNING_ALG']}; "
-        f"rate limits {'on' if app['RATELIMIT_ENABLED'] else 'off'}",
+        f"rate limits {'on' if app['RATELIMIT_ENABLED'] else 'off'}; request log "
+        f"{'on' if app.get('LOG_REQUESTS', True) else 'off'}"
+        + "".join(f"; {item}" for item in bench.args.app_setting),
         f"Load      {m.get('wrk') or 'wrk'}: {s['wrk_threads']} threads, {s['wrk_connections']} connections; "
         f"scenario 6: {s['flow_processes']} processes x {s['flow_threads']} threads (requests); "
-        f"{s['runs']} runs x {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, medians",
+        f"{s['runs']} runs x {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, medians"
+        + (f"; nice {s['nice']}" if s.get("nice") else ""),
     ]
 
 

@@ -72,7 +72,8 @@ class Gunicorn:
     """
 
     def __init__(self, spec: str, *, workers: int, log_path: Path, app_env: dict[str, str] | None = None,
-                 gunicorn_env: dict[str, str] | None = None, port: int | None = None, name: str = "server"):
+                 gunicorn_env: dict[str, str] | None = None, port: int | None = None, name: str = "server",
+                 nice: int = 0):
         self.spec = spec
         self.workers = workers
         self.log_path = log_path
@@ -80,6 +81,7 @@ class Gunicorn:
         self.gunicorn_env = dict(gunicorn_env or {})
         self.port = port or free_port()
         self.name = name
+        self.nice = nice
         self.process: subprocess.Popen | None = None
         self.ready_seconds: float | None = None
 
@@ -95,10 +97,15 @@ class Gunicorn:
         return env
 
     def log(self, tail: int = 60) -> str:
+        """The last lines of the server's output (the app may log every request: read only the end)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 65536))
+                text = f.read().decode(errors="replace")
         except FileNotFoundError:
             return "(no log)"
+        return "\n".join(text.splitlines()[-tail:])
 
     def start(self, timeout: float = 60) -> float:
         """Start and wait for the first 200 on /healthz; return the seconds that took."""
@@ -111,7 +118,11 @@ class Gunicorn:
                 [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--workers", str(self.workers),
                  "--name", f"bench-{self.name}", self.spec],
                 cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None,
             )
+        if self.nice:
+            # its own session, so its own autogroup: give that group the same priority
+            Path(f"/proc/{self.process.pid}/autogroup").write_text(str(self.nice))
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
