@@ -9,6 +9,7 @@ SQLALCHEMY_DATABASE_URI = None  # None: sqlite file instance/identity.db
 SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger bodies get 413
 PRODUCT_NAME = "Portcullis Identity"
+LOG_REQUESTS = True  # one JSON line per request (request id, method, path without query, status, ms, ip)
 
 # --- cookies and sessions ----------------------------------------------
 SESSION_COOKIE_NAME = "idsrv.session"

@@ -64,6 +64,19 @@ def _finish_response(response):
     return response
 
 
+def _configure_request_log(app: Flask) -> None:
+    """One JSON line per request on stderr (gunicorn collects it), unless turned off."""
+    if not app.config["LOG_REQUESTS"] or log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def init_app(app: Flask) -> None:
+    # Authlib logs issued tokens at DEBUG ("Issue token ..."): never let those records exist.
+    logging.getLogger("authlib").setLevel(logging.INFO)
+    _configure_request_log(app)
     app.before_request(_start_request)
     app.after_request(_finish_response)

@@ -40,6 +40,7 @@ def make_config(database_uri, **overrides):
         "RATELIMIT_ENABLED": False,
         "SESSION_COOKIE_SECURE": True,
         "SIGNING_KEY_RELOAD_SECONDS": 0,
+        "LOG_REQUESTS": False,  # tests read logs through caplog
     }
     config.update(overrides)
     return config

@@ -1,11 +1,11 @@
 """One error shape per audience: OAuth JSON on /connect, a registered renderer (problem+json
 on /localapi), a friendly page for people. Never a traceback."""
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import HTTPException
 
-from ..extensions import db
+from ..extensions import db, login_manager
 
 OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "invalid_request",
                          405: "invalid_request", 413: "invalid_request", 429: "slow_down",
@@ -64,19 +64,26 @@ def _describe(err: HTTPException) -> str:
     return err.description or err.name
 
 
+def _forget_user() -> None:
+    """Render the error page as for an anonymous visitor: loading the user may be what failed."""
+    g._login_user = login_manager.anonymous_user()
+
+
 def _database_error(err: Exception):
     db.session.rollback()
-    current_app.logger.error("database unavailable: %s", type(err).__name__)
-    return render_error(503, ServiceUnavailable.name, "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
+    _forget_user()
+    current_app.logger.error("database unavailable: %s", type(err).__name__, extra={"request_id": g.get("request_id")})
+    return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
 
 
 def _unexpected(err: Exception):
-    current_app.logger.exception("unhandled error")
+    current_app.logger.exception("unhandled error", extra={"request_id": g.get("request_id")})
+    _forget_user()
     try:
         db.session.rollback()
     except Exception:
         pass
-    return render_error(500, InternalServerError.name, "Something went wrong on our side. Try again.")
+    return render_error(500, "Internal Server Error", "Something went wrong on our side. Try again.")
 
 
 def init_app(app: Flask) -> None:
