@@ -117,3 +117,15 @@ def test_gunicorn_conf_reads_the_environment():
                              GUNICORN_ACCESS_LOG="off")
     assert config["bind"] == ["127.0.0.1:7000", "unix:/run/identity.sock"]
     assert config["accesslog"] is None
+
+
+def test_gunicorn_refuses_an_out_of_date_schema_and_stops(tmp_path):
+    """Against an empty database the workers refuse to boot, naming the command to run, and the
+    master stops (exit code 3, gunicorn's "worker failed to boot") instead of respawning them forever."""
+    server = GunicornServer("sqlite:///" + str(tmp_path / "empty.db"), workers=1, name="empty",
+                            migrate_first=False, log_dir=tmp_path, start_timeout=30)
+    with pytest.raises(Exception) as failure:
+        server.start()
+    log = server.log(tail=200)
+    assert "flask --app app db upgrade" in log, log
+    assert "exited with 3" in str(failure.value), f"gunicorn kept running or exited otherwise:\n{log}"
