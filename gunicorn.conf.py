@@ -81,5 +81,7 @@ _access_log = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 accesslog = None if _access_log.lower() in ("", "off", "none") else _access_log
 # Path only (%(U)s), never the query string (%(r)s / %(q)s): authorization codes, tokens and
 # id_token_hint travel in query strings. The referer (%(f)s) is left out for the same reason.
-# %(u)s is the Basic-auth user name, i.e. a client_id, never its secret.
-access_log_format = '%(h)s - %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# %(u)s is the Basic-auth user name, i.e. a client_id, never its secret. The last field is the
+# response's X-Request-Id, which the app's own JSON request log (FLASK_LOG_REQUESTS) also carries;
+# keep one of the two logs with GUNICORN_ACCESS_LOG=off or FLASK_LOG_REQUESTS=false if you like.
+access_log_format = '%(h)s - %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" rid=%({x-request-id}o)s'
