@@ -2,10 +2,12 @@
 land on the client's redirect URI, and redeem the code there (as the app would, with requests).
 
 Nothing listens on http://127.0.0.1:8080. A route answers the browser's requests to it with a
-tiny callback page, so the test reads the code from the URL the browser landed on. Playwright
-routes the redirects that follow a form post (consent, sign-in) but not those of a plain GET
-navigation (authorize with consent remembered); there the test takes the URL of the request the
-browser made, which fails to connect, as a browser with no app running would.
+tiny callback page, so the test reads the code from the URL the browser landed on. The route
+catches the redirect that ends a form post (consent, sign-in): Chromium restarts that navigation
+and the restarted request is routed, so wait for the URL, not for the navigation (whose first
+attempt fails). A plain GET that redirects to the client (authorize with consent remembered) is
+not routed; there the test takes the URL of the request the browser made, which fails to
+connect, as a browser with no app running would.
 """
 
 import secrets
@@ -42,6 +44,8 @@ def goto_expecting_client_redirect(ui, url: str) -> str:
         except PlaywrightError as err:  # nothing listens on 8080 (see the module docstring)
             if "ERR_CONNECTION_REFUSED" not in str(err):
                 raise
+            # Let Chromium finish showing its error page, or it interrupts the next navigation.
+            ui.page.wait_for_url(lambda url: url.startswith("chrome-error:"), wait_until="commit")
     return callback.value.url
 
 
@@ -132,7 +136,7 @@ def test_consent_denied_returns_access_denied_to_the_client(ui, seeded, spa_call
 def test_remembered_consent_is_listed_on_the_grants_page_and_revoking_removes_it(ui, seeded, spa_callback):
     sign_in_and_reach_consent(ui, seeded)
     ui.page.get_by_label("Remember my decision").check()
-    decision = ui.submit_and_catch_post("button[value=allow]")
+    decision = ui.submit_and_catch_post("button[value=allow]", wait_for_page=False)
     assert decision.status == 302 and decision.headers["location"].startswith(REDIRECT_URI + "?code=")
     ui.page.wait_for_url(REDIRECT_URI + "?**")
 
@@ -174,7 +178,7 @@ def test_sign_in_completes_a_pending_authorization_already_consented_to(ui, seed
     user = seeded["users"][0]
     sign_in_and_reach_consent(ui, seeded)
     ui.page.get_by_label("Remember my decision").check()
-    ui.submit_and_catch_post("button[value=allow]")
+    ui.submit_and_catch_post("button[value=allow]", wait_for_page=False)
     ui.page.wait_for_url(REDIRECT_URI + "?**")
     ui.page.context.clear_cookies()  # a new visit: signed out, consent remembered on the server
 
