@@ -30,6 +30,7 @@ import math
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,9 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="gunicorn starts timed for 'start to first 200 on /healthz' [%(default)s]")
     parser.add_argument("--growth-refresh-tokens", type=int, default=1_000_000, help=argparse.SUPPRESS)
     parser.add_argument("--growth-users", type=int, default=100_000, help=argparse.SUPPRESS)
-    parser.add_argument("--quiet-wait", type=float, default=10,
+    parser.add_argument("--quiet-wait", type=float, default=None,
                         help="before each run, wait up to this many seconds for other processes on the machine "
-                             "to use less than --quiet-threshold cores [%(default)s]")
+                             "to use less than --quiet-threshold cores (default 10, or 0 with a negative --nice, "
+                             "since the others then take the cores only while the benchmark pauses)")
     parser.add_argument("--quiet-threshold", type=float, default=0.3,
                         help="cores that other processes may keep busy during a run before it counts as noisy [%(default)s]")
     parser.add_argument("--noisy-retries", type=int, default=3,
@@ -104,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if "7" in selected:
         args.growth = True
     args.selected = selected
+    if args.quiet_wait is None:
+        args.quiet_wait = 0 if args.nice < 0 else 10
     if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1:
         parser.error("--connections, --threads, --runs and --duration must be at least 1")
     return args
@@ -224,7 +228,8 @@ class Bench:
         """--runs measured runs. A run during which other processes kept more than --quiet-threshold cores
         busy is set aside and repeated, at most --noisy-retries times per scenario."""
         retries = self.args.noisy_retries
-        while len(scenario.runs) < self.args.runs:
+        target = len(scenario.runs) + self.args.runs  # the bare scenario is measured twice: first and last
+        while len(scenario.runs) < target:
             self.quiet()
             result = one_run()
             if result.noise_cores > self.args.quiet_threshold and retries > 0 and not result.failed:
@@ -519,8 +524,15 @@ class Bench:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell's background job ignores) stop the run with the clean-up below
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     if args.nice:
         try:
             os.nice(args.nice)
