@@ -1,7 +1,7 @@
 """Tokens as the revocation and introspection endpoints see them."""
 
 from ..clock import now
-from ..services import grants, tokens
+from ..services import audit, grants, tokens
 from ..services.accounts import get_user
 from ..services.tokens import InvalidToken
 
@@ -24,6 +24,9 @@ class AccessTokenRecord:
 
     def revoke(self) -> None:
         tokens.revoke_access_token(self.claims["jti"], self.claims["exp"])
+        user = tokens.token_user(self.claims) if "sub" in self.claims else None
+        audit.record("token_revoked", user_id=user.id if user else None, client_id=self.client_id,
+                     detail={"reason": "revocation_endpoint", "token_type": "access_token"})
 
     def introspection(self) -> dict:
         fields = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time", "sid")

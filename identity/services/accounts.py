@@ -199,7 +199,10 @@ def change_password(
     Verifies the current password (a wrong one counts toward lockout), applies the policy,
     bumps the password version, revokes every refresh token and every other session.
     """
-    user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
+    # populate_existing: the request may have loaded this user already (the bearer token's
+    # check); the locked re-read must replace those attributes, or a concurrent change is lost
+    locked = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    user = db.session.scalar(locked)
     if user is None:
         raise NotFound("no such user")
     remaining = _lock_remaining(user)
