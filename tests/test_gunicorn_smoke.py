@@ -123,7 +123,7 @@ def test_gunicorn_refuses_an_out_of_date_schema_and_stops(tmp_path):
     """Against an empty database the workers refuse to boot, naming the command to run, and the
     master stops (exit code 3, gunicorn's "worker failed to boot") instead of respawning them forever."""
     server = GunicornServer("sqlite:///" + str(tmp_path / "empty.db"), workers=1, name="empty",
-                            migrate_first=False, log_dir=tmp_path, start_timeout=30)
+                            migrate_first=False, log_dir=tmp_path, start_timeout=15)
     with pytest.raises(Exception) as failure:
         server.start()
     log = server.log(tail=200)
