@@ -3,6 +3,7 @@
 import base64
 import json
 from datetime import datetime
+from urllib.parse import unquote
 
 import pytest
 from sqlalchemy import select
@@ -73,7 +74,6 @@ def test_sign_in_for_a_client_names_the_client(app, client, seeded):
     oauth = OAuthActions(client)
     location = oauth.authorize(code_challenge=pkce_pair()[1], code_challenge_method="S256").headers["Location"]
     return_url = location.split("returnUrl=", 1)[1]
-    from urllib.parse import unquote
     assert AuthActions(client).login(return_url=unquote(return_url)).status_code == 302
     assert only(app, "sign_in").client_id == "spa"
 

@@ -4,7 +4,6 @@ limits, request ids, logs that are structured and never hold a secret, health an
 import json
 import logging
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
