@@ -4,6 +4,7 @@ limits, request ids, logs that are structured and never hold a secret, health an
 import json
 import logging
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -119,7 +120,17 @@ def test_rendered_pages_need_no_inline_script_or_style(client, seeded):
         assert not re.search(r"<style\b|\sstyle\s*=", html, re.I), f"inline style on {path}"
 
 
-@pytest.mark.parametrize("template", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "templates").rglob("*.html")))
+TEMPLATES = sorted((ROOT / "templates").rglob("*.html"))
+
+
+def test_the_template_checks_read_the_apps_templates(app):
+    """Guard for the two checks below: they read the folder the app renders from."""
+    assert len(TEMPLATES) >= 5
+    searchpath = [Path(folder).resolve() for folder in app.jinja_loader.searchpath]
+    assert (ROOT / "templates").resolve() in searchpath, searchpath
+
+
+@pytest.mark.parametrize("template", [str(p.relative_to(ROOT)) for p in TEMPLATES])
 def test_templates_have_no_inline_script_or_style(template):
     html = (ROOT / template).read_text()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script>"
@@ -130,7 +141,7 @@ def test_templates_have_no_inline_script_or_style(template):
 def test_pages_do_not_suppress_the_referer_that_csrf_needs_over_https():
     """Flask-WTF refuses a form posted over HTTPS without a same-site Referer; a page that sets
     <meta name="referrer" content="no-referrer"> makes every one of its forms fail in production."""
-    for template in sorted((ROOT / "templates").rglob("*.html")):
+    for template in TEMPLATES:
         html = template.read_text()
         has_form = "<form" in html or template.name == "base.html"  # base.html holds the sign-out form
         meta = re.search(r"""<meta\s+name=["']referrer["']\s+content=["']([^"']+)["']""", html)
