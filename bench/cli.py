@@ -130,7 +130,7 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-"))
         self.servers: list[Gunicorn] = []
         self.databases: list[data.Database] = []
-        self.results: dict = {"scenarios": {}, "checks": {}}
+        self.results: dict = {}
         self.scenarios: dict[str, Scenario] = {}
         self.bare = Scenario("bare", "GET /bare (bare Flask JSON endpoint)")
         self.watch_db: str | None = None
