@@ -116,6 +116,7 @@ def check_schema_on_start(app: Flask) -> None:
     with app.app_context():
         problem = schema_problem()
     if problem and problem.startswith("database schema"):
-        raise SystemExit(f"{app.config['PRODUCT_NAME']}: {problem}")
+        print(f"{app.config['PRODUCT_NAME']}: {problem}", file=sys.stderr)
+        raise SystemExit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
     if problem:
         app.logger.warning("%s; serving 503 until it is reachable", problem)

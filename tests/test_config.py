@@ -174,9 +174,11 @@ def test_a_good_issuer_is_accepted(instance, environment, issuer):
 # --- the schema check at start -----------------------------------------------------------------------
 
 
-def test_server_refuses_an_out_of_date_schema_naming_the_command(instance):
-    with pytest.raises(SystemExit, match="flask --app app db upgrade"):
+def test_server_refuses_an_out_of_date_schema_naming_the_command(instance, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         make(instance, SECRET_KEY="k" * 32, TESTING=False)
+    assert exit_info.value.code == 3  # gunicorn stops instead of respawning the worker
+    assert "flask --app app db upgrade" in capsys.readouterr().err
 
 
 def test_server_starts_on_a_current_schema(app, instance):
