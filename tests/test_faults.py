@@ -13,6 +13,7 @@ Database down, by database:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -295,8 +296,8 @@ def test_gunicorn_answers_503_while_the_database_is_down_and_recovers(db_fault, 
         assert sign_in(browser, server.url, "alice", ALICE_PASSWORD).status_code == 302, server.log()
 
         db_fault.take_down()
-        for _ in range(4):  # both workers
-            page = browser.get(server.url + "/", timeout=30)
+        for attempt in range(4):  # both workers
+            page = browser.get(server.url + "/", timeout=30, headers={"X-Request-Id": f"outage-{attempt}"})
             assert page.status_code == 503, f"{page.status_code}\n{page.text[:1000]}\n{server.log()}"
             assert not LEAKS.search(page.text)
             token = token_request(server.url, "service", "service-secret-change-me", grant_type="client_credentials")
@@ -310,7 +311,23 @@ def test_gunicorn_answers_503_while_the_database_is_down_and_recovers(db_fault, 
             assert token_request(server.url, "service", "service-secret-change-me",
                                  grant_type="client_credentials").status_code == 200
         assert requests.get(server.url + "/readyz", timeout=30).status_code == 200
-    assert "Traceback" not in server.log(tail=5000), server.log(tail=200)
+    log = server.log(tail=5000)
+    assert "Traceback" not in log, server.log(tail=200)
+    # The outage is logged as structured lines an operator can match to the requests.
+    outage = [line for line in log.splitlines() if "database unavailable" in line]
+    assert outage, f"the outage was not logged:\n{server.log(tail=200)}"
+    for attempt in range(4):
+        assert any(json_line(line).get("request_id") == f"outage-{attempt}" for line in outage), \
+            "no structured (JSON) error line with the request id:\n" + "\n".join(outage[:6])
+
+
+def json_line(line: str) -> dict:
+    """The JSON object a log line holds, or {} when it holds none."""
+    try:
+        value = json.loads(line[line.index("{"):])
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 # --- a worker killed mid-request ------------------------------------------------------------------------
