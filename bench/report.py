@@ -298,7 +298,7 @@ def write_png(path: Path, bench, targets) -> None:
         ax.set_xticklabels([f"scenario {k}" for k in keys])
         ax.set_ylabel("p50 latency, ms")
         ax.set_title("7: growth (target <= 1.3x)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower center")
     lines = header_lines(bench)
     fig.text(0.01, 0.995, "\n".join(lines), fontsize=8, ha="left", va="top", family="monospace")
     fig.tight_layout(rect=(0, 0, 1, 0.885))
