@@ -6,7 +6,8 @@ import secrets
 import time
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
+from flask.logging import default_handler
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -64,6 +65,38 @@ def _finish_response(response):
     return response
 
 
+class RequestIdFilter(logging.Filter):
+    """Copy the request id onto every record logged while a request is served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = g.get("request_id") if has_request_context() else None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_app_log(app: Flask) -> None:
+    """The app's own errors as JSON lines carrying the request id, like the request lines."""
+    app.logger.addFilter(RequestIdFilter())
+    if app.config["LOG_REQUESTS"] and default_handler in app.logger.handlers:
+        default_handler.setFormatter(JsonFormatter())
+
+
 def _configure_request_log(app: Flask) -> None:
     """One JSON line per request on stderr (gunicorn collects it), unless turned off."""
     if not app.config["LOG_REQUESTS"] or log.handlers:
@@ -78,5 +111,6 @@ def init_app(app: Flask) -> None:
     # Authlib logs issued tokens at DEBUG ("Issue token ..."): never let those records exist.
     logging.getLogger("authlib").setLevel(logging.INFO)
     _configure_request_log(app)
+    _configure_app_log(app)
     app.before_request(_start_request)
     app.after_request(_finish_response)

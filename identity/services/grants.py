@@ -53,7 +53,8 @@ def consume_authorization_code(code: str, client_id: str) -> AuthorizationCode |
     )
     if result.rowcount != 1:
         db.session.rollback()
-        revoke_family(row.family_id, extra_jti=row.issued_jti, reason="authorization_code_replayed")
+        revoke_family(row.family_id, extra_jti=row.issued_jti, reason="authorization_code_replayed",
+                      user_id=row.user_id, client_id=row.client_id)
         return None
     db.session.commit()
     if row.expires_at < stamp:

@@ -72,12 +72,12 @@ def _forget_user() -> None:
 def _database_error(err: Exception):
     db.session.rollback()
     _forget_user()
-    current_app.logger.error("database unavailable: %s", type(err).__name__, extra={"request_id": g.get("request_id")})
+    current_app.logger.error("database unavailable: %s", type(err).__name__)
     return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
 
 
 def _unexpected(err: Exception):
-    current_app.logger.exception("unhandled error", extra={"request_id": g.get("request_id")})
+    current_app.logger.exception("unhandled error")
     _forget_user()
     try:
         db.session.rollback()
