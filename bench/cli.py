@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import runpy
 import shutil
 import signal
 import subprocess
@@ -205,6 +204,7 @@ class Bench:
         if after_fn:
             after_fn(warm)
         scenario.warmup_errors += warm.errors
+
         def one_run():
             run_args = args_fn() if args_fn else None
             result = self.measured(server, lambda: self.wrk.run(
