@@ -17,3 +17,9 @@ def grant_context() -> GrantContext:
     if "grant_context" not in g:
         g.grant_context = GrantContext()
     return g.grant_context
+
+
+def resume_grant(row) -> None:
+    """Carry a stored code's or refresh token's sign-in time, session and family into new tokens."""
+    context = grant_context()
+    context.auth_time, context.sid, context.family_id = row.auth_time, row.session_id, row.family_id

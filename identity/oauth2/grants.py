@@ -19,7 +19,7 @@ from ..clock import now
 from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, grants
 from ..services.id_tokens import build_id_token
-from .context import grant_context
+from .context import grant_context, resume_grant
 from .response_modes import RESPONSE_MODES, respond
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -136,8 +136,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         row = grants.consume_authorization_code(code, client.client_id)
         if row is None:
             return None
-        context = grant_context()
-        context.auth_time, context.sid, context.family_id = row.auth_time, row.session_id, row.family_id
+        resume_grant(row)
         return CodeView(row)
 
     def delete_authorization_code(self, authorization_code):
@@ -246,8 +245,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
         row = grants.consume_refresh_token(refresh_token, self.request.client.client_id)
         if row is None:
             return None
-        context = grant_context()
-        context.auth_time, context.sid, context.family_id = row.auth_time, row.session_id, row.family_id
+        resume_grant(row)
         return RefreshView(row)
 
     def authenticate_user(self, refresh_token):
