@@ -48,6 +48,7 @@ REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
 JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
 JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
 SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table
+CLIENT_CACHE_SECONDS = 5  # how long a worker reuses a client's settings before re-reading them
 SIGNING_KEY_RETIRED_PUBLISH_SECONDS = 24 * 3600  # a rotated key stays in JWKS this long (>= longest token)
 DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS
 

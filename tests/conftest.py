@@ -39,6 +39,7 @@ def make_config(database_uri, **overrides):
         "RATELIMIT_ENABLED": False,
         "SESSION_COOKIE_SECURE": True,
         "SIGNING_KEY_RELOAD_SECONDS": 0,
+        "CLIENT_CACHE_SECONDS": 0,  # tests change clients between requests
         "LOG_REQUESTS": False,  # tests read logs through caplog
     }
     config.update(overrides)

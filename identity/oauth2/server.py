@@ -11,7 +11,7 @@ from ..constants import OFFLINE_ACCESS
 from ..extensions import db
 from ..services import grants as grant_store
 from ..services import tokens
-from ..services.clients import get_client
+from ..services.clients import cached_client
 from .client import OAuthClient
 from .context import grant_context
 from .grants import (
@@ -35,7 +35,7 @@ def query_client(client_id):
         return None
     cache = g.setdefault("oauth_clients", {})
     if client_id not in cache:
-        row = get_client(client_id)
+        row = cached_client(client_id)
         cache[client_id] = OAuthClient(row) if row is not None and row.enabled else None
     return cache[client_id]
 

@@ -1,5 +1,8 @@
 """Registered clients: create from validated data, list, remove, find."""
 
+import time
+
+from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import delete, select
 
@@ -15,6 +18,28 @@ from .resources import all_scope_names
 
 def get_client(client_id: str) -> Client | None:
     return db.session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+def cached_client(client_id: str) -> Client | None:
+    """A worker's snapshot of a client, re-read after CLIENT_CACHE_SECONDS (detached, read-only).
+
+    The token endpoint looks its client up on every request; a snapshot turns that query into a
+    dictionary lookup. A changed or removed client takes effect within the cache period.
+    """
+    ttl = current_app.config["CLIENT_CACHE_SECONDS"]
+    if ttl <= 0:
+        return get_client(client_id)
+    cache = current_app.extensions.setdefault("identity_clients", {})
+    hit = cache.get(client_id)
+    if hit is not None and time.monotonic() - hit[1] < ttl:
+        return hit[0]
+    row = get_client(client_id)
+    if row is not None:
+        db.session.expunge(row)  # keep its loaded values after the request's session ends
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[client_id] = (row, time.monotonic())
+    return row
 
 
 def check_scopes(allowed_scopes: list[str], known: set[str]) -> list[str]:
