@@ -11,6 +11,7 @@ class GrantContext:
     sid: str | None = None
     family_id: str | None = None
     issued_jti: str | None = None
+    rotating: object | None = None  # the refresh token row this request rotates, consumed in save_token
 
 
 def grant_context() -> GrantContext:

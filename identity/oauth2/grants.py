@@ -242,17 +242,18 @@ class RefreshTokenGrant(_RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        row = grants.consume_refresh_token(refresh_token, self.request.client.client_id)
+        row = grants.usable_refresh_token(refresh_token, self.request.client.client_id)
         if row is None:
             return None
         resume_grant(row)
+        grant_context().rotating = row  # consumed atomically when the new token is saved
         return RefreshView(row)
 
     def authenticate_user(self, refresh_token):
         return accounts.get_user(refresh_token.row.user_id)
 
     def revoke_old_credential(self, refresh_token):
-        pass  # consumed atomically in authenticate_refresh_token, committed with the new token
+        pass  # consumed in save_token, in the transaction that stores its successor
 
 
 class RefreshView:

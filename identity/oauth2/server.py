@@ -3,6 +3,7 @@
 import secrets
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import Flask, current_app, g
@@ -53,10 +54,15 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
 
 
 def save_token(token, request):
-    """Persist what must outlive the response: the refresh token handle (with its family)."""
+    """Persist what must outlive the response: the rotation of the old refresh token and the new one.
+
+    Tokens are signed before this point, so the write transaction holds only these statements.
+    """
+    context = grant_context()
+    if context.rotating is not None and not grant_store.consume_refresh_token(context.rotating):
+        raise InvalidGrantError("refresh token was already used")
     refresh_token = token.get("refresh_token")
     if refresh_token:
-        context = grant_context()
         grant_store.save_refresh_token(
             refresh_token, family_id=context.family_id or grant_store.new_family_id(), client_id=request.client.client_id,
             user_id=request.user.id, session_id=context.sid, scope=token["scope"], auth_time=context.auth_time,

@@ -92,24 +92,33 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash(token)))
 
 
-def consume_refresh_token(token: str, client_id: str) -> RefreshToken | None:
-    """Rotate: mark the token used and return it; on reuse of a used token revoke its whole family."""
+def usable_refresh_token(token: str, client_id: str) -> RefreshToken | None:
+    """Find a refresh token this client may rotate (read only); reuse of a rotated one revokes its family."""
     row = find_refresh_token(token)
-    if row is None or row.client_id != client_id:
+    if row is None or row.client_id != client_id or row.revoked_at is not None or row.expires_at < now():
         return None
-    stamp = now()
-    if row.revoked_at is not None or row.expires_at < stamp:
-        return None
-    result = db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id, RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None))
-        .values(consumed_at=stamp)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
+    if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
         return None
     return row
+
+
+def consume_refresh_token(row: RefreshToken) -> bool:
+    """Mark a refresh token used, once: True for the one request that wins, False for any other.
+
+    Called just before the rotated token is saved, so the write transaction stays short; the
+    loser's family (the winner's new token included) is revoked.
+    """
+    result = db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None))
+        .values(consumed_at=now())
+    )
+    if result.rowcount == 1:
+        return True
+    db.session.rollback()
+    revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
+    return False
 
 
 def revoke_family(family_id: str, *, extra_jti: str | None = None, reason: str, user_id: int | None = None,
