@@ -19,4 +19,5 @@ def init_app(app: Flask) -> None:
     register_blueprints(app)
     errors.init_app(app)
     cli.init_app(app)
+    settings.trust_proxies(app)  # last, so every other layer sees the corrected request
     database.check_schema_on_start(app)

@@ -67,6 +67,10 @@ def init_app(app: Flask) -> None:
     _check_issuer(app)
     if cfg["PASSWORD_MAX_LENGTH"] < 64:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
-    hops = int(cfg["TRUST_PROXY_HOPS"])
+
+
+def trust_proxies(app: Flask) -> None:
+    """Outermost WSGI layer: take client address, scheme and host from TRUST_PROXY_HOPS proxies."""
+    hops = int(app.config["TRUST_PROXY_HOPS"])
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)

@@ -1,0 +1,73 @@
+"""Serve the cached discovery document and JWKS straight from WSGI, without entering Flask.
+
+They are the most requested public documents and identical for every caller, so once a worker
+has built them (through the Flask views, which fill the caches) this layer answers with the
+same body, ETag and security headers. Anything it is unsure of (a stale or missing cache, a
+CORS request, a query string) goes to Flask as usual.
+"""
+
+import secrets
+import time
+
+from flask import Flask
+
+from ..headers import CSP
+from ..services.keys import KeyRing
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = DISCOVERY_PATH + "/jwks"
+
+
+class FastDocuments:
+    def __init__(self, app: Flask, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+        cfg = app.config
+        self.ttl = cfg["SIGNING_KEY_RELOAD_SECONDS"]
+        self.issuer = (cfg.get("ISSUER") or "").rstrip("/") or None
+        self.static_headers = [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", f"public, max-age={cfg['DISCOVERY_CACHE_SECONDS']}"),
+            ("Content-Security-Policy", CSP.format(form_targets="")),
+            ("X-Frame-Options", "DENY"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "same-origin"),
+        ]
+
+    def _cached(self, environ) -> tuple[bytes, str] | None:
+        now = time.monotonic()
+        if environ["PATH_INFO"] == JWKS_PATH:
+            ring: KeyRing | None = self.app.extensions.get("identity_keyring")
+            if ring is None or not ring.etag or now - ring.loaded_at >= self.ttl:
+                return None
+            return ring.jwks_body, ring.etag
+        base = self.issuer
+        if base is None:  # ProxyFix (outside this layer) has already applied trusted X-Forwarded-*
+            base = f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST', '')}"
+        hit = self.app.extensions.get("identity_discovery", {}).get(base)
+        if hit is None or now - hit[2] >= self.ttl:
+            return None
+        return hit[0], hit[1]
+
+    def __call__(self, environ, start_response):
+        if (environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in (DISCOVERY_PATH, JWKS_PATH)
+                and "HTTP_ORIGIN" not in environ and not environ.get("QUERY_STRING")):
+            cached = self._cached(environ)
+            if cached is not None:
+                return self._respond(environ, start_response, *cached)
+        return self.wsgi_app(environ, start_response)
+
+    def _respond(self, environ, start_response, body: bytes, etag: str):
+        quoted = f'"{etag}"'
+        headers = self.static_headers + [("ETag", quoted), ("X-Request-Id", secrets.token_hex(8))]
+        if environ.get("wsgi.url_scheme") == "https":
+            headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+        if quoted in environ.get("HTTP_IF_NONE_MATCH", ""):
+            start_response("304 Not Modified", [h for h in headers if h[0] != "Content-Type"])
+            return [b""]
+        start_response("200 OK", headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+
+def init_app(app: Flask) -> None:
+    app.wsgi_app = FastDocuments(app, app.wsgi_app)
