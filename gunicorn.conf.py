@@ -10,8 +10,8 @@ container. The application itself is configured with FLASK_* variables (see READ
     GUNICORN_TIMEOUT       seconds a worker may spend on one request before it is restarted (30)
     GUNICORN_GRACEFUL_TIMEOUT  seconds to finish running requests on SIGTERM / reload (30)
     GUNICORN_KEEPALIVE     seconds to hold an idle keep-alive connection (5)
-    GUNICORN_MAX_REQUESTS  restart a worker after this many requests, 0 = never (2000)
-    GUNICORN_MAX_REQUESTS_JITTER  random extra requests so workers do not restart together (200)
+    GUNICORN_MAX_REQUESTS  restart a worker after this many requests, 0 = never (100000; a restart costs a cold start)
+    GUNICORN_MAX_REQUESTS_JITTER  random extra requests so workers do not restart together (10000)
     FORWARDED_ALLOW_IPS    proxies whose X-Forwarded-Proto gunicorn trusts ("127.0.0.1,::1");
                            the app's own ProxyFix (FLASK_TRUST_PROXY_HOPS) decides the issuer and client IP
     GUNICORN_LOG_LEVEL     error log level (info)
@@ -53,8 +53,8 @@ timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # Recycle workers now and then, staggered, to bound any slow growth in memory.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 2000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 100_000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 10_000)
 # The heartbeat file on tmpfs: on a disk-backed /tmp (containers), fchmod can stall workers.
 if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     worker_tmp_dir = "/dev/shm"
