@@ -72,6 +72,9 @@ def _load(ring: KeyRing) -> None:
         for kid, k in by_kid.items()
     ]
     body = json.dumps({"keys": public}, separators=(",", ":"), sort_keys=True).encode()
+    if set(by_kid) != set(ring.by_kid):
+        # a key left (or joined) the published set: forget tokens verified with the old set
+        current_app.extensions.pop("identity_verified_tokens", None)
     ring.by_kid, ring.current, ring.jwks_body = by_kid, current, body
     ring.etag = hashlib.sha256(body).hexdigest()[:32]
     ring.loaded_at = _monotonic()

@@ -1,27 +1,10 @@
 """Password hashing with Argon2id at (at least) OWASP's minimum parameters."""
 
-import ctypes
-import ctypes.util
 from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-
-
-def _return_kdf_memory_to_the_system() -> None:
-    """Serve Argon2's 19 MiB work area from mmap, so it goes back to the OS after each hash.
-
-    glibc otherwise keeps it in the heap: every worker would carry ~19 MiB it rarely uses.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
-_return_kdf_memory_to_the_system()
 
 
 @lru_cache(maxsize=8)

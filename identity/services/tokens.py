@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import current_app
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 
 from ..clock import now
 from ..constants import LOCAL_API_SCOPE
@@ -104,14 +104,28 @@ def check_time_claims(claims: dict) -> None:
         raise InvalidToken("token issued in the future")
 
 
+_VERIFIED_CACHE_SIZE = 10_000
+
+
 def verify_access_token(token: str) -> dict:
-    """Return the claims of an access token we issued and that has not expired (signature, typ, iss, time)."""
-    claims = _decode(token, typ=ACCESS_TOKEN_TYPES)
+    """Return the claims of an access token we issued and that has not expired (signature, typ, iss, time).
+
+    A worker remembers the tokens whose signature it has checked (the same string cannot carry
+    other claims), so a client's repeated calls skip the signature math; time and issuer are
+    checked on every call, revocation by the caller.
+    """
+    verified = current_app.extensions.setdefault("identity_verified_tokens", {})
+    claims = verified.get(token)
+    if claims is None:
+        claims = _decode(token, typ=ACCESS_TOKEN_TYPES)
+        if not isinstance(claims.get("scope"), str) or not isinstance(claims.get("jti"), str):
+            raise InvalidToken("missing claims")
+        if len(verified) >= _VERIFIED_CACHE_SIZE:
+            verified.clear()
+        verified[token] = claims
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
     check_time_claims(claims)
-    if not isinstance(claims.get("scope"), str) or not isinstance(claims.get("jti"), str):
-        raise InvalidToken("missing claims")
     return claims
 
 
@@ -123,21 +137,22 @@ def verify_id_token_hint(token: str) -> dict:
     return claims
 
 
-TOKEN_USER_COLUMNS = (User.id, User.subject, User.username, User.email, User.name, User.password_version,
-                      User.password_changed_at)
+# Built once: the bearer check runs it on every local API request.
+_LIVE_TOKEN_USER = select(
+    User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at
+).where(User.subject == bindparam("sub"), ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
 
 
 def token_user(claims: dict):
     """Return the live user of a verified access token: not revoked, not older than the password.
 
-    One query, for the columns a bearer request reads (a read-only row, not an ORM object: this
-    is the local API's hot path), provided the jti is not on the revocation list.
+    One prepared Core query for the columns a bearer request reads (a read-only row, not an ORM
+    object: this is the local API's hot path), provided the jti is not on the revocation list.
     """
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return None
-    revoked = exists().where(RevokedAccessToken.jti == claims["jti"])
-    user = db.session.execute(select(*TOKEN_USER_COLUMNS).where(User.subject == sub, ~revoked)).first()
+    user = db.session.connection().execute(_LIVE_TOKEN_USER, {"sub": sub, "jti": claims["jti"]}).first()
     if user is None or claims.get("pwv") != user.password_version:
         return None
     return user
