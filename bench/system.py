@@ -123,29 +123,7 @@ class CpuWatch:
         self.database_name = database_name
 
     def _ours(self) -> int:
-        procs = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                stat = _stat(int(entry))
-                if stat:
-                    procs[int(entry)] = stat
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
-        total, stack = 0, [self.root]
-        while stack:
-            pid = stack.pop()
-            if pid in procs:
-                _, own, waited = procs[pid]
-                total += own + waited
-            stack.extend(children.get(pid, []))
-        if self.database_name:
-            marker = f" {self.database_name} "
-            for pid, (_, own, _) in procs.items():
-                cmd = _cmdline(pid)
-                if cmd.startswith("postgres:") and marker in cmd + " ":
-                    total += own
-        return total
+        return tree_ticks(self.root) + postgres_ticks(self.database_name)
 
     def start(self) -> None:
         self._t0 = time.monotonic()
