@@ -51,7 +51,7 @@ def _finish_response(response):
     headers.setdefault("Referrer-Policy", "same-origin")  # same-origin: Flask-WTF checks the Referer on HTTPS
     if request.is_secure:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if request.path.startswith(NO_STORE_PREFIXES) or request.path == "/connect/token":
+    if request.path.startswith(NO_STORE_PREFIXES):
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
     headers["X-Request-Id"] = g.get("request_id", "")

@@ -17,14 +17,20 @@ class AccessTokenRecord:
     def is_expired(self) -> bool:
         return False  # verify_access_token already refused expired tokens
 
+    def _live_user(self):
+        """The token's user while the token is live (one query, asked once per request)."""
+        if not hasattr(self, "_user"):
+            self._user = tokens.token_user(self.claims)
+        return self._user
+
     def is_revoked(self) -> bool:
-        if tokens.is_revoked(self.claims["jti"]):
-            return True
-        return "sub" in self.claims and tokens.token_user(self.claims) is None
+        if "sub" in self.claims:
+            return self._live_user() is None  # token_user also consults the revocation list
+        return tokens.is_revoked(self.claims["jti"])
 
     def revoke(self) -> None:
+        user = self._live_user() if "sub" in self.claims else None  # before the jti joins the list
         tokens.revoke_access_token(self.claims["jti"], self.claims["exp"])
-        user = tokens.token_user(self.claims) if "sub" in self.claims else None
         audit.record("token_revoked", user_id=user.id if user else None, client_id=self.client_id,
                      detail={"reason": "revocation_endpoint", "token_type": "access_token"})
 
@@ -33,7 +39,7 @@ class AccessTokenRecord:
         payload = {k: self.claims[k] for k in fields if k in self.claims}
         payload.update(active=True, token_type="Bearer")
         if "sub" in self.claims:
-            user = tokens.token_user(self.claims)
+            user = self._live_user()
             payload["username"] = user.username if user else None
         return payload
 

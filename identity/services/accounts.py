@@ -117,10 +117,14 @@ def _register_failure(user_id: int) -> bool:
     return locked_until >= until
 
 
-def _register_success(user: User, password: str) -> None:
+def _clear_failures(user: User) -> None:
     if user.failed_attempts or user.locked_until:
         user.failed_attempts = 0
         user.locked_until = 0
+
+
+def _register_success(user: User, password: str) -> None:
+    _clear_failures(user)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(normalize(password))
 
@@ -227,7 +231,7 @@ def change_password(
     if errors:
         db.session.rollback()
         raise ValidationFailed(errors)
-    _register_success(user, current_password)
+    _clear_failures(user)  # no rehash of the current password: it is replaced below
     _store_new_password(user, new_password)
     revoke_grants_and_sessions(user.id, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)

@@ -14,7 +14,7 @@ from ..clock import now
 from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken
 from . import audit
-from .tokens import token_hash
+from .tokens import revoke_jtis, token_hash
 
 
 def new_family_id() -> str:
@@ -132,17 +132,9 @@ def revoke_family(family_id: str, *, extra_jti: str | None = None, reason: str, 
     jtis = {r.access_token_jti for r in rows if r.access_token_jti}
     if extra_jti:
         jtis.add(extra_jti)
-    revoke_jtis(jtis, stamp + 86400)
+    revoke_jtis(jtis, stamp + 86400)  # no access token lives longer than a day
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
     db.session.commit()
-
-
-def revoke_jtis(jtis, expires_at: int) -> None:
-    if not jtis:
-        return
-    known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
-    for jti in set(jtis) - known:
-        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
 
 
 def revoke_refresh_token(row: RefreshToken) -> None:

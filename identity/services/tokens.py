@@ -162,10 +162,18 @@ def is_revoked(jti: str) -> bool:
     return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
 
 
-def revoke_access_token(jti: str, expires_at: int) -> None:
-    """Put a jti on the revocation list (the caller commits)."""
-    if not is_revoked(jti):
+def revoke_jtis(jtis, expires_at: int) -> None:
+    """Put access tokens (by jti) on the revocation list, once each (the caller commits)."""
+    if not jtis:
+        return
+    known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
+    for jti in set(jtis) - known:
         db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+
+
+def revoke_access_token(jti: str, expires_at: int) -> None:
+    """Put one access token on the revocation list (the caller commits)."""
+    revoke_jtis([jti], expires_at)
 
 
 def token_hash(value: str) -> str:
