@@ -1,23 +1,31 @@
-"""Schema management: upgrade to the newest migration, and tell whether the database is current."""
+"""Schema management: upgrade to the newest migration, and tell whether the database is current.
 
+Serving never imports Alembic (with Mako and Pygments it holds ~12 MiB in every worker): the
+start-up check and /readyz read the alembic_version table with plain SQLAlchemy and find the head
+revision by reading the migration files as text. Flask-Migrate and Alembic are loaded only by the
+commands that change the schema (`flask db ...`, and the others through ensure_schema).
+"""
+
+import ast
 import logging
 import os
+import re
 import sqlite3
 import sys
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from flask import Flask
-from flask_migrate import upgrade
-from sqlalchemy import event
+from flask import Flask, current_app
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 
-from .extensions import db, migrate
+from .extensions import db
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+VERSIONS_DIR = Path(MIGRATIONS_DIR) / "versions"
 UPGRADE_COMMAND = "flask --app app db upgrade"
+VERSION_TABLE = "alembic_version"
 
 
 def init_app(app: Flask) -> None:
@@ -29,7 +37,19 @@ def init_app(app: Flask) -> None:
         options.setdefault("connect_args", {"timeout": 30})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    if os.environ.get("FLASK_RUN_FROM_CLI") == "true":  # the flask command: offer `flask db ...`
+        attach_migrate(app)
+
+
+def attach_migrate(app: Flask) -> None:
+    """Register Flask-Migrate: the `db` command group, and the settings its commands and env.py read.
+
+    It imports Alembic, so only the flask command and ensure_schema call this, never a serving worker.
+    """
+    if "migrate" not in app.extensions:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
 
 
 @event.listens_for(Engine, "connect")
@@ -43,17 +63,41 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.close()
 
 
-def head_revision() -> str:
-    from alembic.config import Config
+_IDENTIFIER = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS_DIR)
-    return ScriptDirectory.from_config(config).get_current_head()
+
+def _revision_ids(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest migration, from the `revision = ...` and `down_revision = ...` lines of the
+    migration files (what Alembic's ScriptDirectory finds, without importing Alembic)."""
+    revisions, parents = set(), set()
+    for path in VERSIONS_DIR.glob("*.py"):
+        found = {name: ast.literal_eval(value) for name, value in _IDENTIFIER.findall(path.read_text(encoding="utf-8"))}
+        if "revision" not in found:
+            continue
+        revisions.add(found["revision"])
+        parents.update(_revision_ids(found.get("down_revision")))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations in {VERSIONS_DIR} must have one head, not {sorted(heads)}")
+    return heads.pop()
 
 
 def current_revision() -> str | None:
+    """The revision recorded in the database (None for a database Alembic never touched)."""
     with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        heads = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(heads) > 1:  # unmerged branches: never the single head this code expects
+        return ", ".join(sorted(heads))
+    return heads[0] if heads else None
 
 
 def schema_is_current() -> bool:
@@ -86,6 +130,9 @@ def ensure_schema() -> None:
     from .services.resources import ensure_standard_resources
 
     if not schema_is_current():
+        from flask_migrate import upgrade
+
+        attach_migrate(current_app._get_current_object())  # upgrade and env.py read app.extensions["migrate"]
         with _logging_kept():
             upgrade(directory=MIGRATIONS_DIR)
     if ensure_standard_resources():

@@ -4,7 +4,6 @@ from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
@@ -15,7 +14,7 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
+# Flask-Migrate (which imports Alembic) is attached only for commands: database.attach_migrate
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(

@@ -1,0 +1,105 @@
+"""What a serving worker keeps in memory (issue 6: a worker under 100 MB): no Alembic."""
+
+import subprocess
+import sys
+
+import pytest
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from app import create_app
+from conftest import make_config
+from identity import database
+from identity.database import MIGRATIONS_DIR, current_revision, ensure_schema, head_revision
+from identity.extensions import db
+from servers import ROOT, flask_cli, server_env
+
+# --- the schema check without Alembic ---------------------------------------------------------------
+
+
+def test_head_revision_is_alembics_head():
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS_DIR)
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def _versions(tmp_path, files: dict[str, str]):
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    return tmp_path
+
+
+def test_head_revision_reads_typed_and_merge_migrations(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "VERSIONS_DIR", _versions(tmp_path, {
+        "a.py": "revision = 'aaa'\ndown_revision = None\n",
+        "b.py": "revision: str = 'bbb'\ndown_revision: Union[str, None] = 'aaa'\n",
+        "c.py": '"""Revision ID: ccc\nRevises: aaa\n"""\nrevision = "ccc"\ndown_revision = "aaa"\n',
+        "d.py": "revision = 'ddd'\ndown_revision = ('bbb', 'ccc')\n\ndef upgrade():\n    revision = 'not this'\n",
+        "README": "revision = 'not a migration'\n",
+    }))
+    assert head_revision.__wrapped__() == "ddd"
+
+
+def test_head_revision_refuses_two_heads(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "VERSIONS_DIR", _versions(tmp_path, {
+        "a.py": "revision = 'aaa'\ndown_revision = None\n",
+        "b.py": "revision = 'bbb'\ndown_revision = 'aaa'\n",
+        "c.py": "revision = 'ccc'\ndown_revision = 'aaa'\n",
+    }))
+    with pytest.raises(RuntimeError, match="one head"):
+        head_revision.__wrapped__()
+
+
+def test_current_revision_reads_what_alembic_reads(tmp_path):
+    app = create_app(make_config("sqlite:///" + str(tmp_path / "own.db")))
+    try:
+        with app.app_context():
+            assert current_revision() is None, "a database Alembic never touched"
+            ensure_schema()
+            with db.engine.connect() as conn:
+                assert current_revision() == MigrationContext.configure(conn).get_current_revision() == head_revision()
+            with db.engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = 'aaaaaaaaaaaa'"))
+            assert current_revision() == "aaaaaaaaaaaa"
+            assert "out of date (at aaaaaaaaaaaa" in database.schema_problem()
+            with db.engine.begin() as conn:
+                conn.execute(text("DELETE FROM alembic_version"))
+            assert current_revision() is None
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+SERVING_IMPORTS = """
+import sys
+import app
+served = app.create_app()
+assert not served.config["TESTING"]
+assert "migrate" not in served.extensions and "db" not in served.cli.commands
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "flask_migrate", "mako", "pygments"))
+assert not heavy, heavy
+print("ok")
+"""
+
+
+@pytest.mark.server
+def test_serving_does_not_import_alembic(tmp_path):
+    """create_app() as a gunicorn worker calls it: the start-up schema check runs, Alembic stays out."""
+    env = server_env("sqlite:///" + str(tmp_path / "serving.db"))
+    flask_cli(["db", "upgrade"], env)
+    result = subprocess.run([sys.executable, "-c", SERVING_IMPORTS], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.server
+def test_flask_db_commands_still_work(tmp_path):
+    env = server_env("sqlite:///" + str(tmp_path / "cli.db"))
+    assert flask_cli(["db", "current"], env).stdout.strip() == ""
+    flask_cli(["db", "upgrade"], env)
+    assert flask_cli(["db", "current"], env).stdout.split() == [head_revision(), "(head)"]
+    assert flask_cli(["db", "heads"], env).stdout.split() == [head_revision(), "(head)"]
