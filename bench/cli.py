@@ -11,8 +11,8 @@ port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given
     3     POST /connect/token, refresh_token with rotation (a chain per connection)
     4     GET /.well-known/openid-configuration (4a) and its JWKS (4b)
     5     POST /connect/introspect
-    6     full sign-in (authorize, login form, code, token) and POST /localapi/password per
-          second, next to the pure Argon2id rate in as many processes
+    6     full sign-in (authorize, login form, code, token; driven by wrk and bench/lua/signin.lua)
+          and POST /localapi/password per second, next to the pure Argon2id rate in as many processes
     7     growth (opt-in, --growth): 1 and 3 at ~1,000 stored refresh tokens, then again at
           1,000,000 refresh tokens and 100,000 users
 
@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import clients, data, kdf, report, system
+from . import clients, data, kdf, report, signin, system
 from .scenarios import Scenario
 from .server import APP_SPEC, BARE_SPEC, ROOT, Gunicorn, ServerError, base_env, flask_cli, free_port
 from .wrk import Wrk, WrkError, ensure_wrk
@@ -67,6 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--flow-processes", type=int, default=2,
                         help="client processes for scenario 6, and processes of the pure hash rate [%(default)s]")
     parser.add_argument("--flow-threads", type=int, default=2, help="threads per client process in scenario 6 [%(default)s]")
+    parser.add_argument("--signin-driver", choices=["wrk", "python"], default="wrk",
+                        help="scenario 6a's client: wrk with bench/lua/signin.lua (about 1 ms of client CPU per "
+                             "sign-in), or the Python clients of --flow-processes x --flow-threads (7.5 ms) [%(default)s]")
+    parser.add_argument("--signin-connections", type=int, default=4,
+                        help="scenario 6a with wrk: connections, one wrk thread each [%(default)s]")
     parser.add_argument("--access-token-alg", choices=["ES256", "RS256"],
                         help="FLASK_ACCESS_TOKEN_SIGNING_ALG for the server (default: the app's own setting)")
     parser.add_argument("--app-setting", action="append", default=[], metavar="NAME=VALUE",
@@ -107,8 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.selected = selected
     if args.quiet_wait is None:
         args.quiet_wait = 0 if args.nice < 0 else 10
-    if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1:
-        parser.error("--connections, --threads, --runs and --duration must be at least 1")
+    if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1 or args.signin_connections < 1:
+        parser.error("--connections, --threads, --signin-connections, --runs and --duration must be at least 1")
     return args
 
 
@@ -357,13 +362,20 @@ class Bench:
                                "verify_per_s": round(verify_rate, 2), "verify_plus_hash_per_s": round(change_rate, 2)}
         out = {}
         # sign-in
-        s = Scenario("6a", "sign-in: authorize, login form, code, token (per sign-in)", unit="sign-ins/s",
+        driver = (f"wrk, {a.signin_connections} connections" if a.signin_driver == "wrk"
+                  else f"Python, {procs} processes x {a.flow_threads} threads")
+        s = Scenario("6a", f"sign-in: authorize, login form, code, token (per sign-in; {driver})", unit="sign-ins/s",
                      reference={"what": "pure Argon2id verifications/s (one per sign-in)", "rate": round(verify_rate, 2)})
-        log(f"[6a] {s.title}; {procs} processes x {a.flow_threads} threads")
-        warm = clients.run_flow("signin", server.url, processes=procs, threads=a.flow_threads, duration=a.warmup)
+        log(f"[6a] {s.title}")
+
+        def sign_ins(duration: float) -> clients.FlowResult:
+            if a.signin_driver == "wrk":
+                return signin.run(self.wrk, server.url, connections=a.signin_connections, duration=duration)
+            return clients.run_flow("signin", server.url, processes=procs, threads=a.flow_threads, duration=duration)
+
+        warm = sign_ins(a.warmup)
         s.warmup_errors = warm.errors
-        self.collect(s, lambda: self.measured(server, lambda: clients.run_flow(
-            "signin", server.url, processes=procs, threads=a.flow_threads, duration=a.duration)),
+        self.collect(s, lambda: self.measured(server, lambda: sign_ins(a.duration)),
             lambda r: (f"{r.rate:7.1f} sign-ins/s  p50 {r.p50_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  errors {r.errors}"
                        f"  server CPU {r.server_cpu_per_op_ms:.1f} ms, client CPU "
                        f"{r.client_cpu_seconds / max(1, r.completed) * 1000:.1f} ms per sign-in"
@@ -453,7 +465,8 @@ class Bench:
             "workers": a.workers, "worker_class": "sync", "database": db.label, "database_version": db.version(),
             "duration_s": a.duration, "runs": a.runs, "warmup_s": a.warmup,
             "wrk_threads": a.threads, "wrk_connections": a.connections,
-            "flow_processes": a.flow_processes, "flow_threads": a.flow_threads, "nice": a.nice,
+            "flow_processes": a.flow_processes, "flow_threads": a.flow_threads,
+            "signin_driver": a.signin_driver, "signin_connections": a.signin_connections, "nice": a.nice,
             "gunicorn": {"config": "gunicorn.conf.py", **self.gunicorn_env()},
             "app": {k: v for k, v in settings.items()},
         }

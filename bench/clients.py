@@ -1,6 +1,6 @@
-"""Python clients: tokens for the wrk scenarios, correctness checks, and the sign-in and
-password-change load (scenario 6), which need a browser's cookies and a fresh CSRF token per
-sign-in, so wrk cannot drive them.
+"""Python clients: tokens for the wrk scenarios, correctness checks, and the password-change
+load (scenario 6b). The sign-in load (6a) is driven by wrk (bench/signin.py); the Python
+sign-in here stays for `--signin-driver python` and as a readable reference of the flow.
 
 The load runs in several processes (default 2), each with a few threads and `requests`
 sessions; each process reports its completions, latencies and its own CPU time, so the report
