@@ -1,4 +1,5 @@
-"""What a serving worker keeps in memory (issue 6: a worker under 100 MB): no Alembic."""
+"""What a serving worker keeps in memory (issue 6: a worker under 100 MB): no Alembic, and of
+zxcvbn only its common-passwords list."""
 
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import make_config
 from identity import database
 from identity.database import MIGRATIONS_DIR, current_revision, ensure_schema, head_revision
 from identity.extensions import db
+from identity.services import password_policy
 from servers import ROOT, flask_cli, server_env
 
 # --- the schema check without Alembic ---------------------------------------------------------------
@@ -79,14 +81,20 @@ import app
 served = app.create_app()
 assert not served.config["TESTING"]
 assert "migrate" not in served.extensions and "db" not in served.cli.commands
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "flask_migrate", "mako", "pygments"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "flask_migrate", "mako", "pygments", "zxcvbn"))
+assert not heavy, heavy
+with served.test_request_context():
+    from identity.services.password_policy import password_problems
+    problems = password_problems("qwertyuiop12345")
+    assert problems == ["This password is too common; choose one that others are unlikely to use."], problems
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "flask_migrate", "mako", "pygments", "zxcvbn"))
 assert not heavy, heavy
 print("ok")
 """
 
 
 @pytest.mark.server
-def test_serving_does_not_import_alembic(tmp_path):
+def test_serving_imports_neither_alembic_nor_zxcvbns_lists(tmp_path):
     """create_app() as a gunicorn worker calls it: the start-up schema check runs, Alembic stays out."""
     env = server_env("sqlite:///" + str(tmp_path / "serving.db"))
     flask_cli(["db", "upgrade"], env)
@@ -103,3 +111,20 @@ def test_flask_db_commands_still_work(tmp_path):
     flask_cli(["db", "upgrade"], env)
     assert flask_cli(["db", "current"], env).stdout.split() == [head_revision(), "(head)"]
     assert flask_cli(["db", "heads"], env).stdout.split() == [head_revision(), "(head)"]
+
+
+# --- the common-passwords list without the rest of zxcvbn ---------------------------------------------
+
+
+def test_the_password_list_is_read_from_zxcvbns_source():
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    from_source = password_policy._passwords_from_source()
+    assert from_source is not None, "zxcvbn/frequency_lists.py is laid out differently: update _PASSWORDS_LINE"
+    assert from_source == FREQUENCY_LISTS["passwords"]
+    assert password_policy.common_passwords() == frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def test_string_literal_escapes():
+    assert password_policy._unescape(r"""a,b\\c,pic\'s,x\"y""") == ["a", "b\\c", "pic's", 'x"y']
+    assert password_policy._unescape(r"a\nb") is None, "other escapes: import the list instead"

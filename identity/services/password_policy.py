@@ -4,17 +4,61 @@ No composition rules. The blocklist is zxcvbn's 30,000 most common passwords, he
 a frozenset so a check costs a hash lookup, not a scan.
 """
 
+import importlib.util
+import re
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 
 from flask import current_app
+
+# The line of zxcvbn/frequency_lists.py that holds the list: `    "passwords": "123456,password,...".split(","),`
+# The body is matched as runs between escapes, so the regex repeats once per escape, not once per
+# character (which would take ~30 MiB of backtracking stack for the 240 kB line).
+_PASSWORDS_LINE = re.compile(r'^\s*"passwords":\s*"([^"\\]*(?:\\.[^"\\]*)*)"\.split\(","\),?\s*$')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape(literal: str) -> list[str] | None:
+    """A string literal's value (its body between the quotes), split at commas.
+
+    The list holds one escape (`pic\\'s`); None for any escape other than \\\\ \\' \\" (e.g. \\n, \\x41).
+    """
+    if any(ch not in "\\'\"" for ch in _ESCAPE.findall(literal)):
+        return None
+    return _ESCAPE.sub(r"\1", literal).split(",")
+
+
+def _passwords_from_source() -> list[str] | None:
+    """zxcvbn's password list, read from its source as text.
+
+    Importing zxcvbn builds all six of its lists (names, English words, TV and film words too),
+    ~13 MiB that a worker would keep for good; this reads the one line the policy uses.
+    None when the file is not laid out as expected (then the caller imports the list).
+    """
+    spec = importlib.util.find_spec("zxcvbn")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "frequency_lists.py"
+    try:
+        with path.open(encoding="utf-8") as source:
+            for line in source:
+                match = _PASSWORDS_LINE.match(line)
+                if match:
+                    return _unescape(match.group(1))
+    except OSError:
+        return None
+    return None
 
 
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+    passwords = _passwords_from_source()
+    if passwords is None:
+        from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-    return frozenset(FREQUENCY_LISTS["passwords"])
+        passwords = FREQUENCY_LISTS["passwords"]
+    return frozenset(passwords)
 
 
 def normalize(password: str) -> str:
