@@ -1,8 +1,10 @@
-"""What a serving worker keeps in memory (issue 6: a worker under 100 MB): no Alembic, and of
-zxcvbn only its common-passwords list."""
+"""What a serving worker keeps in memory: no Alembic, one of zxcvbn's lists, Argon2's work area
+only while it hashes (issue 6: a worker under 100 MB)."""
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from alembic.config import Config
@@ -15,7 +17,7 @@ from conftest import make_config
 from identity import database
 from identity.database import MIGRATIONS_DIR, current_revision, ensure_schema, head_revision
 from identity.extensions import db
-from identity.services import password_policy
+from identity.services import password_policy, passwords
 from servers import ROOT, flask_cli, server_env
 
 # --- the schema check without Alembic ---------------------------------------------------------------
@@ -128,3 +130,82 @@ def test_the_password_list_is_read_from_zxcvbns_source():
 def test_string_literal_escapes():
     assert password_policy._unescape(r"""a,b\\c,pic\'s,x\"y""") == ["a", "b\\c", "pic's", 'x"y']
     assert password_policy._unescape(r"a\nb") is None, "other escapes: import the list instead"
+
+
+# --- Argon2's work area goes back to the OS when hashing pauses -----------------------------------------
+
+
+class FakeTrim:
+    def __init__(self):
+        self.calls = 0
+        self.called = threading.Event()
+
+    def __call__(self, pad):
+        assert pad == 0
+        self.calls += 1
+        self.called.set()
+        return 1
+
+
+def test_memory_is_trimmed_once_hashing_pauses(monkeypatch):
+    trim = FakeTrim()
+    monkeypatch.setattr(passwords, "_malloc_trim", lambda: trim)
+    trimmer = passwords._IdleTrimmer(idle_seconds=0.5)
+
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:  # steady hashing: never idle for 0.5 s
+        trimmer.hashed()
+        time.sleep(0.02)
+    assert trim.calls == 0, "trimmed under load"
+
+    assert trim.called.wait(5), "not trimmed after hashing stopped"
+    time.sleep(0.5)
+    assert trim.calls == 1, "trimmed once per pause"
+
+    trimmer.hashed()
+    deadline = time.monotonic() + 5
+    while trim.calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert trim.calls == 2, "the next pause trims again"
+
+
+def test_no_thread_without_malloc_trim(monkeypatch):
+    monkeypatch.setattr(passwords, "_malloc_trim", lambda: None)
+    trimmer = passwords._IdleTrimmer(idle_seconds=0.1)
+    trim_threads = lambda: sum(t.name == "argon2-memory-trim" for t in threading.enumerate())  # noqa: E731
+    before = trim_threads()
+    trimmer.hashed()
+    trimmer.hashed()
+    assert trim_threads() == before
+
+
+IDLE_RSS = """
+import time
+from flask import Flask
+import identity.config
+from identity.services import passwords
+
+def rss_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+app = Flask("idle")
+app.config.from_object(identity.config)
+with app.app_context():
+    stored = passwords.hash_password("amber-lantern-meadow-4821")
+    for _ in range(3):
+        passwords.verify_password(stored, "amber-lantern-meadow-4821")
+    busy = rss_mib()
+    deadline = time.monotonic() + 10
+    while rss_mib() > busy - 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print(busy, rss_mib())
+"""
+
+
+@pytest.mark.skipif(passwords._malloc_trim() is None, reason="no glibc malloc_trim")
+def test_an_idle_process_gives_argon2s_memory_back():
+    result = subprocess.run([sys.executable, "-c", IDLE_RSS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    busy, idle = map(float, result.stdout.split())
+    assert busy - idle >= 10, f"RSS {busy:.1f} MiB after hashing, {idle:.1f} MiB once idle"
