@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import auth, cli, database, headers, oauth2, settings
+from . import auth, cli, cookie_session, database, headers, oauth2, settings
 from .extensions import csrf, limiter
 from .web import errors, register_blueprints
 
@@ -10,8 +10,9 @@ from .web import errors, register_blueprints
 def init_app(app: Flask) -> None:
     """Attach the provider to the app: settings, database, extensions, pages, protocol, CLI."""
     settings.init_app(app)
+    cookie_session.init_app(app)
     database.init_app(app)
-    headers.init_app(app)  # first: every response, even a refused one, gets its request id and headers
+    headers.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     auth.init_app(app)
@@ -19,5 +20,6 @@ def init_app(app: Flask) -> None:
     register_blueprints(app)
     errors.init_app(app)
     cli.init_app(app)
+    headers.wrap(app)  # around every response, even a refused one or a fast document: request id, headers, log
     settings.trust_proxies(app)  # last, so every other layer sees the corrected request
     database.check_schema_on_start(app)

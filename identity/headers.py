@@ -1,4 +1,10 @@
-"""Security headers on every response, a request id, and structured request logs."""
+"""Security headers on every response, a request id, and structured request logs.
+
+They are added by a WSGI layer around the whole app (pages, protocol endpoints, the local API,
+the documents served without Flask, error pages), which sees each response's status and
+headers once, as a list: no per-request Flask hooks, and no werkzeug header objects to
+validate headers that are constants.
+"""
 
 import json
 import logging
@@ -6,14 +12,27 @@ import secrets
 import time
 from urllib.parse import urlsplit
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, has_request_context, request
 from flask.logging import default_handler
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'{form_targets}"
 )
+DEFAULT_CSP = CSP.format(form_targets="")
 NO_STORE_PREFIXES = ("/account/", "/consent", "/connect/", "/localapi/", "/diagnostics")
+HSTS = "max-age=31536000; includeSubDomains"
+
+REQUEST_ID_KEY = "identity.request_id"
+FORM_TARGETS_KEY = "identity.form_targets"
+
+# (name, value, replace): a response's own value wins unless `replace`
+_SECURITY_HEADERS = (
+    ("X-Frame-Options", "DENY", False),
+    ("X-Content-Type-Options", "nosniff", True),
+    ("Referrer-Policy", "same-origin", False),  # same-origin: Flask-WTF checks the Referer on HTTPS
+)
+_NO_STORE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
 log = logging.getLogger("identity.requests")
 
@@ -33,36 +52,95 @@ def allow_form_target(uri: str | None) -> None:
         source = f"{parts.scheme}:"
     else:
         return
-    g.setdefault("form_targets", set()).add(source)
+    request.environ.setdefault(FORM_TARGETS_KEY, set()).add(source)
 
 
-def _start_request() -> None:
-    incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
-    g.request_started = time.perf_counter()
+def request_id() -> str | None:
+    """The current request's id (as sent back in X-Request-Id), or None outside a request."""
+    return request.environ.get(REQUEST_ID_KEY) if has_request_context() else None
 
 
-def _finish_response(response):
-    headers = response.headers
-    targets = "".join(" " + t for t in sorted(g.get("form_targets", ())))
-    headers.setdefault("Content-Security-Policy", CSP.format(form_targets=targets))
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers.setdefault("Referrer-Policy", "same-origin")  # same-origin: Flask-WTF checks the Referer on HTTPS
-    if request.is_secure:
-        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if request.path.startswith(NO_STORE_PREFIXES):
-        headers["Cache-Control"] = "no-store"
-        headers["Pragma"] = "no-cache"
-    headers["X-Request-Id"] = g.get("request_id", "")
-    if log.isEnabledFor(logging.INFO):
-        # the path only: query strings can hold codes and tokens
-        log.info(json.dumps({
-            "request_id": g.get("request_id"), "method": request.method, "path": request.path,
-            "status": response.status_code, "ms": round((time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000, 1),
-            "ip": request.remote_addr,
-        }))
-    return response
+def _incoming_request_id(environ) -> str:
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
+
+
+class ResponseHeaders:
+    """WSGI layer: request id, security and cache headers, and one JSON log line per request."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        rid = environ[REQUEST_ID_KEY] = _incoming_request_id(environ)
+
+        def start(status, headers, exc_info=None):
+            headers[:] = _with_security_headers(environ, headers, rid)
+            if log.isEnabledFor(logging.INFO):
+                _log_request(environ, status, rid, started)
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
+
+
+def _with_security_headers(environ, headers: list, rid: str) -> list:
+    path = environ.get("PATH_INFO", "")
+    no_store = path.startswith(NO_STORE_PREFIXES)
+    replaced = {"x-request-id", "x-content-type-options"}
+    if no_store:
+        replaced.update(("cache-control", "pragma"))
+    secure = environ.get("wsgi.url_scheme") == "https"
+    if secure:
+        replaced.add("strict-transport-security")
+    kept = [h for h in headers if h[0].lower() not in replaced]
+    present = {h[0].lower() for h in kept}
+    if "content-security-policy" not in present:
+        targets = environ.get(FORM_TARGETS_KEY)
+        kept.append(("Content-Security-Policy",
+                     CSP.format(form_targets="".join(" " + t for t in sorted(targets))) if targets else DEFAULT_CSP))
+    for name, value, replace in _SECURITY_HEADERS:
+        if replace or name.lower() not in present:
+            kept.append((name, value))
+    if secure:
+        kept.append(("Strict-Transport-Security", HSTS))
+    if no_store:
+        kept.extend(_NO_STORE_HEADERS)
+    kept.append(("X-Request-Id", rid))
+    return kept
+
+
+def _log_request(environ, status: str, rid: str, started: float) -> None:
+    # the path only: query strings can hold codes and tokens
+    line = json.dumps({
+        "request_id": rid, "method": environ.get("REQUEST_METHOD"),
+        "path": environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace"),
+        "status": int(status[:3]), "ms": round((time.perf_counter() - started) * 1000, 1),
+        "ip": environ.get("REMOTE_ADDR"),
+    })
+    handler = _line_handler(log)
+    if handler is not None:
+        handler.write_line(line)
+    else:  # someone else listens too (a test's caplog, an operator's handler): a full record
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None))
+
+
+class RequestLineHandler(logging.StreamHandler):
+    """The request log's own handler: its records are already one formatted line each."""
+
+    def write_line(self, line: str) -> None:
+        with self.lock:
+            self.stream.write(line + "\n")
+            self.flush()
+
+
+def _line_handler(logger: logging.Logger) -> RequestLineHandler | None:
+    """The request log's handler, if the lines go to it alone (no filters, no other handler,
+    no propagation): then a line is written as is, without a LogRecord (most of the cost)."""
+    if logger.propagate or logger.filters or len(logger.handlers) != 1:
+        return None
+    handler = logger.handlers[0]
+    return handler if type(handler) is RequestLineHandler and not handler.filters else None
 
 
 class RequestIdFilter(logging.Filter):
@@ -70,7 +148,7 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = g.get("request_id") if has_request_context() else None
+            record.request_id = request_id()
         return True
 
 
@@ -101,10 +179,11 @@ def _configure_request_log(app: Flask) -> None:
     """One JSON line per request on stderr (gunicorn collects it), unless turned off."""
     if not app.config["LOG_REQUESTS"] or log.handlers:
         return
-    handler = logging.StreamHandler()
+    handler = RequestLineHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # the lines go to stderr once; the root logger's handlers would repeat them
 
 
 def init_app(app: Flask) -> None:
@@ -112,5 +191,8 @@ def init_app(app: Flask) -> None:
     logging.getLogger("authlib").setLevel(logging.INFO)
     _configure_request_log(app)
     _configure_app_log(app)
-    app.before_request(_start_request)
-    app.after_request(_finish_response)
+
+
+def wrap(app: Flask) -> None:
+    """Put the headers layer around everything the app serves (call after the other WSGI layers)."""
+    app.wsgi_app = ResponseHeaders(app.wsgi_app)

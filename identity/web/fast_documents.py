@@ -2,16 +2,15 @@
 
 They are the most requested public documents and identical for every caller, so once a worker
 has built them (through the Flask views, which fill the caches) this layer answers with the
-same body, ETag and security headers. Anything it is unsure of (a stale or missing cache, a
+same body and ETag (the headers layer around the app adds the security headers, the request
+id and the log line, as for every response). Anything it is unsure of (a stale or missing cache, a
 CORS request, a query string) goes to Flask as usual.
 """
 
-import secrets
 import time
 
 from flask import Flask
 
-from ..headers import CSP
 from ..services.keys import KeyRing
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -28,10 +27,6 @@ class FastDocuments:
         self.static_headers = [
             ("Content-Type", "application/json"),
             ("Cache-Control", f"public, max-age={cfg['DISCOVERY_CACHE_SECONDS']}"),
-            ("Content-Security-Policy", CSP.format(form_targets="")),
-            ("X-Frame-Options", "DENY"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "same-origin"),
         ]
 
     def _cached(self, environ) -> tuple[bytes, str] | None:
@@ -59,9 +54,7 @@ class FastDocuments:
 
     def _respond(self, environ, start_response, body: bytes, etag: str):
         quoted = f'"{etag}"'
-        headers = self.static_headers + [("ETag", quoted), ("X-Request-Id", secrets.token_hex(8))]
-        if environ.get("wsgi.url_scheme") == "https":
-            headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+        headers = self.static_headers + [("ETag", quoted)]
         if quoted in environ.get("HTTP_IF_NONE_MATCH", ""):
             start_response("304 Not Modified", [h for h in headers if h[0] != "Content-Type"])
             return [b""]
