@@ -9,6 +9,7 @@ from sqlalchemy import event, select
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
 from identity.models import User
+from identity.read_connection import read_connection
 from identity.services import sessions
 from identity.services.tokens import revoke_access_token, verify_access_token
 from test_localapi_support import (  # noqa: F401  (fixtures)
@@ -222,19 +223,37 @@ def test_account_sets_no_cookie(api):
 
 @pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
 def test_account_costs_one_query(app, api):
-    """The hot path: verify the signature in memory, then one query for the live user."""
+    """The hot path: verify the signature in memory, then one query for the live user, on the
+    process's read connection; the session and its pool are not touched."""
     token = api.token()
-    api.get_account(token)  # warm the key ring
+    api.get_account(token)  # warm the key ring and open the read connection
     statements = []
     with app.app_context():
         engine = db.engine
+        reader = read_connection()
+    before = reader.executed
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
         assert api.get_account(token).status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", listener)
-    assert len(statements) == 1, statements
+    assert statements == []
+    assert reader.executed == before + 1
+
+
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
+def test_account_sees_a_password_change_at_once(app, api):
+    """The read connection is in autocommit: a change committed elsewhere is seen by the next request."""
+    token = api.token()
+    assert api.get_account(token).status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        user.password_version += 1
+        db.session.commit()
+    response = api.get_account(token)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
 def test_method_not_allowed_is_a_problem(api):

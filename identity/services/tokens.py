@@ -6,6 +6,7 @@ a size cap before parsing; it never trusts the token to say how it should be che
 
 import hashlib
 import secrets
+from collections import namedtuple
 from dataclasses import dataclass
 
 from flask import current_app
@@ -18,6 +19,7 @@ from ..constants import LOCAL_API_SCOPE
 from ..extensions import db
 from ..issuer import issuer
 from ..models import Client, RevokedAccessToken, User
+from ..read_connection import read_connection
 from . import keys
 
 ALLOWED_ALGS = ("RS256", "ES256")
@@ -141,19 +143,24 @@ def verify_id_token_hint(token: str) -> dict:
 _LIVE_TOKEN_USER = select(
     User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at
 ).where(User.subject == bindparam("sub"), ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
+LiveUser = namedtuple("LiveUser", [column.key for column in _LIVE_TOKEN_USER.selected_columns])
 
 
-def token_user(claims: dict):
+def token_user(claims: dict) -> "LiveUser | None":
     """Return the live user of a verified access token: not revoked, not older than the password.
 
-    One prepared Core query for the columns a bearer request reads (a read-only row, not an ORM
-    object: this is the local API's hot path), provided the jti is not on the revocation list.
+    One prepared statement on the process's autocommit read connection for the columns a
+    bearer request reads (a read-only tuple, not an ORM object: this is the local API's hot
+    path), provided the jti is not on the revocation list.
     """
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return None
-    user = db.session.connection().execute(_LIVE_TOKEN_USER, {"sub": sub, "jti": claims["jti"]}).first()
-    if user is None or claims.get("pwv") != user.password_version:
+    row = read_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": claims["jti"]})
+    if row is None:
+        return None
+    user = LiveUser._make(row)
+    if claims.get("pwv") != user.password_version:
         return None
     return user
 
