@@ -4,8 +4,9 @@ from flask import Flask, session
 from flask_login import login_user, logout_user
 
 from .extensions import login_manager
-from .models import User, UserSession
+from .models import User
 from .services import sessions
+from .services.accounts import SignInResult
 
 
 class SignedIn:
@@ -15,33 +16,25 @@ class SignedIn:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, session_row: UserSession, user: User):
-        self.session = session_row
+    def __init__(self, user: User, sid: str, auth_time: int):
         self.user = user
+        self.sid = sid
+        self.auth_time = auth_time
 
     def get_id(self) -> str:
-        return self.session.sid
-
-    @property
-    def sid(self) -> str:
-        return self.session.sid
-
-    @property
-    def auth_time(self) -> int:
-        return self.session.auth_time
+        return self.sid
 
 
 @login_manager.user_loader
 def _load(sid: str):
     found = sessions.load_session(sid)
-    return SignedIn(*found) if found else None
+    return SignedIn(found[0], sid, found[1]) if found else None
 
 
-def sign_in(user: User, *, remember: bool = False) -> SignedIn:
-    """Start a fresh session: a new cookie session and a new sid, so a planted one is useless."""
+def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
+    """Carry a started sign-in (accounts.sign_in) in a fresh cookie session, so a planted one is useless."""
     session.clear()
-    row = sessions.start_session(user)
-    principal = SignedIn(row, user)
+    principal = SignedIn(result.user, result.sid, result.auth_time)
     login_user(principal, remember=remember)
     return principal
 

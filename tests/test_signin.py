@@ -10,6 +10,7 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, User, UserSession
 from identity.web.account import SIGN_IN_FAILED
+from statements import writes
 
 
 @pytest.fixture
@@ -40,6 +41,27 @@ def test_successful_sign_in_creates_a_session_and_goes_home(client, auth, app, s
         sessions = db.session.scalars(select(UserSession)).all()
         assert len(sessions) == 1 and sessions[0].revoked_at is None
     assert "alice" in client.get("/").get_data(as_text=True).lower()
+
+
+def test_sign_in_writes_its_session_and_audit_event_in_one_transaction(client, app, seeded):
+    page = client.get("/account/login")
+    form = {"csrf_token": csrf_token(page.get_data(as_text=True)), "username": "alice", "password": ALICE_PASSWORD}
+    with writes(app) as written:
+        assert client.post("/account/login", data=form).status_code == 302
+    assert written.tables == ["audit_events", "user_sessions"] and written.commits == 1
+    with app.app_context():
+        session = db.session.scalar(select(UserSession))
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "sign_in"))
+        assert session.user_id == event.user_id == _user(app).id and session.revoked_at is None
+    assert client.get("/diagnostics").get_data(as_text=True).count(session.sid) >= 1
+
+
+def test_failed_sign_in_starts_no_session(auth, app, seeded):
+    with writes(app) as written:
+        assert auth.login(password="wrong-password-entirely").status_code == 400
+    assert "user_sessions" not in written.tables and written.commits == 1
+    with app.app_context():
+        assert db.session.scalar(select(UserSession)) is None
 
 
 def test_sign_in_by_email_case_insensitive(auth, seeded):

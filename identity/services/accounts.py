@@ -10,7 +10,7 @@ from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import RefreshToken, User, UserSession
-from . import audit
+from . import audit, sessions
 from .password_policy import normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
@@ -133,10 +133,12 @@ def _register_success(user: User, password: str) -> None:
 class SignInResult:
     user: User | None
     locked: bool = False
+    sid: str | None = None  # the browser session sign_in started, and when
+    auth_time: int | None = None
 
 
-def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
-    """Check a user name (or email) and password, counting failures toward lockout.
+def _check_password(login: str, password: str, client_id: str | None) -> SignInResult:
+    """Check a user name (or email) and password, counting failures toward lockout; the caller commits.
 
     Unknown users cost the same time as known ones, and a locked account fails whether or
     not the password is right; the caller shows one message for every failure.
@@ -145,12 +147,10 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
     if user is None:
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
-        db.session.commit()
         return SignInResult(None)
     if _lock_remaining(user):
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
-        db.session.commit()
         return SignInResult(None, locked=True)
     if not verify_password(user.password_hash, normalize(password)):
         user_id = user.id
@@ -158,12 +158,30 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
         audit.record("sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_password"})
         if locked:
             audit.record("account_locked", user_id=user_id)
-        db.session.commit()
         return SignInResult(None, locked=locked)
     _register_success(user, password)
     audit.record("sign_in", user_id=user.id, client_id=client_id)
-    db.session.commit()
     return SignInResult(user)
+
+
+def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
+    """Check a user name (or email) and password, counting failures toward lockout (no browser session)."""
+    result = _check_password(login, password, client_id)
+    db.session.commit()
+    return result
+
+
+def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
+    """Check a user name (or email) and password and start a browser session, in one transaction.
+
+    The result carries the new session's sid and auth time, read before the commit expires the rows.
+    """
+    result = _check_password(login, password, client_id)
+    if result.user is not None:
+        session = sessions.new_session(result.user.id)
+        result.sid, result.auth_time = session.sid, session.auth_time
+    db.session.commit()
+    return result
 
 
 # --- passwords -------------------------------------------------------------

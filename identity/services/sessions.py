@@ -9,21 +9,28 @@ from ..extensions import db
 from ..models import User, UserSession
 
 
-def start_session(user: User, auth_time: int | None = None) -> UserSession:
-    session = UserSession(sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=auth_time or now(), created_at=now())
+def new_session(user_id: int, auth_time: int | None = None) -> UserSession:
+    """Add a browser session to the caller's transaction (the caller commits)."""
+    stamp = now()
+    session = UserSession(sid=secrets.token_urlsafe(24), user_id=user_id, auth_time=auth_time or stamp, created_at=stamp)
     db.session.add(session)
+    return session
+
+
+def start_session(user: User, auth_time: int | None = None) -> UserSession:
+    session = new_session(user.id, auth_time)
     db.session.commit()
     return session
 
 
-def load_session(sid: str) -> tuple[UserSession, User] | None:
-    """Return the live session with this sid and its user, or None if revoked or unknown."""
+def load_session(sid: str) -> tuple[User, int] | None:
+    """Return the user of the live session with this sid and when they signed in, or None if revoked or unknown."""
     row = db.session.execute(
-        select(UserSession, User).join(User, User.id == UserSession.user_id).where(UserSession.sid == sid)
+        select(User, UserSession.auth_time)
+        .join(UserSession, UserSession.user_id == User.id)
+        .where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
     ).first()
-    if row is None or row[0].revoked_at is not None:
-        return None
-    return row[0], row[1]
+    return (row[0], row[1]) if row is not None else None
 
 
 def end_session(sid: str) -> None:

@@ -34,10 +34,10 @@ def login():
     if request.method == "GET" and not form.username.data:
         form.username.data = pending_authorization(return_url).get("login_hint", "")
     if form.validate_on_submit():
-        result = accounts.authenticate(form.username.data, form.password.data,
-                                       client_id=pending_authorization(return_url).get("client_id"))
+        result = accounts.sign_in(form.username.data, form.password.data,
+                                  client_id=pending_authorization(return_url).get("client_id"))
         if result.user is not None:
-            sign_in(result.user, remember=form.remember.data)
+            sign_in(result, remember=form.remember.data)
             return redirect(return_url or url_for("home.index"))
         error = SIGN_IN_FAILED
     elif request.method == "POST" and not form.errors.get("csrf_token"):

@@ -1,0 +1,48 @@
+"""What a request writes to the database: the write statements it runs and the commits that end them."""
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import event
+
+from identity.extensions import db
+
+
+@dataclass
+class Writes:
+    statements: list[str] = field(default_factory=list)  # "INSERT INTO audit_events", "UPDATE users", ...
+    commits: int = 0  # commits of transactions that wrote
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted(s.split()[-1] for s in self.statements)
+
+
+@contextmanager
+def writes(app):
+    """Record the INSERT, UPDATE and DELETE statements run inside the block, and the commits after them."""
+    log = Writes()
+    pending = []
+    with app.app_context():
+        engine = db.engine
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split(None, 3)
+        if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            verb = words[0].upper()
+            table = (words[2] if verb in ("INSERT", "DELETE") else words[1]).strip('"')
+            log.statements.append(f"{verb} {table}")
+            pending.append(verb)
+
+    def on_commit(conn):
+        if pending:
+            log.commits += 1
+            pending.clear()
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield log
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
