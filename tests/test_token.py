@@ -10,6 +10,7 @@ from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD
 from identity.extensions import db
 from identity.models import RefreshToken, RevokedAccessToken
+from statements import writes
 
 
 @pytest.fixture
@@ -71,6 +72,31 @@ def test_second_use_of_a_code_fails_and_revokes_what_the_first_issued(oauth, cli
     refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert refreshed.status_code == 400
     assert client.get("/connect/userinfo", headers={"Authorization": "Bearer " + first["access_token"]}).status_code == 401
+
+
+def test_redemption_consumes_the_code_with_its_access_token_in_one_transaction(oauth, client, app):
+    from identity.models import AuthorizationCode
+
+    first = _code(oauth, scope="openid profile")  # the first tokens create the signing keys
+    oauth.token("web", grant_type="authorization_code", code=first, redirect_uri="https://web.example.com/cb")
+    code = _code(oauth, scope="openid profile")
+    with writes(app) as written:
+        response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert response.status_code == 200
+    assert written.statements == ["UPDATE authorization_codes"] and written.commits == 1
+    with app.app_context():
+        row = db.session.scalar(select(AuthorizationCode).order_by(AuthorizationCode.id.desc()))
+        assert row.consumed_at is not None
+        assert row.issued_jti == decode(client, response.get_json()["access_token"])["jti"]
+
+
+def test_refused_redemption_leaves_the_code_to_its_client(oauth):
+    verifier, challenge = pkce_pair()
+    code = _code(oauth, client_id="native", code_challenge=challenge, code_challenge_method="S256", scope="openid")
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "com.example.native:/cb"}
+    assert oauth.token("native", **form, code_verifier="x" * 50).get_json()["error"] == "invalid_grant"
+    assert oauth.token("native", **form, code_verifier=verifier).status_code == 200
+    assert oauth.token("native", **form, code_verifier=verifier).get_json()["error"] == "invalid_grant"
 
 
 def test_code_of_another_client_is_invalid_grant(oauth):

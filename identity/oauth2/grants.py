@@ -3,7 +3,7 @@
 Each hook is a few lines that delegate to a service.
 """
 
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant as _AuthorizationCodeGrant
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant as _ClientCredentialsGrant
 from authlib.oauth2.rfc6749.grants import RefreshTokenGrant as _RefreshTokenGrant
@@ -96,10 +96,11 @@ class AuthorizeRules:
 
 
 class CodeView:
-    """A redeemed code as Authlib's code grant and PKCE extension read it."""
+    """A code being redeemed, and its user, as Authlib's code grant and PKCE extension read them."""
 
-    def __init__(self, row):
+    def __init__(self, row, user):
         self.row = row
+        self.user = user
         self.code_challenge = row.code_challenge
         self.code_challenge_method = row.code_challenge_method
 
@@ -133,17 +134,23 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         return respond(redirect_uri, self.with_state([("code", code)]), response_mode(self.request, "query"))
 
     def query_authorization_code(self, code, client):
-        row = grants.consume_authorization_code(code, client.client_id)
-        if row is None:
+        found = grants.find_authorization_code(code, client.client_id)
+        if found is None:
             return None
-        resume_grant(row)
-        return CodeView(row)
-
-    def delete_authorization_code(self, authorization_code):
-        grants.record_code_issue(authorization_code.row, grant_context().issued_jti)
+        resume_grant(found[0])
+        return CodeView(*found)
 
     def authenticate_user(self, authorization_code):
-        return accounts.get_user(authorization_code.row.user_id)
+        return authorization_code.user
+
+    def save_token(self, token):
+        """Consume the code, with the access token it produced, in the transaction that stores the tokens."""
+        if not grants.consume_authorization_code(self.request.authorization_code.row, grant_context().issued_jti):
+            raise InvalidGrantError("authorization code was already used")
+        return super().save_token(token)
+
+    def delete_authorization_code(self, authorization_code):
+        pass  # consumed in save_token, once the tokens it produced are signed
 
 
 class OpenIDCode(_OpenIDCode):

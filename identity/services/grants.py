@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 
 from ..clock import now
 from ..extensions import db
-from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken
+from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
 from . import audit
 from .tokens import revoke_jtis, token_hash
 
@@ -37,35 +37,51 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
     return row
 
 
-def consume_authorization_code(code: str, client_id: str) -> AuthorizationCode | None:
-    """Mark a code used and return it; None if unknown, expired, another client's, or already used.
+def find_authorization_code(code: str, client_id: str) -> tuple[AuthorizationCode, User] | None:
+    """Return a code this client may redeem and its user (read only); None if unknown, another
+    client's, expired, or already used.
 
-    A second use revokes what the first use issued (RFC 6749 section 4.1.2).
+    A second use revokes what the first use issued (RFC 6749 section 4.1.2). The rows come back
+    detached: the token endpoint reads them again after the commit that consumes the code.
     """
-    row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == token_hash(code)))
-    if row is None or row.client_id != client_id:
+    found = db.session.execute(
+        select(AuthorizationCode, User).join(User, User.id == AuthorizationCode.user_id)
+        .where(AuthorizationCode.code_hash == token_hash(code))
+    ).first()
+    if found is None:
         return None
-    stamp = now()
-    result = db.session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.id == row.id, AuthorizationCode.consumed_at.is_(None))
-        .values(consumed_at=stamp)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
+    row, user = found
+    if row.client_id != client_id:
+        return None
+    if row.consumed_at is not None:
         revoke_family(row.family_id, extra_jti=row.issued_jti, reason="authorization_code_replayed",
                       user_id=row.user_id, client_id=row.client_id)
         return None
-    db.session.commit()
-    if row.expires_at < stamp:
+    if row.expires_at < now():
         return None
-    return row
+    db.session.expunge(row)
+    db.session.expunge(user)
+    return row, user
 
 
-def record_code_issue(code_row: AuthorizationCode, access_token_jti: str | None) -> None:
-    """Remember which access token a code produced, so a replay can revoke it."""
-    db.session.execute(update(AuthorizationCode).where(AuthorizationCode.id == code_row.id).values(issued_jti=access_token_jti))
-    db.session.commit()
+def consume_authorization_code(row: AuthorizationCode, access_token_jti: str | None) -> bool:
+    """Mark a code used, with the access token it produced, once: True for the one request that wins.
+
+    Called after the tokens are signed and before they are stored, in the transaction that stores
+    them, so the write transaction stays short. The loser revokes what the winner issued.
+    """
+    result = db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == row.id, AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=now(), issued_jti=access_token_jti)
+    )
+    if result.rowcount == 1:
+        return True
+    db.session.rollback()
+    issued = db.session.scalar(select(AuthorizationCode.issued_jti).where(AuthorizationCode.id == row.id))
+    revoke_family(row.family_id, extra_jti=issued, reason="authorization_code_replayed", user_id=row.user_id,
+                  client_id=row.client_id)
+    return False
 
 
 def code_nonce_seen(client_id: str, nonce: str) -> bool:
