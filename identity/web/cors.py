@@ -2,8 +2,9 @@
 
 import time
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
 from ..models import Client
@@ -23,36 +24,57 @@ def allowed_origins() -> set[str]:
     return cache["origins"]
 
 
-def _applies() -> str | None:
-    origin = request.headers.get("Origin")
-    if not origin or not request.path.startswith(CORS_PATHS):
-        return None
-    return origin if origin in allowed_origins() else None
+class Cors:
+    """WSGI layer: preflights answered here, and the allow headers added to the actual responses.
 
+    Only a request with an Origin header on one of CORS_PATHS is looked at, so every other
+    request (servers, mobile apps, pages) passes through untouched and without Flask hooks.
+    """
 
-def preflight():
-    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
-        origin = _applies()
-        response = current_app.make_response(("", 204))
-        if origin:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
-            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            response.headers["Access-Control-Max-Age"] = "600"
-        response.headers["Vary"] = "Origin"
-        return response
-    return None
+    def __init__(self, app: Flask, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
 
+    def __call__(self, environ, start_response):
+        is_preflight = environ.get("REQUEST_METHOD") == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and environ.get("PATH_INFO", "").startswith(CORS_PATHS):
+            origin = origin if self._allowed(origin) else None
+        else:
+            origin = None
+        if is_preflight:
+            headers = [("Content-Type", "text/plain"), ("Content-Length", "0"), ("Vary", "Origin")]
+            if origin:
+                headers += [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Methods", "GET, POST"),
+                            ("Access-Control-Allow-Headers", ALLOWED_HEADERS), ("Access-Control-Max-Age", "600")]
+            start_response("204 NO CONTENT", headers)
+            return [b""]
+        if origin is None:
+            return self.wsgi_app(environ, start_response)
 
-def add_headers(response):
-    origin = _applies()
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, Retry-After"
-        response.vary.add("Origin")
-    return response
+        def start(status, headers, exc_info=None):
+            headers = [h for h in headers if h[0].lower() != "access-control-allow-origin"]
+            vary = [v for name, v in headers if name.lower() == "vary"]
+            headers = [h for h in headers if h[0].lower() != "vary"]
+            values = [v.strip() for value in vary for v in value.split(",") if v.strip()]
+            if "origin" not in (v.lower() for v in values):
+                values.append("Origin")
+            headers += [("Access-Control-Allow-Origin", origin),
+                        ("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After"),
+                        ("Vary", ", ".join(values))]
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
+
+    def _allowed(self, origin: str) -> bool:
+        """Whether a client registered this origin; an unreachable database allows none."""
+        try:
+            with self.app.app_context():
+                return origin in allowed_origins()
+        except DBAPIError:
+            return False
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(preflight)
-    app.after_request(add_headers)
+    """Wrap the app (call after the layers that should see only non-preflight requests)."""
+    app.wsgi_app = Cors(app, app.wsgi_app)
