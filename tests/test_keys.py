@@ -195,3 +195,25 @@ def test_a_worker_with_a_cached_key_set_verifies_tokens_signed_with_a_new_key(ap
     finally:
         with other.app_context():
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_signed_tokens_verify_with_an_independent_library(app, client, seeded, alg):
+    """tokens.sign writes the JWS itself: PyJWT, given only the published JWKS, must accept it,
+    and an ES256 signature must be the 64-byte R || S form (RFC 7518 §3.4), not DER."""
+    import base64
+
+    import jwt as pyjwt
+
+    with app.test_request_context():
+        token = tokens.sign({"iss": "https://localhost", "sub": "s", "n": 1}, alg, typ="at+jwt")
+    header = pyjwt.get_unverified_header(token)
+    assert header["alg"] == alg and header["typ"] == "at+jwt"
+    jwk = published(client)[header["kid"]]
+    claims = pyjwt.decode(token, pyjwt.PyJWK(jwk), algorithms=[alg], options={"verify_aud": False})
+    assert claims == {"iss": "https://localhost", "sub": "s", "n": 1}
+    signature = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+    assert len(signature) == (64 if alg == "ES256" else 256)
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(pyjwt.InvalidSignatureError):
+        pyjwt.decode(tampered, pyjwt.PyJWK(jwk), algorithms=[alg], options={"verify_aud": False})
