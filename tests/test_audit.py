@@ -59,6 +59,19 @@ def mobile_tokens(client) -> dict:
     return token.get_json()
 
 
+def test_an_event_is_kept_only_with_its_callers_commit(app):
+    from identity.services import audit
+
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.9"}):
+        audit.record("probe_rolled_back", detail={"n": 1})
+        db.session.rollback()
+        audit.record("probe_kept", user_id=7, client_id="spa", detail={"n": 2})
+        db.session.commit()
+    kept = only(app, "probe_kept")
+    assert not events(app, "probe_rolled_back")
+    assert (kept.user_id, kept.client_id, kept.detail, kept.ip) == (7, "spa", {"n": 2}, "203.0.113.9")
+
+
 # --- sign-in ----------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
@@ -19,12 +19,16 @@ def normalize_login(value: str) -> str:
     return value.strip().casefold()
 
 
+# Built once: every sign-in looks its user up.
+_USER_BY_LOGIN = select(User).where(or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key")))
+
+
 def find_user(login: str) -> User | None:
     """Find a user by user name or email, case-insensitively."""
     key = normalize_login(login)
     if not key:
         return None
-    return db.session.scalar(select(User).where(or_(User.username_normalized == key, User.email_normalized == key)))
+    return db.session.scalar(_USER_BY_LOGIN, {"key": key})
 
 
 def get_user_by_subject(subject: str) -> User | None:
@@ -174,12 +178,11 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
 def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
     """Check a user name (or email) and password and start a browser session, in one transaction.
 
-    The result carries the new session's sid and auth time, read before the commit expires the rows.
+    The result carries the new session's sid and auth time.
     """
     result = _check_password(login, password, client_id)
     if result.user is not None:
-        session = sessions.new_session(result.user.id)
-        result.sid, result.auth_time = session.sid, session.auth_time
+        result.sid, result.auth_time = sessions.new_session(result.user.id)
     db.session.commit()
     return result
 

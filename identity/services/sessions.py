@@ -1,23 +1,38 @@
 """Browser sessions stored in the database, so sign-out and password changes end them everywhere."""
 
 import secrets
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from ..clock import now
 from ..extensions import db
 from ..models import User, UserSession
 
+# Built once: every request with a session cookie asks this, and the sign-in writes one.
+_LIVE_SESSION_USER = (
+    select(User, UserSession.auth_time)
+    .join(UserSession, UserSession.user_id == User.id)
+    .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
+)
+_INSERT_SESSION = insert(UserSession.__table__)
 
-def new_session(user_id: int, auth_time: int | None = None) -> UserSession:
-    """Add a browser session to the caller's transaction (the caller commits)."""
+
+class NewSession(NamedTuple):
+    sid: str
+    auth_time: int
+
+
+def new_session(user_id: int, auth_time: int | None = None) -> NewSession:
+    """Write a browser session in the caller's transaction (the caller commits)."""
     stamp = now()
-    session = UserSession(sid=secrets.token_urlsafe(24), user_id=user_id, auth_time=auth_time or stamp, created_at=stamp)
-    db.session.add(session)
+    session = NewSession(secrets.token_urlsafe(24), auth_time or stamp)
+    db.session.execute(_INSERT_SESSION, {"sid": session.sid, "user_id": user_id, "auth_time": session.auth_time,
+                                         "created_at": stamp})
     return session
 
 
-def start_session(user: User, auth_time: int | None = None) -> UserSession:
+def start_session(user: User, auth_time: int | None = None) -> NewSession:
     session = new_session(user.id, auth_time)
     db.session.commit()
     return session
@@ -25,11 +40,7 @@ def start_session(user: User, auth_time: int | None = None) -> UserSession:
 
 def load_session(sid: str) -> tuple[User, int] | None:
     """Return the user of the live session with this sid and when they signed in, or None if revoked or unknown."""
-    row = db.session.execute(
-        select(User, UserSession.auth_time)
-        .join(UserSession, UserSession.user_id == User.id)
-        .where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
-    ).first()
+    row = db.session.execute(_LIVE_SESSION_USER, {"sid": sid}).first()
     return (row[0], row[1]) if row is not None else None
 
 
