@@ -9,7 +9,7 @@ from sqlalchemy import event, select
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
 from identity.models import User
-from identity.read_connection import read_connection
+from identity.autocommit import autocommit_connection
 from identity.services import sessions
 from identity.services.tokens import revoke_access_token, verify_access_token
 from test_localapi_support import (  # noqa: F401  (fixtures)
@@ -230,7 +230,7 @@ def test_account_costs_one_query(app, api):
     statements = []
     with app.app_context():
         engine = db.engine
-        reader = read_connection()
+        reader = autocommit_connection()
     before = reader.executed
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)

@@ -257,7 +257,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
         return RefreshView(row)
 
     def authenticate_user(self, refresh_token):
-        return accounts.get_user(refresh_token.row.user_id)
+        return grants.refresh_token_user(refresh_token.row)  # read with the token, in one query
 
     def revoke_old_credential(self, refresh_token):
         pass  # consumed in save_token, in the transaction that stores its successor

@@ -59,9 +59,12 @@ def save_token(token, request):
     Tokens are signed before this point, so the write transaction holds only these statements.
     """
     context = grant_context()
-    if context.rotating is not None and not grant_store.consume_refresh_token(context.rotating):
-        raise InvalidGrantError("refresh token was already used")
     refresh_token = token.get("refresh_token")
+    if context.rotating is not None:
+        if not grant_store.rotate_refresh_token(context.rotating, refresh_token, scope=token["scope"],
+                                                access_token_jti=context.issued_jti):
+            raise InvalidGrantError("refresh token was already used")
+        return
     if refresh_token:
         grant_store.save_refresh_token(
             refresh_token, family_id=context.family_id or grant_store.new_family_id(), client_id=request.client.client_id,

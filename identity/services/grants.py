@@ -6,10 +6,12 @@ the loser is treated as a replay and the whole family it belongs to is revoked.
 """
 
 import secrets
+from collections import namedtuple
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 
+from ..autocommit import autocommit_connection
 from ..clock import now
 from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
@@ -21,20 +23,33 @@ def new_family_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+# Built once: every sign-in writes a code at the authorization endpoint and redeems it at the
+# token endpoint. Plain statements: the ORM's unit of work and per-call statement building cost
+# more than the SQL.
+_INSERT_CODE = insert(AuthorizationCode.__table__)
+_CODE_AND_USER = (
+    select(AuthorizationCode, User).join(User, User.id == AuthorizationCode.user_id)
+    .where(AuthorizationCode.code_hash == bindparam("code_hash"))
+)
+_CONSUME_CODE = (
+    update(AuthorizationCode.__table__)
+    .where(AuthorizationCode.id == bindparam("code_id"), AuthorizationCode.consumed_at.is_(None))
+    .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"))
+)
+
+
 def save_authorization_code(code: str, *, client_id: str, user_id: int, session_id: str | None, redirect_uri: str,
                             response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
-                            code_challenge_method: str | None, auth_time: int) -> AuthorizationCode:
+                            code_challenge_method: str | None, auth_time: int) -> None:
     stamp = now()
-    row = AuthorizationCode(
-        code_hash=token_hash(code), client_id=client_id, user_id=user_id, session_id=session_id,
-        redirect_uri=redirect_uri, response_type=response_type, scope=scope, nonce=nonce,
-        code_challenge=code_challenge, code_challenge_method=code_challenge_method, auth_time=auth_time,
-        created_at=stamp, expires_at=stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
-        family_id=new_family_id(),
-    )
-    db.session.add(row)
+    db.session.execute(_INSERT_CODE, {
+        "code_hash": token_hash(code), "client_id": client_id, "user_id": user_id, "session_id": session_id,
+        "redirect_uri": redirect_uri, "response_type": response_type, "scope": scope, "nonce": nonce,
+        "code_challenge": code_challenge, "code_challenge_method": code_challenge_method, "auth_time": auth_time,
+        "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
+        "family_id": new_family_id(),
+    })
     db.session.commit()
-    return row
 
 
 def find_authorization_code(code: str, client_id: str) -> tuple[AuthorizationCode, User] | None:
@@ -44,10 +59,7 @@ def find_authorization_code(code: str, client_id: str) -> tuple[AuthorizationCod
     A second use revokes what the first use issued (RFC 6749 section 4.1.2). The rows come back
     detached: the token endpoint reads them again after the commit that consumes the code.
     """
-    found = db.session.execute(
-        select(AuthorizationCode, User).join(User, User.id == AuthorizationCode.user_id)
-        .where(AuthorizationCode.code_hash == token_hash(code))
-    ).first()
+    found = db.session.execute(_CODE_AND_USER, {"code_hash": token_hash(code)}).first()
     if found is None:
         return None
     row, user = found
@@ -70,11 +82,7 @@ def consume_authorization_code(row: AuthorizationCode, access_token_jti: str | N
     Called after the tokens are signed and before they are stored, in the transaction that stores
     them, so the write transaction stays short. The loser revokes what the winner issued.
     """
-    result = db.session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.id == row.id, AuthorizationCode.consumed_at.is_(None))
-        .values(consumed_at=now(), issued_jti=access_token_jti)
-    )
+    result = db.session.execute(_CONSUME_CODE, {"code_id": row.id, "stamp": now(), "jti": access_token_jti})
     if result.rowcount == 1:
         return True
     db.session.rollback()
@@ -108,10 +116,55 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash(token)))
 
 
-def usable_refresh_token(token: str, client_id: str) -> RefreshToken | None:
+# The hot path of a rotation: one read (the token and the user its access token is for), then
+# one write that consumes it and stores its successor, both on the autocommit connection.
+_REFRESH_GRANT = (
+    select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
+           RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
+           RefreshToken.consumed_at, RefreshToken.revoked_at, User.subject, User.password_version)
+    .join(User, User.id == RefreshToken.user_id)
+    .where(RefreshToken.token_hash == bindparam("token_hash"))
+)
+RefreshGrant = namedtuple("RefreshGrant", [column.key for column in _REFRESH_GRANT.selected_columns])
+TokenUser = namedtuple("TokenUser", "id subject password_version")  # what issuing an access token reads
+
+_CONSUME = (
+    update(RefreshToken)
+    .where(RefreshToken.id == bindparam("rid"), RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None))
+    .values(consumed_at=bindparam("stamp"))
+)
+_CONSUME_RETURNING = _CONSUME.returning(RefreshToken.id)
+_INSERT_SUCCESSOR = insert(RefreshToken).values(
+    token_hash=bindparam("new_hash"), family_id=bindparam("family_id"), client_id=bindparam("client_id"),
+    user_id=bindparam("user_id"), session_id=bindparam("session_id"), scope=bindparam("scope"),
+    auth_time=bindparam("auth_time"), access_token_jti=bindparam("jti"), issued_at=bindparam("stamp"),
+    expires_at=bindparam("expires_at"),
+)
+# PostgreSQL: both in one statement (one round trip, one transaction); the successor is stored
+# only if this statement consumed the old token.
+_ROTATE_POSTGRESQL = text("""
+    WITH consumed AS (
+        UPDATE refresh_tokens SET consumed_at = :stamp
+        WHERE id = :rid AND consumed_at IS NULL AND revoked_at IS NULL
+        RETURNING family_id
+    )
+    INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
+                                access_token_jti, issued_at, expires_at)
+    SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
+           CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
+           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER)
+    FROM consumed
+    RETURNING id
+""")
+
+
+def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
     """Find a refresh token this client may rotate (read only); reuse of a rotated one revokes its family."""
-    row = find_refresh_token(token)
-    if row is None or row.client_id != client_id or row.revoked_at is not None or row.expires_at < now():
+    found = autocommit_connection().first(_REFRESH_GRANT, {"token_hash": token_hash(token)})
+    if found is None:
+        return None
+    row = RefreshGrant._make(found)
+    if row.client_id != client_id or row.revoked_at is not None or row.expires_at < now():
         return None
     if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
@@ -119,22 +172,37 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshToken | None:
     return row
 
 
-def consume_refresh_token(row: RefreshToken) -> bool:
-    """Mark a refresh token used, once: True for the one request that wins, False for any other.
+def refresh_token_user(row: RefreshGrant) -> TokenUser:
+    return TokenUser(row.user_id, row.subject, row.password_version)
 
-    Called just before the rotated token is saved, so the write transaction stays short; the
-    loser's family (the winner's new token included) is revoked.
+
+def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str, access_token_jti: str | None) -> bool:
+    """Consume a refresh token and store its successor, once: True for the one request that wins.
+
+    Called after the new tokens are signed, so the write is short: one statement on PostgreSQL,
+    one BEGIN IMMEDIATE transaction on SQLite. The loser's family (the winner's new token
+    included) is revoked.
     """
-    result = db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id, RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None))
-        .values(consumed_at=now())
-    )
-    if result.rowcount == 1:
-        return True
-    db.session.rollback()
-    revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
-    return False
+    stamp = now()
+    params = {
+        "rid": row.id, "stamp": stamp, "new_hash": token_hash(successor) if successor else None,
+        "family_id": row.family_id, "client_id": row.client_id, "user_id": row.user_id, "session_id": row.session_id,
+        "scope": scope, "auth_time": row.auth_time, "jti": access_token_jti,
+        "expires_at": stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+    }
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            won = run(_CONSUME, params) == 1
+            if won and successor:
+                run(_INSERT_SUCCESSOR, params)
+    elif successor:
+        won = connection.write_first(_ROTATE_POSTGRESQL, params) is not None
+    else:
+        won = connection.write_first(_CONSUME_RETURNING, params) is not None
+    if not won:
+        revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
+    return won
 
 
 def revoke_family(family_id: str, *, extra_jti: str | None = None, reason: str, user_id: int | None = None,

@@ -24,7 +24,7 @@ from ..constants import LOCAL_API_SCOPE
 from ..extensions import db
 from ..issuer import issuer
 from ..models import Client, RevokedAccessToken, User
-from ..read_connection import read_connection
+from ..autocommit import autocommit_connection
 from . import keys
 
 ALLOWED_ALGS = ("RS256", "ES256")
@@ -188,7 +188,7 @@ def token_user(claims: dict) -> "LiveUser | None":
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return None
-    row = read_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": claims["jti"]})
+    row = autocommit_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": claims["jti"]})
     if row is None:
         return None
     user = LiveUser._make(row)

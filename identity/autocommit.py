@@ -1,0 +1,179 @@
+"""One autocommit database connection per process, for the hot paths' few statements.
+
+The bearer check asks the database one question per request, and a refresh-token rotation
+reads one row and then writes once. Through the ORM session each statement costs a pool
+checkout, a transaction, a rollback on return and the ORM's bookkeeping: several times the
+statement itself, and on PostgreSQL extra round trips for BEGIN and COMMIT. This connection is
+taken from the engine once (so the engine's connect hooks ran on it), detached from the pool
+and put in autocommit mode: a statement sees the latest committed data, is its own
+transaction, holds no locks between requests, and costs one round trip.
+
+- `first(select, params)`: a read. If the connection has broken (the database restarted) it
+  is retried once on a new connection.
+- `write_first(statement, params)`: one atomic statement (e.g. UPDATE ... RETURNING). Never
+  retried: a statement that may have committed must not run twice.
+- `sqlite_write()`: SQLite cannot put an UPDATE inside a CTE, so several statements run in one
+  BEGIN IMMEDIATE transaction. The processes of one machine first take an exclusive lock on
+  a file beside the database, so a writer waiting for another wakes as soon as it is done
+  instead of polling in SQLite's busy handler (sleeps of 1 to 100 ms).
+
+A lock keeps threaded servers (`flask run`) to one statement at a time on the connection.
+Database errors are raised as SQLAlchemy's DBAPIError, which the app answers with 503.
+"""
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
+
+from flask import current_app
+from sqlalchemy.exc import DBAPIError
+
+from .extensions import db
+
+_INHERITED: list = []  # connections opened before a fork: never closed (or freed) by the child
+
+
+class AutocommitConnection:
+    def __init__(self, engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.is_sqlite = self.dialect.name == "sqlite"
+        self._lock = threading.Lock()
+        self._connection = None
+        self._pid = None
+        self._statements: dict[object, tuple[str, tuple | None]] = {}
+        self._lock_file = None
+        self._lock_file_pid = None
+        self.executed = 0  # statements run, for tests and diagnostics
+
+    # --- the connection ---------------------------------------------------------------
+    def _current(self):
+        if self._pid != os.getpid() and self._connection is not None:
+            _INHERITED.append(self._connection)
+            self._connection = None
+        return self._connection
+
+    def _open(self):
+        pooled = self.engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()  # ours alone: the pool neither hands it out nor resets it
+        if self.is_sqlite:
+            connection.isolation_level = None  # autocommit: no read transaction left open
+        else:
+            connection.autocommit = True
+        self._connection, self._pid = connection, os.getpid()
+        return connection
+
+    def _usable(self):
+        connection = self._current()
+        if connection is not None and (getattr(connection, "closed", False) or getattr(connection, "broken", False)):
+            self._close()
+            connection = None
+        return connection if connection is not None else self._open()
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # already broken: nothing to release
+                pass
+
+    def _compiled(self, statement) -> tuple[str, tuple | None]:
+        """SQL text for this dialect, and the order of its parameters if the driver wants them by position."""
+        compiled = self._statements.get(statement)
+        if compiled is None:
+            sql = statement.compile(dialect=self.dialect)
+            compiled = (sql.string, tuple(sql.positiontup) if sql.positional else None)
+            self._statements[statement] = compiled
+        return compiled
+
+    def _args(self, statement, params: dict):
+        sql, order = self._compiled(statement)
+        return sql, (tuple(params[name] for name in order) if order is not None else params)
+
+    def _execute(self, connection, sql: str, args):
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, args)
+            self.executed += 1
+            return cursor.fetchone() if cursor.description is not None else None, cursor.rowcount
+        finally:
+            cursor.close()
+
+    def _raise(self, sql, args, err):
+        raise DBAPIError.instance(sql, args, err, self.dialect.loaded_dbapi.Error, dialect=self.dialect) from err
+
+    # --- statements ---------------------------------------------------------------------
+    def first(self, statement, params: dict):
+        """The first row of a prepared Core `select` (a tuple), or None."""
+        sql, args = self._args(statement, params)
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    return self._execute(self._usable(), sql, args)[0]
+                except self.dialect.loaded_dbapi.Error as err:
+                    self._close()
+                    if attempt == 2:
+                        self._raise(sql, args, err)
+        return None  # not reached
+
+    def write_first(self, statement, params: dict):
+        """Run one data-changing statement as its own transaction; its first RETURNING row, or None."""
+        sql, args = self._args(statement, params)
+        with self._lock:
+            try:
+                return self._execute(self._usable(), sql, args)[0]
+            except self.dialect.loaded_dbapi.Error as err:
+                self._close()
+                self._raise(sql, args, err)
+        return None  # not reached
+
+    @contextmanager
+    def sqlite_write(self):
+        """A SQLite write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error), serialised
+        across this machine's processes; yields `run(statement, params) -> rowcount`."""
+        with self._lock, self._file_lock():
+            connection = self._usable()
+
+            def run(statement, params: dict) -> int:
+                sql, args = self._args(statement, params)
+                try:
+                    return self._execute(connection, sql, args)[1]
+                except self.dialect.loaded_dbapi.Error as err:
+                    self._raise(sql, args, err)
+
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except self.dialect.loaded_dbapi.Error as err:
+                self._close()
+                self._raise("BEGIN IMMEDIATE", (), err)
+            try:
+                yield run
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    @contextmanager
+    def _file_lock(self):
+        if self._lock_file is None or self._lock_file_pid != os.getpid():
+            database = self.engine.url.database
+            path = (database if database and database != ":memory:" else os.path.join(current_app.instance_path, "memory")) + ".writelock"
+            self._lock_file = open(path, "a+b")  # noqa: SIM115  (held for the process's life)
+            self._lock_file_pid = os.getpid()
+        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def autocommit_connection() -> AutocommitConnection:
+    """This app's autocommit connection (one per app and process; opened on first use)."""
+    extensions = current_app.extensions
+    connection = extensions.get("identity_autocommit")
+    if connection is None:
+        connection = extensions["identity_autocommit"] = AutocommitConnection(db.engine)
+    return connection
