@@ -3,6 +3,8 @@
 Each hook is a few lines that delegate to a service.
 """
 
+import secrets
+
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant as _AuthorizationCodeGrant
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant as _ClientCredentialsGrant
@@ -52,6 +54,9 @@ def response_mode(request, default: str) -> str:
 
 class AuthorizeRules:
     """Rules shared by every grant served at the authorization endpoint."""
+
+    def generate_authorization_code(self):
+        return secrets.token_urlsafe(32)  # 256 bits in one call (Authlib draws 48 characters one by one)
 
     @staticmethod
     def validate_authorization_redirect_uri(request, client):
