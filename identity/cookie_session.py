@@ -24,7 +24,7 @@ class LazyCookieSessionInterface(SecureCookieSessionInterface):
         return self._serializer
 
     def open_session(self, app: Flask, request):
-        if not request.cookies.get(self.get_cookie_name(app)):
+        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(self.get_cookie_name(app)):
             if not app.secret_key:
                 return None  # as Flask: no key, no session
             return self.session_class()

@@ -7,6 +7,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import Flask, current_app, g
+from flask import request as flask_request
 
 from ..constants import OFFLINE_ACCESS
 from ..extensions import db
@@ -15,6 +16,7 @@ from ..services import tokens
 from ..services.clients import cached_client
 from .client import OAuthClient
 from .context import grant_context
+from .requests import FormRequest, is_form_post
 from .grants import (
     ALL_AUTH_METHODS,
     SECRET_AUTH_METHODS,
@@ -102,13 +104,22 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         return token.introspection()
 
 
+class Server(AuthorizationServer):
+    """Authlib's server; form POSTs get a request parsed once (see requests.py)."""
+
+    def create_oauth2_request(self, request):
+        if is_form_post(flask_request.environ):
+            return FormRequest(flask_request)
+        return super().create_oauth2_request(request)
+
+
 def authorization_server() -> AuthorizationServer:
     """This app's server (one per app, so several apps in one process do not share grants)."""
     return current_app.extensions["authorization_server"]
 
 
 def init_app(app: Flask) -> None:
-    server = AuthorizationServer()
+    server = Server()
     app.extensions["authorization_server"] = server
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_token_generator("default", issue_tokens)

@@ -1,0 +1,67 @@
+"""Authlib's OAuth2Request for form POSTs (the token, revocation and introspection endpoints),
+parsed once with the standard library.
+
+Authlib's Flask request reads every parameter through `request.values`, which makes werkzeug
+build its general form parser (multipart-capable, stream-limited) and a combined view of the
+query and the body, and computes the full request URL only to check the scheme. For an
+`application/x-www-form-urlencoded` body this parses the body once (`get_data` keeps it, so
+`request.form` still works), and gives Authlib the scheme, host and path it checks. Other
+requests (the authorization endpoint's GETs, consent forms) keep Authlib's own wrapper.
+"""
+
+from collections import defaultdict
+from functools import cached_property
+from urllib.parse import parse_qsl, quote
+
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def is_form_post(environ) -> bool:
+    if environ.get("REQUEST_METHOD") != "POST":
+        return False
+    return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() == FORM_TYPE
+
+
+class FormPayload(OAuth2Payload):
+    def __init__(self, data):
+        self._data = data
+
+    @property
+    def data(self):
+        return self._data
+
+    @cached_property
+    def datalist(self):
+        values = defaultdict(list)
+        for key in self._data:
+            values[key].extend(self._data.getlist(key))
+        return values
+
+
+class FormRequest(OAuth2Request):
+    def __init__(self, request):
+        environ = request.environ
+        super().__init__(method="POST", uri=_uri(environ), headers=request.headers)
+        self._request = request
+        body = request.get_data(cache=True).decode("utf-8", "replace")
+        self._form = MultiDict(parse_qsl(body, keep_blank_values=True))
+        data = CombinedMultiDict([request.args, self._form]) if environ.get("QUERY_STRING") else self._form
+        self.payload = FormPayload(data)
+
+    @property
+    def args(self):
+        return self._request.args
+
+    @property
+    def form(self):
+        return self._form
+
+
+def _uri(environ) -> str:
+    """Scheme, host and path: what Authlib's transport check reads (the query is left out)."""
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    path = quote((environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace"))
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
