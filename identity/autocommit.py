@@ -11,7 +11,8 @@ transaction, holds no locks between requests, and costs one round trip.
 - `first(select, params)`: a read. If the connection has broken (the database restarted) it
   is retried once on a new connection.
 - `write_first(statement, params)`: one atomic statement (e.g. UPDATE ... RETURNING). Never
-  retried: a statement that may have committed must not run twice.
+  retried: a statement that may have committed must not run twice. On PostgreSQL its commit
+  waits for the WAL flush only if ROTATION_SYNCHRONOUS_COMMIT is on.
 - `sqlite_write()`: SQLite cannot put an UPDATE inside a CTE, so several statements run in one
   BEGIN IMMEDIATE transaction. The processes of one machine first take an exclusive lock on
   a file beside the database, so a writer waiting for another wakes as soon as it is done
@@ -35,14 +36,15 @@ _INHERITED: list = []  # connections opened before a fork: never closed (or free
 
 
 class AutocommitConnection:
-    def __init__(self, engine):
+    def __init__(self, engine, *, synchronous_commit: bool = True):
         self.engine = engine
+        self.synchronous_commit = synchronous_commit
         self.dialect = engine.dialect
         self.is_sqlite = self.dialect.name == "sqlite"
         self._lock = threading.Lock()
         self._connection = None
         self._pid = None
-        self._statements: dict[object, tuple[str, tuple | None]] = {}
+        self._statements: dict[object, tuple[str, tuple | None, dict]] = {}
         self._lock_file = None
         self._lock_file_pid = None
         self.executed = 0  # statements run, for tests and diagnostics
@@ -62,6 +64,9 @@ class AutocommitConnection:
             connection.isolation_level = None  # autocommit: no read transaction left open
         else:
             connection.autocommit = True
+            if not self.synchronous_commit:
+                # its writes are rotations only: see ROTATION_SYNCHRONOUS_COMMIT in config.py
+                connection.execute("SET synchronous_commit TO off")
         self._connection, self._pid = connection, os.getpid()
         return connection
 
@@ -72,6 +77,11 @@ class AutocommitConnection:
             connection = None
         return connection if connection is not None else self._open()
 
+    def close(self) -> None:
+        """Close the connection (the next statement opens a new one)."""
+        with self._lock:
+            self._close()
+
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -80,17 +90,21 @@ class AutocommitConnection:
             except Exception:  # already broken: nothing to release
                 pass
 
-    def _compiled(self, statement) -> tuple[str, tuple | None]:
-        """SQL text for this dialect, and the order of its parameters if the driver wants them by position."""
+    def _compiled(self, statement) -> tuple[str, tuple | None, dict]:
+        """SQL text for this dialect, the order of its parameters if the driver wants them by
+        position, and the values bound in the statement itself."""
         compiled = self._statements.get(statement)
         if compiled is None:
             sql = statement.compile(dialect=self.dialect)
-            compiled = (sql.string, tuple(sql.positiontup) if sql.positional else None)
+            bound = {name: value for name, value in sql.params.items() if value is not None}
+            compiled = (sql.string, tuple(sql.positiontup) if sql.positional else None, bound)
             self._statements[statement] = compiled
         return compiled
 
     def _args(self, statement, params: dict):
-        sql, order = self._compiled(statement)
+        sql, order, bound = self._compiled(statement)
+        if bound:
+            params = {**bound, **params}
         return sql, (tuple(params[name] for name in order) if order is not None else params)
 
     def _execute(self, connection, sql: str, args):
@@ -175,5 +189,6 @@ def autocommit_connection() -> AutocommitConnection:
     extensions = current_app.extensions
     connection = extensions.get("identity_autocommit")
     if connection is None:
-        connection = extensions["identity_autocommit"] = AutocommitConnection(db.engine)
+        connection = extensions["identity_autocommit"] = AutocommitConnection(
+            db.engine, synchronous_commit=current_app.config["ROTATION_SYNCHRONOUS_COMMIT"])
     return connection

@@ -48,6 +48,12 @@ REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
 JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
 JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
 SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table
+# PostgreSQL: whether a refresh-token rotation waits for its WAL record to reach disk before
+# the response. Off (the default), a database crash can lose the newest rotations (at most
+# ~3 x wal_writer_delay, 0.6 s by default): those clients get invalid_grant and sign in again;
+# exactly-once use is unaffected (each rotation is still one atomic conditional statement).
+# SQLite in WAL mode with synchronous=NORMAL (this server's setting) behaves the same way.
+ROTATION_SYNCHRONOUS_COMMIT = False
 CLIENT_CACHE_SECONDS = 5  # how long a worker reuses a client's settings before re-reading them
 SIGNING_KEY_RETIRED_PUBLISH_SECONDS = 24 * 3600  # a rotated key stays in JWKS this long (>= longest token)
 DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS

@@ -81,6 +81,8 @@ def app(_migrated, database_uri, app_config):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+        if "identity_autocommit" in app.extensions:
+            app.extensions["identity_autocommit"].close()
 
 
 class HttpsClient(FlaskClient):

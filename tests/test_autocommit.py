@@ -1,0 +1,53 @@
+"""The per-process autocommit connection of the hot paths: fresh reads, reconnects, commit mode."""
+
+import pytest
+from sqlalchemy import select, text, update
+
+from identity.autocommit import autocommit_connection
+from identity.extensions import db
+from identity.models import User
+
+
+
+def alice_name(app) -> str | None:
+    with app.app_context():
+        row = autocommit_connection().first(select(User.name).where(User.username == "alice"), {})
+        return row[0] if row else None
+
+
+def test_reads_see_what_the_session_committed_at_once(app, seeded):
+    assert alice_name(app) == "Alice Example"
+    with app.app_context():
+        db.session.execute(update(User).where(User.username == "alice").values(name="Alice Renamed"))
+        db.session.commit()
+    assert alice_name(app) == "Alice Renamed"
+
+
+def test_a_closed_connection_is_replaced_on_the_next_read(app, seeded):
+    assert alice_name(app) == "Alice Example"
+    with app.app_context():
+        connection = autocommit_connection()
+        connection._connection.close()  # as if the database had dropped it
+        executed = connection.executed
+    assert alice_name(app) == "Alice Example"
+    assert connection.executed == executed + 1
+
+
+def test_no_transaction_is_left_open_between_statements(app, seeded):
+    alice_name(app)
+    with app.app_context():
+        raw = autocommit_connection()._connection
+        if autocommit_connection().is_sqlite:
+            assert raw.in_transaction is False
+        else:
+            assert raw.info.transaction_status.name == "IDLE"
+
+
+@pytest.mark.parametrize("app_config,expected", [({}, "off"), ({"ROTATION_SYNCHRONOUS_COMMIT": True}, "on")],
+                         ids=["default", "synchronous"])
+def test_rotation_commit_mode_follows_the_setting(app, expected):
+    with app.app_context():
+        connection = autocommit_connection()
+        if connection.is_sqlite:
+            pytest.skip("PostgreSQL only: SQLite's durability is the database's synchronous=NORMAL")
+        assert connection.first(text("SELECT current_setting('synchronous_commit')"), {})[0] == expected
