@@ -16,7 +16,7 @@ class SignedIn:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, user: User, sid: str, auth_time: int):
+    def __init__(self, user: "User | sessions.SessionUser", sid: str, auth_time: int):
         self.user = user
         self.sid = sid
         self.auth_time = auth_time

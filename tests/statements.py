@@ -1,4 +1,8 @@
-"""What a request writes to the database: the write statements it runs and the commits that end them."""
+"""What a request writes through the ORM session: the write statements it runs and the commits that end them.
+
+Statements on the autocommit connection (identity/autocommit.py) do not pass the engine's events
+and are not seen here.
+"""
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field

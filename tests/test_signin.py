@@ -56,6 +56,23 @@ def test_sign_in_writes_its_session_and_audit_event_in_one_transaction(client, a
     assert client.get("/diagnostics").get_data(as_text=True).count(session.sid) >= 1
 
 
+def test_a_session_cookie_is_read_back_as_its_user_and_sign_in_time(client, auth, app, seeded):
+    from identity.services import sessions
+
+    assert auth.login().status_code == 302
+    with app.app_context():
+        row = db.session.scalar(select(UserSession))
+        alice = _user(app)
+        user, auth_time = sessions.load_session(row.sid)
+        assert (user.id, user.subject, user.username, user.email, user.password_version) == (
+            alice.id, alice.subject, alice.username, alice.email, alice.password_version)
+        assert auth_time == row.auth_time
+        sessions.end_session(row.sid)
+        assert sessions.load_session(row.sid) is None
+        assert sessions.load_session("no-such-sid") is None
+    assert client.get("/diagnostics").status_code == 302  # the ended session signs the cookie out
+
+
 def test_failed_sign_in_starts_no_session(auth, app, seeded):
     with writes(app) as written:
         assert auth.login(password="wrong-password-entirely").status_code == 400

@@ -139,11 +139,11 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         return respond(redirect_uri, self.with_state([("code", code)]), response_mode(self.request, "query"))
 
     def query_authorization_code(self, code, client):
-        found = grants.find_authorization_code(code, client.client_id)
-        if found is None:
+        row = grants.find_authorization_code(code, client.client_id)
+        if row is None:
             return None
-        resume_grant(found[0])
-        return CodeView(*found)
+        resume_grant(row)
+        return CodeView(row, grants.code_user(row))
 
     def authenticate_user(self, authorization_code):
         return authorization_code.user

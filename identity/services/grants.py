@@ -23,17 +23,26 @@ def new_family_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-# Built once: every sign-in writes a code at the authorization endpoint and redeems it at the
-# token endpoint. Plain statements: the ORM's unit of work and per-call statement building cost
-# more than the SQL.
-_INSERT_CODE = insert(AuthorizationCode.__table__)
-_CODE_AND_USER = (
-    select(AuthorizationCode, User).join(User, User.id == AuthorizationCode.user_id)
+# The sign-in's hot path, built once: the authorization endpoint writes a code and the token
+# endpoint reads it with its user, each one statement on the autocommit connection (no pool
+# checkout, no ORM); the code is consumed in the transaction that stores the tokens it produced.
+_CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
+                "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id")
+_INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
+_CODE_GRANT = (
+    select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
+           AuthorizationCode.redirect_uri, AuthorizationCode.scope, AuthorizationCode.nonce,
+           AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
+           AuthorizationCode.expires_at, AuthorizationCode.consumed_at, AuthorizationCode.family_id,
+           AuthorizationCode.issued_jti, User.subject, User.password_version)
+    .join(User, User.id == AuthorizationCode.user_id)
     .where(AuthorizationCode.code_hash == bindparam("code_hash"))
 )
+CodeGrant = namedtuple("CodeGrant", [column.key for column in _CODE_GRANT.selected_columns])
+_CODES = AuthorizationCode.__table__
 _CONSUME_CODE = (
-    update(AuthorizationCode.__table__)
-    .where(AuthorizationCode.id == bindparam("code_id"), AuthorizationCode.consumed_at.is_(None))
+    update(_CODES)
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
     .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"))
 )
 
@@ -42,27 +51,31 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
                             response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
                             code_challenge_method: str | None, auth_time: int) -> None:
     stamp = now()
-    db.session.execute(_INSERT_CODE, {
+    params = {
         "code_hash": token_hash(code), "client_id": client_id, "user_id": user_id, "session_id": session_id,
         "redirect_uri": redirect_uri, "response_type": response_type, "scope": scope, "nonce": nonce,
         "code_challenge": code_challenge, "code_challenge_method": code_challenge_method, "auth_time": auth_time,
         "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
         "family_id": new_family_id(),
-    })
-    db.session.commit()
+    }
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            run(_INSERT_CODE, params)
+    else:
+        connection.write_first(_INSERT_CODE, params)
 
 
-def find_authorization_code(code: str, client_id: str) -> tuple[AuthorizationCode, User] | None:
-    """Return a code this client may redeem and its user (read only); None if unknown, another
+def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
+    """Return a code this client may redeem, with its user (read only); None if unknown, another
     client's, expired, or already used.
 
-    A second use revokes what the first use issued (RFC 6749 section 4.1.2). The rows come back
-    detached: the token endpoint reads them again after the commit that consumes the code.
+    A second use revokes what the first use issued (RFC 6749 section 4.1.2).
     """
-    found = db.session.execute(_CODE_AND_USER, {"code_hash": token_hash(code)}).first()
+    found = autocommit_connection().first(_CODE_GRANT, {"code_hash": token_hash(code)})
     if found is None:
         return None
-    row, user = found
+    row = CodeGrant._make(found)
     if row.client_id != client_id:
         return None
     if row.consumed_at is not None:
@@ -71,12 +84,14 @@ def find_authorization_code(code: str, client_id: str) -> tuple[AuthorizationCod
         return None
     if row.expires_at < now():
         return None
-    db.session.expunge(row)
-    db.session.expunge(user)
-    return row, user
+    return row
 
 
-def consume_authorization_code(row: AuthorizationCode, access_token_jti: str | None) -> bool:
+def code_user(row: CodeGrant) -> "TokenUser":
+    return TokenUser(row.user_id, row.subject, row.password_version)
+
+
+def consume_authorization_code(row: CodeGrant, access_token_jti: str | None) -> bool:
     """Mark a code used, with the access token it produced, once: True for the one request that wins.
 
     Called after the tokens are signed and before they are stored, in the transaction that stores

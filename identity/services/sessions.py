@@ -5,17 +5,29 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, insert, select, update
 
+from ..autocommit import autocommit_connection
 from ..clock import now
 from ..extensions import db
 from ..models import User, UserSession
 
 # Built once: every request with a session cookie asks this, and the sign-in writes one.
 _LIVE_SESSION_USER = (
-    select(User, UserSession.auth_time)
+    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time)
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
 _INSERT_SESSION = insert(UserSession.__table__)
+
+
+class SessionUser(NamedTuple):
+    """The signed-in user as pages and the authorization endpoint read it (read-only)."""
+
+    id: int
+    subject: str
+    username: str
+    name: str | None
+    email: str | None
+    password_version: int
 
 
 class NewSession(NamedTuple):
@@ -38,10 +50,14 @@ def start_session(user: User, auth_time: int | None = None) -> NewSession:
     return session
 
 
-def load_session(sid: str) -> tuple[User, int] | None:
-    """Return the user of the live session with this sid and when they signed in, or None if revoked or unknown."""
-    row = db.session.execute(_LIVE_SESSION_USER, {"sid": sid}).first()
-    return (row[0], row[1]) if row is not None else None
+def load_session(sid: str) -> tuple[SessionUser, int] | None:
+    """Return the user of the live session with this sid and when they signed in, or None if revoked or unknown.
+
+    One statement on the autocommit connection (every request with a session cookie asks this):
+    no pool checkout, no transaction, no ORM object.
+    """
+    row = autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
+    return (SessionUser(*row[:-1]), row[-1]) if row is not None else None
 
 
 def end_session(sid: str) -> None:
