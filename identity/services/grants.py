@@ -26,6 +26,8 @@ def new_family_id() -> str:
 # The sign-in's hot path, built once: the authorization endpoint writes a code and the token
 # endpoint reads it with its user, each one statement on the autocommit connection (no pool
 # checkout, no ORM); the code is consumed in the transaction that stores the tokens it produced.
+# On PostgreSQL the code is written through the session instead: the autocommit connection
+# commits there without waiting for the WAL flush, which is meant for rotations only.
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
                 "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
@@ -63,7 +65,8 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
         with connection.sqlite_write() as run:
             run(_INSERT_CODE, params)
     else:
-        connection.write_first(_INSERT_CODE, params)
+        db.session.execute(_INSERT_CODE, params)
+        db.session.commit()
 
 
 def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
