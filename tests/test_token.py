@@ -10,7 +10,6 @@ from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD
 from identity.extensions import db
 from identity.models import RefreshToken, RevokedAccessToken
-from statements import writes
 
 
 @pytest.fixture
@@ -74,20 +73,19 @@ def test_second_use_of_a_code_fails_and_revokes_what_the_first_issued(oauth, cli
     assert client.get("/connect/userinfo", headers={"Authorization": "Bearer " + first["access_token"]}).status_code == 401
 
 
-def test_redemption_consumes_the_code_with_its_access_token_in_one_transaction(oauth, client, app):
+def test_redemption_consumes_the_code_with_the_tokens_it_produced(oauth, client, app):
     from identity.models import AuthorizationCode
 
-    first = _code(oauth, scope="openid profile")  # the first tokens create the signing keys
-    oauth.token("web", grant_type="authorization_code", code=first, redirect_uri="https://web.example.com/cb")
-    code = _code(oauth, scope="openid profile")
-    with writes(app) as written:
-        response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    code = _code(oauth, scope="openid profile offline_access")
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
     assert response.status_code == 200
-    assert written.statements == ["UPDATE authorization_codes"] and written.commits == 1
+    jti = decode(client, response.get_json()["access_token"])["jti"]
     with app.app_context():
-        row = db.session.scalar(select(AuthorizationCode).order_by(AuthorizationCode.id.desc()))
-        assert row.consumed_at is not None
-        assert row.issued_jti == decode(client, response.get_json()["access_token"])["jti"]
+        row = db.session.scalar(select(AuthorizationCode))
+        refresh = db.session.scalar(select(RefreshToken))
+        assert row.consumed_at is not None and row.issued_jti == jti
+        assert (refresh.family_id, refresh.access_token_jti, refresh.session_id) == (row.family_id, jti, row.session_id)
+        assert refresh.consumed_at is None and refresh.revoked_at is None
 
 
 def test_refused_redemption_leaves_the_code_to_its_client(oauth):

@@ -149,10 +149,10 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         return authorization_code.user
 
     def save_token(self, token):
-        """Consume the code, with the access token it produced, in the transaction that stores the tokens."""
-        if not grants.consume_authorization_code(self.request.authorization_code.row, grant_context().issued_jti):
+        """Consume the code and store the refresh token it produced (if any) in one write, after signing."""
+        if not grants.redeem_authorization_code(self.request.authorization_code.row, token.get("refresh_token"),
+                                                scope=token["scope"], access_token_jti=grant_context().issued_jti):
             raise InvalidGrantError("authorization code was already used")
-        return super().save_token(token)
 
     def delete_authorization_code(self, authorization_code):
         pass  # consumed in save_token, once the tokens it produced are signed

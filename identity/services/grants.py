@@ -23,11 +23,11 @@ def new_family_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-# The sign-in's hot path, built once: the authorization endpoint writes a code and the token
-# endpoint reads it with its user, each one statement on the autocommit connection (no pool
-# checkout, no ORM); the code is consumed in the transaction that stores the tokens it produced.
-# On PostgreSQL the code is written through the session instead: the autocommit connection
-# commits there without waiting for the WAL flush, which is meant for rotations only.
+# The sign-in's hot path, built once: the authorization endpoint writes a code, the token endpoint
+# reads it with its user and then consumes it with the tokens it produced, as statements on the
+# autocommit connection (no pool checkout, no ORM). On PostgreSQL the writes go through the
+# session instead: the autocommit connection commits there without waiting for the WAL flush,
+# which config.py allows for rotations only.
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
                 "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
@@ -47,6 +47,7 @@ _CONSUME_CODE = (
     .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
     .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"))
 )
+_ISSUED_JTI = select(_CODES.c.issued_jti).where(_CODES.c.id == bindparam("code_id"))
 
 
 def save_authorization_code(code: str, *, client_id: str, user_id: int, session_id: str | None, redirect_uri: str,
@@ -94,20 +95,43 @@ def code_user(row: CodeGrant) -> "TokenUser":
     return TokenUser(row.user_id, row.subject, row.password_version)
 
 
-def consume_authorization_code(row: CodeGrant, access_token_jti: str | None) -> bool:
-    """Mark a code used, with the access token it produced, once: True for the one request that wins.
+def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
+                              access_token_jti: str | None) -> bool:
+    """Consume a code, recording the access token it produced, and store the first refresh token of
+    its family, once: True for the one request that wins.
 
-    Called after the tokens are signed and before they are stored, in the transaction that stores
-    them, so the write transaction stays short. The loser revokes what the winner issued.
+    Called after the tokens are signed, so the write is short: one BEGIN IMMEDIATE transaction on
+    SQLite (as a rotation), the session's transaction on PostgreSQL (which commits synchronously).
+    The loser revokes what the winner issued.
     """
-    result = db.session.execute(_CONSUME_CODE, {"code_id": row.id, "stamp": now(), "jti": access_token_jti})
-    if result.rowcount == 1:
-        return True
-    db.session.rollback()
-    issued = db.session.scalar(select(AuthorizationCode.issued_jti).where(AuthorizationCode.id == row.id))
-    revoke_family(row.family_id, extra_jti=issued, reason="authorization_code_replayed", user_id=row.user_id,
-                  client_id=row.client_id)
-    return False
+    stamp = now()
+    # separate parameter sets: the session would add any key named like a column to the UPDATE
+    consume = {"code_id": row.id, "stamp": stamp, "jti": access_token_jti}
+    store = {
+        "new_hash": token_hash(refresh_token) if refresh_token else None, "family_id": row.family_id,
+        "client_id": row.client_id, "user_id": row.user_id, "session_id": row.session_id, "scope": scope,
+        "auth_time": row.auth_time, "jti": access_token_jti, "stamp": stamp,
+        "expires_at": stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+    }
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            won = run(_CONSUME_CODE, consume) == 1
+            if won and refresh_token:
+                run(_INSERT_SUCCESSOR, store)
+    else:
+        won = db.session.execute(_CONSUME_CODE, consume).rowcount == 1
+        if won:
+            if refresh_token:
+                db.session.execute(_INSERT_SUCCESSOR, store)
+            db.session.commit()
+        else:
+            db.session.rollback()
+    if not won:
+        issued = connection.first(_ISSUED_JTI, {"code_id": row.id})
+        revoke_family(row.family_id, extra_jti=issued[0] if issued else None, reason="authorization_code_replayed",
+                      user_id=row.user_id, client_id=row.client_id)
+    return won
 
 
 def code_nonce_seen(client_id: str, nonce: str) -> bool:
