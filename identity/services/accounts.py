@@ -1,16 +1,20 @@
 """User accounts: create, find, sign in with lockout, change and set passwords."""
 
 import secrets
+from collections import namedtuple
 from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import bindparam, case, or_, select, update
 
+from ..autocommit import autocommit_connection
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import RefreshToken, User, UserSession
 from . import audit, sessions
+from .sessions import SessionUser
+from .writes import Write, write
 from .password_policy import normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
@@ -99,7 +103,7 @@ def remove_user(username: str) -> None:
 # --- sign-in and lockout -------------------------------------------------
 
 
-def _lock_remaining(user: User) -> int:
+def _lock_remaining(user: "User | SignInUser") -> int:
     return max(0, user.locked_until - now())
 
 
@@ -127,51 +131,69 @@ def _clear_failures(user: User) -> None:
         user.locked_until = 0
 
 
-def _register_success(user: User, password: str) -> None:
-    _clear_failures(user)
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(normalize(password))
+# Built once: a sign-in reads its user as a plain row on the autocommit connection, and a
+# success writes with statements (see writes.py); a failure is counted through the session.
+_SIGN_IN_USER = select(
+    User.id, User.subject, User.username, User.name, User.email, User.password_version,
+    User.password_hash, User.failed_attempts, User.locked_until,
+).where(or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key")))
+SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
+_CLEAR_FAILURES = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
+    failed_attempts=0, locked_until=0)
+_SET_PASSWORD_HASH = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
+    password_hash=bindparam("password_hash"))
 
 
 @dataclass
 class SignInResult:
-    user: User | None
+    user: SessionUser | None
     locked: bool = False
     sid: str | None = None  # the browser session sign_in started, and when
     auth_time: int | None = None
 
 
-def _check_password(login: str, password: str, client_id: str | None) -> SignInResult:
-    """Check a user name (or email) and password, counting failures toward lockout; the caller commits.
+def _check_password(login: str, password: str, client_id: str | None) -> tuple[SignInResult, list[Write]]:
+    """Check a user name (or email) and password, counting failures toward lockout.
 
+    A failure is recorded and committed here; a success returns the writes it needs (clear the
+    failure count, rehash, audit), for the caller to run with its own in one transaction.
     Unknown users cost the same time as known ones, and a locked account fails whether or
     not the password is right; the caller shows one message for every failure.
     """
-    user = find_user(login)
-    if user is None:
+    key = normalize_login(login)
+    found = autocommit_connection().first(_SIGN_IN_USER, {"key": key}) if key else None
+    if found is None:
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
-        return SignInResult(None)
+        db.session.commit()
+        return SignInResult(None), []
+    user = SignInUser._make(found)
     if _lock_remaining(user):
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
-        return SignInResult(None, locked=True)
+        db.session.commit()
+        return SignInResult(None, locked=True), []
     if not verify_password(user.password_hash, normalize(password)):
-        user_id = user.id
-        locked = _register_failure(user_id)
-        audit.record("sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_password"})
+        locked = _register_failure(user.id)
+        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "bad_password"})
         if locked:
-            audit.record("account_locked", user_id=user_id)
-        return SignInResult(None, locked=locked)
-    _register_success(user, password)
-    audit.record("sign_in", user_id=user.id, client_id=client_id)
-    return SignInResult(user)
+            audit.record("account_locked", user_id=user.id)
+        db.session.commit()
+        return SignInResult(None, locked=locked), []
+    success = []
+    if user.failed_attempts or user.locked_until:
+        success.append((_CLEAR_FAILURES, {"user_id": user.id}))
+    if needs_rehash(user.password_hash):
+        success.append((_SET_PASSWORD_HASH, {"user_id": user.id, "password_hash": hash_password(normalize(password))}))
+    success.append(audit.event_write("sign_in", user_id=user.id, client_id=client_id))
+    return SignInResult(SessionUser._make(found[:len(SessionUser._fields)])), success
 
 
 def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
     """Check a user name (or email) and password, counting failures toward lockout (no browser session)."""
-    result = _check_password(login, password, client_id)
-    db.session.commit()
+    result, success = _check_password(login, password, client_id)
+    if success:
+        write(*success)
     return result
 
 
@@ -180,10 +202,11 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
 
     The result carries the new session's sid and auth time.
     """
-    result = _check_password(login, password, client_id)
+    result, success = _check_password(login, password, client_id)
     if result.user is not None:
-        result.sid, result.auth_time = sessions.new_session(result.user.id)
-    db.session.commit()
+        session, store = sessions.new_session(result.user.id)
+        write(*success, store)
+        result.sid, result.auth_time = session
     return result
 
 

@@ -9,6 +9,7 @@ from ..autocommit import autocommit_connection
 from ..clock import now
 from ..extensions import db
 from ..models import User, UserSession
+from .writes import Write, write
 
 # Built once: every request with a session cookie asks this, and the sign-in writes one.
 _LIVE_SESSION_USER = (
@@ -16,7 +17,8 @@ _LIVE_SESSION_USER = (
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
-_INSERT_SESSION = insert(UserSession.__table__)
+_INSERT_SESSION = insert(UserSession.__table__).values(
+    sid=bindparam("sid"), user_id=bindparam("user_id"), auth_time=bindparam("auth_time"), created_at=bindparam("created_at"))
 
 
 class SessionUser(NamedTuple):
@@ -35,18 +37,17 @@ class NewSession(NamedTuple):
     auth_time: int
 
 
-def new_session(user_id: int, auth_time: int | None = None) -> NewSession:
-    """Write a browser session in the caller's transaction (the caller commits)."""
+def new_session(user_id: int, auth_time: int | None = None) -> tuple[NewSession, Write]:
+    """A new browser session, and the write that stores it (run with the caller's others)."""
     stamp = now()
     session = NewSession(secrets.token_urlsafe(24), auth_time or stamp)
-    db.session.execute(_INSERT_SESSION, {"sid": session.sid, "user_id": user_id, "auth_time": session.auth_time,
-                                         "created_at": stamp})
-    return session
+    return session, (_INSERT_SESSION, {"sid": session.sid, "user_id": user_id, "auth_time": session.auth_time,
+                                       "created_at": stamp})
 
 
 def start_session(user: User, auth_time: int | None = None) -> NewSession:
-    session = new_session(user.id, auth_time)
-    db.session.commit()
+    session, store = new_session(user.id, auth_time)
+    write(store)
     return session
 
 

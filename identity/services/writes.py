@@ -1,0 +1,37 @@
+"""Short write transactions for the sign-in's hot path.
+
+On SQLite the statements run in one BEGIN IMMEDIATE transaction on the autocommit connection
+(identity/autocommit.py: no pool checkout, no ORM, and the machine's writers take turns). On
+PostgreSQL they run in the session's transaction, which commits synchronously; the autocommit
+connection does not, and config.py allows that for rotations only. Statements are built once,
+with every value as a bind parameter.
+"""
+
+import json
+
+from sqlalchemy.sql import Executable
+
+from ..autocommit import autocommit_connection
+from ..extensions import db
+
+Write = tuple[Executable, dict]  # a statement and its parameters
+
+
+def write(*statements: Write) -> list[int]:
+    """Run the statements as one transaction; return the rows each changed."""
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            return [run(statement, _driver_values(params)) for statement, params in statements]
+    try:
+        counts = [db.session.execute(statement, params).rowcount for statement, params in statements]
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return counts
+
+
+def _driver_values(params: dict) -> dict:
+    """The autocommit connection hands values to the driver as they are: JSON is encoded here."""
+    return {key: json.dumps(value) if isinstance(value, (dict, list)) else value for key, value in params.items()}
