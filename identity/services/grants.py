@@ -17,6 +17,7 @@ from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
 from . import audit
 from .tokens import revoke_jtis, token_hash
+from .writes import write
 
 
 def new_family_id() -> str:
@@ -26,8 +27,8 @@ def new_family_id() -> str:
 # The sign-in's hot path, built once: the authorization endpoint writes a code, the token endpoint
 # reads it with its user and then consumes it with the tokens it produced, as statements on the
 # autocommit connection (no pool checkout, no ORM). On PostgreSQL the writes go through the
-# session instead: the autocommit connection commits there without waiting for the WAL flush,
-# which config.py allows for rotations only.
+# session instead (see writes.py): the autocommit connection commits there without waiting for
+# the WAL flush, which config.py allows for rotations only.
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
                 "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
@@ -61,13 +62,7 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
         "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
         "family_id": new_family_id(),
     }
-    connection = autocommit_connection()
-    if connection.is_sqlite:
-        with connection.sqlite_write() as run:
-            run(_INSERT_CODE, params)
-    else:
-        db.session.execute(_INSERT_CODE, params)
-        db.session.commit()
+    write((_INSERT_CODE, params))
 
 
 def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
