@@ -135,12 +135,15 @@ class DatabaseFault:
             self.uri = "sqlite:///" + str(self.directory / "identity.db")
             self.engine_options = {"poolclass": NullPool}
         self.down = False
+        self.drop_open_connections = []  # for SQLite: what a stopped proxy does to open TCP connections
 
     def take_down(self) -> None:
         if self.networked:
             self.proxy.stop()
         else:
             self.directory.rename(self.directory.with_name("database-gone"))
+            for drop in self.drop_open_connections:  # an open file would outlive the rename
+                drop()
         self.down = True
 
     def bring_back(self) -> None:
@@ -180,6 +183,8 @@ def fault_app(db_fault):
         apply_seed(load_seed(DEMO_SEED.read_text()))
         db.session.remove()
     app.test_client_class = HttpsClient
+    db_fault.drop_open_connections.append(lambda: app.extensions.get("identity_autocommit") and
+                                          app.extensions["identity_autocommit"].close())
     yield app
     with app.app_context():
         db.session.remove()
