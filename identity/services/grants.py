@@ -90,6 +90,17 @@ def code_user(row: CodeGrant) -> "TokenUser":
     return TokenUser(row.user_id, row.subject, row.password_version)
 
 
+def _successor_params(grant, token: str | None, *, scope: str, access_token_jti: str | None, stamp: int) -> dict:
+    """The values of _INSERT_SUCCESSOR: a new refresh token in the family of `grant` (a code or
+    the refresh token it replaces), issued with the access token `access_token_jti`."""
+    return {
+        "new_hash": token_hash(token) if token else None, "family_id": grant.family_id,
+        "client_id": grant.client_id, "user_id": grant.user_id, "session_id": grant.session_id, "scope": scope,
+        "auth_time": grant.auth_time, "jti": access_token_jti, "stamp": stamp,
+        "expires_at": stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+    }
+
+
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
                               access_token_jti: str | None) -> bool:
     """Consume a code, recording the access token it produced, and store the first refresh token of
@@ -102,12 +113,7 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     stamp = now()
     # separate parameter sets: the session would add any key named like a column to the UPDATE
     consume = {"code_id": row.id, "stamp": stamp, "jti": access_token_jti}
-    store = {
-        "new_hash": token_hash(refresh_token) if refresh_token else None, "family_id": row.family_id,
-        "client_id": row.client_id, "user_id": row.user_id, "session_id": row.session_id, "scope": scope,
-        "auth_time": row.auth_time, "jti": access_token_jti, "stamp": stamp,
-        "expires_at": stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
-    }
+    store = _successor_params(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
     connection = autocommit_connection()
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
@@ -220,13 +226,8 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     one BEGIN IMMEDIATE transaction on SQLite. The loser's family (the winner's new token
     included) is revoked.
     """
-    stamp = now()
-    params = {
-        "rid": row.id, "stamp": stamp, "new_hash": token_hash(successor) if successor else None,
-        "family_id": row.family_id, "client_id": row.client_id, "user_id": row.user_id, "session_id": row.session_id,
-        "scope": scope, "auth_time": row.auth_time, "jti": access_token_jti,
-        "expires_at": stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
-    }
+    params = _successor_params(row, successor, scope=scope, access_token_jti=access_token_jti, stamp=now())
+    params["rid"] = row.id
     connection = autocommit_connection()
     if connection.is_sqlite:
         with connection.sqlite_write() as run:

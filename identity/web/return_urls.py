@@ -3,7 +3,7 @@
 from urllib.parse import parse_qs, urlsplit
 
 from ..oauth2.client import redirect_uri_matches
-from ..services.clients import get_client
+from ..services.clients import cached_client
 
 
 def safe_return_url(value: str | None) -> str | None:
@@ -29,9 +29,11 @@ def pending_authorization(return_url: str | None) -> dict:
 
 
 def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
-    """The pending request's client name and its redirect URI, when registered for that client."""
+    """The pending request's client name and its redirect URI, when registered for that client
+    (from the worker's client snapshot, as the authorization endpoint reads it)."""
     params = pending_authorization(return_url)
-    client = get_client(params["client_id"]) if params.get("client_id") else None
+    client_id = params.get("client_id")
+    client = cached_client(client_id) if isinstance(client_id, str) and len(client_id) <= 200 else None
     if client is None:
         return None, None
     redirect_uri = params.get("redirect_uri")
