@@ -121,10 +121,11 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
             if won and refresh_token:
                 run(_INSERT_SUCCESSOR, store)
     else:
-        won = db.session.execute(_CONSUME_CODE, consume).rowcount == 1
+        connection_in_session = db.session.connection()  # Core results (rowcount), in the session's transaction
+        won = connection_in_session.execute(_CONSUME_CODE, consume).rowcount == 1
         if won:
             if refresh_token:
-                db.session.execute(_INSERT_SUCCESSOR, store)
+                connection_in_session.execute(_INSERT_SUCCESSOR, store)
             db.session.commit()
         else:
             db.session.rollback()

@@ -24,12 +24,21 @@ def write(*statements: Write) -> list[int]:
         with connection.sqlite_write() as run:
             return [run(statement, _driver_values(params)) for statement, params in statements]
     try:
-        counts = [db.session.execute(statement, params).rowcount for statement, params in statements]
+        in_session = db.session.connection()  # Core results (rowcount) in the session's transaction
+        counts = [_rows(statement, in_session.execute(statement, params)) for statement, params in statements]
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
     return counts
+
+
+def _rows(statement, result) -> int:
+    """Rows changed. An INSERT whose primary key SQLAlchemy fetched with RETURNING reports no
+    count (-1); a one-row INSERT ... VALUES that did not raise wrote its one row."""
+    if result.rowcount < 0 and getattr(statement, "is_insert", False):
+        return 1
+    return result.rowcount
 
 
 def _driver_values(params: dict) -> dict:
