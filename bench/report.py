@@ -53,7 +53,10 @@ def header_lines(bench) -> list[str]:
         f"{'on' if app.get('LOG_REQUESTS', True) else 'off'}"
         + "".join(f"; {item}" for item in bench.args.app_setting),
         f"Load      {m.get('wrk') or 'wrk'}: {s['wrk_threads']} threads, {s['wrk_connections']} connections; "
-        f"scenario 6: {s['flow_processes']} processes x {s['flow_threads']} threads (requests); "
+        + (f"sign-ins (6a): wrk + bench/lua/signin.lua, {s.get('signin_connections')} connections; "
+           if s.get("signin_driver", "wrk") == "wrk" else
+           f"sign-ins (6a): {s['flow_processes']} processes x {s['flow_threads']} threads (requests); ")
+        + f"password changes (6b): {s['flow_processes']} processes x {s['flow_threads']} threads (requests); "
         f"{s['runs']} runs x {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, medians"
         + (f"; nice {s['nice']}" if s.get("nice") else ""),
     ]
