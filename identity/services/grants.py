@@ -101,6 +101,16 @@ def _successor_params(grant, token: str | None, *, scope: str, access_token_jti:
     }
 
 
+def _consume_then_store_sqlite(connection, consume, consume_params: dict, store: bool, store_params: dict) -> bool:
+    """SQLite: a conditional UPDATE and, if it won, the successor refresh token's INSERT, in one
+    BEGIN IMMEDIATE transaction on the autocommit connection. True if the UPDATE won."""
+    with connection.sqlite_write() as run:
+        won = run(consume, consume_params) == 1
+        if won and store:
+            run(_INSERT_SUCCESSOR, store_params)
+    return won
+
+
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
                               access_token_jti: str | None) -> bool:
     """Consume a code, recording the access token it produced, and store the first refresh token of
@@ -116,10 +126,7 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     store = _successor_params(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
     connection = autocommit_connection()
     if connection.is_sqlite:
-        with connection.sqlite_write() as run:
-            won = run(_CONSUME_CODE, consume) == 1
-            if won and refresh_token:
-                run(_INSERT_SUCCESSOR, store)
+        won = _consume_then_store_sqlite(connection, _CONSUME_CODE, consume, bool(refresh_token), store)
     else:
         connection_in_session = db.session.connection()  # Core results (rowcount), in the session's transaction
         won = connection_in_session.execute(_CONSUME_CODE, consume).rowcount == 1
@@ -231,10 +238,7 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     params["rid"] = row.id
     connection = autocommit_connection()
     if connection.is_sqlite:
-        with connection.sqlite_write() as run:
-            won = run(_CONSUME, params) == 1
-            if won and successor:
-                run(_INSERT_SUCCESSOR, params)
+        won = _consume_then_store_sqlite(connection, _CONSUME, params, bool(successor), params)
     elif successor:
         won = connection.write_first(_ROTATE_POSTGRESQL, params) is not None
     else:
