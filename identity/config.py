@@ -49,7 +49,8 @@ JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
 JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
 SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table
 # PostgreSQL: whether a refresh-token rotation waits for its WAL record to reach disk before
-# the response. Off (the default), a database crash can lose the newest rotations (at most
+# the response (True: as the database's own synchronous_commit says, like every other write).
+# Off (the default), a database crash can lose the newest rotations (at most
 # ~3 x wal_writer_delay, 0.6 s by default): those clients get invalid_grant and sign in again;
 # exactly-once use is unaffected (each rotation is still one atomic conditional statement).
 # SQLite in WAL mode with synchronous=NORMAL (this server's setting) behaves the same way.
