@@ -143,7 +143,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         if row is None:
             return None
         resume_grant(row)
-        return CodeView(row, grants.code_user(row))
+        return CodeView(row, grants.user_of_grant(row))
 
     def authenticate_user(self, authorization_code):
         return authorization_code.user
@@ -262,7 +262,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
         return RefreshView(row)
 
     def authenticate_user(self, refresh_token):
-        return grants.refresh_token_user(refresh_token.row)  # read with the token, in one query
+        return grants.user_of_grant(refresh_token.row)  # read with the token, in one query
 
     def revoke_old_credential(self, refresh_token):
         pass  # consumed in save_token, in the transaction that stores its successor

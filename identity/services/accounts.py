@@ -23,8 +23,9 @@ def normalize_login(value: str) -> str:
     return value.strip().casefold()
 
 
-# Built once: every sign-in looks its user up.
-_USER_BY_LOGIN = select(User).where(or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key")))
+# Built once: every sign-in looks its user up by user name or email (normalized, as `key`).
+_LOGIN_MATCHES = or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key"))
+_USER_BY_LOGIN = select(User).where(_LOGIN_MATCHES)
 
 
 def find_user(login: str) -> User | None:
@@ -136,7 +137,7 @@ def _clear_failures(user: User) -> None:
 _SIGN_IN_USER = select(
     User.id, User.subject, User.username, User.name, User.email, User.password_version,
     User.password_hash, User.failed_attempts, User.locked_until,
-).where(or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key")))
+).where(_LOGIN_MATCHES)
 SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
 _CLEAR_FAILURES = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
     failed_attempts=0, locked_until=0)

@@ -86,8 +86,9 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
     return row
 
 
-def code_user(row: CodeGrant) -> "TokenUser":
-    return TokenUser(row.user_id, row.subject, row.password_version)
+def user_of_grant(grant: "CodeGrant | RefreshGrant") -> "TokenUser":
+    """The user a code or refresh token was read with, as issuing an access token reads it."""
+    return TokenUser(grant.user_id, grant.subject, grant.password_version)
 
 
 def _successor_params(grant, token: str | None, *, scope: str, access_token_jti: str | None, stamp: int) -> dict:
@@ -221,10 +222,6 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
         return None
     return row
-
-
-def refresh_token_user(row: RefreshGrant) -> TokenUser:
-    return TokenUser(row.user_id, row.subject, row.password_version)
 
 
 def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str, access_token_jti: str | None) -> bool:
