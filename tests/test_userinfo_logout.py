@@ -154,3 +154,13 @@ def test_cors_preflight_and_response_only_for_registered_origins(oauth):
     assert actual.headers["Access-Control-Allow-Origin"] == "https://web.example.com"
     not_cors = oauth.client.get("/account/login", headers={"Origin": "https://web.example.com"})
     assert "Access-Control-Allow-Origin" not in not_cors.headers
+
+
+def test_cors_responses_vary_on_origin_once_beside_their_own_vary(oauth):
+    pre = oauth.client.options("/connect/token", headers={"Origin": "https://web.example.com", "Access-Control-Request-Method": "POST"})
+    assert pre.headers.getlist("Vary") == ["Origin"]
+    # a CORS GET the app answers with its own Vary (the session was read): both, Origin once
+    actual = oauth.client.get("/.well-known/openid-configuration", headers={"Origin": "https://web.example.com"})
+    values = [v.strip().lower() for header in actual.headers.getlist("Vary") for v in header.split(",")]
+    assert values.count("origin") == 1
+    assert len(actual.headers.getlist("Vary")) == 1

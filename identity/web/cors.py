@@ -5,6 +5,7 @@ import time
 from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from werkzeug.http import parse_set_header
 
 from ..extensions import db
 from ..models import Client
@@ -53,15 +54,12 @@ class Cors:
             return self.wsgi_app(environ, start_response)
 
         def start(status, headers, exc_info=None):
-            headers = [h for h in headers if h[0].lower() != "access-control-allow-origin"]
-            vary = [v for name, v in headers if name.lower() == "vary"]
-            headers = [h for h in headers if h[0].lower() != "vary"]
-            values = [v.strip() for value in vary for v in value.split(",") if v.strip()]
-            if "origin" not in (v.lower() for v in values):
-                values.append("Origin")
+            vary = parse_set_header(", ".join(value for name, value in headers if name.lower() == "vary"))
+            vary.add("Origin")  # case-insensitive: once, whatever the response already varied on
+            headers = [h for h in headers if h[0].lower() not in ("vary", "access-control-allow-origin")]
             headers += [("Access-Control-Allow-Origin", origin),
                         ("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After"),
-                        ("Vary", ", ".join(values))]
+                        ("Vary", vary.to_header())]
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)
