@@ -10,6 +10,7 @@ SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger bodies get 413
 PRODUCT_NAME = "Portcullis Identity"
 LOG_REQUESTS = True  # one JSON line per request (request id, method, path without query, status, ms, ip)
+LOG_REQUESTS_FLUSH_SECONDS = 1.0  # request lines are written in batches, none later than this; 0: each at once
 
 # --- cookies and sessions ----------------------------------------------
 SESSION_COOKIE_NAME = "idsrv.session"

@@ -9,6 +9,7 @@ validate headers that are constants.
 import json
 import logging
 import secrets
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -126,12 +127,60 @@ def _log_request(environ, status: str, rid: str, started: float) -> None:
 
 
 class RequestLineHandler(logging.StreamHandler):
-    """The request log's own handler: its records are already one formatted line each."""
+    """The request log's own handler: its records are already one formatted line each.
+
+    With `flush_seconds` > 0 the lines are written in batches, as nginx's `access_log ...
+    buffer= flush=` does: one write for many requests instead of a system call each, and no
+    line later than `flush_seconds` (a timer writes what is pending once requests stop). The
+    interpreter's exit (a worker's graceful stop or restart) runs logging's shutdown, which
+    flushes; a worker killed outright loses at most that many seconds of lines.
+    """
+
+    MAX_PENDING = 256
+
+    def __init__(self, stream=None, flush_seconds: float = 0.0):
+        super().__init__(stream)
+        self.flush_seconds = flush_seconds
+        self._pending: list[str] = []
+        self._oldest = 0.0
+        self._timer: threading.Timer | None = None
 
     def write_line(self, line: str) -> None:
         with self.lock:
-            self.stream.write(line + "\n")
-            self.flush()
+            if self.flush_seconds <= 0:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+                return
+            now = time.monotonic()
+            if not self._pending:
+                self._oldest = now
+                self._start_timer()
+            self._pending.append(line)
+            if len(self._pending) >= self.MAX_PENDING or now - self._oldest >= self.flush_seconds:
+                self._write_pending()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write_pending()
+            super().flush()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def _start_timer(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.flush_seconds, self._flush_from_timer)
+            self._timer.name = "request-log-flush"
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush_from_timer(self) -> None:
+        with self.lock:
+            self._timer = None  # under the lock: a line added from now on starts a new timer
+            self._write_pending()
 
 
 def _line_handler(logger: logging.Logger) -> RequestLineHandler | None:
@@ -179,7 +228,7 @@ def _configure_request_log(app: Flask) -> None:
     """One JSON line per request on stderr (gunicorn collects it), unless turned off."""
     if not app.config["LOG_REQUESTS"] or log.handlers:
         return
-    handler = RequestLineHandler()
+    handler = RequestLineHandler(flush_seconds=float(app.config["LOG_REQUESTS_FLUSH_SECONDS"]))
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
