@@ -1,11 +1,12 @@
 """Flask extensions, created unbound and attached in create_app."""
 
-from flask import current_app, session
+from flask import current_app, request
+from flask.globals import request_ctx
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager as _LoginManager
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect as _CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -16,10 +17,22 @@ class Base(DeclarativeBase):
 class LoginManager(_LoginManager):
     def _update_remember_cookie(self, response):
         """Flask-Login's after-request step, skipped for an empty, unchanged session (every API
-        call): it has nothing to do then, and reading the session would add `Vary: Cookie`."""
-        if not session and not session.modified and not current_app.config.get("REMEMBER_COOKIE_REFRESH_EACH_REQUEST"):
+        call): it has nothing to do then. The session is peeked at on the request context, since
+        reading it through `flask.session` marks it read and adds `Vary: Cookie` to the response."""
+        current = request_ctx._session
+        if (current is not None and not current and not current.modified
+                and not current_app.config.get("REMEMBER_COOKIE_REFRESH_EACH_REQUEST")):
             return response
         return super()._update_remember_cookie(response)
+
+
+class CSRFProtect(_CSRFProtect):
+    def protect(self, apply_exemptions=False):
+        """Flask-WTF's check, answering GET, HEAD and OPTIONS first: they carry nothing to check,
+        and Flask-WTF would look up the view's exemptions before asking the method."""
+        if request.method not in current_app.config["WTF_CSRF_METHODS"]:
+            return
+        super().protect(apply_exemptions)
 
 
 db = SQLAlchemy(model_class=Base)
