@@ -20,6 +20,7 @@ container. The application itself is configured with FLASK_* variables (see READ
                            one host would otherwise fight over ~/.gunicorn/gunicorn.ctl)
 """
 
+import gc
 import multiprocessing
 import os
 
@@ -55,6 +56,17 @@ keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # Recycle workers now and then, staggered, to bound any slow growth in memory.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 100_000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 10_000)
+# After a worker has imported the app, its objects (modules, the app, SQLAlchemy's and Authlib's
+# classes: ~90,000 of them) live as long as the worker. gc.freeze() moves them out of the
+# garbage collector's reach, so its full collections no longer walk them (one such walk cost
+# ~70 ms every ~10,000 requests) and their pages stay shared with nothing written to them.
+
+
+def post_worker_init(worker):
+    gc.collect()
+    gc.freeze()
+
+
 # The heartbeat file on tmpfs: on a disk-backed /tmp (containers), fchmod can stall workers.
 if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     worker_tmp_dir = "/dev/shm"
