@@ -8,7 +8,7 @@ validate headers that are constants.
 
 import json
 import logging
-import secrets
+import random
 import threading
 import time
 from urllib.parse import urlsplit
@@ -62,8 +62,11 @@ def request_id() -> str | None:
 
 
 def _incoming_request_id(environ) -> str:
+    """The caller's X-Request-Id if it is sensible, else 16 new hex digits. An id only has to be
+    unique, not secret (a caller may choose its own), so it comes from the process's seeded
+    `random` (re-seeded in each forked worker), not a system call per request."""
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else f"{random.getrandbits(64):016x}"
 
 
 class ResponseHeaders:
@@ -85,17 +88,29 @@ class ResponseHeaders:
         return self.wsgi_app(environ, start)
 
 
-def _with_security_headers(environ, headers: list, rid: str) -> list:
-    path = environ.get("PATH_INFO", "")
-    no_store = path.startswith(NO_STORE_PREFIXES)
-    replaced = {"x-request-id", "x-content-type-options"}
+def _replaced_names(no_store: bool, secure: bool) -> frozenset[str]:
+    names = {"x-request-id", "x-content-type-options"}
     if no_store:
-        replaced.update(("cache-control", "pragma"))
-    secure = environ.get("wsgi.url_scheme") == "https"
+        names.update(("cache-control", "pragma"))
     if secure:
-        replaced.add("strict-transport-security")
-    kept = [h for h in headers if h[0].lower() not in replaced]
-    present = {h[0].lower() for h in kept}
+        names.add("strict-transport-security")
+    return frozenset(names)
+
+
+# the header names this layer sets itself, by (no_store, secure)
+_REPLACED = {(no_store, secure): _replaced_names(no_store, secure) for no_store in (False, True) for secure in (False, True)}
+
+
+def _with_security_headers(environ, headers: list, rid: str) -> list:
+    no_store = environ.get("PATH_INFO", "").startswith(NO_STORE_PREFIXES)
+    secure = environ.get("wsgi.url_scheme") == "https"
+    replaced = _REPLACED[no_store, secure]
+    kept, present = [], set()
+    for header in headers:
+        name = header[0].lower()
+        if name not in replaced:
+            kept.append(header)
+            present.add(name)
     if "content-security-policy" not in present:
         targets = environ.get(FORM_TARGETS_KEY)
         kept.append(("Content-Security-Policy",

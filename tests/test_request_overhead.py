@@ -125,3 +125,15 @@ def test_coroutine_functions_are_not_taken_for_plain_ones(app):
         wrapped = None
     assert wrapped is not view
     assert view not in app._plain_functions
+
+
+# --- request ids ----------------------------------------------------------------------------
+
+
+def test_new_request_ids_are_distinct_hex_and_a_sensible_incoming_one_is_kept(client):
+    ids = [client.get("/healthz").headers["X-Request-Id"] for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    assert client.get("/healthz", headers={"X-Request-Id": "edge-42"}).headers["X-Request-Id"] == "edge-42"
+    too_long = "x" * 65
+    assert client.get("/healthz", headers={"X-Request-Id": too_long}).headers["X-Request-Id"] != too_long
