@@ -44,7 +44,8 @@ class FormPayload(OAuth2Payload):
 class FormRequest(OAuth2Request):
     def __init__(self, request):
         environ = request.environ
-        super().__init__(method="POST", uri=_uri(environ), headers=request.headers)
+        super().__init__(method="POST", uri=_uri(environ))
+        self.headers = request.headers  # set after: Authlib's `headers or {}` would count them all
         self._request = request
         body = request.get_data(cache=True).decode("utf-8", "replace")
         self._form = MultiDict(parse_qsl(body, keep_blank_values=True))
