@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import auth, cli, cookie_session, database, headers, oauth2, settings
+from . import auth, body_limit, cli, cookie_session, database, headers, oauth2, settings
 from .extensions import csrf, limiter
 from .web import errors, register_blueprints
 
@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
     register_blueprints(app)
     errors.init_app(app)
     cli.init_app(app)
+    body_limit.init_app(app)  # outside CORS and the fast documents, inside the headers layer
     headers.wrap(app)  # around every response, even a refused one or a fast document: request id, headers, log
     settings.trust_proxies(app)  # last, so every other layer sees the corrected request
     database.check_schema_on_start(app)

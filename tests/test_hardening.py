@@ -1,6 +1,7 @@
 """Hardening: security headers on every response, no caching of secrets, body and field size
 limits, request ids, logs that are structured and never hold a secret, health and readiness."""
 
+import io
 import json
 import logging
 import re
@@ -268,19 +269,50 @@ def test_the_body_limit_follows_the_setting(client, seeded):
     assert client.post("/connect/token", data={"grant_type": "x", "pad": "p" * 1000}).status_code == 400
 
 
-def test_oversized_chunked_body_is_not_read_past_the_limit(live_server, seeded):
-    """A streamed (chunked) body has no Content-Length to refuse up front. Werkzeug then stops
-    reading at MAX_CONTENT_LENGTH (the rest is never parsed) rather than answering 413: the
-    grant_type placed after 70 KiB of padding must not be seen."""
-    def chunks():
-        for _ in range(TOO_BIG // 1024):
-            yield b"pad=" + b"p" * 1019 + b"&"
-        yield b"grant_type=client_credentials&scope=IdentityServerApi"
-    response = requests.post(live_server.url + "/connect/token", data=chunks(), timeout=10,
+def padded_chunks(padding: int, tail: bytes):
+    """A form body streamed in 1 KiB chunks (no Content-Length): `padding` bytes, then `tail`."""
+    for _ in range(padding // 1024):
+        yield b"pad=" + b"p" * 1019 + b"&"
+    yield tail
+
+
+def test_oversized_chunked_body_is_413_like_any_other(live_server, seeded):
+    """A streamed (chunked) body has no Content-Length to refuse up front: it is read to one byte
+    past MAX_CONTENT_LENGTH and refused with the same 413 OAuth error, never cut short and used."""
+    tail = b"grant_type=client_credentials&scope=IdentityServerApi"
+    response = requests.post(live_server.url + "/connect/token", data=padded_chunks(TOO_BIG, tail), timeout=10,
                              auth=("service", OAuthActions.SECRETS["service"]),
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert response.status_code in (400, 413), f"{response.status_code}: {response.text}"
+    assert response.status_code == 413, f"{response.status_code}: {response.text}"
+    assert response.json()["error"] == "invalid_request"
     assert "access_token" not in response.text
+
+
+def test_chunked_body_within_the_limit_is_read_whole(live_server, seeded):
+    tail = b"grant_type=client_credentials&scope=IdentityServerApi"
+    response = requests.post(live_server.url + "/connect/token", data=padded_chunks(40 * 1024, tail), timeout=10,
+                             auth=("service", OAuthActions.SECRETS["service"]),
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200, f"{response.status_code}: {response.text}"
+    assert response.json()["scope"] == "IdentityServerApi", "the fields after 40 KiB of chunks were read"
+
+
+def chunked(body: bytes) -> dict:
+    """Test-client arguments for a body the server has de-chunked (no Content-Length)."""
+    return {"input_stream": io.BytesIO(body),
+            "environ_overrides": {"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked",
+                                  "CONTENT_LENGTH": ""}}
+
+
+def test_oversized_chunked_bodies_get_each_path_s_413(client, seeded):
+    token = local_api_token(client)
+    api = client.post("/localapi/password", headers={"Authorization": f"Bearer {token}"},
+                      content_type="application/json", **chunked(json.dumps({"current_password": "x" * TOO_BIG}).encode()))
+    assert api.status_code == 413 and api.mimetype == "application/problem+json"
+    assert api.get_json()["status"] == 413
+    page = client.post("/account/login", content_type="application/x-www-form-urlencoded",
+                       **chunked(b"username=alice&password=" + b"p" * TOO_BIG))
+    assert page.status_code == 413 and page.mimetype == "text/html"
 
 
 @pytest.mark.parametrize("field,value", [("username", "u" * 5000), ("password", "p" * 5000)])
