@@ -53,3 +53,55 @@ def test_rotation_commit_mode_follows_the_setting(app, app_config):
         database_setting = db.session.scalar(text("SELECT current_setting('synchronous_commit')"))
         expected = database_setting if app_config.get("ROTATION_SYNCHRONOUS_COMMIT") else "off"
         assert connection.first(text("SELECT current_setting('synchronous_commit')"), {})[0] == expected
+
+
+# --- PostgreSQL: a connection the server ends, failed statements, parameters -------------------
+
+
+def postgresql_only(connection):
+    if connection.is_sqlite:
+        pytest.skip("PostgreSQL only")
+
+
+def test_a_connection_the_server_ends_is_replaced(app, seeded):
+    with app.app_context():
+        connection = autocommit_connection()
+        postgresql_only(connection)
+    assert alice_name(app) == "Alice Example"
+    with app.app_context():
+        backend = connection._connection.info.backend_pid
+        assert db.session.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}) is True
+        db.session.commit()
+    assert alice_name(app) == "Alice Example", "the read is retried on a new connection"
+    with app.app_context():
+        assert connection._connection.info.backend_pid != backend
+
+
+def test_failed_statements_raise_sqlalchemy_errors_and_leave_the_connection_usable(app, seeded):
+    from sqlalchemy.exc import IntegrityError
+
+    with app.app_context():
+        connection = autocommit_connection()
+        postgresql_only(connection)
+        columns = ("subject, username, username_normalized, email, email_normalized, name, password_hash, "
+                   "password_version, password_changed_at, failed_attempts, locked_until, created_at")
+        duplicate = text(f"INSERT INTO users ({columns}) SELECT {columns} FROM users WHERE username = :username RETURNING id")
+        with pytest.raises(IntegrityError):
+            connection.write_first(duplicate, {"username": "alice"})
+        assert db.session.scalar(text("SELECT count(*) FROM users WHERE username = 'alice'")) == 1
+    assert alice_name(app) == "Alice Example"
+
+
+def test_parameters_of_several_types_and_literal_percent_signs(app, seeded):
+    import datetime
+
+    with app.app_context():
+        connection = autocommit_connection()
+        postgresql_only(connection)
+        moment = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        row = connection.first(text("SELECT CAST(:moment AS timestamptz) = '2026-01-02 03:04:05+00', "
+                                    "'100%' LIKE '%\\%' ESCAPE '\\'"), {"moment": moment})
+        assert tuple(row) == (True, True)
+        row = connection.first(text("SELECT CAST(:number AS integer) + 1, CAST(:word AS text) || '%'"),
+                               {"number": 41, "word": "done"})
+        assert tuple(row) == (42, "done%")
