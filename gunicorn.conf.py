@@ -58,8 +58,8 @@ max_requests = _int("GUNICORN_MAX_REQUESTS", 100_000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 10_000)
 # After a worker has imported the app, its objects (modules, the app, SQLAlchemy's and Authlib's
 # classes: ~90,000 of them) live as long as the worker. gc.freeze() moves them out of the
-# garbage collector's reach, so its full collections no longer walk them (one such walk cost
-# ~70 ms every ~10,000 requests) and their pages stay shared with nothing written to them.
+# garbage collector's reach, so its full collections no longer walk them (measured in-process:
+# one walk of ~70 ms every ~10,000 local API requests).
 
 
 def post_worker_init(worker):

@@ -18,8 +18,9 @@ class LoginManager(_LoginManager):
     def _update_remember_cookie(self, response):
         """Flask-Login's after-request step, skipped for an empty, unchanged session (every API
         call): it has nothing to do then. The session is peeked at on the request context, since
-        reading it through `flask.session` marks it read and adds `Vary: Cookie` to the response."""
-        current = request_ctx._session
+        reading it through `flask.session` marks it read and adds `Vary: Cookie` to the response
+        (a Flask without `_session` on the context takes Flask-Login's own path)."""
+        current = getattr(request_ctx, "_session", None)
         if (current is not None and not current and not current.modified
                 and not current_app.config.get("REMEMBER_COOKIE_REFRESH_EACH_REQUEST")):
             return response
