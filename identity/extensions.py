@@ -28,12 +28,12 @@ class LoginManager(_LoginManager):
 
 
 class CSRFProtect(_CSRFProtect):
-    def protect(self, apply_exemptions=False):
+    def protect(self, *args, **kwargs):
         """Flask-WTF's check, answering GET, HEAD and OPTIONS first: they carry nothing to check,
         and Flask-WTF would look up the view's exemptions before asking the method."""
         if request.method not in current_app.config["WTF_CSRF_METHODS"]:
             return
-        super().protect(apply_exemptions)
+        super().protect(*args, **kwargs)
 
 
 db = SQLAlchemy(model_class=Base)
