@@ -137,3 +137,27 @@ def test_new_request_ids_are_distinct_hex_and_a_sensible_incoming_one_is_kept(cl
     assert client.get("/healthz", headers={"X-Request-Id": "edge-42"}).headers["X-Request-Id"] == "edge-42"
     too_long = "x" * 65
     assert client.get("/healthz", headers={"X-Request-Id": too_long}).headers["X-Request-Id"] != too_long
+
+
+def test_request_log_lines_are_exactly_what_json_dumps_writes(monkeypatch):
+    from identity import headers
+
+    lines = []
+
+    class Collect:
+        def write_line(self, line):
+            lines.append(line)
+
+    monkeypatch.setattr(headers, "_line_handler", lambda logger: Collect())
+    cases = [("/a\"b\\c", 'quote"and\\slash', None), ("/caf\xc3\xa9/\u2603", "r-1", "::1"), ("/\x00", "\x7f", "10.0.0.1")]
+    for path, rid, ip in cases:
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path}
+        if ip:
+            environ["REMOTE_ADDR"] = ip
+        headers._log_request(environ, "201 CREATED", rid, time.perf_counter())
+        entry = json.loads(lines[-1])
+        expected = {"request_id": rid, "method": "POST",
+                    "path": path.encode("latin-1", "replace").decode("utf-8", "replace"),
+                    "status": 201, "ms": entry["ms"], "ip": ip}
+        assert entry == expected
+        assert lines[-1] == json.dumps(expected)
