@@ -221,10 +221,11 @@ def test_account_sets_no_cookie(api):
     assert "Set-Cookie" not in response.headers
 
 
-@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300, "CLIENT_CACHE_SECONDS": 300}])
 def test_account_costs_one_query(app, api):
-    """The hot path: verify the signature in memory, then one query for the live user, on the
-    process's read connection; the session and its pool are not touched."""
+    """The hot path: verify the signature in memory (and the client against the worker's
+    snapshot), then one query for the live user, on the process's read connection; the session
+    and its pool are not touched."""
     token = api.token()
     api.get_account(token)  # warm the key ring and open the read connection
     statements = []
@@ -275,3 +276,54 @@ def test_password_change_needs_no_csrf_token(app, api):
     response = api.change_password(api.token(), current="not-" + ALICE_PASSWORD)
     assert response.status_code == 400
     assert "current_password" in problem_of(response)["errors"]
+
+
+# --- tokens of a removed or disabled client ---------------------------------------------------
+
+
+def remove_client(app, client_id: str) -> None:
+    from identity.services.clients import remove_client as remove
+
+    with app.app_context():
+        remove(client_id)
+
+
+def set_client_enabled(app, client_id: str, enabled: bool) -> None:
+    from identity.models import Client
+
+    with app.app_context():
+        db.session.scalar(select(Client).where(Client.client_id == client_id)).enabled = enabled
+        db.session.commit()
+
+
+def test_a_removed_clients_tokens_are_refused(app, api):
+    user_token = api.token(client_id="mobile")
+    service_token = api.token(scope=LOCAL_API_SCOPE, client_id="service", username=None)
+    assert api.get_account(user_token).status_code == 200
+    assert call(api, "get", "/localapi/openapi.json", service_token).status_code == 200
+    assert api.client.get("/connect/userinfo", headers=bearer(user_token)).status_code == 200
+    remove_client(app, "mobile")
+    remove_client(app, "service")
+    assert_invalid_token(api.get_account(user_token))
+    assert_invalid_token(call(api, "get", "/localapi/openapi.json", service_token))
+    assert api.client.get("/connect/userinfo", headers=bearer(user_token)).status_code == 401
+
+
+def test_a_disabled_clients_tokens_are_refused_until_it_is_enabled_again(app, api):
+    token = api.token(client_id="mobile")
+    set_client_enabled(app, "mobile", False)
+    assert_invalid_token(api.get_account(token))
+    set_client_enabled(app, "mobile", True)
+    assert api.get_account(token).status_code == 200
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 300}])
+def test_with_client_snapshots_a_removal_applies_when_the_snapshot_expires(app, api):
+    """As deployed (CLIENT_CACHE_SECONDS = 5): a worker refuses the tokens once its snapshot of
+    the client is re-read; here the snapshot is dropped as its time running out would."""
+    token = api.token(client_id="mobile")
+    assert api.get_account(token).status_code == 200
+    remove_client(app, "mobile")
+    assert api.get_account(token).status_code == 200, "the worker's snapshot is still current"
+    app.extensions["identity_clients"].clear()
+    assert_invalid_token(api.get_account(token))

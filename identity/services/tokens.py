@@ -26,6 +26,7 @@ from ..issuer import issuer
 from ..models import Client, RevokedAccessToken, User
 from ..autocommit import autocommit_connection
 from . import keys
+from .clients import cached_client
 
 ALLOWED_ALGS = ("RS256", "ES256")
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
@@ -145,8 +146,9 @@ def verify_access_token(token: str) -> dict:
     """Return the claims of an access token we issued and that has not expired (signature, typ, iss, time).
 
     A worker remembers the tokens whose signature it has checked (the same string cannot carry
-    other claims), so a client's repeated calls skip the signature math; time and issuer are
-    checked on every call, revocation by the caller.
+    other claims), so a client's repeated calls skip the signature math; time, issuer and that
+    the client is still registered and enabled (the worker's client snapshot) are checked on
+    every call, revocation by the caller.
     """
     verified = current_app.extensions.setdefault("identity_verified_tokens", {})
     claims = verified.get(token)
@@ -160,6 +162,10 @@ def verify_access_token(token: str) -> dict:
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
     check_time_claims(claims)
+    client = cached_client(claims["client_id"]) if isinstance(claims.get("client_id"), str) else None
+    if client is None or not client.enabled:
+        # removed or disabled: refused everywhere within CLIENT_CACHE_SECONDS (the snapshot's life)
+        raise InvalidToken("the token's client is no longer registered")
     return claims
 
 
