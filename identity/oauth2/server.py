@@ -13,7 +13,7 @@ from ..constants import OFFLINE_ACCESS
 from ..extensions import db
 from ..services import grants as grant_store
 from ..services import tokens
-from ..services.clients import cached_client
+from ..services.clients import cached_client, is_client_id
 from .client import OAuthClient
 from .context import grant_context
 from .requests import FormRequest, is_form_post
@@ -34,7 +34,7 @@ from .token_records import find_token
 
 def query_client(client_id):
     """Find an enabled client (cached for the request: Authlib asks several times)."""
-    if not isinstance(client_id, str) or len(client_id) > 200:
+    if not is_client_id(client_id):
         return None
     cache = g.setdefault("oauth_clients", {})
     if client_id not in cache:

@@ -20,12 +20,24 @@ def get_client(client_id: str) -> Client | None:
     return db.session.scalar(select(Client).where(Client.client_id == client_id))
 
 
-def cached_client(client_id: str) -> Client | None:
-    """A worker's snapshot of a client, re-read after CLIENT_CACHE_SECONDS (detached, read-only).
+MAX_CLIENT_ID_LENGTH = 200  # the column's size
+
+
+def is_client_id(value) -> bool:
+    """Whether a value from a request or a token can name a client at all (a non-empty string
+    that fits the column); anything else is answered as an unknown client without a lookup."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID_LENGTH
+
+
+def cached_client(client_id) -> Client | None:
+    """A worker's snapshot of a client, re-read after CLIENT_CACHE_SECONDS (detached, read-only);
+    None for an unknown client and for anything that is not a client id.
 
     The token endpoint looks its client up on every request; a snapshot turns that query into a
     dictionary lookup. A changed or removed client takes effect within the cache period.
     """
+    if not is_client_id(client_id):
+        return None
     ttl = current_app.config["CLIENT_CACHE_SECONDS"]
     if ttl <= 0:
         return get_client(client_id)

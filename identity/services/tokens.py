@@ -162,7 +162,7 @@ def verify_access_token(token: str) -> dict:
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
     check_time_claims(claims)
-    client = cached_client(claims["client_id"]) if isinstance(claims.get("client_id"), str) else None
+    client = cached_client(claims.get("client_id"))
     if client is None or not client.enabled:
         # removed or disabled: refused everywhere within CLIENT_CACHE_SECONDS (the snapshot's life)
         raise InvalidToken("the token's client is no longer registered")

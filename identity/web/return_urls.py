@@ -32,8 +32,7 @@ def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
     """The pending request's client name and its redirect URI, when registered for that client
     (from the worker's client snapshot, as the authorization endpoint reads it)."""
     params = pending_authorization(return_url)
-    client_id = params.get("client_id")
-    client = cached_client(client_id) if isinstance(client_id, str) and len(client_id) <= 200 else None
+    client = cached_client(params.get("client_id"))
     if client is None:
         return None, None
     redirect_uri = params.get("redirect_uri")
