@@ -11,6 +11,7 @@ within the limit is parsed whole.
 import io
 
 from flask import Flask
+from werkzeug.wsgi import LimitedStream
 
 
 class ChunkedBodyLimit:
@@ -21,22 +22,12 @@ class ChunkedBodyLimit:
     def __call__(self, environ, start_response):
         if ("HTTP_TRANSFER_ENCODING" in environ and not environ.get("CONTENT_LENGTH")
                 and environ.get("wsgi.input_terminated")):  # the server de-chunks and ends the stream
-            body = _read_at_most(environ["wsgi.input"], self.max_length + 1)
+            # at most one byte past the limit (werkzeug's stream stops there): enough to tell it is too large
+            body = LimitedStream(environ["wsgi.input"], self.max_length + 1, is_max=True).read()
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             del environ["HTTP_TRANSFER_ENCODING"]  # de-chunked now; Werkzeug ignores a length beside it
         return self.wsgi_app(environ, start_response)
-
-
-def _read_at_most(stream, limit: int) -> bytes:
-    parts, size = [], 0
-    while size < limit:
-        part = stream.read(min(64 * 1024, limit - size))
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    return b"".join(parts)
 
 
 def init_app(app: Flask) -> None:
