@@ -17,7 +17,7 @@ from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
 from . import audit
 from .tokens import revoke_jtis, token_hash
-from .writes import write
+from .writes import write, write_if
 
 
 def new_family_id() -> str:
@@ -102,16 +102,6 @@ def _successor_params(grant, token: str | None, *, scope: str, access_token_jti:
     }
 
 
-def _consume_then_store_sqlite(connection, consume, consume_params: dict, store: bool, store_params: dict) -> bool:
-    """SQLite: a conditional UPDATE and, if it won, the successor refresh token's INSERT, in one
-    BEGIN IMMEDIATE transaction on the autocommit connection. True if the UPDATE won."""
-    with connection.sqlite_write() as run:
-        won = run(consume, consume_params) == 1
-        if won and store:
-            run(_INSERT_SUCCESSOR, store_params)
-    return won
-
-
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
                               access_token_jti: str | None) -> bool:
     """Consume a code, recording the access token it produced, and store the first refresh token of
@@ -125,20 +115,9 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     # separate parameter sets: the session would add any key named like a column to the UPDATE
     consume = {"code_id": row.id, "stamp": stamp, "jti": access_token_jti}
     store = _successor_params(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
-    connection = autocommit_connection()
-    if connection.is_sqlite:
-        won = _consume_then_store_sqlite(connection, _CONSUME_CODE, consume, bool(refresh_token), store)
-    else:
-        connection_in_session = db.session.connection()  # Core results (rowcount), in the session's transaction
-        won = connection_in_session.execute(_CONSUME_CODE, consume).rowcount == 1
-        if won:
-            if refresh_token:
-                connection_in_session.execute(_INSERT_SUCCESSOR, store)
-            db.session.commit()
-        else:
-            db.session.rollback()
+    won = write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, store) if refresh_token else None)
     if not won:
-        issued = connection.first(_ISSUED_JTI, {"code_id": row.id})
+        issued = autocommit_connection().first(_ISSUED_JTI, {"code_id": row.id})
         revoke_family(row.family_id, extra_jti=issued[0] if issued else None, reason="authorization_code_replayed",
                       user_id=row.user_id, client_id=row.client_id)
     return won
@@ -235,7 +214,7 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     params["rid"] = row.id
     connection = autocommit_connection()
     if connection.is_sqlite:
-        won = _consume_then_store_sqlite(connection, _CONSUME, params, bool(successor), params)
+        won = write_if((_CONSUME, params), (_INSERT_SUCCESSOR, params) if successor else None)
     elif successor:
         won = connection.write_first(_ROTATE_POSTGRESQL, params) is not None
     else:

@@ -1,4 +1,4 @@
-"""Short write transactions for the sign-in's hot path.
+"""Short write transactions for the sign-in's hot path (and, on SQLite, refresh-token rotation).
 
 On SQLite the statements run in one BEGIN IMMEDIATE transaction on the autocommit connection
 (identity/autocommit.py: no pool checkout, no ORM, and the machine's writers take turns). On
@@ -31,6 +31,34 @@ def write(*statements: Write) -> list[int]:
         db.session.rollback()
         raise
     return counts
+
+
+def write_if(first: Write, then: Write | None) -> bool:
+    """Run `first` and, only if it changed exactly one row, `then`, as one transaction.
+
+    True if `first` changed its row (a conditional UPDATE that consumes a code or a token: the
+    one request that wins); otherwise nothing is written.
+    """
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            won = run(first[0], _driver_values(first[1])) == 1
+            if won and then is not None:
+                run(then[0], _driver_values(then[1]))
+        return won
+    try:
+        in_session = db.session.connection()
+        won = in_session.execute(*first).rowcount == 1
+        if won and then is not None:
+            in_session.execute(*then)
+    except BaseException:
+        db.session.rollback()
+        raise
+    if won:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return won
 
 
 def _rows(statement, result) -> int:
