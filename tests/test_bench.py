@@ -1,0 +1,117 @@
+"""The benchmark suite (`python -m bench`) runs end to end and reports what went wrong.
+
+The figures themselves are not asserted (they depend on the machine); what is: every scenario
+ran against the real server with wrk and got only the answers it expects, the correctness
+checks the benchmark makes under load passed, the JSON report carries the ratios and the
+targets, and a run whose requests fail is reported as failed.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bench import signin
+from bench.server import BARE_SPEC, Gunicorn
+from bench.wrk import Wrk, ensure_wrk
+from servers import ROOT
+
+pytestmark = pytest.mark.server
+
+DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
+# the scenarios one short run covers: every one but the growth scenario (minutes of inserts)
+WRK_KEYS = ["1", "2", "3", "4a", "4b", "5"]
+FLOW_KEYS = ["6a", "6b"]
+
+
+@pytest.fixture(scope="module")
+def wrk_binary():
+    if shutil.which("wrk") is None and os.geteuid() != 0:
+        pytest.skip("wrk is not installed (.ci/run installs Debian's package)")
+    return ensure_wrk(lambda message: None)
+
+
+@pytest.fixture(scope="module")
+def short_run(wrk_binary, tmp_path_factory):
+    """One short benchmark run of scenarios 1-6, on the suite's database kind."""
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    command = [sys.executable, "-m", "bench", "--scenarios", "1,2,3,4,5,6", "--duration", "1", "--runs", "1",
+               "--warmup", "1", "--startup-samples", "1", "--quiet-wait", "0", "--json", str(out)]
+    if DATABASE_URI.startswith("postgresql"):
+        command += ["--database", DATABASE_URI]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+    report = json.loads(out.read_text()) if out.exists() else None
+    return result, report
+
+
+def test_short_run_exits_cleanly_and_writes_a_report(short_run):
+    result, report = short_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert report is not None
+    assert report["failed"] is False
+    assert set(report["scenarios"]) == set(WRK_KEYS + FLOW_KEYS)
+    expected_db = "PostgreSQL" if DATABASE_URI.startswith("postgresql") else "SQLite"
+    assert report["settings"]["database"].startswith(expected_db)
+
+
+def test_every_scenario_got_only_expected_answers(short_run):
+    _, report = short_run
+    bare = report["bare"]
+    assert bare["errors"] == 0 and bare["median_rps"] > 0
+    for key in WRK_KEYS:
+        scenario = report["scenarios"][key]
+        run = scenario["runs"][0]
+        assert scenario["errors"] == 0, (key, run["statuses"], run["socket_errors"])
+        assert run["requests"] > 0 and scenario["median_rps"] > 0, key
+        assert set(run["statuses"]) == {"200"}, (key, run["statuses"])
+        assert scenario["ratio_rps_to_bare"] > 0, key
+        assert scenario["server_cpu_ms_per_op"] > 0, key
+    for key in FLOW_KEYS:
+        scenario = report["scenarios"][key]
+        assert scenario["errors"] == 0 and scenario["median_rps"] > 0, (key, scenario["runs"])
+        assert scenario["reference"]["rate"] > 0, key  # the pure hash rate it is held against
+
+
+def test_checks_under_load_passed(short_run):
+    _, report = short_run
+    revocation = report["scenarios"]["1"]["checks"]
+    assert revocation["ok"] is True, revocation
+    refresh = report["scenarios"]["3"]["checks"]
+    assert refresh["ok"] is True, refresh
+    assert refresh["forked_families"] == 0 and refresh["revoked_under_load"] == 0, refresh
+    assert refresh["rotations_stored"] > 0, refresh
+
+
+def test_report_holds_each_target_and_the_settings_measured(short_run):
+    _, report = short_run
+    targets = report["targets"]
+    assert {t["key"] for t in targets} >= {"1", "2", "3", "4", "6", "mem", "start"}
+    assert all(isinstance(t["met"], bool) and t["value"] for t in targets)
+    app = report["settings"]["app"]
+    assert (app["ARGON2_MEMORY_COST_KIB"], app["ARGON2_TIME_COST"]) == (19456, 2)
+    assert report["startup_seconds"]["median"] > 0
+    memory = report["worker_memory_kib"]
+    assert len(memory) == 2 and all(v["VmRSS"] > 0 for v in memory.values())
+
+
+def test_failed_requests_make_a_failed_run(wrk_binary, tmp_path):
+    """wrk's answers are checked: a path the bare app does not have gives 404s, counted as errors."""
+    with Gunicorn(BARE_SPEC, workers=1, log_path=tmp_path / "bare.log", name="bare-404") as server:
+        server.start()
+        wrk = Wrk(wrk_binary, tmp_path, threads=1, connections=2)
+        missing = wrk.run(server.url + "/no-such-path", duration=1)
+        found = wrk.run(server.url + "/bare", duration=1)
+    assert missing.requests > 0 and missing.statuses == {"404": missing.requests}
+    assert missing.errors == missing.requests and missing.failed
+    assert found.errors == 0 and not found.failed and found.statuses == {"200": found.requests}
+
+
+def test_signin_latency_percentiles_come_from_the_histogram():
+    histogram = {3: 1, 5: 97, 40: 2}  # 1 ms buckets, as signin.lua counts them
+    assert signin._percentile_ms(histogram, 50) == 5.5
+    assert signin._percentile_ms(histogram, 99) == 40.5
+    assert signin._percentile_ms({}, 50) == 0.0
