@@ -3,6 +3,7 @@
 tests/servers.py does the same for the test suite; the benchmark needs three things it does
 not have, so it keeps its own small launcher: another app spec for the bare baseline, a
 millisecond-resolution "start to first 200 on /healthz" figure, and the worker pids (for RSS).
+How a server is stopped (`stop_gunicorn`) is shared: tests/servers.py uses it too.
 """
 
 from __future__ import annotations
@@ -152,23 +153,32 @@ class Gunicorn:
 
     def stop(self, timeout: float = 20) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(5)
+        stop_gunicorn(process, timeout)
 
     def __enter__(self) -> "Gunicorn":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_gunicorn(process: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM (graceful: running requests finish), then SIGKILL the process group if it lingers.
+
+    The server must have been started with start_new_session=True, so its group holds the workers.
+    tests/servers.py stops its servers with this too.
+    """
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(5)
 
 
 def children(pid: int) -> list[int]:

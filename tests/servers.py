@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+
+from bench.server import stop_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
@@ -168,17 +169,7 @@ class GunicornServer:
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (graceful: running requests finish), then SIGKILL the group if it lingers."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(5)
+        stop_gunicorn(process, timeout)
 
     def __enter__(self) -> "GunicornServer":
         return self.start()
