@@ -3,7 +3,7 @@
 tests/servers.py does the same for the test suite; the benchmark needs three things it does
 not have, so it keeps its own small launcher: another app spec for the bare baseline, a
 millisecond-resolution "start to first 200 on /healthz" figure, and the worker pids (for RSS).
-How a server is stopped (`stop_gunicorn`) is shared: tests/servers.py uses it too.
+tests/servers.py uses its `free_port`, `ServerError` and `stop_gunicorn`.
 """
 
 from __future__ import annotations

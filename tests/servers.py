@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from bench.server import stop_gunicorn
+from bench.server import ServerError, free_port, stop_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
@@ -37,17 +36,6 @@ TEST_SECRET_KEY = "multi-instance-test-secret-key-not-for-production"
 
 # Variables of the calling environment that must not leak into a server under test.
 _SCRUBBED = ("GUNICORN_CMD_ARGS", "GUNICORN_BIND", "PORT", "WEB_CONCURRENCY", "FLASK_APP", "FLASK_DEBUG")
-
-
-class ServerError(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    """A loopback port that is free now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(database_uri: str, *, secret_key: str = TEST_SECRET_KEY, issuer: str | None = None,
