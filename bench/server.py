@@ -166,7 +166,6 @@ def stop_gunicorn(process: subprocess.Popen | None, timeout: float) -> None:
     """SIGTERM (graceful: running requests finish), then SIGKILL the process group if it lingers.
 
     The server must have been started with start_new_session=True, so its group holds the workers.
-    tests/servers.py stops its servers with this too.
     """
     if process is None or process.poll() is not None:
         return
