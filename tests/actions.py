@@ -21,6 +21,13 @@ def redirect_params(location: str) -> dict:
     return {k: v[0] for k, v in parse_qs(raw).items()}
 
 
+def padded_chunks(padding: int, tail: bytes):
+    """A form body streamed in 1 KiB chunks (no Content-Length): `padding` bytes, then `tail`."""
+    for _ in range(padding // 1024):
+        yield b"pad=" + b"p" * 1019 + b"&"
+    yield tail
+
+
 class AuthActions:
     def __init__(self, client):
         self.client = client

@@ -5,6 +5,7 @@ import os
 import pytest
 import requests
 
+from actions import padded_chunks
 from servers import GunicornServer
 
 pytestmark = pytest.mark.server
@@ -58,17 +59,15 @@ def test_access_log_leaves_out_query_strings(server_database_uri, tmp_path):
 
 def test_chunked_bodies_under_gunicorn_get_the_body_limit(server_database_uri, tmp_path):
     """gunicorn de-chunks a streamed body; over MAX_CONTENT_LENGTH it is 413, within it read whole."""
-    def chunks(padding_kib: int):
-        for _ in range(padding_kib):
-            yield b"pad=" + b"p" * 1019 + b"&"
-        yield b"grant_type=no-such-grant"
-
     form = {"Content-Type": "application/x-www-form-urlencoded"}
+    tail = b"grant_type=no-such-grant"
     with GunicornServer(server_database_uri, workers=1, name="chunked", log_dir=tmp_path) as server:
-        too_big = requests.post(server.url + "/connect/token", data=chunks(70), headers=form, timeout=10)
+        too_big = requests.post(server.url + "/connect/token", data=padded_chunks(70 * 1024, tail), headers=form,
+                                timeout=10)
         assert too_big.status_code == 413, f"{too_big.status_code} {too_big.text}\n{server.log()}"
         assert too_big.json()["error"] == "invalid_request"
-        within = requests.post(server.url + "/connect/token", data=chunks(40), headers=form, timeout=10)
+        within = requests.post(server.url + "/connect/token", data=padded_chunks(40 * 1024, tail), headers=form,
+                               timeout=10)
         assert within.status_code == 400, f"{within.status_code} {within.text}"
         assert within.json()["error"] == "unsupported_grant_type", "the grant_type after 40 KiB of chunks was read"
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import select, text
 
-from actions import AuthActions, OAuthActions, pkce_pair
+from actions import AuthActions, OAuthActions, padded_chunks, pkce_pair
 from app import create_app
 from conftest import ALICE_PASSWORD, ROOT, csrf_token, make_config
 from identity.database import ensure_schema
@@ -267,13 +267,6 @@ def test_oversized_local_api_body_is_413_problem(client, seeded):
 def test_the_body_limit_follows_the_setting(client, seeded):
     assert client.post("/connect/token", data={"grant_type": "x", "pad": "p" * 3000}).status_code == 413
     assert client.post("/connect/token", data={"grant_type": "x", "pad": "p" * 1000}).status_code == 400
-
-
-def padded_chunks(padding: int, tail: bytes):
-    """A form body streamed in 1 KiB chunks (no Content-Length): `padding` bytes, then `tail`."""
-    for _ in range(padding // 1024):
-        yield b"pad=" + b"p" * 1019 + b"&"
-    yield tail
 
 
 def test_oversized_chunked_body_is_413_like_any_other(live_server, seeded):
