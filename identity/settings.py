@@ -65,6 +65,9 @@ def init_app(app: Flask) -> None:
         if cfg[name] not in SIGNING_ALGS:
             raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
     _check_issuer(app)
+    cache = cfg["BEARER_CACHE_SECONDS"]
+    if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
+        raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
     if cfg["PASSWORD_MAX_LENGTH"] < 64:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
 

@@ -149,7 +149,9 @@ def test_secure_cookie_in_a_response(instance):
 
 @pytest.mark.parametrize(
     "setting, value",
-    [("PASSWORD_MAX_LENGTH", 32), ("ACCESS_TOKEN_SIGNING_ALG", "HS256"), ("ID_TOKEN_SIGNING_ALG", "none")],
+    [("PASSWORD_MAX_LENGTH", 32), ("ACCESS_TOKEN_SIGNING_ALG", "HS256"), ("ID_TOKEN_SIGNING_ALG", "none"),
+     ("BEARER_CACHE_SECONDS", -1), ("BEARER_CACHE_SECONDS", 6), ("BEARER_CACHE_SECONDS", "0.5"),
+     ("BEARER_CACHE_SECONDS", True)],
 )
 def test_unsafe_settings_are_refused_at_start(instance, setting, value):
     with pytest.raises(ConfigurationError, match=setting):

@@ -153,7 +153,7 @@ def test_revoked_token_is_invalid(app, api, client_id, username):
     token = api.token(client_id=client_id, username=username)
     with app.test_request_context(base_url=BASE_URL):
         claims = verify_access_token(token)
-        revoke_access_token(claims["jti"], claims["exp"])
+        revoke_access_token(claims["jti"], claims["exp"], None)
         db.session.commit()
     assert_invalid_token(api.get_account(token))
 
@@ -225,9 +225,9 @@ def test_account_sets_no_cookie(api):
 def test_account_costs_one_query(app, api):
     """The hot path: verify the signature in memory (and the client against the worker's
     snapshot), then one query for the live user, on the process's read connection; the session
-    and its pool are not touched."""
+    and its pool are not touched. (A token's later uses: tests/test_bearer_cache.py.)"""
     token = api.token()
-    api.get_account(token)  # warm the key ring and open the read connection
+    api.get_account(api.token())  # warm the key ring and open the read connection, with another token
     statements = []
     with app.app_context():
         engine = db.engine

@@ -1,4 +1,4 @@
-from sqlalchemy import Integer, String
+from sqlalchemy import Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -22,3 +22,6 @@ class User(db.Model):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[int] = mapped_column(Integer, default=0)  # epoch seconds; 0 = not locked
     created_at: Mapped[int] = mapped_column(Integer)
+    # epoch seconds until which some worker may reuse a bearer check of this user's tokens
+    # (services/bearer_cache.py); changes to the user wait that out before they answer
+    bearer_cached_until: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -30,7 +30,7 @@ class AccessTokenRecord:
 
     def revoke(self) -> None:
         user = self._live_user() if "sub" in self.claims else None  # before the jti joins the list
-        tokens.revoke_access_token(self.claims["jti"], self.claims["exp"])
+        tokens.revoke_access_token(self.claims["jti"], self.claims["exp"], user.id if user else None)
         audit.record("token_revoked", user_id=user.id if user else None, client_id=self.client_id,
                      detail={"reason": "revocation_endpoint", "token_type": "access_token"})
 

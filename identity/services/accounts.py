@@ -12,7 +12,7 @@ from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import RefreshToken, User, UserSession
-from . import audit, sessions
+from . import audit, bearer_cache, sessions
 from .sessions import SessionUser
 from .writes import Write, write
 from .password_policy import normalize, password_problems
@@ -97,6 +97,7 @@ def remove_user(username: str) -> None:
     if user is None:
         raise NotFound(f"no user {username!r}")
     db.session.delete(user)
+    bearer_cache.invalidated(user.id, removed=True)
     audit.record("user_removed", detail={"username": user.username})
     db.session.commit()
 
@@ -232,6 +233,7 @@ def _store_new_password(user: User, new_password: str) -> None:
     user.password_hash = hash_password(normalize(new_password))
     user.password_version = user.password_version + 1
     user.password_changed_at = now()
+    bearer_cache.invalidated(user.id)
 
 
 def change_password(

@@ -235,7 +235,7 @@ def revoke_family(family_id: str, *, extra_jti: str | None = None, reason: str, 
     jtis = {r.access_token_jti for r in rows if r.access_token_jti}
     if extra_jti:
         jtis.add(extra_jti)
-    revoke_jtis(jtis, stamp + 86400)  # no access token lives longer than a day
+    revoke_jtis(jtis, stamp + 86400, user_id)  # no access token lives longer than a day
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
     db.session.commit()
 

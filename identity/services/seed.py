@@ -12,7 +12,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client
 from ..schemas import SeedSchema, flatten_messages as _flatten
-from . import audit
+from . import audit, bearer_cache
 from .accounts import build_user, find_user, normalize_login, revoke_grants_and_sessions
 from .client_secrets import hash_client_secret, verify_client_secret
 from .clients import apply_client_data, check_scopes, get_client
@@ -163,6 +163,7 @@ def _seed_user(item: dict, report: SeedReport) -> None:
         user.password_hash = hash_password(normalize(item["password"]))
         user.password_version += 1
         user.password_changed_at = now()
+        bearer_cache.invalidated(user.id)
         revoke_grants_and_sessions(user.id, None)
         changed = True
     (report.updated if changed else report.unchanged).append(label)

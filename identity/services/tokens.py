@@ -25,7 +25,7 @@ from ..extensions import db
 from ..issuer import issuer
 from ..models import Client, RevokedAccessToken, User
 from ..autocommit import autocommit_connection
-from . import keys
+from . import bearer_cache, keys
 from .clients import cached_client
 
 ALLOWED_ALGS = ("RS256", "ES256")
@@ -189,12 +189,14 @@ def token_user(claims: dict) -> "LiveUser | None":
 
     One prepared statement on the process's autocommit read connection for the columns a
     bearer request reads (a read-only tuple, not an ORM object: this is the local API's hot
-    path), provided the jti is not on the revocation list.
+    path), provided the jti is not on the revocation list. A token the worker has seen before
+    may be answered from its memory instead, for BEARER_CACHE_SECONDS (bearer_cache.py).
     """
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return None
-    row = autocommit_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": claims["jti"]})
+    params = {"sub": sub, "jti": claims["jti"]}
+    row = bearer_cache.live_row(sub, claims["jti"], lambda: autocommit_connection().first(_LIVE_TOKEN_USER, params))
     if row is None:
         return None
     user = LiveUser._make(row)
@@ -207,18 +209,21 @@ def is_revoked(jti: str) -> bool:
     return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
 
 
-def revoke_jtis(jtis, expires_at: int) -> None:
-    """Put access tokens (by jti) on the revocation list, once each (the caller commits)."""
+def revoke_jtis(jtis, expires_at: int, user_id: int | None) -> None:
+    """Put access tokens (by jti) on the revocation list, once each (the caller commits; the
+    commit waits out the user's bearer-check leases)."""
     if not jtis:
         return
+    if user_id is not None:
+        bearer_cache.invalidated(user_id)
     known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
     for jti in set(jtis) - known:
         db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
 
 
-def revoke_access_token(jti: str, expires_at: int) -> None:
+def revoke_access_token(jti: str, expires_at: int, user_id: int | None) -> None:
     """Put one access token on the revocation list (the caller commits)."""
-    revoke_jtis([jti], expires_at)
+    revoke_jtis([jti], expires_at, user_id)
 
 
 def token_hash(value: str) -> str:

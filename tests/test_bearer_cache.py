@@ -1,0 +1,234 @@
+"""A worker reuses a bearer check for BEARER_CACHE_SECONDS, and every change that would alter the
+answer waits that out: once it has answered, the old token is refused (services/bearer_cache.py).
+
+In-process tests look at the statements run and the lease on the user's row; the last test runs
+two gunicorn workers, so the token's answer is remembered in two processes the change cannot
+reach, and checks that neither accepts the token once the change has answered.
+"""
+
+import json
+import os
+import time
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from identity.autocommit import autocommit_connection
+from identity.extensions import db
+from identity.models import User
+from identity.services import accounts, bearer_cache
+from identity.services.tokens import verify_access_token
+from servers import GunicornServer, token_request
+from test_localapi_support import (  # noqa: F401  (fixtures)
+    ALICE_PASSWORD,
+    BASE_URL,
+    CHEAP_ARGON2,
+    NEW_PASSWORD,
+    LocalApi,
+    api,
+    bearer,
+)
+
+CACHED = {**CHEAP_ARGON2, "BEARER_CACHE_SECONDS": 0.5, "SIGNING_KEY_RELOAD_SECONDS": 300,
+          "CLIENT_CACHE_SECONDS": 300}
+
+
+@pytest.fixture
+def app_config():
+    return dict(CACHED)
+
+
+def lease_of(app, username: str = "alice"):
+    with app.app_context():
+        return db.session.scalar(select(User.bearer_cached_until).where(User.username == username))
+
+
+def statements_for(app, api: LocalApi, token: str) -> int:
+    """How many statements the process's read connection ran for one GET /localapi/account (a 200)."""
+    with app.app_context():
+        reader = autocommit_connection()
+    before = reader.executed
+    response = api.get_account(token)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return reader.executed - before
+
+
+def used_twice(app, api: LocalApi) -> str:
+    """A token this process has seen twice, so its answer is remembered under a lease."""
+    token = api.token()
+    api.get_account(token)
+    assert api.get_account(token).status_code == 200
+    assert lease_of(app) is not None
+    return token
+
+
+def test_a_token_seen_once_is_checked_in_the_database_and_takes_no_lease(app, api):
+    token = api.token()
+    assert statements_for(app, api, token) == 1
+    assert lease_of(app) is None
+
+
+def test_the_second_use_takes_a_lease_and_later_uses_ask_no_database(app, api):
+    token = api.token()
+    assert statements_for(app, api, token) == 1
+    started = time.time()
+    assert statements_for(app, api, token) == 2  # the lease, then the check
+    lease = lease_of(app)
+    assert lease is not None and started + 0.5 <= lease <= time.time() + 0.5
+    assert statements_for(app, api, token) == 0
+    assert statements_for(app, api, token) == 0
+
+
+@pytest.mark.parametrize("app_config", [{**CACHED, "BEARER_CACHE_SECONDS": 0}])
+def test_with_the_cache_off_every_use_asks_the_database(app, api):
+    token = api.token()
+    assert [statements_for(app, api, token) for _ in range(4)] == [1, 1, 1, 1]
+    assert lease_of(app) is None
+
+
+def test_an_answer_expires_after_the_cache_time(app, api):
+    token = used_twice(app, api)
+    assert statements_for(app, api, token) == 0
+    time.sleep(0.55)
+    assert statements_for(app, api, token) == 2  # a new lease, a new check
+
+
+def test_a_password_change_through_the_local_api_refuses_the_remembered_token_when_it_answers(app, api):
+    token = used_twice(app, api)
+    response = api.change_password(token)  # itself answered from the worker's memory
+    assert response.status_code == 204, response.get_data(as_text=True)
+    refused = api.get_account(token)
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+
+
+def test_a_password_set_by_the_operator_refuses_the_remembered_token(app, api):
+    token = used_twice(app, api)
+    with app.app_context():
+        accounts.set_password("alice", NEW_PASSWORD)
+    assert api.get_account(token).status_code == 401
+
+
+def test_removing_the_user_refuses_the_remembered_token(app, api):
+    token = used_twice(app, api)
+    with app.app_context():
+        accounts.remove_user("alice")
+    assert api.get_account(token).status_code == 401
+
+
+def test_revoking_the_remembered_token_refuses_it_when_the_endpoint_answers(app, api, client):
+    token = used_twice(app, api)
+    other = api.token()
+    api.get_account(other)
+    assert api.get_account(other).status_code == 200
+    response = client.post("/connect/revocation", data={"token": token, "token_type_hint": "access_token"},
+                           headers={"Authorization": "Basic bW9iaWxlOnMzY3JldA=="})  # mobile:s3cret
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert api.get_account(token).status_code == 401
+    assert api.get_account(other).status_code == 200  # only that token
+    with app.app_context():
+        introspection = client.post("/connect/introspect", data={"token": token},
+                                    headers={"Authorization": "Basic bW9iaWxlOnMzY3JldA=="})
+    assert introspection.status_code == 200 and introspection.get_json() == {"active": False}
+
+
+def test_a_change_waits_only_for_users_whose_tokens_are_remembered(app, api):
+    with app.test_request_context(base_url=BASE_URL):
+        alice = db.session.scalar(select(User).where(User.username == "alice")).id
+        assert bearer_cache.wait_for_leases([alice]) is False  # no lease yet
+    used_twice(app, api)
+    with app.test_request_context(base_url=BASE_URL):
+        assert bearer_cache.wait_for_leases([alice]) is True
+        assert bearer_cache.wait_for_leases([alice], always=True) is True
+        assert bearer_cache.wait_for_leases([]) is False
+
+
+def test_a_rolled_back_change_leaves_no_wait_behind(app, api):
+    used_twice(app, api)
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        bearer_cache.invalidated(alice.id)
+        assert db.session.info[bearer_cache._SESSION_KEY] == {alice.id: False}
+        db.session.rollback()
+        assert bearer_cache._SESSION_KEY not in db.session.info
+
+
+def test_an_answer_is_not_reused_for_a_token_with_another_subject(app, api):
+    """The memory is keyed by jti; a forged jti collision with another subject is not answered from it."""
+    token = used_twice(app, api)
+    with app.test_request_context(base_url=BASE_URL):
+        claims = verify_access_token(token)
+        row = bearer_cache.live_row(claims["sub"], claims["jti"], lambda: None)
+        assert row is not None and row[1] == claims["sub"]
+        assert bearer_cache.live_row("someone-else", claims["jti"], lambda: "asked") == "asked"
+
+
+# --- across worker processes ----------------------------------------------------------------
+
+SECRET = "cache-secret-0123456789"
+PASSWORD = "lantern-orbit-meadow-482"
+CHANGED = "copper-thistle-harbor-736"
+SEED = {
+    "api_scopes": [{"name": "IdentityServerApi", "display_name": "Local API"}],
+    "clients": [{
+        "client_id": "cacher", "client_name": "Cache client", "client_secrets": [SECRET],
+        "allowed_grant_types": ["password"], "allowed_scopes": ["openid", "IdentityServerApi"],
+    }],
+    "users": [{"username": "carol", "email": "carol@example.com", "password": PASSWORD, "name": "Carol"}],
+}
+
+
+@pytest.fixture
+def server(tmp_path):
+    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
+    if not (uri and uri.startswith("postgresql")):
+        uri = "sqlite:///" + str(tmp_path / "cache.db")
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(SEED))
+    env = {"FLASK_BEARER_CACHE_SECONDS": "1", "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8"}
+    with GunicornServer(uri, workers=2, name="cache", log_dir=tmp_path, env=env) as running:
+        running.cli(["seed", str(seed)])
+        yield running
+
+
+def carol_token(server, password: str = PASSWORD) -> str:
+    response = token_request(server.url, "cacher", SECRET, grant_type="password", username="carol",
+                             password=password, scope="openid IdentityServerApi")
+    assert response.status_code == 200, f"{response.text}\n{server.log()}"
+    return response.json()["access_token"]
+
+
+def account_statuses(server, token: str, count: int) -> list[int]:
+    """`count` calls on new connections, so both workers take them."""
+    return [requests.get(server.url + "/localapi/account", headers=bearer(token), timeout=30).status_code
+            for _ in range(count)]
+
+
+@pytest.mark.server
+def test_no_worker_accepts_the_token_once_the_password_change_has_answered(server):
+    token = carol_token(server)
+    assert account_statuses(server, token, 40) == [200] * 40  # remembered in both workers
+    change = requests.post(server.url + "/localapi/password", headers=bearer(token), timeout=30,
+                           json={"current_password": PASSWORD, "new_password": CHANGED, "confirm_password": CHANGED})
+    assert change.status_code == 204, f"{change.text}\n{server.log()}"
+    assert account_statuses(server, token, 20) == [401] * 20
+    assert account_statuses(server, carol_token(server, CHANGED), 4) == [200] * 4
+
+
+@pytest.mark.server
+def test_no_worker_accepts_a_revoked_token_once_revocation_has_answered(server):
+    token = carol_token(server)
+    assert account_statuses(server, token, 40) == [200] * 40
+    revoked = requests.post(server.url + "/connect/revocation", data={"token": token}, auth=("cacher", SECRET), timeout=30)
+    assert revoked.status_code == 200, f"{revoked.text}\n{server.log()}"
+    assert account_statuses(server, token, 20) == [401] * 20
+
+
+@pytest.mark.server
+def test_no_worker_accepts_the_token_of_a_user_the_operator_removed(server):
+    token = carol_token(server)
+    assert account_statuses(server, token, 40) == [200] * 40
+    removed = server.cli(["users", "remove", "carol"])
+    assert removed.returncode == 0, removed.stderr
+    assert account_statuses(server, token, 20) == [401] * 20
