@@ -179,7 +179,7 @@ class Bench:
     def app_settings(self, env: dict[str, str]) -> dict:
         """The effective settings of the app, read by the app itself with the server's environment."""
         names = ["ARGON2_TIME_COST", "ARGON2_MEMORY_COST_KIB", "ARGON2_PARALLELISM", "ACCESS_TOKEN_SIGNING_ALG",
-                 "ID_TOKEN_SIGNING_ALG", "RATELIMIT_ENABLED", "LOG_REQUESTS", "SQLALCHEMY_ENGINE_OPTIONS"]
+                 "ID_TOKEN_SIGNING_ALG", "RATELIMIT_ENABLED", "LOG_REQUESTS", "SQLALCHEMY_ENGINE_OPTIONS", "BEARER_CACHE_SECONDS"]
         names += [item.partition("=")[0].strip().upper() for item in self.args.app_setting]
         code = ("import json, sys; from app import create_app; c = create_app().config; "
                 f"print(json.dumps({{k: c.get(k) for k in {names!r}}}, default=str))")

@@ -50,7 +50,7 @@ def header_lines(bench) -> list[str]:
         f"Crypto    Argon2id m={app['ARGON2_MEMORY_COST_KIB']} KiB t={app['ARGON2_TIME_COST']} p={app['ARGON2_PARALLELISM']}; "
         f"access tokens {app['ACCESS_TOKEN_SIGNING_ALG']}, ID tokens {app['ID_TOKEN_SIGNING_ALG']}; "
         f"rate limits {'on' if app['RATELIMIT_ENABLED'] else 'off'}; request log "
-        f"{'on' if app.get('LOG_REQUESTS', True) else 'off'}"
+        f"{'on' if app.get('LOG_REQUESTS', True) else 'off'}; bearer cache {app.get('BEARER_CACHE_SECONDS')} s"
         + "".join(f"; {item}" for item in bench.args.app_setting),
         f"Load      {m.get('wrk') or 'wrk'}: {s['wrk_threads']} threads, {s['wrk_connections']} connections; "
         + (f"sign-ins (6a): wrk + bench/lua/signin.lua, {s.get('signin_connections')} connections; "

@@ -80,6 +80,7 @@ def test_checks_under_load_passed(short_run):
     _, report = short_run
     revocation = report["scenarios"]["1"]["checks"]
     assert revocation["ok"] is True, revocation
+    assert (revocation["before"], revocation["after"]) == ([200], [401]), revocation  # every call, every worker
     refresh = report["scenarios"]["3"]["checks"]
     assert refresh["ok"] is True, refresh
     assert refresh["forked_families"] == 0 and refresh["revoked_under_load"] == 0, refresh
@@ -93,6 +94,7 @@ def test_report_holds_each_target_and_the_settings_measured(short_run):
     assert all(isinstance(t["met"], bool) and t["value"] for t in targets)
     app = report["settings"]["app"]
     assert (app["ARGON2_MEMORY_COST_KIB"], app["ARGON2_TIME_COST"]) == (19456, 2)
+    assert app["BEARER_CACHE_SECONDS"] == 0.5
     assert report["startup_seconds"]["median"] > 0
     memory = report["worker_memory_kib"]
     assert len(memory) == 2 and all(v["VmRSS"] > 0 for v in memory.values())
