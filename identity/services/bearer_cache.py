@@ -86,13 +86,22 @@ def live_row(sub: str, jti: str, read):
         seen[jti] = clock
         return read()
     # Noted before the lease is written: the answer is reused for less than the lease covers.
-    autocommit_connection().write_first(_TAKE_LEASE, {"sub": sub, "until": time.time() + ttl})
+    _take_lease(sub, time.time() + ttl)
     row = read()
     if row is not None:
         if len(answers) >= _MAX_ENTRIES:
             answers.clear()
         answers[jti] = (row, clock + ttl, sub)
     return row
+
+
+def _take_lease(sub: str, until: float) -> None:
+    """Write the lease in a transaction of its own on a pooled connection, committed as durably
+    as any other write (the autocommit connection may commit without waiting for the WAL flush:
+    ROTATION_SYNCHRONOUS_COMMIT), so a database crash cannot forget a lease in use. Once per
+    BEARER_CACHE_SECONDS per token in use, per worker."""
+    with db.engine.begin() as connection:
+        connection.execute(_TAKE_LEASE, {"sub": sub, "until": until})
 
 
 # --- the writers' side ------------------------------------------------------------------
