@@ -8,7 +8,7 @@ answered, no worker anywhere still accepts a token it invalidated.
 
 The holder (this worker), for a token seen for the second time:
 1. notes the time, then writes a lease on the user's row: `bearer_cached_until`, the time its
-   answer may be reused until (its own clock, one statement, committed);
+   answer may be reused until (by its own clock; a transaction of its own, committed);
 2. then asks the usual question, in a new statement, and keeps the answer until the time noted
    in 1 plus BEARER_CACHE_SECONDS.
 
@@ -19,9 +19,9 @@ Why that is enough: an answer that predates the change was read (2) in a snapsho
 the change's commit, so its lease (1), committed before that read began, was committed before
 the change was, and the writer's read after its commit sees it. The answer was taken at most
 BEARER_CACHE_SECONDS before the writer's read, so the writer's sleep outlasts it. Any answer
-read after the commit is already the new one. Only the lengths of time cross machines, never
-clock readings: "within the last minute" allows clocks up to a minute apart. A user's row that
-is deleted has no lease to read, so removing a user always waits.
+read after the commit is already the new one. The wait is a length of time; a clock reading
+crosses machines only in the writer's test "taken within the last minute", which holds for
+clocks up to a minute apart. A deleted row has no lease to read, so removing a user always waits.
 
 A token seen once takes no lease (one read, as without the cache), so a one-off call, such as a
 password change with a fresh token, never makes the change wait. BEARER_CACHE_SECONDS = 0
