@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -164,6 +166,36 @@ class GunicornServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def password_grant_seed(client_id: str, secret: str, username: str, password: str, *,
+                        offline_access: bool = False) -> dict:
+    """A seed with the local API scope, one confidential client allowed the password grant, one user."""
+    scopes = ["openid", "offline_access", "IdentityServerApi"] if offline_access else ["openid", "IdentityServerApi"]
+    return {
+        "api_scopes": [{"name": "IdentityServerApi", "display_name": "Local API"}],
+        "clients": [{"client_id": client_id, "client_name": f"{client_id} client", "client_secrets": [secret],
+                     "allowed_grant_types": ["password"], "allow_offline_access": offline_access,
+                     "allowed_scopes": scopes}],
+        "users": [{"username": username, "email": f"{username}@example.com", "password": password,
+                   "name": username.title()}],
+    }
+
+
+@contextmanager
+def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] | None = None):
+    """A 2-worker server on the suite's PostgreSQL database (FLASK_SQLALCHEMY_DATABASE_URI), or
+    else on a SQLite file in `tmp_path`, seeded with `seed`; `database_uri` says which."""
+    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
+    if not (uri and uri.startswith("postgresql")):
+        uri = "sqlite:///" + str(tmp_path / f"{name}.db")
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps(seed))
+    with GunicornServer(uri, workers=2, name=name, log_dir=tmp_path, env=env) as running:
+        seeded = running.cli(["seed", str(seed_file)])
+        assert seeded.returncode == 0, seeded.stderr
+        running.database_uri = uri
+        yield running
 
 
 # --- driving the server over HTTP (requests), as a browser and a client app do ---------------

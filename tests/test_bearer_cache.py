@@ -6,8 +6,6 @@ two gunicorn workers, so the token's answer is remembered in two processes the c
 reach, and checks that neither accepts the token once the change has answered.
 """
 
-import json
-import os
 import time
 
 import pytest
@@ -19,9 +17,8 @@ from identity.extensions import db
 from identity.models import User
 from identity.services import accounts, bearer_cache
 from identity.services.tokens import verify_access_token
-from servers import GunicornServer, token_request
+from servers import password_grant_seed, seeded_server, token_request
 from test_localapi_support import (  # noqa: F401  (fixtures)
-    ALICE_PASSWORD,
     BASE_URL,
     CHEAP_ARGON2,
     NEW_PASSWORD,
@@ -183,26 +180,13 @@ def test_an_answer_is_not_reused_for_a_token_with_another_subject(app, api):
 SECRET = "cache-secret-0123456789"
 PASSWORD = "lantern-orbit-meadow-482"
 CHANGED = "copper-thistle-harbor-736"
-SEED = {
-    "api_scopes": [{"name": "IdentityServerApi", "display_name": "Local API"}],
-    "clients": [{
-        "client_id": "cacher", "client_name": "Cache client", "client_secrets": [SECRET],
-        "allowed_grant_types": ["password"], "allowed_scopes": ["openid", "IdentityServerApi"],
-    }],
-    "users": [{"username": "carol", "email": "carol@example.com", "password": PASSWORD, "name": "Carol"}],
-}
+SEED = password_grant_seed("cacher", SECRET, "carol", PASSWORD)
 
 
 @pytest.fixture
 def server(tmp_path):
-    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
-    if not (uri and uri.startswith("postgresql")):
-        uri = "sqlite:///" + str(tmp_path / "cache.db")
-    seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps(SEED))
     env = {"FLASK_BEARER_CACHE_SECONDS": "1", "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8"}
-    with GunicornServer(uri, workers=2, name="cache", log_dir=tmp_path, env=env) as running:
-        running.cli(["seed", str(seed)])
+    with seeded_server(tmp_path, SEED, name="cache", env=env) as running:
         yield running
 
 

@@ -6,40 +6,23 @@ these tests race the same token in two worker processes and check the database a
 """
 
 import hashlib
-import json
-import os
 
 import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from servers import GunicornServer, run_together, token_request
+from servers import password_grant_seed, run_together, seeded_server, token_request
 
 pytestmark = pytest.mark.server
 
 SECRET = "rotation-secret-0123456789"
 PASSWORD = "tulip-quartz-harbor-917"
-SEED = {
-    "api_scopes": [{"name": "IdentityServerApi", "display_name": "Local API"}],
-    "clients": [{
-        "client_id": "rotator", "client_name": "Rotation client", "client_secrets": [SECRET],
-        "allowed_grant_types": ["password"], "allow_offline_access": True,
-        "allowed_scopes": ["openid", "offline_access", "IdentityServerApi"],
-    }],
-    "users": [{"username": "alice", "email": "alice@example.com", "password": PASSWORD, "name": "Alice"}],
-}
+SEED = password_grant_seed("rotator", SECRET, "alice", PASSWORD, offline_access=True)
 
 
 @pytest.fixture
 def server(tmp_path):
-    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
-    if not (uri and uri.startswith("postgresql")):
-        uri = "sqlite:///" + str(tmp_path / "rotation.db")
-    seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps(SEED))
-    with GunicornServer(uri, workers=2, name="rotation", log_dir=tmp_path) as running:
-        running.cli(["seed", str(seed)])
-        running.database_uri = uri
+    with seeded_server(tmp_path, SEED, name="rotation") as running:
         yield running
 
 
