@@ -6,6 +6,7 @@ two gunicorn workers, so the token's answer is remembered in two processes the c
 reach, and checks that neither accepts the token once the change has answered.
 """
 
+import threading
 import time
 
 import pytest
@@ -185,7 +186,8 @@ SEED = password_grant_seed("cacher", SECRET, "carol", PASSWORD)
 
 @pytest.fixture
 def server(tmp_path):
-    env = {"FLASK_BEARER_CACHE_SECONDS": "1", "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8"}
+    env = {"FLASK_BEARER_CACHE_SECONDS": "1", "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8",
+           "FLASK_RATELIMIT_ENABLED": "false"}  # the racing test calls faster than the per-IP limit
     with seeded_server(tmp_path, SEED, name="cache", env=env) as running:
         yield running
 
@@ -230,3 +232,38 @@ def test_no_worker_accepts_the_token_of_a_user_the_operator_removed(server):
     removed = server.cli(["users", "remove", "carol"])
     assert removed.returncode == 0, removed.stderr
     assert account_statuses(server, token, 20) == [401] * 20
+
+
+@pytest.mark.server
+def test_no_call_that_starts_after_a_revocation_answered_is_accepted_while_both_workers_race(server):
+    """Four threads call with the token without pause, so leases are taken in both workers while
+    the revocation commits; every call sent after its answer arrived must be refused."""
+    for _ in range(4):
+        token = carol_token(server)
+        stop = threading.Event()
+        calls: list[tuple[float, int]] = []  # (sent at, status)
+
+        def hammer():
+            while not stop.is_set():
+                sent = time.monotonic()
+                status = requests.get(server.url + "/localapi/account", headers=bearer(token), timeout=30).status_code
+                calls.append((sent, status))
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.3)
+            revoked = requests.post(server.url + "/connect/revocation", data={"token": token},
+                                    auth=("cacher", SECRET), timeout=30)
+            answered = time.monotonic()
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        assert revoked.status_code == 200, f"{revoked.text}\n{server.log()}"
+        before = [status for sent, status in calls if sent < answered]
+        after = [status for sent, status in calls if sent > answered]
+        assert 200 in before and after, (len(before), len(after))
+        assert set(after) == {401}, sorted(set(after))
