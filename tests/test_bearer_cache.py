@@ -171,9 +171,9 @@ def test_an_answer_is_not_reused_for_a_token_with_another_subject(app, api):
     token = used_twice(app, api)
     with app.test_request_context(base_url=BASE_URL):
         claims = verify_access_token(token)
-        row = bearer_cache.live_row(claims["sub"], claims["jti"], lambda: None)
+        row = bearer_cache.live_row(claims["sub"], claims["jti"], lambda sub, jti: None)
         assert row is not None and row[1] == claims["sub"]
-        assert bearer_cache.live_row("someone-else", claims["jti"], lambda: "asked") == "asked"
+        assert bearer_cache.live_row("someone-else", claims["jti"], lambda sub, jti: "asked") == "asked"
 
 
 # --- across worker processes ----------------------------------------------------------------

@@ -67,10 +67,10 @@ def _state() -> tuple[dict, dict]:
 
 
 def live_row(sub: str, jti: str, read):
-    """The live-user row for a token: `read()` asks the database; its answer may be reused."""
+    """The live-user row for a token: `read(sub, jti)` asks the database; its answer may be reused."""
     ttl = cache_seconds()
     if ttl <= 0:
-        return read()
+        return read(sub, jti)
     answers, seen = _state()
     clock = time.monotonic()
     answer = answers.get(jti)
@@ -84,10 +84,10 @@ def live_row(sub: str, jti: str, read):
         if len(seen) >= _MAX_ENTRIES:
             seen.clear()
         seen[jti] = clock
-        return read()
+        return read(sub, jti)
     # Noted before the lease is written: the answer is reused for less than the lease covers.
     _take_lease(sub, time.time() + ttl)
-    row = read()
+    row = read(sub, jti)
     if row is not None:
         if len(answers) >= _MAX_ENTRIES:
             answers.clear()

@@ -184,6 +184,10 @@ _LIVE_TOKEN_USER = select(
 LiveUser = namedtuple("LiveUser", [column.key for column in _LIVE_TOKEN_USER.selected_columns])
 
 
+def _read_live_token_user(sub: str, jti: str):
+    return autocommit_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": jti})
+
+
 def token_user(claims: dict) -> "LiveUser | None":
     """Return the live user of a verified access token: not revoked, not older than the password.
 
@@ -195,8 +199,7 @@ def token_user(claims: dict) -> "LiveUser | None":
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return None
-    params = {"sub": sub, "jti": claims["jti"]}
-    row = bearer_cache.live_row(sub, claims["jti"], lambda: autocommit_connection().first(_LIVE_TOKEN_USER, params))
+    row = bearer_cache.live_row(sub, claims["jti"], _read_live_token_user)
     if row is None:
         return None
     user = LiveUser._make(row)
