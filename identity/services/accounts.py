@@ -229,7 +229,9 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
     db.session.execute(sessions.values(revoked_at=stamp))
 
 
-def _store_new_password(user: User, new_password: str) -> None:
+def store_new_password(user: User, new_password: str) -> None:
+    """Hash and store a new password, bump the password version (the session's commit waits out
+    the user's bearer-check leases); the caller revokes grants and sessions and commits."""
     user.password_hash = hash_password(normalize(new_password))
     user.password_version = user.password_version + 1
     user.password_changed_at = now()
@@ -279,7 +281,7 @@ def change_password(
         db.session.rollback()
         raise ValidationFailed(errors)
     _clear_failures(user)  # no rehash of the current password: it is replaced below
-    _store_new_password(user, new_password)
+    store_new_password(user, new_password)
     revoke_grants_and_sessions(user.id, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     db.session.commit()
@@ -294,7 +296,7 @@ def set_password(username: str, new_password: str) -> User:
     problems = password_problems(new_password, username=user.username, email=user.email)
     if problems:
         raise ValidationFailed({"password": problems})
-    _store_new_password(user, new_password)
+    store_new_password(user, new_password)
     user.failed_attempts = 0
     user.locked_until = 0
     revoke_grants_and_sessions(user.id, None)

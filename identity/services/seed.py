@@ -12,12 +12,12 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client
 from ..schemas import SeedSchema, flatten_messages as _flatten
-from . import audit, bearer_cache
-from .accounts import build_user, find_user, normalize_login, revoke_grants_and_sessions
+from . import audit
+from .accounts import build_user, find_user, normalize_login, revoke_grants_and_sessions, store_new_password
 from .client_secrets import hash_client_secret, verify_client_secret
 from .clients import apply_client_data, check_scopes, get_client
 from .password_policy import normalize, password_problems
-from .passwords import hash_password, verify_password
+from .passwords import verify_password
 from .resources import all_scope_names, ensure_standard_resources
 
 
@@ -160,10 +160,7 @@ def _seed_user(item: dict, report: SeedReport) -> None:
         user.name = item["name"]
         changed = True
     if not verify_password(user.password_hash, normalize(item["password"])):
-        user.password_hash = hash_password(normalize(item["password"]))
-        user.password_version += 1
-        user.password_changed_at = now()
-        bearer_cache.invalidated(user.id)
+        store_new_password(user, item["password"])
         revoke_grants_and_sessions(user.id, None)
         changed = True
     (report.updated if changed else report.unchanged).append(label)
