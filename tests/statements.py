@@ -1,7 +1,9 @@
-"""What a request writes through the ORM session: the write statements it runs and the commits that end them.
+"""What a request runs against the database.
 
-Statements on the autocommit connection (identity/autocommit.py) do not pass the engine's events
-and are not seen here.
+- `writes(app)`: the write statements it runs through the ORM session and the commits that end
+  them. Statements on the autocommit connection (identity/autocommit.py) do not pass the
+  engine's events and are not seen there.
+- `statements(app)`: every statement, through the engine's pool and on the autocommit connection.
 """
 
 from contextlib import contextmanager
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import event
 
+from identity.autocommit import autocommit_connection
 from identity.extensions import db
 
 
@@ -50,3 +53,32 @@ def writes(app):
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
         event.remove(engine, "commit", on_commit)
+
+
+@dataclass
+class Statements:
+    pooled: list[str] = field(default_factory=list)  # through the engine's pool (ORM session, engine.begin)
+    autocommit: int = 0  # on the process's autocommit connection
+
+    @property
+    def total(self) -> int:
+        return len(self.pooled) + self.autocommit
+
+
+@contextmanager
+def statements(app):
+    """Record every statement run inside the block."""
+    log = Statements()
+    with app.app_context():
+        engine, reader = db.engine, autocommit_connection()
+    before = reader.executed
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        log.pooled.append(statement)
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield log
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        log.autocommit = reader.executed - before

@@ -1,9 +1,9 @@
 """A worker reuses a bearer check for BEARER_CACHE_SECONDS, and every change that would alter the
 answer waits that out: once it has answered, the old token is refused (services/bearer_cache.py).
 
-In-process tests look at the statements run and the lease on the user's row; the last test runs
+In-process tests look at the statements run and the lease on the user's row; the last tests run
 two gunicorn workers, so the token's answer is remembered in two processes the change cannot
-reach, and checks that neither accepts the token once the change has answered.
+reach, and check that neither accepts the token once the change has answered.
 """
 
 import threading
@@ -11,14 +11,14 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from identity.autocommit import autocommit_connection
 from identity.extensions import db
 from identity.models import User
 from identity.services import accounts, bearer_cache
 from identity.services.tokens import verify_access_token
 from servers import password_grant_seed, seeded_server, token_request
+from statements import statements
 from test_localapi_support import (  # noqa: F401  (fixtures)
     BASE_URL,
     CHEAP_ARGON2,
@@ -45,17 +45,10 @@ def lease_of(app, username: str = "alice"):
 def statements_for(app, api: LocalApi, token: str) -> int:
     """How many statements one GET /localapi/account (a 200) ran: on the process's read connection
     and through the engine's pool."""
-    with app.app_context():
-        reader, engine = autocommit_connection(), db.engine
-    before, pooled = reader.executed, []
-    listener = lambda *args: pooled.append(args[2])  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
+    with statements(app) as run:
         response = api.get_account(token)
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
     assert response.status_code == 200, response.get_data(as_text=True)
-    return reader.executed - before + len(pooled)
+    return run.total
 
 
 def warm(api: LocalApi) -> None:

@@ -4,14 +4,14 @@ import re
 import time
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
 from identity.models import User
-from identity.autocommit import autocommit_connection
 from identity.services import sessions
 from identity.services.tokens import revoke_access_token, verify_access_token
+from statements import statements
 from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
     BASE_URL,
@@ -228,19 +228,10 @@ def test_account_costs_one_query(app, api):
     and its pool are not touched. (A token's later uses: tests/test_bearer_cache.py.)"""
     token = api.token()
     api.get_account(api.token())  # warm the key ring and open the read connection, with another token
-    statements = []
-    with app.app_context():
-        engine = db.engine
-        reader = autocommit_connection()
-    before = reader.executed
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
+    with statements(app) as run:
         assert api.get_account(token).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
-    assert statements == []
-    assert reader.executed == before + 1
+    assert run.pooled == []
+    assert run.autocommit == 1
 
 
 @pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
