@@ -8,6 +8,8 @@ port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given
     bare  GET /bare on bench/bare_app.py (the baseline; measured first and last)
     1     GET /localapi/account with a valid bearer token
     2     POST /connect/token, client_credentials, hashed client secret
+    2n    the same request to node-oidc-provider in one Node.js process, same client and signing
+          algorithm (bench/node; the reference for scenario 2's second target)
     3     POST /connect/token, refresh_token with rotation (a chain per connection)
     4     GET /.well-known/openid-configuration (4a) and its JWKS (4b)
     5     POST /connect/introspect
@@ -36,12 +38,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import clients, data, kdf, report, signin, system
+from . import clients, data, kdf, node_reference, report, signin, system
 from .scenarios import Scenario
 from .server import APP_SPEC, BARE_SPEC, ROOT, Gunicorn, ServerError, base_env, flask_cli, free_port
 from .wrk import Wrk, WrkError, ensure_wrk
 
 ALL_SCENARIOS = ["1", "2", "3", "4", "5", "6"]
+# scenario 2's request, to the app and to node-oidc-provider alike
+CLIENT_CREDENTIALS = {
+    "headers": {"Authorization": data.basic_auth(data.SERVICE_CLIENT, data.SERVICE_SECRET),
+                "Content-Type": "application/x-www-form-urlencoded"},
+    "body": f"grant_type=client_credentials&scope={data.LOCAL_API_SCOPE}",
+}
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
 
 
@@ -72,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "sign-in), or the Python clients of --flow-processes x --flow-threads (7.5 ms) [%(default)s]")
     parser.add_argument("--signin-connections", type=int, default=4,
                         help="scenario 6a with wrk: connections, one wrk thread each [%(default)s]")
+    parser.add_argument("--no-node-reference", action="store_true",
+                        help="with scenario 2, do not measure node-oidc-provider (bench/node, installed with npm ci) "
+                             "as its reference")
     parser.add_argument("--access-token-alg", choices=["ES256", "RS256"],
                         help="FLASK_ACCESS_TOKEN_SIGNING_ALG for the server (default: the app's own setting)")
     parser.add_argument("--app-setting", action="append", default=[], metavar="NAME=VALUE",
@@ -250,7 +261,7 @@ class Bench:
         """Run one measured run, noting how busy the rest of the machine was and what the server spent."""
         watch = system.CpuWatch(self.watch_db)
         cpu = system.ServerCpu(server.process.pid if server.process else None,
-                               self.watch_db if server is not getattr(self, "bare_server", None) else None)
+                               self.watch_db if getattr(server, "spec", None) == APP_SPEC else None)
         watch.start()
         cpu.start()
         result = run()
@@ -261,6 +272,28 @@ class Bench:
     def measure_bare(self, label: str) -> None:
         log(f"[bare] GET /bare on the bare Flask app ({label})")
         self.wrk_scenario(self.bare, self.bare_server, "/bare")
+
+    def measure_node_reference(self, alg: str) -> None:
+        """Scenario 2's request against node-oidc-provider in one process (bench/node_reference.py)."""
+        try:
+            node = node_reference.ensure_installed(log)
+        except node_reference.NodeUnavailable as err:
+            log(f"[2n] node-oidc-provider not measured: {err}")
+            self.results["node_reference"] = {"measured": False, "reason": str(err)}
+            return
+        provider = node_reference.NodeProvider(node, alg=alg, client_id=data.SERVICE_CLIENT,
+                                               client_secret=data.SERVICE_SECRET, scope=data.LOCAL_API_SCOPE,
+                                               log_path=self.workdir / "node-oidc-provider.log")
+        self.servers.append(provider)
+        provider.start()
+        version = node_reference.installed_version()
+        self.results["node_reference"] = {"measured": True, "oidc_provider": version, "node": provider.node_version(),
+                                          "alg": alg, "processes": 1}
+        s = Scenario("2n", f"node-oidc-provider {version}, one process: POST /token client_credentials ({alg})")
+        log(f"[{s.key}] {s.title}")
+        self.wrk_scenario(s, provider, "/token", script="post", **CLIENT_CREDENTIALS)
+        provider.stop()
+        self.scenarios[s.key] = s
 
     def refresh_after(self, url: str):
         """After a refresh run: every token still queued must still work (nothing lost or used twice)."""
@@ -298,10 +331,7 @@ class Bench:
             elif key == "2":
                 s = Scenario("2" + suffix, "POST /connect/token client_credentials (hashed secret)")
                 log(f"[{s.key}] {s.title}")
-                self.wrk_scenario(s, server, "/connect/token", script="post",
-                                  headers={"Authorization": data.basic_auth(data.SERVICE_CLIENT, data.SERVICE_SECRET),
-                                           "Content-Type": form},
-                                  body=f"grant_type=client_credentials&scope={data.LOCAL_API_SCOPE}")
+                self.wrk_scenario(s, server, "/connect/token", script="post", **CLIENT_CREDENTIALS)
                 out[s.key] = s
             elif key == "3":
                 s = Scenario("3" + suffix, "POST /connect/token refresh_token, rotation (chained)")
@@ -491,6 +521,8 @@ class Bench:
         self.bare_first_runs = len(self.bare.runs)
         wrk_keys = [k for k in a.selected if k in ("1", "2", "3", "4", "5")]
         self.scenarios.update(self.run_wrk_scenarios(server, db, wrk_keys))
+        if "2" in a.selected and not a.no_node_reference:
+            self.measure_node_reference(settings["ACCESS_TOKEN_SIGNING_ALG"])
         if "1" in a.selected:
             check = clients.check_password_change_revokes(server.url)
             self.scenarios["1"].checks = check

@@ -6,6 +6,7 @@ checks the benchmark makes under load passed, the JSON report carries the ratios
 targets, and a run whose requests fail is reported as failed.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -14,7 +15,9 @@ import sys
 
 import pytest
 
-from bench import signin
+import requests
+
+from bench import data, node_reference, signin
 from bench.server import BARE_SPEC, Gunicorn
 from bench.wrk import Wrk, ensure_wrk
 from servers import ROOT
@@ -25,6 +28,15 @@ DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 # the scenarios one short run covers: every one but the growth scenario (minutes of inserts)
 WRK_KEYS = ["1", "2", "3", "4a", "4b", "5"]
 FLOW_KEYS = ["6a", "6b"]
+NODE_KEY = "2n"  # node-oidc-provider, scenario 2's reference
+
+
+def node_or_skip() -> str:
+    """node (20 or later), or a skip naming what is missing (.ci/run checks it is there)."""
+    try:
+        return node_reference.node_binary()
+    except node_reference.NodeUnavailable as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +65,8 @@ def test_short_run_exits_cleanly_and_writes_a_report(short_run):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert report is not None
     assert report["failed"] is False
-    assert set(report["scenarios"]) == set(WRK_KEYS + FLOW_KEYS)
+    expected = set(WRK_KEYS + FLOW_KEYS) | ({NODE_KEY} if report["node_reference"]["measured"] else set())
+    assert set(report["scenarios"]) == expected
     expected_db = "PostgreSQL" if DATABASE_URI.startswith("postgresql") else "SQLite"
     assert report["settings"]["database"].startswith(expected_db)
 
@@ -98,6 +111,50 @@ def test_report_holds_each_target_and_the_settings_measured(short_run):
     assert report["startup_seconds"]["median"] > 0
     memory = report["worker_memory_kib"]
     assert len(memory) == 2 and all(v["VmRSS"] > 0 for v in memory.values())
+
+
+def test_node_reference_measured_with_the_apps_algorithm(short_run):
+    """Scenario 2's second target is held against node-oidc-provider measured in the same run."""
+    node_or_skip()
+    _, report = short_run
+    node = report["node_reference"]
+    assert node["measured"] is True, node
+    assert node["alg"] == report["settings"]["app"]["ACCESS_TOKEN_SIGNING_ALG"] == "ES256"
+    assert node["oidc_provider"] == node_reference.pinned_version() and node["processes"] == 1
+    scenario = report["scenarios"][NODE_KEY]
+    run = scenario["runs"][0]
+    assert scenario["errors"] == 0 and set(run["statuses"]) == {"200"}, run["statuses"]
+    assert scenario["median_rps"] > 0 and scenario["server_cpu_ms_per_op"] > 0
+    target = next(t for t in report["targets"] if t["key"] == "2" and "node-oidc-provider" in t["target"])
+    assert "measured in this run" in target["target"]
+    assert target["met"] == (report["scenarios"]["2"]["median_rps"] >= scenario["median_rps"])
+
+
+def test_node_reference_issues_tokens_like_the_app(tmp_path):
+    """The reference does the app's work: client_secret_basic, the scope, an RFC 9068 JWT in the algorithm asked."""
+    node = node_or_skip()
+    node_reference.ensure_installed(lambda message: None)
+    provider = node_reference.NodeProvider(node, alg="RS256", client_id=data.SERVICE_CLIENT,
+                                           client_secret=data.SERVICE_SECRET, scope=data.LOCAL_API_SCOPE,
+                                           log_path=tmp_path / "node.log")
+    try:
+        provider.start()
+        form = {"grant_type": "client_credentials", "scope": data.LOCAL_API_SCOPE}
+        good = requests.post(provider.url + "/token", data=form, timeout=10,
+                             auth=(data.SERVICE_CLIENT, data.SERVICE_SECRET))
+        wrong = requests.post(provider.url + "/token", data=form, timeout=10, auth=(data.SERVICE_CLIENT, "wrong"))
+    finally:
+        provider.stop()
+    assert provider.process is None
+    assert good.status_code == 200, good.text
+    body = good.json()
+    assert body["token_type"] == "Bearer" and body["scope"] == data.LOCAL_API_SCOPE
+    header, payload, _ = body["access_token"].split(".")
+    decode = lambda part: json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    assert decode(header)["alg"] == "RS256" and decode(header)["typ"] == "at+jwt"
+    claims = decode(payload)
+    assert claims["client_id"] == data.SERVICE_CLIENT and claims["scope"] == data.LOCAL_API_SCOPE
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
 
 
 def test_failed_requests_make_a_failed_run(wrk_binary, tmp_path):
