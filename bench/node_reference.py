@@ -13,7 +13,6 @@ the bare endpoint and the app alike.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .server import ServerError, base_env, free_port
+from .server import ServerError, base_env, free_port, get_status
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 MIN_NODE_MAJOR = 20
@@ -74,17 +73,6 @@ def ensure_installed(log) -> str:
     return node
 
 
-def discovery_status(port: int, timeout: float = 1.0) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/.well-known/openid-configuration")
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
 class NodeProvider:
     """bench/node/server.mjs in one Node.js process on 127.0.0.1 (what the benchmark's measuring needs of a server)."""
 
@@ -115,7 +103,7 @@ class NodeProvider:
         while time.perf_counter() < started + timeout:
             if self.process.poll() is not None:
                 raise ServerError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            if discovery_status(self.port) == 200:
+            if get_status(self.port, "/.well-known/openid-configuration") == 200:
                 return time.perf_counter() - started
             time.sleep(0.02)
         self.stop()

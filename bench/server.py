@@ -54,10 +54,11 @@ def flask_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> str
     return result.stdout
 
 
-def healthz_status(port: int, timeout: float = 1.0) -> int | None:
+def get_status(port: int, path: str, timeout: float = 1.0) -> int | None:
+    """The status of GET path on 127.0.0.1:port, or None when nothing answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", "/healthz")
+        conn.request("GET", path)
         return conn.getresponse().status
     except OSError:
         return None
@@ -110,7 +111,7 @@ class Gunicorn:
 
     def start(self, timeout: float = 60) -> float:
         """Start and wait for the first 200 on /healthz; return the seconds that took."""
-        if healthz_status(self.port, 0.2) is not None:
+        if get_status(self.port, "/healthz", 0.2) is not None:
             raise ServerError(f"port {self.port} already answers")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
@@ -128,7 +129,7 @@ class Gunicorn:
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise ServerError(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log()}")
-            if healthz_status(self.port) == 200:
+            if get_status(self.port, "/healthz") == 200:
                 self.ready_seconds = time.perf_counter() - started
                 return self.ready_seconds
             time.sleep(0.005)
