@@ -14,13 +14,12 @@ the bare endpoint and the app alike.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from .server import ServerError, base_env, free_port, get_status
+from .server import ServerError, base_env, free_port, get_status, stop_process_group
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 MIN_NODE_MAJOR = 20
@@ -117,11 +116,4 @@ class NodeProvider:
 
     def stop(self, timeout: float = 10) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(timeout)
+        stop_process_group(process, timeout)

@@ -3,7 +3,7 @@
 tests/servers.py does the same for the test suite; the benchmark needs three things it does
 not have, so it keeps its own small launcher: another app spec for the bare baseline, a
 millisecond-resolution "start to first 200 on /healthz" figure, and the worker pids (for RSS).
-tests/servers.py uses its `free_port`, `ServerError` and `stop_gunicorn`.
+tests/servers.py uses its `free_port`, `ServerError` and `stop_process_group`.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class Gunicorn:
 
     def stop(self, timeout: float = 20) -> None:
         process, self.process = self.process, None
-        stop_gunicorn(process, timeout)
+        stop_process_group(process, timeout)
 
     def __enter__(self) -> "Gunicorn":
         return self
@@ -163,10 +163,11 @@ class Gunicorn:
         self.stop()
 
 
-def stop_gunicorn(process: subprocess.Popen | None, timeout: float) -> None:
+def stop_process_group(process: subprocess.Popen | None, timeout: float) -> None:
     """SIGTERM (graceful: running requests finish), then SIGKILL the process group if it lingers.
 
-    The server must have been started with start_new_session=True, so its group holds the workers.
+    The server (gunicorn, or the benchmark's Node.js reference) must have been started with
+    start_new_session=True, so its group holds any workers.
     """
     if process is None or process.poll() is not None:
         return

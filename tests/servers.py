@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from bench.server import ServerError, free_port, stop_gunicorn
+from bench.server import ServerError, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
@@ -159,7 +159,7 @@ class GunicornServer:
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (graceful: running requests finish), then SIGKILL the group if it lingers."""
         process, self.process = self.process, None
-        stop_gunicorn(process, timeout)
+        stop_process_group(process, timeout)
 
     def __enter__(self) -> "GunicornServer":
         return self.start()
