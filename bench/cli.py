@@ -287,8 +287,8 @@ class Bench:
         self.servers.append(provider)
         provider.start()
         version = node_reference.installed_version()
-        self.results["node_reference"] = {"measured": True, "oidc_provider": version, "node": provider.node_version(),
-                                          "alg": alg, "processes": 1}
+        self.results["node_reference"] = {"measured": True, "oidc_provider": version,
+                                          "node": node_reference.node_version(node), "alg": alg, "processes": 1}
         s = Scenario("2n", f"node-oidc-provider {version}, one process: POST /token client_credentials ({alg})")
         log(f"[{s.key}] {s.title}")
         self.wrk_scenario(s, provider, "/token", script="post", **CLIENT_CREDENTIALS)

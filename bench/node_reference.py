@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from .server import ServerError, base_env, free_port, get_status, stop_process_group
@@ -41,12 +42,18 @@ def installed_version() -> str | None:
         return None
 
 
+@lru_cache(maxsize=None)
+def node_version(node: str) -> str:
+    """`node --version` of this binary (asked once per process)."""
+    return subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
 def node_binary() -> str:
     """The path of `node`, version 20 or later, or NodeUnavailable saying what is missing."""
     node = shutil.which("node")
     if not node:
         raise NodeUnavailable(f"node is not installed (Node.js {MIN_NODE_MAJOR} or later runs the reference)")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    version = node_version(node)
     try:
         major = int(version.lstrip("v").split(".")[0])
     except ValueError:
@@ -87,9 +94,6 @@ class NodeProvider:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def node_version(self) -> str:
-        return subprocess.run([self.node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
 
     def start(self, timeout: float = 30) -> float:
         """Start and wait for the discovery document; return the seconds that took."""
