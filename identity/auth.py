@@ -1,4 +1,7 @@
-"""Flask-Login wiring: the cookie holds a session id (sid) that the database can revoke."""
+"""Flask-Login wiring: the cookie holds a session id (sid) that the database can revoke.
+
+The sid stays between the browser and this server; tokens name the session by its public id.
+"""
 
 from flask import Flask, session
 from flask_login import login_user, logout_user
@@ -16,10 +19,11 @@ class SignedIn:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, user: "User | sessions.SessionUser", sid: str, auth_time: int):
+    def __init__(self, user: "User | sessions.SessionUser", sid: str, auth_time: int, public_sid: str):
         self.user = user
-        self.sid = sid
+        self.sid = sid  # the cookie's secret identifier
         self.auth_time = auth_time
+        self.public_sid = public_sid  # the `sid` of tokens issued in this session
 
     def get_id(self) -> str:
         return self.sid
@@ -27,14 +31,14 @@ class SignedIn:
 
 @login_manager.user_loader
 def _load(sid: str):
-    found = sessions.load_session(sid)
-    return SignedIn(found[0], sid, found[1]) if found else None
+    found = sessions.load_session(sid)  # None also when the session is idle or too old: sign in again
+    return SignedIn(found.user, sid, found.auth_time, found.public_sid) if found else None
 
 
 def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
     """Carry a started sign-in (accounts.sign_in) in a fresh cookie session, so a planted one is useless."""
     session.clear()
-    principal = SignedIn(result.user, result.sid, result.auth_time)
+    principal = SignedIn(result.user, result.sid, result.auth_time, result.public_sid)
     login_user(principal, remember=remember)
     return principal
 

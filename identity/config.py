@@ -18,7 +18,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = None  # None: True outside development
 REMEMBER_COOKIE_NAME = "idsrv.remember"
-REMEMBER_COOKIE_DURATION_SECONDS = 14 * 24 * 3600  # "remember me" keeps a sign-in this long
+REMEMBER_COOKIE_DURATION_SECONDS = 14 * 24 * 3600  # "remember me" keeps a sign-in this long (at most the absolute lifetime)
+# Server-side session lifetimes (services/sessions.py), "remember me" included: a session unused
+# for SESSION_IDLE_SECONDS, or SESSION_ABSOLUTE_SECONDS after sign-in, is ended and its user
+# signs in again. NIST SP 800-63B-4 asks at most 30 days between sign-ins for a password alone.
+SESSION_IDLE_SECONDS = 24 * 3600
+SESSION_ABSOLUTE_SECONDS = 14 * 24 * 3600
 REMEMBER_COOKIE_HTTPONLY = True
 REMEMBER_COOKIE_SAMESITE = "Lax"
 WTF_CSRF_TIME_LIMIT = 3600  # seconds a form's CSRF token stays valid
@@ -64,6 +69,12 @@ BEARER_CACHE_SECONDS = 0.5
 CLIENT_CACHE_SECONDS = 5  # how long a worker reuses a client's settings before re-reading them
 SIGNING_KEY_RETIRED_PUBLISH_SECONDS = 24 * 3600  # a rotated key stays in JWKS this long (>= longest token)
 DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS
+
+# --- purge and retention (services/purge.py) -------------------------------
+PURGE_INTERVAL_SECONDS = 300  # each worker purges after a response at most this often; 0: only `flask purge`
+PURGE_BATCH_SIZE = 500  # rows of each kind one automatic pass removes at most
+CODE_TOMBSTONE_SECONDS = 24 * 3600  # a code is kept this long after expiry, so a replay still revokes its tokens
+AUDIT_RETENTION_DAYS = 365  # audit events older than this are removed
 
 # --- features (discovery advertises exactly these) -----------------------
 GRANT_TYPES_ENABLED = ["authorization_code", "hybrid", "implicit", "client_credentials", "password", "refresh_token"]

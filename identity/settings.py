@@ -46,6 +46,21 @@ def _check_issuer(app: Flask) -> None:
         )
 
 
+def _is_number(value, *, integer: bool = False) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+
+
+def _check_lifetimes(cfg) -> None:
+    """Session lifetimes and purge settings: whole positive seconds (the purge interval may be 0: off)."""
+    for name in ("SESSION_IDLE_SECONDS", "SESSION_ABSOLUTE_SECONDS", "PURGE_BATCH_SIZE", "AUDIT_RETENTION_DAYS"):
+        if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
+            raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
+    if not _is_number(cfg["CODE_TOMBSTONE_SECONDS"], integer=True) or cfg["CODE_TOMBSTONE_SECONDS"] < 0:
+        raise ConfigurationError(f"CODE_TOMBSTONE_SECONDS must be a whole number of seconds, not {cfg['CODE_TOMBSTONE_SECONDS']!r}")
+    if not _is_number(cfg["PURGE_INTERVAL_SECONDS"]) or cfg["PURGE_INTERVAL_SECONDS"] < 0:
+        raise ConfigurationError(f"PURGE_INTERVAL_SECONDS must be a number of seconds (0: off), not {cfg['PURGE_INTERVAL_SECONDS']!r}")
+
+
 def init_app(app: Flask) -> None:
     cfg = app.config
     if not cfg.get("SECRET_KEY"):
@@ -60,7 +75,10 @@ def init_app(app: Flask) -> None:
         secure = not is_development(app)
     cfg["SESSION_COOKIE_SECURE"] = bool(secure)
     cfg["REMEMBER_COOKIE_SECURE"] = bool(secure)
-    cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=int(cfg["REMEMBER_COOKIE_DURATION_SECONDS"]))
+    _check_lifetimes(cfg)
+    # "remember me" never outlives the session's absolute lifetime (the server ends it then anyway)
+    remember = min(int(cfg["REMEMBER_COOKIE_DURATION_SECONDS"]), cfg["SESSION_ABSOLUTE_SECONDS"])
+    cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=remember)
     for name in ("ACCESS_TOKEN_SIGNING_ALG", "ID_TOKEN_SIGNING_ALG"):
         if cfg[name] not in SIGNING_ALGS:
             raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")

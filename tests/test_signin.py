@@ -50,7 +50,8 @@ def test_sign_in_writes_its_session_and_audit_event(client, auth, app, seeded):
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "sign_in"))
         assert session.user_id == event.user_id == _user(app).id and session.revoked_at is None
         assert session.auth_time == session.created_at and abs(event.at - session.created_at) <= 1
-    assert client.get("/diagnostics").get_data(as_text=True).count(session.sid) >= 1
+    page = client.get("/diagnostics").get_data(as_text=True)
+    assert page.count(session.public_sid) >= 1 and session.sid not in page  # the cookie's identifier stays secret
 
 
 def test_a_session_cookie_is_read_back_as_its_user_and_sign_in_time(client, auth, app, seeded):
@@ -60,7 +61,7 @@ def test_a_session_cookie_is_read_back_as_its_user_and_sign_in_time(client, auth
     with app.app_context():
         row = db.session.scalar(select(UserSession))
         alice = _user(app)
-        user, auth_time = sessions.load_session(row.sid)
+        user, auth_time, _ = sessions.load_session(row.sid)
         assert (user.id, user.subject, user.username, user.email, user.password_version) == (
             alice.id, alice.subject, alice.username, alice.email, alice.password_version)
         assert auth_time == row.auth_time

@@ -13,7 +13,7 @@ class AuthorizationCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the code
     client_id: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    session_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64))  # the session's public_sid
     redirect_uri: Mapped[str] = mapped_column(Text)
     response_type: Mapped[str] = mapped_column(String(40))
     scope: Mapped[str] = mapped_column(Text)
@@ -39,12 +39,12 @@ class RefreshToken(db.Model):
     family_id: Mapped[str] = mapped_column(String(64), index=True)
     client_id: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    session_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64))  # the session's public_sid
     scope: Mapped[str] = mapped_column(Text)
     auth_time: Mapped[int | None] = mapped_column(Integer)
     access_token_jti: Mapped[str | None] = mapped_column(String(64))
     issued_at: Mapped[int] = mapped_column(Integer)
-    expires_at: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)  # the purge looks for expired ones
     consumed_at: Mapped[int | None] = mapped_column(Integer)  # set when rotated
     revoked_at: Mapped[int | None] = mapped_column(Integer)
 

@@ -5,13 +5,22 @@ from ..extensions import db
 
 
 class UserSession(db.Model):
-    """A browser sign-in; its `sid` is the cookie session's identity and the ID token's `sid`."""
+    """A browser sign-in.
+
+    `sid` is the cookie's identifier: a secret, since whoever holds it (with the secret key's
+    signature) holds the session. `public_sid` names the session to clients: the ID token's and
+    access token's `sid`, and the session a code or refresh token was issued in. Neither can be
+    derived from the other.
+    """
 
     __tablename__ = "user_sessions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sid: Mapped[str] = mapped_column(String(64), unique=True)
+    public_sid: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     auth_time: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(Integer)
+    # the last request that used the session, written at most once a SESSION_TOUCH_SECONDS
+    last_seen_at: Mapped[int] = mapped_column(Integer, index=True)
     revoked_at: Mapped[int | None] = mapped_column(Integer)

@@ -91,7 +91,7 @@ def needs_consent(grant, principal) -> bool:
 def grant_response(grant, redirect_uri: str, principal):
     """Issue the code / tokens for a signed-in, consenting user."""
     context = grant_context()
-    context.auth_time, context.sid = principal.auth_time, principal.sid
+    context.auth_time, context.sid = principal.auth_time, principal.public_sid  # never the cookie's sid
     try:
         return grant.create_authorization_response(redirect_uri, principal.user)
     except OAuth2Error as error:

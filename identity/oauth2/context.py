@@ -8,7 +8,7 @@ from flask import g
 @dataclass
 class GrantContext:
     auth_time: int | None = None
-    sid: str | None = None
+    sid: str | None = None  # the session's public id
     family_id: str | None = None
     issued_jti: str | None = None
     rotating: object | None = None  # the refresh token row this request rotates, consumed in save_token

@@ -152,6 +152,7 @@ class SignInResult:
     locked: bool = False
     sid: str | None = None  # the browser session sign_in started, and when
     auth_time: int | None = None
+    public_sid: str | None = None
 
 
 def _check_password(login: str, password: str, client_id: str | None) -> tuple[SignInResult, list[Write]]:
@@ -208,7 +209,7 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
     if result.user is not None:
         session, store = sessions.new_session(result.user.id)
         write(*success, store)
-        result.sid, result.auth_time = session
+        result.sid, result.auth_time, result.public_sid = session
     return result
 
 

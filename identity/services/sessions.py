@@ -1,24 +1,50 @@
-"""Browser sessions stored in the database, so sign-out and password changes end them everywhere."""
+"""Browser sessions stored in the database, so sign-out and password changes end them everywhere.
+
+A session has two identifiers. `sid` is the cookie's (Flask-Login's user id and the remember
+cookie's content): a secret that only this server and the browser see. `public_sid` is the
+one clients see: the ID and access tokens' `sid` claim, and the session_id stored with the
+codes and refresh tokens issued in the session.
+
+A session lives while it is not revoked, has been used within SESSION_IDLE_SECONDS and began
+less than SESSION_ABSOLUTE_SECONDS ago (`within_lifetime`, the one rule). The rule is checked
+on every request that uses the session (`load_session`), which ends a session past it (so it
+stays ended even if the settings grow), and by `session_is_live` for grants issued in it.
+The last-seen time is written at most once a minute per session, not on every request.
+"""
 
 import secrets
 from typing import NamedTuple
 
+from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 
+from .. import clock
 from ..autocommit import autocommit_connection
-from ..clock import now
 from ..extensions import db
 from ..models import User, UserSession
 from .writes import Write, write
 
+TOUCH_SECONDS = 60  # the last-seen time is written at most this often (less with a shorter idle timeout)
+
+_SESSIONS = UserSession.__table__
 # Built once: every request with a session cookie asks this, and the sign-in writes one.
 _LIVE_SESSION_USER = (
-    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time)
+    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time,
+           UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at)
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
-_INSERT_SESSION = insert(UserSession.__table__).values(
-    sid=bindparam("sid"), user_id=bindparam("user_id"), auth_time=bindparam("auth_time"), created_at=bindparam("created_at"))
+_PUBLIC_SESSION = select(UserSession.created_at, UserSession.last_seen_at).where(
+    UserSession.public_sid == bindparam("public_sid"), UserSession.revoked_at.is_(None))
+_INSERT_SESSION = insert(_SESSIONS).values(
+    sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
+    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"))
+_END = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None))
+        .values(revoked_at=bindparam("stamp")))
+_TOUCH = (update(_SESSIONS)
+          .where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None),
+                 _SESSIONS.c.last_seen_at < bindparam("stamp"))
+          .values(last_seen_at=bindparam("stamp")))
 
 
 class SessionUser(NamedTuple):
@@ -35,14 +61,21 @@ class SessionUser(NamedTuple):
 class NewSession(NamedTuple):
     sid: str
     auth_time: int
+    public_sid: str
+
+
+class LoadedSession(NamedTuple):
+    user: SessionUser
+    auth_time: int
+    public_sid: str
 
 
 def new_session(user_id: int, auth_time: int | None = None) -> tuple[NewSession, Write]:
     """A new browser session, and the write that stores it (run with the caller's others)."""
-    stamp = now()
-    session = NewSession(secrets.token_urlsafe(24), auth_time or stamp)
-    return session, (_INSERT_SESSION, {"sid": session.sid, "user_id": user_id, "auth_time": session.auth_time,
-                                       "created_at": stamp})
+    stamp = clock.now()
+    session = NewSession(secrets.token_urlsafe(24), auth_time or stamp, secrets.token_urlsafe(24))
+    return session, (_INSERT_SESSION, {"sid": session.sid, "public_sid": session.public_sid, "user_id": user_id,
+                                       "auth_time": session.auth_time, "created_at": stamp})
 
 
 def start_session(user: User, auth_time: int | None = None) -> NewSession:
@@ -51,16 +84,56 @@ def start_session(user: User, auth_time: int | None = None) -> NewSession:
     return session
 
 
-def load_session(sid: str) -> tuple[SessionUser, int] | None:
-    """Return the user of the live session with this sid and when they signed in, or None if revoked or unknown.
+def within_lifetime(created_at: int, last_seen_at: int, stamp: int) -> bool:
+    """The one rule: used within the idle timeout and younger than the absolute lifetime."""
+    config = current_app.config
+    return (stamp - last_seen_at <= config["SESSION_IDLE_SECONDS"]
+            and stamp - created_at <= config["SESSION_ABSOLUTE_SECONDS"])
 
-    One statement on the autocommit connection (every request with a session cookie asks this):
-    no pool checkout, no transaction, no ORM object.
+
+def session_is_live(session_id: str | None) -> bool:
+    """Whether the session with this public id (a code's or refresh token's session_id) is still
+    live: not revoked, not idle, not too old. Read only: an ended session's row is revoked by the
+    next request that uses its cookie, or removed by the purge."""
+    if not session_id:
+        return False
+    row = autocommit_connection().first(_PUBLIC_SESSION, {"public_sid": session_id})
+    return row is not None and within_lifetime(row[0], row[1], clock.now())
+
+
+def _write_one(statement, params: dict) -> None:
+    """One UPDATE on the autocommit connection, apart from the request's own transaction (the
+    user loader runs whenever a view first reads current_user, maybe amid the view's writes)."""
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            run(statement, params)
+    else:
+        connection.write_first(statement, params)
+
+
+def load_session(sid: str) -> LoadedSession | None:
+    """The user of the live session with this (cookie) sid, when they signed in and the session's
+    public id; None if revoked, unknown, idle or too old (the last two are ended here).
+
+    One read on the autocommit connection (no pool checkout, no transaction, no ORM object); a
+    write only when the session ends or its last-seen time is a minute old.
     """
     row = autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
-    return (SessionUser(*row[:-1]), row[-1]) if row is not None else None
+    if row is None:
+        return None
+    *user, auth_time, public_sid, row_id, created_at, last_seen_at = row
+    stamp = clock.now()
+    if not within_lifetime(created_at, last_seen_at, stamp):
+        _write_one(_END, {"session_row": row_id, "stamp": stamp})
+        return None
+    touch = min(TOUCH_SECONDS, max(1, current_app.config["SESSION_IDLE_SECONDS"] // 4))
+    if stamp - last_seen_at >= touch:
+        _write_one(_TOUCH, {"session_row": row_id, "stamp": stamp})
+    return LoadedSession(SessionUser(*user), auth_time, public_sid)
 
 
 def end_session(sid: str) -> None:
-    db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None)).values(revoked_at=now()))
+    db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
+                       .values(revoked_at=clock.now()))
     db.session.commit()

@@ -20,6 +20,6 @@ def diagnostics():
     """Show the signed-in session's claims and authentication time."""
     user = current_user.user
     claims = {"sub": user.subject, "preferred_username": user.username, "name": user.name, "email": user.email,
-              "sid": current_user.sid, "auth_time": current_user.auth_time}
+              "sid": current_user.public_sid, "auth_time": current_user.auth_time}
     auth_time = datetime.fromtimestamp(current_user.auth_time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return render_template("diagnostics.html", claims=claims, auth_time=auth_time, sid=current_user.sid)
+    return render_template("diagnostics.html", claims=claims, auth_time=auth_time, sid=current_user.public_sid)
