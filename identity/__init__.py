@@ -4,7 +4,7 @@ from flask import Flask
 
 from . import auth, body_limit, cli, cookie_session, database, headers, oauth2, settings
 from .extensions import csrf, limiter
-from .services import bearer_cache
+from .services import bearer_cache, purge
 from .web import errors, register_blueprints
 
 
@@ -24,5 +24,6 @@ def init_app(app: Flask) -> None:
     cli.init_app(app)
     body_limit.init_app(app)  # outside CORS and the fast documents, inside the headers layer
     headers.wrap(app)  # around every response, even a refused one or a fast document: request id, headers, log
+    purge.init_app(app)  # outside the headers layer: a pass after a response is not part of its logged time
     settings.trust_proxies(app)  # last, so every other layer sees the corrected request
     database.check_schema_on_start(app)

@@ -1,4 +1,4 @@
-"""The operator's commands: seed, clients, users, scopes, keys, audit."""
+"""The operator's commands: seed, clients, users, scopes, keys, audit, purge."""
 
 import functools
 import json
@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
-from .services import accounts, audit, clients, keys, resources
+from .services import accounts, audit, clients, keys, purge, resources
 from .services.seed import apply_seed, load_seed
 
 
@@ -253,6 +253,23 @@ def audit_tail(lines):
                                "client_id": e.client_id, "ip": e.ip, "detail": e.detail}))
 
 
+# --- purge ---------------------------------------------------------------------
+
+
+@click.command("purge")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@with_appcontext
+@with_schema
+def purge_command(as_json):
+    """Remove expired codes and tokens, ended sessions and old audit events (see README: Purge and retention)."""
+    removed = purge.purge()
+    if as_json:
+        click.echo(json.dumps(removed))
+    else:
+        click.echo("Purged: " + ", ".join(f"{kind} {count}" for kind, count in removed.items()) + ".")
+
+
 def init_app(app: Flask) -> None:
     for command in (seed_command, clients_cli, users_cli, scopes_cli, keys_cli, audit_cli):
         app.cli.add_command(command)
+    app.cli.add_command(purge_command)

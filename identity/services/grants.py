@@ -9,12 +9,12 @@ import secrets
 from collections import namedtuple
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 
 from ..autocommit import autocommit_connection
 from ..clock import now
 from ..extensions import db
-from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
+from ..models import AuthorizationCode, RefreshToken, User
 from . import audit
 from .tokens import revoke_jtis, token_hash
 from .writes import write, write_if
@@ -253,16 +253,3 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
         .values(revoked_at=now())
     )
 
-
-def purge_expired() -> int:
-    """Delete codes, refresh tokens and revocation entries past their expiry; returns rows deleted."""
-    stamp = now()
-    total = 0
-    for stmt in (
-        delete(AuthorizationCode).where(AuthorizationCode.expires_at < stamp),
-        delete(RefreshToken).where(RefreshToken.expires_at < stamp),
-        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < stamp),
-    ):
-        total += db.session.execute(stmt).rowcount
-    db.session.commit()
-    return total

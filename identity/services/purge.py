@@ -1,0 +1,162 @@
+"""Removing what no longer serves: expired grants, old revocation entries, ended sessions, old audit.
+
+Retention, kind by kind (each row is removed once its condition holds):
+
+- authorization codes: CODE_TOMBSTONE_SECONDS (a day) after they expire. A used code is a
+  tombstone: presenting it again revokes what it issued, and no access token lives longer than
+  a day, so after that a replay has nothing left to revoke.
+- refresh tokens: once expired (used, revoked or not). A rotated token is kept until then, so
+  its reuse still revokes its family; past its expiry it is refused before reuse is checked.
+- revoked access tokens (the deny list): once the token's expiry plus JWT_LEEWAY_SECONDS has
+  passed, when the token is refused without the list.
+- browser sessions: once ended (signed out, revoked, idle past SESSION_IDLE_SECONDS or older
+  than SESSION_ABSOLUTE_SECONDS); an ended session never comes back.
+- audit events: after AUDIT_RETENTION_DAYS.
+
+`purge()` (the `flask purge` command) removes everything due, in batches. A serving worker
+also runs one bounded pass (`purge_pass`, at most PURGE_BATCH_SIZE rows of each kind) at most
+every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterResponses`):
+
+- After a response rather than in a background thread: it needs no thread to start after
+  gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs while
+  that worker is answering a request. It delays the worker's next request by one bounded pass
+  (five indexed DELETEs of at most PURGE_BATCH_SIZE rows each), once an interval; a
+  worker that serves nothing purges nothing, and there is then nothing to slow down either.
+- Several workers and instances together: each kind is its own short transaction that
+  deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
+  Two passes at once delete disjoint rows or find them gone (0 rows), never one row twice; a
+  pass that fails (a PostgreSQL deadlock between two passes, SQLite busy) is logged and
+  skipped, to be redone by the next. The first pass of each worker comes at a random point in
+  its first interval, so workers started together do not purge together.
+"""
+
+import logging
+import random
+import threading
+import time
+
+from flask import Flask, current_app
+from sqlalchemy import bindparam, delete, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wsgi import ClosingIterator
+
+from .. import clock
+from ..extensions import db
+from ..models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, UserSession
+from .writes import write
+
+log = logging.getLogger("identity.purge")
+
+DAY = 86400
+
+
+def _bounded_delete(model, key, condition):
+    """DELETE at most :limit rows of `model` that meet `condition` (built once, values bound)."""
+    return delete(model).where(key.in_(select(key).where(condition).limit(bindparam("limit"))))
+
+
+# (kind, statement, the parameters it takes from (stamp, config)); the kinds in the order they are purged
+_KINDS = (
+    ("authorization_codes",
+     _bounded_delete(AuthorizationCode, AuthorizationCode.id, AuthorizationCode.expires_at < bindparam("code_before")),
+     lambda stamp, cfg: {"code_before": stamp - cfg["CODE_TOMBSTONE_SECONDS"]}),
+    ("refresh_tokens",
+     _bounded_delete(RefreshToken, RefreshToken.id, RefreshToken.expires_at < bindparam("refresh_before")),
+     lambda stamp, cfg: {"refresh_before": stamp}),
+    ("revoked_access_tokens",
+     _bounded_delete(RevokedAccessToken, RevokedAccessToken.jti, RevokedAccessToken.expires_at < bindparam("jti_before")),
+     lambda stamp, cfg: {"jti_before": stamp - cfg["JWT_LEEWAY_SECONDS"]}),
+    ("user_sessions",
+     # the complement of sessions.within_lifetime, or revoked
+     _bounded_delete(UserSession, UserSession.id, or_(UserSession.revoked_at.is_not(None),
+                                                      UserSession.last_seen_at < bindparam("seen_before"),
+                                                      UserSession.created_at < bindparam("created_before"))),
+     lambda stamp, cfg: {"seen_before": stamp - cfg["SESSION_IDLE_SECONDS"],
+                         "created_before": stamp - cfg["SESSION_ABSOLUTE_SECONDS"]}),
+    ("audit_events",
+     _bounded_delete(AuditEvent, AuditEvent.id, AuditEvent.at < bindparam("audit_before")),
+     lambda stamp, cfg: {"audit_before": stamp - cfg["AUDIT_RETENTION_DAYS"] * DAY}),
+)
+KINDS = tuple(kind for kind, _, _ in _KINDS)
+
+
+def purge_pass(limit: int | None = None, *, kinds=KINDS) -> dict[str, int]:
+    """Remove at most `limit` (default PURGE_BATCH_SIZE) due rows of each kind; rows removed, by kind.
+
+    Each kind is its own transaction; one that fails is logged, rolled back and counted as 0.
+    """
+    cfg = current_app.config
+    limit = int(limit or cfg["PURGE_BATCH_SIZE"])
+    stamp = clock.now()
+    removed = {}
+    for kind, statement, params in _KINDS:
+        if kind not in kinds:
+            continue
+        try:
+            (removed[kind],) = write((statement, {**params(stamp, cfg), "limit": limit}))
+        except SQLAlchemyError as err:
+            db.session.rollback()
+            log.warning("purge of %s skipped: %s", kind, err.__class__.__name__)
+            removed[kind] = 0
+    return removed
+
+
+def purge() -> dict[str, int]:
+    """Remove every due row, a batch of each kind at a time; rows removed, by kind."""
+    limit = int(current_app.config["PURGE_BATCH_SIZE"])
+    total = dict.fromkeys(KINDS, 0)
+    pending = KINDS
+    while pending:
+        removed = purge_pass(limit, kinds=pending)
+        for kind, count in removed.items():
+            total[kind] += count
+        pending = tuple(kind for kind, count in removed.items() if count >= limit)
+    return total
+
+
+class PurgeAfterResponses:
+    """WSGI layer: once an interval, run one purge pass when a response has been sent.
+
+    The per-request cost is one clock read and a comparison. The pass runs in the response's
+    close (after the server has written it), in a fresh app context, one at a time per worker.
+    """
+
+    def __init__(self, app: Flask, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.interval = float(app.config["PURGE_INTERVAL_SECONDS"])
+        self.next_due = time.monotonic() + self.interval * random.random()
+        self._lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        iterable = self.wsgi_app(environ, start_response)
+        if time.monotonic() < self.next_due or not self._claim():
+            return iterable
+        return ClosingIterator(iterable, self._run)
+
+    def _claim(self) -> bool:
+        """Take this interval's pass (False if another thread of this worker has it)."""
+        with self._lock:
+            stamp = time.monotonic()
+            if stamp < self.next_due:
+                return False
+            self.next_due = stamp + self.interval
+            return True
+
+    def _run(self) -> None:
+        try:
+            with self.app.app_context():
+                try:
+                    removed = purge_pass()
+                finally:
+                    db.session.remove()
+            if any(removed.values()):
+                log.info("purged %s", ", ".join(f"{kind} {count}" for kind, count in removed.items()))
+        except Exception:  # the response is sent; a failed pass must not surface, the next one retries
+            log.exception("purge pass failed")
+
+
+def init_app(app: Flask) -> None:
+    """Purge after responses, if PURGE_INTERVAL_SECONDS is not 0 (call after the other WSGI layers but the proxy fix)."""
+    if float(app.config["PURGE_INTERVAL_SECONDS"]) > 0:
+        app.wsgi_app = PurgeAfterResponses(app, app.wsgi_app)

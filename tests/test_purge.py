@@ -1,0 +1,197 @@
+"""Purging: exactly the rows past their retention go, each kind; tombstones still needed stay;
+the automatic purge of a serving worker removes at most its bound per pass."""
+
+import hashlib
+import json
+import time
+import urllib.request
+
+import pytest
+from sqlalchemy import func, select
+
+from identity.clock import now
+from identity.extensions import db
+from identity.models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, User, UserSession
+
+DAY = 86400
+
+
+def _code(tag: str, user_id: int, *, expires_at: int, consumed_at: int | None = None) -> AuthorizationCode:
+    return AuthorizationCode(code_hash=hashlib.sha256(tag.encode()).hexdigest(), client_id="spa", user_id=user_id, session_id=None,
+                             redirect_uri="http://127.0.0.1:8080/callback", response_type="code", scope="openid",
+                             auth_time=expires_at - 300, created_at=expires_at - 300, expires_at=expires_at,
+                             consumed_at=consumed_at, family_id=tag)
+
+
+def _refresh(tag: str, user_id: int, *, expires_at: int, consumed_at=None, revoked_at=None) -> RefreshToken:
+    return RefreshToken(token_hash=hashlib.sha256(tag.encode()).hexdigest(), family_id=tag, client_id="spa", user_id=user_id, scope="openid",
+                        issued_at=expires_at - 30 * DAY, expires_at=expires_at, consumed_at=consumed_at,
+                        revoked_at=revoked_at)
+
+
+def _session(tag: str, user_id: int, *, created_at: int, last_seen_at: int, revoked_at=None) -> UserSession:
+    return UserSession(sid="cookie-" + tag, public_sid="public-" + tag, user_id=user_id, auth_time=created_at,
+                       created_at=created_at, last_seen_at=last_seen_at, revoked_at=revoked_at)
+
+
+def _populate(app) -> dict[str, set[str]]:
+    """One row of every case; returns the tags that must survive a full purge, by kind."""
+    t = now()
+    idle, absolute = app.config["SESSION_IDLE_SECONDS"], app.config["SESSION_ABSOLUTE_SECONDS"]
+    leeway = app.config["JWT_LEEWAY_SECONDS"]
+    audit_days = app.config["AUDIT_RETENTION_DAYS"]
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.add_all([
+            _code("code-live", alice, expires_at=t + 200),
+            _code("code-tombstone", alice, expires_at=t - 100, consumed_at=t - 250),  # replays still caught
+            _code("code-expired-unused", alice, expires_at=t - 100),  # kept with the tombstones: same rule
+            _code("code-old", alice, expires_at=t - DAY - 10, consumed_at=t - DAY - 200),
+            _code("code-old-unused", alice, expires_at=t - DAY - 10),
+            _refresh("rt-live", alice, expires_at=t + DAY),
+            _refresh("rt-rotated", alice, expires_at=t + DAY, consumed_at=t - 10),  # reuse detection needs it
+            _refresh("rt-revoked", alice, expires_at=t + DAY, revoked_at=t - 10),
+            _refresh("rt-expired", alice, expires_at=t - 10),
+            _refresh("rt-expired-rotated", alice, expires_at=t - 10, consumed_at=t - DAY),
+            RevokedAccessToken(jti="jti-live", expires_at=t + 600),
+            RevokedAccessToken(jti="jti-in-leeway", expires_at=t - leeway + 5),  # still accepted with the leeway
+            RevokedAccessToken(jti="jti-expired", expires_at=t - leeway - 5),
+            _session("live", alice, created_at=t - 100, last_seen_at=t - 10),
+            _session("revoked", alice, created_at=t - 100, last_seen_at=t - 10, revoked_at=t - 5),
+            _session("idle", alice, created_at=t - idle - 100, last_seen_at=t - idle - 5),
+            _session("too-old", alice, created_at=t - absolute - 5, last_seen_at=t - 10),
+            AuditEvent(at=t - 10, event="recent", detail={}),
+            AuditEvent(at=t - audit_days * DAY + 60, event="almost-old", detail={}),
+            AuditEvent(at=t - audit_days * DAY - 60, event="old", detail={}),
+        ])
+        db.session.commit()
+    return {
+        "authorization_codes": {"code-live", "code-tombstone", "code-expired-unused"},
+        "refresh_tokens": {"rt-live", "rt-rotated", "rt-revoked"},
+        "revoked_access_tokens": {"jti-live", "jti-in-leeway"},
+        "user_sessions": {"live"},
+        "audit_events": {"recent", "almost-old"},
+    }
+
+
+def _left(app) -> dict[str, set[str]]:
+    with app.app_context():
+        left = {
+            "authorization_codes": set(db.session.scalars(select(AuthorizationCode.family_id))),
+            "refresh_tokens": set(db.session.scalars(select(RefreshToken.family_id))),
+            "revoked_access_tokens": set(db.session.scalars(select(RevokedAccessToken.jti))),
+            "user_sessions": {s.removeprefix("public-") for s in db.session.scalars(select(UserSession.public_sid))},
+            "audit_events": set(db.session.scalars(select(AuditEvent.event))),
+        }
+        db.session.remove()
+    return left
+
+
+EXPECTED_COUNTS = {"authorization_codes": 2, "refresh_tokens": 2, "revoked_access_tokens": 1, "user_sessions": 3,
+                   "audit_events": 1}
+
+
+def test_purge_removes_exactly_what_is_past_retention(app, seeded):
+    from identity.services.purge import purge
+
+    keep = _populate(app)
+    with app.app_context():
+        # audit rows the seed wrote are recent: they stay
+        seeded_events = set(db.session.scalars(select(AuditEvent.event)))
+        removed = purge()
+    keep["audit_events"] |= seeded_events - {"old"}
+    assert removed == EXPECTED_COUNTS
+    assert _left(app) == keep
+    with app.app_context():
+        assert purge() == dict.fromkeys(EXPECTED_COUNTS, 0)  # nothing more to do
+    assert _left(app) == keep
+
+
+def test_purge_command_prints_one_line_and_json(app, seeded, runner):
+    keep = _populate(app)
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    for kind, count in EXPECTED_COUNTS.items():
+        assert f"{kind} {count}" in lines[0]
+    assert _left(app)["refresh_tokens"] == keep["refresh_tokens"]
+    again = runner.invoke(args=["purge", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == dict.fromkeys(EXPECTED_COUNTS, 0)
+
+
+def test_purge_command_removes_more_than_one_batch(app, seeded, runner):
+    t = now()
+    with app.app_context():
+        db.session.add_all([RevokedAccessToken(jti=f"old-{i}", expires_at=t - DAY) for i in range(7)])
+        db.session.commit()
+    app.config["PURGE_BATCH_SIZE"] = 3
+    result = runner.invoke(args=["purge", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["revoked_access_tokens"] == 7
+    assert _left(app)["revoked_access_tokens"] == set()
+
+
+def _count(app, model) -> int:
+    with app.app_context():
+        n = db.session.scalar(select(func.count()).select_from(model))
+        db.session.remove()
+        return n
+
+
+def _wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.parametrize("app_config", [{"PURGE_INTERVAL_SECONDS": 0.2, "PURGE_BATCH_SIZE": 5}])
+def test_automatic_purge_runs_after_responses_bounded_per_pass(app, seeded, live_server):
+    t = now()
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.add_all([RevokedAccessToken(jti=f"old-{i}", expires_at=t - DAY) for i in range(12)])
+        db.session.add_all([_code(f"old-{i}", alice, expires_at=t - 2 * DAY) for i in range(12)])
+        db.session.add(RevokedAccessToken(jti="live", expires_at=t + DAY))
+        db.session.commit()
+    expected = [13, 8, 3, 1]  # one pass: at most 5 of each kind
+    for left in expected[1:]:
+        time.sleep(0.3)  # past the interval
+        with urllib.request.urlopen(live_server.url + "/.well-known/openid-configuration") as response:
+            assert response.status == 200
+        assert _wait_for(lambda: (_count(app, RevokedAccessToken), _count(app, AuthorizationCode)) == (left, max(left - 1, 0))), \
+            (_count(app, RevokedAccessToken), _count(app, AuthorizationCode))
+    time.sleep(0.3)
+    with urllib.request.urlopen(live_server.url + "/") as response:
+        assert response.status == 200
+    time.sleep(0.3)
+    assert _count(app, RevokedAccessToken) == 1  # the live entry stays
+
+
+@pytest.mark.parametrize("app_config", [{"PURGE_INTERVAL_SECONDS": 3600, "PURGE_BATCH_SIZE": 5}])
+def test_automatic_purge_waits_for_its_interval(app, seeded, live_server):
+    with app.app_context():
+        db.session.add_all([RevokedAccessToken(jti=f"old-{i}", expires_at=now() - DAY) for i in range(3)])
+        db.session.commit()
+    for _ in range(3):
+        with urllib.request.urlopen(live_server.url + "/") as response:
+            assert response.status == 200
+    time.sleep(0.3)
+    assert _count(app, RevokedAccessToken) == 3
+
+
+@pytest.mark.parametrize("app_config", [{"PURGE_INTERVAL_SECONDS": 0}])
+def test_purge_settings_are_checked(app_config):
+    from app import create_app
+    from conftest import make_config
+    from identity.settings import ConfigurationError
+
+    create_app(make_config("sqlite://", PURGE_INTERVAL_SECONDS=0))  # 0: no automatic purge (use the command)
+    for bad in ({"PURGE_INTERVAL_SECONDS": -1}, {"PURGE_BATCH_SIZE": 0}, {"AUDIT_RETENTION_DAYS": 0},
+                {"PURGE_BATCH_SIZE": "many"}, {"CODE_TOMBSTONE_SECONDS": -5}):
+        with pytest.raises(ConfigurationError):
+            create_app(make_config("sqlite://", **bad))
