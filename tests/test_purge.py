@@ -195,3 +195,49 @@ def test_purge_settings_are_checked(app_config):
                 {"PURGE_BATCH_SIZE": "many"}, {"CODE_TOMBSTONE_SECONDS": -5}):
         with pytest.raises(ConfigurationError):
             create_app(make_config("sqlite://", **bad))
+
+
+def test_overlapping_passes_of_several_workers_remove_each_row_once(app, seeded, database_uri):
+    """Four workers' passes at once (each its own app, engine and connections, as gunicorn
+    workers or instances have): no error, and the counts add up to the rows actually removed."""
+    import threading
+
+    from app import create_app
+    from conftest import make_config
+    from identity.services.purge import purge_pass
+
+    with app.app_context():
+        db.session.add_all([RevokedAccessToken(jti=f"old-{i}", expires_at=now() - DAY) for i in range(300)])
+        db.session.add(RevokedAccessToken(jti="live", expires_at=now() + DAY))
+        db.session.commit()
+    workers = [create_app(make_config(database_uri)) for _ in range(4)]
+    results, errors = [], []
+    start = threading.Barrier(len(workers))
+
+    def run(worker):
+        try:
+            with worker.app_context():
+                start.wait()
+                results.append(purge_pass(100)["revoked_access_tokens"])
+                db.session.remove()
+        except Exception as err:  # noqa: BLE001  (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(worker,)) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for worker in workers:
+        with worker.app_context():
+            db.engine.dispose()
+            if "identity_autocommit" in worker.extensions:
+                worker.extensions["identity_autocommit"].close()
+    assert errors == [] and len(results) == 4
+    assert all(0 <= count <= 100 for count in results)
+    assert _count(app, RevokedAccessToken) == 301 - sum(results)
+    with app.app_context():
+        from identity.services.purge import purge
+
+        purge()
+    assert _count(app, RevokedAccessToken) == 1
