@@ -20,7 +20,8 @@ class UserSession(db.Model):
     public_sid: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     auth_time: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[int] = mapped_column(Integer)
-    # the last request that used the session, written at most once a SESSION_TOUCH_SECONDS
+    created_at: Mapped[int] = mapped_column(Integer, index=True)
+    # the last request that used the session, written at most once a minute (sessions.TOUCH_SECONDS)
     last_seen_at: Mapped[int] = mapped_column(Integer, index=True)
-    revoked_at: Mapped[int | None] = mapped_column(Integer)
+    revoked_at: Mapped[int | None] = mapped_column(Integer, index=True)
+    # created_at, last_seen_at and revoked_at are indexed for the purge, which looks for ended sessions

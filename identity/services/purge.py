@@ -20,7 +20,7 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
 - After a response rather than in a background thread: it needs no thread to start after
   gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs while
   that worker is answering a request. It delays the worker's next request by one bounded pass
-  (five indexed DELETEs of at most PURGE_BATCH_SIZE rows each), once an interval; a
+  (five DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
   worker that serves nothing purges nothing, and there is then nothing to slow down either.
 - Several workers and instances together: each kind is its own short transaction that
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).

@@ -1,5 +1,5 @@
 """sessions helper: user_sessions.public_sid and last_seen_at; grants name sessions by public_sid;
-refresh_tokens.expires_at indexed for the purge
+refresh_tokens.expires_at and user_sessions' times indexed for the purge
 
 Revision ID: a7c4e2d9b153
 Revises: 3b1f0c2d9a47
@@ -49,6 +49,8 @@ def upgrade():
         batch_op.alter_column('last_seen_at', existing_type=sa.Integer(), nullable=False)
         batch_op.create_unique_constraint('uq_user_sessions_public_sid', ['public_sid'])
         batch_op.create_index(batch_op.f('ix_user_sessions_last_seen_at'), ['last_seen_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_user_sessions_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_user_sessions_revoked_at'), ['revoked_at'], unique=False)
     _rename_session_ids('sid', 'public_sid')
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_refresh_tokens_expires_at'), ['expires_at'], unique=False)
@@ -59,6 +61,8 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_refresh_tokens_expires_at'))
     _rename_session_ids('public_sid', 'sid')
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_user_sessions_revoked_at'))
+        batch_op.drop_index(batch_op.f('ix_user_sessions_created_at'))
         batch_op.drop_index(batch_op.f('ix_user_sessions_last_seen_at'))
         batch_op.drop_constraint('uq_user_sessions_public_sid', type_='unique')
         batch_op.drop_column('last_seen_at')
