@@ -241,3 +241,44 @@ def test_overlapping_passes_of_several_workers_remove_each_row_once(app, seeded,
 
         purge()
     assert _count(app, RevokedAccessToken) == 1
+
+
+@pytest.mark.server
+def test_gunicorn_workers_purge_on_their_own_and_the_command_reports_json(tmp_path):
+    """Two gunicorn workers purging after their responses (as deployed) clear a backlog many
+    batches long, keep what is live, and log no failure; `flask purge --json` then finds nothing."""
+    import os
+
+    import requests
+    from sqlalchemy import create_engine, text
+
+    from servers import GunicornServer
+
+    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI") or ""
+    if not uri.startswith("postgresql"):
+        uri = "sqlite:///" + str(tmp_path / "purge.db")
+    env = {"FLASK_PURGE_INTERVAL_SECONDS": "0.2", "FLASK_PURGE_BATCH_SIZE": "5"}
+    with GunicornServer(uri, workers=2, name="purge", log_dir=tmp_path, env=env) as server:
+        engine = create_engine(uri)
+        t = now()
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM revoked_access_tokens"))
+            conn.execute(text("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (:jti, :exp)"),
+                         [{"jti": f"old-{i}", "exp": t - DAY} for i in range(40)] + [{"jti": "live", "exp": t + DAY}])
+
+        def left() -> int:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT count(*) FROM revoked_access_tokens")).scalar()
+
+        deadline = time.monotonic() + 60
+        while left() > 1 and time.monotonic() < deadline:
+            assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+            time.sleep(0.05)
+        assert left() == 1, server.log()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT jti FROM revoked_access_tokens")).scalar() == "live"
+        log = server.log(400)
+        assert "purge pass failed" not in log and "Traceback" not in log, log
+        report = json.loads(server.cli(["purge", "--json"]).stdout)
+        assert report == dict.fromkeys(EXPECTED_COUNTS, 0)
+        engine.dispose()
