@@ -5,12 +5,14 @@ Revision ID: a7c4e2d9b153
 Revises: 3b1f0c2d9a47
 Create Date: 2026-12-03 06:40:00.000000
 
-Existing sessions get a fresh random public id and last_seen_at = created_at (an old session
-may then end at once by the idle timeout: its holder signs in again). Codes and refresh
+Existing sessions get a fresh random public id and last_seen_at = the upgrade's time, so the
+upgrade itself signs no one out for idleness (the absolute lifetime, from created_at, still
+ends the old ones). Codes and refresh
 tokens stored the cookie's identifier as their session_id; it is replaced by that session's
 public id (NULL if the session is gone), so no table but user_sessions keeps the secret.
 """
 import secrets
+import time
 
 from alembic import op
 import sqlalchemy as sa
@@ -43,7 +45,7 @@ def upgrade():
     bind = op.get_bind()
     for (row_id,) in bind.execute(sa.select(_SESSIONS.c.id)).all():
         bind.execute(_SESSIONS.update().where(_SESSIONS.c.id == row_id).values(public_sid=secrets.token_urlsafe(24)))
-    bind.execute(_SESSIONS.update().values(last_seen_at=_SESSIONS.c.created_at))
+    bind.execute(_SESSIONS.update().values(last_seen_at=int(time.time())))
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
         batch_op.alter_column('public_sid', existing_type=sa.String(length=64), nullable=False)
         batch_op.alter_column('last_seen_at', existing_type=sa.Integer(), nullable=False)
