@@ -18,8 +18,8 @@ also runs one bounded pass (`purge_pass`, at most PURGE_BATCH_SIZE rows of each 
 every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterResponses`):
 
 - After a response rather than in a background thread: it needs no thread to start after
-  gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs while
-  that worker is answering a request. It delays the worker's next request by one bounded pass
+  gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs inside
+  a request's handling (a sync worker runs it between two requests). It delays the worker's next request by one bounded pass
   (five DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
   worker that serves nothing purges nothing, and there is then nothing to slow down either.
 - Several workers and instances together: each kind is its own short transaction that
