@@ -184,8 +184,7 @@ def test_automatic_purge_waits_for_its_interval(app, seeded, live_server):
     assert _count(app, RevokedAccessToken) == 3
 
 
-@pytest.mark.parametrize("app_config", [{"PURGE_INTERVAL_SECONDS": 0}])
-def test_purge_settings_are_checked(app_config):
+def test_purge_settings_are_checked():
     from app import create_app
     from conftest import make_config
     from identity.settings import ConfigurationError
