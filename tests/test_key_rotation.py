@@ -154,15 +154,17 @@ def _together(monkeypatch, parties: int):
     saw the other's key) releases the rest after a few seconds."""
     barrier = threading.Barrier(parties)
     generate = keys._generate
+    missed = []  # a party that waited alone: the race did not happen as the test means it to
 
     def held(alg):
         try:
             barrier.wait(timeout=5)
         except threading.BrokenBarrierError:
-            pass
+            missed.append(alg)
         return generate(alg)
 
     monkeypatch.setattr(keys, "_generate", held)
+    return missed
 
 
 def _run_in_threads(apps, work):
@@ -187,14 +189,18 @@ def test_two_instances_rotating_at_once_make_one_key(app, seeded, monkeypatch):
     issue(app)  # the first keys exist
     other = same_database_app(app)
     try:
-        _together(monkeypatch, 2)
+        missed = _together(monkeypatch, 2)
         _run_in_threads([app, other], keys.rotate)
     finally:
         with other.app_context():
             db.engine.dispose()
 
-    assert len(kids_by_alg(app, "ES256")) == 2
+    assert not missed  # both decided to make the same keys ...
+    assert len(kids_by_alg(app, "ES256")) == 2  # ... and one of each was made
     assert len(kids_by_alg(app, "RS256")) == 2
+    with app.app_context():
+        events = db.session.scalars(text("SELECT detail FROM audit_events WHERE event = 'key_rotated'")).all()
+    assert len(events) == 1
 
 
 def test_two_instances_finding_rotation_due_at_once_make_one_key(app, seeded, clock, monkeypatch):
@@ -202,25 +208,27 @@ def test_two_instances_finding_rotation_due_at_once_make_one_key(app, seeded, cl
     other = same_database_app(app)
     clock.travel(app.config["SIGNING_KEY_ROTATION_SECONDS"])
     try:
-        _together(monkeypatch, 2)
+        missed = _together(monkeypatch, 2)
         _run_in_threads([app, other], lambda: keys.signing_key("ES256"))
     finally:
         with other.app_context():
             db.engine.dispose()
 
+    assert not missed
     assert len(kids_by_alg(app, "ES256")) == 2
 
 
 def test_two_instances_starting_on_an_empty_table_make_one_key_each_alg(app, monkeypatch):
     other = same_database_app(app)
     try:
-        _together(monkeypatch, 2)
+        missed = _together(monkeypatch, 2)
         _run_in_threads([app, other], lambda: keys.signing_key("RS256"))
     finally:
         with other.app_context():
             db.engine.dispose()
 
-    assert len(kids_by_alg(app, "RS256")) == 1
+    assert not missed
+    assert len(kids_by_alg(app, "RS256")) == 1 and len(kids_by_alg(app, "ES256")) == 1
 
 
 # --- emergency rotation --------------------------------------------------------------------------
