@@ -20,6 +20,7 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from app import create_app
+from bench.server import free_port
 from identity.clock import now as real_now
 from identity.extensions import db
 from identity.models import SigningKey
@@ -387,22 +388,75 @@ def test_a_list_of_key_encryption_keys_is_accepted(instance):
     assert not (instance / "key_encryption_key").exists()
 
 
-def _start_production(tmp_path, extra: dict) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+def _production_env(tmp_path, extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "WEB_CONCURRENCY"))}
     env.update({"FLASK_SECRET_KEY": "s" * 40, "FLASK_SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(tmp_path / "p.db"),
-                **extra})
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "keys", "list"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                "WEB_CONCURRENCY": "1", **extra})
+    return env
 
 
 def test_production_refuses_to_start_without_a_key_encryption_key(tmp_path):
-    refused = _start_production(tmp_path, {})
+    """The server as deployed (gunicorn -c gunicorn.conf.py) stops, with a line naming the setting."""
+    env = _production_env(tmp_path, {"GUNICORN_BIND": f"127.0.0.1:{free_port()}"})
+    refused = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
 
     assert refused.returncode != 0
-    lines = [line for line in refused.stderr.splitlines() if "KEY_ENCRYPTION_KEY" in line]
-    assert lines and "required in production" in lines[-1] and "FLASK_KEY_ENCRYPTION_KEY" in lines[-1], refused.stderr
-    assert not (ROOT / "instance" / "p.db").exists()
+    # gunicorn prints the error on a line of its own (after the worker's traceback, which is how
+    # every ConfigurationError, SECRET_KEY's included, surfaces today)
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("KEY_ENCRYPTION_KEY")]
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].startswith("KEY_ENCRYPTION_KEY is required in production: set FLASK_KEY_ENCRYPTION_KEY")
+    assert "Worker failed to boot" in refused.stderr
+    assert not (tmp_path / "p.db").exists()  # refused before touching the database
 
-    started = _start_production(tmp_path, {"FLASK_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+    started = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "keys", "list"], cwd=ROOT, timeout=120,
+                             env=_production_env(tmp_path, {"FLASK_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()}),
+                             capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
-    assert started.stdout.count("current") == 2
+    assert started.stdout.count("\tcurrent\t") == 2
+
+
+def test_a_rotation_due_in_the_middle_of_a_writing_request_leaves_the_request_its_transaction(app, seeded, clock):
+    """A key made while the request's own transaction is open neither commits nor rolls back the
+    request's work (and on SQLite, whose one writer is then the request, does not wait for it)."""
+    from identity.services import audit
+
+    first = kid_of(issue(app))
+    clock.travel(app.config["SIGNING_KEY_ROTATION_SECONDS"])
+    with app.test_request_context():
+        audit.record("test_event")  # the request has written and not committed
+        keys.signing_key("ES256")  # the reload finds the rotation due
+        successor = kids_by_alg(app, "ES256")[-1] if db.engine.dialect.name != "sqlite" else None
+        db.session.rollback()  # the request fails: its own write goes ...
+    with app.app_context():
+        events = db.session.scalars(text("SELECT event FROM audit_events")).all()
+    assert "test_event" not in events
+    made = kids_by_alg(app, "ES256")
+    if successor is not None:  # PostgreSQL: the key was made in a transaction of its own
+        assert made == [first, successor]
+    else:  # SQLite: in a savepoint of the request's transaction, gone with it; the next load makes it
+        assert made == [first]
+        with app.app_context():
+            keys.signing_key("ES256")
+        assert len(kids_by_alg(app, "ES256")) == 2
+
+
+def test_a_first_key_made_by_a_request_that_rolls_back_never_signs_later(app):
+    from identity.services import audit
+
+    worker = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=3600)  # a worker that rarely re-reads
+    try:
+        with worker.test_request_context():
+            audit.record("test_event")
+            made_in_request = keys.signing_key("ES256").kid
+            db.session.rollback()
+        with worker.test_request_context():
+            signing = keys.signing_key("ES256").kid
+    finally:
+        with worker.app_context():
+            db.engine.dispose()
+
+    assert kids_by_alg(app, "ES256") == [signing]  # whatever signs is in the table, for every worker to verify
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        assert signing == made_in_request  # made in a transaction of its own: kept

@@ -60,6 +60,7 @@ class KeyRing:
     schedule: dict = field(default_factory=dict)  # alg -> [(generation, activates_at, key)], newest first
     jwks_body: bytes = b'{"keys":[]}'
     etag: str = ""
+    provisional: bool = False  # loaded with keys the request has not committed: reload at next use
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -125,11 +126,13 @@ def _key_transaction():
 
     SQLite has one writer: when this request's session already holds the write lock, a second
     connection would wait for it until its busy timeout. Then the keys are written in a
-    savepoint of the session's transaction instead, and committed with the request.
+    savepoint of the session's transaction instead, and committed with the request (until then
+    the ring counts as provisional, so that a request that rolls back leaves no key behind).
     """
     if db.engine.dialect.name == "sqlite" and db.session.connection().connection.dbapi_connection.in_transaction:
         with db.session.begin_nested():
             yield db.session.connection()
+        _ring().provisional = True
         return
     with db.engine.begin() as conn:
         yield conn
@@ -187,6 +190,7 @@ def _encrypt_plaintext(rows) -> None:
 
 def _load(ring: KeyRing) -> None:
     stamp = now()
+    ring.provisional = False
     rows = _all_rows()
     if _maintain(rows, stamp):
         rows = _all_rows()
@@ -210,7 +214,7 @@ def _load(ring: KeyRing) -> None:
         tokens.forget_verified_tokens()
     ring.by_kid, ring.schedule, ring.jwks_body = by_kid, schedule, body
     ring.etag = hashlib.sha256(body).hexdigest()[:32]
-    ring.loaded_at = _monotonic()
+    ring.loaded_at = 0.0 if ring.provisional else _monotonic()
 
 
 def _monotonic() -> float:
