@@ -244,7 +244,8 @@ def keys_rotate(immediate):
         if immediate:
             click.echo(f"New current {row.alg} key {row.kid}.")
         else:
-            click.echo(f"New {row.alg} key {row.kid} is published and signs from {_when(row.activates_at)}.")
+            click.echo(f"{row.alg} key {row.kid} is published and signs from {_when(row.activates_at)}; "
+                       "the current key signs until then.")
     if immediate:
         seconds = current_app.config["DISCOVERY_CACHE_SECONDS"]
         click.echo("Tokens in flight signed by the old keys are refused from now on (clients must refresh or sign in "
