@@ -460,3 +460,44 @@ def test_a_first_key_made_by_a_request_that_rolls_back_never_signs_later(app):
     assert kids_by_alg(app, "ES256") == [signing]  # whatever signs is in the table, for every worker to verify
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         assert signing == made_in_request  # made in a transaction of its own: kept
+
+
+def test_the_migration_keeps_the_keys_of_the_previous_version_and_they_are_encrypted_on_first_start(tmp_path):
+    """From the previous schema with its plaintext keys (one retired, still published): after
+    `db upgrade` and a first start the same key signs, the retired one is still published and
+    every private key is encrypted."""
+    from flask_migrate import upgrade
+
+    from conftest import make_config
+    from identity.database import MIGRATIONS_DIR, _logging_kept, attach_migrate
+
+    app = create_app(make_config("sqlite:///" + str(tmp_path / "old.db")))
+    retired, current, rsa = keys._generate("ES256"), keys._generate("ES256"), keys._generate("RS256")
+    stamp = real_now()
+    try:
+        with app.app_context():
+            attach_migrate(app)
+            with _logging_kept():
+                upgrade(directory=MIGRATIONS_DIR, revision="3b1f0c2d9a47")
+            for key, alg, retired_at in ((retired, "ES256", stamp - 3600), (current, "ES256", None), (rsa, "RS256", None)):
+                db.session.execute(text(
+                    "INSERT INTO signing_keys (kid, alg, private_jwk, created_at, retired_at)"
+                    " VALUES (:kid, :alg, :jwk, :created, :retired)"),
+                    {"kid": key.kid, "alg": alg, "jwk": json.dumps(key.as_dict(private=True)),
+                     "created": stamp - 7200, "retired": retired_at})
+            db.session.commit()
+            with _logging_kept():
+                upgrade(directory=MIGRATIONS_DIR)
+
+        with app.test_request_context():
+            assert keys.signing_key("ES256").kid == current.kid
+            assert keys.signing_key("RS256").kid == rsa.kid
+            body, _ = keys.jwks()
+        assert {k["kid"] for k in json.loads(body)["keys"]} == {retired.kid, current.kid, rsa.kid}
+        rows = raw_rows(app)
+        assert [kid for kid, _, _ in rows] == [retired.kid, current.kid, rsa.kid]
+        assert all(stored.startswith("gAAAAA") and '"d"' not in stored for _, _, stored in rows)
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
