@@ -6,7 +6,7 @@ import sys
 from datetime import datetime, timezone
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
-from .services import accounts, audit, clients, keys, purge, resources
+from .services import accounts, audit, clients, key_encryption, keys, purge, resources
 from .services.seed import apply_seed, load_seed
 
 
@@ -218,26 +218,49 @@ def scopes_remove(name):
 
 # --- keys and audit --------------------------------------------------------------
 
-keys_cli = AppGroup("keys", help="List and rotate signing keys.")
+keys_cli = AppGroup("keys", help="List, rotate and re-encrypt signing keys.")
 
 
 @keys_cli.command("list")
 @with_schema
 def keys_list():
-    """List signing keys: current, retired but still published, or expired."""
+    """List signing keys: pending (published, not signing yet), current, published (retired),
+    expired or revoked."""
     for alg in keys.configured_algs():
         keys.signing_key(alg)
-    for row, published in keys.list_keys():
-        state = "current" if row.retired_at is None else ("published" if published else "expired")
-        click.echo(f"{row.kid}\t{row.alg}\t{state}\tcreated {_when(row.created_at)}\tretired {_when(row.retired_at)}")
+    for row, state in keys.list_keys():
+        click.echo(f"{row.kid}\t{row.alg}\t{state}\tcreated {_when(row.created_at)}"
+                   f"\tsigns from {_when(row.activates_at)}\tretired {_when(row.retired_at)}")
 
 
 @keys_cli.command("rotate")
+@click.option("--now", "immediate", is_flag=True,
+              help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS.")
 @with_schema
-def keys_rotate():
-    """Make new current keys; the previous ones stay published until their tokens expire."""
-    for row in keys.rotate():
-        click.echo(f"New current {row.alg} key {row.kid}.")
+def keys_rotate(immediate):
+    """Publish new keys that sign after the propagation time (SIGNING_KEY_PROPAGATION_SECONDS);
+    the current ones sign until then and stay published for SIGNING_KEY_RETENTION_SECONDS."""
+    for row in keys.rotate(immediate=immediate):
+        if immediate:
+            click.echo(f"New current {row.alg} key {row.kid}.")
+        else:
+            click.echo(f"{row.alg} key {row.kid} is published and signs from {_when(row.activates_at)}; "
+                       "the current key signs until then.")
+    if immediate:
+        seconds = current_app.config["DISCOVERY_CACHE_SECONDS"]
+        click.echo("Tokens in flight signed by the old keys are refused from now on (clients must refresh or sign in "
+                   f"again); relying parties that cached the JWKS may refuse new tokens for up to {seconds} s.")
+
+
+@keys_cli.command("reencrypt")
+@with_schema
+def keys_reencrypt():
+    """Encrypt every stored key under the first KEY_ENCRYPTION_KEY (after a new one is put first)."""
+    try:
+        count = keys.reencrypt()
+    except key_encryption.UndecryptableKey as err:
+        raise click.ClickException(f"{err}; nothing was changed") from None
+    click.echo(f"Re-encrypted {count} signing keys under the first KEY_ENCRYPTION_KEY.")
 
 
 audit_cli = AppGroup("audit", help="Read the security audit log.")

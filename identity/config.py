@@ -67,7 +67,17 @@ ROTATION_SYNCHRONOUS_COMMIT = False
 # holding its worker; every instance must have the same value. At most 5.
 BEARER_CACHE_SECONDS = 0.5
 CLIENT_CACHE_SECONDS = 5  # how long a worker reuses a client's settings before re-reading them
-SIGNING_KEY_RETIRED_PUBLISH_SECONDS = 24 * 3600  # a rotated key stays in JWKS this long (>= longest token)
+# Staged signing-key rotation (services/keys.py; Duende's automatic key management defaults).
+# A new key is published PROPAGATION before it signs (must exceed DISCOVERY_CACHE_SECONDS +
+# SIGNING_KEY_RELOAD_SECONDS, so relying parties have it before they meet a token it signed);
+# a key that stopped signing stays published RETENTION (must exceed the longest token lifetime).
+SIGNING_KEY_ROTATION_SECONDS = 90 * 24 * 3600  # a key signs this long, then its successor takes over
+SIGNING_KEY_PROPAGATION_SECONDS = 14 * 24 * 3600
+SIGNING_KEY_RETENTION_SECONDS = 14 * 24 * 3600
+# Fernet key(s) that encrypt the private signing keys in the database; a list for KEK rotation
+# (decrypt with any, encrypt with the first). Required in production; generated into
+# instance/key_encryption_key in development.
+KEY_ENCRYPTION_KEY = None
 DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS
 
 # --- purge and retention (services/purge.py) -------------------------------

@@ -2,6 +2,9 @@
 
 LOCAL_API_SCOPE = "IdentityServerApi"
 
+#: the longest access-token lifetime a client may have (seconds); key retention must exceed it
+ACCESS_TOKEN_LIFETIME_MAX = 86400
+
 OPENID = "openid"
 PROFILE = "profile"
 EMAIL = "email"

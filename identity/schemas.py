@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
-from .constants import GRANT_TYPES
+from .constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
 
 _NAME = validate.Length(min=1, max=200)
 #: schemes a browser runs or reads locally instead of navigating to an app
@@ -90,7 +90,7 @@ class ClientSchema(Schema):
     allowed_scopes = fields.List(fields.String(validate=_NAME), load_default=list)
     allow_offline_access = fields.Boolean(load_default=False)
     allow_access_tokens_via_browser = fields.Boolean(load_default=False)
-    access_token_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=86400))
+    access_token_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=ACCESS_TOKEN_LIFETIME_MAX))
 
     @validates("redirect_uris")
     def _redirect_uris(self, value, **kwargs):

@@ -2,11 +2,15 @@
 
 import os
 import secrets
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .constants import ACCESS_TOKEN_LIFETIME_MAX
 
 
 SIGNING_ALGS = ("RS256", "ES256")
@@ -31,6 +35,70 @@ def _development_secret_key(app: Flask) -> str:
         app.logger.warning("generated a development SECRET_KEY in %s; set FLASK_SECRET_KEY in production", path)
     with open(path) as f:
         return f.read().strip()
+
+
+def _development_key_encryption_key(app: Flask) -> str:
+    """Like the development SECRET_KEY: one Fernet key in instance/ (0600), kept across restarts,
+    so `make run` encrypts its signing keys with nothing set. Losing the file loses the keys."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    path = os.path.join(app.instance_path, "key_encryption_key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(Fernet.generate_key().decode())
+        app.logger.warning("generated a development KEY_ENCRYPTION_KEY in %s; set FLASK_KEY_ENCRYPTION_KEY in production", path)
+    for _ in range(50):  # another process may have created the file and not yet written it
+        with open(path) as f:
+            key = f.read().strip()
+        if key:
+            return key
+        time.sleep(0.02)
+    raise ConfigurationError(f"{path} is empty: delete it to have a new development KEY_ENCRYPTION_KEY made")
+
+
+def _key_encryption_keys(value) -> list[str]:
+    """KEY_ENCRYPTION_KEY as a non-empty list of valid Fernet keys (one key, or a list: newest first)."""
+    found = [value] if isinstance(value, str) else value
+    if not isinstance(found, (list, tuple)) or not found:
+        raise ConfigurationError("KEY_ENCRYPTION_KEY must be a Fernet key or a list of them, newest first")
+    for key in found:
+        try:
+            Fernet(key)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                "KEY_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64-encoded bytes, e.g. from "
+                "cryptography.fernet.Fernet.generate_key()); one of them is not") from None
+    return list(found)
+
+
+def _seconds(cfg, name: str) -> int:
+    value = cfg[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive whole number of seconds, not {value!r}")
+    return value
+
+
+def _check_key_schedule(app: Flask) -> None:
+    """Staged key rotation is only safe if a new key is published for longer than anyone caches
+    the JWKS, and a retired key for longer than any token it signed lives (README, Signing keys)."""
+    cfg = app.config
+    rotation, propagation, retention = (_seconds(cfg, f"SIGNING_KEY_{n}_SECONDS") for n in ("ROTATION", "PROPAGATION", "RETENTION"))
+    cached = cfg["DISCOVERY_CACHE_SECONDS"] + cfg["SIGNING_KEY_RELOAD_SECONDS"]
+    if propagation <= cached:
+        raise ConfigurationError(
+            f"SIGNING_KEY_PROPAGATION_SECONDS ({propagation}) must exceed DISCOVERY_CACHE_SECONDS + "
+            f"SIGNING_KEY_RELOAD_SECONDS ({cached}): relying parties would meet tokens signed by a key they have not fetched")
+    longest = max(cfg["ID_TOKEN_LIFETIME_SECONDS"], ACCESS_TOKEN_LIFETIME_MAX) + cfg["JWT_LEEWAY_SECONDS"]
+    if retention <= longest:
+        raise ConfigurationError(
+            f"SIGNING_KEY_RETENTION_SECONDS ({retention}) must exceed the longest token lifetime plus leeway "
+            f"({longest}): tokens signed by a retired key would stop verifying before they expire")
+    if rotation <= propagation:
+        raise ConfigurationError(
+            f"SIGNING_KEY_ROTATION_SECONDS ({rotation}) must exceed SIGNING_KEY_PROPAGATION_SECONDS ({propagation})")
 
 
 def _check_issuer(app: Flask) -> None:
@@ -70,6 +138,14 @@ def init_app(app: Flask) -> None:
                 "(or FLASK_ENVIRONMENT=development for a local demo)"
             )
         cfg["SECRET_KEY"] = _development_secret_key(app)
+    if not cfg.get("KEY_ENCRYPTION_KEY"):
+        if not is_development(app):
+            raise ConfigurationError(
+                "KEY_ENCRYPTION_KEY is required in production: set FLASK_KEY_ENCRYPTION_KEY to a Fernet key "
+                "(README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo"
+            )
+        cfg["KEY_ENCRYPTION_KEY"] = _development_key_encryption_key(app)
+    cfg["KEY_ENCRYPTION_KEY"] = _key_encryption_keys(cfg["KEY_ENCRYPTION_KEY"])
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)
@@ -83,6 +159,7 @@ def init_app(app: Flask) -> None:
         if cfg[name] not in SIGNING_ALGS:
             raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
     _check_issuer(app)
+    _check_key_schedule(app)
     cache = cfg["BEARER_CACHE_SECONDS"]
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
         raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")

@@ -412,12 +412,12 @@ def test_keys_rotate(app, runner):
     result = runner.invoke(args=["keys", "rotate"])
 
     assert result.exit_code == 0, result.output
-    new = {kid for kid, *_ in key_lines(runner) if _[1] == "current"}
+    new = {kid for kid, *_ in key_lines(runner) if _[1] == "pending"}  # published, signing later
     assert len(new) == 2 and not new & old
     for kid in new:
         assert kid in result.output
     states = {kid: state for kid, _, state, *_ in key_lines(runner)}
-    assert {states[kid] for kid in old} == {"published"}
+    assert {states[kid] for kid in old} == {"current"}
 
 
 def test_audit_tail(app, runner, seeded):

@@ -4,6 +4,7 @@ import os
 import stat
 
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 
 from app import create_app
@@ -23,9 +24,14 @@ def instance(tmp_path, monkeypatch):
     return folder
 
 
+KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
 def make(instance, **config):
-    """create_app with what every test needs: no schema check, a database in the instance folder."""
-    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db")}
+    """create_app with what every test needs: no schema check, a database in the instance folder,
+    a key-encryption key (required in production; tests/test_key_rotation.py checks that)."""
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY}
     return create_app({**base, **config})
 
 
@@ -75,7 +81,7 @@ def test_environment_values_are_parsed_as_json(instance, monkeypatch):
 
 
 def test_default_database_is_sqlite_in_the_instance_folder(instance):
-    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32})
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY})
 
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(instance / "identity.db")
 

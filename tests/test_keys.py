@@ -45,9 +45,20 @@ def current_kids(app) -> set[str]:
         return set(db.session.scalars(select(SigningKey.kid).where(SigningKey.retired_at.is_(None))))
 
 
-def rotate(app) -> None:
-    with app.app_context():
-        keys.rotate()
+@pytest.fixture
+def rotate(monkeypatch):
+    """rotate(app): a staged rotation that has taken effect, the key service's clock moved past
+    the propagation time (tests/test_key_rotation.py covers the stages themselves)."""
+    offset = 0
+
+    def rotate_(app) -> None:
+        nonlocal offset
+        with app.app_context():
+            keys.rotate()
+        offset += app.config["SIGNING_KEY_PROPAGATION_SECONDS"] + 1
+        monkeypatch.setattr(keys, "now", lambda: now() + offset)
+
+    return rotate_
 
 
 def same_database_app(app, **overrides):
@@ -97,7 +108,7 @@ def test_tokens_are_signed_with_a_published_key(app, client, seeded):
 # --- rotation ------------------------------------------------------------------------------------
 
 
-def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_published(app, client, seeded):
+def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_published(app, client, seeded, rotate):
     old_token = issue(app)
     old_kids = set(published(client))
 
@@ -113,23 +124,24 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_published(app, cl
     assert verify(app, new_token)["jti"]
 
 
-def test_rotate_command_changes_the_signing_key(app, runner, seeded):
+def test_emergency_rotate_command_changes_the_signing_key_at_once(app, runner, seeded):
     before = kid_of(issue(app))
 
-    result = runner.invoke(args=["keys", "rotate"])
+    result = runner.invoke(args=["keys", "rotate", "--now"])
 
     assert result.exit_code == 0, result.output
     after = kid_of(issue(app))
     assert after != before and after in result.output
 
 
-def test_a_key_retired_long_ago_is_no_longer_published(app, client, seeded):
+def test_a_key_retired_long_ago_is_no_longer_published(app, client, seeded, rotate):
     old_token = issue(app)
     old_kid = kid_of(old_token)
+    old_kids = current_kids(app)  # the ES256 key that signed, and the RS256 one
     rotate(app)
-    window = app.config["SIGNING_KEY_RETIRED_PUBLISH_SECONDS"]
+    window = app.config["SIGNING_KEY_RETENTION_SECONDS"]
     with app.app_context():
-        db.session.execute(update(SigningKey).where(SigningKey.kid == old_kid).values(retired_at=now() - window - 60))
+        db.session.execute(update(SigningKey).where(SigningKey.kid.in_(old_kids)).values(retired_at=now() - window - 60))
         db.session.commit()
 
     keyset = published(client)
@@ -140,7 +152,7 @@ def test_a_key_retired_long_ago_is_no_longer_published(app, client, seeded):
         verify(app, old_token)
 
 
-def test_keys_list_shows_retired_and_expired_keys(app, runner, seeded):
+def test_keys_list_shows_retired_and_expired_keys(app, runner, seeded, rotate):
     old_kid = kid_of(issue(app))
     rotate(app)
     states = lambda: {line.split("\t")[0]: line.split("\t")[2] for line in runner.invoke(args=["keys", "list"]).output.splitlines()}  # noqa: E731
@@ -169,7 +181,7 @@ def test_a_token_signed_by_an_unknown_key_is_refused(app, seeded):
 # --- every worker sees the same keys ------------------------------------------------------------
 
 
-def test_two_workers_sign_with_the_same_current_key(app, client, seeded):
+def test_two_workers_sign_with_the_same_current_key(app, client, seeded, rotate):
     other = same_database_app(app)
     try:
         assert kid_of(issue(app)) == kid_of(issue(other))
@@ -184,7 +196,7 @@ def test_two_workers_sign_with_the_same_current_key(app, client, seeded):
             db.engine.dispose()
 
 
-def test_a_worker_with_a_cached_key_set_verifies_tokens_signed_with_a_new_key(app, seeded):
+def test_a_worker_with_a_cached_key_set_verifies_tokens_signed_with_a_new_key(app, seeded, rotate):
     other = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=3600)
     try:
         verify(other, issue(other))  # `other` has now loaded and cached the key set

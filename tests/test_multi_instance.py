@@ -45,6 +45,7 @@ SECRET = "webapp-secret-0123456789"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 LOCKOUT_MAX_FAILURES = 3
 SENSITIVE_LIMIT = 30  # sign-in POSTs per minute per client IP, counted across every instance
+KEY_PROPAGATION_SECONDS = 10  # a rotated key signs this long after it is published (> 2 s JWKS cache + 5 s reload)
 
 USERS = {
     "signin": "amber-falcon-river-314",
@@ -111,6 +112,10 @@ def instances(shared_database, tmp_path_factory):
         "FLASK_RATELIMIT_STRATEGY": "moving-window",
         # Counters of this run only, whatever an earlier run left in Redis.
         "FLASK_RATELIMIT_KEY_PREFIX": "identity-test-" + secrets.token_hex(6),
+        # A staged key rotation that completes within the test: the new key signs after
+        # PROPAGATION, which must exceed the JWKS cache lifetime plus the 5 s reload interval.
+        "FLASK_DISCOVERY_CACHE_SECONDS": "2",
+        "FLASK_SIGNING_KEY_PROPAGATION_SECONDS": str(KEY_PROPAGATION_SECONDS),
     }
     common = dict(workers=2, issuer=ISSUER, ratelimit_storage_uri=REDIS_URL, env=env, log_dir=log_dir)
     a = GunicornServer(shared_database, name="A", migrate_first=True, **common).start()
@@ -240,17 +245,20 @@ def test_key_rotated_through_a_is_used_and_published_by_b(instances):
     old_kid = jwt_header(before)["kid"]
 
     rotated = a.cli(["keys", "rotate"])
-    assert "New current" in rotated.stdout, rotated.stdout
+    assert "is published and signs from" in rotated.stdout, rotated.stdout
+    # staged: the new key does not sign before the propagation time
+    assert jwt_header(client_credentials_token(b))["kid"] == old_kid
 
-    # B notices within its reload interval (SIGNING_KEY_RELOAD_SECONDS, 5 s by default).
-    deadline = time.monotonic() + 20
+    # B signs with the new key once it activates (then within its reload interval, 5 s).
+    deadline = time.monotonic() + KEY_PROPAGATION_SECONDS + 20
     while True:
         token = client_credentials_token(b)
         if jwt_header(token)["kid"] != old_kid:
             break
-        assert time.monotonic() < deadline, "B still signs with the retired key 20 s after the rotation"
+        assert time.monotonic() < deadline, "B still signs with the retired key 20 s after the new one activated"
         time.sleep(0.5)
     new_kid = jwt_header(token)["kid"]
+    assert new_kid in rotated.stdout
 
     # Each worker re-reads the key table within the same interval: both keys appear everywhere.
     for server in (a, b):

@@ -1,26 +1,44 @@
-"""Signing keys: created on first use, stored in the database, cached per worker.
+"""Signing keys: encrypted in the database, rotated on a schedule every instance agrees on,
+cached per worker.
 
-Every worker and instance reads the same `signing_keys` table, so they all sign with the
-same current key and publish the same JWKS. A worker re-reads the table at most every
-SIGNING_KEY_RELOAD_SECONDS, and at once (at most once a second) when it meets an unknown kid.
+A key's life (one `signing_keys` row): it is published in the JWKS from `created_at`, signs
+from `activates_at` until its successor activates (`retired_at`), and stays published
+SIGNING_KEY_RETENTION_SECONDS after that, so tokens it signed keep verifying until they
+expire. An emergency rotation (`keys rotate --now`) revokes keys instead: they leave the JWKS
+at once.
+
+Rotation is staged, as in Duende's automatic key management: once the current key has signed
+for SIGNING_KEY_ROTATION_SECONDS minus SIGNING_KEY_PROPAGATION_SECONDS, the first worker to
+re-read the table makes its successor, published at once and signing only after the
+propagation time, longer than anyone may cache the JWKS. No process coordinates this: every
+worker and instance reads the same table and decides the same way, and a new key's
+`generation` is unique per algorithm, so when two decide at the same moment one insert fails
+and that worker takes the other's key.
+
+A worker re-reads the table at most every SIGNING_KEY_RELOAD_SECONDS, and at once (at most
+once a second) when it meets an unknown kid; which of its keys signs is decided at each use,
+so a successor takes over at its activation time, not at the next reload.
 """
 
 import hashlib
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app
 from joserfc.jwk import ECKey, JWKRegistry, RSAKey
-from sqlalchemy import or_, select
+from sqlalchemy import case, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..clock import now
 from ..extensions import db
 from ..models import SigningKey
-from . import audit
+from . import audit, key_encryption
 
 SUPPORTED_ALGS = ("RS256", "ES256")
+TABLE = SigningKey.__table__
 
 
 def _generate(alg: str):
@@ -39,9 +57,10 @@ class KeyRing:
     loaded_at: float = 0.0
     forced_at: float = 0.0
     by_kid: dict = field(default_factory=dict)  # kid -> joserfc key (published ones)
-    current: dict = field(default_factory=dict)  # alg -> joserfc key
+    schedule: dict = field(default_factory=dict)  # alg -> [(generation, activates_at, key)], newest first
     jwks_body: bytes = b'{"keys":[]}'
     etag: str = ""
+    provisional: bool = False  # loaded with keys the request has not committed: reload at next use
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -49,39 +68,153 @@ def _ring() -> KeyRing:
     return current_app.extensions.setdefault("identity_keyring", KeyRing())
 
 
-def _published_rows() -> list[SigningKey]:
-    window_start = now() - current_app.config["SIGNING_KEY_RETIRED_PUBLISH_SECONDS"]
-    stmt = (
-        select(SigningKey)
-        .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > window_start))
-        .order_by(SigningKey.id)
-    )
-    return list(db.session.scalars(stmt))
+def _all_rows() -> list:
+    """Every key row as a plain row (never an ORM object the session could hold stale)."""
+    return list(db.session.execute(select(TABLE).order_by(TABLE.c.id)))
+
+
+def _is_published(row, stamp: int) -> bool:
+    retention = current_app.config["SIGNING_KEY_RETENTION_SECONDS"]
+    return row.revoked_at is None and (row.retired_at is None or row.retired_at + retention > stamp)
+
+
+def _state(row, stamp: int) -> str:
+    if row.revoked_at is not None:
+        return "revoked"
+    if not _is_published(row, stamp):
+        return "expired"
+    if row.activates_at > stamp:
+        return "pending"
+    if row.retired_at is not None and row.retired_at <= stamp:
+        return "published"
+    return "current"
+
+
+# --- deciding and writing ------------------------------------------------------------------------
+
+
+def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
+    """(generation, activates_at, predecessor row) of the key to make for `alg`, or None.
+
+    The first key signs at once (no token or cached JWKS predates it). Otherwise nothing is made
+    while a successor waits; `scheduled` makes one only when the current key is due, to sign at
+    the end of its interval (or after the propagation time, if the service was off meanwhile);
+    the operator's staged rotation makes one now, to sign after the propagation time.
+    """
+    cfg = current_app.config
+    mine = [r for r in rows if r.alg == alg]
+    generation = max((r.generation for r in mine), default=0) + 1
+    active = [r for r in mine if r.revoked_at is None and r.activates_at <= stamp]
+    current = max(active, key=lambda r: r.generation, default=None)
+    if current is None:
+        return generation, stamp, None
+    if any(r.revoked_at is None and r.generation > current.generation for r in mine):
+        return None
+    propagation = cfg["SIGNING_KEY_PROPAGATION_SECONDS"]
+    if not scheduled:
+        return generation, stamp + propagation, current
+    due = current.activates_at + cfg["SIGNING_KEY_ROTATION_SECONDS"]
+    if stamp < due - propagation:
+        return None
+    return generation, max(due, stamp + propagation), current
+
+
+@contextmanager
+def _key_transaction():
+    """A transaction of its own for key writes, so that making a key in the middle of a request
+    never commits or rolls back the request's work.
+
+    SQLite has one writer: when this request's session already holds the write lock, a second
+    connection would wait for it until its busy timeout. Then the keys are written in a
+    savepoint of the session's transaction instead, and committed with the request (until then
+    the ring counts as provisional, so that a request that rolls back leaves no key behind).
+    """
+    if db.engine.dialect.name == "sqlite" and db.session.connection().connection.dbapi_connection.in_transaction:
+        with db.session.begin_nested():
+            yield db.session.connection()
+        _ring().provisional = True
+        return
+    with db.engine.begin() as conn:
+        yield conn
+
+
+def _insert(conn, key, alg: str, generation: int, activates_at: int, stamp: int, predecessor=None) -> None:
+    conn.execute(insert(TABLE).values(
+        kid=key.kid, alg=alg, generation=generation, created_at=stamp, activates_at=activates_at,
+        private_jwk=key_encryption.encrypt(json.dumps(key.as_dict(private=True)))))
+    if predecessor is not None:
+        conn.execute(update(TABLE).where(TABLE.c.id == predecessor.id).values(retired_at=activates_at))
+
+
+def _maintain(rows, stamp: int) -> bool:
+    """Make the keys the schedule asks for (first keys, due successors); True if any was due."""
+    due = False
+    for alg in configured_algs():
+        plan = _plan(rows, alg, stamp, scheduled=True)
+        if plan is None:
+            continue
+        due = True
+        key = _generate(alg)  # before the transaction: an RSA key takes a good fraction of a second
+        generation, activates_at, predecessor = plan
+        try:
+            with _key_transaction() as conn:
+                _insert(conn, key, alg, generation, activates_at, stamp, predecessor)
+                if predecessor is not None:
+                    conn.execute(*audit.event_write("key_rotated", detail={
+                        "kids": [key.kid], "reason": "scheduled", "activates_at": activates_at}))
+        except IntegrityError:
+            pass  # another worker or instance made this generation first: the reload takes theirs
+    return due
+
+
+def _encrypt_plaintext(rows) -> None:
+    """Encrypt keys stored in the clear by a version before encryption at rest (once, by
+    whichever worker loads them first; the condition on the old value makes racing workers
+    harmless). A failure is logged: the plaintext still works, and the next load retries."""
+    plain = [r for r in rows if key_encryption.is_plaintext(r.private_jwk)]
+    if not plain:
+        return
+    try:
+        with _key_transaction() as conn:
+            for row in plain:
+                conn.execute(update(TABLE).where(TABLE.c.id == row.id, TABLE.c.private_jwk == row.private_jwk)
+                             .values(private_jwk=key_encryption.encrypt(row.private_jwk)))
+    except SQLAlchemyError as err:
+        current_app.logger.warning("could not encrypt %d plaintext signing keys: %s", len(plain), type(err).__name__)
+    else:
+        current_app.logger.warning("encrypted %d signing keys stored in plaintext", len(plain))
+
+
+# --- the worker's key ring -----------------------------------------------------------------------
 
 
 def _load(ring: KeyRing) -> None:
-    rows = _published_rows()
-    by_kid, current = {}, {}
+    stamp = now()
+    ring.provisional = False
+    rows = _all_rows()
+    if _maintain(rows, stamp):
+        rows = _all_rows()
+    _encrypt_plaintext(rows)
+    by_kid, schedule, algs = {}, {}, {}
     for row in rows:
-        key = ring.by_kid.get(row.kid) or JWKRegistry.import_key(json.loads(row.private_jwk))
-        by_kid[row.kid] = key
-        if row.retired_at is None:
-            current[row.alg] = key  # ordered by id: the newest wins
-    public = [
-        {**k.as_dict(private=False), "kid": kid, "alg": k.alg or _alg_of(rows, kid), "use": "sig"}
-        for kid, k in by_kid.items()
-    ]
+        if not _is_published(row, stamp):
+            continue
+        key = ring.by_kid.get(row.kid) or JWKRegistry.import_key(
+            json.loads(key_encryption.decrypt(row.private_jwk, row.kid)))
+        by_kid[row.kid], algs[row.kid] = key, row.alg
+        schedule.setdefault(row.alg, []).append((row.generation, row.activates_at, key))
+    for entries in schedule.values():
+        entries.sort(key=lambda entry: entry[0], reverse=True)
+    public = [{**k.as_dict(private=False), "kid": kid, "alg": k.alg or algs[kid], "use": "sig"} for kid, k in by_kid.items()]
     body = json.dumps({"keys": public}, separators=(",", ":"), sort_keys=True).encode()
     if set(by_kid) != set(ring.by_kid):
         # a key left (or joined) the published set: forget tokens verified with the old set
-        current_app.extensions.pop("identity_verified_tokens", None)
-    ring.by_kid, ring.current, ring.jwks_body = by_kid, current, body
+        from . import tokens  # tokens imports this module
+
+        tokens.forget_verified_tokens()
+    ring.by_kid, ring.schedule, ring.jwks_body = by_kid, schedule, body
     ring.etag = hashlib.sha256(body).hexdigest()[:32]
-    ring.loaded_at = _monotonic()
-
-
-def _alg_of(rows, kid):
-    return next(r.alg for r in rows if r.kid == kid)
+    ring.loaded_at = 0.0 if ring.provisional else _monotonic()
 
 
 def _monotonic() -> float:
@@ -96,26 +229,24 @@ def _fresh_ring() -> KeyRing:
     return ring
 
 
-def create_key(alg: str) -> SigningKey:
-    """Create and commit a new current key for `alg`."""
-    key = _generate(alg)
-    row = SigningKey(
-        kid=key.kid, alg=alg, private_jwk=json.dumps(key.as_dict(private=True)), created_at=now()
-    )
-    db.session.add(row)
-    db.session.commit()
-    return row
+def _current(ring: KeyRing, alg: str):
+    stamp = now()
+    for _, activates_at, key in ring.schedule.get(alg, ()):
+        if activates_at <= stamp:
+            return key
+    return None
 
 
 def signing_key(alg: str):
-    """Return the current key for `alg`, creating it on first use."""
+    """Return the key that signs `alg` now, making the first one on first use."""
     ring = _fresh_ring()
-    key = ring.current.get(alg)
+    key = _current(ring, alg)
     if key is None:
-        create_key(alg)
         with ring.lock:
             _load(ring)
-        key = ring.current[alg]
+        key = _current(ring, alg)
+        if key is None:
+            raise RuntimeError(f"no {alg} signing key: it is not one of the configured algorithms")
     return key
 
 
@@ -146,33 +277,77 @@ def configured_algs() -> list[str]:
     return sorted({"RS256", cfg["ID_TOKEN_SIGNING_ALG"], cfg["ACCESS_TOKEN_SIGNING_ALG"]})
 
 
-def rotate(algs: list[str] | None = None) -> list[SigningKey]:
-    """Retire the current keys and create new ones; retired keys stay published for a while."""
-    algs = algs or configured_algs()
-    stamp = now()
-    for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None), SigningKey.alg.in_(algs))):
-        row.retired_at = stamp
-    created = []
-    for alg in algs:
-        key = _generate(alg)
-        row = SigningKey(kid=key.kid, alg=alg, private_jwk=json.dumps(key.as_dict(private=True)), created_at=stamp)
-        db.session.add(row)
-        created.append(row)
-    audit.record("key_rotated", detail={"kids": [r.kid for r in created]})
-    db.session.commit()
+# --- the operator's commands ---------------------------------------------------------------------
+
+
+def _reload() -> None:
     ring = _ring()
     with ring.lock:
         _load(ring)
-    return created
 
 
-def list_keys() -> list[tuple[SigningKey, bool]]:
-    """Return every key with whether it is still published."""
-    published = {r.kid for r in _published_rows()}
-    rows = db.session.scalars(select(SigningKey).order_by(SigningKey.id))
-    return [(r, r.kid in published) for r in rows]
+def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
+    """Start a rotation and return each algorithm's newest key (a plain row).
+
+    Staged (the default): publish a successor now that signs after the propagation time; the
+    current key signs until then and stays published for the retention time after. Nothing new
+    is made while a successor already waits. Immediate (a compromised key): every key of the
+    algorithm is revoked, leaving the JWKS at once, and a new one signs now.
+    """
+    algs = algs or configured_algs()
+    for _attempt in range(3):
+        stamp, rows = now(), _all_rows()
+        plans = {}
+        for alg in algs:
+            if immediate:
+                plans[alg] = (max((r.generation for r in rows if r.alg == alg), default=0) + 1, stamp, None)
+            else:
+                plans[alg] = _plan(rows, alg, stamp, scheduled=False)
+        made = {alg: _generate(alg) for alg, plan in plans.items() if plan is not None}
+        try:
+            with _key_transaction() as conn:
+                for alg, key in made.items():
+                    generation, activates_at, predecessor = plans[alg]
+                    if immediate:
+                        conn.execute(update(TABLE).where(TABLE.c.alg == alg, TABLE.c.revoked_at.is_(None)).values(
+                            revoked_at=stamp,
+                            retired_at=case((or_(TABLE.c.retired_at.is_(None), TABLE.c.retired_at > stamp), stamp),
+                                            else_=TABLE.c.retired_at)))
+                    _insert(conn, key, alg, generation, activates_at, stamp, predecessor)
+                if made:
+                    conn.execute(*audit.event_write("key_rotated", detail={
+                        "kids": [k.kid for k in made.values()], "reason": "emergency" if immediate else "staged"}))
+        except IntegrityError:
+            continue  # another instance rotated at the same moment: decide again on what it made
+        break
+    else:
+        raise RuntimeError("signing keys are being rotated elsewhere; try again")
+    db.session.commit()
+    _reload()
+    newest = {}
+    for row in _all_rows():
+        if row.alg in algs and (row.alg not in newest or row.generation > newest[row.alg].generation):
+            newest[row.alg] = row
+    return [newest[alg] for alg in algs if alg in newest]
+
+
+def reencrypt() -> int:
+    """Encrypt every stored key under the first KEY_ENCRYPTION_KEY, in one transaction; return
+    how many. Raises key_encryption.UndecryptableKey (and changes nothing) if one cannot be opened."""
+    rows = _all_rows()
+    new = {row.id: key_encryption.reencrypt(row.private_jwk, row.kid) for row in rows}
+    with db.engine.begin() as conn:
+        for row in rows:
+            conn.execute(update(TABLE).where(TABLE.c.id == row.id).values(private_jwk=new[row.id]))
+    return len(rows)
+
+
+def list_keys() -> list[tuple]:
+    """Every key (a plain row) with its state: pending, current, published (retired), expired or revoked."""
+    stamp = now()
+    return [(row, _state(row, stamp)) for row in _all_rows()]
 
 
 def has_current_key() -> bool:
     ring = _fresh_ring()
-    return all(alg in ring.current for alg in configured_algs())
+    return all(_current(ring, alg) is not None for alg in configured_algs())

@@ -142,6 +142,12 @@ def check_time_claims(claims: dict) -> None:
 _VERIFIED_CACHE_SIZE = 10_000
 
 
+def forget_verified_tokens() -> None:
+    """Forget the tokens this worker has verified; the key service calls it when a key leaves
+    (or joins) the published set, so no token is accepted on the strength of a key now gone."""
+    current_app.extensions.pop("identity_verified_tokens", None)
+
+
 def verify_access_token(token: str) -> dict:
     """Return the claims of an access token we issued and that has not expired (signature, typ, iss, time).
 

@@ -1,0 +1,48 @@
+"""Private signing keys at rest: Fernet (AES-128-CBC + HMAC-SHA256) under KEY_ENCRYPTION_KEY.
+
+KEY_ENCRYPTION_KEY is a list, newest first: a stored key decrypts with any of them and is
+always encrypted with the first, so a new KEK is put in front, `flask --app app keys reencrypt`
+moves every stored key under it, and the old one can then be dropped (README, Signing keys).
+Rows written before encryption hold the JSON itself; `is_plaintext` tells them apart (a Fernet
+token never starts with "{").
+"""
+
+from cryptography.fernet import InvalidToken, MultiFernet, Fernet
+from flask import current_app
+
+
+class UndecryptableKey(RuntimeError):
+    """No configured KEY_ENCRYPTION_KEY opens a stored key."""
+
+
+def _cipher() -> MultiFernet:
+    keys = current_app.config["KEY_ENCRYPTION_KEY"]  # checked and made a list by settings.py
+    cached = current_app.extensions.get("identity_key_encryption")
+    if cached is None or cached[0] != keys:
+        cached = current_app.extensions["identity_key_encryption"] = (list(keys), MultiFernet([Fernet(k) for k in keys]))
+    return cached[1]
+
+
+def is_plaintext(stored: str) -> bool:
+    return stored.lstrip().startswith("{")
+
+
+def encrypt(private_jwk: str) -> str:
+    return _cipher().encrypt(private_jwk.encode()).decode("ascii")
+
+
+def decrypt(stored: str, kid: str) -> str:
+    """The private JWK (JSON) of a stored key, plaintext rows included."""
+    if is_plaintext(stored):
+        return stored
+    try:
+        return _cipher().decrypt(stored.encode("ascii")).decode()
+    except (InvalidToken, ValueError, UnicodeError):
+        raise UndecryptableKey(
+            f"signing key {kid} cannot be decrypted with any KEY_ENCRYPTION_KEY: "
+            "keep the key it was encrypted with in the list until `keys reencrypt` has run") from None
+
+
+def reencrypt(stored: str, kid: str) -> str:
+    """The stored key encrypted under the first KEK (plaintext rows are encrypted)."""
+    return encrypt(decrypt(stored, kid))
