@@ -18,12 +18,14 @@ from .services import accounts, audit, clients, keys, resources
 from .services.seed import apply_seed, load_seed
 
 
-def with_schema(fn):
+def with_schema(fn=None, *, standard_resources: bool = True):
     """Create or upgrade the schema before the command runs; turn domain errors into messages."""
+    if fn is None:
+        return functools.partial(with_schema, standard_resources=standard_resources)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        ensure_schema()
+        ensure_schema(standard_resources=standard_resources)
         try:
             return fn(*args, **kwargs)
         except ValidationFailed as err:
@@ -42,15 +44,21 @@ def _when(epoch: int | None) -> str:
 
 @click.command("seed")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--reset-passwords", is_flag=True,
+              help="Also set existing users' passwords to the file's (audited per user). "
+                   "Without it, the file's password is used only to create a user.")
 @with_appcontext
-@with_schema
-def seed_command(file):
-    """Create or update clients, API scopes and users from a JSON FILE (all or nothing)."""
+@with_schema(standard_resources=False)  # the seed adds them in its transaction, and counts them
+def seed_command(file, reset_passwords):
+    """Create or update clients, API scopes and users from a JSON FILE (all or nothing).
+
+    Existing users keep their passwords unless --reset-passwords is given.
+    """
     data = load_seed(file.read())
     try:
-        report = apply_seed(data)
+        report = apply_seed(data, reset_passwords=reset_passwords)
     except IntegrityError:  # another seed committed the same rows first: redo against what it wrote
-        report = apply_seed(data)
+        report = apply_seed(data, reset_passwords=reset_passwords)
     if not report.changed:
         click.echo(f"No change: {len(report.unchanged)} item(s) already up to date.")
         return

@@ -125,8 +125,11 @@ def _logging_kept():
             logging.getLogger(name).disabled = was_disabled
 
 
-def ensure_schema() -> None:
-    """Create or upgrade the schema, then make sure the standard scopes exist."""
+def ensure_schema(*, standard_resources: bool = True) -> None:
+    """Create or upgrade the schema, then (unless told not to) make sure the standard scopes exist.
+
+    The seed command adds them itself, in its own transaction, so its report counts them.
+    """
     from .services.resources import ensure_standard_resources
 
     if not schema_is_current():
@@ -135,7 +138,7 @@ def ensure_schema() -> None:
         attach_migrate(current_app._get_current_object())  # upgrade and env.py read app.extensions["migrate"]
         with _logging_kept():
             upgrade(directory=MIGRATIONS_DIR)
-    if ensure_standard_resources():
+    if standard_resources and ensure_standard_resources():
         db.session.commit()
 
 
