@@ -6,11 +6,12 @@ import sys
 from datetime import datetime, timezone
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from . import settings
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
@@ -34,6 +35,21 @@ def with_schema(fn=None, *, standard_resources: bool = True):
             raise click.ClickException(str(err))
 
     return wrapper
+
+
+def requires_settings(*names: str):
+    """For a command that needs a setting only serving otherwise needs: `Error: <NAME> is required ...`
+    and exit 1 when it is missing (identity.settings.require), before the command does anything."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            settings.require(current_app, *names)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _when(epoch: int | None) -> str:

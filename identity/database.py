@@ -180,7 +180,9 @@ def check_schema_on_start(app: Flask) -> None:
     """
     if app.config.get("TESTING"):
         return
-    if os.environ.get("FLASK_RUN_FROM_CLI") == "true" and "run" not in sys.argv[1:]:
+    from .settings import serves_requests
+
+    if not serves_requests():
         return
     with app.app_context():
         problem = schema_problem()
