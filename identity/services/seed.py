@@ -78,7 +78,8 @@ def _check_cross_rules(data: dict) -> dict[str, list[str]]:
             errors.setdefault(f"client {client['client_id']!r}", []).append("allowed_scopes: " + "; ".join(unknown))
     emails = set()
     for user in data["users"]:
-        problems = password_problems(user["password"], username=user["username"], email=user["email"])
+        problems = password_problems(user["password"], username=user["username"], email=user["email"],
+                                     name=user["name"])
         if problems:
             errors.setdefault(f"user {user['username']!r}", []).append("password: " + " ".join(problems))
         if user["email"]:
