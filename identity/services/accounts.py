@@ -15,7 +15,7 @@ from ..models import RefreshToken, User, UserSession
 from . import audit, bearer_cache, sessions
 from .sessions import SessionUser
 from .writes import Write, write
-from .password_policy import normalize, password_problems
+from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
 
@@ -287,6 +287,16 @@ def change_password(
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     db.session.commit()
     return user
+
+
+def new_password_verdict(user_id: int, new_password: str, current_password: str | None = None) -> Verdict:
+    """What the policy says of a would-be new password for this user (the page's strength meter):
+    the same check change_password runs, without verifying the current password."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return check_password(new_password, username=user.username, email=user.email, name=user.name,
+                          current=current_password)
 
 
 def set_password(username: str, new_password: str) -> User:
