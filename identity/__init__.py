@@ -10,7 +10,10 @@ from .web import errors, register_blueprints
 
 def init_app(app: Flask) -> None:
     """Attach the provider to the app: settings, database, extensions, pages, protocol, CLI."""
-    settings.init_app(app)
+    try:
+        settings.init_app(app)
+    except settings.ConfigurationError as err:
+        settings.refuse_to_start(app, err)
     cookie_session.init_app(app)
     database.init_app(app)
     bearer_cache.init_app(app)

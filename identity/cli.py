@@ -11,6 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from . import settings
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
@@ -18,12 +19,14 @@ from .services import accounts, audit, clients, key_encryption, keys, purge, res
 from .services.seed import apply_seed, load_seed
 
 
-def with_schema(fn):
+def with_schema(fn=None, *, standard_resources: bool = True):
     """Create or upgrade the schema before the command runs; turn domain errors into messages."""
+    if fn is None:
+        return functools.partial(with_schema, standard_resources=standard_resources)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        ensure_schema()
+        ensure_schema(standard_resources=standard_resources)
         try:
             return fn(*args, **kwargs)
         except ValidationFailed as err:
@@ -34,6 +37,21 @@ def with_schema(fn):
     return wrapper
 
 
+def requires_settings(*names: str):
+    """For a command that needs a setting only serving otherwise needs: `Error: <NAME> is required ...`
+    and exit 1 when it is missing (identity.settings.require), before the command does anything."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            settings.require(current_app, *names)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def _when(epoch: int | None) -> str:
     if not epoch:
         return "-"
@@ -42,15 +60,21 @@ def _when(epoch: int | None) -> str:
 
 @click.command("seed")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--reset-passwords", is_flag=True,
+              help="Also set existing users' passwords to the file's (audited per user). "
+                   "Without it, the file's password is used only to create a user.")
 @with_appcontext
-@with_schema
-def seed_command(file):
-    """Create or update clients, API scopes and users from a JSON FILE (all or nothing)."""
+@with_schema(standard_resources=False)  # the seed adds them in its transaction, and counts them
+def seed_command(file, reset_passwords):
+    """Create or update clients, API scopes and users from a JSON FILE (all or nothing).
+
+    Existing users keep their passwords unless --reset-passwords is given.
+    """
     data = load_seed(file.read())
     try:
-        report = apply_seed(data)
+        report = apply_seed(data, reset_passwords=reset_passwords)
     except IntegrityError:  # another seed committed the same rows first: redo against what it wrote
-        report = apply_seed(data)
+        report = apply_seed(data, reset_passwords=reset_passwords)
     if not report.changed:
         click.echo(f"No change: {len(report.unchanged)} item(s) already up to date.")
         return
@@ -223,6 +247,7 @@ keys_cli = AppGroup("keys", help="List, rotate and re-encrypt signing keys.")
 
 @keys_cli.command("list")
 @with_schema
+@requires_settings("KEY_ENCRYPTION_KEY")
 def keys_list():
     """List signing keys: pending (published, not signing yet), current, published (retired),
     expired or revoked."""
@@ -237,6 +262,7 @@ def keys_list():
 @click.option("--now", "immediate", is_flag=True,
               help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS.")
 @with_schema
+@requires_settings("KEY_ENCRYPTION_KEY")
 def keys_rotate(immediate):
     """Publish new keys that sign after the propagation time (SIGNING_KEY_PROPAGATION_SECONDS);
     the current ones sign until then and stay published for SIGNING_KEY_RETENTION_SECONDS."""
@@ -254,6 +280,7 @@ def keys_rotate(immediate):
 
 @keys_cli.command("reencrypt")
 @with_schema
+@requires_settings("KEY_ENCRYPTION_KEY")
 def keys_reencrypt():
     """Encrypt every stored key under the first KEY_ENCRYPTION_KEY (after a new one is put first)."""
     try:

@@ -31,6 +31,10 @@ WTF_CSRF_TIME_LIMIT = 3600  # seconds a form's CSRF token stays valid
 # --- passwords (NIST SP 800-63B-4) ----------------------------------------
 PASSWORD_MIN_LENGTH = 15
 PASSWORD_MAX_LENGTH = 128  # at least 64 must be allowed
+# zxcvbn's estimate of the guesses a password takes, as a power of ten: fewer is refused.
+# 11 refuses the weak long passwords of tests/data/ and accepts every strong passphrase there (README).
+PASSWORD_MIN_GUESSES_LOG10 = 11
+PASSWORD_MIN_DISTINCT_CHARACTERS = 5  # "1990-01-01-1990-01" (4) is refused; no strong one in tests/data/ has fewer than 10
 ARGON2_TIME_COST = 2  # OWASP minimum for argon2id with 19 MiB
 ARGON2_MEMORY_COST_KIB = 19456
 ARGON2_PARALLELISM = 1
@@ -43,6 +47,7 @@ RATELIMIT_STORAGE_URI = "memory://"  # "redis://host:6379" for several instances
 RATELIMIT_SENSITIVE = "100 per minute"  # sign-in and password change, per client IP
 RATELIMIT_DEFAULT = "1000 per minute"  # every other endpoint, per client IP
 RATELIMIT_PER_TOKEN = "30 per minute"  # POST /localapi/password per access token
+RATELIMIT_PASSWORD_CHECK = "120 per minute"  # the change-password page's strength meter, per client IP
 RATELIMIT_HEADERS_ENABLED = False  # True adds X-RateLimit-* (and Retry-After) to every response
 
 # --- tokens ------------------------------------------------------------

@@ -52,6 +52,25 @@ def attach_migrate(app: Flask) -> None:
         Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
 
 
+@event.listens_for(Engine, "do_connect")
+def _private_sqlite_file(dialect, _record, cargs, cparams):
+    """Create a new SQLite database file readable by its owner only (0600), as instance/secret_key is.
+
+    sqlite3 would create it with the umask's mode (usually 0644: world-readable password hashes
+    and refresh-token hashes). SQLite gives the -wal and -shm files the main file's mode, so they
+    are private too. A file that already exists keeps the mode its operator gave it.
+    """
+    if dialect.name != "sqlite" or not cargs or cparams.get("uri"):
+        return
+    path = cargs[0]
+    if not isinstance(path, str) or path in ("", ":memory:") or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # another process created it first, or no such folder: sqlite3 answers as before
+        pass
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     """WAL lets readers and one writer work at once; foreign keys make cascades work."""
@@ -125,8 +144,11 @@ def _logging_kept():
             logging.getLogger(name).disabled = was_disabled
 
 
-def ensure_schema() -> None:
-    """Create or upgrade the schema, then make sure the standard scopes exist."""
+def ensure_schema(*, standard_resources: bool = True) -> None:
+    """Create or upgrade the schema, then (unless told not to) make sure the standard scopes exist.
+
+    The seed command adds them itself, in its own transaction, so its report counts them.
+    """
     from .services.resources import ensure_standard_resources
 
     if not schema_is_current():
@@ -135,7 +157,7 @@ def ensure_schema() -> None:
         attach_migrate(current_app._get_current_object())  # upgrade and env.py read app.extensions["migrate"]
         with _logging_kept():
             upgrade(directory=MIGRATIONS_DIR)
-    if ensure_standard_resources():
+    if standard_resources and ensure_standard_resources():
         db.session.commit()
 
 
@@ -158,7 +180,9 @@ def check_schema_on_start(app: Flask) -> None:
     """
     if app.config.get("TESTING"):
         return
-    if os.environ.get("FLASK_RUN_FROM_CLI") == "true" and "run" not in sys.argv[1:]:
+    from .settings import serves_requests
+
+    if not serves_requests():
         return
     with app.app_context():
         problem = schema_problem()

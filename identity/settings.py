@@ -1,11 +1,22 @@
-"""Settings derived at start-up: the secret key, cookie flags, proxy trust."""
+"""Settings derived at start-up: the secret key, cookie flags, proxy trust; and what is required when.
+
+Two kinds of requirement. `REQUIRED_TO_SERVE` lists the settings without which the server must
+not serve (SECRET_KEY signs the cookies and CSRF tokens): they are checked when the app is built
+to serve requests (gunicorn, `flask run`, any WSGI server), not when it is built for an operator's
+command, which serves no page. A command that does need a setting says so with `require`
+(identity.cli's `requires_settings`). Either way a missing or wrong setting is one line naming it:
+`Error: ...` and exit 1 from the flask command, one line and exit 3 from a server (see
+`refuse_to_start`), never a traceback.
+"""
 
 import os
 import secrets
+import sys
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import click
 from cryptography.fernet import Fernet
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -15,9 +26,51 @@ from .constants import ACCESS_TOKEN_LIFETIME_MAX
 
 SIGNING_ALGS = ("RS256", "ES256")
 
+#: Settings the server cannot serve without: name -> how to provide it (after "set FLASK_<name>").
+REQUIRED_TO_SERVE: dict[str, str] = {
+    "SECRET_KEY": "(or FLASK_ENVIRONMENT=development for a local demo)",
+    "KEY_ENCRYPTION_KEY": "to a Fernet key (README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo",
+}
 
-class ConfigurationError(RuntimeError):
-    pass
+
+class ConfigurationError(click.ClickException):
+    """A setting that is missing or wrong; its message is one line naming the setting.
+
+    A ClickException, so the flask command prints it as `Error: <message>` and exits 1.
+    """
+
+
+def serves_requests() -> bool:
+    """Whether this process builds the app to serve requests, rather than for an operator's command.
+
+    The flask command marks its process (FLASK_RUN_FROM_CLI); of its commands only `run` serves.
+    The app is built while click resolves the command name, or inside `run` itself.
+    """
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return True
+    ctx = click.get_current_context(silent=True)
+    return ctx is None or ctx.info_name == "run"
+
+
+def require(app: Flask, *names: str) -> None:
+    """Raise ConfigurationError naming the first of `names` that is not set."""
+    for name in names:
+        if app.config.get(name) in (None, ""):
+            how = REQUIRED_TO_SERVE.get(name, "")
+            raise ConfigurationError(f"{name} is required in production: set FLASK_{name}" + (f" {how}" if how else ""))
+
+
+def refuse_to_start(app: Flask, err: ConfigurationError) -> None:
+    """Stop on a bad setting in one line.
+
+    Under the flask command (and in tests) the error is raised: click prints `Error: ...` and
+    exits 1. In a server it is printed and the process exits 3, which gunicorn reads as "worker
+    failed to boot" and stops instead of respawning (as the schema check does).
+    """
+    if app.config.get("TESTING") or os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+        raise err
+    print(f"{app.config['PRODUCT_NAME']}: {err}", file=sys.stderr)
+    raise SystemExit(3)
 
 
 def is_development(app: Flask) -> bool:
@@ -131,21 +184,14 @@ def _check_lifetimes(cfg) -> None:
 
 def init_app(app: Flask) -> None:
     cfg = app.config
-    if not cfg.get("SECRET_KEY"):
-        if not is_development(app):
-            raise ConfigurationError(
-                "SECRET_KEY is required in production: set FLASK_SECRET_KEY "
-                "(or FLASK_ENVIRONMENT=development for a local demo)"
-            )
+    if not cfg.get("SECRET_KEY") and is_development(app):
         cfg["SECRET_KEY"] = _development_secret_key(app)
-    if not cfg.get("KEY_ENCRYPTION_KEY"):
-        if not is_development(app):
-            raise ConfigurationError(
-                "KEY_ENCRYPTION_KEY is required in production: set FLASK_KEY_ENCRYPTION_KEY to a Fernet key "
-                "(README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo"
-            )
+    if not cfg.get("KEY_ENCRYPTION_KEY") and is_development(app):
         cfg["KEY_ENCRYPTION_KEY"] = _development_key_encryption_key(app)
-    cfg["KEY_ENCRYPTION_KEY"] = _key_encryption_keys(cfg["KEY_ENCRYPTION_KEY"])
+    if cfg.get("KEY_ENCRYPTION_KEY"):
+        cfg["KEY_ENCRYPTION_KEY"] = _key_encryption_keys(cfg["KEY_ENCRYPTION_KEY"])
+    if serves_requests():
+        require(app, *REQUIRED_TO_SERVE)
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)

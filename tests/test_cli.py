@@ -440,3 +440,26 @@ def test_audit_tail_refuses_a_non_positive_count(runner):
 
     assert result.exit_code == 2
     assert "--lines" in result.output
+
+
+# --- settings a command needs ------------------------------------------------------------------
+
+
+def test_a_command_that_needs_a_missing_setting_names_it_in_one_line(app):
+    from identity.cli import requires_settings
+
+    ran = []
+
+    @app.cli.command("needs-a-key")
+    @requires_settings("SECRET_KEY", "EXAMPLE_ENCRYPTION_KEY")
+    def needs_a_key():
+        ran.append(True)
+
+    result = app.test_cli_runner().invoke(args=["needs-a-key"])
+
+    assert result.exit_code == 1
+    assert result.output == "Error: EXAMPLE_ENCRYPTION_KEY is required in production: set FLASK_EXAMPLE_ENCRYPTION_KEY\n"
+    assert ran == []
+    app.config["EXAMPLE_ENCRYPTION_KEY"] = "set"
+    assert app.test_cli_runner().invoke(args=["needs-a-key"]).exit_code == 0
+    assert ran == [True]

@@ -86,6 +86,44 @@ def test_default_database_is_sqlite_in_the_instance_folder(instance):
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(instance / "identity.db")
 
 
+@pytest.fixture
+def umask_022():
+    """The usual umask, under which a file made without an explicit mode is world-readable."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _modes(path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob(path.name + "*")}
+
+
+@pytest.mark.parametrize("where", ["instance folder (default)", "a configured path"])
+def test_a_new_sqlite_database_and_its_wal_files_are_private(instance, umask_022, where):
+    from identity.database import ensure_schema
+    from identity.extensions import db
+
+    path = instance / "identity.db" if where.startswith("instance") else instance / "data" / "other.db"
+    config = {"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY}
+    if not where.startswith("instance"):
+        path.parent.mkdir()
+        config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(path)
+    app = create_app(config)
+    try:
+        with app.app_context():
+            ensure_schema()
+            with db.engine.connect() as conn:  # WAL mode: -wal and -shm exist while a connection is open
+                conn.exec_driver_sql("SELECT count(*) FROM users").scalar()
+                modes = _modes(path)
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+    assert set(modes) == {path.name, path.name + "-wal", path.name + "-shm"}
+    assert modes == dict.fromkeys(modes, 0o600)
+
+
 # --- the secret key -----------------------------------------------------------------------------
 
 

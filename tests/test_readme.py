@@ -101,3 +101,12 @@ def test_first_token_curl_uses_the_demo_service_client(makefile):
     url = next(arg for arg in shlex.split(curl) if "/connect/token" in arg)
     port = re.search(r"^PORT\s*\?=\s*(\d+)", makefile, re.MULTILINE).group(1)
     assert urlsplit(url).port == int(port), f"{url} is not where `make run` serves (port {port})"
+
+
+def test_every_flask_command_names_the_venvs_flask():
+    """`flask` alone may be another Python's (or missing): the README runs the project's venv's."""
+    readme = read_readme()
+    bare = [line.strip() for line in readme.splitlines()
+            if re.search(r"(?<![\w/.-])flask --app", line)]
+    assert not bare, "commands without .venv/bin/:\n" + "\n".join(bare)
+    assert readme.count(".venv/bin/flask --app app") >= 10

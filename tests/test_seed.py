@@ -5,16 +5,18 @@ import json
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from identity.extensions import db
-from identity.models import ApiScope, Client, IdentityResource, User
+from identity.models import ApiScope, AuditEvent, Client, IdentityResource, User
+from identity.services import accounts
 from identity.services.client_secrets import verify_client_secret
 from identity.services.passwords import verify_password
 
 ALICE_PASSWORD = "tulip-quartz-harbor-917"
 MOBILE_SECRET = "s3cret"
 SERVICE_SECRET = "service-secret-change-me"
+USERS_OWN_PASSWORD = "lantern-orchid-meadow-5531"
 
 SEED = {
     "api_scopes": [
@@ -162,20 +164,105 @@ def test_changed_redirect_uris_are_updated(app, runner, tmp_path):
     assert after["users"] == before["users"]  # nothing else touched
 
 
-def test_changed_password_is_updated_and_bumps_version(app, runner, tmp_path):
+def password_is(app, user: User, password: str) -> bool:
+    with app.app_context():
+        return verify_password(user.password_hash, password)
+
+
+def alice(app) -> User:
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        db.session.expunge(user)
+        return user
+
+
+def test_a_password_in_the_file_does_not_overwrite_an_existing_users(app, runner, tmp_path):
+    """The file's password is for creating the user; an existing user's password is theirs."""
     seed(runner, tmp_path, SEED)
+    before = alice(app)
     doc = seed_doc()
     doc["users"][0]["password"] = "another-long-passphrase-42"
 
     result = seed(runner, tmp_path, doc)
 
     assert result.exit_code == 0, result.output
-    assert "updated user alice" in result.output
+    assert "No change" in result.output and "updated" not in result.output
+    after = alice(app)
+    assert (after.password_hash, after.password_version) == (before.password_hash, 1)
+
+
+def test_a_second_run_after_the_user_changed_the_password_changes_nothing(app, runner, tmp_path):
+    assert seed(runner, tmp_path, SEED).exit_code == 0
     with app.app_context():
-        alice = db.session.scalar(select(User).where(User.username == "alice"))
-        assert alice.password_version == 2
-        assert verify_password(alice.password_hash, "another-long-passphrase-42")
-        assert not verify_password(alice.password_hash, ALICE_PASSWORD)
+        accounts.set_password("alice", USERS_OWN_PASSWORD)
+    before = snapshot(app)
+
+    result = seed(runner, tmp_path, SEED)
+
+    assert result.exit_code == 0, result.output
+    assert "No change" in result.output
+    assert "updated" not in result.output
+    assert snapshot(app) == before
+    assert password_is(app, alice(app), USERS_OWN_PASSWORD)
+
+
+def test_other_fields_of_an_existing_user_are_updated_and_the_password_kept(app, runner, tmp_path):
+    assert seed(runner, tmp_path, SEED).exit_code == 0
+    with app.app_context():
+        accounts.set_password("alice", USERS_OWN_PASSWORD)
+    doc = seed_doc()
+    doc["users"][0]["name"] = "Alice Renamed"
+
+    result = seed(runner, tmp_path, doc)
+
+    assert result.exit_code == 0, result.output
+    assert "updated user alice" in result.output
+    assert "Seeded: 0 created, 1 updated, 5 unchanged." in result.output
+    after = alice(app)
+    assert after.name == "Alice Renamed"
+    assert after.password_version == 2
+    assert password_is(app, after, USERS_OWN_PASSWORD)
+
+
+def test_reset_passwords_sets_the_files_passwords_and_audits_each_user(app, runner, tmp_path):
+    assert seed(runner, tmp_path, SEED).exit_code == 0
+    with app.app_context():
+        accounts.set_password("alice", USERS_OWN_PASSWORD)
+
+    result = runner.invoke(args=["seed", "--reset-passwords", write(tmp_path, SEED)])
+
+    assert result.exit_code == 0, result.output
+    assert "updated user alice (password reset)" in result.output
+    after = alice(app)
+    assert after.password_version == 3
+    assert password_is(app, after, ALICE_PASSWORD)
+    with app.app_context():
+        resets = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "password_reset_by_seed")).all()
+        assert [(e.user_id, e.detail) for e in resets] == [(after.id, {"username": "alice"})]
+
+    again = runner.invoke(args=["seed", "--reset-passwords", write(tmp_path, SEED)])
+
+    assert again.exit_code == 0, again.output
+    assert "No change" in again.output, "the password already is the file's: nothing written, nothing audited"
+    assert alice(app).password_version == 3
+    with app.app_context():
+        assert len(db.session.scalars(select(AuditEvent).where(AuditEvent.event == "password_reset_by_seed")).all()) == 1
+
+
+def test_the_first_run_on_a_fresh_database_counts_what_it_wrote(app, runner):
+    """A fresh database has no API scope yet: the seed writes all five items (the local API scope too)."""
+    with app.app_context():
+        db.session.execute(delete(ApiScope))
+        db.session.commit()
+
+    result = runner.invoke(args=["seed", "demo/seed.json"])
+
+    assert result.exit_code == 0, result.output
+    assert "Seeded: 5 created, 0 updated, 0 unchanged." in result.output
+    assert "created api scope IdentityServerApi" in result.output
+    with app.app_context():
+        scope = db.session.scalar(select(ApiScope).where(ApiScope.name == "IdentityServerApi"))
+        assert scope.display_name == "Manage your account (local API)"
 
 
 # --- hashes only --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ..models import RefreshToken, User, UserSession
 from . import audit, bearer_cache, sessions
 from .sessions import SessionUser
 from .writes import Write, write
-from .password_policy import normalize, password_problems
+from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
 
@@ -40,7 +40,7 @@ def get_user_by_subject(subject: str) -> User | None:
     return db.session.scalar(select(User).where(User.subject == subject))
 
 
-def check_new_user(username: str, email: str | None, password: str) -> dict[str, list[str]]:
+def check_new_user(username: str, email: str | None, password: str, name: str | None = None) -> dict[str, list[str]]:
     """Return field errors for a would-be user (empty when fine)."""
     errors: dict[str, list[str]] = {}
     if not username.strip():
@@ -49,7 +49,7 @@ def check_new_user(username: str, email: str | None, password: str) -> dict[str,
         errors["username"] = ["This user name is taken."]
     if email and find_user(email) is not None:
         errors["email"] = ["This email address is taken."]
-    problems = password_problems(password, username=username, email=email)
+    problems = password_problems(password, username=username, email=email, name=name)
     if problems:
         errors["password"] = problems
     return errors
@@ -76,7 +76,7 @@ def build_user(username: str, email: str | None, name: str | None, password: str
 
 def create_user(username: str, password: str, email: str | None = None, name: str | None = None) -> User:
     """Create a user, enforcing the password policy and unique names."""
-    errors = check_new_user(username, email, password)
+    errors = check_new_user(username, email, password, name)
     if errors:
         if "username" in errors and "taken" in errors["username"][0]:
             raise Conflict(f"user {username!r} already exists")
@@ -273,7 +273,8 @@ def change_password(
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     errors: dict[str, list[str]] = {}
-    problems = password_problems(new_password, username=user.username, email=user.email, current=current_password)
+    problems = password_problems(new_password, username=user.username, email=user.email, name=user.name,
+                                 current=current_password)
     if problems:
         errors["new_password"] = problems
     if new_password != confirm_password:
@@ -289,12 +290,22 @@ def change_password(
     return user
 
 
+def new_password_verdict(user_id: int, new_password: str, current_password: str | None = None) -> Verdict:
+    """What the policy says of a would-be new password for this user (the page's strength meter):
+    the same check change_password runs, without verifying the current password."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return check_password(new_password, username=user.username, email=user.email, name=user.name,
+                          current=current_password)
+
+
 def set_password(username: str, new_password: str) -> User:
     """Set a password as the operator (no current password); same policy and revocations."""
     user = find_user(username)
     if user is None:
         raise NotFound(f"no user {username!r}")
-    problems = password_problems(new_password, username=user.username, email=user.email)
+    problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
     if problems:
         raise ValidationFailed({"password": problems})
     store_new_password(user, new_password)

@@ -10,13 +10,17 @@ token never starts with "{").
 from cryptography.fernet import InvalidToken, MultiFernet, Fernet
 from flask import current_app
 
+from ..settings import require
+
 
 class UndecryptableKey(RuntimeError):
     """No configured KEY_ENCRYPTION_KEY opens a stored key."""
 
 
 def _cipher() -> MultiFernet:
-    keys = current_app.config["KEY_ENCRYPTION_KEY"]  # checked and made a list by settings.py
+    keys = current_app.config["KEY_ENCRYPTION_KEY"]  # made a list by settings.py; required to serve
+    if not keys:  # an operator's command in production without it: one line naming the setting
+        require(current_app, "KEY_ENCRYPTION_KEY")
     cached = current_app.extensions.get("identity_key_encryption")
     if cached is None or cached[0] != keys:
         cached = current_app.extensions["identity_key_encryption"] = (list(keys), MultiFernet([Fernet(k) for k in keys]))

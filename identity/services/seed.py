@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from ..clock import now
-from ..constants import STANDARD_IDENTITY_RESOURCES
+from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
 from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client
@@ -60,7 +60,8 @@ def describe_errors(messages: dict, raw: dict) -> dict[str, list[str]]:
 
 def _check_cross_rules(data: dict) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    known = all_scope_names() | {s["name"] for s in data["api_scopes"]}
+    # the local API scope: apply_seed adds it when the database does not have it yet
+    known = all_scope_names() | {LOCAL_API_SCOPE} | {s["name"] for s in data["api_scopes"]}
     for scope in data["api_scopes"]:
         if scope["name"] in STANDARD_IDENTITY_RESOURCES:
             errors.setdefault(f"api scope {scope['name']!r}", []).append("name: is an identity scope, which always exists")
@@ -77,7 +78,8 @@ def _check_cross_rules(data: dict) -> dict[str, list[str]]:
             errors.setdefault(f"client {client['client_id']!r}", []).append("allowed_scopes: " + "; ".join(unknown))
     emails = set()
     for user in data["users"]:
-        problems = password_problems(user["password"], username=user["username"], email=user["email"])
+        problems = password_problems(user["password"], username=user["username"], email=user["email"],
+                                     name=user["name"])
         if problems:
             errors.setdefault(f"user {user['username']!r}", []).append("password: " + " ".join(problems))
         if user["email"]:
@@ -146,7 +148,12 @@ def _seed_client(item: dict, report: SeedReport) -> None:
     (report.updated if before != after else report.unchanged).append(label)
 
 
-def _seed_user(item: dict, report: SeedReport) -> None:
+def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
+    """Create a user with the file's password; for an existing one, update the other fields.
+
+    An existing user's password is theirs (they may have changed it since the last seed): it is
+    replaced only with `reset_passwords`, and then audited for that user.
+    """
     user = find_user(item["username"])
     label = f"user {item['username']}"
     if user is None:
@@ -159,25 +166,32 @@ def _seed_user(item: dict, report: SeedReport) -> None:
         user.email_normalized = normalize_login(item["email"]) if item["email"] else None
         user.name = item["name"]
         changed = True
-    if not verify_password(user.password_hash, normalize(item["password"])):
+    if reset_passwords and not verify_password(user.password_hash, normalize(item["password"])):
         store_new_password(user, item["password"])
+        user.failed_attempts, user.locked_until = 0, 0
         revoke_grants_and_sessions(user.id, None)
+        audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
+        label += " (password reset)"
         changed = True
     (report.updated if changed else report.unchanged).append(label)
 
 
-def apply_seed(data: dict) -> SeedReport:
-    """Create or update everything in a validated seed, all in one transaction."""
+def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
+    """Create or update everything in a validated seed, all in one transaction.
+
+    The file's API scopes come before the standard resources, so a fresh database's local API
+    scope counts as created by the seed (it is written now) rather than as already there.
+    """
     report = SeedReport()
     try:
-        ensure_standard_resources()
         for item in data["api_scopes"]:
             _seed_scope(item, report)
         db.session.flush()
+        ensure_standard_resources()
         for item in data["clients"]:
             _seed_client(item, report)
         for item in data["users"]:
-            _seed_user(item, report)
+            _seed_user(item, report, reset_passwords)
         if report.changed:
             audit.record("seeded", detail={"created": report.created, "updated": report.updated})
         db.session.commit()

@@ -1,6 +1,6 @@
 """Sign-in, sign-out and the change-password page (cookie sessions)."""
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
 from ..auth import sign_in, sign_out
@@ -59,6 +59,38 @@ def logout():
         return render_template("account/logged_out.html", redirect_uri=None, client_name=None)
     status = 400 if request.method == "POST" else 200
     return render_template("account/logout.html", form=form, hidden={}), status
+
+
+def password_check_limit() -> str:
+    return current_app.config["RATELIMIT_PASSWORD_CHECK"]
+
+
+# The meter's words for the policy's verdict: 0 too short, 1 refused for another reason, 3-4 accepted.
+STRONG_GUESSES_LOG10 = 14
+
+
+@bp.route("/password/check", methods=["POST"])
+@fresh_login_required
+@limiter.limit(password_check_limit)
+def password_check():
+    """Judge a candidate new password for the page's strength meter.
+
+    The answer is the policy the form applies on submit, for the same user, so the meter cannot
+    promise what the form then refuses. CSRF-protected like every form post (X-CSRFToken header).
+    """
+    new_password = request.form.get("new_password", "")
+    current_password = request.form.get("current_password") or None
+    verdict = accounts.new_password_verdict(current_user.user.id, new_password, current_password)
+    if not verdict.acceptable:
+        short = verdict.problems[0].startswith("Use at least")
+        strength, label = (0, "Too short") if short else (1, "Not accepted")
+    elif (verdict.guesses_log10 or 0) >= STRONG_GUESSES_LOG10:
+        strength, label = 4, "Strong"
+    else:
+        strength, label = 3, "Good"
+    response = jsonify(acceptable=verdict.acceptable, problems=verdict.problems, strength=strength, label=label)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/password", methods=["GET", "POST"])

@@ -1,73 +1,88 @@
-// A rough, friendly password strength hint (0..4): mostly length, a little character variety.
-// It only guides; the server's policy (length and a blocklist) decides what is accepted.
+// The change-password page's strength meter. It asks the server (POST /account/password/check,
+// with the form's CSRF token) instead of guessing: the answer is the same policy, for the same
+// user, that the form applies on submit, so the meter never promises what the form then refuses.
+// Requests wait for a pause in typing; a late answer to an older value is ignored.
 (function () {
   "use strict";
 
-  var LABELS = ["Too short", "Weak", "Fair", "Good", "Strong"];
-
-  function classes(password) {
-    var found = 0;
-    if (/[a-z]/.test(password)) found++;
-    if (/[A-Z]/.test(password)) found++;
-    if (/[0-9]/.test(password)) found++;
-    if (/[^A-Za-z0-9]/.test(password)) found++;
-    return found;
-  }
-
-  function distinct(chars) {
-    var seen = {};
-    var count = 0;
-    for (var i = 0; i < chars.length; i++) {
-      if (!seen[chars[i]]) {
-        seen[chars[i]] = true;
-        count++;
-      }
-    }
-    return count;
-  }
-
-  function estimate(password, minLength) {
-    var chars = Array.from ? Array.from(password) : password.split("");
-    var length = chars.length;
-    if (length === 0 || length < minLength) return 0;
-
-    var score = 1;
-    if (length >= minLength + 4) score++;
-    if (length >= minLength + 8) score++;
-    if (length >= minLength + 12) score++;
-    if (classes(password) >= 3) score++;
-
-    // "aaaaaaaaaaaa" or "abababababab" is long but not strong.
-    var unique = distinct(chars);
-    if (unique <= 2) score = 1;
-    else if (unique <= 4) score = Math.min(score, 2);
-
-    return Math.max(0, Math.min(4, score));
-  }
+  var PAUSE_MS = 250;
 
   function init() {
+    var form = document.querySelector("form");
     var input = document.getElementById("new_password");
+    var current = document.getElementById("current_password");
     var meter = document.getElementById("strength");
     var label = document.getElementById("strength-label");
-    if (!input || !meter || !label) return;
-
+    var problems = document.getElementById("strength-problems");
     var wrap = document.getElementById("strength-wrap");
-    var minLength = parseInt((wrap && wrap.getAttribute("data-min-length")) || "8", 10);
-    if (isNaN(minLength) || minLength < 1) minLength = 8;
+    if (!form || !input || !meter || !label || !problems || !wrap) return;
+    var url = wrap.getAttribute("data-check-url");
+    var token = form.querySelector("input[name=csrf_token]");
+    if (!url || !token || !window.fetch) return;
 
-    function update() {
-      var password = input.value || "";
-      var score = estimate(password, minLength);
-      meter.value = score;
-      label.textContent = password ? LABELS[score] : "";
-      if (wrap) {
-        wrap.hidden = !password;
-        wrap.setAttribute("data-score", password ? String(score) : "");
-      }
+    var timer = null;
+    var asked = 0;
+
+    function show(answer) {
+      meter.value = answer.strength;
+      label.textContent = answer.label;
+      problems.textContent = "";
+      answer.problems.forEach(function (text) {
+        var item = document.createElement("li");
+        item.textContent = text;
+        problems.appendChild(item);
+      });
+      wrap.setAttribute("data-acceptable", answer.acceptable ? "true" : "false");
+      wrap.setAttribute("data-score", String(answer.strength));
     }
 
-    input.addEventListener("input", update);
-    update();
+    function forget() {
+      label.textContent = "";
+      problems.textContent = "";
+      wrap.removeAttribute("data-acceptable");
+      wrap.setAttribute("data-score", "");
+    }
+
+    function ask() {
+      var number = ++asked;
+      var body = new FormData();
+      body.append("new_password", input.value);
+      if (current && current.value) body.append("current_password", current.value);
+      fetch(url, {
+        method: "POST",
+        body: body,
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": token.value, "Accept": "application/json" }
+      }).then(function (response) {
+        if (!response.ok) throw new Error("check answered " + response.status);
+        return response.json();
+      }).then(function (answer) {
+        if (number !== asked) return;  // the password changed since: a newer answer is coming
+        show(answer);
+        wrap.setAttribute("data-state", "done");
+      }).catch(function () {
+        if (number !== asked) return;
+        forget();  // rate-limited or signed out: the form still says what it accepts on submit
+        wrap.setAttribute("data-state", "failed");
+      });
+    }
+
+    function changed() {
+      clearTimeout(timer);
+      asked++;  // any answer still on its way is for an older value
+      wrap.hidden = !input.value;
+      if (!input.value) {
+        forget();
+        wrap.setAttribute("data-state", "done");
+        return;
+      }
+      wrap.setAttribute("data-state", "pending");
+      timer = setTimeout(ask, PAUSE_MS);
+    }
+
+    input.addEventListener("input", changed);
+    if (current) current.addEventListener("input", function () { if (input.value) changed(); });
+    if (input.value) changed();
   }
 
   if (document.readyState === "loading") {

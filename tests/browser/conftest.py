@@ -152,6 +152,11 @@ def pytest_runtest_makereport(item, call):
 # --- page actions -------------------------------------------------------------------------
 
 
+def _form_post(response) -> bool:
+    """A form's POST (a navigation), not a script's fetch."""
+    return response.request.method == "POST" and response.request.is_navigation_request()
+
+
 class PageActions:
     """Drive the server's pages the way a person does: fill the fields, press the buttons."""
 
@@ -174,15 +179,15 @@ class PageActions:
         return navigation.value
 
     def submit_and_catch_post(self, button: str = "main button[type=submit]", wait_for_page: bool = True):
-        """Press a submit button; return the response to the POST itself (before any redirect),
-        once the page it leads to has loaded. Pass wait_for_page=False when the post ends at a
+        """Press a submit button; return the response to the form's POST itself (before any redirect;
+        not a script's fetch, such as the strength meter's), once the page it leads to has loaded. Pass wait_for_page=False when the post ends at a
         client's address, and wait for that URL instead (see test_authorize.py)."""
         if not wait_for_page:
-            with self.page.expect_response(lambda r: r.request.method == "POST") as posted:
+            with self.page.expect_response(_form_post) as posted:
                 self.page.locator(button).first.click()
             return posted.value
         with self.page.expect_navigation(), \
-                self.page.expect_response(lambda r: r.request.method == "POST") as posted:
+                self.page.expect_response(_form_post) as posted:
             self.page.locator(button).first.click()
         return posted.value
 

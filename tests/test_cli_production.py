@@ -1,0 +1,115 @@
+"""The operator's commands on a production configuration, run as the README writes them:
+`.venv/bin/flask --app app ...` in a subprocess, FLASK_ENVIRONMENT=production, no secret key.
+
+A command that serves nothing does not need the secret key; a setting that is missing or wrong
+is one line naming it (click's `Error: ...`, exit 1), never a traceback. A server that starts
+without a setting it needs says so in one line and stops.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from servers import ROOT, GunicornServer, server_env
+
+pytestmark = pytest.mark.server
+
+FLASK = Path(sys.executable).parent / "flask"  # the venv's flask, as the README says
+GOOD_PASSWORD = "lantern-orchid-meadow-5531"
+
+
+def production_env(database_uri: str, **extra: str) -> dict[str, str]:
+    env = server_env(database_uri, extra={"FLASK_ENVIRONMENT": "production", **extra})
+    del env["FLASK_SECRET_KEY"]
+    return env
+
+
+def flask(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(FLASK), "--app", "app", *args], cwd=ROOT, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def env(app):
+    """The test database (SQLite or PostgreSQL), emptied by the `app` fixture; a key-encryption key
+    (the keys commands need it), no secret key."""
+    return production_env(app.config["SQLALCHEMY_DATABASE_URI"], FLASK_KEY_ENCRYPTION_KEY=Fernet.generate_key().decode())
+
+
+COMMANDS = {
+    "clients list": (["clients", "list"], None),
+    "users list": (["users", "list"], None),
+    "scopes list": (["scopes", "list"], None),
+    "keys list": (["keys", "list"], None),
+    "audit tail": (["audit", "tail"], None),
+    "seed": (["seed", "demo/seed.json"], None),
+    "users add": (["users", "add", "bob"], GOOD_PASSWORD + "\n"),
+    "db upgrade": (["db", "upgrade"], None),
+}
+
+
+@pytest.mark.parametrize("args, stdin", COMMANDS.values(), ids=COMMANDS.keys())
+def test_commands_run_in_production_without_a_secret_key(env, args, stdin):
+    result = flask(args, env, stdin)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "SECRET_KEY" not in result.stderr
+
+
+def test_the_keys_commands_name_a_missing_key_encryption_key_in_one_line(app):
+    env = production_env(app.config["SQLALCHEMY_DATABASE_URI"])
+    result = flask(["keys", "list"], env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: KEY_ENCRYPTION_KEY is required in production: set FLASK_KEY_ENCRYPTION_KEY to a Fernet key "
+        "(README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo"]
+
+
+def test_clients_list_lists_the_seeded_clients_in_production(env):
+    assert flask(["seed", "demo/seed.json"], env).returncode == 0
+
+    result = flask(["clients", "list"], env)
+
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["mobile", "service", "spa"]
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
+
+
+def test_flask_run_without_a_secret_key_is_one_line(env):
+    line = one_line_error(flask(["run", "--port", "0"], env))
+
+    assert "SECRET_KEY" in line and "FLASK_SECRET_KEY" in line
+
+
+def test_a_wrong_setting_is_one_line_naming_it(env):
+    line = one_line_error(flask(["clients", "list"], {**env, "FLASK_ACCESS_TOKEN_SIGNING_ALG": "HS256"}))
+
+    assert "ACCESS_TOKEN_SIGNING_ALG" in line and "HS256" in line
+
+
+def test_gunicorn_without_a_secret_key_says_so_in_one_line_and_stops(tmp_path, env):
+    server = GunicornServer("sqlite:///" + str(tmp_path / "unused.db"), workers=1, name="nokey",
+                            migrate_first=False, log_dir=tmp_path, start_timeout=30,
+                            env={"FLASK_ENVIRONMENT": "production"})
+    del server.env["FLASK_SECRET_KEY"]
+
+    with pytest.raises(Exception) as failure:
+        server.start()
+
+    log = server.log(tail=200)
+    assert "exited with 3" in str(failure.value), f"gunicorn kept running or exited otherwise:\n{log}"
+    assert "SECRET_KEY is required in production: set FLASK_SECRET_KEY" in log, log
+    assert "Traceback" not in log, log
