@@ -24,8 +24,9 @@ class AuthorizationCode(db.Model):
     created_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
     consumed_at: Mapped[int | None] = mapped_column(Integer)
-    family_id: Mapped[str] = mapped_column(String(64))  # shared by every token this code leads to
+    family_id: Mapped[str] = mapped_column(String(64), index=True)  # shared by every token this code leads to
     issued_jti: Mapped[str | None] = mapped_column(String(64))  # access token issued on redemption
+    front_channel_jti: Mapped[str | None] = mapped_column(String(64))  # hybrid: the token sent with the code
 
 
 class RefreshToken(db.Model):

@@ -17,6 +17,7 @@ _LIVE_SESSION_USER = (
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
+_SESSION_LIVE = select(UserSession.id).where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 _INSERT_SESSION = insert(UserSession.__table__).values(
     sid=bindparam("sid"), user_id=bindparam("user_id"), auth_time=bindparam("auth_time"), created_at=bindparam("created_at"))
 
@@ -59,6 +60,18 @@ def load_session(sid: str) -> tuple[SessionUser, int] | None:
     """
     row = autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
     return (SessionUser(*row[:-1]), row[-1]) if row is not None else None
+
+
+def session_is_live(sid: str | None) -> bool:
+    """Whether the browser session `sid` may still vouch for what it started (a code redeemed
+    after sign-out, or after a password change ended the session, must not yield tokens).
+
+    The one place that decides "live": not revoked (sign-out, password change, operator). A code
+    without a session (none is minted so) is not live.
+    """
+    if not sid:
+        return False
+    return autocommit_connection().first(_SESSION_LIVE, {"sid": sid}) is not None
 
 
 def end_session(sid: str) -> None:

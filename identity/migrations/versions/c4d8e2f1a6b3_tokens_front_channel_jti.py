@@ -1,0 +1,32 @@
+"""authorization_codes.front_channel_jti and an index on authorization_codes.family_id
+
+The access token a hybrid response (`code token`, `code id_token token`) hands out in the
+front channel is recorded on its code, so revoking the code's family (a replayed code, a
+revoked refresh token, an app revoked on the grants page) revokes it too.
+
+Revision ID: c4d8e2f1a6b3
+Revises: 3b1f0c2d9a47
+Create Date: 2026-12-03 07:00:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = 'c4d8e2f1a6b3'
+down_revision = '3b1f0c2d9a47'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('authorization_codes', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('front_channel_jti', sa.String(length=64), nullable=True))
+        batch_op.create_index('ix_authorization_codes_family_id', ['family_id'], unique=False)
+
+
+def downgrade():
+    with op.batch_alter_table('authorization_codes', schema=None) as batch_op:
+        batch_op.drop_index('ix_authorization_codes_family_id')
+        batch_op.drop_column('front_channel_jti')
