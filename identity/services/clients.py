@@ -78,8 +78,9 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
         raw = {**raw, "client_secrets": [secret]}
     try:
         data = ClientSchema().load(raw)
-    except ValidationError as err:
-        raise ValidationFailed(field_errors(err.messages))
+    except ValidationError as err:  # each field named with its client, as the seed file's errors are
+        label = f"client {raw.get('client_id')!r} " if isinstance(raw.get("client_id"), str) else ""
+        raise ValidationFailed({label + name: messages for name, messages in field_errors(err.messages).items()})
     unknown = check_scopes(data["allowed_scopes"], all_scope_names())
     if unknown:
         raise ValidationFailed({"allowed_scopes": unknown})
