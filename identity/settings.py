@@ -55,6 +55,12 @@ def init_app(app: Flask) -> None:
                 "(or FLASK_ENVIRONMENT=development for a local demo)"
             )
         cfg["SECRET_KEY"] = _development_secret_key(app)
+    if not cfg.get("ISSUER") and not is_development(app):
+        # taken from the Host header otherwise: anyone could name the issuer of a served document
+        raise ConfigurationError(
+            "ISSUER is required in production: set FLASK_ISSUER to the public URL, e.g. https://id.example.com "
+            "(or FLASK_ENVIRONMENT=development for a local demo)"
+        )
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)

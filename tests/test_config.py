@@ -23,9 +23,14 @@ def instance(tmp_path, monkeypatch):
     return folder
 
 
+PRODUCTION_ISSUER = "https://id.example.test"  # production requires one
+
+
 def make(instance, **config):
-    """create_app with what every test needs: no schema check, a database in the instance folder."""
-    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db")}
+    """create_app with what every test needs: no schema check, a database in the instance folder,
+    an issuer (required in production)."""
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+            "ISSUER": PRODUCTION_ISSUER}
     return create_app({**base, **config})
 
 
@@ -53,7 +58,7 @@ def test_defaults_without_instance_config_or_environment(instance):
     app = make(instance, SECRET_KEY="k" * 32)
 
     assert app.config["ENVIRONMENT"] == "production"
-    assert app.config["ISSUER"] is None
+    assert app.config["ISSUER"] == PRODUCTION_ISSUER  # required in production (the default is None)
     assert app.config["PASSWORD_MIN_LENGTH"] == 15
     assert app.config["LOCKOUT_MAX_FAILURES"] == 10
     assert app.config["LOCKOUT_SECONDS"] == 300
@@ -75,7 +80,7 @@ def test_environment_values_are_parsed_as_json(instance, monkeypatch):
 
 
 def test_default_database_is_sqlite_in_the_instance_folder(instance):
-    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32})
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "ISSUER": PRODUCTION_ISSUER})
 
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(instance / "identity.db")
 
