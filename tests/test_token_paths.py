@@ -314,3 +314,25 @@ def test_endsession_refuses_an_id_token_of_another_issuer(oauth, app):
         hint = sign({"iss": "https://evil.example", "sub": "x", "aud": "web", "iat": stamp, "exp": stamp + 300},
                     app.config["ID_TOKEN_SIGNING_ALG"])
     assert oauth.client.get("/connect/endsession", query_string={"id_token_hint": hint}).status_code == 400
+
+
+def test_revoking_an_app_ends_its_implicit_access_tokens(oauth, app):
+    response = oauth.authorize(client_id="implicit", response_type="id_token token", scope="openid profile",
+                               nonce="n-1")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    token = redirect_params(response.headers["Location"])["access_token"]
+
+    assert revoke_on_grants_page(oauth.client, "implicit").status_code == 302
+
+    assert oauth.client.get("/connect/userinfo", headers=bearer(token)).status_code == 401
+
+
+def test_revoking_an_app_ends_its_password_grant_access_tokens(oauth, app):
+    issued = oauth.token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                         scope=f"openid {LOCAL_API_SCOPE}")
+    assert issued.status_code == 200, issued.get_data(as_text=True)
+    assert "refresh_token" not in issued.get_json()
+
+    assert revoke_on_grants_page(oauth.client, "legacy").status_code == 302
+
+    assert oauth.client.get("/localapi/account", headers=bearer(issued.get_json()["access_token"])).status_code == 401

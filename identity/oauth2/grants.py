@@ -259,6 +259,10 @@ class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
         if "token" in self.request.payload.response_type.split():
             params = self.token_params(grant_user)
             access_token = params[0][1]
+            # recorded so that revoking the app on the grants page revokes it
+            grants.record_standalone_access_token(grant_context().issued_jti, user_id=grant_user.id,
+                                                  client_id=self.request.client.client_id,
+                                                  expires_in=dict(params)["expires_in"])
         params.append(("id_token", self.id_token(access_token=access_token)))
         return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from ..autocommit import autocommit_connection
 from ..clock import now
 from ..extensions import db
-from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
+from ..models import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
 from . import audit
 from .sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
@@ -287,15 +287,32 @@ def revoke_refresh_token(row: RefreshToken) -> None:
     revoke_family(row.family_id, reason="revocation_endpoint", user_id=row.user_id, client_id=row.client_id)
 
 
+_INSERT_STANDALONE = insert(StandaloneAccessToken.__table__).values(
+    jti=bindparam("jti"), user_id=bindparam("user_id"), client_id=bindparam("client_id"),
+    expires_at=bindparam("expires_at"))
+
+
+def record_standalone_access_token(jti: str, *, user_id: int, client_id: str, expires_in: int) -> None:
+    """Record an access token of no family (implicit flow, password grant without a refresh
+    token) until it expires, so revoking the app on the grants page can revoke it."""
+    write((_INSERT_STANDALONE, {"jti": jti, "user_id": user_id, "client_id": client_id,
+                                "expires_at": now() + int(expires_in)}))
+
+
 def revoke_user_client_grants(user_id: int, client_id: str) -> None:
-    """Revoke every refresh token a user granted to a client, every access token issued in those
-    families or by the user's codes for the client, and the client's unused codes (the caller commits)."""
+    """Revoke every refresh token a user granted to a client, every access token issued to the
+    client for the user (in those families, by the user's codes, or standalone), and the
+    client's unused codes (the caller commits)."""
     stamp = now()
     families = set(db.session.scalars(select(RefreshToken.family_id).where(
         RefreshToken.user_id == user_id, RefreshToken.client_id == client_id)))
     families |= set(db.session.scalars(select(AuthorizationCode.family_id).where(
         AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id)))
-    revoke_jtis(family_access_token_jtis(families), stamp + MAX_ACCESS_TOKEN_SECONDS, user_id)
+    jtis = family_access_token_jtis(families)
+    jtis |= set(db.session.scalars(select(StandaloneAccessToken.jti).where(
+        StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.client_id == client_id,
+        StandaloneAccessToken.expires_at >= stamp)))
+    revoke_jtis(jtis, stamp + MAX_ACCESS_TOKEN_SECONDS, user_id)
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, RefreshToken.revoked_at.is_(None))
@@ -321,6 +338,7 @@ def purge_expired() -> int:
         delete(AuthorizationCode).where(AuthorizationCode.expires_at < stamp - MAX_ACCESS_TOKEN_SECONDS),
         delete(RefreshToken).where(RefreshToken.expires_at < stamp),
         delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < stamp),
+        delete(StandaloneAccessToken).where(StandaloneAccessToken.expires_at < stamp),
     ):
         total += db.session.execute(stmt).rowcount
     db.session.commit()
