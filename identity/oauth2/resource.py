@@ -1,8 +1,8 @@
 """Bearer access tokens for the server's own resources (/localapi, /connect/userinfo).
 
 `require_oauth("scope")` checks a JWT access token locally, with our own keys: algorithm
-allow-list, `typ`, `iss`, time, `aud` (the resource the scope names), scope, and that the token is neither revoked nor older than
-its user's last password change. Failures follow RFC 6750 and are rendered for the path:
+allow-list, `typ`, `iss`, time, scope, `aud` (the resource the scope names), and that the
+token is neither revoked nor older than its user's last password change. Failures follow RFC 6750 and are rendered for the path:
 the registered renderer (problem+json under /localapi), OAuth error JSON elsewhere.
 
     @bp.get("/account")

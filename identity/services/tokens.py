@@ -70,7 +70,12 @@ def check_audience(claims: dict, scopes) -> None:
     """RFC 9068 section 4: the token names the resource it is presented to in `aud` (a string or
     a list): for each required scope, its audience; with no scope required, one of ours."""
     aud = claims.get("aud")
-    held = {aud} if isinstance(aud, str) else {a for a in aud if isinstance(a, str)} if isinstance(aud, list) else set()
+    if isinstance(aud, str):
+        held = {aud}
+    elif isinstance(aud, list):
+        held = {a for a in aud if isinstance(a, str)}
+    else:
+        held = set()
     if scopes:
         if all(audience_of_scope(s) in held for s in scopes):
             return
