@@ -18,7 +18,6 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
 from identity.models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
-from identity.services import keys
 from identity.services.tokens import sign
 
 NEW_PASSWORD = "lantern-orchid-velvet-204"
