@@ -7,6 +7,10 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 from .constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
 
 _NAME = validate.Length(min=1, max=200)
+#: grant types a client may not hold together, as IdentityServer4 refuses them: implicit with
+#: authorization_code, hybrid with authorization_code, hybrid with implicit (one browser flow each)
+FORBIDDEN_GRANT_COMBINATIONS = (("authorization_code", "implicit"), ("authorization_code", "hybrid"),
+                                ("implicit", "hybrid"))
 #: schemes a browser runs or reads locally instead of navigating to an app
 _FORBIDDEN_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about"}
 
@@ -123,6 +127,10 @@ class ClientSchema(Schema):
             raise ValidationError("browser-based grant types need at least one redirect URI", "redirect_uris")
         if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):
             raise ValidationError("grant types are listed twice", "allowed_grant_types")
+        for first, second in FORBIDDEN_GRANT_COMBINATIONS:
+            if {first, second} <= grants:
+                raise ValidationError(f"{first} and {second} cannot be allowed together; choose one browser flow",
+                                      "allowed_grant_types")
 
 
 class UserSchema(Schema):

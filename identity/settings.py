@@ -29,6 +29,7 @@ SIGNING_ALGS = ("RS256", "ES256")
 #: Settings the server cannot serve without: name -> how to provide it (after "set FLASK_<name>").
 REQUIRED_TO_SERVE: dict[str, str] = {
     "SECRET_KEY": "(or FLASK_ENVIRONMENT=development for a local demo)",
+    "ISSUER": "to the public URL, e.g. https://id.example.com (or FLASK_ENVIRONMENT=development for a local demo)",
     "KEY_ENCRYPTION_KEY": "to a Fernet key (README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo",
 }
 
@@ -191,7 +192,8 @@ def init_app(app: Flask) -> None:
     if cfg.get("KEY_ENCRYPTION_KEY"):
         cfg["KEY_ENCRYPTION_KEY"] = _key_encryption_keys(cfg["KEY_ENCRYPTION_KEY"])
     if serves_requests():
-        require(app, *REQUIRED_TO_SERVE)
+        # in development the issuer may come from the request's Host (a local demo; never cached publicly)
+        require(app, *(name for name in REQUIRED_TO_SERVE if name != "ISSUER" or not is_development(app)))
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)

@@ -25,13 +25,15 @@ def instance(tmp_path, monkeypatch):
 
 
 KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
+PRODUCTION_ISSUER = "https://id.example.test"  # production requires one
 
 
 def make(instance, **config):
     """create_app with what every test needs: no schema check, a database in the instance folder,
-    a key-encryption key (required in production; tests/test_key_rotation.py checks that)."""
+    a key-encryption key and an issuer (both required in production; tests/test_key_rotation.py and
+    tests/test_issuer_production.py check that)."""
     base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
-            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY}
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER}
     return create_app({**base, **config})
 
 
@@ -59,7 +61,7 @@ def test_defaults_without_instance_config_or_environment(instance):
     app = make(instance, SECRET_KEY="k" * 32)
 
     assert app.config["ENVIRONMENT"] == "production"
-    assert app.config["ISSUER"] is None
+    assert app.config["ISSUER"] == PRODUCTION_ISSUER  # required in production (the default is None)
     assert app.config["PASSWORD_MIN_LENGTH"] == 15
     assert app.config["LOCKOUT_MAX_FAILURES"] == 10
     assert app.config["LOCKOUT_SECONDS"] == 300
@@ -81,7 +83,8 @@ def test_environment_values_are_parsed_as_json(instance, monkeypatch):
 
 
 def test_default_database_is_sqlite_in_the_instance_folder(instance):
-    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY})
+    app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY,
+                      "ISSUER": PRODUCTION_ISSUER})
 
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(instance / "identity.db")
 
@@ -104,7 +107,7 @@ def test_a_new_sqlite_database_and_its_wal_files_are_private(instance, umask_022
     from identity.extensions import db
 
     path = instance / "identity.db" if where.startswith("instance") else instance / "data" / "other.db"
-    config = {"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY}
+    config = {"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER}
     if not where.startswith("instance"):
         path.parent.mkdir()
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(path)

@@ -129,6 +129,7 @@ def test_only_client_credentials(client):
 # --- caching -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("app_config", [{"ISSUER": "https://localhost"}])  # public only for a configured issuer
 @pytest.mark.parametrize("path", [DISCOVERY, DISCOVERY + "/jwks"])
 def test_etag_and_cache_control(client, path):
     first = client.get(path)
@@ -144,7 +145,7 @@ def test_etag_and_cache_control(client, path):
     assert client.get(path, headers={"If-None-Match": '"something-else"'}).status_code == 200
 
 
-@pytest.mark.parametrize("app_config", [{"DISCOVERY_CACHE_SECONDS": 60}])
+@pytest.mark.parametrize("app_config", [{"DISCOVERY_CACHE_SECONDS": 60, "ISSUER": "https://localhost"}])
 def test_cache_lifetime_follows_the_setting(client):
     assert "max-age=60" in client.get(DISCOVERY).headers["Cache-Control"]
 

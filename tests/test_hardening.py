@@ -230,6 +230,7 @@ def test_userinfo_is_not_cached(client, seeded):
     assert_no_store(client.get("/connect/userinfo", headers={"Authorization": f"Bearer {token}"}), "userinfo")
 
 
+@pytest.mark.parametrize("app_config", [{"ISSUER": "https://localhost"}])  # without it discovery names the Host
 def test_public_documents_stay_cacheable(client):
     """Discovery and the stylesheet are public: caching them is right (and needed at scale)."""
     for path in ("/.well-known/openid-configuration", "/static/site.css"):

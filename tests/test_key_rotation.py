@@ -354,7 +354,8 @@ def instance(tmp_path, monkeypatch):
 
 
 def make(instance, **config):
-    base = {"TESTING": True, "SECRET_KEY": "k" * 32, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")}
+    base = {"TESTING": True, "SECRET_KEY": "k" * 32, "ISSUER": "https://id.example.test",
+            "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")}
     return create_app({**base, **config})
 
 
@@ -390,7 +391,7 @@ def test_a_list_of_key_encryption_keys_is_accepted(instance):
 
 def _production_env(tmp_path, extra: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN_", "WEB_CONCURRENCY"))}
-    env.update({"FLASK_SECRET_KEY": "s" * 40, "FLASK_SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(tmp_path / "p.db"),
+    env.update({"FLASK_SECRET_KEY": "s" * 40, "FLASK_ISSUER": "https://id.example.test", "FLASK_SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(tmp_path / "p.db"),
                 "WEB_CONCURRENCY": "1", **extra})
     return env
 

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from identity.clock import now
 from identity.extensions import db
-from identity.models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, User, UserSession
+from identity.models import (AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
+                             UserSession)
 
 DAY = 86400
 
@@ -56,6 +57,9 @@ def _populate(app) -> dict[str, set[str]]:
             RevokedAccessToken(jti="jti-live", expires_at=t + 600),
             RevokedAccessToken(jti="jti-in-leeway", expires_at=t - leeway + 5),  # still accepted with the leeway
             RevokedAccessToken(jti="jti-expired", expires_at=t - leeway - 5),
+            StandaloneAccessToken(jti="sat-live", user_id=alice, client_id="spa", expires_at=t + 600),
+            StandaloneAccessToken(jti="sat-in-leeway", user_id=alice, client_id="spa", expires_at=t - leeway + 5),
+            StandaloneAccessToken(jti="sat-expired", user_id=alice, client_id="spa", expires_at=t - leeway - 5),
             _session("live", alice, created_at=t - 100, last_seen_at=t - 10),
             _session("revoked", alice, created_at=t - 100, last_seen_at=t - 10, revoked_at=t - 5),
             _session("idle", alice, created_at=t - idle - 100, last_seen_at=t - idle - 5),
@@ -69,6 +73,7 @@ def _populate(app) -> dict[str, set[str]]:
         "authorization_codes": {"code-live", "code-tombstone", "code-expired-unused"},
         "refresh_tokens": {"rt-live", "rt-rotated", "rt-revoked"},
         "revoked_access_tokens": {"jti-live", "jti-in-leeway"},
+        "standalone_access_tokens": {"sat-live", "sat-in-leeway"},
         "user_sessions": {"live"},
         "audit_events": {"recent", "almost-old"},
     }
@@ -80,6 +85,7 @@ def _left(app) -> dict[str, set[str]]:
             "authorization_codes": set(db.session.scalars(select(AuthorizationCode.family_id))),
             "refresh_tokens": set(db.session.scalars(select(RefreshToken.family_id))),
             "revoked_access_tokens": set(db.session.scalars(select(RevokedAccessToken.jti))),
+            "standalone_access_tokens": set(db.session.scalars(select(StandaloneAccessToken.jti))),
             "user_sessions": {s.removeprefix("public-") for s in db.session.scalars(select(UserSession.public_sid))},
             "audit_events": set(db.session.scalars(select(AuditEvent.event))),
         }
@@ -87,7 +93,8 @@ def _left(app) -> dict[str, set[str]]:
     return left
 
 
-EXPECTED_COUNTS = {"authorization_codes": 2, "refresh_tokens": 2, "revoked_access_tokens": 1, "user_sessions": 3,
+EXPECTED_COUNTS = {"authorization_codes": 2, "refresh_tokens": 2, "revoked_access_tokens": 1, "standalone_access_tokens": 1,
+                   "user_sessions": 3,
                    "audit_events": 1}
 
 

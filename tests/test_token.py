@@ -88,12 +88,12 @@ def test_redemption_consumes_the_code_with_the_tokens_it_produced(oauth, client,
         assert refresh.consumed_at is None and refresh.revoked_at is None
 
 
-def test_refused_redemption_leaves_the_code_to_its_client(oauth):
+def test_refused_redemption_burns_the_code(oauth):
+    """RFC 9700 2.1.1: a failed attempt consumes the code; the right verifier then gets nothing."""
     verifier, challenge = pkce_pair()
     code = _code(oauth, client_id="native", code_challenge=challenge, code_challenge_method="S256", scope="openid")
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "com.example.native:/cb"}
     assert oauth.token("native", **form, code_verifier="x" * 50).get_json()["error"] == "invalid_grant"
-    assert oauth.token("native", **form, code_verifier=verifier).status_code == 200
     assert oauth.token("native", **form, code_verifier=verifier).get_json()["error"] == "invalid_grant"
 
 

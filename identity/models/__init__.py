@@ -3,7 +3,7 @@
 from .audit import AuditEvent
 from .client import Client
 from .consent import Consent
-from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken
+from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken
 from .key import SigningKey
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
@@ -19,6 +19,7 @@ __all__ = [
     "RefreshToken",
     "RevokedAccessToken",
     "SigningKey",
+    "StandaloneAccessToken",
     "User",
     "UserSession",
 ]

@@ -24,8 +24,9 @@ class AuthorizationCode(db.Model):
     created_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
     consumed_at: Mapped[int | None] = mapped_column(Integer)
-    family_id: Mapped[str] = mapped_column(String(64))  # shared by every token this code leads to
+    family_id: Mapped[str] = mapped_column(String(64), index=True)  # shared by every token this code leads to
     issued_jti: Mapped[str | None] = mapped_column(String(64))  # access token issued on redemption
+    front_channel_jti: Mapped[str | None] = mapped_column(String(64))  # hybrid: the token sent with the code
 
 
 class RefreshToken(db.Model):
@@ -55,4 +56,18 @@ class RevokedAccessToken(db.Model):
     __tablename__ = "revoked_access_tokens"
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class StandaloneAccessToken(db.Model):
+    """An access token issued to a user outside any code or refresh-token family (the implicit
+    flow, the password grant without a refresh token), kept by jti until it expires so that
+    revoking the app on the grants page can revoke it."""
+
+    __tablename__ = "standalone_access_tokens"
+    __table_args__ = (Index("ix_standalone_access_tokens_user_client", "user_id", "client_id"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[int] = mapped_column(Integer, index=True)

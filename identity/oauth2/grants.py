@@ -5,6 +5,7 @@ Each hook is a few lines that delegate to a service.
 
 import secrets
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant as _AuthorizationCodeGrant
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant as _ClientCredentialsGrant
@@ -70,7 +71,7 @@ class AuthorizeRules:
     def validate_requested_scope(self):
         check_requested_scope(self.request.client, self.request.payload.scope)
 
-    def save_authorization_code(self, code, request):
+    def save_authorization_code(self, code, request, front_channel_jti=None):
         context = grant_context()
         data = request.payload.data
         grants.save_authorization_code(
@@ -78,6 +79,7 @@ class AuthorizeRules:
             redirect_uri=request.payload.redirect_uri, response_type=request.payload.response_type,
             scope=request.scope, nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
             code_challenge_method=data.get("code_challenge_method"), auth_time=context.auth_time or now(),
+            front_channel_jti=front_channel_jti,
         )
 
     def exists_nonce(self, nonce, request):
@@ -138,10 +140,23 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         self.save_authorization_code(code, self.request)
         return respond(redirect_uri, self.with_state([("code", code)]), response_mode(self.request, "query"))
 
+    found = None  # the code row this request offered, once read
+
+    def validate_token_request(self):
+        """Authlib's checks (client, code, redirect_uri, then PKCE in the hook); any failure after
+        the code was found burns it (RFC 9700 section 2.1.1): a later attempt is a replay."""
+        try:
+            super().validate_token_request()
+        except OAuth2Error:
+            if self.found is not None:
+                grants.burn_authorization_code(self.found.id)
+            raise
+
     def query_authorization_code(self, code, client):
         row = grants.find_authorization_code(code, client.client_id)
         if row is None:
             return None
+        self.found = row
         resume_grant(row)
         return CodeView(row, grants.user_of_grant(row))
 
@@ -210,14 +225,15 @@ class HybridGrant(AuthorizeRules, _OpenIDHybridGrant):
     def create_authorization_response(self, redirect_uri, grant_user):
         self.request.user = grant_user
         code = self.generate_authorization_code()
-        self.save_authorization_code(code, self.request)
         types = self.request.payload.response_type.split()
         params = [("code", code)]
-        access_token = None
+        access_token = front_channel_jti = None
         if "token" in types:
             token_params = self.token_params(grant_user)
-            access_token = token_params[0][1]
+            access_token, front_channel_jti = token_params[0][1], grant_context().issued_jti
             params += token_params
+        # stored with the token's jti, so revoking the code's family revokes the token too
+        self.save_authorization_code(code, self.request, front_channel_jti=front_channel_jti)
         if "id_token" in types:
             params.append(("id_token", self.id_token(code=code, access_token=access_token)))
         return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
@@ -243,6 +259,10 @@ class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
         if "token" in self.request.payload.response_type.split():
             params = self.token_params(grant_user)
             access_token = params[0][1]
+            # recorded so that revoking the app on the grants page revokes it
+            grants.record_standalone_access_token(grant_context().issued_jti, user_id=grant_user.id,
+                                                  client_id=self.request.client.client_id,
+                                                  expires_in=dict(params)["expires_in"])
         params.append(("id_token", self.id_token(access_token=access_token)))
         return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
 
@@ -311,7 +331,10 @@ class PasswordGrant(_PasswordGrant):
         return self.request.client
 
     def authenticate_user(self, username, password):
+        """A wrong user name or password is invalid_grant (RFC 6749 section 5.2: the resource
+        owner's credentials are the grant), not Authlib's invalid_request."""
         result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
-        if result.user is not None:
-            grant_context().auth_time = now()
+        if result.user is None:
+            raise InvalidGrantError("the user name or password is incorrect, or the account is temporarily locked")
+        grant_context().auth_time = now()
         return result.user

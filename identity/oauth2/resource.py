@@ -1,8 +1,8 @@
 """Bearer access tokens for the server's own resources (/localapi, /connect/userinfo).
 
 `require_oauth("scope")` checks a JWT access token locally, with our own keys: algorithm
-allow-list, `typ`, `iss`, time, scope, and that the token is neither revoked nor older than
-its user's last password change. Failures follow RFC 6750 and are rendered for the path:
+allow-list, `typ`, `iss`, time, scope, `aud` (the resource the scope names), and that the
+token is neither revoked nor older than its user's last password change. Failures follow RFC 6750 and are rendered for the path:
 the registered renderer (problem+json under /localapi), OAuth error JSON elsewhere.
 
     @bp.get("/account")
@@ -127,6 +127,10 @@ class BearerTokenValidator(_BearerTokenValidator):
         check_token_live(token)
         if self.scope_insufficient(token.scope, scopes):
             raise InsufficientScopeError(" ".join(scopes))
+        try:
+            tokens.check_audience(token.claims, scopes)  # a token with the scope but for another resource
+        except tokens.InvalidToken as err:
+            raise InvalidTokenError(str(err)) from None
         if user_required and token.user is None:
             raise UserRequiredError()
 

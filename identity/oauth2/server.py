@@ -73,6 +73,9 @@ def save_token(token, request):
             user_id=request.user.id, session_id=context.sid, scope=token["scope"], auth_time=context.auth_time,
             access_token_jti=context.issued_jti,
         )
+    elif request.user is not None and context.issued_jti:  # the password grant without offline_access
+        grant_store.record_standalone_access_token(context.issued_jti, user_id=request.user.id,
+                                                   client_id=request.client.client_id, expires_in=token["expires_in"])
     db.session.commit()
 
 

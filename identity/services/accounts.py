@@ -12,7 +12,7 @@ from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import RefreshToken, User, UserSession
-from . import audit, bearer_cache, sessions
+from . import audit, bearer_cache, grants, sessions
 from .sessions import SessionUser
 from .writes import Write, write
 from .password_policy import Verdict, check_password, normalize, password_problems
@@ -217,8 +217,10 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
 
 
 def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
-    """Revoke a user's refresh tokens and browser sessions (but `keep_sid`); the caller commits."""
+    """Revoke a user's refresh tokens, unused authorization codes and browser sessions (but
+    `keep_sid`); the caller commits."""
     stamp = now()
+    grants.end_user_codes(user_id)
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
-from ..models import AuthorizationCode, Client, Consent, RefreshToken
+from ..models import AuthorizationCode, Client, Consent, RefreshToken, StandaloneAccessToken
 from ..schemas import ClientSchema, field_errors
 from . import audit
 from .client_secrets import generate_client_secret, hash_client_secret
@@ -78,8 +78,9 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
         raw = {**raw, "client_secrets": [secret]}
     try:
         data = ClientSchema().load(raw)
-    except ValidationError as err:
-        raise ValidationFailed(field_errors(err.messages))
+    except ValidationError as err:  # each field named with its client, as the seed file's errors are
+        label = f"client {raw.get('client_id')!r} " if isinstance(raw.get("client_id"), str) else ""
+        raise ValidationFailed({label + name: messages for name, messages in field_errors(err.messages).items()})
     unknown = check_scopes(data["allowed_scopes"], all_scope_names())
     if unknown:
         raise ValidationFailed({"allowed_scopes": unknown})
@@ -102,7 +103,7 @@ def remove_client(client_id: str) -> None:
     client = get_client(client_id)
     if client is None:
         raise NotFound(f"no client {client_id!r}")
-    for model in (AuthorizationCode, RefreshToken, Consent):
+    for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken):
         db.session.execute(delete(model).where(model.client_id == client_id))
     db.session.delete(client)
     audit.record("client_removed", client_id=client_id)

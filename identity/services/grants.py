@@ -13,9 +13,11 @@ from sqlalchemy import bindparam, insert, select, text, update
 
 from ..autocommit import autocommit_connection
 from ..clock import now
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX
 from ..extensions import db
-from ..models import AuthorizationCode, RefreshToken, User
+from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User
 from . import audit
+from .sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
 from .writes import write, write_if
 
@@ -30,7 +32,8 @@ def new_family_id() -> str:
 # session instead (see writes.py): the autocommit connection commits there without waiting for
 # the WAL flush, which config.py allows for rotations only.
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
-                "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id")
+                "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id",
+                "front_channel_jti")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
 _CODE_GRANT = (
     select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
@@ -43,47 +46,75 @@ _CODE_GRANT = (
 )
 CodeGrant = namedtuple("CodeGrant", [column.key for column in _CODE_GRANT.selected_columns])
 _CODES = AuthorizationCode.__table__
+# Unexpired as well as unused: a password change ends a user's codes by expiring them, and a
+# redemption that raced it loses here (or commits first, and the change revokes what it issued).
 _CONSUME_CODE = (
     update(_CODES)
-    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"))
     .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"))
 )
-_ISSUED_JTI = select(_CODES.c.issued_jti).where(_CODES.c.id == bindparam("code_id"))
+_BURN_CODE = (
+    update(_CODES)
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
+    .values(consumed_at=bindparam("stamp"))
+)
 
 
 def save_authorization_code(code: str, *, client_id: str, user_id: int, session_id: str | None, redirect_uri: str,
                             response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
-                            code_challenge_method: str | None, auth_time: int) -> None:
+                            code_challenge_method: str | None, auth_time: int,
+                            front_channel_jti: str | None = None) -> None:
+    """Store a new code; `front_channel_jti` is the access token a hybrid response sent with it."""
     stamp = now()
     params = {
         "code_hash": token_hash(code), "client_id": client_id, "user_id": user_id, "session_id": session_id,
         "redirect_uri": redirect_uri, "response_type": response_type, "scope": scope, "nonce": nonce,
         "code_challenge": code_challenge, "code_challenge_method": code_challenge_method, "auth_time": auth_time,
         "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
-        "family_id": new_family_id(),
+        "family_id": new_family_id(), "front_channel_jti": front_channel_jti,
     }
     write((_INSERT_CODE, params))
 
 
 def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
     """Return a code this client may redeem, with its user (read only); None if unknown, another
-    client's, expired, or already used.
+    client's, expired, already used, or minted by a browser session that has ended.
 
-    A second use revokes what the first use issued (RFC 6749 section 4.1.2).
+    A second use revokes what the first use issued (RFC 6749 section 4.1.2). A code offered by
+    another client, or whose session has ended, is burnt: any later attempt is a replay.
     """
     found = autocommit_connection().first(_CODE_GRANT, {"code_hash": token_hash(code)})
     if found is None:
         return None
     row = CodeGrant._make(found)
-    if row.client_id != client_id:
-        return None
     if row.consumed_at is not None:
-        revoke_family(row.family_id, extra_jti=row.issued_jti, reason="authorization_code_replayed",
-                      user_id=row.user_id, client_id=row.client_id)
+        revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id,
+                      client_id=row.client_id)
         return None
     if row.expires_at < now():
         return None
+    if row.client_id != client_id or not session_is_live(row.session_id):
+        burn_authorization_code(row.id)
+        return None
     return row
+
+
+def burn_authorization_code(code_id: int) -> None:
+    """Consume a code without issuing anything: a failed redemption attempt ends it (RFC 9700
+    section 2.1.1), so a guessed PKCE verifier or redirect URI gets no second try."""
+    write((_BURN_CODE, {"code_id": code_id, "stamp": now()}))
+
+
+def end_user_codes(user_id: int) -> None:
+    """Expire every unused code of a user (a password change: codes minted before it must not
+    redeem); the caller commits."""
+    stamp = now()
+    db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.user_id == user_id, AuthorizationCode.consumed_at.is_(None),
+               AuthorizationCode.expires_at >= stamp)
+        .values(expires_at=stamp - 1)
+    )
 
 
 def user_of_grant(grant: "CodeGrant | RefreshGrant") -> "TokenUser":
@@ -117,9 +148,7 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     store = _successor_params(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
     won = write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, store) if refresh_token else None)
     if not won:
-        issued = autocommit_connection().first(_ISSUED_JTI, {"code_id": row.id})
-        revoke_family(row.family_id, extra_jti=issued[0] if issued else None, reason="authorization_code_replayed",
-                      user_id=row.user_id, client_id=row.client_id)
+        revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
     return won
 
 
@@ -224,18 +253,28 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     return won
 
 
-def revoke_family(family_id: str, *, extra_jti: str | None = None, reason: str, user_id: int | None = None,
-                  client_id: str | None = None) -> None:
-    """Revoke every refresh token of a family and the access tokens they were issued with."""
+def family_access_token_jtis(family_ids) -> set[str]:
+    """Every access token issued in these families: at the front channel with the code (hybrid),
+    when the code was redeemed, and with each refresh token."""
+    family_ids = list(family_ids)
+    if not family_ids:
+        return set()
+    jtis = set(db.session.scalars(select(RefreshToken.access_token_jti).where(RefreshToken.family_id.in_(family_ids))))
+    for issued, front in db.session.execute(select(AuthorizationCode.issued_jti, AuthorizationCode.front_channel_jti)
+                                            .where(AuthorizationCode.family_id.in_(family_ids))):
+        jtis.update((issued, front))
+    jtis.discard(None)
+    return jtis
+
+
+def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, client_id: str | None = None) -> None:
+    """Revoke every refresh token of a family and every access token issued in it."""
     stamp = now()
-    rows = list(db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == family_id)))
+    jtis = family_access_token_jtis([family_id])
     db.session.execute(
         update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
     )
-    jtis = {r.access_token_jti for r in rows if r.access_token_jti}
-    if extra_jti:
-        jtis.add(extra_jti)
-    revoke_jtis(jtis, stamp + 86400, user_id)  # no access token lives longer than a day
+    revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
     db.session.commit()
 
@@ -245,11 +284,41 @@ def revoke_refresh_token(row: RefreshToken) -> None:
     revoke_family(row.family_id, reason="revocation_endpoint", user_id=row.user_id, client_id=row.client_id)
 
 
+_INSERT_STANDALONE = insert(StandaloneAccessToken.__table__).values(
+    jti=bindparam("jti"), user_id=bindparam("user_id"), client_id=bindparam("client_id"),
+    expires_at=bindparam("expires_at"))
+
+
+def record_standalone_access_token(jti: str, *, user_id: int, client_id: str, expires_in: int) -> None:
+    """Record an access token of no family (implicit flow, password grant without a refresh
+    token) until it expires, so revoking the app on the grants page can revoke it."""
+    write((_INSERT_STANDALONE, {"jti": jti, "user_id": user_id, "client_id": client_id,
+                                "expires_at": now() + int(expires_in)}))
+
+
 def revoke_user_client_grants(user_id: int, client_id: str) -> None:
-    """Revoke every refresh token a user granted to a client (the caller commits)."""
+    """Revoke every refresh token a user granted to a client, every access token issued to the
+    client for the user (in those families, by the user's codes, or standalone), and the
+    client's unused codes (the caller commits)."""
+    stamp = now()
+    families = set(db.session.scalars(select(RefreshToken.family_id).where(
+        RefreshToken.user_id == user_id, RefreshToken.client_id == client_id)))
+    families |= set(db.session.scalars(select(AuthorizationCode.family_id).where(
+        AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id)))
+    jtis = family_access_token_jtis(families)
+    jtis |= set(db.session.scalars(select(StandaloneAccessToken.jti).where(
+        StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.client_id == client_id,
+        StandaloneAccessToken.expires_at >= stamp)))
+    revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now())
+        .values(revoked_at=stamp)
+    )
+    db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id,
+               AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=stamp)
     )
 

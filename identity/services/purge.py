@@ -9,6 +9,8 @@ Retention, kind by kind (each row is removed once its condition holds):
   its reuse still revokes its family; past its expiry it is refused before reuse is checked.
 - revoked access tokens (the deny list): once the token's expiry plus JWT_LEEWAY_SECONDS has
   passed, when the token is refused without the list.
+- standalone access tokens (implicit and password-grant tokens outside any family, kept so that
+  revoking the app can revoke them): likewise, once expired plus JWT_LEEWAY_SECONDS.
 - browser sessions: once ended (signed out, revoked, idle past SESSION_IDLE_SECONDS or older
   than SESSION_ABSOLUTE_SECONDS); an ended session never comes back.
 - audit events: after AUDIT_RETENTION_DAYS.
@@ -20,7 +22,7 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
 - After a response rather than in a background thread: it needs no thread to start after
   gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs inside
   a request's handling (a sync worker runs it between two requests). It delays the worker's next request by one bounded pass
-  (five DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
+  (six DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
   worker that serves nothing purges nothing, and there is then nothing to slow down either.
 - Several workers and instances together: each kind is its own short transaction that
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
@@ -42,7 +44,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from .. import clock
 from ..extensions import db
-from ..models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, UserSession
+from ..models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, UserSession
 from .writes import write
 
 log = logging.getLogger("identity.purge")
@@ -66,6 +68,10 @@ _KINDS = (
     ("revoked_access_tokens",
      _bounded_delete(RevokedAccessToken, RevokedAccessToken.jti, RevokedAccessToken.expires_at < bindparam("jti_before")),
      lambda stamp, cfg: {"jti_before": stamp - cfg["JWT_LEEWAY_SECONDS"]}),
+    ("standalone_access_tokens",
+     _bounded_delete(StandaloneAccessToken, StandaloneAccessToken.jti,
+                     StandaloneAccessToken.expires_at < bindparam("standalone_before")),
+     lambda stamp, cfg: {"standalone_before": stamp - cfg["JWT_LEEWAY_SECONDS"]}),
     ("user_sessions",
      # the complement of sessions.within_lifetime, or revoked
      _bounded_delete(UserSession, UserSession.id, or_(UserSession.revoked_at.is_not(None),

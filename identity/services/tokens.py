@@ -44,10 +44,44 @@ class IssuedToken:
     claims: dict
 
 
+IDENTITY_SCOPES = ("openid", "profile", "email", "offline_access")
+
+
+def own_resources() -> str:
+    """The audience of the issuer's own resources (userinfo), as IdentityServer names it."""
+    return issuer() + "/resources"
+
+
 def audiences(scope: str) -> list[str]:
-    """The API resources a token is for: its API scopes, or the issuer's own resources."""
-    api = [s for s in scope.split() if s == LOCAL_API_SCOPE or s not in ("openid", "profile", "email", "offline_access")]
-    return api or [issuer() + "/resources"]
+    """The resources a token is for: its API scopes, and the issuer's own resources (userinfo)
+    when it carries openid or no API scope at all."""
+    names = scope.split()
+    api = [s for s in names if s == LOCAL_API_SCOPE or s not in IDENTITY_SCOPES]
+    return api + [own_resources()] if "openid" in names or not api else api
+
+
+def audience_of_scope(scope: str) -> str:
+    """The `aud` a token must carry to be used for `scope`: an API scope is its own audience,
+    an identity scope (openid at userinfo) the issuer's own resources."""
+    return own_resources() if scope in IDENTITY_SCOPES else scope
+
+
+def check_audience(claims: dict, scopes) -> None:
+    """RFC 9068 section 4: the token names the resource it is presented to in `aud` (a string or
+    a list): for each required scope, its audience; with no scope required, one of ours."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        held = {aud}
+    elif isinstance(aud, list):
+        held = {a for a in aud if isinstance(a, str)}
+    else:
+        held = set()
+    if scopes:
+        if all(audience_of_scope(s) in held for s in scopes):
+            return
+    elif held & {own_resources(), LOCAL_API_SCOPE}:
+        return
+    raise InvalidToken("the access token is not for this resource (aud)")
 
 
 _ES256 = ec.ECDSA(hashes.SHA256())
@@ -176,10 +210,23 @@ def verify_access_token(token: str) -> dict:
 
 
 def verify_id_token_hint(token: str) -> dict:
-    """Check an id_token_hint: our signature and issuer; expiry is not required (logout)."""
+    """Check an id_token_hint: an ID token (not an access token: `typ` is not at+jwt), signed by
+    us, of our issuer, for a registered client; expiry is not required (RP-Initiated Logout 1.0
+    section 2 lets a client send an expired one)."""
+    try:
+        typ = str(jws.extract_compact(token.encode("ascii")).protected.get("typ", "")).lower()
+    except (JoseError, ValueError, UnicodeError, AttributeError) as err:
+        raise InvalidToken("malformed token") from err
+    if typ in ACCESS_TOKEN_TYPES:
+        raise InvalidToken("an access token is not an ID token")
     claims = _decode(token, typ=None)
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
+    aud = claims.get("aud")
+    client_id = aud[0] if isinstance(aud, list) and len(aud) == 1 else aud
+    client = cached_client(client_id) if isinstance(client_id, str) else None
+    if client is None or "scope" in claims or "client_id" in claims:
+        raise InvalidToken("the token's audience is not a registered client")
     return claims
 
 

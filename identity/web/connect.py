@@ -1,15 +1,18 @@
 """The protocol endpoints under /connect (CSRF does not apply: clients, not our forms, call them)."""
 
-from flask import Blueprint, jsonify, render_template, request
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, current_app, jsonify, render_template, request
 from flask_login import current_user
 
 from ..auth import sign_out
-from ..extensions import csrf
+from ..extensions import csrf, limiter
 from ..forms import ConfirmForm
 from ..headers import allow_form_target
 from ..oauth2 import authorization_server
 from ..oauth2 import end_session
 from ..oauth2.authorize import handle_authorize
+from ..oauth2.requests import is_form_post
 from ..oauth2.resource import current_token, require_oauth
 from ..services.id_tokens import user_claims
 
@@ -25,7 +28,25 @@ def authorize():
     return handle_authorize(current_user)
 
 
+def sensitive_limit() -> str:
+    return current_app.config["RATELIMIT_SENSITIVE"]
+
+
+def not_a_password_grant() -> bool:
+    """Exempt every grant but `password` from the sign-in limit: only it checks a user's password.
+
+    A form body is read the way the token endpoint reads it (kept, so it is parsed again there);
+    any other body through werkzeug's parser, as Authlib's own request reads it.
+    """
+    if is_form_post(request.environ):
+        body = request.get_data(cache=True).decode("utf-8", "replace")
+        return ("grant_type", "password") not in parse_qsl(body, keep_blank_values=True)
+    return request.values.get("grant_type") != "password"
+
+
 @bp.post("/token")
+# the password grant counts toward the sign-in form's limit (per client IP), on top of the default
+@limiter.limit(sensitive_limit, override_defaults=False, exempt_when=not_a_password_grant)
 def token():
     """Exchange a grant for tokens."""
     return authorization_server().create_token_response()

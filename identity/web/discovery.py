@@ -100,21 +100,27 @@ def _cached_document(base: str) -> tuple[bytes, str]:
     return body, etag
 
 
-def _respond(body: bytes, etag: str) -> Response:
-    cache_control = f"public, max-age={current_app.config['DISCOVERY_CACHE_SECONDS']}"
+def cache_control(host_derived: bool, max_age: int) -> str:
+    """Shared caches may keep a document only if it is the same for every Host: a discovery
+    document whose issuer came from the request's Host (no ISSUER configured) is never stored."""
+    return "no-store" if host_derived else f"public, max-age={max_age}"
+
+
+def _respond(body: bytes, etag: str, *, host_derived: bool = False) -> Response:
+    cache = cache_control(host_derived, current_app.config["DISCOVERY_CACHE_SECONDS"])
     if request.if_none_match.contains(etag):
         response = Response(status=304)
     else:
         response = Response(body, mimetype="application/json")
     response.set_etag(etag)
-    response.headers["Cache-Control"] = cache_control
+    response.headers["Cache-Control"] = cache
     return response
 
 
 @bp.get("/.well-known/openid-configuration")
 def openid_configuration():
     """Serve the discovery document."""
-    return _respond(*_cached_document(issuer()))
+    return _respond(*_cached_document(issuer()), host_derived=not current_app.config.get("ISSUER"))
 
 
 @bp.get("/.well-known/openid-configuration/jwks")

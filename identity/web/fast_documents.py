@@ -12,6 +12,7 @@ import time
 from flask import Flask
 
 from ..services.keys import KeyRing
+from .discovery import cache_control
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = DISCOVERY_PATH + "/jwks"
@@ -24,10 +25,11 @@ class FastDocuments:
         cfg = app.config
         self.ttl = cfg["SIGNING_KEY_RELOAD_SECONDS"]
         self.issuer = (cfg.get("ISSUER") or "").rstrip("/") or None
-        self.static_headers = [
-            ("Content-Type", "application/json"),
-            ("Cache-Control", f"public, max-age={cfg['DISCOVERY_CACHE_SECONDS']}"),
-        ]
+        max_age = cfg["DISCOVERY_CACHE_SECONDS"]
+        self.jwks_headers = [("Content-Type", "application/json"), ("Cache-Control", cache_control(False, max_age))]
+        # without ISSUER the document names the request's Host: never for a shared cache
+        self.discovery_headers = [("Content-Type", "application/json"),
+                                  ("Cache-Control", cache_control(self.issuer is None, max_age))]
 
     def _cached(self, environ) -> tuple[bytes, str] | None:
         now = time.monotonic()
@@ -54,7 +56,8 @@ class FastDocuments:
 
     def _respond(self, environ, start_response, body: bytes, etag: str):
         quoted = f'"{etag}"'
-        headers = self.static_headers + [("ETag", quoted)]
+        static = self.jwks_headers if environ["PATH_INFO"] == JWKS_PATH else self.discovery_headers
+        headers = static + [("ETag", quoted)]
         if quoted in environ.get("HTTP_IF_NONE_MATCH", ""):
             start_response("304 Not Modified", [h for h in headers if h[0] != "Content-Type"])
             return [b""]
