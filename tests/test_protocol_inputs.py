@@ -20,7 +20,8 @@ from test_localapi_support import CHEAP_ARGON2
 SERVICE = ("service", "service-secret-change-me")
 #: RFC 6749 section 5.2: error_description is %x20-21 / %x23-5B / %x5D-7E
 SAFE = set(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
-UNSAFE_VALUES = ['a"b', "a\\b", "a\x01b", "a\x7fb", "caf\u00e9", "\u2028", "a\tb", "\ud83d\ude00"]
+UNSAFE_VALUES = ['a"b', "a\\b", "a\x01b", "a\x7fb", "caf\u00e9", "\u2028", "a\tb", "\U0001f600"]
+FORM = "application/x-www-form-urlencoded"
 CLIENT_ENDPOINTS = ("/connect/token", "/connect/revocation", "/connect/introspect")
 
 
@@ -174,10 +175,17 @@ def test_the_matcher_is_exact_but_for_the_loopback_port():
 # --- duplicate parameters -------------------------------------------------------------------------
 
 def test_a_repeated_grant_type_is_invalid_request(app, client, seeded):
-    response = client.post("/connect/token", data=[("grant_type", "client_credentials"), ("grant_type", "client_credentials")],
-                           headers={"Authorization": basic(*SERVICE)})
+    response = client.post("/connect/token", data=urlencode([("grant_type", "client_credentials")] * 2),
+                           content_type=FORM, headers={"Authorization": basic(*SERVICE)})
     assert_safe_oauth_error(response, 400, "invalid_request")
     assert "grant_type" in response.get_json()["error_description"]
+
+
+def test_a_repeated_unrecognized_parameter_is_ignored(client, seeded):
+    """RFC 6749 section 3.1: unrecognized parameters are ignored, repeated or not."""
+    response = client.post("/connect/token", data=urlencode([("grant_type", "client_credentials"), ("x", "1"), ("x", "2")]),
+                           content_type=FORM, headers={"Authorization": basic(*SERVICE)})
+    assert response.status_code == 200
 
 
 def test_a_parameter_in_both_query_and_body_is_repeated(client, seeded):
@@ -189,14 +197,15 @@ def test_a_parameter_in_both_query_and_body_is_repeated(client, seeded):
 
 @pytest.mark.parametrize("path", ["/connect/revocation", "/connect/introspect"])
 def test_a_repeated_token_is_invalid_request(client, seeded, path):
-    response = client.post(path, data=[("token", "a"), ("token", "b")], headers={"Authorization": basic(*SERVICE)})
+    response = client.post(path, data=urlencode([("token", "a"), ("token", "b")]), content_type=FORM,
+                           headers={"Authorization": basic(*SERVICE)})
     assert_safe_oauth_error(response, 400, "invalid_request")
 
 
 def test_a_repeated_authorize_parameter_redirects_invalid_request_and_stores_nothing(app, client, seeded):
     AuthActions(client).login()
     _, challenge = pkce_pair()
-    query = urlencode([("client_id", "mobile"), ("redirect_uri", "com.example.app:/callback"), ("response_type", "code"),
+    query = urlencode([("client_id", "spa"), ("redirect_uri", "http://127.0.0.1:8080/callback"), ("response_type", "code"),
                        ("scope", "openid"), ("scope", "openid profile"), ("state", "s2"),
                        ("code_challenge", challenge), ("code_challenge_method", "S256")])
     response = client.get("/connect/authorize?" + query)
@@ -206,12 +215,12 @@ def test_a_repeated_authorize_parameter_redirects_invalid_request_and_stores_not
     assert count(app, AuthorizationCode) == 0
 
 
-@pytest.mark.parametrize("name,values", [("client_id", ["mobile", "mobile"]),
-                                         ("redirect_uri", ["com.example.app:/callback", "https://evil.test/"])])
+@pytest.mark.parametrize("name,values", [("client_id", ["spa", "spa"]),
+                                         ("redirect_uri", ["http://127.0.0.1:8080/callback", "https://evil.test/"])])
 def test_a_repeated_client_id_or_redirect_uri_gets_the_error_page(app, client, seeded, name, values):
     AuthActions(client).login()
     _, challenge = pkce_pair()
-    params = [("client_id", "mobile"), ("redirect_uri", "com.example.app:/callback"), ("response_type", "code"),
+    params = [("client_id", "spa"), ("redirect_uri", "http://127.0.0.1:8080/callback"), ("response_type", "code"),
               ("scope", "openid"), ("code_challenge", challenge), ("code_challenge_method", "S256")]
     params = [(k, v) for k, v in params if k != name] + [(name, v) for v in values]
     response = client.get("/connect/authorize?" + urlencode(params))
