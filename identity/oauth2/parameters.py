@@ -32,20 +32,17 @@ def repeated_names(*multidicts) -> list[str]:
     return sorted(name for name, n in counts.items() if n > 1)
 
 
-def parameter_error(*multidicts, redirect_uri=None, redirect_fragment=False):
+def parameter_error(*multidicts):
     """The OAuth error for these parameters (query args, form), or None when they are well formed."""
     pairs = list(_pairs(*multidicts))
     if any("\x00" in name or "\x00" in value for name, value in pairs if isinstance(value, str)):
-        return InvalidRequestError("A parameter contains a NUL character.", redirect_uri=redirect_uri,
-                                   redirect_fragment=redirect_fragment)
+        return InvalidRequestError("A parameter contains a NUL character.")
     repeated = repeated_names(*multidicts)
     if repeated:
-        return InvalidRequestError("Parameters must not be repeated: " + ", ".join(repeated),
-                                   redirect_uri=redirect_uri, redirect_fragment=redirect_fragment)
+        return InvalidRequestError("Parameters must not be repeated: " + ", ".join(repeated))
     scope = next((value for name, value in pairs if name == "scope"), None)
     if scope and not SCOPE.fullmatch(scope):
-        return InvalidScopeError("scope must be scope tokens separated by single spaces", redirect_uri=redirect_uri,
-                                 redirect_fragment=redirect_fragment)
+        return InvalidScopeError("scope must be scope tokens separated by single spaces")
     return None
 
 
