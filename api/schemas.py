@@ -1,11 +1,21 @@
 """Marshmallow schemas of the local API: they validate requests and generate the OpenAPI document."""
 
-from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from .problems import PROBLEM_TYPES
 
 # Generous caps: the password policy gives the real messages; these only keep Argon2's input sane.
 _PASSWORD = validate.Length(max=1024)
+
+
+def _unicode_text(value: str) -> None:
+    """JSON can carry a lone surrogate (\\ud800), which is no text: the hasher could not encode it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Not valid Unicode text (it contains a lone surrogate).") from None
+    if "\x00" in value:
+        raise ValidationError("Must not contain a NUL character.")
 
 
 class PasswordChangeSchema(Schema):
@@ -14,13 +24,13 @@ class PasswordChangeSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024),
+    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _unicode_text],
                                      metadata={"description": "The user's password now.", "format": "password"})
-    new_password = fields.String(required=True, validate=_PASSWORD,
+    new_password = fields.String(required=True, validate=[_PASSWORD, _unicode_text],
                                  metadata={"description": "The new password: at least PASSWORD_MIN_LENGTH (default 15) "
                                            "characters, not a common password, not the user name or email.",
                                            "format": "password"})
-    confirm_password = fields.String(required=True, validate=_PASSWORD,
+    confirm_password = fields.String(required=True, validate=[_PASSWORD, _unicode_text],
                                      metadata={"description": "The new password again.", "format": "password"})
 
 

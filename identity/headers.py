@@ -81,7 +81,7 @@ class ResponseHeaders:
         rid = environ[REQUEST_ID_KEY] = _incoming_request_id(environ)
 
         def start(status, headers, exc_info=None):
-            headers[:] = _with_security_headers(environ, headers, rid)
+            headers[:] = _with_security_headers(environ, status, headers, rid)
             if log.isEnabledFor(logging.INFO):
                 _log_request(environ, status, rid, started)
             return start_response(status, headers, exc_info)
@@ -102,10 +102,12 @@ def _replaced_names(no_store: bool, secure: bool) -> frozenset[str]:
 _REPLACED = {(no_store, secure): _replaced_names(no_store, secure) for no_store in (False, True) for secure in (False, True)}
 
 
-def _with_security_headers(environ, headers: list, rid: str) -> list:
+def _with_security_headers(environ, status: str, headers: list, rid: str) -> list:
     no_store = environ.get("PATH_INFO", "").startswith(NO_STORE_PREFIXES)
     secure = environ.get("wsgi.url_scheme") == "https"
     replaced = _REPLACED[no_store, secure]
+    if status.startswith("204"):  # no content, so no content type (Flask adds text/html to every response)
+        replaced = replaced | {"content-type"}
     kept, present = [], set()
     for header in headers:
         name = header[0].lower()

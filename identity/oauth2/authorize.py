@@ -13,8 +13,9 @@ from flask import redirect, render_template, request, url_for
 from ..clock import now
 from ..services import consent
 from .context import grant_context
+from .parameters import parameter_error, repeated_names
 from .response_modes import respond
-from .server import authorization_server
+from .server import authorization_server, query_client
 
 DEFAULT_MODES = {"code": "query"}
 
@@ -103,13 +104,33 @@ def deny_response(grant, redirect_uri: str):
     return error_response(AccessDeniedError(redirect_uri=redirect_uri))
 
 
+def _parameter_error(redirect_uri):
+    """A repeated, NUL-carrying or malformed parameter (parameters.py): an error for the client's
+    validated redirect URI, or for the page when client_id or redirect_uri itself is in doubt."""
+    args, form = request.args, request.form
+    error = parameter_error(args, form)
+    if error is None:
+        return None
+    if {"client_id", "redirect_uri"} & set(repeated_names(args, form)):
+        redirect_uri = None
+    elif redirect_uri is None:  # Authlib refused the repetition itself, before checking the redirect URI
+        client = query_client(request.values.get("client_id"))
+        requested = request.values.get("redirect_uri")
+        redirect_uri = requested if client is not None and requested and client.check_redirect_uri(requested) else None
+    error.redirect_uri = redirect_uri
+    return error
+
+
 def handle_authorize(principal):
     """Run the authorization endpoint for the current request."""
     try:
         grant = validate_request(principal)
     except OAuth2Error as error:
-        return error_response(error)
+        return error_response(_parameter_error(error.redirect_uri) or error)
     redirect_uri = grant.redirect_uri or grant.request.payload.redirect_uri
+    error = _parameter_error(redirect_uri)
+    if error is not None:
+        return error_response(error)
     prompts = _prompts()
     if needs_login(principal):
         if "none" in prompts:

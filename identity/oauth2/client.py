@@ -1,32 +1,44 @@
 """The Client row as Authlib expects to see it (ClientMixin)."""
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit
 
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT
 from ..models import Client
 from ..services.client_secrets import verify_client_secret
 
-LOOPBACK_HOSTS = {"127.0.0.1", "[::1]"}
+#: http, a loopback IP literal, an optional port of digits, then a path or query (no userinfo, no
+#: backslash, no fragment): the only URIs whose port may differ from the registered one
+_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?([/?][^#\\]*)?", re.ASCII)
 
 
-def _without_port(uri: str) -> tuple[str, bool]:
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    netloc_host = f"[{host}]" if ":" in host else host
-    if parts.scheme == "http" and netloc_host in LOOPBACK_HOSTS:
-        return urlunsplit((parts.scheme, netloc_host, parts.path, parts.query, parts.fragment)), True
-    return uri, False
+def _loopback_parts(uri: str):
+    """(host, path and query) of an http loopback URI with a valid port or none; None for anything else."""
+    match = _LOOPBACK.fullmatch(uri)
+    if match is None:
+        return None
+    port = match.group(2)
+    if port is not None and (port.startswith("0") or not 0 < int(port) <= 65535):
+        return None
+    return match.group(1), match.group(3) or ""
+
+
+def _has_userinfo(uri: str) -> bool:
+    try:
+        return "@" in urlsplit(uri).netloc
+    except ValueError:
+        return True
 
 
 def redirect_uri_matches(registered: list[str], requested: str) -> bool:
-    """Exact string match; for http loopback IP literals any port matches (RFC 8252 section 7.3)."""
+    """Exact string match, but any port for http loopback IP literals (RFC 8252 section 7.3);
+    a URI with userinfo never matches (the any-port rule is for the port alone)."""
+    if not isinstance(requested, str) or _has_userinfo(requested):
+        return False
     if requested in registered:
         return True
-    try:
-        stripped, loopback = _without_port(requested)
-    except ValueError:
-        return False
-    return loopback and any(_without_port(r) == (stripped, True) for r in registered)
+    parts = _loopback_parts(requested)
+    return parts is not None and any(_loopback_parts(r) == parts for r in registered)
 
 
 class OAuthClient:

@@ -3,7 +3,9 @@
 import secrets
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749.errors import InvalidGrantError
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.endpoint import EndpointRequest
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import Flask, current_app, g
@@ -15,7 +17,10 @@ from ..services import grants as grant_store
 from ..services import tokens
 from ..services.clients import cached_client, is_client_id
 from .client import OAuthClient
+from .client_auth import authenticate_client
 from .context import grant_context
+from .error_text import install as install_safe_error_text
+from .parameters import request_parameter_error
 from .requests import FormRequest, is_form_post
 from .grants import (
     ALL_AUTH_METHODS,
@@ -100,6 +105,16 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
 
+    def authenticate_token(self, request, client):
+        """As Authlib's, but a hint the server does not understand is ignored, not an error (RFC 7662 section 2.1)."""
+        if "token" not in request.form:
+            raise InvalidRequestError("token is required")
+        hint = request.form.get("token_type_hint")
+        token = self.query_token(request.form["token"], hint if hint in self.SUPPORTED_TOKEN_TYPES else None)
+        if token and self.check_permission(token, client, request):
+            return token
+        return None
+
     def check_permission(self, token, client, request):
         return token.check_client(client)
 
@@ -108,12 +123,33 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
 
 
 class Server(AuthorizationServer):
-    """Authlib's server; form POSTs get a request parsed once (see requests.py)."""
+    """Authlib's server; form POSTs get a request parsed once (see requests.py), every request's
+    parameters are checked as such first (parameters.py), and clients authenticate by client_auth.py."""
 
     def create_oauth2_request(self, request):
+        if isinstance(request, OAuth2Request):
+            return request
         if is_form_post(flask_request.environ):
             return FormRequest(flask_request)
         return super().create_oauth2_request(request)
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        return authenticate_client(self.query_client, request, methods, endpoint)
+
+    def create_token_response(self, request=None):
+        request = self.create_oauth2_request(request)
+        error = request_parameter_error(request)
+        if error is not None:
+            return self.handle_error_response(request, error)
+        return super().create_token_response(request)
+
+    def create_endpoint_response(self, name, request=None):
+        if not isinstance(request, EndpointRequest):
+            request = self.create_oauth2_request(request)
+            error = request_parameter_error(request)
+            if error is not None:
+                return self.handle_error_response(request, error)
+        return super().create_endpoint_response(name, request)
 
 
 def authorization_server() -> AuthorizationServer:
@@ -122,6 +158,7 @@ def authorization_server() -> AuthorizationServer:
 
 
 def init_app(app: Flask) -> None:
+    install_safe_error_text()
     server = Server()
     app.extensions["authorization_server"] = server
     server.init_app(app, query_client=query_client, save_token=save_token)

@@ -13,7 +13,7 @@ import secrets
 from collections import OrderedDict
 from threading import Lock
 
-from .passwords import hash_password, verify_password
+from .passwords import hash_password, spend_equal_time, verify_password
 
 _FAST_PREFIX = "sha256$"
 _CACHE_SIZE = 4096
@@ -51,4 +51,19 @@ def verify_client_secret(stored_hashes: list[str], presented: str) -> bool:
                 if len(_verified) > _CACHE_SIZE:
                     _verified.popitem(last=False)
             return True
+    return False
+
+
+def verify_client_secret_evenly(stored_hashes: list[str], presented: str) -> bool:
+    """verify_client_secret, where a failure always costs at least one Argon2 verification.
+
+    An unknown, disabled or public client, and one with only generated (SHA-256) secrets, would
+    otherwise fail in microseconds while a client with an Argon2 secret takes milliseconds: the
+    time of a failed attempt would tell which client ids exist. (A client with several Argon2
+    secrets still costs one verification per secret.)
+    """
+    if verify_client_secret(stored_hashes, presented):
+        return True
+    if all(stored.startswith(_FAST_PREFIX) for stored in stored_hashes):
+        spend_equal_time(presented)
     return False

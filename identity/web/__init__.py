@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import account, connect, consent, cors, discovery, fast_documents, grants, home, ops
+from . import account, connect, consent, cors, discovery, fast_documents, grants, home, inputs, ops
 
 
 def register_blueprints(app: Flask) -> None:
@@ -10,3 +10,4 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     cors.init_app(app)
     fast_documents.init_app(app)
+    inputs.init_app(app)

@@ -6,6 +6,7 @@ from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ..extensions import db, login_manager
+from ..oauth2.error_text import safe_description
 
 OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "invalid_request",
                          405: "invalid_request", 413: "invalid_request", 429: "slow_down",
@@ -24,7 +25,7 @@ def render_error(status: int, title: str, detail: str, headers: dict | None = No
             break
     else:
         if request.path.startswith("/connect/") or request.path.startswith("/.well-known/"):
-            response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=detail)
+            response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=safe_description(detail))
             response.status_code = status
             response.headers["Cache-Control"] = "no-store"
         else:

@@ -1,0 +1,82 @@
+"""Client authentication at the token, revocation and introspection endpoints (RFC 6749 section 2.3).
+
+This replaces Authlib's ClientAuthentication, which
+- raised UnicodeDecodeError (a 500) for HTTP Basic credentials that are not UTF-8;
+- tried each method in turn, so HTTP Basic and a `client_secret` in the body together were
+  accepted (section 2.3 allows one method per request), and a wrong Basic secret fell back to
+  `none` for a public client;
+- failed at once for an unknown client_id but paid an Argon2 verification for a known one, so
+  the time of a failed attempt told which client ids exist.
+
+Here the method is the one the request presents (HTTP Basic, a body secret, or neither), and
+every failed secret check costs at least one Argon2 verification, whether or not the client
+exists (client_secrets.verify_client_secret_evenly).
+"""
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
+
+from ..services.client_secrets import verify_client_secret_evenly
+
+FAILED = "Client authentication failed."
+
+
+def _failure(methods) -> InvalidClientError:
+    # 401 (with WWW-Authenticate: Basic) where HTTP Basic is a method the endpoint accepts
+    return InvalidClientError(status_code=401 if "client_secret_basic" in methods else 400, description=FAILED)
+
+
+def basic_credentials(headers, methods) -> tuple[str, str] | None:
+    """(client_id, secret) from `Authorization: Basic`, None without one; InvalidClientError if unreadable."""
+    auth = headers.get("Authorization")
+    if not auth:
+        return None
+    scheme, _, token = auth.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        raise _failure(methods) from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise _failure(methods)
+    return unquote(client_id), unquote(secret)  # section 2.3.1: form-encoded before Base64
+
+
+def _usable(value) -> bool:
+    return isinstance(value, str) and value != "" and "\x00" not in value
+
+
+def authenticate_client(query_client, request, methods, endpoint):
+    """The authenticated client (and request.auth_method), or an OAuth error."""
+    basic = basic_credentials(request.headers, methods)
+    form = request.form
+    if basic is not None:
+        if "client_secret" in form:
+            raise InvalidRequestError("Use one client authentication method: HTTP Basic or client_secret, not both.")
+        client_id, secret = basic
+        body_id = form.get("client_id")
+        if body_id is not None and body_id != client_id:
+            raise InvalidRequestError("client_id differs from the HTTP Basic user name.")
+        method = "client_secret_basic"
+    elif "client_secret" in form:
+        client_id, secret, method = form.get("client_id"), form.get("client_secret"), "client_secret_post"
+    else:
+        client_id, secret, method = request.payload.client_id, None, "none"
+
+    client = query_client(client_id) if _usable(client_id) else None
+    accepted = client is not None and method in methods and client.check_endpoint_auth_method(method, endpoint)
+    if method == "none":
+        # RFC 6749 section 3.2.1: a confidential client must authenticate, at every endpoint
+        if not accepted or not client.check_endpoint_auth_method("none", "token"):
+            raise _failure(methods)
+    else:
+        hashes = client.row.secret_hashes if accepted else []
+        if not verify_client_secret_evenly(hashes or [], secret if _usable(secret) else ""):
+            raise _failure(methods)
+    request.auth_method = method
+    return client
