@@ -4,7 +4,6 @@ from flask import Flask
 
 from . import auth, body_limit, cli, cookie_session, database, headers, oauth2, settings
 from .extensions import csrf, limiter
-from .services import bearer_cache
 from .web import errors, register_blueprints
 
 
@@ -13,7 +12,6 @@ def init_app(app: Flask) -> None:
     settings.init_app(app)
     cookie_session.init_app(app)
     database.init_app(app)
-    bearer_cache.init_app(app)
     headers.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
