@@ -10,6 +10,7 @@ BEARER_CACHE_SECONDS have passed since its answer).
 """
 
 import base64
+import json
 import threading
 import time
 
@@ -22,6 +23,7 @@ from conftest import HttpsClient, make_config
 from identity.extensions import db
 from identity.models import User
 from identity.services import accounts, bearer_cache
+from identity.services.seed import apply_seed, load_seed
 from identity.services.tokens import verify_access_token
 from servers import password_grant_seed, seeded_server, token_request
 from statements import statements
@@ -118,6 +120,15 @@ def test_a_password_set_by_the_operator_refuses_the_remembered_token(app, api):
     token = used_twice(app, api)
     with app.app_context():
         accounts.set_password("alice", NEW_PASSWORD)
+    assert api.get_account(token).status_code == 401
+
+
+def test_a_seed_that_changes_the_password_refuses_the_remembered_token(app, api, seeded):
+    token = used_twice(app, api)
+    users = [{**user, "password": NEW_PASSWORD} if user["username"] == "alice" else user for user in seeded["users"]]
+    with app.app_context():
+        report = apply_seed(load_seed(json.dumps({**seeded, "users": users})))
+    assert "user alice" in report.updated
     assert api.get_account(token).status_code == 401
 
 
