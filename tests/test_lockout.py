@@ -70,15 +70,23 @@ def test_a_lock_set_by_a_later_reservation_stays_after_an_earlier_success(app, s
     assert counters(app) == (0, others[-1].lock)
 
 
-def test_a_right_current_password_with_a_rejected_new_one_does_not_count(app, seeded):
+def test_a_right_current_password_with_a_rejected_new_one_leaves_the_count_as_it_was(app, seeded):
+    """Its reservation is the last one allowed, so it locked; it takes back that lock and itself."""
     with app.test_request_context():
         for _ in range(LIMIT - 1):
             with pytest.raises(ValidationFailed):
                 accounts.change_password(alice_id(app), "wrong-password-123", "x", "x")
+        assert counters(app) == (LIMIT - 1, 0)
         with pytest.raises(ValidationFailed) as rejected:
             accounts.change_password(alice_id(app), ALICE_PASSWORD, "short", "short")
         assert "new_password" in rejected.value.errors
-    assert counters(app) == (0, 0)
+        assert counters(app) == (LIMIT - 1, 0)
+        write(lockout.settled(lockout.reserve(alice_id(app))))  # a success: the count starts again
+        assert counters(app) == (0, 0)
+        mine = lockout.reserve(alice_id(app))
+        lockout.reserve(alice_id(app))
+        write(lockout.released(mine))
+    assert counters(app) == (1, 0)  # the other reservation stays
 
 
 def test_wrong_current_passwords_lock_and_then_even_the_right_one_is_refused(app, seeded):

@@ -253,7 +253,6 @@ def change_password(
         if reservation.locked:
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
-    db.session.execute(*lockout.settled(reservation))  # the current password was right
     errors: dict[str, list[str]] = {}
     problems = password_problems(new_password, username=user.username, email=user.email, current=current_password)
     if problems:
@@ -261,8 +260,10 @@ def change_password(
     if new_password != confirm_password:
         errors["confirm_password"] = ["The confirmation does not match the new password."]
     if errors:
-        db.session.commit()  # only the settled reservation
+        db.session.execute(*lockout.released(reservation))  # a right password, but nothing changes
+        db.session.commit()
         raise ValidationFailed(errors)
+    db.session.execute(*lockout.settled(reservation))
     store_new_password(user, new_password)  # no rehash of the current password: it is replaced
     revoke_grants_and_sessions(user.id, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)

@@ -11,7 +11,9 @@ is counted even if what comes after it (its audit event, the response) fails.
 A wrong password needs nothing more. A right one settles its reservation (`settled`, written with
 the success): a success resets the count, so it takes off the attempts reserved up to and
 including its own and keeps those reserved after it (they are still being checked), and it lifts
-the lock only if its own reservation set it.
+the lock only if its own reservation set it. A right password in a request that then changes
+nothing (a rejected new password) takes back its own reservation alone (`released`), leaving the
+count as it was.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ _SETTLE = (
     .values(failed_attempts=case((_COUNT > bindparam("place"), _COUNT - bindparam("place")), else_=0),
             locked_until=case((_LOCKED_UNTIL == bindparam("own_lock"), 0), (_LOCKED_UNTIL <= bindparam("now"), 0),
                               else_=_LOCKED_UNTIL))
+)
+_OWN_LOCK = _LOCKED_UNTIL == bindparam("own_lock")
+_RELEASE = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("user_id"))
+    .values(failed_attempts=case((_OWN_LOCK, bindparam("place") - 1), (_COUNT > 0, _COUNT - 1), else_=0),
+            locked_until=case((_OWN_LOCK, 0), else_=_LOCKED_UNTIL))
 )
 
 
@@ -85,6 +94,12 @@ def reserve(user_id: int) -> Reservation | None:
 
 
 def settled(reservation: Reservation) -> Write:
-    """The write that undoes a reservation whose password was right (see the module's docstring)."""
+    """The write that settles a reservation whose password was right (see the module's docstring)."""
     return _SETTLE, {"user_id": reservation.user_id, "place": reservation.place,
                      "own_lock": reservation.lock or -1, "now": now()}
+
+
+def released(reservation: Reservation) -> Write:
+    """The write that takes back only this reservation (and its own lock): the password was right
+    but the request changed nothing (a password change whose new password was rejected)."""
+    return _RELEASE, {"user_id": reservation.user_id, "place": reservation.place, "own_lock": reservation.lock or -1}
