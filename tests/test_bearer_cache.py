@@ -18,6 +18,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from actions import AuthActions, OAuthActions
 from app import create_app
 from conftest import HttpsClient, make_config
 from identity.extensions import db
@@ -27,6 +28,7 @@ from identity.services.seed import apply_seed, load_seed
 from identity.services.tokens import verify_access_token
 from servers import password_grant_seed, seeded_server, token_request
 from statements import statements
+from test_audit import mobile_tokens
 from test_localapi_support import (  # noqa: F401  (fixtures)
     BASE_URL,
     CHEAP_ARGON2,
@@ -185,6 +187,20 @@ def test_a_revocation_waits_for_no_lease(app, api, client):
     revoke(client, token)
     assert time.monotonic() - started < 2.5  # generous: the old commit slept the full 5 s
     assert api.get_account(token).status_code == 401
+
+
+@pytest.mark.parametrize("app_config", [{**CACHED, "BEARER_CACHE_SECONDS": 5}])
+def test_a_reused_refresh_token_revokes_its_family_without_waiting(app, api, client):
+    """Refresh-token reuse (like a code replay) revokes access tokens by jti: no wait either."""
+    used_twice(app, api)  # alice's tokens are remembered under a lease
+    assert AuthActions(client).login().status_code == 302
+    refresh_token = mobile_tokens(client)["refresh_token"]
+    oauth = OAuthActions(client)
+    assert oauth.token("mobile", grant_type="refresh_token", refresh_token=refresh_token).status_code == 200
+    started = time.monotonic()
+    reused = oauth.token("mobile", grant_type="refresh_token", refresh_token=refresh_token)
+    assert reused.status_code == 400 and reused.get_json()["error"] == "invalid_grant"
+    assert time.monotonic() - started < 2.5  # generous: the old commit slept the full 5 s
 
 
 @pytest.mark.parametrize("app_config", [{**CACHED, "BEARER_CACHE_SECONDS": 1.5}])
