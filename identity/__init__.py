@@ -4,7 +4,7 @@ from flask import Flask
 
 from . import auth, body_limit, cli, cookie_session, database, headers, oauth2, settings
 from .extensions import csrf, limiter
-from .services import bearer_cache, purge
+from .services import purge
 from .web import errors, register_blueprints
 
 
@@ -16,7 +16,6 @@ def init_app(app: Flask) -> None:
         settings.refuse_to_start(app, err)
     cookie_session.init_app(app)
     database.init_app(app)
-    bearer_cache.init_app(app)
     headers.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -147,7 +147,8 @@ class AutocommitConnection:
     @contextmanager
     def sqlite_write(self):
         """A SQLite write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error), serialised
-        across this machine's processes; yields `run(statement, params) -> rowcount`."""
+        across this machine's processes; yields `run(statement, params) -> rowcount` (and
+        `run.first(statement, params)`, the first row a statement returns)."""
         with self._lock, self._file_lock():
             connection = self._usable()
 
@@ -157,6 +158,16 @@ class AutocommitConnection:
                     return self._execute(connection, sql, args)[1]
                 except self.dialect.loaded_dbapi.Error as err:
                     self._raise(sql, args, err)
+
+            def first(statement, params: dict):
+                """The first row a statement returns (UPDATE ... RETURNING), in this transaction."""
+                sql, args = self._args(statement, params)
+                try:
+                    return self._execute(connection, sql, args)[0]
+                except self.dialect.loaded_dbapi.Error as err:
+                    self._raise(sql, args, err)
+
+            run.first = first
 
             try:
                 connection.execute("BEGIN IMMEDIATE")

@@ -67,9 +67,10 @@ SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table
 # SQLite in WAL mode with synchronous=NORMAL (this server's setting) behaves the same way.
 ROTATION_SYNCHRONOUS_COMMIT = False
 # How long a worker may reuse the answer of a bearer check for a token it has seen before
-# (0: ask the database on every request). A password change, revocation or removal of a user
-# whose tokens were in such use waits this long before it answers (services/bearer_cache.py),
-# holding its worker; every instance must have the same value. At most 5.
+# (0: ask the database on every request). A password change or removal of a user whose tokens
+# were in such use waits this long before it answers (services/bearer_cache.py), holding its
+# worker; a revocation waits for nothing, and another worker may accept a revoked token this long
+# after the revocation answered. Every instance must have the same value. At most 5.
 BEARER_CACHE_SECONDS = 0.5
 CLIENT_CACHE_SECONDS = 5  # how long a worker reuses a client's settings before re-reading them
 # Staged signing-key rotation (services/keys.py; Duende's automatic key management defaults).

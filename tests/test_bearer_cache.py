@@ -1,11 +1,16 @@
-"""A worker reuses a bearer check for BEARER_CACHE_SECONDS, and every change that would alter the
-answer waits that out: once it has answered, the old token is refused (services/bearer_cache.py).
+"""A worker reuses a bearer check for BEARER_CACHE_SECONDS (services/bearer_cache.py). A password
+change or a user's removal waits that out after its commit, so once it has answered the old token
+is refused everywhere; a revocation waits for nothing, and is refused by the worker that committed
+it at once and by every worker within BEARER_CACHE_SECONDS of its answer.
 
 In-process tests look at the statements run and the lease on the user's row; the last tests run
 two gunicorn workers, so the token's answer is remembered in two processes the change cannot
-reach, and check that neither accepts the token once the change has answered.
+reach, and check that neither accepts the token once the change has answered (a revocation: once
+BEARER_CACHE_SECONDS have passed since its answer).
 """
 
+import base64
+import json
 import threading
 import time
 
@@ -13,12 +18,17 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from actions import AuthActions, OAuthActions
+from app import create_app
+from conftest import HttpsClient, make_config
 from identity.extensions import db
 from identity.models import User
 from identity.services import accounts, bearer_cache
+from identity.services.seed import apply_seed, load_seed
 from identity.services.tokens import verify_access_token
 from servers import password_grant_seed, seeded_server, token_request
 from statements import statements
+from test_audit import mobile_tokens
 from test_localapi_support import (  # noqa: F401  (fixtures)
     BASE_URL,
     CHEAP_ARGON2,
@@ -115,6 +125,15 @@ def test_a_password_set_by_the_operator_refuses_the_remembered_token(app, api):
     assert api.get_account(token).status_code == 401
 
 
+def test_a_seed_that_resets_the_password_refuses_the_remembered_token(app, api, seeded):
+    token = used_twice(app, api)
+    users = [{**user, "password": NEW_PASSWORD} if user["username"] == "alice" else user for user in seeded["users"]]
+    with app.app_context():
+        report = apply_seed(load_seed(json.dumps({**seeded, "users": users})), reset_passwords=True)
+    assert "user alice (password reset)" in report.updated
+    assert api.get_account(token).status_code == 401
+
+
 def test_removing_the_user_refuses_the_remembered_token(app, api):
     token = used_twice(app, api)
     with app.app_context():
@@ -149,14 +168,59 @@ def test_a_change_waits_only_for_users_whose_tokens_are_remembered(app, api):
         assert bearer_cache.wait_for_leases([]) is False
 
 
-def test_a_rolled_back_change_leaves_no_wait_behind(app, api):
-    used_twice(app, api)
-    with app.app_context():
-        alice = db.session.scalar(select(User).where(User.username == "alice"))
-        bearer_cache.invalidated(alice.id)
-        assert db.session.info[bearer_cache._SESSION_KEY] == {alice.id: False}
-        db.session.rollback()
-        assert bearer_cache._SESSION_KEY not in db.session.info
+MOBILE_BASIC = {"Authorization": "Basic " + base64.b64encode(b"mobile:s3cret").decode()}
+
+
+def revoke(client, token: str):
+    response = client.post("/connect/revocation", data={"token": token, "token_type_hint": "access_token"},
+                           headers=MOBILE_BASIC)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response
+
+
+@pytest.mark.parametrize("app_config", [{**CACHED, "BEARER_CACHE_SECONDS": 5}])
+def test_a_revocation_waits_for_no_lease(app, api, client):
+    """The user's tokens are remembered under a lease (which a password change would wait out, 5 s
+    here); revoking one of them answers without waiting, and this worker refuses it at once."""
+    token = used_twice(app, api)
+    started = time.monotonic()
+    revoke(client, token)
+    assert time.monotonic() - started < 2.5  # generous: the old commit slept the full 5 s
+    assert api.get_account(token).status_code == 401
+
+
+@pytest.mark.parametrize("app_config", [{**CACHED, "BEARER_CACHE_SECONDS": 5}])
+def test_a_reused_refresh_token_revokes_its_family_without_waiting(app, api, client):
+    """Refresh-token reuse (like a code replay) revokes access tokens by jti: no wait either."""
+    used_twice(app, api)  # alice's tokens are remembered under a lease
+    assert AuthActions(client).login().status_code == 302
+    refresh_token = mobile_tokens(client)["refresh_token"]
+    oauth = OAuthActions(client)
+    assert oauth.token("mobile", grant_type="refresh_token", refresh_token=refresh_token).status_code == 200
+    started = time.monotonic()
+    reused = oauth.token("mobile", grant_type="refresh_token", refresh_token=refresh_token)
+    assert reused.status_code == 400 and reused.get_json()["error"] == "invalid_grant"
+    assert time.monotonic() - started < 2.5  # generous: the old commit slept the full 5 s
+
+
+@pytest.mark.parametrize("app_config", [{**CACHED, "BEARER_CACHE_SECONDS": 1.5}])
+def test_another_worker_refuses_a_revoked_token_within_the_cache_time(app, api, client, database_uri):
+    """A second app on the same database stands for another worker: it keeps its remembered answer
+    for at most BEARER_CACHE_SECONDS after the revocation answered (RFC 7009 section 2), then refuses."""
+    token = used_twice(app, api)
+    other = create_app(make_config(database_uri, **{**CACHED, "BEARER_CACHE_SECONDS": 1.5}))
+    other.test_client_class = HttpsClient  # the issuer the tokens name
+    other_api = LocalApi(other, other.test_client())
+    other_api.get_account(token)
+    assert other_api.get_account(token).status_code == 200  # remembered there too
+    revoke(client, token)
+    answered = time.monotonic()
+    assert api.get_account(token).status_code == 401  # the revoking worker: at once
+    time.sleep(max(0.0, answered + 1.5 - time.monotonic()) + 0.05)
+    assert other_api.get_account(token).status_code == 401
+    with other.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_an_answer_is_not_reused_for_a_token_with_another_subject(app, api):
@@ -177,9 +241,12 @@ CHANGED = "copper-thistle-harbor-736"
 SEED = password_grant_seed("cacher", SECRET, "carol", PASSWORD)
 
 
+CACHE_SECONDS = 1
+
+
 @pytest.fixture
 def server(tmp_path):
-    env = {"FLASK_BEARER_CACHE_SECONDS": "1", "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8",
+    env = {"FLASK_BEARER_CACHE_SECONDS": str(CACHE_SECONDS), "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8",
            "FLASK_RATELIMIT_ENABLED": "false"}  # the racing test calls faster than the per-IP limit
     with seeded_server(tmp_path, SEED, name="cache", env=env) as running:
         yield running
@@ -210,11 +277,12 @@ def test_no_worker_accepts_the_token_once_the_password_change_has_answered(serve
 
 
 @pytest.mark.server
-def test_no_worker_accepts_a_revoked_token_once_revocation_has_answered(server):
+def test_no_worker_accepts_a_revoked_token_once_the_cache_time_has_passed_since_revocation_answered(server):
     token = carol_token(server)
     assert account_statuses(server, token, 40) == [200] * 40
     revoked = requests.post(server.url + "/connect/revocation", data={"token": token}, auth=("cacher", SECRET), timeout=30)
     assert revoked.status_code == 200, f"{revoked.text}\n{server.log()}"
+    time.sleep(CACHE_SECONDS)
     assert account_statuses(server, token, 20) == [401] * 20
 
 
@@ -227,36 +295,67 @@ def test_no_worker_accepts_the_token_of_a_user_the_operator_removed(server):
     assert account_statuses(server, token, 20) == [401] * 20
 
 
-@pytest.mark.server
-def test_no_call_that_starts_after_a_revocation_answered_is_accepted_while_both_workers_race(server):
+def race(server, token: str, change) -> tuple[list[tuple[float, int]], float]:
     """Four threads call with the token without pause, so leases are taken in both workers while
-    the revocation commits; every call sent after its answer arrived must be refused."""
-    for _ in range(4):
-        token = carol_token(server)
-        stop = threading.Event()
-        calls: list[tuple[float, int]] = []  # (sent at, status)
+    `change()` commits; returns every call (sent at, status) and when the change's answer arrived."""
+    stop = threading.Event()
+    calls: list[tuple[float, int]] = []
 
-        def hammer():
-            while not stop.is_set():
-                sent = time.monotonic()
-                status = requests.get(server.url + "/localapi/account", headers=bearer(token), timeout=30).status_code
-                calls.append((sent, status))
+    def hammer():
+        while not stop.is_set():
+            sent = time.monotonic()
+            status = requests.get(server.url + "/localapi/account", headers=bearer(token), timeout=30).status_code
+            calls.append((sent, status))
 
-        threads = [threading.Thread(target=hammer) for _ in range(4)]
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        change()
+        answered = time.monotonic()
+        time.sleep(CACHE_SECONDS + 0.5)
+    finally:
+        stop.set()
         for thread in threads:
-            thread.start()
-        try:
-            time.sleep(0.3)
-            revoked = requests.post(server.url + "/connect/revocation", data={"token": token},
-                                    auth=("cacher", SECRET), timeout=30)
-            answered = time.monotonic()
-            time.sleep(0.5)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(30)
-        assert revoked.status_code == 200, f"{revoked.text}\n{server.log()}"
+            thread.join(30)
+    return calls, answered
+
+
+@pytest.mark.server
+def test_no_call_that_starts_after_a_password_change_answered_is_accepted_while_both_workers_race(server):
+    """The guarantee: no request sent after a password change has answered is accepted with an older token."""
+    passwords = [PASSWORD, CHANGED]
+    for round_ in range(4):
+        current, new = passwords[round_ % 2], passwords[(round_ + 1) % 2]
+        token = carol_token(server, current)
+
+        def change():
+            response = requests.post(server.url + "/localapi/password", headers=bearer(token), timeout=30,
+                                     json={"current_password": current, "new_password": new, "confirm_password": new})
+            assert response.status_code == 204, f"{response.text}\n{server.log()}"
+
+        calls, answered = race(server, token, change)
         before = [status for sent, status in calls if sent < answered]
         after = [status for sent, status in calls if sent > answered]
         assert 200 in before and after, (len(before), len(after))
         assert set(after) == {401}, sorted(set(after))
+
+
+@pytest.mark.server
+def test_no_call_that_starts_the_cache_time_after_a_revocation_answered_is_accepted_while_both_workers_race(server):
+    """A revocation waits for no one: calls sent up to BEARER_CACHE_SECONDS after its answer may
+    still be accepted by a worker that remembered the token; none sent later is."""
+    for _ in range(4):
+        token = carol_token(server)
+
+        def change():
+            revoked = requests.post(server.url + "/connect/revocation", data={"token": token},
+                                    auth=("cacher", SECRET), timeout=30)
+            assert revoked.status_code == 200, f"{revoked.text}\n{server.log()}"
+
+        calls, answered = race(server, token, change)
+        before = [status for sent, status in calls if sent < answered]
+        late = [status for sent, status in calls if sent > answered + CACHE_SECONDS]
+        assert 200 in before and late, (len(before), len(late))
+        assert set(late) == {401}, sorted(set(late))

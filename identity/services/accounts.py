@@ -5,14 +5,14 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import bindparam, case, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from ..autocommit import autocommit_connection
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import RefreshToken, User, UserSession
-from . import audit, bearer_cache, grants, sessions
+from . import audit, bearer_cache, grants, lockout, sessions
 from .sessions import SessionUser
 from .writes import Write, write
 from .password_policy import Verdict, check_password, normalize, password_problems
@@ -96,10 +96,11 @@ def remove_user(username: str) -> None:
     user = find_user(username)
     if user is None:
         raise NotFound(f"no user {username!r}")
+    user_id = user.id
     db.session.delete(user)
-    bearer_cache.invalidated(user.id, removed=True)
     audit.record("user_removed", detail={"username": user.username})
     db.session.commit()
+    bearer_cache.wait_out_cached_answers(user_id, removed=True)
 
 
 # --- sign-in and lockout -------------------------------------------------
@@ -109,39 +110,13 @@ def _lock_remaining(user: "User | SignInUser") -> int:
     return max(0, user.locked_until - now())
 
 
-def _register_failure(user_id: int) -> bool:
-    """Count a failed attempt atomically; return True when it locked the account."""
-    cfg = current_app.config
-    limit, until = cfg["LOCKOUT_MAX_FAILURES"], now() + cfg["LOCKOUT_SECONDS"]
-    reaches = User.failed_attempts + 1 >= limit
-    db.session.execute(
-        update(User)
-        .where(User.id == user_id)
-        .values(
-            failed_attempts=case((reaches, 0), else_=User.failed_attempts + 1),
-            locked_until=case((reaches, until), else_=User.locked_until),
-        )
-    )
-    db.session.flush()
-    locked_until = db.session.scalar(select(User.locked_until).where(User.id == user_id))
-    return locked_until >= until
-
-
-def _clear_failures(user: User) -> None:
-    if user.failed_attempts or user.locked_until:
-        user.failed_attempts = 0
-        user.locked_until = 0
-
-
-# Built once: a sign-in reads its user as a plain row on the autocommit connection, and a
-# success writes with statements (see writes.py); a failure is counted through the session.
+# Built once: a sign-in reads its user as a plain row on the autocommit connection, reserves its
+# attempt (lockout.py), and a success writes with statements (see writes.py).
 _SIGN_IN_USER = select(
     User.id, User.subject, User.username, User.name, User.email, User.password_version,
     User.password_hash, User.failed_attempts, User.locked_until,
 ).where(_LOGIN_MATCHES)
 SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
-_CLEAR_FAILURES = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
-    failed_attempts=0, locked_until=0)
 _SET_PASSWORD_HASH = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
     password_hash=bindparam("password_hash"))
 
@@ -158,10 +133,12 @@ class SignInResult:
 def _check_password(login: str, password: str, client_id: str | None) -> tuple[SignInResult, list[Write]]:
     """Check a user name (or email) and password, counting failures toward lockout.
 
-    A failure is recorded and committed here; a success returns the writes it needs (clear the
-    failure count, rehash, audit), for the caller to run with its own in one transaction.
-    Unknown users cost the same time as known ones, and a locked account fails whether or
-    not the password is right; the caller shows one message for every failure.
+    The attempt is counted as a failure, and committed, before the password is hashed
+    (lockout.reserve), so concurrent guesses cannot outrun the lock. A failure then records its
+    audit event; a success returns the writes it needs (settle its reservation, rehash, audit),
+    for the caller to run with its own in one transaction. Unknown users cost the same time as
+    known ones, and a locked account fails whether or not the password is right; the caller shows
+    one message for every failure.
     """
     key = normalize_login(login)
     found = autocommit_connection().first(_SIGN_IN_USER, {"key": key}) if key else None
@@ -171,21 +148,19 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
         db.session.commit()
         return SignInResult(None), []
     user = SignInUser._make(found)
-    if _lock_remaining(user):
+    reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
+    if reservation is None:  # locked (also if the lock was set since the read above)
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
         db.session.commit()
         return SignInResult(None, locked=True), []
     if not verify_password(user.password_hash, normalize(password)):
-        locked = _register_failure(user.id)
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "bad_password"})
-        if locked:
+        if reservation.locked:
             audit.record("account_locked", user_id=user.id)
         db.session.commit()
-        return SignInResult(None, locked=locked), []
-    success = []
-    if user.failed_attempts or user.locked_until:
-        success.append((_CLEAR_FAILURES, {"user_id": user.id}))
+        return SignInResult(None, locked=reservation.locked), []
+    success = [lockout.settled(reservation)]
     if needs_rehash(user.password_hash):
         success.append((_SET_PASSWORD_HASH, {"user_id": user.id, "password_hash": hash_password(normalize(password))}))
     success.append(audit.event_write("sign_in", user_id=user.id, client_id=client_id))
@@ -233,12 +208,12 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
 
 
 def store_new_password(user: User, new_password: str) -> None:
-    """Hash and store a new password, bump the password version (the session's commit waits out
-    the user's bearer-check leases); the caller revokes grants and sessions and commits."""
+    """Hash and store a new password, bump the password version; the caller revokes grants and
+    sessions, commits, and then waits out the workers' remembered answers for the user
+    (bearer_cache.wait_out_cached_answers)."""
     user.password_hash = hash_password(normalize(new_password))
     user.password_version = user.password_version + 1
     user.password_changed_at = now()
-    bearer_cache.invalidated(user.id)
 
 
 def change_password(
@@ -252,26 +227,33 @@ def change_password(
 ) -> User:
     """Change a user's password in one transaction (the web page and the local API both call this).
 
-    Verifies the current password (a wrong one counts toward lockout), applies the policy,
-    bumps the password version, revokes every refresh token and every other session.
+    Verifies the current password (the attempt is counted toward lockout before it is hashed,
+    as at sign-in: lockout.py), applies the policy, bumps the password version, revokes every
+    refresh token and every other session. Once committed, it waits until no worker can still
+    accept the user's older tokens from memory (bearer_cache.py), and only then returns.
     """
     # populate_existing: the request may have loaded this user already (the bearer token's
     # check); the locked re-read must replace those attributes, or a concurrent change is lost
     locked = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    reservation = lockout.reserve(user_id)
+    if reservation is None:
+        user = db.session.scalar(locked)
+        remaining = _lock_remaining(user) if user is not None else 0
+        db.session.rollback()
+        if user is None:
+            raise NotFound("no such user")
+        raise AccountLocked(max(remaining, 1))
     user = db.session.scalar(locked)
     if user is None:
-        raise NotFound("no such user")
-    remaining = _lock_remaining(user)
-    if remaining:
         db.session.rollback()
-        raise AccountLocked(remaining)
+        raise NotFound("no such user")
     if not verify_password(user.password_hash, normalize(current_password)):
-        locked = _register_failure(user.id)
-        audit.record("password_change_failed", user_id=user.id, client_id=client_id)
-        if locked:
-            audit.record("account_locked", user_id=user.id)
+        db.session.rollback()  # the row lock goes; the reservation has counted the failure
+        audit.record("password_change_failed", user_id=user_id, client_id=client_id)
+        if reservation.locked:
+            audit.record("account_locked", user_id=user_id)
         db.session.commit()
-        if locked:
+        if reservation.locked:
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     errors: dict[str, list[str]] = {}
@@ -282,13 +264,15 @@ def change_password(
     if new_password != confirm_password:
         errors["confirm_password"] = ["The confirmation does not match the new password."]
     if errors:
-        db.session.rollback()
+        db.session.execute(*lockout.released(reservation))  # a right password, but nothing changes
+        db.session.commit()
         raise ValidationFailed(errors)
-    _clear_failures(user)  # no rehash of the current password: it is replaced below
-    store_new_password(user, new_password)
+    db.session.execute(*lockout.settled(reservation))
+    store_new_password(user, new_password)  # no rehash of the current password: it is replaced
     revoke_grants_and_sessions(user.id, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     db.session.commit()
+    bearer_cache.wait_out_cached_answers(user_id)
     return user
 
 
@@ -316,6 +300,7 @@ def set_password(username: str, new_password: str) -> User:
     revoke_grants_and_sessions(user.id, None)
     audit.record("password_set", user_id=user.id)
     db.session.commit()
+    bearer_cache.wait_out_cached_answers(user.id)
     return user
 
 

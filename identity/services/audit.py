@@ -14,12 +14,42 @@ _FIELDS = ("at", "event", "user_id", "client_id", "ip", "detail")
 _INSERT_EVENT = insert(AuditEvent.__table__).values({name: bindparam(name) for name in _FIELDS})
 
 
+# Every length an event can carry is bounded here, and only here: the values come from requests
+# (a return URL's client_id, a remote address), and an event too long for its column would fail
+# the transaction that records it, on PostgreSQL, which enforces String(n). An event only
+# describes a write; it must never break or undo it.
+_COLUMNS = AuditEvent.__table__.c
+_LENGTHS = {name: _COLUMNS[name].type.length for name in ("event", "client_id", "ip")}
+MAX_DETAIL_TEXT = 200  # characters of each text in `detail`
+MAX_DETAIL_ITEMS = 50  # entries of each list or mapping in `detail`
+_MAX_DETAIL_DEPTH = 4
+
+
+def _cut(value, length: int):
+    return value[:length] if isinstance(value, str) else value
+
+
+def _bounded(value, depth: int = 0):
+    """A copy of a detail value with every text, list and mapping cut to its bound."""
+    if isinstance(value, str):
+        return value[:MAX_DETAIL_TEXT]
+    if depth >= _MAX_DETAIL_DEPTH and isinstance(value, (dict, list, tuple)):
+        return "..."
+    if isinstance(value, dict):
+        return {str(key)[:MAX_DETAIL_TEXT]: _bounded(item, depth + 1)
+                for key, item in list(value.items())[:MAX_DETAIL_ITEMS]}
+    if isinstance(value, (list, tuple)):
+        return [_bounded(item, depth + 1) for item in value[:MAX_DETAIL_ITEMS]]
+    return value
+
+
 def event_write(event: str, *, user_id: int | None = None, client_id: str | None = None,
                 detail: dict | None = None) -> Write:
-    """An event as a write for writes.write, to be kept with the caller's other writes."""
+    """An event as a write for writes.write, to be kept with the caller's other writes (bounded)."""
     ip = request.remote_addr if has_request_context() else None
-    return _INSERT_EVENT, {"at": now(), "event": event, "user_id": user_id, "client_id": client_id, "ip": ip,
-                           "detail": detail or {}}
+    return _INSERT_EVENT, {"at": now(), "event": _cut(event, _LENGTHS["event"]), "user_id": user_id,
+                           "client_id": _cut(client_id, _LENGTHS["client_id"]), "ip": _cut(ip, _LENGTHS["ip"]),
+                           "detail": _bounded(detail) if detail else {}}
 
 
 def record(event: str, *, user_id: int | None = None, client_id: str | None = None, detail: dict | None = None) -> None:

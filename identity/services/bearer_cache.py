@@ -1,31 +1,41 @@
-"""A worker's short memory of live access tokens, kept correct by leases the writers wait out.
+"""A worker's short memory of live access tokens: what each change waits for, and what it does not.
 
 The bearer check asks the database one question per request: is this token's user still
 there, its jti not revoked, its password version the token's? A worker may instead reuse the
-answer for BEARER_CACHE_SECONDS, because every change that would alter it waits that long after
-its commit before it returns. When a password change (or a revocation, or removing a user) has
-answered, no worker anywhere still accepts a token it invalidated.
+answer for BEARER_CACHE_SECONDS. Two kinds of change would alter it:
 
-The holder (this worker), for a token seen for the second time:
+- A password change (the page, the local API, the operator's `users set-password`) and removing
+  a user. The code that commits one calls `wait_out_cached_answers` after its commit, which waits
+  BEARER_CACHE_SECONDS if some worker may still hold an answer for the user (a lease, below), so
+  once it has answered no worker anywhere accepts a token it invalidated. The wait is reserved
+  for these: a password change costs two Argon2 hashes and is rate-limited per token and per IP.
+- Revoking tokens by jti: the revocation endpoint (RFC 7009), a replayed code, a reused refresh
+  token. These never wait, so no client can hold a worker idle by looping them. The worker that
+  commits one forgets its own answers for those jtis (`forget`); another worker that remembered
+  the token may still accept it until its answer expires: at most BEARER_CACHE_SECONDS after the
+  revocation answered (RFC 7009 section 2 allows such a delay). Its answer was read before the
+  revocation committed, and is reused for at most BEARER_CACHE_SECONDS after it was read.
+
+The lease, for a token seen for the second time, by the holder (this worker):
 1. notes the time, then writes a lease on the user's row: `bearer_cached_until`, the time its
    answer may be reused until (by its own clock; a transaction of its own, committed);
 2. then asks the usual question, in a new statement, and keeps the answer until the time noted
    in 1 plus BEARER_CACHE_SECONDS.
 
-The writer, after committing a change for a user, reads that user's lease (a new statement)
+The waiter, after committing a password change, reads that user's lease (a new statement)
 and, if one was taken within the last minute, sleeps BEARER_CACHE_SECONDS before answering.
 
 Why that is enough: an answer that predates the change was read (2) in a snapshot from before
 the change's commit, so its lease (1), committed before that read began, was committed before
-the change was, and the writer's read after its commit sees it. The answer was taken at most
-BEARER_CACHE_SECONDS before the writer's read, so the writer's sleep outlasts it. Any answer
-read after the commit is already the new one. The wait is a length of time; a clock reading
-crosses machines only in the writer's test "taken within the last minute", which holds for
-clocks up to a minute apart. A deleted row has no lease to read, so removing a user always waits.
+the change was, and the waiter's read after its commit sees it. The answer was taken at most
+BEARER_CACHE_SECONDS before the waiter's read, so the sleep outlasts it. Any answer read after
+the commit is already the new one. The wait is a length of time; a clock reading crosses
+machines only in the waiter's test "taken within the last minute", which holds for clocks up to
+a minute apart. A deleted row has no lease to read, so removing a user always waits.
 
 A token seen once takes no lease (one read, as without the cache), so a one-off call, such as a
 password change with a fresh token, never makes the change wait. BEARER_CACHE_SECONDS = 0
-turns the cache off: every request asks the database and no change waits.
+turns the cache off: every request asks the database, no change waits and nothing is delayed.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from __future__ import annotations
 import time
 
 from flask import current_app
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, select, update
 
 from ..autocommit import autocommit_connection
 from ..extensions import db
@@ -50,7 +60,6 @@ _TAKE_LEASE = (
     .values(bearer_cached_until=bindparam("until"))
 )
 _LEASED_SINCE = select(User.id).where(User.id == bindparam("id"), User.bearer_cached_until > bindparam("since"))
-_SESSION_KEY = "identity_bearer_invalidated"
 
 
 def cache_seconds() -> float:
@@ -107,13 +116,14 @@ def _take_lease(sub: str, until: float) -> None:
 # --- the writers' side ------------------------------------------------------------------
 
 
-def invalidated(user_id: int, *, removed: bool = False) -> None:
-    """Note that the session's transaction changes what a bearer check answers for this user.
+def wait_out_cached_answers(user_id: int, *, removed: bool = False) -> bool:
+    """Called after the commit of a password change (or a user's removal) by the code that
+    committed it: return only once no worker can still accept the user's older tokens from memory.
 
-    After its commit, the commit waits out any lease on the user (always, if the user is removed).
+    Sleeps BEARER_CACHE_SECONDS if a worker took a lease on the user in the last minute
+    (always, for a removed user, whose row is gone); True if it slept.
     """
-    pending = db.session.info.setdefault(_SESSION_KEY, {})
-    pending[user_id] = pending.get(user_id, False) or removed
+    return wait_for_leases([user_id], always=removed)
 
 
 def wait_for_leases(user_ids, *, always: bool = False) -> bool:
@@ -129,19 +139,11 @@ def wait_for_leases(user_ids, *, always: bool = False) -> bool:
     return True
 
 
-def _after_commit(session) -> None:
-    pending = session.info.pop(_SESSION_KEY, None)
-    if pending:
-        wait_for_leases(list(pending), always=any(pending.values()))
-
-
-def _after_rollback(session, previous_transaction) -> None:
-    if not previous_transaction.nested:  # a savepoint's rollback leaves the transaction's notes
-        session.info.pop(_SESSION_KEY, None)
-
-
-def init_app(app) -> None:
-    """Make every commit of the app's session wait out the leases its changes invalidated."""
-    if not event.contains(db.session, "after_commit", _after_commit):
-        event.listen(db.session, "after_commit", _after_commit)
-        event.listen(db.session, "after_soft_rollback", _after_rollback)
+def forget(jtis) -> None:
+    """Drop this worker's remembered answers for these tokens (being revoked): this worker refuses
+    them as soon as the revocation has committed; other workers within BEARER_CACHE_SECONDS."""
+    if cache_seconds() <= 0:
+        return
+    answers, _ = _state()
+    for jti in jtis:
+        answers.pop(jti, None)

@@ -12,7 +12,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client
 from ..schemas import SeedSchema, flatten_messages as _flatten
-from . import audit
+from . import audit, bearer_cache
 from .accounts import build_user, find_user, normalize_login, revoke_grants_and_sessions, store_new_password
 from .client_secrets import hash_client_secret, verify_client_secret
 from .clients import apply_client_data, check_scopes, get_client
@@ -26,6 +26,7 @@ class SeedReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    password_changed: list[int] = field(default_factory=list)  # user ids: wait out their cached bearer answers
 
     @property
     def changed(self) -> bool:
@@ -172,6 +173,7 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         revoke_grants_and_sessions(user.id, None)
         audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
         label += " (password reset)"
+        report.password_changed.append(user.id)
         changed = True
     (report.updated if changed else report.unchanged).append(label)
 
@@ -198,4 +200,5 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     except Exception:
         db.session.rollback()
         raise
+    bearer_cache.wait_for_leases(report.password_changed)  # as every password change does (bearer_cache.py)
     return report

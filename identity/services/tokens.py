@@ -266,12 +266,11 @@ def is_revoked(jti: str) -> bool:
 
 
 def revoke_jtis(jtis, expires_at: int, user_id: int | None) -> None:
-    """Put access tokens (by jti) on the revocation list, once each (the caller commits; the
-    commit waits out the user's bearer-check leases)."""
+    """Put access tokens (by jti) on the revocation list, once each (the caller commits). Nothing
+    waits: other workers may accept them for up to BEARER_CACHE_SECONDS more (bearer_cache.py)."""
     if not jtis:
         return
-    if user_id is not None:
-        bearer_cache.invalidated(user_id)
+    bearer_cache.forget(jtis)
     known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
     for jti in set(jtis) - known:
         db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))

@@ -1,0 +1,107 @@
+"""No request a client can trigger at will may hold a sync worker idle (issue 15).
+
+A client looping "refresh, then revoke the new access token" used to make every revocation sleep
+out the bearer cache's lease (0.5 s) inside the request, so a few such clients kept every worker
+asleep and `/healthz` took about a second. Here a real gunicorn server (2 sync workers) serves
+client threads doing exactly that, bounded in count and time, on loopback, while a probe measures
+`/healthz`; its 95th percentile must stay far below the lease (a generous bound: the old code
+gave ~500 ms on this server, a request that waits for no one takes milliseconds).
+"""
+
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+
+from servers import seeded_server, token_request
+
+pytestmark = pytest.mark.server
+
+SECRET = "looper-secret-0123456789"
+PASSWORD = "lantern-orbit-meadow-482"
+SEED = {
+    "api_scopes": [{"name": "IdentityServerApi", "display_name": "Local API"}],
+    "clients": [{"client_id": "looper", "client_name": "Looper", "client_secrets": [SECRET],
+                 "allowed_grant_types": ["password"], "allow_offline_access": True,
+                 "allowed_scopes": ["openid", "offline_access", "IdentityServerApi"]}],
+    "users": [{"username": "lou", "email": "lou@example.com", "password": PASSWORD}],
+}
+LOOPERS = 3  # client threads, each looping refresh + revoke
+ROUNDS = 25  # per thread, at most
+SECONDS = 8  # and for no longer than this
+HEALTHZ_P95_BOUND = 0.2  # seconds
+
+
+@pytest.fixture
+def server(tmp_path):
+    env = {"FLASK_BEARER_CACHE_SECONDS": "0.5", "FLASK_ARGON2_TIME_COST": "1", "FLASK_ARGON2_MEMORY_COST_KIB": "8",
+           "FLASK_RATELIMIT_ENABLED": "false"}  # the loop is faster than the per-IP limits
+    with seeded_server(tmp_path, SEED, name="revoke-load", env=env) as running:
+        yield running
+
+
+def password_grant(server) -> dict:
+    response = token_request(server.url, "looper", SECRET, grant_type="password", username="lou", password=PASSWORD,
+                             scope="openid offline_access IdentityServerApi")
+    assert response.status_code == 200, f"{response.text}\n{server.log()}"
+    return response.json()
+
+
+def test_a_refresh_and_revoke_loop_holds_no_worker(server):
+    # The user's tokens are in use: a token called with twice takes a lease on the user's row,
+    # which is what made every later revocation for the user wait.
+    used = password_grant(server)["access_token"]
+    for _ in range(6):
+        response = requests.get(server.url + "/localapi/account", headers={"Authorization": f"Bearer {used}"},
+                                timeout=30)
+        assert response.status_code == 200, response.text
+
+    refresh_tokens = [password_grant(server)["refresh_token"] for _ in range(LOOPERS)]
+    deadline = time.monotonic() + SECONDS
+    stop = threading.Event()
+    statuses: list[tuple[int, int]] = []  # (refresh, revoke)
+    revoke_seconds: list[float] = []
+    healthz_seconds: list[float] = []
+
+    def loop(refresh_token: str) -> None:
+        for _ in range(ROUNDS):
+            if time.monotonic() > deadline:
+                return
+            refreshed = token_request(server.url, "looper", SECRET, grant_type="refresh_token",
+                                      refresh_token=refresh_token)
+            if refreshed.status_code != 200:
+                statuses.append((refreshed.status_code, 0))
+                return
+            tokens = refreshed.json()
+            refresh_token = tokens["refresh_token"]
+            started = time.monotonic()
+            revoked = requests.post(server.url + "/connect/revocation", auth=("looper", SECRET), timeout=30,
+                                    data={"token": tokens["access_token"], "token_type_hint": "access_token"})
+            revoke_seconds.append(time.monotonic() - started)
+            statuses.append((refreshed.status_code, revoked.status_code))
+
+    def probe() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
+            healthz_seconds.append(time.monotonic() - started)
+            time.sleep(0.02)
+
+    loopers = [threading.Thread(target=loop, args=(token,)) for token in refresh_tokens]
+    prober = threading.Thread(target=probe)
+    prober.start()
+    for thread in loopers:
+        thread.start()
+    for thread in loopers:
+        thread.join(SECONDS + 60)
+    stop.set()
+    prober.join(60)
+
+    assert statuses and set(statuses) == {(200, 200)}, f"{sorted(set(statuses))}\n{server.log()}"
+    assert len(healthz_seconds) >= 10
+    p95 = statistics.quantiles(healthz_seconds, n=20)[-1]
+    report = (f"/healthz p95 {p95 * 1000:.0f} ms over {len(healthz_seconds)} probes; "
+              f"revocation median {statistics.median(revoke_seconds) * 1000:.0f} ms over {len(revoke_seconds)}")
+    assert p95 < HEALTHZ_P95_BOUND, report
