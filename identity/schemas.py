@@ -50,6 +50,11 @@ def check_redirect_uri(uri: str) -> None:
         raise ValidationError(f"{uri!r} has no host")
     if any(ch.isspace() for ch in uri):
         raise ValidationError(f"{uri!r} contains white space")
+    if "@" in parts.netloc:
+        # a redirect URI with userinfo never matches a request (RFC 8252's loopback rule is for the port alone)
+        raise ValidationError(f"{uri!r} must not contain user information (user@host)")
+    if "\\" in uri:
+        raise ValidationError(f"{uri!r} contains a backslash")
 
 
 def check_origin(origin: str) -> None:
