@@ -7,13 +7,15 @@ as one). A block preceded by `<!-- not-run: reason -->` is not run, and is liste
 skipped test with that reason. The rest run for real: in order, page by page, with the project's
 `.venv/bin/flask`, against a fresh SQLite database seeded with demo/seed.json (what `make run`
 starts from) and, when a page talks to http://127.0.0.1:5000, a live `flask run` on a free port.
-`$ACCESS_TOKEN` is alice's access token with the scope IdentityServerApi.
+`$ACCESS_TOKEN` is alice's access token with the scope IdentityServerApi, from the password grant
+of a client `docs-test` the test adds to the demo.
 """
 
 import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -283,15 +285,20 @@ def free_port() -> int:
 
 
 class Demo:
-    """A fresh demo database for one page, and the server on it once a command needs one."""
+    """A fresh demo database for one page, and the server on it once a command needs one.
 
-    def __init__(self, tmp_path: Path):
+    The seeded database is made once (`template`) and copied for each page: seeding hashes
+    passwords and secrets, and every `flask` command pays the interpreter's start-up.
+    """
+
+    def __init__(self, tmp_path: Path, template: "Demo | None" = None):
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+        self.database = tmp_path / "identity.db"
         self.env.update(
             FLASK_ENVIRONMENT="development",
-            FLASK_SECRET_KEY="docs-test-" + os.urandom(8).hex(),
-            FLASK_KEY_ENCRYPTION_KEY=Fernet.generate_key().decode(),
-            FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'identity.db'}",
+            FLASK_SECRET_KEY=template.env["FLASK_SECRET_KEY"] if template else "docs-test-" + os.urandom(8).hex(),
+            FLASK_KEY_ENCRYPTION_KEY=template.env["FLASK_KEY_ENCRYPTION_KEY"] if template else Fernet.generate_key().decode(),
+            FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{self.database}",
             FLASK_LOG_REQUESTS="false",
         )
         self.flask = str(ROOT / ".venv" / "bin" / "flask")
@@ -300,7 +307,15 @@ class Demo:
         self.log = tmp_path / "server.log"
         self.server: subprocess.Popen | None = None
         self.port: int | None = None
-        self.cli("seed", "demo/seed.json")
+        if template is None:
+            self.cli("seed", "demo/seed.json")
+            out = self.cli("clients", "add", "docs-test", "--grant-type", "password", "--scope", "IdentityServerApi")
+            self.client_secret = re.search(r"Client secret[^:]*:\s*(\S+)", out).group(1)
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{template.database}{suffix}").exists():
+                    shutil.copy2(f"{template.database}{suffix}", f"{self.database}{suffix}")
+            self.client_secret = template.client_secret
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([self.flask, "--app", "app", *args], cwd=ROOT, env=self.env,
@@ -328,10 +343,8 @@ class Demo:
         return f"127.0.0.1:{self.port}"
 
     def access_token(self) -> str:
-        """Alice's token with IdentityServerApi, through a client added the way the CLI page shows."""
-        out = self.cli("clients", "add", "docs-test", "--grant-type", "password", "--scope", "IdentityServerApi")
-        secret = re.search(r"Client secret[^:]*:\s*(\S+)", out).group(1)
-        answer = requests.post(f"http://{self.serve()}/connect/token", auth=("docs-test", secret), timeout=30, data={
+        """Alice's token with IdentityServerApi, from the password grant of the client `docs-test`."""
+        answer = requests.post(f"http://{self.serve()}/connect/token", auth=("docs-test", self.client_secret), timeout=30, data={
             "grant_type": "password", "username": "alice", "password": "tulip-quartz-harbor-917",
             "scope": "IdentityServerApi"})
         assert answer.status_code == 200, answer.text
@@ -393,11 +406,17 @@ def run_block(block: Block, demo: Demo):
                                  f"{missing!r}; it printed:\n{printed.get(i, '')}")
 
 
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Demo:
+    """The demo seed, plus a client `docs-test` allowed the password grant (for `$ACCESS_TOKEN`)."""
+    return Demo(tmp_path_factory.mktemp("docs-demo"))
+
+
 @pytest.mark.server
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_commands_run(page, tmp_path):
+def test_commands_run(page, tmp_path, seeded):
     """Each page's commands, in order, on a fresh demo; a failing command or a missing output line fails."""
-    demo = Demo(tmp_path)
+    demo = Demo(tmp_path, seeded)
     try:
         for block in blocks(page):
             if block.language == "console" and not block.not_run:
