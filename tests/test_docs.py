@@ -284,6 +284,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def curl_stand_in_dir(tmp_path: Path) -> Path:
+    """A directory holding `curl`: tests/curl_shim.py run by this Python (for machines without curl)."""
+    directory = tmp_path / "bin"
+    directory.mkdir(exist_ok=True)
+    script = directory / "curl"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+                      "from curl_shim import main\nsys.exit(main(sys.argv[1:]))\n")
+    script.chmod(0o755)
+    return directory
+
+
 class Demo:
     """A fresh demo database for one page, and the server on it once a command needs one.
 
@@ -291,8 +302,10 @@ class Demo:
     passwords and secrets, and every `flask` command pays the interpreter's start-up.
     """
 
-    def __init__(self, tmp_path: Path, template: "Demo | None" = None):
+    def __init__(self, tmp_path: Path, template: "Demo | None" = None, curl_stand_in: bool = False):
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+        if curl_stand_in or shutil.which("curl", path=self.env.get("PATH")) is None:
+            self.env["PATH"] = f"{curl_stand_in_dir(tmp_path)}{os.pathsep}{self.env.get('PATH', '')}"
         self.database = tmp_path / "identity.db"
         self.env.update(
             FLASK_ENVIRONMENT="development",
@@ -419,6 +432,19 @@ def test_commands_run(page, tmp_path, seeded):
     demo = Demo(tmp_path, seeded)
     try:
         for block in blocks(page):
+            if block.language == "console" and not block.not_run:
+                run_block(block, demo)
+    finally:
+        demo.stop()
+
+
+@pytest.mark.server
+def test_the_readme_runs_with_the_curl_stand_in(tmp_path, seeded):
+    """Where curl is missing, tests/curl_shim.py stands in: it must do what the README asks of curl."""
+    demo = Demo(tmp_path, seeded, curl_stand_in=True)
+    try:
+        assert shutil.which("curl", path=demo.env["PATH"]) == str(tmp_path / "bin" / "curl")
+        for block in blocks(ROOT / "README.md"):
             if block.language == "console" and not block.not_run:
                 run_block(block, demo)
     finally:
