@@ -311,7 +311,7 @@ def audit_tail(lines):
 @with_appcontext
 @with_schema
 def purge_command(as_json):
-    """Remove expired codes and tokens, ended sessions and old audit events (see README: Purge and retention)."""
+    """Remove expired codes and tokens, ended sessions and old audit events (docs/deployment.md, Purge and retention)."""
     removed = purge.purge()
     if as_json:
         click.echo(json.dumps(removed))

@@ -32,7 +32,7 @@ WTF_CSRF_TIME_LIMIT = 3600  # seconds a form's CSRF token stays valid
 PASSWORD_MIN_LENGTH = 15
 PASSWORD_MAX_LENGTH = 128  # at least 64 must be allowed
 # zxcvbn's estimate of the guesses a password takes, as a power of ten: fewer is refused.
-# 11 refuses the weak long passwords of tests/data/ and accepts every strong passphrase there (README).
+# 11 refuses the weak long passwords of tests/data/ and accepts every strong passphrase there (docs/passwords.md).
 PASSWORD_MIN_GUESSES_LOG10 = 11
 PASSWORD_MIN_DISTINCT_CHARACTERS = 5  # "1990-01-01-1990-01" (4) is refused; no strong one in tests/data/ has fewer than 10
 ARGON2_TIME_COST = 2  # OWASP minimum for argon2id with 19 MiB
@@ -51,7 +51,7 @@ RATELIMIT_PASSWORD_CHECK = "120 per minute"  # the change-password page's streng
 RATELIMIT_HEADERS_ENABLED = False  # True adds X-RateLimit-* (and Retry-After) to every response
 
 # --- tokens ------------------------------------------------------------
-ACCESS_TOKEN_SIGNING_ALG = "ES256"  # RS256 or ES256; measured faster end to end (README)
+ACCESS_TOKEN_SIGNING_ALG = "ES256"  # RS256 or ES256; measured faster end to end (docs/performance.md)
 ID_TOKEN_SIGNING_ALG = "RS256"  # OpenID Connect requires RS256 support
 AUTHORIZATION_CODE_LIFETIME_SECONDS = 300
 ID_TOKEN_LIFETIME_SECONDS = 300

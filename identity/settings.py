@@ -30,7 +30,7 @@ SIGNING_ALGS = ("RS256", "ES256")
 REQUIRED_TO_SERVE: dict[str, str] = {
     "SECRET_KEY": "(or FLASK_ENVIRONMENT=development for a local demo)",
     "ISSUER": "to the public URL, e.g. https://id.example.com (or FLASK_ENVIRONMENT=development for a local demo)",
-    "KEY_ENCRYPTION_KEY": "to a Fernet key (README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo",
+    "KEY_ENCRYPTION_KEY": "to a Fernet key (docs/signing-keys.md) or FLASK_ENVIRONMENT=development for a local demo",
 }
 
 
@@ -137,7 +137,7 @@ def _seconds(cfg, name: str) -> int:
 
 def _check_key_schedule(app: Flask) -> None:
     """Staged key rotation is only safe if a new key is published for longer than anyone caches
-    the JWKS, and a retired key for longer than any token it signed lives (README, Signing keys)."""
+    the JWKS, and a retired key for longer than any token it signed lives (docs/signing-keys.md)."""
     cfg = app.config
     rotation, propagation, retention = (_seconds(cfg, f"SIGNING_KEY_{n}_SECONDS") for n in ("ROTATION", "PROPAGATION", "RETENTION"))
     cached = cfg["DISCOVERY_CACHE_SECONDS"] + cfg["SIGNING_KEY_RELOAD_SECONDS"]

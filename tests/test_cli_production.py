@@ -1,4 +1,4 @@
-"""The operator's commands on a production configuration, run as the README writes them:
+"""The operator's commands on a production configuration, run as the docs write them:
 `.venv/bin/flask --app app ...` in a subprocess, FLASK_ENVIRONMENT=production, no secret key.
 
 A command that serves nothing does not need the secret key; a setting that is missing or wrong
@@ -17,7 +17,7 @@ from servers import ROOT, GunicornServer, server_env
 
 pytestmark = pytest.mark.server
 
-FLASK = Path(sys.executable).parent / "flask"  # the venv's flask, as the README says
+FLASK = Path(sys.executable).parent / "flask"  # the venv's flask, as the docs say
 GOOD_PASSWORD = "lantern-orchid-meadow-5531"
 
 
@@ -67,7 +67,7 @@ def test_the_keys_commands_name_a_missing_key_encryption_key_in_one_line(app):
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
         "Error: KEY_ENCRYPTION_KEY is required in production: set FLASK_KEY_ENCRYPTION_KEY to a Fernet key "
-        "(README, Signing keys) or FLASK_ENVIRONMENT=development for a local demo"]
+        "(docs/signing-keys.md) or FLASK_ENVIRONMENT=development for a local demo"]
 
 
 def test_clients_list_lists_the_seeded_clients_in_production(env):

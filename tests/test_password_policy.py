@@ -163,21 +163,21 @@ def _lines(name: str) -> list[str]:
 LIST_USER = {"username": "erin", "email": "alice@example.com", "name": "Alice Example"}
 
 
-def test_the_readme_states_what_the_policy_does_with_the_lists(policy):
-    """The README's figures, computed from the real policy over tests/data/."""
+def test_the_docs_state_what_the_policy_does_with_the_lists(policy):
+    """docs/passwords.md's figures, computed from the real policy over tests/data/."""
     weak, strong = _lines("weak_long_passwords.txt"), _lines("strong_passphrases.txt")
     assert all(len(password) >= 15 for password in weak), "the weak list is of long passwords"
     refused = [p for p in weak if policy(p, **LIST_USER)]
     accepted = [p for p in strong if not policy(p, **LIST_USER)]
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "passwords.md").read_text(encoding="utf-8")
     sentence = (f"it refuses {len(refused)} of the {len(weak)} weak passwords of 15 characters or more in "
-                f"[`tests/data/weak_long_passwords.txt`](tests/data/weak_long_passwords.txt) and accepts "
+                f"`tests/data/weak_long_passwords.txt` and accepts "
                 f"{len(accepted)} of the {len(strong)} passphrases in "
-                f"[`tests/data/strong_passphrases.txt`](tests/data/strong_passphrases.txt)")
+                f"`tests/data/strong_passphrases.txt`")
     assert sentence in " ".join(readme.split()), sentence
     for let_through in (p for p in weak if p not in refused):
-        assert f"`{let_through}`" in readme, f"the README names the weak passwords accepted: {let_through}"
+        assert f"`{let_through}`" in readme, f"docs/passwords.md names the weak passwords accepted: {let_through}"
     assert len(refused) >= 0.95 * len(weak) and len(accepted) == len(strong)
 
 

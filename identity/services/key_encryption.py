@@ -2,7 +2,7 @@
 
 KEY_ENCRYPTION_KEY is a list, newest first: a stored key decrypts with any of them and is
 always encrypted with the first, so a new KEK is put in front, `flask --app app keys reencrypt`
-moves every stored key under it, and the old one can then be dropped (README, Signing keys).
+moves every stored key under it, and the old one can then be dropped (docs/signing-keys.md).
 Rows written before encryption hold the JSON itself; `is_plaintext` tells them apart (a Fernet
 token never starts with "{").
 """

@@ -8,7 +8,7 @@ PASSWORD_MIN_GUESSES_LOG10 (10^11) guesses. That estimate sees repeats, sequence
 dates, l33t spellings and dictionary words (English, names, TV and film, common passwords), and
 the user's name, user name, email and the service's name, so `passwordpassword` and
 `erinerinerinerin` are refused although neither is on any list. The thresholds were chosen by
-measurement over tests/data/ (see README, "Passwords, lockout and rate limits").
+measurement over tests/data/ (see docs/passwords.md).
 
 zxcvbn's matching grows faster than linearly with length (about 25 ms for 32 characters, 70 ms
 for 64 on a loaded 2-core box), so it judges the first ESTIMATE_CHARACTERS characters only:
