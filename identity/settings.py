@@ -215,8 +215,9 @@ def init_app(app: Flask) -> None:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
 
 
-def trust_proxies(app: Flask) -> None:
-    """Outermost WSGI layer: take client address, scheme and host from TRUST_PROXY_HOPS proxies."""
+def proxy_fix(app: Flask, wsgi_app):
+    """The outermost WSGI layer: client address, scheme and host from TRUST_PROXY_HOPS proxies (0: none)."""
     hops = int(app.config["TRUST_PROXY_HOPS"])
-    if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+    if hops <= 0:
+        return wsgi_app
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)

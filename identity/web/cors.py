@@ -73,6 +73,6 @@ class Cors:
             return False
 
 
-def init_app(app: Flask) -> None:
-    """Wrap the app (call after the layers that should see only non-preflight requests)."""
-    app.wsgi_app = Cors(app, app.wsgi_app)
+def layer(app: Flask, wsgi_app):
+    """The CORS layer (its place: identity/wsgi.py)."""
+    return Cors(app, wsgi_app)

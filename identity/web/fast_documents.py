@@ -65,5 +65,6 @@ class FastDocuments:
         return [body]
 
 
-def init_app(app: Flask) -> None:
-    app.wsgi_app = FastDocuments(app, app.wsgi_app)
+def layer(app: Flask, wsgi_app):
+    """The fast-documents layer (its place: identity/wsgi.py)."""
+    return FastDocuments(app, wsgi_app)
