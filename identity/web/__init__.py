@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import account, connect, consent, discovery, grants, home, inputs, ops
+from . import account, caller, connect, consent, discovery, grants, home, inputs, ops
 
 
 def register_blueprints(app: Flask) -> None:
@@ -10,3 +10,4 @@ def register_blueprints(app: Flask) -> None:
     for module in (discovery, home, ops, account, consent, grants, connect):
         app.register_blueprint(module.bp)
     inputs.init_app(app)
+    caller.init_app(app)
