@@ -56,3 +56,15 @@ def test_the_jwks_is_kept_while_the_document_is_rebuilt(app, client, seeded):
         assert client.get("/.well-known/openid-configuration").status_code == 200
         assert client.get("/.well-known/openid-configuration/jwks").status_code == 200
     assert (len(discovery), len(jwks)) == (3, 1)
+
+
+@pytest.mark.parametrize("name", ["CORS_ORIGINS_CACHE_SECONDS", "DISCOVERY_DOCUMENT_CACHE_SECONDS"])
+@pytest.mark.parametrize("value", [-1, "5", True, None])
+def test_a_cache_period_must_be_seconds(database_uri, name, value):
+    from conftest import make_config
+
+    from app import create_app
+    from identity.settings import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=name):
+        create_app(make_config(database_uri, **{name: value}))
