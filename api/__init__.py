@@ -2,8 +2,8 @@
 
 from flask import Flask
 
+from identity import error_renderers
 from identity.extensions import csrf
-from identity.web.errors import register_renderer
 
 from . import problems
 from .views import bp
@@ -13,4 +13,4 @@ def init_app(app: Flask) -> None:
     """Mount /localapi: bearer tokens only (no cookies, so no CSRF), problem+json errors."""
     csrf.exempt(bp)
     app.register_blueprint(bp)
-    register_renderer(app, bp.url_prefix + "/", problems.render)
+    error_renderers.register(app, bp.url_prefix + "/", problems.render)

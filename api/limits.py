@@ -20,11 +20,6 @@ def default_limit() -> str:
     return current_app.config["RATELIMIT_DEFAULT"]
 
 
-def sensitive_limit() -> str:
-    """Per client IP on password changes (RATELIMIT_SENSITIVE)."""
-    return current_app.config["RATELIMIT_SENSITIVE"]
-
-
 def per_token_limit() -> str:
     """Per access token on password changes (RATELIMIT_PER_TOKEN)."""
     return current_app.config["RATELIMIT_PER_TOKEN"]

@@ -45,5 +45,5 @@ def validation_problem(errors: dict[str, list[str]], detail: str = "The request 
 
 
 def render(status: int, title: str, detail: str) -> Response:
-    """The renderer identity.web.errors calls for every error under /localapi."""
+    """The renderer for every error under /localapi (registered in identity.error_renderers)."""
     return problem(status, title, detail, errors={} if status == 400 else None)

@@ -1,5 +1,7 @@
 """Marshmallow schemas of the local API: they validate requests and generate the OpenAPI document."""
 
+import time
+
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from .problems import PROBLEM_TYPES
@@ -34,17 +36,25 @@ class PasswordChangeSchema(Schema):
                                      metadata={"description": "The new password again.", "format": "password"})
 
 
+class UtcTimestamp(fields.DateTime):
+    """A time the database keeps as Unix seconds, written as RFC 3339 UTC ("2026-01-31T12:00:00Z")."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+
+
 class AccountSchema(Schema):
-    """The token's user, as GET /localapi/account returns it."""
+    """The token's user, as GET /localapi/account returns it (dumped from the user)."""
 
     class Meta:
         unknown = INCLUDE  # clients must accept members added later
 
-    sub = fields.String(required=True, metadata={"description": "The user's subject identifier (the `sub` claim)."})
+    sub = fields.String(required=True, attribute="subject",
+                        metadata={"description": "The user's subject identifier (the `sub` claim)."})
     username = fields.String(required=True)
     email = fields.String(allow_none=True, required=True)
     name = fields.String(allow_none=True, required=True)
-    password_changed_at = fields.DateTime(required=True, format="iso",
+    password_changed_at = UtcTimestamp(required=True, format="iso",
                                           metadata={"description": "When the password last changed (UTC)."})
 
 

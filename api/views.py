@@ -1,27 +1,26 @@
 """The local API: the token user's account and password, for bearer tokens with IdentityServerApi."""
 
-import time
-
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
 from identity.constants import LOCAL_API_SCOPE
 from identity.errors import AccountLocked, ValidationFailed
-from identity.extensions import limiter
+from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import current_token, require_oauth
 from identity.schemas import field_errors
 from identity.services import accounts
 
-from .limits import default_limit, per_token_limit, sensitive_limit, token_key
+from .limits import default_limit, per_token_limit, token_key
 from .openapi import openapi_document
 from .problems import problem, validation_problem
-from .schemas import PasswordChangeSchema
+from .schemas import AccountSchema, PasswordChangeSchema
 
 bp = Blueprint("localapi", __name__, url_prefix="/localapi")
 limiter.limit(default_limit)(bp)  # POST /password replaces it with its own limits
 
 password_change_schema = PasswordChangeSchema()
+account_schema = AccountSchema()
 
 
 @bp.post("/password")
@@ -49,14 +48,7 @@ def change_password():
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
 def account():
     """Return the token user's account, for an app's settings screen."""
-    user = current_token.user
-    return jsonify(
-        sub=user.subject,
-        username=user.username,
-        email=user.email,
-        name=user.name,
-        password_changed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(user.password_changed_at)),
-    )
+    return jsonify(account_schema.dump(current_token.user))
 
 
 @bp.get("/openapi.json")

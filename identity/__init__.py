@@ -2,9 +2,8 @@
 
 from flask import Flask
 
-from . import auth, body_limit, cli, cookie_session, database, headers, oauth2, settings
+from . import auth, cli, cookie_session, database, headers, oauth2, settings, wsgi
 from .extensions import csrf, limiter
-from .services import purge
 from .web import errors, register_blueprints
 
 
@@ -24,8 +23,5 @@ def init_app(app: Flask) -> None:
     register_blueprints(app)
     errors.init_app(app)
     cli.init_app(app)
-    body_limit.init_app(app)  # outside CORS and the fast documents, inside the headers layer
-    headers.wrap(app)  # around every response, even a refused one or a fast document: request id, headers, log
-    purge.init_app(app)  # outside the headers layer: a pass after a response is not part of its logged time
-    settings.trust_proxies(app)  # last, so every other layer sees the corrected request
+    wsgi.wrap(app)  # the WSGI layers, in the order identity/wsgi.py gives
     database.check_schema_on_start(app)

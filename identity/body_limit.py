@@ -30,8 +30,7 @@ class ChunkedBodyLimit:
         return self.wsgi_app(environ, start_response)
 
 
-def init_app(app: Flask) -> None:
-    """Wrap the app when a body limit is set (call before the layers that read the body)."""
+def layer(app: Flask, wsgi_app):
+    """The body-limit layer when a limit is set (its place: identity/wsgi.py)."""
     max_length = app.config.get("MAX_CONTENT_LENGTH")
-    if max_length:
-        app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, int(max_length))
+    return ChunkedBodyLimit(wsgi_app, int(max_length)) if max_length else wsgi_app

@@ -58,7 +58,9 @@ ID_TOKEN_LIFETIME_SECONDS = 300
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
 JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
 JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
-SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table
+SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table (and so renews its JWKS)
+CORS_ORIGINS_CACHE_SECONDS = 5  # how long a worker reuses the clients' CORS origins before re-reading them
+DISCOVERY_DOCUMENT_CACHE_SECONDS = 5  # how long a worker reuses the discovery document it built (it names the scopes)
 # PostgreSQL: whether a refresh-token rotation waits for its WAL record to reach disk before
 # the response (True: as the database's own synchronous_commit says, like every other write).
 # Off (the default), a database crash can lose the newest rotations (at most
@@ -84,7 +86,7 @@ SIGNING_KEY_RETENTION_SECONDS = 14 * 24 * 3600
 # (decrypt with any, encrypt with the first). Required in production; generated into
 # instance/key_encryption_key in development.
 KEY_ENCRYPTION_KEY = None
-DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS
+DISCOVERY_CACHE_SECONDS = 300  # Cache-Control max-age of discovery and JWKS (for callers; the worker's own caches are above)
 
 # --- purge and retention (services/purge.py) -------------------------------
 PURGE_INTERVAL_SECONDS = 300  # each worker purges after a response at most this often; 0: only `flask purge`

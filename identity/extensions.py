@@ -44,3 +44,8 @@ limiter = Limiter(
     key_func=get_remote_address,
     default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],  # read per app, at request time
 )
+
+
+def sensitive_limit() -> str:
+    """Per client IP wherever a password is checked: sign-in, the password grant, password changes (RATELIMIT_SENSITIVE)."""
+    return current_app.config["RATELIMIT_SENSITIVE"]

@@ -264,6 +264,6 @@ def init_app(app: Flask) -> None:
     _configure_app_log(app)
 
 
-def wrap(app: Flask) -> None:
-    """Put the headers layer around everything the app serves (call after the other WSGI layers)."""
-    app.wsgi_app = ResponseHeaders(app.wsgi_app)
+def layer(app: Flask, wsgi_app):
+    """The headers layer, around everything the app serves (its place: identity/wsgi.py)."""
+    return ResponseHeaders(wsgi_app)

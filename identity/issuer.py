@@ -8,7 +8,3 @@ def issuer() -> str:
     if configured:
         return configured.rstrip("/")
     return request.host_url.rstrip("/")
-
-
-def absolute(path: str) -> str:
-    return issuer() + path

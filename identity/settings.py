@@ -208,6 +208,9 @@ def init_app(app: Flask) -> None:
             raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
     _check_issuer(app)
     _check_key_schedule(app)
+    for name in ("CORS_ORIGINS_CACHE_SECONDS", "DISCOVERY_DOCUMENT_CACHE_SECONDS"):
+        if not _is_number(cfg[name]) or cfg[name] < 0:
+            raise ConfigurationError(f"{name} must be a number of seconds (0: re-read each time), not {cfg[name]!r}")
     cache = cfg["BEARER_CACHE_SECONDS"]
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
         raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
@@ -215,8 +218,9 @@ def init_app(app: Flask) -> None:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
 
 
-def trust_proxies(app: Flask) -> None:
-    """Outermost WSGI layer: take client address, scheme and host from TRUST_PROXY_HOPS proxies."""
+def proxy_fix(app: Flask, wsgi_app):
+    """The outermost WSGI layer: client address, scheme and host from TRUST_PROXY_HOPS proxies (0: none)."""
     hops = int(app.config["TRUST_PROXY_HOPS"])
-    if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+    if hops <= 0:
+        return wsgi_app
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)

@@ -38,7 +38,9 @@ def make_config(database_uri, **overrides):
         "SQLALCHEMY_DATABASE_URI": database_uri,
         "RATELIMIT_ENABLED": False,
         "SESSION_COOKIE_SECURE": True,
-        "SIGNING_KEY_RELOAD_SECONDS": 0,
+        "SIGNING_KEY_RELOAD_SECONDS": 0,  # with the two below: no worker cache hides a change between requests
+        "CORS_ORIGINS_CACHE_SECONDS": 0,
+        "DISCOVERY_DOCUMENT_CACHE_SECONDS": 0,
         "CLIENT_CACHE_SECONDS": 0,  # tests change clients between requests
         "LOG_REQUESTS": False,  # tests read logs through caplog
     }

@@ -62,10 +62,10 @@ def mobile_tokens(client) -> dict:
 def test_an_event_is_kept_only_with_its_callers_commit(app):
     from identity.services import audit
 
-    with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.9"}):
-        audit.record("probe_rolled_back", detail={"n": 1})
+    with app.app_context():
+        audit.record("probe_rolled_back", detail={"n": 1}, ip="203.0.113.9")
         db.session.rollback()
-        audit.record("probe_kept", user_id=7, client_id="spa", detail={"n": 2})
+        audit.record("probe_kept", user_id=7, client_id="spa", detail={"n": 2}, ip="203.0.113.9")
         db.session.commit()
     kept = only(app, "probe_kept")
     assert not events(app, "probe_rolled_back")
@@ -269,3 +269,25 @@ def test_audit_tail_on_an_empty_log_prints_nothing(app, runner):
         db.session.execute(AuditEvent.__table__.delete())
         db.session.commit()
     assert tail(runner) == []
+
+
+# --- the caller's address --------------------------------------------------------------------------------------
+
+
+def test_the_service_reads_no_request(app):
+    """The address comes from the web layer (identity/web/caller.py), not from Flask's request."""
+    from identity.services import audit
+
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.9"}):  # no request hooks ran
+        audit.record("probe", detail={})
+        db.session.commit()
+    assert only(app, "probe").ip is None
+
+
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1}])
+def test_events_carry_the_address_the_web_layer_gives(app, client, runner, seeded):
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+    assert AuthActions(client).login(password="wrong-password-000").status_code == 400
+    assert only(app, "sign_in_failed").ip == "198.51.100.7", "the address ProxyFix corrected"
+    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
+    assert only(app, "key_rotated").ip is None, "a command after a request carries no request's address"

@@ -7,7 +7,7 @@ SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Typ
 
 @pytest.fixture
 def app_config():
-    return {"SIGNING_KEY_RELOAD_SECONDS": 60}
+    return {"SIGNING_KEY_RELOAD_SECONDS": 60, "DISCOVERY_DOCUMENT_CACHE_SECONDS": 60}
 
 
 def count_view_calls(app, endpoint):
@@ -55,7 +55,7 @@ def test_each_host_gets_its_own_issuer(app, client, seeded):
     assert other.get_json()["issuer"] == "https://id.example.org"
 
 
-@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60, "TRUST_PROXY_HOPS": 1}])
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60, "DISCOVERY_DOCUMENT_CACHE_SECONDS": 60, "TRUST_PROXY_HOPS": 1}])
 def test_behind_a_trusted_proxy_the_forwarded_host_is_the_issuer(app, client, seeded):
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com"}
     client.get("/.well-known/openid-configuration", headers=headers)

@@ -1,5 +1,6 @@
 """The app served the way it is deployed: gunicorn with gunicorn.conf.py and two workers."""
 
+import json
 import os
 
 import pytest
@@ -44,16 +45,28 @@ def test_gunicorn_serves_health_and_discovery(server_database_uri, tmp_path):
         assert all("d" not in key for key in jwks["keys"]), "private key material in the JWKS"
 
     log = server.log(tail=1000)
-    # The access log carries paths only: no query strings.
-    assert "GET /.well-known/openid-configuration HTTP/1.1" in log
+    # One access log: the app's JSON lines (written out when the workers stop), not gunicorn's too.
+    served = [(line["method"], line["path"], line["status"]) for line in access_lines(log)]
+    assert served.count(("GET", "/.well-known/openid-configuration", 200)) == 6, served
+    assert "HTTP/1.1" not in log, "gunicorn's access log is off by default"
     assert "Booting worker" in log
+
+
+def access_lines(log: str) -> list[dict]:
+    """The request log's lines: one JSON object per request, with its request id."""
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith('{"request_id": ')]
+    assert lines, log
+    return lines
 
 
 def test_access_log_leaves_out_query_strings(server_database_uri, tmp_path):
     with GunicornServer(server_database_uri, workers=1, name="querylog", log_dir=tmp_path) as server:
-        requests.get(server.url + "/healthz?code=SECRET-CODE-123&access_token=SECRET-TOKEN-456", timeout=10)
+        response = requests.get(server.url + "/healthz?code=SECRET-CODE-123&access_token=SECRET-TOKEN-456", timeout=10)
     log = server.log(tail=1000)
-    assert '"GET /healthz HTTP/1.1" 200' in log
+    line = access_lines(log)[-1]
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 200)
+    assert line["request_id"] == response.headers["X-Request-Id"] and line["ip"] == "127.0.0.1"
+    assert isinstance(line["ms"], float)
     assert "SECRET-CODE-123" not in log and "SECRET-TOKEN-456" not in log
 
 
@@ -115,7 +128,7 @@ def test_gunicorn_conf_defaults():
     assert 2 <= config["workers"] <= 12
     assert config["max_requests"] > 0 and config["max_requests_jitter"] > 0
     assert config["control_socket_disable"] is True
-    assert config["accesslog"] == "-"
+    assert config["accesslog"] is None, "one access log: the app's"
     log_format = config["access_log_format"]
     assert "%(U)s" in log_format
     for leaky in ("%(r)s", "%(q)s", "%(f)s"):  # request line with query, query, referer
@@ -130,9 +143,9 @@ def test_gunicorn_conf_reads_the_environment():
     assert config["forwarded_allow_ips"] == "10.0.0.5"
     assert config["timeout"] == 45
     config = gunicorn_config(GUNICORN_BIND="127.0.0.1:7000, unix:/run/identity.sock", PORT="9001",
-                             GUNICORN_ACCESS_LOG="off")
+                             GUNICORN_ACCESS_LOG="-")
     assert config["bind"] == ["127.0.0.1:7000", "unix:/run/identity.sock"]
-    assert config["accesslog"] is None
+    assert config["accesslog"] == "-"
 
 
 def test_gunicorn_refuses_an_out_of_date_schema_and_stops(tmp_path):

@@ -42,7 +42,7 @@ def assert_not_shared(response):
         (cache_control, response.headers.get("Vary"))
 
 
-@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60}])
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60, "DISCOVERY_DOCUMENT_CACHE_SECONDS": 60}])
 def test_a_host_derived_document_is_never_put_in_a_shared_cache(app, client, seeded):
     first = client.get(DISCOVERY, headers={"Host": "evil.test"})  # built by the Flask view
     second = client.get(DISCOVERY, headers={"Host": "evil.test"})  # answered from the worker's cache
@@ -55,7 +55,7 @@ def test_a_host_derived_document_is_never_put_in_a_shared_cache(app, client, see
     assert_not_shared(revalidated)
 
 
-@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60}])
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60, "DISCOVERY_DOCUMENT_CACHE_SECONDS": 60}])
 def test_a_document_built_for_one_host_does_not_answer_another(app, client, seeded):
     for _ in range(2):  # the second round comes from the worker's cache
         for host in ("a.test", "b.test", "B.test:443", "a.test:8443"):
@@ -64,7 +64,7 @@ def test_a_document_built_for_one_host_does_not_answer_another(app, client, seed
             assert doc["token_endpoint"] == doc["issuer"] + "/connect/token"
 
 
-@pytest.mark.parametrize("app_config", [{"ISSUER": "https://id.example.com", "SIGNING_KEY_RELOAD_SECONDS": 60}])
+@pytest.mark.parametrize("app_config", [{"ISSUER": "https://id.example.com", "SIGNING_KEY_RELOAD_SECONDS": 60, "DISCOVERY_DOCUMENT_CACHE_SECONDS": 60}])
 def test_a_configured_issuer_keeps_public_caching(app, client, seeded):
     for _ in range(2):
         response = client.get(DISCOVERY, headers={"Host": "evil.test"})
@@ -72,7 +72,7 @@ def test_a_configured_issuer_keeps_public_caching(app, client, seeded):
         assert response.headers["Cache-Control"].startswith("public, max-age=")
 
 
-@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60}])
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 60, "DISCOVERY_DOCUMENT_CACHE_SECONDS": 60}])
 def test_jwks_names_no_host_and_stays_publicly_cacheable(app, client, seeded):
     for _ in range(2):
         response = client.get(JWKS, headers={"Host": "evil.test"})

@@ -1,4 +1,4 @@
-"""Grant classes: Authlib's, with the defaults this provider must not keep (see AUTHLIB.md).
+"""Grant classes: Authlib's, with the defaults this provider must not keep overridden (each override says why).
 
 Each hook is a few lines that delegate to a service.
 """

@@ -17,9 +17,10 @@ from authlib.integrations.flask_oauth2.signals import token_authenticated
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
-from flask import abort, current_app, g, jsonify, request
+from flask import abort, g, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
 
+from ..error_renderers import renderer_for
 from ..models import Client, User
 from ..services import tokens
 from ..services.clients import get_client
@@ -181,9 +182,9 @@ class ResourceProtector(_ResourceProtector):
 
 def _render(error: OAuth2Error):
     status = error.status_code
-    for prefix, render in current_app.extensions.get("identity_error_renderers", []):
-        if request.path.startswith(prefix):
-            return render(status, HTTP_STATUS_CODES.get(status, "Error"), error.get_error_description())
+    render = renderer_for(request.path)
+    if render is not None:
+        return render(status, HTTP_STATUS_CODES.get(status, "Error"), error.get_error_description())
     response = jsonify(dict(error.get_body()))
     response.status_code = status
     return response

@@ -36,10 +36,6 @@ def find_user(login: str) -> User | None:
     return db.session.scalar(_USER_BY_LOGIN, {"key": key})
 
 
-def get_user_by_subject(subject: str) -> User | None:
-    return db.session.scalar(select(User).where(User.subject == subject))
-
-
 def check_new_user(username: str, email: str | None, password: str, name: str | None = None) -> dict[str, list[str]]:
     """Return field errors for a would-be user (empty when fine)."""
     errors: dict[str, list[str]] = {}

@@ -1,6 +1,12 @@
-"""The audit log of security events; the caller's transaction commits it."""
+"""The audit log of security events; the caller's transaction commits it.
 
-from flask import has_request_context, request
+An event carries the address of the caller it was recorded for. This module does not read it
+from a request: the web layer supplies it (`caller_ip`, set for each request by
+identity/web/caller.py), and a caller may pass `ip` itself; outside a request (a command) it is None.
+"""
+
+from contextvars import ContextVar
+
 from sqlalchemy import bindparam, insert, select
 
 from ..clock import now
@@ -12,6 +18,9 @@ from .writes import Write
 # flush at commit) buys nothing on the sign-in path, where it cost more than the statement.
 _FIELDS = ("at", "event", "user_id", "client_id", "ip", "detail")
 _INSERT_EVENT = insert(AuditEvent.__table__).values({name: bindparam(name) for name in _FIELDS})
+
+#: The address of the caller whose request this thread is serving (None between requests).
+caller_ip: ContextVar[str | None] = ContextVar("identity_audit_caller_ip", default=None)
 
 
 # Every length an event can carry is bounded here, and only here: the values come from requests
@@ -44,17 +53,20 @@ def _bounded(value, depth: int = 0):
 
 
 def event_write(event: str, *, user_id: int | None = None, client_id: str | None = None,
-                detail: dict | None = None) -> Write:
-    """An event as a write for writes.write, to be kept with the caller's other writes (bounded)."""
-    ip = request.remote_addr if has_request_context() else None
+                detail: dict | None = None, ip: str | None = None) -> Write:
+    """An event as a write for writes.write, to be kept with the caller's other writes (bounded).
+    `ip` defaults to the address of the request being served (`caller_ip`)."""
+    if ip is None:
+        ip = caller_ip.get()
     return _INSERT_EVENT, {"at": now(), "event": _cut(event, _LENGTHS["event"]), "user_id": user_id,
                            "client_id": _cut(client_id, _LENGTHS["client_id"]), "ip": _cut(ip, _LENGTHS["ip"]),
                            "detail": _bounded(detail) if detail else {}}
 
 
-def record(event: str, *, user_id: int | None = None, client_id: str | None = None, detail: dict | None = None) -> None:
+def record(event: str, *, user_id: int | None = None, client_id: str | None = None, detail: dict | None = None,
+           ip: str | None = None) -> None:
     """Write an event in the caller's transaction; it is kept with the caller's commit."""
-    db.session.execute(*event_write(event, user_id=user_id, client_id=client_id, detail=detail))
+    db.session.execute(*event_write(event, user_id=user_id, client_id=client_id, detail=detail, ip=ip))
 
 
 def tail(limit: int = 20) -> list[AuditEvent]:

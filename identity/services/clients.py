@@ -54,6 +54,21 @@ def cached_client(client_id) -> Client | None:
     return row
 
 
+def cors_origins() -> set[str]:
+    """Every origin some client allows CORS from, re-read after CORS_ORIGINS_CACHE_SECONDS.
+
+    The CORS layer asks on every cross-origin request to the browser-facing endpoints; one set
+    per worker turns that into a set lookup, and a changed client takes effect within the period.
+    """
+    cache = current_app.extensions.setdefault("identity_cors", {"at": -1e9, "origins": set()})
+    if time.monotonic() - cache["at"] > current_app.config["CORS_ORIGINS_CACHE_SECONDS"]:
+        origins = set()
+        for row in db.session.scalars(select(Client.allowed_cors_origins)):
+            origins.update(o.rstrip("/") for o in row or [])
+        cache.update(at=time.monotonic(), origins=origins)
+    return cache["origins"]
+
+
 def check_scopes(allowed_scopes: list[str], known: set[str]) -> list[str]:
     return [f"unknown scope {s!r}" for s in allowed_scopes if s not in known]
 

@@ -270,6 +270,16 @@ def jwks() -> tuple[bytes, str]:
     return ring.jwks_body, ring.etag
 
 
+def cached_jwks(app) -> tuple[bytes, str] | None:
+    """The JWKS and its ETag as this worker last loaded them, if within SIGNING_KEY_RELOAD_SECONDS;
+    else None. Reads no table and needs no app context: for the WSGI layer that serves the JWKS
+    without Flask (web/fast_documents.py), which leaves a None to the view (`jwks`)."""
+    ring: KeyRing | None = app.extensions.get("identity_keyring")
+    if ring is None or not ring.etag or _monotonic() - ring.loaded_at >= app.config["SIGNING_KEY_RELOAD_SECONDS"]:
+        return None
+    return ring.jwks_body, ring.etag
+
+
 def configured_algs() -> list[str]:
     """The algorithms we keep a current key for: the configured ones, and RS256, which OpenID
     Connect requires every provider to support (discovery always advertises it)."""

@@ -162,7 +162,6 @@ class PurgeAfterResponses:
             log.exception("purge pass failed")
 
 
-def init_app(app: Flask) -> None:
-    """Purge after responses, if PURGE_INTERVAL_SECONDS is not 0 (call after the other WSGI layers but the proxy fix)."""
-    if float(app.config["PURGE_INTERVAL_SECONDS"]) > 0:
-        app.wsgi_app = PurgeAfterResponses(app, app.wsgi_app)
+def layer(app: Flask, wsgi_app):
+    """Purge after responses, if PURGE_INTERVAL_SECONDS is not 0 (its place: identity/wsgi.py)."""
+    return PurgeAfterResponses(app, wsgi_app) if float(app.config["PURGE_INTERVAL_SECONDS"]) > 0 else wsgi_app

@@ -5,7 +5,7 @@ from flask_login import current_user, fresh_login_required
 
 from ..auth import sign_in, sign_out
 from ..errors import AccountLocked, ValidationFailed
-from ..extensions import limiter
+from ..extensions import limiter, sensitive_limit
 from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
 from ..services import accounts
 from ..headers import allow_form_target
@@ -14,10 +14,6 @@ from .return_urls import pending_authorization, pending_client, safe_return_url
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 SIGN_IN_FAILED = "The user name or password is incorrect, or the account is temporarily locked. Try again later."
-
-
-def sensitive_limit() -> str:
-    return current_app.config["RATELIMIT_SENSITIVE"]
 
 
 def _return_url() -> str | None:

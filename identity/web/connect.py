@@ -2,11 +2,11 @@
 
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 from flask_login import current_user
 
 from ..auth import sign_out
-from ..extensions import csrf, limiter
+from ..extensions import csrf, limiter, sensitive_limit
 from ..forms import ConfirmForm
 from ..headers import allow_form_target
 from ..oauth2 import authorization_server
@@ -26,10 +26,6 @@ LOGOUT_FIELDS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_i
 def authorize():
     """Start or continue an authorization request."""
     return handle_authorize(current_user)
-
-
-def sensitive_limit() -> str:
-    return current_app.config["RATELIMIT_SENSITIVE"]
 
 
 def not_a_password_grant() -> bool:

@@ -1,28 +1,13 @@
 """CORS for the endpoints browsers call directly, only for origins some client registered."""
 
-import time
-
-from flask import Flask, current_app
-from sqlalchemy import select
+from flask import Flask
 from sqlalchemy.exc import DBAPIError
 from werkzeug.http import parse_set_header
 
-from ..extensions import db
-from ..models import Client
+from ..services.clients import cors_origins
 
 CORS_PATHS = ("/connect/token", "/connect/userinfo", "/connect/revocation", "/.well-known/openid-configuration", "/localapi/")
 ALLOWED_HEADERS = "Authorization, Content-Type"
-
-
-def allowed_origins() -> set[str]:
-    """Every client's allowed_cors_origins, re-read every few seconds."""
-    cache = current_app.extensions.setdefault("identity_cors", {"at": -1e9, "origins": set()})
-    if time.monotonic() - cache["at"] > current_app.config["SIGNING_KEY_RELOAD_SECONDS"]:
-        origins = set()
-        for row in db.session.scalars(select(Client.allowed_cors_origins)):
-            origins.update(o.rstrip("/") for o in row or [])
-        cache.update(at=time.monotonic(), origins=origins)
-    return cache["origins"]
 
 
 class Cors:
@@ -68,11 +53,11 @@ class Cors:
         """Whether a client registered this origin; an unreachable database allows none."""
         try:
             with self.app.app_context():
-                return origin in allowed_origins()
+                return origin in cors_origins()
         except DBAPIError:
             return False
 
 
-def init_app(app: Flask) -> None:
-    """Wrap the app (call after the layers that should see only non-preflight requests)."""
-    app.wsgi_app = Cors(app, app.wsgi_app)
+def layer(app: Flask, wsgi_app):
+    """The CORS layer (its place: identity/wsgi.py)."""
+    return Cors(app, wsgi_app)

@@ -87,11 +87,21 @@ def build_document(base: str) -> dict:
     return doc
 
 
+def cached_document(app, base: str) -> tuple[bytes, str] | None:
+    """The document for `base` and its ETag as this worker last built them, if within
+    DISCOVERY_DOCUMENT_CACHE_SECONDS; else None. Needs no app context: for the WSGI layer that
+    serves it without Flask (fast_documents.py), which leaves a None to the view."""
+    hit = app.extensions.get("identity_discovery", {}).get(base)
+    if hit is None or time.monotonic() - hit[2] >= app.config["DISCOVERY_DOCUMENT_CACHE_SECONDS"]:
+        return None
+    return hit[0], hit[1]
+
+
 def _cached_document(base: str) -> tuple[bytes, str]:
+    hit = cached_document(current_app, base)
+    if hit is not None:
+        return hit
     cache = current_app.extensions.setdefault("identity_discovery", {})
-    hit = cache.get(base)
-    if hit and time.monotonic() - hit[2] < current_app.config["SIGNING_KEY_RELOAD_SECONDS"]:
-        return hit[0], hit[1]
     body = json.dumps(build_document(base), separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
     if len(cache) >= MAX_CACHED_ISSUERS:

@@ -5,6 +5,7 @@ from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from ..error_renderers import renderer_for
 from ..extensions import db, login_manager
 from ..oauth2.error_text import safe_description
 
@@ -13,23 +14,16 @@ OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "in
                          503: "temporarily_unavailable"}
 
 
-def register_renderer(app: Flask, prefix: str, render) -> None:
-    """Let another part render errors for paths under `prefix` (render(status, title, detail))."""
-    app.extensions.setdefault("identity_error_renderers", []).append((prefix, render))
-
-
 def render_error(status: int, title: str, detail: str, headers: dict | None = None):
-    for prefix, render in current_app.extensions.get("identity_error_renderers", []):
-        if request.path.startswith(prefix):
-            response = render(status, title, detail)
-            break
+    render = renderer_for(request.path)  # a part's own shape (identity/error_renderers.py)
+    if render is not None:
+        response = render(status, title, detail)
+    elif request.path.startswith("/connect/") or request.path.startswith("/.well-known/"):
+        response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=safe_description(detail))
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-store"
     else:
-        if request.path.startswith("/connect/") or request.path.startswith("/.well-known/"):
-            response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=safe_description(detail))
-            response.status_code = status
-            response.headers["Cache-Control"] = "no-store"
-        else:
-            response = current_app.make_response((render_template("error.html", status=status, title=title, detail=detail), status))
+        response = current_app.make_response((render_template("error.html", status=status, title=title, detail=detail), status))
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

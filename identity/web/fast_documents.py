@@ -7,12 +7,10 @@ id and the log line, as for every response). Anything it is unsure of (a stale o
 CORS request, a query string) goes to Flask as usual.
 """
 
-import time
-
 from flask import Flask
 
-from ..services.keys import KeyRing
-from .discovery import cache_control
+from ..services.keys import cached_jwks
+from .discovery import cache_control, cached_document
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = DISCOVERY_PATH + "/jwks"
@@ -23,7 +21,6 @@ class FastDocuments:
         self.app = app
         self.wsgi_app = wsgi_app
         cfg = app.config
-        self.ttl = cfg["SIGNING_KEY_RELOAD_SECONDS"]
         self.issuer = (cfg.get("ISSUER") or "").rstrip("/") or None
         max_age = cfg["DISCOVERY_CACHE_SECONDS"]
         self.jwks_headers = [("Content-Type", "application/json"), ("Cache-Control", cache_control(False, max_age))]
@@ -32,19 +29,13 @@ class FastDocuments:
                                   ("Cache-Control", cache_control(self.issuer is None, max_age))]
 
     def _cached(self, environ) -> tuple[bytes, str] | None:
-        now = time.monotonic()
+        """The document and its ETag from its owner's cache (services/keys.py, discovery.py), or None."""
         if environ["PATH_INFO"] == JWKS_PATH:
-            ring: KeyRing | None = self.app.extensions.get("identity_keyring")
-            if ring is None or not ring.etag or now - ring.loaded_at >= self.ttl:
-                return None
-            return ring.jwks_body, ring.etag
+            return cached_jwks(self.app)
         base = self.issuer
         if base is None:  # ProxyFix (outside this layer) has already applied trusted X-Forwarded-*
             base = f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST', '')}"
-        hit = self.app.extensions.get("identity_discovery", {}).get(base)
-        if hit is None or now - hit[2] >= self.ttl:
-            return None
-        return hit[0], hit[1]
+        return cached_document(self.app, base)
 
     def __call__(self, environ, start_response):
         if (environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in (DISCOVERY_PATH, JWKS_PATH)
@@ -65,5 +56,6 @@ class FastDocuments:
         return [body]
 
 
-def init_app(app: Flask) -> None:
-    app.wsgi_app = FastDocuments(app, app.wsgi_app)
+def layer(app: Flask, wsgi_app):
+    """The fast-documents layer (its place: identity/wsgi.py)."""
+    return FastDocuments(app, wsgi_app)

@@ -47,6 +47,9 @@ class AsciiQueryString:
 
 
 def init_app(app: Flask) -> None:
-    """Call after the other WSGI layers that see the query string (fast documents, CORS)."""
     app.before_request(refuse_nul)
-    app.wsgi_app = AsciiQueryString(app.wsgi_app)
+
+
+def layer(app: Flask, wsgi_app):
+    """The query-string layer (its place: identity/wsgi.py)."""
+    return AsciiQueryString(wsgi_app)

@@ -1,0 +1,24 @@
+"""Who is calling: the web layer tells the services the caller's address for each request.
+
+The audit log records it with every event (services/audit.py). Reading it here, where requests
+are handled, keeps the services free of Flask's `request`: they serve commands and tests alike.
+The address is the one ProxyFix has corrected (TRUST_PROXY_HOPS), as the rate limits see it.
+"""
+
+from flask import Flask, request
+
+from ..services import audit
+
+
+def _remember_caller() -> None:
+    audit.caller_ip.set(request.remote_addr)
+
+
+def _forget_caller(_exc=None) -> None:
+    audit.caller_ip.set(None)  # the thread's next work may be no request at all
+
+
+def init_app(app: Flask) -> None:
+    """Before every other hook (pages, protocol endpoints, the local API), and cleared after each request."""
+    app.before_request_funcs.setdefault(None, []).insert(0, _remember_caller)
+    app.teardown_request(_forget_caller)

@@ -1,0 +1,38 @@
+"""The WSGI layers around the app (identity/wsgi.py): all of them, in the written order."""
+
+import pytest
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from identity import wsgi
+from identity.body_limit import ChunkedBodyLimit
+from identity.headers import ResponseHeaders
+from identity.services.purge import PurgeAfterResponses
+from identity.web.cors import Cors
+from identity.web.fast_documents import FastDocuments
+from identity.web.inputs import AsciiQueryString
+
+OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, ResponseHeaders, ChunkedBodyLimit, AsciiQueryString,
+                   FastDocuments, Cors]
+
+
+def layers(app) -> list[type]:
+    found, layer = [], app.wsgi_app
+    while not (callable(layer) and getattr(layer, "__self__", None) is app):  # down to Flask's own wsgi_app
+        found.append(type(layer))
+        layer = layer.app if isinstance(layer, ProxyFix) else layer.wsgi_app
+    return found
+
+
+def test_the_list_names_each_layer_once_with_a_reason():
+    assert len({layer for layer, _ in wsgi.LAYERS}) == len(wsgi.LAYERS) == len(OUTERMOST_FIRST)
+    assert all(why.strip() for _, why in wsgi.LAYERS)
+
+
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "PURGE_INTERVAL_SECONDS": 300}])
+def test_every_layer_wraps_the_app_in_the_written_order(app):
+    assert layers(app) == OUTERMOST_FIRST
+
+
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 0, "PURGE_INTERVAL_SECONDS": 0, "MAX_CONTENT_LENGTH": None}])
+def test_a_layer_its_setting_turns_off_is_left_out(app):
+    assert layers(app) == [ResponseHeaders, AsciiQueryString, FastDocuments, Cors]
