@@ -2,7 +2,7 @@
 
 from urllib.parse import parse_qs, urlsplit
 
-from ..oauth2.client import redirect_uri_matches
+from ..oauth2.response_modes import reply_to
 from ..services.clients import cached_client
 
 
@@ -35,7 +35,5 @@ def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
     client = cached_client(params.get("client_id"))
     if client is None:
         return None, None
-    redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or not redirect_uri_matches(client.redirect_uris, redirect_uri):
-        redirect_uri = None
-    return client.client_name, redirect_uri
+    reply = reply_to(client, params)
+    return client.client_name, reply.redirect_uri if reply is not None else None
