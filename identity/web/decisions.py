@@ -15,7 +15,7 @@ def render(decision):
     if isinstance(decision, NeedsLogin):
         return redirect(url_for("account.login", returnUrl=authorize_url(decision.params)))
     if isinstance(decision, NeedsConsent):
-        return redirect(url_for("consent.consent", **decision.params))
+        return redirect(url_for("consent.consent") + "?" + urlencode(decision.params))
     if isinstance(decision, ShowError):
         return render_template("error.html", status=decision.status, title=decision.title,
                                detail=decision.description), decision.status
