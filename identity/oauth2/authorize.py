@@ -36,16 +36,17 @@ class AuthorizationParams:
     args: MultiDict
     form: MultiDict
     values: MultiDict
+    method: str = "GET"
 
     @classmethod
     def from_request(cls) -> "AuthorizationParams":
-        return cls(request.args, request.form, request.values)
+        return cls(request.args, request.form, request.values, request.method)
 
     @classmethod
     def from_query(cls, query: str) -> "AuthorizationParams":
-        """A pending request, from the query string of the URL that would resume it."""
+        """A pending request, from the query string of the URL that would resume it (as a GET)."""
         args = MultiDict(parse_qsl(query, keep_blank_values=True))
-        return cls(args, MultiDict(), args)
+        return cls(args, MultiDict(), args, "GET")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _parameter_error(params: AuthorizationParams, redirect_uri: str | None):
 def validate(principal, params: AuthorizationParams):
     """The Validated request, or the decision that answers an invalid one."""
     user = principal.user if principal.is_authenticated else None
-    oauth_request = ParamsRequest(request, params.args, params.form, params.values)
+    oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)
     try:
         grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:

@@ -67,8 +67,8 @@ class ParamsRequest(OAuth2Request):
     the values Authlib reads), served on the current HTTP request: the endpoint's own, or a
     sign-in resuming a pending request."""
 
-    def __init__(self, request, args, form, values):
-        super().__init__(method=request.method, uri=_uri(request.environ))
+    def __init__(self, request, method, args, form, values):
+        super().__init__(method=method, uri=_uri(request.environ))
         self.headers = request.headers
         self._args, self._form = args, form
         self.payload = FormPayload(values)

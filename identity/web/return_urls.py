@@ -18,14 +18,18 @@ def safe_return_url(value: str | None) -> str | None:
     return value
 
 
+def pending_query(return_url: str | None) -> str | None:
+    """The query string of the authorization request a return URL resumes, or None for another URL."""
+    if not return_url:
+        return None
+    parts = urlsplit(return_url)
+    return parts.query if parts.path == "/connect/authorize" else None
+
+
 def pending_authorization(return_url: str | None) -> dict:
     """The authorization request a return URL resumes, as a dict of its parameters (or empty)."""
-    if not return_url:
-        return {}
-    parts = urlsplit(return_url)
-    if parts.path != "/connect/authorize":
-        return {}
-    return {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query = pending_query(return_url)
+    return {k: v[0] for k, v in parse_qs(query).items()} if query else {}
 
 
 def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
