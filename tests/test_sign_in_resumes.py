@@ -122,3 +122,26 @@ def test_sign_in_to_a_plain_local_page_is_unchanged(client, flow_clients):
     login = AuthActions(client).login(return_url="/account/grants")
     assert login.headers["Location"] == "/account/grants"
     assert urlsplit(AuthActions(client).login().headers["Location"]).path == "/"
+
+
+@pytest.mark.parametrize("query", [
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&state=%FF%FE",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid%09profile",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=%22code%5C&scope=openid",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&max_age=1e9",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&prompt=none%20login",
+    "client_id=%FF&redirect_uri=x",
+    "client_id=" + "w" * 3000,
+    "=&&=x&client_id",
+])
+def test_hostile_pending_requests_get_the_endpoints_answer_and_never_a_5xx(app, flow_clients, query):
+    return_url = "/connect/authorize?" + query
+    direct = AuthActions(_fresh_client(app)).login(return_url=return_url)
+    assert direct.status_code < 500
+    browser = _fresh_client(app)
+    AuthActions(browser).login()
+    if direct.headers.get("Location") == return_url or "code=" in (direct.headers.get("Location") or ""):
+        return  # left to the endpoint, or a code (fresh each time, so not compared)
+    through_authorize = browser.get(return_url)
+    assert (direct.status_code, direct.headers.get("Location")) == \
+        (through_authorize.status_code, through_authorize.headers.get("Location"))
