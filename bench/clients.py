@@ -144,7 +144,8 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def sign_in_once(url: str, username: str, http: requests.Session | None = None) -> None:
-    """authorize -> login page -> login POST -> authorize again -> code -> token, as a browser without JS.
+    """authorize -> login page -> login POST (which answers with the code; or authorize again) -> token,
+    as a browser without JS.
 
     Each sign-in starts as a new browser: no cookies (the session object is reused only to keep
     the client's own CPU cost down; gunicorn's sync workers close every connection anyway).
@@ -165,8 +166,9 @@ def sign_in_once(url: str, username: str, http: requests.Session | None = None) 
         raise FlowError("login page: no csrf_token")
     form = {"csrf_token": match.group(1) or match.group(2), "username": username, "password": data.USER_PASSWORD}
     step = _expect(http.post(login_url, data=form, allow_redirects=False, timeout=30), 302, "login POST")
-    step = _expect(http.get(urljoin(url + "/", step.headers["Location"]), allow_redirects=False, timeout=30),
-                   302, "authorize (signed in)")
+    if not step.headers["Location"].startswith(data.SIGNIN_REDIRECT):  # sent back to the authorization endpoint
+        step = _expect(http.get(urljoin(url + "/", step.headers["Location"]), allow_redirects=False, timeout=30),
+                       302, "authorize (signed in)")
     location = step.headers["Location"]
     if not location.startswith(data.SIGNIN_REDIRECT):
         raise FlowError(f"authorize redirected to {location[:120]}")

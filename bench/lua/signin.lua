@@ -8,12 +8,14 @@
 --
 -- wrk's response() does not say which connection a response belongs to, so this script needs
 -- exactly one connection per thread (-c == -t): each thread then sends one request at a time
--- and a thread-local state machine is exact. A sign-in is five requests:
+-- and a thread-local state machine is exact. A sign-in is four requests:
 --
 --   1 GET  /connect/authorize?...           302 to the login page (no cookie: a new browser)
 --   2 GET  /account/login?returnUrl=...     200; csrf_token from the form, the session cookie
---   3 POST /account/login?returnUrl=...     302 back to the authorization request (new cookie)
---   4 GET  /connect/authorize?... (cookie)  302 to the redirect URI with code and state
+--   3 POST /account/login?returnUrl=...     302 to the redirect URI with code and state (the
+--                                           client needs no consent, so the sign-in answers)
+--   4 GET  /connect/authorize?... (cookie)  only when step 3 sent the browser back here instead:
+--                                           302 to the redirect URI with code and state
 --   5 POST /connect/token                   200 with access_token and id_token: one sign-in
 --
 -- Any other answer counts as an error ("error <step> <status>" in bench_counts) and the thread
@@ -66,6 +68,7 @@ local EXPECTED = {302, 200, 302, 302, 200}
 local step, n, started = AUTHORIZE, 0, nil
 local verifier, challenge, state, username = nil, nil, nil, nil
 local login_path, cookie, csrf, next_path, code = nil, nil, nil, nil, nil
+local answered = false  -- the login POST carried the code (step 4 skipped)
 
 local function count(name)
   bench_counts[name] = (bench_counts[name] or 0) + 1
@@ -78,6 +81,7 @@ local function new_browser()
   state = string.format("t%d-%d-%d", bench_thread_id, n, math.random(1, 1e9))
   username = settings.user_prefix .. ((bench_thread_id + n) % tonumber(settings.users))
   login_path, cookie, csrf, next_path, code = nil, nil, nil, nil, nil
+  answered = false
   step = AUTHORIZE
 end
 
@@ -129,6 +133,18 @@ local function fail(status, why)
   started = now_ms()
 end
 
+-- The code and state of a redirect to the client; nil when both are there, else what is missing.
+local function take_code(location)
+  if location:sub(1, #settings.redirect_uri) ~= settings.redirect_uri then return "not to the redirect_uri" end
+  local query = location:match("%?([^#]*)") or ""
+  local got_state
+  for k, v in query:gmatch("([^&=]+)=([^&]*)") do
+    if k == "code" then code = urldecode(v) elseif k == "state" then got_state = urldecode(v) end
+  end
+  if not code or got_state ~= state then return "no code or wrong state" end
+  return nil
+end
+
 -- Read what this step's answer carries; return nil when it is complete, else what is missing.
 local function take(status, headers, body)
   if step == AUTHORIZE then
@@ -142,18 +158,15 @@ local function take(status, headers, body)
     cookie = set_cookie:match("^([^;]+)")
   elseif step == LOGIN_POST then
     local location, set_cookie = header(headers, "Location"), header(headers, "Set-Cookie")
-    if not location or not location:find("/connect/authorize", 1, true) then return "no return to authorize" end
+    if location and location:sub(1, #settings.redirect_uri) == settings.redirect_uri then
+      answered = true
+      return take_code(location)
+    end
+    if not location or not location:find("/connect/authorize", 1, true) then return "no code and no return to authorize" end
     next_path = path_of(location)
     if set_cookie then cookie = set_cookie:match("^([^;]+)") end
   elseif step == AUTHORIZE_SIGNED_IN then
-    local location = header(headers, "Location") or ""
-    if location:sub(1, #settings.redirect_uri) ~= settings.redirect_uri then return "not to the redirect_uri" end
-    local query = location:match("%?([^#]*)") or ""
-    local got_state
-    for k, v in query:gmatch("([^&=]+)=([^&]*)") do
-      if k == "code" then code = urldecode(v) elseif k == "state" then got_state = urldecode(v) end
-    end
-    if not code or got_state ~= state then return "no code or wrong state" end
+    return take_code(header(headers, "Location") or "")
   else
     if not body:find('"id_token"%s*:%s*"') or not body:find('"access_token"%s*:%s*"') then
       return "no id_token or access_token"
@@ -168,7 +181,7 @@ function response(status, headers, body)
   local missing = take(status, headers, body)
   if missing then return fail(status, missing) end
   if step < TOKEN then
-    step = step + 1
+    step = (step == LOGIN_POST and answered) and TOKEN or step + 1
     return
   end
   local finished = now_ms()

@@ -1,55 +1,90 @@
 """The authorization endpoint's decisions: validate, sign in if needed, ask consent if needed, respond.
 
-Shared by /connect/authorize and /consent, which both carry the authorization request.
+Every answer is a decision (decisions.py) that the web layer renders; nothing here knows a page
+or another endpoint. The request's parameters are given, not read here from Flask's request, so
+/connect/authorize, the consent page and a sign-in that resumes a pending request all pass the
+same checks, in this module.
 """
 
-from urllib.parse import urlencode
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import redirect, render_template, request, url_for
+from flask import request
+from werkzeug.datastructures import MultiDict
 
 from ..clock import now
 from ..services import consent
 from .context import grant_context
+from .decisions import NeedsConsent, NeedsLogin, ReplyTo, Respond, ShowError
 from .parameters import parameter_error, repeated_names
-from .response_modes import respond
+from .requests import ParamsRequest
+from .response_modes import reply_to, response_mode
 from .server import authorization_server, query_client
 
-DEFAULT_MODES = {"code": "query"}
+FORM_FIELDS = ("csrf_token", "decision", "remember")  # the consent form's own fields, not the request's
+INVALID_REQUEST_TITLE = "This sign-in request is not valid"
 
 
-def validate_request(principal):
-    """Return Authlib's grant for this authorization request (raises OAuth2Error)."""
-    user = principal.user if principal.is_authenticated else None
-    return authorization_server().get_consent_grant(end_user=user)
+@dataclass(frozen=True)
+class AuthorizationParams:
+    """An authorization request's parameters. The query and the form stay apart because a
+    parameter may appear only once over both (parameters.py); `values` is what Authlib reads."""
+
+    args: MultiDict
+    form: MultiDict
+    values: MultiDict
+    method: str = "GET"
+
+    @classmethod
+    def from_request(cls) -> "AuthorizationParams":
+        return cls(request.args, request.form, request.values, request.method)
+
+    @classmethod
+    def from_query(cls, query: str) -> "AuthorizationParams":
+        """A pending request, from the query string of the URL that would resume it (as a GET)."""
+        args = MultiDict(parse_qsl(query, keep_blank_values=True))
+        return cls(args, MultiDict(), args, "GET")
 
 
-def error_response(error: OAuth2Error):
+@dataclass(frozen=True)
+class Validated:
+    """A request Authlib and parameters.py accept, and where to answer it."""
+
+    grant: object
+    reply: ReplyTo
+    params: AuthorizationParams
+
+
+@dataclass(frozen=True)
+class ConsentPrompt:
+    """A valid request waiting for the user's answer on the consent page."""
+
+    request: Validated
+    client_name: str
+    scopes: list[str]
+
+
+def error_decision(error: OAuth2Error, params: AuthorizationParams):
     """Send an error to the client when its redirect URI is validated; otherwise show a page, never redirect."""
     redirect_uri = getattr(error, "redirect_uri", None)
     if not redirect_uri:
-        return render_template("error.html", status=400, title="This sign-in request is not valid",
-                               detail=error.get_error_description() or error.error), 400
-    params = list(error.get_body())
-    state = request.values.get("state")
-    if state and not any(k == "state" for k, _ in params):
-        params.append(("state", state))
-    response_type = request.values.get("response_type", "")
-    default = "query" if response_type == "code" else "fragment"
-    mode = request.values.get("response_mode") if request.values.get("response_mode") in ("query", "fragment", "form_post") else default
-    if mode == "query" and response_type != "code":
-        mode = "fragment"
-    return respond(redirect_uri, params, mode)
+        return ShowError(INVALID_REQUEST_TITLE, error.get_error_description() or error.error)
+    body = list(error.get_body())
+    state = params.values.get("state")
+    if state and not any(k == "state" for k, _ in body):
+        body.append(("state", state))
+    return Respond(ReplyTo(redirect_uri, response_mode(params.values)), body)
 
 
-def _prompts() -> list[str]:
-    return (request.values.get("prompt") or "").split()
+def _prompts(params: AuthorizationParams) -> list[str]:
+    return (params.values.get("prompt") or "").split()
 
 
-def _max_age_exceeded(principal) -> bool:
-    raw = request.values.get("max_age")
+def _max_age_exceeded(principal, params: AuthorizationParams) -> bool:
+    raw = params.values.get("max_age")
     if raw is None or not principal.is_authenticated:
         return False
     try:
@@ -59,85 +94,114 @@ def _max_age_exceeded(principal) -> bool:
     return now() - principal.auth_time > max_age
 
 
-def authorization_params(drop_prompt: str | None = None) -> dict:
-    params = {k: v for k, v in request.values.items(multi=False) if k not in ("csrf_token", "decision", "remember")}
-    if drop_prompt and "prompt" in params:
-        remaining = [p for p in params["prompt"].split() if p != drop_prompt]
+def authorization_params(params: AuthorizationParams, drop_prompt: str | None = None) -> dict:
+    """The request's parameters to carry to the next step, without `drop_prompt` (so it is not asked again)."""
+    carried = {k: v for k, v in params.values.items(multi=False) if k not in FORM_FIELDS}
+    if drop_prompt and "prompt" in carried:
+        remaining = [p for p in carried["prompt"].split() if p != drop_prompt]
         if remaining:
-            params["prompt"] = " ".join(remaining)
+            carried["prompt"] = " ".join(remaining)
         else:
-            del params["prompt"]
-    return params
+            del carried["prompt"]
+    return carried
 
 
-def login_redirect():
-    """Send the browser to sign in, then back to this request (without prompt=login, so it is not asked again)."""
-    return_url = url_for("connect.authorize") + "?" + urlencode(authorization_params(drop_prompt="login"))
-    return redirect(url_for("account.login", returnUrl=return_url))
+def _login_reason(principal, params: AuthorizationParams) -> str | None:
+    if not principal.is_authenticated:
+        return "signed_out"
+    if "login" in _prompts(params):
+        return "prompt_login"
+    if _max_age_exceeded(principal, params):
+        return "max_age"
+    return None
 
 
-def needs_login(principal) -> bool:
-    return not principal.is_authenticated or "login" in _prompts() or _max_age_exceeded(principal)
-
-
-def needs_consent(grant, principal) -> bool:
-    client = grant.request.client.row
+def needs_consent(checked: Validated, principal) -> bool:
+    client = checked.grant.request.client.row
     if not client.require_consent:
         return False
-    if "consent" in _prompts():
+    if "consent" in _prompts(checked.params):
         return True
-    return not consent.has_consent(principal.user.id, client.client_id, grant.request.scope.split())
+    return not consent.has_consent(principal.user.id, client.client_id, checked.grant.request.scope.split())
 
 
-def grant_response(grant, redirect_uri: str, principal):
-    """Issue the code / tokens for a signed-in, consenting user."""
-    context = grant_context()
-    context.auth_time, context.sid = principal.auth_time, principal.public_sid  # never the cookie's sid
-    try:
-        return grant.create_authorization_response(redirect_uri, principal.user)
-    except OAuth2Error as error:
-        error.redirect_uri = error.redirect_uri or redirect_uri
-        return error_response(error)
-
-
-def deny_response(grant, redirect_uri: str):
-    return error_response(AccessDeniedError(redirect_uri=redirect_uri))
-
-
-def _parameter_error(redirect_uri):
+def _parameter_error(params: AuthorizationParams, redirect_uri: str | None):
     """A repeated, NUL-carrying or malformed parameter (parameters.py): an error for the client's
     validated redirect URI, or for the page when client_id or redirect_uri itself is in doubt."""
-    args, form = request.args, request.form
-    error = parameter_error(args, form)
+    error = parameter_error(params.args, params.form)
     if error is None:
         return None
-    if {"client_id", "redirect_uri"} & set(repeated_names(args, form)):
+    if {"client_id", "redirect_uri"} & set(repeated_names(params.args, params.form)):
         redirect_uri = None
     elif redirect_uri is None:  # Authlib refused the repetition itself, before checking the redirect URI
-        client = query_client(request.values.get("client_id"))
-        requested = request.values.get("redirect_uri")
-        redirect_uri = requested if client is not None and requested and client.check_redirect_uri(requested) else None
+        client = query_client(params.values.get("client_id"))
+        reply = reply_to(client.row if client is not None else None, params.values)
+        redirect_uri = reply.redirect_uri if reply is not None else None
     error.redirect_uri = redirect_uri
     return error
 
 
-def handle_authorize(principal):
-    """Run the authorization endpoint for the current request."""
+def validate(principal, params: AuthorizationParams):
+    """The Validated request, or the decision that answers an invalid one."""
+    user = principal.user if principal.is_authenticated else None
+    oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)
     try:
-        grant = validate_request(principal)
+        grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:
-        return error_response(_parameter_error(error.redirect_uri) or error)
-    redirect_uri = grant.redirect_uri or grant.request.payload.redirect_uri
-    error = _parameter_error(redirect_uri)
+        return error_decision(_parameter_error(params, error.redirect_uri) or error, params)
+    reply = reply_to(grant.request.client.row, params.values)
+    error = _parameter_error(params, reply.redirect_uri if reply is not None else None)
+    if error is None and reply is None:  # Authlib checked it already; never answer an unchecked URI
+        error = InvalidRequestError("redirect_uri is not registered for this client")
     if error is not None:
-        return error_response(error)
-    prompts = _prompts()
-    if needs_login(principal):
+        return error_decision(error, params)
+    return Validated(grant, reply, params)
+
+
+def grant_response(checked: Validated, principal):
+    """Issue the code / tokens for a signed-in, consenting user."""
+    context = grant_context()
+    context.auth_time, context.sid = principal.auth_time, principal.public_sid  # never the cookie's sid
+    try:
+        sent = checked.grant.create_authorization_response(checked.reply.redirect_uri, principal.user)
+    except OAuth2Error as error:
+        error.redirect_uri = error.redirect_uri or checked.reply.redirect_uri
+        return error_decision(error, checked.params)
+    return Respond(checked.reply, sent)
+
+
+def authorize(principal, params: AuthorizationParams):
+    """Decide the answer to an authorization request for this principal (signed in or not)."""
+    checked = validate(principal, params)
+    if not isinstance(checked, Validated):
+        return checked
+    prompts = _prompts(params)
+    reason = _login_reason(principal, params)
+    if reason is not None:
         if "none" in prompts:
-            return error_response(LoginRequiredError(redirect_uri=redirect_uri))
-        return login_redirect()
-    if needs_consent(grant, principal):
+            return error_decision(LoginRequiredError(redirect_uri=checked.reply.redirect_uri), params)
+        return NeedsLogin(authorization_params(params, drop_prompt="login"), reason)
+    if needs_consent(checked, principal):
         if "none" in prompts:
-            return error_response(ConsentRequiredError(redirect_uri=redirect_uri))
-        return redirect(url_for("consent.consent", **authorization_params(drop_prompt="consent")))
-    return grant_response(grant, redirect_uri, principal)
+            return error_decision(ConsentRequiredError(redirect_uri=checked.reply.redirect_uri), params)
+        return NeedsConsent(authorization_params(params, drop_prompt="consent"))
+    return grant_response(checked, principal)
+
+
+def consent_prompt(principal, params: AuthorizationParams):
+    """The ConsentPrompt for a valid request, or the decision that answers an invalid one."""
+    checked = validate(principal, params)
+    if not isinstance(checked, Validated):
+        return checked
+    client = checked.grant.request.client.row
+    return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
+
+
+def answer_consent(prompt: ConsentPrompt, principal, *, allow: bool, remember: bool):
+    """The user's answer: access_denied to the client, or the grant (remembered if asked)."""
+    checked = prompt.request
+    if not allow:
+        return error_decision(AccessDeniedError(redirect_uri=checked.reply.redirect_uri), checked.params)
+    if remember:
+        consent.remember_consent(principal.user.id, checked.grant.request.client.row.client_id, prompt.scopes)
+    return grant_response(checked, principal)

@@ -1,12 +1,10 @@
 """RP-initiated logout: validate id_token_hint and post_logout_redirect_uri, then say where to go."""
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
-
-from flask import redirect, render_template
 
 from ..services import tokens
 from ..services.clients import get_client
+from .decisions import ReplyTo, Respond, SignedOut
 
 
 @dataclass
@@ -50,10 +48,8 @@ def check_end_session_request(values, principal) -> EndSessionRequest:
     return outcome
 
 
-def finish(outcome: EndSessionRequest):
-    """After sign-out: back to the client (with its state) or to our signed-out page."""
+def finish(outcome: EndSessionRequest) -> Respond | SignedOut:
+    """After sign-out: back to the client (with its state, in the query) or to our signed-out page."""
     if outcome.redirect_uri:
-        query = urlencode({"state": outcome.state}) if outcome.state else ""
-        sep = "&" if "?" in outcome.redirect_uri else "?"
-        return redirect(outcome.redirect_uri + (sep + query if query else ""))
-    return render_template("account/logged_out.html", redirect_uri=None, client_name=outcome.client_name)
+        return Respond(ReplyTo(outcome.redirect_uri, "query"), [("state", outcome.state)] if outcome.state else [])
+    return SignedOut(client_name=outcome.client_name)

@@ -23,7 +23,7 @@ from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, grants
 from ..services.id_tokens import build_id_token
 from .context import grant_context, resume_grant
-from .response_modes import RESPONSE_MODES, respond
+from .response_modes import RESPONSE_MODES
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -49,12 +49,12 @@ def check_response_mode(request, redirect_uri: str) -> None:
                                   redirect_fragment=True)
 
 
-def response_mode(request, default: str) -> str:
-    return request.payload.data.get("response_mode") or default
-
-
 class AuthorizeRules:
-    """Rules shared by every grant served at the authorization endpoint."""
+    """Rules shared by every grant served at the authorization endpoint.
+
+    create_authorization_response returns the parameters to send (state included); where and
+    how they travel is worked out once, in response_modes.py, and delivered by the web layer.
+    """
 
     def generate_authorization_code(self):
         return secrets.token_urlsafe(32)  # 256 bits in one call (Authlib draws 48 characters one by one)
@@ -138,7 +138,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         self.request.user = grant_user
         code = self.generate_authorization_code()
         self.save_authorization_code(code, self.request)
-        return respond(redirect_uri, self.with_state([("code", code)]), response_mode(self.request, "query"))
+        return self.with_state([("code", code)])
 
     found = None  # the code row this request offered, once read
 
@@ -236,7 +236,7 @@ class HybridGrant(AuthorizeRules, _OpenIDHybridGrant):
         self.save_authorization_code(code, self.request, front_channel_jti=front_channel_jti)
         if "id_token" in types:
             params.append(("id_token", self.id_token(code=code, access_token=access_token)))
-        return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
+        return self.with_state(params)
 
 
 class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
@@ -264,7 +264,7 @@ class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
                                                   client_id=self.request.client.client_id,
                                                   expires_in=dict(params)["expires_in"])
         params.append(("id_token", self.id_token(access_token=access_token)))
-        return respond(redirect_uri, self.with_state(params), response_mode(self.request, "fragment"))
+        return self.with_state(params)
 
 
 class RefreshTokenGrant(_RefreshTokenGrant):

@@ -6,7 +6,8 @@ build its general form parser (multipart-capable, stream-limited) and a combined
 query and the body, and computes the full request URL only to check the scheme. For an
 `application/x-www-form-urlencoded` body this parses the body once (`get_data` keeps it, so
 `request.form` still works), and gives Authlib the scheme, host and path it checks. Other
-requests (the authorization endpoint's GETs, consent forms) keep Authlib's own wrapper.
+requests keep Authlib's own wrapper, except authorization requests: ParamsRequest gives Authlib
+the parameters the authorization endpoint checks, which a sign-in may take from a pending request.
 """
 
 from collections import defaultdict
@@ -55,6 +56,26 @@ class FormRequest(OAuth2Request):
     @property
     def args(self):
         return self._request.args
+
+    @property
+    def form(self):
+        return self._form
+
+
+class ParamsRequest(OAuth2Request):
+    """An authorization request made of the given parameters (MultiDicts: the query, the form and
+    the values Authlib reads), served on the current HTTP request: the endpoint's own, or a
+    sign-in resuming a pending request."""
+
+    def __init__(self, request, method, args, form, values):
+        super().__init__(method=method, uri=_uri(request.environ))
+        self.headers = request.headers
+        self._args, self._form = args, form
+        self.payload = FormPayload(values)
+
+    @property
+    def args(self):
+        return self._args
 
     @property
     def form(self):

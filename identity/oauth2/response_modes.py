@@ -1,14 +1,48 @@
-"""Deliver authorization responses by query, fragment, or form_post (an auto-submitting page)."""
+"""Where and how to answer an authorization request, worked out in one place.
+
+`reply_to` is the only judge of a requested redirect URI outside Authlib's own validation (which
+asks the same `redirect_uri_matches`), and `response_mode` the only reading of response_mode:
+the authorization endpoint, the consent page, error responses and the sign-in page (which lets
+its form reach the client) all ask here. The web layer delivers the answer (`location`, or an
+auto-submitting page for form_post).
+"""
 
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import make_response, redirect, render_template
+from .client import redirect_uri_matches
+from .decisions import ReplyTo
 
 RESPONSE_MODES = ("query", "fragment", "form_post")
 
 
-def _append(uri: str, params: list[tuple[str, str]], fragment: bool) -> str:
-    parts = urlsplit(uri)
+def response_type(values) -> str:
+    """The response type as Authlib compares it: several types sorted, so "id_token code" is "code id_token"."""
+    raw = values.get("response_type") or ""
+    return " ".join(sorted(raw.split())) if " " in raw else raw
+
+
+def response_mode(values) -> str:
+    """The requested mode when known, else the response type's default; never query for tokens."""
+    code_only = response_type(values) == "code"
+    requested = values.get("response_mode")
+    mode = requested if requested in RESPONSE_MODES else ("query" if code_only else "fragment")
+    return "fragment" if mode == "query" and not code_only else mode
+
+
+def reply_to(client, values) -> ReplyTo | None:
+    """Where to answer the request in `values` for `client` (a Client row), or None when its
+    redirect_uri is missing or not registered: then nothing is ever sent to it."""
+    uri = values.get("redirect_uri")
+    if client is None or not uri or not redirect_uri_matches(client.redirect_uris, uri):
+        return None
+    return ReplyTo(uri, response_mode(values))
+
+
+def location(redirect_uri: str, params: list[tuple[str, str]], fragment: bool) -> str:
+    """The redirect URI with `params` added to its query (or as its fragment); unchanged without params."""
+    if not params:
+        return redirect_uri
+    parts = urlsplit(redirect_uri)
     encoded = urlencode(params)
     if fragment:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, encoded))
@@ -16,21 +50,6 @@ def _append(uri: str, params: list[tuple[str, str]], fragment: bool) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def respond(redirect_uri: str, params: list[tuple[str, str]], response_mode: str):
-    """Send params to the client's (already validated) redirect URI."""
-    params = [(k, str(v)) for k, v in params if v is not None]
-    if response_mode == "form_post":
-        html = render_template("form_post.html", action=redirect_uri, params=dict(params))
-        response = make_response(html)
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; script-src 'self'; style-src 'self'; form-action " + _origin(redirect_uri)
-            + "; frame-ancestors 'none'; base-uri 'none'"
-        )
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    return redirect(_append(redirect_uri, params, fragment=response_mode == "fragment"), code=302)
-
-
-def _origin(uri: str) -> str:
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
+def delivered(params) -> list[tuple[str, str]]:
+    """The pairs as sent: values as text, absent ones left out."""
+    return [(k, str(v)) for k, v in params if v is not None]

@@ -9,7 +9,10 @@ from ..extensions import limiter, sensitive_limit
 from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
 from ..services import accounts
 from ..headers import allow_form_target
-from .return_urls import pending_authorization, pending_client, safe_return_url
+from ..oauth2.authorize import AuthorizationParams, authorize
+from ..oauth2.decisions import Respond
+from .decisions import render
+from .return_urls import pending_authorization, pending_client, pending_query, safe_return_url
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -33,8 +36,8 @@ def login():
         result = accounts.sign_in(form.username.data, form.password.data,
                                   client_id=pending_authorization(return_url).get("client_id"))
         if result.user is not None:
-            sign_in(result, remember=form.remember.data)
-            return redirect(return_url or url_for("home.index"))
+            principal = sign_in(result, remember=form.remember.data)
+            return _after_sign_in(principal, return_url)
         error = SIGN_IN_FAILED
     elif request.method == "POST" and not form.errors.get("csrf_token"):
         error = "Enter your user name and password."
@@ -44,6 +47,22 @@ def login():
     allow_form_target(redirect_uri)  # the sign-in post ends at the client after the redirects
     status = 200 if error is None else 400
     return render_template("account/login.html", form=form, error=error, client_name=client_name), status
+
+
+def _after_sign_in(principal, return_url: str | None):
+    """Answer the pending authorization request here when it needs nothing more from the person
+    (no consent page, no second sign-in): the redirect back to /connect/authorize is saved, and
+    the answer is the one that endpoint would give, decided by the same code (oauth2/authorize.py).
+    Anything else goes back through the return URL as before."""
+    query = pending_query(return_url)
+    if query is not None:
+        params = AuthorizationParams.from_query(query)
+        # /connect/authorize refuses a NUL before it decides (inputs.py); leave that answer to it
+        if not any("\x00" in name + value for name, value in params.args.items(multi=True)):
+            decision = authorize(principal, params)
+            if isinstance(decision, Respond):
+                return render(decision)
+    return redirect(return_url or url_for("home.index"))
 
 
 @bp.route("/logout", methods=["GET", "POST"])

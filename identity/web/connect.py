@@ -11,10 +11,11 @@ from ..forms import ConfirmForm
 from ..headers import allow_form_target
 from ..oauth2 import authorization_server
 from ..oauth2 import end_session
-from ..oauth2.authorize import handle_authorize
+from ..oauth2.authorize import AuthorizationParams, authorize as decide_authorization
 from ..oauth2.requests import is_form_post
 from ..oauth2.resource import current_token, require_oauth
 from ..services.id_tokens import user_claims
+from .decisions import render
 
 bp = Blueprint("connect", __name__, url_prefix="/connect")
 csrf.exempt(bp)
@@ -25,7 +26,7 @@ LOGOUT_FIELDS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_i
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize():
     """Start or continue an authorization request."""
-    return handle_authorize(current_user)
+    return render(decide_authorization(current_user, AuthorizationParams.from_request()))
 
 
 def not_a_password_grant() -> bool:
@@ -80,4 +81,4 @@ def endsession():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
             return render_template("account/logout.html", form=form, hidden=hidden)
     sign_out(current_user)
-    return end_session.finish(outcome)
+    return render(end_session.finish(outcome))

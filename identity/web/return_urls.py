@@ -2,7 +2,7 @@
 
 from urllib.parse import parse_qs, urlsplit
 
-from ..oauth2.client import redirect_uri_matches
+from ..oauth2.response_modes import reply_to
 from ..services.clients import cached_client
 
 
@@ -18,14 +18,18 @@ def safe_return_url(value: str | None) -> str | None:
     return value
 
 
+def pending_query(return_url: str | None) -> str | None:
+    """The query string of the authorization request a return URL resumes, or None for another URL."""
+    if not return_url:
+        return None
+    parts = urlsplit(return_url)
+    return parts.query if parts.path == "/connect/authorize" else None
+
+
 def pending_authorization(return_url: str | None) -> dict:
     """The authorization request a return URL resumes, as a dict of its parameters (or empty)."""
-    if not return_url:
-        return {}
-    parts = urlsplit(return_url)
-    if parts.path != "/connect/authorize":
-        return {}
-    return {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query = pending_query(return_url)
+    return {k: v[0] for k, v in parse_qs(query).items()} if query else {}
 
 
 def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
@@ -35,7 +39,5 @@ def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
     client = cached_client(params.get("client_id"))
     if client is None:
         return None, None
-    redirect_uri = params.get("redirect_uri")
-    if not redirect_uri or not redirect_uri_matches(client.redirect_uris, redirect_uri):
-        redirect_uri = None
-    return client.client_name, redirect_uri
+    reply = reply_to(client, params)
+    return client.client_name, reply.redirect_uri if reply is not None else None

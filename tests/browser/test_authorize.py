@@ -174,7 +174,7 @@ def test_error_page_for_an_unregistered_redirect_uri_does_not_redirect(ui, seede
 
 
 def test_sign_in_completes_a_pending_authorization_already_consented_to(ui, seeded, spa_callback):
-    """The login form's POST ends, through /connect/authorize, at the client (no consent page)."""
+    """The login form's POST ends at the client (no consent page): the sign-in answers the request."""
     user = seeded["users"][0]
     sign_in_and_reach_consent(ui, seeded)
     ui.page.get_by_label("Remember my decision").check()

@@ -1,0 +1,49 @@
+"""Render what identity/oauth2 decided: redirects and pages, with this site's endpoints and templates."""
+
+from urllib.parse import urlencode, urlsplit
+
+from flask import make_response, redirect, render_template, url_for
+
+from ..oauth2.decisions import NeedsConsent, NeedsLogin, Respond, ShowError, SignedOut
+from ..oauth2.response_modes import delivered, location
+
+
+def render(decision):
+    """The response for a decision of the authorization or end-session endpoint."""
+    if isinstance(decision, Respond):
+        return respond(decision)
+    if isinstance(decision, NeedsLogin):
+        return redirect(url_for("account.login", returnUrl=authorize_url(decision.params)))
+    if isinstance(decision, NeedsConsent):
+        return redirect(url_for("consent.consent") + "?" + urlencode(decision.params))
+    if isinstance(decision, ShowError):
+        return render_template("error.html", status=decision.status, title=decision.title,
+                               detail=decision.description), decision.status
+    if isinstance(decision, SignedOut):
+        return render_template("account/logged_out.html", redirect_uri=None, client_name=decision.client_name)
+    raise TypeError(f"not a decision: {decision!r}")
+
+
+def authorize_url(params: dict) -> str:
+    """The local URL that resumes an authorization request (the sign-in page's returnUrl)."""
+    return url_for("connect.authorize") + "?" + urlencode(params)
+
+
+def respond(decision: Respond):
+    """Send the parameters to the client's validated redirect URI: a redirect, or for form_post an
+    auto-submitting page whose form may reach only the client's origin."""
+    reply, params = decision.reply, delivered(decision.params)
+    if reply.response_mode != "form_post":
+        return redirect(location(reply.redirect_uri, params, fragment=reply.response_mode == "fragment"), code=302)
+    response = make_response(render_template("form_post.html", action=reply.redirect_uri, params=dict(params)))
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; form-action " + _origin(reply.redirect_uri)
+        + "; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _origin(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"

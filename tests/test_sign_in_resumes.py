@@ -1,0 +1,147 @@
+"""A sign-in that resumes a pending authorization request answers it itself when nothing more is
+needed from the person: four requests (authorize, login page, login POST, token) instead of five.
+The answer is the one /connect/authorize gives for the same request, decided by the same code."""
+
+import base64
+import json
+from urllib.parse import unquote, urlencode, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from conftest import HttpsClient
+from identity.extensions import db
+from identity.models import AuthorizationCode, UserSession
+
+WEB = {"client_id": "web", "redirect_uri": "https://web.example.com/cb", "response_type": "code", "scope": "openid profile"}
+
+
+def _return_url(**params) -> str:
+    return "/connect/authorize?" + urlencode(params)
+
+
+def _claims(jwt: str) -> dict:
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def _fresh_client(app):
+    app.test_client_class = HttpsClient
+    return app.test_client()
+
+
+def _codes(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AuthorizationCode))
+
+
+def test_sign_in_answers_a_request_that_needs_no_consent_with_the_code(client, app, flow_clients):
+    oauth = OAuthActions(client)
+    verifier, challenge = pkce_pair()
+    start = oauth.authorize(client_id="native", redirect_uri="com.example.native:/cb", state="st-1",
+                            code_challenge=challenge, code_challenge_method="S256", nonce="nn-1")
+    assert start.status_code == 302 and start.headers["Location"].startswith("/account/login?returnUrl=")
+    login = AuthActions(client).login(return_url=unquote(start.headers["Location"].split("returnUrl=", 1)[1]))
+    assert login.status_code == 302
+    assert login.headers["Location"].startswith("com.example.native:/cb?")
+    params = redirect_params(login.headers["Location"])
+    assert params["state"] == "st-1" and params["code"]
+    token = oauth.token("native", grant_type="authorization_code", code=params["code"],
+                        redirect_uri="com.example.native:/cb", code_verifier=verifier)
+    assert token.status_code == 200, token.get_json()
+    claims = _claims(token.get_json()["id_token"])
+    with app.app_context():
+        session = db.session.scalars(select(UserSession)).one()
+        assert claims["sid"] == session.public_sid and claims["auth_time"] == session.auth_time
+    assert claims["nonce"] == "nn-1"
+    assert client.get("/diagnostics").status_code == 200  # and the browser is signed in
+
+
+def test_sign_in_sends_a_request_that_needs_consent_back_through_the_authorization_endpoint(client, app, flow_clients):
+    return_url = _return_url(client_id="spa", redirect_uri="http://127.0.0.1:8080/callback", response_type="code",
+                             scope="openid profile", state="c1", code_challenge=pkce_pair()[1], code_challenge_method="S256")
+    login = AuthActions(client).login(return_url=return_url)
+    assert login.status_code == 302 and login.headers["Location"] == return_url
+    assert client.get(return_url).headers["Location"].startswith("/consent?")
+    assert _codes(app) == 0
+
+
+def test_sign_in_answers_form_post_with_the_auto_submitting_page(client, flow_clients):
+    login = AuthActions(client).login(return_url=_return_url(**WEB, response_mode="form_post", state="fp-2"))
+    html = login.get_data(as_text=True)
+    assert login.status_code == 200 and 'action="https://web.example.com/cb"' in html
+    assert 'name="code"' in html and 'value="fp-2"' in html
+    assert "form-action https://web.example.com" in login.headers["Content-Security-Policy"]
+    assert login.headers["Cache-Control"].startswith("no-store")
+
+
+# Requests whose answer carries no fresh secret, so the two answers can be compared whole.
+SAME_ANSWER = {
+    "scope not allowed": _return_url(**{**WEB, "scope": "openid admin"}, state="a1"),
+    "unknown response mode": _return_url(**WEB, response_mode="carrier-pigeon", state="a2"),
+    "query for tokens": _return_url(client_id="implicit", redirect_uri="https://implicit.example.com/cb",
+                                    response_type="id_token", scope="openid", nonce="n", response_mode="query", state="a3"),
+    "no PKCE for a public client": _return_url(client_id="native", redirect_uri="com.example.native:/cb",
+                                               response_type="code", scope="openid", state="a4"),
+    "repeated state": _return_url(**WEB, state="a5") + "&state=again",
+    "prompt none and consent missing": _return_url(client_id="spa", redirect_uri="http://127.0.0.1:8080/callback",
+                                                   response_type="code", scope="openid", prompt="none", state="a6",
+                                                   code_challenge=pkce_pair()[1], code_challenge_method="S256"),
+    "unsupported response type": _return_url(**{**WEB, "response_type": "token"}, state="a7"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_ANSWER))
+def test_sign_in_answers_as_the_authorization_endpoint_would(app, flow_clients, case):
+    return_url = SAME_ANSWER[case]
+    direct = AuthActions(_fresh_client(app)).login(return_url=return_url)
+    browser = _fresh_client(app)
+    AuthActions(browser).login()
+    through_authorize = browser.get(return_url)
+    assert (direct.status_code, direct.headers.get("Location")) == \
+        (through_authorize.status_code, through_authorize.headers.get("Location"))
+    assert "error" in redirect_params(direct.headers["Location"])
+    assert _codes(app) == 0
+
+
+@pytest.mark.parametrize("return_url", [
+    _return_url(**{**WEB, "redirect_uri": "https://evil.example.com/cb"}),  # an error page, never a redirect
+    _return_url(**WEB, prompt="login"),  # asks for a sign-in again (the return trip drops prompt=login)
+    _return_url(**WEB, max_age="-1"),
+    _return_url(**WEB, state="nul\x00"),  # refused before the endpoint decides (inputs.py)
+    "/connect/authorize",
+])
+def test_sign_in_leaves_other_answers_to_the_authorization_endpoint(client, app, flow_clients, return_url):
+    login = AuthActions(client).login(return_url=return_url)
+    assert login.status_code == 302 and login.headers["Location"] == return_url
+    assert _codes(app) == 0
+
+
+def test_sign_in_to_a_plain_local_page_is_unchanged(client, flow_clients):
+    login = AuthActions(client).login(return_url="/account/grants")
+    assert login.headers["Location"] == "/account/grants"
+    assert urlsplit(AuthActions(client).login().headers["Location"]).path == "/"
+
+
+@pytest.mark.parametrize("query", [
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&state=%FF%FE",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid%09profile",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=%22code%5C&scope=openid",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&max_age=1e9",
+    "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&prompt=none%20login",
+    "client_id=%FF&redirect_uri=x",
+    "client_id=" + "w" * 3000,
+    "=&&=x&client_id",
+])
+def test_hostile_pending_requests_get_the_endpoints_answer_and_never_a_5xx(app, flow_clients, query):
+    return_url = "/connect/authorize?" + query
+    direct = AuthActions(_fresh_client(app)).login(return_url=return_url)
+    assert direct.status_code < 500
+    browser = _fresh_client(app)
+    AuthActions(browser).login()
+    if direct.headers.get("Location") == return_url or "code=" in (direct.headers.get("Location") or ""):
+        return  # left to the endpoint, or a code (fresh each time, so not compared)
+    through_authorize = browser.get(return_url)
+    assert (direct.status_code, direct.headers.get("Location")) == \
+        (through_authorize.status_code, through_authorize.headers.get("Location"))
