@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import bindparam, or_, select, update
 
-from ..autocommit import autocommit_connection
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import RefreshToken, User, UserSession
+from ..store.connection import autocommit_connection
+from ..store.writes import Write, write
 from . import audit, bearer_cache, grants, lockout, sessions
 from .sessions import SessionUser
-from .writes import Write, write
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 

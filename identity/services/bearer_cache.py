@@ -45,7 +45,7 @@ import time
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
-from ..autocommit import autocommit_connection
+from ..store.connection import autocommit_connection
 from ..extensions import db
 from ..models import User
 

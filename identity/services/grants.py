@@ -11,7 +11,7 @@ from collections import namedtuple
 from flask import current_app
 from sqlalchemy import bindparam, insert, select, text, update
 
-from ..autocommit import autocommit_connection
+from ..store.connection import autocommit_connection
 from ..clock import now
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX
 from ..extensions import db
@@ -19,7 +19,7 @@ from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, Use
 from . import audit
 from .sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
-from .writes import write, write_if
+from ..store.writes import write, write_if
 
 
 def new_family_id() -> str:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import bindparam, case, update
 
-from ..autocommit import autocommit_connection
+from ..store.connection import autocommit_connection
 from ..clock import now
 from ..extensions import db
 from ..models import User
-from .writes import Write
+from ..store.writes import Write
 
 _USERS = User.__table__
 _COUNT, _LOCKED_UNTIL = _USERS.c.failed_attempts, _USERS.c.locked_until

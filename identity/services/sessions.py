@@ -19,10 +19,10 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 
 from .. import clock
-from ..autocommit import autocommit_connection
+from ..store.connection import autocommit_connection
 from ..extensions import db
 from ..models import User, UserSession
-from .writes import Write, write
+from ..store.writes import Write, write
 
 TOUCH_SECONDS = 60  # the last-seen time is written at most this often (less with a shorter idle timeout)
 

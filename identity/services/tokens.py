@@ -24,7 +24,7 @@ from ..constants import LOCAL_API_SCOPE
 from ..extensions import db
 from ..issuer import issuer
 from ..models import Client, RevokedAccessToken, User
-from ..autocommit import autocommit_connection
+from ..store.connection import autocommit_connection
 from . import bearer_cache, keys
 from .clients import cached_client
 
