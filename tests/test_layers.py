@@ -64,10 +64,6 @@ def under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def in_layer(module: str, layer: str) -> bool:
-    return under(module, layer)
-
-
 def persistence(name: str) -> bool:
     """The store, or what it is built of. SQLAlchemy's exceptions are not: the error pages map
     a database failure to 503."""
@@ -77,15 +73,15 @@ def persistence(name: str) -> bool:
 
 # (rule, does it apply to this module, is this import forbidden, what to report)
 RULES = [
-    ("web reaches persistence", lambda m: in_layer(m, "identity.web"), persistence, None),
-    ("services import web", lambda m: in_layer(m, "identity.services"),
+    ("web reaches persistence", lambda m: under(m, "identity.web"), persistence, None),
+    ("services import web", lambda m: under(m, "identity.services"),
      lambda n: under(n, "identity.web") or under(n, "identity.oauth2") or under(n, "api"), None),
-    ("services import flask's request", lambda m: in_layer(m, "identity.services"),
+    ("services import flask's request", lambda m: under(m, "identity.services"),
      lambda n: n == "flask.request", "flask.request"),
-    ("models import services", lambda m: in_layer(m, "identity.models"), lambda n: under(n, "identity.services"), None),
-    ("api imports web", lambda m: in_layer(m, "api"), lambda n: under(n, "identity.web"), None),
-    ("Authlib outside oauth2/", lambda m: not in_layer(m, "identity.oauth2"), lambda n: under(n, "authlib"), "authlib"),
-    ("store imports services", lambda m: in_layer(m, "identity.store"), lambda n: under(n, "identity.services"), None),
+    ("models import services", lambda m: under(m, "identity.models"), lambda n: under(n, "identity.services"), None),
+    ("api imports web", lambda m: under(m, "api"), lambda n: under(n, "identity.web"), None),
+    ("Authlib outside oauth2/", lambda m: not under(m, "identity.oauth2"), lambda n: under(n, "authlib"), "authlib"),
+    ("store imports services", lambda m: under(m, "identity.store"), lambda n: under(n, "identity.services"), None),
 ]
 
 

@@ -12,7 +12,7 @@ from flask import Flask, current_app, g
 from flask import request as flask_request
 
 from ..constants import OFFLINE_ACCESS
-from ..services import grants as grant_store
+from ..services import grants as grant_service
 from ..services import tokens
 from ..services.clients import cached_client, is_client_id
 from .client import OAuthClient
@@ -67,11 +67,11 @@ def save_token(token, request):
     context = grant_context()
     refresh_token = token.get("refresh_token")
     if context.rotating is not None:
-        if not grant_store.rotate_refresh_token(context.rotating, refresh_token, scope=token["scope"],
+        if not grant_service.rotate_refresh_token(context.rotating, refresh_token, scope=token["scope"],
                                                 access_token_jti=context.issued_jti):
             raise InvalidGrantError("refresh token was already used")
         return
-    grant_store.keep_issued_tokens(
+    grant_service.keep_issued_tokens(
         refresh_token, family_id=context.family_id, client_id=request.client.client_id,
         user_id=request.user.id if request.user is not None else None, session_id=context.sid, scope=token["scope"],
         auth_time=context.auth_time, access_token_jti=context.issued_jti, expires_in=token["expires_in"],
