@@ -10,6 +10,10 @@ statement for which dialect. What lives here:
 - grants.py: authorization codes and refresh tokens: read a grant, consume it once, rotate.
 - sessions.py: browser sessions: read the live one, start, touch and end one.
 - lockout.py: the sign-in attempt counter: reserve an attempt, settle or release it.
+- accounts.py: the user a sign-in reads, and the rehash it writes.
+- tokens.py: the bearer check's read, and the access-token revocation list.
+- leases.py: the bearer cache's leases on user rows (the wait itself stays explicit, in
+  services/bearer_cache.py: `wait_out_cached_answers`, called after the commit).
 
 Statements are built once, at import, with every value a bind parameter: these are hot paths.
 
