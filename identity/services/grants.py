@@ -99,9 +99,8 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     """Consume a code, recording the access token it produced, and store the first refresh token of
     its family, once: True for the one request that wins.
 
-    Called after the tokens are signed, so the write is short: one BEGIN IMMEDIATE transaction on
-    SQLite (as a rotation), the session's transaction on PostgreSQL (which commits synchronously).
-    The loser revokes what the winner issued.
+    Called after the tokens are signed, so the write is short (store.consume_code). The loser
+    revokes what the winner issued.
     """
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
@@ -162,9 +161,8 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
 def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str, access_token_jti: str | None) -> bool:
     """Consume a refresh token and store its successor, once: True for the one request that wins.
 
-    Called after the new tokens are signed, so the write is short: one statement on PostgreSQL,
-    one BEGIN IMMEDIATE transaction on SQLite. The loser's family (the winner's new token
-    included) is revoked.
+    Called after the new tokens are signed, so the write is short (store.rotate_refresh_token).
+    The loser's family (the winner's new token included) is revoked.
     """
     values = _successor(row, successor, scope=scope, access_token_jti=access_token_jti, stamp=now())
     won = store.rotate_refresh_token(row.id, values, with_successor=bool(successor))
