@@ -1,7 +1,7 @@
 """What a request runs against the database.
 
 - `writes(app)`: the write statements it runs through the ORM session and the commits that end
-  them. Statements on the autocommit connection (identity/autocommit.py) do not pass the
+  them. Statements on the autocommit connection (identity/store/connection.py) do not pass the
   engine's events and are not seen there.
 - `statements(app)`: every statement, through the engine's pool and on the autocommit connection.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import event
 
-from identity.autocommit import autocommit_connection
+from identity.store.connection import autocommit_connection
 from identity.extensions import db
 
 

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select, text, update
 
-from identity.autocommit import autocommit_connection
+from identity.store.connection import autocommit_connection
 from identity.extensions import db
 from identity.models import User
 

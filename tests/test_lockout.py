@@ -9,7 +9,7 @@ from identity.errors import AccountLocked, ValidationFailed
 from identity.extensions import db
 from identity.models import User
 from identity.services import accounts, lockout
-from identity.services.writes import write
+from identity.store.writes import write
 from test_localapi_support import ALICE_PASSWORD, CHEAP_ARGON2
 
 LIMIT = 3

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from identity.extensions import db
 from identity.models import AuditEvent
 from identity.services import audit
-from identity.services.writes import write
+from identity.store.writes import write
 
 
 def test_statements_are_written_together_with_json_values(app):

@@ -12,8 +12,7 @@ from flask import Flask, current_app, g
 from flask import request as flask_request
 
 from ..constants import OFFLINE_ACCESS
-from ..extensions import db
-from ..services import grants as grant_store
+from ..services import grants as grant_service
 from ..services import tokens
 from ..services.clients import cached_client, is_client_id
 from .client import OAuthClient
@@ -68,20 +67,15 @@ def save_token(token, request):
     context = grant_context()
     refresh_token = token.get("refresh_token")
     if context.rotating is not None:
-        if not grant_store.rotate_refresh_token(context.rotating, refresh_token, scope=token["scope"],
+        if not grant_service.rotate_refresh_token(context.rotating, refresh_token, scope=token["scope"],
                                                 access_token_jti=context.issued_jti):
             raise InvalidGrantError("refresh token was already used")
         return
-    if refresh_token:
-        grant_store.save_refresh_token(
-            refresh_token, family_id=context.family_id or grant_store.new_family_id(), client_id=request.client.client_id,
-            user_id=request.user.id, session_id=context.sid, scope=token["scope"], auth_time=context.auth_time,
-            access_token_jti=context.issued_jti,
-        )
-    elif request.user is not None and context.issued_jti:  # the password grant without offline_access
-        grant_store.record_standalone_access_token(context.issued_jti, user_id=request.user.id,
-                                                   client_id=request.client.client_id, expires_in=token["expires_in"])
-    db.session.commit()
+    grant_service.keep_issued_tokens(
+        refresh_token, family_id=context.family_id, client_id=request.client.client_id,
+        user_id=request.user.id if request.user is not None else None, session_id=context.sid, scope=token["scope"],
+        auth_time=context.auth_time, access_token_jti=context.issued_jti, expires_in=token["expires_in"],
+    )
 
 
 class RevocationEndpoint(_RevocationEndpoint):
@@ -93,8 +87,7 @@ class RevocationEndpoint(_RevocationEndpoint):
         return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token, request):
-        token.revoke()
-        db.session.commit()
+        token.revoke()  # a service call that commits (services/grants.py)
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):

@@ -1,20 +1,22 @@
 """User accounts: create, find, sign in with lockout, change and set passwords."""
 
 import secrets
-from collections import namedtuple
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import select
 
-from ..autocommit import autocommit_connection
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
-from ..models import RefreshToken, User, UserSession
+from ..models import User
+from ..store import accounts as store
+from ..store import grants as grant_rows
+from ..store import sessions as session_rows
+from ..store.accounts import LOGIN_MATCHES, SignInUser
+from ..store.writes import Write, write
 from . import audit, bearer_cache, grants, lockout, sessions
 from .sessions import SessionUser
-from .writes import Write, write
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
@@ -24,8 +26,7 @@ def normalize_login(value: str) -> str:
 
 
 # Built once: every sign-in looks its user up by user name or email (normalized, as `key`).
-_LOGIN_MATCHES = or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key"))
-_USER_BY_LOGIN = select(User).where(_LOGIN_MATCHES)
+_USER_BY_LOGIN = select(User).where(LOGIN_MATCHES)
 
 
 def find_user(login: str) -> User | None:
@@ -106,17 +107,6 @@ def _lock_remaining(user: "User | SignInUser") -> int:
     return max(0, user.locked_until - now())
 
 
-# Built once: a sign-in reads its user as a plain row on the autocommit connection, reserves its
-# attempt (lockout.py), and a success writes with statements (see writes.py).
-_SIGN_IN_USER = select(
-    User.id, User.subject, User.username, User.name, User.email, User.password_version,
-    User.password_hash, User.failed_attempts, User.locked_until,
-).where(_LOGIN_MATCHES)
-SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
-_SET_PASSWORD_HASH = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
-    password_hash=bindparam("password_hash"))
-
-
 @dataclass
 class SignInResult:
     user: SessionUser | None
@@ -137,13 +127,12 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     one message for every failure.
     """
     key = normalize_login(login)
-    found = autocommit_connection().first(_SIGN_IN_USER, {"key": key}) if key else None
-    if found is None:
+    user = store.sign_in_user(key) if key else None
+    if user is None:
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
         db.session.commit()
         return SignInResult(None), []
-    user = SignInUser._make(found)
     reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
     if reservation is None:  # locked (also if the lock was set since the read above)
         spend_equal_time(normalize(password))
@@ -158,9 +147,9 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
         return SignInResult(None, locked=reservation.locked), []
     success = [lockout.settled(reservation)]
     if needs_rehash(user.password_hash):
-        success.append((_SET_PASSWORD_HASH, {"user_id": user.id, "password_hash": hash_password(normalize(password))}))
+        success.append(store.password_hash_update(user.id, hash_password(normalize(password))))
     success.append(audit.event_write("sign_in", user_id=user.id, client_id=client_id))
-    return SignInResult(SessionUser._make(found[:len(SessionUser._fields)])), success
+    return SignInResult(SessionUser._make(user[:len(SessionUser._fields)])), success
 
 
 def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
@@ -192,15 +181,8 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
     `keep_sid`); the caller commits."""
     stamp = now()
     grants.end_user_codes(user_id)
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=stamp)
-    )
-    sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-    if keep_sid:
-        sessions = sessions.where(UserSession.sid != keep_sid)
-    db.session.execute(sessions.values(revoked_at=stamp))
+    grant_rows.revoke_user_refresh_tokens(user_id, stamp)
+    session_rows.revoke_user_sessions(user_id, stamp, keep_sid=keep_sid)
 
 
 def store_new_password(user: User, new_password: str) -> None:

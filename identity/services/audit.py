@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, insert, select
 from ..clock import now
 from ..extensions import db
 from ..models import AuditEvent
-from .writes import Write
+from ..store.writes import Write
 
 # A plain INSERT, built once: events are only ever appended, so the ORM's unit of work (and its
 # flush at commit) buys nothing on the sign-in path, where it cost more than the statement.

@@ -43,23 +43,12 @@ from __future__ import annotations
 import time
 
 from flask import current_app
-from sqlalchemy import bindparam, select, update
 
-from ..autocommit import autocommit_connection
-from ..extensions import db
-from ..models import User
+from ..store import leases
 
 CLOCK_DIFFERENCE_ALLOWED_SECONDS = 60  # how far apart the instances' clocks may be
 SEEN_WINDOW_SECONDS = 60  # a second use within this long of the first takes a lease
 _MAX_ENTRIES = 10_000  # per worker, for each of the two maps below
-
-_TAKE_LEASE = (
-    update(User)
-    .where(User.subject == bindparam("sub"),
-           (User.bearer_cached_until.is_(None)) | (User.bearer_cached_until < bindparam("until")))
-    .values(bearer_cached_until=bindparam("until"))
-)
-_LEASED_SINCE = select(User.id).where(User.id == bindparam("id"), User.bearer_cached_until > bindparam("since"))
 
 
 def cache_seconds() -> float:
@@ -105,12 +94,9 @@ def live_row(sub: str, jti: str, read):
 
 
 def _take_lease(sub: str, until: float) -> None:
-    """Write the lease in a transaction of its own on a pooled connection, committed as durably
-    as any other write (the autocommit connection may commit without waiting for the WAL flush:
-    ROTATION_SYNCHRONOUS_COMMIT), so a database crash cannot forget a lease in use. Once per
-    BEARER_CACHE_SECONDS per token in use, per worker."""
-    with db.engine.begin() as connection:
-        connection.execute(_TAKE_LEASE, {"sub": sub, "until": until})
+    """Write the lease, durably and committed on its own (store/leases.py), so a database crash
+    cannot forget a lease in use. Once per BEARER_CACHE_SECONDS per token in use, per worker."""
+    leases.take_lease(sub, until)
 
 
 # --- the writers' side ------------------------------------------------------------------
@@ -132,8 +118,7 @@ def wait_for_leases(user_ids, *, always: bool = False) -> bool:
     if ttl <= 0 or not user_ids:
         return False
     if not always:
-        since, reader = time.time() - CLOCK_DIFFERENCE_ALLOWED_SECONDS, autocommit_connection()
-        if not any(reader.first(_LEASED_SINCE, {"id": user_id, "since": since}) for user_id in user_ids):
+        if not leases.leased_since(user_ids, time.time() - CLOCK_DIFFERENCE_ALLOWED_SECONDS):
             return False
     time.sleep(ttl)
     return True

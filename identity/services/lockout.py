@@ -21,41 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import bindparam, case, update
 
-from ..autocommit import autocommit_connection
 from ..clock import now
-from ..extensions import db
-from ..models import User
-from .writes import Write
-
-_USERS = User.__table__
-_COUNT, _LOCKED_UNTIL = _USERS.c.failed_attempts, _USERS.c.locked_until
-_REACHES = _COUNT + 1 >= bindparam("limit")
-
-# Built once. Refused (no row) while locked; otherwise counts the attempt, and the one that
-# reaches the limit sets the lock and starts the count again (as a failure always did).
-_RESERVE = (
-    update(_USERS)
-    .where(_USERS.c.id == bindparam("user_id"), _LOCKED_UNTIL <= bindparam("now"))
-    .values(failed_attempts=case((_REACHES, 0), else_=_COUNT + 1),
-            locked_until=case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL))
-    .returning(_COUNT, _LOCKED_UNTIL)
-)
-_SETTLE = (
-    update(_USERS)
-    .where(_USERS.c.id == bindparam("user_id"))
-    .values(failed_attempts=case((_COUNT > bindparam("place"), _COUNT - bindparam("place")), else_=0),
-            locked_until=case((_LOCKED_UNTIL == bindparam("own_lock"), 0), (_LOCKED_UNTIL <= bindparam("now"), 0),
-                              else_=_LOCKED_UNTIL))
-)
-_OWN_LOCK = _LOCKED_UNTIL == bindparam("own_lock")
-_RELEASE = (
-    update(_USERS)
-    .where(_USERS.c.id == bindparam("user_id"))
-    .values(failed_attempts=case((_OWN_LOCK, bindparam("place") - 1), (_COUNT > 0, _COUNT - 1), else_=0),
-            locked_until=case((_OWN_LOCK, 0), else_=_LOCKED_UNTIL))
-)
+from ..store import lockout as store
+from ..store.writes import Write
 
 
 @dataclass(frozen=True)
@@ -75,16 +44,7 @@ def reserve(user_id: int) -> Reservation | None:
     """Count an attempt as failed, committed, before its hash; None while the user is locked (or gone)."""
     cfg, stamp = current_app.config, now()
     limit = cfg["LOCKOUT_MAX_FAILURES"]
-    params = {"user_id": user_id, "now": stamp, "limit": limit, "until": stamp + cfg["LOCKOUT_SECONDS"]}
-    connection = autocommit_connection()
-    if connection.is_sqlite:
-        with connection.sqlite_write() as run:
-            row = run.first(_RESERVE, params)
-    else:
-        # a transaction of its own on a pooled connection, committed synchronously like every
-        # security write (the autocommit connection may not wait for the WAL flush)
-        with db.engine.begin() as own:
-            row = own.execute(_RESERVE, params).first()
+    row = store.record_sign_in_attempt(user_id, stamp=stamp, limit=limit, lock_until=stamp + cfg["LOCKOUT_SECONDS"])
     if row is None:
         return None
     count, locked_until = row
@@ -95,11 +55,11 @@ def reserve(user_id: int) -> Reservation | None:
 
 def settled(reservation: Reservation) -> Write:
     """The write that settles a reservation whose password was right (see the module's docstring)."""
-    return _SETTLE, {"user_id": reservation.user_id, "place": reservation.place,
-                     "own_lock": reservation.lock or -1, "now": now()}
+    return store.settle_attempts(reservation.user_id, place=reservation.place, own_lock=reservation.lock or -1,
+                                 stamp=now())
 
 
 def released(reservation: Reservation) -> Write:
     """The write that takes back only this reservation (and its own lock): the password was right
     but the request changed nothing (a password change whose new password was rejected)."""
-    return _RELEASE, {"user_id": reservation.user_id, "place": reservation.place, "own_lock": reservation.lock or -1}
+    return store.release_attempt(reservation.user_id, place=reservation.place, own_lock=reservation.lock or -1)

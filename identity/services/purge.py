@@ -45,7 +45,7 @@ from werkzeug.wsgi import ClosingIterator
 from .. import clock
 from ..extensions import db
 from ..models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, UserSession
-from .writes import write
+from ..store.writes import write
 
 log = logging.getLogger("identity.purge")
 

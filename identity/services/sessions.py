@@ -16,35 +16,14 @@ import secrets
 from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select, update
 
 from .. import clock
-from ..autocommit import autocommit_connection
 from ..extensions import db
-from ..models import User, UserSession
-from .writes import Write, write
+from ..models import User
+from ..store import sessions as store
+from ..store.writes import Write
 
 TOUCH_SECONDS = 60  # the last-seen time is written at most this often (less with a shorter idle timeout)
-
-_SESSIONS = UserSession.__table__
-# Built once: every request with a session cookie asks this, and the sign-in writes one.
-_LIVE_SESSION_USER = (
-    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time,
-           UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at)
-    .join(UserSession, UserSession.user_id == User.id)
-    .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
-)
-_PUBLIC_SESSION = select(UserSession.created_at, UserSession.last_seen_at).where(
-    UserSession.public_sid == bindparam("public_sid"), UserSession.revoked_at.is_(None))
-_INSERT_SESSION = insert(_SESSIONS).values(
-    sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
-    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"))
-_END = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None))
-        .values(revoked_at=bindparam("stamp")))
-_TOUCH = (update(_SESSIONS)
-          .where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None),
-                 _SESSIONS.c.last_seen_at < bindparam("stamp"))
-          .values(last_seen_at=bindparam("stamp")))
 
 
 class SessionUser(NamedTuple):
@@ -74,13 +53,13 @@ def new_session(user_id: int, auth_time: int | None = None) -> tuple[NewSession,
     """A new browser session, and the write that stores it (run with the caller's others)."""
     stamp = clock.now()
     session = NewSession(secrets.token_urlsafe(24), auth_time or stamp, secrets.token_urlsafe(24))
-    return session, (_INSERT_SESSION, {"sid": session.sid, "public_sid": session.public_sid, "user_id": user_id,
-                                       "auth_time": session.auth_time, "created_at": stamp})
+    return session, store.session_insert(sid=session.sid, public_sid=session.public_sid, user_id=user_id,
+                                         auth_time=session.auth_time, created_at=stamp)
 
 
 def start_session(user: User, auth_time: int | None = None) -> NewSession:
-    session, store = new_session(user.id, auth_time)
-    write(store)
+    session, insert = new_session(user.id, auth_time)
+    store.insert_session(insert)
     return session
 
 
@@ -97,19 +76,8 @@ def session_is_live(session_id: str | None) -> bool:
     next request that uses its cookie, or removed by the purge."""
     if not session_id:
         return False
-    row = autocommit_connection().first(_PUBLIC_SESSION, {"public_sid": session_id})
+    row = store.public_session_times(session_id)
     return row is not None and within_lifetime(row[0], row[1], clock.now())
-
-
-def _write_one(statement, params: dict) -> None:
-    """One UPDATE on the autocommit connection, apart from the request's own transaction (the
-    user loader runs whenever a view first reads current_user, maybe amid the view's writes)."""
-    connection = autocommit_connection()
-    if connection.is_sqlite:
-        with connection.sqlite_write() as run:
-            run(statement, params)
-    else:
-        connection.write_first(statement, params)
 
 
 def load_session(sid: str) -> LoadedSession | None:
@@ -119,21 +87,20 @@ def load_session(sid: str) -> LoadedSession | None:
     One read on the autocommit connection (no pool checkout, no transaction, no ORM object); a
     write only when the session ends or its last-seen time is a minute old.
     """
-    row = autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
+    row = store.session_user(sid)
     if row is None:
         return None
     *user, auth_time, public_sid, row_id, created_at, last_seen_at = row
     stamp = clock.now()
     if not within_lifetime(created_at, last_seen_at, stamp):
-        _write_one(_END, {"session_row": row_id, "stamp": stamp})
+        store.end_session_row(row_id, stamp)
         return None
     touch = min(TOUCH_SECONDS, max(1, current_app.config["SESSION_IDLE_SECONDS"] // 4))
     if stamp - last_seen_at >= touch:
-        _write_one(_TOUCH, {"session_row": row_id, "stamp": stamp})
+        store.touch_session_row(row_id, stamp)
     return LoadedSession(SessionUser(*user), auth_time, public_sid)
 
 
 def end_session(sid: str) -> None:
-    db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
-                       .values(revoked_at=clock.now()))
+    store.revoke_session(sid, clock.now())
     db.session.commit()

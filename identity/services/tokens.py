@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import secrets
-from collections import namedtuple
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -17,14 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from flask import current_app
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from sqlalchemy import bindparam, exists, select
 
 from ..clock import now
 from ..constants import LOCAL_API_SCOPE
-from ..extensions import db
 from ..issuer import issuer
-from ..models import Client, RevokedAccessToken, User
-from ..autocommit import autocommit_connection
+from ..models import Client, User
+from ..store import tokens as store
+from ..store.tokens import LiveUser
 from . import bearer_cache, keys
 from .clients import cached_client
 
@@ -230,17 +228,6 @@ def verify_id_token_hint(token: str) -> dict:
     return claims
 
 
-# Built once: the bearer check runs it on every local API request.
-_LIVE_TOKEN_USER = select(
-    User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at
-).where(User.subject == bindparam("sub"), ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
-LiveUser = namedtuple("LiveUser", [column.key for column in _LIVE_TOKEN_USER.selected_columns])
-
-
-def _read_live_token_user(sub: str, jti: str):
-    return autocommit_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": jti})
-
-
 def token_user(claims: dict) -> "LiveUser | None":
     """Return the live user of a verified access token: not revoked, not older than the password.
 
@@ -252,7 +239,7 @@ def token_user(claims: dict) -> "LiveUser | None":
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return None
-    row = bearer_cache.live_row(sub, claims["jti"], _read_live_token_user)
+    row = bearer_cache.live_row(sub, claims["jti"], store.live_token_user)
     if row is None:
         return None
     user = LiveUser._make(row)
@@ -262,7 +249,7 @@ def token_user(claims: dict) -> "LiveUser | None":
 
 
 def is_revoked(jti: str) -> bool:
-    return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
+    return store.is_revoked(jti)
 
 
 def revoke_jtis(jtis, expires_at: int, user_id: int | None) -> None:
@@ -271,9 +258,7 @@ def revoke_jtis(jtis, expires_at: int, user_id: int | None) -> None:
     if not jtis:
         return
     bearer_cache.forget(jtis)
-    known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
-    for jti in set(jtis) - known:
-        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+    store.add_revoked(jtis, expires_at)
 
 
 def revoke_access_token(jti: str, expires_at: int, user_id: int | None) -> None:

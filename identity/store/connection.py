@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
-from .extensions import db
+from ..extensions import db
 
 _INHERITED: list = []  # connections opened before a fork: never closed (or freed) by the child
 

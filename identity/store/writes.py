@@ -1,7 +1,7 @@
 """Short write transactions for the sign-in's hot path (and, on SQLite, refresh-token rotation).
 
 On SQLite the statements run in one BEGIN IMMEDIATE transaction on the autocommit connection
-(identity/autocommit.py: no pool checkout, no ORM, and the machine's writers take turns). On
+(connection.py: no pool checkout, no ORM, and the machine's writers take turns). On
 PostgreSQL they run in the session's transaction, which commits synchronously; the autocommit
 connection does not, and config.py allows that for rotations only. Statements are built once,
 with every value as a bind parameter.
@@ -11,7 +11,7 @@ import json
 
 from sqlalchemy.sql import Executable
 
-from ..autocommit import autocommit_connection
+from .connection import autocommit_connection
 from ..extensions import db
 
 Write = tuple[Executable, dict]  # a statement and its parameters

@@ -1,0 +1,254 @@
+"""Authorization codes and refresh tokens as rows: read a grant, consume it once, rotate, revoke.
+
+Consuming a code or a refresh token is one conditional UPDATE (`... WHERE consumed_at IS NULL`),
+so of two simultaneous redemptions exactly one wins; what the loser means (a replay) is the
+service's business (services/grants.py), not this module's.
+
+The sign-in's hot path is built once, at import: the authorization endpoint writes a code, the
+token endpoint reads it with its user on the autocommit connection (no pool checkout, no ORM)
+and then consumes it with the tokens it produced. On SQLite the writes are one BEGIN IMMEDIATE
+transaction on that connection; on PostgreSQL a code's writes go through the session (which
+commits synchronously: the autocommit connection does not, and config.py allows that for
+rotations only), and a rotation is one statement on the autocommit connection.
+
+Functions that say "in the session's transaction" leave the commit to their caller (a service).
+"""
+
+from collections import namedtuple
+
+from sqlalchemy import bindparam, insert, select, text, update
+
+from ..extensions import db
+from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User
+from .connection import autocommit_connection
+from .writes import write, write_if
+
+# --- codes ---------------------------------------------------------------------------------
+_CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
+                "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id",
+                "front_channel_jti")
+_INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
+_CODE_GRANT = (
+    select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
+           AuthorizationCode.redirect_uri, AuthorizationCode.scope, AuthorizationCode.nonce,
+           AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
+           AuthorizationCode.expires_at, AuthorizationCode.consumed_at, AuthorizationCode.family_id,
+           AuthorizationCode.issued_jti, User.subject, User.password_version)
+    .join(User, User.id == AuthorizationCode.user_id)
+    .where(AuthorizationCode.code_hash == bindparam("code_hash"))
+)
+CodeGrant = namedtuple("CodeGrant", [column.key for column in _CODE_GRANT.selected_columns])
+_CODES = AuthorizationCode.__table__
+# Unexpired as well as unused: a password change ends a user's codes by expiring them, and a
+# redemption that raced it loses here (or commits first, and the change revokes what it issued).
+_CONSUME_CODE = (
+    update(_CODES)
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"))
+    .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"))
+)
+_BURN_CODE = (
+    update(_CODES)
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
+    .values(consumed_at=bindparam("stamp"))
+)
+
+
+def insert_code(values: dict) -> None:
+    """Store a new code (committed): `values` has every name of _CODE_FIELDS."""
+    write((_INSERT_CODE, values))
+
+
+def code_grant(code_hash: str) -> CodeGrant | None:
+    """The code with this handle and its user, as committed (read only)."""
+    found = autocommit_connection().first(_CODE_GRANT, {"code_hash": code_hash})
+    return None if found is None else CodeGrant._make(found)
+
+
+def burn_code(code_id: int, stamp: int) -> None:
+    """Consume a code without issuing anything (committed)."""
+    write((_BURN_CODE, {"code_id": code_id, "stamp": stamp}))
+
+
+def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, successor: dict | None) -> bool:
+    """Consume an unused, unexpired code, recording the access token it produced, and store the
+    first refresh token of its family (`successor`, see `successor_values`), committed, once:
+    True for the one caller that wins; otherwise nothing is written."""
+    # separate parameter sets: the session would add any key named like a column to the UPDATE
+    consume = {"code_id": code_id, "stamp": stamp, "jti": access_token_jti}
+    return write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, successor) if successor is not None else None)
+
+
+def code_nonce_seen(client_id: str, nonce: str, stamp: int) -> bool:
+    """True when a code of this client that expires after `stamp` carries this nonce."""
+    stmt = select(AuthorizationCode.id).where(
+        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce, AuthorizationCode.expires_at > stamp
+    )
+    return db.session.scalar(stmt.limit(1)) is not None
+
+
+def expire_user_codes(user_id: int, stamp: int) -> None:
+    """Expire every unused code of a user, in the session's transaction."""
+    db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.user_id == user_id, AuthorizationCode.consumed_at.is_(None),
+               AuthorizationCode.expires_at >= stamp)
+        .values(expires_at=stamp - 1)
+    )
+
+
+# --- refresh tokens ------------------------------------------------------------------------
+# The hot path of a rotation: one read (the token and the user its access token is for), then
+# one write that consumes it and stores its successor, both on the autocommit connection.
+_REFRESH_GRANT = (
+    select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
+           RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
+           RefreshToken.consumed_at, RefreshToken.revoked_at, User.subject, User.password_version)
+    .join(User, User.id == RefreshToken.user_id)
+    .where(RefreshToken.token_hash == bindparam("token_hash"))
+)
+RefreshGrant = namedtuple("RefreshGrant", [column.key for column in _REFRESH_GRANT.selected_columns])
+
+_CONSUME = (
+    update(RefreshToken)
+    .where(RefreshToken.id == bindparam("rid"), RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None))
+    .values(consumed_at=bindparam("stamp"))
+)
+_CONSUME_RETURNING = _CONSUME.returning(RefreshToken.id)
+_INSERT_SUCCESSOR = insert(RefreshToken).values(
+    token_hash=bindparam("new_hash"), family_id=bindparam("family_id"), client_id=bindparam("client_id"),
+    user_id=bindparam("user_id"), session_id=bindparam("session_id"), scope=bindparam("scope"),
+    auth_time=bindparam("auth_time"), access_token_jti=bindparam("jti"), issued_at=bindparam("stamp"),
+    expires_at=bindparam("expires_at"),
+)
+# PostgreSQL: both in one statement (one round trip, one transaction); the successor is stored
+# only if this statement consumed the old token.
+_ROTATE_POSTGRESQL = text("""
+    WITH consumed AS (
+        UPDATE refresh_tokens SET consumed_at = :stamp
+        WHERE id = :rid AND consumed_at IS NULL AND revoked_at IS NULL
+        RETURNING family_id
+    )
+    INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
+                                access_token_jti, issued_at, expires_at)
+    SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
+           CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
+           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER)
+    FROM consumed
+    RETURNING id
+""")
+
+
+def successor_values(grant, token_hash: str | None, *, scope: str, access_token_jti: str | None, stamp: int,
+                     expires_at: int) -> dict:
+    """A new refresh token in the family of `grant` (a code or the refresh token it replaces),
+    issued with the access token `access_token_jti`: for `consume_code` and `rotate_refresh_token`."""
+    return {
+        "new_hash": token_hash, "family_id": grant.family_id,
+        "client_id": grant.client_id, "user_id": grant.user_id, "session_id": grant.session_id, "scope": scope,
+        "auth_time": grant.auth_time, "jti": access_token_jti, "stamp": stamp, "expires_at": expires_at,
+    }
+
+
+def refresh_grant(token_hash: str) -> RefreshGrant | None:
+    """The refresh token with this handle and its user, as committed (read only)."""
+    found = autocommit_connection().first(_REFRESH_GRANT, {"token_hash": token_hash})
+    return None if found is None else RefreshGrant._make(found)
+
+
+def rotate_refresh_token(token_id: int, values: dict, *, with_successor: bool) -> bool:
+    """Consume an unused, unrevoked refresh token and (`with_successor`) store its successor
+    (`values`, see `successor_values`), committed, once: True for the one caller that wins.
+
+    One statement on PostgreSQL, one BEGIN IMMEDIATE transaction on SQLite.
+    """
+    params = {**values, "rid": token_id}
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        return write_if((_CONSUME, params), (_INSERT_SUCCESSOR, params) if with_successor else None)
+    if with_successor:
+        return connection.write_first(_ROTATE_POSTGRESQL, params) is not None
+    return connection.write_first(_CONSUME_RETURNING, params) is not None
+
+
+def add_refresh_token(**columns) -> RefreshToken:
+    """A new refresh token row, added to the session's transaction."""
+    row = RefreshToken(**columns)
+    db.session.add(row)
+    return row
+
+
+def refresh_token_row(token_hash: str) -> RefreshToken | None:
+    return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+
+
+# --- families and revocation (in the session's transaction) --------------------------------
+def family_access_token_jtis(family_ids) -> set[str]:
+    """Every access token issued in these families: at the front channel with the code (hybrid),
+    when the code was redeemed, and with each refresh token."""
+    family_ids = list(family_ids)
+    if not family_ids:
+        return set()
+    jtis = set(db.session.scalars(select(RefreshToken.access_token_jti).where(RefreshToken.family_id.in_(family_ids))))
+    for issued, front in db.session.execute(select(AuthorizationCode.issued_jti, AuthorizationCode.front_channel_jti)
+                                            .where(AuthorizationCode.family_id.in_(family_ids))):
+        jtis.update((issued, front))
+    jtis.discard(None)
+    return jtis
+
+
+def revoke_family_tokens(family_id: str, stamp: int) -> None:
+    """Mark every refresh token of a family revoked."""
+    db.session.execute(
+        update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
+    )
+
+
+def user_client_families(user_id: int, client_id: str) -> set[str]:
+    """The families of every refresh token and code a user granted to a client."""
+    families = set(db.session.scalars(select(RefreshToken.family_id).where(
+        RefreshToken.user_id == user_id, RefreshToken.client_id == client_id)))
+    families |= set(db.session.scalars(select(AuthorizationCode.family_id).where(
+        AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id)))
+    return families
+
+
+def user_client_standalone_jtis(user_id: int, client_id: str, stamp: int) -> set[str]:
+    """The unexpired access tokens of no family issued to a client for a user."""
+    return set(db.session.scalars(select(StandaloneAccessToken.jti).where(
+        StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.client_id == client_id,
+        StandaloneAccessToken.expires_at >= stamp)))
+
+
+def revoke_user_client_rows(user_id: int, client_id: str, stamp: int) -> None:
+    """Revoke every refresh token a user granted to a client and consume the client's unused codes."""
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=stamp)
+    )
+    db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id,
+               AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=stamp)
+    )
+
+
+def revoke_user_refresh_tokens(user_id: int, stamp: int) -> None:
+    """Revoke every refresh token of a user."""
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=stamp)
+    )
+
+
+# --- access tokens of no family ------------------------------------------------------------
+_INSERT_STANDALONE = insert(StandaloneAccessToken.__table__).values(
+    jti=bindparam("jti"), user_id=bindparam("user_id"), client_id=bindparam("client_id"),
+    expires_at=bindparam("expires_at"))
+
+
+def insert_standalone_access_token(jti: str, *, user_id: int, client_id: str, expires_at: int) -> None:
+    """Record an access token of no family until it expires (committed)."""
+    write((_INSERT_STANDALONE, {"jti": jti, "user_id": user_id, "client_id": client_id, "expires_at": expires_at}))

@@ -1,0 +1,66 @@
+"""The sign-in attempt counter as statements: reserve an attempt, settle it, release it.
+
+What a reservation means, and why it comes before the hash, is services/lockout.py's business;
+here is how each is written. Built once, at import: every password check runs one.
+"""
+
+from sqlalchemy import bindparam, case, update
+
+from ..extensions import db
+from ..models import User
+from .connection import autocommit_connection
+from .writes import Write
+
+_USERS = User.__table__
+_COUNT, _LOCKED_UNTIL = _USERS.c.failed_attempts, _USERS.c.locked_until
+_REACHES = _COUNT + 1 >= bindparam("limit")
+
+# Refused (no row) while locked; otherwise counts the attempt, and the one that reaches the
+# limit sets the lock and starts the count again (as a failure always did).
+_RESERVE = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("user_id"), _LOCKED_UNTIL <= bindparam("now"))
+    .values(failed_attempts=case((_REACHES, 0), else_=_COUNT + 1),
+            locked_until=case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL))
+    .returning(_COUNT, _LOCKED_UNTIL)
+)
+_SETTLE = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("user_id"))
+    .values(failed_attempts=case((_COUNT > bindparam("place"), _COUNT - bindparam("place")), else_=0),
+            locked_until=case((_LOCKED_UNTIL == bindparam("own_lock"), 0), (_LOCKED_UNTIL <= bindparam("now"), 0),
+                              else_=_LOCKED_UNTIL))
+)
+_OWN_LOCK = _LOCKED_UNTIL == bindparam("own_lock")
+_RELEASE = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("user_id"))
+    .values(failed_attempts=case((_OWN_LOCK, bindparam("place") - 1), (_COUNT > 0, _COUNT - 1), else_=0),
+            locked_until=case((_OWN_LOCK, 0), else_=_LOCKED_UNTIL))
+)
+
+
+def record_sign_in_attempt(user_id: int, *, stamp: int, limit: int, lock_until: int) -> tuple[int, int] | None:
+    """Count an attempt of a user not locked at `stamp`, committed on its own: the new
+    (failed_attempts, locked_until), the count back at 0 and the lock set to `lock_until` if it
+    reached `limit`; None if the user is locked (or gone)."""
+    params = {"user_id": user_id, "now": stamp, "limit": limit, "until": lock_until}
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            return run.first(_RESERVE, params)
+    # a transaction of its own on a pooled connection, committed synchronously like every
+    # security write (the autocommit connection may not wait for the WAL flush)
+    with db.engine.begin() as own:
+        return own.execute(_RESERVE, params).first()
+
+
+def settle_attempts(user_id: int, *, place: int, own_lock: int, stamp: int) -> Write:
+    """The write that takes off the attempts counted up to `place` and lifts the lock if it is
+    `own_lock` (or has passed), to run with the caller's others."""
+    return _SETTLE, {"user_id": user_id, "place": place, "own_lock": own_lock, "now": stamp}
+
+
+def release_attempt(user_id: int, *, place: int, own_lock: int) -> Write:
+    """The write that takes back one attempt (at `place`) and its lock `own_lock`, if it set it."""
+    return _RELEASE, {"user_id": user_id, "place": place, "own_lock": own_lock}

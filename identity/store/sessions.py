@@ -1,0 +1,91 @@
+"""Browser sessions as rows: read the live one, start, touch and end one.
+
+Every request with a session cookie reads its session here, and the sign-in writes one, so the
+statements are built once, at import, and run on the autocommit connection (no pool checkout,
+no transaction, no ORM object). What makes a session live is the service's rule
+(services/sessions.py), not this module's.
+"""
+
+from sqlalchemy import bindparam, insert, select, update
+
+from ..extensions import db
+from ..models import User, UserSession
+from .connection import autocommit_connection
+from .writes import Write, write
+
+_SESSIONS = UserSession.__table__
+_LIVE_SESSION_USER = (
+    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time,
+           UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at)
+    .join(UserSession, UserSession.user_id == User.id)
+    .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
+)
+_PUBLIC_SESSION = select(UserSession.created_at, UserSession.last_seen_at).where(
+    UserSession.public_sid == bindparam("public_sid"), UserSession.revoked_at.is_(None))
+_INSERT_SESSION = insert(_SESSIONS).values(
+    sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
+    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"))
+_END = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None))
+        .values(revoked_at=bindparam("stamp")))
+_TOUCH = (update(_SESSIONS)
+          .where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None),
+                 _SESSIONS.c.last_seen_at < bindparam("stamp"))
+          .values(last_seen_at=bindparam("stamp")))
+
+
+def session_user(sid: str):
+    """The unrevoked session with this (cookie) sid and its user, as one row: the user's id,
+    subject, username, name, email and password_version, then the session's auth_time,
+    public_sid, row id, created_at and last_seen_at. None if there is none."""
+    return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
+
+
+def public_session_times(public_sid: str) -> tuple[int, int] | None:
+    """(created_at, last_seen_at) of the unrevoked session with this public id, or None."""
+    return autocommit_connection().first(_PUBLIC_SESSION, {"public_sid": public_sid})
+
+
+def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int) -> Write:
+    """The write that stores a new session, to run with the caller's others (writes.write)."""
+    return _INSERT_SESSION, {"sid": sid, "public_sid": public_sid, "user_id": user_id, "auth_time": auth_time,
+                             "created_at": created_at}
+
+
+def insert_session(insert: Write) -> None:
+    """Store a new session (`session_insert`'s write) on its own, committed."""
+    write(insert)
+
+
+def _write_one(statement, params: dict) -> None:
+    """One UPDATE on the autocommit connection, apart from the request's own transaction (the
+    user loader runs whenever a view first reads current_user, maybe amid the view's writes)."""
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            run(statement, params)
+    else:
+        connection.write_first(statement, params)
+
+
+def end_session_row(row_id: int, stamp: int) -> None:
+    """Revoke a session by its row id, committed at once (apart from the request's transaction)."""
+    _write_one(_END, {"session_row": row_id, "stamp": stamp})
+
+
+def touch_session_row(row_id: int, stamp: int) -> None:
+    """Move a session's last-seen time forward to `stamp`, committed at once (apart from the request's transaction)."""
+    _write_one(_TOUCH, {"session_row": row_id, "stamp": stamp})
+
+
+def revoke_session(sid: str, stamp: int) -> None:
+    """Revoke the session with this (cookie) sid, in the session's transaction."""
+    db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
+                       .values(revoked_at=stamp))
+
+
+def revoke_user_sessions(user_id: int, stamp: int, *, keep_sid: str | None = None) -> None:
+    """Revoke every session of a user but `keep_sid`, in the session's transaction."""
+    sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+    if keep_sid:
+        sessions = sessions.where(UserSession.sid != keep_sid)
+    db.session.execute(sessions.values(revoked_at=stamp))
