@@ -24,13 +24,13 @@ $(VENV)/.uv-checked: | $(BIN)/python
 	elif $(PY) -m pip install -q --disable-pip-version-check --target "$(UV_BOOT).$$$$" uv 2>/dev/null \
 	        && mkdir -p "$$(dirname "$(UV_BOOT)")" && mv -T "$(UV_BOOT).$$$$" "$(UV_BOOT)" \
 	        || [ -x "$(UV_BOOT)/bin/uv" ]; then rm -rf "$(UV_BOOT).$$$$"; ln -sf "$(UV_BOOT)/bin/uv" $(BIN)/uv; \
-	elif $(BIN)/python -m ensurepip -q && $(BIN)/python -m pip install -q uv; then :; \
+	elif $(BIN)/python -m ensurepip >/dev/null && $(BIN)/python -m pip install -q uv; then :; \
 	else echo "uv unavailable: installing with pip (slower)"; fi
 	@touch $@
 
 # pip-style arguments -> installed into .venv with uv if there is one, else with pip
 INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python $(1); \
-	else $(BIN)/python -m ensurepip -q && $(BIN)/python -m pip install -q $(1); fi
+	else $(BIN)/python -m ensurepip >/dev/null && $(BIN)/python -m pip install -q $(1); fi
 
 # what serving needs, and nothing else
 $(VENV)/.installed-run: pyproject.toml $(VENV)/.uv-checked
