@@ -30,8 +30,8 @@ def test_make_run_installs_the_project_without_the_test_extra():
     project = installs(lines)
     assert project and all("-e ." in line for line in project), project
     assert not any("[test]" in line or "[bench]" in line for line in lines)
-    assert any("uv pip install" in line for line in project), "uv does the install when it can be had"
-    assert any("-m venv --without-pip" in line for line in lines), "no ensurepip on the fast path"
+    assert any("pip install -q --python .venv/bin/python -e ." in line for line in project), "uv does it when it can"
+    assert any("venv -q --seed" in line for line in lines), "uv creates .venv (with pip) when it can be had"
 
 
 def test_make_test_installs_the_test_extra_and_runs_pytest():
