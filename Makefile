@@ -1,30 +1,55 @@
-# `make run`: a demo server on SQLite. `make test`: the whole test suite.
+# `make run`: a demo server on SQLite at http://127.0.0.1:$(PORT)/ (another port: `make run PORT=5001`,
+# or PORT in the environment). `make test`: installs the test extra and runs the whole suite.
+#
+# Installs go through uv (on PyPI): from its cache it creates .venv and sets up the project in a
+# second or two, where `python -m venv` and pip take most of a minute. The uv on PATH if there is
+# one, else one this Makefile installs once per machine with the system's pip into the user's cache
+# directory (so a fresh clone need not fetch it again); without either, venv and pip do the work.
+# Either way .venv has its own pip.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+UV_BOOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/portcullis-identity/uv
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_BOOT)/bin/uv)
 
 .PHONY: run test bench clean
 
-$(BIN)/activate:
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+# a failed bootstrap (no pip, no network) is not an error: venv and pip take over
+$(UV_BOOT)/bin/uv:
+	-@$(PY) -m pip install -q --disable-pip-version-check --target "$(UV_BOOT).$$$$" uv 2>/dev/null \
+	  && mkdir -p "$$(dirname "$(UV_BOOT)")" && { [ -e "$(UV_BOOT)" ] || mv "$(UV_BOOT).$$$$" "$(UV_BOOT)"; }; \
+	  rm -rf "$(UV_BOOT).$$$$"
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[test]'
+$(BIN)/python: | $(UV)
+	if [ -x "$(UV)" ]; then "$(UV)" venv -q --seed --python "$$(command -v $(PY))" $(VENV); \
+	else $(PY) -m venv $(VENV); fi
+
+# pip-style arguments -> installed into .venv, by uv if there is one
+INSTALL = if [ -x "$(UV)" ]; then "$(UV)" pip install -q --python $(BIN)/python $(1); \
+	else $(BIN)/pip install -q $(1); fi
+
+# what serving needs, and nothing else
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(call INSTALL,-e .)
 	touch $@
 
-run: $(VENV)/.installed
+# the test extra on top (the browser tests use Debian's Chromium, so no browser download)
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(call INSTALL,-e '.[test]')
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
 	FLASK_ENVIRONMENT=development $(BIN)/flask --app app seed demo/seed.json
-	@echo "Demo user: alice / tulip-quartz-harbor-917   service client: service / service-secret-change-me"
-	@echo "Open http://127.0.0.1:$(PORT)/"
+	@echo "Demo user: alice / tulip-quartz-harbor-917; demo clients and their secrets: docs/demo-clients.md"
+	@echo "Open http://127.0.0.1:$(PORT)/  (another port: make run PORT=5001)"
 	FLASK_ENVIRONMENT=development $(BIN)/flask --app app run --port $(PORT)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[bench]'
+bench: $(VENV)/.installed-test
+	$(call INSTALL,-e '.[bench]')
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -229,8 +229,9 @@ def test_clients_list(runner, seeded):
 
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["mobile", "service", "spa"]
+    assert [line.split("\t")[0] for line in lines] == ["mobile", "mobile-pkce", "service", "spa"]
     assert "mobile\tconfidential\thybrid" in result.output
+    assert "mobile-pkce\tpublic\tauthorization_code" in result.output
     assert "spa\tpublic\tauthorization_code" in result.output
 
 

@@ -250,7 +250,7 @@ def test_reset_passwords_sets_the_files_passwords_and_audits_each_user(app, runn
 
 
 def test_the_first_run_on_a_fresh_database_counts_what_it_wrote(app, runner):
-    """A fresh database has no API scope yet: the seed writes all five items (the local API scope too)."""
+    """A fresh database has no API scope yet: the seed writes all six items (the local API scope too)."""
     with app.app_context():
         db.session.execute(delete(ApiScope))
         db.session.commit()
@@ -258,7 +258,7 @@ def test_the_first_run_on_a_fresh_database_counts_what_it_wrote(app, runner):
     result = runner.invoke(args=["seed", "demo/seed.json"])
 
     assert result.exit_code == 0, result.output
-    assert "Seeded: 5 created, 0 updated, 0 unchanged." in result.output
+    assert "Seeded: 6 created, 0 updated, 0 unchanged." in result.output
     assert "created api scope IdentityServerApi" in result.output
     with app.app_context():
         scope = db.session.scalar(select(ApiScope).where(ApiScope.name == "IdentityServerApi"))
