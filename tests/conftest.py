@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from app import create_app
+from identity import config as identity_config
 from identity.database import ensure_schema
 from identity.extensions import db
 from workers import SerialLock, isolate, worker_name
@@ -65,8 +66,16 @@ def database_uri(tmp_path_factory):
     return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "identity.db")
 
 
+# Argon2 at a cost that still hashes for real but in well under a millisecond: the `seeded`
+# fixture alone hashes several passwords and secrets for most tests. Tests of the production
+# parameters pass PRODUCTION_ARGON2 (test_seed.py); servers and CLI subprocesses use the defaults.
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST_KIB": 8, "ARGON2_PARALLELISM": 1}
+PRODUCTION_ARGON2 = {key: getattr(identity_config, key) for key in CHEAP_ARGON2}
+
+
 def make_config(database_uri, **overrides):
     config = {
+        **CHEAP_ARGON2,
         "TESTING": True,
         "ENVIRONMENT": "testing",
         "SECRET_KEY": "test-secret-key-not-for-production",
