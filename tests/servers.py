@@ -185,14 +185,17 @@ def password_grant_seed(client_id: str, secret: str, username: str, password: st
 @contextmanager
 def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] | None = None):
     """A 2-worker server on the suite's PostgreSQL database (FLASK_SQLALCHEMY_DATABASE_URI), or
-    else on a SQLite file in `tmp_path`, seeded with `seed`; `database_uri` says which."""
+    else on a SQLite file in `tmp_path`, seeded with `seed`; `database_uri` says which.
+
+    The seed resets passwords: on the shared PostgreSQL database a user may still carry the
+    password an earlier test changed (seeding otherwise keeps a changed password)."""
     uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
     if not (uri and uri.startswith("postgresql")):
         uri = "sqlite:///" + str(tmp_path / f"{name}.db")
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed))
     with GunicornServer(uri, workers=2, name=name, log_dir=tmp_path, env=env) as running:
-        seeded = running.cli(["seed", str(seed_file)])
+        seeded = running.cli(["seed", "--reset-passwords", str(seed_file)])
         assert seeded.returncode == 0, seeded.stderr
         running.database_uri = uri
         yield running
