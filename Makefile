@@ -45,8 +45,11 @@ run: $(VENV)/.installed-run
 	@echo "Open http://127.0.0.1:$(PORT)/  (another port: make run PORT=5001)"
 	FLASK_ENVIRONMENT=development $(BIN)/flask --app app run --port $(PORT)
 
+# pytest-xdist: TEST_WORKERS processes (0: one process), each test file on one of them (its
+# module-scoped servers start once); tests marked `serial` still run alone (tests/workers.py).
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(call INSTALL,-e '.[bench]')

@@ -1,6 +1,7 @@
 """Fixtures: a real database (SQLite file, or PostgreSQL via FLASK_SQLALCHEMY_DATABASE_URI),
 migrated once per session and emptied after each test; `app`, `client`, `runner`, `seeded`,
-`live_server`; and small action helpers."""
+`live_server`; and small action helpers. Under pytest-xdist each worker gets its own databases
+and the `serial` tests run alone (tests/workers.py)."""
 
 import json
 import os
@@ -13,13 +14,48 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from app import create_app
+from identity import config as identity_config
 from identity.database import ensure_schema
 from identity.extensions import db
+from workers import SerialLock, isolate, worker_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SEED = ROOT / "demo" / "seed.json"
 ALICE_PASSWORD = "tulip-quartz-harbor-917"
 KEEP_TABLES = {"alembic_version"}
+
+# Measurements that other tests running at the same time would distort: marked `serial` here (one
+# list, rather than a line in each module) and run alone under pytest-xdist.
+SERIAL = (
+    "test_bench.py",  # the benchmark: wrk and several gunicorn servers at full load
+    "test_memory_footprint.py",  # resident memory of processes and Argon2's trimmed work area
+    "test_revoke_load.py",  # /healthz's 95th percentile under a revocation loop
+    "test_password_policy.py::test_a_check_costs_a_bounded_time",
+)
+
+
+def pytest_configure(config):
+    """In an xdist worker, before any test module reads the environment: databases of its own."""
+    worker = worker_name()
+    if worker:
+        isolate(worker)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(f"/{name}::" in f"/{item.nodeid}" or item.nodeid.endswith(f"/{name}") for name in SERIAL):
+            item.add_marker(pytest.mark.serial)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Around setup, call and teardown (module-scoped servers included): alone if `serial`."""
+    if not worker_name():
+        return (yield)
+    # the controller's tmp directory, which the workers of this run share (each has basetemp/gwN)
+    lock = SerialLock(item.config._tmp_path_factory.getbasetemp().parent)
+    with lock.held(alone=item.get_closest_marker("serial") is not None):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +66,16 @@ def database_uri(tmp_path_factory):
     return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "identity.db")
 
 
+# Argon2 at a cost that still hashes for real but in well under a millisecond: the `seeded`
+# fixture alone hashes several passwords and secrets for most tests. Tests of the production
+# parameters pass PRODUCTION_ARGON2 (test_seed.py); servers and CLI subprocesses use the defaults.
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST_KIB": 8, "ARGON2_PARALLELISM": 1}
+PRODUCTION_ARGON2 = {key: getattr(identity_config, key) for key in CHEAP_ARGON2}
+
+
 def make_config(database_uri, **overrides):
     config = {
+        **CHEAP_ARGON2,
         "TESTING": True,
         "ENVIRONMENT": "testing",
         "SECRET_KEY": "test-secret-key-not-for-production",

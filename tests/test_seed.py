@@ -7,6 +7,7 @@ import re
 import pytest
 from sqlalchemy import delete, select
 
+from conftest import PRODUCTION_ARGON2
 from identity.extensions import db
 from identity.models import ApiScope, AuditEvent, Client, IdentityResource, User
 from identity.services import accounts
@@ -286,6 +287,7 @@ def assert_strong_argon2id(stored: str) -> None:
     assert memory >= 19456 and time_cost >= 2 and parallelism >= 1
 
 
+@pytest.mark.parametrize("app_config", [PRODUCTION_ARGON2])  # the defaults (the suite's are cheaper)
 def test_hashes_are_argon2id_at_owasp_minimum(app, runner, tmp_path):
     assert seed(runner, tmp_path, SEED).exit_code == 0
 
