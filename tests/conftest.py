@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
@@ -235,3 +236,16 @@ def flow_clients(seeded, app):
     with app.app_context():
         apply_seed(load_seed(json.dumps(FLOW_CLIENTS)))
     return FLOW_CLIENTS
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    """A private instance/ folder, and an environment without FLASK_* settings."""
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    # create_app() uses Flask's own instance folder (next to app.py); point it here instead
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(folder))
+    for name in list(os.environ):
+        if name.startswith("FLASK_"):
+            monkeypatch.delenv(name)
+    return folder

@@ -11,19 +11,6 @@ from app import create_app
 from identity.settings import ConfigurationError
 
 
-@pytest.fixture
-def instance(tmp_path, monkeypatch):
-    """A private instance/ folder, and an environment without FLASK_* settings."""
-    folder = tmp_path / "instance"
-    folder.mkdir()
-    # create_app() uses Flask's own instance folder (next to app.py); point it here instead
-    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(folder))
-    for name in list(os.environ):
-        if name.startswith("FLASK_"):
-            monkeypatch.delenv(name)
-    return folder
-
-
 KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
 PRODUCTION_ISSUER = "https://id.example.test"  # production requires one
 

@@ -3,21 +3,12 @@ built from the request's Host, never goes into a shared cache nor answers anothe
 
 import pytest
 from cryptography.fernet import Fernet
-from flask import Flask
 
 from app import create_app
 from identity.settings import ConfigurationError
 
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = DISCOVERY + "/jwks"
-
-
-@pytest.fixture
-def instance(tmp_path, monkeypatch):
-    folder = tmp_path / "instance"
-    folder.mkdir()
-    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(folder))
-    return folder
 
 
 def test_production_refuses_to_start_without_an_issuer(instance, monkeypatch):

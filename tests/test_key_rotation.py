@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from flask import Flask
 from sqlalchemy import select, text
 
 from app import create_app
@@ -340,17 +339,6 @@ def test_reencrypt_refuses_and_changes_nothing_when_a_key_cannot_be_decrypted(ap
 
 
 # --- settings ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def instance(tmp_path, monkeypatch):
-    folder = tmp_path / "instance"
-    folder.mkdir()
-    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(folder))
-    for name in list(os.environ):
-        if name.startswith("FLASK_"):
-            monkeypatch.delenv(name)
-    return folder
 
 
 def make(instance, **config):
