@@ -165,18 +165,23 @@ def test_automatic_purge_runs_after_responses_bounded_per_pass(app, seeded, live
         db.session.add_all([_code(f"old-{i}", alice, expires_at=t - 2 * DAY) for i in range(12)])
         db.session.add(RevokedAccessToken(jti="live", expires_at=t + DAY))
         db.session.commit()
-    expected = [13, 8, 3, 1]  # one pass: at most 5 of each kind
-    for left in expected[1:]:
+    # One pass removes at most 5 of each kind (13 -> 8 -> 3 -> 1 for the deny list). A pass is
+    # best-effort (a worker that misses one purges at the next interval), so the test sends
+    # requests past the interval until the backlog is gone and checks each step's size.
+    counts = [(_count(app, RevokedAccessToken), _count(app, AuthorizationCode))]
+    for _ in range(30):
         time.sleep(0.3)  # past the interval
         with urllib.request.urlopen(live_server.url + "/.well-known/openid-configuration") as response:
             assert response.status == 200
-        assert _wait_for(lambda: (_count(app, RevokedAccessToken), _count(app, AuthorizationCode)) == (left, max(left - 1, 0))), \
-            (_count(app, RevokedAccessToken), _count(app, AuthorizationCode))
-    time.sleep(0.3)
-    with urllib.request.urlopen(live_server.url + "/") as response:
-        assert response.status == 200
-    time.sleep(0.3)
-    assert _count(app, RevokedAccessToken) == 1  # the live entry stays
+        _wait_for(lambda: (_count(app, RevokedAccessToken), _count(app, AuthorizationCode)) != counts[-1], timeout=3.0)
+        time.sleep(0.1)  # let a pass that has begun finish
+        counts.append((_count(app, RevokedAccessToken), _count(app, AuthorizationCode)))
+        if counts[-1] == (1, 0):
+            break
+    assert counts[-1] == (1, 0), counts  # the live entry stays
+    steps = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(counts, counts[1:])]
+    assert all(0 <= jtis <= 5 and 0 <= codes <= 5 for jtis, codes in steps), counts  # bounded per pass
+    assert len([s for s in steps if s != (0, 0)]) >= 3, counts  # 12 rows of each kind took three passes
 
 
 @pytest.mark.parametrize("app_config", [{"PURGE_INTERVAL_SECONDS": 3600, "PURGE_BATCH_SIZE": 5}])
