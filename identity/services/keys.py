@@ -29,16 +29,13 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 from joserfc.jwk import ECKey, JWKRegistry, RSAKey
-from sqlalchemy import case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..clock import now
-from ..extensions import db
-from ..models import SigningKey
+from ..store import keys as key_rows
 from . import audit, key_encryption
 
 SUPPORTED_ALGS = ("RS256", "ES256")
-TABLE = SigningKey.__table__
 
 
 def _generate(alg: str):
@@ -69,8 +66,7 @@ def _ring() -> KeyRing:
 
 
 def _all_rows() -> list:
-    """Every key row as a plain row (never an ORM object the session could hold stale)."""
-    return list(db.session.execute(select(TABLE).order_by(TABLE.c.id)))
+    return key_rows.all_keys()
 
 
 def _is_published(row, stamp: int) -> bool:
@@ -119,31 +115,20 @@ def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     return generation, max(due, stamp + propagation), current
 
 
+def _insert(writer, key, alg: str, generation: int, activates_at: int, stamp: int, predecessor=None) -> None:
+    writer.add(kid=key.kid, alg=alg, generation=generation, activates_at=activates_at, created_at=stamp,
+               private_jwk=key_encryption.encrypt(json.dumps(key.as_dict(private=True))),
+               retires=None if predecessor is None else predecessor.id)
+
+
 @contextmanager
 def _key_transaction():
-    """A transaction of its own for key writes, so that making a key in the middle of a request
-    never commits or rolls back the request's work.
-
-    SQLite has one writer: when this request's session already holds the write lock, a second
-    connection would wait for it until its busy timeout. Then the keys are written in a
-    savepoint of the session's transaction instead, and committed with the request (until then
-    the ring counts as provisional, so that a request that rolls back leaves no key behind).
-    """
-    if db.engine.dialect.name == "sqlite" and db.session.connection().connection.dbapi_connection.in_transaction:
-        with db.session.begin_nested():
-            yield db.session.connection()
+    """Key writes in a transaction of their own (store/keys.py); a provisional one (SQLite,
+    inside the request's transaction) makes the ring reload once the request has committed."""
+    with key_rows.key_writes() as writer:
+        yield writer
+    if writer.provisional:
         _ring().provisional = True
-        return
-    with db.engine.begin() as conn:
-        yield conn
-
-
-def _insert(conn, key, alg: str, generation: int, activates_at: int, stamp: int, predecessor=None) -> None:
-    conn.execute(insert(TABLE).values(
-        kid=key.kid, alg=alg, generation=generation, created_at=stamp, activates_at=activates_at,
-        private_jwk=key_encryption.encrypt(json.dumps(key.as_dict(private=True)))))
-    if predecessor is not None:
-        conn.execute(update(TABLE).where(TABLE.c.id == predecessor.id).values(retired_at=activates_at))
 
 
 def _maintain(rows, stamp: int) -> bool:
@@ -157,10 +142,10 @@ def _maintain(rows, stamp: int) -> bool:
         key = _generate(alg)  # before the transaction: an RSA key takes a good fraction of a second
         generation, activates_at, predecessor = plan
         try:
-            with _key_transaction() as conn:
-                _insert(conn, key, alg, generation, activates_at, stamp, predecessor)
+            with _key_transaction() as writer:
+                _insert(writer, key, alg, generation, activates_at, stamp, predecessor)
                 if predecessor is not None:
-                    conn.execute(*audit.event_write("key_rotated", detail={
+                    writer.run(audit.event_write("key_rotated", detail={
                         "kids": [key.kid], "reason": "scheduled", "activates_at": activates_at}))
         except IntegrityError:
             pass  # another worker or instance made this generation first: the reload takes theirs
@@ -175,10 +160,9 @@ def _encrypt_plaintext(rows) -> None:
     if not plain:
         return
     try:
-        with _key_transaction() as conn:
+        with _key_transaction() as writer:
             for row in plain:
-                conn.execute(update(TABLE).where(TABLE.c.id == row.id, TABLE.c.private_jwk == row.private_jwk)
-                             .values(private_jwk=key_encryption.encrypt(row.private_jwk)))
+                writer.replace_private_jwk(row.id, key_encryption.encrypt(row.private_jwk), if_still=row.private_jwk)
     except SQLAlchemyError as err:
         current_app.logger.warning("could not encrypt %d plaintext signing keys: %s", len(plain), type(err).__name__)
     else:
@@ -315,24 +299,21 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
                 plans[alg] = _plan(rows, alg, stamp, scheduled=False)
         made = {alg: _generate(alg) for alg, plan in plans.items() if plan is not None}
         try:
-            with _key_transaction() as conn:
+            with _key_transaction() as writer:
                 for alg, key in made.items():
                     generation, activates_at, predecessor = plans[alg]
                     if immediate:
-                        conn.execute(update(TABLE).where(TABLE.c.alg == alg, TABLE.c.revoked_at.is_(None)).values(
-                            revoked_at=stamp,
-                            retired_at=case((or_(TABLE.c.retired_at.is_(None), TABLE.c.retired_at > stamp), stamp),
-                                            else_=TABLE.c.retired_at)))
-                    _insert(conn, key, alg, generation, activates_at, stamp, predecessor)
+                        writer.revoke_all(alg, stamp)
+                    _insert(writer, key, alg, generation, activates_at, stamp, predecessor)
                 if made:
-                    conn.execute(*audit.event_write("key_rotated", detail={
+                    writer.run(audit.event_write("key_rotated", detail={
                         "kids": [k.kid for k in made.values()], "reason": "emergency" if immediate else "staged"}))
         except IntegrityError:
             continue  # another instance rotated at the same moment: decide again on what it made
         break
     else:
         raise RuntimeError("signing keys are being rotated elsewhere; try again")
-    db.session.commit()
+    key_rows.commit_request()
     _reload()
     newest = {}
     for row in _all_rows():
@@ -346,9 +327,9 @@ def reencrypt() -> int:
     how many. Raises key_encryption.UndecryptableKey (and changes nothing) if one cannot be opened."""
     rows = _all_rows()
     new = {row.id: key_encryption.reencrypt(row.private_jwk, row.kid) for row in rows}
-    with db.engine.begin() as conn:
+    with key_rows.key_writes() as writer:
         for row in rows:
-            conn.execute(update(TABLE).where(TABLE.c.id == row.id).values(private_jwk=new[row.id]))
+            writer.replace_private_jwk(row.id, new[row.id])
     return len(rows)
 
 

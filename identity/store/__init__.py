@@ -12,6 +12,7 @@ statement for which dialect. What lives here:
 - lockout.py: the sign-in attempt counter: reserve an attempt, settle or release it.
 - accounts.py: the user a sign-in reads, and the rehash it writes.
 - tokens.py: the bearer check's read, and the access-token revocation list.
+- keys.py: signing keys: read them all, write new ones in a transaction of their own.
 - leases.py: the bearer cache's leases on user rows (the wait itself stays explicit, in
   services/bearer_cache.py: `wait_out_cached_answers`, called after the commit).
 
