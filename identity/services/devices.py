@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from .. import clock
 from ..errors import NotFound
+from ..extensions import db
 from ..store import devices as store
 from . import audit, grants, sessions
 from .user_agents import summarise
@@ -85,6 +86,14 @@ def list_entries(user_id: int, current: str | None = None) -> list[Entry]:
                              min(started.get(t.family_id, t.issued_at), t.issued_at), t.issued_at,
                              summarise(t.user_agent), t.ip_address, eid == current))
     entries.sort(key=lambda e: (not e.current, -e.last_used_at, e.id))
+    return entries
+
+
+def list_entries_audited(user_id: int, *, by: str) -> list[Entry]:
+    """The user's live entries, read by someone else (an operator): the reading is audited."""
+    entries = list_entries(user_id)
+    audit.record("sessions_listed", user_id=user_id, detail={"by": by, "count": len(entries)})
+    db.session.commit()
     return entries
 
 
