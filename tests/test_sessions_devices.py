@@ -297,7 +297,8 @@ def test_the_page_lists_this_browser_first_and_marks_it(app, flow_clients, clien
     assert 'data-current="true"' in first and "This browser" in first
     assert "Firefox on Linux" in html and "Chrome on Android" in html and "Legacy App" in html
     assert "203.0.113.0/24" in html
-    assert 'href="/account/sessions"' in html  # the header links here
+    for linked_from in ("/", "/account/grants"):
+        assert 'href="/account/sessions"' in here.get(linked_from).get_data(as_text=True)
 
 
 def test_the_page_needs_a_sign_in(app, seeded, client):

@@ -47,10 +47,10 @@ def test_list_end_one_then_all_others(ui, browser, flow_clients, seeded, live_se
             other.locator("main button[type=submit]").click()
         first_app, second_app = app_grant(base, user["password"]), app_grant(base, user["password"])
 
-        # the header links to the page; this browser comes first, marked
+        # the home page links to the page; this browser comes first, marked
         ui.goto("/")
         with ui.page.expect_navigation():
-            ui.page.get_by_role("link", name="Sessions and devices").click()
+            ui.page.get_by_role("link", name="See where you are signed in").click()
         assert ui.page.url == ui.url("/account/sessions")
         ui.assert_looks_finished()
         listed = entries(ui.page)
