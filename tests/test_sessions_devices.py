@@ -16,7 +16,8 @@ from identity.extensions import db
 from identity.models import AuditEvent, RefreshToken, UserSession
 from identity.services import devices
 from identity.services.user_agents import summarise, truncated_ip
-from test_localapi_support import CHEAP_ARGON2, bearer, problem_of
+from test_localapi_password import assert_rate_limited, limited
+from test_localapi_support import CHEAP_ARGON2, api, bearer, problem_of  # noqa: F401  (fixture)
 
 SCOPE = "openid IdentityServerApi offline_access"
 LEGACY_BASIC = "Basic " + base64.b64encode(b"legacy:" + FLOW_SECRETS["legacy"].encode()).decode()
@@ -355,3 +356,13 @@ def test_ending_this_browsers_own_session_signs_it_out(app, flow_clients, client
 def test_the_service_lists_nothing_for_a_user_without_sessions(app, seeded):
     with app.app_context():
         assert devices.list_entries(10**6) == []
+
+
+@pytest.mark.parametrize("app_config", [limited(RATELIMIT_DEFAULT="2 per minute")])
+def test_the_routes_have_the_local_apis_default_limit(app, seeded, client, api):
+    token = api.token()
+    for method, path, status in (("get", "/localapi/sessions", 200), ("delete", "/localapi/sessions", 204),
+                                 ("delete", "/localapi/sessions/app_x", 404)):
+        for _ in range(2):
+            assert getattr(client, method)(path, headers=bearer(token)).status_code == status
+        assert_rate_limited(getattr(client, method)(path, headers=bearer(token)))
