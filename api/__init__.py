@@ -5,7 +5,7 @@ from flask import Flask
 from identity import error_renderers
 from identity.extensions import csrf
 
-from . import problems
+from . import problems, sessions  # noqa: F401  (sessions adds its routes to bp)
 from .views import bp
 
 

@@ -8,7 +8,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from identity.constants import LOCAL_API_SCOPE
 
 from .problems import PROBLEM_JSON
-from .schemas import AccountSchema, PasswordChangeSchema, ProblemSchema, ValidationProblemSchema
+from .schemas import AccountSchema, PasswordChangeSchema, ProblemSchema, SessionSchema, ValidationProblemSchema
 
 
 def _problem(description: str, schema: str = "Problem", headers: dict | None = None) -> dict:
@@ -53,6 +53,7 @@ def openapi_document() -> dict:
     spec.components.schema("ValidationProblem", schema=ValidationProblemSchema)
     spec.components.schema("PasswordChange", schema=PasswordChangeSchema)
     spec.components.schema("Account", schema=AccountSchema)
+    spec.components.schema("Session", schema=SessionSchema)
 
     spec.path("/localapi/password", operations={"post": {
         "operationId": "changePassword",
@@ -73,6 +74,35 @@ def openapi_document() -> dict:
         "summary": "The signed-in user's account",
         "responses": {
             "200": {"description": "The account.", "content": {"application/json": {"schema": "Account"}}},
+            **_common(),
+        },
+    }})
+    spec.path("/localapi/sessions", operations={
+        "get": {
+            "operationId": "listSessions",
+            "summary": "The signed-in user's browser sessions and app grants",
+            "responses": {
+                "200": {"description": "Every live entry, the caller's own grant first.",
+                        "content": {"application/json": {"schema": {"type": "array", "items": "Session"}}}},
+                **_common(),
+            },
+        },
+        "delete": {
+            "operationId": "endOtherSessions",
+            "summary": "End every session and grant of the user but the caller's own grant",
+            "description": "Browser sessions are signed out; app grants lose their refresh tokens and the "
+                           "access tokens issued in them.",
+            "responses": {"204": {"description": "Everything else was ended."}, **_common()},
+        },
+    })
+    spec.path("/localapi/sessions/{id}", operations={"delete": {
+        "operationId": "endSession",
+        "summary": "End one session or app grant of the user",
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "An `id` from GET /localapi/sessions."}],
+        "responses": {
+            "204": {"description": "It was ended."},
+            "404": _problem("No live session or grant of this user has this id."),
             **_common(),
         },
     }})

@@ -58,6 +58,28 @@ class AccountSchema(Schema):
                                           metadata={"description": "When the password last changed (UTC)."})
 
 
+class SessionSchema(Schema):
+    """A browser session or an app grant of the token's user, as GET /localapi/sessions lists it."""
+
+    class Meta:
+        unknown = INCLUDE  # clients must accept members added later
+
+    id = fields.String(required=True, metadata={"description": "Opaque id, for DELETE /localapi/sessions/{id}."})
+    kind = fields.String(required=True, validate=validate.OneOf(["browser", "app"]),
+                         metadata={"description": "`browser`: a sign-in on the server's pages; `app`: a "
+                                                  "refresh-token grant held by an app."})
+    client_id = fields.String(allow_none=True, required=True,
+                              metadata={"description": "The client; null for a browser session of no known client."})
+    client_name = fields.String(required=True, metadata={"description": "The client's display name, or \"Browser\"."})
+    created_at = UtcTimestamp(required=True, format="iso", metadata={"description": "When it began (UTC)."})
+    last_used_at = UtcTimestamp(required=True, format="iso",
+                                metadata={"description": "When it was last used or refreshed (UTC)."})
+    current = fields.Boolean(required=True, metadata={"description": "Whether this is the caller's own grant."})
+    device = fields.String(required=True, metadata={"description": "The user agent, summarised (\"Chrome on Android\")."})
+    ip_address = fields.String(allow_none=True, required=True,
+                               metadata={"description": "The network it was last seen from, truncated (/24, /48)."})
+
+
 class ProblemSchema(Schema):
     """An RFC 9457 problem details object."""
 

@@ -48,6 +48,9 @@ class RefreshToken(db.Model):
     expires_at: Mapped[int] = mapped_column(Integer, index=True)  # the purge looks for expired ones
     consumed_at: Mapped[int | None] = mapped_column(Integer)  # set when rotated
     revoked_at: Mapped[int | None] = mapped_column(Integer)
+    # the app's user agent (bounded) and address (truncated) when this token was issued, for the sessions page
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
 
 
 class RevokedAccessToken(db.Model):

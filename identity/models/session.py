@@ -24,4 +24,9 @@ class UserSession(db.Model):
     # the last request that used the session, written at most once a minute (sessions.TOUCH_SECONDS)
     last_seen_at: Mapped[int] = mapped_column(Integer, index=True)
     revoked_at: Mapped[int | None] = mapped_column(Integer, index=True)
+    # what the sessions page shows: the client the sign-in was for, and the browser's user agent
+    # (bounded) and address (truncated: services/user_agents.py) at sign-in
+    client_id: Mapped[str | None] = mapped_column(String(200))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
     # created_at, last_seen_at and revoked_at are indexed for the purge, which looks for ended sessions

@@ -167,7 +167,7 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
     """
     result, success = _check_password(login, password, client_id)
     if result.user is not None:
-        session, store = sessions.new_session(result.user.id)
+        session, store = sessions.new_session(result.user.id, client_id=client_id)
         write(*success, store)
         result.sid, result.auth_time, result.public_sid = session
     return result

@@ -22,6 +22,7 @@ from ..store.grants import CodeGrant, RefreshGrant
 from . import audit
 from .sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
+from .user_agents import caller_device
 
 
 TokenUser = namedtuple("TokenUser", "id subject password_version")  # what issuing an access token reads
@@ -89,9 +90,11 @@ def user_of_grant(grant: "CodeGrant | RefreshGrant") -> "TokenUser":
 def _successor(grant, token: str | None, *, scope: str, access_token_jti: str | None, stamp: int) -> dict:
     """A new refresh token in the family of `grant` (a code or the refresh token it replaces),
     issued with the access token `access_token_jti`."""
+    device = caller_device()
     return store.successor_values(grant, token_hash(token) if token else None, scope=scope,
                                   access_token_jti=access_token_jti, stamp=stamp,
-                                  expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"])
+                                  expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+                                  user_agent=device.user_agent, ip_address=device.ip_address)
 
 
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
@@ -119,10 +122,12 @@ def code_nonce_seen(client_id: str, nonce: str) -> bool:
 def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: int, session_id: str | None,
                        scope: str, auth_time: int | None, access_token_jti: str | None) -> RefreshToken:
     stamp = now()
+    device = caller_device()
     return store.add_refresh_token(
         token_hash=token_hash(token), family_id=family_id, client_id=client_id, user_id=user_id,
         session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti,
         issued_at=stamp, expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+        user_agent=device.user_agent, ip_address=device.ip_address,
     )
 
 

@@ -22,6 +22,7 @@ from ..extensions import db
 from ..models import User
 from ..store import sessions as store
 from ..store.writes import Write
+from .user_agents import caller_device
 
 TOUCH_SECONDS = 60  # the last-seen time is written at most this often (less with a shorter idle timeout)
 
@@ -49,16 +50,23 @@ class LoadedSession(NamedTuple):
     public_sid: str
 
 
-def new_session(user_id: int, auth_time: int | None = None) -> tuple[NewSession, Write]:
-    """A new browser session, and the write that stores it (run with the caller's others)."""
+def new_session(user_id: int, auth_time: int | None = None, *,
+                client_id: str | None = None) -> tuple[NewSession, Write]:
+    """A new browser session, and the write that stores it (run with the caller's others).
+
+    `client_id` is the client the sign-in was for (a pending authorization request's, unchecked:
+    the sessions page names it only if it is registered); the caller's device is kept with it."""
     stamp = clock.now()
     session = NewSession(secrets.token_urlsafe(24), auth_time or stamp, secrets.token_urlsafe(24))
+    device = caller_device()
     return session, store.session_insert(sid=session.sid, public_sid=session.public_sid, user_id=user_id,
-                                         auth_time=session.auth_time, created_at=stamp)
+                                         auth_time=session.auth_time, created_at=stamp,
+                                         client_id=client_id[:200] if client_id else None,
+                                         user_agent=device.user_agent, ip_address=device.ip_address)
 
 
-def start_session(user: User, auth_time: int | None = None) -> NewSession:
-    session, insert = new_session(user.id, auth_time)
+def start_session(user: User, auth_time: int | None = None, *, client_id: str | None = None) -> NewSession:
+    session, insert = new_session(user.id, auth_time, client_id=client_id)
     store.insert_session(insert)
     return session
 

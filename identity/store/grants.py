@@ -118,7 +118,7 @@ _INSERT_SUCCESSOR = insert(RefreshToken).values(
     token_hash=bindparam("new_hash"), family_id=bindparam("family_id"), client_id=bindparam("client_id"),
     user_id=bindparam("user_id"), session_id=bindparam("session_id"), scope=bindparam("scope"),
     auth_time=bindparam("auth_time"), access_token_jti=bindparam("jti"), issued_at=bindparam("stamp"),
-    expires_at=bindparam("expires_at"),
+    expires_at=bindparam("expires_at"), user_agent=bindparam("user_agent"), ip_address=bindparam("ip_address"),
 )
 # PostgreSQL: both in one statement (one round trip, one transaction); the successor is stored
 # only if this statement consumed the old token.
@@ -129,23 +129,26 @@ _ROTATE_POSTGRESQL = text("""
         RETURNING family_id
     )
     INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
-                                access_token_jti, issued_at, expires_at)
+                                access_token_jti, issued_at, expires_at, user_agent, ip_address)
     SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
            CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
-           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER)
+           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER),
+           CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR)
     FROM consumed
     RETURNING id
 """)
 
 
 def successor_values(grant, token_hash: str | None, *, scope: str, access_token_jti: str | None, stamp: int,
-                     expires_at: int) -> dict:
+                     expires_at: int, user_agent: str | None = None, ip_address: str | None = None) -> dict:
     """A new refresh token in the family of `grant` (a code or the refresh token it replaces),
-    issued with the access token `access_token_jti`: for `consume_code` and `rotate_refresh_token`."""
+    issued with the access token `access_token_jti` to a caller with this user agent and address:
+    for `consume_code` and `rotate_refresh_token`."""
     return {
         "new_hash": token_hash, "family_id": grant.family_id,
         "client_id": grant.client_id, "user_id": grant.user_id, "session_id": grant.session_id, "scope": scope,
         "auth_time": grant.auth_time, "jti": access_token_jti, "stamp": stamp, "expires_at": expires_at,
+        "user_agent": user_agent, "ip_address": ip_address,
     }
 
 

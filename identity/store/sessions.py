@@ -24,7 +24,8 @@ _PUBLIC_SESSION = select(UserSession.created_at, UserSession.last_seen_at).where
     UserSession.public_sid == bindparam("public_sid"), UserSession.revoked_at.is_(None))
 _INSERT_SESSION = insert(_SESSIONS).values(
     sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
-    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"))
+    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"),
+    client_id=bindparam("client_id"), user_agent=bindparam("user_agent"), ip_address=bindparam("ip_address"))
 _END = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None))
         .values(revoked_at=bindparam("stamp")))
 _TOUCH = (update(_SESSIONS)
@@ -45,10 +46,12 @@ def public_session_times(public_sid: str) -> tuple[int, int] | None:
     return autocommit_connection().first(_PUBLIC_SESSION, {"public_sid": public_sid})
 
 
-def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int) -> Write:
+def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int,
+                   client_id: str | None = None, user_agent: str | None = None, ip_address: str | None = None) -> Write:
     """The write that stores a new session, to run with the caller's others (writes.write)."""
     return _INSERT_SESSION, {"sid": sid, "public_sid": public_sid, "user_id": user_id, "auth_time": auth_time,
-                             "created_at": created_at}
+                             "created_at": created_at, "client_id": client_id, "user_agent": user_agent,
+                             "ip_address": ip_address}
 
 
 def insert_session(insert: Write) -> None:

@@ -1,0 +1,127 @@
+"""Where a user is signed in: their browser sessions and app grants, listed and ended in one place.
+
+An entry is a live browser session (a sign-in on this server's pages) or an app grant (a live
+refresh-token family: what lets an app stay signed in). The page, the local API and the CLI all
+come here. Ending goes through the existing end points only, so whatever hangs on them (the
+audit log, logout notifications to the apps) fires the same way for every front door:
+services/sessions.end_session for a browser session (its codes die with it: a code only redeems
+while its session lives) and services/grants.revoke_family for a grant (its refresh tokens and
+every access token issued in it).
+
+An entry's id is public and opaque: the kind, then the session's public id or the family's
+id, never a row id that would tell how many sign-ins the server has seen.
+"""
+
+from typing import NamedTuple
+
+from .. import clock
+from ..errors import NotFound
+from ..extensions import db
+from ..store import devices as store
+from . import audit, grants, sessions
+from .user_agents import summarise
+
+BROWSER, APP = "browser", "app"
+BROWSER_NAME = "Browser"  # a session started on the server's own pages, or for an unknown client
+
+
+class Entry(NamedTuple):
+    id: str
+    kind: str  # BROWSER or APP
+    client_id: str | None
+    client_name: str
+    created_at: int
+    last_used_at: int
+    device: str  # the user agent, summarised
+    ip_address: str | None  # truncated
+    current: bool
+
+
+def entry_id(kind: str, key: str) -> str:
+    return f"{kind}_{key}"
+
+
+def parse_entry_id(value: str) -> tuple[str, str] | None:
+    """(kind, key) of a well-formed entry id; None for anything else."""
+    kind, sep, key = value.partition("_")
+    if not sep or kind not in (BROWSER, APP) or not key or len(key) > 64:
+        return None
+    return kind, key
+
+
+def current_app_entry(user_id: int, client_id: str | None, jti: str) -> str | None:
+    """The entry id of the grant an access token was issued in (its caller's own); None if none."""
+    family = store.access_token_family(user_id, client_id, jti)
+    return entry_id(APP, family) if family else None
+
+
+def current_browser_entry(public_sid: str) -> str:
+    """The entry id of a browser session, by its public id (the cookie's session on the page)."""
+    return entry_id(BROWSER, public_sid)
+
+
+def list_entries(user_id: int, current: str | None = None) -> list[Entry]:
+    """The user's live entries, the current one (`current`, an entry id) first, then the most
+    recently used."""
+    stamp = clock.now()
+    rows = [r for r in store.unrevoked_sessions(user_id)
+            if sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)]
+    tokens = store.live_refresh_tokens(user_id, stamp)
+    started = store.families_started(user_id, {t.family_id for t in tokens})
+    names = store.client_names([r.client_id for r in rows] + [t.client_id for t in tokens])
+    entries = []
+    for r in rows:
+        known = r.client_id in names
+        eid = entry_id(BROWSER, r.public_sid)
+        entries.append(Entry(eid, BROWSER, r.client_id if known else None,
+                             (names[r.client_id] or r.client_id) if known else BROWSER_NAME,
+                             r.created_at, r.last_seen_at, summarise(r.user_agent), r.ip_address, eid == current))
+    seen = set()
+    for t in sorted(tokens, key=lambda t: t.issued_at, reverse=True):
+        if t.family_id in seen:  # two usable tokens of one family: not made by this server, but show it once
+            continue
+        seen.add(t.family_id)
+        eid = entry_id(APP, t.family_id)
+        entries.append(Entry(eid, APP, t.client_id, names.get(t.client_id) or t.client_id,
+                             min(started.get(t.family_id, t.issued_at), t.issued_at), t.issued_at,
+                             summarise(t.user_agent), t.ip_address, eid == current))
+    entries.sort(key=lambda e: (not e.current, -e.last_used_at, e.id))
+    return entries
+
+
+def list_entries_audited(user_id: int, *, by: str) -> list[Entry]:
+    """The user's live entries, read by someone else (an operator): the reading is audited."""
+    entries = list_entries(user_id)
+    audit.record("sessions_listed", user_id=user_id, detail={"by": by, "count": len(entries)})
+    db.session.commit()
+    return entries
+
+
+def end_entry(user_id: int, value: str, *, by: str = "user") -> Entry:
+    """End one of the user's live entries and return it; NotFound for an id that is not one (the
+    same answer for another user's, an ended one, and nonsense). `by` is who asked, for the audit."""
+    found = next((e for e in list_entries(user_id) if e.id == value), None) if parse_entry_id(value) else None
+    if found is None:
+        raise NotFound("no such session")
+    _end(user_id, found, by)
+    return found
+
+
+def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[Entry]:
+    """End every live entry of the user but `current` (an entry id, or None for all); return them."""
+    ended = [e for e in list_entries(user_id) if e.id != current]
+    for entry in ended:
+        _end(user_id, entry, by)
+    return ended
+
+
+def _end(user_id: int, entry: Entry, by: str) -> None:
+    kind, key = parse_entry_id(entry.id)
+    if kind == APP:
+        grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id)
+        return
+    sid = store.session_cookie_sid(user_id, key)
+    if sid is None:  # ended meanwhile
+        return
+    audit.record("session_ended", user_id=user_id, client_id=entry.client_id, detail={"reason": f"ended_by_{by}"})
+    sessions.end_session(sid)  # commits the event with the end

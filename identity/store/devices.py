@@ -1,0 +1,73 @@
+"""A user's browser sessions and app grants as rows, for the sessions and devices page.
+
+Read only, in the session's transaction: what ends a session or a grant is
+services/sessions.end_session and services/grants.revoke_family, through their stores.
+"""
+
+from sqlalchemy import func, or_, select
+
+from ..extensions import db
+from ..models import AuthorizationCode, Client, RefreshToken, UserSession
+
+
+def unrevoked_sessions(user_id: int):
+    """The user's unrevoked sessions: public_sid, client_id, created_at, last_seen_at, user_agent,
+    ip_address (whether each is still within its lifetime is the service's rule)."""
+    return db.session.execute(
+        select(UserSession.public_sid, UserSession.client_id, UserSession.created_at, UserSession.last_seen_at,
+               UserSession.user_agent, UserSession.ip_address)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+    ).all()
+
+
+def live_refresh_tokens(user_id: int, stamp: int):
+    """The user's usable refresh tokens (one a family): family_id, client_id, issued_at,
+    user_agent, ip_address."""
+    return db.session.execute(
+        select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
+               RefreshToken.ip_address)
+        .where(RefreshToken.user_id == user_id, RefreshToken.consumed_at.is_(None),
+               RefreshToken.revoked_at.is_(None), RefreshToken.expires_at >= stamp)
+    ).all()
+
+
+def families_started(user_id: int, family_ids) -> dict[str, int]:
+    """When each family's first refresh token still kept was issued."""
+    family_ids = list(family_ids)
+    if not family_ids:
+        return {}
+    return dict(db.session.execute(
+        select(RefreshToken.family_id, func.min(RefreshToken.issued_at))
+        .where(RefreshToken.user_id == user_id, RefreshToken.family_id.in_(family_ids))
+        .group_by(RefreshToken.family_id)
+    ).all())
+
+
+def session_cookie_sid(user_id: int, public_sid: str) -> str | None:
+    """The cookie sid of the user's unrevoked session with this public id; None if there is none."""
+    return db.session.scalar(select(UserSession.sid).where(
+        UserSession.user_id == user_id, UserSession.public_sid == public_sid, UserSession.revoked_at.is_(None)))
+
+
+def access_token_family(user_id: int, client_id: str | None, jti: str) -> str | None:
+    """The family in which the user's access token `jti` was issued: with a refresh token, on a
+    code's redemption, or with a code in the front channel; None for a token of no family."""
+    if client_id is None:
+        return None
+    family = db.session.scalar(select(RefreshToken.family_id).where(
+        RefreshToken.user_id == user_id, RefreshToken.client_id == client_id,
+        RefreshToken.access_token_jti == jti).limit(1))
+    if family is None:
+        family = db.session.scalar(select(AuthorizationCode.family_id).where(
+            AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id,
+            or_(AuthorizationCode.issued_jti == jti, AuthorizationCode.front_channel_jti == jti)).limit(1))
+    return family
+
+
+def client_names(client_ids) -> dict[str, str]:
+    """client_id -> display name, for the registered ones among these."""
+    client_ids = [c for c in set(client_ids) if c]
+    if not client_ids:
+        return {}
+    return dict(db.session.execute(select(Client.client_id, Client.client_name)
+                                   .where(Client.client_id.in_(client_ids))).all())
