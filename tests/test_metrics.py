@@ -235,3 +235,13 @@ def _parent(pid: int) -> int | None:
             return int(f.read().rpartition(")")[2].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+@pytest.mark.parametrize("app_config", [{"DISCOVERY_DOCUMENT_CACHE_SECONDS": 300}])
+def test_a_response_before_flask_is_named_by_its_route(client):
+    """The second discovery request is answered from cache before Flask; it keeps its endpoint name."""
+    before = sample("identity_request_duration_seconds_count", endpoint="discovery.openid_configuration")
+    assert client.get("/.well-known/openid-configuration").status_code == 200
+    assert client.get("/.well-known/openid-configuration").status_code == 200
+    after = sample("identity_request_duration_seconds_count", endpoint="discovery.openid_configuration")
+    assert after == before + 2

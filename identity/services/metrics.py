@@ -128,9 +128,15 @@ def count_database_error() -> None:
     DATABASE_ERRORS.inc()
 
 
+_LATENCY_BY_ENDPOINT: dict[str, Histogram] = {}  # each endpoint's child, so a request skips labels()'s lock
+
+
 def observe_request(endpoint: str, seconds: float) -> None:
     """A request was answered after `seconds`; `endpoint` is a Flask endpoint name or "unmatched"."""
-    REQUEST_SECONDS.labels(endpoint).observe(seconds)
+    child = _LATENCY_BY_ENDPOINT.get(endpoint)
+    if child is None:
+        child = _LATENCY_BY_ENDPOINT[endpoint] = REQUEST_SECONDS.labels(endpoint)
+    child.observe(seconds)
 
 
 # --- the scrape --------------------------------------------------------------------------------

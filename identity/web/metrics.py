@@ -5,9 +5,9 @@ costs no sign-in or database read. Any other address gets what any unknown path 
 app: its 404 page. The client address is REMOTE_ADDR as ProxyFix (the outermost layer,
 TRUST_PROXY_HOPS) has corrected it, as the rate limits and the audit log see it.
 
-The latency of every other request is observed by Flask endpoint name: Flask leaves its request
-object (and so the matched rule) in the environ; a request answered before Flask (the cached
-discovery document, a CORS preflight) is matched against the app's routes here.
+The latency of every other request is observed by Flask endpoint name: a teardown hook leaves
+the matched rule's endpoint in the environ; a request answered before Flask (the cached discovery
+document, a CORS preflight) is matched against the app's routes here, and the answer kept.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from __future__ import annotations
 import ipaddress
 import time
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from ..services import metrics
 
 PATH = "/metrics"
+ENDPOINT_KEY = "identity.endpoint"
+_MATCHED_MAX = 1000  # (method, path) pairs answered before Flask, remembered per worker
 
 
 def allowed_networks(values) -> tuple:
@@ -40,12 +42,19 @@ def is_allowed(address: str | None, networks) -> bool:
     return any(ip in network for network in networks)
 
 
+def _remember_endpoint(_exc=None) -> None:
+    """Leave the endpoint Flask matched (None: no route) where the layer reads it after the response."""
+    rule = request.url_rule
+    request.environ[ENDPOINT_KEY] = rule.endpoint if rule is not None else metrics.UNMATCHED
+
+
 class Metrics:
     def __init__(self, app: Flask, wsgi_app):
         self.app = app
         self.wsgi_app = wsgi_app
         self.networks = allowed_networks(app.config["METRICS_ALLOWED_IPS"])
         self.clock = time.perf_counter
+        self.matched: dict[tuple, str] = {}
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == PATH and is_allowed(environ.get("REMOTE_ADDR"), self.networks):
@@ -57,14 +66,19 @@ class Metrics:
             metrics.observe_request(self._endpoint(environ), self.clock() - start)
 
     def _endpoint(self, environ) -> str:
-        request = environ.get("werkzeug.request")
-        if request is not None:
-            rule = request.url_rule
-            return rule.endpoint if rule is not None else metrics.UNMATCHED
-        try:  # answered before Flask
-            endpoint, _ = self.app.url_map.bind_to_environ(environ).match()
-        except (HTTPException, LookupError):
-            return metrics.UNMATCHED
+        endpoint = environ.get(ENDPOINT_KEY)
+        if endpoint is not None:
+            return endpoint
+        key = (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))  # answered before Flask
+        endpoint = self.matched.get(key)
+        if endpoint is None:
+            try:
+                endpoint, _ = self.app.url_map.bind_to_environ(environ).match()
+            except (HTTPException, LookupError):
+                endpoint = metrics.UNMATCHED
+            if len(self.matched) >= _MATCHED_MAX:
+                self.matched.clear()
+            self.matched[key] = endpoint
         return endpoint
 
     def _scrape(self, environ, start_response):
@@ -78,5 +92,6 @@ class Metrics:
 
 
 def layer(app: Flask, wsgi_app):
-    """The metrics layer (its place: identity/wsgi.py)."""
+    """The metrics layer (its place: identity/wsgi.py), and the hook that tells it the endpoint."""
+    app.teardown_request(_remember_endpoint)
     return Metrics(app, wsgi_app)
