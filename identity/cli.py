@@ -15,7 +15,7 @@ from . import settings
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
-from .services import accounts, audit, clients, key_encryption, keys, purge, resources
+from .services import accounts, audit, clients, key_encryption, keys, purge, resources, user_status
 from .services.seed import apply_seed, load_seed
 
 
@@ -323,3 +323,120 @@ def init_app(app: Flask) -> None:
     for command in (seed_command, clients_cli, users_cli, scopes_cli, keys_cli, audit_cli):
         app.cli.add_command(command)
     app.cli.add_command(purge_command)
+
+
+# --- operators: update, disable and enable clients; disable, enable and unlock users ---------------
+# Each prints one line (or one JSON object with --json); an error is one line and exit 1; the
+# services audit every change.
+
+def _report(as_json: bool, line: str, **fields) -> None:
+    """The command's one line of result, or its fields as one JSON object for scripts."""
+    click.echo(json.dumps(fields, sort_keys=True) if as_json else line)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+
+
+@clients_cli.command("update")
+@click.argument("client_id")
+@click.option("--name", "client_name", help="Display name shown on the consent page.")
+@click.option("--grant-type", "grant_types", multiple=True, help="Replaces the grant types (repeatable).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Replaces the redirect URIs (repeatable).")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True,
+              help="Replaces the post-logout redirect URIs (repeatable).")
+@click.option("--scope", "scopes", multiple=True, help="Replaces the allowed scopes (repeatable).")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Replaces the CORS origins (repeatable).")
+@click.option("--require-consent/--no-require-consent", default=None)
+@click.option("--offline-access/--no-offline-access", default=None, help="Allow refresh tokens.")
+@click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=None)
+@click.option("--access-token-lifetime", type=int)
+@json_option
+@with_schema
+def clients_update(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
+                   cors_origins, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
+                   as_json):
+    """Change the given fields of a client (the options of `clients add`); the others, and its secret, stay."""
+    given = {
+        "client_name": client_name,
+        "allowed_grant_types": list(grant_types) or None,
+        "redirect_uris": list(redirect_uris) or None,
+        "post_logout_redirect_uris": list(post_logout_redirect_uris) or None,
+        "allowed_scopes": list(scopes) or None,
+        "allowed_cors_origins": list(cors_origins) or None,
+        "require_consent": require_consent,
+        "allow_offline_access": offline_access,
+        "allow_access_tokens_via_browser": access_tokens_via_browser,
+        "access_token_lifetime": access_token_lifetime,
+    }
+    changes = {name: value for name, value in given.items() if value is not None}
+    if not changes:
+        raise click.UsageError("give at least one field to change (see --help)")
+    _, changed = clients.update_client(client_id, changes)
+    line = f"Updated client {client_id}: {', '.join(changed)}." if changed else f"No change to client {client_id}."
+    _report(as_json, line, client_id=client_id, changed=changed, result="updated" if changed else "unchanged")
+
+
+def _switch_client(client_id: str, enabled: bool, as_json: bool) -> None:
+    changed = clients.set_client_enabled(client_id, enabled)
+    state = "enabled" if enabled else "disabled"
+    line = f"Client {client_id} {'is now' if changed else 'was already'} {state}."
+    if changed and not enabled:
+        line = f"Client {client_id} is now disabled; its requests and tokens are refused on every worker."
+    _report(as_json, line, client_id=client_id, enabled=enabled, changed=changed)
+
+
+@clients_cli.command("disable")
+@click.argument("client_id")
+@json_option
+@with_schema
+def clients_disable(client_id, as_json):
+    """Refuse a client's authorization and token requests and its access tokens, on every worker
+    once this returns (after CLIENT_CACHE_SECONDS); `clients enable` undoes it."""
+    _switch_client(client_id, False, as_json)
+
+
+@clients_cli.command("enable")
+@click.argument("client_id")
+@json_option
+@with_schema
+def clients_enable(client_id, as_json):
+    """Accept a disabled client again (its unexpired tokens work again)."""
+    _switch_client(client_id, True, as_json)
+
+
+def _switch_user(username: str, enabled: bool, as_json: bool) -> None:
+    change = (user_status.enable_user if enabled else user_status.disable_user)(username)
+    state = "enabled" if enabled else "disabled"
+    line = f"User {change.username} {'is now' if change.changed else 'was already'} {state}."
+    if change.changed and not enabled:
+        line = f"User {change.username} is now disabled; their sessions and tokens were revoked."
+    _report(as_json, line, username=change.username, enabled=enabled, changed=change.changed)
+
+
+@users_cli.command("disable")
+@click.argument("username")
+@json_option
+@with_schema
+def users_disable(username, as_json):
+    """Stop a user signing in and revoke their sessions and tokens, on every worker once this returns."""
+    _switch_user(username, False, as_json)
+
+
+@users_cli.command("enable")
+@click.argument("username")
+@json_option
+@with_schema
+def users_enable(username, as_json):
+    """Let a disabled user sign in again (what was revoked stays revoked)."""
+    _switch_user(username, True, as_json)
+
+
+@users_cli.command("unlock")
+@click.argument("username")
+@json_option
+@with_schema
+def users_unlock(username, as_json):
+    """Clear a user's lockout: the count of wrong passwords and any lock."""
+    change = user_status.unlock_user(username)
+    line = f"User {change.username} unlocked." if change.changed else f"User {change.username} was not locked."
+    _report(as_json, line, username=change.username, changed=change.changed)

@@ -134,6 +134,12 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
         db.session.commit()
         metrics.count_sign_in("failure")
         return SignInResult(None), []
+    if not user.enabled:  # answered as a wrong password, after as long, and not counted toward lockout
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "disabled"})
+        db.session.commit()
+        metrics.count_sign_in("failure")
+        return SignInResult(None), []
     reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
     if reservation is None:  # locked (also if the lock was set since the read above)
         spend_equal_time(normalize(password))
