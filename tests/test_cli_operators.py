@@ -274,6 +274,8 @@ def test_a_running_server_refuses_at_once_on_every_worker(tmp_path):
     seed = password_grant_seed("ops-app", SECRET, "mia", ALICE_PASSWORD, offline_access=True)
     seed["clients"].append({**password_grant_seed("other", SECRET, "zoe", ALICE_PASSWORD)["clients"][0]})
     seed["users"].append(password_grant_seed("other", SECRET, "zoe", ALICE_PASSWORD)["users"][0])
+    for item in seed["clients"] + seed["users"]:  # on PostgreSQL the database is shared with earlier tests
+        item["enabled"] = True
     with seeded_server(tmp_path, seed, name="operators") as server:
         def token(client_id, username):
             response = token_request(server.url, client_id, SECRET, grant_type="password", username=username,
