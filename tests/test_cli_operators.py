@@ -11,7 +11,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from conftest import ALICE_PASSWORD
+from conftest import ALICE_PASSWORD, empty_database
 from identity.extensions import db
 from identity.web.account import SIGN_IN_FAILED
 from identity.models import AuditEvent, Client, RefreshToken, User, UserSession
@@ -32,7 +32,9 @@ def operated(seeded, app):
     """The demo seed (alice) plus a password-grant client with refresh tokens and a second client."""
     with app.app_context():
         apply_seed(load_seed(json.dumps({"clients": [APP, READER]})))
-    return app
+    yield app
+    # nothing disabled is left behind for a server test that seeds the same (PostgreSQL) database
+    empty_database(app)
 
 
 def basic(client_id: str, secret: str) -> dict:
@@ -303,3 +305,44 @@ def test_a_running_server_refuses_at_once_on_every_worker(tmp_path):
         assert [api(zoe).status_code for _ in range(8)] == [401] * 8
         assert token_request(server.url, "other", SECRET, grant_type="password", username="zoe",
                              password=ALICE_PASSWORD).status_code == 401
+
+
+# --- --json on every command, and one-line errors ------------------------------------------------------
+
+
+def test_every_command_has_json_output(operated, runner, tmp_path):
+    def run(*args, input=None):
+        result = runner.invoke(args=[*args, "--json"], input=input)
+        assert result.exit_code == 0, (args, result.output)
+        [line] = result.output.splitlines()  # one line: one JSON value
+        return json.loads(line)
+
+    added = run("clients", "add", "reports", "--grant-type", "client_credentials", "--scope", "IdentityServerApi")
+    assert added["client_id"] == "reports" and len(added["client_secret"]) > 20
+    listed = {c["client_id"]: c for c in run("clients", "list")}
+    assert listed["reports"] == {"client_id": "reports", "client_name": "reports", "public": False, "enabled": True,
+                                 "grant_types": ["client_credentials"], "scopes": ["IdentityServerApi"]}
+    assert run("clients", "remove", "reports") == {"client_id": "reports", "removed": True}
+    assert run("users", "add", "bob", input="violet-anchor-meadow-58\n") == {"username": "bob", "added": True}
+    assert {u["username"]: u["enabled"] for u in run("users", "list")} == {"alice": True, "bob": True}
+    assert run("users", "set-password", "bob", input="copper-lantern-orchard-73\n") == {
+        "username": "bob", "password_set": True}
+    assert run("users", "remove", "bob") == {"username": "bob", "removed": True}
+    assert run("scopes", "add", "reports.read") == {"name": "reports.read", "added": True}
+    assert "reports.read" in [s["name"] for s in run("scopes", "list")]
+    assert run("scopes", "remove", "reports.read") == {"name": "reports.read", "removed": True}
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps({"clients": [APP]}))
+    assert run("seed", str(seed)) == {"created": [], "updated": [], "unchanged": 1}
+    assert [k["state"] for k in run("keys", "list")].count("current") >= 1
+    assert all(k["kid"] for k in run("keys", "rotate"))
+    count = run("keys", "reencrypt")["reencrypted"]
+    assert count >= 2
+    assert [e.detail for e in events(operated, "keys_reencrypted")] == [{"count": count}]
+
+
+def test_several_problems_are_still_one_line(operated, runner):
+    result = runner.invoke(args=["clients", "add", "bad client", "--grant-type", "teleport", "--public"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1
+    assert "client_id" in result.output and "teleport" in result.output

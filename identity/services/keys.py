@@ -349,6 +349,7 @@ def reencrypt() -> int:
     with db.engine.begin() as conn:
         for row in rows:
             conn.execute(update(TABLE).where(TABLE.c.id == row.id).values(private_jwk=new[row.id]))
+        conn.execute(*audit.event_write("keys_reencrypted", detail={"count": len(rows)}))
     return len(rows)
 
 
