@@ -175,7 +175,7 @@ def test_a_database_failure_is_counted(app, client, monkeypatch):
 @pytest.mark.server
 def test_two_gunicorn_workers_add_up(tmp_path):
     directory = tmp_path / "metrics"
-    seed = password_grant_seed("metered", SECRET, "mia", PASSWORD)
+    seed = password_grant_seed("metered", SECRET, "meg", PASSWORD)
     with seeded_server(tmp_path, seed, name="metrics", env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}) as server:
         # unknown users (no lockout) cost an Argon2 hash each: concurrent calls land on both workers
         calls = [lambda i=i: token_request(server.url, "metered", SECRET, grant_type="password",
@@ -183,7 +183,7 @@ def test_two_gunicorn_workers_add_up(tmp_path):
                  for i in range(16)]
         responses = run_together(*calls)
         assert [r.status_code for r in responses] == [400] * 16, responses
-        good = token_request(server.url, "metered", SECRET, grant_type="password", username="mia",
+        good = token_request(server.url, "metered", SECRET, grant_type="password", username="meg",
                              password=PASSWORD, scope="openid")
         assert good.status_code == 200, good.text
 
@@ -245,3 +245,29 @@ def test_a_response_before_flask_is_named_by_its_route(client):
     assert client.get("/.well-known/openid-configuration").status_code == 200
     after = sample("identity_request_duration_seconds_count", endpoint="discovery.openid_configuration")
     assert after == before + 2
+
+
+def test_password_changes_by_channel_and_code_replays(app, client, flow_clients, runner):
+    from actions import AuthActions, OAuthActions
+    from conftest import ALICE_PASSWORD
+
+    channels = {c: sample("identity_password_changes_total", channel=c) for c in ("api", "cli")}
+    replays = sample("identity_authorization_code_replays_total", client_id="web")
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    token, params = oauth.code_flow(client_id="web", scope="openid IdentityServerApi")
+    assert token.status_code == 200
+    again = oauth.token("web", grant_type="authorization_code", code=params["code"],
+                        redirect_uri=OAuthActions.REDIRECTS["web"])
+    assert again.status_code == 400
+    assert sample("identity_authorization_code_replays_total", client_id="web") == replays + 1
+
+    new = "copper-lantern-orchard-73"
+    api_token = oauth.token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                            scope="IdentityServerApi").get_json()["access_token"]  # the replay revoked the first
+    changed = client.post("/localapi/password", headers={"Authorization": "Bearer " + api_token},
+                          json={"current_password": ALICE_PASSWORD, "new_password": new, "confirm_password": new})
+    assert changed.status_code == 204
+    assert runner.invoke(args=["users", "set-password", "alice"], input=ALICE_PASSWORD + "\n").exit_code == 0
+    assert sample("identity_password_changes_total", channel="api") == channels["api"] + 1
+    assert sample("identity_password_changes_total", channel="cli") == channels["cli"] + 1
