@@ -19,11 +19,17 @@ container. The application itself is configured with FLASK_* variables (see READ
                            log, JSON lines on standard error), or a file, "-" for standard output
     GUNICORN_CONTROL_SOCKET  path of gunicorn's control socket (off by default: two instances on
                            one host would otherwise fight over ~/.gunicorn/gunicorn.ctl)
+    PROMETHEUS_MULTIPROC_DIR  where the workers keep their metrics, so GET /metrics adds them up
+                           (default: a new temporary directory per start, removed at exit; if set,
+                           its files are deleted at start: one directory per instance)
 """
 
 import gc
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 
 def _int(name: str, default: int) -> int:
@@ -66,6 +72,38 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 10_000)
 def post_worker_init(worker):
     gc.collect()
     gc.freeze()
+
+
+# --- metrics (identity/services/metrics.py, docs/metrics.md) --------------------------------------
+# prometheus_client's multiprocess mode: every worker writes its counters to files in
+# PROMETHEUS_MULTIPROC_DIR, and a scrape answered by any worker adds them all up. The directory is
+# chosen here, in the master, before any worker imports prometheus_client (which reads the variable
+# once, at import), and it starts empty so a restart does not carry the last run's numbers.
+_metrics_dir_made = False
+
+
+def on_starting(server):
+    global _metrics_dir_made
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="portcullis-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        _metrics_dir_made = True
+    os.makedirs(directory, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """A worker's counters stay (they are part of the totals); its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_made:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 # The heartbeat file on tmpfs: on a disk-backed /tmp (containers), fchmod can stall workers.

@@ -9,7 +9,7 @@ from identity.errors import AccountLocked, ValidationFailed
 from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import current_token, require_oauth
 from identity.schemas import field_errors
-from identity.services import accounts
+from identity.services import accounts, metrics
 
 from .limits import default_limit, per_token_limit, token_key
 from .openapi import openapi_document
@@ -41,6 +41,7 @@ def change_password():
     except AccountLocked as err:
         return problem(429, "Account temporarily locked", "Too many wrong passwords; try again later.",
                        headers={"Retry-After": str(err.retry_after)})
+    metrics.count_password_change("api")
     return "", 204
 
 

@@ -11,6 +11,9 @@ MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger bodies get 413
 PRODUCT_NAME = "Portcullis Identity"
 LOG_REQUESTS = True  # one JSON line per request (request id, method, path without query, status, ms, ip)
 LOG_REQUESTS_FLUSH_SECONDS = 1.0  # request lines are written in batches, none later than this; 0: each at once
+# Who may read GET /metrics (Prometheus text format; docs/metrics.md): addresses and CIDR blocks,
+# a list or a comma-separated string; the client address as TRUST_PROXY_HOPS gives it. Others get 404.
+METRICS_ALLOWED_IPS = ["127.0.0.1", "::1"]
 
 # --- cookies and sessions ----------------------------------------------
 SESSION_COOKIE_NAME = "idsrv.session"

@@ -100,6 +100,7 @@ class ClientSchema(Schema):
     allow_offline_access = fields.Boolean(load_default=False)
     allow_access_tokens_via_browser = fields.Boolean(load_default=False)
     access_token_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=ACCESS_TOKEN_LIFETIME_MAX))
+    enabled = fields.Boolean(load_default=None)  # absent: as it is (a new client: enabled)
 
     @validates("redirect_uris")
     def _redirect_uris(self, value, **kwargs):
@@ -146,6 +147,7 @@ class UserSchema(Schema):
     email = fields.Email(load_default=None, validate=validate.Length(max=320))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     name = fields.String(load_default=None, validate=validate.Length(max=200))
+    enabled = fields.Boolean(load_default=None)  # absent: as it is (a new user: enabled)
 
 
 class SeedSchema(Schema):

@@ -9,6 +9,7 @@ command, which serves no page. A command that does need a setting says so with `
 `refuse_to_start`), never a traceback.
 """
 
+import ipaddress
 import os
 import secrets
 import sys
@@ -183,6 +184,20 @@ def _check_lifetimes(cfg) -> None:
         raise ConfigurationError(f"PURGE_INTERVAL_SECONDS must be a number of seconds (0: off), not {cfg['PURGE_INTERVAL_SECONDS']!r}")
 
 
+def _check_metrics_allowed_ips(cfg) -> None:
+    """METRICS_ALLOWED_IPS: addresses or CIDR blocks (a list, or one comma-separated string)."""
+    value = cfg["METRICS_ALLOWED_IPS"]
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigurationError(f"METRICS_ALLOWED_IPS must be a list of addresses or CIDR blocks, not {value!r}")
+    try:
+        for item in items:
+            if str(item).strip():
+                ipaddress.ip_network(str(item).strip(), strict=False)
+    except ValueError:
+        raise ConfigurationError(f"METRICS_ALLOWED_IPS: {item!r} is not an IP address or CIDR block") from None
+
+
 def init_app(app: Flask) -> None:
     cfg = app.config
     if not cfg.get("SECRET_KEY") and is_development(app):
@@ -214,6 +229,7 @@ def init_app(app: Flask) -> None:
     cache = cfg["BEARER_CACHE_SECONDS"]
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
         raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
+    _check_metrics_allowed_ips(cfg)
     if cfg["PASSWORD_MAX_LENGTH"] < 64:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
 

@@ -10,7 +10,7 @@ from flask import Flask
 
 from . import body_limit, headers, settings
 from .services import purge
-from .web import cors, fast_documents, inputs
+from .web import cors, fast_documents, inputs, metrics
 
 #: (layer, why it sits there), outermost first
 LAYERS = (
@@ -20,6 +20,8 @@ LAYERS = (
      "purge after responses: outside the headers layer, so a pass is not part of a request's logged time"),
     (headers.layer,
      "request id, security headers, request log: around every response, a refused or fast one too"),
+    (metrics.layer,
+     "GET /metrics to allowed addresses, and each request's latency: inside the headers layer, before any limit"),
     (body_limit.layer,
      "chunked body limit: before anything reads the body, inside the headers layer so a 413 gets its headers"),
     (inputs.layer,

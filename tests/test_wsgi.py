@@ -10,8 +10,9 @@ from identity.services.purge import PurgeAfterResponses
 from identity.web.cors import Cors
 from identity.web.fast_documents import FastDocuments
 from identity.web.inputs import AsciiQueryString
+from identity.web.metrics import Metrics
 
-OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, ResponseHeaders, ChunkedBodyLimit, AsciiQueryString,
+OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, ResponseHeaders, Metrics, ChunkedBodyLimit, AsciiQueryString,
                    FastDocuments, Cors]
 
 
@@ -35,4 +36,4 @@ def test_every_layer_wraps_the_app_in_the_written_order(app):
 
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 0, "PURGE_INTERVAL_SECONDS": 0, "MAX_CONTENT_LENGTH": None}])
 def test_a_layer_its_setting_turns_off_is_left_out(app):
-    assert layers(app) == [ResponseHeaders, AsciiQueryString, FastDocuments, Cors]
+    assert layers(app) == [ResponseHeaders, Metrics, AsciiQueryString, FastDocuments, Cors]

@@ -23,7 +23,8 @@ class Client(db.Model):
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_access_tokens_via_browser: Mapped[bool] = mapped_column(Boolean, default=False)
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # `flask clients disable` / `enable`
+    disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch seconds; None while enabled
     created_at: Mapped[int] = mapped_column(Integer)
 
     @property

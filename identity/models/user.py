@@ -1,4 +1,4 @@
-from sqlalchemy import Float, Integer, String
+from sqlalchemy import Boolean, Float, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -22,6 +22,9 @@ class User(db.Model):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[int] = mapped_column(Integer, default=0)  # epoch seconds; 0 = not locked
     created_at: Mapped[int] = mapped_column(Integer)
+    # a disabled user cannot sign in and their tokens are refused (`flask users disable`)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch seconds; None while enabled
     # epoch seconds until which some worker may reuse a bearer check of this user's tokens
     # (services/bearer_cache.py); changes to the user wait that out before they answer
     bearer_cached_until: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -13,7 +13,7 @@ from flask import request as flask_request
 
 from ..constants import OFFLINE_ACCESS
 from ..services import grants as grant_service
-from ..services import tokens
+from ..services import metrics, tokens
 from ..services.clients import cached_client, is_client_id
 from .client import OAuthClient
 from .client_auth import authenticate_client
@@ -53,6 +53,7 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     scope = scope or ""
     issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid)
     context.issued_jti = issued.jti
+    metrics.count_token("hybrid" if grant_type == "code" else grant_type, client.client_id)  # hybrid's is "code"
     token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
     if include_refresh_token and user is not None and client.row.allow_offline_access and OFFLINE_ACCESS in scope.split():
         token["refresh_token"] = secrets.token_urlsafe(32)

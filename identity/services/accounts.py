@@ -15,7 +15,7 @@ from ..store import grants as grant_rows
 from ..store import sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write
-from . import audit, bearer_cache, grants, lockout, sessions
+from . import audit, bearer_cache, grants, lockout, metrics, sessions
 from .sessions import SessionUser
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
@@ -132,18 +132,29 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
         db.session.commit()
+        metrics.count_sign_in("failure")
+        return SignInResult(None), []
+    if not user.enabled:  # answered as a wrong password, after as long, and not counted toward lockout
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "disabled"})
+        db.session.commit()
+        metrics.count_sign_in("failure")
         return SignInResult(None), []
     reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
     if reservation is None:  # locked (also if the lock was set since the read above)
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
         db.session.commit()
+        metrics.count_sign_in("locked")
         return SignInResult(None, locked=True), []
     if not verify_password(user.password_hash, normalize(password)):
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "bad_password"})
         if reservation.locked:
             audit.record("account_locked", user_id=user.id)
         db.session.commit()
+        metrics.count_sign_in("failure")
+        if reservation.locked:
+            metrics.count_lockout()
         return SignInResult(None, locked=reservation.locked), []
     success = [lockout.settled(reservation)]
     if needs_rehash(user.password_hash):
@@ -157,6 +168,7 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
     result, success = _check_password(login, password, client_id)
     if success:
         write(*success)
+        metrics.count_sign_in("success")
     return result
 
 
@@ -170,6 +182,7 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
         session, store = sessions.new_session(result.user.id, client_id=client_id)
         write(*success, store)
         result.sid, result.auth_time, result.public_sid = session
+        metrics.count_sign_in("success")
     return result
 
 
@@ -232,6 +245,7 @@ def change_password(
             audit.record("account_locked", user_id=user_id)
         db.session.commit()
         if reservation.locked:
+            metrics.count_lockout()
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     errors: dict[str, list[str]] = {}
@@ -278,6 +292,7 @@ def set_password(username: str, new_password: str) -> User:
     revoke_grants_and_sessions(user.id, None)
     audit.record("password_set", user_id=user.id)
     db.session.commit()
+    metrics.count_password_change("cli")
     bearer_cache.wait_out_cached_answers(user.id)
     return user
 

@@ -45,12 +45,15 @@ def cached_client(client_id) -> Client | None:
     hit = cache.get(client_id)
     if hit is not None and time.monotonic() - hit[1] < ttl:
         return hit[0]
+    # noted before the read: a snapshot read before a change committed is dropped within
+    # CLIENT_CACHE_SECONDS of the commit, which is what set_client_enabled waits for
+    stamp = time.monotonic()
     row = get_client(client_id)
     if row is not None:
         db.session.expunge(row)  # keep its loaded values after the request's session ends
     if len(cache) > 10_000:
         cache.clear()
-    cache[client_id] = (row, time.monotonic())
+    cache[client_id] = (row, stamp)
     return row
 
 
@@ -84,6 +87,10 @@ def apply_client_data(client: Client, data: dict, secret_hashes: list[str]) -> N
         "allow_access_tokens_via_browser", "access_token_lifetime",
     ):
         setattr(client, name, data[name])
+    if data.get("enabled") is not None:  # optional in a seed file: absent leaves the switch as it is
+        if client.enabled is not None and client.enabled != data["enabled"]:
+            client.disabled_at = None if data["enabled"] else now()
+        client.enabled = data["enabled"]
 
 
 def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]:
@@ -123,3 +130,58 @@ def remove_client(client_id: str) -> None:
     db.session.delete(client)
     audit.record("client_removed", client_id=client_id)
     db.session.commit()
+
+
+# --- the operator's changes to a registered client -------------------------------------------------
+
+_SCHEMA_FIELDS = ("client_name", "allowed_grant_types", "redirect_uris", "post_logout_redirect_uris",
+                  "allowed_cors_origins", "allowed_scopes", "require_consent", "require_pkce", "allow_offline_access",
+                  "allow_access_tokens_via_browser", "access_token_lifetime")
+
+
+def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
+    """Change the given fields of a client (ClientSchema names), validated as `add` and the seed
+    validate the whole client; returns it with the names of the fields that changed. Its secrets
+    are kept. Workers see the change within CLIENT_CACHE_SECONDS (their client snapshots)."""
+    client = get_client(client_id)
+    if client is None:
+        raise NotFound(f"no client {client_id!r}")
+    unknown = set(changes) - set(_SCHEMA_FIELDS)
+    if unknown:
+        raise ValidationFailed({name: ["cannot be changed with update"] for name in sorted(unknown)})
+    raw = {name: getattr(client, name) for name in _SCHEMA_FIELDS}
+    raw.update(changes, client_id=client.client_id)
+    if client.secret_hashes:  # validated as the confidential client it is (the secret itself is not changed)
+        raw["client_secrets"] = ["kept"]
+    try:
+        data = ClientSchema().load(raw)
+    except ValidationError as err:
+        raise ValidationFailed({f"client {client_id!r} {name}": messages
+                                for name, messages in field_errors(err.messages).items()})
+    data["client_name"] = data.get("client_name") or client.client_id
+    missing = check_scopes(data["allowed_scopes"], all_scope_names())
+    if missing:
+        raise ValidationFailed({"allowed_scopes": missing})
+    changed = [name for name in _SCHEMA_FIELDS if getattr(client, name) != data[name]]
+    if changed:
+        apply_client_data(client, data, client.secret_hashes)
+        audit.record("client_updated", client_id=client.client_id, detail={"fields": changed})
+        db.session.commit()
+    return client, changed
+
+
+def set_client_enabled(client_id: str, enabled: bool) -> bool:
+    """Disable or enable a client; True if that changed it. A disabled client's authorization and
+    token requests are refused, and so are the access tokens it holds (verify_access_token); this
+    returns once every worker's snapshot of it is newer than the change (CLIENT_CACHE_SECONDS)."""
+    client = get_client(client_id)
+    if client is None:
+        raise NotFound(f"no client {client_id!r}")
+    if client.enabled == enabled:
+        return False
+    client.enabled = enabled
+    client.disabled_at = None if enabled else now()
+    audit.record("client_enabled" if enabled else "client_disabled", client_id=client_id)
+    db.session.commit()
+    time.sleep(max(0, current_app.config["CLIENT_CACHE_SECONDS"]))
+    return True

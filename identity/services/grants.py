@@ -19,7 +19,7 @@ from ..extensions import db
 from ..models import RefreshToken
 from ..store import grants as store
 from ..store.grants import CodeGrant, RefreshGrant
-from . import audit
+from . import audit, metrics
 from .sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
@@ -183,6 +183,10 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     store.revoke_family_tokens(family_id, stamp)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
+    if reason == "authorization_code_replayed":
+        metrics.count_code_replay(client_id)
+    elif reason == "refresh_token_reused":
+        metrics.count_refresh_token_reuse(client_id)
     db.session.commit()
 
 

@@ -330,6 +330,7 @@ def reencrypt() -> int:
     with key_rows.key_writes() as writer:
         for row in rows:
             writer.replace_private_jwk(row.id, new[row.id])
+        writer.run(audit.event_write("keys_reencrypted", detail={"count": len(rows)}))
     return len(rows)
 
 

@@ -1,8 +1,10 @@
 """Seeding: one JSON file, validated whole, applied in one transaction, idempotent."""
 
 import json
+import time
 from dataclasses import dataclass, field
 
+from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import select
 
@@ -19,6 +21,7 @@ from .clients import apply_client_data, check_scopes, get_client
 from .password_policy import normalize, password_problems
 from .passwords import verify_password
 from .resources import all_scope_names, ensure_standard_resources
+from .user_status import apply_enabled
 
 
 @dataclass
@@ -27,6 +30,7 @@ class SeedReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     password_changed: list[int] = field(default_factory=list)  # user ids: wait out their cached bearer answers
+    client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
 
     @property
     def changed(self) -> bool:
@@ -146,6 +150,8 @@ def _seed_client(item: dict, report: SeedReport) -> None:
     before = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
     apply_client_data(client, item, hashes)
     after = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
+    if before["enabled"] and not after["enabled"]:
+        report.client_disabled = True
     (report.updated if before != after else report.unchanged).append(label)
 
 
@@ -158,7 +164,10 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
     user = find_user(item["username"])
     label = f"user {item['username']}"
     if user is None:
-        db.session.add(build_user(item["username"], item["email"], item["name"], item["password"]))
+        user = build_user(item["username"], item["email"], item["name"], item["password"])
+        if item.get("enabled") is False:
+            user.enabled, user.disabled_at = False, now()
+        db.session.add(user)
         report.created.append(label)
         return
     changed = False
@@ -174,6 +183,11 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
         label += " (password reset)"
         report.password_changed.append(user.id)
+        changed = True
+    if item.get("enabled") is not None and apply_enabled(user, item["enabled"]):
+        if not item["enabled"]:
+            label += " (disabled)"
+            report.password_changed.append(user.id)  # its tokens: waited out as after a password change
         changed = True
     (report.updated if changed else report.unchanged).append(label)
 
@@ -201,4 +215,6 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
         db.session.rollback()
         raise
     bearer_cache.wait_for_leases(report.password_changed)  # as every password change does (bearer_cache.py)
+    if report.client_disabled:
+        time.sleep(max(0, current_app.config["CLIENT_CACHE_SECONDS"]))  # as clients.set_client_enabled does
     return report

@@ -16,7 +16,7 @@ from .writes import Write
 LOGIN_MATCHES = or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key"))
 _SIGN_IN_USER = select(
     User.id, User.subject, User.username, User.name, User.email, User.password_version,
-    User.password_hash, User.failed_attempts, User.locked_until,
+    User.password_hash, User.failed_attempts, User.locked_until, User.enabled,
 ).where(LOGIN_MATCHES)
 SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
 _SET_PASSWORD_HASH = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(

@@ -14,13 +14,14 @@ from .connection import autocommit_connection
 
 _LIVE_TOKEN_USER = select(
     User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at
-).where(User.subject == bindparam("sub"), ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
+).where(User.subject == bindparam("sub"), User.enabled.is_(True),
+        ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
 LiveUser = namedtuple("LiveUser", [column.key for column in _LIVE_TOKEN_USER.selected_columns])
 
 
 def live_token_user(sub: str, jti: str):
-    """The user with this subject as a plain row (LiveUser's fields), provided `jti` is not on the
-    revocation list; None otherwise."""
+    """The user with this subject as a plain row (LiveUser's fields), provided they are enabled and
+    `jti` is not on the revocation list; None otherwise."""
     return autocommit_connection().first(_LIVE_TOKEN_USER, {"sub": sub, "jti": jti})
 
 

@@ -7,7 +7,7 @@ from ..auth import sign_in, sign_out
 from ..errors import AccountLocked, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
-from ..services import accounts
+from ..services import accounts, metrics
 from ..headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
@@ -120,6 +120,7 @@ def password():
         try:
             accounts.change_password(current_user.user.id, form.current_password.data, form.new_password.data,
                                      form.confirm_password.data, keep_sid=current_user.sid)
+            metrics.count_password_change("page")
             changed = True
             form = ChangePasswordForm(formdata=None)
         except ValidationFailed as err:

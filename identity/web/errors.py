@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 from ..error_renderers import renderer_for
 from ..extensions import db, login_manager
 from ..oauth2.error_text import safe_description
+from ..services import metrics
 
 OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "invalid_request",
                          405: "invalid_request", 413: "invalid_request", 429: "slow_down",
@@ -68,6 +69,7 @@ def _database_error(err: Exception):
     db.session.rollback()
     _forget_user()
     current_app.logger.error("database unavailable: %s", type(err).__name__)
+    metrics.count_database_error()
     return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
 
 

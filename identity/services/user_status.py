@@ -1,0 +1,74 @@
+"""The operator's switches on a user: disable, enable, unlock.
+
+A disabled user cannot sign in (answered as a wrong password: accounts.py), and what they hold
+stops working at once on every worker: their sessions, refresh tokens and unused codes are
+revoked as a password change revokes them, their access tokens fail the bearer check (it reads
+only enabled users: store/tokens.py), and, as after a password change, the command returns only
+once no worker can still accept one from memory (bearer_cache.wait_out_cached_answers).
+Enabling lets them sign in again; nothing revoked comes back.
+"""
+
+from dataclasses import dataclass
+
+from ..clock import now
+from ..errors import NotFound
+from ..extensions import db
+from ..models import User
+from . import audit, bearer_cache
+from .accounts import find_user, revoke_grants_and_sessions
+
+
+@dataclass
+class StatusChange:
+    username: str
+    changed: bool  # False: it was already so (nothing written, nothing audited)
+
+
+def _user(username: str) -> User:
+    user = find_user(username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def apply_enabled(user: User, enabled: bool) -> bool:
+    """Set a user's switch in the caller's transaction (revoking what a disabled user holds), audited;
+    True if it changed. The caller commits, then waits out cached answers if it disabled."""
+    if user.enabled == enabled:
+        return False
+    user.enabled = enabled
+    user.disabled_at = None if enabled else now()
+    if not enabled:
+        revoke_grants_and_sessions(user.id, None)
+    audit.record("user_enabled" if enabled else "user_disabled", user_id=user.id, detail={"username": user.username})
+    return True
+
+
+def disable_user(username: str) -> StatusChange:
+    """Disable a user: no sign-in, and their sessions and tokens refused everywhere when this returns."""
+    user = _user(username)
+    user_id, name = user.id, user.username
+    changed = apply_enabled(user, False)
+    db.session.commit()
+    if changed:
+        bearer_cache.wait_out_cached_answers(user_id)
+    return StatusChange(name, changed)
+
+
+def enable_user(username: str) -> StatusChange:
+    """Let a disabled user sign in again."""
+    user = _user(username)
+    changed = apply_enabled(user, True)
+    db.session.commit()
+    return StatusChange(user.username, changed)
+
+
+def unlock_user(username: str) -> StatusChange:
+    """Clear a user's lockout: the failure count and any lock."""
+    user = _user(username)
+    was_locked = user.locked_until > now()
+    changed = bool(user.failed_attempts or user.locked_until)
+    user.failed_attempts, user.locked_until = 0, 0
+    audit.record("user_unlocked", user_id=user.id, detail={"username": user.username, "was_locked": was_locked})
+    db.session.commit()
+    return StatusChange(user.username, changed)
