@@ -113,9 +113,17 @@ def clients_list():
 @click.option("--offline-access/--no-offline-access", default=False, help="Allow refresh tokens.")
 @click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=False)
 @click.option("--access-token-lifetime", type=int, default=3600, show_default=True)
+@click.option("--backchannel-logout-uri", help="https URL the server posts logout tokens to (Back-Channel Logout).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required", default=False,
+              help="Every logout token must carry the session's sid.")
+@click.option("--frontchannel-logout-uri", help="https URL the signed-out page loads in an iframe (Front-Channel Logout).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required", default=False,
+              help="The iframe URL carries iss and sid.")
 @with_schema
 def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
-                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime):
+                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
+                backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
+                frontchannel_logout_session_required):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {
         "client_id": client_id,
@@ -129,6 +137,10 @@ def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_
         "allow_offline_access": offline_access,
         "allow_access_tokens_via_browser": access_tokens_via_browser,
         "access_token_lifetime": access_token_lifetime,
+        "backchannel_logout_uri": backchannel_logout_uri,
+        "backchannel_logout_session_required": backchannel_logout_session_required,
+        "frontchannel_logout_uri": frontchannel_logout_uri,
+        "frontchannel_logout_session_required": frontchannel_logout_session_required,
     }
     client, secret = clients.add_client(raw, generate_secret=not public)
     click.echo(f"Added client {client.client_id}.")
