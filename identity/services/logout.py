@@ -18,6 +18,7 @@ for a grant of no session (the password grant), rather than a token it must refu
 
 import secrets
 from typing import Iterable, NamedTuple
+from urllib.parse import urlencode, urlsplit
 
 from flask import current_app, has_request_context
 from .. import clock
@@ -70,14 +71,40 @@ def queue(ended: Iterable[Ended], reason: str) -> int:
     return len(rows)
 
 
-def session_ended(sid: str, reason: str = "signed_out") -> None:
+class EndedSession(NamedTuple):
+    """A browser session that ended, and the clients it had issued to (for front-channel logout)."""
+
+    public_sid: str
+    client_ids: list[str]
+
+
+def session_ended(sid: str, reason: str = "signed_out") -> EndedSession | None:
     """Queue tokens for the clients of the live session with this (cookie) sid; call before it is
-    revoked, in the same transaction."""
+    revoked, in the same transaction. The session and its clients; None if it was not live."""
     found = store.session_by_sid(sid)
     if found is None:
-        return
+        return None
     public_sid, subject = found
-    queue([Ended(client_id, subject, public_sid) for _, client_id in store.session_clients([public_sid])], reason)
+    client_ids = [client_id for _, client_id in store.session_clients([public_sid])]
+    queue([Ended(client_id, subject, public_sid) for client_id in client_ids], reason)
+    return EndedSession(public_sid, client_ids)
+
+
+def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
+    """The URIs the signed-out page loads in iframes (Front-Channel Logout 1.0 section 2): each
+    client's registered frontchannel_logout_uri, with `iss` and `sid` when the client asked for them."""
+    if ended is None:
+        return []
+    uris = []
+    for client_id in ended.client_ids:
+        client = get_client(client_id)
+        if client is None or not client.enabled or not client.frontchannel_logout_uri:
+            continue
+        uri = client.frontchannel_logout_uri
+        if client.frontchannel_logout_session_required:
+            uri += ("&" if urlsplit(uri).query else "?") + urlencode({"iss": issuer(), "sid": ended.public_sid})
+        uris.append(uri)
+    return uris
 
 
 def user_logged_out(user_id: int, *, keep_sid: str | None = None, reason: str) -> None:

@@ -102,8 +102,10 @@ def load_session(sid: str) -> LoadedSession | None:
     return LoadedSession(SessionUser(*user), auth_time, public_sid)
 
 
-def end_session(sid: str, reason: str = "signed_out") -> None:
-    """End a browser session; its clients are told (back-channel logout) in the same transaction."""
-    logout.session_ended(sid, reason)
+def end_session(sid: str, reason: str = "signed_out") -> "logout.EndedSession | None":
+    """End a browser session; its clients are told (back-channel logout) in the same transaction.
+    The session's public id and clients, for the front channel; None if it had already ended."""
+    ended = logout.session_ended(sid, reason)
     store.revoke_session(sid, clock.now())
     db.session.commit()
+    return ended
