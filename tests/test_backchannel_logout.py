@@ -230,14 +230,38 @@ def test_concurrent_senders_deliver_each_token_once(app, client, rp):
 
     def sender():
         start.wait()
-        results.append(deliver(app))
+        try:
+            results.append(deliver(app))
+        except Exception as err:  # surfaced by the assertion below
+            results.append({"delivered": 0, "error": repr(err)})
 
     threads = [threading.Thread(target=sender) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sum(r["delivered"] for r in results) == sessions
+    assert sum(r["delivered"] for r in results) == sessions, results
     jtis = [t["jti"] for t in rp.tokens]
     assert len(jtis) == sessions and len(set(jtis)) == sessions
     assert rp.errors == []
+
+
+def test_a_claim_takes_exactly_one_due_row_and_a_leased_row_is_not_taken_again(app, client, rp):
+    from identity.store.logout import claim_due
+    for _ in range(3):
+        browser = app.test_client()
+        AuthActions(browser).login()
+        web_tokens(browser)
+        AuthActions(browser).logout()
+    with app.app_context():
+        stamp = int(time.time())
+        first = claim_due("owner-a", stamp, stamp + 60)
+        second = claim_due("owner-b", stamp, stamp + 60)
+        leased = db.session.scalars(select(LogoutDelivery.lease_owner).where(LogoutDelivery.leased_until.is_not(None)))
+        assert sorted(leased) == ["owner-a", "owner-b"]
+        assert first.id != second.id
+        assert claim_due("owner-c", stamp, stamp + 60).id not in (first.id, second.id)
+        assert claim_due("owner-d", stamp, stamp + 60) is None
+        # a lease that ran out is taken again (a worker that died mid-delivery)
+        assert claim_due("owner-e", stamp + 61, stamp + 120) is not None
+        db.session.remove()

@@ -100,7 +100,9 @@ _CANDIDATE = (select(_DELIVERY.c.id)
               .limit(1)
               .with_for_update(skip_locked=True))
 _CLAIM = (update(_DELIVERY)
-          .where(_DELIVERY.c.id.in_(_CANDIDATE.scalar_subquery()), *_OPEN,
+          # `=` a scalar subquery, run once (PostgreSQL's InitPlan); `IN (... LIMIT 1)` may be
+          # re-run per row as a semi-join and take several rows in one claim
+          .where(_DELIVERY.c.id == _CANDIDATE.scalar_subquery(), *_OPEN,
                  or_(_DELIVERY.c.leased_until.is_(None), _DELIVERY.c.leased_until < bindparam("now")))
           .values(leased_until=bindparam("until"), lease_owner=bindparam("owner"))
           .returning(_DELIVERY.c.id, _DELIVERY.c.jti, _DELIVERY.c.client_id, _DELIVERY.c.uri, _DELIVERY.c.subject,
