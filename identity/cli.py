@@ -17,6 +17,7 @@ from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
 from .services import accounts, audit, clients, key_encryption, keys, purge, resources
 from .services.seed import apply_seed, load_seed
+from .services.logout_delivery import deliver_due
 
 
 def with_schema(fn=None, *, standard_resources: bool = True):
@@ -335,3 +336,28 @@ def init_app(app: Flask) -> None:
     for command in (seed_command, clients_cli, users_cli, scopes_cli, keys_cli, audit_cli):
         app.cli.add_command(command)
     app.cli.add_command(purge_command)
+    app.cli.add_command(logout_deliveries_cli)
+
+
+# --- logout deliveries (back-channel logout, services/logout_delivery.py) --------
+
+logout_deliveries_cli = AppGroup("logout-deliveries", help="Send the queued back-channel logout tokens.")
+
+
+@logout_deliveries_cli.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@with_schema
+def logout_deliveries_run(as_json):
+    """Send every logout token that is due now, once each (safe beside serving workers)."""
+    total = {"delivered": 0, "retry": 0, "given_up": 0}
+    while True:
+        counts = deliver_due()
+        for outcome, count in counts.items():
+            total[outcome] += count
+        if sum(counts.values()) < 100:
+            break
+    if as_json:
+        click.echo(json.dumps(total))
+    else:
+        click.echo(f"Delivered {total['delivered']}, to retry {total['retry']}, given up {total['given_up']}.")
+

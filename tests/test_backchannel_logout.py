@@ -265,3 +265,15 @@ def test_a_claim_takes_exactly_one_due_row_and_a_leased_row_is_not_taken_again(a
         # a lease that ran out is taken again (a worker that died mid-delivery)
         assert claim_due("owner-e", stamp + 61, stamp + 120) is not None
         db.session.remove()
+
+
+def test_the_cli_sends_what_is_due(app, client, rp, runner):
+    AuthActions(client).login()
+    web_tokens(client)
+    AuthActions(client).logout()
+    result = runner.invoke(args=["logout-deliveries", "run"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Delivered 1, to retry 0, given up 0.\n"
+    again = runner.invoke(args=["logout-deliveries", "run", "--json"])
+    assert again.exit_code == 0 and again.output.strip() == '{"delivered": 0, "retry": 0, "given_up": 0}'
+    assert len(rp.tokens) == 1
