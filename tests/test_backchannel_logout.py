@@ -277,3 +277,15 @@ def test_the_cli_sends_what_is_due(app, client, rp, runner):
     again = runner.invoke(args=["logout-deliveries", "run", "--json"])
     assert again.exit_code == 0 and again.output.strip() == '{"delivered": 0, "retry": 0, "given_up": 0}'
     assert len(rp.tokens) == 1
+
+
+def test_only_clients_with_a_logout_uri_are_recorded_once_per_session(app, client, rp):
+    from identity.models import SessionClient
+    AuthActions(client).login()
+    web_tokens(client)
+    web_tokens(client)
+    assert OAuthActions(client).authorize(client_id="implicit", response_type="id_token", scope="openid",
+                                          nonce="n-2").status_code == 302  # no logout URI: not recorded
+    with app.app_context():
+        assert list(db.session.scalars(select(SessionClient.client_id))) == ["web"]
+        db.session.remove()

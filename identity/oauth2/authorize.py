@@ -168,7 +168,7 @@ def grant_response(checked: Validated, principal):
         error.redirect_uri = error.redirect_uri or checked.reply.redirect_uri
         return error_decision(error, checked.params)
     # the clients to tell when this session ends (back-channel and front-channel logout)
-    logout.remember_session_client(principal.public_sid, checked.grant.request.client.client_id)
+    logout.remember_session_client(principal.public_sid, checked.grant.request.client.row)
     return Respond(checked.reply, sent)
 
 

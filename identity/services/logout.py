@@ -1,7 +1,8 @@
 """Telling the clients that a user's session or grant ended (OpenID Connect Back-Channel Logout 1.0).
 
-Which clients: every client a browser session issued a code or tokens to (recorded once per
-session and client at the authorization endpoint, `remember_session_client`), and the client
+Which clients: every client with a logout URI that a browser session issued a code or tokens to
+(recorded once per session and client at the authorization endpoint, `remember_session_client`;
+a client given a logout URI later is told about sessions from then on), and the client
 of every refresh-token family that ends. What ends them: a sign-out, a session ended from the
 devices page, a password change or reset (every other session and every family), and a grant
 ended (revocation, replay, an app revoked on the grants page).
@@ -37,10 +38,25 @@ class Ended(NamedTuple):
     session_id: str | None
 
 
-def remember_session_client(session_id: str | None, client_id: str) -> None:
-    """Record that a browser session issued a code or tokens to this client (once; committed)."""
-    if session_id:
-        store.remember_session_client(session_id, client_id, clock.now())
+REMEMBERED_MAX = 10_000  # (session, client) pairs a worker remembers having recorded
+
+
+def remember_session_client(session_id: str | None, client) -> None:
+    """Record that a browser session issued a code or tokens to this client (once; committed).
+
+    Only for a client with a logout URI: the others are never told, and their authorizations
+    cost no write. A worker skips pairs it has recorded already (the same app, signed in again
+    and again in one session), so the write is paid once per session and client, not per request.
+    """
+    if not session_id or not (client.backchannel_logout_uri or client.frontchannel_logout_uri):
+        return
+    seen = current_app.extensions.setdefault("identity_session_clients", set())
+    if (session_id, client.client_id) in seen:
+        return
+    store.remember_session_client(session_id, client.client_id, clock.now())
+    if len(seen) >= REMEMBERED_MAX:
+        seen.clear()
+    seen.add((session_id, client.client_id))
 
 
 def _issuer_now() -> str | None:
