@@ -110,16 +110,19 @@ def deliver(row, owner: str) -> str:
     """Make one attempt at a claimed delivery and settle it: "delivered", "retry" or "given_up"."""
     cfg = current_app.config
     client = get_client(row.client_id)
-    db.session.rollback()  # read as of now; release the snapshot before waiting on the network
-    if client is None or not client.enabled or client.backchannel_logout_uri != row.uri:
+    registered = client.backchannel_logout_uri if client is not None and client.enabled else None
+    if registered != row.uri:
+        db.session.rollback()
         store.settle(row.id, owner, {"gave_up_at": clock.now(), "last_error": "the URI is no longer registered"})
         log.warning("logout delivery %s to %s dropped: the URI is no longer registered", row.id, row.client_id)
         return "given_up"
     iss = row.issuer or cfg.get("ISSUER")
-    error = "no issuer known (set ISSUER)" if not iss else post_logout_token(
-        row.uri, logout_token(iss=iss, client_id=row.client_id, jti=row.jti, subject=row.subject,
-                              session_id=row.session_id),
-        timeout=cfg["BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS"], max_bytes=cfg["BACKCHANNEL_LOGOUT_MAX_RESPONSE_BYTES"])
+    token = iss and logout_token(iss=iss, client_id=row.client_id, jti=row.jti, subject=row.subject,
+                                 session_id=row.session_id)
+    db.session.rollback()  # no transaction (or snapshot) held while waiting on the network
+    error = "no issuer known (set ISSUER)" if not token else post_logout_token(
+        row.uri, token, timeout=cfg["BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS"],
+        max_bytes=cfg["BACKCHANNEL_LOGOUT_MAX_RESPONSE_BYTES"])
     stamp = clock.now()
     if error is None:
         store.settle(row.id, owner, {"delivered_at": stamp, "attempts": row.attempts + 1, "last_error": None})
