@@ -22,6 +22,7 @@ from typing import Iterable, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from flask import current_app, has_request_context
+
 from .. import clock
 from ..extensions import db
 from ..issuer import issuer

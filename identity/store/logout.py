@@ -1,8 +1,9 @@
 """The logout queue and the clients each browser session issued to, as rows.
 
-Claiming a delivery is one conditional UPDATE: the row is taken only if it is due and nobody
-holds a live lease on it, and the same conditions are checked again on the row itself, so of
-two workers (or instances) that pick the same row, exactly one takes it. On PostgreSQL the
+Claiming a delivery is one conditional UPDATE (`... WHERE id = (SELECT ... LIMIT 1)`): the row
+is taken only if it is due and nobody holds a live lease on it, and the same conditions are
+checked again on the row itself, so of two workers (or instances) that pick the same row,
+exactly one takes it. On PostgreSQL the
 candidate is picked with FOR UPDATE SKIP LOCKED, so a second worker passes over a row being
 taken instead of queueing behind it; on SQLite the write lock serialises the claims.
 """
@@ -142,7 +143,7 @@ def next_due() -> int | None:
 
 
 def finished_before(stamp_param: str):
-    """Rows delivered or given up before :<stamp_param> (for the purge)."""
+    """The purge's condition: delivered or given up before the value bound as `stamp_param`."""
     return or_(_DELIVERY.c.delivered_at < bindparam(stamp_param), _DELIVERY.c.gave_up_at < bindparam(stamp_param))
 
 
