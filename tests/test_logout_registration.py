@@ -93,3 +93,13 @@ def test_discovery_advertises_logout_support(client):
     for name in ("backchannel_logout_supported", "backchannel_logout_session_supported",
                  "frontchannel_logout_supported", "frontchannel_logout_session_supported"):
         assert doc[name] is True
+
+
+@pytest.mark.parametrize("name,value", [("BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS", 0), ("BACKCHANNEL_LOGOUT_RETRY_SECONDS", "x"),
+                                        ("BACKCHANNEL_LOGOUT_POLL_SECONDS", -1)])
+def test_a_wrong_delivery_setting_is_one_line_naming_it(database_uri, name, value):
+    from app import create_app
+    from conftest import make_config
+    from identity.settings import ConfigurationError
+    with pytest.raises(ConfigurationError, match=name):  # TESTING: raised, not printed with exit 3
+        create_app(make_config(database_uri, **{name: value}))
