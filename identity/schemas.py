@@ -77,6 +77,10 @@ def check_logout_uri(uri: str) -> None:
     parts = urlsplit(uri)
     if any(ch.isspace() for ch in uri) or "\\" in uri:
         raise ValidationError(f"{uri!r} contains white space or a backslash")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValidationError(f"{uri!r} has an invalid port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(f"{uri!r} is not an absolute https URL")
     if "#" in uri:

@@ -27,6 +27,8 @@ BASE = {"client_id": "rp", "allowed_grant_types": ["authorization_code"], "redir
     ("com.example.app:/logout", False),
     ("/logout", False),
     ("https://rp.example.com/log out", False),
+    ("https://rp.example.com:99999/logout", False),
+    ("https://rp.example.com:abc/logout", False),
 ])
 def test_logout_uri_rules(app, seeded, field, uri, accepted):
     with app.app_context():

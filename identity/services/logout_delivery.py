@@ -91,7 +91,7 @@ def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -
         if response.status in (200, 204):
             return None
         return f"HTTP {response.status}: {body[:80].decode('utf-8', 'replace')}"
-    except (OSError, http.client.HTTPException) as err:
+    except Exception as err:  # refused, reset, timed out, not HTTP, a URI the socket layer rejects: an attempt failed
         return f"{err.__class__.__name__}: {err}"
     finally:
         connection.close()
