@@ -4,6 +4,7 @@ from flask import Flask
 
 from . import auth, cli, cookie_session, database, headers, oauth2, settings, wsgi
 from .extensions import csrf, limiter
+from .services import logout_delivery
 from .web import errors, register_blueprints
 
 
@@ -23,5 +24,6 @@ def init_app(app: Flask) -> None:
     register_blueprints(app)
     errors.init_app(app)
     cli.init_app(app)
+    logout_delivery.init_app(app)
     wsgi.wrap(app)  # the WSGI layers, in the order identity/wsgi.py gives
     database.check_schema_on_start(app)

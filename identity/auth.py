@@ -8,7 +8,7 @@ from flask_login import login_user, logout_user
 
 from .extensions import login_manager
 from .models import User
-from .services import sessions
+from .services import logout, sessions
 from .services.accounts import SignInResult
 
 
@@ -43,11 +43,12 @@ def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
     return principal
 
 
-def sign_out(principal) -> None:
-    if getattr(principal, "is_authenticated", False):
-        sessions.end_session(principal.sid)
+def sign_out(principal) -> list[str]:
+    """End the browser session; the front-channel logout URIs of the clients it had issued to."""
+    ended = sessions.end_session(principal.sid) if getattr(principal, "is_authenticated", False) else None
     logout_user()
     session.clear()
+    return logout.frontchannel_logout_uris(ended)
 
 
 def init_app(app: Flask) -> None:

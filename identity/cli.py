@@ -18,6 +18,7 @@ from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
 from .services import accounts, audit, clients, devices, key_encryption, keys, purge, resources, user_status
 from .services.seed import apply_seed, load_seed
+from .services.logout_delivery import deliver_due
 
 
 def with_schema(fn=None, *, standard_resources: bool = True):
@@ -133,11 +134,18 @@ def clients_list(as_json):
 @click.option("--offline-access/--no-offline-access", default=False, help="Allow refresh tokens.")
 @click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=False)
 @click.option("--access-token-lifetime", type=int, default=3600, show_default=True)
+@click.option("--backchannel-logout-uri", help="https URL the server posts logout tokens to (Back-Channel Logout).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required", default=False,
+              help="Every logout token must carry the session's sid.")
+@click.option("--frontchannel-logout-uri", help="https URL the signed-out page loads in an iframe (Front-Channel Logout).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required", default=False,
+              help="The iframe URL carries iss and sid.")
 @json_option
 @with_schema
 def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
                 cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
-                as_json):
+                backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
+                frontchannel_logout_session_required, as_json):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {
         "client_id": client_id,
@@ -151,6 +159,10 @@ def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_
         "allow_offline_access": offline_access,
         "allow_access_tokens_via_browser": access_tokens_via_browser,
         "access_token_lifetime": access_token_lifetime,
+        "backchannel_logout_uri": backchannel_logout_uri,
+        "backchannel_logout_session_required": backchannel_logout_session_required,
+        "frontchannel_logout_uri": frontchannel_logout_uri,
+        "frontchannel_logout_session_required": frontchannel_logout_session_required,
     }
     client, secret = clients.add_client(raw, generate_secret=not public)
     if as_json:  # the secret is in it, once, as in the text
@@ -537,3 +549,28 @@ def users_unlock(username, as_json):
     change = user_status.unlock_user(username)
     line = f"User {change.username} unlocked." if change.changed else f"User {change.username} was not locked."
     _report(as_json, line, username=change.username, changed=change.changed)
+    app.cli.add_command(logout_deliveries_cli)
+
+
+# --- logout deliveries (back-channel logout, services/logout_delivery.py) --------
+
+logout_deliveries_cli = AppGroup("logout-deliveries", help="Send the queued back-channel logout tokens.")
+
+
+@logout_deliveries_cli.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@with_schema
+def logout_deliveries_run(as_json):
+    """Send every logout token that is due now, once each (safe beside serving workers)."""
+    total = {"delivered": 0, "retry": 0, "given_up": 0}
+    while True:
+        counts = deliver_due()
+        for outcome, count in counts.items():
+            total[outcome] += count
+        if sum(counts.values()) < 100:
+            break
+    if as_json:
+        click.echo(json.dumps(total))
+    else:
+        click.echo(f"Delivered {total['delivered']}, to retry {total['retry']}, given up {total['given_up']}.")
+

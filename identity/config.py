@@ -97,5 +97,16 @@ PURGE_BATCH_SIZE = 500  # rows of each kind one automatic pass removes at most
 CODE_TOMBSTONE_SECONDS = 24 * 3600  # a code is kept this long after expiry, so a replay still revokes its tokens
 AUDIT_RETENTION_DAYS = 365  # audit events older than this are removed
 
+# --- back-channel logout (services/logout.py, services/logout_delivery.py) ---
+BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS = 5  # one delivery attempt waits at most this long for the client's answer
+BACKCHANNEL_LOGOUT_RETRY_SECONDS = 3600  # a delivery is retried with backoff for this long after it was queued, then given up
+BACKCHANNEL_LOGOUT_BACKOFF_SECONDS = 5  # wait before the first retry; doubled after each failure (at most 600 per wait)
+BACKCHANNEL_LOGOUT_MAX_RESPONSE_BYTES = 4096  # bytes of a client's answer read at most
+# each worker looks for due deliveries (queued by other workers or instances, or retries) at most
+# this often, after a response; 0: workers send nothing, `flask logout-deliveries run` does
+BACKCHANNEL_LOGOUT_POLL_SECONDS = 15
+LOGOUT_TOKEN_LIFETIME_SECONDS = 120  # exp - iat of a logout token (it is signed at each attempt)
+LOGOUT_DELIVERY_RETENTION_SECONDS = 7 * 24 * 3600  # delivered and given-up deliveries are kept this long, then purged
+
 # --- features (discovery advertises exactly these) -----------------------
 GRANT_TYPES_ENABLED = ["authorization_code", "hybrid", "implicit", "client_credentials", "password", "refresh_token"]

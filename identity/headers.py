@@ -27,6 +27,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 REQUEST_ID_KEY = "identity.request_id"
 FORM_TARGETS_KEY = "identity.form_targets"
+FRAME_SOURCES_KEY = "identity.frame_sources"
 
 # (name, value, replace): a response's own value wins unless `replace`
 _SECURITY_HEADERS = (
@@ -55,6 +56,18 @@ def allow_form_target(uri: str | None) -> None:
     else:
         return
     request.environ.setdefault(FORM_TARGETS_KEY, set()).add(source)
+
+
+def allow_frame_sources(uris: list[str]) -> None:
+    """Let this page embed these URIs (the signed-out page's front-channel logout iframes): the
+    CSP gets a frame-src listing exactly their origins; without any, framing stays 'self' only."""
+    origins = set()
+    for uri in uris:
+        parts = urlsplit(uri)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    if origins:
+        request.environ.setdefault(FRAME_SOURCES_KEY, set()).update(origins)
 
 
 def request_id() -> str | None:
@@ -116,8 +129,11 @@ def _with_security_headers(environ, status: str, headers: list, rid: str) -> lis
             present.add(name)
     if "content-security-policy" not in present:
         targets = environ.get(FORM_TARGETS_KEY)
-        kept.append(("Content-Security-Policy",
-                     CSP.format(form_targets="".join(" " + t for t in sorted(targets))) if targets else DEFAULT_CSP))
+        policy = CSP.format(form_targets="".join(" " + t for t in sorted(targets))) if targets else DEFAULT_CSP
+        frames = environ.get(FRAME_SOURCES_KEY)
+        if frames:
+            policy += "; frame-src " + " ".join(sorted(frames))
+        kept.append(("Content-Security-Policy", policy))
     for name, value, replace in _SECURITY_HEADERS:
         if replace or name.lower() not in present:
             kept.append((name, value))

@@ -57,6 +57,42 @@ def check_redirect_uri(uri: str) -> None:
         raise ValidationError(f"{uri!r} contains a backslash")
 
 
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def outbound_http_allowed() -> bool:
+    """Whether a logout URI may be plain http on a loopback host: in development only."""
+    from flask import current_app, has_app_context
+    return has_app_context() and current_app.config.get("ENVIRONMENT") in ("development", "testing")
+
+
+def check_logout_uri(uri: str) -> None:
+    """A URI the server may call (back-channel) or frame (front-channel): https, or http on a
+    loopback host in development; a host, no user information, no fragment.
+
+    The server makes outbound requests to back-channel URIs: plain http would send logout tokens
+    in the clear, and an operator typo should not point the server at an internal address over
+    an unauthenticated channel (SSRF), so the rule is as strict as it can be and still testable.
+    """
+    parts = urlsplit(uri)
+    if any(ch.isspace() for ch in uri) or "\\" in uri:
+        raise ValidationError(f"{uri!r} contains white space or a backslash")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValidationError(f"{uri!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{uri!r} is not an absolute https URL")
+    if "#" in uri:
+        raise ValidationError(f"{uri!r} must not contain a fragment")
+    if "@" in parts.netloc:
+        raise ValidationError(f"{uri!r} must not contain user information (user@host)")
+    if parts.scheme == "http":
+        loopback = parts.hostname in _LOOPBACK_HOSTS or parts.hostname.startswith("127.")
+        if not (loopback and outbound_http_allowed()):
+            raise ValidationError(f"{uri!r} must use https (http only on a loopback host in development)")
+
+
 def check_origin(origin: str) -> None:
     """scheme://host[:port], as browsers send it in the Origin header (a trailing slash is tolerated)."""
     parts = urlsplit(origin)
@@ -101,6 +137,20 @@ class ClientSchema(Schema):
     allow_access_tokens_via_browser = fields.Boolean(load_default=False)
     access_token_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=ACCESS_TOKEN_LIFETIME_MAX))
     enabled = fields.Boolean(load_default=None)  # absent: as it is (a new client: enabled)
+    backchannel_logout_uri = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    backchannel_logout_session_required = fields.Boolean(load_default=False)
+    frontchannel_logout_uri = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    frontchannel_logout_session_required = fields.Boolean(load_default=False)
+
+    @validates("backchannel_logout_uri")
+    def _backchannel_logout_uri(self, value, **kwargs):
+        if value is not None:
+            check_logout_uri(value)
+
+    @validates("frontchannel_logout_uri")
+    def _frontchannel_logout_uri(self, value, **kwargs):
+        if value is not None:
+            check_logout_uri(value)
 
     @validates("redirect_uris")
     def _redirect_uris(self, value, **kwargs):

@@ -182,6 +182,19 @@ def _check_lifetimes(cfg) -> None:
         raise ConfigurationError(f"CODE_TOMBSTONE_SECONDS must be a whole number of seconds, not {cfg['CODE_TOMBSTONE_SECONDS']!r}")
     if not _is_number(cfg["PURGE_INTERVAL_SECONDS"]) or cfg["PURGE_INTERVAL_SECONDS"] < 0:
         raise ConfigurationError(f"PURGE_INTERVAL_SECONDS must be a number of seconds (0: off), not {cfg['PURGE_INTERVAL_SECONDS']!r}")
+    _check_logout_delivery(cfg)
+
+
+def _check_logout_delivery(cfg) -> None:
+    """Back-channel logout settings: positive numbers (the poll interval may be 0: workers send nothing)."""
+    for name in ("BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS", "BACKCHANNEL_LOGOUT_RETRY_SECONDS", "BACKCHANNEL_LOGOUT_BACKOFF_SECONDS",
+                 "BACKCHANNEL_LOGOUT_MAX_RESPONSE_BYTES", "LOGOUT_TOKEN_LIFETIME_SECONDS",
+                 "LOGOUT_DELIVERY_RETENTION_SECONDS"):
+        if not _is_number(cfg[name]) or cfg[name] <= 0:
+            raise ConfigurationError(f"{name} must be a positive number, not {cfg[name]!r}")
+    if not _is_number(cfg["BACKCHANNEL_LOGOUT_POLL_SECONDS"]) or cfg["BACKCHANNEL_LOGOUT_POLL_SECONDS"] < 0:
+        raise ConfigurationError("BACKCHANNEL_LOGOUT_POLL_SECONDS must be a number of seconds (0: only the CLI sends), "
+                                 f"not {cfg['BACKCHANNEL_LOGOUT_POLL_SECONDS']!r}")
 
 
 def _check_metrics_allowed_ips(cfg) -> None:

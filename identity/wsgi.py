@@ -9,7 +9,7 @@ wsgi_app)` returns the wrapped app, or `wsgi_app` itself when its setting turns 
 from flask import Flask
 
 from . import body_limit, headers, settings
-from .services import purge
+from .services import logout_delivery, purge
 from .web import cors, fast_documents, inputs, metrics
 
 #: (layer, why it sits there), outermost first
@@ -18,6 +18,8 @@ LAYERS = (
      "ProxyFix: first, so every layer inside sees the client's address, scheme and host"),
     (purge.layer,
      "purge after responses: outside the headers layer, so a pass is not part of a request's logged time"),
+    (logout_delivery.layer,
+     "wake the logout deliverer after responses: outside the headers layer, like the purge (its thread does the work)"),
     (headers.layer,
      "request id, security headers, request log: around every response, a refused or fast one too"),
     (metrics.layer,

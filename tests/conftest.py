@@ -88,6 +88,7 @@ def make_config(database_uri, **overrides):
         "DISCOVERY_DOCUMENT_CACHE_SECONDS": 0,
         "CLIENT_CACHE_SECONDS": 0,  # tests change clients between requests
         "LOG_REQUESTS": False,  # tests read logs through caplog
+        "BACKCHANNEL_LOGOUT_POLL_SECONDS": 0,  # no logout deliverer thread unless a test asks for one
     }
     config.update(overrides)
     return config

@@ -94,7 +94,7 @@ def _left(app) -> dict[str, set[str]]:
 
 
 EXPECTED_COUNTS = {"authorization_codes": 2, "refresh_tokens": 2, "revoked_access_tokens": 1, "standalone_access_tokens": 1,
-                   "user_sessions": 3,
+                   "user_sessions": 3, "session_clients": 0, "logout_deliveries": 0,
                    "audit_events": 1}
 
 

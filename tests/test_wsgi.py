@@ -6,13 +6,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from identity import wsgi
 from identity.body_limit import ChunkedBodyLimit
 from identity.headers import ResponseHeaders
+from identity.services.logout_delivery import DeliverAfterResponses
 from identity.services.purge import PurgeAfterResponses
 from identity.web.cors import Cors
 from identity.web.fast_documents import FastDocuments
 from identity.web.inputs import AsciiQueryString
 from identity.web.metrics import Metrics
 
-OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, ResponseHeaders, Metrics, ChunkedBodyLimit, AsciiQueryString,
+OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, DeliverAfterResponses, ResponseHeaders, Metrics, ChunkedBodyLimit, AsciiQueryString,
                    FastDocuments, Cors]
 
 
@@ -29,11 +30,13 @@ def test_the_list_names_each_layer_once_with_a_reason():
     assert all(why.strip() for _, why in wsgi.LAYERS)
 
 
-@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "PURGE_INTERVAL_SECONDS": 300}])
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "PURGE_INTERVAL_SECONDS": 300,
+                                         "BACKCHANNEL_LOGOUT_POLL_SECONDS": 15}])
 def test_every_layer_wraps_the_app_in_the_written_order(app):
     assert layers(app) == OUTERMOST_FIRST
 
 
-@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 0, "PURGE_INTERVAL_SECONDS": 0, "MAX_CONTENT_LENGTH": None}])
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 0, "PURGE_INTERVAL_SECONDS": 0, "MAX_CONTENT_LENGTH": None,
+                                         "BACKCHANNEL_LOGOUT_POLL_SECONDS": 0}])
 def test_a_layer_its_setting_turns_off_is_left_out(app):
     assert layers(app) == [ResponseHeaders, Metrics, AsciiQueryString, FastDocuments, Cors]

@@ -5,6 +5,7 @@ from .client import Client
 from .consent import Consent
 from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken
 from .key import SigningKey
+from .logout import LogoutDelivery, SessionClient
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
 from .user import User
@@ -16,8 +17,10 @@ __all__ = [
     "Client",
     "Consent",
     "IdentityResource",
+    "LogoutDelivery",
     "RefreshToken",
     "RevokedAccessToken",
+    "SessionClient",
     "SigningKey",
     "StandaloneAccessToken",
     "User",

@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -23,6 +23,11 @@ class Client(db.Model):
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_access_tokens_via_browser: Mapped[bool] = mapped_column(Boolean, default=False)
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)
+    # OpenID Connect Back-Channel and Front-Channel Logout 1.0 (services/logout.py)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # `flask clients disable` / `enable`
     disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch seconds; None while enabled
     created_at: Mapped[int] = mapped_column(Integer)

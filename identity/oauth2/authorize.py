@@ -16,7 +16,7 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 
 from ..clock import now
-from ..services import consent
+from ..services import consent, logout
 from .context import grant_context
 from .decisions import NeedsConsent, NeedsLogin, ReplyTo, Respond, ShowError
 from .parameters import parameter_error, repeated_names
@@ -167,6 +167,8 @@ def grant_response(checked: Validated, principal):
     except OAuth2Error as error:
         error.redirect_uri = error.redirect_uri or checked.reply.redirect_uri
         return error_decision(error, checked.params)
+    # the clients to tell when this session ends (back-channel and front-channel logout)
+    logout.remember_session_client(principal.public_sid, checked.grant.request.client.row)
     return Respond(checked.reply, sent)
 
 

@@ -15,7 +15,7 @@ from ..store import grants as grant_rows
 from ..store import sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write
-from . import audit, bearer_cache, grants, lockout, metrics, sessions
+from . import audit, bearer_cache, grants, lockout, logout, metrics, sessions
 from .sessions import SessionUser
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
@@ -193,6 +193,7 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
     """Revoke a user's refresh tokens, unused authorization codes and browser sessions (but
     `keep_sid`); the caller commits."""
     stamp = now()
+    logout.user_logged_out(user_id, keep_sid=keep_sid, reason="password_changed")
     grants.end_user_codes(user_id)
     grant_rows.revoke_user_refresh_tokens(user_id, stamp)
     session_rows.revoke_user_sessions(user_id, stamp, keep_sid=keep_sid)

@@ -19,7 +19,7 @@ from ..extensions import db
 from ..models import RefreshToken
 from ..store import grants as store
 from ..store.grants import CodeGrant, RefreshGrant
-from . import audit, metrics
+from . import audit, logout, metrics
 from .sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
@@ -180,6 +180,7 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     """Revoke every refresh token of a family and every access token issued in it."""
     stamp = now()
     jtis = store.family_access_token_jtis([family_id])
+    logout.family_ended(family_id, reason)
     store.revoke_family_tokens(family_id, stamp)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
@@ -216,6 +217,7 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     client's unused codes (the caller commits)."""
     stamp = now()
     jtis = store.family_access_token_jtis(store.user_client_families(user_id, client_id))
+    logout.client_grants_ended(user_id, client_id)
     jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     store.revoke_user_client_rows(user_id, client_id, stamp)

@@ -13,6 +13,8 @@ Retention, kind by kind (each row is removed once its condition holds):
   revoking the app can revoke them): likewise, once expired plus JWT_LEEWAY_SECONDS.
 - browser sessions: once ended (signed out, revoked, idle past SESSION_IDLE_SECONDS or older
   than SESSION_ABSOLUTE_SECONDS); an ended session never comes back.
+- session clients (which clients a session issued to, for logout): once their session is gone.
+- logout deliveries: LOGOUT_DELIVERY_RETENTION_SECONDS after they were delivered or given up.
 - audit events: after AUDIT_RETENTION_DAYS.
 
 `purge()` (the `flask purge` command) removes everything due, in batches. A serving worker
@@ -22,7 +24,7 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
 - After a response rather than in a background thread: it needs no thread to start after
   gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs inside
   a request's handling (a sync worker runs it between two requests). It delays the worker's next request by one bounded pass
-  (six DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
+  (eight DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
   worker that serves nothing purges nothing, and there is then nothing to slow down either.
 - Several workers and instances together: each kind is its own short transaction that
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
@@ -44,7 +46,9 @@ from werkzeug.wsgi import ClosingIterator
 
 from .. import clock
 from ..extensions import db
-from ..models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, UserSession
+from ..models import (AuditEvent, AuthorizationCode, LogoutDelivery, RefreshToken, RevokedAccessToken, SessionClient,
+                      StandaloneAccessToken, UserSession)
+from ..store import logout as logout_rows
 from ..store.writes import write
 
 log = logging.getLogger("identity.purge")
@@ -79,6 +83,12 @@ _KINDS = (
                                                       UserSession.created_at < bindparam("created_before"))),
      lambda stamp, cfg: {"seen_before": stamp - cfg["SESSION_IDLE_SECONDS"],
                          "created_before": stamp - cfg["SESSION_ABSOLUTE_SECONDS"]}),
+    ("session_clients",
+     _bounded_delete(SessionClient, SessionClient.id, logout_rows.ORPHANED_SESSION_CLIENT),
+     lambda stamp, cfg: {}),
+    ("logout_deliveries",
+     _bounded_delete(LogoutDelivery, LogoutDelivery.id, logout_rows.finished_before("logout_before")),
+     lambda stamp, cfg: {"logout_before": stamp - cfg["LOGOUT_DELIVERY_RETENTION_SECONDS"]}),
     ("audit_events",
      _bounded_delete(AuditEvent, AuditEvent.id, AuditEvent.at < bindparam("audit_before")),
      lambda stamp, cfg: {"audit_before": stamp - cfg["AUDIT_RETENTION_DAYS"] * DAY}),

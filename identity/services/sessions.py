@@ -22,6 +22,7 @@ from ..extensions import db
 from ..models import User
 from ..store import sessions as store
 from ..store.writes import Write
+from . import logout
 from .user_agents import caller_device
 
 TOUCH_SECONDS = 60  # the last-seen time is written at most this often (less with a shorter idle timeout)
@@ -109,6 +110,10 @@ def load_session(sid: str) -> LoadedSession | None:
     return LoadedSession(SessionUser(*user), auth_time, public_sid)
 
 
-def end_session(sid: str) -> None:
+def end_session(sid: str, reason: str = "signed_out") -> "logout.EndedSession | None":
+    """End a browser session; its clients are told (back-channel logout) in the same transaction.
+    The session's public id and clients, for the front channel; None if it had already ended."""
+    ended = logout.session_ended(sid, reason)
     store.revoke_session(sid, clock.now())
     db.session.commit()
+    return ended

@@ -11,7 +11,7 @@ from ..services import accounts, metrics
 from ..headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
-from .decisions import render
+from .decisions import render, render_signed_out
 from .return_urls import pending_authorization, pending_client, pending_query, safe_return_url
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -70,8 +70,7 @@ def logout():
     """Ask before signing out (GET); sign out and end the session (POST)."""
     form = ConfirmForm()
     if request.method == "POST" and form.validate_on_submit():
-        sign_out(current_user)
-        return render_template("account/logged_out.html", redirect_uri=None, client_name=None)
+        return render_signed_out(None, sign_out(current_user))
     status = 400 if request.method == "POST" else 200
     return render_template("account/logout.html", form=form, hidden={}), status
 

@@ -15,7 +15,7 @@ from ..oauth2.authorize import AuthorizationParams, authorize as decide_authoriz
 from ..oauth2.requests import is_form_post
 from ..oauth2.resource import current_token, require_oauth
 from ..services.id_tokens import user_claims
-from .decisions import render
+from .decisions import render, render_signed_out
 
 bp = Blueprint("connect", __name__, url_prefix="/connect")
 csrf.exempt(bp)
@@ -80,5 +80,4 @@ def endsession():
         if not form.validate_on_submit():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
             return render_template("account/logout.html", form=form, hidden=hidden)
-    sign_out(current_user)
-    return render(end_session.finish(outcome))
+    return render_signed_out(end_session.finish(outcome), sign_out(current_user))

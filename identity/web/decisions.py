@@ -4,6 +4,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import make_response, redirect, render_template, url_for
 
+from ..headers import allow_frame_sources
 from ..oauth2.decisions import NeedsConsent, NeedsLogin, Respond, ShowError, SignedOut
 from ..oauth2.response_modes import delivered, location
 
@@ -22,6 +23,23 @@ def render(decision):
     if isinstance(decision, SignedOut):
         return render_template("account/logged_out.html", redirect_uri=None, client_name=decision.client_name)
     raise TypeError(f"not a decision: {decision!r}")
+
+
+def render_signed_out(decision, frontchannel_uris: list[str], client_name: str | None = None):
+    """After a sign-out: the end-session decision, unless clients must be told in the browser
+    (Front-Channel Logout): then the signed-out page with their iframes (the CSP frames exactly
+    their origins) and, if the client asked to be returned to, a link back there."""
+    if not frontchannel_uris:
+        return render(decision) if decision is not None else render_template(
+            "account/logged_out.html", redirect_uri=None, client_name=client_name)
+    allow_frame_sources(frontchannel_uris)
+    redirect_uri = None
+    if isinstance(decision, Respond):
+        redirect_uri = location(decision.reply.redirect_uri, delivered(decision.params), fragment=False)
+    elif isinstance(decision, SignedOut):
+        client_name = decision.client_name
+    return render_template("account/logged_out.html", redirect_uri=redirect_uri, client_name=client_name,
+                           frontchannel_uris=frontchannel_uris)
 
 
 def authorize_url(params: dict) -> str:

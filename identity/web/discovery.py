@@ -80,8 +80,11 @@ def build_document(base: str) -> dict:
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,
-            "frontchannel_logout_supported": False,
-            "backchannel_logout_supported": False,
+            # OpenID Connect Front-Channel and Back-Channel Logout 1.0 (services/logout.py)
+            "frontchannel_logout_supported": True,
+            "frontchannel_logout_session_supported": True,
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": True,
         }
     )
     return doc

@@ -1,0 +1,148 @@
+"""Telling the clients that a user's session or grant ended (OpenID Connect Back-Channel Logout 1.0).
+
+Which clients: every client with a logout URI that a browser session issued a code or tokens to
+(recorded once per session and client at the authorization endpoint, `remember_session_client`;
+a client given a logout URI later is told about sessions from then on), and the client
+of every refresh-token family that ends. What ends them: a sign-out, a session ended from the
+devices page, a password change or reset (every other session and every family), and a grant
+ended (revocation, replay, an app revoked on the grants page).
+
+Each client with a `backchannel_logout_uri` gets one queue row, written in the same transaction
+as the change it reports: committed together, or neither. The token is signed later, when it is
+sent (services/logout_delivery.py), never during the user's request. The row keeps the URI
+registered at that moment; a delivery goes only to the URI the client still has registered then.
+
+A token carries `sub` and, when the ended thing belonged to a browser session, that session's
+public `sid`. A client that requires `sid` (`backchannel_logout_session_required`) gets nothing
+for a grant of no session (the password grant), rather than a token it must refuse.
+"""
+
+import secrets
+from typing import Iterable, NamedTuple
+from urllib.parse import urlencode, urlsplit
+
+from flask import current_app, has_request_context
+
+from .. import clock
+from ..extensions import db
+from ..issuer import issuer
+from ..store import logout as store
+from .clients import get_client
+from .logout_delivery import WAKE_AFTER_COMMIT
+
+
+class Ended(NamedTuple):
+    """Something of a user's that ended at a client: a session there (`session_id`), or all of it."""
+
+    client_id: str
+    subject: str | None
+    session_id: str | None
+
+
+REMEMBERED_MAX = 10_000  # (session, client) pairs a worker remembers having recorded
+
+
+def remember_session_client(session_id: str | None, client) -> None:
+    """Record that a browser session issued a code or tokens to this client (once; committed).
+
+    Only for a client with a logout URI: the others are never told, and their authorizations
+    cost no write. A worker skips pairs it has recorded already (the same app, signed in again
+    and again in one session), so the write is paid once per session and client, not per request.
+    """
+    if not session_id or not (client.backchannel_logout_uri or client.frontchannel_logout_uri):
+        return
+    seen = current_app.extensions.setdefault("identity_session_clients", set())
+    if (session_id, client.client_id) in seen:
+        return
+    store.remember_session_client(session_id, client.client_id, clock.now())
+    if len(seen) >= REMEMBERED_MAX:
+        seen.clear()
+    seen.add((session_id, client.client_id))
+
+
+def _issuer_now() -> str | None:
+    if current_app.config.get("ISSUER") or has_request_context():
+        return issuer()
+    return None
+
+
+def queue(ended: Iterable[Ended], reason: str) -> int:
+    """Queue a logout token for each client that registered a back-channel logout URI, in the
+    caller's transaction (the caller commits); the number queued."""
+    stamp, iss, rows, seen = clock.now(), _issuer_now(), [], set()
+    for item in ended:
+        if item in seen:
+            continue
+        seen.add(item)
+        client = get_client(item.client_id)
+        if client is None or not client.backchannel_logout_uri:
+            continue
+        if client.backchannel_logout_session_required and not item.session_id:
+            continue
+        rows.append({"jti": secrets.token_urlsafe(24), "client_id": client.client_id, "uri": client.backchannel_logout_uri,
+                     "subject": item.subject, "session_id": item.session_id, "reason": reason, "issuer": iss,
+                     "created_at": stamp, "attempts": 0, "next_attempt_at": stamp})
+    if rows:
+        store.enqueue(rows)
+        db.session.info[WAKE_AFTER_COMMIT] = current_app._get_current_object()
+    return len(rows)
+
+
+class EndedSession(NamedTuple):
+    """A browser session that ended, and the clients it had issued to (for front-channel logout)."""
+
+    public_sid: str
+    client_ids: list[str]
+
+
+def session_ended(sid: str, reason: str = "signed_out") -> EndedSession | None:
+    """Queue tokens for the clients of the live session with this (cookie) sid; call before it is
+    revoked, in the same transaction. The session and its clients; None if it was not live."""
+    found = store.session_by_sid(sid)
+    if found is None:
+        return None
+    public_sid, subject = found
+    client_ids = [client_id for _, client_id in store.session_clients([public_sid])]
+    queue([Ended(client_id, subject, public_sid) for client_id in client_ids], reason)
+    return EndedSession(public_sid, client_ids)
+
+
+def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
+    """The URIs the signed-out page loads in iframes (Front-Channel Logout 1.0 section 2): each
+    client's registered frontchannel_logout_uri, with `iss` and `sid` when the client asked for them."""
+    if ended is None:
+        return []
+    uris = []
+    for client_id in ended.client_ids:
+        client = get_client(client_id)
+        if client is None or not client.enabled or not client.frontchannel_logout_uri:
+            continue
+        uri = client.frontchannel_logout_uri
+        if client.frontchannel_logout_session_required:
+            uri += ("&" if urlsplit(uri).query else "?") + urlencode({"iss": issuer(), "sid": ended.public_sid})
+        uris.append(uri)
+    return uris
+
+
+def user_logged_out(user_id: int, *, keep_sid: str | None = None, reason: str) -> None:
+    """Queue tokens for every client of the user's live sessions (but `keep_sid`'s) and of their
+    live refresh-token families; call before they are revoked, in the same transaction."""
+    subject = store.user_subject(user_id)
+    ended = [Ended(client_id, subject, session_id)
+             for session_id, client_id in store.session_clients(store.user_live_sessions(user_id, keep_sid=keep_sid))]
+    ended += [Ended(client_id, subject, session_id)
+              for client_id, session_id in store.user_live_families(user_id, clock.now())]
+    queue(ended, reason)
+
+
+def family_ended(family_id: str, reason: str) -> None:
+    """Queue a token for the client of a grant family that ends; in the caller's transaction."""
+    holder = store.family_holder(family_id)
+    if holder is not None:
+        client_id, user_id, session_id = holder
+        queue([Ended(client_id, store.user_subject(user_id), session_id)], reason)
+
+
+def client_grants_ended(user_id: int, client_id: str, reason: str = "grant_revoked") -> None:
+    """Queue a token telling a client that every grant of the user there ended (sub only)."""
+    queue([Ended(client_id, store.user_subject(user_id), None)], reason)
