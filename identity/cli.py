@@ -389,6 +389,7 @@ def init_app(app: Flask) -> None:
     for command in (seed_command, clients_cli, users_cli, scopes_cli, keys_cli, audit_cli, sessions_cli):
         app.cli.add_command(command)
     app.cli.add_command(purge_command)
+    app.cli.add_command(logout_deliveries_cli)
 
 
 # --- sessions (issue 18) ---------------------------------------------------------
@@ -549,7 +550,6 @@ def users_unlock(username, as_json):
     change = user_status.unlock_user(username)
     line = f"User {change.username} unlocked." if change.changed else f"User {change.username} was not locked."
     _report(as_json, line, username=change.username, changed=change.changed)
-    app.cli.add_command(logout_deliveries_cli)
 
 
 # --- logout deliveries (back-channel logout, services/logout_delivery.py) --------
