@@ -39,7 +39,7 @@ from werkzeug.wsgi import ClosingIterator
 from .. import clock
 from ..extensions import db
 from ..store import logout as store
-from . import audit
+from . import audit, metrics
 from .clients import get_client
 from .tokens import sign
 
@@ -149,7 +149,9 @@ def deliver_due(limit: int = 100) -> dict[str, int]:
         row = store.claim_due(owner, stamp, stamp + lease)
         if row is None:
             break
-        counts[deliver(row, owner)] += 1
+        outcome = deliver(row, owner)
+        counts[outcome] += 1
+        metrics.count_backchannel_delivery({"retry": "failed", "given_up": "abandoned"}.get(outcome, outcome))
     return counts
 
 
