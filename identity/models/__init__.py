@@ -5,6 +5,7 @@ from .client import Client
 from .consent import Consent
 from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken
 from .key import SigningKey
+from .mfa import RecoveryCode, TotpFactor
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
 from .user import User
@@ -16,10 +17,12 @@ __all__ = [
     "Client",
     "Consent",
     "IdentityResource",
+    "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",
     "SigningKey",
     "StandaloneAccessToken",
+    "TotpFactor",
     "User",
     "UserSession",
 ]
