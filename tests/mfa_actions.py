@@ -14,14 +14,16 @@ CODE_RE = re.compile(r"<li><code>([A-Z0-9]{5}-[A-Z0-9]{5})</code></li>")
 
 
 class StepClock:
-    """The server's TOTP clock (services/mfa.py's `now`), moved on a step at a time by a test
-    instead of waiting 30 seconds; codes are computed for the same time."""
+    """The server's TOTP clock (services/mfa.py's `code_time`), stopped, and moved on a step at a time
+    by a test instead of waiting 30 seconds; codes are computed for the same time, so no step
+    boundary can fall between computing a code and checking it."""
 
     def __init__(self):
         self.offset = 0
+        self.base = int(time.time())
 
     def now(self) -> int:
-        return int(time.time()) + self.offset
+        return self.base + self.offset
 
     def next_step(self) -> None:
         self.offset += 30
@@ -35,8 +37,8 @@ def step_clock(monkeypatch):
     """TOTP time that a test moves on a step at a time (no 30-second waits); import it to use it."""
     from identity.services import mfa
 
-    CLOCK.offset = 0
-    monkeypatch.setattr(mfa, "now", CLOCK.now)
+    CLOCK.offset, CLOCK.base = 0, int(time.time())
+    monkeypatch.setattr(mfa, "code_time", CLOCK.now)
     return CLOCK
 
 

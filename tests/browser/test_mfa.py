@@ -12,14 +12,15 @@ pytestmark = pytest.mark.browser
 
 
 class StepClock:
-    """The server's TOTP clock, moved a 30-second step on instead of waiting (the live server runs
-    in this process)."""
+    """The server's TOTP clock, stopped, and moved a 30-second step on instead of waiting (the
+    live server runs in this process)."""
 
     def __init__(self):
         self.offset = 0
+        self.base = int(time.time())
 
     def now(self) -> int:
-        return int(time.time()) + self.offset
+        return self.base + self.offset
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def clock(monkeypatch):
     from identity.services import mfa
 
     clock = StepClock()
-    monkeypatch.setattr(mfa, "now", clock.now)
+    monkeypatch.setattr(mfa, "code_time", clock.now)
     return clock
 
 
