@@ -16,7 +16,7 @@ from .clock import now
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
-from .services import accounts, audit, clients, devices, key_encryption, keys, purge, resources, user_status
+from .services import accounts, audit, clients, devices, key_encryption, keys, mfa, purge, resources, user_status
 from .services.seed import apply_seed, load_seed
 from .services.logout_delivery import deliver_due
 
@@ -140,12 +140,13 @@ def clients_list(as_json):
 @click.option("--frontchannel-logout-uri", help="https URL the signed-out page loads in an iframe (Front-Channel Logout).")
 @click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required", default=False,
               help="The iframe URL carries iss and sid.")
+@click.option("--require-mfa/--no-require-mfa", default=False, help="Its users sign in with a second factor.")
 @json_option
 @with_schema
 def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
                 cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
                 backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
-                frontchannel_logout_session_required, as_json):
+                frontchannel_logout_session_required, require_mfa, as_json):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {
         "client_id": client_id,
@@ -163,6 +164,7 @@ def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_
         "backchannel_logout_session_required": backchannel_logout_session_required,
         "frontchannel_logout_uri": frontchannel_logout_uri,
         "frontchannel_logout_session_required": frontchannel_logout_session_required,
+        "require_mfa": require_mfa,
     }
     client, secret = clients.add_client(raw, generate_secret=not public)
     if as_json:  # the secret is in it, once, as in the text
@@ -574,3 +576,17 @@ def logout_deliveries_run(as_json):
     else:
         click.echo(f"Delivered {total['delivered']}, to retry {total['retry']}, given up {total['given_up']}.")
 
+
+# --- multi-factor authentication (docs/mfa.md) -----------------------------------
+
+
+@users_cli.command("mfa-reset")
+@click.argument("username")
+@with_schema
+def users_mfa_reset(username):
+    """Remove a user's second factors (a lost phone); they sign in with the password alone until they set one up."""
+    user = accounts.find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    had = mfa.reset_factors(user.id)
+    click.echo(f"Removed the second factors of {user.username}." if had else f"{user.username} had no second factor.")

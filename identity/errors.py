@@ -4,7 +4,8 @@ IdentityError
  ├── ValidationFailed      bad input; .errors maps field -> [messages]
  ├── NotFound              no such user, client, scope
  ├── Conflict              already exists
- └── AccountLocked         too many failures; .retry_after seconds
+ ├── AccountLocked         too many failures; .retry_after seconds
+ └── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
 """
 
 
@@ -33,3 +34,7 @@ class AccountLocked(IdentityError):
     def __init__(self, retry_after: int):
         super().__init__("account is temporarily locked")
         self.retry_after = retry_after
+
+
+class SecondFactorRequired(IdentityError):
+    """A change that needs the user's second factor (a code, or a recent sign-in with it) got neither."""

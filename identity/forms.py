@@ -3,7 +3,7 @@
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import BooleanField, PasswordField, StringField, widgets
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets.core import clean_key
 
 
@@ -46,7 +46,25 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
+    # shown to a user with a second factor whose sign-in did not use it recently (mfa.require_second_factor)
+    otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
 
 
 class ConfirmForm(FlaskForm):
     """A form with nothing but its CSRF token: consent, sign-out, revoke."""
+
+
+class SecondFactorForm(FlaskForm):
+    """The second sign-in step: a code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=64)], widget=TextInput())
+
+
+class TotpConfirmForm(FlaskForm):
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=64)], widget=TextInput())
+
+
+class RemoveFactorForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
+    code = StringField("A current code or a recovery code", validators=[DataRequired(), Length(max=64)],
+                       widget=TextInput())

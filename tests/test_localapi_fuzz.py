@@ -130,8 +130,9 @@ def test_openapi_document_is_valid(api):
     assert password["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PasswordChange"}
     change = document["components"]["schemas"]["PasswordChange"]
     assert set(change["required"]) == set(FIELDS) and change["additionalProperties"] is False
+    assert "otp" in change["properties"] and "otp" not in change["required"]  # for users with a second factor
     account = document["components"]["schemas"]["Account"]
-    assert set(account["properties"]) == {"sub", "username", "email", "name", "password_changed_at"}
+    assert set(account["properties"]) == {"sub", "username", "email", "name", "password_changed_at", "mfa_enabled"}
 
 
 def test_openapi_document_needs_a_token(api):

@@ -6,6 +6,7 @@ from .consent import Consent
 from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken
 from .key import SigningKey
 from .logout import LogoutDelivery, SessionClient
+from .mfa import RecoveryCode, TotpFactor
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
 from .user import User
@@ -18,11 +19,13 @@ __all__ = [
     "Consent",
     "IdentityResource",
     "LogoutDelivery",
+    "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",
     "SessionClient",
     "SigningKey",
     "StandaloneAccessToken",
+    "TotpFactor",
     "User",
     "UserSession",
 ]

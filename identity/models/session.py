@@ -29,4 +29,6 @@ class UserSession(db.Model):
     client_id: Mapped[str | None] = mapped_column(String(200))
     user_agent: Mapped[str | None] = mapped_column(String(200))
     ip_address: Mapped[str | None] = mapped_column(String(64))
+    # how the person signed in: RFC 8176 method names, space-separated ("pwd", "pwd otp mfa")
+    amr: Mapped[str | None] = mapped_column(String(64))
     # created_at, last_seen_at and revoked_at are indexed for the purge, which looks for ended sessions

@@ -86,6 +86,7 @@ def apply_client_data(client: Client, data: dict, secret_hashes: list[str]) -> N
         "allowed_scopes", "require_consent", "require_pkce", "allow_offline_access",
         "allow_access_tokens_via_browser", "access_token_lifetime", "backchannel_logout_uri",
         "backchannel_logout_session_required", "frontchannel_logout_uri", "frontchannel_logout_session_required",
+        "require_mfa",
     ):
         setattr(client, name, data[name])
     if data.get("enabled") is not None:  # optional in a seed file: absent leaves the switch as it is
