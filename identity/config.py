@@ -39,6 +39,9 @@ ARGON2_TIME_COST = 2  # OWASP minimum for argon2id with 19 MiB
 ARGON2_MEMORY_COST_KIB = 19456
 ARGON2_PARALLELISM = 1
 
+# --- passkeys (WebAuthn; services/passkeys.py) -------------------------------
+PASSKEY_SIGNIN_ENABLED = True  # "Sign in with a passkey" on the login page (passwordless, user verification required)
+
 # --- lockout and rate limits -------------------------------------------
 LOCKOUT_MAX_FAILURES = 10  # consecutive failures that lock an account
 LOCKOUT_SECONDS = 300  # how long the lock lasts

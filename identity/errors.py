@@ -4,7 +4,8 @@ IdentityError
  ├── ValidationFailed      bad input; .errors maps field -> [messages]
  ├── NotFound              no such user, client, scope
  ├── Conflict              already exists
- └── AccountLocked         too many failures; .retry_after seconds
+ ├── AccountLocked         too many failures; .retry_after seconds
+ └── PasskeyRefused        a passkey ceremony that failed; the message is for the person
 """
 
 
@@ -33,3 +34,7 @@ class AccountLocked(IdentityError):
     def __init__(self, retry_after: int):
         super().__init__("account is temporarily locked")
         self.retry_after = retry_after
+
+
+class PasskeyRefused(IdentityError):
+    """A passkey registration or sign-in that did not verify; str() is safe to show the person."""

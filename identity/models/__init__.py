@@ -5,6 +5,7 @@ from .client import Client
 from .consent import Consent
 from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken
 from .key import SigningKey
+from .passkey import Passkey
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
 from .user import User
@@ -16,6 +17,7 @@ __all__ = [
     "Client",
     "Consent",
     "IdentityResource",
+    "Passkey",
     "RefreshToken",
     "RevokedAccessToken",
     "SigningKey",
