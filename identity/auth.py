@@ -6,6 +6,7 @@ The sid stays between the browser and this server; tokens name the session by it
 from flask import Flask, session
 from flask_login import login_user, logout_user
 
+from .clock import now
 from .extensions import login_manager
 from .models import User
 from .services import sessions
@@ -19,11 +20,13 @@ class SignedIn:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, user: "User | sessions.SessionUser", sid: str, auth_time: int, public_sid: str):
+    def __init__(self, user: "User | sessions.SessionUser", sid: str, auth_time: int, public_sid: str,
+                 amr: str = "pwd"):
         self.user = user
         self.sid = sid  # the cookie's secret identifier
         self.auth_time = auth_time
         self.public_sid = public_sid  # the `sid` of tokens issued in this session
+        self.amr = amr  # how the person signed in (RFC 8176 names, space-separated): the tokens' amr
 
     def get_id(self) -> str:
         return self.sid
@@ -32,15 +35,40 @@ class SignedIn:
 @login_manager.user_loader
 def _load(sid: str):
     found = sessions.load_session(sid)  # None also when the session is idle or too old: sign in again
-    return SignedIn(found.user, sid, found.auth_time, found.public_sid) if found else None
+    return SignedIn(found.user, sid, found.auth_time, found.public_sid, found.amr) if found else None
 
 
 def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
-    """Carry a started sign-in (accounts.sign_in) in a fresh cookie session, so a planted one is useless."""
+    """Carry a started sign-in (accounts.sign_in, finish_sign_in) in a fresh cookie session, so a
+    planted one is useless (and a half-signed-in state is gone)."""
     session.clear()
-    principal = SignedIn(result.user, result.sid, result.auth_time, result.public_sid)
+    principal = SignedIn(result.user, result.sid, result.auth_time, result.public_sid, result.amr)
     login_user(principal, remember=remember)
     return principal
+
+
+# The half-signed-in state between a right password and the second step: in the signed cookie
+# only (no flask-login user, no sessions row), so nothing that needs a session accepts it. It
+# names the user, their password version (a change since ends it) and when it began
+# (accounts.pending_user ends it after MFA_PENDING_SECONDS).
+PENDING_KEY = "mfa_pending"
+
+
+def hold_for_second_factor(result: SignInResult, *, remember: bool = False) -> None:
+    """Remember a right password until the second step (accounts.finish_sign_in) or its expiry."""
+    session.clear()
+    session[PENDING_KEY] = {"user": result.user.id, "version": result.user.password_version, "at": now(),
+                            "remember": bool(remember), "amr": result.amr}
+
+
+def pending_second_factor() -> dict | None:
+    """The half-signed-in state of this browser, if any (not yet checked for expiry)."""
+    pending = session.get(PENDING_KEY)
+    return pending if isinstance(pending, dict) else None
+
+
+def drop_pending() -> None:
+    session.pop(PENDING_KEY, None)
 
 
 def sign_out(principal) -> None:

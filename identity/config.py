@@ -39,6 +39,10 @@ ARGON2_TIME_COST = 2  # OWASP minimum for argon2id with 19 MiB
 ARGON2_MEMORY_COST_KIB = 19456
 ARGON2_PARALLELISM = 1
 
+# --- multi-factor authentication (docs/mfa.md) ------------------------------
+MFA_PENDING_SECONDS = 300  # a right password waits this long for its second step, then the sign-in starts over
+MFA_RECENT_SECONDS = 300  # a token whose amr has "mfa" and whose auth_time is this recent changes a password without `otp`
+
 # --- passkeys (WebAuthn; services/passkeys.py) -------------------------------
 PASSKEY_SIGNIN_ENABLED = True  # "Sign in with a passkey" on the login page (passwordless, user verification required)
 

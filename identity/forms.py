@@ -50,3 +50,19 @@ class ChangePasswordForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A form with nothing but its CSRF token: consent, sign-out, revoke."""
+
+
+class SecondFactorForm(FlaskForm):
+    """The second sign-in step: a code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=64)], widget=TextInput())
+
+
+class TotpConfirmForm(FlaskForm):
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=64)], widget=TextInput())
+
+
+class RemoveFactorForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
+    code = StringField("A current code or a recovery code", validators=[DataRequired(), Length(max=64)],
+                       widget=TextInput())

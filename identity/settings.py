@@ -174,7 +174,8 @@ def _is_number(value, *, integer: bool = False) -> bool:
 
 def _check_lifetimes(cfg) -> None:
     """Session lifetimes and purge settings: whole positive seconds (the purge interval may be 0: off)."""
-    for name in ("SESSION_IDLE_SECONDS", "SESSION_ABSOLUTE_SECONDS", "PURGE_BATCH_SIZE", "AUDIT_RETENTION_DAYS"):
+    for name in ("SESSION_IDLE_SECONDS", "SESSION_ABSOLUTE_SECONDS", "PURGE_BATCH_SIZE", "AUDIT_RETENTION_DAYS",
+                 "MFA_PENDING_SECONDS", "MFA_RECENT_SECONDS"):
         if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
             raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
     if not _is_number(cfg["CODE_TOMBSTONE_SECONDS"], integer=True) or cfg["CODE_TOMBSTONE_SECONDS"] < 0:

@@ -61,7 +61,8 @@ def test_a_session_cookie_is_read_back_as_its_user_and_sign_in_time(client, auth
     with app.app_context():
         row = db.session.scalar(select(UserSession))
         alice = _user(app)
-        user, auth_time, _ = sessions.load_session(row.sid)
+        user, auth_time, _, amr = sessions.load_session(row.sid)
+        assert amr == "pwd"  # a password alone (RFC 8176)
         assert (user.id, user.subject, user.username, user.email, user.password_version) == (
             alice.id, alice.subject, alice.username, alice.email, alice.password_version)
         assert auth_time == row.auth_time

@@ -5,6 +5,7 @@ from .client import Client
 from .consent import Consent
 from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken
 from .key import SigningKey
+from .mfa import RecoveryCode, TotpFactor
 from .passkey import Passkey
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
@@ -18,10 +19,12 @@ __all__ = [
     "Consent",
     "IdentityResource",
     "Passkey",
+    "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",
     "SigningKey",
     "StandaloneAccessToken",
+    "TotpFactor",
     "User",
     "UserSession",
 ]

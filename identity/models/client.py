@@ -20,6 +20,7 @@ class Client(db.Model):
     allowed_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     require_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)  # its users sign in with a second factor
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_access_tokens_via_browser: Mapped[bool] = mapped_column(Boolean, default=False)
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)

@@ -27,6 +27,7 @@ class AuthorizationCode(db.Model):
     family_id: Mapped[str] = mapped_column(String(64), index=True)  # shared by every token this code leads to
     issued_jti: Mapped[str | None] = mapped_column(String(64))  # access token issued on redemption
     front_channel_jti: Mapped[str | None] = mapped_column(String(64))  # hybrid: the token sent with the code
+    amr: Mapped[str | None] = mapped_column(String(64))  # the session's sign-in methods (space-separated)
 
 
 class RefreshToken(db.Model):
@@ -43,6 +44,7 @@ class RefreshToken(db.Model):
     session_id: Mapped[str | None] = mapped_column(String(64))  # the session's public_sid
     scope: Mapped[str] = mapped_column(Text)
     auth_time: Mapped[int | None] = mapped_column(Integer)
+    amr: Mapped[str | None] = mapped_column(String(64))  # the sign-in methods of the code it came from
     access_token_jti: Mapped[str | None] = mapped_column(String(64))
     issued_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer, index=True)  # the purge looks for expired ones

@@ -24,4 +24,6 @@ class UserSession(db.Model):
     # the last request that used the session, written at most once a minute (sessions.TOUCH_SECONDS)
     last_seen_at: Mapped[int] = mapped_column(Integer, index=True)
     revoked_at: Mapped[int | None] = mapped_column(Integer, index=True)
+    # how the person signed in: RFC 8176 method names, space-separated ("pwd", "pwd otp mfa")
+    amr: Mapped[str | None] = mapped_column(String(64))
     # created_at, last_seen_at and revoked_at are indexed for the purge, which looks for ended sessions

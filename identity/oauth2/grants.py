@@ -336,5 +336,8 @@ class PasswordGrant(_PasswordGrant):
         result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
         if result.user is None:
             raise InvalidGrantError("the user name or password is incorrect, or the account is temporarily locked")
+        if result.needs_second_factor:  # this grant has no second step: such users sign in in the browser
+            raise InvalidGrantError("the user has a second factor, which the password grant cannot check: "
+                                    "use the authorization code flow")
         grant_context().auth_time = now()
         return result.user

@@ -15,7 +15,7 @@ from ..store import grants as grant_rows
 from ..store import sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write
-from . import audit, bearer_cache, grants, lockout, sessions
+from . import audit, bearer_cache, grants, lockout, mfa, sessions
 from .sessions import SessionUser
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
@@ -114,6 +114,9 @@ class SignInResult:
     sid: str | None = None  # the browser session sign_in started, and when
     auth_time: int | None = None
     public_sid: str | None = None
+    # the password was right and the user has a second factor: no session yet (finish_sign_in)
+    needs_second_factor: bool = False
+    amr: str = mfa.AMR_PASSWORD  # how the person signed in (RFC 8176 names, space-separated)
 
 
 def _check_password(login: str, password: str, client_id: str | None) -> tuple[SignInResult, list[Write]]:
@@ -145,11 +148,16 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
             audit.record("account_locked", user_id=user.id)
         db.session.commit()
         return SignInResult(None, locked=reservation.locked), []
-    success = [lockout.settled(reservation)]
+    signed_in = SessionUser._make(user[:len(SessionUser._fields)])
+    second_factor = mfa.has_second_factor(user.id)
+    # with a second factor to come, a right password only takes back its own reservation: the
+    # count is reset by a right second step, so guesses at the code still meet the lock
+    success = [lockout.released(reservation) if second_factor else lockout.settled(reservation)]
     if needs_rehash(user.password_hash):
         success.append(store.password_hash_update(user.id, hash_password(normalize(password))))
-    success.append(audit.event_write("sign_in", user_id=user.id, client_id=client_id))
-    return SignInResult(SessionUser._make(user[:len(SessionUser._fields)])), success
+    success.append(audit.event_write("sign_in_password_accepted" if second_factor else "sign_in", user_id=user.id,
+                                     client_id=client_id))
+    return SignInResult(signed_in, needs_second_factor=second_factor), success
 
 
 def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
@@ -163,13 +171,44 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
 def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
     """Check a user name (or email) and password and start a browser session, in one transaction.
 
-    The result carries the new session's sid and auth time.
+    The result carries the new session's sid and auth time; for a user with a second factor it
+    carries no session but `needs_second_factor` (the caller holds the half-signed-in state and
+    calls finish_sign_in).
     """
     result, success = _check_password(login, password, client_id)
-    if result.user is not None:
+    if result.user is not None and result.needs_second_factor:
+        write(*success)
+    elif result.user is not None:
         session, store = sessions.new_session(result.user.id)
         write(*success, store)
         result.sid, result.auth_time, result.public_sid = session
+    return result
+
+
+def pending_user(user_id: int, password_version: int, started_at: int) -> SessionUser | None:
+    """The user of a half-finished sign-in (a right password, no second step yet), while it may
+    still be finished: younger than MFA_PENDING_SECONDS, the password unchanged since."""
+    if now() - started_at > current_app.config["MFA_PENDING_SECONDS"] or started_at > now() + 5:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or user.password_version != password_version:
+        return None
+    return SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version)
+
+
+def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
+                   client_id: str | None = None) -> SignInResult:
+    """The second step: check a TOTP or recovery code (counted toward lockout), then start the
+    browser session, whose methods are `amr` plus the second factor's (and `mfa`)."""
+    check = mfa.check_code(user.id, code, client_id=client_id)
+    if check.method is None:
+        return SignInResult(None, locked=check.locked)
+    methods = mfa.amr_with_second_factor(amr, check.method)
+    session, store = sessions.new_session(user.id, amr=methods)
+    write(*check.success, audit.event_write("sign_in", user_id=user.id, client_id=client_id,
+                                             detail={"amr": methods}), store)
+    result = SignInResult(user, amr=methods)
+    result.sid, result.auth_time, result.public_sid = session
     return result
 
 

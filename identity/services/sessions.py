@@ -47,18 +47,20 @@ class LoadedSession(NamedTuple):
     user: SessionUser
     auth_time: int
     public_sid: str
+    amr: str  # how the person signed in: RFC 8176 names, space-separated
 
 
-def new_session(user_id: int, auth_time: int | None = None) -> tuple[NewSession, Write]:
-    """A new browser session, and the write that stores it (run with the caller's others)."""
+def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd") -> tuple[NewSession, Write]:
+    """A new browser session, and the write that stores it (run with the caller's others).
+    `amr` names how the person signed in (RFC 8176, space-separated)."""
     stamp = clock.now()
     session = NewSession(secrets.token_urlsafe(24), auth_time or stamp, secrets.token_urlsafe(24))
     return session, store.session_insert(sid=session.sid, public_sid=session.public_sid, user_id=user_id,
-                                         auth_time=session.auth_time, created_at=stamp)
+                                         auth_time=session.auth_time, created_at=stamp, amr=amr)
 
 
-def start_session(user: User, auth_time: int | None = None) -> NewSession:
-    session, insert = new_session(user.id, auth_time)
+def start_session(user: User, auth_time: int | None = None, amr: str = "pwd") -> NewSession:
+    session, insert = new_session(user.id, auth_time, amr)
     store.insert_session(insert)
     return session
 
@@ -90,7 +92,7 @@ def load_session(sid: str) -> LoadedSession | None:
     row = store.session_user(sid)
     if row is None:
         return None
-    *user, auth_time, public_sid, row_id, created_at, last_seen_at = row
+    *user, auth_time, public_sid, row_id, created_at, last_seen_at, amr = row
     stamp = clock.now()
     if not within_lifetime(created_at, last_seen_at, stamp):
         store.end_session_row(row_id, stamp)
@@ -98,7 +100,7 @@ def load_session(sid: str) -> LoadedSession | None:
     touch = min(TOUCH_SECONDS, max(1, current_app.config["SESSION_IDLE_SECONDS"] // 4))
     if stamp - last_seen_at >= touch:
         store.touch_session_row(row_id, stamp)
-    return LoadedSession(SessionUser(*user), auth_time, public_sid)
+    return LoadedSession(SessionUser(*user), auth_time, public_sid, amr or "pwd")
 
 
 def end_session(sid: str) -> None:

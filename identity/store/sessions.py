@@ -16,7 +16,7 @@ from .writes import Write, write
 _SESSIONS = UserSession.__table__
 _LIVE_SESSION_USER = (
     select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time,
-           UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at)
+           UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at, UserSession.amr)
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
@@ -24,7 +24,8 @@ _PUBLIC_SESSION = select(UserSession.created_at, UserSession.last_seen_at).where
     UserSession.public_sid == bindparam("public_sid"), UserSession.revoked_at.is_(None))
 _INSERT_SESSION = insert(_SESSIONS).values(
     sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
-    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"))
+    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"),
+    amr=bindparam("amr"))
 _END = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None))
         .values(revoked_at=bindparam("stamp")))
 _TOUCH = (update(_SESSIONS)
@@ -36,7 +37,7 @@ _TOUCH = (update(_SESSIONS)
 def session_user(sid: str):
     """The unrevoked session with this (cookie) sid and its user, as one row: the user's id,
     subject, username, name, email and password_version, then the session's auth_time,
-    public_sid, row id, created_at and last_seen_at. None if there is none."""
+    public_sid, row id, created_at, last_seen_at and amr. None if there is none."""
     return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
 
 
@@ -45,10 +46,11 @@ def public_session_times(public_sid: str) -> tuple[int, int] | None:
     return autocommit_connection().first(_PUBLIC_SESSION, {"public_sid": public_sid})
 
 
-def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int) -> Write:
+def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int,
+                   amr: str = "pwd") -> Write:
     """The write that stores a new session, to run with the caller's others (writes.write)."""
     return _INSERT_SESSION, {"sid": sid, "public_sid": public_sid, "user_id": user_id, "auth_time": auth_time,
-                             "created_at": created_at}
+                             "created_at": created_at, "amr": amr}
 
 
 def insert_session(insert: Write) -> None:

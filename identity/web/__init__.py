@@ -2,12 +2,12 @@
 
 from flask import Flask
 
-from . import account, caller, connect, consent, discovery, grants, home, inputs, ops, passkeys
+from . import account, caller, connect, consent, discovery, grants, home, inputs, mfa, ops, passkeys
 
 
 def register_blueprints(app: Flask) -> None:
     """The pages and endpoints (their WSGI layers are put around the app in identity/wsgi.py)."""
-    for module in (discovery, home, ops, account, passkeys, consent, grants, connect):
+    for module in (discovery, home, ops, account, mfa, passkeys, consent, grants, connect):
         app.register_blueprint(module.bp)
     inputs.init_app(app)
     caller.init_app(app)

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..auth import sign_in, sign_out
+from ..auth import hold_for_second_factor, sign_in, sign_out
 from ..errors import AccountLocked, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
@@ -35,6 +35,10 @@ def login():
     if form.validate_on_submit():
         result = accounts.sign_in(form.username.data, form.password.data,
                                   client_id=pending_authorization(return_url).get("client_id"))
+        if result.user is not None and result.needs_second_factor:
+            hold_for_second_factor(result, remember=form.remember.data)
+            return redirect(url_for("mfa.second_step", returnUrl=return_url) if return_url
+                            else url_for("mfa.second_step"))
         if result.user is not None:
             principal = sign_in(result, remember=form.remember.data)
             return _after_sign_in(principal, return_url)

@@ -1,7 +1,7 @@
 """passkeys helper: the passkeys table (WebAuthn credentials)
 
 Revision ID: e5f6a7b8c9d0
-Revises: c4d8e2f1a6b3
+Revises: e5a9c3d7b1f2
 Create Date: 2026-12-03 09:30:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e5f6a7b8c9d0'
-down_revision = 'c4d8e2f1a6b3'
+down_revision = 'e5a9c3d7b1f2'  # after the totp helper's (merged in this branch)
 branch_labels = None
 depends_on = None
 

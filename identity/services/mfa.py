@@ -1,0 +1,277 @@
+"""Second factors: the authenticator app (TOTP, RFC 6238) and recovery codes, and the one check
+every second step runs (`check_code`).
+
+A TOTP secret is stored encrypted with the signing keys' key-encryption key (key_encryption.py).
+A code is accepted for the current 30-second step or one either side, and only for a step newer
+than the last one accepted, taken by a conditional UPDATE (store/mfa.py): a code, once used, is
+refused, even to a request racing the first. Recovery codes are random, single use, shown once and
+stored as SHA-256 (like codes and refresh tokens: guessing 50 random bits is the protection, not
+the hash's cost). Every code checked counts toward the same lockout as a password, before it is
+checked (lockout.reserve): a right password does not reset the count for a user with a factor
+(accounts.sign_in), only a right second step does, so guesses at the code stop at the lock.
+
+The passkeys (WebAuthn) factor adds itself to `user_factors` and `has_second_factor`.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import pyotp
+import segno
+from flask import current_app
+
+from ..clock import now
+from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import User
+from ..store import mfa as store
+from ..store.writes import Write, write, write_if
+from . import audit, key_encryption, lockout
+from .password_policy import normalize
+from .passwords import verify_password
+
+TOTP_PERIOD_SECONDS = 30
+TOTP_DIGITS = 6
+TOTP_WINDOW_STEPS = 1  # a code of the step before or after the current one is accepted too
+RECOVERY_CODE_COUNT = 10
+RECOVERY_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, none mistaken for another
+RECOVERY_CODE_LENGTH = 10  # 50 random bits, shown as XXXXX-XXXXX
+
+# RFC 8176 authentication method references
+AMR_PASSWORD = "pwd"
+AMR_OTP = "otp"
+AMR_MFA = "mfa"
+
+
+@dataclass(frozen=True)
+class Factors:
+    """What a user has, for the MFA page and the local API."""
+
+    totp: bool
+    totp_pending: bool  # an enrolment started and not yet confirmed
+    recovery_codes_left: int
+
+    @property
+    def any(self) -> bool:
+        return self.totp
+
+
+def user_factors(user_id: int) -> Factors:
+    row = store.totp_row(user_id)
+    return Factors(totp=row is not None and row[1] is not None, totp_pending=row is not None and row[1] is None,
+                   recovery_codes_left=store.unused_recovery_codes(user_id))
+
+
+def has_second_factor(user_id: int) -> bool:
+    """Whether the user must give a second factor to sign in (one read on the autocommit connection)."""
+    return store.has_confirmed_totp(user_id)
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+
+def amr_with_second_factor(amr: str | None, method: str) -> str:
+    """The session's methods after a second factor of `method`: that method, and `mfa`."""
+    methods = (amr or AMR_PASSWORD).split()
+    for name in (method, AMR_MFA):
+        if name not in methods:
+            methods.append(name)
+    return " ".join(methods)
+
+
+def acr_for(amr: str | None) -> str:
+    """The acr value for a sign-in's methods: "mfa" with two factors, else "1fa" (docs/mfa.md)."""
+    return "mfa" if AMR_MFA in (amr or "").split() else "1fa"
+
+
+# --- enrolment ----------------------------------------------------------------------------------
+
+
+def _secret(stored: str, user_id: int) -> str:
+    return key_encryption.decrypt(stored, f"totp:{user_id}")
+
+
+def start_totp(user_id: int) -> str:
+    """Start (or restart) enrolling an authenticator app: a new secret, stored unconfirmed."""
+    if has_second_factor(user_id):
+        raise Conflict("an authenticator app is already set up; remove it first")
+    secret = pyotp.random_base32()
+    store.put_pending_totp(user_id, key_encryption.encrypt(secret), now())
+    db.session.commit()
+    return secret
+
+
+def pending_totp_secret(user_id: int) -> str | None:
+    """The secret of the enrolment in progress, or None."""
+    row = store.totp_row(user_id)
+    if row is None or row[1] is not None:
+        return None
+    return _secret(row[0], user_id)
+
+
+def provisioning_uri(secret: str, account_name: str) -> str:
+    """The otpauth:// URI an authenticator app reads from the QR code."""
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS).provisioning_uri(
+        name=account_name, issuer_name=current_app.config["PRODUCT_NAME"])
+
+
+def qr_svg(uri: str) -> str:
+    """The URI as a QR code, an inline SVG made here (no outside service sees the secret)."""
+    return segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff", title="QR code for your authenticator app")
+
+
+def _step_of(secret: str, code: str, after_step: int, stamp: int) -> int | None:
+    """The time step (within the window) whose code this is, if newer than `after_step`."""
+    if len(code) != TOTP_DIGITS or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS)
+    current = stamp // TOTP_PERIOD_SECONDS
+    for step in range(current - TOTP_WINDOW_STEPS, current + TOTP_WINDOW_STEPS + 1):
+        if step > after_step and hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def confirm_totp(user_id: int, code: str) -> list[str]:
+    """Confirm the enrolment with a valid code; returns the new recovery codes (shown once)."""
+    secret = pending_totp_secret(user_id)
+    if secret is None:
+        raise NotFound("no authenticator app is being set up")
+    stamp = now()
+    step = _step_of(secret, normalize_code(code), 0, stamp)
+    if step is None or not store.confirm_totp(user_id, step, stamp):
+        db.session.rollback()
+        raise ValidationFailed({"code": ["That code is not right. Enter the 6 digits your app shows now."]})
+    codes = _replace_recovery_codes(user_id, stamp)
+    audit.record("mfa_enabled", user_id=user_id, detail={"factor": "totp"})
+    db.session.commit()
+    return codes
+
+
+# --- recovery codes -------------------------------------------------------------------------------
+
+
+def normalize_code(code: str) -> str:
+    """A code as typed (spaces, dashes, lower case) in the form it is checked."""
+    return "".join((code or "").split()).replace("-", "").upper()
+
+
+def recovery_code_hash(code: str) -> str:
+    return hashlib.sha256(normalize_code(code).encode()).hexdigest()
+
+
+def _replace_recovery_codes(user_id: int, stamp: int) -> list[str]:
+    codes = ["".join(secrets.choice(RECOVERY_CODE_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
+             for _ in range(RECOVERY_CODE_COUNT)]
+    store.replace_recovery_codes(user_id, [recovery_code_hash(c) for c in codes], stamp)
+    return [f"{c[:5]}-{c[5:]}" for c in codes]
+
+
+def regenerate_recovery_codes(user_id: int) -> list[str]:
+    """A new set of recovery codes; the old set stops working."""
+    if not has_second_factor(user_id):
+        raise Conflict("set up an authenticator app first")
+    codes = _replace_recovery_codes(user_id, now())
+    audit.record("recovery_codes_regenerated", user_id=user_id)
+    db.session.commit()
+    return codes
+
+
+# --- the second step -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """The outcome of a code: the method it proved ("otp"), or None; and, when it was right, the
+    writes that settle its lockout reservation and record it, for the caller to run with its own."""
+
+    method: str | None
+    locked: bool = False
+    success: tuple[Write, ...] = ()
+
+
+def _use_code(user_id: int, code: str) -> bool:
+    """Use a TOTP or recovery code of the user: True if it was valid and is now spent."""
+    stamp = now()
+    if len(code) == TOTP_DIGITS and code.isdigit():
+        row = store.totp_row(user_id)
+        if row is None or row[1] is None:
+            return False
+        step = _step_of(_secret(row[0], user_id), code, row[2], stamp)
+        return step is not None and write_if(store.accept_step(user_id, step), None)
+    if len(code) == RECOVERY_CODE_LENGTH:
+        return write_if(store.spend_recovery_code(user_id, recovery_code_hash(code), stamp), None)
+    return False
+
+
+def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
+    """Check a second-factor code (TOTP or recovery), counted toward lockout before it is checked.
+
+    A wrong code, or any code while the account is locked, records its audit event and fails; a
+    right one returns the writes that settle its reservation, to run with the caller's.
+    """
+    reservation = lockout.reserve(user_id)
+    if reservation is None:
+        audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked", "for": purpose})
+        db.session.commit()
+        return CodeCheck(None, locked=True)
+    normalized = normalize_code(code)
+    if not _use_code(user_id, normalized):
+        audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
+        if reservation.locked:
+            audit.record("account_locked", user_id=user_id)
+        db.session.commit()
+        return CodeCheck(None, locked=reservation.locked)
+    kind = "totp" if normalized.isdigit() else "recovery_code"
+    return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), audit.event_write(
+        "mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})))
+
+
+# --- removal --------------------------------------------------------------------------------------
+
+
+def _password_matches(user_id: int, password: str) -> bool:
+    """Check the user's password, counted toward lockout like every password check."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    reservation = lockout.reserve(user_id)
+    if reservation is None:
+        raise AccountLocked(max(user.locked_until - now(), 1))
+    if not verify_password(user.password_hash, normalize(password or "")):
+        if reservation.locked:
+            audit.record("account_locked", user_id=user_id)
+            db.session.commit()
+            raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+        return False
+    write(lockout.released(reservation))  # the code's own reservation settles the count
+    return True
+
+
+def remove_totp(user_id: int, password: str, code: str) -> None:
+    """Remove the authenticator app and the recovery codes: needs the password and a current code
+    (or a recovery code)."""
+    if not has_second_factor(user_id):
+        raise NotFound("no authenticator app is set up")
+    if not _password_matches(user_id, password):
+        raise ValidationFailed({"password": ["The password is incorrect."]})
+    check = check_code(user_id, code, purpose="remove_factor")
+    if check.locked:
+        raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+    if check.method is None:
+        raise ValidationFailed({"code": ["That code is not right, or was used already."]})
+    write(*check.success)
+    store.delete_totp_and_codes(user_id)
+    audit.record("mfa_disabled", user_id=user_id, detail={"factor": "totp"})
+    db.session.commit()
+
+
+def reset_factors(user_id: int, *, by: str = "operator") -> bool:
+    """Remove every second factor of a user (the operator's `users mfa-reset`); True if one was removed."""
+    had = has_second_factor(user_id)
+    store.delete_totp_and_codes(user_id)
+    audit.record("mfa_reset", user_id=user_id, detail={"by": by, "had_factor": had})
+    db.session.commit()
+    return had

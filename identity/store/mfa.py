@@ -1,0 +1,89 @@
+"""Second factors as rows: the authenticator app (TOTP) and the recovery codes.
+
+The reads that the sign-in makes for every user (has the user a factor?) run on the autocommit
+connection; the uses of a code are conditional UPDATEs, so two requests with the same code
+cannot both win (writes.write_if). Page actions (enrol, regenerate, remove) run in the session's
+transaction, committed by the service.
+"""
+
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+
+from ..extensions import db
+from ..models import RecoveryCode, TotpFactor
+from .connection import autocommit_connection
+from .writes import Write
+
+_TOTP = TotpFactor.__table__
+_CODES = RecoveryCode.__table__
+
+_CONFIRMED_TOTP = select(exists().where(_TOTP.c.user_id == bindparam("user_id"), _TOTP.c.confirmed_at.is_not(None)))
+_TOTP_ROW = select(_TOTP.c.secret_encrypted, _TOTP.c.confirmed_at, _TOTP.c.last_step).where(
+    _TOTP.c.user_id == bindparam("user_id"))
+_UNUSED_CODES = select(func.count()).select_from(_CODES).where(
+    _CODES.c.user_id == bindparam("user_id"), _CODES.c.used_at.is_(None))
+# a step is accepted once: only a newer one than the last accepted moves it on
+_ACCEPT_STEP = (update(_TOTP)
+                .where(_TOTP.c.user_id == bindparam("user_id"), _TOTP.c.confirmed_at.is_not(None),
+                       _TOTP.c.last_step < bindparam("step"))
+                .values(last_step=bindparam("step")))
+_SPEND_CODE = (update(_CODES)
+               .where(_CODES.c.user_id == bindparam("user_id"), _CODES.c.code_hash == bindparam("code_hash"),
+                      _CODES.c.used_at.is_(None))
+               .values(used_at=bindparam("stamp")))
+
+
+def has_confirmed_totp(user_id: int) -> bool:
+    """Whether the user has a confirmed authenticator app (as committed)."""
+    row = autocommit_connection().first(_CONFIRMED_TOTP, {"user_id": user_id})
+    return bool(row and row[0])
+
+
+def totp_row(user_id: int) -> tuple[str, int | None, int] | None:
+    """(secret_encrypted, confirmed_at, last_step) of the user's TOTP row, or None."""
+    return autocommit_connection().first(_TOTP_ROW, {"user_id": user_id})
+
+
+def unused_recovery_codes(user_id: int) -> int:
+    row = autocommit_connection().first(_UNUSED_CODES, {"user_id": user_id})
+    return row[0] if row else 0
+
+
+def accept_step(user_id: int, step: int) -> Write:
+    """The conditional write that accepts a TOTP time step newer than the last accepted one."""
+    return _ACCEPT_STEP, {"user_id": user_id, "step": step}
+
+
+def spend_recovery_code(user_id: int, code_hash: str, stamp: int) -> Write:
+    """The conditional write that uses an unused recovery code (one row, or none)."""
+    return _SPEND_CODE, {"user_id": user_id, "code_hash": code_hash, "stamp": stamp}
+
+
+def put_pending_totp(user_id: int, secret_encrypted: str, stamp: int) -> None:
+    """Start (or restart) an enrolment: an unconfirmed row with this secret, in the session's
+    transaction. A confirmed factor is left alone (the service refuses first)."""
+    db.session.execute(delete(_TOTP).where(_TOTP.c.user_id == user_id, _TOTP.c.confirmed_at.is_(None)))
+    db.session.execute(insert(_TOTP).values(user_id=user_id, secret_encrypted=secret_encrypted, created_at=stamp,
+                                            confirmed_at=None, last_step=0))
+
+
+def confirm_totp(user_id: int, step: int, stamp: int) -> bool:
+    """Confirm the pending enrolment with the step of its first code, in the session's transaction."""
+    result = db.session.execute(update(_TOTP).where(_TOTP.c.user_id == user_id, _TOTP.c.confirmed_at.is_(None))
+                                .values(confirmed_at=stamp, last_step=step))
+    return result.rowcount == 1
+
+
+def replace_recovery_codes(user_id: int, code_hashes: list[str], stamp: int) -> None:
+    """Drop the user's recovery codes, used or not, and store these, in the session's transaction."""
+    db.session.execute(delete(_CODES).where(_CODES.c.user_id == user_id))
+    if code_hashes:
+        db.session.execute(insert(_CODES), [{"user_id": user_id, "code_hash": h, "created_at": stamp, "used_at": None}
+                                            for h in code_hashes])
+
+
+def delete_totp_and_codes(user_id: int) -> int:
+    """Remove the user's authenticator app and recovery codes, in the session's transaction; the
+    number of TOTP rows removed (0 or 1)."""
+    removed = db.session.execute(delete(_TOTP).where(_TOTP.c.user_id == user_id)).rowcount
+    db.session.execute(delete(_CODES).where(_CODES.c.user_id == user_id))
+    return removed

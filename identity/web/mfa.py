@@ -1,0 +1,91 @@
+"""Second factors: the /account/mfa page and the second sign-in step /account/login/mfa."""
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask_login import current_user, fresh_login_required
+
+from ..auth import drop_pending, pending_second_factor, sign_in
+from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
+from ..extensions import limiter, sensitive_limit
+from ..forms import ConfirmForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
+from ..headers import allow_form_target
+from ..services import accounts, mfa
+from .account import _after_sign_in, _return_url
+from .return_urls import pending_authorization, pending_client
+
+bp = Blueprint("mfa", __name__, url_prefix="/account")
+
+CODE_FAILED = "That code is not right, or was used already, or the account is temporarily locked. Try again."
+
+
+@bp.route("/login/mfa", methods=["GET", "POST"])
+@limiter.limit(sensitive_limit, methods=["POST"])
+def second_step():
+    """Finish a sign-in with a code from the authenticator app or a recovery code."""
+    return_url = _return_url()
+    pending = pending_second_factor()
+    user = accounts.pending_user(pending["user"], pending["version"], pending["at"]) if pending else None
+    if user is None:  # never started, finished, or expired: start again from the password
+        drop_pending()
+        return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
+    form = SecondFactorForm()
+    error = None
+    if form.validate_on_submit():
+        result = accounts.finish_sign_in(user, form.code.data, amr=pending.get("amr") or mfa.AMR_PASSWORD,
+                                         client_id=pending_authorization(return_url).get("client_id"))
+        if result.user is not None:
+            principal = sign_in(result, remember=pending.get("remember", False))
+            return _after_sign_in(principal, return_url)
+        error = CODE_FAILED
+    elif form.errors.get("csrf_token"):
+        error = "The form expired. Please try again."
+    elif request.method == "POST":
+        error = "Enter the code from your authenticator app, or a recovery code."
+    client_name, redirect_uri = pending_client(return_url)
+    allow_form_target(redirect_uri)  # the post ends at the client after the redirects
+    status = 200 if error is None else 400
+    return render_template("account/login_mfa.html", form=form, error=error, client_name=client_name), status
+
+
+@bp.route("/mfa", methods=["GET", "POST"])
+@fresh_login_required
+@limiter.limit(sensitive_limit, methods=["POST"])
+def factors():
+    """Set up, inspect and remove second factors."""
+    user_id = current_user.user.id
+    action = request.form.get("action") if request.method == "POST" else None
+    # the page shows either the confirm form or the remove form, never both, so no field names clash
+    forms = {"confirm": TotpConfirmForm(), "remove": RemoveFactorForm(), "start": ConfirmForm(),
+             "regenerate": ConfirmForm()}
+    errors: dict[str, list[str]] = {}
+    notice = None
+    recovery_codes = None
+    status = 200
+    if action in forms and forms[action].validate_on_submit():
+        try:
+            if action == "start":
+                mfa.start_totp(user_id)
+            elif action == "confirm":
+                recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
+                notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
+            elif action == "regenerate":
+                recovery_codes = mfa.regenerate_recovery_codes(user_id)
+                notice = "New recovery codes: the old ones no longer work. Save these now: they are shown only once."
+            elif action == "remove":
+                form = forms["remove"]
+                mfa.remove_totp(user_id, form.password.data, form.code.data)
+                notice = "Your authenticator app and recovery codes were removed."
+                forms["remove"] = RemoveFactorForm(formdata=None)
+        except ValidationFailed as err:
+            errors, status = err.errors, 400
+        except AccountLocked as err:
+            errors, status = {"form": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}, 400
+        except (Conflict, NotFound) as err:
+            errors, status = {"form": [str(err).capitalize() + "."]}, 409
+    elif request.method == "POST":
+        errors, status = {"form": ["The form expired or was incomplete. Please try again."]}, 400
+    factors = mfa.user_factors(user_id)
+    secret = mfa.pending_totp_secret(user_id) if factors.totp_pending else None
+    uri = mfa.provisioning_uri(secret, current_user.user.username) if secret else None
+    return render_template("account/mfa.html", factors=factors, forms=forms, errors=errors, notice=notice,
+                           recovery_codes=recovery_codes, secret=secret, qr_svg=mfa.qr_svg(uri) if uri else None,
+                           action=action), status

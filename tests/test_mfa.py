@@ -1,0 +1,239 @@
+"""The authenticator app (TOTP) and recovery codes: enrolment on /account/mfa, the second sign-in
+step /account/login/mfa, removal, and the half-signed-in state between the steps."""
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD, csrf_token
+from identity.extensions import db
+from identity.models import AuditEvent, RecoveryCode, TotpFactor, User, UserSession
+from identity.services import key_encryption
+from identity.services import mfa as mfa_service
+from mfa_actions import CLOCK, SECRET_RE, code_at, enrol, password_step, post_mfa, second_step
+
+
+@pytest.fixture(autouse=True)
+def step_clock(monkeypatch):
+    """TOTP time that a test moves on a step at a time (no 30-second waits)."""
+    CLOCK.offset = 0
+    monkeypatch.setattr(mfa_service, "now", CLOCK.now)
+    return CLOCK
+
+
+@pytest.fixture
+def alice(client, seeded):
+    """alice, signed in (fresh) in `client`."""
+    assert AuthActions(client).login().status_code == 302
+    return client
+
+
+@pytest.fixture
+def enrolled(alice, app):
+    """alice with an authenticator app; signed out again. Returns (secret, recovery codes)."""
+    secret, codes = enrol(alice)
+    AuthActions(alice).logout()
+    CLOCK.next_step()  # the enrolment used this step's code
+    return secret, codes
+
+
+def sessions_of(app, username="alice") -> int:
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == username))
+        return db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.user_id == user_id))
+
+
+def test_the_page_needs_a_signed_in_user(client, seeded):
+    response = client.get("/account/mfa")
+    assert response.status_code == 302
+    assert "/account/login" in response.headers["Location"]
+
+
+def test_enrolment_shows_a_qr_code_and_the_secret_and_stores_the_secret_encrypted(alice, app):
+    page = post_mfa(alice, "start")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "<svg" in html and 'class="segno"' in html
+    secret = SECRET_RE.search(html).group(1)
+    with app.app_context():
+        row = db.session.scalar(select(TotpFactor))
+        assert row.confirmed_at is None
+        assert secret not in row.secret_encrypted
+        assert key_encryption.decrypt(row.secret_encrypted, "t") == secret
+    # not a factor until confirmed: sign-in still takes the password alone
+    assert AuthActions(app.test_client()).login().status_code == 302
+
+
+def test_enrolment_is_confirmed_only_by_a_valid_code(alice, app):
+    html = post_mfa(alice, "start").get_data(as_text=True)
+    secret = SECRET_RE.search(html).group(1)
+    wrong = post_mfa(alice, "confirm", code="000000" if code_at(secret) != "000000" else "111111")
+    assert wrong.status_code == 400
+    assert "not right" in wrong.get_data(as_text=True)
+    far = post_mfa(alice, "confirm", code=code_at(secret, 3))
+    assert far.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(TotpFactor.confirmed_at)) is None
+    right = post_mfa(alice, "confirm", code=code_at(secret))
+    assert right.status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(TotpFactor.confirmed_at)) is not None
+        assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 10
+        assert db.session.scalar(select(AuditEvent.event).where(AuditEvent.event == "mfa_enabled")) == "mfa_enabled"
+
+
+def test_recovery_codes_are_shown_once_and_stored_as_hashes(alice, app):
+    secret, codes = enrol(alice)
+    assert len(set(codes)) == 10
+    again = alice.get("/account/mfa").get_data(as_text=True)
+    assert not any(code in again for code in codes)
+    assert "10 of your recovery codes are unused" in again
+    with app.app_context():
+        stored = db.session.scalars(select(RecoveryCode.code_hash)).all()
+    assert not any(code.replace("-", "") in h or code in h for code in codes for h in stored)
+
+
+def test_regenerating_recovery_codes_invalidates_the_old_set(alice, app):
+    secret, old = enrol(alice)
+    response = post_mfa(alice, "regenerate")
+    assert response.status_code == 200
+    from mfa_actions import CODE_RE
+    new = CODE_RE.findall(response.get_data(as_text=True))
+    assert len(new) == 10 and not set(new) & set(old)
+    AuthActions(alice).logout()
+    fresh = app.test_client()
+    assert password_step(fresh).headers["Location"].startswith("/account/login/mfa")
+    assert second_step(fresh, old[0]).status_code == 400
+    assert second_step(fresh, new[0]).status_code == 302
+
+
+def test_sign_in_with_a_totp_code(client, app, enrolled):
+    secret, _ = enrolled
+    response = password_step(client)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/account/login/mfa")
+    assert sessions_of(app) == 1  # the enrolling session only: none for the password step
+    finished = second_step(client, code_at(secret))
+    assert finished.status_code == 302
+    assert sessions_of(app) == 2
+    with app.app_context():
+        amr = db.session.scalar(select(UserSession.amr).order_by(UserSession.id.desc()))
+    assert amr == "pwd otp mfa"
+    assert client.get("/account/password").status_code == 200
+
+
+def test_a_code_is_accepted_once(client, app, enrolled):
+    secret, _ = enrolled
+    code = code_at(secret)
+    password_step(client)
+    assert second_step(client, code).status_code == 302
+    other = app.test_client()
+    password_step(other)
+    replay = second_step(other, code)
+    assert replay.status_code == 400
+    assert "not right, or was used already" in replay.get_data(as_text=True)
+
+
+def test_the_previous_and_next_step_are_accepted_but_not_further(client, app, enrolled):
+    secret, _ = enrolled
+    CLOCK.next_step()  # the step before is then one not used at enrolment
+    password_step(client)
+    assert second_step(client, code_at(secret, -2)).status_code == 400
+    assert second_step(client, code_at(secret, 2)).status_code == 400
+    assert second_step(client, code_at(secret, -1)).status_code == 302
+
+
+def test_an_older_step_is_refused_after_a_newer_one(client, app, enrolled):
+    secret, _ = enrolled
+    password_step(client)
+    assert second_step(client, code_at(secret, 1)).status_code == 302
+    other = app.test_client()
+    password_step(other)
+    assert second_step(other, code_at(secret)).status_code == 400  # an older step than the one used
+
+
+def test_a_recovery_code_works_once(client, app, enrolled):
+    _, codes = enrolled
+    password_step(client)
+    assert second_step(client, codes[0].lower().replace("-", " ")).status_code == 302
+    other = app.test_client()
+    password_step(other)
+    assert second_step(other, codes[0]).status_code == 400
+    assert second_step(other, codes[1]).status_code == 302
+
+
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_MAX_FAILURES": 3}])
+def test_wrong_codes_count_toward_the_lockout_and_a_right_password_does_not_reset_it(client, app, enrolled):
+    secret, codes = enrolled
+    password_step(client)
+    assert second_step(client, "000001").status_code == 400
+    assert second_step(client, "000002").status_code == 400
+    # the password again: its success does not take off the wrong codes
+    assert password_step(client).headers["Location"].startswith("/account/login/mfa")
+    assert second_step(client, "000003").status_code == 400  # the third failure: locked
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        assert user.locked_until > time.time()
+    assert second_step(client, code_at(secret)).status_code == 400  # locked: even a right code fails
+    locked = password_step(client)  # and the password step too
+    assert locked.status_code == 400 and "Location" not in locked.headers
+
+
+def test_the_half_signed_in_state_expires(client, app, enrolled):
+    secret, _ = enrolled
+    password_step(client)
+    app.config["MFA_PENDING_SECONDS"] = 1
+    time.sleep(2.1)
+    response = client.get("/account/login/mfa")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/account/login")
+    assert "/mfa" not in response.headers["Location"]
+
+
+def test_the_half_signed_in_state_is_not_a_session(client, app, enrolled, seeded):
+    password_step(client)
+    assert sessions_of(app) == 1  # the enrolment's, signed out since
+    assert client.get("/account/password").status_code == 302
+    assert client.get("/account/mfa").status_code == 302
+    assert client.get("/account/grants").status_code == 302
+    assert client.post("/account/password/check", data={"new_password": "x"}).status_code in (302, 400)
+    page = client.get("/")
+    assert "Signed in as" not in page.get_data(as_text=True)
+
+
+def test_the_pending_request_survives_both_steps(client, app, enrolled, flow_clients):
+    from actions import OAuthActions, redirect_params
+    secret, _ = enrolled
+    oauth = OAuthActions(client)
+    start = oauth.authorize(client_id="native", code_challenge="x" * 43, code_challenge_method="S256")
+    login_url = start.headers["Location"]
+    assert "/account/login" in login_url
+    from urllib.parse import parse_qs, urlsplit
+    return_url = parse_qs(urlsplit(login_url).query)["returnUrl"][0]
+    to_second = password_step(client, return_url=return_url)
+    assert to_second.status_code == 302
+    assert "returnUrl=" in to_second.headers["Location"]
+    done = second_step(client, code_at(secret), return_url=return_url)
+    assert done.status_code == 302
+    assert done.headers["Location"].startswith(OAuthActions.REDIRECTS["native"])
+    assert "code" in redirect_params(done.headers["Location"])
+
+
+def test_removal_needs_the_password_and_a_code(alice, app):
+    secret, codes = enrol(alice)
+    CLOCK.next_step()
+    wrong_password = post_mfa(alice, "remove", password="not-the-password", code=code_at(secret))
+    assert wrong_password.status_code == 400
+    wrong_code = post_mfa(alice, "remove", password=ALICE_PASSWORD, code="123456" if code_at(secret) != "123456" else "654321")
+    assert wrong_code.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TotpFactor)) == 1
+    removed = post_mfa(alice, "remove", password=ALICE_PASSWORD, code=codes[3])
+    assert removed.status_code == 200, removed.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TotpFactor)) == 0
+        assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 0
+    AuthActions(alice).logout()
+    assert AuthActions(app.test_client()).login().status_code == 302
