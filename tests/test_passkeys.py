@@ -9,7 +9,8 @@ from identity import clock
 from identity.errors import NotFound, PasskeyRefused
 from identity.extensions import db
 from identity.models import AuditEvent, Passkey, User, UserSession
-from identity.services import accounts, passkeys
+from identity.services import accounts, mfa, passkeys
+from identity.services.sessions import SessionUser
 from webauthn_keys import UP, SoftKey, b64url
 
 ISSUER = "https://id.example.com"
@@ -219,3 +220,33 @@ def test_malformed_answers_are_refused(alice, answer):
     ceremony = passkeys.registration_options(alice, ISSUER)
     with pytest.raises(PasskeyRefused):
         passkeys.register(alice, ISSUER, ceremony.state, answer)
+
+
+def test_a_passkey_is_a_second_factor(alice):
+    assert not mfa.has_second_factor(alice)
+    passkey_id = register(alice, SoftKey()).id
+    assert mfa.has_second_factor(alice) and not mfa.has_totp(alice)
+    assert mfa.user_factors(alice).passkeys == 1 and mfa.user_factors(alice).any
+    passkeys.remove_passkey(alice, passkey_id)
+    assert not mfa.has_second_factor(alice)
+
+
+def test_the_operators_reset_removes_passkeys(alice):
+    register(alice, SoftKey())
+    assert mfa.reset_factors(alice) is True
+    assert passkeys.list_passkeys(alice) == [] and not mfa.has_second_factor(alice)
+
+
+def test_the_second_step_with_a_passkey_resets_the_lockout_count(alice):
+    key = SoftKey()
+    register(alice, key)
+    user = db.session.get(User, alice)
+    user.failed_attempts = 3
+    db.session.commit()
+    ceremony = passkeys.authentication_options(ISSUER, alice)
+    answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    person = SessionUser(alice, user.subject, user.username, user.name, user.email, user.password_version)
+    use, result = passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person)
+    assert result.amr == "pwd hwk mfa" and result.sid
+    db.session.expire_all()
+    assert db.session.get(User, alice).failed_attempts == 0

@@ -3,16 +3,14 @@ the challenge kept in the session and spent by one answer, the login page's pass
 behind PASSKEY_SIGNIN_ENABLED. The test client speaks https://localhost: that is the issuer,
 so the RP id is `localhost` and the origin https://localhost."""
 
-import json
-
 import pytest
 from sqlalchemy import select
 
 from actions import AuthActions
 from conftest import csrf_token
 from identity.extensions import db
-from identity.models import Passkey
-from webauthn_keys import SoftKey
+from identity.models import Passkey, User, UserSession
+from webauthn_keys import SoftKey, b64url
 
 ORIGIN, RP_ID = "https://localhost", "localhost"
 
@@ -27,7 +25,7 @@ def token(client, path="/account/login") -> str:
 
 
 def register_over_http(client, key: SoftKey, name="Laptop"):
-    csrf = token(client, "/account/mfa/passkeys")
+    csrf = token(client, "/account/mfa")
     options = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf})
     assert options.status_code == 200 and options.mimetype == "application/json"
     challenge = options.get_json()["challenge"]
@@ -47,7 +45,7 @@ def test_register_then_sign_in_over_http(client, auth, app):
     key = SoftKey()
     created = register_over_http(client, key)
     assert created.status_code == 201 and created.get_json()["name"] == "Laptop"
-    page = client.get("/account/mfa/passkeys").get_data(as_text=True)
+    page = client.get("/account/mfa").get_data(as_text=True)
     assert "Laptop" in page and "Remove the passkey Laptop" in page
     auth.logout()
 
@@ -95,7 +93,7 @@ def test_registration_needs_a_signed_in_user(client, seeded):
 
 def test_a_refused_registration_is_json_400_and_stores_nothing(client, auth, app):
     auth.login()
-    csrf = token(client, "/account/mfa/passkeys")
+    csrf = token(client, "/account/mfa")
     challenge = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
     answer = SoftKey().registration(challenge, origin="https://evil.example", rp_id=RP_ID)
     refused = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, json={"credential": answer})
@@ -109,7 +107,7 @@ def test_removing_someone_elses_passkey_is_404(client, auth, app):
     assert register_over_http(client, SoftKey()).status_code == 201
     with app.app_context():
         passkey_id = db.session.scalar(select(Passkey.id))
-    csrf = token(client, "/account/mfa/passkeys")
+    csrf = token(client, "/account/mfa")
     assert client.post(f"/account/mfa/passkeys/{passkey_id + 1}/remove", data={"csrf_token": csrf}).status_code == 404
     removed = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": csrf})
     assert removed.status_code == 302
@@ -129,3 +127,62 @@ def test_passkey_sign_in_can_be_turned_off(client, seeded):
     csrf = csrf_token(page)
     assert client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).status_code == 404
     assert client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": "{}"}).status_code == 404
+
+
+def session_amr(app) -> list[str]:
+    """The methods (amr) of the live sessions, oldest first."""
+    with app.app_context():
+        return [row.amr for row in db.session.scalars(
+            select(UserSession).where(UserSession.revoked_at.is_(None)).order_by(UserSession.id))]
+
+
+def test_passwordless_sign_in_records_the_passkey_and_mfa(client, auth, app):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    assert session_amr(app) == ["hwk mfa"]
+
+
+def test_with_a_passkey_the_password_asks_for_the_second_step_and_a_passkey_finishes_it(client, auth, app):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+
+    password = auth.login()
+    assert password.status_code == 302 and password.headers["Location"].startswith("/account/login/mfa")
+    page = client.get("/account/login/mfa").get_data(as_text=True)
+    assert "Use a passkey" in page and "/account/login/mfa/passkey" in page
+    csrf = csrf_token(page)
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    assert [c["id"] for c in options["allowCredentials"]] == [b64url(key.credential_id)]
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID, flags=0x01)  # presence only
+    finished = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer})
+    assert finished.status_code == 302 and finished.headers["Location"] == "/"
+    assert session_amr(app) == ["pwd hwk mfa"]
+    assert "Signed in as" in client.get("/").get_data(as_text=True)
+
+
+def test_the_second_step_with_a_passkey_needs_the_password_first(client, seeded):
+    csrf = token(client)
+    refused = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf})
+    assert refused.status_code == 400
+    answer = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": "{}"})
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/account/login")
+
+
+def test_a_wrong_passkey_on_the_second_step_is_refused_and_counted(client, auth, app):
+    auth.login()
+    assert register_over_http(client, SoftKey()).status_code == 201
+    auth.logout()
+    auth.login()
+    csrf = token(client, "/account/login/mfa")
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    stranger = SoftKey().assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    refused = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": stranger})
+    assert refused.status_code == 400 and "could not be verified" in refused.get_data(as_text=True)
+    assert "Signed in as" not in client.get("/").get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 1

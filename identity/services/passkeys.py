@@ -36,7 +36,7 @@ from ..errors import NotFound, PasskeyRefused
 from ..extensions import db
 from ..models import Passkey, User
 from ..store import passkeys as store
-from . import audit, sessions
+from . import audit, lockout, mfa, sessions
 from .accounts import SignInResult
 from .sessions import SessionUser
 
@@ -47,6 +47,7 @@ MAX_CREDENTIAL_JSON = 16 * 1024
 
 NOT_VERIFIED = "The passkey could not be verified. Try again, or use another way to sign in."
 EXPIRED = "The passkey request expired. Try again."
+LOCKED = "Too many wrong attempts: the account is temporarily locked. Try again later."
 CLONED = "This passkey was refused: its use counter went backwards, a sign that it was copied. Use another way to sign in."
 
 
@@ -253,12 +254,38 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
     """
     use = _verify(issuer, state, credential_json, user_id=None, client_id=client_id)
     user = db.session.get(User, use.user_id)
-    session, insert = sessions.new_session(user.id)
+    amr = f"{use.method} {mfa.AMR_MFA}"  # user verification was required: two factors in one
+    session, insert = sessions.new_session(user.id, amr=amr)
     db.session.execute(*insert)
-    audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method})
+    audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
     db.session.commit()
     principal = SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version)
-    return use, SignInResult(principal, sid=session.sid, auth_time=session.auth_time, public_sid=session.public_sid)
+    return use, _started(principal, session, amr)
+
+
+def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: SessionUser, *,
+                   amr: str = mfa.AMR_PASSWORD, client_id: str | None = None) -> tuple[PasskeyUse, SignInResult]:
+    """The second step with a passkey: after a right password, one of the user's passkeys (user
+    verification preferred, not required: the password was the other factor). It counts toward
+    the lockout like a code (mfa.check_code), and a right one resets the count; the session's
+    methods are `amr` plus the passkey's (`hwk` or `swk`) and `mfa`."""
+    reservation = lockout.reserve(user.id)
+    if reservation is None:
+        audit.record("mfa_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked", "factor": "passkey"})
+        db.session.commit()
+        raise PasskeyRefused(LOCKED)
+    use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
+    methods = mfa.amr_with_second_factor(amr, use.method)
+    session, insert = sessions.new_session(user.id, amr=methods)
+    for statement in (lockout.settled(reservation), insert):
+        db.session.execute(*statement)
+    audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
+    db.session.commit()
+    return use, _started(user, session, methods)
+
+
+def _started(user: SessionUser, session: "sessions.NewSession", amr: str) -> SignInResult:
+    return SignInResult(user, sid=session.sid, auth_time=session.auth_time, public_sid=session.public_sid, amr=amr)
 
 
 def _verify(issuer: str, state: dict | None, credential_json: str, *, user_id: int | None,

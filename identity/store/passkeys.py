@@ -6,10 +6,11 @@ that keeps no count). Two requests carrying the same count cannot both win, what
 dialect, so a copied key is caught even when it races the original.
 """
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
 from ..extensions import db
 from ..models import Passkey
+from .connection import autocommit_connection
 
 _PASSKEYS = Passkey.__table__
 _COUNT = _PASSKEYS.c.sign_count
@@ -20,6 +21,18 @@ _RECORD_USE = (
            or_(_COUNT < _NEW, and_(_COUNT == 0, _NEW == 0)))
     .values(sign_count=_NEW, last_used_at=bindparam("stamp"))
 )
+_COUNT_OF_USER = select(func.count()).select_from(_PASSKEYS).where(_PASSKEYS.c.user_id == bindparam("user_id"))
+
+
+def passkey_count(user_id: int) -> int:
+    """How many passkeys the user has, as committed (every password sign-in asks: autocommit connection)."""
+    row = autocommit_connection().first(_COUNT_OF_USER, {"user_id": user_id})
+    return row[0] if row else 0
+
+
+def remove_user_passkeys(user_id: int) -> int:
+    """Remove all of a user's passkeys in the session's transaction; how many there were."""
+    return db.session.execute(delete(Passkey).where(Passkey.user_id == user_id)).rowcount
 
 
 def user_passkeys(user_id: int) -> list[Passkey]:

@@ -12,13 +12,14 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
                    url_for)
 from flask_login import current_user, fresh_login_required
 
-from ..auth import sign_in
+from ..auth import drop_pending, pending_second_factor, sign_in
 from ..errors import NotFound, PasskeyRefused
 from ..extensions import limiter, sensitive_limit
-from ..forms import LoginForm
+from ..forms import LoginForm, SecondFactorForm
 from ..headers import allow_form_target
 from ..issuer import issuer
-from ..services import passkeys
+from ..services import accounts, mfa, passkeys
+from ..services.sessions import SessionUser
 from .account import _after_sign_in, _return_url
 from .return_urls import pending_authorization, pending_client
 
@@ -26,6 +27,7 @@ bp = Blueprint("passkeys", __name__, url_prefix="/account")
 
 REGISTER_STATE = "passkey.register"
 SIGN_IN_STATE = "passkey.sign_in"
+SECOND_STEP_STATE = "passkey.second_step"
 
 
 @bp.app_template_filter("passkey_date")
@@ -42,11 +44,16 @@ def _options(ceremony: passkeys.Ceremony, key: str):
 # --- the account's passkeys ------------------------------------------------------------------
 
 
+@bp.app_template_global("current_user_passkeys")
+def current_user_passkeys() -> list:
+    """The signed-in user's passkeys, for the list on the factors page (templates/account/_passkeys.html)."""
+    return passkeys.list_passkeys(current_user.user.id) if current_user.is_authenticated else []
+
+
 @bp.get("/mfa/passkeys")
-@fresh_login_required
 def index():
-    """List the user's passkeys, with a button to register another."""
-    return render_template("account/passkeys.html", passkeys=passkeys.list_passkeys(current_user.user.id))
+    """The passkeys are listed on the factors page."""
+    return redirect(url_for("mfa.factors") + "#passkeys-title")
 
 
 @bp.post("/mfa/passkeys/options")
@@ -80,12 +87,7 @@ def remove(passkey_id: int):
     except NotFound:
         abort(404)
     flash("Passkey removed.", "success")
-    return redirect(request.form.get("next") == "mfa" and _mfa_page() or url_for("passkeys.index"))
-
-
-def _mfa_page() -> str | None:
-    """The account's factors page, once it exists (the passkeys list is a part of it)."""
-    return url_for("mfa.index") if "mfa.index" in current_app.view_functions else None
+    return redirect(url_for("mfa.factors"))
 
 
 # --- passwordless sign-in --------------------------------------------------------------------
@@ -120,4 +122,55 @@ def login():
         return render_template("account/login.html", form=LoginForm(formdata=None), error=str(err),
                                client_name=client_name), 400
     principal = sign_in(result)
+    return _after_sign_in(principal, return_url)
+
+
+# --- the second step ---------------------------------------------------------------------------
+
+
+def _pending() -> tuple[dict, SessionUser] | None:
+    """The half-signed-in state (a right password, no second step yet) and its user, if still valid."""
+    pending = pending_second_factor()
+    user = accounts.pending_user(pending["user"], pending["version"], pending["at"]) if pending else None
+    return (pending, user) if user is not None else None
+
+
+@bp.app_template_global("second_step_has_passkey")
+def second_step_has_passkey() -> bool:
+    """Whether the user of this browser's second step has a passkey to offer (login_mfa.html)."""
+    found = _pending()
+    return found is not None and bool(passkeys.list_passkeys(found[1].id))
+
+
+@bp.post("/login/mfa/passkey/options")
+@limiter.limit(sensitive_limit)
+def second_step_options():
+    """Options for navigator.credentials.get() on the second step: the signed-in-so-far user's passkeys."""
+    found = _pending()
+    if found is None:
+        return jsonify(error="The sign-in expired. Start again."), 400
+    return _options(passkeys.authentication_options(issuer(), found[1].id), SECOND_STEP_STATE)
+
+
+@bp.post("/login/mfa/passkey")
+@limiter.limit(sensitive_limit)
+def second_step():
+    """Finish a sign-in with one of the user's passkeys, then resume the pending request."""
+    return_url = _return_url()
+    found = _pending()
+    if found is None:  # never started, finished, or expired: start again from the password
+        drop_pending()
+        return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
+    pending, user = found
+    state = session.pop(SECOND_STEP_STATE, None)
+    try:
+        _, result = passkeys.finish_sign_in(issuer(), state, request.form.get("credential", ""), user,
+                                            amr=pending.get("amr") or mfa.AMR_PASSWORD,
+                                            client_id=pending_authorization(return_url).get("client_id"))
+    except PasskeyRefused as err:
+        client_name, redirect_uri = pending_client(return_url)
+        allow_form_target(redirect_uri)
+        return render_template("account/login_mfa.html", form=SecondFactorForm(formdata=None), error=str(err),
+                               client_name=client_name), 400
+    principal = sign_in(result, remember=pending.get("remember", False))
     return _after_sign_in(principal, return_url)

@@ -1,6 +1,7 @@
-"""Passkeys in real Chromium with a CDP virtual authenticator: register one, sign in with it
-(twice, the sign count checked in the database), keep a pending authorization request across
-the sign-in, and refuse a cloned authenticator.
+"""Passkeys in real Chromium with a CDP virtual authenticator: register one on /account/mfa,
+sign in with it (twice, the sign count checked in the database), keep a pending authorization
+request across the sign-in, refuse a cloned authenticator, use it as the second step after the
+password, remove it.
 
 WebAuthn refuses IP addresses as RP ids, so these pages are opened on http://localhost (a
 secure context, like any loopback address); the issuer, and so the RP id, is the request's host.
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from identity.extensions import db
-from identity.models import AuditEvent, Passkey, User
+from identity.models import AuditEvent, Passkey, User, UserSession
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +63,7 @@ def events(app, name: str) -> list[AuditEvent]:
 
 def register_passkey(ui, username: str, password: str, name: str = "Test key") -> None:
     ui.sign_in(username, password)
-    ui.goto("/account/mfa/passkeys")
+    ui.goto("/account/mfa")
     ui.page.get_by_label("Name of the new passkey (optional)").fill(name)
     with ui.page.expect_navigation():  # the page reloads once the server has stored it
         ui.page.get_by_role("button", name="Add a passkey").click()
@@ -155,3 +156,19 @@ def test_removing_a_passkey(local, seeded, app):
     local.sign_out()
     assert passkey_sign_in(local).status == 400
     assert local.signed_in_as() is None
+
+
+def test_a_passkey_as_the_second_step_after_the_password(local, seeded, app):
+    username, password, name = alice(seeded)
+    Authenticator(local.page)
+    register_passkey(local, username, password)
+    local.sign_out()
+    posted = local.sign_in(username, password)
+    assert posted.status == 302 and "/account/login/mfa" in local.page.url
+    local.assert_looks_finished()
+    step = local.submit_and_catch_post("#passkey-second-step button[type=submit]")
+    assert step.status == 302, local.page.content()
+    assert local.signed_in_as() == name
+    with app.app_context():
+        amr = db.session.scalars(select(UserSession.amr).where(UserSession.revoked_at.is_(None))).all()
+    assert amr == ["pwd hwk mfa"]
