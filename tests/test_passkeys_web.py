@@ -186,3 +186,21 @@ def test_a_wrong_passkey_on_the_second_step_is_refused_and_counted(client, auth,
     assert "Signed in as" not in client.get("/").get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 1
+
+
+def test_the_pending_authorization_request_survives_the_password_and_the_passkey(client, auth):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    pending = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&"
+               "redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&state=s2&nonce=n&"
+               "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuHeDyyomLc&code_challenge_method=S256")
+    step = auth.login(return_url=pending).headers["Location"]
+    assert step.startswith("/account/login/mfa?")
+    query = step[step.index("?"):]
+    csrf = token(client, "/account/login/mfa" + query)
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    finished = client.post("/account/login/mfa/passkey" + query, data={"csrf_token": csrf, "credential": answer})
+    assert finished.status_code == 302 and finished.headers["Location"] == pending
