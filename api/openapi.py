@@ -7,7 +7,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from identity.constants import LOCAL_API_SCOPE
 
-from .problems import PROBLEM_JSON
+from .problems import MFA_REQUIRED, PROBLEM_JSON
 from .schemas import AccountSchema, PasswordChangeSchema, ProblemSchema, ValidationProblemSchema
 
 
@@ -65,6 +65,10 @@ def openapi_document() -> dict:
             "400": _problem("The body is invalid or the password rules are broken; `errors` says why.",
                             "ValidationProblem"),
             **_common(),
+            "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a "
+                            "user; or the user has a second factor and the body has no right `otp` while the "
+                            "token's sign-in did not use it within MFA_RECENT_SECONDS: then `type` ends in "
+                            f"`{MFA_REQUIRED}`, and the app asks for a code or signs in again with prompt=login."),
             "413": _problem("The body is too large."),
         },
     }})

@@ -8,6 +8,8 @@ apps written against an IdentityServer4 host read the same shape; validation pro
 from flask import Response, json
 from werkzeug.http import HTTP_STATUS_CODES
 
+from identity.issuer import issuer
+
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_TITLE = "One or more validation errors occurred."
 
@@ -26,11 +28,16 @@ PROBLEM_TYPES = {
 }
 
 
+# a problem of this API's own, told apart by the end of its type (the issuer's URL before it)
+MFA_REQUIRED = "/problems/mfa-required"
+
+
 def problem(status: int, title: str | None = None, detail: str | None = None, *,
-            errors: dict[str, list[str]] | None = None, headers: dict | None = None) -> Response:
-    """Build a problem+json response."""
+            errors: dict[str, list[str]] | None = None, headers: dict | None = None,
+            type_: str | None = None) -> Response:
+    """Build a problem+json response (`type_` for a problem type of this API's own)."""
     body = {
-        "type": PROBLEM_TYPES.get(status, "about:blank"),
+        "type": type_ or PROBLEM_TYPES.get(status, "about:blank"),
         "title": title or HTTP_STATUS_CODES.get(status, "Error"),
         "status": status,
         "detail": detail or title or HTTP_STATUS_CODES.get(status, "Error"),
@@ -42,6 +49,12 @@ def problem(status: int, title: str | None = None, detail: str | None = None, *,
 
 def validation_problem(errors: dict[str, list[str]], detail: str = "The request body is not acceptable; see errors.") -> Response:
     return problem(400, VALIDATION_TITLE, detail, errors=errors)
+
+
+def mfa_required(detail: str) -> Response:
+    """403: the user has a second factor, and the request neither carried a code nor came from a
+    recent sign-in with it; the app asks for a code (`otp`) or signs in again with prompt=login."""
+    return problem(403, "A second factor is required", detail, type_=issuer() + MFA_REQUIRED)
 
 
 def render(status: int, title: str, detail: str) -> Response:

@@ -34,6 +34,10 @@ class PasswordChangeSchema(Schema):
                                            "format": "password"})
     confirm_password = fields.String(required=True, validate=[_PASSWORD, _unicode_text],
                                      metadata={"description": "The new password again.", "format": "password"})
+    otp = fields.String(validate=[validate.Length(min=1, max=64), _unicode_text],
+                        metadata={"description": "For a user with a second factor: a current code from the "
+                                  "authenticator app, or an unused recovery code. Not needed when the token's `amr` "
+                                  "has `mfa` and its `auth_time` is within MFA_RECENT_SECONDS (default 300)."})
 
 
 class UtcTimestamp(fields.DateTime):
@@ -56,6 +60,9 @@ class AccountSchema(Schema):
     name = fields.String(allow_none=True, required=True)
     password_changed_at = UtcTimestamp(required=True, format="iso",
                                           metadata={"description": "When the password last changed (UTC)."})
+    mfa_enabled = fields.Boolean(required=True, metadata={
+        "description": "Whether the user has a second factor: then a password change needs `otp` or a recent "
+                       "sign-in with it."})
 
 
 class ProblemSchema(Schema):

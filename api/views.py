@@ -5,15 +5,15 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
 from identity.constants import LOCAL_API_SCOPE
-from identity.errors import AccountLocked, ValidationFailed
+from identity.errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import current_token, require_oauth
 from identity.schemas import field_errors
-from identity.services import accounts
+from identity.services import accounts, mfa
 
 from .limits import default_limit, per_token_limit, token_key
 from .openapi import openapi_document
-from .problems import problem, validation_problem
+from .problems import mfa_required, problem, validation_problem
 from .schemas import AccountSchema, PasswordChangeSchema
 
 bp = Blueprint("localapi", __name__, url_prefix="/localapi")
@@ -35,7 +35,11 @@ def change_password():
         return validation_problem(body_errors(err))
     try:
         accounts.change_password(current_token.user.id, data["current_password"], data["new_password"],
-                                 data["confirm_password"], client_id=current_token.client_id)
+                                 data["confirm_password"], client_id=current_token.client_id, otp=data.get("otp"),
+                                 recent_mfa=mfa.recently_verified(current_token.claims.get("amr"),
+                                                                  current_token.claims.get("auth_time")))
+    except SecondFactorRequired as err:
+        return mfa_required(f"This account has a second factor: send `otp`, or sign in again with it ({err}).")
     except ValidationFailed as err:
         return validation_problem(err.errors, "The password was not changed; see errors.")
     except AccountLocked as err:
@@ -48,7 +52,10 @@ def change_password():
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
 def account():
     """Return the token user's account, for an app's settings screen."""
-    return jsonify(account_schema.dump(current_token.user))
+    user = current_token.user
+    return jsonify(account_schema.dump({"subject": user.subject, "username": user.username, "email": user.email,
+                                        "name": user.name, "password_changed_at": user.password_changed_at,
+                                        "mfa_enabled": bool(user.has_second_factor)}))
 
 
 @bp.get("/openapi.json")

@@ -15,7 +15,7 @@ from . import settings
 from .database import ensure_schema
 from .errors import IdentityError, ValidationFailed
 from .schemas import ApiScopeSchema, UserSchema, field_errors
-from .services import accounts, audit, clients, key_encryption, keys, purge, resources
+from .services import accounts, audit, clients, key_encryption, keys, mfa, purge, resources
 from .services.seed import apply_seed, load_seed
 
 
@@ -113,9 +113,11 @@ def clients_list():
 @click.option("--offline-access/--no-offline-access", default=False, help="Allow refresh tokens.")
 @click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=False)
 @click.option("--access-token-lifetime", type=int, default=3600, show_default=True)
+@click.option("--require-mfa/--no-require-mfa", default=False, help="Its users sign in with a second factor.")
 @with_schema
 def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
-                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime):
+                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
+                require_mfa):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {
         "client_id": client_id,
@@ -129,6 +131,7 @@ def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_
         "allow_offline_access": offline_access,
         "allow_access_tokens_via_browser": access_tokens_via_browser,
         "access_token_lifetime": access_token_lifetime,
+        "require_mfa": require_mfa,
     }
     client, secret = clients.add_client(raw, generate_secret=not public)
     click.echo(f"Added client {client.client_id}.")
@@ -323,3 +326,18 @@ def init_app(app: Flask) -> None:
     for command in (seed_command, clients_cli, users_cli, scopes_cli, keys_cli, audit_cli):
         app.cli.add_command(command)
     app.cli.add_command(purge_command)
+
+
+# --- multi-factor authentication (docs/mfa.md) -----------------------------------
+
+
+@users_cli.command("mfa-reset")
+@click.argument("username")
+@with_schema
+def users_mfa_reset(username):
+    """Remove a user's second factors (a lost phone); they sign in with the password alone until they set one up."""
+    user = accounts.find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    had = mfa.reset_factors(user.id)
+    click.echo(f"Removed the second factors of {user.username}." if had else f"{user.username} had no second factor.")

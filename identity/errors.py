@@ -5,7 +5,8 @@ IdentityError
  ├── NotFound              no such user, client, scope
  ├── Conflict              already exists
  ├── AccountLocked         too many failures; .retry_after seconds
- └── PasskeyRefused        a passkey ceremony that failed; the message is for the person
+ ├── PasskeyRefused        a passkey ceremony that failed; the message is for the person
+ └── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
 """
 
 
@@ -38,3 +39,7 @@ class AccountLocked(IdentityError):
 
 class PasskeyRefused(IdentityError):
     """A passkey registration or sign-in that did not verify; str() is safe to show the person."""
+
+
+class SecondFactorRequired(IdentityError):
+    """A change that needs the user's second factor (a code, or a recent sign-in with it) got neither."""

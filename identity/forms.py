@@ -3,7 +3,7 @@
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import BooleanField, PasswordField, StringField, widgets
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets.core import clean_key
 
 
@@ -46,6 +46,8 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
+    # shown to a user with a second factor whose sign-in did not use it recently (mfa.require_second_factor)
+    otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
 
 
 class ConfirmForm(FlaskForm):

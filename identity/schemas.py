@@ -95,6 +95,7 @@ class ClientSchema(Schema):
     post_logout_redirect_uris = fields.List(fields.String(validate=validate.Length(max=2000)), load_default=list)
     require_consent = fields.Boolean(load_default=False)
     require_pkce = fields.Boolean(load_default=True)
+    require_mfa = fields.Boolean(load_default=False)  # its users sign in with a second factor (docs/mfa.md)
     allowed_cors_origins = fields.List(fields.String(validate=validate.Length(max=500)), load_default=list)
     allowed_scopes = fields.List(fields.String(validate=_NAME), load_default=list)
     allow_offline_access = fields.Boolean(load_default=False)

@@ -5,6 +5,7 @@ import re
 import time
 
 import pyotp
+import pytest
 
 from conftest import ALICE_PASSWORD, csrf_token
 
@@ -27,6 +28,51 @@ class StepClock:
 
 
 CLOCK = StepClock()
+
+
+@pytest.fixture
+def step_clock(monkeypatch):
+    """TOTP time that a test moves on a step at a time (no 30-second waits); import it to use it."""
+    from identity.services import mfa
+
+    CLOCK.offset = 0
+    monkeypatch.setattr(mfa, "now", CLOCK.now)
+    return CLOCK
+
+
+def enrol_user(app, username="alice") -> tuple[str, list[str]]:
+    """Give a user an authenticator app through the service (the page is tests/test_mfa.py's);
+    returns (secret, recovery codes). The enrolment's step is used: the clock moves on one."""
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models import User
+    from identity.services import mfa
+
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == username))
+        secret = mfa.start_totp(user_id)
+        codes = mfa.confirm_totp(user_id, code_at(secret))
+    CLOCK.next_step()
+    return secret, codes
+
+
+def sign_in_with_code(client, secret: str, username="alice", password=ALICE_PASSWORD, return_url=None):
+    """Both steps; returns the second step's response. The code's step is then used: the clock moves on."""
+    first = password_step(client, username, password, return_url=return_url)
+    assert first.status_code == 302 and "/account/login/mfa" in first.headers["Location"], first.headers.get("Location")
+    response = second_step(client, code_at(secret), return_url=return_url)
+    CLOCK.next_step()
+    return response
+
+
+def claims(jwt: str) -> dict:
+    """The payload of a JWT (its signature is tests/test_token.py's business)."""
+    import base64
+    import json
+
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def code_at(secret: str, step_offset: int = 0) -> str:

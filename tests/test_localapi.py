@@ -208,6 +208,7 @@ def test_account_returns_the_token_user(api):
         "email": "alice@example.com",
         "name": "Alice Example",
         "password_changed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["password_changed_at"])),
+        "mfa_enabled": False,
     }
     assert response.headers["Cache-Control"] == "no-store"
 

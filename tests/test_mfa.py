@@ -11,16 +11,12 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, RecoveryCode, TotpFactor, User, UserSession
 from identity.services import key_encryption
-from identity.services import mfa as mfa_service
-from mfa_actions import CLOCK, SECRET_RE, code_at, enrol, password_step, post_mfa, second_step
+from mfa_actions import CLOCK, SECRET_RE, code_at, enrol, password_step, post_mfa, second_step, step_clock  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def step_clock(monkeypatch):
-    """TOTP time that a test moves on a step at a time (no 30-second waits)."""
-    CLOCK.offset = 0
-    monkeypatch.setattr(mfa_service, "now", CLOCK.now)
-    return CLOCK
+def _clock(step_clock):
+    return step_clock
 
 
 @pytest.fixture
@@ -201,6 +197,15 @@ def test_the_half_signed_in_state_is_not_a_session(client, app, enrolled, seeded
     assert client.post("/account/password/check", data={"new_password": "x"}).status_code in (302, 400)
     page = client.get("/")
     assert "Signed in as" not in page.get_data(as_text=True)
+    # nothing is issued: the authorization endpoint sees no one signed in
+    from actions import OAuthActions, redirect_params
+    oauth = OAuthActions(client)
+    asked = oauth.authorize(client_id="spa", code_challenge="x" * 43, code_challenge_method="S256")
+    assert asked.status_code == 302 and asked.headers["Location"].startswith("/account/login?")
+    silent = oauth.authorize(client_id="spa", prompt="none", code_challenge="x" * 43, code_challenge_method="S256")
+    assert redirect_params(silent.headers["Location"])["error"] == "login_required"
+    # userinfo takes bearer tokens only: the cookie is nothing to it
+    assert client.get("/connect/userinfo").status_code == 401
 
 
 def test_the_pending_request_survives_both_steps(client, app, enrolled, flow_clients):

@@ -20,7 +20,8 @@ def _code_values(alice_id, stamp):
     return {"code_hash": "h-code", "client_id": "mobile", "user_id": alice_id, "session_id": None,
             "redirect_uri": "https://app.example/cb", "response_type": "code", "scope": "openid offline_access",
             "nonce": None, "code_challenge": None, "code_challenge_method": None, "auth_time": stamp,
-            "created_at": stamp, "expires_at": stamp + 60, "family_id": "fam-code", "front_channel_jti": None}
+            "created_at": stamp, "expires_at": stamp + 60, "family_id": "fam-code", "front_channel_jti": None,
+            "amr": "pwd otp mfa"}
 
 
 def test_a_code_is_consumed_once_with_its_first_refresh_token(app, alice_id):
@@ -38,6 +39,7 @@ def test_a_code_is_consumed_once_with_its_first_refresh_token(app, alice_id):
         assert (row.consumed_at, row.issued_jti) == (stamp, "jti-1")
         tokens = list(db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == "fam-code")))
         assert [(t.token_hash, t.access_token_jti) for t in tokens] == [("h-first", "jti-1")]
+        assert tokens[0].amr == "pwd otp mfa"  # the sign-in's methods go on with the family
 
 
 def test_a_refresh_token_rotates_once(app, alice_id):

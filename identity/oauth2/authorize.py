@@ -11,14 +11,14 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
 from flask import request
 from werkzeug.datastructures import MultiDict
 
 from ..clock import now
-from ..services import consent
+from ..services import consent, mfa
 from .context import grant_context
-from .decisions import NeedsConsent, NeedsLogin, ReplyTo, Respond, ShowError
+from .decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, ReplyTo, Respond, ShowError
 from .parameters import parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
@@ -116,6 +116,36 @@ def _login_reason(principal, params: AuthorizationParams) -> str | None:
     return None
 
 
+def mfa_requested(checked: Validated) -> bool:
+    """Whether this request needs a second factor: `acr_values=mfa`, or a client with require_mfa."""
+    asked = (checked.params.values.get("acr_values") or "").split()
+    return mfa.ACR_MFA in asked or bool(checked.grant.request.client.row.require_mfa)
+
+
+def _second_factor_missing(checked: Validated, principal) -> str | None:
+    """Why a signed-in user cannot be answered yet for want of a second factor: "sign_in_again"
+    (they have one but this session did not use it), "enrol" (they have none), or None."""
+    if not mfa_requested(checked) or mfa.AMR_MFA in (getattr(principal, "amr", "") or "").split():
+        return None
+    return "sign_in_again" if mfa.has_second_factor(principal.user.id) else "enrol"
+
+
+def second_factor_decision(checked: Validated, principal):
+    """The answer to a request that needs a second factor this session did not use: sign in again
+    (both factors), or set one up first; with prompt=none, interaction_required. None when fine."""
+    missing = _second_factor_missing(checked, principal)
+    if missing is None:
+        return None
+    params = checked.params
+    if "none" in _prompts(params):
+        return error_decision(InteractionRequiredError(
+            description="a second factor is required", redirect_uri=checked.reply.redirect_uri), params)
+    if missing == "sign_in_again":
+        return NeedsLogin(authorization_params(params, drop_prompt="login"), "mfa")
+    return NeedsSecondFactor(authorization_params(params, drop_prompt="login"),
+                             checked.grant.request.client.row.client_name)
+
+
 def needs_consent(checked: Validated, principal) -> bool:
     client = checked.grant.request.client.row
     if not client.require_consent:
@@ -162,6 +192,7 @@ def grant_response(checked: Validated, principal):
     """Issue the code / tokens for a signed-in, consenting user."""
     context = grant_context()
     context.auth_time, context.sid = principal.auth_time, principal.public_sid  # never the cookie's sid
+    context.amr = principal.amr
     try:
         sent = checked.grant.create_authorization_response(checked.reply.redirect_uri, principal.user)
     except OAuth2Error as error:
@@ -181,6 +212,9 @@ def authorize(principal, params: AuthorizationParams):
         if "none" in prompts:
             return error_decision(LoginRequiredError(redirect_uri=checked.reply.redirect_uri), params)
         return NeedsLogin(authorization_params(params, drop_prompt="login"), reason)
+    second_factor = second_factor_decision(checked, principal)
+    if second_factor is not None:
+        return second_factor
     if needs_consent(checked, principal):
         if "none" in prompts:
             return error_decision(ConsentRequiredError(redirect_uri=checked.reply.redirect_uri), params)
@@ -193,6 +227,9 @@ def consent_prompt(principal, params: AuthorizationParams):
     checked = validate(principal, params)
     if not isinstance(checked, Validated):
         return checked
+    second_factor = second_factor_decision(checked, principal)  # the consent page is no way around it
+    if second_factor is not None:
+        return second_factor
     client = checked.grant.request.client.row
     return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
 

@@ -9,6 +9,7 @@ from flask import g
 class GrantContext:
     auth_time: int | None = None
     sid: str | None = None  # the session's public id
+    amr: str | None = None  # how the user signed in (RFC 8176 names, space-separated): amr and acr
     family_id: str | None = None
     issued_jti: str | None = None
     rotating: object | None = None  # the refresh token row this request rotates, consumed in save_token
@@ -21,6 +22,7 @@ def grant_context() -> GrantContext:
 
 
 def resume_grant(row) -> None:
-    """Carry a stored code's or refresh token's sign-in time, session and family into new tokens."""
+    """Carry a stored code's or refresh token's sign-in time, methods, session and family into new tokens."""
     context = grant_context()
     context.auth_time, context.sid, context.family_id = row.auth_time, row.session_id, row.family_id
+    context.amr = row.amr

@@ -21,7 +21,16 @@ class NeedsLogin:
     """Sign in (again), then resume the authorization request `params` (a dict of its parameters)."""
 
     params: dict
-    reason: str  # "signed_out", "prompt_login" or "max_age"
+    reason: str  # "signed_out", "prompt_login", "max_age" or "mfa" (a second factor is asked for)
+
+
+@dataclass(frozen=True)
+class NeedsSecondFactor:
+    """The request asks for a second factor and the user has none: set one up, then resume the
+    authorization request `params` (signing in again with both factors)."""
+
+    params: dict
+    client_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,4 +64,4 @@ class SignedOut:
     client_name: str | None = None
 
 
-Decision = NeedsLogin | NeedsConsent | ShowError | Respond | SignedOut
+Decision = NeedsLogin | NeedsSecondFactor | NeedsConsent | ShowError | Respond | SignedOut

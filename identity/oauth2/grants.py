@@ -22,6 +22,7 @@ from ..clock import now
 from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, grants
 from ..services.id_tokens import build_id_token
+from ..services.mfa import AMR_PASSWORD
 from .context import grant_context, resume_grant
 from .response_modes import RESPONSE_MODES
 
@@ -79,7 +80,7 @@ class AuthorizeRules:
             redirect_uri=request.payload.redirect_uri, response_type=request.payload.response_type,
             scope=request.scope, nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
             code_challenge_method=data.get("code_challenge_method"), auth_time=context.auth_time or now(),
-            front_channel_jti=front_channel_jti,
+            front_channel_jti=front_channel_jti, amr=context.amr,
         )
 
     def exists_nonce(self, nonce, request):
@@ -90,7 +91,7 @@ class AuthorizeRules:
         return build_id_token(
             client_id=request.client.client_id, user=request.user, auth_time=grant_context().auth_time or now(),
             nonce=request.payload.data.get("nonce"), sid=grant_context().sid, code=code, access_token=access_token,
-            scope=request.scope if request.payload.response_type == "id_token" else "",
+            scope=request.scope if request.payload.response_type == "id_token" else "", amr=grant_context().amr,
         )
 
     def token_params(self, grant_user) -> list[tuple[str, str]]:
@@ -186,7 +187,7 @@ class OpenIDCode(_OpenIDCode):
         code = grant.request.authorization_code.row
         token["id_token"] = build_id_token(
             client_id=grant.request.client.client_id, user=grant.request.user, auth_time=code.auth_time,
-            nonce=code.nonce, sid=code.session_id, access_token=token["access_token"],
+            nonce=code.nonce, sid=code.session_id, access_token=token["access_token"], amr=code.amr,
         )
         return token
 
@@ -339,5 +340,5 @@ class PasswordGrant(_PasswordGrant):
         if result.needs_second_factor:  # this grant has no second step: such users sign in in the browser
             raise InvalidGrantError("the user has a second factor, which the password grant cannot check: "
                                     "use the authorization code flow")
-        grant_context().auth_time = now()
+        grant_context().auth_time, grant_context().amr = now(), AMR_PASSWORD
         return result.user

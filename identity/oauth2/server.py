@@ -51,7 +51,8 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     """Token generator: an RFC 9068 JWT access token, and a refresh token only with offline_access."""
     context = grant_context()
     scope = scope or ""
-    issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid)
+    issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid,
+                                       amr=context.amr)
     context.issued_jti = issued.jti
     token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
     if include_refresh_token and user is not None and client.row.allow_offline_access and OFFLINE_ACCESS in scope.split():
@@ -75,6 +76,7 @@ def save_token(token, request):
         refresh_token, family_id=context.family_id, client_id=request.client.client_id,
         user_id=request.user.id if request.user is not None else None, session_id=context.sid, scope=token["scope"],
         auth_time=context.auth_time, access_token_jti=context.issued_jti, expires_in=token["expires_in"],
+        amr=context.amr,
     )
 
 

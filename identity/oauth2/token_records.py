@@ -34,7 +34,7 @@ class AccessTokenRecord:
                                    client_id=self.client_id)
 
     def introspection(self) -> dict:
-        fields = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time", "sid")
+        fields = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time", "sid", "amr", "acr")
         payload = {k: self.claims[k] for k in fields if k in self.claims}
         payload.update(active=True, token_type="Bearer")
         if "sub" in self.claims:

@@ -241,6 +241,8 @@ def change_password(
     *,
     keep_sid: str | None = None,
     client_id: str | None = None,
+    otp: str | None = None,
+    recent_mfa: bool = False,
 ) -> User:
     """Change a user's password in one transaction (the web page and the local API both call this).
 
@@ -248,7 +250,12 @@ def change_password(
     as at sign-in: lockout.py), applies the policy, bumps the password version, revokes every
     refresh token and every other session. Once committed, it waits until no worker can still
     accept the user's older tokens from memory (bearer_cache.py), and only then returns.
+
+    A user with a second factor also gives a code (`otp`) unless the caller's sign-in used one
+    recently (`recent_mfa`: mfa.recently_verified); otherwise SecondFactorRequired, before the
+    password is looked at (mfa.require_second_factor).
     """
+    mfa.require_second_factor(user_id, otp, recent_mfa=recent_mfa, client_id=client_id)
     # populate_existing: the request may have loaded this user already (the bearer token's
     # check); the locked re-read must replace those attributes, or a concurrent change is lost
     locked = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)

@@ -34,7 +34,7 @@ def new_family_id() -> str:
 def save_authorization_code(code: str, *, client_id: str, user_id: int, session_id: str | None, redirect_uri: str,
                             response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
                             code_challenge_method: str | None, auth_time: int,
-                            front_channel_jti: str | None = None) -> None:
+                            front_channel_jti: str | None = None, amr: str | None = None) -> None:
     """Store a new code; `front_channel_jti` is the access token a hybrid response sent with it."""
     stamp = now()
     params = {
@@ -42,7 +42,7 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
         "redirect_uri": redirect_uri, "response_type": response_type, "scope": scope, "nonce": nonce,
         "code_challenge": code_challenge, "code_challenge_method": code_challenge_method, "auth_time": auth_time,
         "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
-        "family_id": new_family_id(), "front_channel_jti": front_channel_jti,
+        "family_id": new_family_id(), "front_channel_jti": front_channel_jti, "amr": amr,
     }
     store.insert_code(params)
 
@@ -117,25 +117,26 @@ def code_nonce_seen(client_id: str, nonce: str) -> bool:
 
 
 def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: int, session_id: str | None,
-                       scope: str, auth_time: int | None, access_token_jti: str | None) -> RefreshToken:
+                       scope: str, auth_time: int | None, access_token_jti: str | None,
+                       amr: str | None = None) -> RefreshToken:
     stamp = now()
     return store.add_refresh_token(
         token_hash=token_hash(token), family_id=family_id, client_id=client_id, user_id=user_id,
-        session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti,
+        session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti, amr=amr,
         issued_at=stamp, expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
     )
 
 
 def keep_issued_tokens(refresh_token: str | None, *, family_id: str | None, client_id: str, user_id: int | None,
                        session_id: str | None, scope: str, auth_time: int | None, access_token_jti: str | None,
-                       expires_in: int) -> None:
+                       expires_in: int, amr: str | None = None) -> None:
     """Persist what must outlive a token response that rotated nothing, committed: a new refresh
     token (in the family of the code it came from, or a new one), or else the access token of a
     user without one (the password grant without offline_access), so it can be revoked later."""
     if refresh_token:
         save_refresh_token(refresh_token, family_id=family_id or new_family_id(), client_id=client_id,
                            user_id=user_id, session_id=session_id, scope=scope, auth_time=auth_time,
-                           access_token_jti=access_token_jti)
+                           access_token_jti=access_token_jti, amr=amr)
     elif user_id is not None and access_token_jti:
         record_standalone_access_token(access_token_jti, user_id=user_id, client_id=client_id, expires_in=expires_in)
     db.session.commit()

@@ -8,6 +8,7 @@ from flask import current_app
 from ..clock import now
 from ..issuer import issuer
 from ..models import User
+from .mfa import sign_in_claims
 from .tokens import sign
 
 _HASHES = {"RS256": hashlib.sha256, "ES256": hashlib.sha256}
@@ -34,7 +35,8 @@ def user_claims(user: User, scopes: list[str] | str) -> dict:
 
 
 def build_id_token(*, client_id: str, user: User, auth_time: int, nonce: str | None = None, sid: str | None = None,
-                   access_token: str | None = None, code: str | None = None, scope: str = "") -> str:
+                   access_token: str | None = None, code: str | None = None, scope: str = "",
+                   amr: str | None = None) -> str:
     """Sign an ID token for a client; profile claims go to userinfo unless no access token is issued."""
     alg = current_app.config["ID_TOKEN_SIGNING_ALG"]
     stamp = now()
@@ -45,6 +47,7 @@ def build_id_token(*, client_id: str, user: User, auth_time: int, nonce: str | N
         "iat": stamp,
         "exp": stamp + current_app.config["ID_TOKEN_LIFETIME_SECONDS"],
         "auth_time": auth_time,
+        **sign_in_claims(amr),
     }
     if nonce:
         claims["nonce"] = nonce

@@ -24,7 +24,7 @@ import segno
 from flask import current_app
 
 from ..clock import now
-from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
+from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import mfa as store
@@ -45,6 +45,9 @@ RECOVERY_CODE_LENGTH = 10  # 50 random bits, shown as XXXXX-XXXXX
 AMR_PASSWORD = "pwd"
 AMR_OTP = "otp"
 AMR_MFA = "mfa"
+# acr values (docs/mfa.md); `acr_values=mfa` asks for the first
+ACR_MFA = "mfa"
+ACR_ONE_FACTOR = "1fa"
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,14 @@ def user_factors(user_id: int) -> Factors:
 
 def has_totp(user_id: int) -> bool:
     """Whether the user has a confirmed authenticator app."""
-    return store.has_confirmed_totp(user_id)
+    row = store.totp_row(user_id)
+    return row is not None and row[1] is not None
 
 
 def has_second_factor(user_id: int) -> bool:
     """Whether the user must give a second factor to sign in: an authenticator app or a passkey
-    (reads on the autocommit connection)."""
-    return store.has_confirmed_totp(user_id) or passkey_rows.passkey_count(user_id) > 0
+    (one read on the autocommit connection)."""
+    return store.has_second_factor(user_id)
 
 
 # --- claims -----------------------------------------------------------------------------------
@@ -93,7 +97,14 @@ def amr_with_second_factor(amr: str | None, method: str) -> str:
 
 def acr_for(amr: str | None) -> str:
     """The acr value for a sign-in's methods: "mfa" with two factors, else "1fa" (docs/mfa.md)."""
-    return "mfa" if AMR_MFA in (amr or "").split() else "1fa"
+    return ACR_MFA if AMR_MFA in (amr or "").split() else ACR_ONE_FACTOR
+
+
+def sign_in_claims(amr: str | None) -> dict:
+    """The `amr` and `acr` claims of a token issued for a sign-in with these methods (a grant
+    stored before methods were recorded was a password sign-in)."""
+    methods = (amr or AMR_PASSWORD).split()
+    return {"amr": methods, "acr": acr_for(" ".join(methods))}
 
 
 # --- enrolment ----------------------------------------------------------------------------------
@@ -200,6 +211,9 @@ class CodeCheck:
     method: str | None
     locked: bool = False
     success: tuple[Write, ...] = ()
+    # a right code whose request goes on to check a password: it neither adds to the count nor
+    # resets it (the password's own check does), so a right code cannot wipe wrong passwords out
+    neutral: tuple[Write, ...] = ()
 
 
 def _use_code(user_id: int, code: str) -> bool:
@@ -235,8 +249,33 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
         db.session.commit()
         return CodeCheck(None, locked=reservation.locked)
     kind = "totp" if normalized.isdigit() else "recovery_code"
-    return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), audit.event_write(
-        "mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})))
+    used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
+    return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), used), neutral=(lockout.released(reservation), used))
+
+
+def recently_verified(amr: str | list | None, auth_time: int | None) -> bool:
+    """Whether a sign-in used a second factor (`mfa` in its methods) within MFA_RECENT_SECONDS:
+    a session or token that may then change the password without a code."""
+    methods = amr.split() if isinstance(amr, str) else list(amr or [])
+    if AMR_MFA not in methods or not isinstance(auth_time, int):
+        return False
+    return now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]
+
+
+def require_second_factor(user_id: int, otp: str | None, *, recent_mfa: bool, client_id: str | None = None) -> None:
+    """For a user with a second factor, a password change needs a recent sign-in with it or a
+    code (`otp`, TOTP or recovery); raises SecondFactorRequired otherwise (AccountLocked when
+    the account is locked). A right code is spent here, counted toward neither side of the lockout."""
+    if recent_mfa or not has_second_factor(user_id):
+        return
+    if not otp:
+        raise SecondFactorRequired("a code from the authenticator app (or a recovery code) is required")
+    check = check_code(user_id, otp, client_id=client_id, purpose="password_change")
+    if check.locked:
+        raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+    if check.method is None:
+        raise SecondFactorRequired("the code is not right, or was used already")
+    write(*check.neutral)
 
 
 # --- removal --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ..models import Client, User
 from ..store import tokens as store
 from ..store.tokens import LiveUser
 from . import bearer_cache, keys
+from .mfa import sign_in_claims
 from .clients import cached_client
 
 ALLOWED_ALGS = ("RS256", "ES256")
@@ -115,8 +116,9 @@ def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
 
 
 def issue_access_token(client: Client, user: User | None, scope: str, *, auth_time: int | None = None,
-                       sid: str | None = None) -> IssuedToken:
-    """Issue an RFC 9068 access token; `sub` only when there is a user."""
+                       sid: str | None = None, amr: str | None = None) -> IssuedToken:
+    """Issue an RFC 9068 access token; `sub`, and how the user signed in (auth_time, amr, acr),
+    only when there is a user."""
     stamp = now()
     lifetime = client.access_token_lifetime
     claims = {
@@ -133,6 +135,7 @@ def issue_access_token(client: Client, user: User | None, scope: str, *, auth_ti
         claims["sub"] = user.subject
         claims["auth_time"] = auth_time or stamp
         claims["pwv"] = user.password_version
+        claims.update(sign_in_claims(amr))
         if sid:
             claims["sid"] = sid
     token = sign(claims, current_app.config["ACCESS_TOKEN_SIGNING_ALG"], typ="at+jwt")

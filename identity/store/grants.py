@@ -26,14 +26,14 @@ from .writes import write, write_if
 # --- codes ---------------------------------------------------------------------------------
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
                 "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id",
-                "front_channel_jti")
+                "front_channel_jti", "amr")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
 _CODE_GRANT = (
     select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
            AuthorizationCode.redirect_uri, AuthorizationCode.scope, AuthorizationCode.nonce,
            AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
            AuthorizationCode.expires_at, AuthorizationCode.consumed_at, AuthorizationCode.family_id,
-           AuthorizationCode.issued_jti, User.subject, User.password_version)
+           AuthorizationCode.issued_jti, AuthorizationCode.amr, User.subject, User.password_version)
     .join(User, User.id == AuthorizationCode.user_id)
     .where(AuthorizationCode.code_hash == bindparam("code_hash"))
 )
@@ -102,7 +102,7 @@ def expire_user_codes(user_id: int, stamp: int) -> None:
 _REFRESH_GRANT = (
     select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
            RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
-           RefreshToken.consumed_at, RefreshToken.revoked_at, User.subject, User.password_version)
+           RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version)
     .join(User, User.id == RefreshToken.user_id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
 )
@@ -118,7 +118,7 @@ _INSERT_SUCCESSOR = insert(RefreshToken).values(
     token_hash=bindparam("new_hash"), family_id=bindparam("family_id"), client_id=bindparam("client_id"),
     user_id=bindparam("user_id"), session_id=bindparam("session_id"), scope=bindparam("scope"),
     auth_time=bindparam("auth_time"), access_token_jti=bindparam("jti"), issued_at=bindparam("stamp"),
-    expires_at=bindparam("expires_at"),
+    expires_at=bindparam("expires_at"), amr=bindparam("amr"),
 )
 # PostgreSQL: both in one statement (one round trip, one transaction); the successor is stored
 # only if this statement consumed the old token.
@@ -129,10 +129,10 @@ _ROTATE_POSTGRESQL = text("""
         RETURNING family_id
     )
     INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
-                                access_token_jti, issued_at, expires_at)
+                                access_token_jti, issued_at, expires_at, amr)
     SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
            CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
-           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER)
+           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER), CAST(:amr AS VARCHAR)
     FROM consumed
     RETURNING id
 """)
@@ -146,6 +146,7 @@ def successor_values(grant, token_hash: str | None, *, scope: str, access_token_
         "new_hash": token_hash, "family_id": grant.family_id,
         "client_id": grant.client_id, "user_id": grant.user_id, "session_id": grant.session_id, "scope": scope,
         "auth_time": grant.auth_time, "jti": access_token_jti, "stamp": stamp, "expires_at": expires_at,
+        "amr": grant.amr,
     }
 
 

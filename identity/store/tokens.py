@@ -11,9 +11,11 @@ from sqlalchemy import bindparam, exists, select
 from ..extensions import db
 from ..models import RevokedAccessToken, User
 from .connection import autocommit_connection
+from .mfa import second_factor_exists
 
 _LIVE_TOKEN_USER = select(
-    User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at
+    User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at,
+    second_factor_exists(User.id).label("has_second_factor"),  # GET /localapi/account's mfa_enabled, in the same read
 ).where(User.subject == bindparam("sub"), ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
 LiveUser = namedtuple("LiveUser", [column.key for column in _LIVE_TOKEN_USER.selected_columns])
 

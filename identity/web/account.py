@@ -4,10 +4,10 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from flask_login import current_user, fresh_login_required
 
 from ..auth import hold_for_second_factor, sign_in, sign_out
-from ..errors import AccountLocked, ValidationFailed
+from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
-from ..services import accounts
+from ..services import accounts, mfa
 from ..headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
@@ -120,16 +120,23 @@ def password():
     form = ChangePasswordForm()
     errors: dict[str, list[str]] = {}
     changed = False
+    status = 200
+    recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
     if form.validate_on_submit():
         try:
             accounts.change_password(current_user.user.id, form.current_password.data, form.new_password.data,
-                                     form.confirm_password.data, keep_sid=current_user.sid)
+                                     form.confirm_password.data, keep_sid=current_user.sid, otp=form.otp.data or None,
+                                     recent_mfa=recent_mfa)
             changed = True
             form = ChangePasswordForm(formdata=None)
+        except SecondFactorRequired:
+            errors, status = {"otp": ["Enter a code from your authenticator app, or a recovery code."]}, 403
         except ValidationFailed as err:
             errors = err.errors
         except AccountLocked as err:
             errors = {"current_password": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}
-    status = 400 if request.method == "POST" and not changed else 200
-    return render_template("account/password.html", form=form, errors=errors, changed=changed,
+    if request.method == "POST" and not changed and status == 200:
+        status = 400
+    needs_otp = not recent_mfa and mfa.has_second_factor(current_user.user.id)
+    return render_template("account/password.html", form=form, errors=errors, changed=changed, needs_otp=needs_otp,
                            min_length=current_app.config["PASSWORD_MIN_LENGTH"]), status

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, request
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
 from ..issuer import issuer
 from ..services import keys
+from ..services.mfa import ACR_MFA, ACR_ONE_FACTOR
 from ..services.resources import api_scope_names
 
 bp = Blueprint("discovery", __name__)
@@ -50,8 +51,11 @@ def scopes_supported(enabled: list[str]) -> list[str]:
     return sorted(scopes)
 
 
+ACR_VALUES = [ACR_ONE_FACTOR, ACR_MFA]  # docs/mfa.md; acr_values=mfa asks for a second factor
+
+
 def claims_supported() -> list[str]:
-    claims = {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "c_hash", "sid"}
+    claims = {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "c_hash", "sid", "amr", "acr"}
     for _, resource_claims in STANDARD_IDENTITY_RESOURCES.values():
         claims.update(resource_claims)
     return sorted(claims)
@@ -77,6 +81,7 @@ def build_document(base: str) -> dict:
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "prompt_values_supported": ["none", "login", "consent"],
+            "acr_values_supported": ACR_VALUES,
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,

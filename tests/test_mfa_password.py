@@ -1,0 +1,152 @@
+"""The password change for a user with a second factor: POST /localapi/password and the
+/account/password page need a code (`otp`) unless the sign-in used the factor within
+MFA_RECENT_SECONDS; GET /localapi/account says mfa_enabled. End to end first: the mobile app
+(hybrid + PKCE) against a real HTTP server."""
+
+import secrets
+import time
+
+import pytest
+import requests
+
+from actions import AuthActions, OAuthActions
+from conftest import ALICE_PASSWORD, csrf_token
+from mfa_actions import CLOCK, claims, code_at, enrol_user, sign_in_with_code, step_clock  # noqa: F401
+from servers import authorize, csrf_from, redirect_params, sign_in, token_request
+
+NEW_PASSWORD = "lantern-orchid-velvet-204"
+MOBILE = {"client_id": "mobile", "secret": "s3cret", "redirect_uri": "com.example.app:/callback"}
+SCOPE = "openid profile IdentityServerApi offline_access"
+MFA_REQUIRED = "/problems/mfa-required"
+
+
+@pytest.fixture(autouse=True)
+def _clock(step_clock):
+    return step_clock
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def change(token: str, base: str = "", client=None, **extra):
+    body = {"current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD,
+            **extra}
+    if client is not None:
+        return client.post("/localapi/password", json=body, headers=bearer(token))
+    return requests.post(base + "/localapi/password", json=body, headers=bearer(token), timeout=30)
+
+
+@pytest.mark.parametrize("app_config", [{"MFA_RECENT_SECONDS": 1}])
+def test_the_mobile_app_with_totp_and_the_password_change(live_server, seeded, app):
+    base = live_server.url
+    secret, codes = enrol_user(app)
+    browser = requests.Session()
+    first = sign_in(browser, base, "alice", ALICE_PASSWORD)
+    assert first.status_code == 302 and first.headers["Location"].startswith("/account/login/mfa")
+    page = browser.get(base + "/account/login/mfa", timeout=30)
+    second = browser.post(base + "/account/login/mfa", data={"csrf_token": csrf_from(page.text), "code": code_at(secret)},
+                          timeout=30, allow_redirects=False)
+    assert second.status_code == 302, second.text
+    CLOCK.next_step()
+
+    response, verifier = authorize(browser, base, client_id=MOBILE["client_id"], redirect_uri=MOBILE["redirect_uri"],
+                                   scope=SCOPE, response_type="code id_token", nonce=secrets.token_urlsafe(12))
+    assert response.status_code == 302 and response.headers["Location"].startswith(MOBILE["redirect_uri"]), response.text
+    params = redirect_params(response)
+    assert claims(params["id_token"])["amr"] == ["pwd", "otp", "mfa"]
+    tokens = token_request(base, MOBILE["client_id"], MOBILE["secret"], grant_type="authorization_code",
+                           code=params["code"], redirect_uri=MOBILE["redirect_uri"], code_verifier=verifier).json()
+    access = tokens["access_token"]
+    assert claims(access)["amr"] == ["pwd", "otp", "mfa"] and claims(access)["acr"] == "mfa"
+
+    account = requests.get(base + "/localapi/account", headers=bearer(access), timeout=30)
+    assert account.status_code == 200 and account.json()["mfa_enabled"] is True
+
+    time.sleep(2.1)  # the sign-in is no longer recent (MFA_RECENT_SECONDS=1)
+    refused = change(access, base)
+    assert refused.status_code == 403
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.json()["type"].endswith(MFA_REQUIRED) and refused.json()["status"] == 403
+    wrong = change(access, base, otp="000000" if code_at(secret) != "000000" else "111111")
+    assert wrong.status_code == 403 and wrong.json()["type"].endswith(MFA_REQUIRED)
+    accepted = change(access, base, otp=code_at(secret))
+    assert accepted.status_code == 204, accepted.text
+    assert sign_in(requests.Session(), base, "alice", NEW_PASSWORD).headers["Location"].startswith("/account/login/mfa")
+
+
+@pytest.fixture
+def password_token(client, app, flow_clients):
+    """An access token of alice from a password-only sign-in; then she sets up an authenticator app."""
+    AuthActions(client).login()
+    token, _ = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")
+    secret, codes = enrol_user(app)
+    return token.get_json()["access_token"], secret, codes
+
+
+def test_a_token_without_mfa_needs_otp(client, app, password_token):
+    access, secret, codes = password_token
+    assert client.get("/localapi/account", headers=bearer(access)).get_json()["mfa_enabled"] is True
+    refused = change(access, client=client)
+    assert refused.status_code == 403 and refused.get_json()["type"].endswith(MFA_REQUIRED)
+    assert change(access, client=client, otp=codes[0]).status_code == 204  # a recovery code does too
+
+
+def test_a_recovery_code_is_spent_by_the_password_change(client, app, password_token):
+    access, secret, codes = password_token
+    assert change(access, client=client, otp=codes[0]).status_code == 204
+    fresh = app.test_client()
+    from mfa_actions import password_step, second_step
+    password_step(fresh, password=NEW_PASSWORD)
+    assert second_step(fresh, codes[0]).status_code == 400
+
+
+def test_a_recent_sign_in_with_mfa_needs_no_otp(client, app, flow_clients):
+    secret, _ = enrol_user(app)
+    sign_in_with_code(client, secret)
+    token, _ = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")
+    assert change(token.get_json()["access_token"], client=client).status_code == 204
+
+
+def test_the_user_without_a_factor_is_unaffected(client, app, flow_clients):
+    AuthActions(client).login()
+    token, _ = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")
+    access = token.get_json()["access_token"]
+    assert client.get("/localapi/account", headers=bearer(access)).get_json()["mfa_enabled"] is False
+    assert change(access, client=client).status_code == 204
+
+
+def test_the_openapi_document_describes_otp_and_mfa_required(client, app, flow_clients):
+    AuthActions(client).login()
+    token, _ = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")
+    doc = client.get("/localapi/openapi.json", headers=bearer(token.get_json()["access_token"])).get_json()
+    assert "otp" in doc["components"]["schemas"]["PasswordChange"]["properties"]
+    assert "mfa_enabled" in doc["components"]["schemas"]["Account"]["properties"]
+    assert MFA_REQUIRED in doc["paths"]["/localapi/password"]["post"]["responses"]["403"]["description"]
+
+
+def post_password_page(client, **extra):
+    page = client.get("/account/password")
+    assert page.status_code == 200
+    data = {"csrf_token": csrf_token(page.get_data(as_text=True)), "current_password": ALICE_PASSWORD,
+            "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD, **extra}
+    return page, client.post("/account/password", data=data)
+
+
+def test_the_password_page_asks_a_password_session_for_a_code(client, app, seeded):
+    AuthActions(client).login()
+    secret, _ = enrol_user(app)
+    page, refused = post_password_page(client)
+    assert 'name="otp"' in page.get_data(as_text=True)
+    assert refused.status_code == 403
+    assert "Enter a code from your authenticator app" in refused.get_data(as_text=True)
+    _, accepted = post_password_page(client, otp=code_at(secret))
+    assert accepted.status_code == 200 and "Your password was changed" in accepted.get_data(as_text=True)
+
+
+def test_the_password_page_after_a_recent_sign_in_with_both_factors(client, app, seeded):
+    secret, _ = enrol_user(app)
+    sign_in_with_code(client, secret)
+    page, accepted = post_password_page(client)
+    assert 'name="otp"' not in page.get_data(as_text=True)
+    assert accepted.status_code == 200 and "Your password was changed" in accepted.get_data(as_text=True)
