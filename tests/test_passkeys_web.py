@@ -6,10 +6,11 @@ so the RP id is `localhost` and the origin https://localhost."""
 import pytest
 from sqlalchemy import select
 
-from actions import AuthActions
+from actions import AuthActions, OAuthActions
 from conftest import csrf_token
 from identity.extensions import db
 from identity.models import Passkey, User, UserSession
+from mfa_actions import claims
 from webauthn_keys import SoftKey, b64url
 
 ORIGIN, RP_ID = "https://localhost", "localhost"
@@ -204,3 +205,55 @@ def test_the_pending_authorization_request_survives_the_password_and_the_passkey
     answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
     finished = client.post("/account/login/mfa/passkey" + query, data={"csrf_token": csrf, "credential": answer})
     assert finished.status_code == 302 and finished.headers["Location"] == pending
+
+
+def test_tokens_of_a_passkey_sign_in_say_hwk_and_mfa(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    oauth = OAuthActions(client)
+    body = oauth.code_flow(client_id="web", scope="openid profile", nonce="n-pk")[0].get_json()
+    for jwt in (body["id_token"], body["access_token"]):
+        assert claims(jwt)["amr"] == ["hwk", "mfa"]
+        assert claims(jwt)["acr"] == "mfa"
+    # a passwordless session satisfies acr_values=mfa without asking again
+    again = oauth.authorize(client_id="spa", acr_values="mfa", code_challenge="x" * 43, code_challenge_method="S256")
+    assert "/account/login" not in again.headers.get("Location", "")
+
+
+def test_a_synced_passkey_is_swk_in_the_tokens(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey(backup_eligible=True)
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid", nonce="n-swk")[0].get_json()
+    assert claims(body["id_token"])["amr"] == ["swk", "mfa"]
+
+
+def test_the_second_step_with_a_passkey_is_in_the_tokens(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    auth.login()
+    csrf = token(client, "/account/login/mfa")
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    assert client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer}).status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid", nonce="n-2fa")[0].get_json()
+    assert claims(body["id_token"])["amr"] == ["pwd", "hwk", "mfa"]
+    assert claims(body["id_token"])["acr"] == "mfa"
+
+
+def test_the_local_api_says_mfa_enabled_for_a_passkey(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid IdentityServerApi", nonce="n-api")[0].get_json()
+    account = client.get("/localapi/account", headers={"Authorization": "Bearer " + body["access_token"]})
+    assert account.status_code == 200 and account.get_json()["mfa_enabled"] is True
