@@ -242,3 +242,7 @@ def test_removal_needs_the_password_and_a_code(alice, app):
         assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 0
     AuthActions(alice).logout()
     assert AuthActions(app.test_client()).login().status_code == 302
+
+
+def test_the_home_page_links_to_the_mfa_page(alice):
+    assert 'href="/account/mfa"' in alice.get("/").get_data(as_text=True)

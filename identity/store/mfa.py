@@ -32,13 +32,14 @@ _TOTP_ROW = select(_TOTP.c.secret_encrypted, _TOTP.c.confirmed_at, _TOTP.c.last_
     _TOTP.c.user_id == bindparam("user_id"))
 _UNUSED_CODES = select(func.count()).select_from(_CODES).where(
     _CODES.c.user_id == bindparam("user_id"), _CODES.c.used_at.is_(None))
-# a step is accepted once: only a newer one than the last accepted moves it on
+# a step is accepted once: only a newer one than the last accepted moves it on. (Parameters are
+# not named like columns: the session would add such a key to the UPDATE's SET on PostgreSQL.)
 _ACCEPT_STEP = (update(_TOTP)
-                .where(_TOTP.c.user_id == bindparam("user_id"), _TOTP.c.confirmed_at.is_not(None),
+                .where(_TOTP.c.user_id == bindparam("owner"), _TOTP.c.confirmed_at.is_not(None),
                        _TOTP.c.last_step < bindparam("step"))
                 .values(last_step=bindparam("step")))
 _SPEND_CODE = (update(_CODES)
-               .where(_CODES.c.user_id == bindparam("user_id"), _CODES.c.code_hash == bindparam("code_hash"),
+               .where(_CODES.c.user_id == bindparam("owner"), _CODES.c.code_hash == bindparam("spent_hash"),
                       _CODES.c.used_at.is_(None))
                .values(used_at=bindparam("stamp")))
 
@@ -61,12 +62,12 @@ def unused_recovery_codes(user_id: int) -> int:
 
 def accept_step(user_id: int, step: int) -> Write:
     """The conditional write that accepts a TOTP time step newer than the last accepted one."""
-    return _ACCEPT_STEP, {"user_id": user_id, "step": step}
+    return _ACCEPT_STEP, {"owner": user_id, "step": step}
 
 
 def spend_recovery_code(user_id: int, code_hash: str, stamp: int) -> Write:
     """The conditional write that uses an unused recovery code (one row, or none)."""
-    return _SPEND_CODE, {"user_id": user_id, "code_hash": code_hash, "stamp": stamp}
+    return _SPEND_CODE, {"owner": user_id, "spent_hash": code_hash, "stamp": stamp}
 
 
 def put_pending_totp(user_id: int, secret_encrypted: str, stamp: int) -> None:
