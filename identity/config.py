@@ -46,6 +46,9 @@ ARGON2_PARALLELISM = 1
 MFA_PENDING_SECONDS = 300  # a right password waits this long for its second step, then the sign-in starts over
 MFA_RECENT_SECONDS = 300  # a token whose amr has "mfa" and whose auth_time is this recent changes a password without `otp`
 
+# --- passkeys (WebAuthn; services/passkeys.py) -------------------------------
+PASSKEY_SIGNIN_ENABLED = True  # "Sign in with a passkey" on the login page (passwordless, user verification required)
+
 # --- lockout and rate limits -------------------------------------------
 LOCKOUT_MAX_FAILURES = 10  # consecutive failures that lock an account
 LOCKOUT_SECONDS = 300  # how long the lock lasts

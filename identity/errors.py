@@ -5,6 +5,7 @@ IdentityError
  ├── NotFound              no such user, client, scope
  ├── Conflict              already exists
  ├── AccountLocked         too many failures; .retry_after seconds
+ ├── PasskeyRefused        a passkey ceremony that failed; the message is for the person
  └── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
 """
 
@@ -34,6 +35,10 @@ class AccountLocked(IdentityError):
     def __init__(self, retry_after: int):
         super().__init__("account is temporarily locked")
         self.retry_after = retry_after
+
+
+class PasskeyRefused(IdentityError):
+    """A passkey registration or sign-in that did not verify; str() is safe to show the person."""
 
 
 class SecondFactorRequired(IdentityError):

@@ -7,6 +7,7 @@ from .grant import AuthorizationCode, RefreshToken, RevokedAccessToken, Standalo
 from .key import SigningKey
 from .logout import LogoutDelivery, SessionClient
 from .mfa import RecoveryCode, TotpFactor
+from .passkey import Passkey
 from .resource import ApiScope, IdentityResource
 from .session import UserSession
 from .user import User
@@ -19,6 +20,7 @@ __all__ = [
     "Consent",
     "IdentityResource",
     "LogoutDelivery",
+    "Passkey",
     "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",

@@ -10,7 +10,8 @@ the hash's cost). Every code checked counts toward the same lockout as a passwor
 checked (lockout.reserve): a right password does not reset the count for a user with a factor
 (accounts.sign_in), only a right second step does, so guesses at the code stop at the lock.
 
-The passkeys (WebAuthn) factor adds itself to `user_factors` and `has_second_factor`.
+Passkeys (WebAuthn, services/passkeys.py) are a second factor too: they count in `user_factors`
+and `has_second_factor`, and `reset_factors` removes them; `has_totp` is the app alone.
 """
 
 import hashlib
@@ -27,6 +28,7 @@ from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, Va
 from ..extensions import db
 from ..models import User
 from ..store import mfa as store
+from ..store import passkeys as passkey_rows
 from ..store.writes import Write, write, write_if
 from . import audit, key_encryption, lockout
 from .password_policy import normalize
@@ -55,20 +57,29 @@ class Factors:
     totp: bool
     totp_pending: bool  # an enrolment started and not yet confirmed
     recovery_codes_left: int
+    passkeys: int = 0  # registered passkeys (services/passkeys.py)
 
     @property
     def any(self) -> bool:
-        return self.totp
+        return self.totp or self.passkeys > 0
 
 
 def user_factors(user_id: int) -> Factors:
     row = store.totp_row(user_id)
     return Factors(totp=row is not None and row[1] is not None, totp_pending=row is not None and row[1] is None,
-                   recovery_codes_left=store.unused_recovery_codes(user_id))
+                   recovery_codes_left=store.unused_recovery_codes(user_id),
+                   passkeys=passkey_rows.passkey_count(user_id))
+
+
+def has_totp(user_id: int) -> bool:
+    """Whether the user has a confirmed authenticator app."""
+    row = store.totp_row(user_id)
+    return row is not None and row[1] is not None
 
 
 def has_second_factor(user_id: int) -> bool:
-    """Whether the user must give a second factor to sign in (one read on the autocommit connection)."""
+    """Whether the user must give a second factor to sign in: an authenticator app or a passkey
+    (one read on the autocommit connection)."""
     return store.has_second_factor(user_id)
 
 
@@ -105,7 +116,7 @@ def _secret(stored: str, user_id: int) -> str:
 
 def start_totp(user_id: int) -> str:
     """Start (or restart) enrolling an authenticator app: a new secret, stored unconfirmed."""
-    if has_second_factor(user_id):
+    if has_totp(user_id):
         raise Conflict("an authenticator app is already set up; remove it first")
     secret = pyotp.random_base32()
     store.put_pending_totp(user_id, key_encryption.encrypt(secret), now())
@@ -186,7 +197,7 @@ def _replace_recovery_codes(user_id: int, stamp: int) -> list[str]:
 
 def regenerate_recovery_codes(user_id: int) -> list[str]:
     """A new set of recovery codes; the old set stops working."""
-    if not has_second_factor(user_id):
+    if not has_totp(user_id):
         raise Conflict("set up an authenticator app first")
     codes = _replace_recovery_codes(user_id, now())
     audit.record("recovery_codes_regenerated", user_id=user_id)
@@ -296,7 +307,7 @@ def _password_matches(user_id: int, password: str) -> bool:
 def remove_totp(user_id: int, password: str, code: str) -> None:
     """Remove the authenticator app and the recovery codes: needs the password and a current code
     (or a recovery code)."""
-    if not has_second_factor(user_id):
+    if not has_totp(user_id):
         raise NotFound("no authenticator app is set up")
     if not _password_matches(user_id, password):
         raise ValidationFailed({"password": ["The password is incorrect."]})
@@ -315,6 +326,7 @@ def reset_factors(user_id: int, *, by: str = "operator") -> bool:
     """Remove every second factor of a user (the operator's `users mfa-reset`); True if one was removed."""
     had = has_second_factor(user_id)
     store.delete_totp_and_codes(user_id)
+    passkey_rows.remove_user_passkeys(user_id)
     audit.record("mfa_reset", user_id=user_id, detail={"by": by, "had_factor": had})
     db.session.commit()
     return had

@@ -6,22 +6,25 @@ cannot both win (writes.write_if). Page actions (enrol, regenerate, remove) run 
 transaction, committed by the service.
 """
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 
 from ..extensions import db
-from ..models import RecoveryCode, TotpFactor
+from ..models import Passkey, RecoveryCode, TotpFactor
 from .connection import autocommit_connection
 from .writes import Write
 
 _TOTP = TotpFactor.__table__
 _CODES = RecoveryCode.__table__
+_PASSKEYS = Passkey.__table__  # a passkey is a second factor too (services/passkeys.py)
 
 
 
 def second_factor_exists(user_id):
-    """The SQL condition "this user has a second factor" (a confirmed authenticator app), for a
-    user id column or parameter: one expression, so the bearer check's read can carry it too."""
-    return exists().where(_TOTP.c.user_id == user_id, _TOTP.c.confirmed_at.is_not(None))
+    """The SQL condition "this user has a second factor" (a confirmed authenticator app or a
+    passkey), for a user id column or parameter: one expression, so the bearer check's read can
+    carry it too."""
+    return or_(exists().where(_TOTP.c.user_id == user_id, _TOTP.c.confirmed_at.is_not(None)),
+               exists().where(_PASSKEYS.c.user_id == user_id))
 
 
 _HAS_SECOND_FACTOR = select(second_factor_exists(bindparam("user_id")))

@@ -185,7 +185,7 @@ def test_sign_in_completes_a_pending_authorization_already_consented_to(ui, seed
     state, _, _ = start_authorization(ui)
     assert "/account/login" in ui.page.url
     ui.fill_sign_in(user["username"], user["password"])
-    ui.page.get_by_role("button", name="Sign in").click()
+    ui.page.get_by_role("button", name="Sign in", exact=True).click()  # not "Sign in with a passkey"
     ui.page.wait_for_url(REDIRECT_URI + "?**")
     params = redirect_params(ui.page.url)
     assert params["state"] == state and params["code"]

@@ -1,0 +1,341 @@
+"""Passkeys (WebAuthn, with py_webauthn): register them, sign in with them, list and remove them.
+
+Every ceremony is bound to the issuer: the RP id is the issuer's host and the expected origin
+its scheme, host and port, so a passkey made for another site (or an assertion made there) does
+not verify here. A ceremony is two calls: `*_options` gives the browser its options and the
+caller a `state` to keep (the web layer keeps it in the signed session cookie and passes it
+back once: popped, so single use; it expires after CHALLENGE_SECONDS), and the second call
+verifies the browser's answer against that state.
+
+The sign count: py_webauthn is given 0 as the stored count, so it verifies the signature
+first, and the count is judged after, by one conditional UPDATE (store/passkeys.py). A count
+that does not grow, from an authenticator that keeps one, is a cloned key: refused and audited.
+Only a correctly signed assertion can be judged a clone, so no stranger can fill the audit log
+with clone alarms for someone's credential id.
+
+amr (RFC 8176): `swk` for a key that may be synced off its device (the backup-eligible flag,
+BE, set), `hwk` for one bound to its authenticator (BE clear).
+"""
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+from webauthn import (base64url_to_bytes, generate_authentication_options, generate_registration_options,
+                      options_to_json, verify_authentication_response, verify_registration_response)
+from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json, parse_registration_credential_json
+from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidJSONStructure, InvalidRegistrationResponse
+from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, AuthenticatorTransport, CredentialDeviceType,
+                                      PublicKeyCredentialDescriptor, ResidentKeyRequirement,
+                                      UserVerificationRequirement)
+
+from ..clock import now
+from ..errors import NotFound, PasskeyRefused
+from ..extensions import db
+from ..models import Passkey, User
+from ..store import passkeys as store
+from . import audit, lockout, mfa, sessions
+from .accounts import SignInResult
+from .sessions import SessionUser
+
+CHALLENGE_SECONDS = 120  # a ceremony's challenge is accepted this long after its options
+TIMEOUT_MS = 60_000  # how long the browser waits for the person (a hint in the options)
+MAX_NAME = 100
+MAX_CREDENTIAL_JSON = 16 * 1024
+
+NOT_VERIFIED = "The passkey could not be verified. Try again, or use another way to sign in."
+EXPIRED = "The passkey request expired. Try again."
+LOCKED = "Too many wrong attempts: the account is temporarily locked. Try again later."
+CLONED = "This passkey was refused: its use counter went backwards, a sign that it was copied. Use another way to sign in."
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """Who the browser's passkeys are bound to: this issuer."""
+
+    id: str  # the issuer's host
+    origin: str  # the issuer's scheme://host[:port]
+
+    @classmethod
+    def of(cls, issuer: str) -> "RelyingParty":
+        parts = urlsplit(issuer)
+        return cls(parts.hostname or "", f"{parts.scheme}://{parts.netloc}")
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    """The options for the browser (JSON text) and the state the server keeps until the answer."""
+
+    options: str
+    state: dict
+
+
+@dataclass(frozen=True)
+class PasskeyUse:
+    """A verified passkey assertion: whose key, and how it authenticated (amr)."""
+
+    user_id: int
+    passkey_id: int
+    method: str  # "hwk" or "swk"
+    user_verified: bool
+
+
+def _state(purpose: str, challenge: bytes, user_id: int | None = None) -> dict:
+    return {"purpose": purpose, "challenge": bytes_to_base64url(challenge), "user_id": user_id,
+            "expires_at": now() + CHALLENGE_SECONDS}
+
+
+def _challenge(state: dict | None, purpose: str, user_id: int | None = None) -> bytes:
+    """The challenge of a kept ceremony state, if it is this ceremony's and still fresh."""
+    if not isinstance(state, dict) or state.get("purpose") != purpose or state.get("user_id") != user_id:
+        raise PasskeyRefused(EXPIRED)
+    if not isinstance(state.get("expires_at"), int) or state["expires_at"] < now():
+        raise PasskeyRefused(EXPIRED)
+    try:
+        return base64url_to_bytes(state["challenge"])
+    except Exception:
+        raise PasskeyRefused(EXPIRED) from None
+
+
+def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
+    transports = []
+    for name in passkey.transports.split():
+        try:
+            transports.append(AuthenticatorTransport(name))
+        except ValueError:
+            pass  # a transport this library does not know: a hint only
+    return PublicKeyCredentialDescriptor(id=base64url_to_bytes(passkey.credential_id), transports=transports or None)
+
+
+def _method(device_type: CredentialDeviceType) -> str:
+    return "swk" if device_type == CredentialDeviceType.MULTI_DEVICE else "hwk"
+
+
+def _checked_json(credential_json: str) -> str:
+    if not isinstance(credential_json, str) or not credential_json or len(credential_json) > MAX_CREDENTIAL_JSON:
+        raise PasskeyRefused(NOT_VERIFIED)
+    return credential_json
+
+
+# --- listing and removal ---------------------------------------------------------------------
+
+
+def list_passkeys(user_id: int) -> list[Passkey]:
+    """The user's passkeys, oldest first."""
+    return store.user_passkeys(user_id)
+
+
+def has_passkey(user_id: int) -> bool:
+    return bool(store.user_passkeys(user_id))
+
+
+def remove_passkey(user_id: int, passkey_id: int) -> None:
+    """Remove one of the user's passkeys; NotFound if it is not theirs."""
+    if not store.remove_passkey(user_id, passkey_id):
+        db.session.rollback()
+        raise NotFound("no such passkey")
+    audit.record("passkey_removed", user_id=user_id, detail={"passkey_id": passkey_id})
+    db.session.commit()
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+def registration_options(user_id: int, issuer: str) -> Ceremony:
+    """Options to create a passkey for this user: resident (discoverable) key, user
+    verification preferred, the user's registered passkeys excluded."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    rp = RelyingParty.of(issuer)
+    challenge = secrets.token_bytes(32)
+    options = generate_registration_options(
+        rp_id=rp.id,
+        rp_name=current_app.config["PRODUCT_NAME"],
+        user_id=user.subject.encode(),  # the random subject, never the row id
+        user_name=user.username,
+        user_display_name=user.name or user.username,
+        challenge=challenge,
+        timeout=TIMEOUT_MS,
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.REQUIRED,  # a passkey: usable without a user name
+            user_verification=UserVerificationRequirement.PREFERRED,
+        ),
+        exclude_credentials=[_descriptor(p) for p in store.user_passkeys(user_id)],
+    )
+    return Ceremony(options_to_json(options), _state("register", challenge, user_id))
+
+
+def register(user_id: int, issuer: str, state: dict | None, credential_json: str, name: str = "") -> Passkey:
+    """Verify the browser's new credential against the kept state and store it for the user.
+
+    Refused: a stale or foreign state, an answer for another origin or RP id, a credential id
+    already registered (to this user or anyone else).
+    """
+    challenge = _challenge(state, "register", user_id)
+    rp = RelyingParty.of(issuer)
+    try:
+        credential = parse_registration_credential_json(_checked_json(credential_json))
+        verified = verify_registration_response(credential=credential, expected_challenge=challenge,
+                                                expected_rp_id=rp.id, expected_origin=rp.origin)
+    except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, TypeError, KeyError) as err:
+        audit.record("passkey_registration_failed", user_id=user_id, detail={"reason": str(err)})
+        db.session.commit()
+        raise PasskeyRefused(NOT_VERIFIED) from None
+    credential_id = bytes_to_base64url(verified.credential_id)
+    existing = store.passkey_by_credential_id(credential_id)
+    if existing is not None:
+        audit.record("passkey_registration_failed", user_id=user_id,
+                     detail={"reason": "credential id already registered",
+                             "other_user": existing.user_id != user_id})
+        db.session.commit()
+        raise PasskeyRefused("This passkey is already registered.")
+    count = len(store.user_passkeys(user_id))
+    passkey = Passkey(
+        user_id=user_id,
+        credential_id=credential_id,
+        public_key=verified.credential_public_key,
+        sign_count=verified.sign_count,
+        transports=" ".join(t.value for t in (credential.response.transports or [])),
+        backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+        aaguid=verified.aaguid or "",
+        name=(name or "").strip()[:MAX_NAME] or f"Passkey {count + 1}",
+        created_at=now(),
+    )
+    try:
+        store.add_passkey(passkey)
+    except IntegrityError:  # registered by a concurrent request meanwhile
+        db.session.rollback()
+        raise PasskeyRefused("This passkey is already registered.") from None
+    audit.record("passkey_registered", user_id=user_id,
+                 detail={"passkey_id": passkey.id, "method": _method(verified.credential_device_type)})
+    db.session.commit()
+    return passkey
+
+
+# --- authentication --------------------------------------------------------------------------
+
+
+def authentication_options(issuer: str, user_id: int | None = None) -> Ceremony:
+    """Options to sign in with a passkey. Without a user (the passwordless first factor) any
+    discoverable passkey of this site may answer, and the person must be verified on the
+    authenticator (PIN or biometrics); for a known user (the second factor) only their passkeys,
+    with verification preferred."""
+    rp = RelyingParty.of(issuer)
+    challenge = secrets.token_bytes(32)
+    allowed = [_descriptor(p) for p in store.user_passkeys(user_id)] if user_id is not None else None
+    options = generate_authentication_options(
+        rp_id=rp.id, challenge=challenge, timeout=TIMEOUT_MS, allow_credentials=allowed,
+        user_verification=(UserVerificationRequirement.PREFERRED if user_id is not None
+                           else UserVerificationRequirement.REQUIRED),
+    )
+    return Ceremony(options_to_json(options), _state("authenticate", challenge, user_id))
+
+
+def authenticate(issuer: str, state: dict | None, credential_json: str, *, user_id: int,
+                 client_id: str | None = None) -> PasskeyUse:
+    """Verify a passkey assertion as the user's second factor and record its use (committed).
+
+    The passkey must be this user's. Raises PasskeyRefused (a cloned key is audited as
+    `passkey_clone_detected`).
+    """
+    use = _verify(issuer, state, credential_json, user_id=user_id, client_id=client_id)
+    db.session.commit()
+    return use
+
+
+def sign_in(issuer: str, state: dict | None, credential_json: str, *,
+            client_id: str | None = None) -> tuple[PasskeyUse, SignInResult]:
+    """Sign in with a passkey alone (the passwordless first factor) and start a browser session,
+    in one transaction with the recorded use. The passkey names its user; the authenticator must
+    have verified the person (PIN or biometrics), so the sign-in is two factors in one gesture.
+    """
+    use = _verify(issuer, state, credential_json, user_id=None, client_id=client_id)
+    user = db.session.get(User, use.user_id)
+    if user is None or not user.enabled:  # `users disable`: refused as an unknown passkey is
+        db.session.rollback()
+        raise PasskeyRefused(NOT_VERIFIED)
+    amr = f"{use.method} {mfa.AMR_MFA}"  # user verification was required: two factors in one
+    session, insert = sessions.new_session(user.id, amr=amr)
+    db.session.execute(*insert)
+    audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
+    db.session.commit()
+    principal = SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version)
+    return use, _started(principal, session, amr)
+
+
+def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: SessionUser, *,
+                   amr: str = mfa.AMR_PASSWORD, client_id: str | None = None) -> tuple[PasskeyUse, SignInResult]:
+    """The second step with a passkey: after a right password, one of the user's passkeys (user
+    verification preferred, not required: the password was the other factor). It counts toward
+    the lockout like a code (mfa.check_code), and a right one resets the count; the session's
+    methods are `amr` plus the passkey's (`hwk` or `swk`) and `mfa`."""
+    reservation = lockout.reserve(user.id)
+    if reservation is None:
+        audit.record("mfa_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked", "factor": "passkey"})
+        db.session.commit()
+        raise PasskeyRefused(LOCKED)
+    use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
+    methods = mfa.amr_with_second_factor(amr, use.method)
+    session, insert = sessions.new_session(user.id, amr=methods)
+    for statement in (lockout.settled(reservation), insert):
+        db.session.execute(*statement)
+    audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
+    db.session.commit()
+    return use, _started(user, session, methods)
+
+
+def _started(user: SessionUser, session: "sessions.NewSession", amr: str) -> SignInResult:
+    return SignInResult(user, sid=session.sid, auth_time=session.auth_time, public_sid=session.public_sid, amr=amr)
+
+
+def _verify(issuer: str, state: dict | None, credential_json: str, *, user_id: int | None,
+            client_id: str | None) -> PasskeyUse:
+    """Verify an assertion against the kept state and record the use, uncommitted on success.
+
+    With `user_id` the passkey must be that user's; without, it names its user, and user
+    verification is required.
+    """
+    challenge = _challenge(state, "authenticate", user_id)
+    rp = RelyingParty.of(issuer)
+    try:
+        credential = parse_authentication_credential_json(_checked_json(credential_json))
+    except (InvalidJSONStructure, ValueError, TypeError, KeyError):
+        raise PasskeyRefused(NOT_VERIFIED) from None
+    passkey = store.passkey_by_credential_id(bytes_to_base64url(credential.raw_id))
+    if passkey is None or (user_id is not None and passkey.user_id != user_id):
+        _failed(user_id, client_id, "unknown passkey" if passkey is None else "another user's passkey")
+    user = db.session.get(User, passkey.user_id)
+    handle = credential.response.user_handle
+    if handle is not None and handle != user.subject.encode():
+        _failed(passkey.user_id, client_id, "user handle does not match")
+    try:
+        verified = verify_authentication_response(
+            credential=credential, expected_challenge=challenge, expected_rp_id=rp.id,
+            expected_origin=rp.origin, credential_public_key=passkey.public_key,
+            credential_current_sign_count=0,  # judged below, after the signature (module docstring)
+            require_user_verification=user_id is None,
+        )
+    except (InvalidAuthenticationResponse, ValueError, TypeError, KeyError) as err:
+        _failed(passkey.user_id, client_id, str(err))
+    passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
+    if not store.record_use(passkey_id, verified.new_sign_count, now()):
+        db.session.rollback()
+        audit.record("passkey_clone_detected", user_id=owner, client_id=client_id,
+                     detail={"passkey_id": passkey_id, "stored_count": stored_count,
+                             "presented_count": verified.new_sign_count})
+        db.session.commit()
+        raise PasskeyRefused(CLONED)
+    method = _method(verified.credential_device_type)
+    audit.record("passkey_used", user_id=owner, client_id=client_id,
+                 detail={"passkey_id": passkey_id, "method": method, "user_verified": verified.user_verified})
+    return PasskeyUse(owner, passkey_id, method, verified.user_verified)
+
+
+def _failed(user_id: int | None, client_id: str | None, reason: str):
+    db.session.rollback()
+    audit.record("passkey_sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": reason})
+    db.session.commit()
+    raise PasskeyRefused(NOT_VERIFIED)

@@ -1,0 +1,176 @@
+"""Passkeys on the web: register and remove them (account pages), sign in with one (login page).
+
+The browser side is static/passkeys.js. Each ceremony is two requests: the options (JSON, the
+challenge kept in the signed session cookie) and the answer, which pops the kept state, so a
+challenge serves one answer. Every POST carries the CSRF token (the X-CSRFToken header for
+fetches, the form field for the sign-in post; checked app-wide by CSRFProtect). Registration and removal need a fresh sign-in.
+"""
+
+from datetime import datetime, timezone
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, session,
+                   url_for)
+from flask_login import current_user, fresh_login_required
+
+from ..auth import drop_pending, pending_second_factor, sign_in
+from ..errors import NotFound, PasskeyRefused
+from ..extensions import limiter, sensitive_limit
+from ..forms import LoginForm, SecondFactorForm
+from ..headers import allow_form_target
+from ..issuer import issuer
+from ..services import accounts, mfa, passkeys
+from ..services.sessions import SessionUser
+from .account import _after_sign_in, _return_url
+from .return_urls import pending_authorization, pending_client
+
+bp = Blueprint("passkeys", __name__, url_prefix="/account")
+
+REGISTER_STATE = "passkey.register"
+SIGN_IN_STATE = "passkey.sign_in"
+SECOND_STEP_STATE = "passkey.second_step"
+
+
+@bp.app_template_filter("passkey_date")
+def _date(epoch: int | None) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%d %b %Y") if epoch else "-"
+
+
+def _options(ceremony: passkeys.Ceremony, key: str):
+    """Answer a ceremony's options, keeping its state for the one answer that follows."""
+    session[key] = ceremony.state
+    return current_app.response_class(ceremony.options, mimetype="application/json")
+
+
+# --- the account's passkeys ------------------------------------------------------------------
+
+
+@bp.app_template_global("current_user_passkeys")
+def current_user_passkeys() -> list:
+    """The signed-in user's passkeys, for the list on the factors page (templates/account/_passkeys.html)."""
+    return passkeys.list_passkeys(current_user.user.id) if current_user.is_authenticated else []
+
+
+@bp.get("/mfa/passkeys")
+def index():
+    """The passkeys are listed on the factors page."""
+    return redirect(url_for("mfa.factors") + "#passkeys-title")
+
+
+@bp.post("/mfa/passkeys/options")
+@fresh_login_required
+def register_options():
+    """Options for navigator.credentials.create(): this user, this issuer, their passkeys excluded."""
+    return _options(passkeys.registration_options(current_user.user.id, issuer()), REGISTER_STATE)
+
+
+@bp.post("/mfa/passkeys")
+@fresh_login_required
+@limiter.limit(sensitive_limit)
+def register():
+    """Verify and store the new passkey the browser created (JSON: credential, name)."""
+    body = request.get_json(silent=True) or {}
+    state = session.pop(REGISTER_STATE, None)
+    try:
+        passkey = passkeys.register(current_user.user.id, issuer(), state, body.get("credential"),
+                                    str(body.get("name") or ""))
+    except PasskeyRefused as err:
+        return jsonify(error=str(err)), 400
+    return jsonify(id=passkey.id, name=passkey.name), 201
+
+
+@bp.post("/mfa/passkeys/<int:passkey_id>/remove")
+@fresh_login_required
+def remove(passkey_id: int):
+    """Remove one of the user's passkeys."""
+    try:
+        passkeys.remove_passkey(current_user.user.id, passkey_id)
+    except NotFound:
+        abort(404)
+    flash("Passkey removed.", "success")
+    return redirect(url_for("mfa.factors"))
+
+
+# --- passwordless sign-in --------------------------------------------------------------------
+
+
+def _signin_enabled() -> None:
+    if not current_app.config["PASSKEY_SIGNIN_ENABLED"]:
+        abort(404)
+
+
+@bp.post("/login/passkey/options")
+@limiter.limit(sensitive_limit)
+def login_options():
+    """Options for navigator.credentials.get() on the login page: any passkey of this site."""
+    _signin_enabled()
+    return _options(passkeys.authentication_options(issuer()), SIGN_IN_STATE)
+
+
+@bp.post("/login/passkey")
+@limiter.limit(sensitive_limit)
+def login():
+    """Sign in with the passkey assertion the login page posted, then resume the pending request."""
+    _signin_enabled()
+    return_url = _return_url()
+    client_id = pending_authorization(return_url).get("client_id")
+    state = session.pop(SIGN_IN_STATE, None)
+    try:
+        _, result = passkeys.sign_in(issuer(), state, request.form.get("credential", ""), client_id=client_id)
+    except PasskeyRefused as err:
+        client_name, redirect_uri = pending_client(return_url)
+        allow_form_target(redirect_uri)
+        return render_template("account/login.html", form=LoginForm(formdata=None), error=str(err),
+                               client_name=client_name), 400
+    principal = sign_in(result)
+    return _after_sign_in(principal, return_url)
+
+
+# --- the second step ---------------------------------------------------------------------------
+
+
+def _pending() -> tuple[dict, SessionUser] | None:
+    """The half-signed-in state (a right password, no second step yet) and its user, if still valid."""
+    pending = pending_second_factor()
+    user = accounts.pending_user(pending["user"], pending["version"], pending["at"]) if pending else None
+    return (pending, user) if user is not None else None
+
+
+@bp.app_template_global("second_step_has_passkey")
+def second_step_has_passkey() -> bool:
+    """Whether the user of this browser's second step has a passkey to offer (login_mfa.html)."""
+    found = _pending()
+    return found is not None and bool(passkeys.list_passkeys(found[1].id))
+
+
+@bp.post("/login/mfa/passkey/options")
+@limiter.limit(sensitive_limit)
+def second_step_options():
+    """Options for navigator.credentials.get() on the second step: the signed-in-so-far user's passkeys."""
+    found = _pending()
+    if found is None:
+        return jsonify(error="The sign-in expired. Start again."), 400
+    return _options(passkeys.authentication_options(issuer(), found[1].id), SECOND_STEP_STATE)
+
+
+@bp.post("/login/mfa/passkey")
+@limiter.limit(sensitive_limit)
+def second_step():
+    """Finish a sign-in with one of the user's passkeys, then resume the pending request."""
+    return_url = _return_url()
+    found = _pending()
+    if found is None:  # never started, finished, or expired: start again from the password
+        drop_pending()
+        return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
+    pending, user = found
+    state = session.pop(SECOND_STEP_STATE, None)
+    try:
+        _, result = passkeys.finish_sign_in(issuer(), state, request.form.get("credential", ""), user,
+                                            amr=pending.get("amr") or mfa.AMR_PASSWORD,
+                                            client_id=pending_authorization(return_url).get("client_id"))
+    except PasskeyRefused as err:
+        client_name, redirect_uri = pending_client(return_url)
+        allow_form_target(redirect_uri)
+        return render_template("account/login_mfa.html", form=SecondFactorForm(formdata=None), error=str(err),
+                               client_name=client_name), 400
+    principal = sign_in(result, remember=pending.get("remember", False))
+    return _after_sign_in(principal, return_url)

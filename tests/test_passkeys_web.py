@@ -1,0 +1,259 @@
+"""The passkey endpoints over HTTP: CSRF on every POST, a fresh sign-in to register or remove,
+the challenge kept in the session and spent by one answer, the login page's passkey button
+behind PASSKEY_SIGNIN_ENABLED. The test client speaks https://localhost: that is the issuer,
+so the RP id is `localhost` and the origin https://localhost."""
+
+import pytest
+from sqlalchemy import select
+
+from actions import AuthActions, OAuthActions
+from conftest import csrf_token
+from identity.extensions import db
+from identity.models import Passkey, User, UserSession
+from mfa_actions import claims
+from webauthn_keys import SoftKey, b64url
+
+ORIGIN, RP_ID = "https://localhost", "localhost"
+
+
+@pytest.fixture
+def auth(client, seeded):
+    return AuthActions(client)
+
+
+def token(client, path="/account/login") -> str:
+    return csrf_token(client.get(path).get_data(as_text=True))
+
+
+def register_over_http(client, key: SoftKey, name="Laptop"):
+    csrf = token(client, "/account/mfa")
+    options = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf})
+    assert options.status_code == 200 and options.mimetype == "application/json"
+    challenge = options.get_json()["challenge"]
+    return client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
+                       json={"credential": key.registration(challenge, origin=ORIGIN, rp_id=RP_ID), "name": name})
+
+
+def passkey_sign_in(client, key: SoftKey, query: str = ""):
+    csrf = token(client, "/account/login" + query)
+    challenge = client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID)
+    return client.post("/account/login/passkey" + query, data={"csrf_token": csrf, "credential": answer}), answer
+
+
+def test_register_then_sign_in_over_http(client, auth, app):
+    auth.login()
+    key = SoftKey()
+    created = register_over_http(client, key)
+    assert created.status_code == 201 and created.get_json()["name"] == "Laptop"
+    page = client.get("/account/mfa").get_data(as_text=True)
+    assert "Laptop" in page and "Remove the passkey Laptop" in page
+    auth.logout()
+
+    signed_in, answer = passkey_sign_in(client, key)
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"
+    assert "Signed in as" in client.get("/").get_data(as_text=True)
+    # the challenge was spent: the same answer again is refused
+    again = client.post("/account/login/passkey", data={"csrf_token": token(client), "credential": answer})
+    assert again.status_code == 400 and "expired" in again.get_data(as_text=True)
+
+
+def test_the_pending_authorization_request_is_resumed(client, auth):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    authorize = client.get("/connect/authorize?client_id=spa&response_type=code&scope=openid&"
+                           "redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&state=s&nonce=n&"
+                           "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuHeDyyomLc&code_challenge_method=S256")
+    login_url = authorize.headers["Location"]
+    query = login_url[login_url.index("?"):]
+    signed_in, _ = passkey_sign_in(client, key, query)
+    assert signed_in.status_code == 302
+    resumed = signed_in.headers["Location"]
+    assert resumed.startswith("/connect/authorize?client_id=spa&") and "state=s&" in resumed
+    consent = client.get(resumed)  # the request goes on where the password sign-in would: consent
+    assert consent.status_code == 302 and consent.headers["Location"].startswith("/consent")
+
+
+def test_posts_without_the_csrf_token_are_refused(client, auth):
+    auth.login()
+    assert client.post("/account/mfa/passkeys/options").status_code == 400
+    assert client.post("/account/mfa/passkeys", json={}).status_code == 400
+    assert client.post("/account/login/passkey/options").status_code == 400
+    assert client.post("/account/login/passkey", data={"credential": "{}"}).status_code == 400
+
+
+def test_registration_needs_a_signed_in_user(client, seeded):
+    csrf = token(client)
+    for path in ("/account/mfa/passkeys/options", "/account/mfa/passkeys", "/account/mfa/passkeys/1/remove"):
+        answer = client.post(path, headers={"X-CSRFToken": csrf})
+        assert answer.status_code == 302 and "/account/login" in answer.headers["Location"]
+    assert client.get("/account/mfa/passkeys").status_code == 302
+
+
+def test_a_refused_registration_is_json_400_and_stores_nothing(client, auth, app):
+    auth.login()
+    csrf = token(client, "/account/mfa")
+    challenge = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    answer = SoftKey().registration(challenge, origin="https://evil.example", rp_id=RP_ID)
+    refused = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, json={"credential": answer})
+    assert refused.status_code == 400 and "could not be verified" in refused.get_json()["error"]
+    with app.app_context():
+        assert db.session.scalars(select(Passkey)).all() == []
+
+
+def test_removing_someone_elses_passkey_is_404(client, auth, app):
+    auth.login()
+    assert register_over_http(client, SoftKey()).status_code == 201
+    with app.app_context():
+        passkey_id = db.session.scalar(select(Passkey.id))
+    csrf = token(client, "/account/mfa")
+    assert client.post(f"/account/mfa/passkeys/{passkey_id + 1}/remove", data={"csrf_token": csrf}).status_code == 404
+    removed = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 302
+    with app.app_context():
+        assert db.session.scalars(select(Passkey)).all() == []
+
+
+def test_the_login_page_offers_a_passkey(client, seeded):
+    page = client.get("/account/login").get_data(as_text=True)
+    assert "Sign in with a passkey" in page and "js/passkeys.js" in page
+
+
+@pytest.mark.parametrize("app_config", [{"PASSKEY_SIGNIN_ENABLED": False}])
+def test_passkey_sign_in_can_be_turned_off(client, seeded):
+    page = client.get("/account/login").get_data(as_text=True)
+    assert "Sign in with a passkey" not in page and "passkeys.js" not in page
+    csrf = csrf_token(page)
+    assert client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).status_code == 404
+    assert client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": "{}"}).status_code == 404
+
+
+def session_amr(app) -> list[str]:
+    """The methods (amr) of the live sessions, oldest first."""
+    with app.app_context():
+        return [row.amr for row in db.session.scalars(
+            select(UserSession).where(UserSession.revoked_at.is_(None)).order_by(UserSession.id))]
+
+
+def test_passwordless_sign_in_records_the_passkey_and_mfa(client, auth, app):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    assert session_amr(app) == ["hwk mfa"]
+
+
+def test_with_a_passkey_the_password_asks_for_the_second_step_and_a_passkey_finishes_it(client, auth, app):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+
+    password = auth.login()
+    assert password.status_code == 302 and password.headers["Location"].startswith("/account/login/mfa")
+    page = client.get("/account/login/mfa").get_data(as_text=True)
+    assert "Use a passkey" in page and "/account/login/mfa/passkey" in page
+    csrf = csrf_token(page)
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    assert [c["id"] for c in options["allowCredentials"]] == [b64url(key.credential_id)]
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID, flags=0x01)  # presence only
+    finished = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer})
+    assert finished.status_code == 302 and finished.headers["Location"] == "/"
+    assert session_amr(app) == ["pwd hwk mfa"]
+    assert "Signed in as" in client.get("/").get_data(as_text=True)
+
+
+def test_the_second_step_with_a_passkey_needs_the_password_first(client, seeded):
+    csrf = token(client)
+    refused = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf})
+    assert refused.status_code == 400
+    answer = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": "{}"})
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/account/login")
+
+
+def test_a_wrong_passkey_on_the_second_step_is_refused_and_counted(client, auth, app):
+    auth.login()
+    assert register_over_http(client, SoftKey()).status_code == 201
+    auth.logout()
+    auth.login()
+    csrf = token(client, "/account/login/mfa")
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    stranger = SoftKey().assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    refused = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": stranger})
+    assert refused.status_code == 400 and "could not be verified" in refused.get_data(as_text=True)
+    assert "Signed in as" not in client.get("/").get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 1
+
+
+def test_the_pending_authorization_request_survives_the_password_and_the_passkey(client, auth):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    pending = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&"
+               "redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&state=s2&nonce=n&"
+               "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuHeDyyomLc&code_challenge_method=S256")
+    step = auth.login(return_url=pending).headers["Location"]
+    assert step.startswith("/account/login/mfa?")
+    query = step[step.index("?"):]
+    csrf = token(client, "/account/login/mfa" + query)
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    finished = client.post("/account/login/mfa/passkey" + query, data={"csrf_token": csrf, "credential": answer})
+    assert finished.status_code == 302 and finished.headers["Location"] == pending
+
+
+def test_tokens_of_a_passkey_sign_in_say_hwk_and_mfa(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    oauth = OAuthActions(client)
+    body = oauth.code_flow(client_id="web", scope="openid profile", nonce="n-pk")[0].get_json()
+    for jwt in (body["id_token"], body["access_token"]):
+        assert claims(jwt)["amr"] == ["hwk", "mfa"]
+        assert claims(jwt)["acr"] == "mfa"
+    # a passwordless session satisfies acr_values=mfa without asking again
+    again = oauth.authorize(client_id="spa", acr_values="mfa", code_challenge="x" * 43, code_challenge_method="S256")
+    assert "/account/login" not in again.headers.get("Location", "")
+
+
+def test_a_synced_passkey_is_swk_in_the_tokens(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey(backup_eligible=True)
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid", nonce="n-swk")[0].get_json()
+    assert claims(body["id_token"])["amr"] == ["swk", "mfa"]
+
+
+def test_the_second_step_with_a_passkey_is_in_the_tokens(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    auth.login()
+    csrf = token(client, "/account/login/mfa")
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    assert client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer}).status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid", nonce="n-2fa")[0].get_json()
+    assert claims(body["id_token"])["amr"] == ["pwd", "hwk", "mfa"]
+    assert claims(body["id_token"])["acr"] == "mfa"
+
+
+def test_the_local_api_says_mfa_enabled_for_a_passkey(client, auth, app, flow_clients):
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid IdentityServerApi", nonce="n-api")[0].get_json()
+    account = client.get("/localapi/account", headers={"Authorization": "Bearer " + body["access_token"]})
+    assert account.status_code == 200 and account.get_json()["mfa_enabled"] is True
