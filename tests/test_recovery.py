@@ -105,6 +105,9 @@ def test_the_reset_sets_the_password_and_ends_everything_else(app, client, flow_
     link = reset_link(app, client, mail)
     page = client.get(local(link))
     assert page.headers["Referrer-Policy"] == "no-referrer"
+    # the page's own <meta name="referrer"> comes after the header in a browser: it must agree
+    assert '<meta name="referrer" content="no-referrer">' in page.get_data(as_text=True)
+    assert '<meta name="referrer" content="same-origin">' in client.get("/account/forgot-password").get_data(as_text=True)
     assert page.headers["Cache-Control"] == "no-store"
     done = reset(client, link)
     assert done.status_code == 302 and done.headers["Location"] == "/account/login"
@@ -280,6 +283,23 @@ def test_the_reset_form_needs_its_csrf_token(app, client, seeded, mail):
                                               "confirm_password": NEW_PASSWORD})
     assert refused.status_code == 400
     assert signs_in(app.test_client(), ALICE_PASSWORD)
+
+
+def test_the_reset_form_posts_without_a_referer_over_https(app, client, seeded, mail):
+    """The page's no-referrer policy means the browser sends no Referer with its post, which
+    Flask-WTF's HTTPS check demands of every other form (the login form here); the reset form
+    still needs its CSRF token."""
+    login = client.get("/account/login")
+    refused = client.post("/account/login", headers={"Referer": ""}, data={
+        "csrf_token": csrf_token(login.get_data(as_text=True)), "username": "alice", "password": ALICE_PASSWORD})
+    assert refused.status_code == 400
+    link = reset_link(app, client, mail)
+    page = client.get(local(link))
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    done = client.post(local(link), headers={"Referer": ""}, data={
+        "csrf_token": csrf_token(page.get_data(as_text=True)), "token": token,
+        "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert done.status_code == 302
 
 
 # --- lockout, caps and limits ----------------------------------------------------------------

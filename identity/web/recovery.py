@@ -11,6 +11,8 @@ from .return_urls import pending_authorization, safe_return_url
 
 bp = Blueprint("recovery", __name__, url_prefix="/account")
 
+NO_REFERRER = "no-referrer"
+
 INVALID_LINK = {
     "expired": "This link has expired.",
     "used": "This link was already used, or a newer one was sent.",
@@ -97,17 +99,18 @@ def reset_password():
 
 def _reset_page(form, errors, return_url, status):
     page = render_template("account/reset_password.html", form=form, errors=errors, return_url=return_url,
-                           min_length=current_app.config["PASSWORD_MIN_LENGTH"])
+                           min_length=current_app.config["PASSWORD_MIN_LENGTH"], referrer_policy=NO_REFERRER)
     return _no_referrer(current_app.make_response((page, status)))
 
 
 def _invalid_link(err: InvalidLink, return_url: str | None):
     page = render_template("account/reset_link_invalid.html", message=INVALID_LINK.get(err.reason, INVALID_LINK["unknown"]),
-                           return_url=return_url)
+                           return_url=return_url, referrer_policy=NO_REFERRER)
     return _no_referrer(current_app.make_response((page, 400)))
 
 
 def _no_referrer(response):
-    """The reset link's token is in this page's URL: no request from the page may carry it on."""
-    response.headers["Referrer-Policy"] = "no-referrer"
+    """The reset link's token is in this page's URL: no request from the page may carry it on
+    (the header here, and the page's <meta name="referrer">, which browsers apply after it)."""
+    response.headers["Referrer-Policy"] = NO_REFERRER
     return response
