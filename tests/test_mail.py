@@ -52,11 +52,14 @@ def test_links_follow_the_configured_issuer_even_outside_a_request(app, mail):
     assert message["From"] == "Example <id@example.org>"
 
 
-def test_send_later_returns_at_once_and_the_sender_thread_delivers(app, mail):
+def test_send_later_hands_the_mail_to_the_sender_thread_when_the_request_ends(app, mail):
     with app.test_request_context("/", base_url="https://id.example.com"):
         mail_service.send_later("carol@example.com", "password_reset", link=mail_service.link("/x"), **RESET)
+        assert mail_service.wait_until_sent()  # nothing queued yet: the request is still being served
+        assert mail.messages == []
+    with app.app_context():
         assert mail_service.wait_until_sent()
-    assert mail.wait_for(to="carol@example.com")["Subject"].startswith("Reset")
+    assert mail.wait_for(to="carol@example.com", timeout=1)["Subject"].startswith("Reset")
 
 
 @pytest.mark.parametrize("app_config", [{"MAIL_PORT": free_port()}])  # nothing listens there

@@ -1,9 +1,9 @@
 """Mail: a message rendered from templates/mail/ and sent by SMTP (Flask-Mail), or written to
 instance/outbox/ in development when no MAIL_SERVER is set.
 
-`send` delivers now; `send_later` renders now (links need the request's issuer) and hands the
-message to this process's sender thread, so a response never waits for, or reveals, the SMTP
-round trip: the forgot-password answer must take as long for an unknown account as for a known
+`send` delivers now; `send_later` renders now (links need the request's issuer) and, once the
+request is torn down, hands the message to this process's sender thread, so a response never
+waits for, or reveals, the SMTP round trip: the forgot-password answer must take as long for an unknown account as for a known
 one. Either way a failure is logged (the template and the error's class, never the message),
 recorded in the audit log as `mail_failed`, and reported as False; it never raises, so the
 action that wanted the mail is kept and the person is answered the same way.
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, current_app, has_request_context, render_template
+from flask import Flask, current_app, g, has_request_context, render_template
 from flask_mail import Connection, Mail, Message
 
 from ..extensions import db
@@ -54,8 +54,12 @@ mail = _Mail()
 OUTBOX = "outbox"  # under the instance folder
 
 
+PENDING_KEY = "identity_mail_pending"
+
+
 def init_app(app: Flask) -> None:
     mail.init_app(app)
+    app.teardown_request(_release_pending)
 
 
 def outbox_path(app: Flask) -> str | None:
@@ -147,7 +151,19 @@ def send_later(to: str, template: str, *, user_id: int | None = None, **context)
         log.exception("mail %r for user %s not rendered", template, user_id)
         _audit("mail_failed", Outgoing(None, template, user_id), reason=err.__class__.__name__)
         return
-    _queue_for(current_app._get_current_object()).put(outgoing)
+    # held until the request is torn down: a sender thread that started at once would compete
+    # with the rest of the response for the interpreter, and make a mailing answer measurably slower
+    pending = g.setdefault(PENDING_KEY, [])
+    pending.append(outgoing)
+
+
+def _release_pending(_error=None) -> None:
+    """At the end of a request (its page rendered, its transaction over): queue its mails."""
+    pending = g.pop(PENDING_KEY, None)
+    if pending:
+        sender = _queue_for(current_app._get_current_object())
+        for outgoing in pending:
+            sender.put(outgoing)
 
 
 def wait_until_sent(timeout: float = 10.0) -> bool:
