@@ -6,7 +6,8 @@ IdentityError
  ├── Conflict              already exists
  ├── AccountLocked         too many failures; .retry_after seconds
  ├── PasskeyRefused        a passkey ceremony that failed; the message is for the person
- └── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
+ ├── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
+ └── InvalidLink           a one-time link that is unknown, expired or used; .reason
 """
 
 
@@ -43,3 +44,9 @@ class PasskeyRefused(IdentityError):
 
 class SecondFactorRequired(IdentityError):
     """A change that needs the user's second factor (a code, or a recent sign-in with it) got neither."""
+
+
+class InvalidLink(IdentityError):
+    def __init__(self, reason: str):
+        super().__init__(f"the link is {reason}")
+        self.reason = reason  # "unknown", "expired" or "used"

@@ -2,7 +2,7 @@
 
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
-from wtforms import BooleanField, PasswordField, StringField, widgets
+from wtforms import BooleanField, HiddenField, PasswordField, StringField, widgets
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets.core import clean_key
 
@@ -48,6 +48,17 @@ class ChangePasswordForm(FlaskForm):
                                      widget=PasswordInput())
     # shown to a user with a second factor whose sign-in did not use it recently (mfa.require_second_factor)
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
+
+
+class ForgotPasswordForm(FlaskForm):
+    username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
+
+
+class ResetPasswordForm(FlaskForm):
+    token = HiddenField(validators=[Length(max=200)])
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
+                                     widget=PasswordInput())
 
 
 class ConfirmForm(FlaskForm):

@@ -18,6 +18,9 @@ from app import create_app
 from identity import config as identity_config
 from identity.database import ensure_schema
 from identity.extensions import db
+from identity.services import mail as mail_service
+import mail_server
+from mail_server import mail  # noqa: F401  (the fixture: a real SMTP server's inbox)
 from workers import SerialLock, isolate, worker_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +92,7 @@ def make_config(database_uri, **overrides):
         "CLIENT_CACHE_SECONDS": 0,  # tests change clients between requests
         "LOG_REQUESTS": False,  # tests read logs through caplog
         "BACKCHANNEL_LOGOUT_POLL_SECONDS": 0,  # no logout deliverer thread unless a test asks for one
+        **mail_server.settings(),  # mail goes to the test SMTP server (tests/mail_server.py)
     }
     config.update(overrides)
     return config
@@ -127,6 +131,7 @@ def app(_migrated, database_uri, app_config):
     empty_database(app)
     yield app
     with app.app_context():
+        mail_service.wait_until_sent()  # no mail of this test's may be sent (and audited) into the next
         db.session.remove()
         db.engine.dispose()
         if "identity_autocommit" in app.extensions:

@@ -15,6 +15,8 @@ Retention, kind by kind (each row is removed once its condition holds):
   than SESSION_ABSOLUTE_SECONDS); an ended session never comes back.
 - session clients (which clients a session issued to, for logout): once their session is gone.
 - logout deliveries: LOGOUT_DELIVERY_RETENTION_SECONDS after they were delivered or given up.
+- one-time account tokens (reset and verification links): an hour after they expire (used or
+  not), so the hourly count of reset mails per account (services/recovery.py) still sees them.
 - audit events: after AUDIT_RETENTION_DAYS.
 
 `purge()` (the `flask purge` command) removes everything due, in batches. A serving worker
@@ -24,7 +26,7 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
 - After a response rather than in a background thread: it needs no thread to start after
   gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs inside
   a request's handling (a sync worker runs it between two requests). It delays the worker's next request by one bounded pass
-  (eight DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
+  (nine DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
   worker that serves nothing purges nothing, and there is then nothing to slow down either.
 - Several workers and instances together: each kind is its own short transaction that
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
@@ -46,14 +48,15 @@ from werkzeug.wsgi import ClosingIterator
 
 from .. import clock
 from ..extensions import db
-from ..models import (AuditEvent, AuthorizationCode, LogoutDelivery, RefreshToken, RevokedAccessToken, SessionClient,
-                      StandaloneAccessToken, UserSession)
+from ..models import (AccountToken, AuditEvent, AuthorizationCode, LogoutDelivery, RefreshToken, RevokedAccessToken,
+                      SessionClient, StandaloneAccessToken, UserSession)
 from ..store import logout as logout_rows
 from ..store.writes import write
 
 log = logging.getLogger("identity.purge")
 
 DAY = 86400
+HOUR = 3600
 
 
 def _bounded_delete(model, key, condition):
@@ -89,6 +92,9 @@ _KINDS = (
     ("logout_deliveries",
      _bounded_delete(LogoutDelivery, LogoutDelivery.id, logout_rows.finished_before("logout_before")),
      lambda stamp, cfg: {"logout_before": stamp - cfg["LOGOUT_DELIVERY_RETENTION_SECONDS"]}),
+    ("account_tokens",
+     _bounded_delete(AccountToken, AccountToken.id, AccountToken.expires_at < bindparam("account_token_before")),
+     lambda stamp, cfg: {"account_token_before": stamp - HOUR}),
     ("audit_events",
      _bounded_delete(AuditEvent, AuditEvent.id, AuditEvent.at < bindparam("audit_before")),
      lambda stamp, cfg: {"audit_before": stamp - cfg["AUDIT_RETENTION_DAYS"] * DAY}),

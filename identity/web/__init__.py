@@ -2,12 +2,12 @@
 
 from flask import Flask
 
-from . import account, caller, connect, consent, discovery, grants, home, inputs, mfa, ops, passkeys, sessions
+from . import account, caller, connect, consent, discovery, grants, home, inputs, mfa, ops, passkeys, recovery, sessions
 
 
 def register_blueprints(app: Flask) -> None:
     """The pages and endpoints (their WSGI layers are put around the app in identity/wsgi.py)."""
-    for module in (discovery, home, ops, account, mfa, passkeys, consent, grants, sessions, connect):
+    for module in (discovery, home, ops, account, recovery, mfa, passkeys, consent, grants, sessions, connect):
         app.register_blueprint(module.bp)
     inputs.init_app(app)
     caller.init_app(app)
