@@ -43,6 +43,13 @@ class UtcTimestamp(fields.DateTime):
         return None if value is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
 
 
+class Flag(fields.Boolean):
+    """A truth value, written as JSON true or false (SQLite's plain rows give 0 or 1)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else bool(value)
+
+
 class AccountSchema(Schema):
     """The token's user, as GET /localapi/account returns it (dumped from the user)."""
 
@@ -53,6 +60,10 @@ class AccountSchema(Schema):
                         metadata={"description": "The user's subject identifier (the `sub` claim)."})
     username = fields.String(required=True)
     email = fields.String(allow_none=True, required=True)
+    email_verified = Flag(required=True, metadata={
+        "description": "Whether the user has followed a verification link mailed to `email`."})
+    pending_email = fields.String(allow_none=True, required=True, metadata={
+        "description": "A new address the user asked for; it replaces `email` once verified."})
     name = fields.String(allow_none=True, required=True)
     password_changed_at = UtcTimestamp(required=True, format="iso",
                                           metadata={"description": "When the password last changed (UTC)."})

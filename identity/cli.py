@@ -113,9 +113,12 @@ def clients_list():
 @click.option("--offline-access/--no-offline-access", default=False, help="Allow refresh tokens.")
 @click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=False)
 @click.option("--access-token-lifetime", type=int, default=3600, show_default=True)
+@click.option("--require-verified-email/--no-require-verified-email", default=False,
+              help="Sign-in for this client completes only with a verified email address.")
 @with_schema
 def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
-                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime):
+                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
+                require_verified_email):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {
         "client_id": client_id,
@@ -129,6 +132,7 @@ def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_
         "allow_offline_access": offline_access,
         "allow_access_tokens_via_browser": access_tokens_via_browser,
         "access_token_lifetime": access_token_lifetime,
+        "require_verified_email": require_verified_email,
     }
     client, secret = clients.add_client(raw, generate_secret=not public)
     click.echo(f"Added client {client.client_id}.")
@@ -172,15 +176,18 @@ def users_list():
 @click.argument("username")
 @click.option("--email")
 @click.option("--name")
+@click.option("--email-verified", is_flag=True,
+              help="The operator has checked that the address is the user's (else it counts once its owner follows a link).")
 @with_schema
-def users_add(username, email, name):
+def users_add(username, email, name, email_verified):
     """Add a user; the password is read from a prompt or standard input."""
     password = _read_password(prompt=True)
     try:
-        UserSchema().load({"username": username, "email": email, "name": name, "password": password})
+        UserSchema().load({"username": username, "email": email, "name": name, "password": password,
+                           "email_verified": email_verified})
     except ValidationError as err:
         raise ValidationFailed(field_errors(err.messages))
-    accounts.create_user(username, password, email=email, name=name)
+    accounts.create_user(username, password, email=email, name=name, email_verified=email_verified)
     click.echo(f"Added user {username}.")
 
 

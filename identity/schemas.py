@@ -95,6 +95,7 @@ class ClientSchema(Schema):
     post_logout_redirect_uris = fields.List(fields.String(validate=validate.Length(max=2000)), load_default=list)
     require_consent = fields.Boolean(load_default=False)
     require_pkce = fields.Boolean(load_default=True)
+    require_verified_email = fields.Boolean(load_default=False)
     allowed_cors_origins = fields.List(fields.String(validate=validate.Length(max=500)), load_default=list)
     allowed_scopes = fields.List(fields.String(validate=_NAME), load_default=list)
     allow_offline_access = fields.Boolean(load_default=False)
@@ -146,6 +147,13 @@ class UserSchema(Schema):
     email = fields.Email(load_default=None, validate=validate.Length(max=320))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     name = fields.String(load_default=None, validate=validate.Length(max=200))
+    # the operator vouches that the address is the user's (no link is mailed); default: not verified
+    email_verified = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _verified_needs_email(self, data, **kwargs):
+        if data.get("email_verified") and not data.get("email"):
+            raise ValidationError("an address can be verified only if there is one (email)", "email_verified")
 
 
 class SeedSchema(Schema):

@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -20,6 +20,8 @@ class Client(db.Model):
     allowed_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     require_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    # sign-in for this client completes only once the user's email address is verified
+    require_verified_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_access_tokens_via_browser: Mapped[bool] = mapped_column(Boolean, default=False)
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)

@@ -13,7 +13,8 @@ from ..models import RevokedAccessToken, User
 from .connection import autocommit_connection
 
 _LIVE_TOKEN_USER = select(
-    User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at
+    User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at,
+    User.email_verified, User.pending_email,
 ).where(User.subject == bindparam("sub"), ~exists().where(RevokedAccessToken.jti == bindparam("jti")))
 LiveUser = namedtuple("LiveUser", [column.key for column in _LIVE_TOKEN_USER.selected_columns])
 
