@@ -36,6 +36,19 @@ class PasswordChangeSchema(Schema):
                                      metadata={"description": "The new password again.", "format": "password"})
 
 
+class EmailChangeSchema(Schema):
+    """The body of PUT /localapi/email."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = fields.String(required=True, validate=[validate.Length(min=1, max=320), _unicode_text],
+                          metadata={"description": "The new address; it replaces the current one once the link "
+                                    "mailed to it is followed.", "format": "email"})
+    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _unicode_text],
+                                     metadata={"description": "The user's password now.", "format": "password"})
+
+
 class UtcTimestamp(fields.DateTime):
     """A time the database keeps as Unix seconds, written as RFC 3339 UTC ("2026-01-31T12:00:00Z")."""
 

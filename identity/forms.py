@@ -50,3 +50,19 @@ class ChangePasswordForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A form with nothing but its CSRF token: consent, sign-out, revoke."""
+
+
+class RegisterForm(FlaskForm):
+    """Self-registration; the service checks the values (services/registration.py)."""
+
+    username = StringField("User name", validators=[Length(max=1024)], widget=TextInput())
+    email = StringField("Email address", validators=[Length(max=1024)], widget=TextInput())
+    name = StringField("Your name (optional)", validators=[Length(max=1024)], widget=TextInput())
+    password = PasswordField("Password", validators=[Length(max=1024)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm password", validators=[Length(max=1024)], widget=PasswordInput())
+
+
+class ChangeEmailForm(FlaskForm):
+    email = StringField("New email address", validators=[DataRequired(), Length(max=1024)], widget=TextInput())
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
+                                     widget=PasswordInput())

@@ -214,6 +214,9 @@ def init_app(app: Flask) -> None:
     cache = cfg["BEARER_CACHE_SECONDS"]
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
         raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
+    for name in ("EMAIL_VERIFICATION_SECONDS", "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
+        if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
+            raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
     if cfg["PASSWORD_MAX_LENGTH"] < 64:
         raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
 

@@ -11,14 +11,14 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
 from flask import request
 from werkzeug.datastructures import MultiDict
 
 from ..clock import now
 from ..services import consent
 from .context import grant_context
-from .decisions import NeedsConsent, NeedsLogin, ReplyTo, Respond, ShowError
+from .decisions import NeedsConsent, NeedsLogin, NeedsVerifiedEmail, ReplyTo, Respond, ShowError
 from .parameters import parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
@@ -116,6 +116,11 @@ def _login_reason(principal, params: AuthorizationParams) -> str | None:
     return None
 
 
+def needs_verified_email(checked: Validated, principal) -> bool:
+    """Whether the client requires a verified address (require_verified_email) the user has not."""
+    return bool(checked.grant.request.client.row.require_verified_email and not principal.user.email_verified)
+
+
 def needs_consent(checked: Validated, principal) -> bool:
     client = checked.grant.request.client.row
     if not client.require_consent:
@@ -181,6 +186,10 @@ def authorize(principal, params: AuthorizationParams):
         if "none" in prompts:
             return error_decision(LoginRequiredError(redirect_uri=checked.reply.redirect_uri), params)
         return NeedsLogin(authorization_params(params, drop_prompt="login"), reason)
+    if needs_verified_email(checked, principal):
+        if "none" in prompts:
+            return error_decision(InteractionRequiredError(redirect_uri=checked.reply.redirect_uri), params)
+        return NeedsVerifiedEmail(authorization_params(params))
     if needs_consent(checked, principal):
         if "none" in prompts:
             return error_decision(ConsentRequiredError(redirect_uri=checked.reply.redirect_uri), params)

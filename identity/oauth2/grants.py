@@ -336,5 +336,7 @@ class PasswordGrant(_PasswordGrant):
         result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
         if result.user is None:
             raise InvalidGrantError("the user name or password is incorrect, or the account is temporarily locked")
+        if self.request.client.row.require_verified_email and not result.user.email_verified:
+            raise InvalidGrantError("the client requires a verified email address; verify it on the account page")
         grant_context().auth_time = now()
         return result.user

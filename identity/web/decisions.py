@@ -4,7 +4,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import make_response, redirect, render_template, url_for
 
-from ..oauth2.decisions import NeedsConsent, NeedsLogin, Respond, ShowError, SignedOut
+from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsVerifiedEmail, Respond, ShowError, SignedOut
 from ..oauth2.response_modes import delivered, location
 
 
@@ -14,6 +14,8 @@ def render(decision):
         return respond(decision)
     if isinstance(decision, NeedsLogin):
         return redirect(url_for("account.login", returnUrl=authorize_url(decision.params)))
+    if isinstance(decision, NeedsVerifiedEmail):
+        return redirect(url_for("email.required", returnUrl=authorize_url(decision.params)))
     if isinstance(decision, NeedsConsent):
         return redirect(url_for("consent.consent") + "?" + urlencode(decision.params))
     if isinstance(decision, ShowError):
