@@ -4,6 +4,7 @@ from flask import Flask
 
 from . import auth, cli, cookie_session, database, headers, oauth2, settings, wsgi
 from .extensions import csrf, limiter
+from .services import mail
 from .web import errors, register_blueprints
 
 
@@ -18,6 +19,7 @@ def init_app(app: Flask) -> None:
     headers.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    mail.init_app(app)
     auth.init_app(app)
     oauth2.init_app(app)
     register_blueprints(app)

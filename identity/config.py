@@ -94,6 +94,25 @@ PURGE_BATCH_SIZE = 500  # rows of each kind one automatic pass removes at most
 CODE_TOMBSTONE_SECONDS = 24 * 3600  # a code is kept this long after expiry, so a replay still revokes its tokens
 AUDIT_RETENTION_DAYS = 365  # audit events older than this are removed
 
+# --- mail (services/mail.py, through Flask-Mail, whose names these are) ---------------------
+# Without MAIL_SERVER (development only: production requires it) mails are written to
+# instance/outbox/, one .eml file each. Plain SMTP on MAIL_SERVER:MAIL_PORT unless TLS or SSL is on;
+# a login only when MAIL_USERNAME and MAIL_PASSWORD are both set.
+MAIL_SERVER = None
+MAIL_PORT = 25
+MAIL_USE_TLS = False  # STARTTLS after connecting (usually port 587)
+MAIL_USE_SSL = False  # TLS from the start (usually port 465)
+MAIL_USERNAME = None
+MAIL_PASSWORD = None
+MAIL_DEFAULT_SENDER = None  # e.g. "Example ID <no-reply@example.com>"; None: PRODUCT_NAME <no-reply@issuer's host>
+MAIL_SUPPRESS_SEND = False  # Flask-Mail would drop every mail under TESTING; the tests read theirs from a real SMTP server
+
+# --- account recovery (services/recovery.py) ----------------------------
+PASSWORD_RESET_SECONDS = 1800  # how long a reset link works (it works once)
+PASSWORD_RESET_MAILS_PER_HOUR = 3  # reset mails one account gets at most in an hour (counted in the database)
+RATELIMIT_PASSWORD_RESET = "10 per hour"  # forgot-password requests per client IP
+RATELIMIT_PASSWORD_RESET_ACCOUNT = "5 per hour"  # forgot-password requests naming one account (any IP)
+
 # --- features (discovery advertises exactly these) -----------------------
 GRANT_TYPES_ENABLED = ["authorization_code", "hybrid", "implicit", "client_credentials", "password", "refresh_token"]
 

@@ -31,7 +31,10 @@ REQUIRED_TO_SERVE: dict[str, str] = {
     "SECRET_KEY": "(or FLASK_ENVIRONMENT=development for a local demo)",
     "ISSUER": "to the public URL, e.g. https://id.example.com (or FLASK_ENVIRONMENT=development for a local demo)",
     "KEY_ENCRYPTION_KEY": "to a Fernet key (docs/signing-keys.md) or FLASK_ENVIRONMENT=development for a local demo",
+    "MAIL_SERVER": "to the SMTP host that sends reset links and notices (or FLASK_ENVIRONMENT=development to write them to instance/outbox/)",
 }
+#: Of those, the ones development does without (the request's host as issuer; mails to instance/outbox/).
+OPTIONAL_IN_DEVELOPMENT = ("ISSUER", "MAIL_SERVER")
 
 
 class ConfigurationError(click.ClickException):
@@ -193,7 +196,7 @@ def init_app(app: Flask) -> None:
         cfg["KEY_ENCRYPTION_KEY"] = _key_encryption_keys(cfg["KEY_ENCRYPTION_KEY"])
     if serves_requests():
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
-        require(app, *(name for name in REQUIRED_TO_SERVE if name != "ISSUER" or not is_development(app)))
+        require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)
@@ -214,7 +217,8 @@ def init_app(app: Flask) -> None:
     cache = cfg["BEARER_CACHE_SECONDS"]
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
         raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
-    for name in ("EMAIL_VERIFICATION_SECONDS", "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
+    for name in ("PASSWORD_RESET_SECONDS", "PASSWORD_RESET_MAILS_PER_HOUR", "EMAIL_VERIFICATION_SECONDS",
+                 "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
         if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
             raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
     if cfg["PASSWORD_MAX_LENGTH"] < 64:

@@ -18,6 +18,8 @@ from app import create_app
 from identity import config as identity_config
 from identity.database import ensure_schema
 from identity.extensions import db
+import mail_server
+from mail_server import mail  # noqa: F401  (the fixture: a real SMTP server's inbox)
 from workers import SerialLock, isolate, worker_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,7 @@ def make_config(database_uri, **overrides):
         "DISCOVERY_DOCUMENT_CACHE_SECONDS": 0,
         "CLIENT_CACHE_SECONDS": 0,  # tests change clients between requests
         "LOG_REQUESTS": False,  # tests read logs through caplog
+        **mail_server.settings(),  # mail goes to the test SMTP server (tests/mail_server.py)
     }
     config.update(overrides)
     return config

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+import mail_server
 from bench.server import ServerError, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ def server_env(database_uri: str, *, secret_key: str = TEST_SECRET_KEY, issuer: 
         "FLASK_ENVIRONMENT": "development",
         "FLASK_RATELIMIT_STORAGE_URI": ratelimit_storage_uri,
         "PYTHONUNBUFFERED": "1",
+        **mail_server.environment(),  # mail goes to this test process's SMTP server
     })
     if issuer:
         env["FLASK_ISSUER"] = issuer

@@ -13,14 +13,15 @@ from identity.settings import ConfigurationError
 
 KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
 PRODUCTION_ISSUER = "https://id.example.test"  # production requires one
+PRODUCTION_MAIL_SERVER = "smtp.example.test"  # and a mail server (nothing is mailed in these tests)
 
 
 def make(instance, **config):
     """create_app with what every test needs: no schema check, a database in the instance folder,
-    a key-encryption key and an issuer (both required in production; tests/test_key_rotation.py and
-    tests/test_issuer_production.py check that)."""
+    a key-encryption key, an issuer and a mail server (required in production; tests/test_key_rotation.py,
+    tests/test_issuer_production.py and tests/test_recovery_settings.py check that)."""
     base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
-            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER}
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER, "MAIL_SERVER": PRODUCTION_MAIL_SERVER}
     return create_app({**base, **config})
 
 
@@ -71,7 +72,7 @@ def test_environment_values_are_parsed_as_json(instance, monkeypatch):
 
 def test_default_database_is_sqlite_in_the_instance_folder(instance):
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY,
-                      "ISSUER": PRODUCTION_ISSUER})
+                      "ISSUER": PRODUCTION_ISSUER, "MAIL_SERVER": PRODUCTION_MAIL_SERVER})
 
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(instance / "identity.db")
 
@@ -94,7 +95,7 @@ def test_a_new_sqlite_database_and_its_wal_files_are_private(instance, umask_022
     from identity.extensions import db
 
     path = instance / "identity.db" if where.startswith("instance") else instance / "data" / "other.db"
-    config = {"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER}
+    config = {"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER, "MAIL_SERVER": PRODUCTION_MAIL_SERVER}
     if not where.startswith("instance"):
         path.parent.mkdir()
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(path)

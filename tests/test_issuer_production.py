@@ -22,7 +22,8 @@ def test_production_refuses_to_start_without_an_issuer(instance, monkeypatch):
 
 def test_production_starts_with_an_issuer(instance):
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "ENVIRONMENT": "production",
-                      "KEY_ENCRYPTION_KEY": Fernet.generate_key().decode(), "ISSUER": "https://id.example.com", "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")})
+                      "KEY_ENCRYPTION_KEY": Fernet.generate_key().decode(), "ISSUER": "https://id.example.com",
+                      "MAIL_SERVER": "smtp.example.com", "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")})
     assert app.config["ISSUER"] == "https://id.example.com"
 
 

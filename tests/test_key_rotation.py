@@ -343,7 +343,7 @@ def test_reencrypt_refuses_and_changes_nothing_when_a_key_cannot_be_decrypted(ap
 
 def make(instance, **config):
     base = {"TESTING": True, "SECRET_KEY": "k" * 32, "ISSUER": "https://id.example.test",
-            "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")}
+            "MAIL_SERVER": "smtp.example.test", "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")}
     return create_app({**base, **config})
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from identity.clock import now
 from identity.extensions import db
-from identity.models import (AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
+from identity.models import (AccountToken, AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
                              UserSession)
 
 DAY = 86400
@@ -33,6 +33,11 @@ def _refresh(tag: str, user_id: int, *, expires_at: int, consumed_at=None, revok
 def _session(tag: str, user_id: int, *, created_at: int, last_seen_at: int, revoked_at=None) -> UserSession:
     return UserSession(sid="cookie-" + tag, public_sid="public-" + tag, user_id=user_id, auth_time=created_at,
                        created_at=created_at, last_seen_at=last_seen_at, revoked_at=revoked_at)
+
+
+def _account_token(tag: str, user_id: int, *, expires_at: int, used_at: int | None = None) -> AccountToken:
+    return AccountToken(token_hash=hashlib.sha256(tag.encode()).hexdigest(), purpose="password_reset", user_id=user_id,
+                        email=tag, created_at=expires_at - 1800, expires_at=expires_at, used_at=used_at)
 
 
 def _populate(app) -> dict[str, set[str]]:
@@ -64,6 +69,11 @@ def _populate(app) -> dict[str, set[str]]:
             _session("revoked", alice, created_at=t - 100, last_seen_at=t - 10, revoked_at=t - 5),
             _session("idle", alice, created_at=t - idle - 100, last_seen_at=t - idle - 5),
             _session("too-old", alice, created_at=t - absolute - 5, last_seen_at=t - 10),
+            _account_token("at-live", alice, expires_at=t + 600),
+            _account_token("at-expired", alice, expires_at=t - 60),  # still counted toward the hourly mail cap
+            _account_token("at-used", alice, expires_at=t + 600, used_at=t - 10),
+            _account_token("at-old", alice, expires_at=t - 3600 - 10),
+            _account_token("at-old-used", alice, expires_at=t - 3600 - 10, used_at=t - 4000),
             AuditEvent(at=t - 10, event="recent", detail={}),
             AuditEvent(at=t - audit_days * DAY + 60, event="almost-old", detail={}),
             AuditEvent(at=t - audit_days * DAY - 60, event="old", detail={}),
@@ -75,6 +85,7 @@ def _populate(app) -> dict[str, set[str]]:
         "revoked_access_tokens": {"jti-live", "jti-in-leeway"},
         "standalone_access_tokens": {"sat-live", "sat-in-leeway"},
         "user_sessions": {"live"},
+        "account_tokens": {"at-live", "at-expired", "at-used"},
         "audit_events": {"recent", "almost-old"},
     }
 
@@ -87,6 +98,7 @@ def _left(app) -> dict[str, set[str]]:
             "revoked_access_tokens": set(db.session.scalars(select(RevokedAccessToken.jti))),
             "standalone_access_tokens": set(db.session.scalars(select(StandaloneAccessToken.jti))),
             "user_sessions": {s.removeprefix("public-") for s in db.session.scalars(select(UserSession.public_sid))},
+            "account_tokens": set(db.session.scalars(select(AccountToken.email))),
             "audit_events": set(db.session.scalars(select(AuditEvent.event))),
         }
         db.session.remove()
@@ -94,7 +106,7 @@ def _left(app) -> dict[str, set[str]]:
 
 
 EXPECTED_COUNTS = {"authorization_codes": 2, "refresh_tokens": 2, "revoked_access_tokens": 1, "standalone_access_tokens": 1,
-                   "user_sessions": 3,
+                   "user_sessions": 3, "account_tokens": 2,
                    "audit_events": 1}
 
 

@@ -1,5 +1,6 @@
 """Tables only: typed columns and tiny behaviour; services own the transactions."""
 
+from .account_token import AccountToken
 from .audit import AuditEvent
 from .client import Client
 from .consent import Consent
@@ -10,6 +11,7 @@ from .session import UserSession
 from .user import User
 
 __all__ = [
+    "AccountToken",
     "ApiScope",
     "AuditEvent",
     "AuthorizationCode",

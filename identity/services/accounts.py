@@ -15,7 +15,7 @@ from ..store import grants as grant_rows
 from ..store import sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write
-from . import audit, bearer_cache, grants, lockout, sessions
+from . import account_tokens, audit, bearer_cache, grants, lockout, sessions
 from .sessions import SessionUser
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
@@ -192,12 +192,14 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
 
 
 def store_new_password(user: User, new_password: str) -> None:
-    """Hash and store a new password, bump the password version; the caller revokes grants and
+    """Hash and store a new password, bump the password version, end pending reset links (a reset
+    link must not outlive the password it was sent to replace); the caller revokes grants and
     sessions, commits, and then waits out the workers' remembered answers for the user
     (bearer_cache.wait_out_cached_answers)."""
     user.password_hash = hash_password(normalize(new_password))
     user.password_version = user.password_version + 1
     user.password_changed_at = now()
+    account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)
 
 
 def change_password(

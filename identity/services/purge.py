@@ -13,6 +13,8 @@ Retention, kind by kind (each row is removed once its condition holds):
   revoking the app can revoke them): likewise, once expired plus JWT_LEEWAY_SECONDS.
 - browser sessions: once ended (signed out, revoked, idle past SESSION_IDLE_SECONDS or older
   than SESSION_ABSOLUTE_SECONDS); an ended session never comes back.
+- one-time account tokens (reset and verification links): an hour after they expire (used or
+  not), so the hourly count of reset mails per account (services/recovery.py) still sees them.
 - audit events: after AUDIT_RETENTION_DAYS.
 
 `purge()` (the `flask purge` command) removes everything due, in batches. A serving worker
@@ -22,7 +24,7 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
 - After a response rather than in a background thread: it needs no thread to start after
   gunicorn forks, stop at exit or be kept apart from each test's app, and it never runs inside
   a request's handling (a sync worker runs it between two requests). It delays the worker's next request by one bounded pass
-  (six DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
+  (seven DELETEs of at most PURGE_BATCH_SIZE rows each, found through indexes), once an interval; a
   worker that serves nothing purges nothing, and there is then nothing to slow down either.
 - Several workers and instances together: each kind is its own short transaction that
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
@@ -44,12 +46,13 @@ from werkzeug.wsgi import ClosingIterator
 
 from .. import clock
 from ..extensions import db
-from ..models import AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, UserSession
+from ..models import AccountToken, AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, UserSession
 from ..store.writes import write
 
 log = logging.getLogger("identity.purge")
 
 DAY = 86400
+HOUR = 3600
 
 
 def _bounded_delete(model, key, condition):
@@ -79,6 +82,9 @@ _KINDS = (
                                                       UserSession.created_at < bindparam("created_before"))),
      lambda stamp, cfg: {"seen_before": stamp - cfg["SESSION_IDLE_SECONDS"],
                          "created_before": stamp - cfg["SESSION_ABSOLUTE_SECONDS"]}),
+    ("account_tokens",
+     _bounded_delete(AccountToken, AccountToken.id, AccountToken.expires_at < bindparam("account_token_before")),
+     lambda stamp, cfg: {"account_token_before": stamp - HOUR}),
     ("audit_events",
      _bounded_delete(AuditEvent, AuditEvent.id, AuditEvent.at < bindparam("audit_before")),
      lambda stamp, cfg: {"audit_before": stamp - cfg["AUDIT_RETENTION_DAYS"] * DAY}),

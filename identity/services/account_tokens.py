@@ -1,0 +1,79 @@
+"""One-time account tokens: the links mailed for a password reset or an address verification.
+
+A token is 256 random bits (43 url-safe characters) and is stored only as its SHA-256: the
+token is random, so a slow password hash would add nothing, and the table alone opens nothing.
+Each is for one `purpose`, for one user, until `expires_at`, and works once; a newer token of
+the same purpose supersedes the older ones. The caller owns the transaction (these functions
+do not commit), so a token is consumed together with the change it allows.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from ..clock import now
+from ..store import account_tokens as store
+
+PASSWORD_RESET = "password_reset"
+VERIFY_EMAIL = "verify_email"
+
+TOKEN_BYTES = 32  # 256 bits
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh token and its hash."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue(user_id: int, purpose: str, lifetime_seconds: int, *, email: str | None = None) -> str:
+    """Make a token for `user_id` and `purpose` that supersedes the user's earlier ones; return it
+    (the only time it exists in the clear). The caller commits."""
+    token, token_hash = new_token()
+    stamp = now()
+    store.supersede_tokens(user_id, purpose, stamp)
+    store.insert_token(token_hash=token_hash, purpose=purpose, user_id=user_id, email=email,
+                       created_at=stamp, expires_at=stamp + lifetime_seconds)
+    return token
+
+
+@dataclass
+class Checked:
+    """What a presented token is: `row` is set when it can be used now, else `reason` says why not."""
+
+    row: store.TokenRow | None
+    reason: str | None = None  # "unknown" (never issued, or altered), "expired", "used" (or superseded)
+
+
+def check(token: str | None, purpose: str) -> Checked:
+    """Whether `token` is a usable token of `purpose` now (without using it)."""
+    if not token or len(token) > 200:
+        hash_token("")  # the same work as for a well-formed token
+        return Checked(None, "unknown")
+    row = store.find_token(hash_token(token), purpose)
+    if row is None:
+        return Checked(None, "unknown")
+    if row.used_at is not None:
+        return Checked(None, "used")
+    if row.expires_at <= now():
+        return Checked(None, "expired")
+    return Checked(row)
+
+
+def consume(row: store.TokenRow) -> bool:
+    """Use a checked token: True for the one request that did (the caller commits with its change)."""
+    return store.consume_token(row.id, now())
+
+
+def supersede(user_id: int, purpose: str) -> int:
+    """End the user's unused tokens of `purpose` (a password change ends pending reset links)."""
+    return store.supersede_tokens(user_id, purpose, now())
+
+
+def issued_since(user_id: int, purpose: str, since: int) -> int:
+    """How many tokens of `purpose` the user was sent since `since` (epoch seconds)."""
+    return store.count_tokens_since(user_id, purpose, since)

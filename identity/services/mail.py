@@ -1,0 +1,193 @@
+"""Mail: a message rendered from templates/mail/ and sent by SMTP (Flask-Mail), or written to
+instance/outbox/ in development when no MAIL_SERVER is set.
+
+`send` delivers now; `send_later` renders now (links need the request's issuer) and hands the
+message to this process's sender thread, so a response never waits for, or reveals, the SMTP
+round trip: the forgot-password answer must take as long for an unknown account as for a known
+one. Either way a failure is logged (the template and the error's class, never the message),
+recorded in the audit log as `mail_failed`, and reported as False; it never raises, so the
+action that wanted the mail is kept and the person is answered the same way.
+"""
+
+import logging
+import os
+import queue
+import secrets
+import smtplib
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+from flask import Flask, current_app, has_request_context, render_template
+from flask_mail import Mail, Message
+
+from ..extensions import db
+from ..issuer import issuer
+from ..store.writes import write
+from . import audit
+
+log = logging.getLogger("identity.mail")
+
+mail = Mail()
+
+OUTBOX = "outbox"  # under the instance folder
+
+
+def init_app(app: Flask) -> None:
+    mail.init_app(app)
+
+
+def outbox_path(app: Flask) -> str | None:
+    """Where mails are written instead of sent (no MAIL_SERVER), or None when they are sent."""
+    if app.config.get("MAIL_SERVER"):
+        return None
+    return os.path.join(app.instance_path, OUTBOX)
+
+
+def base_url() -> str | None:
+    """The issuer that links in mails start with (None outside a request without FLASK_ISSUER)."""
+    if current_app.config.get("ISSUER") or has_request_context():
+        return issuer()
+    return None
+
+
+def link(path: str, **query: str) -> str:
+    """An absolute URL under the issuer: `link("/account/reset-password", token=...)`."""
+    return (base_url() or "") + path + ("?" + urlencode(query) if query else "")
+
+
+def _sender() -> str:
+    configured = current_app.config.get("MAIL_DEFAULT_SENDER")
+    if configured:
+        return configured
+    host = urlsplit(base_url() or "").hostname or "localhost"
+    return f"{current_app.config['PRODUCT_NAME']} <no-reply@{host}>"
+
+
+@dataclass
+class Outgoing:
+    """A rendered message, ready to go, and what the audit log says about it."""
+
+    message: Message
+    template: str
+    user_id: int | None
+
+
+def render(to: str, template: str, *, user_id: int | None = None, **context) -> Outgoing:
+    """Render templates/mail/<template>.txt and .html; the text template sets `subject`."""
+    context.setdefault("product_name", current_app.config["PRODUCT_NAME"])
+    context.setdefault("issuer", base_url())
+    text_template = current_app.jinja_env.get_template(f"mail/{template}.txt")
+    text = text_template.make_module(context)
+    subject = getattr(text, "subject", None) or current_app.config["PRODUCT_NAME"]
+    html = render_template(f"mail/{template}.html", subject=subject, **context)
+    message = Message(subject=subject, recipients=[to], body=str(text), html=html, sender=_sender())
+    return Outgoing(message, template, user_id)
+
+
+def deliver(outgoing: Outgoing) -> bool:
+    """Send (or write to the outbox) one rendered message; audit the outcome; never raise."""
+    try:
+        folder = outbox_path(current_app)
+        if folder is None:
+            mail.send(outgoing.message)
+        else:
+            _write_to_outbox(folder, outgoing)
+    except (smtplib.SMTPException, OSError, ValueError, AssertionError) as err:
+        # no recipient, link or body in the log: the template and the error's kind say enough
+        log.warning("mail %r for user %s not sent: %s", outgoing.template, outgoing.user_id, err.__class__.__name__)
+        _audit("mail_failed", outgoing, reason=err.__class__.__name__)
+        return False
+    _audit("mail_sent", outgoing)
+    return True
+
+
+def send(to: str, template: str, *, user_id: int | None = None, **context) -> bool:
+    """Render and send a mail now; True if it left (or reached the outbox). Call it after your commit."""
+    try:
+        outgoing = render(to, template, user_id=user_id, **context)
+    except Exception as err:  # a broken template must not undo the action that wanted the mail
+        log.exception("mail %r for user %s not rendered", template, user_id)
+        _audit("mail_failed", Outgoing(None, template, user_id), reason=err.__class__.__name__)
+        return False
+    return deliver(outgoing)
+
+
+def send_later(to: str, template: str, *, user_id: int | None = None, **context) -> None:
+    """Render a mail now and send it from this process's sender thread (the response does not wait)."""
+    try:
+        outgoing = render(to, template, user_id=user_id, **context)
+    except Exception as err:
+        log.exception("mail %r for user %s not rendered", template, user_id)
+        _audit("mail_failed", Outgoing(None, template, user_id), reason=err.__class__.__name__)
+        return
+    _queue_for(current_app._get_current_object()).put(outgoing)
+
+
+def wait_until_sent(timeout: float = 10.0) -> bool:
+    """Wait until this process's sender thread has handled every queued mail (tests; shutdown)."""
+    sender = current_app.extensions.get("identity_mail_sender")
+    return True if sender is None else sender.wait(timeout)
+
+
+def _audit(event: str, outgoing: Outgoing, **detail) -> None:
+    try:
+        write(audit.event_write(event, user_id=outgoing.user_id, detail={"template": outgoing.template, **detail}))
+    except Exception:  # the database may be what failed; the log line above is then the record
+        log.exception("audit of %s failed", event)
+
+
+def _write_to_outbox(folder: str, outgoing: Outgoing) -> None:
+    os.makedirs(folder, exist_ok=True)
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{outgoing.template}-{secrets.token_hex(4)}.eml"
+    fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds live links
+    with os.fdopen(fd, "wb") as f:
+        f.write(outgoing.message.as_bytes())
+
+
+class _Sender:
+    """One thread per process (started on first use, so after gunicorn forks) sending queued mail."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.queue: queue.Queue[Outgoing] = queue.Queue()
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._run, name="identity-mail", daemon=True)
+        self.thread.start()
+
+    def put(self, outgoing: Outgoing) -> None:
+        self.queue.put(outgoing)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            outgoing = self.queue.get()
+            try:
+                with self.app.app_context():
+                    try:
+                        deliver(outgoing)
+                    finally:
+                        db.session.remove()
+            except Exception:
+                log.exception("mail %r not handled", outgoing.template)
+            finally:
+                self.queue.task_done()
+
+
+_sender_lock = threading.Lock()
+
+
+def _queue_for(app: Flask) -> _Sender:
+    with _sender_lock:
+        sender = app.extensions.get("identity_mail_sender")
+        if sender is None or sender.pid != os.getpid() or not sender.thread.is_alive():
+            sender = app.extensions["identity_mail_sender"] = _Sender(app)
+        return sender

@@ -1,0 +1,64 @@
+"""One-time account tokens as rows: store one, read it, consume it once, supersede the others.
+
+Every function works in the session's transaction and leaves the commit to its caller (a
+service), so consuming a token and the change it allows (a new password) commit together or
+not at all. Consuming is one conditional UPDATE (`... WHERE used_at IS NULL AND expires_at >
+now`): of two requests presenting the same link, exactly one changes the row.
+"""
+
+from collections import namedtuple
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from ..extensions import db
+from ..models import AccountToken
+
+_TOKENS = AccountToken.__table__
+_FIELDS = ("token_hash", "purpose", "user_id", "email", "created_at", "expires_at")
+_INSERT = insert(_TOKENS).values({name: bindparam(name) for name in _FIELDS})
+_FIND = select(_TOKENS.c.id, _TOKENS.c.user_id, _TOKENS.c.email, _TOKENS.c.created_at, _TOKENS.c.expires_at,
+               _TOKENS.c.used_at).where(_TOKENS.c.token_hash == bindparam("token_hash"),
+                                        _TOKENS.c.purpose == bindparam("purpose"))
+TokenRow = namedtuple("TokenRow", [column.key for column in _FIND.selected_columns])
+_CONSUME = (
+    update(_TOKENS)
+    .where(_TOKENS.c.id == bindparam("token_id"), _TOKENS.c.used_at.is_(None), _TOKENS.c.expires_at > bindparam("stamp"))
+    .values(used_at=bindparam("stamp"))
+)
+_SUPERSEDE = (
+    update(_TOKENS)
+    .where(_TOKENS.c.user_id == bindparam("owner"), _TOKENS.c.purpose == bindparam("for_purpose"),
+           _TOKENS.c.used_at.is_(None))
+    .values(used_at=bindparam("stamp"))
+)
+_COUNT_SINCE = select(func.count()).select_from(_TOKENS).where(
+    _TOKENS.c.user_id == bindparam("user_id"), _TOKENS.c.purpose == bindparam("purpose"),
+    _TOKENS.c.created_at >= bindparam("since"))
+
+
+def insert_token(*, token_hash: str, purpose: str, user_id: int, email: str | None, created_at: int,
+                 expires_at: int) -> None:
+    """Store a new token (in the session's transaction)."""
+    db.session.execute(_INSERT, {"token_hash": token_hash, "purpose": purpose, "user_id": user_id, "email": email,
+                                 "created_at": created_at, "expires_at": expires_at})
+
+
+def find_token(token_hash: str, purpose: str) -> TokenRow | None:
+    """The token with this hash and purpose, used or not, expired or not."""
+    found = db.session.execute(_FIND, {"token_hash": token_hash, "purpose": purpose}).first()
+    return None if found is None else TokenRow._make(found)
+
+
+def consume_token(token_id: int, stamp: int) -> bool:
+    """Mark a token used if it is unused and unexpired at `stamp`; True for the one caller that did."""
+    return db.session.execute(_CONSUME, {"token_id": token_id, "stamp": stamp}).rowcount == 1
+
+
+def supersede_tokens(user_id: int, purpose: str, stamp: int) -> int:
+    """End every unused token of this user and purpose (a newer one, or a password change, replaces them)."""
+    return db.session.execute(_SUPERSEDE, {"owner": user_id, "for_purpose": purpose, "stamp": stamp}).rowcount
+
+
+def count_tokens_since(user_id: int, purpose: str, since: int) -> int:
+    """Tokens of this user and purpose made at or after `since` (each was one mail)."""
+    return db.session.execute(_COUNT_SINCE, {"user_id": user_id, "purpose": purpose, "since": since}).scalar_one()

@@ -1,0 +1,114 @@
+"""The mail component: both parts from templates, absolute links under the issuer, the
+development outbox, a failed send (logged without secrets, audited, False, never raised), and
+MAIL_SERVER required in production."""
+
+import email
+import email.policy
+import logging
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+
+from app import create_app
+from identity.extensions import db
+from identity.models import AuditEvent
+from identity.services import mail as mail_service
+from identity.settings import ConfigurationError
+from bench.server import free_port
+
+RESET = dict(name="Alice", username="alice", minutes=30)
+
+
+def _events(app, name):
+    with app.app_context():
+        found = list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
+        db.session.remove()
+        return found
+
+
+def test_a_mail_has_a_text_and_an_html_part_and_an_absolute_link(app, mail):
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        link = mail_service.link("/account/reset-password", token="t0k3n")
+        assert mail_service.send("alice@example.com", "password_reset", user_id=None, link=link, **RESET) is True
+
+    message = mail.wait_for(to="alice@example.com")
+    assert message["Subject"] == "Reset your Portcullis Identity password"
+    assert message["From"] == "Portcullis Identity <no-reply@id.example.com>"
+    assert mail.link(message) == "https://id.example.com/account/reset-password?token=t0k3n"
+    assert 'href="https://id.example.com/account/reset-password?token=t0k3n"' in mail.html(message)
+    assert [e.detail for e in _events(app, "mail_sent")] == [{"template": "password_reset"}]
+
+
+@pytest.mark.parametrize("app_config", [{"ISSUER": "https://login.example.org/tenant",
+                                         "MAIL_DEFAULT_SENDER": "Example <id@example.org>"}])
+def test_links_follow_the_configured_issuer_even_outside_a_request(app, mail):
+    with app.app_context():
+        link = mail_service.link("/account/reset-password", token="x")
+        assert mail_service.send("bob@example.com", "password_reset", link=link, **RESET)
+    message = mail.wait_for(to="bob@example.com")
+    assert mail.link(message) == "https://login.example.org/tenant/account/reset-password?token=x"
+    assert message["From"] == "Example <id@example.org>"
+
+
+def test_send_later_returns_at_once_and_the_sender_thread_delivers(app, mail):
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        mail_service.send_later("carol@example.com", "password_reset", link=mail_service.link("/x"), **RESET)
+        assert mail_service.wait_until_sent()
+    assert mail.wait_for(to="carol@example.com")["Subject"].startswith("Reset")
+
+
+@pytest.mark.parametrize("app_config", [{"MAIL_PORT": free_port()}])  # nothing listens there
+def test_a_failed_send_is_logged_audited_and_reported_never_raised(app, caplog):
+    caplog.set_level(logging.WARNING, logger="identity.mail")
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        sent = mail_service.send("alice@example.com", "password_reset", user_id=None,
+                                 link=mail_service.link("/account/reset-password", token="SECRET-TOKEN"), **RESET)
+    assert sent is False
+    [failed] = _events(app, "mail_failed")
+    assert failed.detail == {"template": "password_reset", "reason": "ConnectionRefusedError"}
+    assert "password_reset" in caplog.text and "ConnectionRefusedError" in caplog.text
+    assert "SECRET-TOKEN" not in caplog.text and "alice@example.com" not in caplog.text
+
+
+def test_a_broken_template_is_a_failed_send_not_an_error(app):
+    with app.test_request_context("/"):
+        assert mail_service.send("alice@example.com", "no_such_template") is False
+    assert [e.detail["reason"] for e in _events(app, "mail_failed")] == ["TemplateNotFound"]
+
+
+def test_development_without_a_mail_server_writes_eml_files_to_the_outbox(instance):
+    app = create_app({"TESTING": True, "ENVIRONMENT": "development", "MAIL_SERVER": None,
+                      "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")})
+    assert mail_service.outbox_path(app) == str(instance / "outbox")
+    with app.test_request_context("/", base_url="http://127.0.0.1:5000"):
+        assert mail_service.send("alice@example.com", "password_reset", user_id=None,
+                                 link=mail_service.link("/account/reset-password", token="abc"), **RESET) is True
+    [path] = (instance / "outbox").glob("*.eml")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds a live link
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "alice@example.com"
+    assert "http://127.0.0.1:5000/account/reset-password?token=abc" in message.get_body(("plain",)).get_content()
+    assert message.get_body(("html",)) is not None
+
+
+def test_production_requires_a_mail_server(instance):
+    config = {"TESTING": True, "SECRET_KEY": "k" * 32, "ISSUER": "https://id.example.com",
+              "KEY_ENCRYPTION_KEY": Fernet.generate_key().decode(), "MAIL_SERVER": None,
+              "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")}
+    with pytest.raises(ConfigurationError) as err:
+        create_app(config)
+    assert "MAIL_SERVER is required in production: set FLASK_MAIL_SERVER" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert create_app({**config, "MAIL_SERVER": "smtp.example.com"}).config["MAIL_SERVER"] == "smtp.example.com"
+
+
+def test_mail_settings_are_read_from_the_environment(instance, monkeypatch):
+    monkeypatch.setenv("FLASK_MAIL_SERVER", "smtp.example.com")
+    monkeypatch.setenv("FLASK_MAIL_PORT", "587")
+    monkeypatch.setenv("FLASK_MAIL_USE_TLS", "true")
+    app = create_app({"TESTING": True, "ENVIRONMENT": "development",
+                      "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")})
+    state = app.extensions["mail"]
+    assert (state.server, state.port, state.use_tls, state.use_ssl, state.suppress) == ("smtp.example.com", 587, True, False, False)
+    assert mail_service.outbox_path(app) is None
