@@ -5,7 +5,7 @@ stored before this migration is therefore unverified (false), as the claim alway
 requested new address waits in pending_email until it is verified.
 
 Revision ID: d7e1a9c3b5f2
-Revises: c4d8e2f1a6b3
+Revises: e5a1c7d3b9f2
 Create Date: 2026-12-03 09:30:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd7e1a9c3b5f2'
-down_revision = 'c4d8e2f1a6b3'
+down_revision = 'e5a1c7d3b9f2'
 branch_labels = None
 depends_on = None
 
