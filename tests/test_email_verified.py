@@ -32,11 +32,10 @@ def id_token_claims(token: str) -> dict:
 
 
 @pytest.mark.parametrize("verified", [False, True])
-def test_claims_follow_the_stored_flag(app, client, seeded, verified):
+def test_claims_follow_the_stored_flag(app, client, flow_clients, verified):
     set_verified(app, "alice", verified)
     AuthActions(client).login()
-    token, _ = OAuthActions(client).code_flow(client_id="mobile-pkce", scope="openid email IdentityServerApi",
-                                              consent=False)
+    token, _ = OAuthActions(client).code_flow(client_id="web", scope="openid email IdentityServerApi")
     assert token.status_code == 200, token.get_data(as_text=True)
     body = token.get_json()
     userinfo = client.get("/connect/userinfo", headers=bearer(body["access_token"])).get_json()
@@ -63,10 +62,22 @@ def test_the_front_channel_id_token_reports_the_flag(app, client, seeded):
     assert claims["email_verified"] is True
 
 
-def test_the_migration_counts_existing_addresses_as_unverified(app, seeded):
+def test_the_migration_counts_existing_addresses_as_unverified(app):
+    """A row written without the new columns (as before the migration) reads as unverified."""
     with app.app_context():
-        assert db.session.execute(text("SELECT email_verified, pending_email FROM users")).all() == [(False, None)]
-        assert db.session.scalar(text("SELECT require_verified_email FROM clients WHERE client_id = 'mobile'")) is False
+        db.session.execute(text(
+            "INSERT INTO users (subject, username, username_normalized, email, email_normalized, password_hash,"
+            " password_version, password_changed_at, failed_attempts, locked_until, created_at)"
+            " VALUES ('s-old', 'old', 'old', 'old@example.com', 'old@example.com', 'x', 1, 0, 0, 0, 0)"))
+        db.session.execute(text(
+            "INSERT INTO clients (client_id, client_name, secret_hashes, allowed_grant_types, redirect_uris,"
+            " post_logout_redirect_uris, allowed_cors_origins, allowed_scopes, require_consent, require_pkce,"
+            " allow_offline_access, allow_access_tokens_via_browser, access_token_lifetime, enabled, created_at)"
+            " VALUES ('old', 'Old', '[]', '[]', '[]', '[]', '[]', '[]', false, true, false, false, 3600, true, 0)"))
+        db.session.commit()
+    assert (user_row(app, "old").email_verified, user_row(app, "old").pending_email) == (False, None)
+    with app.app_context():
+        assert db.session.scalar(select(Client.require_verified_email).where(Client.client_id == "old")) is False
 
 
 # --- the operator's word: seed and CLI -----------------------------------------------------------

@@ -56,8 +56,9 @@ def test_registration_is_off_by_default(client, seeded):
 def test_the_sign_in_page_links_to_registration_with_the_pending_request(client, seeded):
     return_url = "/connect/authorize?client_id=spa&response_type=code"
     login = client.get("/account/login?" + urlencode({"returnUrl": return_url})).get_data(as_text=True)
-    assert 'id="register-link"' in login
-    assert "/account/register?returnUrl=%2Fconnect%2Fauthorize" in login
+    href = re.search(r'href="([^"]+)" id="register-link"', login).group(1).replace("&amp;", "&")
+    assert urlsplit(href).path == "/account/register"
+    assert parse_qs(urlsplit(href).query)["returnUrl"] == [return_url]
 
 
 # --- a new user -----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Self-registration, /account/register: only when REGISTRATION_ENABLED (404 otherwise)."""
+"""Self-registration, /account/register: registered only when REGISTRATION_ENABLED (404 otherwise)."""
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from ..errors import ValidationFailed
 from ..extensions import limiter
@@ -13,13 +13,6 @@ bp = Blueprint("registration", __name__, url_prefix="/account")
 
 def registration_limit() -> str:
     return current_app.config["RATELIMIT_REGISTRATION"]
-
-
-@bp.before_request
-def registration_enabled():
-    """The path does not exist while registration is off."""
-    if not current_app.config["REGISTRATION_ENABLED"]:
-        abort(404)
 
 
 @bp.route("/register", methods=["GET", "POST"])
