@@ -46,7 +46,7 @@ def change_password():
 
 
 @bp.post("/email/verification")
-@limiter.limit(email_limit)
+@limiter.shared_limit(email_limit, scope="email")
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
 def send_email_verification():
@@ -61,7 +61,7 @@ def send_email_verification():
 
 
 @bp.put("/email")
-@limiter.limit(email_limit)
+@limiter.shared_limit(email_limit, scope="email")
 @limiter.limit(sensitive_limit)
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)

@@ -273,3 +273,14 @@ def test_the_account_page_needs_a_sign_in(client, seeded):
     response = client.get("/account/email")
     assert response.status_code == 302
     assert "/account/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_EMAIL": "2 per hour"}])
+def test_address_requests_are_rate_limited_per_client_address(app, api, mail):
+    assert send_verification(api).status_code == 202
+    assert change_email(api, email="new@example.org").status_code == 202
+    limited = send_verification(api)
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/problem+json"
+    assert change_email(api, email="other@example.org").status_code == 429
+    assert alice(app).pending_email == "new@example.org"

@@ -39,7 +39,7 @@ def _send_link() -> tuple[str | None, str | None]:
 
 @bp.route("/email", methods=["GET", "POST"])
 @fresh_login_required
-@limiter.limit(email_limit, methods=["POST"])
+@limiter.shared_limit(email_limit, scope="email", methods=["POST"])
 @limiter.limit(sensitive_limit, methods=["POST"])
 def email():
     """Show the address and whether it is verified; send a link (`send`), or ask for a new address."""
@@ -77,7 +77,7 @@ def email():
 
 @bp.route("/email/required", methods=["GET", "POST"])
 @login_required
-@limiter.limit(email_limit, methods=["POST"])
+@limiter.shared_limit(email_limit, scope="email", methods=["POST"])
 def required():
     """The client asked for a verified address: offer to send the link, then go on (returnUrl)."""
     return_url = safe_return_url(request.args.get("returnUrl"))
