@@ -43,6 +43,8 @@ run: $(VENV)/.installed-run
 	FLASK_ENVIRONMENT=development $(BIN)/flask --app app seed demo/seed.json
 	@echo "Demo user: alice / tulip-quartz-harbor-917; demo clients and their secrets: docs/demo-clients.md"
 	@echo "Open http://127.0.0.1:$(PORT)/  (another port: make run PORT=5001)"
+	@if [ -n "$$FLASK_MAIL_SERVER" ]; then echo "Mail (reset links, notices) goes to $$FLASK_MAIL_SERVER"; \
+	else echo "Mail (reset links, notices) is not sent: each message is written to $(CURDIR)/instance/outbox/ (one .eml file; open it in a mail program or read it as text)"; fi
 	FLASK_ENVIRONMENT=development $(BIN)/flask --app app run --port $(PORT)
 
 # pytest-xdist: TEST_WORKERS processes (0: one process), each test file on one of them (its

@@ -4,7 +4,8 @@ IdentityError
  ├── ValidationFailed      bad input; .errors maps field -> [messages]
  ├── NotFound              no such user, client, scope
  ├── Conflict              already exists
- └── AccountLocked         too many failures; .retry_after seconds
+ ├── AccountLocked         too many failures; .retry_after seconds
+ └── InvalidLink           a one-time link that is unknown, expired or used; .reason
 """
 
 
@@ -33,3 +34,9 @@ class AccountLocked(IdentityError):
     def __init__(self, retry_after: int):
         super().__init__("account is temporarily locked")
         self.retry_after = retry_after
+
+
+class InvalidLink(IdentityError):
+    def __init__(self, reason: str):
+        super().__init__(f"the link is {reason}")
+        self.reason = reason  # "unknown", "expired" or "used"

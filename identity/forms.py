@@ -2,7 +2,7 @@
 
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
-from wtforms import BooleanField, PasswordField, StringField, widgets
+from wtforms import BooleanField, HiddenField, PasswordField, StringField, widgets
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets.core import clean_key
 
@@ -43,6 +43,17 @@ class LoginForm(FlaskForm):
 class ChangePasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
+                                     widget=PasswordInput())
+
+
+class ForgotPasswordForm(FlaskForm):
+    username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
+
+
+class ResetPasswordForm(FlaskForm):
+    token = HiddenField(validators=[Length(max=200)])
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())

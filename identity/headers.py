@@ -9,6 +9,7 @@ validate headers that are constants.
 import json
 import logging
 import random
+import re
 import threading
 import time
 from json.encoder import encode_basestring_ascii
@@ -257,9 +258,28 @@ def _configure_request_log(app: Flask) -> None:
     log.propagate = False  # the lines go to stderr once; the root logger's handlers would repeat them
 
 
+_QUERY = re.compile(r"\?[^\s\x1b\"]*")
+
+
+class QueryStringFilter(logging.Filter):
+    """Drop query strings from the development server's request lines (`flask run`, werkzeug's
+    log): like this app's own request log, the path only, since reset links, codes and tokens
+    travel in query strings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_QUERY.sub("", arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = _QUERY.sub("", record.msg)
+        return True
+
+
 def init_app(app: Flask) -> None:
     # Authlib logs issued tokens at DEBUG ("Issue token ..."): never let those records exist.
     logging.getLogger("authlib").setLevel(logging.INFO)
+    werkzeug_log = logging.getLogger("werkzeug")
+    if not any(isinstance(f, QueryStringFilter) for f in werkzeug_log.filters):
+        werkzeug_log.addFilter(QueryStringFilter())
     _configure_request_log(app)
     _configure_app_log(app)
 

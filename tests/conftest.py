@@ -18,6 +18,7 @@ from app import create_app
 from identity import config as identity_config
 from identity.database import ensure_schema
 from identity.extensions import db
+from identity.services import mail as mail_service
 import mail_server
 from mail_server import mail  # noqa: F401  (the fixture: a real SMTP server's inbox)
 from workers import SerialLock, isolate, worker_name
@@ -129,6 +130,7 @@ def app(_migrated, database_uri, app_config):
     empty_database(app)
     yield app
     with app.app_context():
+        mail_service.wait_until_sent()  # no mail of this test's may be sent (and audited) into the next
         db.session.remove()
         db.engine.dispose()
         if "identity_autocommit" in app.extensions:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 import threading
 import time
@@ -25,6 +26,9 @@ from aiosmtpd.controller import Controller
 from bench.server import free_port
 
 HOST = "127.0.0.1"
+# aiosmtpd logs each session, message data included, at DEBUG: the test server's chatter, not the
+# product's; tests that look for secrets in every log record would find the mailed link there
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 URL_RE = re.compile(r"https?://[^\s<>\"']+")
 
 

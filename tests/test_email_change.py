@@ -64,6 +64,7 @@ def test_the_local_api_sends_a_link_that_verifies_the_address(app, api, mail):
     page = api.client.get(local(link))
     assert page.status_code == 200
     assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert '<meta name="referrer" content="no-referrer">' in page.get_data(as_text=True)
     assert page.headers["Cache-Control"] == "no-store"
     assert alice(app).email_verified is True
     assert api.get_account(api.token()).get_json()["email_verified"] is True

@@ -48,3 +48,10 @@ def test_port_picks_where_make_run_serves_and_what_it_prints():
     assert any("http://127.0.0.1:5099/" in line for line in lines)
     default = dry_run("run")
     assert any("--port 5000" in line for line in default) and any("http://127.0.0.1:5000/" in line for line in default)
+
+
+def test_make_run_says_where_the_mail_goes():
+    """Without FLASK_MAIL_SERVER (development), mails are files in instance/outbox/: make run says where."""
+    recipe = "\n".join(dry_run("run"))
+
+    assert f"is written to {ROOT}/instance/outbox/" in recipe and '[ -n "$FLASK_MAIL_SERVER" ]' in recipe, recipe

@@ -15,7 +15,7 @@ from ..store import grants as grant_rows
 from ..store import sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write
-from . import account_tokens, audit, bearer_cache, grants, lockout, sessions
+from . import account_tokens, audit, bearer_cache, grants, lockout, notifications, sessions
 from .sessions import SessionUser
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
@@ -259,7 +259,37 @@ def change_password(
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     db.session.commit()
     bearer_cache.wait_out_cached_answers(user_id)
+    notifications.password_changed(user, how=notifications.CHANGED_BY_USER, client_id=client_id)
     return user
+
+
+def replace_password(user: User, new_password: str, confirm_password: str, *, event: str,
+                     client_id: str | None = None, detail: dict | None = None) -> None:
+    """Give a user a new password without their current one (a reset link), as change_password
+    does the rest: the same policy, a new password version (older access tokens are refused),
+    pending reset links ended, every refresh token, code and browser session revoked; and the
+    lockout count cleared, since whoever proved the account is theirs another way must not stay
+    locked out. The caller has checked its own proof, in this transaction, and commits; then it
+    calls `password_replaced`."""
+    errors: dict[str, list[str]] = {}
+    problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
+    if problems:
+        errors["new_password"] = problems
+    if new_password != confirm_password:
+        errors["confirm_password"] = ["The confirmation does not match the new password."]
+    if errors:
+        raise ValidationFailed(errors)
+    store_new_password(user, new_password)
+    user.failed_attempts = 0
+    user.locked_until = 0
+    revoke_grants_and_sessions(user.id, None)
+    audit.record(event, user_id=user.id, client_id=client_id, detail=detail)
+
+
+def password_replaced(user: User, *, how: str, client_id: str | None = None) -> None:
+    """After replace_password's commit: wait until no worker accepts the older tokens, then tell the user."""
+    bearer_cache.wait_out_cached_answers(user.id)
+    notifications.password_changed(user, how=how, client_id=client_id)
 
 
 def new_password_verdict(user_id: int, new_password: str, current_password: str | None = None) -> Verdict:
@@ -287,6 +317,7 @@ def set_password(username: str, new_password: str) -> User:
     audit.record("password_set", user_id=user.id)
     db.session.commit()
     bearer_cache.wait_out_cached_answers(user.id)
+    notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
     return user
 
 

@@ -115,7 +115,12 @@ def send(to: str, template: str, *, user_id: int | None = None, **context) -> bo
 
 
 def send_later(to: str, template: str, *, user_id: int | None = None, **context) -> None:
-    """Render a mail now and send it from this process's sender thread (the response does not wait)."""
+    """Render a mail now and, while serving a request, send it from this process's sender thread
+    (the response does not wait). Outside a request (a command) it is sent now: the process may
+    end as soon as the command returns."""
+    if not has_request_context():
+        send(to, template, user_id=user_id, **context)
+        return
     try:
         outgoing = render(to, template, user_id=user_id, **context)
     except Exception as err:

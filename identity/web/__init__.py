@@ -2,12 +2,12 @@
 
 from flask import Flask
 
-from . import account, caller, connect, consent, discovery, email, grants, home, inputs, ops, registration
+from . import account, caller, connect, consent, discovery, email, grants, home, inputs, ops, recovery, registration
 
 
 def register_blueprints(app: Flask) -> None:
     """The pages and endpoints (their WSGI layers are put around the app in identity/wsgi.py)."""
-    for module in (discovery, home, ops, account, email, consent, grants, connect):
+    for module in (discovery, home, ops, account, recovery, email, consent, grants, connect):
         app.register_blueprint(module.bp)
     if app.config["REGISTRATION_ENABLED"]:  # off, /account/register does not exist (404 to every method)
         app.register_blueprint(registration.bp)

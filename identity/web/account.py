@@ -46,7 +46,8 @@ def login():
     client_name, redirect_uri = pending_client(return_url)
     allow_form_target(redirect_uri)  # the sign-in post ends at the client after the redirects
     status = 200 if error is None else 400
-    return render_template("account/login.html", form=form, error=error, client_name=client_name), status
+    return render_template("account/login.html", form=form, error=error, client_name=client_name,
+                           return_url=return_url), status
 
 
 def _after_sign_in(principal, return_url: str | None):

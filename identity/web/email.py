@@ -22,7 +22,9 @@ def verify():
     """Follow a verification link; the token is in the query, so the page sends no Referer."""
     result = verification.verify_email(request.args.get("token"))
     status = 200 if result.email else 400
-    response = make_response(render_template("account/verify_email.html", result=result), status)
+    # the header, and the page's <meta name="referrer"> (which browsers apply after it)
+    response = make_response(render_template("account/verify_email.html", result=result,
+                                             referrer_policy="no-referrer"), status)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 

@@ -1,0 +1,35 @@
+"""Security notices by mail: what happened to the account, when, and through which client.
+
+A notice carries no link at all (nothing in it signs anyone in, nothing in it is worth
+phishing for): it points the reader to the sign-in page's "Forgot your password?" instead. It
+goes after the change has committed; a notice that cannot be sent is logged and audited
+(services/mail.py) and changes nothing else.
+"""
+
+from datetime import datetime, timezone
+
+from ..clock import now
+from ..models import User
+from . import audit, clients, mail
+
+# how a password came to change, in the notice's words
+CHANGED_BY_USER = "by you, with your current password"
+RESET_BY_LINK = "with a reset link sent to this address"
+SET_BY_OPERATOR = "by an administrator"
+
+
+def _client_name(client_id: str | None) -> str | None:
+    if not client_id:
+        return None
+    client = clients.get_client(client_id)
+    return client.client_name if client is not None else client_id
+
+
+def password_changed(user: User, *, how: str, client_id: str | None = None) -> None:
+    """Tell the user their password changed (if they have an address)."""
+    if not user.email:
+        return
+    when = datetime.fromtimestamp(now(), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    mail.send_later(user.email, "password_changed", user_id=user.id, name=user.name or user.username,
+                    username=user.username, when=when, how=how, client_name=_client_name(client_id),
+                    ip=audit.caller_ip.get())

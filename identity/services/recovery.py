@@ -1,0 +1,99 @@
+"""Forgot password and reset: a one-time link by mail, then a new password set exactly as a
+password change sets one (accounts.replace_password).
+
+A request is answered the same way whether or not the account exists, has an address, or has
+had its PASSWORD_RESET_MAILS_PER_HOUR already; so both sides do the same work here (a user
+lookup, a token made and hashed, the hourly count, a mail rendered) and the mail itself leaves
+from the sender thread (mail.send_later), after the response, so its SMTP round trip neither
+slows nor reveals anything. Requesting a reset changes nothing on the account: it cannot lock
+anyone out, and the hourly cap keeps it from mail-bombing them.
+"""
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..clock import now
+from ..errors import InvalidLink, ValidationFailed
+from ..extensions import db
+from ..models import User
+from . import account_tokens, accounts, audit, mail, notifications
+
+RESET_PATH = "/account/reset-password"
+HOUR = 3600
+PURPOSE = account_tokens.PASSWORD_RESET
+NOBODY = 0  # no user has this id: the unknown account's count finds nothing, at the same cost
+
+
+def request_reset(login: str, *, return_url: str | None = None, client_id: str | None = None) -> None:
+    """Mail a reset link to the account `login` names (user name or email), if it can have one."""
+    cfg = current_app.config
+    user = accounts.find_user(login)
+    owner = user.id if user is not None else NOBODY
+    recent = account_tokens.issued_since(owner, PURPOSE, now() - HOUR)
+    if user is None or not user.email:
+        outcome = "unknown_account" if user is None else "no_email"
+    elif recent >= cfg["PASSWORD_RESET_MAILS_PER_HOUR"]:
+        outcome = "mail_limit"
+    else:
+        outcome = "mailed"
+    if outcome == "mailed":
+        token = account_tokens.issue(user.id, PURPOSE, cfg["PASSWORD_RESET_SECONDS"], email=user.email)
+        to, user_id, name, username = user.email, user.id, user.name or user.username, user.username
+    else:  # the same work as a real link, but the row: a token made and hashed, an UPDATE of no row
+        token, _ = account_tokens.new_token()
+        account_tokens.supersede(NOBODY, PURPOSE)
+        to, user_id, name, username = None, user.id if user else None, login, login
+    audit.record("password_reset_requested", user_id=user_id, client_id=client_id, detail={"outcome": outcome})
+    db.session.commit()
+    query = {"token": token, **({"returnUrl": return_url} if return_url else {})}
+    context = dict(link=mail.link(RESET_PATH, **query), minutes=cfg["PASSWORD_RESET_SECONDS"] // 60)
+    if to is not None:
+        mail.send_later(to, "password_reset", user_id=user_id, name=name, username=username, **context)
+    else:
+        mail.render("nobody@invalid", "password_reset", name=name, username=username, **context)  # and dropped
+
+
+def _refused(reason: str, *, user_id: int | None = None, client_id: str | None = None) -> InvalidLink:
+    audit.record("password_reset_failed", user_id=user_id, client_id=client_id, detail={"reason": reason})
+    db.session.commit()
+    return InvalidLink(reason)
+
+
+def check_link(token: str | None, *, client_id: str | None = None) -> None:
+    """Raise InvalidLink (audited) unless `token` is a reset link that works now."""
+    checked = account_tokens.check(token, PURPOSE)
+    if checked.row is None:
+        raise _refused(checked.reason, client_id=client_id)
+    db.session.rollback()  # end the read
+
+
+def reset_password(token: str | None, new_password: str, confirm_password: str, *,
+                   client_id: str | None = None) -> User:
+    """Set a new password through a reset link, in one transaction with the link's use.
+
+    An unusable link raises InvalidLink; a password the policy refuses raises ValidationFailed
+    and leaves the link usable (until it expires), so the person can try another.
+    """
+    checked = account_tokens.check(token, PURPOSE)
+    if checked.row is None:
+        raise _refused(checked.reason, client_id=client_id)
+    locked = (select(User).where(User.id == checked.row.user_id).with_for_update()
+              .execution_options(populate_existing=True))
+    user = db.session.scalar(locked)
+    if user is None:  # removed since the link was sent (the row cascades; a race)
+        db.session.rollback()
+        raise _refused("unknown", client_id=client_id)
+    if not account_tokens.consume(checked.row):  # another request used it first
+        db.session.rollback()
+        raise _refused("used", user_id=checked.row.user_id, client_id=client_id)
+    try:
+        accounts.replace_password(user, new_password, confirm_password, event="password_reset", client_id=client_id)
+    except ValidationFailed:
+        db.session.rollback()  # the link stays usable
+        audit.record("password_reset_failed", user_id=checked.row.user_id, client_id=client_id,
+                     detail={"reason": "password_refused"})
+        db.session.commit()
+        raise
+    db.session.commit()
+    accounts.password_replaced(user, how=notifications.RESET_BY_LINK, client_id=client_id)
+    return user

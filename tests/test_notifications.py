@@ -1,0 +1,78 @@
+"""Security notices: after every password change (the page, the local API, a reset link, the
+operator's command) the user gets a mail saying what happened, when and through which client,
+with no link in it; a notice that cannot be sent changes nothing else."""
+
+import pytest
+from sqlalchemy import select
+
+from actions import AuthActions
+from bench.server import free_port
+from conftest import ALICE_PASSWORD, csrf_token
+from identity.extensions import db
+from identity.models import AuditEvent, User
+from identity.services import accounts
+from identity.services import mail as mail_service
+from test_localapi_support import NEW_PASSWORD, api  # noqa: F401  (fixture)
+
+ALICE_MAIL = "alice@example.com"
+
+
+def notice(app, mail):
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    message = mail.wait_for(to=ALICE_MAIL)
+    assert message["Subject"] == "Your Portcullis Identity password was changed"
+    text = mail.text(message)
+    assert mail.links(message) == [] and "href" not in mail.html(message)  # nothing that signs anyone in
+    assert "(UTC)" in text
+    return text
+
+
+def test_a_change_on_the_page(app, client, seeded, mail):
+    assert AuthActions(client).login().status_code == 302
+    page = client.get("/account/password")
+    changed = client.post("/account/password", data={
+        "csrf_token": csrf_token(page.get_data(as_text=True)), "current_password": ALICE_PASSWORD,
+        "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert changed.status_code == 200
+    text = notice(app, mail)
+    assert "by you, with your current password" in text and "from the address 127.0.0.1" in text
+    assert "Alice Example" in text and '"alice"' in text
+
+
+def test_a_change_through_the_local_api_names_the_client(app, api, mail):
+    assert api.change_password(api.token(client_id="mobile")).status_code == 204
+    text = notice(app, mail)
+    assert "by you, with your current password (from Mobile App" in text
+
+
+def test_a_change_by_the_operator(app, runner, seeded, mail):
+    result = runner.invoke(args=["users", "set-password", "alice"], input=NEW_PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    # a command sends at once (the process may end when it returns): nothing to wait for
+    assert "by an administrator" in mail.text(mail.wait_for(to=ALICE_MAIL, timeout=0.5))
+
+
+def test_a_failed_change_sends_nothing(app, api, mail):
+    assert api.change_password(api.token(), current="not-the-password-0000").status_code == 400
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    assert mail.messages == []
+
+
+def test_a_user_without_an_address_gets_no_notice(app, runner, seeded, mail):
+    with app.app_context():
+        accounts.create_user("noemail", "amber-walnut-thistle-3390")
+    assert runner.invoke(args=["users", "set-password", "noemail"], input=NEW_PASSWORD + "\n").exit_code == 0
+    assert mail.messages == []
+
+
+@pytest.mark.parametrize("app_config", [{"MAIL_PORT": free_port()}])  # nothing listens there
+def test_smtp_down_the_change_stands_and_the_failure_is_audited(app, api):
+    assert api.change_password(api.token()).status_code == 204
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+        events = [(e.event, e.detail) for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+        assert db.session.scalar(select(User.password_version).where(User.username == "alice")) == 2
+    assert ("password_changed", {}) in events
+    assert events[-1] == ("mail_failed", {"template": "password_changed", "reason": "ConnectionRefusedError"})
