@@ -12,6 +12,7 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.clock import now
 from identity.extensions import db
 from identity.models import AuditEvent, User
+from identity.services import mail as outgoing
 from test_localapi_support import LocalApi, bearer, problem_of
 
 
@@ -200,13 +201,23 @@ def test_a_link_for_an_address_no_longer_asked_for_is_superseded(app, api, mail)
 
 
 def test_an_address_of_another_account_is_answered_the_same_and_its_owner_told(app, api, mail, flow_clients):
-    response = change_email(api, email="BOB@example.com")
+    """Everything the requester sees (the answer, the account, their own mailbox) is as for a free
+    address; only the address's owner, who gets no link, can tell the difference."""
+    token = api.token()
+    response = change_email(api, email="BOB@example.com", token=token)
     assert response.status_code == 202
-    assert alice(app).pending_email is None
+    assert api.get_account(token).get_json()["pending_email"] == "BOB@example.com"
+    assert "requested" in mail.wait_for(to="alice@example.com")["Subject"]
     to_bob = mail.wait_for(to="bob@example.com")
     assert "bob" in mail.text(to_bob)
     assert "verify-email" not in mail.text(to_bob)
-    assert mail.to("alice@example.com") == []
+
+    assert send_verification(api, token).status_code == 202  # "sent again": nothing more to bob
+    with app.app_context():
+        assert outgoing.wait_until_sent()
+    assert len(mail.to("bob@example.com")) == 1
+    assert alice(app).email == "alice@example.com"
+    assert [e.detail["reason"] for e in events(app, "email_change_refused")] == ["taken"]
 
 
 @pytest.mark.parametrize("body, field", [

@@ -107,6 +107,8 @@ def send_verification(user_id: int, *, client_id: str | None = None) -> str:
     if address is None:
         raise NothingToVerify()
     _check_mail_budget(user.id)
+    if _owner_of(address, user) is not None:
+        return address  # its owner was told when it was asked for; the same answer, no more mail
     link = _issue_link(user, address)
     audit.record("email_verification_sent", user_id=user.id, client_id=client_id)
     db.session.commit()
@@ -123,6 +125,12 @@ def send_new_user_link(user: User, link: str) -> None:
     _send_link(user, user.email, link, change=False)
 
 
+def _owner_of(address: str, user: User) -> User | None:
+    """Another account that has `address` (or, as sign-in reads it, has it as user name)."""
+    owner = find_user(address)
+    return owner if owner is not None and owner.id != user.id else None
+
+
 def _masked(address: str) -> str:
     """a***@example.com: enough for the owner to recognise, not a full address for whoever reads the mail."""
     local, _, domain = address.rpartition("@")
@@ -134,8 +142,9 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     password change does), keep the new address pending, mail it a link and the current address
     a notice. The address changes only when the link is followed (`verify_email`).
 
-    An address that belongs to another account is not refused (that would tell whose it is): its
-    owner is told instead, and nothing changes.
+    An address that belongs to another account is not refused (that would tell whose it is): it
+    is kept as pending and the current address gets its notice as for any other, but no link
+    goes to it, its owner gets a mail saying what happened instead, and it never applies.
     """
     problem = check_email_address(new_email)
     if problem:
@@ -170,18 +179,19 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         db.session.commit()
         raise
     db.session.execute(*lockout.settled(reservation))
-    owner = find_user(new_email)
-    if owner is not None and owner.id != user.id:
+    owner = _owner_of(new_email, user)
+    user.pending_email = new_email
+    if owner is not None:
+        account_tokens.supersede(user.id, account_tokens.VERIFY_EMAIL)  # no older link applies either
         audit.record("email_change_refused", user_id=user.id, client_id=client_id, detail={"reason": "taken"})
         db.session.commit()
         mail.send_later(new_email, "email_taken", user_id=owner.id, username=owner.username,
                         name=owner.name or owner.username, login=mail.link("/account/login"))
-        return
-    user.pending_email = new_email
-    link = _issue_link(user, new_email)
-    audit.record("email_change_requested", user_id=user.id, client_id=client_id)
-    db.session.commit()
-    _send_link(user, new_email, link, change=True)
+    else:
+        link = _issue_link(user, new_email)
+        audit.record("email_change_requested", user_id=user.id, client_id=client_id)
+        db.session.commit()
+        _send_link(user, new_email, link, change=True)
     if user.email:
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
                         name=user.name or user.username, new_email=_masked(new_email), when=_when(),
@@ -224,8 +234,7 @@ def verify_email(token: str | None) -> Verified:
     old = user.email
     changed = key != user.email_normalized
     if changed:
-        owner = find_user(address)
-        if owner is not None and owner.id != user.id:
+        if _owner_of(address, user) is not None:
             user.pending_email = None
             audit.record("email_verification_failed", user_id=user.id, detail={"reason": "taken"})
             db.session.commit()
