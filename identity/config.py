@@ -105,6 +105,7 @@ MAIL_USE_SSL = False  # TLS from the start (usually port 465)
 MAIL_USERNAME = None
 MAIL_PASSWORD = None
 MAIL_DEFAULT_SENDER = None  # e.g. "Example ID <no-reply@example.com>"; None: PRODUCT_NAME <no-reply@issuer's host>
+MAIL_TIMEOUT_SECONDS = 10  # SMTP connect and each reply; a mail that takes longer fails (logged, audited)
 MAIL_SUPPRESS_SEND = False  # Flask-Mail would drop every mail under TESTING; the tests read theirs from a real SMTP server
 
 # --- account recovery (services/recovery.py) ----------------------------

@@ -28,6 +28,8 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
+import mail_server
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEMO_URL = "127.0.0.1:5000"
@@ -313,6 +315,7 @@ class Demo:
             FLASK_KEY_ENCRYPTION_KEY=template.env["FLASK_KEY_ENCRYPTION_KEY"] if template else Fernet.generate_key().decode(),
             FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{self.database}",
             FLASK_LOG_REQUESTS="false",
+            **mail_server.environment(),  # the notice after a documented password change goes to the test SMTP server
         )
         self.flask = str(ROOT / ".venv" / "bin" / "flask")
         if not Path(self.flask).exists():  # the suite runs from another environment

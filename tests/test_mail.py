@@ -5,6 +5,7 @@ MAIL_SERVER required in production."""
 import email
 import email.policy
 import logging
+import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -112,3 +113,27 @@ def test_mail_settings_are_read_from_the_environment(instance, monkeypatch):
     state = app.extensions["mail"]
     assert (state.server, state.port, state.use_tls, state.use_ssl, state.suppress) == ("smtp.example.com", 587, True, False, False)
     assert mail_service.outbox_path(app) is None
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts connections and never answers (an SMTP server that hangs)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_hanging_smtp_server_fails_the_mail_after_the_timeout(app, silent_server):
+    app.config.update(MAIL_PORT=silent_server, MAIL_TIMEOUT_SECONDS=0.5)
+    mail_service.init_app(app)  # Flask-Mail reads its settings once
+    started = time.monotonic()
+    with app.test_request_context("/"):
+        assert mail_service.send("alice@example.com", "password_reset", link="x", **RESET) is False
+    assert time.monotonic() - started < 30  # without a timeout it would wait forever
+    [failed] = _events(app, "mail_failed")
+    # smtplib reports a read that timed out as the server having disconnected
+    assert failed.detail["reason"] in ("TimeoutError", "SMTPServerDisconnected")

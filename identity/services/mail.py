@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, current_app, has_request_context, render_template
-from flask_mail import Mail, Message
+from flask_mail import Connection, Mail, Message
 
 from ..extensions import db
 from ..issuer import issuer
@@ -29,7 +29,27 @@ from . import audit
 
 log = logging.getLogger("identity.mail")
 
-mail = Mail()
+class _TimedConnection(Connection):
+    """Flask-Mail's connection, with a timeout (MAIL_TIMEOUT_SECONDS): Flask-Mail opens its SMTP
+    socket without one, so a server that accepts and then hangs would hold the sender forever."""
+
+    def configure_host(self):
+        state, timeout = self.mail, current_app.config["MAIL_TIMEOUT_SECONDS"]
+        smtp = smtplib.SMTP_SSL if state.use_ssl else smtplib.SMTP
+        host = smtp(state.server, state.port, timeout=timeout)
+        if state.use_tls:
+            host.starttls()
+        if state.username and state.password:
+            host.login(state.username, state.password)
+        return host
+
+
+class _Mail(Mail):
+    def connect(self) -> Connection:
+        return _TimedConnection(current_app.extensions["mail"])
+
+
+mail = _Mail()
 
 OUTBOX = "outbox"  # under the instance folder
 
