@@ -20,6 +20,11 @@ def default_limit() -> str:
     return current_app.config["RATELIMIT_DEFAULT"]
 
 
+def email_limit() -> str:
+    """Per client IP on verification mails and address changes (RATELIMIT_EMAIL)."""
+    return current_app.config["RATELIMIT_EMAIL"]
+
+
 def per_token_limit() -> str:
     """Per access token on password changes (RATELIMIT_PER_TOKEN)."""
     return current_app.config["RATELIMIT_PER_TOKEN"]

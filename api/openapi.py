@@ -8,7 +8,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from identity.constants import LOCAL_API_SCOPE
 
 from .problems import MFA_REQUIRED, PROBLEM_JSON
-from .schemas import AccountSchema, PasswordChangeSchema, ProblemSchema, SessionSchema, ValidationProblemSchema
+from .schemas import (AccountSchema, EmailChangeSchema, PasswordChangeSchema, ProblemSchema, SessionSchema,
+                      ValidationProblemSchema)
 
 
 def _problem(description: str, schema: str = "Problem", headers: dict | None = None) -> dict:
@@ -54,6 +55,7 @@ def openapi_document() -> dict:
     spec.components.schema("PasswordChange", schema=PasswordChangeSchema)
     spec.components.schema("Account", schema=AccountSchema)
     spec.components.schema("Session", schema=SessionSchema)
+    spec.components.schema("EmailChange", schema=EmailChangeSchema)
 
     spec.path("/localapi/password", operations={"post": {
         "operationId": "changePassword",
@@ -70,6 +72,33 @@ def openapi_document() -> dict:
                             "user; or the user has a second factor and the body has no right `otp` while the "
                             "token's sign-in did not use it within MFA_RECENT_SECONDS: then `type` ends in "
                             f"`{MFA_REQUIRED}`, and the app asks for a code or signs in again with prompt=login."),
+            "413": _problem("The body is too large."),
+        },
+    }})
+    spec.path("/localapi/email/verification", operations={"post": {
+        "operationId": "sendEmailVerification",
+        "summary": "Mail a verification link to the user's address",
+        "description": "The link goes to the address that awaits verification: a requested new one, "
+                       "else the current one if it is not verified yet. It works once, for "
+                       "EMAIL_VERIFICATION_SECONDS; each link replaces the previous one.",
+        "responses": {
+            "202": {"description": "The mail is on its way."},
+            "409": _problem("The account has no address waiting to be verified."),
+            **_common(),
+        },
+    }})
+    spec.path("/localapi/email", operations={"put": {
+        "operationId": "changeEmail",
+        "summary": "Ask to change the signed-in user's email address",
+        "description": "Mails a verification link to the new address and a notice to the current one; "
+                       "the address changes only when the link is followed (`pending_email` until then). "
+                       "An address of another account is answered the same way (its owner is told instead).",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "EmailChange"}}},
+        "responses": {
+            "202": {"description": "The link is on its way to the new address."},
+            "400": _problem("The body is invalid, the address malformed or the password wrong; `errors` says why.",
+                            "ValidationProblem"),
+            **_common(),
             "413": _problem("The body is too large."),
         },
     }})

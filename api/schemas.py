@@ -40,11 +40,31 @@ class PasswordChangeSchema(Schema):
                                   "has `mfa` and its `auth_time` is within MFA_RECENT_SECONDS (default 300)."})
 
 
+class EmailChangeSchema(Schema):
+    """The body of PUT /localapi/email."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = fields.String(required=True, validate=[validate.Length(min=1, max=320), _unicode_text],
+                          metadata={"description": "The new address; it replaces the current one once the link "
+                                    "mailed to it is followed.", "format": "email"})
+    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _unicode_text],
+                                     metadata={"description": "The user's password now.", "format": "password"})
+
+
 class UtcTimestamp(fields.DateTime):
     """A time the database keeps as Unix seconds, written as RFC 3339 UTC ("2026-01-31T12:00:00Z")."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+
+
+class Flag(fields.Boolean):
+    """A truth value, written as JSON true or false (SQLite's plain rows give 0 or 1)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else bool(value)
 
 
 class AccountSchema(Schema):
@@ -57,6 +77,10 @@ class AccountSchema(Schema):
                         metadata={"description": "The user's subject identifier (the `sub` claim)."})
     username = fields.String(required=True)
     email = fields.String(allow_none=True, required=True)
+    email_verified = Flag(required=True, metadata={
+        "description": "Whether the user has followed a verification link mailed to `email`."})
+    pending_email = fields.String(allow_none=True, required=True, metadata={
+        "description": "A new address the user asked for; it replaces `email` once verified."})
     name = fields.String(allow_none=True, required=True)
     password_changed_at = UtcTimestamp(required=True, format="iso",
                                           metadata={"description": "When the password last changed (UTC)."})

@@ -1,6 +1,6 @@
 """The local API: the token user's account and password, for bearer tokens with IdentityServerApi."""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
@@ -9,17 +9,18 @@ from identity.errors import AccountLocked, SecondFactorRequired, ValidationFaile
 from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import current_token, require_oauth
 from identity.schemas import field_errors
-from identity.services import accounts, metrics, mfa
+from identity.services import accounts, metrics, mfa, verification
 
-from .limits import default_limit, per_token_limit, token_key
+from .limits import default_limit, email_limit, per_token_limit, token_key
 from .openapi import openapi_document
 from .problems import mfa_required, problem, validation_problem
-from .schemas import AccountSchema, PasswordChangeSchema
+from .schemas import AccountSchema, EmailChangeSchema, PasswordChangeSchema
 
 bp = Blueprint("localapi", __name__, url_prefix="/localapi")
 limiter.limit(default_limit)(bp)  # POST /password replaces it with its own limits
 
 password_change_schema = PasswordChangeSchema()
+email_change_schema = EmailChangeSchema()
 account_schema = AccountSchema()
 
 
@@ -47,6 +48,50 @@ def change_password():
                        headers={"Retry-After": str(err.retry_after)})
     metrics.count_password_change("api")
     return "", 204
+
+
+@bp.post("/email/verification")
+@limiter.shared_limit(email_limit, scope="email")
+@limiter.limit(per_token_limit, key_func=token_key)
+@require_oauth(LOCAL_API_SCOPE, user_required=True)
+def send_email_verification():
+    """Mail a verification link to the address that awaits one; 202 (the mail leaves after the answer)."""
+    try:
+        verification.send_verification(current_token.user.id, client_id=current_token.client_id)
+    except verification.NothingToVerify:
+        return problem(409, "Nothing to verify", "The account has no address waiting to be verified.")
+    except verification.TooManyMails as err:
+        return _too_many_mails(err)
+    return "", 202
+
+
+@bp.put("/email")
+@limiter.shared_limit(email_limit, scope="email")
+@limiter.limit(sensitive_limit)
+@limiter.limit(per_token_limit, key_func=token_key)
+@require_oauth(LOCAL_API_SCOPE, user_required=True)
+def change_email():
+    """Ask to change the address; 202: it changes once the link mailed to the new one is followed."""
+    try:
+        data = load_body(email_change_schema)
+    except ValidationError as err:
+        return validation_problem(body_errors(err))
+    try:
+        verification.request_email_change(current_token.user.id, data["email"], data["current_password"],
+                                          client_id=current_token.client_id)
+    except ValidationFailed as err:
+        return validation_problem(err.errors, "The address was not changed; see errors.")
+    except AccountLocked as err:
+        return problem(429, "Account temporarily locked", "Too many wrong passwords; try again later.",
+                       headers={"Retry-After": str(err.retry_after)})
+    except verification.TooManyMails as err:
+        return _too_many_mails(err)
+    return "", 202
+
+
+def _too_many_mails(err) -> Response:
+    return problem(429, "Too many mails", "The account was sent several links in the last hour; try again later.",
+                   headers={"Retry-After": str(err.retry_after)})
 
 
 @bp.get("/account")

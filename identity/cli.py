@@ -141,12 +141,14 @@ def clients_list(as_json):
 @click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required", default=False,
               help="The iframe URL carries iss and sid.")
 @click.option("--require-mfa/--no-require-mfa", default=False, help="Its users sign in with a second factor.")
+@click.option("--require-verified-email/--no-require-verified-email", default=False,
+              help="Sign-in for this client completes only with a verified email address.")
 @json_option
 @with_schema
 def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
                 cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
                 backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
-                frontchannel_logout_session_required, require_mfa, as_json):
+                frontchannel_logout_session_required, require_mfa, require_verified_email, as_json):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {
         "client_id": client_id,
@@ -165,6 +167,7 @@ def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_
         "frontchannel_logout_uri": frontchannel_logout_uri,
         "frontchannel_logout_session_required": frontchannel_logout_session_required,
         "require_mfa": require_mfa,
+        "require_verified_email": require_verified_email,
     }
     client, secret = clients.add_client(raw, generate_secret=not public)
     if as_json:  # the secret is in it, once, as in the text
@@ -218,16 +221,19 @@ def users_list(as_json):
 @click.argument("username")
 @click.option("--email")
 @click.option("--name")
+@click.option("--email-verified", is_flag=True,
+              help="The operator has checked that the address is the user's (else it counts once its owner follows a link).")
 @json_option
 @with_schema
-def users_add(username, email, name, as_json):
+def users_add(username, email, name, email_verified, as_json):
     """Add a user; the password is read from a prompt or standard input."""
     password = _read_password(prompt=True)
     try:
-        UserSchema().load({"username": username, "email": email, "name": name, "password": password})
+        UserSchema().load({"username": username, "email": email, "name": name, "password": password,
+                           "email_verified": email_verified})
     except ValidationError as err:
         raise ValidationFailed(field_errors(err.messages))
-    accounts.create_user(username, password, email=email, name=name)
+    accounts.create_user(username, password, email=email, name=name, email_verified=email_verified)
     _report(as_json, f"Added user {username}.", username=username, added=True)
 
 

@@ -137,3 +137,10 @@ RATELIMIT_PASSWORD_RESET_ACCOUNT = "5 per hour"  # forgot-password requests nami
 
 # --- features (discovery advertises exactly these) -----------------------
 GRANT_TYPES_ENABLED = ["authorization_code", "hybrid", "implicit", "client_credentials", "password", "refresh_token"]
+
+# --- verified addresses and self-registration (services/verification.py, services/registration.py) ---
+REGISTRATION_ENABLED = False  # True: /account/register creates users (and the sign-in page links to it); False: 404
+EMAIL_VERIFICATION_SECONDS = 24 * 3600  # how long a verification link works (it works once)
+EMAIL_VERIFICATION_MAILS_PER_HOUR = 3  # verification links one account is sent at most in an hour (counted in the database)
+RATELIMIT_REGISTRATION = "10 per hour"  # registrations per client IP
+RATELIMIT_EMAIL = "10 per hour"  # verification and address-change requests per client IP (pages and local API)

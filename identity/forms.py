@@ -79,3 +79,19 @@ class RemoveFactorForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     code = StringField("A current code or a recovery code", validators=[DataRequired(), Length(max=64)],
                        widget=TextInput())
+
+
+class RegisterForm(FlaskForm):
+    """Self-registration; the service checks the values (services/registration.py)."""
+
+    username = StringField("User name", validators=[Length(max=1024)], widget=TextInput())
+    email = StringField("Email address", validators=[Length(max=1024)], widget=TextInput())
+    name = StringField("Your name (optional)", validators=[Length(max=1024)], widget=TextInput())
+    password = PasswordField("Password", validators=[Length(max=1024)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm password", validators=[Length(max=1024)], widget=PasswordInput())
+
+
+class ChangeEmailForm(FlaskForm):
+    email = StringField("New email address", validators=[DataRequired(), Length(max=1024)], widget=TextInput())
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
+                                     widget=PasswordInput())

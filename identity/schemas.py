@@ -132,6 +132,7 @@ class ClientSchema(Schema):
     require_consent = fields.Boolean(load_default=False)
     require_pkce = fields.Boolean(load_default=True)
     require_mfa = fields.Boolean(load_default=False)  # its users sign in with a second factor (docs/mfa.md)
+    require_verified_email = fields.Boolean(load_default=False)
     allowed_cors_origins = fields.List(fields.String(validate=validate.Length(max=500)), load_default=list)
     allowed_scopes = fields.List(fields.String(validate=_NAME), load_default=list)
     allow_offline_access = fields.Boolean(load_default=False)
@@ -199,6 +200,13 @@ class UserSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     name = fields.String(load_default=None, validate=validate.Length(max=200))
     enabled = fields.Boolean(load_default=None)  # absent: as it is (a new user: enabled)
+    # the operator vouches that the address is the user's (no link is mailed); default: not verified
+    email_verified = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _verified_needs_email(self, data, **kwargs):
+        if data.get("email_verified") and not data.get("email"):
+            raise ValidationError("an address can be verified only if there is one (email)", "email_verified")
 
 
 class SeedSchema(Schema):

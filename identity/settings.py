@@ -247,7 +247,8 @@ def init_app(app: Flask) -> None:
     if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
         raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
     _check_metrics_allowed_ips(cfg)
-    for name in ("PASSWORD_RESET_SECONDS", "PASSWORD_RESET_MAILS_PER_HOUR"):
+    for name in ("PASSWORD_RESET_SECONDS", "PASSWORD_RESET_MAILS_PER_HOUR", "EMAIL_VERIFICATION_SECONDS",
+                 "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
         if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
             raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
     if cfg["PASSWORD_MAX_LENGTH"] < 64:

@@ -29,13 +29,17 @@ ENDPOINTS = [
     ("GET", "/account/login"), ("POST", "/account/login"), ("GET", "/account/logout"), ("POST", "/account/logout"),
     ("GET", "/account/password"), ("POST", "/account/password"), ("GET", "/consent"), ("POST", "/consent"),
     ("GET", "/grants"), ("POST", "/grants/revoke"), ("GET", "/localapi/account"), ("POST", "/localapi/password"),
-    ("GET", "/localapi/openapi.json"),
+    ("GET", "/localapi/openapi.json"), ("GET", "/account/email"), ("POST", "/account/email"),
+    ("GET", "/account/email/required"), ("POST", "/account/email/required"), ("GET", "/account/verify-email"),
+    ("GET", "/account/register"), ("POST", "/account/register"), ("POST", "/localapi/email/verification"),
+    ("PUT", "/localapi/email"),
 ]
 NAMES = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "prompt", "max_age", "response_mode",
          "code_challenge", "code_challenge_method", "grant_type", "code", "code_verifier", "refresh_token", "token",
          "token_type_hint", "client_secret", "username", "password", "remember", "csrf_token", "returnUrl",
          "id_token_hint", "post_logout_redirect_uri", "decision", "current_password", "new_password",
-         "confirm_password", "access_token"]
+         "confirm_password", "access_token", "email", "name", "change-email", "change-current_password",
+         "send-csrf_token", "change-csrf_token"]
 VALUES = ["spa", "web", "service", "mobile", "http://127.0.0.1:8080/callback", "http://evil@127.0.0.1:1/callback",
           "http://127.0.0.1:99999/callback", "code", "code id_token", "openid", "openid profile offline_access",
           "client_credentials", "authorization_code", "refresh_token", "password", "S256", "plain", "none", "login",

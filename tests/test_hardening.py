@@ -77,6 +77,7 @@ ANONYMOUS_PATHS = [
     "/.well-known/openid-configuration", "/.well-known/openid-configuration/jwks",
     "/healthz", "/readyz", "/localapi/account", "/localapi/openapi.json", "/static/site.css",
     "/static/js/strength.js", "/no/such/page", "/connect/no-such-endpoint",
+    "/account/email", "/account/email/required", "/account/verify-email?token=x", "/account/register",
 ]
 
 

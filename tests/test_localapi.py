@@ -206,6 +206,8 @@ def test_account_returns_the_token_user(api):
         "sub": row["subject"],
         "username": "alice",
         "email": "alice@example.com",
+        "email_verified": False,
+        "pending_email": None,
         "name": "Alice Example",
         "password_changed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["password_changed_at"])),
         "mfa_enabled": False,

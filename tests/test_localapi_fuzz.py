@@ -132,14 +132,21 @@ def test_openapi_document_is_valid(api):
     assert set(change["required"]) == set(FIELDS) and change["additionalProperties"] is False
     assert "otp" in change["properties"] and "otp" not in change["required"]  # for users with a second factor
     account = document["components"]["schemas"]["Account"]
-    assert set(account["properties"]) == {"sub", "username", "email", "name", "password_changed_at", "mfa_enabled"}
+    assert set(account["properties"]) == {"sub", "username", "email", "email_verified", "pending_email", "name",
+                                          "password_changed_at", "mfa_enabled"}
+    email_change = document["paths"]["/localapi/email"]["put"]
+    assert set(email_change["responses"]) == {"202", "400", "401", "403", "413", "429"}
+    assert set(document["components"]["schemas"]["EmailChange"]["required"]) == {"email", "current_password"}
+    verification = document["paths"]["/localapi/email/verification"]["post"]
+    assert set(verification["responses"]) == {"202", "401", "403", "409", "429"}
 
 
 def test_openapi_document_needs_a_token(api):
     assert api.client.get("/localapi/openapi.json").status_code == 401
 
 
-OPERATIONS = [("/localapi/password", "POST"), ("/localapi/account", "GET"), ("/localapi/openapi.json", "GET")]
+OPERATIONS = [("/localapi/password", "POST"), ("/localapi/account", "GET"), ("/localapi/openapi.json", "GET"),
+              ("/localapi/email", "PUT"), ("/localapi/email/verification", "POST")]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
 

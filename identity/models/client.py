@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, Boolean, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -21,6 +21,8 @@ class Client(db.Model):
     require_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)  # its users sign in with a second factor
+    # sign-in for this client completes only once the user's email address is verified
+    require_verified_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_access_tokens_via_browser: Mapped[bool] = mapped_column(Boolean, default=False)
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)

@@ -1,4 +1,4 @@
-from sqlalchemy import Boolean, Float, Integer, String, true
+from sqlalchemy import Boolean, Float, Integer, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -15,6 +15,10 @@ class User(db.Model):
     username_normalized: Mapped[str] = mapped_column(String(150), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
     email_normalized: Mapped[str | None] = mapped_column(String(320), unique=True)
+    # whether the owner of `email` has followed a verification link to it (the `email_verified` claim)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # an address the user asked to change to; it replaces `email` once its link is followed
+    pending_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     password_version: Mapped[int] = mapped_column(Integer, default=1)

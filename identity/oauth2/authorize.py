@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from ..clock import now
 from ..services import consent, logout, mfa
 from .context import grant_context
-from .decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, ReplyTo, Respond, ShowError
+from .decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError
 from .parameters import parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
@@ -146,6 +146,11 @@ def second_factor_decision(checked: Validated, principal):
                              checked.grant.request.client.row.client_name)
 
 
+def needs_verified_email(checked: Validated, principal) -> bool:
+    """Whether the client requires a verified address (require_verified_email) the user has not."""
+    return bool(checked.grant.request.client.row.require_verified_email and not principal.user.email_verified)
+
+
 def needs_consent(checked: Validated, principal) -> bool:
     client = checked.grant.request.client.row
     if not client.require_consent:
@@ -217,6 +222,10 @@ def authorize(principal, params: AuthorizationParams):
     second_factor = second_factor_decision(checked, principal)
     if second_factor is not None:
         return second_factor
+    if needs_verified_email(checked, principal):
+        if "none" in prompts:
+            return error_decision(InteractionRequiredError(redirect_uri=checked.reply.redirect_uri), params)
+        return NeedsVerifiedEmail(authorization_params(params))
     if needs_consent(checked, principal):
         if "none" in prompts:
             return error_decision(ConsentRequiredError(redirect_uri=checked.reply.redirect_uri), params)

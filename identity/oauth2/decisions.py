@@ -41,6 +41,13 @@ class NeedsConsent:
 
 
 @dataclass(frozen=True)
+class NeedsVerifiedEmail:
+    """The client requires a verified email address: verify it, then resume the request `params`."""
+
+    params: dict
+
+
+@dataclass(frozen=True)
 class ShowError:
     """A page for the person: the request cannot be answered at a validated redirect URI."""
 
@@ -64,4 +71,4 @@ class SignedOut:
     client_name: str | None = None
 
 
-Decision = NeedsLogin | NeedsSecondFactor | NeedsConsent | ShowError | Respond | SignedOut
+Decision = NeedsLogin | NeedsSecondFactor | NeedsConsent | NeedsVerifiedEmail | ShowError | Respond | SignedOut

@@ -340,5 +340,7 @@ class PasswordGrant(_PasswordGrant):
         if result.needs_second_factor:  # this grant has no second step: such users sign in in the browser
             raise InvalidGrantError("the user has a second factor, which the password grant cannot check: "
                                     "use the authorization code flow")
+        if self.request.client.row.require_verified_email and not result.user.email_verified:
+            raise InvalidGrantError("the client requires a verified email address; verify it on the account page")
         grant_context().auth_time, grant_context().amr = now(), AMR_PASSWORD
         return result.user

@@ -52,8 +52,12 @@ def check_new_user(username: str, email: str | None, password: str, name: str | 
     return errors
 
 
-def build_user(username: str, email: str | None, name: str | None, password: str) -> User:
-    """Create a User object (not yet added); the password must already satisfy the policy."""
+def build_user(username: str, email: str | None, name: str | None, password: str, *,
+               email_verified: bool = False) -> User:
+    """Create a User object (not yet added); the password must already satisfy the policy.
+
+    The address counts as verified only if the caller says so (an operator who vouches for it);
+    otherwise it waits for its owner to follow a verification link."""
     stamp = now()
     return User(
         subject=secrets.token_hex(16),
@@ -61,6 +65,7 @@ def build_user(username: str, email: str | None, name: str | None, password: str
         username_normalized=normalize_login(username),
         email=email.strip() if email else None,
         email_normalized=normalize_login(email) if email else None,
+        email_verified=bool(email and email_verified),
         name=name,
         password_hash=hash_password(normalize(password)),
         password_version=1,
@@ -71,14 +76,15 @@ def build_user(username: str, email: str | None, name: str | None, password: str
     )
 
 
-def create_user(username: str, password: str, email: str | None = None, name: str | None = None) -> User:
+def create_user(username: str, password: str, email: str | None = None, name: str | None = None, *,
+                email_verified: bool = False) -> User:
     """Create a user, enforcing the password policy and unique names."""
     errors = check_new_user(username, email, password, name)
     if errors:
         if "username" in errors and "taken" in errors["username"][0]:
             raise Conflict(f"user {username!r} already exists")
         raise ValidationFailed(errors)
-    user = build_user(username, email, name, password)
+    user = build_user(username, email, name, password, email_verified=email_verified)
     db.session.add(user)
     audit.record("user_created", user_id=None, detail={"username": user.username})
     db.session.commit()
@@ -204,9 +210,10 @@ def pending_user(user_id: int, password_version: int, started_at: int) -> Sessio
     if now() - started_at > current_app.config["MFA_PENDING_SECONDS"] or started_at > now() + 5:
         return None
     user = db.session.get(User, user_id)
-    if user is None or user.password_version != password_version:
+    if user is None or not user.enabled or user.password_version != password_version:
         return None
-    return SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version)
+    return SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version,
+                       user.email_verified)
 
 
 def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,

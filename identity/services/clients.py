@@ -83,7 +83,7 @@ def apply_client_data(client: Client, data: dict, secret_hashes: list[str]) -> N
     client.secret_hashes = secret_hashes
     for name in (
         "allowed_grant_types", "redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins",
-        "allowed_scopes", "require_consent", "require_pkce", "allow_offline_access",
+        "allowed_scopes", "require_consent", "require_pkce", "require_verified_email", "allow_offline_access",
         "allow_access_tokens_via_browser", "access_token_lifetime", "backchannel_logout_uri",
         "backchannel_logout_session_required", "frontchannel_logout_uri", "frontchannel_logout_session_required",
         "require_mfa",

@@ -30,7 +30,7 @@ def user_claims(user: User, scopes: list[str] | str) -> dict:
             claims["name"] = user.name
     if "email" in scopes and user.email:
         claims["email"] = user.email
-        claims["email_verified"] = False
+        claims["email_verified"] = bool(user.email_verified)
     return claims
 
 

@@ -159,12 +159,15 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
     """Create a user with the file's password; for an existing one, update the other fields.
 
     An existing user's password is theirs (they may have changed it since the last seed): it is
-    replaced only with `reset_passwords`, and then audited for that user.
+    replaced only with `reset_passwords`, and then audited for that user. So is a verification:
+    `email_verified: false` (the default) leaves a verified address verified; a new address is
+    verified only if the file says so.
     """
     user = find_user(item["username"])
     label = f"user {item['username']}"
     if user is None:
-        user = build_user(item["username"], item["email"], item["name"], item["password"])
+        user = build_user(item["username"], item["email"], item["name"], item["password"],
+                          email_verified=item["email_verified"])
         if item.get("enabled") is False:
             user.enabled, user.disabled_at = False, now()
         db.session.add(user)
@@ -172,9 +175,15 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         return
     changed = False
     if (user.email, user.name) != (item["email"], item["name"]):
+        if user.email != item["email"]:
+            user.email_verified = False
+            user.pending_email = None
         user.email = item["email"]
         user.email_normalized = normalize_login(item["email"]) if item["email"] else None
         user.name = item["name"]
+        changed = True
+    if item["email_verified"] and not user.email_verified:
+        user.email_verified = True
         changed = True
     if reset_passwords and not verify_password(user.password_hash, normalize(item["password"])):
         store_new_password(user, item["password"])

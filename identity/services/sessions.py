@@ -37,6 +37,7 @@ class SessionUser(NamedTuple):
     name: str | None
     email: str | None
     password_version: int
+    email_verified: bool
 
 
 class NewSession(NamedTuple):

@@ -15,7 +15,7 @@ from .writes import Write
 # users are looked up by user name or email, normalized (as `key`)
 LOGIN_MATCHES = or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key"))
 _SIGN_IN_USER = select(
-    User.id, User.subject, User.username, User.name, User.email, User.password_version,
+    User.id, User.subject, User.username, User.name, User.email, User.password_version, User.email_verified,
     User.password_hash, User.failed_attempts, User.locked_until, User.enabled,
 ).where(LOGIN_MATCHES)
 SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])

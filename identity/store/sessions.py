@@ -15,8 +15,9 @@ from .writes import Write, write
 
 _SESSIONS = UserSession.__table__
 _LIVE_SESSION_USER = (
-    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, UserSession.auth_time,
-           UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at, UserSession.amr)
+    select(User.id, User.subject, User.username, User.name, User.email, User.password_version, User.email_verified,
+           UserSession.auth_time, UserSession.public_sid, UserSession.id, UserSession.created_at, UserSession.last_seen_at,
+           UserSession.amr)
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
@@ -37,7 +38,7 @@ _TOUCH = (update(_SESSIONS)
 
 def session_user(sid: str):
     """The unrevoked session with this (cookie) sid and its user, as one row: the user's id,
-    subject, username, name, email and password_version, then the session's auth_time,
+    subject, username, name, email, password_version and email_verified, then the session's auth_time,
     public_sid, row id, created_at, last_seen_at and amr. None if there is none."""
     return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
 

@@ -15,6 +15,7 @@ from .mfa import second_factor_exists
 
 _LIVE_TOKEN_USER = select(
     User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at,
+    User.email_verified, User.pending_email,
     second_factor_exists(User.id).label("has_second_factor"),  # GET /localapi/account's mfa_enabled, in the same read
 ).where(User.subject == bindparam("sub"), User.enabled.is_(True),
         ~exists().where(RevokedAccessToken.jti == bindparam("jti")))

@@ -5,7 +5,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import make_response, redirect, render_template, url_for
 
 from ..headers import allow_frame_sources
-from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, Respond, ShowError, SignedOut
+from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, Respond, ShowError, SignedOut
 from ..oauth2.response_modes import delivered, location
 
 
@@ -18,6 +18,8 @@ def render(decision):
     if isinstance(decision, NeedsSecondFactor):
         return render_template("account/mfa_required.html", client_name=decision.client_name,
                                continue_url=authorize_url(decision.params)), 403
+    if isinstance(decision, NeedsVerifiedEmail):
+        return redirect(url_for("email.required", returnUrl=authorize_url(decision.params)))
     if isinstance(decision, NeedsConsent):
         return redirect(url_for("consent.consent") + "?" + urlencode(decision.params))
     if isinstance(decision, ShowError):

@@ -1,0 +1,92 @@
+"""Self-registration (REGISTRATION_ENABLED): a new user, and a link to verify their address.
+
+The answer must not tell whether a user name or address is taken, or an attacker could list the
+accounts. So a registration that collides with an existing account is answered exactly as one
+that creates a user (the same page, one Argon2 hash's time, one mail queued), and the mail tells
+the address's owner what happened instead: that they have an account already, or that the user
+name they chose is taken. Only problems that depend on the input alone (a weak password, a
+mismatched confirmation, a malformed address) are shown on the form.
+"""
+
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ValidationFailed
+from ..extensions import db
+from . import audit, mail, verification
+from .accounts import build_user, find_user
+from .password_policy import normalize, password_problems
+from .passwords import spend_equal_time
+
+MAX_USERNAME_LENGTH = 150
+MAX_NAME_LENGTH = 200
+
+
+def check_registration(username: str, email: str, name: str, password: str, confirm_password: str) -> dict[str, list[str]]:
+    """Field errors that depend on the input alone (never on which accounts exist)."""
+    errors: dict[str, list[str]] = {}
+    username = username.strip()
+    if not username:
+        errors["username"] = ["Choose a user name."]
+    elif len(username) > MAX_USERNAME_LENGTH:
+        errors["username"] = [f"Use at most {MAX_USERNAME_LENGTH} characters."]
+    elif any(c.isspace() or c == "@" for c in username):
+        errors["username"] = ["Use a user name without spaces or @."]
+    problem = verification.check_email_address(email)
+    if problem:
+        errors["email"] = [problem]
+    if len(name.strip()) > MAX_NAME_LENGTH:
+        errors["name"] = [f"Use at most {MAX_NAME_LENGTH} characters."]
+    problems = password_problems(password, username=username, email=email.strip() or None, name=name.strip() or None)
+    if problems:
+        errors["password"] = problems
+    if password != confirm_password:
+        errors["confirm_password"] = ["The confirmation does not match the password."]
+    return errors
+
+
+def register(username: str, email: str, name: str, password: str, confirm_password: str, *,
+             client_id: str | None = None) -> None:
+    """Create a user with an unverified address and mail it a verification link; or, when the user
+    name or address is taken, mail the address's owner instead. Both return the same way."""
+    errors = check_registration(username, email, name, password, confirm_password)
+    if errors:
+        raise ValidationFailed(errors)
+    username, email, name = username.strip(), email.strip(), name.strip() or None
+    if _taken(username, email, password, client_id):
+        return
+    user = build_user(username, email, name, password)
+    db.session.add(user)
+    try:
+        db.session.flush()  # a concurrent registration of the same name or address fails here
+    except IntegrityError:
+        db.session.rollback()
+        _taken(username, email, None, client_id)
+        return
+    link = verification.link_for_new_user(user)
+    audit.record("user_registered", user_id=user.id, client_id=client_id, detail={"username": user.username})
+    db.session.commit()
+    verification.send_new_user_link(user, link)
+
+
+def _taken(username: str, email: str, password: str | None, client_id: str | None) -> bool:
+    """When the user name or address belongs to an account, tell the address's owner, spend the
+    time a new user would have cost, and say True."""
+    by_email = find_user(email)
+    by_name = find_user(username)
+    if by_email is None and by_name is None:
+        return False
+    if password is not None:
+        spend_equal_time(normalize(password))  # the hash a new user would have cost
+    login = mail.link("/account/login")
+    if by_email is not None:
+        audit.record("registration_refused", user_id=by_email.id, client_id=client_id, detail={"reason": "email_taken"})
+        db.session.commit()
+        mail.send_later(email, "registration_existing", user_id=by_email.id, username=by_email.username,
+                        name=by_email.name or by_email.username, login=login,
+                        forgot=mail.link("/account/forgot-password"))
+    else:
+        audit.record("registration_refused", client_id=client_id, detail={"reason": "username_taken"})
+        db.session.commit()
+        mail.send_later(email, "registration_username_taken", user_id=None, username=username,
+                        register=mail.link("/account/register"))
+    return True

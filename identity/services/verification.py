@@ -1,0 +1,253 @@
+"""Verified email addresses: the link that proves an address is the user's, and the address change.
+
+An address counts as verified only once a link mailed to it is followed (or an operator vouches
+for it: the seed's `email_verified`, `users add --email-verified`). A new address waits in
+`pending_email` and replaces the current one only when its own link is followed, so a typo or a
+stolen session cannot move the account to an address its owner does not read. The links are
+one-time account tokens (account_tokens.py) of purpose VERIFY_EMAIL, each bound to the address
+it was sent to: a link for an address the user no longer has or asks for does nothing.
+
+Mails leave from the sender thread (mail.send_later) after the commit, so no answer waits for, or
+reveals, the SMTP round trip.
+"""
+
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..clock import now
+from ..errors import AccountLocked, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import User
+from . import account_tokens, audit, bearer_cache, lockout, mail
+from .accounts import find_user, normalize_login
+from .clients import cached_client
+from .password_policy import normalize
+from .passwords import verify_password
+
+VERIFY_PATH = "/account/verify-email"
+MAX_EMAIL_LENGTH = 320  # the column's size
+
+
+class TooManyMails(Exception):
+    """The account was sent EMAIL_VERIFICATION_MAILS_PER_HOUR links in the last hour already."""
+
+    def __init__(self, retry_after: int):
+        super().__init__("too many verification mails")
+        self.retry_after = retry_after
+
+
+class NothingToVerify(Exception):
+    """The user has no address, or only a verified one and no pending change."""
+
+
+def check_email_address(value: str | None) -> str | None:
+    """An address's problem in one sentence, or None when it looks deliverable (a@b.c, one line)."""
+    value = (value or "").strip()
+    if not value:
+        return "Enter an email address."
+    if len(value) > MAX_EMAIL_LENGTH:
+        return f"Use at most {MAX_EMAIL_LENGTH} characters."
+    local, at, domain = value.rpartition("@")
+    if (not at or not local or "." not in domain.strip(".") or domain.startswith(".") or domain.endswith(".")
+            or any(c.isspace() or c in "<>,;\"\\" or ord(c) < 32 for c in value) or "@" in domain):
+        return "Enter an email address such as name@example.com."
+    return None
+
+
+def address_to_verify(user: User) -> str | None:
+    """The address a verification link would be for: the pending new one, else an unverified current one."""
+    if user.pending_email:
+        return user.pending_email
+    if user.email and not user.email_verified:
+        return user.email
+    return None
+
+
+def _check_mail_budget(user_id: int) -> None:
+    """Refuse a link when the account had its hourly share (a mail-bomb guard, counted in the database)."""
+    limit = current_app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"]
+    if account_tokens.issued_since(user_id, account_tokens.VERIFY_EMAIL, now() - 3600) >= limit:
+        raise TooManyMails(3600)
+
+
+def _issue_link(user: User, address: str) -> str:
+    """A new verification token for `address` (superseding the user's older links); the caller commits."""
+    token = account_tokens.issue(user.id, account_tokens.VERIFY_EMAIL,
+                                 current_app.config["EMAIL_VERIFICATION_SECONDS"], email=address)
+    return mail.link(VERIFY_PATH, token=token)
+
+
+def _when() -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(now()))
+
+
+def _client_name(client_id: str | None) -> str | None:
+    client = cached_client(client_id) if client_id else None
+    return client.client_name if client is not None else None
+
+
+def _send_link(user: User, address: str, link: str, *, change: bool) -> None:
+    hours = max(1, current_app.config["EMAIL_VERIFICATION_SECONDS"] // 3600)
+    mail.send_later(address, "verify_email", user_id=user.id, link=link, username=user.username,
+                    name=user.name or user.username, change=change, hours=hours)
+
+
+def send_verification(user_id: int, *, client_id: str | None = None) -> str:
+    """Mail a verification link to the address that awaits one; return that address.
+
+    Raises NothingToVerify when there is none, TooManyMails past the hourly budget.
+    """
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    address = address_to_verify(user)
+    if address is None:
+        raise NothingToVerify()
+    _check_mail_budget(user.id)
+    if _owner_of(address, user) is not None:
+        return address  # its owner was told when it was asked for; the same answer, no more mail
+    link = _issue_link(user, address)
+    audit.record("email_verification_sent", user_id=user.id, client_id=client_id)
+    db.session.commit()
+    _send_link(user, address, link, change=address != user.email)
+    return address
+
+
+def link_for_new_user(user: User) -> str:
+    """The first verification link of a user just added (registration); the caller commits, then mails it."""
+    return _issue_link(user, user.email)
+
+
+def send_new_user_link(user: User, link: str) -> None:
+    _send_link(user, user.email, link, change=False)
+
+
+def _owner_of(address: str, user: User) -> User | None:
+    """Another account that has `address` (or, as sign-in reads it, has it as user name)."""
+    owner = find_user(address)
+    return owner if owner is not None and owner.id != user.id else None
+
+
+def _masked(address: str) -> str:
+    """a***@example.com: enough for the owner to recognise, not a full address for whoever reads the mail."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def request_email_change(user_id: int, new_email: str, current_password: str, *, client_id: str | None = None) -> None:
+    """Ask to change the address: check the password (through the lockout reservation, as a
+    password change does), keep the new address pending, mail it a link and the current address
+    a notice. The address changes only when the link is followed (`verify_email`).
+
+    An address that belongs to another account is not refused (that would tell whose it is): it
+    is kept as pending and the current address gets its notice as for any other, but no link
+    goes to it, its owner gets a mail saying what happened instead, and it never applies.
+    """
+    problem = check_email_address(new_email)
+    if problem:
+        raise ValidationFailed({"email": [problem]})
+    new_email = new_email.strip()
+    reservation = lockout.reserve(user_id)
+    user = db.session.get(User, user_id, populate_existing=True)
+    if user is None:
+        db.session.rollback()
+        raise NotFound("no such user")
+    if reservation is None:
+        remaining = max(1, user.locked_until - now())
+        db.session.rollback()
+        raise AccountLocked(remaining)
+    if not verify_password(user.password_hash, normalize(current_password)):
+        db.session.rollback()
+        audit.record("email_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_password"})
+        if reservation.locked:
+            audit.record("account_locked", user_id=user_id)
+        db.session.commit()
+        if reservation.locked:
+            raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+        raise ValidationFailed({"current_password": ["The current password is incorrect."]})
+    if user.email and normalize_login(new_email) == user.email_normalized:
+        db.session.execute(*lockout.released(reservation))  # a right password, but nothing changes
+        db.session.commit()
+        raise ValidationFailed({"email": ["This is your address already."]})
+    try:
+        _check_mail_budget(user.id)
+    except TooManyMails:
+        db.session.execute(*lockout.released(reservation))
+        db.session.commit()
+        raise
+    db.session.execute(*lockout.settled(reservation))
+    owner = _owner_of(new_email, user)
+    user.pending_email = new_email
+    if owner is not None:
+        account_tokens.supersede(user.id, account_tokens.VERIFY_EMAIL)  # no older link applies either
+        audit.record("email_change_refused", user_id=user.id, client_id=client_id, detail={"reason": "taken"})
+        db.session.commit()
+        mail.send_later(new_email, "email_taken", user_id=owner.id, username=owner.username,
+                        name=owner.name or owner.username, login=mail.link("/account/login"))
+    else:
+        link = _issue_link(user, new_email)
+        audit.record("email_change_requested", user_id=user.id, client_id=client_id)
+        db.session.commit()
+        _send_link(user, new_email, link, change=True)
+    if user.email:
+        mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
+                        name=user.name or user.username, new_email=_masked(new_email), when=_when(),
+                        client_name=_client_name(client_id))
+
+
+@dataclass
+class Verified:
+    """The outcome of a verification link: `email` is the verified address; `reason` says why not."""
+
+    email: str | None = None
+    changed: bool = False  # the link applied a new address
+    reason: str | None = None  # "unknown", "expired", "used", "superseded", "taken"
+
+
+def verify_email(token: str | None) -> Verified:
+    """Follow a verification link: mark the address verified, or apply the pending new one.
+
+    The token is used in the same transaction as the change. A link whose address is neither the
+    user's nor the one they now ask for (they asked for another since) is refused as superseded.
+    """
+    checked = account_tokens.check(token, account_tokens.VERIFY_EMAIL)
+    if checked.row is None:
+        audit.record("email_verification_failed", detail={"reason": checked.reason})
+        db.session.commit()
+        return Verified(reason=checked.reason)
+    row = checked.row
+    user = db.session.scalar(select(User).where(User.id == row.user_id).with_for_update()
+                             .execution_options(populate_existing=True))
+    address = row.email or ""
+    key = normalize_login(address)
+    if user is None or key not in (user.email_normalized, normalize_login(user.pending_email or "")):
+        account_tokens.consume(row)
+        audit.record("email_verification_failed", user_id=row.user_id, detail={"reason": "superseded"})
+        db.session.commit()
+        return Verified(reason="superseded")
+    if not account_tokens.consume(row):  # another request used it first
+        db.session.rollback()
+        return Verified(reason="used")
+    old = user.email
+    changed = key != user.email_normalized
+    if changed:
+        if _owner_of(address, user) is not None:
+            user.pending_email = None
+            audit.record("email_verification_failed", user_id=user.id, detail={"reason": "taken"})
+            db.session.commit()
+            return Verified(reason="taken")
+        user.email, user.email_normalized = address, key
+        user.pending_email = None
+    user.email_verified = True
+    audit.record("email_changed" if changed else "email_verified", user_id=user.id)
+    db.session.commit()
+    bearer_cache.wait_out_cached_answers(user.id)  # the local API's next answer reports it
+    if changed:
+        for recipient in filter(None, (old, address)):
+            mail.send_later(recipient, "email_changed", user_id=user.id, username=user.username,
+                            name=user.name or user.username, old_email=_masked(old) if old else None,
+                            new_email=_masked(address), when=_when())
+    return Verified(email=address, changed=changed)

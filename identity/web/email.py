@@ -1,0 +1,98 @@
+"""The email address pages: follow a verification link, see and change the address, and the
+step a client that requires a verified address sends people to."""
+
+from flask import Blueprint, current_app, make_response, render_template, request
+from flask_login import current_user, fresh_login_required, login_required
+
+from ..errors import AccountLocked, ValidationFailed
+from ..extensions import limiter, sensitive_limit
+from ..forms import ChangeEmailForm, ConfirmForm
+from ..services import accounts, verification
+from .return_urls import pending_client, safe_return_url
+
+bp = Blueprint("email", __name__, url_prefix="/account")
+
+
+def email_limit() -> str:
+    return current_app.config["RATELIMIT_EMAIL"]
+
+
+@bp.get("/verify-email")
+def verify():
+    """Follow a verification link; the token is in the query, so the page sends no Referer."""
+    result = verification.verify_email(request.args.get("token"))
+    status = 200 if result.email else 400
+    # the header, and the page's <meta name="referrer"> (which browsers apply after it)
+    response = make_response(render_template("account/verify_email.html", result=result,
+                                             referrer_policy="no-referrer"), status)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _send_link() -> tuple[str | None, str | None]:
+    """Mail a link to the address that awaits one: (address, None) or (None, what went wrong)."""
+    try:
+        return verification.send_verification(current_user.user.id), None
+    except verification.NothingToVerify:
+        return None, "Your address is verified already."
+    except verification.TooManyMails:
+        return None, "Several links were sent in the last hour. Use the newest, or try again later."
+
+
+@bp.route("/email", methods=["GET", "POST"])
+@fresh_login_required
+@limiter.shared_limit(email_limit, scope="email", methods=["POST"])
+@limiter.limit(sensitive_limit, methods=["POST"])
+def email():
+    """Show the address and whether it is verified; send a link (`send`), or ask for a new address."""
+    user = accounts.get_user(current_user.user.id)
+    change_form = ChangeEmailForm(prefix="change")
+    send_form = ConfirmForm(prefix="send")
+    errors: dict[str, list[str]] = {}
+    sent = notice = None
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if "send-csrf_token" in request.form:
+            if send_form.validate_on_submit():
+                sent, notice = _send_link()
+                status = 200 if sent else 400
+            else:
+                notice = "The form expired. Please try again."
+        elif change_form.validate_on_submit():
+            try:
+                verification.request_email_change(user.id, change_form.email.data, change_form.current_password.data)
+                sent, status = change_form.email.data.strip(), 200
+                change_form = ChangeEmailForm(prefix="change", formdata=None)
+            except ValidationFailed as err:
+                errors = err.errors
+            except AccountLocked as err:
+                errors = {"current_password": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}
+            except verification.TooManyMails:
+                notice = "Several links were sent in the last hour. Use the newest, or try again later."
+        elif change_form.errors.get("csrf_token"):
+            notice = "The form expired. Please try again."
+        user = accounts.get_user(current_user.user.id)
+    return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form,
+                           errors=errors, sent=sent, notice=notice), status
+
+
+@bp.route("/email/required", methods=["GET", "POST"])
+@login_required
+@limiter.shared_limit(email_limit, scope="email", methods=["POST"])
+def required():
+    """The client asked for a verified address: offer to send the link, then go on (returnUrl)."""
+    return_url = safe_return_url(request.args.get("returnUrl"))
+    form = ConfirmForm()
+    user = accounts.get_user(current_user.user.id)
+    sent = notice = None
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            sent, notice = _send_link()
+        else:
+            notice = "The form expired. Please try again."
+        status = 200 if sent else 400
+    client_name, _ = pending_client(return_url)
+    return render_template("account/email_required.html", user=user, form=form, sent=sent, notice=notice,
+                           client_name=client_name, return_url=return_url), status

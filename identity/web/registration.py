@@ -1,0 +1,47 @@
+"""Self-registration, /account/register: registered only when REGISTRATION_ENABLED (404 otherwise)."""
+
+from flask import Blueprint, current_app, render_template, request, url_for
+
+from ..errors import ValidationFailed
+from ..extensions import limiter
+from ..forms import RegisterForm
+from ..services import registration
+from .return_urls import pending_authorization, pending_client, safe_return_url
+
+bp = Blueprint("registration", __name__, url_prefix="/account")
+
+
+def registration_limit() -> str:
+    return current_app.config["RATELIMIT_REGISTRATION"]
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(registration_limit, methods=["POST"])
+def register():
+    """Create an account, then send the person on to sign in and resume the pending request.
+
+    The answer after a valid form is the same whether or not the user name or address was taken
+    (services/registration.py): a page saying a mail is on its way.
+    """
+    return_url = safe_return_url(request.args.get("returnUrl"))
+    form = RegisterForm()
+    errors: dict[str, list[str]] = {}
+    if form.validate_on_submit():
+        try:
+            registration.register(form.username.data or "", form.email.data or "", form.name.data or "",
+                                  form.password.data or "", form.confirm_password.data or "",
+                                  client_id=pending_authorization(return_url).get("client_id"))
+        except ValidationFailed as err:
+            errors = err.errors
+        else:
+            login_url = url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login")
+            return render_template("account/registered.html", email=form.email.data.strip(), login_url=login_url)
+    elif form.errors.get("csrf_token"):
+        errors = {"form": ["The form expired. Please try again."]}
+    elif request.method == "POST":
+        errors = {"form": ["Check the fields below."]}
+    client_name, _ = pending_client(return_url)
+    status = 400 if request.method == "POST" else 200
+    return render_template("account/register.html", form=form, errors=errors, client_name=client_name,
+                           login_url=url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"),
+                           min_length=current_app.config["PASSWORD_MIN_LENGTH"]), status
