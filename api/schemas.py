@@ -84,7 +84,7 @@ class AccountSchema(Schema):
     name = fields.String(allow_none=True, required=True)
     password_changed_at = UtcTimestamp(required=True, format="iso",
                                           metadata={"description": "When the password last changed (UTC)."})
-    mfa_enabled = fields.Boolean(required=True, metadata={
+    mfa_enabled = Flag(required=True, attribute="has_second_factor", metadata={
         "description": "Whether the user has a second factor: then a password change needs `otp` or a recent "
                        "sign-in with it."})
 

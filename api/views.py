@@ -98,10 +98,7 @@ def _too_many_mails(err) -> Response:
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
 def account():
     """Return the token user's account, for an app's settings screen."""
-    user = current_token.user
-    return jsonify(account_schema.dump({"subject": user.subject, "username": user.username, "email": user.email,
-                                        "name": user.name, "password_changed_at": user.password_changed_at,
-                                        "mfa_enabled": bool(user.has_second_factor)}))
+    return jsonify(account_schema.dump(current_token.user))
 
 
 @bp.get("/openapi.json")

@@ -245,7 +245,8 @@ def test_the_second_step_with_a_passkey_resets_the_lockout_count(alice):
     db.session.commit()
     ceremony = passkeys.authentication_options(ISSUER, alice)
     answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)
-    person = SessionUser(alice, user.subject, user.username, user.name, user.email, user.password_version)
+    person = SessionUser(alice, user.subject, user.username, user.name, user.email, user.password_version,
+                         user.email_verified)
     use, result = passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person)
     assert result.amr == "pwd hwk mfa" and result.sid
     db.session.expire_all()

@@ -28,9 +28,9 @@ class Client(db.Model):
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=3600)
     # OpenID Connect Back-Channel and Front-Channel Logout 1.0 (services/logout.py)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
-    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
-    frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # `flask clients disable` / `enable`
     disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch seconds; None while enabled
     created_at: Mapped[int] = mapped_column(Integer)

@@ -44,7 +44,7 @@ def test_list_end_one_then_all_others(ui, browser, flow_clients, seeded, live_se
         other.get_by_label("User name or email").fill(user["username"])
         other.get_by_label("Password", exact=True).fill(user["password"])
         with other.expect_navigation():
-            other.locator("main button[type=submit]").click()
+            other.get_by_role("button", name="Sign in", exact=True).click()
         first_app, second_app = app_grant(base, user["password"]), app_grant(base, user["password"])
 
         # the home page links to the page; this browser comes first, marked

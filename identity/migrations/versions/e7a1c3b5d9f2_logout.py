@@ -25,9 +25,6 @@ def upgrade():
         batch_op.add_column(sa.Column('frontchannel_logout_uri', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('frontchannel_logout_session_required', sa.Boolean(), nullable=False,
                                       server_default=sa.false()))
-    with op.batch_alter_table('clients', schema=None) as batch_op:
-        batch_op.alter_column('backchannel_logout_session_required', server_default=None)
-        batch_op.alter_column('frontchannel_logout_session_required', server_default=None)
     op.create_table(
         'session_clients',
         sa.Column('id', sa.Integer(), nullable=False),
