@@ -4,13 +4,13 @@ from flask import Flask
 
 import api
 import identity
-from identity.application import IdentityFlask
+from identity.plumbing.application import IdentityFlask
 
 
 def create_app(config: dict | None = None) -> Flask:
     """Load settings (defaults, instance/config.py, FLASK_* environment, `config`), then attach each part."""
     app = IdentityFlask(__name__, instance_relative_config=True)
-    app.config.from_object("identity.config")
+    app.config.from_object("identity.config.defaults")
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()
     if config:

@@ -128,7 +128,7 @@ else:
 proc_name = "portcullis-identity"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 errorlog = "-"
-# One access log, not two: the app's JSON request log (FLASK_LOG_REQUESTS, identity/headers.py:
+# One access log, not two: the app's JSON request log (FLASK_LOG_REQUESTS, identity/plumbing/headers.py:
 # request_id, method, path, status, ms, ip; written in batches) is it, so gunicorn's own is off.
 # A second line per request cost about 7% of the local API's throughput.
 _access_log = os.environ.get("GUNICORN_ACCESS_LOG", "off")

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from identity import error_renderers
+from identity.plumbing import error_renderers
 from identity.extensions import csrf
 
 from . import problems, sessions  # noqa: F401  (sessions adds its routes to bp)

@@ -8,7 +8,7 @@ apps written against an IdentityServer4 host read the same shape; validation pro
 from flask import Response, json
 from werkzeug.http import HTTP_STATUS_CODES
 
-from identity.issuer import issuer
+from identity.config.issuer import issuer
 
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_TITLE = "One or more validation errors occurred."
@@ -59,5 +59,5 @@ def mfa_required(detail: str) -> Response:
 
 
 def render(status: int, title: str, detail: str) -> Response:
-    """The renderer for every error under /localapi (registered in identity.error_renderers)."""
+    """The renderer for every error under /localapi (registered in identity.plumbing.error_renderers)."""
     return problem(status, title, detail, errors={} if status == 400 else None)

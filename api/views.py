@@ -8,7 +8,7 @@ from identity.constants import LOCAL_API_SCOPE
 from identity.errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import current_token, require_oauth
-from identity.schemas import field_errors
+from identity.services.input_schemas import field_errors
 from identity.services import accounts, metrics, mfa, verification
 
 from .limits import default_limit, email_limit, per_token_limit, token_key

@@ -38,7 +38,7 @@ def measure() -> None:
                       "PURGE_INTERVAL_SECONDS": 0})
     with_layer = app.wsgi_app
     layer = with_layer
-    while not isinstance(layer, Metrics):  # the layer's place: identity/wsgi.py
+    while not isinstance(layer, Metrics):  # the layer's place: identity/plumbing/wsgi.py
         parent, layer = layer, layer.wsgi_app
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
                "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1", "wsgi.input": None, "QUERY_STRING": ""}

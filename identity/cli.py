@@ -11,11 +11,11 @@ from flask.cli import AppGroup, with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from . import settings
+from .config import startup
 from .clock import now
-from .database import ensure_schema
+from .services.schema import ensure_schema
 from .errors import IdentityError, ValidationFailed
-from .schemas import ApiScopeSchema, UserSchema, field_errors
+from .services.input_schemas import ApiScopeSchema, UserSchema, field_errors
 from .services import accounts, audit, clients, devices, key_encryption, keys, mfa, purge, resources, user_status
 from .services.seed import apply_seed, load_seed
 from .services.logout_delivery import deliver_due
@@ -41,12 +41,12 @@ def with_schema(fn=None, *, standard_resources: bool = True):
 
 def requires_settings(*names: str):
     """For a command that needs a setting only serving otherwise needs: `Error: <NAME> is required ...`
-    and exit 1 when it is missing (identity.settings.require), before the command does anything."""
+    and exit 1 when it is missing (identity.config.startup.require), before the command does anything."""
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            settings.require(current_app, *names)
+            startup.require(current_app, *names)
             return fn(*args, **kwargs)
 
         return wrapper

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from app import create_app
-from identity import config as identity_config
-from identity.database import ensure_schema
+from identity.config import defaults as identity_config
+from identity.services.schema import ensure_schema
 from identity.extensions import db
 from identity.services import mail as mail_service
 import mail_server

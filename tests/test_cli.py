@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
 from app import create_app
-from identity.database import head_revision
+from identity.services.schema import head_revision
 from identity.extensions import db
 from identity.models import ApiScope, AuditEvent, Client, SigningKey, User
 from identity.services.client_secrets import verify_client_secret

@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 
 from app import create_app
-from identity.settings import ConfigurationError
+from identity.config.startup import ConfigurationError
 
 
 KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -91,7 +91,7 @@ def _modes(path) -> dict[str, int]:
 
 @pytest.mark.parametrize("where", ["instance folder (default)", "a configured path"])
 def test_a_new_sqlite_database_and_its_wal_files_are_private(instance, umask_022, where):
-    from identity.database import ensure_schema
+    from identity.services.schema import ensure_schema
     from identity.extensions import db
 
     path = instance / "identity.db" if where.startswith("instance") else instance / "data" / "other.db"

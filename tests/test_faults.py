@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 from actions import AuthActions, OAuthActions
 from app import create_app
 from conftest import ALICE_PASSWORD, DEMO_SEED, HttpsClient, make_config
-from identity.database import ensure_schema
+from identity.services.schema import ensure_schema
 from identity.extensions import db
 from identity.models import AuditEvent, UserSession
 from servers import GunicornServer, csrf_from, sign_in, token_request

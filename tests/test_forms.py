@@ -4,7 +4,7 @@ import pytest
 from markupsafe import Markup
 from wtforms.widgets.core import html_params as wtforms_html_params
 
-from identity.forms import ChangePasswordForm, LoginForm, html_params
+from identity.web.forms import ChangePasswordForm, LoginForm, html_params
 
 
 @pytest.mark.parametrize("attributes", [

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from actions import AuthActions, OAuthActions, padded_chunks, pkce_pair
 from app import create_app
 from conftest import ALICE_PASSWORD, ROOT, csrf_token, make_config
-from identity.database import ensure_schema
+from identity.services.schema import ensure_schema
 from identity.extensions import db
 from identity.models import AuditEvent
 

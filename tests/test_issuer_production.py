@@ -5,7 +5,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from identity.settings import ConfigurationError
+from identity.config.startup import ConfigurationError
 
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = DISCOVERY + "/jwks"

@@ -24,7 +24,7 @@ from identity.clock import now as real_now
 from identity.extensions import db
 from identity.models import SigningKey
 from identity.services import keys, tokens
-from identity.settings import ConfigurationError
+from identity.config.startup import ConfigurationError
 
 from test_keys import JWKS, issue, kid_of, published, same_database_app, verify
 
@@ -458,7 +458,7 @@ def test_the_migration_keeps_the_keys_of_the_previous_version_and_they_are_encry
     from flask_migrate import upgrade
 
     from conftest import make_config
-    from identity.database import MIGRATIONS_DIR, _logging_kept, attach_migrate
+    from identity.services.schema import MIGRATIONS_DIR, _logging_kept, attach_migrate
 
     app = create_app(make_config("sqlite:///" + str(tmp_path / "old.db")))
     retired, current, rsa = keys._generate("ES256"), keys._generate("ES256"), keys._generate("RS256")

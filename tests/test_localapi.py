@@ -9,7 +9,7 @@ from sqlalchemy import select
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
 from identity.models import User
-from identity.services import sessions
+from identity.services import browser_sessions
 from identity.services.tokens import revoke_access_token, verify_access_token
 from statements import statements
 from test_localapi_support import (  # noqa: F401  (fixtures)
@@ -79,7 +79,7 @@ def test_token_in_query_or_body_is_not_accepted(api):
 def test_browser_session_alone_is_refused(app, api):
     """A signed-in browser (cookie session) gets 401: cookies never authenticate /localapi."""
     with app.test_request_context(base_url=BASE_URL):
-        sid = sessions.start_session(db.session.scalar(select(User).where(User.username == "alice"))).sid
+        sid = browser_sessions.start_session(db.session.scalar(select(User).where(User.username == "alice"))).sid
     with api.client.session_transaction() as session:
         session["_user_id"] = sid
         session["_fresh"] = True

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from identity.extensions import db
 from identity.models import RefreshToken, User, UserSession
-from identity.services import accounts, sessions
+from identity.services import accounts, browser_sessions
 from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
     CHEAP_ARGON2,
@@ -87,15 +87,15 @@ def test_change_revokes_refresh_tokens_and_sessions(app, api):
         add_refresh_token(alice.id, 3, revoked_at=1000)
         add_refresh_token(bob.id, 4)
         db.session.commit()
-        alice_sid, bob_sid = sessions.start_session(alice).sid, sessions.start_session(bob).sid
+        alice_sid, bob_sid = browser_sessions.start_session(alice).sid, browser_sessions.start_session(bob).sid
     assert api.change_password(api.token()).status_code == 204
     by_family = {row.family_id: row for row in api.refresh_tokens()}
     assert by_family["family-1"].revoked_at and by_family["family-2"].revoked_at
     assert by_family["family-3"].revoked_at == 1000
     assert by_family["family-4"].revoked_at is None
     with app.app_context():
-        assert sessions.load_session(alice_sid) is None
-        assert sessions.load_session(bob_sid) is not None
+        assert browser_sessions.load_session(alice_sid) is None
+        assert browser_sessions.load_session(bob_sid) is not None
         assert db.session.scalar(select(UserSession).where(UserSession.sid == bob_sid)).revoked_at is None
 
 

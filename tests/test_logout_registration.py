@@ -102,6 +102,6 @@ def test_discovery_advertises_logout_support(client):
 def test_a_wrong_delivery_setting_is_one_line_naming_it(database_uri, name, value):
     from app import create_app
     from conftest import make_config
-    from identity.settings import ConfigurationError
+    from identity.config.startup import ConfigurationError
     with pytest.raises(ConfigurationError, match=name):  # TESTING: raised, not printed with exit 3
         create_app(make_config(database_uri, **{name: value}))

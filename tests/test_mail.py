@@ -15,7 +15,7 @@ from app import create_app
 from identity.extensions import db
 from identity.models import AuditEvent
 from identity.services import mail as mail_service
-from identity.settings import ConfigurationError
+from identity.config.startup import ConfigurationError
 from bench.server import free_port
 
 RESET = dict(name="Alice", username="alice", minutes=30)

@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from app import create_app
 from conftest import make_config
-from identity import database
-from identity.database import MIGRATIONS_DIR, current_revision, ensure_schema, head_revision
+from identity.services import schema
+from identity.services.schema import MIGRATIONS_DIR, current_revision, ensure_schema, head_revision
 from identity.extensions import db
 from identity.services import passwords
 from servers import ROOT, flask_cli, server_env
@@ -36,7 +36,7 @@ def _versions(tmp_path, files: dict[str, str]):
 
 
 def test_head_revision_reads_typed_and_merge_migrations(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "VERSIONS_DIR", _versions(tmp_path, {
+    monkeypatch.setattr(schema, "VERSIONS_DIR", _versions(tmp_path, {
         "a.py": "revision = 'aaa'\ndown_revision = None\n",
         "b.py": "revision: str = 'bbb'\ndown_revision: Union[str, None] = 'aaa'\n",
         "c.py": '"""Revision ID: ccc\nRevises: aaa\n"""\nrevision = "ccc"\ndown_revision = "aaa"\n',
@@ -47,7 +47,7 @@ def test_head_revision_reads_typed_and_merge_migrations(tmp_path, monkeypatch):
 
 
 def test_head_revision_refuses_two_heads(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "VERSIONS_DIR", _versions(tmp_path, {
+    monkeypatch.setattr(schema, "VERSIONS_DIR", _versions(tmp_path, {
         "a.py": "revision = 'aaa'\ndown_revision = None\n",
         "b.py": "revision = 'bbb'\ndown_revision = 'aaa'\n",
         "c.py": "revision = 'ccc'\ndown_revision = 'aaa'\n",
@@ -67,7 +67,7 @@ def test_current_revision_reads_what_alembic_reads(tmp_path):
             with db.engine.begin() as conn:
                 conn.execute(text("UPDATE alembic_version SET version_num = 'aaaaaaaaaaaa'"))
             assert current_revision() == "aaaaaaaaaaaa"
-            assert "out of date (at aaaaaaaaaaaa" in database.schema_problem()
+            assert "out of date (at aaaaaaaaaaaa" in schema.schema_problem()
             with db.engine.begin() as conn:
                 conn.execute(text("DELETE FROM alembic_version"))
             assert current_revision() is None
@@ -167,7 +167,7 @@ def test_no_thread_without_malloc_trim(monkeypatch):
 IDLE_RSS = """
 import time
 from flask import Flask
-import identity.config
+import identity.config.defaults
 from identity.services import passwords
 
 def rss_mib():
@@ -175,7 +175,7 @@ def rss_mib():
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 app = Flask("idle")
-app.config.from_object(identity.config)
+app.config.from_object(identity.config.defaults)
 with app.app_context():
     stored = passwords.hash_password("amber-lantern-meadow-4821")
     for _ in range(3):

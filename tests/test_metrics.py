@@ -13,7 +13,7 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from identity.services import metrics
-from identity.settings import ConfigurationError
+from identity.config.startup import ConfigurationError
 from app import create_app
 from conftest import make_config
 from servers import GunicornServer, password_grant_seed, run_together, seeded_server, token_request

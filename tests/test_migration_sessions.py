@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from app import create_app
 from conftest import make_config
-from identity.database import MIGRATIONS_DIR, _logging_kept, attach_migrate
+from identity.services.schema import MIGRATIONS_DIR, _logging_kept, attach_migrate
 from identity.extensions import db
 
 BEFORE = "3b1f0c2d9a47"

@@ -10,7 +10,7 @@ from identity.errors import NotFound, PasskeyRefused
 from identity.extensions import db
 from identity.models import AuditEvent, Passkey, User, UserSession
 from identity.services import accounts, mfa, passkeys
-from identity.services.sessions import SessionUser
+from identity.services.browser_sessions import SessionUser
 from webauthn_keys import UP, SoftKey, b64url
 
 ISSUER = "https://id.example.com"

@@ -211,7 +211,7 @@ def test_automatic_purge_waits_for_its_interval(app, seeded, live_server):
 def test_purge_settings_are_checked():
     from app import create_app
     from conftest import make_config
-    from identity.settings import ConfigurationError
+    from identity.config.startup import ConfigurationError
 
     create_app(make_config("sqlite://", PURGE_INTERVAL_SECONDS=0))  # 0: no automatic purge (use the command)
     for bad in ({"PURGE_INTERVAL_SECONDS": -1}, {"PURGE_BATCH_SIZE": 0}, {"AUDIT_RETENTION_DAYS": 0},

@@ -398,7 +398,7 @@ def test_the_token_never_reaches_the_logs(app, client, seeded, mail, caplog):
 
 
 def test_the_development_servers_request_log_drops_query_strings(caplog):
-    from identity.headers import QueryStringFilter
+    from identity.plumbing.headers import QueryStringFilter
 
     record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '%s - - [%s] "%s" %s %s', (
         "127.0.0.1", "now", "GET /account/reset-password?token=SECRET&returnUrl=/x HTTP/1.1", "200", "-"), None)

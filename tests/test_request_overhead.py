@@ -9,7 +9,7 @@ import time
 from actions import AuthActions, OAuthActions
 from conftest import ALICE_PASSWORD, csrf_token
 
-from identity.headers import RequestLineHandler
+from identity.plumbing.headers import RequestLineHandler
 
 
 # --- the request log's batches ---------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_new_request_ids_are_distinct_hex_and_a_sensible_incoming_one_is_kept(cl
 
 
 def test_request_log_lines_are_exactly_what_json_dumps_writes(monkeypatch):
-    from identity import headers
+    from identity.plumbing import headers
 
     lines = []
 

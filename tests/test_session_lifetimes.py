@@ -121,7 +121,7 @@ def test_last_seen_is_written_at_most_once_a_minute(client, seeded, app, moved):
 def test_lifetime_settings_are_checked():
     from app import create_app
     from conftest import make_config
-    from identity.settings import ConfigurationError
+    from identity.config.startup import ConfigurationError
 
     for bad in ({"SESSION_IDLE_SECONDS": 0}, {"SESSION_ABSOLUTE_SECONDS": -1}, {"SESSION_IDLE_SECONDS": "x"},
                 {"SESSION_ABSOLUTE_SECONDS": True}):
@@ -174,7 +174,7 @@ def test_id_token_sid_is_not_the_cookie_identifier_and_logout_with_it_works(clie
 
 
 def test_public_sid_is_live_only_while_the_session_is(client, flow_clients, app, moved):
-    from identity.services.sessions import session_is_live
+    from identity.services.browser_sessions import session_is_live
 
     AuthActions(client).login()
     session = _session_row(app)

@@ -55,20 +55,20 @@ def test_sign_in_writes_its_session_and_audit_event(client, auth, app, seeded):
 
 
 def test_a_session_cookie_is_read_back_as_its_user_and_sign_in_time(client, auth, app, seeded):
-    from identity.services import sessions
+    from identity.services import browser_sessions
 
     assert auth.login().status_code == 302
     with app.app_context():
         row = db.session.scalar(select(UserSession))
         alice = _user(app)
-        user, auth_time, _, amr = sessions.load_session(row.sid)
+        user, auth_time, _, amr = browser_sessions.load_session(row.sid)
         assert amr == "pwd"  # a password alone (RFC 8176)
         assert (user.id, user.subject, user.username, user.email, user.password_version) == (
             alice.id, alice.subject, alice.username, alice.email, alice.password_version)
         assert auth_time == row.auth_time
-        sessions.end_session(row.sid)
-        assert sessions.load_session(row.sid) is None
-        assert sessions.load_session("no-such-sid") is None
+        browser_sessions.end_session(row.sid)
+        assert browser_sessions.load_session(row.sid) is None
+        assert browser_sessions.load_session("no-such-sid") is None
     assert client.get("/diagnostics").status_code == 302  # the ended session signs the cookie out
 
 

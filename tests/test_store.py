@@ -7,7 +7,7 @@ from sqlalchemy import select
 from identity.clock import now
 from identity.extensions import db
 from identity.models import AuthorizationCode, RefreshToken, User
-from identity.store import grants, lockout
+from identity.store import issued_grants, lockout
 
 
 @pytest.fixture
@@ -27,13 +27,13 @@ def _code_values(alice_id, stamp):
 def test_a_code_is_consumed_once_with_its_first_refresh_token(app, alice_id):
     stamp = now()
     with app.test_request_context():
-        grants.insert_code(_code_values(alice_id, stamp))
-        code = grants.code_grant("h-code")
+        issued_grants.insert_code(_code_values(alice_id, stamp))
+        code = issued_grants.code_grant("h-code")
         assert (code.user_id, code.subject is not None, code.consumed_at) == (alice_id, True, None)
-        successor = grants.successor_values(code, "h-first", scope="openid offline_access", access_token_jti="jti-1",
+        successor = issued_grants.successor_values(code, "h-first", scope="openid offline_access", access_token_jti="jti-1",
                                             stamp=stamp, expires_at=stamp + 3600)
-        assert grants.consume_code(code.id, stamp=stamp, access_token_jti="jti-1", successor=successor) is True
-        assert grants.consume_code(code.id, stamp=stamp, access_token_jti="jti-2", successor=successor) is False
+        assert issued_grants.consume_code(code.id, stamp=stamp, access_token_jti="jti-1", successor=successor) is True
+        assert issued_grants.consume_code(code.id, stamp=stamp, access_token_jti="jti-2", successor=successor) is False
     with app.app_context():
         row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == "h-code"))
         assert (row.consumed_at, row.issued_jti) == (stamp, "jti-1")
@@ -45,18 +45,18 @@ def test_a_code_is_consumed_once_with_its_first_refresh_token(app, alice_id):
 def test_a_refresh_token_rotates_once(app, alice_id):
     stamp = now()
     with app.test_request_context():
-        grants.add_refresh_token(token_hash="h-old", family_id="fam-r", client_id="mobile", user_id=alice_id,
+        issued_grants.add_refresh_token(token_hash="h-old", family_id="fam-r", client_id="mobile", user_id=alice_id,
                                  session_id=None, scope="openid offline_access", auth_time=stamp,
                                  access_token_jti="jti-0", issued_at=stamp, expires_at=stamp + 3600)
         db.session.commit()
-        old = grants.refresh_grant("h-old")
-        values = grants.successor_values(old, "h-new", scope=old.scope, access_token_jti="jti-1", stamp=stamp,
+        old = issued_grants.refresh_grant("h-old")
+        values = issued_grants.successor_values(old, "h-new", scope=old.scope, access_token_jti="jti-1", stamp=stamp,
                                          expires_at=stamp + 3600)
-        assert grants.rotate_refresh_token(old.id, values, with_successor=True) is True
-        again = grants.successor_values(old, "h-other", scope=old.scope, access_token_jti="jti-2", stamp=stamp,
+        assert issued_grants.rotate_refresh_token(old.id, values, with_successor=True) is True
+        again = issued_grants.successor_values(old, "h-other", scope=old.scope, access_token_jti="jti-2", stamp=stamp,
                                         expires_at=stamp + 3600)
-        assert grants.rotate_refresh_token(old.id, again, with_successor=True) is False
-        assert grants.family_access_token_jtis(["fam-r"]) == {"jti-0", "jti-1"}
+        assert issued_grants.rotate_refresh_token(old.id, again, with_successor=True) is False
+        assert issued_grants.family_access_token_jtis(["fam-r"]) == {"jti-0", "jti-1"}
     with app.app_context():
         rows = {t.token_hash: t for t in db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == "fam-r"))}
         assert set(rows) == {"h-old", "h-new"}
@@ -66,15 +66,15 @@ def test_a_refresh_token_rotates_once(app, alice_id):
 def test_a_refresh_token_consumed_without_successor(app, alice_id):
     stamp = now()
     with app.test_request_context():
-        grants.add_refresh_token(token_hash="h-last", family_id="fam-l", client_id="mobile", user_id=alice_id,
+        issued_grants.add_refresh_token(token_hash="h-last", family_id="fam-l", client_id="mobile", user_id=alice_id,
                                  session_id=None, scope="openid", auth_time=stamp, access_token_jti=None,
                                  issued_at=stamp, expires_at=stamp + 3600)
         db.session.commit()
-        old = grants.refresh_grant("h-last")
-        values = grants.successor_values(old, None, scope="openid", access_token_jti=None, stamp=stamp,
+        old = issued_grants.refresh_grant("h-last")
+        values = issued_grants.successor_values(old, None, scope="openid", access_token_jti=None, stamp=stamp,
                                          expires_at=stamp + 3600)
-        assert grants.rotate_refresh_token(old.id, values, with_successor=False) is True
-        assert grants.rotate_refresh_token(old.id, values, with_successor=False) is False
+        assert issued_grants.rotate_refresh_token(old.id, values, with_successor=False) is True
+        assert issued_grants.rotate_refresh_token(old.id, values, with_successor=False) is False
     with app.app_context():
         assert db.session.scalar(select(RefreshToken.consumed_at).where(RefreshToken.token_hash == "h-last")) == stamp
         assert db.session.scalar(select(db.func.count()).select_from(RefreshToken)

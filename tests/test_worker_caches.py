@@ -64,7 +64,7 @@ def test_a_cache_period_must_be_seconds(database_uri, name, value):
     from conftest import make_config
 
     from app import create_app
-    from identity.settings import ConfigurationError
+    from identity.config.startup import ConfigurationError
 
     with pytest.raises(ConfigurationError, match=name):
         create_app(make_config(database_uri, **{name: value}))

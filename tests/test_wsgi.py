@@ -1,11 +1,11 @@
-"""The WSGI layers around the app (identity/wsgi.py): all of them, in the written order."""
+"""The WSGI layers around the app (identity/plumbing/wsgi.py): all of them, in the written order."""
 
 import pytest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from identity import wsgi
-from identity.body_limit import ChunkedBodyLimit
-from identity.headers import ResponseHeaders
+from identity.plumbing import wsgi
+from identity.plumbing.body_limit import ChunkedBodyLimit
+from identity.plumbing.headers import ResponseHeaders
 from identity.services.logout_delivery import DeliverAfterResponses
 from identity.services.purge import PurgeAfterResponses
 from identity.web.cors import Cors

@@ -20,7 +20,7 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from flask import abort, g, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..error_renderers import renderer_for
+from ..plumbing.error_renderers import renderer_for
 from ..models import Client, User
 from ..services import tokens
 from ..services.clients import get_client

@@ -12,7 +12,7 @@ from flask import Flask, current_app, g
 from flask import request as flask_request
 
 from ..constants import OFFLINE_ACCESS
-from ..services import grants as grant_service
+from ..services import issued_grants as grant_service
 from ..services import metrics, tokens
 from ..services.clients import cached_client, is_client_id
 from .client import OAuthClient
@@ -21,7 +21,7 @@ from .context import grant_context
 from .error_text import install as install_safe_error_text
 from .parameters import request_parameter_error
 from .requests import FormRequest, is_form_post
-from .grants import (
+from .grant_types import (
     ALL_AUTH_METHODS,
     SECRET_AUTH_METHODS,
     AuthorizationCodeGrant,
@@ -90,7 +90,7 @@ class RevocationEndpoint(_RevocationEndpoint):
         return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token, request):
-        token.revoke()  # a service call that commits (services/grants.py)
+        token.revoke()  # a service call that commits (services/issued_grants.py)
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):

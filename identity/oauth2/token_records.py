@@ -1,7 +1,7 @@
 """Tokens as the revocation and introspection endpoints see them."""
 
 from ..clock import now
-from ..services import grants, tokens
+from ..services import issued_grants, tokens
 from ..services.accounts import get_user
 from ..services.tokens import InvalidToken
 
@@ -30,7 +30,7 @@ class AccessTokenRecord:
 
     def revoke(self) -> None:
         user = self._live_user() if "sub" in self.claims else None  # before the jti joins the list
-        grants.revoke_access_token(self.claims["jti"], self.claims["exp"], user_id=user.id if user else None,
+        issued_grants.revoke_access_token(self.claims["jti"], self.claims["exp"], user_id=user.id if user else None,
                                    client_id=self.client_id)
 
     def introspection(self) -> dict:
@@ -58,7 +58,7 @@ class RefreshTokenRecord:
         return self.row.revoked_at is not None or self.row.consumed_at is not None
 
     def revoke(self) -> None:
-        grants.revoke_refresh_token(self.row)
+        issued_grants.revoke_refresh_token(self.row)
 
     def introspection(self) -> dict:
         user = get_user(self.row.user_id)
@@ -77,5 +77,5 @@ def find_token(value: str, hint: str | None):
             return AccessTokenRecord(tokens.verify_access_token(value))
         except InvalidToken:
             return None
-    row = grants.find_refresh_token(value)
+    row = issued_grants.find_refresh_token(value)
     return RefreshTokenRecord(row) if row is not None else None

@@ -11,12 +11,23 @@ from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as store
-from ..store import grants as grant_rows
-from ..store import sessions as session_rows
+from ..store import issued_grants as grant_rows
+from ..store import browser_sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write
-from . import account_tokens, audit, bearer_cache, grants, lockout, logout, metrics, mfa, notifications, sessions
-from .sessions import SessionUser
+from . import (
+    account_tokens,
+    audit,
+    bearer_cache,
+    issued_grants,
+    lockout,
+    logout,
+    metrics,
+    mfa,
+    notifications,
+    browser_sessions,
+)
+from .browser_sessions import SessionUser
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
@@ -197,7 +208,7 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
     if result.user is not None and result.needs_second_factor:
         write(*success)
     elif result.user is not None:
-        session, store = sessions.new_session(result.user.id, client_id=client_id)
+        session, store = browser_sessions.new_session(result.user.id, client_id=client_id)
         write(*success, store)
         result.sid, result.auth_time, result.public_sid = session
         metrics.count_sign_in("success")
@@ -224,7 +235,7 @@ def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
     if check.method is None:
         return SignInResult(None, locked=check.locked)
     methods = mfa.amr_with_second_factor(amr, check.method)
-    session, store = sessions.new_session(user.id, amr=methods)
+    session, store = browser_sessions.new_session(user.id, amr=methods)
     write(*check.success, audit.event_write("sign_in", user_id=user.id, client_id=client_id,
                                              detail={"amr": methods}), store)
     result = SignInResult(user, amr=methods)
@@ -240,7 +251,7 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
     `keep_sid`); the caller commits."""
     stamp = now()
     logout.user_logged_out(user_id, keep_sid=keep_sid, reason="password_changed")
-    grants.end_user_codes(user_id)
+    issued_grants.end_user_codes(user_id)
     grant_rows.revoke_user_refresh_tokens(user_id, stamp)
     session_rows.revoke_user_sessions(user_id, stamp, keep_sid=keep_sid)
 

@@ -10,7 +10,7 @@ from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, StandaloneAccessToken
-from ..schemas import ClientSchema, field_errors
+from .input_schemas import ClientSchema, field_errors
 from . import audit
 from .client_secrets import generate_client_secret, hash_client_secret
 from .resources import all_scope_names

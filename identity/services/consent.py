@@ -8,7 +8,7 @@ from ..clock import now
 from ..extensions import db
 from ..models import Client, Consent, RefreshToken
 from . import audit
-from .grants import revoke_user_client_grants
+from .issued_grants import revoke_user_client_grants
 from .resources import display_names
 
 

@@ -4,8 +4,8 @@ An entry is a live browser session (a sign-in on this server's pages) or an app 
 refresh-token family: what lets an app stay signed in). The page, the local API and the CLI all
 come here. Ending goes through the existing end points only, so whatever hangs on them (the
 audit log, logout notifications to the apps) fires the same way for every front door:
-services/sessions.end_session for a browser session (its codes die with it: a code only redeems
-while its session lives) and services/grants.revoke_family for a grant (its refresh tokens and
+services/browser_sessions.end_session for a browser session (its codes die with it: a code only redeems
+while its session lives) and services/issued_grants.revoke_family for a grant (its refresh tokens and
 every access token issued in it).
 
 An entry's id is public and opaque: the kind, then the session's public id or the family's
@@ -18,7 +18,7 @@ from .. import clock
 from ..errors import NotFound
 from ..extensions import db
 from ..store import devices as store
-from . import audit, grants, sessions
+from . import audit, issued_grants, browser_sessions
 from .user_agents import summarise
 
 BROWSER, APP = "browser", "app"
@@ -65,7 +65,7 @@ def list_entries(user_id: int, current: str | None = None) -> list[Entry]:
     recently used."""
     stamp = clock.now()
     rows = [r for r in store.unrevoked_sessions(user_id)
-            if sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)]
+            if browser_sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)]
     tokens = store.live_refresh_tokens(user_id, stamp)
     started = store.families_started(user_id, {t.family_id for t in tokens})
     names = store.client_names([r.client_id for r in rows] + [t.client_id for t in tokens])
@@ -118,10 +118,10 @@ def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[
 def _end(user_id: int, entry: Entry, by: str) -> None:
     kind, key = parse_entry_id(entry.id)
     if kind == APP:
-        grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id)
+        issued_grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id)
         return
     sid = store.session_cookie_sid(user_id, key)
     if sid is None:  # ended meanwhile
         return
     audit.record("session_ended", user_id=user_id, client_id=entry.client_id, detail={"reason": f"ended_by_{by}"})
-    sessions.end_session(sid)  # commits the event with the end
+    browser_sessions.end_session(sid)  # commits the event with the end

@@ -6,7 +6,7 @@ import hashlib
 from flask import current_app
 
 from ..clock import now
-from ..issuer import issuer
+from ..config.issuer import issuer
 from ..models import User
 from .mfa import sign_in_claims
 from .tokens import sign

@@ -10,7 +10,7 @@ token never starts with "{").
 from cryptography.fernet import InvalidToken, MultiFernet, Fernet
 from flask import current_app
 
-from ..settings import require
+from ..config.startup import require
 
 
 class UndecryptableKey(RuntimeError):

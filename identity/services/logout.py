@@ -25,7 +25,7 @@ from flask import current_app, has_request_context
 
 from .. import clock
 from ..extensions import db
-from ..issuer import issuer
+from ..config.issuer import issuer
 from ..store import logout as store
 from .clients import get_client
 from .logout_delivery import WAKE_AFTER_COMMIT

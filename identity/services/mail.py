@@ -23,7 +23,7 @@ from flask import Flask, current_app, g, has_request_context, render_template
 from flask_mail import Connection, Mail, Message
 
 from ..extensions import db
-from ..issuer import issuer
+from ..config.issuer import issuer
 from ..store.writes import write
 from . import audit
 

@@ -36,9 +36,9 @@ from ..errors import NotFound, PasskeyRefused
 from ..extensions import db
 from ..models import Passkey, User
 from ..store import passkeys as store
-from . import audit, lockout, mfa, sessions
+from . import audit, lockout, mfa, browser_sessions
 from .accounts import SignInResult
-from .sessions import SessionUser
+from .browser_sessions import SessionUser
 
 CHALLENGE_SECONDS = 120  # a ceremony's challenge is accepted this long after its options
 TIMEOUT_MS = 60_000  # how long the browser waits for the person (a hint in the options)
@@ -258,7 +258,7 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
         db.session.rollback()
         raise PasskeyRefused(NOT_VERIFIED)
     amr = f"{use.method} {mfa.AMR_MFA}"  # user verification was required: two factors in one
-    session, insert = sessions.new_session(user.id, amr=amr)
+    session, insert = browser_sessions.new_session(user.id, amr=amr)
     db.session.execute(*insert)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
     db.session.commit()
@@ -280,7 +280,7 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
         raise PasskeyRefused(LOCKED)
     use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
     methods = mfa.amr_with_second_factor(amr, use.method)
-    session, insert = sessions.new_session(user.id, amr=methods)
+    session, insert = browser_sessions.new_session(user.id, amr=methods)
     for statement in (lockout.settled(reservation), insert):
         db.session.execute(*statement)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
@@ -288,7 +288,7 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
     return use, _started(user, session, methods)
 
 
-def _started(user: SessionUser, session: "sessions.NewSession", amr: str) -> SignInResult:
+def _started(user: SessionUser, session: "browser_sessions.NewSession", amr: str) -> SignInResult:
     return SignInResult(user, sid=session.sid, auth_time=session.auth_time, public_sid=session.public_sid, amr=amr)
 
 

@@ -179,5 +179,5 @@ class PurgeAfterResponses:
 
 
 def layer(app: Flask, wsgi_app):
-    """Purge after responses, if PURGE_INTERVAL_SECONDS is not 0 (its place: identity/wsgi.py)."""
+    """Purge after responses, if PURGE_INTERVAL_SECONDS is not 0 (its place: identity/plumbing/wsgi.py)."""
     return PurgeAfterResponses(app, wsgi_app) if float(app.config["PURGE_INTERVAL_SECONDS"]) > 0 else wsgi_app

@@ -13,7 +13,7 @@ from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
 from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client
-from ..schemas import SeedSchema, flatten_messages as _flatten
+from .input_schemas import SeedSchema, flatten_messages as _flatten
 from . import audit, bearer_cache
 from .accounts import build_user, find_user, normalize_login, revoke_grants_and_sessions, store_new_password
 from .client_secrets import hash_client_secret, verify_client_secret

@@ -19,7 +19,7 @@ from joserfc.errors import JoseError
 
 from ..clock import now
 from ..constants import LOCAL_API_SCOPE
-from ..issuer import issuer
+from ..config.issuer import issuer
 from ..models import Client, User
 from ..store import tokens as store
 from ..store.tokens import LiveUser

@@ -3,12 +3,12 @@
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..auth import hold_for_second_factor, sign_in, sign_out
+from ..plumbing.login_session import hold_for_second_factor, sign_in, sign_out
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
-from ..forms import ChangePasswordForm, ConfirmForm, LoginForm
+from .forms import ChangePasswordForm, ConfirmForm, LoginForm
 from ..services import accounts, metrics, mfa
-from ..headers import allow_form_target
+from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
 from .decisions import render, render_signed_out

@@ -5,10 +5,10 @@ from urllib.parse import parse_qsl
 from flask import Blueprint, jsonify, render_template, request
 from flask_login import current_user
 
-from ..auth import sign_out
+from ..plumbing.login_session import sign_out
 from ..extensions import csrf, limiter, sensitive_limit
-from ..forms import ConfirmForm
-from ..headers import allow_form_target
+from .forms import ConfirmForm
+from ..plumbing.headers import allow_form_target
 from ..oauth2 import authorization_server
 from ..oauth2 import end_session
 from ..oauth2.authorize import AuthorizationParams, authorize as decide_authorization

@@ -3,8 +3,8 @@
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
-from ..forms import ConfirmForm
-from ..headers import allow_form_target
+from .forms import ConfirmForm
+from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, ConsentPrompt, answer_consent, consent_prompt
 from ..services.resources import display_names
 from .decisions import render

@@ -59,5 +59,5 @@ class Cors:
 
 
 def layer(app: Flask, wsgi_app):
-    """The CORS layer (its place: identity/wsgi.py)."""
+    """The CORS layer (its place: identity/plumbing/wsgi.py)."""
     return Cors(app, wsgi_app)

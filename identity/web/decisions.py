@@ -4,7 +4,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import make_response, redirect, render_template, url_for
 
-from ..headers import allow_frame_sources
+from ..plumbing.headers import allow_frame_sources
 from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, Respond, ShowError, SignedOut
 from ..oauth2.response_modes import delivered, location
 

@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, Response, current_app, request
 
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
-from ..issuer import issuer
+from ..config.issuer import issuer
 from ..services import keys
 from ..services.mfa import ACR_MFA, ACR_ONE_FACTOR
 from ..services.resources import api_scope_names

@@ -6,7 +6,7 @@ from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, ValidationFailed
 from ..extensions import limiter, sensitive_limit
-from ..forms import ChangeEmailForm, ConfirmForm
+from .forms import ChangeEmailForm, ConfirmForm
 from ..services import accounts, verification
 from .return_urls import pending_client, safe_return_url
 

@@ -5,7 +5,7 @@ from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from ..error_renderers import renderer_for
+from ..plumbing.error_renderers import renderer_for
 from ..extensions import db, login_manager
 from ..oauth2.error_text import safe_description
 from ..services import metrics
@@ -16,7 +16,7 @@ OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "in
 
 
 def render_error(status: int, title: str, detail: str, headers: dict | None = None):
-    render = renderer_for(request.path)  # a part's own shape (identity/error_renderers.py)
+    render = renderer_for(request.path)  # a part's own shape (identity/plumbing/error_renderers.py)
     if render is not None:
         response = render(status, title, detail)
     elif request.path.startswith("/connect/") or request.path.startswith("/.well-known/"):

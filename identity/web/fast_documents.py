@@ -57,5 +57,5 @@ class FastDocuments:
 
 
 def layer(app: Flask, wsgi_app):
-    """The fast-documents layer (its place: identity/wsgi.py)."""
+    """The fast-documents layer (its place: identity/plumbing/wsgi.py)."""
     return FastDocuments(app, wsgi_app)

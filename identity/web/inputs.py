@@ -51,5 +51,5 @@ def init_app(app: Flask) -> None:
 
 
 def layer(app: Flask, wsgi_app):
-    """The query-string layer (its place: identity/wsgi.py)."""
+    """The query-string layer (its place: identity/plumbing/wsgi.py)."""
     return AsciiQueryString(wsgi_app)

@@ -92,6 +92,6 @@ class Metrics:
 
 
 def layer(app: Flask, wsgi_app):
-    """The metrics layer (its place: identity/wsgi.py), and the hook that tells it the endpoint."""
+    """The metrics layer (its place: identity/plumbing/wsgi.py), and the hook that tells it the endpoint."""
     app.teardown_request(_remember_endpoint)
     return Metrics(app, wsgi_app)

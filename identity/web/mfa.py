@@ -3,11 +3,11 @@
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..auth import drop_pending, pending_second_factor, sign_in
+from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
 from ..extensions import limiter, sensitive_limit
-from ..forms import ConfirmForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
-from ..headers import allow_form_target
+from .forms import ConfirmForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
+from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
 from .return_urls import pending_authorization, pending_client

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify
 
-from ..database import schema_problem
+from ..services.schema import schema_problem
 from ..services import keys
 
 bp = Blueprint("ops", __name__)

@@ -12,14 +12,14 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
                    url_for)
 from flask_login import current_user, fresh_login_required
 
-from ..auth import drop_pending, pending_second_factor, sign_in
+from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
 from ..errors import NotFound, PasskeyRefused
 from ..extensions import limiter, sensitive_limit
-from ..forms import LoginForm, SecondFactorForm
-from ..headers import allow_form_target
-from ..issuer import issuer
+from .forms import LoginForm, SecondFactorForm
+from ..plumbing.headers import allow_form_target
+from ..config.issuer import issuer
 from ..services import accounts, mfa, passkeys
-from ..services.sessions import SessionUser
+from ..services.browser_sessions import SessionUser
 from .account import _after_sign_in, _return_url
 from .return_urls import pending_authorization, pending_client
 

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from ..errors import InvalidLink, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
-from ..forms import ForgotPasswordForm, ResetPasswordForm
+from .forms import ForgotPasswordForm, ResetPasswordForm
 from ..services import recovery
 from ..services.accounts import normalize_login
 from .return_urls import pending_authorization, safe_return_url

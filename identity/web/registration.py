@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from ..errors import ValidationFailed
 from ..extensions import limiter
-from ..forms import RegisterForm
+from .forms import RegisterForm
 from ..services import registration
 from .return_urls import pending_authorization, pending_client, safe_return_url
 

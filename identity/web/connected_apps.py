@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..forms import ConfirmForm
+from .forms import ConfirmForm
 from ..services import consent
 
 bp = Blueprint("grants", __name__, url_prefix="/account/grants")

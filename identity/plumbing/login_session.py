@@ -6,11 +6,11 @@ The sid stays between the browser and this server; tokens name the session by it
 from flask import Flask, session
 from flask_login import login_user, logout_user
 
-from .clock import now
-from .extensions import login_manager
-from .models import User
-from .services import logout, sessions
-from .services.accounts import SignInResult
+from ..clock import now
+from ..extensions import login_manager
+from ..models import User
+from ..services import logout, browser_sessions
+from ..services.accounts import SignInResult
 
 
 class SignedIn:
@@ -20,7 +20,7 @@ class SignedIn:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, user: "User | sessions.SessionUser", sid: str, auth_time: int, public_sid: str,
+    def __init__(self, user: "User | browser_sessions.SessionUser", sid: str, auth_time: int, public_sid: str,
                  amr: str = "pwd"):
         self.user = user
         self.sid = sid  # the cookie's secret identifier
@@ -34,7 +34,7 @@ class SignedIn:
 
 @login_manager.user_loader
 def _load(sid: str):
-    found = sessions.load_session(sid)  # None also when the session is idle or too old: sign in again
+    found = browser_sessions.load_session(sid)  # None also when the session is idle or too old: sign in again
     return SignedIn(found.user, sid, found.auth_time, found.public_sid, found.amr) if found else None
 
 
@@ -73,7 +73,7 @@ def drop_pending() -> None:
 
 def sign_out(principal) -> list[str]:
     """End the browser session; the front-channel logout URIs of the clients it had issued to."""
-    ended = sessions.end_session(principal.sid) if getattr(principal, "is_authenticated", False) else None
+    ended = browser_sessions.end_session(principal.sid) if getattr(principal, "is_authenticated", False) else None
     logout_user()
     session.clear()
     return logout.frontchannel_logout_uris(ended)

@@ -8,13 +8,14 @@ wsgi_app)` returns the wrapped app, or `wsgi_app` itself when its setting turns 
 
 from flask import Flask
 
-from . import body_limit, headers, settings
-from .services import logout_delivery, purge
-from .web import cors, fast_documents, inputs, metrics
+from . import body_limit, headers
+from ..config import startup
+from ..services import logout_delivery, purge
+from ..web import cors, fast_documents, inputs, metrics
 
 #: (layer, why it sits there), outermost first
 LAYERS = (
-    (settings.proxy_fix,
+    (startup.proxy_fix,
      "ProxyFix: first, so every layer inside sees the client's address, scheme and host"),
     (purge.layer,
      "purge after responses: outside the headers layer, so a pass is not part of a request's logged time"),

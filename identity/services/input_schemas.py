@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
-from .constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
 
 _NAME = validate.Length(min=1, max=200)
 #: grant types a client may not hold together, as IdentityServer4 refuses them: implicit with

@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .constants import ACCESS_TOKEN_LIFETIME_MAX
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX
 
 
 SIGNING_ALGS = ("RS256", "ES256")

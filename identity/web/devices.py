@@ -6,7 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..errors import NotFound
-from ..forms import ConfirmForm
+from .forms import ConfirmForm
 from ..services import devices
 
 bp = Blueprint("sessions", __name__, url_prefix="/account/sessions")

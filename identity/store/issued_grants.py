@@ -2,7 +2,7 @@
 
 Consuming a code or a refresh token is one conditional UPDATE (`... WHERE consumed_at IS NULL`),
 so of two simultaneous redemptions exactly one wins; what the loser means (a replay) is the
-service's business (services/grants.py), not this module's.
+service's business (services/issued_grants.py), not this module's.
 
 The sign-in's hot path is built once, at import: the authorization endpoint writes a code, the
 token endpoint reads it with its user on the autocommit connection (no pool checkout, no ORM)

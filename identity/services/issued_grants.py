@@ -4,7 +4,7 @@ Codes and refresh tokens are stored as SHA-256 handles. Consuming either is one 
 UPDATE (`... WHERE consumed_at IS NULL`), so of two simultaneous redemptions exactly one wins;
 the loser is treated as a replay and the whole family it belongs to is revoked.
 
-This module says what happens to a grant; identity/store/grants.py holds the statements and
+This module says what happens to a grant; identity/store/issued_grants.py holds the statements and
 decides how each write is committed (connection, transaction, dialect).
 """
 
@@ -17,10 +17,10 @@ from ..clock import now
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX
 from ..extensions import db
 from ..models import RefreshToken
-from ..store import grants as store
-from ..store.grants import CodeGrant, RefreshGrant
+from ..store import issued_grants as store
+from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics
-from .sessions import session_is_live
+from .browser_sessions import session_is_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
 

@@ -20,7 +20,7 @@ from flask import current_app
 from .. import clock
 from ..extensions import db
 from ..models import User
-from ..store import sessions as store
+from ..store import browser_sessions as store
 from ..store.writes import Write
 from . import logout
 from .user_agents import caller_device

@@ -20,9 +20,9 @@ from flask import Flask, current_app
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 
-from .extensions import db
+from ..extensions import db
 
-MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+MIGRATIONS_DIR = str(Path(__file__).parent.parent / "migrations")
 VERSIONS_DIR = Path(MIGRATIONS_DIR) / "versions"
 UPGRADE_COMMAND = "flask --app app db upgrade"
 VERSION_TABLE = "alembic_version"
@@ -149,7 +149,7 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
 
     The seed command adds them itself, in its own transaction, so its report counts them.
     """
-    from .services.resources import ensure_standard_resources
+    from .resources import ensure_standard_resources
 
     if not schema_is_current():
         from flask_migrate import upgrade
@@ -180,7 +180,7 @@ def check_schema_on_start(app: Flask) -> None:
     """
     if app.config.get("TESTING"):
         return
-    from .settings import serves_requests
+    from ..config.startup import serves_requests
 
     if not serves_requests():
         return

@@ -22,7 +22,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = None  # None: True outside development
 REMEMBER_COOKIE_NAME = "idsrv.remember"
 REMEMBER_COOKIE_DURATION_SECONDS = 14 * 24 * 3600  # "remember me" keeps a sign-in this long (at most the absolute lifetime)
-# Server-side session lifetimes (services/sessions.py), "remember me" included: a session unused
+# Server-side session lifetimes (services/browser_sessions.py), "remember me" included: a session unused
 # for SESSION_IDLE_SECONDS, or SESSION_ABSOLUTE_SECONDS after sign-in, is ended and its user
 # signs in again. NIST SP 800-63B-4 asks at most 30 days between sign-ins for a password alone.
 SESSION_IDLE_SECONDS = 24 * 3600

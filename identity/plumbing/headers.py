@@ -301,5 +301,5 @@ def init_app(app: Flask) -> None:
 
 
 def layer(app: Flask, wsgi_app):
-    """The headers layer, around everything the app serves (its place: identity/wsgi.py)."""
+    """The headers layer, around everything the app serves (its place: identity/plumbing/wsgi.py)."""
     return ResponseHeaders(wsgi_app)

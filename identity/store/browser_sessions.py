@@ -3,7 +3,7 @@
 Every request with a session cookie reads its session here, and the sign-in writes one, so the
 statements are built once, at import, and run on the autocommit connection (no pool checkout,
 no transaction, no ORM object). What makes a session live is the service's rule
-(services/sessions.py), not this module's.
+(services/browser_sessions.py), not this module's.
 """
 
 from sqlalchemy import bindparam, insert, select, update

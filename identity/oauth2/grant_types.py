@@ -20,7 +20,7 @@ from authlib.oidc.core.grants.util import validate_form_post_redirect_uri, valid
 
 from ..clock import now
 from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
-from ..services import accounts, grants
+from ..services import accounts, issued_grants
 from ..services.id_tokens import build_id_token
 from ..services.mfa import AMR_PASSWORD
 from .context import grant_context, resume_grant
@@ -75,7 +75,7 @@ class AuthorizeRules:
     def save_authorization_code(self, code, request, front_channel_jti=None):
         context = grant_context()
         data = request.payload.data
-        grants.save_authorization_code(
+        issued_grants.save_authorization_code(
             code, client_id=request.client.client_id, user_id=request.user.id, session_id=context.sid,
             redirect_uri=request.payload.redirect_uri, response_type=request.payload.response_type,
             scope=request.scope, nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
@@ -84,7 +84,7 @@ class AuthorizeRules:
         )
 
     def exists_nonce(self, nonce, request):
-        return grants.code_nonce_seen(request.payload.client_id, nonce)
+        return issued_grants.code_nonce_seen(request.payload.client_id, nonce)
 
     def id_token(self, *, code=None, access_token=None) -> str:
         request = self.request
@@ -150,23 +150,23 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
             super().validate_token_request()
         except OAuth2Error:
             if self.found is not None:
-                grants.burn_authorization_code(self.found.id)
+                issued_grants.burn_authorization_code(self.found.id)
             raise
 
     def query_authorization_code(self, code, client):
-        row = grants.find_authorization_code(code, client.client_id)
+        row = issued_grants.find_authorization_code(code, client.client_id)
         if row is None:
             return None
         self.found = row
         resume_grant(row)
-        return CodeView(row, grants.user_of_grant(row))
+        return CodeView(row, issued_grants.user_of_grant(row))
 
     def authenticate_user(self, authorization_code):
         return authorization_code.user
 
     def save_token(self, token):
         """Consume the code and store the refresh token it produced (if any) in one write, after signing."""
-        if not grants.redeem_authorization_code(self.request.authorization_code.row, token.get("refresh_token"),
+        if not issued_grants.redeem_authorization_code(self.request.authorization_code.row, token.get("refresh_token"),
                                                 scope=token["scope"], access_token_jti=grant_context().issued_jti):
             raise InvalidGrantError("authorization code was already used")
 
@@ -178,7 +178,7 @@ class OpenIDCode(_OpenIDCode):
     """ID tokens from the token endpoint, signed by us, with the code's auth_time, nonce and sid."""
 
     def exists_nonce(self, nonce, request):
-        return grants.code_nonce_seen(request.payload.client_id, nonce)
+        return issued_grants.code_nonce_seen(request.payload.client_id, nonce)
 
     def process_token(self, grant, response):
         _, token, _ = response
@@ -261,7 +261,7 @@ class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
             params = self.token_params(grant_user)
             access_token = params[0][1]
             # recorded so that revoking the app on the grants page revokes it
-            grants.record_standalone_access_token(grant_context().issued_jti, user_id=grant_user.id,
+            issued_grants.record_standalone_access_token(grant_context().issued_jti, user_id=grant_user.id,
                                                   client_id=self.request.client.client_id,
                                                   expires_in=dict(params)["expires_in"])
         params.append(("id_token", self.id_token(access_token=access_token)))
@@ -275,7 +275,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        row = grants.usable_refresh_token(refresh_token, self.request.client.client_id)
+        row = issued_grants.usable_refresh_token(refresh_token, self.request.client.client_id)
         if row is None:
             return None
         resume_grant(row)
@@ -283,7 +283,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
         return RefreshView(row)
 
     def authenticate_user(self, refresh_token):
-        return grants.user_of_grant(refresh_token.row)  # read with the token, in one query
+        return issued_grants.user_of_grant(refresh_token.row)  # read with the token, in one query
 
     def revoke_old_credential(self, refresh_token):
         pass  # consumed in save_token, in the transaction that stores its successor

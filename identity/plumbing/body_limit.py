@@ -31,6 +31,6 @@ class ChunkedBodyLimit:
 
 
 def layer(app: Flask, wsgi_app):
-    """The body-limit layer when a limit is set (its place: identity/wsgi.py)."""
+    """The body-limit layer when a limit is set (its place: identity/plumbing/wsgi.py)."""
     max_length = app.config.get("MAX_CONTENT_LENGTH")
     return ChunkedBodyLimit(wsgi_app, int(max_length)) if max_length else wsgi_app
