@@ -1,0 +1,162 @@
+"""The clients: list, add, update, disable, enable, remove."""
+
+import json
+
+import click
+from flask.cli import AppGroup
+
+from ..services import clients
+from .common import with_schema, _report, json_option
+
+
+clients_cli = AppGroup("clients", help="List, add and remove clients.")
+
+
+@clients_cli.command("list")
+@json_option
+@with_schema
+def clients_list(as_json):
+    """List registered clients."""
+    if as_json:
+        click.echo(json.dumps([{"client_id": c.client_id, "client_name": c.client_name, "public": c.is_public,
+                                "enabled": c.enabled, "grant_types": c.allowed_grant_types, "scopes": c.allowed_scopes}
+                               for c in clients.list_clients()]))
+        return
+    for c in clients.list_clients():
+        kind = "public" if c.is_public else "confidential"
+        click.echo(f"{c.client_id}\t{kind}\t{','.join(c.allowed_grant_types)}\t{' '.join(c.allowed_scopes)}")
+
+
+@clients_cli.command("add")
+@click.argument("client_id")
+@click.option("--name", "client_name", help="Display name shown on the consent page.")
+@click.option("--grant-type", "grant_types", multiple=True, required=True,
+              help="authorization_code, hybrid, implicit, client_credentials or password (repeatable).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeatable).")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
+@click.option("--scope", "scopes", multiple=True, help="Allowed scope (repeatable).")
+@click.option("--cors-origin", "cors_origins", multiple=True)
+@click.option("--public", is_flag=True, help="No secret: a native or browser app that must use PKCE.")
+@click.option("--require-consent/--no-require-consent", default=False)
+@click.option("--offline-access/--no-offline-access", default=False, help="Allow refresh tokens.")
+@click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=False)
+@click.option("--access-token-lifetime", type=int, default=3600, show_default=True)
+@click.option("--backchannel-logout-uri", help="https URL the server posts logout tokens to (Back-Channel Logout).")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required", default=False,
+              help="Every logout token must carry the session's sid.")
+@click.option("--frontchannel-logout-uri", help="https URL the signed-out page loads in an iframe (Front-Channel Logout).")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required", default=False,
+              help="The iframe URL carries iss and sid.")
+@click.option("--require-mfa/--no-require-mfa", default=False, help="Its users sign in with a second factor.")
+@click.option("--require-verified-email/--no-require-verified-email", default=False,
+              help="Sign-in for this client completes only with a verified email address.")
+@json_option
+@with_schema
+def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
+                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
+                backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
+                frontchannel_logout_session_required, require_mfa, require_verified_email, as_json):
+    """Register a client; a confidential client's generated secret is printed once."""
+    raw = {
+        "client_id": client_id,
+        "client_name": client_name or client_id,
+        "allowed_grant_types": list(grant_types),
+        "redirect_uris": list(redirect_uris),
+        "post_logout_redirect_uris": list(post_logout_redirect_uris),
+        "allowed_scopes": list(scopes),
+        "allowed_cors_origins": list(cors_origins),
+        "require_consent": require_consent,
+        "allow_offline_access": offline_access,
+        "allow_access_tokens_via_browser": access_tokens_via_browser,
+        "access_token_lifetime": access_token_lifetime,
+        "backchannel_logout_uri": backchannel_logout_uri,
+        "backchannel_logout_session_required": backchannel_logout_session_required,
+        "frontchannel_logout_uri": frontchannel_logout_uri,
+        "frontchannel_logout_session_required": frontchannel_logout_session_required,
+        "require_mfa": require_mfa,
+        "require_verified_email": require_verified_email,
+    }
+    client, secret = clients.add_client(raw, generate_secret=not public)
+    if as_json:  # the secret is in it, once, as in the text
+        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}, sort_keys=True))
+        return
+    click.echo(f"Added client {client.client_id}.")
+    if secret:
+        click.echo(f"Client secret (shown only now, store it safely): {secret}")
+
+
+@clients_cli.command("remove")
+@click.argument("client_id")
+@json_option
+@with_schema
+def clients_remove(client_id, as_json):
+    """Remove a client and everything issued to it."""
+    clients.remove_client(client_id)
+    _report(as_json, f"Removed client {client_id}.", client_id=client_id, removed=True)
+
+
+@clients_cli.command("update")
+@click.argument("client_id")
+@click.option("--name", "client_name", help="Display name shown on the consent page.")
+@click.option("--grant-type", "grant_types", multiple=True, help="Replaces the grant types (repeatable).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Replaces the redirect URIs (repeatable).")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True,
+              help="Replaces the post-logout redirect URIs (repeatable).")
+@click.option("--scope", "scopes", multiple=True, help="Replaces the allowed scopes (repeatable).")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Replaces the CORS origins (repeatable).")
+@click.option("--require-consent/--no-require-consent", default=None)
+@click.option("--offline-access/--no-offline-access", default=None, help="Allow refresh tokens.")
+@click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=None)
+@click.option("--access-token-lifetime", type=int)
+@json_option
+@with_schema
+def clients_update(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
+                   cors_origins, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
+                   as_json):
+    """Change the given fields of a client (the options of `clients add`); the others, and its secret, stay."""
+    given = {
+        "client_name": client_name,
+        "allowed_grant_types": list(grant_types) or None,
+        "redirect_uris": list(redirect_uris) or None,
+        "post_logout_redirect_uris": list(post_logout_redirect_uris) or None,
+        "allowed_scopes": list(scopes) or None,
+        "allowed_cors_origins": list(cors_origins) or None,
+        "require_consent": require_consent,
+        "allow_offline_access": offline_access,
+        "allow_access_tokens_via_browser": access_tokens_via_browser,
+        "access_token_lifetime": access_token_lifetime,
+    }
+    changes = {name: value for name, value in given.items() if value is not None}
+    if not changes:
+        raise click.UsageError("give at least one field to change (see --help)")
+    _, changed = clients.update_client(client_id, changes)
+    line = f"Updated client {client_id}: {', '.join(changed)}." if changed else f"No change to client {client_id}."
+    _report(as_json, line, client_id=client_id, changed=changed, result="updated" if changed else "unchanged")
+
+
+def _switch_client(client_id: str, enabled: bool, as_json: bool) -> None:
+    changed = clients.set_client_enabled(client_id, enabled)
+    state = "enabled" if enabled else "disabled"
+    line = f"Client {client_id} {'is now' if changed else 'was already'} {state}."
+    if changed and not enabled:
+        line = f"Client {client_id} is now disabled; its requests and tokens are refused on every worker."
+    _report(as_json, line, client_id=client_id, enabled=enabled, changed=changed)
+
+
+@clients_cli.command("disable")
+@click.argument("client_id")
+@json_option
+@with_schema
+def clients_disable(client_id, as_json):
+    """Refuse a client's authorization and token requests and its access tokens, on every worker
+    once this returns (after CLIENT_CACHE_SECONDS); `clients enable` undoes it."""
+    _switch_client(client_id, False, as_json)
+
+
+@clients_cli.command("enable")
+@click.argument("client_id")
+@json_option
+@with_schema
+def clients_enable(client_id, as_json):
+    """Accept a disabled client again (its unexpired tokens work again)."""
+    _switch_client(client_id, True, as_json)

@@ -1,0 +1,78 @@
+"""What every command shares: the schema check, settings a command needs, one-line results and --json."""
+
+import functools
+import json
+import sys
+from datetime import datetime, timezone
+
+import click
+from flask import current_app
+
+from ..config import startup
+from ..services.schema import ensure_schema
+from ..errors import IdentityError, ValidationFailed
+from ..services import accounts
+
+
+def with_schema(fn=None, *, standard_resources: bool = True):
+    """Create or upgrade the schema before the command runs; turn domain errors into messages."""
+    if fn is None:
+        return functools.partial(with_schema, standard_resources=standard_resources)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ensure_schema(standard_resources=standard_resources)
+        try:
+            return fn(*args, **kwargs)
+        except ValidationFailed as err:
+            raise click.ClickException("; ".join(f"{where}: {msg}" for where, msgs in err.errors.items() for msg in msgs))
+        except IdentityError as err:
+            raise click.ClickException(str(err))
+
+    return wrapper
+
+
+def requires_settings(*names: str):
+    """For a command that needs a setting only serving otherwise needs: `Error: <NAME> is required ...`
+    and exit 1 when it is missing (identity.config.startup.require), before the command does anything."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            startup.require(current_app, *names)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _when(epoch: int | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _report(as_json: bool, line: str, **fields) -> None:
+    """The command's one line of result, or its fields as one JSON object for scripts."""
+    click.echo(json.dumps(fields, sort_keys=True) if as_json else line)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+
+
+def _read_password(prompt: bool) -> str:
+    """Read a password from a prompt (terminal) or the first line of standard input; never argv."""
+    if sys.stdin.isatty() and prompt:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.ClickException("no password on standard input")
+    return line.rstrip("\r\n")
+
+
+def _user_id(username: str) -> int:
+    user = accounts.find_user(username)
+    if user is None:
+        raise click.ClickException(f"no such user: {username}")
+    return user.id

@@ -1,0 +1,70 @@
+"""The signing keys: list, rotate, re-encrypt."""
+
+import json
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..services import key_encryption, keys
+from .common import with_schema, requires_settings, _when, _report, json_option
+
+
+keys_cli = AppGroup("keys", help="List, rotate and re-encrypt signing keys.")
+
+
+@keys_cli.command("list")
+@json_option
+@with_schema
+@requires_settings("KEY_ENCRYPTION_KEY")
+def keys_list(as_json):
+    """List signing keys: pending (published, not signing yet), current, published (retired),
+    expired or revoked."""
+    for alg in keys.configured_algs():
+        keys.signing_key(alg)
+    if as_json:
+        click.echo(json.dumps([{"kid": row.kid, "alg": row.alg, "state": state, "created_at": row.created_at,
+                                "activates_at": row.activates_at, "retired_at": row.retired_at}
+                               for row, state in keys.list_keys()]))
+        return
+    for row, state in keys.list_keys():
+        click.echo(f"{row.kid}\t{row.alg}\t{state}\tcreated {_when(row.created_at)}"
+                   f"\tsigns from {_when(row.activates_at)}\tretired {_when(row.retired_at)}")
+
+
+@keys_cli.command("rotate")
+@click.option("--now", "immediate", is_flag=True,
+              help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS.")
+@json_option
+@with_schema
+@requires_settings("KEY_ENCRYPTION_KEY")
+def keys_rotate(immediate, as_json):
+    """Publish new keys that sign after the propagation time (SIGNING_KEY_PROPAGATION_SECONDS);
+    the current ones sign until then and stay published for SIGNING_KEY_RETENTION_SECONDS."""
+    rotated = keys.rotate(immediate=immediate)
+    if as_json:
+        click.echo(json.dumps([{"kid": row.kid, "alg": row.alg, "activates_at": row.activates_at} for row in rotated]))
+        return
+    for row in rotated:
+        if immediate:
+            click.echo(f"New current {row.alg} key {row.kid}.")
+        else:
+            click.echo(f"{row.alg} key {row.kid} is published and signs from {_when(row.activates_at)}; "
+                       "the current key signs until then.")
+    if immediate:
+        seconds = current_app.config["DISCOVERY_CACHE_SECONDS"]
+        click.echo("Tokens in flight signed by the old keys are refused from now on (clients must refresh or sign in "
+                   f"again); relying parties that cached the JWKS may refuse new tokens for up to {seconds} s.")
+
+
+@keys_cli.command("reencrypt")
+@json_option
+@with_schema
+@requires_settings("KEY_ENCRYPTION_KEY")
+def keys_reencrypt(as_json):
+    """Encrypt every stored key under the first KEY_ENCRYPTION_KEY (after a new one is put first)."""
+    try:
+        count = keys.reencrypt()
+    except key_encryption.UndecryptableKey as err:
+        raise click.ClickException(f"{err}; nothing was changed") from None
+    _report(as_json, f"Re-encrypted {count} signing keys under the first KEY_ENCRYPTION_KEY.", reencrypted=count)
