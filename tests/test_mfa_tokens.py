@@ -162,11 +162,14 @@ def test_discovery_names_the_acr_values_and_claims(client, seeded):
     assert {"amr", "acr", "auth_time"} <= set(doc["claims_supported"])
 
 
-def test_users_mfa_reset_removes_the_factors_and_is_audited(app, runner, seeded):
+def test_users_mfa_reset_removes_the_factors_and_is_audited(app, runner, seeded, mail):
     enrol_user(app)
     result = runner.invoke(args=["users", "mfa-reset", "alice"])
     assert result.exit_code == 0, result.output
     assert "Removed the second factors of alice" in result.output
+    notice = mail.wait_for(to="alice@example.com")  # the user is told, with no link in it
+    assert "second factors" in mail.text(notice) and "alice" in mail.text(notice)
+    assert mail.links(notice) == []
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(TotpFactor)) == 0
         assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 0

@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 from ..clock import now
 from ..errors import ValidationFailed
 from ..services.input_schemas import UserSchema, field_errors
-from ..services import accounts, mfa, user_status
+from ..services import accounts, mfa, notifications, user_status
 from .common import with_schema, _when, _report, json_option, _read_password
 
 
@@ -119,4 +119,6 @@ def users_mfa_reset(username):
     if user is None:
         raise click.ClickException(f"no user {username!r}")
     had = mfa.reset_factors(user.id)
+    if had:
+        notifications.second_factors_removed(user)
     click.echo(f"Removed the second factors of {user.username}." if had else f"{user.username} had no second factor.")

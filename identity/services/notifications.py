@@ -33,3 +33,12 @@ def password_changed(user: User, *, how: str, client_id: str | None = None) -> N
     mail.send_later(user.email, "password_changed", user_id=user.id, name=user.name or user.username,
                     username=user.username, when=when, how=how, client_name=_client_name(client_id),
                     ip=audit.caller_ip.get())
+
+
+def second_factors_removed(user: User) -> None:
+    """Tell the user an operator removed their second factors (`users mfa-reset`), if they have an address."""
+    if not user.email:
+        return
+    when = datetime.fromtimestamp(now(), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    mail.send_later(user.email, "second_factors_removed", user_id=user.id, name=user.name or user.username,
+                    username=user.username, when=when)
