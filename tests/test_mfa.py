@@ -246,3 +246,23 @@ def test_removal_needs_the_password_and_a_code(alice, app):
 
 def test_the_home_page_links_to_the_mfa_page(alice):
     assert 'href="/account/mfa"' in alice.get("/").get_data(as_text=True)
+
+
+def test_second_step_results_are_counted_in_the_metrics(client, app, enrolled):
+    from identity.services import metrics
+
+    def count(method, result):
+        return metrics.REGISTRY.get_sample_value("identity_mfa_results_total",
+                                                 {"method": method, "result": result}) or 0.0
+
+    secret, codes = enrolled
+    before = {key: count(*key) for key in [("totp", "failure"), ("totp", "success"), ("recovery_code", "success")]}
+    password_step(client)
+    assert second_step(client, "000001").status_code == 400
+    assert second_step(client, code_at(secret)).status_code == 302
+    assert count("totp", "failure") == before[("totp", "failure")] + 1
+    assert count("totp", "success") == before[("totp", "success")] + 1
+    AuthActions(client).logout()
+    password_step(client)
+    assert second_step(client, codes[0]).status_code == 302
+    assert count("recovery_code", "success") == before[("recovery_code", "success")] + 1

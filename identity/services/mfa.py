@@ -30,7 +30,7 @@ from ..models import User
 from ..store import mfa as store
 from ..store import passkeys as passkey_rows
 from ..store.writes import Write, write, write_if
-from . import audit, key_encryption, lockout
+from . import audit, key_encryption, lockout, metrics
 from .password_policy import normalize
 from .passwords import verify_password
 
@@ -247,13 +247,15 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
         db.session.commit()
         return CodeCheck(None, locked=True)
     normalized = normalize_code(code)
+    kind = "totp" if normalized.isdigit() else "recovery_code"
     if not _use_code(user_id, normalized):
+        metrics.count_mfa(kind, "failure")
         audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
         if reservation.locked:
             audit.record("account_locked", user_id=user_id)
         db.session.commit()
         return CodeCheck(None, locked=reservation.locked)
-    kind = "totp" if normalized.isdigit() else "recovery_code"
+    metrics.count_mfa(kind, "success")
     used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
     return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), used), neutral=(lockout.released(reservation), used))
 

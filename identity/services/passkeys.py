@@ -36,7 +36,7 @@ from ..errors import NotFound, PasskeyRefused
 from ..extensions import db
 from ..models import Passkey, User
 from ..store import passkeys as store
-from . import audit, lockout, mfa, browser_sessions
+from . import audit, browser_sessions, lockout, metrics, mfa
 from .accounts import SignInResult
 from .browser_sessions import SessionUser
 
@@ -294,11 +294,23 @@ def _started(user: SessionUser, session: "browser_sessions.NewSession", amr: str
 
 def _verify(issuer: str, state: dict | None, credential_json: str, *, user_id: int | None,
             client_id: str | None) -> PasskeyUse:
-    """Verify an assertion against the kept state and record the use, uncommitted on success.
+    """Verify an assertion against the kept state and record the use, uncommitted on success
+    (counted in the metrics either way).
 
     With `user_id` the passkey must be that user's; without, it names its user, and user
     verification is required.
     """
+    try:
+        use = _verify_assertion(issuer, state, credential_json, user_id=user_id, client_id=client_id)
+    except PasskeyRefused:
+        metrics.count_mfa("webauthn", "failure")
+        raise
+    metrics.count_mfa("webauthn", "success")
+    return use
+
+
+def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, user_id: int | None,
+                      client_id: str | None) -> PasskeyUse:
     challenge = _challenge(state, "authenticate", user_id)
     rp = RelyingParty.of(issuer)
     try:
