@@ -138,6 +138,9 @@ def test_purge_command_prints_one_line_and_json(app, seeded, runner):
     again = runner.invoke(args=["purge", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output) == dict.fromkeys(EXPECTED_COUNTS, 0)
+    with app.app_context():  # the operator's purges are audited, with their counts
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "purged").order_by(AuditEvent.id)).all()
+        assert [e.detail["removed"] for e in events] == [EXPECTED_COUNTS, dict.fromkeys(EXPECTED_COUNTS, 0)]
 
 
 def test_purge_command_removes_more_than_one_batch(app, seeded, runner):

@@ -63,7 +63,7 @@ def audit_tail(lines):
 @with_schema
 def purge_command(as_json):
     """Remove expired codes and tokens, ended sessions and old audit events (docs/deployment.md, Purge and retention)."""
-    removed = purge.purge()
+    removed = purge.purge_by_operator()
     if as_json:
         click.echo(json.dumps(removed))
     else:
