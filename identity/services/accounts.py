@@ -177,7 +177,7 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
             metrics.count_lockout()
         return SignInResult(None, locked=reservation.locked), []
     signed_in = SessionUser._make(user[:len(SessionUser._fields)])
-    second_factor = mfa.has_second_factor(user.id)
+    second_factor = bool(user.has_second_factor)
     # with a second factor to come, a right password only takes back its own reservation: the
     # count is reset by a right second step, so guesses at the code still meet the lock
     success = [lockout.released(reservation) if second_factor else lockout.settled(reservation)]
@@ -223,8 +223,7 @@ def pending_user(user_id: int, password_version: int, started_at: int) -> Sessio
     user = db.session.get(User, user_id)
     if user is None or not user.enabled or user.password_version != password_version:
         return None
-    return SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version,
-                       user.email_verified)
+    return SessionUser.of(user)
 
 
 def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,

@@ -39,6 +39,11 @@ class SessionUser(NamedTuple):
     password_version: int
     email_verified: bool
 
+    @classmethod
+    def of(cls, user: User) -> "SessionUser":
+        """The same read-only view of a users row (a sign-in step that loaded the ORM object)."""
+        return cls(*(getattr(user, name) for name in cls._fields))
+
 
 class NewSession(NamedTuple):
     sid: str

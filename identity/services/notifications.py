@@ -18,6 +18,11 @@ RESET_BY_LINK = "with a reset link sent to this address"
 SET_BY_OPERATOR = "by an administrator"
 
 
+def now_text() -> str:
+    """Now, as a notice says it (UTC, to the minute)."""
+    return datetime.fromtimestamp(now(), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def _client_name(client_id: str | None) -> str | None:
     if not client_id:
         return None
@@ -29,7 +34,7 @@ def password_changed(user: User, *, how: str, client_id: str | None = None) -> N
     """Tell the user their password changed (if they have an address)."""
     if not user.email:
         return
-    when = datetime.fromtimestamp(now(), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    when = now_text()
     mail.send_later(user.email, "password_changed", user_id=user.id, name=user.name or user.username,
                     username=user.username, when=when, how=how, client_name=_client_name(client_id),
                     ip=audit.caller_ip.get())
@@ -39,6 +44,6 @@ def second_factors_removed(user: User) -> None:
     """Tell the user an operator removed their second factors (`users mfa-reset`), if they have an address."""
     if not user.email:
         return
-    when = datetime.fromtimestamp(now(), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    when = now_text()
     mail.send_later(user.email, "second_factors_removed", user_id=user.id, name=user.name or user.username,
                     username=user.username, when=when)

@@ -262,8 +262,7 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
     db.session.execute(*insert)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
     db.session.commit()
-    principal = SessionUser(user.id, user.subject, user.username, user.name, user.email, user.password_version,
-                            user.email_verified)
+    principal = SessionUser.of(user)
     return use, _started(principal, session, amr)
 
 

@@ -11,7 +11,6 @@ Mails leave from the sender thread (mail.send_later) after the commit, so no ans
 reveals, the SMTP round trip.
 """
 
-import time
 from dataclasses import dataclass
 
 from flask import current_app
@@ -21,7 +20,7 @@ from ..clock import now
 from ..errors import AccountLocked, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
-from . import account_tokens, audit, bearer_cache, lockout, mail
+from . import account_tokens, audit, bearer_cache, lockout, mail, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
 from .password_policy import normalize
@@ -78,10 +77,6 @@ def _issue_link(user: User, address: str) -> str:
     token = account_tokens.issue(user.id, account_tokens.VERIFY_EMAIL,
                                  current_app.config["EMAIL_VERIFICATION_SECONDS"], email=address)
     return mail.link(VERIFY_PATH, token=token)
-
-
-def _when() -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(now()))
 
 
 def _client_name(client_id: str | None) -> str | None:
@@ -194,7 +189,7 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         _send_link(user, new_email, link, change=True)
     if user.email:
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
-                        name=user.name or user.username, new_email=_masked(new_email), when=_when(),
+                        name=user.name or user.username, new_email=_masked(new_email), when=notifications.now_text(),
                         client_name=_client_name(client_id))
 
 
@@ -249,5 +244,5 @@ def verify_email(token: str | None) -> Verified:
         for recipient in filter(None, (old, address)):
             mail.send_later(recipient, "email_changed", user_id=user.id, username=user.username,
                             name=user.name or user.username, old_email=_masked(old) if old else None,
-                            new_email=_masked(address), when=_when())
+                            new_email=_masked(address), when=notifications.now_text())
     return Verified(email=address, changed=changed)

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from ..models import User
 from .connection import autocommit_connection
+from .mfa import second_factor_exists
 from .writes import Write
 
 # users are looked up by user name or email, normalized (as `key`)
@@ -17,6 +18,7 @@ LOGIN_MATCHES = or_(User.username_normalized == bindparam("key"), User.email_nor
 _SIGN_IN_USER = select(
     User.id, User.subject, User.username, User.name, User.email, User.password_version, User.email_verified,
     User.password_hash, User.failed_attempts, User.locked_until, User.enabled,
+    second_factor_exists(User.id).label("has_second_factor"),  # whether a second step follows, in the same read
 ).where(LOGIN_MATCHES)
 SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
 _SET_PASSWORD_HASH = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
