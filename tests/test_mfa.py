@@ -266,3 +266,15 @@ def test_second_step_results_are_counted_in_the_metrics(client, app, enrolled):
     password_step(client)
     assert second_step(client, codes[0]).status_code == 302
     assert count("recovery_code", "success") == before[("recovery_code", "success")] + 1
+
+
+def test_a_disabled_user_cannot_finish_a_half_done_sign_in(app, enrolled):
+    from identity.clock import now
+    from identity.services import accounts, user_status
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        user_id, version = user.id, user.password_version
+        assert accounts.pending_user(user_id, version, now()) is not None
+        user_status.disable_user("alice")
+        assert accounts.pending_user(user_id, version, now()) is None

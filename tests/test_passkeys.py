@@ -251,3 +251,16 @@ def test_the_second_step_with_a_passkey_resets_the_lockout_count(alice):
     assert result.amr == "pwd hwk mfa" and result.sid
     db.session.expire_all()
     assert db.session.get(User, alice).failed_attempts == 0
+
+
+def test_a_disabled_user_cannot_sign_in_with_a_passkey(alice):
+    from identity.services import user_status
+
+    key = SoftKey()
+    passkey = register(alice, key)
+    user_status.disable_user("alice")
+    with pytest.raises(PasskeyRefused):
+        sign_in(key)
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.user_id == alice)) == 0
+    assert db.session.get(Passkey, passkey.id).sign_count == 0  # the refused use is not recorded
