@@ -33,6 +33,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, current_app
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.wsgi import ClosingIterator
 
@@ -198,7 +199,10 @@ class Deliverer:
                     due = store.next_due()
                 finally:
                     db.session.remove()
-        except Exception:  # a database hiccup: look again later rather than lose the thread's work
+        except SQLAlchemyError as err:  # the database is away: one line (the error pages log the outage), look again later
+            log.warning("logout delivery pass skipped: database unavailable: %s", type(err).__name__)
+            return self.poll
+        except Exception:  # anything else is a defect: its traceback, and look again later
             log.exception("logout delivery pass failed")
             return self.poll
         if due is None:

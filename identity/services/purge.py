@@ -184,6 +184,8 @@ class PurgeAfterResponses:
                     db.session.remove()
             if any(removed.values()):
                 log.info("purged %s", ", ".join(f"{kind} {count}" for kind, count in removed.items()))
+        except SQLAlchemyError as err:  # the database is away: one line, the next pass retries
+            log.warning("purge pass skipped: database unavailable: %s", type(err).__name__)
         except Exception:  # the response is sent; a failed pass must not surface, the next one retries
             log.exception("purge pass failed")
 
