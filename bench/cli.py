@@ -1,7 +1,7 @@
 """`python -m bench`: the benchmark suite of issue 6.
 
-Starts the app under gunicorn (gunicorn.conf.py, 2 sync workers by default) on a free loopback
-port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given with
+Starts the app under its production server (granian through granian_server.py,
+2 workers by default; --server for gunicorn's sync or gthread workers) on a free loopback port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given with
 --database), seeds its own clients and users, and measures each scenario after a warm-up,
 --runs times for --duration seconds, next to a bare Flask JSON endpoint served the same way:
 
@@ -17,11 +17,19 @@ port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given
           and POST /localapi/password per second, next to the pure Argon2id rate in as many processes
     7     growth (opt-in, --growth): 1 and 3 at ~1,000 stored refresh tokens, then again at
           1,000,000 refresh tokens and 100,000 users
+    8     overload: 1 and 2 again at 4 x --connections (1x4, 2x4): no errors, p99 within 3 x the
+          standard run's
+    bare-sync  the bare endpoint under gunicorn's sync workers, whatever --server is: the local
+          API's reference (as fast as a hello-world on the server most Flask apps use)
+
+With --servers, the whole run is repeated under each server named (same scenarios, a fresh
+database each), and a table puts them side by side.
 
     python -m bench                               # SQLite, scenarios 1-6
     python -m bench --scenarios 1,3 --growth      # with scenario 7
     python -m bench --database postgresql+psycopg://identity:identity@127.0.0.1:5432/identity_bench
     python -m bench --json out.json --png out.png
+    python -m bench --servers granian,granian:t2,granian:bp4,gunicorn-sync,gunicorn-gthread:t4
 """
 
 from __future__ import annotations
@@ -40,10 +48,11 @@ from pathlib import Path
 
 from . import clients, data, kdf, node_reference, report, signin, system
 from .scenarios import Scenario
-from .server import APP_SPEC, BARE_SPEC, ROOT, Gunicorn, ServerError, base_env, flask_cli, free_port
+from .server import APP_SPEC, BARE_SPEC, ROOT, Server, ServerConfig, ServerError, base_env, flask_cli, free_port
 from .wrk import Wrk, WrkError, ensure_wrk
 
-ALL_SCENARIOS = ["1", "2", "3", "4", "5", "6"]
+ALL_SCENARIOS = ["1", "2", "3", "4", "5", "6", "8"]
+OVERLOAD_FACTOR = 4  # scenario 8: connections x this
 # scenario 2's request, to the app and to node-oidc-provider alike
 CLIENT_CREDENTIALS = {
     "headers": {"Authorization": data.basic_auth(data.SERVICE_CLIENT, data.SERVICE_SECRET),
@@ -61,12 +70,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
-                        help="comma-separated scenarios to run (1-7; 7 is the growth scenario) [%(default)s]")
+                        help="comma-separated scenarios to run (1-8; 7 is the growth scenario, 8 the overload) [%(default)s]")
     parser.add_argument("--growth", action="store_true", help="also run scenario 7 (adds ~1,000,000 rows; minutes)")
     parser.add_argument("--database", default="sqlite",
                         help="'sqlite' (a fresh file in a temporary directory) or a postgresql+psycopg:// URI; "
                              "the benchmark works in a schema of its own there and drops it at the end [%(default)s]")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers [%(default)s]")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes [%(default)s]")
+    parser.add_argument("--server", default="granian",
+                        help="the server: granian, gunicorn-sync or gunicorn-gthread, with :tN for N Python threads "
+                             "per worker and (granian) :bpN for a backpressure of N per worker [%(default)s]")
+    parser.add_argument("--servers", default=None,
+                        help="comma-separated --server values: repeat the whole run under each, then compare")
     parser.add_argument("--duration", type=float, default=5, help="seconds per measured run [%(default)s]")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per scenario [%(default)s]")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each scenario [%(default)s]")
@@ -121,6 +135,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     if "7" in selected:
         args.growth = True
     args.selected = selected
+    try:
+        args.server_configs = [ServerConfig.parse(text) for text in (args.servers or args.server).split(",") if text.strip()]
+    except ValueError as err:
+        parser.error(str(err))
+    args.server_config = args.server_configs[0]
     if args.quiet_wait is None:
         args.quiet_wait = 0 if args.nice < 0 else 10
     if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1 or args.signin_connections < 1:
@@ -143,11 +162,12 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-        self.servers: list[Gunicorn] = []
+        self.servers: list[Server] = []
         self.databases: list[data.Database] = []
         self.results: dict = {}
         self.scenarios: dict[str, Scenario] = {}
         self.bare = Scenario("bare", "GET /bare (bare Flask JSON endpoint)")
+        self.bare_sync: Scenario | None = None  # the bare endpoint under gunicorn sync, when --server is another
         self.watch_db: str | None = None
 
     # --- set-up -----------------------------------------------------------------------
@@ -171,7 +191,7 @@ class Bench:
             env["FLASK_" + name.strip().upper()] = value
         return env
 
-    def prepare_app(self, name: str) -> tuple[data.Database, Gunicorn]:
+    def prepare_app(self, name: str) -> tuple[data.Database, Server]:
         """A fresh database, seeded by the operator's CLI, and a (not yet started) app server on it."""
         db = data.Database.create(self.args.database, self.workdir, name)
         self.databases.append(db)
@@ -182,8 +202,9 @@ class Bench:
         seed = data.write_seed(self.workdir)
         log(f"  seeding {db.label} with {seed.name} (flask --app app seed)")
         flask_cli(["seed", str(seed)], base_env(env))
-        server = Gunicorn(APP_SPEC, workers=self.args.workers, log_path=self.workdir / f"gunicorn-{name}.log",
-                          app_env=env, gunicorn_env=self.gunicorn_env(), port=port, name=name, nice=self.args.nice)
+        server = Server(APP_SPEC, workers=self.args.workers, log_path=self.workdir / f"server-{name}.log",
+                        app_env=env, gunicorn_env=self.gunicorn_env(), port=port, name=name, nice=self.args.nice,
+                        config=self.args.server_config)
         self.servers.append(server)
         return db, server
 
@@ -200,7 +221,7 @@ class Bench:
             raise ServerError(f"reading the app's settings failed:\n{result.stderr[-2000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def start(self, server: Gunicorn) -> float:
+    def start(self, server: Server) -> float:
         seconds = server.start()
         server.wait_for_workers()
         return seconds
@@ -211,12 +232,12 @@ class Bench:
             return 0.0
         return system.wait_for_quiet(self.args.quiet_wait, self.args.quiet_threshold, self.watch_db, log)
 
-    def wrk_scenario(self, scenario: Scenario, server: Gunicorn, path: str, *, script: str | None = None,
+    def wrk_scenario(self, scenario: Scenario, server: Server, path: str, *, script: str | None = None,
                      headers: dict | None = None, body: str | None = None, args_fn=None, after_fn=None,
-                     wrk_threads: int | None = None) -> Scenario:
+                     wrk_threads: int | None = None, connections: int | None = None) -> Scenario:
         a = self.args
         warm = self.wrk.run(server.url + path, duration=a.warmup, script=script, headers=headers, body=body,
-                            args=args_fn() if args_fn else None, threads=wrk_threads)
+                            args=args_fn() if args_fn else None, threads=wrk_threads, connections=connections)
         if after_fn:
             after_fn(warm)
         scenario.warmup_errors += warm.errors
@@ -225,7 +246,7 @@ class Bench:
             run_args = args_fn() if args_fn else None
             result = self.measured(server, lambda: self.wrk.run(
                 server.url + path, duration=a.duration, script=script, headers=headers, body=body, args=run_args,
-                threads=wrk_threads))
+                threads=wrk_threads, connections=connections))
             if after_fn:
                 after_fn(result)
             return result
@@ -257,7 +278,7 @@ class Bench:
             log(f"    run {len(scenario.runs)}: {describe(result)}")
         return scenario
 
-    def measured(self, server: Gunicorn, run):
+    def measured(self, server: Server, run):
         """Run one measured run, noting how busy the rest of the machine was and what the server spent."""
         watch = system.CpuWatch(self.watch_db)
         cpu = system.ServerCpu(server.process.pid if server.process else None,
@@ -272,6 +293,31 @@ class Bench:
     def measure_bare(self, label: str) -> None:
         log(f"[bare] GET /bare on the bare Flask app ({label})")
         self.wrk_scenario(self.bare, self.bare_server, "/bare")
+
+    def measure_bare_sync(self) -> None:
+        """The bare endpoint under gunicorn's sync workers: the reference of the local API's first target."""
+        if self.args.server_config.kind == "gunicorn-sync":
+            return
+        server = Server(BARE_SPEC, workers=self.args.workers, log_path=self.workdir / "server-bare-sync.log",
+                        gunicorn_env=self.gunicorn_env(), name="bare-sync", nice=self.args.nice)
+        self.servers.append(server)
+        self.start(server)
+        self.bare_sync = Scenario("bare-sync", "GET /bare (bare Flask JSON endpoint) under gunicorn sync workers")
+        log(f"[bare-sync] {self.bare_sync.title}")
+        self.wrk_scenario(self.bare_sync, server, "/bare")
+        server.stop()
+
+    def measure_overload(self, server: Server) -> None:
+        """Scenario 8: 1 and 2 at OVERLOAD_FACTOR x the connections; load is to be queued, not failed."""
+        connections = self.args.connections * OVERLOAD_FACTOR
+        user_token = clients.password_grant(server.url, data.MAIN_USER)["access_token"]
+        for key, title, path, kwargs in (
+                ("1", "GET /localapi/account", "/localapi/account", {"headers": {"Authorization": f"Bearer {user_token}"}}),
+                ("2", "POST /connect/token client_credentials", "/connect/token", {"script": "post", **CLIENT_CREDENTIALS})):
+            s = Scenario(f"{key}x{OVERLOAD_FACTOR}", f"{title} at {connections} connections ({OVERLOAD_FACTOR} x)")
+            log(f"[{s.key}] {s.title}")
+            self.wrk_scenario(s, server, path, connections=connections, **kwargs)
+            self.scenarios[s.key] = s
 
     def measure_node_reference(self, alg: str) -> None:
         """Scenario 2's request against node-oidc-provider in one process (bench/node_reference.py)."""
@@ -314,7 +360,7 @@ class Bench:
 
         return check
 
-    def run_wrk_scenarios(self, server: Gunicorn, db: data.Database, keys: list[str],
+    def run_wrk_scenarios(self, server: Server, db: data.Database, keys: list[str],
                           suffix: str = "") -> dict[str, Scenario]:
         out: dict[str, Scenario] = {}
         url = server.url
@@ -361,7 +407,7 @@ class Bench:
         return out
 
     # --- scenario 6 -----------------------------------------------------------------------
-    def flows(self, server: Gunicorn, db: data.Database) -> dict[str, Scenario]:
+    def flows(self, server: Server, db: data.Database) -> dict[str, Scenario]:
         a = self.args
         params = self.kdf_params
         procs = a.flow_processes
@@ -492,7 +538,8 @@ class Bench:
                            "memory_cost": int(settings["ARGON2_MEMORY_COST_KIB"]),
                            "parallelism": int(settings["ARGON2_PARALLELISM"])}
         self.results["settings"] = {
-            "workers": a.workers, "worker_class": "sync", "database": db.label, "database_version": db.version(),
+            "workers": a.workers, "server": a.server_config.name,
+            "server_description": a.server_config.describe(a.workers), "database": db.label, "database_version": db.version(),
             "duration_s": a.duration, "runs": a.runs, "warmup_s": a.warmup,
             "wrk_threads": a.threads, "wrk_connections": a.connections,
             "flow_processes": a.flow_processes, "flow_threads": a.flow_threads,
@@ -506,19 +553,21 @@ class Bench:
         samples = []
         for i in range(max(1, a.startup_samples)):
             samples.append(self.start(server))
-            log(f"  gunicorn start to first 200 on /healthz: {samples[-1] * 1000:.0f} ms")
+            log(f"  {a.server_config.kind} start to first 200 on /healthz: {samples[-1] * 1000:.0f} ms")
             if i < a.startup_samples - 1:
                 server.stop()
         self.results["startup_seconds"] = {"samples": [round(s, 3) for s in samples],
                                            "median": round(sorted(samples)[len(samples) // 2], 3)}
 
-        self.bare_server = Gunicorn(BARE_SPEC, workers=a.workers, log_path=self.workdir / "gunicorn-bare.log",
-                                    gunicorn_env=self.gunicorn_env(), name="bare", nice=a.nice)
+        self.bare_server = Server(BARE_SPEC, workers=a.workers, log_path=self.workdir / "server-bare.log",
+                                  gunicorn_env=self.gunicorn_env(), name="bare", nice=a.nice, config=a.server_config)
         self.servers.append(self.bare_server)
         self.start(self.bare_server)
 
         self.measure_bare("first")
         self.bare_first_runs = len(self.bare.runs)
+        if "1" in a.selected:
+            self.measure_bare_sync()
         wrk_keys = [k for k in a.selected if k in ("1", "2", "3", "4", "5")]
         self.scenarios.update(self.run_wrk_scenarios(server, db, wrk_keys))
         if "2" in a.selected and not a.no_node_reference:
@@ -532,6 +581,8 @@ class Bench:
             check["ok"] = check["ok"] and check["forked_families"] == 0 and check["revoked_under_load"] == 0
             self.scenarios["3"].checks = check
             log(f"  check: refresh tokens are used exactly once: {check}")
+        if "8" in a.selected:
+            self.measure_overload(server)
         if "6" in a.selected:
             self.scenarios.update(self.flows(server, db))
         self.measure_bare("last")
@@ -549,7 +600,7 @@ class Bench:
             self.results["growth"] = self.growth()
 
         self.bare_server.stop()
-        report.finish(self)
+        self.jsonable = report.finish(self)
         return 1 if report.any_failed(self) else 0
 
     def cleanup(self) -> None:
@@ -585,7 +636,12 @@ def main(argv=None) -> int:
         except PermissionError:
             log(f"bench: cannot change priority by {args.nice} (a negative value needs root); going on without")
             args.nice = 0
-    bench = Bench(args)
+    if len(args.server_configs) > 1:
+        return compare_servers(args)
+    return run_one(Bench(args))
+
+
+def run_one(bench: Bench) -> int:
     try:
         return bench.run()
     except (ServerError, WrkError, clients.FlowError) as err:
@@ -598,3 +654,27 @@ def main(argv=None) -> int:
         return 130
     finally:
         bench.cleanup()
+
+
+def compare_servers(args: argparse.Namespace) -> int:
+    """--servers: the whole run under each server in turn (a fresh database each), then a side-by-side table;
+    --json gets {"servers": [each run's results]}."""
+    json_path, png_path = args.json, args.png
+    args.json = args.png = None
+    results, worst = [], 0
+    for config in args.server_configs:
+        args.server_config = config
+        log(f"===== server {config.name} =====")
+        bench = Bench(args)
+        code = run_one(bench)
+        worst = max(worst, code)
+        if code in (2, 130):
+            return code
+        results.append(bench.jsonable)
+    print()
+    print(report.comparison(results), flush=True)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({"servers": results}, indent=2, default=str))
+        log(f"wrote {json_path}")
+    return worst

@@ -44,9 +44,10 @@ def header_lines(bench) -> list[str]:
     return [
         f"Machine   {m['cpu_model']}, {m['cores']} cores" + (f" @ {m['cpu_mhz']} MHz" if m.get("cpu_mhz") else "")
         + f", {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}",
-        f"Server    gunicorn {m.get('gunicorn')} ({s['gunicorn']['config']}), {s['workers']} {s['worker_class']} workers, "
-        f"max_requests {s['gunicorn']['GUNICORN_MAX_REQUESTS']}, access log {s['gunicorn']['GUNICORN_ACCESS_LOG']}; "
-        f"app at git {git.get('commit')}{dirty}",
+        f"Server    {s['server_description']}"
+        + (f", max_requests {s['gunicorn']['GUNICORN_MAX_REQUESTS']}, access log {s['gunicorn']['GUNICORN_ACCESS_LOG']}"
+           if s["server"].startswith("gunicorn") else "")
+        + f"; app at git {git.get('commit')}{dirty}",
         f"Database  {s['database']} ({s['database_version']})",
         f"Crypto    Argon2id m={app['ARGON2_MEMORY_COST_KIB']} KiB t={app['ARGON2_TIME_COST']} p={app['ARGON2_PARALLELISM']}; "
         f"access tokens {app['ACCESS_TOKEN_SIGNING_ALG']}, ID tokens {app['ID_TOKEN_SIGNING_ALG']}; "
@@ -97,7 +98,7 @@ def format_table(rows: list[list[str]]) -> str:
 
 
 def ordered_scenarios(bench) -> list:
-    order = ["1", "2", "2n", "3", "4a", "4b", "5", "6a", "6b"]
+    order = ["1", "2", "2n", "3", "4a", "4b", "5", "1x4", "2x4", "6a", "6b"]
     return [bench.scenarios[k] for k in order if k in bench.scenarios]
 
 
@@ -112,10 +113,17 @@ def evaluate_targets(bench) -> list[dict]:
     if "1" in sc:
         ratio = _ratio(sc["1"].rps, bare.rps)
         check = sc["1"].checks
-        add("1", "local API >= 0.70 x bare, still refusing tokens issued before a password change",
-            ratio >= 0.70 and check.get("ok") and not sc["1"].failed,
+        server = r["settings"]["server"]
+        add("1", f"local API >= 0.70 x bare on the same server ({server}), still refusing tokens issued before a "
+                 "password change", ratio >= 0.70 and check.get("ok") and not sc["1"].failed,
             f"{ratio:.2f} x bare; old token after change: {check.get('after')}, introspection active: "
             f"{check.get('introspect_active_after')}")
+        sync = bench.bare_sync or (bare if server == "gunicorn-sync" else None)
+        if sync is not None:
+            ratio = _ratio(sc["1"].rps, sync.rps)
+            add("1", "local API >= 1.0 x bare Flask under gunicorn sync workers (same number of workers)",
+                ratio >= 1.0 and check.get("ok") and not sc["1"].failed and not sync.failed,
+                f"{sc['1'].rps:,.0f}/s vs {sync.rps:,.0f}/s = {ratio:.2f} x")
     if "2" in sc:
         s2 = sc["2"]
         ratio = _ratio(s2.rps, bare.rps)
@@ -144,6 +152,14 @@ def evaluate_targets(bench) -> list[dict]:
             ratio >= 0.25 and not s3.failed and s3.checks.get("ok"),
             f"{ratio:.2f} x bare; replay refused: {s3.checks.get('replay_refused')}, family revoked: "
             f"{s3.checks.get('family_revoked_after_replay')}, racing uses won: {s3.checks.get('race_8_same_token_winners')}/8")
+    for key in ("1", "2"):
+        over, base = sc.get(f"{key}x4"), sc.get(key)
+        if over is not None and base is not None:
+            ratio = _ratio(over.p99_ms, base.p99_ms)
+            add("8", f"overload: scenario {key} at 4 x the connections without errors, p99 within 3 x the standard run's",
+                over.errors == 0 and not over.failed and ratio is not None and ratio <= 3.0,
+                f"{over.rps:,.0f}/s, {over.errors} errors, p99 {base.p99_ms:.2f} -> {over.p99_ms:.2f} ms = "
+                f"{_fmt_ratio(ratio)} x")
     if "4a" in sc:
         ra, rb = _ratio(sc["4a"].rps, bare.rps), _ratio(sc["4b"].rps, bare.rps)
         add("4", "discovery and JWKS >= 0.90 x bare", ra >= 0.90 and rb >= 0.90 and not sc["4a"].failed
@@ -224,6 +240,8 @@ def _jsonable(bench, targets) -> dict:
     r["bare"]["last_runs_median_rps"] = (round(statistics.median([x.rps for x in bare.runs[split:]]), 1)
                                          if bare.runs[split:] else None)
     r["scenarios"] = {s.key: s.as_dict(bare) for s in ordered_scenarios(bench)}
+    if bench.bare_sync is not None:
+        r["bare_sync"] = bench.bare_sync.as_dict(None)
     if r.get("growth"):
         g = dict(r["growth"])
         g["stages"] = [{**st, "scenarios": {k: v.as_dict(bare) for k, v in st["scenarios"].items()}} for st in g["stages"]]
@@ -334,8 +352,8 @@ def finish(bench) -> None:
     out = []
     out += header_lines(bench)
     out.append("")
-    out.append(format_table(table_rows(bench, [bench.bare] + scenarios)))
-    out.append("CPU ms: CPU time of the gunicorn processes (and PostgreSQL backends; for 2n the Node.js process) per "
+    out.append(format_table(table_rows(bench, [bench.bare] + ([bench.bare_sync] if bench.bare_sync else []) + scenarios)))
+    out.append("CPU ms: CPU time of the server's processes (and PostgreSQL backends; for 2n the Node.js process) per "
                "request or operation; unlike rate and latency it hardly changes when other processes share the cores.")
     split = getattr(bench, "bare_first_runs", len(bench.bare.runs))
     first = [x.rps for x in bench.bare.runs[:split]]
@@ -379,10 +397,10 @@ def finish(bench) -> None:
             out.append("  (bare Flask worker: " + ", ".join(f"{v.get('VmRSS', 0) / 1024:.1f} MiB" for v in bare_mem.values()) + ")")
     if r.get("startup_seconds"):
         st = r["startup_seconds"]
-        out.append(f"Start-up: gunicorn start to first 200 on /healthz: median {st['median'] * 1000:.0f} ms "
+        out.append(f"Start-up: {r['settings']['server']} start to first 200 on /healthz: median {st['median'] * 1000:.0f} ms "
                    f"(samples {', '.join(f'{s * 1000:.0f}' for s in st['samples'])} ms)")
     out.append("")
-    out.append("Targets (issue 6):")
+    out.append("Targets (issues 6 and 20):")
     out.append(format_targets(targets))
     out.append("")
     out.append("RESULT: " + ("FAILED (a run had errors or a check failed)" if any_failed(bench) else
@@ -396,3 +414,25 @@ def finish(bench) -> None:
         Path(bench.args.png).parent.mkdir(parents=True, exist_ok=True)
         write_png(Path(bench.args.png), bench, targets)
         print(f"wrote {bench.args.png}", file=sys.stderr)
+    return _jsonable(bench, targets)
+
+
+def comparison(results: list[dict]) -> str:
+    """--servers: each scenario's rate (and p99) under each server, side by side."""
+    names = [r["settings"]["server"] for r in results]
+    keys = ["bare", "bare-sync"] + [k for k in results[0]["scenarios"]]
+    rows = []
+    for key in keys:
+        cells = []
+        for r in results:
+            sc = r.get("bare") if key == "bare" else r.get("bare_sync") if key == "bare-sync" else r["scenarios"].get(key)
+            if key == "bare-sync" and sc is None and r["settings"]["server"] == "gunicorn-sync":
+                sc = r.get("bare")
+            cells.append("-" if not sc else f"{sc['median_rps']:,.0f} ({sc['median_p99_ms']:.1f})" + (" ERR" if sc.get("errors") else ""))
+        rows.append([key] + cells)
+    rows.append(["targets met"] + [f"{sum(1 for t in r['targets'] if t['met'])}/{len(r['targets'])}" for r in results])
+    head = ["scenario"] + names
+    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join(["Servers side by side: rate/s (p99 ms), medians of runs", line(head), line(["-" * w for w in widths])]
+                     + [line(row) for row in rows])

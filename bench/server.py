@@ -1,4 +1,6 @@
-"""Start gunicorn the way the project deploys it (gunicorn.conf.py), on a free loopback port.
+"""Start the app the way the project deploys it, on a free loopback port: under granian through
+granian_server.py (`portcullis-serve`), or under gunicorn with gunicorn.conf.py,
+with its sync or gthread workers (`ServerConfig`, --server).
 
 tests/servers.py does the same for the test suite; the benchmark needs three things it does
 not have, so it keeps its own small launcher: another app spec for the bare baseline, a
@@ -15,20 +17,73 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 APP_SPEC = "app:create_app()"
 BARE_SPEC = "bench.bare_app:create_app()"
+#: the servers --server names; KIND[:tN][:bpN] (threads per worker; granian's backpressure per worker)
+SERVER_KINDS = ("granian", "gunicorn-sync", "gunicorn-gthread")
 
 # Settings of the calling shell that must not leak into the server under test.
-_SCRUBBED_PREFIXES = ("FLASK_", "GUNICORN_")
+_SCRUBBED_PREFIXES = ("FLASK_", "GUNICORN_", "GRANIAN_")
 _SCRUBBED = {"PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"}
 
 
 class ServerError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Which server, and how many Python threads per worker: `granian`, `granian:t2:bp8`,
+    `gunicorn-sync`, `gunicorn-gthread:t4`. `backpressure` (granian only): requests a worker
+    takes in at once, the rest wait in granian's queue (None: granian's default, backlog / workers)."""
+
+    kind: str = "granian"
+    threads: int = 1
+    backpressure: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ServerConfig":
+        kind, *options = [part.strip() for part in text.strip().split(":")]
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"unknown server {kind!r} (one of {', '.join(SERVER_KINDS)})")
+        threads, backpressure = 1, None
+        for option in options:
+            if option.startswith("bp") and option[2:].isdigit() and kind == "granian":
+                backpressure = int(option[2:])
+            elif option.startswith("t") and option[1:].isdigit() and int(option[1:]) >= 1:
+                threads = int(option[1:])
+            else:
+                raise ValueError(f"unknown option {option!r} in {text!r} (tN for threads, bpN for granian's backpressure)")
+        if kind == "gunicorn-sync" and threads != 1:
+            raise ValueError("gunicorn's sync worker has one thread; use gunicorn-gthread:tN")
+        return cls(kind, threads, backpressure)
+
+    @property
+    def name(self) -> str:
+        return self.kind + (f":t{self.threads}" if self.threads != 1 or self.kind == "gunicorn-gthread" else "") + (
+            f":bp{self.backpressure}" if self.backpressure else "")
+
+    def describe(self, workers: int) -> str:
+        if self.kind == "granian":
+            return (f"granian {_version('granian')} WSGI (granian_server.py), {workers} workers x "
+                    f"{self.threads} blocking thread{'s' if self.threads > 1 else ''}, backpressure "
+                    f"{self.backpressure or 'default'}")
+        worker = "sync" if self.kind == "gunicorn-sync" else f"gthread ({self.threads} threads)"
+        return f"gunicorn {_version('gunicorn')} (gunicorn.conf.py), {workers} {worker} workers"
+
+
+def _version(package: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:
+        return "?"
 
 
 def free_port() -> int:
@@ -66,16 +121,16 @@ def get_status(port: int, path: str, timeout: float = 1.0) -> int | None:
         conn.close()
 
 
-class Gunicorn:
-    """gunicorn -c gunicorn.conf.py SPEC, master plus `workers` sync workers, on 127.0.0.1:port.
+class Server:
+    """The app (or the bare baseline, `spec`) under one server, `workers` worker processes, on 127.0.0.1:port.
 
-    `gunicorn_env` sets gunicorn.conf.py's own variables (GUNICORN_MAX_REQUESTS, ...);
-    `app_env` the app's FLASK_* settings. `port` may be chosen beforehand (the issuer names it).
+    `server_env` sets the server's own variables (GUNICORN_MAX_REQUESTS, GRANIAN_*, ...); `app_env`
+    the app's FLASK_* settings. `port` may be chosen beforehand (the issuer names it).
     """
 
     def __init__(self, spec: str, *, workers: int, log_path: Path, app_env: dict[str, str] | None = None,
                  gunicorn_env: dict[str, str] | None = None, port: int | None = None, name: str = "server",
-                 nice: int = 0):
+                 nice: int = 0, config: ServerConfig = ServerConfig("gunicorn-sync")):
         self.spec = spec
         self.workers = workers
         self.log_path = log_path
@@ -84,6 +139,7 @@ class Gunicorn:
         self.port = port or free_port()
         self.name = name
         self.nice = nice
+        self.config = config
         self.process: subprocess.Popen | None = None
         self.ready_seconds: float | None = None
 
@@ -93,10 +149,31 @@ class Gunicorn:
 
     def env(self) -> dict[str, str]:
         env = base_env(self.app_env)
+        if self.config.kind == "granian":
+            import granian_server
+
+            env.update({"GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(self.port),
+                        "GRANIAN_WORKERS": str(self.workers), "GRANIAN_BLOCKING_THREADS": str(self.config.threads),
+                        "GRANIAN_LOG_LEVEL": "warning"})
+            if self.config.backpressure:
+                env["GRANIAN_BACKPRESSURE"] = str(self.config.backpressure)
+            return granian_server.environment(env)
         env.update(self.gunicorn_env)
         env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
         env["WEB_CONCURRENCY"] = str(self.workers)
         return env
+
+    def command(self) -> list[str]:
+        if self.config.kind == "granian":
+            if self.spec == APP_SPEC:
+                return [sys.executable, str(ROOT / "granian_server.py")]
+            module, _, factory = self.spec.partition(":")
+            return [sys.executable, "-m", "granian", f"{module}:{factory.removesuffix('()')}"]
+        command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--workers", str(self.workers),
+                   "--name", f"bench-{self.name}"]
+        if self.config.kind == "gunicorn-gthread":
+            command += ["--worker-class", "gthread", "--threads", str(self.config.threads)]
+        return command + [self.spec]
 
     def log(self, tail: int = 60) -> str:
         """The last lines of the server's output (the app may log every request: read only the end)."""
@@ -117,8 +194,7 @@ class Gunicorn:
         with open(self.log_path, "ab") as log:
             started = time.perf_counter()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--workers", str(self.workers),
-                 "--name", f"bench-{self.name}", self.spec],
+                self.command(),
                 cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None,
             )
@@ -128,13 +204,13 @@ class Gunicorn:
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log()}")
+                raise ServerError(f"{self.config.kind} {self.name} exited with {self.process.returncode}:\n{self.log()}")
             if get_status(self.port, "/healthz") == 200:
                 self.ready_seconds = time.perf_counter() - started
                 return self.ready_seconds
             time.sleep(0.005)
         self.stop()
-        raise ServerError(f"gunicorn {self.name} not ready after {timeout}s:\n{self.log()}")
+        raise ServerError(f"{self.config.kind} {self.name} not ready after {timeout}s:\n{self.log()}")
 
     def wait_for_workers(self, timeout: float = 30) -> list[int]:
         """Wait until every worker is forked; return their pids."""
@@ -156,11 +232,14 @@ class Gunicorn:
         process, self.process = self.process, None
         stop_process_group(process, timeout)
 
-    def __enter__(self) -> "Gunicorn":
+    def __enter__(self) -> "Server":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+Gunicorn = Server  # the name tests and older scripts use (a gunicorn sync server by default)
 
 
 def stop_process_group(process: subprocess.Popen | None, timeout: float) -> None:

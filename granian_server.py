@@ -1,0 +1,105 @@
+"""The production server: granian's WSGI interface with this project's defaults.
+
+    portcullis-serve                      # or: python granian_server.py
+    portcullis-serve --workers 4          # any granian option; GRANIAN_* variables work as well
+
+granian (a Rust HTTP server, on PyPI) reads and writes the sockets on its own threads, keeps
+connections alive and queues requests, and hands each one to a Python worker thread. The bench
+suite chose it over gunicorn's sync and gthread workers (README, "Production server"); gunicorn
+stays supported (`gunicorn -c gunicorn.conf.py`).
+
+What this launcher adds to `granian` itself, each as a default the environment or a flag can change:
+
+- the app: `--interface wsgi --factory granian_server:worker_app`;
+- one Python thread per worker (GRANIAN_BLOCKING_THREADS=1): a worker runs one request at a time,
+  as gunicorn's sync worker does, while granian's own threads deal with slow clients and
+  keep-alive; more threads measured slower (Argon2 and the signing work hold the GIL);
+- workers: WEB_CONCURRENCY, else 2 x cores + 1 (at most 12), as gunicorn.conf.py;
+- PORT (8000) on 0.0.0.0, unless GRANIAN_HOST / GRANIAN_PORT / GRANIAN_UDS say otherwise;
+- a worker that dies is started again (--respawn-failed-workers), a worker that does not stop
+  within 30 s of a reload or shutdown is killed (--workers-kill-timeout), and a client must send
+  its request headers within 10 s (--http1-header-read-timeout);
+- PROMETHEUS_MULTIPROC_DIR made (a new temporary directory unless set) and emptied before the
+  workers start, so GET /metrics adds up every worker's counters; removed at exit if made here;
+- each worker freezes its start-up objects out of the garbage collector's reach (gunicorn.conf.py
+  says why), once the app is built.
+
+It sits beside app.py, outside the `identity` package, so that the main process, which only
+watches the workers, does not import the app: each worker imports it after the fork, and the
+main process stays at the size of granian itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+
+#: granian's own variables and what this project sets them to unless the environment already does
+DEFAULTS = {
+    "GRANIAN_INTERFACE": "wsgi",
+    "GRANIAN_FACTORY": "true",
+    "GRANIAN_HOST": "0.0.0.0",
+    "GRANIAN_BLOCKING_THREADS": "1",
+    "GRANIAN_RESPAWN_FAILED_WORKERS": "true",
+    "GRANIAN_RESPAWN_INTERVAL": "1",
+    "GRANIAN_WORKERS_KILL_TIMEOUT": "30",
+    "GRANIAN_HTTP1_HEADER_READ_TIMEOUT": "10000",
+    "GRANIAN_LOG_LEVEL": "info",
+    # the app writes the one access log (JSON lines, identity/plumbing/headers.py)
+    "GRANIAN_LOG_ACCESS_ENABLED": "false",
+}
+APP_TARGET = "granian_server:worker_app"
+
+
+def worker_app():
+    """The app, built in each worker after granian has started it (nothing is shared across a fork)."""
+    # identity/plumbing/granian_worker.py: create_app(), minus the process environment granian copies
+    # into every request's environ, with the request log flushed at the worker's exit, gc.freeze()
+    from identity.plumbing.granian_worker import build
+
+    return build()
+
+
+def environment(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this project's defaults filled in where it leaves granian's variables unset."""
+    env = dict(env)
+    for name, value in DEFAULTS.items():
+        env.setdefault(name, value)
+    if "GRANIAN_WORKERS" not in env:
+        workers = env.get("WEB_CONCURRENCY", "").strip()
+        env["GRANIAN_WORKERS"] = workers or str(min(multiprocessing.cpu_count() * 2 + 1, 12))
+    if "GRANIAN_PORT" not in env and env.get("PORT", "").strip():
+        env["GRANIAN_PORT"] = env["PORT"].strip()
+    if "GRANIAN_PORT" not in env:
+        env["GRANIAN_PORT"] = "8000"
+    return env
+
+
+def prepare_metrics_directory() -> None:
+    """PROMETHEUS_MULTIPROC_DIR, empty, before any worker imports prometheus_client."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="portcullis-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        atexit.register(shutil.rmtree, directory, True)
+    os.makedirs(directory, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.update(environment(dict(os.environ)))
+    prepare_metrics_directory()
+    from granian.cli import cli
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    cli.main(args=[*args, APP_TARGET], prog_name="portcullis-serve", auto_envvar_prefix="GRANIAN")
+
+
+if __name__ == "__main__":
+    main()
