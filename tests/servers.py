@@ -1,7 +1,15 @@
-"""Real gunicorn servers for tests: the app as it is deployed (`gunicorn -c gunicorn.conf.py`),
-in a subprocess on a free loopback port, with its own environment.
+"""Real servers for tests: the app as it is deployed, in a subprocess on a free loopback port,
+with its own environment. Two kinds, with one interface (start/stop/url/log/cli/env/workers/name,
+worker_pids, reload, a context manager):
 
-    with GunicornServer(database_uri, workers=2) as server:
+- `GranianServer`: the production default, granian through the launcher (granian_server.py,
+  `portcullis-serve`);
+- `GunicornServer`: `gunicorn -c gunicorn.conf.py`, sync workers.
+
+`AppServer` is the default (granian); tests that are about one server name it, and
+`SERVERS` maps "granian" / "gunicorn" to the classes for tests parametrised over both.
+
+    with AppServer(database_uri, workers=2) as server:
         requests.get(server.url + "/healthz")
 
 Also small HTTP actions (sign in, authorize with PKCE, token requests) done with `requests`,
@@ -19,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,13 +47,23 @@ GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 TEST_SECRET_KEY = "multi-instance-test-secret-key-not-for-production"
 
 # Variables of the calling environment that must not leak into a server under test.
-_SCRUBBED = ("GUNICORN_CMD_ARGS", "GUNICORN_BIND", "PORT", "WEB_CONCURRENCY", "FLASK_APP", "FLASK_DEBUG")
+_SCRUBBED = ("PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "FLASK_APP", "FLASK_DEBUG")
+_SCRUBBED_PREFIXES = ("FLASK_", "GUNICORN_", "GRANIAN_")
+
+
+def granian_command() -> list[str]:
+    """How the production launcher starts: granian_server.py beside app.py (`portcullis-serve`),
+    or, in a tree that still has it there, the module identity.plumbing.granian_server."""
+    script = ROOT / "granian_server.py"
+    if script.exists():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-m", "identity.plumbing.granian_server"]
 
 
 def server_env(database_uri: str, *, secret_key: str = TEST_SECRET_KEY, issuer: str | None = None,
                ratelimit_storage_uri: str = "memory://", extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a server or CLI process: FLASK_* settings on top of ours, minus leaks."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("FLASK_")}
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith(_SCRUBBED_PREFIXES)}
     env.update({
         "FLASK_SQLALCHEMY_DATABASE_URI": database_uri,
         "FLASK_SECRET_KEY": secret_key,
@@ -77,29 +96,37 @@ def migrate(env: dict[str, str]) -> None:
     flask_cli(["db", "upgrade"], env)
 
 
-class GunicornServer:
-    """One gunicorn instance (master + `workers` sync workers) on 127.0.0.1:<free port>.
+class _Server:
+    """One server instance (a main process + `workers` worker processes) on 127.0.0.1:<free port>.
 
-    `env` overrides come last (e.g. {"FLASK_LOCKOUT_MAX_FAILURES": "3"}). `migrate_first`
-    runs `flask db upgrade` before starting; pass False for the second instance on a shared
-    database. The server's output goes to `log_path`; `log()` returns it for failure messages.
+    `env` overrides come last (e.g. {"FLASK_LOCKOUT_MAX_FAILURES": "3"}); `args` are extra
+    command-line options of the server. `migrate_first` runs `flask db upgrade` before starting;
+    pass False for the second instance on a shared database. The server's output goes to
+    `log_path`; `log()` returns it for failure messages.
     """
+
+    kind = "server"
 
     def __init__(self, database_uri: str, *, workers: int = 2, name: str = "server",
                  secret_key: str = TEST_SECRET_KEY, issuer: str | None = None,
                  ratelimit_storage_uri: str = "memory://", env: dict[str, str] | None = None,
-                 migrate_first: bool = True, log_dir: str | os.PathLike | None = None,
-                 start_timeout: float = 60):
+                 args: list[str] | None = None, migrate_first: bool = True,
+                 log_dir: str | os.PathLike | None = None, start_timeout: float = 60):
         self.name = name
         self.workers = workers
+        self.database_uri = database_uri
         self.env = server_env(database_uri, secret_key=secret_key, issuer=issuer,
                               ratelimit_storage_uri=ratelimit_storage_uri, extra=env)
+        self.args = list(args or [])
         self.migrate_first = migrate_first
         self.start_timeout = start_timeout
-        self._log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="gunicorn-"))
+        self._log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"{self.kind}-"))
         self.log_path = self._log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.url if self.port else '(not started)'}>"
 
     @property
     def url(self) -> str:
@@ -116,12 +143,48 @@ class GunicornServer:
         """Run an operator command against this server's database and settings."""
         return flask_cli(args, self.env, input=input)
 
+    # --- what differs between servers -----------------------------------------------------
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def process_env(self) -> dict[str, str]:
+        """The server process's environment: `env`, plus what the address and worker count need."""
+        return dict(self.env)
+
+    # --- processes ----------------------------------------------------------------------------
+    @property
+    def main_pid(self) -> int:
+        """The main process (gunicorn's master, granian's main process): it forks the workers."""
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def worker_pids(self) -> set[int]:
+        """The workers: the main process's children (gunicorn's forks; granian's multiprocessing children)."""
+        return _children(self.main_pid)
+
+    def wait_for_workers(self, count: int | None = None, *, not_in=frozenset(), timeout: float = 30) -> set[int]:
+        """Wait until exactly `count` (default: `workers`) workers run and none is in `not_in`."""
+        count = self.workers if count is None else count
+        deadline = time.monotonic() + timeout
+        pids: set[int] = set()
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if len(pids) == count and not (pids & set(not_in)):
+                return pids
+            time.sleep(0.05)
+        raise AssertionError(f"{self.kind} {self.name} did not get to {count} new workers "
+                             f"(now {sorted(pids)}, old {sorted(not_in)}):\n{self.log()}")
+
+    def reload(self) -> None:
+        """Graceful reload: SIGHUP to the main process (both servers start new workers, then stop the old)."""
+        os.kill(self.main_pid, signal.SIGHUP)
+
     # --- life cycle ---------------------------------------------------------------------
-    def start(self) -> "GunicornServer":
+    def start(self):
         if self.migrate_first:
             migrate(self.env)
         last_error = None
-        for _ in range(3):  # the free port may be taken between our probe and gunicorn's bind
+        for _ in range(3):  # the free port may be taken between our probe and the server's bind
             self.port = free_port()
             try:
                 self._spawn()
@@ -138,37 +201,86 @@ class GunicornServer:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
-                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-                 "--name", f"identity-test-{self.name}"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                self.command(), cwd=ROOT, env=self.process_env(), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() reaches the workers too
             )
 
-    def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
+    def wait_until_serving(self, timeout: float | None = None) -> None:
+        """Until /healthz answers 200. granian's workers hold the listening socket themselves: while
+        none runs (all killed at once) connections are refused, where gunicorn's master keeps it."""
+        self._wait_until_healthy(timeout)
+
+    def _wait_until_healthy(self, timeout: float | None = None) -> None:
+        timeout = self.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log()}")
+                raise ServerError(f"{self.kind} {self.name} exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        raise ServerError(f"gunicorn {self.name} not healthy after {self.start_timeout}s:\n{self.log()}")
+        raise ServerError(f"{self.kind} {self.name} not healthy after {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (graceful: running requests finish), then SIGKILL the group if it lingers."""
         process, self.process = self.process, None
         stop_process_group(process, timeout)
 
-    def __enter__(self) -> "GunicornServer":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
+
+class GunicornServer(_Server):
+    """gunicorn as gunicorn.conf.py sets it up: a master and `workers` sync workers."""
+
+    kind = "gunicorn"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--name", f"identity-test-{self.name}", *self.args]
+
+
+class GranianServer(_Server):
+    """granian through the production launcher (granian_server.py): a main process and `workers`
+    worker processes, each with one Python thread; GRANIAN_* in `env` (or `args`) change the rest."""
+
+    kind = "granian"
+
+    def command(self) -> list[str]:
+        return [*granian_command(), *self.args]
+
+    def process_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        env.update({"GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(self.port), "GRANIAN_WORKERS": str(self.workers)})
+        return env
+
+
+#: the production default
+AppServer = GranianServer
+#: both servers, for tests parametrised over them
+SERVERS: dict[str, type[_Server]] = {"granian": GranianServer, "gunicorn": GunicornServer}
+
+
+def _children(pid: int) -> set[int]:
+    """A process's direct children, from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
 
 def password_grant_seed(client_id: str, secret: str, username: str, password: str, *,
                         offline_access: bool = False) -> dict:
@@ -185,8 +297,9 @@ def password_grant_seed(client_id: str, secret: str, username: str, password: st
 
 
 @contextmanager
-def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] | None = None):
-    """A 2-worker server on the suite's PostgreSQL database (FLASK_SQLALCHEMY_DATABASE_URI), or
+def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] | None = None,
+                  server: type[_Server] | None = None):
+    """A 2-worker server (`server`, default AppServer) on the suite's PostgreSQL database (FLASK_SQLALCHEMY_DATABASE_URI), or
     else on a SQLite file in `tmp_path`, seeded with `seed`; `database_uri` says which.
 
     `--reset-passwords`: the PostgreSQL database is shared with earlier server tests, which may
@@ -196,7 +309,7 @@ def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] 
         uri = "sqlite:///" + str(tmp_path / f"{name}.db")
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed))
-    with GunicornServer(uri, workers=2, name=name, log_dir=tmp_path, env=env) as running:
+    with (server or AppServer)(uri, workers=2, name=name, log_dir=tmp_path, env=env) as running:
         seeded = running.cli(["seed", str(seed_file), "--reset-passwords"])
         assert seeded.returncode == 0, seeded.stderr
         running.database_uri = uri

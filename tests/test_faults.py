@@ -1,4 +1,4 @@
-"""Faults, caused for real: the database goes away while the server runs, and a gunicorn worker
+"""Faults, caused for real: the database goes away while the server runs, and a server worker
 is killed with SIGKILL during and after requests.
 
 Database down, by database:
@@ -34,7 +34,7 @@ from conftest import ALICE_PASSWORD, DEMO_SEED, HttpsClient, make_config
 from identity.services.schema import ensure_schema
 from identity.extensions import db
 from identity.models import AuditEvent, UserSession
-from servers import GunicornServer, csrf_from, sign_in, token_request
+from servers import AppServer, csrf_from, sign_in, token_request
 
 NEW_PASSWORD = "violet-anchor-meadow-482"
 LEAKS = re.compile(r"Traceback|File \"|psycopg|sqlite3|OperationalError|sqlalchemy|DBAPIError|object at 0x", re.I)
@@ -288,14 +288,14 @@ def test_database_errors_are_logged_once_without_secrets(fault_app, db_fault, ca
         assert make_url(db_fault.uri).password not in logged, "the database password was logged"
 
 
-# --- the same, as deployed: gunicorn in front of PostgreSQL ---------------------------------------------
+# --- the same, as deployed: the default server (granian) in front of PostgreSQL ---------------------------------------------
 
 
 @pytest.mark.server
-def test_gunicorn_answers_503_while_the_database_is_down_and_recovers(db_fault, tmp_path):
+def test_the_server_answers_503_while_the_database_is_down_and_recovers(db_fault, tmp_path):
     if not db_fault.networked:
         pytest.skip("needs a database over TCP (set FLASK_SQLALCHEMY_DATABASE_URI to PostgreSQL)")
-    with GunicornServer(db_fault.uri, workers=2, name="faults", log_dir=tmp_path) as server:
+    with AppServer(db_fault.uri, workers=2, name="faults", log_dir=tmp_path) as server:
         server.cli(["seed", str(DEMO_SEED)])
         browser = requests.Session()
         assert sign_in(browser, server.url, "alice", ALICE_PASSWORD).status_code == 302, server.log()
@@ -339,7 +339,7 @@ def json_line(line: str) -> dict:
 
 
 def worker_pids(master_pid: int) -> set[int]:
-    """The gunicorn workers: the master's child processes."""
+    """The workers: the main process's child processes (gunicorn or granian)."""
     children = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -361,7 +361,7 @@ def wait_for_workers(master_pid: int, count: int, not_in: set[int] = frozenset()
         if len(pids) == count and not (pids & not_in):
             return pids
         time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not get back to {count} workers (now {worker_pids(master_pid)})")
+    raise AssertionError(f"the server did not get back to {count} workers (now {worker_pids(master_pid)})")
 
 
 def kill(pids) -> None:
@@ -382,7 +382,7 @@ def server_database_uri(app, database_uri, tmp_path):
 
 @pytest.fixture
 def server(server_database_uri, tmp_path):
-    with GunicornServer(server_database_uri, workers=2, name="kill", log_dir=tmp_path) as running:
+    with AppServer(server_database_uri, workers=2, name="kill", log_dir=tmp_path) as running:
         running.cli(["seed", str(DEMO_SEED)])
         yield running
 
@@ -405,6 +405,7 @@ def test_workers_killed_after_a_password_change_lose_nothing(server):
     before = wait_for_workers(master, 2)
     kill(before)  # every worker, right after the answer
     wait_for_workers(master, 2, not_in=before)
+    server.wait_until_serving(30)  # granian refuses connections until a new worker listens
 
     assert can_sign_in(server, NEW_PASSWORD), server.log()
     assert not can_sign_in(server, ALICE_PASSWORD)
@@ -436,6 +437,7 @@ def test_workers_killed_mid_password_change_leave_it_all_or_nothing(server):
     kill(before)
     thread.join(30)
     wait_for_workers(master, 2, not_in=before)
+    server.wait_until_serving(30)
 
     old_works, new_works = can_sign_in(server, ALICE_PASSWORD), can_sign_in(server, NEW_PASSWORD)
     assert old_works != new_works, f"exactly one password works (old {old_works}, new {new_works})"

@@ -475,9 +475,9 @@ def test_error_log_lines_carry_the_request_id(app, client, logs):
 @pytest.mark.server
 def test_the_deployed_server_writes_json_request_lines(tmp_path):
     """Under gunicorn (as deployed) the structured request lines reach the log, with the request id."""
-    from servers import GunicornServer
+    from servers import AppServer
 
-    with GunicornServer("sqlite:///" + str(tmp_path / "logs.db"), workers=1, name="logs", log_dir=tmp_path) as server:
+    with AppServer("sqlite:///" + str(tmp_path / "logs.db"), workers=1, name="logs", log_dir=tmp_path) as server:
         response = requests.get(server.url + "/account/login", headers={"X-Request-Id": "deployed-req-77"}, timeout=10)
         assert response.status_code == 200
     log = server.log(tail=2000)

@@ -22,7 +22,7 @@ from conftest import empty_database, make_config
 from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services.seed import apply_seed, load_seed
-from servers import GunicornServer, csrf_from, token_request
+from servers import AppServer, csrf_from, token_request
 
 pytestmark = pytest.mark.server
 
@@ -67,9 +67,9 @@ def instances(shared_app, database_uri, tmp_path_factory):
     env = {"FLASK_LOCKOUT_MAX_FAILURES": str(LIMIT), "FLASK_LOCKOUT_SECONDS": "600",
            "FLASK_RATELIMIT_ENABLED": "false"}  # the bursts are faster than the per-IP limits
     common = dict(workers=2, issuer=ISSUER, env=env, log_dir=log_dir)  # one issuer: instances behind one address
-    a = GunicornServer(database_uri, name="A", **common).start()
+    a = AppServer(database_uri, name="A", **common).start()
     try:
-        b = GunicornServer(database_uri, name="B", migrate_first=False, **common).start()
+        b = AppServer(database_uri, name="B", migrate_first=False, **common).start()
     except BaseException:
         a.stop()
         raise

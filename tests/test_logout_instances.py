@@ -19,7 +19,7 @@ from conftest import empty_database, make_config
 from identity.extensions import db
 from identity.services.seed import apply_seed, load_seed
 from rp_receiver import RelyingParty
-from servers import GunicornServer, authorize, csrf_from, redirect_params, sign_in
+from servers import AppServer, authorize, csrf_from, redirect_params, sign_in
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 
@@ -62,7 +62,7 @@ def shared_database(_migrated, database_uri, rp):
     return database_uri
 
 
-def session_with_the_client(server: GunicornServer, username: str) -> requests.Session:
+def session_with_the_client(server: AppServer, username: str) -> requests.Session:
     browser = requests.Session()
     assert sign_in(browser, server.url, username, PASSWORD).status_code == 302, server.log(40)
     response, _ = authorize(browser, server.url, client_id="webapp", redirect_uri=REDIRECT_URI)
@@ -70,7 +70,7 @@ def session_with_the_client(server: GunicornServer, username: str) -> requests.S
     return browser
 
 
-def sign_out(server: GunicornServer, browser: requests.Session) -> None:
+def sign_out(server: AppServer, browser: requests.Session) -> None:
     page = browser.get(server.url + "/account/logout", timeout=30)
     response = browser.post(server.url + "/account/logout", data={"csrf_token": csrf_from(page.text)}, timeout=30)
     assert response.status_code == 200, server.log(40)
@@ -98,8 +98,8 @@ def wait_for(condition, *servers, seconds: float = 30) -> None:
 
 def test_two_instances_deliver_every_token_once(shared_database, rp, tmp_path):
     common = dict(workers=2, issuer=ISSUER, env=ENV, log_dir=tmp_path)
-    with GunicornServer(shared_database, name="A", migrate_first=True, **common) as a, \
-            GunicornServer(shared_database, name="B", migrate_first=False, **common) as b:
+    with AppServer(shared_database, name="A", migrate_first=True, **common) as a, \
+            AppServer(shared_database, name="B", migrate_first=False, **common) as b:
         rp.jwks = requests.get(a.url + "/.well-known/openid-configuration/jwks", timeout=10).json()
         browsers = [(server, session_with_the_client(server, name))
                     for server, name in zip([a, b] * 4, USERS)]
@@ -118,14 +118,14 @@ def test_a_queue_left_by_stopped_servers_is_delivered_once_by_a_new_one(shared_d
     rp.received.clear()
     common = dict(workers=2, issuer=ISSUER, env=ENV, log_dir=tmp_path)
     rp.stop()  # the RP is down while the users sign out
-    with GunicornServer(shared_database, name="C", migrate_first=False, **common) as c:
+    with AppServer(shared_database, name="C", migrate_first=False, **common) as c:
         for browser in [session_with_the_client(c, name) for name in USERS[:3]]:
             sign_out(c, browser)
         wait_for(lambda: len(failed_so_far(shared_database)) == 3, c)  # attempts fail and are scheduled again
     queued = failed_so_far(shared_database)
     assert len(queued) == 3
     rp.start()  # back up, on the same port, after every server that queued has stopped
-    with GunicornServer(shared_database, name="D", migrate_first=False, **common) as d:
+    with AppServer(shared_database, name="D", migrate_first=False, **common) as d:
         wait_for(lambda: len(rp.received) >= 3, d)
         time.sleep(3)
         wait_for(lambda: False, d, seconds=2)

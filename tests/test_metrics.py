@@ -1,6 +1,6 @@
-"""GET /metrics: the allow-list, what is counted, bounded labels, and the sum over gunicorn workers.
+"""GET /metrics: the allow-list, what is counted, bounded labels, and the sum over a server's workers.
 
-In-process (the test client) for what is counted and who may read it; a real gunicorn with two
+In-process (the test client) for what is counted and who may read it; a real server (granian) with two
 workers for multiprocess mode: requests land on both workers, and one scrape adds them up.
 """
 
@@ -16,7 +16,7 @@ from identity.services import metrics
 from identity.config.startup import ConfigurationError
 from app import create_app
 from conftest import make_config
-from servers import GunicornServer, password_grant_seed, run_together, seeded_server, token_request
+from servers import SERVERS, password_grant_seed, run_together, seeded_server, token_request
 
 SECRET = "metrics-secret-0123456789"
 PASSWORD = "tulip-quartz-harbor-917"
@@ -169,11 +169,11 @@ def test_a_database_failure_is_counted(app, client, monkeypatch):
     assert sample("identity_database_errors_total") == before + 1
 
 
-# --- gunicorn: two workers, one sum ---------------------------------------------------------------
+# --- the server as deployed: two workers, one sum ---------------------------------------------------------------
 
 
 @pytest.mark.server
-def test_two_gunicorn_workers_add_up(tmp_path):
+def test_two_workers_add_up(tmp_path):
     directory = tmp_path / "metrics"
     seed = password_grant_seed("metered", SECRET, "meg", PASSWORD)
     with seeded_server(tmp_path, seed, name="metrics", env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}) as server:
@@ -206,11 +206,13 @@ def test_two_gunicorn_workers_add_up(tmp_path):
 
 
 @pytest.mark.server
-def test_gunicorn_makes_and_removes_its_own_directory(tmp_path):
-    """Without PROMETHEUS_MULTIPROC_DIR the config makes a fresh directory and removes it at exit."""
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_the_server_makes_and_removes_its_own_directory(tmp_path, kind):
+    """Without PROMETHEUS_MULTIPROC_DIR, gunicorn.conf.py or granian's launcher makes a fresh directory
+    and removes it at exit."""
     uri = "sqlite:///" + str(tmp_path / "own.db")
-    server = GunicornServer(uri, workers=2, name="own-dir", log_dir=tmp_path,
-                            env={"FLASK_TRUST_PROXY_HOPS": "1"})
+    server = SERVERS[kind](uri, workers=2, name="own-dir", log_dir=tmp_path,
+                           env={"FLASK_TRUST_PROXY_HOPS": "1"})
     server.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with server:
         text = requests.get(server.url + "/metrics", timeout=10).text

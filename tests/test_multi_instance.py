@@ -20,7 +20,7 @@ from conftest import empty_database, make_config
 from identity.extensions import db
 from identity.services.seed import apply_seed, load_seed
 from servers import (
-    GunicornServer,
+    AppServer,
     authorize,
     csrf_from,
     redirect_params,
@@ -118,9 +118,9 @@ def instances(shared_database, tmp_path_factory):
         "FLASK_SIGNING_KEY_PROPAGATION_SECONDS": str(KEY_PROPAGATION_SECONDS),
     }
     common = dict(workers=2, issuer=ISSUER, ratelimit_storage_uri=REDIS_URL, env=env, log_dir=log_dir)
-    a = GunicornServer(shared_database, name="A", migrate_first=True, **common).start()
+    a = AppServer(shared_database, name="A", migrate_first=True, **common).start()
     try:
-        b = GunicornServer(shared_database, name="B", migrate_first=False, **common).start()
+        b = AppServer(shared_database, name="B", migrate_first=False, **common).start()
     except BaseException:
         a.stop()
         raise
@@ -143,14 +143,14 @@ def jwt_claims(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
-def browser_signed_in(server: GunicornServer, username: str, password: str | None = None) -> requests.Session:
+def browser_signed_in(server: AppServer, username: str, password: str | None = None) -> requests.Session:
     browser = requests.Session()
     response = sign_in(browser, server.url, username, password or USERS[username])
     assert response.status_code == 302, f"sign-in on {server.name} failed: {response.status_code}\n{logs(server)}"
     return browser
 
 
-def code_on(server: GunicornServer, browser: requests.Session, scope: str) -> tuple[str, str]:
+def code_on(server: AppServer, browser: requests.Session, scope: str) -> tuple[str, str]:
     response, verifier = authorize(browser, server.url, client_id="webapp", redirect_uri=REDIRECT_URI, scope=scope)
     assert response.status_code == 302, f"{response.status_code} {response.text[:500]}\n{logs(server)}"
     location = response.headers["Location"]
@@ -160,14 +160,14 @@ def code_on(server: GunicornServer, browser: requests.Session, scope: str) -> tu
     return params["code"], verifier
 
 
-def redeem_on(server: GunicornServer, code: str, verifier: str) -> dict:
+def redeem_on(server: AppServer, code: str, verifier: str) -> dict:
     response = token_request(server.url, "webapp", SECRET, grant_type="authorization_code", code=code,
                              redirect_uri=REDIRECT_URI, code_verifier=verifier)
     assert response.status_code == 200, f"{response.text}\n{logs(server)}"
     return response.json()
 
 
-def user_tokens(issuer_server: GunicornServer, username: str,
+def user_tokens(issuer_server: AppServer, username: str,
                 scope: str = "openid profile offline_access IdentityServerApi") -> dict:
     browser = browser_signed_in(issuer_server, username)
     return redeem_on(issuer_server, *code_on(issuer_server, browser, scope))
@@ -177,13 +177,13 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def introspect_on(server: GunicornServer, token: str, client=("webapp", SECRET)) -> dict:
+def introspect_on(server: AppServer, token: str, client=("webapp", SECRET)) -> dict:
     response = requests.post(server.url + "/connect/introspect", data={"token": token}, auth=client, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def client_credentials_token(server: GunicornServer) -> str:
+def client_credentials_token(server: AppServer) -> str:
     response = token_request(server.url, "service", "service-secret-change-me", grant_type="client_credentials",
                              scope="IdentityServerApi")
     assert response.status_code == 200, f"{response.text}\n{logs(server)}"

@@ -278,13 +278,13 @@ def test_gunicorn_workers_purge_on_their_own_and_the_command_reports_json(tmp_pa
     import requests
     from sqlalchemy import create_engine, text
 
-    from servers import GunicornServer
+    from servers import AppServer
 
     uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI") or ""
     if not uri.startswith("postgresql"):
         uri = "sqlite:///" + str(tmp_path / "purge.db")
     env = {"FLASK_PURGE_INTERVAL_SECONDS": "0.2", "FLASK_PURGE_BATCH_SIZE": "5"}
-    with GunicornServer(uri, workers=2, name="purge", log_dir=tmp_path, env=env) as server:
+    with AppServer(uri, workers=2, name="purge", log_dir=tmp_path, env=env) as server:
         engine = create_engine(uri)
         t = now()
         with engine.begin() as conn:
