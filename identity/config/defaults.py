@@ -7,6 +7,10 @@ ISSUER = None  # e.g. "https://id.example.com"; None: the request's scheme and h
 TRUST_PROXY_HOPS = 0  # >0: apply ProxyFix and trust that many X-Forwarded-* hops
 SQLALCHEMY_DATABASE_URI = None  # None: sqlite file instance/identity.db
 SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+# A serving process's PostgreSQL statements (lock waits included) are cancelled after this many
+# seconds and the request gets 503 (statement_timeout; 0: none). SQLite waits for a lock at most
+# connect_args.timeout (30 s). granian has no per-request timeout of its own.
+DATABASE_STATEMENT_TIMEOUT_SECONDS = 30
 MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger bodies get 413
 PRODUCT_NAME = "Portcullis Identity"
 LOG_REQUESTS = True  # one JSON line per request (request id, method, path without query, status, ms, ip)

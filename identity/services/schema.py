@@ -36,9 +36,30 @@ def init_app(app: Flask) -> None:
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 30})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        _bound_statements(app)
     db.init_app(app)
     if os.environ.get("FLASK_RUN_FROM_CLI") == "true":  # the flask command: offer `flask db ...`
         attach_migrate(app)
+
+
+def _bound_statements(app: Flask) -> None:
+    """A serving process's PostgreSQL statements, lock waits included, end after
+    DATABASE_STATEMENT_TIMEOUT_SECONDS (statement_timeout; the request gets 503), so no request
+    waits forever on a lock or a runaway query: granian has no per-request timeout to kill the
+    worker, as gunicorn's does. Operator commands (migrations, purge) are not bounded."""
+    from ..config.startup import serves_requests
+
+    seconds = app.config.get("DATABASE_STATEMENT_TIMEOUT_SECONDS")
+    if not seconds or not serves_requests():
+        return
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    connect_args = dict(options.get("connect_args") or {})
+    server_options = connect_args.get("options", "")
+    if "statement_timeout" not in server_options:  # one the operator set in the engine options wins
+        connect_args["options"] = f"{server_options} -c statement_timeout={int(float(seconds) * 1000)}".strip()
+    options["connect_args"] = connect_args
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
 def attach_migrate(app: Flask) -> None:
