@@ -6,6 +6,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from identity.plumbing import wsgi
 from identity.plumbing.body_limit import ChunkedBodyLimit
 from identity.plumbing.headers import ResponseHeaders
+from identity.plumbing.whole_body import WholeBody
 from identity.services.logout_delivery import DeliverAfterResponses
 from identity.services.purge import PurgeAfterResponses
 from identity.web.cors import Cors
@@ -13,7 +14,7 @@ from identity.web.fast_documents import FastDocuments
 from identity.web.inputs import AsciiQueryString
 from identity.web.metrics import Metrics
 
-OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, DeliverAfterResponses, ResponseHeaders, Metrics, ChunkedBodyLimit, AsciiQueryString,
+OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, DeliverAfterResponses, WholeBody, ResponseHeaders, Metrics, ChunkedBodyLimit, AsciiQueryString,
                    FastDocuments, Cors]
 
 
@@ -39,4 +40,17 @@ def test_every_layer_wraps_the_app_in_the_written_order(app):
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 0, "PURGE_INTERVAL_SECONDS": 0, "MAX_CONTENT_LENGTH": None,
                                          "BACKCHANNEL_LOGOUT_POLL_SECONDS": 0}])
 def test_a_layer_its_setting_turns_off_is_left_out(app):
-    assert layers(app) == [ResponseHeaders, Metrics, AsciiQueryString, FastDocuments, Cors]
+    assert layers(app) == [WholeBody, ResponseHeaders, Metrics, AsciiQueryString, FastDocuments, Cors]
+
+
+def test_the_server_gets_each_body_as_one_bytes_object(app):
+    """A list of one item is what granian writes without a round trip per chunk (whole_body.py)."""
+    from werkzeug.test import EnvironBuilder
+
+    for path in ("/healthz", "/.well-known/openid-configuration", "/account/login", "/nowhere"):
+        statuses = []
+        body = app.wsgi_app(EnvironBuilder(path=path).get_environ(), lambda status, headers, exc=None: statuses.append(status))
+        assert type(body) is list and len(body) == 1 and isinstance(body[0], bytes), (path, type(body))
+        assert statuses and len(body[0]) > 0, path
+    head = app.wsgi_app(EnvironBuilder(path="/healthz", method="HEAD").get_environ(), lambda *a: None)
+    assert head == [b""]

@@ -8,7 +8,7 @@ wsgi_app)` returns the wrapped app, or `wsgi_app` itself when its setting turns 
 
 from flask import Flask
 
-from . import body_limit, headers
+from . import body_limit, headers, whole_body
 from ..config import startup
 from ..services import logout_delivery, purge
 from ..web import cors, fast_documents, inputs, metrics
@@ -21,6 +21,9 @@ LAYERS = (
      "purge after responses: outside the headers layer, so a pass is not part of a request's logged time"),
     (logout_delivery.layer,
      "wake the logout deliverer after responses: outside the headers layer, like the purge (its thread does the work)"),
+    (whole_body.layer,
+     "the body joined into one bytes object: inside the after-response layers (their work stays after the "
+     "server's write), outside everything that makes a body"),
     (headers.layer,
      "request id, security headers, request log: around every response, a refused or fast one too"),
     (metrics.layer,
