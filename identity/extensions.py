@@ -36,11 +36,19 @@ class CSRFProtect(_CSRFProtect):
         super().protect(*args, **kwargs)
 
 
+class AppLimiter(Limiter):
+    def _check_request_limit(self, callable_name=None, in_middleware=True):
+        """Nothing to check while RATELIMIT_ENABLED is false (limits kept at the proxy, the benchmark):
+        Flask-Limiter's route decorators would still sort and evaluate every limit of the route."""
+        if self.enabled:
+            super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+
+
 db = SQLAlchemy(model_class=Base)
 # Flask-Migrate (which imports Alembic) is attached only for commands: database.attach_migrate
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(
+limiter = AppLimiter(
     key_func=get_remote_address,
     default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],  # read per app, at request time
 )
