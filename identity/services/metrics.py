@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
 
 from .clients import cached_client
 
@@ -37,6 +37,26 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # e.g. an operator's command run with the service's environment
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+class _ProcessId:
+    """This process's id, read once and again after a fork. prometheus_client asks for it on
+    every count (to notice a fork and write to the new process's own file); os.getpid() is a
+    system call each time, four per request."""
+
+    def __init__(self):
+        self.value = os.getpid()
+        os.register_at_fork(after_in_child=self.refresh)
+
+    def refresh(self) -> None:
+        self.value = os.getpid()
+
+    def __call__(self) -> int:
+        return self.value
+
+
+if values.ValueClass is not values.MutexValue:  # multiprocess mode; the metrics below are made with it
+    values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())
 
 #: The metrics of this process (not prometheus_client's global registry: no process or platform
 #: collectors, which in multiprocess mode would describe only the worker that answered).
