@@ -668,8 +668,11 @@ def compare_servers(args: argparse.Namespace) -> int:
         bench = Bench(args)
         code = run_one(bench)
         worst = max(worst, code)
-        if code in (2, 130):
+        if code == 130:
             return code
+        if code == 2:  # this server failed (its log was printed): say so in the table, go on with the next
+            log(f"===== server {config.name}: the run stopped (see above) =====")
+            continue
         results.append(bench.jsonable)
     print()
     print(report.comparison(results), flush=True)

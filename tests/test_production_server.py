@@ -163,11 +163,7 @@ def test_a_graceful_reload_under_load_loses_no_request(server):
     assert [healthz(server) for _ in range(4)] == [200] * 4
 
 
-def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(request, server):
-    if server.kind == "granian":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "seen with granian 2.8.9: a new connection right after one worker is SIGKILLed (and has exited) "
-            "was reset, where the other worker should have taken it; each worker listens on its own socket")))
+def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(server):
     workers = server.wait_for_workers()
     victim = min(workers)
     # granian exits altogether ("Worker crash loop detected") when a worker dies within 5.5 s of its
@@ -175,15 +171,26 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(request, ser
     while process_age(victim) < 7:
         time.sleep(0.2)
     os.kill(victim, 9)
-    deadline = time.monotonic() + 10
-    while alive(victim) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # Once it is gone, the other worker answers meanwhile. (granian's workers each listen on their own
-    # SO_REUSEPORT socket: a connection the kernel queued on the dying worker's socket is reset, where
-    # gunicorn's master keeps one shared socket and only the killed worker's own request is lost.)
-    assert [healthz(server) for _ in range(6)] == [200] * 6, server.log()
-    replaced = server.wait_for_workers(not_in={victim})
-    assert len(replaced) == server.workers and victim not in replaced
+    # From the kill on, a request every 50 ms on a new connection, until the replacement serves.
+    # Losing one is allowed, as with any server: gunicorn loses the killed worker's own request;
+    # granian's workers each listen on their own SO_REUSEPORT socket, so a connection the kernel
+    # had queued on the dying worker's socket is reset. Every later one goes to a live worker.
+    outcomes = []
+    deadline = time.monotonic() + 20
+    replaced: set[int] = set()
+    while time.monotonic() < deadline:
+        try:
+            outcomes.append(healthz(server, timeout=5))
+        except requests.RequestException as err:
+            outcomes.append(type(err).__name__)
+        pids = server.worker_pids()
+        if len(pids) == server.workers and victim not in pids and len(outcomes) >= 20:
+            replaced = pids
+            break
+        time.sleep(0.05)
+    assert replaced, f"no replacement for worker {victim}: {server.worker_pids()}\n{server.log()}"
+    failed = [o for o in outcomes if o != 200]
+    assert len(failed) <= 1 and outcomes[-10:] == [200] * 10, f"{outcomes}\n{server.log()}"
     assert password_grant(server).status_code == 200
     assert [healthz(server) for _ in range(6)] == [200] * 6
 
@@ -276,8 +283,9 @@ def test_a_request_stuck_on_the_database_is_bounded(kind, database, tmp_path):
             thread.join(25)
             assert not thread.is_alive(), f"the request is still waiting after 25 s\n{server.log()}"
         if kind == "gunicorn":
-            # the worker was killed: the connection closed without an answer
-            assert "error" in outcome, outcome
+            # the worker was killed: the connection closed without an answer, or (PostgreSQL: the abort
+            # lands while the worker waits in psycopg) gunicorn's own bare 500 page on its way out
+            assert "error" in outcome or outcome.get("status") == 500, outcome
             assert "WORKER TIMEOUT" in server.log(tail=500), server.log()
         else:
             assert outcome.get("status") == 503, f"{outcome}\n{server.log()}"
