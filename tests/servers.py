@@ -52,12 +52,8 @@ _SCRUBBED_PREFIXES = ("FLASK_", "GUNICORN_", "GRANIAN_")
 
 
 def granian_command() -> list[str]:
-    """How the production launcher starts: granian_server.py beside app.py (`portcullis-serve`),
-    or, in a tree that still has it there, the module identity.plumbing.granian_server."""
-    script = ROOT / "granian_server.py"
-    if script.exists():
-        return [sys.executable, str(script)]
-    return [sys.executable, "-m", "identity.plumbing.granian_server"]
+    """How the production launcher starts: granian_server.py beside app.py (`portcullis-serve`)."""
+    return [sys.executable, str(ROOT / "granian_server.py")]
 
 
 def server_env(database_uri: str, *, secret_key: str = TEST_SECRET_KEY, issuer: str | None = None,
