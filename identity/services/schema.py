@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from ..extensions import db
 
@@ -55,8 +55,12 @@ def _bound_statements(app: Flask) -> None:
         return
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     connect_args = dict(options.get("connect_args") or {})
-    server_options = connect_args.get("options", "")
-    if "statement_timeout" not in server_options:  # one the operator set in the engine options wins
+    # libpq takes `options` from the keyword over the URI's: keep the URI's (a search_path, say) in it
+    uri_options = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).query.get("options", "")
+    if isinstance(uri_options, tuple):
+        uri_options = " ".join(uri_options)
+    server_options = connect_args.get("options") or uri_options
+    if not re.search(r"statement_timeout\s*=", server_options):  # one the operator set wins
         connect_args["options"] = f"{server_options} -c statement_timeout={int(float(seconds) * 1000)}".strip()
     options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
