@@ -314,7 +314,8 @@ class Bench:
         for key, title, path, kwargs in (
                 ("1", "GET /localapi/account", "/localapi/account", {"headers": {"Authorization": f"Bearer {user_token}"}}),
                 ("2", "POST /connect/token client_credentials", "/connect/token", {"script": "post", **CLIENT_CREDENTIALS})):
-            s = Scenario(f"{key}x{OVERLOAD_FACTOR}", f"{title} at {connections} connections ({OVERLOAD_FACTOR} x)")
+            s = Scenario(f"{key}x{OVERLOAD_FACTOR}", f"{title} at {connections} connections ({OVERLOAD_FACTOR} x)",
+                         connections=connections)
             log(f"[{s.key}] {s.title}")
             self.wrk_scenario(s, server, path, connections=connections, **kwargs)
             self.scenarios[s.key] = s

@@ -17,6 +17,17 @@ class Scenario:
     checks: dict = field(default_factory=dict)
     unit: str = "req/s"
     reference: dict | None = None  # scenario 6: the pure hash rate it is held against
+    connections: int | None = None  # scenario 8: wrk's connections
+
+    @property
+    def served_share(self) -> float | None:
+        """Of the connections, the share that had a request in the server at an average moment
+        (rate x mean latency / connections, Little's law; median of runs). wrk times only the
+        requests that got an answer, so a connection the server never took up leaves no latency
+        behind: a low share means connections were left waiting, whatever the percentiles say."""
+        if not self.connections or not self.runs:
+            return None
+        return statistics.median([r.rps * r.mean_ms / 1000 / self.connections for r in self.runs])
 
     @property
     def rps(self) -> float:

@@ -28,6 +28,7 @@ DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 # the scenarios one short run covers: every one but the growth scenario (minutes of inserts)
 WRK_KEYS = ["1", "2", "3", "4a", "4b", "5"]
 FLOW_KEYS = ["6a", "6b"]
+OVERLOAD_KEYS = ["1x4", "2x4"]  # scenario 8
 NODE_KEY = "2n"  # node-oidc-provider, scenario 2's reference
 
 
@@ -50,7 +51,7 @@ def wrk_binary():
 def short_run(wrk_binary, tmp_path_factory):
     """One short benchmark run of scenarios 1-6, on the suite's database kind."""
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    command = [sys.executable, "-m", "bench", "--scenarios", "1,2,3,4,5,6", "--duration", "1", "--runs", "1",
+    command = [sys.executable, "-m", "bench", "--scenarios", "1,2,3,4,5,6,8", "--duration", "1", "--runs", "1",
                "--warmup", "1", "--startup-samples", "1", "--quiet-wait", "0", "--json", str(out)]
     if DATABASE_URI.startswith("postgresql"):
         command += ["--database", DATABASE_URI]
@@ -65,7 +66,7 @@ def test_short_run_exits_cleanly_and_writes_a_report(short_run):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert report is not None
     assert report["failed"] is False
-    expected = set(WRK_KEYS + FLOW_KEYS) | ({NODE_KEY} if report["node_reference"]["measured"] else set())
+    expected = set(WRK_KEYS + FLOW_KEYS + OVERLOAD_KEYS) | ({NODE_KEY} if report["node_reference"]["measured"] else set())
     assert set(report["scenarios"]) == expected
     expected_db = "PostgreSQL" if DATABASE_URI.startswith("postgresql") else "SQLite"
     assert report["settings"]["database"].startswith(expected_db)
@@ -75,7 +76,9 @@ def test_every_scenario_got_only_expected_answers(short_run):
     _, report = short_run
     bare = report["bare"]
     assert bare["errors"] == 0 and bare["median_rps"] > 0
-    for key in WRK_KEYS:
+    bare_sync = report["bare_sync"]  # the local API's reference: bare Flask under gunicorn's sync workers
+    assert bare_sync["errors"] == 0 and bare_sync["median_rps"] > 0
+    for key in WRK_KEYS + OVERLOAD_KEYS:
         scenario = report["scenarios"][key]
         run = scenario["runs"][0]
         assert scenario["errors"] == 0, (key, run["statuses"], run["socket_errors"])
@@ -103,8 +106,13 @@ def test_checks_under_load_passed(short_run):
 def test_report_holds_each_target_and_the_settings_measured(short_run):
     _, report = short_run
     targets = report["targets"]
-    assert {t["key"] for t in targets} >= {"1", "2", "3", "4", "6", "mem", "start"}
+    assert {t["key"] for t in targets} >= {"1", "2", "3", "4", "6", "8", "mem", "start"}
     assert all(isinstance(t["met"], bool) and t["value"] for t in targets)
+    assert any("gunicorn sync" in t["target"] for t in targets if t["key"] == "1")
+    assert all("connections served" in t["value"] for t in targets if t["key"] == "8")
+    # the CPU and the server, in the JSON as in the header
+    assert report["machine"]["cpu_model"] and report["settings"]["server"] == "granian"
+    assert report["settings"]["server_description"].startswith("granian ")
     app = report["settings"]["app"]
     assert (app["ARGON2_MEMORY_COST_KIB"], app["ARGON2_TIME_COST"]) == (19456, 2)
     assert app["BEARER_CACHE_SECONDS"] == 0.5
