@@ -257,6 +257,17 @@ class GranianServer(_Server):
         env.update({"GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(self.port), "GRANIAN_WORKERS": str(self.workers)})
         return env
 
+    def _wait_until_healthy(self, timeout: float | None = None) -> None:
+        """Until /healthz answers and every worker has started: granian 2.8 does not stop a worker
+        that finishes starting after SIGTERM arrived, and its shutdown then waits out
+        GRANIAN_WORKERS_KILL_TIMEOUT (seen: a test stopping the server right after one worker answered)."""
+        super()._wait_until_healthy(timeout)
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
+        while self.log(tail=100_000).rpartition("Starting granian")[2].count("[INFO] Started worker-") < self.workers:
+            if time.monotonic() > deadline:
+                raise ServerError(f"granian {self.name}: not every worker started:\n{self.log()}")
+            time.sleep(0.05)
+
 
 #: the production default
 AppServer = GranianServer
