@@ -47,7 +47,11 @@ DEFAULTS = {
     "GRANIAN_HOST": "0.0.0.0",
     "GRANIAN_BLOCKING_THREADS": "1",
     "GRANIAN_RESPAWN_FAILED_WORKERS": "true",
-    "GRANIAN_RESPAWN_INTERVAL": "1",
+    # On a reload (SIGHUP) or a recycle, granian starts a worker's successor, waits this long, then
+    # stops the old one; a successor still importing the app then has no socket yet, and with all
+    # the old workers gone connections were refused (a reload under load on PostgreSQL, where a
+    # worker took over a second to start). Failed workers are started again at once regardless.
+    "GRANIAN_RESPAWN_INTERVAL": "5",
     "GRANIAN_WORKERS_KILL_TIMEOUT": "30",
     "GRANIAN_HTTP1_HEADER_READ_TIMEOUT": "10000",
     "GRANIAN_LOG_LEVEL": "info",
