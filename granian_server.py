@@ -1,12 +1,13 @@
-"""The production server: granian's WSGI interface with this project's defaults.
+"""The faster production server: granian's WSGI interface with this project's defaults.
 
     portcullis-serve                      # or: python granian_server.py
     portcullis-serve --workers 4          # any granian option; GRANIAN_* variables work as well
 
 granian (a Rust HTTP server, on PyPI) reads and writes the sockets on its own threads, keeps
-connections alive and queues requests, and hands each one to a Python worker thread. The bench
-suite chose it over gunicorn's sync and gthread workers (README, "Production server"); gunicorn
-stays supported (`gunicorn -c gunicorn.conf.py`).
+connections alive and queues requests, and hands each one to a Python worker thread: about twice
+gunicorn's sync workers' rate in the bench suite. gunicorn (`gunicorn -c gunicorn.conf.py`) stays
+the default because granian resets the connections queued on a worker that stops (a reload, a
+recycle): README, "Production server", and docs/deployment.md.
 
 What this launcher adds to `granian` itself, each as a default the environment or a flag can change:
 

@@ -1,7 +1,8 @@
 """`python -m bench`: the benchmark suite of issue 6.
 
-Starts the app under its production server (granian through granian_server.py,
-2 workers by default; --server for gunicorn's sync or gthread workers) on a free loopback port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given with
+Starts the app under its production server (gunicorn with gunicorn.conf.py, 2 sync workers by
+default; --server granian for granian through granian_server.py, or gunicorn's gthread workers)
+on a free loopback port, on a fresh SQLite file (or a fresh schema in the PostgreSQL database given with
 --database), seeds its own clients and users, and measures each scenario after a warm-up,
 --runs times for --duration seconds, next to a bare Flask JSON endpoint served the same way:
 
@@ -76,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="'sqlite' (a fresh file in a temporary directory) or a postgresql+psycopg:// URI; "
                              "the benchmark works in a schema of its own there and drops it at the end [%(default)s]")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes [%(default)s]")
-    parser.add_argument("--server", default="granian",
+    parser.add_argument("--server", default="gunicorn-sync",
                         help="the server: granian, gunicorn-sync or gunicorn-gthread, with :tN for N Python threads "
                              "per worker and (granian) :bpN for a backpressure of N per worker [%(default)s]")
     parser.add_argument("--servers", default=None,

@@ -2,11 +2,11 @@
 with its own environment. Two kinds, with one interface (start/stop/url/log/cli/env/workers/name,
 worker_pids, reload, a context manager):
 
-- `GranianServer`: the production default, granian through the launcher (granian_server.py,
+- `GranianServer`: the faster alternative, granian through the launcher (granian_server.py,
   `portcullis-serve`);
 - `GunicornServer`: `gunicorn -c gunicorn.conf.py`, sync workers.
 
-`AppServer` is the default (granian); tests that are about one server name it, and
+`AppServer` is the production default (gunicorn); tests that are about one server name it, and
 `SERVERS` maps "granian" / "gunicorn" to the classes for tests parametrised over both.
 
     with AppServer(database_uri, workers=2) as server:
@@ -269,8 +269,8 @@ class GranianServer(_Server):
             time.sleep(0.05)
 
 
-#: the production default
-AppServer = GranianServer
+#: the production default (gunicorn: granian's reloads lose queued connections, docs/deployment.md)
+AppServer = GunicornServer
 #: both servers, for tests parametrised over them
 SERVERS: dict[str, type[_Server]] = {"granian": GranianServer, "gunicorn": GunicornServer}
 

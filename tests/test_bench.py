@@ -49,9 +49,10 @@ def wrk_binary():
 
 @pytest.fixture(scope="module")
 def short_run(wrk_binary, tmp_path_factory):
-    """One short benchmark run of scenarios 1-6, on the suite's database kind."""
+    """One short benchmark run of scenarios 1-6 and 8, on the suite's database kind, under granian
+    (so the bare endpoint is measured under gunicorn sync too, as the local API's reference)."""
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    command = [sys.executable, "-m", "bench", "--scenarios", "1,2,3,4,5,6,8", "--duration", "1", "--runs", "1",
+    command = [sys.executable, "-m", "bench", "--server", "granian", "--scenarios", "1,2,3,4,5,6,8", "--duration", "1", "--runs", "1",
                "--warmup", "1", "--startup-samples", "1", "--quiet-wait", "0", "--json", str(out)]
     if DATABASE_URI.startswith("postgresql"):
         command += ["--database", DATABASE_URI]
