@@ -358,7 +358,8 @@ def test_a_200_mb_chunked_body_is_not_buffered(server):
                          b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
             chunk = b"p" * 65536
             frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
-            while sent["bytes"] < 200 * 1024 * 1024:
+            deadline = time.monotonic() + 20  # a server that keeps reading slowly does not hold the test
+            while sent["bytes"] < 200 * 1024 * 1024 and time.monotonic() < deadline:
                 sock.sendall(frame)
                 sent["bytes"] += len(chunk)
             sock.sendall(b"0\r\n\r\n")
@@ -379,9 +380,11 @@ def test_a_200_mb_chunked_body_is_not_buffered(server):
 
     thread = threading.Thread(target=stream, daemon=True)
     thread.start()
-    while not done.wait(0.05):
+    give_up = time.monotonic() + 60
+    while not done.wait(0.05) and time.monotonic() < give_up:
         for pid in workers:
             peak[pid] = max(peak[pid], rss_mib(pid))
+    assert done.is_set(), "the stream neither finished nor was cut off within 60 s"
     growth = max(peak[pid] - base[pid] for pid in workers)
     print(f"\n{server.kind}: sent {sent['bytes'] / 2**20:.0f} MiB of a 200 MiB chunked body; worker RSS "
           f"{ {pid: round(base[pid]) for pid in workers} } MiB, peak growth {growth:.1f} MiB; "
