@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 
 import mail_server
-from bench.server import ServerError, free_port, stop_process_group
+from bench.server import ServerError, children, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
@@ -276,18 +276,9 @@ SERVERS: dict[str, type[_Server]] = {"granian": GranianServer, "gunicorn": Gunic
 
 
 def _children(pid: int) -> set[int]:
-    """A process's direct children, from /proc."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
+    """A process's direct children (bench.server.children reads them from /proc)."""
+    return set(children(pid))
+
 
 def password_grant_seed(client_id: str, secret: str, username: str, password: str, *,
                         offline_access: bool = False) -> dict:

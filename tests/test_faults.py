@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from actions import AuthActions, OAuthActions
+from bench.server import children
 from app import create_app
 from conftest import ALICE_PASSWORD, DEMO_SEED, HttpsClient, make_config
 from identity.services.schema import ensure_schema
@@ -340,18 +341,7 @@ def json_line(line: str) -> dict:
 
 def worker_pids(master_pid: int) -> set[int]:
     """The workers: the main process's child processes (gunicorn or granian)."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == master_pid:
-            children.add(int(entry.name))
-    return children
+    return set(children(master_pid))
 
 
 def wait_for_workers(master_pid: int, count: int, not_in: set[int] = frozenset(), timeout: float = 30) -> set[int]:
