@@ -17,6 +17,9 @@ What this launcher adds to `granian` itself, each as a default the environment o
   keep-alive; more threads measured slower (Argon2 and the signing work hold the GIL);
 - workers: WEB_CONCURRENCY, else 2 x cores + 1 (at most 12), as gunicorn.conf.py;
 - PORT (8000) on 0.0.0.0, unless GRANIAN_HOST / GRANIAN_PORT / GRANIAN_UDS say otherwise;
+- on a reload or a recycle, an old worker stops only once its successor has built the app (granian
+  alone waits a fixed time, and under load a successor still importing the app left no worker
+  listening: connections were refused), `wait_for_successors`;
 - a worker that dies is started again (--respawn-failed-workers), a worker that does not stop
   within 30 s of a reload or shutdown is killed (--workers-kill-timeout), and a client must send
   its request headers within 10 s (--http1-header-read-timeout);
@@ -35,11 +38,16 @@ from __future__ import annotations
 
 import atexit
 import glob
+import logging
 import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
+import time
+
+#: granian's own logger, so the launcher's lines go where granian's go
+logger = logging.getLogger("_granian")
 
 #: granian's own variables and what this project sets them to unless the environment already does
 DEFAULTS = {
@@ -49,10 +57,9 @@ DEFAULTS = {
     "GRANIAN_BLOCKING_THREADS": "1",
     "GRANIAN_RESPAWN_FAILED_WORKERS": "true",
     # On a reload (SIGHUP) or a recycle, granian starts a worker's successor, waits this long, then
-    # stops the old one; a successor still importing the app then has no socket yet, and with all
-    # the old workers gone connections were refused (a reload under load on PostgreSQL, where a
-    # worker took over a second to start). Failed workers are started again at once regardless.
-    "GRANIAN_RESPAWN_INTERVAL": "5",
+    # stops the old one. The launcher first waits for the successor to have built its app
+    # (`wait_for_successors`); this is the pause after that, for its server to start listening.
+    "GRANIAN_RESPAWN_INTERVAL": "1",
     "GRANIAN_WORKERS_KILL_TIMEOUT": "30",
     "GRANIAN_HTTP1_HEADER_READ_TIMEOUT": "10000",
     "GRANIAN_LOG_LEVEL": "info",
@@ -62,13 +69,76 @@ DEFAULTS = {
 APP_TARGET = "granian_server:worker_app"
 
 
+#: the directory where each worker says it has built its app (a file named by its process id)
+READY_DIRECTORY = "PORTCULLIS_GRANIAN_READY_DIR"
+#: the longest a reload waits for one successor to build its app before stopping the old worker anyway
+SUCCESSOR_TIMEOUT = 120.0
+
+
 def worker_app():
     """The app, built in each worker after granian has started it (nothing is shared across a fork)."""
     # identity/plumbing/granian_worker.py: create_app(), minus the process environment granian copies
     # into every request's environ, with the request log flushed at the worker's exit, gc.freeze()
     from identity.plumbing.granian_worker import build
 
-    return build()
+    app = build()
+    mark_ready()
+    return app
+
+
+def mark_ready() -> None:
+    """Tell the main process that this worker has built its app (`wait_for_successors`)."""
+    directory = os.environ.get(READY_DIRECTORY)
+    if directory and os.path.isdir(directory):
+        with open(os.path.join(directory, str(os.getpid())), "w"):
+            pass
+
+
+def wait_until_ready(worker, directory: str, timeout: float = SUCCESSOR_TIMEOUT) -> bool:
+    """Until `worker` (a granian worker, started) has marked itself ready, died, or `timeout` passed."""
+    marker = os.path.join(directory, str(worker.inner.pid))
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(marker):
+        if not worker.is_alive() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    os.remove(marker)
+    return True
+
+
+def wait_for_successors(server_class, directory: str, timeout: float = SUCCESSOR_TIMEOUT) -> None:
+    """Have `server_class` (granian's MPServer) stop a worker on a reload or recycle only once its
+    successor has built the app, or has died, or `timeout` has passed.
+
+    granian's `_respawn_workers` starts the successor, sleeps GRANIAN_RESPAWN_INTERVAL, then stops
+    the old worker. Under load a successor took longer than that to import and build the app (over
+    10 s, seen in CI), and once every old worker had stopped no process was listening: clients got
+    "connection refused". The successor's `start()` now returns only once it is ready; the first
+    workers, started together at launch, are not held up."""
+    spawn, respawn = server_class._spawn_worker, server_class._respawn_workers
+
+    def _respawn_workers(self, *args, **kwargs):
+        self._portcullis_respawning = True
+        try:
+            return respawn(self, *args, **kwargs)
+        finally:
+            self._portcullis_respawning = False
+
+    def _spawn_worker(self, *args, **kwargs):
+        worker = spawn(self, *args, **kwargs)
+        if getattr(self, "_portcullis_respawning", False):
+            start = worker.start
+
+            def start_and_wait():
+                start()
+                if not wait_until_ready(worker, directory, timeout):
+                    logger.warning("worker-%s did not build its app within %.0f s", worker.idx + 1, timeout)
+
+            worker.start = start_and_wait
+        return worker
+
+    server_class._respawn_workers = _respawn_workers
+    server_class._spawn_worker = _spawn_worker
 
 
 def environment(env: dict[str, str]) -> dict[str, str]:
@@ -117,14 +187,21 @@ def one_malloc_arena() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, target: str = APP_TARGET) -> None:
+    """granian's command line with this project's defaults; `target`: the app factory's import path."""
     os.environ.update(environment(dict(os.environ)))
     one_malloc_arena()
     prepare_metrics_directory()
+    ready = tempfile.mkdtemp(prefix="portcullis-ready-")
+    atexit.register(shutil.rmtree, ready, True)
+    os.environ[READY_DIRECTORY] = ready
     from granian.cli import cli
+    from granian.server import MPServer
+
+    wait_for_successors(MPServer, ready)
 
     args = list(sys.argv[1:] if argv is None else argv)
-    cli.main(args=[*args, APP_TARGET], prog_name="portcullis-serve", auto_envvar_prefix="GRANIAN")
+    cli.main(args=[*args, target], prog_name="portcullis-serve", auto_envvar_prefix="GRANIAN")
 
 
 if __name__ == "__main__":
