@@ -57,7 +57,7 @@ def introspect(client, token):
 
 def events(app, name):
     with app.app_context():
-        found = list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)))
+        found = list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == name).order_by(AuditEvent.id)))
         db.session.remove()
         return found
 
