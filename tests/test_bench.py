@@ -22,7 +22,7 @@ from bench.server import BARE_SPEC, Gunicorn
 from bench.wrk import Wrk, ensure_wrk
 from servers import ROOT
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.database_independent]
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 # the scenarios one short run covers: every one but the growth scenario (minutes of inserts)

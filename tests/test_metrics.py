@@ -173,6 +173,7 @@ def test_a_database_failure_is_counted(app, client, monkeypatch):
 
 
 @pytest.mark.server
+@pytest.mark.database_independent
 def test_two_workers_add_up(tmp_path):
     directory = tmp_path / "metrics"
     seed = password_grant_seed("metered", SECRET, "meg", PASSWORD)
@@ -206,6 +207,7 @@ def test_two_workers_add_up(tmp_path):
 
 
 @pytest.mark.server
+@pytest.mark.database_independent
 @pytest.mark.parametrize("kind", sorted(SERVERS))
 def test_the_server_makes_and_removes_its_own_directory(tmp_path, kind):
     """Without PROMETHEUS_MULTIPROC_DIR, gunicorn.conf.py or granian's launcher makes a fresh directory
