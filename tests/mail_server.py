@@ -16,6 +16,7 @@ import email
 import email.policy
 import logging
 import re
+import socket
 import threading
 import time
 from email.message import EmailMessage
@@ -107,6 +108,20 @@ class MailServer:
 
 _server: MailServer | None = None
 _lock = threading.Lock()
+
+
+#: sockets bound and never listened on, held for the whole run (`refusing_port`)
+_HELD: list[socket.socket] = []
+
+
+def refusing_port() -> int:
+    """A loopback port where a connection is refused for the rest of the run: bound here and never
+    listened on, so no other server can take it (free_port()'s port, given back at once, was taken
+    by another test's SMTP server in CI, and the mail a test expected to fail was sent)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return sock.getsockname()[1]
 
 
 def shared_server() -> MailServer:

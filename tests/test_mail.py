@@ -16,7 +16,7 @@ from identity.extensions import db
 from identity.models import AuditEvent
 from identity.services import mail as mail_service
 from identity.config.startup import ConfigurationError
-from bench.server import free_port
+import mail_server
 
 RESET = dict(name="Alice", username="alice", minutes=30)
 
@@ -62,7 +62,7 @@ def test_send_later_hands_the_mail_to_the_sender_thread_when_the_request_ends(ap
     assert mail.wait_for(to="carol@example.com", timeout=1)["Subject"].startswith("Reset")
 
 
-@pytest.mark.parametrize("app_config", [{"MAIL_PORT": free_port()}])  # nothing listens there
+@pytest.mark.parametrize("app_config", [{"MAIL_PORT": mail_server.refusing_port()}])  # nothing listens there
 def test_a_failed_send_is_logged_audited_and_reported_never_raised(app, caplog):
     caplog.set_level(logging.WARNING, logger="identity.mail")
     with app.test_request_context("/", base_url="https://id.example.com"):

@@ -5,8 +5,8 @@ with no link in it; a notice that cannot be sent changes nothing else."""
 import pytest
 from sqlalchemy import select
 
+import mail_server
 from actions import AuthActions
-from bench.server import free_port
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, User
@@ -67,7 +67,7 @@ def test_a_user_without_an_address_gets_no_notice(app, runner, seeded, mail):
     assert mail.messages == []
 
 
-@pytest.mark.parametrize("app_config", [{"MAIL_PORT": free_port()}])  # nothing listens there
+@pytest.mark.parametrize("app_config", [{"MAIL_PORT": mail_server.refusing_port()}])  # nothing listens there
 def test_smtp_down_the_change_stands_and_the_failure_is_audited(app, api):
     assert api.change_password(api.token()).status_code == 204
     with app.app_context():

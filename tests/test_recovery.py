@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from sqlalchemy import select
 
+import mail_server
 from actions import AuthActions, OAuthActions
 from conftest import ALICE_PASSWORD, csrf_token
 from statements import statements
-from bench.server import free_port
 from identity.extensions import db
 from identity.models import AccountToken, AuditEvent, User, UserSession
 from identity.services import mail as mail_service
@@ -367,7 +367,7 @@ def test_requests_are_rate_limited_per_target_account_from_any_ip(app, client, s
 # --- failures and logs ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("app_config", [{"MAIL_PORT": free_port()}])  # nothing listens there
+@pytest.mark.parametrize("app_config", [{"MAIL_PORT": mail_server.refusing_port()}])  # nothing listens there
 def test_smtp_down_same_answer_the_link_is_kept_and_the_failure_audited(app, client, seeded, caplog):
     answer = ask(client)
     assert answer.status_code == 200 and "Check your mail" in answer.get_data(as_text=True)
