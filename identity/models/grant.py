@@ -29,6 +29,10 @@ class AuthorizationCode(db.Model):
     front_channel_jti: Mapped[str | None] = mapped_column(String(64))  # hybrid: the token sent with the code
     amr: Mapped[str | None] = mapped_column(String(64))  # the session's sign-in methods (space-separated)
 
+    # the nonce-replay check (store/issued_grants.py, code_nonce_seen): a lookup, not a scan of the
+    # last AUTHORIZATION_CODE_LIFETIME_SECONDS of codes
+    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+
 
 class RefreshToken(db.Model):
     """A refresh token handle (stored as a hash); rotated on use, revoked by family on reuse."""

@@ -16,7 +16,7 @@ Functions that say "in the session's transaction" leave the commit to their call
 
 from collections import namedtuple
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Select, bindparam, insert, select, text, update
 
 from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User
@@ -78,12 +78,17 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     return write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, successor) if successor is not None else None)
 
 
+def code_nonce_query(client_id: str, nonce: str, stamp: int) -> Select:
+    """A code of this client that expires after `stamp` and carries this nonce: one lookup in the
+    (client_id, nonce) index, where the expires_at index alone walked every live code."""
+    return select(AuthorizationCode.id).where(
+        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce, AuthorizationCode.expires_at > stamp
+    ).limit(1)
+
+
 def code_nonce_seen(client_id: str, nonce: str, stamp: int) -> bool:
     """True when a code of this client that expires after `stamp` carries this nonce."""
-    stmt = select(AuthorizationCode.id).where(
-        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce, AuthorizationCode.expires_at > stamp
-    )
-    return db.session.scalar(stmt.limit(1)) is not None
+    return db.session.scalar(code_nonce_query(client_id, nonce, stamp)) is not None
 
 
 def expire_user_codes(user_id: int, stamp: int) -> None:
