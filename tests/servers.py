@@ -156,7 +156,7 @@ class _Server:
 
     def worker_pids(self) -> set[int]:
         """The workers: the main process's children (gunicorn's forks; granian's multiprocessing children)."""
-        return _children(self.main_pid)
+        return set(children(self.main_pid))
 
     def wait_for_workers(self, count: int | None = None, *, not_in=frozenset(), timeout: float = 30) -> set[int]:
         """Wait until exactly `count` (default: `workers`) workers run and none is in `not_in`."""
@@ -273,11 +273,6 @@ class GranianServer(_Server):
 AppServer = GunicornServer
 #: both servers, for tests parametrised over them
 SERVERS: dict[str, type[_Server]] = {"granian": GranianServer, "gunicorn": GunicornServer}
-
-
-def _children(pid: int) -> set[int]:
-    """A process's direct children (bench.server.children reads them from /proc)."""
-    return set(children(pid))
 
 
 def password_grant_seed(client_id: str, secret: str, username: str, password: str, *,

@@ -29,7 +29,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from actions import AuthActions, OAuthActions
-from bench.server import children
 from app import create_app
 from conftest import ALICE_PASSWORD, DEMO_SEED, HttpsClient, make_config
 from identity.services.schema import ensure_schema
@@ -339,21 +338,6 @@ def json_line(line: str) -> dict:
 # --- a worker killed mid-request ------------------------------------------------------------------------
 
 
-def worker_pids(master_pid: int) -> set[int]:
-    """The workers: the main process's child processes (gunicorn or granian)."""
-    return set(children(master_pid))
-
-
-def wait_for_workers(master_pid: int, count: int, not_in: set[int] = frozenset(), timeout: float = 30) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = worker_pids(master_pid)
-        if len(pids) == count and not (pids & not_in):
-            return pids
-        time.sleep(0.1)
-    raise AssertionError(f"the server did not get back to {count} workers (now {worker_pids(master_pid)})")
-
-
 def kill(pids) -> None:
     for pid in pids:
         try:
@@ -391,10 +375,9 @@ def test_workers_killed_after_a_password_change_lose_nothing(server):
         "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
     assert changed.status_code == 200, changed.text[:2000]
 
-    master = server.process.pid
-    before = wait_for_workers(master, 2)
+    before = server.wait_for_workers(2)
     kill(before)  # every worker, right after the answer
-    wait_for_workers(master, 2, not_in=before)
+    server.wait_for_workers(2, not_in=before)
     server.wait_until_serving(30)  # granian refuses connections until a new worker listens
 
     assert can_sign_in(server, NEW_PASSWORD), server.log()
@@ -408,8 +391,7 @@ def test_workers_killed_mid_password_change_leave_it_all_or_nothing(server):
     browser = requests.Session()
     assert sign_in(browser, server.url, "alice", ALICE_PASSWORD).status_code == 302
     page = browser.get(server.url + "/account/password", timeout=30)
-    master = server.process.pid
-    before = wait_for_workers(master, 2)
+    before = server.wait_for_workers(2)
 
     outcome = {}
 
@@ -426,7 +408,7 @@ def test_workers_killed_mid_password_change_leave_it_all_or_nothing(server):
     time.sleep(0.03)  # inside the request: Argon2 verification and hashing take longer than this
     kill(before)
     thread.join(30)
-    wait_for_workers(master, 2, not_in=before)
+    server.wait_for_workers(2, not_in=before)
     server.wait_until_serving(30)
 
     old_works, new_works = can_sign_in(server, ALICE_PASSWORD), can_sign_in(server, NEW_PASSWORD)
@@ -438,8 +420,7 @@ def test_workers_killed_mid_password_change_leave_it_all_or_nothing(server):
 
 @pytest.mark.server
 def test_a_worker_killed_under_load_loses_no_confirmed_sign_in(server, server_database_uri):
-    master = server.process.pid
-    workers = wait_for_workers(master, 2)
+    workers = server.wait_for_workers(2)
     stop = threading.Event()
     confirmed: list[requests.Session] = []
     failures: list[str] = []
@@ -467,7 +448,7 @@ def test_a_worker_killed_under_load_loses_no_confirmed_sign_in(server, server_da
     stop.set()
     for thread in threads:
         thread.join(30)
-    wait_for_workers(master, 2, not_in={victim})
+    server.wait_for_workers(2, not_in={victim})
 
     assert len(confirmed) >= 4, f"too few sign-ins went through: {len(confirmed)}, failures {failures}\n{server.log()}"
     # Every sign-in the server confirmed is in the database and still signs the browser in.

@@ -39,8 +39,8 @@ from sqlalchemy import create_engine
 
 from servers import SERVERS, migrate, password_grant_seed, server_env, token_request
 
-#: all but the test of a request stuck on the database: .ci/run's PostgreSQL run leaves them out
 pytestmark = pytest.mark.server
+#: all but the test of a request stuck on the database: .ci/run's PostgreSQL run leaves them out
 independent = pytest.mark.database_independent
 
 KINDS = ["granian", "gunicorn"]
