@@ -255,12 +255,19 @@ def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
     session_rows.revoke_user_sessions(user_id, stamp, keep_sid=keep_sid)
 
 
-def store_new_password(user: User, new_password: str) -> None:
-    """Hash and store a new password, bump the password version, end pending reset links (a reset
-    link must not outlive the password it was sent to replace); the caller revokes grants and
-    sessions, commits, and then waits out the workers' remembered answers for the user
-    (bearer_cache.wait_out_cached_answers)."""
-    user.password_hash = hash_password(normalize(new_password))
+def new_password_hash(new_password: str) -> str:
+    """The Argon2id hash of a new password, as stored. Callers that write in the same transaction
+    compute it before their first write: on SQLite the first write takes the database's one write
+    lock, and every other worker's write would wait out the hash (24 ms) behind it."""
+    return hash_password(normalize(new_password))
+
+
+def store_new_password(user: User, password_hash: str) -> None:
+    """Store a new password's hash (new_password_hash), bump the password version, end pending
+    reset links (a reset link must not outlive the password it was sent to replace); the caller
+    revokes grants and sessions, commits, and then waits out the workers' remembered answers for
+    the user (bearer_cache.wait_out_cached_answers)."""
+    user.password_hash = password_hash
     user.password_version = user.password_version + 1
     user.password_changed_at = now()
     account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)
@@ -325,8 +332,9 @@ def change_password(
         db.session.execute(*lockout.released(reservation))  # a right password, but nothing changes
         db.session.commit()
         raise ValidationFailed(errors)
+    password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
     db.session.execute(*lockout.settled(reservation))
-    store_new_password(user, new_password)  # no rehash of the current password: it is replaced
+    store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
     revoke_grants_and_sessions(user.id, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     db.session.commit()
@@ -351,7 +359,7 @@ def replace_password(user: User, new_password: str, confirm_password: str, *, ev
         errors["confirm_password"] = ["The confirmation does not match the new password."]
     if errors:
         raise ValidationFailed(errors)
-    store_new_password(user, new_password)
+    store_new_password(user, new_password_hash(new_password))
     user.failed_attempts = 0
     user.locked_until = 0
     revoke_grants_and_sessions(user.id, None)
@@ -382,7 +390,7 @@ def set_password(username: str, new_password: str) -> User:
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
     if problems:
         raise ValidationFailed({"password": problems})
-    store_new_password(user, new_password)
+    store_new_password(user, new_password_hash(new_password))
     user.failed_attempts = 0
     user.locked_until = 0
     revoke_grants_and_sessions(user.id, None)

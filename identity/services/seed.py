@@ -15,7 +15,8 @@ from ..extensions import db
 from ..models import ApiScope, Client
 from .input_schemas import SeedSchema, flatten_messages as _flatten
 from . import audit, bearer_cache
-from .accounts import build_user, find_user, normalize_login, revoke_grants_and_sessions, store_new_password
+from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
+                       store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
 from .clients import apply_client_data, check_scopes, get_client
 from .password_policy import normalize, password_problems
@@ -186,7 +187,7 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         user.email_verified = True
         changed = True
     if reset_passwords and not verify_password(user.password_hash, normalize(item["password"])):
-        store_new_password(user, item["password"])
+        store_new_password(user, new_password_hash(item["password"]))
         user.failed_attempts, user.locked_until = 0, 0
         revoke_grants_and_sessions(user.id, None)
         audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
