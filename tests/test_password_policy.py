@@ -227,3 +227,55 @@ def test_a_check_costs_a_bounded_time(policy):
         check_password(password, username="alice", email="alice@example.com", name="Alice Example")
         slowest = max(slowest, time.perf_counter() - started)
     assert slowest < 1.0, f"{slowest * 1000:.0f} ms for one check"
+
+
+def _comparable(value):
+    """Matches with their regex match objects (equal only to themselves) as span and text, nested too."""
+    if isinstance(value, re.Match):
+        return value.span(), value.group()
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def test_the_faster_dictionary_matcher_finds_what_zxcvbns_own_finds(app):
+    """identity/services/dictionary_match.py replaces zxcvbn's matcher: the same matches, in the
+    same order, for the lists' passwords, l33t and reversed spellings, the user's own words and
+    random strings, both alone and through omnimatch (which reaches it from the l33t and reversed
+    matchers too)."""
+    import random
+
+    from identity.services import dictionary_match
+
+    with app.app_context():
+        matching, scoring, _ = password_policy._zxcvbn()
+        inputs = user_inputs(username="bench-user-1", email="marguerite.delacroix@example.org", name="Marguerite")
+    assert matching.dictionary_match is dictionary_match.dictionary_match
+    library = dictionary_match.library_dictionary_match
+    assert library is not None and library.__module__ == "zxcvbn.matching"
+    dictionaries = dict(matching.RANKED_DICTIONARIES)
+    dictionaries["user_inputs"] = matching.build_ranked_dict(inputs)
+    rng = random.Random(20)
+    candidates = _lines("strong_passphrases.txt") + _lines("weak_long_passwords.txt") + [
+        "P@ssw0rd-Tr0ub4dor&3", "drowssap-enilrab", "marguerite1987delacroix", "", "a", "AAAA", "1|!3$5+0@"]
+    candidates += ["".join(rng.choice("aeilost01345@$!|+-_ PASWORDqwerty") for _ in range(rng.randint(1, 32)))
+                   for _ in range(150)]
+    compared = 0
+    for password in candidates:
+        password = password[:ESTIMATE_CHARACTERS]
+        ours = dictionary_match.dictionary_match(password, dictionaries)
+        assert ours == library(password, dictionaries), password
+        with_ours = matching.omnimatch(password, dictionaries)
+        matching.dictionary_match = library
+        try:
+            with_library = matching.omnimatch(password, dictionaries)
+        finally:
+            matching.dictionary_match = dictionary_match.dictionary_match
+        assert _comparable(with_ours) == _comparable(with_library), password
+        if password:
+            assert (scoring.most_guessable_match_sequence(password, with_ours)["guesses"]
+                    == scoring.most_guessable_match_sequence(password, with_library)["guesses"])
+        compared += bool(ours)
+    assert compared > 200, "most candidates hold dictionary words"
