@@ -289,16 +289,32 @@ def password_grant_seed(client_id: str, secret: str, username: str, password: st
     }
 
 
+def _empty(uri: str) -> None:
+    """Delete every test-made row from the database at `uri` (conftest.empty_database)."""
+    from app import create_app
+    from conftest import empty_database, make_config
+    from identity.extensions import db
+
+    app = create_app(make_config(uri))
+    empty_database(app)
+    with app.app_context():
+        db.engine.dispose()
+
+
 @contextmanager
 def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] | None = None,
                   server: type[_Server] | None = None):
     """A 2-worker server (`server`, default AppServer) on the suite's PostgreSQL database (FLASK_SQLALCHEMY_DATABASE_URI), or
     else on a SQLite file in `tmp_path`, seeded with `seed`; `database_uri` says which.
 
-    `--reset-passwords`: the PostgreSQL database is shared with earlier server tests, which may
-    have changed a seeded user's password, and a seed keeps changed passwords otherwise."""
+    The PostgreSQL database is shared with the earlier tests of this pytest process, which may
+    have left rows behind (a test that enrolled alice's authenticator app made the next server
+    test's sign-in ask for a code), so it is emptied first, as the `app` fixture empties it.
+    `--reset-passwords` is kept for a database a test has changed in between."""
     uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
-    if not (uri and uri.startswith("postgresql")):
+    if uri and uri.startswith("postgresql"):
+        _empty(uri)
+    else:
         uri = "sqlite:///" + str(tmp_path / f"{name}.db")
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed))
