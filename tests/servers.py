@@ -309,8 +309,7 @@ def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] 
 
     The PostgreSQL database is shared with the earlier tests of this pytest process, which may
     have left rows behind (a test that enrolled alice's authenticator app made the next server
-    test's sign-in ask for a code), so it is emptied first, as the `app` fixture empties it.
-    `--reset-passwords` is kept for a database a test has changed in between."""
+    test's sign-in ask for a code), so it is emptied first, as the `app` fixture empties it."""
     uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
     if uri and uri.startswith("postgresql"):
         _empty(uri)
@@ -319,7 +318,7 @@ def seeded_server(tmp_path: Path, seed: dict, *, name: str, env: dict[str, str] 
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed))
     with (server or AppServer)(uri, workers=2, name=name, log_dir=tmp_path, env=env) as running:
-        seeded = running.cli(["seed", str(seed_file), "--reset-passwords"])
+        seeded = running.cli(["seed", str(seed_file)])
         assert seeded.returncode == 0, seeded.stderr
         running.database_uri = uri
         yield running
