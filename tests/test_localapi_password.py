@@ -1,6 +1,7 @@
 """POST /localapi/password: the contract's table, the password rules, lockout, what a change revokes."""
 
 import json
+import sqlite3
 import time
 
 import pytest
@@ -365,11 +366,7 @@ def test_the_new_password_is_hashed_before_the_change_takes_the_write_lock(app, 
         dialect, path = db.engine.dialect.name, db.engine.url.database
     if dialect != "sqlite":
         pytest.skip("the database-wide write lock is SQLite's")
-    import sqlite3
-
-    from identity.services import passwords
-
-    real_hash, probes = passwords.hash_password, []
+    real_hash, probes = accounts.hash_password, []
 
     def hash_and_probe(password: str) -> str:
         other = sqlite3.connect(path, timeout=0, isolation_level=None)
