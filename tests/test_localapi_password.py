@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from identity.extensions import db
 from identity.models import RefreshToken, User, UserSession
-from identity.services import accounts, browser_sessions
+from identity.services import accounts, browser_sessions, clients
+from identity.services import mail as mail_service
+from statements import statements
 from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
     CHEAP_ARGON2,
@@ -383,4 +385,26 @@ def test_the_new_password_is_hashed_before_the_change_takes_the_write_lock(app, 
     monkeypatch.setattr(accounts, "hash_password", hash_and_probe)
     assert api.change_password(api.token()).status_code == 204
     assert probes == ["free"]
+    assert sign_in(app, "alice", NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 300}])
+def test_a_change_reads_the_user_once_and_not_its_client(app, api, mail):
+    """A change reads the user's row once (locked) and asks nothing it already knows: not the
+    user's subject again for the logout tokens, not the whole row again after the commit for the
+    notice, not the client's row for the notice's client name (the worker's client snapshot)."""
+    token = api.token()
+    api.get_account(token)  # warm the key ring and the autocommit connection
+    with app.test_request_context():
+        assert clients.cached_client("mobile") is not None  # and the client snapshot
+    with statements(app) as run:
+        assert api.change_password(token).status_code == 204
+    reads = [sql for sql in run.pooled if sql.lstrip().upper().startswith("SELECT")]
+    of_users = [sql for sql in reads if "FROM users" in sql]
+    assert len(of_users) == 1 and "password_hash" in of_users[0], reads
+    assert not [sql for sql in reads if "FROM clients" in sql], reads
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    text = mail.text(mail.wait_for(to="alice@example.com"))
+    assert "(from Mobile App" in text and "Alice Example" in text
     assert sign_in(app, "alice", NEW_PASSWORD)

@@ -245,14 +245,14 @@ def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
 # --- passwords -------------------------------------------------------------
 
 
-def revoke_grants_and_sessions(user_id: int, keep_sid: str | None) -> None:
+def revoke_grants_and_sessions(user: User, keep_sid: str | None) -> None:
     """Revoke a user's refresh tokens, unused authorization codes and browser sessions (but
     `keep_sid`); the caller commits."""
     stamp = now()
-    logout.user_logged_out(user_id, keep_sid=keep_sid, reason="password_changed")
-    issued_grants.end_user_codes(user_id)
-    grant_rows.revoke_user_refresh_tokens(user_id, stamp)
-    session_rows.revoke_user_sessions(user_id, stamp, keep_sid=keep_sid)
+    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason="password_changed")
+    issued_grants.end_user_codes(user.id)
+    grant_rows.revoke_user_refresh_tokens(user.id, stamp)
+    session_rows.revoke_user_sessions(user.id, stamp, keep_sid=keep_sid)
 
 
 def new_password_hash(new_password: str) -> str:
@@ -335,11 +335,12 @@ def change_password(
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
     db.session.execute(*lockout.settled(reservation))
     store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
-    revoke_grants_and_sessions(user.id, keep_sid)
+    revoke_grants_and_sessions(user, keep_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)
+    to = notifications.addressee(user)
     db.session.commit()
     bearer_cache.wait_out_cached_answers(user_id)
-    notifications.password_changed(user, how=notifications.CHANGED_BY_USER, client_id=client_id)
+    notifications.password_changed(to, how=notifications.CHANGED_BY_USER, client_id=client_id)
     return user
 
 
@@ -362,14 +363,14 @@ def replace_password(user: User, new_password: str, confirm_password: str, *, ev
     store_new_password(user, new_password_hash(new_password))
     user.failed_attempts = 0
     user.locked_until = 0
-    revoke_grants_and_sessions(user.id, None)
+    revoke_grants_and_sessions(user, None)
     audit.record(event, user_id=user.id, client_id=client_id, detail=detail)
 
 
 def password_replaced(user: User, *, how: str, client_id: str | None = None) -> None:
     """After replace_password's commit: wait until no worker accepts the older tokens, then tell the user."""
     bearer_cache.wait_out_cached_answers(user.id)
-    notifications.password_changed(user, how=how, client_id=client_id)
+    notifications.password_changed(notifications.addressee(user), how=how, client_id=client_id)
 
 
 def new_password_verdict(user_id: int, new_password: str, current_password: str | None = None) -> Verdict:
@@ -393,12 +394,12 @@ def set_password(username: str, new_password: str) -> User:
     store_new_password(user, new_password_hash(new_password))
     user.failed_attempts = 0
     user.locked_until = 0
-    revoke_grants_and_sessions(user.id, None)
+    revoke_grants_and_sessions(user, None)
     audit.record("password_set", user_id=user.id)
     db.session.commit()
     metrics.count_password_change("cli")
     bearer_cache.wait_out_cached_answers(user.id)
-    notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
+    notifications.password_changed(notifications.addressee(user), how=notifications.SET_BY_OPERATOR)
     return user
 
 

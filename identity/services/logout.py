@@ -124,10 +124,10 @@ def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
     return uris
 
 
-def user_logged_out(user_id: int, *, keep_sid: str | None = None, reason: str) -> None:
+def user_logged_out(user_id: int, subject: str, *, keep_sid: str | None = None, reason: str) -> None:
     """Queue tokens for every client of the user's live sessions (but `keep_sid`'s) and of their
-    live refresh-token families; call before they are revoked, in the same transaction."""
-    subject = store.user_subject(user_id)
+    live refresh-token families (the user's `subject` is the tokens' sub); call before they are
+    revoked, in the same transaction."""
     ended = [Ended(client_id, subject, session_id)
              for session_id, client_id in store.session_clients(store.user_live_sessions(user_id, keep_sid=keep_sid))]
     ended += [Ended(client_id, subject, session_id)

@@ -6,6 +6,7 @@ goes after the change has committed; a notice that cannot be sent is logged and 
 (services/mail.py) and changes nothing else.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..clock import now
@@ -26,18 +27,32 @@ def now_text() -> str:
 def _client_name(client_id: str | None) -> str | None:
     if not client_id:
         return None
-    client = clients.get_client(client_id)
+    client = clients.cached_client(client_id)  # the worker's snapshot: the name, not a query
     return client.client_name if client is not None else client_id
 
 
-def password_changed(user: User, *, how: str, client_id: str | None = None) -> None:
+@dataclass(frozen=True)
+class Addressee:
+    """Whom a notice goes to, read from the user's row before the commit that changes it: read
+    after, every attribute of the row would be loaded again."""
+
+    user_id: int
+    email: str | None
+    name: str
+    username: str
+
+
+def addressee(user: User) -> Addressee:
+    return Addressee(user.id, user.email, user.name or user.username, user.username)
+
+
+def password_changed(to: Addressee, *, how: str, client_id: str | None = None) -> None:
     """Tell the user their password changed (if they have an address)."""
-    if not user.email:
+    if not to.email:
         return
     when = now_text()
-    mail.send_later(user.email, "password_changed", user_id=user.id, name=user.name or user.username,
-                    username=user.username, when=when, how=how, client_name=_client_name(client_id),
-                    ip=audit.caller_ip.get())
+    mail.send_later(to.email, "password_changed", user_id=to.user_id, name=to.name, username=to.username,
+                    when=when, how=how, client_name=_client_name(client_id), ip=audit.caller_ip.get())
 
 
 def second_factors_removed(user: User) -> None:

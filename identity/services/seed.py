@@ -189,7 +189,7 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
     if reset_passwords and not verify_password(user.password_hash, normalize(item["password"])):
         store_new_password(user, new_password_hash(item["password"]))
         user.failed_attempts, user.locked_until = 0, 0
-        revoke_grants_and_sessions(user.id, None)
+        revoke_grants_and_sessions(user, None)
         audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
         label += " (password reset)"
         report.password_changed.append(user.id)

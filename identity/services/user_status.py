@@ -39,7 +39,7 @@ def apply_enabled(user: User, enabled: bool) -> bool:
     user.enabled = enabled
     user.disabled_at = None if enabled else now()
     if not enabled:
-        revoke_grants_and_sessions(user.id, None)
+        revoke_grants_and_sessions(user, None)
     audit.record("user_enabled" if enabled else "user_disabled", user_id=user.id, detail={"username": user.username})
     return True
 
