@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from statements import statements
 from identity.extensions import db
 from identity.models import AuthorizationCode, UserSession
 
@@ -266,3 +267,23 @@ def test_login_page_ignores_unregistered_redirect_for_form_action(client, flow_c
     return_url = "/connect/authorize?" + urlencode({"client_id": "spa", "redirect_uri": "https://evil.example.com/"})
     csp = client.get("/account/login?" + urlencode({"returnUrl": return_url})).headers["Content-Security-Policy"]
     assert "evil" not in csp
+
+
+def test_a_nonce_already_carried_by_a_live_code_is_refused_as_a_replay(oauth, app):
+    """OpenID Connect Core 3.1.2.2: the nonce guards against replays, so a code request whose
+    nonce an unexpired code of the same client already carries is refused; another client's
+    code with that nonce does not count, and the check is one read on the autocommit connection."""
+    def code_request(client_id: str, nonce: str):
+        return oauth.authorize(client_id=client_id, scope="openid", nonce=nonce,
+                               code_challenge=pkce_pair()[1], code_challenge_method="S256")
+
+    first = redirect_params(code_request("native", "n-replayed").headers["Location"])
+    assert "code" in first and _codes(app) == 1
+    with statements(app) as run:
+        again = redirect_params(code_request("native", "n-replayed").headers["Location"])
+    assert again["error"] == "invalid_request" and "code" not in again
+    assert _codes(app) == 1
+    assert not [sql for sql in run.pooled if "authorization_codes" in sql], run.pooled
+    assert run.autocommit >= 1
+    other_client = redirect_params(code_request("web", "n-replayed").headers["Location"])
+    assert "code" in other_client and _codes(app) == 2
