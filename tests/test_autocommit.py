@@ -3,7 +3,10 @@
 import pytest
 from sqlalchemy import select, text, update
 
+from identity.store import lockout as lockout_rows
+from identity.store import connection as connection_module
 from identity.store.connection import autocommit_connection
+from statements import statements
 from identity.extensions import db
 from identity.models import User
 
@@ -53,6 +56,28 @@ def test_rotation_commit_mode_follows_the_setting(app, app_config):
         database_setting = db.session.scalar(text("SELECT current_setting('synchronous_commit')"))
         expected = database_setting if app_config.get("ROTATION_SYNCHRONOUS_COMMIT") else "off"
         assert connection.first(text("SELECT current_setting('synchronous_commit')"), {})[0] == expected
+
+
+@pytest.mark.parametrize("app_config", [{}, {"ROTATION_SYNCHRONOUS_COMMIT": True}], ids=["default", "synchronous"])
+def test_a_sign_in_attempt_is_counted_in_one_statement_committed_as_the_session_commits(app, seeded, app_config):
+    """The attempt counter (lockout.py) is a security write: committed as durably as the session's
+    writes whatever ROTATION_SYNCHRONOUS_COMMIT says, and one statement (a pooled transaction
+    was a ping, a BEGIN, the UPDATE and a COMMIT)."""
+    with app.app_context():
+        postgresql_only(autocommit_connection())
+        database_setting = db.session.scalar(text("SELECT current_setting('synchronous_commit')"))
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        alice_id, before = alice.id, alice.failed_attempts
+        db.session.rollback()
+    with statements(app) as run, app.app_context():
+        assert lockout_rows.record_sign_in_attempt(alice_id, stamp=1, limit=10, lock_until=2) == (before + 1, 0)
+    assert (run.pooled, run.autocommit) == ([], 1)
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == before + 1
+        connection = autocommit_connection()
+        durable = connection._durable_sibling or connection
+        assert durable.first(text("SELECT current_setting('synchronous_commit')"), {})[0] == database_setting
+        assert (durable is connection) == bool(app_config.get("ROTATION_SYNCHRONOUS_COMMIT"))
 
 
 # --- PostgreSQL: a connection the server ends, failed statements, parameters -------------------
@@ -105,3 +130,47 @@ def test_parameters_of_several_types_and_literal_percent_signs(app, seeded):
         row = connection.first(text("SELECT CAST(:number AS integer) + 1, CAST(:word AS text) || '%'"),
                                {"number": 41, "word": "done"})
         assert tuple(row) == (42, "done%")
+
+
+def _count_attempt(app, alice_id: int):
+    with app.app_context():
+        return lockout_rows.record_sign_in_attempt(alice_id, stamp=1, limit=100, lock_until=2)
+
+
+def _terminate(app, pid: int) -> None:
+    with app.app_context():
+        assert db.session.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}) is True
+        db.session.commit()
+
+
+@pytest.mark.parametrize("app_config", [{"ROTATION_SYNCHRONOUS_COMMIT": False}])
+def test_the_durable_connection_is_replaced_with_the_first_one(app, seeded, app_config):
+    """A write is never retried, so a durable connection the server ended must not be used: once a
+    read finds the database gone and replaces the first connection, the second goes too."""
+    with app.app_context():
+        connection = autocommit_connection()
+        postgresql_only(connection)
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+    assert alice_name(app) == "Alice Example"
+    assert _count_attempt(app, alice_id)[0] == 1
+    durable = connection._durable_sibling
+    first_pid, durable_pid = connection._connection.info.backend_pid, durable._connection.info.backend_pid
+    _terminate(app, first_pid)
+    _terminate(app, durable_pid)
+    assert alice_name(app) == "Alice Example", "the read is retried on a new connection"
+    assert _count_attempt(app, alice_id)[0] == 2, "and the write goes on a new one too"
+    assert durable._connection.info.backend_pid != durable_pid
+
+
+@pytest.mark.parametrize("app_config", [{"ROTATION_SYNCHRONOUS_COMMIT": False}])
+def test_an_idle_durable_connection_is_pinged_before_a_write(app, seeded, app_config, monkeypatch):
+    with app.app_context():
+        connection = autocommit_connection()
+        postgresql_only(connection)
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+    assert _count_attempt(app, alice_id)[0] == 1
+    durable_pid = connection._durable_sibling._connection.info.backend_pid
+    _terminate(app, durable_pid)
+    monkeypatch.setattr(connection_module, "DURABLE_PING_AFTER_IDLE_SECONDS", 0.0)  # as after a second idle
+    assert _count_attempt(app, alice_id)[0] == 2
+    assert connection._durable_sibling._connection.info.backend_pid != durable_pid

@@ -13,6 +13,14 @@ transaction, holds no locks between requests, and costs one round trip.
 - `write_first(statement, params)`: one atomic statement (e.g. UPDATE ... RETURNING). Never
   retried: a statement that may have committed must not run twice. On PostgreSQL its commit
   waits for the WAL flush only if ROTATION_SYNCHRONOUS_COMMIT is on.
+- `durable_write_first(statement, params)`: the same, committed as every security write is (on
+  PostgreSQL the WAL flushed first, whatever ROTATION_SYNCHRONOUS_COMMIT says): the sign-in's
+  attempt counter. Where rotations may commit without waiting, these go on a second autocommit
+  connection of the process that keeps the database's synchronous_commit; one statement there
+  is one round trip, where a pooled transaction cost four (ping, BEGIN, statement, COMMIT).
+  Since a write is never retried, that connection is replaced whenever the first one is (a read
+  that found the database gone), and is pinged first when it has been idle for a second, as the
+  pool pings a connection it hands out.
 - `sqlite_write()`: SQLite cannot put an UPDATE inside a CTE, so several statements run in one
   BEGIN IMMEDIATE transaction. The processes of one machine first take an exclusive lock on
   a file beside the database, so a writer waiting for another wakes as soon as it is done
@@ -25,6 +33,7 @@ Database errors are raised as SQLAlchemy's DBAPIError, which the app answers wit
 import fcntl
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 from flask import current_app
@@ -33,6 +42,7 @@ from sqlalchemy.exc import DBAPIError
 from ..extensions import db
 
 _INHERITED: list = []  # connections opened before a fork: never closed (or freed) by the child
+DURABLE_PING_AFTER_IDLE_SECONDS = 1.0
 
 
 class AutocommitConnection:
@@ -47,7 +57,9 @@ class AutocommitConnection:
         self._statements: dict[object, tuple[str, tuple | None, dict]] = {}
         self._lock_file = None
         self._lock_file_pid = None
-        self.executed = 0  # statements run, for tests and diagnostics
+        self._executed = 0
+        self._durable_sibling = None  # see durable_write_first
+        self._last_used = 0.0  # time.monotonic() of the last statement
 
     # --- the connection ---------------------------------------------------------------
     def _current(self):
@@ -77,8 +89,13 @@ class AutocommitConnection:
             connection = None
         return connection if connection is not None else self._open()
 
+    @property
+    def executed(self) -> int:
+        """Statements run (its durable sibling's included), for tests and diagnostics."""
+        return self._executed + (self._durable_sibling.executed if self._durable_sibling is not None else 0)
+
     def close(self) -> None:
-        """Close the connection (the next statement opens a new one)."""
+        """Close the connection (the next statement opens a new one), and its durable sibling's."""
         with self._lock:
             self._close()
 
@@ -89,6 +106,8 @@ class AutocommitConnection:
                 connection.close()
             except Exception:  # already broken: nothing to release
                 pass
+        if self._durable_sibling is not None:  # it went to the same database: as likely gone
+            self._durable_sibling.close()
 
     def _compiled(self, statement) -> tuple[str, tuple | None, dict]:
         """SQL text for this dialect, the order of its parameters if the driver wants them by
@@ -111,7 +130,8 @@ class AutocommitConnection:
         cursor = connection.cursor()
         try:
             cursor.execute(sql, args)
-            self.executed += 1
+            self._executed += 1
+            self._last_used = time.monotonic()
             return cursor.fetchone() if cursor.description is not None else None, cursor.rowcount
         finally:
             cursor.close()
@@ -143,6 +163,33 @@ class AutocommitConnection:
                 self._close()
                 self._raise(sql, args, err)
         return None  # not reached
+
+    def durable_write_first(self, statement, params: dict):
+        """write_first, committed as durably as any security write (see the module's docstring)."""
+        if self.synchronous_commit or self.is_sqlite:
+            return self.write_first(statement, params)
+        with self._lock:
+            if self._durable_sibling is None:
+                self._durable_sibling = AutocommitConnection(self.engine, synchronous_commit=True)
+            sibling = self._durable_sibling
+        sibling._ping_if_idle(DURABLE_PING_AFTER_IDLE_SECONDS)
+        return sibling.write_first(statement, params)
+
+    def _ping_if_idle(self, seconds: float) -> None:
+        """Close the connection if it has been idle for `seconds` and no longer answers."""
+        with self._lock:
+            connection = self._current()
+            if connection is None or time.monotonic() - self._last_used < seconds:
+                return
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute("SELECT 1")
+                finally:
+                    cursor.close()
+                self._last_used = time.monotonic()
+            except self.dialect.loaded_dbapi.Error:
+                self._close()
 
     @contextmanager
     def sqlite_write(self):

@@ -6,7 +6,6 @@ here is how each is written. Built once, at import: every password check runs on
 
 from sqlalchemy import bindparam, case, update
 
-from ..extensions import db
 from ..models import User
 from .connection import autocommit_connection
 from .writes import Write
@@ -49,10 +48,8 @@ def record_sign_in_attempt(user_id: int, *, stamp: int, limit: int, lock_until: 
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
             return run.first(_RESERVE, params)
-    # a transaction of its own on a pooled connection, committed synchronously like every
-    # security write (the autocommit connection may not wait for the WAL flush)
-    with db.engine.begin() as own:
-        return own.execute(_RESERVE, params).first()
+    # one statement, its own transaction, committed as durably as every security write
+    return connection.durable_write_first(_RESERVE, params)
 
 
 def settle_attempts(user_id: int, *, place: int, own_lock: int, stamp: int) -> Write:
