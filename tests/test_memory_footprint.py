@@ -1,6 +1,7 @@
 """What a serving worker keeps in memory: no Alembic, one of zxcvbn's lists, Argon2's work area
 only while it hashes (issue 6: a worker under 100 MB)."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -152,6 +153,29 @@ def test_memory_is_trimmed_once_hashing_pauses(monkeypatch):
     while trim.calls < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert trim.calls == 2, "the next pause trims again"
+
+
+def _wake_ups(thread: threading.Thread) -> int:
+    """How often the kernel has woken the thread (its voluntary context switches)."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("voluntary_ctxt_switches"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux's /proc")
+def test_a_hash_does_not_wake_the_trim_thread(monkeypatch):
+    """A hash only notes its time: waking the thread on each one cost a thread switch and a turn
+    of the interpreter per hash (1.5% of a worker under a load of password changes)."""
+    trim = FakeTrim()
+    monkeypatch.setattr(passwords, "_malloc_trim", lambda: trim)
+    trimmer = passwords._IdleTrimmer(idle_seconds=0.5)
+    trimmer.hashed()
+    thread = next(t for t in threading.enumerate() if t.name == "argon2-memory-trim" and t.native_id)
+    before = _wake_ups(thread)
+    for _ in range(300):
+        trimmer.hashed()
+        time.sleep(0.002)
+    assert _wake_ups(thread) - before < 30
+    assert trim.called.wait(5) and trim.calls == 1
 
 
 def test_no_thread_without_malloc_trim(monkeypatch):
