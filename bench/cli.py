@@ -47,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import clients, data, kdf, node_reference, report, signin, system
+from . import clients, data, kdf, node_reference, pwchange, report, signin, system
 from .scenarios import Scenario
 from .server import APP_SPEC, BARE_SPEC, ROOT, Server, ServerConfig, ServerError, base_env, flask_cli, free_port
 from .wrk import Wrk, WrkError, ensure_wrk
@@ -95,6 +95,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "sign-in), or the Python clients of --flow-processes x --flow-threads (7.5 ms) [%(default)s]")
     parser.add_argument("--signin-connections", type=int, default=4,
                         help="scenario 6a with wrk: connections, one wrk thread each [%(default)s]")
+    parser.add_argument("--password-driver", choices=["wrk", "python"], default="wrk",
+                        help="scenario 6b's client: wrk with bench/lua/pwchange.lua, or the Python clients of "
+                             "--flow-processes x --flow-threads (1.5 ms of client CPU a change) [%(default)s]")
+    parser.add_argument("--password-connections", type=int, default=4,
+                        help="scenario 6b with wrk: connections, one wrk thread each [%(default)s]")
     parser.add_argument("--no-node-reference", action="store_true",
                         help="with scenario 2, do not measure node-oidc-provider (bench/node, installed with npm ci) "
                              "as its reference")
@@ -143,7 +148,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.server_config = args.server_configs[0]
     if args.quiet_wait is None:
         args.quiet_wait = 0 if args.nice < 0 else 10
-    if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1 or args.signin_connections < 1:
+    if args.connections < 1 or args.threads < 1 or args.runs < 1 or args.duration < 1 or args.signin_connections < 1 \
+            or args.password_connections < 1:
         parser.error("--connections, --threads, --signin-connections, --runs and --duration must be at least 1")
     return args
 
@@ -475,15 +481,25 @@ class Bench:
         items = [(token, data.BULK_PASSWORD) for token in access]
         per_run = int(math.ceil(change_rate * 1.6 * a.duration)) + 10
         warm_items, items = items[:int(change_rate * 1.6 * a.warmup) + 10], items[int(change_rate * 1.6 * a.warmup) + 10:]
-        warm = clients.run_flow("password", server.url, processes=procs, threads=a.flow_threads, duration=a.warmup,
-                                items=warm_items)
+        batches = 0
+
+        def changes(batch: list, duration: float) -> clients.FlowResult:
+            nonlocal batches
+            if a.password_driver == "wrk":
+                batches += 1
+                items_file = pwchange.write_items(self.workdir, batch, str(batches))
+                return pwchange.run(self.wrk, server.url, items_file, connections=a.password_connections,
+                                    duration=duration)
+            return clients.run_flow("password", server.url, processes=procs, threads=a.flow_threads,
+                                    duration=duration, items=batch)
+
+        warm = changes(warm_items, a.warmup)
         s.warmup_errors = warm.errors
+
         def one_change_run():
             nonlocal items
             batch, items = items[:per_run], items[per_run:]
-            return self.measured(server, lambda: clients.run_flow("password", server.url, processes=procs,
-                                                                  threads=a.flow_threads, duration=a.duration,
-                                                                  items=batch))
+            return self.measured(server, lambda: changes(batch, a.duration))
 
         self.collect(s, one_change_run, lambda r: (
             f"{r.rate:7.1f} changes/s   p50 {r.p50_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  errors {r.errors}"
@@ -545,7 +561,8 @@ class Bench:
             "duration_s": a.duration, "runs": a.runs, "warmup_s": a.warmup,
             "wrk_threads": a.threads, "wrk_connections": a.connections,
             "flow_processes": a.flow_processes, "flow_threads": a.flow_threads,
-            "signin_driver": a.signin_driver, "signin_connections": a.signin_connections, "nice": a.nice,
+            "signin_driver": a.signin_driver, "signin_connections": a.signin_connections,
+            "password_driver": a.password_driver, "password_connections": a.password_connections, "nice": a.nice,
             "gunicorn": {"config": "gunicorn.conf.py", **self.gunicorn_env()},
             "app": {k: v for k, v in settings.items()},
         }

@@ -1,6 +1,7 @@
-"""Python clients: tokens for the wrk scenarios, correctness checks, and the password-change
-load (scenario 6b). The sign-in load (6a) is driven by wrk (bench/signin.py); the Python
-sign-in here stays for `--signin-driver python` and as a readable reference of the flow.
+"""Python clients: tokens for the wrk scenarios and correctness checks. The sign-in (6a) and
+password-change (6b) loads are driven by wrk (bench/signin.py, bench/pwchange.py); the Python
+flows here stay for `--signin-driver python` and `--password-driver python`, and as a readable
+reference of each flow.
 
 The load runs in several processes (default 2), each with a few threads and `requests`
 sessions; each process reports its completions, latencies and its own CPU time, so the report

@@ -58,8 +58,10 @@ def header_lines(bench) -> list[str]:
         + (f"sign-ins (6a): wrk + bench/lua/signin.lua, {s.get('signin_connections')} connections; "
            if s.get("signin_driver", "wrk") == "wrk" else
            f"sign-ins (6a): {s['flow_processes']} processes x {s['flow_threads']} threads (requests); ")
-        + f"password changes (6b): {s['flow_processes']} processes x {s['flow_threads']} threads (requests); "
-        f"{s['runs']} runs x {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, medians"
+        + (f"password changes (6b): wrk + bench/lua/pwchange.lua, {s.get('password_connections')} connections; "
+           if s.get("password_driver") == "wrk" else
+           f"password changes (6b): {s['flow_processes']} processes x {s['flow_threads']} threads (requests); ")
+        + f"{s['runs']} runs x {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, medians"
         + (f"; nice {s['nice']}" if s.get("nice") else ""),
     ] + ([f"Reference node-oidc-provider {node['oidc_provider']} on Node {node['node']}, one process, access tokens "
           f"{node['alg']} (scenario 2n, same client, request and wrk settings; keeps connections open)"]
