@@ -3,12 +3,13 @@
 import pytest
 from sqlalchemy import select, text, update
 
-from identity.store import lockout as lockout_rows
+from actions import AuthActions
+from identity.extensions import db
+from identity.models import AuditEvent, User, UserSession
 from identity.store import connection as connection_module
+from identity.store import lockout as lockout_rows
 from identity.store.connection import autocommit_connection
 from statements import statements
-from identity.extensions import db
-from identity.models import User
 
 
 
@@ -174,3 +175,22 @@ def test_an_idle_durable_connection_is_pinged_before_a_write(app, seeded, app_co
     monkeypatch.setattr(connection_module, "DURABLE_PING_AFTER_IDLE_SECONDS", 0.0)  # as after a second idle
     assert _count_attempt(app, alice_id)[0] == 2
     assert connection._durable_sibling._connection.info.backend_pid != durable_pid
+
+
+def test_a_sign_in_writes_on_the_durable_connection_when_the_session_holds_nothing(app, seeded, client):
+    """write(): with no transaction of the session's open, nothing of its waits to commit with the
+    sign-in's writes, so they go as one transaction on the durable connection (a pooled one cost a
+    ping, a BEGIN and a COMMIT besides): the attempt, its settling, the audit event and the
+    browser session; all of them committed."""
+    with app.app_context():
+        postgresql_only(autocommit_connection())
+    with statements(app) as run:
+        assert AuthActions(client).login().status_code == 302
+    assert [sql.split(None, 1)[0] for sql in run.pooled if sql.split(None, 1)[0] in ("INSERT", "UPDATE")] == []
+    assert run.autocommit >= 4
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        assert alice.failed_attempts == 0
+        assert db.session.scalar(select(UserSession.user_id).where(UserSession.user_id == alice.id)) == alice.id
+        assert db.session.scalar(select(AuditEvent.event).where(AuditEvent.user_id == alice.id,
+                                                                  AuditEvent.event == "sign_in")) == "sign_in"

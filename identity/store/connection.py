@@ -164,16 +164,66 @@ class AutocommitConnection:
                 self._raise(sql, args, err)
         return None  # not reached
 
-    def durable_write_first(self, statement, params: dict):
-        """write_first, committed as durably as any security write (see the module's docstring)."""
+    def write_count(self, statement, params: dict) -> int:
+        """Run one data-changing statement as its own transaction; the rows it changed. Never retried."""
+        sql, args = self._args(statement, params)
+        with self._lock:
+            try:
+                return self._execute(self._usable(), sql, args)[1]
+            except self.dialect.loaded_dbapi.Error as err:
+                self._close()
+                self._raise(sql, args, err)
+        return 0  # not reached
+
+    def durable(self) -> "AutocommitConnection":
+        """The connection whose commits are as durable as any security write's: this one, if its
+        commits wait for the WAL (or on SQLite), else its sibling (see the module's docstring)."""
         if self.synchronous_commit or self.is_sqlite:
-            return self.write_first(statement, params)
+            return self
         with self._lock:
             if self._durable_sibling is None:
                 self._durable_sibling = AutocommitConnection(self.engine, synchronous_commit=True)
             sibling = self._durable_sibling
         sibling._ping_if_idle(DURABLE_PING_AFTER_IDLE_SECONDS)
-        return sibling.write_first(statement, params)
+        return sibling
+
+    def durable_write_first(self, statement, params: dict):
+        """write_first, committed as durably as any security write (see the module's docstring)."""
+        return self.durable().write_first(statement, params)
+
+    @contextmanager
+    def transaction(self):
+        """PostgreSQL: several statements as one transaction (BEGIN ... COMMIT, ROLLBACK on error)
+        on this connection; yields `run(statement, params) -> rowcount`. Never retried."""
+        error = self.dialect.loaded_dbapi.Error
+        with self._lock:
+            connection = self._usable()
+
+            def run(statement, params: dict) -> int:
+                sql, args = self._args(statement, params)
+                try:
+                    return self._execute(connection, sql, args)[1]
+                except error as err:
+                    self._raise(sql, args, err)
+
+            try:
+                connection.execute("BEGIN")
+            except error as err:
+                self._close()
+                self._raise("BEGIN", (), err)
+            try:
+                yield run
+            except BaseException:
+                try:
+                    connection.execute("ROLLBACK")
+                except error:  # the connection itself failed: a new one next time
+                    self._close()
+                raise
+            try:
+                connection.execute("COMMIT")
+            except error as err:
+                self._close()
+                self._raise("COMMIT", (), err)
 
     def _ping_if_idle(self, seconds: float) -> None:
         """Close the connection if it has been idle for `seconds` and no longer answers."""

@@ -2,9 +2,12 @@
 
 On SQLite the statements run in one BEGIN IMMEDIATE transaction on the autocommit connection
 (connection.py: no pool checkout, no ORM, and the machine's writers take turns). On
-PostgreSQL they run in the session's transaction, which commits synchronously; the autocommit
-connection does not, and config.py allows that for rotations only. Statements are built once,
-with every value as a bind parameter.
+PostgreSQL they run as one transaction on the durable autocommit connection (whose commits wait
+for the WAL, as the session's do) when the session holds no transaction: nothing of the
+session's is then waiting to commit with them, and a pooled transaction would cost a ping, a
+BEGIN and a COMMIT around the statements (a single statement needs neither BEGIN nor COMMIT).
+Otherwise they run in the session's transaction and commit it, with whatever else it holds.
+Statements are built once, with every value as a bind parameter.
 """
 
 import json
@@ -22,6 +25,13 @@ def write(*statements: Write) -> list[int]:
     connection = autocommit_connection()
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
+            return [run(statement, _driver_values(params)) for statement, params in statements]
+    if not db.session().in_transaction():
+        durable = connection.durable()
+        if len(statements) == 1:
+            statement, params = statements[0]
+            return [durable.write_count(statement, _driver_values(params))]
+        with durable.transaction() as run:
             return [run(statement, _driver_values(params)) for statement, params in statements]
     try:
         in_session = db.session.connection()  # Core results (rowcount) in the session's transaction
@@ -44,6 +54,15 @@ def write_if(first: Write, then: Write | None) -> bool:
         with connection.sqlite_write() as run:
             won = run(first[0], _driver_values(first[1])) == 1
             if won and then is not None:
+                run(then[0], _driver_values(then[1]))
+        return won
+    if not db.session().in_transaction():  # see the module's docstring
+        durable = connection.durable()
+        if then is None:
+            return durable.write_count(first[0], _driver_values(first[1])) == 1
+        with durable.transaction() as run:
+            won = run(first[0], _driver_values(first[1])) == 1
+            if won:
                 run(then[0], _driver_values(then[1]))
         return won
     try:
