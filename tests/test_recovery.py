@@ -5,6 +5,7 @@ count is cleared), a notice afterwards, the token kept out of logs and Referer h
 hourly mail cap, the rate limits, and SMTP failures."""
 
 import logging
+import sqlite3
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -16,6 +17,7 @@ from conftest import ALICE_PASSWORD, csrf_token
 from statements import statements
 from identity.extensions import db
 from identity.models import AccountToken, AuditEvent, User, UserSession
+from identity.services import accounts
 from identity.services import mail as mail_service
 
 NEW_PASSWORD = "saffron-glacier-ribbon-6402"
@@ -274,6 +276,38 @@ def test_a_refused_password_keeps_the_link_usable(app, client, seeded, mail):
     assert mismatch.status_code == 400 and "does not match" in mismatch.get_data(as_text=True)
     assert reset(client, link).status_code == 302
     assert [e[2] for e in events(app, "password_reset_failed")] == [{"reason": "password_refused"}] * 2
+
+
+def test_the_new_password_is_hashed_before_the_reset_takes_the_write_lock(app, client, seeded, mail, monkeypatch):
+    """The link's use is the reset's first write, and on SQLite the first write takes the
+    database's one write lock: the new password's hash (24 ms at production settings) must come
+    before it, or every other worker's write waits behind it (as a password change's once did)."""
+    with app.app_context():
+        dialect, path = db.engine.dialect.name, db.engine.url.database
+    if dialect != "sqlite":
+        pytest.skip("the database-wide write lock is SQLite's")
+    link = reset_link(app, client, mail)
+    real_hash, probes = accounts.hash_password, []
+
+    def hash_and_probe(password: str) -> str:
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            probes.append("free")
+        except sqlite3.OperationalError as err:
+            probes.append(str(err))
+        finally:
+            other.close()
+        return real_hash(password)
+
+    monkeypatch.setattr(accounts, "hash_password", hash_and_probe)
+    assert reset(client, link).status_code == 302
+    assert probes == ["free"]
+    assert signs_in(client, NEW_PASSWORD)
+    with app.app_context():
+        assert db.session.scalar(select(AccountToken.used_at)) is not None
+    assert len(events(app, "password_reset")) == 1
 
 
 def test_the_reset_form_needs_its_csrf_token(app, client, seeded, mail):

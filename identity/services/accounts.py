@@ -344,14 +344,10 @@ def change_password(
     return user
 
 
-def replace_password(user: User, new_password: str, confirm_password: str, *, event: str,
-                     client_id: str | None = None, detail: dict | None = None) -> None:
-    """Give a user a new password without their current one (a reset link), as change_password
-    does the rest: the same policy, a new password version (older access tokens are refused),
-    pending reset links ended, every refresh token, code and browser session revoked; and the
-    lockout count cleared, since whoever proved the account is theirs another way must not stay
-    locked out. The caller has checked its own proof, in this transaction, and commits; then it
-    calls `password_replaced`."""
+def judged_password_hash(user: User, new_password: str, confirm_password: str) -> str:
+    """A new password for a user who gives no current one (a reset link): the policy's verdict
+    and the confirmation, ValidationFailed on either; otherwise the hash to store, computed here so
+    that the caller can take it before its first write (new_password_hash)."""
     errors: dict[str, list[str]] = {}
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
     if problems:
@@ -360,7 +356,19 @@ def replace_password(user: User, new_password: str, confirm_password: str, *, ev
         errors["confirm_password"] = ["The confirmation does not match the new password."]
     if errors:
         raise ValidationFailed(errors)
-    store_new_password(user, new_password_hash(new_password))
+    return new_password_hash(new_password)
+
+
+def replace_password(user: User, password_hash: str, *, event: str,
+                     client_id: str | None = None, detail: dict | None = None) -> None:
+    """Give a user a new password without their current one (a reset link, the operator), as
+    change_password does the rest: a new password version (older access tokens are refused),
+    pending reset links ended, every refresh token, code and browser session revoked; and the
+    lockout count cleared, since whoever proved the account is theirs another way must not stay
+    locked out. `password_hash` is new_password_hash's (judged_password_hash's), taken before the
+    transaction's first write. The caller has checked its own proof, in this transaction, and
+    commits; then it calls `password_replaced`."""
+    store_new_password(user, password_hash)
     user.failed_attempts = 0
     user.locked_until = 0
     revoke_grants_and_sessions(user, None)
@@ -391,15 +399,10 @@ def set_password(username: str, new_password: str) -> User:
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
     if problems:
         raise ValidationFailed({"password": problems})
-    store_new_password(user, new_password_hash(new_password))
-    user.failed_attempts = 0
-    user.locked_until = 0
-    revoke_grants_and_sessions(user, None)
-    audit.record("password_set", user_id=user.id)
+    replace_password(user, new_password_hash(new_password), event="password_set")
     db.session.commit()
     metrics.count_password_change("cli")
-    bearer_cache.wait_out_cached_answers(user.id)
-    notifications.password_changed(notifications.addressee(user), how=notifications.SET_BY_OPERATOR)
+    password_replaced(user, how=notifications.SET_BY_OPERATOR)
     return user
 
 

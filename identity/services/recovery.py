@@ -83,17 +83,20 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
     if user is None:  # removed since the link was sent (the row cascades; a race)
         db.session.rollback()
         raise _refused("unknown", client_id=client_id)
-    if not account_tokens.consume(checked.row):  # another request used it first
-        db.session.rollback()
-        raise _refused("used", user_id=checked.row.user_id, client_id=client_id)
     try:
-        accounts.replace_password(user, new_password, confirm_password, event="password_reset", client_id=client_id)
+        # judged and hashed before the link's use, the transaction's first write: on SQLite that
+        # write takes the database's one write lock, which the hash (24 ms) must not hold
+        password_hash = accounts.judged_password_hash(user, new_password, confirm_password)
     except ValidationFailed:
         db.session.rollback()  # the link stays usable
         audit.record("password_reset_failed", user_id=checked.row.user_id, client_id=client_id,
                      detail={"reason": "password_refused"})
         db.session.commit()
         raise
+    if not account_tokens.consume(checked.row):  # another request used it first
+        db.session.rollback()
+        raise _refused("used", user_id=checked.row.user_id, client_id=client_id)
+    accounts.replace_password(user, password_hash, event="password_reset", client_id=client_id)
     db.session.commit()
     metrics.count_password_change("reset")
     accounts.password_replaced(user, how=notifications.RESET_BY_LINK, client_id=client_id)
