@@ -290,12 +290,16 @@ def password_grant_seed(client_id: str, secret: str, username: str, password: st
 
 
 def _empty(uri: str) -> None:
-    """Delete every test-made row from the database at `uri` (conftest.empty_database)."""
+    """Delete every test-made row from the database at `uri` (conftest.empty_database), migrating
+    it first: a server test may be the first of its pytest process, on a database made afresh."""
     from app import create_app
     from conftest import empty_database, make_config
     from identity.extensions import db
+    from identity.services.schema import ensure_schema
 
     app = create_app(make_config(uri))
+    with app.app_context():
+        ensure_schema()
     empty_database(app)
     with app.app_context():
         db.engine.dispose()
