@@ -33,7 +33,6 @@ KEEP_TABLES = {"alembic_version"}
 SERIAL = (
     "test_bench.py",  # the benchmark: wrk and several gunicorn servers at full load
     "test_memory_footprint.py",  # resident memory of processes and Argon2's trimmed work area
-    "test_revoke_load.py",  # /healthz's 95th percentile under a revocation loop
 )
 
 

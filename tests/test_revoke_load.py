@@ -3,12 +3,12 @@
 A client looping "refresh, then revoke the new access token" used to make every revocation sleep
 out the bearer cache's lease (0.5 s) inside the request, so a few such clients kept every worker
 asleep and `/healthz` took about a second. Here a real gunicorn server (2 sync workers) serves
-client threads doing exactly that, bounded in count and time, on loopback, while a probe measures
-`/healthz`; its 95th percentile must stay far below the lease (a generous bound: the old code
-gave ~500 ms on this server, a request that waits for no one takes milliseconds).
+client threads doing exactly that, bounded in count and time, on loopback, while a probe asks
+`/healthz`; then the server's own count of such sleeps (`identity_bearer_cache_waits_total`,
+summed over its workers by GET /metrics) must be 0. The count, not a latency bound: a test never
+asserts on wall-clock time.
 """
 
-import statistics
 import threading
 import time
 
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.server
 
 SECRET = "looper-secret-0123456789"
 PASSWORD = "lantern-orbit-meadow-482"
+NEW_PASSWORD = "saffron-glacier-ribbon-6402"
 SEED = {
     "api_scopes": [{"name": "IdentityServerApi", "display_name": "Local API"}],
     "clients": [{"client_id": "looper", "client_name": "Looper", "client_secrets": [SECRET],
@@ -31,7 +32,6 @@ SEED = {
 LOOPERS = 3  # client threads, each looping refresh + revoke
 ROUNDS = 25  # per thread, at most
 SECONDS = 8  # and for no longer than this
-HEALTHZ_P95_BOUND = 0.2  # seconds
 
 
 @pytest.fixture
@@ -62,8 +62,7 @@ def test_a_refresh_and_revoke_loop_holds_no_worker(server):
     deadline = time.monotonic() + SECONDS
     stop = threading.Event()
     statuses: list[tuple[int, int]] = []  # (refresh, revoke)
-    revoke_seconds: list[float] = []
-    healthz_seconds: list[float] = []
+    healthz_statuses: list[int] = []
 
     def loop(refresh_token: str) -> None:
         for _ in range(ROUNDS):
@@ -76,17 +75,13 @@ def test_a_refresh_and_revoke_loop_holds_no_worker(server):
                 return
             tokens = refreshed.json()
             refresh_token = tokens["refresh_token"]
-            started = time.monotonic()
             revoked = requests.post(server.url + "/connect/revocation", auth=("looper", SECRET), timeout=30,
                                     data={"token": tokens["access_token"], "token_type_hint": "access_token"})
-            revoke_seconds.append(time.monotonic() - started)
             statuses.append((refreshed.status_code, revoked.status_code))
 
     def probe() -> None:
         while not stop.is_set():
-            started = time.monotonic()
-            assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
-            healthz_seconds.append(time.monotonic() - started)
+            healthz_statuses.append(requests.get(server.url + "/healthz", timeout=30).status_code)
             time.sleep(0.02)
 
     loopers = [threading.Thread(target=loop, args=(token,)) for token in refresh_tokens]
@@ -100,8 +95,23 @@ def test_a_refresh_and_revoke_loop_holds_no_worker(server):
     prober.join(60)
 
     assert statuses and set(statuses) == {(200, 200)}, f"{sorted(set(statuses))}\n{server.log()}"
-    assert len(healthz_seconds) >= 10
-    p95 = statistics.quantiles(healthz_seconds, n=20)[-1]
-    report = (f"/healthz p95 {p95 * 1000:.0f} ms over {len(healthz_seconds)} probes; "
-              f"revocation median {statistics.median(revoke_seconds) * 1000:.0f} ms over {len(revoke_seconds)}")
-    assert p95 < HEALTHZ_P95_BOUND, report
+    assert len(healthz_statuses) >= 10 and set(healthz_statuses) == {200}
+    scrape = requests.get(server.url + "/metrics", timeout=30)
+    assert scrape.status_code == 200
+    assert "# TYPE identity_bearer_cache_waits_total counter" in scrape.text
+    assert waits(scrape.text) == 0, f"revocations slept out the lease\n{server.log()}"
+
+    # the control: the lease was there, and a password change (which must wait it out) is counted
+    changed = requests.post(server.url + "/localapi/password", headers={"Authorization": f"Bearer {used}"},
+                            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                                  "confirm_password": NEW_PASSWORD}, timeout=30)
+    assert changed.status_code == 204, changed.text
+    assert waits(requests.get(server.url + "/metrics", timeout=30).text) == 1
+
+
+def waits(exposition: str) -> float:
+    """identity_bearer_cache_waits_total in a scrape (0 when no worker has counted one yet)."""
+    for line in exposition.splitlines():
+        if line.startswith("identity_bearer_cache_waits_total "):
+            return float(line.split()[1])
+    return 0.0

@@ -45,6 +45,7 @@ import time
 from flask import current_app
 
 from ..store import leases
+from . import metrics
 
 CLOCK_DIFFERENCE_ALLOWED_SECONDS = 60  # how far apart the instances' clocks may be
 SEEN_WINDOW_SECONDS = 60  # a second use within this long of the first takes a lease
@@ -120,6 +121,7 @@ def wait_for_leases(user_ids, *, always: bool = False) -> bool:
     if not always:
         if not leases.leased_since(user_ids, time.time() - CLOCK_DIFFERENCE_ALLOWED_SECONDS):
             return False
+    metrics.count_bearer_cache_wait()
     time.sleep(ttl)
     return True
 

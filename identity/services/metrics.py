@@ -77,6 +77,9 @@ CODE_REPLAYS = Counter("identity_authorization_code_replays",
 PASSWORD_CHANGES = Counter("identity_password_changes", "Passwords changed or set, by channel.",
                            ["channel"], registry=REGISTRY)
 LOCKOUTS = Counter("identity_lockouts", "Accounts locked after too many wrong passwords.", registry=REGISTRY)
+BEARER_CACHE_WAITS = Counter("identity_bearer_cache_waits",
+                             "Requests that waited BEARER_CACHE_SECONDS after their commit, until no worker "
+                             "could still accept the user's older bearer tokens from memory.", registry=REGISTRY)
 BACKCHANNEL_DELIVERIES = Counter("identity_backchannel_logout_deliveries",
                                  "Back-channel logout tokens sent, by result.", ["result"], registry=REGISTRY)
 DATABASE_ERRORS = Counter("identity_database_errors",
@@ -137,6 +140,13 @@ def count_password_change(channel: str) -> None:
 
 def count_lockout() -> None:
     LOCKOUTS.inc()
+
+
+def count_bearer_cache_wait() -> None:
+    """A request slept out the bearer cache (bearer_cache.wait_for_leases): a password change, a
+    removed or disabled user, whose tokens a worker had remembered. Only those may wait; a
+    revocation, which any client can send at will, never does."""
+    BEARER_CACHE_WAITS.inc()
 
 
 def count_backchannel_delivery(result: str) -> None:
