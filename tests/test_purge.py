@@ -2,12 +2,15 @@
 the automatic purge of a serving worker removes at most its bound per pass."""
 
 import hashlib
+import logging
+import os
+from contextlib import contextmanager
 import json
 import time
 import urllib.request
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from identity.clock import now
 from identity.extensions import db
@@ -123,6 +126,61 @@ def test_purge_removes_exactly_what_is_past_retention(app, seeded):
     assert _left(app) == keep
     with app.app_context():
         assert purge() == dict.fromkeys(EXPECTED_COUNTS, 0)  # nothing more to do
+    assert _left(app) == keep
+
+
+# A lock every purge statement waits on, and a short bound on that wait: SQLite's busy timeout,
+# PostgreSQL's lock_timeout (the production bound is statement_timeout, 30 s, or the busy timeout).
+LOCK_WAIT = ({"SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": "-c lock_timeout=300"}}}
+             if os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "").startswith("postgresql")
+             else {"SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 0.3}}})
+
+
+@contextmanager
+def database_locked(app):
+    """Hold what every purge statement needs: SQLite's write lock; on PostgreSQL every table."""
+    with app.app_context():
+        engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
+        tables = [t.name for t in db.metadata.sorted_tables]
+    connection = engine.connect()
+    try:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        else:
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        connection.exec_driver_sql("ROLLBACK")
+        connection.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("app_config", [LOCK_WAIT])
+def test_a_pass_ends_at_the_first_kind_the_database_refuses(app, seeded, caplog):
+    """A locked or unavailable database fails each statement only after its timeout. A worker's
+    pass (after a response) that went on through every kind held the worker, and the requests
+    queued behind it, for that timeout nine times over (15 s with a 3 s busy timeout: the granian
+    test of a request stuck on the database saw its /healthz time out behind it). The pass ends
+    at the first failure, touches nothing, and the next one does the work."""
+    from identity.services.purge import KINDS, purge_pass
+
+    keep = _populate(app)
+    before = _left(app)
+    with caplog.at_level(logging.WARNING, logger="identity.purge"), database_locked(app):
+        with app.app_context():
+            removed = purge_pass()
+            db.session.remove()
+    assert removed == dict.fromkeys(KINDS, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "identity.purge"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"purge pass stopped at {KINDS[0]}: "), warnings
+    assert _left(app) == before  # nothing half done
+
+    caplog.clear()
+    with app.app_context():
+        assert purge_pass() == EXPECTED_COUNTS
+    assert not [r for r in caplog.records if r.name == "identity.purge" and r.levelno >= logging.WARNING]
+    keep["audit_events"] |= before["audit_events"] - {"old"}  # the seed's own events are recent
     assert _left(app) == keep
 
 

@@ -31,8 +31,8 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
 - Several workers and instances together: each kind is its own short transaction that
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
   Two passes at once delete disjoint rows or find them gone (0 rows), never one row twice; a
-  pass that fails (a PostgreSQL deadlock between two passes, SQLite busy) is logged and
-  skipped, to be redone by the next. The first pass of each worker comes at a random point in
+  pass that fails (a PostgreSQL deadlock between two passes, SQLite busy, the database away)
+  is logged and ends at the kind that failed, to be redone by the next. The first pass of each worker comes at a random point in
   its first interval, so workers started together do not purge together.
 """
 
@@ -106,21 +106,29 @@ KINDS = tuple(kind for kind, _, _ in _KINDS)
 def purge_pass(limit: int | None = None, *, kinds=KINDS) -> dict[str, int]:
     """Remove at most `limit` (default PURGE_BATCH_SIZE) due rows of each kind; rows removed, by kind.
 
-    Each kind is its own transaction; one that fails is logged, rolled back and counted as 0.
+    Each kind is its own transaction. The first that fails is logged and rolled back, and ends the
+    pass: the kinds after it count 0 and wait for the next pass. A locked or unavailable database
+    fails each statement only after its busy or statement timeout, and a worker that tried every
+    kind was held (and the requests queued behind it) for that timeout nine times over.
     """
     cfg = current_app.config
     limit = int(limit or cfg["PURGE_BATCH_SIZE"])
     stamp = clock.now()
     removed = {}
+    failed = None
     for kind, statement, params in _KINDS:
         if kind not in kinds:
+            continue
+        if failed is not None:
+            removed[kind] = 0
             continue
         try:
             (removed[kind],) = write((statement, {**params(stamp, cfg), "limit": limit}))
         except SQLAlchemyError as err:
             db.session.rollback()
-            log.warning("purge of %s skipped: %s", kind, err.__class__.__name__)
+            log.warning("purge pass stopped at %s: %s; the next pass retries", kind, err.__class__.__name__)
             removed[kind] = 0
+            failed = kind
     return removed
 
 
