@@ -20,14 +20,16 @@ the default server (gunicorn) through servers.AppServer.
 
 granian loses a few requests when a worker stops (a reload, a recycle, a kill): each worker
 accepts on its own SO_REUSEPORT socket, and the connections the kernel had queued on the one
-that stops are reset. The tests hold it to what it does (only resets, at most 10%) and
-docs/deployment.md says so; this is why gunicorn stays the default.
+that stops are reset; a few it had accepted are closed unanswered. The tests hold it to what it
+does (only connections ended without an answer, at most 10%) and docs/deployment.md says so;
+this is why gunicorn stays the default.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -127,14 +129,19 @@ class Load:
         return [o for o in self.outcomes if o != 200]
 
 
+UNANSWERED = re.compile(r"reset|RemoteDisconnected|closed connection without response", re.IGNORECASE)
+
+
 def assert_lost_only_what_the_server_loses(kind: str, load: "Load") -> None:
-    """gunicorn: no request fails. granian: only connection resets, at most a few (10%), from the
-    connections queued on a stopping worker's own socket; every answer that came was a 200."""
+    """gunicorn: no request fails. granian: only connections that end without an answer, at most
+    a few (10%): reset (queued on a stopping worker's own socket) or closed (accepted by the
+    stopping worker, then closed unanswered: requests' RemoteDisconnected); every answer that
+    came was a 200, and nothing timed out."""
     failures = load.failures()
     if kind == "gunicorn":
         assert failures == [], f"{len(failures)} of {len(load.outcomes)} failed: {failures[:5]}"
         return
-    assert all(isinstance(f, str) and "reset" in f.lower() for f in failures), failures[:5]
+    assert all(isinstance(f, str) and UNANSWERED.search(f) for f in failures), failures[:5]
     assert len(failures) <= max(2, len(load.outcomes) // 10), f"{len(failures)} of {len(load.outcomes)} lost"
 
 
