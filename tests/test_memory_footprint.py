@@ -109,6 +109,37 @@ def test_serving_imports_neither_alembic_nor_zxcvbn_until_a_password_is_checked(
     assert result.stdout.strip() == "ok"
 
 
+PASSKEY_IMPORTS = """
+import json, sys
+import app
+served = app.create_app()
+client = served.test_client()
+assert client.get("/account/login").status_code == 200
+assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
+assert client.get("/.well-known/openid-configuration").status_code == 200
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL"))
+assert not heavy, heavy
+with served.test_request_context():
+    from identity.services import passkeys
+    ceremony = passkeys.authentication_options("https://id.example.test")
+assert json.loads(ceremony.options)["rpId"] == "id.example.test"
+assert "webauthn" in sys.modules, "a passkey ceremony loads py_webauthn, on first use"
+print("ok")
+"""
+
+
+@pytest.mark.server
+def test_serving_imports_py_webauthn_only_for_a_passkey_ceremony(tmp_path):
+    """py_webauthn with its ASN.1, CBOR and pyOpenSSL parts (~5 MiB, ~0.1 s of start-up) is loaded
+    by the first passkey ceremony, not by a worker's start, its pages or its token endpoint."""
+    env = server_env("sqlite:///" + str(tmp_path / "passkey-imports.db"))
+    flask_cli(["db", "upgrade"], env)
+    result = subprocess.run([sys.executable, "-c", PASSKEY_IMPORTS], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 @pytest.mark.server
 def test_flask_db_commands_still_work(tmp_path):
     env = server_env("sqlite:///" + str(tmp_path / "cli.db"))

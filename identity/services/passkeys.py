@@ -17,19 +17,17 @@ amr (RFC 8176): `swk` for a key that may be synced off its device (the backup-el
 BE, set), `hwk` for one bound to its authenticator (BE clear).
 """
 
+from __future__ import annotations
+
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
-from webauthn import (base64url_to_bytes, generate_authentication_options, generate_registration_options,
-                      options_to_json, verify_authentication_response, verify_registration_response)
-from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json, parse_registration_credential_json
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidJSONStructure, InvalidRegistrationResponse
-from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, AuthenticatorTransport, CredentialDeviceType,
-                                      PublicKeyCredentialDescriptor, ResidentKeyRequirement,
-                                      UserVerificationRequirement)
 
 from ..clock import now
 from ..errors import NotFound, PasskeyRefused
@@ -39,6 +37,27 @@ from ..store import passkeys as store
 from . import audit, browser_sessions, lockout, metrics, mfa
 from .accounts import SignInResult
 from .browser_sessions import SessionUser
+
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import CredentialDeviceType, PublicKeyCredentialDescriptor
+
+
+@lru_cache(maxsize=1)
+def _webauthn() -> SimpleNamespace:
+    """py_webauthn, imported on the first ceremony: with its ASN.1, CBOR and pyOpenSSL parts it
+    is about 5 MiB and 0.1 s that a worker serving only tokens and sign-ins never needs."""
+    from webauthn import (base64url_to_bytes, generate_authentication_options, generate_registration_options,
+                          options_to_json, verify_authentication_response, verify_registration_response)
+    from webauthn.helpers import (bytes_to_base64url, parse_authentication_credential_json,
+                                  parse_registration_credential_json)
+    from webauthn.helpers.exceptions import (InvalidAuthenticationResponse, InvalidJSONStructure,
+                                             InvalidRegistrationResponse)
+    from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, AuthenticatorTransport, CredentialDeviceType,
+                                          PublicKeyCredentialDescriptor, ResidentKeyRequirement,
+                                          UserVerificationRequirement)
+
+    return SimpleNamespace(**locals())
+
 
 CHALLENGE_SECONDS = 120  # a ceremony's challenge is accepted this long after its options
 TIMEOUT_MS = 60_000  # how long the browser waits for the person (a hint in the options)
@@ -83,7 +102,7 @@ class PasskeyUse:
 
 
 def _state(purpose: str, challenge: bytes, user_id: int | None = None) -> dict:
-    return {"purpose": purpose, "challenge": bytes_to_base64url(challenge), "user_id": user_id,
+    return {"purpose": purpose, "challenge": _webauthn().bytes_to_base64url(challenge), "user_id": user_id,
             "expires_at": now() + CHALLENGE_SECONDS}
 
 
@@ -94,23 +113,25 @@ def _challenge(state: dict | None, purpose: str, user_id: int | None = None) -> 
     if not isinstance(state.get("expires_at"), int) or state["expires_at"] < now():
         raise PasskeyRefused(EXPIRED)
     try:
-        return base64url_to_bytes(state["challenge"])
+        return _webauthn().base64url_to_bytes(state["challenge"])
     except Exception:
         raise PasskeyRefused(EXPIRED) from None
 
 
 def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
+    wa = _webauthn()
     transports = []
     for name in passkey.transports.split():
         try:
-            transports.append(AuthenticatorTransport(name))
+            transports.append(wa.AuthenticatorTransport(name))
         except ValueError:
             pass  # a transport this library does not know: a hint only
-    return PublicKeyCredentialDescriptor(id=base64url_to_bytes(passkey.credential_id), transports=transports or None)
+    return wa.PublicKeyCredentialDescriptor(id=wa.base64url_to_bytes(passkey.credential_id),
+                                            transports=transports or None)
 
 
 def _method(device_type: CredentialDeviceType) -> str:
-    return "swk" if device_type == CredentialDeviceType.MULTI_DEVICE else "hwk"
+    return "swk" if device_type == _webauthn().CredentialDeviceType.MULTI_DEVICE else "hwk"
 
 
 def _checked_json(credential_json: str) -> str:
@@ -151,7 +172,8 @@ def registration_options(user_id: int, issuer: str) -> Ceremony:
         raise NotFound("no such user")
     rp = RelyingParty.of(issuer)
     challenge = secrets.token_bytes(32)
-    options = generate_registration_options(
+    wa = _webauthn()
+    options = wa.generate_registration_options(
         rp_id=rp.id,
         rp_name=current_app.config["PRODUCT_NAME"],
         user_id=user.subject.encode(),  # the random subject, never the row id
@@ -159,13 +181,13 @@ def registration_options(user_id: int, issuer: str) -> Ceremony:
         user_display_name=user.name or user.username,
         challenge=challenge,
         timeout=TIMEOUT_MS,
-        authenticator_selection=AuthenticatorSelectionCriteria(
-            resident_key=ResidentKeyRequirement.REQUIRED,  # a passkey: usable without a user name
-            user_verification=UserVerificationRequirement.PREFERRED,
+        authenticator_selection=wa.AuthenticatorSelectionCriteria(
+            resident_key=wa.ResidentKeyRequirement.REQUIRED,  # a passkey: usable without a user name
+            user_verification=wa.UserVerificationRequirement.PREFERRED,
         ),
         exclude_credentials=[_descriptor(p) for p in store.user_passkeys(user_id)],
     )
-    return Ceremony(options_to_json(options), _state("register", challenge, user_id))
+    return Ceremony(wa.options_to_json(options), _state("register", challenge, user_id))
 
 
 def register(user_id: int, issuer: str, state: dict | None, credential_json: str, name: str = "") -> Passkey:
@@ -176,15 +198,16 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
     """
     challenge = _challenge(state, "register", user_id)
     rp = RelyingParty.of(issuer)
+    wa = _webauthn()
     try:
-        credential = parse_registration_credential_json(_checked_json(credential_json))
-        verified = verify_registration_response(credential=credential, expected_challenge=challenge,
-                                                expected_rp_id=rp.id, expected_origin=rp.origin)
-    except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, TypeError, KeyError) as err:
+        credential = wa.parse_registration_credential_json(_checked_json(credential_json))
+        verified = wa.verify_registration_response(credential=credential, expected_challenge=challenge,
+                                                   expected_rp_id=rp.id, expected_origin=rp.origin)
+    except (wa.InvalidRegistrationResponse, wa.InvalidJSONStructure, ValueError, TypeError, KeyError) as err:
         audit.record("passkey_registration_failed", user_id=user_id, detail={"reason": str(err)})
         db.session.commit()
         raise PasskeyRefused(NOT_VERIFIED) from None
-    credential_id = bytes_to_base64url(verified.credential_id)
+    credential_id = wa.bytes_to_base64url(verified.credential_id)
     existing = store.passkey_by_credential_id(credential_id)
     if existing is not None:
         audit.record("passkey_registration_failed", user_id=user_id,
@@ -199,7 +222,7 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
         transports=" ".join(t.value for t in (credential.response.transports or [])),
-        backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+        backup_eligible=verified.credential_device_type == wa.CredentialDeviceType.MULTI_DEVICE,
         aaguid=verified.aaguid or "",
         name=(name or "").strip()[:MAX_NAME] or f"Passkey {count + 1}",
         created_at=now(),
@@ -226,12 +249,13 @@ def authentication_options(issuer: str, user_id: int | None = None) -> Ceremony:
     rp = RelyingParty.of(issuer)
     challenge = secrets.token_bytes(32)
     allowed = [_descriptor(p) for p in store.user_passkeys(user_id)] if user_id is not None else None
-    options = generate_authentication_options(
+    wa = _webauthn()
+    options = wa.generate_authentication_options(
         rp_id=rp.id, challenge=challenge, timeout=TIMEOUT_MS, allow_credentials=allowed,
-        user_verification=(UserVerificationRequirement.PREFERRED if user_id is not None
-                           else UserVerificationRequirement.REQUIRED),
+        user_verification=(wa.UserVerificationRequirement.PREFERRED if user_id is not None
+                           else wa.UserVerificationRequirement.REQUIRED),
     )
-    return Ceremony(options_to_json(options), _state("authenticate", challenge, user_id))
+    return Ceremony(wa.options_to_json(options), _state("authenticate", challenge, user_id))
 
 
 def authenticate(issuer: str, state: dict | None, credential_json: str, *, user_id: int,
@@ -312,11 +336,12 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
                       client_id: str | None) -> PasskeyUse:
     challenge = _challenge(state, "authenticate", user_id)
     rp = RelyingParty.of(issuer)
+    wa = _webauthn()
     try:
-        credential = parse_authentication_credential_json(_checked_json(credential_json))
-    except (InvalidJSONStructure, ValueError, TypeError, KeyError):
+        credential = wa.parse_authentication_credential_json(_checked_json(credential_json))
+    except (wa.InvalidJSONStructure, ValueError, TypeError, KeyError):
         raise PasskeyRefused(NOT_VERIFIED) from None
-    passkey = store.passkey_by_credential_id(bytes_to_base64url(credential.raw_id))
+    passkey = store.passkey_by_credential_id(wa.bytes_to_base64url(credential.raw_id))
     if passkey is None or (user_id is not None and passkey.user_id != user_id):
         _failed(user_id, client_id, "unknown passkey" if passkey is None else "another user's passkey")
     user = db.session.get(User, passkey.user_id)
@@ -324,13 +349,13 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     if handle is not None and handle != user.subject.encode():
         _failed(passkey.user_id, client_id, "user handle does not match")
     try:
-        verified = verify_authentication_response(
+        verified = wa.verify_authentication_response(
             credential=credential, expected_challenge=challenge, expected_rp_id=rp.id,
             expected_origin=rp.origin, credential_public_key=passkey.public_key,
             credential_current_sign_count=0,  # judged below, after the signature (module docstring)
             require_user_verification=user_id is None,
         )
-    except (InvalidAuthenticationResponse, ValueError, TypeError, KeyError) as err:
+    except (wa.InvalidAuthenticationResponse, ValueError, TypeError, KeyError) as err:
         _failed(passkey.user_id, client_id, str(err))
     passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
     if not store.record_use(passkey_id, verified.new_sign_count, now()):
