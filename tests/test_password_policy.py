@@ -229,6 +229,33 @@ def test_repeats_of_few_characters_are_refused_before_the_estimate(policy, monke
         assert any("different characters" in problem for problem in policy(password))
 
 
+COMPACTED = """
+from zxcvbn import matching
+built = {name: dict(ranked) for name, ranked in matching.RANKED_DICTIONARIES.items()}
+words = sum(map(len, matching.FREQUENCY_LISTS.values()))
+ints_before = len({id(rank) for ranked in matching.RANKED_DICTIONARIES.values() for rank in ranked.values()})
+from identity.services import dictionary_match
+dictionary_match.use_in(matching)
+assert matching.RANKED_DICTIONARIES == built, "the same words with the same ranks"
+assert matching.FREQUENCY_LISTS == {}, "the lists, read once at import, are let go"
+ints_after = len({id(rank) for ranked in matching.RANKED_DICTIONARIES.values() for rank in ranked.values()})
+assert ints_after <= max(max(ranked.values()) for ranked in built.values()), ints_after
+print(words, ints_before, ints_after)
+"""
+
+
+def test_zxcvbns_dictionaries_are_compacted_to_the_same_words_and_ranks():
+    """The lists zxcvbn builds its dictionaries from are let go, and equal ranks share one int: about
+    2 MiB of a worker that has checked a password (a fresh interpreter: the dictionaries are global)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", COMPACTED], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    words, ints_before, ints_after = map(int, result.stdout.split())
+    assert words > 90_000 and ints_before > 60_000 and ints_after <= 30_000
+
+
 def _comparable(value):
     """Matches with their regex match objects (equal only to themselves) as span and text, nested too."""
     if isinstance(value, re.Match):
