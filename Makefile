@@ -25,9 +25,13 @@ $(BIN)/python: | $(UV)
 	if [ -x "$(UV)" ]; then "$(UV)" venv -q --seed --python "$$(command -v $(PY))" $(VENV); \
 	else $(PY) -m venv $(VENV); fi
 
-# pip-style arguments -> installed into .venv, by uv if there is one
-INSTALL = if [ -x "$(UV)" ]; then "$(UV)" pip install -q --python $(BIN)/python $(1); \
+# pip-style arguments -> installed into .venv, by uv if there is one. Both compile to bytecode as
+# they install (pip does by default), and COMPILE compiles the project's own editable sources: a
+# host with PYTHONDONTWRITEBYTECODE set would otherwise compile every module from source at every
+# worker's start (2.4 s to the first answer instead of 0.8 s).
+INSTALL = if [ -x "$(UV)" ]; then "$(UV)" pip install -q --python $(BIN)/python $(1) --compile-bytecode; \
 	else $(BIN)/pip install -q $(1); fi
+COMPILE = $(BIN)/python -m compileall -q -j 0 identity api app.py
 
 # what serving needs, and nothing else
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
@@ -40,6 +44,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
+	@$(COMPILE)
 	FLASK_ENVIRONMENT=development $(BIN)/flask --app app seed demo/seed.json
 	@echo "Demo user: alice / tulip-quartz-harbor-917; demo clients and their secrets: docs/demo-clients.md"
 	@echo "Open http://127.0.0.1:$(PORT)/  (another port: make run PORT=5001)"
@@ -51,6 +56,7 @@ run: $(VENV)/.installed-run
 # module-scoped servers start once); tests marked `serial` still run alone (tests/workers.py).
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test
+	@$(COMPILE)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test

@@ -55,3 +55,18 @@ def test_make_run_says_where_the_mail_goes():
     recipe = "\n".join(dry_run("run"))
 
     assert f"is written to {ROOT}/instance/outbox/" in recipe and '[ -n "$FLASK_MAIL_SERVER" ]' in recipe, recipe
+
+
+@pytest.mark.parametrize("target", ["run", "test"])
+def test_installs_and_the_project_are_compiled_to_bytecode_before_serving(target):
+    """With PYTHONDONTWRITEBYTECODE set nothing is cached at import, so every worker would compile
+    its modules from source at each start: uv compiles what it installs (pip does by default), and
+    the project's editable sources are compiled before the server or the suite starts."""
+    lines = dry_run(target)
+
+    uv_lines = [line for line in installs(lines) if "--python .venv/bin/python" in line]
+    assert uv_lines and all("--compile-bytecode" in line for line in uv_lines), uv_lines
+    compile_at = next(i for i, line in enumerate(lines) if "-m compileall" in line)
+    assert all(name in lines[compile_at].split() for name in ("identity", "api", "app.py")), lines[compile_at]
+    starts = "flask --app app run" if target == "run" else "-m pytest"
+    assert compile_at < next(i for i, line in enumerate(lines) if starts in line)
