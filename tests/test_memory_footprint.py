@@ -117,21 +117,25 @@ client = served.test_client()
 assert client.get("/account/login").status_code == 200
 assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
 assert client.get("/.well-known/openid-configuration").status_code == 200
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL", "segno", "xml"))
 assert not heavy, heavy
 with served.test_request_context():
     from identity.services import passkeys
     ceremony = passkeys.authentication_options("https://id.example.test")
 assert json.loads(ceremony.options)["rpId"] == "id.example.test"
 assert "webauthn" in sys.modules, "a passkey ceremony loads py_webauthn, on first use"
+from identity.services import mfa
+assert mfa.qr_svg("otpauth://totp/Example:alice?secret=JBSWY3DPEHPK3PXP").startswith("<svg")
+assert "segno" in sys.modules, "a TOTP enrolment's QR code loads segno, on first use"
 print("ok")
 """
 
 
 @pytest.mark.server
-def test_serving_imports_py_webauthn_only_for_a_passkey_ceremony(tmp_path):
+def test_serving_imports_py_webauthn_and_segno_only_when_used(tmp_path):
     """py_webauthn with its ASN.1, CBOR and pyOpenSSL parts (~5 MiB, ~0.1 s of start-up) is loaded
-    by the first passkey ceremony, not by a worker's start, its pages or its token endpoint."""
+    by the first passkey ceremony, and segno (~1 MiB) by the first QR code, not by a worker's
+    start, its pages or its token endpoint."""
     env = server_env("sqlite:///" + str(tmp_path / "passkey-imports.db"))
     flask_cli(["db", "upgrade"], env)
     result = subprocess.run([sys.executable, "-c", PASSKEY_IMPORTS], cwd=ROOT, env=env,

@@ -20,7 +20,6 @@ import secrets
 from dataclasses import dataclass
 
 import pyotp
-import segno
 from flask import current_app
 
 from ..clock import now
@@ -139,7 +138,10 @@ def provisioning_uri(secret: str, account_name: str) -> str:
 
 
 def qr_svg(uri: str) -> str:
-    """The URI as a QR code, an inline SVG made here (no outside service sees the secret)."""
+    """The URI as a QR code, an inline SVG made here (no outside service sees the secret). segno
+    (with the XML writer it brings, about 1 MiB) is imported here, at enrolment, not at start."""
+    import segno
+
     return segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff", title="QR code for your authenticator app")
 
 
