@@ -119,6 +119,8 @@ assert client.post("/connect/token", data={"grant_type": "client_credentials"}).
 assert client.get("/.well-known/openid-configuration").status_code == 200
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL", "segno", "xml"))
 assert not heavy, heavy
+assert served.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+assert "sqlalchemy.dialects.postgresql" not in sys.modules, "a SQLite worker needs no PostgreSQL dialect"
 with served.test_request_context():
     from identity.services import passkeys
     ceremony = passkeys.authentication_options("https://id.example.test")
@@ -135,7 +137,7 @@ print("ok")
 def test_serving_imports_py_webauthn_and_segno_only_when_used(tmp_path):
     """py_webauthn with its ASN.1, CBOR and pyOpenSSL parts (~5 MiB, ~0.1 s of start-up) is loaded
     by the first passkey ceremony, and segno (~1 MiB) by the first QR code, not by a worker's
-    start, its pages or its token endpoint."""
+    start, its pages or its token endpoint; nor is SQLAlchemy's PostgreSQL dialect, on SQLite."""
     env = server_env("sqlite:///" + str(tmp_path / "passkey-imports.db"))
     flask_cli(["db", "upgrade"], env)
     result = subprocess.run([sys.executable, "-c", PASSKEY_IMPORTS], cwd=ROOT, env=env,
