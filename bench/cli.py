@@ -651,16 +651,21 @@ def main(argv=None) -> int:
     # SIGTERM (and SIGINT, which a shell's background job ignores) stop the run with the clean-up below
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    session_nice = None
     if args.nice:
         try:
             os.nice(args.nice)
-            system.raise_priority(os.getpid(), args.nice)
+            session_nice = system.raise_priority(os.getpid(), args.nice)
         except PermissionError:
             log(f"bench: cannot change priority by {args.nice} (a negative value needs root); going on without")
             args.nice = 0
-    if len(args.server_configs) > 1:
-        return compare_servers(args)
-    return run_one(Bench(args))
+    try:
+        if len(args.server_configs) > 1:
+            return compare_servers(args)
+        return run_one(Bench(args))
+    finally:
+        if session_nice is not None:  # the session's autogroup, the caller's shell included, as it was
+            system.set_autogroup_nice(os.getpid(), session_nice)
 
 
 def run_one(bench: Bench) -> int:

@@ -231,9 +231,28 @@ def wait_for_quiet(limit_seconds: float, threshold: float, database_name: str | 
             warned = True
 
 
-def raise_priority(pid: int, nice: int) -> bool:
+def autogroup_nice(pid: int) -> int | None:
+    """The nice value of a process's autogroup (its session's, with sched_autogroup on), or None."""
+    match = re.search(r"nice (-?\d+)", _read(f"/proc/{pid}/autogroup"))
+    return int(match.group(1)) if match else None
+
+
+def raise_priority(pid: int, nice: int) -> int | None:
     """Set the scheduling priority of a process's autogroup (Linux schedules sessions fairly against each
-    other when sched_autogroup is on, so a process's own nice value does not count against other sessions)."""
+    other when sched_autogroup is on, so a process's own nice value does not count against other sessions).
+
+    The autogroup is the whole session's, the shell the benchmark was started from included, and it
+    outlives the benchmark: the caller restores the value this returns (the one before; None if the
+    priority could not be set) with `set_autogroup_nice` when it is done. Left at -20, it once made
+    every later command of that shell (a test suite among them) outrank the servers it started in
+    sessions of their own."""
+    before = autogroup_nice(pid)
+    if before is None or not set_autogroup_nice(pid, nice):
+        return None
+    return before
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
     try:
         Path(f"/proc/{pid}/autogroup").write_text(str(nice))
         return True

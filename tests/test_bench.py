@@ -185,3 +185,20 @@ def test_signin_latency_percentiles_come_from_the_histogram():
     assert signin._percentile_ms(histogram, 50) == 5.5
     assert signin._percentile_ms(histogram, 99) == 40.5
     assert signin._percentile_ms({}, 50) == 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no scheduler autogroups on this kernel")
+def test_a_run_gives_its_session_back_the_priority_it_had():
+    """--nice sets the priority of the session's autogroup, which the shell that started the run
+    shares and which outlives the run: left at -20, every later command of that shell outranked the
+    servers it started (a test suite's among them). The run puts it back, also when it fails, as
+    here at once (nothing listens on port 1). The shell is a session of its own (autogroup nice 0)."""
+    bench = (f'"{sys.executable}" -m bench --nice 3 --scenarios 4 --quiet-wait 0 '
+             '--database postgresql+psycopg://nobody:none@127.0.0.1:1/none')
+    script = f'cat /proc/self/autogroup; {bench} >/dev/null 2>&1; echo "exit $?"; cat /proc/self/autogroup'
+    result = subprocess.run(["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            start_new_session=True, env={k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+    before, exit_line, after = result.stdout.strip().splitlines()
+    assert before.endswith(" nice 0"), before
+    assert exit_line != "exit 0", "the run cannot have succeeded without a database"
+    assert after.endswith(" nice 0"), f"the session was left at {after!r}"
