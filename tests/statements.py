@@ -4,8 +4,10 @@
   them. Statements on the autocommit connection (identity/store/connection.py) do not pass the
   engine's events and are not seen there.
 - `statements(app)`: every statement, through the engine's pool and on the autocommit connection.
+- `sqlite_write_lock(path)`: whether another connection could take SQLite's write lock now.
 """
 
+import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -82,3 +84,17 @@ def statements(app):
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
         log.autocommit = reader.executed - before
+
+
+def sqlite_write_lock(path: str) -> str:
+    """"free" if a second connection can take the SQLite database's one write lock right now
+    (BEGIN IMMEDIATE, at once, without waiting), else the error it got ("database is locked")."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return "free"
+    except sqlite3.OperationalError as err:
+        return str(err)
+    finally:
+        other.close()

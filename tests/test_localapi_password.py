@@ -1,7 +1,6 @@
 """POST /localapi/password: the contract's table, the password rules, lockout, what a change revokes."""
 
 import json
-import sqlite3
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from identity.extensions import db
 from identity.models import RefreshToken, User, UserSession
 from identity.services import accounts, browser_sessions, clients
 from identity.services import mail as mail_service
-from statements import statements
+from statements import sqlite_write_lock, statements
 from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
     CHEAP_ARGON2,
@@ -371,15 +370,7 @@ def test_the_new_password_is_hashed_before_the_change_takes_the_write_lock(app, 
     real_hash, probes = accounts.hash_password, []
 
     def hash_and_probe(password: str) -> str:
-        other = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            probes.append("free")
-        except sqlite3.OperationalError as err:
-            probes.append(str(err))
-        finally:
-            other.close()
+        probes.append(sqlite_write_lock(path))
         return real_hash(password)
 
     monkeypatch.setattr(accounts, "hash_password", hash_and_probe)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from alembic.config import Config
@@ -78,6 +79,17 @@ def test_current_revision_reads_what_alembic_reads(tmp_path):
             db.engine.dispose()
 
 
+def assert_script_passes_in_a_fresh_worker(script: str, database: Path) -> None:
+    """Run `script` in a new interpreter, as a serving worker would start, on a migrated SQLite
+    database: its modules are only what it imports itself. It must print "ok"."""
+    env = server_env("sqlite:///" + str(database))
+    flask_cli(["db", "upgrade"], env)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 SERVING_IMPORTS = """
 import sys
 import app
@@ -101,12 +113,7 @@ print("ok")
 def test_serving_imports_neither_alembic_nor_zxcvbn_until_a_password_is_checked(tmp_path):
     """create_app() as a gunicorn worker calls it: the start-up schema check runs, Alembic stays out;
     zxcvbn (~12 MiB of dictionaries) is loaded by the first password check, not by sign-in."""
-    env = server_env("sqlite:///" + str(tmp_path / "serving.db"))
-    flask_cli(["db", "upgrade"], env)
-    result = subprocess.run([sys.executable, "-c", SERVING_IMPORTS], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok"
+    assert_script_passes_in_a_fresh_worker(SERVING_IMPORTS, tmp_path / "serving.db")
 
 
 PASSKEY_IMPORTS = """
@@ -138,12 +145,7 @@ def test_serving_imports_py_webauthn_and_segno_only_when_used(tmp_path):
     """py_webauthn with its ASN.1, CBOR and pyOpenSSL parts (~5 MiB, ~0.1 s of start-up) is loaded
     by the first passkey ceremony, and segno (~1 MiB) by the first QR code, not by a worker's
     start, its pages or its token endpoint; nor is SQLAlchemy's PostgreSQL dialect, on SQLite."""
-    env = server_env("sqlite:///" + str(tmp_path / "passkey-imports.db"))
-    flask_cli(["db", "upgrade"], env)
-    result = subprocess.run([sys.executable, "-c", PASSKEY_IMPORTS], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok"
+    assert_script_passes_in_a_fresh_worker(PASSKEY_IMPORTS, tmp_path / "passkey-imports.db")
 
 
 @pytest.mark.server

@@ -5,7 +5,6 @@ count is cleared), a notice afterwards, the token kept out of logs and Referer h
 hourly mail cap, the rate limits, and SMTP failures."""
 
 import logging
-import sqlite3
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import select
 import mail_server
 from actions import AuthActions, OAuthActions
 from conftest import ALICE_PASSWORD, csrf_token
-from statements import statements
+from statements import sqlite_write_lock, statements
 from identity.extensions import db
 from identity.models import AccountToken, AuditEvent, User, UserSession
 from identity.services import accounts
@@ -290,15 +289,7 @@ def test_the_new_password_is_hashed_before_the_reset_takes_the_write_lock(app, c
     real_hash, probes = accounts.hash_password, []
 
     def hash_and_probe(password: str) -> str:
-        other = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            probes.append("free")
-        except sqlite3.OperationalError as err:
-            probes.append(str(err))
-        finally:
-            other.close()
+        probes.append(sqlite_write_lock(path))
         return real_hash(password)
 
     monkeypatch.setattr(accounts, "hash_password", hash_and_probe)
