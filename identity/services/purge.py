@@ -32,8 +32,9 @@ every PURGE_INTERVAL_SECONDS, after a response has been sent (`PurgeAfterRespons
   deletes rows by key among those due (`DELETE ... WHERE key IN (SELECT key ... LIMIT n)`).
   Two passes at once delete disjoint rows or find them gone (0 rows), never one row twice; a
   pass that fails (a PostgreSQL deadlock between two passes, SQLite busy, the database away)
-  is logged and ends at the kind that failed, to be redone by the next. The first pass of each worker comes at a random point in
-  its first interval, so workers started together do not purge together.
+  is logged and ends at the kind that failed, to be redone by the next. The first pass of each
+  worker comes at a random point in its first interval, so workers started together do not
+  purge together.
 """
 
 import logging
@@ -114,21 +115,16 @@ def purge_pass(limit: int | None = None, *, kinds=KINDS) -> dict[str, int]:
     cfg = current_app.config
     limit = int(limit or cfg["PURGE_BATCH_SIZE"])
     stamp = clock.now()
-    removed = {}
-    failed = None
+    removed = {kind: 0 for kind in KINDS if kind in kinds}
     for kind, statement, params in _KINDS:
         if kind not in kinds:
-            continue
-        if failed is not None:
-            removed[kind] = 0
             continue
         try:
             (removed[kind],) = write((statement, {**params(stamp, cfg), "limit": limit}))
         except SQLAlchemyError as err:
             db.session.rollback()
             log.warning("purge pass stopped at %s: %s; the next pass retries", kind, err.__class__.__name__)
-            removed[kind] = 0
-            failed = kind
+            break
     return removed
 
 
