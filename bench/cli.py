@@ -671,6 +671,9 @@ def main(argv=None) -> int:
 def run_one(bench: Bench) -> int:
     try:
         return bench.run()
+    except data.DatabaseUnavailable as err:
+        log(f"bench: {err}")
+        return 2
     except (ServerError, WrkError, clients.FlowError) as err:
         log(f"bench: {err}")
         for server in bench.servers:

@@ -85,6 +85,10 @@ REFRESH_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_i
                    "access_token_jti", "issued_at", "expires_at", "consumed_at", "revoked_at")
 
 
+class DatabaseUnavailable(Exception):
+    """The --database given cannot be reached or written: the run stops before it starts."""
+
+
 @dataclass
 class Database:
     kind: str  # "sqlite" or "postgresql"
@@ -129,9 +133,13 @@ class Database:
     def _create_schema(self) -> None:
         import psycopg
 
-        with psycopg.connect(self.base_conninfo, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{self.schema}"')
-            self.server_version = conn.execute("SHOW server_version").fetchone()[0]
+        try:
+            with psycopg.connect(self.base_conninfo, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{self.schema}"')
+                self.server_version = conn.execute("SHOW server_version").fetchone()[0]
+        except psycopg.Error as err:  # libpq's message names host and port, never the password
+            where = self.label.split(" (schema")[0]
+            raise DatabaseUnavailable(f"cannot reach {where}: {str(err).strip()}") from None
 
     def drop(self) -> None:
         if self.kind == "postgresql":

@@ -202,3 +202,19 @@ def test_a_run_gives_its_session_back_the_priority_it_had():
     assert before.endswith(" nice 0"), before
     assert exit_line != "exit 0", "the run cannot have succeeded without a database"
     assert after.endswith(" nice 0"), f"the session was left at {after!r}"
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback():
+    """An operator's typo in --database (here nothing listens on port 1) ends the run with one line
+    naming the database, exit code 2, and neither a Python traceback nor the password."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--scenarios", "4", "--quiet-wait", "0",
+         "--database", "postgresql+psycopg://nobody:s3cret-pw@127.0.0.1:1/none"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bench: cannot reach")]
+    assert len(lines) == 1, result.stderr
+    assert "127.0.0.1:1/none" in lines[0], lines[0]
