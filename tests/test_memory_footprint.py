@@ -257,3 +257,31 @@ def test_an_idle_process_gives_argon2s_memory_back():
     assert result.returncode == 0, result.stderr
     busy, idle = map(float, result.stdout.split())
     assert busy - idle >= 10, f"RSS {busy:.1f} MiB after hashing, {idle:.1f} MiB once idle"
+
+
+POSTGRESQL_WORKER_IMPORTS = """
+import sys
+import app
+served = app.create_app()
+client = served.test_client()
+assert client.get("/account/login").status_code == 200
+assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
+assert client.get("/readyz").status_code == 200
+assert served.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlite3", "_sqlite3"))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+@pytest.mark.server
+def test_a_postgresql_worker_loads_no_sqlite(app):
+    """sqlite3 (with libsqlite3, ~0.9 MiB of a worker) is only for SQLite: the connect hook that sets
+    SQLite's pragmas looks for it among the loaded modules rather than importing it."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if not uri.startswith("postgresql"):
+        pytest.skip("the suite runs on SQLite (FLASK_SQLALCHEMY_DATABASE_URI names no PostgreSQL database)")
+    result = subprocess.run([sys.executable, "-c", POSTGRESQL_WORKER_IMPORTS], cwd=ROOT, env=server_env(uri),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"

@@ -10,7 +10,6 @@ import ast
 import logging
 import os
 import re
-import sqlite3
 import sys
 from contextlib import contextmanager
 from functools import lru_cache
@@ -99,7 +98,8 @@ def _private_sqlite_file(dialect, _record, cargs, cparams):
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     """WAL lets readers and one writer work at once; foreign keys make cascades work."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
+    sqlite3 = sys.modules.get("sqlite3")  # imported by SQLAlchemy's SQLite dialect; a PostgreSQL worker never loads it
+    if sqlite3 is not None and isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
