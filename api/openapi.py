@@ -2,9 +2,6 @@
 
 from functools import lru_cache
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-
 from identity.constants import LOCAL_API_SCOPE
 
 from .problems import MFA_REQUIRED, PROBLEM_JSON
@@ -36,7 +33,11 @@ def _common() -> dict:
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict:
-    """Build the document once per process: it depends only on the code."""
+    """Build the document once per process: it depends only on the code. apispec is imported here,
+    by the first request for the document, not by every worker's start."""
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
     spec = APISpec(
         title="Local API",
         version="1.0.0",

@@ -124,7 +124,7 @@ client = served.test_client()
 assert client.get("/account/login").status_code == 200
 assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
 assert client.get("/.well-known/openid-configuration").status_code == 200
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL", "segno", "xml"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL", "segno", "xml", "apispec"))
 assert not heavy, heavy
 assert served.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
 assert "sqlalchemy.dialects.postgresql" not in sys.modules, "a SQLite worker needs no PostgreSQL dialect"
@@ -136,6 +136,10 @@ assert "webauthn" in sys.modules, "a passkey ceremony loads py_webauthn, on firs
 from identity.services import mfa
 assert mfa.qr_svg("otpauth://totp/Example:alice?secret=JBSWY3DPEHPK3PXP").startswith("<svg")
 assert "segno" in sys.modules, "a TOTP enrolment's QR code loads segno, on first use"
+assert client.get("/localapi/openapi.json").status_code == 401, "the document is for bearers of a token"
+from api.openapi import openapi_document
+assert openapi_document()["openapi"] == "3.1.0"
+assert "apispec" in sys.modules, "the OpenAPI document loads apispec, on first use"
 print("ok")
 """
 
@@ -143,8 +147,9 @@ print("ok")
 @pytest.mark.server
 def test_serving_imports_py_webauthn_and_segno_only_when_used(tmp_path):
     """py_webauthn with its ASN.1, CBOR and pyOpenSSL parts (~5 MiB, ~0.1 s of start-up) is loaded
-    by the first passkey ceremony, and segno (~1 MiB) by the first QR code, not by a worker's
-    start, its pages or its token endpoint; nor is SQLAlchemy's PostgreSQL dialect, on SQLite."""
+    by the first passkey ceremony, segno (~1 MiB) by the first QR code and apispec (0.3 MiB) by the
+    first request for the OpenAPI document, not by a worker's start, its pages or its token
+    endpoint; nor is SQLAlchemy's PostgreSQL dialect, on SQLite."""
     assert_script_passes_in_a_fresh_worker(PASSKEY_IMPORTS, tmp_path / "passkey-imports.db")
 
 
