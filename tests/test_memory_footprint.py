@@ -290,3 +290,31 @@ def test_a_postgresql_worker_loads_no_sqlite(app):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "ok"
+
+
+POSTGRESQL_C_WORKER = """
+import psycopg
+import app
+served = app.create_app()
+client = served.test_client()
+assert client.get("/account/login").status_code == 200
+assert client.get("/readyz").status_code == 200
+assert psycopg.pq.__impl__ == "c", psycopg.pq.__impl__
+maps = open("/proc/self/maps").read()
+assert "psycopg_binary" not in maps, "psycopg-binary's own libpq and OpenSSL are loaded"
+print("ok")
+"""
+
+
+@pytest.mark.server
+def test_with_the_postgresql_c_extra_a_worker_maps_one_libpq_and_one_openssl(app):
+    """`pip install '.[postgresql-c]'` (docs/deployment.md): psycopg takes its C implementation, on
+    the system's libpq, and a worker maps neither psycopg-binary's libpq nor its copy of OpenSSL
+    (2 MiB of every worker). CI runs this in a stage of its own, with the extra installed."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if os.environ.get("IDENTITY_TEST_PSYCOPG_IMPL") != "c" or not uri.startswith("postgresql"):
+        pytest.skip("for the PostgreSQL suite with the postgresql-c extra (IDENTITY_TEST_PSYCOPG_IMPL=c)")
+    result = subprocess.run([sys.executable, "-c", POSTGRESQL_C_WORKER], cwd=ROOT, env=server_env(uri),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"
