@@ -84,10 +84,32 @@ def assert_script_passes_in_a_fresh_worker(script: str, database: Path) -> None:
     database: its modules are only what it imports itself. It must print "ok"."""
     env = server_env("sqlite:///" + str(database))
     flask_cli(["db", "upgrade"], env)
+    _passes_in_a_new_interpreter(script, env)
+
+
+def assert_script_passes_on_the_suites_postgresql(app, script: str) -> None:
+    """The same on the suite's PostgreSQL database (already migrated by the `app` fixture)."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if not uri.startswith("postgresql"):
+        pytest.skip("the suite runs on SQLite (FLASK_SQLALCHEMY_DATABASE_URI names no PostgreSQL database)")
+    _passes_in_a_new_interpreter(script, server_env(uri))
+
+
+def _passes_in_a_new_interpreter(script: str, env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# a worker's start and its first page, as the scripts below begin
+WORKER_START = """
+import sys
+import app
+served = app.create_app()
+client = served.test_client()
+assert client.get("/account/login").status_code == 200
+"""
 
 
 SERVING_IMPORTS = """
@@ -116,12 +138,8 @@ def test_serving_imports_neither_alembic_nor_zxcvbn_until_a_password_is_checked(
     assert_script_passes_in_a_fresh_worker(SERVING_IMPORTS, tmp_path / "serving.db")
 
 
-PASSKEY_IMPORTS = """
-import json, sys
-import app
-served = app.create_app()
-client = served.test_client()
-assert client.get("/account/login").status_code == 200
+PASSKEY_IMPORTS = WORKER_START + """
+import json
 assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
 assert client.get("/.well-known/openid-configuration").status_code == 200
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("webauthn", "pyasn1", "cbor2", "OpenSSL", "segno", "xml", "apispec"))
@@ -264,12 +282,7 @@ def test_an_idle_process_gives_argon2s_memory_back():
     assert busy - idle >= 10, f"RSS {busy:.1f} MiB after hashing, {idle:.1f} MiB once idle"
 
 
-POSTGRESQL_WORKER_IMPORTS = """
-import sys
-import app
-served = app.create_app()
-client = served.test_client()
-assert client.get("/account/login").status_code == 200
+POSTGRESQL_WORKER_IMPORTS = WORKER_START + """
 assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
 assert client.get("/readyz").status_code == 200
 assert served.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
@@ -283,21 +296,11 @@ print("ok")
 def test_a_postgresql_worker_loads_no_sqlite(app):
     """sqlite3 (with libsqlite3, ~0.9 MiB of a worker) is only for SQLite: the connect hook that sets
     SQLite's pragmas looks for it among the loaded modules rather than importing it."""
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    if not uri.startswith("postgresql"):
-        pytest.skip("the suite runs on SQLite (FLASK_SQLALCHEMY_DATABASE_URI names no PostgreSQL database)")
-    result = subprocess.run([sys.executable, "-c", POSTGRESQL_WORKER_IMPORTS], cwd=ROOT, env=server_env(uri),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok"
+    assert_script_passes_on_the_suites_postgresql(app, POSTGRESQL_WORKER_IMPORTS)
 
 
-POSTGRESQL_C_WORKER = """
+POSTGRESQL_C_WORKER = WORKER_START + """
 import psycopg
-import app
-served = app.create_app()
-client = served.test_client()
-assert client.get("/account/login").status_code == 200
 assert client.get("/readyz").status_code == 200
 assert psycopg.pq.__impl__ == "c", psycopg.pq.__impl__
 maps = open("/proc/self/maps").read()
@@ -311,10 +314,6 @@ def test_with_the_postgresql_c_extra_a_worker_maps_one_libpq_and_one_openssl(app
     """`pip install '.[postgresql-c]'` (docs/deployment.md): psycopg takes its C implementation, on
     the system's libpq, and a worker maps neither psycopg-binary's libpq nor its copy of OpenSSL
     (2 MiB of every worker). CI runs this in a stage of its own, with the extra installed."""
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    if os.environ.get("IDENTITY_TEST_PSYCOPG_IMPL") != "c" or not uri.startswith("postgresql"):
+    if os.environ.get("IDENTITY_TEST_PSYCOPG_IMPL") != "c":
         pytest.skip("for the PostgreSQL suite with the postgresql-c extra (IDENTITY_TEST_PSYCOPG_IMPL=c)")
-    result = subprocess.run([sys.executable, "-c", POSTGRESQL_C_WORKER], cwd=ROOT, env=server_env(uri),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok"
+    assert_script_passes_on_the_suites_postgresql(app, POSTGRESQL_C_WORKER)
