@@ -78,18 +78,25 @@ class PackedWords:
 
     def entries(self, word: str) -> list[int]:
         """The entries that are this word (none, or one per dictionary holding it)."""
-        if len(word) > self.longest:  # no shorter in UTF-8 than in characters
-            return []
-        encoded = word.encode("utf-8", "surrogatepass")
-        h = crc32(encoded)
-        table, hashes, starts, blob, mask = self.table, self.hashes, self.starts, self.blob, self.mask
+        return [k for _, k in self.lookup((word,))]
+
+    def lookup(self, words: Iterable[str]) -> list[tuple[str, int]]:
+        """(word, entry) for every entry that is one of these words: the matcher's one call a
+        password reading, over its few hundred substrings."""
+        table, hashes, starts, blob, mask, longest = (
+            self.table, self.hashes, self.starts, self.blob, self.mask, self.longest)
         found = []
-        slot = h & mask
-        while k := table[slot]:
-            k -= 1
-            if hashes[k] == h and blob[starts[k]:starts[k + 1]] == encoded:
-                found.append(k)
-            slot = (slot + 1) & mask
+        for word in words:
+            if len(word) > longest:  # no shorter in UTF-8 than in characters
+                continue
+            encoded = word.encode("utf-8", "surrogatepass")
+            h = crc32(encoded)
+            slot = h & mask
+            while k := table[slot]:
+                k -= 1
+                if hashes[k] == h and blob[starts[k]:starts[k + 1]] == encoded:
+                    found.append((word, k))
+                slot = (slot + 1) & mask
         return found
 
     def word(self, k: int) -> str:
@@ -163,22 +170,10 @@ def dictionary_match(password, _ranked_dictionaries=None):
             continue
         for word in ranked_dict.keys() & spans.keys():
             add(order, dictionary_name, word, ranked_dict[word])
-    for words, wanted in packed.items():  # PackedWords.entries, inlined: a few hundred substrings a call
-        table, hashes, starts, blob, mask, lists, ranks = (
-            words.table, words.hashes, words.starts, words.blob, words.mask, words.lists, words.ranks)
-        longest = words.longest
-        for word in spans:
-            if len(word) > longest:
-                continue
-            encoded = word.encode("utf-8", "surrogatepass")
-            h = crc32(encoded)
-            slot = h & mask
-            while k := table[slot]:
-                k -= 1
-                if (hashes[k] == h and blob[starts[k]:starts[k + 1]] == encoded
-                        and (where := wanted.get(lists[k])) is not None):
-                    add(where[0], where[1], word, ranks[k])
-                slot = (slot + 1) & mask
+    for words, wanted in packed.items():
+        for word, k in words.lookup(spans):
+            if (where := wanted.get(words.lists[k])) is not None:
+                add(where[0], where[1], word, words.ranks[k])
     found.sort(key=lambda item: item[:3])
     return [item[3] for item in found]
 
@@ -254,17 +249,17 @@ def load_matching():
     module stands in with `FREQUENCY_LISTS = {}`, as `pack` leaves it) and given the packed
     dictionaries in its own order. If zxcvbn is already imported, or its source is not as
     expected, its own dictionaries are packed where they are."""
+    packed = None
     if "zxcvbn" not in sys.modules and (lists := _joined_word_lists()) is not None:
         packed = PackedWords({name: _ranked(joined) for name, joined in lists.items()})
         del lists
         stand_in = types.ModuleType("zxcvbn.frequency_lists", "zxcvbn's word lists: packed by " + __name__)
         stand_in.FREQUENCY_LISTS = {}
         sys.modules["zxcvbn.frequency_lists"] = stand_in
-        from zxcvbn import matching
-
-        for index, name in enumerate(packed.names):
-            matching.RANKED_DICTIONARIES[name] = PackedDictionary(packed, index)
     from zxcvbn import matching
 
+    if packed is not None:
+        for index, name in enumerate(packed.names):
+            matching.RANKED_DICTIONARIES[name] = PackedDictionary(packed, index)
     use_in(matching)
     return matching
