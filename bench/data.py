@@ -121,25 +121,26 @@ class Database:
             app_url = url.set(drivername="postgresql+psycopg", query=query)
             libpq = url.set(drivername="postgresql", query=query)
             base = url.set(drivername="postgresql")
-            db = cls("postgresql", app_url.render_as_string(hide_password=False),
-                     f"PostgreSQL {url.host}:{url.port or 5432}/{url.database} (schema {schema})",
+            where = f"PostgreSQL {url.host}:{url.port or 5432}/{url.database}"  # never the password
+            db = cls("postgresql", app_url.render_as_string(hide_password=False), f"{where} (schema {schema})",
                      conninfo=libpq.render_as_string(hide_password=False),
                      base_conninfo=base.render_as_string(hide_password=False), schema=schema,
                      database_name=url.database)
-            db._create_schema()
+            import psycopg
+
+            try:
+                db._create_schema()
+            except psycopg.Error as err:  # libpq's message names host and port, never the password
+                raise DatabaseUnavailable(f"cannot reach {where}: {str(err).strip()}") from None
             return db
         raise ValueError(f"--database takes 'sqlite' or a postgresql+psycopg:// URI, not {spec!r}")
 
     def _create_schema(self) -> None:
         import psycopg
 
-        try:
-            with psycopg.connect(self.base_conninfo, autocommit=True) as conn:
-                conn.execute(f'CREATE SCHEMA "{self.schema}"')
-                self.server_version = conn.execute("SHOW server_version").fetchone()[0]
-        except psycopg.Error as err:  # libpq's message names host and port, never the password
-            where = self.label.split(" (schema")[0]
-            raise DatabaseUnavailable(f"cannot reach {where}: {str(err).strip()}") from None
+        with psycopg.connect(self.base_conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{self.schema}"')
+            self.server_version = conn.execute("SHOW server_version").fetchone()[0]
 
     def drop(self) -> None:
         if self.kind == "postgresql":
