@@ -47,6 +47,12 @@ def wrk_binary():
     return ensure_wrk(lambda message: None)
 
 
+def bench_env() -> dict[str, str]:
+    """The environment of a `python -m bench` process: this one's, without the suite's FLASK_ settings
+    (the benchmark gives its servers their own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+
+
 @pytest.fixture(scope="module")
 def short_run(wrk_binary, tmp_path_factory):
     """One short benchmark run of scenarios 1-6 and 8, on the suite's database kind, under granian
@@ -57,7 +63,7 @@ def short_run(wrk_binary, tmp_path_factory):
     if DATABASE_URI.startswith("postgresql"):
         command += ["--database", DATABASE_URI]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+                            env=bench_env())
     report = json.loads(out.read_text()) if out.exists() else None
     return result, report
 
@@ -197,7 +203,7 @@ def test_a_run_gives_its_session_back_the_priority_it_had():
              '--database postgresql+psycopg://nobody:none@127.0.0.1:1/none')
     script = f'cat /proc/self/autogroup; {bench} >/dev/null 2>&1; echo "exit $?"; cat /proc/self/autogroup'
     result = subprocess.run(["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            start_new_session=True, env={k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+                            start_new_session=True, env=bench_env())
     before, exit_line, after = result.stdout.strip().splitlines()
     assert before.endswith(" nice 0"), before
     assert exit_line != "exit 0", "the run cannot have succeeded without a database"
@@ -211,7 +217,7 @@ def test_an_unreachable_database_is_one_line_not_a_traceback():
         [sys.executable, "-m", "bench", "--scenarios", "4", "--quiet-wait", "0",
          "--database", "postgresql+psycopg://nobody:s3cret-pw@127.0.0.1:1/none"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("FLASK_")})
+        env=bench_env())
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
