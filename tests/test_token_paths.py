@@ -15,10 +15,12 @@ from sqlalchemy import select
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD, csrf_token
+from identity import clock
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
-from identity.models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
+from identity.models import AuthorizationCode, RefreshToken, RevokedAccessToken, User, UserSession
 from identity.services.tokens import sign
+from statements import statements
 
 NEW_PASSWORD = "lantern-orchid-velvet-204"
 WEB_REDIRECT = "https://web.example.com/cb"
@@ -116,6 +118,35 @@ def test_code_redeems_while_its_session_is_live(oauth):
     """The control for the tests above: the same code, nothing in between, redeems."""
     response = redeem(oauth, web_code(oauth))
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("app_config", [{"BEARER_CACHE_SECONDS": 0, "SESSION_IDLE_SECONDS": 600,
+                                         "AUTHORIZATION_CODE_LIFETIME_SECONDS": 900}])
+def test_code_does_not_redeem_once_its_session_went_idle(oauth, app, monkeypatch):
+    """The session's lifetimes apply at redemption too: a code that is itself still valid, from a
+    session idle past SESSION_IDLE_SECONDS, is refused and burnt."""
+    code = web_code(oauth)
+    real_now = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real_now() + 601)
+
+    assert_refused(redeem(oauth, code))
+    assert code_row(app, code).consumed_at is not None, "a refused redemption burns the code"
+    with app.app_context():
+        assert db.session.scalar(select(UserSession.revoked_at)) is None, "only the clock moved"
+
+
+@pytest.mark.parametrize("app_config", [{"BEARER_CACHE_SECONDS": 0, "SIGNING_KEY_RELOAD_SECONDS": 300,
+                                         "CLIENT_CACHE_SECONDS": 300}])
+def test_a_code_is_read_with_its_session_in_one_statement(oauth, app):
+    """The token endpoint reads the code, its user and its session's times as one row, then
+    consumes the code: two statements on the autocommit connection, none through the pool."""
+    assert redeem(oauth, web_code(oauth)).status_code == 200  # the worker's keys and client snapshot
+    code = web_code(oauth)
+    with statements(app) as run:
+        response = redeem(oauth, code)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert run.pooled == []
+    assert run.autocommit == 2
 
 
 # --- a failed redemption burns the code (RFC 9700 2.1.1) ----------------------------------------

@@ -95,7 +95,13 @@ def session_is_live(session_id: str | None) -> bool:
     if not session_id:
         return False
     row = store.public_session_times(session_id)
-    return row is not None and within_lifetime(row[0], row[1], clock.now())
+    return row is not None and times_are_live(*row)
+
+
+def times_are_live(created_at: int | None, last_seen_at: int | None) -> bool:
+    """Whether an unrevoked session with these times (read with a grant: None when there is no
+    such session) is live now."""
+    return created_at is not None and last_seen_at is not None and within_lifetime(created_at, last_seen_at, clock.now())
 
 
 def load_session(sid: str) -> LoadedSession | None:

@@ -20,7 +20,7 @@ from ..models import RefreshToken
 from ..store import issued_grants as store
 from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics
-from .browser_sessions import session_is_live
+from .browser_sessions import times_are_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
 
@@ -64,7 +64,7 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
         return None
     if row.expires_at < now():
         return None
-    if row.client_id != client_id or not session_is_live(row.session_id):
+    if row.client_id != client_id or not times_are_live(row.session_created_at, row.session_last_seen_at):
         burn_authorization_code(row.id)
         return None
     return row

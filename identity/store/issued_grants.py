@@ -16,10 +16,10 @@ Functions that say "in the session's transaction" leave the commit to their call
 
 from collections import namedtuple
 
-from sqlalchemy import Select, bindparam, insert, select, text, update
+from sqlalchemy import Select, and_, bindparam, insert, select, text, update
 
 from ..extensions import db
-from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User
+from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User, UserSession
 from .connection import autocommit_connection
 from .writes import write, write_if
 
@@ -33,8 +33,12 @@ _CODE_GRANT = (
            AuthorizationCode.redirect_uri, AuthorizationCode.scope, AuthorizationCode.nonce,
            AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
            AuthorizationCode.expires_at, AuthorizationCode.consumed_at, AuthorizationCode.family_id,
-           AuthorizationCode.issued_jti, AuthorizationCode.amr, User.subject, User.password_version)
+           AuthorizationCode.issued_jti, AuthorizationCode.amr, User.subject, User.password_version,
+           # the browser session the code was minted in, if not revoked (None, None otherwise): whether
+           # it is still live is the session service's rule, read in the same statement
+           UserSession.created_at.label("session_created_at"), UserSession.last_seen_at.label("session_last_seen_at"))
     .join(User, User.id == AuthorizationCode.user_id)
+    .outerjoin(UserSession, and_(UserSession.public_sid == AuthorizationCode.session_id, UserSession.revoked_at.is_(None)))
     .where(AuthorizationCode.code_hash == bindparam("code_hash"))
 )
 CodeGrant = namedtuple("CodeGrant", [column.key for column in _CODE_GRANT.selected_columns])
@@ -59,7 +63,7 @@ def insert_code(values: dict) -> None:
 
 
 def code_grant(code_hash: str) -> CodeGrant | None:
-    """The code with this handle and its user, as committed (read only)."""
+    """The code with this handle, its user and its unrevoked session's times, as committed (read only)."""
     found = autocommit_connection().first(_CODE_GRANT, {"code_hash": code_hash})
     return None if found is None else CodeGrant._make(found)
 
