@@ -21,11 +21,10 @@ def flat_dumper(schema: Schema) -> Callable[[Any], dict]:
     """A function giving `schema.dump(obj)` for an object that has every field's attribute.
 
     Only for a flat schema: no pre- or post-dump hooks, no nested or computed fields (TypeError
-    otherwise, when the module is imported). An attribute the object lacks raises
-    AttributeError, where `dump` would leave the member out.
+    otherwise, when the dumper is built). An attribute the object lacks raises AttributeError,
+    where `dump` would leave the member out.
     """
-    hooks = getattr(schema, "_hooks", {})
-    if hooks.get(PRE_DUMP) or hooks.get(POST_DUMP):
+    if _has_dump_hooks(schema):
         raise TypeError(f"{type(schema).__name__} has dump hooks; use its dump()")
     plan = []
     for name, field in schema.dump_fields.items():
@@ -38,3 +37,11 @@ def flat_dumper(schema: Schema) -> Callable[[Any], dict]:
         return {key: serialize(getattr(obj, attribute), attribute, obj) for key, attribute, serialize in plan}
 
     return dump
+
+
+def _has_dump_hooks(schema: Schema) -> bool:
+    for tag, hooks in getattr(schema, "_hooks", {}).items():
+        name = tag[0] if isinstance(tag, tuple) else tag  # marshmallow 3 keys hooks by (tag, pass_many)
+        if name in (PRE_DUMP, POST_DUMP) and hooks:
+            return True
+    return False
