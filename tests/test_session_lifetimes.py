@@ -2,11 +2,12 @@
 last-seen write, and a public `sid` for tokens that is not the cookie's identifier."""
 
 import base64
+import hashlib
 import json
 from email.utils import parsedate_to_datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
 from identity import clock
@@ -174,13 +175,32 @@ def test_id_token_sid_is_not_the_cookie_identifier_and_logout_with_it_works(clie
 
 
 def test_public_sid_is_live_only_while_the_session_is(client, flow_clients, app, moved):
-    from identity.services.browser_sessions import session_is_live
-
+    """A code redeems only while the session named by its public sid is live: not under the
+    cookie's identifier, not under an unknown id, not once the session went idle."""
     AuthActions(client).login()
+    oauth = OAuthActions(client)
     session = _session_row(app)
-    with app.app_context():
-        assert session_is_live(session.public_sid)
-        assert not session_is_live(session.sid)  # the cookie's identifier is not a public id
-        assert not session_is_live("no-such-session")
-        moved.advance(app.config["SESSION_IDLE_SECONDS"] + 1)
-        assert not session_is_live(session.public_sid)
+
+    def code_in(session_id: str | None = None) -> str:
+        response = oauth.authorize(client_id="web", scope="openid profile")
+        code = redirect_params(response.headers["Location"])["code"]
+        if session_id is not None:
+            with app.app_context():
+                db.session.execute(update(AuthorizationCode).where(
+                    AuthorizationCode.code_hash == hashlib.sha256(code.encode()).hexdigest()).values(session_id=session_id))
+                db.session.commit()
+        return code
+
+    def redeems(code: str) -> bool:
+        response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+        assert response.status_code in (200, 400), response.get_data(as_text=True)
+        return response.status_code == 200
+
+    assert redeems(code_in())
+    assert _claims(oauth.token("web", grant_type="authorization_code", code=code_in(),
+                               redirect_uri="https://web.example.com/cb").get_json()["id_token"])["sid"] == session.public_sid
+    assert not redeems(code_in(session.sid))  # the cookie's identifier is not a public id
+    assert not redeems(code_in("no-such-session"))
+    late = code_in()
+    moved.advance(app.config["SESSION_IDLE_SECONDS"] + 1)
+    assert not redeems(late)

@@ -8,7 +8,8 @@ codes and refresh tokens issued in the session.
 A session lives while it is not revoked, has been used within SESSION_IDLE_SECONDS and began
 less than SESSION_ABSOLUTE_SECONDS ago (`within_lifetime`, the one rule). The rule is checked
 on every request that uses the session (`load_session`), which ends a session past it (so it
-stays ended even if the settings grow), and by `session_is_live` for grants issued in it.
+stays ended even if the settings grow), and by `times_are_live` for a code issued in it (its
+times read with the code, identity/store/issued_grants.py).
 The last-seen time is written at most once a minute per session, not on every request.
 """
 
@@ -88,19 +89,10 @@ def within_lifetime(created_at: int, last_seen_at: int, stamp: int) -> bool:
             and stamp - created_at <= config["SESSION_ABSOLUTE_SECONDS"])
 
 
-def session_is_live(session_id: str | None) -> bool:
-    """Whether the session with this public id (a code's or refresh token's session_id) is still
-    live: not revoked, not idle, not too old. Read only: an ended session's row is revoked by the
-    next request that uses its cookie, or removed by the purge."""
-    if not session_id:
-        return False
-    row = store.public_session_times(session_id)
-    return row is not None and times_are_live(*row)
-
-
 def times_are_live(created_at: int | None, last_seen_at: int | None) -> bool:
-    """Whether an unrevoked session with these times (read with a grant: None when there is no
-    such session) is live now."""
+    """Whether the unrevoked session with these times (read with a grant: None when there is no
+    such session, or it was revoked) is live now: not idle, not too old. Read only: an ended
+    session's row is revoked by the next request that uses its cookie, or removed by the purge."""
     return created_at is not None and last_seen_at is not None and within_lifetime(created_at, last_seen_at, clock.now())
 
 

@@ -21,8 +21,6 @@ _LIVE_SESSION_USER = (
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
-_PUBLIC_SESSION = select(UserSession.created_at, UserSession.last_seen_at).where(
-    UserSession.public_sid == bindparam("public_sid"), UserSession.revoked_at.is_(None))
 _INSERT_SESSION = insert(_SESSIONS).values(
     sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
     auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"),
@@ -41,11 +39,6 @@ def session_user(sid: str):
     subject, username, name, email, password_version and email_verified, then the session's auth_time,
     public_sid, row id, created_at, last_seen_at and amr. None if there is none."""
     return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
-
-
-def public_session_times(public_sid: str) -> tuple[int, int] | None:
-    """(created_at, last_seen_at) of the unrevoked session with this public id, or None."""
-    return autocommit_connection().first(_PUBLIC_SESSION, {"public_sid": public_sid})
 
 
 def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int,
