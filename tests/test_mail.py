@@ -15,6 +15,7 @@ from app import create_app
 from identity.extensions import db
 from identity.models import AuditEvent
 from identity.services import mail as mail_service
+from identity.services import mail_transport
 from identity.config.startup import ConfigurationError
 import mail_server
 
@@ -113,7 +114,8 @@ def test_mail_settings_are_read_from_the_environment(instance, monkeypatch):
     monkeypatch.setenv("FLASK_MAIL_USE_TLS", "true")
     app = create_app({"TESTING": True, "ENVIRONMENT": "development",
                       "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "t.db")})
-    state = app.extensions["mail"]
+    with app.app_context():
+        state = mail_transport.settings(app)
     assert (state.server, state.port, state.use_tls, state.use_ssl, state.suppress) == ("smtp.example.com", 587, True, False, False)
     assert mail_service.outbox_path(app) is None
 

@@ -171,6 +171,28 @@ def test_serving_imports_py_webauthn_and_segno_only_when_used(tmp_path):
     assert_script_passes_in_a_fresh_worker(PASSKEY_IMPORTS, tmp_path / "passkey-imports.db")
 
 
+MAIL_IMPORTS = WORKER_START + """
+assert client.post("/connect/token", data={"grant_type": "client_credentials"}).status_code == 401
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("flask_mail", "smtplib"))
+assert not loaded, loaded
+from identity.services import mail
+with served.test_request_context("/"):
+    assert mail.send("alice@example.test", "password_reset", link="https://id.example.test/x",
+                     name="Alice", username="alice", minutes=30) is True
+assert "flask_mail" in sys.modules and "smtplib" in sys.modules, "the first mail loads Flask-Mail"
+print("ok")
+"""
+
+
+@pytest.mark.server
+def test_serving_imports_flask_mail_only_when_it_mails(tmp_path, mail):
+    """Flask-Mail and smtplib (0.7 MiB of a worker) are loaded by the first mail, which then
+    reaches the SMTP server the worker's settings name; not by a worker's start or its pages."""
+    assert_script_passes_in_a_fresh_worker(MAIL_IMPORTS, tmp_path / "mail-imports.db")
+    [message] = mail.to("alice@example.test")
+    assert "https://id.example.test/x" in mail.text(message)
+
+
 @pytest.mark.server
 def test_flask_db_commands_still_work(tmp_path):
     env = server_env("sqlite:///" + str(tmp_path / "cli.db"))

@@ -13,43 +13,23 @@ import collections
 import logging
 import os
 import secrets
-import smtplib
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, current_app, g, has_request_context, render_template
-from flask_mail import Connection, Mail, Message
 
 from ..extensions import db
 from ..config.issuer import issuer
 from ..store.writes import write
 from . import audit
 
+if TYPE_CHECKING:
+    from flask_mail import Message
+
 log = logging.getLogger("identity.mail")
-
-class _TimedConnection(Connection):
-    """Flask-Mail's connection, with a timeout (MAIL_TIMEOUT_SECONDS): Flask-Mail opens its SMTP
-    socket without one, so a server that accepts and then hangs would hold the sender forever."""
-
-    def configure_host(self):
-        state, timeout = self.mail, current_app.config["MAIL_TIMEOUT_SECONDS"]
-        smtp = smtplib.SMTP_SSL if state.use_ssl else smtplib.SMTP
-        host = smtp(state.server, state.port, timeout=timeout)
-        if state.use_tls:
-            host.starttls()
-        if state.username and state.password:
-            host.login(state.username, state.password)
-        return host
-
-
-class _Mail(Mail):
-    def connect(self) -> Connection:
-        return _TimedConnection(current_app.extensions["mail"])
-
-
-mail = _Mail()
 
 OUTBOX = "outbox"  # under the instance folder
 
@@ -59,8 +39,12 @@ SEND_POLL_SECONDS = 0.1  # how often the sender thread looks for queued mail (se
 
 
 def init_app(app: Flask) -> None:
-    mail.init_app(app)
-    app.teardown_request(_release_pending)
+    """Send this app's mails at the end of their requests. Flask-Mail itself, and its reading of
+    the MAIL_* settings, wait for the first message (mail_transport.py); calling this again after
+    the settings changed has them read again."""
+    app.extensions.pop("mail", None)
+    if _release_pending not in app.teardown_request_funcs.get(None, []):
+        app.teardown_request(_release_pending)
 
 
 def outbox_path(app: Flask) -> str | None:
@@ -94,7 +78,7 @@ def _sender() -> str:
 class Outgoing:
     """A rendered message, ready to go, and what the audit log says about it."""
 
-    message: Message
+    message: "Message"
     template: str
     user_id: int | None
 
@@ -107,19 +91,23 @@ def render(to: str, template: str, *, user_id: int | None = None, **context) -> 
     text = text_template.make_module(context)
     subject = getattr(text, "subject", None) or current_app.config["PRODUCT_NAME"]
     html = render_template(f"mail/{template}.html", subject=subject, **context)
-    message = Message(subject=subject, recipients=[to], body=str(text), html=html, sender=_sender())
+    from . import mail_transport
+
+    message = mail_transport.message(subject=subject, recipients=[to], body=str(text), html=html, sender=_sender())
     return Outgoing(message, template, user_id)
 
 
 def deliver(outgoing: Outgoing) -> bool:
     """Send (or write to the outbox) one rendered message; audit the outcome; never raise."""
+    from . import mail_transport  # loaded by render() already
+
     try:
         folder = outbox_path(current_app)
         if folder is None:
-            mail.send(outgoing.message)
+            mail_transport.send(outgoing.message)
         else:
             _write_to_outbox(folder, outgoing)
-    except (smtplib.SMTPException, OSError, ValueError, AssertionError) as err:
+    except (mail_transport.SMTPException, OSError, ValueError, AssertionError) as err:
         # no recipient, link or body in the log: the template and the error's kind say enough
         log.warning("mail %r for user %s not sent: %s", outgoing.template, outgoing.user_id, err.__class__.__name__)
         _audit("mail_failed", outgoing, reason=err.__class__.__name__)

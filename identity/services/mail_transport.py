@@ -1,0 +1,58 @@
+"""The SMTP side of mail: Flask-Mail's message and its connection, with a timeout.
+
+identity/services/mail.py imports this on its first message, so a worker that never mails
+(most of them, most of the time) loads neither Flask-Mail nor smtplib: 0.7 MiB of its memory.
+Flask-Mail's settings are read on that first use, from the app's config.
+"""
+
+import smtplib
+
+from flask import Flask, current_app
+from flask_mail import Connection, Mail, Message
+
+__all__ = ["Message", "SMTPException", "message", "send", "settings"]
+
+SMTPException = smtplib.SMTPException
+
+
+class _TimedConnection(Connection):
+    """Flask-Mail's connection, with a timeout (MAIL_TIMEOUT_SECONDS): Flask-Mail opens its SMTP
+    socket without one, so a server that accepts and then hangs would hold the sender forever."""
+
+    def configure_host(self):
+        state, timeout = self.mail, current_app.config["MAIL_TIMEOUT_SECONDS"]
+        smtp = smtplib.SMTP_SSL if state.use_ssl else smtplib.SMTP
+        host = smtp(state.server, state.port, timeout=timeout)
+        if state.use_tls:
+            host.starttls()
+        if state.username and state.password:
+            host.login(state.username, state.password)
+        return host
+
+
+class _Mail(Mail):
+    def connect(self) -> Connection:
+        return _TimedConnection(settings(current_app))
+
+
+_mail = _Mail()
+
+
+def settings(app: Flask):
+    """Flask-Mail's state for this app (server, port, TLS, ...), read from its config on first use."""
+    state = app.extensions.get("mail")
+    if state is None:
+        state = _mail.init_app(app)
+    return state
+
+
+def message(**fields) -> Message:
+    """A Flask-Mail message (subject, recipients, body, html, sender). Flask-Mail reads its
+    settings while it builds and sends one, so they are read here first."""
+    settings(current_app)
+    return Message(**fields)
+
+
+def send(outgoing: Message) -> None:
+    """Send one message by SMTP now; raises SMTPException or OSError when it does not leave."""
+    _mail.send(outgoing)
