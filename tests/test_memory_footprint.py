@@ -186,7 +186,7 @@ print("ok")
 
 @pytest.mark.server
 def test_serving_imports_flask_mail_only_when_it_mails(tmp_path, mail):
-    """Flask-Mail and smtplib (0.7 MiB of a worker) are loaded by the first mail, which then
+    """Flask-Mail and smtplib (0.8 MiB of a worker) are loaded by the first mail, which then
     reaches the SMTP server the worker's settings name; not by a worker's start or its pages."""
     assert_script_passes_in_a_fresh_worker(MAIL_IMPORTS, tmp_path / "mail-imports.db")
     [message] = mail.to("alice@example.test")

@@ -1,7 +1,7 @@
 """The SMTP side of mail: Flask-Mail's message and its connection, with a timeout.
 
 identity/services/mail.py imports this on its first message, so a worker that never mails
-(most of them, most of the time) loads neither Flask-Mail nor smtplib: 0.7 MiB of its memory.
+(most of them, most of the time) loads neither Flask-Mail nor smtplib: 0.8 MiB of its memory.
 Flask-Mail's settings are read on that first use, from the app's config.
 """
 
