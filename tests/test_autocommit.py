@@ -194,3 +194,79 @@ def test_a_sign_in_writes_on_the_durable_connection_when_the_session_holds_nothi
         assert db.session.scalar(select(UserSession.user_id).where(UserSession.user_id == alice.id)) == alice.id
         assert db.session.scalar(select(AuditEvent.event).where(AuditEvent.user_id == alice.id,
                                                                   AuditEvent.event == "sign_in")) == "sign_in"
+
+
+# --- PostgreSQL: several writes in one round trip (write_all) -----------------------------------
+
+
+class RoundTrips:
+    """The times a psycopg connection waited for the server inside the block: the Sync and Query
+    messages it sent, read from libpq's protocol trace."""
+
+    def __init__(self, connection, tmp_path):
+        self.connection, self.path, self.count = connection, tmp_path / "trace.txt", None
+
+    def __enter__(self):
+        import psycopg
+
+        self.file = open(self.path, "w")  # noqa: SIM115
+        self.connection.pgconn.trace(self.file.fileno())
+        self.connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        return self
+
+    def __exit__(self, *exc):
+        self.connection.pgconn.untrace()
+        self.file.close()
+        sent = [line.split("\t") for line in self.path.read_text().splitlines() if line.startswith("F\t")]
+        self.count = sum(1 for fields in sent if fields[2].strip() in ("Sync", "Query"))
+
+
+def _durable_in_use(app, alice_id):
+    """The durable connection, open and just used (so no idle ping comes before the next write)."""
+    assert _count_attempt(app, alice_id)[0] >= 1
+    with app.app_context():
+        connection = autocommit_connection()
+        return connection.durable()._connection
+
+
+def test_a_sign_ins_writes_after_the_hash_are_one_round_trip(app, seeded, client, tmp_path):
+    """The attempt is counted in one round trip before the hash; after it, the settling, the audit
+    event and the browser session go as one transaction in one more (BEGIN, three statements and
+    COMMIT were five)."""
+    with app.app_context():
+        postgresql_only(autocommit_connection())
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+    with RoundTrips(_durable_in_use(app, alice_id), tmp_path) as trips, statements(app) as run:
+        assert AuthActions(client).login().status_code == 302
+    assert trips.count == 2
+    assert run.autocommit == 5  # the user read; the attempt; then the settling, the audit event, the session
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == 0
+        assert db.session.scalar(select(UserSession.user_id).where(UserSession.user_id == alice_id)) == alice_id
+
+
+def test_several_writes_fail_together_and_leave_the_connection_usable(app, seeded, tmp_path):
+    """If one statement of write_all fails, the ones before it are not committed; the error is
+    SQLAlchemy's, and the connection serves the next statement."""
+    from sqlalchemy.exc import IntegrityError
+
+    from identity.store.writes import write
+
+    with app.app_context():
+        postgresql_only(autocommit_connection())
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+    durable = _durable_in_use(app, alice_id)
+    rename = (text("UPDATE users SET name = :name WHERE id = :id"), {"name": "Renamed", "id": alice_id})
+    columns = ("subject, username, username_normalized, email, email_normalized, name, password_hash, "
+               "password_version, password_changed_at, failed_attempts, locked_until, created_at")
+    duplicate = (text(f"INSERT INTO users ({columns}) SELECT {columns} FROM users WHERE id = :id"), {"id": alice_id})
+    with app.app_context(), RoundTrips(durable, tmp_path) as trips:
+        with pytest.raises(IntegrityError):
+            write(rename, duplicate, rename)
+        assert durable.info.transaction_status.name == "IDLE"
+    assert trips.count == 2  # the pipeline; the ROLLBACK of the transaction the error left open
+    assert alice_name(app) == "Alice Example"
+    with app.app_context():
+        assert write(rename, (text("UPDATE users SET locked_until = 0 WHERE id = :id"), {"id": alice_id})) == [1, 1]
+    assert alice_name(app) == "Renamed"

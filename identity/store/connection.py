@@ -21,6 +21,8 @@ transaction, holds no locks between requests, and costs one round trip.
   Since a write is never retried, that connection is replaced whenever the first one is (a read
   that found the database gone), and is pinged first when it has been idle for a second, as the
   pool pings a connection it hands out.
+- `write_all(statements)` (PostgreSQL): several statements as one transaction, sent with BEGIN
+  and COMMIT in one round trip (psycopg's pipeline mode); the sign-in's writes after the hash.
 - `sqlite_write()`: SQLite cannot put an UPDATE inside a CTE, so several statements run in one
   BEGIN IMMEDIATE transaction. The processes of one machine first take an exclusive lock on
   a file beside the database, so a writer waiting for another wakes as soon as it is done
@@ -190,6 +192,48 @@ class AutocommitConnection:
     def durable_write_first(self, statement, params: dict):
         """write_first, committed as durably as any security write (see the module's docstring)."""
         return self.durable().write_first(statement, params)
+
+    def write_all(self, statements) -> list[int]:
+        """PostgreSQL: several data-changing statements (statement, params) as one transaction,
+        sent together in psycopg's pipeline mode: BEGIN, the statements and COMMIT are one round
+        trip, where each took its own. The rows each changed; if one fails, none is committed and
+        the error is raised. Never retried."""
+        error = self.dialect.loaded_dbapi.Error
+        compiled = [self._args(statement, params) for statement, params in statements]
+        with self._lock:
+            connection = self._usable()
+            cursors = []
+            try:
+                try:
+                    with connection.pipeline():
+                        connection.execute("BEGIN")
+                        for sql, args in compiled:
+                            cursors.append(connection.cursor())
+                            cursors[-1].execute(sql, args)
+                        connection.execute("COMMIT")
+                    counts = [cursor.rowcount for cursor in cursors]
+                finally:
+                    for cursor in cursors:
+                        cursor.close()
+            except error as err:
+                self._roll_back(connection)
+                self._raise(";\n".join(sql for sql, _ in compiled), [args for _, args in compiled], err)
+            except BaseException:
+                self._close()  # interrupted mid-pipeline: its state is unknown
+                raise
+            self._executed += len(compiled)
+            self._last_used = time.monotonic()
+            return counts
+
+    def _roll_back(self, connection) -> None:
+        """After a failed statement: end the transaction it left open, or drop a broken connection."""
+        try:
+            if not connection.broken and connection.info.transaction_status.name != "IDLE":
+                connection.execute("ROLLBACK")
+        except self.dialect.loaded_dbapi.Error:
+            self._close()
+        if connection.broken:
+            self._close()
 
     @contextmanager
     def transaction(self):

@@ -7,8 +7,8 @@ service's business (services/issued_grants.py), not this module's.
 The sign-in's hot path is built once, at import: the authorization endpoint writes a code, the
 token endpoint reads it with its user on the autocommit connection (no pool checkout, no ORM)
 and then consumes it with the tokens it produced. On SQLite the writes are one BEGIN IMMEDIATE
-transaction on that connection; on PostgreSQL a code's writes go through the session (which
-commits synchronously: the autocommit connection does not, and config.py allows that for
+transaction on that connection; on PostgreSQL a code's writes go on the durable autocommit
+connection, which commits synchronously (the first one may not: config.py allows that for
 rotations only), and a rotation is one statement on the autocommit connection.
 
 Functions that say "in the session's transaction" leave the commit to their caller (a service).

@@ -6,6 +6,8 @@ PostgreSQL they run as one transaction on the durable autocommit connection (who
 for the WAL, as the session's do) when the session holds no transaction: nothing of the
 session's is then waiting to commit with them, and a pooled transaction would cost a ping, a
 BEGIN and a COMMIT around the statements (a single statement needs neither BEGIN nor COMMIT).
+There, BEGIN, the statements and COMMIT go to the database together, one round trip
+(connection.write_all).
 Otherwise they run in the session's transaction and commit it, with whatever else it holds.
 Statements are built once, with every value as a bind parameter.
 """
@@ -31,8 +33,7 @@ def write(*statements: Write) -> list[int]:
         if len(statements) == 1:
             statement, params = statements[0]
             return [durable.write_count(statement, _driver_values(params))]
-        with durable.transaction() as run:
-            return [run(statement, _driver_values(params)) for statement, params in statements]
+        return durable.write_all([(statement, _driver_values(params)) for statement, params in statements])
     try:
         in_session = db.session.connection()  # Core results (rowcount) in the session's transaction
         counts = [_rows(statement, in_session.execute(statement, params)) for statement, params in statements]
