@@ -127,7 +127,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--nice", type=int, default=0,
                         help="change this process's scheduling priority by N before starting (inherited by gunicorn, "
                              "wrk and the clients); a negative N (root only) keeps other work on a shared machine "
-                             "from taking the cores mid-run [%(default)s]")
+                             "from taking the cores mid-run; the PostgreSQL backends serving the run's database "
+                             "on this machine get the same priority before each measured run [%(default)s]")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--png", metavar="FILE", help="write a chart of the results (matplotlib)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite files)")
@@ -290,6 +291,8 @@ class Bench:
         watch = system.CpuWatch(self.watch_db)
         cpu = system.ServerCpu(server.process.pid if server.process else None,
                                self.watch_db if getattr(server, "spec", None) == APP_SPEC else None)
+        if self.args.nice:
+            system.prioritize_backends(self.watch_db, self.args.nice)
         watch.start()
         cpu.start()
         result = run()

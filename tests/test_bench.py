@@ -210,6 +210,27 @@ def test_a_run_gives_its_session_back_the_priority_it_had():
     assert after.endswith(" nice 0"), f"the session was left at {after!r}"
 
 
+@pytest.mark.skipif(not DATABASE_URI.startswith("postgresql"), reason="PostgreSQL only")
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no scheduler autogroups on this kernel")
+@pytest.mark.skipif(os.geteuid() != 0, reason="a backend's priority is PostgreSQL's user's to change, or root's")
+def test_nice_reaches_the_database_backends():
+    """PostgreSQL gives each backend a session, so an autogroup, of its own at nice 0: with the
+    server alone at --nice -20, the backends it waits on got a sliver of the cores. --nice gives
+    them the server's priority before each measured run."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from bench import system
+
+    url = make_url(DATABASE_URI)
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as connection:
+        backend = connection.info.backend_pid
+        assert open(f"/proc/{backend}/autogroup").read().strip().endswith(" nice 0")
+        assert system.prioritize_backends(url.database, 3) >= 1
+        assert backend in system.postgres_backends(url.database)
+        assert open(f"/proc/{backend}/autogroup").read().strip().endswith(" nice 3")
+
+
 def test_an_unreachable_database_is_one_line_not_a_traceback():
     """An operator's typo in --database (here nothing listens on port 1) ends the run with one line
     naming the database, exit code 2, and neither a Python traceback nor the password."""
