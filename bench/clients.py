@@ -265,6 +265,7 @@ class FlowResult:
     server_cpu_ms: float = 0.0
     db_cpu_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    reference_rate: float = 0.0  # scenario 6: the pure hash rate measured just before this run
 
     @property
     def failed(self) -> bool:

@@ -380,8 +380,10 @@ def finish(bench) -> None:
             s = bench.scenarios.get(key)
             if s:
                 cpu = statistics.median([x.client_cpu_seconds / max(1, x.completed) * 1000 for x in s.runs])
-                out.append(f"  {key} {s.title}: {s.rps:.1f}/s = {s.reference.get('ratio')} x pure rate; "
-                           f"client CPU {cpu:.1f} ms per operation")
+                pure = s.reference.get("pure_runs")
+                out.append(f"  {key} {s.title}: {s.rps:.1f}/s = {s.reference.get('ratio')} x pure rate "
+                           f"(median of the runs' ratios {s.reference.get('ratio_runs')}, each to the pure rate "
+                           f"measured just before it: {pure}); client CPU {cpu:.1f} ms per operation")
     checks = [(k, s.checks) for k, s in bench.scenarios.items() if s.checks]
     if checks:
         out.append("")

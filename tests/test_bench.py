@@ -96,7 +96,13 @@ def test_every_scenario_got_only_expected_answers(short_run):
     for key in FLOW_KEYS:
         scenario = report["scenarios"][key]
         assert scenario["errors"] == 0 and scenario["median_rps"] > 0, (key, scenario["runs"])
-        assert scenario["reference"]["rate"] > 0, key  # the pure hash rate it is held against
+        reference = scenario["reference"]  # the pure hash rate it is held against, measured next to each run
+        assert reference["rate"] > 0, key
+        runs = scenario["runs"]
+        assert len(reference["pure_runs"]) == len(runs) == len(reference["ratio_runs"]), (key, reference)
+        assert [run["reference_rate"] for run in runs] == pytest.approx(reference["pure_runs"], abs=0.01), key
+        assert reference["ratio_runs"] == pytest.approx([run["rate"] / run["reference_rate"] for run in runs], abs=0.001)
+        assert reference["ratio"] == pytest.approx(sorted(reference["ratio_runs"])[len(runs) // 2], abs=0.001), key
 
 
 def test_checks_under_load_passed(short_run):
