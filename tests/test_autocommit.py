@@ -270,3 +270,27 @@ def test_several_writes_fail_together_and_leave_the_connection_usable(app, seede
     with app.app_context():
         assert write(rename, (text("UPDATE users SET locked_until = 0 WHERE id = :id"), {"id": alice_id})) == [1, 1]
     assert alice_name(app) == "Renamed"
+
+
+def test_several_writes_on_a_connection_the_server_ended_fail_once_then_go_on_a_new_one(app, seeded):
+    """A batch is never retried (it may have committed): on a connection the server ended it
+    raises SQLAlchemy's error, and the next batch goes on a new connection."""
+    from sqlalchemy.exc import DBAPIError
+
+    from identity.store.writes import write
+
+    with app.app_context():
+        postgresql_only(autocommit_connection())
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+    durable = _durable_in_use(app, alice_id)
+    _terminate(app, durable.info.backend_pid)
+    rename = (text("UPDATE users SET name = :name WHERE id = :id"), {"name": "Renamed", "id": alice_id})
+    unlock = (text("UPDATE users SET locked_until = 0 WHERE id = :id"), {"id": alice_id})
+    with app.app_context():
+        with pytest.raises(DBAPIError):
+            write(rename, unlock)
+        assert alice_name(app) == "Alice Example"
+        assert write(rename, unlock) == [1, 1]
+        assert autocommit_connection().durable()._connection.info.backend_pid != durable.info.backend_pid
+    assert alice_name(app) == "Renamed"
