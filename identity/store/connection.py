@@ -258,10 +258,7 @@ class AutocommitConnection:
             try:
                 yield run
             except BaseException:
-                try:
-                    connection.execute("ROLLBACK")
-                except error:  # the connection itself failed: a new one next time
-                    self._close()
+                self._roll_back(connection)
                 raise
             try:
                 connection.execute("COMMIT")
