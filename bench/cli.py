@@ -160,13 +160,11 @@ def hold_to_pure(s: Scenario) -> None:
     """Scenario 6's ratio: the median of each run's rate over the pure rate measured just before
     it (Bench.paired_with_pure); the reference's rate is the median of those pure runs."""
     pairs = [(r.rate, r.reference_rate) for r in s.runs if r.reference_rate]
-    if not pairs:
-        s.reference["ratio"] = None
-        return
     s.reference["rate"] = round(clients.median([pure for _, pure in pairs]), 2)
     s.reference["pure_runs"] = [round(pure, 2) for _, pure in pairs]
-    s.reference["ratio_runs"] = [round(rate / pure, 3) for rate, pure in pairs]
-    s.reference["ratio"] = round(clients.median([rate / pure for rate, pure in pairs]), 3)
+    ratios = [rate / pure for rate, pure in pairs]
+    s.reference["ratio_runs"] = [round(ratio, 3) for ratio in ratios]
+    s.reference["ratio"] = round(clients.median(ratios), 3) if ratios else None
 
 
 def chain_invariants(db: data.Database) -> dict:
@@ -436,37 +434,19 @@ class Bench:
         a = self.args
         params = self.kdf_params
         procs = a.flow_processes
-        log(f"[6] pure Argon2id rates (m={params['memory_cost']} KiB, t={params['time_cost']}, "
-            f"p={params['parallelism']}) in {procs} processes")
-        verify_rates, change_rates = [], []
-        for kind, rates in (("verify", verify_rates), ("change", change_rates)):
-            retries = a.noisy_retries
-            while len(rates) < a.runs:
-                self.quiet()
-                watch = system.CpuWatch(self.watch_db)
-                watch.start()
-                value = kdf.rate(kind, params, processes=procs, duration=a.duration)
-                noise = watch.stop()
-                if noise > a.quiet_threshold and retries > 0:
-                    retries -= 1
-                    log(f"    set aside: {kind} {value:.1f}/s (others kept {noise:.2f} cores busy)")
-                    continue
-                rates.append(value)
-        verify_rate = clients.median(verify_rates)
-        change_rate = clients.median(change_rates)
+        log(f"[6] pure Argon2id (m={params['memory_cost']} KiB, t={params['time_cost']}, "
+            f"p={params['parallelism']}) in {procs} processes, one run just before each measured run of 6a and 6b")
+        self.quiet()
+        sizing_rate = kdf.rate("change", params, processes=procs, duration=a.duration)  # sizes 6b's users
         single = kdf.single_ms(params)
-        log(f"    one verification {single:.1f} ms; {procs} processes: {verify_rate:.1f} verifications/s, "
-            f"{change_rate:.1f} verify+hash pairs/s")
-        self.results["kdf"] = {"params": params, "processes": procs, "single_verify_ms": round(single, 2),
-                               "verify_per_s_runs": [round(r, 2) for r in verify_rates],
-                               "verify_plus_hash_per_s_runs": [round(r, 2) for r in change_rates],
-                               "verify_per_s": round(verify_rate, 2), "verify_plus_hash_per_s": round(change_rate, 2)}
+        log(f"    one verification {single:.1f} ms; {sizing_rate:.1f} verify+hash pairs/s (to prepare 6b's users)")
+        self.results["kdf"] = {"params": params, "processes": procs, "single_verify_ms": round(single, 2)}
         out = {}
         # sign-in
         driver = (f"wrk, {a.signin_connections} connections" if a.signin_driver == "wrk"
                   else f"Python, {procs} processes x {a.flow_threads} threads")
         s = Scenario("6a", f"sign-in: authorize, login form, code, token (per sign-in; {driver})", unit="sign-ins/s",
-                     reference={"what": "pure Argon2id verifications/s (one per sign-in)", "rate": round(verify_rate, 2)})
+                     reference={"what": "pure Argon2id verifications/s (one per sign-in)"})
         log(f"[6a] {s.title}")
 
         def sign_ins(duration: float) -> clients.FlowResult:
@@ -483,12 +463,13 @@ class Bench:
                        f"  others' load {r.noise_cores:.2f} cores  pure {r.reference_rate:.1f}/s just before"
                        + (f"  {r.error_samples[:1]}" if r.errors else "")))
         hold_to_pure(s)
+        self.results["kdf"].update(verify_per_s=s.reference["rate"], verify_per_s_runs=s.reference["pure_runs"])
         out["6a"] = s
         # password change: each user changes once (a change revokes the token that made it)
         s = Scenario("6b", "POST /localapi/password (verify current + hash new)", unit="changes/s",
-                     reference={"what": "pure Argon2id verify+hash pairs/s (two per change)", "rate": round(change_rate, 2)})
+                     reference={"what": "pure Argon2id verify+hash pairs/s (two per change)"})
         total_seconds = a.warmup + (a.runs + a.noisy_retries) * a.duration
-        needed = int(math.ceil(change_rate * 1.6 * total_seconds)) + 40
+        needed = int(math.ceil(sizing_rate * 1.6 * total_seconds)) + 40
         log(f"[6b] {s.title}; preparing {needed} users with one access token each (bulk SQL + refresh grants)")
         bulk_hash = kdf.hash_for(data.BULK_PASSWORD, params)
         start = db.count("users")
@@ -497,8 +478,8 @@ class Bench:
         db.insert_refresh_tokens(rows)
         access = clients.access_tokens_from_refresh(server.url, refresh_tokens)
         items = [(token, data.BULK_PASSWORD) for token in access]
-        per_run = int(math.ceil(change_rate * 1.6 * a.duration)) + 10
-        warm_items, items = items[:int(change_rate * 1.6 * a.warmup) + 10], items[int(change_rate * 1.6 * a.warmup) + 10:]
+        per_run = int(math.ceil(sizing_rate * 1.6 * a.duration)) + 10
+        warm_items, items = items[:int(sizing_rate * 1.6 * a.warmup) + 10], items[int(sizing_rate * 1.6 * a.warmup) + 10:]
         batches = 0
 
         def changes(batch: list, duration: float) -> clients.FlowResult:
@@ -525,6 +506,8 @@ class Bench:
             f"  pure {r.reference_rate:.1f}/s just before"
             + (f"  {r.error_samples[:1]}" if r.errors else "") + ("  (ran out of users)" if r.exhausted else "")))
         hold_to_pure(s)
+        self.results["kdf"].update(verify_plus_hash_per_s=s.reference["rate"],
+                                   verify_plus_hash_per_s_runs=s.reference["pure_runs"])
         out["6b"] = s
         return out
 
@@ -532,11 +515,16 @@ class Bench:
         """`run`, with a run of the pure hash rate (`kind`, kdf.rate) of the same length just before
         it (its `reference_rate`): the host's speed drifted by up to 17% within minutes (pure
         verification runs of 107.7, 116.9 and 117.1/s, then 99.6/s ten minutes later, same code), so
-        a flow is held against the rate measured next to it, not one taken minutes earlier."""
+        a flow is held against the rate measured next to it, not one taken minutes earlier. The
+        others' load during either counts as the pair's (`collect` sets a noisy pair aside)."""
         def one():
+            watch = system.CpuWatch(self.watch_db)
+            watch.start()
             pure = kdf.rate(kind, self.kdf_params, processes=self.args.flow_processes, duration=self.args.duration)
+            pure_noise = watch.stop()
             result = run()
             result.reference_rate = pure
+            result.noise_cores = max(result.noise_cores, pure_noise)
             return result
         return one
 
