@@ -239,10 +239,27 @@ def test_a_sign_ins_writes_after_the_hash_are_one_round_trip(app, seeded, client
     with RoundTrips(_durable_in_use(app, alice_id), tmp_path) as trips, statements(app) as run:
         assert AuthActions(client).login().status_code == 302
     assert trips.count == 2
-    assert run.autocommit == 5  # the user read; the attempt; then the settling, the audit event, the session
+    assert run.autocommit == 4  # the user and the attempt; then the settling, the audit event, the session
     with app.app_context():
         assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == 0
         assert db.session.scalar(select(UserSession.user_id).where(UserSession.user_id == alice_id)) == alice_id
+
+
+def test_a_sign_in_reads_its_user_in_the_statement_that_counts_its_attempt(app, seeded, client):
+    """Before the hash, one statement both reads the user and reserves the attempt (it was a read,
+    then the reservation): one statement, and on PostgreSQL one round trip, less per sign-in."""
+    with app.app_context():
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+    with statements(app) as run:
+        assert AuthActions(client).login().status_code == 302
+    assert run.autocommit == 4  # the user and the attempt; then the settling, the audit event, the session
+    assert run.pooled == []
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == 0
+        assert db.session.scalar(select(UserSession.user_id).where(UserSession.user_id == alice_id)) == alice_id
+        events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice_id)).all()
+    assert events.count("sign_in") == 1 and "sign_in_failed" not in events
 
 
 def test_several_writes_fail_together_and_leave_the_connection_usable(app, seeded, tmp_path):

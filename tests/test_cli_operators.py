@@ -116,6 +116,8 @@ def test_a_disabled_user_gets_the_wrong_password_answer(operated, client, runner
     assert token.get_json() == password_tokens(client, password=WRONG_PASSWORD).get_json()
     # a disabled user's attempts are not counted toward lockout: only the one made before
     assert row(operated, User, username="alice").failed_attempts == 1
+    reasons = [e.detail["reason"] for e in events(operated, "sign_in_failed")]
+    assert reasons == ["bad_password"] + ["disabled"] * 3  # the page, then the two token requests
 
 
 def test_enable_lets_the_user_sign_in_again(operated, client, runner):

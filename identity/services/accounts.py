@@ -140,33 +140,19 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     """Check a user name (or email) and password, counting failures toward lockout.
 
     The attempt is counted as a failure, and committed, before the password is hashed
-    (lockout.reserve), so concurrent guesses cannot outrun the lock. A failure then records its
+    (lockout.reserve_by_login, which reads the user in the same statement), so concurrent guesses
+    cannot outrun the lock. A failure then records its
     audit event; a success returns the writes it needs (settle its reservation, rehash, audit),
     for the caller to run with its own in one transaction. Unknown users cost the same time as
     known ones, and a locked account fails whether or not the password is right; the caller shows
     one message for every failure.
     """
     key = normalize_login(login)
-    user = store.sign_in_user(key) if key else None
-    if user is None:
-        spend_equal_time(normalize(password))
-        audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
-        db.session.commit()
-        metrics.count_sign_in("failure")
-        return SignInResult(None), []
-    if not user.enabled:  # answered as a wrong password, after as long, and not counted toward lockout
-        spend_equal_time(normalize(password))
-        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "disabled"})
-        db.session.commit()
-        metrics.count_sign_in("failure")
-        return SignInResult(None), []
-    reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
-    if reservation is None:  # locked (also if the lock was set since the read above)
-        spend_equal_time(normalize(password))
-        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
-        db.session.commit()
-        metrics.count_sign_in("locked")
-        return SignInResult(None, locked=True), []
+    # the common case, an enabled user not locked, in one statement: the read and the reservation
+    found = (lockout.reserve_by_login(key) if key else None) or _reserve_or_refuse(key, password, client_id)
+    if isinstance(found, SignInResult):
+        return found, []
+    user, reservation = found
     if not verify_password(user.password_hash, normalize(password)):
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "bad_password"})
         if reservation.locked:
@@ -186,6 +172,33 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     success.append(audit.event_write("sign_in_password_accepted" if second_factor else "sign_in", user_id=user.id,
                                      client_id=client_id))
     return SignInResult(signed_in, needs_second_factor=second_factor), success
+
+
+def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple[SignInUser, lockout.Reservation] | SignInResult":
+    """When the one-statement reservation counted nothing: the user as read, to say why (no such
+    user, disabled, locked), refused after as long as a password check and with its audit event.
+    A user that is none of these by now (a lock that has just ended) is reserved as before."""
+    user = store.sign_in_user(key) if key else None
+    if user is None:
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
+        db.session.commit()
+        metrics.count_sign_in("failure")
+        return SignInResult(None)
+    if not user.enabled:  # answered as a wrong password, after as long, and not counted toward lockout
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "disabled"})
+        db.session.commit()
+        metrics.count_sign_in("failure")
+        return SignInResult(None)
+    reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
+    if reservation is None:  # locked (also if the lock was set since the read above)
+        spend_equal_time(normalize(password))
+        audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
+        db.session.commit()
+        metrics.count_sign_in("locked")
+        return SignInResult(None, locked=True)
+    return user, reservation
 
 
 def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:

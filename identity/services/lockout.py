@@ -24,6 +24,7 @@ from flask import current_app
 
 from ..clock import now
 from ..store import lockout as store
+from ..store.accounts import SignInUser
 from ..store.writes import Write
 
 
@@ -43,13 +44,24 @@ class Reservation:
 def reserve(user_id: int) -> Reservation | None:
     """Count an attempt as failed, committed, before its hash; None while the user is locked (or gone)."""
     cfg, stamp = current_app.config, now()
-    limit = cfg["LOCKOUT_MAX_FAILURES"]
-    row = store.record_sign_in_attempt(user_id, stamp=stamp, limit=limit, lock_until=stamp + cfg["LOCKOUT_SECONDS"])
-    if row is None:
-        return None
-    count, locked_until = row
+    row = store.record_sign_in_attempt(user_id, stamp=stamp, limit=cfg["LOCKOUT_MAX_FAILURES"],
+                                       lock_until=stamp + cfg["LOCKOUT_SECONDS"])
+    return None if row is None else _reservation(user_id, *row)
+
+
+def reserve_by_login(key: str) -> tuple[SignInUser, Reservation] | None:
+    """reserve() for the enabled user whose normalized user name or email is `key`, and that user,
+    in one statement; None (nothing counted) if there is no such user, or it is disabled or locked."""
+    cfg, stamp = current_app.config, now()
+    user = store.record_sign_in_attempt_by_login(key, stamp=stamp, limit=cfg["LOCKOUT_MAX_FAILURES"],
+                                                 lock_until=stamp + cfg["LOCKOUT_SECONDS"])
+    return None if user is None else (user, _reservation(user.id, user.failed_attempts, user.locked_until))
+
+
+def _reservation(user_id: int, count: int, locked_until: int) -> Reservation:
+    """The reservation an attempt made, from the count and lock it left."""
     if count == 0:  # it reached the limit: the lock is its own
-        return Reservation(user_id, limit, max(locked_until, 1))
+        return Reservation(user_id, current_app.config["LOCKOUT_MAX_FAILURES"], max(locked_until, 1))
     return Reservation(user_id, count)
 
 

@@ -6,22 +6,35 @@ ORM object, no pool checkout).
 
 from collections import namedtuple
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, literal_column, or_, select, update
 
 from ..models import User
 from .connection import autocommit_connection
 from .mfa import second_factor_exists
 from .writes import Write
 
-# users are looked up by user name or email, normalized (as `key`)
-LOGIN_MATCHES = or_(User.username_normalized == bindparam("key"), User.email_normalized == bindparam("key"))
-_SIGN_IN_USER = select(
-    User.id, User.subject, User.username, User.name, User.email, User.password_version, User.email_verified,
-    User.password_hash, User.failed_attempts, User.locked_until, User.enabled,
-    second_factor_exists(User.id).label("has_second_factor"),  # whether a second step follows, in the same read
-).where(LOGIN_MATCHES)
-SignInUser = namedtuple("SignInUser", [column.key for column in _SIGN_IN_USER.selected_columns])
-_SET_PASSWORD_HASH = update(User.__table__).where(User.__table__.c.id == bindparam("user_id")).values(
+_USERS = User.__table__
+
+
+def login_matches(users) -> "ColumnElement[bool]":
+    """Users are looked up by user name or email, normalized (as the parameter `key`); `users` is
+    the table or an alias of it."""
+    return or_(users.c.username_normalized == bindparam("key"), users.c.email_normalized == bindparam("key"))
+
+
+LOGIN_MATCHES = login_matches(_USERS)
+#: what a sign-in reads of its user (here, and as lockout.py's reservation returns it)
+SIGN_IN_COLUMNS = (
+    _USERS.c.id, _USERS.c.subject, _USERS.c.username, _USERS.c.name, _USERS.c.email, _USERS.c.password_version,
+    _USERS.c.email_verified, _USERS.c.password_hash, _USERS.c.failed_attempts, _USERS.c.locked_until, _USERS.c.enabled,
+    # whether a second step follows, in the same read. The user's id by its qualified name: in an
+    # UPDATE's RETURNING, SQLAlchemy writes SQLite's columns unqualified, and a bare `id` inside
+    # the subquery would be the second factor's own.
+    second_factor_exists(literal_column(f"{_USERS.name}.id")).label("has_second_factor"),
+)
+_SIGN_IN_USER = select(*SIGN_IN_COLUMNS).where(LOGIN_MATCHES)
+SignInUser = namedtuple("SignInUser", [column.key for column in SIGN_IN_COLUMNS])
+_SET_PASSWORD_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id")).values(
     password_hash=bindparam("password_hash"))
 
 

@@ -4,9 +4,10 @@ What a reservation means, and why it comes before the hash, is services/lockout.
 here is how each is written. Built once, at import: every password check runs one.
 """
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import bindparam, case, select, update
 
 from ..models import User
+from .accounts import SIGN_IN_COLUMNS, SignInUser, login_matches
 from .connection import autocommit_connection
 from .writes import Write
 
@@ -22,6 +23,18 @@ _RESERVE = (
     .values(failed_attempts=case((_REACHES, 0), else_=_COUNT + 1),
             locked_until=case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL))
     .returning(_COUNT, _LOCKED_UNTIL)
+)
+# The same, for the enabled user a login names (as the sign-in's read finds it), returning that
+# user as the read would, with the count and lock as they now are: a sign-in's read and its
+# reservation in one statement. No row: no such user, disabled, or locked.
+_NAMED = _USERS.alias("named")
+_RESERVE_BY_LOGIN = (
+    update(_USERS)
+    .where(_USERS.c.id == select(_NAMED.c.id).where(login_matches(_NAMED)).limit(1).scalar_subquery(),
+           _USERS.c.enabled.is_(True), _LOCKED_UNTIL <= bindparam("now"))
+    .values(failed_attempts=case((_REACHES, 0), else_=_COUNT + 1),
+            locked_until=case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL))
+    .returning(*SIGN_IN_COLUMNS)
 )
 _SETTLE = (
     update(_USERS)
@@ -50,6 +63,20 @@ def record_sign_in_attempt(user_id: int, *, stamp: int, limit: int, lock_until: 
             return run.first(_RESERVE, params)
     # one statement, its own transaction, committed as durably as every security write
     return connection.durable_write_first(_RESERVE, params)
+
+
+def record_sign_in_attempt_by_login(key: str, *, stamp: int, limit: int, lock_until: int) -> SignInUser | None:
+    """record_sign_in_attempt for the user whose normalized user name or email is `key`, if that
+    user is enabled and not locked at `stamp`: the user, with failed_attempts and locked_until as
+    the attempt left them; else None, and nothing written."""
+    params = {"key": key, "now": stamp, "limit": limit, "until": lock_until}
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        with connection.sqlite_write() as run:
+            row = run.first(_RESERVE_BY_LOGIN, params)
+    else:
+        row = connection.durable_write_first(_RESERVE_BY_LOGIN, params)
+    return None if row is None else SignInUser._make(row)
 
 
 def settle_attempts(user_id: int, *, place: int, own_lock: int, stamp: int) -> Write:
