@@ -434,7 +434,10 @@ def test_a_rotation_due_in_the_middle_of_a_writing_request_leaves_the_request_it
 def test_a_first_key_made_by_a_request_that_rolls_back_never_signs_later(app):
     from identity.services import audit
 
-    worker = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=3600)  # a worker that rarely re-reads
+    # a worker that never re-reads on its own: longer than any host's uptime, which is what
+    # time.monotonic() counts (a ring marked for reload with 0 stayed fresh on a host up for less)
+    worker = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=10**9, SIGNING_KEY_PROPAGATION_SECONDS=2 * 10**9,
+                               SIGNING_KEY_ROTATION_SECONDS=4 * 10**9)
     try:
         with worker.test_request_context():
             audit.record("test_event")

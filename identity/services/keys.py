@@ -22,6 +22,7 @@ so a successor takes over at its activation time, not at the next reload.
 
 import hashlib
 import json
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -51,8 +52,10 @@ def _generate(alg: str):
 class KeyRing:
     """One worker's view of the key table."""
 
-    loaded_at: float = 0.0
-    forced_at: float = 0.0
+    # time.monotonic() of the last load and forced reload; -inf: never (monotonic time counts from
+    # the host's boot, so 0 is recent on a machine up for less than SIGNING_KEY_RELOAD_SECONDS)
+    loaded_at: float = -math.inf
+    forced_at: float = -math.inf
     by_kid: dict = field(default_factory=dict)  # kid -> joserfc key (published ones)
     schedule: dict = field(default_factory=dict)  # alg -> [(generation, activates_at, key)], newest first
     jwks_body: bytes = b'{"keys":[]}'
@@ -198,7 +201,7 @@ def _load(ring: KeyRing) -> None:
         tokens.forget_verified_tokens()
     ring.by_kid, ring.schedule, ring.jwks_body = by_kid, schedule, body
     ring.etag = hashlib.sha256(body).hexdigest()[:32]
-    ring.loaded_at = 0.0 if ring.provisional else _monotonic()
+    ring.loaded_at = -math.inf if ring.provisional else _monotonic()
 
 
 def _monotonic() -> float:
