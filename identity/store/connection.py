@@ -324,7 +324,10 @@ class AutocommitConnection:
         if self._lock_file is None or self._lock_file_pid != os.getpid():
             database = self.engine.url.database
             path = (database if database and database != ":memory:" else os.path.join(current_app.instance_path, "memory")) + ".writelock"
-            self._lock_file = open(path, "a+b")  # noqa: SIM115  (held for the process's life)
+            try:
+                self._lock_file = open(path, "a+b")  # noqa: SIM115  (held for the process's life)
+            except OSError as err:  # the database's directory is gone (a volume unmounted): it is down
+                self._raise("open the write lock", (), self.dialect.loaded_dbapi.OperationalError(err.strerror))
             self._lock_file_pid = os.getpid()
         fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
         try:
