@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import select, text, update
 
-from actions import AuthActions
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from identity.extensions import db
-from identity.models import AuditEvent, User, UserSession
+from identity.models import AuditEvent, AuthorizationCode, RefreshToken, User, UserSession
 from identity.store import connection as connection_module
 from identity.store import lockout as lockout_rows
 from identity.store.connection import autocommit_connection
@@ -260,6 +260,54 @@ def test_a_sign_in_reads_its_user_in_the_statement_that_counts_its_attempt(app, 
         assert db.session.scalar(select(UserSession.user_id).where(UserSession.user_id == alice_id)) == alice_id
         events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice_id)).all()
     assert events.count("sign_in") == 1 and "sign_in_failed" not in events
+
+
+def _code(oauth, scope: str) -> tuple[dict, str]:
+    """A code for mobile-pkce (signed in already): the token request's form, and the code."""
+    verifier, challenge = pkce_pair()
+    redirect_uri = "com.example.app:/callback"
+    response = oauth.authorize(client_id="mobile-pkce", redirect_uri=redirect_uri, scope=scope,
+                               code_challenge=challenge, code_challenge_method="S256")
+    code = redirect_params(response.headers["Location"])["code"]
+    return dict(grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=redirect_uri), code
+
+
+# the defaults: a worker reuses the client's snapshot and its signing keys for a few seconds
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 5, "SIGNING_KEY_RELOAD_SECONDS": 5}])
+def test_a_code_and_its_refresh_token_are_one_round_trip(app, seeded, client, tmp_path):
+    """Redeeming a code that brings a refresh token consumes the code and stores the token in one
+    statement on the durable connection, where BEGIN, the two statements and COMMIT were four
+    round trips (when no session transaction is open, writes.py: here, once the worker holds the
+    client's snapshot and the signing keys, as it does between reloads)."""
+    with app.app_context():
+        postgresql_only(autocommit_connection())
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+    assert AuthActions(client).login().status_code == 302
+    oauth = OAuthActions(client)
+    warm_up, _ = _code(oauth, "openid")
+    assert oauth.token("mobile-pkce", **warm_up).status_code == 200
+    redeem, code = _code(oauth, "openid offline_access")
+    with RoundTrips(_durable_in_use(app, alice_id), tmp_path) as trips:
+        token = oauth.token("mobile-pkce", **redeem)
+    assert token.status_code == 200, token.get_data(as_text=True)
+    assert trips.count == 1
+    with app.app_context():
+        code_row = db.session.scalars(select(AuthorizationCode).where(
+            AuthorizationCode.user_id == alice_id, AuthorizationCode.scope == "openid offline_access")).one()
+        refresh = db.session.scalars(select(RefreshToken).where(RefreshToken.user_id == alice_id)).one()
+        assert code_row.consumed_at and code_row.issued_jti
+        assert (refresh.family_id, refresh.client_id, refresh.access_token_jti, refresh.scope) == (
+            code_row.family_id, "mobile-pkce", code_row.issued_jti, "openid offline_access")
+        assert refresh.consumed_at is None and refresh.revoked_at is None and refresh.expires_at > refresh.issued_at
+        db.session.rollback()
+    # the refresh token works, and the code does not work twice (nor brings a second token)
+    assert oauth.token("mobile-pkce", grant_type="refresh_token",
+                       refresh_token=token.get_json()["refresh_token"]).status_code == 200
+    assert oauth.token("mobile-pkce", **redeem).status_code == 400
+    with app.app_context():
+        families = db.session.scalars(select(RefreshToken.family_id).where(RefreshToken.user_id == alice_id)).all()
+    assert len(families) == 2 and len(set(families)) == 1  # the first token and its rotation
 
 
 def test_several_writes_fail_together_and_leave_the_connection_usable(app, seeded, tmp_path):

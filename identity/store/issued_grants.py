@@ -56,6 +56,24 @@ _BURN_CODE = (
     .values(consumed_at=bindparam("stamp"))
 )
 
+# PostgreSQL: a code's consumption and its first refresh token in one statement, as a rotation;
+# the token is stored only if this statement consumed the code (the same conditions as _CONSUME_CODE).
+_CONSUME_CODE_POSTGRESQL = text("""
+    WITH consumed AS (
+        UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti
+        WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
+        RETURNING family_id
+    )
+    INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
+                                access_token_jti, issued_at, expires_at, user_agent, ip_address, amr)
+    SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
+           CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
+           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER),
+           CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR), CAST(:amr AS VARCHAR)
+    FROM consumed
+    RETURNING id
+""")
+
 
 def insert_code(values: dict) -> None:
     """Store a new code (committed): `values` has every name of _CODE_FIELDS."""
@@ -76,10 +94,20 @@ def burn_code(code_id: int, stamp: int) -> None:
 def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, successor: dict | None) -> bool:
     """Consume an unused, unexpired code, recording the access token it produced, and store the
     first refresh token of its family (`successor`, see `successor_values`), committed, once:
-    True for the one caller that wins; otherwise nothing is written."""
+    True for the one caller that wins; otherwise nothing is written.
+
+    On PostgreSQL, a code and its refresh token are one statement (one round trip, where BEGIN,
+    the two statements and COMMIT took four), unless the session holds a transaction (writes.py).
+    """
     # separate parameter sets: the session would add any key named like a column to the UPDATE
     consume = {"code_id": code_id, "stamp": stamp, "jti": access_token_jti}
-    return write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, successor) if successor is not None else None)
+    if successor is None:
+        return write_if((_CONSUME_CODE, consume), None)
+    connection = autocommit_connection()
+    if connection.is_sqlite or db.session().in_transaction():
+        return write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, successor))
+    params = {**successor, "code_id": code_id, "consumed_at": stamp, "code_jti": access_token_jti}
+    return connection.durable_write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
 _CODE_NONCE = (
