@@ -141,11 +141,10 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
 
     The attempt is counted as a failure, and committed, before the password is hashed
     (lockout.reserve_by_login, which reads the user in the same statement), so concurrent guesses
-    cannot outrun the lock. A failure then records its
-    audit event; a success returns the writes it needs (settle its reservation, rehash, audit),
-    for the caller to run with its own in one transaction. Unknown users cost the same time as
-    known ones, and a locked account fails whether or not the password is right; the caller shows
-    one message for every failure.
+    cannot outrun the lock. A failure then records its audit event; a success returns the writes
+    it needs (settle its reservation, rehash, audit), for the caller to run with its own in one
+    transaction. Unknown users cost the same time as known ones, and a locked account fails
+    whether or not the password is right; the caller shows one message for every failure.
     """
     key = normalize_login(login)
     # the common case, an enabled user not locked, in one statement: the read and the reservation

@@ -17,11 +17,12 @@ _REACHES = _COUNT + 1 >= bindparam("limit")
 
 # Refused (no row) while locked; otherwise counts the attempt, and the one that reaches the
 # limit sets the lock and starts the count again (as a failure always did).
+_COUNTED = {"failed_attempts": case((_REACHES, 0), else_=_COUNT + 1),
+            "locked_until": case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL)}
 _RESERVE = (
     update(_USERS)
     .where(_USERS.c.id == bindparam("user_id"), _LOCKED_UNTIL <= bindparam("now"))
-    .values(failed_attempts=case((_REACHES, 0), else_=_COUNT + 1),
-            locked_until=case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL))
+    .values(_COUNTED)
     .returning(_COUNT, _LOCKED_UNTIL)
 )
 # The same, for the enabled user a login names (as the sign-in's read finds it), returning that
@@ -32,8 +33,7 @@ _RESERVE_BY_LOGIN = (
     update(_USERS)
     .where(_USERS.c.id == select(_NAMED.c.id).where(login_matches(_NAMED)).limit(1).scalar_subquery(),
            _USERS.c.enabled.is_(True), _LOCKED_UNTIL <= bindparam("now"))
-    .values(failed_attempts=case((_REACHES, 0), else_=_COUNT + 1),
-            locked_until=case((_REACHES, bindparam("until")), else_=_LOCKED_UNTIL))
+    .values(_COUNTED)
     .returning(*SIGN_IN_COLUMNS)
 )
 _SETTLE = (
