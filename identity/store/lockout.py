@@ -56,27 +56,25 @@ def record_sign_in_attempt(user_id: int, *, stamp: int, limit: int, lock_until: 
     """Count an attempt of a user not locked at `stamp`, committed on its own: the new
     (failed_attempts, locked_until), the count back at 0 and the lock set to `lock_until` if it
     reached `limit`; None if the user is locked (or gone)."""
-    params = {"user_id": user_id, "now": stamp, "limit": limit, "until": lock_until}
-    connection = autocommit_connection()
-    if connection.is_sqlite:
-        with connection.sqlite_write() as run:
-            return run.first(_RESERVE, params)
-    # one statement, its own transaction, committed as durably as every security write
-    return connection.durable_write_first(_RESERVE, params)
+    return _run_reservation(_RESERVE, {"user_id": user_id, "now": stamp, "limit": limit, "until": lock_until})
 
 
 def record_sign_in_attempt_by_login(key: str, *, stamp: int, limit: int, lock_until: int) -> SignInUser | None:
     """record_sign_in_attempt for the user whose normalized user name or email is `key`, if that
     user is enabled and not locked at `stamp`: the user, with failed_attempts and locked_until as
     the attempt left them; else None, and nothing written."""
-    params = {"key": key, "now": stamp, "limit": limit, "until": lock_until}
+    row = _run_reservation(_RESERVE_BY_LOGIN, {"key": key, "now": stamp, "limit": limit, "until": lock_until})
+    return None if row is None else SignInUser._make(row)
+
+
+def _run_reservation(statement, params: dict):
+    """Run a reservation as one statement, its own transaction, committed as durably as every
+    security write; the row it returned, or None."""
     connection = autocommit_connection()
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
-            row = run.first(_RESERVE_BY_LOGIN, params)
-    else:
-        row = connection.durable_write_first(_RESERVE_BY_LOGIN, params)
-    return None if row is None else SignInUser._make(row)
+            return run.first(statement, params)
+    return connection.durable_write_first(statement, params)
 
 
 def settle_attempts(user_id: int, *, place: int, own_lock: int, stamp: int) -> Write:
