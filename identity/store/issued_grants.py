@@ -56,14 +56,13 @@ _BURN_CODE = (
     .values(consumed_at=bindparam("stamp"))
 )
 
-# PostgreSQL: a code's consumption and its first refresh token in one statement, as a rotation;
-# the token is stored only if this statement consumed the code (the same conditions as _CONSUME_CODE).
-_CONSUME_CODE_POSTGRESQL = text("""
-    WITH consumed AS (
-        UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti
-        WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
-        RETURNING family_id
-    )
+
+def _then_successor(consume: str):
+    """PostgreSQL: `consume` (an UPDATE ... RETURNING family_id of a code or a refresh token) and
+    the successor refresh token (successor_values' parameters) in one statement, one round trip,
+    one transaction: the token is stored only if this statement consumed the old grant."""
+    return text(f"""
+    WITH consumed AS ({consume})
     INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
                                 access_token_jti, issued_at, expires_at, user_agent, ip_address, amr)
     SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
@@ -72,7 +71,14 @@ _CONSUME_CODE_POSTGRESQL = text("""
            CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR), CAST(:amr AS VARCHAR)
     FROM consumed
     RETURNING id
-""")
+    """)
+
+
+# A code's consumption and its first refresh token, as a rotation (the conditions of _CONSUME_CODE).
+_CONSUME_CODE_POSTGRESQL = _then_successor("""
+        UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti
+        WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
+        RETURNING family_id""")
 
 
 def insert_code(values: dict) -> None:
@@ -168,23 +174,11 @@ _INSERT_SUCCESSOR = insert(RefreshToken).values(
     expires_at=bindparam("expires_at"), user_agent=bindparam("user_agent"), ip_address=bindparam("ip_address"),
     amr=bindparam("amr"),
 )
-# PostgreSQL: both in one statement (one round trip, one transaction); the successor is stored
-# only if this statement consumed the old token.
-_ROTATE_POSTGRESQL = text("""
-    WITH consumed AS (
+# PostgreSQL: both in one statement (_then_successor).
+_ROTATE_POSTGRESQL = _then_successor("""
         UPDATE refresh_tokens SET consumed_at = :stamp
         WHERE id = :rid AND consumed_at IS NULL AND revoked_at IS NULL
-        RETURNING family_id
-    )
-    INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
-                                access_token_jti, issued_at, expires_at, user_agent, ip_address, amr)
-    SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
-           CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
-           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER),
-           CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR), CAST(:amr AS VARCHAR)
-    FROM consumed
-    RETURNING id
-""")
+        RETURNING family_id""")
 
 
 def successor_values(grant, token_hash: str | None, *, scope: str, access_token_jti: str | None, stamp: int,
