@@ -21,7 +21,7 @@ from sqlalchemy import Select, and_, bindparam, insert, select, text, update
 from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User, UserSession
 from .connection import autocommit_connection
-from .writes import write, write_if
+from .writes import durable_alone, write, write_if
 
 # --- codes ---------------------------------------------------------------------------------
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
@@ -109,11 +109,11 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     consume = {"code_id": code_id, "stamp": stamp, "jti": access_token_jti}
     if successor is None:
         return write_if((_CONSUME_CODE, consume), None)
-    connection = autocommit_connection()
-    if connection.is_sqlite or db.session().in_transaction():
+    durable = durable_alone(autocommit_connection())
+    if durable is None:
         return write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, successor))
     params = {**successor, "code_id": code_id, "consumed_at": stamp, "code_jti": access_token_jti}
-    return connection.durable_write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
+    return durable.write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
 _CODE_NONCE = (

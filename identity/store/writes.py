@@ -28,8 +28,8 @@ def write(*statements: Write) -> list[int]:
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
             return [run(statement, _driver_values(params)) for statement, params in statements]
-    if not db.session().in_transaction():
-        durable = connection.durable()
+    durable = durable_alone(connection)
+    if durable is not None:
         if len(statements) == 1:
             statement, params = statements[0]
             return [durable.write_count(statement, _driver_values(params))]
@@ -57,8 +57,8 @@ def write_if(first: Write, then: Write | None) -> bool:
             if won and then is not None:
                 run(then[0], _driver_values(then[1]))
         return won
-    if not db.session().in_transaction():  # see the module's docstring
-        durable = connection.durable()
+    durable = durable_alone(connection)
+    if durable is not None:
         if then is None:
             return durable.write_count(first[0], _driver_values(first[1])) == 1
         with durable.transaction() as run:
@@ -79,6 +79,14 @@ def write_if(first: Write, then: Write | None) -> bool:
     else:
         db.session.rollback()
     return won
+
+
+def durable_alone(connection):
+    """The durable connection (connection.durable) when writes go there on their own: PostgreSQL,
+    with the session holding no transaction (see the module's docstring); else None."""
+    if connection.is_sqlite or db.session().in_transaction():
+        return None
+    return connection.durable()
 
 
 def _rows(statement, result) -> int:
