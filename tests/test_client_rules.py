@@ -64,6 +64,20 @@ def test_password_grant_limit_counts_other_body_encodings_too(client, flow_clien
 
 
 @pytest.mark.parametrize("app_config", [LIMITED])
+def test_password_grant_named_in_the_query_is_held_to_the_sign_in_limit(client, flow_clients):
+    """The token endpoint reads the query with the body: `?grant_type=password` is a password grant."""
+    body = {"username": "bob", "scope": "openid", "client_id": "legacy", "client_secret": "legacy-secret-0123456789"}
+    statuses = [client.post("/connect/token?grant_type=password", data={**body, "password": f"not-bobs-password-{i}"}).status_code
+                for i in range(3)]
+    assert statuses == [400, 400, 400]
+    limited = client.post("/connect/token?grant_type=password", data={**body, "password": BOB_PASSWORD})
+    assert limited.status_code == 429, limited.get_json()
+    assert "access_token" not in (limited.get_json() or {})
+    # the same in the body, after the query's three: one limit, counted once a request
+    assert password_grant(OAuthActions(client), BOB_PASSWORD).status_code == 429
+
+
+@pytest.mark.parametrize("app_config", [LIMITED])
 def test_other_grants_are_not_held_to_the_sign_in_limit(client, flow_clients):
     oauth = OAuthActions(client)
     statuses = [oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi").status_code

@@ -33,8 +33,12 @@ def not_a_password_grant() -> bool:
     """Exempt every grant but `password` from the sign-in limit: only it checks a user's password.
 
     A form body is read the way the token endpoint reads it (kept, so it is parsed again there);
-    any other body through werkzeug's parser, as Authlib's own request reads it.
+    any other body through werkzeug's parser, as Authlib's own request reads it. The query counts
+    too: the token endpoint reads its parameters from the query and the body together, so a
+    `grant_type=password` in the query is a password grant like one in the body.
     """
+    if ("grant_type", "password") in request.args.items(multi=True):
+        return False
     if is_form_post(request.environ):
         body = request.get_data(cache=True).decode("utf-8", "replace")
         return ("grant_type", "password") not in parse_qsl(body, keep_blank_values=True)
