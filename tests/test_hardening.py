@@ -177,6 +177,44 @@ def test_hsts_behind_a_trusted_tls_proxy(app):
     assert "Strict-Transport-Security" in response.headers
 
 
+# --- plain HTTP that did not come through a TLS proxy --------------------------------------------
+
+PLAIN_HTTP = "http://id.example.com"  # not a loopback host: Authlib refuses OAuth over it
+
+
+@pytest.mark.parametrize("path", ["/connect/token", "/connect/revocation", "/connect/introspect"])
+def test_a_protocol_request_over_plain_http_is_an_oauth_error_not_a_500(app, seeded, path):
+    """Authlib refuses to build an OAuth request over plain HTTP (InsecureTransportError); that
+    refusal is the answer, not an unhandled error: a TLS proxy that is not trusted, or a client
+    that reached the server's port directly, learns what is wrong."""
+    response = app.test_client().post(path, base_url=PLAIN_HTTP, data={
+        "grant_type": "client_credentials", "token": "x", "client_id": "service",
+        "client_secret": "service-secret-change-me"})
+    assert response.status_code == 400, (response.status_code, response.get_json())
+    assert response.get_json()["error"] == "insecure_transport"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_an_authorization_request_over_plain_http_is_refused_on_a_page_not_a_500(app, seeded):
+    response = app.test_client().get("/connect/authorize?client_id=spa&response_type=code&scope=openid"
+                                     "&redirect_uri=http://127.0.0.1:8080/callback", base_url=PLAIN_HTTP)
+    assert response.status_code == 400, (response.status_code, response.get_data(as_text=True)[:300])
+    assert "Location" not in response.headers  # an error page here, never a redirect over plain HTTP
+    assert "OAuth 2 MUST utilize https." in response.get_data(as_text=True)
+
+
+def test_no_route_answers_plain_http_with_a_server_error(app, seeded):
+    client = app.test_client()
+    answers = {}
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<[^>]+>", "x", rule.rule)
+        for method in sorted(rule.methods & {"GET", "POST", "PUT", "DELETE"}):
+            answers[method, path] = client.open(path, method=method, base_url=PLAIN_HTTP,
+                                                data={"grant_type": "client_credentials", "token": "x"}).status_code
+    assert len(answers) > 40, answers
+    assert {key: status for key, status in answers.items() if status >= 500} == {}
+
+
 # --- no caching of pages and answers that hold secrets ------------------------------------------
 
 

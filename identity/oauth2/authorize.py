@@ -179,8 +179,8 @@ def _parameter_error(params: AuthorizationParams, redirect_uri: str | None):
 def validate(principal, params: AuthorizationParams):
     """The Validated request, or the decision that answers an invalid one."""
     user = principal.user if principal.is_authenticated else None
-    oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)
-    try:
+    try:  # building the request refuses plain HTTP (InsecureTransportError, an OAuth2Error)
+        oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)
         grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:
         return error_decision(_parameter_error(params, error.redirect_uri) or error, params)

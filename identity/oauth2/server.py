@@ -5,7 +5,7 @@ import secrets
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.endpoint import EndpointRequest
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InsecureTransportError, InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import Flask, current_app, g
@@ -132,17 +132,24 @@ class Server(AuthorizationServer):
     def authenticate_client(self, request, methods, endpoint="token"):
         return authenticate_client(self.query_client, request, methods, endpoint)
 
+    def checked_request(self, request):
+        """(the OAuth2 request, None), or (None, the error that answers it): a request over plain
+        HTTP (Authlib refuses to build one), or one whose parameters are refused as such."""
+        try:
+            request = self.create_oauth2_request(request)
+        except InsecureTransportError as error:
+            return None, error
+        return request, request_parameter_error(request)
+
     def create_token_response(self, request=None):
-        request = self.create_oauth2_request(request)
-        error = request_parameter_error(request)
+        request, error = self.checked_request(request)
         if error is not None:
             return self.handle_error_response(request, error)
         return super().create_token_response(request)
 
     def create_endpoint_response(self, name, request=None):
         if not isinstance(request, EndpointRequest):
-            request = self.create_oauth2_request(request)
-            error = request_parameter_error(request)
+            request, error = self.checked_request(request)
             if error is not None:
                 return self.handle_error_response(request, error)
         return super().create_endpoint_response(name, request)
