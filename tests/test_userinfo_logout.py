@@ -156,6 +156,20 @@ def test_cors_preflight_and_response_only_for_registered_origins(oauth):
     assert "Access-Control-Allow-Origin" not in not_cors.headers
 
 
+@pytest.mark.parametrize("method, path", [("GET", "/localapi/account"), ("POST", "/localapi/password"),
+                                          ("PUT", "/localapi/email"), ("DELETE", "/localapi/sessions"),
+                                          ("DELETE", "/localapi/sessions/abc")])
+def test_cors_preflight_allows_each_local_api_method(oauth, method, path):
+    """A browser app calls every route of the local API, not only its GETs and POSTs."""
+    pre = oauth.client.options(path, headers={"Origin": "https://web.example.com", "Access-Control-Request-Method": method,
+                                              "Access-Control-Request-Headers": "authorization, content-type"})
+    assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "https://web.example.com"
+    assert method in [m.strip() for m in pre.headers["Access-Control-Allow-Methods"].split(",")]
+    token = oauth.client.options("/connect/token", headers={"Origin": "https://web.example.com",
+                                                            "Access-Control-Request-Method": "DELETE"})
+    assert token.headers["Access-Control-Allow-Methods"] == "GET, POST"  # the protocol endpoints take no more
+
+
 def test_cors_responses_vary_on_origin_once_beside_their_own_vary(oauth):
     pre = oauth.client.options("/connect/token", headers={"Origin": "https://web.example.com", "Access-Control-Request-Method": "POST"})
     assert pre.headers.getlist("Vary") == ["Origin"]

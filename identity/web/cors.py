@@ -6,8 +6,14 @@ from werkzeug.http import parse_set_header
 
 from ..services.clients import cors_origins
 
-CORS_PATHS = ("/connect/token", "/connect/userinfo", "/connect/revocation", "/.well-known/openid-configuration", "/localapi/")
 ALLOWED_HEADERS = "Authorization, Content-Type"
+LOCAL_API = "/localapi/"
+CORS_PATHS = ("/connect/token", "/connect/userinfo", "/connect/revocation", "/.well-known/openid-configuration", LOCAL_API)
+
+
+def allowed_methods(path: str) -> str:
+    """The methods a preflight allows: the local API's routes also change (PUT) and end (DELETE)."""
+    return "GET, POST, PUT, DELETE" if path.startswith(LOCAL_API) else "GET, POST"
 
 
 class Cors:
@@ -31,7 +37,7 @@ class Cors:
         if is_preflight:
             headers = [("Content-Type", "text/plain"), ("Content-Length", "0"), ("Vary", "Origin")]
             if origin:
-                headers += [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Methods", "GET, POST"),
+                headers += [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Methods", allowed_methods(environ.get("PATH_INFO", ""))),
                             ("Access-Control-Allow-Headers", ALLOWED_HEADERS), ("Access-Control-Max-Age", "600")]
             start_response("204 NO CONTENT", headers)
             return [b""]
