@@ -126,12 +126,13 @@ def cache_control(host_derived: bool, max_age: int) -> str:
 
 def _respond(body: bytes, etag: str, *, host_derived: bool = False) -> Response:
     cache = cache_control(host_derived, current_app.config["DISCOVERY_CACHE_SECONDS"])
-    if request.if_none_match.contains(etag):
+    if request.if_none_match.contains_weak(etag):  # If-None-Match compares weakly (RFC 9110, 13.1.2)
         response = Response(status=304)
     else:
         response = Response(body, mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = cache
+    response.vary.add("Origin")  # a CORS request gets its own copy, with Access-Control-Allow-Origin
     return response
 
 

@@ -8,6 +8,7 @@ CORS request, a query string) goes to Flask as usual.
 """
 
 from flask import Flask
+from werkzeug.http import parse_etags
 
 from ..services.keys import cached_jwks
 from .discovery import cache_control, cached_document
@@ -23,10 +24,13 @@ class FastDocuments:
         cfg = app.config
         self.issuer = (cfg.get("ISSUER") or "").rstrip("/") or None
         max_age = cfg["DISCOVERY_CACHE_SECONDS"]
-        self.jwks_headers = [("Content-Type", "application/json"), ("Cache-Control", cache_control(False, max_age))]
+        # Vary: Origin, as the Flask views send it: a shared cache must not answer a CORS request
+        # with this copy, which has no Access-Control-Allow-Origin
+        self.jwks_headers = [("Content-Type", "application/json"), ("Cache-Control", cache_control(False, max_age)),
+                             ("Vary", "Origin")]
         # without ISSUER the document names the request's Host: never for a shared cache
         self.discovery_headers = [("Content-Type", "application/json"),
-                                  ("Cache-Control", cache_control(self.issuer is None, max_age))]
+                                  ("Cache-Control", cache_control(self.issuer is None, max_age)), ("Vary", "Origin")]
 
     def _cached(self, environ) -> tuple[bytes, str] | None:
         """The document and its ETag from its owner's cache (services/keys.py, discovery.py), or None."""
@@ -49,7 +53,7 @@ class FastDocuments:
         quoted = f'"{etag}"'
         static = self.jwks_headers if environ["PATH_INFO"] == JWKS_PATH else self.discovery_headers
         headers = static + [("ETag", quoted)]
-        if quoted in environ.get("HTTP_IF_NONE_MATCH", ""):
+        if "HTTP_IF_NONE_MATCH" in environ and parse_etags(environ["HTTP_IF_NONE_MATCH"]).contains_weak(etag):
             start_response("304 Not Modified", [h for h in headers if h[0] != "Content-Type"])
             return [b""]
         start_response("200 OK", headers + [("Content-Length", str(len(body)))])
