@@ -215,6 +215,18 @@ def test_no_route_answers_plain_http_with_a_server_error(app, seeded):
     assert {key: status for key, status in answers.items() if status >= 500} == {}
 
 
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": "https://id.example.com"}])
+def test_a_client_sent_forwarded_prefix_does_not_steer_redirects(app, seeded):
+    """A proxy that sets X-Forwarded-For/-Proto/-Host (the documented nginx block) passes on a
+    client's own X-Forwarded-Prefix; it must not become the base of the app's redirects."""
+    proxied = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com",
+               "X-Forwarded-Port": "443", "X-Forwarded-Prefix": "//evil.example"}
+    response = app.test_client().get("/account/password", headers=proxied)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/account/login?"), response.headers["Location"]
+    assert "evil.example" not in response.headers["Location"]
+
+
 # --- no caching of pages and answers that hold secrets ------------------------------------------
 
 

@@ -256,8 +256,11 @@ def init_app(app: Flask) -> None:
 
 
 def proxy_fix(app: Flask, wsgi_app):
-    """The outermost WSGI layer: client address, scheme and host from TRUST_PROXY_HOPS proxies (0: none)."""
+    """The outermost WSGI layer: client address, scheme and host from TRUST_PROXY_HOPS proxies (0: none).
+
+    Not X-Forwarded-Prefix: the server answers at the root of its host, and a proxy that does
+    not set that header passes on the client's own, which would become the base of redirects."""
     hops = int(app.config["TRUST_PROXY_HOPS"])
     if hops <= 0:
         return wsgi_app
-    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
