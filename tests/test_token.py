@@ -249,3 +249,41 @@ def test_get_on_token_endpoint_is_not_allowed_json(oauth):
 def test_huge_token_request_is_413_json(oauth):
     response = oauth.client.post("/connect/token", data={"grant_type": "x" * 200_000})
     assert response.status_code == 413 and response.get_json()["error"] == "invalid_request"
+
+
+# --- token_type_hint orders the search at revocation and introspection, it never narrows it ------
+
+WEB_BASIC = {"Authorization": "Basic " + base64.b64encode(b"web:web-secret-0123456789").decode()}
+
+
+def _web_tokens(oauth, scope="openid profile offline_access"):
+    token, _ = oauth.code_flow(client_id="web", scope=scope)
+    assert token.status_code == 200, token.get_json()
+    return token.get_json()
+
+
+@pytest.mark.parametrize("hint", ["refresh_token", "urn:example:other"])
+def test_revocation_under_a_wrong_or_unknown_hint_still_revokes_the_access_token(oauth, hint):
+    """RFC 7009 section 2.1: a server that does not find the token under the hinted type MUST
+    search the others. A 200 that left the token working would tell the client it was revoked."""
+    access = _web_tokens(oauth, scope="openid profile")["access_token"]
+    bearer = {"Authorization": f"Bearer {access}"}
+    assert oauth.client.get("/connect/userinfo", headers=bearer).status_code == 200
+    revoked = oauth.client.post("/connect/revocation", data={"token": access, "token_type_hint": hint}, headers=WEB_BASIC)
+    assert revoked.status_code == 200, revoked.get_json()  # an unknown hint is ignored, not a 401
+    assert oauth.client.get("/connect/userinfo", headers=bearer).status_code == 401
+
+
+def test_revocation_of_a_refresh_token_under_the_access_token_hint_revokes_it(oauth):
+    refresh = _web_tokens(oauth)["refresh_token"]
+    revoked = oauth.client.post("/connect/revocation", data={"token": refresh, "token_type_hint": "access_token"},
+                                headers=WEB_BASIC)
+    assert revoked.status_code == 200
+    assert oauth.token("web", grant_type="refresh_token", refresh_token=refresh).get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("which, hint", [("access_token", "refresh_token"), ("refresh_token", "access_token")])
+def test_introspection_under_the_other_hint_still_finds_the_token(oauth, which, hint):
+    token = _web_tokens(oauth)[which]
+    body = oauth.client.post("/connect/introspect", data={"token": token, "token_type_hint": hint}, headers=WEB_BASIC).get_json()
+    assert body["active"] is True, body

@@ -89,6 +89,13 @@ class RevocationEndpoint(_RevocationEndpoint):
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
 
+    def check_params(self, request, client):
+        """As Authlib's, but a hint the server does not understand is ignored, not an error (401
+        unsupported_token_type): a hint only orders the search (RFC 7009 section 2.1), and
+        find_token searches every type this server issues."""
+        if "token" not in request.form:
+            raise InvalidRequestError("token is required")
+
     def revoke_token(self, token, request):
         token.revoke()  # a service call that commits (services/issued_grants.py)
 

@@ -69,13 +69,16 @@ class RefreshTokenRecord:
 
 
 def find_token(value: str, hint: str | None):
-    """Look a token up as an access token (JWT) or a refresh token (by hash); None if unknown."""
+    """Look a token up as an access token (JWT), then as a refresh token (by hash); None if
+    unknown. The hint does not narrow the search: a server that does not find the token under
+    the hinted type MUST search the others (RFC 7009 section 2.1, RFC 7662 section 2.1), and a
+    JWT that does not verify may still be some other kind of token."""
     if not isinstance(value, str) or not value or len(value) > 8192:
         return None
-    if value.count(".") == 2 and hint != "refresh_token":
+    if value.count(".") == 2:
         try:
             return AccessTokenRecord(tokens.verify_access_token(value))
         except InvalidToken:
-            return None
+            pass
     row = issued_grants.find_refresh_token(value)
     return RefreshTokenRecord(row) if row is not None else None
