@@ -105,3 +105,25 @@ def test_the_password_grant_refuses_an_unverified_address(app, client, flow_clie
         db.session.commit()
     assert oauth.token("legacy", grant_type="password", username="bob", password="marble-violet-canyon-482",
                        scope="openid").status_code == 200
+
+
+def test_the_consent_page_is_no_way_around_the_requirement(client, strict):
+    """The consent page checks what the authorization endpoint checks: opening /consent with the
+    pending request's parameters directly, and allowing, must not issue a code for an unverified
+    address either."""
+    from urllib.parse import urlencode
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    _, challenge = pkce_pair()
+    params = oauth.authorize_params(client_id="mobile-pkce", scope="openid email", redirect_uri=REDIRECT,
+                                    code_challenge=challenge, code_challenge_method="S256")
+    direct = client.get("/connect/authorize?" + urlencode(params))
+    assert "/account/email/required" in direct.headers["Location"]  # the authorization endpoint stops
+    consent_url = "/consent?" + urlencode(params)
+    page = client.get(consent_url)
+    assert page.status_code == 302 and "/account/email/required" in page.headers["Location"], page.status_code
+    token = csrf_token(client.get("/account/password").get_data(as_text=True))  # the session's CSRF token
+    allowed = client.post(consent_url, data={"csrf_token": token, "decision": "allow"})
+    assert allowed.status_code == 302
+    assert "code" not in redirect_params(allowed.headers.get("Location", "")), allowed.headers.get("Location")

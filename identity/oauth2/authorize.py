@@ -241,6 +241,8 @@ def consent_prompt(principal, params: AuthorizationParams):
     second_factor = second_factor_decision(checked, principal)  # the consent page is no way around it
     if second_factor is not None:
         return second_factor
+    if needs_verified_email(checked, principal):
+        return NeedsVerifiedEmail(authorization_params(params))
     client = checked.grant.request.client.row
     return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
 
