@@ -109,3 +109,18 @@ def test_grants_page_lists_and_revokes_consent_and_refresh_tokens(oauth, app, cl
 
 def test_grants_page_needs_sign_in(client, seeded):
     assert client.get("/account/grants").status_code == 302
+
+
+@pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "-1"}])
+def test_the_consent_page_asks_for_a_new_sign_in_where_the_authorization_endpoint_would(oauth, app, extra):
+    """The consent page applies the authorization endpoint's checks before its own: opened with a
+    request that asks for a new sign-in (prompt=login, or a max_age the sign-in is older than),
+    it sends the person to sign in, and allowing there issues nothing."""
+    location = _spa(oauth).headers["Location"]  # the consent page for a request without them
+    asked = location + "&" + urlencode(extra)
+    page = oauth.client.get(asked)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/account/login?"), page.status_code
+    token = csrf_token(oauth.client.get(location).get_data(as_text=True))
+    allowed = oauth.client.post(asked, data={"csrf_token": token, "decision": "allow"})
+    assert "code" not in redirect_params(allowed.headers.get("Location", ""))
+    assert _count(app, AuthorizationCode) == 0

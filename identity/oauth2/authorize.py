@@ -208,11 +208,11 @@ def grant_response(checked: Validated, principal):
     return Respond(checked.reply, sent)
 
 
-def authorize(principal, params: AuthorizationParams):
-    """Decide the answer to an authorization request for this principal (signed in or not)."""
-    checked = validate(principal, params)
-    if not isinstance(checked, Validated):
-        return checked
+def _person_needed(checked: Validated, principal):
+    """What the person must do before a valid request is answered, or consented to: sign in
+    (again), use or set up a second factor, verify their address; None when nothing. One place
+    for the authorization endpoint and the consent page, so neither is a way around the other."""
+    params = checked.params
     prompts = _prompts(params)
     reason = _login_reason(principal, params)
     if reason is not None:
@@ -226,23 +226,33 @@ def authorize(principal, params: AuthorizationParams):
         if "none" in prompts:
             return error_decision(InteractionRequiredError(redirect_uri=checked.reply.redirect_uri), params)
         return NeedsVerifiedEmail(authorization_params(params))
+    return None
+
+
+def authorize(principal, params: AuthorizationParams):
+    """Decide the answer to an authorization request for this principal (signed in or not)."""
+    checked = validate(principal, params)
+    if not isinstance(checked, Validated):
+        return checked
+    needed = _person_needed(checked, principal)
+    if needed is not None:
+        return needed
     if needs_consent(checked, principal):
-        if "none" in prompts:
+        if "none" in _prompts(params):
             return error_decision(ConsentRequiredError(redirect_uri=checked.reply.redirect_uri), params)
         return NeedsConsent(authorization_params(params, drop_prompt="consent"))
     return grant_response(checked, principal)
 
 
 def consent_prompt(principal, params: AuthorizationParams):
-    """The ConsentPrompt for a valid request, or the decision that answers an invalid one."""
+    """The ConsentPrompt for a valid request, or the decision that answers an invalid one (or
+    one the person must first do something for, as at the authorization endpoint)."""
     checked = validate(principal, params)
     if not isinstance(checked, Validated):
         return checked
-    second_factor = second_factor_decision(checked, principal)  # the consent page is no way around it
-    if second_factor is not None:
-        return second_factor
-    if needs_verified_email(checked, principal):
-        return NeedsVerifiedEmail(authorization_params(params))
+    needed = _person_needed(checked, principal)
+    if needed is not None:
+        return needed
     client = checked.grant.request.client.row
     return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
 
