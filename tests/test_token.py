@@ -287,3 +287,35 @@ def test_introspection_under_the_other_hint_still_finds_the_token(oauth, which, 
     token = _web_tokens(oauth)[which]
     body = oauth.client.post("/connect/introspect", data={"token": token, "token_type_hint": hint}, headers=WEB_BASIC).get_json()
     assert body["active"] is True, body
+
+
+# --- a refresh with a narrower scope narrows the access token, never the refresh token ----------
+
+
+def test_a_narrower_refresh_keeps_the_refresh_tokens_own_scope(oauth):
+    """RFC 6749 section 6: a new refresh token's scope MUST be identical to the one presented;
+    only the access token is narrowed."""
+    tokens = _web_tokens(oauth)
+    narrowed = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"],
+                           scope="openid offline_access")
+    assert narrowed.status_code == 200, narrowed.get_json()
+    assert narrowed.get_json()["scope"] == "openid offline_access"
+    again = oauth.token("web", grant_type="refresh_token", refresh_token=narrowed.get_json()["refresh_token"])
+    assert again.status_code == 200, again.get_json()
+    assert set(again.get_json()["scope"].split()) == {"openid", "profile", "offline_access"}
+
+
+def test_a_refresh_narrowed_without_offline_access_still_rotates_the_refresh_token(oauth):
+    """Narrowing the access token away from offline_access used to issue no new refresh token
+    while consuming the old one, so the client's next refresh (with the token it rightly kept)
+    was taken for a replay and revoked the family. The refresh token follows its own scope."""
+    tokens = _web_tokens(oauth)
+    narrowed = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"],
+                           scope="openid profile")
+    assert narrowed.status_code == 200, narrowed.get_json()
+    body = narrowed.get_json()
+    assert body["scope"] == "openid profile" and "refresh_token" in body, body
+    again = oauth.token("web", grant_type="refresh_token", refresh_token=body["refresh_token"])
+    assert again.status_code == 200, again.get_json()
+    access = again.get_json()["access_token"]
+    assert oauth.client.get("/connect/userinfo", headers={"Authorization": f"Bearer {access}"}).status_code == 200

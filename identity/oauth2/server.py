@@ -56,7 +56,8 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     context.issued_jti = issued.jti
     metrics.count_token("hybrid" if grant_type == "code" else grant_type, client.client_id)  # hybrid's is "code"
     token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
-    if include_refresh_token and user is not None and client.row.allow_offline_access and OFFLINE_ACCESS in scope.split():
+    granted = context.rotating.scope if context.rotating is not None else scope
+    if include_refresh_token and user is not None and client.row.allow_offline_access and OFFLINE_ACCESS in granted.split():
         token["refresh_token"] = secrets.token_urlsafe(32)
     return token
 
@@ -69,7 +70,7 @@ def save_token(token, request):
     context = grant_context()
     refresh_token = token.get("refresh_token")
     if context.rotating is not None:
-        if not grant_service.rotate_refresh_token(context.rotating, refresh_token, scope=token["scope"],
+        if not grant_service.rotate_refresh_token(context.rotating, refresh_token, scope=context.rotating.scope,
                                                 access_token_jti=context.issued_jti):
             raise InvalidGrantError("refresh token was already used")
         return
