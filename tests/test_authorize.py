@@ -287,3 +287,72 @@ def test_a_nonce_already_carried_by_a_live_code_is_refused_as_a_replay(oauth, ap
     assert run.autocommit >= 1
     other_client = redirect_params(code_request("web", "n-replayed").headers["Location"])
     assert "code" in other_client and _codes(app) == 2
+
+
+# --- OpenID Connect Core 3.1.2.1 and 6: prompt, max_age, id_token_hint, request objects ---------
+
+
+def test_max_age_zero_asks_for_a_new_sign_in_once(oauth):
+    """max_age=0 is prompt=login (Core 3.1.2.1): asked whatever the session's age, and dropped
+    from the request the sign-in resumes, so it is not asked again."""
+    location = oauth.authorize(client_id="web", max_age="0").headers["Location"]
+    assert location.startswith("/account/login"), location
+    assert "max_age" not in unquote(location)
+
+
+def test_prompt_select_account_goes_through_the_sign_in_page_once(oauth):
+    """The sign-in page is where a person picks the account: select_account is asked there, not ignored."""
+    location = oauth.authorize(client_id="web", prompt="select_account").headers["Location"]
+    assert location.startswith("/account/login"), location
+    assert "select_account" not in unquote(location)
+    signed_out = OAuthActions(oauth.client.application.test_client())
+    refused = signed_out.authorize(client_id="web", prompt="none select_account")
+    assert redirect_params(refused.headers["Location"])["error"] == "invalid_request"  # none stands alone
+
+
+def test_prompt_consent_asks_even_a_client_without_require_consent(oauth, app):
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="mobile-pkce", redirect_uri="com.example.app:/callback", prompt="consent",
+                               code_challenge=challenge, code_challenge_method="S256")
+    location = response.headers["Location"]
+    assert location.startswith("/consent?") and "prompt" not in unquote(location), location
+    assert _codes(app) == 0
+    allowed = oauth.consent(location, decision="allow")
+    assert "code" in redirect_params(allowed.headers["Location"])
+
+
+def _id_token(oauth):
+    token, _ = oauth.code_flow(client_id="web", scope="openid profile")
+    return token.get_json()["id_token"]
+
+
+def test_an_id_token_hint_of_another_user_is_not_answered_for_the_signed_in_one(oauth, client):
+    from conftest import BOB_PASSWORD
+
+    alice_hint = _id_token(oauth)
+    AuthActions(client).logout()
+    AuthActions(client).login(username="bob", password=BOB_PASSWORD)
+    silent = oauth.authorize(client_id="web", prompt="none", id_token_hint=alice_hint)
+    assert redirect_params(silent.headers["Location"]).get("error") == "login_required"
+    asked = oauth.authorize(client_id="web", id_token_hint=alice_hint)
+    assert asked.headers["Location"].startswith("/account/login")  # sign in as the user it names
+    bob_hint = _id_token(oauth)
+    assert "code" in redirect_params(oauth.authorize(client_id="web", prompt="none", id_token_hint=bob_hint).headers["Location"])
+
+
+def test_an_id_token_hint_this_server_did_not_issue_is_invalid_request(oauth):
+    forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."
+    params = redirect_params(oauth.authorize(client_id="web", id_token_hint=forged).headers["Location"])
+    assert params.get("error") == "invalid_request" and "code" not in params, params
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("request", "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9.", "request_not_supported"),
+    ("request_uri", "https://web.example.com/request.jwt", "request_uri_not_supported"),
+])
+def test_request_objects_are_refused_not_ignored(oauth, app, name, value, error):
+    """Core 6.1, 6.2: an OP that does not take request objects MUST refuse them (discovery says
+    request_parameter_supported: false), not answer the unsigned parameters beside them."""
+    params = redirect_params(oauth.authorize(client_id="web", **{name: value}).headers["Location"])
+    assert params.get("error") == error and "code" not in params, params
+    assert _codes(app) == 0

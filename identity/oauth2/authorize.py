@@ -11,12 +11,14 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import (
+    ConsentRequiredError, InteractionRequiredError, LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError,
+)
 from flask import request
 from werkzeug.datastructures import MultiDict
 
 from ..clock import now
-from ..services import consent, logout, mfa
+from ..services import consent, logout, mfa, tokens
 from .context import grant_context
 from .decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError
 from .parameters import parameter_error, repeated_names
@@ -56,6 +58,7 @@ class Validated:
     grant: object
     reply: ReplyTo
     params: AuthorizationParams
+    hinted_subject: str | None = None  # the `sub` of a verified id_token_hint
 
 
 @dataclass(frozen=True)
@@ -83,36 +86,49 @@ def _prompts(params: AuthorizationParams) -> list[str]:
     return (params.values.get("prompt") or "").split()
 
 
-def _max_age_exceeded(principal, params: AuthorizationParams) -> bool:
-    raw = params.values.get("max_age")
-    if raw is None or not principal.is_authenticated:
-        return False
+# What a new sign-in answers: prompt=login; prompt=select_account (the sign-in page is where a
+# person picks the account); max_age=0, which OpenID Connect Core 3.1.2.1 makes prompt=login.
+SIGN_IN_PROMPTS = ("login", "select_account")
+
+
+def _max_age(params: AuthorizationParams) -> int | None:
     try:
-        max_age = int(raw)
-    except ValueError:
-        return False
-    return now() - principal.auth_time > max_age
+        return int(params.values["max_age"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _max_age_exceeded(principal, params: AuthorizationParams) -> bool:
+    max_age = _max_age(params)
+    return max_age is not None and principal.is_authenticated and now() - principal.auth_time > max_age
 
 
 def authorization_params(params: AuthorizationParams, drop_prompt: str | None = None) -> dict:
-    """The request's parameters to carry to the next step, without `drop_prompt` (so it is not asked again)."""
+    """The request's parameters to carry to the next step, without `drop_prompt` (so it is not
+    asked again); "login" drops all that a new sign-in answers (SIGN_IN_PROMPTS, max_age=0)."""
     carried = {k: v for k, v in params.values.items(multi=False) if k not in FORM_FIELDS}
+    dropped = SIGN_IN_PROMPTS if drop_prompt == "login" else (drop_prompt,)
     if drop_prompt and "prompt" in carried:
-        remaining = [p for p in carried["prompt"].split() if p != drop_prompt]
+        remaining = [p for p in carried["prompt"].split() if p not in dropped]
         if remaining:
             carried["prompt"] = " ".join(remaining)
         else:
             del carried["prompt"]
+    if drop_prompt == "login" and _max_age(params) == 0:
+        del carried["max_age"]
     return carried
 
 
-def _login_reason(principal, params: AuthorizationParams) -> str | None:
+def _login_reason(principal, checked: Validated) -> str | None:
+    params = checked.params
     if not principal.is_authenticated:
         return "signed_out"
-    if "login" in _prompts(params):
+    if set(SIGN_IN_PROMPTS) & set(_prompts(params)) or _max_age(params) == 0:
         return "prompt_login"
     if _max_age_exceeded(principal, params):
         return "max_age"
+    if checked.hinted_subject is not None and checked.hinted_subject != principal.user.subject:
+        return "another_user"  # the client asks for the user its id_token_hint names
     return None
 
 
@@ -152,11 +168,13 @@ def needs_verified_email(checked: Validated, principal) -> bool:
 
 
 def needs_consent(checked: Validated, principal) -> bool:
+    """Whether to ask: prompt=consent asks whatever the client (OpenID Connect Core 3.1.2.1); else
+    a client with require_consent asks unless the user's remembered consent covers the scopes."""
+    if "consent" in _prompts(checked.params):
+        return True
     client = checked.grant.request.client.row
     if not client.require_consent:
         return False
-    if "consent" in _prompts(checked.params):
-        return True
     return not consent.has_consent(principal.user.id, client.client_id, checked.grant.request.scope.split())
 
 
@@ -176,6 +194,16 @@ def _parameter_error(params: AuthorizationParams, redirect_uri: str | None):
     return error
 
 
+def _request_object_error(params: AuthorizationParams, redirect_uri: str):
+    """OpenID Connect Core 6.1 and 6.2: an OP that does not take request objects (discovery says
+    so) MUST refuse `request` and `request_uri`, not answer the unsigned parameters beside them."""
+    if "request" in params.values:
+        return RequestNotSupportedError(redirect_uri=redirect_uri)
+    if "request_uri" in params.values:
+        return RequestURINotSupportedError(redirect_uri=redirect_uri)
+    return None
+
+
 def validate(principal, params: AuthorizationParams):
     """The Validated request, or the decision that answers an invalid one."""
     user = principal.user if principal.is_authenticated else None
@@ -186,11 +214,20 @@ def validate(principal, params: AuthorizationParams):
         return error_decision(_parameter_error(params, error.redirect_uri) or error, params)
     reply = reply_to(grant.request.client.row, params.values)
     error = _parameter_error(params, reply.redirect_uri if reply is not None else None)
+    if error is None and reply is not None:
+        error = _request_object_error(params, reply.redirect_uri)
     if error is None and reply is None:  # Authlib checked it already; never answer an unchecked URI
         error = InvalidRequestError("redirect_uri is not registered for this client")
+    hinted_subject = None
+    if error is None and "id_token_hint" in params.values:
+        try:
+            hinted_subject = tokens.verify_id_token_hint(params.values["id_token_hint"]).get("sub")
+        except tokens.InvalidToken:
+            error = InvalidRequestError("id_token_hint is not an ID token this server issued",
+                                        redirect_uri=reply.redirect_uri)
     if error is not None:
         return error_decision(error, params)
-    return Validated(grant, reply, params)
+    return Validated(grant, reply, params, hinted_subject)
 
 
 def grant_response(checked: Validated, principal):
@@ -214,7 +251,7 @@ def _person_needed(checked: Validated, principal):
     for the authorization endpoint and the consent page, so neither is a way around the other."""
     params = checked.params
     prompts = _prompts(params)
-    reason = _login_reason(principal, params)
+    reason = _login_reason(principal, checked)
     if reason is not None:
         if "none" in prompts:
             return error_decision(LoginRequiredError(redirect_uri=checked.reply.redirect_uri), params)

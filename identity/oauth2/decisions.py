@@ -21,7 +21,7 @@ class NeedsLogin:
     """Sign in (again), then resume the authorization request `params` (a dict of its parameters)."""
 
     params: dict
-    reason: str  # "signed_out", "prompt_login", "max_age" or "mfa" (a second factor is asked for)
+    reason: str  # "signed_out", "prompt_login", "max_age", "another_user" (id_token_hint) or "mfa"
 
 
 @dataclass(frozen=True)

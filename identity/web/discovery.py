@@ -80,7 +80,7 @@ def build_document(base: str) -> dict:
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
-            "prompt_values_supported": ["none", "login", "consent"],
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
             "acr_values_supported": ACR_VALUES,
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
