@@ -2,7 +2,7 @@
 
 import re
 import time
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -338,6 +338,11 @@ def test_an_id_token_hint_of_another_user_is_not_answered_for_the_signed_in_one(
     assert asked.headers["Location"].startswith("/account/login")  # sign in as the user it names
     bob_hint = _id_token(oauth)
     assert "code" in redirect_params(oauth.authorize(client_id="web", prompt="none", id_token_hint=bob_hint).headers["Location"])
+    # signing in there as the user the hint names answers the request (the sign-in resumes it)
+    return_url = parse_qs(urlsplit(asked.headers["Location"]).query)["returnUrl"][0]
+    answered = AuthActions(client).login(return_url=return_url)
+    assert answered.headers["Location"].startswith("https://web.example.com/cb?"), answered.headers["Location"]
+    assert "code" in redirect_params(answered.headers["Location"])
 
 
 def test_an_id_token_hint_this_server_did_not_issue_is_invalid_request(oauth):
