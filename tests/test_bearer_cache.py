@@ -241,6 +241,22 @@ def test_an_answer_is_not_reused_for_a_token_with_another_subject(app, api):
         assert bearer_cache.live_row("someone-else", claims["jti"], lambda sub, jti: "asked") == "asked"
 
 
+class _TakenMeanwhile(dict):
+    """An answers map where another thread drops the expired answer just after this one read it."""
+
+    def get(self, key, default=None):
+        return super().pop(key, default)
+
+
+def test_an_expired_answer_another_thread_dropped_meanwhile_is_asked_again(app):
+    """Two threads of a threaded server meeting the same expired answer: the second to drop it finds
+    it gone, and still answers (the database's), not a KeyError (a 500)."""
+    with app.app_context():
+        answers = _TakenMeanwhile(jti=(("row",), time.monotonic() - 1, "sub"))
+        app.extensions["identity_bearer_cache"] = (answers, {"jti": time.monotonic() - 120})
+        assert bearer_cache.live_row("sub", "jti", lambda sub, jti: ("asked",)) == ("asked",)
+
+
 # --- across worker processes ----------------------------------------------------------------
 
 SECRET = "cache-secret-0123456789"

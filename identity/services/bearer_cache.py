@@ -77,7 +77,7 @@ def live_row(sub: str, jti: str, read):
         row, until, answer_sub = answer
         if clock < until and answer_sub == sub:
             return row
-        del answers[jti]
+        answers.pop(jti, None)  # another thread may have dropped it meanwhile
     first = seen.get(jti)
     if first is None or clock - first > SEEN_WINDOW_SECONDS:
         if len(seen) >= _MAX_ENTRIES:
