@@ -226,6 +226,15 @@ def test_the_pending_request_survives_both_steps(client, app, enrolled, flow_cli
     assert "code" in redirect_params(done.headers["Location"])
 
 
+def test_a_nul_in_the_pending_client_id_is_no_client_for_either_step(client, app, enrolled, flow_clients):
+    """PostgreSQL refuses a NUL in a text: the second step's page and its audited sign-in take it as no client."""
+    secret, _ = enrolled
+    return_url = "/connect/authorize?client_id=nat%00ive&redirect_uri=com.example.native%3A%2Fcb"
+    assert password_step(client, return_url=return_url).status_code == 302
+    wrong = second_step(client, "123456" if code_at(secret) != "123456" else "654321", return_url=return_url)
+    assert wrong.status_code == 400
+    assert second_step(client, code_at(secret), return_url=return_url).status_code == 302
+
 def test_removal_needs_the_password_and_a_code(alice, app):
     secret, codes = enrol(alice)
     CLOCK.next_step()

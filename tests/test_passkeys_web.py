@@ -3,6 +3,8 @@ the challenge kept in the session and spent by one answer, the login page's pass
 behind PASSKEY_SIGNIN_ENABLED. The test client speaks https://localhost: that is the issuer,
 so the RP id is `localhost` and the origin https://localhost."""
 
+from urllib.parse import urlencode
+
 import pytest
 from sqlalchemy import select
 
@@ -206,6 +208,26 @@ def test_the_pending_authorization_request_survives_the_password_and_the_passkey
     finished = client.post("/account/login/mfa/passkey" + query, data={"csrf_token": csrf, "credential": answer})
     assert finished.status_code == 302 and finished.headers["Location"] == pending
 
+
+def test_a_nul_in_the_pending_client_id_is_no_client_to_the_passkey_sign_ins(client, auth):
+    """PostgreSQL refuses a NUL in a text: a refused and a right passkey, alone or as the second
+    step, audit their sign-in with no client rather than fail (a 503)."""
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    query = "?" + urlencode({"returnUrl": "/connect/authorize?client_id=s%00pa&response_type=code"})
+    stranger, _ = passkey_sign_in(client, SoftKey(), query)
+    assert stranger.status_code == 400
+    signed_in, _ = passkey_sign_in(client, key, query)
+    assert signed_in.status_code == 302
+    auth.logout()
+    assert auth.login(return_url="/connect/authorize?client_id=s%00pa").status_code == 302
+    csrf = token(client, "/account/login/mfa" + query)
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    answer = key.assertion(options["challenge"], origin=ORIGIN, rp_id=RP_ID)
+    finished = client.post("/account/login/mfa/passkey" + query, data={"csrf_token": csrf, "credential": answer})
+    assert finished.status_code == 302
 
 def test_tokens_of_a_passkey_sign_in_say_hwk_and_mfa(client, auth, app, flow_clients):
     auth.login()

@@ -148,6 +148,12 @@ def test_the_reset_page_returns_to_the_pending_authorization_request(app, client
     assert (location.path, parse_qs(location.query)) == ("/account/login", {"returnUrl": [pending]})
 
 
+def test_a_nul_in_the_pending_client_id_is_no_client_to_the_reset(app, client, seeded, mail):
+    """PostgreSQL refuses a NUL in a text: the request and the reset audit them with no client."""
+    link = reset_link(app, client, mail, return_url="/connect/authorize?client_id=s%00pa&response_type=code")
+    assert reset(client, link).status_code == 302
+    assert signs_in(client, NEW_PASSWORD)
+
 def test_a_foreign_return_url_is_dropped(app, client, seeded, mail):
     link = reset_link(app, client, mail, return_url="https://evil.example/")
     assert "returnUrl" not in link

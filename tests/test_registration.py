@@ -183,3 +183,11 @@ def test_registration_returns_to_the_pending_authorization_request(app, client, 
     assert userinfo.get_json()["email_verified"] is True
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 2
+
+
+@pytest.mark.parametrize("app_config", [ON])
+def test_a_nul_in_the_pending_client_id_is_no_client_to_the_registration(app, client, seeded, mail):
+    """PostgreSQL refuses a NUL in a text: the page and the audited registration take it as no client."""
+    done = register(client, return_url="/connect/authorize?client_id=mob%00ile&response_type=code")
+    assert done.status_code == 200
+    assert users(app)["carol"].email == "carol@example.com"

@@ -132,6 +132,7 @@ def test_sign_in_to_a_plain_local_page_is_unchanged(client, flow_clients):
     "client_id=web&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid&prompt=none%20login",
     "client_id=%FF&redirect_uri=x",
     "client_id=" + "w" * 3000,
+    "client_id=we%00b&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb&response_type=code&scope=openid",
     "=&&=x&client_id",
 ])
 def test_hostile_pending_requests_get_the_endpoints_answer_and_never_a_5xx(app, flow_clients, query):
@@ -145,3 +146,14 @@ def test_hostile_pending_requests_get_the_endpoints_answer_and_never_a_5xx(app, 
     through_authorize = browser.get(return_url)
     assert (direct.status_code, direct.headers.get("Location")) == \
         (through_authorize.status_code, through_authorize.headers.get("Location"))
+
+
+NUL_CLIENT = "/connect/authorize?client_id=we%00b&redirect_uri=https%3A%2F%2Fweb.example.com%2Fcb"
+
+
+def test_a_nul_in_the_pending_client_id_never_reaches_the_database(client, flow_clients):
+    """PostgreSQL refuses a NUL in a text (a 503): the sign-in page, a failed sign-in (audited with
+    the pending client) and a successful one (the session keeps it) take it as no client at all."""
+    assert client.get("/account/login?returnUrl=/connect/authorize%3Fclient_id%3Dmob%2500ile").status_code == 200
+    assert AuthActions(client).login(password="not-the-password", return_url=NUL_CLIENT).status_code == 400
+    assert AuthActions(client).login(return_url=NUL_CLIENT).status_code == 302

@@ -25,8 +25,18 @@ MAX_CLIENT_ID_LENGTH = 200  # the column's size
 
 def is_client_id(value) -> bool:
     """Whether a value from a request or a token can name a client at all (a non-empty string
-    that fits the column); anything else is answered as an unknown client without a lookup."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID_LENGTH
+    that fits the column, with no NUL, which PostgreSQL refuses in a text); anything else is
+    answered as an unknown client without a lookup."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID_LENGTH and "\x00" not in value
+
+
+def recorded_client_id(value) -> str | None:
+    """A client id from a request as an audit event or a session keeps it (cut to the column),
+    or None if it cannot name a client."""
+    if not isinstance(value, str):
+        return None
+    value = value[:MAX_CLIENT_ID_LENGTH]
+    return value if is_client_id(value) else None
 
 
 def cached_client(client_id) -> Client | None:

@@ -12,7 +12,7 @@ from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
 from .decisions import render, render_signed_out
-from .return_urls import pending_authorization, pending_client, pending_query, safe_return_url
+from .return_urls import pending_authorization, pending_client, pending_client_id, pending_query, safe_return_url
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -34,7 +34,7 @@ def login():
         form.username.data = pending_authorization(return_url).get("login_hint", "")
     if form.validate_on_submit():
         result = accounts.sign_in(form.username.data, form.password.data,
-                                  client_id=pending_authorization(return_url).get("client_id"))
+                                  client_id=pending_client_id(return_url))
         if result.user is not None and result.needs_second_factor:
             hold_for_second_factor(result, remember=form.remember.data)
             return redirect(url_for("mfa.second_step", returnUrl=return_url) if return_url

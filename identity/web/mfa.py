@@ -10,7 +10,7 @@ from .forms import ConfirmForm, RemoveFactorForm, SecondFactorForm, TotpConfirmF
 from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
-from .return_urls import pending_authorization, pending_client
+from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
 
@@ -31,7 +31,7 @@ def second_step():
     error = None
     if form.validate_on_submit():
         result = accounts.finish_sign_in(user, form.code.data, amr=pending.get("amr") or mfa.AMR_PASSWORD,
-                                         client_id=pending_authorization(return_url).get("client_id"))
+                                         client_id=pending_client_id(return_url))
         if result.user is not None:
             principal = sign_in(result, remember=pending.get("remember", False))
             return _after_sign_in(principal, return_url)

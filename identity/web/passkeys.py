@@ -21,7 +21,7 @@ from ..config.issuer import issuer
 from ..services import accounts, mfa, passkeys
 from ..services.browser_sessions import SessionUser
 from .account import _after_sign_in, _return_url
-from .return_urls import pending_authorization, pending_client
+from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("passkeys", __name__, url_prefix="/account")
 
@@ -112,7 +112,7 @@ def login():
     """Sign in with the passkey assertion the login page posted, then resume the pending request."""
     _signin_enabled()
     return_url = _return_url()
-    client_id = pending_authorization(return_url).get("client_id")
+    client_id = pending_client_id(return_url)
     state = session.pop(SIGN_IN_STATE, None)
     try:
         _, result = passkeys.sign_in(issuer(), state, request.form.get("credential", ""), client_id=client_id)
@@ -166,7 +166,7 @@ def second_step():
     try:
         _, result = passkeys.finish_sign_in(issuer(), state, request.form.get("credential", ""), user,
                                             amr=pending.get("amr") or mfa.AMR_PASSWORD,
-                                            client_id=pending_authorization(return_url).get("client_id"))
+                                            client_id=pending_client_id(return_url))
     except PasskeyRefused as err:
         client_name, redirect_uri = pending_client(return_url)
         allow_form_target(redirect_uri)

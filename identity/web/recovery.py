@@ -7,7 +7,7 @@ from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ForgotPasswordForm, ResetPasswordForm
 from ..services import recovery
 from ..services.accounts import normalize_login
-from .return_urls import pending_authorization, safe_return_url
+from .return_urls import pending_client_id, safe_return_url
 
 bp = Blueprint("recovery", __name__, url_prefix="/account")
 
@@ -22,10 +22,6 @@ INVALID_LINK = {
 
 def _return_url() -> str | None:
     return safe_return_url(request.args.get("returnUrl"))
-
-
-def _client_id(return_url: str | None) -> str | None:
-    return pending_authorization(return_url).get("client_id")
 
 
 def reset_ip_limit() -> str:
@@ -50,7 +46,7 @@ def forgot_password():
     form = ForgotPasswordForm()
     error = None
     if form.validate_on_submit():
-        recovery.request_reset(form.username.data, return_url=return_url, client_id=_client_id(return_url))
+        recovery.request_reset(form.username.data, return_url=return_url, client_id=pending_client_id(return_url))
         return render_template("account/forgot_password_sent.html", return_url=return_url)
     if form.errors.get("csrf_token"):
         error = "The form expired. Please try again."
@@ -75,14 +71,14 @@ def reset_password():
     if request.method == "GET":
         form.token.data = request.args.get("token", "")
         try:
-            recovery.check_link(form.token.data, client_id=_client_id(return_url))
+            recovery.check_link(form.token.data, client_id=pending_client_id(return_url))
         except InvalidLink as err:
             return _invalid_link(err, return_url)
         return _reset_page(form, errors, return_url, 200)
     if form.validate_on_submit():
         try:
             recovery.reset_password(form.token.data, form.new_password.data, form.confirm_password.data,
-                                    client_id=_client_id(return_url))
+                                    client_id=pending_client_id(return_url))
         except InvalidLink as err:
             return _invalid_link(err, return_url)
         except ValidationFailed as err:

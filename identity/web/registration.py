@@ -6,7 +6,7 @@ from ..errors import ValidationFailed
 from ..extensions import limiter
 from .forms import RegisterForm
 from ..services import registration
-from .return_urls import pending_authorization, pending_client, safe_return_url
+from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("registration", __name__, url_prefix="/account")
 
@@ -30,7 +30,7 @@ def register():
         try:
             registration.register(form.username.data or "", form.email.data or "", form.name.data or "",
                                   form.password.data or "", form.confirm_password.data or "",
-                                  client_id=pending_authorization(return_url).get("client_id"))
+                                  client_id=pending_client_id(return_url))
         except ValidationFailed as err:
             errors = err.errors
         else:

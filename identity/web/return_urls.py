@@ -3,7 +3,7 @@
 from urllib.parse import parse_qs, urlsplit
 
 from ..oauth2.response_modes import reply_to
-from ..services.clients import cached_client
+from ..services.clients import cached_client, recorded_client_id
 
 
 def safe_return_url(value: str | None) -> str | None:
@@ -30,6 +30,12 @@ def pending_authorization(return_url: str | None) -> dict:
     """The authorization request a return URL resumes, as a dict of its parameters (or empty)."""
     query = pending_query(return_url)
     return {k: v[0] for k, v in parse_qs(query).items()} if query else {}
+
+
+def pending_client_id(return_url: str | None) -> str | None:
+    """The pending request's client id as a sign-in records it, or None if it cannot name a client
+    (services/clients.py is_client_id): a sign-in audits it and keeps it with the session."""
+    return recorded_client_id(pending_authorization(return_url).get("client_id"))
 
 
 def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
