@@ -209,6 +209,25 @@ def test_a_worker_with_a_cached_key_set_verifies_tokens_signed_with_a_new_key(ap
             db.engine.dispose()
 
 
+def test_a_worker_refuses_a_token_it_verified_once_it_has_read_the_emergency_rotation(app, seeded, monkeypatch):
+    """`keys rotate --now` by the operator's process: a worker that remembers having verified a
+    token signed by a revoked key refuses it from its next read of the key table on, which is
+    at most SIGNING_KEY_RELOAD_SECONDS away."""
+    other = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=60)
+    try:
+        token = issue(app)
+        assert verify(other, token)["jti"]  # `other` remembers the token now
+        with app.app_context():
+            keys.rotate(immediate=True)
+        assert verify(other, token)["jti"]  # within its reload time: the ring it read before
+        later = keys._monotonic() + 61
+        monkeypatch.setattr(keys, "_monotonic", lambda: later)
+        with pytest.raises(tokens.InvalidToken):
+            verify(other, token)
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+
 @pytest.mark.parametrize("alg", ["ES256", "RS256"])
 def test_signed_tokens_verify_with_an_independent_library(app, client, seeded, alg):
     """tokens.sign writes the JWS itself: PyJWT, given only the published JWKS, must accept it,

@@ -65,7 +65,8 @@ class KeyRing:
 
 
 def _ring() -> KeyRing:
-    return current_app.extensions.setdefault("identity_keyring", KeyRing())
+    ring = current_app.extensions.get("identity_keyring")  # no KeyRing built per call: a hot path
+    return ring if ring is not None else current_app.extensions.setdefault("identity_keyring", KeyRing())
 
 
 def _all_rows() -> list:
@@ -247,6 +248,12 @@ def verification_key(kid: str):
             _load(ring)
         key = ring.by_kid.get(kid)
     return key
+
+
+def is_published(kid: str) -> bool:
+    """Whether the key with this kid is published now, by the worker's ring (re-read when due):
+    the check a token verified earlier still passes at each use, without the signature math."""
+    return kid in _fresh_ring().by_kid
 
 
 def jwks() -> tuple[bytes, str]:

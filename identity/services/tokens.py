@@ -142,7 +142,8 @@ def issue_access_token(client: Client, user: User | None, scope: str, *, auth_ti
     return IssuedToken(token, claims["jti"], lifetime, claims)
 
 
-def _decode(token: str, *, typ: tuple[str, ...] | None) -> dict:
+def _decode(token: str, *, typ: tuple[str, ...] | None) -> tuple[dict, str]:
+    """The claims of a token signed by one of our published keys, and that key's kid."""
     if not isinstance(token, str) or len(token) > current_app.config["JWT_MAX_LENGTH"] or token.count(".") != 2:
         raise InvalidToken("malformed token")
     try:
@@ -158,7 +159,7 @@ def _decode(token: str, *, typ: tuple[str, ...] | None) -> dict:
     if key is None or (key.alg and key.alg != alg):
         raise InvalidToken("unknown signing key")
     try:
-        return jwt.decode(token, key, algorithms=[alg]).claims
+        return jwt.decode(token, key, algorithms=[alg]).claims, kid
     except (JoseError, ValueError) as err:
         raise InvalidToken("bad signature") from err
 
@@ -187,19 +188,24 @@ def verify_access_token(token: str) -> dict:
     """Return the claims of an access token we issued and that has not expired (signature, typ, iss, time).
 
     A worker remembers the tokens whose signature it has checked (the same string cannot carry
-    other claims), so a client's repeated calls skip the signature math; time, issuer and that
-    the client is still registered and enabled (the worker's client snapshot) are checked on
-    every call, revocation by the caller.
+    other claims), so a client's repeated calls skip the signature math; that the signing key is
+    still published (the worker's key ring, re-read every SIGNING_KEY_RELOAD_SECONDS), time,
+    issuer and that the client is still registered and enabled (the worker's client snapshot)
+    are checked on every call, revocation by the caller.
     """
     verified = current_app.extensions.setdefault("identity_verified_tokens", {})
-    claims = verified.get(token)
-    if claims is None:
-        claims = _decode(token, typ=ACCESS_TOKEN_TYPES)
+    remembered = verified.get(token)
+    if remembered is None:
+        claims, kid = _decode(token, typ=ACCESS_TOKEN_TYPES)
         if not isinstance(claims.get("scope"), str) or not isinstance(claims.get("jti"), str):
             raise InvalidToken("missing claims")
         if len(verified) >= _VERIFIED_CACHE_SIZE:
             verified.clear()
-        verified[token] = claims
+        verified[token] = claims, kid
+    else:
+        claims, kid = remembered
+        if not keys.is_published(kid):  # revoked by `keys rotate --now` (or expired) since
+            raise InvalidToken("unknown signing key")
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
     check_time_claims(claims)
@@ -220,7 +226,7 @@ def verify_id_token_hint(token: str) -> dict:
         raise InvalidToken("malformed token") from err
     if typ in ACCESS_TOKEN_TYPES:
         raise InvalidToken("an access token is not an ID token")
-    claims = _decode(token, typ=None)
+    claims, _ = _decode(token, typ=None)
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
     aud = claims.get("aud")
