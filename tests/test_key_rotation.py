@@ -254,6 +254,22 @@ def test_emergency_rotation_signs_at_once_and_drops_the_old_keys(app, client, ru
     assert states[old_kid] == "revoked"
 
 
+def test_once_an_emergency_rotation_returns_no_worker_signs_with_a_revoked_key(app, seeded):
+    """Another worker read the key table just before the operator's `keys rotate --now`: the
+    command returns only once that worker is due to re-read it (SIGNING_KEY_RELOAD_SECONDS)."""
+    worker = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=1)
+    operator = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=1)
+    try:
+        old_kid = kid_of(issue(worker))
+        result = operator.test_cli_runner().invoke(args=["keys", "rotate", "--now"])
+        assert result.exit_code == 0, result.output
+        assert kid_of(issue(worker)) != old_kid
+        assert "waited SIGNING_KEY_RELOAD_SECONDS, 1 s" in result.output
+    finally:
+        for other in (worker, operator):
+            with other.app_context():
+                db.engine.dispose()
+
 # --- keys at rest --------------------------------------------------------------------------------
 
 

@@ -34,7 +34,8 @@ def keys_list(as_json):
 
 @keys_cli.command("rotate")
 @click.option("--now", "immediate", is_flag=True,
-              help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS.")
+              help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS; "
+                   "returns once no worker signs with an older key (after SIGNING_KEY_RELOAD_SECONDS).")
 @json_option
 @with_schema
 @requires_settings("KEY_ENCRYPTION_KEY")
@@ -53,6 +54,8 @@ def keys_rotate(immediate, as_json):
                        "the current key signs until then.")
     if immediate:
         seconds = current_app.config["DISCOVERY_CACHE_SECONDS"]
+        click.echo(f"Every worker re-reads the keys before it signs again (this waited SIGNING_KEY_RELOAD_SECONDS, "
+                   f"{current_app.config['SIGNING_KEY_RELOAD_SECONDS']} s): only the new keys sign now.")
         click.echo("Tokens in flight signed by the old keys are refused from now on (clients must refresh or sign in "
                    f"again); relying parties that cached the JWKS may refuse new tokens for up to {seconds} s.")
 

@@ -17,7 +17,10 @@ and that worker takes the other's key.
 
 A worker re-reads the table at most every SIGNING_KEY_RELOAD_SECONDS, and at once (at most
 once a second) when it meets an unknown kid; which of its keys signs is decided at each use,
-so a successor takes over at its activation time, not at the next reload.
+so a successor takes over at its activation time, not at the next reload. An emergency rotation
+waits SIGNING_KEY_RELOAD_SECONDS after its commit before it returns, as `clients disable` waits
+out the client snapshots: a ring is as old as the start of its read, so by then every worker's
+ring either was read after the commit or is due, and is re-read before its next use.
 """
 
 import hashlib
@@ -177,7 +180,7 @@ def _encrypt_plaintext(rows) -> None:
 
 
 def _load(ring: KeyRing) -> None:
-    stamp = now()
+    started, stamp = _monotonic(), now()  # the ring is as old as its read, not its end
     ring.provisional = False
     rows = _all_rows()
     if _maintain(rows, stamp):
@@ -202,7 +205,7 @@ def _load(ring: KeyRing) -> None:
         tokens.forget_verified_tokens()
     ring.by_kid, ring.schedule, ring.jwks_body = by_kid, schedule, body
     ring.etag = hashlib.sha256(body).hexdigest()[:32]
-    ring.loaded_at = -math.inf if ring.provisional else _monotonic()
+    ring.loaded_at = -math.inf if ring.provisional else started
 
 
 def _monotonic() -> float:
@@ -296,7 +299,9 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
     Staged (the default): publish a successor now that signs after the propagation time; the
     current key signs until then and stays published for the retention time after. Nothing new
     is made while a successor already waits. Immediate (a compromised key): every key of the
-    algorithm is revoked, leaving the JWKS at once, and a new one signs now.
+    algorithm is revoked, leaving the JWKS at once, and a new one signs now; this returns
+    SIGNING_KEY_RELOAD_SECONDS after its commit, when every worker of every instance re-reads
+    the key table before its next use: none signs with a revoked key or accepts a token it signed.
     """
     algs = algs or configured_algs()
     for _attempt in range(3):
@@ -325,6 +330,8 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
         raise RuntimeError("signing keys are being rotated elsewhere; try again")
     key_rows.commit_request()
     _reload()
+    if immediate:
+        time.sleep(max(0, current_app.config["SIGNING_KEY_RELOAD_SECONDS"]))
     newest = {}
     for row in _all_rows():
         if row.alg in algs and (row.alg not in newest or row.generation > newest[row.alg].generation):
