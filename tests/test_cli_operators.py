@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from conftest import ALICE_PASSWORD, empty_database
+from identity.clock import now
 from identity.extensions import db
 from identity.web.account import SIGN_IN_FAILED
 from identity.models import AuditEvent, Client, RefreshToken, User, UserSession
+from identity.services import accounts
 from identity.services.seed import apply_seed, load_seed
 from servers import password_grant_seed, seeded_server, sign_in, token_request
 
@@ -131,6 +133,22 @@ def test_enable_lets_the_user_sign_in_again(operated, client, runner):
     assert user.enabled is True and user.disabled_at is None
     assert len(events(operated, "user_enabled")) == 1
 
+
+def test_what_a_disable_revoked_does_not_come_back_on_enable(operated, client, runner):
+    """The access token and a half-finished sign-in (password right, second step pending) from
+    before the disable stay refused once the user is enabled again."""
+    tokens = password_tokens(client)
+    assert tokens.status_code == 200
+    with operated.app_context():
+        version = db.session.scalar(select(User.password_version).where(User.username == "alice"))
+    assert runner.invoke(args=["users", "disable", "alice"]).exit_code == 0
+    assert runner.invoke(args=["users", "enable", "alice"]).exit_code == 0
+    assert local_api(client, tokens.get_json()["access_token"]).status_code == 401
+    assert introspect(client, tokens.get_json()["access_token"]).get_json() == {"active": False}
+    with operated.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        assert accounts.pending_user(user_id, version, now()) is None
+    assert local_api(client, password_tokens(client).get_json()["access_token"]).status_code == 200
 
 def test_switching_twice_changes_nothing_the_second_time(operated, runner):
     assert runner.invoke(args=["users", "disable", "alice"]).exit_code == 0

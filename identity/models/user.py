@@ -5,7 +5,8 @@ from ..extensions import db
 
 
 class User(db.Model):
-    """A person who signs in. `password_version` changes on every password change."""
+    """A person who signs in. `password_version` changes on every password change and every
+    disable: what was issued under an older one (access tokens' `pwv`) is refused."""
 
     __tablename__ = "users"
 

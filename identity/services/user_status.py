@@ -5,7 +5,9 @@ stops working at once on every worker: their sessions, refresh tokens and unused
 revoked as a password change revokes them, their access tokens fail the bearer check (it reads
 only enabled users: store/tokens.py), and, as after a password change, the command returns only
 once no worker can still accept one from memory (bearer_cache.wait_out_cached_answers).
-Enabling lets them sign in again; nothing revoked comes back.
+Enabling lets them sign in again; nothing revoked comes back: a disable also moves the user's
+password version on, as a password change does, so the access tokens (and half-finished
+sign-ins) from before it stay refused once the user is enabled again.
 """
 
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ def apply_enabled(user: User, enabled: bool) -> bool:
     user.enabled = enabled
     user.disabled_at = None if enabled else now()
     if not enabled:
+        user.password_version = user.password_version + 1
         revoke_grants_and_sessions(user, None)
     audit.record("user_enabled" if enabled else "user_disabled", user_id=user.id, detail={"username": user.username})
     return True
