@@ -169,6 +169,35 @@ def test_refresh_with_narrower_scope_and_wider_scope(oauth):
     assert wider.get_json()["error"] == "invalid_scope"
 
 
+def _remove_scope(app, client_id: str, scope: str) -> None:
+    """`clients update CLIENT_ID --scope ...` without `scope` (workers see it at once: CLIENT_CACHE_SECONDS 0)."""
+    from identity.services.clients import get_client, update_client
+
+    with app.app_context():
+        allowed = [s for s in get_client(client_id).allowed_scopes if s != scope]
+        assert update_client(client_id, {"allowed_scopes": allowed})[1] == ["allowed_scopes"]
+
+
+def test_a_scope_removed_from_the_client_is_refused_on_refresh_unless_left_out(oauth, app):
+    """As IdentityServer answers: the refresh token's scopes are checked against the client's
+    scopes now, not when it was issued; the client may still refresh with a narrower scope."""
+    code = _code(oauth, scope="openid offline_access IdentityServerApi")
+    rt = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()["refresh_token"]
+    _remove_scope(app, "web", "IdentityServerApi")
+    refused = oauth.token("web", grant_type="refresh_token", refresh_token=rt)
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_scope", refused.get_json()
+    narrower = oauth.token("web", grant_type="refresh_token", refresh_token=rt, scope="openid offline_access")
+    assert narrower.status_code == 200 and narrower.get_json()["scope"] == "openid offline_access"
+
+
+def test_a_code_issued_before_its_scope_was_removed_from_the_client_is_refused(oauth, app):
+    code = _code(oauth, scope="openid IdentityServerApi")
+    _remove_scope(app, "web", "IdentityServerApi")
+    refused = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_scope", refused.get_json()
+    again = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert again.get_json()["error"] == "invalid_grant"  # a failed redemption ends the code
+
 def test_refresh_token_of_another_client_is_refused(oauth):
     code = _code(oauth)
     rt = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()["refresh_token"]

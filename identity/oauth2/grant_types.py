@@ -31,7 +31,9 @@ SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def check_requested_scope(client, scope: str | None) -> None:
-    """Every requested scope is allowed for the client; offline_access only with allow_offline_access."""
+    """Every requested scope is allowed for the client; offline_access only with allow_offline_access.
+    Also what a code or refresh token would issue: the client's scopes now, not when it was granted
+    (an operator may have removed one since; IdentityServer too answers invalid_scope)."""
     allowed = set(client.row.allowed_scopes) | ({OFFLINE_ACCESS} if client.row.allow_offline_access else set())
     refused = [s for s in (scope or "").split() if s not in allowed]
     if refused:
@@ -148,6 +150,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         the code was found burns it (RFC 9700 section 2.1.1): a later attempt is a replay."""
         try:
             super().validate_token_request()
+            check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
         except OAuth2Error:
             if self.found is not None:
                 issued_grants.burn_authorization_code(self.found.id)
@@ -273,6 +276,12 @@ class RefreshTokenGrant(_RefreshTokenGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def validate_token_request(self):
+        """Authlib's checks (the scope asked for, if any, within the token's), then the scope to be
+        issued against the client's now: a client may leave out a scope it is no longer allowed."""
+        super().validate_token_request()
+        check_requested_scope(self.request.client, self.request.payload.scope or self.request.refresh_token.get_scope())
 
     def authenticate_refresh_token(self, refresh_token):
         row = issued_grants.usable_refresh_token(refresh_token, self.request.client.client_id)
