@@ -118,6 +118,75 @@ def test_failed_statements_raise_sqlalchemy_errors_and_leave_the_connection_usab
     assert alice_name(app) == "Alice Example"
 
 
+def sqlite_only(connection):
+    if not connection.is_sqlite:
+        pytest.skip("SQLite only")
+
+
+class FailingAt:
+    """The autocommit connection's sqlite3 connection, whose next `sql` (COMMIT, ROLLBACK) fails
+    as the driver fails on a disk that is full: for real, under a file-size limit of 0 that
+    holds for that statement alone (SQLite writes a transaction's WAL frames at COMMIT), or, for
+    a ROLLBACK, which writes nothing, with the driver's own error."""
+
+    def __init__(self, raw, sql: str):
+        self.raw, self.sql = raw, sql
+
+    def execute(self, sql, *args):
+        if sql != self.sql:
+            return self.raw.execute(sql, *args)
+        if sql == "ROLLBACK":
+            import sqlite3
+
+            raise sqlite3.OperationalError("disk I/O error")
+        import resource
+        import signal
+
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, limit[1]))
+        try:
+            return self.raw.execute(sql, *args)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+            signal.signal(signal.SIGXFSZ, handler)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
+def test_a_sqlite_write_whose_commit_fails_is_answered_503_and_leaves_the_connection_usable(app, seeded, client):
+    """A full disk at COMMIT (the sign-in's writes after the hash) is SQLAlchemy's error, which
+    the app answers with 503, not the driver's bare error (a 500); the next write goes through."""
+    with app.app_context():
+        connection = autocommit_connection()
+        sqlite_only(connection)
+        connection.first(select(User.id), {})  # opened
+        raw = connection._connection
+        connection._connection = FailingAt(raw, "COMMIT")
+    assert AuthActions(client).login().status_code == 503
+    with app.app_context():
+        assert not raw.in_transaction
+        connection._connection = raw
+    assert AuthActions(client).login().status_code == 302
+
+
+def test_a_failing_rollback_does_not_hide_the_error_that_caused_it(app, seeded):
+    from sqlalchemy.exc import IntegrityError
+
+    with app.app_context():
+        connection = autocommit_connection()
+        sqlite_only(connection)
+        connection.first(select(User.id), {})  # opened
+        connection._connection = FailingAt(connection._connection, "ROLLBACK")
+        duplicate = text("INSERT INTO users SELECT * FROM users WHERE username = :username")
+        with pytest.raises(IntegrityError):
+            with connection.sqlite_write() as run:
+                run(duplicate, {"username": "alice"})
+        assert connection._connection is None  # dropped: closing it ended the transaction
+    assert alice_name(app) == "Alice Example"
+
+
 def test_parameters_of_several_types_and_literal_percent_signs(app, seeded):
     import datetime
 

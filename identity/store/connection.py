@@ -315,9 +315,23 @@ class AutocommitConnection:
             try:
                 yield run
             except BaseException:
-                connection.execute("ROLLBACK")
+                self._sqlite_roll_back(connection)
                 raise
-            connection.execute("COMMIT")
+            try:
+                connection.execute("COMMIT")
+            except self.dialect.loaded_dbapi.Error as err:  # a full disk, an I/O error
+                self._sqlite_roll_back(connection)
+                self._raise("COMMIT", (), err)
+
+    def _sqlite_roll_back(self, connection) -> None:
+        """End the transaction a failed statement or COMMIT left open, if SQLite has not already
+        rolled it back; if the ROLLBACK fails too, drop the connection (closing it rolls back), so
+        that the caller raises the first error, not this one."""
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except self.dialect.loaded_dbapi.Error:
+            self._close()
 
     @contextmanager
     def _file_lock(self):
