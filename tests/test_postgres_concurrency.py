@@ -18,12 +18,14 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from actions import OAuthActions
 from identity.errors import AccountLocked, ValidationFailed
 from identity.extensions import db
 from identity.models import ApiScope, Client, RefreshToken, User
 from identity.services import accounts
 from identity.services.passwords import verify_password
 from identity.services.seed import apply_seed, load_seed
+from races import in_thread, lock_waiters, mobile_code, other_workers, wait_until
 from servers import ROOT, authorize, csrf_from, redirect_params, run_together, sign_in, token_request
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
@@ -187,6 +189,36 @@ def test_code_replayed_after_use_revokes_what_it_issued(live_server, race_seeded
     assert redeem(base, code, verifier).status_code == 400
     assert introspect(base, tokens["access_token"])["active"] is False
     assert refresh(base, tokens["refresh_token"]).status_code == 400
+
+
+# --- revocations met by other requests (races.py) ------------------------------------------------
+
+
+def test_a_code_replayed_twice_at_once_is_refused_twice(app, seeded, client, database_uri, monkeypatch):
+    """Each replay of a redeemed code revokes its family, the access token it issued included:
+    two at once put the same jti on the revocation list, both before either commits. Neither
+    may fail on the other's row (a 503): both are refused as invalid_grant."""
+    from identity.store import tokens as token_rows
+
+    form = mobile_code(client, "openid")
+    assert OAuthActions(client).token("mobile-pkce", **form).status_code == 200
+    listed, original = [], token_rows.add_revoked
+
+    def add_revoked(jtis, expires_at):
+        original(jtis, expires_at)
+        listed.append(jtis)  # then on to the commit once the other has listed it too, or waits for this one
+        wait_until(lambda: len(listed) == 2 or lock_waiters(app) > 0)
+
+    monkeypatch.setattr(token_rows, "add_revoked", add_revoked)
+    results = {}
+    with other_workers(database_uri, 2) as workers:
+        threads = [in_thread(results, i, lambda i=i: OAuthActions(workers[i].test_client()).token("mobile-pkce", **form))
+                   for i in range(2)]
+        for thread in threads:
+            thread.join(30)
+    assert len(listed) == 2 and listed[0] == listed[1]
+    assert [results[i].status_code for i in range(2)] == [400, 400], [results[i].get_data(as_text=True) for i in range(2)]
+    assert {results[i].get_json()["error"] for i in range(2)} == {"invalid_grant"}
 
 
 # --- password changes ----------------------------------------------------------------------------

@@ -5,6 +5,8 @@ on the autocommit connection (no pool checkout, no transaction, no ORM object).
 """
 
 from collections import namedtuple
+from functools import cache
+from importlib import import_module
 
 from sqlalchemy import bindparam, exists, select
 
@@ -32,8 +34,21 @@ def is_revoked(jti: str) -> bool:
     return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
 
 
+@cache
+def _insert_revoked(dialect: str):
+    """INSERT ... ON CONFLICT DO NOTHING into the revocation list, built once for this dialect."""
+    dialect_insert = import_module(f"sqlalchemy.dialects.{dialect}").insert
+    return dialect_insert(RevokedAccessToken.__table__).on_conflict_do_nothing(index_elements=["jti"])
+
+
 def add_revoked(jtis, expires_at: int) -> None:
-    """Put these access tokens on the revocation list, once each, in the session's transaction."""
-    known = set(db.session.scalars(select(RevokedAccessToken.jti).where(RevokedAccessToken.jti.in_(jtis))))
-    for jti in set(jtis) - known:
-        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+    """Put these access tokens on the revocation list, once each, in the session's transaction.
+
+    A jti already on the list, or being put there by a transaction not yet committed (two
+    replays of one code at once), is skipped by the INSERT itself: a read of the listed ones
+    first cannot see the other's row, and the second commit would break the primary key. Sorted,
+    so that two such transactions wait for each other's rows in one order, never crosswise."""
+    rows = [{"jti": jti, "expires_at": expires_at} for jti in sorted(set(jtis))]
+    if rows:
+        dialect = "sqlite" if autocommit_connection().is_sqlite else "postgresql"
+        db.session.execute(_insert_revoked(dialect), rows)

@@ -1,0 +1,79 @@
+"""Two requests a millisecond apart, made to meet at the same statement on every run.
+
+Each request runs in its own app (`other_workers`: another server worker, with its own
+connections, since a worker's autocommit connection runs one statement at a time), in a thread
+(`in_thread`); the test waits until one is queued behind a lock (`lock_waiters`, from
+PostgreSQL's pg_locks) or has reached a point of its own before letting the other go on.
+"""
+
+import threading
+import time
+from contextlib import contextmanager
+
+from sqlalchemy import text
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from app import create_app
+from conftest import HttpsClient, make_config
+from identity.extensions import db
+
+_WAITING = text("SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+                "WHERE NOT granted AND datname = current_database()")
+
+
+def lock_waiters(app) -> int:
+    """PostgreSQL: statements of this database waiting for a lock (other databases' are not counted)."""
+    with app.app_context():
+        engine = db.engine
+    with engine.connect() as connection:
+        return connection.scalar(_WAITING)
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@contextmanager
+def other_workers(database_uri, count: int = 1):
+    """Apps of other server workers, closed (with their connections) at the end."""
+    apps = [create_app(make_config(database_uri)) for _ in range(count)]
+    for other in apps:
+        other.test_client_class = HttpsClient
+    try:
+        yield apps
+    finally:
+        for other in apps:
+            with other.app_context():
+                db.session.remove()
+                db.engine.dispose()
+                if "identity_autocommit" in other.extensions:
+                    other.extensions["identity_autocommit"].close()
+
+
+def in_thread(results: dict, name, call) -> threading.Thread:
+    """Run `call` in a started thread; its result (or the exception it raised) goes in results[name]."""
+    def run():
+        try:
+            results[name] = call()
+        except BaseException as err:  # reported to the test
+            results[name] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+MOBILE_REDIRECT = "com.example.app:/callback"
+
+
+def mobile_code(client, scope: str) -> dict:
+    """Signed in as alice (the demo seed): the token request's form for a fresh code of mobile-pkce."""
+    assert AuthActions(client).login().status_code == 302
+    verifier, challenge = pkce_pair()
+    response = OAuthActions(client).authorize(client_id="mobile-pkce", redirect_uri=MOBILE_REDIRECT, scope=scope,
+                                              code_challenge=challenge, code_challenge_method="S256")
+    code = redirect_params(response.headers["Location"])["code"]
+    return dict(grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=MOBILE_REDIRECT)
