@@ -10,12 +10,14 @@ import threading
 import time
 from contextlib import contextmanager
 
+import jwt
 from sqlalchemy import text
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from app import create_app
 from conftest import HttpsClient, make_config
 from identity.extensions import db
+from identity.models import RevokedAccessToken
 
 _WAITING = text("SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
                 "WHERE NOT granted AND datname = current_database()")
@@ -64,6 +66,33 @@ def in_thread(results: dict, name, call) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def rotated_by_another_worker_during(monkeypatch, hook: str, database_uri, client_id, refresh_token) -> dict:
+    """While the next revocation calls logout.`hook` (queueing its logout notice), another
+    worker rotates `refresh_token` and commits: the token response it gave, as "response"."""
+    from identity.services import logout
+
+    original, rotated = getattr(logout, hook), {}
+
+    def hooked(*args, **kwargs):
+        if not rotated:
+            with other_workers(database_uri) as (other,):
+                rotated["response"] = OAuthActions(other.test_client()).token(
+                    client_id, grant_type="refresh_token", refresh_token=refresh_token)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(logout, hook, hooked)
+    return rotated
+
+
+def access_token_refused(app, client, tokens: dict) -> tuple[bool, int]:
+    """Whether an access token is on the revocation list, and the user info endpoint's answer to it."""
+    jti = jwt.decode(tokens["access_token"], options={"verify_signature": False})["jti"]
+    with app.app_context():
+        listed = db.session.get(RevokedAccessToken, jti) is not None
+        db.session.rollback()
+    return listed, client.get("/connect/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code
 
 
 MOBILE_REDIRECT = "com.example.app:/callback"

@@ -124,3 +124,28 @@ def test_the_consent_page_asks_for_a_new_sign_in_where_the_authorization_endpoin
     allowed = oauth.client.post(asked, data={"csrf_token": token, "decision": "allow"})
     assert "code" not in redirect_params(allowed.headers.get("Location", ""))
     assert _count(app, AuthorizationCode) == 0
+
+
+def test_revoking_an_app_revokes_the_access_token_of_a_rotation_committed_meanwhile(oauth, app, client, database_uri,
+                                                                                    monkeypatch):
+    """The app rotates its refresh token (another worker) while the user revokes it on the
+    grants page: the new refresh token is revoked, and the access token issued with it as well.
+    PostgreSQL only: on SQLite the revocation's first write (the consent's) holds the database's
+    write lock, and the rotation commits before it or after it."""
+    from identity.store.connection import autocommit_connection
+    from races import access_token_refused, rotated_by_another_worker_during
+
+    with app.app_context():
+        if autocommit_connection().is_sqlite:
+            pytest.skip("PostgreSQL only")
+    token, _ = oauth.code_flow(client_id="native", scope="openid offline_access")
+    rotated = rotated_by_another_worker_during(monkeypatch, "client_grants_ended", database_uri, "native",
+                                                token.get_json()["refresh_token"])
+    html = client.get("/account/grants").get_data(as_text=True)
+
+    assert client.post("/account/grants/revoke", data={"csrf_token": csrf_token(html), "client_id": "native"}).status_code == 302
+
+    assert rotated["response"].status_code == 200
+    renewed = rotated["response"].get_json()
+    assert oauth.token("native", grant_type="refresh_token", refresh_token=renewed["refresh_token"]).status_code == 400
+    assert access_token_refused(app, client, renewed) == (True, 401)

@@ -348,3 +348,23 @@ def test_a_refresh_narrowed_without_offline_access_still_rotates_the_refresh_tok
     assert again.status_code == 200, again.get_json()
     access = again.get_json()["access_token"]
     assert oauth.client.get("/connect/userinfo", headers={"Authorization": f"Bearer {access}"}).status_code == 200
+
+
+def test_a_rotation_that_commits_while_its_family_is_revoked_loses_its_access_token_too(oauth, app, client,
+                                                                                        database_uri, monkeypatch):
+    """A thief rotated a stolen refresh token; the rightful client presents it again, which
+    revokes the family. The thief's next rotation, committed by another worker while that
+    revocation runs, loses its refresh token and the access token issued with it."""
+    from races import access_token_refused, rotated_by_another_worker_during
+
+    code = _code(oauth)
+    first = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    stolen = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"]).get_json()
+    rotated = rotated_by_another_worker_during(monkeypatch, "family_ended", database_uri, "web", stolen["refresh_token"])
+
+    reuse = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
+
+    assert reuse.status_code == 400 and rotated["response"].status_code == 200
+    thief = rotated["response"].get_json()
+    assert oauth.token("web", grant_type="refresh_token", refresh_token=thief["refresh_token"]).status_code == 400
+    assert access_token_refused(app, client, thief) == (True, 401)

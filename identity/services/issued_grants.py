@@ -178,11 +178,15 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
 
 
 def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, client_id: str | None = None) -> None:
-    """Revoke every refresh token of a family and every access token issued in it."""
+    """Revoke every refresh token of a family and every access token issued in it.
+
+    The access tokens are read after the refresh tokens are revoked: a rotation that commits in
+    between has its new refresh token revoked, and the access token issued with it is listed too.
+    """
     stamp = now()
-    jtis = store.family_access_token_jtis([family_id])
     logout.family_ended(family_id, reason)
     store.revoke_family_tokens(family_id, stamp)
+    jtis = store.family_access_token_jtis([family_id])
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
     if reason == "authorization_code_replayed":
@@ -215,11 +219,12 @@ def record_standalone_access_token(jti: str, *, user_id: int, client_id: str, ex
 def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     """Revoke every refresh token a user granted to a client, every access token issued to the
     client for the user (in those families, by the user's codes, or standalone), and the
-    client's unused codes (the caller commits)."""
+    client's unused codes (the caller commits). The access tokens are read after the rows are
+    revoked, as in revoke_family."""
     stamp = now()
-    jtis = store.family_access_token_jtis(store.user_client_families(user_id, client_id))
     logout.client_grants_ended(user_id, client_id)
+    store.revoke_user_client_rows(user_id, client_id, stamp)
+    jtis = store.family_access_token_jtis(store.user_client_families(user_id, client_id))
     jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
-    store.revoke_user_client_rows(user_id, client_id, stamp)
 
