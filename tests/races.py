@@ -106,3 +106,21 @@ def mobile_code(client, scope: str) -> dict:
                                               code_challenge=challenge, code_challenge_method="S256")
     code = redirect_params(response.headers["Location"])["code"]
     return dict(grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=MOBILE_REDIRECT)
+
+
+def queued_behind_a_held_token(app, token_id: int, first, second) -> dict:
+    """Run `first`, then `second`, each in a thread, queued in that order behind a lock that a
+    third connection holds on a refresh token's row, then release it: they meet at that row as
+    two requests a millisecond apart would. Their results (or exceptions): "first", "second"."""
+    with app.app_context():
+        engine = db.engine
+    results, threads = {}, []
+    with engine.connect() as blocker:
+        blocker.execute(text("SELECT id FROM refresh_tokens WHERE id = :id FOR UPDATE"), {"id": token_id})
+        for queued, (name, call) in enumerate((("first", first), ("second", second)), start=1):
+            threads.append(in_thread(results, name, call))
+            wait_until(lambda queued=queued: lock_waiters(app) >= queued)
+        blocker.rollback()
+    for thread in threads:
+        thread.join(30)
+    return results

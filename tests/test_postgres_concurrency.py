@@ -25,7 +25,8 @@ from identity.models import ApiScope, Client, RefreshToken, User
 from identity.services import accounts
 from identity.services.passwords import verify_password
 from identity.services.seed import apply_seed, load_seed
-from races import in_thread, lock_waiters, mobile_code, other_workers, wait_until
+from identity.services.tokens import token_hash
+from races import in_thread, lock_waiters, mobile_code, other_workers, queued_behind_a_held_token, wait_until
 from servers import ROOT, authorize, csrf_from, redirect_params, run_together, sign_in, token_request
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
@@ -219,6 +220,94 @@ def test_a_code_replayed_twice_at_once_is_refused_twice(app, seeded, client, dat
     assert len(listed) == 2 and listed[0] == listed[1]
     assert [results[i].status_code for i in range(2)] == [400, 400], [results[i].get_data(as_text=True) for i in range(2)]
     assert {results[i].get_json()["error"] for i in range(2)} == {"invalid_grant"}
+
+
+def mobile_refresh(client, refresh_token: str):
+    return OAuthActions(client).token("mobile-pkce", grant_type="refresh_token", refresh_token=refresh_token)
+
+
+def mobile_tokens(client) -> dict:
+    """Signed in as alice (the demo seed): mobile-pkce's tokens, a refresh token among them."""
+    response = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def refresh_token_id(app, refresh_token: str) -> int:
+    with app.app_context():
+        try:
+            return db.session.scalar(select(RefreshToken.id).where(RefreshToken.token_hash == token_hash(refresh_token)))
+        finally:
+            db.session.remove()
+
+
+def live_refresh_tokens(app) -> list:
+    with app.app_context():
+        try:
+            return db.session.scalars(select(RefreshToken.id).where(RefreshToken.revoked_at.is_(None))).all()
+        finally:
+            db.session.remove()
+
+
+def test_a_rotation_in_flight_when_its_family_is_revoked_leaves_no_live_token(app, seeded, client, database_uri):
+    """A thief rotated a stolen refresh token (T to A1); the rightful client presents T, which
+    revokes the family, while the thief's next rotation (A1 to A2) is in flight. The revocation
+    waits for A1's row and revokes it, and A2 as well, which it could not see when it began."""
+    first = mobile_tokens(client)
+    a1 = mobile_refresh(client, first["refresh_token"]).get_json()["refresh_token"]
+    with other_workers(database_uri) as (other,):  # the rightful client's request: another worker
+        results = queued_behind_a_held_token(app, refresh_token_id(app, a1),
+                                             lambda: mobile_refresh(app.test_client(), a1),
+                                             lambda: mobile_refresh(other.test_client(), first["refresh_token"]))
+    assert results["second"].status_code == 400  # the reuse of T
+    assert results["first"].status_code == 200, results["first"].get_data(as_text=True)
+    assert live_refresh_tokens(app) == []
+    assert mobile_refresh(client, results["first"].get_json()["refresh_token"]).status_code == 400
+
+
+def test_a_rotation_in_flight_when_the_user_is_disabled_leaves_no_live_token(app, seeded, client, database_uri):
+    from identity.services import user_status
+
+    tokens = mobile_tokens(client)
+    with other_workers(database_uri) as (other,):  # the operator's command
+        def disable():
+            with other.app_context():
+                try:
+                    return user_status.disable_user("alice").changed
+                finally:
+                    db.session.remove()
+
+        results = queued_behind_a_held_token(app, refresh_token_id(app, tokens["refresh_token"]),
+                                             lambda: mobile_refresh(app.test_client(), tokens["refresh_token"]), disable)
+    assert results["second"] is True
+    assert results["first"].status_code == 200, results["first"].get_data(as_text=True)
+    assert live_refresh_tokens(app) == []
+    assert mobile_refresh(client, results["first"].get_json()["refresh_token"]).status_code == 400
+
+
+def test_a_rotation_in_flight_when_the_app_is_revoked_leaves_no_live_token(app, seeded, client, database_uri):
+    """The user revokes the app on the grants page while the app's rotation is in flight."""
+    from identity.services import consent
+
+    tokens = mobile_tokens(client)
+    with app.app_context():
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.remove()
+    with other_workers(database_uri) as (other,):
+        def revoke_app():
+            with other.test_request_context():
+                try:
+                    return consent.revoke_grant(alice_id, "mobile-pkce")
+                finally:
+                    db.session.remove()
+
+        results = queued_behind_a_held_token(app, refresh_token_id(app, tokens["refresh_token"]),
+                                             lambda: mobile_refresh(app.test_client(), tokens["refresh_token"]),
+                                             revoke_app)
+    assert results["second"] is None
+    assert results["first"].status_code == 200, results["first"].get_data(as_text=True)
+    assert live_refresh_tokens(app) == []
+    assert mobile_refresh(client, results["first"].get_json()["refresh_token"]).status_code == 400
 
 
 # --- password changes ----------------------------------------------------------------------------

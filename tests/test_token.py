@@ -4,12 +4,12 @@ import base64
 
 import jwt as pyjwt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD
 from identity.extensions import db
-from identity.models import RefreshToken, RevokedAccessToken
+from identity.models import RefreshToken, RevokedAccessToken, User
 
 
 @pytest.fixture
@@ -368,3 +368,15 @@ def test_a_rotation_that_commits_while_its_family_is_revoked_loses_its_access_to
     thief = rotated["response"].get_json()
     assert oauth.token("web", grant_type="refresh_token", refresh_token=thief["refresh_token"]).status_code == 400
     assert access_token_refused(app, client, thief) == (True, 401)
+
+
+def test_a_disabled_users_refresh_token_is_refused_even_if_it_escaped_the_revocation(oauth, app):
+    """Disabling a user revokes their refresh tokens; one that a rotation in flight committed after
+    that (see test_postgres_concurrency.py) is refused for the user's switch alone."""
+    code = _code(oauth)
+    first = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    with app.app_context():
+        db.session.execute(update(User).where(User.username == "alice").values(enabled=False))
+        db.session.commit()
+    refused = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"

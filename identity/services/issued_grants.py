@@ -152,11 +152,14 @@ def find_refresh_token(token: str) -> RefreshToken | None:
 
 
 def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
-    """Find a refresh token this client may rotate (read only); reuse of a rotated one revokes its family."""
+    """Find a refresh token this client may rotate (read only); reuse of a rotated one revokes its family.
+
+    A disabled user's is refused: disabling revokes them all, and this holds whatever a rotation
+    in flight at that moment commits."""
     row = store.refresh_grant(token_hash(token))
     if row is None:
         return None
-    if row.client_id != client_id or row.revoked_at is not None or row.expires_at < now():
+    if row.client_id != client_id or row.revoked_at is not None or row.expires_at < now() or not row.enabled:
         return None
     if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)

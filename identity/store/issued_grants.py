@@ -155,7 +155,8 @@ def expire_user_codes(user_id: int, stamp: int) -> None:
 _REFRESH_GRANT = (
     select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
            RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
-           RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version)
+           RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version,
+           User.enabled)
     .join(User, User.id == RefreshToken.user_id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
 )
@@ -241,11 +242,25 @@ def family_access_token_jtis(family_ids) -> set[str]:
     return jtis
 
 
+def _revoke_until_none_left(*conditions, stamp: int) -> None:
+    """Mark revoked every refresh token that meets `conditions`, successors of rotations in
+    flight included: the UPDATE runs again until it changes nothing.
+
+    A rotation in flight holds its token's row until it commits its successor (one statement on
+    PostgreSQL). An UPDATE that waited for that row revokes it once the rotation commits, but not
+    the successor, which PostgreSQL's UPDATE does not see (READ COMMITTED: it began before that
+    commit); the next UPDATE does, and the rows this one revoked stay locked until the caller
+    commits, so no rotation can start from them. On SQLite the first UPDATE takes the write
+    lock: the second changes nothing.
+    """
+    revoke = update(RefreshToken).where(*conditions, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
+    while db.session.execute(revoke).rowcount:
+        pass
+
+
 def revoke_family_tokens(family_id: str, stamp: int) -> None:
     """Mark every refresh token of a family revoked."""
-    db.session.execute(
-        update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
-    )
+    _revoke_until_none_left(RefreshToken.family_id == family_id, stamp=stamp)
 
 
 def user_client_families(user_id: int, client_id: str) -> set[str]:
@@ -265,27 +280,22 @@ def user_client_standalone_jtis(user_id: int, client_id: str, stamp: int) -> set
 
 
 def revoke_user_client_rows(user_id: int, client_id: str, stamp: int) -> None:
-    """Revoke every refresh token a user granted to a client and consume the client's unused codes."""
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=stamp)
-    )
+    """Consume the client's unused codes of a user and revoke every refresh token the user
+    granted to the client: codes first, so that the first refresh token of a code redeemed
+    meanwhile is revoked too."""
     db.session.execute(
         update(AuthorizationCode)
         .where(AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id,
                AuthorizationCode.consumed_at.is_(None))
         .values(consumed_at=stamp)
     )
+    _revoke_until_none_left(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, stamp=stamp)
 
 
 def revoke_user_refresh_tokens(user_id: int, stamp: int) -> None:
-    """Revoke every refresh token of a user."""
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=stamp)
-    )
+    """Revoke every refresh token of a user (after expire_user_codes, for the same reason as in
+    revoke_user_client_rows)."""
+    _revoke_until_none_left(RefreshToken.user_id == user_id, stamp=stamp)
 
 
 # --- access tokens of no family ------------------------------------------------------------
