@@ -310,6 +310,45 @@ def test_a_rotation_in_flight_when_the_app_is_revoked_leaves_no_live_token(app, 
     assert mobile_refresh(client, results["first"].get_json()["refresh_token"]).status_code == 400
 
 
+def _change_password(user_id: int) -> None:
+    accounts.change_password(user_id, PASSWORD, "lantern-orchid-velvet-204", "lantern-orchid-velvet-204")
+
+
+def _reset_password(user_id: int) -> None:
+    from identity.services import account_tokens, recovery
+
+    link = account_tokens.issue(user_id, recovery.PURPOSE, 3600)
+    db.session.commit()
+    recovery.reset_password(link, "lantern-orchid-velvet-204", "lantern-orchid-velvet-204")
+
+
+@pytest.mark.parametrize("replace", [_change_password, _reset_password], ids=["change", "reset"])
+def test_a_password_change_and_a_rotation_at_once_do_not_deadlock(app, seeded, client, database_uri, replace):
+    """A password change (or reset) locks the user's row from before its hashes until it commits,
+    and revokes the user's refresh tokens, waiting for a rotation in flight; the rotation's new
+    token refers to the user (a foreign key, which takes KEY SHARE on the user's row). The
+    change's lock must not hold that off, or each waits for the other until PostgreSQL aborts one."""
+    tokens = mobile_tokens(client)
+    with app.app_context():
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.remove()
+    with other_workers(database_uri) as (other,):  # the password change's worker
+        def change():
+            with other.test_request_context():
+                try:
+                    return replace(alice_id)
+                finally:
+                    db.session.remove()
+
+        results = queued_behind_a_held_token(app, refresh_token_id(app, tokens["refresh_token"]),
+                                             lambda: mobile_refresh(app.test_client(), tokens["refresh_token"]), change)
+    assert not isinstance(results["second"], BaseException), repr(results["second"])
+    assert results["first"].status_code == 200, results["first"].get_data(as_text=True)
+    assert live_refresh_tokens(app) == []
+    with app.app_context():
+        assert verify_password(db.session.get(User, alice_id).password_hash, "lantern-orchid-velvet-204")
+
+
 # --- password changes ----------------------------------------------------------------------------
 
 

@@ -285,6 +285,18 @@ def store_new_password(user: User, password_hash: str) -> None:
     account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)
 
 
+def locked_user(user_id: int):
+    """The query for a user's row, locked against other changes of it until the commit.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: FOR UPDATE also holds off every insert of a row that
+    refers to the user (a rotation's successor takes KEY SHARE on it), while a password change
+    waits for that rotation's old token to revoke it: a deadlock. populate_existing: the request
+    may have loaded this user already (the bearer token's check); the locked re-read must replace
+    those attributes, or a concurrent change is lost."""
+    return (select(User).where(User.id == user_id).with_for_update(key_share=True)
+            .execution_options(populate_existing=True))
+
+
 def change_password(
     user_id: int,
     current_password: str,
@@ -308,9 +320,7 @@ def change_password(
     password is looked at (mfa.require_second_factor).
     """
     mfa.require_second_factor(user_id, otp, recent_mfa=recent_mfa, client_id=client_id)
-    # populate_existing: the request may have loaded this user already (the bearer token's
-    # check); the locked re-read must replace those attributes, or a concurrent change is lost
-    locked = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    locked = locked_user(user_id)
     reservation = lockout.reserve(user_id)
     if reservation is None:
         user = db.session.scalar(locked)

@@ -10,7 +10,6 @@ anyone out, and the hourly cap keeps it from mail-bombing them.
 """
 
 from flask import current_app
-from sqlalchemy import select
 
 from ..clock import now
 from ..errors import InvalidLink, ValidationFailed
@@ -77,8 +76,7 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
         raise _refused(checked.reason, client_id=client_id)
-    locked = (select(User).where(User.id == checked.row.user_id).with_for_update()
-              .execution_options(populate_existing=True))
+    locked = accounts.locked_user(checked.row.user_id)
     user = db.session.scalar(locked)
     if user is None:  # removed since the link was sent (the row cascades; a race)
         db.session.rollback()
