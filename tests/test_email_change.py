@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from actions import AuthActions
-from conftest import ALICE_PASSWORD, csrf_token
+from conftest import ALICE_PASSWORD, BOB_PASSWORD, csrf_token
 from identity.clock import now
 from identity.extensions import db
 from identity.models import AuditEvent, User
@@ -218,6 +218,29 @@ def test_an_address_of_another_account_is_answered_the_same_and_its_owner_told(a
     assert len(mail.to("bob@example.com")) == 1
     assert alice(app).email == "alice@example.com"
     assert [e.detail["reason"] for e in events(app, "email_change_refused")] == ["taken"]
+
+
+@pytest.mark.parametrize("app_config", [{"EMAIL_VERIFICATION_MAILS_PER_HOUR": 2}])
+def test_an_address_of_another_account_spends_the_budget_as_a_free_one(app, api, mail, flow_clients):
+    """The budget's 429 comes at the same point for a taken address as for a free one: else it
+    tells them apart."""
+    def answers(token, address, password):
+        return [change_email(api, email=address, password=password, token=token).status_code,
+                send_verification(api, token).status_code, send_verification(api, token).status_code]
+
+    free = answers(api.token(), "nobody-has-this@example.org", ALICE_PASSWORD)
+    taken = answers(api.token(username="bob"), "alice@example.com", BOB_PASSWORD)
+    assert free == taken == [202, 202, 429]
+
+
+@pytest.mark.parametrize("app_config", [{"EMAIL_VERIFICATION_MAILS_PER_HOUR": 2}])
+def test_the_owner_of_an_address_asked_for_gets_no_more_mails_than_the_budget(app, api, mail, flow_clients):
+    token = api.token()
+    answers = [change_email(api, email="bob@example.com", token=token).status_code for _ in range(4)]
+    assert answers == [202, 202, 429, 429]
+    with app.app_context():
+        assert outgoing.wait_until_sent()
+    assert len(mail.to("bob@example.com")) == 2
 
 
 @pytest.mark.parametrize("body, field", [

@@ -79,6 +79,14 @@ def _issue_link(user: User, address: str) -> str:
     return mail.link(VERIFY_PATH, token=token)
 
 
+def _spend_a_link(user: User, address: str) -> None:
+    """Count a link in the hourly budget, as `_issue_link` does, and end it unsent: for an address
+    of another account, whose requester must meet the budget as for a free one, and whose owner
+    must not be mailed more often than that. The caller commits."""
+    _issue_link(user, address)
+    account_tokens.supersede(user.id, account_tokens.VERIFY_EMAIL)
+
+
 def _client_name(client_id: str | None) -> str | None:
     client = cached_client(client_id) if client_id else None
     return client.client_name if client is not None else None
@@ -103,7 +111,9 @@ def send_verification(user_id: int, *, client_id: str | None = None) -> str:
         raise NothingToVerify()
     _check_mail_budget(user.id)
     if _owner_of(address, user) is not None:
-        return address  # its owner was told when it was asked for; the same answer, no more mail
+        _spend_a_link(user, address)  # its owner was told when it was asked for: no more mail
+        db.session.commit()
+        return address
     link = _issue_link(user, address)
     audit.record("email_verification_sent", user_id=user.id, client_id=client_id)
     db.session.commit()
@@ -138,8 +148,9 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     a notice. The address changes only when the link is followed (`verify_email`).
 
     An address that belongs to another account is not refused (that would tell whose it is): it
-    is kept as pending and the current address gets its notice as for any other, but no link
-    goes to it, its owner gets a mail saying what happened instead, and it never applies.
+    is kept as pending, the hourly budget is spent and the current address gets its notice as for
+    any other, but no link goes to it, its owner gets a mail saying what happened instead, and it
+    never applies.
     """
     problem = check_email_address(new_email)
     if problem:
@@ -177,7 +188,7 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     owner = _owner_of(new_email, user)
     user.pending_email = new_email
     if owner is not None:
-        account_tokens.supersede(user.id, account_tokens.VERIFY_EMAIL)  # no older link applies either
+        _spend_a_link(user, new_email)  # no older link applies either
         audit.record("email_change_refused", user_id=user.id, client_id=client_id, detail={"reason": "taken"})
         db.session.commit()
         mail.send_later(new_email, "email_taken", user_id=owner.id, username=owner.username,
