@@ -7,7 +7,7 @@ IdentityError
  ├── AccountLocked         too many failures; .retry_after seconds
  ├── PasskeyRefused        a passkey ceremony that failed; the message is for the person
  ├── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
- └── InvalidLink           a one-time link that is unknown, expired or used; .reason
+ └── InvalidLink           a one-time link that is unknown, expired, used or superseded; .reason
 """
 
 
@@ -49,4 +49,4 @@ class SecondFactorRequired(IdentityError):
 class InvalidLink(IdentityError):
     def __init__(self, reason: str):
         super().__init__(f"the link is {reason}")
-        self.reason = reason  # "unknown", "expired" or "used"
+        self.reason = reason  # "unknown", "expired", "used" or "superseded"

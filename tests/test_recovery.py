@@ -273,6 +273,43 @@ def test_a_password_change_on_the_page_ends_a_pending_link(app, client, seeded, 
     assert client.get(local(link)).status_code == 400
 
 
+def test_a_verified_address_change_ends_a_pending_link(app, client, seeded, mail):
+    from test_localapi_support import LocalApi, bearer
+
+    link = reset_link(app, client, mail)
+    api = LocalApi(app, app.test_client())
+    asked = api.client.put("/localapi/email", headers=bearer(api.token()),
+                           json={"email": "alice@new.example.org", "current_password": ALICE_PASSWORD})
+    assert asked.status_code == 202
+    assert api.client.get(local(mail.link(mail.wait_for(to="alice@new.example.org")))).status_code == 200
+    with app.app_context():
+        pending = select(AccountToken).where(AccountToken.purpose == "password_reset", AccountToken.used_at.is_(None))
+        assert db.session.scalars(pending).all() == []
+
+    page = client.get(local(link))
+    assert page.status_code == 400
+    assert signs_in(app.test_client(), ALICE_PASSWORD)
+
+
+def test_a_link_for_an_address_the_account_no_longer_has_is_refused(app, client, seeded, mail):
+    """However the address changed (here as the seed or an operator changes it, which ends no
+    link), a link mailed to the old one opens nothing: the form already open is refused too."""
+    link = reset_link(app, client, mail)
+    page = client.get(local(link))
+    assert page.status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        user.email, user.email_normalized = "alice@new.example.org", "alice@new.example.org"
+        db.session.commit()
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    posted = client.post(local(link), data={"csrf_token": csrf_token(page.get_data(as_text=True)), "token": token,
+                                            "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert posted.status_code == 400 and "no longer has" in posted.get_data(as_text=True)
+    assert client.get(local(link)).status_code == 400
+    assert signs_in(app.test_client(), ALICE_PASSWORD)
+    assert [e[2] for e in events(app, "password_reset_failed")] == [{"reason": "superseded"}] * 2
+
+
 def test_a_refused_password_keeps_the_link_usable(app, client, seeded, mail):
     link = reset_link(app, client, mail)
     weak = reset(client, link, new="password")

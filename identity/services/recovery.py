@@ -58,11 +58,20 @@ def _refused(reason: str, *, user_id: int | None = None, client_id: str | None =
     return InvalidLink(reason)
 
 
+def _for_current_address(row, user: User) -> bool:
+    """Whether the link was mailed to the address the account has now: one left in a mailbox the
+    account has moved away from (perhaps because that mailbox was lost) opens nothing."""
+    return row.email is not None and user.email_normalized == accounts.normalize_login(row.email)
+
+
 def check_link(token: str | None, *, client_id: str | None = None) -> None:
     """Raise InvalidLink (audited) unless `token` is a reset link that works now."""
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
         raise _refused(checked.reason, client_id=client_id)
+    user = db.session.get(User, checked.row.user_id)
+    if user is not None and not _for_current_address(checked.row, user):
+        raise _refused("superseded", user_id=user.id, client_id=client_id)
     db.session.rollback()  # end the read
 
 
@@ -81,6 +90,9 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
     if user is None:  # removed since the link was sent (the row cascades; a race)
         db.session.rollback()
         raise _refused("unknown", client_id=client_id)
+    if not _for_current_address(checked.row, user):
+        db.session.rollback()
+        raise _refused("superseded", user_id=user.id, client_id=client_id)
     try:
         # judged and hashed before the link's use, the transaction's first write: on SQLite that
         # write takes the database's one write lock, which the hash (24 ms) must not hold

@@ -247,6 +247,7 @@ def verify_email(token: str | None) -> Verified:
             return Verified(reason="taken")
         user.email, user.email_normalized = address, key
         user.pending_email = None
+        account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # links mailed to the old address
     user.email_verified = True
     audit.record("email_changed" if changed else "email_verified", user_id=user.id)
     db.session.commit()

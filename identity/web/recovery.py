@@ -16,6 +16,7 @@ NO_REFERRER = "no-referrer"
 INVALID_LINK = {
     "expired": "This link has expired.",
     "used": "This link was already used, or a newer one was sent.",
+    "superseded": "This link was sent to an address the account no longer has.",
     "unknown": "This link is not valid. Check that you opened the whole link from the message.",
 }
 
