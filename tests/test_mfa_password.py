@@ -101,6 +101,34 @@ def test_a_recovery_code_is_spent_by_the_password_change(client, app, password_t
     assert second_step(fresh, codes[0]).status_code == 400
 
 
+@pytest.mark.parametrize("kind", ["recovery", "totp"])
+@pytest.mark.parametrize("refusal", [
+    {"current_password": "not-the-right-password-x"},
+    {"new_password": "short", "confirm_password": "short"},  # refused by the policy
+    {"confirm_password": NEW_PASSWORD + "x"},
+])
+def test_a_change_refused_for_its_passwords_keeps_the_code(client, app, password_token, kind, refusal):
+    """The code is spent only with a change that succeeds: a recovery code is one of ten, for good."""
+    access, secret, codes = password_token
+    code = codes[0] if kind == "recovery" else code_at(secret)
+    refused = change(access, client=client, otp=code, **refusal)
+    assert refused.status_code == 400, refused.get_data(as_text=True)
+    assert change(access, client=client, otp=code).status_code == 204
+
+
+def test_a_wrong_code_with_the_right_passwords_counts_toward_the_lockout(client, app, password_token):
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models import User
+
+    access, _, codes = password_token
+    assert change(access, client=client, otp="AAAAA-AAAAA").status_code == 403
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 1
+    assert change(access, client=client, otp=codes[0]).status_code == 204
+
+
 def test_a_recent_sign_in_with_mfa_needs_no_otp(client, app, flow_clients):
     secret, _ = enrol_user(app)
     sign_in_with_code(client, secret)

@@ -316,10 +316,11 @@ def change_password(
     accept the user's older tokens from memory (bearer_cache.py), and only then returns.
 
     A user with a second factor also gives a code (`otp`) unless the caller's sign-in used one
-    recently (`recent_mfa`: mfa.recently_verified); otherwise SecondFactorRequired, before the
-    password is looked at (mfa.require_second_factor).
+    recently (`recent_mfa`: mfa.recently_verified); without one, SecondFactorRequired before the
+    password is looked at (mfa.code_required). The code is checked and spent last, in the
+    change's transaction (mfa.spend_code): a change refused for its passwords keeps the code.
     """
-    mfa.require_second_factor(user_id, otp, recent_mfa=recent_mfa, client_id=client_id)
+    code_required = mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
     locked = locked_user(user_id)
     reservation = lockout.reserve(user_id)
     if reservation is None:
@@ -355,6 +356,8 @@ def change_password(
         db.session.commit()
         raise ValidationFailed(errors)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
+    if code_required:
+        mfa.spend_code(user_id, otp, reservation, client_id=client_id)
     db.session.execute(*lockout.settled(reservation))
     store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
     revoke_grants_and_sessions(user, keep_sid)

@@ -223,18 +223,24 @@ class CodeCheck:
     neutral: tuple[Write, ...] = ()
 
 
-def _use_code(user_id: int, code: str) -> bool:
-    """Use a TOTP or recovery code of the user: True if it was valid and is now spent."""
-    stamp = now()
+def _spending(user_id: int, code: str) -> Write | None:
+    """The conditional write that spends a TOTP or recovery code of the user (it changes no row
+    if the code was spent meanwhile), or None when the code cannot be one."""
     if len(code) == TOTP_DIGITS and code.isdigit():
         row = store.totp_row(user_id)
         if row is None or row[1] is None:
-            return False
+            return None
         step = _step_of(_secret(row[0], user_id), code, row[2], code_time())
-        return step is not None and write_if(store.accept_step(user_id, step), None)
+        return None if step is None else store.accept_step(user_id, step)
     if len(code) == RECOVERY_CODE_LENGTH:
-        return write_if(store.spend_recovery_code(user_id, recovery_code_hash(code), stamp), None)
-    return False
+        return store.spend_recovery_code(user_id, recovery_code_hash(code), now())
+    return None
+
+
+def _use_code(user_id: int, code: str) -> bool:
+    """Use a TOTP or recovery code of the user: True if it was valid and is now spent."""
+    spending = _spending(user_id, code)
+    return spending is not None and write_if(spending, None)
 
 
 def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
@@ -271,20 +277,42 @@ def recently_verified(amr: str | list | None, auth_time: int | None) -> bool:
     return now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]
 
 
-def require_second_factor(user_id: int, otp: str | None, *, recent_mfa: bool, client_id: str | None = None) -> None:
-    """For a user with a second factor, a password change needs a recent sign-in with it or a
-    code (`otp`, TOTP or recovery); raises SecondFactorRequired otherwise (AccountLocked when
-    the account is locked). A right code is spent here, counted toward neither side of the lockout."""
+def code_required(user_id: int, otp: str | None, *, recent_mfa: bool) -> bool:
+    """Whether a password change must spend a code (`spend_code`): the user has a second factor
+    and did not sign in with it recently. Without `otp` it raises SecondFactorRequired, before the
+    password is looked at."""
     if recent_mfa or not has_second_factor(user_id):
-        return
+        return False
     if not otp:
         raise SecondFactorRequired("a code from the authenticator app (or a recovery code) is required")
-    check = check_code(user_id, otp, client_id=client_id, purpose="password_change")
-    if check.locked:
+    return True
+
+
+def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, client_id: str | None = None,
+               purpose: str = "password_change") -> None:
+    """Spend a TOTP or recovery code in the session's transaction, not committed: the change it
+    allows commits it, and a change that fails rolls it back, so the code stays usable.
+
+    The caller's reservation (of the password checked in the same request) counts the attempt
+    toward lockout: a wrong code leaves it counted, and raises SecondFactorRequired (AccountLocked
+    if that reservation set the lock).
+    """
+    normalized = normalize_code(code)
+    kind = "totp" if normalized.isdigit() else "recovery_code"
+    spending = _spending(user_id, normalized)
+    if spending is not None and db.session.execute(*spending).rowcount == 1:
+        metrics.count_mfa(kind, "success")
+        audit.record("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
+        return
+    db.session.rollback()
+    metrics.count_mfa(kind, "failure")
+    audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
+    if reservation.locked:
+        audit.record("account_locked", user_id=user_id)
+    db.session.commit()
+    if reservation.locked:
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
-    if check.method is None:
-        raise SecondFactorRequired("the code is not right, or was used already")
-    write(*check.neutral)
+    raise SecondFactorRequired("the code is not right, or was used already")
 
 
 # --- removal --------------------------------------------------------------------------------------

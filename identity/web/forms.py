@@ -46,7 +46,7 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
-    # shown to a user with a second factor whose sign-in did not use it recently (mfa.require_second_factor)
+    # shown to a user with a second factor whose sign-in did not use it recently (mfa.code_required)
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
 
 
