@@ -261,8 +261,11 @@ def test_users_add_reads_the_password_from_stdin(app, runner):
         ("bob", "bobby.tables@example.com", ["--email", "bobby.tables@example.com"], ["password", "email"]),
         ("bob", GOOD_PASSWORD, ["--email", "not-an-email"], ["email"]),
         ("bob smith", GOOD_PASSWORD, [], ["username"]),
+        ("\ufb03" * 100, GOOD_PASSWORD, [], ["username", "at most 150"]),  # 300 characters once casefolded
+        ("bob", GOOD_PASSWORD, ["--email", "\u00df" * 300 + "@example.org"], ["email", "at most 320"]),
     ],
-    ids=["short", "common", "username", "email", "bad email", "bad username"],
+    ids=["short", "common", "username", "email", "bad email", "bad username", "long folded username",
+         "long folded email"],
 )
 def test_users_add_enforces_the_policy(app, runner, username, password, extra, expected):
     result = add_user(runner, username, password, *extra)

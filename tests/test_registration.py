@@ -92,6 +92,9 @@ def test_registration_creates_an_unverified_user_and_mails_a_link(app, client, s
     ({"email": ""}, "email", "Enter an email address"),
     ({"username": "has space"}, "username", "without spaces"),
     ({"username": ""}, "username", "Choose a user name"),
+    # longer than their columns once casefolded ("ﬃ" is "ffi", "ß" is "ss"): PostgreSQL refused them, a 503
+    ({"username": "\ufb03" * 100}, "username", "at most 150"),
+    ({"email": "\u00df" * 300 + "@example.org"}, "email", "at most 320"),
 ])
 def test_the_form_shows_problems_that_depend_on_the_input_alone(app, client, seeded, mail, fields, field, message):
     response = register(client, **fields)

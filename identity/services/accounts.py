@@ -28,12 +28,9 @@ from . import (
     browser_sessions,
 )
 from .browser_sessions import SessionUser
+from .login_names import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem, normalize_login
 from .password_policy import Verdict, check_password, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
-
-
-def normalize_login(value: str) -> str:
-    return value.strip().casefold()
 
 
 # Built once: every sign-in looks its user up by user name or email (normalized, as `key`).
@@ -51,11 +48,17 @@ def find_user(login: str) -> User | None:
 def check_new_user(username: str, email: str | None, password: str, name: str | None = None) -> dict[str, list[str]]:
     """Return field errors for a would-be user (empty when fine)."""
     errors: dict[str, list[str]] = {}
+    username_problem = length_problem(username, MAX_USERNAME_LENGTH)
+    email_problem = length_problem(email, MAX_EMAIL_LENGTH) if email else None
     if not username.strip():
         errors["username"] = ["A user name is required."]
+    elif username_problem:
+        errors["username"] = [username_problem]
     elif find_user(username) is not None:
         errors["username"] = ["This user name is taken."]
-    if email and find_user(email) is not None:
+    if email_problem:
+        errors["email"] = [email_problem]
+    elif email and find_user(email) is not None:
         errors["email"] = ["This email address is taken."]
     problems = password_problems(password, username=username, email=email, name=name)
     if problems:

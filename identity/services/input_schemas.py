@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
+from .login_names import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem
 
 _NAME = validate.Length(min=1, max=200)
 #: grant types a client may not hold together, as IdentityServer4 refuses them: implicit with
@@ -191,12 +192,22 @@ class ClientSchema(Schema):
                                       "allowed_grant_types")
 
 
+def _fits(limit: int):
+    """A validator: the value and its normalized form fit the column (login_names.length_problem)."""
+    def check(value: str) -> None:
+        problem = length_problem(value, limit)
+        if problem:
+            raise ValidationError(problem)
+    return check
+
+
 class UserSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    username = fields.String(required=True, validate=[validate.Length(min=1, max=150), validate.Regexp(r"^[^\s@]+$", error="user names have no spaces or @")])
-    email = fields.Email(load_default=None, validate=validate.Length(max=320))
+    username = fields.String(required=True, validate=[validate.Length(min=1), _fits(MAX_USERNAME_LENGTH),
+                                                      validate.Regexp(r"^[^\s@]+$", error="user names have no spaces or @")])
+    email = fields.Email(load_default=None, validate=_fits(MAX_EMAIL_LENGTH))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
     name = fields.String(load_default=None, validate=validate.Length(max=200))
     enabled = fields.Boolean(load_default=None)  # absent: as it is (a new user: enabled)

@@ -14,10 +14,10 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from . import audit, mail, verification
 from .accounts import build_user, find_user
+from .login_names import MAX_USERNAME_LENGTH, length_problem
 from .password_policy import normalize, password_problems
 from .passwords import spend_equal_time
 
-MAX_USERNAME_LENGTH = 150
 MAX_NAME_LENGTH = 200
 
 
@@ -25,10 +25,11 @@ def check_registration(username: str, email: str, name: str, password: str, conf
     """Field errors that depend on the input alone (never on which accounts exist)."""
     errors: dict[str, list[str]] = {}
     username = username.strip()
+    username_problem = length_problem(username, MAX_USERNAME_LENGTH)
     if not username:
         errors["username"] = ["Choose a user name."]
-    elif len(username) > MAX_USERNAME_LENGTH:
-        errors["username"] = [f"Use at most {MAX_USERNAME_LENGTH} characters."]
+    elif username_problem:
+        errors["username"] = [username_problem]
     elif any(c.isspace() or c == "@" for c in username):
         errors["username"] = ["Use a user name without spaces or @."]
     problem = verification.check_email_address(email)

@@ -23,11 +23,11 @@ from ..models import User
 from . import account_tokens, audit, bearer_cache, lockout, mail, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
+from .login_names import MAX_EMAIL_LENGTH, length_problem
 from .password_policy import normalize
 from .passwords import verify_password
 
 VERIFY_PATH = "/account/verify-email"
-MAX_EMAIL_LENGTH = 320  # the column's size
 
 
 class TooManyMails(Exception):
@@ -47,8 +47,9 @@ def check_email_address(value: str | None) -> str | None:
     value = (value or "").strip()
     if not value:
         return "Enter an email address."
-    if len(value) > MAX_EMAIL_LENGTH:
-        return f"Use at most {MAX_EMAIL_LENGTH} characters."
+    too_long = length_problem(value, MAX_EMAIL_LENGTH)
+    if too_long:
+        return too_long
     local, at, domain = value.rpartition("@")
     if (not at or not local or "." not in domain.strip(".") or domain.startswith(".") or domain.endswith(".")
             or any(c.isspace() or c in "<>,;\"\\" or ord(c) < 32 for c in value) or "@" in domain):
