@@ -105,6 +105,19 @@ def test_a_refused_registration_is_json_400_and_stores_nothing(client, auth, app
         assert db.session.scalars(select(Passkey)).all() == []
 
 
+# the last one nested past the json module's recursion limit (RecursionError, not a ValueError)
+@pytest.mark.parametrize("body", ["[1]", '"text"', "5", "null", "{", "[" * 5_000])
+def test_a_registration_body_that_is_not_a_json_object_is_a_400(client, auth, app, body):
+    auth.login()
+    csrf = token(client, "/account/mfa")
+    assert client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).status_code == 200
+    refused = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, data=body,
+                          content_type="application/json")
+    assert refused.status_code == 400 and "could not be verified" in refused.get_json()["error"]
+    with app.app_context():
+        assert db.session.scalars(select(Passkey)).all() == []
+
+
 def test_removing_someone_elses_passkey_is_404(client, auth, app):
     auth.login()
     assert register_over_http(client, SoftKey()).status_code == 201

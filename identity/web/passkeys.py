@@ -63,12 +63,23 @@ def register_options():
     return _options(passkeys.registration_options(current_user.user.id, issuer()), REGISTER_STATE)
 
 
+def _json_object() -> dict:
+    """The request's JSON body if it is an object, else {} (no JSON, a list, a string, a number,
+    or nesting too deep for the json module, which raises RecursionError): the service then
+    refuses it as it refuses any answer it cannot verify."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 @bp.post("/mfa/passkeys")
 @fresh_login_required
 @limiter.limit(sensitive_limit)
 def register():
     """Verify and store the new passkey the browser created (JSON: credential, name)."""
-    body = request.get_json(silent=True) or {}
+    body = _json_object()
     state = session.pop(REGISTER_STATE, None)
     try:
         passkey = passkeys.register(current_user.user.id, issuer(), state, body.get("credential"),
