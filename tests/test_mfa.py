@@ -11,7 +11,8 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, RecoveryCode, TotpFactor, User, UserSession
 from identity.services import key_encryption
-from mfa_actions import CLOCK, SECRET_RE, code_at, enrol, password_step, post_mfa, second_step, step_clock  # noqa: F401
+from mfa_actions import (CLOCK, CODE_RE, SECRET_RE, code_at, enrol, enrol_user, password_step, post_mfa,  # noqa: F401
+                         second_step, sign_in_with_code, step_clock)
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +94,8 @@ def test_recovery_codes_are_shown_once_and_stored_as_hashes(alice, app):
 
 def test_regenerating_recovery_codes_invalidates_the_old_set(alice, app):
     secret, old = enrol(alice)
-    response = post_mfa(alice, "regenerate")
+    CLOCK.next_step()
+    response = post_mfa(alice, "regenerate", otp=code_at(secret))  # a password sign-in: a code too
     assert response.status_code == 200
     from mfa_actions import CODE_RE
     new = CODE_RE.findall(response.get_data(as_text=True))
@@ -103,6 +105,34 @@ def test_regenerating_recovery_codes_invalidates_the_old_set(alice, app):
     assert password_step(fresh).headers["Location"].startswith("/account/login/mfa")
     assert second_step(fresh, old[0]).status_code == 400
     assert second_step(fresh, new[0]).status_code == 302
+
+
+def test_new_recovery_codes_need_a_recent_second_factor_or_a_code(client, app, seeded):
+    """A session signed in with the password alone, before the owner set up the app elsewhere,
+    gets no recovery codes (ten second factors of its own) without a code: the password page's rule."""
+    def stored_codes():
+        with app.app_context():
+            return set(db.session.scalars(select(RecoveryCode.code_hash).where(RecoveryCode.used_at.is_(None))))
+
+    assert AuthActions(client).login().status_code == 302
+    secret, _ = enrol_user(app)
+    old = stored_codes()
+    assert 'name="otp"' in client.get("/account/mfa").get_data(as_text=True)
+    refused = post_mfa(client, "regenerate")
+    assert refused.status_code == 403 and not CODE_RE.findall(refused.get_data(as_text=True))
+    assert "Enter a code from your authenticator app" in refused.get_data(as_text=True)
+    wrong = post_mfa(client, "regenerate", otp="AAAAA-AAAAA")
+    assert wrong.status_code == 403 and not CODE_RE.findall(wrong.get_data(as_text=True))
+    assert stored_codes() == old and len(old) == 10  # the owner's codes still work
+
+    accepted = post_mfa(client, "regenerate", otp=code_at(secret))
+    assert accepted.status_code == 200 and len(CODE_RE.findall(accepted.get_data(as_text=True))) == 10
+
+    CLOCK.next_step()
+    recent = app.test_client()
+    sign_in_with_code(recent, secret)
+    assert 'name="otp"' not in recent.get("/account/mfa").get_data(as_text=True)
+    assert len(CODE_RE.findall(post_mfa(recent, "regenerate").get_data(as_text=True))) == 10
 
 
 def test_sign_in_with_a_totp_code(client, app, enrolled):

@@ -12,7 +12,7 @@ from actions import AuthActions, OAuthActions
 from conftest import csrf_token
 from identity.extensions import db
 from identity.models import Passkey, User, UserSession
-from mfa_actions import claims
+from mfa_actions import claims, enrol_user, post_mfa, sign_in_with_code, step_clock  # noqa: F401
 from webauthn_keys import SoftKey, b64url
 
 ORIGIN, RP_ID = "https://localhost", "localhost"
@@ -116,6 +116,34 @@ def test_a_registration_body_that_is_not_a_json_object_is_a_400(client, auth, ap
     assert refused.status_code == 400 and "could not be verified" in refused.get_json()["error"]
     with app.app_context():
         assert db.session.scalars(select(Passkey)).all() == []
+
+
+def test_a_password_only_session_adds_no_passkey_once_the_user_has_a_second_factor(client, auth, app, step_clock):
+    """A session signed in with the password alone (before the owner set up an app elsewhere)
+    would otherwise add its own passkey, which then signs in alone: the password page's rule."""
+    auth.login()
+    csrf = token(client, "/account/mfa")
+    challenge = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    secret, _ = enrol_user(app)  # after the options: the registration itself is refused too
+    refused = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
+                          json={"credential": SoftKey().registration(challenge, origin=ORIGIN, rp_id=RP_ID)})
+    assert refused.status_code == 403 and "sign in again" in refused.get_json()["error"]
+    options = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf})
+    assert options.status_code == 403 and "challenge" not in options.get_json()
+    with app.app_context():
+        assert db.session.scalars(select(Passkey)).all() == []
+
+    recent = app.test_client()
+    sign_in_with_code(recent, secret)
+    assert register_over_http(recent, SoftKey()).status_code == 201
+
+
+def test_a_password_only_session_sets_up_no_app_once_the_user_has_a_passkey(client, auth, app):
+    auth.login()
+    assert register_over_http(client, SoftKey()).status_code == 201  # the first factor: nothing to prove
+    refused = post_mfa(client, "start")
+    assert refused.status_code == 403 and "sign in again" in refused.get_data(as_text=True)
+    assert 'id="totp-secret"' not in refused.get_data(as_text=True)
 
 
 def test_removing_someone_elses_passkey_is_404(client, auth, app):

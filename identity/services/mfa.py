@@ -315,6 +315,24 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
     raise SecondFactorRequired("the code is not right, or was used already")
 
 
+def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, purpose: str) -> None:
+    """A new second factor (recovery codes, an app, a passkey) for a user who has one needs what a
+    password change needs: a sign-in that used a second factor recently (`recent_mfa`:
+    recently_verified), or a current code (`code`, TOTP or recovery; spent here). Else a session
+    signed in with the password alone, before the user set up a factor, could give itself one
+    for good. Raises SecondFactorRequired (AccountLocked when the account is locked)."""
+    if recent_mfa or not has_second_factor(user_id):
+        return
+    if not code:
+        raise SecondFactorRequired("a recent sign-in with the second factor, or a code, is required")
+    check = check_code(user_id, code, purpose=purpose)
+    if check.locked:
+        raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+    if check.method is None:
+        raise SecondFactorRequired("the code is not right, or was used already")
+    write(*check.success)
+
+
 # --- removal --------------------------------------------------------------------------------------
 
 

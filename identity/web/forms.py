@@ -75,6 +75,12 @@ class TotpConfirmForm(FlaskForm):
     code = StringField("Code from the app", validators=[DataRequired(), Length(max=64)], widget=TextInput())
 
 
+class RegenerateCodesForm(FlaskForm):
+    # shown to a sign-in that did not use the second factor recently (mfa.prove_second_factor)
+    otp = StringField("A current code or a recovery code", validators=[Optional(), Length(max=64)],
+                      widget=TextInput())
+
+
 class RemoveFactorForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     code = StringField("A current code or a recovery code", validators=[DataRequired(), Length(max=64)],

@@ -4,9 +4,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
-from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
+from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
-from .forms import ConfirmForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
+from .forms import ConfirmForm, RegenerateCodesForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
 from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
@@ -15,6 +15,8 @@ from .return_urls import pending_client, pending_client_id
 bp = Blueprint("mfa", __name__, url_prefix="/account")
 
 CODE_FAILED = "That code is not right, or was used already, or the account is temporarily locked. Try again."
+NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
+NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
 
 
 @bp.route("/login/mfa", methods=["GET", "POST"])
@@ -50,12 +52,16 @@ def second_step():
 @fresh_login_required
 @limiter.limit(sensitive_limit, methods=["POST"])
 def factors():
-    """Set up, inspect and remove second factors."""
+    """Set up, inspect and remove second factors.
+
+    A new factor (an app, new recovery codes) for a user who has one already needs a recent sign-in
+    with it, or a code (regenerate): mfa.prove_second_factor, the password page's rule."""
     user_id = current_user.user.id
+    recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
     action = request.form.get("action") if request.method == "POST" else None
     # the page shows either the confirm form or the remove form, never both, so no field names clash
     forms = {"confirm": TotpConfirmForm(), "remove": RemoveFactorForm(), "start": ConfirmForm(),
-             "regenerate": ConfirmForm()}
+             "regenerate": RegenerateCodesForm()}
     errors: dict[str, list[str]] = {}
     notice = None
     recovery_codes = None
@@ -63,11 +69,15 @@ def factors():
     if action in forms and forms[action].validate_on_submit():
         try:
             if action == "start":
+                mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
                 mfa.start_totp(user_id)
             elif action == "confirm":
+                mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
                 recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
                 notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
             elif action == "regenerate":
+                mfa.prove_second_factor(user_id, forms["regenerate"].otp.data or None, recent_mfa=recent_mfa,
+                                        purpose="regenerate_codes")
                 recovery_codes = mfa.regenerate_recovery_codes(user_id)
                 notice = "New recovery codes: the old ones no longer work. Save these now: they are shown only once."
             elif action == "remove":
@@ -75,6 +85,9 @@ def factors():
                 mfa.remove_totp(user_id, form.password.data, form.code.data)
                 notice = "Your authenticator app and recovery codes were removed."
                 forms["remove"] = RemoveFactorForm(formdata=None)
+        except SecondFactorRequired:
+            errors = {"otp": [NEEDS_CODE]} if action == "regenerate" else {"form": [NEEDS_SIGN_IN]}
+            status = 403
         except ValidationFailed as err:
             errors, status = err.errors, 400
         except AccountLocked as err:
@@ -88,4 +101,4 @@ def factors():
     uri = mfa.provisioning_uri(secret, current_user.user.username) if secret else None
     return render_template("account/mfa.html", factors=factors, forms=forms, errors=errors, notice=notice,
                            recovery_codes=recovery_codes, secret=secret, qr_svg=mfa.qr_svg(uri) if uri else None,
-                           action=action), status
+                           action=action, needs_otp=not recent_mfa), status

@@ -13,7 +13,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
-from ..errors import NotFound, PasskeyRefused
+from ..errors import NotFound, PasskeyRefused, SecondFactorRequired
 from ..extensions import limiter, sensitive_limit
 from .forms import LoginForm, SecondFactorForm
 from ..plumbing.headers import allow_form_target
@@ -56,10 +56,27 @@ def index():
     return redirect(url_for("mfa.factors") + "#passkeys-title")
 
 
+NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
+
+
+def _second_factor_missing():
+    """A 403 unless the user may add a passkey: no second factor yet, or a sign-in that used one
+    recently (mfa.prove_second_factor: the password page's rule); else None."""
+    try:
+        mfa.prove_second_factor(current_user.user.id, None, purpose="add_factor",
+                                recent_mfa=mfa.recently_verified(current_user.amr, current_user.auth_time))
+    except SecondFactorRequired:
+        return jsonify(error=NEEDS_SIGN_IN), 403
+    return None
+
+
 @bp.post("/mfa/passkeys/options")
 @fresh_login_required
 def register_options():
     """Options for navigator.credentials.create(): this user, this issuer, their passkeys excluded."""
+    refused = _second_factor_missing()
+    if refused is not None:
+        return refused
     return _options(passkeys.registration_options(current_user.user.id, issuer()), REGISTER_STATE)
 
 
@@ -81,6 +98,9 @@ def register():
     """Verify and store the new passkey the browser created (JSON: credential, name)."""
     body = _json_object()
     state = session.pop(REGISTER_STATE, None)
+    refused = _second_factor_missing()
+    if refused is not None:
+        return refused
     try:
         passkey = passkeys.register(current_user.user.id, issuer(), state, body.get("credential"),
                                     str(body.get("name") or ""))

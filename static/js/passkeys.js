@@ -68,8 +68,10 @@
 
   function fetchOptions(form) {
     return post(form.getAttribute("data-options-url"), form).then(function (response) {
-      if (!response.ok) throw new Error("Passkeys are not available right now (" + response.status + ").");
-      return response.json();
+      if (response.ok) return response.json();
+      return response.json().catch(function () { return {}; }).then(function (answer) {
+        throw new Error(answer.error || "Passkeys are not available right now (" + response.status + ").");
+      });
     });
   }
 
