@@ -148,12 +148,36 @@ def test_a_password_only_session_sets_up_no_app_once_the_user_has_a_passkey(clie
 
 def test_removing_someone_elses_passkey_is_404(client, auth, app):
     auth.login()
-    assert register_over_http(client, SoftKey()).status_code == 201
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302  # a sign-in with the second factor
     with app.app_context():
         passkey_id = db.session.scalar(select(Passkey.id))
     csrf = token(client, "/account/mfa")
     assert client.post(f"/account/mfa/passkeys/{passkey_id + 1}/remove", data={"csrf_token": csrf}).status_code == 404
     removed = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 302
+    with app.app_context():
+        assert db.session.scalars(select(Passkey)).all() == []
+
+
+def test_a_password_only_session_removes_no_passkey(client, auth, app):
+    """A session signed in with the password alone (say, before the owner added the passkey) may
+    not take away the factor that now guards the account; a sign-in with it may."""
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    with app.app_context():
+        passkey_id = db.session.scalar(select(Passkey.id))
+    refused = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": token(client, "/account/mfa")})
+    assert refused.status_code == 303
+    assert "sign in again" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Passkey.id)) == passkey_id
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302
+    removed = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": token(client, "/account/mfa")})
     assert removed.status_code == 302
     with app.app_context():
         assert db.session.scalars(select(Passkey)).all() == []

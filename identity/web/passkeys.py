@@ -13,7 +13,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
-from ..errors import NotFound, PasskeyRefused, SecondFactorRequired
+from ..errors import AccountLocked, NotFound, PasskeyRefused, SecondFactorRequired
 from ..extensions import limiter, sensitive_limit
 from .forms import LoginForm, SecondFactorForm
 from ..plumbing.headers import allow_form_target
@@ -112,7 +112,18 @@ def register():
 @bp.post("/mfa/passkeys/<int:passkey_id>/remove")
 @fresh_login_required
 def remove(passkey_id: int):
-    """Remove one of the user's passkeys."""
+    """Remove one of the user's passkeys: a sign-in that used a second factor recently, or a code
+    (`otp`), as for adding one. Else a session signed in with the password alone could take away
+    the factor that guards the account's next sign-in."""
+    try:
+        mfa.prove_second_factor(current_user.user.id, request.form.get("otp") or None, purpose="remove_factor",
+                                recent_mfa=mfa.recently_verified(current_user.amr, current_user.auth_time))
+    except SecondFactorRequired:
+        flash(NEEDS_SIGN_IN, "error")
+        return redirect(url_for("mfa.factors")), 303
+    except AccountLocked as err:
+        flash(f"Too many wrong attempts. Try again in {err.retry_after} seconds.", "error")
+        return redirect(url_for("mfa.factors")), 303
     try:
         passkeys.remove_passkey(current_user.user.id, passkey_id)
     except NotFound:
