@@ -317,7 +317,8 @@ def _change_password(user_id: int) -> None:
 def _reset_password(user_id: int) -> None:
     from identity.services import account_tokens, recovery
 
-    link = account_tokens.issue(user_id, recovery.PURPOSE, 3600)
+    email = db.session.get(User, user_id).email  # a link works only for the address it was mailed to
+    link = account_tokens.issue(user_id, recovery.PURPOSE, 3600, email=email)
     db.session.commit()
     recovery.reset_password(link, "lantern-orchid-velvet-204", "lantern-orchid-velvet-204")
 
