@@ -303,6 +303,30 @@ def test_a_removed_clients_tokens_are_refused(app, api):
     assert api.client.get("/connect/userinfo", headers=bearer(user_token)).status_code == 401
 
 
+def test_a_removed_clients_tokens_stay_refused_when_its_id_is_registered_again(app, api):
+    """An operator removes a client (say, its secret leaked) and registers one under the same id:
+    the tokens issued to the removed one must not come back with the new registration."""
+    import time
+
+    from identity.models import Client
+
+    token = api.token(client_id="mobile")
+    assert api.get_account(token).status_code == 200
+    with app.app_context():
+        row = db.session.scalar(select(Client).where(Client.client_id == "mobile"))
+        columns = {c.key: getattr(row, c.key) for c in Client.__table__.columns if c.key not in ("id", "created_at")}
+    remove_client(app, "mobile")
+    time.sleep(1.1)  # registered again a second later (timestamps are whole seconds)
+    with app.app_context():
+        from identity.clock import now
+
+        db.session.add(Client(**columns, created_at=now()))
+        db.session.commit()
+    assert_invalid_token(api.get_account(token))
+    assert api.client.get("/connect/userinfo", headers=bearer(token)).status_code == 401
+    assert api.get_account(api.token(client_id="mobile")).status_code == 200  # the new one's own tokens work
+
+
 def test_a_disabled_clients_tokens_are_refused_until_it_is_enabled_again(app, api):
     token = api.token(client_id="mobile")
     set_client_enabled(app, "mobile", False)

@@ -213,6 +213,9 @@ def verify_access_token(token: str) -> dict:
     if client is None or not client.enabled:
         # removed or disabled: refused everywhere within CLIENT_CACHE_SECONDS (the snapshot's life)
         raise InvalidToken("the token's client is no longer registered")
+    if not isinstance(claims.get("iat"), int) or claims["iat"] < client.created_at:
+        # issued to an earlier client of this id, removed since: a new registration starts afresh
+        raise InvalidToken("the token's client is no longer registered")
     return claims
 
 
