@@ -310,6 +310,48 @@ def test_a_link_for_an_address_the_account_no_longer_has_is_refused(app, client,
     assert [e[2] for e in events(app, "password_reset_failed")] == [{"reason": "superseded"}] * 2
 
 
+def test_a_disabled_account_gets_no_link_and_a_pending_one_dies_for_good(app, client, seeded, mail):
+    """Whoever holds a reset link of an account the operator disabled would choose the password
+    it has when it is enabled again: a disabled account is mailed no link (the same page as for
+    anyone), and the disable ends a pending one, which stays dead after `users enable`."""
+    from identity.services import user_status
+
+    link = reset_link(app, client, mail)
+    mail.clear()
+    with app.app_context():
+        assert user_status.disable_user("alice").changed
+    assert ask(client).status_code == 200
+    sent(app)
+    assert mail.messages == []
+    assert events(app, "password_reset_requested")[-1][2] == {"outcome": "disabled"}
+    assert client.get(local(link)).status_code == 400
+    with app.app_context():
+        assert user_status.enable_user("alice").changed
+    assert client.get(local(link)).status_code == 400
+    assert post_reset(client, link).status_code == 400
+    assert signs_in(app.test_client(), ALICE_PASSWORD)
+
+
+def post_reset(client, link):
+    """The reset form posted for a link whose page no longer opens (the form was open before)."""
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    csrf = csrf_token(client.get("/account/forgot-password").get_data(as_text=True))
+    return client.post(local(link), data={"csrf_token": csrf, "token": token, "new_password": NEW_PASSWORD,
+                                          "confirm_password": NEW_PASSWORD})
+
+
+def test_a_link_of_an_account_disabled_behind_the_services_back_opens_nothing(app, client, seeded, mail):
+    """Disabled without the service (a seed file's "enabled": false is written the same way, but
+    a direct change is not): the link still opens nothing while the account is disabled."""
+    link = reset_link(app, client, mail)
+    with app.app_context():
+        db.session.scalar(select(User).where(User.username == "alice")).enabled = False
+        db.session.commit()
+    assert client.get(local(link)).status_code == 400
+    assert post_reset(client, link).status_code == 400
+    assert [e[2] for e in events(app, "password_reset_failed")] == [{"reason": "disabled"}] * 2
+
+
 def test_a_refused_password_keeps_the_link_usable(app, client, seeded, mail):
     link = reset_link(app, client, mail)
     weak = reset(client, link, new="password")

@@ -29,8 +29,8 @@ def request_reset(login: str, *, return_url: str | None = None, client_id: str |
     user = accounts.find_user(login)
     owner = user.id if user is not None else NOBODY
     recent = account_tokens.issued_since(owner, PURPOSE, now() - HOUR)
-    if user is None or not user.email:
-        outcome = "unknown_account" if user is None else "no_email"
+    if user is None or not user.email or not user.enabled:
+        outcome = "unknown_account" if user is None else "no_email" if not user.email else "disabled"
     elif recent >= cfg["PASSWORD_RESET_MAILS_PER_HOUR"]:
         outcome = "mail_limit"
     else:
@@ -64,14 +64,24 @@ def _for_current_address(row, user: User) -> bool:
     return row.email is not None and user.email_normalized == accounts.normalize_login(row.email)
 
 
+def _unusable_for(row, user: User) -> str | None:
+    """Why a usable link cannot reset this account's password now, or None: mailed to an address
+    the account no longer has ("superseded"), or the operator disabled the account since
+    ("disabled": whoever holds the link would choose the password it has when enabled again)."""
+    if not _for_current_address(row, user):
+        return "superseded"
+    return None if user.enabled else "disabled"
+
+
 def check_link(token: str | None, *, client_id: str | None = None) -> None:
     """Raise InvalidLink (audited) unless `token` is a reset link that works now."""
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
         raise _refused(checked.reason, client_id=client_id)
     user = db.session.get(User, checked.row.user_id)
-    if user is not None and not _for_current_address(checked.row, user):
-        raise _refused("superseded", user_id=user.id, client_id=client_id)
+    reason = _unusable_for(checked.row, user) if user is not None else None
+    if reason is not None:
+        raise _refused(reason, user_id=user.id, client_id=client_id)
     db.session.rollback()  # end the read
 
 
@@ -90,9 +100,10 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
     if user is None:  # removed since the link was sent (the row cascades; a race)
         db.session.rollback()
         raise _refused("unknown", client_id=client_id)
-    if not _for_current_address(checked.row, user):
+    reason = _unusable_for(checked.row, user)
+    if reason is not None:
         db.session.rollback()
-        raise _refused("superseded", user_id=user.id, client_id=client_id)
+        raise _refused(reason, user_id=user.id, client_id=client_id)
     try:
         # judged and hashed before the link's use, the transaction's first write: on SQLite that
         # write takes the database's one write lock, which the hash (24 ms) must not hold

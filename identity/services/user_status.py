@@ -16,7 +16,7 @@ from ..clock import now
 from ..errors import NotFound
 from ..extensions import db
 from ..models import User
-from . import audit, bearer_cache
+from . import account_tokens, audit, bearer_cache
 from .accounts import find_user, revoke_grants_and_sessions
 
 
@@ -43,6 +43,7 @@ def apply_enabled(user: User, enabled: bool) -> bool:
     if not enabled:
         user.password_version = user.password_version + 1
         revoke_grants_and_sessions(user, None)
+        account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # a pending reset link too
     audit.record("user_enabled" if enabled else "user_disabled", user_id=user.id, detail={"username": user.username})
     return True
 
