@@ -300,6 +300,19 @@ def test_max_age_zero_asks_for_a_new_sign_in_once(oauth):
     assert "max_age" not in unquote(location)
 
 
+@pytest.mark.parametrize("value", ["soon", "-1", "1.5", "99999999999"])
+def test_a_max_age_that_is_not_a_number_of_seconds_is_refused_not_ignored(oauth, app, value):
+    params = redirect_params(oauth.authorize(client_id="web", max_age=value).headers["Location"])
+    assert params.get("error") == "invalid_request" and "code" not in params, params
+    assert _codes(app) == 0
+
+
+@pytest.mark.parametrize("name", ["max_age", "request", "request_uri"])
+def test_a_parameter_sent_without_a_value_is_as_if_omitted(oauth, name):
+    """RFC 6749 section 3.1."""
+    assert "code" in redirect_params(oauth.authorize(client_id="web", **{name: ""}).headers["Location"])
+
+
 def test_prompt_select_account_goes_through_the_sign_in_page_once(oauth):
     """The sign-in page is where a person picks the account: select_account is asked there, not ignored."""
     location = oauth.authorize(client_id="web", prompt="select_account").headers["Location"]

@@ -111,10 +111,10 @@ def test_grants_page_needs_sign_in(client, seeded):
     assert client.get("/account/grants").status_code == 302
 
 
-@pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "-1"}])
+@pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "0"}])
 def test_the_consent_page_asks_for_a_new_sign_in_where_the_authorization_endpoint_would(oauth, app, extra):
     """The consent page applies the authorization endpoint's checks before its own: opened with a
-    request that asks for a new sign-in (prompt=login, or a max_age the sign-in is older than),
+    request that asks for a new sign-in (prompt=login, or max_age=0, which is the same),
     it sends the person to sign in, and allowing there issues nothing."""
     location = _spa(oauth).headers["Location"]  # the consent page for a request without them
     asked = location + "&" + urlencode(extra)

@@ -6,6 +6,7 @@ or another endpoint. The request's parameters are given, not read here from Flas
 same checks, in this module.
 """
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -89,6 +90,7 @@ def _prompts(params: AuthorizationParams) -> list[str]:
 # What a new sign-in answers: prompt=login; prompt=select_account (the sign-in page is where a
 # person picks the account); max_age=0, which OpenID Connect Core 3.1.2.1 makes prompt=login.
 SIGN_IN_PROMPTS = ("login", "select_account")
+MAX_AGE = re.compile(r"[0-9]{1,10}")
 
 
 def _max_age(params: AuthorizationParams) -> int | None:
@@ -196,11 +198,16 @@ def _parameter_error(params: AuthorizationParams, redirect_uri: str | None):
 
 def _request_object_error(params: AuthorizationParams, redirect_uri: str):
     """OpenID Connect Core 6.1 and 6.2: an OP that does not take request objects (discovery says
-    so) MUST refuse `request` and `request_uri`, not answer the unsigned parameters beside them."""
-    if "request" in params.values:
+    so) MUST refuse `request` and `request_uri`, not answer the unsigned parameters beside them.
+    And a `max_age` that is not a number of seconds is refused, not ignored: ignoring it would
+    answer without the fresh sign-in the client asked for."""
+    values = params.values  # a parameter sent without a value is as if omitted (RFC 6749, 3.1)
+    if values.get("request"):
         return RequestNotSupportedError(redirect_uri=redirect_uri)
-    if "request_uri" in params.values:
+    if values.get("request_uri"):
         return RequestURINotSupportedError(redirect_uri=redirect_uri)
+    if values.get("max_age") and not MAX_AGE.fullmatch(values["max_age"]):
+        return InvalidRequestError("max_age must be a whole number of seconds", redirect_uri=redirect_uri)
     return None
 
 
