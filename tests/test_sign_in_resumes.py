@@ -108,7 +108,7 @@ def test_sign_in_answers_as_the_authorization_endpoint_would(app, flow_clients, 
 @pytest.mark.parametrize("return_url", [
     _return_url(**{**WEB, "redirect_uri": "https://evil.example.com/cb"}),  # an error page, never a redirect
     _return_url(**WEB, prompt="login"),  # asks for a sign-in again (the return trip drops prompt=login)
-    _return_url(**WEB, max_age="-1"),
+    _return_url(**WEB, max_age="0"),  # the same as prompt=login
     _return_url(**WEB, state="nul\x00"),  # refused before the endpoint decides (inputs.py)
     "/connect/authorize",
 ])
