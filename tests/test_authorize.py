@@ -307,7 +307,7 @@ def test_a_max_age_that_is_not_a_number_of_seconds_is_refused_not_ignored(oauth,
     assert _codes(app) == 0
 
 
-@pytest.mark.parametrize("name", ["max_age", "request", "request_uri"])
+@pytest.mark.parametrize("name", ["max_age", "request", "request_uri", "id_token_hint"])
 def test_a_parameter_sent_without_a_value_is_as_if_omitted(oauth, name):
     """RFC 6749 section 3.1."""
     assert "code" in redirect_params(oauth.authorize(client_id="web", **{name: ""}).headers["Location"])

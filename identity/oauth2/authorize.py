@@ -226,7 +226,7 @@ def validate(principal, params: AuthorizationParams):
     if error is None and reply is None:  # Authlib checked it already; never answer an unchecked URI
         error = InvalidRequestError("redirect_uri is not registered for this client")
     hinted_subject = None
-    if error is None and "id_token_hint" in params.values:
+    if error is None and params.values.get("id_token_hint"):  # sent empty: as if omitted
         try:
             hinted_subject = tokens.verify_id_token_hint(params.values["id_token_hint"]).get("sub")
         except tokens.InvalidToken:
