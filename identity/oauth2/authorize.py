@@ -273,14 +273,21 @@ def _person_needed(checked: Validated, principal):
     return None
 
 
-def authorize(principal, params: AuthorizationParams):
-    """Decide the answer to an authorization request for this principal (signed in or not)."""
+def _validated_for(principal, params: AuthorizationParams):
+    """The Validated request once the person has nothing more to do for it, or the decision that
+    answers it first (an invalid request; sign in again, a second factor, verify the address)."""
     checked = validate(principal, params)
     if not isinstance(checked, Validated):
         return checked
     needed = _person_needed(checked, principal)
-    if needed is not None:
-        return needed
+    return checked if needed is None else needed
+
+
+def authorize(principal, params: AuthorizationParams):
+    """Decide the answer to an authorization request for this principal (signed in or not)."""
+    checked = _validated_for(principal, params)
+    if not isinstance(checked, Validated):
+        return checked
     if needs_consent(checked, principal):
         if "none" in _prompts(params):
             return error_decision(ConsentRequiredError(redirect_uri=checked.reply.redirect_uri), params)
@@ -291,12 +298,9 @@ def authorize(principal, params: AuthorizationParams):
 def consent_prompt(principal, params: AuthorizationParams):
     """The ConsentPrompt for a valid request, or the decision that answers an invalid one (or
     one the person must first do something for, as at the authorization endpoint)."""
-    checked = validate(principal, params)
+    checked = _validated_for(principal, params)
     if not isinstance(checked, Validated):
         return checked
-    needed = _person_needed(checked, principal)
-    if needed is not None:
-        return needed
     client = checked.grant.request.client.row
     return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
 
