@@ -243,6 +243,20 @@ def _use_code(user_id: int, code: str) -> bool:
     return spending is not None and write_if(spending, None)
 
 
+def _kind(normalized_code: str) -> str:
+    return "totp" if normalized_code.isdigit() else "recovery_code"
+
+
+def _record_bad_code(user_id: int, kind: str, reservation: lockout.Reservation, *, client_id: str | None,
+                     purpose: str) -> None:
+    """Count and audit a wrong code (and the lock its reservation set), committed."""
+    metrics.count_mfa(kind, "failure")
+    audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
+    if reservation.locked:
+        audit.record("account_locked", user_id=user_id)
+    db.session.commit()
+
+
 def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
     """Check a second-factor code (TOTP or recovery), counted toward lockout before it is checked.
 
@@ -255,13 +269,9 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
         db.session.commit()
         return CodeCheck(None, locked=True)
     normalized = normalize_code(code)
-    kind = "totp" if normalized.isdigit() else "recovery_code"
+    kind = _kind(normalized)
     if not _use_code(user_id, normalized):
-        metrics.count_mfa(kind, "failure")
-        audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
-        if reservation.locked:
-            audit.record("account_locked", user_id=user_id)
-        db.session.commit()
+        _record_bad_code(user_id, kind, reservation, client_id=client_id, purpose=purpose)
         return CodeCheck(None, locked=reservation.locked)
     metrics.count_mfa(kind, "success")
     used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
@@ -298,18 +308,14 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
     if that reservation set the lock).
     """
     normalized = normalize_code(code)
-    kind = "totp" if normalized.isdigit() else "recovery_code"
+    kind = _kind(normalized)
     spending = _spending(user_id, normalized)
     if spending is not None and db.session.execute(*spending).rowcount == 1:
         metrics.count_mfa(kind, "success")
         audit.record("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
         return
     db.session.rollback()
-    metrics.count_mfa(kind, "failure")
-    audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
-    if reservation.locked:
-        audit.record("account_locked", user_id=user_id)
-    db.session.commit()
+    _record_bad_code(user_id, kind, reservation, client_id=client_id, purpose=purpose)
     if reservation.locked:
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
     raise SecondFactorRequired("the code is not right, or was used already")
