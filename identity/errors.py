@@ -37,6 +37,11 @@ class AccountLocked(IdentityError):
         super().__init__("account is temporarily locked")
         self.retry_after = retry_after
 
+    @property
+    def page_message(self) -> str:
+        """What a page tells the signed-in person (who knows the account exists)."""
+        return f"Too many wrong attempts. Try again in {self.retry_after} seconds."
+
 
 class PasskeyRefused(IdentityError):
     """A passkey registration or sign-in that did not verify; str() is safe to show the person."""

@@ -135,7 +135,7 @@ def password():
         except ValidationFailed as err:
             errors = err.errors
         except AccountLocked as err:
-            errors = {"current_password": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}
+            errors = {"current_password": [err.page_message]}
     if request.method == "POST" and not changed and status == 200:
         status = 400
     needs_otp = not recent_mfa and mfa.has_second_factor(current_user.user.id)

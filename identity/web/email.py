@@ -67,7 +67,7 @@ def email():
             except ValidationFailed as err:
                 errors = err.errors
             except AccountLocked as err:
-                errors = {"current_password": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}
+                errors = {"current_password": [err.page_message]}
             except verification.TooManyMails:
                 notice = "Several links were sent in the last hour. Use the newest, or try again later."
         elif change_form.errors.get("csrf_token"):

@@ -91,7 +91,7 @@ def factors():
         except ValidationFailed as err:
             errors, status = err.errors, 400
         except AccountLocked as err:
-            errors, status = {"form": [f"Too many wrong attempts. Try again in {err.retry_after} seconds."]}, 400
+            errors, status = {"form": [err.page_message]}, 400
         except (Conflict, NotFound) as err:
             errors, status = {"form": [str(err).capitalize() + "."]}, 409
     elif request.method == "POST":

@@ -21,6 +21,7 @@ from ..config.issuer import issuer
 from ..services import accounts, mfa, passkeys
 from ..services.browser_sessions import SessionUser
 from .account import _after_sign_in, _return_url
+from .mfa import NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("passkeys", __name__, url_prefix="/account")
@@ -54,9 +55,6 @@ def current_user_passkeys() -> list:
 def index():
     """The passkeys are listed on the factors page."""
     return redirect(url_for("mfa.factors") + "#passkeys-title")
-
-
-NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
 
 
 def _second_factor_missing():
@@ -122,7 +120,7 @@ def remove(passkey_id: int):
         flash(NEEDS_SIGN_IN, "error")
         return redirect(url_for("mfa.factors")), 303
     except AccountLocked as err:
-        flash(f"Too many wrong attempts. Try again in {err.retry_after} seconds.", "error")
+        flash(err.page_message, "error")
         return redirect(url_for("mfa.factors")), 303
     try:
         passkeys.remove_passkey(current_user.user.id, passkey_id)
