@@ -5,8 +5,6 @@ on the autocommit connection (no pool checkout, no transaction, no ORM object).
 """
 
 from collections import namedtuple
-from functools import cache
-from importlib import import_module
 
 from sqlalchemy import bindparam, exists, select
 
@@ -14,6 +12,7 @@ from ..extensions import db
 from ..models import RevokedAccessToken, User
 from .connection import autocommit_connection
 from .mfa import second_factor_exists
+from .writes import insert_or_skip
 
 _LIVE_TOKEN_USER = select(
     User.id, User.subject, User.username, User.email, User.name, User.password_version, User.password_changed_at,
@@ -34,13 +33,6 @@ def is_revoked(jti: str) -> bool:
     return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
 
 
-@cache
-def _insert_revoked(dialect: str):
-    """INSERT ... ON CONFLICT DO NOTHING into the revocation list, built once for this dialect."""
-    dialect_insert = import_module(f"sqlalchemy.dialects.{dialect}").insert
-    return dialect_insert(RevokedAccessToken.__table__).on_conflict_do_nothing(index_elements=["jti"])
-
-
 def add_revoked(jtis, expires_at: int) -> None:
     """Put these access tokens on the revocation list, once each, in the session's transaction.
 
@@ -50,5 +42,4 @@ def add_revoked(jtis, expires_at: int) -> None:
     so that two such transactions wait for each other's rows in one order, never crosswise."""
     rows = [{"jti": jti, "expires_at": expires_at} for jti in sorted(set(jtis))]
     if rows:
-        dialect = "sqlite" if autocommit_connection().is_sqlite else "postgresql"
-        db.session.execute(_insert_revoked(dialect), rows)
+        db.session.execute(insert_or_skip(RevokedAccessToken.__table__, ("jti",), ("jti", "expires_at")), rows)

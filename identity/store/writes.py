@@ -13,13 +13,33 @@ Statements are built once, with every value as a bind parameter.
 """
 
 import json
+from functools import cache
+from importlib import import_module
 
+from sqlalchemy import bindparam
 from sqlalchemy.sql import Executable
 
 from .connection import autocommit_connection
 from ..extensions import db
 
 Write = tuple[Executable, dict]  # a statement and its parameters
+
+
+def insert_or_skip(table, conflict: tuple[str, ...], columns: tuple[str, ...]):
+    """INSERT INTO `table` (`columns`, each bound by its name) ... ON CONFLICT (`conflict`) DO
+    NOTHING, in the dialect of the database in use: a row that is there already, or being
+    inserted by a transaction not yet committed, is skipped, where a read first and an insert
+    after would break the key."""
+    return _insert_or_skip("sqlite" if autocommit_connection().is_sqlite else "postgresql", table, conflict, columns)
+
+
+@cache
+def _insert_or_skip(dialect: str, table, conflict: tuple[str, ...], columns: tuple[str, ...]):
+    """Built once; the dialect's module is imported only here (SQLAlchemy's PostgreSQL dialect is
+    2.4 MiB and 0.04 s a SQLite worker never needs)."""
+    dialect_insert = import_module(f"sqlalchemy.dialects.{dialect}").insert
+    return (dialect_insert(table).values({name: bindparam(name) for name in columns})
+            .on_conflict_do_nothing(index_elements=list(conflict)))
 
 
 def write(*statements: Write) -> list[int]:
