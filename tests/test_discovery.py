@@ -61,9 +61,32 @@ def test_every_advertised_signing_alg_has_a_published_key(client):
     assert set(doc["id_token_signing_alg_values_supported"]) <= published
 
 
-@pytest.mark.parametrize("app_config", [{"ID_TOKEN_SIGNING_ALG": "ES256", "ACCESS_TOKEN_SIGNING_ALG": "ES256"}])
+@pytest.mark.parametrize("app_config", [{"ACCESS_TOKEN_SIGNING_ALG": "ES256"}])
 def test_rs256_is_published_even_when_es256_is_configured(client):
     test_every_advertised_signing_alg_has_a_published_key(client)
+
+
+def test_id_tokens_are_signed_with_the_one_alg_discovery_offers(client, flow_clients):
+    """Discovery must offer RS256, and a client that registered no id_token_signed_response_alg
+    (this server has no such setting) must get RS256 ID tokens (OpenID Connect Core 3.1.3.7,
+    Registration 2): the document lists only what ID tokens are signed with."""
+    import jwt as pyjwt
+    from actions import AuthActions, OAuthActions
+
+    AuthActions(client).login()
+    token, _ = OAuthActions(client).code_flow(client_id="native", scope="openid")
+
+    assert discover(client)["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert pyjwt.get_unverified_header(token.get_json()["id_token"])["alg"] == "RS256"
+
+
+def test_es256_id_tokens_are_refused_at_start(_migrated, database_uri):
+    """With ES256 ID tokens, discovery said RS256 too (which it must), yet no client could get one."""
+    from conftest import make_config
+    from identity.config.startup import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="ID_TOKEN_SIGNING_ALG must be RS256"):
+        create_app(make_config(database_uri, ID_TOKEN_SIGNING_ALG="ES256"))
 
 
 # --- the issuer ------------------------------------------------------------------------------

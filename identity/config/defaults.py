@@ -66,7 +66,7 @@ RATELIMIT_HEADERS_ENABLED = False  # True adds X-RateLimit-* (and Retry-After) t
 
 # --- tokens ------------------------------------------------------------
 ACCESS_TOKEN_SIGNING_ALG = "ES256"  # RS256 or ES256; measured faster end to end (docs/performance.md)
-ID_TOKEN_SIGNING_ALG = "RS256"  # OpenID Connect requires RS256 support
+ID_TOKEN_SIGNING_ALG = "RS256"  # the only value: clients expect RS256 ID tokens (OpenID Connect Core 3.1.3.7)
 AUTHORIZATION_CODE_LIFETIME_SECONDS = 300
 ID_TOKEN_LIFETIME_SECONDS = 300
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600

@@ -238,6 +238,11 @@ def init_app(app: Flask) -> None:
     for name in ("ACCESS_TOKEN_SIGNING_ALG", "ID_TOKEN_SIGNING_ALG"):
         if cfg[name] not in SIGNING_ALGS:
             raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
+    if cfg["ID_TOKEN_SIGNING_ALG"] != "RS256":
+        # a client gets RS256 ID tokens unless it registered another id_token_signed_response_alg
+        # (OpenID Connect Core 3.1.3.7, Registration 2), and this server has no such client setting
+        raise ConfigurationError(f"ID_TOKEN_SIGNING_ALG must be RS256, not {cfg['ID_TOKEN_SIGNING_ALG']!r}: OpenID "
+                                 "Connect clients expect RS256 ID tokens (ES256 is for access tokens)")
     _check_issuer(app)
     _check_key_schedule(app)
     for name in ("CORS_ORIGINS_CACHE_SECONDS", "DISCOVERY_DOCUMENT_CACHE_SECONDS"):
