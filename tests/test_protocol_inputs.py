@@ -6,7 +6,7 @@ the answer the RFCs ask for, and that nothing was stored.
 
 import base64
 import json
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 from sqlalchemy import func, select
@@ -249,6 +249,24 @@ def test_each_method_alone_still_works(client, seeded):
     by_post = client.post("/connect/token", data={"grant_type": "client_credentials", "client_id": SERVICE[0],
                                                   "client_secret": SERVICE[1]})
     assert by_basic.status_code == 200 and by_post.status_code == 200
+
+
+@pytest.mark.parametrize("encode", [quote_plus, quote])
+def test_basic_credentials_are_form_decoded(app, client, seeded, encode):
+    """RFC 6749 section 2.3.1: the id and secret are application/x-www-form-urlencoded before
+    Base64, so a space may come as `+` (as IdentityServer decodes them) or as `%20`."""
+    from identity.services.seed import apply_seed, load_seed
+
+    secret = "p@ss word:1+2%"
+    with app.app_context():
+        apply_seed(load_seed(json.dumps({"clients": [{
+            "client_id": "svc+x", "client_name": "Encoded", "client_secrets": [secret],
+            "allowed_grant_types": ["client_credentials"], "allowed_scopes": ["IdentityServerApi"]}]})))
+    header = basic(encode("svc+x", safe=""), encode(secret, safe=""))
+
+    response = client.post("/connect/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header})
+
+    assert response.status_code == 200, response.get_data(as_text=True)
 
 
 def test_a_wrong_basic_secret_does_not_fall_back_to_public_authentication(app, client, seeded):

@@ -15,7 +15,7 @@ exists (client_secrets.verify_client_secret_evenly).
 
 import base64
 import binascii
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 
@@ -44,7 +44,9 @@ def basic_credentials(headers, methods) -> tuple[str, str] | None:
     client_id, colon, secret = decoded.partition(":")
     if not colon:
         raise _failure(methods)
-    return unquote(client_id), unquote(secret)  # section 2.3.1: form-encoded before Base64
+    # section 2.3.1: each is application/x-www-form-urlencoded before Base64 (`+` is a space, as
+    # IdentityServer reads it)
+    return unquote_plus(client_id), unquote_plus(secret)
 
 
 def _usable(value) -> bool:
