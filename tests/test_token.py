@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
-from conftest import ALICE_PASSWORD
+from conftest import ALICE_PASSWORD, BOB_PASSWORD
 from identity.extensions import db
 from identity.models import RefreshToken, RevokedAccessToken, User
 
@@ -160,6 +160,20 @@ def test_refresh_token_only_with_offline_access(oauth):
     code = _code(oauth, scope="openid profile")
     body = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
     assert "refresh_token" not in body
+
+
+@pytest.mark.parametrize("app_config", [{"GRANT_TYPES_ENABLED": ["authorization_code", "password"]}])
+def test_no_refresh_token_nor_offline_access_while_the_refresh_grant_is_off(oauth):
+    """Discovery leaves offline_access out when refresh_token is not in GRANT_TYPES_ENABLED; the
+    server then neither grants the scope nor issues a refresh token that could never be used."""
+    refused = oauth.authorize(client_id="web", scope="openid offline_access")
+    assert redirect_params(refused.headers["Location"])["error"] == "invalid_scope"
+    password = oauth.token("legacy", grant_type="password", username="bob", password=BOB_PASSWORD,
+                           scope="openid offline_access")
+    assert password.status_code == 400 and password.get_json()["error"] == "invalid_scope"
+    body = oauth.token("web", grant_type="authorization_code", code=_code(oauth, scope="openid"),
+                       redirect_uri="https://web.example.com/cb").get_json()
+    assert "access_token" in body and "refresh_token" not in body
 
 
 def test_refresh_with_narrower_scope_and_wider_scope(oauth):

@@ -3,6 +3,8 @@
 import re
 from urllib.parse import urlsplit
 
+from flask import current_app
+
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT
 from ..models import Client
 from ..services.client_secrets import verify_client_secret
@@ -58,7 +60,7 @@ class OAuthClient:
         if not scope:
             return ""
         allowed = set(self.row.allowed_scopes)
-        if self.row.allow_offline_access:
+        if self.offers_refresh_tokens:
             allowed.add(OFFLINE_ACCESS)
         return " ".join(s for s in scope.split() if s in allowed)
 
@@ -85,10 +87,16 @@ class OAuthClient:
         if grant_type == "authorization_code":
             return bool(grants & {"authorization_code", "hybrid"})
         if grant_type == "refresh_token":
-            return self.row.allow_offline_access
+            return self.offers_refresh_tokens
         if grant_type == "client_credentials":
             return "client_credentials" in grants and not self.row.is_public
         return grant_type in grants
+
+    @property
+    def offers_refresh_tokens(self) -> bool:
+        """allow_offline_access, while the server has the refresh_token grant (GRANT_TYPES_ENABLED):
+        only then is offline_access granted and a refresh token issued."""
+        return self.row.allow_offline_access and "refresh_token" in current_app.config["GRANT_TYPES_ENABLED"]
 
     @property
     def is_public(self) -> bool:

@@ -31,10 +31,11 @@ SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def check_requested_scope(client, scope: str | None) -> None:
-    """Every requested scope is allowed for the client; offline_access only with allow_offline_access.
+    """Every requested scope is allowed for the client; offline_access only with allow_offline_access
+    and the refresh_token grant on.
     Also what a code or refresh token would issue: the client's scopes now, not when it was granted
     (an operator may have removed one since; IdentityServer too answers invalid_scope)."""
-    allowed = set(client.row.allowed_scopes) | ({OFFLINE_ACCESS} if client.row.allow_offline_access else set())
+    allowed = set(client.row.allowed_scopes) | ({OFFLINE_ACCESS} if client.offers_refresh_tokens else set())
     refused = [s for s in (scope or "").split() if s not in allowed]
     if refused:
         raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")

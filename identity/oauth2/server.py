@@ -57,7 +57,7 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     metrics.count_token("hybrid" if grant_type == "code" else grant_type, client.client_id)  # hybrid's is "code"
     token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
     granted = context.rotating.scope if context.rotating is not None else scope
-    if include_refresh_token and user is not None and client.row.allow_offline_access and OFFLINE_ACCESS in granted.split():
+    if include_refresh_token and user is not None and client.offers_refresh_tokens and OFFLINE_ACCESS in granted.split():
         token["refresh_token"] = secrets.token_urlsafe(32)
     return token
 
