@@ -251,6 +251,22 @@ def test_unsupported_response_type_with_registered_redirect_is_reported_to_the_c
     assert redirect_params(response.headers["Location"])["error"] == "unsupported_response_type"
 
 
+@pytest.mark.parametrize("app_config", [{"GRANT_TYPES_ENABLED": ["hybrid", "refresh_token"]}])
+def test_response_type_code_is_not_served_while_the_authorization_code_grant_is_off(oauth, app):
+    """The code grant stays registered to redeem hybrid codes, but discovery does not list `code`
+    as a response type then, and the authorization endpoint must not serve it either."""
+    response = oauth.authorize(client_id="web")
+    assert redirect_params(response.headers["Location"])["error"] == "unsupported_response_type"
+    assert _codes(app) == 0
+    verifier, challenge = pkce_pair()
+    hybrid = oauth.authorize(client_id="mobile", response_type="code id_token", nonce="n-1",
+                             code_challenge=challenge, code_challenge_method="S256")
+    code = redirect_params(hybrid.headers["Location"])["code"]
+    redeemed = oauth.token("mobile", grant_type="authorization_code", code=code, redirect_uri="com.example.app:/callback",
+                           code_verifier=verifier)
+    assert redeemed.status_code == 200 and "id_token" in redeemed.get_json()
+
+
 def test_login_and_consent_pages_let_their_form_reach_the_client(client, flow_clients):
     location = OAuthActions(client).authorize(client_id="spa", code_challenge=pkce_pair()[1],
                                               code_challenge_method="S256").headers["Location"]

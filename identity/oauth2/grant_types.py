@@ -178,6 +178,13 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         pass  # consumed in save_token, once the tokens it produced are signed
 
 
+class HybridCodeGrant(AuthorizationCodeGrant):
+    """The code grant at the token endpoint only: it redeems the hybrid flow's codes while the
+    authorization_code grant itself is off, so response_type=code is not served (nor advertised)."""
+
+    RESPONSE_TYPES = set()
+
+
 class OpenIDCode(_OpenIDCode):
     """ID tokens from the token endpoint, signed by us, with the code's auth_time, nonce and sid."""
 

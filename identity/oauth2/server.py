@@ -27,6 +27,7 @@ from .grant_types import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
     CodeChallenge,
+    HybridCodeGrant,
     HybridGrant,
     ImplicitGrant,
     OpenIDCode,
@@ -176,7 +177,8 @@ def init_app(app: Flask) -> None:
     server.register_token_generator("default", issue_tokens)
     enabled = set(app.config["GRANT_TYPES_ENABLED"])
     if enabled & {"authorization_code", "hybrid"}:
-        server.register_grant(AuthorizationCodeGrant, [OpenIDCode(require_nonce=False), CodeChallenge(required=True)])
+        code_grant = AuthorizationCodeGrant if "authorization_code" in enabled else HybridCodeGrant
+        server.register_grant(code_grant, [OpenIDCode(require_nonce=False), CodeChallenge(required=True)])
     if "hybrid" in enabled:
         server.register_grant(HybridGrant, [CodeChallenge(required=True)])
     if "implicit" in enabled:
