@@ -133,6 +133,25 @@ def test_endsession_refuses_a_forged_hint(oauth):
     assert response.status_code == 400
 
 
+def test_endsession_refuses_a_logout_token_as_the_hint(oauth, app):
+    """A back-channel logout token is signed with the ID tokens' key and names the user and the
+    client as an ID token does, but it is not one (Back-Channel Logout 1.0 section 4.1, typ
+    logout+jwt): as a hint it must not sign the user out without asking."""
+    from identity.config.issuer import issuer
+    from identity.services.logout_delivery import logout_token
+
+    subject = oauth.client.get("/connect/userinfo", headers={
+        "Authorization": "Bearer " + _web_tokens(oauth, scope="openid")["access_token"]}).get_json()["sub"]
+    with app.test_request_context(base_url="https://localhost"):
+        token = logout_token(iss=issuer(), client_id="web", jti="j-1", subject=subject, session_id=None)
+
+    response = oauth.client.get("/connect/endsession", query_string={
+        "id_token_hint": token, "post_logout_redirect_uri": "https://web.example.com/bye"})
+
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert oauth.client.get("/diagnostics").status_code == 200
+
+
 def test_endsession_without_hint_asks_for_confirmation(oauth):
     page = oauth.client.get("/connect/endsession")
     assert page.status_code == 200 and oauth.client.get("/diagnostics").status_code == 200

@@ -219,16 +219,20 @@ def verify_access_token(token: str) -> dict:
     return claims
 
 
+ID_TOKEN_TYPES = ("", "jwt")  # ours say JWT; the others we sign (at+jwt, logout+jwt) are not ID tokens
+
+
 def verify_id_token_hint(token: str) -> dict:
-    """Check an id_token_hint: an ID token (not an access token: `typ` is not at+jwt), signed by
-    us, of our issuer, for a registered client; expiry is not required (RP-Initiated Logout 1.0
-    section 2 lets a client send an expired one)."""
+    """Check an id_token_hint: an ID token (not an access token, at+jwt, nor a back-channel logout
+    token, logout+jwt, which is signed with the same key), signed by us, of our issuer, for a
+    registered client; expiry is not required (RP-Initiated Logout 1.0 section 2 lets a client
+    send an expired one)."""
     try:
         typ = str(jws.extract_compact(token.encode("ascii")).protected.get("typ", "")).lower()
     except (JoseError, ValueError, UnicodeError, AttributeError) as err:
         raise InvalidToken("malformed token") from err
-    if typ in ACCESS_TOKEN_TYPES:
-        raise InvalidToken("an access token is not an ID token")
+    if typ not in ID_TOKEN_TYPES:
+        raise InvalidToken("not an ID token (typ)")
     claims, _ = _decode(token, typ=None)
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
