@@ -269,6 +269,31 @@ def test_basic_credentials_are_form_decoded(app, client, seeded, encode):
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("auth", ["basic", "post"])
+def test_an_empty_secret_is_no_secret_for_a_public_client_only(client, flow_clients, auth):
+    """RFC 6749 section 2.3.1: a client MAY omit an empty secret, so `client_id:` in HTTP Basic (as
+    IdentityModel sends for a client without a secret, and IdentityServer accepts) or an empty
+    `client_secret` is no secret: method `none`, which a public client may use (PKCE still
+    applies) and a confidential one may not."""
+    oauth = OAuthActions(client)
+    AuthActions(client).login()
+    verifier, challenge = pkce_pair()
+    code = redirect_params(oauth.authorize(client_id="native", scope="openid", code_challenge=challenge,
+                                           code_challenge_method="S256").headers["Location"])["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "com.example.native:/cb",
+            "code_verifier": verifier}
+
+    def empty_secret(client_id, form):
+        if auth == "basic":
+            return client.post("/connect/token", data=form, headers={"Authorization": basic(client_id, "")})
+        return client.post("/connect/token", data={**form, "client_id": client_id, "client_secret": ""})
+
+    public = empty_secret("native", form)
+    assert public.status_code == 200, public.get_data(as_text=True)
+    confidential = empty_secret("web", {"grant_type": "client_credentials"})
+    assert_safe_oauth_error(confidential, 401, "invalid_client")
+
+
 def test_a_wrong_basic_secret_does_not_fall_back_to_public_authentication(app, client, seeded):
     """A public client's id with a wrong Basic secret is a failed authentication, not method `none`."""
     response = client.post("/connect/revocation", data={"token": "x", "client_id": "spa"},

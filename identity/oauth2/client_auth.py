@@ -8,9 +8,11 @@ This replaces Authlib's ClientAuthentication, which
 - failed at once for an unknown client_id but paid an Argon2 verification for a known one, so
   the time of a failed attempt told which client ids exist.
 
-Here the method is the one the request presents (HTTP Basic, a body secret, or neither), and
-every failed secret check costs at least one Argon2 verification, whether or not the client
-exists (client_secrets.verify_client_secret_evenly).
+Here the method is the one the request presents (HTTP Basic, a body secret, or neither; an
+empty secret is none, as section 2.3.1 lets a client omit it: `client_id:` in HTTP Basic is
+what IdentityModel sends for a client without a secret), and every failed secret check costs
+at least one Argon2 verification, whether or not the client exists
+(client_secrets.verify_client_secret_evenly).
 """
 
 import base64
@@ -64,9 +66,10 @@ def authenticate_client(query_client, request, methods, endpoint):
         body_id = form.get("client_id")
         if body_id is not None and body_id != client_id:
             raise InvalidRequestError("client_id differs from the HTTP Basic user name.")
-        method = "client_secret_basic"
+        method = "client_secret_basic" if secret else "none"
     elif "client_secret" in form:
-        client_id, secret, method = form.get("client_id"), form.get("client_secret"), "client_secret_post"
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        method = "client_secret_post" if secret else "none"
     else:
         client_id, secret, method = request.payload.client_id, None, "none"
 
