@@ -199,6 +199,7 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         audit.record("email_change_requested", user_id=user.id, client_id=client_id)
         db.session.commit()
         _send_link(user, new_email, link, change=True)
+    bearer_cache.wait_out_cached_answers(user.id)  # the local API's next answer reports the pending address
     if user.email:
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
                         name=user.name or user.username, new_email=_masked(new_email), when=notifications.now_text(),
