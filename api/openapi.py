@@ -100,6 +100,10 @@ def openapi_document() -> dict:
             "400": _problem("The body is invalid, the address malformed or the password wrong; `errors` says why.",
                             "ValidationProblem"),
             **_common(),
+            "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a "
+                            "user; or the user has a second factor and the body has no right `otp` while the "
+                            "token's sign-in did not use it within MFA_RECENT_SECONDS: then `type` ends in "
+                            f"`{MFA_REQUIRED}`, as for a password change."),
             "413": _problem("The body is too large."),
         },
     }})

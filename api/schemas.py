@@ -51,6 +51,11 @@ class EmailChangeSchema(Schema):
                                     "mailed to it is followed.", "format": "email"})
     current_password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _unicode_text],
                                      metadata={"description": "The user's password now.", "format": "password"})
+    otp = fields.String(validate=[validate.Length(min=1, max=64), _unicode_text],
+                        metadata={"description": "For a user with a second factor, as for a password change: a "
+                                  "current code from the authenticator app, or an unused recovery code. Not needed "
+                                  "when the token's `amr` has `mfa` and its `auth_time` is within "
+                                  "MFA_RECENT_SECONDS (default 300)."})
 
 
 class UtcTimestamp(fields.DateTime):

@@ -38,10 +38,9 @@ def change_password():
     try:
         accounts.change_password(current_token.user.id, data["current_password"], data["new_password"],
                                  data["confirm_password"], client_id=current_token.client_id, otp=data.get("otp"),
-                                 recent_mfa=mfa.recently_verified(current_token.claims.get("amr"),
-                                                                  current_token.claims.get("auth_time")))
+                                 recent_mfa=_recent_mfa())
     except SecondFactorRequired as err:
-        return mfa_required(f"This account has a second factor: send `otp`, or sign in again with it ({err}).")
+        return _second_factor_required(err)
     except ValidationFailed as err:
         return validation_problem(err.errors, "The password was not changed; see errors.")
     except AccountLocked as err:
@@ -79,7 +78,10 @@ def change_email():
         return validation_problem(body_errors(err))
     try:
         verification.request_email_change(current_token.user.id, data["email"], data["current_password"],
-                                          client_id=current_token.client_id)
+                                          client_id=current_token.client_id, otp=data.get("otp"),
+                                          recent_mfa=_recent_mfa())
+    except SecondFactorRequired as err:
+        return _second_factor_required(err)
     except ValidationFailed as err:
         return validation_problem(err.errors, "The address was not changed; see errors.")
     except AccountLocked as err:
@@ -88,6 +90,15 @@ def change_email():
     except verification.TooManyMails as err:
         return _too_many_mails(err)
     return "", 202
+
+
+def _second_factor_required(err: SecondFactorRequired) -> Response:
+    return mfa_required(f"This account has a second factor: send `otp`, or sign in again with it ({err}).")
+
+
+def _recent_mfa() -> bool:
+    """Whether the token's sign-in used a second factor within MFA_RECENT_SECONDS (its amr and auth_time)."""
+    return mfa.recently_verified(current_token.claims.get("amr"), current_token.claims.get("auth_time"))
 
 
 def _too_many_mails(err) -> Response:

@@ -20,7 +20,7 @@ from ..clock import now
 from ..errors import AccountLocked, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
-from . import account_tokens, audit, bearer_cache, lockout, mail, notifications
+from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
 from .login_names import MAX_EMAIL_LENGTH, length_problem
@@ -143,10 +143,17 @@ def _masked(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def request_email_change(user_id: int, new_email: str, current_password: str, *, client_id: str | None = None) -> None:
+def request_email_change(user_id: int, new_email: str, current_password: str, *, client_id: str | None = None,
+                         otp: str | None = None, recent_mfa: bool = False) -> None:
     """Ask to change the address: check the password (through the lockout reservation, as a
     password change does), keep the new address pending, mail it a link and the current address
     a notice. The address changes only when the link is followed (`verify_email`).
+
+    A user with a second factor also gives a code (`otp`) unless the caller's sign-in used one
+    recently (`recent_mfa`), as for a password change (accounts.change_password): the address
+    receives the reset links, so whoever changes it can set the password. Without one,
+    SecondFactorRequired before the password is looked at; the code is spent only by a request
+    that goes through.
 
     An address that belongs to another account is not refused (that would tell whose it is): it
     is kept as pending, the hourly budget is spent and the current address gets its notice as for
@@ -157,6 +164,7 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     if problem:
         raise ValidationFailed({"email": [problem]})
     new_email = new_email.strip()
+    code_required = mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
     reservation = lockout.reserve(user_id)
     user = db.session.get(User, user_id, populate_existing=True)
     if user is None:
@@ -185,6 +193,8 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         db.session.execute(*lockout.released(reservation))
         db.session.commit()
         raise
+    if code_required:
+        mfa.spend_code(user_id, otp, reservation, client_id=client_id, purpose="email_change")
     db.session.execute(*lockout.settled(reservation))
     owner = _owner_of(new_email, user)
     user.pending_email = new_email

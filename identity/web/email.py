@@ -4,10 +4,10 @@ step a client that requires a verified address sends people to."""
 from flask import Blueprint, current_app, make_response, render_template, request
 from flask_login import current_user, fresh_login_required, login_required
 
-from ..errors import AccountLocked, ValidationFailed
+from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from .forms import ChangeEmailForm, ConfirmForm
-from ..services import accounts, verification
+from ..services import accounts, mfa, verification
 from .return_urls import pending_client, safe_return_url
 
 bp = Blueprint("email", __name__, url_prefix="/account")
@@ -51,6 +51,7 @@ def email():
     errors: dict[str, list[str]] = {}
     sent = notice = None
     status = 200
+    recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
     if request.method == "POST":
         status = 400
         if "send-csrf_token" in request.form:
@@ -61,9 +62,12 @@ def email():
                 notice = "The form expired. Please try again."
         elif change_form.validate_on_submit():
             try:
-                verification.request_email_change(user.id, change_form.email.data, change_form.current_password.data)
+                verification.request_email_change(user.id, change_form.email.data, change_form.current_password.data,
+                                                  otp=change_form.otp.data or None, recent_mfa=recent_mfa)
                 sent, status = change_form.email.data.strip(), 200
                 change_form = ChangeEmailForm(prefix="change", formdata=None)
+            except SecondFactorRequired:
+                errors, status = {"otp": ["Enter a code from your authenticator app, or a recovery code."]}, 403
             except ValidationFailed as err:
                 errors = err.errors
             except AccountLocked as err:
@@ -73,8 +77,9 @@ def email():
         elif change_form.errors.get("csrf_token"):
             notice = "The form expired. Please try again."
         user = accounts.get_user(current_user.user.id)
+    needs_otp = not recent_mfa and mfa.has_second_factor(user.id)
     return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form,
-                           errors=errors, sent=sent, notice=notice), status
+                           errors=errors, sent=sent, notice=notice, needs_otp=needs_otp), status
 
 
 @bp.route("/email/required", methods=["GET", "POST"])

@@ -101,3 +101,5 @@ class ChangeEmailForm(FlaskForm):
     email = StringField("New email address", validators=[DataRequired(), Length(max=1024)], widget=TextInput())
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
+    # shown to a user with a second factor whose sign-in did not use it recently (mfa.code_required)
+    otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
