@@ -21,7 +21,9 @@ def default_limit() -> str:
 
 
 def email_limit() -> str:
-    """Per client IP on verification mails and address changes (RATELIMIT_EMAIL)."""
+    """Per access token on verification mails and address changes together (RATELIMIT_EMAIL), not per
+    client IP: the users behind one carrier NAT address would share it (the per-IP limit here is
+    RATELIMIT_DEFAULT, and RATELIMIT_SENSITIVE on the address change, as on a password change)."""
     return current_app.config["RATELIMIT_EMAIL"]
 
 

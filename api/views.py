@@ -51,7 +51,8 @@ def change_password():
 
 
 @bp.post("/email/verification")
-@limiter.shared_limit(email_limit, scope="email")
+@limiter.limit(default_limit)  # per IP: the limits below replace the blueprint's
+@limiter.shared_limit(email_limit, scope="localapi-email", key_func=token_key)
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
 def send_email_verification():
@@ -66,7 +67,7 @@ def send_email_verification():
 
 
 @bp.put("/email")
-@limiter.shared_limit(email_limit, scope="email")
+@limiter.shared_limit(email_limit, scope="localapi-email", key_func=token_key)
 @limiter.limit(sensitive_limit)
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)

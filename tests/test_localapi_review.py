@@ -98,3 +98,37 @@ def test_the_address_page_asks_for_a_code_when_the_sign_in_with_it_is_not_recent
     accepted = client.post("/account/email", data={**form, "change-otp": code_at(secret)})
     assert accepted.status_code == 200, accepted.get_data(as_text=True)
     assert alice(app).pending_email == THIEF
+
+
+# --- rate limits: mobile users share carrier NAT addresses ---------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{**CHEAP_ARGON2, "RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "memory://"}])
+def test_many_users_behind_one_address_can_each_ask_for_a_verification_link(app, api, mail):
+    """The contract's defaults allow at least 1,000 requests a minute per client IP on the endpoints
+    other than sign-in and password change, since mobile users share carrier NAT addresses: one
+    user's requests must not use up everyone else's behind the same address."""
+    from identity.services.accounts import create_user
+
+    with app.app_context():
+        for n in range(12):
+            create_user(f"user{n}", f"orchid-lantern-velvet-{n:03d}", email=f"user{n}@example.org")
+    for n in range(12):
+        response = api.client.post("/localapi/email/verification", headers=bearer(api.token(username=f"user{n}")))
+        assert response.status_code == 202, (n, response.get_data(as_text=True))
+        change = api.client.put("/localapi/email", headers=bearer(api.token(username=f"user{n}")),
+                                json={"email": f"new{n}@example.org", "current_password": "wrong-password-here"})
+        assert change.status_code == 400, (n, change.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("app_config", [{**CHEAP_ARGON2, "RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "memory://",
+                                         "RATELIMIT_DEFAULT": "3 per minute"}])
+def test_the_verification_mail_keeps_a_limit_per_client_address(app, api, mail):
+    from identity.services.accounts import create_user
+
+    with app.app_context():
+        for n in range(4):
+            create_user(f"user{n}", f"orchid-lantern-velvet-{n:03d}", email=f"user{n}@example.org")
+    statuses = [api.client.post("/localapi/email/verification", headers=bearer(api.token(username=f"user{n}"))).status_code
+                for n in range(4)]
+    assert statuses == [202, 202, 202, 429]
