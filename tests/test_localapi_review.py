@@ -132,3 +132,18 @@ def test_the_verification_mail_keeps_a_limit_per_client_address(app, api, mail):
     statuses = [api.client.post("/localapi/email/verification", headers=bearer(api.token(username=f"user{n}"))).status_code
                 for n in range(4)]
     assert statuses == [202, 202, 202, 429]
+
+
+# --- problem+json everywhere under /localapi -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_the_blueprints_own_root_answers_problem_json(api, method):
+    response = getattr(api.client, method)("/localapi", headers=bearer(api.token()))
+    assert response.status_code == 404
+    assert problem_of(response)["status"] == 404
+
+
+def test_a_path_that_only_begins_like_the_local_api_keeps_the_sites_page(api):
+    response = api.client.get("/localapifoo")
+    assert response.status_code == 404 and response.mimetype == "text/html"

@@ -16,13 +16,13 @@ _KEY = "identity_error_renderers"
 
 
 def register(app: Flask, prefix: str, render: Renderer) -> None:
-    """Let `render` answer every error under `prefix`."""
-    app.extensions.setdefault(_KEY, []).append((prefix, render))
+    """Let `render` answer every error under `prefix` ("/part/"), and at the part's root ("/part") too."""
+    app.extensions.setdefault(_KEY, []).append((prefix, prefix.rstrip("/"), render))
 
 
 def renderer_for(path: str) -> Renderer | None:
     """The renderer registered for `path` (first match), or None for the app's own shapes."""
-    for prefix, render in current_app.extensions.get(_KEY, ()):
-        if path.startswith(prefix):
+    for prefix, root, render in current_app.extensions.get(_KEY, ()):
+        if path.startswith(prefix) or path == root:
             return render
     return None
