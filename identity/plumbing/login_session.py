@@ -74,8 +74,8 @@ def drop_pending() -> None:
 def sign_out(principal) -> list[str]:
     """End the browser session; the front-channel logout URIs of the clients it had issued to."""
     ended = browser_sessions.end_session(principal.sid) if getattr(principal, "is_authenticated", False) else None
-    logout_user()
     session.clear()
+    logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session
     return logout.frontchannel_logout_uris(ended)
 
 
