@@ -1,12 +1,13 @@
 """Review of sign-out and sessions: the remember-me cookie at sign-out, a browser where another
 person signs in over a session, and the end-session endpoint's edge cases."""
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
 from conftest import BOB_PASSWORD
 from identity.extensions import db
-from identity.models import LogoutDelivery, User, UserSession
+from identity.models import Client, LogoutDelivery, User, UserSession
+from mfa_actions import code_at, enrol_user, second_step, step_clock  # noqa: F401 (a fixture)
 
 
 def whoami(client) -> str | None:
@@ -37,3 +38,50 @@ def test_sign_out_after_another_user_signed_in_does_not_bring_back_the_first(app
     assert whoami(client) == "bob"
     assert AuthActions(client).logout().status_code == 200
     assert whoami(client) is None
+
+
+def live_sessions(app, username: str) -> int:
+    with app.app_context():
+        return len(db.session.scalars(select(UserSession.id).join(User, User.id == UserSession.user_id).where(
+            User.username == username, UserSession.revoked_at.is_(None))).all())
+
+
+def drop_browser_session_cookie(app, client):
+    client.delete_cookie(app.config["SESSION_COOKIE_NAME"], domain="localhost")  # the browser was closed
+
+
+def test_another_user_signing_in_ends_the_first_users_session_and_tells_its_clients(app, client, flow_clients):
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            backchannel_logout_uri="https://web.example.com/backchannel"))
+        db.session.commit()
+    AuthActions(client).login(remember=True)  # alice, remembered, on a shared browser
+    oauth = OAuthActions(client)
+    assert "code" in redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])
+    assert AuthActions(client).login("bob", BOB_PASSWORD).status_code == 302  # bob, not remembered
+    assert live_sessions(app, "alice") == 0
+    with app.app_context():
+        alice = db.session.scalar(select(User.subject).where(User.username == "alice"))
+        assert [(d.client_id, d.subject) for d in db.session.scalars(select(LogoutDelivery))] == [("web", alice)]
+    drop_browser_session_cookie(app, client)
+    assert whoami(client) is None  # not alice again, from her remember-me cookie
+
+
+def test_another_user_with_a_second_factor_ends_the_first_users_session_at_the_password_step(
+        app, client, flow_clients, step_clock):
+    secret, _ = enrol_user(app, "bob")
+    AuthActions(client).login(remember=True)  # alice
+    response = AuthActions(client).login("bob", BOB_PASSWORD)
+    assert response.headers["Location"].startswith("/account/login/mfa")
+    assert live_sessions(app, "alice") == 0  # her cookie is gone from this browser: so is her session
+    assert whoami(client) is None
+    assert second_step(client, code_at(secret)).status_code == 302
+    assert whoami(client) == "bob"
+    assert live_sessions(app, "bob") == 1
+
+
+def test_the_same_user_signing_in_again_keeps_no_remember_me_cookie_of_the_first_sign_in(app, client, flow_clients):
+    AuthActions(client).login(remember=True)
+    response = AuthActions(client).login()  # again (prompt=login, say), not remembered this time
+    (cookie,) = remember_cookies(app, response)
+    assert "Expires=Thu, 01 Jan 1970" in cookie

@@ -4,7 +4,7 @@ The sid stays between the browser and this server; tokens name the session by it
 """
 
 from flask import Flask, session
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from ..clock import now
 from ..extensions import login_manager
@@ -38,10 +38,21 @@ def _load(sid: str):
     return SignedIn(found.user, sid, found.auth_time, found.public_sid, found.amr) if found else None
 
 
+def _leave_browser_session(user_id: int) -> None:
+    """Before a sign-in of `user_id` (or its second step) takes this browser's cookie session:
+    end the browser's live session if another user holds it (it would otherwise stay live, its
+    remember-me cookie able to bring it back, its clients never told), then clear the cookie
+    session and mark the remember-me cookie for deletion (login_user sets it again if asked)."""
+    if current_user.is_authenticated and current_user.user.id != user_id:
+        browser_sessions.end_session(current_user.sid)
+    session.clear()
+    logout_user()
+
+
 def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
     """Carry a started sign-in (accounts.sign_in, finish_sign_in) in a fresh cookie session, so a
     planted one is useless (and a half-signed-in state is gone)."""
-    session.clear()
+    _leave_browser_session(result.user.id)
     principal = SignedIn(result.user, result.sid, result.auth_time, result.public_sid, result.amr)
     login_user(principal, remember=remember)
     return principal
@@ -56,7 +67,7 @@ PENDING_KEY = "mfa_pending"
 
 def hold_for_second_factor(result: SignInResult, *, remember: bool = False) -> None:
     """Remember a right password until the second step (accounts.finish_sign_in) or its expiry."""
-    session.clear()
+    _leave_browser_session(result.user.id)
     session[PENDING_KEY] = {"user": result.user.id, "version": result.user.password_version, "at": now(),
                             "remember": bool(remember), "amr": result.amr}
 
