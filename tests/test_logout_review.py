@@ -1,6 +1,10 @@
 """Review of sign-out and sessions: the remember-me cookie at sign-out, a browser where another
 person signs in over a session, and the end-session endpoint's edge cases."""
 
+import socket
+import threading
+import time
+
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
@@ -85,3 +89,38 @@ def test_the_same_user_signing_in_again_keeps_no_remember_me_cookie_of_the_first
     response = AuthActions(client).login()  # again (prompt=login, say), not remembered this time
     (cookie,) = remember_cookies(app, response)
     assert "Expires=Thu, 01 Jan 1970" in cookie
+
+
+def trickling_server(stop: threading.Event) -> int:
+    """A loopback HTTP server that sends a 200's status line, then its headers a byte every 0.2 s
+    (for 8 s): each read gets a byte well within any timeout, the whole answer does not."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for byte in b"X-Slow: " + b"a" * 40:
+                if stop.wait(0.2):
+                    return
+                connection.sendall(bytes([byte]))
+            connection.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def test_a_logout_post_is_abandoned_after_its_timeout_even_when_the_client_trickles_its_headers():
+    from identity.services.logout_delivery import post_logout_token
+
+    stop = threading.Event()
+    port = trickling_server(stop)
+    started = time.monotonic()
+    try:
+        error = post_logout_token(f"http://127.0.0.1:{port}/bc", "token", timeout=1, max_bytes=4096)
+    finally:
+        stop.set()
+    elapsed = time.monotonic() - started
+    assert elapsed < 3, elapsed
+    assert error is not None and "timed out" in error

@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -69,7 +70,9 @@ def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -
     """POST the token to the client; None when it answered 200 or 204, else what went wrong.
 
     http.client follows no redirect; `timeout` bounds the connection and each read, and the whole
-    attempt is abandoned once it has taken `timeout` (a client trickling its answer included).
+    attempt is abandoned once it has taken `timeout` (a client trickling its answer included):
+    a timer shuts the socket then, which ends a read of the status line or headers that each
+    byte would otherwise keep alive for another `timeout`.
     """
     parts = urlsplit(uri)
     deadline = time.monotonic() + timeout
@@ -79,23 +82,43 @@ def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -
     else:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    abandoned = threading.Event()
+    watchdog = threading.Timer(timeout, _abandon, (connection, abandoned))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request("POST", path, body=urlencode({"logout_token": token}),
                            headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"})
         response = connection.getresponse()
+        if abandoned.is_set():  # the status and headers read before the socket was shut may look whole: they are not
+            return f"TimeoutError: timed out (no complete answer within {timeout:g} s)"
+        if response.status in (200, 204):
+            return None
         body = b""
         while len(body) < max_bytes and time.monotonic() < deadline:
             chunk = response.read1(max_bytes - len(body)) if hasattr(response, "read1") else response.read(max_bytes)
             if not chunk:
                 break
             body += chunk
-        if response.status in (200, 204):
-            return None
         return f"HTTP {response.status}: {body[:80].decode('utf-8', 'replace')}"
     except Exception as err:  # refused, reset, timed out, not HTTP, a URI the socket layer rejects: an attempt failed
+        if abandoned.is_set():
+            return f"TimeoutError: timed out (no complete answer within {timeout:g} s)"
         return f"{err.__class__.__name__}: {err}"
     finally:
+        watchdog.cancel()
         connection.close()
+
+
+def _abandon(connection: http.client.HTTPConnection, abandoned: threading.Event) -> None:
+    """End an attempt past its deadline: shut its socket, so the read blocked on it returns."""
+    abandoned.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already
+            pass
 
 
 def _retry_values(row, error: str, stamp: int) -> dict:
