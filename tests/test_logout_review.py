@@ -124,3 +124,22 @@ def test_a_logout_post_is_abandoned_after_its_timeout_even_when_the_client_trick
     elapsed = time.monotonic() - started
     assert elapsed < 3, elapsed
     assert error is not None and "timed out" in error
+
+
+def test_removing_a_user_tells_the_clients_of_their_sessions_and_grants(app, client, flow_clients, runner):
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            backchannel_logout_uri="https://web.example.com/backchannel"))
+        db.session.commit()
+        alice = db.session.scalar(select(User.subject).where(User.username == "alice"))
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    assert "refresh_token" in oauth.token("web", grant_type="authorization_code", code=code,
+                                          redirect_uri="https://web.example.com/cb").get_json()
+    result = runner.invoke(args=["users", "remove", "alice"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        queued = [(d.client_id, d.subject, d.reason) for d in db.session.scalars(select(LogoutDelivery))]
+    assert queued == [("web", alice, "user_removed")]
+    assert whoami(client) is None

@@ -114,6 +114,8 @@ def remove_user(username: str) -> None:
     if user is None:
         raise NotFound(f"no user {username!r}")
     user_id = user.id
+    # their sessions and grants go with the row: tell those clients first, in the same transaction
+    logout.user_logged_out(user_id, user.subject, reason="user_removed")
     db.session.delete(user)
     audit.record("user_removed", detail={"username": user.username})
     db.session.commit()
