@@ -143,3 +143,50 @@ def test_removing_a_user_tells_the_clients_of_their_sessions_and_grants(app, cli
         queued = [(d.client_id, d.subject, d.reason) for d in db.session.scalars(select(LogoutDelivery))]
     assert queued == [("web", alice, "user_removed")]
     assert whoami(client) is None
+
+
+def sid_of(client) -> str:
+    """The signed-in session's public sid, as the diagnostics page shows it (an ID token's `sid`)."""
+    page = client.get("/diagnostics").get_data(as_text=True)
+    start = page.index('<code class="break">') + len('<code class="break">')
+    return page[start:page.index("</code>", start)]
+
+
+def web_id_token_sid(client) -> str:
+    import jwt
+
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+    id_token = oauth.token("web", grant_type="authorization_code", code=code,
+                           redirect_uri="https://web.example.com/cb").get_json()["id_token"]
+    return jwt.decode(id_token, options={"verify_signature": False})["sid"]
+
+
+def set_web_backchannel(app):
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            backchannel_logout_uri="https://web.example.com/backchannel"))
+        db.session.commit()
+
+
+def test_a_sign_out_after_signing_in_again_reaches_the_clients_of_the_first_sign_in(app, client, flow_clients):
+    set_web_backchannel(app)
+    AuthActions(client).login()
+    first = web_id_token_sid(client)  # web signed alice in, with this session's sid
+    assert AuthActions(client).login().status_code == 302  # alice again (prompt=login, max_age)
+    assert AuthActions(client).logout().status_code == 200
+    assert live_sessions(app, "alice") == 0
+    with app.app_context():
+        assert [(d.client_id, d.session_id) for d in db.session.scalars(select(LogoutDelivery))] == [("web", first)]
+
+
+def test_signing_in_again_keeps_the_sessions_sid(app, client, flow_clients, step_clock):
+    AuthActions(client).login(remember=True)
+    first = web_id_token_sid(client)
+    assert AuthActions(client).login().status_code == 302
+    assert sid_of(client) == first and live_sessions(app, "alice") == 1
+    secret, _ = enrol_user(app, "alice")
+    AuthActions(client).login()  # and again, with a second factor now
+    assert second_step(client, code_at(secret)).status_code == 302
+    assert sid_of(client) == first and live_sessions(app, "alice") == 1
+    assert web_id_token_sid(client) == first

@@ -38,22 +38,34 @@ def _load(sid: str):
     return SignedIn(found.user, sid, found.auth_time, found.public_sid, found.amr) if found else None
 
 
-def _leave_browser_session(user_id: int) -> None:
+def _leave_browser_session(user_id: int) -> str | None:
     """Before a sign-in of `user_id` (or its second step) takes this browser's cookie session:
     end the browser's live session if another user holds it (it would otherwise stay live, its
     remember-me cookie able to bring it back, its clients never told), then clear the cookie
-    session and mark the remember-me cookie for deletion (login_user sets it again if asked)."""
-    if current_user.is_authenticated and current_user.user.id != user_id:
-        browser_sessions.end_session(current_user.sid)
+    session and mark the remember-me cookie for deletion (login_user sets it again if asked).
+    The cookie sid of the browser's live session when `user_id` holds it: the sign-in continues it."""
+    continued, pending = None, pending_second_factor()
+    if current_user.is_authenticated:
+        if current_user.user.id != user_id:
+            browser_sessions.end_session(current_user.sid)
+        else:
+            continued = current_user.sid
+    elif pending and pending.get("user") == user_id and isinstance(pending.get("continues"), str):
+        continued = pending["continues"]  # the session the password step left, for the second step
     session.clear()
     logout_user()
+    return continued
 
 
 def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
     """Carry a started sign-in (accounts.sign_in, finish_sign_in) in a fresh cookie session, so a
-    planted one is useless (and a half-signed-in state is gone)."""
-    _leave_browser_session(result.user.id)
-    principal = SignedIn(result.user, result.sid, result.auth_time, result.public_sid, result.amr)
+    planted one is useless (and a half-signed-in state is gone). The same user signing in again
+    keeps the public sid of the session this browser had (browser_sessions.continue_session)."""
+    continued = _leave_browser_session(result.user.id)
+    public_sid = result.public_sid
+    if continued:
+        public_sid = browser_sessions.continue_session(continued, result.sid, result.user.id) or public_sid
+    principal = SignedIn(result.user, result.sid, result.auth_time, public_sid, result.amr)
     login_user(principal, remember=remember)
     return principal
 
@@ -67,9 +79,9 @@ PENDING_KEY = "mfa_pending"
 
 def hold_for_second_factor(result: SignInResult, *, remember: bool = False) -> None:
     """Remember a right password until the second step (accounts.finish_sign_in) or its expiry."""
-    _leave_browser_session(result.user.id)
+    continued = _leave_browser_session(result.user.id)
     session[PENDING_KEY] = {"user": result.user.id, "version": result.user.password_version, "at": now(),
-                            "remember": bool(remember), "amr": result.amr}
+                            "remember": bool(remember), "amr": result.amr, "continues": continued}
 
 
 def pending_second_factor() -> dict | None:

@@ -117,6 +117,20 @@ def load_session(sid: str) -> LoadedSession | None:
     return LoadedSession(SessionUser(*user), auth_time, public_sid, amr or "pwd")
 
 
+def continue_session(previous_sid: str, sid: str, user_id: int) -> str | None:
+    """The same user signed in again in a browser whose live session was `previous_sid` (prompt=login,
+    max_age, a forgotten sign-in): the new session `sid` takes over its public id, so the clients
+    it issued to keep the `sid` they know and are told when the new one ends, and the previous one
+    is revoked (its cookie is gone from the browser). The public id now the new session's; None
+    if the previous session is not a live one of this user (the new session keeps its own)."""
+    found = store.live_session_times(previous_sid, user_id)
+    if found is None or not within_lifetime(found.created_at, found.last_seen_at, clock.now()):
+        return None
+    handed = store.hand_over_public_sid(previous_sid, sid, found.public_sid, secrets.token_urlsafe(24), clock.now())
+    db.session.commit()
+    return found.public_sid if handed else None
+
+
 def end_session(sid: str, reason: str = "signed_out") -> "logout.EndedSession | None":
     """End a browser session; its clients are told (back-channel logout) in the same transaction.
     The session's public id and clients, for the front channel; None if it had already ended."""

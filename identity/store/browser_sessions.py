@@ -88,3 +88,23 @@ def revoke_user_sessions(user_id: int, stamp: int, *, keep_sid: str | None = Non
     if keep_sid:
         sessions = sessions.where(UserSession.sid != keep_sid)
     db.session.execute(sessions.values(revoked_at=stamp))
+
+
+def live_session_times(sid: str, user_id: int):
+    """(public_sid, created_at, last_seen_at) of the user's unrevoked session with this (cookie) sid; None if none."""
+    return db.session.execute(select(UserSession.public_sid, UserSession.created_at, UserSession.last_seen_at)
+                              .where(UserSession.sid == sid, UserSession.user_id == user_id,
+                                     UserSession.revoked_at.is_(None))).first()
+
+
+def hand_over_public_sid(old_sid: str, new_sid: str, public_sid: str, spare_public_sid: str, stamp: int) -> bool:
+    """Revoke the session `old_sid`, giving it `spare_public_sid`, and give its public id to the
+    session `new_sid`, in the session's transaction; False (nothing changed) if `old_sid` had ended."""
+    ended = db.session.execute(update(UserSession)
+                               .where(UserSession.sid == old_sid, UserSession.public_sid == public_sid,
+                                      UserSession.revoked_at.is_(None))
+                               .values(revoked_at=stamp, public_sid=spare_public_sid)).rowcount
+    if ended != 1:
+        return False
+    db.session.execute(update(UserSession).where(UserSession.sid == new_sid).values(public_sid=public_sid))
+    return True
