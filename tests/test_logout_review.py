@@ -1,6 +1,8 @@
 """Review of sign-out and sessions: the remember-me cookie at sign-out, a browser where another
 person signs in over a session, and the end-session endpoint's edge cases."""
 
+import html
+import re
 import socket
 import threading
 import time
@@ -190,3 +192,33 @@ def test_signing_in_again_keeps_the_sessions_sid(app, client, flow_clients, step
     assert second_step(client, code_at(secret)).status_code == 302
     assert sid_of(client) == first and live_sessions(app, "alice") == 1
     assert web_id_token_sid(client) == first
+
+
+def test_an_end_session_post_without_the_browsers_cookies_is_posted_again_from_this_site(app, client, flow_clients):
+    """A client's auto-submitting logout form is a cross-site POST: the browser sends no SameSite=Lax
+    cookie with it. The sign-out must not answer "done" then: it posts the fields again from this
+    server's own page, and that same-site POST carries the cookies."""
+    AuthActions(client).login(remember=True)
+    hint = web_id_token(client)
+    fields = {"id_token_hint": hint, "post_logout_redirect_uri": "https://web.example.com/bye", "state": "s-1"}
+    cross_site = app.test_client()  # the same browser, but its cookies stay home (SameSite=Lax)
+    page = cross_site.post("/connect/endsession", data=fields)
+    assert page.status_code == 200 and "Location" not in page.headers
+    assert live_sessions(app, "alice") == 1 and whoami(client) == "alice"
+    body = page.get_data(as_text=True)
+    assert 'action="/connect/endsession"' in body and page.headers["Cache-Control"] == "no-store"
+    assert "form-action 'self' https://web.example.com" in page.headers["Content-Security-Policy"]
+    again = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', body))
+    assert {k: html.unescape(v) for k, v in again.items() if k in fields} == fields
+    done = client.post("/connect/endsession", data=again)  # the page posts itself, with the cookies
+    assert done.status_code == 302 and done.headers["Location"] == "https://web.example.com/bye?state=s-1"
+    assert live_sessions(app, "alice") == 0 and whoami(client) is None
+    nobody = app.test_client().post("/connect/endsession", data=again)  # posted again, still no cookie
+    assert nobody.status_code == 302  # nobody to sign out here: back to the client, no loop
+
+
+def web_id_token(client) -> str:
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+    return oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").get_json()["id_token"]

@@ -2,7 +2,7 @@
 
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, make_response, render_template, request, url_for
 from flask_login import current_user
 
 from ..plumbing.login_session import sign_out
@@ -21,6 +21,7 @@ bp = Blueprint("connect", __name__, url_prefix="/connect")
 csrf.exempt(bp)
 
 LOGOUT_FIELDS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_id")
+POSTED_AGAIN = "posted_again"  # marks the end-session POST that this server's own page made
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -78,6 +79,8 @@ def endsession():
     outcome = end_session.check_end_session_request(request.values, current_user)
     if outcome.error:
         return render_template("error.html", status=400, title="This sign-out request is not valid", detail=outcome.error), 400
+    if _posted_without_cookies():
+        return _post_again(outcome.redirect_uri)
     if outcome.needs_confirmation:
         allow_form_target(outcome.redirect_uri)
         form = ConfirmForm()
@@ -85,3 +88,22 @@ def endsession():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
             return render_template("account/logout.html", form=form, hidden=hidden)
     return render_signed_out(end_session.finish(outcome), sign_out(current_user))
+
+
+def _posted_without_cookies() -> bool:
+    """A POST that carries neither the session nor the remember-me cookie, and that this server's
+    page has not posted again already. A client's auto-submitting logout form is a cross-site POST,
+    and browsers send no SameSite=Lax cookie with one: the person may be signed in all the same."""
+    names = (current_app.config["SESSION_COOKIE_NAME"], current_app.config["REMEMBER_COOKIE_NAME"])
+    return request.method == "POST" and not request.form.get(POSTED_AGAIN) and not any(n in request.cookies for n in names)
+
+
+def _post_again(redirect_uri: str | None):
+    """The end-session fields, posted again to this endpoint by a page of this site: a same-site
+    POST, which carries the cookies (and may end at the client, so its origin is a form target)."""
+    allow_form_target(redirect_uri)
+    params = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS} | {POSTED_AGAIN: "1"}
+    response = make_response(render_template("form_post.html", action=url_for("connect.endsession"), params=params,
+                                             heading="Signing you out…"))
+    response.headers["Cache-Control"] = "no-store"
+    return response
