@@ -157,7 +157,7 @@ def test_client_credentials_with_a_real_client(server):
     oauth = OAuth2Session("service", "service-secret-change-me", scope="IdentityServerApi")
     token = oauth.fetch_token(server.url + "/connect/token", grant_type="client_credentials")
     claims = verify_access_token(server.url, token["access_token"])
-    assert "sub" not in claims and claims["scope"] == "IdentityServerApi"
+    assert claims["sub"] == "service" and "pwv" not in claims and claims["scope"] == "IdentityServerApi"
     introspection = requests.post(server.url + "/connect/introspect", data={"token": token["access_token"]},
                                   auth=("service", "service-secret-change-me")).json()
     assert introspection["active"] is True and introspection["client_id"] == "service"

@@ -218,12 +218,32 @@ def test_refresh_token_of_another_client_is_refused(oauth):
     assert oauth.token("mobile", grant_type="refresh_token", refresh_token=rt).status_code == 400
 
 
-def test_client_credentials_token_has_no_sub_and_no_refresh_token(oauth, client):
+def test_client_credentials_token_names_the_client_as_its_sub_and_has_no_refresh_token(oauth, client):
+    """RFC 9068 section 2.2: `sub` is REQUIRED; a token that acts for no user names the client."""
     response = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi")
     body = response.get_json()
     assert response.status_code == 200 and "refresh_token" not in body
     claims = decode(client, body["access_token"])
-    assert "sub" not in claims and claims["client_id"] == "service" and claims["aud"] == ["IdentityServerApi"]
+    assert claims["sub"] == "service" and claims["client_id"] == "service" and claims["aud"] == ["IdentityServerApi"]
+    assert not {"pwv", "auth_time", "amr"} & set(claims)
+
+
+def test_a_client_credentials_token_still_acts_for_no_user(oauth, client, app):
+    """With `sub` set to the client's id, the token is still no user's: the local API and
+    userinfo refuse it, introspection names no user, and revocation puts its jti on the list."""
+    with app.app_context():  # a user whose subject is the client's id must not be found by it
+        db.session.query(User).filter_by(username="alice").update({"subject": "service"})
+        db.session.commit()
+    token = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi").get_json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    account = client.get("/localapi/account", headers=bearer)
+    assert account.status_code == 403 and account.content_type == "application/problem+json"
+    assert client.get("/connect/userinfo", headers=bearer).status_code in (401, 403)
+    service = {"Authorization": "Basic " + base64.b64encode(b"service:service-secret-change-me").decode()}
+    body = client.post("/connect/introspect", data={"token": token}, headers=service).get_json()
+    assert body["active"] is True and body["sub"] == "service" and "username" not in body, body
+    assert client.post("/connect/revocation", data={"token": token}, headers=service).status_code == 200
+    assert client.post("/connect/introspect", data={"token": token}, headers=service).get_json() == {"active": False}
 
 
 def test_client_credentials_with_post_auth_and_default_scope(oauth, client):

@@ -138,7 +138,7 @@ class BearerTokenValidator(_BearerTokenValidator):
 
 def check_token_live(token: AccessToken) -> None:
     """Guarantee the token is not revoked and, if it has a user, not older than their password."""
-    if "sub" in token.claims:
+    if tokens.has_user(token.claims):
         token.user = tokens.token_user(token.claims)
         if token.user is None:
             raise InvalidTokenError("the access token was revoked")

@@ -24,12 +24,12 @@ class AccessTokenRecord:
         return self._user
 
     def is_revoked(self) -> bool:
-        if "sub" in self.claims:
+        if tokens.has_user(self.claims):
             return self._live_user() is None  # token_user also consults the revocation list
         return tokens.is_revoked(self.claims["jti"])
 
     def revoke(self) -> None:
-        user = self._live_user() if "sub" in self.claims else None  # before the jti joins the list
+        user = self._live_user() if tokens.has_user(self.claims) else None  # before the jti joins the list
         issued_grants.revoke_access_token(self.claims["jti"], self.claims["exp"], user_id=user.id if user else None,
                                    client_id=self.client_id)
 
@@ -37,7 +37,7 @@ class AccessTokenRecord:
         fields = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time", "sid", "amr", "acr")
         payload = {k: self.claims[k] for k in fields if k in self.claims}
         payload.update(active=True, token_type="Bearer")
-        if "sub" in self.claims:
+        if tokens.has_user(self.claims):
             user = self._live_user()
             payload["username"] = user.username if user else None
         return payload

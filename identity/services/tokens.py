@@ -117,8 +117,9 @@ def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
 
 def issue_access_token(client: Client, user: User | None, scope: str, *, auth_time: int | None = None,
                        sid: str | None = None, amr: str | None = None) -> IssuedToken:
-    """Issue an RFC 9068 access token; `sub`, and how the user signed in (auth_time, amr, acr),
-    only when there is a user."""
+    """Issue an RFC 9068 access token. Its `sub` is the user's, or for a token that acts for no
+    user (client_credentials) the client's id (RFC 9068 section 2.2); how the user signed in
+    (auth_time, amr, acr) and their password version (`pwv`) only when there is a user."""
     stamp = now()
     lifetime = client.access_token_lifetime
     claims = {
@@ -131,7 +132,9 @@ def issue_access_token(client: Client, user: User | None, scope: str, *, auth_ti
         "exp": stamp + lifetime,
         "jti": secrets.token_urlsafe(16),
     }
-    if user is not None:
+    if user is None:
+        claims["sub"] = client.client_id
+    else:
         claims["sub"] = user.subject
         claims["auth_time"] = auth_time or stamp
         claims["pwv"] = user.password_version
@@ -244,6 +247,12 @@ def verify_id_token_hint(token: str) -> dict:
     return claims
 
 
+def has_user(claims: dict) -> bool:
+    """True for an access token issued for a user: only those carry the password version (a
+    client's own token has the client's id as its `sub`, so `sub` does not tell them apart)."""
+    return "pwv" in claims
+
+
 def token_user(claims: dict) -> "LiveUser | None":
     """Return the live user of a verified access token: not revoked, not older than the password.
 
@@ -253,7 +262,7 @@ def token_user(claims: dict) -> "LiveUser | None":
     may be answered from its memory instead, for BEARER_CACHE_SECONDS (bearer_cache.py).
     """
     sub = claims.get("sub")
-    if not isinstance(sub, str):
+    if not isinstance(sub, str) or not has_user(claims):
         return None
     row = bearer_cache.live_row(sub, claims["jti"], store.live_token_user)
     if row is None:
