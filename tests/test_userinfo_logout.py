@@ -152,6 +152,23 @@ def test_endsession_refuses_a_logout_token_as_the_hint(oauth, app):
     assert oauth.client.get("/diagnostics").status_code == 200
 
 
+def test_endsession_sends_nobody_back_to_a_disabled_client(oauth, app):
+    """A disabled client's ID token still names the person, who is signed out, but the answer
+    goes to this server's signed-out page, never to the disabled client's return address."""
+    from identity.services.clients import set_client_enabled
+
+    hint = _id_token(oauth)
+    with app.app_context():
+        assert set_client_enabled("web", False)
+    response = oauth.client.get("/connect/endsession", query_string={
+        "id_token_hint": hint, "post_logout_redirect_uri": "https://web.example.com/bye", "state": "s-9"})
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert "web.example.com" not in response.get_data(as_text=True)
+    assert oauth.client.get("/diagnostics").status_code == 302  # signed out all the same
+    with app.app_context():
+        assert db.session.scalar(select(UserSession)).revoked_at is not None
+
+
 def test_endsession_without_hint_asks_for_confirmation(oauth):
     page = oauth.client.get("/connect/endsession")
     assert page.status_code == 200 and oauth.client.get("/diagnostics").status_code == 200

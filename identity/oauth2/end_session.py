@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from ..services import tokens
-from ..services.clients import get_client
+from ..services.clients import cached_client
 from .decisions import ReplyTo, Respond, SignedOut
 
 
@@ -26,7 +26,8 @@ def _hint_claims(hint: str | None) -> dict | None:
 
 
 def check_end_session_request(values, principal) -> EndSessionRequest:
-    """Accept a post-logout redirect only when registered for the client the hint (or client_id) names."""
+    """Accept a post-logout redirect only when registered for the enabled client the hint (or
+    client_id) names."""
     hint, uri = values.get("id_token_hint"), values.get("post_logout_redirect_uri")
     claims = _hint_claims(hint)
     if hint and claims is None:
@@ -35,7 +36,9 @@ def check_end_session_request(values, principal) -> EndSessionRequest:
     client_id = (aud[0] if isinstance(aud, list) and aud else aud) or values.get("client_id")
     if claims and values.get("client_id") and values.get("client_id") != client_id:
         return EndSessionRequest(error="client_id does not match the id_token_hint.")
-    client = get_client(client_id) if isinstance(client_id, str) else None
+    client = cached_client(client_id)
+    if client is not None and not client.enabled:
+        client, uri = None, None  # signed out all the same, but nobody is sent back to a disabled client
     outcome = EndSessionRequest(state=values.get("state"), client_name=client.client_name if client else None)
     if uri:
         if client is None:
