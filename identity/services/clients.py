@@ -151,6 +151,11 @@ _SCHEMA_FIELDS = ("client_name", "allowed_grant_types", "redirect_uris", "post_l
                   "allow_access_tokens_via_browser", "access_token_lifetime")
 
 
+#: the ClientSchema fields stored on the row as they are loaded (the secrets are hashed, the
+#: switch has its own commands)
+_STORED_FIELDS = tuple(name for name in ClientSchema().fields if name not in ("client_id", "client_secrets", "enabled"))
+
+
 def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     """Change the given fields of a client (ClientSchema names), validated as `add` and the seed
     validate the whole client; returns it with the names of the fields that changed. Its secrets
@@ -161,7 +166,9 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     unknown = set(changes) - set(_SCHEMA_FIELDS)
     if unknown:
         raise ValidationFailed({name: ["cannot be changed with update"] for name in sorted(unknown)})
-    raw = {name: getattr(client, name) for name in _SCHEMA_FIELDS}
+    # every stored field, not only those update may change: the schema would default the others
+    # (require_mfa, the logout URIs, ...) and apply_client_data would write the defaults
+    raw = {name: getattr(client, name) for name in _STORED_FIELDS}
     raw.update(changes, client_id=client.client_id)
     if client.secret_hashes:  # validated as the confidential client it is (the secret itself is not changed)
         raw["client_secrets"] = ["kept"]
