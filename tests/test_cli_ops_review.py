@@ -40,3 +40,51 @@ def test_update_keeps_the_fields_it_cannot_change(guarded, runner):
     assert (after.require_mfa, after.require_verified_email) == (True, True)
     assert (after.backchannel_logout_uri, after.backchannel_logout_session_required) == ("https://rp.example.com/bc", True)
     assert (after.frontchannel_logout_uri, after.frontchannel_logout_session_required) == ("https://rp.example.com/fc", True)
+
+
+def seed_file(tmp_path, doc) -> str:
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def refused_in_one_line(result, *expected):
+    """Exit 1 with one `Error: ...` line naming what is wrong, and no exception escaping (a traceback)."""
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1, result.output
+    for text in expected:
+        assert text in result.output, result.output
+
+
+def client_ids(app):
+    with app.app_context():
+        found = set(db.session.scalars(select(Client.client_id)))
+        db.session.remove()
+        return found
+
+
+URI_FIELDS = {
+    "redirect uri": {"redirect_uris": ["https://[::1/cb"]},
+    "post-logout uri": {"post_logout_redirect_uris": ["https://[::1/bye"]},
+    "cors origin": {"allowed_cors_origins": ["https://[::1"]},
+    "back-channel uri": {"backchannel_logout_uri": "https://[::1/bc"},
+    "front-channel uri": {"frontchannel_logout_uri": "https://[::1/fc"},
+    "full-width at sign in the host": {"redirect_uris": ["https://rp.example.com\uff20evil.test/cb"]},
+}
+
+
+@pytest.mark.parametrize("fields", URI_FIELDS.values(), ids=URI_FIELDS.keys())
+def test_a_uri_that_cannot_be_parsed_is_refused_by_the_seed(app, runner, tmp_path, fields):
+    first = {**GUARDED, "client_id": "first"}
+    second = {**GUARDED, "client_id": "second", **fields}
+    result = runner.invoke(args=["seed", seed_file(tmp_path, {"clients": [first, second]})])
+    refused_in_one_line(result, "client 'second'", next(iter(fields)))
+    assert client_ids(app) == set()
+
+
+def test_a_uri_that_cannot_be_parsed_is_refused_by_clients_add(app, runner):
+    result = runner.invoke(args=["clients", "add", "web", "--grant-type", "authorization_code",
+                                 "--redirect-uri", "https://[::1/cb", "--scope", "openid"])
+    refused_in_one_line(result, "redirect_uris")
+    assert client_ids(app) == set()

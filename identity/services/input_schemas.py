@@ -38,9 +38,18 @@ def field_errors(messages: dict) -> dict[str, list[str]]:
     return out
 
 
+def _split(uri: str):
+    """urlsplit, with its ValueError (an unclosed "[", a host that NFKC turns into "@" or "/")
+    as a validation message rather than an exception that escapes the schema."""
+    try:
+        return urlsplit(uri)
+    except ValueError as err:
+        raise ValidationError(f"{uri!r} cannot be parsed as a URI ({err})") from None
+
+
 def check_redirect_uri(uri: str) -> None:
     """An absolute URI without a fragment: https, http (loopback or dev), or a private-use scheme."""
-    parts = urlsplit(uri)
+    parts = _split(uri)
     if not parts.scheme:
         raise ValidationError(f"{uri!r} is not an absolute URI")
     if "#" in uri:
@@ -75,7 +84,7 @@ def check_logout_uri(uri: str) -> None:
     in the clear, and an operator typo should not point the server at an internal address over
     an unauthenticated channel (SSRF), so the rule is as strict as it can be and still testable.
     """
-    parts = urlsplit(uri)
+    parts = _split(uri)
     if any(ch.isspace() for ch in uri) or "\\" in uri:
         raise ValidationError(f"{uri!r} contains white space or a backslash")
     try:
@@ -96,7 +105,7 @@ def check_logout_uri(uri: str) -> None:
 
 def check_origin(origin: str) -> None:
     """scheme://host[:port], as browsers send it in the Origin header (a trailing slash is tolerated)."""
-    parts = urlsplit(origin)
+    parts = _split(origin)
     if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
             or parts.query or parts.fragment or "#" in origin or "@" in parts.netloc):
         raise ValidationError(f"{origin!r} is not an origin (scheme://host[:port])")
