@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from conftest import empty_database
 from identity.extensions import db
-from identity.models import Client
+from identity.models import ApiScope, Client, User
 from identity.services.seed import apply_seed, load_seed
 
 GUARDED = {"client_id": "guarded", "client_secrets": ["guarded-secret-0123456789"],
@@ -88,3 +88,30 @@ def test_a_uri_that_cannot_be_parsed_is_refused_by_clients_add(app, runner):
                                  "--redirect-uri", "https://[::1/cb", "--scope", "openid"])
     refused_in_one_line(result, "redirect_uris")
     assert client_ids(app) == set()
+
+
+USER = {"username": "bob", "email": "bob@example.com", "password": "marble-violet-canyon-482", "name": "Bob"}
+NUL_FILES = {
+    "user's name": ({"users": [USER, {**USER, "username": "carol", "email": None, "name": "Ca\x00rol"}]},
+                    "user 'carol'", "name"),
+    "user name": ({"users": [USER, {**USER, "username": "ca\x00rol", "email": None}]}, "user 'ca\\x00rol'", "username"),
+    "client name": ({"clients": [GUARDED, {**GUARDED, "client_id": "second", "client_name": "Second\x00"}]},
+                    "client 'second'", "client_name"),
+    "redirect uri": ({"clients": [GUARDED, {**GUARDED, "client_id": "second",
+                                            "redirect_uris": ["https://rp.example.com/c\x00b"]}]},
+                     "client 'second'", "redirect_uris"),
+    "scope display name": ({"api_scopes": [{"name": "orders", "display_name": "Or\x00ders"}]},
+                           "api scope 'orders'", "display_name"),
+}
+
+
+@pytest.mark.parametrize(("doc", "label", "field"), NUL_FILES.values(), ids=NUL_FILES.keys())
+def test_a_nul_character_in_a_seed_is_refused(app, runner, tmp_path, doc, label, field):
+    """PostgreSQL refuses NUL in text: the seed names the item, rather than dying at the INSERT."""
+    result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+    refused_in_one_line(result, label, field, "NUL")
+    assert client_ids(app) == set()
+    with app.app_context():
+        assert db.session.scalar(select(User).where(User.username == "bob")) is None
+        assert db.session.scalar(select(ApiScope).where(ApiScope.name == "orders")) is None
+        db.session.remove()

@@ -98,6 +98,21 @@ def _check_cross_rules(data: dict) -> dict[str, list[str]]:
     return errors
 
 
+def _nul_messages(value):
+    """Marshmallow-shaped messages for every string in a parsed file that holds a NUL character,
+    which PostgreSQL refuses in text (the INSERT would fail after validation); None if there is none."""
+    if isinstance(value, str):
+        return ["must not contain a NUL character"] if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    found = {key: messages for key, messages in ((key, _nul_messages(item)) for key, item in items) if messages}
+    return found or None
+
+
 def load_seed(text: str) -> dict:
     """Parse and validate a seed file, raising ValidationFailed with per-item messages."""
     try:
@@ -106,6 +121,9 @@ def load_seed(text: str) -> dict:
         raise ValidationFailed({"file": [f"not valid JSON: {err}"]})
     if not isinstance(raw, dict):
         raise ValidationFailed({"file": ["the top level must be a JSON object"]})
+    nul = _nul_messages(raw)
+    if nul:
+        raise ValidationFailed(describe_errors(nul, raw))
     try:
         data = SeedSchema().load(raw)
     except ValidationError as err:
