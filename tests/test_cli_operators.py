@@ -185,6 +185,7 @@ def test_unlock_clears_the_lock_and_the_count(operated, client, runner):
     [event] = events(operated, "user_unlocked")
     assert event.detail == {"username": "alice", "was_locked": True}
     assert runner.invoke(args=["users", "unlock", "alice"]).output == "User alice was not locked.\n"
+    assert len(events(operated, "user_unlocked")) == 1  # nothing to change: nothing audited (docs/cli.md)
 
 
 # --- clients update / disable / enable --------------------------------------------------------------

@@ -68,11 +68,12 @@ def enable_user(username: str) -> StatusChange:
 
 
 def unlock_user(username: str) -> StatusChange:
-    """Clear a user's lockout: the failure count and any lock."""
+    """Clear a user's lockout: the failure count and any lock (nothing written or audited if neither is set)."""
     user = _user(username)
     was_locked = user.locked_until > now()
     changed = bool(user.failed_attempts or user.locked_until)
-    user.failed_attempts, user.locked_until = 0, 0
-    audit.record("user_unlocked", user_id=user.id, detail={"username": user.username, "was_locked": was_locked})
-    db.session.commit()
+    if changed:
+        user.failed_attempts, user.locked_until = 0, 0
+        audit.record("user_unlocked", user_id=user.id, detail={"username": user.username, "was_locked": was_locked})
+        db.session.commit()
     return StatusChange(user.username, changed)
