@@ -439,6 +439,15 @@ def test_audit_tail(app, runner, seeded):
     assert count(app, AuditEvent) == 3
 
 
+def test_audit_tail_takes_a_count_larger_than_the_database_integer(app, runner, seeded):
+    """A count past a 64-bit integer (as `-n 1e30` means "everything") prints the whole log, not a traceback."""
+    result = runner.invoke(args=["audit", "tail", "-n", "9" * 30])
+
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["event"] for line in result.output.splitlines()] == ["seeded"]
+
+
 def test_audit_tail_refuses_a_non_positive_count(runner):
     result = runner.invoke(args=["audit", "tail", "-n", "0"])
 
