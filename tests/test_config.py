@@ -194,7 +194,27 @@ def test_unsafe_settings_are_refused_at_start(instance, setting, value):
 
 
 @pytest.mark.parametrize(
-    "issuer", ["id.example.com", "http://id.example.com", "https://id.example.com/?tenant=1",
+    "setting, value",
+    [("LOCKOUT_MAX_FAILURES", "10x"), ("LOCKOUT_MAX_FAILURES", 0), ("LOCKOUT_SECONDS", "5m"), ("LOCKOUT_SECONDS", -1),
+     ("PASSWORD_MIN_LENGTH", "fifteen"), ("PASSWORD_MIN_LENGTH", 0), ("PASSWORD_MIN_LENGTH", 200),
+     ("PASSWORD_MAX_LENGTH", "lots"), ("PASSWORD_MIN_DISTINCT_CHARACTERS", "five"),
+     ("GRANT_TYPES_ENABLED", "authorization_code"), ("GRANT_TYPES_ENABLED", ["authorization_code", "device_code"]),
+     ("TRUST_PROXY_HOPS", "one"), ("TRUST_PROXY_HOPS", -1), ("REMEMBER_COOKIE_DURATION_SECONDS", "2w"),
+     ("ID_TOKEN_LIFETIME_SECONDS", "5m"), ("AUTHORIZATION_CODE_LIFETIME_SECONDS", 0),
+     ("REFRESH_TOKEN_LIFETIME_SECONDS", "30d"), ("JWT_LEEWAY_SECONDS", "30s"), ("JWT_MAX_LENGTH", "8k"),
+     ("SIGNING_KEY_RELOAD_SECONDS", "5s"), ("DISCOVERY_CACHE_SECONDS", "5m"), ("CLIENT_CACHE_SECONDS", "5s"),
+     ("DATABASE_STATEMENT_TIMEOUT_SECONDS", "30s"), ("LOG_REQUESTS_FLUSH_SECONDS", "1s"),
+     ("MAX_CONTENT_LENGTH", "64k"), ("MAIL_PORT", "smtp"), ("MAIL_TIMEOUT_SECONDS", "10s")],
+)
+def test_a_wrong_setting_is_one_line_at_start_not_a_traceback_or_a_broken_server(instance, setting, value):
+    """FLASK_* values that are not JSON arrive as strings (FLASK_LOCKOUT_MAX_FAILURES=10x): each is
+    refused at start naming it, rather than a traceback there, or a server whose sign-ins fail."""
+    with pytest.raises(ConfigurationError, match=setting):
+        make(instance, SECRET_KEY="k" * 32, **{setting: value})
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://[::1", "id.example.com", "http://id.example.com", "https://id.example.com/?tenant=1",
                "https://id.example.com/#x", "ftp://id.example.com", "https://"],
 )
 def test_a_malformed_issuer_is_refused_at_start(instance, issuer):

@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ..constants import ACCESS_TOKEN_LIFETIME_MAX
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
 
 
 SIGNING_ALGS = ("RS256", "ES256")
@@ -164,9 +164,12 @@ def _check_issuer(app: Flask) -> None:
     issuer = app.config.get("ISSUER")
     if not issuer:
         return
-    parts = urlsplit(issuer)
     schemes = ("http", "https") if is_development(app) else ("https",)
-    if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer:
+    try:
+        parts = urlsplit(issuer)
+    except (TypeError, ValueError):  # not a string, or an unclosed "[" (https://[::1)
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer:
         raise ConfigurationError(
             f"ISSUER must be an {' or '.join(schemes)} URL without query or fragment, not {issuer!r}"
         )
@@ -201,6 +204,52 @@ def _check_logout_delivery(cfg) -> None:
                                  f"not {cfg['BACKCHANNEL_LOGOUT_POLL_SECONDS']!r}")
 
 
+#: Numeric settings read where they are used, with the least each may be (None: the setting may be
+#: None, "off"): a value the environment gave as a string (FLASK_LOCKOUT_MAX_FAILURES=10x is not
+#: JSON) would otherwise start the server and fail, or worse compare as text, where it is read
+#: (SQLite compares any text as larger than a number: a lockout that never locks).
+_WHOLE_NUMBERS = {
+    "LOCKOUT_MAX_FAILURES": 1, "LOCKOUT_SECONDS": 1,
+    "PASSWORD_MIN_LENGTH": 1, "PASSWORD_MAX_LENGTH": 64, "PASSWORD_MIN_DISTINCT_CHARACTERS": 0,
+    "TRUST_PROXY_HOPS": 0, "REMEMBER_COOKIE_DURATION_SECONDS": 1,
+    "AUTHORIZATION_CODE_LIFETIME_SECONDS": 1, "ID_TOKEN_LIFETIME_SECONDS": 1, "REFRESH_TOKEN_LIFETIME_SECONDS": 1,
+    "JWT_LEEWAY_SECONDS": 0, "JWT_MAX_LENGTH": 1, "MAIL_PORT": 1,
+}
+_NUMBERS = {
+    "SIGNING_KEY_RELOAD_SECONDS": 0, "DISCOVERY_CACHE_SECONDS": 0, "CLIENT_CACHE_SECONDS": 0,
+    "LOG_REQUESTS_FLUSH_SECONDS": 0, "MAIL_TIMEOUT_SECONDS": 0,
+}
+_NUMBERS_OR_NONE = {"DATABASE_STATEMENT_TIMEOUT_SECONDS": 0, "MAX_CONTENT_LENGTH": 1}
+
+
+def _check_numbers(cfg) -> None:
+    """The numeric settings are numbers (whole where they count), each at least its least value."""
+    checks = [(name, least, True, False) for name, least in _WHOLE_NUMBERS.items()]
+    checks += [(name, least, False, False) for name, least in _NUMBERS.items()]
+    checks += [(name, least, name == "MAX_CONTENT_LENGTH", True) for name, least in _NUMBERS_OR_NONE.items()]
+    for name, least, whole, may_be_none in checks:
+        value = cfg.get(name)
+        if may_be_none and value is None:
+            continue
+        if not _is_number(value, integer=whole) or value < least:
+            kind = "a whole number" if whole else "a number"
+            raise ConfigurationError(f"{name} must be {kind} of at least {least}, not {value!r}")
+    if cfg["PASSWORD_MIN_LENGTH"] > cfg["PASSWORD_MAX_LENGTH"]:
+        raise ConfigurationError(f"PASSWORD_MIN_LENGTH ({cfg['PASSWORD_MIN_LENGTH']}) must not exceed "
+                                 f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
+
+
+def _check_grant_types(cfg) -> None:
+    """GRANT_TYPES_ENABLED: a list of known grant types (a plain string would be read as its letters)."""
+    value = cfg["GRANT_TYPES_ENABLED"]
+    known = (*GRANT_TYPES, "refresh_token")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(g, str) for g in value):
+        raise ConfigurationError(f"GRANT_TYPES_ENABLED must be a JSON list of grant types, not {value!r}")
+    unknown = [g for g in value if g not in known]
+    if unknown:
+        raise ConfigurationError(f"GRANT_TYPES_ENABLED: unknown grant type {unknown[0]!r}; use some of {', '.join(known)}")
+
+
 def _check_metrics_allowed_ips(cfg) -> None:
     """METRICS_ALLOWED_IPS: addresses or CIDR blocks (a list, or one comma-separated string)."""
     value = cfg["METRICS_ALLOWED_IPS"]
@@ -226,6 +275,8 @@ def init_app(app: Flask) -> None:
     if serves_requests():
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
+    _check_numbers(cfg)
+    _check_grant_types(cfg)
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)
@@ -256,8 +307,6 @@ def init_app(app: Flask) -> None:
                  "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
         if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
             raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
-    if cfg["PASSWORD_MAX_LENGTH"] < 64:
-        raise ConfigurationError("PASSWORD_MAX_LENGTH must allow at least 64 characters")
 
 
 def proxy_fix(app: Flask, wsgi_app):
