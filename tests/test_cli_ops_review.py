@@ -115,3 +115,24 @@ def test_a_nul_character_in_a_seed_is_refused(app, runner, tmp_path, doc, label,
         assert db.session.scalar(select(User).where(User.username == "bob")) is None
         assert db.session.scalar(select(ApiScope).where(ApiScope.name == "orders")) is None
         db.session.remove()
+
+
+def test_update_takes_the_options_of_add(guarded, runner):
+    """docs/cli.md: `clients update` takes the options of `clients add`, the second factor and logout URIs too."""
+    result = runner.invoke(args=["clients", "update", "guarded", "--no-require-mfa", "--no-require-verified-email",
+                                 "--backchannel-logout-uri", "https://rp.example.com/bc2",
+                                 "--no-backchannel-logout-session-required", "--frontchannel-logout-uri", "",
+                                 "--no-frontchannel-logout-session-required", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["changed"] == [
+        "require_mfa", "require_verified_email", "backchannel_logout_uri", "backchannel_logout_session_required",
+        "frontchannel_logout_uri", "frontchannel_logout_session_required"]
+    after = client_row(guarded, "guarded")
+    assert (after.require_mfa, after.require_verified_email) == (False, False)
+    assert (after.backchannel_logout_uri, after.backchannel_logout_session_required) == ("https://rp.example.com/bc2", False)
+    assert (after.frontchannel_logout_uri, after.frontchannel_logout_session_required) == (None, False)
+    back = runner.invoke(args=["clients", "update", "guarded", "--require-mfa"])
+    assert back.output == "Updated client guarded: require_mfa.\n"
+    assert client_row(guarded, "guarded").require_mfa is True
+    refused = runner.invoke(args=["clients", "update", "guarded", "--backchannel-logout-uri", "http://rp.example.com/bc"])
+    refused_in_one_line(refused, "backchannel_logout_uri", "https")

@@ -108,11 +108,19 @@ def clients_remove(client_id, as_json):
 @click.option("--offline-access/--no-offline-access", default=None, help="Allow refresh tokens.")
 @click.option("--access-tokens-via-browser/--no-access-tokens-via-browser", default=None)
 @click.option("--access-token-lifetime", type=int)
+@click.option("--backchannel-logout-uri", help="https URL for logout tokens; an empty value removes it.")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required", default=None)
+@click.option("--frontchannel-logout-uri", help="https URL for the logout iframe; an empty value removes it.")
+@click.option("--frontchannel-logout-session-required/--no-frontchannel-logout-session-required", default=None)
+@click.option("--require-mfa/--no-require-mfa", default=None, help="Its users sign in with a second factor.")
+@click.option("--require-verified-email/--no-require-verified-email", default=None,
+              help="Sign-in for this client completes only with a verified email address.")
 @json_option
 @with_schema
 def clients_update(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
                    cors_origins, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
-                   as_json):
+                   backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
+                   frontchannel_logout_session_required, require_mfa, require_verified_email, as_json):
     """Change the given fields of a client (the options of `clients add`); the others, and its secret, stay."""
     given = {
         "client_name": client_name,
@@ -125,8 +133,17 @@ def clients_update(client_id, client_name, grant_types, redirect_uris, post_logo
         "allow_offline_access": offline_access,
         "allow_access_tokens_via_browser": access_tokens_via_browser,
         "access_token_lifetime": access_token_lifetime,
+        "backchannel_logout_uri": backchannel_logout_uri,
+        "backchannel_logout_session_required": backchannel_logout_session_required,
+        "frontchannel_logout_uri": frontchannel_logout_uri,
+        "frontchannel_logout_session_required": frontchannel_logout_session_required,
+        "require_mfa": require_mfa,
+        "require_verified_email": require_verified_email,
     }
     changes = {name: value for name, value in given.items() if value is not None}
+    for name in ("backchannel_logout_uri", "frontchannel_logout_uri"):
+        if changes.get(name) == "":  # given empty: no such URI any more
+            changes[name] = None
     if not changes:
         raise click.UsageError("give at least one field to change (see --help)")
     _, changed = clients.update_client(client_id, changes)

@@ -148,7 +148,9 @@ def remove_client(client_id: str) -> None:
 
 _SCHEMA_FIELDS = ("client_name", "allowed_grant_types", "redirect_uris", "post_logout_redirect_uris",
                   "allowed_cors_origins", "allowed_scopes", "require_consent", "require_pkce", "allow_offline_access",
-                  "allow_access_tokens_via_browser", "access_token_lifetime")
+                  "allow_access_tokens_via_browser", "access_token_lifetime", "require_mfa", "require_verified_email",
+                  "backchannel_logout_uri", "backchannel_logout_session_required", "frontchannel_logout_uri",
+                  "frontchannel_logout_session_required")
 
 
 #: the ClientSchema fields stored on the row as they are loaded (the secrets are hashed, the
