@@ -136,3 +136,15 @@ def test_update_takes_the_options_of_add(guarded, runner):
     assert client_row(guarded, "guarded").require_mfa is True
     refused = runner.invoke(args=["clients", "update", "guarded", "--backchannel-logout-uri", "http://rp.example.com/bc"])
     refused_in_one_line(refused, "backchannel_logout_uri", "https")
+
+
+def test_a_secret_listed_twice_is_refused_rather_than_rewritten_on_every_run(app, runner, tmp_path):
+    """Running a seed twice changes nothing the second time (CONTRACT.md): a secret listed twice was
+    hashed twice on the first run and stored as one hash twice on the second, an 'update' each time."""
+    secret = "twice-listed-secret-0123"
+    doc = {"clients": [{"client_id": "dup", "client_secrets": [secret, secret],
+                        "allowed_grant_types": ["client_credentials"]}]}
+    result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+    refused_in_one_line(result, "client 'dup'", "client_secrets", "twice")
+    assert secret not in result.output
+    assert client_ids(app) == set()

@@ -193,6 +193,9 @@ class ClientSchema(Schema):
             raise ValidationError("a public client (no client_secrets) must use PKCE", "require_pkce")
         if grants & {"authorization_code", "hybrid", "implicit"} and not data.get("redirect_uris"):
             raise ValidationError("browser-based grant types need at least one redirect URI", "redirect_uris")
+        secrets = data.get("client_secrets", [])
+        if len(set(secrets)) != len(secrets):  # (not named: the message must not show a secret)
+            raise ValidationError("a secret is listed twice", "client_secrets")
         if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):
             raise ValidationError("grant types are listed twice", "allowed_grant_types")
         for first, second in FORBIDDEN_GRANT_COMBINATIONS:
