@@ -122,6 +122,20 @@ def test_commands_create_the_schema_on_a_brand_new_database(tmp_path, command, s
             db.engine.dispose()
 
 
+@pytest.mark.parametrize("uri", ["postgresql+psycopg://identity:not-this-password@127.0.0.1:1/identity",
+                                 "sqlite:////nonexistent-folder/identity.db"], ids=["refused port", "no such folder"])
+@pytest.mark.parametrize("command", [["users", "list"], ["seed", DEMO_SEED], ["purge"]], ids=lambda c: c[0])
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path, uri, command):
+    """A wrong FLASK_SQLALCHEMY_DATABASE_URI (host, port, folder) is one `Error:` line, exit 1, and
+    the line does not show the URI's password."""
+    result = fresh_app(tmp_path, SQLALCHEMY_DATABASE_URI=uri).test_cli_runner().invoke(args=command)
+
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: database unreachable") and len(result.output.splitlines()) == 1, result.output
+    assert "SQLALCHEMY_DATABASE_URI" in result.output and "not-this-password" not in result.output
+
+
 def test_migrations_match_the_models(app):
     with app.app_context():
         with db.engine.connect() as conn:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import click
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 from ..config import startup
 from ..services.schema import ensure_schema
@@ -21,7 +22,11 @@ def with_schema(fn=None, *, standard_resources: bool = True):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        ensure_schema(standard_resources=standard_resources)
+        try:  # the command's first contact with the database
+            ensure_schema(standard_resources=standard_resources)
+        except OperationalError as err:  # its message names host and port, never the URI's password
+            reason = str(err.orig or err).strip().splitlines()[0]
+            raise click.ClickException(f"database unreachable: {reason}; check FLASK_SQLALCHEMY_DATABASE_URI") from None
         try:
             return fn(*args, **kwargs)
         except ValidationFailed as err:

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import click
 from cryptography.fernet import Fernet
 from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
@@ -250,6 +252,21 @@ def _check_grant_types(cfg) -> None:
         raise ConfigurationError(f"GRANT_TYPES_ENABLED: unknown grant type {unknown[0]!r}; use some of {', '.join(known)}")
 
 
+def _check_database_uri(cfg) -> None:
+    """SQLALCHEMY_DATABASE_URI, if set, is a SQLite or PostgreSQL URL (the message never shows it:
+    it may hold a password)."""
+    uri = cfg.get("SQLALCHEMY_DATABASE_URI")
+    if uri in (None, ""):
+        return
+    try:
+        backend = make_url(uri).get_backend_name()
+    except (ArgumentError, TypeError, ValueError):
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError("SQLALCHEMY_DATABASE_URI must be a sqlite:/// or postgresql+psycopg:// URL "
+                                 "(e.g. postgresql+psycopg://user:password@host/db)")
+
+
 def _check_metrics_allowed_ips(cfg) -> None:
     """METRICS_ALLOWED_IPS: addresses or CIDR blocks (a list, or one comma-separated string)."""
     value = cfg["METRICS_ALLOWED_IPS"]
@@ -276,6 +293,7 @@ def init_app(app: Flask) -> None:
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
     _check_numbers(cfg)
+    _check_database_uri(cfg)
     _check_grant_types(cfg)
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
