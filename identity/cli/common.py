@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from ..config import startup
 from ..services.schema import ensure_schema
 from ..errors import IdentityError, ValidationFailed
+from ..extensions import db
 from ..services import accounts
 
 
@@ -23,18 +24,25 @@ def with_schema(fn=None, *, standard_resources: bool = True):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:  # the command's first contact with the database
-            ensure_schema(standard_resources=standard_resources)
-        except OperationalError as err:  # its message names host and port, never the URI's password
-            reason = str(err.orig or err).strip().splitlines()[0]
-            raise click.ClickException(f"database unreachable: {reason}; check FLASK_SQLALCHEMY_DATABASE_URI") from None
+            db.engine.connect().close()
+        except OperationalError as err:
+            raise click.ClickException(f"database unreachable: {_reason(err)}; check FLASK_SQLALCHEMY_DATABASE_URI") from None
         try:
+            ensure_schema(standard_resources=standard_resources)
             return fn(*args, **kwargs)
+        except OperationalError as err:  # a lock or statement timeout, the server gone: one line too
+            raise click.ClickException(f"database error: {_reason(err)}") from None
         except ValidationFailed as err:
             raise click.ClickException("; ".join(f"{where}: {msg}" for where, msgs in err.errors.items() for msg in msgs))
         except IdentityError as err:
             raise click.ClickException(str(err))
 
     return wrapper
+
+
+def _reason(err: OperationalError) -> str:
+    """The driver's first line (it names host and port, never the URI's password)."""
+    return (str(err.orig or err).strip().splitlines() or ["unknown"])[0]
 
 
 def requires_settings(*names: str):

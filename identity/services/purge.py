@@ -48,6 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wsgi import ClosingIterator
 
 from .. import clock
+from ..errors import IdentityError
 from ..extensions import db
 from ..models import (AccountToken, AuditEvent, AuthorizationCode, LogoutDelivery, RefreshToken, RevokedAccessToken,
                       SessionClient, StandaloneAccessToken, UserSession)
@@ -104,13 +105,18 @@ _KINDS = (
 KINDS = tuple(kind for kind, _, _ in _KINDS)
 
 
-def purge_pass(limit: int | None = None, *, kinds=KINDS) -> dict[str, int]:
+class PurgeStopped(IdentityError):
+    """The operator's purge met a kind the database refused (locked, away): it must not look done."""
+
+
+def purge_pass(limit: int | None = None, *, kinds=KINDS, strict: bool = False) -> dict[str, int]:
     """Remove at most `limit` (default PURGE_BATCH_SIZE) due rows of each kind; rows removed, by kind.
 
     Each kind is its own transaction. The first that fails is logged and rolled back, and ends the
     pass: the kinds after it count 0 and wait for the next pass. A locked or unavailable database
     fails each statement only after its busy or statement timeout, and a worker that tried every
-    kind was held (and the requests queued behind it) for that timeout nine times over.
+    kind was held (and the requests queued behind it) for that timeout nine times over. `strict`
+    (the operator's purge) raises PurgeStopped instead, naming the kind.
     """
     cfg = current_app.config
     limit = int(limit or cfg["PURGE_BATCH_SIZE"])
@@ -123,18 +129,22 @@ def purge_pass(limit: int | None = None, *, kinds=KINDS) -> dict[str, int]:
             (removed[kind],) = write((statement, {**params(stamp, cfg), "limit": limit}))
         except SQLAlchemyError as err:
             db.session.rollback()
+            if strict:
+                reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+                raise PurgeStopped(f"purge stopped at {kind} ({type(err).__name__}: {reason}); "
+                                   "the kinds before it were purged, the rest were not: run it again") from None
             log.warning("purge pass stopped at %s: %s; the next pass retries", kind, err.__class__.__name__)
             break
     return removed
 
 
-def purge() -> dict[str, int]:
-    """Remove every due row, a batch of each kind at a time; rows removed, by kind."""
+def purge(*, strict: bool = False) -> dict[str, int]:
+    """Remove every due row, a batch of each kind at a time; rows removed, by kind (`strict`: see purge_pass)."""
     limit = int(current_app.config["PURGE_BATCH_SIZE"])
     total = dict.fromkeys(KINDS, 0)
     pending = KINDS
     while pending:
-        removed = purge_pass(limit, kinds=pending)
+        removed = purge_pass(limit, kinds=pending, strict=strict)
         for kind, count in removed.items():
             total[kind] += count
         pending = tuple(kind for kind, count in removed.items() if count >= limit)
@@ -143,8 +153,9 @@ def purge() -> dict[str, int]:
 
 def purge_by_operator() -> dict[str, int]:
     """`flask purge`: every due row, then one audit event with the counts (the passes after
-    responses are not audited: they are routine, and would fill the log they purge)."""
-    removed = purge()
+    responses are not audited: they are routine, and would fill the log they purge). A kind the
+    database refuses ends it with PurgeStopped: the command fails rather than report a purge it did not do."""
+    removed = purge(strict=True)
     audit.record("purged", detail={"removed": removed})
     db.session.commit()
     return removed
