@@ -148,3 +148,23 @@ def test_a_secret_listed_twice_is_refused_rather_than_rewritten_on_every_run(app
     refused_in_one_line(result, "client 'dup'", "client_secrets", "twice")
     assert secret not in result.output
     assert client_ids(app) == set()
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["keys", "rotate"]], ids=" ".join)
+def test_a_key_encryption_key_that_opens_no_stored_key_is_one_line(app, runner, database_uri, command):
+    """docs/signing-keys.md: the stored keys are opened with KEY_ENCRYPTION_KEY; one that opens none
+    (the old key dropped from the list too soon) is named in one line, as `keys reencrypt` does."""
+    from cryptography.fernet import Fernet
+
+    from app import create_app
+    from conftest import make_config
+
+    assert runner.invoke(args=["keys", "list"]).exit_code == 0  # keys made under the suite's key
+    other = create_app(make_config(database_uri, KEY_ENCRYPTION_KEY=Fernet.generate_key().decode()))
+    try:
+        result = other.test_cli_runner().invoke(args=command)
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    refused_in_one_line(result, "cannot be decrypted with any KEY_ENCRYPTION_KEY")

@@ -1,5 +1,6 @@
 """The signing keys: list, rotate, re-encrypt."""
 
+import functools
 import json
 
 import click
@@ -13,10 +14,22 @@ from .common import with_schema, requires_settings, _when, _report, json_option
 keys_cli = AppGroup("keys", help="List, rotate and re-encrypt signing keys.")
 
 
+def _opening_keys(fn):
+    """A stored key that no KEY_ENCRYPTION_KEY opens is one `Error:` line naming it, not a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except key_encryption.UndecryptableKey as err:
+            raise click.ClickException(str(err)) from None
+    return wrapper
+
+
 @keys_cli.command("list")
 @json_option
 @with_schema
 @requires_settings("KEY_ENCRYPTION_KEY")
+@_opening_keys
 def keys_list(as_json):
     """List signing keys: pending (published, not signing yet), current, published (retired),
     expired or revoked."""
@@ -39,6 +52,7 @@ def keys_list(as_json):
 @json_option
 @with_schema
 @requires_settings("KEY_ENCRYPTION_KEY")
+@_opening_keys
 def keys_rotate(immediate, as_json):
     """Publish new keys that sign after the propagation time (SIGNING_KEY_PROPAGATION_SECONDS);
     the current ones sign until then and stay published for SIGNING_KEY_RETENTION_SECONDS."""
