@@ -115,3 +115,22 @@ def test_gunicorn_without_a_secret_key_says_so_in_one_line_and_stops(tmp_path, e
     assert "exited with 3" in str(failure.value), f"gunicorn kept running or exited otherwise:\n{log}"
     assert "SECRET_KEY is required in production: set FLASK_SECRET_KEY" in log, log
     assert "Traceback" not in log, log
+
+
+def test_a_command_in_production_without_a_mail_server_does_not_pretend_to_mail(env):
+    """The outbox (instance/outbox/) stands in for SMTP in development only (CONTRACT.md). A command
+    in production without FLASK_MAIL_SERVER (the server needs one; a command does not) wrote the
+    user's 'your password was changed' notice to a file on the operator's machine and audited it as
+    mail_sent: nobody was told, and the audit log said they were."""
+    env = {k: v for k, v in env.items() if not k.startswith("FLASK_MAIL_")}
+    outbox = ROOT / "instance" / "outbox"
+    before = set(outbox.iterdir()) if outbox.exists() else set()
+    assert flask(["seed", "demo/seed.json"], env).returncode == 0
+
+    result = flask(["users", "set-password", "alice"], env, "another-long-passphrase-71\n")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    events = [json.loads(line) for line in flask(["audit", "tail", "-n", "3"], env).stdout.splitlines()]
+    assert [e["event"] for e in events][-2:] == ["password_set", "mail_failed"], events
+    assert (set(outbox.iterdir()) if outbox.exists() else set()) == before

@@ -47,10 +47,20 @@ def init_app(app: Flask) -> None:
         app.teardown_request(_release_pending)
 
 
+class NoMailServer(Exception):
+    """Production without MAIL_SERVER (a command: the server refuses to start without it)."""
+
+
 def outbox_path(app: Flask) -> str | None:
-    """Where mails are written instead of sent (no MAIL_SERVER), or None when they are sent."""
+    """Where mails are written instead of sent (development without MAIL_SERVER), or None when
+    they are sent. In production a mail with no MAIL_SERVER is not sent, and audited as failed:
+    a file on the machine that ran a command would tell nobody, and the audit log would say it did."""
     if app.config.get("MAIL_SERVER"):
         return None
+    from ..config.startup import is_development
+
+    if not is_development(app):
+        raise NoMailServer()
     return os.path.join(app.instance_path, OUTBOX)
 
 
@@ -107,7 +117,7 @@ def deliver(outgoing: Outgoing) -> bool:
             mail_transport.send(outgoing.message)
         else:
             _write_to_outbox(folder, outgoing)
-    except (mail_transport.SMTPException, OSError, ValueError, AssertionError) as err:
+    except (mail_transport.SMTPException, OSError, ValueError, AssertionError, NoMailServer) as err:
         # no recipient, link or body in the log: the template and the error's kind say enough
         log.warning("mail %r for user %s not sent: %s", outgoing.template, outgoing.user_id, err.__class__.__name__)
         _audit("mail_failed", outgoing, reason=err.__class__.__name__)
