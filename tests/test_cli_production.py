@@ -134,3 +134,14 @@ def test_a_command_in_production_without_a_mail_server_does_not_pretend_to_mail(
     events = [json.loads(line) for line in flask(["audit", "tail", "-n", "3"], env).stdout.splitlines()]
     assert [e["event"] for e in events][-2:] == ["password_set", "mail_failed"], events
     assert (set(outbox.iterdir()) if outbox.exists() else set()) == before
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["keys", "rotate"], ["keys", "reencrypt"]], ids=" ".join)
+def test_a_missing_setting_stops_a_command_before_it_touches_the_database(tmp_path, command):
+    """`requires_settings`: the setting is checked "before the command does anything" (docs/cli.md);
+    the keys commands created and migrated a brand-new database first, then refused."""
+    database = tmp_path / "untouched.db"
+    line = one_line_error(flask(command, production_env("sqlite:///" + str(database))))
+
+    assert "KEY_ENCRYPTION_KEY" in line
+    assert not database.exists()

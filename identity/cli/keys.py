@@ -27,8 +27,8 @@ def _opening_keys(fn):
 
 @keys_cli.command("list")
 @json_option
+@requires_settings("KEY_ENCRYPTION_KEY")  # first: before the schema is created or upgraded
 @with_schema
-@requires_settings("KEY_ENCRYPTION_KEY")
 @_opening_keys
 def keys_list(as_json):
     """List signing keys: pending (published, not signing yet), current, published (retired),
@@ -50,8 +50,8 @@ def keys_list(as_json):
               help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS; "
                    "returns once no worker signs with an older key (after SIGNING_KEY_RELOAD_SECONDS).")
 @json_option
+@requires_settings("KEY_ENCRYPTION_KEY")  # first: before the schema is created or upgraded
 @with_schema
-@requires_settings("KEY_ENCRYPTION_KEY")
 @_opening_keys
 def keys_rotate(immediate, as_json):
     """Publish new keys that sign after the propagation time (SIGNING_KEY_PROPAGATION_SECONDS);
@@ -76,8 +76,8 @@ def keys_rotate(immediate, as_json):
 
 @keys_cli.command("reencrypt")
 @json_option
+@requires_settings("KEY_ENCRYPTION_KEY")  # first: before the schema is created or upgraded
 @with_schema
-@requires_settings("KEY_ENCRYPTION_KEY")
 def keys_reencrypt(as_json):
     """Encrypt every stored key under the first KEY_ENCRYPTION_KEY (after a new one is put first)."""
     try:
