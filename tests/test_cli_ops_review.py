@@ -168,3 +168,16 @@ def test_a_key_encryption_key_that_opens_no_stored_key_is_one_line(app, runner, 
             db.session.remove()
             db.engine.dispose()
     refused_in_one_line(result, "cannot be decrypted with any KEY_ENCRYPTION_KEY")
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ('{"users": [{"username": "b\xe9b", "password": "marble-violet-canyon-482"}]}'.encode("latin-1"), "UTF-8"),
+    (b'{"a": ' * 100_000, "not valid JSON"),
+], ids=["latin-1", "nested too deep"])
+def test_a_seed_file_that_cannot_be_read_is_one_line(app, runner, tmp_path, content, expected):
+    """A file an editor saved in Latin-1, or JSON nested past Python's recursion limit, is refused
+    in one line naming the file's problem, not with a UnicodeDecodeError or RecursionError traceback."""
+    path = tmp_path / "seed.json"
+    path.write_bytes(content)
+    result = runner.invoke(args=["seed", str(path)])
+    refused_in_one_line(result, "file", expected)

@@ -13,7 +13,7 @@ from .common import with_schema, _when, json_option
 
 
 @click.command("seed")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("rb"))  # decoded by load_seed: a file that is not UTF-8 is one line
 @click.option("--reset-passwords", is_flag=True,
               help="Also set existing users' passwords to the file's (audited per user). "
                    "Without it, the file's password is used only to create a user.")

@@ -113,12 +113,20 @@ def _nul_messages(value):
     return found or None
 
 
-def load_seed(text: str) -> dict:
-    """Parse and validate a seed file, raising ValidationFailed with per-item messages."""
+def load_seed(text: str | bytes) -> dict:
+    """Parse and validate a seed file (text, or its bytes: UTF-8, a byte order mark allowed),
+    raising ValidationFailed with per-item messages."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as err:  # (the message names the byte, never the file's text)
+            raise ValidationFailed({"file": [f"not UTF-8 text: byte {err.object[err.start]:#04x} at offset {err.start}"]})
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValidationFailed({"file": [f"not valid JSON: {err}"]})
+    except RecursionError:
+        raise ValidationFailed({"file": ["not valid JSON: nested too deeply"]})
     if not isinstance(raw, dict):
         raise ValidationFailed({"file": ["the top level must be a JSON object"]})
     nul = _nul_messages(raw)
