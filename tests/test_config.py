@@ -214,6 +214,21 @@ def test_a_wrong_setting_is_one_line_at_start_not_a_traceback_or_a_broken_server
         make(instance, SECRET_KEY="k" * 32, **{setting: value})
 
 
+@pytest.mark.parametrize("setting", ["RATELIMIT_SENSITIVE", "RATELIMIT_DEFAULT", "RATELIMIT_PER_TOKEN",
+                                     "RATELIMIT_PASSWORD_CHECK", "RATELIMIT_PASSWORD_RESET",
+                                     "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION", "RATELIMIT_EMAIL"])
+def test_a_rate_limit_that_does_not_parse_is_refused_at_start(instance, setting):
+    """Flask-Limiter skips a limit it cannot parse, logging an error per request: RATELIMIT_SENSITIVE
+    = "5 per fortnight" turned the sign-in limit off (the login page answered 400, never 429)."""
+    with pytest.raises(ConfigurationError, match=setting):
+        make(instance, SECRET_KEY="k" * 32, **{setting: "5 per fortnight"})
+
+
+def test_the_documented_rate_limit_forms_are_accepted(instance):
+    app = make(instance, SECRET_KEY="k" * 32, RATELIMIT_SENSITIVE="10/minute", RATELIMIT_DEFAULT="10 per hour;5 per minute")
+    assert app.config["RATELIMIT_SENSITIVE"] == "10/minute"
+
+
 @pytest.mark.parametrize(
     "issuer", ["https://[::1", "id.example.com", "http://id.example.com", "https://id.example.com/?tenant=1",
                "https://id.example.com/#x", "ftp://id.example.com", "https://"],

@@ -267,6 +267,25 @@ def _check_database_uri(cfg) -> None:
                                  "(e.g. postgresql+psycopg://user:password@host/db)")
 
 
+#: The limits Flask-Limiter reads (extensions.py, api/limits.py): one it cannot parse it skips,
+#: logging an error per request, so a typo would turn that rate limit off.
+RATE_LIMITS = ("RATELIMIT_SENSITIVE", "RATELIMIT_DEFAULT", "RATELIMIT_PER_TOKEN", "RATELIMIT_PASSWORD_CHECK",
+               "RATELIMIT_PASSWORD_RESET", "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION",
+               "RATELIMIT_EMAIL")
+
+
+def _check_rate_limits(cfg) -> None:
+    """Every rate limit parses, as Flask-Limiter reads it ("100 per minute", "10/hour;2/minute")."""
+    from limits import parse_many
+
+    for name in RATE_LIMITS:
+        value = cfg.get(name)
+        try:
+            parse_many(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name} must be a rate limit such as \"100 per minute\", not {value!r}") from None
+
+
 def _check_metrics_allowed_ips(cfg) -> None:
     """METRICS_ALLOWED_IPS: addresses or CIDR blocks (a list, or one comma-separated string)."""
     value = cfg["METRICS_ALLOWED_IPS"]
@@ -294,6 +313,7 @@ def init_app(app: Flask) -> None:
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
     _check_numbers(cfg)
     _check_database_uri(cfg)
+    _check_rate_limits(cfg)
     _check_grant_types(cfg)
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
