@@ -181,3 +181,41 @@ def test_a_seed_file_that_cannot_be_read_is_one_line(app, runner, tmp_path, cont
     path.write_bytes(content)
     result = runner.invoke(args=["seed", str(path)])
     refused_in_one_line(result, "file", expected)
+
+
+def _fernet_key():
+    from cryptography.fernet import Fernet
+    return Fernet.generate_key().decode()
+
+
+PRODUCTION = {"ENVIRONMENT": "production", "ISSUER": "https://id.example.test", "KEY_ENCRYPTION_KEY": _fernet_key()}
+PLAIN_HTTP = "http://rp.example.com/cb"
+
+
+@pytest.mark.parametrize("app_config", [PRODUCTION])
+@pytest.mark.parametrize("client", [
+    {"client_id": "implicit-web", "allowed_grant_types": ["implicit"], "allow_access_tokens_via_browser": True},
+    {"client_id": "hybrid-web", "client_secrets": ["hybrid-secret-0123456789"], "allowed_grant_types": ["hybrid"]},
+    {"client_id": "public-web", "allowed_grant_types": ["authorization_code"]},
+], ids=lambda c: c["client_id"])
+def test_tokens_in_the_front_channel_never_go_to_a_plain_http_redirect_uri(app, runner, tmp_path, client):
+    """OpenID Connect Core 3.1.2.1 and 3.2.2.1, Registration 2: http is for a confidential client's
+    code flow, or a native app's loopback URI; an implicit or hybrid client (tokens in the URL),
+    or a public one, with http://rp.example.com/cb in production had its tokens and codes sent
+    in the clear."""
+    doc = {"clients": [{**client, "redirect_uris": [PLAIN_HTTP], "allowed_scopes": ["openid"]}]}
+    result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+    refused_in_one_line(result, f"client {client['client_id']!r}", "redirect_uris", "https")
+    assert client_ids(app) == set()
+    loopback = {"clients": [{**client, "redirect_uris": ["http://127.0.0.1/cb", "https://rp.example.com/cb"],
+                             "allowed_scopes": ["openid"]}]}
+    assert runner.invoke(args=["seed", seed_file(tmp_path, loopback)]).exit_code == 0
+
+
+@pytest.mark.parametrize("app_config", [PRODUCTION])
+def test_a_confidential_code_client_may_keep_a_plain_http_redirect_uri(app, runner, tmp_path):
+    doc = {"clients": [{"client_id": "intranet", "client_secrets": ["intranet-secret-0123456789"],
+                        "allowed_grant_types": ["authorization_code"], "redirect_uris": [PLAIN_HTTP],
+                        "allowed_scopes": ["openid"]}]}
+    result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+    assert result.exit_code == 0, result.output

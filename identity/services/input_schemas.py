@@ -71,7 +71,8 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def outbound_http_allowed() -> bool:
-    """Whether a logout URI may be plain http on a loopback host: in development only."""
+    """Whether plain http is let through where production needs https (a logout URI on a loopback
+    host; any host for a redirect URI): in development only."""
     from flask import current_app, has_app_context
     return has_app_context() and current_app.config.get("ENVIRONMENT") in ("development", "testing")
 
@@ -101,6 +102,16 @@ def check_logout_uri(uri: str) -> None:
         loopback = parts.hostname in _LOOPBACK_HOSTS or parts.hostname.startswith("127.")
         if not (loopback and outbound_http_allowed()):
             raise ValidationError(f"{uri!r} must use https (http only on a loopback host in development)")
+
+
+def _plain_http_off_loopback(uri: str) -> bool:
+    """An http URI whose host is not loopback (OpenID Connect Core 3.1.2.1 and 3.2.2.1: http is for a
+    confidential client's code flow, or a native app on localhost / 127.0.0.1 / [::1])."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "http":
+        return False
+    host = parts.hostname or ""
+    return not (host in _LOOPBACK_HOSTS or host.startswith("127."))
 
 
 def check_origin(origin: str) -> None:
@@ -198,6 +209,13 @@ class ClientSchema(Schema):
             raise ValidationError("a secret is listed twice", "client_secrets")
         if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):
             raise ValidationError("grant types are listed twice", "allowed_grant_types")
+        front_channel_tokens = grants & {"implicit", "hybrid"}
+        if (front_channel_tokens or not data.get("client_secrets")) and not outbound_http_allowed():
+            for uri in data.get("redirect_uris", []):
+                if _plain_http_off_loopback(uri):
+                    who = "an implicit or hybrid client" if front_channel_tokens else "a public client"
+                    raise ValidationError(f"{uri!r}: {who} needs an https redirect URI (http only on a loopback "
+                                          "host, for a native app)", "redirect_uris")
         for first, second in FORBIDDEN_GRANT_COMBINATIONS:
             if {first, second} <= grants:
                 raise ValidationError(f"{first} and {second} cannot be allowed together; choose one browser flow",
