@@ -214,6 +214,18 @@ def test_a_wrong_setting_is_one_line_at_start_not_a_traceback_or_a_broken_server
         make(instance, SECRET_KEY="k" * 32, **{setting: value})
 
 
+@pytest.mark.parametrize("setting", ["REGISTRATION_ENABLED", "PASSKEY_SIGNIN_ENABLED", "RATELIMIT_ENABLED",
+                                     "LOG_REQUESTS", "MAIL_USE_TLS", "SESSION_COOKIE_SECURE", "ROTATION_SYNCHRONOUS_COMMIT"])
+def test_a_switch_that_is_not_true_or_false_is_refused_at_start(instance, monkeypatch, setting):
+    """FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false): it arrived as the string
+    'False', which is true, and opened self-registration on a server whose operator turned it off."""
+    monkeypatch.setenv(f"FLASK_{setting}", "False")
+    with pytest.raises(ConfigurationError, match=f"{setting}.*true or false"):
+        make(instance, SECRET_KEY="k" * 32)
+    monkeypatch.setenv(f"FLASK_{setting}", "false")
+    assert make(instance, SECRET_KEY="k" * 32).config[setting] is False
+
+
 @pytest.mark.parametrize("setting", ["RATELIMIT_SENSITIVE", "RATELIMIT_DEFAULT", "RATELIMIT_PER_TOKEN",
                                      "RATELIMIT_PASSWORD_CHECK", "RATELIMIT_PASSWORD_RESET",
                                      "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION", "RATELIMIT_EMAIL"])

@@ -241,6 +241,22 @@ def _check_numbers(cfg) -> None:
                                  f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
 
 
+#: On/off settings. FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false), so it arrives as
+#: the string "False", which Python reads as true: the switch would be on.
+SWITCHES = ("REGISTRATION_ENABLED", "PASSKEY_SIGNIN_ENABLED", "RATELIMIT_ENABLED", "RATELIMIT_HEADERS_ENABLED",
+            "LOG_REQUESTS", "SESSION_COOKIE_HTTPONLY", "REMEMBER_COOKIE_HTTPONLY", "ROTATION_SYNCHRONOUS_COMMIT",
+            "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "SESSION_COOKIE_SECURE")
+
+
+def _check_switches(cfg) -> None:
+    """Every on/off setting is true or false (SESSION_COOKIE_SECURE may also be None: by the environment)."""
+    for name in SWITCHES:
+        value = cfg.get(name)
+        if not isinstance(value, bool) and not (name == "SESSION_COOKIE_SECURE" and value is None):
+            raise ConfigurationError(f"{name} must be true or false (FLASK_{name}=true or false, in lower case), "
+                                     f"not {value!r}")
+
+
 def _check_grant_types(cfg) -> None:
     """GRANT_TYPES_ENABLED: a list of known grant types (a plain string would be read as its letters)."""
     value = cfg["GRANT_TYPES_ENABLED"]
@@ -312,6 +328,7 @@ def init_app(app: Flask) -> None:
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
     _check_numbers(cfg)
+    _check_switches(cfg)
     _check_database_uri(cfg)
     _check_rate_limits(cfg)
     _check_grant_types(cfg)
