@@ -219,3 +219,26 @@ def test_a_confidential_code_client_may_keep_a_plain_http_redirect_uri(app, runn
                         "allowed_scopes": ["openid"]}]}
     result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
     assert result.exit_code == 0, result.output
+
+
+SURROGATE_FILES = {
+    "client secret": ('{"clients": [{"client_id": "c", "client_secrets": ["\\ud800abcdefghijklmnop"], '
+                      '"allowed_grant_types": ["client_credentials"]}]}', "client 'c'", "client_secrets"),
+    "client name": ('{"clients": [{"client_id": "c", "client_name": "x\\ud800", "client_secrets": ["0123456789abcdef"], '
+                    '"allowed_grant_types": ["client_credentials"]}]}', "client 'c'", "client_name"),
+    "scope display name": ('{"api_scopes": [{"name": "orders", "display_name": "\\udfff"}]}', "api scope 'orders'", "display_name"),
+    "user's name": ('{"users": [{"username": "u", "name": "\\ud800", "password": "marble-violet-canyon-482"}]}',
+                    "user 'u'", "name"),
+}
+
+
+@pytest.mark.parametrize(("text", "label", "field"), SURROGATE_FILES.values(), ids=SURROGATE_FILES.keys())
+def test_a_lone_surrogate_in_a_seed_is_refused(app, runner, tmp_path, text, label, field):
+    """JSON can spell a lone surrogate (\\ud800), which no database stores and no hash takes: the seed
+    died with a UnicodeEncodeError traceback while writing; now it names the item and field."""
+    path = tmp_path / "seed.json"
+    path.write_text(text)
+    result = runner.invoke(args=["seed", str(path)])
+    refused_in_one_line(result, label, field, "Unicode")
+    assert "abcdefghijklmnop" not in result.output  # not the secret
+    assert client_ids(app) == set()

@@ -98,18 +98,36 @@ def _check_cross_rules(data: dict) -> dict[str, list[str]]:
     return errors
 
 
+def _string_problem(value: str) -> str | None:
+    """Why a string cannot be stored or hashed: a NUL (PostgreSQL refuses it in text), or a lone
+    surrogate that JSON can spell (\\ud800) and UTF-8 cannot encode."""
+    if "\x00" in value:
+        return "must not contain a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (a lone surrogate such as \\ud800)"
+    return None
+
+
 def _nul_messages(value):
-    """Marshmallow-shaped messages for every string in a parsed file that holds a NUL character,
-    which PostgreSQL refuses in text (the INSERT would fail after validation); None if there is none."""
+    """Marshmallow-shaped messages for every string in a parsed file that cannot be stored
+    (_string_problem; the write would fail after validation); None if there is none."""
     if isinstance(value, str):
-        return ["must not contain a NUL character"] if "\x00" in value else None
+        problem = _string_problem(value)
+        return [problem] if problem else None
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
     else:
         return None
-    found = {key: messages for key, messages in ((key, _nul_messages(item)) for key, item in items) if messages}
+    found = {}
+    for key, item in items:
+        if isinstance(key, str) and _string_problem(key):  # a field name: shown escaped
+            found[ascii(key)] = ["field name " + _string_problem(key)]
+        elif messages := _nul_messages(item):
+            found[key] = messages
     return found or None
 
 
