@@ -115,6 +115,23 @@ def test_password_set_tells_every_session_and_grant_once(app, client, rp, runner
     assert claims["sid"] == jwt.decode(first["id_token"], options={"verify_signature": False})["sid"]
 
 
+def test_removing_the_user_tells_every_session_and_grant(app, client, rp, runner):
+    """docs/logout.md: when a user's session or grant ends here, the apps signed in through it
+    are told. `users disable` told them; `users remove`, which ends every session and grant of the
+    user (a leaver's account), told no one, and the apps kept them signed in."""
+    AuthActions(client).login()
+    first = web_tokens(client)
+    result = runner.invoke(args=["users", "remove", "alice"])
+    assert result.exit_code == 0, result.output
+    (row,) = deliveries(app)
+    assert row.reason == "user_removed" and row.client_id == "web"
+    app.config["ISSUER"] = ISSUER
+    assert deliver(app)["delivered"] == 1
+    (claims,) = rp.tokens
+    id_token = jwt.decode(first["id_token"], options={"verify_signature": False})
+    assert (claims["sub"], claims["sid"]) == (id_token["sub"], id_token["sid"])
+
+
 def test_revoking_a_refresh_token_tells_its_client(app, client, rp):
     AuthActions(client).login()
     tokens = web_tokens(client)
