@@ -132,6 +132,27 @@ def test_removing_the_user_tells_every_session_and_grant(app, client, rp, runner
     assert (claims["sub"], claims["sid"]) == (id_token["sub"], id_token["sid"])
 
 
+def test_a_client_registered_again_under_a_removed_ones_id_is_not_told_of_its_sessions(app, client, rp, runner):
+    """docs/cli.md: `clients remove` deletes the client with its codes, refresh tokens and consents,
+    and a client registered again under the same id is not the old one. The sessions' record of
+    the old client stayed, so the user's sign-out sent the new registrant a logout token with the
+    user's sub and sid, from a sign-in that was never theirs."""
+    import json as _json
+
+    from identity.services.seed import apply_seed, load_seed
+
+    AuthActions(client).login()
+    web_tokens(client)
+    assert runner.invoke(args=["clients", "remove", "web"]).exit_code == 0
+    newcomer = {"client_id": "web", "client_secrets": ["another-owner-0123456789"],
+                "allowed_grant_types": ["authorization_code"], "redirect_uris": ["https://new-owner.example/cb"],
+                "allowed_scopes": ["openid"], "backchannel_logout_uri": rp.url}
+    with app.app_context():
+        apply_seed(load_seed(_json.dumps({"clients": [newcomer]})))
+    assert AuthActions(client).logout().status_code == 200
+    assert deliveries(app) == []
+
+
 def test_revoking_a_refresh_token_tells_its_client(app, client, rp):
     AuthActions(client).login()
     tokens = web_tokens(client)

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
-from ..models import AuthorizationCode, Client, Consent, RefreshToken, StandaloneAccessToken
+from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken
 from .input_schemas import ClientSchema, field_errors
 from . import audit
 from .client_secrets import generate_client_secret, hash_client_secret
@@ -137,7 +137,9 @@ def remove_client(client_id: str) -> None:
     client = get_client(client_id)
     if client is None:
         raise NotFound(f"no client {client_id!r}")
-    for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken):
+    # SessionClient too: a client registered again under this id must not be told (nor framed
+    # at) the sign-outs of sessions that signed in to this one
+    for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken, SessionClient):
         db.session.execute(delete(model).where(model.client_id == client_id))
     db.session.delete(client)
     audit.record("client_removed", client_id=client_id)
