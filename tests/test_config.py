@@ -205,6 +205,7 @@ def test_unsafe_settings_are_refused_at_start(instance, setting, value):
      ("SIGNING_KEY_RELOAD_SECONDS", "5s"), ("DISCOVERY_CACHE_SECONDS", "5m"), ("CLIENT_CACHE_SECONDS", "5s"),
      ("DATABASE_STATEMENT_TIMEOUT_SECONDS", "30s"), ("LOG_REQUESTS_FLUSH_SECONDS", "1s"),
      ("MAX_CONTENT_LENGTH", "64k"), ("MAIL_PORT", "smtp"), ("MAIL_TIMEOUT_SECONDS", "10s"),
+     ("ARGON2_TIME_COST", "2x"), ("ARGON2_MEMORY_COST_KIB", "19MiB"), ("ARGON2_PARALLELISM", 0),
      ("SQLALCHEMY_DATABASE_URI", "identity.db"), ("SQLALCHEMY_DATABASE_URI", "mysql://user:pw@db.example/identity")],
 )
 def test_a_wrong_setting_is_one_line_at_start_not_a_traceback_or_a_broken_server(instance, setting, value):
