@@ -37,6 +37,12 @@ class CSRFProtect(_CSRFProtect):
 
 
 class AppLimiter(Limiter):
+    def init_app(self, app) -> None:
+        """Flask-Limiter's, starting on the app's own store: the limiter is one per process, and
+        a store an earlier app found unreachable (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) is not this one."""
+        self._storage_dead = False
+        super().init_app(app)
+
     def _check_request_limit(self, callable_name=None, in_middleware=True):
         """Nothing to check while RATELIMIT_ENABLED is false (limits kept at the proxy, the benchmark):
         Flask-Limiter's route decorators would still sort and evaluate every limit of the route."""

@@ -470,3 +470,53 @@ def test_a_worker_killed_under_load_loses_no_confirmed_sign_in(server, server_da
     for _ in range(6):
         assert requests.get(server.url + "/account/login", timeout=30).status_code == 200
     assert "Traceback" not in server.log(tail=5000), server.log(tail=200)
+
+
+# --- the rate limits' shared store (Redis) down at request time -----------------------------------
+
+
+REDIS_URL = os.environ.get("IDENTITY_TEST_REDIS_URL", "")
+
+
+@pytest.fixture
+def redis_fault():
+    """Redis (IDENTITY_TEST_REDIS_URL) behind the fault switch: a TcpProxy in front of it."""
+    if not REDIS_URL:
+        pytest.skip("needs Redis: set IDENTITY_TEST_REDIS_URL=redis://127.0.0.1:6379/0 (.ci/run does)")
+    from urllib.parse import urlsplit
+
+    url = urlsplit(REDIS_URL)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 6379).start()
+    yield proxy, f"redis://127.0.0.1:{proxy.port}{url.path or '/0'}"
+    proxy.stop()
+
+
+def test_the_rate_limits_store_down_keeps_every_page_up_and_the_limits_on(database_uri, redis_fault, _migrated):
+    """With RATELIMIT_STORAGE_URI on Redis and Redis gone, every request went through
+    Flask-Limiter's failed call to it: /healthz, discovery and every page answered 500 with a
+    traceback in the log. Each worker now counts in its own memory until Redis is back."""
+    from identity.extensions import limiter
+
+    proxy, storage_uri = redis_fault
+    app = create_app(make_config(database_uri, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=storage_uri,
+                                 RATELIMIT_SENSITIVE="3 per minute", PROPAGATE_EXCEPTIONS=False))
+    app.test_client_class = HttpsClient
+    try:
+        with app.app_context():
+            limiter.reset()  # this test's counts only
+        client = app.test_client()
+        assert client.get("/healthz").status_code == 200
+
+        proxy.stop()
+
+        for path in ("/healthz", "/.well-known/openid-configuration", "/account/login"):
+            response = answered(path, client.get, path)
+            assert response.status_code == 200, f"{path}: {response.status_code}"
+        statuses = [answered("sign-in", AuthActions(client).login, password="wrong-password-entirely").status_code
+                    for _ in range(4)]
+        assert statuses == [400, 400, 400, 429], statuses
+    finally:
+        proxy.stop()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
