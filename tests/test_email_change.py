@@ -273,6 +273,40 @@ def test_the_address_is_taken_when_the_link_is_followed_too_late(app, api, mail,
     assert (alice(app).email, alice(app).pending_email) == ("alice@example.com", None)
 
 
+def test_a_disabled_account_s_pending_change_dies_for_good(app, api, mail):
+    """A session that asked to move the account to an address of its choosing, then the operator
+    disabled the account (a takeover, say): the link mailed to that address applied the change
+    anyway, and with it the address every later reset link goes to. The disable now ends the
+    pending change and its links, and they stay dead after `users enable`."""
+    from identity.services import user_status
+
+    change_email(api, email="taker@example.org")
+    link = mail.link(mail.wait_for(to="taker@example.org"))
+    with app.app_context():
+        assert user_status.disable_user("alice").changed
+    response = api.client.get(local(link))
+    assert response.status_code == 400
+    user = alice(app)
+    assert (user.email, user.pending_email) == ("alice@example.com", None)
+    with app.app_context():
+        assert user_status.enable_user("alice").changed
+    assert api.client.get(local(link)).status_code == 400
+    assert alice(app).email == "alice@example.com"
+    assert events(app, "email_changed") == []
+
+
+def test_no_verification_link_opens_while_the_account_is_disabled(app, api, mail):
+    """Disabled behind the service's back (a direct database change): the link still opens nothing."""
+    send_verification(api)
+    link = mail.link(mail.wait_for(to="alice@example.com"))
+    with app.app_context():
+        db.session.scalar(select(User).where(User.username == "alice")).enabled = False
+        db.session.commit()
+    assert api.client.get(local(link)).status_code == 400
+    assert alice(app).email_verified is False
+    assert [e.detail for e in events(app, "email_verification_failed")] == [{"reason": "disabled"}]
+
+
 # --- the account page ---------------------------------------------------------------------------------------
 
 

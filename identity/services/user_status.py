@@ -44,6 +44,9 @@ def apply_enabled(user: User, enabled: bool) -> bool:
         user.password_version = user.password_version + 1
         revoke_grants_and_sessions(user, None)
         account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # a pending reset link too
+        # and a pending address change: its link would choose where reset links go once enabled
+        account_tokens.supersede(user.id, account_tokens.VERIFY_EMAIL)
+        user.pending_email = None
     audit.record("user_enabled" if enabled else "user_disabled", user_id=user.id, detail={"username": user.username})
     return True
 

@@ -222,7 +222,7 @@ class Verified:
 
     email: str | None = None
     changed: bool = False  # the link applied a new address
-    reason: str | None = None  # "unknown", "expired", "used", "superseded", "taken"
+    reason: str | None = None  # "unknown", "expired", "used", "superseded", "taken", "disabled"
 
 
 def verify_email(token: str | None) -> Verified:
@@ -246,6 +246,10 @@ def verify_email(token: str | None) -> Verified:
         audit.record("email_verification_failed", user_id=row.user_id, detail={"reason": "superseded"})
         db.session.commit()
         return Verified(reason="superseded")
+    if not user.enabled:  # a disable ends pending links; none opens while disabled (a direct change)
+        audit.record("email_verification_failed", user_id=user.id, detail={"reason": "disabled"})
+        db.session.commit()
+        return Verified(reason="disabled")
     if not account_tokens.consume(row):  # another request used it first
         db.session.rollback()
         return Verified(reason="used")
