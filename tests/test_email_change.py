@@ -273,6 +273,30 @@ def test_the_address_is_taken_when_the_link_is_followed_too_late(app, api, mail,
     assert (alice(app).email, alice(app).pending_email) == ("alice@example.com", None)
 
 
+@pytest.mark.parametrize("how", ["change", "reset"])
+def test_a_password_change_ends_a_pending_address_change(app, api, mail, how):
+    """The notice to the current address says: if it was not you, change your password, and your
+    address stays as it is. It did not: whoever asked for the change (they knew the password)
+    still held the link mailed to their address, opened it after the owner's new password, and
+    the account's address, where every reset link goes, became theirs."""
+    import test_recovery
+
+    token = api.token()
+    assert change_email(api, email="taker@example.org", token=token).status_code == 202
+    link = mail.link(mail.wait_for(to="taker@example.org"))
+    assert "change your password" in mail.text(mail.wait_for(to="alice@example.com"))
+    if how == "change":
+        assert api.change_password(token).status_code == 204
+    else:
+        link_to_reset = test_recovery.reset_link(app, api.client, mail, count=2)
+        assert test_recovery.reset(api.client, link_to_reset).status_code in (200, 302)
+    assert alice(app).pending_email is None
+    response = api.client.get(local(link))
+    assert response.status_code == 400
+    assert alice(app).email == "alice@example.com"
+    assert events(app, "email_changed") == []
+
+
 def test_a_disabled_account_s_pending_change_dies_for_good(app, api, mail):
     """A session that asked to move the account to an address of its choosing, then the operator
     disabled the account (a takeover, say): the link mailed to that address applied the change

@@ -281,12 +281,15 @@ def new_password_hash(new_password: str) -> str:
 
 def store_new_password(user: User, password_hash: str) -> None:
     """Store a new password's hash (new_password_hash), bump the password version, end pending
-    reset links (a reset link must not outlive the password it was sent to replace); the caller
-    revokes grants and sessions, commits, and then waits out the workers' remembered answers for
-    the user (bearer_cache.wait_out_cached_answers)."""
+    reset links (a reset link must not outlive the password it was sent to replace) and a pending
+    address change (asked for with the old password: the notice to the current address tells its
+    owner that a new password keeps the address; its link then applies nothing, as superseded);
+    the caller revokes grants and sessions, commits, and then waits out the workers' remembered
+    answers for the user (bearer_cache.wait_out_cached_answers)."""
     user.password_hash = password_hash
     user.password_version = user.password_version + 1
     user.password_changed_at = now()
+    user.pending_email = None
     account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)
 
 
