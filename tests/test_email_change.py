@@ -251,6 +251,8 @@ def test_the_owner_of_an_address_asked_for_gets_no_more_mails_than_the_budget(ap
     ({"email": "x@example.org", "current_password": ALICE_PASSWORD, "extra": 1}, "extra"),
     ({"email": "x\ud800@example.org", "current_password": ALICE_PASSWORD}, "email"),
     ({"email": "\u00df" * 300 + "@example.org", "current_password": ALICE_PASSWORD}, "email"),  # 612 once casefolded
+    ({"email": "x@attacker.example(alice@example.org)", "current_password": ALICE_PASSWORD}, "email"),  # mailed to x@...
+    ({"email": "bob(x)@example.com", "current_password": ALICE_PASSWORD}, "email"),  # bob's mailbox, not "taken"
 ])
 def test_bad_bodies_are_validation_problems(app, api, mail, body, field):
     response = api.client.put("/localapi/email", headers=bearer(api.token()), json=body)

@@ -105,6 +105,24 @@ def test_the_form_shows_problems_that_depend_on_the_input_alone(app, client, see
 
 
 @pytest.mark.parametrize("app_config", [ON])
+@pytest.mark.parametrize("address", [
+    "x@attacker.example(carol@example.com)",  # a comment: mailed to x@attacker.example
+    "carol(x)@example.com",  # mailed to carol@example.com, yet not "taken" by an account that has it
+    "carol@example.com:x@attacker.example",  # a group's name: mailed to x@attacker.example
+    "carol@example.com'@attacker.example",  # read as no address at all
+])
+def test_an_address_must_be_the_mailbox_its_link_goes_to(app, client, seeded, mail, address):
+    """The mail library reads the address (comments, group syntax) before it sends: the link went
+    to another mailbox than the address stored, and the ID token then called the stored one
+    verified."""
+    response = register(client, email=address)
+    assert response.status_code == 400
+    assert "email address" in response.get_data(as_text=True)
+    assert "carol" not in users(app)
+    assert mail.messages == []
+
+
+@pytest.mark.parametrize("app_config", [ON])
 def test_a_post_without_csrf_is_refused(app, client, seeded):
     response = client.post("/account/register", data={"username": "carol", "email": "carol@example.com",
                                                       "password": PASSWORD, "confirm_password": PASSWORD})

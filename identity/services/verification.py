@@ -12,6 +12,7 @@ reveals, the SMTP round trip.
 """
 
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 from flask import current_app
 from sqlalchemy import select
@@ -43,7 +44,13 @@ class NothingToVerify(Exception):
 
 
 def check_email_address(value: str | None) -> str | None:
-    """An address's problem in one sentence, or None when it looks deliverable (a@b.c, one line)."""
+    """An address's problem in one sentence, or None when it looks deliverable (a@b.c, one line).
+
+    It must also be the mailbox that mail is sent to: the mail library reads the address first
+    (email.utils.parseaddr), dropping a comment (`a(b)@example.com` goes to a@example.com) or a
+    group's name (`a@example.com:x@example.net` goes to x@example.net). Such an address was
+    stored, checked against other accounts and reported verified as written, while its links
+    went to another mailbox."""
     value = (value or "").strip()
     if not value:
         return "Enter an email address."
@@ -52,7 +59,8 @@ def check_email_address(value: str | None) -> str | None:
         return too_long
     local, at, domain = value.rpartition("@")
     if (not at or not local or "." not in domain.strip(".") or domain.startswith(".") or domain.endswith(".")
-            or any(c.isspace() or c in "<>,;\"\\" or ord(c) < 32 for c in value) or "@" in domain):
+            or any(c.isspace() or c in "<>,;\"\\()" or ord(c) < 32 for c in value) or "@" in domain
+            or parseaddr(value) != ("", value)):
         return "Enter an email address such as name@example.com."
     return None
 
