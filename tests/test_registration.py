@@ -173,6 +173,31 @@ def test_registrations_are_rate_limited_per_client_address(app, client, seeded, 
     assert client.get("/account/register").status_code == 200  # reading the form is not counted
 
 
+@pytest.mark.parametrize("app_config", [{**ON, "RATELIMIT_ENABLED": True, "RATELIMIT_REGISTRATION_ADDRESS": "2 per hour"}])
+def test_an_address_gets_no_more_registration_mails_than_its_budget_from_any_number_of_ips(app, client, seeded, mail):
+    """Each registration naming a taken address mailed its owner, limited only per client IP:
+    from many addresses, anyone could mail-bomb anyone (a free address too: the first
+    registration takes it). The budget per address named answers the same for a free address
+    as for a taken one."""
+    from identity.services import mail as mail_service
+
+    def answers(address):
+        statuses = []
+        for i in range(4):
+            client.environ_base["REMOTE_ADDR"] = f"198.51.100.{len(statuses) + 10 * len(address)}"
+            statuses.append(register(client, username=f"u{i}{len(address)}", email=address).status_code)
+        return statuses
+
+    assert answers("ALICE@example.com") == answers("nobody-yet@example.org") == [200, 200, 429, 429]
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    assert len(mail.to("alice@example.com")) == len(mail.to("nobody-yet@example.org")) == 2
+    # a form sent back for its own problems mails nothing and spends nothing
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.1"
+    assert register(client, username="x1", email="third@example.org", password="short").status_code == 400
+    assert register(client, username="x1", email="third@example.org").status_code == 200
+
+
 # --- back to the pending authorization request -------------------------------------------------------------
 
 

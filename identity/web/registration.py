@@ -6,6 +6,7 @@ from ..errors import ValidationFailed
 from ..extensions import limiter
 from .forms import RegisterForm
 from ..services import registration
+from ..services.login_names import normalize_login
 from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("registration", __name__, url_prefix="/account")
@@ -15,8 +16,24 @@ def registration_limit() -> str:
     return current_app.config["RATELIMIT_REGISTRATION"]
 
 
+def address_limit() -> str:
+    return current_app.config["RATELIMIT_REGISTRATION_ADDRESS"]
+
+
+def target_address() -> str:
+    """The rate-limit key of a registration: the address it mails (a new user's link, or a word
+    to the owner of a taken name or address), whoever asks."""
+    return "register-address:" + normalize_login(request.form.get("email", ""))[:320]
+
+
+def mailed(response) -> bool:
+    """Whether a registration post mailed its address (the "Check your email" page)."""
+    return response.status_code == 200
+
+
 @bp.route("/register", methods=["GET", "POST"])
 @limiter.limit(registration_limit, methods=["POST"])
+@limiter.limit(address_limit, key_func=target_address, methods=["POST"], deduct_when=mailed)
 def register():
     """Create an account, then send the person on to sign in and resume the pending request.
 
