@@ -271,3 +271,20 @@ def test_server_starts_on_a_current_schema(app, instance):
     started = make(instance, SECRET_KEY="k" * 32, TESTING=False, SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"])
 
     assert started.config["TESTING"] is False
+
+
+def _limit_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "RATELIMIT_STORAGE_URI" in r.getMessage()]
+
+
+def test_production_warns_that_in_memory_rate_limits_count_per_worker(instance, caplog):
+    """memory:// counts in each worker process: with gunicorn's default 2 x cores + 1 workers an IP
+    gets that many times every limit (sign-in, reset per account, registration per address). The
+    docs said Redis was for several instances only, and nothing said otherwise at start."""
+    make(instance, SECRET_KEY="k" * 32)
+    assert _limit_warnings(caplog) and "redis://" in _limit_warnings(caplog)[0]
+    caplog.clear()
+    make(instance, SECRET_KEY="k" * 32, RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0")
+    make(instance, SECRET_KEY="k" * 32, RATELIMIT_ENABLED=False)  # limits kept at the proxy
+    make(instance, ENVIRONMENT="development")
+    assert _limit_warnings(caplog) == []

@@ -363,6 +363,12 @@ def init_app(app: Flask) -> None:
                  "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
         if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
             raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
+    if (serves_requests() and not is_development(app) and cfg.get("RATELIMIT_ENABLED")
+            and str(cfg.get("RATELIMIT_STORAGE_URI") or "memory://").startswith("memory://")):
+        # each worker process counts on its own: N workers give every client N times each limit
+        app.logger.warning("rate limits are counted in this worker's memory (RATELIMIT_STORAGE_URI=memory://): "
+                           "each worker and instance allows every limit again; set "
+                           "FLASK_RATELIMIT_STORAGE_URI=redis://host:6379/0 (docs/passwords.md)")
 
 
 def proxy_fix(app: Flask, wsgi_app):
