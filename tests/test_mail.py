@@ -142,3 +142,54 @@ def test_a_hanging_smtp_server_fails_the_mail_after_the_timeout(app, silent_serv
     [failed] = _events(app, "mail_failed")
     # smtplib reports a read that timed out as the server having disconnected
     assert failed.detail["reason"] in ("TimeoutError", "SMTPServerDisconnected")
+
+
+class _SlowInbox(mail_server.Inbox):
+    """An inbox whose server takes `delay` seconds to accept each recipient (a slow relay)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("server_kind", ["gunicorn", "granian"])
+def test_a_mail_queued_when_the_server_stops_is_still_sent(tmp_path, server_kind):
+    """The mail of a request leaves from the worker's sender thread after the answer. A worker
+    stopped then (SIGTERM: a deploy, a reload, a recycle after max_requests) ended with that
+    daemon thread: the person had been told "check your email", and the reset link or the
+    security notice never left, nor was its failure audited. The worker now waits for its
+    queue (within MAIL_TIMEOUT_SECONDS a mail) before it exits."""
+    import requests
+    from aiosmtpd.controller import Controller
+
+    from bench.server import free_port
+    from servers import SERVERS, csrf_from, seeded_server
+
+    inbox = _SlowInbox(delay=1.5)
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        seed = {"users": [{"username": "alice", "email": "alice@example.com", "password": "tulip-quartz-harbor-917"}]}
+        with seeded_server(tmp_path, seed, name=f"mail-{server_kind}", server=SERVERS[server_kind],
+                           env={"FLASK_MAIL_PORT": str(smtp.port)}) as server:
+            browser = requests.Session()
+            page = browser.get(server.url + "/account/forgot-password")
+            asked = browser.post(server.url + "/account/forgot-password",
+                                 data={"csrf_token": csrf_from(page.text), "username": "alice"})
+            assert asked.status_code == 200
+            time.sleep(0.3)  # the sender thread has taken the mail and is talking to the relay
+            server.stop()
+        deadline = time.monotonic() + 5
+        while not inbox.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [m["X-Envelope-To"] for m in inbox.messages] == ["alice@example.com"]
+    finally:
+        smtp.stop()

@@ -166,7 +166,8 @@ def _release_pending(_error=None) -> None:
 
 
 def wait_until_sent(timeout: float = 10.0) -> bool:
-    """Wait until this process's sender thread has handled every queued mail (tests; shutdown)."""
+    """Wait until this process's sender thread has handled every queued mail (tests; at exit the
+    sender drains itself)."""
     sender = current_app.extensions.get("identity_mail_sender")
     return True if sender is None else sender.wait(timeout)
 
@@ -204,6 +205,20 @@ class _Sender:
         self.pid = os.getpid()
         self.thread = threading.Thread(target=self._run, name="identity-mail", daemon=True)
         self.thread.start()
+        # A worker that stops (a deploy, a reload, a recycle) would end this daemon thread with
+        # what its last requests queued: mails the person was told about. Its exit waits for them,
+        # within two SMTP timeouts. A multiprocessing finalizer runs on both servers' exit paths:
+        # gunicorn's (atexit) and granian's (os._exit after multiprocessing's own exit function).
+        import multiprocessing.util  # here: a worker that never mails does not load it
+
+        multiprocessing.util.Finalize(None, self.drain, exitpriority=10)
+
+    def drain(self) -> None:
+        """At the process's exit: wait for the queued mails; log how many were left unsent."""
+        if os.getpid() != self.pid or not self.unfinished:
+            return
+        if not self.wait(2 * float(self.app.config["MAIL_TIMEOUT_SECONDS"]) + 1):
+            log.warning("%d queued mail(s) not sent before the process exited", self.unfinished)
 
     def put(self, outgoing: Outgoing) -> None:
         with self.lock:
