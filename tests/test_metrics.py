@@ -17,6 +17,7 @@ from identity.config.startup import ConfigurationError
 from app import create_app
 from conftest import make_config
 from servers import SERVERS, password_grant_seed, run_together, seeded_server, token_request
+from mfa_actions import step_clock  # noqa: F401  (a fixture: the TOTP clock of enrol_user)
 
 SECRET = "metrics-secret-0123456789"
 PASSWORD = "tulip-quartz-harbor-917"
@@ -118,6 +119,33 @@ def test_sign_ins_by_result_and_lockouts(app, seeded):
     assert sample("identity_sign_ins_total", result="success") == before["success"] + 1
     assert sample("identity_sign_ins_total", result="failure") == before["failure"] + 3
     assert sample("identity_sign_ins_total", result="locked") == before["locked"] + 1
+    assert sample("identity_lockouts_total") == locks + 1
+
+
+@pytest.mark.parametrize("how", ["address_change", "factor_removal"])
+def test_a_lock_by_any_wrong_current_password_is_counted(app, seeded, step_clock, how):
+    """identity_lockouts_total counts "a wrong password locks an account" (docs/metrics.md). A
+    lock set by wrong passwords on the address change (page and local API) or the authenticator
+    app's removal was audited but not counted: an alert on the metric missed a password being
+    guessed through those, with a stolen token or session."""
+    from identity.errors import AccountLocked, ValidationFailed
+    from identity.extensions import db
+    from identity.models import User
+    from identity.services import mfa, verification
+    from mfa_actions import enrol_user  # its step_clock fixture is imported at the top
+
+    locks = sample("identity_lockouts_total")
+    app.config["LOCKOUT_MAX_FAILURES"] = 2
+    if how == "factor_removal":
+        enrol_user(app)
+    with app.app_context():
+        user_id = db.session.query(User.id).filter_by(username="alice").scalar()
+        for expected in (ValidationFailed, AccountLocked):
+            with pytest.raises(expected):
+                if how == "address_change":
+                    verification.request_email_change(user_id, "new@example.org", "wrong-password-0000")
+                else:
+                    mfa.remove_totp(user_id, "wrong-password-0000", "000000")
     assert sample("identity_lockouts_total") == locks + 1
 
 

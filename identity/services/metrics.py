@@ -76,7 +76,8 @@ CODE_REPLAYS = Counter("identity_authorization_code_replays",
                        ["client_id"], registry=REGISTRY)
 PASSWORD_CHANGES = Counter("identity_password_changes", "Passwords changed or set, by channel.",
                            ["channel"], registry=REGISTRY)
-LOCKOUTS = Counter("identity_lockouts", "Accounts locked after too many wrong passwords.", registry=REGISTRY)
+LOCKOUTS = Counter("identity_lockouts", "Accounts locked after too many wrong passwords (or second-factor codes).",
+                   registry=REGISTRY)
 BEARER_CACHE_WAITS = Counter("identity_bearer_cache_waits",
                              "Requests that waited BEARER_CACHE_SECONDS after their commit, until no worker "
                              "could still accept the user's older bearer tokens from memory.", registry=REGISTRY)

@@ -255,6 +255,8 @@ def _record_bad_code(user_id: int, kind: str, reservation: lockout.Reservation, 
     if reservation.locked:
         audit.record("account_locked", user_id=user_id)
     db.session.commit()
+    if reservation.locked:
+        metrics.count_lockout()
 
 
 def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
@@ -354,6 +356,7 @@ def _password_matches(user_id: int, password: str) -> bool:
         if reservation.locked:
             audit.record("account_locked", user_id=user_id)
             db.session.commit()
+            metrics.count_lockout()
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         return False
     write(lockout.released(reservation))  # the code's own reservation settles the count

@@ -21,7 +21,7 @@ from ..clock import now
 from ..errors import AccountLocked, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
-from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
+from . import account_tokens, audit, bearer_cache, lockout, mail, metrics, mfa, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
 from .login_names import MAX_EMAIL_LENGTH, length_problem
@@ -189,6 +189,7 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
             audit.record("account_locked", user_id=user_id)
         db.session.commit()
         if reservation.locked:
+            metrics.count_lockout()
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     if user.email and normalize_login(new_email) == user.email_normalized:
