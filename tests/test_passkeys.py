@@ -253,6 +253,30 @@ def test_the_second_step_with_a_passkey_resets_the_lockout_count(alice):
     assert db.session.get(User, alice).failed_attempts == 0
 
 
+def test_a_lock_set_by_a_refused_second_step_passkey_is_audited_and_counted(app, alice):
+    """Like a wrong code (mfa.check_code), a refused passkey at the second step counts toward the
+    lockout; the one that reached the limit set the lock, but left no account_locked event and
+    no count in identity_lockouts_total, as every other lock does."""
+    from identity.services import metrics
+
+    app.config["LOCKOUT_MAX_FAILURES"] = 2
+    key, stranger = SoftKey(), SoftKey()
+    register(alice, key)
+    user = db.session.get(User, alice)
+    person = SessionUser(alice, user.subject, user.username, user.name, user.email, user.password_version,
+                         user.email_verified)
+    locks = metrics.REGISTRY.get_sample_value("identity_lockouts_total") or 0.0
+    for _ in range(2):
+        ceremony = passkeys.authentication_options(ISSUER, alice)
+        answer = stranger.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)
+        with pytest.raises(PasskeyRefused):
+            passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person)
+    db.session.expire_all()
+    assert db.session.get(User, alice).locked_until > clock.now()
+    assert [e.user_id for e in events("account_locked")] == [alice]
+    assert (metrics.REGISTRY.get_sample_value("identity_lockouts_total") or 0.0) == locks + 1
+
+
 def test_a_disabled_user_cannot_sign_in_with_a_passkey(alice):
     from identity.services import user_status
 

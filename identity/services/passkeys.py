@@ -301,7 +301,14 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
         audit.record("mfa_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked", "factor": "passkey"})
         db.session.commit()
         raise PasskeyRefused(LOCKED)
-    use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
+    try:
+        use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
+    except PasskeyRefused:
+        if reservation.locked:  # the attempt that reached the limit set the lock, as a wrong code does
+            audit.record("account_locked", user_id=user.id)
+            db.session.commit()
+            metrics.count_lockout()
+        raise
     methods = mfa.amr_with_second_factor(amr, use.method)
     session, insert = browser_sessions.new_session(user.id, amr=methods)
     for statement in (lockout.settled(reservation), insert):
