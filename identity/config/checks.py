@@ -1,0 +1,249 @@
+"""The value of each setting, checked at start: one ConfigurationError naming the setting.
+
+A value from the environment arrives as JSON when it parses as JSON and as a string otherwise,
+so a typo (FLASK_LOCKOUT_MAX_FAILURES=10x, FLASK_REGISTRATION_ENABLED=False) would otherwise
+start the server and fail, or quietly mean something else, where the setting is read.
+"""
+
+import ipaddress
+from urllib.parse import urlsplit
+
+import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
+
+SIGNING_ALGS = ("RS256", "ES256")
+
+
+class ConfigurationError(click.ClickException):
+    """A setting that is missing or wrong; its message is one line naming the setting.
+
+    A ClickException, so the flask command prints it as `Error: <message>` and exits 1.
+    """
+
+
+def check_settings(cfg, *, development: bool) -> None:
+    """Check every setting's value (the settings required to serve are startup.require's)."""
+    _check_numbers(cfg)
+    _check_switches(cfg)
+    _check_database_uri(cfg)
+    _check_rate_limits(cfg)
+    _check_grant_types(cfg)
+    _check_lifetimes(cfg)
+    _check_signing_algs(cfg)
+    _check_issuer(cfg, development)
+    _check_key_schedule(cfg)
+    _check_caches(cfg)
+    _check_metrics_allowed_ips(cfg)
+    _check_account_mails(cfg)
+
+
+def _check_signing_algs(cfg) -> None:
+    for name in ("ACCESS_TOKEN_SIGNING_ALG", "ID_TOKEN_SIGNING_ALG"):
+        if cfg[name] not in SIGNING_ALGS:
+            raise ConfigurationError(f"{name} must be one of {', '.join(SIGNING_ALGS)}, not {cfg[name]!r}")
+    if cfg["ID_TOKEN_SIGNING_ALG"] != "RS256":
+        # a client gets RS256 ID tokens unless it registered another id_token_signed_response_alg
+        # (OpenID Connect Core 3.1.3.7, Registration 2), and this server has no such client setting
+        raise ConfigurationError(f"ID_TOKEN_SIGNING_ALG must be RS256, not {cfg['ID_TOKEN_SIGNING_ALG']!r}: OpenID "
+                                 "Connect clients expect RS256 ID tokens (ES256 is for access tokens)")
+
+
+def _check_caches(cfg) -> None:
+    for name in ("CORS_ORIGINS_CACHE_SECONDS", "DISCOVERY_DOCUMENT_CACHE_SECONDS"):
+        if not _is_number(cfg[name]) or cfg[name] < 0:
+            raise ConfigurationError(f"{name} must be a number of seconds (0: re-read each time), not {cfg[name]!r}")
+    cache = cfg["BEARER_CACHE_SECONDS"]
+    if isinstance(cache, bool) or not isinstance(cache, (int, float)) or not 0 <= cache <= 5:
+        raise ConfigurationError(f"BEARER_CACHE_SECONDS must be a number of seconds from 0 to 5, not {cache!r}")
+
+
+def _check_account_mails(cfg) -> None:
+    for name in ("PASSWORD_RESET_SECONDS", "PASSWORD_RESET_MAILS_PER_HOUR", "EMAIL_VERIFICATION_SECONDS",
+                 "EMAIL_VERIFICATION_MAILS_PER_HOUR"):
+        if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
+            raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
+
+
+def _seconds(cfg, name: str) -> int:
+    value = cfg[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive whole number of seconds, not {value!r}")
+    return value
+
+
+def _check_key_schedule(cfg) -> None:
+    """Staged key rotation is only safe if a new key is published for longer than anyone caches
+    the JWKS, and a retired key for longer than any token it signed lives (docs/signing-keys.md)."""
+    rotation, propagation, retention = (_seconds(cfg, f"SIGNING_KEY_{n}_SECONDS") for n in ("ROTATION", "PROPAGATION", "RETENTION"))
+    cached = cfg["DISCOVERY_CACHE_SECONDS"] + cfg["SIGNING_KEY_RELOAD_SECONDS"]
+    if propagation <= cached:
+        raise ConfigurationError(
+            f"SIGNING_KEY_PROPAGATION_SECONDS ({propagation}) must exceed DISCOVERY_CACHE_SECONDS + "
+            f"SIGNING_KEY_RELOAD_SECONDS ({cached}): relying parties would meet tokens signed by a key they have not fetched")
+    longest = max(cfg["ID_TOKEN_LIFETIME_SECONDS"], ACCESS_TOKEN_LIFETIME_MAX) + cfg["JWT_LEEWAY_SECONDS"]
+    if retention <= longest:
+        raise ConfigurationError(
+            f"SIGNING_KEY_RETENTION_SECONDS ({retention}) must exceed the longest token lifetime plus leeway "
+            f"({longest}): tokens signed by a retired key would stop verifying before they expire")
+    if rotation <= propagation:
+        raise ConfigurationError(
+            f"SIGNING_KEY_ROTATION_SECONDS ({rotation}) must exceed SIGNING_KEY_PROPAGATION_SECONDS ({propagation})")
+
+
+def _check_issuer(cfg, development: bool) -> None:
+    """An issuer is an https URL (http only in development) without query or fragment (OIDC Discovery 3)."""
+    issuer = cfg.get("ISSUER")
+    if not issuer:
+        return
+    schemes = ("http", "https") if development else ("https",)
+    try:
+        parts = urlsplit(issuer)
+    except (TypeError, ValueError):  # not a string, or an unclosed "[" (https://[::1)
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer:
+        raise ConfigurationError(
+            f"ISSUER must be an {' or '.join(schemes)} URL without query or fragment, not {issuer!r}"
+        )
+
+
+def _is_number(value, *, integer: bool = False) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+
+
+def _check_lifetimes(cfg) -> None:
+    """Session lifetimes and purge settings: whole positive seconds (the purge interval may be 0: off)."""
+    for name in ("SESSION_IDLE_SECONDS", "SESSION_ABSOLUTE_SECONDS", "PURGE_BATCH_SIZE", "AUDIT_RETENTION_DAYS",
+                 "MFA_PENDING_SECONDS", "MFA_RECENT_SECONDS"):
+        if not _is_number(cfg[name], integer=True) or cfg[name] < 1:
+            raise ConfigurationError(f"{name} must be a whole number of at least 1, not {cfg[name]!r}")
+    if not _is_number(cfg["CODE_TOMBSTONE_SECONDS"], integer=True) or cfg["CODE_TOMBSTONE_SECONDS"] < 0:
+        raise ConfigurationError(f"CODE_TOMBSTONE_SECONDS must be a whole number of seconds, not {cfg['CODE_TOMBSTONE_SECONDS']!r}")
+    if not _is_number(cfg["PURGE_INTERVAL_SECONDS"]) or cfg["PURGE_INTERVAL_SECONDS"] < 0:
+        raise ConfigurationError(f"PURGE_INTERVAL_SECONDS must be a number of seconds (0: off), not {cfg['PURGE_INTERVAL_SECONDS']!r}")
+    _check_logout_delivery(cfg)
+
+
+def _check_logout_delivery(cfg) -> None:
+    """Back-channel logout settings: positive numbers (the poll interval may be 0: workers send nothing)."""
+    for name in ("BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS", "BACKCHANNEL_LOGOUT_RETRY_SECONDS", "BACKCHANNEL_LOGOUT_BACKOFF_SECONDS",
+                 "BACKCHANNEL_LOGOUT_MAX_RESPONSE_BYTES", "LOGOUT_TOKEN_LIFETIME_SECONDS",
+                 "LOGOUT_DELIVERY_RETENTION_SECONDS"):
+        if not _is_number(cfg[name]) or cfg[name] <= 0:
+            raise ConfigurationError(f"{name} must be a positive number, not {cfg[name]!r}")
+    if not _is_number(cfg["BACKCHANNEL_LOGOUT_POLL_SECONDS"]) or cfg["BACKCHANNEL_LOGOUT_POLL_SECONDS"] < 0:
+        raise ConfigurationError("BACKCHANNEL_LOGOUT_POLL_SECONDS must be a number of seconds (0: only the CLI sends), "
+                                 f"not {cfg['BACKCHANNEL_LOGOUT_POLL_SECONDS']!r}")
+
+
+#: Numeric settings read where they are used, with the least each may be (None: the setting may be
+#: None, "off"): a value the environment gave as a string (FLASK_LOCKOUT_MAX_FAILURES=10x is not
+#: JSON) would otherwise start the server and fail, or worse compare as text, where it is read
+#: (SQLite compares any text as larger than a number: a lockout that never locks).
+_WHOLE_NUMBERS = {
+    "LOCKOUT_MAX_FAILURES": 1, "LOCKOUT_SECONDS": 1,
+    "PASSWORD_MIN_LENGTH": 1, "PASSWORD_MAX_LENGTH": 64, "PASSWORD_MIN_DISTINCT_CHARACTERS": 0,
+    "TRUST_PROXY_HOPS": 0, "REMEMBER_COOKIE_DURATION_SECONDS": 1,
+    "AUTHORIZATION_CODE_LIFETIME_SECONDS": 1, "ID_TOKEN_LIFETIME_SECONDS": 1, "REFRESH_TOKEN_LIFETIME_SECONDS": 1,
+    "JWT_LEEWAY_SECONDS": 0, "JWT_MAX_LENGTH": 1, "MAIL_PORT": 1,
+    "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST_KIB": 8, "ARGON2_PARALLELISM": 1,  # Argon2's own least values
+}
+_NUMBERS = {
+    "SIGNING_KEY_RELOAD_SECONDS": 0, "DISCOVERY_CACHE_SECONDS": 0, "CLIENT_CACHE_SECONDS": 0,
+    "LOG_REQUESTS_FLUSH_SECONDS": 0, "MAIL_TIMEOUT_SECONDS": 0,
+}
+_NUMBERS_OR_NONE = {"DATABASE_STATEMENT_TIMEOUT_SECONDS": 0, "MAX_CONTENT_LENGTH": 1}
+
+
+def _check_numbers(cfg) -> None:
+    """The numeric settings are numbers (whole where they count), each at least its least value."""
+    checks = [(name, least, True, False) for name, least in _WHOLE_NUMBERS.items()]
+    checks += [(name, least, False, False) for name, least in _NUMBERS.items()]
+    checks += [(name, least, name == "MAX_CONTENT_LENGTH", True) for name, least in _NUMBERS_OR_NONE.items()]
+    for name, least, whole, may_be_none in checks:
+        value = cfg.get(name)
+        if may_be_none and value is None:
+            continue
+        if not _is_number(value, integer=whole) or value < least:
+            kind = "a whole number" if whole else "a number"
+            raise ConfigurationError(f"{name} must be {kind} of at least {least}, not {value!r}")
+    if cfg["PASSWORD_MIN_LENGTH"] > cfg["PASSWORD_MAX_LENGTH"]:
+        raise ConfigurationError(f"PASSWORD_MIN_LENGTH ({cfg['PASSWORD_MIN_LENGTH']}) must not exceed "
+                                 f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
+
+
+#: On/off settings. FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false), so it arrives as
+#: the string "False", which Python reads as true: the switch would be on.
+SWITCHES = ("REGISTRATION_ENABLED", "PASSKEY_SIGNIN_ENABLED", "RATELIMIT_ENABLED", "RATELIMIT_HEADERS_ENABLED",
+            "LOG_REQUESTS", "SESSION_COOKIE_HTTPONLY", "REMEMBER_COOKIE_HTTPONLY", "ROTATION_SYNCHRONOUS_COMMIT",
+            "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "SESSION_COOKIE_SECURE")
+
+
+def _check_switches(cfg) -> None:
+    """Every on/off setting is true or false (SESSION_COOKIE_SECURE may also be None: by the environment)."""
+    for name in SWITCHES:
+        value = cfg.get(name)
+        if not isinstance(value, bool) and not (name == "SESSION_COOKIE_SECURE" and value is None):
+            raise ConfigurationError(f"{name} must be true or false (FLASK_{name}=true or false, in lower case), "
+                                     f"not {value!r}")
+
+
+def _check_grant_types(cfg) -> None:
+    """GRANT_TYPES_ENABLED: a list of known grant types (a plain string would be read as its letters)."""
+    value = cfg["GRANT_TYPES_ENABLED"]
+    known = (*GRANT_TYPES, "refresh_token")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(g, str) for g in value):
+        raise ConfigurationError(f"GRANT_TYPES_ENABLED must be a JSON list of grant types, not {value!r}")
+    unknown = [g for g in value if g not in known]
+    if unknown:
+        raise ConfigurationError(f"GRANT_TYPES_ENABLED: unknown grant type {unknown[0]!r}; use some of {', '.join(known)}")
+
+
+def _check_database_uri(cfg) -> None:
+    """SQLALCHEMY_DATABASE_URI, if set, is a SQLite or PostgreSQL URL (the message never shows it:
+    it may hold a password)."""
+    uri = cfg.get("SQLALCHEMY_DATABASE_URI")
+    if uri in (None, ""):
+        return
+    try:
+        backend = make_url(uri).get_backend_name()
+    except (ArgumentError, TypeError, ValueError):
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError("SQLALCHEMY_DATABASE_URI must be a sqlite:/// or postgresql+psycopg:// URL "
+                                 "(e.g. postgresql+psycopg://user:password@host/db)")
+
+
+#: The limits Flask-Limiter reads (extensions.py, api/limits.py): one it cannot parse it skips,
+#: logging an error per request, so a typo would turn that rate limit off.
+RATE_LIMITS = ("RATELIMIT_SENSITIVE", "RATELIMIT_DEFAULT", "RATELIMIT_PER_TOKEN", "RATELIMIT_PASSWORD_CHECK",
+               "RATELIMIT_PASSWORD_RESET", "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION",
+               "RATELIMIT_EMAIL")
+
+
+def _check_rate_limits(cfg) -> None:
+    """Every rate limit parses, as Flask-Limiter reads it ("100 per minute", "10/hour;2/minute")."""
+    from limits import parse_many
+
+    for name in RATE_LIMITS:
+        value = cfg.get(name)
+        try:
+            parse_many(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name} must be a rate limit such as \"100 per minute\", not {value!r}") from None
+
+
+def _check_metrics_allowed_ips(cfg) -> None:
+    """METRICS_ALLOWED_IPS: addresses or CIDR blocks (a list, or one comma-separated string)."""
+    value = cfg["METRICS_ALLOWED_IPS"]
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigurationError(f"METRICS_ALLOWED_IPS must be a list of addresses or CIDR blocks, not {value!r}")
+    try:
+        for item in items:
+            if str(item).strip():
+                ipaddress.ip_network(str(item).strip(), strict=False)
+    except ValueError:
+        raise ConfigurationError(f"METRICS_ALLOWED_IPS: {item!r} is not an IP address or CIDR block") from None
