@@ -75,7 +75,7 @@ def build_document(base: str) -> dict:
             "response_modes_supported": ["query", "fragment", "form_post"],
             "grant_types_supported": grant_types_supported(enabled),
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [cfg["ID_TOKEN_SIGNING_ALG"]],  # RS256 (config/startup.py)
+            "id_token_signing_alg_values_supported": [cfg["ID_TOKEN_SIGNING_ALG"]],  # RS256 (config/checks.py)
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
