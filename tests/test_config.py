@@ -215,8 +215,18 @@ def test_a_wrong_setting_is_one_line_at_start_not_a_traceback_or_a_broken_server
         make(instance, SECRET_KEY="k" * 32, **{setting: value})
 
 
-@pytest.mark.parametrize("setting", ["REGISTRATION_ENABLED", "PASSKEY_SIGNIN_ENABLED", "RATELIMIT_ENABLED",
-                                     "LOG_REQUESTS", "MAIL_USE_TLS", "SESSION_COOKIE_SECURE", "ROTATION_SYNCHRONOUS_COMMIT"])
+def _defaults(kind):
+    from identity.config import defaults
+    return sorted(name for name, value in vars(defaults).items() if name.isupper() and isinstance(value, kind))
+
+
+#: every on/off setting of the defaults (bool), and SESSION_COOKIE_SECURE (None there: by environment)
+SWITCH_SETTINGS = [name for name in _defaults(bool)] + ["SESSION_COOKIE_SECURE"]
+#: every rate limit of the defaults: each RATELIMIT_* string but the storage's URI
+RATE_LIMIT_SETTINGS = [name for name in _defaults(str) if name.startswith("RATELIMIT_") and name != "RATELIMIT_STORAGE_URI"]
+
+
+@pytest.mark.parametrize("setting", SWITCH_SETTINGS)
 def test_a_switch_that_is_not_true_or_false_is_refused_at_start(instance, monkeypatch, setting):
     """FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false): it arrived as the string
     'False', which is true, and opened self-registration on a server whose operator turned it off."""
@@ -227,9 +237,7 @@ def test_a_switch_that_is_not_true_or_false_is_refused_at_start(instance, monkey
     assert make(instance, SECRET_KEY="k" * 32).config[setting] is False
 
 
-@pytest.mark.parametrize("setting", ["RATELIMIT_SENSITIVE", "RATELIMIT_DEFAULT", "RATELIMIT_PER_TOKEN",
-                                     "RATELIMIT_PASSWORD_CHECK", "RATELIMIT_PASSWORD_RESET",
-                                     "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION", "RATELIMIT_EMAIL"])
+@pytest.mark.parametrize("setting", RATE_LIMIT_SETTINGS)
 def test_a_rate_limit_that_does_not_parse_is_refused_at_start(instance, setting):
     """Flask-Limiter skips a limit it cannot parse, logging an error per request: RATELIMIT_SENSITIVE
     = "5 per fortnight" turned the sign-in limit off (the login page answered 400, never 429)."""

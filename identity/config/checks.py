@@ -178,7 +178,8 @@ def _check_numbers(cfg) -> None:
 #: the string "False", which Python reads as true: the switch would be on.
 SWITCHES = ("REGISTRATION_ENABLED", "PASSKEY_SIGNIN_ENABLED", "RATELIMIT_ENABLED", "RATELIMIT_HEADERS_ENABLED",
             "LOG_REQUESTS", "SESSION_COOKIE_HTTPONLY", "REMEMBER_COOKIE_HTTPONLY", "ROTATION_SYNCHRONOUS_COMMIT",
-            "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "SESSION_COOKIE_SECURE")
+            "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_SUPPRESS_SEND", "SESSION_COOKIE_SECURE",
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED")
 
 
 def _check_switches(cfg) -> None:
@@ -220,7 +221,7 @@ def _check_database_uri(cfg) -> None:
 #: logging an error per request, so a typo would turn that rate limit off.
 RATE_LIMITS = ("RATELIMIT_SENSITIVE", "RATELIMIT_DEFAULT", "RATELIMIT_PER_TOKEN", "RATELIMIT_PASSWORD_CHECK",
                "RATELIMIT_PASSWORD_RESET", "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION",
-               "RATELIMIT_EMAIL")
+               "RATELIMIT_REGISTRATION_ADDRESS", "RATELIMIT_EMAIL")
 
 
 def _check_rate_limits(cfg) -> None:
