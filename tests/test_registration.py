@@ -92,6 +92,11 @@ def test_registration_creates_an_unverified_user_and_mails_a_link(app, client, s
     ({"email": ""}, "email", "Enter an email address"),
     ({"username": "has space"}, "username", "without spaces"),
     ({"username": ""}, "username", "Choose a user name"),
+    # what mails to any address would carry: a look-alike user name, a name that turns text around
+    ({"username": "car\u200bol"}, "username", "invisible"),
+    ({"username": "carol\u202e"}, "username", "invisible"),
+    ({"name": "Carol \u202egnp.exe"}, "name", "control"),
+    ({"name": "Carol\x01"}, "name", "control"),
     # longer than their columns once casefolded ("ﬃ" is "ffi", "ß" is "ss"): PostgreSQL refused them, a 503
     ({"username": "\ufb03" * 100}, "username", "at most 150"),
     ({"email": "\u00df" * 300 + "@example.org"}, "email", "at most 320"),

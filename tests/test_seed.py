@@ -368,6 +368,11 @@ BAD_FILES = {
     # casefold() lengthens these past their columns ("ﬃ" is "ffi", "ß" is "ss"): PostgreSQL refused them, a 503
     "user name longer once normalized": (_user_with(username="\ufb03" * 100), ["username", "at most 150"]),
     "address longer once normalized": (_user_with(email="\u00df" * 300 + "@example.org"), ["email", "at most 320"]),
+    # invisible or control characters: a user name that looks like another, or a name that turns a
+    # mail's text around (U+202E), in the mails this server sends
+    "user name with an invisible character": (_user_with(username="ali\u200bce"), ["username", "invisible"]),
+    "user name with a control character": (_user_with(username="alice\x07"), ["username", "invisible"]),
+    "name with a text-direction override": (_user_with(name="Alice \u202egnp.exe"), ["user 'alice'", "name", "control"]),
     "unknown client field": (_client_with(colour="blue"), ["client 'mobile'", "colour", "Unknown field"]),
     "unknown user field": (_user_with(is_admin=True), ["user 'alice'", "is_admin", "Unknown field"]),
     "unknown top-level field": (seed_doc(identity_resources=[]), ["identity_resources", "Unknown field"]),

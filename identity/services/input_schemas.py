@@ -5,7 +5,8 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
-from .login_names import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem
+from .login_names import (MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem, name_characters_problem,
+                          username_characters_problem)
 
 _NAME = validate.Length(min=1, max=200)
 #: grant types a client may not hold together, as IdentityServer4 refuses them: implicit with
@@ -222,13 +223,18 @@ class ClientSchema(Schema):
                                       "allowed_grant_types")
 
 
+def _no_problem(problem):
+    """A validator from a function that names a value's problem (login_names), or returns None."""
+    def check(value: str) -> None:
+        found = problem(value)
+        if found:
+            raise ValidationError(found)
+    return check
+
+
 def _fits(limit: int):
     """A validator: the value and its normalized form fit the column (login_names.length_problem)."""
-    def check(value: str) -> None:
-        problem = length_problem(value, limit)
-        if problem:
-            raise ValidationError(problem)
-    return check
+    return _no_problem(lambda value: length_problem(value, limit))
 
 
 class UserSchema(Schema):
@@ -236,10 +242,10 @@ class UserSchema(Schema):
         unknown = RAISE
 
     username = fields.String(required=True, validate=[validate.Length(min=1), _fits(MAX_USERNAME_LENGTH),
-                                                      validate.Regexp(r"^[^\s@]+$", error="user names have no spaces or @")])
+                                                      _no_problem(username_characters_problem)])
     email = fields.Email(load_default=None, validate=_fits(MAX_EMAIL_LENGTH))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    name = fields.String(load_default=None, validate=[validate.Length(max=200), _no_problem(name_characters_problem)])
     enabled = fields.Boolean(load_default=None)  # absent: as it is (a new user: enabled)
     # the operator vouches that the address is the user's (no link is mailed); default: not verified
     email_verified = fields.Boolean(load_default=False)

@@ -5,6 +5,8 @@ A leaf module (nothing of the service layer imported), so that the operator's in
 apply the same rules as the account services.
 """
 
+import unicodedata
+
 MAX_USERNAME_LENGTH = 150  # users.username and users.username_normalized
 MAX_EMAIL_LENGTH = 320  # users.email, users.email_normalized, users.pending_email
 
@@ -24,4 +26,29 @@ def length_problem(value: str, limit: int) -> str | None:
         return f"Use at most {limit} characters."
     if len(normalize_login(value)) > limit:
         return f"Use at most {limit} characters, counting some letters as more than one (ß as ss)."
+    return None
+
+
+#: Unicode's bidirectional controls: each turns the direction of the text after it
+_DIRECTION_MARKS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def username_characters_problem(value: str) -> str | None:
+    """A user name's character problem, or None. No spaces or @ (an @ names an address), and
+    nothing Unicode calls "other" (category C): control characters, and format characters such
+    as U+200B (zero width) or U+202E (right-to-left override), which make one user name look like
+    another on a page or in a mail."""
+    if any(c.isspace() or c == "@" for c in value):
+        return "Use a user name without spaces or @."
+    if any(unicodedata.category(c).startswith("C") for c in value):
+        return "Use a user name without invisible or control characters."
+    return None
+
+
+def name_characters_problem(value: str) -> str | None:
+    """A display name's character problem, or None: no control characters and no text-direction
+    marks (a name goes into mails to any address). Other format characters stay: the zero-width
+    joiners are part of how some scripts and emoji are written."""
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") or c in _DIRECTION_MARKS for c in value):
+        return "Use a name without control characters or text-direction marks."
     return None

@@ -14,7 +14,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from . import audit, mail, verification
 from .accounts import build_user, find_user
-from .login_names import MAX_USERNAME_LENGTH, length_problem
+from .login_names import MAX_USERNAME_LENGTH, length_problem, name_characters_problem, username_characters_problem
 from .password_policy import normalize, password_problems
 from .passwords import spend_equal_time
 
@@ -30,13 +30,15 @@ def check_registration(username: str, email: str, name: str, password: str, conf
         errors["username"] = ["Choose a user name."]
     elif username_problem:
         errors["username"] = [username_problem]
-    elif any(c.isspace() or c == "@" for c in username):
-        errors["username"] = ["Use a user name without spaces or @."]
+    elif username_characters_problem(username):
+        errors["username"] = [username_characters_problem(username)]
     problem = verification.check_email_address(email)
     if problem:
         errors["email"] = [problem]
     if len(name.strip()) > MAX_NAME_LENGTH:
         errors["name"] = [f"Use at most {MAX_NAME_LENGTH} characters."]
+    elif name_characters_problem(name):
+        errors["name"] = [name_characters_problem(name)]
     problems = password_problems(password, username=username, email=email.strip() or None, name=name.strip() or None)
     if problems:
         errors["password"] = problems
