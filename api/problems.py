@@ -5,7 +5,7 @@ apps written against an IdentityServer4 host read the same shape; validation pro
 `errors`, field -> [messages].
 """
 
-from flask import Response, json
+from flask import Response, current_app, json
 from werkzeug.http import HTTP_STATUS_CODES
 
 from identity.config.issuer import issuer
@@ -54,8 +54,15 @@ def validation_problem(errors: dict[str, list[str]], detail: str = "The request 
 
 def mfa_required(detail: str) -> Response:
     """403: the user has a second factor, and the request neither carried a code nor came from a
-    recent sign-in with it; the app asks for a code (`otp`) or signs in again with prompt=login."""
-    return problem(403, "A second factor is required", detail, type_=issuer() + MFA_REQUIRED)
+    recent sign-in with it; the app asks for a code (`otp`) or signs in again with prompt=login.
+
+    Its challenge is RFC 9470's: the token is good, its sign-in is not enough, and a new one with
+    `acr_values=mfa` no older than `max_age` seconds would be (RFC 6750 section 3 asks a refused
+    bearer request for a WWW-Authenticate header)."""
+    challenge = ('Bearer error="insufficient_user_authentication", error_description="A second factor is required", '
+                 f'acr_values="mfa", max_age={int(current_app.config["MFA_RECENT_SECONDS"])}')
+    return problem(403, "A second factor is required", detail, type_=issuer() + MFA_REQUIRED,
+                   headers={"WWW-Authenticate": challenge})
 
 
 def render(status: int, title: str, detail: str) -> Response:

@@ -92,6 +92,17 @@ def test_a_token_without_mfa_needs_otp(client, app, password_token):
     assert change(access, client=client, otp=codes[0]).status_code == 204  # a recovery code does too
 
 
+def test_the_403_says_how_to_step_up_as_rfc_9470_does(client, app, password_token):
+    """RFC 6750 section 3: a bearer request refused for its token carries WWW-Authenticate; RFC 9470
+    names this case (insufficient_user_authentication) and tells the app what sign-in would do."""
+    access, _, _ = password_token
+    refused = change(access, client=client)
+    assert refused.status_code == 403
+    challenge = refused.headers.get("WWW-Authenticate", "")
+    assert challenge.startswith("Bearer ") and 'error="insufficient_user_authentication"' in challenge
+    assert 'acr_values="mfa"' in challenge and f'max_age={app.config["MFA_RECENT_SECONDS"]}' in challenge
+
+
 def test_a_recovery_code_is_spent_by_the_password_change(client, app, password_token):
     access, secret, codes = password_token
     assert change(access, client=client, otp=codes[0]).status_code == 204
