@@ -52,30 +52,10 @@ def clients_list(as_json):
               help="Sign-in for this client completes only with a verified email address.")
 @json_option
 @with_schema
-def clients_add(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
-                cors_origins, public, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
-                backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
-                frontchannel_logout_session_required, require_mfa, require_verified_email, as_json):
+def clients_add(client_id, public, as_json, **options):
     """Register a client; a confidential client's generated secret is printed once."""
-    raw = {
-        "client_id": client_id,
-        "client_name": client_name or client_id,
-        "allowed_grant_types": list(grant_types),
-        "redirect_uris": list(redirect_uris),
-        "post_logout_redirect_uris": list(post_logout_redirect_uris),
-        "allowed_scopes": list(scopes),
-        "allowed_cors_origins": list(cors_origins),
-        "require_consent": require_consent,
-        "allow_offline_access": offline_access,
-        "allow_access_tokens_via_browser": access_tokens_via_browser,
-        "access_token_lifetime": access_token_lifetime,
-        "backchannel_logout_uri": backchannel_logout_uri,
-        "backchannel_logout_session_required": backchannel_logout_session_required,
-        "frontchannel_logout_uri": frontchannel_logout_uri,
-        "frontchannel_logout_session_required": frontchannel_logout_session_required,
-        "require_mfa": require_mfa,
-        "require_verified_email": require_verified_email,
-    }
+    raw = {"client_id": client_id, **_client_fields(options)}
+    raw["client_name"] = raw["client_name"] or client_id
     client, secret = clients.add_client(raw, generate_secret=not public)
     if as_json:  # the secret is in it, once, as in the text
         click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}, sort_keys=True))
@@ -117,29 +97,9 @@ def clients_remove(client_id, as_json):
               help="Sign-in for this client completes only with a verified email address.")
 @json_option
 @with_schema
-def clients_update(client_id, client_name, grant_types, redirect_uris, post_logout_redirect_uris, scopes,
-                   cors_origins, require_consent, offline_access, access_tokens_via_browser, access_token_lifetime,
-                   backchannel_logout_uri, backchannel_logout_session_required, frontchannel_logout_uri,
-                   frontchannel_logout_session_required, require_mfa, require_verified_email, as_json):
+def clients_update(client_id, as_json, **options):
     """Change the given fields of a client (the options of `clients add`); the others, and its secret, stay."""
-    given = {
-        "client_name": client_name,
-        "allowed_grant_types": list(grant_types) or None,
-        "redirect_uris": list(redirect_uris) or None,
-        "post_logout_redirect_uris": list(post_logout_redirect_uris) or None,
-        "allowed_scopes": list(scopes) or None,
-        "allowed_cors_origins": list(cors_origins) or None,
-        "require_consent": require_consent,
-        "allow_offline_access": offline_access,
-        "allow_access_tokens_via_browser": access_tokens_via_browser,
-        "access_token_lifetime": access_token_lifetime,
-        "backchannel_logout_uri": backchannel_logout_uri,
-        "backchannel_logout_session_required": backchannel_logout_session_required,
-        "frontchannel_logout_uri": frontchannel_logout_uri,
-        "frontchannel_logout_session_required": frontchannel_logout_session_required,
-        "require_mfa": require_mfa,
-        "require_verified_email": require_verified_email,
-    }
+    given = {name: value or None if isinstance(value, list) else value for name, value in _client_fields(options).items()}
     changes = {name: value for name, value in given.items() if value is not None}
     for name in ("backchannel_logout_uri", "frontchannel_logout_uri"):
         if changes.get(name) == "":  # given empty: no such URI any more
@@ -149,6 +109,26 @@ def clients_update(client_id, client_name, grant_types, redirect_uris, post_logo
     _, changed = clients.update_client(client_id, changes)
     line = f"Updated client {client_id}: {', '.join(changed)}." if changed else f"No change to client {client_id}."
     _report(as_json, line, client_id=client_id, changed=changed, result="updated" if changed else "unchanged")
+
+
+#: each option of `clients add` and `clients update` -> the client field it sets
+_OPTION_FIELDS = {
+    "client_name": "client_name", "grant_types": "allowed_grant_types", "redirect_uris": "redirect_uris",
+    "post_logout_redirect_uris": "post_logout_redirect_uris", "scopes": "allowed_scopes",
+    "cors_origins": "allowed_cors_origins", "require_consent": "require_consent", "offline_access": "allow_offline_access",
+    "access_tokens_via_browser": "allow_access_tokens_via_browser", "access_token_lifetime": "access_token_lifetime",
+    "backchannel_logout_uri": "backchannel_logout_uri",
+    "backchannel_logout_session_required": "backchannel_logout_session_required",
+    "frontchannel_logout_uri": "frontchannel_logout_uri",
+    "frontchannel_logout_session_required": "frontchannel_logout_session_required",
+    "require_mfa": "require_mfa", "require_verified_email": "require_verified_email",
+}
+
+
+def _client_fields(options: dict) -> dict:
+    """The client fields a command's options give, by their schema names (a repeatable option as a list)."""
+    return {field: list(options[name]) if isinstance(options[name], tuple) else options[name]
+            for name, field in _OPTION_FIELDS.items()}
 
 
 def _switch_client(client_id: str, enabled: bool, as_json: bool) -> None:
