@@ -115,6 +115,16 @@ def test_password_set_tells_every_session_and_grant_once(app, client, rp, runner
     assert claims["sid"] == jwt.decode(first["id_token"], options={"verify_signature": False})["sid"]
 
 
+def test_disabling_the_user_queues_its_tokens_as_a_disable(app, client, rp, runner):
+    """The queue says why each token was sent: a disable is not a password change."""
+    AuthActions(client).login()
+    web_tokens(client)
+    result = runner.invoke(args=["users", "disable", "alice"])
+    assert result.exit_code == 0, result.output
+    (row,) = deliveries(app)
+    assert row.reason == "user_disabled" and row.client_id == "web"
+
+
 def test_removing_the_user_tells_every_session_and_grant(app, client, rp, runner):
     """docs/logout.md: when a user's session or grant ends here, the apps signed in through it
     are told. `users disable` told them; `users remove`, which ends every session and grant of the

@@ -262,11 +262,11 @@ def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
 # --- passwords -------------------------------------------------------------
 
 
-def revoke_grants_and_sessions(user: User, keep_sid: str | None) -> None:
+def revoke_grants_and_sessions(user: User, keep_sid: str | None, *, reason: str = "password_changed") -> None:
     """Revoke a user's refresh tokens, unused authorization codes and browser sessions (but
-    `keep_sid`); the caller commits."""
+    `keep_sid`); their clients' logout tokens are queued with `reason`. The caller commits."""
     stamp = now()
-    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason="password_changed")
+    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason=reason)
     issued_grants.end_user_codes(user.id)
     grant_rows.revoke_user_refresh_tokens(user.id, stamp)
     session_rows.revoke_user_sessions(user.id, stamp, keep_sid=keep_sid)

@@ -42,7 +42,7 @@ def apply_enabled(user: User, enabled: bool) -> bool:
     user.disabled_at = None if enabled else now()
     if not enabled:
         user.password_version = user.password_version + 1
-        revoke_grants_and_sessions(user, None)
+        revoke_grants_and_sessions(user, None, reason="user_disabled")
         account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # a pending reset link too
         # and a pending address change: its link would choose where reset links go once enabled
         account_tokens.supersede(user.id, account_tokens.VERIFY_EMAIL)
