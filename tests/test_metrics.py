@@ -306,3 +306,18 @@ def test_password_changes_by_channel_and_code_replays(app, client, flow_clients,
     assert runner.invoke(args=["users", "set-password", "alice"], input=ALICE_PASSWORD + "\n").exit_code == 0
     assert sample("identity_password_changes_total", channel="api") == channels["api"] + 1
     assert sample("identity_password_changes_total", channel="cli") == channels["cli"] + 1
+
+
+def test_a_password_grant_refused_for_the_second_factor_is_no_successful_sign_in(app, client, flow_clients, step_clock):
+    """The sign-in page counts a right password with a second factor to come as nothing yet; the
+    password grant counted it a success, and then refused it (it has no second step)."""
+    from actions import OAuthActions
+    from conftest import ALICE_PASSWORD
+    from mfa_actions import enrol_user
+
+    enrol_user(app)
+    before = {r: sample("identity_sign_ins_total", result=r) for r in metrics.SIGN_IN_RESULTS}
+    refused = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                         scope="openid")
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+    assert {r: sample("identity_sign_ins_total", result=r) for r in metrics.SIGN_IN_RESULTS} == before

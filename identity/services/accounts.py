@@ -206,11 +206,14 @@ def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple
 
 
 def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
-    """Check a user name (or email) and password, counting failures toward lockout (no browser session)."""
+    """Check a user name (or email) and password, counting failures toward lockout (no browser
+    session). A right password with a second factor to come is not a sign-in yet (as on the page):
+    the password grant refuses it."""
     result, success = _check_password(login, password, client_id)
     if success:
         write(*success)
-        metrics.count_sign_in("success")
+        if not result.needs_second_factor:
+            metrics.count_sign_in("success")
     return result
 
 
