@@ -571,12 +571,30 @@ def own_sqlite_app(tmp_path):
         db.engine.dispose()
 
 
+FIRST_REVISION = "06e791e9e23d"  # identity/migrations/versions/06e791e9e23d_initial_schema.py
+
+
+def test_readyz_says_a_schema_newer_than_the_code_is_not_fixed_by_an_upgrade(own_sqlite_app):
+    """A database that a newer release upgraded is at a revision this code does not have: `flask
+    db upgrade` here fails ("Can't locate revision"), so the reason must not send the operator there."""
+    client = own_sqlite_app.test_client()
+    with own_sqlite_app.app_context(), db.engine.begin() as conn:
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    response = client.get("/readyz")
+    reason = response.get_json()["reason"]
+    assert response.status_code == 503 and "ffffffffffff" in reason and "does not know" in reason
+    assert "db upgrade" not in reason and head in reason
+    with own_sqlite_app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+
+
 def test_readyz_is_503_with_a_reason_when_the_schema_is_out_of_date(own_sqlite_app):
     client = own_sqlite_app.test_client()
     assert client.get("/readyz").status_code == 200
     with own_sqlite_app.app_context(), db.engine.begin() as conn:
         head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        conn.execute(text("UPDATE alembic_version SET version_num = 'aaaaaaaaaaaa'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = :first"), {"first": FIRST_REVISION})
 
     response = client.get("/readyz")
     assert response.status_code == 503

@@ -116,10 +116,10 @@ def _revision_ids(value) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-@lru_cache(maxsize=1)
-def head_revision() -> str:
-    """The newest migration, from the `revision = ...` and `down_revision = ...` lines of the
-    migration files (what Alembic's ScriptDirectory finds, without importing Alembic)."""
+def _read_migrations() -> tuple[frozenset, frozenset]:
+    """Every migration's revision, and every revision another one follows, from the `revision = ...`
+    and `down_revision = ...` lines of the migration files (what Alembic's ScriptDirectory finds,
+    without importing Alembic)."""
     revisions, parents = set(), set()
     for path in VERSIONS_DIR.glob("*.py"):
         found = {name: ast.literal_eval(value) for name, value in _IDENTIFIER.findall(path.read_text(encoding="utf-8"))}
@@ -127,7 +127,20 @@ def head_revision() -> str:
             continue
         revisions.add(found["revision"])
         parents.update(_revision_ids(found.get("down_revision")))
-    heads = revisions - parents
+    return frozenset(revisions), frozenset(parents)
+
+
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset:
+    """Every migration's revision."""
+    return _read_migrations()[0]
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest migration (the one no other follows)."""
+    revisions, parents = _read_migrations()
+    heads = set(revisions - parents)
     if len(heads) != 1:
         raise RuntimeError(f"the migrations in {VERSIONS_DIR} must have one head, not {sorted(heads)}")
     return heads.pop()
@@ -192,6 +205,10 @@ def schema_problem() -> str | None:
         current = current_revision()
     except Exception as err:  # unreachable database
         return f"database unreachable: {type(err).__name__}"
+    if current is not None and current not in known_revisions():
+        # upgraded by a newer release (or another branch): `db upgrade` here cannot find it
+        return (f"database schema is at {current}, a revision this code does not know (its newest is "
+                f"{head_revision()}): serve it with the code that upgraded it, or downgrade it with that code")
     if current != head_revision():
         return f"database schema is out of date (at {current or 'nothing'}, need {head_revision()}): run `{UPGRADE_COMMAND}`"
     return None
