@@ -53,6 +53,21 @@ def test_a_change_by_the_operator(app, runner, seeded, mail):
     assert "by an administrator" in mail.text(mail.wait_for(to=ALICE_MAIL, timeout=0.5))
 
 
+def test_a_reset_by_the_seed_file(app, runner, seeded, mail, tmp_path):
+    """`seed --reset-passwords` sets a password as `users set-password` does: the user is told."""
+    import json
+
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps({"users": [{"username": "alice", "email": ALICE_MAIL, "password": NEW_PASSWORD,
+                                           "name": "Alice Example"}]}))
+    result = runner.invoke(args=["seed", "--reset-passwords", str(path)])
+    assert result.exit_code == 0 and "password reset" in result.output, result.output
+    assert "by an administrator" in mail.text(mail.wait_for(to=ALICE_MAIL, timeout=0.5))
+    again = runner.invoke(args=["seed", "--reset-passwords", str(path)])  # the same password: nothing changes
+    assert again.exit_code == 0 and "password reset" not in again.output
+    assert len([m for m in mail.messages if ALICE_MAIL in m["To"]]) == 1
+
+
 def test_a_failed_change_sends_nothing(app, api, mail):
     assert api.change_password(api.token(), current="not-the-password-0000").status_code == 400
     with app.app_context():

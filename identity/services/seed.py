@@ -14,7 +14,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client
 from .input_schemas import SeedSchema, flatten_messages as _flatten
-from . import audit, bearer_cache
+from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
                        store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
@@ -31,6 +31,7 @@ class SeedReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     password_changed: list[int] = field(default_factory=list)  # user ids: wait out their cached bearer answers
+    passwords_reset: list = field(default_factory=list)  # notifications.Addressee: told once the seed commits
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
 
     @property
@@ -237,6 +238,7 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
         label += " (password reset)"
         report.password_changed.append(user.id)
+        report.passwords_reset.append(notifications.addressee(user))
         changed = True
     if item.get("enabled") is not None and apply_enabled(user, item["enabled"]):
         if not item["enabled"]:
@@ -269,6 +271,8 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
         db.session.rollback()
         raise
     bearer_cache.wait_for_leases(report.password_changed)  # as every password change does (bearer_cache.py)
+    for user in report.passwords_reset:  # as `users set-password` tells them
+        notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
     if report.client_disabled:
         time.sleep(max(0, current_app.config["CLIENT_CACHE_SECONDS"]))  # as clients.set_client_enabled does
     return report
