@@ -71,6 +71,11 @@ def check_redirect_uri(uri: str) -> None:
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
+def _is_loopback(host: str | None) -> bool:
+    """localhost, [::1] or an address in 127.0.0.0/8 (RFC 8252's loopback redirect)."""
+    return bool(host) and (host in _LOOPBACK_HOSTS or host.startswith("127."))
+
+
 def outbound_http_allowed() -> bool:
     """Whether plain http is let through where production needs https (a logout URI on a loopback
     host; any host for a redirect URI): in development only."""
@@ -100,8 +105,7 @@ def check_logout_uri(uri: str) -> None:
     if "@" in parts.netloc:
         raise ValidationError(f"{uri!r} must not contain user information (user@host)")
     if parts.scheme == "http":
-        loopback = parts.hostname in _LOOPBACK_HOSTS or parts.hostname.startswith("127.")
-        if not (loopback and outbound_http_allowed()):
+        if not (_is_loopback(parts.hostname) and outbound_http_allowed()):
             raise ValidationError(f"{uri!r} must use https (http only on a loopback host in development)")
 
 
@@ -109,10 +113,7 @@ def _plain_http_off_loopback(uri: str) -> bool:
     """An http URI whose host is not loopback (OpenID Connect Core 3.1.2.1 and 3.2.2.1: http is for a
     confidential client's code flow, or a native app on localhost / 127.0.0.1 / [::1])."""
     parts = urlsplit(uri)
-    if parts.scheme.lower() != "http":
-        return False
-    host = parts.hostname or ""
-    return not (host in _LOOPBACK_HOSTS or host.startswith("127."))
+    return parts.scheme.lower() == "http" and not _is_loopback(parts.hostname)
 
 
 def check_origin(origin: str) -> None:
