@@ -25,20 +25,18 @@ def check_registration(username: str, email: str, name: str, password: str, conf
     """Field errors that depend on the input alone (never on which accounts exist)."""
     errors: dict[str, list[str]] = {}
     username = username.strip()
-    username_problem = length_problem(username, MAX_USERNAME_LENGTH)
+    username_problem = length_problem(username, MAX_USERNAME_LENGTH) or username_characters_problem(username)
     if not username:
         errors["username"] = ["Choose a user name."]
     elif username_problem:
         errors["username"] = [username_problem]
-    elif username_characters_problem(username):
-        errors["username"] = [username_characters_problem(username)]
     problem = verification.check_email_address(email)
     if problem:
         errors["email"] = [problem]
-    if len(name.strip()) > MAX_NAME_LENGTH:
-        errors["name"] = [f"Use at most {MAX_NAME_LENGTH} characters."]
-    elif name_characters_problem(name):
-        errors["name"] = [name_characters_problem(name)]
+    name_problem = (f"Use at most {MAX_NAME_LENGTH} characters." if len(name.strip()) > MAX_NAME_LENGTH
+                    else name_characters_problem(name))
+    if name_problem:
+        errors["name"] = [name_problem]
     problems = password_problems(password, username=username, email=email.strip() or None, name=name.strip() or None)
     if problems:
         errors["password"] = problems
