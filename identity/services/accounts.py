@@ -159,13 +159,9 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     user, reservation = found
     if not verify_password(user.password_hash, normalize(password)):
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "bad_password"})
-        if reservation.locked:
-            audit.record("account_locked", user_id=user.id)
-        db.session.commit()
+        locked = lockout.commit_refusal(reservation)
         metrics.count_sign_in("failure")
-        if reservation.locked:
-            metrics.count_lockout()
-        return SignInResult(None, locked=reservation.locked), []
+        return SignInResult(None, locked=locked), []
     signed_in = SessionUser._make(user[:len(SessionUser._fields)])
     second_factor = bool(user.has_second_factor)
     # with a second factor to come, a right password only takes back its own reservation: the
@@ -348,11 +344,7 @@ def change_password(
     if not verify_password(user.password_hash, normalize(current_password)):
         db.session.rollback()  # the row lock goes; the reservation has counted the failure
         audit.record("password_change_failed", user_id=user_id, client_id=client_id)
-        if reservation.locked:
-            audit.record("account_locked", user_id=user_id)
-        db.session.commit()
-        if reservation.locked:
-            metrics.count_lockout()
+        if lockout.commit_refusal(reservation):
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     errors: dict[str, list[str]] = {}

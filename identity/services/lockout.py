@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from flask import current_app
 
 from ..clock import now
+from ..extensions import db
 from ..store import lockout as store
 from ..store.accounts import SignInUser
 from ..store.writes import Write
+from . import audit, metrics
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,18 @@ class Reservation:
     @property
     def locked(self) -> bool:
         return self.lock > 0
+
+
+def commit_refusal(reservation: Reservation) -> bool:
+    """After a refused password, code or passkey, whose own audit event the caller has recorded:
+    record the lock if this attempt's reservation set it, commit, then count the lock
+    (identity_lockouts_total); whether it locked."""
+    if reservation.locked:
+        audit.record("account_locked", user_id=reservation.user_id)
+    db.session.commit()
+    if reservation.locked:
+        metrics.count_lockout()
+    return reservation.locked
 
 
 def reserve(user_id: int) -> Reservation | None:

@@ -252,11 +252,7 @@ def _record_bad_code(user_id: int, kind: str, reservation: lockout.Reservation, 
     """Count and audit a wrong code (and the lock its reservation set), committed."""
     metrics.count_mfa(kind, "failure")
     audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
-    if reservation.locked:
-        audit.record("account_locked", user_id=user_id)
-    db.session.commit()
-    if reservation.locked:
-        metrics.count_lockout()
+    lockout.commit_refusal(reservation)
 
 
 def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
@@ -354,9 +350,7 @@ def _password_matches(user_id: int, password: str) -> bool:
         raise AccountLocked(max(user.locked_until - now(), 1))
     if not verify_password(user.password_hash, normalize(password or "")):
         if reservation.locked:
-            audit.record("account_locked", user_id=user_id)
-            db.session.commit()
-            metrics.count_lockout()
+            lockout.commit_refusal(reservation)
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         return False
     write(lockout.released(reservation))  # the code's own reservation settles the count

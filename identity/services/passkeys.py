@@ -305,9 +305,7 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
         use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
     except PasskeyRefused:
         if reservation.locked:  # the attempt that reached the limit set the lock, as a wrong code does
-            audit.record("account_locked", user_id=user.id)
-            db.session.commit()
-            metrics.count_lockout()
+            lockout.commit_refusal(reservation)
         raise
     methods = mfa.amr_with_second_factor(amr, use.method)
     session, insert = browser_sessions.new_session(user.id, amr=methods)

@@ -21,7 +21,7 @@ from ..clock import now
 from ..errors import AccountLocked, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
-from . import account_tokens, audit, bearer_cache, lockout, mail, metrics, mfa, notifications
+from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
 from .login_names import MAX_EMAIL_LENGTH, length_problem
@@ -185,11 +185,7 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     if not verify_password(user.password_hash, normalize(current_password)):
         db.session.rollback()
         audit.record("email_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_password"})
-        if reservation.locked:
-            audit.record("account_locked", user_id=user_id)
-        db.session.commit()
-        if reservation.locked:
-            metrics.count_lockout()
+        if lockout.commit_refusal(reservation):
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     if user.email and normalize_login(new_email) == user.email_normalized:
