@@ -414,3 +414,34 @@ def test_a_disabled_users_refresh_token_is_refused_even_if_it_escaped_the_revoca
         db.session.commit()
     refused = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+
+
+def test_a_client_made_public_by_the_seed_cannot_redeem_what_it_held_as_a_confidential_client(oauth, app):
+    """RFC 6749 6: a refresh token is bound to the client's authentication. A seed that drops a
+    confidential client's secrets makes it public; the refresh tokens and codes issued while it
+    had a secret would then be redeemed with no secret at all, by whoever holds them."""
+    import copy
+    import json
+
+    from conftest import FLOW_CLIENTS
+    from identity.services.seed import apply_seed, load_seed
+
+    code = _code(oauth)
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    unused_code = _code(oauth)
+    public = copy.deepcopy(FLOW_CLIENTS)
+    web = next(c for c in public["clients"] if c["client_id"] == "web")
+    web.pop("client_secrets")
+    web["require_pkce"] = True
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(public)))
+
+    refreshed = oauth.client.post("/connect/token", data={"grant_type": "refresh_token", "client_id": "web",
+                                                          "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+    redeemed = oauth.client.post("/connect/token", data={"grant_type": "authorization_code", "client_id": "web",
+                                                         "code": unused_code,
+                                                         "redirect_uri": "https://web.example.com/cb"})
+    assert redeemed.status_code == 400
+    assert _count(app, RefreshToken, client_id="web", revoked_at=None) == 0

@@ -19,6 +19,7 @@ from .accounts import (build_user, find_user, new_password_hash, normalize_login
                        store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
 from .clients import apply_client_data, check_scopes, get_client
+from .issued_grants import end_client_grants
 from .password_policy import normalize, password_problems
 from .passwords import verify_password
 from .resources import all_scope_names, ensure_standard_resources
@@ -198,6 +199,8 @@ def _seed_client(item: dict, report: SeedReport) -> None:
     after = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
     if before["enabled"] and not after["enabled"]:
         report.client_disabled = True
+    if before["secret_hashes"] and not hashes:
+        end_client_grants(client.client_id, reason="client_made_public")
     (report.updated if before != after else report.unchanged).append(label)
 
 

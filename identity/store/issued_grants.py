@@ -283,13 +283,20 @@ def revoke_user_client_rows(user_id: int, client_id: str, stamp: int) -> None:
     """Consume the client's unused codes of a user and revoke every refresh token the user
     granted to the client: codes first, so that the first refresh token of a code redeemed
     meanwhile is revoked too."""
-    db.session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id,
-               AuthorizationCode.consumed_at.is_(None))
-        .values(consumed_at=stamp)
-    )
+    _consume_codes(AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id, stamp=stamp)
     _revoke_until_none_left(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, stamp=stamp)
+
+
+def revoke_client_rows(client_id: str, stamp: int) -> None:
+    """Consume every unused code of a client and revoke every refresh token it holds, for all
+    its users (codes first, as in revoke_user_client_rows)."""
+    _consume_codes(AuthorizationCode.client_id == client_id, stamp=stamp)
+    _revoke_until_none_left(RefreshToken.client_id == client_id, stamp=stamp)
+
+
+def _consume_codes(*conditions, stamp: int) -> None:
+    db.session.execute(update(AuthorizationCode).where(*conditions, AuthorizationCode.consumed_at.is_(None))
+                       .values(consumed_at=stamp))
 
 
 def revoke_user_refresh_tokens(user_id: int, stamp: int) -> None:
