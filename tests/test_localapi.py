@@ -184,7 +184,11 @@ def test_client_credentials_token_is_forbidden(api, method, path):
     response = call(api, method, path, api.token(LOCAL_API_SCOPE, client_id="service", username=None))
     assert response.status_code == 403
     assert "user" in problem_of(response)["detail"]
-    assert "insufficient_scope" not in response.headers.get("WWW-Authenticate", "")
+    # RFC 6750 section 3: a refused bearer request carries a challenge; the token's scope is right,
+    # it is the sign-in that is missing (RFC 9470's error)
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer error="insufficient_user_authentication", '
+        'error_description="this resource needs a token issued to a user, not to a client alone"')
     assert api.user_row() == before
 
 

@@ -110,6 +110,12 @@ class UserRequiredError(OAuth2Error):
     description = "this resource needs a token issued to a user, not to a client alone"
     status_code = 403
 
+    def get_headers(self):
+        # RFC 6750 section 3 asks for a challenge; the scope is right, the user's sign-in is what
+        # is missing: RFC 9470's error says so
+        challenge = f'Bearer error="insufficient_user_authentication", error_description="{self.description}"'
+        return super().get_headers() + [("WWW-Authenticate", challenge)]
+
 
 # --- the validator ----------------------------------------------------------------
 
