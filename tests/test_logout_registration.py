@@ -9,7 +9,10 @@ from identity.errors import ValidationFailed
 from identity.extensions import db
 from identity.services.clients import add_client, get_client
 
-BASE = {"client_id": "rp", "allowed_grant_types": ["authorization_code"], "redirect_uris": ["https://rp.example.com/cb"],
+BASE = {"client_id": "rp", "allowed_grant_types": ["authorization_code"],
+        # the front-channel URI must share a redirect URI's scheme, host and port: one for each case below
+        "redirect_uris": ["https://rp.example.com/cb", "https://rp.example.com:8443/cb", "http://127.0.0.1:9000/cb",
+                          "http://localhost:9000/cb"],
         "client_secrets": ["rp-secret-0123456789"], "allowed_scopes": ["openid"]}
 
 
@@ -39,6 +42,30 @@ def test_logout_uri_rules(app, seeded, field, uri, accepted):
             with pytest.raises(ValidationFailed) as err:
                 add_client({**BASE, field: uri}, generate_secret=False)
             assert f"client 'rp' {field}" in err.value.errors
+            assert get_client("rp") is None
+        db.session.remove()
+
+
+@pytest.mark.parametrize("uri,accepted", [
+    ("https://rp.example.com/fc", True),
+    ("https://RP.Example.com:443/fc", True),
+    ("https://other.example.com/fc", False),
+    ("https://rp.example.com:444/fc", False),
+    ("https://sub.rp.example.com/fc", False),
+])
+def test_frontchannel_logout_uri_shares_a_redirect_uris_origin(app, seeded, uri, accepted):
+    """Front-Channel Logout 1.0 section 2: "The domain, port, and scheme of this URL MUST be the
+    same as that of a registered Redirection URI value." The signed-out page frames it with the
+    user's session id: a typo or a wrong copy must not frame another site."""
+    one_origin = {**BASE, "redirect_uris": ["https://rp.example.com/cb"], "frontchannel_logout_uri": uri}
+    with app.app_context():
+        if accepted:
+            client, _ = add_client(one_origin, generate_secret=False)
+            assert client.frontchannel_logout_uri == uri
+        else:
+            with pytest.raises(ValidationFailed) as err:
+                add_client(one_origin, generate_secret=False)
+            assert "same scheme, host and port as a redirect URI" in json.dumps(err.value.errors)
             assert get_client("rp") is None
         db.session.remove()
 

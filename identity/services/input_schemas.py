@@ -109,6 +109,14 @@ def check_logout_uri(uri: str) -> None:
             raise ValidationError(f"{uri!r} must use https (http only on a loopback host in development)")
 
 
+def _scheme_host_port(uri: str) -> tuple:
+    """What Front-Channel Logout compares: scheme, host and port (the scheme's default if none).
+    Called on URIs the field validators have passed."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or {"https": 443, "http": 80}.get(scheme)
+
+
 def _plain_http_off_loopback(uri: str) -> bool:
     """An http URI whose host is not loopback (OpenID Connect Core 3.1.2.1 and 3.2.2.1: http is for a
     confidential client's code flow, or a native app on localhost / 127.0.0.1 / [::1])."""
@@ -218,6 +226,12 @@ class ClientSchema(Schema):
                     who = "an implicit or hybrid client" if front_channel_tokens else "a public client"
                     raise ValidationError(f"{uri!r}: {who} needs an https redirect URI (http only on a loopback "
                                           "host, for a native app)", "redirect_uris")
+        front_channel_logout = data.get("frontchannel_logout_uri")
+        if front_channel_logout and _scheme_host_port(front_channel_logout) not in {
+                _scheme_host_port(uri) for uri in data.get("redirect_uris", [])}:
+            # Front-Channel Logout 1.0 section 2: the page framed with the user's sid is the client's own
+            raise ValidationError(f"{front_channel_logout!r} must have the same scheme, host and port as a redirect "
+                                  "URI", "frontchannel_logout_uri")
         for first, second in FORBIDDEN_GRANT_COMBINATIONS:
             if {first, second} <= grants:
                 raise ValidationError(f"{first} and {second} cannot be allowed together; choose one browser flow",
