@@ -27,7 +27,7 @@ def make(instance, **config):
 
 def test_each_layer_overrides_the_one_before(instance, monkeypatch):
     (instance / "config.py").write_text(
-        "SECRET_KEY = 'from-instance'\n"
+        "SECRET_KEY = 'from-instance-config-file-0123456789'\n"
         "LOCKOUT_SECONDS = 111\n"
         "LOCKOUT_MAX_FAILURES = 7\n"
         "ISSUER = 'https://instance.example'\n"
@@ -40,7 +40,7 @@ def test_each_layer_overrides_the_one_before(instance, monkeypatch):
     assert app.instance_path == str(instance)
     assert app.config["DISCOVERY_CACHE_SECONDS"] == 300  # default
     assert app.config["LOCKOUT_SECONDS"] == 111  # instance over default
-    assert app.config["SECRET_KEY"] == "from-instance"
+    assert app.config["SECRET_KEY"] == "from-instance-config-file-0123456789"
     assert app.config["LOCKOUT_MAX_FAILURES"] == 8  # environment over instance
     assert app.config["ISSUER"] == "https://dict.example"  # dict over environment
 
@@ -57,14 +57,14 @@ def test_defaults_without_instance_config_or_environment(instance):
 
 
 def test_environment_values_are_parsed_as_json(instance, monkeypatch):
-    monkeypatch.setenv("FLASK_SECRET_KEY", "plain string")
+    monkeypatch.setenv("FLASK_SECRET_KEY", "plain string, not JSON, long enough to sign")
     monkeypatch.setenv("FLASK_TRUST_PROXY_HOPS", "1")
     monkeypatch.setenv("FLASK_GRANT_TYPES_ENABLED", '["authorization_code", "refresh_token"]')
     monkeypatch.setenv("FLASK_RATELIMIT_ENABLED", "false")
 
     app = make(instance)
 
-    assert app.config["SECRET_KEY"] == "plain string"
+    assert app.config["SECRET_KEY"] == "plain string, not JSON, long enough to sign"
     assert app.config["TRUST_PROXY_HOPS"] == 1
     assert app.config["GRANT_TYPES_ENABLED"] == ["authorization_code", "refresh_token"]
     assert app.config["RATELIMIT_ENABLED"] is False
@@ -129,6 +129,15 @@ def test_production_takes_the_secret_key_from_the_environment(instance, monkeypa
 
     assert make(instance).config["SECRET_KEY"] == "s" * 40
     assert not (instance / "secret_key").exists()
+
+
+@pytest.mark.parametrize("key", ["secret", "changeme", "k" * 31])
+def test_production_refuses_a_short_secret_key(instance, monkeypatch, key):
+    """The key signs the session and remember-me cookies: a short one can be guessed offline from
+    any cookie, and then any session forged."""
+    monkeypatch.setenv("FLASK_SECRET_KEY", key)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY must be at least 32 characters"):
+        make(instance)
 
 
 def test_development_generates_a_secret_key_once_and_keeps_it(instance, caplog):

@@ -314,7 +314,7 @@ class Demo:
         self.database = tmp_path / "identity.db"
         self.env.update(
             FLASK_ENVIRONMENT="development",
-            FLASK_SECRET_KEY=template.env["FLASK_SECRET_KEY"] if template else "docs-test-" + os.urandom(8).hex(),
+            FLASK_SECRET_KEY=template.env["FLASK_SECRET_KEY"] if template else "docs-test-" + os.urandom(16).hex(),
             FLASK_KEY_ENCRYPTION_KEY=template.env["FLASK_KEY_ENCRYPTION_KEY"] if template else Fernet.generate_key().decode(),
             FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{self.database}",
             FLASK_LOG_REQUESTS="false",

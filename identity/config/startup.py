@@ -67,6 +67,19 @@ def refuse_to_start(app: Flask, err: ConfigurationError) -> None:
     raise SystemExit(3)
 
 
+#: The shortest SECRET_KEY a production server takes: 32 hex characters are 128 bits.
+SECRET_KEY_MIN_LENGTH = 32
+
+
+def _check_secret_key_length(key) -> None:
+    """The key signs the session and remember-me cookies: a short one can be found offline from any
+    cookie (a dictionary or brute force against its HMAC), and then any user's session forged."""
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        raise ConfigurationError(f"SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters, not {len(key)}: set "
+                                 "FLASK_SECRET_KEY to a random value, e.g. python -c 'import secrets; "
+                                 "print(secrets.token_hex(32))'")
+
+
 def is_development(app: Flask) -> bool:
     return app.config["ENVIRONMENT"] in ("development", "testing")
 
@@ -132,6 +145,8 @@ def init_app(app: Flask) -> None:
     if serves_requests():
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
+        if not is_development(app):
+            _check_secret_key_length(cfg["SECRET_KEY"])
     check_settings(cfg, development=is_development(app))
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
