@@ -520,3 +520,38 @@ def test_the_rate_limits_store_down_keeps_every_page_up_and_the_limits_on(databa
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.fixture
+def hung_store():
+    """A store that accepts connections and never answers (a Redis stuck in a long command, a
+    half-open firewall): the URI of a listener that reads nothing."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    listener.close()
+
+
+def test_a_hung_rate_limits_store_costs_a_request_its_timeout_not_seconds(database_uri, hung_store, _migrated):
+    """A Redis that accepts and never answers held a request for redis-py's defaults (no socket
+    timeout: 5 s and more per request that checked the store, /healthz included, a sync worker
+    blocked for all of it). The store now has RATELIMIT_STORAGE_TIMEOUT_SECONDS on connecting
+    and on reading, after which the in-memory fallback counts, as when Redis is down."""
+    from identity.extensions import limiter
+
+    app = create_app(make_config(database_uri, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=hung_store,
+                                 RATELIMIT_STORAGE_TIMEOUT_SECONDS=0.2, PROPAGATE_EXCEPTIONS=False))
+    app.test_client_class = HttpsClient
+    try:
+        with app.app_context():
+            pool_settings = limiter.storage.storage.connection_pool.connection_kwargs
+        assert (pool_settings.get("socket_timeout"), pool_settings.get("socket_connect_timeout")) == (0.2, 0.2)
+        client = app.test_client()
+        for path in ("/healthz", "/.well-known/openid-configuration", "/account/login"):
+            response = answered(path, client.get, path)
+            assert response.status_code == 200, f"{path}: {response.status_code}"
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -61,6 +61,9 @@ RATELIMIT_STORAGE_URI = "memory://"  # "redis://host:6379" for several instances
 # while that store is unreachable, each worker counts in its own memory (and tries the store again
 # now and then) rather than answering every request 500 (/healthz included)
 RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+# a Redis that accepts and never answers costs a request this long (connecting, then each read),
+# not redis-py's defaults (no timeout); then the fallback above counts
+RATELIMIT_STORAGE_TIMEOUT_SECONDS = 0.5
 RATELIMIT_SENSITIVE = "100 per minute"  # sign-in and password change, per client IP
 RATELIMIT_DEFAULT = "1000 per minute"  # every other endpoint, per client IP
 RATELIMIT_PER_TOKEN = "30 per minute"  # POST /localapi/password per access token

@@ -156,12 +156,29 @@ def init_app(app: Flask) -> None:
     # "remember me" never outlives the session's absolute lifetime (the server ends it then anyway)
     remember = min(int(cfg["REMEMBER_COOKIE_DURATION_SECONDS"]), cfg["SESSION_ABSOLUTE_SECONDS"])
     cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=remember)
+    _bound_rate_limit_store(cfg)
     if (serves_requests() and not is_development(app) and cfg.get("RATELIMIT_ENABLED")
             and str(cfg.get("RATELIMIT_STORAGE_URI") or "memory://").startswith("memory://")):
         # each worker process counts on its own: N workers give every client N times each limit
         app.logger.warning("rate limits are counted in this worker's memory (RATELIMIT_STORAGE_URI=memory://): "
                            "each worker and instance allows every limit again; set "
                            "FLASK_RATELIMIT_STORAGE_URI=redis://host:6379/0 (docs/passwords.md)")
+
+
+#: The rate-limit stores that take redis-py's connection settings.
+_REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix")
+
+
+def _bound_rate_limit_store(cfg) -> None:
+    """A Redis store connects and reads within RATELIMIT_STORAGE_TIMEOUT_SECONDS (unless
+    RATELIMIT_STORAGE_OPTIONS says otherwise): redis-py has no timeout by default, so a Redis that
+    accepts and never answers held each request that checked it for seconds."""
+    if str(cfg.get("RATELIMIT_STORAGE_URI") or "").split("://", 1)[0] not in _REDIS_SCHEMES:
+        return
+    options = dict(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {})
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        options.setdefault(name, cfg["RATELIMIT_STORAGE_TIMEOUT_SECONDS"])
+    cfg["RATELIMIT_STORAGE_OPTIONS"] = options
 
 
 def proxy_fix(app: Flask, wsgi_app):
