@@ -12,6 +12,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts
 from identity.services import mail as mail_service
+from mfa_actions import step_clock  # noqa: F401  (fixture)
 from test_localapi_support import NEW_PASSWORD, api  # noqa: F401  (fixture)
 
 ALICE_MAIL = "alice@example.com"
@@ -91,3 +92,69 @@ def test_smtp_down_the_change_stands_and_the_failure_is_audited(app, api):
         assert db.session.scalar(select(User.password_version).where(User.username == "alice")) == 2
     assert ("password_changed", {}) in events
     assert events[-1] == ("mail_failed", {"template": "password_changed", "reason": "ConnectionRefusedError"})
+
+
+# --- a sign-in method added or removed ----------------------------------------------------------
+# NIST SP 800-63B section 4.6 (6.1.2 in revision 3): the subscriber is told when an authenticator
+# is bound to or removed from the account. Someone who signed in once as the user (a shared
+# computer, a phished password) could add a passkey of their own, which signs in alone and
+# outlives a password reset, and the owner was never told.
+
+METHOD_SUBJECT = "A sign-in method of your Portcullis Identity account changed"
+
+
+def method_notices(app, mail) -> list[str]:
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    found = [m for m in mail.messages if ALICE_MAIL in m["To"] and m["Subject"] == METHOD_SUBJECT]
+    for message in found:
+        assert mail.links(message) == [] and "href" not in mail.html(message)
+    return [mail.text(m) for m in found]
+
+
+def test_an_authenticator_app_set_up_then_new_recovery_codes_then_removed(app, client, seeded, mail, step_clock):
+    from mfa_actions import CLOCK, CODE_RE, code_at, enrol, post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+    secret, _ = enrol(client)
+    texts = method_notices(app, mail)
+    assert len(texts) == 1 and "An authenticator app was set up" in texts[0]
+    assert "from the address 127.0.0.1" in texts[0] and "(UTC)" in texts[0]
+    CLOCK.next_step()
+    regenerated = post_mfa(client, "regenerate", otp=code_at(secret))
+    assert regenerated.status_code == 200
+    CLOCK.next_step()
+    new_codes = CODE_RE.findall(regenerated.get_data(as_text=True))
+    assert post_mfa(client, "remove", password=ALICE_PASSWORD, code=new_codes[0]).status_code == 200
+    texts = method_notices(app, mail)
+    assert len(texts) == 3
+    assert "New recovery codes were made" in texts[1]
+    assert "The authenticator app and its recovery codes were removed" in texts[2]
+
+
+def test_a_refused_set_up_sends_nothing(app, client, seeded, mail, step_clock):
+    from mfa_actions import post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+    assert post_mfa(client, "start").status_code == 200
+    assert post_mfa(client, "confirm", code="000000").status_code == 400
+    assert method_notices(app, mail) == []
+
+
+def test_a_passkey_added_then_removed(app, seeded, mail):
+    from identity.services import passkeys
+    from webauthn_keys import SoftKey
+
+    issuer = "https://id.example.com"
+    with app.app_context():
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        key = SoftKey()
+        ceremony = passkeys.registration_options(alice_id, issuer)
+        passkey = passkeys.register(alice_id, issuer, ceremony.state,
+                                    key.registration(ceremony.state["challenge"], origin=issuer,
+                                                     rp_id="id.example.com"), "a name the owner never chose")
+        passkeys.remove_passkey(alice_id, passkey.id)
+    texts = method_notices(app, mail)
+    assert len(texts) == 2
+    assert "A passkey was added" in texts[0] and "A passkey was removed" in texts[1]
+    assert "a name the owner never chose" not in texts[0]  # the name is the adder's words, not ours

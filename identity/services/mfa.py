@@ -29,7 +29,7 @@ from ..models import User
 from ..store import mfa as store
 from ..store import passkeys as passkey_rows
 from ..store.writes import Write, write, write_if
-from . import audit, key_encryption, lockout, metrics
+from . import audit, key_encryption, lockout, metrics, notifications
 from .password_policy import normalize
 from .passwords import verify_password
 
@@ -175,6 +175,7 @@ def confirm_totp(user_id: int, code: str) -> list[str]:
     codes = _replace_recovery_codes(user_id, stamp)
     audit.record("mfa_enabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()
+    notifications.sign_in_method_changed(user_id, notifications.AUTHENTICATOR_ADDED)
     return codes
 
 
@@ -204,6 +205,7 @@ def regenerate_recovery_codes(user_id: int) -> list[str]:
     codes = _replace_recovery_codes(user_id, now())
     audit.record("recovery_codes_regenerated", user_id=user_id)
     db.session.commit()
+    notifications.sign_in_method_changed(user_id, notifications.RECOVERY_CODES_REPLACED)
     return codes
 
 
@@ -373,6 +375,7 @@ def remove_totp(user_id: int, password: str, code: str) -> None:
     store.delete_totp_and_codes(user_id)
     audit.record("mfa_disabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()
+    notifications.sign_in_method_changed(user_id, notifications.AUTHENTICATOR_REMOVED)
 
 
 def reset_factors(user_id: int, *, by: str = "operator") -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..clock import now
+from ..extensions import db
 from ..models import User
 from . import audit, clients, mail
 
@@ -17,6 +18,13 @@ from . import audit, clients, mail
 CHANGED_BY_USER = "by you, with your current password"
 RESET_BY_LINK = "with a reset link sent to this address"
 SET_BY_OPERATOR = "by an administrator"
+
+# which sign-in method was added or removed, in the notice's words
+AUTHENTICATOR_ADDED = "An authenticator app was set up for two-step sign-in"
+RECOVERY_CODES_REPLACED = "New recovery codes were made (the earlier ones no longer work)"
+AUTHENTICATOR_REMOVED = "The authenticator app and its recovery codes were removed"
+PASSKEY_ADDED = "A passkey was added"
+PASSKEY_REMOVED = "A passkey was removed"
 
 
 def now_text() -> str:
@@ -62,3 +70,15 @@ def second_factors_removed(user: User) -> None:
     when = now_text()
     mail.send_later(user.email, "second_factors_removed", user_id=user.id, name=user.name or user.username,
                     username=user.username, when=when)
+
+
+def sign_in_method_changed(user_id: int, what: str) -> None:
+    """Tell the user a sign-in method was added to or removed from their account (if they have an
+    address), once that has committed. Whoever added a passkey signs in with it, a password reset
+    notwithstanding: the owner must hear of it (NIST SP 800-63B, section 4.6). The passkey's name
+    is not in it: it is the adder's words."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.email:
+        return
+    mail.send_later(user.email, "sign_in_method_changed", user_id=user_id, name=user.name or user.username,
+                    username=user.username, when=now_text(), what=what, ip=audit.caller_ip.get())

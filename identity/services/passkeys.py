@@ -34,7 +34,7 @@ from ..errors import NotFound, PasskeyRefused
 from ..extensions import db
 from ..models import Passkey, User
 from ..store import passkeys as store
-from . import audit, browser_sessions, lockout, metrics, mfa
+from . import audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult
 from .browser_sessions import SessionUser
 
@@ -159,6 +159,7 @@ def remove_passkey(user_id: int, passkey_id: int) -> None:
         raise NotFound("no such passkey")
     audit.record("passkey_removed", user_id=user_id, detail={"passkey_id": passkey_id})
     db.session.commit()
+    notifications.sign_in_method_changed(user_id, notifications.PASSKEY_REMOVED)
 
 
 # --- registration ----------------------------------------------------------------------------
@@ -235,6 +236,7 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
     audit.record("passkey_registered", user_id=user_id,
                  detail={"passkey_id": passkey.id, "method": _method(verified.credential_device_type)})
     db.session.commit()
+    notifications.sign_in_method_changed(user_id, notifications.PASSKEY_ADDED)
     return passkey
 
 
