@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from conftest import BOB_PASSWORD, HttpsClient
 from statements import statements
 from identity.extensions import db
 from identity.models import AuthorizationCode, UserSession
@@ -285,24 +286,32 @@ def test_login_page_ignores_unregistered_redirect_for_form_action(client, flow_c
     assert "evil" not in csp
 
 
-def test_a_nonce_already_carried_by_a_live_code_is_refused_as_a_replay(oauth, app):
+def test_a_nonce_already_carried_by_another_users_live_code_is_refused_as_a_replay(oauth, app):
     """OpenID Connect Core 3.1.2.2: the nonce guards against replays, so a code request whose
-    nonce an unexpired code of the same client already carries is refused; another client's
-    code with that nonce does not count, and the check is one read on the autocommit connection."""
-    def code_request(client_id: str, nonce: str):
-        return oauth.authorize(client_id=client_id, scope="openid", nonce=nonce,
-                               code_challenge=pkce_pair()[1], code_challenge_method="S256")
+    nonce an unexpired code of the same client already carries for another user is refused (a
+    sign-in made with a nonce taken from someone else's request, to be injected into theirs).
+    The same user's request again (a double-submitted sign-in) is answered; another client's
+    code with that nonce does not count; the check is one read on the autocommit connection."""
+    def code_request(actions, client_id: str, nonce: str):
+        return actions.authorize(client_id=client_id, scope="openid", nonce=nonce,
+                                 code_challenge=pkce_pair()[1], code_challenge_method="S256")
 
-    first = redirect_params(code_request("native", "n-replayed").headers["Location"])
+    first = redirect_params(code_request(oauth, "native", "n-replayed").headers["Location"])
     assert "code" in first and _codes(app) == 1
+    same_user = redirect_params(code_request(oauth, "native", "n-replayed").headers["Location"])
+    assert "code" in same_user and _codes(app) == 2
+
+    app.test_client_class = HttpsClient
+    bob = app.test_client()
+    assert AuthActions(bob).login("bob", BOB_PASSWORD).status_code == 302
     with statements(app) as run:
-        again = redirect_params(code_request("native", "n-replayed").headers["Location"])
+        again = redirect_params(code_request(OAuthActions(bob), "native", "n-replayed").headers["Location"])
     assert again["error"] == "invalid_request" and "code" not in again
-    assert _codes(app) == 1
+    assert _codes(app) == 2
     assert not [sql for sql in run.pooled if "authorization_codes" in sql], run.pooled
     assert run.autocommit >= 1
-    other_client = redirect_params(code_request("web", "n-replayed").headers["Location"])
-    assert "code" in other_client and _codes(app) == 2
+    other_client = redirect_params(code_request(OAuthActions(bob), "web", "n-replayed").headers["Location"])
+    assert "code" in other_client and _codes(app) == 3
 
 
 # --- OpenID Connect Core 3.1.2.1 and 6: prompt, max_age, id_token_hint, request objects ---------

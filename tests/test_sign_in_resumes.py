@@ -157,3 +157,29 @@ def test_a_nul_in_the_pending_client_id_never_reaches_the_database(client, flow_
     assert client.get("/account/login?returnUrl=/connect/authorize%3Fclient_id%3Dmob%2500ile").status_code == 200
     assert AuthActions(client).login(password="not-the-password", return_url=NUL_CLIENT).status_code == 400
     assert AuthActions(client).login(return_url=NUL_CLIENT).status_code == 302
+
+
+def test_a_sign_in_submitted_twice_answers_the_app_with_a_code_both_times(app, flow_clients):
+    """A double-clicked "Sign in" (or a browser that retries the POST) sends the same form twice
+    with the same cookies; the browser shows the second answer. Since the sign-in answers with the
+    code itself, the second answer found the first's code carrying the request's nonce and sent
+    the app error=invalid_request ("Replay attack"). A live code of the same user with that nonce
+    is the same person's request again, not a replay: only another user's code refuses it."""
+    from conftest import csrf_token
+
+    first, second = _fresh_client(app), _fresh_client(app)
+    _, challenge = pkce_pair()
+    return_url = _return_url(client_id="native", redirect_uri="com.example.native:/cb", response_type="code",
+                             scope="openid", nonce="nn-twice", state="st-2", code_challenge=challenge,
+                             code_challenge_method="S256")
+    page = first.get("/account/login?" + urlencode({"returnUrl": return_url}))
+    for cookie in first._cookies.values():  # the second tab of the same browser: the same cookies
+        second.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    form = {"csrf_token": csrf_token(page.get_data(as_text=True)), "username": "bob", "password": "marble-violet-canyon-482"}
+    url = "/account/login?" + urlencode({"returnUrl": return_url})
+    answers = [first.post(url, data=form), second.post(url, data=form)]
+    for answer in answers:
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+        params = redirect_params(answer.headers["Location"])
+        assert "code" in params and params["state"] == "st-2", params
+    assert _codes(app) == 2

@@ -53,6 +53,11 @@ def check_response_mode(request, redirect_uri: str) -> None:
                                   redirect_fragment=True)
 
 
+def _user_id(request) -> int | None:
+    """The signed-in user the authorization request is answered for, if any yet."""
+    return request.user.id if request.user is not None else None
+
+
 class AuthorizeRules:
     """Rules shared by every grant served at the authorization endpoint.
 
@@ -87,7 +92,7 @@ class AuthorizeRules:
         )
 
     def exists_nonce(self, nonce, request):
-        return issued_grants.code_nonce_seen(request.payload.client_id, nonce)
+        return issued_grants.code_nonce_seen(request.payload.client_id, nonce, _user_id(request))
 
     def id_token(self, *, code=None, access_token=None) -> str:
         request = self.request
@@ -189,7 +194,7 @@ class OpenIDCode(_OpenIDCode):
     """ID tokens from the token endpoint, signed by us, with the code's auth_time, nonce and sid."""
 
     def exists_nonce(self, nonce, request):
-        return issued_grants.code_nonce_seen(request.payload.client_id, nonce)
+        return issued_grants.code_nonce_seen(request.payload.client_id, nonce, _user_id(request))
 
     def process_token(self, grant, response):
         _, token, _ = response

@@ -114,9 +114,15 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     return won
 
 
-def code_nonce_seen(client_id: str, nonce: str) -> bool:
-    """True when a live code of this client already carries this nonce (a replayed request)."""
-    return store.code_nonce_seen(client_id, nonce, now())
+def code_nonce_seen(client_id: str, nonce: str, user_id: int | None) -> bool:
+    """True when a live code of this client already carries this nonce (a replayed request) and
+    was issued to another user than `user_id` (anyone's, when no one is signed in yet).
+
+    The same user's code is the same person's request sent again (a double-clicked "Sign in",
+    which answers with the code itself; a reload of the consent): refusing it sent the app an
+    error in place of the sign-in. Another user's code with the nonce is what the check is for:
+    a request made with a nonce taken from someone else's (an injected sign-in)."""
+    return store.code_nonce_seen(client_id, nonce, now(), user_id)
 
 
 def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: int, session_id: str | None,

@@ -116,27 +116,34 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     return durable.write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
-_CODE_NONCE = (
-    select(_CODES.c.id)
-    .where(_CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce"),
-           _CODES.c.expires_at > bindparam("stamp"))
-    .limit(1)
-)
+_CODE_NONCE_WHERE = (_CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce"),
+                     _CODES.c.expires_at > bindparam("stamp"))
+_CODE_NONCE = select(_CODES.c.id).where(*_CODE_NONCE_WHERE).limit(1)
+# the same, of another user than the one asking
+_CODE_NONCE_OTHER_USER = select(_CODES.c.id).where(*_CODE_NONCE_WHERE, _CODES.c.user_id != bindparam("user_id")).limit(1)
 
 
-def code_nonce_query(client_id: str, nonce: str, stamp: int) -> Select:
-    """A code of this client that expires after `stamp` and carries this nonce: one lookup in the
-    (client_id, nonce) index, where the expires_at index alone walked every live code."""
-    return _CODE_NONCE.params(client_id=client_id, nonce=nonce, stamp=stamp)
+def _code_nonce(client_id: str, nonce: str, stamp: int, user_id: int | None) -> tuple:
+    params = {"client_id": client_id, "nonce": nonce, "stamp": stamp}
+    if user_id is None:
+        return _CODE_NONCE, params
+    return _CODE_NONCE_OTHER_USER, {**params, "user_id": user_id}
 
 
-def code_nonce_seen(client_id: str, nonce: str, stamp: int) -> bool:
-    """True when a code of this client that expires after `stamp` carries this nonce. Every
-    authorization request with a nonce asks (twice in a sign-in): one read on the autocommit
-    connection, where through the session it built the query, checked out a connection and, on
-    PostgreSQL, cost a ping, a BEGIN and a ROLLBACK besides."""
-    row = autocommit_connection().first(_CODE_NONCE, {"client_id": client_id, "nonce": nonce, "stamp": stamp})
-    return row is not None
+def code_nonce_query(client_id: str, nonce: str, stamp: int, user_id: int | None = None) -> Select:
+    """A code of this client that expires after `stamp` and carries this nonce (issued to another
+    user than `user_id`, if given): one lookup in the (client_id, nonce) index, where the
+    expires_at index alone walked every live code."""
+    statement, params = _code_nonce(client_id, nonce, stamp, user_id)
+    return statement.params(**params)
+
+
+def code_nonce_seen(client_id: str, nonce: str, stamp: int, user_id: int | None = None) -> bool:
+    """True when a code of this client that expires after `stamp` carries this nonce (issued to
+    another user than `user_id`, if given). Every authorization request with a nonce asks (twice
+    in a sign-in): one read on the autocommit connection, where through the session it built the
+    query, checked out a connection and, on PostgreSQL, cost a ping, a BEGIN and a ROLLBACK besides."""
+    return autocommit_connection().first(*_code_nonce(client_id, nonce, stamp, user_id)) is not None
 
 
 def expire_user_codes(user_id: int, stamp: int) -> None:
