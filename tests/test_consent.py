@@ -1,5 +1,6 @@
 """Consent for clients with require_consent, remembered consent, prompt=consent, and the grants page."""
 
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -149,3 +150,45 @@ def test_revoking_an_app_revokes_the_access_token_of_a_rotation_committed_meanwh
     renewed = rotated["response"].get_json()
     assert oauth.token("native", grant_type="refresh_token", refresh_token=renewed["refresh_token"]).status_code == 400
     assert access_token_refused(app, client, renewed) == (True, 401)
+
+
+
+def test_a_consent_remembered_by_another_request_meanwhile_is_no_error(oauth, app, database_uri, monkeypatch):
+    """Allow clicked twice (two requests a moment apart, in two workers): both remember the
+    consent. Each answers the client with a code, and the remembered scopes are both requests'
+    (not a unique-key error answered 503 "database unavailable")."""
+    from identity.models import User
+    from identity.services import audit
+    from identity.services import consent as consent_service
+    from identity.store.connection import autocommit_connection
+    from races import in_thread, lock_waiters, other_workers, wait_until
+
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        is_sqlite = autocommit_connection().is_sqlite
+    location = _spa(oauth, state="twice").headers["Location"]
+    original, results, threads = audit.record, {}, []
+
+    def other_request():
+        with other_workers(database_uri) as (other,), other.app_context():
+            consent_service.remember_consent(user_id, "spa", ["openid", "email"])
+
+    def meanwhile(event, *args, **kwargs):
+        """The other request runs as this one records its consent: it ends first, or waits for this
+        one's lock (PostgreSQL: seen in pg_locks; SQLite: given a second)."""
+        if event == "consent_granted" and not threads:
+            threads.append(in_thread(results, "other", other_request))
+            started = time.monotonic()
+            wait_until(lambda: not threads[0].is_alive() or (
+                time.monotonic() - started > 1 if is_sqlite else lock_waiters(app) >= 1))
+        return original(event, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", meanwhile)
+    response = oauth.consent(location, decision="allow", remember=True)
+    threads[0].join(30)
+
+    assert response.status_code == 302, response.status_code
+    assert "code" in redirect_params(response.headers["Location"])
+    assert results["other"] is None
+    with app.app_context():
+        assert db.session.scalars(select(Consent.scopes)).all() == [["IdentityServerApi", "email", "openid", "profile"]]

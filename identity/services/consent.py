@@ -7,6 +7,7 @@ from sqlalchemy import delete, func, select
 from ..clock import now
 from ..extensions import db
 from ..models import Client, Consent, RefreshToken
+from ..store.writes import insert_or_skip
 from . import audit
 from .issued_grants import revoke_user_client_grants
 from .resources import display_names
@@ -19,11 +20,17 @@ def has_consent(user_id: int, client_id: str, scopes: list[str]) -> bool:
 
 
 def remember_consent(user_id: int, client_id: str, scopes: list[str]) -> None:
-    row = db.session.scalar(select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id))
-    if row is None:
-        db.session.add(Consent(user_id=user_id, client_id=client_id, scopes=sorted(set(scopes)), created_at=now()))
-    else:
-        row.scopes = sorted(set(row.scopes) | set(scopes))
+    """Add the scopes to what the user allowed the client, remembered in one row per user and
+    client even when two requests remember at once (Allow clicked twice): the row is inserted
+    unless there already, then read locked and widened, so neither request's scopes are lost."""
+    db.session.execute(insert_or_skip(Consent.__table__, ("user_id", "client_id"),
+                                      ("user_id", "client_id", "scopes", "created_at")),
+                       {"user_id": user_id, "client_id": client_id, "scopes": sorted(set(scopes)), "created_at": now()})
+    row = db.session.scalar(select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+                            .with_for_update().execution_options(populate_existing=True))
+    widened = sorted(set(row.scopes) | set(scopes))
+    if widened != row.scopes:
+        row.scopes = widened
     audit.record("consent_granted", user_id=user_id, client_id=client_id, detail={"scopes": sorted(scopes)})
     db.session.commit()
 
