@@ -1,6 +1,7 @@
 """The token endpoint: code redemption, refresh rotation, client credentials, password, client authentication."""
 
 import base64
+import hashlib
 
 import jwt as pyjwt
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import func, select, update
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD, BOB_PASSWORD
 from identity.extensions import db
-from identity.models import RefreshToken, RevokedAccessToken, User
+from identity.models import AuthorizationCode, RefreshToken, RevokedAccessToken, User
 
 
 @pytest.fixture
@@ -445,3 +446,22 @@ def test_a_client_made_public_by_the_seed_cannot_redeem_what_it_held_as_a_confid
                                                          "redirect_uri": "https://web.example.com/cb"})
     assert redeemed.status_code == 400
     assert _count(app, RefreshToken, client_id="web", revoked_at=None) == 0
+
+
+def test_a_code_verifier_or_challenge_outside_rfc_7636s_characters_is_refused(oauth, app):
+    """RFC 7636 section 4.1: a verifier is 43 to 128 unreserved characters, and an S256 challenge
+    is the verifier's hash in base64url. A trailing line feed is neither (a `$` in a pattern
+    matches before one): the challenge is refused at the authorization endpoint, not stored in a
+    code no verifier can redeem, and such a verifier is refused even when its hash matches."""
+    verifier = "v" * 43 + "\n"
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    code = _code(oauth, client_id="native", code_challenge=challenge, code_challenge_method="S256", scope="openid")
+    response = oauth.token("native", grant_type="authorization_code", code=code, redirect_uri="com.example.native:/cb",
+                           code_verifier=verifier)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request", response.get_json()
+
+    _, challenge = pkce_pair()
+    refused = oauth.authorize(client_id="native", scope="openid", code_challenge=challenge + "\n",
+                              code_challenge_method="S256")
+    assert redirect_params(refused.headers["Location"]).get("error") == "invalid_request", refused.headers["Location"]
+    assert _count(app, AuthorizationCode) == 1  # the first request's code only

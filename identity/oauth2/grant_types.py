@@ -3,6 +3,7 @@
 Each hook is a few lines that delegate to a service.
 """
 
+import re
 import secrets
 
 from authlib.oauth2 import OAuth2Error
@@ -28,6 +29,8 @@ from .response_modes import RESPONSE_MODES
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+#: RFC 7636 section 4.1: a code_verifier (and so a challenge) is 43 to 128 unreserved characters
+PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 
 def check_requested_scope(client, scope: str | None) -> None:
@@ -220,7 +223,16 @@ class CodeChallenge(_CodeChallenge):
             raise InvalidRequestError("code_challenge is required (PKCE with S256)")
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("code_challenge_method must be S256")
+        if data.get("code_challenge") and not PKCE_VALUE.fullmatch(data["code_challenge"]):
+            raise InvalidRequestError("code_challenge must be 43 to 128 unreserved characters")
         super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant, result):
+        """Authlib's check, whose pattern ends in `$` and so also takes a verifier with a trailing line feed."""
+        verifier = grant.request.form.get("code_verifier")
+        if verifier and not PKCE_VALUE.fullmatch(verifier):
+            raise InvalidRequestError("code_verifier must be 43 to 128 unreserved characters")
+        super().validate_code_verifier(grant, result)
 
 
 class HybridGrant(AuthorizeRules, _OpenIDHybridGrant):
