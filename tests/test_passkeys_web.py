@@ -3,16 +3,18 @@ the challenge kept in the session and spent by one answer, the login page's pass
 behind PASSKEY_SIGNIN_ENABLED. The test client speaks https://localhost: that is the issuer,
 so the RP id is `localhost` and the origin https://localhost."""
 
+import re
+from html import unescape
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
 
 from actions import AuthActions, OAuthActions
-from conftest import csrf_token
+from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import Passkey, User, UserSession
-from mfa_actions import claims, enrol_user, post_mfa, sign_in_with_code, step_clock  # noqa: F401
+from mfa_actions import claims, code_at, enrol_user, post_mfa, sign_in_with_code, step_clock  # noqa: F401
 from webauthn_keys import SoftKey, b64url
 
 ORIGIN, RP_ID = "https://localhost", "localhost"
@@ -344,3 +346,50 @@ def test_the_local_api_says_mfa_enabled_for_a_passkey(client, auth, app, flow_cl
     body = OAuthActions(client).code_flow(client_id="web", scope="openid IdentityServerApi", nonce="n-api")[0].get_json()
     account = client.get("/localapi/account", headers={"Authorization": "Bearer " + body["access_token"]})
     assert account.status_code == 200 and account.get_json()["mfa_enabled"] is True
+
+
+PENDING_SPA = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&"
+               "redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&state=s3&nonce=n&"
+               "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuHeDyyomLc&code_challenge_method=S256")
+FORM_RE = re.compile(r'<form class="form" method="post"(?: action="([^"]*)")?>')
+
+
+def first_form_target(html: str, page_url: str) -> str:
+    """Where the browser posts the page's first form: its action, or the page's own URL without one."""
+    match = FORM_RE.search(html)
+    assert match, "no form on the page"
+    return unescape(match.group(1)) if match.group(1) is not None else page_url
+
+
+def test_after_a_refused_passkey_the_password_form_still_signs_in_and_resumes_the_request(client, auth):
+    """A refused passkey (one this server does not know: removed here, still on the device) shows
+    the sign-in page again, served at the passkey endpoint's URL: its password form must still go
+    to the password sign-in, with the pending request, not post the password to the passkey
+    endpoint (which refuses it for want of a credential)."""
+    query = "?" + urlencode({"returnUrl": PENDING_SPA})
+    refused, _ = passkey_sign_in(client, SoftKey(), query)
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "could not be verified" in html
+    forgot = re.compile(r'href="(/account/forgot-password[^"]*)"')
+    login_page = client.get("/account/login" + query).get_data(as_text=True)
+    assert forgot.search(html).group(1) == forgot.search(login_page).group(1)  # the pending request is kept there too
+    target = first_form_target(html, "/account/login/passkey" + query)
+    signed_in = client.post(target, data={"csrf_token": csrf_token(html), "username": "alice",
+                                          "password": ALICE_PASSWORD})
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == PENDING_SPA, signed_in.status_code
+
+
+def test_after_a_refused_passkey_on_the_second_step_the_code_form_still_finishes_it(client, auth, app, step_clock):
+    secret, _ = enrol_user(app)
+    step = auth.login(return_url=PENDING_SPA).headers["Location"]
+    query = step[step.index("?"):]
+    csrf = token(client, "/account/login/mfa" + query)
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf})
+    challenge = options.get_json()["challenge"] if options.status_code == 200 else "AAAA"
+    stranger = SoftKey().assertion(challenge, origin=ORIGIN, rp_id=RP_ID)
+    refused = client.post("/account/login/mfa/passkey" + query, data={"csrf_token": csrf, "credential": stranger})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    target = first_form_target(html, "/account/login/mfa/passkey" + query)
+    finished = client.post(target, data={"csrf_token": csrf_token(html), "code": code_at(secret)})
+    assert finished.status_code == 302 and finished.headers["Location"] == PENDING_SPA, finished.status_code

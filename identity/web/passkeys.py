@@ -130,6 +130,11 @@ def remove(passkey_id: int):
     return redirect(url_for("mfa.factors"))
 
 
+def _with_return_url(endpoint: str, return_url: str | None) -> str:
+    """A sign-in page's URL, carrying the pending request's return URL if there is one."""
+    return url_for(endpoint, returnUrl=return_url) if return_url else url_for(endpoint)
+
+
 # --- passwordless sign-in --------------------------------------------------------------------
 
 
@@ -159,8 +164,10 @@ def login():
     except PasskeyRefused as err:
         client_name, redirect_uri = pending_client(return_url)
         allow_form_target(redirect_uri)
+        # served at this endpoint's URL: the password form must still post to the password sign-in
         return render_template("account/login.html", form=LoginForm(formdata=None), error=str(err),
-                               client_name=client_name), 400
+                               client_name=client_name, return_url=return_url,
+                               form_action=_with_return_url("account.login", return_url)), 400
     principal = sign_in(result)
     return _after_sign_in(principal, return_url)
 
@@ -211,6 +218,6 @@ def second_step():
         client_name, redirect_uri = pending_client(return_url)
         allow_form_target(redirect_uri)
         return render_template("account/login_mfa.html", form=SecondFactorForm(formdata=None), error=str(err),
-                               client_name=client_name), 400
+                               client_name=client_name, form_action=_with_return_url("mfa.second_step", return_url)), 400
     principal = sign_in(result, remember=pending.get("remember", False))
     return _after_sign_in(principal, return_url)
