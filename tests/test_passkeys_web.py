@@ -393,3 +393,20 @@ def test_after_a_refused_passkey_on_the_second_step_the_code_form_still_finishes
     target = first_form_target(html, "/account/login/mfa/passkey" + query)
     finished = client.post(target, data={"csrf_token": csrf_token(html), "code": code_at(secret)})
     assert finished.status_code == 302 and finished.headers["Location"] == PENDING_SPA, finished.status_code
+
+
+def test_a_sign_in_with_a_second_factor_or_a_passkey_is_named_after_its_client(client, auth, app, step_clock):
+    """docs/sessions.md: a browser session is named after the client whose authorization request
+    the sign-in began at, as the password-only sign-in records it; so too a sign-in finished with
+    a code, and one with a passkey alone."""
+    secret, _ = enrol_user(app)
+    step = auth.login(return_url=PENDING_SPA).headers["Location"]
+    finished = client.post(step, data={"csrf_token": token(client, step), "code": code_at(secret)})
+    assert finished.status_code == 302 and finished.headers["Location"] == PENDING_SPA
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    signed_in, _ = passkey_sign_in(client, key, "?" + urlencode({"returnUrl": PENDING_SPA}))
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == PENDING_SPA
+    with app.app_context():
+        assert db.session.scalars(select(UserSession.client_id).order_by(UserSession.id)).all() == ["spa", "spa"]

@@ -250,7 +250,7 @@ def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
     if check.method is None:
         return SignInResult(None, locked=check.locked)
     methods = mfa.amr_with_second_factor(amr, check.method)
-    session, store = browser_sessions.new_session(user.id, amr=methods)
+    session, store = browser_sessions.new_session(user.id, amr=methods, client_id=client_id)
     write(*check.success, audit.event_write("sign_in", user_id=user.id, client_id=client_id,
                                              detail={"amr": methods}), store)
     result = SignInResult(user, amr=methods)

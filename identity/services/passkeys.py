@@ -284,7 +284,7 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
         db.session.rollback()
         raise PasskeyRefused(NOT_VERIFIED)
     amr = f"{use.method} {mfa.AMR_MFA}"  # user verification was required: two factors in one
-    session, insert = browser_sessions.new_session(user.id, amr=amr)
+    session, insert = browser_sessions.new_session(user.id, amr=amr, client_id=client_id)
     db.session.execute(*insert)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
     db.session.commit()
@@ -310,7 +310,7 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
             lockout.commit_refusal(reservation)
         raise
     methods = mfa.amr_with_second_factor(amr, use.method)
-    session, insert = browser_sessions.new_session(user.id, amr=methods)
+    session, insert = browser_sessions.new_session(user.id, amr=methods, client_id=client_id)
     for statement in (lockout.settled(reservation), insert):
         db.session.execute(*statement)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
