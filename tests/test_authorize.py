@@ -399,3 +399,20 @@ def test_request_objects_are_refused_not_ignored(oauth, app, name, value, error)
     params = redirect_params(oauth.authorize(client_id="web", **{name: value}).headers["Location"])
     assert params.get("error") == error and "code" not in params, params
     assert _codes(app) == 0
+
+
+@pytest.mark.parametrize("scope", ["openid admin", "openid"])
+def test_form_post_to_a_redirect_uri_no_browser_can_post_to_answers_by_redirect(oauth, app, scope):
+    """form_post needs an http or https redirect URI (Authlib refuses it for another); an error to
+    such a URI is redirected as the response type's default mode says (RFC 6749 section 4.1.2.1),
+    never an auto-submitting page posting to a private-use scheme, where the person would wait
+    forever and the app never learn."""
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="native", response_mode="form_post", scope=scope, state="fp-native",
+                               code_challenge=challenge, code_challenge_method="S256")
+    assert response.status_code == 302, response.status_code
+    assert response.headers["Location"].startswith("com.example.native:/cb?")
+    params = redirect_params(response.headers["Location"])
+    assert params["error"] == ("invalid_scope" if scope == "openid admin" else "invalid_request")
+    assert params["state"] == "fp-native"
+    assert _codes(app) == 0

@@ -80,7 +80,7 @@ def error_decision(error: OAuth2Error, params: AuthorizationParams):
     state = params.values.get("state")
     if state and not any(k == "state" for k, _ in body):
         body.append(("state", state))
-    return Respond(ReplyTo(redirect_uri, response_mode(params.values)), body)
+    return Respond(ReplyTo(redirect_uri, response_mode(params.values, redirect_uri)), body)
 
 
 def _prompts(params: AuthorizationParams) -> list[str]:

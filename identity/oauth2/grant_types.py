@@ -25,7 +25,7 @@ from ..services import accounts, issued_grants
 from ..services.id_tokens import build_id_token
 from ..services.mfa import AMR_PASSWORD
 from .context import grant_context, resume_grant
-from .response_modes import RESPONSE_MODES
+from .response_modes import RESPONSE_MODES, takes_form_post
 
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -45,7 +45,8 @@ def check_requested_scope(client, scope: str | None) -> None:
 
 
 def check_response_mode(request, redirect_uri: str) -> None:
-    """Known response mode; tokens never travel in a query string."""
+    """Known response mode; tokens never travel in a query string; form_post only to a redirect
+    URI a browser can post to (the error is then redirected to it, as response_modes.py says)."""
     mode = request.payload.data.get("response_mode")
     if mode is None:
         return
@@ -54,6 +55,8 @@ def check_response_mode(request, redirect_uri: str) -> None:
     if mode == "query" and request.payload.response_type != "code":
         raise InvalidRequestError("response_mode=query is not allowed when tokens are returned", redirect_uri=redirect_uri,
                                   redirect_fragment=True)
+    if mode == "form_post" and not takes_form_post(redirect_uri):
+        raise InvalidRequestError("response_mode=form_post needs an http or https redirect_uri", redirect_uri=redirect_uri)
 
 
 def _user_id(request) -> int | None:

@@ -21,12 +21,24 @@ def response_type(values) -> str:
     return " ".join(sorted(raw.split())) if " " in raw else raw
 
 
-def response_mode(values) -> str:
-    """The requested mode when known, else the response type's default; never query for tokens."""
+def response_mode(values, redirect_uri: str | None = None) -> str:
+    """The requested mode when known, else the response type's default; never query for tokens,
+    and never form_post to a redirect URI no browser can post a form to (grant_types.py refuses
+    that request, and its error, as any answer to that URI, is redirected)."""
     code_only = response_type(values) == "code"
+    default = "query" if code_only else "fragment"
     requested = values.get("response_mode")
-    mode = requested if requested in RESPONSE_MODES else ("query" if code_only else "fragment")
-    return "fragment" if mode == "query" and not code_only else mode
+    mode = requested if requested in RESPONSE_MODES else default
+    if mode == "query" and not code_only:
+        return "fragment"
+    if mode == "form_post" and redirect_uri is not None and not takes_form_post(redirect_uri):
+        return default
+    return mode
+
+
+def takes_form_post(redirect_uri: str) -> bool:
+    """Whether a browser can post a form to this redirect URI: http or https, not a private-use scheme."""
+    return urlsplit(redirect_uri).scheme.lower() in ("http", "https")
 
 
 def reply_to(client, values) -> ReplyTo | None:
@@ -35,7 +47,7 @@ def reply_to(client, values) -> ReplyTo | None:
     uri = values.get("redirect_uri")
     if client is None or not uri or not redirect_uri_matches(client.redirect_uris, uri):
         return None
-    return ReplyTo(uri, response_mode(values))
+    return ReplyTo(uri, response_mode(values, uri))
 
 
 def location(redirect_uri: str, params: list[tuple[str, str]], fragment: bool) -> str:
