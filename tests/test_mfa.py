@@ -1,6 +1,7 @@
 """The authenticator app (TOTP) and recovery codes: enrolment on /account/mfa, the second sign-in
 step /account/login/mfa, removal, and the half-signed-in state between the steps."""
 
+import re
 import time
 
 import pytest
@@ -317,3 +318,18 @@ def test_a_disabled_user_cannot_finish_a_half_done_sign_in(app, enrolled):
         assert accounts.pending_user(user_id, version, now()) is not None
         user_status.disable_user("alice")
         assert accounts.pending_user(user_id, version, now()) is None
+
+
+def test_start_again_on_the_second_step_keeps_the_pending_request(client, seeded, enrolled):
+    """The second step's "Start again" went to the sign-in page without the app's request: the
+    person signed in to the account pages and the app never got its answer."""
+    import html
+    from urllib.parse import parse_qs, urlsplit
+
+    return_url = "/connect/authorize?client_id=spa&response_type=code&scope=openid"
+    first = password_step(client, return_url=return_url)
+    assert first.status_code == 302 and "/account/login/mfa" in first.headers["Location"]
+    page = client.get(first.headers["Location"]).get_data(as_text=True)
+    start_again = html.unescape(re.search(r'<a href="([^"]*)">Start again</a>', page).group(1))
+    assert urlsplit(start_again).path == "/account/login"
+    assert parse_qs(urlsplit(start_again).query).get("returnUrl") == [return_url]

@@ -45,7 +45,8 @@ def second_step():
     client_name, redirect_uri = pending_client(return_url)
     allow_form_target(redirect_uri)  # the post ends at the client after the redirects
     status = 200 if error is None else 400
-    return render_template("account/login_mfa.html", form=form, error=error, client_name=client_name), status
+    return render_template("account/login_mfa.html", form=form, error=error, client_name=client_name,
+                           return_url=return_url), status
 
 
 @bp.route("/mfa", methods=["GET", "POST"])
