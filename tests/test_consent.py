@@ -192,3 +192,25 @@ def test_a_consent_remembered_by_another_request_meanwhile_is_no_error(oauth, ap
     assert results["other"] is None
     with app.app_context():
         assert db.session.scalars(select(Consent.scopes)).all() == [["IdentityServerApi", "email", "openid", "profile"]]
+
+
+def test_grants_page_lists_apps_that_hold_only_access_tokens(oauth, app, client):
+    """An app that got only an access token (the implicit flow; a code flow without offline_access
+    or remembered consent) can call APIs for the user for the token's lifetime, and revoking it on
+    this page ends that token (docs/security.md). The page listed only remembered consents and
+    refresh tokens, so it never offered to revoke such an app."""
+    implicit = oauth.authorize(client_id="implicit", response_type="id_token token", scope="openid profile",
+                               nonce="n-grants")
+    implicit_token = redirect_params(implicit.headers["Location"])["access_token"]
+    native, _ = oauth.code_flow(client_id="native", scope="openid IdentityServerApi")
+    native_token = native.get_json()["access_token"]
+    assert "refresh_token" not in native.get_json()
+
+    html = client.get("/account/grants").get_data(as_text=True)
+    assert "Implicit App" in html and "Native App" in html
+    for client_id in ("implicit", "native"):
+        assert client.post("/account/grants/revoke", data={"csrf_token": csrf_token(html),
+                                                           "client_id": client_id}).status_code == 302
+    for token in (implicit_token, native_token):
+        assert client.get("/connect/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)

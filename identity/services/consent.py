@@ -2,11 +2,11 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, exists, func, null, or_, select
 
 from ..clock import now
 from ..extensions import db
-from ..models import Client, Consent, RefreshToken
+from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
 from ..store.writes import insert_or_skip
 from . import audit
 from .issued_grants import revoke_user_client_grants
@@ -43,8 +43,39 @@ class AppGrant:
     created_at: int
 
 
+def _not_revoked(jti_column):
+    return and_(jti_column.is_not(None), ~exists().where(RevokedAccessToken.jti == jti_column))
+
+
+def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]:
+    """Apps that may hold a live access token of the user outside any refresh token (a code flow
+    without offline_access, the implicit flow, the password grant): client id -> (first issued,
+    scopes). Not those revoked, expired by the client's lifetime, or issued before the user's
+    last password change (refused already)."""
+    stamp = now()
+    since = db.session.scalar(select(User.password_changed_at).where(User.id == user_id)) or 0
+    issued = func.coalesce(AuthorizationCode.consumed_at, AuthorizationCode.created_at)
+    apps: dict[str, tuple[int, set[str]]] = {}
+    from_codes = db.session.execute(
+        select(AuthorizationCode.client_id, issued, AuthorizationCode.scope)
+        .join(Client, Client.client_id == AuthorizationCode.client_id)
+        .where(AuthorizationCode.user_id == user_id, issued >= since, issued + Client.access_token_lifetime > stamp,
+               or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti))))
+    standalone_issued = StandaloneAccessToken.expires_at - Client.access_token_lifetime
+    standalone = db.session.execute(
+        select(StandaloneAccessToken.client_id, standalone_issued, null())
+        .join(Client, Client.client_id == StandaloneAccessToken.client_id)
+        .where(StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.expires_at > stamp,
+               standalone_issued >= since, _not_revoked(StandaloneAccessToken.jti)))
+    for client_id, at, scope in [*from_codes, *standalone]:
+        first, scopes = apps.get(client_id, (at, set()))
+        apps[client_id] = (min(first, at), scopes | set((scope or "").split()))
+    return apps
+
+
 def list_grants(user_id: int) -> list[AppGrant]:
-    """Apps the user has consented to or that hold live refresh tokens for them."""
+    """Apps the user has consented to, that hold live refresh tokens for them, or that may hold a
+    live access token of theirs (revoking any of them ends it: revoke_grant)."""
     consents = {c.client_id: c for c in db.session.scalars(select(Consent).where(Consent.user_id == user_id))}
     tokens = db.session.execute(
         select(RefreshToken.client_id, func.min(RefreshToken.issued_at))
@@ -52,13 +83,16 @@ def list_grants(user_id: int) -> list[AppGrant]:
                RefreshToken.expires_at > now())
         .group_by(RefreshToken.client_id)
     ).all()
-    client_ids = set(consents) | {t[0] for t in tokens}
+    access_only = _apps_holding_access_tokens(user_id)
+    client_ids = set(consents) | {t[0] for t in tokens} | set(access_only)
     names = {c.client_id: c.client_name for c in db.session.scalars(select(Client).where(Client.client_id.in_(client_ids)))}
-    token_scopes = {}
+    token_scopes = {client_id: scopes for client_id, (_, scopes) in access_only.items()}
     for row in db.session.scalars(select(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
                                                             RefreshToken.consumed_at.is_(None))):
         token_scopes.setdefault(row.client_id, set()).update(row.scope.split())
-    issued = dict(tokens)
+    issued = {client_id: first for client_id, (first, _) in access_only.items()}
+    for client_id, first in tokens:
+        issued[client_id] = min(first, issued.get(client_id, first))
     grants = []
     for client_id in sorted(client_ids):
         scopes = set(consents[client_id].scopes) if client_id in consents else set()
