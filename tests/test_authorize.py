@@ -416,3 +416,18 @@ def test_form_post_to_a_redirect_uri_no_browser_can_post_to_answers_by_redirect(
     assert params["error"] == ("invalid_scope" if scope == "openid admin" else "invalid_request")
     assert params["state"] == "fp-native"
     assert _codes(app) == 0
+
+
+@pytest.mark.parametrize("response_type, error", [(None, "invalid_request"), ("bogus", "unsupported_response_type")])
+def test_a_missing_or_unknown_response_type_is_answered_in_the_query(oauth, response_type, error):
+    """RFC 6749 4.1.2.1: a missing required parameter is invalid_request; an error about a
+    response type that carries no token goes back in the query, as for the code flow. A missing
+    response_type was answered unsupported_response_type, in the fragment."""
+    params = {"client_id": "web", "redirect_uri": "https://web.example.com/cb", "scope": "openid", "state": "st-rt"}
+    if response_type:
+        params["response_type"] = response_type
+    location = oauth.client.get("/connect/authorize?" + urlencode(params)).headers["Location"]
+    parts = urlsplit(location)
+    assert parts.fragment == "" and (parts.scheme, parts.netloc, parts.path) == ("https", "web.example.com", "/cb")
+    answer = dict(parse_qs(parts.query))
+    assert answer["error"] == [error] and answer["state"] == ["st-rt"], answer

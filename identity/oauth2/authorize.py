@@ -218,6 +218,9 @@ def validate(principal, params: AuthorizationParams):
         oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)
         grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:
+        if error.error == "unsupported_response_type" and not params.values.get("response_type"):
+            # RFC 6749 4.1.2.1: a required parameter missing is invalid_request (Authlib: unsupported)
+            error = InvalidRequestError("response_type is required", redirect_uri=error.redirect_uri)
         return error_decision(_parameter_error(params, error.redirect_uri) or error, params)
     reply = reply_to(grant.request.client.row, params.values)
     error = _parameter_error(params, reply.redirect_uri if reply is not None else None)

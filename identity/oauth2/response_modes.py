@@ -24,12 +24,16 @@ def response_type(values) -> str:
 def response_mode(values, redirect_uri: str | None = None) -> str:
     """The requested mode when known, else the response type's default; never query for tokens,
     and never form_post to a redirect URI no browser can post a form to (grant_types.py refuses
-    that request, and its error, as any answer to that URI, is redirected)."""
-    code_only = response_type(values) == "code"
-    default = "query" if code_only else "fragment"
+    that request, and its error, as any answer to that URI, is redirected).
+
+    The default is the fragment for a response type that carries a token or an ID token, else
+    the query: the code flow's, and that of an error about a response type that is missing or
+    unknown (RFC 6749 4.1.2.1)."""
+    carries_tokens = bool({"token", "id_token"} & set(response_type(values).split()))
+    default = "fragment" if carries_tokens else "query"
     requested = values.get("response_mode")
     mode = requested if requested in RESPONSE_MODES else default
-    if mode == "query" and not code_only:
+    if mode == "query" and carries_tokens:
         return "fragment"
     if mode == "form_post" and redirect_uri is not None and not takes_form_post(redirect_uri):
         return default
