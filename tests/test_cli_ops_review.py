@@ -242,3 +242,25 @@ def test_a_lone_surrogate_in_a_seed_is_refused(app, runner, tmp_path, text, labe
     refused_in_one_line(result, label, field, "Unicode")
     assert "abcdefghijklmnop" not in result.output  # not the secret
     assert client_ids(app) == set()
+
+
+@pytest.mark.parametrize("app_config", [PRODUCTION])
+@pytest.mark.parametrize("uri", ["http://127.evil.example/cb", "http://127.0.0.1.nip.io/cb", "http://localhost.evil.example/cb"])
+def test_a_host_name_that_starts_like_a_loopback_address_is_no_loopback_host(app, runner, tmp_path, uri):
+    """A DNS name such as 127.evil.example resolves wherever its owner says: it is not the loopback
+    host RFC 8252 lets a native app use over http, so a public client registering it is refused."""
+    doc = {"clients": [{"client_id": "public-web", "allowed_grant_types": ["authorization_code"],
+                        "redirect_uris": [uri], "allowed_scopes": ["openid"]}]}
+    result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+    refused_in_one_line(result, "client 'public-web'", "redirect_uris", "https")
+    assert client_ids(app) == set()
+
+
+@pytest.mark.parametrize("app_config", [PRODUCTION])
+@pytest.mark.parametrize("uri", ["http://127.0.0.1/cb", "http://127.1.2.3:8080/cb", "http://[::1]/cb",
+                                 "http://localhost/cb"])
+def test_a_loopback_redirect_uri_stays_allowed_for_a_public_client(app, runner, tmp_path, uri):
+    doc = {"clients": [{"client_id": "native", "allowed_grant_types": ["authorization_code"],
+                        "redirect_uris": [uri], "allowed_scopes": ["openid"]}]}
+    result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+    assert result.exit_code == 0, result.output

@@ -1,5 +1,6 @@
 """Marshmallow schemas for the operator's input: the seed file and `clients add`."""
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
@@ -72,8 +73,16 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def _is_loopback(host: str | None) -> bool:
-    """localhost, [::1] or an address in 127.0.0.0/8 (RFC 8252's loopback redirect)."""
-    return bool(host) and (host in _LOOPBACK_HOSTS or host.startswith("127."))
+    """localhost, [::1] or an address in 127.0.0.0/8 (RFC 8252's loopback redirect); a host name
+    that only starts like one (127.evil.example) is a DNS name like any other."""
+    if not host:
+        return False
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def outbound_http_allowed() -> bool:
