@@ -235,6 +235,19 @@ SWITCH_SETTINGS = [name for name in _defaults(bool)] + ["SESSION_COOKIE_SECURE"]
 RATE_LIMIT_SETTINGS = [name for name in _defaults(str) if name.startswith("RATELIMIT_") and name != "RATELIMIT_STORAGE_URI"]
 
 
+#: every numeric setting of the defaults (int or float, not an on/off bool)
+NUMERIC_SETTINGS = [name for name in _defaults((int, float)) if name not in SWITCH_SETTINGS]
+
+
+@pytest.mark.parametrize("setting", NUMERIC_SETTINGS)
+def test_every_numeric_setting_that_is_not_a_number_is_refused_at_start(instance, setting):
+    """configuration.md: a numeric setting that is not a number stops the server and every command
+    at start, naming it. FLASK_PASSWORD_MIN_GUESSES_LOG10=11x started a server whose every password
+    check raised a TypeError (500), and FLASK_WTF_CSRF_TIME_LIMIT=1h one whose every form post did."""
+    with pytest.raises(ConfigurationError, match=setting):
+        make(instance, SECRET_KEY="k" * 32, **{setting: "12x"})
+
+
 @pytest.mark.parametrize("setting", SWITCH_SETTINGS)
 def test_a_switch_that_is_not_true_or_false_is_refused_at_start(instance, monkeypatch, setting):
     """FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false): it arrived as the string
