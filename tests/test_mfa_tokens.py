@@ -2,6 +2,7 @@
 acr_values=mfa and a client's require_mfa, prompt=login and max_age, the password grant, and the
 operator's `users mfa-reset`."""
 
+import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -176,6 +177,16 @@ def test_users_mfa_reset_removes_the_factors_and_is_audited(app, runner, seeded,
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "mfa_reset"))
         assert event.detail["had_factor"] is True and event.detail["by"] == "operator"
     assert runner.invoke(args=["users", "mfa-reset", "nobody"]).exit_code == 1
+
+
+def test_users_mfa_reset_takes_json_as_the_other_user_commands_do(app, runner, seeded):
+    """docs/cli.md lists it with the users commands, which all take --json for scripts."""
+    result = runner.invoke(args=["users", "mfa-reset", "alice", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"username": "alice", "removed": False}
+    enrol_user(app)
+    result = runner.invoke(args=["users", "mfa-reset", "alice", "--json"])
+    assert json.loads(result.output) == {"username": "alice", "removed": True}
 
 
 def test_clients_add_require_mfa(app, runner, seeded):

@@ -112,8 +112,9 @@ def users_unlock(username, as_json):
 
 @users_cli.command("mfa-reset")
 @click.argument("username")
+@json_option
 @with_schema
-def users_mfa_reset(username):
+def users_mfa_reset(username, as_json):
     """Remove a user's second factors (a lost phone); they sign in with the password alone until they set one up."""
     user = accounts.find_user(username)
     if user is None:
@@ -121,4 +122,5 @@ def users_mfa_reset(username):
     had = mfa.reset_factors(user.id)
     if had:
         notifications.second_factors_removed(user)
-    click.echo(f"Removed the second factors of {user.username}." if had else f"{user.username} had no second factor.")
+    _report(as_json, f"Removed the second factors of {user.username}." if had else f"{user.username} had no second factor.",
+            username=user.username, removed=had)
