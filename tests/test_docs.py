@@ -237,6 +237,17 @@ def test_every_page_is_in_the_site_navigation():
     assert not missing, f"docs pages missing from mkdocs.yml's nav: {missing}"
 
 
+def test_every_setting_of_the_defaults_is_documented():
+    """configuration.md is where an operator looks a setting up: each one in
+    identity/config/defaults.py is named in README.md or docs/ (performance.md's measurements aside),
+    so none has a default and a meaning only the code knows (the token lifetimes had none)."""
+    from identity.config import defaults
+
+    text = "\n".join(p.read_text(encoding="utf-8") for p in DOCS if p.name != "performance.md")
+    missing = [name for name in vars(defaults) if name.isupper() and not re.search(rf"(?<![\w])(?:FLASK_)?{name}(?![\w])", text)]
+    assert not missing, f"settings of identity/config/defaults.py no page names: {missing}"
+
+
 # Named in the docs before the modules that issue 19 introduces are merged; the lead empties this at merge.
 PENDING_PATHS: set[str] = set()  # paths the docs may name before they exist (none today)
 REPO_PATH_RE = re.compile(r"(?<![\w/.-])((?:identity|api|tests|bench|demo|templates|static|docs)/[\w./-]*[\w/]|gunicorn\.conf\.py|app\.py|Makefile|\.ci/run)")

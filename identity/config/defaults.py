@@ -73,8 +73,10 @@ RATELIMIT_HEADERS_ENABLED = False  # True adds X-RateLimit-* (and Retry-After) t
 # --- tokens ------------------------------------------------------------
 ACCESS_TOKEN_SIGNING_ALG = "ES256"  # RS256 or ES256; measured faster end to end (docs/performance.md)
 ID_TOKEN_SIGNING_ALG = "RS256"  # the only value: clients expect RS256 ID tokens (OpenID Connect Core 3.1.3.7)
-AUTHORIZATION_CODE_LIFETIME_SECONDS = 300
-ID_TOKEN_LIFETIME_SECONDS = 300
+AUTHORIZATION_CODE_LIFETIME_SECONDS = 300  # a code is redeemed within this, or never
+ID_TOKEN_LIFETIME_SECONDS = 300  # exp - iat of an ID token
+# A refresh token expires this long after it was issued; each rotation issues a new one, so the
+# lifetime slides: a grant refreshed within it lasts until revoked (there is no absolute lifetime).
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
 JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
 JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
