@@ -70,6 +70,25 @@ def test_environment_values_are_parsed_as_json(instance, monkeypatch):
     assert app.config["RATELIMIT_ENABLED"] is False
 
 
+@pytest.mark.parametrize("setting, value", [("SECRET_KEY", "48213907561234987650123498765012"),
+                                            ("MAIL_PASSWORD", "20481024"), ("MAIL_USERNAME", "1729"),
+                                            ("MAIL_SERVER", "25")])
+def test_a_text_setting_that_the_environment_turned_into_json_is_refused_at_start(instance, monkeypatch,
+                                                                                 setting, value):
+    """A value of digits (or true, null) arrives from FLASK_* as a number (or a bool, None): an
+    all-digit FLASK_SECRET_KEY started a server whose every page was a 500 (TypeError: 'int' object
+    is not iterable, in itsdangerous), and a numeric mail password fails inside smtplib's login.
+    Refused at start naming the setting, and never echoing a value that may be a secret."""
+    monkeypatch.setenv(f"FLASK_{setting}", value)
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+              "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": PRODUCTION_ISSUER,
+              "MAIL_SERVER": PRODUCTION_MAIL_SERVER, "SECRET_KEY": "k" * 32}
+    config.pop(setting, None)  # the environment's value, as JSON made it
+    with pytest.raises(ConfigurationError, match=setting) as refused:
+        create_app(config)
+    assert value not in str(refused.value)
+
+
 def test_default_database_is_sqlite_in_the_instance_folder(instance):
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 32, "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY,
                       "ISSUER": PRODUCTION_ISSUER, "MAIL_SERVER": PRODUCTION_MAIL_SERVER})

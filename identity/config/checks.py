@@ -26,6 +26,7 @@ class ConfigurationError(click.ClickException):
 
 def check_settings(cfg, *, development: bool) -> None:
     """Check every setting's value (the settings required to serve are startup.require's)."""
+    _check_texts(cfg)
     _check_numbers(cfg)
     _check_switches(cfg)
     _check_database_uri(cfg)
@@ -174,6 +175,21 @@ def _check_numbers(cfg) -> None:
     if cfg["PASSWORD_MIN_LENGTH"] > cfg["PASSWORD_MAX_LENGTH"]:
         raise ConfigurationError(f"PASSWORD_MIN_LENGTH ({cfg['PASSWORD_MIN_LENGTH']}) must not exceed "
                                  f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
+
+
+#: Settings that are text (SECRET_KEY may be bytes too, from a config file). FLASK_SECRET_KEY made of
+#: digits, or FLASK_MAIL_PASSWORD=true, is JSON and arrives as a number or a bool: the server would
+#: start and fail every page (itsdangerous) or every mail (smtplib's login) instead.
+TEXTS = ("SECRET_KEY", "MAIL_SERVER", "MAIL_USERNAME", "MAIL_PASSWORD")
+
+
+def _check_texts(cfg) -> None:
+    """Each text setting is a string or unset; the message never shows the value (it may be a secret)."""
+    for name in TEXTS:
+        value = cfg.get(name)
+        if value is not None and not isinstance(value, (bytes, str) if name == "SECRET_KEY" else str):
+            raise ConfigurationError(f"{name} must be text, not {type(value).__name__}: FLASK_{name} was read as "
+                                     f"JSON; quote a value of digits or true/false/null (FLASK_{name}='\"...\"')")
 
 
 #: On/off settings. FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false), so it arrives as
