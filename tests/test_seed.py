@@ -165,6 +165,25 @@ def test_changed_redirect_uris_are_updated(app, runner, tmp_path):
     assert after["users"] == before["users"]  # nothing else touched
 
 
+def test_an_entry_is_the_whole_client_so_what_it_leaves_out_takes_its_default(app, runner, tmp_path):
+    """docs/cli.md: a field an entry leaves out is not kept from the row: without client_secrets an
+    existing confidential client becomes public (its secret no longer works), its require_mfa and
+    consent go back to false. `clients update` is the way to change some fields."""
+    doc = seed_doc()
+    doc["clients"][0].update(require_consent=True, require_mfa=True)
+    seed(runner, tmp_path, doc)
+    partial = {"clients": [{"client_id": "mobile", "allowed_grant_types": ["hybrid"],
+                            "redirect_uris": ["com.example.app:/callback"], "allowed_scopes": ["openid"]}]}
+
+    result = seed(runner, tmp_path, partial)
+
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        mobile = db.session.scalar(select(Client).where(Client.client_id == "mobile"))
+        assert not mobile.secret_hashes and not verify_client_secret(mobile.secret_hashes, MOBILE_SECRET)
+        assert (mobile.require_consent, mobile.require_mfa) == (False, False)
+
+
 def password_is(app, user: User, password: str) -> bool:
     with app.app_context():
         return verify_password(user.password_hash, password)
