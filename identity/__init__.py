@@ -1,6 +1,7 @@
 """The OpenID provider and the user accounts."""
 
 from flask import Flask
+from limits.errors import ConfigurationError as LimitsConfigurationError
 
 from . import cli, oauth2
 from .config import startup
@@ -20,7 +21,10 @@ def init_app(app: Flask) -> None:
     schema.init_app(app)
     headers.init_app(app)
     csrf.init_app(app)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except LimitsConfigurationError as err:  # a store whose package is missing (memcached://, mongodb://)
+        startup.refuse_to_start(app, startup.ConfigurationError(f"RATELIMIT_STORAGE_URI cannot be used: {err}"))
     mail.init_app(app)
     login_session.init_app(app)
     oauth2.init_app(app)

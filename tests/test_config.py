@@ -286,6 +286,23 @@ def test_a_rate_limit_that_does_not_parse_is_refused_at_start(instance, setting)
         make(instance, SECRET_KEY="k" * 32, **{setting: "5 per fortnight"})
 
 
+@pytest.mark.parametrize("uri", ["redis//localhost:6379/0", "foo://user:hunter2@cache.example", "redis://localhost:x/0",
+                                 "memcached://localhost:11211", 6379])
+def test_a_rate_limit_storage_that_cannot_be_used_is_refused_at_start(instance, uri):
+    """cli.md: a wrong setting is one line naming it, never a traceback. A typo in
+    FLASK_RATELIMIT_STORAGE_URI (a production step of deployment.md), a store whose package is not
+    installed, or a number was Flask-Limiter's traceback at the start of the server and of every
+    command. The line names the setting, not the URI (it may carry the store's password)."""
+    with pytest.raises(ConfigurationError, match="RATELIMIT_STORAGE_URI") as refused:
+        make(instance, SECRET_KEY="k" * 32, RATELIMIT_STORAGE_URI=uri)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_a_redis_rate_limit_storage_is_accepted_without_connecting(instance):
+    app = make(instance, SECRET_KEY="k" * 32, RATELIMIT_STORAGE_URI="redis://192.0.2.1:6379/0")
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis://192.0.2.1:6379/0"
+
+
 def test_the_documented_rate_limit_forms_are_accepted(instance):
     app = make(instance, SECRET_KEY="k" * 32, RATELIMIT_SENSITIVE="10/minute", RATELIMIT_DEFAULT="10 per hour;5 per minute")
     assert app.config["RATELIMIT_SENSITIVE"] == "10/minute"

@@ -31,6 +31,7 @@ def check_settings(cfg, *, development: bool) -> None:
     _check_switches(cfg)
     _check_database_uri(cfg)
     _check_rate_limits(cfg)
+    _check_rate_limit_storage(cfg)
     _check_grant_types(cfg)
     _check_lifetimes(cfg)
     _check_signing_algs(cfg)
@@ -252,6 +253,33 @@ def _check_rate_limits(cfg) -> None:
             parse_many(value)
         except (TypeError, ValueError):
             raise ConfigurationError(f"{name} must be a rate limit such as \"100 per minute\", not {value!r}") from None
+
+
+def _check_rate_limit_storage(cfg) -> None:
+    """RATELIMIT_STORAGE_URI is a URI of a store Flask-Limiter knows (memory://, redis://host:6379/0, ...):
+    it would otherwise stop the server and every command with its traceback, which prints the URI
+    (and a store's password with it). The message names the scheme only; a store whose package is
+    missing is refused when Flask-Limiter builds it (identity/__init__.py)."""
+    from limits.storage import SCHEMES
+
+    uri = cfg.get("RATELIMIT_STORAGE_URI")
+    if uri is None:
+        return  # Flask-Limiter's own default: memory://
+    problem = None
+    if not isinstance(uri, str):
+        problem = f"not a {type(uri).__name__}"
+    else:
+        try:
+            parts = urlsplit(uri)
+            parts.port  # noqa: B018  (raises on a port that is not a number in range)
+        except ValueError:
+            problem = "it does not parse"
+        else:
+            if parts.scheme not in SCHEMES:
+                problem = f"unknown scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+    if problem:
+        raise ConfigurationError(f"RATELIMIT_STORAGE_URI must be a store Flask-Limiter knows, such as "
+                                 f"redis://host:6379/0 or memory:// ({problem})")
 
 
 def _check_metrics_allowed_ips(cfg) -> None:
