@@ -383,3 +383,22 @@ def test_address_requests_are_rate_limited_per_access_token(app, api, mail):
     assert limited.mimetype == "application/problem+json"
     assert change_email(api, email="other@example.org", token=token).status_code == 429
     assert alice(app).pending_email == "new@example.org"
+
+
+def _send_from_the_page(client):
+    page = client.get("/account/email").get_data(as_text=True)
+    return client.post("/account/email", data={"send-csrf_token": csrf_token(page)})
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_EMAIL": "1 per hour"}])
+def test_the_address_page_limit_counts_per_user_not_per_client_address(app, flow_clients, mail):
+    """The contract: per-IP limits allow at least 1,000 a minute beyond sign-in and password change,
+    since mobile users share carrier NAT addresses. RATELIMIT_EMAIL on the signed-in address pages
+    counted per client address, so one user's link used up the hour for everyone behind that address
+    (the local API counts it per token for this reason). It counts per signed-in user now."""
+    first, second = app.test_client(), app.test_client()  # two people behind one address (127.0.0.1)
+    AuthActions(first).login()
+    AuthActions(second).login("bob", BOB_PASSWORD)
+    assert _send_from_the_page(first).status_code == 200
+    assert _send_from_the_page(second).status_code == 200
+    assert _send_from_the_page(first).status_code == 429  # each user is still held to the limit

@@ -156,4 +156,4 @@ EMAIL_VERIFICATION_SECONDS = 24 * 3600  # how long a verification link works (it
 EMAIL_VERIFICATION_MAILS_PER_HOUR = 3  # verification links one account is sent at most in an hour (counted in the database)
 RATELIMIT_REGISTRATION = "10 per hour"  # registrations per client IP
 RATELIMIT_REGISTRATION_ADDRESS = "3 per hour"  # registrations that mail one address (any IP): new or taken alike
-RATELIMIT_EMAIL = "10 per hour"  # verification and address-change requests per client IP (pages), per token (local API)
+RATELIMIT_EMAIL = "10 per hour"  # verification and address-change requests per signed-in user (pages), per token (local API)

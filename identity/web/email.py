@@ -2,6 +2,7 @@
 step a client that requires a verified address sends people to."""
 
 from flask import Blueprint, current_app, make_response, render_template, request
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
@@ -15,6 +16,14 @@ bp = Blueprint("email", __name__, url_prefix="/account")
 
 def email_limit() -> str:
     return current_app.config["RATELIMIT_EMAIL"]
+
+
+def signed_in_user() -> str:
+    """RATELIMIT_EMAIL's key: the signed-in user these pages need, not the client address, which the
+    users behind a carrier NAT share (as the local API counts it per token); the address without one."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.user.id}"
+    return get_remote_address()
 
 
 @bp.get("/verify-email")
@@ -41,7 +50,7 @@ def _send_link() -> tuple[str | None, str | None]:
 
 @bp.route("/email", methods=["GET", "POST"])
 @fresh_login_required
-@limiter.shared_limit(email_limit, scope="email", methods=["POST"])
+@limiter.shared_limit(email_limit, scope="email", key_func=signed_in_user, methods=["POST"])
 @limiter.limit(sensitive_limit, methods=["POST"])
 def email():
     """Show the address and whether it is verified; send a link (`send`), or ask for a new address."""
@@ -84,7 +93,7 @@ def email():
 
 @bp.route("/email/required", methods=["GET", "POST"])
 @login_required
-@limiter.shared_limit(email_limit, scope="email", methods=["POST"])
+@limiter.shared_limit(email_limit, scope="email", key_func=signed_in_user, methods=["POST"])
 def required():
     """The client asked for a verified address: offer to send the link, then go on (returnUrl)."""
     return_url = safe_return_url(request.args.get("returnUrl"))
