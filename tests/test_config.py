@@ -354,3 +354,10 @@ def test_production_warns_that_in_memory_rate_limits_count_per_worker(instance, 
     make(instance, SECRET_KEY="k" * 32, RATELIMIT_ENABLED=False)  # limits kept at the proxy
     make(instance, ENVIRONMENT="development")
     assert _limit_warnings(caplog) == []
+
+
+def test_a_long_secret_key_of_digits_is_refused_as_a_number_not_with_a_traceback(instance, monkeypatch):
+    """FLASK_SECRET_KEY of digits is JSON: a number, which the length check must not meet first."""
+    monkeypatch.setenv("FLASK_SECRET_KEY", "1" * 40)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY must be text"):
+        make(instance)

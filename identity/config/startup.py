@@ -145,9 +145,9 @@ def init_app(app: Flask) -> None:
     if serves_requests():
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
-        if not is_development(app):
-            _check_secret_key_length(cfg["SECRET_KEY"])
-    check_settings(cfg, development=is_development(app))
+    check_settings(cfg, development=is_development(app))  # (SECRET_KEY is text, not a number read as JSON)
+    if serves_requests() and not is_development(app):
+        _check_secret_key_length(cfg["SECRET_KEY"])
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)
