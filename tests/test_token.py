@@ -465,3 +465,23 @@ def test_a_code_verifier_or_challenge_outside_rfc_7636s_characters_is_refused(oa
                               code_challenge_method="S256")
     assert redirect_params(refused.headers["Location"]).get("error") == "invalid_request", refused.headers["Location"]
     assert _count(app, AuthorizationCode) == 1  # the first request's code only
+
+
+@pytest.mark.parametrize("app_config", [{"REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS": 1000}])
+def test_a_refresh_token_family_ends_at_its_absolute_lifetime_however_often_it_is_used(oauth, app):
+    """The refresh token's lifetime slides: each rotation issued a token good for another 30 days,
+    so a stolen token used once a month lived for ever. A family now ends
+    REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS after the sign-in it began with (IdentityServer's
+    AbsoluteRefreshTokenLifetime): no token of it expires later, and one that would is refused."""
+    code = _code(oauth)
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    with app.app_context():
+        row = db.session.scalar(select(RefreshToken).where(RefreshToken.consumed_at.is_(None)))
+        assert row.expires_at <= row.auth_time + 1000
+        # the sign-in was 2,000 seconds ago (a token issued before the setting, or with a longer one)
+        db.session.execute(update(RefreshToken).where(RefreshToken.id == row.id)
+                           .values(auth_time=row.auth_time - 2000, expires_at=row.auth_time + 3600))
+        db.session.commit()
+    refused = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"

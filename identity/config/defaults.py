@@ -76,8 +76,11 @@ ID_TOKEN_SIGNING_ALG = "RS256"  # the only value: clients expect RS256 ID tokens
 AUTHORIZATION_CODE_LIFETIME_SECONDS = 300  # a code is redeemed within this, or never
 ID_TOKEN_LIFETIME_SECONDS = 300  # exp - iat of an ID token
 # A refresh token expires this long after it was issued; each rotation issues a new one, so the
-# lifetime slides: a grant refreshed within it lasts until revoked (there is no absolute lifetime).
+# lifetime slides, up to the absolute lifetime below.
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
+# A refresh token family ends this long after the sign-in it began with, however often it is used
+# (IdentityServer's AbsoluteRefreshTokenLifetime): then the app signs the user in again.
+REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS = 90 * 24 * 3600
 JWT_LEEWAY_SECONDS = 30  # clock skew allowed on exp/nbf/iat
 JWT_MAX_LENGTH = 8192  # bytes; longer tokens are refused before parsing
 SIGNING_KEY_RELOAD_SECONDS = 5  # how often a worker re-reads the key table (and so renews its JWKS)

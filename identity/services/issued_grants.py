@@ -93,8 +93,22 @@ def _successor(grant, token: str | None, *, scope: str, access_token_jti: str | 
     device = caller_device()
     return store.successor_values(grant, token_hash(token) if token else None, scope=scope,
                                   access_token_jti=access_token_jti, stamp=stamp,
-                                  expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+                                  expires_at=refresh_token_expiry(stamp, grant.auth_time),
                                   user_agent=device.user_agent, ip_address=device.ip_address)
+
+
+def _family_end(auth_time: int | None) -> int | None:
+    """When a refresh token family ends: REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS after the sign-in
+    it began with, however often it was used."""
+    return None if auth_time is None else auth_time + current_app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
+
+
+def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
+    """When a refresh token issued at `stamp` expires: REFRESH_TOKEN_LIFETIME_SECONDS later (the
+    lifetime slides with each rotation), but never after its family ends."""
+    sliding = stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"]
+    end = _family_end(auth_time)
+    return sliding if end is None else min(sliding, end)
 
 
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
@@ -133,7 +147,7 @@ def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: i
     return store.add_refresh_token(
         token_hash=token_hash(token), family_id=family_id, client_id=client_id, user_id=user_id,
         session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti, amr=amr,
-        issued_at=stamp, expires_at=stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"],
+        issued_at=stamp, expires_at=refresh_token_expiry(stamp, auth_time),
         user_agent=device.user_agent, ip_address=device.ip_address,
     )
 
@@ -165,8 +179,12 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
     row = store.refresh_grant(token_hash(token))
     if row is None:
         return None
-    if row.client_id != client_id or row.revoked_at is not None or row.expires_at < now() or not row.enabled:
+    stamp = now()
+    if row.client_id != client_id or row.revoked_at is not None or not row.enabled:
         return None
+    end = _family_end(row.auth_time)
+    if row.expires_at < stamp or (end is not None and end < stamp):
+        return None  # expired, or its family past the absolute lifetime (issued before it was set, or set shorter)
     if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
         return None
