@@ -361,3 +361,37 @@ def test_a_long_secret_key_of_digits_is_refused_as_a_number_not_with_a_traceback
     monkeypatch.setenv("FLASK_SECRET_KEY", "1" * 40)
     with pytest.raises(ConfigurationError, match="SECRET_KEY must be text"):
         make(instance)
+
+
+#: per-IP limits the defaults keep under 1,000 a minute, on purpose: sign-in and password change
+#: (the contract's 100), and registration, which is off by default and mails any address given
+#: (1,000 a minute from one address would make the server a relay for anyone's mail)
+_PER_IP_AT_LEAST = {"RATELIMIT_SENSITIVE": 100, "RATELIMIT_REGISTRATION": 0}
+#: limits not counted per client IP (per token, per account, per address, per signed-in user)
+_NOT_PER_IP = {"RATELIMIT_PER_TOKEN", "RATELIMIT_PASSWORD_RESET_ACCOUNT", "RATELIMIT_REGISTRATION_ADDRESS",
+               "RATELIMIT_EMAIL"}
+
+
+def _per_minute(limit) -> float:
+    """The most requests a limit lets through in any one minute."""
+    window = limit.get_expiry()
+    return limit.amount * 60 / window if window < 60 else limit.amount
+
+
+def test_the_default_limits_per_ip_allow_what_carrier_nat_needs():
+    """The contract: defaults allow at least 100 requests a minute per IP on sign-in and password
+    change and at least 1,000 on the other endpoints, since mobile users share carrier NAT
+    addresses. Forgot-password (10 an hour) and the strength meter (120 a minute) refused the
+    eleventh person behind one address, whom the per-account limit already protects."""
+    from limits import parse_many
+
+    from identity.config import defaults
+    from identity.config.checks import RATE_LIMITS
+
+    too_low = {}
+    for name in set(RATE_LIMITS) - _NOT_PER_IP:
+        least = _PER_IP_AT_LEAST.get(name, 1000)
+        allowed = min(_per_minute(limit) for limit in parse_many(getattr(defaults, name)))
+        if allowed < least:
+            too_low[name] = allowed
+    assert too_low == {}

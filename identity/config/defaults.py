@@ -67,7 +67,7 @@ RATELIMIT_STORAGE_TIMEOUT_SECONDS = 0.5
 RATELIMIT_SENSITIVE = "100 per minute"  # sign-in and password change, per client IP
 RATELIMIT_DEFAULT = "1000 per minute"  # every other endpoint, per client IP
 RATELIMIT_PER_TOKEN = "30 per minute"  # POST /localapi/password per access token
-RATELIMIT_PASSWORD_CHECK = "120 per minute"  # the change-password page's strength meter, per client IP
+RATELIMIT_PASSWORD_CHECK = "1000 per minute"  # the change-password page's strength meter, per client IP (carrier NAT)
 RATELIMIT_HEADERS_ENABLED = False  # True adds X-RateLimit-* (and Retry-After) to every response
 
 # --- tokens ------------------------------------------------------------
@@ -147,7 +147,7 @@ MAIL_SUPPRESS_SEND = False  # Flask-Mail would drop every mail under TESTING; th
 # --- account recovery (services/recovery.py) ----------------------------
 PASSWORD_RESET_SECONDS = 1800  # how long a reset link works (it works once)
 PASSWORD_RESET_MAILS_PER_HOUR = 3  # reset mails one account gets at most in an hour (counted in the database)
-RATELIMIT_PASSWORD_RESET = "10 per hour"  # forgot-password requests per client IP
+RATELIMIT_PASSWORD_RESET = "1000 per minute"  # forgot-password requests per client IP (carrier NAT: the account limit protects each one)
 RATELIMIT_PASSWORD_RESET_ACCOUNT = "5 per hour"  # forgot-password requests naming one account (any IP)
 
 # --- features (discovery advertises exactly these) -----------------------
