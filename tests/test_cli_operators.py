@@ -357,9 +357,10 @@ def test_every_command_has_json_output(operated, runner, tmp_path):
     assert run("seed", str(seed)) == {"created": [], "updated": [], "unchanged": 1}
     assert [k["state"] for k in run("keys", "list")].count("current") >= 1
     assert all(k["kid"] for k in run("keys", "rotate"))
-    count = run("keys", "reencrypt")["reencrypted"]
-    assert count >= 2
-    assert [e.detail for e in events(operated, "keys_reencrypted")] == [{"count": count}]
+    reencrypted = run("keys", "reencrypt")
+    count = reencrypted["reencrypted"]
+    assert count >= 2 and reencrypted["totp_secrets"] == 0
+    assert [e.detail for e in events(operated, "keys_reencrypted")] == [{"count": count, "totp_secrets": 0}]
 
 
 def test_several_problems_are_still_one_line(operated, runner):

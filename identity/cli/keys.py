@@ -79,9 +79,11 @@ def keys_rotate(immediate, as_json):
 @requires_settings("KEY_ENCRYPTION_KEY")  # first: before the schema is created or upgraded
 @with_schema
 def keys_reencrypt(as_json):
-    """Encrypt every stored key under the first KEY_ENCRYPTION_KEY (after a new one is put first)."""
+    """Encrypt every stored key and authenticator app secret under the first KEY_ENCRYPTION_KEY
+    (after a new one is put first)."""
     try:
-        count = keys.reencrypt()
+        count, secrets = keys.reencrypt()
     except key_encryption.UndecryptableKey as err:
         raise click.ClickException(f"{err}; nothing was changed") from None
-    _report(as_json, f"Re-encrypted {count} signing keys under the first KEY_ENCRYPTION_KEY.", reencrypted=count)
+    _report(as_json, f"Re-encrypted {count} signing keys and {secrets} authenticator app secrets under the first "
+            "KEY_ENCRYPTION_KEY.", reencrypted=count, totp_secrets=secrets)

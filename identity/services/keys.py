@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..clock import now
 from ..store import keys as key_rows
+from ..store import mfa as mfa_rows
 from . import audit, key_encryption
 
 SUPPORTED_ALGS = ("RS256", "ES256")
@@ -339,16 +340,21 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
     return [newest[alg] for alg in algs if alg in newest]
 
 
-def reencrypt() -> int:
-    """Encrypt every stored key under the first KEY_ENCRYPTION_KEY, in one transaction; return
-    how many. Raises key_encryption.UndecryptableKey (and changes nothing) if one cannot be opened."""
-    rows = _all_rows()
+def reencrypt() -> tuple[int, int]:
+    """Encrypt every stored signing key and authenticator app secret (the other thing
+    KEY_ENCRYPTION_KEY encrypts) under the first KEY_ENCRYPTION_KEY, in one transaction; return
+    how many of each. Raises key_encryption.UndecryptableKey (and changes nothing) if one cannot be
+    opened: once it returns, the other keys of the list can be dropped."""
+    rows, secrets = _all_rows(), mfa_rows.encrypted_totp_secrets()
     new = {row.id: key_encryption.reencrypt(row.private_jwk, row.kid) for row in rows}
+    new_secrets = [(user_id, stored, key_encryption.reencrypt(stored, f"totp:{user_id}")) for user_id, stored in secrets]
     with key_rows.key_writes() as writer:
         for row in rows:
             writer.replace_private_jwk(row.id, new[row.id])
-        writer.run(audit.event_write("keys_reencrypted", detail={"count": len(rows)}))
-    return len(rows)
+        for user_id, stored, fresh in new_secrets:
+            writer.run(mfa_rows.replace_totp_secret(user_id, fresh, if_still=stored))
+        writer.run(audit.event_write("keys_reencrypted", detail={"count": len(rows), "totp_secrets": len(secrets)}))
+    return len(rows), len(secrets)
 
 
 def list_keys() -> list[tuple]:

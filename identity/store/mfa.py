@@ -70,6 +70,19 @@ def spend_recovery_code(user_id: int, code_hash: str, stamp: int) -> Write:
     return _SPEND_CODE, {"owner": user_id, "spent_hash": code_hash, "stamp": stamp}
 
 
+def encrypted_totp_secrets() -> list:
+    """(user_id, secret_encrypted) of every authenticator app, pending ones too: what `keys
+    reencrypt` moves under the first KEY_ENCRYPTION_KEY along with the signing keys."""
+    return list(db.session.execute(select(_TOTP.c.user_id, _TOTP.c.secret_encrypted).order_by(_TOTP.c.user_id)))
+
+
+def replace_totp_secret(user_id: int, new: str, *, if_still: str) -> Write:
+    """The write that stores a user's secret anew (encrypted), if it is still the one read (an
+    enrolment restarted meanwhile keeps its own, already under the first key)."""
+    return (update(_TOTP).where(_TOTP.c.user_id == user_id, _TOTP.c.secret_encrypted == if_still)
+            .values(secret_encrypted=new)), {}
+
+
 def put_pending_totp(user_id: int, secret_encrypted: str, stamp: int) -> None:
     """Start (or restart) an enrolment: an unconfirmed row with this secret, in the session's
     transaction. A confirmed factor is left alone (the service refuses first)."""
