@@ -5,9 +5,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from identity.extensions import db
+from identity.services import tokens
 
 from mfa_actions import enrol_user, sign_in_with_code, step_clock  # noqa: F401  (the fixture)
-from test_keys import same_database_app
+from test_keys import issue, kid_of, published, same_database_app, verify
 
 
 def _dispose(app) -> None:
@@ -40,3 +41,26 @@ def test_an_authenticator_app_survives_the_documented_key_encryption_key_rotatio
         assert response.status_code == 302, response.status_code
     finally:
         _dispose(only_new)
+
+
+# --- the key ring ------------------------------------------------------------------------------------
+
+
+def test_an_emergency_rotation_unpublishes_the_keys_of_an_algorithm_no_longer_configured(app, seeded):
+    """docs/signing-keys.md: `keys rotate --now` revokes every key. After ACCESS_TOKEN_SIGNING_ALG
+    moved from ES256 to RS256 the ES256 key signs nothing, but it was still published (and its
+    tokens accepted) after the emergency rotation meant to end a compromised key."""
+    es256_token = issue(app)  # ES256, the default
+    es256_kid = kid_of(es256_token)
+
+    moved = same_database_app(app, ACCESS_TOKEN_SIGNING_ALG="RS256")
+    try:
+        with moved.app_context():
+            result = moved.test_cli_runner().invoke(args=["keys", "rotate", "--now"])
+        assert result.exit_code == 0, result.output
+        assert es256_kid not in published(moved.test_client()), "the ES256 key is still published"
+        with pytest.raises(tokens.InvalidToken):
+            verify(moved, es256_token)
+        assert kid_of(issue(moved)) in published(moved.test_client())
+    finally:
+        _dispose(moved)

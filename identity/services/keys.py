@@ -303,10 +303,14 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
     algorithm is revoked, leaving the JWKS at once, and a new one signs now; this returns
     SIGNING_KEY_RELOAD_SECONDS after its commit, when every worker of every instance re-reads
     the key table before its next use: none signs with a revoked key or accepts a token it signed.
+    Without `algs`, an immediate rotation also revokes the keys of an algorithm no longer configured
+    (ACCESS_TOKEN_SIGNING_ALG changed): they sign nothing here, but were still published.
     """
+    every = algs is None
     algs = algs or configured_algs()
     for _attempt in range(3):
         stamp, rows = now(), _all_rows()
+        unconfigured = {r.alg for r in rows if r.revoked_at is None} - set(algs) if immediate and every else set()
         plans = {}
         for alg in algs:
             if immediate:
@@ -321,6 +325,8 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
                     if immediate:
                         writer.revoke_all(alg, stamp)
                     _insert(writer, key, alg, generation, activates_at, stamp, predecessor)
+                for alg in sorted(unconfigured):
+                    writer.revoke_all(alg, stamp)
                 if made:
                     writer.run(audit.event_write("key_rotated", detail={
                         "kids": [k.kid for k in made.values()], "reason": "emergency" if immediate else "staged"}))
