@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 from identity.extensions import db
 from identity.services import tokens
 
+from actions import AuthActions, OAuthActions, redirect_params
 from mfa_actions import enrol_user, sign_in_with_code, step_clock  # noqa: F401  (the fixture)
 from test_keys import issue, kid_of, published, same_database_app, verify
 
@@ -64,3 +65,39 @@ def test_an_emergency_rotation_unpublishes_the_keys_of_an_algorithm_no_longer_co
         assert kid_of(issue(moved)) in published(moved.test_client())
     finally:
         _dispose(moved)
+
+
+# --- the userinfo endpoint ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+def _web_access_token(oauth, scope="openid profile") -> str:
+    response = oauth.authorize(client_id="web", scope=scope)
+    code = redirect_params(response.headers["Location"])["code"]
+    return oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").get_json()["access_token"]
+
+
+def test_userinfo_takes_the_access_token_from_a_posted_form(oauth):
+    """RFC 6750 section 2.2, as IdentityServer4's userinfo endpoint takes it (OpenID Connect Core
+    5.3.1: GET and POST): a form body's access_token. Only one way at once (section 2)."""
+    token = _web_access_token(oauth)
+    posted = oauth.client.post("/connect/userinfo", data={"access_token": token})
+    assert posted.status_code == 200, (posted.status_code, posted.headers.get("WWW-Authenticate"))
+    assert posted.get_json()["preferred_username"] == "alice"
+
+    both = oauth.client.post("/connect/userinfo", data={"access_token": token}, headers={"Authorization": "Bearer " + token})
+    assert both.status_code == 400 and 'error="invalid_request"' in both.headers["WWW-Authenticate"]
+    twice = oauth.client.post("/connect/userinfo", data=f"access_token={token}&access_token={token}",
+                             content_type="application/x-www-form-urlencoded")
+    assert twice.status_code == 400 and 'error="invalid_request"' in twice.headers["WWW-Authenticate"]
+    forged = oauth.client.post("/connect/userinfo", data={"access_token": token[:-4] + "AAAA"})
+    assert forged.status_code == 401 and 'error="invalid_token"' in forged.headers["WWW-Authenticate"]
+    # not in a query string, nor in a GET's body (RFC 6750 section 2.2: not GET)
+    queried = oauth.client.get("/connect/userinfo?access_token=" + token)
+    assert queried.status_code == 401 and queried.headers["WWW-Authenticate"] == "Bearer"

@@ -21,6 +21,7 @@ from flask import abort, g, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..plumbing.error_renderers import renderer_for
+from .requests import is_form_post
 from ..models import Client, User
 from ..services import tokens
 from ..services.clients import get_client
@@ -78,6 +79,17 @@ class MissingTokenError(MissingAuthorizationError):
 
     def get_headers(self):
         return OAuth2Error.get_headers(self) + [("WWW-Authenticate", "Bearer")]
+
+
+class InvalidBearerRequestError(OAuth2Error):
+    """The token sent in more than one way, or twice (RFC 6750 sections 2 and 3.1)."""
+
+    error = "invalid_request"
+    status_code = 400
+
+    def get_headers(self):
+        challenge = f'Bearer error="invalid_request", error_description="{self.description}"'
+        return super().get_headers() + [("WWW-Authenticate", challenge)]
 
 
 class InvalidTokenError(OAuth2Error):
@@ -167,8 +179,27 @@ class ResourceProtector(_ResourceProtector):
         g.authlib_server_oauth2_token = token
         return token
 
-    def parse_request_authorization(self, request):
-        scheme, _, token_string = request.headers.get("Authorization", "").strip().partition(" ")
+    def validate_request(self, scopes, request, form_token: bool = False, **kwargs):
+        """Authlib's, where `form_token` (userinfo) also takes the token from a POST's form body."""
+        validator, token_string = self.parse_request_authorization(request, form_token)
+        validator.validate_request(request)
+        token = validator.authenticate_token(token_string)
+        validator.validate_token(token, scopes, request, **kwargs)
+        return token
+
+    def parse_request_authorization(self, request, form_token: bool = False):
+        """The token of the Authorization header; with `form_token`, or of a form POST's
+        `access_token` (RFC 6750 section 2.2, as IdentityServer's userinfo endpoint takes it), but
+        never both (section 2). The body is read only there, and only a form POST's (never a GET's)."""
+        header = request.headers.get("Authorization", "").strip()
+        scheme, _, token_string = header.partition(" ")
+        posted = request.form.getlist("access_token") if form_token and is_form_post(request.environ) else []
+        if posted:
+            if scheme.lower() == "bearer" or len(posted) > 1:
+                raise InvalidBearerRequestError("send the access token once, in the Authorization header or the body")
+            if not posted[0].strip():
+                raise InvalidTokenError("the access_token parameter holds no token")
+            return self.get_token_validator("bearer"), posted[0].strip()
         if scheme.lower() != "bearer":
             # no credentials, or a scheme we do not accept: a bare challenge (RFC 6750 §3.1)
             raise MissingTokenError()

@@ -67,7 +67,7 @@ def introspect():
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
-@require_oauth("openid", user_required=True)
+@require_oauth("openid", user_required=True, form_token=True)
 def userinfo():
     """Return the claims the token's scopes release about its user."""
     return jsonify(user_claims(current_token.user, current_token.scope))
