@@ -1,6 +1,8 @@
 """Signing keys and JWTs, third review: what the key ring, KEY_ENCRYPTION_KEY and the bearer
 endpoints still did wrong (each test was seen failing on the code before its fix)."""
 
+import secrets
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -101,3 +103,36 @@ def test_userinfo_takes_the_access_token_from_a_posted_form(oauth):
     # not in a query string, nor in a GET's body (RFC 6750 section 2.2: not GET)
     queried = oauth.client.get("/connect/userinfo?access_token=" + token)
     assert queried.status_code == 401 and queried.headers["WWW-Authenticate"] == "Bearer"
+
+
+# --- ID tokens ---------------------------------------------------------------------------------------
+
+
+def _id_token_claims(id_token: str) -> dict:
+    import base64
+    import json
+
+    payload = id_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_a_nonce_too_long_to_keep_is_invalid_request_not_a_503(oauth, app):
+    """The nonce is kept with the code (and indexed, for the replay check) to go into the ID token:
+    one of a few KiB broke PostgreSQL's index row limit, a 503 after the sign-in. It is refused as
+    IdentityServer refuses it (InputLengthRestrictions.Nonce, 300), and no code is made."""
+    from identity.models import AuthorizationCode
+    from sqlalchemy import func, select
+
+    response = oauth.client.post("/connect/authorize", data=oauth.authorize_params(
+        client_id="web", scope="openid", state="s-1", nonce=secrets.token_hex(1500)))  # random: not compressed
+    assert response.status_code == 302, response.status_code
+    params = redirect_params(response.headers["Location"])
+    assert params.get("error") == "invalid_request" and params["state"] == "s-1", params
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuthorizationCode)) == 0
+
+    longest = "n" * 300
+    response = oauth.authorize(client_id="web", scope="openid", nonce=longest)
+    code = redirect_params(response.headers["Location"])["code"]
+    tokens_ = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    assert _id_token_claims(tokens_["id_token"])["nonce"] == longest

@@ -6,6 +6,9 @@
 - Section 3.3: `scope` is scope tokens (%x21 / %x23-5B / %x5D-7E) separated by single spaces;
   str.split() would also split on tabs, U+2028 and other white space and drop it.
 - No NUL character anywhere: PostgreSQL refuses it in text, which would be a 5xx at the lookup.
+- A `nonce` of at most NONCE_MAX_LENGTH characters, as IdentityServer's InputLengthRestrictions
+  say: it is kept with the code, in an index (the replay check), and goes into the ID token; one
+  of a few KiB broke PostgreSQL's index row limit, a 5xx after the sign-in.
 """
 
 import re
@@ -19,6 +22,7 @@ RECOGNIZED = frozenset((
     "max_age", "code_challenge", "code_challenge_method", "id_token_hint", "login_hint", "ui_locales", "display",
     "acr_values", "claims", "request", "request_uri", "post_logout_redirect_uri",
 ))
+NONCE_MAX_LENGTH = 300
 SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 
 
@@ -40,6 +44,9 @@ def parameter_error(*multidicts):
     repeated = repeated_names(*multidicts)
     if repeated:
         return InvalidRequestError("Parameters must not be repeated: " + ", ".join(repeated))
+    nonce = next((value for name, value in pairs if name == "nonce"), None)
+    if isinstance(nonce, str) and len(nonce) > NONCE_MAX_LENGTH:
+        return InvalidRequestError(f"nonce must be at most {NONCE_MAX_LENGTH} characters")
     scope = next((value for name, value in pairs if name == "scope"), None)
     if scope and not SCOPE.fullmatch(scope):
         return InvalidScopeError("scope must be scope tokens separated by single spaces")
