@@ -46,6 +46,38 @@ def test_an_authenticator_app_survives_the_documented_key_encryption_key_rotatio
         _dispose(only_new)
 
 
+@pytest.mark.parametrize("app_config", [{"KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()}])
+def test_reencrypt_names_an_authenticator_app_secret_it_cannot_open_and_changes_nothing(app, seeded, app_config,
+                                                                                      step_clock):
+    """A secret enrolled under a key since dropped from the list: `keys reencrypt` says which (not
+    "signing key totp:1") and changes nothing, signing keys included."""
+    from sqlalchemy import text
+
+    old_kek, dropped, new_kek = app_config["KEY_ENCRYPTION_KEY"], Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    issue(app)  # the signing keys, under old_kek
+    enrolling = same_database_app(app, KEY_ENCRYPTION_KEY=[dropped, old_kek])
+    try:
+        enrol_user(enrolling)  # alice's secret, under `dropped`
+    finally:
+        _dispose(enrolling)
+    with app.app_context():
+        before = list(db.session.execute(text("SELECT private_jwk FROM signing_keys UNION ALL "
+                                              "SELECT secret_encrypted FROM totp_factors")))
+
+    rotating = same_database_app(app, KEY_ENCRYPTION_KEY=[new_kek, old_kek])
+    try:
+        with rotating.app_context():
+            result = rotating.test_cli_runner().invoke(args=["keys", "reencrypt"])
+    finally:
+        _dispose(rotating)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "authenticator app secret of user" in result.output and "nothing was changed" in result.output, result.output
+    with app.app_context():
+        after = list(db.session.execute(text("SELECT private_jwk FROM signing_keys UNION ALL "
+                                             "SELECT secret_encrypted FROM totp_factors")))
+    assert after == before
+
+
 # --- the key ring ------------------------------------------------------------------------------------
 
 

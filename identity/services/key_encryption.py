@@ -35,18 +35,24 @@ def encrypt(private_jwk: str) -> str:
     return _cipher().encrypt(private_jwk.encode()).decode("ascii")
 
 
-def decrypt(stored: str, kid: str) -> str:
-    """The private JWK (JSON) of a stored key, plaintext rows included."""
+def decrypt(stored: str, what: str) -> str:
+    """The private JWK (JSON) of a stored key, plaintext rows included, or another stored secret;
+    `what` names it in the error ("signing key KID", "the authenticator app secret of user 1")."""
     if is_plaintext(stored):
         return stored
     try:
         return _cipher().decrypt(stored.encode("ascii")).decode()
     except (InvalidToken, ValueError, UnicodeError):
         raise UndecryptableKey(
-            f"signing key {kid} cannot be decrypted with any KEY_ENCRYPTION_KEY: "
+            f"{what} cannot be decrypted with any KEY_ENCRYPTION_KEY: "
             "keep the key it was encrypted with in the list until `keys reencrypt` has run") from None
 
 
-def reencrypt(stored: str, kid: str) -> str:
-    """The stored key encrypted under the first KEK (plaintext rows are encrypted)."""
-    return encrypt(decrypt(stored, kid))
+def reencrypt(stored: str, what: str) -> str:
+    """The stored secret encrypted under the first KEK (plaintext rows are encrypted)."""
+    return encrypt(decrypt(stored, what))
+
+
+def totp_label(user_id: int) -> str:
+    """How an error names a user's authenticator app secret."""
+    return f"the authenticator app secret of user {user_id}"

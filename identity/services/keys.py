@@ -192,7 +192,7 @@ def _load(ring: KeyRing) -> None:
         if not _is_published(row, stamp):
             continue
         key = ring.by_kid.get(row.kid) or JWKRegistry.import_key(
-            json.loads(key_encryption.decrypt(row.private_jwk, row.kid)))
+            json.loads(key_encryption.decrypt(row.private_jwk, f"signing key {row.kid}")))
         by_kid[row.kid], algs[row.kid] = key, row.alg
         schedule.setdefault(row.alg, []).append((row.generation, row.activates_at, key))
     for entries in schedule.values():
@@ -352,8 +352,9 @@ def reencrypt() -> tuple[int, int]:
     how many of each. Raises key_encryption.UndecryptableKey (and changes nothing) if one cannot be
     opened: once it returns, the other keys of the list can be dropped."""
     rows, secrets = _all_rows(), mfa_rows.encrypted_totp_secrets()
-    new = {row.id: key_encryption.reencrypt(row.private_jwk, row.kid) for row in rows}
-    new_secrets = [(user_id, stored, key_encryption.reencrypt(stored, f"totp:{user_id}")) for user_id, stored in secrets]
+    new = {row.id: key_encryption.reencrypt(row.private_jwk, f"signing key {row.kid}") for row in rows}
+    new_secrets = [(user_id, stored, key_encryption.reencrypt(stored, key_encryption.totp_label(user_id)))
+                   for user_id, stored in secrets]
     with key_rows.key_writes() as writer:
         for row in rows:
             writer.replace_private_jwk(row.id, new[row.id])

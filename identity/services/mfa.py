@@ -110,7 +110,7 @@ def sign_in_claims(amr: str | None) -> dict:
 
 
 def _secret(stored: str, user_id: int) -> str:
-    return key_encryption.decrypt(stored, f"totp:{user_id}")
+    return key_encryption.decrypt(stored, key_encryption.totp_label(user_id))
 
 
 def start_totp(user_id: int) -> str:
