@@ -168,3 +168,34 @@ def test_a_nonce_too_long_to_keep_is_invalid_request_not_a_503(oauth, app):
     code = redirect_params(response.headers["Location"])["code"]
     tokens_ = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
     assert _id_token_claims(tokens_["id_token"])["nonce"] == longest
+
+
+def test_an_id_token_hint_signed_by_a_key_retired_past_its_retention_still_signs_the_person_out(oauth, app, monkeypatch):
+    """Refresh tokens bring no new ID token, so an app holds the one it got at sign-in as long as
+    its session, months maybe. Once a staged rotation had retired its key and the retention time
+    had passed (two weeks after the successor took over: the ID token could be two weeks old),
+    RP-initiated logout with it as the hint was an error page and nobody was signed out. A key
+    revoked by `keys rotate --now` still makes its hints refused."""
+    from identity.clock import now as real_now
+    from identity.services import keys
+
+    response = oauth.authorize(client_id="web", scope="openid profile")
+    code = redirect_params(response.headers["Location"])["code"]
+    hint = oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").get_json()["id_token"]
+    with app.app_context():
+        keys.rotate()  # staged: the successor signs after the propagation time
+    later = app.config["SIGNING_KEY_PROPAGATION_SECONDS"] + app.config["SIGNING_KEY_RETENTION_SECONDS"] + 120
+    monkeypatch.setattr(keys, "now", lambda: real_now() + later)
+    assert kid_of(hint) not in published(oauth.client)
+
+    logout = {"id_token_hint": hint, "post_logout_redirect_uri": "https://web.example.com/bye", "state": "s-2"}
+    response = oauth.client.get("/connect/endsession", query_string=logout)
+    assert response.status_code == 302, response.status_code
+    assert response.headers["Location"] == "https://web.example.com/bye?state=s-2"
+    assert oauth.client.get("/diagnostics").status_code == 302  # signed out
+
+    AuthActions(oauth.client).login()
+    with app.app_context():
+        keys.rotate(immediate=True)
+    assert oauth.client.get("/connect/endsession", query_string=logout).status_code == 400

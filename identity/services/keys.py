@@ -61,6 +61,7 @@ class KeyRing:
     loaded_at: float = -math.inf
     forced_at: float = -math.inf
     by_kid: dict = field(default_factory=dict)  # kid -> joserfc key (published ones)
+    unpublished: dict = field(default_factory=dict)  # kid -> key retired past its retention, not revoked
     schedule: dict = field(default_factory=dict)  # alg -> [(generation, activates_at, key)], newest first
     jwks_body: bytes = b'{"keys":[]}'
     etag: str = ""
@@ -187,12 +188,23 @@ def _load(ring: KeyRing) -> None:
     if _maintain(rows, stamp):
         rows = _all_rows()
     _encrypt_plaintext(rows)
-    by_kid, schedule, algs = {}, {}, {}
+    by_kid, unpublished, schedule, algs = {}, {}, {}, {}
     for row in rows:
-        if not _is_published(row, stamp):
+        if row.revoked_at is not None:
             continue
-        key = ring.by_kid.get(row.kid) or JWKRegistry.import_key(
-            json.loads(key_encryption.decrypt(row.private_jwk, f"signing key {row.kid}")))
+        published = _is_published(row, stamp)
+        key = ring.by_kid.get(row.kid) or ring.unpublished.get(row.kid)
+        if key is None:
+            try:
+                key = JWKRegistry.import_key(
+                    json.loads(key_encryption.decrypt(row.private_jwk, f"signing key {row.kid}")))
+            except key_encryption.UndecryptableKey:
+                if published:
+                    raise
+                continue  # a key long out of the JWKS is needed only for old hints: never a reason to fail
+        if not published:
+            unpublished[row.kid] = key
+            continue
         by_kid[row.kid], algs[row.kid] = key, row.alg
         schedule.setdefault(row.alg, []).append((row.generation, row.activates_at, key))
     for entries in schedule.values():
@@ -204,7 +216,7 @@ def _load(ring: KeyRing) -> None:
         from . import tokens  # tokens imports this module
 
         tokens.forget_verified_tokens()
-    ring.by_kid, ring.schedule, ring.jwks_body = by_kid, schedule, body
+    ring.by_kid, ring.unpublished, ring.schedule, ring.jwks_body = by_kid, unpublished, schedule, body
     ring.etag = hashlib.sha256(body).hexdigest()[:32]
     ring.loaded_at = -math.inf if ring.provisional else started
 
@@ -252,6 +264,15 @@ def verification_key(kid: str):
             _load(ring)
         key = ring.by_kid.get(kid)
     return key
+
+
+def hint_verification_key(kid: str):
+    """The key with this kid for an id_token_hint: a published one, or one retired past the
+    retention time but not revoked. An app keeps the ID token of its sign-in as long as its session
+    (refresh tokens bring no new one), and sends it to name the user it signs out; that the key
+    left the JWKS says nothing against it. A revoked key's tokens are refused here too."""
+    key = verification_key(kid)
+    return key if key is not None else _fresh_ring().unpublished.get(kid)
 
 
 def is_published(kid: str) -> bool:

@@ -145,8 +145,9 @@ def issue_access_token(client: Client, user: User | None, scope: str, *, auth_ti
     return IssuedToken(token, claims["jti"], lifetime, claims)
 
 
-def _decode(token: str, *, typ: tuple[str, ...] | None) -> tuple[dict, str]:
-    """The claims of a token signed by one of our published keys, and that key's kid."""
+def _decode(token: str, *, typ: tuple[str, ...] | None, key_for=keys.verification_key) -> tuple[dict, str]:
+    """The claims of a token signed by one of our published keys (or those `key_for` finds), and
+    that key's kid."""
     if not isinstance(token, str) or len(token) > current_app.config["JWT_MAX_LENGTH"] or token.count(".") != 2:
         raise InvalidToken("malformed token")
     try:
@@ -158,7 +159,7 @@ def _decode(token: str, *, typ: tuple[str, ...] | None) -> tuple[dict, str]:
         raise InvalidToken("algorithm not allowed")
     if typ is not None and str(header.get("typ", "")).lower() not in typ:
         raise InvalidToken("wrong token type")
-    key = keys.verification_key(kid) if isinstance(kid, str) else None
+    key = key_for(kid) if isinstance(kid, str) else None
     if key is None or (key.alg and key.alg != alg):
         raise InvalidToken("unknown signing key")
     try:
@@ -229,14 +230,15 @@ def verify_id_token_hint(token: str) -> dict:
     """Check an id_token_hint: an ID token (not an access token, at+jwt, nor a back-channel logout
     token, logout+jwt, which is signed with the same key), signed by us, of our issuer, for a
     registered client; expiry is not required (RP-Initiated Logout 1.0 section 2 lets a client
-    send an expired one)."""
+    send an expired one), nor that its key is still published, only not revoked
+    (keys.hint_verification_key)."""
     try:
         typ = str(jws.extract_compact(token.encode("ascii")).protected.get("typ", "")).lower()
     except (JoseError, ValueError, UnicodeError, AttributeError) as err:
         raise InvalidToken("malformed token") from err
     if typ not in ID_TOKEN_TYPES:
         raise InvalidToken("not an ID token (typ)")
-    claims, _ = _decode(token, typ=None)
+    claims, _ = _decode(token, typ=None, key_for=keys.hint_verification_key)
     if claims.get("iss") != issuer():
         raise InvalidToken("wrong issuer")
     aud = claims.get("aud")
