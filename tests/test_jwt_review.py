@@ -199,3 +199,33 @@ def test_an_id_token_hint_signed_by_a_key_retired_past_its_retention_still_signs
     with app.app_context():
         keys.rotate(immediate=True)
     assert oauth.client.get("/connect/endsession", query_string=logout).status_code == 400
+
+
+# --- tokens longer than the default limit -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"JWT_MAX_LENGTH": 32768}])
+def test_revocation_and_introspection_take_tokens_up_to_jwt_max_length(app, client, seeded):
+    """A deployment whose access tokens outgrow 8 KiB (many API scopes) raises JWT_MAX_LENGTH, and
+    the bearer check takes them; introspection called them inactive and revocation answered 200
+    without revoking anything, by a limit of 8192 of their own."""
+    import base64
+    import json
+
+    from identity.services.seed import apply_seed, load_seed
+
+    names = [f"reports.{i:03d}.{'x' * 50}" for i in range(100)]
+    with app.app_context():
+        apply_seed(load_seed(json.dumps({
+            "api_scopes": [{"name": name} for name in names],
+            "clients": [{"client_id": "bulk", "client_name": "Bulk", "client_secrets": ["bulk-secret-0123456789"],
+                         "allowed_grant_types": ["client_credentials"], "allowed_scopes": names}]})))
+    basic = {"Authorization": "Basic " + base64.b64encode(b"bulk:bulk-secret-0123456789").decode()}
+    issued = client.post("/connect/token", data={"grant_type": "client_credentials"}, headers=basic)
+    assert issued.status_code == 200, issued.get_data(as_text=True)
+    token = issued.get_json()["access_token"]
+    assert len(token) > 8192
+
+    assert client.post("/connect/introspect", data={"token": token}, headers=basic).get_json()["active"] is True
+    assert client.post("/connect/revocation", data={"token": token}, headers=basic).status_code == 200
+    assert client.post("/connect/introspect", data={"token": token}, headers=basic).get_json() == {"active": False}

@@ -1,5 +1,7 @@
 """Tokens as the revocation and introspection endpoints see them."""
 
+from flask import current_app
+
 from ..clock import now
 from ..services import issued_grants, tokens
 from ..services.accounts import get_user
@@ -73,8 +75,8 @@ def find_token(value: str, hint: str | None):
     unknown. The hint does not narrow the search: a server that does not find the token under
     the hinted type MUST search the others (RFC 7009 section 2.1, RFC 7662 section 2.1), and a
     JWT that does not verify may still be some other kind of token."""
-    if not isinstance(value, str) or not value or len(value) > 8192:
-        return None
+    if not isinstance(value, str) or not value or len(value) > current_app.config["JWT_MAX_LENGTH"]:
+        return None  # longer than any token this server takes (a refresh token is 43 characters)
     if value.count(".") == 2:
         try:
             return AccessTokenRecord(tokens.verify_access_token(value))
