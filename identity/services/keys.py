@@ -390,7 +390,3 @@ def list_keys() -> list[tuple]:
     stamp = now()
     return [(row, _state(row, stamp)) for row in _all_rows()]
 
-
-def has_current_key() -> bool:
-    ring = _fresh_ring()
-    return all(_current(ring, alg) is not None for alg in configured_algs())
