@@ -7,7 +7,9 @@ import re
 import secrets
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError, InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError,
+)
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant as _AuthorizationCodeGrant
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant as _ClientCredentialsGrant
 from authlib.oauth2.rfc6749.grants import RefreshTokenGrant as _RefreshTokenGrant
@@ -365,8 +367,12 @@ class PasswordGrant(_PasswordGrant):
         check_requested_scope(self.request.client, self.request.payload.scope)
 
     def authenticate_token_endpoint_client(self):
-        self.request.client = super().authenticate_token_endpoint_client()  # authenticate_user needs it
-        return self.request.client
+        """The client (authenticate_user needs it). A client with require_mfa cannot use this grant:
+        its users sign in with a second factor, which the grant cannot check (docs/mfa.md)."""
+        client = self.request.client = super().authenticate_token_endpoint_client()
+        if client.row.require_mfa and client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("the client requires a second factor, which the password grant cannot check")
+        return client
 
     def authenticate_user(self, username, password):
         """A wrong user name or password is invalid_grant (RFC 6749 section 5.2: the resource
