@@ -32,3 +32,34 @@ def test_the_password_grant_of_a_client_that_requires_mfa_issues_nothing(client,
     body = response.get_json()
     assert "access_token" not in body and body["error"] == "unauthorized_client"
     assert "second factor" in body["error_description"]
+
+
+def test_a_client_that_now_requires_mfa_refreshes_no_single_factor_sign_in(client, app, flow_clients):
+    """A refresh token from a sign-in with the password alone, issued before the operator set
+    require_mfa on the client (`clients update --require-mfa`), issues nothing more to it: the
+    client's tokens would otherwise say acr 1fa for as long as the app keeps refreshing."""
+    from actions import AuthActions
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    body = oauth.code_flow(client_id="native", scope="openid offline_access")[0].get_json()
+    assert claims(body["access_token"])["acr"] == "1fa"
+    _require_mfa(app, "native")
+    refreshed = oauth.token("native", grant_type="refresh_token", refresh_token=body["refresh_token"])
+    assert refreshed.status_code == 400, claims(refreshed.get_json()["access_token"])
+    assert refreshed.get_json()["error"] == "invalid_grant"
+
+
+def test_a_code_of_a_single_factor_sign_in_is_not_redeemed_once_the_client_requires_mfa(client, app, flow_clients):
+    from actions import AuthActions, pkce_pair, redirect_params
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    verifier, challenge = pkce_pair()
+    response = oauth.authorize(client_id="native", scope="openid", code_challenge=challenge,
+                               code_challenge_method="S256")
+    code = redirect_params(response.headers["Location"])["code"]
+    _require_mfa(app, "native")
+    redeemed = oauth.token("native", grant_type="authorization_code", code=code,
+                           redirect_uri=OAuthActions.REDIRECTS["native"], code_verifier=verifier)
+    assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant"

@@ -25,7 +25,7 @@ from ..clock import now
 from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, issued_grants
 from ..services.id_tokens import build_id_token
-from ..services.mfa import AMR_PASSWORD
+from ..services.mfa import AMR_MFA, AMR_PASSWORD
 from .context import grant_context, resume_grant
 from .response_modes import RESPONSE_MODES, takes_form_post
 
@@ -44,6 +44,14 @@ def check_requested_scope(client, scope: str | None) -> None:
     refused = [s for s in (scope or "").split() if s not in allowed]
     if refused:
         raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")
+
+
+def check_second_factor(client, amr: str | None) -> None:
+    """A client with require_mfa gets tokens only from a sign-in that used a second factor: a code
+    or refresh token granted before the operator set it (a sign-in with the password alone)
+    issues nothing more to it, as the authorization endpoint would now ask for the factor."""
+    if client.row.require_mfa and AMR_MFA not in (amr or "").split():
+        raise InvalidGrantError("the client requires a second factor, which this sign-in did not use")
 
 
 def check_response_mode(request, redirect_uri: str) -> None:
@@ -165,6 +173,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         try:
             super().validate_token_request()
             check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
+            check_second_factor(self.request.client, self.found.amr)
         except OAuth2Error:
             if self.found is not None:
                 issued_grants.burn_authorization_code(self.found.id)
@@ -312,6 +321,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
         issued against the client's now: a client may leave out a scope it is no longer allowed."""
         super().validate_token_request()
         check_requested_scope(self.request.client, self.request.payload.scope or self.request.refresh_token.get_scope())
+        check_second_factor(self.request.client, self.request.refresh_token.row.amr)
 
     def authenticate_refresh_token(self, refresh_token):
         row = issued_grants.usable_refresh_token(refresh_token, self.request.client.client_id)
