@@ -63,3 +63,39 @@ def test_a_code_of_a_single_factor_sign_in_is_not_redeemed_once_the_client_requi
     redeemed = oauth.token("native", grant_type="authorization_code", code=code,
                            redirect_uri=OAuthActions.REDIRECTS["native"], code_verifier=verifier)
     assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant"
+
+
+# digits that str.isdigit() takes but hmac.compare_digest refuses to compare (non-ASCII)
+NON_ASCII_DIGITS = ["１２３４５６", "١٢٣٤٥٦", "²³⁴⁵⁶⁷"]
+
+
+@pytest.mark.parametrize("code", NON_ASCII_DIGITS)
+def test_a_code_of_non_ascii_digits_is_a_wrong_code_on_the_second_step(client, app, seeded, code):
+    from sqlalchemy import select
+
+    from identity.models import User
+    from mfa_actions import enrol_user, password_step, second_step
+
+    enrol_user(app)
+    assert "/account/login/mfa" in password_step(client).headers["Location"]
+    response = second_step(client, code)
+    assert response.status_code == 400, response.status_code
+    assert "That code is not right" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 1
+
+
+@pytest.mark.parametrize("code", NON_ASCII_DIGITS[:1])
+def test_an_otp_of_non_ascii_digits_is_a_wrong_code_to_the_local_api(client, app, flow_clients, code):
+    from actions import AuthActions
+    from mfa_actions import enrol_user
+
+    AuthActions(client).login()  # the password alone, before the factor: the change needs `otp`
+    access = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")[0].get_json()
+    enrol_user(app)
+    new = "lantern-orchid-velvet-204"
+    response = client.post("/localapi/password", headers={"Authorization": "Bearer " + access["access_token"]},
+                           json={"current_password": ALICE_PASSWORD, "new_password": new, "confirm_password": new,
+                                 "otp": code})
+    assert response.status_code == 403, response.status_code
+    assert response.mimetype == "application/problem+json"

@@ -150,9 +150,15 @@ def code_time() -> int:
     return now()
 
 
+def _is_totp_code(code: str) -> bool:
+    """Whether a normalized code has the shape of an app's code: six ASCII digits. str.isdigit()
+    alone also takes other scripts' digits (１２３４５６), which hmac.compare_digest refuses."""
+    return len(code) == TOTP_DIGITS and code.isascii() and code.isdigit()
+
+
 def _step_of(secret: str, code: str, after_step: int, stamp: int) -> int | None:
     """The time step (within the window) whose code this is, if newer than `after_step`."""
-    if len(code) != TOTP_DIGITS or not code.isdigit():
+    if not _is_totp_code(code):
         return None
     totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS)
     current = stamp // TOTP_PERIOD_SECONDS
@@ -228,7 +234,7 @@ class CodeCheck:
 def _spending(user_id: int, code: str) -> Write | None:
     """The conditional write that spends a TOTP or recovery code of the user (it changes no row
     if the code was spent meanwhile), or None when the code cannot be one."""
-    if len(code) == TOTP_DIGITS and code.isdigit():
+    if _is_totp_code(code):
         row = store.totp_row(user_id)
         if row is None or row[1] is None:
             return None
