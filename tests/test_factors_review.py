@@ -99,3 +99,38 @@ def test_an_otp_of_non_ascii_digits_is_a_wrong_code_to_the_local_api(client, app
                                  "otp": code})
     assert response.status_code == 403, response.status_code
     assert response.mimetype == "application/problem+json"
+
+
+BS = 0x10  # backup state: "backed up", which a credential that is not backup eligible cannot be
+
+
+def test_a_registration_backed_up_but_not_backup_eligible_is_refused_not_a_500(client, app, seeded):
+    from actions import AuthActions
+    from test_passkeys_web import register_over_http
+    from webauthn_keys import UP, UV, SoftKey
+
+    AuthActions(client).login()
+    key = SoftKey()
+    original = key.registration
+    key.registration = lambda challenge, **kw: original(challenge, flags=UP | UV | BS, **kw)
+    response = register_over_http(client, key)
+    assert response.status_code == 400, response.status_code
+    assert "error" in response.get_json()
+
+
+def test_an_assertion_backed_up_but_not_backup_eligible_is_refused_not_a_500(client, app, seeded):
+    from actions import AuthActions
+    from test_passkeys_web import ORIGIN, RP_ID, register_over_http, token
+    from webauthn_keys import UP, UV, SoftKey
+
+    auth = AuthActions(client)
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    csrf = token(client)
+    challenge = client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID, flags=UP | UV | BS)
+    response = client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": answer})
+    assert response.status_code == 400, response.status_code
+    assert "Signed in as" not in client.get("/").get_data(as_text=True)

@@ -50,8 +50,9 @@ def _webauthn() -> SimpleNamespace:
                           options_to_json, verify_authentication_response, verify_registration_response)
     from webauthn.helpers import (bytes_to_base64url, parse_authentication_credential_json,
                                   parse_registration_credential_json)
-    from webauthn.helpers.exceptions import (InvalidAuthenticationResponse, InvalidJSONStructure,
-                                             InvalidRegistrationResponse)
+    # every error of the library (a response that does not verify, a malformed one, backup flags
+    # no authenticator may set) derives from WebAuthnException
+    from webauthn.helpers.exceptions import InvalidJSONStructure, WebAuthnException
     from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, AuthenticatorTransport, CredentialDeviceType,
                                           PublicKeyCredentialDescriptor, ResidentKeyRequirement,
                                           UserVerificationRequirement)
@@ -204,7 +205,7 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         credential = wa.parse_registration_credential_json(_checked_json(credential_json))
         verified = wa.verify_registration_response(credential=credential, expected_challenge=challenge,
                                                    expected_rp_id=rp.id, expected_origin=rp.origin)
-    except (wa.InvalidRegistrationResponse, wa.InvalidJSONStructure, ValueError, TypeError, KeyError) as err:
+    except (wa.WebAuthnException, ValueError, TypeError, KeyError) as err:
         audit.record("passkey_registration_failed", user_id=user_id, detail={"reason": str(err)})
         db.session.commit()
         raise PasskeyRefused(NOT_VERIFIED) from None
@@ -362,7 +363,7 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
             credential_current_sign_count=0,  # judged below, after the signature (module docstring)
             require_user_verification=user_id is None,
         )
-    except (wa.InvalidAuthenticationResponse, ValueError, TypeError, KeyError) as err:
+    except (wa.WebAuthnException, ValueError, TypeError, KeyError) as err:  # InvalidBackupFlags too
         _failed(passkey.user_id, client_id, str(err))
     passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
     if not store.record_use(passkey_id, verified.new_sign_count, now()):
