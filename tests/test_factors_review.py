@@ -134,3 +134,28 @@ def test_an_assertion_backed_up_but_not_backup_eligible_is_refused_not_a_500(cli
     response = client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": answer})
     assert response.status_code == 400, response.status_code
     assert "Signed in as" not in client.get("/").get_data(as_text=True)
+
+
+def test_a_credential_nested_too_deeply_is_refused_not_a_500(client, seeded):
+    """The json module raises RecursionError on deep nesting, which py_webauthn does not catch:
+    the login page's passkey form takes the field from anyone who asked for options."""
+    from test_passkeys_web import token
+
+    csrf = token(client)
+    assert client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).status_code == 200
+    deep = "[" * 5000 + "]" * 5000  # 10 KB, within the field's 16 KiB
+    response = client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": deep})
+    assert response.status_code == 400, response.status_code
+    assert "could not be verified" in response.get_data(as_text=True)
+
+
+def test_a_registration_nested_too_deeply_is_refused_not_a_500(client, seeded):
+    from actions import AuthActions
+    from test_passkeys_web import token
+
+    AuthActions(client).login()
+    csrf = token(client, "/account/mfa")
+    assert client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).status_code == 200
+    response = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
+                           json={"credential": "[" * 5000 + "]" * 5000, "name": "deep"})
+    assert response.status_code == 400, response.status_code

@@ -205,7 +205,7 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         credential = wa.parse_registration_credential_json(_checked_json(credential_json))
         verified = wa.verify_registration_response(credential=credential, expected_challenge=challenge,
                                                    expected_rp_id=rp.id, expected_origin=rp.origin)
-    except (wa.WebAuthnException, ValueError, TypeError, KeyError) as err:
+    except (wa.WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as err:  # json: deep nesting
         audit.record("passkey_registration_failed", user_id=user_id, detail={"reason": str(err)})
         db.session.commit()
         raise PasskeyRefused(NOT_VERIFIED) from None
@@ -347,7 +347,7 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     wa = _webauthn()
     try:
         credential = wa.parse_authentication_credential_json(_checked_json(credential_json))
-    except (wa.InvalidJSONStructure, ValueError, TypeError, KeyError):
+    except (wa.InvalidJSONStructure, ValueError, TypeError, KeyError, RecursionError):  # json: deep nesting
         raise PasskeyRefused(NOT_VERIFIED) from None
     passkey = store.passkey_by_credential_id(wa.bytes_to_base64url(credential.raw_id))
     if passkey is None or (user_id is not None and passkey.user_id != user_id):
