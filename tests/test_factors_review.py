@@ -159,3 +159,26 @@ def test_a_registration_nested_too_deeply_is_refused_not_a_500(client, seeded):
     response = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
                            json={"credential": "[" * 5000 + "]" * 5000, "name": "deep"})
     assert response.status_code == 400, response.status_code
+
+
+@pytest.mark.parametrize("name", ["Laptop\x00", "Laptop\u202egnp", "Lap\x01top"])
+def test_a_passkey_name_with_control_characters_is_refused_and_stores_nothing(client, app, seeded, name):
+    """PostgreSQL refuses a NUL in a text: the registration answered 503 (a database error); a
+    text-direction mark turns the name around on the page, as a user's name may not (login_names)."""
+    from sqlalchemy import func, select
+
+    from actions import AuthActions
+    from identity.models import Passkey
+    from test_passkeys_web import ORIGIN, RP_ID, token
+    from webauthn_keys import SoftKey
+
+    AuthActions(client).login()
+    csrf = token(client, "/account/mfa")
+    challenge = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    response = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
+                           json={"credential": SoftKey().registration(challenge, origin=ORIGIN, rp_id=RP_ID),
+                                 "name": name})
+    assert response.status_code == 400, response.status_code
+    assert "control characters" in response.get_json()["error"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Passkey)) == 0

@@ -37,6 +37,7 @@ from ..store import passkeys as store
 from . import audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult
 from .browser_sessions import SessionUser
+from .login_names import name_characters_problem
 
 if TYPE_CHECKING:
     from webauthn.helpers.structs import CredentialDeviceType, PublicKeyCredentialDescriptor
@@ -196,9 +197,13 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
     """Verify the browser's new credential against the kept state and store it for the user.
 
     Refused: a stale or foreign state, an answer for another origin or RP id, a credential id
-    already registered (to this user or anyone else).
+    already registered (to this user or anyone else), a name with control characters or
+    text-direction marks (as a user's name: login_names; PostgreSQL refuses a NUL in a text).
     """
     challenge = _challenge(state, "register", user_id)
+    problem = name_characters_problem(name or "")
+    if problem:
+        raise PasskeyRefused(problem)
     rp = RelyingParty.of(issuer)
     wa = _webauthn()
     try:
