@@ -485,3 +485,32 @@ def test_a_refresh_token_family_ends_at_its_absolute_lifetime_however_often_it_i
         db.session.commit()
     refused = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("app_config", [{"REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS": 1000}])
+def test_introspection_calls_inactive_a_refresh_token_the_refresh_grant_refuses(oauth, app):
+    """RFC 7662: `active` says whether the token is usable now. A refresh token past its family's
+    absolute lifetime, or of a single-factor sign-in once its client requires a second factor, is
+    refused by the refresh grant, and introspection called it active."""
+    from identity.models import Client
+
+    def introspect(token):
+        return oauth.client.post("/connect/introspect", data={"token": token},
+                                 headers={"Authorization": "Basic " + base64.b64encode(b"web:web-secret-0123456789").decode()})
+
+    first = oauth.token("web", grant_type="authorization_code", code=_code(oauth),
+                        redirect_uri="https://web.example.com/cb").get_json()["refresh_token"]
+    second = oauth.token("web", grant_type="authorization_code", code=_code(oauth),
+                         redirect_uri="https://web.example.com/cb").get_json()["refresh_token"]
+    assert introspect(first).get_json()["active"] is True
+    with app.app_context():
+        row = db.session.scalar(select(RefreshToken).order_by(RefreshToken.id).limit(1))
+        db.session.execute(update(RefreshToken).where(RefreshToken.id == row.id)
+                           .values(auth_time=row.auth_time - 2000, expires_at=row.auth_time + 3600))
+        db.session.commit()
+    assert introspect(first).get_json() == {"active": False}
+    assert introspect(second).get_json()["active"] is True
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(require_mfa=True))
+        db.session.commit()
+    assert introspect(second).get_json() == {"active": False}

@@ -25,7 +25,7 @@ from ..clock import now
 from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, issued_grants
 from ..services.id_tokens import build_id_token
-from ..services.mfa import AMR_MFA, AMR_PASSWORD
+from ..services.mfa import AMR_PASSWORD, misses_required_factor
 from .context import grant_context, resume_grant
 from .response_modes import RESPONSE_MODES, takes_form_post
 
@@ -50,7 +50,7 @@ def check_second_factor(client, amr: str | None) -> None:
     """A client with require_mfa gets tokens only from a sign-in that used a second factor: a code
     or refresh token granted before the operator set it (a sign-in with the password alone)
     issues nothing more to it, as the authorization endpoint would now ask for the factor."""
-    if client.row.require_mfa and AMR_MFA not in (amr or "").split():
+    if misses_required_factor(client.row, amr):
         raise InvalidGrantError("the client requires a second factor, which this sign-in did not use")
 
 

@@ -5,6 +5,8 @@ from flask import current_app
 from ..clock import now
 from ..services import issued_grants, tokens
 from ..services.accounts import get_user
+from ..services.clients import cached_client
+from ..services.mfa import misses_required_factor
 from ..services.tokens import InvalidToken
 
 
@@ -54,10 +56,15 @@ class RefreshTokenRecord:
         return client.client_id == self.client_id
 
     def is_expired(self) -> bool:
-        return self.row.expires_at < now()
+        return issued_grants.refresh_token_ends_at(self.row.expires_at, self.row.auth_time) < now()
 
     def is_revoked(self) -> bool:
-        return self.row.revoked_at is not None or self.row.consumed_at is not None
+        """Revoked, rotated, or refused by the refresh grant now that its client requires a second
+        factor this sign-in did not use: inactive, as the grant would answer it (RFC 7662)."""
+        if self.row.revoked_at is not None or self.row.consumed_at is not None:
+            return True
+        client = cached_client(self.client_id)
+        return client is not None and misses_required_factor(client, self.row.amr)
 
     def revoke(self) -> None:
         issued_grants.revoke_refresh_token(self.row)

@@ -103,6 +103,13 @@ def _family_end(auth_time: int | None) -> int | None:
     return None if auth_time is None else auth_time + current_app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
 
 
+def refresh_token_ends_at(expires_at: int, auth_time: int | None) -> int:
+    """When a stored refresh token stops being usable: at its expiry, or at its family's end if
+    sooner (a token issued before the absolute lifetime was set, or set shorter)."""
+    end = _family_end(auth_time)
+    return expires_at if end is None else min(expires_at, end)
+
+
 def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
     """When a refresh token issued at `stamp` expires: REFRESH_TOKEN_LIFETIME_SECONDS later (the
     lifetime slides with each rotation), but never after its family ends."""
@@ -182,9 +189,8 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
     stamp = now()
     if row.client_id != client_id or row.revoked_at is not None or not row.enabled:
         return None
-    end = _family_end(row.auth_time)
-    if row.expires_at < stamp or (end is not None and end < stamp):
-        return None  # expired, or its family past the absolute lifetime (issued before it was set, or set shorter)
+    if refresh_token_ends_at(row.expires_at, row.auth_time) < stamp:
+        return None
     if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
         return None

@@ -85,6 +85,12 @@ def has_second_factor(user_id: int) -> bool:
 # --- claims -----------------------------------------------------------------------------------
 
 
+def misses_required_factor(client_row, amr: str | None) -> bool:
+    """Whether a sign-in (its `amr`) falls short of a client that requires a second factor: a
+    code or refresh token granted before the operator set require_mfa issues nothing more."""
+    return bool(client_row.require_mfa) and AMR_MFA not in (amr or "").split()
+
+
 def amr_with_second_factor(amr: str | None, method: str) -> str:
     """The session's methods after a second factor of `method`: that method, and `mfa`."""
     methods = (amr or AMR_PASSWORD).split()
