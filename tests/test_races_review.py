@@ -1,0 +1,73 @@
+"""Requests that race for the same row, with real concurrent HTTP requests on a live server
+(each request its own thread, app context and database session): a form sent twice at once (a
+double click) must be answered as one sent once, never with the database's refusal of a
+duplicate row."""
+
+import json
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from identity.extensions import db
+from identity.models import Consent
+from identity.services.seed import apply_seed, load_seed
+from servers import authorize, csrf_from, redirect_params, run_together, sign_in
+
+ROUNDS = 4
+PASSWORD = "tulip-quartz-harbor-917"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+SEED = {
+    "api_scopes": [],
+    "clients": [
+        {"client_id": "asks", "client_name": "Asking Client", "client_secrets": ["asks-secret-0123456789"],
+         "allowed_grant_types": ["authorization_code"], "redirect_uris": [REDIRECT_URI], "require_consent": True,
+         "require_pkce": True, "allowed_scopes": ["openid", "profile", "email"]},
+    ],
+    "users": [{"username": "alice", "email": "alice@example.com", "password": PASSWORD, "name": "Alice Example"}],
+}
+
+
+@pytest.fixture
+def race_seeded(app):
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(SEED)))
+    return SEED
+
+
+def signed_in(base: str, username: str = "alice", password: str = PASSWORD) -> requests.Session:
+    browser = requests.Session()
+    response = sign_in(browser, base, username, password)
+    assert response.status_code == 302, response.text
+    return browser
+
+
+def raised(responses: list) -> list:
+    for response in responses:
+        if isinstance(response, BaseException):
+            raise response
+    return responses
+
+
+# --- consent ------------------------------------------------------------------------------------
+
+
+def test_the_consent_form_sent_twice_at_once_remembers_once_and_answers_both(app, live_server, race_seeded):
+    """Allow with "remember" clicked twice: both answers go back to the client with a code (no
+    503 from the consent row's unique key), and one consent row is remembered."""
+    base = live_server.url
+    browser = signed_in(base)
+    for round_ in range(ROUNDS):
+        with app.app_context():
+            db.session.execute(Consent.__table__.delete())
+            db.session.commit()
+        response, _ = authorize(browser, base, client_id="asks", redirect_uri=REDIRECT_URI, scope="openid profile")
+        assert response.status_code == 302 and response.headers["Location"].startswith("/consent?"), response.text
+        page = browser.get(base + response.headers["Location"], timeout=30)
+        form = {"csrf_token": csrf_from(page.text), "decision": "allow", "remember": "y"}
+        post = lambda: browser.post(base + response.headers["Location"], data=form, timeout=30, allow_redirects=False)
+        answers = raised(run_together(post, post))
+        assert [a.status_code for a in answers] == [302, 302], f"round {round_}: {[(a.status_code, a.text[:300]) for a in answers]}"
+        assert all("code" in redirect_params(a) for a in answers), [a.headers.get("Location") for a in answers]
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Consent)) == 1
