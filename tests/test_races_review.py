@@ -10,8 +10,9 @@ import requests
 from sqlalchemy import func, select
 
 from identity.extensions import db
-from identity.models import Consent
+from identity.models import Consent, RecoveryCode
 from identity.services.seed import apply_seed, load_seed
+from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (a fixture)
 from servers import authorize, csrf_from, redirect_params, run_together, sign_in
 
 ROUNDS = 4
@@ -71,3 +72,41 @@ def test_the_consent_form_sent_twice_at_once_remembers_once_and_answers_both(app
         assert all("code" in redirect_params(a) for a in answers), [a.headers.get("Location") for a in answers]
         with app.app_context():
             assert db.session.scalar(select(func.count()).select_from(Consent)) == 1
+
+
+# --- second factors -------------------------------------------------------------------------------
+
+
+def signed_in_with_code(app, base: str) -> tuple[requests.Session, str]:
+    """alice with an authenticator app, signed in with both steps (a recent second factor):
+    the browser and the app's secret."""
+    secret, _ = enrol_user(app)
+    browser = requests.Session()
+    first = sign_in(browser, base, "alice", PASSWORD)
+    assert first.status_code == 302 and "/account/login/mfa" in first.headers["Location"], first.headers
+    page = browser.get(base + "/account/login/mfa", timeout=30)
+    second = browser.post(base + "/account/login/mfa", timeout=30, allow_redirects=False,
+                          data={"csrf_token": csrf_from(page.text), "code": code_at(secret)})
+    assert second.status_code == 302, second.text
+    return browser, secret
+
+
+def mfa_form_twice_at_once(browser: requests.Session, base: str, action: str) -> list:
+    page = browser.get(base + "/account/mfa", timeout=30)
+    form = {"csrf_token": csrf_from(page.text), "action": action}
+    post = lambda: browser.post(base + "/account/mfa", data=form, timeout=30, allow_redirects=False)
+    return raised(run_together(post, post))
+
+
+def test_new_recovery_codes_asked_for_twice_at_once_leave_one_set(app, live_server, race_seeded, step_clock):
+    """Regenerate clicked twice: the codes shown last are the only ones that work; the set the
+    other answer made (which the browser dropped) does not stay usable beside them."""
+    base = live_server.url
+    browser, _ = signed_in_with_code(app, base)
+    for round_ in range(ROUNDS):
+        answers = mfa_form_twice_at_once(browser, base, "regenerate")
+        assert [a.status_code for a in answers] == [200, 200], [(a.status_code, a.text[:300]) for a in answers]
+        with app.app_context():
+            unused = db.session.scalar(select(func.count()).select_from(RecoveryCode).where(RecoveryCode.used_at.is_(None)))
+        assert unused == 10, f"round {round_}: {unused} usable recovery codes"
+

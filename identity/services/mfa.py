@@ -212,7 +212,9 @@ def _replace_recovery_codes(user_id: int, stamp: int) -> list[str]:
 
 def regenerate_recovery_codes(user_id: int) -> list[str]:
     """A new set of recovery codes; the old set stops working."""
+    store.lock_user(user_id)  # a second set asked for at once replaces this one, after its commit
     if not has_totp(user_id):
+        db.session.rollback()
         raise Conflict("set up an authenticator app first")
     codes = _replace_recovery_codes(user_id, now())
     audit.record("recovery_codes_regenerated", user_id=user_id)
