@@ -10,9 +10,9 @@ import requests
 from sqlalchemy import func, select
 
 from identity.extensions import db
-from identity.models import Consent, RecoveryCode
+from identity.models import Consent, RecoveryCode, TotpFactor, User
 from identity.services.seed import apply_seed, load_seed
-from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (a fixture)
+from mfa_actions import CODE_RE, SECRET_RE, code_at, enrol_user, step_clock  # noqa: F401  (a fixture)
 from servers import authorize, csrf_from, redirect_params, run_together, sign_in
 
 ROUNDS = 4
@@ -110,3 +110,18 @@ def test_new_recovery_codes_asked_for_twice_at_once_leave_one_set(app, live_serv
             unused = db.session.scalar(select(func.count()).select_from(RecoveryCode).where(RecoveryCode.used_at.is_(None)))
         assert unused == 10, f"round {round_}: {unused} usable recovery codes"
 
+
+def test_setting_up_the_app_clicked_twice_at_once_starts_one_enrolment(app, live_server, race_seeded):
+    """"Set up an authenticator app" clicked twice: both answers show a secret (no 503 from the
+    factor row's unique user), and one enrolment is pending, with the secret the page shows now."""
+    base = live_server.url
+    browser = signed_in(base)
+    for round_ in range(ROUNDS):
+        answers = mfa_form_twice_at_once(browser, base, "start")
+        assert [a.status_code for a in answers] == [200, 200], f"round {round_}: {[(a.status_code, a.text[:300]) for a in answers]}"
+        shown = SECRET_RE.search(browser.get(base + "/account/mfa", timeout=30).text).group(1)
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(TotpFactor)) == 1
+            from identity.services import mfa
+            user_id = db.session.scalar(select(User.id))
+            assert mfa.pending_totp_secret(user_id) == shown

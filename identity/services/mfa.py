@@ -121,7 +121,9 @@ def _secret(stored: str, user_id: int) -> str:
 
 def start_totp(user_id: int) -> str:
     """Start (or restart) enrolling an authenticator app: a new secret, stored unconfirmed."""
+    store.lock_user(user_id)  # a second start at once replaces this one's row, after its commit
     if has_totp(user_id):
+        db.session.rollback()
         raise Conflict("an authenticator app is already set up; remove it first")
     secret = pyotp.random_base32()
     store.put_pending_totp(user_id, key_encryption.encrypt(secret), now())
