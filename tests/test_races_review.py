@@ -9,10 +9,12 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from actions import AuthActions
 from identity.extensions import db
 from identity.models import Consent, RecoveryCode, TotpFactor, User
 from identity.services.seed import apply_seed, load_seed
 from mfa_actions import CODE_RE, SECRET_RE, code_at, enrol_user, step_clock  # noqa: F401  (a fixture)
+from races import other_workers
 from servers import authorize, csrf_from, redirect_params, run_together, sign_in
 
 ROUNDS = 4
@@ -125,3 +127,49 @@ def test_setting_up_the_app_clicked_twice_at_once_starts_one_enrolment(app, live
             from identity.services import mfa
             user_id = db.session.scalar(select(User.id))
             assert mfa.pending_totp_secret(user_id) == shown
+
+
+# --- a sign-in whose password changes while it is checked ------------------------------------------
+
+NEW_PASSWORD = "copper-lantern-meadow-356"
+
+
+def changed_by_another_worker_during_the_check(monkeypatch, database_uri, change) -> dict:
+    """While the next sign-in verifies its password (after its read of the user, before its
+    writes), another worker runs `change(user_id)` in its own app and commits."""
+    from identity.services import accounts
+
+    original, done = accounts.verify_password, {}
+
+    def hooked(stored, password):
+        right = original(stored, password)
+        if not done:
+            done["changed"] = True
+            with other_workers(database_uri) as (other,), other.app_context():
+                change(db.session.scalar(select(User.id).where(User.username == "alice")))
+        return right
+
+    monkeypatch.setattr(accounts, "verify_password", hooked)
+    return done
+
+
+def signs_in(app, password: str) -> bool:
+    response = AuthActions(app.test_client()).login("alice", password)
+    return response.status_code == 302 and "/account/login/mfa" not in response.headers["Location"]
+
+
+def test_a_sign_in_that_rehashes_does_not_undo_a_password_change_made_meanwhile(app, client, seeded, database_uri,
+                                                                               monkeypatch):
+    """alice's hash was made at a lower cost than the current one, so her next sign-in rehashes
+    her password; a password change committed while that sign-in checks the old password keeps
+    the new one: the rehash of the old password does not overwrite it."""
+    from identity.services import accounts
+
+    app.config["ARGON2_TIME_COST"] = 2  # alice's stored hash (cost 1) now needs a rehash
+    done = changed_by_another_worker_during_the_check(
+        monkeypatch, database_uri, lambda user_id: accounts.change_password(user_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD))
+    AuthActions(client).login("alice", PASSWORD)
+    assert done
+    monkeypatch.undo()
+    assert signs_in(app, NEW_PASSWORD), "the new password no longer signs in"
+    assert not signs_in(app, PASSWORD), "the old password signs in again"

@@ -168,7 +168,7 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     # count is reset by a right second step, so guesses at the code still meet the lock
     success = [lockout.released(reservation) if second_factor else lockout.settled(reservation)]
     if needs_rehash(user.password_hash):
-        success.append(store.password_hash_update(user.id, hash_password(normalize(password))))
+        success.append(store.password_hash_update(user.id, hash_password(normalize(password)), user.password_hash))
     success.append(audit.event_write("sign_in_password_accepted" if second_factor else "sign_in", user_id=user.id,
                                      client_id=client_id))
     return SignInResult(signed_in, needs_second_factor=second_factor), success

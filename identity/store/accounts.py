@@ -34,7 +34,9 @@ SIGN_IN_COLUMNS = (
 )
 _SIGN_IN_USER = select(*SIGN_IN_COLUMNS).where(LOGIN_MATCHES)
 SignInUser = namedtuple("SignInUser", [column.key for column in SIGN_IN_COLUMNS])
-_SET_PASSWORD_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id")).values(
+# only over the hash the password was verified against: a password changed meanwhile stays changed
+_SET_PASSWORD_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
+                                          _USERS.c.password_hash == bindparam("verified_hash")).values(
     password_hash=bindparam("password_hash"))
 
 
@@ -44,6 +46,8 @@ def sign_in_user(key: str) -> SignInUser | None:
     return None if found is None else SignInUser._make(found)
 
 
-def password_hash_update(user_id: int, password_hash: str) -> Write:
-    """The write that replaces a user's password hash (a rehash), to run with the caller's others."""
-    return _SET_PASSWORD_HASH, {"user_id": user_id, "password_hash": password_hash}
+def password_hash_update(user_id: int, password_hash: str, verified_hash: str) -> Write:
+    """The write that replaces a user's password hash (a rehash), to run with the caller's others:
+    only if the stored hash is still `verified_hash`, the one the password was checked against (a
+    password change or reset committed during the check is not undone by the old password's rehash)."""
+    return _SET_PASSWORD_HASH, {"user_id": user_id, "password_hash": password_hash, "verified_hash": verified_hash}
