@@ -173,3 +173,32 @@ def test_a_sign_in_that_rehashes_does_not_undo_a_password_change_made_meanwhile(
     monkeypatch.undo()
     assert signs_in(app, NEW_PASSWORD), "the new password no longer signs in"
     assert not signs_in(app, PASSWORD), "the old password signs in again"
+
+
+def _change_password(user_id: int) -> None:
+    from identity.services import accounts
+
+    accounts.change_password(user_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+
+
+def _disable(user_id: int) -> None:
+    from identity.services import user_status
+
+    user_status.disable_user("alice")
+
+
+@pytest.mark.parametrize("change", [_change_password, _disable], ids=["password-changed", "disabled"])
+def test_a_sign_in_checked_while_the_password_changes_or_the_user_is_disabled_starts_no_session(
+        app, client, seeded, database_uri, monkeypatch, change):
+    """A password change (or a disable) ends every session of the user; a sign-in with the old
+    password that was being checked when it committed must not start one after it."""
+    from identity.models import UserSession
+
+    done = changed_by_another_worker_during_the_check(monkeypatch, database_uri, change)
+    response = AuthActions(client).login("alice", PASSWORD)
+    assert done
+    with app.app_context():
+        live = db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.revoked_at.is_(None)))
+    assert live == 0, f"{live} live session after the change ({response.status_code} {response.headers.get('Location')})"
+    page = client.get("/account/sessions")
+    assert page.status_code == 302 and "/account/login" in page.headers["Location"], page.status_code

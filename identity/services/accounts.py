@@ -170,7 +170,7 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     if needs_rehash(user.password_hash):
         success.append(store.password_hash_update(user.id, hash_password(normalize(password)), user.password_hash))
     success.append(audit.event_write("sign_in_password_accepted" if second_factor else "sign_in", user_id=user.id,
-                                     client_id=client_id))
+                                     client_id=client_id, password_version=user.password_version))
     return SignInResult(signed_in, needs_second_factor=second_factor), success
 
 
@@ -224,11 +224,22 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
     if result.user is not None and result.needs_second_factor:
         write(*success)
     elif result.user is not None:
-        session, store = browser_sessions.new_session(result.user.id, client_id=client_id)
-        write(*success, store)
+        session, store = browser_sessions.new_session(result.user.id, client_id=client_id,
+                                                      password_version=result.user.password_version)
+        if write(*success, store)[-1] != 1:
+            return _changed_meanwhile(result.user.id, client_id)
         result.sid, result.auth_time, result.public_sid = session
         metrics.count_sign_in("success")
     return result
+
+
+def _changed_meanwhile(user_id: int, client_id: str | None) -> SignInResult:
+    """A sign-in whose session was not stored: the password changed, or the user was disabled,
+    while it was checked (browser_sessions.new_session). Refused as a wrong password is."""
+    audit.record("sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
+    db.session.commit()
+    metrics.count_sign_in("failure")
+    return SignInResult(None)
 
 
 def pending_user(user_id: int, password_version: int, started_at: int) -> SessionUser | None:
@@ -250,9 +261,11 @@ def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
     if check.method is None:
         return SignInResult(None, locked=check.locked)
     methods = mfa.amr_with_second_factor(amr, check.method)
-    session, store = browser_sessions.new_session(user.id, amr=methods, client_id=client_id)
-    write(*check.success, audit.event_write("sign_in", user_id=user.id, client_id=client_id,
-                                             detail={"amr": methods}), store)
+    session, store = browser_sessions.new_session(user.id, amr=methods, password_version=user.password_version,
+                                                  client_id=client_id)
+    if write(*check.success, audit.event_write("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods},
+                                               password_version=user.password_version), store)[-1] != 1:
+        return _changed_meanwhile(user.id, client_id)
     result = SignInResult(user, amr=methods)
     result.sid, result.auth_time, result.public_sid = session
     return result

@@ -12,12 +12,14 @@ from sqlalchemy import bindparam, insert, select
 from ..clock import now
 from ..extensions import db
 from ..models import AuditEvent
-from ..store.writes import Write
+from ..store.accounts import STILL_SIGNED_IN, still_user
+from ..store.writes import Write, insert_if
 
 # A plain INSERT, built once: events are only ever appended, so the ORM's unit of work (and its
 # flush at commit) buys nothing on the sign-in path, where it cost more than the statement.
 _FIELDS = ("at", "event", "user_id", "client_id", "ip", "detail")
 _INSERT_EVENT = insert(AuditEvent.__table__).values({name: bindparam(name) for name in _FIELDS})
+_INSERT_EVENT_IF_STILL = insert_if(AuditEvent.__table__, _FIELDS, STILL_SIGNED_IN)  # a sign-in's (event_write)
 
 #: The address of the caller whose request this thread is serving (None between requests).
 caller_ip: ContextVar[str | None] = ContextVar("identity_audit_caller_ip", default=None)
@@ -53,14 +55,19 @@ def _bounded(value, depth: int = 0):
 
 
 def event_write(event: str, *, user_id: int | None = None, client_id: str | None = None,
-                detail: dict | None = None, ip: str | None = None) -> Write:
+                detail: dict | None = None, ip: str | None = None, password_version: int | None = None) -> Write:
     """An event as a write for writes.write, to be kept with the caller's other writes (bounded).
-    `ip` defaults to the address of the request being served (`caller_ip`)."""
+    `ip` defaults to the address of the request being served (`caller_ip`). With
+    `password_version`, a sign-in's event: written only while the user is enabled with that
+    password version, as its session is (store/browser_sessions.py)."""
     if ip is None:
         ip = caller_ip.get()
-    return _INSERT_EVENT, {"at": now(), "event": _cut(event, _LENGTHS["event"]), "user_id": user_id,
-                           "client_id": _cut(client_id, _LENGTHS["client_id"]), "ip": _cut(ip, _LENGTHS["ip"]),
-                           "detail": _bounded(detail) if detail else {}}
+    values = {"at": now(), "event": _cut(event, _LENGTHS["event"]), "user_id": user_id,
+              "client_id": _cut(client_id, _LENGTHS["client_id"]), "ip": _cut(ip, _LENGTHS["ip"]),
+              "detail": _bounded(detail) if detail else {}}
+    if password_version is None:
+        return _INSERT_EVENT, values
+    return _INSERT_EVENT_IF_STILL, {**values, **still_user(user_id, password_version)}
 
 
 def record(event: str, *, user_id: int | None = None, client_id: str | None = None, detail: dict | None = None,

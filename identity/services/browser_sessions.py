@@ -19,6 +19,7 @@ from typing import NamedTuple
 from flask import current_app
 
 from .. import clock
+from ..errors import NotFound
 from ..extensions import db
 from ..models import User
 from ..store import browser_sessions as store
@@ -59,9 +60,12 @@ class LoadedSession(NamedTuple):
     amr: str  # how the person signed in: RFC 8176 names, space-separated
 
 
-def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd", *,
+def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd", *, password_version: int,
                 client_id: str | None = None) -> tuple[NewSession, Write]:
-    """A new browser session, and the write that stores it (run with the caller's others).
+    """A new browser session, and the write that stores it (run with the caller's others). The
+    write stores nothing if the user's password version is no longer `password_version` (the one
+    the sign-in checked), or the user was disabled: a password change, reset or disable that
+    committed during the sign-in ended the user's sessions, this one too; the caller refuses.
 
     `amr` names how the person signed in (RFC 8176, space-separated). `client_id` is the client
     the sign-in was for (a pending authorization request's, unchecked: the sessions page names it
@@ -70,6 +74,7 @@ def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd", *,
     session = NewSession(secrets.token_urlsafe(24), auth_time or stamp, secrets.token_urlsafe(24))
     device = caller_device()
     return session, store.session_insert(sid=session.sid, public_sid=session.public_sid, user_id=user_id,
+                                         password_version=password_version,
                                          auth_time=session.auth_time, created_at=stamp, amr=amr,
                                          client_id=client_id[:200] if client_id else None,
                                          user_agent=device.user_agent, ip_address=device.ip_address)
@@ -77,8 +82,9 @@ def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd", *,
 
 def start_session(user: User, auth_time: int | None = None, amr: str = "pwd", *,
                   client_id: str | None = None) -> NewSession:
-    session, insert = new_session(user.id, auth_time, amr, client_id=client_id)
-    store.insert_session(insert)
+    session, insert = new_session(user.id, auth_time, amr, password_version=user.password_version, client_id=client_id)
+    if not store.insert_session(insert):
+        raise NotFound("the user is disabled or their password changed")
     return session
 
 

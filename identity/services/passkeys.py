@@ -290,8 +290,9 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
         db.session.rollback()
         raise PasskeyRefused(NOT_VERIFIED)
     amr = f"{use.method} {mfa.AMR_MFA}"  # user verification was required: two factors in one
-    session, insert = browser_sessions.new_session(user.id, amr=amr, client_id=client_id)
-    db.session.execute(*insert)
+    session, insert = browser_sessions.new_session(user.id, amr=amr, password_version=user.password_version,
+                                                   client_id=client_id)
+    _store_session(insert, user.id, client_id)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
     db.session.commit()
     principal = SessionUser.of(user)
@@ -316,12 +317,24 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
             lockout.commit_refusal(reservation)
         raise
     methods = mfa.amr_with_second_factor(amr, use.method)
-    session, insert = browser_sessions.new_session(user.id, amr=methods, client_id=client_id)
-    for statement in (lockout.settled(reservation), insert):
-        db.session.execute(*statement)
+    session, insert = browser_sessions.new_session(user.id, amr=methods, password_version=user.password_version,
+                                                   client_id=client_id)
+    db.session.execute(*lockout.settled(reservation))
+    _store_session(insert, user.id, client_id)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
     db.session.commit()
     return use, _started(user, session, methods)
+
+
+def _store_session(insert, user_id: int, client_id: str | None) -> None:
+    """Store the sign-in's new session in the transaction; if the user was disabled or their
+    password changed since the sign-in read them (browser_sessions.new_session), roll the
+    transaction back (the passkey's use too), audit and refuse."""
+    if db.session.execute(*insert).rowcount != 1:
+        db.session.rollback()
+        audit.record("passkey_sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
+        db.session.commit()
+        raise PasskeyRefused(NOT_VERIFIED)
 
 
 def _started(user: SessionUser, session: "browser_sessions.NewSession", amr: str) -> SignInResult:

@@ -6,7 +6,7 @@ ORM object, no pool checkout).
 
 from collections import namedtuple
 
-from sqlalchemy import ColumnElement, bindparam, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, literal_column, or_, select, update
 
 from ..models import User
 from .connection import autocommit_connection
@@ -38,6 +38,17 @@ SignInUser = namedtuple("SignInUser", [column.key for column in SIGN_IN_COLUMNS]
 _SET_PASSWORD_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
                                           _USERS.c.password_hash == bindparam("verified_hash")).values(
     password_hash=bindparam("password_hash"))
+
+
+#: "the user a sign-in checked is still so": enabled, and the password version it read unchanged
+#: (a password change, reset or disable since moves it on), for the parameters `still_user` gives
+STILL_SIGNED_IN = exists().where(_USERS.c.id == bindparam("still_user"),
+                                 _USERS.c.password_version == bindparam("still_version"), _USERS.c.enabled.is_(True))
+
+
+def still_user(user_id: int, password_version: int) -> dict:
+    """The parameters of STILL_SIGNED_IN."""
+    return {"still_user": user_id, "still_version": password_version}
 
 
 def sign_in_user(key: str) -> SignInUser | None:

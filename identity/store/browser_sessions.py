@@ -6,12 +6,13 @@ no transaction, no ORM object). What makes a session live is the service's rule
 (services/browser_sessions.py), not this module's.
 """
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 
 from ..extensions import db
 from ..models import User, UserSession
+from .accounts import STILL_SIGNED_IN, still_user
 from .connection import autocommit_connection
-from .writes import Write, write
+from .writes import Write, insert_if, write
 
 _SESSIONS = UserSession.__table__
 _LIVE_SESSION_USER = (
@@ -21,11 +22,11 @@ _LIVE_SESSION_USER = (
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.sid == bindparam("sid"), UserSession.revoked_at.is_(None))
 )
-_INSERT_SESSION = insert(_SESSIONS).values(
-    sid=bindparam("sid"), public_sid=bindparam("public_sid"), user_id=bindparam("user_id"),
-    auth_time=bindparam("auth_time"), created_at=bindparam("created_at"), last_seen_at=bindparam("created_at"),
-    client_id=bindparam("client_id"), user_agent=bindparam("user_agent"), ip_address=bindparam("ip_address"),
-    amr=bindparam("amr"))
+# A new session is stored only while its user is as the sign-in checked them (STILL_SIGNED_IN):
+# a password change, reset or disable that committed meanwhile ended the user's sessions, and
+# must not miss this one.
+_INSERT_SESSION = insert_if(_SESSIONS, ("sid", "public_sid", "user_id", "auth_time", "created_at", "last_seen_at",
+                                        "client_id", "user_agent", "ip_address", "amr"), STILL_SIGNED_IN)
 _END = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_row"), _SESSIONS.c.revoked_at.is_(None))
         .values(revoked_at=bindparam("stamp")))
 _TOUCH = (update(_SESSIONS)
@@ -41,18 +42,21 @@ def session_user(sid: str):
     return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
 
 
-def session_insert(*, sid: str, public_sid: str, user_id: int, auth_time: int, created_at: int,
-                   client_id: str | None = None, user_agent: str | None = None, ip_address: str | None = None,
-                   amr: str = "pwd") -> Write:
-    """The write that stores a new session, to run with the caller's others (writes.write)."""
+def session_insert(*, sid: str, public_sid: str, user_id: int, password_version: int, auth_time: int,
+                   created_at: int, client_id: str | None = None, user_agent: str | None = None,
+                   ip_address: str | None = None, amr: str = "pwd") -> Write:
+    """The write that stores a new session, to run with the caller's others (writes.write): one
+    row, or none if the user's password version is no longer `password_version` or the user was
+    disabled (the caller then refuses the sign-in)."""
     return _INSERT_SESSION, {"sid": sid, "public_sid": public_sid, "user_id": user_id, "auth_time": auth_time,
-                             "created_at": created_at, "client_id": client_id, "user_agent": user_agent,
-                             "ip_address": ip_address, "amr": amr}
+                             "created_at": created_at, "last_seen_at": created_at, "client_id": client_id,
+                             "user_agent": user_agent, "ip_address": ip_address, "amr": amr,
+                             **still_user(user_id, password_version)}
 
 
-def insert_session(insert: Write) -> None:
-    """Store a new session (`session_insert`'s write) on its own, committed."""
-    write(insert)
+def insert_session(insert: Write) -> bool:
+    """Store a new session (`session_insert`'s write) on its own, committed; whether it was."""
+    return write(insert) == [1]
 
 
 def _write_one(statement, params: dict) -> None:

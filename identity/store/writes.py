@@ -16,7 +16,7 @@ import json
 from functools import cache
 from importlib import import_module
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.sql import Executable
 
 from .connection import autocommit_connection
@@ -40,6 +40,15 @@ def _insert_or_skip(dialect: str, table, conflict: tuple[str, ...], columns: tup
     dialect_insert = import_module(f"sqlalchemy.dialects.{dialect}").insert
     return (dialect_insert(table).values({name: bindparam(name) for name in columns})
             .on_conflict_do_nothing(index_elements=list(conflict)))
+
+
+def insert_if(table, columns: tuple[str, ...], condition):
+    """INSERT INTO `table` (`columns`, each bound by its name) SELECT ... WHERE `condition`: the
+    row is written only if the condition holds when the statement runs (else it changes no row),
+    judged in the same statement as the write, not by a read before it. Its rowcount is kept
+    (preserve_rowcount): SQLAlchemy keeps an INSERT's only when asked, and -1 reads as a row."""
+    values = select(*(bindparam(name, type_=table.c[name].type) for name in columns)).where(condition)
+    return insert(table).from_select(list(columns), values).execution_options(preserve_rowcount=True)
 
 
 def write(*statements: Write) -> list[int]:
