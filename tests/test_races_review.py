@@ -202,3 +202,44 @@ def test_a_sign_in_checked_while_the_password_changes_or_the_user_is_disabled_st
     assert live == 0, f"{live} live session after the change ({response.status_code} {response.headers.get('Location')})"
     page = client.get("/account/sessions")
     assert page.status_code == 302 and "/account/login" in page.headers["Location"], page.status_code
+
+
+def changed_by_another_worker_before_the_tokens_are_stored(monkeypatch, database_uri, change) -> dict:
+    """As changed_by_another_worker_during_the_check, once the password was checked and the
+    tokens signed, just before the token endpoint stores its refresh token."""
+    from identity.services import issued_grants
+
+    original, done = issued_grants.keep_issued_tokens, {}
+
+    def hooked(*args, **kwargs):
+        if not done:
+            done["changed"] = True
+            with other_workers(database_uri) as (other,), other.app_context():
+                change(db.session.scalar(select(User.id).where(User.username == "alice")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "keep_issued_tokens", hooked)
+    return done
+
+
+@pytest.mark.parametrize("when", [changed_by_another_worker_during_the_check,
+                                  changed_by_another_worker_before_the_tokens_are_stored],
+                         ids=["during-the-check", "before-the-tokens-are-stored"])
+def test_a_password_grant_checked_while_the_password_changes_keeps_no_refresh_token(
+        app, client, flow_clients, database_uri, monkeypatch, when):
+    """The password grant with offline_access: a refresh token stored after a password change
+    that committed while the old password was checked would outlive the change (which revoked
+    the user's refresh tokens before it existed)."""
+    from actions import OAuthActions
+
+    done = when(monkeypatch, database_uri, _change_password)
+    oauth = OAuthActions(client)
+    response = oauth.token("legacy", grant_type="password", username="alice", password=PASSWORD,
+                           scope="openid offline_access")
+    assert done
+    refresh_token = (response.get_json() or {}).get("refresh_token")
+    if response.status_code == 200 and refresh_token:
+        rotated = oauth.token("legacy", grant_type="refresh_token", refresh_token=refresh_token)
+        assert rotated.status_code == 400, f"the refresh token outlived the password change: {rotated.status_code}"
+    else:
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant", response.get_data()

@@ -396,4 +396,5 @@ class PasswordGrant(_PasswordGrant):
         if self.request.client.row.require_verified_email and not result.user.email_verified:
             raise InvalidGrantError("the client requires a verified email address; verify it on the account page")
         grant_context().auth_time, grant_context().amr = now(), AMR_PASSWORD
+        grant_context().password_version = result.user.password_version
         return result.user

@@ -75,12 +75,13 @@ def save_token(token, request):
                                                 access_token_jti=context.issued_jti):
             raise InvalidGrantError("refresh token was already used")
         return
-    grant_service.keep_issued_tokens(
+    if not grant_service.keep_issued_tokens(
         refresh_token, family_id=context.family_id, client_id=request.client.client_id,
         user_id=request.user.id if request.user is not None else None, session_id=context.sid, scope=token["scope"],
         auth_time=context.auth_time, access_token_jti=context.issued_jti, expires_in=token["expires_in"],
-        amr=context.amr,
-    )
+        amr=context.amr, password_version=context.password_version,
+    ):
+        raise InvalidGrantError("the password changed, or the user was disabled, while the request was checked")
 
 
 class RevocationEndpoint(_RevocationEndpoint):

@@ -207,7 +207,8 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
     the password grant refuses it."""
     result, success = _check_password(login, password, client_id)
     if success:
-        write(*success)
+        if write(*success)[-1] != 1:  # the sign-in's event, written only while the user is unchanged
+            return _changed_meanwhile(result.user.id, client_id)
         if not result.needs_second_factor:
             metrics.count_sign_in("success")
     return result

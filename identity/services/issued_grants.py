@@ -148,30 +148,43 @@ def code_nonce_seen(client_id: str, nonce: str, user_id: int | None) -> bool:
 
 def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: int, session_id: str | None,
                        scope: str, auth_time: int | None, access_token_jti: str | None,
-                       amr: str | None = None) -> RefreshToken:
+                       amr: str | None = None, password_version: int | None = None) -> bool:
+    """Store a refresh token in the session's transaction. With `password_version` (the one the
+    password grant checked), only while the user is enabled with it: False if not stored."""
     stamp = now()
     device = caller_device()
-    return store.add_refresh_token(
+    columns = dict(
         token_hash=token_hash(token), family_id=family_id, client_id=client_id, user_id=user_id,
         session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti, amr=amr,
         issued_at=stamp, expires_at=refresh_token_expiry(stamp, auth_time),
         user_agent=device.user_agent, ip_address=device.ip_address,
     )
+    if password_version is None:
+        store.add_refresh_token(**columns)
+        return True
+    return store.add_refresh_token_if_still(password_version, **columns)
 
 
 def keep_issued_tokens(refresh_token: str | None, *, family_id: str | None, client_id: str, user_id: int | None,
                        session_id: str | None, scope: str, auth_time: int | None, access_token_jti: str | None,
-                       expires_in: int, amr: str | None = None) -> None:
+                       expires_in: int, amr: str | None = None, password_version: int | None = None) -> bool:
     """Persist what must outlive a token response that rotated nothing, committed: a new refresh
     token (in the family of the code it came from, or a new one), or else the access token of a
-    user without one (the password grant without offline_access), so it can be revoked later."""
+    user without one (the password grant without offline_access), so it can be revoked later.
+
+    The password grant gives the `password_version` it checked: a password change, reset or
+    disable that committed since revoked the user's refresh tokens, and this one is not stored
+    after it (False: nothing committed, the caller refuses the grant)."""
     if refresh_token:
-        save_refresh_token(refresh_token, family_id=family_id or new_family_id(), client_id=client_id,
-                           user_id=user_id, session_id=session_id, scope=scope, auth_time=auth_time,
-                           access_token_jti=access_token_jti, amr=amr)
+        if not save_refresh_token(refresh_token, family_id=family_id or new_family_id(), client_id=client_id,
+                                  user_id=user_id, session_id=session_id, scope=scope, auth_time=auth_time,
+                                  access_token_jti=access_token_jti, amr=amr, password_version=password_version):
+            db.session.rollback()
+            return False
     elif user_id is not None and access_token_jti:
         record_standalone_access_token(access_token_jti, user_id=user_id, client_id=client_id, expires_in=expires_in)
     db.session.commit()
+    return True
 
 
 def find_refresh_token(token: str) -> RefreshToken | None:

@@ -20,8 +20,9 @@ from sqlalchemy import Select, and_, bindparam, insert, select, text, update
 
 from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User, UserSession
+from .accounts import STILL_SIGNED_IN, still_user
 from .connection import autocommit_connection
-from .writes import durable_alone, write, write_if
+from .writes import durable_alone, insert_if, write, write_if
 
 # --- codes ---------------------------------------------------------------------------------
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
@@ -228,6 +229,18 @@ def add_refresh_token(**columns) -> RefreshToken:
     row = RefreshToken(**columns)
     db.session.add(row)
     return row
+
+
+_REFRESH_TOKEN_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_id", "scope", "auth_time",
+                          "access_token_jti", "amr", "issued_at", "expires_at", "user_agent", "ip_address")
+_INSERT_IF_STILL = insert_if(RefreshToken.__table__, _REFRESH_TOKEN_COLUMNS, STILL_SIGNED_IN)
+
+
+def add_refresh_token_if_still(password_version: int, **columns) -> bool:
+    """Insert a refresh token row in the session's transaction only while its user is enabled
+    with `password_version` (one statement); whether it was."""
+    params = {**columns, **still_user(columns["user_id"], password_version)}
+    return db.session.execute(_INSERT_IF_STILL, params).rowcount == 1
 
 
 def refresh_token_row(token_hash: str) -> RefreshToken | None:
