@@ -243,3 +243,31 @@ def test_a_password_grant_checked_while_the_password_changes_keeps_no_refresh_to
         assert rotated.status_code == 400, f"the refresh token outlived the password change: {rotated.status_code}"
     else:
         assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant", response.get_data()
+
+
+# --- addresses ------------------------------------------------------------------------------------
+
+
+def test_two_accounts_following_links_to_the_same_new_address_at_once(app, live_server, race_seeded):
+    """alice and bob both asked for the same new address and follow their links at once: one
+    gets it, the other is told it is taken (no 503 from the address's unique key)."""
+    from identity.services import account_tokens
+
+    with app.app_context():
+        apply_seed(load_seed(json.dumps({"users": [{"username": "bob", "email": "bob@example.com",
+                                                    "password": "marble-violet-canyon-482"}]})))
+    base = live_server.url
+    for round_ in range(ROUNDS):
+        address = f"shared{round_}@example.com"
+        links = []
+        with app.app_context():
+            for user in db.session.scalars(select(User).where(User.username.in_(["alice", "bob"]))):
+                user.pending_email = address
+                links.append(account_tokens.issue(user.id, account_tokens.VERIFY_EMAIL, 3600, email=address))
+            db.session.commit()
+        answers = raised(run_together(*(lambda link=link: requests.get(base + "/account/verify-email",
+                                                                        params={"token": link}, timeout=30)
+                                        for link in links)))
+        assert sorted(a.status_code for a in answers) == [200, 400], f"round {round_}: {[(a.status_code, a.text[:200]) for a in answers]}"
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(User).where(User.email == address)) == 1

@@ -16,6 +16,7 @@ from email.utils import parseaddr
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..errors import AccountLocked, NotFound, ValidationFailed
@@ -230,6 +231,25 @@ class Verified:
     reason: str | None = None  # "unknown", "expired", "used", "superseded", "taken", "disabled"
 
 
+def _taken(user: User) -> Verified:
+    """The link's address belongs to another account now: the pending change ends (committed)."""
+    user.pending_email = None
+    audit.record("email_verification_failed", user_id=user.id, detail={"reason": "taken"})
+    db.session.commit()
+    return Verified(reason="taken")
+
+
+def _taken_meanwhile(row) -> Verified:
+    """The address was taken by another account after this link's check (the unique key refused
+    it): the link is used and the change ends, as when it was taken before."""
+    user = db.session.scalar(select(User).where(User.id == row.user_id).with_for_update()
+                             .execution_options(populate_existing=True))
+    if user is None or not account_tokens.consume(row):
+        db.session.rollback()
+        return Verified(reason="used")
+    return _taken(user)
+
+
 def verify_email(token: str | None) -> Verified:
     """Follow a verification link: mark the address verified, or apply the pending new one.
 
@@ -262,12 +282,14 @@ def verify_email(token: str | None) -> Verified:
     changed = key != user.email_normalized
     if changed:
         if _owner_of(address, user) is not None:
-            user.pending_email = None
-            audit.record("email_verification_failed", user_id=user.id, detail={"reason": "taken"})
-            db.session.commit()
-            return Verified(reason="taken")
+            return _taken(user)
         user.email, user.email_normalized = address, key
         user.pending_email = None
+        try:
+            db.session.flush()  # an account that took the address meanwhile (its own link, a registration)
+        except IntegrityError:
+            db.session.rollback()
+            return _taken_meanwhile(row)
         account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # links mailed to the old address
     user.email_verified = True
     audit.record("email_changed" if changed else "email_verified", user_id=user.id)
