@@ -271,3 +271,43 @@ def test_two_accounts_following_links_to_the_same_new_address_at_once(app, live_
         assert sorted(a.status_code for a in answers) == [200, 400], f"round {round_}: {[(a.status_code, a.text[:200]) for a in answers]}"
         with app.app_context():
             assert db.session.scalar(select(func.count()).select_from(User).where(User.email == address)) == 1
+
+
+# --- the hourly mail budgets ------------------------------------------------------------------------
+
+
+def test_forgot_password_sent_many_times_at_once_mails_at_most_the_hourly_budget(app, live_server, race_seeded):
+    """PASSWORD_RESET_MAILS_PER_HOUR (3) is the most reset mails an account gets in an hour,
+    counted in the database: eight requests naming alice at once must not each find the count
+    below it and each mail a link."""
+    from identity.models import AccountToken
+
+    base = live_server.url
+
+    def forgot():
+        browser = requests.Session()
+        page = browser.get(base + "/account/forgot-password", timeout=30)
+        return lambda: browser.post(base + "/account/forgot-password", timeout=30,
+                                    data={"csrf_token": csrf_from(page.text), "username": "alice"})
+
+    answers = raised(run_together(*(forgot() for _ in range(8))))
+    assert [a.status_code for a in answers] == [200] * 8
+    with app.app_context():
+        links = db.session.scalar(select(func.count()).select_from(AccountToken))
+    assert links <= app.config["PASSWORD_RESET_MAILS_PER_HOUR"], f"{links} reset links mailed"
+
+
+def test_verification_links_asked_for_many_times_at_once_stay_within_the_hourly_budget(app, live_server, race_seeded):
+    """EMAIL_VERIFICATION_MAILS_PER_HOUR (3), counted in the database, holds for requests at once."""
+    from identity.models import AccountToken
+
+    base = live_server.url
+    browser = signed_in(base)
+    page = browser.get(base + "/account/email", timeout=30)
+    form = {"send-csrf_token": csrf_from(page.text)}
+    post = lambda: browser.post(base + "/account/email", data=form, timeout=30)
+    answers = raised(run_together(*(post for _ in range(8))))
+    assert sorted({a.status_code for a in answers}) in ([200], [200, 400]), [a.status_code for a in answers]
+    with app.app_context():
+        links = db.session.scalar(select(func.count()).select_from(AccountToken))
+    assert links <= app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"], f"{links} verification links mailed"

@@ -15,6 +15,7 @@ from ..clock import now
 from ..errors import InvalidLink, ValidationFailed
 from ..extensions import db
 from ..models import User
+from ..store import accounts as user_rows
 from . import account_tokens, accounts, audit, mail, metrics, notifications
 
 RESET_PATH = "/account/reset-password"
@@ -28,6 +29,10 @@ def request_reset(login: str, *, return_url: str | None = None, client_id: str |
     cfg = current_app.config
     user = accounts.find_user(login)
     owner = user.id if user is not None else NOBODY
+    # requests naming one account take turns from here to the commit, so each counts the links
+    # of those before it: the hourly budget holds for requests at once (the same statement, of
+    # no row, for an unknown account)
+    user_rows.lock_user_row(owner)
     recent = account_tokens.issued_since(owner, PURPOSE, now() - HOUR)
     if user is None or not user.email or not user.enabled:
         outcome = "unknown_account" if user is None else "no_email" if not user.email else "disabled"

@@ -22,6 +22,7 @@ from ..clock import now
 from ..errors import AccountLocked, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
+from ..store import accounts as user_rows
 from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
@@ -76,9 +77,13 @@ def address_to_verify(user: User) -> str | None:
 
 
 def _check_mail_budget(user_id: int) -> None:
-    """Refuse a link when the account had its hourly share (a mail-bomb guard, counted in the database)."""
+    """Refuse a link when the account had its hourly share (a mail-bomb guard, counted in the
+    database). The user's row is locked first, until the caller's commit: requests at once take
+    turns, each counting the links of those before it. A refusal ends the transaction (and the lock)."""
+    user_rows.lock_user_row(user_id)
     limit = current_app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"]
     if account_tokens.issued_since(user_id, account_tokens.VERIFY_EMAIL, now() - 3600) >= limit:
+        db.session.rollback()
         raise TooManyMails(3600)
 
 

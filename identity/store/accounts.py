@@ -8,6 +8,7 @@ from collections import namedtuple
 
 from sqlalchemy import ColumnElement, bindparam, exists, literal_column, or_, select, update
 
+from ..extensions import db
 from ..models import User
 from .connection import autocommit_connection
 from .mfa import second_factor_exists
@@ -49,6 +50,23 @@ STILL_SIGNED_IN = exists().where(_USERS.c.id == bindparam("still_user"),
 def still_user(user_id: int, password_version: int) -> dict:
     """The parameters of STILL_SIGNED_IN."""
     return {"still_user": user_id, "still_version": password_version}
+
+
+_LOCK_ROW = select(_USERS.c.id).where(_USERS.c.id == bindparam("user_id")).with_for_update(key_share=True)
+_TAKE_WRITE_LOCK = update(_USERS).where(_USERS.c.id == bindparam("user_id")).values(id=_USERS.c.id)
+
+
+def lock_user_row(user_id: int) -> None:
+    """Make the session's transaction the only one changing this user until it ends: on
+    PostgreSQL the row's lock (FOR NO KEY UPDATE, as accounts.locked_user takes it); SQLite has
+    no row locks and ignores FOR UPDATE, so there an UPDATE that changes nothing takes the
+    database's write lock. Take it after any password hash, which must not hold SQLite's one
+    write lock, and before the reads it protects. (A user id of no row locks nothing on
+    PostgreSQL, in the same time.)"""
+    if autocommit_connection().is_sqlite:
+        db.session.execute(_TAKE_WRITE_LOCK, {"user_id": user_id})
+    else:
+        db.session.execute(_LOCK_ROW, {"user_id": user_id})
 
 
 def sign_in_user(key: str) -> SignInUser | None:
