@@ -311,3 +311,47 @@ def test_verification_links_asked_for_many_times_at_once_stay_within_the_hourly_
     with app.app_context():
         links = db.session.scalar(select(func.count()).select_from(AccountToken))
     assert links <= app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"], f"{links} verification links mailed"
+
+
+# --- two password changes at once, on SQLite too ----------------------------------------------------
+
+
+def test_two_password_changes_at_once_from_the_same_current_password_one_wins(app, race_seeded):
+    """Both give the same (right) current password at once: one changes it, the other is told its
+    current password is no longer right. On SQLite, which has no row locks (FOR UPDATE is
+    ignored), both succeeded and the first one's new password was silently lost."""
+    from identity.errors import ValidationFailed
+    from identity.services import accounts
+    from identity.services.passwords import verify_password
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        user_id, version_before = user.id, user.password_version
+    new_passwords = ["copper-lantern-meadow-582", "violet-anchor-summit-931"]
+
+    def change(new_password):
+        def call():
+            with app.app_context():
+                try:
+                    accounts.change_password(user_id, PASSWORD, new_password, new_password)
+                    return "changed"
+                except ValidationFailed as err:
+                    return err.errors
+                finally:
+                    db.session.remove()
+        return call
+
+    for round_ in range(ROUNDS):
+        current = PASSWORD if round_ == 0 else None
+        if current is None:  # back to the first password for the next round
+            with app.app_context():
+                accounts.set_password("alice", PASSWORD)
+                version_before = db.session.get(User, user_id).password_version
+        outcomes = raised(run_together(change(new_passwords[0]), change(new_passwords[1])))
+        assert outcomes.count("changed") == 1, f"round {round_}: {outcomes}"
+        assert list(next(o for o in outcomes if o != "changed")) == ["current_password"], outcomes
+        winner = new_passwords[outcomes.index("changed")]
+        with app.app_context():
+            user = db.session.get(User, user_id)
+            assert verify_password(user.password_hash, winner), "the winner's new password was lost"
+            assert user.password_version == version_before + 1

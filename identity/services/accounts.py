@@ -356,11 +356,7 @@ def change_password(
         db.session.rollback()
         raise NotFound("no such user")
     if not verify_password(user.password_hash, normalize(current_password)):
-        db.session.rollback()  # the row lock goes; the reservation has counted the failure
-        audit.record("password_change_failed", user_id=user_id, client_id=client_id)
-        if lockout.commit_refusal(reservation):
-            raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
-        raise ValidationFailed({"current_password": ["The current password is incorrect."]})
+        _refuse_current_password(user_id, reservation, client_id)
     errors: dict[str, list[str]] = {}
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name,
                                  current=current_password)
@@ -373,6 +369,8 @@ def change_password(
         db.session.commit()
         raise ValidationFailed(errors)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
+    if not store.hash_unchanged(user_id, user.password_hash):  # SQLite: changed since the read
+        _refuse_current_password(user_id, reservation, client_id)
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id)
     db.session.execute(*lockout.settled(reservation))
@@ -384,6 +382,16 @@ def change_password(
     bearer_cache.wait_out_cached_answers(user_id)
     notifications.password_changed(to, how=notifications.CHANGED_BY_USER, client_id=client_id)
     return user
+
+
+def _refuse_current_password(user_id: int, reservation: lockout.Reservation, client_id: str | None):
+    """A current password that is not (or no longer) the user's: audited, the reservation's
+    failure kept; raises ValidationFailed, or AccountLocked if this attempt set the lock."""
+    db.session.rollback()  # the row lock goes; the reservation has counted the failure
+    audit.record("password_change_failed", user_id=user_id, client_id=client_id)
+    if lockout.commit_refusal(reservation):
+        raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+    raise ValidationFailed({"current_password": ["The current password is incorrect."]})
 
 
 def judged_password_hash(user: User, new_password: str, confirm_password: str) -> str:

@@ -69,6 +69,23 @@ def lock_user_row(user_id: int) -> None:
         db.session.execute(_LOCK_ROW, {"user_id": user_id})
 
 
+_KEEP_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
+                                  _USERS.c.password_hash == bindparam("verified_hash")).values(
+    password_hash=_USERS.c.password_hash)
+
+
+def hash_unchanged(user_id: int, verified_hash: str) -> bool:
+    """Whether the user's password hash is still `verified_hash` (the one a current password was
+    checked against), kept so until the session's commit. On PostgreSQL the caller's locked read
+    (accounts.locked_user) holds the row already: True. SQLite ignores FOR UPDATE, so there an
+    UPDATE that changes nothing, of the row only while it has that hash, takes the database's
+    write lock and answers: a change committed since the read (another change from the same
+    current password, a reset) makes it False."""
+    if not autocommit_connection().is_sqlite:
+        return True
+    return db.session.execute(_KEEP_HASH, {"user_id": user_id, "verified_hash": verified_hash}).rowcount == 1
+
+
 def sign_in_user(key: str) -> SignInUser | None:
     """The user whose normalized user name or email is `key`, as committed (read only)."""
     found = autocommit_connection().first(_SIGN_IN_USER, {"key": key})
