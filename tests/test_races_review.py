@@ -355,3 +355,35 @@ def test_two_password_changes_at_once_from_the_same_current_password_one_wins(ap
             user = db.session.get(User, user_id)
             assert verify_password(user.password_hash, winner), "the winner's new password was lost"
             assert user.password_version == version_before + 1
+
+
+# --- sign-out -------------------------------------------------------------------------------------
+
+
+def test_sign_out_clicked_twice_at_once_tells_each_client_once(app, live_server, flow_clients):
+    """Two sign-outs of one browser session at once queue one back-channel logout token per
+    client, not one per request."""
+    from sqlalchemy import update
+
+    from identity.models import Client, LogoutDelivery
+    from servers import authorize as authorize_pkce
+
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web")
+                           .values(backchannel_logout_uri="https://web.example.com/logout"))
+        db.session.commit()
+    base = live_server.url
+    for round_ in range(ROUNDS):
+        browser = signed_in(base)
+        response, _ = authorize_pkce(browser, base, client_id="web", redirect_uri="https://web.example.com/cb")
+        assert response.status_code == 302 and "code=" in response.headers["Location"], response.headers
+        page = browser.get(base + "/account/logout", timeout=30)
+        form = {"csrf_token": csrf_from(page.text)}
+        post = lambda: browser.post(base + "/account/logout", data=form, timeout=30, allow_redirects=False)
+        answers = raised(run_together(post, post))
+        assert [a.status_code for a in answers] == [200, 200], [(a.status_code, a.text[:200]) for a in answers]
+        with app.app_context():
+            queued = db.session.scalar(select(func.count()).select_from(LogoutDelivery))
+            db.session.execute(LogoutDelivery.__table__.delete())
+            db.session.commit()
+        assert queued == 1, f"round {round_}: {queued} logout tokens queued for one session's one client"

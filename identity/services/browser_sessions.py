@@ -139,8 +139,12 @@ def continue_session(previous_sid: str, sid: str, user_id: int) -> str | None:
 
 def end_session(sid: str, reason: str = "signed_out") -> "logout.EndedSession | None":
     """End a browser session; its clients are told (back-channel logout) in the same transaction.
-    The session's public id and clients, for the front channel; None if it had already ended."""
+    The session's public id and clients, for the front channel; None if it had already ended.
+    Two requests ending it at once (sign-out clicked twice) queue its clients' tokens once: the
+    one whose revocation lost drops what it queued."""
     ended = logout.session_ended(sid, reason)
-    store.revoke_session(sid, clock.now())
-    db.session.commit()
+    if store.revoke_session(sid, clock.now()):
+        db.session.commit()
+    else:
+        db.session.rollback()
     return ended

@@ -80,10 +80,11 @@ def touch_session_row(row_id: int, stamp: int) -> None:
     _write_one(_TOUCH, {"session_row": row_id, "stamp": stamp})
 
 
-def revoke_session(sid: str, stamp: int) -> None:
-    """Revoke the session with this (cookie) sid, in the session's transaction."""
-    db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
-                       .values(revoked_at=stamp))
+def revoke_session(sid: str, stamp: int) -> bool:
+    """Revoke the session with this (cookie) sid, in the session's transaction; False if it was
+    revoked already (by a request that committed first, when they ran at once)."""
+    return db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
+                              .values(revoked_at=stamp)).rowcount == 1
 
 
 def revoke_user_sessions(user_id: int, stamp: int, *, keep_sid: str | None = None) -> None:
