@@ -68,12 +68,15 @@ def in_thread(results: dict, name, call) -> threading.Thread:
     return thread
 
 
-def rotated_by_another_worker_during(monkeypatch, hook: str, database_uri, client_id, refresh_token) -> dict:
-    """While the next revocation calls logout.`hook` (queueing its logout notice), another
-    worker rotates `refresh_token` and commits: the token response it gave, as "response"."""
+def rotated_by_another_worker_during(monkeypatch, hook: str, database_uri, client_id, refresh_token,
+                                     module=None) -> dict:
+    """While the next revocation calls `module`.`hook` (by default logout's: queueing its logout
+    notice), another worker rotates `refresh_token` and commits: the token response it gave, as
+    "response"."""
     from identity.services import logout
 
-    original, rotated = getattr(logout, hook), {}
+    module = module or logout
+    original, rotated = getattr(module, hook), {}
 
     def hooked(*args, **kwargs):
         if not rotated:
@@ -82,7 +85,7 @@ def rotated_by_another_worker_during(monkeypatch, hook: str, database_uri, clien
                     client_id, grant_type="refresh_token", refresh_token=refresh_token)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(logout, hook, hooked)
+    monkeypatch.setattr(module, hook, hooked)
     return rotated
 
 

@@ -387,3 +387,34 @@ def test_sign_out_clicked_twice_at_once_tells_each_client_once(app, live_server,
             db.session.execute(LogoutDelivery.__table__.delete())
             db.session.commit()
         assert queued == 1, f"round {round_}: {queued} logout tokens queued for one session's one client"
+
+
+def test_a_grant_ended_twice_tells_its_client_once(app, live_server, flow_clients):
+    """A refresh token's family ends once: revoking it twice at once (RFC 7009), or again after,
+    queues one back-channel logout token for the client, not one per request."""
+    from sqlalchemy import update
+
+    from identity.models import Client, LogoutDelivery
+    from servers import authorize as authorize_pkce, token_request
+
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web")
+                           .values(backchannel_logout_uri="https://web.example.com/logout"))
+        db.session.commit()
+    base = live_server.url
+    browser = signed_in(base)
+    for round_ in range(ROUNDS):
+        response, verifier = authorize_pkce(browser, base, client_id="web", redirect_uri="https://web.example.com/cb",
+                                            scope="openid offline_access")
+        code = redirect_params(response)["code"]
+        tokens = token_request(base, "web", "web-secret-0123456789", grant_type="authorization_code", code=code,
+                               redirect_uri="https://web.example.com/cb", code_verifier=verifier).json()
+        revoke = lambda: requests.post(base + "/connect/revocation", data={"token": tokens["refresh_token"]},
+                                       auth=("web", "web-secret-0123456789"), timeout=30)
+        answers = raised(run_together(revoke, revoke)) + [revoke()]
+        assert [a.status_code for a in answers] == [200, 200, 200], [(a.status_code, a.text) for a in answers]
+        with app.app_context():
+            queued = db.session.scalar(select(func.count()).select_from(LogoutDelivery))
+            db.session.execute(LogoutDelivery.__table__.delete())
+            db.session.commit()
+        assert queued == 1, f"round {round_}: {queued} logout tokens queued for one grant's end"

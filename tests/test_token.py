@@ -389,13 +389,16 @@ def test_a_rotation_that_commits_while_its_family_is_revoked_loses_its_access_to
                                                                                         database_uri, monkeypatch):
     """A thief rotated a stolen refresh token; the rightful client presents it again, which
     revokes the family. The thief's next rotation, committed by another worker while that
-    revocation runs, loses its refresh token and the access token issued with it."""
+    revocation runs (as it starts to revoke the family's refresh tokens), loses its refresh token
+    and the access token issued with it."""
+    from identity.store import issued_grants as grant_rows
     from races import access_token_refused, rotated_by_another_worker_during
 
     code = _code(oauth)
     first = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
     stolen = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"]).get_json()
-    rotated = rotated_by_another_worker_during(monkeypatch, "family_ended", database_uri, "web", stolen["refresh_token"])
+    rotated = rotated_by_another_worker_during(monkeypatch, "revoke_family_tokens", database_uri, "web",
+                                               stolen["refresh_token"], module=grant_rows)
 
     reuse = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"])
 

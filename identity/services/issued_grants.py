@@ -228,10 +228,13 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
 
     The access tokens are read after the refresh tokens are revoked: a rotation that commits in
     between has its new refresh token revoked, and the access token issued with it is listed too.
+    The client is told (back-channel logout) when this revocation ends the family: not again by a
+    second revocation, at once or after, which found its refresh tokens revoked already. (A
+    code's family without refresh tokens is told at each.)
     """
     stamp = now()
-    logout.family_ended(family_id, reason)
-    store.revoke_family_tokens(family_id, stamp)
+    if store.revoke_family_tokens(family_id, stamp) or not store.family_has_refresh_tokens(family_id):
+        logout.family_ended(family_id, reason)
     jtis = store.family_access_token_jtis([family_id])
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})

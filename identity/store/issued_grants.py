@@ -16,7 +16,7 @@ Functions that say "in the session's transaction" leave the commit to their call
 
 from collections import namedtuple
 
-from sqlalchemy import Select, and_, bindparam, insert, select, text, update
+from sqlalchemy import Select, and_, bindparam, exists, insert, select, text, update
 
 from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User, UserSession
@@ -262,7 +262,7 @@ def family_access_token_jtis(family_ids) -> set[str]:
     return jtis
 
 
-def _revoke_until_none_left(*conditions, stamp: int) -> None:
+def _revoke_until_none_left(*conditions, stamp: int) -> int:
     """Mark revoked every refresh token that meets `conditions`, successors of rotations in
     flight included: the UPDATE runs again until it changes nothing.
 
@@ -271,16 +271,24 @@ def _revoke_until_none_left(*conditions, stamp: int) -> None:
     the successor, which PostgreSQL's UPDATE does not see (READ COMMITTED: it began before that
     commit); the next UPDATE does, and the rows this one revoked stay locked until the caller
     commits, so no rotation can start from them. On SQLite the first UPDATE takes the write
-    lock: the second changes nothing.
+    lock: the second changes nothing. How many it revoked (0: none was left, another
+    transaction that committed first revoked them).
     """
     revoke = update(RefreshToken).where(*conditions, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
-    while db.session.execute(revoke).rowcount:
-        pass
+    revoked = 0
+    while changed := db.session.execute(revoke).rowcount:
+        revoked += changed
+    return revoked
 
 
-def revoke_family_tokens(family_id: str, stamp: int) -> None:
-    """Mark every refresh token of a family revoked."""
-    _revoke_until_none_left(RefreshToken.family_id == family_id, stamp=stamp)
+def revoke_family_tokens(family_id: str, stamp: int) -> int:
+    """Mark every refresh token of a family revoked; how many were not yet."""
+    return _revoke_until_none_left(RefreshToken.family_id == family_id, stamp=stamp)
+
+
+def family_has_refresh_tokens(family_id: str) -> bool:
+    """Whether a family has refresh tokens at all (not a code's alone), revoked or not."""
+    return db.session.scalar(select(exists().where(RefreshToken.family_id == family_id)))
 
 
 def user_client_families(user_id: int, client_id: str) -> set[str]:
