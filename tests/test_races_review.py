@@ -1,7 +1,10 @@
-"""Requests that race for the same row, with real concurrent HTTP requests on a live server
-(each request its own thread, app context and database session): a form sent twice at once (a
+"""Requests that race for the same rows, on SQLite and PostgreSQL: real concurrent HTTP requests
+on a live server (each request its own thread, app context and database session), released
+together by a barrier; and, where the two must meet at one point, another worker's app doing its
+change while a request is at that point (races.other_workers). A form sent twice at once (a
 double click) must be answered as one sent once, never with the database's refusal of a
-duplicate row."""
+duplicate row; what must happen once (a session ended, a mail within its budget, a change of
+password) happens once."""
 
 import json
 
@@ -13,7 +16,7 @@ from actions import AuthActions
 from identity.extensions import db
 from identity.models import Consent, RecoveryCode, TotpFactor, User
 from identity.services.seed import apply_seed, load_seed
-from mfa_actions import CODE_RE, SECRET_RE, code_at, enrol_user, step_clock  # noqa: F401  (a fixture)
+from mfa_actions import SECRET_RE, code_at, enrol_user, step_clock  # noqa: F401  (a fixture)
 from races import other_workers
 from servers import authorize, csrf_from, redirect_params, run_together, sign_in
 
