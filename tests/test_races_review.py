@@ -321,8 +321,10 @@ def test_verification_links_asked_for_many_times_at_once_stay_within_the_hourly_
 
 def test_two_password_changes_at_once_from_the_same_current_password_one_wins(app, race_seeded):
     """Both give the same (right) current password at once: one changes it, the other is told its
-    current password is no longer right. On SQLite, which has no row locks (FOR UPDATE is
-    ignored), both succeeded and the first one's new password was silently lost."""
+    current password is no longer right; no lost update (the version goes up by one, the hash is
+    the winner's). On SQLite, which has no row locks (FOR UPDATE is ignored), both succeeded and
+    the first one's new password was silently lost. (It replaces test_postgres_concurrency.py's
+    test of the same race, which ran on PostgreSQL only, once.)"""
     from identity.errors import ValidationFailed
     from identity.services import accounts
     from identity.services.passwords import verify_password
@@ -357,6 +359,8 @@ def test_two_password_changes_at_once_from_the_same_current_password_one_wins(ap
         with app.app_context():
             user = db.session.get(User, user_id)
             assert verify_password(user.password_hash, winner), "the winner's new password was lost"
+            assert not verify_password(user.password_hash, next(p for p in new_passwords if p != winner))
+            assert not verify_password(user.password_hash, PASSWORD)
             assert user.password_version == version_before + 1
 
 
