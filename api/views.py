@@ -94,7 +94,7 @@ def change_email():
 
 
 def _second_factor_required(err: SecondFactorRequired) -> Response:
-    return mfa_required(f"This account has a second factor: send `otp`, or sign in again with it ({err}).")
+    return mfa_required(f"This account has a second factor: {err}.")
 
 
 def _recent_mfa() -> bool:

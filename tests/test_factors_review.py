@@ -182,3 +182,36 @@ def test_a_passkey_name_with_control_characters_is_refused_and_stores_nothing(cl
     assert "control characters" in response.get_json()["error"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Passkey)) == 0
+
+
+def test_a_passkey_only_user_is_told_to_sign_in_again_not_to_send_an_otp_they_cannot_have(client, app, flow_clients):
+    """A user whose only second factor is a passkey was told by the 403 to "send `otp`", which
+    they can never have, and every `otp` they tried counted toward the lockout. They are now told
+    to sign in again with the passkey, and a hopeless `otp` is not counted."""
+    from sqlalchemy import select
+
+    from actions import AuthActions
+    from identity.models import User
+    from identity.services import passkeys
+    from webauthn_keys import SoftKey
+
+    AuthActions(client).login()
+    access = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")[0].get_json()
+    issuer = "https://id.example.com"
+    with app.app_context():
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        ceremony = passkeys.registration_options(alice_id, issuer)
+        passkeys.register(alice_id, issuer, ceremony.state,
+                          SoftKey().registration(ceremony.state["challenge"], origin=issuer, rp_id="id.example.com"))
+    new = "lantern-orchid-velvet-204"
+    for otp in (None, "123456"):
+        body = {"current_password": ALICE_PASSWORD, "new_password": new, "confirm_password": new}
+        if otp:
+            body["otp"] = otp
+        response = client.post("/localapi/password", headers={"Authorization": "Bearer " + access["access_token"]},
+                               json=body)
+        assert response.status_code == 403
+        detail = response.get_json()["detail"]
+        assert "passkey" in detail and "send `otp`" not in detail, detail
+    with app.app_context():
+        assert db.session.get(User, alice_id).failed_attempts == 0

@@ -309,9 +309,23 @@ def code_required(user_id: int, otp: str | None, *, recent_mfa: bool) -> bool:
     password is looked at."""
     if recent_mfa or not has_second_factor(user_id):
         return False
+    _codes_possible(user_id)
     if not otp:
-        raise SecondFactorRequired("a code from the authenticator app (or a recovery code) is required")
+        raise SecondFactorRequired("send `otp` (a code from the authenticator app, or a recovery code), or sign in "
+                                   "again with the second factor")
     return True
+
+
+#: what a user whose only second factor is a passkey is told: no code can stand for it
+PASSKEY_ONLY = ("its second factor is a passkey, which no `otp` can stand for: sign in again with it "
+                "(acr_values=mfa), then send the request again")
+
+
+def _codes_possible(user_id: int) -> None:
+    """Raise SecondFactorRequired for a user whose second factor is a passkey alone: a code can
+    never be right for them, so it is neither asked for nor counted toward the lockout."""
+    if not has_totp(user_id):
+        raise SecondFactorRequired(PASSKEY_ONLY)
 
 
 def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, client_id: str | None = None,
@@ -334,7 +348,7 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
     _record_bad_code(user_id, kind, reservation, client_id=client_id, purpose=purpose)
     if reservation.locked:
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
-    raise SecondFactorRequired("the code is not right, or was used already")
+    raise SecondFactorRequired("the code in `otp` is not right, or was used already")
 
 
 def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, purpose: str) -> None:
@@ -345,6 +359,7 @@ def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, pur
     for good. Raises SecondFactorRequired (AccountLocked when the account is locked)."""
     if recent_mfa or not has_second_factor(user_id):
         return
+    _codes_possible(user_id)
     if not code:
         raise SecondFactorRequired("a recent sign-in with the second factor, or a code, is required")
     check = check_code(user_id, code, purpose=purpose)
