@@ -337,3 +337,28 @@ def test_only_clients_with_a_logout_uri_are_recorded_once_per_session(app, clien
     with app.app_context():
         assert list(db.session.scalars(select(SessionClient.client_id))) == ["web"]
         db.session.remove()
+
+
+def test_a_code_replayed_again_and_again_tells_its_client_once(app, client, flow_clients):
+    """A replayed code ends its family (RFC 6749 4.1.2), and the client is told at the back
+    channel. A family of a code alone (no refresh token) was told again at every replay, so whoever
+    held a used code could make the server post logout tokens to the client as often as it liked."""
+    from sqlalchemy import func, select, update
+
+    from actions import AuthActions, OAuthActions, redirect_params
+    from identity.extensions import db
+    from identity.models import Client, LogoutDelivery
+
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web")
+                           .values(backchannel_logout_uri="https://web.example.com/logout"))
+        db.session.commit()
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+    redeem = lambda: oauth.token("web", grant_type="authorization_code", code=code,
+                                 redirect_uri="https://web.example.com/cb")
+    assert "refresh_token" not in redeem().get_json()
+    assert [redeem().status_code for _ in range(3)] == [400, 400, 400]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(LogoutDelivery)) == 1

@@ -21,7 +21,7 @@ from ..store import issued_grants as store
 from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics
 from .browser_sessions import times_are_live
-from .tokens import revoke_jtis, token_hash
+from .tokens import revoke_jtis, token_hash, tokens_revoked
 from .user_agents import caller_device
 
 
@@ -229,13 +229,15 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     The access tokens are read after the refresh tokens are revoked: a rotation that commits in
     between has its new refresh token revoked, and the access token issued with it is listed too.
     The client is told (back-channel logout) when this revocation ends the family: not again by a
-    second revocation, at once or after, which found its refresh tokens revoked already. (A
-    code's family without refresh tokens is told at each.)
+    second revocation, at once or after, which found its refresh tokens revoked already. A code's
+    family without refresh tokens ends when its access tokens are revoked: a replay of the code
+    after that tells nobody again.
     """
     stamp = now()
-    if store.revoke_family_tokens(family_id, stamp) or not store.family_has_refresh_tokens(family_id):
-        logout.family_ended(family_id, reason)
+    ended_here = store.revoke_family_tokens(family_id, stamp)
     jtis = store.family_access_token_jtis([family_id])
+    if ended_here or (not store.family_has_refresh_tokens(family_id) and not tokens_revoked(jtis)):
+        logout.family_ended(family_id, reason)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
     if reason == "authorization_code_replayed":

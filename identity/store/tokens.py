@@ -6,7 +6,7 @@ on the autocommit connection (no pool checkout, no transaction, no ORM object).
 
 from collections import namedtuple
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, func, select
 
 from ..extensions import db
 from ..models import RevokedAccessToken, User
@@ -31,6 +31,16 @@ def live_token_user(sub: str, jti: str):
 
 def is_revoked(jti: str) -> bool:
     return db.session.scalar(select(exists().where(RevokedAccessToken.jti == jti)))
+
+
+def all_revoked(jtis) -> bool:
+    """Whether every one of these access tokens is on the revocation list already (none given: no)."""
+    wanted = set(jtis)
+    if not wanted:
+        return False
+    listed = db.session.scalar(select(func.count()).select_from(RevokedAccessToken)
+                               .where(RevokedAccessToken.jti.in_(sorted(wanted))))
+    return listed == len(wanted)
 
 
 def add_revoked(jtis, expires_at: int) -> None:
