@@ -26,6 +26,7 @@ from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, ValidationFailed
 from ..extensions import db
 from ..models import User
+from ..store import accounts as user_rows
 from ..store import mfa as store
 from ..store import passkeys as passkey_rows
 from ..store.writes import Write, write, write_if
@@ -121,7 +122,7 @@ def _secret(stored: str, user_id: int) -> str:
 
 def start_totp(user_id: int) -> str:
     """Start (or restart) enrolling an authenticator app: a new secret, stored unconfirmed."""
-    store.lock_user(user_id)  # a second start at once replaces this one's row, after its commit
+    user_rows.lock_user_row(user_id)  # a second start at once replaces this one's row, after its commit
     if has_totp(user_id):
         db.session.rollback()
         raise Conflict("an authenticator app is already set up; remove it first")
@@ -214,7 +215,7 @@ def _replace_recovery_codes(user_id: int, stamp: int) -> list[str]:
 
 def regenerate_recovery_codes(user_id: int) -> list[str]:
     """A new set of recovery codes; the old set stops working."""
-    store.lock_user(user_id)  # a second set asked for at once replaces this one, after its commit
+    user_rows.lock_user_row(user_id)  # a second set asked for at once replaces this one, after its commit
     if not has_totp(user_id):
         db.session.rollback()
         raise Conflict("set up an authenticator app first")

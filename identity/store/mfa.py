@@ -9,7 +9,7 @@ transaction, committed by the service.
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 
 from ..extensions import db
-from ..models import Passkey, RecoveryCode, TotpFactor, User
+from ..models import Passkey, RecoveryCode, TotpFactor
 from .connection import autocommit_connection
 from .writes import Write
 
@@ -81,17 +81,6 @@ def replace_totp_secret(user_id: int, new: str, *, if_still: str) -> Write:
     enrolment restarted meanwhile keeps its own, already under the first key)."""
     return (update(_TOTP).where(_TOTP.c.user_id == user_id, _TOTP.c.secret_encrypted == if_still)
             .values(secret_encrypted=new)), {}
-
-
-_LOCK_USER = select(User.__table__.c.id).where(User.__table__.c.id == bindparam("user_id")).with_for_update(key_share=True)
-
-
-def lock_user(user_id: int) -> None:
-    """Lock the user's row in the session's transaction until it ends, so that two changes of the
-    user's factors at once (a form sent twice) take turns: each DELETE then sees what the other
-    inserted. FOR NO KEY UPDATE, as accounts.locked_user takes it. No write of the user's row on
-    another connection (lockout.reserve) may follow in the transaction: it would wait for this one."""
-    db.session.execute(_LOCK_USER, {"user_id": user_id})
 
 
 def put_pending_totp(user_id: int, secret_encrypted: str, stamp: int) -> None:
