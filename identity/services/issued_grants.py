@@ -18,10 +18,11 @@ from ..constants import ACCESS_TOKEN_LIFETIME_MAX
 from ..extensions import db
 from ..models import RefreshToken
 from ..store import issued_grants as store
+from ..store.tokens import all_revoked
 from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics
 from .browser_sessions import times_are_live
-from .tokens import revoke_jtis, token_hash, tokens_revoked
+from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
 
 
@@ -113,9 +114,7 @@ def refresh_token_ends_at(expires_at: int, auth_time: int | None) -> int:
 def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
     """When a refresh token issued at `stamp` expires: REFRESH_TOKEN_LIFETIME_SECONDS later (the
     lifetime slides with each rotation), but never after its family ends."""
-    sliding = stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"]
-    end = _family_end(auth_time)
-    return sliding if end is None else min(sliding, end)
+    return refresh_token_ends_at(stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"], auth_time)
 
 
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
@@ -236,7 +235,7 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     stamp = now()
     ended_here = store.revoke_family_tokens(family_id, stamp)
     jtis = store.family_access_token_jtis([family_id])
-    if ended_here or (not store.family_has_refresh_tokens(family_id) and not tokens_revoked(jtis)):
+    if ended_here or (not store.family_has_refresh_tokens(family_id) and not all_revoked(jtis)):
         logout.family_ended(family_id, reason)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})

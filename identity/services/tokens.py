@@ -282,11 +282,6 @@ def revoke_jtis(jtis, expires_at: int, user_id: int | None) -> None:
     store.add_revoked(jtis, expires_at)
 
 
-def tokens_revoked(jtis) -> bool:
-    """Whether every one of these access tokens is on the revocation list already (none: no)."""
-    return store.all_revoked(jtis)
-
-
 def revoke_access_token(jti: str, expires_at: int, user_id: int | None) -> None:
     """Put one access token on the revocation list (the caller commits)."""
     revoke_jtis([jti], expires_at, user_id)
