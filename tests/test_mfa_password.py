@@ -3,6 +3,7 @@
 MFA_RECENT_SECONDS; GET /localapi/account says mfa_enabled. End to end first: the mobile app
 (hybrid + PKCE) against a real HTTP server."""
 
+import re
 import secrets
 import time
 
@@ -189,3 +190,51 @@ def test_the_password_page_after_a_recent_sign_in_with_both_factors(client, app,
     page, accepted = post_password_page(client)
     assert 'name="otp"' not in page.get_data(as_text=True)
     assert accepted.status_code == 200 and "Your password was changed" in accepted.get_data(as_text=True)
+
+
+def register_passkey(app) -> int:
+    """Give alice a passkey as her only second factor; return her id."""
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models import User
+    from identity.services import passkeys
+    from webauthn_keys import SoftKey
+
+    issuer = "https://id.example.com"
+    with app.app_context():
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        ceremony = passkeys.registration_options(alice_id, issuer)
+        passkeys.register(alice_id, issuer, ceremony.state,
+                          SoftKey().registration(ceremony.state["challenge"], origin=issuer, rp_id="id.example.com"))
+    return alice_id
+
+
+@pytest.mark.parametrize("path", ["/account/password", "/account/email"])
+def test_the_pages_tell_a_passkey_only_user_to_sign_in_with_it_not_to_enter_a_code(client, app, seeded, path):
+    """A user whose only second factor is a passkey was shown a code field on the password and
+    address pages, and told on submit to "enter a code from your authenticator app": a code they
+    can never have. The pages now say to sign in again with the passkey, and count nothing."""
+    from identity.extensions import db
+    from identity.models import User
+
+    AuthActions(client).login()
+    alice_id = register_passkey(app)
+    page = client.get(path)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'name="otp"' not in html and 'name="change-otp"' not in html
+    assert "sign in again with your passkey" in html
+    token = re.search(r'csrf_token"[^>]*value="([^"]+)"', html).group(1)  # any form's: one per session
+    data = {"csrf_token": token, "current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD}
+    if path == "/account/email":
+        data = {"change-csrf_token": data["csrf_token"], "change-email": "alice.new@example.com",
+                "change-current_password": ALICE_PASSWORD}
+    refused = client.post(path, data=data)
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 403
+    assert "authenticator app" not in body and "sign in again with your passkey" in body
+    with app.app_context():
+        user = db.session.get(User, alice_id)
+        assert user.failed_attempts == 0 and user.pending_email is None

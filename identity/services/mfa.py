@@ -304,29 +304,43 @@ def recently_verified(amr: str | list | None, auth_time: int | None) -> bool:
     return now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]
 
 
-def code_required(user_id: int, otp: str | None, *, recent_mfa: bool) -> bool:
-    """Whether a password change must spend a code (`spend_code`): the user has a second factor
-    and did not sign in with it recently. Without `otp` it raises SecondFactorRequired, before the
-    password is looked at."""
-    if recent_mfa or not has_second_factor(user_id):
-        return False
-    _codes_possible(user_id)
-    if not otp:
-        raise SecondFactorRequired("send `otp` (a code from the authenticator app, or a recovery code), or sign in "
-                                   "again with the second factor")
-    return True
-
+#: what a change to the account needs besides the password (factor_to_prove)
+CODE, PASSKEY = "code", "passkey"
 
 #: what a user whose only second factor is a passkey is told: no code can stand for it
 PASSKEY_ONLY = ("its second factor is a passkey, which no `otp` can stand for: sign in again with it "
                 "(acr_values=mfa), then send the request again")
 
 
-def _codes_possible(user_id: int) -> None:
-    """Raise SecondFactorRequired for a user whose second factor is a passkey alone: a code can
-    never be right for them, so it is neither asked for nor counted toward the lockout."""
-    if not has_totp(user_id):
+def factor_to_prove(user_id: int, *, recent_mfa: bool) -> str | None:
+    """What a change to the account (password, address, a new factor) needs besides the password:
+    nothing (None) without a second factor or after a recent sign-in with it (`recent_mfa`:
+    recently_verified); else a code (CODE: from the app, or a recovery code) or, for a user whose
+    only factor is a passkey, a new sign-in with it (PASSKEY: no code can stand for it)."""
+    if recent_mfa or not has_second_factor(user_id):
+        return None
+    return CODE if has_totp(user_id) else PASSKEY
+
+
+def _code_to_prove(user_id: int, *, recent_mfa: bool) -> bool:
+    """Whether a code must be checked; SecondFactorRequired for a passkey-only user, whose code
+    could never be right, so it is neither asked for nor counted toward the lockout."""
+    factor = factor_to_prove(user_id, recent_mfa=recent_mfa)
+    if factor == PASSKEY:
         raise SecondFactorRequired(PASSKEY_ONLY)
+    return factor == CODE
+
+
+def code_required(user_id: int, otp: str | None, *, recent_mfa: bool) -> bool:
+    """Whether a password change must spend a code (`spend_code`): the user has a second factor
+    and did not sign in with it recently. Without `otp` it raises SecondFactorRequired, before the
+    password is looked at."""
+    if not _code_to_prove(user_id, recent_mfa=recent_mfa):
+        return False
+    if not otp:
+        raise SecondFactorRequired("send `otp` (a code from the authenticator app, or a recovery code), or sign in "
+                                   "again with the second factor")
+    return True
 
 
 def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, client_id: str | None = None,
@@ -358,9 +372,8 @@ def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, pur
     recently_verified), or a current code (`code`, TOTP or recovery; spent here). Else a session
     signed in with the password alone, before the user set up a factor, could give itself one
     for good. Raises SecondFactorRequired (AccountLocked when the account is locked)."""
-    if recent_mfa or not has_second_factor(user_id):
+    if not _code_to_prove(user_id, recent_mfa=recent_mfa):
         return
-    _codes_possible(user_id)
     if not code:
         raise SecondFactorRequired("a recent sign-in with the second factor, or a code, is required")
     check = check_code(user_id, code, purpose=purpose)

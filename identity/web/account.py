@@ -7,6 +7,7 @@ from ..plumbing.login_session import hold_for_second_factor, sign_in, sign_out
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
+from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, metrics, mfa
 from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
@@ -122,6 +123,7 @@ def password():
     changed = False
     status = 200
     recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
+    factor = mfa.factor_to_prove(current_user.user.id, recent_mfa=recent_mfa)
     if form.validate_on_submit():
         try:
             accounts.change_password(current_user.user.id, form.current_password.data, form.new_password.data,
@@ -131,13 +133,12 @@ def password():
             changed = True
             form = ChangePasswordForm(formdata=None)
         except SecondFactorRequired:
-            errors, status = {"otp": ["Enter a code from your authenticator app, or a recovery code."]}, 403
+            errors, status = second_factor_errors(factor), 403
         except ValidationFailed as err:
             errors = err.errors
         except AccountLocked as err:
             errors = {"current_password": [err.page_message]}
     if request.method == "POST" and not changed and status == 200:
         status = 400
-    needs_otp = not recent_mfa and mfa.has_second_factor(current_user.user.id)
-    return render_template("account/password.html", form=form, errors=errors, changed=changed, needs_otp=needs_otp,
-                           min_length=current_app.config["PASSWORD_MIN_LENGTH"]), status
+    return render_template("account/password.html", form=form, errors=errors, changed=changed,
+                           **second_factor_fields(factor), min_length=current_app.config["PASSWORD_MIN_LENGTH"]), status

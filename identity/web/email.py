@@ -8,6 +8,7 @@ from flask_login import current_user, fresh_login_required, login_required
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from .forms import ChangeEmailForm, ConfirmForm
+from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, mfa, verification
 from .return_urls import pending_client, safe_return_url
 
@@ -61,6 +62,7 @@ def email():
     sent = notice = None
     status = 200
     recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
+    factor = mfa.factor_to_prove(user.id, recent_mfa=recent_mfa)
     if request.method == "POST":
         status = 400
         if "send-csrf_token" in request.form:
@@ -76,7 +78,7 @@ def email():
                 sent, status = change_form.email.data.strip(), 200
                 change_form = ChangeEmailForm(prefix="change", formdata=None)
             except SecondFactorRequired:
-                errors, status = {"otp": ["Enter a code from your authenticator app, or a recovery code."]}, 403
+                errors, status = second_factor_errors(factor), 403
             except ValidationFailed as err:
                 errors = err.errors
             except AccountLocked as err:
@@ -86,9 +88,8 @@ def email():
         elif change_form.errors.get("csrf_token"):
             notice = "The form expired. Please try again."
         user = accounts.get_user(current_user.user.id)
-    needs_otp = not recent_mfa and mfa.has_second_factor(user.id)
     return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form,
-                           errors=errors, sent=sent, notice=notice, needs_otp=needs_otp), status
+                           errors=errors, sent=sent, notice=notice, **second_factor_fields(factor)), status
 
 
 @bp.route("/email/required", methods=["GET", "POST"])

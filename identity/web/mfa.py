@@ -10,13 +10,12 @@ from .forms import ConfirmForm, RegenerateCodesForm, RemoveFactorForm, SecondFac
 from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
+from .second_factor import NEEDS_CODE, NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
 
 CODE_FAILED = "That code is not right, or was used already, or the account is temporarily locked. Try again."
-NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
-NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
 
 
 @bp.route("/login/mfa", methods=["GET", "POST"])

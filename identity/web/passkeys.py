@@ -21,7 +21,7 @@ from ..config.issuer import issuer
 from ..services import accounts, mfa, passkeys
 from ..services.browser_sessions import SessionUser
 from .account import _after_sign_in, _return_url
-from .mfa import NEEDS_SIGN_IN
+from .second_factor import NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("passkeys", __name__, url_prefix="/account")

@@ -1,0 +1,18 @@
+"""What the account pages say when a change needs a second factor the session has not shown."""
+
+from ..services import mfa
+
+NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
+NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
+NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again with your passkey, then come back here."
+
+
+def second_factor_errors(factor: str | None) -> dict[str, list[str]]:
+    """A page's message for a change refused for want of a second factor (mfa.factor_to_prove):
+    a code in its field, or, for a passkey-only user, who has no code to give, a new sign-in."""
+    return {"form": [NEEDS_PASSKEY]} if factor == mfa.PASSKEY else {"otp": [NEEDS_CODE]}
+
+
+def second_factor_fields(factor: str | None) -> dict:
+    """What the password and address pages show for it: the code field, or the passkey's message."""
+    return {"needs_otp": factor == mfa.CODE, "needs_passkey": NEEDS_PASSKEY if factor == mfa.PASSKEY else None}
