@@ -248,3 +248,39 @@ def test_signed_tokens_verify_with_an_independent_library(app, client, seeded, a
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     with pytest.raises(pyjwt.InvalidSignatureError):
         pyjwt.decode(tampered, pyjwt.PyJWK(jwk), algorithms=[alg], options={"verify_aud": False})
+
+
+def test_the_key_of_an_algorithm_no_longer_configured_retires_and_leaves_the_jwks(app, seeded, monkeypatch):
+    """After ACCESS_TOKEN_SIGNING_ALG moved from ES256 to RS256 the ES256 key signed nothing more
+    but was never retired: published for good, it and the tokens it signs were accepted until an
+    emergency rotation. It now retires when a worker first loads the keys without it: its tokens
+    verify for the retention time, then it leaves the JWKS. Configured again, the algorithm gets a
+    new key rather than the retired one (which would leave the JWKS while it signed)."""
+    es256_token = issue(app)  # ES256, the default
+    es256_kid = kid_of(es256_token)
+    moved = same_database_app(app, ACCESS_TOKEN_SIGNING_ALG="RS256")
+    try:
+        client = moved.test_client()
+        assert es256_kid in published(client)  # retired now, still published
+        assert verify(moved, es256_token)["sub"]
+        assert es256_kid not in current_kids(moved)
+
+        later = now() + moved.config["SIGNING_KEY_RETENTION_SECONDS"] + 1
+        monkeypatch.setattr(keys, "now", lambda: later)
+        with moved.app_context():
+            keys._reload()
+        assert es256_kid not in published(client)
+        with pytest.raises(tokens.InvalidToken):
+            verify(moved, es256_token)
+    finally:
+        with moved.app_context():
+            db.engine.dispose()
+    again = same_database_app(app)  # ES256 configured again, past the old key's retention
+    try:
+        with again.app_context():
+            keys._reload()
+        fresh = kid_of(issue(again))
+        assert fresh != es256_kid and fresh in published(again.test_client())
+    finally:
+        with again.app_context():
+            db.engine.dispose()

@@ -109,7 +109,8 @@ def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     cfg = current_app.config
     mine = [r for r in rows if r.alg == alg]
     generation = max((r.generation for r in mine), default=0) + 1
-    active = [r for r in mine if r.revoked_at is None and r.activates_at <= stamp]
+    active = [r for r in mine if r.revoked_at is None and r.activates_at <= stamp
+              and (r.retired_at is None or r.retired_at > stamp)]  # a retired key is no one's current key
     current = max(active, key=lambda r: r.generation, default=None)
     if current is None:
         return generation, stamp, None
@@ -141,8 +142,9 @@ def _key_transaction():
 
 
 def _maintain(rows, stamp: int) -> bool:
-    """Make the keys the schedule asks for (first keys, due successors); True if any was due."""
-    due = False
+    """Make the keys the schedule asks for (first keys, due successors), and retire the keys of an
+    algorithm no longer configured; True if any was due."""
+    due = _retire_unconfigured(rows, stamp)
     for alg in configured_algs():
         plan = _plan(rows, alg, stamp, scheduled=True)
         if plan is None:
@@ -159,6 +161,20 @@ def _maintain(rows, stamp: int) -> bool:
         except IntegrityError:
             pass  # another worker or instance made this generation first: the reload takes theirs
     return due
+
+
+def _retire_unconfigured(rows, stamp: int) -> bool:
+    """Retire the keys of an algorithm no longer configured (ACCESS_TOKEN_SIGNING_ALG changed): they
+    sign nothing here, and would otherwise stay published for good. Retired, they stay in the JWKS
+    for the retention time, so the tokens they signed verify until they expire. True if any was."""
+    algs = sorted({r.alg for r in rows if r.revoked_at is None and (r.retired_at is None or r.retired_at > stamp)}
+                  - set(configured_algs()))
+    if not algs:
+        return False
+    with _key_transaction() as writer:
+        if sum(writer.retire_all(alg, stamp) for alg in algs):  # none: another worker was first
+            writer.run(audit.event_write("key_retired", detail={"algs": algs, "reason": "not configured"}))
+    return True
 
 
 def _encrypt_plaintext(rows) -> None:

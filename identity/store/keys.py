@@ -49,6 +49,13 @@ class KeyWriter:
             retired_at=case((or_(TABLE.c.retired_at.is_(None), TABLE.c.retired_at > stamp), stamp),
                             else_=TABLE.c.retired_at)))
 
+    def retire_all(self, alg: str, stamp: int) -> int:
+        """Every key of the algorithm retires now, if it had not: it signs nothing more and stays
+        published for the retention time (an algorithm no longer configured). Returns how many."""
+        return self.conn.execute(update(TABLE).where(
+            TABLE.c.alg == alg, TABLE.c.revoked_at.is_(None),
+            or_(TABLE.c.retired_at.is_(None), TABLE.c.retired_at > stamp)).values(retired_at=stamp)).rowcount
+
     def replace_private_jwk(self, row_id: int, new: str, *, if_still: str | None = None) -> None:
         """Store a key's private part anew (encrypted); with `if_still`, only if it is unchanged
         (so racing workers that both encrypt a plaintext key write it once)."""
