@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from actions import AuthActions
+from mfa_actions import step_clock  # noqa: F401  (the fixture)
 from conftest import ALICE_PASSWORD, BOB_PASSWORD, csrf_token
 from identity.clock import now
 from identity.extensions import db
@@ -292,6 +293,28 @@ def test_a_password_change_ends_a_pending_address_change(app, api, mail, how):
     else:
         link_to_reset = test_recovery.reset_link(app, api.client, mail, count=2)
         assert test_recovery.reset(api.client, link_to_reset).status_code in (200, 302)
+    assert alice(app).pending_email is None
+    response = api.client.get(local(link))
+    assert response.status_code == 400
+    assert alice(app).email == "alice@example.com"
+    assert events(app, "email_changed") == []
+
+
+@pytest.mark.parametrize("factor", ["authenticator app", "passkey"])
+def test_a_first_second_factor_ends_a_pending_address_change(app, api, mail, step_clock, factor):
+    """An address change asked for before the account had a second factor was asked with the
+    password alone; the owner who then sets up a factor (as the notice of the change suggests)
+    kept the change pending: whoever asked held the link, and opening it gave them the address
+    every reset link goes to. The first factor now ends it, as a new password does."""
+    from mfa_actions import enrol_user
+    from test_mfa_password import register_passkey
+
+    assert change_email(api, email="taker@example.org").status_code == 202
+    link = mail.link(mail.wait_for(to="taker@example.org"))
+    if factor == "passkey":
+        register_passkey(app)
+    else:
+        enrol_user(app)
     assert alice(app).pending_email is None
     response = api.client.get(local(link))
     assert response.status_code == 400

@@ -182,16 +182,26 @@ def confirm_totp(user_id: int, code: str) -> list[str]:
     secret = pending_totp_secret(user_id)
     if secret is None:
         raise NotFound("no authenticator app is being set up")
+    first = not has_second_factor(user_id)
     stamp = now()
     step = _step_of(secret, normalize_code(code), 0, code_time())
     if step is None or not store.confirm_totp(user_id, step, stamp):
         db.session.rollback()
         raise ValidationFailed({"code": ["That code is not right. Enter the 6 digits your app shows now."]})
     codes = _replace_recovery_codes(user_id, stamp)
+    if first:
+        end_changes_asked_without_a_factor(user_id)
     audit.record("mfa_enabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()
     notifications.sign_in_method_changed(user_id, notifications.AUTHENTICATOR_ADDED)
     return codes
+
+
+def end_changes_asked_without_a_factor(user_id: int) -> None:
+    """With the user's first second factor, end a pending address change, in the session's
+    transaction: it was asked with the password alone, which now changes the address no more
+    (the rule of code_required), and whoever asked holds its link."""
+    user_rows.end_pending_email_change(user_id)
 
 
 # --- recovery codes -------------------------------------------------------------------------------

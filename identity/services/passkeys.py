@@ -223,6 +223,7 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         db.session.commit()
         raise PasskeyRefused("This passkey is already registered.")
     count = len(store.user_passkeys(user_id))
+    first = not mfa.has_second_factor(user_id)
     passkey = Passkey(
         user_id=user_id,
         credential_id=credential_id,
@@ -239,6 +240,8 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
     except IntegrityError:  # registered by a concurrent request meanwhile
         db.session.rollback()
         raise PasskeyRefused("This passkey is already registered.") from None
+    if first:
+        mfa.end_changes_asked_without_a_factor(user_id)
     audit.record("passkey_registered", user_id=user_id,
                  detail={"passkey_id": passkey.id, "method": _method(verified.credential_device_type)})
     db.session.commit()

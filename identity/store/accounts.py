@@ -74,6 +74,13 @@ _KEEP_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
     password_hash=_USERS.c.password_hash)
 
 
+def end_pending_email_change(user_id: int) -> None:
+    """Drop the user's pending address change, in the session's transaction: the link mailed for
+    it then applies nothing (verification.py: superseded)."""
+    db.session.execute(update(User).where(User.id == user_id, User.pending_email.is_not(None))
+                       .values(pending_email=None))
+
+
 def hash_unchanged(user_id: int, verified_hash: str) -> bool:
     """Whether the user's password hash is still `verified_hash` (the one a current password was
     checked against), kept so until the session's commit. On PostgreSQL the caller's locked read
