@@ -69,16 +69,16 @@ def lock_user_row(user_id: int) -> None:
         db.session.execute(_LOCK_ROW, {"user_id": user_id})
 
 
-_KEEP_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
-                                  _USERS.c.password_hash == bindparam("verified_hash")).values(
-    password_hash=_USERS.c.password_hash)
-
-
 def end_pending_email_change(user_id: int) -> None:
     """Drop the user's pending address change, in the session's transaction: the link mailed for
     it then applies nothing (verification.py: superseded)."""
     db.session.execute(update(User).where(User.id == user_id, User.pending_email.is_not(None))
                        .values(pending_email=None))
+
+
+_KEEP_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
+                                  _USERS.c.password_hash == bindparam("verified_hash")).values(
+    password_hash=_USERS.c.password_hash)
 
 
 def hash_unchanged(user_id: int, verified_hash: str) -> bool:
