@@ -82,6 +82,23 @@ def test_enrolment_is_confirmed_only_by_a_valid_code(alice, app):
         assert db.session.scalar(select(AuditEvent.event).where(AuditEvent.event == "mfa_enabled")) == "mfa_enabled"
 
 
+def test_a_second_click_on_confirm_says_the_app_is_set_up_and_how_to_get_new_codes(alice, app):
+    """A double-clicked "Confirm": the browser shows the second answer, and the recovery codes were
+    in the first. The second said "Sign out and sign in again with your second factor first" (the
+    app the first click set up was now a factor the session had not used), or "not right" when the
+    two raced; the user never saw their codes nor learned the app was set up. It now says so, and
+    how to make new codes; the codes of the first click stay the ones stored."""
+    secret, codes = enrol(alice)
+    with app.app_context():
+        stored = set(db.session.scalars(select(RecoveryCode.code_hash)))
+    again = post_mfa(alice, "confirm", code=code_at(secret))
+    body = again.get_data(as_text=True)
+    assert again.status_code == 409, body
+    assert "set up already" in body and "make new ones" in body
+    with app.app_context():
+        assert set(db.session.scalars(select(RecoveryCode.code_hash))) == stored
+
+
 def test_recovery_codes_are_shown_once_and_stored_as_hashes(alice, app):
     secret, codes = enrol(alice)
     assert len(set(codes)) == 10

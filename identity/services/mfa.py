@@ -177,8 +177,21 @@ def _step_of(secret: str, code: str, after_step: int, stamp: int) -> int | None:
     return None
 
 
+#: a second "Confirm" (a double click): the recovery codes were on the first click's page
+TOTP_SET_UP_ALREADY = ("your authenticator app is set up already; its recovery codes were shown after your first "
+                       "click: if you did not save them, make new ones below")
+
+
+def ensure_totp_unconfirmed(user_id: int) -> None:
+    """Conflict(TOTP_SET_UP_ALREADY) if the user's authenticator app is confirmed: checked before
+    anything else a confirmation needs, so a second click is told what happened."""
+    if has_totp(user_id):
+        raise Conflict(TOTP_SET_UP_ALREADY)
+
+
 def confirm_totp(user_id: int, code: str) -> list[str]:
     """Confirm the enrolment with a valid code; returns the new recovery codes (shown once)."""
+    ensure_totp_unconfirmed(user_id)
     secret = pending_totp_secret(user_id)
     if secret is None:
         raise NotFound("no authenticator app is being set up")
@@ -187,6 +200,7 @@ def confirm_totp(user_id: int, code: str) -> list[str]:
     step = _step_of(secret, normalize_code(code), 0, code_time())
     if step is None or not store.confirm_totp(user_id, step, stamp):
         db.session.rollback()
+        ensure_totp_unconfirmed(user_id)  # confirmed meanwhile by the same form's other click
         raise ValidationFailed({"code": ["That code is not right. Enter the 6 digits your app shows now."]})
     codes = _replace_recovery_codes(user_id, stamp)
     if first:

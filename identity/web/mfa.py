@@ -72,6 +72,7 @@ def factors():
                 mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
                 mfa.start_totp(user_id)
             elif action == "confirm":
+                mfa.ensure_totp_unconfirmed(user_id)
                 mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
                 recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
                 notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
