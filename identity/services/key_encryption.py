@@ -53,6 +53,11 @@ def reencrypt(stored: str, what: str) -> str:
     return encrypt(decrypt(stored, what))
 
 
+def signing_key_label(kid: str) -> str:
+    """How an error names a stored signing key."""
+    return f"signing key {kid}"
+
+
 def totp_label(user_id: int) -> str:
     """How an error names a user's authenticator app secret."""
     return f"the authenticator app secret of user {user_id}"

@@ -213,7 +213,7 @@ def _load(ring: KeyRing) -> None:
         if key is None:
             try:
                 key = JWKRegistry.import_key(
-                    json.loads(key_encryption.decrypt(row.private_jwk, f"signing key {row.kid}")))
+                    json.loads(key_encryption.decrypt(row.private_jwk, key_encryption.signing_key_label(row.kid))))
             except key_encryption.UndecryptableKey:
                 if published:
                     raise
@@ -389,7 +389,7 @@ def reencrypt() -> tuple[int, int]:
     how many of each. Raises key_encryption.UndecryptableKey (and changes nothing) if one cannot be
     opened: once it returns, the other keys of the list can be dropped."""
     rows, secrets = _all_rows(), mfa_rows.encrypted_totp_secrets()
-    new = {row.id: key_encryption.reencrypt(row.private_jwk, f"signing key {row.kid}") for row in rows}
+    new = {row.id: key_encryption.reencrypt(row.private_jwk, key_encryption.signing_key_label(row.kid)) for row in rows}
     new_secrets = [(user_id, stored, key_encryption.reencrypt(stored, key_encryption.totp_label(user_id)))
                    for user_id, stored in secrets]
     with key_rows.key_writes() as writer:
