@@ -19,7 +19,11 @@ class AccessTokenRecord:
         return client.client_id == self.client_id
 
     def is_expired(self) -> bool:
-        return False  # verify_access_token already refused expired tokens
+        """Outside its time window by this server's clock, which introspection answers inactive
+        (RFC 7662 section 2.2). verify_access_token allows JWT_LEEWAY_SECONDS past `exp` and before
+        `nbf` (skew between clocks), so it lets such a token through to here."""
+        stamp, nbf = now(), self.claims.get("nbf")
+        return stamp >= self.claims["exp"] or (nbf is not None and nbf > stamp)
 
     def _live_user(self):
         """The token's user while the token is live (one query, asked once per request)."""

@@ -1,0 +1,25 @@
+"""Regression tests from a review of the server as client apps see it: a mobile app (AppAuth), a
+browser SPA (oidc-client-ts) and what they read from the token, introspection and local API answers."""
+
+import base64
+import time
+
+from test_localapi_support import CHEAP_ARGON2, api, bearer  # noqa: F401  (fixture)
+
+MOBILE_BASIC = {"Authorization": "Basic " + base64.b64encode(b"mobile:s3cret").decode()}
+
+
+def test_introspection_calls_an_access_token_past_its_exp_inactive(api):
+    """RFC 7662 section 2.2: `active` is true only for a token within its time window. The bearer
+    check allows JWT_LEEWAY_SECONDS of clock skew past `exp`; introspection must not answer
+    `active: true` beside an `exp` already in the past, which the resource server then holds."""
+    now = int(time.time())
+    expired = api.forge({"exp": now - 5, "jti": "past-exp"})
+    response = api.client.post("/connect/introspect", data={"token": expired}, headers=MOBILE_BASIC)
+    assert response.status_code == 200
+    assert response.get_json() == {"active": False}
+    not_yet = api.forge({"nbf": now + 20, "jti": "before-nbf"})
+    assert api.client.post("/connect/introspect", data={"token": not_yet},
+                           headers=MOBILE_BASIC).get_json() == {"active": False}
+    live = api.forge({"jti": "live"})
+    assert api.client.post("/connect/introspect", data={"token": live}, headers=MOBILE_BASIC).get_json()["active"] is True
