@@ -23,3 +23,28 @@ def test_introspection_calls_an_access_token_past_its_exp_inactive(api):
                            headers=MOBILE_BASIC).get_json() == {"active": False}
     live = api.forge({"jti": "live"})
     assert api.client.post("/connect/introspect", data={"token": live}, headers=MOBILE_BASIC).get_json()["active"] is True
+
+
+def _challenge_params(value: str) -> dict:
+    """The auth-params of one challenge (RFC 7235 section 2.1), quoted strings without escapes."""
+    scheme, _, rest = value.partition(" ")
+    params = {}
+    for part in rest.split(", "):
+        name, _, quoted = part.partition("=")
+        params[name.strip().lower()] = quoted.strip('"')
+    return {"scheme": scheme, **params}
+
+
+def test_invalid_client_challenge_is_a_basic_challenge_with_its_realm(live_server, seeded):
+    """RFC 6749 section 5.2: a client that tried HTTP Basic gets 401 and a WWW-Authenticate for
+    Basic; RFC 7617 section 2 makes `realm` REQUIRED in that challenge. Over real HTTP, as an app's
+    HTTP stack reads it."""
+    import requests
+
+    for path, form in (("/connect/token", {"grant_type": "client_credentials"}), ("/connect/revocation", {"token": "x"}),
+                       ("/connect/introspect", {"token": "x"})):
+        response = requests.post(live_server.url + path, data=form, auth=("service", "wrong"), timeout=30)
+        assert response.status_code == 401, path
+        params = _challenge_params(response.headers["WWW-Authenticate"])
+        assert params["scheme"] == "Basic" and params["error"] == "invalid_client", params
+        assert params.get("realm"), response.headers["WWW-Authenticate"]

@@ -19,16 +19,31 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 
+from ..config.issuer import issuer
 from ..services.client_secrets import verify_client_secret_evenly
 
 FAILED = "Client authentication failed."
 
 
+class ClientAuthenticationFailed(InvalidClientError):
+    """invalid_client; as a 401 its challenge is Authlib's with the `realm` that RFC 7617 section 2
+    requires of a Basic challenge (Authlib leaves it out): the issuer, which names the server."""
+
+    def get_headers(self):
+        headers = OAuth2Error.get_headers(self)
+        if self.status_code == 401:
+            realm = issuer().replace('"', "|")  # as Authlib escapes: a Host-derived issuer (development) is the caller's text
+            challenge = f'Basic realm="{realm}", error="{self.error}", error_description="{FAILED}"'
+            headers.append(("WWW-Authenticate", challenge))
+        return headers
+
+
 def _failure(methods) -> InvalidClientError:
     # 401 (with WWW-Authenticate: Basic) where HTTP Basic is a method the endpoint accepts
-    return InvalidClientError(status_code=401 if "client_secret_basic" in methods else 400, description=FAILED)
+    return ClientAuthenticationFailed(status_code=401 if "client_secret_basic" in methods else 400, description=FAILED)
 
 
 def basic_credentials(headers, methods) -> tuple[str, str] | None:
