@@ -48,3 +48,20 @@ def test_invalid_client_challenge_is_a_basic_challenge_with_its_realm(live_serve
         params = _challenge_params(response.headers["WWW-Authenticate"])
         assert params["scheme"] == "Basic" and params["error"] == "invalid_client", params
         assert params.get("realm"), response.headers["WWW-Authenticate"]
+
+
+BEARER_ERRORS = {"invalid_request", "invalid_token", "insufficient_scope"}  # RFC 6750 section 3.1
+
+
+def test_userinfo_without_a_token_answers_no_error_code_of_authlibs_own(client, seeded):
+    """A protocol endpoint's errors are the OAuth ones; userinfo's body said
+    `"error": "missing_authorization"`, Authlib's own name, which no OAuth registry has. RFC 6750
+    section 3.1 asks for no error code when the request carries no token (as the bare `Bearer`
+    challenge already says), so the body has none either; a bad token is still `invalid_token`."""
+    missing = client.get("/connect/userinfo", headers={"Origin": "http://127.0.0.1:8080"})
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    body = missing.get_json()
+    assert "error" not in body, body
+    assert body["error_description"]
+    bad = client.get("/connect/userinfo", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert bad.status_code == 401 and bad.get_json()["error"] in BEARER_ERRORS

@@ -222,7 +222,12 @@ def _render(error: OAuth2Error):
     render = renderer_for(request.path)
     if render is not None:
         return render(status, HTTP_STATUS_CODES.get(status, "Error"), error.get_error_description())
-    response = jsonify(dict(error.get_body()))
+    body = dict(error.get_body())
+    if isinstance(error, MissingTokenError):
+        # no token, no error code (RFC 6750 section 3.1), as its bare challenge: Authlib's
+        # "missing_authorization" is no OAuth error
+        body.pop("error", None)
+    response = jsonify(body)
     response.status_code = status
     return response
 
