@@ -65,3 +65,23 @@ def test_userinfo_without_a_token_answers_no_error_code_of_authlibs_own(client, 
     assert body["error_description"]
     bad = client.get("/connect/userinfo", headers={"Authorization": "Bearer abc.def.ghi"})
     assert bad.status_code == 401 and bad.get_json()["error"] in BEARER_ERRORS
+
+
+import pytest  # noqa: E402
+
+from actions import AuthActions, OAuthActions, redirect_params  # noqa: E402
+
+
+@pytest.mark.parametrize("app_config", [{**CHEAP_ARGON2, "GRANT_TYPES_ENABLED": [
+    "authorization_code", "hybrid", "implicit", "client_credentials", "password"]}])
+def test_offline_access_in_allowed_scopes_is_not_granted_while_the_refresh_grant_is_off(client, seeded, app_config):
+    """mobile-pkce lists offline_access in its allowed_scopes (as the demo seed does). With the
+    refresh_token grant off, discovery leaves the scope out and no refresh token can be issued, so
+    the scope must be refused as for a client without it, not granted with no refresh token."""
+    assert "offline_access" not in client.get("/.well-known/openid-configuration").get_json()["scopes_supported"]
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    response = oauth.authorize(client_id="mobile-pkce", scope="openid offline_access",
+                               redirect_uri="com.example.app:/callback", code_challenge="E" * 43,
+                               code_challenge_method="S256")
+    assert redirect_params(response.headers["Location"]).get("error") == "invalid_scope", response.headers["Location"]

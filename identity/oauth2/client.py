@@ -59,10 +59,18 @@ class OAuthClient:
     def get_allowed_scope(self, scope: str | None) -> str:
         if not scope:
             return ""
-        allowed = set(self.row.allowed_scopes)
+        allowed = self.allowed_scope_names
+        return " ".join(s for s in scope.split() if s in allowed)
+
+    @property
+    def allowed_scope_names(self) -> set[str]:
+        """The scopes this client may be granted now: its allowed_scopes, and offline_access exactly
+        when it is offered refresh tokens (offers_refresh_tokens), whether or not allowed_scopes
+        names it: without a refresh token to come, the scope would be granted for nothing."""
+        allowed = set(self.row.allowed_scopes) - {OFFLINE_ACCESS}
         if self.offers_refresh_tokens:
             allowed.add(OFFLINE_ACCESS)
-        return " ".join(s for s in scope.split() if s in allowed)
+        return allowed
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri_matches(self.row.redirect_uris, redirect_uri)

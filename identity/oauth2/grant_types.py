@@ -22,7 +22,7 @@ from authlib.oidc.core.grants import OpenIDImplicitGrant as _OpenIDImplicitGrant
 from authlib.oidc.core.grants.util import validate_form_post_redirect_uri, validate_nonce
 
 from ..clock import now
-from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
+from ..constants import STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, issued_grants
 from ..services.id_tokens import build_id_token
 from ..services.mfa import AMR_PASSWORD, misses_required_factor
@@ -37,10 +37,10 @@ PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 def check_requested_scope(client, scope: str | None) -> None:
     """Every requested scope is allowed for the client; offline_access only with allow_offline_access
-    and the refresh_token grant on.
+    and the refresh_token grant on, even when allowed_scopes lists it (client.allowed_scope_names).
     Also what a code or refresh token would issue: the client's scopes now, not when it was granted
     (an operator may have removed one since; IdentityServer too answers invalid_scope)."""
-    allowed = set(client.row.allowed_scopes) | ({OFFLINE_ACCESS} if client.offers_refresh_tokens else set())
+    allowed = client.allowed_scope_names
     refused = [s for s in (scope or "").split() if s not in allowed]
     if refused:
         raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")
