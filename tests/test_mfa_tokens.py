@@ -83,6 +83,17 @@ def test_acr_values_mfa_sends_a_user_without_a_factor_to_set_one_up(client, app,
     assert "Two-step sign-in required" in html and 'href="/account/mfa"' in html and "Native App" in html
 
 
+@pytest.mark.parametrize("acr_values", ["1fa mfa", "mfa 1fa", "1 2"])
+def test_acr_values_that_accept_one_factor_are_answered_for_a_password_sign_in(client, app, flow_clients, acr_values):
+    """OpenID Connect Core 3.1.2.1: acr_values lists the acceptable classes in order of preference,
+    and 15.1: its use must not result in an error. The conformance suite sends the advertised
+    acr_values_supported, "1fa mfa": a password sign-in meets 1fa, and the ID token says so."""
+    AuthActions(client).login()
+    token, _ = OAuthActions(client).code_flow(client_id="web", scope="openid", nonce="n-acr", acr_values=acr_values)
+    assert token.status_code == 200
+    assert claims(token.get_json()["id_token"])["acr"] == "1fa"
+
+
 def test_acr_values_mfa_with_prompt_none_is_interaction_required(client, app, flow_clients):
     AuthActions(client).login()
     response = OAuthActions(client).authorize(client_id="native", acr_values="mfa", prompt="none",

@@ -135,9 +135,13 @@ def _login_reason(principal, checked: Validated) -> str | None:
 
 
 def mfa_requested(checked: Validated) -> bool:
-    """Whether this request needs a second factor: `acr_values=mfa`, or a client with require_mfa."""
+    """Whether this request needs a second factor: `acr_values` that accept mfa and not 1fa, or a
+    client with require_mfa. acr_values lists the classes the client accepts, in order of
+    preference (OpenID Connect Core 3.1.2.1), so "1fa mfa" is met by a password sign-in."""
     asked = (checked.params.values.get("acr_values") or "").split()
-    return mfa.ACR_MFA in asked or bool(checked.grant.request.client.row.require_mfa)
+    if checked.grant.request.client.row.require_mfa:
+        return True
+    return mfa.ACR_MFA in asked and mfa.ACR_ONE_FACTOR not in asked
 
 
 def _second_factor_missing(checked: Validated, principal) -> str | None:
