@@ -214,3 +214,26 @@ def test_grants_page_lists_apps_that_hold_only_access_tokens(oauth, app, client)
     for token in (implicit_token, native_token):
         assert client.get("/connect/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)
+
+
+def test_a_sign_in_that_max_age_asked_for_is_not_asked_for_again_at_consent(client, flow_clients, app):
+    """OpenID Connect Core 3.1.2.1: past max_age the OP re-authenticates the person; the sign-in it
+    asked for satisfies the request. Reading the consent page longer than max_age must not send the
+    person to sign in again, and again after that (with max_age=1, as the conformance suite's
+    oidcc-max-age-1 sends, no one could ever allow)."""
+    from identity.models import UserSession
+
+    oauth = OAuthActions(client)
+    asked = _spa(oauth, max_age="60")
+    assert asked.headers["Location"].startswith("/account/login?")
+    return_url = dict(parse_qsl(urlsplit(asked.headers["Location"]).query))["returnUrl"]
+    signed_in = AuthActions(client).login(return_url=return_url)
+    consent = client.get(signed_in.headers["Location"])  # back at the authorization endpoint: consent
+    assert consent.status_code == 302 and consent.headers["Location"].startswith("/consent?")
+    page = client.get(consent.headers["Location"])
+    with app.app_context():  # the person reads the page for two minutes
+        db.session.execute(UserSession.__table__.update().values(auth_time=int(time.time()) - 120))
+        db.session.commit()
+    allowed = client.post(consent.headers["Location"],
+                          data={"csrf_token": csrf_token(page.get_data(as_text=True)), "decision": "allow"})
+    assert allowed.status_code == 302 and "code" in redirect_params(allowed.headers["Location"]), allowed.headers.get("Location")

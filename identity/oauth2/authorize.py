@@ -107,7 +107,8 @@ def _max_age_exceeded(principal, params: AuthorizationParams) -> bool:
 
 def authorization_params(params: AuthorizationParams, drop_prompt: str | None = None) -> dict:
     """The request's parameters to carry to the next step, without `drop_prompt` (so it is not
-    asked again); "login" drops all that a new sign-in answers (SIGN_IN_PROMPTS, max_age=0)."""
+    asked again); "login" drops all that a new sign-in answers (SIGN_IN_PROMPTS, and max_age:
+    a consent page read for longer than max_age after that sign-in must not ask for another)."""
     carried = {k: v for k, v in params.values.items(multi=False) if k not in FORM_FIELDS}
     dropped = SIGN_IN_PROMPTS if drop_prompt == "login" else (drop_prompt,)
     if drop_prompt and "prompt" in carried:
@@ -116,8 +117,8 @@ def authorization_params(params: AuthorizationParams, drop_prompt: str | None = 
             carried["prompt"] = " ".join(remaining)
         else:
             del carried["prompt"]
-    if drop_prompt == "login" and _max_age(params) == 0:
-        del carried["max_age"]
+    if drop_prompt == "login":
+        carried.pop("max_age", None)
     return carried
 
 
