@@ -4,6 +4,7 @@ import re
 import time
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+import jwt
 import pytest
 from sqlalchemy import func, select
 
@@ -189,8 +190,22 @@ def test_scope_not_allowed_for_client_is_invalid_scope(oauth):
 
 
 def test_offline_access_needs_allow_offline_access(oauth):
-    response = oauth.authorize(client_id="implicit", response_type="id_token", nonce="n", scope="openid offline_access")
+    response = oauth.authorize(client_id="spa", nonce="n", scope="openid offline_access", code_challenge="x" * 43,
+                               code_challenge_method="S256")
     assert redirect_params(response.headers["Location"])["error"] == "invalid_scope"
+
+
+@pytest.mark.parametrize("response_type", ["id_token", "id_token token"])
+def test_offline_access_is_ignored_when_no_code_is_returned(oauth, response_type):
+    """OpenID Connect Core 11: the OP "MUST ignore the offline_access request unless the Client is
+    using a response_type value that would result in an Authorization Code being returned"."""
+    response = oauth.authorize(client_id="implicit", response_type=response_type, nonce="n-off",
+                               scope="openid offline_access")
+    params = redirect_params(response.headers["Location"])
+    assert "error" not in params and "id_token" in params, params
+    if "token" in response_type.split():
+        assert params["scope"] == "openid"
+        assert jwt.decode(params["access_token"], options={"verify_signature": False})["scope"] == "openid"
 
 
 def test_not_signed_in_goes_to_login_and_back(client, flow_clients):

@@ -296,6 +296,15 @@ class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
         check_response_mode(self.request, redirect_uri)
         return redirect_uri
 
+    def validate_requested_scope(self):
+        """offline_access is left out, not refused: OpenID Connect Core 11, the OP "MUST ignore the
+        offline_access request unless the Client is using a response_type value that would result
+        in an Authorization Code being returned", and no implicit response type does."""
+        scopes = (self.request.payload.scope or "").split()
+        if OFFLINE_ACCESS in scopes:
+            self.request.scope = " ".join(s for s in scopes if s != OFFLINE_ACCESS)
+        check_requested_scope(self.request.client, self.request.scope)
+
     def create_authorization_response(self, redirect_uri, grant_user):
         self.request.user = grant_user
         params, access_token = [], None
