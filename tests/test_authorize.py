@@ -347,10 +347,18 @@ def test_a_max_age_that_is_not_a_number_of_seconds_is_refused_not_ignored(oauth,
     assert _codes(app) == 0
 
 
-@pytest.mark.parametrize("name", ["max_age", "request", "request_uri", "id_token_hint"])
+@pytest.mark.parametrize("name", ["max_age", "request", "request_uri", "id_token_hint", "response_mode"])
 def test_a_parameter_sent_without_a_value_is_as_if_omitted(oauth, name):
     """RFC 6749 section 3.1."""
     assert "code" in redirect_params(oauth.authorize(client_id="web", **{name: ""}).headers["Location"])
+
+
+def test_an_empty_response_mode_is_the_response_types_default(oauth):
+    """RFC 6749 section 3.1: response_mode sent without a value is as if omitted, also for the
+    response types that answer in the fragment."""
+    response = oauth.authorize(client_id="implicit", response_type="id_token", scope="openid", nonce="n-rm",
+                               response_mode="")
+    assert response.headers["Location"].startswith("https://implicit.example.com/cb#id_token="), response.headers["Location"]
 
 
 def test_prompt_select_account_goes_through_the_sign_in_page_once(oauth):

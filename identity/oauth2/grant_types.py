@@ -56,9 +56,10 @@ def check_second_factor(client, amr: str | None) -> None:
 
 def check_response_mode(request, redirect_uri: str) -> None:
     """Known response mode; tokens never travel in a query string; form_post only to a redirect
-    URI a browser can post to (the error is then redirected to it, as response_modes.py says)."""
+    URI a browser can post to (the error is then redirected to it, as response_modes.py says).
+    Sent without a value it is as if omitted (RFC 6749 section 3.1)."""
     mode = request.payload.data.get("response_mode")
-    if mode is None:
+    if not mode:
         return
     if mode not in RESPONSE_MODES:
         raise InvalidRequestError("unsupported response_mode", redirect_uri=redirect_uri)
