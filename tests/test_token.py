@@ -305,6 +305,16 @@ def test_malformed_token_requests_are_oauth_errors(oauth, form):
     assert response.get_json()["error"] in ("invalid_request", "unsupported_grant_type", "invalid_grant")
 
 
+@pytest.mark.parametrize("form", [{}, {"grant_type": ""}])
+def test_a_token_request_without_grant_type_is_invalid_request(oauth, form):
+    """RFC 6749 section 5.2: a request "missing a required parameter" is invalid_request;
+    unsupported_grant_type is for a grant type the server does not support. A parameter sent
+    without a value is as if omitted (section 3.1)."""
+    response = oauth.token("web", **form)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request", response.get_json()
+
+
 def test_get_on_token_endpoint_is_not_allowed_json(oauth):
     response = oauth.client.get("/connect/token")
     assert response.status_code == 405 and response.get_json()["error"] == "invalid_request"

@@ -153,6 +153,9 @@ class Server(AuthorizationServer):
 
     def create_token_response(self, request=None):
         request, error = self.checked_request(request)
+        if error is None and not request.payload.grant_type:
+            # RFC 6749 5.2: a missing required parameter is invalid_request (Authlib: unsupported_grant_type)
+            error = InvalidRequestError("grant_type is required")
         if error is not None:
             return self.handle_error_response(request, error)
         return super().create_token_response(request)
