@@ -22,7 +22,7 @@ from authlib.oidc.core.grants import OpenIDImplicitGrant as _OpenIDImplicitGrant
 from authlib.oidc.core.grants.util import validate_form_post_redirect_uri, validate_nonce
 
 from ..clock import now
-from ..constants import STANDARD_IDENTITY_RESOURCES
+from ..constants import OFFLINE_ACCESS, STANDARD_IDENTITY_RESOURCES
 from ..services import accounts, issued_grants
 from ..services.id_tokens import build_id_token
 from ..services.mfa import AMR_PASSWORD, misses_required_factor
