@@ -3,7 +3,7 @@
 The sid stays between the browser and this server; tokens name the session by its public id.
 """
 
-from flask import Flask, session
+from flask import Flask, current_app, request, session
 from flask_login import current_user, login_user, logout_user
 
 from ..clock import now
@@ -68,6 +68,15 @@ def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
     principal = SignedIn(result.user, result.sid, result.auth_time, public_sid, result.amr)
     login_user(principal, remember=remember)
     return principal
+
+
+def renew_cookie(principal: SignedIn, sid: str) -> SignedIn:
+    """The browser's session now has the cookie sid `sid` (accounts.change_password renewed it):
+    the session cookie, and the remember-me cookie if the browser has one, carry it from this
+    response on, so copies of the old cookies sign nobody in."""
+    renewed = SignedIn(principal.user, sid, principal.auth_time, principal.public_sid, principal.amr)
+    login_user(renewed, remember=current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies)
+    return renewed
 
 
 # The half-signed-in state between a right password and the second step: in the signed cookie

@@ -325,6 +325,7 @@ def change_password(
     confirm_password: str,
     *,
     keep_sid: str | None = None,
+    renewed_sid: str | None = None,
     client_id: str | None = None,
     otp: str | None = None,
     recent_mfa: bool = False,
@@ -333,8 +334,10 @@ def change_password(
 
     Verifies the current password (the attempt is counted toward lockout before it is hashed,
     as at sign-in: lockout.py), applies the policy, bumps the password version, revokes every
-    refresh token and every other session. Once committed, it waits until no worker can still
-    accept the user's older tokens from memory (bearer_cache.py), and only then returns.
+    refresh token and every other session. The session it keeps (`keep_sid`, the browser's that
+    changed it) takes the cookie sid `renewed_sid`, so a copy of its cookie from before the change
+    signs nobody in. Once committed, it waits until no worker can still accept the user's older
+    tokens from memory (bearer_cache.py), and only then returns.
 
     A user with a second factor also gives a code (`otp`) unless the caller's sign-in used one
     recently (`recent_mfa`: mfa.recently_verified); without one, SecondFactorRequired before the
@@ -376,6 +379,8 @@ def change_password(
     db.session.execute(*lockout.settled(reservation))
     store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
     revoke_grants_and_sessions(user, keep_sid)
+    if keep_sid and renewed_sid:
+        session_rows.renew_sid(keep_sid, renewed_sid)
     audit.record("password_changed", user_id=user.id, client_id=client_id)
     to = notifications.addressee(user)
     db.session.commit()

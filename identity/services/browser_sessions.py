@@ -60,6 +60,12 @@ class LoadedSession(NamedTuple):
     amr: str  # how the person signed in: RFC 8176 names, space-separated
 
 
+def new_sid() -> str:
+    """A new cookie sid: a new session's, or the one a session is given instead of its own
+    (accounts.change_password renews the sid of the session it keeps)."""
+    return secrets.token_urlsafe(24)
+
+
 def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd", *, password_version: int,
                 client_id: str | None = None) -> tuple[NewSession, Write]:
     """A new browser session, and the write that stores it (run with the caller's others). The
@@ -71,7 +77,7 @@ def new_session(user_id: int, auth_time: int | None = None, amr: str = "pwd", *,
     the sign-in was for (a pending authorization request's, unchecked: the sessions page names it
     only if it is registered); the caller's device is kept with it."""
     stamp = clock.now()
-    session = NewSession(secrets.token_urlsafe(24), auth_time or stamp, secrets.token_urlsafe(24))
+    session = NewSession(new_sid(), auth_time or stamp, secrets.token_urlsafe(24))
     device = caller_device()
     return session, store.session_insert(sid=session.sid, public_sid=session.public_sid, user_id=user_id,
                                          password_version=password_version,

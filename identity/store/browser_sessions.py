@@ -95,6 +95,13 @@ def revoke_user_sessions(user_id: int, stamp: int, *, keep_sid: str | None = Non
     db.session.execute(sessions.values(revoked_at=stamp))
 
 
+def renew_sid(old_sid: str, new_sid: str) -> None:
+    """Give the unrevoked session with (cookie) sid `old_sid` the sid `new_sid`, in the session's
+    transaction: a copy of the old cookie no longer names it."""
+    db.session.execute(update(UserSession).where(UserSession.sid == old_sid, UserSession.revoked_at.is_(None))
+                       .values(sid=new_sid))
+
+
 def live_session_times(sid: str, user_id: int):
     """(public_sid, created_at, last_seen_at) of the user's unrevoked session with this (cookie) sid; None if none."""
     return db.session.execute(select(UserSession.public_sid, UserSession.created_at, UserSession.last_seen_at)

@@ -3,12 +3,12 @@
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..plumbing.login_session import hold_for_second_factor, sign_in, sign_out
+from ..plumbing.login_session import hold_for_second_factor, renew_cookie, sign_in, sign_out
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
 from .second_factor import second_factor_errors, second_factor_fields
-from ..services import accounts, metrics, mfa
+from ..services import accounts, browser_sessions, metrics, mfa
 from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
@@ -117,7 +117,8 @@ def password_check():
 @fresh_login_required
 @limiter.limit(sensitive_limit, methods=["POST"])
 def password():
-    """Change the signed-in user's password; other sessions are signed out."""
+    """Change the signed-in user's password; other sessions are signed out, and this one gets a
+    new cookie sid (copies of its old cookie, stolen or planted, sign nobody in)."""
     form = ChangePasswordForm()
     errors: dict[str, list[str]] = {}
     changed = False
@@ -125,10 +126,12 @@ def password():
     recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
     factor = mfa.factor_to_prove(current_user.user.id, recent_mfa=recent_mfa)
     if form.validate_on_submit():
+        renewed_sid = browser_sessions.new_sid()
         try:
             accounts.change_password(current_user.user.id, form.current_password.data, form.new_password.data,
-                                     form.confirm_password.data, keep_sid=current_user.sid, otp=form.otp.data or None,
-                                     recent_mfa=recent_mfa)
+                                     form.confirm_password.data, keep_sid=current_user.sid, renewed_sid=renewed_sid,
+                                     otp=form.otp.data or None, recent_mfa=recent_mfa)
+            renew_cookie(current_user._get_current_object(), renewed_sid)
             metrics.count_password_change("page")
             changed = True
             form = ChangePasswordForm(formdata=None)

@@ -1,0 +1,40 @@
+"""The browser-facing pages reviewed as an attacker with a browser would come at them: the
+session cookie's renewal, caching of pages that show the signed-in user."""
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD, HttpsClient, csrf_token
+
+NEW_PASSWORD = "violet-anchor-meadow-482"
+SESSION, REMEMBER = "idsrv.session", "idsrv.remember"
+
+
+def _copy_of(app, cookies: dict):
+    """Another browser that holds copies of these cookies (stolen or planted)."""
+    app.test_client_class = HttpsClient
+    other = app.test_client()
+    for name, value in cookies.items():
+        other.set_cookie(name, value, domain="localhost")
+    return other
+
+
+def _change_password(client):
+    page = client.get("/account/password").get_data(as_text=True)
+    return client.post("/account/password", data={
+        "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD,
+        "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+
+
+def test_a_password_change_renews_the_session_cookie(app, client, seeded):
+    AuthActions(client).login(remember=True)
+    assert client.get("/diagnostics").status_code == 200
+    before = {name: client.get_cookie(name).value for name in (SESSION, REMEMBER)}
+
+    response = _change_password(client)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert client.get("/diagnostics").status_code == 200, "the browser that changed it stays signed in"
+    for name, value in before.items():
+        copy = _copy_of(app, {name: value})
+        assert copy.get("/diagnostics").status_code == 302, f"a copy of {name} from before the change still signs in"
+    # the renewed remember-me cookie alone still brings the session back
+    assert _copy_of(app, {REMEMBER: client.get_cookie(REMEMBER).value}).get("/diagnostics").status_code == 200
