@@ -38,3 +38,16 @@ def test_a_password_change_renews_the_session_cookie(app, client, seeded):
         assert copy.get("/diagnostics").status_code == 302, f"a copy of {name} from before the change still signs in"
     # the renewed remember-me cookie alone still brings the session back
     assert _copy_of(app, {REMEMBER: client.get_cookie(REMEMBER).value}).get("/diagnostics").status_code == 200
+
+
+def test_the_home_page_of_a_signed_in_user_is_not_stored(client, seeded):
+    """The home page shows the signed-in user's name (and the sign-out form's CSRF token), and
+    after the sign-in sets the session cookie: no cache may keep it (a shared computer's Back
+    button after signing out, a proxy)."""
+    AuthActions(client).login()
+    for _ in range(2):  # the first sets the cookie (the CSRF token is new), the second does not
+        response = client.get("/")
+        assert "Alice Example" in response.get_data(as_text=True)
+        assert response.headers.get("Cache-Control") == "no-store", response.headers
+    # what is the same for everyone stays cacheable
+    assert "no-store" not in client.get("/static/site.css").headers.get("Cache-Control", "")

@@ -116,18 +116,29 @@ def _replaced_names(no_store: bool, secure: bool) -> frozenset[str]:
 _REPLACED = {(no_store, secure): _replaced_names(no_store, secure) for no_store in (False, True) for secure in (False, True)}
 
 
+def _personal(name: str, value: str) -> bool:
+    """Whether a response header shows that the response is the caller's own: it sets a cookie,
+    or it varies with the cookies (Flask says so whenever the view read the session, such as a
+    page naming the signed-in user, with the sign-out form's CSRF token)."""
+    return name == "set-cookie" or (name == "vary" and "cookie" in value.lower())
+
+
 def _with_security_headers(environ, status: str, headers: list, rid: str) -> list:
     no_store = environ.get("PATH_INFO", "").startswith(NO_STORE_PREFIXES)
     secure = environ.get("wsgi.url_scheme") == "https"
     replaced = _REPLACED[no_store, secure]
     if status.startswith("204"):  # no content, so no content type (Flask adds text/html to every response)
         replaced = replaced | {"content-type"}
-    kept, present = [], set()
+    kept, present, personal = [], set(), False
     for header in headers:
         name = header[0].lower()
         if name not in replaced:
             kept.append(header)
             present.add(name)
+            personal = personal or _personal(name, header[1])
+    # a page of the caller's own outside those paths (the home page, an error page, signed in):
+    # stored by no cache either, unless the view said otherwise
+    no_store = no_store or (personal and "cache-control" not in present)
     if "content-security-policy" not in present:
         targets = environ.get(FORM_TARGETS_KEY)
         policy = CSP.format(form_targets="".join(" " + t for t in sorted(targets))) if targets else DEFAULT_CSP
