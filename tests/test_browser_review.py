@@ -1,8 +1,11 @@
 """The browser-facing pages reviewed as an attacker with a browser would come at them: the
-session cookie's renewal, caching of pages that show the signed-in user."""
+session cookie's renewal, caching of pages that show the signed-in user, a passkey answer
+replayed with an old cookie."""
 
 from actions import AuthActions
 from conftest import ALICE_PASSWORD, HttpsClient, csrf_token
+from test_passkeys_web import ORIGIN, RP_ID, register_over_http, token
+from webauthn_keys import SoftKey
 
 NEW_PASSWORD = "violet-anchor-meadow-482"
 SESSION, REMEMBER = "idsrv.session", "idsrv.remember"
@@ -51,3 +54,21 @@ def test_the_home_page_of_a_signed_in_user_is_not_stored(client, seeded):
         assert response.headers.get("Cache-Control") == "no-store", response.headers
     # what is the same for everyone stays cacheable
     assert "no-store" not in client.get("/static/site.css").headers.get("Cache-Control", "")
+
+
+def test_a_passkey_answer_replayed_with_the_cookie_it_came_with_signs_nobody_in(client, app, seeded):
+    auth = AuthActions(client)
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    csrf = token(client)
+    challenge = client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    sent_with = client.get_cookie(SESSION).value  # the cookie the browser sends with its answer
+    answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID, count_step=0)  # a synced passkey counts nothing
+    assert client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": answer}).status_code == 302
+
+    replay = _copy_of(app, {SESSION: sent_with}).post("/account/login/passkey",
+                                                      data={"csrf_token": csrf, "credential": answer})
+
+    assert replay.status_code == 400, "the same answer and cookie again started a second session"

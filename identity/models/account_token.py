@@ -5,7 +5,8 @@ from ..extensions import db
 
 
 class AccountToken(db.Model):
-    """A one-time link sent by mail (a password reset, an address verification).
+    """A one-time link sent by mail (a password reset, an address verification), or a passkey
+    answer's challenge, stored as used by the answer that signed in with it.
 
     Only the SHA-256 of the token is kept: the token is 256 random bits, so a fast hash is
     enough, and a database leak reveals no usable link. `used_at` is set once, by the one

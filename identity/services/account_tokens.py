@@ -16,6 +16,9 @@ from ..store import account_tokens as store
 
 PASSWORD_RESET = "password_reset"
 VERIFY_EMAIL = "verify_email"
+# a passkey ceremony's challenge, spent by the answer that signed in with it (services/passkeys.py):
+# the ceremony's state travels in the signed session cookie, which a replay can send again
+PASSKEY_CHALLENGE = "passkey_challenge"
 
 TOKEN_BYTES = 32  # 256 bits
 
@@ -47,6 +50,14 @@ class Checked:
 
     row: store.TokenRow | None
     reason: str | None = None  # "unknown" (never issued, or altered), "expired", "used" (or superseded)
+
+
+def spend_once(user_id: int, purpose: str, value: str, expires_at: int) -> bool:
+    """Record a one-time value that did not come from `issue` (a passkey challenge) as used by
+    `user_id`, kept until `expires_at`: True the first time, False if it was spent already.
+    The caller commits."""
+    return store.insert_spent(token_hash=hash_token(value), purpose=purpose, user_id=user_id, stamp=now(),
+                              expires_at=expires_at)
 
 
 def check(token: str | None, purpose: str) -> Checked:

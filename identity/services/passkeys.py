@@ -4,8 +4,10 @@ Every ceremony is bound to the issuer: the RP id is the issuer's host and the ex
 its scheme, host and port, so a passkey made for another site (or an assertion made there) does
 not verify here. A ceremony is two calls: `*_options` gives the browser its options and the
 caller a `state` to keep (the web layer keeps it in the signed session cookie and passes it
-back once: popped, so single use; it expires after CHALLENGE_SECONDS), and the second call
-verifies the browser's answer against that state.
+back once: popped; it expires after CHALLENGE_SECONDS), and the second call verifies the
+browser's answer against that state. A copy of the cookie can bring the state back, so an
+assertion's challenge is also spent in the database (account_tokens.PASSKEY_CHALLENGE) by the
+answer that signs in with it: the same answer sent again with the old cookie is refused.
 
 The sign count: py_webauthn is given 0 as the stored count, so it verifies the signature
 first, and the count is judged after, by one conditional UPDATE (store/passkeys.py). A count
@@ -34,7 +36,7 @@ from ..errors import NotFound, PasskeyRefused
 from ..extensions import db
 from ..models import Passkey, User
 from ..store import passkeys as store
-from . import audit, browser_sessions, lockout, metrics, mfa, notifications
+from . import account_tokens, audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult
 from .browser_sessions import SessionUser
 from .login_names import name_characters_problem
@@ -394,6 +396,10 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
                              "presented_count": verified.new_sign_count})
         db.session.commit()
         raise PasskeyRefused(CLONED)
+    # the state came back in the signed cookie, which a replay can send again with the same
+    # answer (a passkey without a counter signs the same count): the challenge is spent here
+    if not account_tokens.spend_once(owner, account_tokens.PASSKEY_CHALLENGE, state["challenge"], state["expires_at"]):
+        _failed(owner, client_id, "challenge used already")
     method = _method(verified.credential_device_type)
     audit.record("passkey_used", user_id=owner, client_id=client_id,
                  detail={"passkey_id": passkey_id, "method": method, "user_verified": verified.user_verified})

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from ..extensions import db
 from ..models import AccountToken
+from .writes import insert_or_skip
 
 _TOKENS = AccountToken.__table__
 _FIELDS = ("token_hash", "purpose", "user_id", "email", "created_at", "expires_at")
@@ -41,6 +42,15 @@ def insert_token(*, token_hash: str, purpose: str, user_id: int, email: str | No
     """Store a new token (in the session's transaction)."""
     db.session.execute(_INSERT, {"token_hash": token_hash, "purpose": purpose, "user_id": user_id, "email": email,
                                  "created_at": created_at, "expires_at": expires_at})
+
+
+def insert_spent(*, token_hash: str, purpose: str, user_id: int, stamp: int, expires_at: int) -> bool:
+    """Store a token used as it is stored (a passkey ceremony's challenge), in the session's
+    transaction: True, or False if one with this hash is there already (or being stored by a
+    transaction not yet committed, which this one then waits for)."""
+    statement = insert_or_skip(_TOKENS, ("token_hash",), _FIELDS + ("used_at",)).execution_options(preserve_rowcount=True)
+    return db.session.execute(statement, {"token_hash": token_hash, "purpose": purpose, "user_id": user_id, "email": None,
+                                          "created_at": stamp, "expires_at": expires_at, "used_at": stamp}).rowcount == 1
 
 
 def find_token(token_hash: str, purpose: str) -> TokenRow | None:
