@@ -2,7 +2,7 @@
 session cookie's renewal, caching of pages that show the signed-in user, a passkey answer
 replayed with an old cookie."""
 
-from actions import AuthActions
+from actions import AuthActions, OAuthActions, redirect_params
 from conftest import ALICE_PASSWORD, HttpsClient, csrf_token
 from test_passkeys_web import ORIGIN, RP_ID, register_over_http, token
 from webauthn_keys import SoftKey
@@ -72,3 +72,21 @@ def test_a_passkey_answer_replayed_with_the_cookie_it_came_with_signs_nobody_in(
                                                       data={"csrf_token": csrf, "credential": answer})
 
     assert replay.status_code == 400, "the same answer and cookie again started a second session"
+
+
+def test_an_id_token_of_an_earlier_session_signs_nobody_out_without_asking(client, flow_clients):
+    """RP-Initiated Logout 1.0 section 2: the OP MUST ask when the hint does not belong to the
+    current session. An ID token from a session that has ended (a leaked one, since a hint may be
+    expired) would otherwise let any page sign the person out of their new session unasked."""
+    auth, oauth = AuthActions(client), OAuthActions(client)
+    auth.login()
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+    old_hint = oauth.token("web", grant_type="authorization_code", code=code,
+                           redirect_uri="https://web.example.com/cb").get_json()["id_token"]
+    auth.logout()
+    auth.login()
+
+    response = client.get("/connect/endsession", query_string={"id_token_hint": old_hint})
+
+    assert response.status_code == 200 and "Do you want to sign out?" in response.get_data(as_text=True)
+    assert client.get("/diagnostics").status_code == 200, "signed out by a hint of an earlier session"

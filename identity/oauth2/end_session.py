@@ -46,9 +46,18 @@ def check_end_session_request(values, principal) -> EndSessionRequest:
         if uri not in client.post_logout_redirect_uris:
             return EndSessionRequest(error="The post_logout_redirect_uri is not registered for this client.")
         outcome.redirect_uri = uri
-    signed_in_sub = principal.user.subject if principal.is_authenticated else None
-    outcome.needs_confirmation = bool(signed_in_sub) and (claims is None or claims.get("sub") != signed_in_sub)
+    outcome.needs_confirmation = principal.is_authenticated and not _names_this_session(claims, principal)
     return outcome
+
+
+def _names_this_session(claims: dict | None, principal) -> bool:
+    """Whether the hint belongs to the signed-in person's current session, so the sign-out needs
+    no question (RP-Initiated Logout 1.0 section 2: the OP MUST ask otherwise): their `sub`, and
+    this session's public `sid` when the token names one (a token of an earlier session, which
+    may be long expired and leaked, does not sign the new one out unasked)."""
+    if claims is None or claims.get("sub") != principal.user.subject:
+        return False
+    return "sid" not in claims or claims["sid"] == principal.public_sid
 
 
 def finish(outcome: EndSessionRequest) -> Respond | SignedOut:
