@@ -74,6 +74,24 @@ def test_a_passkey_answer_replayed_with_the_cookie_it_came_with_signs_nobody_in(
     assert replay.status_code == 400, "the same answer and cookie again started a second session"
 
 
+def test_a_second_step_passkey_answer_replayed_with_its_cookie_signs_nobody_in(client, app, seeded):
+    auth = AuthActions(client)
+    auth.login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert auth.login().headers["Location"].startswith("/account/login/mfa")
+    csrf = token(client, "/account/login/mfa")
+    challenge = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    sent_with = client.get_cookie(SESSION).value
+    answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID, count_step=0)
+    assert client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer}).status_code == 302
+
+    replay = _copy_of(app, {SESSION: sent_with}).post("/account/login/mfa/passkey",
+                                                      data={"csrf_token": csrf, "credential": answer})
+
+    assert replay.status_code == 400, "the same answer and cookie again finished a second sign-in"
+
 def test_an_id_token_of_an_earlier_session_signs_nobody_out_without_asking(client, flow_clients):
     """RP-Initiated Logout 1.0 section 2: the OP MUST ask when the hint does not belong to the
     current session. An ID token from a session that has ended (a leaked one, since a hint may be
