@@ -1,6 +1,9 @@
 """The browser-facing pages reviewed as an attacker with a browser would come at them: the
 session cookie's renewal, caching of pages that show the signed-in user, a passkey answer
-replayed with an old cookie."""
+replayed with an old cookie, an old ID token as a logout hint, sign-out from the pages that
+send no Referer."""
+
+from urllib.parse import urlsplit
 
 from actions import AuthActions, OAuthActions, redirect_params
 from conftest import ALICE_PASSWORD, HttpsClient, csrf_token
@@ -108,3 +111,27 @@ def test_an_id_token_of_an_earlier_session_signs_nobody_out_without_asking(clien
 
     assert response.status_code == 200 and "Do you want to sign out?" in response.get_data(as_text=True)
     assert client.get("/diagnostics").status_code == 200, "signed out by a hint of an earlier session"
+
+
+def test_the_sign_out_button_works_on_the_pages_that_send_no_referer(client, seeded, mail):
+    """The verification page (and the reset page) send no Referer, since their URL holds the
+    link's token; a browser then posts the nav's sign-out form without one. Over HTTPS Flask-WTF
+    refused every such post ("The referrer header is missing"): a signed-in person who had just
+    confirmed their address could not sign out from that page."""
+    AuthActions(client).login()
+    page = client.get("/account/email").get_data(as_text=True)
+    assert client.post("/account/email", data={"send-csrf_token": csrf_token(page)}).status_code == 200
+    link = urlsplit(mail.link(mail.wait_for(to="alice@example.com")))
+    verified = client.get(link.path + "?" + link.query)
+    assert verified.status_code == 200 and verified.headers["Referrer-Policy"] == "no-referrer"
+    html = verified.get_data(as_text=True)
+    assert 'action="/account/logout"' in html
+
+    # without the form's CSRF token a post signs nobody out (a cross-site form)
+    assert client.post("/account/logout", data={}, headers=[]).status_code == 400
+    assert client.get("/diagnostics").status_code == 200
+    # what the browser sends under that policy: the form's fields, no Referer
+    signed_out = client.post("/account/logout", data={"csrf_token": csrf_token(html)}, headers=[])
+
+    assert signed_out.status_code == 200, signed_out.get_data(as_text=True)
+    assert client.get("/diagnostics").status_code == 302

@@ -5,7 +5,7 @@ from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import hold_for_second_factor, renew_cookie, sign_in, sign_out
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
-from ..extensions import limiter, sensitive_limit
+from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
 from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, browser_sessions, metrics, mfa
@@ -71,6 +71,11 @@ def _after_sign_in(principal, return_url: str | None):
     return redirect(return_url or url_for("home.index"))
 
 
+# Exempt from CSRFProtect's app-wide check, whose HTTPS Referer test refuses every post from a
+# page that sends no Referer: the verification and reset pages (their URL holds a token) carry
+# the nav's sign-out form too. The form's own CSRF token is still checked (validate_on_submit),
+# as the end-session endpoint checks its confirmation form.
+@csrf.exempt
 @bp.route("/logout", methods=["GET", "POST"])
 def logout():
     """Ask before signing out (GET); sign out and end the session (POST)."""
