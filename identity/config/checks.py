@@ -6,6 +6,7 @@ start the server and fail, or quietly mean something else, where the setting is 
 """
 
 import ipaddress
+import math
 from urllib.parse import urlsplit
 
 import click
@@ -112,7 +113,11 @@ def _check_issuer(cfg, development: bool) -> None:
 
 
 def _is_number(value, *, integer: bool = False) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    """A number, not a bool; a finite one (FLASK_*=NaN or Infinity is JSON to Python's json, and NaN
+    passes every "at least" comparison: PASSWORD_MIN_GUESSES_LOG10=NaN refused no password)."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def _check_lifetimes(cfg) -> None:

@@ -1,0 +1,40 @@
+"""An operator's second year: settings read at start, odd arguments to the commands, upgrades.
+
+Each test is a defect found by running the server as its docs say and meeting a traceback, a
+broken page or a changed database where the docs promise one line and nothing changed."""
+
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+
+from app import create_app
+from identity.config.startup import ConfigurationError
+
+KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+def _environment_config(instance, monkeypatch, **env):
+    """What a server started with these FLASK_* variables is given (the rest as test_config's make)."""
+    for name, value in env.items():
+        monkeypatch.setenv(f"FLASK_{name}", value)
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+              "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": "https://id.example.test",
+              "MAIL_SERVER": "smtp.example.test", "SECRET_KEY": "k" * 32}
+    for name in env:
+        config.pop(name, None)  # the environment's value, as JSON made it
+    return config
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("PASSWORD_MIN_GUESSES_LOG10", "NaN"), ("LOG_REQUESTS_FLUSH_SECONDS", "NaN"),
+    ("CLIENT_CACHE_SECONDS", "NaN"), ("RATELIMIT_STORAGE_TIMEOUT_SECONDS", "Infinity"), ("BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS", "NaN"),
+    ("CORS_ORIGINS_CACHE_SECONDS", "NaN"), ("PURGE_INTERVAL_SECONDS", "Infinity"), ("MAIL_TIMEOUT_SECONDS", "NaN"),
+])
+def test_a_numeric_setting_of_nan_or_infinity_is_refused_at_start(instance, monkeypatch, setting, value):
+    """FLASK_* values are read as JSON by Python's json, which takes NaN and Infinity: they passed
+    every "at least" check (NaN compares false with everything). PASSWORD_MIN_GUESSES_LOG10=NaN
+    started a server that refused no guessable password (`guesses < NaN` is never true), and
+    CLIENT_CACHE_SECONDS=NaN one whose `clients disable` returned at once (max(0, nan) is 0),
+    before the workers' copies of the client had expired."""
+    with pytest.raises(ConfigurationError, match=setting):
+        create_app(_environment_config(instance, monkeypatch, **{setting: value}))
