@@ -38,3 +38,23 @@ def test_a_numeric_setting_of_nan_or_infinity_is_refused_at_start(instance, monk
     before the workers' copies of the client had expired."""
     with pytest.raises(ConfigurationError, match=setting):
         create_app(_environment_config(instance, monkeypatch, **{setting: value}))
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("SESSION_COOKIE_SAMESITE", "Strictt"), ("SESSION_COOKIE_SAMESITE", "1"), ("REMEMBER_COOKIE_SAMESITE", "lox"),
+    ("SESSION_COOKIE_NAME", "123"), ("SESSION_COOKIE_NAME", '""'), ("REMEMBER_COOKIE_NAME", "id srv;x"),
+    ("REMEMBER_COOKIE_NAME", '"idsrv.session"'),
+])
+def test_a_cookie_setting_a_browser_cannot_be_sent_is_refused_at_start(instance, monkeypatch, setting, value):
+    """configuration.md lists the cookies' names and SameSite values: a wrong one started the server,
+    and then every page that set the session cookie answered 500 (werkzeug: "SameSite must be
+    'Strict', 'Lax', or 'None'"; FLASK_SESSION_COOKIE_NAME=123 arrives as a number: 'int' object
+    has no attribute 'encode'), or every "keep me signed in" sign-in did."""
+    with pytest.raises(ConfigurationError, match=setting):
+        create_app(_environment_config(instance, monkeypatch, **{setting: value}))
+
+
+def test_the_documented_cookie_settings_are_accepted(instance, monkeypatch):
+    app = create_app(_environment_config(instance, monkeypatch, SESSION_COOKIE_SAMESITE="Strict",
+                                         REMEMBER_COOKIE_SAMESITE="lax", SESSION_COOKIE_NAME="__Host-id"))
+    assert app.config["SESSION_COOKIE_NAME"] == "__Host-id"

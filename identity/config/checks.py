@@ -7,6 +7,7 @@ start the server and fail, or quietly mean something else, where the setting is 
 
 import ipaddress
 import math
+import re
 from urllib.parse import urlsplit
 
 import click
@@ -41,6 +42,7 @@ def check_settings(cfg, *, development: bool) -> None:
     _check_caches(cfg)
     _check_metrics_allowed_ips(cfg)
     _check_account_mails(cfg)
+    _check_cookies(cfg)
 
 
 def _check_signing_algs(cfg) -> None:
@@ -300,3 +302,25 @@ def _check_metrics_allowed_ips(cfg) -> None:
                 ipaddress.ip_network(str(item).strip(), strict=False)
     except ValueError:
         raise ConfigurationError(f"METRICS_ALLOWED_IPS: {item!r} is not an IP address or CIDR block") from None
+
+
+#: A cookie name is an RFC 6265 token (section 4.1.1): no spaces, separators or control characters.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_cookies(cfg) -> None:
+    """The session and remember-me cookies' names and SameSite values are ones a response can set:
+    werkzeug raises on a SameSite it does not know, and on a name that is not text, at the first
+    response that sets the cookie (every page, or every "keep me signed in" sign-in: a 500)."""
+    names = {}
+    for kind in ("SESSION", "REMEMBER"):
+        name = cfg.get(f"{kind}_COOKIE_NAME")
+        if not isinstance(name, str) or not _COOKIE_NAME.fullmatch(name):
+            raise ConfigurationError(f"{kind}_COOKIE_NAME must be a cookie name (letters, digits and !#$%&'*+-.^_`|~), "
+                                     f"not {name!r}")
+        names[kind] = name
+        samesite = cfg.get(f"{kind}_COOKIE_SAMESITE")
+        if samesite is not None and (not isinstance(samesite, str) or samesite.title() not in ("Strict", "Lax", "None")):
+            raise ConfigurationError(f"{kind}_COOKIE_SAMESITE must be Strict, Lax or None, not {samesite!r}")
+    if names["SESSION"] == names["REMEMBER"]:
+        raise ConfigurationError(f"REMEMBER_COOKIE_NAME must differ from SESSION_COOKIE_NAME ({names['SESSION']!r})")
