@@ -58,3 +58,29 @@ def test_the_documented_cookie_settings_are_accepted(instance, monkeypatch):
     app = create_app(_environment_config(instance, monkeypatch, SESSION_COOKIE_SAMESITE="Strict",
                                          REMEMBER_COOKIE_SAMESITE="lax", SESSION_COOKIE_NAME="__Host-id"))
     assert app.config["SESSION_COOKIE_NAME"] == "__Host-id"
+
+
+# the bytes a UTF-8 locale could not decode (a Latin-1 terminal, a script's bad variable) reach
+# the command as lone surrogates: sys.argv's "surrogateescape"
+NOT_UTF8 = "\udcff"
+
+
+@pytest.mark.parametrize("args", [
+    ["users", "disable", f"al{NOT_UTF8}ice"], ["users", "mfa-reset", NOT_UTF8], ["sessions", "list", f"al{NOT_UTF8}ice"],
+    ["clients", "remove", NOT_UTF8], ["clients", "disable", f"sp{NOT_UTF8}a"],
+    ["scopes", "add", "reports", "--display-name", f"Rep{NOT_UTF8}orts"],
+    ["clients", "update", "service", "--backchannel-logout-uri", f"https://rp.example.com/{NOT_UTF8}"],
+])
+def test_an_argument_that_is_not_utf8_is_one_error_line_and_changes_nothing(app, seeded, runner, args):
+    """cli.md: an error is one line, `Error: ...`, exit code 1. An argument with bytes that are
+    not UTF-8 was a UnicodeEncodeError traceback from the database driver instead."""
+    from identity.models import ApiScope, Client
+
+    result = runner.invoke(args=args)
+    assert result.exit_code == 1 and not isinstance(result.exception, UnicodeError), result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    assert "not UTF-8" in result.output
+    with app.app_context():
+        from identity.extensions import db
+        assert db.session.query(ApiScope).filter_by(name="reports").count() == 0
+        assert db.session.query(Client).filter_by(client_id="service").one().backchannel_logout_uri is None

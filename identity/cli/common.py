@@ -23,6 +23,7 @@ def with_schema(fn=None, *, standard_resources: bool = True):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _refuse_undecodable(kwargs)
         try:  # the command's first contact with the database
             db.engine.connect().close()
         except OperationalError as err:
@@ -38,6 +39,20 @@ def with_schema(fn=None, *, standard_resources: bool = True):
             raise click.ClickException(str(err))
 
     return wrapper
+
+
+def _refuse_undecodable(params: dict) -> None:
+    """An argument whose bytes were not UTF-8 reaches the command with lone surrogates (Python's
+    "surrogateescape" for sys.argv), which no database takes: one line naming it, before anything."""
+    for name, value in params.items():
+        for text in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as err:
+                    byte = ord(text[err.start]) - 0xDC00 if 0xDC80 <= ord(text[err.start]) <= 0xDCFF else None
+                    shown = f"byte {byte:#04x}" if byte is not None else f"character {text[err.start]!r}"
+                    raise click.ClickException(f"{name.replace('_', '-')}: not UTF-8 text ({shown} at offset {err.start})") from None
 
 
 def _reason(err: OperationalError) -> str:
