@@ -84,3 +84,13 @@ def test_an_argument_that_is_not_utf8_is_one_error_line_and_changes_nothing(app,
         from identity.extensions import db
         assert db.session.query(ApiScope).filter_by(name="reports").count() == 0
         assert db.session.query(Client).filter_by(client_id="service").one().backchannel_logout_uri is None
+
+
+def test_a_seed_number_too_long_to_read_is_one_error_line(app, runner, tmp_path):
+    """cli.md: a seed file that breaks a rule is one Error: line. A number of more than 4300 digits
+    (Python's limit on reading one) was json's ValueError traceback."""
+    path = tmp_path / "seed.json"
+    path.write_text('{"clients": [{"client_id": "c", "access_token_lifetime": ' + "9" * 5000 + "}]}")
+    result = runner.invoke(args=["seed", str(path)])
+    assert result.exit_code == 1 and not isinstance(result.exception, ValueError), result.output
+    assert result.output.startswith("Error: file: not valid JSON") and result.output.count("\n") == 1

@@ -147,6 +147,8 @@ def load_seed(text: str | bytes) -> dict:
         raise ValidationFailed({"file": [f"not valid JSON: {err}"]})
     except RecursionError:
         raise ValidationFailed({"file": ["not valid JSON: nested too deeply"]})
+    except ValueError:  # a number past Python's 4300 digits (JSONDecodeError is caught above)
+        raise ValidationFailed({"file": ["not valid JSON: a number too long to read"]})
     if not isinstance(raw, dict):
         raise ValidationFailed({"file": ["the top level must be a JSON object"]})
     nul = _nul_messages(raw)
