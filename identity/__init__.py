@@ -18,7 +18,10 @@ def init_app(app: Flask) -> None:
     except startup.ConfigurationError as err:
         startup.refuse_to_start(app, err)
     signed_cookie.init_app(app)
-    schema.init_app(app)
+    try:
+        schema.init_app(app)
+    except startup.ConfigurationError as err:  # engine options create_engine does not take
+        startup.refuse_to_start(app, err)
     headers.init_app(app)
     csrf.init_app(app)
     try:

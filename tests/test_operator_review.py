@@ -94,3 +94,18 @@ def test_a_seed_number_too_long_to_read_is_one_error_line(app, runner, tmp_path)
     result = runner.invoke(args=["seed", str(path)])
     assert result.exit_code == 1 and not isinstance(result.exception, ValueError), result.output
     assert result.output.startswith("Error: file: not valid JSON") and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("ISSUER", "123"), ("SQLALCHEMY_ENGINE_OPTIONS", "pool_size=2"), ("SQLALCHEMY_ENGINE_OPTIONS", '{"pool_sizee": 2}'),
+    ("RATELIMIT_STORAGE_OPTIONS", "socket_timeout=1"), ("MAIL_DEFAULT_SENDER", "5"),
+])
+def test_a_setting_of_the_wrong_kind_is_one_line_at_start_not_a_traceback(instance, monkeypatch, setting, value):
+    """configuration.md: a value that is not what a setting takes stops the server and every command
+    with one line naming the setting, never a traceback. FLASK_ISSUER=123 (read as a number) was an
+    AttributeError from urlsplit, FLASK_SQLALCHEMY_ENGINE_OPTIONS (deployment.md's pool settings)
+    and FLASK_RATELIMIT_STORAGE_OPTIONS that are not JSON objects a ValueError, a misspelled engine
+    option SQLAlchemy's TypeError; FLASK_MAIL_DEFAULT_SENDER=5 started a server that sent no mail."""
+    config = _environment_config(instance, monkeypatch, **{setting: value})
+    with pytest.raises(ConfigurationError, match=setting):
+        create_app(config)

@@ -43,6 +43,8 @@ def check_settings(cfg, *, development: bool) -> None:
     _check_metrics_allowed_ips(cfg)
     _check_account_mails(cfg)
     _check_cookies(cfg)
+    _check_option_objects(cfg)
+    _check_mail_sender(cfg)
 
 
 def _check_signing_algs(cfg) -> None:
@@ -101,8 +103,10 @@ def _check_key_schedule(cfg) -> None:
 def _check_issuer(cfg, development: bool) -> None:
     """An issuer is an https URL (http only in development) without query or fragment (OIDC Discovery 3)."""
     issuer = cfg.get("ISSUER")
-    if not issuer:
+    if issuer is None or issuer == "":
         return
+    if not isinstance(issuer, str):  # FLASK_ISSUER=123 is JSON: a number
+        raise ConfigurationError(f"ISSUER must be an https URL, not {type(issuer).__name__} {issuer!r}")
     schemes = ("http", "https") if development else ("https",)
     try:
         parts = urlsplit(issuer)
@@ -324,3 +328,26 @@ def _check_cookies(cfg) -> None:
             raise ConfigurationError(f"{kind}_COOKIE_SAMESITE must be Strict, Lax or None, not {samesite!r}")
     if names["SESSION"] == names["REMEMBER"]:
         raise ConfigurationError(f"REMEMBER_COOKIE_NAME must differ from SESSION_COOKIE_NAME ({names['SESSION']!r})")
+
+
+def _check_mail_sender(cfg) -> None:
+    """MAIL_DEFAULT_SENDER is text ("Example ID <no-reply@example.com>") or Flask-Mail's (name,
+    address) tuple: FLASK_MAIL_DEFAULT_SENDER=5 is JSON, a number, and every mail failed in Flask-Mail."""
+    value = cfg.get("MAIL_DEFAULT_SENDER")
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(part, str) for part in value):
+        return
+    raise ConfigurationError(f"MAIL_DEFAULT_SENDER must be text such as \"Example ID <no-reply@example.com>\", not "
+                             f"{type(value).__name__}: quote a value JSON would read (FLASK_MAIL_DEFAULT_SENDER='\"...\"')")
+
+
+def _check_option_objects(cfg) -> None:
+    """The options handed to SQLAlchemy's create_engine and to the rate-limit store are JSON objects
+    (FLASK_SQLALCHEMY_ENGINE_OPTIONS='{"pool_size": 2}'); an option create_engine does not know is
+    refused when the engine is made (services/schema.py)."""
+    for name in ("SQLALCHEMY_ENGINE_OPTIONS", "RATELIMIT_STORAGE_OPTIONS"):
+        value = cfg.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise ConfigurationError(f"{name} must be a JSON object of options (FLASK_{name}='{{\"name\": value}}'), "
+                                     f"not {type(value).__name__}")

@@ -37,7 +37,12 @@ def init_app(app: Flask) -> None:
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         _bound_statements(app)
-    db.init_app(app)
+    try:
+        db.init_app(app)  # makes the engine
+    except TypeError as err:  # create_engine's "Invalid argument(s) 'pool_sizee' sent to create_engine() ..."
+        from ..config.startup import ConfigurationError
+
+        raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS cannot be used: {str(err).split('. ')[0]}") from None
     if os.environ.get("FLASK_RUN_FROM_CLI") == "true":  # the flask command: offer `flask db ...`
         attach_migrate(app)
 
