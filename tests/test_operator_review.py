@@ -109,3 +109,34 @@ def test_a_setting_of_the_wrong_kind_is_one_line_at_start_not_a_traceback(instan
     config = _environment_config(instance, monkeypatch, **{setting: value})
     with pytest.raises(ConfigurationError, match=setting):
         create_app(config)
+
+
+def _answering_server(answer: bytes) -> int:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def test_a_clients_logout_answer_cannot_write_lines_into_the_log():
+    """deployment.md: ship the log by parsing each line that starts with `{` as JSON. A failed
+    back-channel delivery is logged (and audited) with the start of the client's answer: an answer
+    with a line break wrote a line of the client's choosing, a forged JSON request line."""
+    from identity.services.logout_delivery import post_logout_token
+
+    forged = b'x\n{"request_id": "f", "method": "POST", "path": "/x", "status": 200}\r\x1b[2J'
+    port = _answering_server(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(forged), forged))
+    error = post_logout_token(f"http://127.0.0.1:{port}/bc", "token", timeout=2, max_bytes=4096)
+    assert error.startswith("HTTP 500: x")
+    assert error.isprintable(), error

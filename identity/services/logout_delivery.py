@@ -66,6 +66,12 @@ def logout_token(*, iss: str, client_id: str, jti: str, subject: str | None, ses
     return sign(claims, current_app.config["ID_TOKEN_SIGNING_ALG"], typ="logout+jwt")
 
 
+def _printable(text: str) -> str:
+    """The client's words as one line: a line break or control character in its answer would
+    otherwise write a line of its choosing into the log (a forged JSON line) and the audit log."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
+
+
 def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -> str | None:
     """POST the token to the client; None when it answered 200 or 204, else what went wrong.
 
@@ -100,11 +106,11 @@ def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -
             if not chunk:
                 break
             body += chunk
-        return f"HTTP {response.status}: {body[:80].decode('utf-8', 'replace')}"
+        return f"HTTP {response.status}: {_printable(body[:80].decode('utf-8', 'replace'))}"
     except Exception as err:  # refused, reset, timed out, not HTTP, a URI the socket layer rejects: an attempt failed
         if abandoned.is_set():
             return f"TimeoutError: timed out (no complete answer within {timeout:g} s)"
-        return f"{err.__class__.__name__}: {err}"
+        return f"{err.__class__.__name__}: {_printable(str(err))}"
     finally:
         watchdog.cancel()
         connection.close()
