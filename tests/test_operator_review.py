@@ -9,6 +9,7 @@ from flask import Flask
 
 from app import create_app
 from identity.config.startup import ConfigurationError
+from test_migration_sessions import scratch_uri  # noqa: F401  (the fixture: a database of its own)
 
 KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
 
@@ -140,3 +141,46 @@ def test_a_clients_logout_answer_cannot_write_lines_into_the_log():
     error = post_logout_token(f"http://127.0.0.1:{port}/bc", "token", timeout=2, max_bytes=4096)
     assert error.startswith("HTTP 500: x")
     assert error.isprintable(), error
+
+
+def test_a_downgrade_and_upgrade_does_not_bring_a_revoked_signing_key_back(scratch_uri):
+    """deployment.md offers `db downgrade` for a schema a newer release upgraded. The revision before
+    staged rotation has no revoked_at: a key that `keys rotate --now` revoked (a compromised key)
+    came back from downgrade and upgrade as a retired key, published in the JWKS and trusted to
+    verify tokens again for its retention time."""
+    import time
+
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from conftest import make_config
+    from identity.extensions import db
+    from identity.services.schema import MIGRATIONS_DIR, _logging_kept, attach_migrate
+
+    app = create_app(make_config(scratch_uri))
+
+    def migrate(action, revision):
+        with app.app_context():
+            attach_migrate(app)
+            with _logging_kept():
+                action(directory=MIGRATIONS_DIR, revision=revision)
+            db.session.remove()
+
+    def run(sql):
+        with app.app_context(), db.engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return list(result) if result.returns_rows else None
+
+    now = int(time.time())
+    migrate(upgrade, "5c2e9a7d41b8")
+    run("INSERT INTO signing_keys (kid, alg, generation, private_jwk, created_at, activates_at, retired_at, revoked_at) "
+        f"VALUES ('compromised', 'RS256', 1, 'x', {now - 60}, {now - 60}, {now - 10}, {now - 10}), "
+        f"('retired', 'RS256', 2, 'x', {now - 50}, {now - 50}, {now - 10}, NULL), "
+        f"('current', 'RS256', 3, 'x', {now - 10}, {now - 10}, NULL, NULL)")
+    migrate(downgrade, "a7c4e2d9b153")
+    migrate(upgrade, "5c2e9a7d41b8")
+    rows = {kid: revoked for kid, revoked in run("SELECT kid, revoked_at FROM signing_keys")}
+    assert rows.get("compromised", "gone") is not None  # gone, or still revoked: never published again
+    assert set(rows) >= {"retired", "current"}
+    with app.app_context():
+        db.engine.dispose()

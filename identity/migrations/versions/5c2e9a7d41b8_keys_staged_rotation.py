@@ -3,7 +3,8 @@
 Existing keys keep their order (generation = id) and count as active since they were made.
 Their private halves are encrypted by the application on first start (or `flask --app app keys
 reencrypt`), which holds the key-encryption key; a migration does not. A downgrade leaves them
-encrypted, which the previous version cannot read.
+encrypted, which the previous version cannot read, and deletes the revoked keys, which it would
+publish again.
 
 Revision ID: 5c2e9a7d41b8
 Revises: a7c4e2d9b153
@@ -34,6 +35,9 @@ def upgrade():
 
 
 def downgrade():
+    # the previous schema cannot say "revoked": a revoked (compromised) key kept would be published
+    # and trusted again, by that version and after an upgrade, as a merely retired one
+    op.execute("DELETE FROM signing_keys WHERE revoked_at IS NOT NULL")
     with op.batch_alter_table('signing_keys', schema=None) as batch_op:
         batch_op.drop_constraint('uq_signing_keys_alg_generation', type_='unique')
         batch_op.drop_column('revoked_at')
