@@ -184,3 +184,15 @@ def test_a_downgrade_and_upgrade_does_not_bring_a_revoked_signing_key_back(scrat
     assert set(rows) >= {"retired", "current"}
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("setting", ["LOCKOUT_SECONDS", "PASSWORD_RESET_SECONDS", "EMAIL_VERIFICATION_SECONDS",
+                                     "AUTHORIZATION_CODE_LIFETIME_SECONDS"])
+def test_a_duration_past_what_the_database_stores_is_refused_at_start(instance, monkeypatch, setting):
+    """Times are stored as 32-bit integers (PostgreSQL's integer: up to 2038). FLASK_LOCKOUT_SECONDS=
+    1000000000 (a lock "until an operator unlocks it") started, and on PostgreSQL the attempt that
+    should have locked the account, and every sign-in of that user after it, the right password
+    too, ended in 'integer out of range' (503); a reset link or code lifetime as long made every
+    forgotten-password mail or sign-in a 503."""
+    with pytest.raises(ConfigurationError, match=setting):
+        create_app(_environment_config(instance, monkeypatch, **{setting: "1000000000"}))

@@ -45,6 +45,7 @@ def check_settings(cfg, *, development: bool) -> None:
     _check_cookies(cfg)
     _check_option_objects(cfg)
     _check_mail_sender(cfg)
+    _check_stored_durations(cfg)
 
 
 def _check_signing_algs(cfg) -> None:
@@ -171,6 +172,22 @@ _NUMBERS = {
 }
 _NUMBERS_OR_NONE = {"DATABASE_STATEMENT_TIMEOUT_SECONDS": 0, "MAX_CONTENT_LENGTH": 1,
                     "WTF_CSRF_TIME_LIMIT": 1}  # Flask-WTF's: None, a CSRF token good for the session's life
+
+
+#: Durations added to the time and stored (a lock's end, a link's, a code's, a refresh token's): the
+#: columns are PostgreSQL integers (32 bits, up to 2038), and a longer one made the write that
+#: stores it fail ('integer out of range', a 503) at the first lockout, reset mail or sign-in.
+STORED_DURATIONS = ("LOCKOUT_SECONDS", "PASSWORD_RESET_SECONDS", "EMAIL_VERIFICATION_SECONDS",
+                    "AUTHORIZATION_CODE_LIFETIME_SECONDS", "REFRESH_TOKEN_LIFETIME_SECONDS")
+LONGEST_STORED_DURATION = 10 * 365 * 24 * 3600
+
+
+def _check_stored_durations(cfg) -> None:
+    """Each of STORED_DURATIONS (a number by now) is at most LONGEST_STORED_DURATION."""
+    for name in STORED_DURATIONS:
+        if cfg[name] > LONGEST_STORED_DURATION:
+            raise ConfigurationError(f"{name} must be at most {LONGEST_STORED_DURATION} seconds (10 years), not "
+                                     f"{cfg[name]!r}: the time it ends is stored as a 32-bit integer")
 
 
 def _check_numbers(cfg) -> None:
