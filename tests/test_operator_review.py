@@ -196,3 +196,26 @@ def test_a_duration_past_what_the_database_stores_is_refused_at_start(instance, 
     forgotten-password mail or sign-in a 503."""
     with pytest.raises(ConfigurationError, match=setting):
         create_app(_environment_config(instance, monkeypatch, **{setting: "1000000000"}))
+
+
+def test_two_instances_upgrading_one_new_postgresql_database_at_once_both_succeed(scratch_uri):
+    """deployment.md: each instance runs `db upgrade` and `seed` before it starts, and every command
+    creates or upgrades the schema itself (configuration.md). Two instances deployed at once on a
+    new PostgreSQL database ran the migrations side by side: one created alembic_version first, and
+    the other stopped with an IntegrityError traceback (pg_type_typname_nsp_index)."""
+    import subprocess
+
+    from servers import ROOT
+    from test_cli_production import FLASK, flask, production_env
+
+    if not scratch_uri.startswith("postgresql"):
+        pytest.skip("PostgreSQL: SQLite serves one host")
+    env = production_env(scratch_uri, FLASK_KEY_ENCRYPTION_KEY=KEY_ENCRYPTION_KEY)
+    for _ in range(3):  # the race is lost or won by milliseconds: give it a few chances
+        started = [subprocess.Popen([str(FLASK), "--app", "app", *args], cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for args in (["db", "upgrade"], ["seed", "demo/seed.json"])]
+        for process in started:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0 and "Traceback" not in err, err[-600:]
+        assert flask(["db", "downgrade", "base"], env).returncode == 0

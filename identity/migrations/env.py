@@ -4,6 +4,7 @@ from logging.config import fileConfig
 from flask import current_app
 
 from alembic import context
+from sqlalchemy import text
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -13,6 +14,9 @@ config = context.config
 # This line sets up loggers basically.
 fileConfig(config.config_file_name, disable_existing_loggers=False)  # keep the app's loggers
 logger = logging.getLogger('alembic.env')
+
+#: PostgreSQL advisory lock held by a migration run until it commits (any number; this one is "idty")
+MIGRATION_LOCK_KEY = 0x69647479
 
 
 def get_engine():
@@ -99,6 +103,10 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # one migration run at a time (instances deployed together each run `db upgrade` or
+                # a command that upgrades): the next one waits here, then finds the schema current
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
 
