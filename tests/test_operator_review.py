@@ -219,3 +219,19 @@ def test_two_instances_upgrading_one_new_postgresql_database_at_once_both_succee
             out, err = process.communicate(timeout=120)
             assert process.returncode == 0 and "Traceback" not in err, err[-600:]
         assert flask(["db", "downgrade", "base"], env).returncode == 0
+
+
+@pytest.mark.parametrize("uri", ["postgresql+psycopg://identity:not-this-password@127.0.0.1:1/identity",
+                                 "sqlite:////nonexistent-folder/identity.db"], ids=["refused port", "no such folder"])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"]], ids=" ".join)
+def test_db_upgrade_on_an_unreachable_database_is_one_line_not_a_traceback(uri, command):
+    """cli.md: a database a command cannot reach is one line (`Error: database unreachable: ...;
+    check FLASK_SQLALCHEMY_DATABASE_URI`). `db upgrade`, deployment.md's first step, printed
+    Alembic's 150-line traceback instead."""
+    from test_cli_production import flask, production_env
+
+    result = flask(command, production_env(uri, FLASK_KEY_ENCRYPTION_KEY=KEY_ENCRYPTION_KEY))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-400:]
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO ")]
+    assert len(lines) == 1 and lines[0].startswith("Error: database unreachable"), result.stderr
+    assert "SQLALCHEMY_DATABASE_URI" in lines[0] and "not-this-password" not in result.stderr

@@ -3,8 +3,10 @@ from logging.config import fileConfig
 
 from flask import current_app
 
+import click
 from alembic import context
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -94,8 +96,13 @@ def run_migrations_online():
         conf_args["process_revision_directives"] = process_revision_directives
 
     connectable = get_engine()
+    try:
+        connection = connectable.connect()
+    except OperationalError as err:  # `flask db upgrade` on a wrong host, port or folder: one line, as every command
+        reason = (str(err.orig or err).strip().splitlines() or ["unknown"])[0]  # names host and port, no password
+        raise click.ClickException(f"database unreachable: {reason}; check FLASK_SQLALCHEMY_DATABASE_URI") from None
 
-    with connectable.connect() as connection:
+    with connection:
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
