@@ -235,3 +235,43 @@ def test_db_upgrade_on_an_unreachable_database_is_one_line_not_a_traceback(uri, 
     lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO ")]
     assert len(lines) == 1 and lines[0].startswith("Error: database unreachable"), result.stderr
     assert "SQLALCHEMY_DATABASE_URI" in lines[0] and "not-this-password" not in result.stderr
+
+
+def test_the_apps_own_warnings_are_json_lines_with_the_request_id(database_uri, _migrated, monkeypatch, capsys):
+    """deployment.md: application errors are JSON lines with the request's request_id, and a
+    shipper parses each line that starts with `{`. Under gunicorn or granian nothing configures the
+    root logger, so the warnings and errors of the purge, the mail sender and the logout delivery
+    (loggers identity.*) reached stderr through logging's last resort: bare text, a traceback as
+    many lines, and no request id."""
+    import json
+    import logging
+
+    from conftest import make_config
+    from identity.plumbing.headers import default_handler
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a server: no handler on the root
+    monkeypatch.setattr(default_handler, "filters", list(default_handler.filters))
+    monkeypatch.setattr(default_handler, "formatter", default_handler.formatter)
+    for name in ("identity", "identity.requests"):  # as they were, after this test
+        logger = logging.getLogger(name)
+        for attribute in ("handlers", "propagate", "level"):
+            value = getattr(logger, attribute)
+            monkeypatch.setattr(logger, attribute, list(value) if attribute == "handlers" else value)
+    app = create_app(make_config(database_uri, LOG_REQUESTS=True))  # the default
+    with app.test_request_context():
+        from identity.plumbing.headers import REQUEST_ID_KEY
+        from flask import request
+
+        request.environ[REQUEST_ID_KEY] = "op-review-1"
+        logging.getLogger("identity.purge").warning("purge pass stopped at %s: %s", "codes", "OperationalError")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("identity.mail").exception("mail %r not handled", "password_reset")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 2, lines
+    entries = [json.loads(line) for line in lines]
+    assert [e["message"] for e in entries] == ["purge pass stopped at codes: OperationalError",
+                                               "mail 'password_reset' not handled"]
+    assert all(e["request_id"] == "op-review-1" for e in entries)
+    assert "RuntimeError: boom" in entries[1]["traceback"]

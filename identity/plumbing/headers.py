@@ -268,10 +268,20 @@ class JsonFormatter(logging.Formatter):
 
 
 def _configure_app_log(app: Flask) -> None:
-    """The app's own errors as JSON lines carrying the request id, like the request lines."""
+    """The app's own errors as JSON lines carrying the request id, like the request lines: the
+    app's logger's, and those of the services' loggers (identity.purge, identity.mail,
+    identity.logout), which would otherwise reach stderr as bare text through logging's last
+    resort (no server configures the root logger)."""
     app.logger.addFilter(RequestIdFilter())
-    if app.config["LOG_REQUESTS"] and default_handler in app.logger.handlers:
+    if default_handler not in app.logger.handlers:  # the operator configured logging: theirs handles it all
+        return
+    if app.config["LOG_REQUESTS"]:
         default_handler.setFormatter(JsonFormatter())
+    if not any(isinstance(f, RequestIdFilter) for f in default_handler.filters):
+        default_handler.addFilter(RequestIdFilter())
+    services = logging.getLogger("identity")
+    if default_handler not in services.handlers:
+        services.addHandler(default_handler)
 
 
 def _configure_request_log(app: Flask) -> None:
