@@ -275,3 +275,13 @@ def test_the_apps_own_warnings_are_json_lines_with_the_request_id(database_uri, 
                                                "mail 'password_reset' not handled"]
     assert all(e["request_id"] == "op-review-1" for e in entries)
     assert "RuntimeError: boom" in entries[1]["traceback"]
+
+
+@pytest.mark.parametrize("env", [{"MAIL_PORT": "70000"}, {"MAIL_USE_TLS": "true", "MAIL_USE_SSL": "true"}],
+                         ids=["port past 65535", "STARTTLS inside TLS"])
+def test_mail_settings_that_cannot_send_are_refused_at_start(instance, monkeypatch, env):
+    """recovery.md's FLASK_MAIL_PORT and FLASK_MAIL_USE_TLS / _USE_SSL: a port past 65535, or both
+    TLS settings on (STARTTLS asked of a connection that is TLS already, which a port-465 server
+    does not offer), started a server whose every reset link and notice then failed to leave."""
+    with pytest.raises(ConfigurationError, match="MAIL_"):
+        create_app(_environment_config(instance, monkeypatch, **env))

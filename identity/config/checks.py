@@ -45,6 +45,7 @@ def check_settings(cfg, *, development: bool) -> None:
     _check_cookies(cfg)
     _check_option_objects(cfg)
     _check_mail_sender(cfg)
+    _check_mail_connection(cfg)
     _check_stored_durations(cfg)
 
 
@@ -345,6 +346,16 @@ def _check_cookies(cfg) -> None:
             raise ConfigurationError(f"{kind}_COOKIE_SAMESITE must be Strict, Lax or None, not {samesite!r}")
     if names["SESSION"] == names["REMEMBER"]:
         raise ConfigurationError(f"REMEMBER_COOKIE_NAME must differ from SESSION_COOKIE_NAME ({names['SESSION']!r})")
+
+
+def _check_mail_connection(cfg) -> None:
+    """A port that exists, and one kind of TLS: MAIL_USE_SSL speaks TLS from the start, MAIL_USE_TLS
+    asks for STARTTLS after connecting; both would ask a TLS connection for STARTTLS, and fail."""
+    if cfg["MAIL_PORT"] > 65535:
+        raise ConfigurationError(f"MAIL_PORT must be a port number from 1 to 65535, not {cfg['MAIL_PORT']!r}")
+    if cfg["MAIL_USE_TLS"] and cfg["MAIL_USE_SSL"]:
+        raise ConfigurationError("MAIL_USE_TLS and MAIL_USE_SSL are both true: set one, MAIL_USE_SSL for TLS from the "
+                                 "start (port 465) or MAIL_USE_TLS for STARTTLS (port 587)")
 
 
 def _check_mail_sender(cfg) -> None:
