@@ -23,7 +23,7 @@ What this launcher adds to `granian` itself, each as a default the environment o
 - a worker that dies is started again (--respawn-failed-workers), a worker that does not stop
   within 30 s of a reload or shutdown is killed (--workers-kill-timeout), and a client must send
   its request headers within 10 s (--http1-header-read-timeout);
-- PROMETHEUS_MULTIPROC_DIR made (a new temporary directory unless set) and emptied before the
+- PROMETHEUS_MULTIPROC_DIR made (a new temporary directory unless set) and its metrics files deleted before the
   workers start, so GET /metrics adds up every worker's counters; removed at exit if made here;
 - one malloc arena, so a worker gives Argon2's memory back after hashing (`one_malloc_arena`);
 - each worker freezes its start-up objects out of the garbage collector's reach (gunicorn.conf.py
@@ -41,6 +41,7 @@ import glob
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -156,6 +157,11 @@ def environment(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+#: The files prometheus_client's multiprocess mode writes (counter_<pid>.db, gauge_livesum_<pid>.db, ...):
+#: the only ones a start deletes, so a directory that also holds a SQLite database keeps it.
+METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 def prepare_metrics_directory() -> None:
     """PROMETHEUS_MULTIPROC_DIR, empty, before any worker imports prometheus_client."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -165,7 +171,8 @@ def prepare_metrics_directory() -> None:
         atexit.register(shutil.rmtree, directory, True)
     os.makedirs(directory, exist_ok=True)
     for path in glob.glob(os.path.join(directory, "*.db")):
-        os.remove(path)
+        if METRICS_FILE.fullmatch(os.path.basename(path)):  # prometheus_client's own, not any *.db there
+            os.remove(path)
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter

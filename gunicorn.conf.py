@@ -28,6 +28,7 @@ import gc
 import glob
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 
@@ -82,6 +83,11 @@ def post_worker_init(worker):
 _metrics_dir_made = False
 
 
+#: The files prometheus_client's multiprocess mode writes (counter_<pid>.db, gauge_livesum_<pid>.db, ...):
+#: the only ones a start deletes, so a directory that also holds a SQLite database keeps it.
+_METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 def on_starting(server):
     global _metrics_dir_made
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -91,7 +97,8 @@ def on_starting(server):
         _metrics_dir_made = True
     os.makedirs(directory, exist_ok=True)
     for path in glob.glob(os.path.join(directory, "*.db")):
-        os.remove(path)
+        if _METRICS_FILE.fullmatch(os.path.basename(path)):  # prometheus_client's own, not any *.db there
+            os.remove(path)
 
 
 def child_exit(server, worker):

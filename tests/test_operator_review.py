@@ -285,3 +285,34 @@ def test_mail_settings_that_cannot_send_are_refused_at_start(instance, monkeypat
     does not offer), started a server whose every reset link and notice then failed to leave."""
     with pytest.raises(ConfigurationError, match="MAIL_"):
         create_app(_environment_config(instance, monkeypatch, **env))
+
+
+def _metrics_directory_with_a_database(tmp_path, monkeypatch):
+    directory = tmp_path / "instance"
+    directory.mkdir()
+    for name in ("counter_123.db", "gauge_livesum_123.db", "histogram_9.db", "summary_9.db"):
+        (directory / name).write_bytes(b"\0" * 16)
+    (directory / "identity.db").write_bytes(b"SQLite format 3\0")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    return directory
+
+
+def test_gunicorn_clears_only_the_metrics_files_of_its_metrics_directory(tmp_path, monkeypatch):
+    """metrics.md: with PROMETHEUS_MULTIPROC_DIR set, the start deletes the files a previous run left
+    there. It deleted every *.db: given the instance folder (one directory per instance...), the
+    SQLite database instance/identity.db went with them."""
+    import runpy
+
+    from servers import ROOT
+
+    directory = _metrics_directory_with_a_database(tmp_path, monkeypatch)
+    runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_starting"](None)
+    assert sorted(p.name for p in directory.iterdir()) == ["identity.db"]
+
+
+def test_granian_clears_only_the_metrics_files_of_its_metrics_directory(tmp_path, monkeypatch):
+    import granian_server
+
+    directory = _metrics_directory_with_a_database(tmp_path, monkeypatch)
+    granian_server.prepare_metrics_directory()
+    assert sorted(p.name for p in directory.iterdir()) == ["identity.db"]
