@@ -32,6 +32,14 @@ def test_an_operators_own_timeout_wins_and_zero_means_none():
     assert "connect_args" not in engine_options(uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0)
 
 
+def test_a_timeout_under_a_millisecond_is_one_millisecond_not_none():
+    """0.0004 s was written as statement_timeout=0, which PostgreSQL reads as no timeout at all:
+    the smallest bound an operator can ask for turned the bound off."""
+    uri = "postgresql+psycopg://u:p@db.invalid:5432/identity"
+    options = engine_options(uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0.0004)["connect_args"]["options"]
+    assert "-c statement_timeout=1" == options
+
+
 @pytest.mark.skipif(not POSTGRES.startswith("postgresql"), reason="needs the suite's PostgreSQL database")
 def test_a_serving_connection_has_the_timeout_and_the_uris_search_path():
     schema = "bounded_statements_test"

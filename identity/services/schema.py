@@ -65,7 +65,9 @@ def _bound_statements(app: Flask) -> None:
         uri_options = " ".join(uri_options)
     server_options = connect_args.get("options") or uri_options
     if not re.search(r"statement_timeout\s*=", server_options):  # one the operator set wins
-        connect_args["options"] = f"{server_options} -c statement_timeout={int(float(seconds) * 1000)}".strip()
+        # at least 1 ms: a statement_timeout of 0 is none at all
+        milliseconds = max(1, int(float(seconds) * 1000))
+        connect_args["options"] = f"{server_options} -c statement_timeout={milliseconds}".strip()
     options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
