@@ -190,6 +190,15 @@ def test_users_mfa_reset_removes_the_factors_and_is_audited(app, runner, seeded,
     assert runner.invoke(args=["users", "mfa-reset", "nobody"]).exit_code == 1
 
 
+def test_users_mfa_reset_with_nothing_to_remove_records_nothing(app, runner, seeded):
+    """docs/cli.md: a command that finds nothing to change says so, writes nothing and records no
+    audit event. `users mfa-reset` of a user without a second factor recorded `mfa_reset`."""
+    result = runner.invoke(args=["users", "mfa-reset", "alice"])
+    assert result.exit_code == 0 and "alice had no second factor" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "mfa_reset")) == 0
+
+
 def test_users_mfa_reset_takes_json_as_the_other_user_commands_do(app, runner, seeded):
     """docs/cli.md lists it with the users commands, which all take --json for scripts."""
     result = runner.invoke(args=["users", "mfa-reset", "alice", "--json"])

@@ -448,8 +448,11 @@ def remove_totp(user_id: int, password: str, code: str) -> None:
 
 
 def reset_factors(user_id: int, *, by: str = "operator") -> bool:
-    """Remove every second factor of a user (the operator's `users mfa-reset`); True if one was removed."""
+    """Remove every second factor of a user (the operator's `users mfa-reset`); True if one was
+    removed. A user without one: nothing is written, and no audit event (docs/cli.md)."""
     had = has_second_factor(user_id)
+    if not had:
+        return False
     store.delete_totp_and_codes(user_id)
     passkey_rows.remove_user_passkeys(user_id)
     audit.record("mfa_reset", user_id=user_id, detail={"by": by, "had_factor": had})
