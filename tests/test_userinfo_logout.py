@@ -192,6 +192,19 @@ def test_cors_preflight_and_response_only_for_registered_origins(oauth):
     assert "Access-Control-Allow-Origin" not in not_cors.headers
 
 
+def test_a_disabled_clients_origins_get_no_cors_answer(oauth, runner):
+    """`clients disable` refuses the client everywhere, but its origins still got CORS answers: a
+    page of that origin could still read the token endpoint's and the local API's responses."""
+    assert runner.invoke(args=["clients", "disable", "web"]).exit_code == 0
+    pre = oauth.client.options("/connect/token", headers={"Origin": "https://web.example.com",
+                                                          "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in pre.headers
+    assert runner.invoke(args=["clients", "enable", "web"]).exit_code == 0
+    again = oauth.client.options("/connect/token", headers={"Origin": "https://web.example.com",
+                                                            "Access-Control-Request-Method": "POST"})
+    assert again.headers["Access-Control-Allow-Origin"] == "https://web.example.com"
+
+
 @pytest.mark.parametrize("method, path", [("GET", "/localapi/account"), ("POST", "/localapi/password"),
                                           ("PUT", "/localapi/email"), ("DELETE", "/localapi/sessions"),
                                           ("DELETE", "/localapi/sessions/abc")])

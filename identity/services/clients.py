@@ -68,7 +68,7 @@ def cached_client(client_id) -> Client | None:
 
 
 def cors_origins() -> set[str]:
-    """Every origin some client allows CORS from, re-read after CORS_ORIGINS_CACHE_SECONDS.
+    """Every origin some enabled client allows CORS from, re-read after CORS_ORIGINS_CACHE_SECONDS.
 
     The CORS layer asks on every cross-origin request to the browser-facing endpoints; one set
     per worker turns that into a set lookup, and a changed client takes effect within the period.
@@ -76,7 +76,7 @@ def cors_origins() -> set[str]:
     cache = current_app.extensions.setdefault("identity_cors", {"at": -1e9, "origins": set()})
     if time.monotonic() - cache["at"] > current_app.config["CORS_ORIGINS_CACHE_SECONDS"]:
         origins = set()
-        for row in db.session.scalars(select(Client.allowed_cors_origins)):
+        for row in db.session.scalars(select(Client.allowed_cors_origins).where(Client.enabled)):
             origins.update(o.rstrip("/") for o in row or [])
         cache.update(at=time.monotonic(), origins=origins)
     return cache["origins"]
