@@ -129,16 +129,17 @@ def _with_security_headers(environ, status: str, headers: list, rid: str) -> lis
     replaced = _REPLACED[no_store, secure]
     if status.startswith("204"):  # no content, so no content type (Flask adds text/html to every response)
         replaced = replaced | {"content-type"}
-    kept, present, personal = [], set(), False
+    kept, present = [], set()
     for header in headers:
         name = header[0].lower()
         if name not in replaced:
             kept.append(header)
             present.add(name)
-            personal = personal or _personal(name, header[1])
     # a page of the caller's own outside those paths (the home page, an error page, signed in):
-    # stored by no cache either, unless the view said otherwise
-    no_store = no_store or (personal and "cache-control" not in present)
+    # stored by no cache either, unless the view said otherwise (looked at only there: the API's
+    # paths are no-store already, and this runs on every response)
+    if not no_store and "cache-control" not in present:
+        no_store = any(_personal(name.lower(), value) for name, value in kept)
     if "content-security-policy" not in present:
         targets = environ.get(FORM_TARGETS_KEY)
         policy = CSP.format(form_targets="".join(" " + t for t in sorted(targets))) if targets else DEFAULT_CSP
