@@ -1,5 +1,6 @@
 """The pages' forms (Flask-WTF: every one carries a CSRF token)."""
 
+from flask import request
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import BooleanField, HiddenField, PasswordField, StringField, widgets
@@ -34,13 +35,27 @@ class CheckboxInput(widgets.CheckboxInput):
     html_params = staticmethod(html_params)
 
 
-class LoginForm(FlaskForm):
+class PageForm(FlaskForm):
+    """A page's form: its fields come from the posted form alone.
+
+    Flask-WTF reads a JSON body as the form too (ImmutableMultiDict of the parsed JSON): a body
+    that was not an object, or a field that was a number, a list or an object, raised in the form
+    and answered a 500. No page posts JSON, so a JSON body is a form with no fields."""
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form, formdata):
+            if request.is_json:
+                return None
+            return super().wrap_formdata(form, formdata)
+
+
+class LoginForm(PageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     remember = BooleanField("Keep me signed in", widget=CheckboxInput())
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(PageForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
@@ -50,44 +65,44 @@ class ChangePasswordForm(FlaskForm):
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
 
 
-class ForgotPasswordForm(FlaskForm):
+class ForgotPasswordForm(PageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(PageForm):
     token = HiddenField(validators=[Length(max=200)])
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(PageForm):
     """A form with nothing but its CSRF token: consent, sign-out, revoke."""
 
 
-class SecondFactorForm(FlaskForm):
+class SecondFactorForm(PageForm):
     """The second sign-in step: a code from the authenticator app, or a recovery code."""
 
     code = StringField("Code", validators=[DataRequired(), Length(max=64)], widget=TextInput())
 
 
-class TotpConfirmForm(FlaskForm):
+class TotpConfirmForm(PageForm):
     code = StringField("Code from the app", validators=[DataRequired(), Length(max=64)], widget=TextInput())
 
 
-class RegenerateCodesForm(FlaskForm):
+class RegenerateCodesForm(PageForm):
     # shown to a sign-in that did not use the second factor recently (mfa.prove_second_factor)
     otp = StringField("A current code or a recovery code", validators=[Optional(), Length(max=64)],
                       widget=TextInput())
 
 
-class RemoveFactorForm(FlaskForm):
+class RemoveFactorForm(PageForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
     code = StringField("A current code or a recovery code", validators=[DataRequired(), Length(max=64)],
                        widget=TextInput())
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(PageForm):
     """Self-registration; the service checks the values (services/registration.py)."""
 
     username = StringField("User name", validators=[Length(max=1024)], widget=TextInput())
@@ -97,7 +112,7 @@ class RegisterForm(FlaskForm):
     confirm_password = PasswordField("Confirm password", validators=[Length(max=1024)], widget=PasswordInput())
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(PageForm):
     email = StringField("New email address", validators=[DataRequired(), Length(max=1024)], widget=TextInput())
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
                                      widget=PasswordInput())
