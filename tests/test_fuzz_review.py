@@ -60,3 +60,28 @@ def test_a_sign_in_posted_as_json_signs_nobody_in(client, seeded):
                            headers={"X-CSRFToken": csrf})
     assert response.status_code != 302
     assert client.get("/account/password").status_code == 302  # still signed out: sent to the sign-in page
+
+
+# --- a passkey id past the database's integers -----------------------------------------------
+
+@pytest.mark.parametrize("passkey_id", ["2147483648", "9223372036854775808", "9" * 30])
+def test_removing_a_passkey_by_an_id_past_the_integers_is_404(app, client, seeded, errors_logged, passkey_id):
+    """The route's <int:> took any number of digits; SQLite cannot bind one past 64 bits and
+    PostgreSQL's integer column refuses one past 32 bits."""
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models import Passkey
+    from test_passkeys_web import passkey_sign_in, register_over_http, token
+    from webauthn_keys import SoftKey
+
+    auth, key = AuthActions(client), SoftKey()
+    auth.login()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302  # a sign-in with the factor: may remove one
+    response = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": token(client, "/account/mfa")})
+    assert response.status_code == 404
+    assert_handled(response, errors_logged, passkey_id)
+    with app.app_context():
+        assert len(db.session.scalars(select(Passkey)).all()) == 1

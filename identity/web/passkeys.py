@@ -107,7 +107,9 @@ def register():
     return jsonify(id=passkey.id, name=passkey.name), 201
 
 
-@bp.post("/mfa/passkeys/<int:passkey_id>/remove")
+# an id past a 32-bit integer is no passkey's: a 404 from the route, not a value the database
+# refuses (PostgreSQL's integer column) or cannot bind (SQLite, past 64 bits)
+@bp.post("/mfa/passkeys/<int(max=2147483647):passkey_id>/remove")
 @fresh_login_required
 def remove(passkey_id: int):
     """Remove one of the user's passkeys: a sign-in that used a second factor recently, or a code
