@@ -85,3 +85,57 @@ def test_removing_a_passkey_by_an_id_past_the_integers_is_404(app, client, seede
     assert_handled(response, errors_logged, passkey_id)
     with app.app_context():
         assert len(db.session.scalars(select(Passkey)).all()) == 1
+
+
+# --- a Host header no URL can be built on ----------------------------------------------------
+
+# Werkzeug binds the routes to the host's IDNA form (BadHost when there is none: a label over 63
+# characters, an empty label) and decodes a Punycode label in request.host_url; the error page
+# then failed in url_for, past every layer (the server's bare 500, a traceback in the log).
+UNBOUND_HOSTS = ["a" * 64, ".", "a..b"]
+BAD_HOSTS = UNBOUND_HOSTS + ["xn--zz", "a.xn--a"]  # the test client itself fails on the last two: a socket only
+# each path's own error shape: OAuth JSON, problem+json, a page
+HOST_PATHS = {"/healthz": "text/html", "/account/login": "text/html", "/nowhere": "text/html",
+              "/.well-known/openid-configuration": "application/json", "/connect/token": "application/json",
+              "/localapi/account": "application/problem+json"}
+
+
+@pytest.mark.parametrize("host", UNBOUND_HOSTS)
+def test_a_host_that_names_no_host_is_a_400(client, seeded, errors_logged, host):
+    for path, mimetype in HOST_PATHS.items():
+        errors_logged.clear()
+        response = client.get(path, environ_overrides={"HTTP_HOST": host})
+        assert response.status_code == 400, (host, path, response.status_code)
+        assert response.mimetype == mimetype, (host, path, response.mimetype)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"  # the headers layer answered it
+        assert_handled(response, errors_logged, (host, path))
+    assert client.post("/connect/token", environ_overrides={"HTTP_HOST": host}).get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("app_config", [{**CHEAP_ARGON2, "TRUST_PROXY_HOPS": 1}])
+def test_a_forwarded_host_that_names_no_host_is_a_400(client, seeded, errors_logged):
+    response = client.get("/account/login", headers={"X-Forwarded-Host": "a..b"})
+    assert response.status_code == 400
+    assert_handled(response, errors_logged, "X-Forwarded-Host")
+
+
+def test_a_host_that_names_no_host_is_a_400_over_a_socket(live_server, seeded, errors_logged):
+    import socket
+
+    for host in BAD_HOSTS:
+        for path in ("/healthz", "/account/login", "/.well-known/openid-configuration"):
+            with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            status_line, _, rest = answer.partition(b"\r\n")
+            assert status_line.split()[1] == b"400", (host, path, status_line)
+            assert b"\r\nX-Content-Type-Options: nosniff\r\n" in rest, (host, path)
+    assert not [r for r in errors_logged.records if r.levelno >= logging.ERROR or r.exc_info], errors_logged.text[-500:]
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8443", "id.example.com", "127.0.0.1:5000", "[::1]:8080",
+                                  "xn--bcher-kva.example"])
+def test_a_host_that_names_a_host_is_served(client, seeded, host):
+    assert client.get("/healthz", environ_overrides={"HTTP_HOST": host}).status_code == 200

@@ -11,10 +11,11 @@ from identity.services.logout_delivery import DeliverAfterResponses
 from identity.services.purge import PurgeAfterResponses
 from identity.web.cors import Cors
 from identity.web.fast_documents import FastDocuments
-from identity.web.inputs import AsciiQueryString
+from identity.web.inputs import AsciiQueryString, KnownHost
 from identity.web.metrics import Metrics
 
-OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, DeliverAfterResponses, WholeBody, ResponseHeaders, Metrics, ChunkedBodyLimit, AsciiQueryString,
+OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, DeliverAfterResponses, WholeBody, ResponseHeaders, Metrics, ChunkedBodyLimit, KnownHost,
+                   AsciiQueryString,
                    FastDocuments, Cors]
 
 
@@ -40,7 +41,7 @@ def test_every_layer_wraps_the_app_in_the_written_order(app):
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 0, "PURGE_INTERVAL_SECONDS": 0, "MAX_CONTENT_LENGTH": None,
                                          "BACKCHANNEL_LOGOUT_POLL_SECONDS": 0}])
 def test_a_layer_its_setting_turns_off_is_left_out(app):
-    assert layers(app) == [WholeBody, ResponseHeaders, Metrics, AsciiQueryString, FastDocuments, Cors]
+    assert layers(app) == [WholeBody, ResponseHeaders, Metrics, KnownHost, AsciiQueryString, FastDocuments, Cors]
 
 
 def test_the_server_gets_each_body_as_one_bytes_object(app):

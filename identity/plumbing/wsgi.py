@@ -30,6 +30,8 @@ LAYERS = (
      "GET /metrics to allowed addresses, and each request's latency: inside the headers layer, before any limit"),
     (body_limit.layer,
      "chunked body limit: before anything reads the body, inside the headers layer so a 413 gets its headers"),
+    (inputs.host_layer,
+     "a Host that names no host is a 400: before Flask binds its routes to it, inside the headers layer"),
     (inputs.layer,
      "raw query-string bytes percent-encoded: before the layers and views that read the query string"),
     (fast_documents.layer,

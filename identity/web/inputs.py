@@ -1,4 +1,11 @@
-"""Inputs no view should have to think about: raw bytes in the query string, and NUL characters.
+"""Inputs no view should have to think about: a Host header that names no host, raw bytes in the
+query string, and NUL characters.
+
+Werkzeug binds the app's routes to the host's IDNA form, and request.host_url decodes a Punycode
+label. A Host with a label over 63 characters or an empty one (`.`, `a..b`) left the request with
+no URL adapter, and its 400 page then failed in url_for, past every layer: the server's bare 500
+and a traceback in the log. A label that is not Punycode (`xn--zz`) failed wherever the issuer was
+the request's host. The WSGI layer here answers such a request 400 before Flask routes it.
 
 A query string with raw non-ASCII bytes (`GET /connect/authorize?\xff`: curl and servers pass
 them through) made every `request.args` a UnicodeDecodeError, since Werkzeug decodes the query
@@ -14,10 +21,15 @@ own form and check it there (identity/oauth2/parameters.py), so their bodies are
 """
 
 from flask import Flask, abort, request
+from werkzeug.urls import uri_to_iri
+from werkzeug.wsgi import get_host
+
+from .errors import render_error
 
 OWN_PARSERS = frozenset(("/connect/token", "/connect/revocation", "/connect/introspect"))
 FORM_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data"))
 MESSAGE = "A parameter contains a NUL character."
+HOST_MESSAGE = "The Host header names no host."
 
 
 def _has_nul(values) -> bool:
@@ -31,6 +43,33 @@ def refuse_nul() -> None:
         request.get_data(cache=True)  # keep the body: Authlib re-reads it at /connect/authorize (oauth2/requests.py)
         if _has_nul(request.form):
             abort(400, MESSAGE)
+
+
+def names_a_host(host: str) -> bool:
+    """Whether Werkzeug can bind the routes to `host` (its IDNA form) and build URLs on it."""
+    try:
+        host.partition(":")[0].encode("idna")  # werkzeug.routing.Map.bind
+        uri_to_iri(f"http://{host}/")  # request.host_url
+    except (UnicodeError, ValueError):
+        return False
+    return True
+
+
+class KnownHost:
+    """WSGI layer: a request whose Host (or trusted X-Forwarded-Host) names no host is a 400, in
+    its path's own error shape (web/errors.py), rendered on a stand-in host that Werkzeug binds."""
+
+    STAND_IN = "invalid"  # RFC 2606's reserved name: no link of the error page leaves the page
+
+    def __init__(self, app: Flask, wsgi_app):
+        self.app, self.wsgi_app = app, wsgi_app
+
+    def __call__(self, environ, start_response):
+        if names_a_host(get_host(environ)):
+            return self.wsgi_app(environ, start_response)
+        with self.app.request_context({**environ, "HTTP_HOST": self.STAND_IN}):
+            response = render_error(400, "Bad Request", HOST_MESSAGE)
+        return response(environ, start_response)
 
 
 class AsciiQueryString:
@@ -48,6 +87,11 @@ class AsciiQueryString:
 
 def init_app(app: Flask) -> None:
     app.before_request(refuse_nul)
+
+
+def host_layer(app: Flask, wsgi_app):
+    """The Host layer (its place: identity/plumbing/wsgi.py)."""
+    return KnownHost(app, wsgi_app)
 
 
 def layer(app: Flask, wsgi_app):
