@@ -139,3 +139,27 @@ def test_a_host_that_names_no_host_is_a_400_over_a_socket(live_server, seeded, e
                                   "xn--bcher-kva.example"])
 def test_a_host_that_names_a_host_is_served(client, seeded, host):
     assert client.get("/healthz", environ_overrides={"HTTP_HOST": host}).status_code == 200
+
+
+# --- a passkey assertion with a field that is not base64url ----------------------------------
+
+@pytest.mark.parametrize("field", ["rawId", "response.clientDataJSON", "response.authenticatorData", "response.signature"])
+@pytest.mark.parametrize("value", ["\ud800", "caf\u00e9"])
+def test_a_passkey_sign_in_with_a_non_ascii_field_is_refused_not_a_500(client, seeded, errors_logged, field, value):
+    """py_webauthn wraps the decoding's ValueError in InvalidAuthenticationResponse, which the
+    parse did not catch ("\\ud800" is the JSON escape, as a page's script could send it)."""
+    from test_passkeys_web import ORIGIN, RP_ID, token
+    from webauthn_keys import SoftKey
+
+    csrf = token(client, "/account/login")
+    challenge = client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    credential = json.loads(SoftKey().assertion(challenge, origin=ORIGIN, rp_id=RP_ID))
+    *parents, name = field.split(".")
+    target = credential
+    for parent in parents:
+        target = target[parent]
+    target[name] = value
+    response = client.post("/account/login/passkey", data={"csrf_token": csrf, "credential": json.dumps(credential)})
+    assert response.status_code == 400
+    assert "could not be verified" in response.get_data(as_text=True)
+    assert_handled(response, errors_logged, field)

@@ -370,7 +370,8 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     wa = _webauthn()
     try:
         credential = wa.parse_authentication_credential_json(_checked_json(credential_json))
-    except (wa.InvalidJSONStructure, ValueError, TypeError, KeyError, RecursionError):  # json: deep nesting
+    # WebAuthnException: a field that is not base64url (non-ASCII) is InvalidAuthenticationResponse
+    except (wa.WebAuthnException, ValueError, TypeError, KeyError, RecursionError):  # json: deep nesting
         raise PasskeyRefused(NOT_VERIFIED) from None
     passkey = store.passkey_by_credential_id(wa.bytes_to_base64url(credential.raw_id))
     if passkey is None or (user_id is not None and passkey.user_id != user_id):
