@@ -163,3 +163,32 @@ def test_a_passkey_sign_in_with_a_non_ascii_field_is_refused_not_a_500(client, s
     assert response.status_code == 400
     assert "could not be verified" in response.get_data(as_text=True)
     assert_handled(response, errors_logged, field)
+
+
+# --- an address no mail can be sent to -------------------------------------------------------
+
+@pytest.mark.parametrize("address", ["\u00e9@example.com", "j\u00fcrgen@example.com", "\u7528\u6237@example.com"])
+def test_an_address_whose_local_part_is_not_ascii_is_refused(app, client, seeded, errors_logged, address):
+    """The mail library cannot put a non-ASCII local part on an envelope (Flask-Mail's
+    sanitize_address, no SMTPUTF8): the change was accepted with a 202 and its link never sent."""
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models import AuditEvent, User
+    from test_localapi_support import LocalApi
+
+    token = LocalApi(app, client).token()
+    response = client.put("/localapi/email", json={"email": address, "current_password": "tulip-quartz-harbor-917"},
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "email" in response.get_json()["errors"]
+    with app.app_context():
+        assert db.session.scalar(select(User.pending_email).where(User.username == "alice")) is None
+        assert db.session.scalars(select(AuditEvent.event).where(AuditEvent.event == "mail_failed")).all() == []
+
+
+def test_an_address_with_an_international_domain_is_still_taken():
+    from identity.services.verification import check_email_address
+
+    assert check_email_address("alice@b\u00fccher.example") is None
+    assert check_email_address("\u00e9@example.com") is not None

@@ -52,7 +52,8 @@ def check_email_address(value: str | None) -> str | None:
     (email.utils.parseaddr), dropping a comment (`a(b)@example.com` goes to a@example.com) or a
     group's name (`a@example.com:x@example.net` goes to x@example.net). Such an address was
     stored, checked against other accounts and reported verified as written, while its links
-    went to another mailbox."""
+    went to another mailbox. Its part before the @ must be ASCII, as the mail library can send only
+    to such a mailbox (an international domain is fine: it is sent in its IDNA form)."""
     value = (value or "").strip()
     if not value:
         return "Enter an email address."
@@ -64,6 +65,9 @@ def check_email_address(value: str | None) -> str | None:
             or any(c.isspace() or c in "<>,;\"\\()" or ord(c) < 32 for c in value) or "@" in domain
             or parseaddr(value) != ("", value)):
         return "Enter an email address such as name@example.com."
+    if not local.isascii():
+        # the mail library cannot put such a mailbox on an envelope (no SMTPUTF8): no link would leave
+        return "This server can send mail only to an address whose part before the @ is plain ASCII."
     return None
 
 
