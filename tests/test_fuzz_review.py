@@ -192,3 +192,27 @@ def test_an_address_with_an_international_domain_is_still_taken():
 
     assert check_email_address("alice@b\u00fccher.example") is None
     assert check_email_address("\u00e9@example.com") is not None
+
+
+# --- an authorization parameter sent without a value -----------------------------------------
+
+OPTIONAL_AUTHORIZE = ["response_mode", "prompt", "max_age", "nonce", "login_hint", "ui_locales", "acr_values", "display",
+                      "id_token_hint", "request", "request_uri", "claims_locales"]
+
+
+@pytest.mark.parametrize("name", OPTIONAL_AUTHORIZE)
+def test_an_optional_authorization_parameter_sent_empty_is_as_if_omitted(client, flow_clients, name):
+    """RFC 6749 section 3.1: "Parameters sent without a value MUST be treated as if they were
+    omitted from the request." A response_mode= was answered invalid_request."""
+    from urllib.parse import urlencode
+
+    from actions import OAuthActions, pkce_pair
+
+    AuthActions(client).login()
+    _, challenge = pkce_pair()
+    params = OAuthActions(client).authorize_params(client_id="web", scope="openid", code_challenge=challenge,
+                                                   code_challenge_method="S256", **{name: ""})
+    response = client.get("/connect/authorize?" + urlencode(params))
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    location = response.headers["Location"]
+    assert "error=" not in location and "code=" in location, (name, location)
