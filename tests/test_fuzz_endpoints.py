@@ -1,9 +1,12 @@
 """Every endpoint under generated hostile input: no 5xx and no logged traceback, whatever arrives.
 
-Hypothesis builds requests in-process (the Flask test client): raw query strings (invalid UTF-8,
+Hypothesis builds requests in-process (the Flask test client) for every route of the app
+(test_every_route_is_fuzzed keeps the list whole): raw query strings (invalid UTF-8,
 percent-encoded garbage, NUL, repeated and oversized parameters), bodies of any type (forms,
-JSON with lone surrogates, raw bytes), and headers as a server hands them over (latin-1 decoded
-bytes: Basic credentials that are not UTF-8, garbage cookies, content types and origins).
+JSON with lone surrogates, JSON that is not an object of strings, raw bytes), and headers as a
+server hands them over (latin-1 decoded bytes: Basic credentials that are not UTF-8, garbage
+cookies, content types and origins); half the requests carry the session's CSRF token, so they
+reach the views and their forms.
 derandomize=True makes CI run the same cases every time; the examples are bounded so the module
 takes well under a minute. Runs on SQLite and, with FLASK_SQLALCHEMY_DATABASE_URI, PostgreSQL
 (which refuses NUL in text: the case that made several lookups a 5xx).
@@ -19,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actions import AuthActions
+from conftest import csrf_token
 from test_localapi_support import CHEAP_ARGON2, LocalApi
 
 ENDPOINTS = [
@@ -27,12 +31,21 @@ ENDPOINTS = [
     ("POST", "/connect/userinfo"), ("GET", "/connect/endsession"), ("POST", "/connect/endsession"),
     ("GET", "/.well-known/openid-configuration"), ("GET", "/.well-known/openid-configuration/jwks"),
     ("GET", "/account/login"), ("POST", "/account/login"), ("GET", "/account/logout"), ("POST", "/account/logout"),
-    ("GET", "/account/password"), ("POST", "/account/password"), ("GET", "/consent"), ("POST", "/consent"),
-    ("GET", "/grants"), ("POST", "/grants/revoke"), ("GET", "/localapi/account"), ("POST", "/localapi/password"),
-    ("GET", "/localapi/openapi.json"), ("GET", "/account/email"), ("POST", "/account/email"),
-    ("GET", "/account/email/required"), ("POST", "/account/email/required"), ("GET", "/account/verify-email"),
-    ("GET", "/account/register"), ("POST", "/account/register"), ("POST", "/localapi/email/verification"),
-    ("PUT", "/localapi/email"),
+    ("GET", "/account/password"), ("POST", "/account/password"), ("POST", "/account/password/check"),
+    ("GET", "/consent"), ("POST", "/consent"), ("GET", "/account/grants"), ("POST", "/account/grants/revoke"),
+    ("GET", "/account/sessions"), ("POST", "/account/sessions"), ("GET", "/account/mfa"), ("POST", "/account/mfa"),
+    ("GET", "/account/login/mfa"), ("POST", "/account/login/mfa"), ("GET", "/account/mfa/passkeys"),
+    ("POST", "/account/mfa/passkeys"), ("POST", "/account/mfa/passkeys/options"),
+    ("POST", "/account/mfa/passkeys/1/remove"), ("POST", "/account/login/passkey"),
+    ("POST", "/account/login/passkey/options"), ("POST", "/account/login/mfa/passkey"),
+    ("POST", "/account/login/mfa/passkey/options"), ("GET", "/account/forgot-password"),
+    ("POST", "/account/forgot-password"), ("GET", "/account/reset-password"), ("POST", "/account/reset-password"),
+    ("GET", "/localapi/account"), ("POST", "/localapi/password"), ("GET", "/localapi/openapi.json"),
+    ("GET", "/localapi/sessions"), ("DELETE", "/localapi/sessions"), ("DELETE", "/localapi/sessions/app_1"),
+    ("GET", "/account/email"), ("POST", "/account/email"), ("GET", "/account/email/required"),
+    ("POST", "/account/email/required"), ("GET", "/account/verify-email"), ("GET", "/account/register"),
+    ("POST", "/account/register"), ("POST", "/localapi/email/verification"), ("PUT", "/localapi/email"),
+    ("GET", "/"), ("GET", "/diagnostics"), ("GET", "/favicon.ico"), ("GET", "/healthz"), ("GET", "/readyz"),
 ]
 NAMES = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "prompt", "max_age", "response_mode",
          "code_challenge", "code_challenge_method", "grant_type", "code", "code_verifier", "refresh_token", "token",
@@ -74,7 +87,7 @@ def query_strings(draw) -> str:
 
 @st.composite
 def bodies(draw) -> tuple[bytes, str | None]:
-    kind = draw(st.integers(0, 4))
+    kind = draw(st.integers(0, 5))
     if kind == 0:
         return urlencode(draw(pairs)).encode(), FORM
     if kind == 1:
@@ -86,6 +99,9 @@ def bodies(draw) -> tuple[bytes, str | None]:
         return text.encode(), "application/json"
     if kind == 3:
         return json.dumps(draw(st.dictionaries(names, values | st.integers() | st.none(), max_size=4))).encode(), "application/json"
+    if kind == 4:  # JSON that is no object of strings: a number, a string, a list; fields of other types
+        other = st.integers() | st.booleans() | st.none() | st.lists(st.integers(), max_size=2)
+        return json.dumps(draw(other | st.text(max_size=8) | st.dictionaries(names, other, max_size=4))).encode(), "application/json"
     return b"", None
 
 
@@ -120,7 +136,17 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
 
 @pytest.fixture
 def app_config():
-    return {**CHEAP_ARGON2, "LOCKOUT_MAX_FAILURES": 10**6}
+    return {**CHEAP_ARGON2, "LOCKOUT_MAX_FAILURES": 10**6, "REGISTRATION_ENABLED": True}
+
+
+def test_every_route_is_fuzzed(app):
+    """A route added to the app is added to ENDPOINTS too (its variables filled in by hand)."""
+    routes = {(method, rule.rule) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    fuzzed = {(method, path.replace("/app_1", "/<entry_id>").replace("/1/remove", "/<int(max=2147483647):passkey_id>/remove"))
+              for method, path in ENDPOINTS}
+    assert routes - fuzzed == set()
+    assert fuzzed - routes == set()
 
 
 @pytest.fixture
@@ -150,18 +176,24 @@ def check(response, caplog, request):
 
 @pytest.mark.parametrize("method,path", ENDPOINTS)
 def test_anonymous_requests_never_get_a_5xx(client, flow_clients, errors_logged, method, path):
+    csrf = csrf_token(client.get("/account/login").get_data(as_text=True))
+
     @FUZZ
-    @given(requests)
-    def run(request):
+    @given(requests, st.booleans())
+    def run(request, with_csrf):
         query, body, environ = request
+        if with_csrf:  # past the CSRF check, to the view and its form
+            environ = {**environ, "HTTP_X_CSRFTOKEN": csrf}
         errors_logged.clear()
         check(send(client, method, path, query, body, environ), errors_logged, (method, path, request))
 
     run()
 
 
-SIGNED_IN = [e for e in ENDPOINTS if e[0] == "GET" or e[1] in ("/consent", "/account/password", "/connect/authorize",
-                                                                 "/grants/revoke", "/localapi/password")]
+SIGNED_IN = [e for e in ENDPOINTS if e[0] in ("GET", "DELETE") or e[1] in (
+    "/consent", "/account/password", "/connect/authorize", "/account/grants/revoke", "/localapi/password",
+    "/account/sessions", "/account/mfa", "/account/password/check", "/account/mfa/passkeys",
+    "/account/mfa/passkeys/options", "/account/mfa/passkeys/1/remove", "/account/email", "/localapi/email")]
 
 
 @pytest.mark.parametrize("method,path", SIGNED_IN)
@@ -169,13 +201,16 @@ def test_signed_in_requests_with_a_bearer_token_never_get_a_5xx(app, client, flo
     """The same, for a signed-in browser (pages past the sign-in) and with a valid bearer token."""
     AuthActions(client).login()
     token = LocalApi(app, client).token()
+    csrf = csrf_token(client.get("/account/password").get_data(as_text=True))
 
     @settings(FUZZ, max_examples=40)
-    @given(requests, st.booleans())
-    def run(request, with_token):
+    @given(requests, st.booleans(), st.booleans())
+    def run(request, with_token, with_csrf):
         query, body, environ = request
         if with_token:
             environ = {**environ, "HTTP_AUTHORIZATION": f"Bearer {token}"}
+        if with_csrf:
+            environ = {**environ, "HTTP_X_CSRFTOKEN": csrf}
         errors_logged.clear()
         check(send(client, method, path, query, body, environ), errors_logged, (method, path, request))
 
