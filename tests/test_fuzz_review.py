@@ -216,3 +216,18 @@ def test_an_optional_authorization_parameter_sent_empty_is_as_if_omitted(client,
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
     location = response.headers["Location"]
     assert "error=" not in location and "code=" in location, (name, location)
+
+
+# --- a client credential sent empty beside HTTP Basic ----------------------------------------
+
+@pytest.mark.parametrize("path", ["/connect/token", "/connect/introspect", "/connect/revocation"])
+@pytest.mark.parametrize("empty", ["client_secret", "client_id"])
+def test_an_empty_client_parameter_beside_basic_is_as_if_omitted(client, seeded, path, empty):
+    """RFC 6749 section 3.1: a parameter sent without a value is as if omitted. Beside HTTP Basic,
+    client_secret= was "use one client authentication method" and client_id= "differs"."""
+    import base64
+
+    basic = "Basic " + base64.b64encode(b"service:service-secret-change-me").decode()
+    response = client.post(path, data={"grant_type": "client_credentials", "token": "unknown", empty: ""},
+                           headers={"Authorization": basic})
+    assert response.status_code == 200, response.get_data(as_text=True)

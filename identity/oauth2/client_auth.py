@@ -75,11 +75,12 @@ def authenticate_client(query_client, request, methods, endpoint):
     basic = basic_credentials(request.headers, methods)
     form = request.form
     if basic is not None:
-        if "client_secret" in form:
+        # a client_secret or client_id sent without a value is as if omitted (RFC 6749 section 3.1)
+        if form.get("client_secret"):
             raise InvalidRequestError("Use one client authentication method: HTTP Basic or client_secret, not both.")
         client_id, secret = basic
         body_id = form.get("client_id")
-        if body_id is not None and body_id != client_id:
+        if body_id and body_id != client_id:
             raise InvalidRequestError("client_id differs from the HTTP Basic user name.")
         method = "client_secret_basic" if secret else "none"
     elif "client_secret" in form:
