@@ -231,3 +231,15 @@ def test_an_empty_client_parameter_beside_basic_is_as_if_omitted(client, seeded,
     response = client.post(path, data={"grant_type": "client_credentials", "token": "unknown", empty: ""},
                            headers={"Authorization": basic})
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/connect/introspect", "/connect/revocation"])
+def test_an_empty_token_is_a_missing_token(client, seeded, path):
+    """token is REQUIRED (RFC 7009 and 7662 section 2.1); token= is as if omitted (RFC 6749 3.1)."""
+    import base64
+
+    basic = "Basic " + base64.b64encode(b"service:service-secret-change-me").decode()
+    for form in ({}, {"token": ""}, {"token": "", "token_type_hint": "access_token"}):
+        response = client.post(path, data=form, headers={"Authorization": basic})
+        assert response.status_code == 400, (form, response.get_data(as_text=True))
+        assert response.get_json()["error"] == "invalid_request"

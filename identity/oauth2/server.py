@@ -96,7 +96,7 @@ class RevocationEndpoint(_RevocationEndpoint):
         """As Authlib's, but a hint the server does not understand is ignored, not an error (401
         unsupported_token_type): a hint only orders the search (RFC 7009 section 2.1), and
         find_token searches every type this server issues."""
-        if "token" not in request.form:
+        if not request.form.get("token"):  # token= is as if omitted (RFC 6749 section 3.1)
             raise InvalidRequestError("token is required")
 
     def revoke_token(self, token, request):
@@ -113,7 +113,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
 
     def authenticate_token(self, request, client):
         """As Authlib's, but a hint the server does not understand is ignored, not an error (RFC 7662 section 2.1)."""
-        if "token" not in request.form:
+        if not request.form.get("token"):  # token= is as if omitted (RFC 6749 section 3.1)
             raise InvalidRequestError("token is required")
         hint = request.form.get("token_type_hint")
         token = self.query_token(request.form["token"], hint if hint in self.SUPPORTED_TOKEN_TYPES else None)
