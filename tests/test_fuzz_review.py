@@ -243,3 +243,29 @@ def test_an_empty_token_is_a_missing_token(client, seeded, path):
         response = client.post(path, data=form, headers={"Authorization": basic})
         assert response.status_code == 400, (form, response.get_data(as_text=True))
         assert response.get_json()["error"] == "invalid_request"
+
+
+# --- a token request's parameter sent without a value ----------------------------------------
+
+@pytest.mark.parametrize("grant,form,client_id", [
+    ("authorization_code", {"code": ""}, "web"),
+    ("refresh_token", {"refresh_token": ""}, "web"),
+    ("password", {"username": "", "password": "wrong-password-0"}, "legacy"),
+    ("password", {"username": "alice", "password": ""}, "legacy"),
+])
+def test_an_empty_token_request_parameter_is_a_missing_one(app, client, flow_clients, grant, form, client_id):
+    """RFC 6749 section 3.1: code=, refresh_token=, username= or password= is as if omitted, so
+    invalid_request naming it, as when it is missing; not invalid_grant, and no failed sign-in."""
+    from sqlalchemy import select
+
+    from actions import OAuthActions
+    from identity.extensions import db
+    from identity.models import User
+
+    response = OAuthActions(client).token(client_id, grant_type=grant, **form)
+    empty = next(name for name, value in form.items() if value == "")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request", response.get_json()
+    assert empty in response.get_json()["error_description"]
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 0

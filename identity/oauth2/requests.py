@@ -49,7 +49,9 @@ class FormRequest(OAuth2Request):
         self.headers = request.headers  # set after: Authlib's `headers or {}` would count them all
         self._request = request
         body = request.get_data(cache=True).decode("utf-8", "replace")
-        self._form = MultiDict(parse_qsl(body, keep_blank_values=True))
+        # a parameter sent without a value is as if omitted (RFC 6749 section 3.1): `password=` is
+        # a missing password (invalid_request), not a wrong one (invalid_grant, a failed sign-in)
+        self._form = MultiDict(parse_qsl(body))
         data = CombinedMultiDict([request.args, self._form]) if environ.get("QUERY_STRING") else self._form
         self.payload = FormPayload(data)
 
