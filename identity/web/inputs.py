@@ -60,12 +60,19 @@ class KnownHost:
     its path's own error shape (web/errors.py), rendered on a stand-in host that Werkzeug binds."""
 
     STAND_IN = "invalid"  # RFC 2606's reserved name: no link of the error page leaves the page
+    REMEMBERED = 64  # hosts found good, kept per worker: the check costs several µs, a set lookup nothing
 
     def __init__(self, app: Flask, wsgi_app):
         self.app, self.wsgi_app = app, wsgi_app
+        self.good: set[str] = set()
 
     def __call__(self, environ, start_response):
-        if names_a_host(get_host(environ)):
+        host = get_host(environ)
+        if host in self.good:
+            return self.wsgi_app(environ, start_response)
+        if names_a_host(host):
+            if len(self.good) < self.REMEMBERED:  # bounded: any client chooses its Host
+                self.good.add(host)
             return self.wsgi_app(environ, start_response)
         with self.app.request_context({**environ, "HTTP_HOST": self.STAND_IN}):
             response = render_error(400, "Bad Request", HOST_MESSAGE)
