@@ -84,9 +84,18 @@ def test_behind_a_proxy_the_forwarded_client_address_decides(client):
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "2 per minute"}])
 def test_scrapes_pass_no_rate_limit(client):
     assert [client.get("/metrics").status_code for _ in range(5)] == [200] * 5
-    assert client.get("/healthz").status_code == 200
-    assert client.get("/healthz").status_code == 200
-    assert client.get("/healthz").status_code == 429  # the limit is on, for everything else
+    assert client.get("/").status_code == 200
+    assert client.get("/").status_code == 200
+    assert client.get("/").status_code == 429  # the limit is on, for everything else
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "2 per minute"}])
+def test_health_checks_pass_no_rate_limit(client, seeded):
+    """A load balancer's probes of every instance come from the same few addresses and count in
+    the limits' shared store: past RATELIMIT_DEFAULT, /healthz and /readyz answered 429 (an HTML
+    page), and the balancer took healthy instances out of service."""
+    assert [client.get("/healthz").status_code for _ in range(5)] == [200] * 5
+    assert [client.get("/readyz").status_code for _ in range(5)] == [200] * 5
 
 
 def test_only_get_and_head(client):
