@@ -52,3 +52,12 @@ def name_characters_problem(value: str) -> str | None:
     if any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") or c in _DIRECTION_MARKS for c in value):
         return "Use a name without control characters or text-direction marks."
     return None
+
+
+def mailbox_problem(address: str) -> str | None:
+    """Why no mail can reach the address, or None: its part before the @ must be ASCII (the mail
+    library cannot put another on an envelope: no SMTPUTF8). An international domain is fine: it
+    is sent in its IDNA form."""
+    if not address.rpartition("@")[0].isascii():
+        return "This server can send mail only to an address whose part before the @ is plain ASCII."
+    return None

@@ -26,7 +26,7 @@ from ..store import accounts as user_rows
 from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
 from .accounts import find_user, normalize_login
 from .clients import cached_client
-from .login_names import MAX_EMAIL_LENGTH, length_problem
+from .login_names import MAX_EMAIL_LENGTH, length_problem, mailbox_problem
 from .password_policy import normalize
 from .passwords import verify_password
 
@@ -65,10 +65,7 @@ def check_email_address(value: str | None) -> str | None:
             or any(c.isspace() or c in "<>,;\"\\()" or ord(c) < 32 for c in value) or "@" in domain
             or parseaddr(value) != ("", value)):
         return "Enter an email address such as name@example.com."
-    if not local.isascii():
-        # the mail library cannot put such a mailbox on an envelope (no SMTPUTF8): no link would leave
-        return "This server can send mail only to an address whose part before the @ is plain ASCII."
-    return None
+    return mailbox_problem(value)
 
 
 def address_to_verify(user: User) -> str | None:
