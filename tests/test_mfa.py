@@ -350,3 +350,15 @@ def test_start_again_on_the_second_step_keeps_the_pending_request(client, seeded
     start_again = html.unescape(re.search(r'<a href="([^"]*)">Start again</a>', page).group(1))
     assert urlsplit(start_again).path == "/account/login"
     assert parse_qs(urlsplit(start_again).query).get("returnUrl") == [return_url]
+
+
+def test_the_factors_page_leads_back_only_to_a_local_request_and_only_once_a_factor_is_set_up(alice, app):
+    """Sent from a client's "Two-step sign-in required" page (returnUrl): no way back before a
+    factor is set up, none to another site."""
+    request = "/connect/authorize?client_id=spa&response_type=code&scope=openid"
+    assert 'id="mfa-return"' not in alice.get("/account/mfa", query_string={"returnUrl": request}).get_data(as_text=True)
+    enrol(alice)
+    page = alice.get("/account/mfa", query_string={"returnUrl": request}).get_data(as_text=True)
+    assert 'id="mfa-return" href="/connect/authorize?client_id=spa&amp;' in page and "Continue to Single-Page App" in page
+    page = alice.get("/account/mfa", query_string={"returnUrl": "https://evil.example/"}).get_data(as_text=True)
+    assert 'id="mfa-return"' not in page and "evil.example" not in page

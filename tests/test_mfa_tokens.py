@@ -80,7 +80,8 @@ def test_acr_values_mfa_sends_a_user_without_a_factor_to_set_one_up(client, app,
                                               code_challenge_method="S256")
     assert response.status_code == 403
     html = response.get_data(as_text=True)
-    assert "Two-step sign-in required" in html and 'href="/account/mfa"' in html and "Native App" in html
+    assert "Two-step sign-in required" in html and "Native App" in html
+    assert 'href="/account/mfa?returnUrl=/connect/authorize?client_id%3Dnative%26' in html  # the request goes along
 
 
 @pytest.mark.parametrize("acr_values", ["1fa mfa", "mfa 1fa", "1 2"])

@@ -11,7 +11,7 @@ from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
 from .second_factor import NEEDS_CODE, NEEDS_SIGN_IN
-from .return_urls import pending_client, pending_client_id
+from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
 
@@ -100,6 +100,11 @@ def factors():
     factors = mfa.user_factors(user_id)
     secret = mfa.pending_totp_secret(user_id) if factors.totp_pending else None
     uri = mfa.provisioning_uri(secret, current_user.user.username) if secret else None
+    # sent here by a client's "Two-step sign-in required" page: once a factor is set up, lead back
+    # to the request (Back cannot: the pages between are answers to this page's posts)
+    return_url = safe_return_url(request.args.get("returnUrl")) if factors.any else None
+    return_client = pending_client(return_url)[0] if return_url else None
     return render_template("account/mfa.html", factors=factors, forms=forms, errors=errors, notice=notice,
                            recovery_codes=recovery_codes, secret=secret, qr_svg=mfa.qr_svg(uri) if uri else None,
-                           action=action, needs_otp=not recent_mfa), status
+                           action=action, needs_otp=not recent_mfa, return_url=return_url,
+                           return_client=return_client), status

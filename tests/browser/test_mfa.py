@@ -74,3 +74,43 @@ def test_set_up_an_authenticator_app_then_sign_in_with_a_code_and_a_recovery_cod
     assert ui.signed_in_as() == user["name"]
     ui.goto("/account/mfa")
     assert "9 of your recovery codes are unused" in ui.page.content()
+
+
+def test_a_client_that_requires_two_steps_gets_the_person_back_after_the_set_up(ui, app, seeded, clock):
+    """The "Two-step sign-in required" page sends the person to set up an app; once it is set up,
+    the factors page leads back to the request (the browser's Back button cannot: the pages
+    between are answers to form posts), and the request goes on with both factors."""
+    from sqlalchemy import update
+
+    from identity.extensions import db
+    from identity.models import Client
+
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "spa").values(require_mfa=True))
+        db.session.commit()
+        db.session.remove()
+    user = seeded["users"][0]
+    request = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&state=s1"
+               "&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback"
+               "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
+    ui.goto(request)
+    ui.sign_in(user["username"], user["password"], path=None)
+    assert ui.page.get_by_role("heading", name="Two-step sign-in required").is_visible()
+    with ui.page.expect_navigation():
+        ui.page.get_by_role("link", name="Set up two-step sign-in").click()
+    assert ui.submit_and_catch_post().status == 200  # "Set up an authenticator app"
+    secret = ui.page.locator("#totp-secret").inner_text().strip()
+    ui.page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).at(clock.now()))
+    assert ui.submit_and_catch_post().status == 200
+    assert ui.page.locator("#recovery-codes code").count() == 10
+
+    back = ui.page.get_by_role("link", name="Continue to Single-Page App")
+    assert back.count() == 1, "the factors page offers no way back to the request: " + ui.page.inner_text("main")
+    with ui.page.expect_navigation():
+        back.click()
+    assert "/account/login" in ui.page.url, "signed in before the set-up: the request asks for both factors"
+    clock.offset += 30
+    ui.sign_in(user["username"], user["password"], path=None)
+    ui.page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).at(clock.now()))
+    ui.submit()
+    assert "/consent" in ui.page.url, ui.page.url
