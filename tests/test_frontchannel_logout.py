@@ -71,6 +71,7 @@ def test_endsession_with_a_return_address_shows_the_frames_then_a_link_back(clie
     page = response.get_data(as_text=True)
     assert len(frames(page)) == 2
     assert 'href="https://web.example.com/bye?state=s-1"' in page
+    assert "Return to Web App" in page, "the link back does not name the client it returns to"
     assert csp_directive(response, "frame-src") == "frame-src https://implicit.example.com https://web.example.com"
     assert hint_claims["sid"] in frames(page)[0] + frames(page)[1]
 

@@ -33,7 +33,8 @@ def render(decision):
 def render_signed_out(decision, frontchannel_uris: list[str], client_name: str | None = None):
     """After a sign-out: the end-session decision, unless clients must be told in the browser
     (Front-Channel Logout): then the signed-out page with their iframes (the CSP frames exactly
-    their origins) and, if the client asked to be returned to, a link back there."""
+    their origins) and, if the client asked to be returned to, a link back there, named by
+    `client_name`."""
     if not frontchannel_uris:
         return render(decision) if decision is not None else render_template(
             "account/logged_out.html", redirect_uri=None, client_name=client_name)
