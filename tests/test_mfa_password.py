@@ -238,3 +238,23 @@ def test_the_pages_tell_a_passkey_only_user_to_sign_in_with_it_not_to_enter_a_co
     with app.app_context():
         user = db.session.get(User, alice_id)
         assert user.failed_attempts == 0 and user.pending_email is None
+
+
+def test_the_second_step_asks_a_passkey_only_user_for_the_passkey_not_a_code(client, app, seeded):
+    """The second step showed a user whose only second factor is a passkey "Code from your
+    authenticator app", autofocused, and counted every code they tried toward the lockout: a
+    code they can never have. It now asks for the passkey, and a code sent anyway counts nothing."""
+    from identity.extensions import db
+    from identity.models import User
+
+    alice_id = register_passkey(app)
+    first = AuthActions(client).login()
+    assert first.status_code == 302 and "/account/login/mfa" in first.headers["Location"]
+    page = client.get("/account/login/mfa")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'name="code"' not in html and "Use a passkey" in html
+    refused = client.post("/account/login/mfa", data={"csrf_token": csrf_token(html), "code": "123456"})
+    assert refused.status_code == 400 and "passkey" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(User, alice_id).failed_attempts == 0

@@ -15,6 +15,7 @@ from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
 
+PASSKEY_STEP = "Your second factor is a passkey: use it below."
 CODE_FAILED = "That code is not right, or was used already, or the account is temporarily locked. Try again."
 
 
@@ -30,7 +31,10 @@ def second_step():
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
     form = SecondFactorForm()
     error = None
-    if form.validate_on_submit():
+    codes = mfa.has_totp(user.id)  # else the factor is a passkey, which no code stands for
+    if not codes and request.method == "POST":
+        error = PASSKEY_STEP  # not counted toward the lockout: no code could be right
+    elif form.validate_on_submit():
         result = accounts.finish_sign_in(user, form.code.data, amr=pending.get("amr") or mfa.AMR_PASSWORD,
                                          client_id=pending_client_id(return_url))
         if result.user is not None:
@@ -45,7 +49,7 @@ def second_step():
     allow_form_target(redirect_uri)  # the post ends at the client after the redirects
     status = 200 if error is None else 400
     return render_template("account/login_mfa.html", form=form, error=error, client_name=client_name,
-                           return_url=return_url), status
+                           return_url=return_url, codes=codes), status
 
 
 @bp.route("/mfa", methods=["GET", "POST"])
