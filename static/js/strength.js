@@ -8,8 +8,8 @@
   var PAUSE_MS = 250;
 
   function init() {
-    var form = document.querySelector("form");
     var input = document.getElementById("new_password");
+    var form = input && input.form;  // the password form, not the first on the page (the header's sign-out)
     var current = document.getElementById("current_password");
     var meter = document.getElementById("strength");
     var label = document.getElementById("strength-label");
