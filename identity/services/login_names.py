@@ -57,7 +57,24 @@ def name_characters_problem(value: str) -> str | None:
 def mailbox_problem(address: str) -> str | None:
     """Why no mail can reach the address, or None: its part before the @ must be ASCII (the mail
     library cannot put another on an envelope: no SMTPUTF8). An international domain is fine: it
-    is sent in its IDNA form."""
-    if not address.rpartition("@")[0].isascii():
+    is sent in its IDNA form, if that form names the same domain. The conversion (Python's IDNA
+    codec, IDNA 2003) drops some characters (a soft hyphen, U+200B, a variation selector) and
+    changes others (full-width letters, ß to ss): "bob@ex\u00adample.com" was mailed to
+    bob@example.com, while the server took it for an address of nobody's, and called it verified
+    once a link was followed from bob's mailbox."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
         return "This server can send mail only to an address whose part before the @ is plain ASCII."
+    if not domain.isascii() and not _idna_keeps(domain):
+        return "Mail to this domain as written would go to another domain, or to none: enter it as it is registered."
     return None
+
+
+def _idna_keeps(domain: str) -> bool:
+    """Whether the domain's IDNA form (what the mail goes to) reads back as the domain itself, but for case."""
+    try:
+        domain.encode("idna")
+        return all(label.isascii() or label.encode("idna").decode("idna") == label.lower()
+                   for label in domain.split("."))
+    except UnicodeError:  # a label too long or empty once converted: nothing can be sent there
+        return False

@@ -1,0 +1,59 @@
+"""The mails as their recipient, and an attacker who chooses some of their inputs, sees them: the
+mailbox a link goes to, the headers, the expiry a mail states."""
+
+import pytest
+from sqlalchemy import select
+
+from conftest import ALICE_PASSWORD
+from identity.extensions import db
+from identity.models import User
+from identity.services import mail as outgoing
+from test_email_change import api, change_email  # noqa: F401  (the fixture)
+from test_registration import ON, register, users
+
+
+# Python's IDNA codec (what the mail library applies to a non-ASCII domain) maps these to
+# "example.com": a soft hyphen, a zero-width space, a variation selector, full-width letters
+MAPPED_DOMAINS = ["ex\u00adample.com", "ex\u200bample.com", "exam\ufe0fple.com",
+                  "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"]
+
+
+@pytest.mark.parametrize("app_config", [ON])
+@pytest.mark.parametrize("domain", MAPPED_DOMAINS)
+def test_a_domain_the_mail_library_rewrites_is_refused_at_registration(app, client, seeded, mail, domain):
+    """"bob@ex\\u00adample.com" is not bob's address to the server (so not "taken"), yet its link
+    was mailed to bob@example.com: a second account on bob's mailbox, its address called verified
+    once he opens a link that names the other account."""
+    response = register(client, email=f"bob@{domain}")
+    assert response.status_code == 400
+    assert "would go to another domain" in response.get_data(as_text=True)
+    assert "carol" not in users(app)
+    with app.app_context():
+        assert outgoing.wait_until_sent()
+    assert mail.messages == []
+
+
+@pytest.mark.parametrize("domain", MAPPED_DOMAINS[:1])
+def test_a_domain_the_mail_library_rewrites_is_refused_as_a_new_address(app, api, mail, domain):
+    response = change_email(api, email=f"bob@{domain}")
+    assert response.status_code == 400
+    with app.app_context():
+        assert outgoing.wait_until_sent()
+        assert db.session.scalar(select(User.pending_email).where(User.username == "alice")) is None
+    assert mail.to("bob@example.com") == []
+
+
+@pytest.mark.parametrize("app_config", [ON])
+def test_a_domain_with_no_idna_form_is_refused(app, client, seeded, mail):
+    """A label too long once encoded: no mail can ever reach it (the mail library fails on it)."""
+    response = register(client, email="carol@" + "\u00e9" * 60 + ".example")
+    assert response.status_code == 400
+    assert "carol" not in users(app)
+
+
+@pytest.mark.parametrize("app_config", [ON])
+def test_an_international_domain_is_still_taken(app, client, seeded, mail):
+    response = register(client, email="carol@b\u00fccher.example")
+    assert response.status_code == 200
+    message = mail.wait_for(to="carol@xn--bcher-kva.example")
+    assert "verify-email" in mail.text(message)
