@@ -57,3 +57,20 @@ def test_an_international_domain_is_still_taken(app, client, seeded, mail):
     assert response.status_code == 200
     message = mail.wait_for(to="carol@xn--bcher-kva.example")
     assert "verify-email" in mail.text(message)
+
+
+RESET = dict(name="Alice", username="alice", minutes=30, link="https://id.example.com/x")
+
+
+@pytest.mark.parametrize("product", ["Example, Inc. ID", "Acme: Sign-in", "Soci\u00e9t\u00e9 (beta) ID"])
+def test_the_product_name_is_the_sender_s_display_name_whatever_its_punctuation(app, mail, product):
+    """With no MAIL_DEFAULT_SENDER the From is PRODUCT_NAME <no-reply@issuer's host>; a comma made
+    it two addresses ("Example" and " Inc. ID <...>"), of which the mail library kept the first:
+    From and the envelope sender were "Example", no domain."""
+    app.config["PRODUCT_NAME"] = product
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        assert outgoing.send("alice@example.com", "password_reset", **RESET) is True
+    message = mail.wait_for(to="alice@example.com")
+    sender = message["From"].addresses
+    assert [(a.display_name, a.addr_spec) for a in sender] == [(product, "no-reply@id.example.com")]
+    assert message["Subject"] == f"Reset your {product} password"

@@ -10,6 +10,7 @@ action that wanted the mail is kept and the person is answered the same way.
 """
 
 import collections
+import email.utils
 import logging
 import os
 import secrets
@@ -77,11 +78,14 @@ def link(path: str, **query: str) -> str:
 
 
 def _sender() -> str:
+    """MAIL_DEFAULT_SENDER, else PRODUCT_NAME <no-reply@issuer's host>. The name is quoted: the
+    mail library parses the sender again, and read a comma in it as the end of an address
+    ("Example, Inc." was sent from "Example"), a colon as a group's name, parentheses as a comment."""
     configured = current_app.config.get("MAIL_DEFAULT_SENDER")
     if configured:
         return configured
     host = urlsplit(base_url() or "").hostname or "localhost"
-    return f"{current_app.config['PRODUCT_NAME']} <no-reply@{host}>"
+    return f'"{email.utils.quote(current_app.config["PRODUCT_NAME"])}" <no-reply@{host}>'
 
 
 @dataclass
