@@ -19,7 +19,7 @@ from identity.services import mail_transport
 from identity.config.startup import ConfigurationError
 import mail_server
 
-RESET = dict(name="Alice", username="alice", minutes=30)
+RESET = dict(name="Alice", username="alice", lifetime="30 minutes")
 
 
 def _events(app, name):

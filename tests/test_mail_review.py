@@ -59,7 +59,7 @@ def test_an_international_domain_is_still_taken(app, client, seeded, mail):
     assert "verify-email" in mail.text(message)
 
 
-RESET = dict(name="Alice", username="alice", minutes=30, link="https://id.example.com/x")
+RESET = dict(name="Alice", username="alice", lifetime="30 minutes", link="https://id.example.com/x")
 
 
 @pytest.mark.parametrize("product", ["Example, Inc. ID", "Acme: Sign-in", "Soci\u00e9t\u00e9 (beta) ID"])
@@ -74,3 +74,32 @@ def test_the_product_name_is_the_sender_s_display_name_whatever_its_punctuation(
     sender = message["From"].addresses
     assert [(a.display_name, a.addr_spec) for a in sender] == [(product, "no-reply@id.example.com")]
     assert message["Subject"] == f"Reset your {product} password"
+
+
+@pytest.mark.parametrize("app_config, stated", [
+    ({"EMAIL_VERIFICATION_SECONDS": 1800}, "within 30 minutes"),  # said "within 1 hours"
+    ({"EMAIL_VERIFICATION_SECONDS": 5400}, "within 90 minutes"),  # said "within 1 hours"
+    ({"EMAIL_VERIFICATION_SECONDS": 3600}, "(within 1 hour)"),
+    ({"EMAIL_VERIFICATION_SECONDS": 86400}, "within 24 hours"),
+])
+def test_a_verification_mail_states_how_long_its_link_works(app, api, mail, stated):  # noqa: F811
+    """A link that expires in half an hour must not promise an hour."""
+    assert api.client.post("/localapi/email/verification", headers={"Authorization": f"Bearer {api.token()}"}
+                           ).status_code == 202
+    message = mail.wait_for(to="alice@example.com")
+    assert stated in " ".join(mail.text(message).split())
+    assert stated in " ".join(mail.html(message).split())
+
+
+@pytest.mark.parametrize("app_config, stated", [
+    ({"PASSWORD_RESET_SECONDS": 30}, "within 30 seconds"),  # said "within 0 minutes"
+    ({"PASSWORD_RESET_SECONDS": 90}, "within 90 seconds"),  # said "within 1 minutes"
+    ({"PASSWORD_RESET_SECONDS": 1800}, "within 30 minutes"),
+])
+def test_a_reset_mail_states_how_long_its_link_works(app, client, seeded, mail, stated):
+    from test_recovery import ask, sent
+    assert ask(client).status_code == 200
+    sent(app)
+    message = mail.wait_for(to="alice@example.com")
+    assert stated in " ".join(mail.text(message).split())
+    assert stated in " ".join(mail.html(message).split())

@@ -178,7 +178,7 @@ assert not loaded, loaded
 from identity.services import mail
 with served.test_request_context("/"):
     assert mail.send("alice@example.test", "password_reset", link="https://id.example.test/x",
-                     name="Alice", username="alice", minutes=30) is True
+                     name="Alice", username="alice", lifetime="30 minutes") is True
 assert "flask_mail" in sys.modules and "smtplib" in sys.modules, "the first mail loads Flask-Mail"
 print("ok")
 """

@@ -77,6 +77,19 @@ def link(path: str, **query: str) -> str:
     return (base_url() or "") + path + ("?" + urlencode(query) if query else "")
 
 
+def lifetime_text(seconds: int) -> str:
+    """How long a link works, as a mail says it, never longer than it does: whole hours ("1 hour",
+    "24 hours"), else minutes ("30 minutes", "90 minutes"), else seconds ("90 seconds")."""
+    seconds = int(seconds)
+    if seconds % 3600 == 0:
+        count, unit = seconds // 3600, "hour"
+    elif seconds >= 120:
+        count, unit = seconds // 60, "minute"
+    else:
+        count, unit = seconds, "second"
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 def _sender() -> str:
     """MAIL_DEFAULT_SENDER, else PRODUCT_NAME <no-reply@issuer's host>. The name is quoted: the
     mail library parses the sender again, and read a comma in it as the end of an address

@@ -50,7 +50,7 @@ def request_reset(login: str, *, return_url: str | None = None, client_id: str |
     audit.record("password_reset_requested", user_id=user_id, client_id=client_id, detail={"outcome": outcome})
     db.session.commit()
     query = {"token": token, **({"returnUrl": return_url} if return_url else {})}
-    context = dict(link=mail.link(RESET_PATH, **query), minutes=cfg["PASSWORD_RESET_SECONDS"] // 60)
+    context = dict(link=mail.link(RESET_PATH, **query), lifetime=mail.lifetime_text(cfg["PASSWORD_RESET_SECONDS"]))
     if to is not None:
         mail.send_later(to, "password_reset", user_id=user_id, name=name, username=username, **context)
     else:

@@ -109,9 +109,9 @@ def _client_name(client_id: str | None) -> str | None:
 
 
 def _send_link(user: User, address: str, link: str, *, change: bool) -> None:
-    hours = max(1, current_app.config["EMAIL_VERIFICATION_SECONDS"] // 3600)
+    lifetime = mail.lifetime_text(current_app.config["EMAIL_VERIFICATION_SECONDS"])
     mail.send_later(address, "verify_email", user_id=user.id, link=link, username=user.username,
-                    name=user.name or user.username, change=change, hours=hours)
+                    name=user.name or user.username, change=change, lifetime=lifetime)
 
 
 def send_verification(user_id: int, *, client_id: str | None = None) -> str:
