@@ -103,3 +103,20 @@ def test_a_reset_mail_states_how_long_its_link_works(app, client, seeded, mail, 
     message = mail.wait_for(to="alice@example.com")
     assert stated in " ".join(mail.text(message).split())
     assert stated in " ".join(mail.html(message).split())
+
+
+@pytest.mark.parametrize("app_config, domain", [
+    ({}, "id.example.com"),  # the issuer's host, as the sender's
+    ({"MAIL_DEFAULT_SENDER": "Example <id@mail.example.org>"}, "mail.example.org"),
+])
+def test_the_message_id_names_the_sender_s_domain_not_the_machine(app, mail, domain):
+    """Python's make_msgid() put the machine's own name (socket.getfqdn(), an internal host name),
+    the worker's process id and the time in every mail, to any address anyone can have mailed."""
+    import os
+    import socket
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        assert outgoing.send("alice@example.com", "password_reset", **RESET) is True
+    message_id = mail.wait_for(to="alice@example.com")["Message-ID"]
+    assert message_id.startswith("<") and message_id.endswith(f"@{domain}>")
+    assert socket.getfqdn() not in message_id.replace(domain, "")
+    assert f".{os.getpid()}." not in message_id

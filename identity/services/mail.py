@@ -120,8 +120,18 @@ def render(to: str, template: str, *, user_id: int | None = None, **context) -> 
     html = render_template(f"mail/{template}.html", subject=subject, **context)
     from . import mail_transport
 
-    message = mail_transport.message(subject=subject, recipients=[to], body=str(text), html=html, sender=_sender())
+    sender = _sender()
+    message = mail_transport.message(subject=subject, recipients=[to], body=str(text), html=html, sender=sender)
+    message.msgId = _message_id(sender)
     return Outgoing(message, template, user_id)
+
+
+def _message_id(sender: str) -> str:
+    """A Message-ID at the sender's domain. Flask-Mail's (Python's make_msgid()) named the machine
+    (socket.getfqdn(): an internal host name, looked up in DNS for every mail) and carried the
+    worker's process id and the time, in mails to any address anyone can have mailed."""
+    domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    return f"<{secrets.token_hex(16)}@{domain}>"
 
 
 def deliver(outgoing: Outgoing) -> bool:
