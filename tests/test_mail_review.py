@@ -120,3 +120,33 @@ def test_the_message_id_names_the_sender_s_domain_not_the_machine(app, mail, dom
     assert message_id.startswith("<") and message_id.endswith(f"@{domain}>")
     assert socket.getfqdn() not in message_id.replace(domain, "")
     assert f".{os.getpid()}." not in message_id
+
+
+def test_a_reset_link_longer_than_a_mail_line_still_arrives_whole(app, client, seeded, mail):
+    """A forgot-password asked for from a sign-in page keeps the pending request (returnUrl) in its
+    link: an authorization request with a long state made the link one line of over 998
+    characters, which RFC 5322 forbids and the SMTP server refused ("Line too long"): the person
+    was told to check their mail, and no mail ever came (mail_failed: SMTPDataError)."""
+    from urllib.parse import parse_qs, urlencode, urlsplit
+    from test_recovery import ask, sent
+    return_url = "/connect/authorize?" + urlencode({
+        "client_id": "spa", "response_type": "code", "redirect_uri": "https://spa.example.com/callback",
+        "scope": "openid profile email", "state": "s" * 700, "nonce": "n" * 43, "code_challenge": "c" * 43,
+        "code_challenge_method": "S256"})
+    assert ask(client, return_url=return_url).status_code == 200
+    sent(app)
+    message = mail.wait_for(to="alice@example.com", timeout=3)
+    assert max(len(line) for line in message.as_bytes().split(b"\n")) <= 998
+    link = mail.link(message)
+    assert parse_qs(urlsplit(link).query)["returnUrl"] == [return_url]
+    assert f'href="{link.replace("&", "&amp;")}"' in mail.html(message)
+    page = client.get(urlsplit(link).path + "?" + urlsplit(link).query)
+    assert page.status_code == 200
+
+
+def test_an_ordinary_mail_s_link_is_whole_in_its_raw_text(app, mail):
+    """docs/recovery.md: an outbox file can be read as text, the link in its plain-text part."""
+    link = "https://id.example.com/account/reset-password?token=" + "t" * 43
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        assert outgoing.send("alice@example.com", "password_reset", **{**RESET, "link": link}) is True
+    assert link.encode() in mail.wait_for(to="alice@example.com").as_bytes()

@@ -6,6 +6,8 @@ Flask-Mail's settings are read on that first use, from the app's config.
 """
 
 import smtplib
+from email.charset import QP, Charset
+from email.mime.text import MIMEText
 
 from flask import Flask, current_app
 from flask_mail import Connection, Mail, Message
@@ -35,6 +37,26 @@ class _Mail(Mail):
         return _TimedConnection(settings(current_app))
 
 
+#: RFC 5322's longest line, in bytes without its CRLF
+MAX_LINE = 998
+
+
+class _Message(Message):
+    """Flask-Mail's message, a part with a line too long for mail quoted-printable. Flask-Mail
+    sends UTF-8 as it is (7bit or 8bit), so a line is as long as the template's: a reset link that
+    keeps a long authorization request (returnUrl) was one line of over 998 characters, which
+    RFC 5322 forbids and SMTP servers refuse ("Line too long"), so the mail never left.
+    Quoted-printable breaks its lines at 76 characters, and the mail program joins them again;
+    other parts stay as they are, so a development outbox file read as text shows its link whole."""
+
+    def _mimetext(self, text, subtype="plain"):
+        if not any(len(line.encode()) > MAX_LINE for line in (text or "").splitlines()):
+            return super()._mimetext(text, subtype)
+        charset = Charset(self.charset or "utf-8")
+        charset.body_encoding = QP
+        return MIMEText(text, _subtype=subtype, _charset=charset)
+
+
 _mail = _Mail()
 
 
@@ -50,7 +72,7 @@ def message(**fields) -> Message:
     """A Flask-Mail message (subject, recipients, body, html, sender). Flask-Mail reads its
     settings while it builds and sends one, so they are read here first."""
     settings(current_app)
-    return Message(**fields)
+    return _Message(**fields)
 
 
 def send(outgoing: Message) -> None:
