@@ -150,3 +150,15 @@ def test_an_ordinary_mail_s_link_is_whole_in_its_raw_text(app, mail):
     with app.test_request_context("/", base_url="https://id.example.com"):
         assert outgoing.send("alice@example.com", "password_reset", **{**RESET, "link": link}) is True
     assert link.encode() in mail.wait_for(to="alice@example.com").as_bytes()
+
+
+def test_a_long_sender_name_with_accents_arrives_as_written(app, mail):
+    """Flask-Mail encodes the name in words of 76 characters, split inside a word, and the message's
+    policy then folded it with a space in that word: "Musterhause n-am-See"."""
+    product = "Portcullis Identit\u00e4t f\u00fcr die Stadtverwaltung Musterhausen-am-See und Umgebung"
+    app.config["PRODUCT_NAME"] = product
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        assert outgoing.send("alice@example.com", "password_reset", **RESET) is True
+    message = mail.wait_for(to="alice@example.com")
+    assert [(a.display_name, a.addr_spec) for a in message["From"].addresses] == [(product, "no-reply@id.example.com")]
+    assert message["Subject"] == f"Reset your {product} password"

@@ -7,7 +7,9 @@ Flask-Mail's settings are read on that first use, from the app's config.
 
 import smtplib
 from email.charset import QP, Charset
+from email.headerregistry import Address
 from email.mime.text import MIMEText
+from email.utils import parseaddr
 
 from flask import Flask, current_app
 from flask_mail import Connection, Mail, Message
@@ -55,6 +57,18 @@ class _Message(Message):
         charset = Charset(self.charset or "utf-8")
         charset.body_encoding = QP
         return MIMEText(text, _subtype=subtype, _charset=charset)
+
+    def _message(self):
+        """The From header set by the message's own policy (SMTP). Flask-Mail's encodes the
+        sender's name in words of 76 characters, split inside a word, which the policy then
+        folded with a space in it: "Musterhausen" arrived as "Musterhause n"."""
+        message = super()._message()
+        name, address = parseaddr(self.sender)
+        if not address.isascii():  # an international domain: Flask-Mail's header has its IDNA form
+            return message
+        del message["From"]
+        message["From"] = Address(display_name=name, addr_spec=address)
+        return message
 
 
 _mail = _Mail()
