@@ -59,12 +59,18 @@ def test_the_home_page_of_a_signed_in_user_is_not_stored(client, seeded):
     assert "no-store" not in client.get("/static/site.css").headers.get("Cache-Control", "")
 
 
-def test_a_passkey_answer_replayed_with_the_cookie_it_came_with_signs_nobody_in(client, app, seeded):
+def _registered_key(client) -> tuple[AuthActions, SoftKey]:
+    """alice with a passkey (registered over HTTP), signed out again."""
     auth = AuthActions(client)
     auth.login()
     key = SoftKey()
     assert register_over_http(client, key).status_code == 201
     auth.logout()
+    return auth, key
+
+
+def test_a_passkey_answer_replayed_with_the_cookie_it_came_with_signs_nobody_in(client, app, seeded):
+    _, key = _registered_key(client)
     csrf = token(client)
     challenge = client.post("/account/login/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
     sent_with = client.get_cookie(SESSION).value  # the cookie the browser sends with its answer
@@ -78,11 +84,7 @@ def test_a_passkey_answer_replayed_with_the_cookie_it_came_with_signs_nobody_in(
 
 
 def test_a_second_step_passkey_answer_replayed_with_its_cookie_signs_nobody_in(client, app, seeded):
-    auth = AuthActions(client)
-    auth.login()
-    key = SoftKey()
-    assert register_over_http(client, key).status_code == 201
-    auth.logout()
+    auth, key = _registered_key(client)
     assert auth.login().headers["Location"].startswith("/account/login/mfa")
     csrf = token(client, "/account/login/mfa")
     challenge = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]

@@ -188,21 +188,13 @@ def test_a_passkey_only_user_is_told_to_sign_in_again_not_to_send_an_otp_they_ca
     """A user whose only second factor is a passkey was told by the 403 to "send `otp`", which
     they can never have, and every `otp` they tried counted toward the lockout. They are now told
     to sign in again with the passkey, and a hopeless `otp` is not counted."""
-    from sqlalchemy import select
-
     from actions import AuthActions
     from identity.models import User
-    from identity.services import passkeys
-    from webauthn_keys import SoftKey
+    from test_mfa_password import register_passkey
 
     AuthActions(client).login()
     access = OAuthActions(client).code_flow(client_id="native", scope="openid IdentityServerApi")[0].get_json()
-    issuer = "https://id.example.com"
-    with app.app_context():
-        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
-        ceremony = passkeys.registration_options(alice_id, issuer)
-        passkeys.register(alice_id, issuer, ceremony.state,
-                          SoftKey().registration(ceremony.state["challenge"], origin=issuer, rp_id="id.example.com"))
+    alice_id = register_passkey(app)
     new = "lantern-orchid-velvet-204"
     for otp in (None, "123456"):
         body = {"current_password": ALICE_PASSWORD, "new_password": new, "confirm_password": new}
