@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, exists, func, null, or_, select
 
 from ..clock import now
+from ..errors import NotFound
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
 from ..store.writes import insert_or_skip
@@ -103,7 +104,12 @@ def list_grants(user_id: int) -> list[AppGrant]:
 
 
 def revoke_grant(user_id: int, client_id: str) -> None:
-    """Forget the consent and revoke the refresh tokens a user gave one client."""
+    """Forget the consent and revoke the refresh tokens a user gave one client. NotFound when the
+    page would not list the app (list_grants): it holds nothing of the user's, the form was sent
+    again or names an app the user never used, so nothing is revoked, audited, or told (a second
+    logout token, or a user's `sub` sent to an app that never knew them)."""
+    if not any(grant.client_id == client_id for grant in list_grants(user_id)):
+        raise NotFound("no access to revoke")
     db.session.execute(delete(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id))
     revoke_user_client_grants(user_id, client_id)
     audit.record("consent_revoked", user_id=user_id, client_id=client_id)

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from ..errors import NotFound
 from .forms import ConfirmForm
 from ..services import consent
 
@@ -33,6 +34,10 @@ def revoke():
     form = ConfirmForm()
     client_id = request.form.get("client_id", "")
     if form.validate_on_submit() and client_id:
-        consent.revoke_grant(current_user.user.id, client_id)
-        flash("Access revoked.", "success")
+        try:
+            consent.revoke_grant(current_user.user.id, client_id)
+        except NotFound:
+            flash("That app has no access to your account: nothing was revoked.", "info")
+        else:
+            flash("Access revoked.", "success")
     return redirect(url_for("grants.index"))

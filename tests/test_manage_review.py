@@ -1,0 +1,73 @@
+"""A signed-in user managing their account, and a second user reaching for the first one's
+things: the grants page, the sessions page and the local API's sessions, with real sign-ins and
+real tokens, checked in the database."""
+
+import pytest
+from sqlalchemy import func, select, update
+
+from actions import AuthActions, OAuthActions, redirect_params
+from conftest import BOB_PASSWORD, csrf_token
+from identity.extensions import db
+from identity.models import AuditEvent, Client, LogoutDelivery, User
+from test_sessions_devices import browser
+from test_localapi_support import CHEAP_ARGON2
+
+
+@pytest.fixture
+def app_config():
+    return {**CHEAP_ARGON2, "BACKCHANNEL_LOGOUT_POLL_SECONDS": 0}
+
+
+def set_client(app, client_id, **values):
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == client_id).values(**values))
+        db.session.commit()
+
+
+def logout_tokens_for(app, username):
+    """The (client, reason) of every logout token queued for the user."""
+    with app.app_context():
+        subject = db.session.scalar(select(User.subject).where(User.username == username))
+        return db.session.execute(select(LogoutDelivery.client_id, LogoutDelivery.reason)
+                                  .where(LogoutDelivery.subject == subject)).all()
+
+
+def audited(app, event, username):
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == username))
+        return db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                 .where(AuditEvent.event == event, AuditEvent.user_id == user_id))
+
+
+# --- the grants page ---------------------------------------------------------------------------
+
+
+def test_revoking_an_app_that_holds_nothing_tells_it_nothing_and_says_so(app, client, flow_clients):
+    """The page's form sent again (a second tab, a double submit), or a client id the user never
+    used: the app already holds nothing of the user's. It is not sent another logout token (nor,
+    for a user it never knew, their `sub`), and the page does not claim to have revoked anything."""
+    set_client(app, "web", backchannel_logout_uri="https://web.example.com/backchannel-logout")
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    assert oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").status_code == 200
+    form = {"csrf_token": csrf_token(client.get("/account/grants").get_data(as_text=True)), "client_id": "web"}
+
+    first = client.post("/account/grants/revoke", data=form, follow_redirects=True)
+    assert "Access revoked." in first.get_data(as_text=True)
+    assert logout_tokens_for(app, "alice") == [("web", "grant_revoked")]
+
+    again = client.post("/account/grants/revoke", data=form, follow_redirects=True)
+    assert again.status_code == 200
+    assert "Access revoked." not in again.get_data(as_text=True)
+    assert "no access" in again.get_data(as_text=True)
+    assert logout_tokens_for(app, "alice") == [("web", "grant_revoked")]
+    assert audited(app, "consent_revoked", "alice") == 1
+
+    bob = browser(app, username="bob", password=BOB_PASSWORD)
+    never_used = bob.post("/account/grants/revoke", follow_redirects=True, data={
+        "csrf_token": csrf_token(bob.get("/account/grants").get_data(as_text=True)), "client_id": "web"})
+    assert "Access revoked." not in never_used.get_data(as_text=True)
+    assert logout_tokens_for(app, "bob") == []
+    assert audited(app, "consent_revoked", "bob") == 0
