@@ -71,3 +71,30 @@ def test_revoking_an_app_that_holds_nothing_tells_it_nothing_and_says_so(app, cl
     assert "Access revoked." not in never_used.get_data(as_text=True)
     assert logout_tokens_for(app, "bob") == []
     assert audited(app, "consent_revoked", "bob") == 0
+
+
+# --- the sessions list -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{**CHEAP_ARGON2, "REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS": 1000}])
+def test_a_grant_past_its_absolute_lifetime_is_not_listed(app, client, flow_clients):
+    """An app grant is a family with a usable refresh token. One whose family is past
+    REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS (issued before the setting, or with a longer one) is
+    refused by the refresh grant for good: the lists do not show it as an app still signed in."""
+    from identity.models import RefreshToken
+    from test_sessions_devices import password_grant, refresh, sessions_of
+
+    ended, mine = password_grant(client), password_grant(client)
+    with app.app_context():
+        row = db.session.scalar(select(RefreshToken).order_by(RefreshToken.id).limit(1))
+        db.session.execute(update(RefreshToken).where(RefreshToken.id == row.id)
+                           .values(auth_time=row.auth_time - 2000, expires_at=row.auth_time + 3600))
+        db.session.commit()
+    assert refresh(client, ended["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+    entries = sessions_of(client, mine["access_token"])
+    assert [(e["kind"], e["current"]) for e in entries] == [("app", True)]
+    with app.test_request_context():
+        from identity.services import devices
+        user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        assert [e.current for e in devices.list_entries(user_id)] == [False]

@@ -21,11 +21,12 @@ def unrevoked_sessions(user_id: int):
 
 
 def live_refresh_tokens(user_id: int, stamp: int):
-    """The user's usable refresh tokens (one a family): family_id, client_id, issued_at,
-    user_agent, ip_address."""
+    """The user's unused, unrevoked, unexpired refresh tokens (one a family): family_id,
+    client_id, issued_at, user_agent, ip_address, expires_at, auth_time (whether the family
+    has ended is the service's rule)."""
     return db.session.execute(
         select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
-               RefreshToken.ip_address)
+               RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time)
         .where(RefreshToken.user_id == user_id, RefreshToken.consumed_at.is_(None),
                RefreshToken.revoked_at.is_(None), RefreshToken.expires_at >= stamp)
     ).all()
