@@ -98,3 +98,33 @@ def test_a_grant_past_its_absolute_lifetime_is_not_listed(app, client, flow_clie
         from identity.services import devices
         user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
         assert [e.current for e in devices.list_entries(user_id)] == [False]
+
+
+# --- the passkeys ------------------------------------------------------------------------------
+
+
+def test_removing_a_passkey_removed_already_says_so(app, client, flow_clients):
+    """The factors page open in two tabs: the second "Remove" of the same passkey finds nothing.
+    It stays a 404 (as for another user's), and the page says what happened, not "There is nothing
+    at this address" as for a mistyped URL."""
+    from identity.models import Passkey
+    from test_passkeys_web import passkey_sign_in, register_over_http, token
+    from webauthn_keys import SoftKey
+
+    AuthActions(client).login()
+    key = SoftKey()
+    assert register_over_http(client, key).status_code == 201
+    AuthActions(client).logout()
+    assert passkey_sign_in(client, key)[0].status_code == 302  # a sign-in with it: removal needs no code
+    with app.app_context():
+        passkey_id = db.session.scalar(select(Passkey.id))
+    form = {"csrf_token": token(client, "/account/mfa")}
+    assert client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data=form).status_code == 302
+
+    again = client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data=form)
+
+    assert again.status_code == 404
+    html = again.get_data(as_text=True)
+    assert "There is nothing at this address." not in html
+    assert "removed already" in html
+    assert audited(app, "passkey_removed", "alice") == 1

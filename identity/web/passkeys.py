@@ -21,6 +21,7 @@ from ..config.issuer import issuer
 from ..services import accounts, mfa, passkeys
 from ..services.browser_sessions import SessionUser
 from .account import _after_sign_in, _return_url
+from .errors import render_error
 from .second_factor import NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id
 
@@ -126,8 +127,9 @@ def remove(passkey_id: int):
         return redirect(url_for("mfa.factors")), 303
     try:
         passkeys.remove_passkey(current_user.user.id, passkey_id)
-    except NotFound:
-        abort(404)
+    except NotFound:  # a stale form (removed in another tab) or another user's id: one answer for both
+        return render_error(404, "No such passkey",
+                            "That passkey was removed already, or is not one of yours. Nothing was removed.")
     flash("Passkey removed.", "success")
     return redirect(url_for("mfa.factors"))
 
