@@ -128,3 +128,48 @@ def test_removing_a_passkey_removed_already_says_so(app, client, flow_clients):
     assert "There is nothing at this address." not in html
     assert "removed already" in html
     assert audited(app, "passkey_removed", "alice") == 1
+
+
+# --- two ends of one entry at once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["app", "browser"])
+def test_of_two_ends_of_one_entry_at_once_one_ends_it_and_the_other_is_told_it_had_ended(
+        app, client, flow_clients, database_uri, monkeypatch, kind):
+    """DELETE /localapi/sessions/{id} sent twice at once (a retried request, a double tap): the
+    second found the entry live, then the first ended it. The second answered 204 as if it had
+    ended it, and for a grant recorded a second `token_revoked` ended_by_user. It is now the 404
+    of an entry that is not live, as when the two come one after the other; one event is kept."""
+    from identity.services import devices
+    from identity.store.connection import autocommit_connection
+    from races import other_workers
+    from test_sessions_devices import bearer, by_kind, password_grant, sessions_of
+
+    with app.app_context():
+        if autocommit_connection().is_sqlite:
+            pytest.skip("PostgreSQL only: two workers' transactions interleaved")
+    if kind == "browser":
+        browser(app)
+    target, mine = password_grant(client), password_grant(client)
+    [entry] = [e for e in by_kind(sessions_of(client, mine["access_token"]), kind) if not e["current"]]
+    url, headers = f"/localapi/sessions/{entry['id']}", bearer(mine["access_token"])
+    real_end = devices._end
+    with other_workers(database_uri) as (other,):
+        first = {}
+
+        def ended_meanwhile(user_id, found, by):
+            if not first:  # the other worker's request ends it after this one listed it
+                first["response"] = None  # (its own end goes straight through)
+                first["response"] = other.test_client().delete(url, headers=headers)
+            return real_end(user_id, found, by)
+
+        monkeypatch.setattr(devices, "_end", ended_meanwhile)
+        second = client.delete(url, headers=headers)
+
+    assert first["response"].status_code == 204
+    assert second.status_code == 404
+    event, reason = ("token_revoked", "ended_by_user") if kind == "app" else ("session_ended", "ended_by_user")
+    with app.app_context():
+        details = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == event)).all()
+    assert [d["reason"] for d in details] == [reason]
+    assert target  # the grant ended was alice's other one

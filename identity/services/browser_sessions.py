@@ -147,10 +147,10 @@ def end_session(sid: str, reason: str = "signed_out") -> "logout.EndedSession | 
     """End a browser session; its clients are told (back-channel logout) in the same transaction.
     The session's public id and clients, for the front channel; None if it had already ended.
     Two requests ending it at once (sign-out clicked twice) queue its clients' tokens once: the
-    one whose revocation lost drops what it queued."""
+    one whose revocation lost drops what it queued, and gets None (it had ended meanwhile)."""
     ended = logout.session_ended(sid, reason)
     if store.revoke_session(sid, clock.now()):
         db.session.commit()
-    else:
-        db.session.rollback()
-    return ended
+        return ended
+    db.session.rollback()
+    return None

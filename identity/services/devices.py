@@ -103,27 +103,27 @@ def end_entry(user_id: int, value: str, *, by: str = "user") -> Entry:
     """End one of the user's live entries and return it; NotFound for an id that is not one (the
     same answer for another user's, an ended one, and nonsense). `by` is who asked, for the audit."""
     found = next((e for e in list_entries(user_id) if e.id == value), None) if parse_entry_id(value) else None
-    if found is None:
+    if found is None or not _end(user_id, found, by):  # not live, or ended meanwhile by another request
         raise NotFound("no such session")
-    _end(user_id, found, by)
     return found
 
 
 def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[Entry]:
-    """End every live entry of the user but `current` (an entry id, or None for all); return them."""
-    ended = [e for e in list_entries(user_id) if e.id != current]
-    for entry in ended:
-        _end(user_id, entry, by)
-    return ended
+    """End every live entry of the user but `current` (an entry id, or None for all); return
+    those this call ended (not those another request ended meanwhile)."""
+    return [e for e in list_entries(user_id) if e.id != current and _end(user_id, e, by)]
 
 
-def _end(user_id: int, entry: Entry, by: str) -> None:
+def _end(user_id: int, entry: Entry, by: str) -> bool:
+    """End one listed entry; False if another request ended it since it was listed (nothing
+    is recorded then)."""
     kind, key = parse_entry_id(entry.id)
     if kind == APP:
-        issued_grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id)
-        return
+        return issued_grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id,
+                                           only_if_live=True)
     sid = store.session_cookie_sid(user_id, key)
     if sid is None:  # ended meanwhile
-        return
+        return False
     audit.record("session_ended", user_id=user_id, client_id=entry.client_id, detail={"reason": f"ended_by_{by}"})
-    browser_sessions.end_session(sid)  # commits the event with the end
+    # commits the event with the end; rolls both back if another request ended it first
+    return browser_sessions.end_session(sid) is not None

@@ -222,7 +222,8 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     return won
 
 
-def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, client_id: str | None = None) -> None:
+def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, client_id: str | None = None,
+                  only_if_live: bool = False) -> bool:
     """Revoke every refresh token of a family and every access token issued in it.
 
     The access tokens are read after the refresh tokens are revoked: a rotation that commits in
@@ -231,9 +232,16 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     second revocation, at once or after, which found its refresh tokens revoked already. A code's
     family without refresh tokens ends when its access tokens are revoked: a replay of the code
     after that tells nobody again.
+
+    Whether this revocation ended refresh tokens of the family. With `only_if_live` (a person
+    ending one grant), a family whose refresh tokens were all revoked already (by a request that
+    committed first) is left as it is: nothing recorded, False.
     """
     stamp = now()
     ended_here = store.revoke_family_tokens(family_id, stamp)
+    if only_if_live and not ended_here:
+        db.session.rollback()
+        return False
     jtis = store.family_access_token_jtis([family_id])
     if ended_here or (not store.family_has_refresh_tokens(family_id) and not all_revoked(jtis)):
         logout.family_ended(family_id, reason)
@@ -244,6 +252,7 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     elif reason == "refresh_token_reused":
         metrics.count_refresh_token_reuse(client_id)
     db.session.commit()
+    return bool(ended_here)
 
 
 def revoke_refresh_token(row: RefreshToken) -> None:
