@@ -173,3 +173,31 @@ def test_of_two_ends_of_one_entry_at_once_one_ends_it_and_the_other_is_told_it_h
         details = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == event)).all()
     assert [d["reason"] for d in details] == [reason]
     assert target  # the grant ended was alice's other one
+
+
+@pytest.mark.parametrize("app_config", [{**CHEAP_ARGON2, "REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS": 1000}])
+def test_the_grants_page_does_not_list_an_app_whose_only_grant_is_past_its_absolute_lifetime(app, client,
+                                                                                            flow_clients):
+    """The grants page lists the apps that hold something of the user's. A refresh token whose
+    family is past REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS is refused for good: an app that holds
+    only that (its access tokens expired, no consent remembered) has no access left."""
+    from identity.models import AuthorizationCode, Consent, RefreshToken
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Consent)) == 0
+        row = db.session.scalar(select(RefreshToken))
+        # the sign-in, the code and its access token were 2,000 seconds ago
+        db.session.execute(update(RefreshToken).values(auth_time=row.auth_time - 2000, issued_at=row.issued_at - 2000,
+                                                       expires_at=row.auth_time + 3600))
+        db.session.execute(update(AuthorizationCode).values(created_at=AuthorizationCode.created_at - 2000,
+                                                             consumed_at=AuthorizationCode.consumed_at - 2000))
+        db.session.commit()
+    refused = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refused.get_json()["error"] == "invalid_grant"
+
+    assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)

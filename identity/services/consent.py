@@ -10,7 +10,7 @@ from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
 from ..store.writes import insert_or_skip
 from . import audit
-from .issued_grants import revoke_user_client_grants
+from .issued_grants import refresh_token_ends_at, revoke_user_client_grants
 from .resources import display_names
 
 
@@ -78,21 +78,23 @@ def list_grants(user_id: int) -> list[AppGrant]:
     """Apps the user has consented to, that hold live refresh tokens for them, or that may hold a
     live access token of theirs (revoking any of them ends it: revoke_grant)."""
     consents = {c.client_id: c for c in db.session.scalars(select(Consent).where(Consent.user_id == user_id))}
-    tokens = db.session.execute(
-        select(RefreshToken.client_id, func.min(RefreshToken.issued_at))
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None), RefreshToken.consumed_at.is_(None),
-               RefreshToken.expires_at > now())
-        .group_by(RefreshToken.client_id)
-    ).all()
+    stamp = now()
+    tokens: dict[str, int] = {}  # client id -> first issued, of the usable refresh tokens
+    for client_id, issued_at, expires_at, auth_time in db.session.execute(
+            select(RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.expires_at, RefreshToken.auth_time)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
+                   RefreshToken.consumed_at.is_(None), RefreshToken.expires_at > stamp)):
+        if refresh_token_ends_at(expires_at, auth_time) > stamp:  # not past its family's absolute lifetime
+            tokens[client_id] = min(issued_at, tokens.get(client_id, issued_at))
     access_only = _apps_holding_access_tokens(user_id)
-    client_ids = set(consents) | {t[0] for t in tokens} | set(access_only)
+    client_ids = set(consents) | set(tokens) | set(access_only)
     names = {c.client_id: c.client_name for c in db.session.scalars(select(Client).where(Client.client_id.in_(client_ids)))}
     token_scopes = {client_id: scopes for client_id, (_, scopes) in access_only.items()}
     for row in db.session.scalars(select(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
                                                             RefreshToken.consumed_at.is_(None))):
         token_scopes.setdefault(row.client_id, set()).update(row.scope.split())
     issued = {client_id: first for client_id, (first, _) in access_only.items()}
-    for client_id, first in tokens:
+    for client_id, first in tokens.items():
         issued[client_id] = min(first, issued.get(client_id, first))
     grants = []
     for client_id in sorted(client_ids):
