@@ -201,3 +201,30 @@ def test_the_grants_page_does_not_list_an_app_whose_only_grant_is_past_its_absol
     assert refused.get_json()["error"] == "invalid_grant"
 
     assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)
+
+
+# --- this browser's own session on the sessions page -------------------------------------------
+
+
+def test_ending_this_browsers_own_session_on_the_page_signs_out_as_sign_out_does(app, client, flow_clients):
+    """docs/sessions.md: ending a browser session signs it out as "Sign out" does. Ending this
+    browser's own entry on the page ended the row and redirected to the sign-in page, but the
+    apps it signed in to were not shown their front-channel logout pages, and the remember-me
+    cookie stayed (Sign out deletes it)."""
+    from test_logout_review import remember_cookies
+    from test_sessions_devices import page_entries, post_page
+
+    set_client(app, "web", frontchannel_logout_uri="https://web.example.com/frontchannel-logout")
+    assert AuthActions(client).login(remember=True).status_code == 302
+    oauth = OAuthActions(client)
+    assert "code" in redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])
+    [mine] = page_entries(client.get("/account/sessions").get_data(as_text=True))
+
+    response = post_page(client, entry=mine)
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'src="https://web.example.com/frontchannel-logout"' in html
+    (cookie,) = remember_cookies(app, response)
+    assert "Expires=Thu, 01 Jan 1970" in cookie
+    assert client.get("/account/sessions").status_code == 302

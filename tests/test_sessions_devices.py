@@ -349,8 +349,11 @@ def test_ending_this_browsers_own_session_signs_it_out(app, flow_clients, client
     here = browser(app)
     [mine] = page_entries(here.get("/account/sessions").get_data(as_text=True))
     response = post_page(here, entry=mine)
-    assert response.status_code == 302 and "/account/login" in response.headers["Location"]
+    assert response.status_code == 200 and "You are signed out." in response.get_data(as_text=True)
     assert here.get("/account/sessions").status_code == 302
+    with app.app_context():
+        [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "session_ended")).all()
+        assert event.detail["reason"] == "ended_by_user"
 
 
 def test_the_service_lists_nothing_for_a_user_without_sessions(app, seeded):

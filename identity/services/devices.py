@@ -108,6 +108,15 @@ def end_entry(user_id: int, value: str, *, by: str = "user") -> Entry:
     return found
 
 
+def record_own_end(user_id: int, current: str, *, by: str = "user") -> None:
+    """Record, in the session's transaction, the end of this browser's own session (entry
+    `current`), which the page then ends as "Sign out" does (plumbing.login_session.sign_out):
+    its end commits the event, or rolls it back if the session had ended meanwhile."""
+    found = next((e for e in list_entries(user_id) if e.id == current), None)
+    if found is not None:
+        audit.record("session_ended", user_id=user_id, client_id=found.client_id, detail={"reason": f"ended_by_{by}"})
+
+
 def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[Entry]:
     """End every live entry of the user but `current` (an entry id, or None for all); return
     those this call ended (not those another request ended meanwhile)."""

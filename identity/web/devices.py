@@ -6,6 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..errors import NotFound
+from ..plumbing.login_session import sign_out
+from .decisions import render_signed_out
 from .forms import ConfirmForm
 from ..services import devices
 
@@ -41,12 +43,13 @@ def end():
         ended = devices.end_all_but(user_id, current)
         flash(f"Signed out everywhere else ({len(ended)} ended)." if ended else "Nothing else to sign out.", "success")
         return redirect(url_for("sessions.index"))
+    if request.form.get("entry") == current:  # this browser's own session: as "Sign out" in the header
+        devices.record_own_end(user_id, current)
+        return render_signed_out(None, sign_out(current_user))
     try:
         devices.end_entry(user_id, request.form.get("entry", ""))
     except NotFound:
         flash("That session has already ended.", "info")
         return redirect(url_for("sessions.index"))
-    if request.form.get("entry") == current:
-        return redirect(url_for("account.login"))  # this browser's own session: signed out here too
     flash("Signed out.", "success")
     return redirect(url_for("sessions.index"))
