@@ -11,6 +11,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, Client, LogoutDelivery, User
 from test_sessions_devices import browser
 from test_localapi_support import CHEAP_ARGON2
+from mfa_actions import step_clock  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -228,3 +229,23 @@ def test_ending_this_browsers_own_session_on_the_page_signs_out_as_sign_out_does
     (cookie,) = remember_cookies(app, response)
     assert "Expires=Thu, 01 Jan 1970" in cookie
     assert client.get("/account/sessions").status_code == 302
+
+
+def test_removing_a_passkey_that_is_not_there_spends_no_recovery_code(app, client, flow_clients, step_clock):
+    """A session signed in with the password alone proves the second factor with a code to
+    remove a passkey. For a passkey that is not the user's (removed already in another tab, or
+    another user's id) the answer is a 404 and nothing is removed: the single-use recovery code
+    sent with it must not be spent on nothing."""
+    from identity.models import RecoveryCode
+    from mfa_actions import enrol_user
+    from test_passkeys_web import token
+
+    assert AuthActions(client).login().status_code == 302  # the password alone, then the app is set up
+    _, recovery_codes = enrol_user(app)
+    refused = client.post("/account/mfa/passkeys/424242/remove",
+                          data={"csrf_token": token(client, "/account/mfa"), "otp": recovery_codes[0]})
+
+    assert refused.status_code == 404
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RecoveryCode)
+                                 .where(RecoveryCode.used_at.is_not(None))) == 0

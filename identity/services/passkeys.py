@@ -156,6 +156,13 @@ def has_passkey(user_id: int) -> bool:
     return bool(store.user_passkeys(user_id))
 
 
+def ensure_users_passkey(user_id: int, passkey_id: int) -> None:
+    """NotFound unless the passkey is the user's: checked before a removal asks for a code, so
+    no code (a recovery code is single-use) is spent on a passkey that is not there."""
+    if not store.user_has_passkey(user_id, passkey_id):
+        raise NotFound("no such passkey")
+
+
 def remove_passkey(user_id: int, passkey_id: int) -> None:
     """Remove one of the user's passkeys; NotFound if it is not theirs."""
     if not store.remove_passkey(user_id, passkey_id):

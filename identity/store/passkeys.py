@@ -40,6 +40,11 @@ def user_passkeys(user_id: int) -> list[Passkey]:
     return list(db.session.scalars(select(Passkey).where(Passkey.user_id == user_id).order_by(Passkey.id)))
 
 
+def user_has_passkey(user_id: int, passkey_id: int) -> bool:
+    """Whether the passkey with this id is the user's."""
+    return db.session.scalar(select(Passkey.id).where(Passkey.id == passkey_id, Passkey.user_id == user_id)) is not None
+
+
 def passkey_by_credential_id(credential_id: str) -> Passkey | None:
     """The passkey with this credential id (base64url), whoever owns it."""
     return db.session.scalar(select(Passkey).where(Passkey.credential_id == credential_id))

@@ -117,6 +117,10 @@ def remove(passkey_id: int):
     (`otp`), as for adding one. Else a session signed in with the password alone could take away
     the factor that guards the account's next sign-in."""
     try:
+        passkeys.ensure_users_passkey(current_user.user.id, passkey_id)  # before a code is spent on it
+    except NotFound:
+        return _no_such_passkey()
+    try:
         mfa.prove_second_factor(current_user.user.id, request.form.get("otp") or None, purpose="remove_factor",
                                 recent_mfa=mfa.recently_verified(current_user.amr, current_user.auth_time))
     except SecondFactorRequired:
@@ -127,11 +131,16 @@ def remove(passkey_id: int):
         return redirect(url_for("mfa.factors")), 303
     try:
         passkeys.remove_passkey(current_user.user.id, passkey_id)
-    except NotFound:  # a stale form (removed in another tab) or another user's id: one answer for both
-        return render_error(404, "No such passkey",
-                            "That passkey was removed already, or is not one of yours. Nothing was removed.")
+    except NotFound:  # removed meanwhile
+        return _no_such_passkey()
     flash("Passkey removed.", "success")
     return redirect(url_for("mfa.factors"))
+
+
+def _no_such_passkey():
+    """A stale form (removed in another tab) or another user's id: one answer for both."""
+    return render_error(404, "No such passkey",
+                        "That passkey was removed already, or is not one of yours. Nothing was removed.")
 
 
 def _with_return_url(endpoint: str, return_url: str | None) -> str:
