@@ -75,6 +75,19 @@ def test_reordered_hybrid_response_type_answers_in_the_fragment(oauth):
     assert {"code", "id_token", "state"} <= set(dict(parse_qsl(parts.fragment)))
 
 
+def test_sign_in_page_names_no_disabled_client_and_lets_it_in_no_form_action(client, flow_clients, runner):
+    """`clients disable` refuses the client everywhere, but the sign-in page a request of it
+    reached still said "continue to Web App" and let its origin into form-action, as if the
+    sign-in would lead there (the authorization itself is refused)."""
+    assert runner.invoke(args=["clients", "disable", "web"]).exit_code == 0
+    registered = "/connect/authorize?" + urlencode({"client_id": "web", "redirect_uri": "https://web.example.com/cb",
+                                                    "response_type": "code", "scope": "openid"})
+    page = client.get("/account/login?" + urlencode({"returnUrl": registered}))
+    assert page.status_code == 200
+    assert "Web App" not in page.get_data(as_text=True)
+    assert "web.example.com" not in page.headers["Content-Security-Policy"]
+
+
 def test_sign_in_page_names_the_pending_client_and_reaches_only_its_registered_redirect(client, flow_clients):
     registered = "/connect/authorize?" + urlencode({"client_id": "web", "redirect_uri": "https://web.example.com/cb",
                                                     "response_type": "code", "scope": "openid"})

@@ -40,10 +40,11 @@ def pending_client_id(return_url: str | None) -> str | None:
 
 def pending_client(return_url: str | None) -> tuple[str | None, str | None]:
     """The pending request's client name and its redirect URI, when registered for that client
-    (from the worker's client snapshot, as the authorization endpoint reads it)."""
+    (from the worker's client snapshot, as the authorization endpoint reads it); nothing for a
+    disabled client, whose request the authorization endpoint refuses."""
     params = pending_authorization(return_url)
     client = cached_client(params.get("client_id"))
-    if client is None:
+    if client is None or not client.enabled:
         return None, None
     reply = reply_to(client, params)
     return client.client_name, reply.redirect_uri if reply is not None else None
