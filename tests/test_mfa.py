@@ -99,6 +99,15 @@ def test_a_second_click_on_confirm_says_the_app_is_set_up_and_how_to_get_new_cod
         assert set(db.session.scalars(select(RecoveryCode.code_hash))) == stored
 
 
+def test_the_factors_page_has_no_duplicate_element_ids(alice, app):
+    """Each of the page's forms rendered its CSRF field with id="csrf_token": the same id several
+    times in one document (invalid HTML; a label or script that looks it up finds the first)."""
+    enrol(alice)
+    html = alice.get("/account/mfa").get_data(as_text=True)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted(i for i in set(ids) if ids.count(i) > 1)
+
+
 def test_recovery_codes_are_shown_once_and_stored_as_hashes(alice, app):
     secret, codes = enrol(alice)
     assert len(set(codes)) == 10
