@@ -162,3 +162,18 @@ def test_a_long_sender_name_with_accents_arrives_as_written(app, mail):
     message = mail.wait_for(to="alice@example.com")
     assert [(a.display_name, a.addr_spec) for a in message["From"].addresses] == [(product, "no-reply@id.example.com")]
     assert message["Subject"] == f"Reset your {product} password"
+
+
+def test_a_link_to_an_address_not_yet_proved_carries_no_free_text_of_the_requester(app, api, mail):  # noqa: F811
+    """The verification mail went to any address a signed-in user named, greeting it with their
+    display name: up to 200 characters of the requester's own text (a URL, an offer) in a mail
+    from this server to anyone. It now greets no one by name; the account is named by its user
+    name, which has no spaces."""
+    pitch = "Claim your prize at prize.example now"
+    with app.app_context():
+        db.session.scalar(select(User).where(User.username == "alice")).name = pitch
+        db.session.commit()
+    assert change_email(api, email="stranger@example.org").status_code == 202
+    message = mail.wait_for(to="stranger@example.org")
+    assert pitch not in mail.text(message) and pitch not in mail.html(message)
+    assert "alice" in mail.text(message)

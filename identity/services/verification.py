@@ -110,8 +110,9 @@ def _client_name(client_id: str | None) -> str | None:
 
 def _send_link(user: User, address: str, link: str, *, change: bool) -> None:
     lifetime = mail.lifetime_text(current_app.config["EMAIL_VERIFICATION_SECONDS"])
+    # no display name: the address is not proved to be the user's, and the name is their free text
     mail.send_later(address, "verify_email", user_id=user.id, link=link, username=user.username,
-                    name=user.name or user.username, change=change, lifetime=lifetime)
+                    change=change, lifetime=lifetime)
 
 
 def send_verification(user_id: int, *, client_id: str | None = None) -> str:
