@@ -28,6 +28,11 @@ CHROMIUM_ARGS = [
 PRODUCT_NAME = "Portcullis Identity"
 TIMEOUT_MS = 10_000
 CSP_MARK = "Content Security Policy"
+#: the demo spa client's authorization request (code + PKCE): `ui.sign_in(..., path=SPA_AUTHORIZE)`
+#: signs in on the page it leads to
+SPA_AUTHORIZE = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&state=s1"
+                 "&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback"
+                 "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
 
 # Computed styles of bare elements in a page without any stylesheet: a styled page differs.
 _DEFAULT_STYLE_PROBE = """() => {

@@ -8,6 +8,8 @@ import time
 import pyotp
 import pytest
 
+from .conftest import SPA_AUTHORIZE
+
 pytestmark = pytest.mark.browser
 
 
@@ -90,11 +92,7 @@ def test_a_client_that_requires_two_steps_gets_the_person_back_after_the_set_up(
         db.session.commit()
         db.session.remove()
     user = seeded["users"][0]
-    request = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&state=s1"
-               "&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback"
-               "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
-    ui.goto(request)
-    ui.sign_in(user["username"], user["password"], path=None)
+    ui.sign_in(user["username"], user["password"], path=SPA_AUTHORIZE)
     assert ui.page.get_by_role("heading", name="Two-step sign-in required").is_visible()
     with ui.page.expect_navigation():
         ui.page.get_by_role("link", name="Set up two-step sign-in").click()

@@ -6,6 +6,8 @@ from sqlalchemy import select
 from identity.extensions import db
 from identity.models import Client
 
+from .conftest import SPA_AUTHORIZE
+
 pytestmark = pytest.mark.browser
 
 PASSWORD = "juniper-falcon-ribbon-735"
@@ -78,11 +80,7 @@ def test_a_client_that_requires_a_verified_address_waits_for_it(app, ui, seeded,
         db.session.scalar(select(Client).where(Client.client_id == "spa")).require_verified_email = True
         db.session.commit()
     user = seeded["users"][0]
-    authorize = ("/connect/authorize?client_id=spa&response_type=code&scope=openid&state=s1"
-                 "&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback"
-                 "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
-    ui.goto(authorize)
-    ui.sign_in(user["username"], user["password"], path=None)
+    ui.sign_in(user["username"], user["password"], path=SPA_AUTHORIZE)
     assert "/account/email/required" in ui.page.url
     assert ui.page.get_by_role("heading", name="Confirm your email address").is_visible()
     assert "Single-Page App" in ui.page.locator("main").inner_text()
