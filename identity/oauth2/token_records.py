@@ -60,7 +60,7 @@ class RefreshTokenRecord:
         return client.client_id == self.client_id
 
     def is_expired(self) -> bool:
-        return issued_grants.refresh_token_ends_at(self.row.expires_at, self.row.auth_time) < now()
+        return not issued_grants.refresh_token_usable(self.row.expires_at, self.row.auth_time, now())
 
     def is_revoked(self) -> bool:
         """Revoked, rotated, or refused by the refresh grant now that its client requires a second

@@ -10,7 +10,7 @@ from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
 from ..store.writes import insert_or_skip
 from . import audit
-from .issued_grants import refresh_token_ends_at, revoke_user_client_grants
+from .issued_grants import refresh_token_usable, revoke_user_client_grants
 from .resources import display_names
 
 
@@ -84,7 +84,7 @@ def list_grants(user_id: int) -> list[AppGrant]:
             select(RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.expires_at, RefreshToken.auth_time)
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
                    RefreshToken.consumed_at.is_(None), RefreshToken.expires_at > stamp)):
-        if refresh_token_ends_at(expires_at, auth_time) > stamp:  # not past its family's absolute lifetime
+        if refresh_token_usable(expires_at, auth_time, stamp):  # not past its family's absolute lifetime
             tokens[client_id] = min(issued_at, tokens.get(client_id, issued_at))
     access_only = _apps_holding_access_tokens(user_id)
     client_ids = set(consents) | set(tokens) | set(access_only)

@@ -111,6 +111,12 @@ def refresh_token_ends_at(expires_at: int, auth_time: int | None) -> int:
     return expires_at if end is None else min(expires_at, end)
 
 
+def refresh_token_usable(expires_at: int, auth_time: int | None, stamp: int) -> bool:
+    """Whether a stored refresh token is still within its time at `stamp` (refresh_token_ends_at):
+    the refresh grant's rule, which introspection and the lists of apps apply too."""
+    return refresh_token_ends_at(expires_at, auth_time) >= stamp
+
+
 def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
     """When a refresh token issued at `stamp` expires: REFRESH_TOKEN_LIFETIME_SECONDS later (the
     lifetime slides with each rotation), but never after its family ends."""
@@ -201,7 +207,7 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
     stamp = now()
     if row.client_id != client_id or row.revoked_at is not None or not row.enabled:
         return None
-    if refresh_token_ends_at(row.expires_at, row.auth_time) < stamp:
+    if not refresh_token_usable(row.expires_at, row.auth_time, stamp):
         return None
     if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
