@@ -83,6 +83,11 @@ def _is_published(row, stamp: int) -> bool:
     return row.revoked_at is None and (row.retired_at is None or row.retired_at + retention > stamp)
 
 
+def _unretired(row, stamp: int) -> bool:
+    """Neither revoked nor retired at `stamp`: a key that may still be its algorithm's current one."""
+    return row.revoked_at is None and (row.retired_at is None or row.retired_at > stamp)
+
+
 def _state(row, stamp: int) -> str:
     if row.revoked_at is not None:
         return "revoked"
@@ -109,8 +114,7 @@ def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     cfg = current_app.config
     mine = [r for r in rows if r.alg == alg]
     generation = max((r.generation for r in mine), default=0) + 1
-    active = [r for r in mine if r.revoked_at is None and r.activates_at <= stamp
-              and (r.retired_at is None or r.retired_at > stamp)]  # a retired key is no one's current key
+    active = [r for r in mine if _unretired(r, stamp) and r.activates_at <= stamp]  # a retired key is no one's current key
     current = max(active, key=lambda r: r.generation, default=None)
     if current is None:
         return generation, stamp, None
@@ -167,8 +171,7 @@ def _retire_unconfigured(rows, stamp: int) -> bool:
     """Retire the keys of an algorithm no longer configured (ACCESS_TOKEN_SIGNING_ALG changed): they
     sign nothing here, and would otherwise stay published for good. Retired, they stay in the JWKS
     for the retention time, so the tokens they signed verify until they expire. True if any was."""
-    algs = sorted({r.alg for r in rows if r.revoked_at is None and (r.retired_at is None or r.retired_at > stamp)}
-                  - set(configured_algs()))
+    algs = sorted({r.alg for r in rows if _unretired(r, stamp)} - set(configured_algs()))
     if not algs:
         return False
     with _key_transaction() as writer:
