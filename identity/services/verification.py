@@ -52,8 +52,8 @@ def check_email_address(value: str | None) -> str | None:
     (email.utils.parseaddr), dropping a comment (`a(b)@example.com` goes to a@example.com) or a
     group's name (`a@example.com:x@example.net` goes to x@example.net). Such an address was
     stored, checked against other accounts and reported verified as written, while its links
-    went to another mailbox. Its part before the @ must be ASCII, as the mail library can send only
-    to such a mailbox (an international domain is fine: it is sent in its IDNA form)."""
+    went to another mailbox. Then it must be one mail can reach as written (login_names.mailbox_problem:
+    an ASCII part before the @, a domain whose IDNA form names the same domain)."""
     value = (value or "").strip()
     if not value:
         return "Enter an email address."
