@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from actions import AuthActions, OAuthActions, redirect_params
 from conftest import ALICE_PASSWORD, HttpsClient, csrf_token
+from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401
 from test_passkeys_web import ORIGIN, RP_ID, register_over_http, token
 from webauthn_keys import SoftKey
 
@@ -92,10 +93,49 @@ def test_a_second_step_passkey_answer_replayed_with_its_cookie_signs_nobody_in(c
     answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID, count_step=0)
     assert client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer}).status_code == 302
 
-    replay = _copy_of(app, {SESSION: sent_with}).post("/account/login/mfa/passkey",
-                                                      data={"csrf_token": csrf, "credential": answer})
+    copy = _copy_of(app, {SESSION: sent_with})
+    replay = copy.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer})
 
-    assert replay.status_code == 400, "the same answer and cookie again finished a second sign-in"
+    # the finished half-signed-in state is refused first: the sign-in starts again from the password
+    assert replay.status_code == 302 and replay.headers["Location"].startswith("/account/login")
+    assert "/mfa" not in replay.headers["Location"]
+    assert copy.get("/diagnostics").status_code == 302, "the same answer and cookie again finished a second sign-in"
+
+def test_a_copy_of_the_half_signed_in_cookie_finishes_no_second_sign_in(client, app, seeded, step_clock):
+    """The state between a right password and the second step lives in the signed cookie. A copy
+    taken before the second step (a shared computer, a stolen cookie) finished a sign-in of its
+    own afterwards with any other code (a recovery code, the next step's), without the password,
+    for MFA_PENDING_SECONDS: the second step that finishes the state now spends it."""
+    secret, recovery = enrol_user(app)
+    assert password_step(client).headers["Location"].startswith("/account/login/mfa")
+    before = client.get_cookie(SESSION).value
+    assert second_step(client, code_at(secret)).status_code == 302
+    assert client.get("/diagnostics").status_code == 200
+
+    copy = _copy_of(app, {SESSION: before})
+    csrf = csrf_token(copy.get("/account/login").get_data(as_text=True))
+    posted = copy.post("/account/login/mfa", data={"csrf_token": csrf, "code": recovery[0]})
+
+    assert copy.get("/diagnostics").status_code == 302, "a copy of the cookie signed in without the password"
+    assert posted.status_code == 302 and posted.headers["Location"].startswith("/account/login"), posted.status_code
+    assert "/mfa" not in posted.headers["Location"], "sent back to the second step it finished already"
+
+
+def test_a_copy_of_the_half_signed_in_cookie_finishes_nothing_with_a_passkey(client, app, seeded):
+    auth, key = _registered_key(client)
+    assert auth.login().headers["Location"].startswith("/account/login/mfa")
+    csrf = token(client, "/account/login/mfa")
+    before = client.get_cookie(SESSION).value
+    challenge = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID, count_step=0)
+    assert client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer}).status_code == 302
+
+    copy = _copy_of(app, {SESSION: before})
+    options = copy.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf})
+
+    assert options.status_code == 400, "a finished half-signed-in state still asked for a passkey"
+    assert copy.get("/diagnostics").status_code == 302
+
 
 def test_an_id_token_of_an_earlier_session_signs_nobody_out_without_asking(client, flow_clients):
     """RP-Initiated Logout 1.0 section 2: the OP MUST ask when the hint does not belong to the

@@ -147,7 +147,7 @@ def test_what_a_disable_revoked_does_not_come_back_on_enable(operated, client, r
     assert introspect(client, tokens.get_json()["access_token"]).get_json() == {"active": False}
     with operated.app_context():
         user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
-        assert accounts.pending_user(user_id, version, now()) is None
+        assert accounts.pending_user(user_id, version, now(), "a-pending-id") is None
     assert local_api(client, password_tokens(client).get_json()["access_token"]).status_code == 200
 
 def test_switching_twice_changes_nothing_the_second_time(operated, runner):

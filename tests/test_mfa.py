@@ -341,9 +341,33 @@ def test_a_disabled_user_cannot_finish_a_half_done_sign_in(app, enrolled):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username == "alice"))
         user_id, version = user.id, user.password_version
-        assert accounts.pending_user(user_id, version, now()) is not None
+        assert accounts.pending_user(user_id, version, now(), "a-pending-id") is not None
         user_status.disable_user("alice")
-        assert accounts.pending_user(user_id, version, now()) is None
+        assert accounts.pending_user(user_id, version, now(), "a-pending-id") is None
+
+
+def test_a_half_done_sign_in_is_finished_once(app, enrolled):
+    """Two second steps of one half-done sign-in (a double click, a copy of its cookie racing the
+    original past pending_user): the first starts a session and spends the pending id; the second
+    starts none, and is audited (its code is used up, as a right code is once checked)."""
+    from identity.services import accounts
+    from identity.services.browser_sessions import SessionUser
+
+    secret, codes = enrolled
+    with app.test_request_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        person = SessionUser.of(user)
+        before = sessions_of(app)
+        first = accounts.finish_sign_in(person, code_at(secret), pending_id="one-half-done-sign-in")
+        second = accounts.finish_sign_in(person, codes[0], pending_id="one-half-done-sign-in")
+
+        assert first.user is not None and first.sid
+        assert second.user is None and second.sid is None
+        assert sessions_of(app) == before + 1
+        failed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "sign_in_failed")).all()
+        assert [event.detail for event in failed] == [{"reason": "finished_already"}]
+        assert accounts.pending_user(person.id, person.password_version, int(time.time()),
+                                     "one-half-done-sign-in") is None
 
 
 def test_start_again_on_the_second_step_keeps_the_pending_request(client, seeded, enrolled):

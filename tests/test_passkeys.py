@@ -247,7 +247,7 @@ def test_the_second_step_with_a_passkey_resets_the_lockout_count(alice):
     answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)
     person = SessionUser(alice, user.subject, user.username, user.name, user.email, user.password_version,
                          user.email_verified)
-    use, result = passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person)
+    use, result = passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person, pending_id="a-pending-id")
     assert result.amr == "pwd hwk mfa" and result.sid
     db.session.expire_all()
     assert db.session.get(User, alice).failed_attempts == 0
@@ -270,7 +270,7 @@ def test_a_lock_set_by_a_refused_second_step_passkey_is_audited_and_counted(app,
         ceremony = passkeys.authentication_options(ISSUER, alice)
         answer = stranger.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)
         with pytest.raises(PasskeyRefused):
-            passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person)
+            passkeys.finish_sign_in(ISSUER, ceremony.state, answer, person, pending_id="a-pending-id")
     db.session.expire_all()
     assert db.session.get(User, alice).locked_until > clock.now()
     assert [e.user_id for e in events("account_locked")] == [alice]

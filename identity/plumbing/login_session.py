@@ -3,6 +3,8 @@
 The sid stays between the browser and this server; tokens name the session by its public id.
 """
 
+import secrets
+
 from flask import Flask, current_app, request, session
 from flask_login import current_user, login_user, logout_user
 
@@ -80,9 +82,11 @@ def renew_cookie(principal: SignedIn, sid: str) -> SignedIn:
 
 
 # The half-signed-in state between a right password and the second step: in the signed cookie
-# only (no flask-login user, no sessions row), so nothing that needs a session accepts it. It
-# names the user, their password version (a change since ends it) and when it began
-# (accounts.pending_user ends it after MFA_PENDING_SECONDS).
+# (no flask-login user, no sessions row), so nothing that needs a session accepts it. It names
+# the user, their password version (a change since ends it), when it began
+# (accounts.pending_user ends it after MFA_PENDING_SECONDS), and a random id that the second
+# step which finishes it spends in the database: a copy of the cookie taken before cannot
+# finish a second sign-in without the password.
 PENDING_KEY = "mfa_pending"
 
 
@@ -90,13 +94,14 @@ def hold_for_second_factor(result: SignInResult, *, remember: bool = False) -> N
     """Remember a right password until the second step (accounts.finish_sign_in) or its expiry."""
     continued = _leave_browser_session(result.user.id)
     session[PENDING_KEY] = {"user": result.user.id, "version": result.user.password_version, "at": now(),
-                            "remember": bool(remember), "amr": result.amr, "continues": continued}
+                            "id": secrets.token_urlsafe(16), "remember": bool(remember), "amr": result.amr,
+                            "continues": continued}
 
 
 def pending_second_factor() -> dict | None:
-    """The half-signed-in state of this browser, if any (not yet checked for expiry)."""
+    """The half-signed-in state of this browser, if any (not yet checked for expiry or use)."""
     pending = session.get(PENDING_KEY)
-    return pending if isinstance(pending, dict) else None
+    return pending if isinstance(pending, dict) and isinstance(pending.get("id"), str) else None
 
 
 def drop_pending() -> None:

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 
 from ..clock import now
 from ..store import account_tokens as store
+from ..store.writes import Write
 
 PASSWORD_RESET = "password_reset"
 VERIFY_EMAIL = "verify_email"
 # a passkey ceremony's challenge, spent by the answer that signed in with it (services/passkeys.py):
 # the ceremony's state travels in the signed session cookie, which a replay can send again
 PASSKEY_CHALLENGE = "passkey_challenge"
+# a half-finished sign-in (a right password, no second step yet), spent by the second step that
+# finishes it (services/accounts.py, passkeys.py): its state too travels in the signed cookie
+PENDING_SIGN_IN = "pending_sign_in"
 
 TOKEN_BYTES = 32  # 256 bits
 
@@ -58,6 +62,19 @@ def spend_once(user_id: int, purpose: str, value: str, expires_at: int) -> bool:
     The caller commits."""
     return store.insert_spent(token_hash=hash_token(value), purpose=purpose, user_id=user_id, stamp=now(),
                               expires_at=expires_at)
+
+
+def spend_write(user_id: int, purpose: str, value: str, expires_at: int) -> Write:
+    """The write that records `value` as used, as spend_once does, for a transaction of
+    store.writes.write: a plain INSERT, so one spent already fails the whole transaction with an
+    IntegrityError (on PostgreSQL after the transaction that spent it commits)."""
+    return store.spent_write(token_hash=hash_token(value), purpose=purpose, user_id=user_id, stamp=now(),
+                             expires_at=expires_at)
+
+
+def spent(purpose: str, value: str) -> bool:
+    """Whether `value` was recorded as used for `purpose` (spend_once, spend_write)."""
+    return store.find_token(hash_token(value), purpose) is not None
 
 
 def check(token: str | None, purpose: str) -> Checked:

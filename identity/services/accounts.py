@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
@@ -234,19 +235,36 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
     return result
 
 
-def _changed_meanwhile(user_id: int, client_id: str | None) -> SignInResult:
+def spend_pending_write(user_id: int, pending_id: str) -> Write:
+    """The write that spends a half-finished sign-in's id (login_session.hold_for_second_factor);
+    in the second step's transaction it makes that transaction fail for a second use
+    (IntegrityError)."""
+    return account_tokens.spend_write(user_id, account_tokens.PENDING_SIGN_IN, pending_id, pending_spent_until())
+
+
+def pending_spent_until() -> int:
+    """How long a spent half-finished sign-in's id is kept: until no copy of its cookie could be
+    used anyway (pending_user: MFA_PENDING_SECONDS from its start, which is at most 5 s ahead)."""
+    return now() + current_app.config["MFA_PENDING_SECONDS"] + 5
+
+
+def _changed_meanwhile(user_id: int, client_id: str | None, *, reason: str = "changed_meanwhile") -> SignInResult:
     """A sign-in whose session was not stored: the password changed, or the user was disabled,
-    while it was checked (browser_sessions.new_session). Refused as a wrong password is."""
-    audit.record("sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
+    while it was checked (browser_sessions.new_session), or its second step was finished already
+    (`reason` finished_already). Refused as a wrong password is."""
+    audit.record("sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": reason})
     db.session.commit()
     metrics.count_sign_in("failure")
     return SignInResult(None)
 
 
-def pending_user(user_id: int, password_version: int, started_at: int) -> SessionUser | None:
+def pending_user(user_id: int, password_version: int, started_at: int, pending_id: str) -> SessionUser | None:
     """The user of a half-finished sign-in (a right password, no second step yet), while it may
-    still be finished: younger than MFA_PENDING_SECONDS, the password unchanged since."""
+    still be finished: younger than MFA_PENDING_SECONDS, the password unchanged since, and not
+    finished already (its id spent: a copy of the cookie from before its second step)."""
     if now() - started_at > current_app.config["MFA_PENDING_SECONDS"] or started_at > now() + 5:
+        return None
+    if account_tokens.spent(account_tokens.PENDING_SIGN_IN, pending_id):
         return None
     user = db.session.get(User, user_id)
     if user is None or not user.enabled or user.password_version != password_version:
@@ -254,18 +272,24 @@ def pending_user(user_id: int, password_version: int, started_at: int) -> Sessio
     return SessionUser.of(user)
 
 
-def finish_sign_in(user: SessionUser, code: str, *, amr: str = mfa.AMR_PASSWORD,
+def finish_sign_in(user: SessionUser, code: str, *, pending_id: str, amr: str = mfa.AMR_PASSWORD,
                    client_id: str | None = None) -> SignInResult:
     """The second step: check a TOTP or recovery code (counted toward lockout), then start the
-    browser session, whose methods are `amr` plus the second factor's (and `mfa`)."""
+    browser session, whose methods are `amr` plus the second factor's (and `mfa`), and spend the
+    half-finished sign-in's `pending_id` in the same transaction (spend_pending_write)."""
     check = mfa.check_code(user.id, code, client_id=client_id)
     if check.method is None:
         return SignInResult(None, locked=check.locked)
     methods = mfa.amr_with_second_factor(amr, check.method)
     session, store = browser_sessions.new_session(user.id, amr=methods, password_version=user.password_version,
                                                   client_id=client_id)
-    if write(*check.success, audit.event_write("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods},
-                                               password_version=user.password_version), store)[-1] != 1:
+    try:
+        stored = write(spend_pending_write(user.id, pending_id), *check.success,
+                       audit.event_write("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods},
+                                         password_version=user.password_version), store)[-1] == 1
+    except IntegrityError:  # finished already, by a copy of the cookie (or a double click)
+        return _changed_meanwhile(user.id, client_id, reason="finished_already")
+    if not stored:
         return _changed_meanwhile(user.id, client_id)
     result = SignInResult(user, amr=methods)
     result.sid, result.auth_time, result.public_sid = session

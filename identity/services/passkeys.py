@@ -37,7 +37,7 @@ from ..extensions import db
 from ..models import Passkey, User
 from ..store import passkeys as store
 from . import account_tokens, audit, browser_sessions, lockout, metrics, mfa, notifications
-from .accounts import SignInResult
+from .accounts import SignInResult, pending_spent_until
 from .browser_sessions import SessionUser
 from .login_names import name_characters_problem
 
@@ -311,12 +311,13 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
     return use, _started(principal, session, amr)
 
 
-def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: SessionUser, *,
+def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: SessionUser, *, pending_id: str,
                    amr: str = mfa.AMR_PASSWORD, client_id: str | None = None) -> tuple[PasskeyUse, SignInResult]:
     """The second step with a passkey: after a right password, one of the user's passkeys (user
     verification preferred, not required: the password was the other factor). It counts toward
     the lockout like a code (mfa.check_code), and a right one resets the count; the session's
-    methods are `amr` plus the passkey's (`hwk` or `swk`) and `mfa`."""
+    methods are `amr` plus the passkey's (`hwk` or `swk`) and `mfa`. The half-finished sign-in's
+    `pending_id` is spent with the session (accounts.spend_pending_write)."""
     reservation = lockout.reserve(user.id)
     if reservation is None:
         audit.record("mfa_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked", "factor": "passkey"})
@@ -333,6 +334,8 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
                                                    client_id=client_id)
     db.session.execute(*lockout.settled(reservation))
     _store_session(insert, user.id, client_id)
+    if not account_tokens.spend_once(user.id, account_tokens.PENDING_SIGN_IN, pending_id, pending_spent_until()):
+        _refuse_stored(user.id, client_id, "finished_already")
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
     db.session.commit()
     return use, _started(user, session, methods)
@@ -343,10 +346,15 @@ def _store_session(insert, user_id: int, client_id: str | None) -> None:
     password changed since the sign-in read them (browser_sessions.new_session), roll the
     transaction back (the passkey's use too), audit and refuse."""
     if db.session.execute(*insert).rowcount != 1:
-        db.session.rollback()
-        audit.record("passkey_sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
-        db.session.commit()
-        raise PasskeyRefused(NOT_VERIFIED)
+        _refuse_stored(user_id, client_id, "changed_meanwhile")
+
+
+def _refuse_stored(user_id: int, client_id: str | None, reason: str):
+    """Roll back a sign-in that cannot be stored (the passkey's use too), audit and refuse."""
+    db.session.rollback()
+    audit.record("passkey_sign_in_failed", user_id=user_id, client_id=client_id, detail={"reason": reason})
+    db.session.commit()
+    raise PasskeyRefused(NOT_VERIFIED)
 
 
 def _started(user: SessionUser, session: "browser_sessions.NewSession", amr: str) -> SignInResult:

@@ -12,11 +12,12 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from ..extensions import db
 from ..models import AccountToken
-from .writes import insert_or_skip
+from .writes import Write, insert_or_skip
 
 _TOKENS = AccountToken.__table__
 _FIELDS = ("token_hash", "purpose", "user_id", "email", "created_at", "expires_at")
 _INSERT = insert(_TOKENS).values({name: bindparam(name) for name in _FIELDS})
+_INSERT_USED = insert(_TOKENS).values({name: bindparam(name) for name in _FIELDS + ("used_at",)})
 _FIND = select(_TOKENS.c.id, _TOKENS.c.user_id, _TOKENS.c.email, _TOKENS.c.created_at, _TOKENS.c.expires_at,
                _TOKENS.c.used_at).where(_TOKENS.c.token_hash == bindparam("token_hash"),
                                         _TOKENS.c.purpose == bindparam("purpose"))
@@ -51,6 +52,13 @@ def insert_spent(*, token_hash: str, purpose: str, user_id: int, stamp: int, exp
     statement = insert_or_skip(_TOKENS, ("token_hash",), _FIELDS + ("used_at",)).execution_options(preserve_rowcount=True)
     return db.session.execute(statement, {"token_hash": token_hash, "purpose": purpose, "user_id": user_id, "email": None,
                                           "created_at": stamp, "expires_at": expires_at, "used_at": stamp}).rowcount == 1
+
+
+def spent_write(*, token_hash: str, purpose: str, user_id: int, stamp: int, expires_at: int) -> Write:
+    """A token stored used as it is stored, as a plain INSERT for store.writes.write: a second one
+    with this hash breaks the unique key and fails its whole transaction."""
+    return _INSERT_USED, {"token_hash": token_hash, "purpose": purpose, "user_id": user_id, "email": None,
+                          "created_at": stamp, "expires_at": expires_at, "used_at": stamp}
 
 
 def find_token(token_hash: str, purpose: str) -> TokenRow | None:

@@ -25,7 +25,7 @@ def second_step():
     """Finish a sign-in with a code from the authenticator app or a recovery code."""
     return_url = _return_url()
     pending = pending_second_factor()
-    user = accounts.pending_user(pending["user"], pending["version"], pending["at"]) if pending else None
+    user = accounts.pending_user(pending["user"], pending["version"], pending["at"], pending["id"]) if pending else None
     if user is None:  # never started, finished, or expired: start again from the password
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
@@ -35,7 +35,8 @@ def second_step():
     if not codes and request.method == "POST":
         error = PASSKEY_STEP  # not counted toward the lockout: no code could be right
     elif form.validate_on_submit():
-        result = accounts.finish_sign_in(user, form.code.data, amr=pending.get("amr") or mfa.AMR_PASSWORD,
+        result = accounts.finish_sign_in(user, form.code.data, pending_id=pending["id"],
+                                         amr=pending.get("amr") or mfa.AMR_PASSWORD,
                                          client_id=pending_client_id(return_url))
         if result.user is not None:
             principal = sign_in(result, remember=pending.get("remember", False))

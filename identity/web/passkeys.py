@@ -191,7 +191,7 @@ def login():
 def _pending() -> tuple[dict, SessionUser] | None:
     """The half-signed-in state (a right password, no second step yet) and its user, if still valid."""
     pending = pending_second_factor()
-    user = accounts.pending_user(pending["user"], pending["version"], pending["at"]) if pending else None
+    user = accounts.pending_user(pending["user"], pending["version"], pending["at"], pending["id"]) if pending else None
     return (pending, user) if user is not None else None
 
 
@@ -225,7 +225,7 @@ def second_step():
     state = session.pop(SECOND_STEP_STATE, None)
     try:
         _, result = passkeys.finish_sign_in(issuer(), state, request.form.get("credential", ""), user,
-                                            amr=pending.get("amr") or mfa.AMR_PASSWORD,
+                                            pending_id=pending["id"], amr=pending.get("amr") or mfa.AMR_PASSWORD,
                                             client_id=pending_client_id(return_url))
     except PasskeyRefused as err:
         client_name, redirect_uri = pending_client(return_url)
