@@ -55,6 +55,11 @@ def commit_refusal(reservation: Reservation) -> bool:
     return reservation.locked
 
 
+def seconds_left(user_id: int) -> int:
+    """How long the user's lock has left, at least 1 (what a refusal tells the person to wait)."""
+    return max(store.locked_until(user_id) - now(), 1)
+
+
 def reserve(user_id: int) -> Reservation | None:
     """Count an attempt as failed, committed, before its hash; None while the user is locked (or gone)."""
     cfg, stamp = current_app.config, now()

@@ -260,6 +260,7 @@ class CodeCheck:
 
     method: str | None
     locked: bool = False
+    retry_after: int = 0  # when locked: the seconds the lock has left
     success: tuple[Write, ...] = ()
     # a right code whose request goes on to check a password: it neither adds to the count nor
     # resets it (the password's own check does), so a right code cannot wipe wrong passwords out
@@ -306,14 +307,15 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
     """
     reservation = lockout.reserve(user_id)
     if reservation is None:
+        retry_after = lockout.seconds_left(user_id)
         audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked", "for": purpose})
         db.session.commit()
-        return CodeCheck(None, locked=True)
+        return CodeCheck(None, locked=True, retry_after=retry_after)
     normalized = normalize_code(code)
     kind = _kind(normalized)
     if not _use_code(user_id, normalized):
         _record_bad_code(user_id, kind, reservation, client_id=client_id, purpose=purpose)
-        return CodeCheck(None, locked=reservation.locked)
+        return CodeCheck(None, locked=reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
     metrics.count_mfa(kind, "success")
     used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
     return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), used), neutral=(lockout.released(reservation), used))
@@ -402,7 +404,7 @@ def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, pur
         raise SecondFactorRequired("a recent sign-in with the second factor, or a code, is required")
     check = check_code(user_id, code, purpose=purpose)
     if check.locked:
-        raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+        raise AccountLocked(check.retry_after)
     if check.method is None:
         raise SecondFactorRequired("the code is not right, or was used already")
     write(*check.success)
@@ -437,7 +439,7 @@ def remove_totp(user_id: int, password: str, code: str) -> None:
         raise ValidationFailed({"password": ["The password is incorrect."]})
     check = check_code(user_id, code, purpose="remove_factor")
     if check.locked:
-        raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
+        raise AccountLocked(check.retry_after)
     if check.method is None:
         raise ValidationFailed({"code": ["That code is not right, or was used already."]})
     write(*check.success)

@@ -6,6 +6,8 @@ here is how each is written. Built once, at import: every password check runs on
 
 from sqlalchemy import bindparam, case, select, update
 
+from ..extensions import db
+
 from ..models import User
 from .accounts import SIGN_IN_COLUMNS, SignInUser, login_matches
 from .connection import autocommit_connection
@@ -86,3 +88,8 @@ def settle_attempts(user_id: int, *, place: int, own_lock: int, stamp: int) -> W
 def release_attempt(user_id: int, *, place: int, own_lock: int) -> Write:
     """The write that takes back one attempt (at `place`) and its lock `own_lock`, if it set it."""
     return _RELEASE, {"user_id": user_id, "place": place, "own_lock": own_lock}
+
+
+def locked_until(user_id: int) -> int:
+    """The user's lock's end (epoch seconds; 0 or past: not locked), read in the caller's transaction."""
+    return db.session.scalar(select(_LOCKED_UNTIL).where(_USERS.c.id == user_id)) or 0
