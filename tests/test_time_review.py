@@ -37,3 +37,31 @@ def test_the_factors_page_tells_the_lock_time_left_not_the_whole_lockout(client,
     refused = post_mfa(client, "regenerate", otp=code_at(secret))
     assert refused.status_code == 400
     assert 95 <= _seconds_said(refused.get_data(as_text=True)) <= 100
+
+
+@pytest.mark.parametrize("app_config", [{"EMAIL_VERIFICATION_MAILS_PER_HOUR": 2}])
+def test_the_mail_budgets_retry_after_is_when_a_link_leaves_the_hour(app, client, seeded, mail):
+    """Two links 3,000 seconds ago spent the hourly budget of 2: the 429's Retry-After is the
+    ~600 seconds until the older leaves the hour, not a whole hour; and after it, a link is sent."""
+    from identity.models import AccountToken
+    from test_email_change import send_verification
+    from test_localapi_support import LocalApi
+
+    api = LocalApi(app, client)
+
+    def backdate(seconds: int) -> None:
+        with app.app_context():
+            db.session.execute(update(AccountToken).values(created_at=AccountToken.created_at - seconds))
+            db.session.commit()
+
+    assert send_verification(api).status_code == 202
+    assert send_verification(api).status_code == 202
+    backdate(3000)
+    refused = send_verification(api)
+    assert refused.status_code == 429
+    retry_after = int(refused.headers["Retry-After"])
+    assert 595 <= retry_after <= 601
+    backdate(retry_after - 2)
+    assert send_verification(api).status_code == 429  # two seconds early: still refused
+    backdate(2)
+    assert send_verification(api).status_code == 202

@@ -105,3 +105,11 @@ def supersede(user_id: int, purpose: str) -> int:
 def issued_since(user_id: int, purpose: str, since: int) -> int:
     """How many tokens of `purpose` the user was sent since `since` (epoch seconds)."""
     return store.count_tokens_since(user_id, purpose, since)
+
+
+def seconds_until_fewer_than(user_id: int, purpose: str, limit: int, window: int) -> int:
+    """How long until fewer than `limit` tokens of `purpose` were sent in the last `window`
+    seconds (issued_since(now - window) < limit): the limit-th newest leaves it; at least 1."""
+    stamp = now()
+    made = store.created_since(user_id, purpose, stamp - window)
+    return max(made[limit - 1] + window + 1 - stamp, 1) if len(made) >= limit else 1

@@ -34,7 +34,8 @@ VERIFY_PATH = "/account/verify-email"
 
 
 class TooManyMails(Exception):
-    """The account was sent EMAIL_VERIFICATION_MAILS_PER_HOUR links in the last hour already."""
+    """The account was sent EMAIL_VERIFICATION_MAILS_PER_HOUR links in the last hour already;
+    `retry_after`: the seconds until one of them leaves the hour."""
 
     def __init__(self, retry_after: int):
         super().__init__("too many verification mails")
@@ -84,8 +85,9 @@ def _check_mail_budget(user_id: int) -> None:
     user_rows.lock_user_row(user_id)
     limit = current_app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"]
     if account_tokens.issued_since(user_id, account_tokens.VERIFY_EMAIL, now() - 3600) >= limit:
+        retry_after = account_tokens.seconds_until_fewer_than(user_id, account_tokens.VERIFY_EMAIL, limit, 3600)
         db.session.rollback()
-        raise TooManyMails(3600)
+        raise TooManyMails(retry_after)
 
 
 def _issue_link(user: User, address: str) -> str:

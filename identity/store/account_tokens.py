@@ -37,6 +37,10 @@ _COUNT_SINCE = select(func.count()).select_from(_TOKENS).where(
     _TOKENS.c.user_id == bindparam("user_id"), _TOKENS.c.purpose == bindparam("purpose"),
     _TOKENS.c.created_at >= bindparam("since"))
 
+_CREATED_SINCE = select(_TOKENS.c.created_at).where(
+    _TOKENS.c.user_id == bindparam("user_id"), _TOKENS.c.purpose == bindparam("purpose"),
+    _TOKENS.c.created_at >= bindparam("since")).order_by(_TOKENS.c.created_at.desc())
+
 
 def insert_token(*, token_hash: str, purpose: str, user_id: int, email: str | None, created_at: int,
                  expires_at: int) -> None:
@@ -80,3 +84,8 @@ def supersede_tokens(user_id: int, purpose: str, stamp: int) -> int:
 def count_tokens_since(user_id: int, purpose: str, since: int) -> int:
     """Tokens of this user and purpose made at or after `since` (each was one mail)."""
     return db.session.execute(_COUNT_SINCE, {"user_id": user_id, "purpose": purpose, "since": since}).scalar_one()
+
+
+def created_since(user_id: int, purpose: str, since: int) -> list[int]:
+    """When each token of this user and purpose made at or after `since` was made, newest first."""
+    return list(db.session.execute(_CREATED_SINCE, {"user_id": user_id, "purpose": purpose, "since": since}).scalars())
