@@ -65,3 +65,18 @@ def test_the_mail_budgets_retry_after_is_when_a_link_leaves_the_hour(app, client
     assert send_verification(api).status_code == 429  # two seconds early: still refused
     backdate(2)
     assert send_verification(api).status_code == 202
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_SENSITIVE": "2 per minute"}])
+def test_a_rate_limits_retry_after_is_when_its_window_resets(client, seeded):
+    """The window of "2 per minute" began at the first attempt, 3 seconds before the refused one:
+    it resets in 57 seconds, which Retry-After says (not the whole minute)."""
+    auth = AuthActions(client)
+    started = time.time()
+    assert 429 not in [auth.login(password="wrong-password-123").status_code for _ in range(2)]
+    time.sleep(3)
+    limited = auth.login(password="wrong-password-123")
+    assert limited.status_code == 429
+    left = started + 60 - time.time()  # about 57
+    assert left - 1 <= int(limited.headers["Retry-After"]) <= left + 1.5
+

@@ -1,12 +1,15 @@
 """One error shape per audience: OAuth JSON on /connect, a registered renderer (problem+json
 on /localapi), a friendly page for people. Never a traceback."""
 
+import math
+import time
+
 from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ..plumbing.error_renderers import renderer_for
-from ..extensions import db, login_manager
+from ..extensions import db, limiter, login_manager
 from ..oauth2.error_text import safe_description
 from ..services import metrics
 
@@ -40,7 +43,14 @@ def _http_error(err: HTTPException):
 
 
 def _retry_after(err: HTTPException) -> int:
-    """Seconds until a Flask-Limiter window resets (its limit object knows the window)."""
+    """Seconds until the windows of the limits this request exceeded have all reset (when the
+    limiter let it through again); the exceeded limit's whole window if the store cannot say."""
+    try:
+        resets = [limit.window[0] for limit in limiter.current_limits if limit.breached]
+        if resets:
+            return max(1, math.ceil(max(resets) - time.time()))
+    except Exception:  # the store went away meanwhile: the limiter's fallback counts, not this header
+        pass
     limit = getattr(getattr(err, "limit", None), "limit", None)
     try:
         return max(1, int(limit.get_expiry()))
