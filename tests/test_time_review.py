@@ -80,3 +80,22 @@ def test_a_rate_limits_retry_after_is_when_its_window_resets(client, seeded):
     left = started + 60 - time.time()  # about 57
     assert left - 1 <= int(limited.headers["Retry-After"]) <= left + 1.5
 
+
+
+def test_introspection_gives_a_refresh_tokens_exp_as_its_family_end_when_sooner(app, client, flow_clients):
+    """The operator shortens REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS while a refresh token is
+    outstanding: the token stops at its family's new end (the refresh grant's rule), and
+    introspection's `exp` says that time, not the 30 days stored at its issue."""
+    import base64
+
+    from actions import OAuthActions
+
+    assert AuthActions(client).login().status_code == 302
+    oauth = OAuthActions(client)
+    tokens = oauth.code_flow(client_id="web", scope="openid offline_access")[0].get_json()
+    auth_time = int(time.time())
+    app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"] = 1000
+    web = {"Authorization": "Basic " + base64.b64encode(b"web:web-secret-0123456789").decode()}
+    body = client.post("/connect/introspect", data={"token": tokens["refresh_token"]}, headers=web).get_json()
+    assert body["active"] is True
+    assert auth_time - 5 + 1000 <= body["exp"] <= auth_time + 1000, body

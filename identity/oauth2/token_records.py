@@ -77,7 +77,9 @@ class RefreshTokenRecord:
         user = get_user(self.row.user_id)
         return {
             "active": True, "token_type": "refresh_token", "scope": self.row.scope, "client_id": self.client_id,
-            "sub": user.subject if user else None, "exp": self.row.expires_at, "iat": self.row.issued_at,
+            "sub": user.subject if user else None, "iat": self.row.issued_at,
+            # when the refresh grant stops taking it: its family's end if sooner than its own expiry
+            "exp": issued_grants.refresh_token_ends_at(self.row.expires_at, self.row.auth_time),
         }
 
 
