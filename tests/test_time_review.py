@@ -99,3 +99,26 @@ def test_introspection_gives_a_refresh_tokens_exp_as_its_family_end_when_sooner(
     body = client.post("/connect/introspect", data={"token": tokens["refresh_token"]}, headers=web).get_json()
     assert body["active"] is True
     assert auth_time - 5 + 1000 <= body["exp"] <= auth_time + 1000, body
+
+
+@pytest.mark.parametrize("app_config", [{"SESSION_IDLE_SECONDS": 600, "SESSION_ABSOLUTE_SECONDS": 3600}])
+def test_the_remember_cookie_renewed_by_a_password_change_expires_with_its_session(app, client, seeded):
+    """"Keep me signed in" expires no later than the session's absolute end (docs/deployment.md);
+    a password change 3,000 seconds into a session of 3,600 renews the cookie, which then expires
+    in ~600 seconds with its session, not 3,600 seconds later."""
+    from email.utils import parsedate_to_datetime
+
+    from identity.models import UserSession
+    from test_browser_review import REMEMBER, _change_password
+
+    assert AuthActions(client).login(remember=True).status_code == 302
+    with app.app_context():
+        db.session.execute(update(UserSession).values(created_at=UserSession.created_at - 3000))
+        db.session.commit()
+        ends = db.session.scalar(select(UserSession.created_at)) + 3600
+    response = _change_password(client)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    renewed = [h for h in response.headers.getlist("Set-Cookie") if h.startswith(REMEMBER + "=")]
+    assert len(renewed) == 1
+    expires = [p.split("=", 1)[1] for p in renewed[0].split("; ") if p.lower().startswith("expires=")]
+    assert parsedate_to_datetime(expires[0]).timestamp() <= ends + 2, (renewed[0], ends - time.time())

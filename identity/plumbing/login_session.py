@@ -4,6 +4,7 @@ The sid stays between the browser and this server; tokens name the session by it
 """
 
 import secrets
+from datetime import timedelta
 
 from flask import Flask, current_app, request, session
 from flask_login import current_user, login_user, logout_user
@@ -77,7 +78,10 @@ def renew_cookie(principal: SignedIn, sid: str) -> SignedIn:
     the session cookie, and the remember-me cookie if the browser has one, carry it from this
     response on, so copies of the old cookies sign nobody in."""
     renewed = SignedIn(principal.user, sid, principal.auth_time, principal.public_sid, principal.amr)
-    login_user(renewed, remember=current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies)
+    remember = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
+    # the renewed remember-me cookie expires with the session (its absolute end), not a full duration from now
+    duration = timedelta(seconds=browser_sessions.remember_seconds(sid, principal.user.id)) if remember else None
+    login_user(renewed, remember=remember, duration=duration)
     return renewed
 
 

@@ -129,6 +129,16 @@ def load_session(sid: str) -> LoadedSession | None:
     return LoadedSession(SessionUser(*user), auth_time, public_sid, amr or "pwd")
 
 
+def remember_seconds(sid: str, user_id: int) -> int:
+    """How long a "keep me signed in" cookie set now for the session `sid` may last: its
+    REMEMBER_COOKIE_DURATION, but no later than the session's absolute end (at least 1 s)."""
+    found = store.live_session_times(sid, user_id)
+    duration = int(current_app.config["REMEMBER_COOKIE_DURATION"].total_seconds())
+    if found is None:
+        return duration
+    return max(1, min(duration, found.created_at + current_app.config["SESSION_ABSOLUTE_SECONDS"] - clock.now()))
+
+
 def continue_session(previous_sid: str, sid: str, user_id: int) -> str | None:
     """The same user signed in again in a browser whose live session was `previous_sid` (prompt=login,
     max_age, a forgotten sign-in): the new session `sid` takes over its public id, so the clients
