@@ -122,3 +122,26 @@ def test_the_remember_cookie_renewed_by_a_password_change_expires_with_its_sessi
     assert len(renewed) == 1
     expires = [p.split("=", 1)[1] for p in renewed[0].split("; ") if p.lower().startswith("expires=")]
     assert parsedate_to_datetime(expires[0]).timestamp() <= ends + 2, (renewed[0], ends - time.time())
+
+
+def test_a_shorter_refresh_token_lifetime_applies_to_tokens_outstanding(app, client, flow_clients):
+    """REFRESH_TOKEN_LIFETIME_SECONDS: a refresh token expires this long after it was issued. The
+    operator shortens it to 1,000 s; a token issued 2,000 s ago under the 30-day default is past
+    it, as its family would be past a shortened absolute lifetime: the grant and introspection refuse it."""
+    import base64
+
+    from actions import OAuthActions
+    from identity.models import RefreshToken
+
+    assert AuthActions(client).login().status_code == 302
+    oauth = OAuthActions(client)
+    tokens = oauth.code_flow(client_id="web", scope="openid offline_access")[0].get_json()
+    with app.app_context():
+        db.session.execute(update(RefreshToken).values(issued_at=RefreshToken.issued_at - 2000))
+        db.session.commit()
+    app.config["REFRESH_TOKEN_LIFETIME_SECONDS"] = 1000
+    web = {"Authorization": "Basic " + base64.b64encode(b"web:web-secret-0123456789").decode()}
+    introspected = client.post("/connect/introspect", data={"token": tokens["refresh_token"]}, headers=web).get_json()
+    refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert (introspected, refreshed.status_code) == ({"active": False}, 400), refreshed.get_json()
+    assert refreshed.get_json()["error"] == "invalid_grant"

@@ -76,7 +76,7 @@ ID_TOKEN_SIGNING_ALG = "RS256"  # the only value: clients expect RS256 ID tokens
 AUTHORIZATION_CODE_LIFETIME_SECONDS = 300  # a code is redeemed within this, or never
 ID_TOKEN_LIFETIME_SECONDS = 300  # exp - iat of an ID token
 # A refresh token expires this long after it was issued; each rotation issues a new one, so the
-# lifetime slides, up to the absolute lifetime below.
+# lifetime slides, up to the absolute lifetime below. A shorter setting applies to tokens issued before it.
 REFRESH_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600
 # A refresh token family ends this long after the sign-in it began with, however often it is used
 # (IdentityServer's AbsoluteRefreshTokenLifetime): then the app signs the user in again.

@@ -60,7 +60,7 @@ class RefreshTokenRecord:
         return client.client_id == self.client_id
 
     def is_expired(self) -> bool:
-        return not issued_grants.refresh_token_usable(self.row.expires_at, self.row.auth_time, now())
+        return not issued_grants.refresh_token_usable(self.row.expires_at, self.row.auth_time, now(), self.row.issued_at)
 
     def is_revoked(self) -> bool:
         """Revoked, rotated, or refused by the refresh grant now that its client requires a second
@@ -78,8 +78,8 @@ class RefreshTokenRecord:
         return {
             "active": True, "token_type": "refresh_token", "scope": self.row.scope, "client_id": self.client_id,
             "sub": user.subject if user else None, "iat": self.row.issued_at,
-            # when the refresh grant stops taking it: its family's end if sooner than its own expiry
-            "exp": issued_grants.refresh_token_ends_at(self.row.expires_at, self.row.auth_time),
+            # when the refresh grant stops taking it (refresh_token_ends_at), not the expiry stored at its issue
+            "exp": issued_grants.refresh_token_ends_at(self.row.expires_at, self.row.auth_time, self.row.issued_at),
         }
 
 

@@ -84,7 +84,7 @@ def list_grants(user_id: int) -> list[AppGrant]:
             select(RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.expires_at, RefreshToken.auth_time)
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
                    RefreshToken.consumed_at.is_(None), RefreshToken.expires_at > stamp)):
-        if refresh_token_usable(expires_at, auth_time, stamp):  # not past its family's absolute lifetime
+        if refresh_token_usable(expires_at, auth_time, stamp, issued_at):  # nor past a lifetime shortened since
             tokens[client_id] = min(issued_at, tokens.get(client_id, issued_at))
     access_only = _apps_holding_access_tokens(user_id)
     client_ids = set(consents) | set(tokens) | set(access_only)

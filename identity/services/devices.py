@@ -68,7 +68,7 @@ def list_entries(user_id: int, current: str | None = None) -> list[Entry]:
             if browser_sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)]
     # usable as the refresh grant judges: not past the family's absolute lifetime either
     tokens = [t for t in store.live_refresh_tokens(user_id, stamp)
-              if issued_grants.refresh_token_usable(t.expires_at, t.auth_time, stamp)]
+              if issued_grants.refresh_token_usable(t.expires_at, t.auth_time, stamp, t.issued_at)]
     started = store.families_started(user_id, {t.family_id for t in tokens})
     names = store.client_names([r.client_id for r in rows] + [t.client_id for t in tokens])
     entries = []

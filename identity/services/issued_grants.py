@@ -104,17 +104,23 @@ def _family_end(auth_time: int | None) -> int | None:
     return None if auth_time is None else auth_time + current_app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
 
 
-def refresh_token_ends_at(expires_at: int, auth_time: int | None) -> int:
-    """When a stored refresh token stops being usable: at its expiry, or at its family's end if
-    sooner (a token issued before the absolute lifetime was set, or set shorter)."""
+def refresh_token_ends_at(expires_at: int, auth_time: int | None, issued_at: int | None = None) -> int:
+    """When a stored refresh token stops being usable: at its expiry, or sooner at
+    REFRESH_TOKEN_LIFETIME_SECONDS after it was issued (`issued_at`) or at its family's end (a
+    token issued before either setting was made shorter)."""
+    ends = [expires_at]
+    if issued_at is not None:
+        ends.append(issued_at + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"])
     end = _family_end(auth_time)
-    return expires_at if end is None else min(expires_at, end)
+    if end is not None:
+        ends.append(end)
+    return min(ends)
 
 
-def refresh_token_usable(expires_at: int, auth_time: int | None, stamp: int) -> bool:
+def refresh_token_usable(expires_at: int, auth_time: int | None, stamp: int, issued_at: int | None = None) -> bool:
     """Whether a stored refresh token is still within its time at `stamp` (refresh_token_ends_at):
     the refresh grant's rule, which introspection and the lists of apps apply too."""
-    return refresh_token_ends_at(expires_at, auth_time) >= stamp
+    return refresh_token_ends_at(expires_at, auth_time, issued_at) >= stamp
 
 
 def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
@@ -207,7 +213,7 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
     stamp = now()
     if row.client_id != client_id or row.revoked_at is not None or not row.enabled:
         return None
-    if not refresh_token_usable(row.expires_at, row.auth_time, stamp):
+    if not refresh_token_usable(row.expires_at, row.auth_time, stamp, row.issued_at):
         return None
     if row.consumed_at is not None:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)

@@ -163,7 +163,7 @@ def expire_user_codes(user_id: int, stamp: int) -> None:
 _REFRESH_GRANT = (
     select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
            RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
-           RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version,
+           RefreshToken.issued_at, RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version,
            User.enabled)
     .join(User, User.id == RefreshToken.user_id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
