@@ -145,3 +145,28 @@ def test_a_shorter_refresh_token_lifetime_applies_to_tokens_outstanding(app, cli
     refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert (introspected, refreshed.status_code) == ({"active": False}, 400), refreshed.get_json()
     assert refreshed.get_json()["error"] == "invalid_grant"
+
+
+def test_instances_on_either_side_of_an_access_token_alg_change_make_no_new_keys(app, seeded):
+    """docs/signing-keys.md: while an instance still runs with the old ACCESS_TOKEN_SIGNING_ALG it
+    signs with the old key, which the updated instances retired (published for the retention time).
+    The old instance took the retired key for a missing one and made a new ES256 key, signing at
+    once, which the updated instance retired at its next reload, and so on: a new key in the JWKS
+    (for 14 days each) every SIGNING_KEY_RELOAD_SECONDS for as long as the rollout lasted."""
+    from identity.services import keys
+    from test_key_rotation import kids_by_alg
+    from test_keys import issue, kid_of, same_database_app
+
+    es256_kid = kid_of(issue(app))  # ES256, the default
+    moved = same_database_app(app, ACCESS_TOKEN_SIGNING_ALG="RS256")
+    try:
+        for _ in range(3):  # each reloads its key ring, in turn
+            with moved.app_context():
+                keys._reload()
+            with app.app_context():
+                keys._reload()
+        assert kids_by_alg(app, "ES256") == [es256_kid]
+        assert kid_of(issue(app)) == es256_kid  # the old instance still signs with the old key
+    finally:
+        with moved.app_context():
+            db.engine.dispose()

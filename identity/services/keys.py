@@ -36,6 +36,7 @@ from joserfc.jwk import ECKey, JWKRegistry, RSAKey
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..clock import now
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX
 from ..store import keys as key_rows
 from ..store import mfa as mfa_rows
 from . import audit, key_encryption
@@ -103,6 +104,18 @@ def _state(row, stamp: int) -> str:
 # --- deciding and writing ------------------------------------------------------------------------
 
 
+def _signs_while_retired(row, stamp: int) -> bool:
+    """Whether a key retired without a successor (its algorithm no longer configured, by an
+    instance that runs with the new setting) still signs here, where the algorithm is configured
+    (an instance not yet updated, or the setting put back): while it stays published for longer
+    than any token it signs now lives. Making a new key instead, which the updated instances
+    retire at their next read, made a new key every SIGNING_KEY_RELOAD_SECONDS while both ran."""
+    cfg = current_app.config
+    longest = max(cfg["ID_TOKEN_LIFETIME_SECONDS"], ACCESS_TOKEN_LIFETIME_MAX) + cfg["JWT_LEEWAY_SECONDS"]
+    return (row.revoked_at is None and row.retired_at is not None and row.activates_at <= stamp
+            and row.retired_at + cfg["SIGNING_KEY_RETENTION_SECONDS"] - stamp > longest)
+
+
 def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     """(generation, activates_at, predecessor row) of the key to make for `alg`, or None.
 
@@ -117,6 +130,8 @@ def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     active = [r for r in mine if _unretired(r, stamp) and r.activates_at <= stamp]  # a retired key is no one's current key
     current = max(active, key=lambda r: r.generation, default=None)
     if current is None:
+        if scheduled and any(_signs_while_retired(r, stamp) for r in mine):
+            return None
         return generation, stamp, None
     if any(r.revoked_at is None and r.generation > current.generation for r in mine):
         return None
