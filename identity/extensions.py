@@ -61,5 +61,6 @@ limiter = AppLimiter(
 
 
 def sensitive_limit() -> str:
-    """Per client IP wherever a password is checked: sign-in, the password grant, password changes (RATELIMIT_SENSITIVE)."""
+    """Per client IP wherever a password or a client secret is checked: sign-in, the password grant,
+    password changes, failed client authentications (RATELIMIT_SENSITIVE)."""
     return current_app.config["RATELIMIT_SENSITIVE"]

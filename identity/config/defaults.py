@@ -64,7 +64,7 @@ RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
 # a Redis that accepts and never answers costs a request this long (connecting, then each read),
 # not redis-py's defaults (no timeout); then the fallback above counts
 RATELIMIT_STORAGE_TIMEOUT_SECONDS = 0.5
-RATELIMIT_SENSITIVE = "100 per minute"  # sign-in and password change, per client IP
+RATELIMIT_SENSITIVE = "100 per minute"  # sign-in, password change and failed client authentications, per client IP
 RATELIMIT_DEFAULT = "1000 per minute"  # every other endpoint, per client IP
 RATELIMIT_PER_TOKEN = "30 per minute"  # POST /localapi/password per access token
 RATELIMIT_PASSWORD_CHECK = "1000 per minute"  # the change-password page's strength meter, per client IP (carrier NAT)

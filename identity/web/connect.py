@@ -46,21 +46,37 @@ def not_a_password_grant() -> bool:
     return request.values.get("grant_type") != "password"
 
 
+def client_authentication_failed(response) -> bool:
+    """A 401 here is a failed client authentication (invalid_client), which cost an Argon2
+    verification as a wrong password does (security.md), whether or not the client exists."""
+    return response.status_code == 401
+
+
+# Failed client authentications at the three endpoints that check client secrets count together
+# toward the sign-in form's limit (per client IP), on top of the default: each cost an Argon2
+# verification. Only failures count, so a client that authenticates is held to the default alone.
+limit_failed_client_authentication = limiter.shared_limit(
+    sensitive_limit, scope="client_authentication", override_defaults=False, deduct_when=client_authentication_failed)
+
+
 @bp.post("/token")
 # the password grant counts toward the sign-in form's limit (per client IP), on top of the default
 @limiter.limit(sensitive_limit, override_defaults=False, exempt_when=not_a_password_grant)
+@limit_failed_client_authentication
 def token():
     """Exchange a grant for tokens."""
     return authorization_server().create_token_response()
 
 
 @bp.post("/revocation")
+@limit_failed_client_authentication
 def revocation():
     """Revoke an access or refresh token (RFC 7009)."""
     return authorization_server().create_endpoint_response("revocation")
 
 
 @bp.post("/introspect")
+@limit_failed_client_authentication
 def introspect():
     """Describe a token to the client it was issued to (RFC 7662)."""
     return authorization_server().create_endpoint_response("introspection")
