@@ -1,4 +1,4 @@
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -38,11 +38,22 @@ class RefreshToken(db.Model):
     """A refresh token handle (stored as a hash); rotated on use, revoked by family on reuse."""
 
     __tablename__ = "refresh_tokens"
-    __table_args__ = (Index("ix_refresh_tokens_user_client", "user_id", "client_id"),)
+    # A rotated token is kept until it expires (its reuse revokes the family), a row a refresh: what
+    # is read per request must not visit them. The live tokens (one a grant: the sessions and
+    # grants pages, consent, logout) have an index of their own, newest first by user, a family's first token is found
+    # by (family_id, issued_at), and the family an access token was issued in by its jti.
+    __table_args__ = (
+        Index("ix_refresh_tokens_user_client", "user_id", "client_id"),
+        Index("ix_refresh_tokens_family_issued", "family_id", "issued_at"),
+        Index("ix_refresh_tokens_access_token_jti", "access_token_jti"),
+        Index("ix_refresh_tokens_live_user", "user_id", "issued_at",
+              sqlite_where=text("consumed_at IS NULL AND revoked_at IS NULL"),
+              postgresql_where=text("consumed_at IS NULL AND revoked_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    family_id: Mapped[str] = mapped_column(String(64))
     client_id: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     session_id: Mapped[str | None] = mapped_column(String(64))  # the session's public_sid

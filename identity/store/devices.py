@@ -23,7 +23,8 @@ def unrevoked_sessions(user_id: int):
 def live_refresh_tokens(user_id: int, stamp: int):
     """The user's unused, unrevoked, unexpired refresh tokens (one a family): family_id,
     client_id, issued_at, user_agent, ip_address, expires_at, auth_time (whether the family
-    has ended is the service's rule)."""
+    has ended is the service's rule). Read through ix_refresh_tokens_live_user, whose condition
+    these terms repeat: the rotated tokens of the user's grants are never visited."""
     return db.session.execute(
         select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
                RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time)
@@ -33,15 +34,22 @@ def live_refresh_tokens(user_id: int, stamp: int):
 
 
 def families_started(user_id: int, family_ids) -> dict[str, int]:
-    """When each family's first refresh token still kept was issued."""
+    """When each family's first refresh token still kept was issued: one lookup a family in
+    (family_id, issued_at), not a visit of each token it has rotated (one a refresh)."""
     family_ids = list(family_ids)
     if not family_ids:
         return {}
     return dict(db.session.execute(
-        select(RefreshToken.family_id, func.min(RefreshToken.issued_at))
-        .where(RefreshToken.user_id == user_id, RefreshToken.family_id.in_(family_ids))
-        .group_by(RefreshToken.family_id)
+        select(_LIVE.c.family_id, _FIRST_ISSUED)
+        .where(_LIVE.c.user_id == user_id, _LIVE.c.consumed_at.is_(None), _LIVE.c.revoked_at.is_(None),
+               _LIVE.c.family_id.in_(family_ids))
+        .distinct()
     ).all())
+
+
+_LIVE = RefreshToken.__table__.alias("live")
+_FIRST_ISSUED = (select(func.min(RefreshToken.issued_at)).where(RefreshToken.family_id == _LIVE.c.family_id)
+                 .scalar_subquery())
 
 
 def session_cookie_sid(user_id: int, public_sid: str) -> str | None:
