@@ -2,6 +2,8 @@
 measures in counts (hashes run, rows written) and asserts a bound, never a time."""
 
 import base64
+import json
+import logging
 from contextlib import contextmanager
 
 import pytest
@@ -129,3 +131,25 @@ def test_listing_a_users_grants_does_not_read_their_rotated_refresh_tokens(app, 
         assert [e["current"] for e in listing.get_json()] == [True]
         steps.append(count[0])
     assert steps[1] <= steps[0] + 5, steps  # 180 more rotated tokens: at most 500 more steps
+
+
+# --- the request log: a line does not grow with the request ---------------------------------------
+
+
+@pytest.mark.parametrize("path, method", [
+    ("/" + "a" * 60_000, "GET"),
+    ("/" + "%FF" * 20_000, "GET"),  # each byte that is not UTF-8 logs as "\ufffd": six characters
+    ("/account/login", "X" * 60_000),
+])
+def test_a_request_log_line_is_bounded_whatever_the_path_or_method(client, caplog, path, method):
+    """Unknown paths are not rate-limited, and granian takes a request line up to 64 KiB (gunicorn
+    8 KiB, limit_request_line): a line carried the whole path, JSON-escaped, so one request of 60 KB
+    wrote 120 KB to the log (and a single line that size, which log shippers split or drop)."""
+    caplog.set_level(logging.INFO, logger="identity.requests")
+    response = client.open(path, method=method)
+    assert response.status_code in (404, 405)
+    lines = [r.getMessage() for r in caplog.records if r.name == "identity.requests"]
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert len(lines[0]) <= 2048, len(lines[0])
+    assert entry["status"] == response.status_code

@@ -162,11 +162,23 @@ def _json_string(value: str | None) -> str:
     return "null" if value is None else encode_basestring_ascii(value)
 
 
+#: characters of the path and the method a request line keeps: no route is longer, and the line must
+#: not grow with the request (unknown paths are not rate-limited; granian takes a 64 KiB request
+#: line, and a character that is not ASCII is logged as six)
+MAX_LOGGED_PATH = 256
+MAX_LOGGED_METHOD = 32
+
+
+def _cut(value: str, length: int) -> str:
+    return value if len(value) <= length else value[:length] + "..."
+
+
 def _log_request(environ, status: str, rid: str, started: float) -> None:
     # The path only: query strings can hold codes and tokens. The line is what json.dumps would
     # write for these six keys, with only the strings escaped (a third of json.dumps' cost).
-    path = environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace")
-    line = (f'{{"request_id": {_json_string(rid)}, "method": {_json_string(environ.get("REQUEST_METHOD"))}, '
+    path = _cut(environ.get("PATH_INFO", ""), MAX_LOGGED_PATH).encode("latin-1", "replace").decode("utf-8", "replace")
+    method = _cut(environ.get("REQUEST_METHOD", ""), MAX_LOGGED_METHOD)
+    line = (f'{{"request_id": {_json_string(rid)}, "method": {_json_string(method)}, '
             f'"path": {_json_string(path)}, "status": {int(status[:3])}, '
             f'"ms": {round((time.perf_counter() - started) * 1000, 1)!r}, '
             f'"ip": {_json_string(environ.get("REMOTE_ADDR"))}}}')
