@@ -153,3 +153,48 @@ def test_a_request_log_line_is_bounded_whatever_the_path_or_method(client, caplo
     entry = json.loads(lines[0])
     assert len(lines[0]) <= 2048, len(lines[0])
     assert entry["status"] == response.status_code
+
+
+# --- a user's listing of sessions and grants is bounded ---------------------------------------------
+
+
+def test_a_listing_of_sessions_and_grants_is_bounded_and_every_entry_can_still_be_ended(app, client, flow_clients):
+    """Every code redeemed with offline_access, and every password grant with it, starts a grant
+    that lives 30 days (1,000 a minute from one address: authorize and token are held to the
+    general limit alone). GET /localapi/sessions and the sessions page built and sent every one
+    of them on each request (and ending one listed them all to find it): a response, and a
+    worker's memory, that grew without bound with what one user had made. A listing shows the
+    MAX_LISTED most recent of each kind (and the caller's own); ending one by its id, or all,
+    still reaches every grant."""
+    from identity.services.devices import MAX_LISTED
+
+    def password_grant():
+        response = client.post("/connect/token", data={
+            "grant_type": "password", "username": "bob", "password": BOB_PASSWORD,
+            "scope": "openid IdentityServerApi offline_access"}, headers=basic("legacy", FLOW_SECRETS["legacy"]))
+        assert response.status_code == 200
+        return response.get_json()
+
+    first = password_grant()
+    for _ in range(MAX_LISTED + 2):
+        password_grant()
+    with app.app_context():
+        oldest = "app_" + db.session.scalar(select(RefreshToken.family_id).order_by(RefreshToken.id).limit(1))
+        grants = db.session.scalar(select(func.count(func.distinct(RefreshToken.family_id))))
+    assert grants == MAX_LISTED + 3
+    caller = {"Authorization": "Bearer " + first["access_token"]}
+    listing = client.get("/localapi/sessions", headers=caller).get_json()
+    assert len(listing) <= MAX_LISTED + 1, len(listing)
+    assert listing[0]["current"] is True and listing[0]["id"] == oldest  # the caller's own, however old
+    # an entry the listing leaves out is ended by its id all the same
+    with app.app_context():
+        second = "app_" + db.session.scalars(select(RefreshToken.family_id).order_by(RefreshToken.id)).all()[1]
+    assert second not in {e["id"] for e in listing}
+    assert client.delete(f"/localapi/sessions/{second}", headers=caller).status_code == 204
+    assert client.delete(f"/localapi/sessions/{second}", headers=caller).status_code == 404
+    assert client.delete("/localapi/sessions", headers=caller).status_code == 204
+    with app.app_context():
+        live = db.session.scalar(select(func.count()).select_from(RefreshToken).where(
+            RefreshToken.revoked_at.is_(None), RefreshToken.consumed_at.is_(None)))
+    assert live == 1  # the caller's own
+    assert [e["id"] for e in client.get("/localapi/sessions", headers=caller).get_json()] == [oldest]

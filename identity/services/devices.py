@@ -22,6 +22,9 @@ from . import audit, issued_grants, browser_sessions
 from .user_agents import summarise
 
 BROWSER, APP = "browser", "app"
+# A listing shows at most this many entries of each kind, the most recently used (and the current
+# one): a user can start grants at the token endpoint's rate, and each lives for weeks.
+MAX_LISTED = 100
 BROWSER_NAME = "Browser"  # a session started on the server's own pages, or for an unknown client
 
 
@@ -60,15 +63,33 @@ def current_browser_entry(public_sid: str) -> str:
     return entry_id(BROWSER, public_sid)
 
 
-def list_entries(user_id: int, current: str | None = None) -> list[Entry]:
+def list_entries(user_id: int, current: str | None = None, *, limit: int | None = MAX_LISTED,
+                 only: str | None = None) -> list[Entry]:
     """The user's live entries, the current one (`current`, an entry id) first, then the most
-    recently used."""
+    recently used: at most `limit` of each kind besides the current one (None: all of them), or
+    only the entry `only` (an entry id) if it is live."""
+    if only is not None:
+        parsed = parse_entry_id(only)
+        if parsed is None:
+            return []
+        kind, key = parsed
+        sessions = {"public_sid": key} if kind == BROWSER else None
+        grants = {"family_id": key} if kind == APP else None
+        return _entries(user_id, current, None, sessions, grants)
+    entries = _entries(user_id, current, limit, {}, {})
+    if current is not None and not any(e.current for e in entries):  # older than those listed
+        entries = list_entries(user_id, current, only=current) + entries
+    return entries
+
+
+def _entries(user_id: int, current: str | None, limit: int | None, sessions: dict | None,
+             grants: dict | None) -> list[Entry]:
     stamp = clock.now()
-    rows = [r for r in store.unrevoked_sessions(user_id)
-            if browser_sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)]
+    rows = [r for r in store.unrevoked_sessions(user_id, limit=limit, **sessions)
+            if browser_sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)] if sessions is not None else []
     # usable as the refresh grant judges: not past the family's absolute lifetime either
-    tokens = [t for t in store.live_refresh_tokens(user_id, stamp)
-              if issued_grants.refresh_token_usable(t.expires_at, t.auth_time, stamp, t.issued_at)]
+    tokens = [t for t in store.live_refresh_tokens(user_id, stamp, limit=limit, **grants)
+              if issued_grants.refresh_token_usable(t.expires_at, t.auth_time, stamp, t.issued_at)] if grants is not None else []
     started = store.families_started(user_id, {t.family_id for t in tokens})
     names = store.client_names([r.client_id for r in rows] + [t.client_id for t in tokens])
     entries = []
@@ -93,7 +114,7 @@ def list_entries(user_id: int, current: str | None = None) -> list[Entry]:
 
 def list_entries_audited(user_id: int, *, by: str) -> list[Entry]:
     """The user's live entries, read by someone else (an operator): the reading is audited."""
-    entries = list_entries(user_id)
+    entries = list_entries(user_id, limit=None)
     audit.record("sessions_listed", user_id=user_id, detail={"by": by, "count": len(entries)})
     db.session.commit()
     return entries
@@ -102,7 +123,7 @@ def list_entries_audited(user_id: int, *, by: str) -> list[Entry]:
 def end_entry(user_id: int, value: str, *, by: str = "user") -> Entry:
     """End one of the user's live entries and return it; NotFound for an id that is not one (the
     same answer for another user's, an ended one, and nonsense). `by` is who asked, for the audit."""
-    found = next((e for e in list_entries(user_id) if e.id == value), None) if parse_entry_id(value) else None
+    found = next(iter(list_entries(user_id, only=value)), None)
     if found is None or not _end(user_id, found, by):  # not live, or ended meanwhile by another request
         raise NotFound("no such session")
     return found
@@ -112,7 +133,7 @@ def record_own_end(user_id: int, current: str, *, by: str = "user") -> None:
     """Record, in the session's transaction, the end of this browser's own session (entry
     `current`), which the page then ends as "Sign out" does (plumbing.login_session.sign_out):
     its end commits the event, or rolls it back if the session had ended meanwhile."""
-    found = next((e for e in list_entries(user_id) if e.id == current), None)
+    found = next(iter(list_entries(user_id, current, only=current)), None)
     if found is not None:
         audit.record("session_ended", user_id=user_id, client_id=found.client_id, detail={"reason": f"ended_by_{by}"})
 
@@ -120,7 +141,7 @@ def record_own_end(user_id: int, current: str, *, by: str = "user") -> None:
 def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[Entry]:
     """End every live entry of the user but `current` (an entry id, or None for all); return
     those this call ended (not those another request ended meanwhile)."""
-    return [e for e in list_entries(user_id) if e.id != current and _end(user_id, e, by)]
+    return [e for e in list_entries(user_id, limit=None) if e.id != current and _end(user_id, e, by)]
 
 
 def _end(user_id: int, entry: Entry, by: str) -> bool:

@@ -10,27 +10,34 @@ from ..extensions import db
 from ..models import AuthorizationCode, Client, RefreshToken, UserSession
 
 
-def unrevoked_sessions(user_id: int):
-    """The user's unrevoked sessions: public_sid, client_id, created_at, last_seen_at, user_agent,
+def unrevoked_sessions(user_id: int, *, limit: int | None = None, public_sid: str | None = None):
+    """The user's unrevoked sessions, most recently used first (at most `limit`; only the one of
+    `public_sid` if given): public_sid, client_id, created_at, last_seen_at, user_agent,
     ip_address (whether each is still within its lifetime is the service's rule)."""
-    return db.session.execute(
-        select(UserSession.public_sid, UserSession.client_id, UserSession.created_at, UserSession.last_seen_at,
-               UserSession.user_agent, UserSession.ip_address)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-    ).all()
+    query = (select(UserSession.public_sid, UserSession.client_id, UserSession.created_at, UserSession.last_seen_at,
+                    UserSession.user_agent, UserSession.ip_address)
+             .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+             .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc()).limit(limit))
+    if public_sid is not None:
+        query = query.where(UserSession.public_sid == public_sid)
+    return db.session.execute(query).all()
 
 
-def live_refresh_tokens(user_id: int, stamp: int):
-    """The user's unused, unrevoked, unexpired refresh tokens (one a family): family_id,
+def live_refresh_tokens(user_id: int, stamp: int, *, limit: int | None = None, family_id: str | None = None):
+    """The user's unused, unrevoked, unexpired refresh tokens (one a family), the newest first (at
+    most `limit`; only those of `family_id` if given): family_id,
     client_id, issued_at, user_agent, ip_address, expires_at, auth_time (whether the family
-    has ended is the service's rule). Read through ix_refresh_tokens_live_user, whose condition
-    these terms repeat: the rotated tokens of the user's grants are never visited."""
-    return db.session.execute(
-        select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
-               RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time)
-        .where(RefreshToken.user_id == user_id, RefreshToken.consumed_at.is_(None),
-               RefreshToken.revoked_at.is_(None), RefreshToken.expires_at >= stamp)
-    ).all()
+    has ended is the service's rule). Read through ix_refresh_tokens_live_user (user_id,
+    issued_at), whose condition these terms repeat: the rotated tokens of the user's grants are
+    never visited, and the newest `limit` are read without sorting the rest."""
+    query = (select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
+                    RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time)
+             .where(RefreshToken.user_id == user_id, RefreshToken.consumed_at.is_(None),
+                    RefreshToken.revoked_at.is_(None), RefreshToken.expires_at >= stamp)
+             .order_by(RefreshToken.issued_at.desc(), RefreshToken.id.desc()).limit(limit))
+    if family_id is not None:
+        query = query.where(RefreshToken.family_id == family_id)
+    return db.session.execute(query).all()
 
 
 def families_started(user_id: int, family_ids) -> dict[str, int]:
