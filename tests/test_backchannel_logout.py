@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
+from conftest import FLOW_CLIENTS
 from identity.extensions import db
 from identity.models import AuditEvent, Client, LogoutDelivery
 from rp_receiver import RelyingParty
@@ -161,6 +162,27 @@ def test_a_client_registered_again_under_a_removed_ones_id_is_not_told_of_its_se
         apply_seed(load_seed(_json.dumps({"clients": [newcomer]})))
     assert AuthActions(client).logout().status_code == 200
     assert deliveries(app) == []
+
+
+def test_a_client_registered_again_is_told_of_the_sessions_that_sign_in_to_it(app, client, rp, runner):
+    """A worker remembers the (session, client) pairs it has recorded, to write each once. `clients
+    remove` deletes the sessions' records of the client, but not the workers' memory of them: the
+    same session signing in to a client registered again under the id was not recorded, and its
+    sign-out told the new client nothing (its session there stayed open)."""
+    import json as _json
+
+    from identity.services.seed import apply_seed, load_seed
+
+    AuthActions(client).login()
+    web_tokens(client)  # recorded, and remembered by this worker
+    assert runner.invoke(args=["clients", "remove", "web"]).exit_code == 0
+    newcomer = {**FLOW_CLIENTS["clients"][0], "backchannel_logout_uri": rp.url}
+    time.sleep(1.1)  # registered again a second later (timestamps are whole seconds)
+    with app.app_context():
+        apply_seed(load_seed(_json.dumps({"clients": [newcomer]})))
+    web_tokens(client)  # the same browser session signs in to the new registration
+    assert AuthActions(client).logout().status_code == 200
+    assert [row.client_id for row in deliveries(app)] == ["web"]
 
 
 def test_revoking_a_refresh_token_tells_its_client(app, client, rp):

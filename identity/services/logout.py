@@ -48,16 +48,19 @@ def remember_session_client(session_id: str | None, client) -> None:
     Only for a client with a logout URI: the others are never told, and their authorizations
     cost no write. A worker skips pairs it has recorded already (the same app, signed in again
     and again in one session), so the write is paid once per session and client, not per request.
+    A pair is remembered with the client's registration (its row id and creation time): `clients
+    remove` deletes the records, so a client registered again under the id is recorded afresh.
     """
     if not session_id or not (client.backchannel_logout_uri or client.frontchannel_logout_uri):
         return
     seen = current_app.extensions.setdefault("identity_session_clients", set())
-    if (session_id, client.client_id) in seen:
+    pair = (session_id, client.client_id, client.id, client.created_at)
+    if pair in seen:
         return
     store.remember_session_client(session_id, client.client_id, clock.now())
     if len(seen) >= REMEMBERED_MAX:
         seen.clear()
-    seen.add((session_id, client.client_id))
+    seen.add(pair)
 
 
 def _issuer_now() -> str | None:
