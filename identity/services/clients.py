@@ -133,17 +133,36 @@ def list_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.client_id)))
 
 
+def _delete_issued(client_id: str) -> None:
+    """Delete what was issued to a client: codes, refresh tokens, consents, standalone access
+    tokens, and the sessions' record of having signed in to it (the caller commits).
+
+    SessionClient too: a client registered again under this id must not be told (nor framed at)
+    the sign-outs of sessions that signed in to this one."""
+    for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken, SessionClient):
+        db.session.execute(delete(model).where(model.client_id == client_id))
+
+
 def remove_client(client_id: str) -> None:
+    """Remove a client and everything issued to it; returns once no worker serves it any more.
+
+    A worker whose snapshot predates the commit still serves the client for CLIENT_CACHE_SECONDS
+    (codes, refresh tokens, consents), so this waits that long, as set_client_enabled does, and
+    then deletes what was issued meanwhile, unless the id was registered again since."""
     client = get_client(client_id)
     if client is None:
         raise NotFound(f"no client {client_id!r}")
-    # SessionClient too: a client registered again under this id must not be told (nor framed
-    # at) the sign-outs of sessions that signed in to this one
-    for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken, SessionClient):
-        db.session.execute(delete(model).where(model.client_id == client_id))
+    _delete_issued(client_id)
     db.session.delete(client)
     audit.record("client_removed", client_id=client_id)
     db.session.commit()
+    ttl = current_app.config["CLIENT_CACHE_SECONDS"]
+    if ttl <= 0:
+        return
+    time.sleep(ttl)
+    if get_client(client_id) is None:
+        _delete_issued(client_id)
+        db.session.commit()
 
 
 # --- the operator's changes to a registered client -------------------------------------------------

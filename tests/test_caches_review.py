@@ -1,0 +1,78 @@
+"""The workers' snapshots against the operator's changes: what a worker whose snapshot predates a
+change may still do, and that nothing it does then outlives the documented period."""
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions, OAuthActions, redirect_params
+from conftest import FLOW_CLIENTS, FLOW_SECRETS
+from identity.extensions import db
+from identity.models import Client, Consent, RefreshToken
+
+CLIENT_CACHE_SECONDS = 3
+
+
+@pytest.fixture
+def app_config():
+    return {"CLIENT_CACHE_SECONDS": CLIENT_CACHE_SECONDS}
+
+
+def web_tokens(client) -> dict:
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    response = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def rows_of(app, model, client_id: str) -> int:
+    with app.app_context():
+        try:
+            return db.session.scalar(select(func.count()).select_from(model).where(model.client_id == client_id))
+        finally:
+            db.session.remove()
+
+
+def client_exists(app, client_id: str) -> bool:
+    return rows_of(app, Client, client_id) > 0
+
+
+def test_nothing_a_stale_worker_issues_to_a_removed_client_outlives_the_removal(app, client, flow_clients):
+    """`clients remove` deletes the client with its codes, refresh tokens and consents. A worker
+    whose client snapshot predates the removal still serves the client for CLIENT_CACHE_SECONDS,
+    and what it issued meanwhile (a refresh token good for 30 days, a consent) stayed: once the
+    client was registered again under its id, the refresh token redeemed for the new registration."""
+    AuthActions(client).login()
+    web_tokens(client)  # this worker now holds a snapshot of `web`
+
+    def remove():
+        from identity.services.clients import remove_client
+
+        with app.app_context():
+            remove_client("web")
+            db.session.remove()
+
+    remover = threading.Thread(target=remove)
+    remover.start()
+    deadline = time.monotonic() + 10
+    while client_exists(app, "web"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stale = web_tokens(client)  # the removal has committed; this worker's snapshot has not caught up
+    remover.join(30)
+    assert not remover.is_alive()
+    assert rows_of(app, RefreshToken, "web") == 0, "a refresh token issued to the removed client outlived its removal"
+
+    with app.app_context():
+        from identity.services.seed import apply_seed, load_seed
+
+        apply_seed(load_seed(json.dumps({"clients": [FLOW_CLIENTS["clients"][0]]})))  # registered again
+        db.session.remove()
+    time.sleep(CLIENT_CACHE_SECONDS)  # every snapshot is of the new registration
+    refreshed = OAuthActions(client).token("web", grant_type="refresh_token", refresh_token=stale["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant", refreshed.get_json()
+    assert FLOW_SECRETS["web"]
