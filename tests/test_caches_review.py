@@ -76,3 +76,39 @@ def test_nothing_a_stale_worker_issues_to_a_removed_client_outlives_the_removal(
     refreshed = OAuthActions(client).token("web", grant_type="refresh_token", refresh_token=stale["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant", refreshed.get_json()
     assert FLOW_SECRETS["web"]
+
+
+def test_a_client_made_public_by_the_seed_redeems_nothing_a_stale_worker_issued_with_its_secret(app, client,
+                                                                                                 flow_clients):
+    """docs/cli.md: a seed that drops every secret of a confidential client revokes its codes and
+    refresh tokens, since a public client would redeem them with no secret. A worker whose snapshot
+    predates the seed still authenticated the client with its old secret for CLIENT_CACHE_SECONDS
+    and issued it refresh tokens, which then redeemed with no secret at all."""
+    AuthActions(client).login()
+    web_tokens(client)  # this worker now holds a snapshot of `web`, confidential
+
+    def make_public():
+        from identity.services.seed import apply_seed, load_seed
+
+        with app.app_context():
+            apply_seed(load_seed(json.dumps({"clients": [{**FLOW_CLIENTS["clients"][0], "client_secrets": [], "require_pkce": True}]})))
+            db.session.remove()
+
+    seeder = threading.Thread(target=make_public)
+    seeder.start()
+    deadline = time.monotonic() + 10
+    while True:
+        with app.app_context():
+            hashes = db.session.scalar(select(Client.secret_hashes).where(Client.client_id == "web"))
+            db.session.remove()
+        if not hashes:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stale = web_tokens(client)  # issued with the old secret, by this worker's older snapshot
+    seeder.join(30)
+    assert not seeder.is_alive()
+    time.sleep(CLIENT_CACHE_SECONDS)  # every worker now knows the client is public
+    refreshed = OAuthActions(client).token("web", auth="none", grant_type="refresh_token",
+                                           refresh_token=stale["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant", refreshed.get_json()

@@ -300,9 +300,10 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
 
 
-def end_client_grants(client_id: str, *, reason: str) -> None:
+def end_client_grants(client_id: str, *, reason: str, audit_none: bool = True) -> None:
     """Consume a client's unused codes and revoke every refresh token it holds (the caller
     commits): a client made public by the seed must not redeem with no secret what it was
-    issued while it authenticated with one (RFC 6749 section 6)."""
-    store.revoke_client_rows(client_id, now())
-    audit.record("token_revoked", client_id=client_id, detail={"reason": reason})
+    issued while it authenticated with one (RFC 6749 section 6). Audited; with `audit_none`
+    false, only if there was something to end."""
+    if store.revoke_client_rows(client_id, now()) or audit_none:
+        audit.record("token_revoked", client_id=client_id, detail={"reason": reason})

@@ -34,6 +34,7 @@ class SeedReport:
     password_changed: list[int] = field(default_factory=list)  # user ids: wait out their cached bearer answers
     passwords_reset: list = field(default_factory=list)  # notifications.Addressee: told once the seed commits
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
+    made_public: list[str] = field(default_factory=list)  # client ids: revoked again once the snapshots are out
 
     @property
     def changed(self) -> bool:
@@ -203,6 +204,7 @@ def _seed_client(item: dict, report: SeedReport) -> None:
         report.client_disabled = True
     if before["secret_hashes"] and not hashes:
         end_client_grants(client.client_id, reason="client_made_public")
+        report.made_public.append(client.client_id)
     (report.updated if before != after else report.unchanged).append(label)
 
 
@@ -278,6 +280,18 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     bearer_cache.wait_for_leases(report.password_changed)  # as every password change does (bearer_cache.py)
     for user in report.passwords_reset:  # as `users set-password` tells them
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
-    if report.client_disabled:
+    if report.client_disabled or report.made_public:
         time.sleep(max(0, current_app.config["CLIENT_CACHE_SECONDS"]))  # as clients.set_client_enabled does
+    _end_grants_issued_meanwhile(report.made_public)
     return report
+
+
+def _end_grants_issued_meanwhile(client_ids: list[str]) -> None:
+    """Revoke again the codes and refresh tokens of clients the seed made public: a worker whose
+    snapshot predated the seed still took the old secret, and issued them, until the wait above."""
+    for client_id in client_ids:
+        client = get_client(client_id)
+        if client is not None and not client.secret_hashes:  # not given a secret again meanwhile
+            end_client_grants(client_id, reason="client_made_public", audit_none=False)
+    if client_ids:
+        db.session.commit()

@@ -315,16 +315,16 @@ def revoke_user_client_rows(user_id: int, client_id: str, stamp: int) -> None:
     _revoke_until_none_left(RefreshToken.user_id == user_id, RefreshToken.client_id == client_id, stamp=stamp)
 
 
-def revoke_client_rows(client_id: str, stamp: int) -> None:
+def revoke_client_rows(client_id: str, stamp: int) -> int:
     """Consume every unused code of a client and revoke every refresh token it holds, for all
-    its users (codes first, as in revoke_user_client_rows)."""
-    _consume_codes(AuthorizationCode.client_id == client_id, stamp=stamp)
-    _revoke_until_none_left(RefreshToken.client_id == client_id, stamp=stamp)
+    its users (codes first, as in revoke_user_client_rows); how many codes and tokens it ended."""
+    consumed = _consume_codes(AuthorizationCode.client_id == client_id, stamp=stamp)
+    return consumed + _revoke_until_none_left(RefreshToken.client_id == client_id, stamp=stamp)
 
 
-def _consume_codes(*conditions, stamp: int) -> None:
-    db.session.execute(update(AuthorizationCode).where(*conditions, AuthorizationCode.consumed_at.is_(None))
-                       .values(consumed_at=stamp))
+def _consume_codes(*conditions, stamp: int) -> int:
+    return db.session.execute(update(AuthorizationCode).where(*conditions, AuthorizationCode.consumed_at.is_(None))
+                              .values(consumed_at=stamp)).rowcount
 
 
 def revoke_user_refresh_tokens(user_id: int, stamp: int) -> None:
