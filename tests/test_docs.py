@@ -499,3 +499,17 @@ def test_the_site_builds_strictly(tmp_path):
     done = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_several_instances_name_every_period_a_command_waits_out():
+    """`clients disable`/`remove`, `users disable`/`set-password`/`remove` and `keys rotate --now`
+    sleep their own process's CLIENT_CACHE_SECONDS, BEARER_CACHE_SECONDS or
+    SIGNING_KEY_RELOAD_SECONDS, then say every worker has caught up: that holds only if each
+    instance, and the host the commands run on, has the same value. deployment.md's list of what
+    instances must share left CLIENT_CACHE_SECONDS out (and configuration.md never listed it)."""
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text.split("## Several instances", 1)[1].split("\n## ", 1)[0]
+    for name in ("FLASK_CLIENT_CACHE_SECONDS", "FLASK_BEARER_CACHE_SECONDS", "FLASK_SIGNING_KEY_"):
+        assert name in section, name
+    assert "command" in section and "same" in section
+    assert "FLASK_CLIENT_CACHE_SECONDS" in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
