@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from identity.clock import now
+from identity.services import bearer_cache
 from identity.extensions import db
 from identity.models import (AccountToken, AuditEvent, AuthorizationCode, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
                              UserSession)
@@ -47,7 +48,7 @@ def _populate(app) -> dict[str, set[str]]:
     """One row of every case; returns the tags that must survive a full purge, by kind."""
     t = now()
     idle, absolute = app.config["SESSION_IDLE_SECONDS"], app.config["SESSION_ABSOLUTE_SECONDS"]
-    leeway = app.config["JWT_LEEWAY_SECONDS"]
+    leeway, skew = app.config["JWT_LEEWAY_SECONDS"], bearer_cache.CLOCK_DIFFERENCE_ALLOWED_SECONDS
     audit_days = app.config["AUDIT_RETENTION_DAYS"]
     with app.app_context():
         alice = db.session.scalar(select(User.id).where(User.username == "alice"))
@@ -64,10 +65,13 @@ def _populate(app) -> dict[str, set[str]]:
             _refresh("rt-expired-rotated", alice, expires_at=t - 10, consumed_at=t - DAY),
             RevokedAccessToken(jti="jti-live", expires_at=t + 600),
             RevokedAccessToken(jti="jti-in-leeway", expires_at=t - leeway + 5),  # still accepted with the leeway
-            RevokedAccessToken(jti="jti-expired", expires_at=t - leeway - 5),
+            # ... by an instance whose clock is up to CLOCK_DIFFERENCE_ALLOWED_SECONDS behind this one
+            RevokedAccessToken(jti="jti-behind", expires_at=t - leeway - 5),
+            RevokedAccessToken(jti="jti-expired", expires_at=t - leeway - skew - 5),
             StandaloneAccessToken(jti="sat-live", user_id=alice, client_id="spa", expires_at=t + 600),
             StandaloneAccessToken(jti="sat-in-leeway", user_id=alice, client_id="spa", expires_at=t - leeway + 5),
-            StandaloneAccessToken(jti="sat-expired", user_id=alice, client_id="spa", expires_at=t - leeway - 5),
+            StandaloneAccessToken(jti="sat-behind", user_id=alice, client_id="spa", expires_at=t - leeway - 5),
+            StandaloneAccessToken(jti="sat-expired", user_id=alice, client_id="spa", expires_at=t - leeway - skew - 5),
             _session("live", alice, created_at=t - 100, last_seen_at=t - 10),
             _session("revoked", alice, created_at=t - 100, last_seen_at=t - 10, revoked_at=t - 5),
             _session("idle", alice, created_at=t - idle - 100, last_seen_at=t - idle - 5),
@@ -85,8 +89,8 @@ def _populate(app) -> dict[str, set[str]]:
     return {
         "authorization_codes": {"code-live", "code-tombstone", "code-expired-unused"},
         "refresh_tokens": {"rt-live", "rt-rotated", "rt-revoked"},
-        "revoked_access_tokens": {"jti-live", "jti-in-leeway"},
-        "standalone_access_tokens": {"sat-live", "sat-in-leeway"},
+        "revoked_access_tokens": {"jti-live", "jti-in-leeway", "jti-behind"},
+        "standalone_access_tokens": {"sat-live", "sat-in-leeway", "sat-behind"},
         "user_sessions": {"live"},
         "account_tokens": {"at-live", "at-expired", "at-used"},
         "audit_events": {"recent", "almost-old"},

@@ -54,7 +54,7 @@ from ..models import (AccountToken, AuditEvent, AuthorizationCode, LogoutDeliver
                       SessionClient, StandaloneAccessToken, UserSession)
 from ..store import logout as logout_rows
 from ..store.writes import write
-from . import audit
+from . import audit, bearer_cache
 
 log = logging.getLogger("identity.purge")
 
@@ -67,6 +67,13 @@ def _bounded_delete(model, key, condition):
     return delete(model).where(key.in_(select(key).where(condition).limit(bindparam("limit"))))
 
 
+def _accepted_for(cfg) -> int:
+    """How long past its `exp`, by this instance's clock, an access token may still be accepted
+    somewhere: the leeway, on an instance whose clock is up to CLOCK_DIFFERENCE_ALLOWED_SECONDS
+    behind. Its revocation (and its record for revoking the app) is kept that long."""
+    return cfg["JWT_LEEWAY_SECONDS"] + bearer_cache.CLOCK_DIFFERENCE_ALLOWED_SECONDS
+
+
 # (kind, statement, the parameters it takes from (stamp, config)); the kinds in the order they are purged
 _KINDS = (
     ("authorization_codes",
@@ -77,11 +84,11 @@ _KINDS = (
      lambda stamp, cfg: {"refresh_before": stamp}),
     ("revoked_access_tokens",
      _bounded_delete(RevokedAccessToken, RevokedAccessToken.jti, RevokedAccessToken.expires_at < bindparam("jti_before")),
-     lambda stamp, cfg: {"jti_before": stamp - cfg["JWT_LEEWAY_SECONDS"]}),
+     lambda stamp, cfg: {"jti_before": stamp - _accepted_for(cfg)}),
     ("standalone_access_tokens",
      _bounded_delete(StandaloneAccessToken, StandaloneAccessToken.jti,
                      StandaloneAccessToken.expires_at < bindparam("standalone_before")),
-     lambda stamp, cfg: {"standalone_before": stamp - cfg["JWT_LEEWAY_SECONDS"]}),
+     lambda stamp, cfg: {"standalone_before": stamp - _accepted_for(cfg)}),
     ("user_sessions",
      # the complement of sessions.within_lifetime, or revoked
      _bounded_delete(UserSession, UserSession.id, or_(UserSession.revoked_at.is_not(None),
