@@ -63,7 +63,7 @@ def send_email_verification():
         return problem(409, "Nothing to verify", "The account has no address waiting to be verified.")
     except verification.TooManyMails as err:
         return _too_many_mails(err)
-    return "", 202
+    return _accepted()
 
 
 @bp.put("/email")
@@ -90,7 +90,15 @@ def change_email():
                        headers={"Retry-After": str(err.retry_after)})
     except verification.TooManyMails as err:
         return _too_many_mails(err)
-    return "", 202
+    return _accepted()
+
+
+def _accepted() -> Response:
+    """202 with no body, so with no Content-Type either: Flask labels an empty answer text/html
+    (the 204s lose theirs in the headers layer, identity/plumbing/headers.py)."""
+    response = Response(status=202)
+    del response.headers["Content-Type"]
+    return response
 
 
 def _second_factor_required(err: SecondFactorRequired) -> Response:
