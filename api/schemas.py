@@ -4,10 +4,12 @@ import time
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from identity.constants import PASSWORD_INPUT_MAX
+
 from .problems import PROBLEM_TYPES
 
 # Generous caps: the password policy gives the real messages; these only keep Argon2's input sane.
-_PASSWORD = validate.Length(max=1024)
+_PASSWORD = validate.Length(max=PASSWORD_INPUT_MAX)
 
 
 def _unicode_text(value: str) -> None:
@@ -26,7 +28,7 @@ class PasswordChangeSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _unicode_text],
+    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=PASSWORD_INPUT_MAX), _unicode_text],
                                      metadata={"description": "The user's password now.", "format": "password"})
     new_password = fields.String(required=True, validate=[_PASSWORD, _unicode_text],
                                  metadata={"description": "The new password: at least PASSWORD_MIN_LENGTH (default 15) "
@@ -49,7 +51,7 @@ class EmailChangeSchema(Schema):
     email = fields.String(required=True, validate=[validate.Length(min=1, max=320), _unicode_text],
                           metadata={"description": "The new address; it replaces the current one once the link "
                                     "mailed to it is followed.", "format": "email"})
-    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _unicode_text],
+    current_password = fields.String(required=True, validate=[validate.Length(min=1, max=PASSWORD_INPUT_MAX), _unicode_text],
                                      metadata={"description": "The user's password now.", "format": "password"})
     otp = fields.String(validate=[validate.Length(min=1, max=64), _unicode_text],
                         metadata={"description": "For a user with a second factor, as for a password change: a "

@@ -212,7 +212,7 @@ def test_secure_cookie_in_a_response(instance):
 
 @pytest.mark.parametrize(
     "setting, value",
-    [("PASSWORD_MAX_LENGTH", 32), ("ACCESS_TOKEN_SIGNING_ALG", "HS256"), ("ID_TOKEN_SIGNING_ALG", "none"), ("ID_TOKEN_SIGNING_ALG", "ES256"),
+    [("PASSWORD_MAX_LENGTH", 32), ("PASSWORD_MAX_LENGTH", 1025), ("ACCESS_TOKEN_SIGNING_ALG", "HS256"), ("ID_TOKEN_SIGNING_ALG", "none"), ("ID_TOKEN_SIGNING_ALG", "ES256"),
      ("BEARER_CACHE_SECONDS", -1), ("BEARER_CACHE_SECONDS", 6), ("BEARER_CACHE_SECONDS", "0.5"),
      ("BEARER_CACHE_SECONDS", True)],
 )

@@ -1,10 +1,12 @@
 """The contract auditor's review: each test pins a statement of the public contract (or of the
 docs that repeat it) that the running server did not keep."""
 
-from conftest import ALICE_PASSWORD
-from test_localapi_support import LocalApi, bearer
-
 import pytest
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD
+from identity.constants import PASSWORD_INPUT_MAX
+from test_localapi_support import LocalApi, bearer
 
 
 @pytest.fixture
@@ -30,3 +32,21 @@ def test_the_address_change_s_202_carries_no_content_type(api, mail):
     assert response.get_data() == b""
     assert "Content-Type" not in response.headers
     mail.wait_for(to="alice@example.org")
+
+
+# --- one password policy everywhere: PASSWORD_MAX_LENGTH beyond what the entry points take ------
+
+
+@pytest.mark.parametrize("app_config", [{"PASSWORD_MAX_LENGTH": 1024}])
+def test_the_longest_password_the_policy_allows_signs_in_on_the_page(app, client, seeded):
+    """The contract: one policy everywhere (seed, CLI, page, local API). PASSWORD_MAX_LENGTH=2048
+    started a server whose `users set-password` took a 1,100-character password that the sign-in
+    page (and the local API, and the seed file) then refused as longer than 1,024; a maximum above
+    PASSWORD_INPUT_MAX is now refused at start (tests/test_config.py)."""
+    from identity.services import accounts
+
+    longest = (" ".join(["orchid lantern velvet canyon harbor quartz tulip marble"] * 20))[:PASSWORD_INPUT_MAX]
+    with app.app_context():
+        accounts.set_password("alice", longest)  # what `users set-password` does
+    response = AuthActions(client).login("alice", longest)
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]

@@ -14,7 +14,7 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES, PASSWORD_INPUT_MAX
 
 SIGNING_ALGS = ("RS256", "ES256")
 
@@ -203,6 +203,9 @@ def _check_numbers(cfg) -> None:
         if not _is_number(value, integer=whole) or value < least:
             kind = "a whole number" if whole else "a number"
             raise ConfigurationError(f"{name} must be {kind} of at least {least}, not {value!r}")
+    if cfg["PASSWORD_MAX_LENGTH"] > PASSWORD_INPUT_MAX:
+        raise ConfigurationError(f"PASSWORD_MAX_LENGTH must be at most {PASSWORD_INPUT_MAX}, not {cfg['PASSWORD_MAX_LENGTH']}: "
+                                 "the pages, the local API and the seed file take no longer password")
     if cfg["PASSWORD_MIN_LENGTH"] > cfg["PASSWORD_MAX_LENGTH"]:
         raise ConfigurationError(f"PASSWORD_MIN_LENGTH ({cfg['PASSWORD_MIN_LENGTH']}) must not exceed "
                                  f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")

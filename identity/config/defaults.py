@@ -37,7 +37,7 @@ WTF_CSRF_TIME_LIMIT = 3600  # seconds a form's CSRF token stays valid
 
 # --- passwords (NIST SP 800-63B-4) ----------------------------------------
 PASSWORD_MIN_LENGTH = 15
-PASSWORD_MAX_LENGTH = 128  # at least 64 must be allowed
+PASSWORD_MAX_LENGTH = 128  # at least 64 must be allowed; at most 1024 (constants.PASSWORD_INPUT_MAX)
 # zxcvbn's estimate of the guesses a password takes, as a power of ten: fewer is refused.
 # 11 refuses the weak long passwords of tests/data/ and accepts every strong passphrase there (docs/passwords.md).
 PASSWORD_MIN_GUESSES_LOG10 = 11

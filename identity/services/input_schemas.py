@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
-from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES
+from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES, PASSWORD_INPUT_MAX
 from .login_names import (MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem, mailbox_problem,
                           name_characters_problem, username_characters_problem)
 
@@ -268,7 +268,7 @@ class UserSchema(Schema):
     username = fields.String(required=True, validate=[validate.Length(min=1), _fits(MAX_USERNAME_LENGTH),
                                                       _no_problem(username_characters_problem)])
     email = fields.Email(load_default=None, validate=[_fits(MAX_EMAIL_LENGTH), _no_problem(mailbox_problem)])
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=PASSWORD_INPUT_MAX))
     name = fields.String(load_default=None, validate=[validate.Length(max=200), _no_problem(name_characters_problem)])
     enabled = fields.Boolean(load_default=None)  # absent: as it is (a new user: enabled)
     # the operator vouches that the address is the user's (no link is mailed); default: not verified

@@ -7,6 +7,8 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField, widge
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets.core import clean_key
 
+from ..constants import PASSWORD_INPUT_MAX
+
 
 def html_params(**attributes) -> Markup:
     """wtforms' html_params, with the same output, built with plain string joins.
@@ -51,15 +53,15 @@ class PageForm(FlaskForm):
 
 class LoginForm(PageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
     remember = BooleanField("Keep me signed in", widget=CheckboxInput())
 
 
 class ChangePasswordForm(PageForm):
-    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
                                      widget=PasswordInput())
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
-    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
                                      widget=PasswordInput())
     # shown to a user with a second factor whose sign-in did not use it recently (mfa.code_required)
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
@@ -71,8 +73,8 @@ class ForgotPasswordForm(PageForm):
 
 class ResetPasswordForm(PageForm):
     token = HiddenField(validators=[Length(max=200)])
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
-    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=1024)],
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
                                      widget=PasswordInput())
 
 
@@ -97,7 +99,7 @@ class RegenerateCodesForm(PageForm):
 
 
 class RemoveFactorForm(PageForm):
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)], widget=PasswordInput())
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
     code = StringField("A current code or a recovery code", validators=[DataRequired(), Length(max=64)],
                        widget=TextInput())
 
@@ -108,13 +110,13 @@ class RegisterForm(PageForm):
     username = StringField("User name", validators=[Length(max=1024)], widget=TextInput())
     email = StringField("Email address", validators=[Length(max=1024)], widget=TextInput())
     name = StringField("Your name (optional)", validators=[Length(max=1024)], widget=TextInput())
-    password = PasswordField("Password", validators=[Length(max=1024)], widget=PasswordInput())
-    confirm_password = PasswordField("Confirm password", validators=[Length(max=1024)], widget=PasswordInput())
+    password = PasswordField("Password", validators=[Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm password", validators=[Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
 
 
 class ChangeEmailForm(PageForm):
     email = StringField("New email address", validators=[DataRequired(), Length(max=1024)], widget=TextInput())
-    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
                                      widget=PasswordInput())
     # shown to a user with a second factor whose sign-in did not use it recently (mfa.code_required)
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
