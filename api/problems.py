@@ -9,6 +9,7 @@ from flask import Response, current_app, json
 from werkzeug.http import HTTP_STATUS_CODES
 
 from identity.config.issuer import issuer
+from identity.constants import MFA_REQUIRED_PROBLEM
 
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_TITLE = "One or more validation errors occurred."
@@ -29,8 +30,9 @@ PROBLEM_TYPES = {
 }
 
 
-# a problem of this API's own, told apart by the end of its type (the issuer's URL before it)
-MFA_REQUIRED = "/problems/mfa-required"
+# a problem of this API's own, told apart by the end of its type (the issuer's URL before it);
+# the type's URL serves its documentation (identity/web/home.py)
+MFA_REQUIRED = MFA_REQUIRED_PROBLEM
 
 
 def problem(status: int, title: str | None = None, detail: str | None = None, *,

@@ -5,6 +5,10 @@ LOCAL_API_SCOPE = "IdentityServerApi"
 #: the longest access-token lifetime a client may have (seconds); key retention must exceed it
 ACCESS_TOKEN_LIFETIME_MAX = 86400
 
+#: the path, under the issuer, of the local API's own problem type (RFC 9457): the 403 of a change
+#: that needs a second factor; the page there documents it
+MFA_REQUIRED_PROBLEM = "/problems/mfa-required"
+
 #: the longest password any entry point takes (the pages, the local API, the seed file): a cap
 #: that keeps Argon2's input sane, so PASSWORD_MAX_LENGTH may not be above it
 PASSWORD_INPUT_MAX = 1024

@@ -4,6 +4,7 @@ docs that repeat it) that the running server did not keep."""
 import pytest
 
 from actions import AuthActions
+from mfa_actions import step_clock  # noqa: F401  (the fixture)
 from conftest import ALICE_PASSWORD
 from identity.constants import PASSWORD_INPUT_MAX
 from test_localapi_support import LocalApi, bearer
@@ -50,3 +51,28 @@ def test_the_longest_password_the_policy_allows_signs_in_on_the_page(app, client
         accounts.set_password("alice", longest)  # what `users set-password` does
     response = AuthActions(client).login("alice", longest)
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
+
+
+# --- the mfa-required problem type is a URL under the issuer: it documents itself -------------
+
+
+def test_the_mfa_required_problem_type_is_dereferenceable(app, client, flow_clients, step_clock):
+    """RFC 9457 section 3.1.1: a problem type URI, when dereferenced, SHOULD give human-readable
+    documentation. The local API's own type, `<issuer>/problems/mfa-required`, was a 404."""
+    from urllib.parse import urlsplit
+
+    from mfa_actions import enrol_user
+
+    enrol_user(app)
+    api = LocalApi(app, client)
+    refused = api.change_password(api.token())
+    assert refused.status_code == 403
+    type_url = refused.get_json(force=True)["type"]
+    assert type_url.endswith("/problems/mfa-required")
+
+    page = client.get(urlsplit(type_url).path)
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert "A second factor is required" in text
+    assert "otp" in text and "acr_values=mfa" in text and "prompt=login" in text

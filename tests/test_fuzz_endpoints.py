@@ -45,7 +45,7 @@ ENDPOINTS = [
     ("GET", "/account/email"), ("POST", "/account/email"), ("GET", "/account/email/required"),
     ("POST", "/account/email/required"), ("GET", "/account/verify-email"), ("GET", "/account/register"),
     ("POST", "/account/register"), ("POST", "/localapi/email/verification"), ("PUT", "/localapi/email"),
-    ("GET", "/"), ("GET", "/diagnostics"), ("GET", "/favicon.ico"), ("GET", "/healthz"), ("GET", "/readyz"),
+    ("GET", "/"), ("GET", "/diagnostics"), ("GET", "/favicon.ico"), ("GET", "/problems/mfa-required"), ("GET", "/healthz"), ("GET", "/readyz"),
 ]
 NAMES = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "prompt", "max_age", "response_mode",
          "code_challenge", "code_challenge_method", "grant_type", "code", "code_verifier", "refresh_token", "token",

@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, render_template, send_from_directory
 from flask_login import current_user, login_required
 
+from ..constants import MFA_REQUIRED_PROBLEM
+
 bp = Blueprint("home", __name__)
 
 
@@ -24,6 +26,12 @@ def favicon():
     """Answer the browsers' implicit request for the icon instead of a logged 404."""
     return send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/x-icon",
                                max_age=FAVICON_MAX_AGE)
+
+
+@bp.get(MFA_REQUIRED_PROBLEM)
+def mfa_required_problem():
+    """Document the local API's own problem type: RFC 9457 asks a type URI to lead to its description."""
+    return render_template("problem_mfa_required.html", recent_seconds=current_app.config["MFA_RECENT_SECONDS"])
 
 
 @bp.get("/diagnostics")
