@@ -19,6 +19,7 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 
 from ..clock import now
+from ..config.issuer import issuer
 from ..services import consent, logout, mfa, tokens
 from .context import grant_context
 from .decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError
@@ -71,6 +72,13 @@ class ConsentPrompt:
     scopes: list[str]
 
 
+def with_issuer(params: list) -> list:
+    """An authorization response's parameters with `iss`, the issuer (RFC 9207; RFC 9700 section
+    4.4.2): a client that uses several servers tells by it which one answered (a mix-up attack
+    sends a code of this server to another's token endpoint). Discovery says it is sent."""
+    return [(k, v) for k, v in params if k != "iss"] + [("iss", issuer())]
+
+
 def error_decision(error: OAuth2Error, params: AuthorizationParams):
     """Send an error to the client when its redirect URI is validated; otherwise show a page, never redirect."""
     redirect_uri = getattr(error, "redirect_uri", None)
@@ -80,7 +88,7 @@ def error_decision(error: OAuth2Error, params: AuthorizationParams):
     state = params.values.get("state")
     if state and not any(k == "state" for k, _ in body):
         body.append(("state", state))
-    return Respond(ReplyTo(redirect_uri, response_mode(params.values, redirect_uri)), body)
+    return Respond(ReplyTo(redirect_uri, response_mode(params.values, redirect_uri)), with_issuer(body))
 
 
 def _prompts(params: AuthorizationParams) -> list[str]:
@@ -257,7 +265,7 @@ def grant_response(checked: Validated, principal):
         return error_decision(error, checked.params)
     # the clients to tell when this session ends (back-channel and front-channel logout)
     logout.remember_session_client(principal.public_sid, checked.grant.request.client.row)
-    return Respond(checked.reply, sent)
+    return Respond(checked.reply, with_issuer(sent))
 
 
 def _person_needed(checked: Validated, principal):

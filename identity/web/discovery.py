@@ -80,6 +80,7 @@ def build_document(base: str) -> dict:
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,  # RFC 9207 (oauth2/authorize.py)
             "prompt_values_supported": ["none", "login", "consent", "select_account"],
             "acr_values_supported": ACR_VALUES,
             "claims_parameter_supported": False,

@@ -1,0 +1,62 @@
+"""The server against RFC 9700 (OAuth 2.0 Security Best Current Practice), attack by attack."""
+
+import re
+from urllib.parse import urlencode
+
+import pytest
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+
+ISSUER = "https://localhost"  # the test client's host (development: the issuer is the request's)
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+# --- mix-up (RFC 9700 section 4.4.2, RFC 9207): the issuer in every authorization response ---------
+
+
+def test_discovery_says_the_authorization_response_carries_iss(client, flow_clients):
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    assert doc["authorization_response_iss_parameter_supported"] is True
+
+
+@pytest.mark.parametrize("extra", [
+    {"client_id": "web"},  # code, in the query
+    {"client_id": "web", "response_mode": "fragment"},
+    {"client_id": "mobile", "response_type": "code id_token", "nonce": "n-1"},  # hybrid, in the fragment
+    {"client_id": "web", "scope": "openid admin"},  # an error (invalid_scope) to the redirect URI
+    {"client_id": "web", "prompt": "none", "max_age": "0"},  # login_required
+])
+def test_every_authorization_response_names_the_issuer(oauth, extra):
+    verifier, challenge = pkce_pair()
+    response = oauth.authorize(code_challenge=challenge, code_challenge_method="S256", state="st-1", **extra)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    params = redirect_params(response.headers["Location"])
+    assert params["state"] == "st-1"
+    assert params.get("iss") == ISSUER, params
+
+
+def test_a_form_post_response_names_the_issuer(oauth):
+    response = oauth.authorize(client_id="web", response_mode="form_post", state="st-2")
+    html = response.get_data(as_text=True)
+    assert re.search(r'name="iss" value="https://localhost"', html), html
+
+
+def test_a_refused_consent_names_the_issuer(client, flow_clients):
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    response = oauth.authorize(client_id="spa", code_challenge=pkce_pair()[1], code_challenge_method="S256", state="s3")
+    assert "/consent" in response.headers["Location"]
+    denied = oauth.consent(response.headers["Location"], decision="deny")
+    params = redirect_params(denied.headers["Location"])
+    assert params["error"] == "access_denied" and params.get("iss") == ISSUER, params
+
+
+def test_the_code_with_iss_still_redeems(oauth):
+    token, params = oauth.code_flow(client_id="spa", consent=True)
+    assert params["iss"] == ISSUER
+    assert token.status_code == 200, token.get_json()
