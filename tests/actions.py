@@ -89,8 +89,8 @@ class OAuthActions:
         response = self.authorize(client_id=client_id, scope=scope, response_type=response_type,
                                   code_challenge=challenge, code_challenge_method="S256", **extra)
         if response.status_code == 302 and "/consent" in response.headers["Location"] and consent:
-            response = self.consent(response.headers["Location"])
-        assert response.status_code == 302, response.get_data(as_text=True)
+            response = self.consent(response.headers["Location"])  # a POST: answered with a 303
+        assert response.status_code in (302, 303), response.get_data(as_text=True)
         params = redirect_params(response.headers["Location"])
         assert "code" in params, params
         token = self.token(client_id, grant_type="authorization_code", code=params["code"],

@@ -161,7 +161,7 @@ def test_consent_granted_and_revoked_are_recorded(app, client, seeded):
     oauth = OAuthActions(client)
     location = oauth.authorize(scope="openid profile", code_challenge=pkce_pair()[1],
                                code_challenge_method="S256").headers["Location"]
-    assert oauth.consent(location, remember=True).status_code == 302
+    assert oauth.consent(location, remember=True).status_code == 303
     granted = only(app, "consent_granted")
     assert (granted.user_id, granted.client_id) == (alice_id(app), "spa")
     assert granted.detail["scopes"] == ["openid", "profile"]
@@ -178,7 +178,7 @@ def test_consent_not_remembered_is_not_a_grant(app, client, seeded):
     assert AuthActions(client).login().status_code == 302
     oauth = OAuthActions(client)
     location = oauth.authorize(code_challenge=pkce_pair()[1], code_challenge_method="S256").headers["Location"]
-    assert oauth.consent(location, remember=False).status_code == 302
+    assert oauth.consent(location, remember=False).status_code == 303
     assert not events(app, "consent_granted")
 
 

@@ -60,3 +60,33 @@ def test_the_code_with_iss_still_redeems(oauth):
     token, params = oauth.code_flow(client_id="spa", consent=True)
     assert params["iss"] == ISSUER
     assert token.status_code == 200, token.get_json()
+
+
+# --- 307/302 after a POST (RFC 9700 section 4.12): the answer to the client is a 303 ------------------
+
+
+def _authorize_url(oauth, **extra):
+    return "/connect/authorize?" + urlencode(oauth.authorize_params(**extra))
+
+
+def test_a_sign_in_answered_at_the_client_is_a_303(client, flow_clients):
+    """The sign-in POST (user name and password in its body) is answered with the redirect to the
+    client itself: a 302 that a user agent repeats as a POST sends the password to the client."""
+    oauth = OAuthActions(client)
+    login = AuthActions(client).login(return_url=_authorize_url(oauth, client_id="web"))
+    assert login.status_code == 303, login.status_code
+    assert login.headers["Location"].startswith("https://web.example.com/cb?code=")
+
+
+def test_a_consent_answered_at_the_client_is_a_303(oauth):
+    response = oauth.authorize(client_id="spa", code_challenge=pkce_pair()[1], code_challenge_method="S256")
+    allowed = oauth.consent(response.headers["Location"])
+    assert allowed.status_code == 303, allowed.status_code
+    assert "code=" in allowed.headers["Location"]
+
+
+def test_a_posted_authorization_request_is_answered_with_a_303_and_a_get_with_a_302(oauth):
+    params = oauth.authorize_params(client_id="web")
+    posted = oauth.client.post("/connect/authorize", data=params)
+    assert posted.status_code == 303, posted.status_code
+    assert oauth.client.get("/connect/authorize?" + urlencode(oauth.authorize_params(client_id="web"))).status_code == 302

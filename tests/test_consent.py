@@ -187,7 +187,7 @@ def test_a_consent_remembered_by_another_request_meanwhile_is_no_error(oauth, ap
     response = oauth.consent(location, decision="allow", remember=True)
     threads[0].join(30)
 
-    assert response.status_code == 302, response.status_code
+    assert response.status_code == 303, response.status_code
     assert "code" in redirect_params(response.headers["Location"])
     assert results["other"] is None
     with app.app_context():
@@ -236,4 +236,4 @@ def test_a_sign_in_that_max_age_asked_for_is_not_asked_for_again_at_consent(clie
         db.session.commit()
     allowed = client.post(consent.headers["Location"],
                           data={"csrf_token": csrf_token(page.get_data(as_text=True)), "decision": "allow"})
-    assert allowed.status_code == 302 and "code" in redirect_params(allowed.headers["Location"]), allowed.headers.get("Location")
+    assert allowed.status_code == 303 and "code" in redirect_params(allowed.headers["Location"]), allowed.headers.get("Location")

@@ -157,7 +157,7 @@ def test_a_nonce_too_long_to_keep_is_invalid_request_not_a_503(oauth, app):
 
     response = oauth.client.post("/connect/authorize", data=oauth.authorize_params(
         client_id="web", scope="openid", state="s-1", nonce=secrets.token_hex(1500)))  # random: not compressed
-    assert response.status_code == 302, response.status_code
+    assert response.status_code == 303, response.status_code
     params = redirect_params(response.headers["Location"])
     assert params.get("error") == "invalid_request" and params["state"] == "s-1", params
     with app.app_context():

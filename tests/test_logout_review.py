@@ -211,10 +211,10 @@ def test_an_end_session_post_without_the_browsers_cookies_is_posted_again_from_t
     again = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', body))
     assert {k: html.unescape(v) for k, v in again.items() if k in fields} == fields
     done = client.post("/connect/endsession", data=again)  # the page posts itself, with the cookies
-    assert done.status_code == 302 and done.headers["Location"] == "https://web.example.com/bye?state=s-1"
+    assert done.status_code == 303 and done.headers["Location"] == "https://web.example.com/bye?state=s-1"
     assert live_sessions(app, "alice") == 0 and whoami(client) is None
     nobody = app.test_client().post("/connect/endsession", data=again)  # posted again, still no cookie
-    assert nobody.status_code == 302  # nobody to sign out here: back to the client, no loop
+    assert nobody.status_code == 303  # nobody to sign out here: back to the client, no loop
 
 
 def web_id_token(client) -> str:

@@ -278,7 +278,7 @@ def test_the_pending_request_survives_both_steps(client, app, enrolled, flow_cli
     assert to_second.status_code == 302
     assert "returnUrl=" in to_second.headers["Location"]
     done = second_step(client, code_at(secret), return_url=return_url)
-    assert done.status_code == 302
+    assert done.status_code == 303
     assert done.headers["Location"].startswith(OAuthActions.REDIRECTS["native"])
     assert "code" in redirect_params(done.headers["Location"])
 

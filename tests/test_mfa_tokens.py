@@ -110,7 +110,7 @@ def test_acr_values_mfa_asks_a_password_session_to_sign_in_again_with_both_facto
                                               code_challenge_method="S256")
     assert response.status_code == 302 and response.headers["Location"].startswith("/account/login")
     done = sign_in_with_code(client, secret, return_url=return_url_of(response))
-    assert done.status_code == 302
+    assert done.status_code == 303
     params = redirect_params(done.headers["Location"])
     assert "code" in params
 
@@ -152,7 +152,7 @@ def test_prompt_login_and_max_age_ask_for_both_factors_again(client, app, flow_c
     first = password_step(client, return_url=return_url)
     assert "/account/login/mfa" in first.headers["Location"]  # the password alone is not enough
     done = second_step(client, code_at(secret), return_url=return_url)
-    assert done.status_code == 302 and "code" in redirect_params(done.headers["Location"])
+    assert done.status_code == 303 and "code" in redirect_params(done.headers["Location"])
 
 
 def test_the_password_grant_refuses_a_user_with_a_second_factor(client, app, flow_clients):

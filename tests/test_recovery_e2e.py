@@ -78,9 +78,9 @@ def test_forgot_password_from_the_mobile_app(server, mail):
     signed_in = browser.post(login_url, allow_redirects=False, timeout=30, data={
         "csrf_token": csrf_from(login_page.text), "username": "alice", "password": NEW_PASSWORD})
     response = signed_in
-    while response.status_code == 302 and not response.headers["Location"].startswith(MOBILE["redirect_uri"]):
+    while response.status_code in (302, 303) and not response.headers["Location"].startswith(MOBILE["redirect_uri"]):
         response = browser.get(requests.compat.urljoin(base, response.headers["Location"]), allow_redirects=False, timeout=30)
-    assert response.status_code == 302 and response.headers["Location"].startswith(MOBILE["redirect_uri"]), response.text
+    assert response.status_code == 303 and response.headers["Location"].startswith(MOBILE["redirect_uri"]), response.text
     params = redirect_params(response)
     assert params["state"] == "s-123" and {"code", "id_token"} <= params.keys(), params
 

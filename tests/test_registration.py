@@ -224,7 +224,7 @@ def test_registration_returns_to_the_pending_authorization_request(app, client, 
     page = client.get(sign_in)
     response = client.post(sign_in, data={"csrf_token": csrf_token(page.get_data(as_text=True)),
                                           "username": "carol", "password": PASSWORD})
-    assert response.status_code == 302
+    assert response.status_code == 303
     params = redirect_params(response.headers["Location"])
     token = oauth.token("mobile-pkce", grant_type="authorization_code", code=params["code"],
                         redirect_uri=MOBILE_REDIRECT,

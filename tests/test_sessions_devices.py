@@ -139,7 +139,7 @@ def test_a_browser_session_for_a_client_is_named_after_it(app, flow_clients, cli
     # sign in again through an authorization request of `web`: the new session is for that client
     AuthActions(signed_in).logout()
     params = oauth.authorize_params(client_id="web", scope="openid")
-    assert AuthActions(signed_in).login(return_url="/connect/authorize?" + urlencode(params)).status_code == 302
+    assert AuthActions(signed_in).login(return_url="/connect/authorize?" + urlencode(params)).status_code == 303
     entries = sessions_of(client, password_grant(client)["access_token"])
     assert [(e["client_id"], e["client_name"]) for e in by_kind(entries, "browser")] == [("web", "Web App")]
 

@@ -2,7 +2,7 @@
 
 from urllib.parse import urlencode, urlsplit
 
-from flask import make_response, redirect, render_template, url_for
+from flask import make_response, redirect, render_template, request, url_for
 
 from ..plumbing.headers import allow_frame_sources
 from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, Respond, ShowError, SignedOut
@@ -58,7 +58,11 @@ def respond(decision: Respond):
     auto-submitting page whose form may reach only the client's origin."""
     reply, params = decision.reply, delivered(decision.params)
     if reply.response_mode != "form_post":
-        return redirect(location(reply.redirect_uri, params, fragment=reply.response_mode == "fragment"), code=302)
+        # a 303 after a POST (RFC 9700 section 4.12): the sign-in's, second step's or consent's POST
+        # is answered here, and a user agent may repeat a POST at a 302 (or 307) target, which
+        # would hand the client the password or code in the body
+        code = 303 if request.method == "POST" else 302
+        return redirect(location(reply.redirect_uri, params, fragment=reply.response_mode == "fragment"), code=code)
     response = make_response(render_template("form_post.html", action=reply.redirect_uri, params=dict(params)))
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; form-action " + _origin(reply.redirect_uri)

@@ -137,7 +137,7 @@ def test_remembered_consent_is_listed_on_the_grants_page_and_revoking_removes_it
     sign_in_and_reach_consent(ui, seeded)
     ui.page.get_by_label("Remember my decision").check()
     decision = ui.submit_and_catch_post("button[value=allow]", wait_for_page=False)
-    assert decision.status == 302 and decision.headers["location"].startswith(REDIRECT_URI + "?code=")
+    assert decision.status == 303 and decision.headers["location"].startswith(REDIRECT_URI + "?code=")
     ui.page.wait_for_url(REDIRECT_URI + "?**")
 
     # Remembered: the next authorization goes straight back to the client with a code.
