@@ -213,12 +213,23 @@ def test_tokens_in_the_front_channel_never_go_to_a_plain_http_redirect_uri(app, 
 
 
 @pytest.mark.parametrize("app_config", [PRODUCTION])
-def test_a_confidential_code_client_may_keep_a_plain_http_redirect_uri(app, runner, tmp_path):
+def test_a_confidential_code_client_gets_no_plain_http_redirect_uri_either(app, runner, tmp_path):
+    """RFC 9700 section 2.6: authorization responses MUST NOT travel unencrypted, so the server
+    MUST NOT allow http redirect URIs but a native app's loopback ones. A confidential client's
+    code is no token, but one read off the network is injected into the attacker's own session
+    at the client (section 4.5), which redeems it with its secret: the victim's account there."""
     doc = {"clients": [{"client_id": "intranet", "client_secrets": ["intranet-secret-0123456789"],
                         "allowed_grant_types": ["authorization_code"], "redirect_uris": [PLAIN_HTTP],
                         "allowed_scopes": ["openid"]}]}
     result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
-    assert result.exit_code == 0, result.output
+    refused_in_one_line(result, "client 'intranet'", "redirect_uris", "https")
+    assert client_ids(app) == set()
+    added = runner.invoke(args=["clients", "add", "intranet2", "--grant-type", "authorization_code",
+                                "--redirect-uri", PLAIN_HTTP, "--scope", "openid"])
+    assert added.exit_code != 0 and "https" in added.output, added.output
+    assert client_ids(app) == set()
+    doc["clients"][0]["redirect_uris"] = ["https://rp.example.com/cb", "http://127.0.0.1/cb"]
+    assert runner.invoke(args=["seed", seed_file(tmp_path, doc)]).exit_code == 0
 
 
 SURROGATE_FILES = {

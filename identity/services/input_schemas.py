@@ -127,8 +127,10 @@ def _scheme_host_port(uri: str) -> tuple:
 
 
 def _plain_http_off_loopback(uri: str) -> bool:
-    """An http URI whose host is not loopback (OpenID Connect Core 3.1.2.1 and 3.2.2.1: http is for a
-    confidential client's code flow, or a native app on localhost / 127.0.0.1 / [::1])."""
+    """An http URI whose host is not loopback. RFC 9700 section 2.6: authorization responses MUST
+    NOT travel unencrypted, so no client gets an http redirect URI but a native app on localhost /
+    127.0.0.1 / [::1] (OpenID Connect Core 3.1.2.1 would let a confidential client's code flow
+    have one; its code, read off the network, is injected into the attacker's own session)."""
     parts = urlsplit(uri)
     return parts.scheme.lower() == "http" and not _is_loopback(parts.hostname)
 
@@ -228,12 +230,10 @@ class ClientSchema(Schema):
             raise ValidationError("a secret is listed twice", "client_secrets")
         if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):
             raise ValidationError("grant types are listed twice", "allowed_grant_types")
-        front_channel_tokens = grants & {"implicit", "hybrid"}
-        if (front_channel_tokens or not data.get("client_secrets")) and not outbound_http_allowed():
+        if not outbound_http_allowed():  # RFC 9700 section 2.6, whatever the client (_plain_http_off_loopback)
             for uri in data.get("redirect_uris", []):
                 if _plain_http_off_loopback(uri):
-                    who = "an implicit or hybrid client" if front_channel_tokens else "a public client"
-                    raise ValidationError(f"{uri!r}: {who} needs an https redirect URI (http only on a loopback "
+                    raise ValidationError(f"{uri!r}: a redirect URI must use https (http only on a loopback "
                                           "host, for a native app)", "redirect_uris")
         front_channel_logout = data.get("frontchannel_logout_uri")
         if front_channel_logout and _scheme_host_port(front_channel_logout) not in {
