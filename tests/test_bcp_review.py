@@ -90,3 +90,30 @@ def test_a_posted_authorization_request_is_answered_with_a_303_and_a_get_with_a_
     posted = oauth.client.post("/connect/authorize", data=params)
     assert posted.status_code == 303, posted.status_code
     assert oauth.client.get("/connect/authorize?" + urlencode(oauth.authorize_params(client_id="web"))).status_code == 302
+
+
+# --- no authorization response over plain http (RFC 9700 section 2.6) --------------------------------
+
+
+def test_an_http_redirect_uri_stored_before_production_refused_it_is_not_answered(app, client, flow_clients):
+    """A client registered with http://intranet.example.com/cb while the seed still let a confidential
+    client have one (or in development) is not sent its code in the clear once in production."""
+    from identity.services.seed import apply_seed, load_seed
+
+    with app.app_context():
+        apply_seed(load_seed('{"clients": [{"client_id": "intranet", "client_secrets": ["intranet-secret-0123456789"],'
+                             '"allowed_grant_types": ["authorization_code"], "allowed_scopes": ["openid"],'
+                             '"redirect_uris": ["http://intranet.example.com/cb", "https://intranet.example.com/cb"]}]}'))
+    app.config["ENVIRONMENT"] = "production"
+    AuthActions(client).login()
+    plain = client.get("/connect/authorize?" + urlencode({
+        "client_id": "intranet", "response_type": "code", "scope": "openid", "state": "s",
+        "code_challenge": pkce_pair()[1], "code_challenge_method": "S256", "redirect_uri": "http://intranet.example.com/cb"}))
+    assert plain.status_code == 400 and "Location" not in plain.headers, plain.headers.get("Location")
+    tls = client.get("/connect/authorize?" + urlencode({
+        "client_id": "intranet", "response_type": "code", "scope": "openid", "state": "s",
+        "code_challenge": pkce_pair()[1], "code_challenge_method": "S256", "redirect_uri": "https://intranet.example.com/cb"}))
+    assert tls.status_code == 302 and "code=" in tls.headers["Location"]
+    native = OAuthActions(client).authorize(client_id="native", redirect_uri="http://127.0.0.1:4711/callback",
+                                            code_challenge=pkce_pair()[1], code_challenge_method="S256")
+    assert native.status_code == 302 and "code=" in native.headers["Location"]  # loopback: RFC 8252

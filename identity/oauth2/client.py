@@ -8,6 +8,7 @@ from flask import current_app
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT
 from ..models import Client
 from ..services.client_secrets import verify_client_secret
+from ..services.input_schemas import outbound_http_allowed, plain_http_off_loopback
 
 #: http, a loopback IP literal, an optional port of digits, then a path or query (no userinfo, no
 #: backslash, no fragment): the only URIs whose port may differ from the registered one
@@ -34,8 +35,12 @@ def _has_userinfo(uri: str) -> bool:
 
 def redirect_uri_matches(registered: list[str], requested: str) -> bool:
     """Exact string match, but any port for http loopback IP literals (RFC 8252 section 7.3);
-    a URI with userinfo never matches (the any-port rule is for the port alone)."""
+    a URI with userinfo never matches (the any-port rule is for the port alone). Outside
+    development a plain http one off loopback never does either (RFC 9700 section 2.6), though
+    registered before that rule: no authorization response travels unencrypted."""
     if not isinstance(requested, str) or _has_userinfo(requested):
+        return False
+    if plain_http_off_loopback(requested) and not outbound_http_allowed():
         return False
     if requested in registered:
         return True

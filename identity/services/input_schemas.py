@@ -126,7 +126,7 @@ def _scheme_host_port(uri: str) -> tuple:
     return scheme, parts.hostname, parts.port or {"https": 443, "http": 80}.get(scheme)
 
 
-def _plain_http_off_loopback(uri: str) -> bool:
+def plain_http_off_loopback(uri: str) -> bool:
     """An http URI whose host is not loopback. RFC 9700 section 2.6: authorization responses MUST
     NOT travel unencrypted, so no client gets an http redirect URI but a native app on localhost /
     127.0.0.1 / [::1] (OpenID Connect Core 3.1.2.1 would let a confidential client's code flow
@@ -230,9 +230,9 @@ class ClientSchema(Schema):
             raise ValidationError("a secret is listed twice", "client_secrets")
         if len(set(data.get("allowed_grant_types", []))) != len(data.get("allowed_grant_types", [])):
             raise ValidationError("grant types are listed twice", "allowed_grant_types")
-        if not outbound_http_allowed():  # RFC 9700 section 2.6, whatever the client (_plain_http_off_loopback)
+        if not outbound_http_allowed():  # RFC 9700 section 2.6, whatever the client (plain_http_off_loopback)
             for uri in data.get("redirect_uris", []):
-                if _plain_http_off_loopback(uri):
+                if plain_http_off_loopback(uri):
                     raise ValidationError(f"{uri!r}: a redirect URI must use https (http only on a loopback "
                                           "host, for a native app)", "redirect_uris")
         front_channel_logout = data.get("frontchannel_logout_uri")
