@@ -76,3 +76,29 @@ def test_the_mfa_required_problem_type_is_dereferenceable(app, client, flow_clie
     text = page.get_data(as_text=True)
     assert "A second factor is required" in text
     assert "otp" in text and "acr_values=mfa" in text and "prompt=login" in text
+
+
+# --- email_verified in ID tokens, as userinfo and /localapi/account report it ------------------
+
+
+def test_an_id_token_of_the_code_flow_carries_email_verified(app, client, flow_clients):
+    """The contract: a verified address is `email_verified` true "in ID tokens, userinfo,
+    /localapi/account". Only the ID tokens of response_type=id_token carried it; the code flow's
+    (and the hybrid flows') left it to userinfo."""
+    import base64
+    import json
+
+    from actions import OAuthActions, redirect_params
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid email").headers["Location"])["code"]
+    tokens = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    payload = tokens.get_json()["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    userinfo = client.get("/connect/userinfo", headers={"Authorization": f"Bearer {tokens.get_json()['access_token']}"})
+
+    assert claims.get("email_verified") is userinfo.get_json()["email_verified"], claims
+    assert claims.get("email") == userinfo.get_json()["email"] == "alice@example.com"
+    assert "preferred_username" not in claims  # the profile's claims stay in userinfo (Core 5.4)

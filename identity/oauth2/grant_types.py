@@ -222,6 +222,7 @@ class OpenIDCode(_OpenIDCode):
         token["id_token"] = build_id_token(
             client_id=grant.request.client.client_id, user=grant.request.user, auth_time=code.auth_time,
             nonce=code.nonce, sid=code.session_id, access_token=token["access_token"], amr=code.amr,
+            scope=token["scope"],  # with an access token: only the email claims (build_id_token)
         )
         return token
 

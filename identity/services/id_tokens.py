@@ -28,16 +28,24 @@ def user_claims(user: User, scopes: list[str] | str) -> dict:
         claims["preferred_username"] = user.username
         if user.name:
             claims["name"] = user.name
-    if "email" in scopes and user.email:
-        claims["email"] = user.email
-        claims["email_verified"] = bool(user.email_verified)
+    claims.update(email_claims(user, scopes))
     return claims
+
+
+def email_claims(user: User, scopes: list[str] | str) -> dict:
+    """`email` and `email_verified`, if the scopes hold `email` and the user has an address."""
+    scopes = scopes.split() if isinstance(scopes, str) else scopes
+    if "email" in scopes and user.email:
+        return {"email": user.email, "email_verified": bool(user.email_verified)}
+    return {}
 
 
 def build_id_token(*, client_id: str, user: User, auth_time: int, nonce: str | None = None, sid: str | None = None,
                    access_token: str | None = None, code: str | None = None, scope: str = "",
                    amr: str | None = None) -> str:
-    """Sign an ID token for a client; profile claims go to userinfo unless no access token is issued."""
+    """Sign an ID token for a client. With no access token (response_type=id_token) it carries the
+    claims of `scope`; with one, only the email claims (the public contract names email_verified
+    in ID tokens), the others go to userinfo. The front channel's hybrid ID tokens pass no scope."""
     alg = current_app.config["ID_TOKEN_SIGNING_ALG"]
     stamp = now()
     claims = {
@@ -59,4 +67,6 @@ def build_id_token(*, client_id: str, user: User, auth_time: int, nonce: str | N
         claims["c_hash"] = half_hash(code, alg)
     if not access_token:  # response_type=id_token: no userinfo call possible (Core 5.4)
         claims.update(user_claims(user, scope))
+    else:
+        claims.update(email_claims(user, scope))
     return sign(claims, alg)

@@ -26,7 +26,8 @@ from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
 
 
-TokenUser = namedtuple("TokenUser", "id subject password_version")  # what issuing an access token reads
+# what issuing an access token reads (and, from a code, the ID token's email claims)
+TokenUser = namedtuple("TokenUser", "id subject password_version email email_verified", defaults=(None, False))
 
 
 def new_family_id() -> str:
@@ -85,7 +86,8 @@ def end_user_codes(user_id: int) -> None:
 
 def user_of_grant(grant: "CodeGrant | RefreshGrant") -> "TokenUser":
     """The user a code or refresh token was read with, as issuing an access token reads it."""
-    return TokenUser(grant.user_id, grant.subject, grant.password_version)
+    return TokenUser(grant.user_id, grant.subject, grant.password_version, getattr(grant, "email", None),
+                     bool(getattr(grant, "email_verified", False)))
 
 
 def _successor(grant, token: str | None, *, scope: str, access_token_jti: str | None, stamp: int) -> dict:

@@ -35,6 +35,7 @@ _CODE_GRANT = (
            AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
            AuthorizationCode.expires_at, AuthorizationCode.consumed_at, AuthorizationCode.family_id,
            AuthorizationCode.issued_jti, AuthorizationCode.amr, User.subject, User.password_version,
+           User.email, User.email_verified,  # the ID token's email claims (services/id_tokens.py)
            # the browser session the code was minted in, if not revoked (None, None otherwise): whether
            # it is still live is the session service's rule, read in the same statement
            UserSession.created_at.label("session_created_at"), UserSession.last_seen_at.label("session_last_seen_at"))
