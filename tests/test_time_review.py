@@ -170,3 +170,26 @@ def test_instances_on_either_side_of_an_access_token_alg_change_make_no_new_keys
     finally:
         with moved.app_context():
             db.engine.dispose()
+
+
+def test_at_its_last_second_a_refresh_token_is_listed_as_the_grant_takes_it(app, client, flow_clients, monkeypatch):
+    """At the second a refresh token expires (expires_at == now) the refresh grant still takes it
+    (issued_grants.refresh_token_usable); the grants page lists its app then, as the sessions page does."""
+    from actions import OAuthActions
+    from identity.models import Consent, RefreshToken
+    from identity.services import consent, devices, issued_grants
+
+    assert AuthActions(client).login().status_code == 302
+    OAuthActions(client).code_flow(client_id="web", scope="openid offline_access")
+    with app.app_context():
+        db.session.execute(Consent.__table__.delete())
+        expires_at = db.session.scalar(select(RefreshToken.expires_at))
+        db.session.commit()
+    for module in (consent, issued_grants):
+        monkeypatch.setattr(module, "now", lambda: expires_at)
+    monkeypatch.setattr(devices.clock, "now", lambda: expires_at)
+    with app.app_context():
+        from identity.models import User
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        assert [e.kind for e in devices.list_entries(alice)].count("app") == 1  # the sessions list: live
+        assert [g.client_id for g in consent.list_grants(alice)] == ["web"]

@@ -83,7 +83,7 @@ def list_grants(user_id: int) -> list[AppGrant]:
     for client_id, issued_at, expires_at, auth_time in db.session.execute(
             select(RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.expires_at, RefreshToken.auth_time)
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
-                   RefreshToken.consumed_at.is_(None), RefreshToken.expires_at > stamp)):
+                   RefreshToken.consumed_at.is_(None), RefreshToken.expires_at >= stamp)):
         if refresh_token_usable(expires_at, auth_time, stamp, issued_at):  # nor past a lifetime shortened since
             tokens[client_id] = min(issued_at, tokens.get(client_id, issued_at))
     access_only = _apps_holding_access_tokens(user_id)

@@ -57,7 +57,7 @@ def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]
     rows = db.session.execute(
         select(RefreshToken.client_id, RefreshToken.session_id)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
-               RefreshToken.consumed_at.is_(None), RefreshToken.expires_at > stamp)
+               RefreshToken.consumed_at.is_(None), RefreshToken.expires_at >= stamp)
         .distinct())
     return [tuple(row) for row in rows]
 
