@@ -193,3 +193,29 @@ def test_at_its_last_second_a_refresh_token_is_listed_as_the_grant_takes_it(app,
         alice = db.session.scalar(select(User.id).where(User.username == "alice"))
         assert [e.kind for e in devices.list_entries(alice)].count("app") == 1  # the sessions list: live
         assert [g.client_id for g in consent.list_grants(alice)] == ["web"]
+
+
+def test_revoking_an_app_revokes_its_token_still_accepted_within_the_leeway(app, client, flow_clients, monkeypatch):
+    """The bearer check accepts an access token up to JWT_LEEWAY_SECONDS past its exp (the
+    revocation list and the purge keep it that long). Revoking the app 10 seconds past the exp of
+    its password-grant token (no refresh token: a standalone one) put nothing on the list, and the
+    token went on working for the 20 seconds left."""
+    from actions import OAuthActions
+    from identity.models import User
+    from identity.services import issued_grants, tokens
+    from mfa_actions import claims
+
+    from conftest import ALICE_PASSWORD
+
+    body = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                      scope="openid").get_json()
+    later = claims(body["access_token"])["exp"] + 10
+    monkeypatch.setattr(tokens, "now", lambda: later)
+    monkeypatch.setattr(issued_grants, "now", lambda: later)
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    assert client.get("/connect/userinfo", headers=bearer).status_code == 200  # within the leeway
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        issued_grants.revoke_user_client_grants(alice, "legacy")
+        db.session.commit()
+    assert client.get("/connect/userinfo", headers=bearer).status_code == 401

@@ -298,7 +298,8 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     logout.client_grants_ended(user_id, client_id)
     store.revoke_user_client_rows(user_id, client_id, stamp)
     jtis = store.family_access_token_jtis(store.user_client_families(user_id, client_id))
-    jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp)
+    # those the bearer check still accepts: up to JWT_LEEWAY_SECONDS past their exp
+    jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp - current_app.config["JWT_LEEWAY_SECONDS"])
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
 
 

@@ -302,7 +302,7 @@ def user_client_families(user_id: int, client_id: str) -> set[str]:
 
 
 def user_client_standalone_jtis(user_id: int, client_id: str, stamp: int) -> set[str]:
-    """The unexpired access tokens of no family issued to a client for a user."""
+    """The access tokens of no family issued to a client for a user that expire at `stamp` or later."""
     return set(db.session.scalars(select(StandaloneAccessToken.jti).where(
         StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.client_id == client_id,
         StandaloneAccessToken.expires_at >= stamp)))
