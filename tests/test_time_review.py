@@ -219,3 +219,30 @@ def test_revoking_an_app_revokes_its_token_still_accepted_within_the_leeway(app,
         issued_grants.revoke_user_client_grants(alice, "legacy")
         db.session.commit()
     assert client.get("/connect/userinfo", headers=bearer).status_code == 401
+
+
+
+
+def test_the_grants_page_lists_an_app_while_its_token_lives_after_its_lifetime_was_shortened(app, client,
+                                                                                              flow_clients,
+                                                                                              monkeypatch):
+    """An app signed in with the code flow without offline_access holds an access token for its
+    client's access_token_lifetime (600 s for `web`). The operator then shortens the lifetime to
+    60 s (`clients update`): the token issued before still lives its 600 s, and the grants page must
+    list the app (so it can be revoked) until then, not judge the token by the new lifetime."""
+    from actions import OAuthActions
+    from identity.models import Client, Consent
+    from identity.services import consent
+
+    assert AuthActions(client).login().status_code == 302
+    body = OAuthActions(client).code_flow(client_id="web", scope="openid")[0].get_json()
+    assert body["expires_in"] == 600 and "refresh_token" not in body
+    with app.app_context():
+        db.session.execute(Consent.__table__.delete())
+        db.session.execute(update(Client).where(Client.client_id == "web").values(access_token_lifetime=60))
+        db.session.commit()
+    later = int(time.time()) + 300  # past the new lifetime, within the 600 seconds the token was issued for
+    monkeypatch.setattr(consent, "now", lambda: later)
+    assert "No apps have access" not in client.get("/account/grants").get_data(as_text=True)
+    monkeypatch.setattr(consent, "now", lambda: later + 301)  # and not after the token expired
+    assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)

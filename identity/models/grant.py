@@ -27,6 +27,9 @@ class AuthorizationCode(db.Model):
     family_id: Mapped[str] = mapped_column(String(64), index=True)  # shared by every token this code leads to
     issued_jti: Mapped[str | None] = mapped_column(String(64))  # access token issued on redemption
     front_channel_jti: Mapped[str | None] = mapped_column(String(64))  # hybrid: the token sent with the code
+    # when the latest access token the code led to (front channel, redemption) expires: the grants
+    # page's "may still be live", whatever the client's lifetime is now (None: stored before it was kept)
+    access_expires_at: Mapped[int | None] = mapped_column(Integer)
     amr: Mapped[str | None] = mapped_column(String(64))  # the session's sign-in methods (space-separated)
 
     # the nonce-replay check (store/issued_grants.py, code_nonce_seen): a lookup, not a scan of the

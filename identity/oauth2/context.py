@@ -12,6 +12,7 @@ class GrantContext:
     amr: str | None = None  # how the user signed in (RFC 8176 names, space-separated): amr and acr
     family_id: str | None = None
     issued_jti: str | None = None
+    issued_expires_at: int | None = None  # the exp of that access token
     rotating: object | None = None  # the refresh token row this request rotates, consumed in save_token
     # the password version the password grant checked: its refresh token is stored only while it holds
     password_version: int | None = None

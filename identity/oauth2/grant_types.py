@@ -106,6 +106,7 @@ class AuthorizeRules:
             scope=request.scope, nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
             code_challenge_method=data.get("code_challenge_method"), auth_time=context.auth_time or now(),
             front_channel_jti=front_channel_jti, amr=context.amr,
+            access_expires_at=context.issued_expires_at if front_channel_jti else None,
         )
 
     def exists_nonce(self, nonce, request):
@@ -193,8 +194,10 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
 
     def save_token(self, token):
         """Consume the code and store the refresh token it produced (if any) in one write, after signing."""
+        context = grant_context()
         if not issued_grants.redeem_authorization_code(self.request.authorization_code.row, token.get("refresh_token"),
-                                                scope=token["scope"], access_token_jti=grant_context().issued_jti):
+                                                scope=token["scope"], access_token_jti=context.issued_jti,
+                                                access_expires_at=context.issued_expires_at):
             raise InvalidGrantError("authorization code was already used")
 
     def delete_authorization_code(self, authorization_code):

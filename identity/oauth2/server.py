@@ -54,7 +54,7 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     scope = scope or ""
     issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid,
                                        amr=context.amr)
-    context.issued_jti = issued.jti
+    context.issued_jti, context.issued_expires_at = issued.jti, issued.claims["exp"]
     metrics.count_token("hybrid" if grant_type == "code" else grant_type, client.client_id)  # hybrid's is "code"
     token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
     granted = context.rotating.scope if context.rotating is not None else scope

@@ -51,8 +51,9 @@ def _not_revoked(jti_column):
 def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]:
     """Apps that may hold a live access token of the user outside any refresh token (a code flow
     without offline_access, the implicit flow, the password grant): client id -> (first issued,
-    scopes). Not those revoked, expired by the client's lifetime, or issued before the user's
-    last password change (refused already)."""
+    scopes). Not those revoked, expired (by the expiry stored with the code; for a code stored
+    before that was kept, by the client's lifetime now), or issued before the user's last password
+    change (refused already)."""
     stamp = now()
     since = db.session.scalar(select(User.password_changed_at).where(User.id == user_id)) or 0
     issued = func.coalesce(AuthorizationCode.consumed_at, AuthorizationCode.created_at)
@@ -60,7 +61,8 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
     from_codes = db.session.execute(
         select(AuthorizationCode.client_id, issued, AuthorizationCode.scope)
         .join(Client, Client.client_id == AuthorizationCode.client_id)
-        .where(AuthorizationCode.user_id == user_id, issued >= since, issued + Client.access_token_lifetime > stamp,
+        .where(AuthorizationCode.user_id == user_id, issued >= since,
+               func.coalesce(AuthorizationCode.access_expires_at, issued + Client.access_token_lifetime) > stamp,
                or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti))))
     standalone_issued = StandaloneAccessToken.expires_at - Client.access_token_lifetime
     standalone = db.session.execute(

@@ -37,8 +37,10 @@ def new_family_id() -> str:
 def save_authorization_code(code: str, *, client_id: str, user_id: int, session_id: str | None, redirect_uri: str,
                             response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
                             code_challenge_method: str | None, auth_time: int,
-                            front_channel_jti: str | None = None, amr: str | None = None) -> None:
-    """Store a new code; `front_channel_jti` is the access token a hybrid response sent with it."""
+                            front_channel_jti: str | None = None, amr: str | None = None,
+                            access_expires_at: int | None = None) -> None:
+    """Store a new code; `front_channel_jti` is the access token a hybrid response sent with it,
+    which expires at `access_expires_at`."""
     stamp = now()
     params = {
         "code_hash": token_hash(code), "client_id": client_id, "user_id": user_id, "session_id": session_id,
@@ -46,6 +48,7 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
         "code_challenge": code_challenge, "code_challenge_method": code_challenge_method, "auth_time": auth_time,
         "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
         "family_id": new_family_id(), "front_channel_jti": front_channel_jti, "amr": amr,
+        "access_expires_at": access_expires_at,
     }
     store.insert_code(params)
 
@@ -132,7 +135,7 @@ def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
 
 
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
-                              access_token_jti: str | None) -> bool:
+                              access_token_jti: str | None, access_expires_at: int | None = None) -> bool:
     """Consume a code, recording the access token it produced, and store the first refresh token of
     its family, once: True for the one request that wins.
 
@@ -142,7 +145,7 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
     won = store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
-                             successor=successor if refresh_token else None)
+                             access_expires_at=access_expires_at, successor=successor if refresh_token else None)
     if not won:
         revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
     return won

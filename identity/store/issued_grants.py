@@ -27,7 +27,7 @@ from .writes import durable_alone, insert_if, write, write_if
 # --- codes ---------------------------------------------------------------------------------
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
                 "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id",
-                "front_channel_jti", "amr")
+                "front_channel_jti", "amr", "access_expires_at")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
 _CODE_GRANT = (
     select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
@@ -50,7 +50,8 @@ _CODES = AuthorizationCode.__table__
 _CONSUME_CODE = (
     update(_CODES)
     .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"))
-    .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"))
+    .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"),
+            access_expires_at=bindparam("access_expires_at"))
 )
 _BURN_CODE = (
     update(_CODES)
@@ -78,7 +79,8 @@ def _then_successor(consume: str):
 
 # A code's consumption and its first refresh token, as a rotation (the conditions of _CONSUME_CODE).
 _CONSUME_CODE_POSTGRESQL = _then_successor("""
-        UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti
+        UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti,
+               access_expires_at = CAST(:access_expires_at AS INTEGER)
         WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
         RETURNING family_id""")
 
@@ -99,7 +101,8 @@ def burn_code(code_id: int, stamp: int) -> None:
     write((_BURN_CODE, {"code_id": code_id, "stamp": stamp}))
 
 
-def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, successor: dict | None) -> bool:
+def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, successor: dict | None,
+                 access_expires_at: int | None = None) -> bool:
     """Consume an unused, unexpired code, recording the access token it produced, and store the
     first refresh token of its family (`successor`, see `successor_values`), committed, once:
     True for the one caller that wins; otherwise nothing is written.
@@ -108,13 +111,14 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     the two statements and COMMIT took four), unless the session holds a transaction (writes.py).
     """
     # separate parameter sets: the session would add any key named like a column to the UPDATE
-    consume = {"code_id": code_id, "stamp": stamp, "jti": access_token_jti}
+    consume = {"code_id": code_id, "stamp": stamp, "jti": access_token_jti, "access_expires_at": access_expires_at}
     if successor is None:
         return write_if((_CONSUME_CODE, consume), None)
     durable = durable_alone(autocommit_connection())
     if durable is None:
         return write_if((_CONSUME_CODE, consume), (_INSERT_SUCCESSOR, successor))
-    params = {**successor, "code_id": code_id, "consumed_at": stamp, "code_jti": access_token_jti}
+    params = {**successor, "code_id": code_id, "consumed_at": stamp, "code_jti": access_token_jti,
+              "access_expires_at": access_expires_at}
     return durable.write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
