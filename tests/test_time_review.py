@@ -246,3 +246,27 @@ def test_the_grants_page_lists_an_app_while_its_token_lives_after_its_lifetime_w
     assert "No apps have access" not in client.get("/account/grants").get_data(as_text=True)
     monkeypatch.setattr(consent, "now", lambda: later + 301)  # and not after the token expired
     assert "No apps have access" in client.get("/account/grants").get_data(as_text=True)
+
+
+def test_the_grants_page_lists_a_standalone_token_issued_after_a_password_change_whatever_the_lifetime_now(
+        app, client, flow_clients):
+    """A password-grant token (no refresh token: standalone) issued just after the password
+    changed is live; its app is listed. Judged by its expiry minus the client's lifetime now, a
+    lifetime lengthened since made it look issued before the change, and the app was not listed."""
+    from actions import OAuthActions
+    from conftest import ALICE_PASSWORD
+    from identity.models import Client, User
+
+    stamp = int(time.time())
+    with app.app_context():
+        db.session.execute(update(User).where(User.username == "alice").values(password_changed_at=stamp - 1))
+        db.session.commit()
+    body = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                      scope="openid").get_json()
+    assert "refresh_token" not in body
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "legacy")
+                           .values(access_token_lifetime=Client.access_token_lifetime + 1000))
+        db.session.commit()
+    assert AuthActions(client).login().status_code == 302
+    assert "No apps have access" not in client.get("/account/grants").get_data(as_text=True)

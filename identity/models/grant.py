@@ -94,3 +94,4 @@ class StandaloneAccessToken(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
+    issued_at: Mapped[int | None] = mapped_column(Integer)  # None: recorded before it was kept

@@ -64,7 +64,8 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
         .where(AuthorizationCode.user_id == user_id, issued >= since,
                func.coalesce(AuthorizationCode.access_expires_at, issued + Client.access_token_lifetime) > stamp,
                or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti))))
-    standalone_issued = StandaloneAccessToken.expires_at - Client.access_token_lifetime
+    standalone_issued = func.coalesce(StandaloneAccessToken.issued_at,
+                                      StandaloneAccessToken.expires_at - Client.access_token_lifetime)
     standalone = db.session.execute(
         select(StandaloneAccessToken.client_id, standalone_issued, null())
         .join(Client, Client.client_id == StandaloneAccessToken.client_id)

@@ -288,8 +288,9 @@ def revoke_access_token(jti: str, expires_at: int, *, user_id: int | None, clien
 def record_standalone_access_token(jti: str, *, user_id: int, client_id: str, expires_in: int) -> None:
     """Record an access token of no family (implicit flow, password grant without a refresh
     token) until it expires, so revoking the app on the grants page can revoke it."""
-    store.insert_standalone_access_token(jti, user_id=user_id, client_id=client_id,
-                                         expires_at=now() + int(expires_in))
+    stamp = now()
+    store.insert_standalone_access_token(jti, user_id=user_id, client_id=client_id, issued_at=stamp,
+                                         expires_at=stamp + int(expires_in))
 
 
 def revoke_user_client_grants(user_id: int, client_id: str) -> None:
