@@ -91,6 +91,9 @@ def test_registration_creates_an_unverified_user_and_mails_a_link(app, client, s
     ({"email": "not-an-address"}, "email", "email address"),
     ({"email": ""}, "email", "Enter an email address"),
     ({"username": "has space"}, "username", "without spaces"),
+    # an @ or a space once normalized (NFKC): the key would be an address's, alice's
+    ({"username": "alice\uff20example.com"}, "username", "without spaces or @"),
+    ({"username": "carol\ufe6bexample.com"}, "username", "without spaces or @"),
     ({"username": ""}, "username", "Choose a user name"),
     # what mails to any address would carry: a look-alike user name, a name that turns text around
     ({"username": "car\u200bol"}, "username", "invisible"),
@@ -163,6 +166,30 @@ def test_a_taken_address_or_user_name_gets_the_same_answer_and_its_owner_a_mail(
         reasons = [e.detail["reason"] for e in db.session.scalars(
             select(AuditEvent).where(AuditEvent.event == "registration_refused").order_by(AuditEvent.id))]
     assert reasons == ["email_taken", "username_taken"]
+
+
+
+@pytest.mark.parametrize("app_config", [ON])
+@pytest.mark.parametrize("first, second", [
+    ("caf\u00e9", "cafe\u0301"),  # é as one character, and as e with a combining accent (NFC, NFD)
+    ("cafe\u0301", "CAF\u00c9"),
+    ("carol", "\uff43\uff41\uff52\uff4f\uff4c"),  # full-width letters, an input method's wide mode
+    ("carol", "\u1d9c\u1d43\u02b3\u1d52\u02e1"),  # superscript look-alikes NFKC maps to ASCII
+])
+def test_a_user_name_spelled_another_unicode_way_is_taken(app, client, seeded, mail, first, second):
+    """Two spellings Unicode counts as one (canonically, or but for width) are one user name: two
+    accounts that look the same on every page and in every mail could be made, and the owner of
+    the first could not sign in from a keyboard that spells the name the other way."""
+    assert register(client, username=first, email="carol@example.com").status_code == 200
+    mail.wait_for(to="carol@example.com")
+    assert register(client, username=second, email="dave@example.com").status_code == 200
+    assert "not created" in mail.wait_for(to="dave@example.com")["Subject"]
+    assert set(users(app)) == {"alice", first}
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == first))
+        user.email_verified = True
+        db.session.commit()
+    assert AuthActions(client).login(second, PASSWORD).status_code == 302
 
 
 # --- rate limit -------------------------------------------------------------------------------------------

@@ -12,14 +12,20 @@ MAX_EMAIL_LENGTH = 320  # users.email, users.email_normalized, users.pending_ema
 
 
 def normalize_login(value: str) -> str:
-    return value.strip().casefold()
+    """The key a user name or address is stored and looked up by: NFKC, case folded, NFKC again
+    (Unicode's NFKC_Casefold, the width and case mapping of RFC 8265's user names). Case folding
+    alone kept "café" typed as é and as e with a combining accent, or "ａｌｉｃｅ" in full-width
+    letters (an input method's wide mode), apart from "café" and "alice": two accounts that look
+    the same on every page and in every mail, and a user who could not sign in from a keyboard
+    that spells their name the other way."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value.strip()).casefold())
 
 
 def length_problem(value: str, limit: int) -> str | None:
     """A user name's or address's length problem, or None when it fits its columns.
 
     Both the value and its normalized form are stored, and casefold() can make a value longer
-    ("ß" becomes "ss", "ﬃ" becomes "ffi"): checking the value alone let a normalized one past
+    ("ß" becomes "ss", "ﬃ" becomes "ffi"), and so can NFKC ("㍿" becomes "株式会社"): checking the value alone let a normalized one past
     its column (which PostgreSQL refuses, and SQLite stores anyway).
     """
     if len(value.strip()) > limit:
@@ -34,11 +40,12 @@ _DIRECTION_MARKS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u
 
 
 def username_characters_problem(value: str) -> str | None:
-    """A user name's character problem, or None. No spaces or @ (an @ names an address), and
+    """A user name's character problem, or None. No spaces or @ (an @ names an address), as
+    written or normalized (a full-width "＠" is "@" in the key, which is then an address's), and
     nothing Unicode calls "other" (category C): control characters, and format characters such
     as U+200B (zero width) or U+202E (right-to-left override), which make one user name look like
     another on a page or in a mail."""
-    if any(c.isspace() or c == "@" for c in value):
+    if any(c.isspace() or c == "@" for c in value + normalize_login(value)):  # "＠" is "@" once normalized
         return "Use a user name without spaces or @."
     if any(unicodedata.category(c).startswith("C") for c in value):
         return "Use a user name without invisible or control characters."

@@ -1,0 +1,44 @@
+"""User names and addresses spelled in other Unicode ways (the internationalization review)."""
+
+from flask_migrate import downgrade, upgrade
+
+from app import create_app
+from conftest import make_config
+from identity.extensions import db
+from test_migration_sessions import _migrate, _rows, _run, scratch_uri  # noqa: F401 (a fixture)
+
+BEFORE_NFKC = "b9d4f6a8c2e1"
+NFKC = "c3e7a1d5f9b4"
+
+
+def _user(app, user_id, username, key, email=None, email_key=None):
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, email, email_normalized, password_hash, "
+              "password_version, password_changed_at, failed_attempts, locked_until, created_at) "
+              "VALUES (:id, :sub, :username, :key, :email, :email_key, 'x', 1, 100, 0, 0, 100)",
+         id=user_id, sub=f"sub-{user_id}", username=username, key=key, email=email, email_key=email_key)
+
+
+def test_the_upgrade_gives_existing_users_nfkc_casefold_keys(scratch_uri, capfd):
+    """The keys stored under case folding alone: an account whose user name was typed with a
+    combining accent or in full-width letters could not sign in by its name once the lookup
+    normalizes (NFKC); an account whose key would be another's keeps its own, and is named."""
+    app = create_app(make_config(scratch_uri))
+    _migrate(app, upgrade, BEFORE_NFKC)
+    _user(app, 1, "Cafe\u0301", "cafe\u0301", "Bob@Example.com", "bob@example.com")
+    _user(app, 2, "\uff21lice", "\uff41lice")
+    _user(app, 3, "carol", "carol")
+    _user(app, 4, "\uff43arol", "\uff43arol")  # its key is carol's: it keeps its own
+    _user(app, 5, "bob\uff20example.com", "bob\uff20example.com")  # its key would be bob's address
+
+    _migrate(app, upgrade, NFKC)
+    keys = dict((i, (u, e)) for i, u, e in _rows(app, "SELECT id, username_normalized, email_normalized FROM users"))
+    assert keys == {1: ("caf\u00e9", "bob@example.com"), 2: ("alice", None), 3: ("carol", None), 4: ("\uff43arol", None),
+                    5: ("bob\uff20example.com", None)}
+    err = capfd.readouterr().err
+    assert "user id 4" in err and "user id 5" in err
+
+    _migrate(app, downgrade, BEFORE_NFKC)
+    keys = dict(_rows(app, "SELECT id, username_normalized FROM users"))
+    assert keys == {1: "cafe\u0301", 2: "\uff41lice", 3: "carol", 4: "\uff43arol", 5: "bob\uff20example.com"}
+    with app.app_context():
+        db.engine.dispose()
