@@ -98,6 +98,11 @@ def test_registration_creates_an_unverified_user_and_mails_a_link(app, client, s
     # what mails to any address would carry: a look-alike user name, a name that turns text around
     ({"username": "car\u200bol"}, "username", "invisible"),
     ({"username": "carol\u202e"}, "username", "invisible"),
+    # invisible, though not of category C (default-ignorable): "carol" with a filler or a variation selector
+    ({"username": "carol\u3164"}, "username", "invisible"),
+    ({"username": "car\u034fol"}, "username", "invisible"),
+    ({"username": "carol\ufe0f"}, "username", "invisible"),
+    ({"username": "carol\U000e0100"}, "username", "invisible"),
     ({"name": "Carol \u202egnp.exe"}, "name", "control"),
     ({"name": "Carol\x01"}, "name", "control"),
     # longer than their columns once casefolded ("ﬃ" is "ffi", "ß" is "ss"): PostgreSQL refused them, a 503

@@ -391,6 +391,8 @@ BAD_FILES = {
     # mail's text around (U+202E), in the mails this server sends
     "user name with an invisible character": (_user_with(username="ali\u200bce"), ["username", "invisible"]),
     "user name with a control character": (_user_with(username="alice\x07"), ["username", "invisible"]),
+    "user name with a Hangul filler": (_user_with(username="alice\u3164"), ["username", "invisible"]),
+    "user name with a variation selector": (_user_with(username="alice\ufe0f"), ["username", "invisible"]),
     "name with a text-direction override": (_user_with(name="Alice \u202egnp.exe"), ["user 'alice'", "name", "control"]),
     # no mail can reach it (the mail library has no SMTPUTF8): the pages refuse it, the seed took it
     "address whose part before the @ is not ASCII": (_user_with(email="\u00e9lise@example.org"),

@@ -39,15 +39,24 @@ def length_problem(value: str, limit: int) -> str | None:
 _DIRECTION_MARKS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+#: Unicode's default-ignorable code points outside category C (DerivedCoreProperties.txt): marks
+#: and letters that show nothing, such as U+034F (combining grapheme joiner), the Hangul fillers
+#: U+115F, U+1160, U+3164 and U+FFA0, and the variation selectors
+_INVISIBLE_NOT_C = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10))) + "".join(map(chr, range(0xE0100, 0xE01F0))))
+
+
 def username_characters_problem(value: str) -> str | None:
     """A user name's character problem, or None. No spaces or @ (an @ names an address), as
     written or normalized (a full-width "＠" is "@" in the key, which is then an address's), and
     nothing Unicode calls "other" (category C): control characters, and format characters such
     as U+200B (zero width) or U+202E (right-to-left override), which make one user name look like
-    another on a page or in a mail."""
+    another on a page or in a mail; nor the other characters Unicode says show nothing (a
+    variation selector, a Hangul filler: "alice\u3164" looks like "alice")."""
     if any(c.isspace() or c == "@" for c in value + normalize_login(value)):  # "＠" is "@" once normalized
         return "Use a user name without spaces or @."
-    if any(unicodedata.category(c).startswith("C") for c in value):
+    if any(unicodedata.category(c).startswith("C") or c in _INVISIBLE_NOT_C for c in value):
         return "Use a user name without invisible or control characters."
     return None
 
