@@ -1,10 +1,12 @@
-"""User names and addresses spelled in other Unicode ways (the internationalization review)."""
+"""Text spelled in other Unicode ways (the internationalization review): user names and
+addresses, second factors' codes."""
 
 from flask_migrate import downgrade, upgrade
 
 from app import create_app
 from conftest import make_config
 from identity.extensions import db
+from mfa_actions import step_clock  # noqa: F401 (a fixture)
 from test_migration_sessions import _migrate, _rows, _run, scratch_uri  # noqa: F401 (a fixture)
 
 BEFORE_NFKC = "b9d4f6a8c2e1"
@@ -42,3 +44,31 @@ def test_the_upgrade_gives_existing_users_nfkc_casefold_keys(scratch_uri, capfd)
     assert keys == {1: "cafe\u0301", 2: "\uff41lice", 3: "carol", 4: "\uff43arol", 5: "bob\uff20example.com"}
     with app.app_context():
         db.engine.dispose()
+
+
+# --- second factors ------------------------------------------------------------------------------------
+
+
+FULL_WIDTH = str.maketrans("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-", "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ－")
+
+
+def test_an_app_code_typed_in_full_width_digits_signs_in(client, app, seeded, step_clock):
+    """An input method's wide mode (Japanese, Chinese) types "１２３４５６": the right code, which
+    was refused as a wrong one and counted towards the lockout."""
+    from mfa_actions import code_at, enrol_user, password_step, second_step
+
+    secret, _ = enrol_user(app)
+    assert "/account/login/mfa" in password_step(client).headers["Location"]
+    response = second_step(client, code_at(secret).translate(FULL_WIDTH))
+    assert response.status_code == 302, response.status_code
+    assert "/account/login" not in response.headers["Location"]
+
+
+def test_a_recovery_code_typed_in_full_width_signs_in(client, app, seeded, step_clock):
+    from mfa_actions import enrol_user, password_step, second_step
+
+    _, codes = enrol_user(app)
+    assert "/account/login/mfa" in password_step(client).headers["Location"]
+    response = second_step(client, codes[0].translate(FULL_WIDTH))
+    assert response.status_code == 302, response.status_code
+    assert "/account/login" not in response.headers["Location"]

@@ -222,8 +222,9 @@ def end_changes_asked_without_a_factor(user_id: int) -> None:
 
 
 def normalize_code(code: str) -> str:
-    """A code as typed (spaces, dashes, lower case) in the form it is checked."""
-    return "".join((code or "").split()).replace("-", "").upper()
+    """A code as typed (spaces, dashes, lower case, an input method's full-width "１２３４５６":
+    NFKC, as for passwords) in the form it is checked."""
+    return "".join(normalize(code or "").split()).replace("-", "").upper()
 
 
 def recovery_code_hash(code: str) -> str:
