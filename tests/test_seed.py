@@ -472,6 +472,38 @@ def test_cors_origins_are_stored_as_browsers_send_them(app, runner, tmp_path):
         assert spa.allowed_cors_origins == ["https://spa.example.com", "http://localhost:8080"]
 
 
+def test_cors_origins_with_an_international_host_or_a_default_port_are_stored_as_browsers_send_them(
+        app, client, runner, tmp_path):
+    """A browser's Origin header has the host's IDNA form (xn--) and no default port: an origin
+    registered as "https://bücher.example" or "https://spa.example.com:443" matched no request,
+    and its app got no CORS answer."""
+    doc = _client_with("spa", allowed_cors_origins=["https://B\u00fccher.example", "https://spa.example.com:443",
+                                                    "http://localhost:80/", "http://localhost:8443"])
+
+    assert seed(runner, tmp_path, doc).exit_code == 0
+    assert "No change" in seed(runner, tmp_path, doc).output
+    with app.app_context():
+        spa = db.session.scalar(select(Client).where(Client.client_id == "spa"))
+        assert spa.allowed_cors_origins == ["https://xn--bcher-kva.example", "https://spa.example.com",
+                                            "http://localhost", "http://localhost:8443"]
+    for origin in ("https://xn--bcher-kva.example", "https://spa.example.com"):
+        preflight = client.options("/connect/token", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert preflight.headers.get("Access-Control-Allow-Origin") == origin
+
+
+@pytest.mark.parametrize("origin", [
+    "https://stra\u00dfe.example",  # IDNA 2003 makes it strasse, browsers (UTS 46) xn--strae-oqa
+    "https://\uff45xample.com",  # full-width letters: example.com, written another way
+    "https://spa.example.com:99999",  # no port: it was stored, and read as none
+])
+def test_a_cors_origin_whose_host_has_no_single_idna_form_or_no_port_is_refused(app, runner, tmp_path, origin):
+    before = snapshot(app)
+    result = seed(runner, tmp_path, _client_with("spa", allowed_cors_origins=[origin]))
+    assert result.exit_code != 0
+    assert "allowed_cors_origins" in result.output and "Traceback" not in result.output
+    assert snapshot(app) == before
+
+
 def test_a_file_with_a_byte_order_mark_is_read(app, runner, tmp_path):
     path = tmp_path / "bom.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(SEED).encode())

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES, PASSWORD_INPUT_MAX
-from .login_names import (MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem, mailbox_problem,
+from .login_names import (MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, ascii_domain, length_problem, mailbox_problem,
                           name_characters_problem, username_characters_problem)
 
 _NAME = validate.Length(min=1, max=200)
@@ -136,16 +136,34 @@ def plain_http_off_loopback(uri: str) -> bool:
 
 
 def check_origin(origin: str) -> None:
-    """scheme://host[:port], as browsers send it in the Origin header (a trailing slash is tolerated)."""
+    """scheme://host[:port], as browsers send it in the Origin header (a trailing slash is tolerated);
+    an international host must have one IDNA form (login_names.ascii_domain)."""
     parts = _split(origin)
     if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
             or parts.query or parts.fragment or "#" in origin or "@" in parts.netloc):
         raise ValidationError(f"{origin!r} is not an origin (scheme://host[:port])")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValidationError(f"{origin!r} has an invalid port") from None
+    if not parts.hostname.isascii() and ascii_domain(parts.hostname) is None:
+        raise ValidationError(f"{origin!r}: a browser would send its host in another form; write it as its xn-- form")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalize_origin(origin: str) -> str:
-    """The Origin header's spelling: lower-case scheme and host, no trailing slash."""
-    return origin.rstrip("/").lower()
+    """The Origin header's spelling (RFC 6454's serialization): lower-case scheme and host, an
+    international host in its IDNA (xn--) form, no default port, no trailing slash. A browser
+    sends nothing else: an origin stored in another spelling matched no request."""
+    parts = urlsplit(origin)
+    scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    if not host.isascii():
+        host = ascii_domain(host)
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
 
 
 class ApiScopeSchema(Schema):

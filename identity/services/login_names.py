@@ -81,16 +81,20 @@ def mailbox_problem(address: str) -> str | None:
     local, _, domain = address.rpartition("@")
     if not local.isascii():
         return "This server can send mail only to an address whose part before the @ is plain ASCII."
-    if not domain.isascii() and not _idna_keeps(domain):
+    if not domain.isascii() and ascii_domain(domain) is None:
         return "Mail to this domain as written would go to another domain, or to none: enter it as it is registered."
     return None
 
 
-def _idna_keeps(domain: str) -> bool:
-    """Whether the domain's IDNA form (what the mail goes to) reads back as the domain itself, but for case."""
+def ascii_domain(domain: str) -> str | None:
+    """The domain's IDNA form (what mail goes to, what a browser puts in an Origin header), if it
+    reads back as the domain itself but for case; else None (the conversion dropped or changed
+    a character, or a label is too long or empty once converted)."""
     try:
-        domain.encode("idna")
-        return all(label.isascii() or label.encode("idna").decode("idna") == label.lower()
-                   for label in domain.split("."))
-    except UnicodeError:  # a label too long or empty once converted: nothing can be sent there
-        return False
+        converted = domain.encode("idna").decode("ascii")
+        if all(label.isascii() or label.encode("idna").decode("idna") == label.lower()
+               for label in domain.split(".")):
+            return converted
+    except UnicodeError:
+        pass
+    return None
