@@ -384,3 +384,20 @@ def test_a_code_replayed_again_and_again_tells_its_client_once(app, client, flow
     assert [redeem().status_code for _ in range(3)] == [400, 400, 400]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LogoutDelivery)) == 1
+
+
+def test_a_logout_uri_with_a_non_ascii_path_is_called_percent_encoded(app, client, rp):
+    """The seed takes an IRI ("/déconnexion"); http.client cannot write it in a request line
+    (UnicodeEncodeError), so every logout token for that client failed and was given up."""
+    from identity.services.input_schemas import check_logout_uri
+
+    uri = rp.url + "/d\u00e9connexion?lang=fran\u00e7ais"
+    with app.test_request_context():
+        check_logout_uri(uri)  # the seed and `clients update` take it
+    set_client(app, "web", backchannel_logout_uri=uri)
+    AuthActions(client).login()
+    web_tokens(client)
+    AuthActions(client).logout()
+    assert deliver(app) == {"delivered": 1, "retry": 0, "given_up": 0}
+    assert rp.errors == [] and len(rp.tokens) == 1
+    assert rp.received[0]["path"] == "/backchannel-logout/d%C3%A9connexion?lang=fran%C3%A7ais"

@@ -30,7 +30,7 @@ import socket
 import ssl
 import threading
 import time
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from flask import Flask, current_app
 from sqlalchemy import event
@@ -72,6 +72,13 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
 
 
+def _ascii_target(target: str) -> str:
+    """The path and query with each non-ASCII character percent-encoded (UTF-8), as a browser
+    sends an IRI: http.client writes the request line in ASCII, and refused a registered
+    "/déconnexion" (UnicodeEncodeError) on every attempt. The rest stays as registered."""
+    return target if target.isascii() else "".join(c if c.isascii() else quote(c) for c in target)
+
+
 def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -> str | None:
     """POST the token to the client; None when it answered 200 or 204, else what went wrong.
 
@@ -87,7 +94,7 @@ def post_logout_token(uri: str, token: str, *, timeout: float, max_bytes: int) -
                                                  context=ssl.create_default_context())
     else:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = _ascii_target((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
     abandoned = threading.Event()
     watchdog = threading.Timer(timeout, _abandon, (connection, abandoned))
     watchdog.daemon = True
