@@ -1,6 +1,7 @@
 """Text spelled in other Unicode ways (the internationalization review): user names and
 addresses, second factors' codes."""
 
+import pytest
 from flask_migrate import downgrade, upgrade
 
 from app import create_app
@@ -72,3 +73,28 @@ def test_a_recovery_code_typed_in_full_width_signs_in(client, app, seeded, step_
     response = second_step(client, codes[0].translate(FULL_WIDTH))
     assert response.status_code == 302, response.status_code
     assert "/account/login" not in response.headers["Location"]
+
+
+# --- passkeys --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"ISSUER": "https://B\u00fccher.example:443"}])
+def test_passkeys_work_under_an_international_issuer_host(client, app, seeded, app_config):
+    """A browser's clientDataJSON names the page's origin as it serializes it: the host in its
+    IDNA form, lower case, no default port. The relying party's origin and id were the issuer as
+    written ("https://Bücher.example:443"), which no browser's answer matched: every passkey
+    registration and sign-in under such an issuer was refused."""
+    from actions import AuthActions
+    from conftest import csrf_token
+    from webauthn_keys import SoftKey
+
+    origin, rp_id = "https://xn--bcher-kva.example", "xn--bcher-kva.example"
+    AuthActions(client).login()
+    csrf = csrf_token(client.get("/account/mfa").get_data(as_text=True))
+    options = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()
+    assert options["rp"]["id"] == rp_id
+    key = SoftKey()
+    created = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
+                          json={"credential": key.registration(options["challenge"], origin=origin, rp_id=rp_id),
+                                "name": "Laptop"})
+    assert created.status_code == 201, created.get_json()

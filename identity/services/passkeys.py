@@ -39,7 +39,7 @@ from ..store import passkeys as store
 from . import account_tokens, audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult, pending_spent_until
 from .browser_sessions import SessionUser
-from .login_names import name_characters_problem
+from .login_names import ascii_domain, name_characters_problem
 
 if TYPE_CHECKING:
     from webauthn.helpers.structs import CredentialDeviceType, PublicKeyCredentialDescriptor
@@ -83,8 +83,17 @@ class RelyingParty:
 
     @classmethod
     def of(cls, issuer: str) -> "RelyingParty":
+        """The issuer's host and origin as a browser writes them in clientDataJSON (RFC 6454's
+        serialization): lower case, an international host in its IDNA form, no default port.
+        The issuer as written ("https://Bücher.example:443") matched no browser's answer."""
         parts = urlsplit(issuer)
-        return cls(parts.hostname or "", f"{parts.scheme}://{parts.netloc}")
+        scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+        if not host.isascii():
+            host = ascii_domain(host) or host
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None and port != {"https": 443, "http": 80}.get(scheme):
+            netloc += f":{port}"
+        return cls(host, f"{scheme}://{netloc}")
 
 
 @dataclass(frozen=True)
