@@ -108,6 +108,9 @@ def test_a_reset_mail_states_how_long_its_link_works(app, client, seeded, mail, 
 @pytest.mark.parametrize("app_config, domain", [
     ({}, "id.example.com"),  # the issuer's host, as the sender's
     ({"MAIL_DEFAULT_SENDER": "Example <id@mail.example.org>"}, "mail.example.org"),
+    # an international domain in its IDNA form: as written, no mail could be written (UnicodeEncodeError)
+    ({"ISSUER": "https://id.b\u00fccher.example"}, "id.xn--bcher-kva.example"),
+    ({"MAIL_DEFAULT_SENDER": "Example <id@mail.b\u00fccher.example>"}, "mail.xn--bcher-kva.example"),
 ])
 def test_the_message_id_names_the_sender_s_domain_not_the_machine(app, mail, domain):
     """Python's make_msgid() put the machine's own name (socket.getfqdn(), an internal host name),

@@ -26,6 +26,7 @@ from ..extensions import db
 from ..config.issuer import issuer
 from ..store.writes import write
 from . import audit
+from .login_names import ascii_domain
 
 if TYPE_CHECKING:
     from flask_mail import Message
@@ -129,8 +130,12 @@ def render(to: str, template: str, *, user_id: int | None = None, **context) -> 
 def _message_id(sender: str) -> str:
     """A Message-ID at the sender's domain. Flask-Mail's (Python's make_msgid()) named the machine
     (socket.getfqdn(): an internal host name, looked up in DNS for every mail) and carried the
-    worker's process id and the time, in mails to any address anyone can have mailed."""
+    worker's process id and the time, in mails to any address anyone can have mailed. An
+    international domain is written in its IDNA form, as the sender's address is: a header
+    cannot carry it as written, and no mail was sent at all (UnicodeEncodeError)."""
     domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    if not domain.isascii():
+        domain = ascii_domain(domain) or "localhost"
     return f"<{secrets.token_hex(16)}@{domain}>"
 
 
