@@ -98,3 +98,74 @@ def test_passkeys_work_under_an_international_issuer_host(client, app, seeded, a
                           json={"credential": key.registration(options["challenge"], origin=origin, rp_id=rp_id),
                                 "name": "Laptop"})
     assert created.status_code == 201, created.get_json()
+
+
+# --- a client's international host in the Content-Security-Policy ---------------------------------------
+
+IDN_HOST = "\u4f8b\u3048.jp"  # 例え.jp: not Latin-1, so no header can carry it as written
+IDN_ASCII = IDN_HOST.encode("idna").decode()
+
+
+def _idn_client(app, **fields):
+    import json
+
+    from identity.services.seed import apply_seed, load_seed
+
+    doc = {"api_scopes": [], "users": [], "clients": [{
+        "client_id": "idn", "client_name": "IDN", "allowed_grant_types": ["authorization_code"],
+        "redirect_uris": [f"https://{IDN_HOST}/cb"], "allowed_scopes": ["openid", "profile"], **fields}]}
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(doc)))
+
+
+def test_a_sign_in_page_for_a_client_with_an_international_host_has_an_ascii_csp(app, client, seeded):
+    """The sign-in page lists the client's origin in form-action as written: a header that no
+    server can send for 例え.jp (the page never arrived: the connection closed, or a 500), and a
+    source no browser matches for bücher.example (the post's redirect to the client was blocked)."""
+    from urllib.parse import urlencode
+
+    from actions import pkce_pair
+
+    _idn_client(app)
+    _, challenge = pkce_pair()
+    query = urlencode({"client_id": "idn", "response_type": "code", "scope": "openid", "state": "s",
+                       "redirect_uri": f"https://{IDN_HOST}/cb", "code_challenge": challenge,
+                       "code_challenge_method": "S256"})
+    page = client.get("/account/login?" + urlencode({"returnUrl": "/connect/authorize?" + query}))
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert csp.isascii(), csp
+    assert f"form-action 'self' https://{IDN_ASCII}" in csp
+
+
+def test_the_signed_out_page_frames_an_international_host_with_an_ascii_csp(app, client, seeded):
+    from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+
+    _idn_client(app, frontchannel_logout_uri=f"https://{IDN_HOST}/logout")
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    oauth.REDIRECTS = {**oauth.REDIRECTS, "idn": f"https://{IDN_HOST}/cb"}
+    _, challenge = pkce_pair()
+    authorized = oauth.authorize(client_id="idn", scope="openid", code_challenge=challenge, code_challenge_method="S256")
+    assert "code" in redirect_params(authorized.headers["Location"])
+    signed_out = AuthActions(client).logout()
+    assert signed_out.status_code == 200
+    csp = signed_out.headers["Content-Security-Policy"]
+    assert csp.isascii(), csp
+    assert f"frame-src https://{IDN_ASCII}" in csp
+
+
+def test_a_form_post_answer_to_an_international_host_has_an_ascii_csp(app, client, seeded):
+    from actions import AuthActions, OAuthActions, pkce_pair
+
+    _idn_client(app)
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    oauth.REDIRECTS = {**oauth.REDIRECTS, "idn": f"https://{IDN_HOST}/cb"}
+    _, challenge = pkce_pair()
+    answer = oauth.authorize(client_id="idn", scope="openid", code_challenge=challenge, code_challenge_method="S256",
+                             response_mode="form_post")
+    assert answer.status_code == 200
+    csp = answer.headers["Content-Security-Policy"]
+    assert csp.isascii(), csp
+    assert f"form-action https://{IDN_ASCII};" in csp

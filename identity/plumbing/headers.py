@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from flask import Flask, has_request_context, request
 from flask.logging import default_handler
 
+from ..services.login_names import ascii_domain
+
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'{form_targets}"
@@ -51,12 +53,31 @@ def allow_form_target(uri: str | None) -> None:
         return
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https") and parts.netloc:
-        source = f"{parts.scheme}://{parts.netloc}"
+        source = origin_source(parts)
+        if source is None:
+            return
     elif parts.scheme and parts.scheme.replace(".", "").replace("-", "").replace("+", "").isalnum():
         source = f"{parts.scheme}:"
     else:
         return
     request.environ.setdefault(FORM_TARGETS_KEY, set()).add(source)
+
+
+def origin_source(parts) -> str | None:
+    """A CSP source for the URI's scheme://host[:port]: an international host in its IDNA form,
+    as the browser names the origin it matches, and as a header can carry it (Latin-1 at most;
+    例え.jp as written made the page's headers unsendable, a connection closed without an
+    answer). None for a host with no single IDNA form, or a port that is not one."""
+    if parts.netloc.isascii():
+        return f"{parts.scheme}://{parts.netloc}"
+    host = ascii_domain(parts.hostname or "")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if host is None:
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def allow_frame_sources(uris: list[str]) -> None:
@@ -65,8 +86,9 @@ def allow_frame_sources(uris: list[str]) -> None:
     origins = set()
     for uri in uris:
         parts = urlsplit(uri)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            origins.add(f"{parts.scheme}://{parts.netloc}")
+        origin = origin_source(parts) if parts.scheme in ("http", "https") and parts.netloc else None
+        if origin:
+            origins.add(origin)
     if origins:
         request.environ.setdefault(FRAME_SOURCES_KEY, set()).update(origins)
 

@@ -4,7 +4,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import make_response, redirect, render_template, request, url_for
 
-from ..plumbing.headers import allow_frame_sources
+from ..plumbing.headers import allow_frame_sources, origin_source
 from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, Respond, ShowError, SignedOut
 from ..oauth2.response_modes import delivered, location
 
@@ -73,5 +73,6 @@ def respond(decision: Respond):
 
 
 def _origin(uri: str) -> str:
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
+    """The redirect URI's origin as a CSP source (an international host in its IDNA form), or
+    'none' for a host that has none: no form can reach it."""
+    return origin_source(urlsplit(uri)) or "'none'"
