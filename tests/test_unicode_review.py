@@ -169,3 +169,20 @@ def test_a_form_post_answer_to_an_international_host_has_an_ascii_csp(app, clien
     csp = answer.headers["Content-Security-Policy"]
     assert csp.isascii(), csp
     assert f"form-action https://{IDN_ASCII};" in csp
+
+
+# --- the issuer -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"ISSUER": "https://id.\u4f8b\u3048.jp"}])
+def test_an_invalid_client_answer_under_an_international_issuer_can_be_sent(client, seeded):
+    """The 401's challenge names the issuer as its realm: under https://id.例え.jp the header
+    could not be sent (not Latin-1), so every invalid_client answer was a dropped connection."""
+    import base64
+
+    basic = base64.b64encode(b"service:wrong-secret").decode()
+    response = client.post("/connect/token", data={"grant_type": "client_credentials"},
+                           headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].isascii(), response.headers["WWW-Authenticate"]
+    assert response.headers["WWW-Authenticate"].startswith('Basic realm="https://id.xn--r8jz45g.jp"')

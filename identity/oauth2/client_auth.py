@@ -21,6 +21,7 @@ from urllib.parse import unquote_plus
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
+from werkzeug.urls import iri_to_uri
 
 from ..config.issuer import issuer
 from ..services.client_secrets import verify_client_secret_evenly
@@ -35,10 +36,22 @@ class ClientAuthenticationFailed(InvalidClientError):
     def get_headers(self):
         headers = OAuth2Error.get_headers(self)
         if self.status_code == 401:
-            realm = issuer().replace('"', "|")  # as Authlib escapes: a Host-derived issuer (development) is the caller's text
+            realm = _ascii(issuer()).replace('"', "|")  # as Authlib escapes: a Host-derived issuer (development) is the caller's text
             challenge = f'Basic realm="{realm}", error="{self.error}", error_description="{FAILED}"'
             headers.append(("WWW-Authenticate", challenge))
         return headers
+
+
+def _ascii(uri: str) -> str:
+    """The issuer as a header can carry it: an international one (https://id.例え.jp, which the
+    settings take) in its URI form, the host in IDNA and the path percent-encoded; as written the
+    challenge was not Latin-1, and no invalid_client answer could be sent at all."""
+    if uri.isascii():
+        return uri
+    try:
+        return iri_to_uri(uri)
+    except (UnicodeError, ValueError):  # a host with no IDNA form
+        return uri.encode("ascii", "replace").decode()
 
 
 def _failure(methods) -> InvalidClientError:
