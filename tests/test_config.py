@@ -395,3 +395,18 @@ def test_the_default_limits_per_ip_allow_what_carrier_nat_needs():
         if allowed < least:
             too_low[name] = allowed
     assert too_low == {}
+
+
+@pytest.mark.parametrize("sender", [
+    "Pr\u00fcfdienst <pr\u00fcfung@example.com>",  # no SMTPUTF8: every mail failed (UnicodeEncodeError)
+    ("Pr\u00fcfdienst", "pr\u00fcfung@example.com"),  # Flask-Mail's (name, address)
+    "ID <no-reply@ex\u00adample.com>",  # a domain the IDNA conversion turns into another
+])
+def test_a_sender_no_mail_can_leave_from_is_refused_at_start(instance, sender):
+    with pytest.raises(ConfigurationError, match="MAIL_DEFAULT_SENDER"):
+        make(instance, SECRET_KEY="k" * 32, MAIL_DEFAULT_SENDER=sender)
+
+
+@pytest.mark.parametrize("sender", ["Pr\u00fcfdienst <id@b\u00fccher.example>", ("Pr\u00fcfdienst", "id@example.com")])
+def test_a_sender_with_an_accented_name_or_an_international_domain_is_accepted(instance, sender):
+    assert make(instance, SECRET_KEY="k" * 32, MAIL_DEFAULT_SENDER=sender).config["MAIL_DEFAULT_SENDER"] == sender

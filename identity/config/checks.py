@@ -8,6 +8,7 @@ start the server and fail, or quietly mean something else, where the setting is 
 import ipaddress
 import math
 import re
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 import click
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES, PASSWORD_INPUT_MAX
+from ..services.login_names import mailbox_problem
 
 SIGNING_ALGS = ("RS256", "ES256")
 
@@ -365,12 +367,20 @@ def _check_mail_sender(cfg) -> None:
     """MAIL_DEFAULT_SENDER is text ("Example ID <no-reply@example.com>") or Flask-Mail's (name,
     address) tuple: FLASK_MAIL_DEFAULT_SENDER=5 is JSON, a number, and every mail failed in Flask-Mail."""
     value = cfg.get("MAIL_DEFAULT_SENDER")
-    if value is None or isinstance(value, str):
+    if value is None:
         return
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(part, str) for part in value):
-        return
-    raise ConfigurationError(f"MAIL_DEFAULT_SENDER must be text such as \"Example ID <no-reply@example.com>\", not "
-                             f"{type(value).__name__}: quote a value JSON would read (FLASK_MAIL_DEFAULT_SENDER='\"...\"')")
+    if isinstance(value, str):
+        address = parseaddr(value)[1]
+    elif isinstance(value, tuple) and len(value) == 2 and all(isinstance(part, str) for part in value):
+        address = value[1]
+    else:
+        raise ConfigurationError(f"MAIL_DEFAULT_SENDER must be text such as \"Example ID <no-reply@example.com>\", not "
+                                 f"{type(value).__name__}: quote a value JSON would read (FLASK_MAIL_DEFAULT_SENDER='\"...\"')")
+    # the recipients' rule (login_names.mailbox_problem): a part before the @ that is not ASCII
+    # cannot go on an envelope here (no SMTPUTF8), and every mail failed (UnicodeEncodeError)
+    problem = mailbox_problem(address)
+    if problem:
+        raise ConfigurationError(f"MAIL_DEFAULT_SENDER {address!r}: {problem}")
 
 
 def _check_option_objects(cfg) -> None:
