@@ -10,7 +10,7 @@ from identity.extensions import db
 from mfa_actions import step_clock  # noqa: F401 (a fixture)
 from test_migration_sessions import _migrate, _rows, _run, scratch_uri  # noqa: F401 (a fixture)
 
-BEFORE_NFKC = "b9d4f6a8c2e1"
+BEFORE_NFKC = "d7f3b9e1a5c8"
 NFKC = "c3e7a1d5f9b4"
 
 

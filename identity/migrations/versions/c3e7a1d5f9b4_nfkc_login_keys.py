@@ -8,7 +8,7 @@ in as the first, and it signs in by its address. A user name whose key would hav
 full-width "＠") keeps its old key too, and is named: new user names may not have one.
 
 Revision ID: c3e7a1d5f9b4
-Revises: b9d4f6a8c2e1
+Revises: d7f3b9e1a5c8
 Create Date: 2026-12-05 14:45:00.000000
 
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c3e7a1d5f9b4'
-down_revision = 'b9d4f6a8c2e1'
+down_revision = 'd7f3b9e1a5c8'
 branch_labels = None
 depends_on = None
 
