@@ -198,3 +198,40 @@ def test_a_listing_of_sessions_and_grants_is_bounded_and_every_entry_can_still_b
             RefreshToken.revoked_at.is_(None), RefreshToken.consumed_at.is_(None)))
     assert live == 1  # the caller's own
     assert [e["id"] for e in client.get("/localapi/sessions", headers=caller).get_json()] == [oldest]
+
+
+# --- the grants page: one line an app, whatever the user's number of grants --------------------------
+
+
+def test_the_grants_page_does_not_load_each_of_a_users_grants(app, client, flow_clients):
+    """/account/grants lists one line an app, but read every live refresh token of the user twice,
+    the second time as whole ORM objects: a user who started a million grants (each code redeemed
+    with offline_access, at the general limit) made each view of the page load a million objects.
+    The page now asks the database for each app's first grant and scopes: the memory a view takes
+    does not grow with the grants."""
+    import tracemalloc
+
+    from actions import AuthActions
+
+    def password_grant():
+        response = client.post("/connect/token", data={
+            "grant_type": "password", "username": "bob", "password": BOB_PASSWORD,
+            "scope": "openid IdentityServerApi offline_access"}, headers=basic("legacy", FLOW_SECRETS["legacy"]))
+        assert response.status_code == 200
+
+    assert AuthActions(client).login("bob", BOB_PASSWORD).status_code == 302
+    peaks = []
+    for grants in (20, 420):
+        while True:
+            with app.app_context():
+                made = db.session.scalar(select(func.count()).select_from(RefreshToken))
+            if made >= grants:
+                break
+            password_grant()
+        client.get("/account/grants")  # warm: templates, statements
+        tracemalloc.start()
+        page = client.get("/account/grants")
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert page.status_code == 200 and "Legacy App" in page.get_data(as_text=True)
+    assert peaks[1] - peaks[0] < 100_000, peaks  # 400 more grants: not 400 more rows in memory

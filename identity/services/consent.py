@@ -10,7 +10,7 @@ from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
 from ..store.writes import insert_or_skip
 from . import audit
-from .issued_grants import refresh_token_usable, revoke_user_client_grants
+from .issued_grants import revoke_user_client_grants, usable_refresh_tokens
 from .resources import display_names
 
 
@@ -58,19 +58,21 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
     since = db.session.scalar(select(User.password_changed_at).where(User.id == user_id)) or 0
     issued = func.coalesce(AuthorizationCode.consumed_at, AuthorizationCode.created_at)
     apps: dict[str, tuple[int, set[str]]] = {}
-    from_codes = db.session.execute(
-        select(AuthorizationCode.client_id, issued, AuthorizationCode.scope)
+    from_codes = db.session.execute(  # one row an app and scope, not one a code
+        select(AuthorizationCode.client_id, func.min(issued), AuthorizationCode.scope)
         .join(Client, Client.client_id == AuthorizationCode.client_id)
         .where(AuthorizationCode.user_id == user_id, issued >= since,
                func.coalesce(AuthorizationCode.access_expires_at, issued + Client.access_token_lifetime) > stamp,
-               or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti))))
+               or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti)))
+        .group_by(AuthorizationCode.client_id, AuthorizationCode.scope))
     standalone_issued = func.coalesce(StandaloneAccessToken.issued_at,
                                       StandaloneAccessToken.expires_at - Client.access_token_lifetime)
     standalone = db.session.execute(
-        select(StandaloneAccessToken.client_id, standalone_issued, null())
+        select(StandaloneAccessToken.client_id, func.min(standalone_issued), null())
         .join(Client, Client.client_id == StandaloneAccessToken.client_id)
         .where(StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.expires_at > stamp,
-               standalone_issued >= since, _not_revoked(StandaloneAccessToken.jti)))
+               standalone_issued >= since, _not_revoked(StandaloneAccessToken.jti))
+        .group_by(StandaloneAccessToken.client_id))
     for client_id, at, scope in [*from_codes, *standalone]:
         first, scopes = apps.get(client_id, (at, set()))
         apps[client_id] = (min(first, at), scopes | set((scope or "").split()))
@@ -82,20 +84,19 @@ def list_grants(user_id: int) -> list[AppGrant]:
     live access token of theirs (revoking any of them ends it: revoke_grant)."""
     consents = {c.client_id: c for c in db.session.scalars(select(Consent).where(Consent.user_id == user_id))}
     stamp = now()
-    tokens: dict[str, int] = {}  # client id -> first issued, of the usable refresh tokens
-    for client_id, issued_at, expires_at, auth_time in db.session.execute(
-            select(RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.expires_at, RefreshToken.auth_time)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
-                   RefreshToken.consumed_at.is_(None), RefreshToken.expires_at >= stamp)):
-        if refresh_token_usable(expires_at, auth_time, stamp, issued_at):  # nor past a lifetime shortened since
-            tokens[client_id] = min(issued_at, tokens.get(client_id, issued_at))
+    # one row an app (and scope), never one a grant: a user can start grants at the token
+    # endpoint's rate, and each lives for weeks
+    live = (RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None), RefreshToken.consumed_at.is_(None))
+    tokens: dict[str, int] = dict(db.session.execute(  # client id -> first issued, of the usable refresh tokens
+        select(RefreshToken.client_id, func.min(RefreshToken.issued_at))
+        .where(*live, usable_refresh_tokens(stamp))  # the refresh grant's rule, at its last second too
+        .group_by(RefreshToken.client_id)).all())
     access_only = _apps_holding_access_tokens(user_id)
     client_ids = set(consents) | set(tokens) | set(access_only)
     names = {c.client_id: c.client_name for c in db.session.scalars(select(Client).where(Client.client_id.in_(client_ids)))}
     token_scopes = {client_id: scopes for client_id, (_, scopes) in access_only.items()}
-    for row in db.session.scalars(select(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
-                                                            RefreshToken.consumed_at.is_(None))):
-        token_scopes.setdefault(row.client_id, set()).update(row.scope.split())
+    for client_id, scope in db.session.execute(select(RefreshToken.client_id, RefreshToken.scope).where(*live).distinct()):
+        token_scopes.setdefault(client_id, set()).update(scope.split())
     issued = {client_id: first for client_id, (first, _) in access_only.items()}
     for client_id, first in tokens.items():
         issued[client_id] = min(first, issued.get(client_id, first))

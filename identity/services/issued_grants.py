@@ -12,6 +12,7 @@ import secrets
 from collections import namedtuple
 
 from flask import current_app
+from sqlalchemy import and_, or_
 
 from ..clock import now
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX
@@ -126,6 +127,15 @@ def refresh_token_usable(expires_at: int, auth_time: int | None, stamp: int, iss
     """Whether a stored refresh token is still within its time at `stamp` (refresh_token_ends_at):
     the refresh grant's rule, which introspection and the lists of apps apply too."""
     return refresh_token_ends_at(expires_at, auth_time, issued_at) >= stamp
+
+
+def usable_refresh_tokens(stamp: int):
+    """refresh_token_usable as a condition on refresh_tokens, for a query that must not read
+    each token (a user's tokens of one app are counted in it, not listed)."""
+    absolute = current_app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
+    return and_(RefreshToken.expires_at >= stamp,
+                RefreshToken.issued_at + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"] >= stamp,
+                or_(RefreshToken.auth_time.is_(None), RefreshToken.auth_time + absolute >= stamp))
 
 
 def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
