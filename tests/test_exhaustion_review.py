@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select
 from actions import OAuthActions
 from conftest import BOB_PASSWORD, CHEAP_ARGON2, FLOW_SECRETS
 from identity.extensions import db
-from identity.models import RefreshToken
+from identity.models import AuthorizationCode, RefreshToken
 
 LIMITED = {**CHEAP_ARGON2, "RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "memory://",
            "RATELIMIT_SENSITIVE": "3 per minute", "RATELIMIT_DEFAULT": "1000 per minute"}
@@ -235,3 +235,36 @@ def test_the_grants_page_does_not_load_each_of_a_users_grants(app, client, flow_
         tracemalloc.stop()
         assert page.status_code == 200 and "Legacy App" in page.get_data(as_text=True)
     assert peaks[1] - peaks[0] < 100_000, peaks  # 400 more grants: not 400 more rows in memory
+
+
+def test_finding_the_callers_grant_does_not_read_the_users_codes(app, client, flow_clients, database_uri):
+    """GET /localapi/sessions marks the caller's own grant, found from its access token's jti: on
+    the refresh tokens, then on the codes (issued_jti, front_channel_jti), which had no index, so
+    a token of no grant (a password grant or a code flow without offline_access) visited every code
+    of the user kept for the day after its expiry (one an authorization request, 1,000 a minute)."""
+    if not database_uri.startswith("sqlite"):
+        pytest.skip("counts SQLite's virtual machine steps")
+    from actions import AuthActions
+
+    response = client.post("/connect/token", data={
+        "grant_type": "password", "username": "bob", "password": BOB_PASSWORD, "scope": "openid IdentityServerApi"},
+        headers=basic("legacy", FLOW_SECRETS["legacy"]))
+    caller = {"Authorization": "Bearer " + response.get_json()["access_token"]}
+    assert AuthActions(client).login("bob", BOB_PASSWORD).status_code == 302
+    oauth = OAuthActions(client)
+    steps = []
+    for codes in (20, 200):
+        while True:
+            with app.app_context():
+                made = db.session.scalar(select(func.count()).select_from(AuthorizationCode))
+            if made >= codes:
+                break
+            authorized = oauth.authorize(client_id="web", scope="openid")
+            if "/consent" in authorized.headers["Location"]:
+                authorized = oauth.consent(authorized.headers["Location"], remember=True)
+            assert "code=" in authorized.headers["Location"]
+        with sqlite_steps(app) as count:
+            listing = client.get("/localapi/sessions", headers=caller)
+        assert listing.status_code == 200
+        steps.append(count[0])
+    assert steps[1] <= steps[0] + 5, steps  # 180 more codes: at most 500 more steps

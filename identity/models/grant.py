@@ -34,7 +34,16 @@ class AuthorizationCode(db.Model):
 
     # the nonce-replay check (store/issued_grants.py, code_nonce_seen): a lookup, not a scan of the
     # last AUTHORIZATION_CODE_LIFETIME_SECONDS of codes
-    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+    # the family an access token was issued in, by its jti (store/devices.py, access_token_family):
+    # a lookup, not a scan of the user's codes of the last day; only redeemed (and hybrid) codes
+    # have one, so a code's INSERT adds no entry
+    __table_args__ = (
+        Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),
+        Index("ix_authorization_codes_issued_jti", "issued_jti",
+              sqlite_where=text("issued_jti IS NOT NULL"), postgresql_where=text("issued_jti IS NOT NULL")),
+        Index("ix_authorization_codes_front_channel_jti", "front_channel_jti",
+              sqlite_where=text("front_channel_jti IS NOT NULL"), postgresql_where=text("front_channel_jti IS NOT NULL")),
+    )
 
 
 class RefreshToken(db.Model):

@@ -74,9 +74,12 @@ def access_token_family(user_id: int, client_id: str | None, jti: str) -> str | 
         RefreshToken.user_id == user_id, RefreshToken.client_id == client_id,
         RefreshToken.access_token_jti == jti).limit(1))
     if family is None:
-        family = db.session.scalar(select(AuthorizationCode.family_id).where(
-            AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id,
-            or_(AuthorizationCode.issued_jti == jti, AuthorizationCode.front_channel_jti == jti)).limit(1))
+        # by the jti alone, through its two partial indexes (the planner would otherwise take the
+        # user's index, and read every code of the user kept for a day); the owner is checked here
+        family = next((row.family_id for row in db.session.execute(
+            select(AuthorizationCode.family_id, AuthorizationCode.user_id, AuthorizationCode.client_id).where(
+                or_(AuthorizationCode.issued_jti == jti, AuthorizationCode.front_channel_jti == jti)))
+            if (row.user_id, row.client_id) == (user_id, client_id)), None)
     return family
 
 
