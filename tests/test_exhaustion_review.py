@@ -268,3 +268,27 @@ def test_finding_the_callers_grant_does_not_read_the_users_codes(app, client, fl
         assert listing.status_code == 200
         steps.append(count[0])
     assert steps[1] <= steps[0] + 5, steps  # 180 more codes: at most 500 more steps
+
+
+# --- the link pages: a row of the audit log per request, for a year ------------------------------
+
+
+@pytest.mark.parametrize("app_config", [LIMITED])
+@pytest.mark.parametrize("path", ["/account/reset-password?token=not-a-link", "/account/verify-email?token=not-a-link"])
+def test_opening_links_that_are_not_links_is_held_to_the_sign_in_limit(app, client, seeded, path):
+    """Opening a reset or verification link that does not work records an audit event (kept
+    AUDIT_RETENTION_DAYS, a year) and commits it: anyone, signed in or not, with no form or
+    CSRF token, wrote one row a request at the general limit (1,000 a minute, 1.4 million rows a
+    day from one address). A link is a secret, like a password: its pages are held to the sign-in
+    limit, as the reset form's post is."""
+    from identity.models import AuditEvent
+
+    def events():
+        with app.app_context():
+            return db.session.scalar(select(func.count()).select_from(AuditEvent))
+
+    before = events()
+    statuses = [client.get(path).status_code for _ in range(6)]
+    assert statuses[:3] == [400, 400, 400]
+    assert set(statuses[3:]) == {429}, statuses
+    assert events() - before <= 3

@@ -28,6 +28,8 @@ def signed_in_user() -> str:
 
 
 @bp.get("/verify-email")
+# as the reset link's page: a link that does not work is audited (a row kept a year), and a link is a secret
+@limiter.limit(sensitive_limit)
 def verify():
     """Follow a verification link; the token is in the query, so the page sends no Referer."""
     result = verification.verify_email(request.args.get("token"))

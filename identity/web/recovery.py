@@ -63,7 +63,8 @@ def forgot_password():
 # secret link anyway.
 @csrf.exempt
 @bp.route("/reset-password", methods=["GET", "POST"])
-@limiter.limit(sensitive_limit, methods=["POST"])
+# opening the page too: a link that does not work is audited (a row kept a year), and a link is a secret
+@limiter.limit(sensitive_limit)
 def reset_password():
     """Set a new password through a reset link, then sign in (and resume a pending request)."""
     return_url = _return_url()
