@@ -71,7 +71,7 @@ def test_a_refresh_token_rotates_once(app, alice_id):
         again = issued_grants.successor_values(old, "h-other", scope=old.scope, access_token_jti="jti-2", stamp=stamp,
                                         expires_at=stamp + 3600)
         assert issued_grants.rotate_refresh_token(old.id, again, with_successor=True) is False
-        assert issued_grants.family_access_token_jtis(["fam-r"]) == {"jti-0", "jti-1"}
+        assert issued_grants.family_access_token_jtis(["fam-r"], stamp) == {"jti-0", "jti-1"}
     with app.app_context():
         rows = {t.token_hash: t for t in db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == "fam-r"))}
         assert set(rows) == {"h-old", "h-new"}

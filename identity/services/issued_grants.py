@@ -22,6 +22,7 @@ from ..store import issued_grants as store
 from ..store.tokens import all_revoked
 from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics
+from .bearer_cache import CLOCK_DIFFERENCE_ALLOWED_SECONDS
 from .browser_sessions import times_are_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
@@ -269,7 +270,7 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     if only_if_live and not ended_here:
         db.session.rollback()
         return False
-    jtis = store.family_access_token_jtis([family_id])
+    jtis = store.family_access_token_jtis([family_id], _issued_since_alive(stamp))
     if ended_here or (not store.family_has_refresh_tokens(family_id) and not all_revoked(jtis)):
         logout.family_ended(family_id, reason)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
@@ -280,6 +281,13 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
         metrics.count_refresh_token_reuse(client_id)
     db.session.commit()
     return bool(ended_here)
+
+
+def _issued_since_alive(stamp: int) -> int:
+    """The oldest issue time of an access token some instance may still accept at `stamp`: none
+    lives longer than ACCESS_TOKEN_LIFETIME_MAX, plus the leeway, on a clock up to a minute behind.
+    A family's older rotations are left off the deny list (a grant refreshed often keeps weeks of them)."""
+    return stamp - ACCESS_TOKEN_LIFETIME_MAX - current_app.config["JWT_LEEWAY_SECONDS"] - CLOCK_DIFFERENCE_ALLOWED_SECONDS
 
 
 def revoke_refresh_token(row: RefreshToken) -> None:
@@ -311,7 +319,8 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     stamp = now()
     logout.client_grants_ended(user_id, client_id)
     store.revoke_user_client_rows(user_id, client_id, stamp)
-    jtis = store.family_access_token_jtis(store.user_client_families(user_id, client_id))
+    families = store.user_client_families(user_id, client_id)
+    jtis = store.family_access_token_jtis(families, _issued_since_alive(stamp))
     # those the bearer check still accepts: up to JWT_LEEWAY_SECONDS past their exp
     jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp - current_app.config["JWT_LEEWAY_SECONDS"])
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)

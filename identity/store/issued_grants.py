@@ -253,13 +253,15 @@ def refresh_token_row(token_hash: str) -> RefreshToken | None:
 
 
 # --- families and revocation (in the session's transaction) --------------------------------
-def family_access_token_jtis(family_ids) -> set[str]:
-    """Every access token issued in these families: at the front channel with the code (hybrid),
-    when the code was redeemed, and with each refresh token."""
+def family_access_token_jtis(family_ids, issued_since: int) -> set[str]:
+    """Every access token issued in these families that may still live: at the front channel with
+    the code (hybrid), when the code was redeemed, and with each refresh token issued from
+    `issued_since` (a rotated one is kept for weeks; the access token issued with it is not)."""
     family_ids = list(family_ids)
     if not family_ids:
         return set()
-    jtis = set(db.session.scalars(select(RefreshToken.access_token_jti).where(RefreshToken.family_id.in_(family_ids))))
+    jtis = set(db.session.scalars(select(RefreshToken.access_token_jti).where(
+        RefreshToken.family_id.in_(family_ids), RefreshToken.issued_at >= issued_since)))
     for issued, front in db.session.execute(select(AuthorizationCode.issued_jti, AuthorizationCode.front_channel_jti)
                                             .where(AuthorizationCode.family_id.in_(family_ids))):
         jtis.update((issued, front))
