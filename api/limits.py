@@ -3,7 +3,8 @@
 import hashlib
 
 from flask import current_app, request
-from flask_limiter.util import get_remote_address
+
+from identity.extensions import client_network
 
 
 def token_key() -> str:
@@ -12,7 +13,7 @@ def token_key() -> str:
     token = token.strip()
     if scheme.lower() == "bearer" and token:
         return "token:" + hashlib.sha256(token.encode()).hexdigest()
-    return "ip:" + get_remote_address()
+    return "ip:" + client_network()
 
 
 def default_limit() -> str:

@@ -1,5 +1,7 @@
 """Flask extensions, created unbound and attached in create_app."""
 
+import ipaddress
+
 from flask import current_app, request
 from flask.globals import request_ctx
 from flask_limiter import Limiter
@@ -50,12 +52,30 @@ class AppLimiter(Limiter):
             super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
 
 
+def client_network() -> str:
+    """The rate limits' key for a client address: an IPv4 address as it is, an IPv6 one as its
+    /64. An IPv6 customer is given a /64 and may send from any of its 2^64 addresses, so counted
+    per address a per-IP limit would allow one client as many tries as it chose addresses."""
+    address = get_remote_address()
+    if ":" not in address:  # IPv4 (or no address): parsed for nothing on every request
+        return address
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return address
+
+
 db = SQLAlchemy(model_class=Base)
 # Flask-Migrate (which imports Alembic) is attached only for commands: database.attach_migrate
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = AppLimiter(
-    key_func=get_remote_address,
+    key_func=client_network,
     default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],  # read per app, at request time
 )
 

@@ -327,3 +327,24 @@ def test_revoking_a_grant_lists_only_access_tokens_that_may_still_live(app, clie
     assert listed <= 3, listed  # the three rotations of today
     refused = client.get("/connect/userinfo", headers={"Authorization": "Bearer " + grant["access_token"]})
     assert refused.status_code == 401
+
+
+# --- the rate limiter's key: a client's network, not each of its IPv6 addresses ---------------------
+
+
+@pytest.mark.parametrize("app_config", [LIMITED])
+def test_the_per_address_limits_count_an_ipv6_client_by_its_64_network(client, flow_clients):
+    """Every IPv6 customer gets a /64 (2^64 addresses) and may send from any of them: counted
+    per address, a per-IP limit (RATELIMIT_SENSITIVE on sign-in and the password grant, each an
+    Argon2 verification) allowed one client as many attempts as it chose addresses. Limits count
+    an IPv6 client by its /64, as an IPv4 client by its address."""
+    def attempt(address):
+        return client.post("/connect/token", data={"grant_type": "password", "username": "bob", "password": "not-bobs",
+                                                   "scope": "openid"},
+                           headers=basic("legacy", FLOW_SECRETS["legacy"]), environ_base={"REMOTE_ADDR": address}).status_code
+
+    statuses = [attempt(f"2001:db8:1:2::{i:x}") for i in range(1, 6)]
+    assert statuses[:3] == [400, 400, 400]
+    assert set(statuses[3:]) == {429}, statuses
+    assert attempt("2001:db8:1:3::1") == 400  # another /64: another customer
+    assert [attempt(f"198.51.100.{i}") for i in (1, 2, 3, 4)] == [400, 400, 400, 400]  # IPv4: each address

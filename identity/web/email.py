@@ -2,11 +2,10 @@
 step a client that requires a verified address sends people to."""
 
 from flask import Blueprint, current_app, make_response, render_template, request
-from flask_limiter.util import get_remote_address
 from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
-from ..extensions import limiter, sensitive_limit
+from ..extensions import client_network, limiter, sensitive_limit
 from .forms import ChangeEmailForm, ConfirmForm
 from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, mfa, verification
@@ -24,7 +23,7 @@ def signed_in_user() -> str:
     users behind a carrier NAT share (as the local API counts it per token); the address without one."""
     if current_user.is_authenticated:
         return f"user:{current_user.user.id}"
-    return get_remote_address()
+    return client_network()
 
 
 @bp.get("/verify-email")
