@@ -2,7 +2,7 @@
 the grants page judges it by its own expiry, not by its client's access_token_lifetime now
 
 Revision ID: c4e8a2f6d1b3
-Revises: c3e7a9d1f5b4
+Revises: d4f8b2a6c9e3
 Create Date: 2026-12-05 15:10:00.000000
 
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'c4e8a2f6d1b3'
-down_revision = 'c3e7a9d1f5b4'
+down_revision = 'd4f8b2a6c9e3'
 branch_labels = None
 depends_on = None
 
