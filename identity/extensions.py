@@ -84,3 +84,11 @@ def sensitive_limit() -> str:
     """Per client IP wherever a password or a client secret is checked: sign-in, the password grant,
     password changes, failed client authentications (RATELIMIT_SENSITIVE)."""
     return current_app.config["RATELIMIT_SENSITIVE"]
+
+
+def link_refused(response) -> bool:
+    """Whether an answer of a link's page (reset, verification) counts toward RATELIMIT_SENSITIVE:
+    a link that does not work (audited: a row kept a year), or any post of the reset form; not the
+    opening of a working link, which people behind one carrier NAT address do at the general limit."""
+    return request.method == "POST" or response.status_code >= 400
+

@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, make_response, render_template, reques
 from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
-from ..extensions import client_network, limiter, sensitive_limit
+from ..extensions import client_network, limiter, link_refused, sensitive_limit
 from .forms import ChangeEmailForm, ConfirmForm
 from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, mfa, verification
@@ -27,8 +27,8 @@ def signed_in_user() -> str:
 
 
 @bp.get("/verify-email")
-# as the reset link's page: a link that does not work is audited (a row kept a year), and a link is a secret
-@limiter.limit(sensitive_limit)
+# a link that does not work too: it is audited (a row kept a year), and a link is a secret
+@limiter.limit(sensitive_limit, deduct_when=link_refused)
 def verify():
     """Follow a verification link; the token is in the query, so the page sends no Referer."""
     result = verification.verify_email(request.args.get("token"))

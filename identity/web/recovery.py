@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from ..errors import InvalidLink, ValidationFailed
-from ..extensions import csrf, limiter, sensitive_limit
+from ..extensions import csrf, limiter, link_refused, sensitive_limit
 from .forms import ForgotPasswordForm, ResetPasswordForm
 from ..services import recovery
 from ..services.accounts import normalize_login
@@ -63,8 +63,8 @@ def forgot_password():
 # secret link anyway.
 @csrf.exempt
 @bp.route("/reset-password", methods=["GET", "POST"])
-# opening the page too: a link that does not work is audited (a row kept a year), and a link is a secret
-@limiter.limit(sensitive_limit)
+# a link that does not work too: it is audited (a row kept a year), and a link is a secret
+@limiter.limit(sensitive_limit, deduct_when=link_refused)
 def reset_password():
     """Set a new password through a reset link, then sign in (and resume a pending request)."""
     return_url = _return_url()
