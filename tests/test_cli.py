@@ -137,6 +137,9 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path, uri, comm
 
 
 def test_migrations_match_the_models(app):
+    from identity.models import partial_indexes
+
+    partial_indexes.declare()
     with app.app_context():
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)

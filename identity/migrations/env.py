@@ -47,6 +47,9 @@ target_db = current_app.extensions['migrate'].db
 
 
 def get_metadata():
+    from identity.models import partial_indexes
+
+    partial_indexes.declare()  # autogenerate compares them too (not declared at the models' import)
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]
     return target_db.metadata

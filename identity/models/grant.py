@@ -1,4 +1,4 @@
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -39,10 +39,7 @@ class AuthorizationCode(db.Model):
     # have one, so a code's INSERT adds no entry
     __table_args__ = (
         Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),
-        Index("ix_authorization_codes_issued_jti", "issued_jti",
-              sqlite_where=text("issued_jti IS NOT NULL"), postgresql_where=text("issued_jti IS NOT NULL")),
-        Index("ix_authorization_codes_front_channel_jti", "front_channel_jti",
-              sqlite_where=text("front_channel_jti IS NOT NULL"), postgresql_where=text("front_channel_jti IS NOT NULL")),
+        # and two partial indexes on the jti columns (partial_indexes.py)
     )
 
 
@@ -58,9 +55,7 @@ class RefreshToken(db.Model):
         Index("ix_refresh_tokens_user_client", "user_id", "client_id"),
         Index("ix_refresh_tokens_family_issued", "family_id", "issued_at"),
         Index("ix_refresh_tokens_access_token_jti", "access_token_jti"),
-        Index("ix_refresh_tokens_live_user", "user_id", "issued_at",
-              sqlite_where=text("consumed_at IS NULL AND revoked_at IS NULL"),
-              postgresql_where=text("consumed_at IS NULL AND revoked_at IS NULL")),
+        # and ix_refresh_tokens_live_user, partial (partial_indexes.py)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
