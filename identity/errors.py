@@ -7,6 +7,7 @@ IdentityError
  ├── AccountLocked         too many failures; .retry_after seconds
  ├── PasskeyRefused        a passkey ceremony that failed; the message is for the person
  ├── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
+ ├── SignInTooOld          a change that needs a recent sign-in, asked by an older one
  └── InvalidLink           a one-time link that is unknown, expired, used or superseded; .reason
 """
 
@@ -49,6 +50,10 @@ class PasskeyRefused(IdentityError):
 
 class SecondFactorRequired(IdentityError):
     """A change that needs the user's second factor (a code, or a recent sign-in with it) got neither."""
+
+
+class SignInTooOld(IdentityError):
+    """A change that needs a recent sign-in (mfa.prove_recent_sign_in) asked by an older one."""
 
 
 class InvalidLink(IdentityError):

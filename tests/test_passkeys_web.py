@@ -14,6 +14,7 @@ from actions import AuthActions, OAuthActions
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import Passkey, User, UserSession
+from identity.services import mfa as mfa_service
 from mfa_actions import claims, code_at, enrol_user, post_mfa, sign_in_with_code, step_clock  # noqa: F401
 from webauthn_keys import SoftKey, b64url
 
@@ -410,3 +411,33 @@ def test_a_sign_in_with_a_second_factor_or_a_passkey_is_named_after_its_client(c
     assert signed_in.status_code == 302 and signed_in.headers["Location"] == PENDING_SPA
     with app.app_context():
         assert db.session.scalars(select(UserSession.client_id).order_by(UserSession.id)).all() == ["spa", "spa"]
+
+
+def _sign_in_ago(app, seconds: int) -> None:
+    """Every live browser session signed in `seconds` ago (its cookie still live: only auth_time moves)."""
+    from sqlalchemy import update
+
+    with app.app_context():
+        db.session.execute(update(UserSession).values(auth_time=UserSession.auth_time - seconds))
+        db.session.commit()
+
+
+def test_a_first_sign_in_method_needs_a_recent_sign_in(client, auth, app, step_clock):
+    """A passkey signs in alone and outlives a password change or reset; an app locks the owner
+    out of their own sign-in. So a session signed in long ago (a browser left open, a cookie taken)
+    adds neither to an account that has no second factor yet: the person signs in again first, as
+    the password and address pages ask for the current password (ASVS 4.0.3, 3.7.1)."""
+    auth.login()
+    _sign_in_ago(app, app.config["MFA_RECENT_SECONDS"] + 60)
+    csrf = token(client, "/account/mfa")
+    options = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf})
+    assert options.status_code == 403 and "sign in again" in options.get_json()["error"]
+    started = post_mfa(client, "start")
+    assert started.status_code == 403 and "sign in again" in started.get_data(as_text=True)
+    assert 'id="totp-secret"' not in started.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Passkey)).all() == []
+        assert not mfa_service.has_second_factor(db.session.scalar(select(User.id).where(User.username == "alice")))
+
+    auth.login()  # signed in again: now it may
+    assert register_over_http(client, SoftKey()).status_code == 201

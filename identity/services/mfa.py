@@ -23,7 +23,7 @@ import pyotp
 from flask import current_app
 
 from ..clock import now
-from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, ValidationFailed
+from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, SignInTooOld, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
@@ -329,6 +329,21 @@ def recently_verified(amr: str | list | None, auth_time: int | None) -> bool:
     if AMR_MFA not in methods or not isinstance(auth_time, int):
         return False
     return now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]
+
+
+def prove_recent_sign_in(user_id: int, auth_time: int | None) -> None:
+    """A first second factor (an authenticator app, a passkey) for a user who has none needs a
+    sign-in within MFA_RECENT_SECONDS, by any method; a user with a factor proves it instead
+    (prove_second_factor). A passkey signs in alone and outlives a password change or reset, and
+    an app keeps the owner out of their own sign-in: a session signed in long ago (a browser left
+    open, a cookie taken) would otherwise give its holder a way in for good, or lock the owner
+    out, without the password the password and address pages ask for. Checked where a ceremony
+    starts (the app's secret, the passkey's options): its confirmation needs what the start kept.
+    Raises SignInTooOld."""
+    if isinstance(auth_time, int) and now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]:
+        return
+    if not has_second_factor(user_id):
+        raise SignInTooOld("adding a sign-in method needs a recent sign-in: sign in again")
 
 
 #: what a change to the account needs besides the password (factor_to_prove)

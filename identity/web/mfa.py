@@ -4,13 +4,13 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
-from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, ValidationFailed
+from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, SignInTooOld, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from .forms import ConfirmForm, RegenerateCodesForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
 from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
-from .second_factor import NEEDS_CODE, NEEDS_SIGN_IN
+from .second_factor import NEEDS_CODE, NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
@@ -60,7 +60,8 @@ def factors():
     """Set up, inspect and remove second factors.
 
     A new factor (an app, new recovery codes) for a user who has one already needs a recent sign-in
-    with it, or a code (regenerate): mfa.prove_second_factor, the password page's rule."""
+    with it, or a code (regenerate): mfa.prove_second_factor, the password page's rule; a first
+    one, a recent sign-in (mfa.prove_recent_sign_in)."""
     user_id = current_user.user.id
     recent_mfa = mfa.recently_verified(current_user.amr, current_user.auth_time)
     action = request.form.get("action") if request.method == "POST" else None
@@ -74,6 +75,7 @@ def factors():
     if action in forms and forms[action].validate_on_submit():
         try:
             if action == "start":
+                mfa.prove_recent_sign_in(user_id, current_user.auth_time)
                 mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
                 mfa.start_totp(user_id)
             elif action == "confirm":
@@ -94,6 +96,8 @@ def factors():
         except SecondFactorRequired:
             errors = {"otp": [NEEDS_CODE]} if action == "regenerate" else {"form": [NEEDS_SIGN_IN]}
             status = 403
+        except SignInTooOld:
+            errors, status = {"form": [NEEDS_RECENT_SIGN_IN]}, 403
         except ValidationFailed as err:
             errors, status = err.errors, 400
         except AccountLocked as err:

@@ -13,7 +13,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
-from ..errors import AccountLocked, NotFound, PasskeyRefused, SecondFactorRequired
+from ..errors import AccountLocked, NotFound, PasskeyRefused, SecondFactorRequired, SignInTooOld
 from ..extensions import limiter, sensitive_limit
 from .forms import LoginForm, SecondFactorForm
 from ..plumbing.headers import allow_form_target
@@ -22,7 +22,7 @@ from ..services import accounts, mfa, passkeys
 from ..services.browser_sessions import SessionUser
 from .account import _after_sign_in, _return_url
 from .errors import render_error
-from .second_factor import NEEDS_SIGN_IN
+from .second_factor import NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("passkeys", __name__, url_prefix="/account")
@@ -72,7 +72,13 @@ def _second_factor_missing():
 @bp.post("/mfa/passkeys/options")
 @fresh_login_required
 def register_options():
-    """Options for navigator.credentials.create(): this user, this issuer, their passkeys excluded."""
+    """Options for navigator.credentials.create(): this user, this issuer, their passkeys excluded.
+    A first factor needs a recent sign-in (mfa.prove_recent_sign_in); the registration then needs
+    the state these options keep."""
+    try:
+        mfa.prove_recent_sign_in(current_user.user.id, current_user.auth_time)
+    except SignInTooOld:
+        return jsonify(error=NEEDS_RECENT_SIGN_IN), 403
     refused = _second_factor_missing()
     if refused is not None:
         return refused

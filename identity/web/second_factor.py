@@ -4,6 +4,8 @@ from ..services import mfa
 
 NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
 NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
+NEEDS_RECENT_SIGN_IN = ("Sign out and sign in again first: a sign-in method is added only within a few minutes of "
+                        "signing in.")
 NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again with your passkey, then come back here."
 
 
