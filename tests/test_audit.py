@@ -291,3 +291,29 @@ def test_events_carry_the_address_the_web_layer_gives(app, client, runner, seede
     assert only(app, "sign_in_failed").ip == "198.51.100.7", "the address ProxyFix corrected"
     assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
     assert only(app, "key_rotated").ip is None, "a command after a request carries no request's address"
+
+
+# --- sign-out ---------------------------------------------------------------------------------------
+
+
+def test_signing_out_is_recorded_once(app, client, seeded):
+    """Ending a session is a security event (ASVS 4.0.3, 7.1.3): "Sign out" is recorded as the
+    sessions page's end of this browser's entry is, and a second post of the form records nothing."""
+    auth = AuthActions(client)
+    auth.login()
+    page = client.get("/account/logout")
+    form = {"csrf_token": csrf_token(page.get_data(as_text=True))}
+    assert client.post("/account/logout", data=form).status_code == 200
+    event = only(app, "session_ended")
+    assert (event.user_id, event.detail, event.ip) == (alice_id(app), {"reason": "signed_out"}, "127.0.0.1")
+    client.post("/account/logout", data=form)  # signed out already: nothing more ends
+    assert len(events(app, "session_ended")) == 1
+
+
+def test_rp_initiated_logout_is_recorded(app, client, seeded):
+    AuthActions(client).login()
+    page = client.get("/connect/endsession")
+    assert page.status_code == 200
+    client.post("/connect/endsession", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    event = only(app, "session_ended")
+    assert (event.user_id, event.detail) == (alice_id(app), {"reason": "end_session"})

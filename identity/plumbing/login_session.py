@@ -112,9 +112,13 @@ def drop_pending() -> None:
     session.pop(PENDING_KEY, None)
 
 
-def sign_out(principal) -> list[str]:
-    """End the browser session; the front-channel logout URIs of the clients it had issued to."""
-    ended = browser_sessions.end_session(principal.sid) if getattr(principal, "is_authenticated", False) else None
+def sign_out(principal, how: str | None = "signed_out") -> list[str]:
+    """End the browser session (audited as `session_ended`, reason `how`; None: the caller records
+    it); the front-channel logout URIs of the clients it had issued to."""
+    ended = None
+    if getattr(principal, "is_authenticated", False):
+        audited_for = principal.user.id if how is not None else None
+        ended = browser_sessions.end_session(principal.sid, audited_for=audited_for, how=how or "")
     session.clear()
     logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session
     return logout.frontchannel_logout_uris(ended)

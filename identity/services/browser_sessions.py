@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import User
 from ..store import browser_sessions as store
 from ..store.writes import Write
-from . import logout
+from . import audit, logout
 from .user_agents import caller_device
 
 TOUCH_SECONDS = 60  # the last-seen time is written at most this often (less with a shorter idle timeout)
@@ -153,12 +153,17 @@ def continue_session(previous_sid: str, sid: str, user_id: int) -> str | None:
     return found.public_sid if handed else None
 
 
-def end_session(sid: str, reason: str = "signed_out") -> "logout.EndedSession | None":
+def end_session(sid: str, reason: str = "signed_out", *, audited_for: int | None = None,
+                how: str = "signed_out") -> "logout.EndedSession | None":
     """End a browser session; its clients are told (back-channel logout) in the same transaction.
     The session's public id and clients, for the front channel; None if it had already ended.
     Two requests ending it at once (sign-out clicked twice) queue its clients' tokens once: the
-    one whose revocation lost drops what it queued, and gets None (it had ended meanwhile)."""
+    one whose revocation lost drops what it queued, and gets None (it had ended meanwhile).
+    With `audited_for` (the user's id: a sign-out), the end is recorded as `session_ended`
+    (reason `how`), kept only with the revocation that won."""
     ended = logout.session_ended(sid, reason)
+    if audited_for is not None and ended is not None:
+        audit.record("session_ended", user_id=audited_for, detail={"reason": how})
     if store.revoke_session(sid, clock.now()):
         db.session.commit()
         return ended

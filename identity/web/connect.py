@@ -103,7 +103,8 @@ def endsession():
         if not form.validate_on_submit():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
             return render_template("account/logout.html", form=form, hidden=hidden)
-    return render_signed_out(end_session.finish(outcome), sign_out(current_user), client_name=outcome.client_name)
+    return render_signed_out(end_session.finish(outcome), sign_out(current_user, how="end_session"),
+                             client_name=outcome.client_name)
 
 
 def _posted_without_cookies() -> bool:

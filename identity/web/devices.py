@@ -44,8 +44,8 @@ def end():
         flash(f"Signed out everywhere else ({len(ended)} ended)." if ended else "Nothing else to sign out.", "success")
         return redirect(url_for("sessions.index"))
     if request.form.get("entry") == current:  # this browser's own session: as "Sign out" in the header
-        devices.record_own_end(user_id, current)
-        return render_signed_out(None, sign_out(current_user))
+        devices.record_own_end(user_id, current)  # with the entry's client, so not by sign_out
+        return render_signed_out(None, sign_out(current_user, how=None))
     try:
         devices.end_entry(user_id, request.form.get("entry", ""))
     except NotFound:
