@@ -23,7 +23,9 @@ class TotpFactor(db.Model):
 
 
 class RecoveryCode(db.Model):
-    """A single-use recovery code, stored as its SHA-256 (the codes are random, 50 bits each)."""
+    """A single-use recovery code, stored as SHA-256 under its set's random salt, `salt.digest`
+    (services/mfa.py: recovery_code_hash; a set stored before salts is bare SHA-256 in hex). The
+    codes are random, 50 bits each."""
 
     __tablename__ = "recovery_codes"
     __table_args__ = (Index("ix_recovery_codes_user_hash", "user_id", "code_hash", unique=True),)

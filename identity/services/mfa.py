@@ -5,15 +5,18 @@ A TOTP secret is stored encrypted with the signing keys' key-encryption key (key
 A code is accepted for the current 30-second step or one either side, and only for a step newer
 than the last one accepted, taken by a conditional UPDATE (store/mfa.py): a code, once used, is
 refused, even to a request racing the first. Recovery codes are random, single use, shown once and
-stored as SHA-256 (like codes and refresh tokens: guessing 50 random bits is the protection, not
-the hash's cost). Every code checked counts toward the same lockout as a password, before it is
-checked (lockout.reserve): a right password does not reset the count for a user with a factor
-(accounts.sign_in), only a right second step does, so guesses at the code stop at the lock.
+stored as SHA-256 under a random salt of their set (guessing 50 random bits is the protection, not
+the hash's cost; the salt makes a copy of the table cost that guessing for each user's set, not
+once for every account: OWASP ASVS 4.0.3, 2.6.2). Every code checked counts toward the same
+lockout as a password, before it is checked (lockout.reserve): a right password does not reset
+the count for a user with a factor (accounts.sign_in), only a right second step does, so guesses
+at the code stop at the lock.
 
 Passkeys (WebAuthn, services/passkeys.py) are a second factor too: they count in `user_factors`
 and `has_second_factor`, and `reset_factors` removes them; `has_totp` is the app alone.
 """
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -40,6 +43,7 @@ TOTP_WINDOW_STEPS = 1  # a code of the step before or after the current one is a
 RECOVERY_CODE_COUNT = 10
 RECOVERY_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, none mistaken for another
 RECOVERY_CODE_LENGTH = 10  # 50 random bits, shown as XXXXX-XXXXX
+RECOVERY_SALT_BYTES = 6  # a set's salt: 48 random bits, 8 characters (base64url, so never a ".")
 
 # RFC 8176 authentication method references
 AMR_PASSWORD = "pwd"
@@ -227,14 +231,21 @@ def normalize_code(code: str) -> str:
     return "".join(normalize(code or "").split()).replace("-", "").upper()
 
 
-def recovery_code_hash(code: str) -> str:
-    return hashlib.sha256(normalize_code(code).encode()).hexdigest()
+def recovery_code_hash(code: str, salt: str | None) -> str:
+    """A code as stored: `salt.digest` (SHA-256 of the salt and the normalized code, base64url;
+    52 characters), or, for a set stored before sets had a salt (`salt` None), the bare SHA-256 in hex."""
+    normalized = normalize_code(code)
+    if salt is None:
+        return hashlib.sha256(normalized.encode()).hexdigest()
+    digest = hashlib.sha256(f"{salt}.{normalized}".encode()).digest()
+    return f"{salt}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
 
 def _replace_recovery_codes(user_id: int, stamp: int) -> list[str]:
     codes = ["".join(secrets.choice(RECOVERY_CODE_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
              for _ in range(RECOVERY_CODE_COUNT)]
-    store.replace_recovery_codes(user_id, [recovery_code_hash(c) for c in codes], stamp)
+    salt = secrets.token_urlsafe(RECOVERY_SALT_BYTES)
+    store.replace_recovery_codes(user_id, [recovery_code_hash(c, salt) for c in codes], stamp)
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 
 
@@ -278,7 +289,11 @@ def _spending(user_id: int, code: str) -> Write | None:
         step = _step_of(_secret(row[0], user_id), code, row[2], code_time())
         return None if step is None else store.accept_step(user_id, step)
     if len(code) == RECOVERY_CODE_LENGTH:
-        return store.spend_recovery_code(user_id, recovery_code_hash(code), now())
+        stored = store.unused_recovery_code_hash(user_id)  # its salt is the set's
+        if stored is None:
+            return None
+        salt, dot, _ = stored.partition(".")
+        return store.spend_recovery_code(user_id, recovery_code_hash(code, salt if dot else None), now())
     return None
 
 

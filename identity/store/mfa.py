@@ -32,6 +32,8 @@ _TOTP_ROW = select(_TOTP.c.secret_encrypted, _TOTP.c.confirmed_at, _TOTP.c.last_
     _TOTP.c.user_id == bindparam("user_id"))
 _UNUSED_CODES = select(func.count()).select_from(_CODES).where(
     _CODES.c.user_id == bindparam("user_id"), _CODES.c.used_at.is_(None))
+_UNUSED_CODE_HASH = select(_CODES.c.code_hash).where(
+    _CODES.c.user_id == bindparam("user_id"), _CODES.c.used_at.is_(None)).limit(1)
 # a step is accepted once: only a newer one than the last accepted moves it on. (Parameters are
 # not named like columns: the session would add such a key to the UPDATE's SET on PostgreSQL.)
 _ACCEPT_STEP = (update(_TOTP)
@@ -58,6 +60,12 @@ def totp_row(user_id: int) -> tuple[str, int | None, int] | None:
 def unused_recovery_codes(user_id: int) -> int:
     row = autocommit_connection().first(_UNUSED_CODES, {"user_id": user_id})
     return row[0] if row else 0
+
+
+def unused_recovery_code_hash(user_id: int) -> str | None:
+    """The stored hash of one of the user's unused recovery codes (its salt is its set's), or None."""
+    row = autocommit_connection().first(_UNUSED_CODE_HASH, {"user_id": user_id})
+    return row[0] if row else None
 
 
 def accept_step(user_id: int, step: int) -> Write:
