@@ -158,3 +158,32 @@ def test_a_passkey_added_then_removed(app, seeded, mail):
     assert len(texts) == 2
     assert "A passkey was added" in texts[0] and "A passkey was removed" in texts[1]
     assert "a name the owner never chose" not in texts[0]  # the name is the adder's words, not ours
+
+
+def test_an_authenticator_code_used_again_is_audited_and_mailed(app, client, seeded, mail, step_clock):
+    """A code of the app, once accepted, is refused within its window; whoever enters it again has
+    the password and saw the code (over a shoulder, a phishing page that relays it). OWASP ASVS
+    4.0.3, 2.8.5: the reuse is logged as such and the owner is told. A wrong code is neither."""
+    from mfa_actions import code_at, enrol_user, password_step, second_step
+
+    secret, _ = enrol_user(app)
+    code = code_at(secret)
+    password_step(client)
+    assert second_step(client, code).status_code == 302
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    mail.clear()
+
+    other = app.test_client()
+    password_step(other)
+    assert second_step(other, "000000" if code != "000000" else "111111").status_code == 400  # wrong: no notice
+    assert second_step(other, code).status_code == 400
+    with app.app_context():
+        reasons = [e.detail["reason"] for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "mfa_failed").order_by(AuditEvent.id))]
+        assert mail_service.wait_until_sent()
+    assert reasons == ["bad_code", "code_reused"]
+    [message] = mail.to(ALICE_MAIL)
+    assert "used again" in message["Subject"]
+    text = mail.text(message)
+    assert mail.links(message) == [] and "(UTC)" in text and "Forgot your password?" in text

@@ -297,6 +297,20 @@ def _spending(user_id: int, code: str) -> Write | None:
     return None
 
 
+def _used_already(user_id: int, code: str) -> bool:
+    """Whether a code refused is the user's app's code of a step within the window that was
+    accepted already: a code used again, not merely a wrong one."""
+    if not _is_totp_code(code):
+        return False
+    row = store.totp_row(user_id)
+    if row is None or row[1] is None:
+        return False
+    totp = pyotp.TOTP(_secret(row[0], user_id), digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS)
+    current = code_time() // TOTP_PERIOD_SECONDS
+    return any(step <= row[2] and hmac.compare_digest(totp.generate_otp(step), code)
+               for step in range(current - TOTP_WINDOW_STEPS, current + TOTP_WINDOW_STEPS + 1))
+
+
 def _use_code(user_id: int, code: str) -> bool:
     """Use a TOTP or recovery code of the user: True if it was valid and is now spent."""
     spending = _spending(user_id, code)
@@ -307,12 +321,18 @@ def _kind(normalized_code: str) -> str:
     return "totp" if normalized_code.isdigit() else "recovery_code"
 
 
-def _record_bad_code(user_id: int, kind: str, reservation: lockout.Reservation, *, client_id: str | None,
+def _record_bad_code(user_id: int, code: str, reservation: lockout.Reservation, *, client_id: str | None,
                      purpose: str) -> None:
-    """Count and audit a wrong code (and the lock its reservation set), committed."""
+    """Count and audit a wrong code (and the lock its reservation set), committed. A code of the
+    app used again is audited as such (`code_reused`), and the user is told (ASVS 4.0.3, 2.8.5)."""
+    kind = _kind(code)
+    reused = _used_already(user_id, code)
     metrics.count_mfa(kind, "failure")
-    audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "bad_code", "for": purpose})
+    audit.record("mfa_failed", user_id=user_id, client_id=client_id,
+                 detail={"reason": "code_reused" if reused else "bad_code", "for": purpose})
     lockout.commit_refusal(reservation)
+    if reused:
+        notifications.code_used_again(user_id)
 
 
 def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
@@ -330,7 +350,7 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
     normalized = normalize_code(code)
     kind = _kind(normalized)
     if not _use_code(user_id, normalized):
-        _record_bad_code(user_id, kind, reservation, client_id=client_id, purpose=purpose)
+        _record_bad_code(user_id, normalized, reservation, client_id=client_id, purpose=purpose)
         return CodeCheck(None, locked=reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
     metrics.count_mfa(kind, "success")
     used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
@@ -417,7 +437,7 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
         audit.record("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
         return
     db.session.rollback()
-    _record_bad_code(user_id, kind, reservation, client_id=client_id, purpose=purpose)
+    _record_bad_code(user_id, normalized, reservation, client_id=client_id, purpose=purpose)
     if reservation.locked:
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
     raise SecondFactorRequired("the code in `otp` is not right, or was used already")

@@ -82,3 +82,14 @@ def sign_in_method_changed(user_id: int, what: str) -> None:
         return
     mail.send_later(user.email, "sign_in_method_changed", user_id=user_id, name=user.name or user.username,
                     username=user.username, when=now_text(), what=what, ip=audit.caller_ip.get())
+
+
+def code_used_again(user_id: int) -> None:
+    """Tell the user a code of their authenticator app, accepted once already, was entered again
+    and refused (if they have an address), once the refusal has committed: whoever entered it
+    knows the password and saw a code (OWASP ASVS 4.0.3, 2.8.5)."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.email:
+        return
+    mail.send_later(user.email, "code_used_again", user_id=user_id, name=user.name or user.username,
+                    username=user.username, when=now_text(), ip=audit.caller_ip.get())
