@@ -317,3 +317,26 @@ def test_rp_initiated_logout_is_recorded(app, client, seeded):
     client.post("/connect/endsession", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
     event = only(app, "session_ended")
     assert (event.user_id, event.detail) == (alice_id(app), {"reason": "end_session"})
+
+
+# --- client authentication ---------------------------------------------------------------------------
+
+
+def test_a_failed_client_authentication_is_recorded(app, client, seeded):
+    """A client's secret guessed at the token, revocation or introspection endpoint is an
+    authentication decision like a user's (ASVS 4.0.3, 7.2.1): recorded with the client id as sent,
+    the method and the endpoint, never the secret. A right one records nothing."""
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"service:not-the-secret").decode()}
+    assert client.post("/connect/token", data={"grant_type": "client_credentials"}, headers=wrong).status_code == 401
+    assert client.post("/connect/introspect", data={"token": "x", "client_id": "nobody",
+                                                    "client_secret": "guess-0123"}).status_code == 401
+    assert client.post("/connect/token", data={"grant_type": "client_credentials", "client_id": "service"}).status_code == 401
+    right = OAuthActions(client).token("service", grant_type="client_credentials")
+    assert right.status_code == 200
+    failed = events(app, "client_auth_failed")
+    assert [(e.client_id, e.detail, e.ip) for e in failed] == [
+        ("service", {"method": "client_secret_basic", "endpoint": "token"}, "127.0.0.1"),
+        ("nobody", {"method": "client_secret_post", "endpoint": "introspection"}, "127.0.0.1"),
+        ("service", {"method": "none", "endpoint": "token"}, "127.0.0.1"),
+    ]
+    assert not any("not-the-secret" in str(e.detail) or "guess-0123" in str(e.detail) for e in events(app))

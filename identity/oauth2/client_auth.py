@@ -24,7 +24,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from werkzeug.urls import iri_to_uri
 
 from ..config.issuer import issuer
-from ..services.client_secrets import verify_client_secret_evenly
+from ..services.client_secrets import record_failed_authentication, verify_client_secret_evenly
 
 FAILED = "Client authentication failed."
 
@@ -57,6 +57,12 @@ def _ascii(uri: str) -> str:
 def _failure(methods) -> InvalidClientError:
     # 401 (with WWW-Authenticate: Basic) where HTTP Basic is a method the endpoint accepts
     return ClientAuthenticationFailed(status_code=401 if "client_secret_basic" in methods else 400, description=FAILED)
+
+
+def _refused(client_id, method: str, endpoint: str, methods) -> InvalidClientError:
+    """A failed client authentication, audited (client_secrets.record_failed_authentication)."""
+    record_failed_authentication(client_id if _usable(client_id) else None, method, endpoint)
+    return _failure(methods)
 
 
 def basic_credentials(headers, methods) -> tuple[str, str] | None:
@@ -107,10 +113,10 @@ def authenticate_client(query_client, request, methods, endpoint):
     if method == "none":
         # RFC 6749 section 3.2.1: a confidential client must authenticate, at every endpoint
         if not accepted or not client.check_endpoint_auth_method("none", "token"):
-            raise _failure(methods)
+            raise _refused(client_id, method, endpoint, methods)
     else:
         hashes = client.row.secret_hashes if accepted else []
         if not verify_client_secret_evenly(hashes or [], secret if _usable(secret) else ""):
-            raise _failure(methods)
+            raise _refused(client_id, method, endpoint, methods)
     request.auth_method = method
     return client

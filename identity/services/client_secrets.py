@@ -13,6 +13,8 @@ import secrets
 from collections import OrderedDict
 from threading import Lock
 
+from ..extensions import db
+from . import audit
 from .passwords import hash_password, spend_equal_time, verify_password
 
 _FAST_PREFIX = "sha256$"
@@ -67,3 +69,11 @@ def verify_client_secret_evenly(stored_hashes: list[str], presented: str) -> boo
     if all(stored.startswith(_FAST_PREFIX) for stored in stored_hashes):
         spend_equal_time(presented)
     return False
+
+
+def record_failed_authentication(client_id: str | None, method: str, endpoint: str) -> None:
+    """Audit a failed client authentication (`client_auth_failed`: the client id as sent, the
+    method and the endpoint; never the secret), committed: an authentication decision, as a
+    user's failed sign-in is (ASVS 4.0.3, 7.2.1)."""
+    audit.record("client_auth_failed", client_id=client_id, detail={"method": method, "endpoint": endpoint})
+    db.session.commit()
