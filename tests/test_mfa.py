@@ -343,6 +343,24 @@ def test_removal_needs_the_password_and_a_code(alice, app):
     assert AuthActions(app.test_client()).login().status_code == 302
 
 
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_MAX_FAILURES": 2}])
+def test_a_wrong_password_on_the_removal_form_is_recorded(alice, app):
+    """Every password check counts toward the lockout and is audited (the sign-in, the password
+    and address changes): the removal form's was counted but not recorded, so wrong passwords
+    there left nothing in the audit log but, at the end, `account_locked` (ASVS 4.0.3, 7.2.1)."""
+    secret, _ = enrol(alice)
+    CLOCK.next_step()
+    assert post_mfa(alice, "remove", password="not-the-password", code=code_at(secret)).status_code == 400
+    assert post_mfa(alice, "remove", password="not-the-password-2", code=code_at(secret)).status_code == 400
+    assert post_mfa(alice, "remove", password=ALICE_PASSWORD, code=code_at(secret)).status_code == 400  # locked
+    with app.app_context():
+        recorded = [(e.event, e.detail) for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event.in_(["mfa_failed", "account_locked"])).order_by(AuditEvent.id))]
+    assert recorded == [("mfa_failed", {"reason": "bad_password", "for": "remove_factor"}),
+                        ("mfa_failed", {"reason": "bad_password", "for": "remove_factor"}), ("account_locked", {}),
+                        ("mfa_failed", {"reason": "locked", "for": "remove_factor"})]
+
+
 def test_the_home_page_links_to_the_mfa_page(alice):
     assert 'href="/account/mfa"' in alice.get("/").get_data(as_text=True)
 

@@ -464,17 +464,20 @@ def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, pur
 # --- removal --------------------------------------------------------------------------------------
 
 
-def _password_matches(user_id: int, password: str) -> bool:
-    """Check the user's password, counted toward lockout like every password check."""
+def _password_matches(user_id: int, password: str, *, purpose: str) -> bool:
+    """Check the user's password, counted toward lockout and audited like every password check
+    (`mfa_failed`, reason `bad_password` or `locked`)."""
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
     reservation = lockout.reserve(user_id)
     if reservation is None:
+        audit.record("mfa_failed", user_id=user_id, detail={"reason": "locked", "for": purpose})
+        db.session.commit()
         raise AccountLocked(max(user.locked_until - now(), 1))
     if not verify_password(user.password_hash, normalize(password or "")):
-        if reservation.locked:
-            lockout.commit_refusal(reservation)
+        audit.record("mfa_failed", user_id=user_id, detail={"reason": "bad_password", "for": purpose})
+        if lockout.commit_refusal(reservation):
             raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
         return False
     write(lockout.released(reservation))  # the code's own reservation settles the count
@@ -486,7 +489,7 @@ def remove_totp(user_id: int, password: str, code: str) -> None:
     (or a recovery code)."""
     if not has_totp(user_id):
         raise NotFound("no authenticator app is set up")
-    if not _password_matches(user_id, password):
+    if not _password_matches(user_id, password, purpose="remove_factor"):
         raise ValidationFailed({"password": ["The password is incorrect."]})
     check = check_code(user_id, code, purpose="remove_factor")
     if check.locked:
