@@ -441,3 +441,28 @@ def test_a_first_sign_in_method_needs_a_recent_sign_in(client, auth, app, step_c
 
     auth.login()  # signed in again: now it may
     assert register_over_http(client, SoftKey()).status_code == 201
+
+
+def test_a_removal_of_another_users_passkey_is_refused_and_recorded(client, app, flow_clients):
+    """Passkey ids are small integers, so a removal naming another user's is an access-control
+    probe: refused (404, the answer for a passkey removed already), and recorded, as every failed
+    access-control decision is (ASVS 4.0.3, 7.2.2); one removed already is recorded as such."""
+    from conftest import BOB_PASSWORD
+    from identity.models import AuditEvent
+
+    bob = app.test_client()
+    AuthActions(bob).login("bob", BOB_PASSWORD)
+    assert register_over_http(bob, SoftKey()).status_code == 201
+    with app.app_context():
+        bobs = db.session.scalar(select(Passkey.id))
+        alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+    AuthActions(client).login()
+    csrf = token(client, "/account/mfa")
+    assert client.post(f"/account/mfa/passkeys/{bobs}/remove", data={"csrf_token": csrf}).status_code == 404
+    assert client.post(f"/account/mfa/passkeys/{bobs + 1}/remove", data={"csrf_token": csrf}).status_code == 404
+    with app.app_context():
+        assert db.session.scalar(select(Passkey.id)) == bobs
+        refused = [(e.user_id, e.detail) for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "passkey_removal_refused").order_by(AuditEvent.id))]
+    assert refused == [(alice_id, {"passkey_id": bobs, "reason": "not_yours"}),
+                       (alice_id, {"passkey_id": bobs + 1, "reason": "no_such_passkey"})]

@@ -167,8 +167,13 @@ def has_passkey(user_id: int) -> bool:
 
 def ensure_users_passkey(user_id: int, passkey_id: int) -> None:
     """NotFound unless the passkey is the user's: checked before a removal asks for a code, so
-    no code (a recovery code is single-use) is spent on a passkey that is not there."""
+    no code (a recovery code is single-use) is spent on a passkey that is not there. The refusal
+    is audited (`passkey_removal_refused`, reason `not_yours` or `no_such_passkey`): passkey ids
+    are small integers, so naming another user's is an access-control probe."""
     if not store.user_has_passkey(user_id, passkey_id):
+        reason = "not_yours" if store.passkey_exists(passkey_id) else "no_such_passkey"
+        audit.record("passkey_removal_refused", user_id=user_id, detail={"passkey_id": passkey_id, "reason": reason})
+        db.session.commit()
         raise NotFound("no such passkey")
 
 

@@ -45,6 +45,11 @@ def user_has_passkey(user_id: int, passkey_id: int) -> bool:
     return db.session.scalar(select(Passkey.id).where(Passkey.id == passkey_id, Passkey.user_id == user_id)) is not None
 
 
+def passkey_exists(passkey_id: int) -> bool:
+    """Whether a passkey with this id exists, whoever owns it."""
+    return db.session.scalar(select(Passkey.id).where(Passkey.id == passkey_id)) is not None
+
+
 def passkey_by_credential_id(credential_id: str) -> Passkey | None:
     """The passkey with this credential id (base64url), whoever owns it."""
     return db.session.scalar(select(Passkey).where(Passkey.credential_id == credential_id))
