@@ -340,3 +340,24 @@ def test_a_failed_client_authentication_is_recorded(app, client, seeded):
         ("service", {"method": "none", "endpoint": "token"}, "127.0.0.1"),
     ]
     assert not any("not-the-secret" in str(e.detail) or "guess-0123" in str(e.detail) for e in events(app))
+
+
+def test_a_code_burnt_by_a_failed_redemption_is_recorded(app, client, seeded):
+    """A code offered with a wrong code_verifier is what PKCE stops: an intercepted code. Its
+    redemption fails and burns the code (RFC 9700 section 2.1.1), and is recorded, as the replay
+    of a used code is (ASVS 4.0.3, 7.2.1): the client, the code's user, what failed. Only once."""
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    _, challenge = pkce_pair()
+    response = oauth.authorize(client_id="spa", code_challenge=challenge, code_challenge_method="S256")
+    if "/consent" in response.headers["Location"]:
+        response = oauth.consent(response.headers["Location"])
+    code = redirect_params(response.headers["Location"])["code"]
+    wrong = pkce_pair()[0]
+    failed = oauth.token("spa", grant_type="authorization_code", code=code, code_verifier=wrong,
+                         redirect_uri=oauth.REDIRECTS["spa"])
+    assert failed.status_code == 400 and failed.get_json()["error"] == "invalid_grant"
+    event = only(app, "authorization_code_refused")
+    assert (event.user_id, event.client_id, event.ip) == (alice_id(app), "spa", "127.0.0.1")
+    assert event.detail == {"error": "invalid_grant", "description": "Code challenge failed."}
+    assert wrong not in json.dumps(event.detail) and code not in json.dumps(event.detail)

@@ -176,9 +176,9 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
             super().validate_token_request()
             check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
             check_second_factor(self.request.client, self.found.amr)
-        except OAuth2Error:
+        except OAuth2Error as err:
             if self.found is not None:
-                issued_grants.burn_authorization_code(self.found.id)
+                issued_grants.burn_authorization_code(self.found, self.found.client_id, err.error, err.description)
             raise
 
     def query_authorization_code(self, code, client):

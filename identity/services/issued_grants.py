@@ -71,16 +71,23 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
         return None
     if row.expires_at < now():
         return None
-    if row.client_id != client_id or not times_are_live(row.session_created_at, row.session_last_seen_at):
-        burn_authorization_code(row.id)
+    if row.client_id != client_id:
+        burn_authorization_code(row, client_id, "invalid_grant", f"the code was issued to another client ({row.client_id})")
+        return None
+    if not times_are_live(row.session_created_at, row.session_last_seen_at):
+        burn_authorization_code(row, client_id, "invalid_grant", "the browser session that minted the code has ended")
         return None
     return row
 
 
-def burn_authorization_code(code_id: int) -> None:
+def burn_authorization_code(row: CodeGrant, client_id: str, error: str, description: str | None) -> None:
     """Consume a code without issuing anything: a failed redemption attempt ends it (RFC 9700
-    section 2.1.1), so a guessed PKCE verifier or redirect URI gets no second try."""
-    store.burn_code(code_id, now())
+    section 2.1.1), so a guessed PKCE verifier or redirect URI gets no second try. The attempt is
+    audited (`authorization_code_refused`: the client that offered it, the code's user, the error
+    and its description; never the code or the verifier), once: by the attempt that burnt it."""
+    refused = audit.event_write("authorization_code_refused", user_id=row.user_id, client_id=client_id,
+                                detail={"error": error, "description": description or ""})
+    store.burn_code(row.id, now(), then=refused)
 
 
 def end_user_codes(user_id: int) -> None:

@@ -22,7 +22,7 @@ from ..extensions import db
 from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User, UserSession
 from .accounts import STILL_SIGNED_IN, still_user
 from .connection import autocommit_connection
-from .writes import durable_alone, insert_if, write, write_if
+from .writes import Write, durable_alone, insert_if, write, write_if
 
 # --- codes ---------------------------------------------------------------------------------
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
@@ -96,9 +96,10 @@ def code_grant(code_hash: str) -> CodeGrant | None:
     return None if found is None else CodeGrant._make(found)
 
 
-def burn_code(code_id: int, stamp: int) -> None:
-    """Consume a code without issuing anything (committed)."""
-    write((_BURN_CODE, {"code_id": code_id, "stamp": stamp}))
+def burn_code(code_id: int, stamp: int, *, then: Write | None = None) -> bool:
+    """Consume a code without issuing anything, and only if that consumed it, `then` (committed);
+    whether it did."""
+    return write_if((_BURN_CODE, {"code_id": code_id, "stamp": stamp}), then)
 
 
 def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, successor: dict | None,
