@@ -446,3 +446,21 @@ def test_the_factors_page_leads_back_only_to_a_local_request_and_only_once_a_fac
     assert 'id="mfa-return" href="/connect/authorize?client_id=spa&amp;' in page and "Continue to Single-Page App" in page
     page = alice.get("/account/mfa", query_string={"returnUrl": "https://evil.example/"}).get_data(as_text=True)
     assert 'id="mfa-return"' not in page and "evil.example" not in page
+
+
+def test_an_enrolment_in_progress_shows_its_secret_only_to_the_browser_that_started_it(alice, app):
+    """The app's secret is the factor itself: shown once to the session that asked for it. Every
+    other session of the user (another device, a cookie taken) read it on the factors page while
+    the enrolment waited for its code, and so held the second factor the owner then confirmed."""
+    started = post_mfa(alice, "start")
+    secret = SECRET_RE.search(started.get_data(as_text=True)).group(1)
+    other = app.test_client()
+    assert AuthActions(other).login().status_code == 302
+    page = other.get("/account/mfa").get_data(as_text=True)
+    assert secret not in page and 'id="totp-secret"' not in page
+    refused = post_mfa(other, "confirm", code=code_at(secret))
+    assert refused.status_code == 409 and not CODE_RE.findall(refused.get_data(as_text=True))
+    with app.app_context():
+        assert db.session.scalar(select(TotpFactor.confirmed_at)) is None
+    assert secret in alice.get("/account/mfa").get_data(as_text=True)  # the browser that started it
+    assert post_mfa(alice, "confirm", code=code_at(secret)).status_code == 200

@@ -1,6 +1,8 @@
 """Second factors: the /account/mfa page and the second sign-in step /account/login/mfa."""
 
-from flask import Blueprint, redirect, render_template, request, url_for
+import hashlib
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
@@ -14,6 +16,21 @@ from .second_factor import NEEDS_CODE, NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN
 from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
+
+#: the enrolment this browser started: a digest of its secret (the cookie is signed, not secret).
+#: The secret is the factor itself: shown to this browser only, and confirmed from it only.
+TOTP_ENROLMENT = "totp_enrolment"
+NOT_STARTED_HERE = "no authenticator app is being set up in this browser; start again"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _started_here(secret: str | None) -> bool:
+    """Whether the enrolment in progress (its secret) is the one this browser started."""
+    return secret is not None and session.get(TOTP_ENROLMENT) == _digest(secret)
+
 
 PASSKEY_STEP = "Your second factor is a passkey: use it below."
 CODE_FAILED = "That code is not right, or was used already, or the account is temporarily locked. Try again."
@@ -77,11 +94,14 @@ def factors():
             if action == "start":
                 mfa.prove_recent_sign_in(user_id, current_user.auth_time)
                 mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
-                mfa.start_totp(user_id)
+                session[TOTP_ENROLMENT] = _digest(mfa.start_totp(user_id))
             elif action == "confirm":
                 mfa.ensure_totp_unconfirmed(user_id)
                 mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
+                if not _started_here(mfa.pending_totp_secret(user_id)):
+                    raise NotFound(NOT_STARTED_HERE)
                 recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
+                session.pop(TOTP_ENROLMENT, None)
                 notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
             elif action == "regenerate":
                 mfa.prove_second_factor(user_id, forms["regenerate"].otp.data or None, recent_mfa=recent_mfa,
@@ -108,6 +128,8 @@ def factors():
         errors, status = {"form": ["The form expired or was incomplete. Please try again."]}, 400
     factors = mfa.user_factors(user_id)
     secret = mfa.pending_totp_secret(user_id) if factors.totp_pending else None
+    if not _started_here(secret):
+        secret = None  # another browser's enrolment: this one may start its own, which replaces it
     uri = mfa.provisioning_uri(secret, current_user.user.username) if secret else None
     # sent here by a client's "Two-step sign-in required" page: once a factor is set up, lead back
     # to the request (Back cannot: the pages between are answers to this page's posts)
