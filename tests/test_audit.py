@@ -361,3 +361,14 @@ def test_a_code_burnt_by_a_failed_redemption_is_recorded(app, client, seeded):
     assert (event.user_id, event.client_id, event.ip) == (alice_id(app), "spa", "127.0.0.1")
     assert event.detail == {"error": "invalid_grant", "description": "Code challenge failed."}
     assert wrong not in json.dumps(event.detail) and code not in json.dumps(event.detail)
+
+
+def test_a_session_ended_by_another_users_sign_in_is_recorded(app, client, flow_clients):
+    """Another user signing in over a browser's session ends it, as a sign-out would: recorded as one."""
+    from conftest import BOB_PASSWORD
+
+    auth = AuthActions(client)
+    auth.login()
+    assert auth.login("bob", BOB_PASSWORD).status_code == 302
+    event = only(app, "session_ended")
+    assert (event.user_id, event.detail) == (alice_id(app), {"reason": "another_user_signed_in"})

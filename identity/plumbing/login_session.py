@@ -50,7 +50,8 @@ def _leave_browser_session(user_id: int) -> str | None:
     continued, pending = None, pending_second_factor()
     if current_user.is_authenticated:
         if current_user.user.id != user_id:
-            browser_sessions.end_session(current_user.sid)
+            browser_sessions.end_session(current_user.sid, audited_for=current_user.user.id,
+                                         how="another_user_signed_in")
         else:
             continued = current_user.sid
     elif pending and pending.get("user") == user_id and isinstance(pending.get("continues"), str):
