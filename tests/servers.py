@@ -232,6 +232,15 @@ class _Server:
         self.stop()
 
 
+@contextmanager
+def two_instances(database_uri: str, **common):
+    """Instances A and B of one database (A migrates it first), each with `common`; both are
+    stopped after (A too, if B does not start)."""
+    with AppServer(database_uri, name="A", **common) as a, \
+            AppServer(database_uri, name="B", migrate_first=False, **common) as b:
+        yield a, b
+
+
 class GunicornServer(_Server):
     """gunicorn as gunicorn.conf.py sets it up: a master and `workers` sync workers."""
 

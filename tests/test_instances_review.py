@@ -18,7 +18,7 @@ from app import create_app
 from conftest import empty_database, make_config
 from identity.extensions import db
 from identity.services.seed import apply_seed, load_seed
-from servers import AppServer, authorize, redirect_params, sign_in, token_request
+from servers import authorize, redirect_params, sign_in, token_request, two_instances
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 REDIS_URL = os.environ.get("IDENTITY_TEST_REDIS_URL", "")
@@ -81,15 +81,8 @@ def instances(shared_database, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("instances")
     env = {"FLASK_RATELIMIT_KEY_PREFIX": "identity-test-" + secrets.token_hex(6), "FLASK_RATELIMIT_ENABLED": "false"}
     common = dict(workers=2, issuer=ISSUER, ratelimit_storage_uri=REDIS_URL, env=env, log_dir=log_dir)
-    a = AppServer(shared_database, name="A", migrate_first=True, **common).start()
-    try:
-        b = AppServer(shared_database, name="B", migrate_first=False, **common).start()
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    b.stop()
-    a.stop()
+    with two_instances(shared_database, **common) as both:
+        yield both
 
 
 def bearer(token: str) -> dict:

@@ -22,7 +22,7 @@ from conftest import empty_database, make_config
 from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services.seed import apply_seed, load_seed
-from servers import AppServer, csrf_from, token_request
+from servers import csrf_from, token_request, two_instances
 
 pytestmark = pytest.mark.server
 
@@ -67,15 +67,8 @@ def instances(shared_app, database_uri, tmp_path_factory):
     env = {"FLASK_LOCKOUT_MAX_FAILURES": str(LIMIT), "FLASK_LOCKOUT_SECONDS": "600",
            "FLASK_RATELIMIT_ENABLED": "false"}  # the bursts are faster than the per-IP limits
     common = dict(workers=2, issuer=ISSUER, env=env, log_dir=log_dir)  # one issuer: instances behind one address
-    a = AppServer(database_uri, name="A", **common).start()
-    try:
-        b = AppServer(database_uri, name="B", migrate_first=False, **common).start()
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    b.stop()
-    a.stop()
+    with two_instances(database_uri, **common) as both:
+        yield both
 
 
 # --- attempts, as the client processes send them -----------------------------------------------

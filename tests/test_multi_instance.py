@@ -26,6 +26,7 @@ from servers import (
     redirect_params,
     sign_in,
     token_request,
+    two_instances,
 )
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
@@ -118,15 +119,8 @@ def instances(shared_database, tmp_path_factory):
         "FLASK_SIGNING_KEY_PROPAGATION_SECONDS": str(KEY_PROPAGATION_SECONDS),
     }
     common = dict(workers=2, issuer=ISSUER, ratelimit_storage_uri=REDIS_URL, env=env, log_dir=log_dir)
-    a = AppServer(shared_database, name="A", migrate_first=True, **common).start()
-    try:
-        b = AppServer(shared_database, name="B", migrate_first=False, **common).start()
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    b.stop()
-    a.stop()
+    with two_instances(shared_database, **common) as both:
+        yield both
 
 
 def logs(*servers) -> str:
