@@ -117,6 +117,20 @@ def empty_database(app):
         db.session.remove()
 
 
+def seeded_database(database_uri: str, seed: dict) -> str:
+    """The database emptied and seeded with `seed` (the seed file's dict), for servers started on
+    it in other processes; this process keeps no connection to it."""
+    from identity.services.seed import apply_seed, load_seed
+
+    app = create_app(make_config(database_uri))
+    empty_database(app)
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(seed)))
+        db.session.remove()
+        db.engine.dispose()
+    return database_uri
+
+
 @pytest.fixture
 def app_config():
     """Override settings for one test: `@pytest.mark.parametrize('app_config', [{...}])` or a fixture."""

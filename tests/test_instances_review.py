@@ -14,10 +14,7 @@ import time
 import pytest
 import requests
 
-from app import create_app
-from conftest import empty_database, make_config
-from identity.extensions import db
-from identity.services.seed import apply_seed, load_seed
+from conftest import seeded_database
 from servers import authorize, redirect_params, sign_in, token_request, two_instances
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
@@ -67,13 +64,7 @@ def callback(client_id: str, which: str = "callback") -> str:
 def shared_database(_migrated, database_uri):
     if not REDIS_URL:
         pytest.skip("needs Redis (IDENTITY_TEST_REDIS_URL)")
-    app = create_app(make_config(database_uri))
-    empty_database(app)
-    with app.app_context():
-        apply_seed(load_seed(json.dumps(SEED)))
-        db.session.remove()
-        db.engine.dispose()
-    return database_uri
+    return seeded_database(database_uri, SEED)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ delivered by a server started later, once.
 Needs PostgreSQL (FLASK_SQLALCHEMY_DATABASE_URI); `.ci/run` provides it.
 """
 
-import json
 import os
 import time
 
@@ -14,10 +13,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from app import create_app
-from conftest import empty_database, make_config
-from identity.extensions import db
-from identity.services.seed import apply_seed, load_seed
+from conftest import seeded_database
 from rp_receiver import RelyingParty
 from servers import AppServer, authorize, csrf_from, redirect_params, sign_in
 
@@ -53,13 +49,7 @@ def shared_database(_migrated, database_uri, rp):
                      "allowed_scopes": ["openid", "profile"], "backchannel_logout_uri": rp.url}],
         "users": [{"username": name, "password": PASSWORD} for name in USERS],
     }
-    app = create_app(make_config(database_uri))
-    empty_database(app)
-    with app.app_context():
-        apply_seed(load_seed(json.dumps(seed)))
-        db.session.remove()
-        db.engine.dispose()
-    return database_uri
+    return seeded_database(database_uri, seed)
 
 
 def session_with_the_client(server: AppServer, username: str) -> requests.Session:

@@ -15,10 +15,7 @@ import time
 import pytest
 import requests
 
-from app import create_app
-from conftest import empty_database, make_config
-from identity.extensions import db
-from identity.services.seed import apply_seed, load_seed
+from conftest import seeded_database
 from servers import (
     AppServer,
     authorize,
@@ -94,13 +91,7 @@ def shared_database(_migrated, database_uri):
         if os.environ.get("CI"):
             pytest.fail(message + " -- CI must provide it")
         pytest.skip(message)
-    app = create_app(make_config(database_uri))
-    empty_database(app)
-    with app.app_context():
-        apply_seed(load_seed(json.dumps(SEED)))
-        db.session.remove()
-        db.engine.dispose()
-    return database_uri
+    return seeded_database(database_uri, SEED)
 
 
 @pytest.fixture(scope="module")
