@@ -3,14 +3,17 @@
 Retention, kind by kind (each row is removed once its condition holds):
 
 - authorization codes: CODE_TOMBSTONE_SECONDS (a day) after they expire. A used code is a
-  tombstone: presenting it again revokes what it issued, and no access token lives longer than
-  a day, so after that a replay has nothing left to revoke.
+  tombstone: presenting it again revokes what it issued. No access token lives longer than a
+  day, so after that a replay of a code that issued no refresh token has nothing left to revoke;
+  the refresh tokens of a code's family outlive it (up to their family's end), and a replay
+  after the purge no longer ends them: it is refused as an unknown code.
 - refresh tokens: once expired (used, revoked or not). A rotated token is kept until then, so
   its reuse still revokes its family; past its expiry it is refused before reuse is checked.
-- revoked access tokens (the deny list): once the token's expiry plus JWT_LEEWAY_SECONDS has
+- revoked access tokens (the deny list): once the token's expiry plus JWT_LEEWAY_SECONDS, plus
+  a minute (CLOCK_DIFFERENCE_ALLOWED_SECONDS: another instance's clock may be behind), has
   passed, when the token is refused without the list.
 - standalone access tokens (implicit and password-grant tokens outside any family, kept so that
-  revoking the app can revoke them): likewise, once expired plus JWT_LEEWAY_SECONDS.
+  revoking the app can revoke them): likewise, once expired plus JWT_LEEWAY_SECONDS plus a minute.
 - browser sessions: once ended (signed out, revoked, idle past SESSION_IDLE_SECONDS or older
   than SESSION_ABSOLUTE_SECONDS); an ended session never comes back.
 - session clients (which clients a session issued to, for logout): once their session is gone.
