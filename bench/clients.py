@@ -35,8 +35,8 @@ class FlowError(RuntimeError):
     pass
 
 
-def _expect(response: requests.Response, status: int, what: str) -> requests.Response:
-    if response.status_code != status:
+def _expect(response: requests.Response, status: int | tuple[int, ...], what: str) -> requests.Response:
+    if response.status_code not in (status if isinstance(status, tuple) else (status,)):
         raise FlowError(f"{what}: expected {status}, got {response.status_code}: {response.text[:300]}")
     return response
 
@@ -166,7 +166,8 @@ def sign_in_once(url: str, username: str, http: requests.Session | None = None) 
     if not match:
         raise FlowError("login page: no csrf_token")
     form = {"csrf_token": match.group(1) or match.group(2), "username": username, "password": data.USER_PASSWORD}
-    step = _expect(http.post(login_url, data=form, allow_redirects=False, timeout=30), 302, "login POST")
+    # 303 to the client after a POST (RFC 9700 4.12), or a redirect back to the authorization endpoint
+    step = _expect(http.post(login_url, data=form, allow_redirects=False, timeout=30), (302, 303), "login POST")
     if not step.headers["Location"].startswith(data.SIGNIN_REDIRECT):  # sent back to the authorization endpoint
         step = _expect(http.get(urljoin(url + "/", step.headers["Location"]), allow_redirects=False, timeout=30),
                        302, "authorize (signed in)")

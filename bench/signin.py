@@ -17,7 +17,7 @@ from .clients import FlowResult, pkce_pair
 from .wrk import Wrk
 
 PKCE_POOL = 64
-STATUSES_EXPECTED = (200, 302)
+STATUSES_EXPECTED = (200, 302, 303)  # 303: the login post's answer to the client
 
 
 def script_args() -> list[str]:

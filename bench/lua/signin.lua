@@ -12,8 +12,9 @@
 --
 --   1 GET  /connect/authorize?...           302 to the login page (no cookie: a new browser)
 --   2 GET  /account/login?returnUrl=...     200; csrf_token from the form, the session cookie
---   3 POST /account/login?returnUrl=...     302 to the redirect URI with code and state (the
---                                           client needs no consent, so the sign-in answers)
+--   3 POST /account/login?returnUrl=...     303 to the redirect URI with code and state (the
+--                                           client needs no consent, so the sign-in answers;
+--                                           303, not 302, after a POST: RFC 9700 4.12)
 --   4 GET  /connect/authorize?... (cookie)  only when step 3 sent the browser back here instead:
 --                                           302 to the redirect URI with code and state
 --   5 POST /connect/token                   200 with access_token and id_token: one sign-in
@@ -62,7 +63,9 @@ local settings = {}
 local pairs_pool = {}
 local AUTHORIZE, LOGIN_PAGE, LOGIN_POST, AUTHORIZE_SIGNED_IN, TOKEN = 1, 2, 3, 4, 5
 local STEP_NAMES = {"authorize", "login_page", "login_post", "authorize_signed_in", "token"}
-local EXPECTED = {302, 200, 302, 302, 200}
+-- the login post's answer: 303 to the client (its authorization response), or a redirect back
+-- to the authorization endpoint
+local EXPECTED = {{[302] = true}, {[200] = true}, {[302] = true, [303] = true}, {[302] = true}, {[200] = true}}
 
 -- the thread's one browser
 local step, n, started = AUTHORIZE, 0, nil
@@ -177,7 +180,7 @@ end
 
 function response(status, headers, body)
   bench_count(status)
-  if status ~= EXPECTED[step] then return fail(status) end
+  if not EXPECTED[step][status] then return fail(status) end
   local missing = take(status, headers, body)
   if missing then return fail(status, missing) end
   if step < TOKEN then
