@@ -6,7 +6,8 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES, PASSWORD_INPUT_MAX
-from .login_names import (MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, ascii_domain, length_problem, mailbox_problem,
+from .login_names import (MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, ascii_domain, browser_origin, length_problem,
+                          mailbox_problem,
                           name_characters_problem, username_characters_problem)
 
 _NAME = validate.Length(min=1, max=200)
@@ -150,20 +151,11 @@ def check_origin(origin: str) -> None:
         raise ValidationError(f"{origin!r}: a browser would send its host in another form; write it as its xn-- form")
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def normalize_origin(origin: str) -> str:
-    """The Origin header's spelling (RFC 6454's serialization): lower-case scheme and host, an
+    """The Origin header's spelling (login_names.browser_origin): lower-case scheme and host, an
     international host in its IDNA (xn--) form, no default port, no trailing slash. A browser
     sends nothing else: an origin stored in another spelling matched no request."""
-    parts = urlsplit(origin)
-    scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
-    if not host.isascii():
-        host = ascii_domain(host)
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
+    return browser_origin(origin)[1]
 
 
 class ApiScopeSchema(Schema):

@@ -6,6 +6,7 @@ apply the same rules as the account services.
 """
 
 import unicodedata
+from urllib.parse import urlsplit
 
 MAX_USERNAME_LENGTH = 150  # users.username and users.username_normalized
 MAX_EMAIL_LENGTH = 320  # users.email, users.email_normalized, users.pending_email
@@ -84,6 +85,24 @@ def mailbox_problem(address: str) -> str | None:
     if not domain.isascii() and ascii_domain(domain) is None:
         return "Mail to this domain as written would go to another domain, or to none: enter it as it is registered."
     return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def browser_origin(uri: str) -> tuple[str, str]:
+    """A URI's host and origin as a browser writes them (RFC 6454's serialization, in the Origin
+    header and WebAuthn's clientDataJSON): lower-case scheme and host, an international host in
+    its IDNA form (as written if it has none: ascii_domain tells), an IPv6 host in brackets, no
+    default port, no path."""
+    parts = urlsplit(uri)
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    if not host.isascii():
+        host = ascii_domain(host) or host
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return host, f"{scheme}://{netloc}"
 
 
 def ascii_domain(domain: str) -> str | None:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +38,7 @@ from ..store import passkeys as store
 from . import account_tokens, audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult, pending_spent_until
 from .browser_sessions import SessionUser
-from .login_names import ascii_domain, name_characters_problem
+from .login_names import browser_origin, name_characters_problem
 
 if TYPE_CHECKING:
     from webauthn.helpers.structs import CredentialDeviceType, PublicKeyCredentialDescriptor
@@ -86,14 +85,7 @@ class RelyingParty:
         """The issuer's host and origin as a browser writes them in clientDataJSON (RFC 6454's
         serialization): lower case, an international host in its IDNA form, no default port.
         The issuer as written ("https://Bücher.example:443") matched no browser's answer."""
-        parts = urlsplit(issuer)
-        scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
-        if not host.isascii():
-            host = ascii_domain(host) or host
-        netloc = f"[{host}]" if ":" in host else host
-        if port is not None and port != {"https": 443, "http": 80}.get(scheme):
-            netloc += f":{port}"
-        return cls(host, f"{scheme}://{netloc}")
+        return cls(*browser_origin(issuer))
 
 
 @dataclass(frozen=True)
