@@ -169,16 +169,20 @@ def _is_totp_code(code: str) -> bool:
     return len(code) == TOTP_DIGITS and code.isascii() and code.isdigit()
 
 
-def _step_of(secret: str, code: str, after_step: int, stamp: int) -> int | None:
-    """The time step (within the window) whose code this is, if newer than `after_step`."""
+def _steps_of(secret: str, code: str, stamp: int) -> list[int]:
+    """The time steps of the window (the current one and TOTP_WINDOW_STEPS either side) whose
+    code this is, oldest first."""
     if not _is_totp_code(code):
-        return None
+        return []
     totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS)
     current = stamp // TOTP_PERIOD_SECONDS
-    for step in range(current - TOTP_WINDOW_STEPS, current + TOTP_WINDOW_STEPS + 1):
-        if step > after_step and hmac.compare_digest(totp.generate_otp(step), code):
-            return step
-    return None
+    return [step for step in range(current - TOTP_WINDOW_STEPS, current + TOTP_WINDOW_STEPS + 1)
+            if hmac.compare_digest(totp.generate_otp(step), code)]
+
+
+def _step_of(secret: str, code: str, after_step: int, stamp: int) -> int | None:
+    """The time step (within the window) whose code this is, if newer than `after_step`."""
+    return next((step for step in _steps_of(secret, code, stamp) if step > after_step), None)
 
 
 #: a second "Confirm" (a double click): the recovery codes were on the first click's page
@@ -305,10 +309,7 @@ def _used_already(user_id: int, code: str) -> bool:
     row = store.totp_row(user_id)
     if row is None or row[1] is None:
         return False
-    totp = pyotp.TOTP(_secret(row[0], user_id), digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS)
-    current = code_time() // TOTP_PERIOD_SECONDS
-    return any(step <= row[2] and hmac.compare_digest(totp.generate_otp(step), code)
-               for step in range(current - TOTP_WINDOW_STEPS, current + TOTP_WINDOW_STEPS + 1))
+    return any(step <= row[2] for step in _steps_of(_secret(row[0], user_id), code, code_time()))
 
 
 def _use_code(user_id: int, code: str) -> bool:
