@@ -52,6 +52,13 @@ SEEN_WINDOW_SECONDS = 60  # a second use within this long of the first takes a l
 _MAX_ENTRIES = 10_000  # per worker, for each of the two maps below
 
 
+def accepted_past_expiry(config) -> int:
+    """How long past its `exp`, by this instance's clock, an access token may still be accepted
+    somewhere: JWT_LEEWAY_SECONDS, on an instance whose clock is up to
+    CLOCK_DIFFERENCE_ALLOWED_SECONDS behind."""
+    return config["JWT_LEEWAY_SECONDS"] + CLOCK_DIFFERENCE_ALLOWED_SECONDS
+
+
 def cache_seconds() -> float:
     return float(current_app.config["BEARER_CACHE_SECONDS"])
 

@@ -22,7 +22,7 @@ from ..store import issued_grants as store
 from ..store.tokens import all_revoked
 from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics
-from .bearer_cache import CLOCK_DIFFERENCE_ALLOWED_SECONDS
+from .bearer_cache import accepted_past_expiry
 from .browser_sessions import times_are_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
@@ -292,9 +292,10 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
 
 def _issued_since_alive(stamp: int) -> int:
     """The oldest issue time of an access token some instance may still accept at `stamp`: none
-    lives longer than ACCESS_TOKEN_LIFETIME_MAX, plus the leeway, on a clock up to a minute behind.
-    A family's older rotations are left off the deny list (a grant refreshed often keeps weeks of them)."""
-    return stamp - ACCESS_TOKEN_LIFETIME_MAX - current_app.config["JWT_LEEWAY_SECONDS"] - CLOCK_DIFFERENCE_ALLOWED_SECONDS
+    lives longer than ACCESS_TOKEN_LIFETIME_MAX, and is accepted a little past it
+    (bearer_cache.accepted_past_expiry). A family's older rotations are left off the deny list (a
+    grant refreshed often keeps weeks of them)."""
+    return stamp - ACCESS_TOKEN_LIFETIME_MAX - accepted_past_expiry(current_app.config)
 
 
 def revoke_refresh_token(row: RefreshToken) -> None:

@@ -70,13 +70,6 @@ def _bounded_delete(model, key, condition):
     return delete(model).where(key.in_(select(key).where(condition).limit(bindparam("limit"))))
 
 
-def _accepted_for(cfg) -> int:
-    """How long past its `exp`, by this instance's clock, an access token may still be accepted
-    somewhere: the leeway, on an instance whose clock is up to CLOCK_DIFFERENCE_ALLOWED_SECONDS
-    behind. Its revocation (and its record for revoking the app) is kept that long."""
-    return cfg["JWT_LEEWAY_SECONDS"] + bearer_cache.CLOCK_DIFFERENCE_ALLOWED_SECONDS
-
-
 # (kind, statement, the parameters it takes from (stamp, config)); the kinds in the order they are purged
 _KINDS = (
     ("authorization_codes",
@@ -87,11 +80,11 @@ _KINDS = (
      lambda stamp, cfg: {"refresh_before": stamp}),
     ("revoked_access_tokens",
      _bounded_delete(RevokedAccessToken, RevokedAccessToken.jti, RevokedAccessToken.expires_at < bindparam("jti_before")),
-     lambda stamp, cfg: {"jti_before": stamp - _accepted_for(cfg)}),
+     lambda stamp, cfg: {"jti_before": stamp - bearer_cache.accepted_past_expiry(cfg)}),
     ("standalone_access_tokens",
      _bounded_delete(StandaloneAccessToken, StandaloneAccessToken.jti,
                      StandaloneAccessToken.expires_at < bindparam("standalone_before")),
-     lambda stamp, cfg: {"standalone_before": stamp - _accepted_for(cfg)}),
+     lambda stamp, cfg: {"standalone_before": stamp - bearer_cache.accepted_past_expiry(cfg)}),
     ("user_sessions",
      # the complement of sessions.within_lifetime, or revoked
      _bounded_delete(UserSession, UserSession.id, or_(UserSession.revoked_at.is_not(None),
