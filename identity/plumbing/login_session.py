@@ -12,7 +12,7 @@ from flask_login import current_user, login_user, logout_user
 from ..clock import now
 from ..extensions import login_manager
 from ..models import User
-from ..services import logout, browser_sessions
+from ..services import accounts, logout, browser_sessions
 from ..services.accounts import SignInResult
 
 
@@ -107,6 +107,14 @@ def pending_second_factor() -> dict | None:
     """The half-signed-in state of this browser, if any (not yet checked for expiry or use)."""
     pending = session.get(PENDING_KEY)
     return pending if isinstance(pending, dict) and isinstance(pending.get("id"), str) else None
+
+
+def pending_sign_in() -> "tuple[dict, browser_sessions.SessionUser] | None":
+    """The half-signed-in state of this browser and its user, while it may still be finished
+    (accounts.pending_user: not expired, not finished already, the password unchanged)."""
+    pending = pending_second_factor()
+    user = accounts.pending_user(pending["user"], pending["version"], pending["at"], pending["id"]) if pending else None
+    return (pending, user) if user is not None else None
 
 
 def drop_pending() -> None:

@@ -5,7 +5,7 @@ import hashlib
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
+from ..plumbing.login_session import drop_pending, pending_sign_in, sign_in
 from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, SignInTooOld, ValidationFailed
 from ..extensions import limiter, sensitive_limit
 from .forms import ConfirmForm, RegenerateCodesForm, RemoveFactorForm, SecondFactorForm, TotpConfirmForm
@@ -41,11 +41,11 @@ CODE_FAILED = "That code is not right, or was used already, or the account is te
 def second_step():
     """Finish a sign-in with a code from the authenticator app or a recovery code."""
     return_url = _return_url()
-    pending = pending_second_factor()
-    user = accounts.pending_user(pending["user"], pending["version"], pending["at"], pending["id"]) if pending else None
-    if user is None:  # never started, finished, or expired: start again from the password
+    found = pending_sign_in()
+    if found is None:  # never started, finished, or expired: start again from the password
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
+    pending, user = found
     form = SecondFactorForm()
     error = None
     codes = mfa.has_totp(user.id)  # else the factor is a passkey, which no code stands for

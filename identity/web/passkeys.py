@@ -12,14 +12,13 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
                    url_for)
 from flask_login import current_user, fresh_login_required
 
-from ..plumbing.login_session import drop_pending, pending_second_factor, sign_in
+from ..plumbing.login_session import drop_pending, pending_sign_in, sign_in
 from ..errors import AccountLocked, NotFound, PasskeyRefused, SecondFactorRequired, SignInTooOld
 from ..extensions import limiter, sensitive_limit
 from .forms import LoginForm, SecondFactorForm
 from ..plumbing.headers import allow_form_target
 from ..config.issuer import issuer
-from ..services import accounts, mfa, passkeys
-from ..services.browser_sessions import SessionUser
+from ..services import mfa, passkeys
 from .account import _after_sign_in, _return_url
 from .errors import render_error
 from .second_factor import NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN
@@ -194,17 +193,10 @@ def login():
 # --- the second step ---------------------------------------------------------------------------
 
 
-def _pending() -> tuple[dict, SessionUser] | None:
-    """The half-signed-in state (a right password, no second step yet) and its user, if still valid."""
-    pending = pending_second_factor()
-    user = accounts.pending_user(pending["user"], pending["version"], pending["at"], pending["id"]) if pending else None
-    return (pending, user) if user is not None else None
-
-
 @bp.app_template_global("second_step_has_passkey")
 def second_step_has_passkey() -> bool:
     """Whether the user of this browser's second step has a passkey to offer (login_mfa.html)."""
-    found = _pending()
+    found = pending_sign_in()
     return found is not None and bool(passkeys.list_passkeys(found[1].id))
 
 
@@ -212,7 +204,7 @@ def second_step_has_passkey() -> bool:
 @limiter.limit(sensitive_limit)
 def second_step_options():
     """Options for navigator.credentials.get() on the second step: the signed-in-so-far user's passkeys."""
-    found = _pending()
+    found = pending_sign_in()
     if found is None:
         return jsonify(error="The sign-in expired. Start again."), 400
     return _options(passkeys.authentication_options(issuer(), found[1].id), SECOND_STEP_STATE)
@@ -223,7 +215,7 @@ def second_step_options():
 def second_step():
     """Finish a sign-in with one of the user's passkeys, then resume the pending request."""
     return_url = _return_url()
-    found = _pending()
+    found = pending_sign_in()
     if found is None:  # never started, finished, or expired: start again from the password
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
