@@ -133,6 +133,16 @@ def list_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.client_id)))
 
 
+def wait_out_snapshots() -> bool:
+    """Wait until no worker serves a client snapshot read before now (CLIENT_CACHE_SECONDS, the
+    period cached_client keeps one); False, at once, when workers keep none."""
+    ttl = current_app.config["CLIENT_CACHE_SECONDS"]
+    if ttl <= 0:
+        return False
+    time.sleep(ttl)
+    return True
+
+
 def _delete_issued(client_id: str) -> None:
     """Delete what was issued to a client: codes, refresh tokens, consents, standalone access
     tokens, and the sessions' record of having signed in to it (the caller commits).
@@ -156,10 +166,8 @@ def remove_client(client_id: str) -> None:
     db.session.delete(client)
     audit.record("client_removed", client_id=client_id)
     db.session.commit()
-    ttl = current_app.config["CLIENT_CACHE_SECONDS"]
-    if ttl <= 0:
+    if not wait_out_snapshots():
         return
-    time.sleep(ttl)
     if get_client(client_id) is None:
         _delete_issued(client_id)
         db.session.commit()
@@ -225,5 +233,5 @@ def set_client_enabled(client_id: str, enabled: bool) -> bool:
     client.disabled_at = None if enabled else now()
     audit.record("client_enabled" if enabled else "client_disabled", client_id=client_id)
     db.session.commit()
-    time.sleep(max(0, current_app.config["CLIENT_CACHE_SECONDS"]))
+    wait_out_snapshots()
     return True

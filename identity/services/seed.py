@@ -1,10 +1,8 @@
 """Seeding: one JSON file, validated whole, applied in one transaction, idempotent."""
 
 import json
-import time
 from dataclasses import dataclass, field
 
-from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import select
 
@@ -18,7 +16,7 @@ from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
                        store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
-from .clients import apply_client_data, check_scopes, get_client
+from .clients import apply_client_data, check_scopes, get_client, wait_out_snapshots
 from .issued_grants import end_client_grants
 from .password_policy import normalize, password_problems
 from .passwords import verify_password
@@ -281,7 +279,7 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     for user in report.passwords_reset:  # as `users set-password` tells them
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
     if report.client_disabled or report.made_public:
-        time.sleep(max(0, current_app.config["CLIENT_CACHE_SECONDS"]))  # as clients.set_client_enabled does
+        wait_out_snapshots()  # as clients.set_client_enabled does
     _end_grants_issued_meanwhile(report.made_public)
     return report
 
