@@ -48,14 +48,15 @@ class RefreshToken(db.Model):
 
     __tablename__ = "refresh_tokens"
     # A rotated token is kept until it expires (its reuse revokes the family), a row a refresh: what
-    # is read per request must not visit them. The live tokens (one a grant: the sessions and
-    # grants pages, consent, logout) have an index of their own, newest first by user, a family's first token is found
-    # by (family_id, issued_at), and the family an access token was issued in by its jti.
+    # is read per request must not visit them. A user's families are found through (user_id,
+    # family_id) and each family's newest (its live) token and first token through (family_id,
+    # issued_at) (store/refresh_families.py); the family an access token was issued in by its jti.
+    # No index names consumed_at or revoked_at: a rotation's UPDATE stays heap-only on PostgreSQL.
     __table_args__ = (
         Index("ix_refresh_tokens_user_client", "user_id", "client_id"),
+        Index("ix_refresh_tokens_user_family", "user_id", "family_id"),
         Index("ix_refresh_tokens_family_issued", "family_id", "issued_at"),
         Index("ix_refresh_tokens_access_token_jti", "access_token_jti"),
-        # and ix_refresh_tokens_live_user, partial (partial_indexes.py)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,7 +9,7 @@ calls `declare()` first. Queries need no declaration: the databases pick the ind
 
 from sqlalchemy import Index, text
 
-from .grant import AuthorizationCode, RefreshToken
+from .grant import AuthorizationCode
 
 _declared: list[Index] = []
 
@@ -26,8 +26,4 @@ def declare() -> None:
         _partial("ix_authorization_codes_issued_jti", AuthorizationCode.issued_jti, where="issued_jti IS NOT NULL"),
         _partial("ix_authorization_codes_front_channel_jti", AuthorizationCode.front_channel_jti,
                  where="front_channel_jti IS NOT NULL"),
-        # a user's live refresh tokens by issue time: the rotated ones (kept for reuse detection)
-        # are never visited (store/devices.py)
-        _partial("ix_refresh_tokens_live_user", RefreshToken.user_id, RefreshToken.issued_at,
-                 where="consumed_at IS NULL AND revoked_at IS NULL"),
     ])

@@ -8,6 +8,7 @@ from ..clock import now
 from ..errors import NotFound
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
+from ..store import refresh_families
 from ..store.writes import insert_or_skip
 from . import audit
 from .issued_grants import revoke_user_client_grants, usable_refresh_tokens
@@ -86,7 +87,7 @@ def list_grants(user_id: int) -> list[AppGrant]:
     stamp = now()
     # one row an app (and scope), never one a grant: a user can start grants at the token
     # endpoint's rate, and each lives for weeks
-    live = (RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None), RefreshToken.consumed_at.is_(None))
+    live = refresh_families.live_tokens(user_id)  # one a family: never its rotated tokens
     tokens: dict[str, int] = dict(db.session.execute(  # client id -> first issued, of the usable refresh tokens
         select(RefreshToken.client_id, func.min(RefreshToken.issued_at))
         .where(*live, usable_refresh_tokens(stamp))  # the refresh grant's rule, at its last second too

@@ -90,7 +90,6 @@ def _entries(user_id: int, current: str | None, limit: int | None, sessions: dic
     # usable as the refresh grant judges: not past the family's absolute lifetime either
     tokens = [t for t in store.live_refresh_tokens(user_id, stamp, limit=limit, **grants)
               if issued_grants.refresh_token_usable(t.expires_at, t.auth_time, stamp, t.issued_at)] if grants is not None else []
-    started = store.families_started(user_id, {t.family_id for t in tokens})
     names = store.client_names([r.client_id for r in rows] + [t.client_id for t in tokens])
     entries = []
     for r in rows:
@@ -106,7 +105,7 @@ def _entries(user_id: int, current: str | None, limit: int | None, sessions: dic
         seen.add(t.family_id)
         eid = entry_id(APP, t.family_id)
         entries.append(Entry(eid, APP, t.client_id, names.get(t.client_id) or t.client_id,
-                             min(started.get(t.family_id, t.issued_at), t.issued_at), t.issued_at,
+                             min(t.started_at, t.issued_at), t.issued_at,
                              summarise(t.user_agent), t.ip_address, eid == current))
     entries.sort(key=lambda e: (not e.current, -e.last_used_at, e.id))
     return entries

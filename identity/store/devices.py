@@ -4,10 +4,11 @@ Read only, in the session's transaction: what ends a session or a grant is
 services/sessions.end_session and services/grants.revoke_family, through their stores.
 """
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from ..extensions import db
 from ..models import AuthorizationCode, Client, RefreshToken, UserSession
+from . import refresh_families
 
 
 def unrevoked_sessions(user_id: int, *, limit: int | None = None, public_sid: str | None = None):
@@ -23,40 +24,27 @@ def unrevoked_sessions(user_id: int, *, limit: int | None = None, public_sid: st
     return db.session.execute(query).all()
 
 
+# when a family's first token still kept was issued: one entry of (family_id, issued_at)
+_FIRST = RefreshToken.__table__.alias("first")
+_FIRST_ISSUED = (select(_FIRST.c.issued_at).where(_FIRST.c.family_id == RefreshToken.family_id)
+                 .order_by(_FIRST.c.issued_at).limit(1).scalar_subquery())
+
+
 def live_refresh_tokens(user_id: int, stamp: int, *, limit: int | None = None, family_id: str | None = None):
     """The user's unused, unrevoked, unexpired refresh tokens (one a family), the newest first (at
     most `limit`; only those of `family_id` if given): family_id,
     client_id, issued_at, user_agent, ip_address, expires_at, auth_time (whether the family
-    has ended is the service's rule). Read through ix_refresh_tokens_live_user (user_id,
-    issued_at), whose condition these terms repeat: the rotated tokens of the user's grants are
-    never visited, and the newest `limit` are read without sorting the rest."""
+    has ended is the service's rule), and started_at: when the family's first token still kept
+    was issued. Two index entries a family are read (refresh_families) and one for its start, in
+    (family_id, issued_at): the rotated tokens of the user's grants are never visited."""
     query = (select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
-                    RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time)
-             .where(RefreshToken.user_id == user_id, RefreshToken.consumed_at.is_(None),
-                    RefreshToken.revoked_at.is_(None), RefreshToken.expires_at >= stamp)
+                    RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time,
+                    _FIRST_ISSUED.label("started_at"))
+             .where(*refresh_families.live_tokens(user_id), RefreshToken.expires_at >= stamp)
              .order_by(RefreshToken.issued_at.desc(), RefreshToken.id.desc()).limit(limit))
     if family_id is not None:
         query = query.where(RefreshToken.family_id == family_id)
     return db.session.execute(query).all()
-
-
-def families_started(user_id: int, family_ids) -> dict[str, int]:
-    """When each family's first refresh token still kept was issued: one lookup a family in
-    (family_id, issued_at), not a visit of each token it has rotated (one a refresh)."""
-    family_ids = list(family_ids)
-    if not family_ids:
-        return {}
-    return dict(db.session.execute(
-        select(_LIVE.c.family_id, _FIRST_ISSUED)
-        .where(_LIVE.c.user_id == user_id, _LIVE.c.consumed_at.is_(None), _LIVE.c.revoked_at.is_(None),
-               _LIVE.c.family_id.in_(family_ids))
-        .distinct()
-    ).all())
-
-
-_LIVE = RefreshToken.__table__.alias("live")
-_FIRST_ISSUED = (select(func.min(RefreshToken.issued_at)).where(RefreshToken.family_id == _LIVE.c.family_id)
-                 .scalar_subquery())
 
 
 def session_cookie_sid(user_id: int, public_sid: str) -> str | None:
@@ -70,17 +58,17 @@ def access_token_family(user_id: int, client_id: str | None, jti: str) -> str | 
     code's redemption, or with a code in the front channel; None for a token of no family."""
     if client_id is None:
         return None
-    family = db.session.scalar(select(RefreshToken.family_id).where(
-        RefreshToken.user_id == user_id, RefreshToken.client_id == client_id,
-        RefreshToken.access_token_jti == jti).limit(1))
-    if family is None:
-        # by the jti alone, through its two partial indexes (the planner would otherwise take the
-        # user's index, and read every code of the user kept for a day); the owner is checked here
-        family = next((row.family_id for row in db.session.execute(
-            select(AuthorizationCode.family_id, AuthorizationCode.user_id, AuthorizationCode.client_id).where(
-                or_(AuthorizationCode.issued_jti == jti, AuthorizationCode.front_channel_jti == jti)))
-            if (row.user_id, row.client_id) == (user_id, client_id)), None)
-    return family
+    # by the jti alone, through its indexes (the planner would otherwise take the user's index, and
+    # read every token the user's grants rotated and every code kept for a day); the owner is checked here
+    for issued in (select(RefreshToken.family_id, RefreshToken.user_id, RefreshToken.client_id)
+                   .where(RefreshToken.access_token_jti == jti),
+                   select(AuthorizationCode.family_id, AuthorizationCode.user_id, AuthorizationCode.client_id)
+                   .where(or_(AuthorizationCode.issued_jti == jti, AuthorizationCode.front_channel_jti == jti))):
+        family = next((row.family_id for row in db.session.execute(issued)
+                       if (row.user_id, row.client_id) == (user_id, client_id)), None)
+        if family is not None:
+            return family
+    return None
 
 
 def client_names(client_ids) -> dict[str, str]:

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 
 from ..extensions import db
 from ..models import AuthorizationCode, LogoutDelivery, RefreshToken, SessionClient, User, UserSession
+from . import refresh_families
 from .writes import insert_or_skip, write
 
 _DELIVERY = LogoutDelivery.__table__
@@ -56,8 +57,7 @@ def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]
     """(client_id, session_id) of each of a user's refresh-token families that still has a usable token."""
     rows = db.session.execute(
         select(RefreshToken.client_id, RefreshToken.session_id)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
-               RefreshToken.consumed_at.is_(None), RefreshToken.expires_at >= stamp)
+        .where(*refresh_families.live_tokens(user_id), RefreshToken.expires_at >= stamp)
         .distinct())
     return [tuple(row) for row in rows]
 

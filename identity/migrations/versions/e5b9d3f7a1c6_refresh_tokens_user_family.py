@@ -1,0 +1,34 @@
+"""refresh_tokens: (user_id, family_id) in place of the partial index of live tokens by user. A
+partial index on consumed_at IS NULL made every rotation's UPDATE of consumed_at touch an
+indexed column, so PostgreSQL could not make it a heap-only (HOT) update and wrote the new row
+version into every index (store/refresh_families.py)
+
+Revision ID: e5b9d3f7a1c6
+Revises: c3e7a1d5f9b4
+Create Date: 2026-12-05 18:00:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = 'e5b9d3f7a1c6'
+down_revision = 'c3e7a1d5f9b4'
+branch_labels = None
+depends_on = None
+
+LIVE = "consumed_at IS NULL AND revoked_at IS NULL"
+
+
+def upgrade():
+    with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.drop_index('ix_refresh_tokens_live_user')
+        batch_op.create_index('ix_refresh_tokens_user_family', ['user_id', 'family_id'], unique=False)
+
+
+def downgrade():
+    with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.drop_index('ix_refresh_tokens_user_family')
+        batch_op.create_index('ix_refresh_tokens_live_user', ['user_id', 'issued_at'], unique=False,
+                              sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
