@@ -87,16 +87,16 @@ def list_grants(user_id: int) -> list[AppGrant]:
     stamp = now()
     # one row an app (and scope), never one a grant: a user can start grants at the token
     # endpoint's rate, and each lives for weeks
-    live = refresh_families.live_tokens(user_id)  # one a family: never its rotated tokens
+    live, user = refresh_families.LIVE, refresh_families.params(user_id)  # one a family: never its rotated tokens
     tokens: dict[str, int] = dict(db.session.execute(  # client id -> first issued, of the usable refresh tokens
         select(RefreshToken.client_id, func.min(RefreshToken.issued_at))
         .where(*live, usable_refresh_tokens(stamp))  # the refresh grant's rule, at its last second too
-        .group_by(RefreshToken.client_id)).all())
+        .group_by(RefreshToken.client_id), user).all())
     access_only = _apps_holding_access_tokens(user_id)
     client_ids = set(consents) | set(tokens) | set(access_only)
     names = {c.client_id: c.client_name for c in db.session.scalars(select(Client).where(Client.client_id.in_(client_ids)))}
     token_scopes = {client_id: scopes for client_id, (_, scopes) in access_only.items()}
-    for client_id, scope in db.session.execute(select(RefreshToken.client_id, RefreshToken.scope).where(*live).distinct()):
+    for client_id, scope in db.session.execute(select(RefreshToken.client_id, RefreshToken.scope).where(*live).distinct(), user):
         token_scopes.setdefault(client_id, set()).update(scope.split())
     issued = {client_id: first for client_id, (first, _) in access_only.items()}
     for client_id, first in tokens.items():

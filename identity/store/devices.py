@@ -40,11 +40,11 @@ def live_refresh_tokens(user_id: int, stamp: int, *, limit: int | None = None, f
     query = (select(RefreshToken.family_id, RefreshToken.client_id, RefreshToken.issued_at, RefreshToken.user_agent,
                     RefreshToken.ip_address, RefreshToken.expires_at, RefreshToken.auth_time,
                     _FIRST_ISSUED.label("started_at"))
-             .where(*refresh_families.live_tokens(user_id), RefreshToken.expires_at >= stamp)
+             .where(*refresh_families.LIVE, RefreshToken.expires_at >= stamp)
              .order_by(RefreshToken.issued_at.desc(), RefreshToken.id.desc()).limit(limit))
     if family_id is not None:
         query = query.where(RefreshToken.family_id == family_id)
-    return db.session.execute(query).all()
+    return db.session.execute(query, refresh_families.params(user_id)).all()
 
 
 def session_cookie_sid(user_id: int, public_sid: str) -> str | None:

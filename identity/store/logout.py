@@ -57,8 +57,8 @@ def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]
     """(client_id, session_id) of each of a user's refresh-token families that still has a usable token."""
     rows = db.session.execute(
         select(RefreshToken.client_id, RefreshToken.session_id)
-        .where(*refresh_families.live_tokens(user_id), RefreshToken.expires_at >= stamp)
-        .distinct())
+        .where(*refresh_families.LIVE, RefreshToken.expires_at >= stamp)
+        .distinct(), refresh_families.params(user_id))
     return [tuple(row) for row in rows]
 
 

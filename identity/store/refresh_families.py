@@ -14,24 +14,25 @@ A family's newest token is its only live one, if any: a rotation consumes the ol
 it stores the newer one, and a revocation ends them all.
 """
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..models import RefreshToken
 
 _TOKENS = RefreshToken.__table__
+USER = "families_user_id"  # the bind parameter LIVE takes: the user whose grants are read
 
 
-def newest_token_ids(user_id: int):
-    """A subquery of one id a family of the user's: its newest refresh token (the caller checks
-    that it is unused, unrevoked and unexpired). Reads two index entries a family, whatever the
-    number of tokens each has rotated."""
+def _newest_token_ids():
+    """One id a family of the user's (bind parameter USER): its newest refresh token. Reads two
+    index entries a family, whatever the number of tokens each has rotated."""
+    user = bindparam(USER)
     step = _TOKENS.alias("step")
-    families = select(select(step.c.family_id).where(step.c.user_id == user_id)
+    families = select(select(step.c.family_id).where(step.c.user_id == user)
                       .order_by(step.c.family_id).limit(1).scalar_subquery().label("family_id")
                       ).cte("families", recursive=True)
     later = _TOKENS.alias("later")
     families = families.union_all(
-        select(select(later.c.family_id).where(later.c.user_id == user_id, later.c.family_id > families.c.family_id)
+        select(select(later.c.family_id).where(later.c.user_id == user, later.c.family_id > families.c.family_id)
                .order_by(later.c.family_id).limit(1).scalar_subquery())
         .where(families.c.family_id.is_not(None)))
     newest = _TOKENS.alias("newest")
@@ -40,8 +41,13 @@ def newest_token_ids(user_id: int):
             .where(families.c.family_id.is_not(None)))
 
 
-def live_tokens(user_id: int):
-    """Conditions on RefreshToken: the newest token of one of the user's families, unused and
-    unrevoked (one a live grant)."""
-    return (RefreshToken.id.in_(newest_token_ids(user_id)), RefreshToken.consumed_at.is_(None),
-            RefreshToken.revoked_at.is_(None))
+# Conditions on RefreshToken: the newest token of one of the user's families, unused and
+# unrevoked (one a live grant). Built once: building the recursive query took 2.8 ms of a
+# password change's CPU. Execute with params(user_id).
+LIVE = (RefreshToken.id.in_(_newest_token_ids()), RefreshToken.consumed_at.is_(None),
+        RefreshToken.revoked_at.is_(None))
+
+
+def params(user_id: int) -> dict:
+    """The parameters of a statement that uses LIVE, for this user."""
+    return {USER: user_id}
