@@ -78,24 +78,30 @@ def user_inputs(*, username: str | None = None, email: str | None = None, name: 
 @dataclass
 class Estimate:
     guesses_log10: float
-    warning: str = ""  # zxcvbn's reason, e.g. 'Repeats like "aaa" are easy to guess.'
+    sequence: list = field(default_factory=list)  # zxcvbn's matches, of which the guess is made
+
+    @property
+    def warning(self) -> str:
+        """zxcvbn's reason, e.g. 'Repeats like "aaa" are easy to guess.'; made only when asked
+        (for a password refused): zxcvbn's feedback looks for its translations on the disk, four
+        stat calls, each time."""
+        if any(match.get("dictionary_name") == "user_inputs" for match in self.sequence):
+            return "It contains your name, your email address or this service's name."
+        if self.sequence:
+            _, _, feedback = _zxcvbn()
+            return feedback.get_feedback(0, self.sequence).get("warning") or ""
+        return ""
 
 
 def estimate(password: str, inputs: list[str]) -> Estimate:
     """zxcvbn's guesses estimate for the (already normalized) password's first ESTIMATE_CHARACTERS."""
-    matching, scoring, feedback = _zxcvbn()
+    matching, scoring, _ = _zxcvbn()
     candidate = password[:ESTIMATE_CHARACTERS]
     # zxcvbn() itself stores the user inputs in a module-wide dict; a copy keeps checks independent
     dictionaries = dict(matching.RANKED_DICTIONARIES)
     dictionaries["user_inputs"] = matching.build_ranked_dict(inputs)
     result = scoring.most_guessable_match_sequence(candidate, matching.omnimatch(candidate, dictionaries))
-    guesses_log10 = math.log10(max(result["guesses"], 1))
-    warning = ""
-    if any(match.get("dictionary_name") == "user_inputs" for match in result["sequence"]):
-        warning = "It contains your name, your email address or this service's name."
-    elif result["sequence"]:
-        warning = feedback.get_feedback(0, result["sequence"]).get("warning") or ""
-    return Estimate(guesses_log10, warning)
+    return Estimate(math.log10(max(result["guesses"], 1)), result["sequence"])
 
 
 @dataclass
