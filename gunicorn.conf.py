@@ -26,6 +26,7 @@ container. The application itself is configured with FLASK_* variables (see READ
 
 import gc
 import glob
+import logging
 import multiprocessing
 import os
 import re
@@ -90,6 +91,7 @@ _METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 def on_starting(server):
     global _metrics_dir_made
+    logging.getLogger("gunicorn.error").addFilter(_without_query_strings)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         directory = tempfile.mkdtemp(prefix="portcullis-metrics-")
@@ -145,3 +147,17 @@ accesslog = None if _access_log.lower() in ("", "off", "none") else _access_log
 # same reason. %(u)s is the Basic-auth user name, i.e. a client_id, never its secret. The last field
 # is the response's X-Request-Id, as in the app's request log.
 access_log_format = '%(h)s - %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" rid=%({x-request-id}o)s'
+
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+def _without_query_strings(record: logging.LogRecord) -> bool:
+    """The error log names a request by its URI when its worker timed out or failed ("Error
+    handling request GET /account/reset-password?token=...") or its request line was refused:
+    keep the path only there too. Added in on_starting, so the forked workers have it."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(_QUERY.sub("", arg) if isinstance(arg, str) else arg for arg in record.args)
+    if isinstance(record.msg, str) and "?" in record.msg:
+        record.msg = _QUERY.sub("", record.msg)
+    return True

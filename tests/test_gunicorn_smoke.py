@@ -158,3 +158,26 @@ def test_gunicorn_refuses_an_out_of_date_schema_and_stops(tmp_path):
     log = server.log(tail=200)
     assert "flask --app app db upgrade" in log, log
     assert "exited with 3" in str(failure.value), f"gunicorn kept running or exited otherwise:\n{log}"
+
+
+def test_a_worker_timeout_logs_no_query_string(server_database_uri, tmp_path):
+    """gunicorn's error log names the request a timed-out worker was serving by its URI: the
+    path only, as the access logs do (a reset link's token, an id_token_hint, a login_hint)."""
+    import socket
+    import time
+
+    with GunicornServer(server_database_uri, workers=1, name="timeout", log_dir=tmp_path,
+                        env={"GUNICORN_TIMEOUT": "2"}) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+            # a body that never finishes arriving: the worker waits for it until the master kills it
+            stalled.sendall(b"POST /account/reset-password?token=SECRET-RESET-TOKEN-77 HTTP/1.1\r\n"
+                            b"Host: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                            b"Content-Length: 100\r\n\r\ntoken=")
+            deadline = time.monotonic() + 20
+            while "WORKER TIMEOUT" not in server.log(tail=1000) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+    log = server.log(tail=1000)
+    assert "WORKER TIMEOUT" in log, log
+    assert "Error handling request POST /account/reset-password" in log, log
+    assert "SECRET-RESET-TOKEN-77" not in log, log
