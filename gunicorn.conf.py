@@ -33,6 +33,8 @@ import re
 import shutil
 import tempfile
 
+from gunicorn.glogging import Logger
+
 
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
@@ -147,6 +149,36 @@ accesslog = None if _access_log.lower() in ("", "off", "none") else _access_log
 # same reason. %(u)s is the Basic-auth user name, i.e. a client_id, never its secret. The last field
 # is the response's X-Request-Id, as in the app's request log.
 access_log_format = '%(h)s - %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" rid=%({x-request-id}o)s'
+
+#: the access line's fields the caller writes, and the characters each keeps: the Basic-auth user
+#: name (a client id), the path (no route is longer; as the app's request log cuts it) and the user agent
+_CALLER_FIELDS = {"u": 200, "U": 256, "a": 200}
+
+
+def _printable(value: str, length: int) -> str:
+    """The value cut to `length` characters and, unless it is printable ASCII, escaped as Python
+    writes a string (a line break as \\n, an escape sequence as \\x1b)."""
+    if len(value) > length:
+        value = value[:length] + "..."
+    return value if value.isascii() and value.isprintable() else value.encode("unicode_escape").decode("ascii")
+
+
+class _AccessLogger(Logger):
+    """gunicorn's logger, with the fields the caller chooses escaped and cut. gunicorn writes the
+    path percent-decoded and the user name as base64 decodes it, and escapes only quotes: a %0A in a
+    path, or a line break in a user name, wrote a line of the caller's making, an escape sequence
+    reached the operator's terminal, and an 8 KiB path made an 8 KiB line."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name, length in _CALLER_FIELDS.items():
+            value = atoms.get(name)
+            if isinstance(value, str) and value != "-":
+                atoms[name] = _printable(value, length)
+        return atoms
+
+
+logger_class = _AccessLogger
 
 
 _QUERY = re.compile(r"\?[^\s'\"]*")

@@ -181,3 +181,28 @@ def test_a_worker_timeout_logs_no_query_string(server_database_uri, tmp_path):
     assert "WORKER TIMEOUT" in log, log
     assert "Error handling request POST /account/reset-password" in log, log
     assert "SECRET-RESET-TOKEN-77" not in log, log
+
+
+def test_gunicorn_access_log_keeps_what_the_caller_chose_on_its_line(server_database_uri, tmp_path):
+    """gunicorn's access log, turned on as the docs say, writes the Basic-auth user name (%(u)s)
+    and the percent-decoded path (%(U)s), which the caller chooses: a line break or an escape
+    sequence in them stays on its line, escaped, and a long path is cut as the app's log cuts it."""
+    import base64
+    from urllib.parse import quote
+
+    forged = "127.0.0.1 - admin [05/Dec/2026 00 00 00 +0000] GET /forged 200 0"
+    basic = base64.b64encode(f"mobile\n{forged}\x1b[2K:secret".encode()).decode()
+    with GunicornServer(server_database_uri, workers=1, name="accessuser", log_dir=tmp_path,
+                        env={"GUNICORN_ACCESS_LOG": "-"}) as server:
+        by_user = requests.get(server.url + "/healthz", headers={"Authorization": f"Basic {basic}"}, timeout=10)
+        by_path = requests.get(server.url + "/healthz" + quote(f"\n{forged}\x1b[2K"), timeout=10)
+        long_path = requests.get(server.url + "/" + "x" * 4000, timeout=10)
+        assert (by_user.status_code, by_path.status_code, long_path.status_code) == (200, 404, 404)
+    log = server.log(tail=1000)
+    assert not any(line.startswith(forged) for line in log.splitlines()), log
+    assert "\x1b" not in log, log
+    lines = {r: next(line for line in log.splitlines() if f"rid={r.headers['X-Request-Id']}" in line)
+             for r in (by_user, by_path, long_path)}
+    assert "- mobile\\n127.0.0.1 - admin" in lines[by_user], lines[by_user]
+    assert "GET /healthz\\n127.0.0.1 - admin" in lines[by_path], lines[by_path]
+    assert len(lines[long_path]) < 512, lines[long_path]
