@@ -3,6 +3,7 @@
 from flask import current_app
 
 from ..clock import now
+from ..constants import PROFILE
 from ..services import issued_grants, tokens
 from ..services.accounts import get_user
 from ..services.clients import cached_client
@@ -45,7 +46,9 @@ class AccessTokenRecord:
         fields = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "auth_time", "sid", "amr", "acr")
         payload = {k: self.claims[k] for k in fields if k in self.claims}
         payload.update(active=True, token_type="Bearer")
-        if tokens.has_user(self.claims):
+        # the user name is a claim of the profile scope, as in userinfo: a token of the user's
+        # identifier alone does not tell its client who they are by name
+        if tokens.has_user(self.claims) and PROFILE in str(self.claims.get("scope", "")).split():
             user = self._live_user()
             payload["username"] = user.username if user else None
         return payload
