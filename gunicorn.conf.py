@@ -34,6 +34,7 @@ import shutil
 import tempfile
 
 from gunicorn.glogging import Logger
+from gunicorn.http.errors import NoMoreData
 
 
 def _int(name: str, default: int) -> int:
@@ -93,7 +94,7 @@ _METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 def on_starting(server):
     global _metrics_dir_made
-    logging.getLogger("gunicorn.error").addFilter(_without_query_strings)
+    logging.getLogger("gunicorn.error").addFilter(_without_request_secrets)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         directory = tempfile.mkdtemp(prefix="portcullis-metrics-")
@@ -184,12 +185,16 @@ logger_class = _AccessLogger
 _QUERY = re.compile(r"\?[^\s'\"]*")
 
 
-def _without_query_strings(record: logging.LogRecord) -> bool:
+def _without_request_secrets(record: logging.LogRecord) -> bool:
     """The error log names a request by its URI when its worker timed out or failed ("Error
     handling request GET /account/reset-password?token=...") or its request line was refused:
-    keep the path only there too. Added in on_starting, so the forked workers have it."""
+    keep the path only there too. At DEBUG it logs a client gone in the middle of its headers
+    with the bytes it had read (a Basic client secret, a cookie): say how many instead. Added in
+    on_starting, so the forked workers have it."""
     if isinstance(record.args, tuple):
-        record.args = tuple(_QUERY.sub("", arg) if isinstance(arg, str) else arg for arg in record.args)
+        record.args = tuple(_QUERY.sub("", arg) if isinstance(arg, str)
+                            else f"No more data after {len(arg.buf or b'')} bytes" if isinstance(arg, NoMoreData)
+                            else arg for arg in record.args)
     if isinstance(record.msg, str) and "?" in record.msg:
         record.msg = _QUERY.sub("", record.msg)
     return True

@@ -206,3 +206,26 @@ def test_gunicorn_access_log_keeps_what_the_caller_chose_on_its_line(server_data
     assert "- mobile\\n127.0.0.1 - admin" in lines[by_user], lines[by_user]
     assert "GET /healthz\\n127.0.0.1 - admin" in lines[by_path], lines[by_path]
     assert len(lines[long_path]) < 512, lines[long_path]
+
+
+def test_a_premature_disconnection_at_debug_logs_no_header(server_database_uri, tmp_path):
+    """With GUNICORN_LOG_LEVEL=debug gunicorn logs a client that went away in the middle of its
+    headers; the line says so, and keeps none of what it had read (a query string, a Basic
+    client secret, a cookie)."""
+    import socket
+    import time
+
+    with GunicornServer(server_database_uri, workers=1, name="premature", log_dir=tmp_path,
+                        env={"GUNICORN_LOG_LEVEL": "debug"}) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b"POST /connect/token?code=SECRET-CODE-31 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Authorization: Basic d2ViOlNFQ1JFVC1DTElFTlQtNDI=\r\n"
+                           b"Cookie: session=SECRET-COOKIE-53\r\n")
+            time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while "premature client disconnection" not in server.log(tail=1000) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    log = server.log(tail=1000)
+    assert "premature client disconnection" in log, log
+    for secret in ("SECRET-CODE-31", "d2ViOlNFQ1JFVC1DTElFTlQtNDI=", "SECRET-COOKIE-53"):
+        assert secret not in log, log
