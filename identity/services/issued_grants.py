@@ -249,8 +249,13 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
 
     Called after the new tokens are signed, so the write is short (store.rotate_refresh_token).
     The loser's family (the winner's new token included) is revoked.
+
+    The successor is never issued before the token it replaces, even when that one was issued by
+    an instance whose clock is ahead of this one's: a family's newest token by issued_at is its
+    live one, which is how its user's grants are listed and ended (store/refresh_families.py).
     """
-    values = _successor(row, successor, scope=scope, access_token_jti=access_token_jti, stamp=now())
+    values = _successor(row, successor, scope=scope, access_token_jti=access_token_jti,
+                        stamp=max(now(), row.issued_at))
     won = store.rotate_refresh_token(row.id, values, with_successor=bool(successor))
     if not won:
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)

@@ -11,7 +11,8 @@ refresh grant a fifth of its rate. So no index names `consumed_at` or `revoked_a
 user's families are enumerated through (user_id, family_id), one index descent a family (a
 recursive "skip scan"), and each family's newest token is found through (family_id, issued_at).
 A family's newest token is its only live one, if any: a rotation consumes the old token before
-it stores the newer one, and a revocation ends them all.
+it stores the newer one, never issued before it (an instance whose clock is behind the one that
+issued the old token stores the old token's issued_at), and a revocation ends them all.
 """
 
 from sqlalchemy import bindparam, select
