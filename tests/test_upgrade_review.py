@@ -7,7 +7,7 @@ import base64
 from sqlalchemy import func, select, update
 
 from actions import OAuthActions
-from conftest import BOB_PASSWORD, FLOW_SECRETS
+from conftest import BOB_PASSWORD, FLOW_CLIENTS, FLOW_SECRETS
 from identity.extensions import db
 from identity.models import RefreshToken
 
@@ -68,3 +68,161 @@ def test_a_grant_rotated_by_an_instance_whose_clock_is_behind_is_listed_and_ende
                          ).status_code == 204
     assert refresh(client, skewed["refresh_token"]).status_code == 400  # ended with the others
     assert listed_apps(client, caller) == ["app_" + caller_family]
+
+
+# --- a database an older release wrote, upgraded to head ------------------------------------------
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+from flask_migrate import downgrade as migrate_down, upgrade as migrate_up  # noqa: E402
+
+from app import create_app  # noqa: E402
+from conftest import HttpsClient, make_config  # noqa: E402
+from test_migration_sessions import _migrate, _rows, _run, scratch_uri  # noqa: E402,F401
+
+OLDEST = "06e791e9e23d"
+
+
+def _old_release_data(app, stamp: int) -> dict:
+    """What the first release wrote, in its own SQL: bob, a browser session, a consent and three
+    refresh-token families of the password grant: one rotated twice (two consumed tokens, the
+    third live), one whose live token has its predecessor's issued_at, one revoked."""
+    from identity.services.passwords import hash_password
+
+    with app.app_context():
+        password_hash = hash_password(BOB_PASSWORD)
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, email, email_normalized, name, "
+              "password_hash, password_version, password_changed_at, failed_attempts, locked_until, created_at) "
+              "VALUES (7, 'sub-bob', 'bob', 'bob', 'bob@example.com', 'bob@example.com', 'Bob', :hash, 1, :old, 0, 0, :old)",
+         hash=password_hash, old=stamp - 5000)
+    _run(app, "INSERT INTO user_sessions (id, sid, user_id, auth_time, created_at) VALUES (1, 'cookie-sid', 7, :t, :t)",
+         t=stamp - 900)
+    _run(app, "INSERT INTO consents (user_id, client_id, scopes, created_at) VALUES (7, 'legacy', :scopes, :t)",
+         scopes=json.dumps(["openid", "IdentityServerApi", "offline_access"]), t=stamp - 900)
+    tokens = {}
+    rows = [  # name, family, issued_at, consumed_at, revoked_at
+        ("f1-a", "fam-one", stamp - 900, stamp - 600, None),
+        ("f1-b", "fam-one", stamp - 600, stamp - 300, None),
+        ("f1-c", "fam-one", stamp - 300, None, None),
+        ("f2-a", "fam-two", stamp - 200, stamp - 200, None),
+        ("f2-b", "fam-two", stamp - 200, None, None),
+        ("f3-a", "fam-three", stamp - 100, None, stamp - 50),
+    ]
+    for name, family, issued, consumed, revoked in rows:
+        tokens[name] = f"old-release-refresh-token-{name}"
+        _run(app, "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time, "
+                  "access_token_jti, issued_at, expires_at, consumed_at, revoked_at) VALUES (:hash, :family, 'legacy', 7, "
+                  "'cookie-sid', 'openid IdentityServerApi offline_access', :auth, :jti, :issued, :expires, :consumed, :revoked)",
+             hash=hashlib.sha256(tokens[name].encode()).hexdigest(), family=family, auth=stamp - 900, jti="jti-" + name,
+             issued=issued, expires=issued + 30 * 86400, consumed=consumed, revoked=revoked)
+    return tokens
+
+
+def test_an_old_releases_grants_refresh_list_and_revoke_after_the_upgrade(scratch_uri):  # noqa: F811
+    """From the first release's schema with its data to head: bob signs in with his password,
+    the live refresh tokens refresh, the sessions listing shows each live family once (not the
+    revoked one, nor a rotated token), and a rotated token used again revokes its family."""
+    from identity.services.seed import apply_seed, load_seed
+
+    app = create_app(make_config(scratch_uri))
+    stamp = int(time.time())
+    _migrate(app, migrate_up, OLDEST)
+    tokens = _old_release_data(app, stamp)
+    _migrate(app, migrate_up, "head")
+    with app.app_context():
+        apply_seed(load_seed(json.dumps({"api_scopes": [], "clients": FLOW_CLIENTS["clients"]})))
+    app.test_client_class = HttpsClient
+    client = app.test_client()
+    try:
+        assert password_grant(client)["access_token"]  # the old password hash still signs in
+        one = refresh(client, tokens["f1-c"])
+        assert one.status_code == 200, one.get_data(as_text=True)
+        one = one.get_json()
+        two = refresh(client, tokens["f2-b"])
+        assert two.status_code == 200, two.get_data(as_text=True)
+        assert refresh(client, tokens["f3-a"]).status_code == 400  # revoked by the old release
+        listed = listed_apps(client, one)
+        assert listed[0] == "app_fam-one" and "app_fam-two" in listed  # the caller's own first
+        assert "app_fam-three" not in listed and len(listed) == len(set(listed)) == 3  # and the password grant's
+        assert refresh(client, tokens["f1-a"]).status_code == 400  # rotated by the old release: reuse
+        assert refresh(client, one["refresh_token"]).status_code == 400  # its family revoked with it
+        assert "app_fam-one" not in listed_apps(client, two.get_json())
+        assert _rows(app, "SELECT count(*) FROM refresh_tokens WHERE family_id = 'fam-one' AND revoked_at IS NULL") == [(0,)]
+    finally:
+        with app.app_context():
+            from identity.extensions import db as _db
+            _db.session.remove()
+            _db.engine.dispose()
+            if "identity_autocommit" in app.extensions:
+                app.extensions["identity_autocommit"].close()
+
+
+BEFORE_VERIFY_EMAIL = "e5a1c7d3b9f2"  # the revision before d7e1a9c3b5f2, which rebuilds `users` on SQLite
+
+
+def _counts(app) -> dict:
+    tables = ("user_sessions", "refresh_tokens", "consents", "totp_factors", "recovery_codes", "passkeys",
+              "account_tokens")
+    return {table: _rows(app, f"SELECT count(*) FROM {table}")[0][0] for table in tables}
+
+
+def test_migrations_that_rebuild_users_keep_what_names_a_user_up_and_down(scratch_uri):  # noqa: F811
+    """On SQLite a batch migration that adds a column with a default (users.enabled, users.email_verified)
+    copies `users`, drops it and renames the copy; with foreign keys on, the DROP deleted by ON DELETE
+    CASCADE every session, refresh token, consent, authenticator app, recovery code, passkey and mail
+    link of every user: an upgrade signed everyone out and took their second factors away, and so
+    did the downgrade. Every row is kept both ways, MFA still asks, and the app's connections have
+    their foreign keys on again afterwards."""
+    from actions import AuthActions
+    from identity.services.passwords import hash_password
+
+    app = create_app(make_config(scratch_uri))
+    stamp = int(time.time())
+    _migrate(app, migrate_up, BEFORE_VERIFY_EMAIL)
+    with app.app_context():
+        password_hash = hash_password(BOB_PASSWORD)
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, email, email_normalized, password_hash, "
+              "password_version, password_changed_at, failed_attempts, locked_until, created_at) "
+              "VALUES (7, 'sub-bob', 'bob', 'bob', 'bob@example.com', 'bob@example.com', :hash, 1, :t, 0, 0, :t)",
+         hash=password_hash, t=stamp - 5000)
+    _run(app, "INSERT INTO user_sessions (sid, public_sid, user_id, auth_time, created_at, last_seen_at) "
+              "VALUES ('cookie-sid', 'public-sid', 7, :t, :t, :t)", t=stamp - 60)
+    _run(app, "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, issued_at, expires_at) "
+              "VALUES ('h', 'fam', 'legacy', 7, 'openid offline_access', :t, :e)", t=stamp - 60, e=stamp + 86400)
+    _run(app, "INSERT INTO consents (user_id, client_id, scopes, created_at) VALUES (7, 'legacy', '[\"openid\"]', :t)",
+         t=stamp)
+    _run(app, "INSERT INTO totp_factors (user_id, secret_encrypted, created_at, confirmed_at, last_step) "
+              "VALUES (7, 'sealed', :t, :t, 0)", t=stamp)
+    _run(app, "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (7, :h, :t)",
+         h=hashlib.sha256(b"ABCDEFGHJK").hexdigest(), t=stamp)
+    _run(app, "INSERT INTO passkeys (user_id, credential_id, public_key, sign_count, transports, backup_eligible, "
+              "aaguid, name, created_at) VALUES (7, 'cred', :key, 0, '', :no, '', 'Phone', :t)",
+         key=b"\x01", no=False, t=stamp)
+    _run(app, "INSERT INTO account_tokens (token_hash, purpose, user_id, created_at, expires_at) "
+              "VALUES ('link', 'reset', 7, :t, :e)", t=stamp, e=stamp + 3600)
+    before = _counts(app)
+    assert set(before.values()) == {1}
+
+    _migrate(app, migrate_up, "head")
+    assert _counts(app) == before
+    app.test_client_class = HttpsClient
+    client = app.test_client()
+    try:
+        signed = AuthActions(client).login("bob", BOB_PASSWORD)
+        assert "/account/login/mfa" in signed.headers.get("Location", ""), signed.status_code  # MFA still asks
+        _migrate(app, migrate_down, BEFORE_VERIFY_EMAIL)
+        assert _counts(app) == before
+        _migrate(app, migrate_up, "head")
+        assert _counts(app) == before
+        _run(app, "DELETE FROM users WHERE id = 7")  # the app's connections cascade again
+        assert set(_counts(app).values()) == {0}
+    finally:
+        with app.app_context():
+            from identity.extensions import db as _db
+            _db.session.remove()
+            _db.engine.dispose()
+            if "identity_autocommit" in app.extensions:
+                app.extensions["identity_autocommit"].close()

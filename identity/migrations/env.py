@@ -105,19 +105,34 @@ def run_migrations_online():
         reason = (str(err.orig or err).strip().splitlines() or ["unknown"])[0]  # names host and port, no password
         raise click.ClickException(f"database unreachable: {reason}; check FLASK_SQLALCHEMY_DATABASE_URI") from None
 
+    sqlite = connection.dialect.name == "sqlite"
     with connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        if sqlite:
+            # A batch migration on SQLite copies a table, drops it and renames the copy. With foreign
+            # keys on (as every connection has them: services/schema.py), dropping `users` deletes,
+            # by ON DELETE CASCADE, every session, refresh token, consent, authenticator app and
+            # passkey of every user. Off for the migration (a PRAGMA that does nothing inside a
+            # transaction, so before it), on again before the connection goes back to the pool.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                # one migration run at a time (instances deployed together each run `db upgrade` or
-                # a command that upgrades): the next one waits here, then finds the schema current
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            context.run_migrations()
+            with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # one migration run at a time (instances deployed together each run `db upgrade` or
+                    # a command that upgrades): the next one waits here, then finds the schema current
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                context.run_migrations()
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 if context.is_offline_mode():
