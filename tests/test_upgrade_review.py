@@ -226,3 +226,53 @@ def test_migrations_that_rebuild_users_keep_what_names_a_user_up_and_down(scratc
             _db.engine.dispose()
             if "identity_autocommit" in app.extensions:
                 app.extensions["identity_autocommit"].close()
+
+
+# --- e5b9d3f7a1c6: the listings through (user_id, family_id), against every token read -----------
+
+
+def test_the_listings_of_grants_are_the_families_with_a_live_token(app, flow_clients):
+    """Many families of two users, each rotated 0 to 5 times, whose newest token is live, revoked,
+    expired, consumed without a successor, or shares its issued_at with its predecessor: the
+    sessions listing, the grants page's apps and logout's families are the families that have an
+    unused, unrevoked, unexpired token (read here from every token), and the other user's are never
+    among them."""
+    from identity.models import User
+    from identity.services import consent, devices
+    from identity.store import logout as logout_store
+
+    stamp = int(time.time())
+    with app.app_context():
+        bob, alice = (db.session.scalar(select(User.id).where(User.username == name)) for name in ("bob", "alice"))
+        kinds = ("live", "revoked", "expired", "consumed", "same_second")
+        rows = []
+        for number in range(60):
+            user = bob if number % 4 else alice
+            kind, rotations = kinds[number % len(kinds)], number % 6
+            family = f"fam-{number:03d}"
+            issued = stamp - 1000 + number
+            for step in range(rotations + 1):
+                newest = step == rotations
+                rows.append(RefreshToken(
+                    token_hash=f"{family}-{step}", family_id=family, client_id="legacy", user_id=user,
+                    scope="openid offline_access", auth_time=stamp - 2000, issued_at=issued,
+                    expires_at=stamp - 1 if newest and kind == "expired" else stamp + 3600,
+                    consumed_at=None if newest and kind != "consumed" else issued,
+                    revoked_at=stamp - 5 if kind == "revoked" else None))
+                if not (kind == "same_second" and step == rotations - 1):
+                    issued += 7
+        db.session.add_all(rows)
+        db.session.commit()
+        every = db.session.execute(select(RefreshToken.family_id).where(
+            RefreshToken.user_id == bob, RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at >= stamp)).scalars().all()
+        assert len(every) == len(set(every)) > 5
+        expected = {"app_" + family for family in every}
+        listed = [e.id for e in devices.list_entries(bob, limit=None) if e.kind == devices.APP]
+        assert sorted(listed) == sorted(expected)
+        assert {e.id for e in devices.list_entries(bob, limit=3)} <= expected
+        assert [g.client_id for g in consent.list_grants(bob)] == ["legacy"]
+        assert {client_id for client_id, _ in logout_store.user_live_families(bob, stamp)} == {"legacy"}
+        for family in every:
+            assert [e.id for e in devices.list_entries(bob, only="app_" + family)] == ["app_" + family]
+        assert devices.list_entries(bob, only="app_fam-000") == []  # alice's
