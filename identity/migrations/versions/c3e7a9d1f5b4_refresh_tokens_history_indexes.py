@@ -21,18 +21,18 @@ depends_on = None
 LIVE = "consumed_at IS NULL AND revoked_at IS NULL"
 
 
-def upgrade():
+def upgrade():  # built before the old one is dropped: see e5b9d3f7a1c6
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
-        batch_op.drop_index('ix_refresh_tokens_family_id')
         batch_op.create_index('ix_refresh_tokens_family_issued', ['family_id', 'issued_at'], unique=False)
         batch_op.create_index('ix_refresh_tokens_access_token_jti', ['access_token_jti'], unique=False)
         batch_op.create_index('ix_refresh_tokens_live_user', ['user_id', 'issued_at'], unique=False,
                               sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
+        batch_op.drop_index('ix_refresh_tokens_family_id')
 
 
 def downgrade():
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.create_index('ix_refresh_tokens_family_id', ['family_id'], unique=False)
         batch_op.drop_index('ix_refresh_tokens_live_user')
         batch_op.drop_index('ix_refresh_tokens_access_token_jti')
         batch_op.drop_index('ix_refresh_tokens_family_issued')
-        batch_op.create_index('ix_refresh_tokens_family_id', ['family_id'], unique=False)

@@ -21,14 +21,20 @@ depends_on = None
 LIVE = "consumed_at IS NULL AND revoked_at IS NULL"
 
 
+# Each builds its new index before it drops the old one. On PostgreSQL a DROP INDEX holds an ACCESS
+# EXCLUSIVE lock on the table until the upgrade commits: dropped first, every read of
+# refresh_tokens by the servers still running waited for the whole build (2 s at 2,000,000
+# tokens); a build alone blocks their writes (SHARE), not their reads.
+
+
 def upgrade():
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
-        batch_op.drop_index('ix_refresh_tokens_live_user')
         batch_op.create_index('ix_refresh_tokens_user_family', ['user_id', 'family_id'], unique=False)
+        batch_op.drop_index('ix_refresh_tokens_live_user')
 
 
 def downgrade():
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
-        batch_op.drop_index('ix_refresh_tokens_user_family')
         batch_op.create_index('ix_refresh_tokens_live_user', ['user_id', 'issued_at'], unique=False,
                               sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
+        batch_op.drop_index('ix_refresh_tokens_user_family')
