@@ -330,3 +330,43 @@ def test_reads_of_refresh_tokens_go_on_while_the_upgrade_builds_its_index(scratc
             from identity.extensions import db as _db
             _db.engine.dispose()
     assert not failure and _rows(app, "SELECT count(*) FROM refresh_tokens") == [(1,)]
+
+
+def test_what_a_downgrade_drops_is_what_the_deployment_guide_says(scratch_uri):  # noqa: F811
+    """docs/deployment.md lists what `db downgrade` takes away. It named apps, codes, passkeys,
+    disabled flags, require_verified_email and revoked keys, but not the clients' logout URIs,
+    the back-channel logout tokens still queued (never delivered: the apps' sessions stay open),
+    the addresses' verified flags and the links mailed for a reset or a verification: after a
+    rollback and the upgrade again, each is gone, and the guide names each."""
+    import pathlib
+    import re
+
+    app = create_app(make_config(scratch_uri))
+    stamp = int(time.time())
+    _migrate(app, migrate_up, "head")
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, email, email_normalized, email_verified, "
+              "password_hash, password_version, password_changed_at, failed_attempts, locked_until, created_at) "
+              "VALUES (7, 's', 'bob', 'bob', 'b@example.com', 'b@example.com', :yes, 'x', 1, 0, 0, 0, 0)", yes=True)
+    _run(app, "INSERT INTO clients (client_id, client_name, secret_hashes, allowed_grant_types, redirect_uris, "
+              "post_logout_redirect_uris, allowed_cors_origins, allowed_scopes, require_consent, require_pkce, "
+              "allow_offline_access, allow_access_tokens_via_browser, access_token_lifetime, enabled, created_at, "
+              "backchannel_logout_uri, frontchannel_logout_uri) VALUES ('rp', 'RP', '[]', '[]', '[]', '[]', '[]', '[]', "
+              ":no, :yes, :no, :no, 300, :yes, 0, 'https://rp.example/bc', 'https://rp.example/fc')", yes=True, no=False)
+    _run(app, "INSERT INTO logout_deliveries (jti, client_id, uri, reason, created_at, attempts, next_attempt_at) "
+              "VALUES ('j', 'rp', 'https://rp.example/bc', 'logout', :t, 0, :t)", t=stamp)
+    _run(app, "INSERT INTO account_tokens (token_hash, purpose, user_id, created_at, expires_at) "
+              "VALUES ('link', 'reset', 7, :t, :e)", t=stamp, e=stamp + 3600)
+    _migrate(app, migrate_down, "e5f6a7b8c9d0")  # the release before logout
+    _migrate(app, migrate_up, "head")
+    assert _rows(app, "SELECT backchannel_logout_uri, frontchannel_logout_uri FROM clients") == [(None, None)]
+    assert _rows(app, "SELECT count(*) FROM logout_deliveries") == [(0,)]
+    assert _rows(app, "SELECT count(*) FROM account_tokens") == [(0,)]
+    assert [bool(v) for (v,) in _rows(app, "SELECT email_verified FROM users")] == [False]
+    with app.app_context():
+        from identity.extensions import db as _db
+        _db.engine.dispose()
+
+    guide = pathlib.Path(__file__).parent.parent / "docs" / "deployment.md"
+    paragraph = re.sub(r"\s+", " ", re.search(r"`db downgrade` undoes migrations.*?(?:\n\n|\Z)", guide.read_text(), re.S)[0])
+    for lost in ("logout URIs", "logout tokens", "verified", "reset"):
+        assert lost in paragraph, lost
