@@ -370,3 +370,40 @@ def test_what_a_downgrade_drops_is_what_the_deployment_guide_says(scratch_uri): 
     paragraph = re.sub(r"\s+", " ", re.search(r"`db downgrade` undoes migrations.*?(?:\n\n|\Z)", guide.read_text(), re.S)[0])
     for lost in ("logout URIs", "logout tokens", "verified", "reset"):
         assert lost in paragraph, lost
+
+
+def test_giving_sessions_public_ids_is_not_a_statement_a_session(scratch_uri):  # noqa: F811
+    """a7c4e2d9b153 gave each existing session its public id by an UPDATE of its own, while ADD
+    COLUMN held user_sessions under an ACCESS EXCLUSIVE lock until the upgrade committed: every
+    signed-in request of a server still running waited, 32 s at 100,000 sessions on PostgreSQL
+    (past the servers' 30 s statement timeout). One executemany: the statements the migration
+    sends do not grow with the sessions (7 s at 100,000, most of it building the indexes)."""
+    from sqlalchemy import event
+
+    from identity.extensions import db as _db
+
+    counts = []
+    for sessions in (3, 60):
+        app = create_app(make_config(scratch_uri))
+        _migrate(app, migrate_up, "3b1f0c2d9a47")
+        _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
+                  "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
+        for number in range(sessions):
+            _run(app, "INSERT INTO user_sessions (sid, user_id, auth_time, created_at) VALUES (:sid, 7, 0, 0)",
+                 sid=f"cookie-{number}")
+        statements = []
+        with app.app_context():
+            engine = _db.engine
+        listener = lambda *args: statements.append(1)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            _migrate(app, migrate_up, "a7c4e2d9b153")
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        publics = _rows(app, "SELECT public_sid FROM user_sessions")
+        assert len({p for (p,) in publics}) == sessions and all(len(p) >= 32 for (p,) in publics)
+        counts.append(len(statements))
+        _migrate(app, migrate_down, "base")
+        with app.app_context():
+            _db.engine.dispose()
+    assert counts[1] <= counts[0] + 2, counts
