@@ -407,3 +407,30 @@ def test_giving_sessions_public_ids_is_not_a_statement_a_session(scratch_uri):  
         with app.app_context():
             _db.engine.dispose()
     assert counts[1] <= counts[0] + 2, counts
+
+
+def test_a_user_name_whose_nfkc_key_outgrows_its_column_does_not_stop_the_upgrade(scratch_uri, capfd):  # noqa: F811
+    """c3e7a1d5f9b4 rekeys user names and addresses by NFKC_Casefold, which can make a key longer
+    ("㍿" is four letters): a name the previous rule let in at 145 characters gets a 165-character
+    key, which PostgreSQL refuses for a VARCHAR(150), and the whole `db upgrade` failed, leaving the
+    servers refusing to start on the old schema. Such a user keeps the old key and is named in a
+    warning, as one whose key another user has; everyone else is rekeyed."""
+    app = create_app(make_config(scratch_uri))
+    _migrate(app, migrate_up, "d7f3b9e1a5c8")
+    long_name = "a" * 140 + "㍿" * 5
+    for user_id, name, email in ((7, long_name, "x" * 300 + "㍿" * 5 + "@example.com"), (8, "ＢＯＢ", None)):
+        _run(app, "INSERT INTO users (id, subject, username, username_normalized, email, email_normalized, password_hash, "
+                  "password_version, password_changed_at, failed_attempts, locked_until, created_at) "
+                  "VALUES (:id, :sub, :name, :key, :email, :email_key, 'x', 1, 0, 0, 0, 0)",
+             id=user_id, sub=f"s{user_id}", name=name, key=name.casefold(), email=email,
+             email_key=email.casefold() if email else None)
+    capfd.readouterr()
+    _migrate(app, migrate_up, "c3e7a1d5f9b4")  # its log goes to stderr (alembic.ini's handlers)
+    warnings = [line.split("] ", 1)[1] for line in capfd.readouterr().err.splitlines() if line.startswith("WARN")]
+    assert _rows(app, "SELECT username_normalized FROM users ORDER BY id") == [(long_name.casefold(),), ("bob",)]
+    assert _rows(app, "SELECT email_normalized FROM users WHERE id = 7")[0][0] == ("x" * 300 + "㍿" * 5 + "@example.com")
+    assert [w.split(" stays ")[0] for w in warnings] == ["users.username_normalized of user id 7",
+                                                         "users.email_normalized of user id 7"]
+    with app.app_context():
+        from identity.extensions import db as _db
+        _db.engine.dispose()

@@ -5,7 +5,8 @@ letters, is one key with "café" and "alice" (login_names.normalize_login)
 Of two existing accounts whose keys become one, the one that has the key already (else the
 older) takes it; the other keeps its old key and is named in a warning: its user name now signs
 in as the first, and it signs in by its address. A user name whose key would have an @ (a
-full-width "＠") keeps its old key too, and is named: new user names may not have one.
+full-width "＠") keeps its old key too, and is named: new user names may not have one. So does a
+name or address whose key outgrows its column (NFKC makes "㍿" four letters): new ones may not.
 
 Revision ID: c3e7a1d5f9b4
 Revises: d7f3b9e1a5c8
@@ -29,6 +30,9 @@ log = logging.getLogger("alembic.runtime.migration")
 
 _USERS = sa.table("users", sa.column("id"), sa.column("username"), sa.column("username_normalized"),
                   sa.column("email"), sa.column("email_normalized"))
+
+
+_KEY_LENGTHS = {"username_normalized": 150, "email_normalized": 320}  # the columns' VARCHAR lengths
 
 
 def _nfkc_casefold(value: str) -> str:  # login_names.normalize_login as of this revision
@@ -55,6 +59,10 @@ def _rekey(key) -> None:
             if column == "username_normalized" and "@" in new:  # a full-width @: the key of an address
                 log.warning("users.%s of user id %s stays %r: %r would name an address; rename the user",
                             column, row.id, old, new)
+                continue
+            if len(new) > _KEY_LENGTHS[column]:  # "㍿" is four letters: not a key its column holds
+                log.warning("users.%s of user id %s stays %r: %r is longer than %s characters; rename the user",
+                            column, row.id, old, new, _KEY_LENGTHS[column])
                 continue
             if new in held:
                 log.warning("users.%s of user id %s stays %r: another user has %r; rename one of them",
