@@ -17,7 +17,7 @@ config = context.config
 fileConfig(config.config_file_name, disable_existing_loggers=False)  # keep the app's loggers
 logger = logging.getLogger('alembic.env')
 
-#: PostgreSQL advisory lock held by a migration run until it commits (any number; this one is "idty")
+#: PostgreSQL advisory lock held by a migration run until it ends (any number; this one is "idty")
 MIGRATION_LOCK_KEY = 0x69647479
 
 
@@ -105,8 +105,21 @@ def run_migrations_online():
         reason = (str(err.orig or err).strip().splitlines() or ["unknown"])[0]  # names host and port, no password
         raise click.ClickException(f"database unreachable: {reason}; check FLASK_SQLALCHEMY_DATABASE_URI") from None
 
-    sqlite = connection.dialect.name == "sqlite"
+    sqlite, postgresql = connection.dialect.name == "sqlite", connection.dialect.name == "postgresql"
+    if postgresql:
+        # Each migration commits on its own, so the locks it takes end with it: an index build's
+        # SHARE lock or an ADD COLUMN's ACCESS EXCLUSIVE one, held to the end of a run of many,
+        # stopped the servers still running from writing refresh tokens, or reading codes, for
+        # the whole upgrade (2.3 s at 2,000,000 refresh tokens from b9d4f6a8c2e1). A run that fails
+        # stops at the last migration that committed; `db upgrade` again goes on from there.
+        conf_args = {"transaction_per_migration": True, **conf_args}
     with connection:
+        if postgresql:
+            # one migration run at a time (instances deployed together each run `db upgrade` or a
+            # command that upgrades): the next one waits here, then finds the schema current. A
+            # session lock, held across the migrations' transactions until the run ends.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
         if sqlite:
             # A batch migration on SQLite copies a table, drops it and renames the copy. With foreign
             # keys on (as every connection has them: services/schema.py), dropping `users` deletes,
@@ -123,15 +136,15 @@ def run_migrations_online():
             )
 
             with context.begin_transaction():
-                if connection.dialect.name == "postgresql":
-                    # one migration run at a time (instances deployed together each run `db upgrade` or
-                    # a command that upgrades): the next one waits here, then finds the schema current
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 context.run_migrations()
         finally:
             if sqlite:
                 connection.rollback()
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+            if postgresql:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 connection.commit()
 
 
