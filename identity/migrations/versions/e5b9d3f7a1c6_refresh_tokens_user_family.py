@@ -22,7 +22,7 @@ LIVE = "consumed_at IS NULL AND revoked_at IS NULL"
 
 
 # Each builds its new index before it drops the old one. On PostgreSQL a DROP INDEX holds an ACCESS
-# EXCLUSIVE lock on the table until the upgrade commits: dropped first, every read of
+# EXCLUSIVE lock on the table until its transaction commits: dropped first, every read of
 # refresh_tokens by the servers still running waited for the whole build (2 s at 2,000,000
 # tokens); a build alone blocks their writes (SHARE), not their reads.
 
