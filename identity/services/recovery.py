@@ -78,8 +78,9 @@ def _unusable_for(row, user: User) -> str | None:
     return None if user.enabled else "disabled"
 
 
-def check_link(token: str | None, *, client_id: str | None = None) -> None:
-    """Raise InvalidLink (audited) unless `token` is a reset link that works now."""
+def check_link(token: str | None, *, client_id: str | None = None) -> str:
+    """Raise InvalidLink (audited) unless `token` is a reset link that works now; return the user
+    name of its account (the page names it for password managers)."""
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
         raise _refused(checked.reason, client_id=client_id)
@@ -87,7 +88,9 @@ def check_link(token: str | None, *, client_id: str | None = None) -> None:
     reason = _unusable_for(checked.row, user) if user is not None else None
     if reason is not None:
         raise _refused(reason, user_id=user.id, client_id=client_id)
+    username = user.username
     db.session.rollback()  # end the read
+    return username
 
 
 def reset_password(token: str | None, new_password: str, confirm_password: str, *,

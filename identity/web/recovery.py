@@ -72,10 +72,6 @@ def reset_password():
     errors: dict[str, list[str]] = {}
     if request.method == "GET":
         form.token.data = request.args.get("token", "")
-        try:
-            recovery.check_link(form.token.data, client_id=pending_client_id(return_url))
-        except InvalidLink as err:
-            return _invalid_link(err, return_url)
         return _reset_page(form, errors, return_url, 200)
     if form.validate_on_submit():
         try:
@@ -96,8 +92,15 @@ def reset_password():
 
 
 def _reset_page(form, errors, return_url, status):
+    """The form, under the account's user name for password managers; or, for a link that does not
+    work (now), the page that says so."""
+    try:
+        username = recovery.check_link(form.token.data, client_id=pending_client_id(return_url))
+    except InvalidLink as err:
+        return _invalid_link(err, return_url)
     page = render_template("account/reset_password.html", form=form, errors=errors, return_url=return_url,
-                           min_length=current_app.config["PASSWORD_MIN_LENGTH"], referrer_policy=NO_REFERRER)
+                           username=username, min_length=current_app.config["PASSWORD_MIN_LENGTH"],
+                           referrer_policy=NO_REFERRER)
     return _no_referrer(current_app.make_response((page, status)))
 
 

@@ -1,0 +1,51 @@
+"""The pages as assistive technology and password managers read them (the accessibility review):
+the account a new password belongs to, errors tied to their field and announced, the focus after
+an error, input types, and titles that tell the pages apart."""
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from conftest import csrf_token
+from test_recovery import ALICE_MAIL, NEW_PASSWORD, local, reset_link
+
+
+def _inputs(html: str, marker: str) -> list[str]:
+    return [tag for tag in re.findall(r"<input\b[^>]*>", html) if marker in tag]
+
+
+def _reset_form(html: str) -> str:
+    return re.search(r'<form class="form" method="post">(.*?)</form>', html, re.DOTALL).group(1)
+
+
+# --- the reset page names its account, as the change-password page does -----------------------
+
+
+def _assert_names_alice(html: str) -> None:
+    fields = _inputs(html, 'autocomplete="username"')
+    assert len(fields) == 1, f"no user name for password managers on the reset page: {fields}"
+    field = fields[0]
+    assert 'value="alice"' in field and "readonly" in field
+    assert "name=" not in field, "never posted: the link names the account"
+    form = _reset_form(html)
+    assert field in form and form.index(field) < form.index('autocomplete="new-password"')
+
+
+def test_the_reset_page_names_the_account_for_password_managers(app, client, seeded, mail):
+    link = reset_link(app, client, mail)
+
+    page = client.get(local(link))
+
+    assert page.status_code == 200
+    _assert_names_alice(page.get_data(as_text=True))
+
+
+def test_the_reset_page_shown_again_after_a_refused_password_still_names_it(app, client, seeded, mail):
+    link = reset_link(app, client, mail)
+    html = client.get(local(link)).get_data(as_text=True)
+    token = parse_qs(urlsplit(link).query)["token"][0]
+
+    refused = client.post(local(link), data={"csrf_token": csrf_token(html), "token": token,
+                                             "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD + "x"})
+
+    assert refused.status_code == 400
+    _assert_names_alice(refused.get_data(as_text=True))
