@@ -1,0 +1,80 @@
+"""The pages after a refused form, as a keyboard or screen-reader user meets them in real Chromium:
+the focus is on the first field in error, whose accessible description carries the error."""
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NEW_PASSWORD = "orchid-lantern-basalt-7312"
+
+# the focused element once the page's autofocus has run (it runs after load, in a rendering step)
+_FOCUSED = """async () => {
+  for (let i = 0; i < 20 && document.activeElement === document.body; i++) await new Promise(r => setTimeout(r, 50));
+  const el = document.activeElement;
+  const described = (el.getAttribute('aria-describedby') || '').split(/\\s+/).filter(Boolean)
+    .map(id => (document.getElementById(id) || {}).textContent || '').join(' ');
+  return {id: el.id || el.tagName, invalid: el.getAttribute('aria-invalid'), described: described.replace(/\\s+/g, ' ')};
+}"""
+
+
+def focused(ui) -> dict:
+    return ui.page.evaluate(_FOCUSED)
+
+
+def assert_focus_on_error(ui, field_id: str, words: str) -> None:
+    now = focused(ui)
+    assert now["id"] == field_id, f"after the refused form the focus is on {now['id']}, not the field in error {field_id}"
+    assert now["invalid"] == "true" and words in now["described"], now
+
+
+def sign_in_alice(ui, seeded):
+    user = seeded["users"][0]
+    assert ui.sign_in(user["username"], user["password"]).status == 302
+
+
+@pytest.mark.parametrize("app_config", [{"REGISTRATION_ENABLED": True}])
+def test_register_focuses_the_field_in_error_not_the_user_name(ui, seeded):
+    ui.goto("/account/register")
+    ui.page.get_by_label("User name").fill("carol")
+    ui.page.get_by_label("Email address").fill("not-an-address")
+    ui.page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
+    ui.page.get_by_label("Confirm password").fill(NEW_PASSWORD)
+    assert ui.submit_and_catch_post().status == 400
+
+    assert_focus_on_error(ui, "email", "Error:")
+    assert ui.page.get_by_label("User name").input_value() == "carol"
+
+
+def test_reset_focuses_the_confirmation_in_error(ui, seeded, mail):
+    user = seeded["users"][0]
+    ui.goto("/account/forgot-password")
+    ui.page.get_by_label("User name or email").fill(user["username"])
+    ui.submit_and_catch_post()
+    ui.goto(mail.link(mail.wait_for(to=user["email"])))
+    ui.page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    ui.page.get_by_label("Confirm new password").fill(NEW_PASSWORD + "x")
+    assert ui.submit_and_catch_post().status == 400
+
+    assert_focus_on_error(ui, "confirm_password", "does not match")
+
+
+def test_password_page_focuses_the_wrong_current_password(ui, seeded):
+    sign_in_alice(ui, seeded)
+    ui.goto("/account/password")
+    ui.page.get_by_label("Current password").fill("not-my-password-at-all")
+    ui.page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    ui.page.get_by_label("Confirm new password").fill(NEW_PASSWORD)
+    assert ui.submit_and_catch_post().status == 400
+
+    assert_focus_on_error(ui, "current_password", "Error:")
+
+
+def test_email_page_focuses_the_wrong_current_password_and_keeps_the_address(ui, seeded):
+    sign_in_alice(ui, seeded)
+    ui.goto("/account/email")
+    ui.page.get_by_label("New email address").fill("alice.new@example.com")
+    ui.page.get_by_label("Current password").fill("not-my-password-at-all")
+    assert ui.submit_and_catch_post("main form:has(input[name=change-email]) button").status == 400
+
+    assert_focus_on_error(ui, "change-current_password", "Error:")
+    assert ui.page.get_by_label("New email address").input_value() == "alice.new@example.com"
