@@ -6,6 +6,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 from conftest import csrf_token
+from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401
 from test_recovery import ALICE_MAIL, NEW_PASSWORD, local, reset_link
 
 
@@ -49,3 +50,34 @@ def test_the_reset_page_shown_again_after_a_refused_password_still_names_it(app,
 
     assert refused.status_code == 400
     _assert_names_alice(refused.get_data(as_text=True))
+
+
+# --- the second step's error belongs to its one field ---------------------------------------------
+
+
+def _input(html: str, name: str) -> str:
+    fields = _inputs(html, f'name="{name}"')
+    assert len(fields) == 1, fields
+    return fields[0]
+
+
+def _described_by(html: str, field: str) -> str:
+    ids = re.search(r'aria-describedby="([^"]*)"', field)
+    assert ids, f"the field is described by nothing: {field}"
+    texts = [re.search(rf'<[^>]+id="{i}"[^>]*>(.*?)</(?:ul|p|div)>', html, re.DOTALL) for i in ids.group(1).split()]
+    return " ".join(re.sub(r"<[^>]+>|\s+", " ", t.group(1)) for t in texts if t)
+
+
+def test_a_wrong_code_on_the_second_step_is_tied_to_the_code_field(app, client, seeded, step_clock):
+    secret, _ = enrol_user(app)
+    assert password_step(client).status_code == 302
+    wrong = "000000" if code_at(secret) != "000000" else "111111"
+
+    response = second_step(client, wrong)
+
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    field = _input(html, "code")
+    assert 'aria-invalid="true"' in field, f"the code field is not marked invalid: {field}"
+    assert "not right" in _described_by(html, field)
+    assert 'role="alert"' in html  # and still announced

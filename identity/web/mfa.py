@@ -47,7 +47,7 @@ def second_step():
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
     pending, user = found
     form = SecondFactorForm()
-    error = None
+    error = code_error = None
     codes = mfa.has_totp(user.id)  # else the factor is a passkey, which no code stands for
     if not codes and request.method == "POST":
         error = PASSKEY_STEP  # not counted toward the lockout: no code could be right
@@ -58,7 +58,7 @@ def second_step():
         if result.user is not None:
             principal = sign_in(result, remember=pending.get("remember", False))
             return _after_sign_in(principal, return_url)
-        error = CODE_FAILED
+        error = code_error = CODE_FAILED  # announced above the form, and tied to its field
     elif form.errors.get("csrf_token"):
         error = "The form expired. Please try again."
     elif request.method == "POST":
@@ -66,8 +66,8 @@ def second_step():
     client_name, redirect_uri = pending_client(return_url)
     allow_form_target(redirect_uri)  # the post ends at the client after the redirects
     status = 200 if error is None else 400
-    return render_template("account/login_mfa.html", form=form, error=error, client_name=client_name,
-                           return_url=return_url, codes=codes), status
+    return render_template("account/login_mfa.html", form=form, error=error, code_error=code_error,
+                           client_name=client_name, return_url=return_url, codes=codes), status
 
 
 @bp.route("/mfa", methods=["GET", "POST"])
