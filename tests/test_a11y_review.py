@@ -81,3 +81,30 @@ def test_a_wrong_code_on_the_second_step_is_tied_to_the_code_field(app, client, 
     assert 'aria-invalid="true"' in field, f"the code field is not marked invalid: {field}"
     assert "not right" in _described_by(html, field)
     assert 'role="alert"' in html  # and still announced
+
+
+# --- pages that differ have titles that differ -----------------------------------------------
+
+
+def _title(html: str) -> str:
+    return re.search(r"<title>(.*?)</title>", html, re.DOTALL).group(1).strip()
+
+
+def test_the_factors_page_and_the_second_step_have_different_titles(app, client, seeded, step_clock):
+    from actions import AuthActions
+
+    assert AuthActions(client).login().status_code == 302
+    factors = _title(client.get("/account/mfa").get_data(as_text=True))
+    client.post("/account/logout", data={"csrf_token": csrf_token(client.get("/account/logout").get_data(as_text=True))})
+    enrol_user(app)
+    assert password_step(client).status_code == 302
+    step = _title(client.get("/account/login/mfa").get_data(as_text=True))
+
+    assert factors != step, f"the settings page and the sign-in step are both titled {step!r}"
+
+
+def test_the_two_broken_link_pages_have_different_titles(client, seeded):
+    verify = _title(client.get("/account/verify-email?token=nope").get_data(as_text=True))
+    reset = _title(client.get("/account/reset-password?token=nope").get_data(as_text=True))
+
+    assert verify != reset, f"a broken confirmation link and a broken reset link are both titled {reset!r}"
