@@ -5,6 +5,8 @@ an error, input types, and titles that tell the pages apart."""
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from conftest import csrf_token
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401
 from test_recovery import ALICE_MAIL, NEW_PASSWORD, local, reset_link
@@ -108,3 +110,23 @@ def test_the_two_broken_link_pages_have_different_titles(client, seeded):
     reset = _title(client.get("/account/reset-password?token=nope").get_data(as_text=True))
 
     assert verify != reset, f"a broken confirmation link and a broken reset link are both titled {reset!r}"
+
+
+# --- a phone shows the keyboard the field needs -------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"REGISTRATION_ENABLED": True}])
+def test_address_fields_ask_for_an_email_keyboard_and_the_setup_code_for_digits(app, client, seeded):
+    from actions import AuthActions
+    from mfa_actions import post_mfa
+
+    register = client.get("/account/register").get_data(as_text=True)
+    assert 'inputmode="email"' in _input(register, "email"), _input(register, "email")
+
+    assert AuthActions(client).login().status_code == 302
+    change = client.get("/account/email").get_data(as_text=True)
+    assert 'inputmode="email"' in _input(change, "change-email"), _input(change, "change-email")
+
+    setup = post_mfa(client, "start").get_data(as_text=True)
+    code = _input(setup, "code")
+    assert 'inputmode="numeric"' in code and 'autocomplete="one-time-code"' in code, code
