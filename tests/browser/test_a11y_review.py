@@ -78,3 +78,38 @@ def test_email_page_focuses_the_wrong_current_password_and_keeps_the_address(ui,
 
     assert_focus_on_error(ui, "change-current_password", "Error:")
     assert ui.page.get_by_label("New email address").input_value() == "alice.new@example.com"
+
+
+# --- at 320 px (WCAG 1.4.10) a long client or scope name wraps, the page does not scroll sideways ---
+
+LONG_NAMES = {
+    "api_scopes": [{"name": "https://api.example.com/scopes/orders.read-write-all",
+                    "display_name": "Lesen-und-Schreiben-aller-Bestellungen"}],
+    "clients": [{"client_id": "kundenportal", "client_name": "Kundenbeziehungsmanagementportal",
+                 "client_secrets": ["kundenportal-secret-0123456789"], "allowed_grant_types": ["authorization_code"],
+                 "redirect_uris": ["http://127.0.0.1:8080/callback"], "require_consent": True, "require_pkce": False,
+                 "allowed_scopes": ["openid", "profile", "https://api.example.com/scopes/orders.read-write-all"]}],
+    "users": [],
+}
+LONG_AUTHORIZE = ("/connect/authorize?client_id=kundenportal&response_type=code&state=s1"
+                  "&scope=openid%20profile%20https%3A%2F%2Fapi.example.com%2Fscopes%2Forders.read-write-all"
+                  "&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback")
+
+
+def test_a_long_client_and_scope_name_fit_320_px(ui, seeded, app):
+    import json
+
+    from identity.services.seed import apply_seed, load_seed
+
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(LONG_NAMES)))
+    ui.page.set_viewport_size({"width": 320, "height": 640})
+    user = seeded["users"][0]
+
+    ui.goto(LONG_AUTHORIZE)
+    assert ui.page.get_by_text("Kundenbeziehungsmanagementportal").is_visible()
+    ui.assert_fits_width()
+    ui.fill_sign_in(user["username"], user["password"])
+    ui.submit()
+    assert ui.page.get_by_role("heading", name="Kundenbeziehungsmanagementportal wants to access your account").is_visible()
+    ui.assert_fits_width()
