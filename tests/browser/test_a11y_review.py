@@ -1,5 +1,8 @@
-"""The pages after a refused form, as a keyboard or screen-reader user meets them in real Chromium:
-the focus is on the first field in error, whose accessible description carries the error."""
+"""The pages as a keyboard, screen-reader or phone user meets them in real Chromium: after a refused
+form the focus is on the first field in error, whose accessible description carries the error; at
+320 px nothing scrolls sideways; a text field's edge is visible enough to find it."""
+
+import re
 
 import pytest
 
@@ -113,3 +116,36 @@ def test_a_long_client_and_scope_name_fit_320_px(ui, seeded, app):
     ui.submit()
     assert ui.page.get_by_role("heading", name="Kundenbeziehungsmanagementportal wants to access your account").is_visible()
     ui.assert_fits_width()
+
+
+# --- a text field's edge, the only thing that shows it is a field, has 3:1 contrast (WCAG 1.4.11) ---
+
+_EDGE = """() => {
+  const input = document.querySelector('#password');  // not the autofocused one: focus colours the border
+  let el = input.parentElement, bg = 'rgba(0, 0, 0, 0)';
+  while (el && (bg = getComputedStyle(el).backgroundColor) === 'rgba(0, 0, 0, 0)') el = el.parentElement;
+  return {border: getComputedStyle(input).borderTopColor, fill: getComputedStyle(input).backgroundColor, around: bg};
+}"""
+
+
+def _luminance(css: str) -> float:
+    red, green, blue = (int(part) / 255 for part in re.findall(r"\d+", css)[:3])
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (red, green, blue)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_text_fields_border_stands_out_from_the_card(ui, seeded, scheme):
+    ui.page.emulate_media(color_scheme=scheme)
+    ui.goto("/account/login")
+
+    colours = ui.page.evaluate(_EDGE)
+
+    assert colours["fill"] == colours["around"], colours  # the border alone marks the field out
+    ratio = contrast(colours["border"], colours["around"])
+    assert ratio >= 3, f"{scheme}: the field's border has {ratio:.2f}:1 against the card {colours}"
