@@ -149,3 +149,29 @@ def test_a_text_fields_border_stands_out_from_the_card(ui, seeded, scheme):
     assert colours["fill"] == colours["around"], colours  # the border alone marks the field out
     ratio = contrast(colours["border"], colours["around"])
     assert ratio >= 3, f"{scheme}: the field's border has {ratio:.2f}:1 against the card {colours}"
+
+
+# --- on a phone the nav shows short labels: each is a part of the link's name (WCAG 2.5.3) ---------
+
+_NAV_LABELS = """() => [...document.querySelectorAll('.nav a')].map(a => {
+  const short = a.querySelector('.nav__short');
+  const shown = short && getComputedStyle(short).display !== 'none' ? short.innerText : a.innerText;
+  const name = [...a.childNodes].filter(n => !(n.nodeType === 1 && n.getAttribute('aria-hidden') === 'true'))
+    .map(n => n.textContent).join('');
+  return {shown: shown.trim(), name: name.trim()};
+})"""
+
+
+def test_the_phones_short_nav_labels_are_in_the_links_names(ui, seeded):
+    ui.page.set_viewport_size({"width": 375, "height": 740})
+    sign_in_alice(ui, seeded)
+    ui.goto("/diagnostics")
+
+    labels = ui.page.evaluate(_NAV_LABELS)
+
+    assert any(label["shown"] != label["name"] for label in labels), labels  # the short labels are on
+    for label in labels:
+        assert label["shown"].lower() in label["name"].lower(), \
+            f"a voice user saying {label['shown']!r} does not reach the link named {label['name']!r}"
+    ui.page.get_by_role("link", name="Access").click()  # as speech input finds it
+    ui.page.wait_for_url(ui.url("/account/grants"))
