@@ -130,3 +130,24 @@ def test_address_fields_ask_for_an_email_keyboard_and_the_setup_code_for_digits(
     setup = post_mfa(client, "start").get_data(as_text=True)
     code = _input(setup, "code")
     assert 'inputmode="numeric"' in code and 'autocomplete="one-time-code"' in code, code
+
+
+# --- a second step that ran out of time says so -----------------------------------------------------
+
+
+def test_a_code_sent_after_the_second_step_expired_is_told_why_it_is_back_at_sign_in(app, client, seeded, step_clock):
+    import time
+
+    secret, _ = enrol_user(app)
+    assert password_step(client).status_code == 302
+    page = client.get("/account/login/mfa").get_data(as_text=True)
+    app.config["MFA_PENDING_SECONDS"] = 1
+    time.sleep(2.1)
+
+    response = client.post("/account/login/mfa", data={"csrf_token": csrf_token(page), "code": code_at(secret)},
+                           follow_redirects=True)
+
+    html = response.get_data(as_text=True)
+    assert response.request.path == "/account/login"
+    assert 'role="status"' in html and "sign in again" in html.lower(), \
+        "the sign-in page comes back with no word on why the code was not taken"

@@ -2,7 +2,7 @@
 
 import hashlib
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import drop_pending, pending_sign_in, sign_in
@@ -12,7 +12,7 @@ from .forms import ConfirmForm, RegenerateCodesForm, RemoveFactorForm, SecondFac
 from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
-from .second_factor import NEEDS_CODE, NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN
+from .second_factor import NEEDS_CODE, NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN, STEP_ENDED
 from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
@@ -43,6 +43,8 @@ def second_step():
     return_url = _return_url()
     found = pending_sign_in()
     if found is None:  # never started, finished, or expired: start again from the password
+        if request.method == "POST":  # a code typed on a page that outlived its sign-in: say why
+            flash(STEP_ENDED, "info")
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
     pending, user = found

@@ -21,7 +21,7 @@ from ..config.issuer import issuer
 from ..services import mfa, passkeys
 from .account import _after_sign_in, _return_url
 from .errors import render_error
-from .second_factor import NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN
+from .second_factor import NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN, STEP_ENDED
 from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("passkeys", __name__, url_prefix="/account")
@@ -217,6 +217,7 @@ def second_step():
     return_url = _return_url()
     found = pending_sign_in()
     if found is None:  # never started, finished, or expired: start again from the password
+        flash(STEP_ENDED, "info")
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
     pending, user = found

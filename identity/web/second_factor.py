@@ -6,6 +6,8 @@ NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
 NEEDS_SIGN_IN = "Sign out and sign in again with your second factor first: your sign-in did not use it recently."
 NEEDS_RECENT_SIGN_IN = ("Sign out and sign in again first: a sign-in method is added only within a few minutes of "
                         "signing in.")
+#: flashed on the sign-in page when a second step is posted after its half-signed-in state ended
+STEP_ENDED = "The sign-in waited too long for its second step, or ended already. Sign in again."
 NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again with your passkey, then come back here."
 
 
