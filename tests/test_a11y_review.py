@@ -151,3 +151,20 @@ def test_a_code_sent_after_the_second_step_expired_is_told_why_it_is_back_at_sig
     assert response.request.path == "/account/login"
     assert 'role="status"' in html and "sign in again" in html.lower(), \
         "the sign-in page comes back with no word on why the code was not taken"
+
+
+# --- the address page tells password managers whose password it asks for -------------------------
+
+
+def test_the_email_page_names_the_account_before_its_password_field(client, seeded):
+    from actions import AuthActions
+
+    assert AuthActions(client).login().status_code == 302
+
+    html = client.get("/account/email").get_data(as_text=True)
+
+    form = re.search(r'<form class="form" method="post">((?:(?!</form>).)*name="change-email".*?)</form>', html, re.DOTALL).group(1)
+    fields = _inputs(form, 'autocomplete="username"')
+    assert len(fields) == 1, "the new address is the only text field before the password: a password manager takes it for the user name"
+    assert 'value="alice"' in fields[0] and "name=" not in fields[0] and "readonly" in fields[0]
+    assert form.index(fields[0]) < form.index('autocomplete="current-password"')
