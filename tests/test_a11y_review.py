@@ -168,3 +168,18 @@ def test_the_email_page_names_the_account_before_its_password_field(client, seed
     assert len(fields) == 1, "the new address is the only text field before the password: a password manager takes it for the user name"
     assert 'value="alice"' in fields[0] and "name=" not in fields[0] and "readonly" in fields[0]
     assert form.index(fields[0]) < form.index('autocomplete="current-password"')
+
+
+# --- an expired form's page leads back to the form, not to a reload that posts it again ------------
+
+
+def test_an_expired_sign_in_form_leads_back_to_the_form_with_its_request(client, seeded):
+    url = "/account/login?returnUrl=%2Fconnect%2Fauthorize%3Fclient_id%3Dspa"
+    client.get(url)
+
+    refused = client.post(url, data={"csrf_token": "expired", "username": "alice", "password": "x"})
+
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "form expired" in html
+    assert "Reload the page" not in html, "a reload posts the expired form again: the same page"
+    assert f'href="{url}"' in html, "no way back to the form and its pending request but the home page"

@@ -18,7 +18,7 @@ OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "in
                          503: "temporarily_unavailable"}
 
 
-def render_error(status: int, title: str, detail: str, headers: dict | None = None):
+def render_error(status: int, title: str, detail: str, headers: dict | None = None, form_url: str | None = None):
     render = renderer_for(request.path)  # a part's own shape (identity/plumbing/error_renderers.py)
     if render is not None:
         response = render(status, title, detail)
@@ -27,7 +27,8 @@ def render_error(status: int, title: str, detail: str, headers: dict | None = No
         response.status_code = status
         response.headers["Cache-Control"] = "no-store"
     else:
-        response = current_app.make_response((render_template("error.html", status=status, title=title, detail=detail), status))
+        response = current_app.make_response((render_template("error.html", status=status, title=title, detail=detail,
+                                                                     form_url=form_url), status))
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -39,7 +40,21 @@ def _http_error(err: HTTPException):
         headers["Allow"] = ", ".join(err.valid_methods)
     if err.code == 429:
         headers["Retry-After"] = str(_retry_after(err))
-    return render_error(err.code or 500, err.name, _describe(err), headers)
+    form_url = _form_page() if _refused_form(err) else None
+    return render_error(err.code or 500, err.name, _describe(err, form_url), headers, form_url=form_url)
+
+
+def _refused_form(err: HTTPException) -> bool:
+    return err.code == 400 and "CSRF" in (err.description or "")
+
+
+def _form_page() -> str | None:
+    """Where a form refused for its CSRF token can be opened again: the pages' forms post back to
+    the page that shows them (the query, a pending request, included); None for a post-only action."""
+    rule = request.url_rule
+    if rule is None or "GET" not in (rule.methods or ()):
+        return None
+    return request.script_root + request.full_path.rstrip("?")
 
 
 def _retry_after(err: HTTPException) -> int:
@@ -58,15 +73,17 @@ def _retry_after(err: HTTPException) -> int:
         return 60
 
 
-def _describe(err: HTTPException) -> str:
+def _describe(err: HTTPException, form_url: str | None = None) -> str:
     if err.code == 404:
         return "There is nothing at this address."
     if err.code == 413:
         return "The request body is too large."
     if err.code == 429:
         return "Too many requests; try again later."
-    if err.code == 400 and "CSRF" in (err.description or ""):
-        return "The form expired or was not sent from this site. Reload the page and try again."
+    if _refused_form(err):  # a reload would post the same form, and its token, again
+        if form_url:
+            return "The form expired or was not sent from this site. Open it again, then send it."
+        return "The form expired or was not sent from this site. Go back, reload that page and try again."
     return err.description or err.name
 
 
