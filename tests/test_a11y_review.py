@@ -183,3 +183,21 @@ def test_an_expired_sign_in_form_leads_back_to_the_form_with_its_request(client,
     assert refused.status_code == 400 and "form expired" in html
     assert "Reload the page" not in html, "a reload posts the expired form again: the same page"
     assert f'href="{url}"' in html, "no way back to the form and its pending request but the home page"
+
+
+# --- a refused sign-in is tied to the password field, where the focus lands -------------------------
+
+
+def test_a_refused_sign_in_is_tied_to_the_password_field(client, seeded):
+    html = client.get("/account/login").get_data(as_text=True)
+
+    refused = client.post("/account/login", data={"csrf_token": csrf_token(html), "username": "alice",
+                                                   "password": "not-her-password"})
+
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    field = _input(page, "password")
+    assert "autofocus" in field  # where a screen reader arrives, with the user name kept
+    assert 'aria-invalid="true"' in field, f"the password field is not marked invalid: {field}"
+    assert "incorrect" in _described_by(page, field)
+    assert 'value="alice"' in _input(page, "username")

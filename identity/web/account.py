@@ -43,7 +43,7 @@ def login():
         if result.user is not None:
             principal = sign_in(result, remember=form.remember.data)
             return _after_sign_in(principal, return_url)
-        error = SIGN_IN_FAILED
+        error = SIGN_IN_FAILED  # announced above the form, and tied to the password field (focused)
     elif request.method == "POST" and not form.errors.get("csrf_token"):
         error = "Enter your user name and password."
     elif form.errors.get("csrf_token"):
@@ -52,7 +52,7 @@ def login():
     allow_form_target(redirect_uri)  # the sign-in post ends at the client after the redirects
     status = 200 if error is None else 400
     return render_template("account/login.html", form=form, error=error, client_name=client_name,
-                           return_url=return_url), status
+                           password_error=error if error == SIGN_IN_FAILED else None, return_url=return_url), status
 
 
 def _after_sign_in(principal, return_url: str | None):
