@@ -201,3 +201,20 @@ def test_a_refused_sign_in_is_tied_to_the_password_field(client, seeded):
     assert 'aria-invalid="true"' in field, f"the password field is not marked invalid: {field}"
     assert "incorrect" in _described_by(page, field)
     assert 'value="alice"' in _input(page, "username")
+
+
+# --- adding a passkey is said on the page the script reloads, as removing one is ---------------------
+
+
+def test_the_factors_page_says_a_passkey_was_added(client, seeded):
+    from actions import AuthActions
+    from test_passkeys_web import register_over_http
+    from webauthn_keys import SoftKey
+
+    AuthActions(client).login()
+    assert register_over_http(client, SoftKey(), name="Laptop").status_code == 201
+
+    page = client.get("/account/mfa").get_data(as_text=True)  # passkeys.js reloads it
+
+    status = re.search(r'<div class="alert alert--success" role="status">(.*?)</div>\s*</div>', page, re.DOTALL)
+    assert status and "Laptop" in status.group(1), "the page reloads with the new passkey in its list and no word that it was added"

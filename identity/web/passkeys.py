@@ -110,6 +110,7 @@ def register():
                                     str(body.get("name") or ""))
     except PasskeyRefused as err:
         return jsonify(error=str(err)), 400
+    flash(f"Passkey added: {passkey.name}.", "success")  # on the page passkeys.js reloads, as a removal says so
     return jsonify(id=passkey.id, name=passkey.name), 201
 
 
