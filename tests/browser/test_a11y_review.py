@@ -175,3 +175,22 @@ def test_the_phones_short_nav_labels_are_in_the_links_names(ui, seeded):
             f"a voice user saying {label['shown']!r} does not reach the link named {label['name']!r}"
     ui.page.get_by_role("link", name="Access").click()  # as speech input finds it
     ui.page.wait_for_url(ui.url("/account/grants"))
+
+
+# --- the claims table, wider than a phone, scrolls from the keyboard too (WCAG 2.1.1) -------------
+
+
+def test_the_claims_tables_scroller_takes_the_keyboard_focus_at_320_px(ui, seeded):
+    ui.page.set_viewport_size({"width": 320, "height": 640})
+    sign_in_alice(ui, seeded)
+    ui.goto("/diagnostics")
+    wrap = ui.page.locator(".table-wrap")
+
+    assert wrap.evaluate("el => el.scrollWidth > el.clientWidth"), "the table fits: nothing to scroll"
+    assert wrap.get_attribute("tabindex") == "0", "a scroller only a mouse or a finger can move (Safari gives it no focus)"
+    assert ui.page.get_by_role("region", name="Claims about you").count() == 1
+    wrap.focus()
+    for _ in range(3):
+        ui.page.keyboard.press("ArrowRight")
+    ui.page.wait_for_timeout(300)  # smooth scrolling
+    assert wrap.evaluate("el => el.scrollLeft") > 0
