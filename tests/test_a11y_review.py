@@ -218,3 +218,19 @@ def test_the_factors_page_says_a_passkey_was_added(client, seeded):
 
     status = re.search(r'<div class="alert alert--success" role="status">(.*?)</div>\s*</div>', page, re.DOTALL)
     assert status and "Laptop" in status.group(1), "the page reloads with the new passkey in its list and no word that it was added"
+
+
+# --- the setup code's field, where the focus lands, says where the key is -----------------------------
+
+
+def test_the_setup_code_field_is_described_by_where_the_key_is(client, seeded):
+    from actions import AuthActions
+    from mfa_actions import post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+
+    html = post_mfa(client, "start").get_data(as_text=True)
+
+    field = _input(html, "code")
+    assert "autofocus" in field  # the focus skips the QR code, the key and the instructions above it
+    assert "key" in _described_by(html, field), f"the field says nothing of the key it needs: {field}"
