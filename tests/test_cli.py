@@ -320,6 +320,26 @@ def test_users_remove(app, runner, seeded):
     assert runner.invoke(args=["users", "remove", "alice"]).exit_code == 1
 
 
+def test_a_removed_users_id_is_never_given_to_another(app, runner):
+    """The audit log names users by their row id and keeps their events after `users remove`
+    (AUDIT_RETENTION_DAYS). On SQLite a table without AUTOINCREMENT gives the next row the
+    largest id plus one: the user added after the newest user was removed took that one's id, and
+    `audit tail` showed the removed user's sign-ins and password changes as the new user's."""
+    assert add_user(runner, "bob").exit_code == 0
+    bob = one(app, User, username="bob")
+    assert runner.invoke(args=["users", "set-password", "bob"], input=NEW_PASSWORD + "\n").exit_code == 0
+    assert runner.invoke(args=["users", "remove", "bob"]).exit_code == 0
+
+    assert add_user(runner, "carol").exit_code == 0
+
+    carol = one(app, User, username="carol")
+    assert carol.id != bob.id
+    with app.app_context():
+        carols = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == carol.id)).all()
+        bobs = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == bob.id)).all()
+    assert carols == [] and len(bobs) == 1, (carols, bobs)  # bob's password set, still his alone
+
+
 def test_users_set_password(app, runner, seeded):
     before = one(app, User, username="alice")
 

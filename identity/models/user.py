@@ -9,6 +9,9 @@ class User(db.Model):
     disable: what was issued under an older one (access tokens' `pwv`) is refused."""
 
     __tablename__ = "users"
+    # SQLite's AUTOINCREMENT: a removed user's id is never given to another (the audit log keeps
+    # naming users by it); without it, the next row took the largest id plus one
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(String(64), unique=True)  # the `sub` claim; random, not the row id
