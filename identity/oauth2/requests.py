@@ -26,6 +26,18 @@ def is_form_post(environ) -> bool:
     return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() == FORM_TYPE
 
 
+def has_other_body(environ) -> bool:
+    """Whether the request has a body, or names a media type, that is not form-urlencoded (RFC 6749
+    sections 3.2, 4.1.3: the token endpoint's parameters are; RFC 7009, RFC 7662 likewise).
+    Werkzeug would parse a multipart body, where `password=` is an empty password, not an omitted
+    one (section 3.1), and a JSON body's parameters would be silently missing. A bodiless POST
+    (its parameters in the query) has no media type to refuse."""
+    if is_form_post(environ):
+        return False
+    return (bool(environ.get("CONTENT_TYPE", "").strip()) or environ.get("CONTENT_LENGTH", "") not in ("", "0")
+            or "HTTP_TRANSFER_ENCODING" in environ)
+
+
 class FormPayload(OAuth2Payload):
     def __init__(self, data):
         self._data = data

@@ -20,7 +20,7 @@ from .client_auth import authenticate_client
 from .context import grant_context
 from .error_text import install as install_safe_error_text
 from .parameters import request_parameter_error
-from .requests import FormRequest, is_form_post
+from .requests import FORM_TYPE, FormRequest, has_other_body, is_form_post
 from .grant_types import (
     ALL_AUTH_METHODS,
     SECRET_AUTH_METHODS,
@@ -144,7 +144,10 @@ class Server(AuthorizationServer):
 
     def checked_request(self, request):
         """(the OAuth2 request, None), or (None, the error that answers it): a request over plain
-        HTTP (Authlib refuses to build one), or one whose parameters are refused as such."""
+        HTTP (Authlib refuses to build one), a body that is not form-urlencoded, or one whose
+        parameters are refused as such."""
+        if not isinstance(request, OAuth2Request) and has_other_body(flask_request.environ):
+            return None, InvalidRequestError(f"send the parameters as {FORM_TYPE}")
         try:
             request = self.create_oauth2_request(request)
         except InsecureTransportError as error:

@@ -1,0 +1,66 @@
+"""The HTTP semantics review: methods, statuses, media types and cache headers of the
+protocol endpoints, the local API and the pages, as a client or a shared cache sees them."""
+
+import base64
+
+import pytest
+from sqlalchemy import select
+
+from conftest import BOB_PASSWORD
+from identity.extensions import db
+from identity.models import User
+
+LEGACY = {"Authorization": "Basic " + base64.b64encode(b"legacy:legacy-secret-0123456789").decode()}
+
+
+def failed_attempts(app, username="bob") -> int:
+    with app.app_context():
+        return db.session.scalar(select(User.failed_attempts).where(User.username == username))
+
+
+# --- the token, revocation and introspection endpoints take form-urlencoded bodies only ---------
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "application/json", "text/plain"])
+def test_password_grant_in_another_body_is_invalid_request_and_no_failed_sign_in(app, client, flow_clients, content_type):
+    """RFC 6749 section 4.3.2: the parameters are form-urlencoded. A multipart body reached the
+    grant through werkzeug's parser, where `password=` is an empty password, not an omitted one:
+    a failed sign-in that counted toward bob's lockout (docs/endpoints.md says it is none)."""
+    fields = {"grant_type": "password", "username": "bob", "password": "", "scope": "openid"}
+    if content_type == "multipart/form-data":
+        response = client.post("/connect/token", data=fields, headers=LEGACY, content_type=content_type)
+    else:
+        response = client.post("/connect/token", data="grant_type=password&username=bob&password=&scope=openid",
+                               headers=LEGACY, content_type=content_type)
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["error"] == "invalid_request"
+    assert "application/x-www-form-urlencoded" in body["error_description"]
+    assert failed_attempts(app) == 0
+
+
+def test_password_grant_in_multipart_issues_no_token(app, client, flow_clients):
+    fields = {"grant_type": "password", "username": "bob", "password": BOB_PASSWORD, "scope": "openid"}
+    response = client.post("/connect/token", data=fields, headers=LEGACY, content_type="multipart/form-data")
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+    assert "access_token" not in response.get_json()
+
+
+@pytest.mark.parametrize("path", ["/connect/revocation", "/connect/introspect"])
+def test_revocation_and_introspection_name_the_media_type(client, flow_clients, path):
+    response = client.post(path, json={"token": "something"}, headers=LEGACY)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert "application/x-www-form-urlencoded" in response.get_json()["error_description"]
+
+
+def test_form_bodies_with_a_charset_and_bodiless_posts_are_still_read(client, flow_clients):
+    """A charset parameter is the same media type; a POST with no body at all has no media type to refuse."""
+    form = client.post("/connect/token", data=f"grant_type=password&username=bob&password={BOB_PASSWORD}&scope=openid",
+                       headers=LEGACY, content_type="application/x-www-form-urlencoded; charset=UTF-8")
+    assert form.status_code == 200, form.get_json()
+    bare = client.post("/connect/token", headers=LEGACY)
+    assert bare.status_code == 400
+    assert bare.get_json() == {"error": "invalid_request", "error_description": "grant_type is required"}
