@@ -64,3 +64,66 @@ def test_form_bodies_with_a_charset_and_bodiless_posts_are_still_read(client, fl
     bare = client.post("/connect/token", headers=LEGACY)
     assert bare.status_code == 400
     assert bare.get_json() == {"error": "invalid_request", "error_description": "grant_type is required"}
+
+
+# --- a response parameter appears once, even where the registered URI's query names it ----------
+
+QUERY_CLIENT = {"clients": [{
+    "client_id": "tenant-app", "client_name": "Tenant App", "client_secrets": ["tenant-secret-0123456789"],
+    "allowed_grant_types": ["authorization_code"], "require_pkce": False, "require_consent": False,
+    "redirect_uris": ["https://tenant.example.com/cb?tenant=a&state=fixed&iss=x"],
+    "post_logout_redirect_uris": ["https://tenant.example.com/bye?tenant=a&state=fixed"],
+    "allowed_scopes": ["openid"]}]}
+
+
+def seed_query_client(app):
+    import json
+
+    from identity.services.seed import apply_seed, load_seed
+
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(QUERY_CLIENT)))
+
+
+def query_pairs(location: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return parse_qsl(urlsplit(location).query, keep_blank_values=True)
+
+
+@pytest.mark.parametrize("prompt", ["none", "bogus-response-type"])
+def test_authorization_response_names_each_parameter_once(app, client, flow_clients, prompt):
+    """RFC 6749 section 3.1: response parameters MUST NOT be included more than once. A registered
+    redirect URI may carry a query (section 3.1.2, kept), and where it named `state` or `iss` the
+    answer carried two of each: a client reading the first saw the registered value, not its own."""
+    from urllib.parse import urlencode
+
+    from actions import AuthActions
+
+    seed_query_client(app)
+    AuthActions(client).login()
+    params = {"client_id": "tenant-app", "redirect_uri": QUERY_CLIENT["clients"][0]["redirect_uris"][0],
+              "response_type": "code" if prompt == "none" else "bogus", "scope": "openid", "state": "mine",
+              "prompt": "none"}
+    response = client.get("/connect/authorize?" + urlencode(params))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert response.headers["Cache-Control"] == "no-store"
+    pairs = query_pairs(response.headers["Location"])
+    names = [name for name, _ in pairs]
+    assert sorted(names) == sorted(set(names)), pairs
+    found = dict(pairs)
+    assert found["state"] == "mine" and found["iss"] == "https://localhost" and found["tenant"] == "a"
+    assert ("code" if prompt == "none" else "error") in found
+
+
+def test_end_session_redirect_names_state_once(app, client, flow_clients):
+    from urllib.parse import urlencode
+
+    seed_query_client(app)
+    uri = QUERY_CLIENT["clients"][0]["post_logout_redirect_uris"][0]
+    response = client.get("/connect/endsession?" + urlencode(
+        {"client_id": "tenant-app", "post_logout_redirect_uri": uri, "state": "mine"}))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    pairs = query_pairs(response.headers["Location"])
+    assert [value for name, value in pairs if name == "state"] == ["mine"], pairs
+    assert ("tenant", "a") in pairs

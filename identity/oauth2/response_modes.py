@@ -7,7 +7,7 @@ its form reach the client) all ask here. The web layer delivers the answer (`loc
 auto-submitting page for form_post).
 """
 
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
 from .client import redirect_uri_matches
 from .decisions import ReplyTo
@@ -55,15 +55,23 @@ def reply_to(client, values) -> ReplyTo | None:
 
 
 def location(redirect_uri: str, params: list[tuple[str, str]], fragment: bool) -> str:
-    """The redirect URI with `params` added to its query (or as its fragment); unchanged without params."""
+    """The redirect URI with `params` added to its query (or as its fragment); unchanged without params.
+    In the query, a pair of the URI's own that `params` names again is left out (_kept_pairs)."""
     if not params:
         return redirect_uri
     parts = urlsplit(redirect_uri)
     encoded = urlencode(params)
     if fragment:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, encoded))
-    query = f"{parts.query}&{encoded}" if parts.query else encoded
+    query = "&".join([*_kept_pairs(parts.query, {name for name, _ in params}), encoded])
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _kept_pairs(query: str, answered: set[str]) -> list[str]:
+    """The registered URI's own query pairs (RFC 6749 section 3.1.2: retained), as written, but
+    those the answer names itself: a parameter is sent once (section 3.1), with the answer's value
+    (a registered `?state=x` would else come first, before the client's own state)."""
+    return [pair for pair in query.split("&") if pair and unquote_plus(pair.partition("=")[0]) not in answered]
 
 
 def delivered(params) -> list[tuple[str, str]]:
