@@ -127,3 +127,26 @@ def test_end_session_redirect_names_state_once(app, client, flow_clients):
     pairs = query_pairs(response.headers["Location"])
     assert [value for name, value in pairs if name == "state"] == ["mine"], pairs
     assert ("tenant", "a") in pairs
+
+
+# --- an error answer keeps the headers its status calls for ------------------------------------
+
+
+def test_unsatisfiable_range_names_the_current_length(client):
+    """RFC 9110 section 15.5.17: a 416 to a byte-range request SHOULD carry Content-Range with the
+    representation's length (`bytes */304`), so the client can ask again. The error page that
+    answers it dropped the header Werkzeug's exception carries."""
+    whole = client.get("/favicon.ico")
+    assert whole.status_code == 200
+    response = client.get("/favicon.ico", headers={"Range": f"bytes={len(whole.data) + 100}-{len(whole.data) + 200}"})
+    assert response.status_code == 416
+    assert response.headers.get("Content-Range") == f"bytes */{len(whole.data)}"
+    assert response.headers["Content-Type"].startswith("text/html")
+
+
+def test_method_not_allowed_still_lists_the_methods(client):
+    response = client.put("/connect/token")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert response.get_json()["error"] == "invalid_request"
+    assert response.headers["Content-Type"] == "application/json"

@@ -35,9 +35,9 @@ def render_error(status: int, title: str, detail: str, headers: dict | None = No
 
 
 def _http_error(err: HTTPException):
-    headers = {}
-    if err.code == 405 and err.valid_methods:
-        headers["Allow"] = ", ".join(err.valid_methods)
+    # the headers the status calls for, as Werkzeug's exception carries them: Allow on a 405,
+    # Content-Range on a 416 (RFC 9110 section 15.5.17), a challenge or Retry-After given to it
+    headers = {name: value for name, value in err.get_headers() if name.lower() != "content-type"}
     if err.code == 429:
         headers["Retry-After"] = str(_retry_after(err))
     form_url = _form_page() if _refused_form(err) else None
