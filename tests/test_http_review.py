@@ -150,3 +150,37 @@ def test_method_not_allowed_still_lists_the_methods(client):
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
     assert response.get_json()["error"] == "invalid_request"
     assert response.headers["Content-Type"] == "application/json"
+
+
+# --- a multipart part without a name is a 400 in the path's shape, not a 500 ------------------
+
+NAMELESS_PARTS = [b"form-data", b'form-data; name="unterminated', b'form-data; filename="f.txt"']
+SHAPES = [("/account/login", "text/html"), ("/connect/authorize", "application/json"),
+          ("/connect/endsession", "application/json"), ("/connect/userinfo", "application/json"),
+          ("/consent", "text/html"), ("/account/forgot-password", "text/html"),
+          ("/localapi/password", "application/problem+json")]
+
+
+@pytest.mark.parametrize("disposition", NAMELESS_PARTS)
+@pytest.mark.parametrize(("path", "shape"), SHAPES)
+def test_a_multipart_part_without_a_name_is_a_bad_request(client, flow_clients, path, shape, disposition):
+    """Werkzeug files a part whose Content-Disposition names no field (none, or an unterminated
+    quote) under the key None; the NUL check that reads every form field took `"\\x00" in None`
+    (a TypeError) and CSRFProtect `None.endswith` (an AttributeError): a 500 and a traceback at
+    every endpoint that reads a form."""
+    body = b"--x\r\nContent-Disposition: " + disposition + b"\r\n\r\nvalue\r\n--x--\r\n"
+    response = client.post(path, data=body, content_type="multipart/form-data; boundary=x")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.headers["Content-Type"].startswith(shape)
+    assert "no name" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/connect/authorize", "/consent"])
+def test_a_get_with_a_nameless_multipart_part_is_a_bad_request(client, flow_clients, path):
+    """The authorization endpoint and the consent page read a GET's form body too (Authlib's values)."""
+    from actions import AuthActions
+
+    AuthActions(client).login()
+    body = b"--x\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n--x--\r\n"
+    response = client.get(path + "?client_id=web", data=body, content_type="multipart/form-data; boundary=x")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]

@@ -12,7 +12,9 @@ them through) made every `request.args` a UnicodeDecodeError, since Werkzeug dec
 string as strict UTF-8. The WSGI layer here percent-encodes such bytes, as a browser would have
 sent them; their values then decode as any percent-encoded value (invalid UTF-8 replaced).
 
-A NUL character in any query or form value is refused before a view reads it.
+A NUL character in any query or form value is refused before a view reads it, and so is a
+multipart part that names no field (Werkzeug files it under the key None: `"\x00" in None` was a
+TypeError and a 500 at every endpoint that reads a form).
 
 PostgreSQL refuses NUL in text, so a NUL that reached a lookup (a user name, a client id, a
 code) was a database error and a 5xx. The answer is a 400 in the path's own error shape (OAuth
@@ -29,6 +31,7 @@ from .errors import render_error
 OWN_PARSERS = frozenset(("/connect/token", "/connect/revocation", "/connect/introspect"))
 FORM_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data"))
 MESSAGE = "A parameter contains a NUL character."
+NAMELESS = "A form field has no name."
 HOST_MESSAGE = "The Host header names no host."
 
 
@@ -39,8 +42,13 @@ def _has_nul(values) -> bool:
 def refuse_nul() -> None:
     if request.environ.get("QUERY_STRING") and _has_nul(request.args):
         abort(400, MESSAGE)
-    if request.method == "POST" and request.path not in OWN_PARSERS and request.mimetype in FORM_TYPES:
+    # any method's form body: the authorization endpoint and the consent page read a GET's form too
+    if request.path not in OWN_PARSERS and request.mimetype in FORM_TYPES:
         request.get_data(cache=True)  # keep the body: Authlib re-reads it at /connect/authorize (oauth2/requests.py)
+        # a multipart part whose Content-Disposition names no field (none, or an unterminated
+        # quote) is filed under the key None, which no check or view of a name can read
+        if None in request.form or None in request.files:
+            abort(400, NAMELESS)
         if _has_nul(request.form):
             abort(400, MESSAGE)
 
@@ -93,7 +101,9 @@ class AsciiQueryString:
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(refuse_nul)
+    # first of the app's before-request functions: CSRFProtect's (attached earlier) reads the name
+    # of every form field, and a nameless one was an AttributeError there
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_nul)
 
 
 def host_layer(app: Flask, wsgi_app):
