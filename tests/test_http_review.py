@@ -184,3 +184,22 @@ def test_a_get_with_a_nameless_multipart_part_is_a_bad_request(client, flow_clie
     body = b"--x\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n--x--\r\n"
     response = client.get(path + "?client_id=web", data=body, content_type="multipart/form-data; boundary=x")
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
+
+
+# --- a parameter sent without a value is as if omitted, in the query too -------------------------
+
+
+SERVICE = {"Authorization": "Basic " + base64.b64encode(b"service:service-secret-change-me").decode()}
+
+
+@pytest.mark.parametrize("path", ["/connect/token", "/connect/revocation"])
+def test_an_empty_query_parameter_is_no_second_one(client, flow_clients, path):
+    """RFC 6749 section 3.1: a parameter sent without a value is as if omitted (docs/endpoints.md
+    says so of these endpoints). The body's were dropped, but an empty one in the query still
+    counted, so `?scope=` beside the body's scope was refused as a parameter sent twice."""
+    name = "scope" if path == "/connect/token" else "token"
+    body = {"grant_type": "client_credentials", "scope": "IdentityServerApi"} if name == "scope" else {"token": "unknown"}
+    response = client.post(f"{path}?{name}=", data=body, headers=SERVICE)
+    assert response.status_code == 200, response.get_json()
+    twice = client.post(f"{path}?{name}=x", data=body, headers=SERVICE)
+    assert twice.status_code == 400 and "repeated" in twice.get_json()["error_description"]

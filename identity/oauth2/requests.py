@@ -62,14 +62,16 @@ class FormRequest(OAuth2Request):
         self._request = request
         body = request.get_data(cache=True).decode("utf-8", "replace")
         # a parameter sent without a value is as if omitted (RFC 6749 section 3.1): `password=` is
-        # a missing password (invalid_request), not a wrong one (invalid_grant, a failed sign-in)
+        # a missing password (invalid_request), not a wrong one (invalid_grant, a failed sign-in);
+        # in the query too, where an empty one beside the body's was counted as sent twice
         self._form = MultiDict(parse_qsl(body))
-        data = CombinedMultiDict([request.args, self._form]) if environ.get("QUERY_STRING") else self._form
-        self.payload = FormPayload(data)
+        query = environ.get("QUERY_STRING")
+        self._args = MultiDict(parse_qsl(query)) if query else request.args
+        self.payload = FormPayload(CombinedMultiDict([self._args, self._form]) if query else self._form)
 
     @property
     def args(self):
-        return self._request.args
+        return self._args
 
     @property
     def form(self):
