@@ -203,3 +203,33 @@ def test_an_empty_query_parameter_is_no_second_one(client, flow_clients, path):
     assert response.status_code == 200, response.get_json()
     twice = client.post(f"{path}?{name}=x", data=body, headers=SERVICE)
     assert twice.status_code == 400 and "repeated" in twice.get_json()["error_description"]
+
+
+# --- HEAD is GET without the body -------------------------------------------------------------
+
+
+def test_head_of_a_reset_link_answers_as_its_get(app, client, seeded, mail):
+    """RFC 9110 section 9.3.2: HEAD answers as GET would, without the content. The reset page took
+    any request but a GET for the form's post: a HEAD of a working link (a mail scanner's probe)
+    was a 400 "Enter the new password twice" page, and of a dead one the form, not its notice."""
+    from test_recovery import local, reset_link
+
+    link = local(reset_link(app, client, mail))
+    for url in (link, "/account/reset-password?token=not-a-link"):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == got.status_code, url
+        assert head.headers["Content-Length"] == got.headers["Content-Length"], url
+        assert head.data == b""
+    assert client.get(link).status_code == 200  # the HEAD spent nothing
+
+
+def test_head_of_the_sign_in_page_answers_as_its_get(client, flow_clients):
+    """The sign-in page fills the user name from the pending request's login_hint on a GET only."""
+    from urllib.parse import urlencode
+
+    url = "/account/login?" + urlencode({"returnUrl": "/connect/authorize?" + urlencode(
+        {"client_id": "web", "login_hint": "bob@example.com"})})
+    got, head = client.get(url), client.head(url)
+    assert "bob@example.com" in got.get_data(as_text=True)
+    assert head.status_code == got.status_code
+    assert head.headers["Content-Length"] == got.headers["Content-Length"]

@@ -31,7 +31,7 @@ def login():
     return_url = _return_url()
     form = LoginForm()
     error = None
-    if request.method == "GET" and not form.username.data:
+    if request.method != "POST" and not form.username.data:  # GET, and HEAD as GET
         form.username.data = pending_authorization(return_url).get("login_hint", "")
     if form.validate_on_submit():
         result = accounts.sign_in(form.username.data, form.password.data,

@@ -70,7 +70,7 @@ def reset_password():
     return_url = _return_url()
     form = ResetPasswordForm()
     errors: dict[str, list[str]] = {}
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD answered as GET (RFC 9110 section 9.3.2)
         form.token.data = request.args.get("token", "")
         return _reset_page(form, errors, return_url, 200)
     if form.validate_on_submit():
