@@ -233,3 +233,28 @@ def test_head_of_the_sign_in_page_answers_as_its_get(client, flow_clients):
     assert "bob@example.com" in got.get_data(as_text=True)
     assert head.status_code == got.status_code
     assert head.headers["Content-Length"] == got.headers["Content-Length"]
+
+
+# --- a file where a form takes text is a 400, not a 500 -------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "field"), [("/account/login", "username"), ("/account/login", "password"),
+                                             ("/account/forgot-password", "username"),
+                                             ("/account/reset-password?token=x", "new_password"),
+                                             ("/account/reset-password?token=x", "token")])
+def test_a_file_in_place_of_a_text_field_is_a_bad_request(client, flow_clients, path, field):
+    """No form here takes a file. Flask-WTF hands the forms request.files with request.form, so a
+    multipart file part named as a text field reached a Length validator as a FileStorage:
+    `len(FileStorage)`, a TypeError, a 500 and a traceback (with the page's own CSRF token, which
+    anyone gets by opening the page; the reset page, exempt from the app-wide check, without)."""
+    import io
+
+    from conftest import CSRF_RE
+
+    found = CSRF_RE.search(client.get(path).get_data(as_text=True))  # the dead link's page has no form
+    fields = {"csrf_token": (found.group(1) or found.group(2)) if found else "none", "username": "bob", "password": "x" * 20,
+              "new_password": "x" * 20, "confirm_password": "x" * 20, "token": "x"}
+    fields[field] = (io.BytesIO(b"not text"), "file.txt")
+    response = client.post(path, data=fields, content_type="multipart/form-data")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.headers["Content-Type"].startswith("text/html")

@@ -14,7 +14,7 @@ sent them; their values then decode as any percent-encoded value (invalid UTF-8 
 
 A NUL character in any query or form value is refused before a view reads it, and so is a
 multipart part that names no field (Werkzeug files it under the key None: `"\x00" in None` was a
-TypeError and a 500 at every endpoint that reads a form).
+TypeError and a 500 at every endpoint that reads a form), or a file: no form here takes one.
 
 PostgreSQL refuses NUL in text, so a NUL that reached a lookup (a user name, a client id, a
 code) was a database error and a 5xx. The answer is a 400 in the path's own error shape (OAuth
@@ -32,6 +32,7 @@ OWN_PARSERS = frozenset(("/connect/token", "/connect/revocation", "/connect/intr
 FORM_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data"))
 MESSAGE = "A parameter contains a NUL character."
 NAMELESS = "A form field has no name."
+NO_FILES = "No form here takes a file."
 HOST_MESSAGE = "The Host header names no host."
 
 
@@ -49,6 +50,10 @@ def refuse_nul() -> None:
         # quote) is filed under the key None, which no check or view of a name can read
         if None in request.form or None in request.files:
             abort(400, NAMELESS)
+        # no form takes a file, and Flask-WTF hands the forms the files with the fields: a file part
+        # named as a text field met a Length validator as a FileStorage, len() a TypeError
+        if request.files:
+            abort(400, NO_FILES)
         if _has_nul(request.form):
             abort(400, MESSAGE)
 
