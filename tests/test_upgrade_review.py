@@ -279,6 +279,37 @@ def test_the_listings_of_grants_are_the_families_with_a_live_token(app, flow_cli
         assert devices.list_entries(bob, only="app_fam-000") == []  # alice's
 
 
+def test_a_grant_rotated_by_an_instance_whose_clock_was_behind_is_listed_after_the_upgrade(scratch_uri):  # noqa: F811
+    """Before e5b9d3f7a1c6 a rotation stamped the successor with its instance's clock; one whose
+    clock was a second behind the instance that issued the old token stored the live token as the
+    older of the two. The listings since take a family's newest token by issued_at as its live
+    one: upgraded, such a grant was listed nowhere (sessions page, /localapi/sessions, logout's
+    families) and "sign out everywhere" left it working. The migration gives such live tokens
+    their family's newest issued_at."""
+    from identity.services import devices
+    from identity.store import logout as logout_store
+
+    app = create_app(make_config(scratch_uri))
+    _migrate(app, migrate_up, "c3e7a1d5f9b4")
+    stamp = int(time.time())
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
+              "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
+    for token_hash, issued_at, consumed_at in (("old", stamp - 60, stamp - 61), ("new", stamp - 61, None)):
+        _run(app, "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, issued_at, expires_at, "
+                  "consumed_at) VALUES (:hash, 'fam', 'legacy', 7, 'openid offline_access', :issued, :expires, :consumed)",
+             hash=token_hash, issued=issued_at, expires=stamp + 3600, consumed=consumed_at)
+
+    _migrate(app, migrate_up, "head")
+
+    with app.app_context():
+        assert [e.id for e in devices.list_entries(7, limit=None)] == ["app_fam"]
+        assert logout_store.user_live_families(7, stamp) == [("legacy", None)]
+    assert _rows(app, "SELECT token_hash, issued_at FROM refresh_tokens ORDER BY id") == [
+        ("old", stamp - 60), ("new", stamp - 60)]
+    with app.app_context():
+        db.engine.dispose()
+
+
 # --- PostgreSQL: what a running server meets while `db upgrade` builds an index ----------------
 
 

@@ -27,7 +27,19 @@ LIVE = "consumed_at IS NULL AND revoked_at IS NULL"
 # tokens); a build alone blocks their writes (SHARE), not their reads.
 
 
+# The listings now take a family's newest token by issued_at as its live one. A rotation stamped
+# the successor with its own instance's clock, so one whose clock was behind the instance that
+# issued the old token stored the live token as the older of the two: that grant would be listed
+# nowhere, and "sign out everywhere" would leave it working. Such live tokens take their family's
+# newest issued_at (a second or so later; rotations now stamp max(now, the old token's)). First,
+# under a row lock only, before the index build's SHARE lock and the DROP's ACCESS EXCLUSIVE one.
+_NEWEST_OF_FAMILY = "(SELECT max(o.issued_at) FROM refresh_tokens o WHERE o.family_id = refresh_tokens.family_id)"
+_REPAIR_SKEWED_SUCCESSORS = (f"UPDATE refresh_tokens SET issued_at = {_NEWEST_OF_FAMILY} "
+                             f"WHERE {LIVE} AND issued_at < {_NEWEST_OF_FAMILY}")
+
+
 def upgrade():
+    op.execute(_REPAIR_SKEWED_SUCCESSORS)
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
         batch_op.create_index('ix_refresh_tokens_user_family', ['user_id', 'family_id'], unique=False)
         batch_op.drop_index('ix_refresh_tokens_live_user')
