@@ -313,6 +313,54 @@ def test_a_grant_rotated_by_an_instance_whose_clock_was_behind_is_listed_after_t
 # --- PostgreSQL: what a running server meets while `db upgrade` builds an index ----------------
 
 
+def _read_while_a_writer_holds_the_upgrade(scratch_uri: str, start: str, read: str, expected: int):
+    """Upgrade from `start` to the head while a writer's open transaction (a rotation in flight)
+    holds up the index builds of refresh_tokens; meanwhile `read` must answer `expected` within a
+    second (lock_timeout). The app, once the upgrade has finished without error."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    if scratch_uri.startswith("sqlite"):
+        pytest.skip("PostgreSQL's locks")
+    app = create_app(make_config(scratch_uri))
+    _migrate(app, migrate_up, start)
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
+              "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
+    _run(app, "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, issued_at, expires_at) "
+              "VALUES ('h', 'fam', 'legacy', 7, 'openid', 1, 2)")
+    engine = create_engine(scratch_uri)
+    writer, reader = engine.connect(), engine.connect()
+    failures = []
+
+    def upgrade_to_head():
+        try:
+            _migrate(app, migrate_up, "head")
+        except Exception as err:  # noqa: BLE001 (reported below)
+            failures.append(err)
+
+    upgrading = threading.Thread(target=upgrade_to_head)
+    try:
+        writer.execute(text("UPDATE refresh_tokens SET consumed_at = 1"))  # a rotation in flight: ROW EXCLUSIVE
+        upgrading.start()
+        time.sleep(1.5)  # the upgrade now waits for the writer
+        assert upgrading.is_alive()
+        reader.execute(text("SET lock_timeout = '1s'"))
+        assert reader.execute(text(read)).scalar() == expected
+        reader.rollback()
+    finally:
+        writer.rollback()
+        if upgrading.ident is not None:  # started
+            upgrading.join(30)
+        writer.close()
+        reader.close()
+        engine.dispose()
+        with app.app_context():
+            db.engine.dispose()
+    assert not failures, failures
+    return app
+
+
 def test_reads_of_refresh_tokens_go_on_while_the_upgrade_builds_its_index(scratch_uri):  # noqa: F811
     """e5b9d3f7a1c6 dropped the partial index first, then built (user_id, family_id): the DROP's
     ACCESS EXCLUSIVE lock is held until the upgrade commits, so every read of refresh_tokens by the
@@ -321,47 +369,9 @@ def test_reads_of_refresh_tokens_go_on_while_the_upgrade_builds_its_index(scratc
     the servers' statement timeout at some ten million. Built first, then the old one dropped,
     the build blocks writes only (SHARE) and reads go on. Here the build is held up by a writer's
     open transaction, and a read must still answer within a second."""
-    import threading
-
-    from sqlalchemy import create_engine, text
-
-    if scratch_uri.startswith("sqlite"):
-        pytest.skip("PostgreSQL's locks")
-    app = create_app(make_config(scratch_uri))
-    _migrate(app, migrate_up, "c3e7a1d5f9b4")
-    _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
-              "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
-    _run(app, "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, issued_at, expires_at) "
-              "VALUES ('h', 'fam', 'legacy', 7, 'openid', 1, 2)")
-    engine = create_engine(scratch_uri)
-    writer, reader = engine.connect(), engine.connect()
-    failure = []
-
-    def upgrade_to_head():
-        try:
-            _migrate(app, migrate_up, "head")
-        except Exception as err:  # noqa: BLE001 (reported below)
-            failure.append(err)
-
-    try:
-        writer.execute(text("UPDATE refresh_tokens SET consumed_at = 1"))  # a rotation in flight: ROW EXCLUSIVE
-        upgrading = threading.Thread(target=upgrade_to_head)
-        upgrading.start()
-        time.sleep(1.0)  # the upgrade now waits for the writer
-        assert upgrading.is_alive()
-        reader.execute(text("SET lock_timeout = '1s'"))
-        assert reader.execute(text("SELECT count(*) FROM refresh_tokens WHERE token_hash = 'h'")).scalar() == 1
-        reader.rollback()
-    finally:
-        writer.rollback()
-        upgrading.join(30)
-        writer.close()
-        reader.close()
-        engine.dispose()
-        with app.app_context():
-            from identity.extensions import db as _db
-            _db.engine.dispose()
-    assert not failure and _rows(app, "SELECT count(*) FROM refresh_tokens") == [(1,)]
+    app = _read_while_a_writer_holds_the_upgrade(
+        scratch_uri, "c3e7a1d5f9b4", "SELECT count(*) FROM refresh_tokens WHERE token_hash = 'h'", 1)
+    assert _rows(app, "SELECT count(*) FROM refresh_tokens") == [(1,)]
 
 
 def test_what_a_downgrade_drops_is_what_the_deployment_guide_says(scratch_uri):  # noqa: F811
@@ -475,48 +485,6 @@ def test_a_migration_that_added_a_column_does_not_hold_its_table_for_the_rest_of
     could read a code (a sign-in) meanwhile: 2.3 s at 2,000,000 refresh tokens. Each migration
     commits on its own now. Here the last build is held up by a writer's open transaction, and a
     read of a code must still answer within a second."""
-    import threading
-
-    from sqlalchemy import create_engine, text
-
-    if scratch_uri.startswith("sqlite"):
-        pytest.skip("PostgreSQL's locks")
-    app = create_app(make_config(scratch_uri))
-    _migrate(app, migrate_up, "d4f8b2a6c9e3")
-    _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
-              "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
-    _run(app, "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, issued_at, expires_at) "
-              "VALUES ('h', 'fam', 'legacy', 7, 'openid', 1, 2)")
-    engine = create_engine(scratch_uri)
-    writer, reader = engine.connect(), engine.connect()
-    failures = []
-
-    def upgrade_to_head():
-        try:
-            _migrate(app, migrate_up, "head")
-        except Exception as err:  # noqa: BLE001 (reported below)
-            failures.append(err)
-
-    runs = []
-    try:
-        writer.execute(text("UPDATE refresh_tokens SET consumed_at = 1"))  # a rotation in flight
-        runs = [threading.Thread(target=upgrade_to_head)]
-        for run in runs:
-            run.start()
-        time.sleep(1.5)  # the run now waits for the writer at e5b9d3f7a1c6
-        assert runs[0].is_alive()
-        reader.execute(text("SET lock_timeout = '1s'"))
-        assert reader.execute(text("SELECT count(*) FROM authorization_codes WHERE code_hash = 'x'")).scalar() == 0
-        reader.rollback()
-    finally:
-        writer.rollback()
-        for run in runs:
-            run.join(30)
-        writer.close()
-        reader.close()
-        engine.dispose()
-        with app.app_context():
-            from identity.extensions import db as _db
-            _db.engine.dispose()
-    assert not failures, failures
+    app = _read_while_a_writer_holds_the_upgrade(
+        scratch_uri, "d4f8b2a6c9e3", "SELECT count(*) FROM authorization_codes WHERE code_hash = 'x'", 0)
     assert _rows(app, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
