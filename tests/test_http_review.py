@@ -116,6 +116,29 @@ def test_authorization_response_names_each_parameter_once(app, client, flow_clie
     assert ("code" if prompt == "none" else "error") in found
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_empty_authorization_parameter_is_no_second_one(app, client, flow_clients, method):
+    """RFC 6749 section 3.1: a parameter sent without a value is as if omitted. At the
+    authorization endpoint `state=&state=mine` (a client that always writes every parameter, then
+    the one it means) was refused as `state` repeated, and so was an empty query `state=` beside
+    a POSTed body's. Now the request goes on, with the one value it has, and the answer carries it."""
+    from urllib.parse import urlencode
+
+    from actions import AuthActions
+
+    seed_query_client(app)
+    AuthActions(client).login()
+    params = {"client_id": "tenant-app", "redirect_uri": QUERY_CLIENT["clients"][0]["redirect_uris"][0],
+              "response_type": "code", "scope": "openid", "prompt": "none"}
+    if method == "GET":
+        response = client.get("/connect/authorize?" + urlencode(params) + "&state=&state=mine")
+    else:
+        response = client.post("/connect/authorize?state=", data={**params, "state": "mine"})
+    assert response.status_code in (302, 303), response.get_data(as_text=True)
+    found = dict(query_pairs(response.headers["Location"]))
+    assert "code" in found and found["state"] == "mine", found
+
+
 def test_end_session_redirect_names_state_once(app, client, flow_clients):
     from urllib.parse import urlencode
 

@@ -16,7 +16,7 @@ from authlib.oidc.core.errors import (
     ConsentRequiredError, InteractionRequiredError, LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError,
 )
 from flask import request
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
 from ..clock import now
 from ..config.issuer import issuer
@@ -44,13 +44,20 @@ class AuthorizationParams:
 
     @classmethod
     def from_request(cls) -> "AuthorizationParams":
-        return cls(request.args, request.form, request.values, request.method)
+        """The request's parameters sent with a value: one sent without is as if omitted (RFC 6749
+        section 3.1), so `state=&state=mine` is one `state`, not a repeated one."""
+        args, form = _given(request.args), _given(request.form)
+        return cls(args, form, CombinedMultiDict([args, form]), request.method)
 
     @classmethod
     def from_query(cls, query: str) -> "AuthorizationParams":
         """A pending request, from the query string of the URL that would resume it (as a GET)."""
-        args = MultiDict(parse_qsl(query, keep_blank_values=True))
+        args = MultiDict(parse_qsl(query))  # the empty ones left out, as from_request does
         return cls(args, MultiDict(), args, "GET")
+
+
+def _given(parameters: MultiDict) -> MultiDict:
+    return MultiDict([(name, value) for name, value in parameters.items(multi=True) if value != ""])
 
 
 @dataclass(frozen=True)
