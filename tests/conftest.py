@@ -144,6 +144,13 @@ def app(_migrated, database_uri, app_config):
     yield app
     with app.app_context():
         mail_service.wait_until_sent()  # no mail of this test's may be sent (and audited) into the next
+    close_connections(app)
+
+
+def close_connections(app) -> None:
+    """Close every database connection of an app: its session's, its engine's pool and its
+    autocommit connection (store/connection.py), so no backend of it outlives the test."""
+    with app.app_context():
         db.session.remove()
         db.engine.dispose()
         if "identity_autocommit" in app.extensions:

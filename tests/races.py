@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from app import create_app
-from conftest import HttpsClient, make_config
+from conftest import HttpsClient, close_connections, make_config
 from identity.extensions import db
 from identity.models import RevokedAccessToken
 
@@ -48,11 +48,7 @@ def other_workers(database_uri, count: int = 1):
         yield apps
     finally:
         for other in apps:
-            with other.app_context():
-                db.session.remove()
-                db.engine.dispose()
-                if "identity_autocommit" in other.extensions:
-                    other.extensions["identity_autocommit"].close()
+            close_connections(other)
 
 
 def in_thread(results: dict, name, call) -> threading.Thread:

@@ -13,10 +13,9 @@ from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.pool import NullPool
 
 from actions import OAuthActions
-from conftest import BOB_PASSWORD, CHEAP_ARGON2, FLOW_SECRETS
+from conftest import BOB_PASSWORD, CHEAP_ARGON2, FLOW_SECRETS, close_connections
 from identity.extensions import db
 from identity.models import AuthorizationCode, RefreshToken
-from identity.store.connection import autocommit_connection
 
 LIMITED = {**CHEAP_ARGON2, "RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "memory://",
            "RATELIMIT_SENSITIVE": "3 per minute", "RATELIMIT_DEFAULT": "1000 per minute"}
@@ -167,9 +166,7 @@ def test_a_refresh_tokens_rotation_is_a_heap_only_update_on_postgresql(app, clie
                         headers=basic("legacy", FLOW_SECRETS["legacy"])).get_json()
     for _ in range(10):
         grant = _rotate(client, grant["refresh_token"])
-    with app.app_context():  # a backend reports its counts at the latest when it ends
-        autocommit_connection().close()
-        db.engine.dispose()
+    close_connections(app)  # a backend reports its counts at the latest when it ends
     deadline = time.monotonic() + 30
     while (after := _table_updates(database_uri, "refresh_tokens"))[0] < before[0] + 10 and time.monotonic() < deadline:
         time.sleep(0.2)

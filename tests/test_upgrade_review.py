@@ -81,7 +81,7 @@ import pytest  # noqa: E402
 from flask_migrate import downgrade as migrate_down, upgrade as migrate_up  # noqa: E402
 
 from app import create_app  # noqa: E402
-from conftest import HttpsClient, make_config  # noqa: E402
+from conftest import HttpsClient, close_connections, make_config  # noqa: E402
 from test_migration_sessions import _migrate, _rows, _run, scratch_uri  # noqa: E402,F401
 
 OLDEST = "06e791e9e23d"
@@ -153,12 +153,7 @@ def test_an_old_releases_grants_refresh_list_and_revoke_after_the_upgrade(scratc
         assert "app_fam-one" not in listed_apps(client, two.get_json())
         assert _rows(app, "SELECT count(*) FROM refresh_tokens WHERE family_id = 'fam-one' AND revoked_at IS NULL") == [(0,)]
     finally:
-        with app.app_context():
-            from identity.extensions import db as _db
-            _db.session.remove()
-            _db.engine.dispose()
-            if "identity_autocommit" in app.extensions:
-                app.extensions["identity_autocommit"].close()
+        close_connections(app)
 
 
 BEFORE_VERIFY_EMAIL = "e5a1c7d3b9f2"  # the revision before d7e1a9c3b5f2, which rebuilds `users` on SQLite
@@ -221,12 +216,7 @@ def test_migrations_that_rebuild_users_keep_what_names_a_user_up_and_down(scratc
         _run(app, "DELETE FROM users WHERE id = 7")  # the app's connections cascade again
         assert set(_counts(app).values()) == {0}
     finally:
-        with app.app_context():
-            from identity.extensions import db as _db
-            _db.session.remove()
-            _db.engine.dispose()
-            if "identity_autocommit" in app.extensions:
-                app.extensions["identity_autocommit"].close()
+        close_connections(app)
 
 
 # --- e5b9d3f7a1c6: the listings through (user_id, family_id), against every token read -----------
@@ -306,8 +296,7 @@ def test_a_grant_rotated_by_an_instance_whose_clock_was_behind_is_listed_after_t
         assert logout_store.user_live_families(7, stamp) == [("legacy", None)]
     assert _rows(app, "SELECT token_hash, issued_at FROM refresh_tokens ORDER BY id") == [
         ("old", stamp - 60), ("new", stamp - 60)]
-    with app.app_context():
-        db.engine.dispose()
+    close_connections(app)
 
 
 # --- PostgreSQL: what a running server meets while `db upgrade` builds an index ----------------
@@ -355,8 +344,7 @@ def _read_while_a_writer_holds_the_upgrade(scratch_uri: str, start: str, read: s
         writer.close()
         reader.close()
         engine.dispose()
-        with app.app_context():
-            db.engine.dispose()
+        close_connections(app)
     assert not failures, failures
     return app
 
@@ -404,9 +392,7 @@ def test_what_a_downgrade_drops_is_what_the_deployment_guide_says(scratch_uri): 
     assert _rows(app, "SELECT count(*) FROM logout_deliveries") == [(0,)]
     assert _rows(app, "SELECT count(*) FROM account_tokens") == [(0,)]
     assert [bool(v) for (v,) in _rows(app, "SELECT email_verified FROM users")] == [False]
-    with app.app_context():
-        from identity.extensions import db as _db
-        _db.engine.dispose()
+    close_connections(app)
 
     guide = pathlib.Path(__file__).parent.parent / "docs" / "deployment.md"
     paragraph = re.sub(r"\s+", " ", re.search(r"`db downgrade` undoes migrations.*?(?:\n\n|\Z)", guide.read_text(), re.S)[0])
@@ -422,8 +408,6 @@ def test_giving_sessions_public_ids_is_not_a_statement_a_session(scratch_uri):  
     sends do not grow with the sessions (7 s at 100,000, most of it building the indexes)."""
     from sqlalchemy import event
 
-    from identity.extensions import db as _db
-
     counts = []
     for sessions in (3, 60):
         app = create_app(make_config(scratch_uri))
@@ -435,7 +419,7 @@ def test_giving_sessions_public_ids_is_not_a_statement_a_session(scratch_uri):  
                  sid=f"cookie-{number}")
         statements = []
         with app.app_context():
-            engine = _db.engine
+            engine = db.engine
         listener = lambda *args: statements.append(1)  # noqa: E731
         event.listen(engine, "before_cursor_execute", listener)
         try:
@@ -446,8 +430,7 @@ def test_giving_sessions_public_ids_is_not_a_statement_a_session(scratch_uri):  
         assert len({p for (p,) in publics}) == sessions and all(len(p) >= 32 for (p,) in publics)
         counts.append(len(statements))
         _migrate(app, migrate_down, "base")
-        with app.app_context():
-            _db.engine.dispose()
+        close_connections(app)
     assert counts[1] <= counts[0] + 2, counts
 
 
@@ -473,9 +456,7 @@ def test_a_user_name_whose_nfkc_key_outgrows_its_column_does_not_stop_the_upgrad
     assert _rows(app, "SELECT email_normalized FROM users WHERE id = 7")[0][0] == ("x" * 300 + "㍿" * 5 + "@example.com")
     assert [w.split(" stays ")[0] for w in warnings] == ["users.username_normalized of user id 7",
                                                          "users.email_normalized of user id 7"]
-    with app.app_context():
-        from identity.extensions import db as _db
-        _db.engine.dispose()
+    close_connections(app)
 
 
 def test_a_migration_that_added_a_column_does_not_hold_its_table_for_the_rest_of_the_upgrade(scratch_uri):  # noqa: F811
