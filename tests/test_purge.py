@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from conftest import close_connections
 from identity.clock import now
 from identity.services import bearer_cache
 from identity.extensions import db
@@ -339,10 +340,7 @@ def test_overlapping_passes_of_several_workers_remove_each_row_once(app, seeded,
     for thread in threads:
         thread.join(60)
     for worker in workers:
-        with worker.app_context():
-            db.engine.dispose()
-            if "identity_autocommit" in worker.extensions:
-                worker.extensions["identity_autocommit"].close()
+        close_connections(worker)
     assert errors == [] and len(results) == 4
     assert all(0 <= count <= 100 for count in results)
     assert _count(app, RevokedAccessToken) == 301 - sum(results)
