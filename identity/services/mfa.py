@@ -358,13 +358,16 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
     return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), used), neutral=(lockout.released(reservation), used))
 
 
+def _signed_in_recently(auth_time: int | None) -> bool:
+    """Whether a sign-in at `auth_time` was within MFA_RECENT_SECONDS."""
+    return isinstance(auth_time, int) and now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]
+
+
 def recently_verified(amr: str | list | None, auth_time: int | None) -> bool:
     """Whether a sign-in used a second factor (`mfa` in its methods) within MFA_RECENT_SECONDS:
     a session or token that may then change the password without a code."""
     methods = amr.split() if isinstance(amr, str) else list(amr or [])
-    if AMR_MFA not in methods or not isinstance(auth_time, int):
-        return False
-    return now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]
+    return AMR_MFA in methods and _signed_in_recently(auth_time)
 
 
 def prove_recent_sign_in(user_id: int, auth_time: int | None) -> None:
@@ -376,7 +379,7 @@ def prove_recent_sign_in(user_id: int, auth_time: int | None) -> None:
     out, without the password the password and address pages ask for. Checked where a ceremony
     starts (the app's secret, the passkey's options): its confirmation needs what the start kept.
     Raises SignInTooOld."""
-    if isinstance(auth_time, int) and now() - auth_time <= current_app.config["MFA_RECENT_SECONDS"]:
+    if _signed_in_recently(auth_time):
         return
     if not has_second_factor(user_id):
         raise SignInTooOld("adding a sign-in method needs a recent sign-in: sign in again")
