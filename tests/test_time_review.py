@@ -223,6 +223,32 @@ def test_revoking_an_app_revokes_its_token_still_accepted_within_the_leeway(app,
 
 
 
+def test_revoking_an_app_revokes_its_token_an_instance_whose_clock_is_behind_still_accepts(app, client, flow_clients,
+                                                                                           monkeypatch):
+    """Past JWT_LEEWAY_SECONDS after its exp by this instance's clock, a token is still accepted by
+    an instance whose clock is up to CLOCK_DIFFERENCE_ALLOWED_SECONDS behind (the deny list and
+    the purge keep its record that long: bearer_cache.accepted_past_expiry). Revoking the app
+    then left its standalone token (a password grant's) off the list: the revocation cut at the
+    leeway alone, where the family tokens' cut allows the minute. That instance kept accepting it."""
+    from actions import OAuthActions
+    from identity.models import RevokedAccessToken, User
+    from identity.services import bearer_cache, issued_grants
+    from mfa_actions import claims
+
+    from conftest import ALICE_PASSWORD
+
+    body = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                      scope="openid").get_json()
+    token = claims(body["access_token"])
+    later = token["exp"] + app.config["JWT_LEEWAY_SECONDS"] + bearer_cache.CLOCK_DIFFERENCE_ALLOWED_SECONDS // 2
+    monkeypatch.setattr(issued_grants, "now", lambda: later)
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        issued_grants.revoke_user_client_grants(alice, "legacy")
+        db.session.commit()
+        assert db.session.get(RevokedAccessToken, token["jti"]) is not None
+
+
 def test_the_grants_page_lists_an_app_while_its_token_lives_after_its_lifetime_was_shortened(app, client,
                                                                                               flow_clients,
                                                                                               monkeypatch):

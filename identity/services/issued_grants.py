@@ -334,8 +334,8 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     store.revoke_user_client_rows(user_id, client_id, stamp)
     families = store.user_client_families(user_id, client_id)
     jtis = store.family_access_token_jtis(families, _issued_since_alive(stamp))
-    # those the bearer check still accepts: up to JWT_LEEWAY_SECONDS past their exp
-    jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp - current_app.config["JWT_LEEWAY_SECONDS"])
+    # those some instance's bearer check may still accept (bearer_cache.accepted_past_expiry)
+    jtis |= store.user_client_standalone_jtis(user_id, client_id, stamp - accepted_past_expiry(current_app.config))
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
 
 
