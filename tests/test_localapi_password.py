@@ -10,6 +10,7 @@ from identity.extensions import db
 from identity.models import RefreshToken, User, UserSession
 from identity.services import accounts, browser_sessions, clients
 from identity.services import mail as mail_service
+from identity.store.browser_sessions import sid_digest
 from statements import sqlite_write_lock, statements
 from test_localapi_support import (  # noqa: F401  (fixtures)
     ALICE_PASSWORD,
@@ -98,7 +99,7 @@ def test_change_revokes_refresh_tokens_and_sessions(app, api):
     with app.app_context():
         assert browser_sessions.load_session(alice_sid) is None
         assert browser_sessions.load_session(bob_sid) is not None
-        assert db.session.scalar(select(UserSession).where(UserSession.sid == bob_sid)).revoked_at is None
+        assert db.session.scalar(select(UserSession).where(UserSession.sid == sid_digest(bob_sid))).revoked_at is None
 
 
 def test_change_is_audited_with_client_and_ip(api):

@@ -4,6 +4,7 @@ codes and refresh tokens stop naming sessions by the cookie's identifier; and ba
 Runs on a database of its own: a fresh SQLite file, or a fresh schema of the PostgreSQL
 database the suite uses."""
 
+import hashlib
 import os
 import time
 import uuid
@@ -89,5 +90,35 @@ def test_upgrade_gives_sessions_public_ids_and_renames_grant_session_ids_and_bac
     _migrate(app, downgrade, BEFORE)
     assert dict(_rows(app, "SELECT code_hash, session_id FROM authorization_codes")) == {"h1": "cookie-one", "h2": None}
     assert _rows(app, "SELECT session_id FROM refresh_tokens") == [("cookie-two",)]
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_upgrade_keeps_sessions_under_a_digest_of_their_cookie_id_and_the_downgrade_ends_them(scratch_uri):
+    """b8d4f1a6c3e9: the table keeps the SHA-256 of each cookie's session id. Sessions that were
+    live before the upgrade stay signed in under their cookie; the downgrade, which cannot give
+    the ids back, ends them."""
+    from identity.services import browser_sessions
+
+    app = create_app(make_config(scratch_uri))
+    _migrate(app, upgrade, "f6c2a8e4b0d7")
+    stamp = int(time.time())
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
+              "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
+    for sid, revoked_at in (("cookie-live", None), ("cookie-ended", 100)):
+        _run(app, "INSERT INTO user_sessions (sid, public_sid, user_id, auth_time, created_at, last_seen_at, revoked_at) "
+                  "VALUES (:sid, :public, 7, :t, :t, :t, :revoked)", sid=sid, public="public-" + sid, t=stamp,
+             revoked=revoked_at)
+
+    _migrate(app, upgrade, "b8d4f1a6c3e9")
+    stored = dict(_rows(app, "SELECT public_sid, sid FROM user_sessions"))
+    assert stored == {"public-" + sid: hashlib.sha256(sid.encode()).hexdigest() for sid in ("cookie-live", "cookie-ended")}
+    with app.app_context():
+        assert browser_sessions.load_session("cookie-live").user.id == 7
+        assert browser_sessions.load_session("cookie-ended") is None
+
+    _migrate(app, downgrade, "f6c2a8e4b0d7")
+    revoked = dict(_rows(app, "SELECT public_sid, revoked_at FROM user_sessions"))
+    assert revoked["public-cookie-ended"] == 100 and stamp <= revoked["public-cookie-live"] <= time.time()
     with app.app_context():
         db.engine.dispose()

@@ -11,6 +11,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, Passkey, User, UserSession
 from identity.services import accounts, mfa, passkeys
 from identity.services.browser_sessions import SessionUser
+from identity.store.browser_sessions import sid_digest
 from webauthn_keys import UP, SoftKey, b64url
 
 ISSUER = "https://id.example.com"
@@ -65,7 +66,7 @@ def test_register_and_sign_in_start_a_session_with_the_count_recorded(alice):
     use, result = sign_in(key)
     assert (use.user_id, use.method, use.user_verified) == (alice, "hwk", True)
     assert result.user.id == alice and result.sid
-    assert db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.sid == result.sid)) == 1
+    assert db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.sid == sid_digest(result.sid))) == 1
     db.session.expire_all()
     assert db.session.get(Passkey, passkey.id).sign_count == 1
     assert [e.detail["method"] for e in events("sign_in")] == ["hwk"]

@@ -143,6 +143,20 @@ def _cookie_identifier(client) -> str:
         return cookie_session["_user_id"]
 
 
+def test_the_sessions_table_keeps_a_digest_of_the_cookie_identifier_not_the_identifier(client, seeded, app):
+    """Whoever reads user_sessions (a backup, a replica, a dump) must hold no one's session: like
+    every other token, the cookie's session identifier is stored only as its SHA-256."""
+    AuthActions(client).login()
+    cookie_sid = _cookie_identifier(client)
+    with app.app_context():
+        stored = list(db.session.scalars(select(UserSession.sid)))
+    assert stored == [hashlib.sha256(cookie_sid.encode()).hexdigest()]
+    assert _signed_in(client)
+    with client.session_transaction() as cookie_session:  # a cookie carrying what is stored signs nobody in
+        cookie_session["_user_id"] = stored[0]
+    assert not _signed_in(client)
+
+
 def test_id_token_sid_is_not_the_cookie_identifier_and_logout_with_it_works(client, flow_clients, app):
     AuthActions(client).login()
     oauth = OAuthActions(client)
@@ -152,7 +166,7 @@ def test_id_token_sid_is_not_the_cookie_identifier_and_logout_with_it_works(clie
                          redirect_uri="https://web.example.com/cb").get_json()
     cookie_sid = _cookie_identifier(client)
     session = _session_row(app)
-    assert cookie_sid == session.sid
+    assert hashlib.sha256(cookie_sid.encode()).hexdigest() == session.sid
     id_sid = _claims(tokens["id_token"])["sid"]
     assert id_sid and id_sid != cookie_sid
     assert _claims(tokens["access_token"])["sid"] == id_sid
@@ -199,7 +213,8 @@ def test_public_sid_is_live_only_while_the_session_is(client, flow_clients, app,
     assert redeems(code_in())
     assert _claims(oauth.token("web", grant_type="authorization_code", code=code_in(),
                                redirect_uri="https://web.example.com/cb").get_json()["id_token"])["sid"] == session.public_sid
-    assert not redeems(code_in(session.sid))  # the cookie's identifier is not a public id
+    assert not redeems(code_in(_cookie_identifier(client)))  # the cookie's identifier is not a public id
+    assert not redeems(code_in(session.sid))  # nor is what the table keeps of it
     assert not redeems(code_in("no-such-session"))
     late = code_in()
     moved.advance(app.config["SESSION_IDLE_SECONDS"] + 1)

@@ -50,24 +50,29 @@ def test_sign_in_writes_its_session_and_audit_event(client, auth, app, seeded):
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.event == "sign_in"))
         assert session.user_id == event.user_id == _user(app).id and session.revoked_at is None
         assert session.auth_time == session.created_at and abs(event.at - session.created_at) <= 1
+    with client.session_transaction() as cookie_session:
+        sid = cookie_session["_user_id"]
     page = client.get("/diagnostics").get_data(as_text=True)
-    assert page.count(session.public_sid) >= 1 and session.sid not in page  # the cookie's identifier stays secret
+    assert page.count(session.public_sid) >= 1 and sid not in page  # the cookie's identifier stays secret
 
 
 def test_a_session_cookie_is_read_back_as_its_user_and_sign_in_time(client, auth, app, seeded):
     from identity.services import browser_sessions
 
     assert auth.login().status_code == 302
+    with client.session_transaction() as cookie_session:
+        sid = cookie_session["_user_id"]
     with app.app_context():
         row = db.session.scalar(select(UserSession))
         alice = _user(app)
-        user, auth_time, _, amr = browser_sessions.load_session(row.sid)
+        assert browser_sessions.load_session(row.sid) is None  # the table keeps a digest, not a sid
+        user, auth_time, _, amr = browser_sessions.load_session(sid)
         assert amr == "pwd"  # a password alone (RFC 8176)
         assert (user.id, user.subject, user.username, user.email, user.password_version) == (
             alice.id, alice.subject, alice.username, alice.email, alice.password_version)
         assert auth_time == row.auth_time
-        browser_sessions.end_session(row.sid)
-        assert browser_sessions.load_session(row.sid) is None
+        browser_sessions.end_session(sid)
+        assert browser_sessions.load_session(sid) is None
         assert browser_sessions.load_session("no-such-sid") is None
     assert client.get("/diagnostics").status_code == 302  # the ended session signs the cookie out
 

@@ -7,8 +7,9 @@ from ..extensions import db
 class UserSession(db.Model):
     """A browser sign-in.
 
-    `sid` is the cookie's identifier: a secret, since whoever holds it (with the secret key's
-    signature) holds the session. `public_sid` names the session to clients: the ID token's and
+    `sid` is the SHA-256 (hex) of the cookie's identifier, a secret: whoever holds the identifier
+    (with the secret key's signature) holds the session, so only its digest is kept
+    (store/browser_sessions.sid_digest). `public_sid` names the session to clients: the ID token's and
     access token's `sid`, and the session a code or refresh token was issued in. Neither can be
     derived from the other.
     """

@@ -155,16 +155,22 @@ def continue_session(previous_sid: str, sid: str, user_id: int) -> str | None:
 
 def end_session(sid: str, reason: str = "signed_out", *, audited_for: int | None = None,
                 how: str = "signed_out") -> "logout.EndedSession | None":
+    """End the browser session with this cookie sid (end_stored_session)."""
+    return end_stored_session(store.sid_digest(sid), reason, audited_for=audited_for, how=how)
+
+
+def end_stored_session(digest: str, reason: str = "signed_out", *, audited_for: int | None = None,
+                       how: str = "signed_out") -> "logout.EndedSession | None":
     """End a browser session; its clients are told (back-channel logout) in the same transaction.
     The session's public id and clients, for the front channel; None if it had already ended.
     Two requests ending it at once (sign-out clicked twice) queue its clients' tokens once: the
     one whose revocation lost drops what it queued, and gets None (it had ended meanwhile).
     With `audited_for` (the user's id: a sign-out), the end is recorded as `session_ended`
     (reason `how`), kept only with the revocation that won."""
-    ended = logout.session_ended(sid, reason)
+    ended = logout.session_ended(digest, reason)
     if audited_for is not None and ended is not None:
         audit.record("session_ended", user_id=audited_for, detail={"reason": how})
-    if store.revoke_session(sid, clock.now()):
+    if store.revoke_session(digest, clock.now()):
         db.session.commit()
         return ended
     db.session.rollback()

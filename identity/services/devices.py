@@ -150,9 +150,9 @@ def _end(user_id: int, entry: Entry, by: str) -> bool:
     if kind == APP:
         return issued_grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id,
                                            only_if_live=True)
-    sid = store.session_cookie_sid(user_id, key)
-    if sid is None:  # ended meanwhile
+    digest = store.session_sid_digest(user_id, key)
+    if digest is None:  # ended meanwhile
         return False
     audit.record("session_ended", user_id=user_id, client_id=entry.client_id, detail={"reason": f"ended_by_{by}"})
     # commits the event with the end; rolls both back if another request ended it first
-    return browser_sessions.end_session(sid) is not None
+    return browser_sessions.end_stored_session(digest) is not None

@@ -98,10 +98,11 @@ class EndedSession(NamedTuple):
     client_ids: list[str]
 
 
-def session_ended(sid: str, reason: str = "signed_out") -> EndedSession | None:
-    """Queue tokens for the clients of the live session with this (cookie) sid; call before it is
-    revoked, in the same transaction. The session and its clients; None if it was not live."""
-    found = store.session_by_sid(sid)
+def session_ended(digest: str, reason: str = "signed_out") -> EndedSession | None:
+    """Queue tokens for the clients of the live session whose cookie sid has this digest
+    (store.browser_sessions.sid_digest); call before it is revoked, in the same transaction. The
+    session and its clients; None if it was not live."""
+    found = store.session_by_sid(digest)
     if found is None:
         return None
     public_sid, subject = found

@@ -4,7 +4,13 @@ Every request with a session cookie reads its session here, and the sign-in writ
 statements are built once, at import, and run on the autocommit connection (no pool checkout,
 no transaction, no ORM object). What makes a session live is the service's rule
 (services/browser_sessions.py), not this module's.
+
+The table keeps a digest of each cookie sid (`sid_digest`), never the sid: whoever reads the
+database (a backup, a replica, a leaked dump) holds no one's session. Functions here take the
+cookie's sid and digest it, except those that say they take the digest.
 """
+
+import hashlib
 
 from sqlalchemy import bindparam, select, update
 
@@ -35,11 +41,17 @@ _TOUCH = (update(_SESSIONS)
           .values(last_seen_at=bindparam("stamp")))
 
 
+def sid_digest(sid: str) -> str:
+    """What the table keeps of a cookie sid: its SHA-256, in hex (the sid is 192 random bits, so
+    a fast hash is enough, as for the other tokens)."""
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 def session_user(sid: str):
     """The unrevoked session with this (cookie) sid and its user, as one row: the user's id,
     subject, username, name, email, password_version and email_verified, then the session's auth_time,
     public_sid, row id, created_at, last_seen_at and amr. None if there is none."""
-    return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid})
+    return autocommit_connection().first(_LIVE_SESSION_USER, {"sid": sid_digest(sid)})
 
 
 def session_insert(*, sid: str, public_sid: str, user_id: int, password_version: int, auth_time: int,
@@ -48,7 +60,7 @@ def session_insert(*, sid: str, public_sid: str, user_id: int, password_version:
     """The write that stores a new session, to run with the caller's others (writes.write): one
     row, or none if the user's password version is no longer `password_version` or the user was
     disabled (the caller then refuses the sign-in)."""
-    return _INSERT_SESSION, {"sid": sid, "public_sid": public_sid, "user_id": user_id, "auth_time": auth_time,
+    return _INSERT_SESSION, {"sid": sid_digest(sid), "public_sid": public_sid, "user_id": user_id, "auth_time": auth_time,
                              "created_at": created_at, "last_seen_at": created_at, "client_id": client_id,
                              "user_agent": user_agent, "ip_address": ip_address, "amr": amr,
                              **still_user(user_id, password_version)}
@@ -80,10 +92,10 @@ def touch_session_row(row_id: int, stamp: int) -> None:
     _write_one(_TOUCH, {"session_row": row_id, "stamp": stamp})
 
 
-def revoke_session(sid: str, stamp: int) -> bool:
-    """Revoke the session with this (cookie) sid, in the session's transaction; False if it was
-    revoked already (by a request that committed first, when they ran at once)."""
-    return db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.revoked_at.is_(None))
+def revoke_session(digest: str, stamp: int) -> bool:
+    """Revoke the session whose cookie sid has this `sid_digest`, in the session's transaction;
+    False if it was revoked already (by a request that committed first, when they ran at once)."""
+    return db.session.execute(update(UserSession).where(UserSession.sid == digest, UserSession.revoked_at.is_(None))
                               .values(revoked_at=stamp)).rowcount == 1
 
 
@@ -91,21 +103,21 @@ def revoke_user_sessions(user_id: int, stamp: int, *, keep_sid: str | None = Non
     """Revoke every session of a user but `keep_sid`, in the session's transaction."""
     sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
     if keep_sid:
-        sessions = sessions.where(UserSession.sid != keep_sid)
+        sessions = sessions.where(UserSession.sid != sid_digest(keep_sid))
     db.session.execute(sessions.values(revoked_at=stamp))
 
 
 def renew_sid(old_sid: str, new_sid: str) -> None:
     """Give the unrevoked session with (cookie) sid `old_sid` the sid `new_sid`, in the session's
     transaction: a copy of the old cookie no longer names it."""
-    db.session.execute(update(UserSession).where(UserSession.sid == old_sid, UserSession.revoked_at.is_(None))
-                       .values(sid=new_sid))
+    db.session.execute(update(UserSession).where(UserSession.sid == sid_digest(old_sid), UserSession.revoked_at.is_(None))
+                       .values(sid=sid_digest(new_sid)))
 
 
 def live_session_times(sid: str, user_id: int):
     """(public_sid, created_at, last_seen_at) of the user's unrevoked session with this (cookie) sid; None if none."""
     return db.session.execute(select(UserSession.public_sid, UserSession.created_at, UserSession.last_seen_at)
-                              .where(UserSession.sid == sid, UserSession.user_id == user_id,
+                              .where(UserSession.sid == sid_digest(sid), UserSession.user_id == user_id,
                                      UserSession.revoked_at.is_(None))).first()
 
 
@@ -113,10 +125,10 @@ def hand_over_public_sid(old_sid: str, new_sid: str, public_sid: str, spare_publ
     """Revoke the session `old_sid`, giving it `spare_public_sid`, and give its public id to the
     session `new_sid`, in the session's transaction; False (nothing changed) if `old_sid` had ended."""
     ended = db.session.execute(update(UserSession)
-                               .where(UserSession.sid == old_sid, UserSession.public_sid == public_sid,
+                               .where(UserSession.sid == sid_digest(old_sid), UserSession.public_sid == public_sid,
                                       UserSession.revoked_at.is_(None))
                                .values(revoked_at=stamp, public_sid=spare_public_sid)).rowcount
     if ended != 1:
         return False
-    db.session.execute(update(UserSession).where(UserSession.sid == new_sid).values(public_sid=public_sid))
+    db.session.execute(update(UserSession).where(UserSession.sid == sid_digest(new_sid)).values(public_sid=public_sid))
     return True

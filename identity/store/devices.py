@@ -47,8 +47,9 @@ def live_refresh_tokens(user_id: int, stamp: int, *, limit: int | None = None, f
     return db.session.execute(query, refresh_families.params(user_id)).all()
 
 
-def session_cookie_sid(user_id: int, public_sid: str) -> str | None:
-    """The cookie sid of the user's unrevoked session with this public id; None if there is none."""
+def session_sid_digest(user_id: int, public_sid: str) -> str | None:
+    """The cookie sid's digest (browser_sessions.sid_digest) of the user's unrevoked session with
+    this public id; None if there is none."""
     return db.session.scalar(select(UserSession.sid).where(
         UserSession.user_id == user_id, UserSession.public_sid == public_sid, UserSession.revoked_at.is_(None)))
 

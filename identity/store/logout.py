@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from ..extensions import db
 from ..models import AuthorizationCode, LogoutDelivery, RefreshToken, SessionClient, User, UserSession
 from . import refresh_families
+from .browser_sessions import sid_digest
 from .writes import insert_or_skip, write
 
 _DELIVERY = LogoutDelivery.__table__
@@ -37,11 +38,12 @@ def session_clients(session_ids) -> list[tuple[str, str]]:
     return [tuple(row) for row in rows]
 
 
-def session_by_sid(sid: str) -> tuple[str, str] | None:
-    """(public_sid, user subject) of the unrevoked session with this (cookie) sid."""
+def session_by_sid(digest: str) -> tuple[str, str] | None:
+    """(public_sid, user subject) of the unrevoked session whose cookie sid has this digest
+    (browser_sessions.sid_digest)."""
     row = db.session.execute(select(UserSession.public_sid, User.subject)
                              .join(User, User.id == UserSession.user_id)
-                             .where(UserSession.sid == sid, UserSession.revoked_at.is_(None))).first()
+                             .where(UserSession.sid == digest, UserSession.revoked_at.is_(None))).first()
     return tuple(row) if row else None
 
 
@@ -49,7 +51,7 @@ def user_live_sessions(user_id: int, *, keep_sid: str | None = None) -> list[str
     """The public ids of a user's unrevoked sessions, but the one with (cookie) sid `keep_sid`."""
     query = select(UserSession.public_sid).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
     if keep_sid:
-        query = query.where(UserSession.sid != keep_sid)
+        query = query.where(UserSession.sid != sid_digest(keep_sid))
     return list(db.session.scalars(query))
 
 
