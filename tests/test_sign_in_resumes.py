@@ -188,3 +188,52 @@ def test_a_sign_in_submitted_twice_answers_the_app_with_a_code_both_times(app, f
         params = redirect_params(answer.headers["Location"])
         assert "code" in params and params["state"] == "st-2", params
     assert _codes(app) == 2
+
+
+def _native_request(length: int) -> dict:
+    """A signed-out request of `native` whose resume URL (/connect/authorize?<query>) is `length`
+    characters long, made so by its state, as a framework that packs its data into state makes it."""
+    _, challenge = pkce_pair()
+    params = {"client_id": "native", "redirect_uri": "com.example.native:/cb", "response_type": "code",
+              "scope": "openid", "code_challenge": challenge, "code_challenge_method": "S256", "state": ""}
+    params["state"] = "s" * (length - len(_return_url(**params)))
+    assert len(_return_url(**params)) == length
+    return params
+
+
+def _answer_after_sign_in(client, params: dict) -> str:
+    """Where the browser ends up for this request: the authorization endpoint's answer, or the
+    sign-in page's once the person signs in there."""
+    start = client.get(_return_url(**params))
+    location = start.headers.get("Location", "")
+    if location.startswith("/account/login?"):
+        login = AuthActions(client).login(return_url=unquote(location.split("returnUrl=", 1)[1]))
+        location = login.headers.get("Location", "")
+    return location
+
+
+@pytest.mark.parametrize("length", [3999, 4000, 4001, 6000])
+def test_a_request_too_long_to_resume_after_the_sign_in_is_still_answered_to_the_client(app, flow_clients, length):
+    """The sign-in page takes a returnUrl of at most 4,000 characters: a longer pending request was
+    dropped after the sign-in (the person sent to the home page, the client never answered). It is
+    answered invalid_request at the authorization endpoint instead, with its state; one that fits
+    is resumed as before."""
+    params = _native_request(length)
+    location = _answer_after_sign_in(_fresh_client(app), params)
+    assert location.startswith("com.example.native:/cb?"), location[:200]
+    answer = redirect_params(location)
+    assert answer["state"] == params["state"] and answer["iss"] == "https://localhost"
+    if length <= 4000:
+        assert "code" in answer
+    else:
+        assert answer["error"] == "invalid_request" and "code" not in answer
+
+
+def test_a_long_request_with_prompt_none_is_still_answered_login_required(app, flow_clients):
+    """Only a request sent to a page is measured: a signed-in person's prompt=none with max_age=0
+    is answered login_required, whatever its length."""
+    browser = _fresh_client(app)
+    AuthActions(browser).login()
+    params = {**_native_request(6000), "prompt": "none", "max_age": "0"}
+    answer = redirect_params(browser.get(_return_url(**params)).headers["Location"])
+    assert answer["error"] == "login_required" and answer["state"] == params["state"]

@@ -8,7 +8,7 @@ same checks, in this module.
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
@@ -22,12 +22,15 @@ from ..clock import now
 from ..config.issuer import issuer
 from ..services import consent, logout, mfa, tokens
 from .context import grant_context
-from .decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError
+from .decisions import (
+    RESUME_URL_MAX_LENGTH, NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError,
+)
 from .parameters import parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
 from .server import authorization_server, query_client
 
+AUTHORIZE_PATH = "/connect/authorize"  # the URL a pending request is resumed at (web/return_urls.py)
 FORM_FIELDS = ("csrf_token", "decision", "remember")  # the consent form's own fields, not the request's
 INVALID_REQUEST_TITLE = "This sign-in request is not valid"
 
@@ -296,6 +299,19 @@ def _person_needed(checked: Validated, principal):
     return None
 
 
+def _resumable(decision, checked: Validated):
+    """The decision that sends the person to a page first, if that page can resume the request
+    after it; else invalid_request to the client, with its state: a pending request longer than
+    the page's returnUrl takes (RESUME_URL_MAX_LENGTH) was lost after the sign-in, the person
+    left on the home page and the client never answered."""
+    if not isinstance(decision, (NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail)) or \
+            len(AUTHORIZE_PATH + "?" + urlencode(decision.params)) <= RESUME_URL_MAX_LENGTH:
+        return decision
+    return error_decision(InvalidRequestError(f"the request is too long to resume after signing in (over "
+                                              f"{RESUME_URL_MAX_LENGTH} characters)", redirect_uri=checked.reply.redirect_uri),
+                          checked.params)
+
+
 def _validated_for(principal, params: AuthorizationParams):
     """The Validated request once the person has nothing more to do for it, or the decision that
     answers it first (an invalid request; sign in again, a second factor, verify the address)."""
@@ -303,7 +319,7 @@ def _validated_for(principal, params: AuthorizationParams):
     if not isinstance(checked, Validated):
         return checked
     needed = _person_needed(checked, principal)
-    return checked if needed is None else needed
+    return checked if needed is None else _resumable(needed, checked)
 
 
 def authorize(principal, params: AuthorizationParams):

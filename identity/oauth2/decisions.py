@@ -6,6 +6,11 @@ names of other endpoints. identity/web/decisions.py turns each decision into a r
 
 from dataclasses import dataclass
 
+#: The longest URL of a pending authorization request (/connect/authorize?<query>) that a page the
+#: person is sent to first (sign-in, second factor, address verification) takes as its returnUrl
+#: and resumes; the authorization endpoint answers a longer one itself (authorize.py).
+RESUME_URL_MAX_LENGTH = 4000
+
 
 @dataclass(frozen=True)
 class ReplyTo:

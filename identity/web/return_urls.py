@@ -2,13 +2,14 @@
 
 from urllib.parse import parse_qs, urlsplit
 
+from ..oauth2.decisions import RESUME_URL_MAX_LENGTH
 from ..oauth2.response_modes import reply_to
 from ..services.clients import cached_client, recorded_client_id
 
 
 def safe_return_url(value: str | None) -> str | None:
     """Return the URL if it is a local path (no scheme, no host, no backslash tricks), else None."""
-    if not value or len(value) > 4000:
+    if not value or len(value) > RESUME_URL_MAX_LENGTH:
         return None
     if not value.startswith("/") or value.startswith("//") or "\\" in value or any(c in value for c in "\r\n\t"):
         return None
