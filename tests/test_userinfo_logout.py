@@ -176,6 +176,32 @@ def test_endsession_without_hint_asks_for_confirmation(oauth):
     assert done.status_code == 200 and oauth.client.get("/diagnostics").status_code == 302
 
 
+@pytest.mark.parametrize("query,body", [
+    ({"state": "a", "client_id": "web"}, {"state": "b"}),  # once in the query, once in the body
+    ({"client_id": "web", "state": "a"}, {"client_id": "spa"}),
+])
+def test_endsession_refuses_a_repeated_parameter_and_signs_nobody_out(oauth, query, body):
+    """RFC 6749 3.1 and docs/endpoints.md: a recognized parameter given twice is invalid_request at
+    every endpoint. End session took the first of two `state`s or `client_id`s and went on."""
+    page = oauth.client.get("/connect/endsession")
+    body = body | {"csrf_token": csrf_token(page.get_data(as_text=True))}
+    response = oauth.client.post("/connect/endsession", query_string=query, data=body)
+    assert response.status_code == 400 and "must not be repeated" in response.get_data(as_text=True)
+    assert oauth.client.get("/diagnostics").status_code == 200  # still signed in
+
+
+def test_endsession_confirmation_posts_each_parameter_once(oauth):
+    """The confirmation page's form posts the request's parameters in its body, to the bare
+    endpoint: not once more beside the query they came in."""
+    query = {"client_id": "web", "post_logout_redirect_uri": "https://web.example.com/bye", "state": "s1"}
+    page = oauth.client.get("/connect/endsession", query_string=query)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'action="/connect/endsession"' in html
+    done = oauth.client.post("/connect/endsession", data=query | {"csrf_token": csrf_token(html)})
+    assert done.status_code == 303 and done.headers["Location"] == "https://web.example.com/bye?state=s1"
+    assert oauth.client.get("/diagnostics").status_code == 302
+
+
 def test_endsession_post_logout_uri_needs_a_client(oauth):
     response = oauth.client.get("/connect/endsession", query_string={"post_logout_redirect_uri": "https://web.example.com/bye"})
     assert response.status_code == 400

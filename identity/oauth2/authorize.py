@@ -25,7 +25,7 @@ from .context import grant_context
 from .decisions import (
     RESUME_URL_MAX_LENGTH, NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError,
 )
-from .parameters import parameter_error, repeated_names
+from .parameters import given, parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
 from .server import authorization_server, query_client
@@ -47,9 +47,8 @@ class AuthorizationParams:
 
     @classmethod
     def from_request(cls) -> "AuthorizationParams":
-        """The request's parameters sent with a value: one sent without is as if omitted (RFC 6749
-        section 3.1), so `state=&state=mine` is one `state`, not a repeated one."""
-        args, form = _given(request.args), _given(request.form)
+        """The request's parameters sent with a value (parameters.given)."""
+        args, form = given(request.args), given(request.form)
         return cls(args, form, CombinedMultiDict([args, form]), request.method)
 
     @classmethod
@@ -57,10 +56,6 @@ class AuthorizationParams:
         """A pending request, from the query string of the URL that would resume it (as a GET)."""
         args = MultiDict(parse_qsl(query))  # the empty ones left out, as from_request does
         return cls(args, MultiDict(), args, "GET")
-
-
-def _given(parameters: MultiDict) -> MultiDict:
-    return MultiDict([(name, value) for name, value in parameters.items(multi=True) if value != ""])
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,12 @@
 
 from dataclasses import dataclass
 
+from werkzeug.datastructures import CombinedMultiDict
+
 from ..services import tokens
 from ..services.clients import cached_client
 from .decisions import ReplyTo, Respond, SignedOut
+from .parameters import given, repeated_names
 
 
 @dataclass
@@ -25,9 +28,15 @@ def _hint_claims(hint: str | None) -> dict | None:
         return None
 
 
-def check_end_session_request(values, principal) -> EndSessionRequest:
+def check_end_session_request(args, form, principal) -> EndSessionRequest:
     """Accept a post-logout redirect only when registered for the enabled client the hint (or
-    client_id) names."""
+    client_id) names. `args` and `form` are the query's and the body's parameters: one given
+    twice over both is refused (RFC 6749 section 3.1), one given without a value is as if omitted."""
+    args, form = given(args), given(form)
+    repeated = repeated_names(args, form)
+    if repeated:
+        return EndSessionRequest(error="Parameters must not be repeated: " + ", ".join(repeated))
+    values = CombinedMultiDict([args, form])
     hint, uri = values.get("id_token_hint"), values.get("post_logout_redirect_uri")
     claims = _hint_claims(hint)
     if hint and claims is None:

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError
+from werkzeug.datastructures import MultiDict
 
 RECOGNIZED = frozenset((
     "client_id", "client_secret", "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
@@ -24,6 +25,12 @@ RECOGNIZED = frozenset((
 ))
 NONCE_MAX_LENGTH = 300
 SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
+
+
+def given(parameters: MultiDict) -> MultiDict:
+    """The parameters sent with a value: one sent without is as if omitted (RFC 6749 section 3.1),
+    so `state=&state=mine` is one `state`, not a repeated one."""
+    return MultiDict([(name, value) for name, value in parameters.items(multi=True) if value != ""])
 
 
 def _pairs(*multidicts):

@@ -92,7 +92,7 @@ def userinfo():
 @bp.route("/endsession", methods=["GET", "POST"])
 def endsession():
     """RP-initiated logout: check the hint and the return address, confirm if needed, sign out."""
-    outcome = end_session.check_end_session_request(request.values, current_user)
+    outcome = end_session.check_end_session_request(request.args, request.form, current_user)
     if outcome.error:
         return render_template("error.html", status=400, title="This sign-out request is not valid", detail=outcome.error), 400
     if _posted_without_cookies():
@@ -102,7 +102,8 @@ def endsession():
         form = ConfirmForm()
         if not form.validate_on_submit():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
-            return render_template("account/logout.html", form=form, hidden=hidden)
+            return render_template("account/logout.html", form=form, hidden=hidden,
+                                   action=url_for("connect.endsession"))
     return render_signed_out(end_session.finish(outcome), sign_out(current_user, how="end_session"),
                              client_name=outcome.client_name)
 
