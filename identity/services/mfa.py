@@ -457,12 +457,22 @@ def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, pur
         return
     if not code:
         raise SecondFactorRequired("a recent sign-in with the second factor, or a code, is required")
-    check = check_code(user_id, code, purpose=purpose)
-    if check.locked:
-        raise AccountLocked(check.retry_after)
-    if check.method is None:
-        raise SecondFactorRequired("the code is not right, or was used already")
-    write(*check.success)
+    _spend_with_change(user_id, code, purpose=purpose)
+
+
+def _spend_with_change(user_id: int, code: str, *, purpose: str) -> None:
+    """Check a code, counted toward lockout before it is checked (check_code's rule), and spend it
+    in the session's transaction, not committed: the change it allows commits it, and a change
+    that fails rolls it back, so the code (a recovery code: one of ten) stays usable for the next
+    try. Raises AccountLocked, or SecondFactorRequired for a wrong or used code (spend_code)."""
+    reservation = lockout.reserve(user_id)
+    if reservation is None:
+        retry_after = lockout.seconds_left(user_id)
+        audit.record("mfa_failed", user_id=user_id, detail={"reason": "locked", "for": purpose})
+        db.session.commit()
+        raise AccountLocked(retry_after)
+    spend_code(user_id, code, reservation, purpose=purpose)
+    db.session.execute(*lockout.settled(reservation))
 
 
 # --- removal --------------------------------------------------------------------------------------
@@ -495,12 +505,10 @@ def remove_totp(user_id: int, password: str, code: str) -> None:
         raise NotFound("no authenticator app is set up")
     if not _password_matches(user_id, password, purpose="remove_factor"):
         raise ValidationFailed({"password": ["The password is incorrect."]})
-    check = check_code(user_id, code, purpose="remove_factor")
-    if check.locked:
-        raise AccountLocked(check.retry_after)
-    if check.method is None:
-        raise ValidationFailed({"code": ["That code is not right, or was used already."]})
-    write(*check.success)
+    try:
+        _spend_with_change(user_id, code, purpose="remove_factor")  # committed with the removal, or not at all
+    except SecondFactorRequired:
+        raise ValidationFailed({"code": ["That code is not right, or was used already."]}) from None
     store.delete_totp_and_codes(user_id)
     audit.record("mfa_disabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()

@@ -1,0 +1,78 @@
+"""The fault injector's review: one write of an operation fails in the database (a trigger that
+refuses it, tests/faults_review_support.py), and the operation must answer clearly, leave nothing
+of itself behind, spend nothing the person must have to try again, and succeed when tried again."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD
+from faults_review_support import LEAKS_RE, refused, snapshot
+from identity.extensions import db
+from identity.models import RecoveryCode, TotpFactor
+from mfa_actions import CLOCK, code_at, enrol, post_mfa, step_clock  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def enrolled(app, client, seeded, step_clock):
+    """alice, signed in with her password alone in `client`, with an authenticator app; returns
+    (secret, recovery codes)."""
+    assert AuthActions(client).login().status_code == 302
+    secret, codes = enrol(client)
+    CLOCK.next_step()  # the enrolment used this step's code
+    return secret, codes
+
+
+def unused_recovery_codes(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(RecoveryCode).where(RecoveryCode.used_at.is_(None)))
+        db.session.remove()
+    return count
+
+
+def assert_clear_503(response):
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503, body
+    assert not re.search(LEAKS_RE, body), body
+
+
+# --- second factors: the code that proves one is spent with the change it allows ---------------------
+
+
+@pytest.mark.parametrize("table, op", [("recovery_codes", "INSERT"), ("audit_events", "INSERT")])
+def test_new_recovery_codes_that_fail_to_be_stored_spend_no_recovery_code(app, client, enrolled, table, op):
+    _, codes = enrolled
+    with refused(app, table, op):
+        assert_clear_503(post_mfa(client, "regenerate", otp=codes[0]))
+    assert unused_recovery_codes(app) == 10
+    again = post_mfa(client, "regenerate", otp=codes[0])
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert unused_recovery_codes(app) == 10  # the new set
+
+
+@pytest.mark.parametrize("table, op", [("totp_factors", "DELETE"), ("recovery_codes", "DELETE"),
+                                       ("audit_events", "INSERT")])
+def test_a_removal_of_the_app_that_fails_spends_no_recovery_code(app, client, enrolled, table, op):
+    _, codes = enrolled
+    before = snapshot(app)
+    with refused(app, table, op):
+        assert_clear_503(post_mfa(client, "remove", password=ALICE_PASSWORD, code=codes[3]))
+    after = snapshot(app)
+    assert after["recovery_codes"] == before["recovery_codes"]
+    assert after["totp_factors"] == before["totp_factors"]
+    removed = post_mfa(client, "remove", password=ALICE_PASSWORD, code=codes[3])
+    assert removed.status_code == 200, removed.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TotpFactor)) == 0
+
+
+def test_a_removal_of_the_app_that_fails_leaves_its_code_usable_at_once(app, client, enrolled):
+    secret, _ = enrolled
+    before = snapshot(app)
+    with refused(app, "totp_factors", "DELETE"):
+        assert_clear_503(post_mfa(client, "remove", password=ALICE_PASSWORD, code=code_at(secret)))
+    assert snapshot(app)["totp_factors"] == before["totp_factors"]  # the step is not spent
+    removed = post_mfa(client, "remove", password=ALICE_PASSWORD, code=code_at(secret))
+    assert removed.status_code == 200, removed.get_data(as_text=True)
