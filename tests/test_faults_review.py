@@ -76,3 +76,20 @@ def test_a_removal_of_the_app_that_fails_leaves_its_code_usable_at_once(app, cli
     assert snapshot(app)["totp_factors"] == before["totp_factors"]  # the step is not spent
     removed = post_mfa(client, "remove", password=ALICE_PASSWORD, code=code_at(secret))
     assert removed.status_code == 200, removed.get_data(as_text=True)
+
+
+def test_a_second_step_whose_session_fails_to_be_stored_spends_no_recovery_code(app, enrolled):
+    from conftest import csrf_token
+    from mfa_actions import password_step
+
+    _, codes = enrolled
+    browser = app.test_client()
+    assert password_step(browser).status_code == 302
+    page = browser.get("/account/login/mfa")
+    form = {"csrf_token": csrf_token(page.get_data(as_text=True)), "code": codes[5]}
+    with refused(app, "audit_events", "INSERT"):
+        assert_clear_503(browser.post("/account/login/mfa", data=form))
+    assert unused_recovery_codes(app) == 10
+    signed_in = browser.post("/account/login/mfa", data=form)
+    assert signed_in.status_code == 302 and "/account/login" not in signed_in.headers["Location"]
+    assert unused_recovery_codes(app) == 9

@@ -15,7 +15,7 @@ from ..store import accounts as store
 from ..store import issued_grants as grant_rows
 from ..store import browser_sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
-from ..store.writes import Write, write
+from ..store.writes import Write, write, write_after
 from . import (
     account_tokens,
     audit,
@@ -284,12 +284,17 @@ def finish_sign_in(user: SessionUser, code: str, *, pending_id: str, amr: str = 
     session, store = browser_sessions.new_session(user.id, amr=methods, password_version=user.password_version,
                                                   client_id=client_id)
     try:
-        stored = write(spend_pending_write(user.id, pending_id), *check.success,
-                       audit.event_write("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods},
-                                         password_version=user.password_version), store)[-1] == 1
+        # the code is spent in the session's transaction: a write of it that fails leaves the code usable
+        stored = write_after(check.spending, spend_pending_write(user.id, pending_id), *check.success,
+                             audit.event_write("sign_in", user_id=user.id, client_id=client_id,
+                                               detail={"amr": methods}, password_version=user.password_version),
+                             store)
     except IntegrityError:  # finished already, by a copy of the cookie (or a double click)
         return _changed_meanwhile(user.id, client_id, reason="finished_already")
-    if not stored:
+    if stored is None:  # the code was spent meanwhile
+        return SignInResult(None, locked=mfa.refuse_spent(user.id, check, client_id=client_id).locked)
+    mfa.code_spent(check)
+    if stored[-1] != 1:
         return _changed_meanwhile(user.id, client_id)
     result = SignInResult(user, amr=methods)
     result.sid, result.auth_time, result.public_sid = session

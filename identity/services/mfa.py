@@ -281,6 +281,12 @@ class CodeCheck:
     # a right code whose request goes on to check a password: it neither adds to the count nor
     # resets it (the password's own check does), so a right code cannot wipe wrong passwords out
     neutral: tuple[Write, ...] = ()
+    # the conditional write that spends the right code, for the caller to run first in its own
+    # transaction (check_code), and what refuse_spent needs if that write changes no row
+    spending: Write | None = None
+    reservation: lockout.Reservation | None = None
+    code: str = ""
+    purpose: str = ""
 
 
 def _spending(user_id: int, code: str) -> Write | None:
@@ -339,8 +345,12 @@ def _record_bad_code(user_id: int, code: str, reservation: lockout.Reservation, 
 def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose: str = "sign_in") -> CodeCheck:
     """Check a second-factor code (TOTP or recovery), counted toward lockout before it is checked.
 
-    A wrong code, or any code while the account is locked, records its audit event and fails; a
-    right one returns the writes that settle its reservation, to run with the caller's.
+    A wrong code, or any code while the account is locked, records its audit event and fails. A
+    right one is not spent here: `spending` spends it, and the caller runs it first in the
+    transaction of what the code allows (store.writes.write_after), with `success` (the writes
+    that settle its reservation and record it); so a write of that transaction that fails leaves
+    the code (a recovery code: one of ten) usable for the next try. If `spending` changes no row,
+    the code was spent meanwhile: the caller answers with refuse_spent.
     """
     reservation = lockout.reserve(user_id)
     if reservation is None:
@@ -349,13 +359,26 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
         db.session.commit()
         return CodeCheck(None, locked=True, retry_after=retry_after)
     normalized = normalize_code(code)
-    kind = _kind(normalized)
-    if not _use_code(user_id, normalized):
+    spending = _spending(user_id, normalized)
+    if spending is None:
         _record_bad_code(user_id, normalized, reservation, client_id=client_id, purpose=purpose)
         return CodeCheck(None, locked=reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
-    metrics.count_mfa(kind, "success")
-    used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
-    return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), used), neutral=(lockout.released(reservation), used))
+    used = audit.event_write("mfa_used", user_id=user_id, client_id=client_id,
+                             detail={"factor": _kind(normalized), "for": purpose})
+    return CodeCheck(AMR_OTP, success=(lockout.settled(reservation), used), neutral=(lockout.released(reservation), used),
+                     spending=spending, reservation=reservation, code=normalized, purpose=purpose)
+
+
+def code_spent(check: CodeCheck) -> None:
+    """After the caller's transaction spent a right code (check_code): count it."""
+    metrics.count_mfa(_kind(check.code), "success")
+
+
+def refuse_spent(user_id: int, check: CodeCheck, *, client_id: str | None = None) -> CodeCheck:
+    """A right code whose spending changed no row (another request spent it first): refused as a
+    wrong one, counted and audited."""
+    _record_bad_code(user_id, check.code, check.reservation, client_id=client_id, purpose=check.purpose)
+    return CodeCheck(None, locked=check.reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
 
 
 def _signed_in_recently(auth_time: int | None) -> bool:

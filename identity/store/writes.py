@@ -79,27 +79,30 @@ def write_if(first: Write, then: Write | None) -> bool:
     True if `first` changed its row (a conditional UPDATE that consumes a code or a token: the
     one request that wins); otherwise nothing is written.
     """
+    return write_after(first, *((then,) if then is not None else ())) is not None
+
+
+def write_after(first: Write, *then: Write) -> list[int] | None:
+    """Run `first` and, only if it changed exactly one row, the statements `then`, as one
+    transaction: the rows each of `then` changed; None (nothing written) if `first` changed none."""
     connection = autocommit_connection()
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
-            won = run(first[0], _driver_values(first[1])) == 1
-            if won and then is not None:
-                run(then[0], _driver_values(then[1]))
-        return won
+            if run(first[0], _driver_values(first[1])) != 1:
+                return None
+            return [run(statement, _driver_values(params)) for statement, params in then]
     durable = durable_alone(connection)
     if durable is not None:
-        if then is None:
-            return durable.write_count(first[0], _driver_values(first[1])) == 1
+        if not then:
+            return [] if durable.write_count(first[0], _driver_values(first[1])) == 1 else None
         with durable.transaction() as run:
-            won = run(first[0], _driver_values(first[1])) == 1
-            if won:
-                run(then[0], _driver_values(then[1]))
-        return won
+            if run(first[0], _driver_values(first[1])) != 1:
+                return None
+            return [run(statement, _driver_values(params)) for statement, params in then]
     try:
         in_session = db.session.connection()
         won = in_session.execute(*first).rowcount == 1
-        if won and then is not None:
-            in_session.execute(*then)
+        counts = [_rows(statement, in_session.execute(statement, params)) for statement, params in then] if won else None
     except BaseException:
         db.session.rollback()
         raise
@@ -107,7 +110,7 @@ def write_if(first: Write, then: Write | None) -> bool:
         db.session.commit()
     else:
         db.session.rollback()
-    return won
+    return counts
 
 
 def durable_alone(connection):
