@@ -93,3 +93,21 @@ def test_a_second_step_whose_session_fails_to_be_stored_spends_no_recovery_code(
     signed_in = browser.post("/account/login/mfa", data=form)
     assert signed_in.status_code == 302 and "/account/login" not in signed_in.headers["Location"]
     assert unused_recovery_codes(app) == 9
+
+
+# --- the operator's commands: a write the database refuses is one line, without the row's values ----------
+
+
+def test_a_command_whose_write_the_database_refuses_is_one_line_without_the_values(app, seeded, runner):
+    before = snapshot(app)
+    with refused(app, "users", "INSERT"):
+        result = runner.invoke(args=["users", "add", "carol", "--email", "carol@example.com"],
+                               input="juniper-falcon-ribbon-735\n")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # click's error, not a traceback
+    assert result.output.startswith("Error: database error: ") and len(result.output.splitlines()) == 1, result.output
+    assert "argon2" not in result.output and "carol@example.com" not in result.output
+    assert snapshot(app) == before
+    again = runner.invoke(args=["users", "add", "carol", "--email", "carol@example.com"],
+                          input="juniper-falcon-ribbon-735\n")
+    assert again.exit_code == 0, again.output

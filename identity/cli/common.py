@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 from flask import current_app
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..config import startup
 from ..services.schema import ensure_schema
@@ -31,7 +31,8 @@ def with_schema(fn=None, *, standard_resources: bool = True):
         try:
             ensure_schema(standard_resources=standard_resources)
             return fn(*args, **kwargs)
-        except OperationalError as err:  # a lock or statement timeout, the server gone: one line too
+        except DBAPIError as err:  # a lock or statement timeout, the server gone, a write refused: one line too,
+            # never SQLAlchemy's text, which lists the statement's values (a new user's password hash)
             raise click.ClickException(f"database error: {_reason(err)}") from None
         except ValidationFailed as err:
             raise click.ClickException("; ".join(f"{where}: {msg}" for where, msgs in err.errors.items() for msg in msgs))
@@ -55,7 +56,7 @@ def _refuse_undecodable(params: dict) -> None:
                     raise click.ClickException(f"{name.replace('_', '-')}: not UTF-8 text ({shown} at offset {err.start})") from None
 
 
-def _reason(err: OperationalError) -> str:
+def _reason(err: DBAPIError) -> str:
     """The driver's first line (it names host and port, never the URI's password)."""
     return (str(err.orig or err).strip().splitlines() or ["unknown"])[0]
 
