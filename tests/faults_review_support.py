@@ -29,8 +29,10 @@ def changed_tables(before: dict, after: dict) -> list[str]:
 
 
 @contextmanager
-def refused(app, table: str, op: str):
-    """While the block runs, every `op` (INSERT, UPDATE, DELETE) on `table` fails in the database."""
+def refused(app, table: str, op: str, *, errcode: str = "P0001"):
+    """While the block runs, every `op` (INSERT, UPDATE, DELETE) on `table` fails in the database.
+    On PostgreSQL the error has the SQLSTATE `errcode` (P0001 raise_exception; 23514
+    check_violation is a constraint's, as SQLite's RAISE(ABORT) always is)."""
     name = f"fault_{table}_{op.lower()}"
     with app.app_context():
         with db.engine.begin() as conn:
@@ -38,10 +40,11 @@ def refused(app, table: str, op: str):
                 conn.execute(text(f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
                                   f"BEGIN SELECT RAISE(ABORT, 'injected fault'); END"))
             else:
-                conn.execute(text("CREATE OR REPLACE FUNCTION fault_raise() RETURNS trigger LANGUAGE plpgsql "
-                                  "AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$"))
+                function = f"fault_raise_{errcode.lower()}"
+                conn.execute(text(f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+                                  f"AS $$ BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '{errcode}'; END $$"))
                 conn.execute(text(f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
-                                  f"FOR EACH ROW EXECUTE FUNCTION fault_raise()"))
+                                  f"FOR EACH ROW EXECUTE FUNCTION {function}()"))
         db.session.remove()
     try:
         yield

@@ -111,3 +111,21 @@ def test_a_command_whose_write_the_database_refuses_is_one_line_without_the_valu
     again = runner.invoke(args=["users", "add", "carol", "--email", "carol@example.com"],
                           input="juniper-falcon-ribbon-735\n")
     assert again.exit_code == 0, again.output
+
+
+# --- a row the database refuses is no name or address taken ------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"REGISTRATION_ENABLED": True}])
+def test_a_registration_whose_user_the_database_refuses_is_no_check_your_email_page(app, client, seeded, mail):
+    from test_registration import register
+
+    before = snapshot(app)
+    with refused(app, "users", "INSERT", errcode="23514"):
+        assert_clear_503(register(client))
+    after = snapshot(app)
+    assert {name: rows for name, rows in after.items() if name != "audit_events"} == \
+        {name: rows for name, rows in before.items() if name != "audit_events"}
+    done = register(client)
+    assert done.status_code == 200, done.get_data(as_text=True)
+    mail.wait_for(to="carol@example.com")

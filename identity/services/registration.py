@@ -61,7 +61,8 @@ def register(username: str, email: str, name: str, password: str, confirm_passwo
         db.session.flush()  # a concurrent registration of the same name or address fails here
     except IntegrityError:
         db.session.rollback()
-        _taken(username, email, None, client_id)
+        if not _taken(username, email, None, client_id):
+            raise  # no name or address taken meanwhile: the database refused the row (503), nobody was mailed
         return
     link = verification.link_for_new_user(user)
     audit.record("user_registered", user_id=user.id, client_id=client_id, detail={"username": user.username})
