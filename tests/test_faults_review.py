@@ -129,3 +129,20 @@ def test_a_registration_whose_user_the_database_refuses_is_no_check_your_email_p
     done = register(client)
     assert done.status_code == 200, done.get_data(as_text=True)
     mail.wait_for(to="carol@example.com")
+
+
+def test_a_passkey_the_database_refuses_to_store_is_no_passkey_already_registered(app, client, seeded):
+    from identity.models import Passkey
+    from test_passkeys_web import register_over_http
+    from webauthn_keys import SoftKey
+
+    assert AuthActions(client).login().status_code == 302
+    key = SoftKey()
+    with refused(app, "passkeys", "INSERT", errcode="23514"):
+        response = register_over_http(client, key)
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert "already registered" not in response.get_data(as_text=True)
+    registered = register_over_http(client, key)
+    assert registered.status_code in (200, 201), registered.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Passkey)) == 1

@@ -254,6 +254,8 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         store.add_passkey(passkey)
     except IntegrityError:  # registered by a concurrent request meanwhile
         db.session.rollback()
+        if store.passkey_by_credential_id(credential_id) is None:
+            raise  # not registered meanwhile: the database refused the row (503), and the person may try again
         raise PasskeyRefused("This passkey is already registered.") from None
     if first:
         mfa.end_changes_asked_without_a_factor(user_id)
