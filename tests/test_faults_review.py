@@ -146,3 +146,16 @@ def test_a_passkey_the_database_refuses_to_store_is_no_passkey_already_registere
     assert registered.status_code in (200, 201), registered.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Passkey)) == 1
+
+
+def test_keys_rotate_whose_keys_the_database_refuses_says_so_in_one_line(app, seeded, runner):
+    runner.invoke(args=["keys", "list"])  # the first keys
+    before = snapshot(app)
+    with refused(app, "signing_keys", "INSERT", errcode="23514"):
+        result = runner.invoke(args=["keys", "rotate"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.output.startswith("Error: database error: ") and len(result.output.splitlines()) == 1, result.output
+    assert "rotated elsewhere" not in result.output
+    assert snapshot(app) == before
+    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..clock import now
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX
+from ..errors import Conflict
 from ..store import keys as key_rows
 from ..store import mfa as mfa_rows
 from . import audit, key_encryption
@@ -386,10 +387,12 @@ def rotate(algs: list[str] | None = None, *, immediate: bool = False) -> list:
                     writer.run(audit.event_write("key_rotated", detail={
                         "kids": [k.kid for k in made.values()], "reason": "emergency" if immediate else "staged"}))
         except IntegrityError:
+            if {row.kid for row in _all_rows()} == {row.kid for row in rows}:
+                raise  # no key was made meanwhile: no other rotation, the database refused these keys
             continue  # another instance rotated at the same moment: decide again on what it made
         break
     else:
-        raise RuntimeError("signing keys are being rotated elsewhere; try again")
+        raise Conflict("signing keys are being rotated elsewhere; try again")
     key_rows.commit_request()
     _reload()
     if immediate:
