@@ -159,3 +159,17 @@ def test_keys_rotate_whose_keys_the_database_refuses_says_so_in_one_line(app, se
     assert "rotated elsewhere" not in result.output
     assert snapshot(app) == before
     assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
+
+
+def test_a_first_signing_key_the_database_refuses_is_temporarily_unavailable_not_a_500(app, flow_clients, client):
+    from actions import OAuthActions
+
+    def password_grant():
+        return OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                          scope="openid")
+
+    with refused(app, "signing_keys", "INSERT", errcode="23514"):
+        response = password_grant()
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert password_grant().status_code == 200

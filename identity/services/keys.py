@@ -179,7 +179,9 @@ def _maintain(rows, stamp: int) -> bool:
                     writer.run(audit.event_write("key_rotated", detail={
                         "kids": [key.kid], "reason": "scheduled", "activates_at": activates_at}))
         except IntegrityError:
-            pass  # another worker or instance made this generation first: the reload takes theirs
+            if not any(row.alg == alg and row.generation == generation for row in _all_rows()):
+                raise  # nobody made this generation: the database refused the key (a 503, not "no key")
+            # another worker or instance made this generation first: the reload takes theirs
     return due
 
 
