@@ -173,3 +173,60 @@ def test_a_first_signing_key_the_database_refuses_is_temporarily_unavailable_not
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["error"] == "temporarily_unavailable"
     assert password_grant().status_code == 200
+
+
+# --- a right password whose request the database refuses is no failed attempt -------------------------------
+
+
+def failed_attempts(app, username="alice") -> int:
+    from identity.models import User
+
+    with app.app_context():
+        count = db.session.scalar(select(User.failed_attempts).where(User.username == username))
+        db.session.remove()
+    return count
+
+
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_MAX_FAILURES": 2}])
+def test_sign_ins_whose_session_the_database_refuses_lock_nobody_out(app, client, seeded):
+    for _ in range(2):
+        with refused(app, "user_sessions", "INSERT"):
+            assert_clear_503(AuthActions(app.test_client()).login())
+        assert failed_attempts(app) == 0
+    assert AuthActions(client).login().status_code == 302
+
+
+@pytest.mark.parametrize("app_config", [{"LOCKOUT_MAX_FAILURES": 2}])
+def test_password_changes_the_database_refuses_lock_nobody_out(app, client, seeded):
+    from conftest import csrf_token
+
+    new = "violet-anchor-meadow-482"
+
+    def change():
+        page = client.get("/account/password")
+        return client.post("/account/password", data={"csrf_token": csrf_token(page.get_data(as_text=True)),
+                                                      "current_password": ALICE_PASSWORD, "new_password": new,
+                                                      "confirm_password": new})
+
+    assert AuthActions(client).login().status_code == 302
+    for _ in range(2):
+        with refused(app, "audit_events", "INSERT"):
+            assert_clear_503(change())
+        assert failed_attempts(app) == 0
+    assert change().status_code == 200
+
+
+def test_an_address_change_the_database_refuses_counts_no_failed_attempt(app, client, seeded):
+    from test_audit import mobile_tokens
+
+    assert AuthActions(client).login().status_code == 302
+    token = mobile_tokens(client)["access_token"]
+
+    def change():
+        return client.put("/localapi/email", headers={"Authorization": f"Bearer {token}"},
+                          json={"email": "alice@example.org", "current_password": ALICE_PASSWORD})
+
+    with refused(app, "account_tokens", "INSERT"):
+        assert change().status_code == 503
+    assert failed_attempts(app) == 0
+    assert change().status_code == 202

@@ -139,6 +139,7 @@ class SignInResult:
     public_sid: str | None = None
     # the password was right and the user has a second factor: no session yet (finish_sign_in)
     needs_second_factor: bool = False
+    reservation: lockout.Reservation | None = None  # a right password's, until its writes commit
     amr: str = mfa.AMR_PASSWORD  # how the person signed in (RFC 8176 names, space-separated)
 
 
@@ -172,7 +173,7 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
         success.append(store.password_hash_update(user.id, hash_password(normalize(password)), user.password_hash))
     success.append(audit.event_write("sign_in_password_accepted" if second_factor else "sign_in", user_id=user.id,
                                      client_id=client_id, password_version=user.password_version))
-    return SignInResult(signed_in, needs_second_factor=second_factor), success
+    return SignInResult(signed_in, needs_second_factor=second_factor, reservation=reservation), success
 
 
 def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple[SignInUser, lockout.Reservation] | SignInResult":
@@ -208,7 +209,9 @@ def authenticate(login: str, password: str, *, client_id: str | None = None) -> 
     the password grant refuses it."""
     result, success = _check_password(login, password, client_id)
     if success:
-        if write(*success)[-1] != 1:  # the sign-in's event, written only while the user is unchanged
+        with lockout.taken_back_on_failure(result.reservation):
+            stored = write(*success)[-1]
+        if stored != 1:  # the sign-in's event, written only while the user is unchanged
             return _changed_meanwhile(result.user.id, client_id)
         if not result.needs_second_factor:
             metrics.count_sign_in("success")
@@ -224,11 +227,14 @@ def sign_in(login: str, password: str, *, client_id: str | None = None) -> SignI
     """
     result, success = _check_password(login, password, client_id)
     if result.user is not None and result.needs_second_factor:
-        write(*success)
+        with lockout.taken_back_on_failure(result.reservation):
+            write(*success)
     elif result.user is not None:
         session, store = browser_sessions.new_session(result.user.id, client_id=client_id,
                                                       password_version=result.user.password_version)
-        if write(*success, store)[-1] != 1:
+        with lockout.taken_back_on_failure(result.reservation):
+            stored = write(*success, store)[-1]
+        if stored != 1:
             return _changed_meanwhile(result.user.id, client_id)
         result.sid, result.auth_time, result.public_sid = session
         metrics.count_sign_in("success")
@@ -285,10 +291,11 @@ def finish_sign_in(user: SessionUser, code: str, *, pending_id: str, amr: str = 
                                                   client_id=client_id)
     try:
         # the code is spent in the session's transaction: a write of it that fails leaves the code usable
-        stored = write_after(check.spending, spend_pending_write(user.id, pending_id), *check.success,
-                             audit.event_write("sign_in", user_id=user.id, client_id=client_id,
-                                               detail={"amr": methods}, password_version=user.password_version),
-                             store)
+        with lockout.taken_back_on_failure(check.reservation):
+            stored = write_after(check.spending, spend_pending_write(user.id, pending_id), *check.success,
+                                 audit.event_write("sign_in", user_id=user.id, client_id=client_id,
+                                                   detail={"amr": methods}, password_version=user.password_version),
+                                 store)
     except IntegrityError:  # finished already, by a copy of the cookie (or a double click)
         return _changed_meanwhile(user.id, client_id, reason="finished_already")
     if stored is None:  # the code was spent meanwhile
@@ -405,14 +412,15 @@ def change_password(
         _refuse_current_password(user_id, reservation, client_id)
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id)
-    db.session.execute(*lockout.settled(reservation))
-    store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
-    revoke_grants_and_sessions(user, keep_sid)
-    if keep_sid and renewed_sid:
-        session_rows.renew_sid(keep_sid, renewed_sid)
-    audit.record("password_changed", user_id=user.id, client_id=client_id)
-    to = notifications.addressee(user)
-    db.session.commit()
+    with lockout.taken_back_on_failure(reservation):
+        db.session.execute(*lockout.settled(reservation))
+        store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
+        revoke_grants_and_sessions(user, keep_sid)
+        if keep_sid and renewed_sid:
+            session_rows.renew_sid(keep_sid, renewed_sid)
+        audit.record("password_changed", user_id=user.id, client_id=client_id)
+        to = notifications.addressee(user)
+        db.session.commit()
     bearer_cache.wait_out_cached_answers(user_id)
     notifications.password_changed(to, how=notifications.CHANGED_BY_USER, client_id=client_id)
     return user

@@ -8,6 +8,10 @@ reservation sets the lock itself. So at most LOCKOUT_MAX_FAILURES passwords are 
 a lock, whatever the number of workers and instances, on SQLite and on PostgreSQL, and a failure
 is counted even if what comes after it (its audit event, the response) fails.
 
+A right password whose request the database then refuses (a write of it fails: a 503) takes back
+its own reservation too (`taken_back_on_failure`): it was no guess, and a person who retries
+during such a fault must not lock themselves out.
+
 A wrong password needs nothing more. A right one settles its reservation (`settled`, written with
 the success): a success resets the count, so it takes off the attempts reserved up to and
 including its own and keeps those reserved after it (they are still being checked), and it lifts
@@ -18,15 +22,17 @@ count as it was.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy.exc import DBAPIError
 
 from ..clock import now
 from ..extensions import db
 from ..store import lockout as store
 from ..store.accounts import SignInUser
-from ..store.writes import Write
+from ..store.writes import Write, write
 from . import audit, metrics
 
 
@@ -94,3 +100,21 @@ def released(reservation: Reservation) -> Write:
     """The write that takes back only this reservation (and its own lock): the password was right
     but the request changed nothing (a password change whose new password was rejected)."""
     return store.release_attempt(reservation.user_id, place=reservation.place, own_lock=reservation.lock or -1)
+
+
+@contextmanager
+def taken_back_on_failure(reservation: Reservation | None):
+    """Around the writes of a request whose password (or code) was right: if the database refuses
+    one of them, the request changed nothing, so its reservation is taken back (`released`, in a
+    transaction of its own) before the error goes on; if that fails too, the count stays, as for
+    any attempt the database lost."""
+    try:
+        yield
+    except DBAPIError:
+        db.session.rollback()
+        if reservation is not None:
+            try:
+                write(released(reservation))
+            except DBAPIError:
+                db.session.rollback()
+        raise

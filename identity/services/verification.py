@@ -210,19 +210,21 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         raise
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id, purpose="email_change")
-    db.session.execute(*lockout.settled(reservation))
-    owner = _owner_of(new_email, user)
-    user.pending_email = new_email
-    if owner is not None:
-        _spend_a_link(user, new_email)  # no older link applies either
-        audit.record("email_change_refused", user_id=user.id, client_id=client_id, detail={"reason": "taken"})
+    with lockout.taken_back_on_failure(reservation):  # a right password, whose change the database refused
+        db.session.execute(*lockout.settled(reservation))
+        owner = _owner_of(new_email, user)
+        user.pending_email = new_email
+        if owner is not None:
+            _spend_a_link(user, new_email)  # no older link applies either
+            audit.record("email_change_refused", user_id=user.id, client_id=client_id, detail={"reason": "taken"})
+        else:
+            link = _issue_link(user, new_email)
+            audit.record("email_change_requested", user_id=user.id, client_id=client_id)
         db.session.commit()
+    if owner is not None:
         mail.send_later(new_email, "email_taken", user_id=owner.id, username=owner.username,
                         name=owner.name or owner.username, login=mail.link("/account/login"))
     else:
-        link = _issue_link(user, new_email)
-        audit.record("email_change_requested", user_id=user.id, client_id=client_id)
-        db.session.commit()
         _send_link(user, new_email, link, change=True)
     bearer_cache.wait_out_cached_answers(user.id)  # the local API's next answer reports the pending address
     if user.email:
