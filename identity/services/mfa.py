@@ -32,7 +32,7 @@ from ..models import User
 from ..store import accounts as user_rows
 from ..store import mfa as store
 from ..store import passkeys as passkey_rows
-from ..store.writes import Write, write, write_if
+from ..store.writes import Write, write
 from . import audit, key_encryption, lockout, metrics, notifications
 from .password_policy import normalize
 from .passwords import verify_password
@@ -316,12 +316,6 @@ def _used_already(user_id: int, code: str) -> bool:
     if row is None or row[1] is None:
         return False
     return any(step <= row[2] for step in _steps_of(_secret(row[0], user_id), code, code_time()))
-
-
-def _use_code(user_id: int, code: str) -> bool:
-    """Use a TOTP or recovery code of the user: True if it was valid and is now spent."""
-    spending = _spending(user_id, code)
-    return spending is not None and write_if(spending, None)
 
 
 def _kind(normalized_code: str) -> str:
