@@ -7,7 +7,7 @@ same checks, in this module.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2 import OAuth2Error
@@ -333,10 +333,22 @@ def consent_prompt(principal, params: AuthorizationParams):
     """The ConsentPrompt for a valid request, or the decision that answers an invalid one (or
     one the person must first do something for, as at the authorization endpoint)."""
     checked = _validated_for(principal, params)
+    if isinstance(checked, (NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail)):
+        return _consent_still_asked(checked)
     if not isinstance(checked, Validated):
         return checked
     client = checked.grant.request.client.row
     return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
+
+
+def _consent_still_asked(needed):
+    """What the person must do first (max_age ran out while the page was open, the address was
+    changed in another tab), resuming the request with prompt=consent: the page's question is
+    asked again afterwards, so neither Deny nor a client without require_consent (whose consent
+    page only prompt=consent asked for) lets the request be answered unasked."""
+    prompts = (needed.params.get("prompt") or "").split()
+    return replace(needed, params={**needed.params, "prompt": " ".join([*prompts, "consent"])}) \
+        if "consent" not in prompts else needed
 
 
 def answer_consent(prompt: ConsentPrompt, principal, *, allow: bool, remember: bool):

@@ -1,0 +1,44 @@
+"""Several tabs, the Back button and stale forms, through the test client where a browser adds nothing."""
+
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+from sqlalchemy import func, select
+
+from actions import AuthActions, OAuthActions, redirect_params
+from conftest import csrf_token
+from identity.extensions import db
+from identity.models import AuthorizationCode, UserSession
+
+
+def _codes(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AuthorizationCode))
+
+
+def test_a_consent_refused_after_max_age_ran_out_on_the_page_issues_no_code(client, flow_clients, app):
+    """prompt=consent with max_age: the person reads the consent page for longer than max_age, then
+    presses Deny. The page sends them to sign in again, as it must; but the sign-in then answered
+    the request without the consent page (prompt=consent was dropped on the way to it), so the
+    client got a code the person had just refused."""
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    asked = oauth.authorize(client_id="web", prompt="consent", max_age="60", state="deny-me")
+    consent_url = asked.headers["Location"]
+    assert consent_url.startswith("/consent?"), consent_url
+    page = client.get(consent_url)
+    with app.app_context():  # the person reads the page for two minutes
+        db.session.execute(UserSession.__table__.update().values(auth_time=int(time.time()) - 120))
+        db.session.commit()
+    denied = client.post(consent_url, data={"csrf_token": csrf_token(page.get_data(as_text=True)), "decision": "deny"})
+    assert denied.status_code == 302 and denied.headers["Location"].startswith("/account/login?"), denied.headers
+    return_url = dict(parse_qsl(urlsplit(denied.headers["Location"]).query))["returnUrl"]
+
+    signed_in = AuthActions(client).login(return_url=return_url)
+
+    location = signed_in.headers.get("Location", "")
+    assert "code" not in redirect_params(location), location
+    assert _codes(app) == 0
+    resumed = client.get(location)  # back at the authorization endpoint: the consent page again
+    assert resumed.status_code == 302 and resumed.headers["Location"].startswith("/consent?"), resumed.headers
+    assert _codes(app) == 0
