@@ -42,3 +42,31 @@ def test_a_consent_refused_after_max_age_ran_out_on_the_page_issues_no_code(clie
     resumed = client.get(location)  # back at the authorization endpoint: the consent page again
     assert resumed.status_code == 302 and resumed.headers["Location"].startswith("/consent?"), resumed.headers
     assert _codes(app) == 0
+
+
+def test_a_sign_in_as_another_user_than_the_id_token_hint_names_is_answered_not_looped(client, flow_clients, app):
+    """A tab of an app still holds the ID token of alice (who used this browser before) while bob is
+    signed in. The app's request names alice (id_token_hint): bob is sent to sign in, as he must.
+    Signing in there as bob led back to the same sign-in page, with nothing said, for ever: a dead
+    end for anyone without alice's password. OpenID Connect Core 3.1.2.1: when the user the hint
+    names is not the one signed in by the request, the OP SHOULD answer an error (login_required)."""
+    from conftest import BOB_PASSWORD
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    token, _ = oauth.code_flow(client_id="web", scope="openid profile")
+    alice_hint = token.get_json()["id_token"]
+    AuthActions(client).logout()
+    AuthActions(client).login(username="bob", password=BOB_PASSWORD)
+    asked = oauth.authorize(client_id="web", id_token_hint=alice_hint, state="hinted")
+    assert asked.headers["Location"].startswith("/account/login?")
+    return_url = dict(parse_qsl(urlsplit(asked.headers["Location"]).query))["returnUrl"]
+    codes = _codes(app)
+
+    answered = AuthActions(client).login(username="bob", password=BOB_PASSWORD, return_url=return_url)
+
+    location = answered.headers.get("Location", "")
+    assert location.startswith("https://web.example.com/cb?"), location
+    params = redirect_params(location)
+    assert params["error"] == "login_required" and params["state"] == "hinted", params
+    assert _codes(app) == codes

@@ -273,13 +273,19 @@ def grant_response(checked: Validated, principal):
     return Respond(checked.reply, with_issuer(sent))
 
 
-def _person_needed(checked: Validated, principal):
+def _person_needed(checked: Validated, principal, signed_in_now: bool = False):
     """What the person must do before a valid request is answered, or consented to: sign in
     (again), use or set up a second factor, verify their address; None when nothing. One place
-    for the authorization endpoint and the consent page, so neither is a way around the other."""
+    for the authorization endpoint and the consent page, so neither is a way around the other.
+    `signed_in_now`: the person has just signed in for this request (the sign-in resumes it)."""
     params = checked.params
     prompts = _prompts(params)
     reason = _login_reason(principal, checked)
+    if reason == "another_user" and signed_in_now:
+        # OpenID Connect Core 3.1.2.1: the user the hint names was not the one signed in by the
+        # request; answered, not sent back to the same sign-in page again
+        return error_decision(LoginRequiredError(description="the user signed in is not the one id_token_hint names",
+                                                 redirect_uri=checked.reply.redirect_uri), params)
     if reason is not None:
         if "none" in prompts:
             return error_decision(LoginRequiredError(redirect_uri=checked.reply.redirect_uri), params)
@@ -307,19 +313,20 @@ def _resumable(decision, checked: Validated):
                           checked.params)
 
 
-def _validated_for(principal, params: AuthorizationParams):
+def _validated_for(principal, params: AuthorizationParams, signed_in_now: bool = False):
     """The Validated request once the person has nothing more to do for it, or the decision that
     answers it first (an invalid request; sign in again, a second factor, verify the address)."""
     checked = validate(principal, params)
     if not isinstance(checked, Validated):
         return checked
-    needed = _person_needed(checked, principal)
+    needed = _person_needed(checked, principal, signed_in_now)
     return checked if needed is None else _resumable(needed, checked)
 
 
-def authorize(principal, params: AuthorizationParams):
-    """Decide the answer to an authorization request for this principal (signed in or not)."""
-    checked = _validated_for(principal, params)
+def authorize(principal, params: AuthorizationParams, *, signed_in_now: bool = False):
+    """Decide the answer to an authorization request for this principal (signed in or not);
+    `signed_in_now` when a sign-in for this request has just finished and resumes it."""
+    checked = _validated_for(principal, params, signed_in_now)
     if not isinstance(checked, Validated):
         return checked
     if needs_consent(checked, principal):

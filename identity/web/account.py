@@ -65,7 +65,7 @@ def _after_sign_in(principal, return_url: str | None):
         params = AuthorizationParams.from_query(query)
         # /connect/authorize refuses a NUL before it decides (inputs.py); leave that answer to it
         if not any("\x00" in name + value for name, value in params.args.items(multi=True)):
-            decision = authorize(principal, params)
+            decision = authorize(principal, params, signed_in_now=True)
             if isinstance(decision, Respond):
                 return render(decision)
     return redirect(return_url or url_for("home.index"))
