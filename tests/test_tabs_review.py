@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from actions import AuthActions, OAuthActions, redirect_params
 from conftest import csrf_token
 from identity.extensions import db
-from identity.models import AuthorizationCode, UserSession
+from identity.models import AuthorizationCode, User, UserSession
+from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401
 
 
 def _codes(app) -> int:
@@ -70,3 +71,63 @@ def test_a_sign_in_as_another_user_than_the_id_token_hint_names_is_answered_not_
     params = redirect_params(location)
     assert params["error"] == "login_required" and params["state"] == "hinted", params
     assert _codes(app) == codes
+
+
+def _live_sessions(app, username: str) -> list[str]:
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == username))
+        return db.session.scalars(select(UserSession.public_sid).where(UserSession.user_id == user_id,
+                                                                       UserSession.revoked_at.is_(None))).all()
+
+
+def _prompt_login_return_url(oauth) -> str:
+    """An app's prompt=login request (a tab asking alice to sign in again): the sign-in page's returnUrl."""
+    asked = oauth.authorize(client_id="web", prompt="login")
+    assert asked.headers["Location"].startswith("/account/login?"), asked.headers
+    return dict(parse_qsl(urlsplit(asked.headers["Location"]).query))["returnUrl"]
+
+
+def test_another_user_signing_in_during_the_second_step_ends_the_session_it_would_continue(client, flow_clients,
+                                                                                           app, step_clock):
+    """Alice, signed in, is asked to sign in again (prompt=login) in one tab: her password is right,
+    and the browser waits for her code, its cookie no longer holding her session (which the second
+    step would continue). Bob then signs in in another tab of the same browser. Another user's
+    sign-in ends the browser's session (audited as another_user_signed_in); this one was left
+    live, held by no cookie, its apps never told of a sign-out until it idled out a day later."""
+    from conftest import BOB_PASSWORD
+
+    secret, _ = enrol_user(app)
+    password_step(client)
+    assert second_step(client, code_at(secret)).status_code == 302
+    step_clock.next_step()
+    assert len(_live_sessions(app, "alice")) == 1
+    oauth = OAuthActions(client)
+    held = password_step(client, return_url=_prompt_login_return_url(oauth))
+    assert "/account/login/mfa" in held.headers["Location"], held.headers
+
+    AuthActions(client).login(username="bob", password=BOB_PASSWORD)
+
+    assert _live_sessions(app, "bob") and _live_sessions(app, "alice") == []
+
+
+def test_a_second_step_that_ran_out_ends_the_session_it_would_continue(client, flow_clients, app, step_clock,
+                                                                      monkeypatch):
+    """The same, when the code never comes: the step runs out (MFA_PENDING_SECONDS) and the browser
+    is sent back to the password. The session the step would have continued stayed live, held by no
+    cookie: a sign-in after that started another, and signing out of it left the first one live."""
+    from identity.services import accounts
+
+    secret, _ = enrol_user(app)
+    password_step(client)
+    assert second_step(client, code_at(secret)).status_code == 302
+    step_clock.next_step()
+    oauth = OAuthActions(client)
+    return_url = _prompt_login_return_url(oauth)
+    password_step(client, return_url=return_url)
+    later = int(time.time()) + app.config["MFA_PENDING_SECONDS"] + 1
+    monkeypatch.setattr(accounts, "now", lambda: later)
+
+    back = client.get("/account/login/mfa")
+
+    assert back.status_code == 302 and back.headers["Location"].startswith("/account/login"), back.headers
+    assert _live_sessions(app, "alice") == []

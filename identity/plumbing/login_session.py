@@ -56,6 +56,8 @@ def _leave_browser_session(user_id: int) -> str | None:
             continued = current_user.sid
     elif pending and pending.get("user") == user_id and isinstance(pending.get("continues"), str):
         continued = pending["continues"]  # the session the password step left, for the second step
+    elif pending:
+        _end_continued(pending, "another_user_signed_in")  # as the live session of another user is
     session.clear()
     logout_user()
     return continued
@@ -118,7 +120,21 @@ def pending_sign_in() -> "tuple[dict, browser_sessions.SessionUser] | None":
 
 
 def drop_pending() -> None:
+    """Forget a half-signed-in state that can no longer be finished (expired, finished, or its
+    password changed), and end the session its second step would have continued: no cookie of
+    this browser holds that one any more, so it would stay live, its clients never told."""
+    pending = pending_second_factor()
     session.pop(PENDING_KEY, None)
+    if pending:
+        _end_continued(pending, "sign_in_not_finished")
+
+
+def _end_continued(pending: dict, how: str) -> None:
+    """End the browser session that a half-signed-in state (the same user signing in again) would
+    continue, if any (a session ended already, or handed over to the finished sign-in, is left)."""
+    continues, user_id = pending.get("continues"), pending.get("user")
+    if isinstance(continues, str) and isinstance(user_id, int):
+        browser_sessions.end_session(continues, audited_for=user_id, how=how)
 
 
 def sign_out(principal, how: str | None = "signed_out") -> list[str]:
