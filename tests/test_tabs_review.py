@@ -131,3 +131,22 @@ def test_a_second_step_that_ran_out_ends_the_session_it_would_continue(client, f
 
     assert back.status_code == 302 and back.headers["Location"].startswith("/account/login"), back.headers
     assert _live_sessions(app, "alice") == []
+
+
+def test_signing_out_during_the_second_step_ends_the_session_it_would_continue(client, flow_clients, app, step_clock):
+    """Alice is asked to sign in again (prompt=login) in one tab and waits at the second step; in
+    another tab she signs out of an app, which sends her to the end-session endpoint. The browser
+    held no signed-in cookie then (the second step would continue her session), so the sign-out
+    ended nothing: her session stayed live, its apps never told, though she had signed out."""
+    secret, _ = enrol_user(app)
+    password_step(client)
+    assert second_step(client, code_at(secret)).status_code == 302
+    step_clock.next_step()
+    password_step(client, return_url=_prompt_login_return_url(OAuthActions(client)))
+
+    asked = client.get("/connect/endsession")  # ends a session: asked first, as a signed-in person is
+    assert "Do you want to sign out?" in asked.get_data(as_text=True)
+    signed_out = client.post("/connect/endsession", data={"csrf_token": csrf_token(asked.get_data(as_text=True))})
+
+    assert signed_out.status_code == 200 and "You are signed out." in signed_out.get_data(as_text=True)
+    assert _live_sessions(app, "alice") == []

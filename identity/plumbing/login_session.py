@@ -119,6 +119,14 @@ def pending_sign_in() -> "tuple[dict, browser_sessions.SessionUser] | None":
     return (pending, user) if user is not None else None
 
 
+def continues_session() -> bool:
+    """Whether this browser is half-way through signing in again: its second step would continue
+    a live session, which a sign-out ends (so the end-session endpoint asks first, as it asks a
+    signed-in person)."""
+    pending = pending_second_factor()
+    return pending is not None and isinstance(pending.get("continues"), str)
+
+
 def drop_pending() -> None:
     """Forget a half-signed-in state that can no longer be finished (expired, finished, or its
     password changed), and end the session its second step would have continued: no cookie of
@@ -129,21 +137,26 @@ def drop_pending() -> None:
         _end_continued(pending, "sign_in_not_finished")
 
 
-def _end_continued(pending: dict, how: str) -> None:
+def _end_continued(pending: dict, how: str | None):
     """End the browser session that a half-signed-in state (the same user signing in again) would
-    continue, if any (a session ended already, or handed over to the finished sign-in, is left)."""
+    continue, if any (a session ended already, or handed over to the finished sign-in, is left);
+    audited as `session_ended` with reason `how` (None: the caller records it). As end_session."""
     continues, user_id = pending.get("continues"), pending.get("user")
-    if isinstance(continues, str) and isinstance(user_id, int):
-        browser_sessions.end_session(continues, audited_for=user_id, how=how)
+    if not (isinstance(continues, str) and isinstance(user_id, int)):
+        return None
+    return browser_sessions.end_session(continues, audited_for=user_id if how is not None else None, how=how or "")
 
 
 def sign_out(principal, how: str | None = "signed_out") -> list[str]:
     """End the browser session (audited as `session_ended`, reason `how`; None: the caller records
-    it); the front-channel logout URIs of the clients it had issued to."""
+    it); the front-channel logout URIs of the clients it had issued to. A browser half-way
+    through signing in again ends the session its second step would have continued."""
     ended = None
     if getattr(principal, "is_authenticated", False):
         audited_for = principal.user.id if how is not None else None
         ended = browser_sessions.end_session(principal.sid, audited_for=audited_for, how=how or "")
+    elif (pending := pending_second_factor()) is not None:
+        ended = _end_continued(pending, how)
     session.clear()
     logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session
     return logout.frontchannel_logout_uris(ended)

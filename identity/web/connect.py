@@ -5,7 +5,7 @@ from urllib.parse import parse_qsl
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request, url_for
 from flask_login import current_user
 
-from ..plumbing.login_session import sign_out
+from ..plumbing.login_session import continues_session, sign_out
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ConfirmForm
 from ..plumbing.headers import allow_form_target
@@ -97,7 +97,7 @@ def endsession():
         return render_template("error.html", status=400, title="This sign-out request is not valid", detail=outcome.error), 400
     if _posted_without_cookies():
         return _post_again(outcome.redirect_uri)
-    if outcome.needs_confirmation:
+    if outcome.needs_confirmation or continues_session():
         allow_form_target(outcome.redirect_uri)
         form = ConfirmForm()
         if not form.validate_on_submit():
