@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..plumbing.login_session import hold_for_second_factor, renew_cookie, sign_in, sign_out
+from ..plumbing.login_session import continues_session, hold_for_second_factor, renew_cookie, sign_in, sign_out
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
@@ -17,6 +17,8 @@ from .return_urls import pending_authorization, pending_client, pending_client_i
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
+STALE_SIGN_OUT = ("That sign-out form had expired: it was on a page shown before this browser last signed in (in "
+                  "another tab, perhaps), or too long ago. Nothing was ended yet: to sign out now, press Sign out.")
 SIGN_IN_FAILED = "The user name or password is incorrect, or the account is temporarily locked. Try again later."
 
 
@@ -82,8 +84,12 @@ def logout():
     form = ConfirmForm()
     if request.method == "POST" and form.validate_on_submit():
         return render_signed_out(None, sign_out(current_user))
+    if request.method == "POST" and not current_user.is_authenticated and not continues_session():
+        # the form of a page shown before this browser signed out (in another tab): nothing to end
+        return render_signed_out(None, [])
+    notice = STALE_SIGN_OUT if request.method == "POST" else None
     status = 400 if request.method == "POST" else 200
-    return render_template("account/logout.html", form=form, hidden={}), status
+    return render_template("account/logout.html", form=form, hidden={}, notice=notice), status
 
 
 def password_check_limit() -> str:
