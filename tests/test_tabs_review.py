@@ -150,3 +150,22 @@ def test_signing_out_during_the_second_step_ends_the_session_it_would_continue(c
 
     assert signed_out.status_code == 200 and "You are signed out." in signed_out.get_data(as_text=True)
     assert _live_sessions(app, "alice") == []
+
+
+def test_a_stale_end_session_confirmation_says_why_it_asks_again(client, flow_clients):
+    """An app's sign-out asks alice to confirm (no id_token_hint); meanwhile she signs out and in
+    again in another tab. Her press of "Sign out" on the first page was refused for its CSRF
+    token and the same question came back, with nothing said: it looked as if the button did
+    nothing."""
+    AuthActions(client).login()
+    asked = client.get("/connect/endsession?client_id=web&post_logout_redirect_uri=https%3A%2F%2Fweb.example.com%2Fbye")
+    stale = csrf_token(asked.get_data(as_text=True))
+    AuthActions(client).logout()
+    AuthActions(client).login()
+
+    again = client.post("/connect/endsession", data={"csrf_token": stale, "client_id": "web",
+                                                     "post_logout_redirect_uri": "https://web.example.com/bye"})
+
+    html = again.get_data(as_text=True)
+    assert "Do you want to sign out?" in html and "before this browser last signed in" in html, html
+    assert client.get("/diagnostics").status_code == 200, "nothing was ended unasked"

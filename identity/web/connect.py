@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from ..plumbing.login_session import continues_session, sign_out
 from ..extensions import csrf, limiter, sensitive_limit
+from .account import STALE_SIGN_OUT
 from .forms import ConfirmForm
 from ..plumbing.headers import allow_form_target
 from ..oauth2 import authorization_server
@@ -102,7 +103,9 @@ def endsession():
         form = ConfirmForm()
         if not form.validate_on_submit():
             hidden = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
-            return render_template("account/logout.html", form=form, hidden=hidden,
+            # this page's own form, rendered before the browser signed in again (another tab)
+            notice = STALE_SIGN_OUT if request.method == "POST" and "csrf_token" in request.form else None
+            return render_template("account/logout.html", form=form, hidden=hidden, notice=notice,
                                    action=url_for("connect.endsession"))
     return render_signed_out(end_session.finish(outcome), sign_out(current_user, how="end_session"),
                              client_name=outcome.client_name)
