@@ -169,3 +169,22 @@ def test_a_stale_end_session_confirmation_says_why_it_asks_again(client, flow_cl
     html = again.get_data(as_text=True)
     assert "Do you want to sign out?" in html and "before this browser last signed in" in html, html
     assert client.get("/diagnostics").status_code == 200, "nothing was ended unasked"
+
+
+def test_the_second_step_names_the_account_it_finishes(client, flow_clients, app, step_clock):
+    """Alice reaches the second step in one tab; in another tab of the same browser bob's password
+    is typed, and the browser's half-signed-in state is now bob's. Alice's tab, reloaded (its form
+    expired), showed the same "Two-step sign-in" page with nothing to say whose sign-in it now
+    finishes: a code typed there counted toward bob's lockout, or signed the person in as bob
+    for alice's app. The page names the account."""
+    from conftest import BOB_PASSWORD
+
+    enrol_user(app)
+    enrol_user(app, "bob")
+    password_step(client)
+    assert "alice" in client.get("/account/login/mfa").get_data(as_text=True)
+    password_step(client, username="bob", password=BOB_PASSWORD)
+
+    page = client.get("/account/login/mfa").get_data(as_text=True)
+
+    assert "Signing in as <strong>bob</strong>" in page

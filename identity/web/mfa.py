@@ -69,7 +69,7 @@ def second_step():
     allow_form_target(redirect_uri)  # the post ends at the client after the redirects
     status = 200 if error is None else 400
     return render_template("account/login_mfa.html", form=form, error=error, code_error=code_error,
-                           client_name=client_name, return_url=return_url, codes=codes), status
+                           client_name=client_name, return_url=return_url, codes=codes, username=user.username), status
 
 
 @bp.route("/mfa", methods=["GET", "POST"])

@@ -232,6 +232,6 @@ def second_step():
         allow_form_target(redirect_uri)
         return render_template("account/login_mfa.html", form=SecondFactorForm(formdata=None), error=str(err),
                                client_name=client_name, form_action=_with_return_url("mfa.second_step", return_url),
-                               return_url=return_url, codes=mfa.has_totp(user.id)), 400
+                               return_url=return_url, codes=mfa.has_totp(user.id), username=user.username), 400
     principal = sign_in(result, remember=pending.get("remember", False))
     return _after_sign_in(principal, return_url)
