@@ -26,6 +26,9 @@ def render_error(status: int, title: str, detail: str, headers: dict | None = No
         response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=safe_description(detail))
         response.status_code = status
         response.headers["Cache-Control"] = "no-store"
+    elif _page_script():
+        response = jsonify(error=detail)  # the shape the pages' JSON endpoints answer their scripts in
+        response.status_code = status
     else:
         response = current_app.make_response((render_template("error.html", status=status, title=title, detail=detail,
                                                                      form_url=form_url), status))
@@ -42,6 +45,11 @@ def _http_error(err: HTTPException):
         headers["Retry-After"] = str(_retry_after(err))
     form_url = _form_page() if _refused_form(err) else None
     return render_error(err.code or 500, err.name, _describe(err, form_url), headers, form_url=form_url)
+
+
+def _page_script() -> bool:
+    """Whether a page's script asked (passkeys.js: Accept: application/json), not a navigation."""
+    return request.accept_mimetypes.best == "application/json"
 
 
 def _refused_form(err: HTTPException) -> bool:
@@ -80,6 +88,9 @@ def _describe(err: HTTPException, form_url: str | None = None) -> str:
         return "The request body is too large."
     if err.code == 429:
         return "Too many requests; try again later."
+    if _refused_form(err) and _page_script():  # the page's token is of a session that ended since
+        return ("This page has expired (you may have signed in or out in another tab). "
+                "Reload it, then try again.")
     if _refused_form(err):  # a reload would post the same form, and its token, again
         if form_url:
             return "The form expired or was not sent from this site. Open it again, then send it."

@@ -43,3 +43,24 @@ def test_a_stale_sign_out_button_after_a_new_sign_in_says_why_it_asks(ui, seeded
     with second.expect_navigation():
         second.locator("main button[type=submit]").click()
     assert second.get_by_role("heading", name="You are signed out.").is_visible()
+
+
+def test_a_passkey_sign_in_from_a_tab_whose_page_expired_says_to_reload_it(ui, seeded, context):
+    """Two tabs on the sign-in page; the person signs in with the password in the first, then
+    presses "Sign in with a passkey" in the second. The options request carries the CSRF token of
+    the page, which the first sign-in replaced: refused, and the page said "Passkeys are not
+    available right now (400)." as if the server or the browser could not do passkeys."""
+    user = seeded["users"][0]
+    ui.goto("/account/login")
+    second = context.new_page()
+    second.goto(ui.url("/account/login"))
+    passkey = second.locator("#passkey-signin button")
+    assert passkey.is_visible()
+    ui.sign_in(user["username"], user["password"], path=None)
+
+    passkey.click()
+
+    error = second.locator("#passkey-signin-error")
+    error.wait_for(state="visible")
+    assert "reload" in error.inner_text().lower(), error.inner_text()
+    assert "not available" not in error.inner_text()
