@@ -1,7 +1,7 @@
 """Several tabs, the Back button and stale forms, through the test client where a browser adds nothing."""
 
 import time
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy import func, select
 
@@ -188,3 +188,30 @@ def test_the_second_step_names_the_account_it_finishes(client, flow_clients, app
     page = client.get("/account/login/mfa").get_data(as_text=True)
 
     assert "Signing in as <strong>bob</strong>" in page
+
+
+def test_an_answered_request_opened_again_after_signing_out_asks_to_sign_in(client, flow_clients, app):
+    """Alice signs in to an app (its request answered with a code carrying its nonce), signs out in
+    another tab, then presses Back in the first to the authorization request, or the app sends it
+    again. Nobody being signed in, any live code with that nonce counted as a replay: the app got
+    error=invalid_request "Replay attack" in place of the sign-in page. The nonce check needs the
+    user it answers for (another user's code with the nonce is a replay; the same user's is the
+    request sent again), and it is made again when the sign-in resumes the request."""
+    from conftest import BOB_PASSWORD
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    url = "/connect/authorize?" + urlencode(oauth.authorize_params(client_id="web", nonce="n-back", state="back"))
+    assert "code" in redirect_params(client.get(url).headers["Location"])
+    AuthActions(client).logout()
+
+    again = client.get(url)
+
+    assert again.status_code == 302 and again.headers["Location"].startswith("/account/login?"), again.headers
+    return_url = dict(parse_qsl(urlsplit(again.headers["Location"]).query))["returnUrl"]
+    answered = AuthActions(client).login(return_url=return_url)
+    assert "code" in redirect_params(answered.headers["Location"]), answered.headers["Location"]
+    # another user signing in there is still refused: the nonce is alice's request's
+    AuthActions(client).logout()
+    refused = AuthActions(client).login(username="bob", password=BOB_PASSWORD, return_url=return_url)
+    assert redirect_params(refused.headers["Location"]).get("error") == "invalid_request", refused.headers["Location"]

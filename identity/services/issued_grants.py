@@ -171,12 +171,17 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
 
 def code_nonce_seen(client_id: str, nonce: str, user_id: int | None) -> bool:
     """True when a live code of this client already carries this nonce (a replayed request) and
-    was issued to another user than `user_id` (anyone's, when no one is signed in yet).
+    was issued to another user than `user_id`; False while no one is signed in (`user_id` None).
 
     The same user's code is the same person's request sent again (a double-clicked "Sign in",
     which answers with the code itself; a reload of the consent): refusing it sent the app an
     error in place of the sign-in. Another user's code with the nonce is what the check is for:
-    a request made with a nonce taken from someone else's (an injected sign-in)."""
+    a request made with a nonce taken from someone else's (an injected sign-in). Who that is is
+    not known before the sign-in, which asks again when it resumes the request: refused here,
+    the request opened again after a sign-out (Back, or the app sending it again) answered the
+    app "Replay attack" in place of the sign-in page."""
+    if user_id is None:
+        return False
     return store.code_nonce_seen(client_id, nonce, now(), user_id)
 
 
