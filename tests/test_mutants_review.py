@@ -34,3 +34,15 @@ def test_a_redirect_uri_with_userinfo_never_matches_even_when_registered_so():
 
     assert not redirect_uri_matches(["https://evil@app.example/cb"], "https://evil@app.example/cb")
     assert not redirect_uri_matches(["http://evil@127.0.0.1/callback"], "http://evil@127.0.0.1/callback")
+
+
+# --- PKCE ---------------------------------------------------------------------------------------
+
+def test_a_public_client_needs_pkce_whatever_its_require_pkce_column_says(oauth, app):
+    _set_client(app, "native", require_pkce=False)
+    response = oauth.authorize(client_id="native", state="s1")
+    assert response.status_code == 302
+    params = redirect_params(response.headers["Location"])
+    assert params.get("error") == "invalid_request" and "code" not in params
+    with app.app_context():
+        assert db.session.scalar(select(AuthorizationCode.id).limit(1)) is None
