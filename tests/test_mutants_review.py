@@ -46,3 +46,15 @@ def test_a_public_client_needs_pkce_whatever_its_require_pkce_column_says(oauth,
     assert params.get("error") == "invalid_request" and "code" not in params
     with app.app_context():
         assert db.session.scalar(select(AuthorizationCode.id).limit(1)) is None
+
+
+def test_a_code_challenge_with_a_trailing_line_feed_is_refused(oauth, app):
+    """RFC 7636 section 4.2: 43 to 128 unreserved characters; Authlib's pattern ends in `$`, which
+    also matches before a final line feed, so only the provider's own check refuses it."""
+    response = oauth.authorize(client_id="native", state="s1", code_challenge="a" * 43 + "\n",
+                               code_challenge_method="S256")
+    assert response.status_code == 302
+    params = redirect_params(response.headers["Location"])
+    assert params.get("error") == "invalid_request" and "code" not in params
+    with app.app_context():
+        assert db.session.scalar(select(AuthorizationCode.id).limit(1)) is None
