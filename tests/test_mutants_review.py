@@ -58,3 +58,30 @@ def test_a_code_challenge_with_a_trailing_line_feed_is_refused(oauth, app):
     assert params.get("error") == "invalid_request" and "code" not in params
     with app.app_context():
         assert db.session.scalar(select(AuthorizationCode.id).limit(1)) is None
+
+
+# --- JWT access tokens --------------------------------------------------------------------------
+
+def _password_grant_token(client) -> str:
+    from conftest import ALICE_PASSWORD
+
+    response = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                          scope="openid")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["access_token"]
+
+
+def test_an_access_token_is_accepted_to_its_last_second_of_leeway_and_not_one_after(app, client, flow_clients,
+                                                                                   monkeypatch):
+    from identity.services import tokens
+    from mfa_actions import claims
+
+    token = _password_grant_token(client)
+    last = claims(token)["exp"] + app.config["JWT_LEEWAY_SECONDS"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    monkeypatch.setattr(tokens, "now", lambda: last)
+    assert client.get("/connect/userinfo", headers=bearer).status_code == 200
+    monkeypatch.setattr(tokens, "now", lambda: last + 1)
+    refused = client.get("/connect/userinfo", headers=bearer)
+    assert refused.status_code == 401
+    assert 'error_description="token expired"' in refused.headers["WWW-Authenticate"]
