@@ -85,3 +85,37 @@ def test_an_access_token_is_accepted_to_its_last_second_of_leeway_and_not_one_af
     refused = client.get("/connect/userinfo", headers=bearer)
     assert refused.status_code == 401
     assert 'error_description="token expired"' in refused.headers["WWW-Authenticate"]
+
+
+# --- single-use codes ---------------------------------------------------------------------------
+
+def test_a_code_redeemed_by_another_worker_meanwhile_is_refused_and_revokes_what_that_worker_issued(
+        app, client, flow_clients, database_uri, monkeypatch):
+    """Two redemptions of one code at once: the one whose save finds the code consumed is a
+    second use (RFC 6749 section 4.1.2), refused, and it revokes the tokens the first one issued."""
+    from identity.services import issued_grants
+    from races import other_workers
+
+    oauth = OAuthActions(client)
+    assert AuthActions(client).login().status_code == 302
+    response = oauth.authorize(client_id="web", scope="openid offline_access")
+    code = redirect_params(response.headers["Location"])["code"]
+    form = dict(grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    original, other = issued_grants.user_of_grant, {}
+
+    def redeemed_elsewhere_meanwhile(*args, **kwargs):
+        if not other:
+            other["started"] = True
+            with other_workers(database_uri) as (worker,):
+                other["response"] = OAuthActions(worker.test_client()).token("web", **form)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", redeemed_elsewhere_meanwhile)
+    late = oauth.token("web", **form)
+    monkeypatch.setattr(issued_grants, "user_of_grant", original)
+    won = other["response"]
+    assert won.status_code == 200, won.get_data(as_text=True)
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    tokens = won.get_json()
+    assert client.get("/connect/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
+    assert oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
