@@ -119,3 +119,31 @@ def test_a_code_redeemed_by_another_worker_meanwhile_is_refused_and_revokes_what
     tokens = won.get_json()
     assert client.get("/connect/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
     assert oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+
+
+# --- logout's id_token_hint ---------------------------------------------------------------------
+
+def _resigned_id_token(oauth, app, **changes) -> str:
+    """The web client's ID token for alice, its claims changed and signed again with our own key."""
+    import jwt
+
+    from identity.services import tokens
+    from test_userinfo_logout import _web_tokens
+
+    claims = jwt.decode(_web_tokens(oauth, scope="openid")["id_token"], options={"verify_signature": False})
+    claims.update(changes)
+    with app.test_request_context(base_url="https://localhost"):
+        return tokens.sign(claims, app.config["ID_TOKEN_SIGNING_ALG"])
+
+
+def _end_session_with(oauth, hint):
+    return oauth.client.get("/connect/endsession", query_string={
+        "id_token_hint": hint, "post_logout_redirect_uri": "https://web.example.com/bye", "state": "s"})
+
+
+def test_an_id_token_hint_carrying_scope_or_client_id_is_refused(oauth, app):
+    """A JWT with an access token's claims (`scope`, `client_id`) is not an ID token, whatever its `typ`."""
+    for claims in ({"scope": "openid"}, {"client_id": "web"}):
+        response = _end_session_with(oauth, _resigned_id_token(oauth, app, **claims))
+        assert response.status_code == 400 and "Location" not in response.headers, claims
+    assert oauth.client.get("/diagnostics").status_code == 200
