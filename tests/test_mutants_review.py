@@ -147,3 +147,21 @@ def test_an_id_token_hint_carrying_scope_or_client_id_is_refused(oauth, app):
         response = _end_session_with(oauth, _resigned_id_token(oauth, app, **claims))
         assert response.status_code == 400 and "Location" not in response.headers, claims
     assert oauth.client.get("/diagnostics").status_code == 200
+
+
+# --- a code is its client's ---------------------------------------------------------------------
+
+def test_a_code_sent_by_another_client_with_its_redirect_uri_and_verifier_is_refused_and_burnt(oauth, app):
+    """The code's own redirect_uri and PKCE verifier do not make it another client's: web, holding
+    native's code (a leaked redirect), gets invalid_grant, and the code is spent for native too."""
+    from actions import pkce_pair
+
+    verifier, challenge = pkce_pair()
+    response = oauth.authorize(client_id="native", scope="openid", code_challenge=challenge,
+                               code_challenge_method="S256")
+    code = redirect_params(response.headers["Location"])["code"]
+    form = dict(grant_type="authorization_code", code=code, redirect_uri="com.example.native:/cb", code_verifier=verifier)
+    stolen = oauth.token("web", **form)
+    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in stolen.get_json()
+    assert oauth.token("native", **form).get_json()["error"] == "invalid_grant"
