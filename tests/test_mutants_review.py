@@ -165,3 +165,18 @@ def test_a_code_sent_by_another_client_with_its_redirect_uri_and_verifier_is_ref
     assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
     assert "access_token" not in stolen.get_json()
     assert oauth.token("native", **form).get_json()["error"] == "invalid_grant"
+
+
+# --- max_age at its boundary --------------------------------------------------------------------
+
+def test_max_age_is_met_by_a_sign_in_exactly_that_old_and_not_one_second_older(oauth, app, monkeypatch):
+    """OpenID Connect Core 3.1.2.1: a sign-in more than max_age seconds ago is signed in again."""
+    from identity.models import UserSession
+    from identity.oauth2 import authorize
+
+    with app.app_context():
+        auth_time = db.session.scalar(select(UserSession.auth_time))
+    monkeypatch.setattr(authorize, "now", lambda: auth_time + 60)
+    assert "code" in redirect_params(oauth.authorize(client_id="web", max_age="60").headers["Location"])
+    monkeypatch.setattr(authorize, "now", lambda: auth_time + 61)
+    assert oauth.authorize(client_id="web", max_age="60").headers["Location"].startswith("/account/login")
