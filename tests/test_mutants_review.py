@@ -180,3 +180,16 @@ def test_max_age_is_met_by_a_sign_in_exactly_that_old_and_not_one_second_older(o
     assert "code" in redirect_params(oauth.authorize(client_id="web", max_age="60").headers["Location"])
     monkeypatch.setattr(authorize, "now", lambda: auth_time + 61)
     assert oauth.authorize(client_id="web", max_age="60").headers["Location"].startswith("/account/login")
+
+
+def test_an_id_token_hint_of_an_earlier_session_asks_before_signing_out(oauth, app):
+    """RP-Initiated Logout 1.0 section 2: the hint must name the current session (its `sid`) for
+    the sign-out to go unasked; a token of an earlier sign-in of the same person does not."""
+    from test_userinfo_logout import _web_tokens
+
+    earlier = _web_tokens(oauth, scope="openid")["id_token"]
+    AuthActions(oauth.client).logout()
+    assert AuthActions(oauth.client).login().status_code == 302
+    response = _end_session_with(oauth, earlier)
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert oauth.client.get("/diagnostics").status_code == 200  # still signed in
