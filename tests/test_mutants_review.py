@@ -193,3 +193,21 @@ def test_an_id_token_hint_of_an_earlier_session_asks_before_signing_out(oauth, a
     response = _end_session_with(oauth, earlier)
     assert response.status_code == 200 and "Location" not in response.headers
     assert oauth.client.get("/diagnostics").status_code == 200  # still signed in
+
+
+def test_an_id_token_hint_of_another_person_asks_before_signing_out(oauth, app):
+    """The hint names bob (an ID token without `sid`, as one of a sign-in with no browser
+    session); alice is signed in: her sign-out is asked, not done on bob's token."""
+    import time
+
+    from identity.models import User
+    from identity.services.tokens import sign
+
+    with app.test_request_context(base_url="https://localhost"):
+        bob = db.session.scalar(select(User.subject).where(User.username == "bob"))
+        stamp = int(time.time())
+        bobs = sign({"iss": "https://localhost", "sub": bob, "aud": "web", "iat": stamp, "exp": stamp + 300},
+                    app.config["ID_TOKEN_SIGNING_ALG"])
+    response = oauth.client.get("/connect/endsession", query_string={"id_token_hint": bobs})
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert oauth.client.get("/diagnostics").status_code == 200  # alice still signed in
