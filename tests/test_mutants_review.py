@@ -211,3 +211,13 @@ def test_an_id_token_hint_of_another_person_asks_before_signing_out(oauth, app):
     response = oauth.client.get("/connect/endsession", query_string={"id_token_hint": bobs})
     assert response.status_code == 200 and "Location" not in response.headers
     assert oauth.client.get("/diagnostics").status_code == 200  # alice still signed in
+
+def test_an_id_token_hint_with_another_clients_client_id_is_refused(oauth, app):
+    """RP-Initiated Logout 1.0 section 2: a client_id sent with the hint must be the hint's audience."""
+    from test_userinfo_logout import _web_tokens
+
+    hint = _web_tokens(oauth, scope="openid")["id_token"]
+    response = oauth.client.get("/connect/endsession", query_string={
+        "id_token_hint": hint, "client_id": "native", "post_logout_redirect_uri": "https://web.example.com/bye"})
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert oauth.client.get("/diagnostics").status_code == 200
