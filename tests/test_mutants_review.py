@@ -221,3 +221,21 @@ def test_an_id_token_hint_with_another_clients_client_id_is_refused(oauth, app):
         "id_token_hint": hint, "client_id": "native", "post_logout_redirect_uri": "https://web.example.com/bye"})
     assert response.status_code == 400 and "Location" not in response.headers
     assert oauth.client.get("/diagnostics").status_code == 200
+
+
+# --- a refresh token's end ----------------------------------------------------------------------
+
+def test_a_refresh_token_is_refused_one_second_after_it_expires(oauth, app, monkeypatch):
+    """At expires_at the grant still takes it (test_time_review.py); a second later it does not."""
+    from identity.models import RefreshToken
+    from identity.services import issued_grants
+
+    response = oauth.authorize(client_id="web", scope="openid offline_access")
+    code = redirect_params(response.headers["Location"])["code"]
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    with app.app_context():
+        expires_at = db.session.scalar(select(RefreshToken.expires_at))
+    monkeypatch.setattr(issued_grants, "now", lambda: expires_at + 1)
+    refused = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
