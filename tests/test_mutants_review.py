@@ -6,6 +6,7 @@ from sqlalchemy import select
 from actions import AuthActions, OAuthActions, redirect_params
 from identity.extensions import db
 from identity.models import AuthorizationCode, Client
+from mfa_actions import step_clock  # noqa: F401  (the fixture)
 
 import pytest
 
@@ -239,3 +240,23 @@ def test_a_refresh_token_is_refused_one_second_after_it_expires(oauth, app, monk
     monkeypatch.setattr(issued_grants, "now", lambda: expires_at + 1)
     refused = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+
+
+# --- a TOTP step is accepted once ---------------------------------------------------------------
+
+def test_the_write_that_accepts_a_totp_step_refuses_the_same_step_again(app, seeded, step_clock):
+    """Two requests with one code at once both read the last step before either writes: the
+    conditional UPDATE itself must take a step once (store/mfa.py), not only the read before it."""
+    from identity.models import User
+    from identity.store import mfa as mfa_rows
+    from identity.store.writes import write
+    from mfa_actions import enrol_user
+
+    enrol_user(app)
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+        step = mfa_rows.totp_row(alice)[2] + 5
+        assert write(mfa_rows.accept_step(alice, step)) == [1]
+        assert write(mfa_rows.accept_step(alice, step)) == [0]
+        assert write(mfa_rows.accept_step(alice, step - 1)) == [0]
