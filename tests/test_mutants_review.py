@@ -260,3 +260,27 @@ def test_the_write_that_accepts_a_totp_step_refuses_the_same_step_again(app, see
         assert write(mfa_rows.accept_step(alice, step)) == [1]
         assert write(mfa_rows.accept_step(alice, step)) == [0]
         assert write(mfa_rows.accept_step(alice, step - 1)) == [0]
+
+
+# --- passkeys: the sign count and the challenge -------------------------------------------------
+
+def test_a_passkey_presenting_the_stored_sign_count_again_is_a_clone(app):
+    """The count must grow (WebAuthn Level 2, 7.2 step 21): an equal non-zero count is refused as
+    a stale one is, and the stored count stays."""
+    from identity.errors import PasskeyRefused
+    from identity.models import Passkey
+    from identity.services import accounts
+    from test_passkeys import PASSWORD, register, sign_in
+    from webauthn_keys import SoftKey
+
+    with app.app_context():
+        alice = accounts.create_user("alice", PASSWORD, name="Alice").id
+        key = SoftKey()
+        passkey_id = register(alice, key).id
+        sign_in(key, count_step=5)  # stored: 5
+        clone = SoftKey()
+        clone.private, clone.credential_id, clone.sign_count = key.private, key.credential_id, 4
+        with pytest.raises(PasskeyRefused, match="copied"):
+            sign_in(clone)  # presents 5, as stored
+        db.session.expire_all()
+        assert db.session.get(Passkey, passkey_id).sign_count == 5
