@@ -284,3 +284,22 @@ def test_a_passkey_presenting_the_stored_sign_count_again_is_a_clone(app):
             sign_in(clone)  # presents 5, as stored
         db.session.expire_all()
         assert db.session.get(Passkey, passkey_id).sign_count == 5
+
+
+def test_a_passkey_answer_sent_twice_with_its_kept_state_signs_in_once(app):
+    """An authenticator without a counter signs the same count: the challenge, spent at the first
+    use, is what refuses the same answer posted twice (two requests carrying one state)."""
+    from identity.errors import PasskeyRefused
+    from identity.services import accounts, passkeys
+    from test_passkeys import ISSUER, ORIGIN, PASSWORD, RP_ID, register
+    from webauthn_keys import SoftKey
+
+    with app.app_context():
+        alice = accounts.create_user("alice", PASSWORD, name="Alice").id
+        key = SoftKey()
+        register(alice, key)
+        ceremony = passkeys.authentication_options(ISSUER)
+        answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID, count_step=0)
+        assert passkeys.sign_in(ISSUER, ceremony.state, answer)[0].user_id == alice
+        with pytest.raises(PasskeyRefused):
+            passkeys.sign_in(ISSUER, ceremony.state, answer)
