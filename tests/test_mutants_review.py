@@ -303,3 +303,20 @@ def test_a_passkey_answer_sent_twice_with_its_kept_state_signs_in_once(app):
         assert passkeys.sign_in(ISSUER, ceremony.state, answer)[0].user_id == alice
         with pytest.raises(PasskeyRefused):
             passkeys.sign_in(ISSUER, ceremony.state, answer)
+
+
+# --- an emailed link is consumed once -----------------------------------------------------------
+
+def test_the_write_that_consumes_a_reset_link_refuses_it_a_second_time(app, seeded):
+    """Two posts of one reset link at once both find it unused: the conditional UPDATE itself must
+    let one of them consume it (store/account_tokens.py), not only the read before it."""
+    from identity.models import User
+    from identity.services import account_tokens
+
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        token = account_tokens.issue(alice.id, account_tokens.PASSWORD_RESET, 3600, email=alice.email)
+        db.session.commit()
+        row = account_tokens.check(token, account_tokens.PASSWORD_RESET).row
+        assert account_tokens.consume(row) is True
+        assert account_tokens.consume(row) is False
