@@ -320,3 +320,16 @@ def test_the_write_that_consumes_a_reset_link_refuses_it_a_second_time(app, seed
         row = account_tokens.check(token, account_tokens.PASSWORD_RESET).row
         assert account_tokens.consume(row) is True
         assert account_tokens.consume(row) is False
+
+
+# --- client credentials act for no user ---------------------------------------------------------
+
+def test_client_credentials_refuses_identity_scopes_the_client_is_allowed_for_its_users(app, client, flow_clients):
+    """A client allowed both the code grant (with openid, profile) and client_credentials: a
+    token of its own carries no user, so openid or profile is invalid_scope, not a token."""
+    _set_client(app, "web", allowed_grant_types=["authorization_code", "client_credentials"])
+    for scope in ("openid", "profile IdentityServerApi"):
+        response = OAuthActions(client).token("web", grant_type="client_credentials", scope=scope)
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_scope", scope
+    allowed = OAuthActions(client).token("web", grant_type="client_credentials", scope="IdentityServerApi")
+    assert allowed.status_code == 200, allowed.get_data(as_text=True)
