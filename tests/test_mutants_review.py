@@ -322,6 +322,20 @@ def test_the_write_that_consumes_a_reset_link_refuses_it_a_second_time(app, seed
         assert account_tokens.consume(row) is False
 
 
+# --- a bearer token sent once -------------------------------------------------------------------
+
+def test_a_token_in_the_header_and_another_in_the_body_is_invalid_request(oauth, app):
+    """RFC 6750 section 2: a client uses one method to send the token; the userinfo endpoint,
+    which also takes it in a form body, refuses both at once rather than choosing one."""
+    from test_userinfo_logout import _web_tokens
+
+    token = _web_tokens(oauth, scope="openid")["access_token"]
+    response = oauth.client.post("/connect/userinfo", data={"access_token": token},
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400
+    assert 'error="invalid_request"' in response.headers["WWW-Authenticate"]
+
+
 # --- client credentials act for no user ---------------------------------------------------------
 
 def test_client_credentials_refuses_identity_scopes_the_client_is_allowed_for_its_users(app, client, flow_clients):
