@@ -375,3 +375,48 @@ def test_a_code_whose_user_changed_password_during_its_redemption_issues_nothing
     monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_meanwhile)
     late = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
     assert ended and late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+
+
+# --- a rotation in flight -----------------------------------------------------------------------
+
+def _refresh_with_another_worker_meanwhile(app, client, database_uri, monkeypatch, meanwhile):
+    """Rotate web's refresh token while, between its read and its write, another worker runs
+    `meanwhile(worker_app, oauth_actions, refresh_token)`; (the late rotation's answer, its tokens before)."""
+    from identity.services import issued_grants
+    from races import other_workers
+
+    oauth = OAuthActions(client)
+    assert AuthActions(client).login().status_code == 302
+    response = oauth.authorize(client_id="web", scope="openid offline_access")
+    code = redirect_params(response.headers["Location"])["code"]
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    original, done = issued_grants.user_of_grant, {}
+
+    def hooked(*args, **kwargs):
+        if not done:
+            done["ran"] = True
+            with other_workers(database_uri) as (worker,):
+                done["result"] = meanwhile(worker, OAuthActions(worker.test_client()), tokens["refresh_token"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", hooked)
+    late = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    monkeypatch.setattr(issued_grants, "user_of_grant", original)
+    assert done.get("ran")
+    return late, done.get("result")
+
+
+def test_a_rotation_whose_grant_is_revoked_meanwhile_issues_nothing(app, client, flow_clients, database_uri,
+                                                                    monkeypatch):
+    from identity.models import User
+    from identity.services import issued_grants
+
+    def revoke_the_app(worker, _oauth, _token):
+        with worker.app_context():
+            alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+            issued_grants.revoke_user_client_grants(alice, "web")
+            db.session.commit()
+
+    late, _ = _refresh_with_another_worker_meanwhile(app, client, database_uri, monkeypatch, revoke_the_app)
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
