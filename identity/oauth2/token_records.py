@@ -9,6 +9,7 @@ from ..services.accounts import get_user
 from ..services.clients import cached_client
 from ..services.mfa import misses_required_factor
 from ..services.tokens import InvalidToken
+from .client import OAuthClient
 
 
 class AccessTokenRecord:
@@ -65,19 +66,32 @@ class RefreshTokenRecord:
     def is_expired(self) -> bool:
         return not issued_grants.refresh_token_usable(self.row.expires_at, self.row.auth_time, now(), self.row.issued_at)
 
+    def _user(self):
+        """The token's user (one query, asked once per request)."""
+        if not hasattr(self, "_row_user"):
+            self._row_user = get_user(self.row.user_id)
+        return self._row_user
+
     def is_revoked(self) -> bool:
-        """Revoked, rotated, or refused by the refresh grant now that its client requires a second
-        factor this sign-in did not use: inactive, as the grant would answer it (RFC 7662)."""
+        """Revoked, rotated, or refused by the refresh grant now: its user disabled (a rotation in
+        flight as they were disabled stores an unrevoked one), its client no longer offered refresh
+        tokens (allow_offline_access off, or the grant off), or requiring a second factor this
+        sign-in did not use. Inactive, as the grant would answer it (RFC 7662)."""
         if self.row.revoked_at is not None or self.row.consumed_at is not None:
             return True
+        user = self._user()
+        if user is None or not user.enabled:
+            return True
         client = cached_client(self.client_id)
-        return client is not None and misses_required_factor(client, self.row.amr)
+        if client is None or not OAuthClient(client).offers_refresh_tokens:
+            return True
+        return misses_required_factor(client, self.row.amr)
 
     def revoke(self) -> None:
         issued_grants.revoke_refresh_token(self.row)
 
     def introspection(self) -> dict:
-        user = get_user(self.row.user_id)
+        user = self._user()
         return {
             "active": True, "token_type": "refresh_token", "scope": self.row.scope, "client_id": self.client_id,
             "sub": user.subject if user else None, "iat": self.row.issued_at,

@@ -1,0 +1,54 @@
+"""Tokens as a third-party resource server consumes them: validated locally (RFC 9068) with the
+JWKS, or introspected (RFC 7662) by their client; what the two, and the grants, still disagreed
+on (each test was seen failing on the code before its fix)."""
+
+import base64
+
+from sqlalchemy import update
+
+from identity.extensions import db
+from identity.models import User
+
+from actions import AuthActions, OAuthActions
+
+WEB = {"Authorization": "Basic " + base64.b64encode(b"web:web-secret-0123456789").decode()}
+
+
+def web_tokens(client) -> dict:
+    assert AuthActions(client).login().status_code == 302
+    response, _ = OAuthActions(client).code_flow(client_id="web", scope="openid offline_access")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def introspect(client, token: str) -> dict:
+    response = client.post("/connect/introspect", data={"token": token}, headers=WEB)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_a_refresh_token_its_client_may_no_longer_use_is_inactive(app, client, runner, flow_clients):
+    """`clients update --no-offline-access` (or the refresh grant switched off): the refresh grant
+    refuses the client's refresh tokens (unauthorized_client), so introspection must call them
+    inactive, as it does one the grant refuses for a missing second factor."""
+    refresh_token = web_tokens(client)["refresh_token"]
+    assert introspect(client, refresh_token)["active"] is True
+    result = runner.invoke(args=["clients", "update", "web", "--no-offline-access"])
+    assert result.exit_code == 0, result.output
+
+    refreshed = OAuthActions(client).token("web", grant_type="refresh_token", refresh_token=refresh_token)
+    assert refreshed.status_code in (400, 401), refreshed.get_json()
+    assert introspect(client, refresh_token) == {"active": False}
+
+
+def test_a_disabled_users_refresh_token_is_inactive(app, client, flow_clients):
+    """A refresh token a rotation in flight stored as its user was disabled is not revoked; the
+    refresh grant refuses it (the user is disabled), and introspection must say so too."""
+    refresh_token = web_tokens(client)["refresh_token"]
+    with app.app_context():
+        db.session.execute(update(User).where(User.username == "alice").values(enabled=False))
+        db.session.commit()
+
+    refreshed = OAuthActions(client).token("web", grant_type="refresh_token", refresh_token=refresh_token)
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+    assert introspect(client, refresh_token) == {"active": False}
