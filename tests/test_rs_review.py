@@ -52,3 +52,39 @@ def test_a_disabled_users_refresh_token_is_inactive(app, client, flow_clients):
     refreshed = OAuthActions(client).token("web", grant_type="refresh_token", refresh_token=refresh_token)
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
     assert introspect(client, refresh_token) == {"active": False}
+
+
+def _set_back_access_token_alg(app) -> str:
+    """ACCESS_TOKEN_SIGNING_ALG moved to RS256 by another instance and set back here: the ES256 key
+    is retired with no successor and still signs; its kid."""
+    from identity.services import keys
+    from test_keys import issue, kid_of, same_database_app
+
+    first = kid_of(issue(app))  # ES256, the default
+    moved = same_database_app(app, ACCESS_TOKEN_SIGNING_ALG="RS256")
+    try:
+        with moved.app_context():
+            keys._reload()  # the updated instance retires the ES256 key
+    finally:
+        with moved.app_context():
+            db.engine.dispose()
+    with app.app_context():
+        keys._reload()
+    assert kid_of(issue(app)) == first  # set back: the retired key signs on
+    return first
+
+
+def test_a_staged_rotation_after_the_access_token_alg_was_set_back_publishes_before_it_signs(app, client, seeded):
+    """docs/signing-keys.md: `keys rotate` publishes a new key that signs only after the propagation
+    time. With ACCESS_TOKEN_SIGNING_ALG moved to RS256 and set back (the ES256 key retired, still
+    signing while published long enough), the staged rotation made an ES256 key that signed at once:
+    a resource server holding the JWKS it fetched a moment before could not verify the next token."""
+    from identity.services import keys
+    from test_keys import issue, kid_of, published
+
+    _set_back_access_token_alg(app)
+    cached = published(client)  # what a resource server holds
+    with app.app_context():
+        keys.rotate(["ES256"])
+    signed_by = kid_of(issue(app))
+    assert signed_by in cached, "the token after a staged rotation is signed by a key the cached JWKS lacks"

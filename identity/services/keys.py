@@ -111,17 +111,22 @@ def _signs_while_retired(row, stamp: int) -> bool:
     (an instance not yet updated, or the setting put back): while it stays published for longer
     than any token it signs now lives. Making a new key instead, which the updated instances
     retire at their next read, made a new key every SIGNING_KEY_RELOAD_SECONDS while both ran."""
-    cfg = current_app.config
-    longest = max(cfg["ID_TOKEN_LIFETIME_SECONDS"], ACCESS_TOKEN_LIFETIME_MAX) + cfg["JWT_LEEWAY_SECONDS"]
     return (row.revoked_at is None and row.retired_at is not None and row.activates_at <= stamp
-            and row.retired_at + cfg["SIGNING_KEY_RETENTION_SECONDS"] - stamp > longest)
+            and row.retired_at + current_app.config["SIGNING_KEY_RETENTION_SECONDS"] - stamp > _longest_token())
+
+
+def _longest_token() -> int:
+    """How long a token signed now may be accepted: the longest lifetime plus the leeway."""
+    cfg = current_app.config
+    return max(cfg["ID_TOKEN_LIFETIME_SECONDS"], ACCESS_TOKEN_LIFETIME_MAX) + cfg["JWT_LEEWAY_SECONDS"]
 
 
 def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     """(generation, activates_at, predecessor row) of the key to make for `alg`, or None.
 
-    The first key signs at once (no token or cached JWKS predates it). Otherwise nothing is made
-    while a successor waits; `scheduled` makes one only when the current key is due, to sign at
+    The first key signs at once (no token or cached JWKS predates it). The operator's staged
+    rotation publishes the successor of a key retired with no successor that still signs
+    (_signs_while_retired) first too. Otherwise nothing is made while a successor waits; `scheduled` makes one only when the current key is due, to sign at
     the end of its interval (or after the propagation time, if the service was off meanwhile);
     the operator's staged rotation makes one now, to sign after the propagation time.
     """
@@ -130,13 +135,24 @@ def _plan(rows, alg: str, stamp: int, *, scheduled: bool):
     generation = max((r.generation for r in mine), default=0) + 1
     active = [r for r in mine if _unretired(r, stamp) and r.activates_at <= stamp]  # a retired key is no one's current key
     current = max(active, key=lambda r: r.generation, default=None)
+    propagation = cfg["SIGNING_KEY_PROPAGATION_SECONDS"]
     if current is None:
-        if scheduled and any(_signs_while_retired(r, stamp) for r in mine):
+        signing = [r for r in mine if _signs_while_retired(r, stamp)]
+        if scheduled and signing:
             return None
-        return generation, stamp, None
+        if not signing:
+            return generation, stamp, None
+        # the operator's staged rotation while a key retired with no successor still signs here (its
+        # algorithm set back): published first, as any staged successor, it signs after the
+        # propagation time, or when the retired key must stop (`ends`: later, a token it signed
+        # would outlive its place in the JWKS), if that comes first
+        last = max(signing, key=lambda r: r.generation)
+        if any(r.revoked_at is None and r.retired_at is None and r.generation > last.generation for r in mine):
+            return None
+        ends = last.retired_at + cfg["SIGNING_KEY_RETENTION_SECONDS"] - _longest_token()
+        return generation, max(stamp, min(ends, stamp + propagation)), None
     if any(r.revoked_at is None and r.generation > current.generation for r in mine):
         return None
-    propagation = cfg["SIGNING_KEY_PROPAGATION_SECONDS"]
     if not scheduled:
         return generation, stamp + propagation, current
     due = current.activates_at + cfg["SIGNING_KEY_ROTATION_SECONDS"]
