@@ -88,3 +88,27 @@ def test_a_staged_rotation_after_the_access_token_alg_was_set_back_publishes_bef
         keys.rotate(["ES256"])
     signed_by = kid_of(issue(app))
     assert signed_by in cached, "the token after a staged rotation is signed by a key the cached JWKS lacks"
+
+
+def test_keys_rotate_now_warns_that_a_cached_jwks_still_verifies_the_old_keys_tokens(app, client, runner, seeded):
+    """`keys rotate --now` is for a compromised key. It said "tokens in flight signed by the old keys
+    are refused from now on"; a resource server that validates locally with the JWKS it cached
+    (Cache-Control: max-age=DISCOVERY_CACHE_SECONDS) still accepts them, forged ones too, until
+    it fetches the JWKS again. The operator must be told, to have such servers refetch it."""
+    import jwt
+
+    from test_keys import issue, published
+
+    before = issue(app)
+    cached = published(client)
+    result = runner.invoke(args=["keys", "rotate", "--now"])
+    assert result.exit_code == 0, result.output
+    kid = jwt.get_unverified_header(before)["kid"]
+    assert kid not in published(client)
+    claims = jwt.decode(before, jwt.PyJWK(cached[kid]).key, algorithms=[cached[kid]["alg"]],
+                        options={"verify_aud": False})  # what such a resource server still concludes
+    assert claims["jti"]
+    seconds = app.config["DISCOVERY_CACHE_SECONDS"]
+    output = " ".join(result.output.split())
+    assert f"resource servers that cached the JWKS still accept tokens signed by the old keys for up to {seconds} s" \
+        in output, output

@@ -70,8 +70,10 @@ def keys_rotate(immediate, as_json):
         seconds = current_app.config["DISCOVERY_CACHE_SECONDS"]
         click.echo(f"Every worker re-reads the keys before it signs again (this waited SIGNING_KEY_RELOAD_SECONDS, "
                    f"{current_app.config['SIGNING_KEY_RELOAD_SECONDS']} s): only the new keys sign now.")
-        click.echo("Tokens in flight signed by the old keys are refused from now on (clients must refresh or sign in "
-                   f"again); relying parties that cached the JWKS may refuse new tokens for up to {seconds} s.")
+        click.echo("Tokens in flight signed by the old keys are refused here from now on (clients must refresh or sign "
+                   "in again); relying parties that cached the JWKS may refuse new tokens for up to {s} s, and resource "
+                   "servers that cached the JWKS still accept tokens signed by the old keys for up to {s} s (forged ones "
+                   "too): have them fetch it again now.".format(s=seconds))
 
 
 @keys_cli.command("reencrypt")
