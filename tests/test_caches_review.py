@@ -112,3 +112,23 @@ def test_a_client_made_public_by_the_seed_redeems_nothing_a_stale_worker_issued_
     refreshed = OAuthActions(client).token("web", auth="none", grant_type="refresh_token",
                                            refresh_token=stale["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant", refreshed.get_json()
+
+
+def test_a_secret_replaced_by_the_seed_is_refused_by_every_worker_once_the_seed_returns(app, client, seeded):
+    """A leaked secret is replaced in the seed file. A worker whose client snapshot predates the
+    seed still took the old secret for CLIENT_CACHE_SECONDS after `seed` had said it was done, so
+    whoever held the leaked secret kept getting tokens with it after the operator's step."""
+    oauth = OAuthActions(client)
+    before = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi")
+    assert before.status_code == 200, before.get_json()  # this worker now holds a snapshot of `service`
+    replaced = next(c for c in seeded["clients"] if c["client_id"] == "service")
+    with app.app_context():
+        from identity.services.seed import apply_seed, load_seed
+
+        apply_seed(load_seed(json.dumps({"clients": [{**replaced, "client_secrets": ["service-secret-replaced-0123"]}]})))
+        db.session.remove()
+    after = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi")
+    assert after.status_code == 401 and after.get_json()["error"] == "invalid_client", after.get_json()
+    oauth.SECRETS = {**oauth.SECRETS, "service": "service-secret-replaced-0123"}
+    renewed = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi")
+    assert renewed.status_code == 200, renewed.get_json()

@@ -33,6 +33,7 @@ class SeedReport:
     passwords_reset: list = field(default_factory=list)  # notifications.Addressee: told once the seed commits
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
     made_public: list[str] = field(default_factory=list)  # client ids: revoked again once the snapshots are out
+    secret_removed: bool = False  # a secret taken away (a leaked one replaced): wait out the snapshots that take it
 
     @property
     def changed(self) -> bool:
@@ -200,6 +201,8 @@ def _seed_client(item: dict, report: SeedReport) -> None:
     after = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
     if before["enabled"] and not after["enabled"]:
         report.client_disabled = True
+    if set(before["secret_hashes"] or []) - set(hashes):
+        report.secret_removed = True
     if before["secret_hashes"] and not hashes:
         end_client_grants(client.client_id, reason="client_made_public")
         report.made_public.append(client.client_id)
@@ -278,8 +281,8 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     bearer_cache.wait_for_leases(report.password_changed)  # as every password change does (bearer_cache.py)
     for user in report.passwords_reset:  # as `users set-password` tells them
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
-    if report.client_disabled or report.made_public:
-        wait_out_snapshots()  # as clients.set_client_enabled does
+    if report.client_disabled or report.made_public or report.secret_removed:
+        wait_out_snapshots()  # as clients.set_client_enabled does: no worker takes a removed secret then
     _end_grants_issued_meanwhile(report.made_public)
     return report
 
