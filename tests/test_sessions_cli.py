@@ -6,10 +6,11 @@ import json
 import pytest
 from sqlalchemy import select
 
+from actions import OAuthActions
 from identity.extensions import db
 from identity.models import AuditEvent
 from test_localapi_support import CHEAP_ARGON2, bearer
-from test_sessions_devices import BOB_PASSWORD, browser, password_grant, refresh, sessions_of
+from test_sessions_devices import ALICE_PASSWORD, BOB_PASSWORD, LEGACY_BASIC, browser, password_grant, refresh, sessions_of
 
 
 @pytest.fixture
@@ -102,3 +103,28 @@ def test_another_users_id_is_unknown(client, runner, signed_in):
     result = runner.invoke(args=["sessions", "end", "alice", bobs["id"]])
     assert result.exit_code != 0 and result.output == "Error: no such session\n"
     assert client.get("/localapi/account", headers=bearer(signed_in["bob"]["access_token"])).status_code == 200
+
+
+def test_end_without_id_ends_the_users_access_tokens_of_no_grant(app, client, runner, signed_in):
+    """docs/mfa.md: when a phone was stolen, sign the user out everywhere (`sessions end USER`).
+    An access token of no grant (the password grant without offline_access, the implicit flow)
+    is no entry, and it kept working until it expired (up to a day) after the command said the
+    user was signed out everywhere; revoking the app on the grants page ends such tokens."""
+    response = client.post("/connect/token", data={
+        "grant_type": "password", "username": "alice", "password": ALICE_PASSWORD,
+        "scope": "openid IdentityServerApi"}, headers={"Authorization": LEGACY_BASIC})
+    assert response.status_code == 200 and "refresh_token" not in response.get_json(), response.get_json()
+    standalone = response.get_json()["access_token"]
+    coded, _ = OAuthActions(signed_in["browser"]).code_flow(client_id="web", scope="openid IdentityServerApi")
+    assert "refresh_token" not in coded.get_json(), coded.get_json()  # a code's family with no refresh token
+    for token in (standalone, coded.get_json()["access_token"]):
+        assert client.get("/localapi/account", headers=bearer(token)).status_code == 200
+
+    result = runner.invoke(args=["sessions", "end", "alice"])
+
+    assert result.exit_code == 0, result.output
+    assert client.get("/localapi/account", headers=bearer(standalone)).status_code == 401
+    assert client.get("/localapi/account", headers=bearer(coded.get_json()["access_token"])).status_code == 401
+    assert client.get("/localapi/account", headers=bearer(signed_in["bob"]["access_token"])).status_code == 200
+    revoked = [e.detail for e in audit_events(app, "token_revoked") if e.detail.get("access_tokens_of_no_grant")]
+    assert revoked == [{"reason": "ended_by_operator", "access_tokens_of_no_grant": True}]

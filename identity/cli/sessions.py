@@ -42,7 +42,7 @@ def sessions_end(username, entry_id, as_json):
     """End one of a user's sessions or grants (ID from `sessions list`), or all of them without ID."""
     user_id = _user_id(username)
     if entry_id is None:
-        ended = devices.end_all_but(user_id, None, by="operator")
+        ended = devices.end_everything(user_id, by="operator")
     else:
         ended = [devices.end_entry(user_id, entry_id, by="operator")]
     if as_json:

@@ -143,6 +143,17 @@ def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[
     return [e for e in list_entries(user_id, limit=None) if e.id != current and _end(user_id, e, by)]
 
 
+def end_everything(user_id: int, *, by: str) -> list[Entry]:
+    """End every live entry of the user, and revoke the access tokens of theirs that no entry
+    holds (of no grant: the implicit flow, the password grant without offline_access, a code
+    redeemed without a refresh token): signed out everywhere, as the operator asks. Returns the
+    entries this call ended."""
+    ended = end_all_but(user_id, None, by=by)
+    issued_grants.revoke_user_access_tokens(user_id, reason=f"ended_by_{by}")
+    db.session.commit()
+    return ended
+
+
 def _end(user_id: int, entry: Entry, by: str) -> bool:
     """End one listed entry; False if another request ended it since it was listed (nothing
     is recorded then)."""

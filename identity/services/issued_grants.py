@@ -344,6 +344,19 @@ def revoke_user_client_grants(user_id: int, client_id: str) -> None:
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
 
 
+def revoke_user_access_tokens(user_id: int, *, reason: str) -> None:
+    """Put on the revocation list every access token of a user that some instance may still
+    accept, also those no grant entry covers: of a code redeemed without a refresh token, and of
+    no family at all (implicit flow, password grant without offline_access). The operator's
+    sign-out everywhere (`sessions end USER`); the caller commits."""
+    stamp = now()
+    jtis = store.family_access_token_jtis(store.user_code_families(user_id), _issued_since_alive(stamp))
+    jtis |= store.user_standalone_jtis(user_id, stamp - accepted_past_expiry(current_app.config))
+    if jtis and not all_revoked(jtis):  # audited when it revokes something
+        revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
+        audit.record("token_revoked", user_id=user_id, detail={"reason": reason, "access_tokens_of_no_grant": True})
+
+
 def end_client_grants(client_id: str, *, reason: str, audit_none: bool = True) -> None:
     """Consume a client's unused codes and revoke every refresh token it holds (the caller
     commits): a client made public by the seed must not redeem with no secret what it was

@@ -315,6 +315,18 @@ def user_client_standalone_jtis(user_id: int, client_id: str, stamp: int) -> set
         StandaloneAccessToken.expires_at >= stamp)))
 
 
+def user_code_families(user_id: int) -> set[str]:
+    """The families of every code of a user still kept (a code's row outlives any access token
+    its redemption issued: CODE_TOMBSTONE_SECONDS)."""
+    return set(db.session.scalars(select(AuthorizationCode.family_id).where(AuthorizationCode.user_id == user_id)))
+
+
+def user_standalone_jtis(user_id: int, stamp: int) -> set[str]:
+    """The access tokens of no family issued to any client for a user that expire at `stamp` or later."""
+    return set(db.session.scalars(select(StandaloneAccessToken.jti).where(
+        StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.expires_at >= stamp)))
+
+
 def revoke_user_client_rows(user_id: int, client_id: str, stamp: int) -> None:
     """Consume the client's unused codes of a user and revoke every refresh token the user
     granted to the client: codes first, so that the first refresh token of a code redeemed
