@@ -176,6 +176,8 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
             super().validate_token_request()
             check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
             check_second_factor(self.request.client, self.found.amr)
+            if not self.request.client.check_redirect_uri(self.found.redirect_uri):  # removed since (clients update)
+                raise InvalidGrantError("redirect_uri is no longer registered for this client")
         except OAuth2Error as err:
             if self.found is not None:
                 issued_grants.burn_authorization_code(self.found, self.found.client_id, err.error, err.description)
