@@ -513,3 +513,15 @@ def test_several_instances_name_every_period_a_command_waits_out():
         assert name in section, name
     assert "command" in section and "same" in section
     assert "FLASK_CLIENT_CACHE_SECONDS" in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+
+def test_the_restore_section_names_every_security_change_a_restore_undoes():
+    """deployment.md: after a restore, "repeat what was done since for a reason". Its list left out
+    changes a restore also undoes and an operator in an incident must repeat: a factor reset
+    (`users mfa-reset`: an attacker's passkey signs in again), a replaced client secret (the leaked
+    one works again), a client disabled or removed, a user removed, a password set."""
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text.split("## Backups, restores and downgrades", 1)[1].split("\n## ", 1)[0]
+    for command in ("users mfa-reset", "users set-password", "users remove", "clients disable", "clients remove",
+                    "secret"):
+        assert command in section, command
