@@ -28,7 +28,7 @@ from .decisions import (
 from .parameters import given, parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
-from .server import authorization_server, query_client
+from .server import authorization_server, count_issued, query_client
 
 AUTHORIZE_PATH = "/connect/authorize"  # the URL a pending request is resumed at (web/return_urls.py)
 FORM_FIELDS = ("csrf_token", "decision", "remember")  # the consent form's own fields, not the request's
@@ -268,6 +268,7 @@ def grant_response(checked: Validated, principal):
     except OAuth2Error as error:
         error.redirect_uri = error.redirect_uri or checked.reply.redirect_uri
         return error_decision(error, checked.params)
+    count_issued()  # a front channel's access token (implicit, hybrid), stored with its code or jti
     # the clients to tell when this session ends (back-channel and front-channel logout)
     logout.remember_session_client(principal.public_sid, checked.grant.request.client.row)
     return Respond(checked.reply, with_issuer(sent))

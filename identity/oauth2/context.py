@@ -13,6 +13,8 @@ class GrantContext:
     family_id: str | None = None
     issued_jti: str | None = None
     issued_expires_at: int | None = None  # the exp of that access token
+    # (grant type, client id) of that access token, counted once the write that keeps it commits
+    issued_as: tuple[str, str] | None = None
     rotating: object | None = None  # the refresh token row this request rotates, consumed in save_token
     # the password version the password grant checked: its refresh token is stored only while it holds
     password_version: int | None = None

@@ -55,12 +55,23 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid,
                                        amr=context.amr)
     context.issued_jti, context.issued_expires_at = issued.jti, issued.claims["exp"]
-    metrics.count_token("hybrid" if grant_type == "code" else grant_type, client.client_id)  # hybrid's is "code"
+    # counted by count_issued once its response is sent: a write that refuses it (a code or refresh
+    # token used or revoked meanwhile) leaves nothing issued
+    context.issued_as = ("hybrid" if grant_type == "code" else grant_type, client.client_id)  # hybrid's is "code"
     token = {"token_type": "Bearer", "access_token": issued.token, "expires_in": issued.expires_in, "scope": scope}
     granted = context.rotating.scope if context.rotating is not None else scope
     if include_refresh_token and user is not None and client.offers_refresh_tokens and OFFLINE_ACCESS in granted.split():
         token["refresh_token"] = secrets.token_urlsafe(32)
     return token
+
+
+def count_issued() -> None:
+    """Count the access token this request issued (identity_tokens_issued_total), once, after the
+    writes that keep it committed and the response carrying it is made."""
+    context = grant_context()
+    if context.issued_as is not None:
+        metrics.count_token(*context.issued_as)
+        context.issued_as = None
 
 
 def save_token(token, request):
@@ -161,7 +172,10 @@ class Server(AuthorizationServer):
             error = InvalidRequestError("grant_type is required")
         if error is not None:
             return self.handle_error_response(request, error)
-        return super().create_token_response(request)
+        response = super().create_token_response(request)
+        if response.status_code == 200:
+            count_issued()
+        return response
 
     def create_endpoint_response(self, name, request=None):
         if not isinstance(request, EndpointRequest):

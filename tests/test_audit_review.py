@@ -1,0 +1,89 @@
+"""Audit and metrics review: each security event leaves exactly the audit rows and metric counts
+the docs name, for what committed, with the right user, client and address."""
+
+from sqlalchemy import select
+
+from actions import AuthActions, OAuthActions, redirect_params
+from identity.extensions import db
+from identity.services import metrics
+
+
+def _issued(grant_type: str, client_id: str) -> float:
+    return metrics.REGISTRY.get_sample_value("identity_tokens_issued_total",
+                                             {"grant_type": grant_type, "client_id": client_id}) or 0.0
+
+
+# --- tokens issued ------------------------------------------------------------------------------
+
+def test_a_code_redemption_refused_at_its_write_counts_no_token(app, client, flow_clients, database_uri,
+                                                                 monkeypatch):
+    """A code whose user changed password while it was redeemed is invalid_grant: no token was
+    issued, so identity_tokens_issued_total does not count one."""
+    from identity.models import User
+    from identity.services import issued_grants
+    from races import other_workers
+
+    oauth = OAuthActions(client)
+    assert AuthActions(client).login().status_code == 302
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    original, ended = issued_grants.user_of_grant, []
+
+    def password_changed_meanwhile(*args, **kwargs):
+        if not ended:
+            ended.append(True)
+            with other_workers(database_uri) as (worker,), worker.app_context():
+                alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+                issued_grants.end_user_codes(alice)
+                db.session.commit()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_meanwhile)
+    before = _issued("authorization_code", "web")
+    late = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert ended and late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert _issued("authorization_code", "web") == before
+
+
+def test_a_rotation_refused_at_its_write_counts_no_token(app, client, flow_clients, database_uri, monkeypatch):
+    """A refresh whose grant was revoked while it was checked is invalid_grant: no token counted."""
+    from identity.models import User
+    from identity.services import issued_grants
+    from races import other_workers
+
+    oauth = OAuthActions(client)
+    assert AuthActions(client).login().status_code == 302
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    original, done = issued_grants.user_of_grant, []
+
+    def revoked_meanwhile(*args, **kwargs):
+        if not done:
+            done.append(True)
+            with other_workers(database_uri) as (worker,), worker.app_context():
+                alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+                issued_grants.revoke_user_client_grants(alice, "web")
+                db.session.commit()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", revoked_meanwhile)
+    before = _issued("refresh_token", "web")
+    late = oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert done and late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert _issued("refresh_token", "web") == before
+
+
+def test_each_token_kept_is_counted_once(app, client, flow_clients):
+    """The code, its refresh, the implicit flow's front channel: one count each."""
+    oauth = OAuthActions(client)
+    assert AuthActions(client).login().status_code == 302
+    before = {g: _issued(g, c) for g, c in (("authorization_code", "web"), ("refresh_token", "web"),
+                                              ("implicit", "implicit"))}
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    tokens = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    assert oauth.token("web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 200
+    implicit = oauth.authorize(client_id="implicit", response_type="id_token token", scope="openid profile", nonce="n")
+    assert "access_token" in redirect_params(implicit.headers["Location"])
+    assert {g: _issued(g, c) for g, c in (("authorization_code", "web"), ("refresh_token", "web"),
+                                          ("implicit", "implicit"))} == {g: n + 1 for g, n in before.items()}
