@@ -87,3 +87,36 @@ def test_each_token_kept_is_counted_once(app, client, flow_clients):
     assert "access_token" in redirect_params(implicit.headers["Location"])
     assert {g: _issued(g, c) for g, c in (("authorization_code", "web"), ("refresh_token", "web"),
                                           ("implicit", "implicit"))} == {g: n + 1 for g, n in before.items()}
+
+
+# --- revocation ---------------------------------------------------------------------------------
+
+def _revoke(client, token: str, hint: str):
+    from test_audit import MOBILE_BASIC
+
+    return client.post("/connect/revocation", data={"token": token, "token_type_hint": hint}, headers=MOBILE_BASIC)
+
+
+def test_an_access_token_revoked_names_its_user_and_is_recorded_once(app, client, seeded):
+    """RFC 7009 lets a client send a revocation again (it answers 200 for a revoked token): the
+    second revokes nothing and records nothing; the one that did names the token's user."""
+    from test_audit import alice_id, events, mobile_tokens
+
+    assert AuthActions(client).login().status_code == 302
+    tokens = mobile_tokens(client)
+    assert _revoke(client, tokens["access_token"], "access_token").status_code == 200
+    assert _revoke(client, tokens["access_token"], "access_token").status_code == 200
+    revoked = [(e.user_id, e.client_id, e.detail.get("token_type")) for e in events(app, "token_revoked")]
+    assert revoked == [(alice_id(app), "mobile", "access_token")]
+
+
+def test_a_refresh_token_revoked_again_records_nothing_more(app, client, seeded):
+    from test_audit import alice_id, events, mobile_tokens
+
+    assert AuthActions(client).login().status_code == 302
+    tokens = mobile_tokens(client)
+    assert _revoke(client, tokens["refresh_token"], "refresh_token").status_code == 200
+    assert _revoke(client, tokens["refresh_token"], "refresh_token").status_code == 200
+    revoked = [(e.user_id, e.client_id, e.detail["reason"]) for e in events(app, "token_revoked")]
+    assert revoked == [(alice_id(app), "mobile", "revocation_endpoint")]
+

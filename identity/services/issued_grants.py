@@ -268,7 +268,7 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
 
 
 def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, client_id: str | None = None,
-                  only_if_live: bool = False) -> bool:
+                  only_if_live: bool = False, audit_only_a_change: bool = False) -> bool:
     """Revoke every refresh token of a family and every access token issued in it.
 
     The access tokens are read after the refresh tokens are revoked: a rotation that commits in
@@ -280,7 +280,9 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
 
     Whether this revocation ended refresh tokens of the family. With `only_if_live` (a person
     ending one grant), a family whose refresh tokens were all revoked already (by a request that
-    committed first) is left as it is: nothing recorded, False.
+    committed first) is left as it is: nothing recorded, False. With `audit_only_a_change` (a
+    client's revocation, which RFC 7009 lets it send again), the event is recorded only if this
+    revocation ended a refresh token or listed an access token that was not listed yet.
     """
     stamp = now()
     ended_here = store.revoke_family_tokens(family_id, stamp)
@@ -288,10 +290,13 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
         db.session.rollback()
         return False
     jtis = store.family_access_token_jtis([family_id], _issued_since_alive(stamp))
-    if ended_here or (not store.family_has_refresh_tokens(family_id) and not all_revoked(jtis)):
+    listed_already = all_revoked(jtis)
+    if ended_here or (not store.family_has_refresh_tokens(family_id) and not listed_already):
         logout.family_ended(family_id, reason)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
-    audit.record("token_revoked", user_id=user_id, client_id=client_id, detail={"reason": reason, "family": family_id})
+    if ended_here or not audit_only_a_change or (jtis and not listed_already):
+        audit.record("token_revoked", user_id=user_id, client_id=client_id,
+                     detail={"reason": reason, "family": family_id})
     if reason == "authorization_code_replayed":
         metrics.count_code_replay(client_id)
     elif reason == "refresh_token_reused":
@@ -309,12 +314,17 @@ def _issued_since_alive(stamp: int) -> int:
 
 
 def revoke_refresh_token(row: RefreshToken) -> None:
-    """RFC 7009: revoking a refresh token revokes its family (and their access tokens)."""
-    revoke_family(row.family_id, reason="revocation_endpoint", user_id=row.user_id, client_id=row.client_id)
+    """RFC 7009: revoking a refresh token revokes its family (and their access tokens); sent
+    again, it revokes and records nothing more."""
+    revoke_family(row.family_id, reason="revocation_endpoint", user_id=row.user_id, client_id=row.client_id,
+                  audit_only_a_change=True)
 
 
 def revoke_access_token(jti: str, expires_at: int, *, user_id: int | None, client_id: str | None) -> None:
-    """RFC 7009 for an access token: put it on the revocation list, committed with its audit event."""
+    """RFC 7009 for an access token: put it on the revocation list, committed with its audit event.
+    One on the list already (a client's retry: RFC 7009 answers it 200 too) changes and records nothing."""
+    if all_revoked([jti]):
+        return
     revoke_jtis([jti], expires_at, user_id)
     audit.record("token_revoked", user_id=user_id, client_id=client_id,
                  detail={"reason": "revocation_endpoint", "token_type": "access_token"})
