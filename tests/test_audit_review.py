@@ -120,3 +120,20 @@ def test_a_refresh_token_revoked_again_records_nothing_more(app, client, seeded)
     revoked = [(e.user_id, e.client_id, e.detail["reason"]) for e in events(app, "token_revoked")]
     assert revoked == [(alice_id(app), "mobile", "revocation_endpoint")]
 
+
+# --- the operator's user commands ---------------------------------------------------------------
+
+def test_a_user_added_and_removed_is_named_by_its_row_id(app, runner):
+    """The audit log names users by row id (docs/cli.md): the events of a user's creation and
+    removal carry it, so they join that user's other events, and a later user of the same name
+    is not taken for them."""
+    from test_audit import events
+    from test_cli import GOOD_PASSWORD
+    from identity.models import User
+
+    assert runner.invoke(args=["users", "add", "carol"], input=GOOD_PASSWORD + "\n").exit_code == 0
+    with app.app_context():
+        carol = db.session.scalar(select(User.id).where(User.username == "carol"))
+    assert runner.invoke(args=["users", "remove", "carol"]).exit_code == 0
+    assert [(e.event, e.user_id) for e in events(app) if e.event in ("user_created", "user_removed")] == [
+        ("user_created", carol), ("user_removed", carol)]

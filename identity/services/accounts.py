@@ -101,7 +101,8 @@ def create_user(username: str, password: str, email: str | None = None, name: st
         raise ValidationFailed(errors)
     user = build_user(username, email, name, password, email_verified=email_verified)
     db.session.add(user)
-    audit.record("user_created", user_id=None, detail={"username": user.username})
+    db.session.flush()  # its row id, which the audit log names users by
+    audit.record("user_created", user_id=user.id, detail={"username": user.username})
     db.session.commit()
     return user
 
@@ -118,7 +119,7 @@ def remove_user(username: str) -> None:
     # their sessions and grants go with the row: tell those clients first, in the same transaction
     logout.user_logged_out(user_id, user.subject, reason="user_removed")
     db.session.delete(user)
-    audit.record("user_removed", detail={"username": user.username})
+    audit.record("user_removed", user_id=user_id, detail={"username": user.username})
     db.session.commit()
     bearer_cache.wait_out_cached_answers(user_id, removed=True)
 
