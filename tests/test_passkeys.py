@@ -289,3 +289,18 @@ def test_a_disabled_user_cannot_sign_in_with_a_passkey(alice):
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.user_id == alice)) == 0
     assert db.session.get(Passkey, passkey.id).sign_count == 0  # the refused use is not recorded
+
+
+def test_a_disabled_users_passkey_sign_in_is_audited(alice):
+    """A password sign-in of a disabled user is audited (sign_in_failed, reason disabled); the
+    passkey's was refused with nothing in the log."""
+    from identity.services import user_status
+
+    key = SoftKey()
+    register(alice, key)
+    user_status.disable_user("alice")
+    with pytest.raises(PasskeyRefused):
+        sign_in(key)
+    db.session.expire_all()
+    assert [(e.user_id, e.detail["reason"]) for e in events("passkey_sign_in_failed")] == [(alice, "disabled")]
+    assert events("passkey_used") == [] and events("sign_in") == []

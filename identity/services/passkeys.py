@@ -306,9 +306,8 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
     """
     use = _verify(issuer, state, credential_json, user_id=None, client_id=client_id)
     user = db.session.get(User, use.user_id)
-    if user is None or not user.enabled:  # `users disable`: refused as an unknown passkey is
-        db.session.rollback()
-        raise PasskeyRefused(NOT_VERIFIED)
+    if user is None or not user.enabled:  # `users disable`: refused as an unknown passkey is, and audited
+        _refuse_stored(use.user_id, client_id, "disabled" if user is not None else "no_such_user")
     amr = f"{use.method} {mfa.AMR_MFA}"  # user verification was required: two factors in one
     session, insert = browser_sessions.new_session(user.id, amr=amr, password_version=user.password_version,
                                                    client_id=client_id)
