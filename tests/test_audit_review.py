@@ -137,3 +137,19 @@ def test_a_user_added_and_removed_is_named_by_its_row_id(app, runner):
     assert runner.invoke(args=["users", "remove", "carol"]).exit_code == 0
     assert [(e.event, e.user_id) for e in events(app) if e.event in ("user_created", "user_removed")] == [
         ("user_created", carol), ("user_removed", carol)]
+
+
+# --- the password grant -------------------------------------------------------------------------
+
+def test_a_password_grant_refused_for_its_scope_records_no_sign_in(app, client, flow_clients):
+    """A scope the client may not have is invalid_scope, and no token is issued: the request is
+    no sign-in, in the audit log or in identity_sign_ins_total."""
+    from conftest import ALICE_PASSWORD
+    from test_audit import events
+
+    before = metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0
+    refused = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+                                         scope="openid not-a-scope-of-legacy")
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_scope"
+    assert [e.event for e in events(app) if e.event.startswith("sign_in")] == []
+    assert (metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0) == before

@@ -402,7 +402,10 @@ class PasswordGrant(_PasswordGrant):
 
     def authenticate_user(self, username, password):
         """A wrong user name or password is invalid_grant (RFC 6749 section 5.2: the resource
-        owner's credentials are the grant), not Authlib's invalid_request."""
+        owner's credentials are the grant), not Authlib's invalid_request. The scope is checked
+        first (Authlib checks it after this): a request refused for it is no sign-in, neither a
+        password check and its lockout count nor a `sign_in` audit event and counted success."""
+        self.validate_requested_scope()
         result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
         if result.user is None:
             raise InvalidGrantError("the user name or password is incorrect, or the account is temporarily locked")
