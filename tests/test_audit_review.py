@@ -153,3 +153,20 @@ def test_a_password_grant_refused_for_its_scope_records_no_sign_in(app, client, 
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_scope"
     assert [e.event for e in events(app) if e.event.startswith("sign_in")] == []
     assert (metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0) == before
+
+
+def test_a_password_grant_refused_for_an_unverified_address_records_no_sign_in(app, client, flow_clients):
+    """A client that requires a verified address refuses bob's right password (invalid_grant):
+    the password was accepted, but nobody signed in, in the log or in the success count."""
+    from identity.models import Client
+    from test_audit import events
+
+    with app.app_context():
+        db.session.scalar(select(Client).where(Client.client_id == "legacy")).require_verified_email = True
+        db.session.commit()
+    before = metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0
+    refused = OAuthActions(client).token("legacy", grant_type="password", username="bob",
+                                         password="marble-violet-canyon-482", scope="openid")
+    assert refused.status_code == 400 and "verified" in refused.get_json()["error_description"]
+    assert [e.event for e in events(app) if e.event.startswith("sign_in")] == ["sign_in_password_accepted"]
+    assert (metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0) == before

@@ -406,13 +406,15 @@ class PasswordGrant(_PasswordGrant):
         first (Authlib checks it after this): a request refused for it is no sign-in, neither a
         password check and its lockout count nor a `sign_in` audit event and counted success."""
         self.validate_requested_scope()
-        result = accounts.authenticate(username, password, client_id=self.request.client.client_id)
+        client = self.request.client
+        result = accounts.authenticate(username, password, client_id=client.client_id,
+                                       needs_verified_email=client.row.require_verified_email)
         if result.user is None:
             raise InvalidGrantError("the user name or password is incorrect, or the account is temporarily locked")
         if result.needs_second_factor:  # this grant has no second step: such users sign in in the browser
             raise InvalidGrantError("the user has a second factor, which the password grant cannot check: "
                                     "use the authorization code flow")
-        if self.request.client.row.require_verified_email and not result.user.email_verified:
+        if result.unverified_email:
             raise InvalidGrantError("the client requires a verified email address; verify it on the account page")
         grant_context().auth_time, grant_context().amr = now(), AMR_PASSWORD
         grant_context().password_version = result.user.password_version

@@ -140,11 +140,15 @@ class SignInResult:
     public_sid: str | None = None
     # the password was right and the user has a second factor: no session yet (finish_sign_in)
     needs_second_factor: bool = False
+    # the password was right, but the client requires a verified address the user has not
+    # (authenticate's `needs_verified_email`): accepted, and no sign-in
+    unverified_email: bool = False
     reservation: lockout.Reservation | None = None  # a right password's, until its writes commit
     amr: str = mfa.AMR_PASSWORD  # how the person signed in (RFC 8176 names, space-separated)
 
 
-def _check_password(login: str, password: str, client_id: str | None) -> tuple[SignInResult, list[Write]]:
+def _check_password(login: str, password: str, client_id: str | None,
+                    needs_verified_email: bool = False) -> tuple[SignInResult, list[Write]]:
     """Check a user name (or email) and password, counting failures toward lockout.
 
     The attempt is counted as a failure, and committed, before the password is hashed
@@ -172,9 +176,11 @@ def _check_password(login: str, password: str, client_id: str | None) -> tuple[S
     success = [lockout.released(reservation) if second_factor else lockout.settled(reservation)]
     if needs_rehash(user.password_hash):
         success.append(store.password_hash_update(user.id, hash_password(normalize(password)), user.password_hash))
-    success.append(audit.event_write("sign_in_password_accepted" if second_factor else "sign_in", user_id=user.id,
-                                     client_id=client_id, password_version=user.password_version))
-    return SignInResult(signed_in, needs_second_factor=second_factor, reservation=reservation), success
+    unverified = needs_verified_email and not signed_in.email_verified
+    success.append(audit.event_write("sign_in_password_accepted" if second_factor or unverified else "sign_in",
+                                     user_id=user.id, client_id=client_id, password_version=user.password_version))
+    return SignInResult(signed_in, needs_second_factor=second_factor, reservation=reservation,
+                        unverified_email=unverified), success
 
 
 def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple[SignInUser, lockout.Reservation] | SignInResult":
@@ -204,17 +210,19 @@ def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple
     return user, reservation
 
 
-def authenticate(login: str, password: str, *, client_id: str | None = None) -> SignInResult:
+def authenticate(login: str, password: str, *, client_id: str | None = None,
+                 needs_verified_email: bool = False) -> SignInResult:
     """Check a user name (or email) and password, counting failures toward lockout (no browser
     session). A right password with a second factor to come is not a sign-in yet (as on the page):
-    the password grant refuses it."""
-    result, success = _check_password(login, password, client_id)
+    the password grant refuses it; nor, with `needs_verified_email`, one of a user whose address
+    is not verified (`unverified_email`)."""
+    result, success = _check_password(login, password, client_id, needs_verified_email)
     if success:
         with lockout.taken_back_on_failure(result.reservation):
             stored = write(*success)[-1]
         if stored != 1:  # the sign-in's event, written only while the user is unchanged
             return _changed_meanwhile(result.user.id, client_id)
-        if not result.needs_second_factor:
+        if not result.needs_second_factor and not result.unverified_email:
             metrics.count_sign_in("success")
     return result
 
