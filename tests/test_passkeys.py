@@ -304,3 +304,23 @@ def test_a_disabled_users_passkey_sign_in_is_audited(alice):
     db.session.expire_all()
     assert [(e.user_id, e.detail["reason"]) for e in events("passkey_sign_in_failed")] == [(alice, "disabled")]
     assert events("passkey_used") == [] and events("sign_in") == []
+
+
+def test_a_passkey_use_rolled_back_is_no_success_in_the_metrics(alice):
+    """identity_mfa_results_total counts a passkey's success once its use is kept (as a TOTP
+    code's is, after the write that spends it): a disabled user's sign-in, rolled back, is none."""
+    from identity.services import metrics, user_status
+
+    def successes():
+        return metrics.REGISTRY.get_sample_value("identity_mfa_results_total",
+                                                 {"method": "webauthn", "result": "success"}) or 0.0
+
+    key = SoftKey()
+    register(alice, key)
+    before = successes()
+    sign_in(key)
+    assert successes() == before + 1
+    user_status.disable_user("alice")
+    with pytest.raises(PasskeyRefused):
+        sign_in(key)
+    assert successes() == before + 1

@@ -295,6 +295,7 @@ def authenticate(issuer: str, state: dict | None, credential_json: str, *, user_
     """
     use = _verify(issuer, state, credential_json, user_id=user_id, client_id=client_id)
     db.session.commit()
+    metrics.count_mfa("webauthn", "success")
     return use
 
 
@@ -314,6 +315,7 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
     _store_session(insert, user.id, client_id)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
     db.session.commit()
+    metrics.count_mfa("webauthn", "success")
     principal = SessionUser.of(user)
     return use, _started(principal, session, amr)
 
@@ -345,6 +347,7 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
         _refuse_stored(user.id, client_id, "finished_already")
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
     db.session.commit()
+    metrics.count_mfa("webauthn", "success")
     return use, _started(user, session, methods)
 
 
@@ -371,7 +374,8 @@ def _started(user: SessionUser, session: "browser_sessions.NewSession", amr: str
 def _verify(issuer: str, state: dict | None, credential_json: str, *, user_id: int | None,
             client_id: str | None) -> PasskeyUse:
     """Verify an assertion against the kept state and record the use, uncommitted on success
-    (counted in the metrics either way).
+    (a failure is counted in the metrics here; a success by the caller, once its use commits: a
+    use rolled back, say a disabled user's sign-in, is none).
 
     With `user_id` the passkey must be that user's; without, it names its user, and user
     verification is required.
@@ -381,7 +385,6 @@ def _verify(issuer: str, state: dict | None, credential_json: str, *, user_id: i
     except PasskeyRefused:
         metrics.count_mfa("webauthn", "failure")
         raise
-    metrics.count_mfa("webauthn", "success")
     return use
 
 
