@@ -401,3 +401,21 @@ def test_a_logout_uri_with_a_non_ascii_path_is_called_percent_encoded(app, clien
     assert deliver(app) == {"delivered": 1, "retry": 0, "given_up": 0}
     assert rp.errors == [] and len(rp.tokens) == 1
     assert rp.received[0]["path"] == "/backchannel-logout/d%C3%A9connexion?lang=fran%C3%A7ais"
+
+
+def test_a_delivery_dropped_unsent_is_not_counted_as_sent(app, client, rp):
+    """identity_backchannel_logout_deliveries_total counts logout tokens sent (docs/metrics.md): a
+    row given up because its URI is no longer registered sends nothing and counts nothing."""
+    from identity.services import metrics
+
+    def counted():
+        return {r: metrics.REGISTRY.get_sample_value("identity_backchannel_logout_deliveries_total", {"result": r})
+                for r in metrics.DELIVERY_RESULTS}
+
+    AuthActions(client).login()
+    web_tokens(client)
+    AuthActions(client).logout()
+    set_client(app, "web", backchannel_logout_uri=None)
+    before = counted()
+    assert deliver(app) == {"delivered": 0, "retry": 0, "given_up": 1}
+    assert rp.received == [] and counted() == before

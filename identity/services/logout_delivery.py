@@ -144,7 +144,8 @@ def _retry_values(row, error: str, stamp: int) -> dict:
 
 
 def deliver(row, owner: str) -> str:
-    """Make one attempt at a claimed delivery and settle it: "delivered", "retry" or "given_up"."""
+    """Make one attempt at a claimed delivery and settle it: "delivered", "retry", "given_up", or
+    "dropped" (given up unsent: the URI is no longer the client's)."""
     cfg = current_app.config
     client = get_client(row.client_id)
     registered = client.backchannel_logout_uri if client is not None and client.enabled else None
@@ -152,7 +153,7 @@ def deliver(row, owner: str) -> str:
         db.session.rollback()
         store.settle(row.id, owner, {"gave_up_at": clock.now(), "last_error": "the URI is no longer registered"})
         log.warning("logout delivery %s to %s dropped: the URI is no longer registered", row.id, row.client_id)
-        return "given_up"
+        return "dropped"
     iss = row.issuer or cfg.get("ISSUER")
     token = iss and logout_token(iss=iss, client_id=row.client_id, jti=row.jti, subject=row.subject,
                                  session_id=row.session_id)
@@ -187,6 +188,9 @@ def deliver_due(limit: int = 100) -> dict[str, int]:
         if row is None:
             break
         outcome = deliver(row, owner)
+        if outcome == "dropped":  # given up, but nothing was sent: no delivery to count in the metrics
+            counts["given_up"] += 1
+            continue
         counts[outcome] += 1
         metrics.count_backchannel_delivery({"retry": "failed", "given_up": "abandoned"}.get(outcome, outcome))
     return counts
