@@ -170,3 +170,55 @@ def test_a_password_grant_refused_for_an_unverified_address_records_no_sign_in(a
     assert refused.status_code == 400 and "verified" in refused.get_json()["error_description"]
     assert [e.event for e in events(app) if e.event.startswith("sign_in")] == ["sign_in_password_accepted"]
     assert (metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0) == before
+
+
+# --- attempts while locked ----------------------------------------------------------------------
+
+def _locked_alice(app) -> int:
+    from identity.clock import now
+    from identity.models import User
+
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        alice.locked_until = now() + 600
+        db.session.commit()
+        return alice.id
+
+
+def test_a_password_change_refused_while_locked_is_audited(app, seeded):
+    """A current password tried while the account is locked is audited, as at sign-in
+    (sign_in_failed, reason locked) and at a factor's removal (mfa_failed, reason locked)."""
+    from conftest import ALICE_PASSWORD
+    from identity.errors import AccountLocked
+    from identity.services import accounts
+    from test_audit import events
+
+    alice = _locked_alice(app)
+    with app.app_context():
+        try:
+            accounts.change_password(alice, ALICE_PASSWORD, "violet-anchor-meadow-482", "violet-anchor-meadow-482",
+                                     client_id="web")
+        except AccountLocked:
+            pass
+        else:
+            raise AssertionError("changed while locked")
+    assert [(e.user_id, e.client_id, e.detail) for e in events(app, "password_change_failed")] == [
+        (alice, "web", {"reason": "locked"})]
+
+
+def test_an_address_change_refused_while_locked_is_audited(app, seeded):
+    from conftest import ALICE_PASSWORD
+    from identity.errors import AccountLocked
+    from identity.services import verification
+    from test_audit import events
+
+    alice = _locked_alice(app)
+    with app.test_request_context(), app.app_context():
+        try:
+            verification.request_email_change(alice, "alice.new@example.com", ALICE_PASSWORD, client_id="web")
+        except AccountLocked:
+            pass
+        else:
+            raise AssertionError("asked while locked")
+    assert [(e.user_id, e.client_id, e.detail) for e in events(app, "email_change_failed")] == [
+        (alice, "web", {"reason": "locked"})]

@@ -398,6 +398,9 @@ def change_password(
         db.session.rollback()
         if user is None:
             raise NotFound("no such user")
+        # a password tried while locked is audited, as at sign-in and at a factor's removal
+        audit.record("password_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked"})
+        db.session.commit()
         raise AccountLocked(max(remaining, 1))
     user = db.session.scalar(locked)
     if user is None:

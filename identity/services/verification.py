@@ -191,6 +191,9 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     if reservation is None:
         remaining = max(1, user.locked_until - now())
         db.session.rollback()
+        # a password tried while locked is audited, as at sign-in and at a factor's removal
+        audit.record("email_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked"})
+        db.session.commit()
         raise AccountLocked(remaining)
     if not verify_password(user.password_hash, normalize(current_password)):
         db.session.rollback()
