@@ -6,6 +6,7 @@ from sqlalchemy import select
 from actions import AuthActions, OAuthActions, redirect_params
 from identity.extensions import db
 from identity.services import metrics
+from mfa_actions import step_clock  # noqa: F401  (a fixture: the TOTP clock of enrol_user)
 
 
 def _issued(grant_type: str, client_id: str) -> float:
@@ -222,3 +223,19 @@ def test_an_address_change_refused_while_locked_is_audited(app, seeded):
             raise AssertionError("asked while locked")
     assert [(e.user_id, e.client_id, e.detail) for e in events(app, "email_change_failed")] == [
         (alice, "web", {"reason": "locked"})]
+
+
+# --- the second step ----------------------------------------------------------------------------
+
+def test_a_sign_in_finished_by_its_second_step_is_a_successful_sign_in(app, client, seeded, step_clock):
+    """identity_sign_ins_total counts a right password with a second factor to come as nothing
+    yet, "as the second step decides" (docs/metrics.md): a finished second step is the success."""
+    from mfa_actions import enrol_user, sign_in_with_code
+    from test_audit import events
+
+    secret, _ = enrol_user(app)
+    before = metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0
+    response = sign_in_with_code(client, secret)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert [e.event for e in events(app) if e.event.startswith("sign_in")] == ["sign_in_password_accepted", "sign_in"]
+    assert (metrics.REGISTRY.get_sample_value("identity_sign_ins_total", {"result": "success"}) or 0.0) == before + 1

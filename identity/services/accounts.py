@@ -312,6 +312,7 @@ def finish_sign_in(user: SessionUser, code: str, *, pending_id: str, amr: str = 
     mfa.code_spent(check)
     if stored[-1] != 1:
         return _changed_meanwhile(user.id, client_id)
+    metrics.count_sign_in("success")  # the password's check counted nothing: this step decided
     result = SignInResult(user, amr=methods)
     result.sid, result.auth_time, result.public_sid = session
     return result

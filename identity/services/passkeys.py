@@ -348,6 +348,7 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"amr": methods})
     db.session.commit()
     metrics.count_mfa("webauthn", "success")
+    metrics.count_sign_in("success")  # the password's check counted nothing: this step decided
     return use, _started(user, session, methods)
 
 
