@@ -85,6 +85,29 @@ def rotated_by_another_worker_during(monkeypatch, hook: str, database_uri, clien
     return rotated
 
 
+def codes_ended_by_another_worker_during_redemption(monkeypatch, database_uri, username: str = "alice") -> list:
+    """While the next code redemption reads its code's user (issued_grants.user_of_grant), another
+    worker ends the user's codes, as a password change does, and commits: the list returned is
+    not empty once that happened."""
+    from sqlalchemy import select
+
+    from identity.models import User
+    from identity.services import issued_grants
+
+    original, ended = issued_grants.user_of_grant, []
+
+    def hooked(*args, **kwargs):
+        if not ended:
+            ended.append(True)
+            with other_workers(database_uri) as (worker,), worker.app_context():
+                issued_grants.end_user_codes(db.session.scalar(select(User.id).where(User.username == username)))
+                db.session.commit()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", hooked)
+    return ended
+
+
 def access_token_refused(app, client, tokens: dict) -> tuple[bool, int]:
     """Whether an access token is on the revocation list, and the user info endpoint's answer to it."""
     jti = jwt.decode(tokens["access_token"], options={"verify_signature": False})["jti"]

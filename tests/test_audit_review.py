@@ -20,25 +20,12 @@ def test_a_code_redemption_refused_at_its_write_counts_no_token(app, client, flo
                                                                  monkeypatch):
     """A code whose user changed password while it was redeemed is invalid_grant: no token was
     issued, so identity_tokens_issued_total does not count one."""
-    from identity.models import User
-    from identity.services import issued_grants
-    from races import other_workers
+    from races import codes_ended_by_another_worker_during_redemption
 
     oauth = OAuthActions(client)
     assert AuthActions(client).login().status_code == 302
     code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
-    original, ended = issued_grants.user_of_grant, []
-
-    def password_changed_meanwhile(*args, **kwargs):
-        if not ended:
-            ended.append(True)
-            with other_workers(database_uri) as (worker,), worker.app_context():
-                alice = db.session.scalar(select(User.id).where(User.username == "alice"))
-                issued_grants.end_user_codes(alice)
-                db.session.commit()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_meanwhile)
+    ended = codes_ended_by_another_worker_during_redemption(monkeypatch, database_uri)
     before = _issued("authorization_code", "web")
     late = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
     assert ended and late.status_code == 400 and late.get_json()["error"] == "invalid_grant"

@@ -353,26 +353,13 @@ def test_a_code_whose_user_changed_password_during_its_redemption_issues_nothing
         app, client, flow_clients, database_uri, monkeypatch):
     """A password change ends the user's codes by expiring them (issued_grants.end_user_codes); a
     redemption that read the code before that commit must lose at its consuming write."""
-    from identity.models import User
-    from identity.services import issued_grants
-    from races import other_workers
+    from races import codes_ended_by_another_worker_during_redemption
 
     oauth = OAuthActions(client)
     assert AuthActions(client).login().status_code == 302
     response = oauth.authorize(client_id="web", scope="openid offline_access")
     code = redirect_params(response.headers["Location"])["code"]
-    original, ended = issued_grants.user_of_grant, []
-
-    def password_changed_meanwhile(*args, **kwargs):
-        if not ended:
-            ended.append(True)
-            with other_workers(database_uri) as (worker,), worker.app_context():
-                alice = db.session.scalar(select(User.id).where(User.username == "alice"))
-                issued_grants.end_user_codes(alice)
-                db.session.commit()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_meanwhile)
+    ended = codes_ended_by_another_worker_during_redemption(monkeypatch, database_uri)
     late = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
     assert ended and late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
 
