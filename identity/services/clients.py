@@ -10,6 +10,7 @@ from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken
+from ..store import logout as logout_rows
 from .input_schemas import ClientSchema, field_errors
 from . import audit
 from .client_secrets import generate_client_secret, hash_client_secret
@@ -145,12 +146,15 @@ def wait_out_snapshots() -> bool:
 
 def _delete_issued(client_id: str) -> None:
     """Delete what was issued to a client: codes, refresh tokens, consents, standalone access
-    tokens, and the sessions' record of having signed in to it (the caller commits).
+    tokens, and the sessions' record of having signed in to it (the caller commits); and give up
+    its logout tokens still queued.
 
     SessionClient too: a client registered again under this id must not be told (nor framed at)
-    the sign-outs of sessions that signed in to this one."""
+    the sign-outs of sessions that signed in to this one; nor sent the tokens queued for this
+    one, which name only the id and a URI the new registration may share."""
     for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken, SessionClient):
         db.session.execute(delete(model).where(model.client_id == client_id))
+    logout_rows.give_up_client_deliveries(client_id, now(), "the client was removed")
 
 
 def remove_client(client_id: str) -> None:

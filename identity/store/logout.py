@@ -128,6 +128,13 @@ def settle(delivery_id: int, owner: str, values: dict) -> bool:
     return changed == 1
 
 
+def give_up_client_deliveries(client_id: str, stamp: int, error: str) -> None:
+    """End a client's deliveries not yet delivered nor given up, unsent (the caller commits): one
+    in flight settles nothing (settle's update needs the row open)."""
+    db.session.execute(update(_DELIVERY).where(_DELIVERY.c.client_id == client_id, *_OPEN)
+                       .values(gave_up_at=stamp, last_error=error))
+
+
 def next_due() -> int | None:
     """When the earliest open delivery is due (or None: nothing left to send)."""
     return db.session.scalar(select(func.min(_DELIVERY.c.next_attempt_at)).where(*_OPEN))
