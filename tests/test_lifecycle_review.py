@@ -45,3 +45,42 @@ def test_a_removed_clients_queued_logout_tokens_are_not_sent_to_the_client_regis
         assert all(row.delivered_at is None for row in rows)
     finally:
         receiver.stop()
+
+
+def _cli(runner, *args):
+    result = runner.invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_a_consent_to_a_removed_api_scope_does_not_cover_a_new_scope_of_the_same_name(app, client, flow_clients,
+                                                                                     runner):
+    """An API scope removed (`scopes remove`) and a new one added under its name is another API:
+    the consent a user remembered for the old one must not answer the consent page for the new
+    one, nor a refresh token granted for the old one reach it."""
+    from actions import OAuthActions, redirect_params
+    _cli(runner, "scopes", "add", "orders", "--display-name", "Read your orders")
+    _cli(runner, "clients", "update", "web", "--require-consent", "--scope", "openid", "--scope", "orders")
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    asked = oauth.authorize(client_id="web", scope="openid orders offline_access")
+    assert asked.status_code == 302 and "/consent" in asked.headers["Location"]
+    answered = oauth.consent(asked.headers["Location"], remember=True)
+    code = redirect_params(answered.headers["Location"])["code"]
+    first = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+    assert first.status_code == 200 and "orders" in first.get_json()["scope"].split()
+    # the operator retires the API, and later adds an unrelated one under the same name
+    _cli(runner, "clients", "update", "web", "--scope", "openid")
+    _cli(runner, "scopes", "remove", "orders")
+    _cli(runner, "scopes", "add", "orders", "--display-name", "Place orders and pay with your card")
+    _cli(runner, "clients", "update", "web", "--scope", "openid", "--scope", "orders")
+    with app.app_context():
+        from identity.models import Consent
+        assert db.session.scalar(select(Consent.scopes).where(Consent.client_id == "web")) == ["offline_access", "openid"]
+    again = oauth.authorize(client_id="web", scope="openid orders")
+    assert again.status_code == 302 and "/consent" in again.headers["Location"], \
+        "a consent to the removed scope answered for the new scope of its name"
+    refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=first.get_json()["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_json()  # the rest of the grant still works
+    assert "orders" not in (refreshed.get_json().get("scope") or "").split(), \
+        "a refresh token granted for the removed scope carried the new one"

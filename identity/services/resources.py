@@ -2,10 +2,12 @@
 
 from sqlalchemy import select
 
+from ..clock import now
 from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
 from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..models import ApiScope, Client, IdentityResource
+from ..store import issued_grants
 from . import audit
 
 
@@ -62,5 +64,8 @@ def remove_api_scope(name: str) -> None:
     if users:
         raise Conflict(f"scope {name!r} is allowed for clients {', '.join(users)}; remove it from them first")
     db.session.delete(scope)
+    # a scope added later under this name is another one: what was granted for this one (a
+    # remembered consent, an open code or refresh token) must not answer for it
+    issued_grants.drop_scope(name, now())
     audit.record("scope_removed", detail={"scope": name})
     db.session.commit()

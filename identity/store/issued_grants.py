@@ -14,12 +14,13 @@ rotations only), and a rotation is one statement on the autocommit connection.
 Functions that say "in the session's transaction" leave the commit to their caller (a service).
 """
 
+import json
 from collections import namedtuple
 
-from sqlalchemy import Select, and_, bindparam, exists, insert, select, text, update
+from sqlalchemy import Select, String, and_, bindparam, cast, exists, insert, select, text, update
 
 from ..extensions import db
-from ..models import AuthorizationCode, RefreshToken, StandaloneAccessToken, User, UserSession
+from ..models import AuthorizationCode, Consent, RefreshToken, StandaloneAccessToken, User, UserSession
 from .accounts import STILL_SIGNED_IN, still_user
 from .connection import autocommit_connection
 from .writes import Write, durable_alone, insert_if, write, write_if
@@ -363,3 +364,28 @@ def insert_standalone_access_token(jti: str, *, user_id: int, client_id: str, is
     """Record an access token of no family until it expires (committed)."""
     write((_INSERT_STANDALONE, {"jti": jti, "user_id": user_id, "client_id": client_id, "issued_at": issued_at,
                                 "expires_at": expires_at}))
+
+
+# --- a scope that no longer exists ---------------------------------------------------------
+def drop_scope(name: str, stamp: int) -> int:
+    """Take the scope `name` out of every remembered consent and every code and refresh token
+    still open (not consumed, revoked or expired), in the session's transaction; how many rows it
+    changed. A LIKE narrows the rows read; each is checked word by word."""
+    changed = 0
+    quoted = json.dumps(name)
+    for consent in db.session.scalars(select(Consent).where(cast(Consent.scopes, String).like(f"%{quoted}%"))):
+        if name in consent.scopes:
+            consent.scopes = [scope for scope in consent.scopes if scope != name]
+            changed += 1
+    for model, open_now in ((AuthorizationCode, and_(AuthorizationCode.consumed_at.is_(None),
+                                                     AuthorizationCode.expires_at >= stamp)),
+                            (RefreshToken, and_(RefreshToken.consumed_at.is_(None), RefreshToken.revoked_at.is_(None),
+                                                RefreshToken.expires_at >= stamp))):
+        rows = db.session.execute(select(model.id, model.scope).where(open_now, model.scope.like(f"%{name}%"))).all()
+        for row_id, scope in rows:
+            words = scope.split()
+            if name in words:
+                db.session.execute(update(model).where(model.id == row_id, model.scope == scope)
+                                   .values(scope=" ".join(word for word in words if word != name)))
+                changed += 1
+    return changed
