@@ -84,3 +84,24 @@ def test_a_consent_to_a_removed_api_scope_does_not_cover_a_new_scope_of_the_same
     assert refreshed.status_code == 200, refreshed.get_json()  # the rest of the grant still works
     assert "orders" not in (refreshed.get_json().get("scope") or "").split(), \
         "a refresh token granted for the removed scope carried the new one"
+
+
+# `clients remove` returns CLIENT_CACHE_SECONDS after its commit: the id is registered again later
+@pytest.mark.parametrize("app_config", [{"BACKCHANNEL_LOGOUT_POLL_SECONDS": 0, "CLIENT_CACHE_SECONDS": 1}])
+def test_an_id_token_of_a_removed_client_is_no_hint_for_the_client_registered_again(app, client, flow_clients, runner):
+    """An access token issued before the client's registration is not its (docs/cli.md, `clients
+    remove`); an ID token neither: as the hint of a sign-out it let the client registered again
+    under the id sign the person out without asking, and send them to its own address."""
+    from identity.models import UserSession
+    AuthActions(client).login()
+    old_id_token = web_tokens(client)["id_token"]
+    _cli(runner, "clients", "remove", "web")
+    _cli(runner, "clients", "add", "web", "--grant-type", "authorization_code", "--redirect-uri",
+         "https://other.example.org/cb", "--post-logout-redirect-uri", "https://other.example.org/bye",
+         "--scope", "openid")
+    answer = client.get("/connect/endsession", query_string={"id_token_hint": old_id_token,
+                                                             "post_logout_redirect_uri": "https://other.example.org/bye"})
+    with app.app_context():
+        live = db.session.scalar(select(UserSession.id).where(UserSession.revoked_at.is_(None)))
+    assert live is not None, "an ID token of the removed client signed the person out unasked"
+    assert answer.status_code == 400

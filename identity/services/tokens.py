@@ -229,7 +229,7 @@ ID_TOKEN_TYPES = ("", "jwt")  # ours say JWT; the others we sign (at+jwt, logout
 def verify_id_token_hint(token: str) -> dict:
     """Check an id_token_hint: an ID token (not an access token, at+jwt, nor a back-channel logout
     token, logout+jwt, which is signed with the same key), signed by us, of our issuer, for a
-    registered client; expiry is not required (RP-Initiated Logout 1.0 section 2 lets a client
+    registered client, issued since its registration; expiry is not required (RP-Initiated Logout 1.0 section 2 lets a client
     send an expired one), nor that its key is still published, only not revoked
     (keys.hint_verification_key)."""
     claims, _ = _decode(token, typ=ID_TOKEN_TYPES, key_for=keys.hint_verification_key)  # length first, then typ
@@ -239,6 +239,9 @@ def verify_id_token_hint(token: str) -> dict:
     client_id = aud[0] if isinstance(aud, list) and len(aud) == 1 else aud
     client = cached_client(client_id) if isinstance(client_id, str) else None
     if client is None or "scope" in claims or "client_id" in claims:
+        raise InvalidToken("the token's audience is not a registered client")
+    if not isinstance(claims.get("iat"), int) or claims["iat"] < client.created_at:
+        # issued to an earlier client of this id, removed since (as verify_access_token refuses)
         raise InvalidToken("the token's audience is not a registered client")
     return claims
 
