@@ -105,3 +105,28 @@ def test_an_id_token_of_a_removed_client_is_no_hint_for_the_client_registered_ag
         live = db.session.scalar(select(UserSession.id).where(UserSession.revoked_at.is_(None)))
     assert live is not None, "an ID token of the removed client signed the person out unasked"
     assert answer.status_code == 400
+
+
+def test_a_client_id_that_is_a_users_sub_is_refused(app, client, flow_clients, runner):
+    """A client_credentials token's `sub` is its client's id (docs/endpoints.md): a client registered
+    under the id that is a user's `sub` gets tokens a resource server takes for that user's
+    (RFC 9700 section 4.15: client ids and user identifiers must not collide in `sub`)."""
+    import json
+    from identity.models import User
+    from identity.services.seed import apply_seed, load_seed
+    with app.app_context():
+        subject = db.session.scalar(select(User.subject).where(User.username == "bob"))
+    result = runner.invoke(args=["clients", "add", subject, "--grant-type", "client_credentials",
+                                 "--scope", "IdentityServerApi"])
+    with app.app_context():
+        stored = db.session.scalar(select(Client.id).where(Client.client_id == subject))
+    assert stored is None, "a client was registered under a user's sub"
+    assert result.exit_code == 1 and "sub" in result.output
+    seed = {"clients": [{"client_id": subject, "client_secrets": ["a-long-service-secret-0123"],
+                         "allowed_grant_types": ["client_credentials"], "allowed_scopes": ["IdentityServerApi"]}]}
+    with app.app_context():
+        from identity.errors import ValidationFailed
+        with pytest.raises(ValidationFailed):
+            apply_seed(load_seed(json.dumps(seed)))
+        db.session.rollback()
+        assert db.session.scalar(select(Client.id).where(Client.client_id == subject)) is None

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
-from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken
+from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken, User
 from ..store import logout as logout_rows
 from .input_schemas import ClientSchema, field_errors
 from . import audit
@@ -106,6 +106,17 @@ def apply_client_data(client: Client, data: dict, secret_hashes: list[str]) -> N
         client.enabled = data["enabled"]
 
 
+SUBJECT_PROBLEM = "is a user's subject identifier (sub); a client's own tokens carry its id as their sub"
+
+
+def client_id_problem(client_id: str) -> str | None:
+    """Why a new client cannot have this id: a user's `sub`. A client_credentials token's `sub`
+    is its client's id (RFC 9068 section 2.2), so a resource server would take the client's
+    tokens for that user's, and the user's tokens at it for the client's (RFC 9700 section 4.15)."""
+    taken = db.session.scalar(select(User.id).where(User.subject == client_id))
+    return SUBJECT_PROBLEM if taken is not None else None
+
+
 def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]:
     """Validate and create a client; returns it with a generated secret (shown once) if asked."""
     secret = generate_client_secret() if generate_secret else None
@@ -121,6 +132,9 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
         raise ValidationFailed({"allowed_scopes": unknown})
     if get_client(data["client_id"]) is not None:
         raise Conflict(f"client {data['client_id']!r} already exists")
+    problem = client_id_problem(data["client_id"])
+    if problem:
+        raise ValidationFailed({f"client {data['client_id']!r} client_id": [problem]})
     hashes = [hash_client_secret(s, generated=bool(secret)) for s in data["client_secrets"]]
     client = Client(created_at=now())
     apply_client_data(client, data, hashes)

@@ -16,7 +16,7 @@ from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
                        store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
-from .clients import apply_client_data, check_scopes, get_client, wait_out_snapshots
+from .clients import apply_client_data, check_scopes, client_id_problem, get_client, wait_out_snapshots
 from .issued_grants import end_client_grants
 from .password_policy import normalize, password_problems
 from .passwords import verify_password
@@ -84,6 +84,9 @@ def _check_cross_rules(data: dict) -> dict[str, list[str]]:
         unknown = check_scopes(client["allowed_scopes"], known)
         if unknown:
             errors.setdefault(f"client {client['client_id']!r}", []).append("allowed_scopes: " + "; ".join(unknown))
+        problem = client_id_problem(client["client_id"])
+        if problem:
+            errors.setdefault(f"client {client['client_id']!r}", []).append("client_id: " + problem)
     emails = set()
     for user in data["users"]:
         problems = password_problems(user["password"], username=user["username"], email=user["email"],
