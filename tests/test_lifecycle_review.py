@@ -130,3 +130,25 @@ def test_a_client_id_that_is_a_users_sub_is_refused(app, client, flow_clients, r
             apply_seed(load_seed(json.dumps(seed)))
         db.session.rollback()
         assert db.session.scalar(select(Client.id).where(Client.client_id == subject)) is None
+
+
+@pytest.mark.parametrize("app_config", [{"BACKCHANNEL_LOGOUT_POLL_SECONDS": 0, "CLIENT_CACHE_SECONDS": 1}])
+def test_a_session_signed_in_for_a_removed_client_is_not_shown_as_the_new_registrations(app, client, flow_clients,
+                                                                                       runner):
+    """The sessions page names the app a browser session signed in for. Once that client was
+    removed and another registered under its id, the session was shown as signed in to the new
+    app, which it never was (and the local API listed it with the new one's client_id)."""
+    from urllib.parse import parse_qs, urlsplit
+    from actions import OAuthActions
+    from identity.models import UserSession
+    asked = OAuthActions(client).authorize(client_id="web", scope="openid")
+    return_url = parse_qs(urlsplit(asked.headers["Location"]).query)["returnUrl"][0]
+    AuthActions(client).login(return_url=return_url)
+    with app.app_context():
+        assert db.session.scalar(select(UserSession.client_id)) == "web"
+    assert "Web App" in client.get("/account/sessions").get_data(as_text=True)
+    _cli(runner, "clients", "remove", "web")
+    _cli(runner, "clients", "add", "web", "--name", "Payroll Export", "--grant-type", "client_credentials",
+         "--scope", "IdentityServerApi")
+    page = client.get("/account/sessions").get_data(as_text=True)
+    assert "Payroll Export" not in page, "a session of the removed client was shown as the new registration's"

@@ -93,10 +93,12 @@ def _entries(user_id: int, current: str | None, limit: int | None, sessions: dic
     names = store.client_names([r.client_id for r in rows] + [t.client_id for t in tokens])
     entries = []
     for r in rows:
-        known = r.client_id in names
+        # the client the sign-in was for, unless it was removed since (and its id perhaps
+        # registered again, for another app: the session never signed in to that one)
+        known = r.client_id in names and names[r.client_id][1] <= r.created_at
         eid = entry_id(BROWSER, r.public_sid)
         entries.append(Entry(eid, BROWSER, r.client_id if known else None,
-                             (names[r.client_id] or r.client_id) if known else BROWSER_NAME,
+                             (names[r.client_id][0] or r.client_id) if known else BROWSER_NAME,
                              r.created_at, r.last_seen_at, summarise(r.user_agent), r.ip_address, eid == current))
     seen = set()
     for t in sorted(tokens, key=lambda t: t.issued_at, reverse=True):
@@ -104,7 +106,7 @@ def _entries(user_id: int, current: str | None, limit: int | None, sessions: dic
             continue
         seen.add(t.family_id)
         eid = entry_id(APP, t.family_id)
-        entries.append(Entry(eid, APP, t.client_id, names.get(t.client_id) or t.client_id,
+        entries.append(Entry(eid, APP, t.client_id, names.get(t.client_id, ("",))[0] or t.client_id,
                              min(t.started_at, t.issued_at), t.issued_at,
                              summarise(t.user_agent), t.ip_address, eid == current))
     entries.sort(key=lambda e: (not e.current, -e.last_used_at, e.id))

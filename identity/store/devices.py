@@ -72,10 +72,10 @@ def access_token_family(user_id: int, client_id: str | None, jti: str) -> str | 
     return None
 
 
-def client_names(client_ids) -> dict[str, str]:
-    """client_id -> display name, for the registered ones among these."""
+def client_names(client_ids) -> dict[str, tuple[str, int]]:
+    """client_id -> (display name, registered at), for the registered ones among these."""
     client_ids = [c for c in set(client_ids) if c]
     if not client_ids:
         return {}
-    return dict(db.session.execute(select(Client.client_id, Client.client_name)
-                                   .where(Client.client_id.in_(client_ids))).all())
+    return {client_id: (name, created_at) for client_id, name, created_at in db.session.execute(
+        select(Client.client_id, Client.client_name, Client.created_at).where(Client.client_id.in_(client_ids)))}
