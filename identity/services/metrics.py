@@ -16,6 +16,7 @@ PROMETHEUS_MULTIPROC_DIR adds its counts too (`users set-password`: channel "cli
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -24,6 +25,7 @@ from prometheus_client import multiprocess, values
 from .clients import cached_client
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+METRICS_LOCK = "metrics.lock"  # in PROMETHEUS_MULTIPROC_DIR: see exposition()
 OTHER = "other"
 UNMATCHED = "unmatched"
 
@@ -179,8 +181,13 @@ def multiprocess_dir() -> str | None:
 
 def exposition() -> bytes:
     """The text format of every metric: every worker's values added up in multiprocess mode."""
-    if multiprocess_dir():
+    directory = multiprocess_dir()
+    if directory:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
+        # gunicorn.conf.py's child_exit adds a dead worker's values into the files of the workers
+        # gone, then removes its own, holding this lock: a scrape reads them all in between, or none
+        with open(os.path.join(directory, METRICS_LOCK), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            return generate_latest(registry)
     return generate_latest(REGISTRY)
