@@ -50,3 +50,58 @@ def test_recycled_workers_leave_no_metrics_files_behind_and_keep_their_counts(tm
         assert count == requests_made, text
         # the live worker's two files, and at most one file of each kind for every worker gone before it
         assert len(files) <= 4, f"{len(pids)} workers left {len(files)} metrics files: {files}"
+
+
+# --- counters that outgrow their column ---------------------------------------------------------------
+
+
+from sqlalchemy import select  # noqa: E402
+
+from identity.extensions import db  # noqa: E402
+from identity.models import Passkey  # noqa: E402
+from test_passkeys import alice, ctx, register, sign_in  # noqa: E402,F401  (fixtures and helpers)
+from webauthn_keys import SoftKey  # noqa: E402
+
+
+def test_a_passkey_whose_use_counter_passes_two_to_the_31_keeps_signing_in(alice):
+    """WebAuthn's signCount is an unsigned 32-bit number (an authenticator with one global counter, used
+    for years across sites, or one that starts high): a count above 2**31 - 1 must still be stored, at
+    registration and at each use, on PostgreSQL too (whose INTEGER stops there)."""
+    key = SoftKey(sign_count=2**31 - 1)
+    passkey_id = register(alice, key).id
+    use, _ = sign_in(key)  # 2**31
+    assert use.user_id == alice
+    db.session.expire_all()
+    assert db.session.scalar(select(Passkey.sign_count).where(Passkey.id == passkey_id)) == 2**31
+    high = SoftKey(sign_count=2**32 - 2)
+    high_id = register(alice, high).id
+    assert sign_in(high)[0].user_id == alice  # 2**32 - 1, the largest count there is
+    db.session.expire_all()
+    assert db.session.scalar(select(Passkey.sign_count).where(Passkey.id == high_id)) == 2**32 - 1
+
+
+from app import create_app  # noqa: E402
+from conftest import make_config  # noqa: E402
+from flask_migrate import downgrade, upgrade  # noqa: E402
+from test_migration_sessions import _migrate, _rows, _run, scratch_uri  # noqa: E402,F401  (a fixture and helpers)
+
+
+def test_the_sign_count_migration_keeps_counts_and_its_downgrade_caps_them(scratch_uri):
+    """38e0f4b30e8c: sign_count becomes BIGINT (a count above 2**31 - 1 is stored); the downgrade
+    lowers such counts to 2**31 - 1 before the column is INTEGER again."""
+    app = create_app(make_config(scratch_uri))
+    _migrate(app, upgrade, "b8d4f1a6c3e9")
+    _run(app, "INSERT INTO users (id, subject, username, username_normalized, password_hash, password_version, "
+              "password_changed_at, failed_attempts, locked_until, created_at) VALUES (7, 's', 'bob', 'bob', 'x', 1, 0, 0, 0, 0)")
+    insert = ("INSERT INTO passkeys (user_id, credential_id, public_key, sign_count, transports, backup_eligible, aaguid, "
+              "name, created_at) VALUES (7, :cid, :pk, :count, '', false, '', 'key', 0)")
+    _run(app, insert, cid="low", pk=b"k", count=41)
+    _migrate(app, upgrade, "38e0f4b30e8c")
+    _run(app, insert, cid="high", pk=b"k", count=2**32 - 1)
+    assert sorted(_rows(app, "SELECT credential_id, sign_count FROM passkeys")) == [("high", 2**32 - 1), ("low", 41)]
+    _migrate(app, downgrade, "b8d4f1a6c3e9")
+    assert sorted(_rows(app, "SELECT credential_id, sign_count FROM passkeys")) == [("high", 2**31 - 1), ("low", 41)]
+    _migrate(app, upgrade, "38e0f4b30e8c")
+    assert sorted(_rows(app, "SELECT credential_id, sign_count FROM passkeys")) == [("high", 2**31 - 1), ("low", 41)]
+    with app.app_context():
+        db.engine.dispose()

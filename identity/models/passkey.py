@@ -1,4 +1,4 @@
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -21,7 +21,7 @@ class Passkey(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # up to 1023 bytes, base64url
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key, as registered
-    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)  # WebAuthn: unsigned 32 bits
     transports: Mapped[str] = mapped_column(String(200), default="")  # space-separated hints for the browser
     backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
     aaguid: Mapped[str] = mapped_column(String(36), default="")
