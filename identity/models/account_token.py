@@ -2,6 +2,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .row_id import GROWING_ID
 
 
 class AccountToken(db.Model):
@@ -16,7 +17,7 @@ class AccountToken(db.Model):
 
     __tablename__ = "account_tokens"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     purpose: Mapped[str] = mapped_column(String(32))  # "password_reset", "verify_email", ...
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -2,6 +2,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .row_id import GROWING_ID
 
 
 class AuthorizationCode(db.Model):
@@ -9,7 +10,7 @@ class AuthorizationCode(db.Model):
 
     __tablename__ = "authorization_codes"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the code
     client_id: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -59,7 +60,7 @@ class RefreshToken(db.Model):
         Index("ix_refresh_tokens_access_token_jti", "access_token_jti"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     family_id: Mapped[str] = mapped_column(String(64))
     client_id: Mapped[str] = mapped_column(String(200))

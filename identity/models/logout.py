@@ -2,6 +2,7 @@ from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .row_id import GROWING_ID
 
 
 class SessionClient(db.Model):
@@ -11,7 +12,7 @@ class SessionClient(db.Model):
     __tablename__ = "session_clients"
     __table_args__ = (UniqueConstraint("session_id", "client_id", name="uq_session_clients_session_client"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(64))  # the session's public_sid
     client_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[int] = mapped_column(Integer)
@@ -29,7 +30,7 @@ class LogoutDelivery(db.Model):
     __tablename__ = "logout_deliveries"
     __table_args__ = (Index("ix_logout_deliveries_due", "delivered_at", "gave_up_at", "next_attempt_at"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     jti: Mapped[str] = mapped_column(String(64), unique=True)
     client_id: Mapped[str] = mapped_column(String(200))
     uri: Mapped[str] = mapped_column(Text)

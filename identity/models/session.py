@@ -2,6 +2,7 @@ from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .row_id import GROWING_ID
 
 
 class UserSession(db.Model):
@@ -16,7 +17,7 @@ class UserSession(db.Model):
 
     __tablename__ = "user_sessions"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     sid: Mapped[str] = mapped_column(String(64), unique=True)
     public_sid: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
