@@ -199,3 +199,29 @@ def test_the_automatic_purge_drains_a_backlog_bigger_than_a_batch_while_requests
             assert response.status == 200
         time.sleep(0.2)
     assert _count(app, RefreshToken) == 0, f"{_count(app, RefreshToken)} of 40 due refresh tokens left after 16 s"
+
+
+# --- operator commands run with the service's environment (cron) ---------------------------------------------
+
+
+from servers import password_grant_seed, seeded_server  # noqa: E402
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_commands_run_with_the_metrics_directory_leave_no_file_each_and_keep_their_counts(tmp_path):
+    """`flask purge` from cron, every few minutes, with the service's environment (PROMETHEUS_MULTIPROC_DIR
+    included, so `users set-password` counts in the `cli` channel): each run left its counter_<pid>.db
+    in the directory for the life of the instance, and every scrape read them all."""
+    directory = tmp_path / "metrics"
+    seed = password_grant_seed("cron", "cron-secret-0123456789", "carl", "tulip-quartz-harbor-917")
+    with seeded_server(tmp_path, seed, name="cron", env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}) as server:
+        for _ in range(6):
+            server.cli(["purge", "--json"])
+        server.cli(["users", "set-password", "carl"], input="another-tulip-harbor-5150\n")
+        files = sorted(p.rpartition("/")[2] for p in glob.glob(str(directory / "*.db")))
+        workers = server.worker_pids()
+        text = requests.get(server.url + "/metrics", timeout=10).text
+        assert scraped(text, "identity_password_changes_total", channel="cli") == 1, text
+        strangers = [f for f in files if not any(f.endswith(f"_{pid}.db") for pid in (*workers, 0))]
+        assert strangers == [], f"8 commands left {len(strangers)} metrics files: {strangers}"

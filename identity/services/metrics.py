@@ -16,11 +16,13 @@ PROMETHEUS_MULTIPROC_DIR adds its counts too (`users set-password`: channel "cli
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess, values
+from prometheus_client.mmap_dict import MmapedDict
 
 from .clients import cached_client
 
@@ -59,6 +61,9 @@ class _ProcessId:
 
 if values.ValueClass is not values.MutexValue:  # multiprocess mode; the metrics below are made with it
     values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())
+    # a process that ends normally (an operator's command, `flask purge` from cron) folds its own
+    # files into the gone workers' (gunicorn.conf.py's child_exit does it for the workers, killed ones too)
+    atexit.register(lambda: _fold_own_files())
 
 #: The metrics of this process (not prometheus_client's global registry: no process or platform
 #: collectors, which in multiprocess mode would describe only the worker that answered).
@@ -177,6 +182,43 @@ def observe_request(endpoint: str, seconds: float) -> None:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+#: the process id in the names of the files that hold the counts of the processes gone (no process has it)
+GONE_PID = 0
+#: the kinds whose values add up across processes
+_SUMMED = ("counter", "histogram", "summary")
+
+
+def fold_into_gone(directory: str | None, pid: int) -> None:
+    """Add a finished process's summed values into <kind>_0.db and remove its files, holding
+    METRICS_LOCK (exposition reads under it): an operator's command run every few minutes with
+    the service's PROMETHEUS_MULTIPROC_DIR left a file each time, and every scrape read them all.
+    The same as gunicorn.conf.py's _add_to_gone_workers, which cannot import this module (its
+    metrics would give the master files of its own)."""
+    if not directory or not os.path.isdir(directory):
+        return
+    with open(os.path.join(directory, METRICS_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for kind in _SUMMED:
+            path = os.path.join(directory, f"{kind}_{pid}.db")
+            if not os.path.exists(path):
+                continue
+            found = MmapedDict.read_all_values_from_file(path)
+            gone = MmapedDict(os.path.join(directory, f"{kind}_{GONE_PID}.db"))
+            try:
+                for key, value, timestamp, _ in found:
+                    gone.write_value(key, gone.read_value(key)[0] + value, timestamp)
+            finally:
+                gone.close()
+            os.remove(path)
+
+
+def _fold_own_files() -> None:
+    try:
+        fold_into_gone(multiprocess_dir(), os.getpid())
+    except OSError:  # a directory gone or read-only: the files stay, and count as they did
+        pass
 
 
 def exposition() -> bytes:
