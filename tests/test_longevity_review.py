@@ -225,3 +225,37 @@ def test_commands_run_with_the_metrics_directory_leave_no_file_each_and_keep_the
         assert scraped(text, "identity_password_changes_total", channel="cli") == 1, text
         strangers = [f for f in files if not any(f.endswith(f"_{pid}.db") for pid in (*workers, 0))]
         assert strangers == [], f"8 commands left {len(strangers)} metrics files: {strangers}"
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_granian_workers_recycled_leave_no_metrics_files_behind(tmp_path):
+    """granian's recycling (--workers-max-rss, --workers-lifetime) ends a worker through
+    multiprocessing's exit: its files must be folded into the gone workers' as gunicorn's are."""
+    from servers import GranianServer
+
+    directory = tmp_path / "metrics"
+    uri = "sqlite:///" + str(tmp_path / "granian.db")
+    server = GranianServer(uri, workers=1, name="granian-recycled", log_dir=tmp_path,
+                           env={"PROMETHEUS_MULTIPROC_DIR": str(directory)},
+                           args=["--workers-max-rss", "1", "--rss-sample-interval", "1"])
+    with server:
+        pids, served = set(server.worker_pids()), 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pids) < 4:
+            try:
+                if requests.get(server.url + "/.well-known/openid-configuration", timeout=10).status_code == 200:
+                    served += 1
+            except requests.ConnectionError:
+                pass
+            pids |= server.worker_pids()
+            time.sleep(0.1)
+        assert len(pids) >= 4, f"the worker was not recycled: {sorted(pids)}"
+        time.sleep(1)
+        live = server.worker_pids()
+        files = sorted(p.rpartition("/")[2] for p in glob.glob(str(directory / "*.db")))
+        strangers = [f for f in files if not any(f.endswith(f"_{pid}.db") for pid in (*live, 0))]
+        assert strangers == [], f"{len(pids)} workers left {len(strangers)} metrics files: {strangers}"
+        text = requests.get(server.url + "/metrics", timeout=10).text
+        counted = scraped(text, "identity_request_duration_seconds_count", endpoint="discovery.openid_configuration")
+        assert served <= counted <= served + 2, (served, counted)  # kept (a response lost to a recycle may count)

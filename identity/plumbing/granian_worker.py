@@ -10,7 +10,8 @@
 - granian ends a worker process through multiprocessing, which leaves with os._exit(): atexit
   handlers never run, so logging.shutdown() did not write the request log's last batch (up to
   FLASK_LOG_REQUESTS_FLUSH_SECONDS of lines were lost at every reload and shutdown). It runs as
-  a multiprocessing finalizer instead, which that exit path does run.
+  a multiprocessing finalizer instead, which that exit path does run; so does the fold of the
+  worker's metrics files into the gone workers' (a recycled worker left its files for good).
 - the start-up objects are frozen out of the garbage collector's reach (gunicorn.conf.py,
   post_worker_init, says why).
 """
@@ -59,9 +60,13 @@ def build():
     """The app of one granian worker."""
     from app import create_app
 
+    from ..services import metrics
+
     app = create_app()
     app.wsgi_app = WithoutProcessEnvironment(app.wsgi_app)
     multiprocessing.util.Finalize(None, logging.shutdown, exitpriority=0)
+    # its metrics files folded into the gone workers' (gunicorn.conf.py's child_exit does it there)
+    multiprocessing.util.Finalize(None, metrics.fold_own_files, exitpriority=0)
     gc.collect()
     gc.freeze()
     return app

@@ -63,7 +63,7 @@ if values.ValueClass is not values.MutexValue:  # multiprocess mode; the metrics
     values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())
     # a process that ends normally (an operator's command, `flask purge` from cron) folds its own
     # files into the gone workers' (gunicorn.conf.py's child_exit does it for the workers, killed ones too)
-    atexit.register(lambda: _fold_own_files())
+    atexit.register(lambda: fold_own_files())
 
 #: The metrics of this process (not prometheus_client's global registry: no process or platform
 #: collectors, which in multiprocess mode would describe only the worker that answered).
@@ -214,7 +214,9 @@ def fold_into_gone(directory: str | None, pid: int) -> None:
             os.remove(path)
 
 
-def _fold_own_files() -> None:
+def fold_own_files() -> None:
+    """fold_into_gone for this process, at its exit (atexit; a granian worker, which leaves with
+    os._exit, calls it from a multiprocessing finalizer: identity/plumbing/granian_worker.py)."""
     try:
         fold_into_gone(multiprocess_dir(), os.getpid())
     except OSError:  # a directory gone or read-only: the files stay, and count as they did
