@@ -106,49 +106,30 @@ def on_starting(server):
             os.remove(path)
 
 
-#: the process id in the names of the files that hold the counts of the workers gone (no process has it)
-_GONE_WORKERS_PID = 0
-#: the kinds whose values add up across workers, so a dead worker's can be added to the others'
-_SUMMED = ("counter", "histogram", "summary")
-#: the lock a scrape holds shared while it reads the files (identity/services/metrics.py, exposition)
-_METRICS_LOCK = "metrics.lock"
-
-
 def child_exit(server, worker):
     """A worker's counters stay (they are part of the totals), added into the files of the workers
-    gone before it, and its own files go: a worker recycled every GUNICORN_MAX_REQUESTS left two
-    files, and every scrape read all of them (1.4 s and 70 MB per thousand recycles). Its live
+    gone before it, and its own files go (identity/services/metrics_files.py says why). Its live
     gauges go."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
     try:
-        _add_to_gone_workers(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
+        _metrics_files().fold_into_gone(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
     except OSError as err:  # its files stay, and count as they did
         server.log.warning("could not fold the metrics of worker %s: %s", worker.pid, err)
 
 
-def _add_to_gone_workers(directory: str, pid: int) -> None:
-    """Add a dead worker's summed values into <kind>_0.db and remove its files, under the lock every
-    scrape takes to read them: no scrape counts them twice, or not at all."""
-    import fcntl
+def _metrics_files():
+    """identity/services/metrics_files.py, loaded by its path: importing it as part of the
+    `identity` package would import the whole app into the master (find_spec only finds it)."""
+    import importlib.util
 
-    from prometheus_client.mmap_dict import MmapedDict
-
-    with open(os.path.join(directory, _METRICS_LOCK), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for kind in _SUMMED:
-            path = os.path.join(directory, f"{kind}_{pid}.db")
-            if not os.path.exists(path):
-                continue
-            values = MmapedDict.read_all_values_from_file(path)
-            gone = MmapedDict(os.path.join(directory, f"{kind}_{_GONE_WORKERS_PID}.db"))
-            try:
-                for key, value, timestamp, _ in values:
-                    gone.write_value(key, gone.read_value(key)[0] + value, timestamp)
-            finally:
-                gone.close()
-            os.remove(path)
+    package = importlib.util.find_spec("identity")
+    path = os.path.join(os.path.dirname(package.origin), "services", "metrics_files.py")
+    spec = importlib.util.spec_from_file_location("_portcullis_metrics_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def on_exit(server):

@@ -22,12 +22,11 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess, values
-from prometheus_client.mmap_dict import MmapedDict
 
 from .clients import cached_client
+from .metrics_files import METRICS_LOCK, fold_into_gone
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-METRICS_LOCK = "metrics.lock"  # in PROMETHEUS_MULTIPROC_DIR: see exposition()
 OTHER = "other"
 UNMATCHED = "unmatched"
 
@@ -182,36 +181,6 @@ def observe_request(endpoint: str, seconds: float) -> None:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-#: the process id in the names of the files that hold the counts of the processes gone (no process has it)
-GONE_PID = 0
-#: the kinds whose values add up across processes
-_SUMMED = ("counter", "histogram", "summary")
-
-
-def fold_into_gone(directory: str | None, pid: int) -> None:
-    """Add a finished process's summed values into <kind>_0.db and remove its files, holding
-    METRICS_LOCK (exposition reads under it): an operator's command run every few minutes with
-    the service's PROMETHEUS_MULTIPROC_DIR left a file each time, and every scrape read them all.
-    The same as gunicorn.conf.py's _add_to_gone_workers, which cannot import this module (its
-    metrics would give the master files of its own)."""
-    if not directory or not os.path.isdir(directory):
-        return
-    with open(os.path.join(directory, METRICS_LOCK), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for kind in _SUMMED:
-            path = os.path.join(directory, f"{kind}_{pid}.db")
-            if not os.path.exists(path):
-                continue
-            found = MmapedDict.read_all_values_from_file(path)
-            gone = MmapedDict(os.path.join(directory, f"{kind}_{GONE_PID}.db"))
-            try:
-                for key, value, timestamp, _ in found:
-                    gone.write_value(key, gone.read_value(key)[0] + value, timestamp)
-            finally:
-                gone.close()
-            os.remove(path)
 
 
 def fold_own_files() -> None:
