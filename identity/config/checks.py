@@ -211,6 +211,23 @@ def _check_numbers(cfg) -> None:
     if cfg["PASSWORD_MIN_LENGTH"] > cfg["PASSWORD_MAX_LENGTH"]:
         raise ConfigurationError(f"PASSWORD_MIN_LENGTH ({cfg['PASSWORD_MIN_LENGTH']}) must not exceed "
                                  f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
+    _check_argon2(cfg)
+
+
+#: Argon2's largest values (RFC 9106 3.1: 32-bit counts, at most 2^24 - 1 lanes)
+_ARGON2_MOST = {"ARGON2_TIME_COST": 2 ** 32 - 1, "ARGON2_MEMORY_COST_KIB": 2 ** 32 - 1, "ARGON2_PARALLELISM": 2 ** 24 - 1}
+
+
+def _check_argon2(cfg) -> None:
+    """Argon2's costs together (each is a whole number of at least its least by now): within its
+    counts, and at least 8 KiB of memory per lane. Otherwise every hash failed (HashingError), so
+    every sign-in and `flask seed` did, with a server that had started."""
+    for name, most in _ARGON2_MOST.items():
+        if cfg[name] > most:
+            raise ConfigurationError(f"{name} must be at most {most}, not {cfg[name]!r}: Argon2 takes no more")
+    if cfg["ARGON2_MEMORY_COST_KIB"] < 8 * cfg["ARGON2_PARALLELISM"]:
+        raise ConfigurationError(f"ARGON2_MEMORY_COST_KIB ({cfg['ARGON2_MEMORY_COST_KIB']}) must be at least 8 times "
+                                 f"ARGON2_PARALLELISM ({cfg['ARGON2_PARALLELISM']}): Argon2 needs 8 KiB per lane")
 
 
 #: Settings that are text (SECRET_KEY may be bytes too, from a config file). FLASK_SECRET_KEY made of

@@ -1,0 +1,52 @@
+"""Review from outside: every setting at its limits (defaults, types, bounds, combinations, the servers' own).
+
+Each test is a setting (or a pair of them) at a value the server took at start and then failed on,
+served wrongly or hung with; it must now be refused at start in one line naming the setting, or work.
+"""
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app import create_app
+from identity.config.startup import ConfigurationError
+
+KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+def make(instance, **config):
+    """create_app in production with what it requires (as tests/test_config.py's make)."""
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": "https://id.example.test",
+            "MAIL_SERVER": "smtp.example.test", "SECRET_KEY": "k" * 32}
+    return create_app({**base, **config})
+
+
+def refusal(instance, **config) -> str:
+    """The one line create_app refuses `config` with."""
+    with pytest.raises(ConfigurationError) as err:
+        make(instance, **config)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+# --- Argon2's costs together ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("costs, named", [
+    ({"ARGON2_PARALLELISM": 4, "ARGON2_MEMORY_COST_KIB": 16}, "ARGON2_MEMORY_COST_KIB"),  # < 8 x lanes
+    ({"ARGON2_MEMORY_COST_KIB": 2 ** 32}, "ARGON2_MEMORY_COST_KIB"),  # a 32-bit count of KiB
+    ({"ARGON2_TIME_COST": 2 ** 32}, "ARGON2_TIME_COST"),
+    ({"ARGON2_PARALLELISM": 2 ** 24, "ARGON2_MEMORY_COST_KIB": 2 ** 28}, "ARGON2_PARALLELISM"),  # 24-bit lanes
+])
+def test_argon2_costs_argon2_cannot_hash_with_are_refused_at_start(instance, costs, named):
+    """Each cost was checked alone against Argon2's least value, but Argon2 also wants at least
+    8 KiB per lane and 32-bit counts (24-bit lanes): ARGON2_PARALLELISM=4 with the documented least
+    memory of 8 KiB started, then every hash failed (HashingError: Memory cost is too small), so
+    `flask seed` and every sign-in (a rehash, or an unknown user's equal-time hash) were a 500."""
+    assert named in refusal(instance, **costs)
+
+
+def test_argon2_costs_at_their_limits_are_taken(instance):
+    app = make(instance, ARGON2_PARALLELISM=4, ARGON2_MEMORY_COST_KIB=32, ARGON2_TIME_COST=1)
+    assert app.config["ARGON2_MEMORY_COST_KIB"] == 32
