@@ -50,3 +50,25 @@ def test_argon2_costs_argon2_cannot_hash_with_are_refused_at_start(instance, cos
 def test_argon2_costs_at_their_limits_are_taken(instance):
     app = make(instance, ARGON2_PARALLELISM=4, ARGON2_MEMORY_COST_KIB=32, ARGON2_TIME_COST=1)
     assert app.config["ARGON2_MEMORY_COST_KIB"] == 32
+
+
+# --- mail ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "0.0"])
+def test_a_mail_timeout_of_zero_is_refused_at_start(instance, monkeypatch, value):
+    """MAIL_TIMEOUT_SECONDS took 0 (its least value was 0), and smtplib refuses a timeout of 0
+    (ValueError: Non-blocking socket (timeout=0) is not supported): every reset link, verification
+    link and notice failed (audited mail_failed) on a server that had started without a word."""
+    monkeypatch.setenv("FLASK_MAIL_TIMEOUT_SECONDS", value)
+    assert "MAIL_TIMEOUT_SECONDS" in refusal(instance)
+
+
+def test_a_short_mail_timeout_still_sends(app, mail):
+    from identity.services import mail as mail_service
+
+    app.config["MAIL_TIMEOUT_SECONDS"] = 0.5
+    with app.test_request_context("/", base_url="https://id.example.com"):
+        assert mail_service.send("alice@example.com", "password_reset", link="x", name="Alice", username="alice",
+                                 lifetime="30 minutes") is True
+    assert mail.wait_for(to="alice@example.com")
