@@ -31,15 +31,21 @@ import multiprocessing
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from gunicorn.glogging import Logger
 from gunicorn.http.errors import NoMoreData
 
 
-def _int(name: str, default: int) -> int:
+def _int(name: str, default: int, least: int = 0) -> int:
+    """The variable `name` as a whole number of at least `least`, else `default` if unset; a
+    value below that stops gunicorn at start, in one line naming the variable."""
     value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    number = int(value) if value else default
+    if number < least:
+        sys.exit(f"gunicorn.conf.py: {name} must be a whole number of at least {least}, not {value!r}")
+    return number
 
 
 # --- the application ----------------------------------------------------------
@@ -61,7 +67,8 @@ backlog = 2048
 # Each worker keeps its own SQLAlchemy pool: budget workers x (pool_size + max_overflow) x instances
 # against PostgreSQL's max_connections.
 worker_class = "sync"
-workers = _int("WEB_CONCURRENCY", min(multiprocessing.cpu_count() * 2 + 1, 12))
+# at least 1: with 0 gunicorn listens and starts no worker, so every connection waits forever
+workers = _int("WEB_CONCURRENCY", min(multiprocessing.cpu_count() * 2 + 1, 12), least=1)
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

@@ -72,3 +72,18 @@ def test_a_short_mail_timeout_still_sends(app, mail):
         assert mail_service.send("alice@example.com", "password_reset", link="x", name="Alice", username="alice",
                                  lifetime="30 minutes") is True
     assert mail.wait_for(to="alice@example.com")
+
+
+# --- the servers' own settings ---------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_gunicorn_with_no_workers_refuses_to_start(tmp_path):
+    """WEB_CONCURRENCY=0: gunicorn took it (its own check refuses only a negative number), listened
+    on its port and started no worker: every connection was accepted and never answered."""
+    from config_review_support import start_with
+
+    code, output = start_with("gunicorn", "sqlite:///" + str(tmp_path / "db.sqlite"), {"WEB_CONCURRENCY": "0"})
+    assert code is not None, f"gunicorn still running with no worker:\n{output[-800:]}"
+    assert code != 0 and "WEB_CONCURRENCY" in output, output
+    assert "Traceback" not in output, output
