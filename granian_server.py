@@ -152,6 +152,9 @@ def environment(env: dict[str, str]) -> dict[str, str]:
         env["GRANIAN_WORKERS"] = workers or str(min(multiprocessing.cpu_count() * 2 + 1, 12))
     if "GRANIAN_PORT" not in env and env.get("PORT", "").strip():
         env["GRANIAN_PORT"] = env["PORT"].strip()
+        if not (env["GRANIAN_PORT"].isascii() and env["GRANIAN_PORT"].isdigit()) or int(env["GRANIAN_PORT"]) > 65535:
+            # granian's own check takes any integer, and a port past 65535 failed with a traceback
+            raise SystemExit(f"portcullis-serve: PORT must be a whole number from 0 to 65535, not {env['PORT']!r}")
     if "GRANIAN_PORT" not in env:
         env["GRANIAN_PORT"] = "8000"
     return env

@@ -38,13 +38,17 @@ from gunicorn.glogging import Logger
 from gunicorn.http.errors import NoMoreData
 
 
-def _int(name: str, default: int, least: int = 0) -> int:
-    """The variable `name` as a whole number of at least `least`, else `default` if unset; a
-    value below that stops gunicorn at start, in one line naming the variable."""
+def _int(name: str, default: int, least: int = 0, most: int | None = None) -> int:
+    """The variable `name` as a whole number from `least` to `most`, else `default` if unset; any
+    other value stops gunicorn at start in one line naming the variable, not with a traceback."""
     value = os.environ.get(name, "").strip()
-    number = int(value) if value else default
-    if number < least:
-        sys.exit(f"gunicorn.conf.py: {name} must be a whole number of at least {least}, not {value!r}")
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        number = None
+    if number is None or number < least or (most is not None and number > most):
+        bounds = f"from {least} to {most}" if most is not None else f"of at least {least}"
+        sys.exit(f"gunicorn.conf.py: {name} must be a whole number {bounds}, not {value!r}")
     return number
 
 
@@ -58,7 +62,7 @@ preload_app = False
 if os.environ.get("GUNICORN_BIND"):
     bind = [address.strip() for address in os.environ["GUNICORN_BIND"].split(",") if address.strip()]
 else:
-    bind = [f"0.0.0.0:{_int('PORT', 8000)}"]
+    bind = [f"0.0.0.0:{_int('PORT', 8000, most=65535)}"]
 backlog = 2048
 
 # --- workers ----------------------------------------------------------------------

@@ -87,3 +87,19 @@ def test_gunicorn_with_no_workers_refuses_to_start(tmp_path):
     assert code is not None, f"gunicorn still running with no worker:\n{output[-800:]}"
     assert code != 0 and "WEB_CONCURRENCY" in output, output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("kind, name, value", [
+    ("gunicorn", "PORT", "8000x"), ("gunicorn", "PORT", "70000"), ("gunicorn", "GUNICORN_TIMEOUT", "30s"),
+    ("gunicorn", "GUNICORN_MAX_REQUESTS", "1e5"), ("granian", "PORT", "70000"),
+])
+def test_a_bad_server_variable_stops_the_server_in_one_line(tmp_path, kind, name, value):
+    """gunicorn.conf.py read PORT and GUNICORN_* with int(): a value that was not a whole number
+    stopped gunicorn with a traceback from the config file, and a port past 65535 with
+    gunicorn's (OverflowError: bind(): port must be 0-65535), or granian's from Rust."""
+    from config_review_support import start_with
+
+    code, output = start_with(kind, "sqlite:///" + str(tmp_path / "db.sqlite"), {name: value})
+    assert code not in (None, 0), output
+    assert "Traceback" not in output and name in output, output[-1500:]
