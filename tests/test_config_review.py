@@ -103,3 +103,29 @@ def test_a_bad_server_variable_stops_the_server_in_one_line(tmp_path, kind, name
     code, output = start_with(kind, "sqlite:///" + str(tmp_path / "db.sqlite"), {name: value})
     assert code not in (None, 0), output
     assert "Traceback" not in output and name in output, output[-1500:]
+
+
+# --- durations too long for a date ---------------------------------------------------------------------
+
+
+def test_session_lifetimes_past_any_date_are_refused_at_start(instance):
+    """A "keep me signed in" cookie expires at the session's absolute end: 3 x 10^11 s (9,500 years)
+    each started, and every sign-in with "keep me signed in" was a 500 (OverflowError: date value
+    out of range, setting the cookie past the year 9999); 10^14 s stopped the start with a traceback
+    (OverflowError in timedelta)."""
+    lifetimes = {"SESSION_ABSOLUTE_SECONDS": 3 * 10 ** 11, "SESSION_IDLE_SECONDS": 3 * 10 ** 11,
+                 "REMEMBER_COOKIE_DURATION_SECONDS": 3 * 10 ** 11}
+    assert "SESSION_" in refusal(instance, **lifetimes)
+    assert "REMEMBER_COOKIE_DURATION_SECONDS" in refusal(instance, REMEMBER_COOKIE_DURATION_SECONDS=10 ** 14)
+    assert "SESSION_ABSOLUTE_SECONDS" in refusal(instance, SESSION_ABSOLUTE_SECONDS=10 ** 14)
+
+
+@pytest.mark.parametrize("app_config", [{"SESSION_ABSOLUTE_SECONDS": 10 * 365 * 24 * 3600,
+                                         "SESSION_IDLE_SECONDS": 10 * 365 * 24 * 3600,
+                                         "REMEMBER_COOKIE_DURATION_SECONDS": 10 * 365 * 24 * 3600}])
+def test_ten_year_sessions_still_sign_in_and_remember(client, seeded, app_config):
+    from actions import AuthActions
+
+    response = AuthActions(client).login(remember=True)
+    assert response.status_code in (302, 303), response.status_code
+    assert "idsrv.remember=" in " ".join(response.headers.getlist("Set-Cookie"))

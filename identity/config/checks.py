@@ -186,12 +186,21 @@ STORED_DURATIONS = ("LOCKOUT_SECONDS", "PASSWORD_RESET_SECONDS", "EMAIL_VERIFICA
 LONGEST_STORED_DURATION = 10 * 365 * 24 * 3600
 
 
+#: Durations a cookie's expiry date is made of: "keep me signed in" lasts the least of them, and a
+#: date past the year 9999 made every such sign-in a 500 (OverflowError); longer still, the start failed.
+COOKIE_DURATIONS = ("SESSION_IDLE_SECONDS", "SESSION_ABSOLUTE_SECONDS", "REMEMBER_COOKIE_DURATION_SECONDS")
+
+
 def _check_stored_durations(cfg) -> None:
-    """Each of STORED_DURATIONS (a number by now) is at most LONGEST_STORED_DURATION."""
+    """Each of STORED_DURATIONS and COOKIE_DURATIONS (a number by now) is at most LONGEST_STORED_DURATION."""
     for name in STORED_DURATIONS:
         if cfg[name] > LONGEST_STORED_DURATION:
             raise ConfigurationError(f"{name} must be at most {LONGEST_STORED_DURATION} seconds (10 years), not "
                                      f"{cfg[name]!r}: the time it ends is stored as a 32-bit integer")
+    for name in COOKIE_DURATIONS:
+        if cfg[name] > LONGEST_STORED_DURATION:
+            raise ConfigurationError(f"{name} must be at most {LONGEST_STORED_DURATION} seconds (10 years), not "
+                                     f"{cfg[name]!r}: a session cookie's expiry date is made of it")
 
 
 def _check_numbers(cfg) -> None:
