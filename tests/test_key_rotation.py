@@ -451,8 +451,9 @@ def test_a_first_key_made_by_a_request_that_rolls_back_never_signs_later(app):
     from identity.services import audit
 
     # a worker that never re-reads on its own: longer than any host's uptime, which is what
-    # time.monotonic() counts (a ring marked for reload with 0 stayed fresh on a host up for less)
-    worker = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=10**9, SIGNING_KEY_PROPAGATION_SECONDS=2 * 10**9,
+    # time.monotonic() counts (a ring marked for reload with 0 stayed fresh on a host up for less);
+    # 4.75 years, so the propagation time that must exceed it stays within its 10-year bound
+    worker = same_database_app(app, SIGNING_KEY_RELOAD_SECONDS=15 * 10**7, SIGNING_KEY_PROPAGATION_SECONDS=3 * 10**8,
                                SIGNING_KEY_ROTATION_SECONDS=4 * 10**9)
     try:
         with worker.test_request_context():

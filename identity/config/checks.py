@@ -182,7 +182,10 @@ _NUMBERS_OR_NONE = {"DATABASE_STATEMENT_TIMEOUT_SECONDS": 0, "MAX_CONTENT_LENGTH
 #: columns are PostgreSQL integers (32 bits, up to 2038), and a longer one made the write that
 #: stores it fail ('integer out of range', a 503) at the first lockout, reset mail or sign-in.
 STORED_DURATIONS = ("LOCKOUT_SECONDS", "PASSWORD_RESET_SECONDS", "EMAIL_VERIFICATION_SECONDS",
-                    "AUTHORIZATION_CODE_LIFETIME_SECONDS", "REFRESH_TOKEN_LIFETIME_SECONDS")
+                    "AUTHORIZATION_CODE_LIFETIME_SECONDS", "REFRESH_TOKEN_LIFETIME_SECONDS",
+                    # a spent half-finished sign-in's id is kept this long (accounts.pending_spent_until);
+                    # a staged key signs from now + this (keys: activates_at)
+                    "MFA_PENDING_SECONDS", "SIGNING_KEY_PROPAGATION_SECONDS")
 LONGEST_STORED_DURATION = 10 * 365 * 24 * 3600
 
 
