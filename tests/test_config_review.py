@@ -152,3 +152,31 @@ def test_a_ten_year_mfa_pending_time_still_signs_in(client, seeded, app, app_con
     secret, _ = enrol_user(app)
     response = sign_in_with_code(client, secret)
     assert response.status_code in (302, 303), response.status_code
+
+
+# --- retention at its limits ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"AUDIT_RETENTION_DAYS": 10 ** 15}, {"CODE_TOMBSTONE_SECONDS": 10 ** 19},
+                                        {"LOGOUT_DELIVERY_RETENTION_SECONDS": 10 ** 19},
+                                        {"PURGE_BATCH_SIZE": 10 ** 19}])
+def test_a_retention_longer_than_a_64_bit_time_keeps_everything_and_the_purge_runs(app, runner, seeded, app_config):
+    """AUDIT_RETENTION_DAYS, CODE_TOMBSTONE_SECONDS and LOGOUT_DELIVERY_RETENTION_SECONDS have no
+    upper bound ("keep it for ever" is a fair wish), and PURGE_BATCH_SIZE none either; past 64 bits
+    the purge's cut-off (or LIMIT) could not be bound on SQLite: `flask purge` stopped with a
+    traceback (OverflowError: Python int too large to convert to SQLite INTEGER), and so did every
+    automatic pass after a response, so nothing of any kind was ever purged."""
+    from sqlalchemy import func, select
+
+    from identity.extensions import db
+    from identity.models import AuditEvent
+    from identity.services import audit
+
+    with app.app_context():
+        audit.record("test_event")
+        db.session.commit()
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, repr(result.exception)
+    assert "Purged:" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "test_event")) == 1

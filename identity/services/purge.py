@@ -112,6 +112,18 @@ _KINDS = (
 KINDS = tuple(kind for kind, _, _ in _KINDS)
 
 
+#: The most rows of a kind one pass removes, whatever PURGE_BATCH_SIZE says (it has no upper bound):
+#: SQLite binds no integer past 64 bits, and a LIMIT of 10**19 stopped every pass (OverflowError).
+LARGEST_BATCH = 2 ** 31 - 1
+
+
+def _after_1970(params: dict) -> dict:
+    """The cut-offs, none before 0: a retention with no upper bound (AUDIT_RETENTION_DAYS=10**15, "for
+    ever") put one past SQLite's 64-bit integers, and every purge failed (OverflowError); every
+    stored time is after 1970, so a cut-off of 0 removes as little as any earlier one."""
+    return {name: max(value, 0) for name, value in params.items()}
+
+
 class PurgeStopped(IdentityError):
     """The operator's purge met a kind the database refused (locked, away): it must not look done."""
 
@@ -126,14 +138,14 @@ def purge_pass(limit: int | None = None, *, kinds=KINDS, strict: bool = False) -
     (the operator's purge) raises PurgeStopped instead, naming the kind.
     """
     cfg = current_app.config
-    limit = int(limit or cfg["PURGE_BATCH_SIZE"])
+    limit = min(int(limit or cfg["PURGE_BATCH_SIZE"]), LARGEST_BATCH)
     stamp = clock.now()
     removed = {kind: 0 for kind in KINDS if kind in kinds}
     for kind, statement, params in _KINDS:
         if kind not in kinds:
             continue
         try:
-            (removed[kind],) = write((statement, {**params(stamp, cfg), "limit": limit}))
+            (removed[kind],) = write((statement, {**_after_1970(params(stamp, cfg)), "limit": limit}))
         except SQLAlchemyError as err:
             db.session.rollback()
             if strict:
@@ -147,7 +159,7 @@ def purge_pass(limit: int | None = None, *, kinds=KINDS, strict: bool = False) -
 
 def purge(*, strict: bool = False) -> dict[str, int]:
     """Remove every due row, a batch of each kind at a time; rows removed, by kind (`strict`: see purge_pass)."""
-    limit = int(current_app.config["PURGE_BATCH_SIZE"])
+    limit = min(int(current_app.config["PURGE_BATCH_SIZE"]), LARGEST_BATCH)
     total = dict.fromkeys(KINDS, 0)
     pending = KINDS
     while pending:
