@@ -180,3 +180,28 @@ def test_a_retention_longer_than_a_64_bit_time_keeps_everything_and_the_purge_ru
     assert "Purged:" in result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "test_event")) == 1
+
+
+# --- discovery's HTTP max-age --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["2.5", "1e300"])
+def test_a_discovery_max_age_that_is_not_whole_seconds_is_refused_at_start(instance, monkeypatch, value):
+    """DISCOVERY_CACHE_SECONDS is the Cache-Control max-age of discovery and the JWKS, and took any
+    number: 2.5 was served as `max-age=2.5` and 1e300 as `max-age=1e+300`, which are not
+    delta-seconds (RFC 9111 1.2.2, 5.2.2.1: digits only); a cache reads such a max-age as invalid
+    and the document as stale, so every relying party fetched the JWKS on each use."""
+    monkeypatch.setenv("FLASK_DISCOVERY_CACHE_SECONDS", value)
+    assert "DISCOVERY_CACHE_SECONDS" in refusal(instance)
+
+
+def test_a_whole_discovery_max_age_is_served_as_delta_seconds(instance):
+    app = make(instance, DISCOVERY_CACHE_SECONDS=120)
+    app.test_client_class = None
+    from identity.services.schema import ensure_schema
+
+    with app.app_context():
+        ensure_schema()
+    response = app.test_client().get("/.well-known/openid-configuration/jwks", base_url="https://id.example.test")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "public, max-age=120"

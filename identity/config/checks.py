@@ -167,9 +167,11 @@ _WHOLE_NUMBERS = {
     "REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS": 1,
     "JWT_LEEWAY_SECONDS": 0, "JWT_MAX_LENGTH": 1, "MAIL_PORT": 1,
     "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST_KIB": 8, "ARGON2_PARALLELISM": 1,  # Argon2's own least values
+    # the Cache-Control max-age of discovery and the JWKS: delta-seconds are digits (RFC 9111 1.2.2)
+    "DISCOVERY_CACHE_SECONDS": 0,
 }
 _NUMBERS = {
-    "SIGNING_KEY_RELOAD_SECONDS": 0, "DISCOVERY_CACHE_SECONDS": 0, "CLIENT_CACHE_SECONDS": 0,
+    "SIGNING_KEY_RELOAD_SECONDS": 0, "CLIENT_CACHE_SECONDS": 0,
     "LOG_REQUESTS_FLUSH_SECONDS": 0, "PASSWORD_MIN_GUESSES_LOG10": 0,
     # smtplib refuses a timeout of 0 (a non-blocking socket): every mail would fail
     "MAIL_TIMEOUT_SECONDS": 0.01, "RATELIMIT_STORAGE_TIMEOUT_SECONDS": 0.01,
