@@ -205,3 +205,23 @@ def test_a_whole_discovery_max_age_is_served_as_delta_seconds(instance):
     response = app.test_client().get("/.well-known/openid-configuration/jwks", base_url="https://id.example.test")
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "public, max-age=120"
+
+
+# --- the product's name -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["2026", "null", '""'])
+def test_a_product_name_that_is_not_text_is_refused_at_start(instance, monkeypatch, value):
+    """PRODUCT_NAME (the pages' title, the mails' sender name and subject, the authenticator app's
+    and the passkey's issuer) was not checked: FLASK_PRODUCT_NAME=2026 is JSON, a number, and the
+    server started; then every new password was a 500 (TypeError: normalize() argument 2 must be
+    str, not int, in the password policy), `flask seed` failed with a traceback, and null left every
+    mail without a sender (email.utils.quote(None))."""
+    monkeypatch.setenv("FLASK_PRODUCT_NAME", value)
+    message = refusal(instance)
+    assert "PRODUCT_NAME" in message
+
+
+def test_a_product_name_of_digits_quoted_as_json_is_taken(instance, monkeypatch):
+    monkeypatch.setenv("FLASK_PRODUCT_NAME", '"2026"')
+    assert make(instance).config["PRODUCT_NAME"] == "2026"

@@ -258,6 +258,12 @@ def _check_texts(cfg) -> None:
         if value is not None and not isinstance(value, (bytes, str) if name == "SECRET_KEY" else str):
             raise ConfigurationError(f"{name} must be text, not {type(value).__name__}: FLASK_{name} was read as "
                                      f"JSON; quote a value of digits or true/false/null (FLASK_{name}='\"...\"')")
+    # the pages' title, the mails' sender name and subject, the authenticator app's and passkey's
+    # issuer: FLASK_PRODUCT_NAME=2026 (a number) failed every new password, null every mail
+    product = cfg.get("PRODUCT_NAME")
+    if not isinstance(product, str) or not product.strip():
+        raise ConfigurationError(f"PRODUCT_NAME must be text, not {product!r}: FLASK_PRODUCT_NAME was read as JSON; "
+                                 "quote a value of digits or true/false/null (FLASK_PRODUCT_NAME='\"...\"')")
 
 
 #: On/off settings. FLASK_REGISTRATION_ENABLED=False is not JSON (JSON says false), so it arrives as
