@@ -225,3 +225,32 @@ def test_a_product_name_that_is_not_text_is_refused_at_start(instance, monkeypat
 def test_a_product_name_of_digits_quoted_as_json_is_taken(instance, monkeypatch):
     monkeypatch.setenv("FLASK_PRODUCT_NAME", '"2026"')
     assert make(instance).config["PRODUCT_NAME"] == "2026"
+
+
+# --- the rate-limit store's options -------------------------------------------------------------------
+
+
+def test_a_redis_option_redis_does_not_take_is_refused_at_start(instance, monkeypatch):
+    """FLASK_RATELIMIT_STORAGE_OPTIONS='{"socket_timout": 1}' (a typo) started, and every request's
+    connection to Redis failed (TypeError: unexpected keyword argument), logged only as "Rate limit
+    storage unreachable - falling back to in-memory storage": each worker counted every limit alone
+    for good, with Redis up and reachable."""
+    monkeypatch.setenv("FLASK_RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379/11")
+    monkeypatch.setenv("FLASK_RATELIMIT_STORAGE_OPTIONS", '{"socket_timout": 1}')
+    message = refusal(instance)
+    assert "RATELIMIT_STORAGE_OPTIONS" in message and "socket_timout" in message
+
+
+def test_redis_options_redis_takes_are_kept(instance, monkeypatch):
+    monkeypatch.setenv("FLASK_RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379/11")
+    monkeypatch.setenv("FLASK_RATELIMIT_STORAGE_OPTIONS", '{"socket_timeout": 1, "health_check_interval": 30, "key_prefix": "x"}')
+    app = make(instance)
+    assert app.config["RATELIMIT_STORAGE_OPTIONS"]["socket_timeout"] == 1
+    assert app.config["RATELIMIT_STORAGE_OPTIONS"]["socket_connect_timeout"] == 0.5
+
+
+def test_a_redis_url_option_redis_cannot_read_is_refused_in_one_line(instance):
+    """The same for the URL's own query (redis://host/0?socket_timeout=zz): a traceback from
+    Flask-Limiter's start, not a line."""
+    message = refusal(instance, RATELIMIT_STORAGE_URI="redis://:secret-pw@127.0.0.1:6379/11?socket_timeout=zz")
+    assert "RATELIMIT_STORAGE_URI" in message and "secret-pw" not in message

@@ -179,6 +179,29 @@ def _bound_rate_limit_store(cfg) -> None:
     for name in ("socket_timeout", "socket_connect_timeout"):
         options.setdefault(name, cfg["RATELIMIT_STORAGE_TIMEOUT_SECONDS"])
     cfg["RATELIMIT_STORAGE_OPTIONS"] = options
+    _check_redis_options(cfg["RATELIMIT_STORAGE_URI"], options)
+
+
+#: RATELIMIT_STORAGE_OPTIONS that the limits package takes for itself, not redis-py
+_LIMITS_OWN_OPTIONS = ("key_prefix", "wrap_exceptions", "connection_pool")
+
+
+def _check_redis_options(uri: str, options: dict) -> None:
+    """Options redis-py takes: it keeps any keyword until it connects, and then every connection
+    failed (TypeError), which Flask-Limiter reports as an unreachable store and counts each worker
+    in its memory for good. A connection object is made here, without connecting."""
+    scheme = uri.split("://", 1)[0]
+    if scheme not in ("redis", "rediss", "redis+unix"):
+        return  # valkey's package is optional; its own store refuses what it cannot use
+    import redis
+
+    taken = {name: value for name, value in options.items() if name not in _LIMITS_OWN_OPTIONS}
+    try:
+        redis.Redis.from_url(uri.replace("redis+unix", "unix", 1), **taken).connection_pool.make_connection()
+    except TypeError as err:  # unexpected keyword argument 'socket_timout' (the message names no value)
+        raise ConfigurationError(f"RATELIMIT_STORAGE_OPTIONS cannot be used with redis: {err}") from None
+    except ValueError as err:  # the URL's own options: "Invalid value for 'socket_timeout' in connection URL."
+        raise ConfigurationError(f"RATELIMIT_STORAGE_URI cannot be used with redis: {err}") from None
 
 
 def proxy_fix(app: Flask, wsgi_app):
