@@ -254,3 +254,22 @@ def test_a_redis_url_option_redis_cannot_read_is_refused_in_one_line(instance):
     Flask-Limiter's start, not a line."""
     message = refusal(instance, RATELIMIT_STORAGE_URI="redis://:secret-pw@127.0.0.1:6379/11?socket_timeout=zz")
     assert "RATELIMIT_STORAGE_URI" in message and "secret-pw" not in message
+
+
+# --- the database statement timeout ---------------------------------------------------------------
+
+
+def test_a_statement_timeout_past_postgresqls_range_is_refused_at_start(instance):
+    """DATABASE_STATEMENT_TIMEOUT_SECONDS becomes PostgreSQL's statement_timeout in milliseconds,
+    at most 2^31 - 1 (24.8 days). 3,000,000 s (35 days, 'as good as none') started, and every
+    connection was then refused by PostgreSQL (FATAL: invalid value for parameter
+    "statement_timeout": "3000000000"): every request, /healthz included, failed."""
+    assert "DATABASE_STATEMENT_TIMEOUT_SECONDS" in refusal(instance, DATABASE_STATEMENT_TIMEOUT_SECONDS=3_000_000)
+
+
+@pytest.mark.parametrize("app_config", [{"DATABASE_STATEMENT_TIMEOUT_SECONDS": 2_147_483}])
+def test_the_longest_statement_timeout_still_serves(client, seeded, app_config):
+    from actions import AuthActions
+
+    assert client.get("/healthz").status_code == 200
+    assert AuthActions(client).login().status_code in (302, 303)

@@ -49,6 +49,7 @@ def check_settings(cfg, *, development: bool) -> None:
     _check_mail_sender(cfg)
     _check_mail_connection(cfg)
     _check_stored_durations(cfg)
+    _check_statement_timeout(cfg)
 
 
 def _check_signing_algs(cfg) -> None:
@@ -389,6 +390,19 @@ def _check_cookies(cfg) -> None:
             raise ConfigurationError(f"{kind}_COOKIE_SAMESITE must be Strict, Lax or None, not {samesite!r}")
     if names["SESSION"] == names["REMEMBER"]:
         raise ConfigurationError(f"REMEMBER_COOKIE_NAME must differ from SESSION_COOKIE_NAME ({names['SESSION']!r})")
+
+
+#: PostgreSQL's largest statement_timeout, in seconds (its milliseconds are a 32-bit integer)
+LONGEST_STATEMENT_TIMEOUT = (2 ** 31 - 1) // 1000
+
+
+def _check_statement_timeout(cfg) -> None:
+    """DATABASE_STATEMENT_TIMEOUT_SECONDS (a number or None by now) fits PostgreSQL's statement_timeout:
+    a longer one made PostgreSQL refuse every connection (FATAL: invalid value for parameter)."""
+    seconds = cfg.get("DATABASE_STATEMENT_TIMEOUT_SECONDS")
+    if seconds is not None and seconds > LONGEST_STATEMENT_TIMEOUT:
+        raise ConfigurationError(f"DATABASE_STATEMENT_TIMEOUT_SECONDS must be at most {LONGEST_STATEMENT_TIMEOUT} "
+                                 f"(PostgreSQL's longest statement_timeout; 0: none), not {seconds!r}")
 
 
 def _check_mail_connection(cfg) -> None:
