@@ -273,3 +273,22 @@ def test_the_longest_statement_timeout_still_serves(client, seeded, app_config):
 
     assert client.get("/healthz").status_code == 200
     assert AuthActions(client).login().status_code in (302, 303)
+
+
+# --- cookies: SameSite=None needs Secure ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["SESSION", "REMEMBER"])
+@pytest.mark.parametrize("settings", [{"SESSION_COOKIE_SECURE": False}, {"ENVIRONMENT": "development"}])
+def test_samesite_none_without_secure_is_refused_at_start(instance, kind, settings):
+    """SameSite=None on a cookie without Secure is ignored entirely by the browser (RFC 6265bis
+    5.7, step 23; Chrome and Firefox do so): FLASK_SESSION_COOKIE_SAMESITE=None with
+    FLASK_SESSION_COOKIE_SECURE=false, or in development where Secure is off, started a server
+    whose session (or remember-me) cookie no browser kept: every sign-in came back to the login page."""
+    message = refusal(instance, **{f"{kind}_COOKIE_SAMESITE": "None", **settings})
+    assert f"{kind}_COOKIE_SAMESITE" in message and "SESSION_COOKIE_SECURE" in message
+
+
+def test_samesite_none_with_secure_is_set_on_the_cookie(instance):
+    app = make(instance, SESSION_COOKIE_SAMESITE="None")
+    assert app.config["SESSION_COOKIE_SECURE"] is True

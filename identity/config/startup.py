@@ -153,6 +153,13 @@ def init_app(app: Flask) -> None:
         secure = not is_development(app)
     cfg["SESSION_COOKIE_SECURE"] = bool(secure)
     cfg["REMEMBER_COOKIE_SECURE"] = bool(secure)
+    for kind in ("SESSION", "REMEMBER"):
+        # a browser ignores a SameSite=None cookie without Secure entirely (RFC 6265bis 5.7):
+        # no sign-in would stick
+        samesite = cfg.get(f"{kind}_COOKIE_SAMESITE")
+        if not secure and isinstance(samesite, str) and samesite.title() == "None":
+            raise ConfigurationError(f"{kind}_COOKIE_SAMESITE=None needs Secure cookies (SESSION_COOKIE_SECURE=true, "
+                                     "served over https): browsers ignore a SameSite=None cookie without Secure")
     # "remember me" never outlives the session's absolute lifetime (the server ends it then anyway)
     remember = min(int(cfg["REMEMBER_COOKIE_DURATION_SECONDS"]), cfg["SESSION_ABSOLUTE_SECONDS"])
     cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=remember)
