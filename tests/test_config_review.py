@@ -292,3 +292,20 @@ def test_samesite_none_without_secure_is_refused_at_start(instance, kind, settin
 def test_samesite_none_with_secure_is_set_on_the_cookie(instance):
     app = make(instance, SESSION_COOKIE_SAMESITE="None")
     assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+# --- password rules no password can meet --------------------------------------------------------------
+
+
+def test_more_distinct_characters_than_the_longest_password_is_refused_at_start(instance):
+    """PASSWORD_MIN_LENGTH above PASSWORD_MAX_LENGTH is refused; PASSWORD_MIN_DISTINCT_CHARACTERS
+    above it was not: 200 distinct characters with passwords of at most 128 started a server on
+    which no password could ever be set (registration, reset, change, seed all refused)."""
+    message = refusal(instance, PASSWORD_MIN_DISTINCT_CHARACTERS=200)
+    assert "PASSWORD_MIN_DISTINCT_CHARACTERS" in message and "PASSWORD_MAX_LENGTH" in message
+
+
+@pytest.mark.parametrize("app_config", [{"PASSWORD_MIN_DISTINCT_CHARACTERS": 20, "PASSWORD_MIN_LENGTH": 20,
+                                         "PASSWORD_MAX_LENGTH": 64}])
+def test_as_many_distinct_characters_as_a_long_password_has_is_taken(app, app_config):
+    assert app.config["PASSWORD_MIN_DISTINCT_CHARACTERS"] == 20

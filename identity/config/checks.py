@@ -227,6 +227,10 @@ def _check_numbers(cfg) -> None:
     if cfg["PASSWORD_MIN_LENGTH"] > cfg["PASSWORD_MAX_LENGTH"]:
         raise ConfigurationError(f"PASSWORD_MIN_LENGTH ({cfg['PASSWORD_MIN_LENGTH']}) must not exceed "
                                  f"PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
+    if cfg["PASSWORD_MIN_DISTINCT_CHARACTERS"] > cfg["PASSWORD_MAX_LENGTH"]:
+        # no password could be set: registration, reset, change and seed all refused every one
+        raise ConfigurationError(f"PASSWORD_MIN_DISTINCT_CHARACTERS ({cfg['PASSWORD_MIN_DISTINCT_CHARACTERS']}) must not "
+                                 f"exceed PASSWORD_MAX_LENGTH ({cfg['PASSWORD_MAX_LENGTH']})")
     _check_argon2(cfg)
 
 
