@@ -309,3 +309,28 @@ def test_more_distinct_characters_than_the_longest_password_is_refused_at_start(
                                          "PASSWORD_MAX_LENGTH": 64}])
 def test_as_many_distinct_characters_as_a_long_password_has_is_taken(app, app_config):
     assert app.config["PASSWORD_MIN_DISTINCT_CHARACTERS"] == 20
+
+
+# --- the issuer ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["https://id.example.test\n", "https://id.example.test ", " https://id.example.test",
+                                   "https://id.example.test\t", "https://id.exa\nmple.test"])
+def test_an_issuer_with_whitespace_is_refused_at_start(instance, monkeypatch, value):
+    """urlsplit drops tabs and line breaks and strips leading blanks, so the check took
+    FLASK_ISSUER='https://id.example.test\\n' (an env file or a mounted secret's trailing line
+    break): discovery then said issuer 'https://id.example.test\\n' and token endpoint
+    'https://id.example.test\\n/connect/token', every token's iss had it, and no relying party's
+    issuer comparison (OpenID Connect Discovery 4.3) or endpoint call could work."""
+    monkeypatch.setenv("FLASK_ISSUER", value)
+    assert "ISSUER" in _issuer_refusal(instance)
+
+
+def _issuer_refusal(instance) -> str:
+    """The refusal with the issuer from the environment (make's own ISSUER left out)."""
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "MAIL_SERVER": "smtp.example.test", "SECRET_KEY": "k" * 32}
+    with pytest.raises(ConfigurationError) as err:
+        create_app(base)
+    assert "\n" not in str(err.value)
+    return str(err.value)

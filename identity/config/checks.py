@@ -113,6 +113,10 @@ def _check_issuer(cfg, development: bool) -> None:
     if not isinstance(issuer, str):  # FLASK_ISSUER=123 is JSON: a number
         raise ConfigurationError(f"ISSUER must be an https URL, not {type(issuer).__name__} {issuer!r}")
     schemes = ("http", "https") if development else ("https",)
+    if any(c.isspace() or not c.isprintable() for c in issuer):
+        # urlsplit drops tabs and line breaks and strips leading blanks, so it would pass; the issuer
+        # is used as it is: discovery, every endpoint and every token's iss would carry them
+        raise ConfigurationError(f"ISSUER must be a URL without spaces, line breaks or control characters, not {issuer!r}")
     try:
         parts = urlsplit(issuer)
     except (TypeError, ValueError):  # not a string, or an unclosed "[" (https://[::1)
