@@ -334,3 +334,16 @@ def _issuer_refusal(instance) -> str:
         create_app(base)
     assert "\n" not in str(err.value)
     return str(err.value)
+
+
+@pytest.mark.parametrize("value", ["smtp.example.test\n", "smtp.example.test ", " smtp.example.test", "smtp example.test"])
+def test_a_mail_server_with_whitespace_is_refused_at_start(instance, monkeypatch, value):
+    """FLASK_MAIL_SERVER='smtp.example.test\\n' (an env file's trailing line break or space) was
+    taken; every mail then failed to resolve the host (gaierror: Name or service not known),
+    audited one by one while the pages said a link was on its way."""
+    monkeypatch.setenv("FLASK_MAIL_SERVER", value)
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": "https://id.example.test", "SECRET_KEY": "k" * 32}
+    with pytest.raises(ConfigurationError) as err:
+        create_app(base)
+    assert "MAIL_SERVER" in str(err.value) and "\n" not in str(err.value)

@@ -414,8 +414,13 @@ def _check_statement_timeout(cfg) -> None:
 
 
 def _check_mail_connection(cfg) -> None:
-    """A port that exists, and one kind of TLS: MAIL_USE_SSL speaks TLS from the start, MAIL_USE_TLS
-    asks for STARTTLS after connecting; both would ask a TLS connection for STARTTLS, and fail."""
+    """A host name without blanks, a port that exists, and one kind of TLS: MAIL_USE_SSL speaks TLS
+    from the start, MAIL_USE_TLS asks for STARTTLS after connecting; both would ask a TLS connection
+    for STARTTLS, and fail."""
+    server = cfg.get("MAIL_SERVER")
+    if isinstance(server, str) and any(c.isspace() or not c.isprintable() for c in server):
+        # an env file's trailing line break: every mail failed to resolve the host
+        raise ConfigurationError(f"MAIL_SERVER must be a host name without spaces or line breaks, not {server!r}")
     if cfg["MAIL_PORT"] > 65535:
         raise ConfigurationError(f"MAIL_PORT must be a port number from 1 to 65535, not {cfg['MAIL_PORT']!r}")
     if cfg["MAIL_USE_TLS"] and cfg["MAIL_USE_SSL"]:
