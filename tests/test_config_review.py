@@ -347,3 +347,18 @@ def test_a_mail_server_with_whitespace_is_refused_at_start(instance, monkeypatch
     with pytest.raises(ConfigurationError) as err:
         create_app(base)
     assert "MAIL_SERVER" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["SESSION", "REMEMBER"])
+@pytest.mark.parametrize("name", ["__Host-idsrv", "__Secure-idsrv", "__host-idsrv"])
+def test_a_secure_prefixed_cookie_name_without_secure_is_refused_at_start(instance, kind, name):
+    """A cookie named __Secure-... or __Host-... without Secure is ignored by the browser (RFC 6265bis
+    4.1.3, 5.7; the prefixes match case-insensitively): FLASK_SESSION_COOKIE_NAME=__Host-idsrv in
+    development, or with FLASK_SESSION_COOKIE_SECURE=false, started a server no one could stay
+    signed in to."""
+    message = refusal(instance, ENVIRONMENT="development", **{f"{kind}_COOKIE_NAME": name})
+    assert f"{kind}_COOKIE_NAME" in message
+
+
+def test_a_host_prefixed_cookie_name_with_secure_is_taken(instance):
+    assert make(instance, SESSION_COOKIE_NAME="__Host-idsrv").config["SESSION_COOKIE_NAME"] == "__Host-idsrv"

@@ -160,6 +160,11 @@ def init_app(app: Flask) -> None:
         if not secure and isinstance(samesite, str) and samesite.title() == "None":
             raise ConfigurationError(f"{kind}_COOKIE_SAMESITE=None needs Secure cookies (SESSION_COOKIE_SECURE=true, "
                                      "served over https): browsers ignore a SameSite=None cookie without Secure")
+        # and a cookie whose name has the __Secure- or __Host- prefix (RFC 6265bis 4.1.3, any case)
+        if not secure and str(cfg[f"{kind}_COOKIE_NAME"]).lower().startswith(("__secure-", "__host-")):
+            raise ConfigurationError(f"{kind}_COOKIE_NAME {cfg[f'{kind}_COOKIE_NAME']!r} needs Secure cookies "
+                                     "(SESSION_COOKIE_SECURE=true, served over https): browsers ignore a "
+                                     "__Secure- or __Host- cookie without Secure")
     # "remember me" never outlives the session's absolute lifetime (the server ends it then anyway)
     remember = min(int(cfg["REMEMBER_COOKIE_DURATION_SECONDS"]), cfg["SESSION_ABSOLUTE_SECONDS"])
     cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=remember)
