@@ -362,3 +362,25 @@ def test_a_secure_prefixed_cookie_name_without_secure_is_refused_at_start(instan
 
 def test_a_host_prefixed_cookie_name_with_secure_is_taken(instance):
     assert make(instance, SESSION_COOKIE_NAME="__Host-idsrv").config["SESSION_COOKIE_NAME"] == "__Host-idsrv"
+
+
+# --- the environment's name ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ["testing", "staging", "Development", "prod"])
+def test_an_environment_the_docs_do_not_name_is_refused_at_start(app, instance, capsys, environment):
+    """FLASK_ENVIRONMENT is production or development; the code also relaxed everything for an
+    undocumented "testing" (meant for the test suite): a staging server started with
+    FLASK_ENVIRONMENT=testing took its issuer from each request's Host header (discovery said
+    issuer https://evil.example when asked so), generated its own SECRET_KEY and key-encryption key,
+    set cookies without Secure and wrote mails to instance/outbox/. Any other name quietly meant
+    production."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    with pytest.raises(SystemExit) as stopped:
+        make(instance, TESTING=False, ENVIRONMENT=environment, SQLALCHEMY_DATABASE_URI=uri, ISSUER=None, SECRET_KEY=None)
+    assert stopped.value.code == 3
+    assert "ENVIRONMENT must be production or development" in capsys.readouterr().err
+
+
+def test_the_test_suites_environment_is_taken_under_testing(instance):
+    assert make(instance, ENVIRONMENT="testing").config["SESSION_COOKIE_SECURE"] is False

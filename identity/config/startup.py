@@ -134,8 +134,17 @@ def _key_encryption_keys(value) -> list[str]:
     return list(found)
 
 
+def _check_environment(app: Flask) -> None:
+    """ENVIRONMENT is production or development ("testing", the test suite's, only under TESTING):
+    "testing" relaxed every check as development does, and any other name quietly meant production."""
+    names = ("production", "development", "testing") if app.config.get("TESTING") else ("production", "development")
+    if app.config["ENVIRONMENT"] not in names:
+        raise ConfigurationError(f"ENVIRONMENT must be production or development, not {app.config['ENVIRONMENT']!r}")
+
+
 def init_app(app: Flask) -> None:
     cfg = app.config
+    _check_environment(app)
     if not cfg.get("SECRET_KEY") and is_development(app):
         cfg["SECRET_KEY"] = _development_secret_key(app)
     if not cfg.get("KEY_ENCRYPTION_KEY") and is_development(app):
