@@ -150,6 +150,8 @@ def openapi_document() -> dict:
         "responses": {
             "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}},
             **_common(),
+            # any token with the scope reads it, one issued to a client alone too (a generator's)
+            "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}."),
         },
     }})
     return spec.to_dict()
