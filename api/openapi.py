@@ -19,6 +19,12 @@ def _problem(description: str, schema: str = "Problem", headers: dict | None = N
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",
                                 "schema": {"type": "integer", "minimum": 0}}}
 _WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "The RFC 6750 challenge.", "schema": {"type": "string"}}}
+# every 403 carries one too: `insufficient_scope` (RFC 6750 section 3.1), or RFC 9470's
+# `insufficient_user_authentication` (a token without a user; a second factor needed)
+_FORBIDDEN_CHALLENGE = {"WWW-Authenticate": {
+    "description": "The challenge: `insufficient_scope` (RFC 6750), or `insufficient_user_authentication` "
+                   "(RFC 9470) with `acr_values` and `max_age` when a second factor is needed.",
+    "schema": {"type": "string"}}}
 
 
 def _common() -> dict:
@@ -26,7 +32,8 @@ def _common() -> dict:
     return {
         "401": _problem("No, malformed, expired or revoked access token (RFC 6750 `invalid_token`).",
                         headers=_WWW_AUTHENTICATE),
-        "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a user."),
+        "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a user.",
+                        headers=_FORBIDDEN_CHALLENGE),
         "429": _problem("Too many requests, or the account is locked after wrong passwords.", headers=_RETRY_AFTER),
     }
 
@@ -72,7 +79,8 @@ def openapi_document() -> dict:
             "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a "
                             "user; or the user has a second factor and the body has no right `otp` while the "
                             "token's sign-in did not use it within MFA_RECENT_SECONDS: then `type` ends in "
-                            f"`{MFA_REQUIRED}`, and the app asks for a code or signs in again with prompt=login."),
+                            f"`{MFA_REQUIRED}`, and the app asks for a code or signs in again with prompt=login.",
+                            headers=_FORBIDDEN_CHALLENGE),
             "413": _problem("The body is too large."),
         },
     }})
@@ -103,7 +111,8 @@ def openapi_document() -> dict:
             "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a "
                             "user; or the user has a second factor and the body has no right `otp` while the "
                             "token's sign-in did not use it within MFA_RECENT_SECONDS: then `type` ends in "
-                            f"`{MFA_REQUIRED}`, as for a password change."),
+                            f"`{MFA_REQUIRED}`, as for a password change.",
+                            headers=_FORBIDDEN_CHALLENGE),
             "413": _problem("The body is too large."),
         },
     }})
@@ -151,7 +160,7 @@ def openapi_document() -> dict:
             "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}},
             **_common(),
             # any token with the scope reads it, one issued to a client alone too (a generator's)
-            "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}."),
+            "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}.", headers=_FORBIDDEN_CHALLENGE),
         },
     }})
     return spec.to_dict()
