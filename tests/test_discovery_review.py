@@ -47,3 +47,45 @@ def test_openapi_declares_the_challenge_every_403_carries(client, flow_clients):
             forbidden = operation["responses"]["403"]
             assert "WWW-Authenticate" in forbidden.get("headers", {}), f"{method.upper()} {path}: 403 without WWW-Authenticate"
 
+
+def test_a_logout_token_queued_without_an_issuer_names_the_issuer_discovery_names(app, client, flow_clients, runner):
+    """A logout queued where no issuer was known (an operator's command without ISSUER) is signed
+    with the configured one at send time: as discovery and every ID token write it, without the
+    trailing slash ISSUER may be set with, or the relying party refuses the logout token."""
+    import jwt
+    from sqlalchemy import select, update
+
+    from actions import AuthActions, redirect_params
+    from identity.extensions import db
+    from identity.models import Client, LogoutDelivery
+    from identity.services.logout_delivery import deliver_due
+    from rp_receiver import RelyingParty
+
+    issuer = "https://localhost"
+    rp = RelyingParty(jwks=client.get("/.well-known/openid-configuration/jwks").get_json(), issuer=issuer,
+                      client_id="web").start()
+    try:
+        with app.app_context():
+            db.session.execute(update(Client).where(Client.client_id == "web").values(backchannel_logout_uri=rp.url))
+            db.session.commit()
+        AuthActions(client).login()
+        oauth = OAuthActions(client)
+        code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+        tokens = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+        id_token = jwt.decode(tokens.get_json()["id_token"], options={"verify_signature": False})
+        assert id_token["iss"] == issuer
+        result = runner.invoke(args=["users", "set-password", "alice"], input="an-entirely-new-passphrase-42\n" * 2)
+        assert result.exit_code == 0, result.output
+
+        app.config["ISSUER"] = issuer + "/"  # the operator's spelling; discovery names it without the slash
+        assert client.get("/.well-known/openid-configuration").get_json()["issuer"] == issuer
+        with app.app_context():
+            assert [row.issuer for row in db.session.scalars(select(LogoutDelivery))] == [None]
+            sent = deliver_due()
+            db.session.remove()
+        assert rp.errors == []
+        assert sent["delivered"] == 1
+        assert [claims["iss"] for claims in rp.tokens] == [issuer]
+    finally:
+        rp.stop()
+

@@ -3,8 +3,10 @@
 from flask import current_app, request
 
 
+def configured_issuer() -> str | None:
+    """FLASK_ISSUER as every document and token names it (without a trailing slash), or None."""
+    return (current_app.config.get("ISSUER") or "").rstrip("/") or None
+
+
 def issuer() -> str:
-    configured = current_app.config.get("ISSUER")
-    if configured:
-        return configured.rstrip("/")
-    return request.host_url.rstrip("/")
+    return configured_issuer() or request.host_url.rstrip("/")

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wsgi import ClosingIterator
 
 from .. import clock
+from ..config.issuer import configured_issuer
 from ..extensions import db
 from ..store import logout as store
 from . import audit, metrics
@@ -154,7 +155,7 @@ def deliver(row, owner: str) -> str:
         store.settle(row.id, owner, {"gave_up_at": clock.now(), "last_error": "the URI is no longer registered"})
         log.warning("logout delivery %s to %s dropped: the URI is no longer registered", row.id, row.client_id)
         return "dropped"
-    iss = row.issuer or cfg.get("ISSUER")
+    iss = row.issuer or configured_issuer()  # queued where no issuer was known: the configured one now
     token = iss and logout_token(iss=iss, client_id=row.client_id, jti=row.jti, subject=row.subject,
                                  session_id=row.session_id)
     db.session.rollback()  # no transaction (or snapshot) held while waiting on the network
