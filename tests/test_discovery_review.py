@@ -89,3 +89,28 @@ def test_a_logout_token_queued_without_an_issuer_names_the_issuer_discovery_name
     finally:
         rp.stop()
 
+
+@pytest.mark.parametrize("app_config", [{"GRANT_TYPES_ENABLED": ["implicit"]}, {"GRANT_TYPES_ENABLED": ["hybrid", "implicit"]}])
+def test_query_is_not_advertised_when_no_enabled_response_type_takes_it(client, flow_clients, app_config):
+    """response_mode=query is refused for every response type that returns a token or an ID token
+    (OAuth 2.0 Multiple Response Type Encoding Practices, section 5); with only those enabled,
+    discovery must not offer it."""
+    from urllib.parse import urlencode
+
+    from actions import AuthActions, redirect_params, pkce_pair
+
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    answers = {}
+    for response_type in doc["response_types_supported"]:
+        client_id = "implicit" if response_type.startswith("id_token") else "mobile"
+        _, challenge = pkce_pair()
+        params = oauth.authorize_params(client_id=client_id, response_type=response_type, response_mode="query",
+                                        nonce="n-1", code_challenge=challenge, code_challenge_method="S256")
+        response = client.get("/connect/authorize?" + urlencode(params))
+        answers[response_type] = redirect_params(response.headers["Location"]).get("error")
+    assert set(answers.values()) == {"invalid_request"}, answers
+
+    assert "query" not in doc["response_modes_supported"], doc["response_modes_supported"]
+    assert {"fragment", "form_post"} <= set(doc["response_modes_supported"])

@@ -44,6 +44,12 @@ def response_types_supported(enabled: list[str]) -> list[str]:
     return types
 
 
+def response_modes_supported(enabled: list[str]) -> list[str]:
+    """`query` only for `response_type=code`: a response with a token or an ID token is refused it
+    (OAuth 2.0 Multiple Response Type Encoding Practices, section 5; oauth2/response_modes.py)."""
+    return (["query"] if "authorization_code" in enabled else []) + ["fragment", "form_post"]
+
+
 def scopes_supported(enabled: list[str]) -> list[str]:
     scopes = set(STANDARD_IDENTITY_RESOURCES) | api_scope_names()
     if "refresh_token" not in enabled:
@@ -72,7 +78,7 @@ def build_document(base: str) -> dict:
             "scopes_supported": scopes_supported(enabled),
             "claims_supported": claims_supported(),
             "response_types_supported": response_types_supported(enabled),
-            "response_modes_supported": ["query", "fragment", "form_post"],
+            "response_modes_supported": response_modes_supported(enabled),
             "grant_types_supported": grant_types_supported(enabled),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [cfg["ID_TOKEN_SIGNING_ALG"]],  # RS256 (config/checks.py)
