@@ -16,6 +16,7 @@ from ..clock import now
 from ..errors import NotFound
 from ..extensions import db
 from ..models import User
+from ..store import accounts as user_rows
 from . import account_tokens, audit, bearer_cache
 from .accounts import find_user, revoke_grants_and_sessions
 
@@ -27,9 +28,14 @@ class StatusChange:
 
 
 def _user(username: str) -> User:
+    """The user, their row locked until the commit and read again under the lock: the same switch
+    run twice at once (two terminals, a retried script) then changes and audits it once, and the
+    second says it was already so."""
     user = find_user(username)
     if user is None:
         raise NotFound(f"no user {username!r}")
+    user_rows.lock_user_row(user.id)
+    db.session.refresh(user)
     return user
 
 

@@ -1,0 +1,31 @@
+"""Review from outside: every state-changing request sent twice at once (a double click, a
+retried request, an operator's command run from two terminals), on SQLite and PostgreSQL."""
+
+import pytest
+
+from twice_review_support import cli_twice, operator_env, scalar
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def env(tmp_path):
+    return operator_env(tmp_path)
+
+
+def _audited(env, event: str) -> int:
+    return scalar(env, "SELECT count(*) FROM audit_events WHERE event = :event", event=event)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_users_disable_twice_at_once_disables_once(env, attempt):
+    """`users disable` run twice at once: one disables (one audit event) and the other says the
+    user was already disabled; then `users enable` the same way."""
+    for command, event, done, already in (("disable", "user_disabled", "is now disabled", "already disabled"),
+                                          ("enable", "user_enabled", "is now enabled", "already enabled")):
+        before = _audited(env, event)
+        results = cli_twice(["users", command, "alice"], env)
+        assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+        said = sorted("done" if done in r.stdout else "already" if already in r.stdout else r.stdout for r in results)
+        assert said == ["already", "done"], f"users {command} twice at once answered {said}"
+        assert _audited(env, event) - before == 1, f"users {command} twice at once audited {event} {_audited(env, event) - before} times"
