@@ -29,3 +29,17 @@ def test_users_disable_twice_at_once_disables_once(env, attempt):
         said = sorted("done" if done in r.stdout else "already" if already in r.stdout else r.stdout for r in results)
         assert said == ["already", "done"], f"users {command} twice at once answered {said}"
         assert _audited(env, event) - before == 1, f"users {command} twice at once audited {event} {_audited(env, event) - before} times"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_clients_disable_twice_at_once_disables_once(env, attempt):
+    """`clients disable` run twice at once: one disables (one audit event), the other says the
+    client was already disabled; then `clients enable` the same way."""
+    for command, event, done, already in (("disable", "client_disabled", "is now disabled", "already disabled"),
+                                          ("enable", "client_enabled", "is now enabled", "already enabled")):
+        before = _audited(env, event)
+        results = cli_twice(["clients", command, "spa"], env)
+        assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+        said = sorted("done" if done in r.stdout else "already" if already in r.stdout else r.stdout for r in results)
+        assert said == ["already", "done"], f"clients {command} twice at once answered {said}"
+        assert _audited(env, event) - before == 1, f"clients {command} twice at once audited {event} {_audited(env, event) - before} times"

@@ -10,6 +10,7 @@ from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken, User
+from ..store import clients as client_rows
 from ..store import logout as logout_rows
 from .input_schemas import ClientSchema, field_errors
 from . import audit
@@ -242,10 +243,14 @@ def set_client_enabled(client_id: str, enabled: bool) -> bool:
     """Disable or enable a client; True if that changed it. A disabled client's authorization and
     token requests are refused, and so are the access tokens it holds (verify_access_token); this
     returns once every worker's snapshot of it is newer than the change (CLIENT_CACHE_SECONDS)."""
-    client = get_client(client_id)
+    client_rows.lock_client_row(client_id)  # the same switch run twice at once: the second waits, then finds it made
+    client = db.session.scalar(select(Client).where(Client.client_id == client_id)
+                               .execution_options(populate_existing=True))
     if client is None:
+        db.session.rollback()
         raise NotFound(f"no client {client_id!r}")
     if client.enabled == enabled:
+        db.session.rollback()
         return False
     client.enabled = enabled
     client.disabled_at = None if enabled else now()
