@@ -43,3 +43,18 @@ def test_clients_disable_twice_at_once_disables_once(env, attempt):
         said = sorted("done" if done in r.stdout else "already" if already in r.stdout else r.stdout for r in results)
         assert said == ["already", "done"], f"clients {command} twice at once answered {said}"
         assert _audited(env, event) - before == 1, f"clients {command} twice at once audited {event} {_audited(env, event) - before} times"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.parametrize("command, name, event", [(["clients", "remove"], "spa", "client_removed"),
+                                                  (["users", "remove"], "alice", "user_removed")],
+                         ids=["clients_remove", "users_remove"])
+def test_remove_twice_at_once_removes_once(env, command, name, event, attempt):
+    """`clients remove` / `users remove` run twice at once: one removes (one audit event), the
+    other is told there is no such client or user (exit code 1), as when run after it."""
+    results = cli_twice([*command, name], env)
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 1], f"{' '.join(command)} twice at once exited {codes}: {[r.stdout + r.stderr for r in results]}"
+    refused = next(r for r in results if r.returncode)
+    assert f"Error: no {command[0][:-1]} {name!r}" in refused.stderr, refused.stderr
+    assert _audited(env, event) == 1

@@ -116,6 +116,10 @@ def remove_user(username: str) -> None:
     if user is None:
         raise NotFound(f"no user {username!r}")
     user_id = user.id
+    store.lock_user_row(user_id)  # the same command run twice at once: the second waits, then finds no user
+    if db.session.scalar(select(User.id).where(User.id == user_id)) is None:
+        db.session.rollback()
+        raise NotFound(f"no user {username!r}")
     # their sessions and grants go with the row: tell those clients first, in the same transaction
     logout.user_logged_out(user_id, user.subject, reason="user_removed")
     db.session.delete(user)
