@@ -178,8 +178,11 @@ def remove_client(client_id: str) -> None:
     A worker whose snapshot predates the commit still serves the client for CLIENT_CACHE_SECONDS
     (codes, refresh tokens, consents), so this waits that long, as set_client_enabled does, and
     then deletes what was issued meanwhile, unless the id was registered again since."""
-    client = get_client(client_id)
+    client_rows.lock_client_row(client_id)  # the same command run twice at once: the second waits, then finds none
+    client = db.session.scalar(select(Client).where(Client.client_id == client_id)
+                               .execution_options(populate_existing=True))
     if client is None:
+        db.session.rollback()
         raise NotFound(f"no client {client_id!r}")
     _delete_issued(client_id)
     db.session.delete(client)
