@@ -58,3 +58,18 @@ def test_remove_twice_at_once_removes_once(env, command, name, event, attempt):
     refused = next(r for r in results if r.returncode)
     assert f"Error: no {command[0][:-1]} {name!r}" in refused.stderr, refused.stderr
     assert _audited(env, event) == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_users_add_twice_at_once_says_already_exists(env, attempt):
+    """`users add` run twice at once (a script retried): one adds the user, the other says the
+    user exists, as when run after it; not a database error."""
+    created = _audited(env, "user_created")
+    results = cli_twice(["users", "add", f"bob{attempt}", "--email", f"bob{attempt}@example.com"], env,
+                        input="a-long-new-passphrase-here\n")
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 1], [r.stdout + r.stderr for r in results]
+    refused = next(r for r in results if r.returncode)
+    assert refused.stderr.strip() == f"Error: user 'bob{attempt}' already exists", refused.stderr
+    assert scalar(env, "SELECT count(*) FROM users WHERE username = :name", name=f"bob{attempt}") == 1
+    assert _audited(env, "user_created") - created == 1

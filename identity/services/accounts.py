@@ -94,17 +94,26 @@ def build_user(username: str, email: str | None, name: str | None, password: str
 def create_user(username: str, password: str, email: str | None = None, name: str | None = None, *,
                 email_verified: bool = False) -> User:
     """Create a user, enforcing the password policy and unique names."""
-    errors = check_new_user(username, email, password, name)
+    _refuse_new_user(username, check_new_user(username, email, password, name))
+    user = build_user(username, email, name, password, email_verified=email_verified)
+    db.session.add(user)
+    try:
+        db.session.flush()  # its row id, which the audit log names users by
+    except IntegrityError:
+        # the same user added at once by another command: refused as when added after it
+        db.session.rollback()
+        _refuse_new_user(username, check_new_user(username, email, password, name))
+        raise
+    audit.record("user_created", user_id=user.id, detail={"username": user.username})
+    db.session.commit()
+    return user
+
+
+def _refuse_new_user(username: str, errors: dict[str, list[str]]) -> None:
     if errors:
         if "username" in errors and "taken" in errors["username"][0]:
             raise Conflict(f"user {username!r} already exists")
         raise ValidationFailed(errors)
-    user = build_user(username, email, name, password, email_verified=email_verified)
-    db.session.add(user)
-    db.session.flush()  # its row id, which the audit log names users by
-    audit.record("user_created", user_id=user.id, detail={"username": user.username})
-    db.session.commit()
-    return user
 
 
 def list_users() -> list[User]:
