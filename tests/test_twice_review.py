@@ -3,7 +3,7 @@ retried request, an operator's command run from two terminals), on SQLite and Po
 
 import pytest
 
-from twice_review_support import cli_twice, operator_env, scalar
+from twice_review_support import cli, cli_twice, operator_env, scalar
 
 pytestmark = pytest.mark.server
 
@@ -73,3 +73,18 @@ def test_users_add_twice_at_once_says_already_exists(env, attempt):
     assert refused.stderr.strip() == f"Error: user 'bob{attempt}' already exists", refused.stderr
     assert scalar(env, "SELECT count(*) FROM users WHERE username = :name", name=f"bob{attempt}") == 1
     assert _audited(env, "user_created") - created == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_scopes_remove_twice_at_once_removes_once(env, attempt):
+    """`scopes remove` run twice at once: one removes the scope (one audit event), the other is
+    told there is no such scope, as when run after it."""
+    name = f"reports{attempt}"
+    assert cli(["scopes", "add", name], env).returncode == 0
+    removed = _audited(env, "scope_removed")
+    results = cli_twice(["scopes", "remove", name], env)
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 1], f"scopes remove twice at once exited {codes}: {[r.stdout + r.stderr for r in results]}"
+    refused = next(r for r in results if r.returncode)
+    assert refused.stderr.strip() == f"Error: no API scope {name!r}", refused.stderr
+    assert _audited(env, "scope_removed") - removed == 1

@@ -1,6 +1,6 @@
 """Scopes: API scopes (operator-defined) and identity resources (always present)."""
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ..clock import now
 from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
@@ -63,7 +63,11 @@ def remove_api_scope(name: str) -> None:
     users = [c.client_id for c in db.session.scalars(select(Client)) if name in c.allowed_scopes]
     if users:
         raise Conflict(f"scope {name!r} is allowed for clients {', '.join(users)}; remove it from them first")
-    db.session.delete(scope)
+    # one statement that says whether it removed the row: the same command run twice at once
+    # waits here for the other's commit, and then finds the scope gone, as when run after it
+    if db.session.execute(delete(ApiScope).where(ApiScope.id == scope.id)).rowcount == 0:
+        db.session.rollback()
+        raise NotFound(f"no API scope {name!r}")
     # a scope added later under this name is another one: what was granted for this one (a
     # remembered consent, an open code or refresh token) must not answer for it
     issued_grants.drop_scope(name, now())
