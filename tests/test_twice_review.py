@@ -88,3 +88,27 @@ def test_scopes_remove_twice_at_once_removes_once(env, attempt):
     refused = next(r for r in results if r.returncode)
     assert refused.stderr.strip() == f"Error: no API scope {name!r}", refused.stderr
     assert _audited(env, "scope_removed") - removed == 1
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_first_commands_on_a_new_database_at_once_both_work(tmp_path, attempt):
+    """Two operator commands at once on a newly migrated database (a provisioning script adding
+    two clients in parallel): both add the standard scopes if missing, and neither fails on the other's."""
+    import os
+
+    from servers import _empty, migrate, run_together, server_env
+
+    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
+    if uri and uri.startswith("postgresql"):
+        _empty(uri)
+    else:
+        uri = "sqlite:///" + str(tmp_path / "fresh.db")
+    env = server_env(uri)
+    migrate(env)
+    if uri.startswith("postgresql"):  # _empty added them; a new database has none
+        scalar(env, "DELETE FROM identity_resources RETURNING 1")
+    assert scalar(env, "SELECT count(*) FROM identity_resources") == 0
+    results = run_together(*(lambda name=name: cli(["clients", "add", name, "--grant-type", "client_credentials",
+                                                    "--scope", "IdentityServerApi"], env) for name in ("reports", "billing")))
+    assert [r.returncode for r in results] == [0, 0], [r.stderr.strip() for r in results if r.returncode]
+    assert scalar(env, "SELECT count(*) FROM clients") == 2

@@ -46,7 +46,7 @@ def cli_twice(args: list[str], env: dict[str, str], *, input: str | None = None)
 def scalar(env: dict[str, str], sql: str, **params):
     engine = create_engine(env["FLASK_SQLALCHEMY_DATABASE_URI"])
     try:
-        with engine.connect() as connection:
+        with engine.begin() as connection:  # committed: a DELETE too
             return connection.scalar(text(sql), params)
     finally:
         engine.dispose()

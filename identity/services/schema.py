@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 from sqlalchemy import event, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine, make_url
 
 from ..extensions import db
@@ -202,8 +203,15 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
         attach_migrate(current_app._get_current_object())  # upgrade and env.py read app.extensions["migrate"]
         with _logging_kept():
             upgrade(directory=MIGRATIONS_DIR)
-    if standard_resources and ensure_standard_resources():
-        db.session.commit()
+    if not standard_resources:
+        return
+    try:
+        if ensure_standard_resources():
+            db.session.commit()
+    except IntegrityError:  # another command added them at the same moment: take theirs
+        db.session.rollback()
+        if ensure_standard_resources():
+            db.session.commit()
 
 
 def schema_problem() -> str | None:
