@@ -3,7 +3,7 @@ retried request, an operator's command run from two terminals), on SQLite and Po
 
 import pytest
 
-from twice_review_support import cli, cli_twice, operator_env, scalar
+from twice_review_support import cli, cli_twice, migrated_env, operator_env, scalar
 
 pytestmark = pytest.mark.server
 
@@ -18,31 +18,19 @@ def _audited(env, event: str) -> int:
 
 
 @pytest.mark.parametrize("attempt", range(3))
-def test_users_disable_twice_at_once_disables_once(env, attempt):
-    """`users disable` run twice at once: one disables (one audit event) and the other says the
-    user was already disabled; then `users enable` the same way."""
-    for command, event, done, already in (("disable", "user_disabled", "is now disabled", "already disabled"),
-                                          ("enable", "user_enabled", "is now enabled", "already enabled")):
+@pytest.mark.parametrize("group, name", [("users", "alice"), ("clients", "spa")])
+def test_disable_twice_at_once_disables_once(env, group, name, attempt):
+    """`users disable` (`clients disable`) run twice at once: one disables (one audit event) and
+    the other says it was already disabled; then `enable` the same way."""
+    kind = group[:-1]
+    for command in ("disable", "enable"):
+        event, done, already = f"{kind}_{command}d", f"is now {command}d", f"already {command}d"
         before = _audited(env, event)
-        results = cli_twice(["users", command, "alice"], env)
+        results = cli_twice([group, command, name], env)
         assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
         said = sorted("done" if done in r.stdout else "already" if already in r.stdout else r.stdout for r in results)
-        assert said == ["already", "done"], f"users {command} twice at once answered {said}"
-        assert _audited(env, event) - before == 1, f"users {command} twice at once audited {event} {_audited(env, event) - before} times"
-
-
-@pytest.mark.parametrize("attempt", range(3))
-def test_clients_disable_twice_at_once_disables_once(env, attempt):
-    """`clients disable` run twice at once: one disables (one audit event), the other says the
-    client was already disabled; then `clients enable` the same way."""
-    for command, event, done, already in (("disable", "client_disabled", "is now disabled", "already disabled"),
-                                          ("enable", "client_enabled", "is now enabled", "already enabled")):
-        before = _audited(env, event)
-        results = cli_twice(["clients", command, "spa"], env)
-        assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
-        said = sorted("done" if done in r.stdout else "already" if already in r.stdout else r.stdout for r in results)
-        assert said == ["already", "done"], f"clients {command} twice at once answered {said}"
-        assert _audited(env, event) - before == 1, f"clients {command} twice at once audited {event} {_audited(env, event) - before} times"
+        assert said == ["already", "done"], f"{group} {command} twice at once answered {said}"
+        assert _audited(env, event) - before == 1, f"{group} {command} twice at once audited {event} {_audited(env, event) - before} times"
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -94,18 +82,10 @@ def test_scopes_remove_twice_at_once_removes_once(env, attempt):
 def test_first_commands_on_a_new_database_at_once_both_work(tmp_path, attempt):
     """Two operator commands at once on a newly migrated database (a provisioning script adding
     two clients in parallel): both add the standard scopes if missing, and neither fails on the other's."""
-    import os
+    from servers import run_together
 
-    from servers import _empty, migrate, run_together, server_env
-
-    uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
-    if uri and uri.startswith("postgresql"):
-        _empty(uri)
-    else:
-        uri = "sqlite:///" + str(tmp_path / "fresh.db")
-    env = server_env(uri)
-    migrate(env)
-    if uri.startswith("postgresql"):  # _empty added them; a new database has none
+    env = migrated_env(tmp_path)
+    if env["FLASK_SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):  # _empty added them; a new database has none
         scalar(env, "DELETE FROM identity_resources RETURNING 1")
     assert scalar(env, "SELECT count(*) FROM identity_resources") == 0
     results = run_together(*(lambda name=name: cli(["clients", "add", name, "--grant-type", "client_credentials",

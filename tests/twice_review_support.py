@@ -14,9 +14,9 @@ from servers import ROOT, _empty, flask_cli, migrate, run_together, server_env
 DEMO_SEED = ROOT / "demo" / "seed.json"
 
 
-def operator_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of an operator's commands on a migrated database seeded with the demo
-    seed: the suite's PostgreSQL database (emptied first) or a SQLite file in `tmp_path`."""
+def migrated_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of an operator's commands on a migrated database: the suite's PostgreSQL
+    database (emptied first) or a SQLite file in `tmp_path`."""
     uri = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI")
     if uri and uri.startswith("postgresql"):
         _empty(uri)
@@ -24,6 +24,12 @@ def operator_env(tmp_path: Path) -> dict[str, str]:
         uri = "sqlite:///" + str(tmp_path / "twice.db")
     env = server_env(uri)
     migrate(env)
+    return env
+
+
+def operator_env(tmp_path: Path) -> dict[str, str]:
+    """migrated_env, seeded with the demo seed."""
+    env = migrated_env(tmp_path)
     flask_cli(["seed", str(DEMO_SEED)], env)
     return env
 
