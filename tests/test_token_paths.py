@@ -11,14 +11,14 @@ import hashlib
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD, csrf_token
 from identity import clock
 from identity.constants import LOCAL_API_SCOPE
 from identity.extensions import db
-from identity.models import AuthorizationCode, RefreshToken, RevokedAccessToken, User, UserSession
+from identity.models import AuthorizationCode, Client, RefreshToken, RevokedAccessToken, User, UserSession
 from identity.services.tokens import sign
 from statements import statements
 
@@ -330,6 +330,10 @@ def test_endsession_takes_an_expired_id_token_of_ours(oauth, app):
     with app.test_request_context(base_url="https://localhost"):
         sub = db.session.scalar(select(User.subject).where(User.username == "alice"))
         stamp = int(time.time()) - 7200
+        # issued two hours ago to a client registered before it (a hint older than its client's
+        # registration is a removed client's: refused, tests/test_lifecycle_review.py)
+        db.session.execute(update(Client).where(Client.client_id == "web").values(created_at=stamp - 3600))
+        db.session.commit()
         hint = sign({"iss": "https://localhost", "sub": sub, "aud": "web", "iat": stamp, "exp": stamp + 300},
                     app.config["ID_TOKEN_SIGNING_ALG"])
     response = oauth.client.get("/connect/endsession", query_string={
