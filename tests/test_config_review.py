@@ -138,7 +138,7 @@ def test_ten_year_sessions_still_sign_in_and_remember(client, seeded, app_config
      "SIGNING_KEY_PROPAGATION_SECONDS"),
 ])
 def test_more_durations_stored_as_32_bit_times_are_bounded_at_start(instance, settings, named):
-    """Two more durations are added to the time and stored in a 32-bit column, and were not among
+    """Two more durations are added to the time and stored in a 32-bit column (until e7a2c9d4b6f1), and were not among
     the bounded ones: on PostgreSQL, MFA_PENDING_SECONDS=3e9 made every second step of a sign-in a
     503 (the spent sign-in's id is kept that long: integer out of range), and a propagation time
     of 3e9 made `flask keys rotate` fail (Error: database error: integer out of range)."""

@@ -189,7 +189,8 @@ def test_a_downgrade_and_upgrade_does_not_bring_a_revoked_signing_key_back(scrat
 @pytest.mark.parametrize("setting", ["LOCKOUT_SECONDS", "PASSWORD_RESET_SECONDS", "EMAIL_VERIFICATION_SECONDS",
                                      "AUTHORIZATION_CODE_LIFETIME_SECONDS"])
 def test_a_duration_past_what_the_database_stores_is_refused_at_start(instance, monkeypatch, setting):
-    """Times are stored as 32-bit integers (PostgreSQL's integer: up to 2038). FLASK_LOCKOUT_SECONDS=
+    """Times were stored as 32-bit integers (PostgreSQL's integer, up to 2038, until e7a2c9d4b6f1;
+    the 10-year bound stays). FLASK_LOCKOUT_SECONDS=
     1000000000 (a lock "until an operator unlocks it") started, and on PostgreSQL the attempt that
     should have locked the account, and every sign-in of that user after it, the right password
     too, ended in 'integer out of range' (503); a reset link or code lifetime as long made every

@@ -185,9 +185,11 @@ _NUMBERS_OR_NONE = {"DATABASE_STATEMENT_TIMEOUT_SECONDS": 0, "MAX_CONTENT_LENGTH
                     "WTF_CSRF_TIME_LIMIT": 1}  # Flask-WTF's: None, a CSRF token good for the session's life
 
 
-#: Durations added to the time and stored (a lock's end, a link's, a code's, a refresh token's): the
-#: columns are PostgreSQL integers (32 bits, up to 2038), and a longer one made the write that
-#: stores it fail ('integer out of range', a 503) at the first lockout, reset mail or sign-in.
+#: Durations added to the time and stored (a lock's end, a link's, a code's, a refresh token's). The
+#: columns were PostgreSQL integers (32 bits, up to 2038), and a longer one made the write that
+#: stored it fail ('integer out of range', a 503) at the first lockout, reset mail or sign-in; they
+#: are BIGINT now (models/wide_integers.py), and the bound stays: no deployment means a longer one
+#: (a lock "until an operator unlocks it" is `users disable`), and times stay dates a log can print.
 STORED_DURATIONS = ("LOCKOUT_SECONDS", "PASSWORD_RESET_SECONDS", "EMAIL_VERIFICATION_SECONDS",
                     "AUTHORIZATION_CODE_LIFETIME_SECONDS", "REFRESH_TOKEN_LIFETIME_SECONDS",
                     # a spent half-finished sign-in's id is kept this long (accounts.pending_spent_until);
@@ -206,7 +208,7 @@ def _check_stored_durations(cfg) -> None:
     for name in STORED_DURATIONS:
         if cfg[name] > LONGEST_STORED_DURATION:
             raise ConfigurationError(f"{name} must be at most {LONGEST_STORED_DURATION} seconds (10 years), not "
-                                     f"{cfg[name]!r}: the time it ends is stored as a 32-bit integer")
+                                     f"{cfg[name]!r}: the time it ends is stored, and a longer one is a mistake")
     for name in COOKIE_DURATIONS:
         if cfg[name] > LONGEST_STORED_DURATION:
             raise ConfigurationError(f"{name} must be at most {LONGEST_STORED_DURATION} seconds (10 years), not "

@@ -1,8 +1,8 @@
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .row_id import GROWING_ID
+from .wide_integers import EPOCH_SECONDS, GROWING_ID
 
 
 class AccountToken(db.Model):
@@ -22,9 +22,9 @@ class AccountToken(db.Model):
     purpose: Mapped[str] = mapped_column(String(32))  # "password_reset", "verify_email", ...
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     email: Mapped[str | None] = mapped_column(String(320))  # the address the link was sent to
-    created_at: Mapped[int] = mapped_column(Integer)
-    expires_at: Mapped[int] = mapped_column(Integer, index=True)  # indexed for the purge
-    used_at: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    expires_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)  # indexed for the purge
+    used_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
 
     # the newer-token check and the hourly mail count look tokens up by user and purpose
     __table_args__ = (Index("ix_account_tokens_user_purpose", "user_id", "purpose", "created_at"),)

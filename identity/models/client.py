@@ -2,6 +2,7 @@ from sqlalchemy import JSON, Boolean, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .wide_integers import EPOCH_SECONDS
 
 
 class Client(db.Model):
@@ -32,8 +33,8 @@ class Client(db.Model):
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
     frontchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # `flask clients disable` / `enable`
-    disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch seconds; None while enabled
-    created_at: Mapped[int] = mapped_column(Integer)
+    disabled_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS, nullable=True)  # epoch seconds; None while enabled
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
 
     @property
     def is_public(self) -> bool:

@@ -1,8 +1,8 @@
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .row_id import GROWING_ID
+from .wide_integers import EPOCH_SECONDS, GROWING_ID
 
 
 class AuthorizationCode(db.Model):
@@ -21,16 +21,16 @@ class AuthorizationCode(db.Model):
     nonce: Mapped[str | None] = mapped_column(Text)
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
-    auth_time: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[int] = mapped_column(Integer)
-    expires_at: Mapped[int] = mapped_column(Integer, index=True)
-    consumed_at: Mapped[int | None] = mapped_column(Integer)
+    auth_time: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    expires_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)
+    consumed_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     family_id: Mapped[str] = mapped_column(String(64), index=True)  # shared by every token this code leads to
     issued_jti: Mapped[str | None] = mapped_column(String(64))  # access token issued on redemption
     front_channel_jti: Mapped[str | None] = mapped_column(String(64))  # hybrid: the token sent with the code
     # when the latest access token the code led to (front channel, redemption) expires: the grants
     # page's "may still be live", whatever the client's lifetime is now (None: stored before it was kept)
-    access_expires_at: Mapped[int | None] = mapped_column(Integer)
+    access_expires_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     amr: Mapped[str | None] = mapped_column(String(64))  # the session's sign-in methods (space-separated)
 
     # the nonce-replay check (store/issued_grants.py, code_nonce_seen): a lookup, not a scan of the
@@ -67,13 +67,13 @@ class RefreshToken(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     session_id: Mapped[str | None] = mapped_column(String(64))  # the session's public_sid
     scope: Mapped[str] = mapped_column(Text)
-    auth_time: Mapped[int | None] = mapped_column(Integer)
+    auth_time: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     amr: Mapped[str | None] = mapped_column(String(64))  # the sign-in methods of the code it came from
     access_token_jti: Mapped[str | None] = mapped_column(String(64))
-    issued_at: Mapped[int] = mapped_column(Integer)
-    expires_at: Mapped[int] = mapped_column(Integer, index=True)  # the purge looks for expired ones
-    consumed_at: Mapped[int | None] = mapped_column(Integer)  # set when rotated
-    revoked_at: Mapped[int | None] = mapped_column(Integer)
+    issued_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    expires_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)  # the purge looks for expired ones
+    consumed_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)  # set when rotated
+    revoked_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     # the app's user agent (bounded) and address (truncated) when this token was issued, for the sessions page
     user_agent: Mapped[str | None] = mapped_column(String(200))
     ip_address: Mapped[str | None] = mapped_column(String(64))
@@ -85,7 +85,7 @@ class RevokedAccessToken(db.Model):
     __tablename__ = "revoked_access_tokens"
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[int] = mapped_column(Integer, index=True)
+    expires_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)
 
 
 class StandaloneAccessToken(db.Model):
@@ -99,5 +99,5 @@ class StandaloneAccessToken(db.Model):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(200))
-    expires_at: Mapped[int] = mapped_column(Integer, index=True)
-    issued_at: Mapped[int | None] = mapped_column(Integer)  # None: recorded before it was kept
+    expires_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)
+    issued_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)  # None: recorded before it was kept

@@ -2,6 +2,7 @@ from sqlalchemy import Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .wide_integers import EPOCH_SECONDS
 
 
 class SigningKey(db.Model):
@@ -22,7 +23,7 @@ class SigningKey(db.Model):
     alg: Mapped[str] = mapped_column(String(10), index=True)
     generation: Mapped[int] = mapped_column(Integer)
     private_jwk: Mapped[str] = mapped_column(Text)  # Fernet token of the private JWK (services/key_encryption.py)
-    created_at: Mapped[int] = mapped_column(Integer)  # published from
-    activates_at: Mapped[int] = mapped_column(Integer)  # signs from
-    retired_at: Mapped[int | None] = mapped_column(Integer)  # no longer signs; still published a while
-    revoked_at: Mapped[int | None] = mapped_column(Integer)  # emergency rotation: unpublished at once
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)  # published from
+    activates_at: Mapped[int] = mapped_column(EPOCH_SECONDS)  # signs from
+    retired_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)  # no longer signs; still published a while
+    revoked_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)  # emergency rotation: unpublished at once

@@ -2,7 +2,7 @@ from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .row_id import GROWING_ID
+from .wide_integers import EPOCH_SECONDS, GROWING_ID
 
 
 class SessionClient(db.Model):
@@ -15,7 +15,7 @@ class SessionClient(db.Model):
     id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(64))  # the session's public_sid
     client_id: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
 
 
 class LogoutDelivery(db.Model):
@@ -38,11 +38,11 @@ class LogoutDelivery(db.Model):
     session_id: Mapped[str | None] = mapped_column(String(64))  # the session's public_sid: the token's sid
     reason: Mapped[str] = mapped_column(String(40))
     issuer: Mapped[str | None] = mapped_column(Text)  # the token's iss, as the request that queued it saw it
-    created_at: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[int] = mapped_column(Integer)
-    leased_until: Mapped[int | None] = mapped_column(Integer)
+    next_attempt_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    leased_until: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     lease_owner: Mapped[str | None] = mapped_column(String(32))
-    delivered_at: Mapped[int | None] = mapped_column(Integer)
-    gave_up_at: Mapped[int | None] = mapped_column(Integer)
+    delivered_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
+    gave_up_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     last_error: Mapped[str | None] = mapped_column(String(200))

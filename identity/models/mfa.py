@@ -2,6 +2,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .wide_integers import EPOCH_SECONDS
 
 
 class TotpFactor(db.Model):
@@ -17,8 +18,8 @@ class TotpFactor(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     secret_encrypted: Mapped[str] = mapped_column(String(512))
-    created_at: Mapped[int] = mapped_column(Integer)
-    confirmed_at: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    confirmed_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     last_step: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -33,5 +34,5 @@ class RecoveryCode(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     code_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[int] = mapped_column(Integer)
-    used_at: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    used_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)

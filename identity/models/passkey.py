@@ -1,7 +1,8 @@
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .wide_integers import EPOCH_SECONDS
 
 
 class Passkey(db.Model):
@@ -26,5 +27,5 @@ class Passkey(db.Model):
     backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
     aaguid: Mapped[str] = mapped_column(String(36), default="")
     name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[int] = mapped_column(Integer)
-    last_used_at: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    last_used_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)

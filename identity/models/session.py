@@ -1,8 +1,8 @@
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .row_id import GROWING_ID
+from .wide_integers import EPOCH_SECONDS, GROWING_ID
 
 
 class UserSession(db.Model):
@@ -21,11 +21,11 @@ class UserSession(db.Model):
     sid: Mapped[str] = mapped_column(String(64), unique=True)
     public_sid: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    auth_time: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[int] = mapped_column(Integer, index=True)
+    auth_time: Mapped[int] = mapped_column(EPOCH_SECONDS)
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)
     # the last request that used the session, written at most once a minute (sessions.TOUCH_SECONDS)
-    last_seen_at: Mapped[int] = mapped_column(Integer, index=True)
-    revoked_at: Mapped[int | None] = mapped_column(Integer, index=True)
+    last_seen_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)
+    revoked_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS, index=True)
     # what the sessions page shows: the client the sign-in was for, and the browser's user agent
     # (bounded) and address (truncated: services/user_agents.py) at sign-in
     client_id: Mapped[str | None] = mapped_column(String(200))

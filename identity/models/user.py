@@ -2,6 +2,7 @@ from sqlalchemy import Boolean, Float, Integer, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from .wide_integers import EPOCH_SECONDS
 
 
 class User(db.Model):
@@ -26,13 +27,13 @@ class User(db.Model):
     name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     password_version: Mapped[int] = mapped_column(Integer, default=1)
-    password_changed_at: Mapped[int] = mapped_column(Integer)  # epoch seconds
+    password_changed_at: Mapped[int] = mapped_column(EPOCH_SECONDS)  # epoch seconds
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[int] = mapped_column(Integer, default=0)  # epoch seconds; 0 = not locked
-    created_at: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[int] = mapped_column(EPOCH_SECONDS, default=0)  # epoch seconds; 0 = not locked
+    created_at: Mapped[int] = mapped_column(EPOCH_SECONDS)
     # a disabled user cannot sign in and their tokens are refused (`flask users disable`)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch seconds; None while enabled
+    disabled_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS, nullable=True)  # epoch seconds; None while enabled
     # epoch seconds until which some worker may reuse a bearer check of this user's tokens
     # (services/bearer_cache.py); changes to the user wait that out before they answer
     bearer_cached_until: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -70,8 +70,8 @@ def _then_successor(consume: str):
     INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
                                 access_token_jti, issued_at, expires_at, user_agent, ip_address, amr)
     SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
-           CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS INTEGER),
-           CAST(:jti AS VARCHAR), CAST(:stamp AS INTEGER), CAST(:expires_at AS INTEGER),
+           CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS BIGINT),
+           CAST(:jti AS VARCHAR), CAST(:stamp AS BIGINT), CAST(:expires_at AS BIGINT),
            CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR), CAST(:amr AS VARCHAR)
     FROM consumed
     RETURNING id
@@ -81,7 +81,7 @@ def _then_successor(consume: str):
 # A code's consumption and its first refresh token, as a rotation (the conditions of _CONSUME_CODE).
 _CONSUME_CODE_POSTGRESQL = _then_successor("""
         UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti,
-               access_expires_at = CAST(:access_expires_at AS INTEGER)
+               access_expires_at = CAST(:access_expires_at AS BIGINT)
         WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
         RETURNING family_id""")
 
