@@ -172,18 +172,25 @@ def _delete_issued(client_id: str) -> None:
     logout_rows.give_up_client_deliveries(client_id, now(), "the client was removed")
 
 
+def _locked_client(client_id: str) -> Client:
+    """The client, its row locked until the session's transaction ends and read again under the
+    lock (store/row_locks.py); NotFound (the transaction rolled back) when there is none."""
+    client_rows.lock_client_row(client_id)
+    client = db.session.scalar(select(Client).where(Client.client_id == client_id)
+                               .execution_options(populate_existing=True))
+    if client is None:
+        db.session.rollback()
+        raise NotFound(f"no client {client_id!r}")
+    return client
+
+
 def remove_client(client_id: str) -> None:
     """Remove a client and everything issued to it; returns once no worker serves it any more.
 
     A worker whose snapshot predates the commit still serves the client for CLIENT_CACHE_SECONDS
     (codes, refresh tokens, consents), so this waits that long, as set_client_enabled does, and
     then deletes what was issued meanwhile, unless the id was registered again since."""
-    client_rows.lock_client_row(client_id)  # the same command run twice at once: the second waits, then finds none
-    client = db.session.scalar(select(Client).where(Client.client_id == client_id)
-                               .execution_options(populate_existing=True))
-    if client is None:
-        db.session.rollback()
-        raise NotFound(f"no client {client_id!r}")
+    client = _locked_client(client_id)  # the same command run twice at once: the second waits, then finds none
     _delete_issued(client_id)
     db.session.delete(client)
     audit.record("client_removed", client_id=client_id)
@@ -246,12 +253,7 @@ def set_client_enabled(client_id: str, enabled: bool) -> bool:
     """Disable or enable a client; True if that changed it. A disabled client's authorization and
     token requests are refused, and so are the access tokens it holds (verify_access_token); this
     returns once every worker's snapshot of it is newer than the change (CLIENT_CACHE_SECONDS)."""
-    client_rows.lock_client_row(client_id)  # the same switch run twice at once: the second waits, then finds it made
-    client = db.session.scalar(select(Client).where(Client.client_id == client_id)
-                               .execution_options(populate_existing=True))
-    if client is None:
-        db.session.rollback()
-        raise NotFound(f"no client {client_id!r}")
+    client = _locked_client(client_id)  # the same switch run twice at once: the second waits, then finds it made
     if client.enabled == enabled:
         db.session.rollback()
         return False

@@ -12,6 +12,7 @@ from ..extensions import db
 from ..models import User
 from .connection import autocommit_connection
 from .mfa import second_factor_exists
+from .row_locks import RowLock
 from .writes import Write
 
 _USERS = User.__table__
@@ -52,8 +53,7 @@ def still_user(user_id: int, password_version: int) -> dict:
     return {"still_user": user_id, "still_version": password_version}
 
 
-_LOCK_ROW = select(_USERS.c.id).where(_USERS.c.id == bindparam("user_id")).with_for_update(key_share=True)
-_TAKE_WRITE_LOCK = update(_USERS).where(_USERS.c.id == bindparam("user_id")).values(id=_USERS.c.id)
+_USER_LOCK = RowLock(_USERS, _USERS.c.id)
 
 
 def lock_user_row(user_id: int) -> None:
@@ -63,10 +63,7 @@ def lock_user_row(user_id: int) -> None:
     database's write lock. Take it after any password hash, which must not hold SQLite's one
     write lock, and before the reads it protects. (A user id of no row locks nothing on
     PostgreSQL, in the same time.)"""
-    if autocommit_connection().is_sqlite:
-        db.session.execute(_TAKE_WRITE_LOCK, {"user_id": user_id})
-    else:
-        db.session.execute(_LOCK_ROW, {"user_id": user_id})
+    _USER_LOCK(user_id)
 
 
 def end_pending_email_change(user_id: int) -> None:

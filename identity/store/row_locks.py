@@ -1,0 +1,24 @@
+"""The lock an operator's or a user's change of one row takes before it reads the row.
+
+PostgreSQL locks the row (FOR NO KEY UPDATE, so rows referring to it may still be written); SQLite
+has no row locks and ignores FOR UPDATE, so there an UPDATE that changes nothing takes the
+database's write lock. Either way the session's transaction is the only one changing the row until
+it ends: the same change made twice at once is made once, and the second finds it made.
+"""
+
+from sqlalchemy import bindparam, select, update
+
+from ..extensions import db
+from .connection import autocommit_connection
+
+
+class RowLock:
+    """`RowLock(table, column)(value)`: lock the row of `table` whose `column` is `value`."""
+
+    def __init__(self, table, column):
+        self._select = select(table.c.id).where(column == bindparam("locked")).with_for_update(key_share=True)
+        self._update = update(table).where(column == bindparam("locked")).values(id=table.c.id)
+
+    def __call__(self, value) -> None:
+        statement = self._update if autocommit_connection().is_sqlite else self._select
+        db.session.execute(statement, {"locked": value})
