@@ -5,9 +5,9 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
 from identity.constants import LOCAL_API_SCOPE
-from identity.errors import AccountLocked, SecondFactorRequired, ValidationFailed
+from identity.errors import AccountLocked, CredentialSuperseded, SecondFactorRequired, ValidationFailed
 from identity.extensions import limiter, sensitive_limit
-from identity.oauth2.resource import current_token, require_oauth
+from identity.oauth2.resource import InvalidTokenError, current_token, require_oauth
 from identity.services.input_schemas import field_errors
 from identity.services import accounts, metrics, mfa, verification
 
@@ -38,9 +38,11 @@ def change_password():
     try:
         accounts.change_password(current_token.user.id, data["current_password"], data["new_password"],
                                  data["confirm_password"], client_id=current_token.client_id, otp=data.get("otp"),
-                                 recent_mfa=_recent_mfa())
+                                 recent_mfa=_recent_mfa(), password_version=current_token.claims["pwv"])
     except SecondFactorRequired as err:
         return _second_factor_required(err)
+    except CredentialSuperseded:  # the same change sent twice, or another, committed first
+        require_oauth.raise_error_response(InvalidTokenError("the access token was revoked"))
     except ValidationFailed as err:
         return validation_problem(err.errors, "The password was not changed; see errors.")
     except AccountLocked as err:

@@ -8,6 +8,7 @@ IdentityError
  ├── PasskeyRefused        a passkey ceremony that failed; the message is for the person
  ├── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
  ├── SignInTooOld          a change that needs a recent sign-in, asked by an older one
+ ├── CredentialSuperseded  a change asked with a token older than the password changed meanwhile
  └── InvalidLink           a one-time link that is unknown, expired, used or superseded; .reason
 """
 
@@ -54,6 +55,11 @@ class SecondFactorRequired(IdentityError):
 
 class SignInTooOld(IdentityError):
     """A change that needs a recent sign-in (mfa.prove_recent_sign_in) asked by an older one."""
+
+
+class CredentialSuperseded(IdentityError):
+    """A change asked with a credential (an access token) issued before the user's password changed,
+    by another request that committed first: the caller is refused as its credential now is."""
 
 
 class InvalidLink(IdentityError):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..errors import AccountLocked, Conflict, NotFound, ValidationFailed
+from ..errors import AccountLocked, Conflict, CredentialSuperseded, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as store
@@ -388,6 +388,7 @@ def change_password(
     client_id: str | None = None,
     otp: str | None = None,
     recent_mfa: bool = False,
+    password_version: int | None = None,
 ) -> User:
     """Change a user's password in one transaction (the web page and the local API both call this).
 
@@ -402,6 +403,11 @@ def change_password(
     recently (`recent_mfa`: mfa.recently_verified); without one, SecondFactorRequired before the
     password is looked at (mfa.code_required). The code is checked and spent last, in the
     change's transaction (mfa.spend_code): a change refused for its passwords keeps the code.
+
+    `password_version` is the version the caller's credential was issued under (the access
+    token's `pwv`): a change that another request (the same one sent twice, a retry) made first
+    has superseded it, so the current password it sends is no longer the user's but was not
+    wrong. That is CredentialSuperseded, neither counted toward lockout nor audited as a failure.
     """
     code_required = mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
     locked = locked_user(user_id)
@@ -421,7 +427,7 @@ def change_password(
         db.session.rollback()
         raise NotFound("no such user")
     if not verify_password(user.password_hash, normalize(current_password)):
-        _refuse_current_password(user_id, reservation, client_id)
+        _refuse_current_password(user_id, reservation, client_id, password_version)
     errors: dict[str, list[str]] = {}
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name,
                                  current=current_password)
@@ -435,7 +441,7 @@ def change_password(
         raise ValidationFailed(errors)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
     if not store.hash_unchanged(user_id, user.password_hash):  # SQLite: changed since the read
-        _refuse_current_password(user_id, reservation, client_id)
+        _refuse_current_password(user_id, reservation, client_id, password_version)
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id)
     with lockout.taken_back_on_failure(reservation):
@@ -452,10 +458,17 @@ def change_password(
     return user
 
 
-def _refuse_current_password(user_id: int, reservation: lockout.Reservation, client_id: str | None):
+def _refuse_current_password(user_id: int, reservation: lockout.Reservation, client_id: str | None,
+                             password_version: int | None = None):
     """A current password that is not (or no longer) the user's: audited, the reservation's
-    failure kept; raises ValidationFailed, or AccountLocked if this attempt set the lock."""
+    failure kept; raises ValidationFailed, or AccountLocked if this attempt set the lock. If the
+    caller's credential was issued under an older password version than the user's now (another
+    change committed first), the reservation is taken back and CredentialSuperseded raised."""
     db.session.rollback()  # the row lock goes; the reservation has counted the failure
+    if password_version is not None and store.password_version(user_id) not in (None, password_version):
+        db.session.execute(*lockout.released(reservation))  # its password was right when it was sent
+        db.session.commit()
+        raise CredentialSuperseded("the password was changed since the credential was issued")
     audit.record("password_change_failed", user_id=user_id, client_id=client_id)
     if lockout.commit_refusal(reservation):
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])

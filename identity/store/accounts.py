@@ -90,6 +90,11 @@ def hash_unchanged(user_id: int, verified_hash: str) -> bool:
     return db.session.execute(_KEEP_HASH, {"user_id": user_id, "verified_hash": verified_hash}).rowcount == 1
 
 
+def password_version(user_id: int) -> int | None:
+    """The user's password version as committed now (None: no such user)."""
+    return db.session.scalar(select(User.password_version).where(User.id == user_id))
+
+
 def sign_in_user(key: str) -> SignInUser | None:
     """The user whose normalized user name or email is `key`, as committed (read only)."""
     found = autocommit_connection().first(_SIGN_IN_USER, {"key": key})

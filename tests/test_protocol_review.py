@@ -1,0 +1,43 @@
+"""Review from outside: each state-changing request of the local API and of the protocol
+endpoints sent twice at once (two threads released by a barrier, against a 2-worker gunicorn
+server) or twice in a row (a retry after the first succeeded), on SQLite and PostgreSQL: both
+answers, the database and the audit trail say the change happened once."""
+
+import pytest
+import requests
+
+from protocol_review_support import PASSWORD, SEED, SECRET, audited, password_tokens, scalar, twice
+from servers import seeded_server
+
+pytestmark = pytest.mark.server
+
+ROUNDS = 3
+
+
+@pytest.fixture
+def server(tmp_path):
+    with seeded_server(tmp_path, SEED, name="twice") as running:
+        yield running
+
+
+def test_a_password_change_sent_twice_at_once_is_one_change_and_no_wrong_password(server):
+    """A mobile app's POST /localapi/password sent twice at once (a retry of a request whose answer
+    was lost) with the same body and token: one 204; the other finds the password changed by the
+    first, so its token is outdated (401 invalid_token, as it would be refused a moment later), not
+    a "current password is incorrect" that counts toward lockout and is audited as a failure."""
+    passwords = [PASSWORD] + [f"copper-lantern-orchard-{n}{n}7" for n in range(ROUNDS)]
+    for round_ in range(ROUNDS):
+        token = password_tokens(server, password=passwords[round_])["access_token"]
+        failed = audited(server.database_uri, "password_change_failed")
+        body = {"current_password": passwords[round_], "new_password": passwords[round_ + 1],
+                "confirm_password": passwords[round_ + 1]}
+        answers = twice(lambda: requests.post(server.url + "/localapi/password", json=body, timeout=60,
+                                              headers={"Authorization": "Bearer " + token}))
+        said = sorted((a.status_code, a.text[:120]) for a in answers)
+        assert [a.status_code for a in answers].count(204) == 1, said
+        other = next(a for a in answers if a.status_code != 204)
+        assert other.status_code == 401, f"round {round_}: the second of one change twice answered {said}"
+        assert 'error="invalid_token"' in other.headers["WWW-Authenticate"], other.headers
+        assert audited(server.database_uri, "password_change_failed") == failed
+        assert scalar(server.database_uri, "SELECT failed_attempts FROM users WHERE username = 'alice'") == 0
+        assert audited(server.database_uri, "password_changed") == round_ + 1
