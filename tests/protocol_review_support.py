@@ -45,3 +45,4 @@ def twice(call, together: bool = True) -> list:
         if isinstance(answer, BaseException):
             raise answer
     return answers
+

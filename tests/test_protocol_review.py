@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from protocol_review_support import PASSWORD, SEED, SECRET, audited, password_tokens, scalar, twice
-from servers import seeded_server
+from servers import seeded_server, token_request
 
 pytestmark = pytest.mark.server
 
@@ -41,3 +41,30 @@ def test_a_password_change_sent_twice_at_once_is_one_change_and_no_wrong_passwor
         assert audited(server.database_uri, "password_change_failed") == failed
         assert scalar(server.database_uri, "SELECT failed_attempts FROM users WHERE username = 'alice'") == 0
         assert audited(server.database_uri, "password_changed") == round_ + 1
+
+
+@pytest.mark.parametrize("grant", ["password", "client_credentials"])
+def test_an_access_token_revoked_twice_at_once_is_audited_once(server, grant):
+    """RFC 7009: a client's revocation of one access token sent twice at once (an SDK's retry on a
+    timeout): both 200, the token listed once, one token_revoked event; not one per request (on
+    PostgreSQL both read it unlisted, and both recorded the revocation)."""
+    uri = server.database_uri
+    for round_ in range(ROUNDS * 2):
+        if grant == "password":
+            token = password_tokens(server)["access_token"]
+        else:
+            response = token_request(server.url, "twice", SECRET, grant_type="client_credentials", scope="IdentityServerApi")
+            assert response.status_code == 200, response.text
+            token = response.json()["access_token"]
+        before = audited(uri, "token_revoked")
+        answers = twice(lambda: requests.post(server.url + "/connect/revocation", auth=("twice", SECRET), timeout=60,
+                                              data={"token": token, "token_type_hint": "access_token"}))
+        assert [a.status_code for a in answers] == [200, 200], [(a.status_code, a.text) for a in answers]
+        recorded = audited(uri, "token_revoked") - before
+        assert recorded == 1, f"round {round_}: one access token revoked twice at once audited {recorded} times"
+        assert requests.post(server.url + "/connect/revocation", auth=("twice", SECRET), timeout=60,
+                             data={"token": token}).status_code == 200
+        assert audited(uri, "token_revoked") - before == 1, "revoked again after: audited again"
+        assert requests.get(server.url + "/localapi/account", headers={"Authorization": "Bearer " + token},
+                            timeout=60).status_code == 401
+

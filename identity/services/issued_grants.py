@@ -21,7 +21,7 @@ from ..models import RefreshToken
 from ..store import issued_grants as store
 from ..store.tokens import all_revoked
 from ..store.issued_grants import CodeGrant, RefreshGrant
-from . import audit, logout, metrics
+from . import audit, logout, metrics, tokens
 from .bearer_cache import accepted_past_expiry
 from .browser_sessions import times_are_live
 from .tokens import revoke_jtis, token_hash
@@ -322,10 +322,13 @@ def revoke_refresh_token(row: RefreshToken) -> None:
 
 def revoke_access_token(jti: str, expires_at: int, *, user_id: int | None, client_id: str | None) -> None:
     """RFC 7009 for an access token: put it on the revocation list, committed with its audit event.
-    One on the list already (a client's retry: RFC 7009 answers it 200 too) changes and records nothing."""
+    One on the list already (a client's retry, or the same request sent at the same moment, whose
+    insert waits for this one's: RFC 7009 answers it 200 too) changes and records nothing."""
     if all_revoked([jti]):
         return
-    revoke_jtis([jti], expires_at, user_id)
+    if not tokens.revoke_access_token(jti, expires_at, user_id):
+        db.session.rollback()
+        return
     audit.record("token_revoked", user_id=user_id, client_id=client_id,
                  detail={"reason": "revocation_endpoint", "token_type": "access_token"})
     db.session.commit()

@@ -285,9 +285,12 @@ def revoke_jtis(jtis, expires_at: int, user_id: int | None) -> None:
     store.add_revoked(jtis, expires_at)
 
 
-def revoke_access_token(jti: str, expires_at: int, user_id: int | None) -> None:
-    """Put one access token on the revocation list (the caller commits)."""
-    revoke_jtis([jti], expires_at, user_id)
+def revoke_access_token(jti: str, expires_at: int, user_id: int | None) -> bool:
+    """Put one access token on the revocation list (the caller commits); whether this call put it
+    there, rather than finding it listed (by a request that committed first: the same revocation
+    sent twice at once)."""
+    bearer_cache.forget([jti])
+    return store.add_revoked_one(jti, expires_at)
 
 
 def token_hash(value: str) -> str:

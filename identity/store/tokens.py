@@ -53,3 +53,12 @@ def add_revoked(jtis, expires_at: int) -> None:
     rows = [{"jti": jti, "expires_at": expires_at} for jti in sorted(set(jtis))]
     if rows:
         db.session.execute(insert_or_skip(RevokedAccessToken.__table__, ("jti",), ("jti", "expires_at")), rows)
+
+
+def add_revoked_one(jti: str, expires_at: int) -> bool:
+    """Put one access token on the revocation list, in the session's transaction, as add_revoked
+    does; whether this statement put it there (False: it was listed already, or by a transaction
+    that committed first: on PostgreSQL the INSERT waits for one that has not yet)."""
+    statement = insert_or_skip(RevokedAccessToken.__table__, ("jti",), ("jti", "expires_at"))
+    return db.session.execute(statement.execution_options(preserve_rowcount=True),
+                              {"jti": jti, "expires_at": expires_at}).rowcount == 1
