@@ -68,3 +68,28 @@ def test_an_access_token_revoked_twice_at_once_is_audited_once(server, grant):
         assert requests.get(server.url + "/localapi/account", headers={"Authorization": "Bearer " + token},
                             timeout=60).status_code == 401
 
+
+def test_the_end_session_confirmation_sent_twice_at_once_shows_the_front_channel_iframes_in_both(tmp_path):
+    """RP-initiated logout whose confirmation ("Yes, sign me out") is sent twice at once (a double
+    click: the browser shows the answer to the last one): docs/logout.md promises that, with
+    front-channel clients, the signed-out page is shown first so their iframes load. The request
+    that lost the race to end the session answered a bare redirect to the client, and the
+    client's front-channel logout page was never loaded."""
+    from protocol_review_support import FRONTCHANNEL_SEED, RP_FRONTCHANNEL, RP_REDIRECT, RP_SIGNED_OUT
+    from servers import authorize, csrf_from, sign_in
+
+    with seeded_server(tmp_path, FRONTCHANNEL_SEED, name="frontchannel") as server:
+        for round_ in range(ROUNDS):
+            browser = requests.Session()
+            assert sign_in(browser, server.url, "alice", PASSWORD).status_code == 302
+            response, _ = authorize(browser, server.url, client_id="rp", redirect_uri=RP_REDIRECT)
+            assert response.headers["Location"].startswith(RP_REDIRECT + "?code="), response.headers
+            fields = {"client_id": "rp", "post_logout_redirect_uri": RP_SIGNED_OUT, "state": f"s{round_}"}
+            page = browser.get(server.url + "/connect/endsession", params=fields, timeout=60)
+            assert page.status_code == 200 and "csrf_token" in page.text, page.text[:300]
+            form = {**fields, "csrf_token": csrf_from(page.text)}
+            answers = twice(lambda: browser.post(server.url + "/connect/endsession", data=form, timeout=60,
+                                                 allow_redirects=False))
+            said = [(a.status_code, a.headers.get("Location"), RP_FRONTCHANNEL in a.text) for a in answers]
+            assert all(a.status_code == 200 and RP_FRONTCHANNEL in a.text for a in answers), \
+                f"round {round_}: the confirmation sent twice answered {said}"

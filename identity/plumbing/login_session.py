@@ -150,13 +150,20 @@ def _end_continued(pending: dict, how: str | None):
 def sign_out(principal, how: str | None = "signed_out") -> list[str]:
     """End the browser session (audited as `session_ended`, reason `how`; None: the caller records
     it); the front-channel logout URIs of the clients it had issued to. A browser half-way
-    through signing in again ends the session its second step would have continued."""
+    through signing in again ends the session its second step would have continued. The same
+    sign-out sent twice at once (a double click, whose second answer is the page the browser
+    shows) ends the session once, and both answers carry its clients' URIs: so does one whose
+    cookie names a session another request has just ended (only the browser can load them)."""
     ended = None
     if getattr(principal, "is_authenticated", False):
         audited_for = principal.user.id if how is not None else None
         ended = browser_sessions.end_session(principal.sid, audited_for=audited_for, how=how or "")
+        if ended is None:  # ended since this request loaded it (the sign-out sent twice at once)
+            ended = browser_sessions.ended_meanwhile(principal.sid)
     elif (pending := pending_second_factor()) is not None:
         ended = _end_continued(pending, how)
+    elif isinstance(sid := session.get("_user_id"), str):  # Flask-Login's: a session ended before this request loaded it
+        ended = browser_sessions.ended_meanwhile(sid)
     session.clear()
     logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session
     return logout.frontchannel_logout_uris(ended)

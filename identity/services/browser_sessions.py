@@ -159,6 +159,12 @@ def end_session(sid: str, reason: str = "signed_out", *, audited_for: int | None
     return end_stored_session(store.sid_digest(sid), reason, audited_for=audited_for, how=how)
 
 
+def ended_meanwhile(sid: str) -> "logout.EndedSession | None":
+    """The session with this cookie sid and its clients, after end_session found it ended by
+    another request since this one loaded it (logout.session_ended_meanwhile)."""
+    return logout.session_ended_meanwhile(store.sid_digest(sid))
+
+
 def end_stored_session(digest: str, reason: str = "signed_out", *, audited_for: int | None = None,
                        how: str = "signed_out") -> "logout.EndedSession | None":
     """End a browser session; its clients are told (back-channel logout) in the same transaction.

@@ -111,6 +111,23 @@ def session_ended(digest: str, reason: str = "signed_out") -> EndedSession | Non
     return EndedSession(public_sid, client_ids)
 
 
+# How recently another request must have ended a session for a sign-out to frame its clients'
+# front-channel URIs all the same (session_ended_meanwhile): the same form sent twice at once.
+ENDED_MEANWHILE_SECONDS = 10
+
+
+def session_ended_meanwhile(digest: str) -> EndedSession | None:
+    """The session with this cookie sid digest and its clients, if another request ended it in
+    the last ENDED_MEANWHILE_SECONDS (the same sign-out sent twice at once): what the front
+    channel tells, which only the browser can; the request that ended it queued the back-channel
+    tokens. None otherwise (live, idle, ended earlier, unknown)."""
+    found = store.session_by_sid(digest, ended_since=clock.now() - ENDED_MEANWHILE_SECONDS)
+    if found is None:
+        return None
+    public_sid, _ = found
+    return EndedSession(public_sid, [client_id for _, client_id in store.session_clients([public_sid])])
+
+
 def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
     """The URIs the signed-out page loads in iframes (Front-Channel Logout 1.0 section 2): each
     client's registered frontchannel_logout_uri, with `iss` and `sid` when the client asked for them."""

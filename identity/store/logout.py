@@ -38,12 +38,16 @@ def session_clients(session_ids) -> list[tuple[str, str]]:
     return [tuple(row) for row in rows]
 
 
-def session_by_sid(digest: str) -> tuple[str, str] | None:
+def session_by_sid(digest: str, *, ended_since: int | None = None) -> tuple[str, str] | None:
     """(public_sid, user subject) of the unrevoked session whose cookie sid has this digest
-    (browser_sessions.sid_digest)."""
-    row = db.session.execute(select(UserSession.public_sid, User.subject)
-                             .join(User, User.id == UserSession.user_id)
-                             .where(UserSession.sid == digest, UserSession.revoked_at.is_(None))).first()
+    (browser_sessions.sid_digest); with `ended_since`, of the session revoked at or after then."""
+    query = (select(UserSession.public_sid, User.subject).join(User, User.id == UserSession.user_id)
+             .where(UserSession.sid == digest))
+    if ended_since is None:
+        query = query.where(UserSession.revoked_at.is_(None))
+    else:
+        query = query.where(UserSession.revoked_at >= ended_since)
+    row = db.session.execute(query).first()
     return tuple(row) if row else None
 
 
