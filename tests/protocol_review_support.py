@@ -54,3 +54,8 @@ RP_CLIENT = {"client_id": "rp", "client_name": "Relying Party", "allowed_grant_t
              "redirect_uris": [RP_REDIRECT], "post_logout_redirect_uris": [RP_SIGNED_OUT], "require_pkce": True,
              "frontchannel_logout_uri": RP_FRONTCHANNEL, "allowed_scopes": ["openid"]}
 FRONTCHANNEL_SEED = {**SEED, "clients": [*SEED["clients"], RP_CLIENT]}
+
+ASKING_CLIENT = {"client_id": "asks", "client_name": "Asking Client", "allowed_grant_types": ["authorization_code"],
+                 "redirect_uris": [RP_REDIRECT], "require_pkce": True, "require_consent": True,
+                 "allowed_scopes": ["openid", "profile", "email"]}
+CONSENT_SEED = {**SEED, "clients": [*SEED["clients"], ASKING_CLIENT]}

@@ -93,3 +93,31 @@ def test_the_end_session_confirmation_sent_twice_at_once_shows_the_front_channel
             said = [(a.status_code, a.headers.get("Location"), RP_FRONTCHANNEL in a.text) for a in answers]
             assert all(a.status_code == 200 and RP_FRONTCHANNEL in a.text for a in answers), \
                 f"round {round_}: the confirmation sent twice answered {said}"
+
+
+def test_consent_remembered_by_allow_clicked_twice_at_once_is_audited_once(tmp_path):
+    """The consent form (Allow, remember) sent twice at once: both answers go back to the client
+    with a code (test_races_review.py), one consent row is kept, and the audit trail records one
+    consent_granted: the second request remembered nothing new. Sent again once the consent is
+    remembered, nothing more is recorded either."""
+    from protocol_review_support import CONSENT_SEED, RP_REDIRECT
+    from servers import authorize, csrf_from, redirect_params, sign_in
+
+    with seeded_server(tmp_path, CONSENT_SEED, name="consent") as server:
+        uri = server.database_uri
+        browser = requests.Session()
+        assert sign_in(browser, server.url, "alice", PASSWORD).status_code == 302
+        for round_ in range(ROUNDS):
+            scope = ["openid", "openid profile", "openid profile email"][round_]
+            response, _ = authorize(browser, server.url, client_id="asks", redirect_uri=RP_REDIRECT, scope=scope)
+            assert response.status_code == 302 and response.headers["Location"].startswith("/consent?"), response.text
+            location = server.url + response.headers["Location"]
+            page = browser.get(location, timeout=60)
+            form = {"csrf_token": csrf_from(page.text), "decision": "allow", "remember": "y"}
+            before = audited(uri, "consent_granted")
+            answers = twice(lambda: browser.post(location, data=form, timeout=60, allow_redirects=False))
+            assert [a.status_code for a in answers] == [303, 303], [(a.status_code, a.text[:200]) for a in answers]
+            assert all("code" in redirect_params(a) for a in answers), [a.headers.get("Location") for a in answers]
+            recorded = audited(uri, "consent_granted") - before
+            assert recorded == 1, f"round {round_}: one consent ({scope}) allowed twice at once audited {recorded} times"
+            assert scalar(uri, "SELECT count(*) FROM consents") == 1

@@ -24,16 +24,21 @@ def has_consent(user_id: int, client_id: str, scopes: list[str]) -> bool:
 def remember_consent(user_id: int, client_id: str, scopes: list[str]) -> None:
     """Add the scopes to what the user allowed the client, remembered in one row per user and
     client even when two requests remember at once (Allow clicked twice): the row is inserted
-    unless there already, then read locked and widened, so neither request's scopes are lost."""
-    db.session.execute(insert_or_skip(Consent.__table__, ("user_id", "client_id"),
-                                      ("user_id", "client_id", "scopes", "created_at")),
-                       {"user_id": user_id, "client_id": client_id, "scopes": sorted(set(scopes)), "created_at": now()})
+    unless there already, then read locked and widened, so neither request's scopes are lost.
+    Audited (`consent_granted`) when it remembers something new: not again for scopes remembered
+    already, such as by the same form sent twice at once, whose other request inserted the row."""
+    inserted = db.session.execute(
+        insert_or_skip(Consent.__table__, ("user_id", "client_id"), ("user_id", "client_id", "scopes", "created_at"))
+        .execution_options(preserve_rowcount=True),
+        {"user_id": user_id, "client_id": client_id, "scopes": sorted(set(scopes)), "created_at": now()}).rowcount == 1
     row = db.session.scalar(select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
                             .with_for_update().execution_options(populate_existing=True))
+    remembers_more = inserted or not set(scopes) <= set(row.scopes)
     widened = sorted(set(row.scopes) | set(scopes))
     if widened != row.scopes:
         row.scopes = widened
-    audit.record("consent_granted", user_id=user_id, client_id=client_id, detail={"scopes": sorted(scopes)})
+    if remembers_more:
+        audit.record("consent_granted", user_id=user_id, client_id=client_id, detail={"scopes": sorted(scopes)})
     db.session.commit()
 
 
