@@ -50,9 +50,11 @@ def twice(call, together: bool = True) -> list:
 RP_REDIRECT = "http://127.0.0.1:9/callback"
 RP_SIGNED_OUT = "http://127.0.0.1:9/signed-out"
 RP_FRONTCHANNEL = "http://127.0.0.1:9/frontchannel-logout"
+RP_BACKCHANNEL = "http://127.0.0.1:9/backchannel-logout"
 RP_CLIENT = {"client_id": "rp", "client_name": "Relying Party", "allowed_grant_types": ["authorization_code"],
              "redirect_uris": [RP_REDIRECT], "post_logout_redirect_uris": [RP_SIGNED_OUT], "require_pkce": True,
-             "frontchannel_logout_uri": RP_FRONTCHANNEL, "allowed_scopes": ["openid"]}
+             "frontchannel_logout_uri": RP_FRONTCHANNEL, "backchannel_logout_uri": RP_BACKCHANNEL,
+             "allowed_scopes": ["openid"]}
 FRONTCHANNEL_SEED = {**SEED, "clients": [*SEED["clients"], RP_CLIENT]}
 
 ASKING_CLIENT = {"client_id": "asks", "client_name": "Asking Client", "allowed_grant_types": ["authorization_code"],

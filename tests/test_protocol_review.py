@@ -74,7 +74,8 @@ def test_the_end_session_confirmation_sent_twice_at_once_shows_the_front_channel
     click: the browser shows the answer to the last one): docs/logout.md promises that, with
     front-channel clients, the signed-out page is shown first so their iframes load. The request
     that lost the race to end the session answered a bare redirect to the client, and the
-    client's front-channel logout page was never loaded."""
+    client's front-channel logout page was never loaded. The back channel is told once, and the
+    end recorded once."""
     from protocol_review_support import FRONTCHANNEL_SEED, RP_FRONTCHANNEL, RP_REDIRECT, RP_SIGNED_OUT
     from servers import authorize, csrf_from, sign_in
 
@@ -93,6 +94,9 @@ def test_the_end_session_confirmation_sent_twice_at_once_shows_the_front_channel
             said = [(a.status_code, a.headers.get("Location"), RP_FRONTCHANNEL in a.text) for a in answers]
             assert all(a.status_code == 200 and RP_FRONTCHANNEL in a.text for a in answers), \
                 f"round {round_}: the confirmation sent twice answered {said}"
+            queued = scalar(server.database_uri, "SELECT count(*) FROM logout_deliveries")
+            assert queued == round_ + 1, f"round {round_}: {queued} back-channel logout tokens for {round_ + 1} sign-outs"
+            assert audited(server.database_uri, "session_ended") == round_ + 1
 
 
 def test_consent_remembered_by_allow_clicked_twice_at_once_is_audited_once(tmp_path):
