@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl, urlencode
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 from authlib.oidc.core.errors import (
-    ConsentRequiredError, InteractionRequiredError, LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError,
+    ConsentRequiredError, InteractionRequiredError, LoginRequiredError, RegistrationNotSupportedError,
+    RequestNotSupportedError, RequestURINotSupportedError,
 )
 from flask import request
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
@@ -217,13 +218,16 @@ def _parameter_error(params: AuthorizationParams, redirect_uri: str | None):
 def _request_object_error(params: AuthorizationParams, redirect_uri: str):
     """OpenID Connect Core 6.1 and 6.2: an OP that does not take request objects (discovery says
     so) MUST refuse `request` and `request_uri`, not answer the unsigned parameters beside them.
-    And a `max_age` that is not a number of seconds is refused, not ignored: ignoring it would
+    `registration` (7.2.1: a Self-Issued OP's, which this is not) is refused as 3.1.2.6 says
+    (registration_not_supported): ignored, the client metadata it carries was not applied. And a `max_age` that is not a number of seconds is refused, not ignored: ignoring it would
     answer without the fresh sign-in the client asked for."""
     values = params.values  # a parameter sent without a value is as if omitted (RFC 6749, 3.1)
     if values.get("request"):
         return RequestNotSupportedError(redirect_uri=redirect_uri)
     if values.get("request_uri"):
         return RequestURINotSupportedError(redirect_uri=redirect_uri)
+    if values.get("registration"):
+        return RegistrationNotSupportedError(redirect_uri=redirect_uri)
     if values.get("max_age") and not MAX_AGE.fullmatch(values["max_age"]):
         return InvalidRequestError("max_age must be a whole number of seconds", redirect_uri=redirect_uri)
     return None

@@ -21,7 +21,7 @@ RECOGNIZED = frozenset((
     "client_id", "client_secret", "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
     "username", "password", "token", "token_type_hint", "response_type", "response_mode", "state", "nonce", "prompt",
     "max_age", "code_challenge", "code_challenge_method", "id_token_hint", "login_hint", "ui_locales", "display",
-    "acr_values", "claims", "request", "request_uri", "post_logout_redirect_uri",
+    "acr_values", "claims", "request", "request_uri", "registration", "post_logout_redirect_uri",
 ))
 NONCE_MAX_LENGTH = 300
 SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
