@@ -6,6 +6,7 @@ or another endpoint. The request's parameters are given, not read here from Flas
 same checks, in this module.
 """
 
+import json
 import re
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode
@@ -67,6 +68,7 @@ class Validated:
     reply: ReplyTo
     params: AuthorizationParams
     hinted_subject: str | None = None  # the `sub` of a verified id_token_hint
+    claimed_subject: str | None = None  # the ID token `sub` the `claims` parameter asks for by value
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,23 @@ def _login_reason(principal, checked: Validated) -> str | None:
         return "prompt_login"
     if _max_age_exceeded(principal, params):
         return "max_age"
-    if checked.hinted_subject is not None and checked.hinted_subject != principal.user.subject:
-        return "another_user"  # the client asks for the user its id_token_hint names
+    if any(subject is not None and subject != principal.user.subject
+           for subject in (checked.hinted_subject, checked.claimed_subject)):
+        return "another_user"  # the client asks for the user its id_token_hint (or claims) names
     return None
+
+
+def _claimed_subject(params: AuthorizationParams) -> str | None:
+    """The ID token `sub` that the `claims` parameter requests by value, if any. The parameter is
+    not supported otherwise (discovery: claims_parameter_supported false, so one that is not
+    JSON is ignored), but OpenID Connect Core 3.1.2.2 answers such a request positively only for
+    that user: as for an id_token_hint, another user signed in signs in again."""
+    try:
+        requested = json.loads(params.values.get("claims") or "null")
+        value = requested["id_token"]["sub"]["value"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def mfa_requested(checked: Validated) -> bool:
@@ -259,7 +275,7 @@ def validate(principal, params: AuthorizationParams):
                                         redirect_uri=reply.redirect_uri)
     if error is not None:
         return error_decision(error, params)
-    return Validated(grant, reply, params, hinted_subject)
+    return Validated(grant, reply, params, hinted_subject, _claimed_subject(params))
 
 
 def grant_response(checked: Validated, principal):
@@ -287,9 +303,9 @@ def _person_needed(checked: Validated, principal, signed_in_now: bool = False):
     prompts = _prompts(params)
     reason = _login_reason(principal, checked)
     if reason == "another_user" and signed_in_now:
-        # OpenID Connect Core 3.1.2.1: the user the hint names was not the one signed in by the
-        # request; answered, not sent back to the same sign-in page again
-        return error_decision(LoginRequiredError(description="the user signed in is not the one id_token_hint names",
+        # OpenID Connect Core 3.1.2.1, 3.1.2.2: the user the hint (or claims) names was not the one
+        # signed in by the request; answered, not sent back to the same sign-in page again
+        return error_decision(LoginRequiredError(description="the user signed in is not the one the request names",
                                                  redirect_uri=checked.reply.redirect_uri), params)
     if reason is not None:
         if "none" in prompts:
