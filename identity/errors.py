@@ -9,6 +9,7 @@ IdentityError
  ├── SecondFactorRequired  the user has a second factor and none was given (or a wrong code)
  ├── SignInTooOld          a change that needs a recent sign-in, asked by an older one
  ├── CredentialSuperseded  a change asked with a token older than the password changed meanwhile
+ ├── AlreadyDone           the same form sent again after its first copy made the change
  └── InvalidLink           a one-time link that is unknown, expired, used or superseded; .reason
 """
 
@@ -60,6 +61,11 @@ class SignInTooOld(IdentityError):
 class CredentialSuperseded(IdentityError):
     """A change asked with a credential (an access token) issued before the user's password changed,
     by another request that committed first: the caller is refused as its credential now is."""
+
+
+class AlreadyDone(IdentityError):
+    """The same form sent again (a double click, a browser's resend) after its first copy made the
+    change moments ago: nothing more to do, and nothing went wrong."""
 
 
 class InvalidLink(IdentityError):

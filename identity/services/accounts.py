@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..errors import AccountLocked, Conflict, CredentialSuperseded, NotFound, ValidationFailed
+from ..errors import AccountLocked, AlreadyDone, Conflict, CredentialSuperseded, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as store
@@ -427,7 +427,8 @@ def change_password(
         db.session.rollback()
         raise NotFound("no such user")
     if not verify_password(user.password_hash, normalize(current_password)):
-        _refuse_current_password(user_id, reservation, client_id, password_version)
+        _refuse_current_password(user_id, reservation, client_id, password_version=password_version,
+                                 page=keep_sid is not None, new_password=new_password, confirm_password=confirm_password)
     errors: dict[str, list[str]] = {}
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name,
                                  current=current_password)
@@ -441,7 +442,8 @@ def change_password(
         raise ValidationFailed(errors)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
     if not store.hash_unchanged(user_id, user.password_hash):  # SQLite: changed since the read
-        _refuse_current_password(user_id, reservation, client_id, password_version)
+        _refuse_current_password(user_id, reservation, client_id, password_version=password_version,
+                                 page=keep_sid is not None, new_password=new_password, confirm_password=confirm_password)
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id)
     with lockout.taken_back_on_failure(reservation):
@@ -458,13 +460,36 @@ def change_password(
     return user
 
 
-def _refuse_current_password(user_id: int, reservation: lockout.Reservation, client_id: str | None,
-                             password_version: int | None = None):
+# How long after a password change the same form sent again (a double click, a resend of a post
+# whose answer was lost) is answered as the change it asked for, not as a wrong current password.
+SENT_AGAIN_SECONDS = 60
+
+
+def _sent_again(user: User | None, new_password: str, confirm_password: str) -> bool:
+    """Whether a change refused for its current password is its own form sent again: the browser
+    session that changed the password moments ago (`user` is given only for a page's session,
+    which the change kept) asks for the password it has now. Whoever sends it knows that password,
+    so the answer tells them nothing."""
+    return (user is not None and new_password == confirm_password
+            and now() - user.password_changed_at <= SENT_AGAIN_SECONDS
+            and verify_password(user.password_hash, normalize(new_password)))
+
+
+def _refuse_current_password(user_id: int, reservation: lockout.Reservation, client_id: str | None, *,
+                             password_version: int | None = None, page: bool = False, new_password: str = "",
+                             confirm_password: str = ""):
     """A current password that is not (or no longer) the user's: audited, the reservation's
-    failure kept; raises ValidationFailed, or AccountLocked if this attempt set the lock. If the
-    caller's credential was issued under an older password version than the user's now (another
-    change committed first), the reservation is taken back and CredentialSuperseded raised."""
+    failure kept; raises ValidationFailed, or AccountLocked if this attempt set the lock. Unless
+    the change it asked for was made meanwhile, by the same request sent twice: then the
+    reservation is taken back, and
+    - the page's form sent again after its change (`_sent_again`) raises AlreadyDone;
+    - a caller whose credential was issued under an older password version than the user's now
+      (the local API's token: another change committed first) gets CredentialSuperseded."""
     db.session.rollback()  # the row lock goes; the reservation has counted the failure
+    if page and _sent_again(db.session.get(User, user_id), new_password, confirm_password):
+        db.session.execute(*lockout.released(reservation))
+        db.session.commit()
+        raise AlreadyDone()
     if password_version is not None and store.password_version(user_id) not in (None, password_version):
         db.session.execute(*lockout.released(reservation))  # its password was right when it was sent
         db.session.commit()

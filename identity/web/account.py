@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import continues_session, hold_for_second_factor, renew_cookie, sign_in, sign_out
-from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
+from ..errors import AccountLocked, AlreadyDone, SecondFactorRequired, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
 from .second_factor import second_factor_errors, second_factor_fields
@@ -144,6 +144,9 @@ def password():
                                      otp=form.otp.data or None, recent_mfa=recent_mfa)
             renew_cookie(current_user._get_current_object(), renewed_sid)
             metrics.count_password_change("page")
+            changed = True
+            form = ChangePasswordForm(formdata=None)
+        except AlreadyDone:  # this form sent again: its first copy changed the password
             changed = True
             form = ChangePasswordForm(formdata=None)
         except SecondFactorRequired:

@@ -1,0 +1,77 @@
+"""The review of the account pages' forms, each sent twice: at once (a double click, two threads
+released together with the same cookies and CSRF token) and again after the first answered (a
+browser resending a post whose answer was lost), against a real 2-worker gunicorn server on
+SQLite, or on the suite's PostgreSQL when FLASK_SQLALCHEMY_DATABASE_URI names it.
+
+A browser shows the last answer it gets: each one must tell the truth about what happened, and
+the database, the mail and the audit trail must show the change once."""
+
+import time
+
+import pytest
+
+from forms_review_support import ALICE_PASSWORD, Browser, Rows, demo_server, twice_at_once, twice_in_a_row
+
+pytestmark = pytest.mark.server
+
+NEW_PASSWORD = "granite-meadow-lantern-552"
+SENDS = {"at once": twice_at_once, "in a row": twice_in_a_row}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with demo_server(tmp_path_factory.mktemp("forms"), "forms") as running:
+        yield running
+
+
+@pytest.fixture
+def rows(server):
+    """The server's database, the demo seed put back (alice's password, no sessions, no audit)."""
+    found = Rows(server.database_uri)
+    yield found
+    found.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_seed(server, tmp_path):
+    from servers import _empty
+    if server.database_uri.startswith("postgresql"):
+        _empty(server.database_uri)
+    else:
+        from conftest import empty_database, make_config
+        from app import create_app
+        from conftest import close_connections
+        app = create_app(make_config(server.database_uri))
+        empty_database(app)
+        close_connections(app)
+    seed = tmp_path / "seed.json"
+    from forms_review_support import demo_seed
+    import json
+    seed.write_text(json.dumps(demo_seed()))
+    server.cli(["seed", str(seed)])
+
+
+def _mails_settled(mail, rows, expected_sent: int, timeout: float = 10) -> None:
+    """Wait until the server's sender threads have sent (and audited) `expected_sent` mails, and a moment more."""
+    deadline = time.monotonic() + timeout
+    while rows.audited("mail_sent") < expected_sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
+@pytest.mark.parametrize("send", SENDS)
+def test_password_change_sent_twice_says_changed_and_counts_no_failure(server, rows, mail, send):
+    browser = Browser(server.url)
+    browser.sign_in()
+    post = browser.form_post("/account/password", {"current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
+                                                   "confirm_password": NEW_PASSWORD})
+    answers = SENDS[send](post)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("Your password was changed" in a.text for a in answers)
+    assert rows.audited("password_changed") == 1
+    assert rows.audited("password_change_failed") == 0
+    assert rows.scalar("SELECT failed_attempts FROM users WHERE username = 'alice'") == 0
+    _mails_settled(mail, rows, 1)
+    assert len(mail.to("alice@example.com")) == 1
+    assert browser.get(server.url + "/account/password", allow_redirects=False).status_code == 200  # still signed in
+
