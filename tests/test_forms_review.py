@@ -75,3 +75,29 @@ def test_password_change_sent_twice_says_changed_and_counts_no_failure(server, r
     assert len(mail.to("alice@example.com")) == 1
     assert browser.get(server.url + "/account/password", allow_redirects=False).status_code == 200  # still signed in
 
+
+def _reset_link(server, mail, rows) -> str:
+    """A reset link for alice, asked for on the forgot-password page: its path and query."""
+    asked = Browser(server.url).form_post("/account/forgot-password", {"username": "alice"})()
+    assert asked.status_code == 200
+    link = mail.link(mail.wait_for(to="alice@example.com"))
+    _mails_settled(mail, rows, 1)
+    mail.clear()
+    return link[link.index("/account/reset-password"):]
+
+
+@pytest.mark.parametrize("send", SENDS)
+def test_reset_form_sent_twice_says_changed_both_times(server, rows, mail, send):
+    path = _reset_link(server, mail, rows)
+    browser = Browser(server.url)
+    token = path.split("token=", 1)[1].split("&", 1)[0]
+    post = browser.form_post(path, {"token": token, "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    answers = SENDS[send](post)
+    assert [(a.status_code, a.headers.get("Location")) for a in answers] == [(302, "/account/login")] * 2
+    assert rows.audited("password_reset") == 1
+    assert rows.audited("password_reset_failed") == 0
+    _mails_settled(mail, rows, 2)
+    assert len(mail.to("alice@example.com")) == 1  # "your password was changed", once
+    said = browser.get(server.url + "/account/login").text
+    assert "Your password was changed" in said and "cannot be used" not in said
+

@@ -92,6 +92,13 @@ def check(token: str | None, purpose: str) -> Checked:
     return Checked(row)
 
 
+def find(token: str | None, purpose: str) -> store.TokenRow | None:
+    """The token's row, used or not, expired or not (None for one never issued)."""
+    if not token or len(token) > 200:
+        return None
+    return store.find_token(hash_token(token), purpose)
+
+
 def consume(row: store.TokenRow) -> bool:
     """Use a checked token: True for the one request that did (the caller commits with its change)."""
     return store.consume_token(row.id, now())

@@ -12,11 +12,13 @@ anyone out, and the hourly cap keeps it from mail-bombing them.
 from flask import current_app
 
 from ..clock import now
-from ..errors import InvalidLink, ValidationFailed
+from ..errors import AlreadyDone, InvalidLink, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
 from . import account_tokens, accounts, audit, mail, metrics, notifications
+from .password_policy import normalize
+from .passwords import verify_password
 
 RESET_PATH = "/account/reset-password"
 HOUR = 3600
@@ -93,15 +95,34 @@ def check_link(token: str | None, *, client_id: str | None = None) -> str:
     return username
 
 
+def _sent_again(token: str | None, new_password: str, confirm_password: str) -> bool:
+    """Whether a post with a used link is the reset form sent again (a double click, a browser's
+    resend) after its first copy set the password moments ago: the link was used within
+    accounts.SENT_AGAIN_SECONDS, and the account's password, set since, is the one this post asks
+    for. Whoever sends it holds the link and knows that password, so the answer tells them nothing."""
+    row = account_tokens.find(token, PURPOSE)
+    if row is None or row.used_at is None or now() - row.used_at > accounts.SENT_AGAIN_SECONDS:
+        return False
+    user = db.session.get(User, row.user_id, populate_existing=True)
+    sent_again = (user is not None and _unusable_for(row, user) is None and new_password == confirm_password
+                  and user.password_changed_at >= row.used_at
+                  and verify_password(user.password_hash, normalize(new_password)))
+    db.session.rollback()  # end the read
+    return sent_again
+
+
 def reset_password(token: str | None, new_password: str, confirm_password: str, *,
                    client_id: str | None = None) -> User:
     """Set a new password through a reset link, in one transaction with the link's use.
 
     An unusable link raises InvalidLink; a password the policy refuses raises ValidationFailed
-    and leaves the link usable (until it expires), so the person can try another.
+    and leaves the link usable (until it expires), so the person can try another. The same form
+    sent again after its first copy used the link raises AlreadyDone (`_sent_again`).
     """
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
+        if checked.reason == "used" and _sent_again(token, new_password, confirm_password):
+            raise AlreadyDone()
         raise _refused(checked.reason, client_id=client_id)
     locked = accounts.locked_user(checked.row.user_id)
     user = db.session.scalar(locked)
@@ -124,6 +145,8 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
         raise
     if not account_tokens.consume(checked.row):  # another request used it first
         db.session.rollback()
+        if _sent_again(token, new_password, confirm_password):
+            raise AlreadyDone()
         raise _refused("used", user_id=checked.row.user_id, client_id=client_id)
     accounts.replace_password(user, password_hash, event="password_reset", client_id=client_id)
     db.session.commit()

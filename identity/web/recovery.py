@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from ..errors import InvalidLink, ValidationFailed
+from ..errors import AlreadyDone, InvalidLink, ValidationFailed
 from ..extensions import csrf, limiter, link_refused, sensitive_limit
 from .forms import ForgotPasswordForm, ResetPasswordForm
 from ..services import recovery
@@ -12,6 +12,7 @@ from .return_urls import pending_client_id, safe_return_url
 bp = Blueprint("recovery", __name__, url_prefix="/account")
 
 NO_REFERRER = "no-referrer"
+PASSWORD_RESET_DONE = "Your password was changed, and every other sign-in ended. Sign in with your new password."
 
 INVALID_LINK = {
     "expired": "This link has expired.",
@@ -81,8 +82,11 @@ def reset_password():
             return _invalid_link(err, return_url)
         except ValidationFailed as err:
             errors = err.errors
+        except AlreadyDone:  # this form sent again: its first copy changed the password
+            flash(PASSWORD_RESET_DONE, "success")
+            return _no_referrer(redirect(url_for("account.login", returnUrl=return_url)))
         else:
-            flash("Your password was changed, and every other sign-in ended. Sign in with your new password.", "success")
+            flash(PASSWORD_RESET_DONE, "success")
             return _no_referrer(redirect(url_for("account.login", returnUrl=return_url)))
     elif form.errors.get("csrf_token"):
         errors = {"form": ["The form expired. Please open the link again."]}
