@@ -101,3 +101,22 @@ def test_reset_form_sent_twice_says_changed_both_times(server, rows, mail, send)
     said = browser.get(server.url + "/account/login").text
     assert "Your password was changed" in said and "cannot be used" not in said
 
+
+@pytest.mark.parametrize("send", SENDS)
+def test_address_change_sent_twice_mails_and_audits_once(server, rows, mail, send):
+    browser = Browser(server.url)
+    browser.sign_in()
+    post = browser.form_post("/account/email", {"change-email": "alice.new@example.com",
+                                                "change-current_password": ALICE_PASSWORD}, prefix="change-")
+    answers = SENDS[send](post)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("We sent a link to alice.new@example.com" in a.text for a in answers)
+    _mails_settled(mail, rows, 2)
+    assert rows.audited("email_change_requested") == 1
+    assert [len(mail.to("alice.new@example.com")), len(mail.to("alice@example.com"))] == [1, 1]
+    assert rows.scalar("SELECT failed_attempts FROM users WHERE username = 'alice'") == 0
+    # the one link mailed works
+    link = mail.link(mail.to("alice.new@example.com")[0])
+    followed = browser.get(server.url + link[link.index("/account/verify-email"):], timeout=30)
+    assert followed.status_code == 200 and "alice.new@example.com" in followed.text
+

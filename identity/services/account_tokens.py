@@ -120,3 +120,8 @@ def seconds_until_fewer_than(user_id: int, purpose: str, limit: int, window: int
     stamp = now()
     made = store.created_since(user_id, purpose, stamp - window)
     return max(made[limit - 1] + window + 1 - stamp, 1) if len(made) >= limit else 1
+
+
+def newest(user_id: int, purpose: str) -> tuple[str | None, int] | None:
+    """The address and creation time (epoch seconds) of the user's newest token of `purpose`."""
+    return store.newest_token(user_id, purpose)

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
 from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
-from .accounts import find_user, normalize_login
+from .accounts import SENT_AGAIN_SECONDS, find_user, normalize_login
 from .clients import cached_client
 from .login_names import MAX_EMAIL_LENGTH, length_problem, mailbox_problem
 from .password_policy import normalize
@@ -161,8 +161,20 @@ def _masked(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+def _change_sent_again(user_id: int, new_email: str) -> bool:
+    """Whether this change is the same form sent again (a double click, a browser's resend) after
+    its first copy asked for it moments ago: `new_email` is the pending address, and the newest
+    verification link (mailed, or spent unsent for an address of another account) is for it and
+    was made within accounts.SENT_AGAIN_SECONDS. Read under the user's row lock (the caller's)."""
+    pending = db.session.scalar(select(User.pending_email).where(User.id == user_id))
+    newest = account_tokens.newest(user_id, account_tokens.VERIFY_EMAIL)
+    return (pending is not None and normalize_login(pending) == normalize_login(new_email)
+            and newest is not None and normalize_login(newest[0] or "") == normalize_login(new_email)
+            and now() - newest[1] <= SENT_AGAIN_SECONDS)
+
+
 def request_email_change(user_id: int, new_email: str, current_password: str, *, client_id: str | None = None,
-                         otp: str | None = None, recent_mfa: bool = False) -> None:
+                         otp: str | None = None, recent_mfa: bool = False, form: bool = False) -> None:
     """Ask to change the address: check the password (through the lockout reservation, as a
     password change does), keep the new address pending, mail it a link and the current address
     a notice. The address changes only when the link is followed (`verify_email`).
@@ -172,6 +184,10 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     receives the reset links, so whoever changes it can set the password. Without one,
     SecondFactorRequired before the password is looked at; the code is spent only by a request
     that goes through.
+
+    From the page (`form`), the same form sent again within SENT_AGAIN_SECONDS of its first copy
+    (`_change_sent_again`: a double click, a browser's resend) returns as that one did, with
+    nothing more mailed, audited or counted. (The local API counts each request as a link.)
 
     An address that belongs to another account is not refused (that would tell whose it is): it
     is kept as pending, the hourly budget is spent and the current address gets its notice as for
@@ -205,6 +221,11 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         db.session.execute(*lockout.released(reservation))  # a right password, but nothing changes
         db.session.commit()
         raise ValidationFailed({"email": ["This is your address already."]})
+    user_rows.lock_user_row(user.id)  # requests for this user take turns from here to the commit
+    if form and _change_sent_again(user.id, new_email):
+        db.session.execute(*lockout.released(reservation))  # a right password, and nothing more to do
+        db.session.commit()
+        return
     try:
         _check_mail_budget(user.id)
     except TooManyMails:

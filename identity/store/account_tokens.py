@@ -37,6 +37,10 @@ _COUNT_SINCE = select(func.count()).select_from(_TOKENS).where(
     _TOKENS.c.user_id == bindparam("user_id"), _TOKENS.c.purpose == bindparam("purpose"),
     _TOKENS.c.created_at >= bindparam("since"))
 
+_NEWEST = select(_TOKENS.c.email, _TOKENS.c.created_at).where(
+    _TOKENS.c.user_id == bindparam("user_id"), _TOKENS.c.purpose == bindparam("purpose")
+).order_by(_TOKENS.c.created_at.desc(), _TOKENS.c.id.desc()).limit(1)
+
 _CREATED_SINCE = select(_TOKENS.c.created_at).where(
     _TOKENS.c.user_id == bindparam("user_id"), _TOKENS.c.purpose == bindparam("purpose"),
     _TOKENS.c.created_at >= bindparam("since")).order_by(_TOKENS.c.created_at.desc())
@@ -89,3 +93,9 @@ def count_tokens_since(user_id: int, purpose: str, since: int) -> int:
 def created_since(user_id: int, purpose: str, since: int) -> list[int]:
     """When each token of this user and purpose made at or after `since` was made, newest first."""
     return list(db.session.execute(_CREATED_SINCE, {"user_id": user_id, "purpose": purpose, "since": since}).scalars())
+
+
+def newest_token(user_id: int, purpose: str) -> tuple[str | None, int] | None:
+    """The address and creation time of the user's newest token of `purpose` (used or not), or None."""
+    found = db.session.execute(_NEWEST, {"user_id": user_id, "purpose": purpose}).first()
+    return None if found is None else (found.email, found.created_at)

@@ -75,7 +75,7 @@ def email():
         elif change_form.validate_on_submit():
             try:
                 verification.request_email_change(user.id, change_form.email.data, change_form.current_password.data,
-                                                  otp=change_form.otp.data or None, recent_mfa=recent_mfa)
+                                                  otp=change_form.otp.data or None, recent_mfa=recent_mfa, form=True)
                 sent, status = change_form.email.data.strip(), 200
                 change_form = ChangeEmailForm(prefix="change", formdata=None)
             except SecondFactorRequired:
