@@ -4,6 +4,7 @@ against a real 2-worker gunicorn server (tests/servers.py) on SQLite or the suit
 from __future__ import annotations
 
 import json
+import re
 
 import requests
 from sqlalchemy import create_engine, text
@@ -40,10 +41,16 @@ class Browser(requests.Session):
         assert response.status_code in (302, 303), response.text[:2000]
         return response
 
-    def form_post(self, path: str, data: dict, *, csrf_from_path: str | None = None, prefix: str = ""):
-        """The post a form of `csrf_from_path` (default `path`) makes: a callable, to send once or twice."""
-        token = csrf_from(self.page(csrf_from_path or path).text)
-        body = {f"{prefix}csrf_token": token, **data}
+    def form_post(self, path: str, data: dict, *, csrf_from_path: str | None = None, prefix: str = "",
+                  hidden: tuple[str, ...] = ()):
+        """The post a form of `csrf_from_path` (default `path`) makes, with its CSRF token and the
+        `hidden` fields the page gave it: a callable, to send once or twice."""
+        html = self.page(csrf_from_path or path).text
+        body = {f"{prefix}csrf_token": csrf_from(html), **data}
+        for name in hidden:
+            found = re.search(r'<input[^>]*name="%s"[^>]*value="([^"]*)"' % re.escape(name), html)
+            assert found, f"no {name} field in the page"
+            body[name] = found.group(1)
         url = self.base_url + path
 
         def post() -> requests.Response:

@@ -120,3 +120,15 @@ def test_address_change_sent_twice_mails_and_audits_once(server, rows, mail, sen
     followed = browser.get(server.url + link[link.index("/account/verify-email"):], timeout=30)
     assert followed.status_code == 200 and "alice.new@example.com" in followed.text
 
+
+@pytest.mark.parametrize("send", SENDS)
+def test_forgot_password_sent_twice_mails_one_link_that_works(server, rows, mail, send):
+    post = Browser(server.url).form_post("/account/forgot-password", {"username": "alice"}, hidden=("once",))
+    answers = SENDS[send](post)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("Check your mail" in a.text for a in answers)
+    _mails_settled(mail, rows, 1)
+    assert len(mail.to("alice@example.com")) == 1
+    link = mail.link(mail.to("alice@example.com")[0])
+    opened = Browser(server.url).get(server.url + link[link.index("/account/reset-password"):], timeout=30)
+    assert opened.status_code == 200 and "cannot be used" not in opened.text

@@ -9,6 +9,8 @@ slows nor reveals anything. Requesting a reset changes nothing on the account: i
 anyone out, and the hourly cap keeps it from mail-bombing them.
 """
 
+import secrets
+
 from flask import current_app
 
 from ..clock import now
@@ -26,8 +28,22 @@ PURPOSE = account_tokens.PASSWORD_RESET
 NOBODY = 0  # no user has this id: the unknown account's count finds nothing, at the same cost
 
 
-def request_reset(login: str, *, return_url: str | None = None, client_id: str | None = None) -> None:
-    """Mail a reset link to the account `login` names (user name or email), if it can have one."""
+# the forgot-password form's one-time value, spent by the request that mails a link (account_tokens.spend_once)
+FORM_PURPOSE = "reset_form"
+
+
+def new_form_id() -> str:
+    """The value a forgot-password page puts in its form (`form_id` of the request it sends)."""
+    return secrets.token_urlsafe(16)
+
+
+def request_reset(login: str, *, return_url: str | None = None, client_id: str | None = None,
+                  form_id: str | None = None) -> None:
+    """Mail a reset link to the account `login` names (user name or email), if it can have one.
+
+    `form_id` is the page's value (new_form_id): the same form sent again (a double click, a
+    browser's resend) finds it spent by the copy that mailed the link, and is answered the same
+    way with no second link, which would end the first one mailed (outcome `sent_again`)."""
     cfg = current_app.config
     user = accounts.find_user(login)
     owner = user.id if user is not None else NOBODY
@@ -40,6 +56,8 @@ def request_reset(login: str, *, return_url: str | None = None, client_id: str |
         outcome = "unknown_account" if user is None else "no_email" if not user.email else "disabled"
     elif recent >= cfg["PASSWORD_RESET_MAILS_PER_HOUR"]:
         outcome = "mail_limit"
+    elif form_id and not account_tokens.spend_once(user.id, FORM_PURPOSE, form_id, now() + cfg["PASSWORD_RESET_SECONDS"]):
+        outcome = "sent_again"
     else:
         outcome = "mailed"
     if outcome == "mailed":

@@ -69,6 +69,9 @@ class ChangePasswordForm(PageForm):
 
 class ForgotPasswordForm(PageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
+    # a random value of the page shown: the same form sent again (a double click, a browser's
+    # resend) carries it again, and mails no second link (services/recovery.py)
+    once = HiddenField(validators=[Optional(), Length(max=64)])
 
 
 class ResetPasswordForm(PageForm):

@@ -47,8 +47,11 @@ def forgot_password():
     return_url = _return_url()
     form = ForgotPasswordForm()
     error = None
+    if request.method != "POST":  # GET, and HEAD as GET
+        form.once.data = recovery.new_form_id()
     if form.validate_on_submit():
-        recovery.request_reset(form.username.data, return_url=return_url, client_id=pending_client_id(return_url))
+        recovery.request_reset(form.username.data, return_url=return_url, client_id=pending_client_id(return_url),
+                               form_id=form.once.data or None)
         return render_template("account/forgot_password_sent.html", return_url=return_url)
     if form.errors.get("csrf_token"):
         error = "The form expired. Please try again."
