@@ -132,3 +132,26 @@ def test_forgot_password_sent_twice_mails_one_link_that_works(server, rows, mail
     link = mail.link(mail.to("alice@example.com")[0])
     opened = Browser(server.url).get(server.url + link[link.index("/account/reset-password"):], timeout=30)
     assert opened.status_code == 200 and "cannot be used" not in opened.text
+
+
+@pytest.mark.parametrize("send", SENDS)
+def test_registration_sent_twice_makes_one_user_and_mails_only_its_link(tmp_path, mail, send):
+    from servers import seeded_server
+
+    with seeded_server(tmp_path, {"users": [], "clients": [], "api_scopes": []}, name="register",
+                       env={"FLASK_REGISTRATION_ENABLED": "true"}) as registering:
+        rows = Rows(registering.database_uri)
+        try:
+            post = Browser(registering.url).form_post("/account/register", {
+                "username": "carol", "email": "carol@example.com", "name": "Carol",
+                "password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+            answers = SENDS[send](post)
+            assert [a.status_code for a in answers] == [200, 200]
+            assert all("carol@example.com" in a.text for a in answers)
+            _mails_settled(mail, rows, 1)
+            assert rows.scalar("SELECT count(*) FROM users") == 1
+            assert rows.audited("user_registered") == 1
+            assert rows.audited("registration_refused") == 0, rows.all("SELECT event, detail, at, user_id FROM audit_events")
+            assert ["verify-email" in mail.text(m) for m in mail.to("carol@example.com")] == [True]
+        finally:
+            rows.close()

@@ -10,13 +10,15 @@ mismatched confirmation, a malformed address) are shown on the form.
 
 from sqlalchemy.exc import IntegrityError
 
+from ..clock import now
 from ..errors import ValidationFailed
 from ..extensions import db
 from . import audit, mail, verification
-from .accounts import build_user, find_user
-from .login_names import MAX_USERNAME_LENGTH, length_problem, name_characters_problem, username_characters_problem
+from .accounts import SENT_AGAIN_SECONDS, build_user, find_user
+from .login_names import (MAX_USERNAME_LENGTH, length_problem, name_characters_problem, normalize_login,
+                          username_characters_problem)
 from .password_policy import normalize, password_problems
-from .passwords import spend_equal_time
+from .passwords import spend_equal_time, verify_password
 
 MAX_NAME_LENGTH = 200
 
@@ -61,7 +63,7 @@ def register(username: str, email: str, name: str, password: str, confirm_passwo
         db.session.flush()  # a concurrent registration of the same name or address fails here
     except IntegrityError:
         db.session.rollback()
-        if not _taken(username, email, None, client_id):
+        if not _taken(username, email, None, client_id, sent_again_password=password):
             raise  # no name or address taken meanwhile: the database refused the row (503), nobody was mailed
         return
     link = verification.link_for_new_user(user)
@@ -70,14 +72,29 @@ def register(username: str, email: str, name: str, password: str, confirm_passwo
     verification.send_new_user_link(user, link)
 
 
-def _taken(username: str, email: str, password: str | None, client_id: str | None) -> bool:
+def _taken(username: str, email: str, password: str | None, client_id: str | None, *,
+           sent_again_password: str | None = None) -> bool:
     """When the user name or address belongs to an account, tell the address's owner, spend the
-    time a new user would have cost, and say True."""
+    time a new user would have cost (when `password` is given), and say True.
+
+    An account made from the same user name, address and password within SENT_AGAIN_SECONDS is
+    this form's first copy (a double click, a browser's resend): its link is on its way, and its
+    owner is told nothing more. The password (`password`, or `sent_again_password` where the
+    hash was spent already) is checked against its hash in the time the dummy hash would take."""
     by_email = find_user(email)
     by_name = find_user(username)
     if by_email is None and by_name is None:
         return False
-    if password is not None:
+    # either lookup may be the one that finds it: the first copy may commit between the two
+    just_made = next((user for user in (by_email, by_name) if user is not None
+                      and user.username_normalized == normalize_login(username)
+                      and user.email_normalized == normalize_login(email)
+                      and now() - user.created_at <= SENT_AGAIN_SECONDS), None)
+    candidate = password if password is not None else sent_again_password
+    if just_made is not None and candidate is not None:
+        if verify_password(just_made.password_hash, normalize(candidate)):
+            return True
+    elif password is not None:
         spend_equal_time(normalize(password))  # the hash a new user would have cost
     login = mail.link("/account/login")
     if by_email is not None:
