@@ -6,6 +6,7 @@ SQLite, or on the suite's PostgreSQL when FLASK_SQLALCHEMY_DATABASE_URI names it
 A browser shows the last answer it gets: each one must tell the truth about what happened, and
 the database, the mail and the audit trail must show the change once."""
 
+import re
 import time
 
 import pytest
@@ -155,3 +156,32 @@ def test_registration_sent_twice_makes_one_user_and_mails_only_its_link(tmp_path
             assert ["verify-email" in mail.text(m) for m in mail.to("carol@example.com")] == [True]
         finally:
             rows.close()
+
+
+def _field(html: str, name: str) -> str:
+    found = re.search(r'<input[^>]*name="%s"[^>]*value="([^"]*)"' % re.escape(name), html)
+    assert found, f"no {name} field in the page"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("send", SENDS)
+def test_send_the_link_again_clicked_twice_mails_one_link_that_works(server, rows, mail, send):
+    browser = Browser(server.url)
+    browser.sign_in()
+    post = browser.form_post("/account/email", {}, prefix="send-", hidden=("send-once",))
+    answers = SENDS[send](post)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("We sent a link to alice@example.com" in a.text for a in answers)
+    _mails_settled(mail, rows, 1)
+    assert len(mail.to("alice@example.com")) == 1
+    assert rows.audited("email_verification_sent") == 1
+    # the page shown after offers the form with a value of its own: a click on it mails a link
+    shown = answers[-1].text
+    again = browser.post(server.url + "/account/email", timeout=30, headers={"Referer": server.url + "/account/email"},
+                         data={"send-csrf_token": _field(shown, "send-csrf_token"), "send-once": _field(shown, "send-once")})
+    assert again.status_code == 200
+    _mails_settled(mail, rows, 2)
+    assert len(mail.to("alice@example.com")) == 2
+    link = mail.link(mail.to("alice@example.com")[-1])
+    followed = browser.get(server.url + link[link.index("/account/verify-email"):], timeout=30)
+    assert followed.status_code == 200 and "Your address is confirmed" in followed.text

@@ -11,6 +11,7 @@ Mails leave from the sender thread (mail.send_later) after the commit, so no ans
 reveals, the SMTP round trip.
 """
 
+import secrets
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -117,10 +118,22 @@ def _send_link(user: User, address: str, link: str, *, change: bool) -> None:
                     change=change, lifetime=lifetime)
 
 
-def send_verification(user_id: int, *, client_id: str | None = None) -> str:
+# "Send the link again"'s one-time value, spent by the request that mails (account_tokens.spend_once)
+FORM_PURPOSE = "verify_form"
+
+
+def new_form_id() -> str:
+    """The value a page's "Send the link again" form carries (`form_id` of send_verification)."""
+    return secrets.token_urlsafe(16)
+
+
+def send_verification(user_id: int, *, client_id: str | None = None, form_id: str | None = None) -> str:
     """Mail a verification link to the address that awaits one; return that address.
 
-    Raises NothingToVerify when there is none, TooManyMails past the hourly budget.
+    Raises NothingToVerify when there is none, TooManyMails past the hourly budget. `form_id` is
+    the page's value (new_form_id): the same form sent again (a double click, a browser's resend)
+    finds it spent by the copy that mailed, and returns the address with no second link, which
+    would end the first one mailed.
     """
     user = db.session.get(User, user_id)
     if user is None:
@@ -128,6 +141,12 @@ def send_verification(user_id: int, *, client_id: str | None = None) -> str:
     address = address_to_verify(user)
     if address is None:
         raise NothingToVerify()
+    if form_id:
+        user_rows.lock_user_row(user.id)  # copies of the form take turns from here to the commit
+        if not account_tokens.spend_once(user.id, FORM_PURPOSE, form_id,
+                                         now() + current_app.config["EMAIL_VERIFICATION_SECONDS"]):
+            db.session.rollback()
+            return address
     _check_mail_budget(user.id)
     if _owner_of(address, user) is not None:
         _spend_a_link(user, address)  # its owner was told when it was asked for: no more mail

@@ -6,7 +6,7 @@ from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import client_network, limiter, link_refused, sensitive_limit
-from .forms import ChangeEmailForm, ConfirmForm
+from .forms import ChangeEmailForm, SendLinkForm
 from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, mfa, verification
 from .return_urls import pending_client, safe_return_url
@@ -40,14 +40,22 @@ def verify():
     return response
 
 
-def _send_link() -> tuple[str | None, str | None]:
-    """Mail a link to the address that awaits one: (address, None) or (None, what went wrong)."""
+def _send_link(form: SendLinkForm) -> tuple[str | None, str | None]:
+    """Mail a link to the address that awaits one: (address, None) or (None, what went wrong).
+    The form's value is the posted one; the page shown next gets a new one (`_new_value`)."""
     try:
-        return verification.send_verification(current_user.user.id), None
+        return verification.send_verification(current_user.user.id, form_id=form.once.data or None), None
     except verification.NothingToVerify:
         return None, "Your address is verified already."
     except verification.TooManyMails:
         return None, "Several links were sent in the last hour. Use the newest, or try again later."
+
+
+def _new_value(form: SendLinkForm) -> SendLinkForm:
+    """The "Send the link again" form of the page about to be shown, with a value of its own: a
+    click on it mails a link, where the same post sent again does not (verification.new_form_id)."""
+    form.once.data = verification.new_form_id()
+    return form
 
 
 @bp.route("/email", methods=["GET", "POST"])
@@ -58,7 +66,7 @@ def email():
     """Show the address and whether it is verified; send a link (`send`), or ask for a new address."""
     user = accounts.get_user(current_user.user.id)
     change_form = ChangeEmailForm(prefix="change")
-    send_form = ConfirmForm(prefix="send")
+    send_form = SendLinkForm(prefix="send")
     errors: dict[str, list[str]] = {}
     sent = notice = None
     status = 200
@@ -68,7 +76,7 @@ def email():
         status = 400
         if "send-csrf_token" in request.form:
             if send_form.validate_on_submit():
-                sent, notice = _send_link()
+                sent, notice = _send_link(send_form)
                 status = 200 if sent else 400
             else:
                 notice = "The form expired. Please try again."
@@ -89,7 +97,7 @@ def email():
         elif change_form.errors.get("csrf_token"):
             notice = "The form expired. Please try again."
         user = accounts.get_user(current_user.user.id)
-    return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form,
+    return render_template("account/email.html", user=user, change_form=change_form, send_form=_new_value(send_form),
                            errors=errors, sent=sent, notice=notice, **second_factor_fields(factor)), status
 
 
@@ -99,16 +107,16 @@ def email():
 def required():
     """The client asked for a verified address: offer to send the link, then go on (returnUrl)."""
     return_url = safe_return_url(request.args.get("returnUrl"))
-    form = ConfirmForm()
+    form = SendLinkForm()
     user = accounts.get_user(current_user.user.id)
     sent = notice = None
     status = 200
     if request.method == "POST":
         if form.validate_on_submit():
-            sent, notice = _send_link()
+            sent, notice = _send_link(form)
         else:
             notice = "The form expired. Please try again."
         status = 200 if sent else 400
     client_name, _ = pending_client(return_url)
-    return render_template("account/email_required.html", user=user, form=form, sent=sent, notice=notice,
+    return render_template("account/email_required.html", user=user, form=_new_value(form), sent=sent, notice=notice,
                            client_name=client_name, return_url=return_url), status

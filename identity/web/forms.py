@@ -85,6 +85,14 @@ class ConfirmForm(PageForm):
     """A form with nothing but its CSRF token: consent, sign-out, revoke."""
 
 
+class SendLinkForm(PageForm):
+    """"Send the link again" (a verification link): a random value of the page shown, which the
+    same form sent again (a double click, a browser's resend) carries again, and which mails no
+    second link (services/verification.py)."""
+
+    once = HiddenField(validators=[Optional(), Length(max=64)])
+
+
 class SecondFactorForm(PageForm):
     """The second sign-in step: a code from the authenticator app, or a recovery code."""
 
