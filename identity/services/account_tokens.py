@@ -23,6 +23,9 @@ PASSKEY_CHALLENGE = "passkey_challenge"
 # a half-finished sign-in (a right password, no second step yet), spent by the second step that
 # finishes it (services/accounts.py, passkeys.py): its state too travels in the signed cookie
 PENDING_SIGN_IN = "pending_sign_in"
+# a code given for a change on the factor pages, by the browser session that gave it (services/mfa.py):
+# the same form sent again (a double click, a post resent) finds its code spent by the first
+CODE_GIVEN = "code_given"
 
 TOKEN_BYTES = 32  # 256 bits
 
@@ -75,6 +78,12 @@ def spend_write(user_id: int, purpose: str, value: str, expires_at: int) -> Writ
 def spent(purpose: str, value: str) -> bool:
     """Whether `value` was recorded as used for `purpose` (spend_once, spend_write)."""
     return store.find_token(hash_token(value), purpose) is not None
+
+
+def spent_until_later(purpose: str, value: str) -> bool:
+    """Whether `value` was recorded as used for `purpose` and its record has not expired yet."""
+    row = store.find_token(hash_token(value), purpose)
+    return row is not None and row.expires_at > now()
 
 
 def check(token: str | None, purpose: str) -> Checked:

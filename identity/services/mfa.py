@@ -33,7 +33,7 @@ from ..store import accounts as user_rows
 from ..store import mfa as store
 from ..store import passkeys as passkey_rows
 from ..store.writes import Write, write
-from . import audit, key_encryption, lockout, metrics, notifications
+from . import account_tokens, audit, key_encryption, lockout, metrics, notifications
 from .password_policy import normalize
 from .passwords import verify_password
 
@@ -442,7 +442,7 @@ def code_required(user_id: int, otp: str | None, *, recent_mfa: bool) -> bool:
 
 
 def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, client_id: str | None = None,
-               purpose: str = "password_change") -> None:
+               purpose: str = "password_change", given_by: str | None = None) -> None:
     """Spend a TOTP or recovery code in the session's transaction, not committed: the change it
     allows commits it, and a change that fails rolls it back, so the code stays usable.
 
@@ -453,31 +453,51 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
     normalized = normalize_code(code)
     kind = _kind(normalized)
     spending = _spending(user_id, normalized)
+    given = _code_given(given_by, purpose, normalized)
     if spending is not None and db.session.execute(*spending).rowcount == 1:
         metrics.count_mfa(kind, "success")
         audit.record("mfa_used", user_id=user_id, client_id=client_id, detail={"factor": kind, "for": purpose})
+        if given is not None:
+            account_tokens.spend_once(user_id, account_tokens.CODE_GIVEN, given,
+                                      now() + current_app.config["MFA_RECENT_SECONDS"])
         return
     db.session.rollback()
+    if given is not None and account_tokens.spent_until_later(account_tokens.CODE_GIVEN, given):
+        # the same form sent again by the session whose first post spent the code: not a wrong code;
+        # its attempt is taken back now, since the change may find nothing left to do (and roll back)
+        write(lockout.released(reservation))
+        return
     _record_bad_code(user_id, normalized, reservation, client_id=client_id, purpose=purpose)
     if reservation.locked:
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])
     raise SecondFactorRequired("the code in `otp` is not right, or was used already")
 
 
-def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, purpose: str) -> None:
+def _code_given(given_by: str | None, purpose: str, normalized_code: str) -> str | None:
+    """What records that the browser session `given_by` (its cookie sid) gave this code for a change
+    of `purpose`, or None: that session's same form sent again (a double click, a post the browser
+    resends when the answer was lost) then finds the code spent by its own first post, and is
+    answered as the first was, within MFA_RECENT_SECONDS, as after a recent sign-in with the factor."""
+    return f"{purpose}:{given_by}:{normalized_code}" if given_by else None
+
+
+def prove_second_factor(user_id: int, code: str | None, *, recent_mfa: bool, purpose: str,
+                        given_by: str | None = None) -> None:
     """A new second factor (recovery codes, an app, a passkey) for a user who has one needs what a
     password change needs: a sign-in that used a second factor recently (`recent_mfa`:
     recently_verified), or a current code (`code`, TOTP or recovery; spent here). Else a session
     signed in with the password alone, before the user set up a factor, could give itself one
-    for good. Raises SecondFactorRequired (AccountLocked when the account is locked)."""
+    for good. The browser session `given_by` (a page's: its cookie sid) may send the same form
+    again with the code its first post spent (_code_given). Raises SecondFactorRequired
+    (AccountLocked when the account is locked)."""
     if not _code_to_prove(user_id, recent_mfa=recent_mfa):
         return
     if not code:
         raise SecondFactorRequired("a recent sign-in with the second factor, or a code, is required")
-    _spend_with_change(user_id, code, purpose=purpose)
+    _spend_with_change(user_id, code, purpose=purpose, given_by=given_by)
 
 
-def _spend_with_change(user_id: int, code: str, *, purpose: str) -> None:
+def _spend_with_change(user_id: int, code: str, *, purpose: str, given_by: str | None = None) -> None:
     """Check a code, counted toward lockout before it is checked (check_code's rule), and spend it
     in the session's transaction, not committed: the change it allows commits it, and a change
     that fails rolls it back, so the code (a recovery code: one of ten) stays usable for the next
@@ -488,7 +508,7 @@ def _spend_with_change(user_id: int, code: str, *, purpose: str) -> None:
         audit.record("mfa_failed", user_id=user_id, detail={"reason": "locked", "for": purpose})
         db.session.commit()
         raise AccountLocked(retry_after)
-    spend_code(user_id, code, reservation, purpose=purpose)
+    spend_code(user_id, code, reservation, purpose=purpose, given_by=given_by)
     db.session.execute(*lockout.settled(reservation))
 
 

@@ -107,7 +107,7 @@ def factors():
                 notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
             elif action == "regenerate":
                 mfa.prove_second_factor(user_id, forms["regenerate"].otp.data or None, recent_mfa=recent_mfa,
-                                        purpose="regenerate_codes")
+                                        purpose="regenerate_codes", given_by=current_user.sid)
                 recovery_codes = mfa.regenerate_recovery_codes(user_id)
                 notice = "New recovery codes: the old ones no longer work. Save these now: they are shown only once."
             elif action == "remove":
