@@ -284,3 +284,33 @@ def browser_signed_in_second_step(base: str, recovery_code: str):
     page = browser.get(base + "/account/login/mfa", timeout=30)
     return browser.post(base + "/account/login/mfa", data={"csrf_token": csrf_from(page.text), "code": recovery_code},
                         timeout=30, allow_redirects=False)
+
+
+def test_removing_the_app_clicked_twice_at_once_removes_it_once_and_says_so_twice(tmp_path, mail):
+    """Remove the app (password and code) clicked twice: the second post found its code spent by
+    the first and answered 400 "That code is not right" (audited as a wrong code, counted toward
+    the lockout) for an app that was removed. Both say it is removed; one audit event, one notice."""
+    with factor_server(tmp_path, "remove") as (server, app):
+        base = server.url
+        browser = browser_signed_in(base)
+        secret, _ = enrol(app)
+        away_from_a_step_boundary()
+        time.sleep(1)
+        mail.clear()
+        form = mfa_form(browser, base, "remove", password=PASSWORD, code=code(secret))
+        answers = twice_at_once(browser, base + "/account/mfa", form)
+        assert [a.status_code for a in answers] == [200, 200], [(a.status_code, a.text[-600:]) for a in answers]
+        assert all("authenticator app and recovery codes were removed" in a.text for a in answers)
+        assert all("not right" not in a.text for a in answers), [a.text[-600:] for a in answers]
+        assert totp_rows(app) == 0 and unused_codes(app) == 0
+        assert events(app, "mfa_disabled") == 1 and events(app, "mfa_failed") == 0
+        from identity.models import User as Users
+
+        with app.app_context():
+            assert db.session.scalar(select(Users.failed_attempts)) == 0  # no attempt left counted
+        subjects = settled_mail(mail)
+        assert len(subjects) == 1 and subjects[0].startswith(CHANGED), subjects  # no "code used again" notice
+        again = browser.post(base + "/account/mfa", data={**form, "csrf_token": mfa_form(browser, base, "remove")["csrf_token"]},
+                             timeout=30)  # a retry in a row (the answer was lost)
+        assert again.status_code == 200 and "were removed" in again.text, again.text[-600:]
+        assert events(app, "mfa_disabled") == 1 and events(app, "mfa_failed") == 0

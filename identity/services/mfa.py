@@ -535,18 +535,24 @@ def _password_matches(user_id: int, password: str, *, purpose: str) -> bool:
     return True
 
 
-def remove_totp(user_id: int, password: str, code: str) -> None:
+def remove_totp(user_id: int, password: str, code: str, *, given_by: str | None = None) -> None:
     """Remove the authenticator app and the recovery codes: needs the password and a current code
-    (or a recovery code)."""
+    (or a recovery code). The same form sent twice by the browser session `given_by` removes it
+    once (prove_second_factor), and both are told it is removed."""
     if not has_totp(user_id):
+        given = _code_given(given_by, "remove_factor", normalize_code(code))
+        if given is not None and account_tokens.spent_until_later(account_tokens.CODE_GIVEN, given):
+            return  # removed by this session's first post of the same form
         raise NotFound("no authenticator app is set up")
     if not _password_matches(user_id, password, purpose="remove_factor"):
         raise ValidationFailed({"password": ["The password is incorrect."]})
     try:
-        _spend_with_change(user_id, code, purpose="remove_factor")  # committed with the removal, or not at all
+        _spend_with_change(user_id, code, purpose="remove_factor", given_by=given_by)  # committed with the removal
     except SecondFactorRequired:
         raise ValidationFailed({"code": ["That code is not right, or was used already."]}) from None
-    store.delete_totp_and_codes(user_id)
+    if not store.delete_totp_and_codes(user_id):  # removed meanwhile, by the same form's other post
+        db.session.rollback()
+        return
     audit.record("mfa_disabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()
     notifications.sign_in_method_changed(user_id, notifications.AUTHENTICATOR_REMOVED)

@@ -112,7 +112,7 @@ def factors():
                 notice = "New recovery codes: the old ones no longer work. Save these now: they are shown only once."
             elif action == "remove":
                 form = forms["remove"]
-                mfa.remove_totp(user_id, form.password.data, form.code.data)
+                mfa.remove_totp(user_id, form.password.data, form.code.data, given_by=current_user.sid)
                 notice = "Your authenticator app and recovery codes were removed."
                 forms["remove"] = RemoveFactorForm(formdata=None)
         except SecondFactorRequired:
