@@ -220,8 +220,8 @@ import time  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from factors_review_support import (PASSWORD, away_from_a_step_boundary, browser_signed_in, code, enrol,  # noqa: E402
-                                    events, factor_server, mfa_form, twice_at_once)
-from identity.models import RecoveryCode, TotpFactor  # noqa: E402
+                                    events, factor_server, mfa_form, twice_at_once, user_id)
+from identity.models import RecoveryCode, TotpFactor, User  # noqa: E402
 from mail_server import mail  # noqa: E402,F401  (a fixture)
 
 CODE_RE = re.compile(r"<li><code>([A-Z0-9]{5}-[A-Z0-9]{5})</code></li>")
@@ -314,3 +314,33 @@ def test_removing_the_app_clicked_twice_at_once_removes_it_once_and_says_so_twic
                              timeout=30)  # a retry in a row (the answer was lost)
         assert again.status_code == 200 and "were removed" in again.text, again.text[-600:]
         assert events(app, "mfa_disabled") == 1 and events(app, "mfa_failed") == 0
+
+
+def test_a_verification_link_opened_twice_at_once_is_used_once_and_the_refusal_audited(tmp_path):
+    """A verification link opened twice at once (a double click, a mail scanner that opens it as the
+    person does): it is used once (one `email_verified`), and the other open is refused as a used
+    link, audited as every refusal is (docs/email.md): the one that lost the race at the link's
+    conditional UPDATE was refused with no audit event, unlike the same link opened later."""
+    import requests
+
+    from identity.models import AccountToken
+    from identity.services import account_tokens
+    from servers import run_together
+
+    with factor_server(tmp_path, "verify") as (server, app):
+        base = server.url
+        for round_ in range(4):
+            with app.app_context():
+                db.session.execute(AccountToken.__table__.delete())
+                db.session.execute(User.__table__.update().values(email_verified=False))
+                token = account_tokens.issue(user_id(app), account_tokens.VERIFY_EMAIL, 3600, email="alice@example.com")
+                db.session.commit()
+            get = lambda: requests.get(base + "/account/verify-email?token=" + token, timeout=30)
+            answers = run_together(get, get)
+            assert sorted(a.status_code for a in answers) == [200, 400], [a.status_code for a in answers]
+            assert events(app, "email_verified") == round_ + 1
+            assert events(app, "email_verification_failed") == round_ + 1, f"round {round_}: the refusal is not audited"
+            with app.app_context():
+                assert db.session.scalar(select(User.email_verified)) is True
+                assert db.session.scalar(select(func.count()).select_from(AccountToken)
+                                         .where(AccountToken.used_at.is_not(None))) == 1

@@ -329,8 +329,10 @@ def verify_email(token: str | None) -> Verified:
         audit.record("email_verification_failed", user_id=user.id, detail={"reason": "disabled"})
         db.session.commit()
         return Verified(reason="disabled")
-    if not account_tokens.consume(row):  # another request used it first
+    if not account_tokens.consume(row):  # another request used it first (the link opened twice at once)
         db.session.rollback()
+        audit.record("email_verification_failed", user_id=row.user_id, detail={"reason": "used"})
+        db.session.commit()
         return Verified(reason="used")
     old = user.email
     changed = key != user.email_normalized
