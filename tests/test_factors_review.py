@@ -344,3 +344,57 @@ def test_a_verification_link_opened_twice_at_once_is_used_once_and_the_refusal_a
                 assert db.session.scalar(select(User.email_verified)) is True
                 assert db.session.scalar(select(func.count()).select_from(AccountToken)
                                          .where(AccountToken.used_at.is_not(None))) == 1
+
+
+def signed_in_with_both_steps(base: str, secret: str):
+    """A browser signed in with the password and a code of the app (a recent second factor)."""
+    import requests
+
+    from servers import csrf_from, sign_in
+
+    browser = requests.Session()
+    first = sign_in(browser, base, "alice", PASSWORD)
+    assert "/account/login/mfa" in first.headers["Location"], first.headers
+    page = browser.get(base + "/account/login/mfa", timeout=30)
+    second = browser.post(base + "/account/login/mfa", data={"csrf_token": csrf_from(page.text), "code": code(secret)},
+                          timeout=30, allow_redirects=False)
+    assert second.status_code == 302 and "/account/login" not in second.headers["Location"], second.text[-400:]
+    return browser
+
+
+def test_removing_a_passkey_with_a_code_clicked_twice_at_once_is_no_wrong_code(tmp_path, mail):
+    """A passkey's Remove, with a code (a sign-in with the password alone), clicked twice at once:
+    it is removed once (one `passkey_removed`, one notice). The other post found its code spent
+    and answered "sign in again" (303), audited `mfa_failed` and counted toward the lockout; it
+    is answered as a passkey removed already is (404, "removed already": tests/test_manage_review.py
+    pins that answer for the same form sent again in a row)."""
+    from identity.models import Passkey, User as Users
+    from servers import csrf_from
+    from webauthn_keys import SoftKey
+
+    with factor_server(tmp_path, "passkey-code") as (server, app):
+        base = server.url
+        browser = browser_signed_in(base)
+        secret, _ = enrol(app)
+        away_from_a_step_boundary()
+        both = signed_in_with_both_steps(base, secret)
+        csrf = csrf_from(both.get(base + "/account/mfa", timeout=30).text)
+        options = both.post(base + "/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}, timeout=30)
+        assert options.status_code == 200, options.text
+        credential = SoftKey().registration(options.json()["challenge"], origin=base, rp_id="127.0.0.1")
+        added = both.post(base + "/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, timeout=30,
+                          json={"credential": credential, "name": "Laptop"})
+        assert added.status_code == 201, added.text
+        time.sleep(1.5)
+        mail.clear()
+        form = mfa_form(browser, base, "remove", otp=code(secret, 1))  # the current step's was the sign-in's
+        del form["action"]
+        answers = twice_at_once(browser, f"{base}/account/mfa/passkeys/{added.json()['id']}/remove", form)
+        assert sorted(a.status_code for a in answers) == [302, 404], \
+            [(a.status_code, re.findall(r"<h1[^>]*>([^<]*)", a.text)) for a in answers]
+        assert "removed already" in next(a for a in answers if a.status_code == 404).text
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Passkey)) == 0
+            assert db.session.scalar(select(Users.failed_attempts)) == 0
+        assert events(app, "passkey_removed") == 1 and events(app, "mfa_failed") == 0
+        assert len(settled_mail(mail)) == 1, settled_mail(mail, 0)  # the notice; no "code used again"

@@ -128,7 +128,7 @@ def remove(passkey_id: int):
         return _no_such_passkey()
     try:
         mfa.prove_second_factor(current_user.user.id, request.form.get("otp") or None, purpose="remove_factor",
-                                recent_mfa=mfa.recently_verified(current_user.amr, current_user.auth_time))
+                                given_by=f"{current_user.sid}:passkey:{passkey_id}", recent_mfa=mfa.recently_verified(current_user.amr, current_user.auth_time))
     except SecondFactorRequired:
         flash(NEEDS_SIGN_IN, "error")
         return redirect(url_for("mfa.factors")), 303
