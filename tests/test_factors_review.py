@@ -398,3 +398,52 @@ def test_removing_a_passkey_with_a_code_clicked_twice_at_once_is_no_wrong_code(t
             assert db.session.scalar(select(Users.failed_attempts)) == 0
         assert events(app, "passkey_removed") == 1 and events(app, "mfa_failed") == 0
         assert len(settled_mail(mail)) == 1, settled_mail(mail, 0)  # the notice; no "code used again"
+
+
+def test_one_passkey_answer_sent_twice_is_a_used_challenge_not_a_cloned_key(tmp_path):
+    """The passkey sign-in's answer (an assertion of a key that counts its uses) posted twice at
+    once, or again in a row (a retry): one signs in; the other is refused as the replay it is
+    (`passkey_sign_in_failed`, reason `challenge used already`, docs/passkeys.md). It was judged
+    by its count, which equals the one the first stored (it is the same answer), as a copied
+    key: `passkey_clone_detected` in the audit log and "its use counter went backwards, a sign
+    that it was copied" on the page, an alarm about a key that was never copied."""
+    from html import unescape
+
+    import requests
+    from sqlalchemy import text
+
+    from identity.models import AuditEvent
+    from servers import csrf_from, run_together
+    from webauthn_keys import SoftKey
+
+    with factor_server(tmp_path, "assertion") as (server, app):
+        base = server.url
+        owner = browser_signed_in(base)
+        csrf = csrf_from(owner.get(base + "/account/mfa", timeout=30).text)
+        challenge = owner.post(base + "/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf},
+                               timeout=30).json()["challenge"]
+        key = SoftKey()
+        added = owner.post(base + "/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, timeout=30,
+                           json={"credential": key.registration(challenge, origin=base, rp_id="127.0.0.1")})
+        assert added.status_code == 201, added.text
+        for round_ in range(3):
+            browser = requests.Session()
+            csrf = csrf_from(browser.get(base + "/account/login", timeout=30).text)
+            challenge = browser.post(base + "/account/login/passkey/options", headers={"X-CSRFToken": csrf},
+                                     timeout=30).json()["challenge"]
+            form = {"csrf_token": csrf, "credential": key.assertion(challenge, origin=base, rp_id="127.0.0.1")}
+            saved = browser.cookies.copy()  # a retry after a lost answer is sent with the cookie of before
+            post = lambda: requests.post(base + "/account/login/passkey", data=form, cookies=saved, timeout=30,
+                                         allow_redirects=False)
+            answers = run_together(post, post) + [post()]
+            assert sorted(a.status_code for a in answers) == [302, 400, 400], [a.status_code for a in answers]
+            refused = [a for a in answers if a.status_code == 400]
+            assert all("could not be verified" in unescape(a.text) and "copied" not in a.text for a in refused), \
+                f"round {round_}: " + " | ".join(re.findall(r"passkey was refused[^<]*", refused[0].text))
+            with app.app_context():
+                assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                         .where(AuditEvent.event == "passkey_clone_detected")) == 0
+                reasons = [e.detail.get("reason") for e in db.session.scalars(
+                    select(AuditEvent).where(AuditEvent.event == "passkey_sign_in_failed"))]
+                assert reasons == ["challenge used already"] * 2 * (round_ + 1), reasons
+                assert db.session.execute(text("SELECT count(*) FROM user_sessions")).scalar() == round_ + 2

@@ -418,6 +418,10 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
     if not store.record_use(passkey_id, verified.new_sign_count, now()):
         db.session.rollback()
+        if account_tokens.spent(account_tokens.PASSKEY_CHALLENGE, state["challenge"]):
+            # this very answer signed in already (sent twice: a double click, a retry), and its count
+            # is the one it stored: a replay, refused as such, not a copy of the key
+            _failed(owner, client_id, "challenge used already")
         audit.record("passkey_clone_detected", user_id=owner, client_id=client_id,
                      detail={"passkey_id": passkey_id, "stored_count": stored_count,
                              "presented_count": verified.new_sign_count})
