@@ -4,22 +4,11 @@ Config OP) and OpenID Connect Core 1.0 / Discovery 1.0 require at the edges."""
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from actions import AuthActions, OAuthActions, redirect_params
+from actions import AuthActions, redirect_params
 from identity.extensions import db
-from identity.models import AuthorizationCode
-
-
-@pytest.fixture
-def oauth(client, flow_clients):
-    AuthActions(client).login()
-    return OAuthActions(client)
-
-
-def _codes(app):
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(AuthorizationCode))
+from test_authorization_decisions import _codes, oauth  # noqa: F401 (oauth: a fixture)
 
 
 @pytest.mark.parametrize("client_id, response_type, fragment", [
