@@ -127,17 +127,36 @@ def count_mfa(method: str, result: str) -> None:
     MFA_RESULTS_TOTAL.labels(_one_of(method, MFA_METHODS), _one_of(result, MFA_RESULTS)).inc()
 
 
+_STOLEN_TOKEN_SERIES: set[str] = set()  # the client labels whose reuse and replay series exist here
+
+
+def _stolen_token_series(label: str) -> None:
+    """A client's reuse and replay series, made together and at 0: the operator's query 3 (metrics.md)
+    adds them with `+`, which keeps only the clients present on both sides, and increase() cannot
+    see the count that makes a series, so each must exist before a client's first reuse or replay."""
+    if label not in _STOLEN_TOKEN_SERIES:
+        REFRESH_TOKEN_REUSE.labels(label)
+        CODE_REPLAYS.labels(label)
+        _STOLEN_TOKEN_SERIES.add(label)
+
+
 def count_token(grant_type: str, client_id) -> None:
     """A token response was issued (and kept) for this grant type and client."""
-    TOKENS_ISSUED.labels(_one_of(grant_type, GRANT_TYPES), client_label(client_id)).inc()
+    label = client_label(client_id)
+    TOKENS_ISSUED.labels(_one_of(grant_type, GRANT_TYPES), label).inc()
+    _stolen_token_series(label)
 
 
 def count_refresh_token_reuse(client_id) -> None:
-    REFRESH_TOKEN_REUSE.labels(client_label(client_id)).inc()
+    label = client_label(client_id)
+    _stolen_token_series(label)
+    REFRESH_TOKEN_REUSE.labels(label).inc()
 
 
 def count_code_replay(client_id) -> None:
-    CODE_REPLAYS.labels(client_label(client_id)).inc()
+    label = client_label(client_id)
+    _stolen_token_series(label)
+    CODE_REPLAYS.labels(label).inc()
 
 
 def count_password_change(channel: str) -> None:
