@@ -304,6 +304,20 @@ def _taken_meanwhile(row) -> Verified:
     return _taken(user)
 
 
+def link_works(token: str | None) -> bool:
+    """Whether a verification link would apply now, without using it, auditing or changing
+    anything: the answer to a HEAD (a mail scanner's, RFC 9110 section 9.3.2: a safe method)."""
+    checked = account_tokens.check(token, account_tokens.VERIFY_EMAIL)
+    works = False
+    if checked.row is not None:
+        user = db.session.get(User, checked.row.user_id)
+        key = normalize_login(checked.row.email or "")
+        works = (user is not None and user.enabled
+                 and key in (user.email_normalized, normalize_login(user.pending_email or "")))
+    db.session.rollback()  # end the read
+    return works
+
+
 def verify_email(token: str | None) -> Verified:
     """Follow a verification link: mark the address verified, or apply the pending new one.
 

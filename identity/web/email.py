@@ -30,7 +30,12 @@ def signed_in_user() -> str:
 # a link that does not work too: it is audited (a row kept a year), and a link is a secret
 @limiter.limit(sensitive_limit, deduct_when=link_refused)
 def verify():
-    """Follow a verification link; the token is in the query, so the page sends no Referer."""
+    """Follow a verification link; the token is in the query, so the page sends no Referer.
+    A HEAD (a mail scanner's) changes nothing: it only says whether the link would work."""
+    if request.method == "HEAD":
+        response = make_response("", 200 if verification.link_works(request.args.get("token")) else 400)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
     result = verification.verify_email(request.args.get("token"))
     status = 200 if result.email else 400
     # the header, and the page's <meta name="referrer"> (which browsers apply after it)
