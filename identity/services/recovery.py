@@ -98,16 +98,18 @@ def _unusable_for(row, user: User) -> str | None:
     return None if user.enabled else "disabled"
 
 
-def check_link(token: str | None, *, client_id: str | None = None) -> str:
-    """Raise InvalidLink (audited) unless `token` is a reset link that works now; return the user
-    name of its account (the page names it for password managers)."""
+def check_link(token: str | None, *, client_id: str | None = None, audit_refusal: bool = True) -> str:
+    """Raise InvalidLink (audited, unless `audit_refusal` is false: a HEAD, a scanner's, which is
+    safe) unless `token` is a reset link that works now; return the user name of its account (the
+    page names it for password managers)."""
     checked = account_tokens.check(token, PURPOSE)
-    if checked.row is None:
-        raise _refused(checked.reason, client_id=client_id)
-    user = db.session.get(User, checked.row.user_id)
-    reason = _unusable_for(checked.row, user) if user is not None else None
+    user = db.session.get(User, checked.row.user_id) if checked.row is not None else None
+    reason = checked.reason if checked.row is None else _unusable_for(checked.row, user) if user is not None else None
     if reason is not None:
-        raise _refused(reason, user_id=user.id, client_id=client_id)
+        if not audit_refusal:
+            db.session.rollback()  # end the read
+            raise InvalidLink(reason)
+        raise _refused(reason, user_id=user.id if user is not None else None, client_id=client_id)
     username = user.username
     db.session.rollback()  # end the read
     return username

@@ -102,7 +102,9 @@ def _reset_page(form, errors, return_url, status):
     """The form, under the account's user name for password managers; or, for a link that does not
     work (now), the page that says so."""
     try:
-        username = recovery.check_link(form.token.data, client_id=pending_client_id(return_url))
+        # a HEAD (a mail scanner's, a preview's) is safe: it says whether the link works, audits nothing
+        username = recovery.check_link(form.token.data, client_id=pending_client_id(return_url),
+                                       audit_refusal=request.method != "HEAD")
     except InvalidLink as err:
         return _invalid_link(err, return_url)
     page = render_template("account/reset_password.html", form=form, errors=errors, return_url=return_url,
