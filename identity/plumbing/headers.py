@@ -25,6 +25,10 @@ CSP = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'{form_targets}"
 )
 DEFAULT_CSP = CSP.format(form_targets="")
+#: an image (the icons) opened in a tab: the browser shows it in a document of its own whose <img>
+#: and <body> carry inline style attributes, which the pages' style-src 'self' refused (errors in
+#: the console); nothing of the server's is inline there, and the document may load and run nothing
+IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
 NO_STORE_PREFIXES = ("/account/", "/consent", "/connect/", "/localapi/", "/diagnostics")
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -145,6 +149,10 @@ def _personal(name: str, value: str) -> bool:
     return name == "set-cookie" or (name == "vary" and "cookie" in value.lower())
 
 
+def _is_image(headers: list) -> bool:
+    return any(name.lower() == "content-type" and value.startswith("image/") for name, value in headers)
+
+
 def _with_security_headers(environ, status: str, headers: list, rid: str) -> list:
     no_store = environ.get("PATH_INFO", "").startswith(NO_STORE_PREFIXES)
     secure = environ.get("wsgi.url_scheme") == "https"
@@ -162,7 +170,9 @@ def _with_security_headers(environ, status: str, headers: list, rid: str) -> lis
     # paths are no-store already, and this runs on every response)
     if not no_store and "cache-control" not in present:
         no_store = any(_personal(name.lower(), value) for name, value in kept)
-    if "content-security-policy" not in present:
+    if "content-security-policy" not in present and _is_image(kept):
+        kept.append(("Content-Security-Policy", IMAGE_CSP))
+    elif "content-security-policy" not in present:
         targets = environ.get(FORM_TARGETS_KEY)
         policy = CSP.format(form_targets="".join(" " + t for t in sorted(targets))) if targets else DEFAULT_CSP
         frames = environ.get(FRAME_SOURCES_KEY)
