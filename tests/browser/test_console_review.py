@@ -29,3 +29,13 @@ def test_an_icon_is_sent_with_a_policy_for_an_image(client, path):
     assert "'unsafe-inline'" in directives.get("style-src", ""), policy  # the browser's own image view
     assert directives.get("frame-ancestors") == "'none'" and "sandbox" in directives, policy
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_policy_the_pages_send_is_the_one_the_security_page_states(client):
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).parents[2] / "docs" / "security.md").read_text().split())
+    stated = re.search(r"\(`(default-src 'self';[^`]*)`", text).group(1)
+    sent = client.get("/account/login").headers["Content-Security-Policy"]
+    assert sent == stated, f"docs/security.md states {stated!r}, the sign-in page sends {sent!r}"
