@@ -93,3 +93,22 @@ class Rows:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def reseed(server, tmp_path) -> None:
+    """The demo server's database emptied and the demo seed put back (alice's password, no
+    sessions, no audit): each test of a module-wide server starts from the same state."""
+    import json
+
+    from servers import _empty
+    if server.database_uri.startswith("postgresql"):
+        _empty(server.database_uri)
+    else:
+        from app import create_app
+        from conftest import close_connections, empty_database, make_config
+        app = create_app(make_config(server.database_uri))
+        empty_database(app)
+        close_connections(app)
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(demo_seed()))
+    server.cli(["seed", str(seed)])

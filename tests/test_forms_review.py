@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from forms_review_support import ALICE_PASSWORD, Browser, Rows, demo_server, twice_at_once, twice_in_a_row
+from forms_review_support import ALICE_PASSWORD, Browser, Rows, demo_server, reseed, twice_at_once, twice_in_a_row
 
 pytestmark = pytest.mark.server
 
@@ -35,21 +35,7 @@ def rows(server):
 
 @pytest.fixture(autouse=True)
 def fresh_seed(server, tmp_path):
-    from servers import _empty
-    if server.database_uri.startswith("postgresql"):
-        _empty(server.database_uri)
-    else:
-        from conftest import empty_database, make_config
-        from app import create_app
-        from conftest import close_connections
-        app = create_app(make_config(server.database_uri))
-        empty_database(app)
-        close_connections(app)
-    seed = tmp_path / "seed.json"
-    from forms_review_support import demo_seed
-    import json
-    seed.write_text(json.dumps(demo_seed()))
-    server.cli(["seed", str(seed)])
+    reseed(server, tmp_path)
 
 
 def _mails_settled(mail, rows, expected_sent: int, timeout: float = 10) -> None:

@@ -9,7 +9,8 @@ import time
 import pytest
 import requests
 
-from forms_review_support import ALICE_PASSWORD, Browser, Rows, demo_server
+from forms_review_support import ALICE_PASSWORD, Browser, demo_server, reseed
+from test_forms_review import rows  # noqa: F401 (a fixture: the server's database)
 
 pytestmark = pytest.mark.server
 
@@ -22,30 +23,10 @@ def server(tmp_path_factory):
         yield running
 
 
-@pytest.fixture
-def rows(server):
-    found = Rows(server.database_uri)
-    yield found
-    found.close()
-
-
 @pytest.fixture(autouse=True)
 def fresh_seed(server, tmp_path, mail):
     """The demo seed put back before each test (as tests/test_forms_review.py does), no mail kept."""
-    import json
-    from forms_review_support import demo_seed
-    from servers import _empty
-    if server.database_uri.startswith("postgresql"):
-        _empty(server.database_uri)
-    else:
-        from app import create_app
-        from conftest import close_connections, empty_database, make_config
-        app = create_app(make_config(server.database_uri))
-        empty_database(app)
-        close_connections(app)
-    seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps(demo_seed()))
-    server.cli(["seed", str(seed)])
+    reseed(server, tmp_path)
     mail.clear()
 
 
