@@ -9,8 +9,6 @@ slows nor reveals anything. Requesting a reset changes nothing on the account: i
 anyone out, and the hourly cap keeps it from mail-bombing them.
 """
 
-import secrets
-
 from flask import current_app
 
 from ..clock import now
@@ -32,16 +30,11 @@ NOBODY = 0  # no user has this id: the unknown account's count finds nothing, at
 FORM_PURPOSE = "reset_form"
 
 
-def new_form_id() -> str:
-    """The value a forgot-password page puts in its form (`form_id` of the request it sends)."""
-    return secrets.token_urlsafe(16)
-
-
 def request_reset(login: str, *, return_url: str | None = None, client_id: str | None = None,
                   form_id: str | None = None) -> None:
     """Mail a reset link to the account `login` names (user name or email), if it can have one.
 
-    `form_id` is the page's value (new_form_id): the same form sent again (a double click, a
+    `form_id` is the page's value (web.forms.OncePageForm): the same form sent again (a double click, a
     browser's resend) finds it spent by the copy that mailed the link, and is answered the same
     way with no second link, which would end the first one mailed (outcome `sent_again`)."""
     cfg = current_app.config

@@ -11,7 +11,6 @@ Mails leave from the sender thread (mail.send_later) after the commit, so no ans
 reveals, the SMTP round trip.
 """
 
-import secrets
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -122,16 +121,11 @@ def _send_link(user: User, address: str, link: str, *, change: bool) -> None:
 FORM_PURPOSE = "verify_form"
 
 
-def new_form_id() -> str:
-    """The value a page's "Send the link again" form carries (`form_id` of send_verification)."""
-    return secrets.token_urlsafe(16)
-
-
 def send_verification(user_id: int, *, client_id: str | None = None, form_id: str | None = None) -> str:
     """Mail a verification link to the address that awaits one; return that address.
 
     Raises NothingToVerify when there is none, TooManyMails past the hourly budget. `form_id` is
-    the page's value (new_form_id): the same form sent again (a double click, a browser's resend)
+    the page's value (web.forms.OncePageForm): the same form sent again (a double click, a browser's resend)
     finds it spent by the copy that mailed, and returns the address with no second link, which
     would end the first one mailed.
     """

@@ -47,20 +47,13 @@ def verify():
 
 def _send_link(form: SendLinkForm) -> tuple[str | None, str | None]:
     """Mail a link to the address that awaits one: (address, None) or (None, what went wrong).
-    The form's value is the posted one; the page shown next gets a new one (`_new_value`)."""
+    The form's value is the posted one; the page shown next gets a new one (OncePageForm.with_new_value)."""
     try:
         return verification.send_verification(current_user.user.id, form_id=form.once.data or None), None
     except verification.NothingToVerify:
         return None, "Your address is verified already."
     except verification.TooManyMails:
         return None, "Several links were sent in the last hour. Use the newest, or try again later."
-
-
-def _new_value(form: SendLinkForm) -> SendLinkForm:
-    """The "Send the link again" form of the page about to be shown, with a value of its own: a
-    click on it mails a link, where the same post sent again does not (verification.new_form_id)."""
-    form.once.data = verification.new_form_id()
-    return form
 
 
 @bp.route("/email", methods=["GET", "POST"])
@@ -102,7 +95,7 @@ def email():
         elif change_form.errors.get("csrf_token"):
             notice = "The form expired. Please try again."
         user = accounts.get_user(current_user.user.id)
-    return render_template("account/email.html", user=user, change_form=change_form, send_form=_new_value(send_form),
+    return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form.with_new_value(),
                            errors=errors, sent=sent, notice=notice, **second_factor_fields(factor)), status
 
 
@@ -123,5 +116,5 @@ def required():
             notice = "The form expired. Please try again."
         status = 200 if sent else 400
     client_name, _ = pending_client(return_url)
-    return render_template("account/email_required.html", user=user, form=_new_value(form), sent=sent, notice=notice,
+    return render_template("account/email_required.html", user=user, form=form.with_new_value(), sent=sent, notice=notice,
                            client_name=client_name, return_url=return_url), status

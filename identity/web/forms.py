@@ -1,5 +1,7 @@
 """The pages' forms (Flask-WTF: every one carries a CSRF token)."""
 
+import secrets
+
 from flask import request
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
@@ -51,6 +53,20 @@ class PageForm(FlaskForm):
             return super().wrap_formdata(form, formdata)
 
 
+class OncePageForm(PageForm):
+    """A form whose sending mails something that must be mailed once (a link, whose successor
+    would end it): it carries a random value of the page shown, which the same form sent again
+    (a double click, a browser's resend) carries again, and which the service spends with the
+    mail (account_tokens.spend_once), so that the copy finds it spent and mails nothing."""
+
+    once = HiddenField(validators=[Optional(), Length(max=64)])
+
+    def with_new_value(self):
+        """This form, with a value of its own for the page about to be shown."""
+        self.once.data = secrets.token_urlsafe(16)
+        return self
+
+
 class LoginForm(PageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
     password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
@@ -67,11 +83,8 @@ class ChangePasswordForm(PageForm):
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
 
 
-class ForgotPasswordForm(PageForm):
+class ForgotPasswordForm(OncePageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
-    # a random value of the page shown: the same form sent again (a double click, a browser's
-    # resend) carries it again, and mails no second link (services/recovery.py)
-    once = HiddenField(validators=[Optional(), Length(max=64)])
 
 
 class ResetPasswordForm(PageForm):
@@ -85,12 +98,8 @@ class ConfirmForm(PageForm):
     """A form with nothing but its CSRF token: consent, sign-out, revoke."""
 
 
-class SendLinkForm(PageForm):
-    """"Send the link again" (a verification link): a random value of the page shown, which the
-    same form sent again (a double click, a browser's resend) carries again, and which mails no
-    second link (services/verification.py)."""
-
-    once = HiddenField(validators=[Optional(), Length(max=64)])
+class SendLinkForm(OncePageForm):
+    """"Send the link again" (a verification link)."""
 
 
 class SecondFactorForm(PageForm):

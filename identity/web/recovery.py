@@ -48,7 +48,7 @@ def forgot_password():
     form = ForgotPasswordForm()
     error = None
     if request.method != "POST":  # GET, and HEAD as GET
-        form.once.data = recovery.new_form_id()
+        form.with_new_value()
     if form.validate_on_submit():
         recovery.request_reset(form.username.data, return_url=return_url, client_id=pending_client_id(return_url),
                                form_id=form.once.data or None)
