@@ -97,7 +97,12 @@ def check_link(token: str | None, *, client_id: str | None = None, audit_refusal
     page names it for password managers)."""
     checked = account_tokens.check(token, PURPOSE)
     user = db.session.get(User, checked.row.user_id) if checked.row is not None else None
-    reason = checked.reason if checked.row is None else _unusable_for(checked.row, user) if user is not None else None
+    if checked.row is None:
+        reason = checked.reason
+    elif user is None:  # removed between the two reads (its links go with it)
+        reason = "unknown"
+    else:
+        reason = _unusable_for(checked.row, user)
     if reason is not None:
         if not audit_refusal:
             db.session.rollback()  # end the read
