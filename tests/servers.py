@@ -87,9 +87,65 @@ def flask_cli(args: list[str], env: dict[str, str], *, input: str | None = None,
     return result
 
 
+_migrated_sqlite_file: Path | None = None  # this pytest process's first file `flask db upgrade` made
+
+
 def migrate(env: dict[str, str]) -> None:
-    """Bring the schema to the newest migration, as an operator does before starting servers."""
+    """Bring the schema to the newest migration, as an operator does before starting servers.
+
+    `flask db upgrade` is a process of about 2 s of CPU, and the suite starts hundreds of servers,
+    so it runs only where it would do something that a copy cannot: a database already at the
+    newest migration is left as it is (the command would change nothing), and a new SQLite file
+    after the first of this pytest process is a copy of that first one (the same bytes: the
+    schema and its alembic_version, which no setting changes). tests/test_migrations.py and the
+    upgrade reviews run the command themselves."""
+    global _migrated_sqlite_file
+    uri = env["FLASK_SQLALCHEMY_DATABASE_URI"]
+    if _schema_is_current(uri):
+        return
+    target = _new_sqlite_file(uri)
+    if target is not None and _migrated_sqlite_file is not None:
+        _copy_private(_migrated_sqlite_file, target)
+        return
     flask_cli(["db", "upgrade"], env)
+    if target is not None and not Path(f"{target}-wal").exists():
+        _migrated_sqlite_file = Path(tempfile.mkdtemp(prefix="migrated-")) / "migrated.db"
+        _copy_private(target, _migrated_sqlite_file)
+
+
+def _new_sqlite_file(uri: str) -> Path | None:
+    """The file of a plain `sqlite:///PATH` URI whose file does not exist yet, else None."""
+    if not uri.startswith("sqlite:///") or "?" in uri or uri == "sqlite:///:memory:":
+        return None
+    path = Path(uri[len("sqlite:///"):])
+    return None if path.exists() else path
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy a database file, readable by its owner only as the app creates them (schema.py)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as src, open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+        dst.write(src.read())
+
+
+def _schema_is_current(uri: str) -> bool:
+    """Whether the database at `uri` exists and records the newest migration."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from identity.services.schema import VERSION_TABLE, head_revision
+
+    if _new_sqlite_file(uri) is not None or uri.startswith("sqlite:///:memory:"):
+        return False
+    engine = create_engine(uri)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table(VERSION_TABLE):
+                return False
+            return connection.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}")) == head_revision()
+    except Exception:  # no such database, or one the command must answer for: let it run
+        return False
+    finally:
+        engine.dispose()
 
 
 class _Server:

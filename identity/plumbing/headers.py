@@ -149,28 +149,26 @@ def _personal(name: str, value: str) -> bool:
     return name == "set-cookie" or (name == "vary" and "cookie" in value.lower())
 
 
-def _is_image(headers: list) -> bool:
-    return any(name.lower() == "content-type" and value.startswith("image/") for name, value in headers)
-
-
 def _with_security_headers(environ, status: str, headers: list, rid: str) -> list:
     no_store = environ.get("PATH_INFO", "").startswith(NO_STORE_PREFIXES)
     secure = environ.get("wsgi.url_scheme") == "https"
     replaced = _REPLACED[no_store, secure]
     if status.startswith("204"):  # no content, so no content type (Flask adds text/html to every response)
         replaced = replaced | {"content-type"}
-    kept, present = [], set()
+    kept, present, image = [], set(), False
     for header in headers:
         name = header[0].lower()
         if name not in replaced:
             kept.append(header)
             present.add(name)
+            if name == "content-type":
+                image = header[1].startswith("image/")
     # a page of the caller's own outside those paths (the home page, an error page, signed in):
     # stored by no cache either, unless the view said otherwise (looked at only there: the API's
     # paths are no-store already, and this runs on every response)
     if not no_store and "cache-control" not in present:
         no_store = any(_personal(name.lower(), value) for name, value in kept)
-    if "content-security-policy" not in present and _is_image(kept):
+    if "content-security-policy" not in present and image:
         kept.append(("Content-Security-Policy", IMAGE_CSP))
     elif "content-security-policy" not in present:
         targets = environ.get(FORM_TARGETS_KEY)
