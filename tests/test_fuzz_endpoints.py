@@ -30,6 +30,7 @@ ENDPOINTS = [
     ("POST", "/connect/revocation"), ("POST", "/connect/introspect"), ("GET", "/connect/userinfo"),
     ("POST", "/connect/userinfo"), ("GET", "/connect/endsession"), ("POST", "/connect/endsession"),
     ("GET", "/.well-known/openid-configuration"), ("GET", "/.well-known/openid-configuration/jwks"),
+    ("GET", "/.well-known/change-password"),
     ("GET", "/account/login"), ("POST", "/account/login"), ("GET", "/account/logout"), ("POST", "/account/logout"),
     ("GET", "/account/password"), ("POST", "/account/password"), ("POST", "/account/password/check"),
     ("GET", "/consent"), ("POST", "/consent"), ("GET", "/account/grants"), ("POST", "/account/grants/revoke"),

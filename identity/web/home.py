@@ -2,7 +2,7 @@
 
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, render_template, send_from_directory
+from flask import Blueprint, current_app, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user, login_required
 
 from ..constants import MFA_REQUIRED_PROBLEM
@@ -26,6 +26,14 @@ def favicon():
     """Answer the browsers' implicit request for the icon instead of a logged 404."""
     return send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/x-icon",
                                max_age=FAVICON_MAX_AGE)
+
+
+@bp.get("/.well-known/change-password")
+def change_password():
+    """W3C's "A Well-Known URL for Changing Passwords": where a password manager sends someone whose
+    saved password is weak or leaked. A redirect to the change-password page (which asks a signed-out
+    visitor to sign in first, and returns there)."""
+    return redirect(url_for("account.password"))
 
 
 @bp.get(MFA_REQUIRED_PROBLEM)
