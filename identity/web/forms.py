@@ -32,7 +32,13 @@ class TextInput(widgets.TextInput):
 
 
 class PasswordInput(widgets.PasswordInput):
+    """No maxlength from the Length validator: a browser counts it in UTF-16 code units and cuts a
+    filled or pasted password there without a word, so a maxlength of PASSWORD_INPUT_MAX held half
+    as many emoji or other characters past U+FFFF as the policy allows. The form refuses an
+    overlong password itself."""
+
     html_params = staticmethod(html_params)
+    validation_attrs = ["required"]
 
 
 class CheckboxInput(widgets.CheckboxInput):
