@@ -108,3 +108,38 @@ def test_no_password_field_is_shorter_than_the_policy_allows(client, app, seeded
             if as_browser_fills(tag, LONG_PASSWORD) != LONG_PASSWORD:
                 short[f"{name}#{field_id}"] = re.search(r'maxlength="(\d+)"', tag).group(1)
     assert short == {}, f"password fields that cut a password the policy allows (maxlength): {short}"
+
+
+# --- the change-password form names the account as the manager saved it ---------------------------
+
+ACCOUNT_NAME = re.compile(r'<input\b[^>]*id="account-username"[^>]*>')
+
+
+def account_name_on(client, path: str) -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.headers.get("Location")
+    tag = ACCOUNT_NAME.search(page.get_data(as_text=True)).group(0)
+    return re.search(r'value="([^"]*)"', tag).group(1)
+
+
+def test_a_sign_in_by_email_names_the_account_by_email_on_the_password_setting_forms(client, app, seeded, step_clock):
+    """The sign-in form takes "User name or email", and a manager saves the login under what was
+    typed. Its change-password form must carry that name: Chrome matches the form's username to
+    the saved logins by value, so "alice" beside a login saved as "alice@example.com" saves a
+    second login with the new password and leaves the one it fills with the old password."""
+    AuthActions(client).login(username="alice@example.com")
+    assert account_name_on(client, "/account/password") == "alice@example.com", (
+        "the change-password form names the account 'alice', not the 'alice@example.com' it was signed in with")
+    assert account_name_on(client, "/account/email") == "alice@example.com"
+
+    AuthActions(client).logout()
+    AuthActions(client).login(username="ALICE")
+    assert account_name_on(client, "/account/password") == "alice"
+
+    # with a second step between: the name survives it
+    from mfa_actions import sign_in_with_code
+
+    secret, _ = enrol_user(app)
+    AuthActions(client).logout()
+    assert sign_in_with_code(client, secret, username="alice@example.com").status_code == 302
+    assert account_name_on(client, "/account/password") == "alice@example.com"

@@ -63,17 +63,35 @@ def _leave_browser_session(user_id: int) -> str | None:
     return continued
 
 
-def sign_in(result: SignInResult, *, remember: bool = False) -> SignedIn:
+def sign_in(result: SignInResult, *, remember: bool = False, by_email: bool = False) -> SignedIn:
     """Carry a started sign-in (accounts.sign_in, finish_sign_in) in a fresh cookie session, so a
     planted one is useless (and a half-signed-in state is gone). The same user signing in again
-    keeps the public sid of the session this browser had (browser_sessions.continue_session)."""
+    keeps the public sid of the session this browser had (browser_sessions.continue_session).
+    `by_email`: the person typed their address, not their user name (account_login_name)."""
     continued = _leave_browser_session(result.user.id)
     public_sid = result.public_sid
     if continued:
         public_sid = browser_sessions.continue_session(continued, result.sid, result.user.id) or public_sid
     principal = SignedIn(result.user, result.sid, result.auth_time, public_sid, result.amr)
     login_user(principal, remember=remember)
+    if by_email:
+        session[BY_EMAIL_KEY] = True
     return principal
+
+
+# The browser's sign-in named the user by email address: a password manager saved the login under
+# it, and matches a form's user name to its saved logins by value, so the pages that set a password
+# name the account by the address (account_login_name). A flag, not the address: the cookie is
+# signed, not encrypted.
+BY_EMAIL_KEY = "by_email"
+
+
+def account_login_name(user: "User | browser_sessions.SessionUser") -> str:
+    """The name this browser signed the user in with, as a password manager saved it: the address
+    when the sign-in named it, else the user name (also after a passkey or a remembered session)."""
+    if session.get(BY_EMAIL_KEY) is True and user.email:
+        return user.email
+    return user.username
 
 
 def renew_cookie(principal: SignedIn, sid: str) -> SignedIn:
@@ -97,12 +115,12 @@ def renew_cookie(principal: SignedIn, sid: str) -> SignedIn:
 PENDING_KEY = "mfa_pending"
 
 
-def hold_for_second_factor(result: SignInResult, *, remember: bool = False) -> None:
+def hold_for_second_factor(result: SignInResult, *, remember: bool = False, by_email: bool = False) -> None:
     """Remember a right password until the second step (accounts.finish_sign_in) or its expiry."""
     continued = _leave_browser_session(result.user.id)
     session[PENDING_KEY] = {"user": result.user.id, "version": result.user.password_version, "at": now(),
                             "id": secrets.token_urlsafe(16), "remember": bool(remember), "amr": result.amr,
-                            "continues": continued}
+                            "continues": continued, "by_email": bool(by_email)}
 
 
 def pending_second_factor() -> dict | None:

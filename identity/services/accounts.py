@@ -160,6 +160,12 @@ class SignInResult:
     amr: str = mfa.AMR_PASSWORD  # how the person signed in (RFC 8176 names, space-separated)
 
 
+def named_by_email(login: str, user: SessionUser) -> bool:
+    """Whether a sign-in's login named its user by email address rather than user name (a user name
+    never holds "@", login_names.username_characters_problem)."""
+    return bool(user.email) and normalize_login(login) == normalize_login(user.email)
+
+
 def _check_password(login: str, password: str, client_id: str | None,
                     needs_verified_email: bool = False) -> tuple[SignInResult, list[Write]]:
     """Check a user name (or email) and password, counting failures toward lockout.

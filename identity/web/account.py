@@ -3,7 +3,8 @@
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, fresh_login_required
 
-from ..plumbing.login_session import continues_session, hold_for_second_factor, renew_cookie, sign_in, sign_out
+from ..plumbing.login_session import (account_login_name, continues_session, hold_for_second_factor, renew_cookie,
+                                      sign_in, sign_out)
 from ..errors import AccountLocked, AlreadyDone, SecondFactorRequired, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
@@ -38,12 +39,13 @@ def login():
     if form.validate_on_submit():
         result = accounts.sign_in(form.username.data, form.password.data,
                                   client_id=pending_client_id(return_url))
+        by_email = result.user is not None and accounts.named_by_email(form.username.data, result.user)
         if result.user is not None and result.needs_second_factor:
-            hold_for_second_factor(result, remember=form.remember.data)
+            hold_for_second_factor(result, remember=form.remember.data, by_email=by_email)
             return redirect(url_for("mfa.second_step", returnUrl=return_url) if return_url
                             else url_for("mfa.second_step"))
         if result.user is not None:
-            principal = sign_in(result, remember=form.remember.data)
+            principal = sign_in(result, remember=form.remember.data, by_email=by_email)
             return _after_sign_in(principal, return_url)
         error = SIGN_IN_FAILED  # announced above the form, and tied to the password field (focused)
     elif request.method == "POST" and not form.errors.get("csrf_token"):
@@ -158,4 +160,5 @@ def password():
     if request.method == "POST" and not changed and status == 200:
         status = 400
     return render_template("account/password.html", form=form, errors=errors, changed=changed,
+                           login_name=account_login_name(current_user.user),
                            **second_factor_fields(factor), min_length=current_app.config["PASSWORD_MIN_LENGTH"]), status

@@ -6,6 +6,7 @@ from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import client_network, limiter, link_refused, sensitive_limit
+from ..plumbing.login_session import account_login_name
 from .forms import ChangeEmailForm, SendLinkForm
 from .second_factor import second_factor_errors, second_factor_fields
 from ..services import accounts, mfa, verification
@@ -96,7 +97,8 @@ def email():
             notice = "The form expired. Please try again."
         user = accounts.get_user(current_user.user.id)
     return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form.with_new_value(),
-                           errors=errors, sent=sent, notice=notice, **second_factor_fields(factor)), status
+                           errors=errors, sent=sent, notice=notice, login_name=account_login_name(user),
+                           **second_factor_fields(factor)), status
 
 
 @bp.route("/email/required", methods=["GET", "POST"])

@@ -58,7 +58,7 @@ def second_step():
                                          amr=pending.get("amr") or mfa.AMR_PASSWORD,
                                          client_id=pending_client_id(return_url))
         if result.user is not None:
-            principal = sign_in(result, remember=pending.get("remember", False))
+            principal = sign_in(result, remember=pending.get("remember", False), by_email=pending.get("by_email") is True)
             return _after_sign_in(principal, return_url)
         error = code_error = CODE_FAILED  # announced above the form, and tied to its field
     elif form.errors.get("csrf_token"):

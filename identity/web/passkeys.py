@@ -233,5 +233,5 @@ def second_step():
         return render_template("account/login_mfa.html", form=SecondFactorForm(formdata=None), error=str(err),
                                client_name=client_name, form_action=_with_return_url("mfa.second_step", return_url),
                                return_url=return_url, codes=mfa.has_totp(user.id), username=user.username), 400
-    principal = sign_in(result, remember=pending.get("remember", False))
+    principal = sign_in(result, remember=pending.get("remember", False), by_email=pending.get("by_email") is True)
     return _after_sign_in(principal, return_url)
