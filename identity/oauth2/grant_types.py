@@ -46,12 +46,24 @@ def check_requested_scope(client, scope: str | None) -> None:
         raise InvalidScopeError(f"scope not allowed for this client: {' '.join(refused)}")
 
 
+VERIFIED_EMAIL_REQUIRED = "the client requires a verified email address; verify it on the account page"
+
+
 def check_second_factor(client, amr: str | None) -> None:
     """A client with require_mfa gets tokens only from a sign-in that used a second factor: a code
     or refresh token granted before the operator set it (a sign-in with the password alone)
     issues nothing more to it, as the authorization endpoint would now ask for the factor."""
     if misses_required_factor(client.row, amr):
         raise InvalidGrantError("the client requires a second factor, which this sign-in did not use")
+
+
+def check_verified_email(client, user) -> None:
+    """A client with require_verified_email gets no token for a user whose address is not verified
+    (docs/email.md), as the authorization endpoint and the password grant refuse one: a code or
+    refresh token granted before the operator set it, or before a seed changed the address, issues
+    nothing more to it."""
+    if client.row.require_verified_email and not user.email_verified:
+        raise InvalidGrantError(VERIFIED_EMAIL_REQUIRED)
 
 
 def check_response_mode(request, redirect_uri: str) -> None:
@@ -176,6 +188,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
             super().validate_token_request()
             check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
             check_second_factor(self.request.client, self.found.amr)
+            check_verified_email(self.request.client, self.request.authorization_code.user)
             if not self.request.client.check_redirect_uri(self.found.redirect_uri):  # removed since (clients update)
                 raise InvalidGrantError("redirect_uri is no longer registered for this client")
         except OAuth2Error as err:
@@ -338,6 +351,7 @@ class RefreshTokenGrant(_RefreshTokenGrant):
         super().validate_token_request()
         check_requested_scope(self.request.client, self.request.payload.scope or self.request.refresh_token.get_scope())
         check_second_factor(self.request.client, self.request.refresh_token.row.amr)
+        check_verified_email(self.request.client, issued_grants.user_of_grant(self.request.refresh_token.row))
 
     def authenticate_refresh_token(self, refresh_token):
         row = issued_grants.usable_refresh_token(refresh_token, self.request.client.client_id)
@@ -415,7 +429,7 @@ class PasswordGrant(_PasswordGrant):
             raise InvalidGrantError("the user has a second factor, which the password grant cannot check: "
                                     "use the authorization code flow")
         if result.unverified_email:
-            raise InvalidGrantError("the client requires a verified email address; verify it on the account page")
+            raise InvalidGrantError(VERIFIED_EMAIL_REQUIRED)
         grant_context().auth_time, grant_context().amr = now(), AMR_PASSWORD
         grant_context().password_version = result.user.password_version
         return result.user

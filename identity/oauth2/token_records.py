@@ -76,7 +76,8 @@ class RefreshTokenRecord:
         """Revoked, rotated, or refused by the refresh grant now: its user disabled (a rotation in
         flight as they were disabled stores an unrevoked one), its client no longer offered refresh
         tokens (allow_offline_access off, or the grant off), or requiring a second factor this
-        sign-in did not use. Inactive, as the grant would answer it (RFC 7662)."""
+        sign-in did not use, or a verified address the user has not. Inactive, as the grant would
+        answer it (RFC 7662)."""
         if self.row.revoked_at is not None or self.row.consumed_at is not None:
             return True
         user = self._user()
@@ -84,6 +85,8 @@ class RefreshTokenRecord:
             return True
         client = cached_client(self.client_id)
         if client is None or not OAuthClient(client).offers_refresh_tokens:
+            return True
+        if client.require_verified_email and not user.email_verified:
             return True
         return misses_required_factor(client, self.row.amr)
 

@@ -171,7 +171,7 @@ _REFRESH_GRANT = (
     select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
            RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
            RefreshToken.issued_at, RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version,
-           User.enabled)
+           User.enabled, User.email_verified)  # a client's require_verified_email (oauth2/grant_types.py)
     .join(User, User.id == RefreshToken.user_id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
 )

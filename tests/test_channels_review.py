@@ -1,0 +1,76 @@
+"""One account change made through each of its ways (the account pages, the local API, a mailed
+link, the operator's CLI, the protocol) must have the same effect, and what is read back
+afterwards must agree across channels."""
+
+from sqlalchemy import select, update
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from identity.extensions import db
+from identity.models import Client, User
+
+
+def _set(app, model, where, **values) -> None:
+    with app.app_context():
+        db.session.execute(update(model).where(where).values(**values))
+        db.session.commit()
+
+
+def _require_verified_email(app, client_id: str) -> None:
+    _set(app, Client, Client.client_id == client_id, require_verified_email=True)
+
+
+# --- a client that requires a verified address: every way to its tokens applies the rule ----------
+
+
+def test_a_refresh_token_issues_nothing_to_a_client_that_requires_a_verified_address(client, app, flow_clients):
+    """The authorization endpoint and the password grant refuse a client with
+    require_verified_email a user whose address is not verified (docs/email.md: it "gets no code or
+    token"); a refresh token granted before the operator set it (`clients update
+    --require-verified-email`), or before a seed changed the address, must not issue either."""
+    _set(app, User, User.username == "alice", email_verified=False)
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    body = oauth.code_flow(client_id="web", scope="openid email offline_access")[0].get_json()
+    _require_verified_email(app, "web")
+    # introspection answers as the refresh grant would (RFC 7662): inactive
+    introspected = client.post("/connect/introspect", data={"token": body["refresh_token"]},
+                               auth=("web", "web-secret-0123456789")).get_json()
+    assert introspected == {"active": False}, introspected
+    refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=body["refresh_token"])
+    assert refreshed.status_code == 400, refreshed.get_json()
+    assert refreshed.get_json()["error"] == "invalid_grant"
+    # the password grant of the same client, for the same user: refused for the same reason
+    _require_verified_email(app, "legacy")
+    password = oauth.token("legacy", grant_type="password", username="alice",
+                           password="tulip-quartz-harbor-917", scope="openid")
+    assert password.get_json()["error"] == "invalid_grant"
+    assert "verified email" in password.get_json()["error_description"]
+    assert "verified email" in refreshed.get_json()["error_description"]
+
+
+def test_a_verified_address_still_refreshes_and_redeems_for_a_client_that_requires_one(client, app, flow_clients):
+    _set(app, User, User.username == "alice", email_verified=True)
+    _require_verified_email(app, "web")
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    token, _ = oauth.code_flow(client_id="web", scope="openid email offline_access")
+    assert token.status_code == 200, token.get_json()
+    refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=token.get_json()["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_json()
+    introspected = client.post("/connect/introspect", data={"token": refreshed.get_json()["refresh_token"]},
+                               auth=("web", "web-secret-0123456789")).get_json()
+    assert introspected["active"] is True
+
+
+def test_a_code_is_not_redeemed_for_an_unverified_address_once_the_client_requires_one(client, app, flow_clients):
+    _set(app, User, User.username == "alice", email_verified=False)
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    verifier, challenge = pkce_pair()
+    response = oauth.authorize(client_id="native", scope="openid", code_challenge=challenge,
+                               code_challenge_method="S256")
+    code = redirect_params(response.headers["Location"])["code"]
+    _require_verified_email(app, "native")
+    redeemed = oauth.token("native", grant_type="authorization_code", code=code,
+                           redirect_uri=OAuthActions.REDIRECTS["native"], code_verifier=verifier)
+    assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant", redeemed.get_json()
