@@ -5,6 +5,7 @@ afterwards must agree across channels."""
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from mfa_actions import step_clock  # noqa: F401  (the fixture)
 from identity.extensions import db
 from identity.models import Client, User
 
@@ -74,3 +75,47 @@ def test_a_code_is_not_redeemed_for_an_unverified_address_once_the_client_requir
     redeemed = oauth.token("native", grant_type="authorization_code", code=code,
                            redirect_uri=OAuthActions.REDIRECTS["native"], code_verifier=verifier)
     assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant", redeemed.get_json()
+
+
+# --- what GET /localapi/account reads back after a change, whichever way it was made ---------------
+
+
+def _account(client, token: str) -> dict:
+    response = client.get("/localapi/account", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def _remembered(client, token: str) -> dict:
+    """Use a token twice: the second use takes a lease and the worker remembers the answer
+    (services/bearer_cache.py), as an app polling its settings screen does."""
+    _account(client, token)
+    return _account(client, token)
+
+
+def test_the_account_reports_mfa_enabled_as_it_is_once_the_operator_reset_the_factors(client, app, seeded, runner):
+    """A password set or an address change asked for waits out the workers' remembered answers,
+    so the next GET /localapi/account reports it; removing the second factors (`users mfa-reset`,
+    or the page) changed what the account reads back (`mfa_enabled`) without waiting."""
+    from mfa_actions import enrol_user
+    from test_localapi_support import LocalApi
+
+    enrol_user(app)
+    token = LocalApi(app, client).token()
+    assert _remembered(client, token)["mfa_enabled"] is True
+    result = runner.invoke(args=["users", "mfa-reset", "alice"])
+    assert result.exit_code == 0, result.output
+    assert _account(client, token)["mfa_enabled"] is False
+
+
+def test_the_account_reports_mfa_enabled_as_it_is_once_the_page_removed_the_app(client, app, seeded, step_clock):
+    from mfa_actions import code_at, enrol_user, post_mfa, sign_in_with_code
+    from test_localapi_support import LocalApi
+
+    secret, _ = enrol_user(app)
+    sign_in_with_code(client, secret)
+    token = LocalApi(app, client).token()
+    assert _remembered(client, token)["mfa_enabled"] is True
+    removed = post_mfa(client, "remove", password="tulip-quartz-harbor-917", code=code_at(secret))
+    assert removed.status_code == 200, removed.get_data(as_text=True)
+    assert _account(client, token)["mfa_enabled"] is False

@@ -33,7 +33,7 @@ from ..store import accounts as user_rows
 from ..store import mfa as store
 from ..store import passkeys as passkey_rows
 from ..store.writes import Write, write
-from . import account_tokens, audit, key_encryption, lockout, metrics, notifications
+from . import account_tokens, audit, bearer_cache, key_encryption, lockout, metrics, notifications
 from .password_policy import normalize
 from .passwords import verify_password
 
@@ -215,8 +215,18 @@ def confirm_totp(user_id: int, code: str) -> list[str]:
         end_changes_asked_without_a_factor(user_id)
     audit.record("mfa_enabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()
+    if first:
+        factors_changed(user_id)
     notifications.sign_in_method_changed(user_id, notifications.AUTHENTICATOR_ADDED)
     return codes
+
+
+def factors_changed(user_id: int) -> None:
+    """After the commit of a first factor added or a factor removed: wait until no worker answers
+    the local API from a remembered read of the user (bearer_cache.py), so the next
+    GET /localapi/account reports `mfa_enabled` (and a pending address change a first factor
+    ended) as they now are, as after an address change."""
+    bearer_cache.wait_out_cached_answers(user_id)
 
 
 def end_changes_asked_without_a_factor(user_id: int) -> None:
@@ -555,6 +565,7 @@ def remove_totp(user_id: int, password: str, code: str, *, given_by: str | None 
         return
     audit.record("mfa_disabled", user_id=user_id, detail={"factor": "totp"})
     db.session.commit()
+    factors_changed(user_id)
     notifications.sign_in_method_changed(user_id, notifications.AUTHENTICATOR_REMOVED)
 
 
@@ -568,4 +579,5 @@ def reset_factors(user_id: int, *, by: str = "operator") -> bool:
     passkey_rows.remove_user_passkeys(user_id)
     audit.record("mfa_reset", user_id=user_id, detail={"by": by, "had_factor": had})
     db.session.commit()
+    factors_changed(user_id)
     return had

@@ -176,6 +176,7 @@ def remove_passkey(user_id: int, passkey_id: int) -> None:
         raise NotFound("no such passkey")
     audit.record("passkey_removed", user_id=user_id, detail={"passkey_id": passkey_id})
     db.session.commit()
+    mfa.factors_changed(user_id)
     notifications.sign_in_method_changed(user_id, notifications.PASSKEY_REMOVED)
 
 
@@ -262,6 +263,8 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
     audit.record("passkey_registered", user_id=user_id,
                  detail={"passkey_id": passkey.id, "method": _method(verified.credential_device_type)})
     db.session.commit()
+    if first:
+        mfa.factors_changed(user_id)
     notifications.sign_in_method_changed(user_id, notifications.PASSKEY_ADDED)
     return passkey
 
