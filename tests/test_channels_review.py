@@ -119,3 +119,26 @@ def test_the_account_reports_mfa_enabled_as_it_is_once_the_page_removed_the_app(
     removed = post_mfa(client, "remove", password="tulip-quartz-harbor-917", code=code_at(secret))
     assert removed.status_code == 200, removed.get_data(as_text=True)
     assert _account(client, token)["mfa_enabled"] is False
+
+
+# --- a link for an address that awaits one: every page that offers links offers it -----------------
+
+
+def test_the_verified_address_page_offers_the_link_to_an_address_asked_for(client, app, seeded, mail):
+    """An account with no address yet asks for one (the page or PUT /localapi/email): it waits in
+    pending_email, and /account/email and POST /localapi/email/verification send its link again.
+    The page a client that requires a verified address sends people to told them they had no
+    address and to add one, and offered no link."""
+    from conftest import csrf_token
+
+    _set(app, User, User.username == "alice", email=None, email_normalized=None, email_verified=False,
+         pending_email="alice.new@example.org")
+    AuthActions(client).login()
+    page = client.get("/account/email/required")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="send-link"' in html, "no link offered: Your account has no email address" * ("no email address" in html)
+    assert "alice.new@example.org" in html and "no email address" not in html
+    sent = client.post("/account/email/required", data={"csrf_token": csrf_token(html)})
+    assert sent.status_code == 200 and "We sent a link to alice.new@example.org" in sent.get_data(as_text=True)
+    assert mail.wait_for(to="alice.new@example.org")
