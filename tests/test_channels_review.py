@@ -142,3 +142,23 @@ def test_the_verified_address_page_offers_the_link_to_an_address_asked_for(clien
     sent = client.post("/account/email/required", data={"csrf_token": csrf_token(html)})
     assert sent.status_code == 200 and "We sent a link to alice.new@example.org" in sent.get_data(as_text=True)
     assert mail.wait_for(to="alice.new@example.org")
+
+
+def test_the_account_reports_the_address_a_seed_gave_as_it_is(client, app, seeded, runner, tmp_path):
+    """A seed that changes a user's address (which makes it unverified) or vouches for it changed
+    what the local API and UserInfo read back without waiting out the workers' remembered
+    answers, as a seed that changes a password waits them out."""
+    import json
+
+    from test_localapi_support import LocalApi
+
+    _set(app, User, User.username == "alice", email_verified=True)
+    token = LocalApi(app, client).token()
+    assert _remembered(client, token)["email"] == "alice@example.com"
+    alice = next(u for u in seeded["users"] if u["username"] == "alice")
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps({"users": [{**alice, "email": "alice@example.net"}]}))
+    result = runner.invoke(args=["seed", str(seed_file)])
+    assert result.exit_code == 0, result.output
+    account = _account(client, token)
+    assert (account["email"], account["email_verified"]) == ("alice@example.net", False), account

@@ -30,6 +30,9 @@ class SeedReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     password_changed: list[int] = field(default_factory=list)  # user ids: wait out their cached bearer answers
+    # user ids whose address, its verification or name changed: the local API and UserInfo read
+    # them from the bearer check's row, which workers remember (bearer_cache.py), so waited out too
+    account_changed: list[int] = field(default_factory=list)
     passwords_reset: list = field(default_factory=list)  # notifications.Addressee: told once the seed commits
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
     made_public: list[str] = field(default_factory=list)  # client ids: revoked again once the snapshots are out
@@ -239,9 +242,11 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         user.email_normalized = normalize_login(item["email"]) if item["email"] else None
         user.name = item["name"]
         changed = True
+        report.account_changed.append(user.id)
     if item["email_verified"] and not user.email_verified:
         user.email_verified = True
         changed = True
+        report.account_changed.append(user.id)
     if reset_passwords and not verify_password(user.password_hash, normalize(item["password"])):
         store_new_password(user, new_password_hash(item["password"]))
         user.failed_attempts, user.locked_until = 0, 0
@@ -281,7 +286,8 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     except Exception:
         db.session.rollback()
         raise
-    bearer_cache.wait_for_leases(report.password_changed)  # as every password change does (bearer_cache.py)
+    # as every password change, and an address changed or verified through a link, does (bearer_cache.py)
+    bearer_cache.wait_for_leases(report.password_changed + report.account_changed)
     for user in report.passwords_reset:  # as `users set-password` tells them
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
     if report.client_disabled or report.made_public or report.secret_removed:
