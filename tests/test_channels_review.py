@@ -162,3 +162,24 @@ def test_the_account_reports_the_address_a_seed_gave_as_it_is(client, app, seede
     assert result.exit_code == 0, result.output
     account = _account(client, token)
     assert (account["email"], account["email_verified"]) == ("alice@example.net", False), account
+
+
+def test_the_account_reports_no_pending_address_once_its_link_found_it_taken(client, app, flow_clients, mail):
+    """A followed link applies the address and waits out the remembered answers, so the next
+    GET /localapi/account reports it; a link whose address another account took meanwhile ends the
+    pending change instead, and the account kept reporting it as pending."""
+    from test_localapi_support import LocalApi
+
+    token = LocalApi(app, client).token()
+    headers = {"Authorization": f"Bearer {token}"}
+    asked = client.put("/localapi/email", json={"email": "shared@example.org",
+                                                "current_password": "tulip-quartz-harbor-917"}, headers=headers)
+    assert asked.status_code == 202, asked.get_data(as_text=True)
+    link = mail.link(mail.wait_for(to="shared@example.org"))
+    _set(app, User, User.username == "bob", email="shared@example.org", email_normalized="shared@example.org")
+    assert _remembered(client, token)["pending_email"] == "shared@example.org"
+    followed = client.get(link.removeprefix("https://localhost"))
+    assert followed.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(User.pending_email).where(User.username == "alice")) is None
+    assert _account(client, token)["pending_email"] is None

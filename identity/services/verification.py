@@ -280,10 +280,13 @@ class Verified:
 
 
 def _taken(user: User) -> Verified:
-    """The link's address belongs to another account now: the pending change ends (committed)."""
+    """The link's address belongs to another account now: the pending change ends (committed, and
+    waited out as an applied one is: the local API's next answer reports no pending address)."""
+    user_id = user.id
     user.pending_email = None
-    audit.record("email_verification_failed", user_id=user.id, detail={"reason": "taken"})
+    audit.record("email_verification_failed", user_id=user_id, detail={"reason": "taken"})
     db.session.commit()
+    bearer_cache.wait_out_cached_answers(user_id)
     return Verified(reason="taken")
 
 
