@@ -93,7 +93,8 @@ def _remembered(client, token: str) -> dict:
     return _account(client, token)
 
 
-def test_the_account_reports_mfa_enabled_as_it_is_once_the_operator_reset_the_factors(client, app, seeded, runner):
+def test_the_account_reports_mfa_enabled_as_it_is_once_the_operator_reset_the_factors(client, app, seeded, runner,
+                                                                                       step_clock):
     """A password set or an address change asked for waits out the workers' remembered answers,
     so the next GET /localapi/account reports it; removing the second factors (`users mfa-reset`,
     or the page) changed what the account reads back (`mfa_enabled`) without waiting."""
