@@ -71,7 +71,13 @@ def origin_source(parts) -> str | None:
     """A CSP source for the URI's scheme://host[:port]: an international host in its IDNA form,
     as the browser names the origin it matches, and as a header can carry it (Latin-1 at most;
     例え.jp as written made the page's headers unsendable, a connection closed without an
-    answer). None for a host with no single IDNA form, or a port that is not one."""
+    answer). None for a host with no single IDNA form, or a port that is not one.
+
+    An IP-v6 literal (a native app's `http://[::1]:{port}/cb`, RFC 8252 section 7.3) is the
+    scheme alone, `http:`: CSP's host-source cannot name one, and a browser ignores
+    `http://[::1]:51234` as an invalid source, so the redirect after the sign-in post was blocked."""
+    if (parts.hostname or "").count(":"):
+        return f"{parts.scheme}:"
     if parts.netloc.isascii():
         return f"{parts.scheme}://{parts.netloc}"
     host = ascii_domain(parts.hostname or "")
