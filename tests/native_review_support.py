@@ -9,8 +9,9 @@ from actions import pkce_pair
 
 NATIVE = {
     "client_id": "native-app", "client_name": "Native App", "allowed_grant_types": ["authorization_code"],
-    "redirect_uris": ["com.example.app:/cb", "http://127.0.0.1/cb", "http://[::1]/cb", "https://app.example.com/cb"],
-    "post_logout_redirect_uris": ["com.example.app:/bye"],
+    "redirect_uris": ["com.example.app:/cb", "http://127.0.0.1/cb", "http://[::1]/cb", "https://app.example.com/cb",
+                      "com.example.app:///cb", "myapp://"],
+    "post_logout_redirect_uris": ["com.example.app:/bye", "myapp://"],
     "allowed_scopes": ["openid", "profile", "offline_access", "IdentityServerApi"], "allow_offline_access": True,
     "require_consent": False,
 }

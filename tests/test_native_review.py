@@ -1,6 +1,8 @@
 """A native app's whole life (RFC 8252): registration of each redirect URI kind, the sign-in
 through the system browser (code + PKCE), the months of refreshes after it, and its sign-out."""
 
+from urllib.parse import urlencode
+
 import pytest
 
 from actions import AuthActions, redirect_params
@@ -35,3 +37,31 @@ def test_the_sign_in_form_may_end_at_a_loopback_redirect_of_either_address(clien
     assert form_post.status_code == 200
     sources = directive(form_post.headers["Content-Security-Policy"], "form-action")
     assert sources and not invalid_sources(sources) and sources != ["'none'"], sources
+
+
+@pytest.mark.parametrize("redirect_uri", ["com.example.app:///cb", "myapp://"])
+def test_the_answer_goes_to_a_private_use_uri_with_an_empty_authority_as_registered(client, native, redirect_uri):
+    """`myapp://` (Expo's default) and `com.example.app:///cb` are private-use redirect URIs with
+    an empty authority. The answer was rebuilt with urlunsplit, which drops an empty authority:
+    the code went to `myapp:?code=...` and `com.example.app:/cb?code=...`, URIs the app never
+    registered, and a library that waits for a URL starting with its redirect URI (expo-web-browser
+    on Android) never sees its answer. Errors and the post-logout redirect went the same way."""
+    AuthActions(client).login()
+    url, verifier = authorize_query(redirect_uri)
+    answer = client.get(url)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith(redirect_uri + "?code="), answer.headers["Location"]
+    code = redirect_params(answer.headers["Location"])["code"]
+    tokens = client.post("/connect/token", data={"grant_type": "authorization_code", "code": code,
+                                                 "client_id": "native-app", "redirect_uri": redirect_uri,
+                                                 "code_verifier": verifier})
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+
+    url, _ = authorize_query(redirect_uri, code_challenge_method="plain")
+    error = client.get(url)
+    assert error.headers["Location"].startswith(redirect_uri + "?error=invalid_request"), error.headers["Location"]
+
+    signed_out = client.get("/connect/endsession?" + urlencode({
+        "id_token_hint": tokens.get_json()["id_token"], "post_logout_redirect_uri": "myapp://", "state": "bye"}))
+    assert signed_out.status_code == 302 and signed_out.headers["Location"] == "myapp://?state=bye"
+

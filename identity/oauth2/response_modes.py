@@ -7,7 +7,7 @@ its form reach the client) all ask here. The web layer delivers the answer (`loc
 auto-submitting page for form_post).
 """
 
-from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 from .client import redirect_uri_matches
 from .decisions import ReplyTo
@@ -56,15 +56,19 @@ def reply_to(client, values) -> ReplyTo | None:
 
 def location(redirect_uri: str, params: list[tuple[str, str]], fragment: bool) -> str:
     """The redirect URI with `params` added to its query (or as its fragment); unchanged without params.
-    In the query, a pair of the URI's own that `params` names again is left out (_kept_pairs)."""
+    In the query, a pair of the URI's own that `params` names again is left out (_kept_pairs).
+
+    The URI is kept as written, not rebuilt from urlsplit's parts: urlunsplit drops an empty
+    authority, and sent a native app's `myapp://` or `com.example.app:///cb` (RFC 8252 section
+    7.1) its answer at `myapp:?code=...` or `com.example.app:/cb?code=...`, URIs it never registered."""
     if not params:
         return redirect_uri
-    parts = urlsplit(redirect_uri)
+    uri = redirect_uri.partition("#")[0]  # (a registered redirect URI has no fragment)
     encoded = urlencode(params)
     if fragment:
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, encoded))
-    query = "&".join([*_kept_pairs(parts.query, {name for name, _ in params}), encoded])
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+        return f"{uri}#{encoded}"
+    base, _, query = uri.partition("?")
+    return base + "?" + "&".join([*_kept_pairs(query, {name for name, _ in params}), encoded])
 
 
 def _kept_pairs(query: str, answered: set[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 from urllib.parse import urlencode, urlsplit
 
-from flask import make_response, redirect, render_template, request, url_for
+from flask import Response, make_response, redirect, render_template, request, url_for
+from werkzeug.utils import redirect as redirect_with
 
 from ..plumbing.headers import allow_frame_sources, origin_source
 from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, Respond, ShowError, SignedOut
@@ -62,7 +63,8 @@ def respond(decision: Respond):
         # is answered here, and a user agent may repeat a POST at a 302 (or 307) target, which
         # would hand the client the password or code in the body
         code = 303 if request.method == "POST" else 302
-        return redirect(location(reply.redirect_uri, params, fragment=reply.response_mode == "fragment"), code=code)
+        return redirect_with(location(reply.redirect_uri, params, fragment=reply.response_mode == "fragment"),
+                             code=code, Response=ClientRedirect)
     response = make_response(render_template("form_post.html", action=reply.redirect_uri, params=dict(params)))
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; form-action " + _origin(reply.redirect_uri)
@@ -70,6 +72,29 @@ def respond(decision: Respond):
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+class ClientRedirect(Response):
+    """A redirect to a client's redirect URI, sent as the URI was registered. werkzeug rebuilds a
+    Location header from urlsplit's parts (iri_to_uri), which drops an empty authority: a native
+    app's `myapp://` or `com.example.app:///cb` (RFC 8252 section 7.1) got its answer at
+    `myapp:?code=...` or `com.example.app:/cb?code=...`, URIs it never registered."""
+
+    def get_wsgi_headers(self, environ):
+        headers = super().get_wsgi_headers(environ)
+        written = self.headers.get("Location")
+        if written is not None:
+            headers["Location"] = _with_empty_authority(written, headers["Location"])
+        return headers
+
+
+def _with_empty_authority(written: str, converted: str) -> str:
+    """`converted` (werkzeug's form of `written`) with the `//` of an empty authority put back."""
+    scheme = written.partition(":")[0]
+    head, rest = converted[:len(scheme) + 1], converted[len(scheme) + 1:]
+    if written[len(scheme) + 1:].startswith("//") and not rest.startswith("//"):
+        return f"{head}//{rest}"
+    return converted
 
 
 def _origin(uri: str) -> str:
