@@ -1,13 +1,16 @@
 """A native app's whole life (RFC 8252): registration of each redirect URI kind, the sign-in
 through the system browser (code + PKCE), the months of refreshes after it, and its sign-out."""
 
+import json
 from urllib.parse import urlencode
 
 import pytest
 
 from actions import AuthActions, redirect_params
 from conftest import ALICE_PASSWORD, csrf_token
-from native_review_support import apply, authorize_query, directive, invalid_sources
+from identity.errors import ValidationFailed
+from identity.services.seed import load_seed
+from native_review_support import NATIVE, apply, authorize_query, directive, invalid_sources
 
 
 @pytest.fixture
@@ -65,3 +68,15 @@ def test_the_answer_goes_to_a_private_use_uri_with_an_empty_authority_as_registe
         "id_token_hint": tokens.get_json()["id_token"], "post_logout_redirect_uri": "myapp://", "state": "bye"}))
     assert signed_out.status_code == 302 and signed_out.headers["Location"] == "myapp://?state=bye"
 
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:8O80/cb", "http://[::1]:99999/cb", "https://app.example.com:44x/cb"])
+def test_a_redirect_uri_whose_port_is_not_one_is_refused_at_registration(app, uri):
+    """The seed (and `clients add`, which validates the same way) took `http://127.0.0.1:8O80/cb`,
+    a typed letter O: the loopback any-port rule cannot read that registration, so every request
+    of the app (`http://127.0.0.1:51234/cb`) was refused as unregistered, and the app could never
+    sign in. A logout URI with such a port was refused already."""
+    client = {**NATIVE, "redirect_uris": [uri]}
+    with app.app_context(), pytest.raises(ValidationFailed) as refused:
+        load_seed(json.dumps({"clients": [client]}))
+    assert "invalid port" in str(refused.value), str(refused.value)

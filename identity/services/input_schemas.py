@@ -68,6 +68,12 @@ def check_redirect_uri(uri: str) -> None:
         raise ValidationError(f"{uri!r} must not contain user information (user@host)")
     if "\\" in uri:
         raise ValidationError(f"{uri!r} contains a backslash")
+    if parts.scheme in ("http", "https"):
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number in range)
+        except ValueError:
+            # http://127.0.0.1:8O80/cb: no request would match it, not even on another port (RFC 8252)
+            raise ValidationError(f"{uri!r} has an invalid port") from None
 
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
