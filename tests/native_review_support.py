@@ -10,7 +10,7 @@ from actions import pkce_pair
 NATIVE = {
     "client_id": "native-app", "client_name": "Native App", "allowed_grant_types": ["authorization_code"],
     "redirect_uris": ["com.example.app:/cb", "http://127.0.0.1/cb", "http://[::1]/cb", "https://app.example.com/cb",
-                      "com.example.app:///cb", "myapp://"],
+                      "com.example.app:///cb", "myapp://", "msauth.com.Contoso.MyApp://auth"],
     "post_logout_redirect_uris": ["com.example.app:/bye", "myapp://"],
     "allowed_scopes": ["openid", "profile", "offline_access", "IdentityServerApi"], "allow_offline_access": True,
     "require_consent": False,

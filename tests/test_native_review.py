@@ -42,13 +42,15 @@ def test_the_sign_in_form_may_end_at_a_loopback_redirect_of_either_address(clien
     assert sources and not invalid_sources(sources) and sources != ["'none'"], sources
 
 
-@pytest.mark.parametrize("redirect_uri", ["com.example.app:///cb", "myapp://"])
-def test_the_answer_goes_to_a_private_use_uri_with_an_empty_authority_as_registered(client, native, redirect_uri):
+@pytest.mark.parametrize("redirect_uri", ["com.example.app:///cb", "myapp://", "msauth.com.Contoso.MyApp://auth"])
+def test_the_answer_goes_to_a_private_use_uri_as_registered(client, native, redirect_uri):
     """`myapp://` (Expo's default) and `com.example.app:///cb` are private-use redirect URIs with
     an empty authority. The answer was rebuilt with urlunsplit, which drops an empty authority:
     the code went to `myapp:?code=...` and `com.example.app:/cb?code=...`, URIs the app never
     registered, and a library that waits for a URL starting with its redirect URI (expo-web-browser
-    on Android) never sees its answer. Errors and the post-logout redirect went the same way."""
+    on Android) never sees its answer. Errors and the post-logout redirect went the same way.
+    werkzeug also lowercased a scheme or host written with capitals (MSAL's
+    `msauth.<bundle id>://auth`, a bundle id such as com.Contoso.MyApp)."""
     AuthActions(client).login()
     url, verifier = authorize_query(redirect_uri)
     answer = client.get(url)

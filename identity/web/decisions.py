@@ -74,17 +74,24 @@ def respond(decision: Respond):
     return response
 
 
+#: the characters of a URI (RFC 3986): a Location made of them alone is sent as it is
+_URI_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%")
+
+
 class ClientRedirect(Response):
     """A redirect to a client's redirect URI, sent as the URI was registered. werkzeug rebuilds a
-    Location header from urlsplit's parts (iri_to_uri), which drops an empty authority: a native
-    app's `myapp://` or `com.example.app:///cb` (RFC 8252 section 7.1) got its answer at
-    `myapp:?code=...` or `com.example.app:/cb?code=...`, URIs it never registered."""
+    Location header from urlsplit's parts (iri_to_uri), which drops an empty authority and
+    lowercases the scheme and host: a native app's `myapp://`, `com.example.app:///cb` or
+    `msauth.com.Contoso.MyApp://auth` (RFC 8252 section 7.1) got its answer at `myapp:?code=...`,
+    `com.example.app:/cb?code=...` or `msauth.com.contoso.myapp://auth?code=...`, URIs it never
+    registered. Only a Location with characters a URI cannot hold (an IRI) is converted."""
 
     def get_wsgi_headers(self, environ):
         headers = super().get_wsgi_headers(environ)
         written = self.headers.get("Location")
         if written is not None:
-            headers["Location"] = _with_empty_authority(written, headers["Location"])
+            headers["Location"] = written if set(written) <= _URI_CHARACTERS else _with_empty_authority(
+                written, headers["Location"])
         return headers
 
 
