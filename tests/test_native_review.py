@@ -82,3 +82,26 @@ def test_a_redirect_uri_whose_port_is_not_one_is_refused_at_registration(app, ur
     with app.app_context(), pytest.raises(ValidationFailed) as refused:
         load_seed(json.dumps({"clients": [client]}))
     assert "invalid port" in str(refused.value), str(refused.value)
+
+
+def test_a_hybrid_app_s_web_view_origin_may_be_allowed_for_cors(client, seeded, app):
+    """A Capacitor or Cordova app (a native app in RFC 8252's sense: it signs in through the
+    system browser) redeems its code with fetch() from its WKWebView, whose Origin header is
+    `capacitor://localhost` (`ionic://localhost` for Cordova). The seed refused that origin with
+    "is not an origin (scheme://host[:port])", though it is one, as the browser spells it, so the
+    token endpoint could never answer the app's preflight."""
+    web_view = {**NATIVE, "allowed_cors_origins": ["capacitor://localhost", "ionic://localhost"]}
+    apply(app, {"api_scopes": [], "clients": [web_view], "users": []})
+    for origin in ("capacitor://localhost", "ionic://localhost"):
+        preflight = client.options("/connect/token", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert preflight.headers.get("Access-Control-Allow-Origin") == origin, dict(preflight.headers)
+    refused = client.options("/connect/token", headers={"Origin": "capacitor://evil", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("origin", ["javascript://localhost", "file://localhost", "capacitor://localhost/app", "//localhost"])
+def test_an_origin_no_browser_sends_is_still_refused(app, origin):
+    with app.app_context(), pytest.raises(ValidationFailed):
+        load_seed(json.dumps({"clients": [{**NATIVE, "allowed_cors_origins": [origin]}]}))

@@ -144,9 +144,11 @@ def plain_http_off_loopback(uri: str) -> bool:
 
 def check_origin(origin: str) -> None:
     """scheme://host[:port], as browsers send it in the Origin header (a trailing slash is tolerated);
-    an international host must have one IDNA form (login_names.ascii_domain)."""
+    an international host must have one IDNA form (login_names.ascii_domain). The scheme may be an
+    app's own: a Capacitor or Cordova app's web view sends `capacitor://localhost` or
+    `ionic://localhost`; never one whose documents have an opaque origin (`null`: file, data, ...)."""
     parts = _split(origin)
-    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
+    if (not parts.scheme or parts.scheme.lower() in _FORBIDDEN_SCHEMES or not parts.hostname or parts.path not in ("", "/")
             or parts.query or parts.fragment or "#" in origin or "@" in parts.netloc):
         raise ValidationError(f"{origin!r} is not an origin (scheme://host[:port])")
     try:
