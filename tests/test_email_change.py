@@ -276,6 +276,23 @@ def test_the_address_is_taken_when_the_link_is_followed_too_late(app, api, mail,
     assert (alice(app).email, alice(app).pending_email) == ("alice@example.com", None)
 
 
+def test_a_head_of_a_link_whose_address_was_taken_says_it_does_not_work(app, api, mail, flow_clients):
+    """A mail scanner's HEAD answers whether the link would work (200 or 400) and changes nothing:
+    one whose address another account took since answered 200, and the person's click then said
+    the address belongs to another account."""
+    change_email(api, email="carol@example.org")
+    link = mail.link(mail.wait_for(to="carol@example.org"))
+    assert api.client.head(local(link)).status_code == 200
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob"))
+        bob.email = bob.email_normalized = "carol@example.org"
+        db.session.commit()
+    head = api.client.head(local(link))
+    assert head.status_code == 400, "a HEAD said a link works whose address another account has now"
+    assert alice(app).pending_email == "carol@example.org", "a HEAD ended the pending change"
+    assert api.client.get(local(link)).status_code == 400
+
+
 @pytest.mark.parametrize("how", ["change", "reset"])
 def test_a_password_change_ends_a_pending_address_change(app, api, mail, how):
     """The notice to the current address says: if it was not you, change your password, and your

@@ -303,14 +303,17 @@ def _taken_meanwhile(row) -> Verified:
 
 def link_works(token: str | None) -> bool:
     """Whether a verification link would apply now, without using it, auditing or changing
-    anything: the answer to a HEAD (a mail scanner's, RFC 9110 section 9.3.2: a safe method)."""
+    anything: the answer to a HEAD (a mail scanner's, RFC 9110 section 9.3.2: a safe method). A
+    change to an address another account has now would not (verify_email: "taken")."""
     checked = account_tokens.check(token, account_tokens.VERIFY_EMAIL)
     works = False
     if checked.row is not None:
         user = db.session.get(User, checked.row.user_id)
-        key = normalize_login(checked.row.email or "")
+        address = checked.row.email or ""
+        key = normalize_login(address)
         works = (user is not None and user.enabled
-                 and key in (user.email_normalized, normalize_login(user.pending_email or "")))
+                 and (key == user.email_normalized
+                      or (key == normalize_login(user.pending_email or "") and _owner_of(address, user) is None)))
     db.session.rollback()  # end the read
     return works
 
