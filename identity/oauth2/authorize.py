@@ -249,6 +249,17 @@ def _request_object_error(params: AuthorizationParams, redirect_uri: str):
     return None
 
 
+def _unsupported_response_type(response_type: str | None, redirect_uri: str | None) -> OAuth2Error:
+    """The error for a response type no grant serves, said as a sentence. Authlib 1.9 builds its
+    UnsupportedResponseTypeError with the arguments swapped: the client was told the bare value
+    (`error_description=token`), the page "response_type=The response type ... is not supported"."""
+    if not response_type:
+        # RFC 6749 4.1.2.1: a required parameter missing is invalid_request (Authlib: unsupported)
+        return InvalidRequestError("response_type is required", redirect_uri=redirect_uri)
+    return OAuth2Error(f"response_type {response_type} is not supported", error="unsupported_response_type",
+                       redirect_uri=redirect_uri)
+
+
 def validate(principal, params: AuthorizationParams):
     """The Validated request, or the decision that answers an invalid one."""
     user = principal.user if principal.is_authenticated else None
@@ -256,9 +267,8 @@ def validate(principal, params: AuthorizationParams):
         oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)
         grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:
-        if error.error == "unsupported_response_type" and not params.values.get("response_type"):
-            # RFC 6749 4.1.2.1: a required parameter missing is invalid_request (Authlib: unsupported)
-            error = InvalidRequestError("response_type is required", redirect_uri=error.redirect_uri)
+        if error.error == "unsupported_response_type":
+            error = _unsupported_response_type(params.values.get("response_type"), error.redirect_uri)
         return error_decision(_parameter_error(params, error.redirect_uri) or error, params)
     reply = reply_to(grant.request.client.row, params.values)
     error = _parameter_error(params, reply.redirect_uri if reply is not None else None)

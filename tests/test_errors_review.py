@@ -1,0 +1,50 @@
+"""Review from outside: every error a client receives, against the specs' grammar.
+
+RFC 6749 sections 4.1.2.1 and 5.2, RFC 6750 section 3, RFC 9207 and RFC 9457, as a strict client
+or resource server parses the answers (docs/endpoints.md).
+"""
+
+import re
+from urllib.parse import urlencode
+
+import pytest
+
+from actions import redirect_params
+
+# RFC 6749 section 5.2: error_description = 1*( %x20-21 / %x23-5B / %x5D-7E )
+DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def authorize(client, **params):
+    return client.get("/connect/authorize?" + urlencode(params))
+
+
+# --- the authorization endpoint ----------------------------------------------------------------
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("response_type", ["token", 'to"k\\en\u2026'])
+def test_an_unsupported_response_type_is_described_for_the_client(client, flow_clients, response_type):
+    """Authlib 1.9 builds UnsupportedResponseTypeError with its sentence where the response type
+    goes and the response type where the description goes: the client was told
+    `error_description=token` (or `???`), which names nothing that went wrong."""
+    response = authorize(client, client_id="web", response_type=response_type, scope="openid", state="s-1",
+                         redirect_uri="https://web.example.com/cb")
+    assert response.status_code == 302
+    params = redirect_params(response.headers["Location"])
+    assert params["error"] == "unsupported_response_type"
+    assert params["state"] == "s-1" and params["iss"] == "https://localhost"
+    description = params["error_description"]
+    assert DESCRIPTION.fullmatch(description), description
+    assert "response_type" in description and "not supported" in description, description
+
+
+@pytest.mark.database_independent
+def test_an_unsupported_response_type_of_an_unknown_client_reads_as_a_sentence(client, flow_clients):
+    """Without a client to redirect to, the page shows the description: it read
+    "response_type=The response type 'token' is not supported by the server. is not supported"."""
+    response = authorize(client, client_id="nobody", response_type="token", scope="openid", state="s")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "is not supported by the server. is not supported" not in page
+    assert "response_type token is not supported" in page
