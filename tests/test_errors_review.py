@@ -48,3 +48,41 @@ def test_an_unsupported_response_type_of_an_unknown_client_reads_as_a_sentence(c
     page = response.get_data(as_text=True)
     assert "is not supported by the server. is not supported" not in page
     assert "response_type token is not supported" in page
+
+
+# --- challenges (RFC 9110 section 11) -----------------------------------------------------------
+
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+AUTH_PARAM = re.compile(rf"\s*({TOKEN})\s*=\s*({TOKEN}|{QUOTED})\s*(?:,|$)")
+
+
+def challenge_params(header: str) -> tuple[str, dict]:
+    """The scheme and auth-params of one challenge, read as RFC 9110 section 11.2 writes them;
+    AssertionError where the header does not follow that grammar."""
+    scheme, _, rest = header.partition(" ")
+    params, position = {}, 0
+    while position < len(rest):
+        match = AUTH_PARAM.match(rest, position)
+        assert match, f"not an auth-param at {rest[position:]!r} in {header!r}"
+        value = match.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[match.group(1).lower()] = value
+        position = match.end()
+    return scheme, params
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"ISSUER": 'https://id.example.com/tenants/a\\'},
+                                        {"ISSUER": 'https://id.example.com/"a"'}])
+def test_the_basic_realm_is_the_issuer_as_a_quoted_string(client, flow_clients, app_config):
+    """The realm is the issuer in a quoted-string: a backslash in it was written as it was, so one
+    at its end escaped the closing quote and the whole challenge became unreadable."""
+    response = client.post("/connect/token", data={"grant_type": "client_credentials"},
+                           headers={"Authorization": "Basic bm9ib2R5Ong="})  # nobody:x
+    assert response.status_code == 401
+    scheme, params = challenge_params(response.headers["WWW-Authenticate"])
+    assert scheme == "Basic"
+    assert params["realm"] == app_config["ISSUER"]
+    assert params["error"] == "invalid_client"

@@ -36,10 +36,17 @@ class ClientAuthenticationFailed(InvalidClientError):
     def get_headers(self):
         headers = OAuth2Error.get_headers(self)
         if self.status_code == 401:
-            realm = _ascii(issuer()).replace('"', "|")  # as Authlib escapes: a Host-derived issuer (development) is the caller's text
-            challenge = f'Basic realm="{realm}", error="{self.error}", error_description="{FAILED}"'
+            challenge = f'Basic realm={_quoted(_ascii(issuer()))}, error="{self.error}", error_description="{FAILED}"'
             headers.append(("WWW-Authenticate", challenge))
         return headers
+
+
+def _quoted(text: str) -> str:
+    """`text` as an RFC 9110 quoted-string (section 5.6.4): a backslash or a quote escaped, so the
+    realm reads back as the issuer. Written as it was, a backslash at the end of an issuer's path
+    escaped the closing quote and no client could read the challenge (a Host-derived issuer, in
+    development, is the caller's text)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _ascii(uri: str) -> str:
