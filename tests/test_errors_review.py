@@ -86,3 +86,21 @@ def test_the_basic_realm_is_the_issuer_as_a_quoted_string(client, flow_clients, 
     assert scheme == "Basic"
     assert params["realm"] == app_config["ISSUER"]
     assert params["error"] == "invalid_client"
+
+
+# --- the end-session endpoint -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"client_id": "nobody", "post_logout_redirect_uri": "https://web.example.com/bye"},
+     "The client this request names is not registered."),
+    ({"post_logout_redirect_uri": "https://web.example.com/bye"}, "needs an id_token_hint or client_id"),
+])
+def test_an_unknown_client_at_end_session_is_named_as_unknown(client, flow_clients, query, expected):
+    """An unknown client_id beside a post_logout_redirect_uri was told "A post_logout_redirect_uri
+    needs an id_token_hint or client_id.": the client_id it had sent was not named as the problem,
+    as the other endpoints name an unknown client."""
+    response = client.get("/connect/endsession?" + urlencode(query))
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert expected in response.get_data(as_text=True)

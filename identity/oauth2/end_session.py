@@ -50,6 +50,8 @@ def check_end_session_request(args, form, principal) -> EndSessionRequest:
         client, uri = None, None  # signed out all the same, but nobody is sent back to a disabled client
     outcome = EndSessionRequest(state=values.get("state"), client_name=client.client_name if client else None)
     if uri:
+        if client is None and client_id:  # as the other endpoints name an unknown client
+            return EndSessionRequest(error="The client this request names is not registered.")
         if client is None:
             return EndSessionRequest(error="A post_logout_redirect_uri needs an id_token_hint or client_id.")
         if uri not in client.post_logout_redirect_uris:
