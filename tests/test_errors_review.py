@@ -50,6 +50,40 @@ def test_an_unsupported_response_type_of_an_unknown_client_reads_as_a_sentence(c
     assert "response_type token is not supported" in page
 
 
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("name", ["state", "nonce", "login_hint"])
+def test_a_nul_in_an_authorization_request_is_sent_to_the_client(client, flow_clients, method, name):
+    """RFC 6749 4.1.2.1: a malformed request whose redirect URI is valid is answered to the client,
+    invalid_request with its state, as a repeated parameter is. A NUL character was answered to the
+    browser instead, in the token endpoint's JSON, and the client never heard back."""
+    params = {"client_id": "web", "response_type": "code", "scope": "openid", "state": "s-1",
+              "redirect_uri": "https://web.example.com/cb", name: "a\x00b"}
+    if method == "GET":
+        response = authorize(client, **params)
+    else:
+        response = client.post("/connect/authorize", data=params)
+    assert response.status_code in (302, 303), (response.status_code, response.get_data(as_text=True)[:200])
+    location = response.headers["Location"]
+    assert location.startswith("https://web.example.com/cb?")
+    answer = redirect_params(location)
+    assert answer["error"] == "invalid_request"
+    assert answer["error_description"] == "A parameter contains a NUL character."
+    assert answer["iss"] == "https://localhost"
+    assert answer["state"] == params["state"]
+    assert "code" not in answer
+
+
+@pytest.mark.parametrize("query", [{"client_id": "we\x00b", "redirect_uri": "https://web.example.com/cb"},
+                                   {"client_id": "web", "redirect_uri": "https://web.example.com/cb\x00"}])
+def test_a_nul_in_the_client_or_its_redirect_uri_is_an_error_page(client, flow_clients, query):
+    """Without a client and a registered redirect URI there is nobody to tell: a page, never a redirect."""
+    response = authorize(client, response_type="code", scope="openid", state="s", **query)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert response.mimetype == "text/html"
+    assert "A parameter contains a NUL character." in response.get_data(as_text=True)
+
 # --- challenges (RFC 9110 section 11) -----------------------------------------------------------
 
 TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"

@@ -27,7 +27,7 @@ from .context import grant_context
 from .decisions import (
     RESUME_URL_MAX_LENGTH, NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, ReplyTo, Respond, ShowError,
 )
-from .parameters import given, parameter_error, repeated_names
+from .parameters import given, has_nul, parameter_error, repeated_names
 from .requests import ParamsRequest
 from .response_modes import reply_to, response_mode
 from .server import authorization_server, count_issued, query_client
@@ -262,6 +262,11 @@ def _unsupported_response_type(response_type: str | None, redirect_uri: str | No
 
 def validate(principal, params: AuthorizationParams):
     """The Validated request, or the decision that answers an invalid one."""
+    if has_nul(params.args, params.form):
+        # before any lookup (a nonce's, a login_hint's: PostgreSQL refuses NUL in a text), answered
+        # as a repeated parameter is: to the client when its redirect URI is known (web/inputs.py
+        # leaves this endpoint's NUL to it)
+        return error_decision(_parameter_error(params, None), params)
     user = principal.user if principal.is_authenticated else None
     try:  # building the request refuses plain HTTP (InsecureTransportError, an OAuth2Error)
         oauth_request = ParamsRequest(request, params.method, params.args, params.form, params.values)

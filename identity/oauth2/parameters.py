@@ -43,10 +43,15 @@ def repeated_names(*multidicts) -> list[str]:
     return sorted(name for name, n in counts.items() if n > 1)
 
 
+def has_nul(*multidicts) -> bool:
+    """Whether a parameter's name or value holds a NUL character (PostgreSQL refuses one in a text)."""
+    return any("\x00" in name or "\x00" in value for name, value in _pairs(*multidicts) if isinstance(value, str))
+
+
 def parameter_error(*multidicts):
     """The OAuth error for these parameters (query args, form), or None when they are well formed."""
     pairs = list(_pairs(*multidicts))
-    if any("\x00" in name or "\x00" in value for name, value in pairs if isinstance(value, str)):
+    if has_nul(*multidicts):
         return InvalidRequestError("A parameter contains a NUL character.")
     repeated = repeated_names(*multidicts)
     if repeated:
