@@ -47,7 +47,8 @@ def entry_id(kind: str, key: str) -> str:
 def parse_entry_id(value: str) -> tuple[str, str] | None:
     """(kind, key) of a well-formed entry id; None for anything else."""
     kind, sep, key = value.partition("_")
-    if not sep or kind not in (BROWSER, APP) or not key or len(key) > 64:
+    # a NUL is in no id this server makes, and PostgreSQL refuses it in a text parameter (a 503)
+    if not sep or kind not in (BROWSER, APP) or not key or len(key) > 64 or "\x00" in key:
         return None
     return kind, key
 

@@ -1,0 +1,41 @@
+"""Helpers for the OpenAPI contract review (no tests here): check a response of /localapi against
+what /localapi/openapi.json says of its operation, as a client generated from it would read it."""
+
+import re
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+
+def operation(document: dict, method: str, path: str) -> tuple[str, dict]:
+    """The documented operation (its path template and object) a concrete request path falls under."""
+    for template, item in document["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path) and method.lower() in item:
+            return template, item[method.lower()]
+    raise AssertionError(f"{method.upper()} {path} is not in the document")
+
+
+def schema_errors(document: dict, schema: dict, instance) -> list[str]:
+    """Messages of `instance` against `schema` (its $refs into the document's components)."""
+    root = {**schema, "components": document["components"]}
+    validator = Draft202012Validator(root, format_checker=FormatChecker())
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(instance)]
+
+
+def check_response(document: dict, method: str, path: str, response) -> None:
+    """Assert that the response's status, media type, body and documented headers are as the document says."""
+    template, op = operation(document, method, path)
+    status = str(response.status_code)
+    assert status in op["responses"], f"{method.upper()} {template} answered {status}, not in {sorted(op['responses'])}"
+    documented = op["responses"][status]
+    content = documented.get("content")
+    media = response.headers.get("Content-Type", "").split(";")[0].strip() or None
+    if not content:
+        assert media is None and response.get_data() == b"", f"{status} of {template}: no body documented, got {media}"
+    else:
+        assert media in content, f"{status} of {template}: {media} not in {sorted(content)}"
+        errors = schema_errors(document, content[media]["schema"], response.get_json())
+        assert not errors, f"{status} of {template}: {errors}"
+    for name, header in documented.get("headers", {}).items():
+        if header.get("required"):
+            assert name in response.headers, f"{status} of {template}: no {name}"
