@@ -35,6 +35,8 @@ def _common() -> dict:
         "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}, or was issued to a client without a user.",
                         headers=_FORBIDDEN_CHALLENGE),
         "429": _problem("Too many requests, or the account is locked after wrong passwords.", headers=_RETRY_AFTER),
+        "503": _problem("The database failed or did not answer in time; try again later.",
+                        headers=_RETRY_AFTER),
     }
 
 

@@ -126,7 +126,7 @@ def test_openapi_document_is_valid(api):
         "description": document["components"]["securitySchemes"]["bearer"]["description"]}
     assert document["security"] == [{"bearer": []}]
     password = document["paths"]["/localapi/password"]["post"]
-    assert set(password["responses"]) == {"204", "400", "401", "403", "413", "429"}
+    assert set(password["responses"]) == {"204", "400", "401", "403", "413", "429", "503"}
     assert password["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PasswordChange"}
     change = document["components"]["schemas"]["PasswordChange"]
     assert set(change["required"]) == set(FIELDS) and change["additionalProperties"] is False
@@ -135,10 +135,10 @@ def test_openapi_document_is_valid(api):
     assert set(account["properties"]) == {"sub", "username", "email", "email_verified", "pending_email", "name",
                                           "password_changed_at", "mfa_enabled"}
     email_change = document["paths"]["/localapi/email"]["put"]
-    assert set(email_change["responses"]) == {"202", "400", "401", "403", "413", "429"}
+    assert set(email_change["responses"]) == {"202", "400", "401", "403", "413", "429", "503"}
     assert set(document["components"]["schemas"]["EmailChange"]["required"]) == {"email", "current_password"}
     verification = document["paths"]["/localapi/email/verification"]["post"]
-    assert set(verification["responses"]) == {"202", "401", "403", "409", "429"}
+    assert set(verification["responses"]) == {"202", "401", "403", "409", "429", "503"}
 
 
 def test_openapi_document_needs_a_token(api):

@@ -29,3 +29,27 @@ def test_a_session_id_with_a_nul_is_a_404_as_documented(api, entry):
     response = api.client.delete(f"/localapi/sessions/{entry}", headers=bearer(api.token()))
     assert response.status_code == 404, response.get_data(as_text=True)
     check_response(document, "delete", f"/localapi/sessions/{entry}", response)
+
+
+# --- 503: the database failing is an answer of every operation -----------------------------------
+
+
+@pytest.mark.database_independent
+def test_every_operation_documents_the_503_a_database_failure_gives(api, tmp_path):
+    """With its database unreachable (a missing volume here; an outage or a statement timeout in
+    production) every route answers a 503 problem with Retry-After: the document must list it."""
+    from app import create_app
+    from conftest import HttpsClient, make_config
+
+    document = document_of(api)
+    down = create_app(make_config(f"sqlite:///{tmp_path}/missing/identity.db"))
+    down.test_client_class = HttpsClient
+    calls = [("get", "/localapi/account"), ("post", "/localapi/password"), ("put", "/localapi/email"),
+             ("post", "/localapi/email/verification"), ("get", "/localapi/sessions"), ("delete", "/localapi/sessions"),
+             ("delete", "/localapi/sessions/app_x"), ("get", "/localapi/openapi.json")]
+    with down.test_client() as client:
+        for method, path in calls:
+            response = getattr(client, method)(path, headers=bearer(api.token()), json={})
+            assert response.status_code == 503, (method, path, response.status_code)
+            assert response.headers["Retry-After"] == "5"
+            check_response(document, method, path, response)
