@@ -50,7 +50,8 @@ class EmailChangeSchema(Schema):
 
     email = fields.String(required=True, validate=[validate.Length(min=1, max=320), _unicode_text],
                           metadata={"description": "The new address; it replaces the current one once the link "
-                                    "mailed to it is followed.", "format": "email"})
+                                    "mailed to it is followed. Its domain may be international (RFC 6531); "
+                                    "the part before the @ must be ASCII.", "format": "idn-email"})
     current_password = fields.String(required=True, validate=[validate.Length(min=1, max=PASSWORD_INPUT_MAX), _unicode_text],
                                      metadata={"description": "The user's password now.", "format": "password"})
     otp = fields.String(validate=[validate.Length(min=1, max=64), _unicode_text],

@@ -3,8 +3,8 @@ local API does that a client generated from the document would trip on."""
 
 import pytest
 
-from openapi_review_support import check_response
-from test_localapi_support import LocalApi, bearer
+from openapi_review_support import check_response, schema_errors
+from test_localapi_support import ALICE_PASSWORD, LocalApi, bearer
 
 
 @pytest.fixture
@@ -53,3 +53,18 @@ def test_every_operation_documents_the_503_a_database_failure_gives(api, tmp_pat
             assert response.status_code == 503, (method, path, response.status_code)
             assert response.headers["Retry-After"] == "5"
             check_response(document, method, path, response)
+
+
+# --- PUT /localapi/email: the address's format is one the server's addresses fit -------------------
+
+
+def test_an_address_with_an_international_domain_that_the_server_takes_fits_the_documented_format(api, mail):
+    """The server takes an address whose domain is international (it mails the IDNA form); the
+    document called the field `format: email` (RFC 5321, ASCII), so a client that checks formats
+    refused before sending what the server accepts: it is `idn-email` (RFC 6531)."""
+    document = document_of(api)
+    body = {"email": "bob@b\u00fccher.example", "current_password": ALICE_PASSWORD}
+    response = api.client.put("/localapi/email", headers=bearer(api.token()), json=body)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    check_response(document, "put", "/localapi/email", response)
+    assert schema_errors(document, {"$ref": "#/components/schemas/EmailChange"}, body) == []
