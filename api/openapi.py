@@ -3,6 +3,7 @@
 from functools import lru_cache
 
 from identity.constants import LOCAL_API_SCOPE
+from identity.services.devices import MAX_LISTED
 
 from .problems import MFA_REQUIRED, PROBLEM_JSON
 from .schemas import (AccountSchema, EmailChangeSchema, PasswordChangeSchema, ProblemSchema, SessionSchema,
@@ -131,7 +132,10 @@ def openapi_document() -> dict:
             "operationId": "listSessions",
             "summary": "The signed-in user's browser sessions and app grants",
             "responses": {
-                "200": {"description": "Every live entry, the caller's own grant first.",
+                "200": {"description": "The live entries: the caller's own grant first, then at most "
+                                       f"{MAX_LISTED} of each kind, "
+                                       "the most recently used first (DELETE /localapi/sessions ends those not "
+                                       "listed too).",
                         "content": {"application/json": {"schema": {"type": "array", "items": "Session"}}}},
                 **_common(),
             },

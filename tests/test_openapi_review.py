@@ -68,3 +68,31 @@ def test_an_address_with_an_international_domain_that_the_server_takes_fits_the_
     assert response.status_code == 202, response.get_data(as_text=True)
     check_response(document, "put", "/localapi/email", response)
     assert schema_errors(document, {"$ref": "#/components/schemas/EmailChange"}, body) == []
+
+
+# --- GET /localapi/sessions: what the list holds ----------------------------------------------------
+
+
+def test_the_session_list_s_documented_description_says_it_is_capped(api):
+    """The list shows at most 100 entries of each kind (docs/sessions.md); the document said
+    "Every live entry", so an app that counted or ended them one by one from it missed the rest."""
+    import time
+
+    from sqlalchemy import insert, select
+
+    from identity.extensions import db
+    from identity.models import User, UserSession
+
+    now = int(time.time())
+    with api.app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.execute(insert(UserSession), [
+            {"sid": f"{n:064x}", "public_sid": f"review{n}", "user_id": alice, "auth_time": now, "created_at": now,
+             "last_seen_at": now - n} for n in range(101)])
+        db.session.commit()
+    document = document_of(api)
+    response = api.client.get("/localapi/sessions", headers=bearer(api.token()))
+    check_response(document, "get", "/localapi/sessions", response)
+    assert len(response.get_json()) == 100  # the 101st, least recently used, is live but not listed
+    description = document["paths"]["/localapi/sessions"]["get"]["responses"]["200"]["description"]
+    assert "at most 100" in description, description
