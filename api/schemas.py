@@ -32,7 +32,9 @@ class PasswordChangeSchema(Schema):
                                      metadata={"description": "The user's password now.", "format": "password"})
     new_password = fields.String(required=True, validate=[_PASSWORD, _unicode_text],
                                  metadata={"description": "The new password: at least PASSWORD_MIN_LENGTH (default 15) "
-                                           "characters, not a common password, not the user name or email.",
+                                           "and at most PASSWORD_MAX_LENGTH (default 128) characters, not a "
+                                           "common password, not the user name or email; maxLength is only "
+                                           "the input cap.",
                                            "format": "password"})
     confirm_password = fields.String(required=True, validate=[_PASSWORD, _unicode_text],
                                      metadata={"description": "The new password again.", "format": "password"})

@@ -96,3 +96,21 @@ def test_the_session_list_s_documented_description_says_it_is_capped(api):
     assert len(response.get_json()) == 100  # the 101st, least recently used, is live but not listed
     description = document["paths"]["/localapi/sessions"]["get"]["responses"]["200"]["description"]
     assert "at most 100" in description, description
+
+
+# --- POST /localapi/password: the new password's bounds ---------------------------------------------
+
+
+def test_the_documented_new_password_names_its_upper_bound(api):
+    """The document gave new_password maxLength 1024 (the input cap) and named only the lower
+    bound, so a client that checked it sent 129 characters and met a 400: PASSWORD_MAX_LENGTH
+    (default 128) must be in its description."""
+    document = document_of(api)
+    new = "tulip-quartz-harbor-917-" + "copper lantern orchard velvet anchor meadow " * 3  # 159 characters
+    body = {"current_password": ALICE_PASSWORD, "new_password": new, "confirm_password": new}
+    assert schema_errors(document, {"$ref": "#/components/schemas/PasswordChange"}, body) == []
+    response = api.client.post("/localapi/password", headers=bearer(api.token()), json=body)
+    check_response(document, "post", "/localapi/password", response)
+    assert response.get_json()["errors"]["new_password"][0] == "Use at most 128 characters."
+    description = document["components"]["schemas"]["PasswordChange"]["properties"]["new_password"]["description"]
+    assert "PASSWORD_MAX_LENGTH (default 128)" in description, description
