@@ -9,7 +9,9 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager as _LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect as _CSRFProtect
+from limits.storage import MemoryStorage
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.exceptions import ServiceUnavailable
 
 
 class Base(DeclarativeBase):
@@ -41,15 +43,28 @@ class CSRFProtect(_CSRFProtect):
 class AppLimiter(Limiter):
     def init_app(self, app) -> None:
         """Flask-Limiter's, starting on the app's own store: the limiter is one per process, and
-        a store an earlier app found unreachable (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) is not this one."""
+        a store an earlier app found unreachable (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) is not this one,
+        nor is an earlier app's fallback setting this one's (Flask-Limiter only ever turns it on)."""
         self._storage_dead = False
+        self._in_memory_fallback_enabled = False
         super().init_app(app)
 
     def _check_request_limit(self, callable_name=None, in_middleware=True):
         """Nothing to check while RATELIMIT_ENABLED is false (limits kept at the proxy, the benchmark):
         Flask-Limiter's route decorators would still sort and evaluate every limit of the route."""
-        if self.enabled:
+        if not self.enabled:
+            return
+        try:
             super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+        except Exception as err:
+            # RATELIMIT_IN_MEMORY_FALLBACK_ENABLED false and the store unreachable: a request that
+            # must be counted cannot be served now, which is a 503 (the local API documents it), not a 500
+            store = self.storage
+            if (self._in_memory_fallback_enabled or isinstance(store, MemoryStorage)  # never unreachable
+                    or not isinstance(err, store.base_exceptions)):
+                raise
+            raise ServiceUnavailable("The rate limits cannot be counted now; try again shortly.",
+                                     retry_after=5) from err
 
 
 def client_network() -> str:

@@ -114,3 +114,30 @@ def test_the_documented_new_password_names_its_upper_bound(api):
     assert response.get_json()["errors"]["new_password"][0] == "Use at most 128 characters."
     description = document["components"]["schemas"]["PasswordChange"]["properties"]["new_password"]["description"]
     assert "PASSWORD_MAX_LENGTH (default 128)" in description, description
+
+
+# --- 503, not an undocumented 500, while the rate limits' store is down ---------------------------
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/5",
+                                         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": False,
+                                         "RATELIMIT_STORAGE_TIMEOUT_SECONDS": 0.2}])
+def test_an_unreachable_rate_limit_store_without_fallback_is_a_documented_503(api, app_config):
+    """With the in-memory fallback off, a request that must be counted while the store is down
+    cannot be served: that is the service unavailable (503, Retry-After, as documented), not an
+    internal error (500, in no operation of the document)."""
+    document = document_of_without_limits()
+    for method, path in [("get", "/localapi/account"), ("post", "/localapi/password"),
+                         ("delete", "/localapi/sessions/app_x"), ("get", "/localapi/openapi.json")]:
+        response = getattr(api.client, method)(path, headers=bearer(api.token()), json={})
+        assert response.status_code == 503, (method, path, response.status_code)
+        assert response.headers["Retry-After"] == "5"
+        check_response(document, method, path, response)
+
+
+def document_of_without_limits() -> dict:
+    """The document as any process serves it (it depends on the code alone)."""
+    from api.openapi import openapi_document
+
+    return openapi_document()
