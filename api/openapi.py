@@ -28,6 +28,26 @@ _FORBIDDEN_CHALLENGE = {"WWW-Authenticate": {
     "schema": {"type": "string"}}}
 
 
+# Flask-Limiter's headers on every answer while RATELIMIT_HEADERS_ENABLED is true (off by default);
+# it then also sends Retry-After on every answer: the seconds until the route's limit resets
+_RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": "Requests the route's tightest limit allows in its window (with RATELIMIT_HEADERS_ENABLED).",
+    "X-RateLimit-Remaining": "Requests left in that window (with RATELIMIT_HEADERS_ENABLED).",
+    "X-RateLimit-Reset": "When that window resets, in Unix seconds (with RATELIMIT_HEADERS_ENABLED).",
+}
+
+
+def _with_rate_limit_headers(document: dict) -> dict:
+    """Every response of every operation lists the optional rate-limit headers."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                headers = response.setdefault("headers", {})
+                for name, description in _RATE_LIMIT_HEADERS.items():
+                    headers[name] = {"description": description, "schema": {"type": "integer", "minimum": 0}}
+    return document
+
+
 def _common() -> dict:
     """The responses every operation can give (fresh dicts: apispec resolves references in place)."""
     return {
@@ -169,4 +189,4 @@ def openapi_document() -> dict:
             "403": _problem(f"The token lacks the scope {LOCAL_API_SCOPE}.", headers=_FORBIDDEN_CHALLENGE),
         },
     }})
-    return spec.to_dict()
+    return _with_rate_limit_headers(spec.to_dict())

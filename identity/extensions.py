@@ -44,9 +44,11 @@ class AppLimiter(Limiter):
     def init_app(self, app) -> None:
         """Flask-Limiter's, starting on the app's own store: the limiter is one per process, and
         a store an earlier app found unreachable (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) is not this one,
-        nor is an earlier app's fallback setting this one's (Flask-Limiter only ever turns it on)."""
+        nor are an earlier app's fallback and headers settings this one's (Flask-Limiter reads the
+        first app's headers setting only, and only ever turns the fallback on)."""
         self._storage_dead = False
         self._in_memory_fallback_enabled = False
+        self._headers_enabled = None
         super().init_app(app)
 
     def _check_request_limit(self, callable_name=None, in_middleware=True):

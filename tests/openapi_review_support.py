@@ -51,3 +51,10 @@ def check_response(document: dict, method: str, path: str, response) -> None:
     for name, header in documented.get("headers", {}).items():
         if header.get("required"):
             assert name in response.headers, f"{status} of {template}: no {name}"
+
+
+def undocumented_headers(document: dict, method: str, path: str, response, names: tuple[str, ...]) -> list[str]:
+    """Those of the headers `names` that the response carries but its documented response does not list."""
+    _, op = operation(document, method, path)
+    documented = {name.lower() for name in op["responses"].get(str(response.status_code), {}).get("headers", {})}
+    return [name for name in names if name in response.headers and name.lower() not in documented]

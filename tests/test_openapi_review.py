@@ -3,7 +3,7 @@ local API does that a client generated from the document would trip on."""
 
 import pytest
 
-from openapi_review_support import check_response, schema_errors
+from openapi_review_support import check_response, schema_errors, undocumented_headers
 from test_localapi_support import ALICE_PASSWORD, LocalApi, bearer
 
 
@@ -141,3 +141,24 @@ def document_of_without_limits() -> dict:
     from api.openapi import openapi_document
 
     return openapi_document()
+
+
+# --- the rate-limit headers RATELIMIT_HEADERS_ENABLED adds -------------------------------------------
+
+RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_HEADERS_ENABLED": True,
+                                         "RATELIMIT_STORAGE_URI": "memory://", "RATELIMIT_DEFAULT": "3 per minute"}])
+def test_the_rate_limit_headers_the_server_sends_are_documented(api, app_config):
+    """With RATELIMIT_HEADERS_ENABLED every answer carries X-RateLimit-* (docs/configuration.md),
+    a 429 too; the document listed none, so a generated client had no typed access to them."""
+    document = document_of_without_limits()
+    token = api.token()
+    for _ in range(4):  # 200, 200, 200, then the limit's 429
+        response = api.client.get("/localapi/account", headers=bearer(token))
+        assert all(name in response.headers for name in RATE_LIMIT_HEADERS), response.headers
+        check_response(document, "get", "/localapi/account", response)
+        assert undocumented_headers(document, "get", "/localapi/account", response, RATE_LIMIT_HEADERS) == []
+    assert response.status_code == 429
