@@ -162,3 +162,21 @@ def test_the_rate_limit_headers_the_server_sends_are_documented(api, app_config)
         check_response(document, "get", "/localapi/account", response)
         assert undocumented_headers(document, "get", "/localapi/account", response, RATE_LIMIT_HEADERS) == []
     assert response.status_code == 429
+
+
+# --- docs/local-api.md agrees with the document on who reads the document ---------------------------
+
+
+@pytest.mark.database_independent
+def test_the_docs_say_a_client_credentials_token_reads_the_document(api):
+    """The document (and the server) let any token with the scope read /localapi/openapi.json, one
+    issued to a client alone too (a generator's in CI); docs/local-api.md said such tokens get a
+    403 problem, naming no exception."""
+    from pathlib import Path
+
+    service = api.token("IdentityServerApi", client_id="service", username=None)
+    assert api.client.get("/localapi/openapi.json", headers=bearer(service)).status_code == 200
+    assert api.client.get("/localapi/account", headers=bearer(service)).status_code == 403
+    errors = Path(__file__).resolve().parent.parent.joinpath("docs", "local-api.md").read_text().split("## Errors")[1]
+    forbidden = " ".join(errors.split("`403` problem for")[1].split("`429`")[0].split())
+    assert "openapi.json" in forbidden, forbidden
