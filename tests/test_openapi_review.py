@@ -180,3 +180,15 @@ def test_the_docs_say_a_client_credentials_token_reads_the_document(api):
     errors = Path(__file__).resolve().parent.parent.joinpath("docs", "local-api.md").read_text().split("## Errors")[1]
     forbidden = " ".join(errors.split("`403` problem for")[1].split("`429`")[0].split())
     assert "openapi.json" in forbidden, forbidden
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_HEADERS_ENABLED": True,
+                                         "RATELIMIT_STORAGE_URI": "memory://"}])
+def test_a_browser_app_can_read_the_documented_rate_limit_headers(api, app_config):
+    """A single-page app (a registered CORS origin) calling the local API reads only the headers
+    CORS exposes: the documented X-RateLimit-* were sent but hidden from its generated client."""
+    response = api.client.get("/localapi/account", headers={**bearer(api.token()), "Origin": "http://127.0.0.1:8080"})
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
+    exposed = {name.strip().lower() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {name.lower() for name in RATE_LIMIT_HEADERS} <= exposed, exposed

@@ -7,6 +7,9 @@ from werkzeug.http import parse_set_header
 from ..services.clients import cors_origins
 
 ALLOWED_HEADERS = "Authorization, Content-Type"
+# what a browser app may read of an answer: the challenge, when to retry, and the rate-limit
+# headers RATELIMIT_HEADERS_ENABLED adds (the local API's OpenAPI document lists them)
+EXPOSED_HEADERS = "WWW-Authenticate, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 LOCAL_API = "/localapi/"
 CORS_PATHS = ("/connect/token", "/connect/userinfo", "/connect/revocation", "/.well-known/openid-configuration", LOCAL_API)
 
@@ -49,7 +52,7 @@ class Cors:
             vary.add("Origin")  # case-insensitive: once, whatever the response already varied on
             headers = [h for h in headers if h[0].lower() not in ("vary", "access-control-allow-origin")]
             headers += [("Access-Control-Allow-Origin", origin),
-                        ("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After"),
+                        ("Access-Control-Expose-Headers", EXPOSED_HEADERS),
                         ("Vary", vary.to_header())]
             return start_response(status, headers, exc_info)
 
