@@ -30,6 +30,17 @@ class LoginManager(_LoginManager):
             return response
         return super()._update_remember_cookie(response)
 
+    def _clear_cookie(self, response):
+        """Delete the remember-me cookie with the flags it was set with. Flask-Login's deletion
+        carries no Secure, and a browser ignores a `__Secure-` or `__Host-` Set-Cookie without it
+        (RFC 6265bis 4.1.3): the cookie stayed after a sign-out."""
+        config = current_app.config
+        response.delete_cookie(config["REMEMBER_COOKIE_NAME"], domain=config.get("REMEMBER_COOKIE_DOMAIN"),
+                               path=config.get("REMEMBER_COOKIE_PATH", "/"),
+                               secure=bool(config.get("REMEMBER_COOKIE_SECURE")),
+                               httponly=bool(config.get("REMEMBER_COOKIE_HTTPONLY")),
+                               samesite=config.get("REMEMBER_COOKIE_SAMESITE"))
+
 
 class CSRFProtect(_CSRFProtect):
     def protect(self, *args, **kwargs):
