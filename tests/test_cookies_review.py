@@ -4,6 +4,8 @@ sizes and lifecycle. Each test names the defect it pins."""
 import pytest
 
 from actions import AuthActions
+from conftest import csrf_token
+from mfa_actions import code_at, enrol_user, password_step, step_clock  # noqa: F401 (a fixture)
 
 PREFIXED = {"SESSION_COOKIE_NAME": "__Host-idsrv.session", "REMEMBER_COOKIE_NAME": "__Host-idsrv.remember"}
 
@@ -32,3 +34,42 @@ def test_a_prefixed_remember_cookie_is_deleted_with_secure(client, seeded):
         assert deleted, f"{label}: the remember-me cookie was not deleted"
         assert "secure" in attributes(deleted[0]), f"{label}: deleted without Secure, which a browser ignores: {deleted[0]}"
         assert set_cookies(auth.login(remember=True), "__Host-idsrv.remember")
+
+
+def session_cookie(client) -> str:
+    cookie = client.get_cookie("idsrv.session", domain="localhost")
+    assert cookie is not None, "no session cookie"
+    return cookie.value
+
+
+def test_a_copy_of_the_second_step_cookie_finishes_no_sign_in_after_sign_out(client, seeded, app, step_clock):
+    """A person who stops at the second step and signs out has abandoned that sign-in: a copy of
+    the cookie taken before (a shared computer) must not finish it with a code afterwards. The
+    half-signed-in state lived on until MFA_PENDING_SECONDS."""
+
+    secret, _ = enrol_user(app)
+    first = password_step(client)
+    assert "/account/login/mfa" in first.headers["Location"]
+    step_page = client.get("/account/login/mfa")
+    copy, step_token = session_cookie(client), csrf_token(step_page.get_data(as_text=True))
+    page = client.get("/account/logout")
+    signed_out = client.post("/account/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert signed_out.status_code == 200, signed_out.status_code
+    client.set_cookie("idsrv.session", copy, domain="localhost", secure=True, httponly=True)
+    replayed = client.post("/account/login/mfa", data={"csrf_token": step_token, "code": code_at(secret)})
+    assert client.get("/account/password").status_code != 200, (
+        f"the copied cookie finished the abandoned sign-in after sign-out ({replayed.status_code} to {replayed.headers.get('Location')})")
+
+
+def test_signing_out_of_a_second_step_whose_user_was_removed_meanwhile(client, seeded, app, step_clock):
+    """The sign-out that gives up a second step spends its id for the user it names: a user removed
+    meanwhile has no row to name, and the sign-out must still answer."""
+    from identity.services import accounts
+
+    enrol_user(app)
+    assert "/account/login/mfa" in password_step(client).headers["Location"]
+    with app.app_context():
+        accounts.remove_user("alice")
+    page = client.get("/account/logout")
+    signed_out = client.post("/account/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert signed_out.status_code == 200, signed_out.status_code

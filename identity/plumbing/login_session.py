@@ -58,6 +58,7 @@ def _leave_browser_session(user_id: int) -> str | None:
         continued = pending["continues"]  # the session the password step left, for the second step
     elif pending:
         _end_continued(pending, "another_user_signed_in")  # as the live session of another user is
+        _abandon(pending)
     session.clear()
     logout_user()
     return continued
@@ -165,6 +166,12 @@ def _end_continued(pending: dict, how: str | None):
     return browser_sessions.end_session(continues, audited_for=user_id if how is not None else None, how=how or "")
 
 
+def _abandon(pending: dict) -> None:
+    """Spend the id of a half-signed-in state given up (accounts.abandon_pending)."""
+    if isinstance(pending.get("user"), int):
+        accounts.abandon_pending(pending["user"], pending["id"])
+
+
 def sign_out(principal, how: str | None = "signed_out") -> list[str]:
     """End the browser session (audited as `session_ended`, reason `how`; None: the caller records
     it); the front-channel logout URIs of the clients it had issued to. A browser half-way
@@ -180,6 +187,7 @@ def sign_out(principal, how: str | None = "signed_out") -> list[str]:
             ended = browser_sessions.ended_meanwhile(principal.sid)
     elif (pending := pending_second_factor()) is not None:
         ended = _end_continued(pending, how)
+        _abandon(pending)  # a copy of the cookie finishes no second step after the sign-out
     elif isinstance(sid := session.get("_user_id"), str):  # Flask-Login's: a session ended before this request loaded it
         ended = browser_sessions.ended_meanwhile(sid)
     session.clear()

@@ -276,6 +276,16 @@ def spend_pending_write(user_id: int, pending_id: str) -> Write:
     return account_tokens.spend_write(user_id, account_tokens.PENDING_SIGN_IN, pending_id, pending_spent_until())
 
 
+def abandon_pending(user_id: int, pending_id: str) -> None:
+    """A half-finished sign-in given up (its browser signed out, or another user signed in there):
+    its id spent, as a finished one's is, so a copy of the cookie taken before it finishes no
+    second step afterwards. Nothing for a user removed meanwhile: their state names no one."""
+    if db.session.get(User, user_id) is None:
+        return
+    account_tokens.spend_once(user_id, account_tokens.PENDING_SIGN_IN, pending_id, pending_spent_until())
+    db.session.commit()
+
+
 def pending_spent_until() -> int:
     """How long a spent half-finished sign-in's id is kept: until no copy of its cookie could be
     used anyway (pending_user: MFA_PENDING_SECONDS from its start, which is at most 5 s ahead)."""
