@@ -73,3 +73,22 @@ def test_signing_out_of_a_second_step_whose_user_was_removed_meanwhile(client, s
     page = client.get("/account/logout")
     signed_out = client.post("/account/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
     assert signed_out.status_code == 200, signed_out.status_code
+
+
+@pytest.mark.database_independent
+def test_a_form_posted_by_a_browser_that_kept_no_cookie_says_cookies_are_needed(client, seeded):
+    """A browser that keeps no cookie of this site (cookies blocked, or Secure cookies on a page
+    served over plain http: Chromium drops them without a word) posts the sign-in form without
+    the session cookie. It was told "The form expired ... Open it again", which never helps:
+    the page must say that the browser sent no cookie."""
+    page = client.get("/account/login")
+    token = csrf_token(page.get_data(as_text=True))
+    client.delete_cookie("idsrv.session", domain="localhost")  # what the browser did not keep
+    refused = client.post("/account/login", data={"csrf_token": token, "username": "alice", "password": "x"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400, refused.status_code
+    assert "cookie" in html.lower(), "a browser that kept no cookie is told the form expired, which reopening never fixes"
+    forged = client.post("/account/login", data={"csrf_token": token, "username": "alice", "password": "x"},
+                         headers={"Sec-Fetch-Site": "cross-site"})
+    assert forged.status_code == 400 and "cookie" not in forged.get_data(as_text=True).lower(), \
+        "a form posted from another site (which never carries the Lax cookie) is not a browser without cookies"
