@@ -3,7 +3,9 @@ sizes and lifecycle. Each test names the defect it pins."""
 
 import pytest
 
-from actions import AuthActions
+from actions import AuthActions, pkce_pair, redirect_params
+from cookies_review_support import (CLIENT_SITE, SPA_CALLBACK, PageActions, browser, console, context,  # noqa: F401
+                                    page)
 from conftest import csrf_token
 from mfa_actions import code_at, enrol_user, password_step, step_clock  # noqa: F401 (a fixture)
 
@@ -92,3 +94,40 @@ def test_a_form_posted_by_a_browser_that_kept_no_cookie_says_cookies_are_needed(
                          headers={"Sec-Fetch-Site": "cross-site"})
     assert forged.status_code == 400 and "cookie" not in forged.get_data(as_text=True).lower(), \
         "a form posted from another site (which never carries the Lax cookie) is not a browser without cookies"
+
+
+@pytest.mark.browser
+def test_a_cross_site_posted_authorization_request_finds_the_person_signed_in(page, console, live_server, seeded):
+    """OpenID Connect Core 3.1.2.1: the authorization endpoint takes POST, and a client's
+    auto-submitting form on its own site is a cross-site POST, which carries no SameSite=Lax
+    cookie. A signed-in person was answered as if signed out: asked for their password again
+    (and `prompt=none` gave the client `login_required`)."""
+    ui = PageActions(page, live_server.url, console)
+    user = seeded["users"][0]
+    ui.sign_in(user["username"], user["password"])
+    assert ui.signed_in_as()
+    _, challenge = pkce_pair()
+    fields = {"client_id": "spa", "response_type": "code", "scope": "openid", "redirect_uri": SPA_CALLBACK,
+              "state": "st-1", "code_challenge": challenge, "code_challenge_method": "S256"}
+    inputs = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items())
+    form = (f'<!doctype html><title>app</title><form method="post" action="{ui.url("/connect/authorize")}">'
+            f'{inputs}<button id="go">Go</button></form>')
+    page.route(CLIENT_SITE + "/**", lambda route: route.fulfill(status=200, content_type="text/html", body=form))
+    page.goto(CLIENT_SITE + "/")
+    page.click("#go")
+    page.wait_for_url(lambda url: "/account/login" in url or "/consent" in url)
+    assert "/consent" in page.url, f"the signed-in person was asked to sign in again: {page.url}"
+    with page.expect_request(lambda request: request.url.startswith(SPA_CALLBACK)) as back:
+        page.get_by_role("button", name="Allow").click()
+    answer = redirect_params(back.value.url)
+    assert "code" in answer and answer.get("state") == "st-1", answer
+    # and silently (prompt=none): the page that posts it again may send the browser on to the client
+    silent = form.replace('name="state" value="st-1"', 'name="state" value="st-2"').replace(
+        "<button", '<input type="hidden" name="prompt" value="none"><button')
+    page.unroute(CLIENT_SITE + "/**")
+    page.route(CLIENT_SITE + "/**", lambda route: route.fulfill(status=200, content_type="text/html", body=silent))
+    page.goto(CLIENT_SITE + "/")
+    with page.expect_request(lambda request: request.url.startswith(SPA_CALLBACK)) as back:
+        page.click("#go")
+    answer = redirect_params(back.value.url)
+    assert answer.get("state") == "st-2" and answer.get("error") != "login_required", answer

@@ -33,7 +33,9 @@ from .response_modes import reply_to, response_mode
 from .server import authorization_server, count_issued, query_client
 
 AUTHORIZE_PATH = "/connect/authorize"  # the URL a pending request is resumed at (web/return_urls.py)
-FORM_FIELDS = ("csrf_token", "decision", "remember")  # the consent form's own fields, not the request's
+# the consent form's own fields, and the mark of a POST this site's page made again (web/connect.py
+# POSTED_AGAIN): not the request's
+FORM_FIELDS = ("csrf_token", "decision", "remember", "posted_again")
 INVALID_REQUEST_TITLE = "This sign-in request is not valid"
 
 

@@ -1,6 +1,6 @@
 """The protocol endpoints under /connect (CSRF does not apply: clients, not our forms, call them)."""
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request, url_for
 from flask_login import current_user
@@ -12,11 +12,12 @@ from .forms import ConfirmForm
 from ..plumbing.headers import allow_form_target
 from ..oauth2 import authorization_server
 from ..oauth2 import end_session
-from ..oauth2.authorize import AuthorizationParams, authorize as decide_authorization
+from ..oauth2.authorize import AUTHORIZE_PATH, AuthorizationParams, authorize as decide_authorization
 from ..oauth2.requests import is_form_post
 from ..oauth2.resource import current_token, require_oauth
 from ..services.id_tokens import user_claims
 from .decisions import render, render_signed_out
+from .return_urls import pending_client
 
 bp = Blueprint("connect", __name__, url_prefix="/connect")
 csrf.exempt(bp)
@@ -27,8 +28,21 @@ POSTED_AGAIN = "posted_again"  # marks the end-session POST that this server's o
 
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize():
-    """Start or continue an authorization request."""
+    """Start or continue an authorization request. A client's auto-submitting form is a
+    cross-site POST, which carries no SameSite=Lax cookie: posted again by this site's page first
+    (as the end-session endpoint does), so a signed-in person is found signed in."""
+    if _posted_without_cookies() and _posted_once_each():
+        fields = request.form.to_dict()
+        _, redirect_uri = pending_client(AUTHORIZE_PATH + "?" + urlencode(request.args.to_dict() | fields))
+        return _post_again(redirect_uri, fields, action=request.script_root + request.full_path.rstrip("?"),
+                           heading="Continuing…")
     return render(decide_authorization(current_user, AuthorizationParams.from_request()))
+
+
+def _posted_once_each() -> bool:
+    """Whether each of the POST's fields comes once: a field given twice is answered as it is
+    (invalid_request), not posted again with one of its values."""
+    return all(len(values) == 1 for values in request.form.listvalues())
 
 
 def not_a_password_grant() -> bool:
@@ -119,12 +133,16 @@ def _posted_without_cookies() -> bool:
     return request.method == "POST" and not request.form.get(POSTED_AGAIN) and not any(n in request.cookies for n in names)
 
 
-def _post_again(redirect_uri: str | None):
-    """The end-session fields, posted again to this endpoint by a page of this site: a same-site
-    POST, which carries the cookies (and may end at the client, so its origin is a form target)."""
+def _post_again(redirect_uri: str | None, fields: dict | None = None, action: str | None = None,
+                heading: str = "Signing you out…"):
+    """The end-session fields (or `fields`), posted again to this endpoint (or `action`) by a page
+    of this site: a same-site POST, which carries the cookies (and may end at the client, so its
+    origin is a form target)."""
     allow_form_target(redirect_uri)
-    params = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS} | {POSTED_AGAIN: "1"}
-    response = make_response(render_template("form_post.html", action=url_for("connect.endsession"), params=params,
-                                             heading="Signing you out…"))
+    if fields is None:
+        fields = {k: v for k, v in request.values.items() if k in LOGOUT_FIELDS}
+    params = fields | {POSTED_AGAIN: "1"}
+    response = make_response(render_template("form_post.html", action=action or url_for("connect.endsession"),
+                                             params=params, heading=heading))
     response.headers["Cache-Control"] = "no-store"
     return response
