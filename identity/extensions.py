@@ -2,7 +2,7 @@
 
 import ipaddress
 
-from flask import current_app, request
+from flask import current_app, request, session
 from flask.globals import request_ctx
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -29,6 +29,15 @@ class LoginManager(_LoginManager):
                 and not current_app.config.get("REMEMBER_COOKIE_REFRESH_EACH_REQUEST")):
             return response
         return super()._update_remember_cookie(response)
+
+    def _load_user_from_remember_cookie(self, cookie):
+        """Flask-Login's, and a remember-me cookie that names no live session (ended from another
+        device, idle, too old) is marked for deletion: it signs nobody in, and would otherwise
+        stay in the browser until it expires, looked up again with every request."""
+        user = super()._load_user_from_remember_cookie(cookie)
+        if user is None:
+            session["_remember"] = "clear"
+        return user
 
     def _clear_cookie(self, response):
         """Delete the remember-me cookie with the flags it was set with. Flask-Login's deletion

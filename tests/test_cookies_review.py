@@ -131,3 +131,26 @@ def test_a_cross_site_posted_authorization_request_finds_the_person_signed_in(pa
         page.click("#go")
     answer = redirect_params(back.value.url)
     assert answer.get("state") == "st-2" and answer.get("error") != "login_required", answer
+
+
+def test_a_remember_me_cookie_of_an_ended_session_is_deleted(client, seeded, app):
+    """"Keep me signed in" on a computer whose session the person ended from another device (the
+    devices page, the local API, the operator): the cookie signs nobody in, yet it stayed in the
+    browser for its 14 days, read and looked up again with every request. The first request that
+    finds it naming no live session deletes it."""
+    from identity.models import User
+    from identity.services import devices
+    from identity.extensions import db
+    from sqlalchemy import select
+
+    auth = AuthActions(client)
+    assert set_cookies(auth.login(remember=True), "idsrv.remember")
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        assert devices.end_everything(user_id, by="operator")
+    home = client.get("/")
+    assert home.status_code == 200 and "Sign out" not in home.get_data(as_text=True)
+    deleted = set_cookies(home, "idsrv.remember")
+    assert deleted and "max-age=0" in deleted[0].lower(), \
+        f"the remember-me cookie of an ended session stays in the browser: {home.headers.getlist('Set-Cookie')}"
+    assert client.get_cookie("idsrv.remember", domain="localhost") is None
