@@ -5,3 +5,4 @@ from browser.conftest import PageActions, browser, console, context, page  # noq
 
 CLIENT_SITE = "http://localhost:8089"  # another site than the live server's 127.0.0.1
 SPA_CALLBACK = "http://127.0.0.1:8080/callback"  # the demo spa client's redirect URI
+from browser.test_passkeys import Authenticator, register_passkey  # noqa: E402,F401

@@ -4,8 +4,8 @@ sizes and lifecycle. Each test names the defect it pins."""
 import pytest
 
 from actions import AuthActions, pkce_pair, redirect_params
-from cookies_review_support import (CLIENT_SITE, SPA_CALLBACK, PageActions, browser, console, context,  # noqa: F401
-                                    page)
+from cookies_review_support import (CLIENT_SITE, SPA_CALLBACK, Authenticator, PageActions, browser,  # noqa: F401
+                                    console, context, page, register_passkey)
 from conftest import csrf_token
 from mfa_actions import code_at, enrol_user, password_step, step_clock  # noqa: F401 (a fixture)
 
@@ -154,3 +154,21 @@ def test_a_remember_me_cookie_of_an_ended_session_is_deleted(client, seeded, app
     assert deleted and "max-age=0" in deleted[0].lower(), \
         f"the remember-me cookie of an ended session stays in the browser: {home.headers.getlist('Set-Cookie')}"
     assert client.get_cookie("idsrv.remember", domain="localhost") is None
+
+
+@pytest.mark.browser
+def test_keep_me_signed_in_is_kept_by_a_passkey_sign_in(page, console, live_server, seeded, context):
+    """The login page's "Keep me signed in" sits above both ways to sign in; ticked, then "Sign
+    in with a passkey" pressed, no remember-me cookie was set: the person found themselves signed
+    out when the browser closed, with nothing to tell them the box was ignored."""
+    local = PageActions(page, f"http://localhost:{live_server.port}", console)  # a passkey needs a domain
+    user = seeded["users"][0]
+    Authenticator(page)
+    register_passkey(local, user["username"], user["password"])
+    local.sign_out()
+    local.goto("/account/login")
+    page.get_by_label("Keep me signed in").check()
+    posted = local.submit_and_catch_post("#passkey-signin button[type=submit]")
+    assert posted.status == 302 and local.signed_in_as(), page.content()
+    kept = [c for c in context.cookies() if c["name"] == "idsrv.remember"]
+    assert kept and kept[0]["expires"] > 0, "a passkey sign-in with \"Keep me signed in\" ticked set no remember-me cookie"

@@ -187,7 +187,7 @@ def login():
         return render_template("account/login.html", form=LoginForm(formdata=None), error=str(err),
                                client_name=client_name, return_url=return_url,
                                form_action=_with_return_url("account.login", return_url)), 400
-    principal = sign_in(result)
+    principal = sign_in(result, remember=request.form.get("remember") == "y")  # the page's "Keep me signed in"
     return _after_sign_in(principal, return_url)
 
 

@@ -120,6 +120,9 @@
         return navigator.credentials.get({ publicKey: requestOptions(options) });
       }).then(function (credential) {
         form.credential.value = credentialJSON(credential);
+        // the login page's "Keep me signed in" belongs to the password form: carry its answer
+        var keep = document.getElementById("remember");
+        if (form.remember && keep) form.remember.value = keep.checked ? "y" : "";
         form.submit();
       }).catch(function (err) { if (error) showError(error, problem(err)); });
     });
