@@ -83,6 +83,18 @@ class OAuthActions:
                 form["client_secret"] = secret
         return self.client.post("/connect/token", data=form, headers=headers)
 
+    def code_with_pkce(self, client_id="native", scope="openid") -> tuple[str, str]:
+        """Signed in already, a client that asks no consent: (its code, the PKCE code_verifier)."""
+        verifier, challenge = pkce_pair()
+        response = self.authorize(client_id=client_id, scope=scope, code_challenge=challenge,
+                                  code_challenge_method="S256")
+        return redirect_params(response.headers["Location"])["code"], verifier
+
+    def redeem(self, client_id: str, code: str, verifier: str):
+        """The token endpoint's answer to the code (code_with_pkce)."""
+        return self.token(client_id, grant_type="authorization_code", code=code,
+                          redirect_uri=self.REDIRECTS[client_id], code_verifier=verifier)
+
     def code_flow(self, client_id="spa", scope="openid profile", response_type="code", consent=True, **extra):
         """Signed in already: authorize with PKCE, consent if asked, redeem the code. Returns (token json, redirect params)."""
         verifier, challenge = pkce_pair()

@@ -4,7 +4,7 @@ afterwards must agree across channels."""
 
 from sqlalchemy import select, update
 
-from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from actions import AuthActions, OAuthActions
 from mfa_actions import step_clock  # noqa: F401  (the fixture)
 from identity.extensions import db
 from identity.models import Client, User
@@ -67,13 +67,9 @@ def test_a_code_is_not_redeemed_for_an_unverified_address_once_the_client_requir
     _set(app, User, User.username == "alice", email_verified=False)
     AuthActions(client).login()
     oauth = OAuthActions(client)
-    verifier, challenge = pkce_pair()
-    response = oauth.authorize(client_id="native", scope="openid", code_challenge=challenge,
-                               code_challenge_method="S256")
-    code = redirect_params(response.headers["Location"])["code"]
+    code, verifier = oauth.code_with_pkce("native")
     _require_verified_email(app, "native")
-    redeemed = oauth.token("native", grant_type="authorization_code", code=code,
-                           redirect_uri=OAuthActions.REDIRECTS["native"], code_verifier=verifier)
+    redeemed = oauth.redeem("native", code, verifier)
     assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant", redeemed.get_json()
 
 

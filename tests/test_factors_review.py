@@ -51,17 +51,13 @@ def test_a_client_that_now_requires_mfa_refreshes_no_single_factor_sign_in(clien
 
 
 def test_a_code_of_a_single_factor_sign_in_is_not_redeemed_once_the_client_requires_mfa(client, app, flow_clients):
-    from actions import AuthActions, pkce_pair, redirect_params
+    from actions import AuthActions
 
     AuthActions(client).login()
     oauth = OAuthActions(client)
-    verifier, challenge = pkce_pair()
-    response = oauth.authorize(client_id="native", scope="openid", code_challenge=challenge,
-                               code_challenge_method="S256")
-    code = redirect_params(response.headers["Location"])["code"]
+    code, verifier = oauth.code_with_pkce("native")
     _require_mfa(app, "native")
-    redeemed = oauth.token("native", grant_type="authorization_code", code=code,
-                           redirect_uri=OAuthActions.REDIRECTS["native"], code_verifier=verifier)
+    redeemed = oauth.redeem("native", code, verifier)
     assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant"
 
 
