@@ -1,6 +1,7 @@
 """Seeding: one JSON file, validated whole, applied in one transaction, idempotent."""
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from marshmallow import ValidationError
@@ -139,6 +140,28 @@ def _nul_messages(value):
     return found or None
 
 
+#: a seed nests 4 levels (file, list, item, list); json.loads recursing to Python's limit instead
+#: raised RecursionError in the middle of its C scanner, where a garbage collection that came due
+#: ran finalizers that failed too ("Exception ignored in sys.unraisablehook" on standard error,
+#: around the one-line refusal)
+SEED_NESTING_MAX = 64
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether `text`'s brackets (outside strings) open more than `limit` deep."""
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
 def load_seed(text: str | bytes) -> dict:
     """Parse and validate a seed file (text, or its bytes: UTF-8, a byte order mark allowed),
     raising ValidationFailed with per-item messages."""
@@ -147,11 +170,13 @@ def load_seed(text: str | bytes) -> dict:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as err:  # (the message names the byte, never the file's text)
             raise ValidationFailed({"file": [f"not UTF-8 text: byte {err.object[err.start]:#04x} at offset {err.start}"]})
+    if _nested_deeper_than(text, SEED_NESTING_MAX):
+        raise ValidationFailed({"file": ["not valid JSON: nested too deeply"]})
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValidationFailed({"file": [f"not valid JSON: {err}"]})
-    except RecursionError:
+    except RecursionError:  # (deeper than the check above lets through: not reached)
         raise ValidationFailed({"file": ["not valid JSON: nested too deeply"]})
     except ValueError:  # a number past Python's 4300 digits (JSONDecodeError is caught above)
         raise ValidationFailed({"file": ["not valid JSON: a number too long to read"]})
