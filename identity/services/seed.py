@@ -267,10 +267,10 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
         user.email_normalized = normalize_login(item["email"]) if item["email"] else None
         user.name = item["name"]
         changed = True
-        report.account_changed.append(user.id)
     if item["email_verified"] and not user.email_verified:
         user.email_verified = True
         changed = True
+    if changed:  # what the local API and UserInfo read back: the address, its verification, the name
         report.account_changed.append(user.id)
     if reset_passwords and not verify_password(user.password_hash, normalize(item["password"])):
         store_new_password(user, new_password_hash(item["password"]))
