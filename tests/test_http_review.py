@@ -178,8 +178,8 @@ def test_method_not_allowed_still_lists_the_methods(client):
 # --- a multipart part without a name is a 400 in the path's shape, not a 500 ------------------
 
 NAMELESS_PARTS = [b"form-data", b'form-data; name="unterminated', b'form-data; filename="f.txt"']
-SHAPES = [("/account/login", "text/html"), ("/connect/authorize", "application/json"),
-          ("/connect/endsession", "application/json"), ("/connect/userinfo", "application/json"),
+SHAPES = [("/account/login", "text/html"), ("/connect/authorize", "text/html"),  # where browsers go: pages
+          ("/connect/endsession", "text/html"), ("/connect/userinfo", "application/json"),
           ("/consent", "text/html"), ("/account/forgot-password", "text/html"),
           ("/localapi/password", "application/problem+json")]
 

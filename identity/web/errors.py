@@ -17,12 +17,16 @@ OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "in
                          405: "invalid_request", 413: "invalid_request", 429: "slow_down",
                          503: "temporarily_unavailable"}
 
+#: The /connect endpoints a person's browser is sent to: what they refuse before reading the
+#: request (a method, a body too large, a rate limit, the database) is a page, as their own refusals are.
+BROWSER_ENDPOINTS = ("/connect/authorize", "/connect/endsession")
+
 
 def render_error(status: int, title: str, detail: str, headers: dict | None = None, form_url: str | None = None):
     render = renderer_for(request.path)  # a part's own shape (identity/plumbing/error_renderers.py)
     if render is not None:
         response = render(status, title, detail)
-    elif request.path.startswith("/connect/") or request.path.startswith("/.well-known/"):
+    elif _for_clients(request.path):
         response = jsonify(error=OAUTH_ERROR_BY_STATUS.get(status, "server_error"), error_description=safe_description(detail))
         response.status_code = status
         response.headers["Cache-Control"] = "no-store"
@@ -35,6 +39,11 @@ def render_error(status: int, title: str, detail: str, headers: dict | None = No
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _for_clients(path: str) -> bool:
+    """Whether the path is an endpoint that answers programs in OAuth's JSON shape."""
+    return (path.startswith("/connect/") and path.rstrip("/") not in BROWSER_ENDPOINTS) or path.startswith("/.well-known/")
 
 
 def _http_error(err: HTTPException):
