@@ -466,3 +466,21 @@ def test_a_removal_of_another_users_passkey_is_refused_and_recorded(client, app,
             select(AuditEvent).where(AuditEvent.event == "passkey_removal_refused").order_by(AuditEvent.id))]
     assert refused == [(alice_id, {"passkey_id": bobs, "reason": "not_yours"}),
                        (alice_id, {"passkey_id": bobs + 1, "reason": "no_such_passkey"})]
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_SENSITIVE": "3 per minute"}])
+def test_codes_tried_to_remove_a_passkey_are_rate_limited_per_address(client, auth, app):
+    """Removing the authenticator app on /account/mfa takes a code under the sign-in form's limit
+    per client address; removing a passkey takes the same code and had no limit: codes could be
+    tried there as fast as the lockout let them, from any number of sessions of the account."""
+    auth.login()
+    assert register_over_http(client, SoftKey()).status_code == 201
+    with app.app_context():
+        passkey_id = db.session.scalar(select(Passkey.id))
+    csrf = token(client, "/account/mfa")
+    answers = [client.post(f"/account/mfa/passkeys/{passkey_id}/remove", data={"csrf_token": csrf, "otp": "000000"})
+               for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [303, 303, 303, 429], [a.status_code for a in answers]
+    assert int(answers[-1].headers["Retry-After"]) > 0
+    with app.app_context():
+        assert db.session.scalar(select(Passkey.id)) == passkey_id

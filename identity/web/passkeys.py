@@ -117,6 +117,7 @@ def register():
 # an id past a 32-bit integer is no passkey's: a 404 from the route, not a value the database
 # refuses (PostgreSQL's integer column) or cannot bind (SQLite, past 64 bits)
 @bp.post("/mfa/passkeys/<int(max=2147483647):passkey_id>/remove")
+@limiter.limit(sensitive_limit)  # a code may be tried here, as on /account/mfa
 @fresh_login_required
 def remove(passkey_id: int):
     """Remove one of the user's passkeys: a sign-in that used a second factor recently, or a code
