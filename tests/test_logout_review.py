@@ -222,3 +222,48 @@ def web_id_token(client) -> str:
     code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
     return oauth.token("web", grant_type="authorization_code", code=code,
                        redirect_uri="https://web.example.com/cb").get_json()["id_token"]
+
+
+# --- every way a session or grant ends, and who hears of it (the logout review) ---------------
+
+
+def queued_logouts(app) -> list[tuple[str, str | None, str | None]]:
+    """(client_id, sub, sid) of each queued logout token, in the order queued."""
+    with app.app_context():
+        return [(d.client_id, d.subject, d.session_id)
+                for d in db.session.scalars(select(LogoutDelivery).order_by(LogoutDelivery.id))]
+
+
+def alice_subject(app) -> str:
+    with app.app_context():
+        return db.session.scalar(select(User.subject).where(User.username == "alice"))
+
+
+def web_offline_id_token_sid(client) -> str:
+    """Signed in: a code for `web` with offline_access (a refresh-token family in this session), redeemed."""
+    import jwt
+
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    answer = oauth.token("web", grant_type="authorization_code", code=code,
+                         redirect_uri="https://web.example.com/cb").get_json()
+    assert "refresh_token" in answer
+    return jwt.decode(answer["id_token"], options={"verify_signature": False})["sid"]
+
+
+def test_an_app_revoked_on_the_grants_page_tells_a_client_that_requires_sid_of_each_session(app, client, flow_clients):
+    """backchannel_logout_session_required: every token must carry `sid`. Revoking the app ends the
+    grants of a session; the client must hear of it with that session's `sid`, not be skipped."""
+    from conftest import csrf_token
+
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            backchannel_logout_uri="https://web.example.com/backchannel", backchannel_logout_session_required=True))
+        db.session.commit()
+    AuthActions(client).login()
+    sid = web_offline_id_token_sid(client)
+    page = client.get("/account/grants").get_data(as_text=True)
+    response = client.post("/account/grants/revoke", data={"csrf_token": csrf_token(page), "client_id": "web"})
+    assert response.status_code == 302
+    assert queued_logouts(app) == [("web", alice_subject(app), sid)]
+

@@ -165,5 +165,12 @@ def family_ended(family_id: str, reason: str) -> None:
 
 
 def client_grants_ended(user_id: int, client_id: str, reason: str = "grant_revoked") -> None:
-    """Queue a token telling a client that every grant of the user there ended (sub only)."""
-    queue([Ended(client_id, store.user_subject(user_id), None)], reason)
+    """Queue a token telling a client that every grant of the user there ended (sub only); a
+    client that requires `sid` gets one per session those grants belong to instead (call before
+    they are revoked, in the same transaction)."""
+    subject, client = store.user_subject(user_id), get_client(client_id)
+    if client is not None and client.backchannel_logout_session_required:
+        queue([Ended(client_id, subject, session_id)
+               for session_id in store.user_client_sessions(user_id, client_id, clock.now())], reason)
+        return
+    queue([Ended(client_id, subject, None)], reason)

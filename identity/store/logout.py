@@ -68,6 +68,17 @@ def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]
     return [tuple(row) for row in rows]
 
 
+def user_client_sessions(user_id: int, client_id: str, stamp: int) -> list[str]:
+    """The public ids of the sessions a user's grants at a client belong to: their live sessions
+    that issued to it, and the sessions of their live refresh-token families there."""
+    sessions = set(db.session.scalars(
+        select(SessionClient.session_id).join(UserSession, UserSession.public_sid == SessionClient.session_id)
+        .where(SessionClient.client_id == client_id, UserSession.user_id == user_id, UserSession.revoked_at.is_(None))))
+    sessions |= {session_id for family_client, session_id in user_live_families(user_id, stamp)
+                 if family_client == client_id and session_id}
+    return sorted(sessions)
+
+
 def family_holder(family_id: str) -> tuple[str, int, str | None] | None:
     """(client_id, user_id, session_id) of a grant family, from its refresh tokens or its code."""
     for model in (RefreshToken, AuthorizationCode):
