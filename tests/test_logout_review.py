@@ -267,3 +267,14 @@ def test_an_app_revoked_on_the_grants_page_tells_a_client_that_requires_sid_of_e
     assert response.status_code == 302
     assert queued_logouts(app) == [("web", alice_subject(app), sid)]
 
+
+def test_signing_a_user_out_everywhere_tells_each_client_of_a_session_once(app, client, flow_clients, runner):
+    """`sessions end USER`: the browser session and the app grant it issued end together; the
+    client of both gets one logout token for that sid, as a password change sends."""
+    set_web_backchannel(app)
+    AuthActions(client).login()
+    sid = web_offline_id_token_sid(client)
+    result = runner.invoke(args=["sessions", "end", "alice"])
+    assert result.exit_code == 0, result.output
+    assert "Ended 2 session(s) and grant(s)" in result.output
+    assert queued_logouts(app) == [("web", alice_subject(app), sid)]

@@ -142,8 +142,13 @@ def record_own_end(user_id: int, current: str, *, by: str = "user") -> None:
 
 def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[Entry]:
     """End every live entry of the user but `current` (an entry id, or None for all); return
-    those this call ended (not those another request ended meanwhile)."""
-    return [e for e in list_entries(user_id, limit=None) if e.id != current and _end(user_id, e, by)]
+    those this call ended (not those another request ended meanwhile). Browser sessions first:
+    a client told of a session as it ends is not told again by the end of a grant of that session
+    (one logout token a session and client, as a password change sends)."""
+    entries = [e for e in list_entries(user_id, limit=None) if e.id != current]
+    told: set[tuple[str, str]] = set()
+    ended = {e.id for e in sorted(entries, key=lambda e: e.kind != BROWSER) if _end(user_id, e, by, told)}
+    return [e for e in entries if e.id in ended]
 
 
 def end_everything(user_id: int, *, by: str) -> list[Entry]:
@@ -157,16 +162,20 @@ def end_everything(user_id: int, *, by: str) -> list[Entry]:
     return ended
 
 
-def _end(user_id: int, entry: Entry, by: str) -> bool:
+def _end(user_id: int, entry: Entry, by: str, told: set | None = None) -> bool:
     """End one listed entry; False if another request ended it since it was listed (nothing
-    is recorded then)."""
+    is recorded then). `told` collects the (session, client) pairs a session's end told, and
+    spares the grants of those the same token (logout.family_ended)."""
     kind, key = parse_entry_id(entry.id)
     if kind == APP:
         return issued_grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id,
-                                           only_if_live=True)
+                                           only_if_live=True, told=frozenset(told or ()))
     digest = store.session_sid_digest(user_id, key)
     if digest is None:  # ended meanwhile
         return False
     audit.record("session_ended", user_id=user_id, client_id=entry.client_id, detail={"reason": f"ended_by_{by}"})
     # commits the event with the end; rolls both back if another request ended it first
-    return browser_sessions.end_stored_session(digest) is not None
+    ended = browser_sessions.end_stored_session(digest)
+    if ended is not None and told is not None:
+        told.update((ended.public_sid, client_id) for client_id in ended.client_ids)
+    return ended is not None

@@ -268,7 +268,8 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
 
 
 def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, client_id: str | None = None,
-                  only_if_live: bool = False, audit_only_a_change: bool = False) -> bool:
+                  only_if_live: bool = False, audit_only_a_change: bool = False,
+                  told: frozenset = frozenset()) -> bool:
     """Revoke every refresh token of a family and every access token issued in it.
 
     The access tokens are read after the refresh tokens are revoked: a rotation that commits in
@@ -282,7 +283,8 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     ending one grant), a family whose refresh tokens were all revoked already (by a request that
     committed first) is left as it is: nothing recorded, False. With `audit_only_a_change` (a
     client's revocation, which RFC 7009 lets it send again), the event is recorded only if this
-    revocation ended a refresh token or listed an access token that was not listed yet.
+    revocation ended a refresh token or listed an access token that was not listed yet. `told`:
+    (session, client) pairs told already by this request (logout.family_ended).
     """
     stamp = now()
     ended_here = store.revoke_family_tokens(family_id, stamp)
@@ -292,7 +294,7 @@ def revoke_family(family_id: str, *, reason: str, user_id: int | None = None, cl
     jtis = store.family_access_token_jtis([family_id], _issued_since_alive(stamp))
     listed_already = all_revoked(jtis)
     if ended_here or (not store.family_has_refresh_tokens(family_id) and not listed_already):
-        logout.family_ended(family_id, reason)
+        logout.family_ended(family_id, reason, told=told)
     revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
     if ended_here or not audit_only_a_change or (jtis and not listed_already):
         audit.record("token_revoked", user_id=user_id, client_id=client_id,

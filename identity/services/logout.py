@@ -156,11 +156,15 @@ def user_logged_out(user_id: int, subject: str, *, keep_sid: str | None = None, 
     queue(ended, reason)
 
 
-def family_ended(family_id: str, reason: str) -> None:
-    """Queue a token for the client of a grant family that ends; in the caller's transaction."""
+def family_ended(family_id: str, reason: str, *, told: frozenset = frozenset()) -> None:
+    """Queue a token for the client of a grant family that ends; in the caller's transaction.
+    Not when `told` (pairs of session public id and client id) holds its session and client: that
+    client was sent a token for the session as it ended, in the same request (signed out everywhere)."""
     holder = store.family_holder(family_id)
     if holder is not None:
         client_id, user_id, session_id = holder
+        if session_id and (session_id, client_id) in told:
+            return
         queue([Ended(client_id, store.user_subject(user_id), session_id)], reason)
 
 
