@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+import pytest
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
@@ -278,3 +279,21 @@ def test_signing_a_user_out_everywhere_tells_each_client_of_a_session_once(app, 
     assert result.exit_code == 0, result.output
     assert "Ended 2 session(s) and grant(s)" in result.output
     assert queued_logouts(app) == [("web", alice_subject(app), sid)]
+
+
+@pytest.mark.database_independent
+def test_a_frontchannel_uri_registered_with_an_empty_query_gets_iss_and_sid_as_its_query(app, client, flow_clients):
+    """`https://web.example.com/fc?` (an empty query, RFC 3986): the iframe must load
+    `.../fc?iss=...&sid=...`, not `.../fc??iss=...`, whose first parameter is named `?iss`."""
+    import json
+    from identity.services.seed import apply_seed, load_seed
+
+    web = dict(flow_clients["clients"][0], frontchannel_logout_uri="https://web.example.com/fc?",
+               frontchannel_logout_session_required=True)
+    with app.app_context():
+        apply_seed(load_seed(json.dumps({"api_scopes": [], "clients": [web], "users": []})))
+    AuthActions(client).login()
+    sid = web_id_token_sid(client)
+    page = AuthActions(client).logout().get_data(as_text=True)
+    (src,) = re.findall(r'<iframe class="frontchannel-logout" src="([^"]+)"', page)
+    assert html.unescape(src) == f"https://web.example.com/fc?iss=https%3A%2F%2Flocalhost&sid={sid}"

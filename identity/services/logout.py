@@ -19,7 +19,7 @@ for a grant of no session (the password grant), rather than a token it must refu
 
 import secrets
 from typing import Iterable, NamedTuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import current_app, has_request_context
 
@@ -140,7 +140,9 @@ def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
             continue
         uri = client.frontchannel_logout_uri
         if client.frontchannel_logout_session_required:
-            uri += ("&" if urlsplit(uri).query else "?") + urlencode({"iss": issuer(), "sid": ended.public_sid})
+            # added to the registered query, if any: an empty one (`/fc?`) gets no second `?`
+            base, _, query = uri.partition("?")
+            uri = base + "?" + "&".join(filter(None, [query, urlencode({"iss": issuer(), "sid": ended.public_sid})]))
         uris.append(uri)
     return uris
 
