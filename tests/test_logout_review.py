@@ -297,3 +297,59 @@ def test_a_frontchannel_uri_registered_with_an_empty_query_gets_iss_and_sid_as_i
     page = AuthActions(client).logout().get_data(as_text=True)
     (src,) = re.findall(r'<iframe class="frontchannel-logout" src="([^"]+)"', page)
     assert html.unescape(src) == f"https://web.example.com/fc?iss=https%3A%2F%2Flocalhost&sid={sid}"
+
+
+@pytest.fixture(scope="module")
+def relying_party():
+    """The `web` client's back-channel logout endpoint: a real HTTP server on loopback, one per module."""
+    from rp_receiver import RelyingParty
+
+    receiver = RelyingParty(jwks={"keys": []}, issuer="https://localhost", client_id="web").start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def web_rp(app, client, flow_clients, relying_party):
+    relying_party.jwks = client.get("/.well-known/openid-configuration/jwks").get_json()
+    relying_party.received, relying_party.status = [], 200
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            backchannel_logout_uri=relying_party.url))
+        db.session.commit()
+    return relying_party
+
+
+def send_due(app) -> dict:
+    from identity.services.logout_delivery import deliver_due
+
+    with app.app_context():
+        try:
+            return deliver_due()
+        finally:
+            db.session.remove()
+
+
+@pytest.mark.parametrize("app_config", [{"BACKCHANNEL_LOGOUT_POLL_SECONDS": 0}])
+def test_a_logout_token_is_retried_until_the_retry_window_ends_not_given_up_before(app, client, web_rp):
+    """docs/logout.md: a failed delivery is retried "until BACKCHANNEL_LOGOUT_RETRY_SECONDS after the
+    row was queued; then it is given up". A failure whose next backoff would pass that moment
+    must be tried once more at it, not given up at once, minutes before the window ends."""
+    AuthActions(client).login()
+    web_id_token_sid(client)
+    assert AuthActions(client).logout().status_code == 200
+    window = app.config["BACKCHANNEL_LOGOUT_RETRY_SECONDS"]
+    with app.app_context():  # queued 500 s short of the window's end, after ten failed attempts (next wait: 600 s)
+        now = int(time.time())
+        db.session.execute(update(LogoutDelivery).values(created_at=now - window + 500, attempts=10, next_attempt_at=0))
+        db.session.commit()
+    web_rp.status = 503  # the app is down
+    assert send_due(app) == {"delivered": 0, "retry": 1, "given_up": 0}
+    with app.app_context():
+        row = db.session.scalars(select(LogoutDelivery)).one()
+        assert row.gave_up_at is None and row.next_attempt_at <= row.created_at + window
+        db.session.execute(update(LogoutDelivery).values(next_attempt_at=0))  # that moment has come
+        db.session.commit()
+    web_rp.status = 200  # back up before the window ends
+    assert send_due(app)["delivered"] == 1
+    assert len(web_rp.tokens) == 2 and web_rp.errors == []

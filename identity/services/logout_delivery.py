@@ -139,9 +139,11 @@ def _retry_values(row, error: str, stamp: int) -> dict:
     attempts = row.attempts + 1
     wait = min(current_app.config["BACKCHANNEL_LOGOUT_BACKOFF_SECONDS"] * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
     values = {"attempts": attempts, "last_error": error[:ERROR_LENGTH]}
-    if stamp + wait > row.created_at + current_app.config["BACKCHANNEL_LOGOUT_RETRY_SECONDS"]:
+    deadline = row.created_at + current_app.config["BACKCHANNEL_LOGOUT_RETRY_SECONDS"]
+    if stamp >= deadline:
         return {**values, "gave_up_at": stamp}
-    return {**values, "next_attempt_at": stamp + wait}
+    # a backoff that would pass the window's end is cut short: one last attempt at it
+    return {**values, "next_attempt_at": min(stamp + wait, deadline)}
 
 
 def deliver(row, owner: str) -> str:
