@@ -47,21 +47,46 @@ def _leave_browser_session(user_id: int) -> str | None:
     remember-me cookie able to bring it back, its clients never told), then clear the cookie
     session and mark the remember-me cookie for deletion (login_user sets it again if asked).
     The cookie sid of the browser's live session when `user_id` holds it: the sign-in continues it."""
-    continued, pending = None, pending_second_factor()
+    continued, pending, ended = None, pending_second_factor(), None
     if current_user.is_authenticated:
         if current_user.user.id != user_id:
-            browser_sessions.end_session(current_user.sid, audited_for=current_user.user.id,
-                                         how="another_user_signed_in")
+            ended = browser_sessions.end_session(current_user.sid, audited_for=current_user.user.id,
+                                                 how="another_user_signed_in")
         else:
             continued = current_user.sid
     elif pending and pending.get("user") == user_id and isinstance(pending.get("continues"), str):
         continued = pending["continues"]  # the session the password step left, for the second step
     elif pending:
-        _end_continued(pending, "another_user_signed_in")  # as the live session of another user is
+        ended = _end_continued(pending, "another_user_signed_in")  # as the live session of another user is
         _abandon(pending)
+    untold = _untold_sessions() + ([[ended.public_sid, ended.client_ids]]
+                                   if logout.frontchannel_logout_uris(ended) else [])
     session.clear()
     logout_user()
+    if untold:  # carried past a second step, to the page that ends the sign-in (untold_frontchannel_uris)
+        session[UNTOLD_KEY] = untold
     return continued
+
+
+# The browser sessions another user's sign-in ended here whose front-channel logout clients the
+# browser has not framed yet: [public sid, client ids] pairs (ids, not URIs: the cookie stays small).
+UNTOLD_KEY = "frontchannel_untold"
+
+
+def _untold_sessions() -> list:
+    untold = session.get(UNTOLD_KEY)
+    return [pair for pair in untold if isinstance(pair, list) and len(pair) == 2] if isinstance(untold, list) else []
+
+
+def untold_frontchannel_uris() -> list[str]:
+    """The front-channel logout URIs of the sessions that this browser's sign-in of another user
+    ended (Front-Channel Logout 1.0: the apps the first user is signed in to in this browser), once:
+    the page that ends the sign-in frames them, as the signed-out page does a sign-out's."""
+    uris = []
+    for public_sid, client_ids in _untold_sessions():
+        uris += logout.frontchannel_logout_uris(logout.EndedSession(public_sid, list(client_ids)))
+    session.pop(UNTOLD_KEY, None)
+    return uris
 
 
 def sign_in(result: SignInResult, *, remember: bool = False, by_email: bool = False) -> SignedIn:
@@ -190,9 +215,10 @@ def sign_out(principal, how: str | None = "signed_out") -> list[str]:
         _abandon(pending)  # a copy of the cookie finishes no second step after the sign-out
     elif isinstance(sid := session.get("_user_id"), str):  # Flask-Login's: a session ended before this request loaded it
         ended = browser_sessions.ended_meanwhile(sid)
+    untold = untold_frontchannel_uris()  # of a session another user's unfinished sign-in here ended
     session.clear()
     logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session
-    return logout.frontchannel_logout_uris(ended)
+    return logout.frontchannel_logout_uris(ended) + untold
 
 
 def init_app(app: Flask) -> None:

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import (account_login_name, continues_session, hold_for_second_factor, renew_cookie,
-                                      sign_in, sign_out)
+                                      sign_in, sign_out, untold_frontchannel_uris)
 from ..errors import AccountLocked, AlreadyDone, SecondFactorRequired, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
@@ -13,7 +13,7 @@ from ..services import accounts, browser_sessions, metrics, mfa
 from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
 from ..oauth2.decisions import Respond
-from .decisions import render, render_signed_out
+from .decisions import render, render_signed_in_over, render_signed_out
 from .return_urls import pending_authorization, pending_client, pending_client_id, pending_query, safe_return_url
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -64,6 +64,7 @@ def _after_sign_in(principal, return_url: str | None):
     (no consent page, no second sign-in): the redirect back to /connect/authorize is saved, and
     the answer is the one that endpoint would give, decided by the same code (oauth2/authorize.py).
     Anything else goes back through the return URL as before."""
+    untold = untold_frontchannel_uris()  # the apps of another user whose session this sign-in ended
     query = pending_query(return_url)
     if query is not None:
         params = AuthorizationParams.from_query(query)
@@ -71,7 +72,9 @@ def _after_sign_in(principal, return_url: str | None):
         if not any("\x00" in name + value for name, value in params.args.items(multi=True)):
             decision = authorize(principal, params, signed_in_now=True)
             if isinstance(decision, Respond):
-                return render(decision)
+                return render_signed_in_over(decision, untold, principal.user.username) if untold else render(decision)
+    if untold:
+        return render_signed_in_over(return_url or url_for("home.index"), untold, principal.user.username)
     return redirect(return_url or url_for("home.index"))
 
 

@@ -5,7 +5,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Response, make_response, redirect, render_template, request, url_for
 from werkzeug.utils import redirect as redirect_with
 
-from ..plumbing.headers import allow_frame_sources, origin_source
+from ..plumbing.headers import allow_form_target, allow_frame_sources, origin_source
 from ..oauth2.decisions import NeedsConsent, NeedsLogin, NeedsSecondFactor, NeedsVerifiedEmail, Respond, ShowError, SignedOut
 from ..oauth2.response_modes import delivered, location
 
@@ -47,6 +47,26 @@ def render_signed_out(decision, frontchannel_uris: list[str], client_name: str |
         client_name = decision.client_name
     return render_template("account/logged_out.html", redirect_uri=redirect_uri, client_name=client_name,
                            frontchannel_uris=frontchannel_uris)
+
+
+def render_signed_in_over(next_step: "Respond | str", frontchannel_uris: list[str], username: str):
+    """After a sign-in that ended another user's session in this browser: the page that frames
+    that session's front-channel logout URIs (as the signed-out page does), then goes on to
+    `next_step`, the answer to the pending request (a link, or for form_post a form, to the
+    client) or a local URL, by the person's click, so the iframes get to load first."""
+    allow_frame_sources(frontchannel_uris)
+    continue_url, form = next_step, None
+    if isinstance(next_step, Respond):
+        reply, params = next_step.reply, delivered(next_step.params)
+        if reply.response_mode == "form_post":
+            allow_form_target(reply.redirect_uri)
+            continue_url, form = None, {"action": reply.redirect_uri, "params": dict(params)}
+        else:
+            continue_url = location(reply.redirect_uri, params, fragment=reply.response_mode == "fragment")
+    response = make_response(render_template("account/signed_in_over.html", continue_url=continue_url, form=form,
+                                             username=username, frontchannel_uris=frontchannel_uris))
+    response.headers["Cache-Control"] = "no-store"  # the link may carry a code
+    return response
 
 
 def authorize_url(params: dict) -> str:
