@@ -245,7 +245,9 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         credential_id=credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        transports=" ".join(t.value for t in (credential.response.transports or [])),
+        # the browser's report, unsigned: py_webauthn keeps each known name as often as it is
+        # sent, and 40 of them no longer fit the column (SQLite stored them, PostgreSQL a 503)
+        transports=" ".join(dict.fromkeys(t.value for t in (credential.response.transports or []))),
         backup_eligible=verified.credential_device_type == wa.CredentialDeviceType.MULTI_DEVICE,
         aaguid=verified.aaguid or "",
         name=(name or "").strip()[:MAX_NAME] or f"Passkey {count + 1}",
