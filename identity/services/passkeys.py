@@ -65,6 +65,7 @@ def _webauthn() -> SimpleNamespace:
 CHALLENGE_SECONDS = 120  # a ceremony's challenge is accepted this long after its options
 TIMEOUT_MS = 60_000  # how long the browser waits for the person (a hint in the options)
 MAX_NAME = 100
+MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn's credentialIdLength; its base64url fits passkeys.credential_id
 MAX_CREDENTIAL_JSON = 16 * 1024
 
 NOT_VERIFIED = "The passkey could not be verified. Try again, or use another way to sign in."
@@ -230,6 +231,13 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
         audit.record("passkey_registration_failed", user_id=user_id, detail={"reason": str(err)})
         db.session.commit()
         raise PasskeyRefused(NOT_VERIFIED) from None
+    if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
+        # WebAuthn §7.1 step 23: fail a longer one (its base64url no longer fits the column:
+        # SQLite stored it, PostgreSQL refused it with a 503)
+        audit.record("passkey_registration_failed", user_id=user_id,
+                     detail={"reason": f"credential id longer than {MAX_CREDENTIAL_ID_BYTES} bytes"})
+        db.session.commit()
+        raise PasskeyRefused(NOT_VERIFIED)
     credential_id = wa.bytes_to_base64url(verified.credential_id)
     existing = store.passkey_by_credential_id(credential_id)
     if existing is not None:
