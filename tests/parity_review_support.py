@@ -1,8 +1,14 @@
 """Helpers for tests/test_parity_review.py: the same request on SQLite and on PostgreSQL."""
 
 import json
+from contextlib import contextmanager
 
-from conftest import csrf_token
+from sqlalchemy import create_engine, make_url, text
+
+from app import create_app
+from conftest import close_connections, csrf_token, make_config
+from identity.services.schema import ensure_schema
+
 from webauthn_keys import SoftKey
 
 ORIGIN, RP_ID = "https://localhost", "localhost"
@@ -26,3 +32,28 @@ def register_passkey(client, key: SoftKey, *, transports: list[str] | None = Non
                   else key.registration(challenge, origin=ORIGIN, rp_id=RP_ID))
     return client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},
                        json={"credential": credential, "name": name})
+
+
+@contextmanager
+def collated_database(database_uri: str, suffix: str = "icu"):
+    """A PostgreSQL database beside the suite's, made with ICU's English collation (what
+    `createdb` gives on a host whose locale is en_US.UTF-8, as most are; the suite's own is
+    C.UTF-8, which sorts as SQLite does), migrated; dropped afterwards. Yields its URI."""
+    url = make_url(database_uri)
+    name = f"{url.database}_{suffix}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' "
+                              "LOCALE 'C.UTF-8'"))
+        uri = url.set(database=name).render_as_string(hide_password=False)
+        app = create_app(make_config(uri))
+        with app.app_context():
+            ensure_schema()
+        close_connections(app)
+        yield uri
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

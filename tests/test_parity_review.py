@@ -4,15 +4,19 @@ SQLite never enforces a VARCHAR's length, PostgreSQL refuses a value past it; SQ
 writes, PostgreSQL runs them at once. Each test runs on whichever database the suite runs on
 (FLASK_SQLALCHEMY_DATABASE_URI) and asserts what both must do."""
 
+import json
 import os
 
 import pytest
 from sqlalchemy import select
 
 from actions import AuthActions
+from app import create_app
+from conftest import close_connections, make_config
 from identity.extensions import db
 from identity.models import Passkey
-from parity_review_support import register_passkey
+from identity.services.seed import apply_seed, load_seed
+from parity_review_support import collated_database, register_passkey
 from webauthn_keys import SoftKey
 
 
@@ -46,3 +50,46 @@ def test_a_credential_id_past_webauthns_1023_bytes_is_refused_alike(client, auth
     longest = SoftKey()
     longest.credential_id = os.urandom(1023)  # the longest WebAuthn allows: registered on both
     assert register_passkey(client, longest).status_code == 201
+
+
+ORDERING_SEED = {
+    "api_scopes": [{"name": name} for name in ("Zeta", "api", "_x", "a-b", "ab")],
+    "clients": [{"client_id": client_id, "client_secrets": [f"{client_id}-secret-0123456789"],
+                 "allowed_grant_types": ["client_credentials"]} for client_id in ("Web", "api", "_svc", "a-b", "ab")],
+    "users": [{"username": username, "password": "quartz-lantern-meadow-58"}
+              for username in ("fred", "\u00e9va", "_x", "a-b", "ab", "Zoe")],
+}
+
+
+@pytest.fixture(params=["suite", "icu"])
+def listing_app(request, database_uri, app):
+    """The app on the suite's database, and on PostgreSQL also on one collated as most hosts'
+    `createdb` collates (parity_review_support.collated_database)."""
+    if request.param == "suite":
+        yield app
+        return
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("a collation of the database's own: PostgreSQL only")
+    with collated_database(database_uri) as uri:
+        other = create_app(make_config(uri))
+        yield other
+        close_connections(other)
+
+
+def test_the_cli_lists_users_clients_and_scopes_in_one_order_whatever_the_collation(listing_app):
+    # SQLite (and a C-collated PostgreSQL) sort by code point; a PostgreSQL database made under
+    # an en_US locale sorted by its language rules: `_x` before `a-b` before `ab`, `Web` after
+    # `api`, `éva` before `fred`: the same database content listed in another order
+    with listing_app.app_context():
+        apply_seed(load_seed(json.dumps(ORDERING_SEED)))
+    runner = listing_app.test_cli_runner()
+    listed = {}
+    for command, key in (("users", "username"), ("clients", "client_id"), ("scopes", "name")):
+        result = runner.invoke(args=[command, "list", "--json"])
+        assert result.exit_code == 0, result.output
+        listed[command] = [item[key] for item in json.loads(result.output)]
+    assert listed == {
+        "users": ["_x", "a-b", "ab", "fred", "Zoe", "\u00e9va"],  # by the case-folded name's code points
+        "clients": ["Web", "_svc", "a-b", "ab", "api"],
+        "scopes": ["IdentityServerApi", "Zeta", "_x", "a-b", "ab", "api"],
+    }, listed

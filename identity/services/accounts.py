@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import User
 from ..store import accounts as store
 from ..store import issued_grants as grant_rows
+from ..store import listing
 from ..store import browser_sessions as session_rows
 from ..store.accounts import LOGIN_MATCHES, SignInUser
 from ..store.writes import Write, write, write_after
@@ -117,7 +118,7 @@ def _refuse_new_user(username: str, errors: dict[str, list[str]]) -> None:
 
 
 def list_users() -> list[User]:
-    return list(db.session.scalars(select(User).order_by(User.username_normalized)))
+    return listing.by_code_point(User, User.username_normalized)
 
 
 def remove_user(username: str) -> None:

@@ -11,6 +11,7 @@ from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken, User
 from ..store import clients as client_rows
+from ..store import listing
 from ..store import logout as logout_rows
 from .input_schemas import ClientSchema, field_errors
 from . import audit
@@ -146,7 +147,7 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
 
 
 def list_clients() -> list[Client]:
-    return list(db.session.scalars(select(Client).order_by(Client.client_id)))
+    return listing.by_code_point(Client, Client.client_id)
 
 
 def wait_out_snapshots() -> bool:

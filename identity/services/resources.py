@@ -7,7 +7,7 @@ from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
 from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..models import ApiScope, Client, IdentityResource
-from ..store import issued_grants
+from ..store import issued_grants, listing
 from . import audit
 
 
@@ -41,7 +41,7 @@ def display_names(scopes: list[str]) -> list[tuple[str, str]]:
 
 
 def list_api_scopes() -> list[ApiScope]:
-    return list(db.session.scalars(select(ApiScope).order_by(ApiScope.name)))
+    return listing.by_code_point(ApiScope, ApiScope.name)
 
 
 def add_api_scope(name: str, display_name: str | None = None, description: str | None = None) -> ApiScope:
