@@ -12,11 +12,12 @@ from sqlalchemy import select
 
 from actions import AuthActions
 from app import create_app
-from conftest import close_connections, make_config
+from conftest import close_connections, csrf_token, make_config
 from identity.extensions import db
-from identity.models import Passkey
+from identity.models import AuditEvent, Passkey, User
+from identity.services import accounts, passkeys
 from identity.services.seed import apply_seed, load_seed
-from parity_review_support import collated_database, register_passkey
+from parity_review_support import ORIGIN, RP_ID, collated_database, register_passkey
 from webauthn_keys import SoftKey
 
 
@@ -93,3 +94,29 @@ def test_the_cli_lists_users_clients_and_scopes_in_one_order_whatever_the_collat
         "clients": ["Web", "_svc", "a-b", "ab", "api"],
         "scopes": ["IdentityServerApi", "Zeta", "_x", "a-b", "ab", "api"],
     }, listed
+
+
+def test_a_removed_passkeys_id_is_never_given_to_another_passkey(client, auth, app):
+    # the audit log names passkeys by their row id (passkey_registered, passkey_used, passkey_removed)
+    # and the remove form posts it. On SQLite a table without AUTOINCREMENT gives the next row the
+    # largest id plus one, so the newest passkey removed lent its id to the next one registered,
+    # anyone's; PostgreSQL's sequence never gives an id twice
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        bob = accounts.create_user("bob", "marble-violet-canyon-482", name="Bob").id
+        ceremony = passkeys.registration_options(alice, "https://localhost")
+        old = passkeys.register(alice, "https://localhost", ceremony.state,
+                                SoftKey().registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)).id
+        passkeys.remove_passkey(alice, old)
+        ceremony = passkeys.registration_options(bob, "https://localhost")
+        new = passkeys.register(bob, "https://localhost", ceremony.state,
+                                SoftKey().registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)).id
+    assert new != old, f"bob's passkey took the id {new} of alice's removed one"
+    # alice's other tab still shows the form to remove hers: no access-control probe is audited
+    auth.login()
+    csrf = csrf_token(client.get("/account/mfa").get_data(as_text=True))
+    stale = client.post(f"/account/mfa/passkeys/{old}/remove", data={"csrf_token": csrf})
+    assert stale.status_code == 404
+    with app.app_context():
+        refused = db.session.scalar(select(AuditEvent.detail).where(AuditEvent.event == "passkey_removal_refused"))
+    assert refused == {"passkey_id": old, "reason": "no_such_passkey"}, refused

@@ -17,6 +17,9 @@ class Passkey(db.Model):
     """
 
     __tablename__ = "passkeys"
+    # SQLite's AUTOINCREMENT: a removed passkey's id is never given to another (the audit log
+    # names passkeys by it, and the remove form posts it), as PostgreSQL's sequence never does
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
