@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, exists, func, select
 
 from ..extensions import db
 from ..models import RevokedAccessToken, User
+from . import in_lists
 from .connection import autocommit_connection
 from .mfa import second_factor_exists
 from .writes import insert_or_skip
@@ -38,8 +39,9 @@ def all_revoked(jtis) -> bool:
     wanted = set(jtis)
     if not wanted:
         return False
-    listed = db.session.scalar(select(func.count()).select_from(RevokedAccessToken)
-                               .where(RevokedAccessToken.jti.in_(sorted(wanted))))
+    listed = sum(db.session.scalar(select(func.count()).select_from(RevokedAccessToken)
+                                   .where(RevokedAccessToken.jti.in_(some)))
+                 for some in in_lists.chunks(sorted(wanted)))
     return listed == len(wanted)
 
 
