@@ -6,6 +6,7 @@ writes, PostgreSQL runs them at once. Each test runs on whichever database the s
 
 import json
 import os
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -154,3 +155,37 @@ def test_a_password_set_for_a_user_with_more_sessions_than_a_statement_takes_par
     with app.app_context():
         live = db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.revoked_at.is_(None)))
     assert live == 0
+
+
+@pytest.mark.parametrize("args, row, refusal", [
+    (["scopes", "add", "orders"], {"scope": "orders"}, "Error: scope 'orders' already exists"),
+    (["clients", "add", "billing", "--grant-type", "client_credentials", "--scope", "IdentityServerApi"],
+     {"client": "billing"}, "Error: client 'billing' already exists"),
+], ids=["scopes_add", "clients_add"])
+def test_an_add_that_meets_the_same_add_committing_meanwhile_says_it_exists(app, runner, seeded, database_uri, args,
+                                                                            row, refusal):
+    # the same `scopes add` / `clients add` from two terminals: the second passes the existence
+    # check before the first commits, and met the unique key: on SQLite "Error: database error:
+    # UNIQUE constraint failed: api_scopes.name" (two real commands: 2 tries in 4), where on
+    # PostgreSQL the commands mostly took turns and the second said "already exists" (the same
+    # interleaving there: 'duplicate key value violates unique constraint "api_scopes_name_key"').
+    # `users add` says "already exists" either way (test_twice_review.py)
+    from identity.models import ApiScope, Client
+    from races import in_thread, lock_waiters, other_workers, wait_until
+
+    results = {}
+    with other_workers(database_uri) as (other,), other.app_context():
+        if "scope" in row:
+            db.session.add(ApiScope(name=row["scope"]))
+        else:
+            db.session.add(Client(client_id=row["client"], client_name=row["client"], created_at=clock.now(),
+                                  allowed_grant_types=["client_credentials"], secret_hashes=["x"]))
+        db.session.flush()  # written, not committed: the other command is between its INSERT and its COMMIT
+        command = in_thread(results, "command", lambda: runner.invoke(args=args))
+        started = time.monotonic()
+        wait_until(lambda: not command.is_alive() or (
+            lock_waiters(app) >= 1 if database_uri.startswith("postgresql") else time.monotonic() - started > 1))
+        db.session.commit()
+    command.join(30)
+    result = results["command"]
+    assert (result.exit_code, result.output.strip()) == (1, refusal), result.output

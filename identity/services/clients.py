@@ -5,6 +5,7 @@ import time
 from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..errors import Conflict, NotFound, ValidationFailed
@@ -141,6 +142,14 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
     client = Client(created_at=now())
     apply_client_data(client, data, hashes)
     db.session.add(client)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # the same client added at once by another command (or seed): refused as when added after it
+        db.session.rollback()
+        if get_client(data["client_id"]) is not None:
+            raise Conflict(f"client {data['client_id']!r} already exists") from None
+        raise
     audit.record("client_added", client_id=client.client_id)
     db.session.commit()
     return client, secret

@@ -1,6 +1,7 @@
 """Scopes: API scopes (operator-defined) and identity resources (always present)."""
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
@@ -49,6 +50,14 @@ def add_api_scope(name: str, display_name: str | None = None, description: str |
         raise Conflict(f"scope {name!r} already exists")
     scope = ApiScope(name=name, display_name=display_name, description=description)
     db.session.add(scope)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # the same scope added at once by another command (or seed): refused as when added after it
+        db.session.rollback()
+        if name in all_scope_names():
+            raise Conflict(f"scope {name!r} already exists") from None
+        raise
     audit.record("scope_added", detail={"scope": name})
     db.session.commit()
     return scope
