@@ -360,9 +360,31 @@ class QueryStringFilter(logging.Filter):
         return True
 
 
+#: the rate limits' keys that name a person or what they typed (the forgot-password form's user name,
+#: a password typed there by mistake included, registration's address, the signed-in user, the
+#: local API's token hash: identity/web/recovery.py, registration.py, email.py, api/limits.py)
+_PERSONAL_LIMIT_KEY = re.compile(r"\A(reset-account|register-address|user|token):.*", re.DOTALL)
+
+
+class LimitKeyFilter(logging.Filter):
+    """Flask-Limiter records each refusal at INFO ("ratelimit 5 per 1 hour (reset-account:alice)
+    exceeded at endpoint: ...") with the limit's key: keep its kind only (a client address stays,
+    as in the request log), so a log at INFO or DEBUG holds no name, address or password typed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (isinstance(args, tuple) and len(args) == 3 and isinstance(args[1], str)
+                and str(record.msg).startswith("ratelimit ")):
+            record.args = (args[0], _PERSONAL_LIMIT_KEY.sub(r"\1:...", args[1]), args[2])
+        return True
+
+
 def init_app(app: Flask) -> None:
     # Authlib logs issued tokens at DEBUG ("Issue token ..."): never let those records exist.
     logging.getLogger("authlib").setLevel(logging.INFO)
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(f, LimitKeyFilter) for f in limiter_log.filters):
+        limiter_log.addFilter(LimitKeyFilter())
     werkzeug_log = logging.getLogger("werkzeug")
     if not any(isinstance(f, QueryStringFilter) for f in werkzeug_log.filters):
         werkzeug_log.addFilter(QueryStringFilter())
