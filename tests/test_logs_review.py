@@ -2,11 +2,16 @@
 read by an operator and by an attacker who gets hold of it (docs/deployment.md "Logs",
 docs/security.md "Logs")."""
 
+import json
 import logging
+import time
 
 import pytest
+import requests
 
+import mail_server
 from conftest import ALICE_PASSWORD, csrf_token
+from servers import GunicornServer
 
 
 # --- Flask-Limiter's records ------------------------------------------------------------------------
@@ -29,3 +34,41 @@ def test_a_refused_forgot_password_post_logs_no_name_typed_into_it(app, client, 
     refusals = [r.getMessage() for r in caplog.records if r.name == "flask-limiter"]
     assert refusals and all("recovery.forgot_password" in message for message in refusals), refusals
     assert typed not in caplog.text, f"what was typed into the form is in the log: {refusals}"
+
+
+
+# --- a real server: its standard error as production collects it --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """gunicorn as production runs it (one worker, request lines written at once), whose rate-limit
+    store is a Redis that refuses every connection."""
+    tmp = tmp_path_factory.mktemp("logs-review")
+    with GunicornServer("sqlite:///" + str(tmp / "logs.db"), workers=1, name="logs", log_dir=tmp,
+                        ratelimit_storage_uri=f"redis://127.0.0.1:{mail_server.refusing_port()}/5",
+                        env={"FLASK_LOG_REQUESTS_FLUSH_SECONDS": "0"}) as running:
+        yield running
+
+
+def json_lines(server, wait_for: str | None = None, timeout: float = 5) -> list[dict]:
+    """The server's JSON lines (the request log and the app's records), once one holds `wait_for`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(line) for line in server.log(tail=100_000).splitlines() if line.startswith("{")]
+        if wait_for is None or any(wait_for in json.dumps(line) for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_an_unreachable_rate_limit_store_is_a_warning_in_the_log(server):
+    """docs/passwords.md: while the Redis of the rate limits is unreachable each worker counts in its
+    own memory, "a warning in the log". Flask-Limiter's logger has a NullHandler of its own and no
+    server configures the root logger, so its "Rate limit storage unreachable" warning went nowhere:
+    under gunicorn (and granian) the log said nothing while every worker counted each limit alone."""
+    assert requests.get(server.url + "/account/login", timeout=10).status_code == 200
+    warnings = [line for line in json_lines(server, "Rate limit storage unreachable")
+                if line.get("level") == "WARNING"]
+    assert [line["logger"] for line in warnings] == ["flask-limiter"], f"no warning in the log:\n{server.log()}"

@@ -318,9 +318,9 @@ class JsonFormatter(logging.Formatter):
 
 def _configure_app_log(app: Flask) -> None:
     """The app's own errors as JSON lines carrying the request id, like the request lines: the
-    app's logger's, and those of the services' loggers (identity.purge, identity.mail,
+    app's logger's, those of the services' loggers (identity.purge, identity.mail,
     identity.logout), which would otherwise reach stderr as bare text through logging's last
-    resort (no server configures the root logger)."""
+    resort (no server configures the root logger), and Flask-Limiter's warnings."""
     app.logger.addFilter(RequestIdFilter())
     if default_handler not in app.logger.handlers:  # the operator configured logging: theirs handles it all
         return
@@ -328,9 +328,12 @@ def _configure_app_log(app: Flask) -> None:
         default_handler.setFormatter(JsonFormatter())
     if not any(isinstance(f, RequestIdFilter) for f in default_handler.filters):
         default_handler.addFilter(RequestIdFilter())
-    services = logging.getLogger("identity")
-    if default_handler not in services.handlers:
-        services.addHandler(default_handler)
+    # Flask-Limiter's too: its logger has a NullHandler of its own, so without this its "Rate limit
+    # storage unreachable - falling back to in-memory storage" (Redis down) was written nowhere
+    for name in ("identity", "flask-limiter"):
+        services = logging.getLogger(name)
+        if default_handler not in services.handlers:
+            services.addHandler(default_handler)
 
 
 def _configure_request_log(app: Flask) -> None:
