@@ -72,3 +72,41 @@ def test_an_unreachable_rate_limit_store_is_a_warning_in_the_log(server):
     warnings = [line for line in json_lines(server, "Rate limit storage unreachable")
                 if line.get("level") == "WARNING"]
     assert [line["logger"] for line in warnings] == ["flask-limiter"], f"no warning in the log:\n{server.log()}"
+
+
+# --- start-up with bad settings --------------------------------------------------------------------------
+
+
+def _production_app(instance, **config):
+    """create_app in production with what it requires (as tests/test_config_review.py's make)."""
+    from cryptography.fernet import Fernet
+
+    from app import create_app
+
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"),
+            "KEY_ENCRYPTION_KEY": Fernet.generate_key().decode(), "ISSUER": "https://id.example.test",
+            "MAIL_SERVER": "smtp.example.test", "SECRET_KEY": "k" * 32}
+    return create_app({**base, **config})
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("uri", ["postgresql+psycopg2://identity:db-password@127.0.0.1/identity",
+                                 "postgresql+asyncpg://identity:db-password@127.0.0.1/identity",
+                                 "postgresql+nodriver://identity:db-password@127.0.0.1/identity"])
+def test_a_database_driver_that_is_not_installed_is_refused_in_one_line(instance, uri):
+    """docs/configuration.md: a setting that cannot work stops the server "with one line naming the
+    setting ... rather than a traceback". A PostgreSQL URL naming another driver than psycopg (the
+    psycopg2 of many a guide, asyncpg) passed the check of the URL's database and then stopped every
+    worker with a traceback (ModuleNotFoundError: No module named 'psycopg2', NoSuchModuleError)
+    that named neither the setting nor the fix."""
+    from identity.config.startup import ConfigurationError
+
+    try:
+        _production_app(instance, SQLALCHEMY_DATABASE_URI=uri)
+    except ConfigurationError as err:
+        message = str(err)
+    except Exception as err:  # what reached the server's output as a traceback
+        pytest.fail(f"a traceback, not a line: {type(err).__name__}: {err}")
+    else:
+        pytest.fail("started")
+    assert "SQLALCHEMY_DATABASE_URI" in message and "\n" not in message and "db-password" not in message

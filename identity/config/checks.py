@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX, GRANT_TYPES, PASSWORD_INPUT_MAX
 from ..services.login_names import mailbox_problem
@@ -312,12 +312,18 @@ def _check_database_uri(cfg) -> None:
     if uri in (None, ""):
         return
     try:
-        backend = make_url(uri).get_backend_name()
+        url = make_url(uri)
+        backend = url.get_backend_name()
     except (ArgumentError, TypeError, ValueError):
         backend = None
     if backend not in ("sqlite", "postgresql"):
         raise ConfigurationError("SQLALCHEMY_DATABASE_URI must be a sqlite:/// or postgresql+psycopg:// URL "
                                  "(e.g. postgresql+psycopg://user:password@host/db)")
+    try:  # the driver it names (postgresql+psycopg2://, +asyncpg://) is one SQLAlchemy can load here
+        url.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError):
+        raise ConfigurationError(f"SQLALCHEMY_DATABASE_URI names a database driver that is not installed "
+                                 f"({url.get_driver_name()}): use sqlite:/// or postgresql+psycopg://") from None
 
 
 #: The limits Flask-Limiter reads (extensions.py, api/limits.py): one it cannot parse it skips,
