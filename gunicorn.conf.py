@@ -212,7 +212,9 @@ class _AccessLogger(Logger):
 logger_class = _AccessLogger
 
 
-_QUERY = re.compile(r"\?[^\s'\"]*")
+#: a query string: up to the next space or the end, but for a closing quote there (a request line's
+#: repr); a quote inside it ("?state=it's&code=...") is part of it, not its end
+_QUERY = re.compile(r"\?\S*?(?=['\"]?(?:\s|$))")
 
 
 def _without_request_secrets(record: logging.LogRecord) -> bool:

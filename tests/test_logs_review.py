@@ -4,6 +4,7 @@ docs/security.md "Logs")."""
 
 import json
 import logging
+import socket
 import time
 
 import pytest
@@ -110,3 +111,35 @@ def test_a_database_driver_that_is_not_installed_is_refused_in_one_line(instance
     else:
         pytest.fail("started")
     assert "SQLALCHEMY_DATABASE_URI" in message and "\n" not in message and "db-password" not in message
+
+
+# --- a worker killed for its time: gunicorn's error log names the request ---------------------------------
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_a_timed_out_request_is_named_by_its_path_alone_in_gunicorns_log(tmp_path):
+    """docs/deployment.md: codes and tokens travel in query strings and never reach a log, "nor does
+    gunicorn's error log, which names the request of a worker it killed after GUNICORN_TIMEOUT". Its
+    filter cut the query string at the first quote, so an apostrophe in an earlier parameter (a
+    state or a login_hint such as o'brien@example.com, which a client need not percent-encode) left
+    the rest in the log: "Error handling request POST /connect/token's&code=..."."""
+    silent_redis = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent_redis.bind(("127.0.0.1", 0))
+    silent_redis.listen(8)
+    slow = {"GUNICORN_TIMEOUT": "1", "FLASK_RATELIMIT_STORAGE_TIMEOUT_SECONDS": "20"}
+    with silent_redis, GunicornServer("sqlite:///" + str(tmp_path / "slow.db"), workers=1, name="slow",
+                                      log_dir=tmp_path, env=slow,
+                                      ratelimit_storage_uri=f"redis://127.0.0.1:{silent_redis.getsockname()[1]}/5") as server:
+        try:  # the rate limit's count waits on Redis longer than the worker may take
+            requests.post(server.url + "/connect/token?state=it's&code=SECRET-CODE-1&id_token_hint=SECRET-HINT-2",
+                          data={"grant_type": "client_credentials"}, auth=("nobody", "x"), timeout=30)
+        except requests.RequestException:
+            pass
+        deadline = time.monotonic() + 10
+        while "Error handling request" not in server.log(tail=100_000) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    log = server.log(tail=100_000)
+    named = [line for line in log.splitlines() if "Error handling request" in line]
+    assert named, log
+    assert "SECRET" not in log, f"the query string is in gunicorn's log: {named}"
