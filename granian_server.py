@@ -26,6 +26,8 @@ What this launcher adds to `granian` itself, each as a default the environment o
 - PROMETHEUS_MULTIPROC_DIR made (a new temporary directory unless set) and its metrics files deleted before the
   workers start, so GET /metrics adds up every worker's counters; removed at exit if made here;
 - one malloc arena, so a worker gives Argon2's memory back after hashing (`one_malloc_arena`);
+- granian's own lines on standard error, with the app's (granian writes them on standard output),
+  `log_to_standard_error`;
 - each worker freezes its start-up objects out of the garbage collector's reach (gunicorn.conf.py
   says why), once the app is built.
 
@@ -197,6 +199,17 @@ def one_malloc_arena() -> None:
         pass
 
 
+def log_to_standard_error() -> None:
+    """granian's own lines (start-up, a worker's unexpected exit and respawn) on standard error, where
+    the app's JSON lines are and gunicorn writes its own (errorlog "-"): granian's default logging
+    config writes them on standard output, and an operator who ships standard error, as
+    docs/deployment.md says, never saw a worker crash. A --log-config file still decides for itself."""
+    from granian import log as granian_log
+
+    for handler in granian_log.LOGGING_CONFIG["handlers"].values():
+        handler["stream"] = "ext://sys.stderr"
+
+
 def main(argv: list[str] | None = None, target: str = APP_TARGET) -> None:
     """granian's command line with this project's defaults; `target`: the app factory's import path."""
     os.environ.update(environment(dict(os.environ)))
@@ -209,6 +222,7 @@ def main(argv: list[str] | None = None, target: str = APP_TARGET) -> None:
     from granian.server import MPServer
 
     wait_for_successors(MPServer, ready)
+    log_to_standard_error()
 
     args = list(sys.argv[1:] if argv is None else argv)
     cli.main(args=[*args, target], prog_name="portcullis-serve", auto_envvar_prefix="GRANIAN")

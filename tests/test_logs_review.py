@@ -4,7 +4,10 @@ docs/security.md "Logs")."""
 
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -12,7 +15,7 @@ import requests
 
 import mail_server
 from conftest import ALICE_PASSWORD, csrf_token
-from servers import GunicornServer
+from servers import ROOT, GranianServer, GunicornServer
 
 
 # --- Flask-Limiter's records ------------------------------------------------------------------------
@@ -143,3 +146,45 @@ def test_a_timed_out_request_is_named_by_its_path_alone_in_gunicorns_log(tmp_pat
     named = [line for line in log.splitlines() if "Error handling request" in line]
     assert named, log
     assert "SECRET" not in log, f"the query string is in gunicorn's log: {named}"
+
+
+
+# --- granian: its own lines on the stream the docs say to collect -----------------------------------------
+
+
+class _GranianWithStdoutApart(GranianServer):
+    """The launcher with its standard output in a file of its own (`stdout_path`), its standard error
+    in `log_path`, as a shipper that collects standard error sees them."""
+
+    def _spawn(self) -> None:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = self._log_dir / f"{self.name}.stdout"
+        with open(self.log_path, "ab") as err, open(self.stdout_path, "ab") as out:
+            self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.process_env(), stdout=out,
+                                            stderr=err, start_new_session=True)
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_granians_worker_messages_are_on_standard_error(tmp_path):
+    """docs/deployment.md: "collect the process's stderr ... the server's start-up and worker messages
+    are the plain-text lines". granian wrote its own (start-up, "Unexpected exit from worker-1",
+    "Respawning worker-1") on standard output: an operator shipping standard error, as told, saw the
+    app's JSON lines and never the crash of a worker."""
+    server = _GranianWithStdoutApart("sqlite:///" + str(tmp_path / "granian.db"), workers=1, name="granian",
+                                     log_dir=tmp_path, start_timeout=20)
+    try:
+        server.start()
+        (worker,) = server.worker_pids()
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while "Respawning worker-1" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except Exception as err:  # the launcher's start-up lines were not on standard error to wait for
+        pytest.fail(f"{type(err).__name__}: granian's lines are not on standard error; its standard output: "
+                    f"{server.stdout_path.read_text()[:300]!r}")
+    finally:
+        server.stop()
+    stderr, stdout = server.log(tail=100_000), server.stdout_path.read_text()
+    assert "Unexpected exit from worker-1" in stderr and "Respawning worker-1" in stderr, stderr
+    assert stdout == "", f"on standard output: {stdout[:300]!r}"
