@@ -188,3 +188,22 @@ def test_granians_worker_messages_are_on_standard_error(tmp_path):
     stderr, stdout = server.log(tail=100_000), server.stdout_path.read_text()
     assert "Unexpected exit from worker-1" in stderr and "Respawning worker-1" in stderr, stderr
     assert stdout == "", f"on standard output: {stdout[:300]!r}"
+
+
+# --- the development server's log ---------------------------------------------------------------------------
+
+
+def test_the_development_servers_log_keeps_no_query_string(live_server, caplog):
+    """docs/recovery.md: the request log records paths without query strings, "the development
+    server's log too". werkzeug writes the request's query percent-decoded (a state's %22 as a
+    quote: a JSON state, which a browser sends so), and the filter cut the query string at a quote:
+    "GET /connect/endsession?state="x"&id_token_hint=..." left '"x"&id_token_hint=...' in the log."""
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    requests.get(f"{live_server.url}/connect/endsession?state=%22x%22&id_token_hint=SECRET-HINT", timeout=10,
+                 allow_redirects=False)
+    deadline = time.monotonic() + 5
+    while not any(r.name == "werkzeug" for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert lines and all("/connect/endsession" in line for line in lines), lines
+    assert "SECRET-HINT" not in caplog.text, f"the query string is in the log: {lines}"

@@ -348,6 +348,9 @@ def _configure_request_log(app: Flask) -> None:
 
 
 _QUERY = re.compile(r"\?[^\s\x1b\"]*")
+#: the query string in werkzeug's request line (an argument, "GET /path?query HTTP/1.1"): werkzeug
+#: writes it percent-decoded, so a quote (a state's %22) is part of it, and it ends at a space
+_QUERY_IN_REQUEST_LINE = re.compile(r"\?[^\s\x1b]*")
 
 
 class QueryStringFilter(logging.Filter):
@@ -357,7 +360,8 @@ class QueryStringFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_QUERY.sub("", arg) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(_QUERY_IN_REQUEST_LINE.sub("", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
         if isinstance(record.msg, str) and "?" in record.msg:
             record.msg = _QUERY.sub("", record.msg)
         return True
