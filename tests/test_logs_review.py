@@ -207,3 +207,21 @@ def test_the_development_servers_log_keeps_no_query_string(live_server, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
     assert lines and all("/connect/endsession" in line for line in lines), lines
     assert "SECRET-HINT" not in caplog.text, f"the query string is in the log: {lines}"
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_a_granian_worker_that_cannot_start_is_not_reported_as_slow(tmp_path):
+    """A setting that stops the app (one line, exit 3) under granian: the worker exits, granian says
+    so, respawns it, and stops at the crash loop. The launcher, waiting for the respawned worker to
+    build its app, also wrote "[WARNING] worker-1 did not build its app within 120 s" the moment it
+    died: a slow start that never was, beside the one line that says what is wrong."""
+    from servers import free_port, granian_command, server_env
+
+    env = server_env("sqlite:///" + str(tmp_path / "bad.db"), extra={
+        "FLASK_LOCKOUT_MAX_FAILURES": "10x", "GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(free_port()),
+        "GRANIAN_WORKERS": "1"})
+    result = subprocess.run(granian_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+    output = result.stdout + result.stderr
+    assert "LOCKOUT_MAX_FAILURES must be a whole number" in output and "crash loop" in output, output
+    assert "did not build its app" not in output, output
