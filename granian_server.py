@@ -28,6 +28,7 @@ What this launcher adds to `granian` itself, each as a default the environment o
 - one malloc arena, so a worker gives Argon2's memory back after hashing (`one_malloc_arena`);
 - granian's own lines on standard error, with the app's (granian writes them on standard output),
   `log_to_standard_error`;
+- no websockets (GRANIAN_WEBSOCKETS=false): a WSGI app has none, and granian said so at every start;
 - each worker freezes its start-up objects out of the garbage collector's reach (gunicorn.conf.py
   says why), once the app is built.
 
@@ -68,6 +69,9 @@ DEFAULTS = {
     "GRANIAN_LOG_LEVEL": "info",
     # the app writes the one access log (JSON lines, identity/plumbing/headers.py)
     "GRANIAN_LOG_ACCESS_ENABLED": "false",
+    # a WSGI app has no websockets: left on, granian wrote "Websockets are not supported on WSGI,
+    # ignoring" at every start, a line that reads as a fault
+    "GRANIAN_WEBSOCKETS": "false",
 }
 APP_TARGET = "granian_server:worker_app"
 

@@ -225,3 +225,20 @@ def test_a_granian_worker_that_cannot_start_is_not_reported_as_slow(tmp_path):
     output = result.stdout + result.stderr
     assert "LOCKOUT_MAX_FAILURES must be a whole number" in output and "crash loop" in output, output
     assert "did not build its app" not in output, output
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_granian_starts_without_a_line_about_websockets(tmp_path):
+    """Every start under the launcher began with "[INFO] Websockets are not supported on WSGI,
+    ignoring": granian's websockets are on by default, and this WSGI app never asked for them; a
+    line that reads as a fault, on every start and every respawn, about nothing the operator set."""
+    from servers import free_port, granian_command, server_env
+
+    env = server_env("sqlite:///" + str(tmp_path / "ws.db"), extra={
+        "FLASK_LOCKOUT_MAX_FAILURES": "10x",  # the worker stops at once: the launcher's own lines are all there is
+        "GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(free_port()), "GRANIAN_WORKERS": "1"})
+    result = subprocess.run(granian_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+    output = result.stdout + result.stderr
+    assert "Starting granian" in output, output
+    assert "Websockets" not in output, output
