@@ -179,10 +179,14 @@ def prepare_metrics_directory() -> None:
         directory = tempfile.mkdtemp(prefix="portcullis-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         atexit.register(shutil.rmtree, directory, True)
-    os.makedirs(directory, exist_ok=True)
-    for path in glob.glob(os.path.join(directory, "*.db")):
-        if METRICS_FILE.fullmatch(os.path.basename(path)):  # prometheus_client's own, not any *.db there
-            os.remove(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            if METRICS_FILE.fullmatch(os.path.basename(path)):  # prometheus_client's own, not any *.db there
+                os.remove(path)
+    except OSError as err:  # one line naming the setting, as for PORT, not a traceback
+        raise SystemExit(f"portcullis-serve: PROMETHEUS_MULTIPROC_DIR {directory!r} cannot be used: "
+                         f"{err.strerror or err}") from None
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter

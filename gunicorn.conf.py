@@ -111,10 +111,13 @@ def on_starting(server):
         directory = tempfile.mkdtemp(prefix="portcullis-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         _metrics_dir_made = True
-    os.makedirs(directory, exist_ok=True)
-    for path in glob.glob(os.path.join(directory, "*.db")):
-        if _METRICS_FILE.fullmatch(os.path.basename(path)):  # prometheus_client's own, not any *.db there
-            os.remove(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            if _METRICS_FILE.fullmatch(os.path.basename(path)):  # prometheus_client's own, not any *.db there
+                os.remove(path)
+    except OSError as err:  # one line naming the setting, as for the others, not a traceback
+        sys.exit(f"gunicorn.conf.py: PROMETHEUS_MULTIPROC_DIR {directory!r} cannot be used: {err.strerror or err}")
 
 
 def child_exit(server, worker):

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -242,3 +243,26 @@ def test_granian_starts_without_a_line_about_websockets(tmp_path):
     output = result.stdout + result.stderr
     assert "Starting granian" in output, output
     assert "Websockets" not in output, output
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+@pytest.mark.parametrize("kind", ["gunicorn", "granian"])
+def test_a_metrics_directory_that_cannot_be_made_stops_the_server_in_one_line(tmp_path, kind):
+    """PROMETHEUS_MULTIPROC_DIR where no directory can be (under a file, on a read-only mount, not
+    the server's to write) stopped gunicorn and granian's launcher at start with a traceback
+    (FileNotFoundError / NotADirectoryError from os.makedirs) that named no setting, where every
+    other setting the servers read stops them in one line naming it (docs/deployment.md)."""
+    from servers import free_port, granian_command, server_env
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = server_env("sqlite:///" + str(tmp_path / "m.db"), extra={
+        "PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics"), "GRANIAN_HOST": "127.0.0.1",
+        "GRANIAN_PORT": str(free_port()), "GRANIAN_WORKERS": "1", "WEB_CONCURRENCY": "1"})
+    command = (granian_command() if kind == "granian" else
+               [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{free_port()}"])
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "PROMETHEUS_MULTIPROC_DIR" in output, output
+    assert "Traceback" not in output, output
