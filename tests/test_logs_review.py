@@ -266,3 +266,20 @@ def test_a_metrics_directory_that_cannot_be_made_stops_the_server_in_one_line(tm
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "PROMETHEUS_MULTIPROC_DIR" in output, output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.database_independent
+def test_a_database_url_option_libpq_does_not_know_is_refused_in_one_line(instance):
+    """A PostgreSQL URL with a query option libpq does not know (?sslmod=require for sslmode) started,
+    and the server then logged "database unreachable: ProgrammingError; serving 503 until it is
+    reachable" and "database unavailable: ProgrammingError" for every request: an outage to wait
+    out, by its words, where a setting was wrong and nothing would change by itself."""
+    from identity.config.startup import ConfigurationError
+
+    try:
+        _production_app(instance, SQLALCHEMY_DATABASE_URI="postgresql+psycopg://identity:db-password@127.0.0.1/x?sslmod=require")
+    except ConfigurationError as err:
+        message = str(err)
+    else:
+        pytest.fail("started: every request would be a 503 logged as 'database unavailable: ProgrammingError'")
+    assert "SQLALCHEMY_DATABASE_URI" in message and "sslmod" in message and "db-password" not in message

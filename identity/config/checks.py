@@ -324,6 +324,21 @@ def _check_database_uri(cfg) -> None:
     except (ImportError, NoSuchModuleError):
         raise ConfigurationError(f"SQLALCHEMY_DATABASE_URI names a database driver that is not installed "
                                  f"({url.get_driver_name()}): use sqlite:/// or postgresql+psycopg://") from None
+    if backend == "postgresql":
+        _check_libpq_options(url)
+
+
+def _check_libpq_options(url) -> None:
+    """The URL's query options are libpq's (sslmode, connect_timeout, ...): one it does not know
+    (?sslmod=require) refuses every connection, which a server could only log as the database
+    being unreachable ("ProgrammingError"), an outage to wait out."""
+    from psycopg import pq
+
+    known = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+    unknown = sorted(name for name in url.query if name not in known)
+    if unknown:
+        raise ConfigurationError(f"SQLALCHEMY_DATABASE_URI: {unknown[0]!r} is not a PostgreSQL connection option "
+                                 f"(libpq's, such as sslmode or connect_timeout)")
 
 
 #: The limits Flask-Limiter reads (extensions.py, api/limits.py): one it cannot parse it skips,
