@@ -220,10 +220,16 @@ logger_class = _AccessLogger
 _QUERY = re.compile(r"\?\S*?(?=['\"]?(?:\s|$))")
 
 
+#: gunicorn's refusal of a chunked body whose size line is not one quotes that line: the body itself
+#: when a client says `Transfer-Encoding: chunked` and sends the form unchunked (a client secret)
+_CHUNK_SIZE = re.compile(r"(Invalid chunk size: )(b['\"](?!line over ).*)", re.DOTALL)
+
+
 def _without_request_secrets(record: logging.LogRecord) -> bool:
     """The error log names a request by its URI when its worker timed out or failed ("Error
     handling request GET /account/reset-password?token=...") or its request line was refused:
-    keep the path only there too. At DEBUG it logs a client gone in the middle of its headers
+    keep the path only there too; a chunk-size line it refused (a body not chunked as it said)
+    by its length. At DEBUG it logs a client gone in the middle of its headers
     with the bytes it had read (a Basic client secret, a cookie): say how many instead. Added in
     on_starting, so the forked workers have it."""
     if isinstance(record.args, tuple):
@@ -232,4 +238,6 @@ def _without_request_secrets(record: logging.LogRecord) -> bool:
                             else arg for arg in record.args)
     if isinstance(record.msg, str) and "?" in record.msg:
         record.msg = _QUERY.sub("", record.msg)
+    if isinstance(record.msg, str) and "Invalid chunk size: " in record.msg:
+        record.msg = _CHUNK_SIZE.sub(lambda m: f"{m.group(1)}a line of {len(m.group(2)) - 3} bytes", record.msg)  # b'...'
     return True

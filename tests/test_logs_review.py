@@ -117,6 +117,26 @@ def test_a_database_driver_that_is_not_installed_is_refused_in_one_line(instance
     assert "SQLALCHEMY_DATABASE_URI" in message and "\n" not in message and "db-password" not in message
 
 
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_a_body_that_is_not_chunked_as_it_says_is_not_in_gunicorns_log(server):
+    """docs/security.md: client secrets are never logged. A client that sends `Transfer-Encoding:
+    chunked` and then the form itself, unchunked (a client library's or a proxy's mistake), was
+    refused with 400, and gunicorn's error log, at its default level, quoted the line it could not
+    read as a chunk size: "Invalid chunk size: b'grant_type=client_credentials&client_secret=...'"."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        client.sendall(b"POST /connect/token HTTP/1.1\r\nHost: localhost\r\n"
+                       b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n"
+                       b"Connection: close\r\n\r\ngrant_type=client_credentials&client_secret=CHUNKED-SECRET-1\r\n")
+        assert client.recv(100).startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 5
+    while "chunk size" not in server.log(tail=100_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    named = [line for line in server.log(tail=100_000).splitlines() if "chunk size" in line]
+    assert named, server.log()
+    assert "CHUNKED-SECRET-1" not in server.log(tail=100_000), f"the body is in gunicorn's log: {named}"
+
 # --- a worker killed for its time: gunicorn's error log names the request ---------------------------------
 
 
