@@ -66,6 +66,14 @@ def check_verified_email(client, user) -> None:
         raise InvalidGrantError(VERIFIED_EMAIL_REQUIRED)
 
 
+def check_code_challenge(client, code_challenge: str | None) -> None:
+    """A client that requires PKCE (public, or require_pkce) redeems only a code issued with a
+    code_challenge: one issued without, before a seed set require_pkce, issues nothing more to it,
+    as the authorization endpoint would now refuse the request that made it (RFC 9700 2.1.1)."""
+    if client.requires_pkce and not code_challenge:
+        raise InvalidGrantError("the client requires PKCE, and this code was issued without a code_challenge")
+
+
 def check_response_mode(request, redirect_uri: str) -> None:
     """Known response mode; tokens never travel in a query string; form_post only to a redirect
     URI a browser can post to (the error is then redirected to it, as response_modes.py says).
@@ -189,6 +197,7 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
             check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
             check_second_factor(self.request.client, self.found.amr)
             check_verified_email(self.request.client, self.request.authorization_code.user)
+            check_code_challenge(self.request.client, self.found.code_challenge)
             if not self.request.client.check_redirect_uri(self.found.redirect_uri):  # removed since (clients update)
                 raise InvalidGrantError("redirect_uri is no longer registered for this client")
         except OAuth2Error as err:
