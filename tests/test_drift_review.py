@@ -6,7 +6,10 @@ the configuration now allows."""
 import pytest
 
 from actions import AuthActions, OAuthActions, redirect_params
+from conftest import csrf_token
 from drift_review_support import apply_seed_file, code_row, flow_client
+from rp_receiver import RelyingParty
+from test_backchannel_logout import ISSUER, deliver, deliveries, set_client, web_tokens
 
 WEB_REDIRECT = "https://web.example.com/cb"
 
@@ -28,3 +31,33 @@ def test_a_code_issued_without_pkce_is_not_redeemed_once_a_seed_requires_pkce(cl
     assert redeemed.get_json()["error"] == "invalid_grant", redeemed.get_json()
     assert "access_token" not in redeemed.get_json()
     assert code_row(app, "web").consumed_at is not None  # spent, as every refused redemption of a found code
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"BACKCHANNEL_LOGOUT_POLL_SECONDS": 0}])
+def test_a_queued_logout_token_without_sid_is_not_sent_once_the_client_requires_sid(client, app, flow_clients,
+                                                                                     runner):
+    """docs/logout.md: `backchannel_logout_session_required` means "every token must carry the
+    session's sid", and a client that requires it gets no token for a grant without one. A token
+    queued without `sid` (an app revoked on the grants page, while the client did not require it)
+    and still waiting when the operator set the flag was sent all the same, to an app that now
+    refuses a token without `sid` (and is retried until given up, audited as a failed delivery)."""
+    receiver = RelyingParty(jwks=client.get("/.well-known/openid-configuration/jwks").get_json(),
+                            issuer=ISSUER, client_id="web").start()
+    try:
+        set_client(app, "web", backchannel_logout_uri=receiver.url)
+        AuthActions(client).login()
+        web_tokens(client)
+        page = client.get("/account/grants").get_data(as_text=True)
+        client.post("/account/grants/revoke", data={"csrf_token": csrf_token(page), "client_id": "web"})
+        (queued,) = deliveries(app)
+        assert queued.session_id is None and queued.delivered_at is None
+        result = runner.invoke(args=["clients", "update", "web", "--backchannel-logout-session-required"])
+        assert result.exit_code == 0, result.output
+        outcome = deliver(app)
+        assert receiver.received == [], f"sent without sid: {receiver.received}"
+        assert outcome == {"delivered": 0, "retry": 0, "given_up": 1}, outcome
+        (settled,) = deliveries(app)
+        assert settled.gave_up_at is not None and settled.delivered_at is None
+    finally:
+        receiver.stop()

@@ -148,14 +148,19 @@ def _retry_values(row, error: str, stamp: int) -> dict:
 
 def deliver(row, owner: str) -> str:
     """Make one attempt at a claimed delivery and settle it: "delivered", "retry", "given_up", or
-    "dropped" (given up unsent: the URI is no longer the client's)."""
+    "dropped" (given up unsent: the URI is no longer the client's, or the client now requires a
+    `sid` the token has not)."""
     cfg = current_app.config
     client = get_client(row.client_id)
     registered = client.backchannel_logout_uri if client is not None and client.enabled else None
-    if registered != row.uri:
+    reason = "the URI is no longer registered" if registered != row.uri else None
+    if reason is None and client.backchannel_logout_session_required and not row.session_id:
+        # queued without a sid before the client required one: it would refuse the token (queue() skips such a grant)
+        reason = "the client now requires a sid, which this token has not"
+    if reason is not None:
         db.session.rollback()
-        store.settle(row.id, owner, {"gave_up_at": clock.now(), "last_error": "the URI is no longer registered"})
-        log.warning("logout delivery %s to %s dropped: the URI is no longer registered", row.id, row.client_id)
+        store.settle(row.id, owner, {"gave_up_at": clock.now(), "last_error": reason})
+        log.warning("logout delivery %s to %s dropped: %s", row.id, row.client_id, reason)
         return "dropped"
     iss = row.issuer or configured_issuer()  # queued where no issuer was known: the configured one now
     token = iss and logout_token(iss=iss, client_id=row.client_id, jti=row.jti, subject=row.subject,
