@@ -4,10 +4,13 @@ remembered consents and browser sessions; the next request with the old grant ge
 the configuration now allows."""
 
 import pytest
+from sqlalchemy import update
 
 from actions import AuthActions, OAuthActions, redirect_params
 from conftest import csrf_token
 from drift_review_support import apply_seed_file, code_row, flow_client
+from identity.extensions import db
+from identity.models import AuthorizationCode
 from rp_receiver import RelyingParty
 from test_backchannel_logout import ISSUER, deliver, deliveries, set_client, web_tokens
 
@@ -61,3 +64,23 @@ def test_a_queued_logout_token_without_sid_is_not_sent_once_the_client_requires_
         assert settled.gave_up_at is not None and settled.delivered_at is None
     finally:
         receiver.stop()
+
+
+@pytest.mark.database_independent
+def test_a_code_older_than_a_shortened_code_lifetime_is_not_redeemed(client, app, flow_clients):
+    """docs/configuration.md: AUTHORIZATION_CODE_LIFETIME_SECONDS is "how long an authorization
+    code can be redeemed", and a refresh token issued before a shorter REFRESH_TOKEN_LIFETIME_SECONDS
+    is refused once older than that. A code issued two minutes before the operator restarted with
+    the code lifetime cut from 300 s to 60 s was still redeemed, for three more minutes, by the
+    expiry stored at its issue."""
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+    with app.app_context():  # issued two minutes ago, under the 300-second lifetime
+        db.session.execute(update(AuthorizationCode).values(created_at=AuthorizationCode.created_at - 120,
+                                                            expires_at=AuthorizationCode.expires_at - 120))
+        db.session.commit()
+    app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"] = 60  # the setting the servers now run with
+    redeemed = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri=WEB_REDIRECT)
+    assert redeemed.status_code == 400, f"a 120-second-old code redeemed under a 60-second lifetime: {redeemed.status_code}"
+    assert redeemed.get_json()["error"] == "invalid_grant", redeemed.get_json()

@@ -55,6 +55,13 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
     store.insert_code(params)
 
 
+def code_ends_at(expires_at: int, created_at: int) -> int:
+    """When a stored code stops being redeemable: at its expiry, or sooner at
+    AUTHORIZATION_CODE_LIFETIME_SECONDS after it was issued (a code issued before the setting was
+    made shorter), as refresh_token_ends_at does for refresh tokens."""
+    return min(expires_at, created_at + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"])
+
+
 def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
     """Return a code this client may redeem, with its user (read only); None if unknown, another
     client's, expired, already used, or minted by a browser session that has ended.
@@ -69,7 +76,7 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
         revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id,
                       client_id=row.client_id)
         return None
-    if row.expires_at < now():
+    if code_ends_at(row.expires_at, row.created_at) < now():
         return None
     if row.client_id != client_id:
         burn_authorization_code(row, client_id, "invalid_grant", f"the code was issued to another client ({row.client_id})")

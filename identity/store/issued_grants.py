@@ -35,7 +35,8 @@ _CODE_GRANT = (
     select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
            AuthorizationCode.redirect_uri, AuthorizationCode.scope, AuthorizationCode.nonce,
            AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
-           AuthorizationCode.expires_at, AuthorizationCode.consumed_at, AuthorizationCode.family_id,
+           AuthorizationCode.created_at, AuthorizationCode.expires_at, AuthorizationCode.consumed_at,
+           AuthorizationCode.family_id,
            AuthorizationCode.issued_jti, AuthorizationCode.amr, User.subject, User.password_version,
            User.email, User.email_verified,  # the ID token's email claims (services/id_tokens.py)
            # the browser session the code was minted in, if not revoked (None, None otherwise): whether
