@@ -415,6 +415,17 @@ class PasswordGrant(_PasswordGrant):
     def validate_requested_scope(self):
         check_requested_scope(self.request.client, self.request.payload.scope)
 
+    def create_token_response(self):
+        """Without a `scope`, every scope the client may be granted now (offline_access when it is
+        offered refresh tokens), as IdentityServer4 answers: not a token of no scope at all."""
+        client = self.request.client
+        scope = self.request.payload.scope or " ".join(
+            [s for s in client.row.allowed_scopes if s in client.allowed_scope_names and s != OFFLINE_ACCESS]
+            + ([OFFLINE_ACCESS] if OFFLINE_ACCESS in client.allowed_scope_names else []))
+        token = self.generate_token(user=self.request.user, scope=scope)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
     def authenticate_token_endpoint_client(self):
         """The client (authenticate_user needs it). A client with require_mfa cannot use this grant:
         its users sign in with a second factor, which the grant cannot check (docs/mfa.md)."""

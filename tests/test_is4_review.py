@@ -1,0 +1,36 @@
+"""An app team moving from IdentityServer4: the .NET (Microsoft.AspNetCore.Authentication.OpenIdConnect,
+IdentityModel) and JavaScript (oidc-client-js) clients it used, against what the docs promise
+"in the spirit of IdentityServer4"."""
+
+import base64
+import json
+
+from actions import OAuthActions
+from conftest import ALICE_PASSWORD
+
+
+def claims(jwt: str) -> dict:
+    part = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def test_the_password_grant_without_scope_issues_the_clients_scopes(client, flow_clients):
+    """IdentityServer4's token endpoint, given no `scope`, issues every scope the client is
+    allowed (offline_access too when the client allows offline access), for the password grant
+    as for client credentials (TokenRequestValidator.ValidateRequestedScopesAsync); IdentityModel's
+    RequestPasswordTokenAsync sends none unless told. Here client credentials did, but the
+    password grant issued a token of `"scope": ""` (no scope-token at all, RFC 6749 section 3.3),
+    which userinfo and the local API refuse, and no refresh token."""
+    response = OAuthActions(client).token("legacy", grant_type="password", username="alice", password=ALICE_PASSWORD)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    granted = body["scope"].split()
+    assert sorted(granted) == sorted(["openid", "profile", "IdentityServerApi", "offline_access"]), body
+    assert claims(body["access_token"])["scope"] == body["scope"]
+    assert "refresh_token" in body
+    account = client.get("/localapi/account", headers={"Authorization": "Bearer " + body["access_token"]})
+    assert account.status_code == 200
+    userinfo = client.get("/connect/userinfo", headers={"Authorization": "Bearer " + body["access_token"]})
+    assert userinfo.get_json()["preferred_username"] == "alice"
+    refreshed = OAuthActions(client).token("legacy", grant_type="refresh_token", refresh_token=body["refresh_token"])
+    assert refreshed.status_code == 200 and refreshed.get_json()["scope"].split() == granted
