@@ -34,3 +34,19 @@ def test_the_password_grant_without_scope_issues_the_clients_scopes(client, flow
     assert userinfo.get_json()["preferred_username"] == "alice"
     refreshed = OAuthActions(client).token("legacy", grant_type="refresh_token", refresh_token=body["refresh_token"])
     assert refreshed.status_code == 200 and refreshed.get_json()["scope"].split() == granted
+
+
+def test_an_authorization_request_without_scope_is_invalid_scope(client, flow_clients):
+    """IdentityServer4 answers an authorization request without `scope` with `invalid_scope`
+    (AuthorizeRequestValidator: "scope is missing"), one of the two answers RFC 6749 section 3.3
+    allows. Here the code flow issued a code, and its token came with `"scope": ""`, no scope-token
+    at all (section 3.3's grammar), an access token no API and no userinfo takes."""
+    from actions import AuthActions, redirect_params
+
+    AuthActions(client).login()
+    response = OAuthActions(client).authorize(client_id="web", scope=None)
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith("https://web.example.com/cb?"), location
+    assert redirect_params(location).get("error") == "invalid_scope", location
+    assert "code" not in redirect_params(location)

@@ -115,6 +115,8 @@ class AuthorizeRules:
         return uri
 
     def validate_requested_scope(self):
+        if not self.request.payload.scope:  # as IdentityServer4; RFC 6749 section 3.3 lets it fail
+            raise InvalidScopeError("scope is missing")
         check_requested_scope(self.request.client, self.request.payload.scope)
 
     def save_authorization_code(self, code, request, front_channel_jti=None):
