@@ -50,3 +50,28 @@ def test_an_authorization_request_without_scope_is_invalid_scope(client, flow_cl
     assert location.startswith("https://web.example.com/cb?"), location
     assert redirect_params(location).get("error") == "invalid_scope", location
     assert "code" not in redirect_params(location)
+
+
+def test_a_token_request_without_scope_for_a_client_of_no_grantable_scope_is_invalid_scope(client, app, seeded):
+    """Given no `scope`, IdentityServer4 defaults to the client's scopes, and when that leaves none
+    (a client_credentials client allowed only identity scopes, or none at all) it answers
+    `invalid_scope` ("No scopes found in request"). Here both grants issued a token of
+    `"scope": ""`, no scope-token at all (RFC 6749 section 3.3), and the password grant recorded
+    a sign-in for it."""
+    from identity.services.seed import apply_seed, load_seed
+
+    secret = "abcdefghijklmnop-0123"
+    seed = {"clients": [
+        {"client_id": "idonly", "client_secrets": [secret], "allowed_grant_types": ["client_credentials", "password"],
+         "allowed_scopes": ["openid"]},
+        {"client_id": "noscope", "client_secrets": [secret], "allowed_grant_types": ["password"], "allowed_scopes": []},
+    ]}
+    with app.app_context():
+        apply_seed(load_seed(json.dumps(seed)))
+    asked = [("idonly", {"grant_type": "client_credentials"}),
+             ("noscope", {"grant_type": "password", "username": "alice", "password": ALICE_PASSWORD})]
+    for client_id, form in asked:
+        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        response = client.post("/connect/token", data=form, headers={"Authorization": "Basic " + basic})
+        assert (response.status_code, response.get_json().get("error")) == (400, "invalid_scope"), \
+            (client_id, form["grant_type"], response.get_json())

@@ -35,6 +35,10 @@ SECRET_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 
+# IdentityServer4's answer when a request without `scope` leaves the client none to default to
+NO_SCOPE_TO_GRANT = "no scope requested, and the client is allowed none this grant can issue"
+
+
 def check_requested_scope(client, scope: str | None) -> None:
     """Every requested scope is allowed for the client; offline_access only with allow_offline_access
     and the refresh_token grant on, even when allowed_scopes lists it (client.allowed_scope_names).
@@ -395,17 +399,21 @@ class ClientCredentialsGrant(_ClientCredentialsGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = SECRET_AUTH_METHODS
 
+    def _scope(self) -> str:
+        row = self.request.client.row
+        return self.request.payload.scope or " ".join(s for s in row.allowed_scopes if s not in STANDARD_IDENTITY_RESOURCES)
+
     def validate_requested_scope(self):
         scope = self.request.payload.scope
         check_requested_scope(self.request.client, scope)
         identity = [s for s in (scope or "").split() if s in STANDARD_IDENTITY_RESOURCES]
         if identity:
             raise InvalidScopeError(f"identity scopes need a user: {' '.join(identity)}")
+        if not self._scope():
+            raise InvalidScopeError(NO_SCOPE_TO_GRANT)
 
     def create_token_response(self):
-        row = self.request.client.row
-        scope = self.request.payload.scope or " ".join(s for s in row.allowed_scopes if s not in STANDARD_IDENTITY_RESOURCES)
-        token = self.generate_token(scope=scope, include_refresh_token=False)
+        token = self.generate_token(scope=self._scope(), include_refresh_token=False)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
@@ -414,17 +422,21 @@ class PasswordGrant(_PasswordGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_AUTH_METHODS
 
-    def validate_requested_scope(self):
-        check_requested_scope(self.request.client, self.request.payload.scope)
-
-    def create_token_response(self):
+    def _scope(self) -> str:
         """Without a `scope`, every scope the client may be granted now (offline_access when it is
         offered refresh tokens), as IdentityServer4 answers: not a token of no scope at all."""
         client = self.request.client
-        scope = self.request.payload.scope or " ".join(
+        return self.request.payload.scope or " ".join(
             [s for s in client.row.allowed_scopes if s in client.allowed_scope_names and s != OFFLINE_ACCESS]
             + ([OFFLINE_ACCESS] if OFFLINE_ACCESS in client.allowed_scope_names else []))
-        token = self.generate_token(user=self.request.user, scope=scope)
+
+    def validate_requested_scope(self):
+        check_requested_scope(self.request.client, self.request.payload.scope)
+        if not self._scope():
+            raise InvalidScopeError(NO_SCOPE_TO_GRANT)
+
+    def create_token_response(self):
+        token = self.generate_token(user=self.request.user, scope=self._scope())
         self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
