@@ -63,6 +63,38 @@ def password_changed(to: Addressee, *, how: str, client_id: str | None = None) -
                     when=when, how=how, client_name=_client_name(client_id), ip=audit.caller_ip.get())
 
 
+def masked_address(address: str) -> str:
+    """a***@example.com: enough for the owner to recognise, not a full address for whoever reads the mail."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+@dataclass(frozen=True)
+class AddressChange:
+    """An account's address of record changed by the operator (a seed), read before the commit."""
+
+    user_id: int
+    old_email: str | None
+    new_email: str | None
+    name: str
+    username: str
+
+
+def address_changed_by_operator(change: AddressChange) -> None:
+    """Tell the old and the new address that the operator changed the account's address (as the
+    verification link's change tells both): the address receives the reset links, so its owner
+    must hear of a change made without them (OWASP ASVS 4.0.3, 2.2.3 and 2.5.5)."""
+    if not change.new_email:  # an address removed: the old one is told, with no new one to name
+        recipients = [change.old_email] if change.old_email else []
+    else:
+        recipients = [a for a in (change.old_email, change.new_email) if a]
+    for recipient in recipients:
+        mail.send_later(recipient, "email_changed", user_id=change.user_id, username=change.username, name=change.name,
+                        old_email=masked_address(change.old_email) if change.old_email else None,
+                        new_email=masked_address(change.new_email) if change.new_email else None,
+                        when=now_text(), how=SET_BY_OPERATOR)
+
+
 def second_factors_removed(user: User) -> None:
     """Tell the user an operator removed their second factors (`users mfa-reset`), if they have an address."""
     if not user.email:

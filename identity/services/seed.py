@@ -35,6 +35,7 @@ class SeedReport:
     # them from the bearer check's row, which workers remember (bearer_cache.py), so waited out too
     account_changed: list[int] = field(default_factory=list)
     passwords_reset: list = field(default_factory=list)  # notifications.Addressee: told once the seed commits
+    addresses_changed: list = field(default_factory=list)  # notifications.AddressChange: told likewise
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
     made_public: list[str] = field(default_factory=list)  # client ids: revoked again once the snapshots are out
     secret_removed: bool = False  # a secret taken away (a leaked one replaced): wait out the snapshots that take it
@@ -261,6 +262,8 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool) -> None:
     changed = False
     if (user.email, user.name) != (item["email"], item["name"]):
         if user.email != item["email"]:
+            report.addresses_changed.append(notifications.AddressChange(
+                user.id, user.email, item["email"], item["name"] or user.username, user.username))
             user.email_verified = False
             user.pending_email = None
         user.email = item["email"]
@@ -315,6 +318,8 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     bearer_cache.wait_for_leases(report.password_changed + report.account_changed)
     for user in report.passwords_reset:  # as `users set-password` tells them
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
+    for change in report.addresses_changed:  # as an address changed through its link tells both
+        notifications.address_changed_by_operator(change)
     if report.client_disabled or report.made_public or report.secret_removed:
         wait_out_snapshots()  # as clients.set_client_enabled does: no worker takes a removed secret then
     _end_grants_issued_meanwhile(report.made_public)

@@ -168,10 +168,7 @@ def _owner_of(address: str, user: User) -> User | None:
     return owner if owner is not None and owner.id != user.id else None
 
 
-def _masked(address: str) -> str:
-    """a***@example.com: enough for the owner to recognise, not a full address for whoever reads the mail."""
-    local, _, domain = address.rpartition("@")
-    return f"{local[:1]}***@{domain}"
+_masked = notifications.masked_address
 
 
 def _change_sent_again(user_id: int, new_email: str) -> bool:

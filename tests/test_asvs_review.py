@@ -1,0 +1,42 @@
+"""Review from outside: OWASP ASVS 4.0.3, level 2, requirement by requirement.
+
+Each test is a requirement the server failed: its number in the test's docstring."""
+
+import json
+
+import pytest
+
+from conftest import DEMO_SEED
+from identity.services import mail as mail_service
+
+
+def _seed_with(tmp_path, **alice):
+    data = json.loads(DEMO_SEED.read_text())
+    for user in data["users"]:
+        if user["username"] == "alice":
+            user.update(alice)
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_an_address_changed_by_a_seed_is_told_to_the_old_address(app, seeded, runner, mail, tmp_path):
+    """ASVS 2.2.3 / 2.5.5: a change of the address of record (where reset links go) is notified, as
+    the page's and the local API's changes and an operator's password (`users set-password`) are."""
+    result = runner.invoke(args=["seed", _seed_with(tmp_path, email="alice@new.example")])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        mail_service.wait_until_sent()
+    old = mail.to("alice@example.com")
+    assert len(old) == 1, "the old address was not told that the operator's seed changed the account's address"
+    text = mail.text(old[0])
+    assert "a***@new.example" in text and "administrator" in text, text
+    assert not mail.links(old[0])
+    assert len(mail.to("alice@new.example")) == 1
+    # the same seed again changes nothing and tells no one again
+    mail.clear()
+    again = runner.invoke(args=["seed", _seed_with(tmp_path, email="alice@new.example")])
+    assert again.exit_code == 0, again.output
+    with app.app_context():
+        mail_service.wait_until_sent()
+    assert mail.messages == []
