@@ -40,3 +40,16 @@ def test_an_address_changed_by_a_seed_is_told_to_the_old_address(app, seeded, ru
     with app.app_context():
         mail_service.wait_until_sent()
     assert mail.messages == []
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("path", ["/favicon.ico", "/static/favicon.svg", "/static/site.css"])
+def test_a_revalidated_file_keeps_the_policy_of_its_full_answer(client, path):
+    """ASVS 14.4.3: a 304's header fields replace the stored response's (RFC 9111 section 4.3.4), so
+    the revalidation of an icon must not swap its image policy for the pages' one."""
+    full = client.get(path)
+    assert full.status_code == 200 and full.headers.get("ETag")
+    again = client.get(path, headers={"If-None-Match": full.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.headers.get("Content-Security-Policy") == full.headers["Content-Security-Policy"], (
+        f"the 304 of {path} carried another Content-Security-Policy than its 200")

@@ -8,6 +8,7 @@ validate headers that are constants.
 
 import json
 import logging
+import mimetypes
 import random
 import re
 import threading
@@ -169,6 +170,10 @@ def _with_security_headers(environ, status: str, headers: list, rid: str) -> lis
             present.add(name)
             if name == "content-type":
                 image = header[1].startswith("image/")
+    if status.startswith("304") and "content-type" not in present:
+        # a revalidation names no type, but its header fields replace the stored answer's (RFC 9111
+        # section 4.3.4): an icon's 304 with the pages' policy took the icon's own away from it
+        image = (mimetypes.guess_type(environ.get("PATH_INFO", ""))[0] or "").startswith("image/")
     # a page of the caller's own outside those paths (the home page, an error page, signed in):
     # stored by no cache either, unless the view said otherwise (looked at only there: the API's
     # paths are no-store already, and this runs on every response)
