@@ -3,9 +3,11 @@
 Each test is a requirement the server failed: its number in the test's docstring."""
 
 import json
+import re
 
 import pytest
 
+from actions import AuthActions
 from conftest import DEMO_SEED
 from identity.services import mail as mail_service
 
@@ -53,3 +55,33 @@ def test_a_revalidated_file_keeps_the_policy_of_its_full_answer(client, path):
     assert again.status_code == 304
     assert again.headers.get("Content-Security-Policy") == full.headers["Content-Security-Policy"], (
         f"the 304 of {path} carried another Content-Security-Policy than its 200")
+
+
+PASSWORD_INPUT_RE = re.compile(r'<input[^>]*type="password"[^>]*>')
+ID_RE = re.compile(r'\bid="([^"]+)"')
+
+
+def _password_fields_without_reveal(html: str) -> list[str]:
+    ids = [ID_RE.search(tag).group(1) for tag in PASSWORD_INPUT_RE.findall(html)]
+    assert ids, "no password field on the page"
+    return [i for i in ids if f'data-reveal-for="{i}"' not in html]
+
+
+@pytest.mark.database_independent
+def test_every_password_field_can_be_shown_while_typed(client, seeded):
+    """ASVS 2.1.12: the person can choose to see the whole masked password (desktop Chrome, Firefox
+    and Safari have no built-in way), on the sign-in page and on every page that asks for one."""
+    pages = {"/account/login": client.get("/account/login")}
+    AuthActions(client).login()
+    for path in ("/account/password", "/account/email", "/account/mfa"):
+        pages[path] = client.get(path)
+    for path, page in pages.items():
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200, path
+        if path == "/account/mfa" and 'type="password"' not in html:
+            continue  # no app to remove: no password asked
+        missing = _password_fields_without_reveal(html)
+        assert not missing, f"{path}: no way to show the password typed in {missing}"
+        assert "js/reveal.js" in html, path
+    script = client.get("/static/js/reveal.js")
+    assert script.status_code == 200 and b"data-reveal-for" in script.data
