@@ -4,6 +4,7 @@ after the logout was queued; claims racing)."""
 
 import threading
 import time
+from contextlib import contextmanager
 
 import jwt
 import pytest
@@ -46,6 +47,21 @@ def web_tokens(client, scope="openid profile offline_access") -> dict:
     code = redirect_params(oauth.authorize(client_id="web", scope=scope).headers["Location"])["code"]
     return oauth.token("web", grant_type="authorization_code", code=code,
                        redirect_uri="https://web.example.com/cb").get_json()
+
+
+@contextmanager
+def web_receiving_logout(app, client):
+    """alice signed in at `web` (its tokens redeemed), whose back-channel logout URI is a real RP
+    endpoint on loopback: the receiver, stopped afterwards."""
+    receiver = RelyingParty(jwks=client.get("/.well-known/openid-configuration/jwks").get_json(),
+                            issuer=ISSUER, client_id="web").start()
+    try:
+        set_client(app, "web", backchannel_logout_uri=receiver.url)
+        AuthActions(client).login()
+        web_tokens(client)
+        yield receiver
+    finally:
+        receiver.stop()
 
 
 def deliver(app) -> dict:

@@ -11,8 +11,7 @@ from conftest import csrf_token
 from drift_review_support import apply_seed_file, code_row, flow_client
 from identity.extensions import db
 from identity.models import AuthorizationCode
-from rp_receiver import RelyingParty
-from test_backchannel_logout import ISSUER, deliver, deliveries, set_client, web_tokens
+from test_backchannel_logout import deliver, deliveries, web_receiving_logout
 
 WEB_REDIRECT = "https://web.example.com/cb"
 
@@ -45,12 +44,7 @@ def test_a_queued_logout_token_without_sid_is_not_sent_once_the_client_requires_
     queued without `sid` (an app revoked on the grants page, while the client did not require it)
     and still waiting when the operator set the flag was sent all the same, to an app that now
     refuses a token without `sid` (and is retried until given up, audited as a failed delivery)."""
-    receiver = RelyingParty(jwks=client.get("/.well-known/openid-configuration/jwks").get_json(),
-                            issuer=ISSUER, client_id="web").start()
-    try:
-        set_client(app, "web", backchannel_logout_uri=receiver.url)
-        AuthActions(client).login()
-        web_tokens(client)
+    with web_receiving_logout(app, client) as receiver:
         page = client.get("/account/grants").get_data(as_text=True)
         client.post("/account/grants/revoke", data={"csrf_token": csrf_token(page), "client_id": "web"})
         (queued,) = deliveries(app)
@@ -62,8 +56,6 @@ def test_a_queued_logout_token_without_sid_is_not_sent_once_the_client_requires_
         assert outcome == {"delivered": 0, "retry": 0, "given_up": 1}, outcome
         (settled,) = deliveries(app)
         assert settled.gave_up_at is not None and settled.delivered_at is None
-    finally:
-        receiver.stop()
 
 
 @pytest.mark.database_independent

@@ -7,8 +7,7 @@ from sqlalchemy import select
 from actions import AuthActions
 from identity.extensions import db
 from identity.models import Client, LogoutDelivery
-from rp_receiver import RelyingParty
-from test_backchannel_logout import ISSUER, deliver, deliveries, set_client, web_tokens
+from test_backchannel_logout import deliver, deliveries, set_client, web_receiving_logout, web_tokens
 
 
 @pytest.fixture
@@ -22,12 +21,7 @@ def test_a_removed_clients_queued_logout_tokens_are_not_sent_to_the_client_regis
     of the sessions that signed in to the removed one. A delivery queued before the removal, and
     still waiting (the app was down), named only the id and the URI: the new registration, at the
     same URI, was sent the old client's user's `sub` and `sid`."""
-    receiver = RelyingParty(jwks=client.get("/.well-known/openid-configuration/jwks").get_json(),
-                            issuer=ISSUER, client_id="web").start()
-    try:
-        set_client(app, "web", backchannel_logout_uri=receiver.url)
-        AuthActions(client).login()
-        web_tokens(client)
+    with web_receiving_logout(app, client) as receiver:
         assert AuthActions(client).logout().status_code == 200
         (queued,) = deliveries(app)
         assert queued.delivered_at is None and queued.gave_up_at is None
@@ -43,8 +37,6 @@ def test_a_removed_clients_queued_logout_tokens_are_not_sent_to_the_client_regis
         assert outcome["delivered"] == 0
         rows = deliveries(app)
         assert all(row.delivered_at is None for row in rows)
-    finally:
-        receiver.stop()
 
 
 def _cli(runner, *args):
