@@ -1,0 +1,47 @@
+"""The version ranges pyproject.toml declares, against what the code needs.
+
+A user who installs the project where some of its dependencies already are keeps any installed
+version inside the declared range (pip does not upgrade a satisfied requirement), and a packager
+builds against the lowest one; the suite itself runs on the newest. Each floor here is the lowest
+release under which the code was seen to work (in a second environment with every runtime
+dependency at its lowest allowed release), for a package the code imports itself. The failures
+under the old ranges are in the commit messages; these checks read pyproject.toml only, so they
+install nothing."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.database_independent
+
+
+def _runtime_requirements() -> dict[str, Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(line) for line in project["dependencies"]]
+    return {requirement.name.lower(): requirement for requirement in requirements}
+
+
+def _floor(requirement: Requirement | None) -> Version | None:
+    """The lowest release `requirement` allows by its >=, > or == clauses (None: no floor at all)."""
+    floors = [Version(spec.version) for spec in (requirement.specifier if requirement else [])
+              if spec.operator in (">=", ">", "==", "~=")]
+    return max(floors, default=None)
+
+
+@pytest.mark.parametrize("name, needed, why", [
+    # identity/web/forms.py imports wtforms.widgets.core.clean_key (WTForms 3.0); Flask-WTF
+    # requires "wtforms" with no version, so WTForms 2.3.3 satisfied every declared requirement
+    # and the app did not import
+    ("wtforms", "3.0", "identity/web/forms.py: from wtforms.widgets.core import clean_key"),
+])
+def test_a_package_the_code_imports_is_declared_at_the_release_it_needs(name, needed, why):
+    requirement = _runtime_requirements().get(name)
+    floor = _floor(requirement)
+    assert floor is not None and floor >= Version(needed), (
+        f"pyproject.toml declares {requirement or f'no {name}'} (lowest allowed: {floor or 'any'}); "
+        f"the code needs {name}>={needed}: {why}")
