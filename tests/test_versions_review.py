@@ -38,6 +38,11 @@ def _floor(requirement: Requirement | None) -> Version | None:
     # requires "wtforms" with no version, so WTForms 2.3.3 satisfied every declared requirement
     # and the app did not import
     ("wtforms", "3.0", "identity/web/forms.py: from wtforms.widgets.core import clean_key"),
+    # identity/migrations/env.py runs on Alembic, which Flask-Migrate 4.0.0-4.0.1 takes at >=0.7:
+    # under the SQLAlchemy 2.0 this project requires, Alembic before 1.7.2 fails on import
+    # (1.7.0-1.7.1: NameError: name 'TextClause' is not defined; 1.6 and older: ImportError:
+    # _BindParamClause), so `flask db upgrade` and `flask seed` (`make run`) failed
+    ("alembic", "1.7.2", "identity/migrations/env.py: from alembic import context"),
 ])
 def test_a_package_the_code_imports_is_declared_at_the_release_it_needs(name, needed, why):
     requirement = _runtime_requirements().get(name)
