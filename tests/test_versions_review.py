@@ -43,6 +43,11 @@ def _floor(requirement: Requirement | None) -> Version | None:
     # (1.7.0-1.7.1: NameError: name 'TextClause' is not defined; 1.6 and older: ImportError:
     # _BindParamClause), so `flask db upgrade` and `flask seed` (`make run`) failed
     ("alembic", "1.7.2", "identity/migrations/env.py: from alembic import context"),
+    # identity/config/startup.py lets RATELIMIT_STORAGE_OPTIONS' key_prefix through as the limits
+    # package's own option, which its Redis store takes only from 5.1; Flask-Limiter 3.8 takes
+    # limits from 3.13, where redis-py got key_prefix: every connection failed with TypeError
+    # and each worker counted every limit in its own memory ("storage unreachable") for good
+    ("limits", "5.1", "RedisStorage(key_prefix=...) (identity/config/startup.py, _LIMITS_OWN_OPTIONS)"),
 ])
 def test_a_package_the_code_imports_is_declared_at_the_release_it_needs(name, needed, why):
     requirement = _runtime_requirements().get(name)
