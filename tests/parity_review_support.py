@@ -4,7 +4,7 @@ import json
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from app import create_app
@@ -62,36 +62,3 @@ def collated_database(database_uri: str, suffix: str = "icu"):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-#: past PostgreSQL's 65,535 parameters a statement (psycopg refuses more; SQLite's limit is its build's)
-PAST_THE_PARAMETER_LIMIT = 66_000
-
-
-def many_redeemed_codes(user_id: int, count: int, stamp: int, client_id: str = "spa") -> None:
-    """`count` codes of the user's, redeemed (each issued an access token), kept as tombstones: a
-    monitoring account that signs in through the code flow every second keeps 86,400 of them
-    (CODE_TOMBSTONE_SECONDS). In the app context; committed."""
-    from identity.extensions import db
-    from identity.models import AuthorizationCode
-
-    db.session.execute(insert(AuthorizationCode), [
-        {"code_hash": f"{i:064x}", "client_id": client_id, "user_id": user_id, "session_id": None,
-         "redirect_uri": "http://127.0.0.1:8080/callback", "response_type": "code", "scope": "openid", "nonce": None,
-         "code_challenge": None, "code_challenge_method": None, "auth_time": stamp, "created_at": stamp,
-         "expires_at": stamp + 60, "consumed_at": stamp, "family_id": f"family-{i}", "issued_jti": f"jti-{i}",
-         "front_channel_jti": None, "access_expires_at": stamp + 3600, "amr": "pwd"} for i in range(count)])
-    db.session.commit()
-
-
-def many_live_sessions(user_id: int, count: int, stamp: int) -> None:
-    """`count` unrevoked browser sessions of the user's (a probe that signs in and drops its
-    cookie), in the app context; committed."""
-    from identity.extensions import db
-    from identity.models import UserSession
-
-    db.session.execute(insert(UserSession), [
-        {"sid": f"{i:064x}", "public_sid": f"public-{i}", "user_id": user_id, "auth_time": stamp, "created_at": stamp,
-         "last_seen_at": stamp, "revoked_at": None, "client_id": None, "user_agent": None, "ip_address": None,
-         "amr": "pwd"} for i in range(count)])
-    db.session.commit()

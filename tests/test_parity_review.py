@@ -9,18 +9,17 @@ import os
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from actions import AuthActions
 from app import create_app
 from conftest import close_connections, csrf_token, make_config
 from identity import clock
 from identity.extensions import db
-from identity.models import AuditEvent, Passkey, RevokedAccessToken, User, UserSession
-from identity.services import accounts, issued_grants, passkeys
+from identity.models import AuditEvent, Passkey, User
+from identity.services import accounts, passkeys
 from identity.services.seed import apply_seed, load_seed
-from parity_review_support import (ORIGIN, PAST_THE_PARAMETER_LIMIT, RP_ID, collated_database, many_live_sessions,
-                                   many_redeemed_codes, register_passkey)
+from parity_review_support import ORIGIN, RP_ID, collated_database, register_passkey
 from webauthn_keys import SoftKey
 
 
@@ -123,38 +122,6 @@ def test_a_removed_passkeys_id_is_never_given_to_another_passkey(client, auth, a
     with app.app_context():
         refused = db.session.scalar(select(AuditEvent.detail).where(AuditEvent.event == "passkey_removal_refused"))
     assert refused == {"passkey_id": old, "reason": "no_such_passkey"}, refused
-
-
-def test_signing_out_everywhere_a_user_with_more_codes_than_a_statement_takes_parameters(app, runner, seeded):
-    # `sessions end USER` revokes the access tokens of every code the user's account still keeps:
-    # one IN list of every family, then of every jti. Past 65,535 of them psycopg refused the
-    # statement (exit 1, 'number of parameters must be between 0 and 65535'), where SQLite answered
-    stamp = clock.now()
-    with app.app_context():
-        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
-        many_redeemed_codes(alice, PAST_THE_PARAMETER_LIMIT, stamp)
-    result = runner.invoke(args=["sessions", "end", "alice", "--json"])
-    assert result.exit_code == 0, result.output
-    with app.app_context():
-        revoked = db.session.scalar(select(func.count()).select_from(RevokedAccessToken))
-        # the grants page's revocation of the app, too (consent.revoke_grant's service)
-        issued_grants.revoke_user_client_grants(alice, "spa")
-        db.session.commit()
-    assert revoked == PAST_THE_PARAMETER_LIMIT
-
-
-def test_a_password_set_for_a_user_with_more_sessions_than_a_statement_takes_parameters(app, runner, seeded):
-    # a password set (or changed, or the user disabled) queues logout tokens for the clients of
-    # every live session: one IN list of them all, refused by psycopg past 65,535
-    stamp = clock.now()
-    with app.app_context():
-        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
-        many_live_sessions(alice, PAST_THE_PARAMETER_LIMIT, stamp)
-    result = runner.invoke(args=["users", "set-password", "alice"], input="copper-lantern-orchard-73\n")
-    assert result.exit_code == 0, result.output
-    with app.app_context():
-        live = db.session.scalar(select(func.count()).select_from(UserSession).where(UserSession.revoked_at.is_(None)))
-    assert live == 0
 
 
 @pytest.mark.parametrize("args, row, refusal", [

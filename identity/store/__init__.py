@@ -13,7 +13,6 @@ statement for which dialect. What lives here:
 - accounts.py: the user a sign-in reads, and the rehash it writes.
 - tokens.py: the bearer check's read, and the access-token revocation list.
 - keys.py: signing keys: read them all, write new ones in a transaction of their own.
-- in_lists.py: IN lists of unbounded length, sent in chunks every database takes.
 - listing.py: the operator's whole-table lists, in code-point order on every database.
 - leases.py: the bearer cache's leases on user rows (the wait itself stays explicit, in
   services/bearer_cache.py: `wait_out_cached_answers`, called after the commit).

@@ -21,7 +21,6 @@ from sqlalchemy import Select, String, and_, bindparam, cast, exists, insert, se
 
 from ..extensions import db
 from ..models import AuthorizationCode, Consent, RefreshToken, StandaloneAccessToken, User, UserSession
-from . import in_lists
 from .accounts import STILL_SIGNED_IN, still_user
 from .connection import autocommit_connection
 from .writes import Write, durable_alone, insert_if, write, write_if
@@ -261,13 +260,14 @@ def family_access_token_jtis(family_ids, issued_since: int) -> set[str]:
     """Every access token issued in these families that may still live: at the front channel with
     the code (hybrid), when the code was redeemed, and with each refresh token issued from
     `issued_since` (a rotated one is kept for weeks; the access token issued with it is not)."""
-    jtis = set()
-    for some in in_lists.chunks(family_ids):  # a user's every family: past a statement's parameters
-        jtis.update(db.session.scalars(select(RefreshToken.access_token_jti).where(
-            RefreshToken.family_id.in_(some), RefreshToken.issued_at >= issued_since)))
-        for issued, front in db.session.execute(select(AuthorizationCode.issued_jti, AuthorizationCode.front_channel_jti)
-                                                .where(AuthorizationCode.family_id.in_(some))):
-            jtis.update((issued, front))
+    family_ids = list(family_ids)
+    if not family_ids:
+        return set()
+    jtis = set(db.session.scalars(select(RefreshToken.access_token_jti).where(
+        RefreshToken.family_id.in_(family_ids), RefreshToken.issued_at >= issued_since)))
+    for issued, front in db.session.execute(select(AuthorizationCode.issued_jti, AuthorizationCode.front_channel_jti)
+                                            .where(AuthorizationCode.family_id.in_(family_ids))):
+        jtis.update((issued, front))
     jtis.discard(None)
     return jtis
 

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 
 from ..extensions import db
 from ..models import AuthorizationCode, LogoutDelivery, RefreshToken, SessionClient, User, UserSession
-from . import in_lists, refresh_families
+from . import refresh_families
 from .browser_sessions import sid_digest
 from .writes import insert_or_skip, write
 
@@ -29,11 +29,13 @@ def remember_session_client(session_id: str, client_id: str, stamp: int) -> None
 
 def session_clients(session_ids) -> list[tuple[str, str]]:
     """(session_id, client_id) for every client these sessions issued to."""
-    rows = []
-    for some in in_lists.chunks(session_ids):  # a user's every live session: past a statement's parameters
-        rows += db.session.execute(select(SessionClient.id, SessionClient.session_id, SessionClient.client_id)
-                                   .where(SessionClient.session_id.in_(some))).all()
-    return [(session_id, client_id) for _, session_id, client_id in sorted(rows)]
+    session_ids = list(session_ids)
+    if not session_ids:
+        return []
+    rows = db.session.execute(select(SessionClient.session_id, SessionClient.client_id)
+                              .where(SessionClient.session_id.in_(session_ids))
+                              .order_by(SessionClient.id))
+    return [tuple(row) for row in rows]
 
 
 def session_by_sid(digest: str, *, ended_since: int | None = None) -> tuple[str, str] | None:
