@@ -168,9 +168,6 @@ def _owner_of(address: str, user: User) -> User | None:
     return owner if owner is not None and owner.id != user.id else None
 
 
-_masked = notifications.masked_address
-
-
 def _change_sent_again(user_id: int, new_email: str) -> bool:
     """Whether this change is the same form sent again (a double click, a browser's resend) after
     its first copy asked for it moments ago: `new_email` is the pending address, and the newest
@@ -263,8 +260,8 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
     bearer_cache.wait_out_cached_answers(user.id)  # the local API's next answer reports the pending address
     if user.email:
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
-                        name=user.name or user.username, new_email=_masked(new_email), when=notifications.now_text(),
-                        client_name=_client_name(client_id))
+                        name=user.name or user.username, new_email=notifications.masked_address(new_email),
+                        when=notifications.now_text(), client_name=_client_name(client_id))
 
 
 @dataclass
@@ -365,6 +362,7 @@ def verify_email(token: str | None) -> Verified:
     if changed:
         for recipient in filter(None, (old, address)):
             mail.send_later(recipient, "email_changed", user_id=user.id, username=user.username,
-                            name=user.name or user.username, old_email=_masked(old) if old else None,
-                            new_email=_masked(address), when=notifications.now_text())
+                            name=user.name or user.username,
+                            old_email=notifications.masked_address(old) if old else None,
+                            new_email=notifications.masked_address(address), when=notifications.now_text())
     return Verified(email=address, changed=changed)
