@@ -372,9 +372,10 @@ def revoke_user_access_tokens(user_id: int, *, reason: str) -> None:
     no family at all (implicit flow, password grant without offline_access). The operator's
     sign-out everywhere (`sessions end USER`); the caller commits."""
     stamp = now()
-    jtis = store.family_access_token_jtis(store.user_code_families(user_id), _issued_since_alive(stamp))
-    jtis |= store.user_standalone_jtis(user_id, stamp - accepted_past_expiry(current_app.config))
-    if jtis and not all_revoked(jtis):  # audited when it revokes something
+    jtis = store.family_access_token_jtis(store.user_code_families(user_id), _issued_since_alive(stamp),
+                                          unrevoked_only=True)
+    jtis |= store.user_standalone_jtis(user_id, stamp - accepted_past_expiry(current_app.config), unrevoked_only=True)
+    if jtis:  # audited when it revokes something
         revoke_jtis(jtis, stamp + ACCESS_TOKEN_LIFETIME_MAX, user_id)
         audit.record("token_revoked", user_id=user_id, detail={"reason": reason, "access_tokens_of_no_grant": True})
 

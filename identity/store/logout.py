@@ -8,7 +8,7 @@ candidate is picked with FOR UPDATE SKIP LOCKED, so a second worker passes over 
 taken instead of queueing behind it; on SQLite the write lock serialises the claims.
 """
 
-from sqlalchemy import bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, exists, func, insert, or_, select, update
 
 from ..extensions import db
 from ..models import AuthorizationCode, LogoutDelivery, RefreshToken, SessionClient, User, UserSession
@@ -28,9 +28,10 @@ def remember_session_client(session_id: str, client_id: str, stamp: int) -> None
 
 
 def session_clients(session_ids) -> list[tuple[str, str]]:
-    """(session_id, client_id) for every client these sessions issued to."""
-    session_ids = list(session_ids)
-    if not session_ids:
+    """(session_id, client_id) for every client these sessions issued to. `session_ids`: a few
+    public ids, or a query of them (user_live_sessions: a user may have more live sessions than
+    a statement takes parameters)."""
+    if isinstance(session_ids, (list, tuple, set, frozenset)) and not session_ids:
         return []
     rows = db.session.execute(select(SessionClient.session_id, SessionClient.client_id)
                               .where(SessionClient.session_id.in_(session_ids))
@@ -51,12 +52,13 @@ def session_by_sid(digest: str, *, ended_since: int | None = None) -> tuple[str,
     return tuple(row) if row else None
 
 
-def user_live_sessions(user_id: int, *, keep_sid: str | None = None) -> list[str]:
-    """The public ids of a user's unrevoked sessions, but the one with (cookie) sid `keep_sid`."""
+def user_live_sessions(user_id: int, *, keep_sid: str | None = None) -> Select:
+    """The public ids of a user's unrevoked sessions, but the one with (cookie) sid `keep_sid`,
+    as a query (for session_clients)."""
     query = select(UserSession.public_sid).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
     if keep_sid:
         query = query.where(UserSession.sid != sid_digest(keep_sid))
-    return list(db.session.scalars(query))
+    return query
 
 
 def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]:
