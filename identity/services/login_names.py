@@ -22,6 +22,19 @@ def normalize_login(value: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value.strip()).casefold())
 
 
+def mailbox_key(address: str) -> str:
+    """The key of the mailbox an address's mail goes to: normalize_login's, with an international
+    domain in its IDNA form (the form mail is sent to, mailbox_problem), so that "v@bücher.example"
+    and "v@xn--bcher-kva.example" are one mailbox to a budget of mails per address."""
+    key = normalize_login(address)
+    local, at, domain = key.rpartition("@")
+    if at and not domain.isascii():
+        converted = ascii_domain(domain)
+        if converted is not None:
+            return f"{local}@{converted.lower()}"
+    return key
+
+
 def length_problem(value: str, limit: int) -> str | None:
     """A user name's or address's length problem, or None when it fits its columns.
 

@@ -6,7 +6,7 @@ from ..errors import ValidationFailed
 from ..extensions import limiter
 from .forms import RegisterForm
 from ..services import registration
-from ..services.login_names import MAX_EMAIL_LENGTH, normalize_login
+from ..services.login_names import MAX_EMAIL_LENGTH, mailbox_key
 from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("registration", __name__, url_prefix="/account")
@@ -22,8 +22,9 @@ def address_limit() -> str:
 
 def target_address() -> str:
     """The rate-limit key of a registration: the address it mails (a new user's link, or a word
-    to the owner of a taken name or address), whoever asks."""
-    return "register-address:" + normalize_login(request.form.get("email", ""))[:MAX_EMAIL_LENGTH]
+    to the owner of a taken name or address), whoever asks; an international domain's two
+    spellings (Unicode and IDNA) are one mailbox."""
+    return "register-address:" + mailbox_key(request.form.get("email", ""))[:MAX_EMAIL_LENGTH]
 
 
 def mailed(response) -> bool:
