@@ -25,3 +25,19 @@ def test_an_international_domain_spelled_both_ways_is_one_address_to_the_registr
         assert mail_service.wait_until_sent()
     assert statuses == [200, 200, 429, 429], statuses
     assert len(mail.to("v@xn--bcher-kva.example")) == 2
+
+
+@pytest.mark.parametrize("app_config", [{**ON, **LIMITED, "RATELIMIT_REGISTRATION_ADDRESS": "2 per hour"}])
+def test_subaddresses_of_one_mailbox_share_the_registration_budget(app, client, seeded, mail):
+    """The same budget, against `+tag` subaddresses (RFC 5233), which Gmail, Outlook, Fastmail,
+    iCloud and Postfix's default recipient_delimiter all deliver to the one mailbox: each tag was
+    an address of its own, so from many client addresses anyone could still mail-bomb anyone, one
+    new tag a registration."""
+    statuses = []
+    for i in range(4):
+        client.environ_base["REMOTE_ADDR"] = f"198.51.100.{i + 1}"
+        statuses.append(register(client, username=f"tag{i}", email=f"victim+{i}@example.org").status_code)
+    with app.app_context():
+        assert mail_service.wait_until_sent()
+    assert statuses == [200, 200, 429, 429], statuses
+    assert len(mail.to("@example.org")) == 2

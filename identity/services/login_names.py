@@ -23,16 +23,19 @@ def normalize_login(value: str) -> str:
 
 
 def mailbox_key(address: str) -> str:
-    """The key of the mailbox an address's mail goes to: normalize_login's, with an international
-    domain in its IDNA form (the form mail is sent to, mailbox_problem), so that "v@bücher.example"
-    and "v@xn--bcher-kva.example" are one mailbox to a budget of mails per address."""
+    """The key of the mailbox an address's mail goes to, for a budget of mails per address:
+    normalize_login's, with an international domain in its IDNA form (the form mail is sent to,
+    mailbox_problem: "v@bücher.example" is "v@xn--bcher-kva.example"), and without a `+tag`
+    subaddress (RFC 5233), which Gmail, Outlook, Fastmail, iCloud and Postfix's default
+    recipient_delimiter deliver to the mailbox without it ("v+1@example.org" is "v@example.org")."""
     key = normalize_login(address)
     local, at, domain = key.rpartition("@")
-    if at and not domain.isascii():
-        converted = ascii_domain(domain)
-        if converted is not None:
-            return f"{local}@{converted.lower()}"
-    return key
+    if not at:
+        return key
+    local = local.partition("+")[0] or local
+    if not domain.isascii():
+        domain = (ascii_domain(domain) or domain).lower()
+    return f"{local}@{domain}"
 
 
 def length_problem(value: str, limit: int) -> str | None:

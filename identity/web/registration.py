@@ -22,8 +22,7 @@ def address_limit() -> str:
 
 def target_address() -> str:
     """The rate-limit key of a registration: the address it mails (a new user's link, or a word
-    to the owner of a taken name or address), whoever asks; an international domain's two
-    spellings (Unicode and IDNA) are one mailbox."""
+    to the owner of a taken name or address), whoever asks: its mailbox (login_names.mailbox_key)."""
     return "register-address:" + mailbox_key(request.form.get("email", ""))[:MAX_EMAIL_LENGTH]
 
 
