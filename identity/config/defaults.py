@@ -156,7 +156,7 @@ GRANT_TYPES_ENABLED = ["authorization_code", "hybrid", "implicit", "client_crede
 # --- verified addresses and self-registration (services/verification.py, services/registration.py) ---
 REGISTRATION_ENABLED = False  # True: /account/register creates users (and the sign-in page links to it); False: 404
 EMAIL_VERIFICATION_SECONDS = 24 * 3600  # how long a verification link works (it works once)
-EMAIL_VERIFICATION_MAILS_PER_HOUR = 3  # verification links one account is sent at most in an hour (counted in the database)
+EMAIL_VERIFICATION_MAILS_PER_HOUR = 3  # verification links one account is sent at most in an hour (counted in the database); apart, notices to an unverified address
 RATELIMIT_REGISTRATION = "10 per hour"  # registrations per client IP
 RATELIMIT_REGISTRATION_ADDRESS = "3 per hour"  # registrations that mail one address (any IP): new or taken alike
 RATELIMIT_EMAIL = "10 per hour"  # verification and address-change requests per signed-in user (pages), per token (local API)

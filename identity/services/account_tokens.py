@@ -26,6 +26,10 @@ PENDING_SIGN_IN = "pending_sign_in"
 # a code given for a change on the factor pages, by the browser session that gave it (services/mfa.py):
 # the same form sent again (a double click, a post resent) finds its code spent by the first
 CODE_GIVEN = "code_given"
+# a notice mailed to an address nobody has verified (services/notifications.py), "notice:" and
+# the notice's template: counted toward that account's hourly share of that kind of notice, so an
+# account registered with someone else's address cannot have it mailed a notice per change
+UNVERIFIED_NOTICE = "notice:"
 
 TOKEN_BYTES = 32  # 256 bits
 

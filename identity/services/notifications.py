@@ -9,10 +9,14 @@ goes after the change has committed; a notice that cannot be sent is logged and 
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import secrets
+
+from flask import current_app
+
 from ..clock import now
 from ..extensions import db
 from ..models import User
-from . import audit, clients, mail
+from . import account_tokens, audit, clients, mail
 
 # how a password came to change, in the notice's words
 CHANGED_BY_USER = "by you, with your current password"
@@ -48,15 +52,41 @@ class Addressee:
     email: str | None
     name: str
     username: str
+    verified: bool = True
 
 
 def addressee(user: User) -> Addressee:
-    return Addressee(user.id, user.email, user.name or user.username, user.username)
+    return Addressee(user.id, user.email, user.name or user.username, user.username, bool(user.email_verified))
+
+
+def _may_tell(user_id: int, verified: bool, template: str) -> bool:
+    """Whether a notice of something the account's holder did may go to its address: always to a
+    verified one; to one nobody has verified (self-registration takes any address typed) at most
+    EMAIL_VERIFICATION_MAILS_PER_HOUR of each kind (`template`) in an hour, counted in the
+    database and committed: a kind has its own share, so notices of one (password changes) spent
+    do not silence another (a passkey added, which signs in alone and outlives a reset). The
+    user's row is not locked for it (a password change reads it once, locked, for the change):
+    notices of changes committed at the same moment may each find one share left, which bounds
+    them by the requests in flight, not by nothing. Without it, one registration
+    with someone else's address gave an account whose every password change, or passkey or
+    authenticator app added and removed, mailed that address."""
+    if verified:
+        return True
+    stamp, purpose = now(), account_tokens.UNVERIFIED_NOTICE + template
+    if account_tokens.issued_since(user_id, purpose, stamp - 3600) >= current_app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"]:
+        db.session.rollback()
+        return False
+    account_tokens.spend_once(user_id, purpose, secrets.token_urlsafe(16), stamp + 3600)
+    db.session.commit()
+    return True
 
 
 def password_changed(to: Addressee, *, how: str, client_id: str | None = None) -> None:
-    """Tell the user their password changed (if they have an address)."""
+    """Tell the user their password changed (if they have an address; one they changed themselves
+    to an address nobody has verified, within its hourly share: _may_tell)."""
     if not to.email:
+        return
+    if how == CHANGED_BY_USER and not _may_tell(to.user_id, to.verified, "password_changed"):
         return
     when = now_text()
     mail.send_later(to.email, "password_changed", user_id=to.user_id, name=to.name, username=to.username,
@@ -112,8 +142,11 @@ def sign_in_method_changed(user_id: int, what: str) -> None:
     user = db.session.get(User, user_id)
     if user is None or not user.email:
         return
-    mail.send_later(user.email, "sign_in_method_changed", user_id=user_id, name=user.name or user.username,
-                    username=user.username, when=now_text(), what=what, ip=audit.caller_ip.get())
+    to = addressee(user)  # read before _may_tell's commit, which would have the row loaded again
+    if not _may_tell(user_id, to.verified, "sign_in_method_changed"):
+        return
+    mail.send_later(to.email, "sign_in_method_changed", user_id=user_id, name=to.name, username=to.username,
+                    when=now_text(), what=what, ip=audit.caller_ip.get())
 
 
 def code_used_again(user_id: int) -> None:
@@ -123,5 +156,8 @@ def code_used_again(user_id: int) -> None:
     user = db.session.get(User, user_id)
     if user is None or not user.email:
         return
-    mail.send_later(user.email, "code_used_again", user_id=user_id, name=user.name or user.username,
-                    username=user.username, when=now_text(), ip=audit.caller_ip.get())
+    to = addressee(user)  # read before _may_tell's commit, which would have the row loaded again
+    if not _may_tell(user_id, to.verified, "code_used_again"):
+        return
+    mail.send_later(to.email, "code_used_again", user_id=user_id, name=to.name, username=to.username,
+                    when=now_text(), ip=audit.caller_ip.get())
