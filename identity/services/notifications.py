@@ -6,10 +6,9 @@ goes after the change has committed; a notice that cannot be sent is logged and 
 (services/mail.py) and changes nothing else.
 """
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-import secrets
 
 from flask import current_app
 
