@@ -236,11 +236,31 @@ def schema_problem() -> str | None:
         return f"database unreachable: {type(err).__name__}"
     if current is not None and current not in known_revisions():
         # upgraded by a newer release (or another branch): `db upgrade` here cannot find it
-        return (f"database schema is at {current}, a revision this code does not know (its newest is "
+        return (f"{NEWER_SCHEMA} {current}, a revision this code does not know (its newest is "
                 f"{head_revision()}): serve it with the code that upgraded it, or downgrade it with that code")
     if current != head_revision():
         return f"database schema is out of date (at {current or 'nothing'}, need {head_revision()}): run `{UPGRADE_COMMAND}`"
     return None
+
+
+#: how schema_problem's reason for a schema a newer release upgraded begins
+NEWER_SCHEMA = "database schema is at"
+#: app.extensions key: this process has found the schema at its own head (so it serves)
+_SERVED_CURRENT = "identity_schema_served_current"
+
+
+def readiness_problem() -> str | None:
+    """schema_problem as /readyz judges it: a process that has found the schema at its own head
+    stays ready once a newer release's migrations have run (a rolling update: the migration job
+    runs first, then the new instances replace the old ones, which keep serving meanwhile).
+    Answering 503 there took every old instance out of service before a new one was ready. A
+    process that never found it current (it started while the database was away) is not ready."""
+    problem = schema_problem()
+    if problem is None:
+        current_app.extensions[_SERVED_CURRENT] = True
+    elif problem.startswith(NEWER_SCHEMA) and current_app.extensions.get(_SERVED_CURRENT):
+        return None
+    return problem
 
 
 
@@ -257,6 +277,8 @@ def check_schema_on_start(app: Flask) -> None:
         return
     with app.app_context():
         problem = schema_problem()
+    if problem is None:
+        app.extensions[_SERVED_CURRENT] = True
     if problem and problem.startswith("database schema"):
         print(f"{app.config['PRODUCT_NAME']}: {problem}", file=sys.stderr)
         raise SystemExit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning

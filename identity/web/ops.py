@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify
 
 from ..extensions import limiter
-from ..services.schema import schema_problem
+from ..services.schema import readiness_problem
 from ..services import keys
 
 bp = Blueprint("ops", __name__)
@@ -20,8 +20,9 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Answer 200 when the database is reachable, the schema current and a signing key loaded."""
-    problem = schema_problem()
+    """Answer 200 when the database is reachable, the schema current (or, once this process has
+    served, upgraded by a newer release) and a signing key loaded."""
+    problem = readiness_problem()
     if problem is None:
         try:
             for alg in keys.configured_algs():

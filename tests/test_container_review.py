@@ -1,0 +1,50 @@
+"""Review from outside: the provider run as a container platform runs it (a non-root user, a
+read-only application directory, configuration from the environment only, probes on /healthz and
+/readyz while the database is down or migrations run as a one-off job before a rolling update)."""
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from conftest import make_config
+from identity.extensions import db
+from identity.services.schema import ensure_schema
+
+
+@pytest.fixture
+def own_sqlite_app(tmp_path):
+    """An app on its own fresh SQLite file, migrated: its schema can be moved without touching the suite's."""
+    app = create_app(make_config("sqlite:///" + str(tmp_path / "own.db")))
+    with app.app_context():
+        ensure_schema()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _set_revision(app, revision: str) -> str:
+    with app.app_context(), db.engine.begin() as conn:
+        before = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        conn.execute(text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision})
+    return before
+
+
+@pytest.mark.database_independent
+def test_a_serving_instance_stays_ready_when_the_next_release_migrates_the_database(own_sqlite_app):
+    """A rolling update: the next release's migrations run as a one-off job, then its instances
+    replace the running ones one by one. deployment.md: "Instances still running the previous
+    release keep serving during the upgrade". /readyz answered 503 on every one of them as soon
+    as the job had run (the schema is at a revision their code does not know), so the platform
+    took every old instance out of service before a single new one was ready: an outage at each
+    deploy that migrates."""
+    client = own_sqlite_app.test_client()
+    assert client.get("/readyz").status_code == 200
+    head = _set_revision(own_sqlite_app, "ffffffffffff")  # the next release's migration job has run
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 200, f"a running instance left the load balancer: {response.get_json()}"
+        assert response.get_json()["status"] == "ready"
+        assert client.get("/healthz").status_code == 200
+    finally:
+        _set_revision(own_sqlite_app, head)
