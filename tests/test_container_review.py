@@ -2,6 +2,10 @@
 read-only application directory, configuration from the environment only, probes on /healthz and
 /readyz while the database is down or migrations run as a one-off job before a rolling update)."""
 
+import socket
+import threading
+import time
+
 import pytest
 from sqlalchemy import text
 
@@ -48,3 +52,31 @@ def test_a_serving_instance_stays_ready_when_the_next_release_migrates_the_datab
         assert client.get("/healthz").status_code == 200
     finally:
         _set_revision(own_sqlite_app, head)
+
+
+@pytest.fixture
+def silent_database():
+    """A PostgreSQL address that accepts connections and never answers (a database host or a
+    pooler hung, a failover in progress): the port, closed again at the end."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.database_independent
+def test_readiness_answers_while_the_database_accepts_and_never_answers(silent_database):
+    """A serving process waited for such a database to connect without end: /readyz never
+    answered, and under gunicorn or granian each worker hung in its start-up check with not a
+    line logged, so /healthz (the liveness probe) never answered either."""
+    uri = f"postgresql+psycopg://identity:identity@127.0.0.1:{silent_database}/identity"
+    app = create_app(make_config(uri))
+    answers = []
+    probe = threading.Thread(target=lambda: answers.append(app.test_client().get("/readyz")), daemon=True)
+    started = time.monotonic()
+    probe.start()
+    probe.join(25)
+    assert answers, f"/readyz still had no answer after {time.monotonic() - started:.0f} s"
+    assert answers[0].status_code == 503
+    assert answers[0].get_json()["reason"].startswith("database unreachable")

@@ -117,6 +117,23 @@ def _private_sqlite_file(dialect, _record, cargs, cparams):
         pass
 
 
+#: seconds a serving process waits for PostgreSQL to accept a new connection (libpq's connect_timeout)
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+@event.listens_for(Engine, "do_connect")
+def _bounded_connect(dialect, _record, _cargs, cparams):
+    """A serving process gives up connecting to PostgreSQL after CONNECT_TIMEOUT_SECONDS, unless
+    the URI (`?connect_timeout=`) or the engine's connect_args say otherwise. libpq waits without
+    end by default: a database that accepts and never answers (a hung host or pooler) held each
+    worker's start-up check, and then every /readyz probe, forever, with nothing logged.
+    Operator commands are not bounded, as for the statement timeout."""
+    from ..config.startup import serves_requests
+
+    if dialect.name == "postgresql" and "connect_timeout" not in cparams and serves_requests():
+        cparams["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     """WAL lets readers and one writer work at once; foreign keys make cascades work."""
