@@ -149,6 +149,12 @@ def wait_for_successors(server_class, directory: str, timeout: float = SUCCESSOR
     server_class._spawn_worker = _spawn_worker
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset), not the host's, as gunicorn.conf.py
+    counts them: a container given one core of a large host started a worker for every host core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
+
+
 def environment(env: dict[str, str]) -> dict[str, str]:
     """`env` with this project's defaults filled in where it leaves granian's variables unset."""
     env = dict(env)
@@ -156,7 +162,7 @@ def environment(env: dict[str, str]) -> dict[str, str]:
         env.setdefault(name, value)
     if "GRANIAN_WORKERS" not in env:
         workers = env.get("WEB_CONCURRENCY", "").strip()
-        env["GRANIAN_WORKERS"] = workers or str(min(multiprocessing.cpu_count() * 2 + 1, 12))
+        env["GRANIAN_WORKERS"] = workers or str(min(usable_cores() * 2 + 1, 12))
     if "GRANIAN_PORT" not in env and env.get("PORT", "").strip():
         env["GRANIAN_PORT"] = env["PORT"].strip()
         if not (env["GRANIAN_PORT"].isascii() and env["GRANIAN_PORT"].isdigit()) or int(env["GRANIAN_PORT"]) > 65535:

@@ -72,7 +72,11 @@ backlog = 2048
 # against PostgreSQL's max_connections.
 worker_class = "sync"
 # at least 1: with 0 gunicorn listens and starts no worker, so every connection waits forever
-workers = _int("WEB_CONCURRENCY", min(multiprocessing.cpu_count() * 2 + 1, 12), least=1)
+# "cores" are those this process may run on (a container's cpuset), not the host's: a container given
+# one core of a large host started 2 x the host's cores + 1 workers. A CPU quota (Kubernetes'
+# limits.cpu) is not a core count: set WEB_CONCURRENCY there. granian_server.py counts the same way.
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
+workers = _int("WEB_CONCURRENCY", min(_cores * 2 + 1, 12), least=1)
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

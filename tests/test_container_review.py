@@ -2,7 +2,11 @@
 read-only application directory, configuration from the environment only, probes on /healthz and
 /readyz while the database is down or migrations run as a one-off job before a rolling update)."""
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -10,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from conftest import make_config
+from conftest import ROOT, make_config
 from identity.extensions import db
 from identity.services.schema import ensure_schema
 
@@ -80,3 +84,28 @@ def test_readiness_answers_while_the_database_accepts_and_never_answers(silent_d
     assert answers, f"/readyz still had no answer after {time.monotonic() - started:.0f} s"
     assert answers[0].status_code == 503
     assert answers[0].get_json()["reason"].startswith("database unreachable")
+
+
+WORKERS_PROBE = """
+import runpy, granian_server
+workers = runpy.run_path('gunicorn.conf.py')['workers']
+print(workers, granian_server.environment({})['GRANIAN_WORKERS'])
+"""
+
+
+def _default_workers(*prefix: str) -> list[int]:
+    env = {name: value for name, value in os.environ.items() if name not in ("WEB_CONCURRENCY", "GRANIAN_WORKERS")}
+    result = subprocess.run([*prefix, sys.executable, "-c", WORKERS_PROBE], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [int(n) for n in result.stdout.split()]
+
+
+@pytest.mark.database_independent
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset"), reason="needs two cores and taskset")
+def test_the_default_worker_count_follows_the_cores_the_container_may_use():
+    """deployment.md: WEB_CONCURRENCY defaults to 2 x cores + 1. A container given one core of
+    the host (docker --cpuset-cpus, Kubernetes' static CPU manager) started 2 x the host's cores
+    + 1 workers, each ~95 MiB: more processes than it can run, and past a memory limit sized
+    for its core."""
+    assert _default_workers("taskset", "-c", "0") == [3, 3], "workers for the host's cores, not the container's one"
