@@ -20,7 +20,7 @@ def init_app(app: Flask) -> None:
     signed_cookie.init_app(app)
     try:
         schema.init_app(app)
-    except startup.ConfigurationError as err:  # engine options create_engine does not take
+    except startup.ConfigurationError as err:  # engine options create_engine does not take; no folder for the default database
         startup.refuse_to_start(app, err)
     headers.init_app(app)
     csrf.init_app(app)

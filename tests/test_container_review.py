@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -109,3 +110,38 @@ def test_the_default_worker_count_follows_the_cores_the_container_may_use():
     + 1 workers, each ~95 MiB: more processes than it can run, and past a memory limit sized
     for its core."""
     assert _default_workers("taskset", "-c", "0") == [3, 3], "workers for the host's cores, not the container's one"
+
+
+PRODUCTION_ENV = {"FLASK_SECRET_KEY": "container-review-secret-key-0123456789abcdef",
+                  "FLASK_ISSUER": "https://id.example.com", "FLASK_MAIL_SERVER": "127.0.0.1",
+                  "FLASK_KEY_ENCRYPTION_KEY": "Vd1-8iJxqiVqz1kqJ8JbQxsT6uSt4zW8TbTq3m4c2dU="}
+
+
+def _read_only_app_dir(tmp_path, command: str) -> subprocess.CompletedProcess:
+    """Run `command` (sh) in a copy of app.py whose directory is mounted read-only, as a container
+    image's application directory is (the package itself comes from the installed checkout)."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    shutil.copy(ROOT / "app.py", app_dir / "app.py")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
+    env.update(PRODUCTION_ENV, PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    script = f"mount --bind {app_dir} {app_dir} && mount -o remount,bind,ro {app_dir} && cd {app_dir} && {command}"
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+needs_mounts = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                  reason="mounts a read-only directory: needs root and unshare")
+
+
+@pytest.mark.database_independent
+@needs_mounts
+def test_a_read_only_application_directory_without_a_database_uri_is_one_line(tmp_path):
+    """FLASK_SQLALCHEMY_DATABASE_URI unset in an image whose application directory is read-only:
+    the default SQLite database's folder (instance/) cannot be made. Each worker died with
+    OSError's traceback; configuration.md: a missing or wrong setting stops the server with one
+    line naming it, never a traceback."""
+    result = _read_only_app_dir(tmp_path, f"{sys.executable} -c 'from app import create_app; create_app()'")
+    assert "Traceback" not in result.stderr, result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "rate limits are counted" not in line]
+    assert len(lines) == 1 and "FLASK_SQLALCHEMY_DATABASE_URI" in lines[0] and "Read-only file system" in lines[0], lines

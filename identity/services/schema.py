@@ -32,7 +32,15 @@ VERSION_TABLE = "alembic_version"
 
 def init_app(app: Flask) -> None:
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
-        os.makedirs(app.instance_path, exist_ok=True)
+        try:
+            os.makedirs(app.instance_path, exist_ok=True)
+        except OSError as err:  # a read-only application directory (a container image): one line, not a traceback
+            from ..config.startup import ConfigurationError
+
+            raise ConfigurationError(
+                f"SQLALCHEMY_DATABASE_URI is not set and the default SQLite database's folder {app.instance_path} "
+                f"cannot be made ({err.strerror or err}): set FLASK_SQLALCHEMY_DATABASE_URI (PostgreSQL, or "
+                "sqlite:////a/writable/folder/identity.db)") from None
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "identity.db")
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
