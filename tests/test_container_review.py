@@ -145,3 +145,19 @@ def test_a_read_only_application_directory_without_a_database_uri_is_one_line(tm
     assert result.returncode == 3, result.stderr
     lines = [line for line in result.stderr.splitlines() if "rate limits are counted" not in line]
     assert len(lines) == 1 and "FLASK_SQLALCHEMY_DATABASE_URI" in lines[0] and "Read-only file system" in lines[0], lines
+
+
+@pytest.mark.database_independent
+def test_the_server_says_why_it_cannot_open_its_database(tmp_path):
+    """A SQLite file on a volume the container's user cannot write (mounted owned by root, or not
+    mounted at all): each worker logged 'database unreachable: OperationalError; serving 503
+    until it is reachable' and nothing else, for ever. The flask command names the driver's reason
+    (cli.md), the server, whose log is all a container operator has, did not (a wrong PostgreSQL
+    password read the same)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FLASK_")}
+    env.update(PRODUCTION_ENV, FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/volume-not-mounted/identity.db")
+    result = subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stderr.splitlines() if "database unreachable" in line)
+    assert "unable to open database file" in line, line

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from sqlalchemy import event, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.engine import Engine, make_url
 
 from ..extensions import db
@@ -253,12 +253,18 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
             db.session.commit()
 
 
-def schema_problem() -> str | None:
-    """Return why the server must not serve (schema missing or old), or None."""
+def schema_problem(*, detail: bool = False) -> str | None:
+    """Return why the server must not serve (schema missing or old), or None. With `detail`, an
+    unreachable database is named by the driver's first line (for the log: it names the host,
+    port and user, never the URI's password), not only by the error's class (for /readyz's body,
+    which anyone may read)."""
     try:
         current = current_revision()
     except Exception as err:  # unreachable database
-        return f"database unreachable: {type(err).__name__}"
+        reason = type(err).__name__
+        if detail and isinstance(err, DBAPIError):
+            reason = (str(err.orig or err).strip().splitlines() or [reason])[0]
+        return f"database unreachable: {reason}"
     if current is not None and current not in known_revisions():
         # upgraded by a newer release (or another branch): `db upgrade` here cannot find it
         return (f"{NEWER_SCHEMA} {current}, a revision this code does not know (its newest is "
@@ -301,7 +307,7 @@ def check_schema_on_start(app: Flask) -> None:
     if not serves_requests():
         return
     with app.app_context():
-        problem = schema_problem()
+        problem = schema_problem(detail=True)
     if problem is None:
         app.extensions[_SERVED_CURRENT] = True
     if problem and problem.startswith("database schema"):
