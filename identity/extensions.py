@@ -85,6 +85,9 @@ class AppLimiter(Limiter):
             if (self._in_memory_fallback_enabled or isinstance(store, MemoryStorage)  # never unreachable
                     or not isinstance(err, store.base_exceptions)):
                 raise
+            # one line per refused request, as a database outage logs, or the log shows 503s and not why
+            current_app.logger.error("rate limit storage unavailable: %s; answered 503 (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED "
+                                     "is false)", type(err).__name__)
             raise ServiceUnavailable("The rate limits cannot be counted now; try again shortly.",
                                      retry_after=5) from err
 

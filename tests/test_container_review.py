@@ -2,6 +2,7 @@
 read-only application directory, configuration from the environment only, probes on /healthz and
 /readyz while the database is down or migrations run as a one-off job before a rolling update)."""
 
+import logging
 import os
 import shutil
 import socket
@@ -161,3 +162,18 @@ def test_the_server_says_why_it_cannot_open_its_database(tmp_path):
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stderr.splitlines() if "database unreachable" in line)
     assert "unable to open database file" in line, line
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0",
+                                         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": False}])
+def test_a_503_for_an_unreachable_rate_limit_store_is_logged(client, caplog):
+    """With the in-memory fallback off (configuration.md), a request a limit counts is answered 503
+    while Redis is away, and the log, a container's only record, said nothing of why: the request
+    lines showed 503s and no other line followed, where a database outage logs 'database
+    unavailable' for each (deployment.md: application errors are JSON lines)."""
+    caplog.set_level(logging.WARNING)
+    response = client.get("/.well-known/openid-configuration")
+    assert response.status_code == 503 and response.headers.get("Retry-After") == "5"
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("rate limit" in message.lower() for message in said), f"logged only {said}"
