@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None, target: str = APP_TARGET) -> None:
     ready = tempfile.mkdtemp(prefix="portcullis-ready-")
     atexit.register(shutil.rmtree, ready, True)
     os.environ[READY_DIRECTORY] = ready
+    # this start's directory for identity/services/schema.py as well (SERVER_STATE_DIR): a worker
+    # replacing one after a newer release's migrations have run serves on, as gunicorn.conf.py's
+    os.environ["PORTCULLIS_SERVER_STATE_DIR"] = ready
     from granian.cli import cli
     from granian.server import MPServer
 

@@ -107,6 +107,20 @@ _metrics_dir_made = False
 _METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 
+#: a directory for this start of the server (identity/services/schema.py, SERVER_STATE_DIR): a worker
+#: that found the schema current marks it, so that a worker replacing one (a reload, a recycle, a
+#: crash) after a newer release's migrations have run serves on instead of stopping the server
+_SERVER_STATE_DIR = "PORTCULLIS_SERVER_STATE_DIR"
+
+
+def when_ready(server):
+    """In the master, once it listens and before it forks the first worker."""
+    try:
+        os.environ[_SERVER_STATE_DIR] = tempfile.mkdtemp(prefix="portcullis-server-")
+    except OSError:  # no writable temporary directory: a replaced worker is refused a newer schema, as before
+        os.environ.pop(_SERVER_STATE_DIR, None)
+
+
 def on_starting(server):
     global _metrics_dir_made
     logging.getLogger("gunicorn.error").addFilter(_without_request_secrets)
@@ -151,6 +165,7 @@ def _metrics_files():
 
 
 def on_exit(server):
+    shutil.rmtree(os.environ.get(_SERVER_STATE_DIR, ""), ignore_errors=True)
     if _metrics_dir_made:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 

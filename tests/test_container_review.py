@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
+from sqlalchemy import create_engine
 from sqlalchemy import text
 
 from app import create_app
 from conftest import ROOT, make_config
+from servers import SERVERS
 from identity.extensions import db
 from identity.services.schema import ensure_schema
 
@@ -177,3 +180,38 @@ def test_a_503_for_an_unreachable_rate_limit_store_is_logged(client, caplog):
     assert response.status_code == 503 and response.headers.get("Retry-After") == "5"
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("rate limit" in message.lower() for message in said), f"logged only {said}"
+
+
+@pytest.mark.database_independent
+@pytest.mark.server
+@pytest.mark.parametrize("kind", ["gunicorn", "granian"])
+def test_a_running_instance_survives_a_worker_replaced_during_a_rolling_update(kind, tmp_path):
+    """The migration job has run; the previous release's instances keep serving until they are
+    replaced (deployment.md). A worker they replace meanwhile (a reload, a recycle after
+    GUNICORN_MAX_REQUESTS, one killed after GUNICORN_TIMEOUT or by the OOM killer) built the app,
+    found the schema at a revision its code does not know and exited 3: gunicorn's master then
+    stopped the whole instance ("Worker failed to boot"), granian's after its crash-loop check.
+    A server started against that schema is still refused (test_gunicorn_smoke.py)."""
+    uri = "sqlite:///" + str(tmp_path / "rolling.db")
+    with SERVERS[kind](uri, workers=1, name=f"rolling-{kind}", log_dir=tmp_path) as server:
+        engine = create_engine(uri)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))  # the next release's job
+        engine.dispose()
+        old = server.wait_for_workers()
+        server.reload()
+        deadline = time.monotonic() + 60
+        while True:  # until the new worker answers, or the server has stopped
+            assert server.process.poll() is None, f"{kind} stopped: " + " | ".join(server.log(6).splitlines())
+            assert time.monotonic() < deadline, f"no new worker answered:\n{server.log()}"
+            workers = server.worker_pids()
+            if workers and not workers & old:
+                try:
+                    if requests.get(server.url + "/readyz", timeout=10).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.2)
+        time.sleep(1)
+        assert server.process.poll() is None, f"{kind} stopped: " + " | ".join(server.log(6).splitlines())
+        assert requests.get(server.url + "/.well-known/openid-configuration", timeout=10).status_code == 200

@@ -280,6 +280,27 @@ NEWER_SCHEMA = "database schema is at"
 _SERVED_CURRENT = "identity_schema_served_current"
 
 
+#: set by gunicorn.conf.py and granian_server.py: a directory made at the server's start (removed at
+#: its exit), where a worker that found the schema current leaves SERVED_MARKER
+SERVER_STATE_DIR = "PORTCULLIS_SERVER_STATE_DIR"
+SERVED_MARKER = "served"
+
+
+def _mark_server_served() -> None:
+    directory = os.environ.get(SERVER_STATE_DIR)
+    if directory:
+        try:
+            open(os.path.join(directory, SERVED_MARKER), "a").close()
+        except OSError:  # gone: this worker's successors are refused a newer schema, as at a start
+            pass
+
+
+def _server_has_served() -> bool:
+    """Whether a worker of this server (this start of gunicorn or granian) found the schema current."""
+    directory = os.environ.get(SERVER_STATE_DIR)
+    return bool(directory) and os.path.exists(os.path.join(directory, SERVED_MARKER))
+
+
 def readiness_problem() -> str | None:
     """schema_problem as /readyz judges it: a process that has found the schema at its own head
     stays ready once a newer release's migrations have run (a rolling update: the migration job
@@ -310,6 +331,14 @@ def check_schema_on_start(app: Flask) -> None:
         problem = schema_problem(detail=True)
     if problem is None:
         app.extensions[_SERVED_CURRENT] = True
+        _mark_server_served()
+    elif problem.startswith(NEWER_SCHEMA) and _server_has_served():
+        # a worker replacing one of a server that serves (a reload, a recycle, a crash) while a
+        # rolling update's migrations have run: the server keeps serving until it is replaced
+        app.logger.warning("%s; serving on, as this server's workers did before that upgrade (a rolling "
+                           "update: a new start of this release is refused)", problem)
+        app.extensions[_SERVED_CURRENT] = True
+        return
     if problem and problem.startswith("database schema"):
         print(f"{app.config['PRODUCT_NAME']}: {problem}", file=sys.stderr)
         raise SystemExit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
