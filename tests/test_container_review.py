@@ -215,3 +215,23 @@ def test_a_running_instance_survives_a_worker_replaced_during_a_rolling_update(k
         time.sleep(1)
         assert server.process.poll() is None, f"{kind} stopped: " + " | ".join(server.log(6).splitlines())
         assert requests.get(server.url + "/.well-known/openid-configuration", timeout=10).status_code == 200
+
+
+@pytest.mark.database_independent
+def test_a_signing_key_no_configured_key_encryption_key_opens_is_one_line_and_503(app, client, caplog):
+    """FLASK_KEY_ENCRYPTION_KEY mounted wrong (a new key given alone before `keys reencrypt`, a
+    secret from another environment): the keys' own error says which key and what to do, but every
+    request that signs or publishes keys answered 500 and logged it as 'unhandled error' with a
+    traceback, a defect's shape, where a setting to fix is one line (and 503, as /readyz says)."""
+    from cryptography.fernet import Fernet
+
+    assert client.get("/.well-known/openid-configuration/jwks").status_code == 200  # the keys are made
+    app.config["KEY_ENCRYPTION_KEY"] = [Fernet.generate_key().decode()]
+    app.config["SIGNING_KEY_RELOAD_SECONDS"] = 0
+    app.extensions.pop("identity_keyring", None)  # as a worker started with this setting
+    caplog.set_level(logging.WARNING)
+    response = client.get("/.well-known/openid-configuration/jwks")
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert response.status_code == 503 and not any(r.exc_info for r in said), \
+        f"{response.status_code}, logged {[(r.getMessage(), bool(r.exc_info)) for r in said]}"
+    assert any("cannot be decrypted with any KEY_ENCRYPTION_KEY" in r.getMessage() for r in said)

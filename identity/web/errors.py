@@ -12,6 +12,7 @@ from ..plumbing.error_renderers import renderer_for
 from ..extensions import db, limiter, login_manager
 from ..oauth2.error_text import safe_description
 from ..services import metrics
+from ..services.key_encryption import UndecryptableKey
 
 OAUTH_ERROR_BY_STATUS = {400: "invalid_request", 401: "invalid_client", 404: "invalid_request",
                          405: "invalid_request", 413: "invalid_request", 429: "slow_down",
@@ -133,6 +134,15 @@ def _database_error(err: Exception):
     return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
 
 
+def _undecryptable_key(err: Exception):
+    """A stored key no KEY_ENCRYPTION_KEY opens: a setting to fix (its message names the key and
+    what to do), in one line, and 503 as /readyz says, not a defect's traceback and 500."""
+    db.session.rollback()
+    _forget_user()
+    current_app.logger.error("%s", err)
+    return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
+
+
 def _unexpected(err: Exception):
     current_app.logger.exception("unhandled error")
     _forget_user()
@@ -147,4 +157,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DBAPIError, _database_error)
     app.register_error_handler(PoolTimeout, _database_error)
+    app.register_error_handler(UndecryptableKey, _undecryptable_key)
     app.register_error_handler(Exception, _unexpected)
