@@ -235,3 +235,20 @@ def test_a_signing_key_no_configured_key_encryption_key_opens_is_one_line_and_50
     assert response.status_code == 503 and not any(r.exc_info for r in said), \
         f"{response.status_code}, logged {[(r.getMessage(), bool(r.exc_info)) for r in said]}"
     assert any("cannot be decrypted with any KEY_ENCRYPTION_KEY" in r.getMessage() for r in said)
+
+
+@pytest.mark.database_independent
+def test_a_command_of_the_previous_release_says_the_schema_is_newer_in_one_line(own_sqlite_app):
+    """A rolling update: the migration job has run, and a cron job of the previous release's image
+    (`flask purge`, deployment.md) runs meanwhile. It printed Alembic's 'ERROR [flask_migrate]
+    Error: Can't locate revision identified by ...' (it tried to upgrade the schema to its own
+    head), where the server says what the matter is and what to do."""
+    runner = own_sqlite_app.test_cli_runner()
+    head = _set_revision(own_sqlite_app, "ffffffffffff")
+    try:
+        result = runner.invoke(args=["purge"])
+    finally:
+        _set_revision(own_sqlite_app, head)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "does not know" in lines[0] and head in lines[0] and "Can't locate" not in lines[0], lines

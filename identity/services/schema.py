@@ -236,7 +236,13 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
     """
     from .resources import ensure_standard_resources
 
-    if not schema_is_current():
+    current = current_revision()
+    if current is not None and current not in known_revisions():
+        # a newer release's migrations have run (a rolling update): upgrading to this code's head
+        # failed in Alembic's words ("Can't locate revision identified by ..."), after its log lines
+        raise click.ClickException(f"{NEWER_SCHEMA} {current}, a revision this code does not know (its newest is "
+                                   f"{head_revision()}): run this command with the release that upgraded it")
+    if current != head_revision():
         from flask_migrate import upgrade
 
         attach_migrate(current_app._get_current_object())  # upgrade and env.py read app.extensions["migrate"]
