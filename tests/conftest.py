@@ -176,6 +176,19 @@ def client(app):
 
 
 @pytest.fixture
+def own_sqlite_app(tmp_path):
+    """An app on its own fresh SQLite file, migrated: safe to damage (its schema moved, its file
+    broken) whatever database the suite runs on."""
+    app = create_app(make_config("sqlite:///" + str(tmp_path / "own.db")))
+    with app.app_context():
+        ensure_schema()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
 def runner(app):
     return app.test_cli_runner()
 

@@ -21,19 +21,6 @@ from app import create_app
 from conftest import ROOT, make_config
 from servers import SERVERS
 from identity.extensions import db
-from identity.services.schema import ensure_schema
-
-
-@pytest.fixture
-def own_sqlite_app(tmp_path):
-    """An app on its own fresh SQLite file, migrated: its schema can be moved without touching the suite's."""
-    app = create_app(make_config("sqlite:///" + str(tmp_path / "own.db")))
-    with app.app_context():
-        ensure_schema()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _set_revision(app, revision: str) -> str:

@@ -13,9 +13,7 @@ import requests
 from sqlalchemy import select, text
 
 from actions import AuthActions, OAuthActions, padded_chunks, pkce_pair
-from app import create_app
-from conftest import ALICE_PASSWORD, ROOT, csrf_token, make_config
-from identity.services.schema import ensure_schema
+from conftest import ALICE_PASSWORD, ROOT, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent
 
@@ -557,18 +555,6 @@ def test_readyz_answers_200_when_ready(client):
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["status"] == "ready"
     assert_no_store(response, "readyz")
-
-
-@pytest.fixture
-def own_sqlite_app(tmp_path):
-    """An app on its own fresh SQLite file, migrated: safe to damage whatever the suite's database is."""
-    app = create_app(make_config("sqlite:///" + str(tmp_path / "own.db")))
-    with app.app_context():
-        ensure_schema()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 FIRST_REVISION = "06e791e9e23d"  # identity/migrations/versions/06e791e9e23d_initial_schema.py
