@@ -259,6 +259,12 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
             db.session.commit()
 
 
+#: What PgBouncer answers a connection that carries libpq's `options` (the statement_timeout of
+#: DATABASE_STATEMENT_TIMEOUT_SECONDS, or the URI's own): it refuses every one of them
+POOLER_REFUSES_OPTIONS = "unsupported startup parameter: options"
+POOLER_PROBLEM = "database connection refused"
+
+
 def schema_problem(*, detail: bool = False) -> str | None:
     """Return why the server must not serve (schema missing or old), or None. With `detail`, an
     unreachable database is named by the driver's first line (for the log: it names the host,
@@ -267,6 +273,11 @@ def schema_problem(*, detail: bool = False) -> str | None:
     try:
         current = current_revision()
     except Exception as err:  # unreachable database
+        if POOLER_REFUSES_OPTIONS in str(err):
+            return (f"{POOLER_PROBLEM}: {POOLER_REFUSES_OPTIONS} (a pooler such as PgBouncer passes no libpq "
+                    "options, and the statement_timeout of DATABASE_STATEMENT_TIMEOUT_SECONDS is one): set "
+                    "FLASK_DATABASE_STATEMENT_TIMEOUT_SECONDS=0 and bound statements on the role instead "
+                    "(ALTER ROLE <role> SET statement_timeout = '30s'), and drop `options` from the URI")
         reason = type(err).__name__
         if detail and isinstance(err, DBAPIError):
             reason = (str(err.orig or err).strip().splitlines() or [reason])[0]
@@ -345,7 +356,7 @@ def check_schema_on_start(app: Flask) -> None:
                            "update: a new start of this release is refused)", problem)
         app.extensions[_SERVED_CURRENT] = True
         return
-    if problem and problem.startswith("database schema"):
+    if problem and problem.startswith(("database schema", POOLER_PROBLEM)):
         print(f"{app.config['PRODUCT_NAME']}: {problem}", file=sys.stderr)
         raise SystemExit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
     if problem:
