@@ -56,7 +56,10 @@ def test_rotation_commit_mode_follows_the_setting(app, app_config):
             pytest.skip("PostgreSQL only: SQLite's durability is the database's synchronous=NORMAL")
         database_setting = db.session.scalar(text("SELECT current_setting('synchronous_commit')"))
         expected = database_setting if app_config.get("ROTATION_SYNCHRONOUS_COMMIT") else "off"
-        assert connection.first(text("SELECT current_setting('synchronous_commit')"), {})[0] == expected
+        # in a write's transaction, where its commit happens (the setting is SET LOCAL: a pooler's
+        # server connection must not keep it for other clients; test_pooler_review.py)
+        assert connection.write_first(text("SELECT current_setting('synchronous_commit')"), {})[0] == expected
+        assert connection.first(text("SELECT current_setting('synchronous_commit')"), {})[0] == database_setting
 
 
 @pytest.mark.parametrize("app_config", [{}, {"ROTATION_SYNCHRONOUS_COMMIT": True}], ids=["default", "synchronous"])

@@ -13,6 +13,7 @@ from app import create_app
 from conftest import make_config
 from identity.extensions import db
 from identity.services.schema import check_schema_on_start, schema_problem
+from identity.store.connection import autocommit_connection
 from pooler_review_support import pgbouncer
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
@@ -50,3 +51,18 @@ def test_server_behind_pgbouncer_refuses_to_start_naming_the_startup_parameter(t
     with app.app_context():
         db.engine.dispose()
 
+
+def test_rotation_connection_leaves_synchronous_commit_to_other_clients_of_the_pool(transaction_pool):
+    """ROTATION_SYNCHRONOUS_COMMIT off (the default) made the autocommit connection run
+    `SET synchronous_commit TO off`: through a transaction pooler that setting stays on the server
+    connection and every other client given it (the pooled sessions' security writes, other
+    workers) commits without waiting for the WAL. Rotations now ask for it per transaction."""
+    app = create_app(make_config(transaction_pool.uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0))
+    with app.app_context():
+        reader = autocommit_connection()
+        assert reader.first(text("SELECT 1"), {}) == (1,)
+        setting = db.session.execute(text("SHOW synchronous_commit")).scalar()
+        db.session.remove()
+        reader.close()
+        db.engine.dispose()
+    assert setting == "on", f"a pooled session commits with synchronous_commit={setting}"

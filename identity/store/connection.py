@@ -45,6 +45,8 @@ from ..extensions import db
 
 _INHERITED: list = []  # connections opened before a fork: never closed (or freed) by the child
 DURABLE_PING_AFTER_IDLE_SECONDS = 1.0
+#: the commit of a rotation's transaction (ROTATION_SYNCHRONOUS_COMMIT off), for it alone
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
 
 
 class AutocommitConnection:
@@ -78,9 +80,6 @@ class AutocommitConnection:
             connection.isolation_level = None  # autocommit: no read transaction left open
         else:
             connection.autocommit = True
-            if not self.synchronous_commit:
-                # its writes are rotations only: see ROTATION_SYNCHRONOUS_COMMIT in config.py
-                connection.execute("SET synchronous_commit TO off")
         self._connection, self._pid = connection, os.getpid()
         return connection
 
@@ -138,6 +137,27 @@ class AutocommitConnection:
         finally:
             cursor.close()
 
+    def _execute_write(self, connection, sql: str, args):
+        """_execute for a data-changing statement. On a connection whose commits do not wait for the
+        WAL (ROTATION_SYNCHRONOUS_COMMIT off: its writes are rotations) the statement is its own
+        transaction with `SET LOCAL synchronous_commit TO off`, sent in one round trip (pipeline
+        mode): a session-wide SET would stay on the server connection behind a transaction pooler
+        (PgBouncer), and every client handed it next would commit its own writes without waiting."""
+        if self.synchronous_commit or self.is_sqlite:
+            return self._execute(connection, sql, args)
+        cursor = connection.cursor()
+        try:
+            with connection.pipeline():
+                connection.execute("BEGIN")
+                connection.execute(_ASYNC_COMMIT)
+                cursor.execute(sql, args)
+                connection.execute("COMMIT")
+            self._executed += 1
+            self._last_used = time.monotonic()
+            return cursor.fetchone() if cursor.description is not None else None, cursor.rowcount
+        finally:
+            cursor.close()
+
     def _raise(self, sql, args, err):
         raise DBAPIError.instance(sql, args, err, self.dialect.loaded_dbapi.Error, dialect=self.dialect) from err
 
@@ -160,7 +180,7 @@ class AutocommitConnection:
         sql, args = self._args(statement, params)
         with self._lock:
             try:
-                return self._execute(self._usable(), sql, args)[0]
+                return self._execute_write(self._usable(), sql, args)[0]
             except self.dialect.loaded_dbapi.Error as err:
                 self._close()
                 self._raise(sql, args, err)
@@ -171,7 +191,7 @@ class AutocommitConnection:
         sql, args = self._args(statement, params)
         with self._lock:
             try:
-                return self._execute(self._usable(), sql, args)[1]
+                return self._execute_write(self._usable(), sql, args)[1]
             except self.dialect.loaded_dbapi.Error as err:
                 self._close()
                 self._raise(sql, args, err)
@@ -207,6 +227,8 @@ class AutocommitConnection:
                 try:
                     with connection.pipeline():
                         connection.execute("BEGIN")
+                        if not self.synchronous_commit:
+                            connection.execute(_ASYNC_COMMIT)
                         for sql, args in compiled:
                             cursors.append(connection.cursor())
                             cursors[-1].execute(sql, args)
@@ -252,6 +274,8 @@ class AutocommitConnection:
 
             try:
                 connection.execute("BEGIN")
+                if not self.synchronous_commit:
+                    connection.execute(_ASYNC_COMMIT)
             except error as err:
                 self._close()
                 self._raise("BEGIN", (), err)
