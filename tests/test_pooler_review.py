@@ -5,6 +5,9 @@ starts a test-owned PgBouncer in front of the test database)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -66,3 +69,57 @@ def test_rotation_connection_leaves_synchronous_commit_to_other_clients_of_the_p
         reader.close()
         db.engine.dispose()
     assert setting == "on", f"a pooled session commits with synchronous_commit={setting}"
+
+
+def test_two_migration_runs_through_a_transaction_pooler_do_not_overlap(_migrated):
+    """`db upgrade` took a session advisory lock and committed: through PgBouncer's transaction
+    pooling the lock stayed on a server connection that went back to the pool, and the next run
+    handed that server connection was granted the lock again (a session's advisory locks stack),
+    so two instances upgrading together migrated at once. The lock is now held by a transaction
+    kept open for the whole run, which pins its server connection."""
+    from flask_migrate import upgrade
+    from sqlalchemy import event
+
+    from identity.services.schema import MIGRATIONS_DIR, attach_migrate
+    from servers import ROOT, server_env
+
+    with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=3) as bouncer:
+        app = create_app(make_config(bouncer.uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0))
+        attach_migrate(app)
+        locked, inside, release = threading.Event(), threading.Event(), threading.Event()
+
+        def pause_in_the_run(_conn, _cursor, statement, *_args):
+            # the first statement after the lock's, before it is sent: the run holds the lock and
+            # is between transactions, as it is between two migrations
+            if locked.is_set() and not inside.is_set():
+                inside.set()
+                release.wait(30)
+            if "advisory" in statement:
+                locked.set()
+
+        def first_run():
+            with app.app_context():
+                event.listen(db.engine, "before_cursor_execute", pause_in_the_run)
+                try:
+                    upgrade(directory=MIGRATIONS_DIR)
+                finally:
+                    event.remove(db.engine, "before_cursor_execute", pause_in_the_run)
+                    db.engine.dispose()
+
+        runner = threading.Thread(target=first_run)
+        runner.start()
+        try:
+            assert inside.wait(30)
+            second = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT,
+                                      env=server_env(bouncer.uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                second.wait(4)
+            except subprocess.TimeoutExpired:
+                pass
+            overlapped = second.returncode is not None
+        finally:
+            release.set()
+            runner.join(30)
+        out, _ = second.communicate(timeout=60)
+        assert not overlapped, "a second `db upgrade` ran while the first held the migration lock"
+        assert second.returncode == 0, out

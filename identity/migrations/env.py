@@ -113,13 +113,20 @@ def run_migrations_online():
         # the whole upgrade (2.3 s at 2,000,000 refresh tokens from b9d4f6a8c2e1). A run that fails
         # stops at the last migration that committed; `db upgrade` again goes on from there.
         conf_args = {"transaction_per_migration": True, **conf_args}
+    lock_holder = None
     with connection:
         if postgresql:
             # one migration run at a time (instances deployed together each run `db upgrade` or a
-            # command that upgrades): the next one waits here, then finds the schema current. A
-            # session lock, held across the migrations' transactions until the run ends.
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            connection.commit()
+            # command that upgrades): the next one waits here, then finds the schema current. The
+            # lock is a transaction's, on a second connection whose transaction stays open until
+            # the run ends: that pins its server connection behind a transaction pooler
+            # (PgBouncer), where a session lock stayed on a server connection handed to the next
+            # client, and the next run given it was granted the lock again. Neither a role's
+            # statement_timeout nor its idle_in_transaction_session_timeout ends the wait or the hold.
+            lock_holder = connectable.connect()
+            lock_holder.execute(text("SET LOCAL statement_timeout = 0"))
+            lock_holder.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+            lock_holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         if sqlite:
             # A batch migration on SQLite copies a table, drops it and renames the copy. With foreign
             # keys on (as every connection has them: services/schema.py), dropping `users` deletes,
@@ -144,8 +151,9 @@ def run_migrations_online():
                 connection.commit()
             if postgresql:
                 connection.rollback()
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-                connection.commit()
+            if lock_holder is not None:
+                lock_holder.rollback()  # ends the transaction, and with it the lock
+                lock_holder.close()
 
 
 if context.is_offline_mode():
