@@ -16,7 +16,7 @@ from app import create_app
 from conftest import make_config
 from identity.extensions import db
 from identity.services.schema import check_schema_on_start, schema_problem
-from identity.store.connection import autocommit_connection
+from identity.store.connection import AutocommitConnection, autocommit_connection
 from pooler_review_support import pgbouncer
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
@@ -123,3 +123,40 @@ def test_two_migration_runs_through_a_transaction_pooler_do_not_overlap(_migrate
         out, _ = second.communicate(timeout=60)
         assert not overlapped, "a second `db upgrade` ran while the first held the migration lock"
         assert second.returncode == 0, out
+
+
+def test_hot_path_writes_through_a_transaction_pooler_do_not_fail_on_prepared_statements(app, seeded):
+    """psycopg prepares a statement on its fifth run. The autocommit connection's writes (the sign-in's
+    attempt counter, refresh rotations, code redemption) then went as `_pg3_0` to whichever server
+    connection PgBouncer's transaction pooling handed out: where another worker had prepared its own
+    `_pg3_0` the write failed with DuplicatePreparedStatement (a 503), and where none had, with
+    "prepared statement does not exist". The statement never ran, so it is now run again unprepared,
+    and that connection prepares nothing more."""
+    from sqlalchemy import select
+
+    from identity.models import User
+    from identity.store import lockout as lockout_rows
+
+    with app.app_context():
+        alice_id, before = db.session.execute(
+            select(User.id, User.failed_attempts).where(User.username == "alice")).one()
+        db.session.remove()
+    with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=2) as bouncer:
+        workers = [create_app(make_config(bouncer.uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0)) for _ in range(3)]
+        failures = []
+        for _ in range(7):
+            for worker in workers:
+                with worker.app_context():
+                    try:
+                        lockout_rows.record_sign_in_attempt(alice_id, stamp=1, limit=1000, lock_until=2)
+                    except Exception as err:  # noqa: BLE001  (the 503's cause)
+                        failures.append(str(getattr(err, "orig", err)).splitlines()[0])
+        for worker in workers:
+            with worker.app_context():
+                autocommit_connection().close()
+                db.engine.dispose()
+    lost, AutocommitConnection.prepares_lost = AutocommitConnection.prepares_lost, False  # for the tests after
+    assert not failures, failures[0]
+    assert lost
+    with app.app_context():
+        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == before + 21

@@ -28,6 +28,10 @@ transaction, holds no locks between requests, and costs one round trip.
   a file beside the database, so a writer waiting for another wakes as soon as it is done
   instead of polling in SQLite's busy handler (sleeps of 1 to 100 ms).
 
+Behind a pooler that hands each transaction any server connection, a statement psycopg prepared
+(on its fifth run) may be missing or taken there: it is run once more unprepared when no
+transaction was open before it, and the process's autocommit connections prepare nothing more.
+
 A lock keeps threaded servers (`flask run`) to one statement at a time on the connection.
 Database errors are raised as SQLAlchemy's DBAPIError, which the app answers with 503.
 """
@@ -47,9 +51,17 @@ _INHERITED: list = []  # connections opened before a fork: never closed (or free
 DURABLE_PING_AFTER_IDLE_SECONDS = 1.0
 #: the commit of a rotation's transaction (ROTATION_SYNCHRONOUS_COMMIT off), for it alone
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
+#: duplicate_prepared_statement and invalid_sql_statement_name: a statement psycopg prepared is
+#: taken by another client's on the server connection, or is not on it
+_PREPARED_LOST = frozenset({"42P05", "26000"})
 
 
 class AutocommitConnection:
+    #: True once a statement psycopg prepared (on its fifth run) was missing or taken on the server
+    #: connection: behind a pooler that hands each transaction any server connection (PgBouncer's
+    #: transaction pooling before 1.21), where this process's connections prepare nothing more
+    prepares_lost = False
+
     def __init__(self, engine, *, synchronous_commit: bool = True):
         self.engine = engine
         self.synchronous_commit = synchronous_commit
@@ -80,6 +92,8 @@ class AutocommitConnection:
             connection.isolation_level = None  # autocommit: no read transaction left open
         else:
             connection.autocommit = True
+            if AutocommitConnection.prepares_lost:
+                connection.prepare_threshold = None
         self._connection, self._pid = connection, os.getpid()
         return connection
 
@@ -128,6 +142,32 @@ class AutocommitConnection:
         return sql, (tuple(params[name] for name in order) if order is not None else params)
 
     def _execute(self, connection, sql: str, args):
+        return self._unprepared_if_lost(connection, self._execute_once, connection, sql, args)
+
+    def _unprepared_if_lost(self, connection, run, *args):
+        """run(*args); if it fails because the server connection does not hold the statement
+        psycopg prepared (a pooler, see _PREPARED_LOST) and no transaction was open before it (so
+        nothing ran: the failure is at its Parse or Bind), once more without preparing."""
+        idle = not self.is_sqlite and connection.info.transaction_status.name == "IDLE"
+        try:
+            return run(*args)
+        except self.dialect.loaded_dbapi.Error as err:
+            if not idle or getattr(err, "sqlstate", None) not in _PREPARED_LOST:
+                raise
+            self._stop_preparing(connection)
+        return run(*args)
+
+    def _stop_preparing(self, connection) -> None:
+        if not AutocommitConnection.prepares_lost:
+            AutocommitConnection.prepares_lost = True
+            current_app.logger.warning(
+                "the database lost a prepared statement (a pooler such as PgBouncer in transaction "
+                "pooling before 1.21): the autocommit connections prepare none from now on")
+        connection.prepare_threshold = None
+        if connection.info.transaction_status.name != "IDLE":
+            connection.execute("ROLLBACK")
+
+    def _execute_once(self, connection, sql: str, args):
         cursor = connection.cursor()
         try:
             cursor.execute(sql, args)
@@ -145,6 +185,9 @@ class AutocommitConnection:
         (PgBouncer), and every client handed it next would commit its own writes without waiting."""
         if self.synchronous_commit or self.is_sqlite:
             return self._execute(connection, sql, args)
+        return self._unprepared_if_lost(connection, self._execute_async_commit, connection, sql, args)
+
+    def _execute_async_commit(self, connection, sql: str, args):
         cursor = connection.cursor()
         try:
             with connection.pipeline():
