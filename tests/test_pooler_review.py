@@ -160,3 +160,20 @@ def test_hot_path_writes_through_a_transaction_pooler_do_not_fail_on_prepared_st
     assert lost
     with app.app_context():
         assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == before + 21
+
+
+def test_a_pooler_that_drops_the_statement_timeout_stops_the_server_at_start(_migrated):
+    """With PgBouncer's `ignore_startup_parameters = options` the server connected, but every
+    statement ran without the statement_timeout DATABASE_STATEMENT_TIMEOUT_SECONDS promises (the
+    request's 503 after 30 s, granian's only bound): nothing said so. It now stops at start."""
+    with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=1,
+                   extra="ignore_startup_parameters = options") as bouncer:
+        app = create_app(make_config(bouncer.uri))
+        app.config["TESTING"] = False
+        try:
+            with pytest.raises(SystemExit) as stopped:
+                check_schema_on_start(app)
+            assert stopped.value.code == 3
+        finally:
+            with app.app_context():
+                db.engine.dispose()

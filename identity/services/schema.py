@@ -79,8 +79,34 @@ def _bound_statements(app: Flask) -> None:
         # at least 1 ms: a statement_timeout of 0 is none at all
         milliseconds = max(1, int(float(seconds) * 1000))
         connect_args["options"] = f"{server_options} -c statement_timeout={milliseconds}".strip()
+        app.extensions[STATEMENT_TIMEOUT_ASKED] = milliseconds  # checked at start: statement_timeout_problem
     options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+#: app.extensions key: the statement_timeout (ms) a serving process asks for in libpq's options
+STATEMENT_TIMEOUT_ASKED = "identity_statement_timeout_ms"
+STATEMENT_TIMEOUT_PROBLEM = "database statement_timeout is"
+
+
+def statement_timeout_problem() -> str | None:
+    """Why the connections lack the statement_timeout _bound_statements asked for, or None: a
+    pooler that drops libpq's options (PgBouncer's `ignore_startup_parameters = options`) leaves
+    every statement unbounded, silently."""
+    asked = current_app.extensions.get(STATEMENT_TIMEOUT_ASKED)
+    if asked is None:
+        return None
+    try:
+        with db.engine.connect() as conn:
+            setting = conn.execute(text("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")).scalar()
+    except Exception:  # unreachable: schema_problem says so
+        return None
+    if int(setting) == asked:
+        return None
+    return (f"{STATEMENT_TIMEOUT_PROBLEM} {setting} ms, not the {asked} ms of DATABASE_STATEMENT_TIMEOUT_SECONDS "
+            "(a pooler such as PgBouncer dropped libpq's options, ignore_startup_parameters): set "
+            "FLASK_DATABASE_STATEMENT_TIMEOUT_SECONDS=0 and bound statements on the role instead "
+            "(ALTER ROLE <role> SET statement_timeout = '30s')")
 
 
 def attach_migrate(app: Flask) -> None:
@@ -345,7 +371,7 @@ def check_schema_on_start(app: Flask) -> None:
     if not serves_requests():
         return
     with app.app_context():
-        problem = schema_problem(detail=True)
+        problem = schema_problem(detail=True) or statement_timeout_problem()
     if problem is None:
         app.extensions[_SERVED_CURRENT] = True
         _mark_server_served()
@@ -356,7 +382,7 @@ def check_schema_on_start(app: Flask) -> None:
                            "update: a new start of this release is refused)", problem)
         app.extensions[_SERVED_CURRENT] = True
         return
-    if problem and problem.startswith(("database schema", POOLER_PROBLEM)):
+    if problem and problem.startswith(("database schema", POOLER_PROBLEM, STATEMENT_TIMEOUT_PROBLEM)):
         print(f"{app.config['PRODUCT_NAME']}: {problem}", file=sys.stderr)
         raise SystemExit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
     if problem:
