@@ -177,3 +177,36 @@ def test_a_pooler_that_drops_the_statement_timeout_stops_the_server_at_start(_mi
         finally:
             with app.app_context():
                 db.engine.dispose()
+
+
+def test_several_writes_in_one_pipelined_transaction_through_a_transaction_pooler_do_not_fail(app, seeded):
+    """The same for the writes sent together (write_all: the sign-in's writes after the hash):
+    their prepared statements failed the whole transaction with a 503, again and again, since the
+    connection went on preparing. The transaction never committed, so it is sent once more."""
+    from sqlalchemy import select
+
+    from identity.models import User
+    from identity.store import lockout as lockout_rows
+    from identity.store.writes import write
+
+    with app.app_context():
+        alice_id, before = db.session.execute(
+            select(User.id, User.failed_attempts).where(User.username == "alice")).one()
+        db.session.remove()
+    with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=2) as bouncer:
+        workers = [create_app(make_config(bouncer.uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0)) for _ in range(3)]
+        failures = []
+        for _ in range(7):
+            for worker in workers:
+                with worker.app_context():
+                    try:  # one attempt counted and one taken back: two statements, one transaction
+                        write(lockout_rows.release_attempt(alice_id, place=1000, own_lock=-1),
+                              lockout_rows.release_attempt(alice_id, place=1000, own_lock=-1))
+                    except Exception as err:  # noqa: BLE001  (the 503's cause)
+                        failures.append(str(getattr(err, "orig", err)).splitlines()[0])
+        for worker in workers:
+            with worker.app_context():
+                autocommit_connection().close()
+                db.engine.dispose()
+    AutocommitConnection.prepares_lost = False  # for the tests after
+    assert not failures, failures[0]

@@ -158,14 +158,17 @@ class AutocommitConnection:
         return run(*args)
 
     def _stop_preparing(self, connection) -> None:
+        self._prepare_no_more(connection)
+        if connection.info.transaction_status.name != "IDLE":
+            connection.execute("ROLLBACK")
+
+    def _prepare_no_more(self, connection) -> None:
         if not AutocommitConnection.prepares_lost:
             AutocommitConnection.prepares_lost = True
             current_app.logger.warning(
                 "the database lost a prepared statement (a pooler such as PgBouncer in transaction "
                 "pooling before 1.21): the autocommit connections prepare none from now on")
         connection.prepare_threshold = None
-        if connection.info.transaction_status.name != "IDLE":
-            connection.execute("ROLLBACK")
 
     def _execute_once(self, connection, sql: str, args):
         cursor = connection.cursor()
@@ -265,21 +268,8 @@ class AutocommitConnection:
         compiled = [self._args(statement, params) for statement, params in statements]
         with self._lock:
             connection = self._usable()
-            cursors = []
             try:
-                try:
-                    with connection.pipeline():
-                        connection.execute("BEGIN")
-                        if not self.synchronous_commit:
-                            connection.execute(_ASYNC_COMMIT)
-                        for sql, args in compiled:
-                            cursors.append(connection.cursor())
-                            cursors[-1].execute(sql, args)
-                        connection.execute("COMMIT")
-                    counts = [cursor.rowcount for cursor in cursors]
-                finally:
-                    for cursor in cursors:
-                        cursor.close()
+                counts = self._unprepared_if_lost(connection, self._pipelined, connection, compiled)
             except error as err:
                 self._roll_back(connection)
                 self._raise(";\n".join(sql for sql, _ in compiled), [args for _, args in compiled], err)
@@ -289,6 +279,23 @@ class AutocommitConnection:
             self._executed += len(compiled)
             self._last_used = time.monotonic()
             return counts
+
+    def _pipelined(self, connection, compiled) -> list[int]:
+        """write_all's transaction, in one round trip: the rows each statement changed."""
+        cursors = []
+        try:
+            with connection.pipeline():
+                connection.execute("BEGIN")
+                if not self.synchronous_commit:
+                    connection.execute(_ASYNC_COMMIT)
+                for sql, args in compiled:
+                    cursors.append(connection.cursor())
+                    cursors[-1].execute(sql, args)
+                connection.execute("COMMIT")
+            return [cursor.rowcount for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def _roll_back(self, connection) -> None:
         """After a failed statement: end the transaction it left open, or drop a broken connection."""
@@ -313,6 +320,8 @@ class AutocommitConnection:
                 try:
                     return self._execute(connection, sql, args)[1]
                 except error as err:
+                    if getattr(err, "sqlstate", None) in _PREPARED_LOST:  # too late for this transaction
+                        self._prepare_no_more(connection)
                     self._raise(sql, args, err)
 
             try:
