@@ -80,7 +80,7 @@ def test_two_migration_runs_through_a_transaction_pooler_do_not_overlap(_migrate
     from flask_migrate import upgrade
     from sqlalchemy import event
 
-    from identity.services.schema import MIGRATIONS_DIR, attach_migrate
+    from identity.services.schema import MIGRATIONS_DIR, _logging_kept, attach_migrate
     from servers import ROOT, server_env
 
     with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=3) as bouncer:
@@ -101,7 +101,8 @@ def test_two_migration_runs_through_a_transaction_pooler_do_not_overlap(_migrate
             with app.app_context():
                 event.listen(db.engine, "before_cursor_execute", pause_in_the_run)
                 try:
-                    upgrade(directory=MIGRATIONS_DIR)
+                    with _logging_kept():  # Alembic's fileConfig would replace the root handlers
+                        upgrade(directory=MIGRATIONS_DIR)
                 finally:
                     event.remove(db.engine, "before_cursor_execute", pause_in_the_run)
                     db.engine.dispose()
