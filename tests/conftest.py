@@ -175,6 +175,15 @@ def client(app):
     return app.test_client()
 
 
+def postgresql_only() -> list:
+    """A module's `pytestmark` when it runs on the suite's PostgreSQL alone (marked `postgres`;
+    skipped on SQLite)."""
+    return [pytest.mark.postgres,
+            pytest.mark.skipif(not os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "").startswith("postgresql"),
+                               reason="needs PostgreSQL: set FLASK_SQLALCHEMY_DATABASE_URI=postgresql+psycopg://... "
+                                      "(.ci/run does)")]
+
+
 @pytest.fixture
 def own_sqlite_app(tmp_path):
     """An app on its own fresh SQLite file, migrated: safe to damage (its schema moved, its file

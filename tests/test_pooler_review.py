@@ -10,24 +10,21 @@ import sys
 import threading
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from app import create_app
-from conftest import make_config
+from conftest import make_config, postgresql_only
 from identity.extensions import db
+from identity.models import User
 from identity.services.schema import check_schema_on_start, schema_problem
+from identity.store import lockout as lockout_rows
 from identity.store.connection import AutocommitConnection, autocommit_connection
+from identity.store.writes import write
 from pooler_review_support import pgbouncer
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        not DATABASE_URI.startswith("postgresql"),
-        reason="needs PostgreSQL: set FLASK_SQLALCHEMY_DATABASE_URI=postgresql+psycopg://... (.ci/run does)",
-    ),
-]
+pytestmark = postgresql_only()
 
 
 @pytest.fixture(scope="module")
@@ -126,22 +123,17 @@ def test_two_migration_runs_through_a_transaction_pooler_do_not_overlap(_migrate
         assert second.returncode == 0, out
 
 
-def test_hot_path_writes_through_a_transaction_pooler_do_not_fail_on_prepared_statements(app, seeded):
-    """psycopg prepares a statement on its fifth run. The autocommit connection's writes (the sign-in's
-    attempt counter, refresh rotations, code redemption) then went as `_pg3_0` to whichever server
-    connection PgBouncer's transaction pooling handed out: where another worker had prepared its own
-    `_pg3_0` the write failed with DuplicatePreparedStatement (a 503), and where none had, with
-    "prepared statement does not exist". The statement never ran, so it is now run again unprepared,
-    and that connection prepares nothing more."""
-    from sqlalchemy import select
-
-    from identity.models import User
-    from identity.store import lockout as lockout_rows
-
+def _alice_and_attempts(app) -> tuple[int, int]:
     with app.app_context():
-        alice_id, before = db.session.execute(
-            select(User.id, User.failed_attempts).where(User.username == "alice")).one()
+        row = db.session.execute(select(User.id, User.failed_attempts).where(User.username == "alice")).one()
         db.session.remove()
+    return tuple(row)
+
+
+def _in_three_workers_through_a_transaction_pool(write_once) -> tuple[list[str], bool]:
+    """`write_once()` 7 times in each of three workers (apps) sharing PgBouncer's transaction pool
+    of two server connections: the first line of each failure (a 503's cause), and whether a
+    connection stopped preparing (reset for the tests after)."""
     with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=2) as bouncer:
         workers = [create_app(make_config(bouncer.uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0)) for _ in range(3)]
         failures = []
@@ -149,18 +141,30 @@ def test_hot_path_writes_through_a_transaction_pooler_do_not_fail_on_prepared_st
             for worker in workers:
                 with worker.app_context():
                     try:
-                        lockout_rows.record_sign_in_attempt(alice_id, stamp=1, limit=1000, lock_until=2)
+                        write_once()
                     except Exception as err:  # noqa: BLE001  (the 503's cause)
                         failures.append(str(getattr(err, "orig", err)).splitlines()[0])
         for worker in workers:
             with worker.app_context():
                 autocommit_connection().close()
                 db.engine.dispose()
-    lost, AutocommitConnection.prepares_lost = AutocommitConnection.prepares_lost, False  # for the tests after
+    lost, AutocommitConnection.prepares_lost = AutocommitConnection.prepares_lost, False
+    return failures, lost
+
+
+def test_hot_path_writes_through_a_transaction_pooler_do_not_fail_on_prepared_statements(app, seeded):
+    """psycopg prepares a statement on its fifth run. The autocommit connection's writes (the sign-in's
+    attempt counter, refresh rotations, code redemption) then went as `_pg3_0` to whichever server
+    connection PgBouncer's transaction pooling handed out: where another worker had prepared its own
+    `_pg3_0` the write failed with DuplicatePreparedStatement (a 503), and where none had, with
+    "prepared statement does not exist". The statement never ran, so it is now run again unprepared,
+    and that connection prepares nothing more."""
+    alice_id, before = _alice_and_attempts(app)
+    failures, lost = _in_three_workers_through_a_transaction_pool(
+        lambda: lockout_rows.record_sign_in_attempt(alice_id, stamp=1, limit=1000, lock_until=2))
     assert not failures, failures[0]
     assert lost
-    with app.app_context():
-        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice_id)) == before + 21
+    assert _alice_and_attempts(app) == (alice_id, before + 21)
 
 
 def test_a_pooler_that_drops_the_statement_timeout_stops_the_server_at_start(_migrated):
@@ -184,30 +188,8 @@ def test_several_writes_in_one_pipelined_transaction_through_a_transaction_poole
     """The same for the writes sent together (write_all: the sign-in's writes after the hash):
     their prepared statements failed the whole transaction with a 503, again and again, since the
     connection went on preparing. The transaction never committed, so it is sent once more."""
-    from sqlalchemy import select
-
-    from identity.models import User
-    from identity.store import lockout as lockout_rows
-    from identity.store.writes import write
-
-    with app.app_context():
-        alice_id, before = db.session.execute(
-            select(User.id, User.failed_attempts).where(User.username == "alice")).one()
-        db.session.remove()
-    with pgbouncer(DATABASE_URI, pool_mode="transaction", pool_size=2) as bouncer:
-        workers = [create_app(make_config(bouncer.uri, DATABASE_STATEMENT_TIMEOUT_SECONDS=0)) for _ in range(3)]
-        failures = []
-        for _ in range(7):
-            for worker in workers:
-                with worker.app_context():
-                    try:  # one attempt counted and one taken back: two statements, one transaction
-                        write(lockout_rows.release_attempt(alice_id, place=1000, own_lock=-1),
-                              lockout_rows.release_attempt(alice_id, place=1000, own_lock=-1))
-                    except Exception as err:  # noqa: BLE001  (the 503's cause)
-                        failures.append(str(getattr(err, "orig", err)).splitlines()[0])
-        for worker in workers:
-            with worker.app_context():
-                autocommit_connection().close()
-                db.engine.dispose()
-    AutocommitConnection.prepares_lost = False  # for the tests after
+    alice_id, _ = _alice_and_attempts(app)
+    failures, _ = _in_three_workers_through_a_transaction_pool(  # one attempt counted and one taken back
+        lambda: write(lockout_rows.release_attempt(alice_id, place=1000, own_lock=-1),
+                      lockout_rows.release_attempt(alice_id, place=1000, own_lock=-1)))
     assert not failures, failures[0]

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from actions import OAuthActions
+from conftest import postgresql_only
 from identity.errors import AccountLocked, ValidationFailed
 from identity.extensions import db
 from identity.models import ApiScope, Client, RefreshToken, User
@@ -31,13 +32,7 @@ from servers import ROOT, authorize, csrf_from, redirect_params, run_together, s
 
 DATABASE_URI = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "")
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        not DATABASE_URI.startswith("postgresql"),
-        reason="needs PostgreSQL: set FLASK_SQLALCHEMY_DATABASE_URI=postgresql+psycopg://... (.ci/run does)",
-    ),
-]
+pytestmark = postgresql_only()
 
 ROUNDS = 4
 PASSWORD = "tulip-quartz-harbor-917"
