@@ -200,7 +200,7 @@ def test_a_database_failure_is_counted(app, client, monkeypatch):
     def broken():
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(ops, "schema_problem", broken)
+    monkeypatch.setattr(ops, "readiness_problem", broken)
     before = sample("identity_database_errors_total")
     assert client.get("/readyz").status_code == 503
     assert sample("identity_database_errors_total") == before + 1

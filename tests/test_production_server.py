@@ -180,7 +180,9 @@ def test_a_graceful_reload_under_load_loses_no_request(server):
         time.sleep(1.0)
         in_flight = len(load.outcomes)
         server.reload()  # SIGHUP to the main process
-        after = server.wait_for_workers(not_in=before)
+        # granian starts the successors one at a time, each once the last has built its app (10 s
+        # and more each on the CI's loaded cores, where 30 s for both ran out once)
+        after = server.wait_for_workers(not_in=before, timeout=90)
         served_before_new = len(load.outcomes)
         deadline = time.monotonic() + 30
         while len(load.outcomes) < served_before_new + 3 and time.monotonic() < deadline:

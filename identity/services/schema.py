@@ -358,7 +358,6 @@ def readiness_problem() -> str | None:
     return problem
 
 
-
 def check_schema_on_start(app: Flask) -> None:
     """Refuse to serve against a missing or old schema, naming the command that fixes it.
 
