@@ -266,8 +266,7 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
     if current is not None and current not in known_revisions():
         # a newer release's migrations have run (a rolling update): upgrading to this code's head
         # failed in Alembic's words ("Can't locate revision identified by ..."), after its log lines
-        raise click.ClickException(f"{NEWER_SCHEMA} {current}, a revision this code does not know (its newest is "
-                                   f"{head_revision()}): run this command with the release that upgraded it")
+        raise click.ClickException(_newer_schema(current, "run this command with the release that upgraded it"))
     if current != head_revision():
         from flask_migrate import upgrade
 
@@ -310,8 +309,7 @@ def schema_problem(*, detail: bool = False) -> str | None:
         return f"database unreachable: {reason}"
     if current is not None and current not in known_revisions():
         # upgraded by a newer release (or another branch): `db upgrade` here cannot find it
-        return (f"{NEWER_SCHEMA} {current}, a revision this code does not know (its newest is "
-                f"{head_revision()}): serve it with the code that upgraded it, or downgrade it with that code")
+        return _newer_schema(current, "serve it with the code that upgraded it, or downgrade it with that code")
     if current != head_revision():
         return f"database schema is out of date (at {current or 'nothing'}, need {head_revision()}): run `{UPGRADE_COMMAND}`"
     return None
@@ -319,6 +317,14 @@ def schema_problem(*, detail: bool = False) -> str | None:
 
 #: how schema_problem's reason for a schema a newer release upgraded begins
 NEWER_SCHEMA = "database schema is at"
+
+
+def _newer_schema(current: str, what_to_do: str) -> str:
+    """Why a schema a newer release (or another branch) upgraded cannot be served or upgraded here."""
+    return (f"{NEWER_SCHEMA} {current}, a revision this code does not know (its newest is {head_revision()}): "
+            f"{what_to_do}")
+
+
 #: app.extensions key: this process has found the schema at its own head (so it serves)
 _SERVED_CURRENT = "identity_schema_served_current"
 

@@ -126,21 +126,24 @@ def _forget_user() -> None:
     g._login_user = login_manager.anonymous_user()
 
 
-def _database_error(err: Exception):
+def _unavailable(logged: str, *args):
+    """503 with Retry-After, the transaction ended and the page rendered anonymously; `logged`
+    (with `args`) is the one line the log gets."""
     db.session.rollback()
     _forget_user()
-    current_app.logger.error("database unavailable: %s", type(err).__name__)
-    metrics.count_database_error()
+    current_app.logger.error(logged, *args)
     return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
+
+
+def _database_error(err: Exception):
+    metrics.count_database_error()
+    return _unavailable("database unavailable: %s", type(err).__name__)
 
 
 def _undecryptable_key(err: Exception):
     """A stored key no KEY_ENCRYPTION_KEY opens: a setting to fix (its message names the key and
     what to do), in one line, and 503 as /readyz says, not a defect's traceback and 500."""
-    db.session.rollback()
-    _forget_user()
-    current_app.logger.error("%s", err)
-    return render_error(503, "Service Unavailable", "The service is temporarily unavailable; try again shortly.", {"Retry-After": "5"})
+    return _unavailable("%s", err)
 
 
 def _unexpected(err: Exception):
