@@ -594,6 +594,28 @@ def test_readyz_is_503_with_a_reason_when_the_schema_is_out_of_date(own_sqlite_a
     assert client.get("/readyz").status_code == 200, "ready again once the schema is current"
 
 
+def test_readyz_logs_its_reason_when_it_changes_not_at_every_probe(own_sqlite_app, caplog):
+    """An instance that stays NotReady says why in its own log (the probe's body is seen by the
+    orchestrator only): once when the reason appears, once when it is ready again."""
+    caplog.set_level(logging.INFO, logger="identity.readiness")
+    client = own_sqlite_app.test_client()
+    assert client.get("/readyz").status_code == 200
+    with own_sqlite_app.app_context(), db.engine.begin() as conn:
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        conn.execute(text("UPDATE alembic_version SET version_num = :first"), {"first": FIRST_REVISION})
+    for _ in range(3):
+        assert client.get("/readyz").status_code == 503
+    with own_sqlite_app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "identity.readiness"]
+    assert len(lines) == 2, lines
+    assert lines[0][0] == "WARNING" and lines[0][1].startswith("not ready: ") and "out of date" in lines[0][1]
+    assert lines[1][1].startswith("ready again") and "out of date" in lines[1][1]
+
+
 def test_readyz_is_503_when_the_signing_keys_cannot_be_loaded(own_sqlite_app, monkeypatch):
     from identity.services import keys
 

@@ -195,12 +195,12 @@ def test_latency_by_endpoint_name_or_unmatched(client):
 
 def test_a_database_failure_is_counted(app, client, monkeypatch):
     from sqlalchemy.exc import OperationalError
-    from identity.web import ops
+    from identity.services import readiness
 
     def broken():
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(ops, "readiness_problem", broken)
+    monkeypatch.setattr(readiness, "readiness_problem", broken)
     before = sample("identity_database_errors_total")
     assert client.get("/readyz").status_code == 503
     assert sample("identity_database_errors_total") == before + 1

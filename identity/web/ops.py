@@ -3,8 +3,7 @@
 from flask import Blueprint, jsonify
 
 from ..extensions import limiter
-from ..services.schema import readiness_problem
-from ..services import keys
+from ..services.readiness import readiness
 
 bp = Blueprint("ops", __name__)
 # a load balancer probes every instance from the same few addresses, counted in the limits' shared
@@ -22,13 +21,7 @@ def healthz():
 def readyz():
     """Answer 200 when the database is reachable, the schema current (or, once this process has
     served, upgraded by a newer release) and a signing key loaded."""
-    problem = readiness_problem()
-    if problem is None:
-        try:
-            for alg in keys.configured_algs():
-                keys.signing_key(alg)
-        except Exception as err:
-            problem = f"signing key not available: {type(err).__name__}"
+    problem = readiness()
     if problem:
         response = jsonify(status="unavailable", reason=problem)
         response.status_code = 503
