@@ -6,6 +6,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from identity.plumbing import wsgi
 from identity.plumbing.body_limit import ChunkedBodyLimit
 from identity.plumbing.headers import ResponseHeaders
+from identity.plumbing.issuer_path import IssuerPath
 from identity.plumbing.whole_body import WholeBody
 from identity.services.logout_delivery import DeliverAfterResponses
 from identity.services.purge import PurgeAfterResponses
@@ -14,7 +15,7 @@ from identity.web.fast_documents import FastDocuments
 from identity.web.inputs import AsciiQueryString, KnownHost
 from identity.web.metrics import Metrics
 
-OUTERMOST_FIRST = [ProxyFix, PurgeAfterResponses, DeliverAfterResponses, WholeBody, ResponseHeaders, Metrics, ChunkedBodyLimit, KnownHost,
+OUTERMOST_FIRST = [ProxyFix, IssuerPath, PurgeAfterResponses, DeliverAfterResponses, WholeBody, ResponseHeaders, Metrics, ChunkedBodyLimit, KnownHost,
                    AsciiQueryString,
                    FastDocuments, Cors]
 
@@ -33,7 +34,8 @@ def test_the_list_names_each_layer_once_with_a_reason():
 
 
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "PURGE_INTERVAL_SECONDS": 300,
-                                         "BACKCHANNEL_LOGOUT_POLL_SECONDS": 15}])
+                                         "BACKCHANNEL_LOGOUT_POLL_SECONDS": 15,
+                                         "ISSUER": "https://id.example.com/identity"}])
 def test_every_layer_wraps_the_app_in_the_written_order(app):
     assert layers(app) == OUTERMOST_FIRST
 

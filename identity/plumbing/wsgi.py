@@ -8,7 +8,7 @@ wsgi_app)` returns the wrapped app, or `wsgi_app` itself when its setting turns 
 
 from flask import Flask
 
-from . import body_limit, headers, whole_body
+from . import body_limit, headers, issuer_path, whole_body
 from ..config import startup
 from ..services import logout_delivery, purge
 from ..web import cors, fast_documents, inputs, metrics
@@ -17,6 +17,8 @@ from ..web import cors, fast_documents, inputs, metrics
 LAYERS = (
     (startup.proxy_fix,
      "ProxyFix: first, so every layer inside sees the client's address, scheme and host"),
+    (issuer_path.layer,
+     "an issuer's path taken off the request's: before every layer that reads the path"),
     (purge.layer,
      "purge after responses: outside the headers layer, so a pass is not part of a request's logged time"),
     (logout_delivery.layer,

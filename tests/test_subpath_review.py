@@ -1,0 +1,67 @@
+"""Served behind a TLS-terminating reverse proxy, with an issuer that has a path
+(docs/deployment.md, "Behind a reverse proxy"; docs/configuration.md, FLASK_ISSUER)."""
+
+from urllib.parse import urlsplit
+
+import pytest
+
+PATH_ISSUER = "https://login.example.com/identity"
+# what the docs' nginx block sends for https://login.example.com/... ("location /", the path passed on unchanged)
+PROXY = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "login.example.com",
+         "X-Forwarded-Port": "443"}
+UPSTREAM = "http://127.0.0.1:8000"
+
+
+def _via_proxy(client, method, url, **kwargs):
+    """A request as the proxy passes it on: the public URL's path, unchanged, to the upstream."""
+    path = urlsplit(url)
+    target = path.path + ("?" + path.query if path.query else "")
+    return client.open(target, method=method, base_url=UPSTREAM, headers={**PROXY, **kwargs.pop("headers", {})},
+                       **kwargs)
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": PATH_ISSUER}])
+def test_an_issuer_with_a_path_serves_its_discovery_document_and_every_endpoint_it_names(app, seeded):
+    """FLASK_ISSUER https://login.example.com/identity is accepted (test_config.py), and discovery
+    names every endpoint under it; the proxy passes the whole host on (`location /`, as the docs
+    say). OpenID Connect Discovery 1.0 section 4: the document is at the issuer plus
+    /.well-known/openid-configuration. Each of those URLs was a 404: the server answered at the
+    root only."""
+    client = app.test_client()
+    found = _via_proxy(client, "GET", PATH_ISSUER + "/.well-known/openid-configuration")
+    assert found.status_code == 200, f"discovery at the issuer's path: {found.status_code}"
+    doc = found.get_json()
+    assert doc["issuer"] == PATH_ISSUER
+    jwks = _via_proxy(client, "GET", doc["jwks_uri"])
+    assert jwks.status_code == 200 and jwks.get_json()["keys"], f"jwks_uri: {jwks.status_code}"
+    # the protocol endpoints answer as themselves (an OAuth error), not "nothing at this address"
+    token = _via_proxy(client, "POST", doc["token_endpoint"], data={"grant_type": "client_credentials"})
+    assert token.status_code == 401 and token.get_json()["error"] == "invalid_client", token.status_code
+    for name in ("revocation_endpoint", "introspection_endpoint"):
+        answer = _via_proxy(client, "POST", doc[name], data={"token": "x"})
+        assert answer.status_code == 401, f"{name}: {answer.status_code}"
+    userinfo = _via_proxy(client, "GET", doc["userinfo_endpoint"])
+    assert userinfo.status_code == 401 and "Bearer" in userinfo.headers["WWW-Authenticate"], userinfo.status_code
+    authorize = _via_proxy(client, "GET", doc["authorization_endpoint"] + "?client_id=spa&response_type=code"
+                           "&scope=openid&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback"
+                           "&code_challenge=" + "a" * 43 + "&code_challenge_method=S256")
+    assert authorize.status_code == 302 and "/account/login?" in authorize.headers["Location"], authorize.status_code
+    ended = _via_proxy(client, "GET", doc["end_session_endpoint"])
+    assert ended.status_code in (200, 302), f"end_session_endpoint: {ended.status_code}"
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": "https://login.example.com/connect"}])
+def test_an_issuer_whose_path_is_one_of_the_servers_own_keeps_the_root_paths(app, seeded):
+    """An issuer at https://login.example.com/connect: its endpoints are /connect/connect/...,
+    and the server's own /connect/authorize (where a sign-in resumes) and /connect/token still
+    answer at the root."""
+    client = app.test_client()
+    doc = _via_proxy(client, "GET", "https://login.example.com/connect/.well-known/openid-configuration").get_json()
+    assert doc["token_endpoint"] == "https://login.example.com/connect/connect/token"
+    for url in (doc["token_endpoint"], "https://login.example.com/connect/token"):
+        answer = _via_proxy(client, "POST", url, data={"grant_type": "client_credentials"})
+        assert answer.status_code == 401, f"{url}: {answer.status_code}"
+    resumed = _via_proxy(client, "GET", "https://login.example.com/connect/authorize?client_id=spa")
+    assert resumed.status_code != 404
