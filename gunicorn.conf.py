@@ -181,6 +181,10 @@ limit_request_field_size = 8190
 
 # --- proxies --------------------------------------------------------------------------
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# No SCRIPT_NAME (or PATH_INFO) header from those proxies either (gunicorn's default maps them):
+# the server answers at the root of its host (docs/deployment.md), and a proxy that passes on
+# headers with an underscore would let a client move it for its request (a 404, or gunicorn's 500)
+forwarder_headers = ""
 
 # --- control socket (gunicorn >= 25.1; older versions ignore these names) ------------------
 if os.environ.get("GUNICORN_CONTROL_SOCKET"):

@@ -51,6 +51,45 @@ def test_an_issuer_with_a_path_serves_its_discovery_document_and_every_endpoint_
     assert ended.status_code in (200, 302), f"end_session_endpoint: {ended.status_code}"
 
 
+# --- a real gunicorn, as deployed: requests from the proxy's address (127.0.0.1) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory):
+    from servers import GunicornServer
+
+    folder = tmp_path_factory.mktemp("subpath-gunicorn")
+    with GunicornServer("sqlite:///" + str(folder / "identity.db"), workers=1, name="subpath", log_dir=folder,
+                        issuer="http://login.example.com", env={"FLASK_TRUST_PROXY_HOPS": "1"}) as server:
+        yield server
+
+
+def _raw_get(server, path: str, headers: dict) -> tuple[int, bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("GET", path, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+@pytest.mark.parametrize("prefix", ["/account", "/elsewhere"])
+def test_a_script_name_header_passed_on_by_the_proxy_does_not_move_the_server(gunicorn_server, prefix):
+    """deployment.md: X-Forwarded-Prefix is not read, the server answers at the root of its host
+    (a proxy that does not set it passes on the client's own). gunicorn read a `SCRIPT_NAME`
+    header from the proxy's address (FORWARDED_ALLOW_IPS, 127.0.0.1 by default; its default
+    forwarder_headers) and moved the app under it for that request: a proxy that passes on
+    headers with an underscore (Traefik, HAProxy; nginx drops them) let any client turn the
+    sign-in page into a 404, or into gunicorn's 500 "Configuration problem" page."""
+    status, body = _raw_get(gunicorn_server, "/account/login", {**PROXY, "SCRIPT_NAME": prefix})
+    assert status == 200 and b'name="csrf_token"' in body, f"SCRIPT_NAME {prefix}: {status} {body[:120]!r}"
+
+
 @pytest.mark.database_independent
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": "https://login.example.com/connect"}])
 def test_an_issuer_whose_path_is_one_of_the_servers_own_keeps_the_root_paths(app, seeded):
