@@ -16,7 +16,7 @@ def _via_proxy(client, method, url, **kwargs):
     """A request as the proxy passes it on: the public URL's path, unchanged, to the upstream."""
     path = urlsplit(url)
     target = path.path + ("?" + path.query if path.query else "")
-    return client.open(target, method=method, base_url=UPSTREAM, headers={**PROXY, **kwargs.pop("headers", {})},
+    return client.open(target, method=method, base_url=UPSTREAM, headers=kwargs.pop("headers", PROXY),
                        **kwargs)
 
 
@@ -88,6 +88,41 @@ def test_a_script_name_header_passed_on_by_the_proxy_does_not_move_the_server(gu
     sign-in page into a 404, or into gunicorn's 500 "Configuration problem" page."""
     status, body = _raw_get(gunicorn_server, "/account/login", {**PROXY, "SCRIPT_NAME": prefix})
     assert status == 200 and b'name="csrf_token"' in body, f"SCRIPT_NAME {prefix}: {status} {body[:120]!r}"
+
+
+PORT_ISSUER = "https://login.example.com:8443"
+# the docs' nginx block in a container that listens on 443, published on 8443: $host has no
+# port, $server_port is the container's
+REMAPPED = {**PROXY, "X-Forwarded-Port": "443"}
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": PORT_ISSUER}])
+def test_a_form_posted_from_the_issuers_own_origin_is_accepted_on_a_non_default_port(app, seeded):
+    """FLASK_ISSUER https://login.example.com:8443 is the provider's public origin; a browser on
+    it sends Referer https://login.example.com:8443/... Behind the docs' nginx block (Host and
+    X-Forwarded-Host $host, without the port; X-Forwarded-Port $server_port, 443 inside a
+    container published on 8443), Flask-WTF's HTTPS referrer check compared it with the host the
+    proxy named and refused every form: the sign-in page answered 400 "The referrer does not
+    match the host.", though the referrer was the issuer's own origin."""
+    from conftest import ALICE_PASSWORD, csrf_token
+
+    client = app.test_client()
+    login = PORT_ISSUER + "/account/login"
+    page = _via_proxy(client, "GET", login, headers=REMAPPED)
+    assert page.status_code == 200
+    posted = _via_proxy(client, "POST", login, headers={**REMAPPED, "Referer": login},
+                        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "username": "alice",
+                              "password": ALICE_PASSWORD})
+    refused = "The referrer does not match the host."
+    assert posted.status_code == 302, f"sign-in from the issuer's origin: {posted.status_code}" + \
+        (f" {refused}" if refused in posted.get_data(as_text=True) else "")
+    # another origin is still refused
+    page = _via_proxy(client, "GET", login, headers=REMAPPED)
+    foreign = _via_proxy(client, "POST", login, headers={**REMAPPED, "Referer": "https://login.example.com:9443/x"},
+                         data={"csrf_token": csrf_token(page.get_data(as_text=True)), "username": "alice",
+                               "password": ALICE_PASSWORD})
+    assert foreign.status_code == 400
 
 
 @pytest.mark.database_independent
