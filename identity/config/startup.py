@@ -86,37 +86,36 @@ def is_development(app: Flask) -> bool:
 
 def _development_secret_key(app: Flask) -> str:
     """Generate a key once and keep it in instance/, so restarts do not sign everyone out."""
-    os.makedirs(app.instance_path, exist_ok=True)
-    path = os.path.join(app.instance_path, "secret_key")
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-        app.logger.warning("generated a development SECRET_KEY in %s; set FLASK_SECRET_KEY in production", path)
-    with open(path) as f:
-        return f.read().strip()
+    return _development_secret(app, "secret_key", "SECRET_KEY", lambda: secrets.token_urlsafe(48))
 
 
 def _development_key_encryption_key(app: Flask) -> str:
     """Like the development SECRET_KEY: one Fernet key in instance/ (0600), kept across restarts,
     so `make run` encrypts its signing keys with nothing set. Losing the file loses the keys."""
+    return _development_secret(app, "key_encryption_key", "KEY_ENCRYPTION_KEY", lambda: Fernet.generate_key().decode())
+
+
+def _development_secret(app: Flask, name: str, setting: str, generate) -> str:
+    """The secret in instance/NAME (0600), made by the first process that starts. Another process
+    starting at the same moment finds the file made and perhaps not yet written: it waits for
+    the content rather than taking an empty secret (or failing on the file it meant to create)."""
     os.makedirs(app.instance_path, exist_ok=True)
-    path = os.path.join(app.instance_path, "key_encryption_key")
+    path = os.path.join(app.instance_path, name)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         pass
     else:
         with os.fdopen(fd, "w") as f:
-            f.write(Fernet.generate_key().decode())
-        app.logger.warning("generated a development KEY_ENCRYPTION_KEY in %s; set FLASK_KEY_ENCRYPTION_KEY in production", path)
+            f.write(generate())
+        app.logger.warning("generated a development %s in %s; set FLASK_%s in production", setting, path, setting)
     for _ in range(50):  # another process may have created the file and not yet written it
         with open(path) as f:
             key = f.read().strip()
         if key:
             return key
         time.sleep(0.02)
-    raise ConfigurationError(f"{path} is empty: delete it to have a new development KEY_ENCRYPTION_KEY made")
+    raise ConfigurationError(f"{path} is empty: delete it to have a new development {setting} made")
 
 
 def _key_encryption_keys(value) -> list[str]:
