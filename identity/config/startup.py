@@ -80,6 +80,30 @@ def _check_secret_key_length(key) -> None:
                                  "print(secrets.token_hex(32))'")
 
 
+def _secret_key_fallbacks(value) -> list:
+    """SECRET_KEY_FALLBACKS (Flask's: earlier keys a session cookie is still read with) as a list.
+    A single key is one key: Flask extends its key list with the value, so a string
+    (FLASK_SECRET_KEY_FALLBACKS=oldkey, not JSON) became one key per character, and a session cookie
+    signed with any one character was taken."""
+    if not value:
+        return []
+    found = [value] if isinstance(value, (str, bytes)) else value
+    if not isinstance(found, (list, tuple)) or not all(isinstance(key, (str, bytes)) and key for key in found):
+        raise ConfigurationError("SECRET_KEY_FALLBACKS must be a key or a list of keys (FLASK_SECRET_KEY_FALLBACKS="
+                                 "'[\"OLD\"]'), earlier SECRET_KEYs a session cookie is still read with")
+    return list(found)
+
+
+def _check_secret_key_fallbacks_length(fallbacks) -> None:
+    """A session cookie signed with a fallback is taken as one signed with SECRET_KEY: each is held
+    to the same length."""
+    for key in fallbacks:
+        if len(key) < SECRET_KEY_MIN_LENGTH:
+            raise ConfigurationError(f"SECRET_KEY_FALLBACKS: each key must be at least {SECRET_KEY_MIN_LENGTH} "
+                                     f"characters, as SECRET_KEY, not {len(key)}: a session cookie signed with it is "
+                                     "taken as one signed with SECRET_KEY")
+
+
 def is_development(app: Flask) -> bool:
     return app.config["ENVIRONMENT"] in ("development", "testing")
 
@@ -154,8 +178,10 @@ def init_app(app: Flask) -> None:
         # in development the issuer may come from the request's Host (a local demo; never cached publicly)
         require(app, *(name for name in REQUIRED_TO_SERVE if name not in OPTIONAL_IN_DEVELOPMENT or not is_development(app)))
     check_settings(cfg, development=is_development(app))  # (SECRET_KEY is text, not a number read as JSON)
+    cfg["SECRET_KEY_FALLBACKS"] = _secret_key_fallbacks(cfg.get("SECRET_KEY_FALLBACKS"))
     if serves_requests() and not is_development(app):
         _check_secret_key_length(cfg["SECRET_KEY"])
+        _check_secret_key_fallbacks_length(cfg["SECRET_KEY_FALLBACKS"])
     secure = cfg["SESSION_COOKIE_SECURE"]
     if secure is None:
         secure = not is_development(app)
