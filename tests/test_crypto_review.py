@@ -3,9 +3,12 @@
 import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
+from sqlalchemy import select
 
 from app import create_app
 from identity.config.startup import ConfigurationError
+from identity.extensions import db
+from identity.models import AuditEvent
 
 KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
 
@@ -73,3 +76,57 @@ def test_a_secret_key_fallback_given_as_plain_text_is_one_key_not_one_per_charac
         cookie = app.session_interface.get_signing_serializer(signer).dumps({"_user_id": "forged"})
         opened = serializer.loads_unsafe(cookie)[0]
         assert opened is (key == old), f"a cookie signed with {key!r} opened: {opened}"
+
+
+# --- mail: reset links and the SMTP login travel over TLS -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smtp_certificate(tmp_path_factory):
+    from crypto_review_support import self_signed_certificate
+
+    return self_signed_certificate(tmp_path_factory.mktemp("smtp"))
+
+
+@pytest.fixture(scope="module", params=["ssl", "starttls"])
+def tls_mail_server(request, smtp_certificate):
+    from crypto_review_support import TlsMailServer
+
+    server = TlsMailServer(*smtp_certificate, implicit=request.param == "ssl").start()
+    server.setting = "MAIL_USE_SSL" if request.param == "ssl" else "MAIL_USE_TLS"
+    yield server
+    server.stop()
+
+
+def _send_reset_mail(app, server) -> bool:
+    from identity.services import mail as mail_service
+
+    app.config.update(MAIL_PORT=server.port, **{server.setting: True})
+    mail_service.init_app(app)  # Flask-Mail reads its settings once
+    with app.test_request_context("/"):
+        return mail_service.send("alice@example.com", "password_reset", link="https://id.example/reset?token=t0k3n",
+                                 name="Alice", username="alice", lifetime="30 minutes")
+
+
+def test_mail_is_not_sent_to_a_server_whose_certificate_nobody_trusts(app, tls_mail_server, monkeypatch):
+    """MAIL_USE_SSL / MAIL_USE_TLS promise TLS, and the mail carries password-reset links (and the
+    login, MAIL_PASSWORD): smtplib without an SSL context checks neither the certificate nor the
+    host name, so anyone on the path who answered with a certificate of their own read them all."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    tls_mail_server.inbox.clear()
+    sent = _send_reset_mail(app, tls_mail_server)
+    delivered = tls_mail_server.inbox.messages
+    assert not delivered, f"a reset link went to an unverified TLS server ({tls_mail_server.setting}); send said {sent}"
+    assert sent is False
+    with app.app_context():
+        reasons = [e.detail["reason"] for e in db.session.scalars(select(AuditEvent).where(AuditEvent.event == "mail_failed"))]
+        db.session.remove()
+    assert reasons == ["SSLCertVerificationError"], reasons
+
+
+def test_mail_is_sent_to_a_server_whose_certificate_is_trusted(app, tls_mail_server, smtp_certificate, monkeypatch):
+    """The same server, its certificate trusted (SSL_CERT_FILE, as for a private CA): the mail leaves."""
+    monkeypatch.setenv("SSL_CERT_FILE", smtp_certificate[0])
+    tls_mail_server.inbox.clear()
+    assert _send_reset_mail(app, tls_mail_server) is True
+    assert tls_mail_server.inbox.wait_for(to="alice@example.com")

@@ -6,6 +6,7 @@ Flask-Mail's settings are read on that first use, from the app's config.
 """
 
 import smtplib
+import ssl
 from email.charset import QP, Charset
 from email.headerregistry import Address
 from email.mime.text import MIMEText
@@ -21,14 +22,21 @@ SMTPException = smtplib.SMTPException
 
 class _TimedConnection(Connection):
     """Flask-Mail's connection, with a timeout (MAIL_TIMEOUT_SECONDS): Flask-Mail opens its SMTP
-    socket without one, so a server that accepts and then hangs would hold the sender forever."""
+    socket without one, so a server that accepts and then hangs would hold the sender forever.
+
+    TLS (MAIL_USE_SSL, MAIL_USE_TLS) checks the server's certificate and host name against the
+    system's CAs (SSL_CERT_FILE names another CA file, for a private CA): smtplib without a context checks
+    neither, so anyone on the path could answer with a certificate of their own and read the
+    password-reset links and the login."""
 
     def configure_host(self):
         state, timeout = self.mail, current_app.config["MAIL_TIMEOUT_SECONDS"]
-        smtp = smtplib.SMTP_SSL if state.use_ssl else smtplib.SMTP
-        host = smtp(state.server, state.port, timeout=timeout)
+        if state.use_ssl:
+            host = smtplib.SMTP_SSL(state.server, state.port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            host = smtplib.SMTP(state.server, state.port, timeout=timeout)
         if state.use_tls:
-            host.starttls()
+            host.starttls(context=ssl.create_default_context())
         if state.username and state.password:
             host.login(state.username, state.password)
         return host
