@@ -101,6 +101,13 @@ def within_lifetime(created_at: int, last_seen_at: int, stamp: int) -> bool:
             and stamp - created_at <= config["SESSION_ABSOLUTE_SECONDS"])
 
 
+def lifetime_bounds(stamp: int) -> tuple[int, int]:
+    """within_lifetime as bounds on the stored times: (last seen at or after, created at or after),
+    for a query that must leave the ended sessions out before it limits the rows it reads."""
+    config = current_app.config
+    return stamp - config["SESSION_IDLE_SECONDS"], stamp - config["SESSION_ABSOLUTE_SECONDS"]
+
+
 def times_are_live(created_at: int | None, last_seen_at: int | None) -> bool:
     """Whether the unrevoked session with these times (read with a grant: None when there is no
     such session, or it was revoked) is live now: not idle, not too old. Read only: an ended

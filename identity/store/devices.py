@@ -11,13 +11,18 @@ from ..models import AuthorizationCode, Client, RefreshToken, UserSession
 from . import refresh_families
 
 
-def unrevoked_sessions(user_id: int, *, limit: int | None = None, public_sid: str | None = None):
+def unrevoked_sessions(user_id: int, *, limit: int | None = None, public_sid: str | None = None,
+                       bounds: tuple[int, int] = (0, 0)):
     """The user's unrevoked sessions, most recently used first (at most `limit`; only the one of
     `public_sid` if given): public_sid, client_id, created_at, last_seen_at, user_agent,
-    ip_address (whether each is still within its lifetime is the service's rule)."""
+    ip_address. `bounds` (last seen at or after, created at or after) leaves out the sessions past
+    their lifetime before the limit (the rule is the service's: browser_sessions.lifetime_bounds),
+    so that ended sessions seen lately do not take the places of live ones seen before them."""
+    seen_since, created_since = bounds
     query = (select(UserSession.public_sid, UserSession.client_id, UserSession.created_at, UserSession.last_seen_at,
                     UserSession.user_agent, UserSession.ip_address)
-             .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+             .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
+                    UserSession.last_seen_at >= seen_since, UserSession.created_at >= created_since)
              .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc()).limit(limit))
     if public_sid is not None:
         query = query.where(UserSession.public_sid == public_sid)

@@ -1,0 +1,55 @@
+"""A large installation's data: pages, commands and endpoints driven against tables an operator
+of 200,000 users and a year of unpurged rows has. Rows are bulk-inserted (one multi-row INSERT,
+then ANALYZE on PostgreSQL, as tests/test_users_past_the_parameter_limit.py does), as small as
+shows each defect."""
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from identity import clock
+from identity.extensions import db
+from identity.models import User, UserSession
+from test_localapi_support import CHEAP_ARGON2
+from test_sessions_devices import by_kind, password_grant, sessions_of
+
+
+@pytest.fixture
+def app_config():
+    return dict(CHEAP_ARGON2)
+
+
+def _analyze(table: str) -> None:
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:
+            conn.execute(text(f"ANALYZE {table}"))
+            conn.commit()
+
+
+def _user_id(app, username: str = "alice") -> int:
+    with app.app_context():
+        return db.session.scalar(select(User.id).where(User.username == username))
+
+
+def _sessions(app, user_id: int, count: int, *, created_at: int, last_seen_at: int, prefix: str) -> None:
+    with app.app_context():
+        db.session.execute(insert(UserSession), [
+            {"sid": f"{prefix}{i:060x}", "public_sid": f"{prefix}-{i}", "user_id": user_id, "auth_time": created_at,
+             "created_at": created_at, "last_seen_at": last_seen_at, "revoked_at": None, "client_id": None,
+             "user_agent": None, "ip_address": None, "amr": "pwd"} for i in range(count)])
+        db.session.commit()
+        _analyze("user_sessions")
+
+
+def test_the_sessions_listing_is_not_emptied_by_sessions_past_their_absolute_lifetime(app, client, flow_clients):
+    # a user whose devices are in daily use: 100 sessions seen a minute ago but signed in past
+    # SESSION_ABSOLUTE_SECONDS (ended: the next request signs them out), and 3 live ones seen an hour ago
+    stamp = clock.now()
+    alice = _user_id(app)
+    absolute = app.config["SESSION_ABSOLUTE_SECONDS"]
+    _sessions(app, alice, 100, created_at=stamp - absolute - 3600, last_seen_at=stamp - 60, prefix="a")
+    _sessions(app, alice, 3, created_at=stamp - 3600, last_seen_at=stamp - 3600, prefix="b")
+    token = password_grant(client)["access_token"]
+    browsers = by_kind(sessions_of(client, token), "browser")
+    # docs/sessions.md: at most 100 entries of each kind, the most recently used (of the live ones)
+    assert sorted(e["id"] for e in browsers) == sorted(f"browser_b-{i}" for i in range(3)), \
+        f"{len(browsers)} browser sessions listed of the 3 live ones"
