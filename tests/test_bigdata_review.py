@@ -4,11 +4,13 @@ then ANALYZE on PostgreSQL, as tests/test_users_past_the_parameter_limit.py does
 shows each defect."""
 
 import pytest
-from sqlalchemy import insert, select, text
+import json
+
+from sqlalchemy import func, insert, select, text
 
 from identity import clock
 from identity.extensions import db
-from identity.models import User, UserSession
+from identity.models import SessionClient, User, UserSession
 from test_localapi_support import CHEAP_ARGON2
 from test_sessions_devices import by_kind, password_grant, sessions_of
 
@@ -53,3 +55,31 @@ def test_the_sessions_listing_is_not_emptied_by_sessions_past_their_absolute_lif
     # docs/sessions.md: at most 100 entries of each kind, the most recently used (of the live ones)
     assert sorted(e["id"] for e in browsers) == sorted(f"browser_b-{i}" for i in range(3)), \
         f"{len(browsers)} browser sessions listed of the 3 live ones"
+
+
+def _count(app, model) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_the_operators_purge_removes_every_session_client_of_a_backlog_of_ended_sessions(app, runner, seeded):
+    # a year never purged: more ended sessions than one batch takes, the later ones having signed
+    # in to apps (session_clients rows, removed once their session is gone)
+    app.config["PURGE_BATCH_SIZE"] = 5
+    stamp = clock.now()
+    alice = _user_id(app)
+    ended = stamp - app.config["SESSION_ABSOLUTE_SECONDS"] - 3600
+    _sessions(app, alice, 5, created_at=ended, last_seen_at=ended, prefix="a")
+    _sessions(app, alice, 5, created_at=ended, last_seen_at=ended, prefix="b")
+    with app.app_context():
+        db.session.execute(insert(SessionClient), [{"session_id": f"b-{i}", "client_id": "spa", "created_at": ended}
+                                                   for i in range(5)])
+        db.session.commit()
+        _analyze("session_clients")
+    result = runner.invoke(args=["purge", "--json"])
+    assert result.exit_code == 0, result.output
+    removed = json.loads(result.output)
+    assert (removed["user_sessions"], _count(app, UserSession)) == (10, 0), result.output
+    # docs/cli.md: purge removes everything due; a session's clients are due once it is gone
+    assert (removed["session_clients"], _count(app, SessionClient)) == (5, 0), \
+        f"{_count(app, SessionClient)} session_clients rows of purged sessions left by purge: {result.output}"
