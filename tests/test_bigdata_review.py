@@ -10,9 +10,10 @@ from sqlalchemy import func, insert, select, text
 
 from identity import clock
 from identity.extensions import db
-from identity.models import SessionClient, User, UserSession
+from identity.models import RefreshToken, RevokedAccessToken, SessionClient, User, UserSession
+from conftest import postgresql_only
 from test_localapi_support import CHEAP_ARGON2
-from test_sessions_devices import by_kind, password_grant, sessions_of
+from test_sessions_devices import LEGACY_BASIC, by_kind, password_grant, sessions_of
 
 
 @pytest.fixture
@@ -83,3 +84,33 @@ def test_the_operators_purge_removes_every_session_client_of_a_backlog_of_ended_
     # docs/cli.md: purge removes everything due; a session's clients are due once it is gone
     assert (removed["session_clients"], _count(app, SessionClient)) == (5, 0), \
         f"{_count(app, SessionClient)} session_clients rows of purged sessions left by purge: {result.output}"
+
+
+#: more than PostgreSQL takes parameters in one statement (65,535)
+PAST_THE_PARAMETER_LIMIT = 66_000
+
+
+@pytest.mark.parametrize("marks", [pytest.param(None, marks=postgresql_only())])
+def test_revoking_a_grant_refreshed_more_times_in_a_day_than_a_statement_takes_parameters(app, client, flow_clients,
+                                                                                          marks):
+    # a device that refreshes about every second: one family, 66,000 rotations within the day the
+    # access tokens they came with may live, each rotated token kept until it expires (purge)
+    tokens = password_grant(client)
+    stamp = clock.now()
+    with app.app_context():
+        live = db.session.scalars(select(RefreshToken)).one()
+        values = {c.key: getattr(live, c.key) for c in RefreshToken.__table__.columns if c.key != "id"}
+        db.session.execute(insert(RefreshToken), [
+            {**values, "token_hash": f"{i:064x}", "access_token_jti": f"rotated-{i}", "issued_at": stamp - 3600,
+             "consumed_at": stamp - 3600} for i in range(PAST_THE_PARAMETER_LIMIT)])
+        db.session.commit()
+        family = live.family_id
+        _analyze("refresh_tokens")
+    response = client.post("/connect/revocation", data={"token": tokens["refresh_token"],
+                                                        "token_type_hint": "refresh_token"},
+                           headers={"Authorization": LEGACY_BASIC})
+    assert response.status_code == 200, f"{response.status_code} {response.get_data(as_text=True)[:200]}"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RefreshToken)
+                                 .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))) == 0
+        assert db.session.scalar(select(func.count()).select_from(RevokedAccessToken)) == PAST_THE_PARAMETER_LIMIT + 1
