@@ -12,6 +12,7 @@ from identity import clock
 from identity.extensions import db
 from identity.models import RefreshToken, RevokedAccessToken, SessionClient, User, UserSession
 from conftest import postgresql_only
+from test_cli_operators import basic
 from test_localapi_support import CHEAP_ARGON2
 from test_sessions_devices import LEGACY_BASIC, by_kind, password_grant, sessions_of
 
@@ -114,3 +115,32 @@ def test_revoking_a_grant_refreshed_more_times_in_a_day_than_a_statement_takes_p
         assert db.session.scalar(select(func.count()).select_from(RefreshToken)
                                  .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))) == 0
         assert db.session.scalar(select(func.count()).select_from(RevokedAccessToken)) == PAST_THE_PARAMETER_LIMIT + 1
+
+
+#: an installation's API scopes (docs: a large one has 500), each named as APIs name theirs
+API_SCOPES = [f"orders.api.read.{i:03}" for i in range(500)]
+GATEWAY_SECRET = "gateway-secret-0123456789"
+
+
+@pytest.mark.database_independent
+def test_a_client_allowed_every_api_scope_is_not_given_a_token_the_server_refuses(app, client, seeded):
+    # a gateway allowed every API scope asks client_credentials without `scope`: it is given every
+    # one (docs/endpoints.md), and its token must be one this server then takes
+    from identity.services.seed import apply_seed, load_seed
+
+    with app.app_context():
+        apply_seed(load_seed(json.dumps({
+            "api_scopes": [{"name": name} for name in API_SCOPES],
+            "clients": [{"client_id": "gateway", "client_name": "Gateway", "client_secrets": [GATEWAY_SECRET],
+                         "allowed_grant_types": ["client_credentials"], "allowed_scopes": API_SCOPES}]})))
+    response = client.post("/connect/token", data={"grant_type": "client_credentials"},
+                           headers=basic("gateway", GATEWAY_SECRET))
+    if response.status_code == 200:  # a token: it must work here
+        token = response.get_json()["access_token"]
+        answer = client.post("/connect/introspect", data={"token": token}, headers=basic("gateway", GATEWAY_SECRET))
+        assert answer.get_json().get("active") is True, \
+            f"a token of {len(token)} bytes issued, then introspected as {answer.get_json()}"
+    else:  # or a clear refusal, naming the limit
+        assert response.status_code == 400, response.get_data(as_text=True)
+        assert response.get_json()["error"] == "invalid_scope", response.get_json()
+        assert "JWT_MAX_LENGTH" in response.get_json()["error_description"], response.get_json()

@@ -5,7 +5,7 @@ import secrets
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.endpoint import EndpointRequest
-from authlib.oauth2.rfc6749.errors import InsecureTransportError, InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InsecureTransportError, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import Flask, current_app, g
@@ -54,6 +54,10 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     scope = scope or ""
     issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid,
                                        amr=context.amr)
+    longest = current_app.config["JWT_MAX_LENGTH"]
+    if len(issued.token) > longest:  # every check of this server's (bearer, introspection) would refuse it
+        raise InvalidScopeError(f"the access token for these scopes would be {len(issued.token)} bytes, more than "
+                                f"this server takes ({longest}, JWT_MAX_LENGTH): ask for fewer scopes")
     context.issued_jti, context.issued_expires_at = issued.jti, issued.claims["exp"]
     # counted by count_issued once its response is sent: a write that refuses it (a code or refresh
     # token used or revoked meanwhile) leaves nothing issued
