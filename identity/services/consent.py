@@ -12,7 +12,7 @@ from ..store import refresh_families
 from ..store.writes import insert_or_skip
 from . import audit
 from .issued_grants import revoke_user_client_grants, usable_refresh_tokens
-from .resources import display_names
+from .resources import display_names, scope_display_names
 
 
 def has_consent(user_id: int, client_id: str, scopes: list[str]) -> bool:
@@ -107,11 +107,12 @@ def list_grants(user_id: int) -> list[AppGrant]:
     for client_id, first in tokens.items():
         issued[client_id] = min(first, issued.get(client_id, first))
     grants = []
+    shown = scope_display_names()  # once, not once an app: a user may have granted thousands
     for client_id in sorted(client_ids):
         scopes = set(consents[client_id].scopes) if client_id in consents else set()
         scopes |= token_scopes.get(client_id, set())
         created = consents[client_id].created_at if client_id in consents else issued.get(client_id, 0)
-        grants.append(AppGrant(client_id, names.get(client_id, client_id), display_names(sorted(scopes)), created))
+        grants.append(AppGrant(client_id, names.get(client_id, client_id), display_names(sorted(scopes), shown), created))
     return grants
 
 

@@ -34,10 +34,18 @@ def all_scope_names() -> set[str]:
     return api_scope_names() | set(STANDARD_IDENTITY_RESOURCES)
 
 
-def display_names(scopes: list[str]) -> list[tuple[str, str]]:
-    """Return (scope, display name) pairs for a consent screen."""
-    shown = {r.name: r.display_name for r in db.session.scalars(select(IdentityResource))}
-    shown.update({s.name: s.display_name for s in db.session.scalars(select(ApiScope))})
+def scope_display_names() -> dict[str, str | None]:
+    """Every scope's display name by its name: identity resources and API scopes."""
+    shown = dict(db.session.execute(select(IdentityResource.name, IdentityResource.display_name)).all())
+    shown.update(db.session.execute(select(ApiScope.name, ApiScope.display_name)).all())
+    return shown
+
+
+def display_names(scopes: list[str], shown: dict[str, str | None] | None = None) -> list[tuple[str, str]]:
+    """Return (scope, display name) pairs for a consent screen; `shown`: scope_display_names(),
+    read once by a page that names the scopes of many apps."""
+    if shown is None:
+        shown = scope_display_names()
     return [(s, shown.get(s) or s) for s in scopes]
 
 
