@@ -503,6 +503,24 @@ def test_request_log_lines_are_json_with_the_request_id(client, logs):
     assert "SECRET-IN-QUERY" not in "\n".join(lines), "query strings stay out of the log"
 
 
+def test_error_log_lines_give_the_time_in_utc_with_its_offset(monkeypatch):
+    """The JSON error line's time was the server's local time without an offset: under TZ=Asia/Kolkata
+    an error at 12:00 UTC was logged as 17:30, indistinguishable from one at 17:30 UTC."""
+    import time
+    from identity.plumbing.headers import JsonFormatter
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        record = logging.LogRecord("identity.test", logging.ERROR, __file__, 1, "boom", None, None)
+        record.created = 1796558400.25  # 2026-12-06T12:00:00.250Z
+        entry = json.loads(JsonFormatter().format(record))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert entry["time"] == "2026-12-06T12:00:00.250+00:00", entry["time"]
+
+
 def test_error_log_lines_carry_the_request_id(app, client, logs):
     """An error logged while serving a request can be matched to its request."""
     app.config["PROPAGATE_EXCEPTIONS"] = False

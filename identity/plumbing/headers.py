@@ -13,6 +13,7 @@ import random
 import re
 import threading
 import time
+from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
 from urllib.parse import urlsplit
 
@@ -310,7 +311,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # UTC with its offset and milliseconds: a local time without an offset (the server's
+            # TZ) could not be matched with other hosts' lines or read across a clock change
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
