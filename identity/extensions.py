@@ -8,11 +8,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager as _LoginManager
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect as _CSRFProtect, logger as _csrf_logger, same_origin, validate_csrf
+from flask_wtf.csrf import CSRFError, CSRFProtect as _CSRFProtect, same_origin
 from limits.storage import MemoryStorage
 from sqlalchemy.orm import DeclarativeBase
 from werkzeug.exceptions import ServiceUnavailable
-from wtforms import ValidationError
 
 
 class Base(DeclarativeBase):
@@ -56,23 +55,27 @@ class CSRFProtect(_CSRFProtect):
     def protect(self, *args, **kwargs):
         """Flask-WTF's check, answering GET, HEAD and OPTIONS first: they carry nothing to check,
         and Flask-WTF would look up the view's exemptions before asking the method."""
-        config = current_app.config
-        if request.method not in config["WTF_CSRF_METHODS"]:
+        if request.method not in current_app.config["WTF_CSRF_METHODS"]:
             return
-        issuer = (config.get("ISSUER") or "").rstrip("/")
-        if (issuer and request.is_secure and config["WTF_CSRF_SSL_STRICT"] and request.referrer
-                and same_origin(request.referrer, issuer + "/")):
-            # a form of the issuer's own origin (FLASK_ISSUER, the public URL): Flask-WTF would
-            # compare the referrer with the host the proxy named, which may lack the public port
-            # (nginx's $host; $server_port in a container published on another port)
-            try:
-                validate_csrf(self._get_csrf_token())
-            except ValidationError as err:
-                _csrf_logger.info(err.args[0])
-                self._error_response(err.args[0])
+        try:
+            super().protect(*args, **kwargs)
+        except CSRFError as err:
+            # Flask-WTF checks the referrer after the token, against the host the proxy named, which
+            # may lack the public port (nginx's $host; $server_port in a container published on
+            # another port): a referrer of the issuer's own origin (FLASK_ISSUER) is the site's own.
+            # Exemptions (the token endpoint, the local API) and the token stay Flask-WTF's checks.
+            if err.description != _REFERRER_NOT_THE_HOST or not _from_issuer_origin():
+                raise
             g.csrf_valid = True
-            return
-        super().protect(*args, **kwargs)
+
+
+#: Flask-WTF's reason for a referrer of another origin than the request's host, the last of its checks
+_REFERRER_NOT_THE_HOST = "The referrer does not match the host."
+
+
+def _from_issuer_origin() -> bool:
+    issuer = (current_app.config.get("ISSUER") or "").rstrip("/")
+    return bool(issuer and request.referrer and same_origin(request.referrer, issuer + "/"))
 
 
 class AppLimiter(Limiter):

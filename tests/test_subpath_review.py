@@ -126,6 +126,28 @@ def test_a_form_posted_from_the_issuers_own_origin_is_accepted_on_a_non_default_
 
 
 @pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": PORT_ISSUER}])
+@pytest.mark.parametrize("referrer", [PORT_ISSUER + "/account", "https://login.example.com/account", None])
+def test_the_token_endpoint_and_the_local_api_stay_exempt_from_the_forms_check_whatever_the_referrer(app, seeded, referrer):
+    """The token endpoint and the local API take no form token (a client or a bearer token
+    authenticates them). A page of the issuer's own origin calling them sends its Referer: the
+    issuer-origin branch of the forms' check took them for forms and refused them without a CSRF
+    token, 400 "The form expired or was not sent from this site"."""
+    import base64
+
+    client = app.test_client()
+    headers = {**REMAPPED, **({"Referer": referrer} if referrer else {}),
+               "Authorization": "Basic " + base64.b64encode(b"service:service-secret-change-me").decode()}
+    token = _via_proxy(client, "POST", PORT_ISSUER + "/connect/token", headers=headers,
+                       data={"grant_type": "client_credentials", "scope": "IdentityServerApi"})
+    assert token.status_code == 200, f"token endpoint with Referer {referrer}: {token.status_code} {token.get_data(as_text=True)[:200]}"
+    headers["Authorization"] = "Bearer " + token.get_json()["access_token"]
+    api = _via_proxy(client, "POST", PORT_ISSUER + "/localapi/password", headers=headers, json={})
+    assert "The form expired" not in api.get_data(as_text=True), f"local API with Referer {referrer}: {api.status_code}"
+    assert api.status_code in (400, 401, 403), api.status_code
+
+
+@pytest.mark.database_independent
 @pytest.mark.parametrize("app_config", [{"TRUST_PROXY_HOPS": 1, "ISSUER": "https://login.example.com/connect"}])
 def test_an_issuer_whose_path_is_one_of_the_servers_own_keeps_the_root_paths(app, seeded):
     """An issuer at https://login.example.com/connect: its endpoints are /connect/connect/...,
