@@ -186,15 +186,25 @@ def deliver(row, owner: str) -> str:
 
 
 def deliver_due(limit: int = 100) -> dict[str, int]:
-    """Claim and attempt due deliveries, one at a time, at most `limit`; outcomes counted."""
+    """Claim and attempt due deliveries, one at a time, at most `limit`; outcomes counted.
+
+    Taken in turns by client: one of each client with something due, then another round. Taken
+    by age alone, a client whose endpoint takes the whole timeout to fail (or to answer), with
+    many tokens queued to itself (each revocation of its own refresh tokens queues one), held
+    every other client's logouts back behind all of them."""
     owner = secrets.token_hex(8)
     counts = {"delivered": 0, "retry": 0, "given_up": 0}
     lease = int(current_app.config["BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS"]) + LEASE_MARGIN_SECONDS
+    served: set[str] = set()  # the clients this round has made an attempt for
     for _ in range(limit):
         stamp = clock.now()
-        row = store.claim_due(owner, stamp, stamp + lease)
+        row = store.claim_due(owner, stamp, stamp + lease, served)
+        if row is None and served:  # every client with something due had its turn: the next round
+            served.clear()
+            row = store.claim_due(owner, stamp, stamp + lease)
         if row is None:
             break
+        served.add(row.client_id)
         outcome = deliver(row, owner)
         if outcome == "dropped":  # given up, but nothing was sent: no delivery to count in the metrics
             counts["given_up"] += 1

@@ -104,7 +104,8 @@ def enqueue(rows: list[dict]) -> None:
 
 _CANDIDATE = (select(_DELIVERY.c.id)
               .where(*_OPEN, _DELIVERY.c.next_attempt_at <= bindparam("now"),
-                     or_(_DELIVERY.c.leased_until.is_(None), _DELIVERY.c.leased_until < bindparam("now")))
+                     or_(_DELIVERY.c.leased_until.is_(None), _DELIVERY.c.leased_until < bindparam("now")),
+                     _DELIVERY.c.client_id.not_in(bindparam("skip", expanding=True)))
               .order_by(_DELIVERY.c.next_attempt_at)
               .limit(1)
               .with_for_update(skip_locked=True))
@@ -118,11 +119,13 @@ _CLAIM = (update(_DELIVERY)
                      _DELIVERY.c.session_id, _DELIVERY.c.attempts, _DELIVERY.c.created_at, _DELIVERY.c.issuer))
 
 
-def claim_due(owner: str, now: int, until: int):
-    """Take one due delivery for `owner` until `until` (committed); None when none is due.
-    The row: id, jti, client_id, uri, subject, session_id, attempts, created_at, issuer."""
+def claim_due(owner: str, now: int, until: int, skip_clients=()):
+    """Take one due delivery for `owner` until `until` (committed), of a client not in
+    `skip_clients`; None when none is due. The row: id, jti, client_id, uri, subject, session_id,
+    attempts, created_at, issuer."""
     try:
-        row = db.session.execute(_CLAIM, {"now": now, "until": until, "owner": owner}).first()
+        row = db.session.execute(_CLAIM, {"now": now, "until": until, "owner": owner,
+                                          "skip": list(skip_clients)}).first()
         db.session.commit()
     except BaseException:
         db.session.rollback()
