@@ -66,3 +66,37 @@ def test_a_client_whose_logout_endpoint_hangs_does_not_hold_back_other_clients_l
     finally:
         rogue.stop()
         web.stop()
+
+
+@pytest.mark.parametrize("redirect_uri", ["http://127.0.0.1:50123/callback", "com.example.native:/cb"])
+def test_a_public_native_clients_remembered_consent_is_not_reused_silently_at_another_apps_listener(
+        app, client, flow_clients, redirect_uri):
+    """`native` is a public app whose users are asked for consent; alice allowed it and had her
+    decision remembered. Another app on her device (a rogue client's) can listen on any loopback
+    port, or claim the private-use scheme `native` registered: with `native`'s public client_id,
+    prompt=none and a PKCE pair of its own it would get `native`'s code, and so `native`'s grant,
+    without alice seeing anything (RFC 8252 section 8.6, RFC 6749 section 10.2: no automatic
+    answer on previously granted consent when the client's identity cannot be assured)."""
+    set_client(app, "native", require_consent=True)
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    # remembered through the loopback URI exactly as registered (which may remember it)
+    asked = oauth.authorize(client_id="native", scope="openid IdentityServerApi", redirect_uri="http://127.0.0.1/callback",
+                            code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM", code_challenge_method="S256")
+    assert "/consent" in asked.headers["Location"]
+    answered = oauth.consent(asked.headers["Location"], decision="allow", remember=True)
+    assert "code" in redirect_params(answered.headers["Location"])
+
+    from actions import pkce_pair
+    verifier, challenge = pkce_pair()
+    silent = oauth.authorize(client_id="native", scope="openid IdentityServerApi", redirect_uri=redirect_uri,
+                             prompt="none", code_challenge=challenge, code_challenge_method="S256")
+    params = redirect_params(silent.headers["Location"])
+    assert "code" not in params, f"another app's listener got native's code silently: {silent.headers['Location'][:80]}"
+    assert params["error"] == "consent_required"
+    # asked, the person sees the page, which offers no "remember" that such a request could not use
+    page = oauth.authorize(client_id="native", scope="openid IdentityServerApi", redirect_uri=redirect_uri,
+                           code_challenge=challenge, code_challenge_method="S256")
+    assert "/consent" in page.headers["Location"]
+    html = client.get(page.headers["Location"]).get_data(as_text=True)
+    assert "Native App" in html and 'name="remember"' not in html

@@ -80,6 +80,7 @@ class ConsentPrompt:
     request: Validated
     client_name: str
     scopes: list[str]
+    rememberable: bool = True  # False where remembered consent would not be used (remembers_consent)
 
 
 def with_issuer(params: list) -> list:
@@ -206,14 +207,26 @@ def needs_verified_email(checked: Validated, principal) -> bool:
     return bool(checked.grant.request.client.row.require_verified_email and not principal.user.email_verified)
 
 
+def remembers_consent(checked: Validated) -> bool:
+    """Whether remembered consent may answer this request unasked: not when the answer may reach
+    another app than the client (a public client's private-use scheme or any-port loopback URI,
+    OAuthClient.may_answer_another_app): any app on the device could send the request with the
+    public client_id and a PKCE pair of its own, and get the client's grant without the person
+    seeing anything (RFC 8252 section 8.6; RFC 6749 section 10.2)."""
+    return not checked.grant.request.client.may_answer_another_app(checked.reply.redirect_uri)
+
+
 def needs_consent(checked: Validated, principal) -> bool:
     """Whether to ask: prompt=consent asks whatever the client (OpenID Connect Core 3.1.2.1); else
-    a client with require_consent asks unless the user's remembered consent covers the scopes."""
+    a client with require_consent asks unless the user's remembered consent covers the scopes
+    (and may answer this request: remembers_consent)."""
     if "consent" in _prompts(checked.params):
         return True
     client = checked.grant.request.client.row
     if not client.require_consent:
         return False
+    if not remembers_consent(checked):
+        return True
     return not consent.has_consent(principal.user.id, client.client_id, checked.grant.request.scope.split())
 
 
@@ -383,7 +396,7 @@ def consent_prompt(principal, params: AuthorizationParams):
     if not isinstance(checked, Validated):
         return checked
     client = checked.grant.request.client.row
-    return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split())
+    return ConsentPrompt(checked, client.client_name, checked.grant.request.scope.split(), remembers_consent(checked))
 
 
 def _consent_still_asked(needed):
@@ -401,6 +414,6 @@ def answer_consent(prompt: ConsentPrompt, principal, *, allow: bool, remember: b
     checked = prompt.request
     if not allow:
         return error_decision(AccessDeniedError(redirect_uri=checked.reply.redirect_uri), checked.params)
-    if remember:
+    if remember and prompt.rememberable:
         consent.remember_consent(principal.user.id, checked.grant.request.client.row.client_id, prompt.scopes)
     return grant_response(checked, principal)

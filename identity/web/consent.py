@@ -27,4 +27,4 @@ def consent():
         return render(answer)
     status = 400 if request.method == "POST" else 200
     return render_template("consent.html", client_name=prompt.client_name, scopes=display_names(prompt.scopes),
-                           form=form), status
+                           form=form, rememberable=prompt.rememberable), status
