@@ -100,3 +100,31 @@ def test_a_public_native_clients_remembered_consent_is_not_reused_silently_at_an
     assert "/consent" in page.headers["Location"]
     html = client.get(page.headers["Location"]).get_data(as_text=True)
     assert "Native App" in html and 'name="remember"' not in html
+
+
+@pytest.mark.parametrize("response_type", ["code token", "code id_token"])
+def test_a_confidential_clients_front_channel_tokens_are_not_sent_silently_to_a_scheme_any_app_may_claim(
+        app, client, seeded, response_type):
+    """`mobile` is confidential, but its hybrid answers carry an access token (or an ID token) in
+    the front channel, to its private-use scheme: no secret is needed to use what arrives there.
+    With consent remembered for it, another app on the device that claims `com.example.app`
+    would get mobile's access token (IdentityServerApi included) or alice's ID token for mobile
+    from a prompt=none request, alice seeing nothing (RFC 8252 section 8.6)."""
+    from identity.services import consent
+    from identity.models import User
+    set_client(app, "mobile", require_consent=True)
+    scope = "openid IdentityServerApi"
+    with app.app_context():
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        consent.remember_consent(alice.id, "mobile", scope.split())
+    AuthActions(client).login()
+    silent = OAuthActions(client).authorize(client_id="mobile", scope=scope, response_type=response_type,
+                                            prompt="none", nonce="n-0123456789",
+                                            code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM",
+                                            code_challenge_method="S256")
+    location = silent.headers["Location"]
+    assert location.startswith("com.example.app:/callback#")
+    params = redirect_params(location)
+    assert "access_token" not in params and "id_token" not in params, \
+        f"a claimed scheme got mobile's front-channel tokens silently: {sorted(params)}"
+    assert params["error"] == "consent_required", params

@@ -209,11 +209,12 @@ def needs_verified_email(checked: Validated, principal) -> bool:
 
 def remembers_consent(checked: Validated) -> bool:
     """Whether remembered consent may answer this request unasked: not when the answer may reach
-    another app than the client (a public client's private-use scheme or any-port loopback URI,
-    OAuthClient.may_answer_another_app): any app on the device could send the request with the
-    public client_id and a PKCE pair of its own, and get the client's grant without the person
-    seeing anything (RFC 8252 section 8.6; RFC 6749 section 10.2)."""
-    return not checked.grant.request.client.may_answer_another_app(checked.reply.redirect_uri)
+    another app than the client (a private-use scheme or any-port loopback URI, for a public
+    client or an answer carrying tokens: OAuthClient.may_answer_another_app): any app on the
+    device could send the request with the client_id (and a PKCE pair of its own), and get the
+    client's grant without the person seeing anything (RFC 8252 section 8.6; RFC 6749 section 10.2)."""
+    request = checked.grant.request
+    return not request.client.may_answer_another_app(checked.reply.redirect_uri, request.payload.response_type)
 
 
 def needs_consent(checked: Validated, principal) -> bool:

@@ -80,13 +80,14 @@ class OAuthClient:
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri_matches(self.row.redirect_uris, redirect_uri)
 
-    def may_answer_another_app(self, redirect_uri: str) -> bool:
+    def may_answer_another_app(self, redirect_uri: str, response_type: str | None = "code") -> bool:
         """Whether an answer sent to this redirect URI may reach another app than this client, which
-        could then redeem its code: for a public client (no secret proves who redeems), a URI of a
-        private-use scheme, which any app on the device may claim (RFC 8252 section 7.1), or a
-        loopback URI matched only by the any-port rule, where any app may listen (section 7.3).
-        Such a request is never answered on consent remembered earlier (section 8.6)."""
-        if not self.row.is_public:
+        could then use it: a URI of a private-use scheme, which any app on the device may claim
+        (RFC 8252 section 7.1), or a loopback URI matched only by the any-port rule, where any app
+        may listen (section 7.3); for a public client (no secret proves who redeems a code), or an
+        answer that carries more than a code (an access or ID token, usable as it arrives). Such a
+        request is never answered on consent remembered earlier (section 8.6)."""
+        if not self.row.is_public and (response_type or "code").split() == ["code"]:
             return False
         if urlsplit(redirect_uri).scheme.lower() not in ("http", "https"):
             return True
