@@ -39,28 +39,22 @@ class Ended(NamedTuple):
     session_id: str | None
 
 
-REMEMBERED_MAX = 10_000  # (session, client) pairs a worker remembers having recorded
-
-
 def remember_session_client(session_id: str | None, client) -> None:
     """Record that a browser session issued a code or tokens to this client (once; committed).
 
     Only for a client with a logout URI: the others are never told, and their authorizations
-    cost no write. A worker skips pairs it has recorded already (the same app, signed in again
-    and again in one session), so the write is paid once per session and client, not per request.
-    A pair is remembered with the client's registration (its row id and creation time): `clients
-    remove` deletes the records, so a client registered again under the id is recorded afresh.
+    cost no write. The record is read first, and written only if it is not there (the same app,
+    signed in again and again in one session, costs a read, not a write). The read is asked of
+    the database each time, never of a worker's memory: a database restored from a backup has
+    lost the records made since, and a session that signs in to the app again must be recorded
+    again, or its sign-out would not tell the app. `clients remove` deletes the records, so a
+    client registered again under the id is recorded afresh.
     """
     if not session_id or not (client.backchannel_logout_uri or client.frontchannel_logout_uri):
         return
-    seen = current_app.extensions.setdefault("identity_session_clients", set())
-    pair = (session_id, client.client_id, client.id, client.created_at)
-    if pair in seen:
+    if store.session_client_recorded(session_id, client.client_id):
         return
     store.remember_session_client(session_id, client.client_id, clock.now())
-    if len(seen) >= REMEMBERED_MAX:
-        seen.clear()
-    seen.add(pair)
 
 
 def _issuer_now() -> str | None:

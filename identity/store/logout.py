@@ -14,10 +14,21 @@ from ..extensions import db
 from ..models import AuthorizationCode, LogoutDelivery, RefreshToken, SessionClient, User, UserSession
 from . import refresh_families
 from .browser_sessions import sid_digest
+from .connection import autocommit_connection
 from .writes import insert_or_skip, write
 
 _DELIVERY = LogoutDelivery.__table__
 _OPEN = (_DELIVERY.c.delivered_at.is_(None), _DELIVERY.c.gave_up_at.is_(None))
+
+
+_SESSION_CLIENT_RECORDED = select(SessionClient.id).where(
+    SessionClient.session_id == bindparam("session_id"), SessionClient.client_id == bindparam("client_id")).limit(1)
+
+
+def session_client_recorded(session_id: str, client_id: str) -> bool:
+    """Whether the record of remember_session_client is there: one read on the autocommit connection."""
+    return autocommit_connection().first(_SESSION_CLIENT_RECORDED,
+                                         {"session_id": session_id, "client_id": client_id}) is not None
 
 
 def remember_session_client(session_id: str, client_id: str, stamp: int) -> None:
