@@ -1,12 +1,14 @@
 """A restore or downgrade under a running server (docs/deployment.md, "Backups, restores and
 downgrades"): what comes back, what the workers' memories do with it, and the repairs the docs name."""
 
+import time
+
 import pytest
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
 from identity.extensions import db
-from identity.models import Client, LogoutDelivery, SessionClient
+from identity.models import Client, LogoutDelivery, SessionClient, User
 from restore_review_support import backup, restore
 
 
@@ -40,3 +42,45 @@ def test_a_session_signing_in_to_an_app_again_after_a_restore_still_tells_it_of_
         queued = list(db.session.scalars(select(LogoutDelivery.client_id)))
         db.session.remove()
     assert queued == ["web"], f"the sign-out queued no logout token for web: {queued}"
+
+
+def _bob_access_token(client, password):
+    response = OAuthActions(client).token("legacy", grant_type="password", username="bob", password=password,
+                                          scope="openid IdentityServerApi")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["access_token"]
+
+
+def _account(client, token):
+    return client.get("/localapi/account", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def _set_password(runner, username, password):
+    result = runner.invoke(args=["users", "set-password", username], input=f"{password}\n" * 2)
+    assert result.exit_code == 0, result.output
+
+
+def test_repeating_set_password_after_a_restore_does_not_bring_back_tokens_of_a_password_it_replaced(
+        app, client, runner, flow_clients, tmp_path, monkeypatch):
+    from identity.services import accounts, tokens
+
+    assert client.get("/.well-known/openid-configuration/jwks").status_code == 200  # the signing keys exist
+    with app.app_context():  # registered, and bob's password set, long before
+        db.session.execute(update(Client).where(Client.client_id == "legacy").values(created_at=Client.created_at - 3600))
+        db.session.execute(update(User).where(User.username == "bob").values(
+            password_changed_at=User.password_changed_at - 3600))
+        db.session.commit()
+        db.session.remove()
+    saved = backup(app, tmp_path)
+    with monkeypatch.context() as earlier:  # since the backup, some minutes before the restore
+        for module in (accounts, tokens):
+            earlier.setattr(module, "now", lambda: int(time.time()) - 300)
+        _set_password(runner, "bob", "taken-over-by-someone-else-77")  # the account taken over
+        stolen = _bob_access_token(client, "taken-over-by-someone-else-77")
+        _set_password(runner, "bob", "the-operators-answer-to-it-88")  # the operator's answer, audited
+        assert _account(client, stolen) == 401
+    restore(app, saved)  # for another reason: the password is the one of the backup again (documented)
+    _set_password(runner, "bob", "the-operators-answer-to-it-88")  # the repair the docs name, from the audit log
+    status = _account(client, stolen)
+    assert status == 401, f"the taken-over password's token was accepted again after the repair: {status}"
+    assert _account(client, _bob_access_token(client, "the-operators-answer-to-it-88")) == 200

@@ -253,7 +253,9 @@ def has_user(claims: dict) -> bool:
 
 
 def token_user(claims: dict) -> "LiveUser | None":
-    """Return the live user of a verified access token: not revoked, not older than the password.
+    """Return the live user of a verified access token: not revoked, not older than the password
+    (its password version, and issued no earlier than the password's change, allowing for
+    instances' clocks CLOCK_DIFFERENCE_ALLOWED_SECONDS apart).
 
     One prepared statement on the process's autocommit read connection for the columns a
     bearer request reads (a read-only tuple, not an ORM object: this is the local API's hot
@@ -268,6 +270,11 @@ def token_user(claims: dict) -> "LiveUser | None":
         return None
     user = LiveUser._make(row)
     if claims.get("pwv") != user.password_version:
+        return None
+    if claims["iat"] < user.password_changed_at - bearer_cache.CLOCK_DIFFERENCE_ALLOWED_SECONDS:
+        # issued before the password change that began this version: a database restored from a
+        # backup counts versions from the backup's again, and the change repeated after it gives
+        # out a version that tokens issued since the backup (under another password) carry
         return None
     return user
 
