@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
+from conftest import BOB_PASSWORD
 from identity.extensions import db
 from identity.models import Client, LogoutDelivery, SessionClient, User
 from restore_review_support import backup, restore
@@ -84,3 +85,22 @@ def test_repeating_set_password_after_a_restore_does_not_bring_back_tokens_of_a_
     status = _account(client, stolen)
     assert status == 401, f"the taken-over password's token was accepted again after the repair: {status}"
     assert _account(client, _bob_access_token(client, "the-operators-answer-to-it-88")) == 200
+
+
+def _end_sessions(runner, username):
+    result = runner.invoke(args=["sessions", "end", username])
+    assert result.exit_code == 0, result.output
+
+
+def test_repeating_sessions_end_after_a_restore_refuses_the_access_tokens_issued_since_the_backup(
+        app, client, runner, flow_clients, tmp_path):
+    assert client.get("/.well-known/openid-configuration/jwks").status_code == 200  # the signing keys exist
+    saved = backup(app, tmp_path)
+    stolen = _bob_access_token(client, BOB_PASSWORD)  # since the backup: someone signs in as bob
+    _end_sessions(runner, "bob")  # the operator signs bob out everywhere, audited
+    assert _account(client, stolen) == 401
+    restore(app, saved)  # for another reason
+    _end_sessions(runner, "bob")  # the repair the docs name, from the audit log
+    status = _account(client, stolen)
+    assert status == 401, f"an access token issued since the backup outlived the repeated sessions end: {status}"
+    assert _account(client, _bob_access_token(client, BOB_PASSWORD)) == 200  # bob signs in again

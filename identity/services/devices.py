@@ -17,8 +17,9 @@ from typing import NamedTuple
 from .. import clock
 from ..errors import NotFound
 from ..extensions import db
+from ..store import accounts as user_rows
 from ..store import devices as store
-from . import audit, issued_grants, browser_sessions
+from . import audit, bearer_cache, issued_grants, browser_sessions
 from .user_agents import summarise
 
 BROWSER, APP = "browser", "app"
@@ -156,10 +157,17 @@ def end_everything(user_id: int, *, by: str) -> list[Entry]:
     """End every live entry of the user, and revoke the access tokens of theirs that no entry
     holds (of no grant: the implicit flow, the password grant without offline_access, a code
     redeemed without a refresh token): signed out everywhere, as the operator asks. Returns the
-    entries this call ended."""
+    entries this call ended.
+
+    It also moves the user's password version on, as `users disable` does: access tokens no row
+    names are refused too, those issued since the backup of a restored database among them (the
+    restore took their rows, and so their revocation's reach); and it returns only once no worker
+    still accepts them from memory."""
     ended = end_all_but(user_id, None, by=by)
     issued_grants.revoke_user_access_tokens(user_id, reason=f"ended_by_{by}")
+    user_rows.move_password_version_on(user_id)
     db.session.commit()
+    bearer_cache.wait_out_cached_answers(user_id)
     return ended
 
 

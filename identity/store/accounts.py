@@ -95,6 +95,12 @@ def password_version(user_id: int) -> int | None:
     return db.session.scalar(select(User.password_version).where(User.id == user_id))
 
 
+def move_password_version_on(user_id: int) -> None:
+    """The user's password version plus one, in the session's transaction (the caller commits):
+    every access token issued under the old one is refused, whether or not a row names it."""
+    db.session.execute(update(User).where(User.id == user_id).values(password_version=User.password_version + 1))
+
+
 def sign_in_user(key: str) -> SignInUser | None:
     """The user whose normalized user name or email is `key`, as committed (read only)."""
     found = autocommit_connection().first(_SIGN_IN_USER, {"key": key})
