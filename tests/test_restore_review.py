@@ -1,6 +1,7 @@
 """A restore or downgrade under a running server (docs/deployment.md, "Backups, restores and
 downgrades"): what comes back, what the workers' memories do with it, and the repairs the docs name."""
 
+import json
 import time
 
 import pytest
@@ -104,3 +105,51 @@ def test_repeating_sessions_end_after_a_restore_refuses_the_access_tokens_issued
     status = _account(client, stolen)
     assert status == 401, f"an access token issued since the backup outlived the repeated sessions end: {status}"
     assert _account(client, _bob_access_token(client, BOB_PASSWORD)) == 200  # bob signs in again
+
+
+@pytest.mark.database_independent
+def test_the_sqlite_restore_the_guide_gives_takes_a_running_server_back_to_the_backup(own_sqlite_app, tmp_path):
+    """deployment.md said how to back SQLite up online, not how to restore it. Moving the copy over
+    the file under a running server changes nothing it serves (its connections keep the old file)
+    and pairs the copy with the old file's write-ahead log, whose pages are then read as the copy's;
+    `sqlite3 identity.db ".restore copy.db"` goes through SQLite, under the running server too."""
+    import re
+    import shutil
+    import sqlite3
+    import subprocess
+    import threading
+    from pathlib import Path
+
+    section = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = section.split("## Backups, restores and downgrades", 1)[1].split("\n## ", 1)[0]
+    commands = [found.group(1) for found in re.finditer(r'`sqlite3 identity\.db ((?:"[^"]+" ?)+)`', section.replace("\n", " "))
+                if ".restore copy.db" in found.group(1)]
+    assert commands, "the restore section gives no way to restore a SQLite database"
+    arguments = [argument.replace("copy.db", str(tmp_path / "copy.db")) for argument in re.findall(r'"([^"]+)"', commands[0])]
+    assert "-wal" in section, "the restore section does not warn against moving a copy over the file"
+    path = own_sqlite_app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    runner = own_sqlite_app.test_cli_runner()
+
+    def add(name):
+        result = runner.invoke(args=["users", "add", name, "--email", f"{name}@example.com"],
+                               input="a-long-enough-passphrase-123\n" * 2)
+        assert result.exit_code == 0, result.output
+
+    add("carol")
+    subprocess.run(["sqlite3", path, f'.backup {tmp_path / "copy.db"}'], check=True, timeout=30)
+    add("dave")  # since the backup
+    assert shutil.which("sqlite3")
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")  # a write of the server's under way as the restore starts
+    done = threading.Timer(1.0, lambda: writer.execute("COMMIT"))
+    done.start()
+    restored = subprocess.run(["sqlite3", path, *arguments], capture_output=True, text=True, timeout=30)
+    done.join()
+    writer.close()
+    assert restored.returncode == 0, f"the guide's restore failed under a running server: {restored.stderr.strip()}"
+    listed = runner.invoke(args=["users", "list", "--json"])
+    assert [user["username"] for user in json.loads(listed.output)] == ["carol"], listed.output
+    add("erin")  # the running app writes to the restored database
+    with own_sqlite_app.app_context():
+        assert sorted(db.session.scalars(select(User.username))) == ["carol", "erin"]
+        db.session.remove()
