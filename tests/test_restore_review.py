@@ -153,3 +153,26 @@ def test_the_sqlite_restore_the_guide_gives_takes_a_running_server_back_to_the_b
     with own_sqlite_app.app_context():
         assert sorted(db.session.scalars(select(User.username))) == ["carol", "erin"]
         db.session.remove()
+
+
+@pytest.mark.database_independent
+def test_an_instance_kept_out_of_service_by_a_key_it_cannot_decrypt_says_which_and_what_to_do(app, client, caplog):
+    """A backup restored where KEY_ENCRYPTION_KEY is not the one its signing keys were encrypted
+    under (another environment's, or a key rotated away since the backup): /readyz answers 503, so
+    the balancer sends the instance no request, and no request logs the keys' own error. Its log
+    said only `not ready: signing key not available: UndecryptableKey`."""
+    import logging
+
+    from cryptography.fernet import Fernet
+
+    assert client.get("/.well-known/openid-configuration/jwks").status_code == 200  # the keys are made
+    app.config["KEY_ENCRYPTION_KEY"] = [Fernet.generate_key().decode()]
+    app.extensions.pop("identity_keyring", None)  # a worker started on the restored database
+    app.extensions.pop("identity_key_encryption", None)
+    caplog.set_level(logging.WARNING)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    said = [r.getMessage() for r in caplog.records if r.name == "identity.readiness"]
+    assert any("cannot be decrypted with any KEY_ENCRYPTION_KEY" in line for line in said), \
+        f"the readiness log does not say which key and what to do: {said}"
+    assert "KEY_ENCRYPTION_KEY" not in response.get_data(as_text=True)  # anyone may read /readyz
