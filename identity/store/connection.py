@@ -25,8 +25,9 @@ transaction, holds no locks between requests, and costs one round trip.
   and COMMIT in one round trip (psycopg's pipeline mode); the sign-in's writes after the hash.
 - `sqlite_write()`: SQLite cannot put an UPDATE inside a CTE, so several statements run in one
   BEGIN IMMEDIATE transaction. The processes of one machine first take an exclusive lock on
-  a file beside the database, so a writer waiting for another wakes as soon as it is done
-  instead of polling in SQLite's busy handler (sleeps of 1 to 100 ms).
+  a file beside the database (`<database>.writelock`), so a writer waiting for another wakes
+  within a fraction of a millisecond instead of polling in SQLite's busy handler (sleeps of 1 to
+  100 ms); the waits for both locks last at most the connection's busy timeout together.
 
 Behind a pooler that hands each transaction any server connection, a statement psycopg prepared
 (on its fifth run) may be missing or taken there: it is run once more unprepared when no
@@ -79,6 +80,7 @@ class AutocommitConnection:
         self._executed = 0
         self._durable_sibling = None  # see durable_write_first
         self._last_used = 0.0  # time.monotonic() of the last statement
+        self._busy_seconds = None  # SQLite: the connection's busy timeout (sqlite_write)
 
     # --- the connection ---------------------------------------------------------------
     def _current(self):
@@ -93,6 +95,7 @@ class AutocommitConnection:
         pooled.detach()  # ours alone: the pool neither hands it out nor resets it
         if self.is_sqlite:
             connection.isolation_level = None  # autocommit: no read transaction left open
+            self._busy_seconds = connection.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
         else:
             connection.autocommit = True
             if AutocommitConnection.prepares_lost:
@@ -359,42 +362,72 @@ class AutocommitConnection:
     def sqlite_write(self):
         """A SQLite write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error), serialised
         across this machine's processes; yields `run(statement, params) -> rowcount` (and
-        `run.first(statement, params)`, the first row a statement returns)."""
-        with self._lock, self._file_lock():
-            connection = self._usable()
+        `run.first(statement, params)`, the first row a statement returns).
 
-            def run(statement, params: dict) -> int:
-                sql, args = self._args(statement, params)
+        The waits for this process's lock, the machine's file lock and SQLite's write lock last
+        together at most the connection's busy timeout (`connect_args.timeout`), then raise
+        OperationalError (a 503): waited in turn, each for the whole timeout, a writer queued
+        behind others that each waited the timeout out waited it once more per writer ahead."""
+        if self._busy_seconds is None:  # PRAGMA busy_timeout, read when the connection opens
+            with self._lock:
+                self._usable()
+        deadline = time.monotonic() + self._busy_seconds
+        if not self._lock.acquire(timeout=self._busy_seconds):
+            self._raise("BEGIN IMMEDIATE", (), self.dialect.loaded_dbapi.OperationalError("database is locked"))
+        try:
+            with self._file_lock(deadline):
+                connection = self._usable()
+
+                def run(statement, params: dict) -> int:
+                    sql, args = self._args(statement, params)
+                    try:
+                        return self._execute(connection, sql, args)[1]
+                    except self.dialect.loaded_dbapi.Error as err:
+                        self._raise(sql, args, err)
+
+                def first(statement, params: dict):
+                    """The first row a statement returns (UPDATE ... RETURNING), in this transaction."""
+                    sql, args = self._args(statement, params)
+                    try:
+                        return self._execute(connection, sql, args)[0]
+                    except self.dialect.loaded_dbapi.Error as err:
+                        self._raise(sql, args, err)
+
+                run.first = first
+
                 try:
-                    return self._execute(connection, sql, args)[1]
+                    self._begin_immediate(connection, deadline)
                 except self.dialect.loaded_dbapi.Error as err:
-                    self._raise(sql, args, err)
-
-            def first(statement, params: dict):
-                """The first row a statement returns (UPDATE ... RETURNING), in this transaction."""
-                sql, args = self._args(statement, params)
+                    self._close()
+                    self._raise("BEGIN IMMEDIATE", (), err)
                 try:
-                    return self._execute(connection, sql, args)[0]
-                except self.dialect.loaded_dbapi.Error as err:
-                    self._raise(sql, args, err)
+                    yield run
+                except BaseException:
+                    self._sqlite_roll_back(connection)
+                    raise
+                try:
+                    connection.execute("COMMIT")
+                except self.dialect.loaded_dbapi.Error as err:  # a full disk, an I/O error
+                    self._sqlite_roll_back(connection)
+                    self._raise("COMMIT", (), err)
+        finally:
+            self._lock.release()
 
-            run.first = first
+    def _begin_immediate(self, connection, deadline: float) -> None:
+        """BEGIN IMMEDIATE, waiting for SQLite's write lock only for what is left until `deadline`."""
+        left = deadline - time.monotonic()
+        if left > self._busy_seconds - 0.05:  # the locks were free: SQLite's own busy timeout
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        connection.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_seconds * 1000)}")
 
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except self.dialect.loaded_dbapi.Error as err:
-                self._close()
-                self._raise("BEGIN IMMEDIATE", (), err)
-            try:
-                yield run
-            except BaseException:
-                self._sqlite_roll_back(connection)
-                raise
-            try:
-                connection.execute("COMMIT")
-            except self.dialect.loaded_dbapi.Error as err:  # a full disk, an I/O error
-                self._sqlite_roll_back(connection)
-                self._raise("COMMIT", (), err)
+    def _flock_until(self, deadline: float) -> None:
+        if not _flock_wait(self._lock_file.fileno(), deadline):
+            self._raise("BEGIN IMMEDIATE", (), self.dialect.loaded_dbapi.OperationalError("database is locked"))
 
     def _sqlite_roll_back(self, connection) -> None:
         """End the transaction a failed statement or COMMIT left open, if SQLite has not already
@@ -407,7 +440,7 @@ class AutocommitConnection:
             self._close()
 
     @contextmanager
-    def _file_lock(self):
+    def _file_lock(self, deadline: float):
         if self._lock_file is None or self._lock_file_pid != os.getpid():
             database = self.engine.url.database
             path = (database if database and database != ":memory:" else os.path.join(current_app.instance_path, "memory")) + ".writelock"
@@ -416,11 +449,27 @@ class AutocommitConnection:
             except OSError as err:  # the database's directory is gone (a volume unmounted): it is down
                 self._raise("open the write lock", (), self.dialect.loaded_dbapi.OperationalError(err.strerror))
             self._lock_file_pid = os.getpid()
-        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+        self._flock_until(deadline)
         try:
             yield
         finally:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _flock_wait(fd: int, deadline: float) -> bool:
+    """flock(fd, LOCK_EX), waiting until `deadline` at most (flock itself has no timeout): False if
+    it was not had by then. A short poll, so that a writer still wakes within a fraction of a
+    millisecond of the one before it (SQLite's busy handler sleeps 1 to 100 ms)."""
+    pause = 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
 
 
 def autocommit_connection() -> AutocommitConnection:

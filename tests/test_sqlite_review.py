@@ -1,0 +1,70 @@
+"""A review from outside: the embedded SQLite database at its edges (several workers writing at
+once, locks held by other processes, the file and its folder), on real servers and a real file,
+whatever FLASK_SQLALCHEMY_DATABASE_URI says (so `database_independent`)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from servers import GunicornServer, password_grant_seed, run_together, token_request
+
+pytestmark = [pytest.mark.database_independent]
+
+CLIENT, SECRET, USER, PASSWORD = "svc", "svc-secret-for-review", "bob", "a-long-password-for-bob-1"
+
+
+@pytest.fixture(scope="module")
+def locking_server(tmp_path_factory):
+    """gunicorn, 4 sync workers, on a SQLite file whose busy timeout is 1 s, seeded."""
+    tmp = tmp_path_factory.mktemp("sqlite-review")
+    seed = tmp / "seed.json"
+    seed.write_text(json.dumps(password_grant_seed(CLIENT, SECRET, USER, PASSWORD, offline_access=True)))
+    with GunicornServer("sqlite:///" + str(tmp / "identity.db"), workers=4, log_dir=tmp,
+                        env={"FLASK_SQLALCHEMY_ENGINE_OPTIONS": '{"connect_args": {"timeout": 1}}'}) as server:
+        server.cli(["seed", str(seed)])
+        server.file = tmp / "identity.db"
+        yield server
+
+
+def _refresh_tokens(server, count: int) -> list[str]:
+    tokens = []
+    for _ in range(count):
+        answer = token_request(server.url, CLIENT, SECRET, grant_type="password", username=USER, password=PASSWORD,
+                               scope="openid offline_access")
+        assert answer.status_code == 200, answer.text
+        tokens.append(answer.json()["refresh_token"])
+    return tokens
+
+
+def test_writers_queued_behind_a_held_lock_each_wait_one_busy_timeout(locking_server):
+    """deployment.md: "SQLite waits for a lock at most its busy timeout (connect_args.timeout) and
+    answers 503". With another process holding the write lock (an operator's sqlite3, a VACUUM),
+    four refreshes at once on four workers each got their 503 after 1, 2, 3 and 4 s: each waited
+    for the machine's file lock while the one ahead waited its busy timeout out. With the default
+    30 s, the second waited 60 s, past gunicorn's 30 s timeout (killed, no answer)."""
+    tokens = _refresh_tokens(locking_server, 4)
+    holder = sqlite3.connect(str(locking_server.file), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        def refresh(token):
+            def call():
+                started = time.monotonic()
+                answer = token_request(locking_server.url, CLIENT, SECRET, grant_type="refresh_token", refresh_token=token)
+                return answer.status_code, answer.headers.get("Retry-After"), time.monotonic() - started
+            return call
+
+        answers = run_together(*(refresh(token) for token in tokens))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [(status, retry) for status, retry, _ in answers] == [(503, "5")] * 4, answers
+    slowest = max(seconds for _, _, seconds in answers)
+    assert slowest < 1.8, f"a writer waited {slowest:.1f} s for a 1 s busy timeout: {answers}"
+    # the lock gone, every token still works (the 503s wrote nothing)
+    for token in tokens:
+        answer = token_request(locking_server.url, CLIENT, SECRET, grant_type="refresh_token", refresh_token=token)
+        assert answer.status_code == 200, answer.text
