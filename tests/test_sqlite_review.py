@@ -5,12 +5,16 @@ whatever FLASK_SQLALCHEMY_DATABASE_URI says (so `database_independent`)."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 
 import pytest
 
-from servers import GunicornServer, password_grant_seed, run_together, token_request
+from app import create_app
+from conftest import make_config
+from identity.extensions import db
+from servers import ROOT, GunicornServer, password_grant_seed, run_together, token_request
 
 pytestmark = [pytest.mark.database_independent]
 
@@ -68,3 +72,25 @@ def test_writers_queued_behind_a_held_lock_each_wait_one_busy_timeout(locking_se
     for token in tokens:
         answer = token_request(locking_server.url, CLIENT, SECRET, grant_type="refresh_token", refresh_token=token)
         assert answer.status_code == 200, answer.text
+
+
+def _documented_default(setting: str) -> str:
+    """The default column of `setting`'s row in docs/configuration.md: its first `code` value."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{setting}` |"))
+    return re.findall(r"`([^`]+)`", row.split(" | ")[1])[0]
+
+
+def test_the_documented_default_database_uri_set_explicitly_is_the_default_file():
+    """configuration.md gave `sqlite:///instance/identity.db` as FLASK_SQLALCHEMY_DATABASE_URI's
+    default. Set explicitly (an operator writing the default down in a unit file), it named
+    instance/instance/identity.db: Flask-SQLAlchemy reads a relative SQLite path from the instance
+    folder, not the working directory; every command said "unable to open database file"."""
+    documented = _documented_default("FLASK_SQLALCHEMY_DATABASE_URI")
+    files = []
+    for uri in (None, documented):
+        app = create_app(make_config(uri))
+        with app.app_context():
+            files.append(db.engine.url.database)
+            db.engine.dispose()
+    assert files[1] == files[0], f"{documented} names {files[1]}, the default is {files[0]}"
