@@ -4,6 +4,7 @@ whatever FLASK_SQLALCHEMY_DATABASE_URI says (so `database_independent`)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sqlite3
@@ -94,3 +95,27 @@ def test_the_documented_default_database_uri_set_explicitly_is_the_default_file(
             files.append(db.engine.url.database)
             db.engine.dispose()
     assert files[1] == files[0], f"{documented} names {files[1]}, the default is {files[0]}"
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def test_a_sqlite_uri_filename_database_serves_sign_ins(tmp_path):
+    """A URI filename (`sqlite:///file:/path/identity.db?uri=true`, SQLAlchemy's form for SQLite's
+    own options) passed the start-up checks and /readyz, and then every sign-in, token and refresh
+    was a 503: the workers' write lock was opened at `file:/path/identity.db.writelock`, a path
+    under a folder named `file:` in the working directory."""
+    uri = f"sqlite:///file:{tmp_path}/identity.db?uri=true"
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(password_grant_seed(CLIENT, SECRET, USER, PASSWORD)))
+    app = create_app(make_config(uri))
+    seeded = app.test_cli_runner().invoke(args=["seed", str(seed)])
+    assert seeded.exit_code == 0, seeded.output
+    client = app.test_client()
+    answer = client.post("/connect/token", base_url="https://localhost", headers=_basic(CLIENT, SECRET),
+                         data={"grant_type": "password", "username": USER, "password": PASSWORD, "scope": "openid"})
+    with app.app_context():
+        db.engine.dispose()
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert (tmp_path / "identity.db.writelock").exists()

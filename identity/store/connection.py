@@ -43,6 +43,7 @@ import threading
 import time
 from contextlib import contextmanager
 from functools import partial
+from urllib.parse import unquote
 
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
@@ -442,7 +443,7 @@ class AutocommitConnection:
     @contextmanager
     def _file_lock(self, deadline: float):
         if self._lock_file is None or self._lock_file_pid != os.getpid():
-            database = self.engine.url.database
+            database = sqlite_file(self.engine.url)
             path = (database if database and database != ":memory:" else os.path.join(current_app.instance_path, "memory")) + ".writelock"
             try:
                 self._lock_file = open(path, "a+b")  # noqa: SIM115  (held for the process's life)
@@ -454,6 +455,20 @@ class AutocommitConnection:
             yield
         finally:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def sqlite_file(url) -> str | None:
+    """The file of a SQLite URL: its database, or for a URI filename (`sqlite:///file:/path/x.db?
+    mode=rwc&uri=true`, SQLAlchemy's form for SQLite's own options) the path inside it, as SQLite
+    reads it (no `file:`, authority, query or fragment; %-escapes decoded)."""
+    database = url.database
+    if not database or str(url.query.get("uri", "")).lower() not in ("true", "1") or not database.startswith("file:"):
+        return database
+    path = database[len("file:"):].split("?", 1)[0].split("#", 1)[0]
+    if path.startswith("//"):  # file://localhost/path or file:///path
+        path = path[2:]
+        path = path[path.index("/"):] if "/" in path else ""
+    return unquote(path)
 
 
 def _flock_wait(fd: int, deadline: float) -> bool:
