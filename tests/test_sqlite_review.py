@@ -15,6 +15,7 @@ import pytest
 from app import create_app
 from conftest import make_config
 from identity.extensions import db
+from identity.services.schema import ensure_schema
 from servers import ROOT, GunicornServer, password_grant_seed, run_together, token_request
 
 pytestmark = [pytest.mark.database_independent]
@@ -119,3 +120,14 @@ def test_a_sqlite_uri_filename_database_serves_sign_ins(tmp_path):
         db.engine.dispose()
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert (tmp_path / "identity.db.writelock").exists()
+
+
+def test_a_new_database_named_by_a_uri_filename_is_private(tmp_path):
+    """cli.md: "A new SQLite database (and its -wal and -shm files) is created readable by its
+    owner only (0600)". Named by a URI filename (`sqlite:///file:...?uri=true`) it was created
+    with the umask's mode (0644: world-readable password hashes)."""
+    app = create_app(make_config(f"sqlite:///file:{tmp_path}/identity.db?mode=rwc&uri=true"))
+    with app.app_context():
+        ensure_schema()
+        db.engine.dispose()
+    assert oct((tmp_path / "identity.db").stat().st_mode & 0o777) == "0o600"

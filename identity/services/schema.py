@@ -140,15 +140,30 @@ def _private_sqlite_file(dialect, _record, cargs, cparams):
     and refresh-token hashes). SQLite gives the -wal and -shm files the main file's mode, so they
     are private too. A file that already exists keeps the mode its operator gave it.
     """
-    if dialect.name != "sqlite" or not cargs or cparams.get("uri"):
+    if dialect.name != "sqlite" or not cargs:
         return
     path = cargs[0]
+    if isinstance(path, str) and cparams.get("uri"):  # a URI filename: file:/path?mode=rwc...
+        path = _uri_filename_path(path)
     if not isinstance(path, str) or path in ("", ":memory:") or os.path.exists(path):
         return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError:  # another process created it first, or no such folder: sqlite3 answers as before
         pass
+
+
+def _uri_filename_path(filename: str) -> str | None:
+    """The file a SQLite URI filename opens and may create, or None: a read-only or in-memory one
+    (mode=ro, mode=memory, a vfs of its own) creates no file."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from ..store.connection import uri_filename_path
+
+    options = parse_qs(urlsplit(filename).query) if filename.startswith("file:") else {}
+    if options.get("mode", [""])[-1] in ("ro", "memory") or "vfs" in options:
+        return None
+    return uri_filename_path(filename)
 
 
 #: seconds a serving process waits for PostgreSQL to accept a new connection (libpq's connect_timeout)

@@ -459,12 +459,19 @@ class AutocommitConnection:
 
 def sqlite_file(url) -> str | None:
     """The file of a SQLite URL: its database, or for a URI filename (`sqlite:///file:/path/x.db?
-    mode=rwc&uri=true`, SQLAlchemy's form for SQLite's own options) the path inside it, as SQLite
-    reads it (no `file:`, authority, query or fragment; %-escapes decoded)."""
+    mode=rwc&uri=true`, SQLAlchemy's form for SQLite's own options) the path inside it."""
     database = url.database
-    if not database or str(url.query.get("uri", "")).lower() not in ("true", "1") or not database.startswith("file:"):
+    if not database or str(url.query.get("uri", "")).lower() not in ("true", "1"):
         return database
-    path = database[len("file:"):].split("?", 1)[0].split("#", 1)[0]
+    return uri_filename_path(database)
+
+
+def uri_filename_path(filename: str) -> str:
+    """The path of a SQLite URI filename (`file:/path/x.db?mode=rwc`) as SQLite reads it: no
+    `file:`, authority, query or fragment; %-escapes decoded. Any other filename as it is."""
+    if not filename.startswith("file:"):
+        return filename
+    path = filename[len("file:"):].split("?", 1)[0].split("#", 1)[0]
     if path.startswith("//"):  # file://localhost/path or file:///path
         path = path[2:]
         path = path[path.index("/"):] if "/" in path else ""
