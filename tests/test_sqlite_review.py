@@ -14,6 +14,7 @@ import pytest
 
 from app import create_app
 from conftest import make_config
+from identity.config.startup import ConfigurationError
 from identity.extensions import db
 from identity.services.schema import ensure_schema
 from servers import ROOT, GunicornServer, password_grant_seed, run_together, token_request
@@ -131,3 +132,16 @@ def test_a_new_database_named_by_a_uri_filename_is_private(tmp_path):
         ensure_schema()
         db.engine.dispose()
     assert oct((tmp_path / "identity.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_question_mark_in_the_database_path_is_refused_not_cut_short(tmp_path):
+    """`sqlite:////srv/id?2/identity.db`: the URL's query began at the `?`, SQLAlchemy dropped
+    `2/identity.db` as an option the driver does not take (a warning), and the server and every
+    command used a new, empty database `/srv/id` instead; an option that is no SQLite option is
+    refused at start, as a PostgreSQL one libpq does not know is."""
+    folder = tmp_path / "id?2"
+    folder.mkdir()
+    with pytest.raises(ConfigurationError, match="not a SQLite connection option"):
+        create_app(make_config(f"sqlite:///{folder}/identity.db"))
+    assert not (tmp_path / "id").exists()
+    create_app(make_config(f"sqlite:///{str(folder).replace('?', '%3F')}/identity.db?timeout=5"))

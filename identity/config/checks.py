@@ -9,7 +9,7 @@ import ipaddress
 import math
 import re
 from email.utils import parseaddr
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import click
 from sqlalchemy.engine import make_url
@@ -326,6 +326,29 @@ def _check_database_uri(cfg) -> None:
                                  f"({url.get_driver_name()}): use sqlite:/// or postgresql+psycopg://") from None
     if backend == "postgresql":
         _check_libpq_options(url)
+    else:
+        _check_sqlite_options(uri, url)
+
+
+#: the query options of a sqlite:/// URL SQLAlchemy passes to Python's sqlite3, and with
+#: `uri=true` those SQLite reads from a URI filename (https://sqlite.org/uri.html)
+SQLITE_DRIVER_OPTIONS = frozenset({"uri", "timeout", "isolation_level", "detect_types", "check_same_thread",
+                                   "cached_statements"})
+SQLITE_URI_OPTIONS = frozenset({"vfs", "mode", "cache", "psow", "nolock", "immutable"})
+
+
+def _check_sqlite_options(uri: str, url) -> None:
+    """The URL's query options are SQLite's: SQLAlchemy drops any other with a warning, so a `?`
+    in the file's path (sqlite:////srv/id?2/identity.db) cut the path short there, and the server
+    and every command used a new, empty database (/srv/id) instead."""
+    known = SQLITE_DRIVER_OPTIONS
+    if str(url.query.get("uri", "")).lower() in ("true", "1"):
+        known = known | SQLITE_URI_OPTIONS
+    query = uri.split("?", 1)[1] if "?" in uri else ""  # SQLAlchemy's URL drops a name with no `=`
+    unknown = sorted(name for name, _ in parse_qsl(query, keep_blank_values=True) if name not in known)
+    if unknown:
+        raise ConfigurationError(f"SQLALCHEMY_DATABASE_URI: {unknown[0]!r} is not a SQLite connection option "
+                                 f"(such as timeout); a '?' in the database file's path is written %3F")
 
 
 def _check_libpq_options(url) -> None:
