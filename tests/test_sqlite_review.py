@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -17,7 +18,8 @@ from conftest import make_config
 from identity.config.startup import ConfigurationError
 from identity.extensions import db
 from identity.services.schema import ensure_schema
-from servers import ROOT, GunicornServer, password_grant_seed, run_together, token_request
+from servers import (ROOT, GunicornServer, flask_cli, password_grant_seed, run_together, server_env,
+                     token_request)
 
 pytestmark = [pytest.mark.database_independent]
 
@@ -145,3 +147,54 @@ def test_a_question_mark_in_the_database_path_is_refused_not_cut_short(tmp_path)
         create_app(make_config(f"sqlite:///{folder}/identity.db"))
     assert not (tmp_path / "id").exists()
     create_app(make_config(f"sqlite:///{str(folder).replace('?', '%3F')}/identity.db?timeout=5"))
+
+
+def _longest_write_lock(path: str, during) -> float:
+    """Run `during()` while another connection tries SQLite's write lock every few milliseconds;
+    the longest stretch (s) in which it could not take it."""
+    stop, longest, since = threading.Event(), [0.0], [None]
+
+    def probe():
+        probe_db = sqlite3.connect(path, timeout=0, isolation_level=None)
+        while not stop.is_set():
+            try:
+                probe_db.execute("BEGIN IMMEDIATE")
+                probe_db.execute("ROLLBACK")
+                if since[0] is not None:
+                    longest[0] = max(longest[0], time.monotonic() - since[0])
+                since[0] = None
+            except sqlite3.OperationalError:
+                since[0] = since[0] or time.monotonic()
+            time.sleep(0.005)
+        probe_db.close()
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        during()
+    finally:
+        stop.set()
+        thread.join()
+    return longest[0]
+
+
+def test_seeding_many_users_does_not_hold_the_write_lock_while_hashing(tmp_path):
+    """A seed file's users (and client secrets) were hashed one by one after the seed's first
+    write, holding SQLite's one write lock through every Argon2id hash (about 25 ms each at the
+    production cost): a seed of 40 users run beside a serving instance made every sign-in,
+    refresh and password change wait seconds (a few hundred users: the busy timeout, and 503s).
+    accounts.new_password_hash: hash "before their first write"."""
+    path = tmp_path / "identity.db"
+    env = server_env("sqlite:///" + str(path))
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(password_grant_seed(CLIENT, SECRET, USER, PASSWORD)))
+    flask_cli(["seed", str(first)], env)
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps({
+        "clients": [{"client_id": f"app{i}", "client_name": f"App {i}", "client_secrets": [f"secret-of-app-{i}-long"],
+                     "allowed_grant_types": ["client_credentials"], "allowed_scopes": []} for i in range(5)],
+        "users": [{"username": f"user{i}", "email": f"user{i}@example.com", "password": f"{PASSWORD}-{i}"}
+                  for i in range(40)],
+    }))
+    held = _longest_write_lock(str(path), lambda: flask_cli(["seed", str(many)], env))
+    assert held < 0.4, f"the seed held the write lock for {held:.2f} s"

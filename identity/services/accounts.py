@@ -69,8 +69,9 @@ def check_new_user(username: str, email: str | None, password: str, name: str | 
 
 
 def build_user(username: str, email: str | None, name: str | None, password: str, *,
-               email_verified: bool = False) -> User:
+               email_verified: bool = False, password_hash: str | None = None) -> User:
     """Create a User object (not yet added); the password must already satisfy the policy.
+    `password_hash`: its new_password_hash, if computed already (before a transaction's first write).
 
     The address counts as verified only if the caller says so (an operator who vouches for it);
     otherwise it waits for its owner to follow a verification link."""
@@ -83,7 +84,7 @@ def build_user(username: str, email: str | None, name: str | None, password: str
         email_normalized=normalize_login(email) if email else None,
         email_verified=bool(email and email_verified),
         name=name,
-        password_hash=hash_password(normalize(password)),
+        password_hash=password_hash or hash_password(normalize(password)),
         password_version=1,
         password_changed_at=stamp,
         failed_attempts=0,
