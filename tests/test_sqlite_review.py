@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from app import create_app
 from conftest import make_config
@@ -23,6 +30,7 @@ from servers import (ROOT, GunicornServer, flask_cli, password_grant_seed, run_t
 
 pytestmark = [pytest.mark.database_independent]
 
+NOBODY = 65534
 CLIENT, SECRET, USER, PASSWORD = "svc", "svc-secret-for-review", "bob", "a-long-password-for-bob-1"
 
 
@@ -198,3 +206,33 @@ def test_seeding_many_users_does_not_hold_the_write_lock_while_hashing(tmp_path)
     }))
     held = _longest_write_lock(str(path), lambda: flask_cli(["seed", str(many)], env))
     assert held < 0.4, f"the seed held the write lock for {held:.2f} s"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (and setpriv) to run as another user")
+def test_a_command_run_as_root_leaves_the_service_user_able_to_write():
+    """An operator's `sudo flask --app app purge` (any command that writes) on the service's
+    database made the workers' write lock file `identity.db.writelock`, owned by root and 0644;
+    the service's user could no longer open it for writing, and every sign-in, refresh and purge
+    of the server failed from then on ("Permission denied", 503). SQLite gives its own -wal and
+    -shm files the database's owner; the lock file needs reading only."""
+    folder = Path(tempfile.mkdtemp(prefix="sqlite-review-owner-"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "identity.db"
+        app = create_app(make_config("sqlite:///" + str(path)))
+        with app.app_context():
+            ensure_schema()
+            db.engine.dispose()
+        env = server_env("sqlite:///" + str(path), extra={"FLASK_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+        flask_cli(["purge"], env)  # as root
+        for name in os.listdir(folder):
+            if not name.endswith(".writelock"):
+                os.chown(folder / name, NOBODY, -1)
+        os.chown(folder, NOBODY, -1)
+        as_nobody = subprocess.run(
+            ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups",
+             sys.executable, "-m", "flask", "--app", "app", "purge"],
+            cwd=ROOT, env={**env, "HOME": str(folder)}, capture_output=True, text=True, timeout=120)
+        assert as_nobody.returncode == 0, as_nobody.stderr.strip().splitlines()[-1:]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -446,7 +446,9 @@ class AutocommitConnection:
             database = sqlite_file(self.engine.url)
             path = (database if database and database != ":memory:" else os.path.join(current_app.instance_path, "memory")) + ".writelock"
             try:
-                self._lock_file = open(path, "a+b")  # noqa: SIM115  (held for the process's life)
+                # read-only: flock needs no more, so a lock file another user made (an operator's
+                # command run as root: root:root 0644) still serves the service's user
+                self._lock_file = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), "rb")  # noqa: SIM115  (held for the process's life)
             except OSError as err:  # the database's directory is gone (a volume unmounted): it is down
                 self._raise("open the write lock", (), self.dialect.loaded_dbapi.OperationalError(err.strerror))
             self._lock_file_pid = os.getpid()
