@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ from app import create_app
 from conftest import make_config
 from identity.config.startup import ConfigurationError
 from identity.extensions import db
-from identity.services.schema import ensure_schema
+from identity.services.schema import ensure_schema, head_revision
 from servers import (ROOT, GunicornServer, flask_cli, password_grant_seed, run_together, server_env,
                      token_request)
 
@@ -236,3 +237,37 @@ def test_a_command_run_as_root_leaves_the_service_user_able_to_write():
         assert as_nobody.returncode == 0, as_nobody.stderr.strip().splitlines()[-1:]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _upgrade_with_file_size_limit(env: dict[str, str], limit: int | None) -> subprocess.CompletedProcess:
+    """`flask db upgrade`, its files unable to grow past `limit` bytes (RLIMIT_FSIZE: writes past
+    it fail with EFBIG, as on a full disk)."""
+    def limited():
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
+                          preexec_fn=limited, capture_output=True, text=True, timeout=120)
+
+
+def test_a_migration_that_fails_on_a_full_disk_leaves_nothing_behind(tmp_path):
+    """A batch migration on SQLite (a table rebuilt: 5743972ee32a, passkeys) whose disk filled up
+    midway left `_alembic_tmp_passkeys` behind: its CREATE TABLE had committed on its own (sqlite3
+    begins a transaction only before INSERT, UPDATE or DELETE). Once space was back, every `db
+    upgrade`, and so every command, failed with "table _alembic_tmp_passkeys already exists"."""
+    path = tmp_path / "identity.db"
+    env = server_env("sqlite:///" + str(path))
+    flask_cli(["db", "upgrade"], env)
+    flask_cli(["db", "downgrade"], env)
+    with sqlite3.connect(str(path)) as checkpoint:
+        checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    failed = _upgrade_with_file_size_limit(env, 40_000)
+    assert failed.returncode != 0, failed.stdout
+    with sqlite3.connect(str(path)) as left:
+        leftovers = [name for (name,) in left.execute("SELECT name FROM sqlite_master WHERE name LIKE '_alembic_tmp%'")]
+    assert leftovers == [], f"the failed upgrade left {leftovers}"
+    again = _upgrade_with_file_size_limit(env, None)
+    assert again.returncode == 0, again.stderr.strip().splitlines()[-1:]
+    with sqlite3.connect(str(path)) as done:
+        assert done.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+        assert done.execute("PRAGMA foreign_key_check").fetchall() == []

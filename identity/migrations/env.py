@@ -5,7 +5,7 @@ from flask import current_app
 
 import click
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 # this is the Alembic Config object, which provides
@@ -135,6 +135,17 @@ def run_migrations_online():
             # transaction, so before it), on again before the connection goes back to the pool.
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
+            # One SQLite transaction for the whole run, DDL included. sqlite3 (legacy transaction
+            # control) begins one only before INSERT, UPDATE or DELETE, and Alembic takes SQLite's
+            # DDL as not transactional: a batch migration's CREATE TABLE _alembic_tmp_x committed on
+            # its own, and a run that failed after it (a full disk) left that table behind, which
+            # refused every `db upgrade` from then on ("table _alembic_tmp_x already exists").
+            # SQLAlchemy's recipe for pysqlite: the driver in autocommit, BEGIN emitted at begin.
+            driver = connection.connection.driver_connection
+            legacy_isolation = driver.isolation_level
+            driver.isolation_level = None
+            event.listen(connection, "begin", _sqlite_begin)
+            conf_args = {"transactional_ddl": True, **conf_args}
         try:
             context.configure(
                 connection=connection,
@@ -147,6 +158,8 @@ def run_migrations_online():
         finally:
             if sqlite:
                 connection.rollback()
+                event.remove(connection, "begin", _sqlite_begin)
+                driver.isolation_level = legacy_isolation  # before the PRAGMA, which a transaction would void
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
             if postgresql:
@@ -154,6 +167,13 @@ def run_migrations_online():
             if lock_holder is not None:
                 lock_holder.rollback()  # ends the transaction, and with it the lock
                 lock_holder.close()
+
+
+def _sqlite_begin(connection):
+    # IMMEDIATE: the write lock from the start (waiting the busy timeout for it), as the serving
+    # workers' writes take it; a deferred transaction that read first and then wrote failed at
+    # once (SQLITE_BUSY_SNAPSHOT) whenever a worker had committed meanwhile
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 if context.is_offline_mode():
