@@ -271,3 +271,15 @@ def test_a_migration_that_fails_on_a_full_disk_leaves_nothing_behind(tmp_path):
     with sqlite3.connect(str(path)) as done:
         assert done.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
         assert done.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_the_busy_timeout_in_the_uri_is_the_one_used(tmp_path):
+    """`sqlite:///...?timeout=2` (SQLAlchemy's way to set sqlite3's busy timeout in the URL, as
+    PostgreSQL's `?connect_timeout=` is honoured) was overridden by the default connect_args'
+    30 s: a writer behind a held lock waited 30 s, not the 2 the operator asked for."""
+    app = create_app(make_config(f"sqlite:///{tmp_path}/identity.db?timeout=2"))
+    with app.app_context():
+        busy = db.session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar()
+        db.session.rollback()
+        db.engine.dispose()
+    assert busy == 2000

@@ -44,7 +44,10 @@ def init_app(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "identity.db")
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        options.setdefault("connect_args", {"timeout": 30})
+        # the busy timeout: 30 s unless the engine's connect_args or the URI (`?timeout=`) say
+        # otherwise (connect_args win over the URI's options: a default there hid the URI's)
+        if "timeout" not in make_url(app.config["SQLALCHEMY_DATABASE_URI"]).query:
+            options.setdefault("connect_args", {"timeout": 30})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         _bound_statements(app)
