@@ -26,6 +26,7 @@ from conftest import make_config
 from identity.config.startup import ConfigurationError
 from identity.extensions import db
 from identity.services.schema import ensure_schema, head_revision
+from test_container_review import _read_only_app_dir, needs_mounts
 from servers import (ROOT, GunicornServer, flask_cli, password_grant_seed, run_together, server_env,
                      token_request)
 
@@ -283,3 +284,17 @@ def test_the_busy_timeout_in_the_uri_is_the_one_used(tmp_path):
         db.session.rollback()
         db.engine.dispose()
     assert busy == 2000
+
+
+@needs_mounts
+def test_a_relative_sqlite_path_in_a_read_only_application_directory_is_one_line(tmp_path):
+    """`sqlite:///identity.db` (a path read from the instance folder, configuration.md) in an image
+    whose application directory is read-only: Flask-SQLAlchemy's making of instance/ raised, and
+    each worker and command died with PermissionError's (or OSError's) traceback, where the same
+    case with the setting unset stops in one line naming FLASK_SQLALCHEMY_DATABASE_URI."""
+    result = _read_only_app_dir(tmp_path, f"FLASK_SQLALCHEMY_DATABASE_URI=sqlite:///identity.db "
+                                          f"{sys.executable} -c 'from app import create_app; create_app()'")
+    assert "Traceback" not in result.stderr, result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "rate limits are counted" not in line]
+    assert len(lines) == 1 and "FLASK_SQLALCHEMY_DATABASE_URI" in lines[0] and "Read-only file system" in lines[0], lines

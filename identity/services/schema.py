@@ -57,6 +57,13 @@ def init_app(app: Flask) -> None:
         from ..config.startup import ConfigurationError
 
         raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS cannot be used: {str(err).split('. ')[0]}") from None
+    except OSError as err:  # a relative SQLite path: Flask-SQLAlchemy makes the instance folder it is read from
+        from ..config.startup import ConfigurationError
+
+        raise ConfigurationError(
+            f"SQLALCHEMY_DATABASE_URI names a SQLite file relative to the instance folder {app.instance_path}, "
+            f"which cannot be made ({err.strerror or err}): set FLASK_SQLALCHEMY_DATABASE_URI to an absolute path "
+            "(sqlite:////a/writable/folder/identity.db) or PostgreSQL") from None
     if os.environ.get("FLASK_RUN_FROM_CLI") == "true":  # the flask command: offer `flask db ...`
         app.cli.add_command(_MigrateCommands("db", help="Perform database migrations."))
 
