@@ -371,7 +371,10 @@ class AutocommitConnection:
         behind others that each waited the timeout out waited it once more per writer ahead."""
         if self._busy_seconds is None:  # PRAGMA busy_timeout, read when the connection opens
             with self._lock:
-                self._usable()
+                try:
+                    self._usable()
+                except self.dialect.loaded_dbapi.Error as err:  # the database unreachable: a 503
+                    self._raise("connect", (), err)
         deadline = time.monotonic() + self._busy_seconds
         if not self._lock.acquire(timeout=self._busy_seconds):
             self._raise("BEGIN IMMEDIATE", (), self.dialect.loaded_dbapi.OperationalError("database is locked"))
