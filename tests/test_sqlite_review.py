@@ -210,32 +210,36 @@ def test_seeding_many_users_does_not_hold_the_write_lock_while_hashing(tmp_path)
     assert held < 0.4, f"the seed held the write lock for {held:.2f} s"
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (and setpriv) to run as another user")
-def test_a_command_run_as_root_leaves_the_service_user_able_to_write():
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (and setpriv) to drop its file-permission override")
+def test_a_lock_file_another_user_made_leaves_the_service_able_to_write():
     """An operator's `sudo flask --app app purge` (any command that writes) on the service's
     database made the workers' write lock file `identity.db.writelock`, owned by root and 0644;
     the service's user could no longer open it for writing, and every sign-in, refresh and purge
     of the server failed from then on ("Permission denied", 503). SQLite gives its own -wal and
-    -shm files the database's owner; the lock file needs reading only."""
+    -shm files the database's owner; the lock file needs reading only.
+
+    The same, the other way round: the lock file belongs to another user (nobody, 0644), and the
+    service's command runs as root without CAP_DAC_OVERRIDE, so it may write only what it owns,
+    as any user may (a process of another user could not read this checkout's virtualenv, which
+    may sit in a private directory, such as the CI's mktemp one)."""
     folder = Path(tempfile.mkdtemp(prefix="sqlite-review-owner-"))
     try:
-        folder.chmod(0o755)
         path = folder / "identity.db"
         app = create_app(make_config("sqlite:///" + str(path)))
         with app.app_context():
             ensure_schema()
             db.engine.dispose()
         env = server_env("sqlite:///" + str(path), extra={"FLASK_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()})
-        flask_cli(["purge"], env)  # as root
-        for name in os.listdir(folder):
-            if not name.endswith(".writelock"):
-                os.chown(folder / name, NOBODY, -1)
-        os.chown(folder, NOBODY, -1)
-        as_nobody = subprocess.run(
-            ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups",
+        flask_cli(["purge"], env)  # made the lock file
+        lock = folder / "identity.db.writelock"
+        assert lock.exists()
+        os.chown(lock, NOBODY, NOBODY)
+        lock.chmod(0o644)
+        without_override = subprocess.run(
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all",
              sys.executable, "-m", "flask", "--app", "app", "purge"],
-            cwd=ROOT, env={**env, "HOME": str(folder)}, capture_output=True, text=True, timeout=120)
-        assert as_nobody.returncode == 0, as_nobody.stderr.strip().splitlines()[-1:]
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert without_override.returncode == 0, without_override.stderr.strip().splitlines()[-1:]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
