@@ -94,18 +94,18 @@ def start_session(user: User, auth_time: int | None = None, amr: str = "pwd", *,
     return session
 
 
-def within_lifetime(created_at: int, last_seen_at: int, stamp: int) -> bool:
-    """The one rule: used within the idle timeout and younger than the absolute lifetime."""
-    config = current_app.config
-    return (stamp - last_seen_at <= config["SESSION_IDLE_SECONDS"]
-            and stamp - created_at <= config["SESSION_ABSOLUTE_SECONDS"])
-
-
 def lifetime_bounds(stamp: int) -> tuple[int, int]:
-    """within_lifetime as bounds on the stored times: (last seen at or after, created at or after),
-    for a query that must leave the ended sessions out before it limits the rows it reads."""
+    """The one rule, as bounds on the stored times: (last seen at or after, created at or after):
+    used within the idle timeout and younger than the absolute lifetime. A query that must leave
+    the ended sessions out before it limits the rows it reads puts them in its WHERE."""
     config = current_app.config
     return stamp - config["SESSION_IDLE_SECONDS"], stamp - config["SESSION_ABSOLUTE_SECONDS"]
+
+
+def within_lifetime(created_at: int, last_seen_at: int, stamp: int) -> bool:
+    """Whether a session is within its lifetime at `stamp` (lifetime_bounds)."""
+    seen_since, created_since = lifetime_bounds(stamp)
+    return last_seen_at >= seen_since and created_at >= created_since
 
 
 def times_are_live(created_at: int | None, last_seen_at: int | None) -> bool:

@@ -87,9 +87,9 @@ def list_entries(user_id: int, current: str | None = None, *, limit: int | None 
 def _entries(user_id: int, current: str | None, limit: int | None, sessions: dict | None,
              grants: dict | None) -> list[Entry]:
     stamp = clock.now()
-    rows = [r for r in store.unrevoked_sessions(user_id, limit=limit, bounds=browser_sessions.lifetime_bounds(stamp),
-                                                **sessions)
-            if browser_sessions.within_lifetime(r.created_at, r.last_seen_at, stamp)] if sessions is not None else []
+    # within their lifetime: the query's bounds leave the others out, before its limit
+    rows = (store.unrevoked_sessions(user_id, limit=limit, bounds=browser_sessions.lifetime_bounds(stamp), **sessions)
+            if sessions is not None else [])
     # usable as the refresh grant judges: not past the family's absolute lifetime either
     tokens = [t for t in store.live_refresh_tokens(user_id, stamp, limit=limit, **grants)
               if issued_grants.refresh_token_usable(t.expires_at, t.auth_time, stamp, t.issued_at)] if grants is not None else []
