@@ -98,6 +98,10 @@ def _usable(value) -> bool:
 
 def authenticate_client(query_client, request, methods, endpoint):
     """The authenticated client (and request.auth_method), or an OAuth error."""
+    if request.args.get("client_secret"):
+        # section 2.3.1: the credentials "MUST NOT be included in the request URI"; ignored, one
+        # beside HTTP Basic went unnoticed (and the secret into every log that keeps URLs)
+        raise InvalidRequestError("Send client_secret in the request body or HTTP Basic, never in the URI.")
     basic = basic_credentials(request.headers, methods)
     form = request.form
     if basic is not None:
@@ -105,7 +109,8 @@ def authenticate_client(query_client, request, methods, endpoint):
         if form.get("client_secret"):
             raise InvalidRequestError("Use one client authentication method: HTTP Basic or client_secret, not both.")
         client_id, secret = basic
-        body_id = form.get("client_id")
+        # the query's too: these endpoints read their parameters from the query and the body
+        body_id = request.payload.client_id
         if body_id and body_id != client_id:
             raise InvalidRequestError("client_id differs from the HTTP Basic user name.")
         method = "client_secret_basic" if secret else "none"

@@ -1,0 +1,40 @@
+"""Client authentication at its edges (RFC 6749 section 2.3.1, RFC 7009, RFC 7662, OpenID Connect
+Core section 9), at every endpoint that takes it: the token, revocation and introspection endpoints."""
+
+from urllib.parse import quote_plus
+
+import pytest
+
+from clientauth_review_support import ENDPOINTS, ODD_SECRET, basic, seed
+
+
+@pytest.fixture
+def clients(app):
+    seed(app)
+    return app
+
+
+# --- credentials in the query string ---------------------------------------------------------------
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("path", list(ENDPOINTS))
+def test_a_client_secret_in_the_query_is_refused_beside_http_basic(client, clients, path):
+    """RFC 6749 section 2.3.1: the client credentials "MUST NOT be included in the request URI",
+    and a request uses one authentication method (section 2.3). A client_secret in the query
+    beside HTTP Basic was ignored and the request answered, though the same secret in the body
+    is invalid_request: the secret, now in every log and history that keeps URLs, went unnoticed."""
+    response = client.post(f"{path}?client_secret={quote_plus('guess-0123')}", data=ENDPOINTS[path],
+                           headers=basic("svc", ODD_SECRET))
+    assert response.status_code == 400, f"{path}: {response.status_code} {response.get_data(as_text=True)[:80]}"
+    assert response.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("path", list(ENDPOINTS))
+def test_a_query_client_id_that_is_not_basics_is_refused(client, clients, path):
+    """A body client_id that is not HTTP Basic's user name is invalid_request (docs/endpoints.md);
+    the endpoints read the query as parameters too, yet a query client_id naming another client
+    was let through and the request answered for Basic's client."""
+    response = client.post(f"{path}?client_id=other", data=ENDPOINTS[path], headers=basic("svc", ODD_SECRET))
+    assert response.status_code == 400, f"{path}: {response.status_code} {response.get_data(as_text=True)[:80]}"
+    assert response.get_json()["error"] == "invalid_request"
