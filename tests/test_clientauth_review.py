@@ -38,3 +38,44 @@ def test_a_query_client_id_that_is_not_basics_is_refused(client, clients, path):
     response = client.post(f"{path}?client_id=other", data=ENDPOINTS[path], headers=basic("svc", ODD_SECRET))
     assert response.status_code == 400, f"{path}: {response.status_code} {response.get_data(as_text=True)[:80]}"
     assert response.get_json()["error"] == "invalid_request"
+
+
+# --- HTTP Basic that cannot be read ------------------------------------------------------------------
+
+def _failed_authentications(app) -> list[tuple]:
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models import AuditEvent
+
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "client_auth_failed")
+                                  .order_by(AuditEvent.id))
+        found = [(e.client_id, e.detail) for e in rows]
+        db.session.remove()
+    return found
+
+
+UNREADABLE_BASIC = {
+    "no colon": "Basic " + __import__("base64").b64encode(b"svc").decode(),
+    "not base64": "Basic svc:not-base64!",
+    "not UTF-8": "Basic " + __import__("base64").b64encode("svc:é".encode("latin-1")).decode(),
+    "two headers joined by the server": "Basic c3ZjOng=,Basic c3ZjOnk=",
+}
+
+
+@pytest.mark.parametrize("path", list(ENDPOINTS))
+def test_an_unreadable_http_basic_header_is_audited_as_a_failed_client_authentication(client, clients, path):
+    """docs/security.md: a client's failed authentication at the token, revocation and introspection
+    endpoints is recorded (`client_auth_failed`, with the method and the endpoint). HTTP Basic
+    credentials that cannot be read (no colon, not Base64, not UTF-8, or two Authorization headers,
+    which gunicorn and granian join with a comma) are answered invalid_client as a wrong secret is,
+    and count toward the same rate limit, but none was recorded: a guesser trying them was never seen."""
+    endpoint = {"/connect/token": "token", "/connect/revocation": "revocation", "/connect/introspect": "introspection"}
+    for header in UNREADABLE_BASIC.values():
+        response = client.post(path, data=ENDPOINTS[path], headers={"Authorization": header})
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+        assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
+    recorded = _failed_authentications(clients)
+    assert recorded == [(None, {"method": "client_secret_basic", "endpoint": endpoint[path]})] * len(UNREADABLE_BASIC), \
+        f"{path}: {recorded}"

@@ -72,8 +72,13 @@ def _refused(client_id, method: str, endpoint: str, methods) -> InvalidClientErr
     return _failure(methods)
 
 
-def basic_credentials(headers, methods) -> tuple[str, str] | None:
-    """(client_id, secret) from `Authorization: Basic`, None without one; InvalidClientError if unreadable."""
+class UnreadableBasic(ValueError):
+    """`Authorization: Basic` credentials that are not Base64 of UTF-8 `id:secret` (also two
+    Authorization headers, which gunicorn and granian join with a comma)."""
+
+
+def basic_credentials(headers) -> tuple[str, str] | None:
+    """(client_id, secret) from `Authorization: Basic`, None without one; UnreadableBasic if unreadable."""
     auth = headers.get("Authorization")
     if not auth:
         return None
@@ -83,10 +88,10 @@ def basic_credentials(headers, methods) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-        raise _failure(methods) from None
+        raise UnreadableBasic() from None
     client_id, colon, secret = decoded.partition(":")
     if not colon:
-        raise _failure(methods)
+        raise UnreadableBasic()
     # section 2.3.1: each is application/x-www-form-urlencoded before Base64 (`+` is a space, as
     # IdentityServer reads it)
     return unquote_plus(client_id), unquote_plus(secret)
@@ -102,7 +107,10 @@ def authenticate_client(query_client, request, methods, endpoint):
         # section 2.3.1: the credentials "MUST NOT be included in the request URI"; ignored, one
         # beside HTTP Basic went unnoticed (and the secret into every log that keeps URLs)
         raise InvalidRequestError("Send client_secret in the request body or HTTP Basic, never in the URI.")
-    basic = basic_credentials(request.headers, methods)
+    try:
+        basic = basic_credentials(request.headers)
+    except UnreadableBasic:  # a failed authentication like a wrong secret: audited, no client named
+        raise _refused(None, "client_secret_basic", endpoint, methods) from None
     form = request.form
     if basic is not None:
         # a client_secret or client_id sent without a value is as if omitted (RFC 6749 section 3.1)
