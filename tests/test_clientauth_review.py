@@ -79,3 +79,20 @@ def test_an_unreadable_http_basic_header_is_audited_as_a_failed_client_authentic
     recorded = _failed_authentications(clients)
     assert recorded == [(None, {"method": "client_secret_basic", "endpoint": endpoint[path]})] * len(UNREADABLE_BASIC), \
         f"{path}: {recorded}"
+
+
+# --- discovery against the token endpoint ------------------------------------------------------------
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("app_config", [{"GRANT_TYPES_ENABLED": ["client_credentials"]}])
+def test_discovery_offers_none_at_the_token_endpoint_only_with_a_grant_that_takes_it(client, clients):
+    """docs/configuration.md: "discovery advertises exactly what is enabled". With client_credentials
+    alone (confidential clients only), no grant of the token endpoint takes `none`, yet discovery
+    offered it: a public client that reads it is refused every request (invalid_client)."""
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    refused = client.post("/connect/token", data={"grant_type": "client_credentials", "client_id": "pub"})
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
+    assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"], \
+        f"token_endpoint_auth_methods_supported: {doc['token_endpoint_auth_methods_supported']}"
+    # revocation takes none from a public client whatever grants are enabled (RFC 7009 section 5)
+    assert doc["revocation_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post", "none"]

@@ -157,6 +157,13 @@ class Server(AuthorizationServer):
     def authenticate_client(self, request, methods, endpoint="token"):
         return authenticate_client(self.query_client, request, methods, endpoint)
 
+    def token_endpoint_auth_methods(self) -> list[str]:
+        """The client authentication methods some registered grant of the token endpoint takes
+        (discovery's token_endpoint_auth_methods_supported): `none` only with a grant a public
+        client may use, not with client_credentials alone."""
+        taken = {method for grant, _ in self._token_grants for method in grant.TOKEN_ENDPOINT_AUTH_METHODS}
+        return [method for method in ALL_AUTH_METHODS if method in taken]
+
     def checked_request(self, request):
         """(the OAuth2 request, None), or (None, the error that answers it): a request over plain
         HTTP (Authlib refuses to build one), a body that is not form-urlencoded, or one whose

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
 from ..config.issuer import issuer
+from ..oauth2 import authorization_server
 from ..services import keys
 from ..services.mfa import ACR_MFA, ACR_ONE_FACTOR
 from ..services.resources import api_scope_names
@@ -82,7 +83,7 @@ def build_document(base: str) -> dict:
             "grant_types_supported": grant_types_supported(enabled),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [cfg["ID_TOKEN_SIGNING_ALG"]],  # RS256 (config/checks.py)
-            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "token_endpoint_auth_methods_supported": authorization_server().token_endpoint_auth_methods(),
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
