@@ -37,3 +37,34 @@ def basic(client_id: str, secret: str, *, encoded: bool = True) -> dict:
     if encoded:
         client_id, secret = quote_plus(client_id), quote_plus(secret)
     return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+class RawAnswer:
+    def __init__(self, raw: bytes):
+        head, _, self.body = raw.decode("latin-1").partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:]]
+
+    def header(self, name: str) -> str:
+        return next(value for key, value in self.headers if key.lower() == name.lower())
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def raw_post(base_url: str, path: str, headers: list[tuple[str, str]], form: dict) -> RawAnswer:
+    """A POST written by hand on a socket: HTTP clients (requests, httpx) send one header per name."""
+    import socket
+    from urllib.parse import urlencode, urlsplit
+
+    parts = urlsplit(base_url)
+    body = urlencode(form).encode()
+    lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/x-www-form-urlencoded",
+             f"Content-Length: {len(body)}", "Connection: close", *(f"{name}: {value}" for name, value in headers)]
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    return RawAnswer(raw)

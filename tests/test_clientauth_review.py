@@ -96,3 +96,38 @@ def test_discovery_offers_none_at_the_token_endpoint_only_with_a_grant_that_take
         f"token_endpoint_auth_methods_supported: {doc['token_endpoint_auth_methods_supported']}"
     # revocation takes none from a public client whatever grants are enabled (RFC 7009 section 5)
     assert doc["revocation_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post", "none"]
+
+
+# --- two Authorization headers, through the real servers ----------------------------------------------
+
+@pytest.fixture(scope="module", params=["gunicorn", "granian"])
+def served(request, tmp_path_factory):
+    from servers import SERVERS, seeded_server
+
+    from clientauth_review_support import SEED
+
+    tmp = tmp_path_factory.mktemp(f"clientauth-{request.param}")
+    with seeded_server(tmp, SEED, name=request.param, server=SERVERS[request.param]) as running:
+        yield running
+
+
+@pytest.mark.server
+def test_two_authorization_headers_are_refused_and_audited_by_the_real_servers(served):
+    """Two Authorization headers, the right credentials in either: the servers join them with a
+    comma (RFC 9110 section 5.3), which reads as no Basic credentials at all. The answer must be
+    invalid_client with the Basic challenge (RFC 6749 section 5.2), never a token, and the attempt
+    recorded as a failed client authentication (docs/security.md)."""
+    from clientauth_review_support import raw_post
+
+    good = basic("svc", ODD_SECRET)["Authorization"]
+    alone = raw_post(served.url, "/connect/token", [("Authorization", good)], ENDPOINTS["/connect/token"])
+    assert alone.status == 200, alone.body
+    for pair in ([good, basic("svc", "wrong")["Authorization"]], [basic("svc", "wrong")["Authorization"], good],
+                 [good, good]):
+        answer = raw_post(served.url, "/connect/token", [("Authorization", value) for value in pair],
+                          ENDPOINTS["/connect/token"])
+        assert answer.status == 401 and answer.json()["error"] == "invalid_client", (pair, answer.body)
+        assert answer.header("WWW-Authenticate").startswith("Basic realm="), answer.headers
+    tail = served.cli(["audit", "tail", "-n", "10"])
+    failed = [line for line in tail.stdout.splitlines() if '"client_auth_failed"' in line]
+    assert len(failed) == 3, tail.stdout
