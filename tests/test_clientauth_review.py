@@ -131,3 +131,40 @@ def test_two_authorization_headers_are_refused_and_audited_by_the_real_servers(s
     tail = served.cli(["audit", "tail", "-n", "10"])
     failed = [line for line in tail.stdout.splitlines() if '"client_auth_failed"' in line]
     assert len(failed) == 3, tail.stdout
+
+
+# --- the time of a failure after the Argon2 cost changed ----------------------------------------------
+
+def _fastest_failure(client, client_id: str, tries: int = 5) -> float:
+    import time
+
+    times = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        response = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic(client_id, "wrong-guess"))
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 401
+    return min(times)
+
+
+def test_a_failed_authentication_costs_the_same_for_a_client_whose_secret_was_hashed_at_another_cost(
+        client, clients, database_uri):
+    """docs/security.md: a failed client authentication costs one Argon2 verification whether the
+    client id is unknown or not, so its time tells no one which client ids exist. The cost is a
+    setting (FLASK_ARGON2_*), and a client secret's hash keeps the cost it was made with (a user's
+    password is rehashed at their next sign-in; a client secret never is): after the cost was
+    raised, a guess at a registered client's secret failed in a fraction of the time a guess at an
+    unknown client took (the dummy verification is made at the new cost): every confidential
+    client with an operator-chosen secret could be told from an unknown id by the clock."""
+    from app import create_app
+    from conftest import PRODUCTION_ARGON2, HttpsClient, close_connections, make_config
+
+    raised = create_app(make_config(database_uri, **PRODUCTION_ARGON2))  # secrets seeded at the suite's cheap cost
+    raised.test_client_class = HttpsClient
+    try:
+        http = raised.test_client()
+        _fastest_failure(http, "ghost", tries=1)  # the dummy hash at this cost, made once per process
+        unknown, known = _fastest_failure(http, "ghost"), _fastest_failure(http, "other")
+    finally:
+        close_connections(raised)
+    assert known > unknown / 2, f"a registered client's failure took {known * 1000:.1f} ms, an unknown one's {unknown * 1000:.1f} ms"

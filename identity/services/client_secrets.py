@@ -15,7 +15,7 @@ from threading import Lock
 
 from ..extensions import db
 from . import audit
-from .passwords import hash_password, spend_equal_time, verify_password
+from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
 
 _FAST_PREFIX = "sha256$"
 _CACHE_SIZE = 4096
@@ -57,16 +57,19 @@ def verify_client_secret(stored_hashes: list[str], presented: str) -> bool:
 
 
 def verify_client_secret_evenly(stored_hashes: list[str], presented: str) -> bool:
-    """verify_client_secret, where a failure always costs at least one Argon2 verification.
+    """verify_client_secret, where a failure always costs at least one Argon2 verification at
+    the current cost (the ARGON2_* settings).
 
     An unknown, disabled or public client, and one with only generated (SHA-256) secrets, would
     otherwise fail in microseconds while a client with an Argon2 secret takes milliseconds: the
-    time of a failed attempt would tell which client ids exist. (A client with several Argon2
-    secrets still costs one verification per secret.)
+    time of a failed attempt would tell which client ids exist. So would a client whose Argon2
+    secrets were hashed at another cost (a secret keeps the cost it was hashed with; the settings
+    may have been raised since): they are paid the verification at the current cost too. (A
+    client with several Argon2 secrets still costs one verification per secret.)
     """
     if verify_client_secret(stored_hashes, presented):
         return True
-    if all(stored.startswith(_FAST_PREFIX) for stored in stored_hashes):
+    if not any(not stored.startswith(_FAST_PREFIX) and not needs_rehash(stored) for stored in stored_hashes):
         spend_equal_time(presented)
     return False
 
