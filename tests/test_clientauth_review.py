@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from clientauth_review_support import ENDPOINTS, ODD_SECRET, basic, seed
+from clientauth_review_support import ENDPOINTS, ODD_SECRET, SEED as SEED_DATA, basic, seed
 
 
 @pytest.fixture
@@ -168,3 +168,50 @@ def test_a_failed_authentication_costs_the_same_for_a_client_whose_secret_was_ha
     finally:
         close_connections(raised)
     assert known > unknown / 2, f"a registered client's failure took {known * 1000:.1f} ms, an unknown one's {unknown * 1000:.1f} ms"
+
+
+# --- a seed that gives a client a secret, under the workers' client snapshots --------------------------
+
+def _seed_file(tmp_path, data) -> str:
+    import json
+
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 2}])
+def test_a_seed_that_makes_a_public_client_confidential_returns_once_no_worker_serves_it_without_a_secret(
+        client, clients, runner, tmp_path):
+    """docs/cli.md: a seed that disables a client, makes it public or takes a secret away returns once
+    no worker still serves the old client (CLIENT_CACHE_SECONDS). One that gave a public client a
+    secret returned at once, and for the snapshot's life the client was still served as public:
+    a request with no secret at all was answered (RFC 6749 section 3.2.1: a confidential client
+    must authenticate)."""
+    import copy
+
+    revoke = {"token": "unknown-token", "client_id": "pub"}
+    assert client.post("/connect/revocation", data=revoke).status_code == 200  # public: a snapshot taken
+    data = copy.deepcopy(SEED_DATA)
+    data["clients"][2]["client_secrets"] = ["pub-secret-0123456789"]
+    result = runner.invoke(args=["seed", _seed_file(tmp_path, data)])
+    assert result.exit_code == 0, result.output
+    answer = client.post("/connect/revocation", data=revoke)
+    assert answer.status_code == 401, f"right after the seed: {answer.status_code} {answer.get_data(as_text=True)}"
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 2}])
+def test_a_seed_that_adds_a_secret_returns_once_every_worker_takes_it(client, clients, runner, tmp_path):
+    """Rotating a secret with several at once (the seed format allows it): add the new one, move the
+    client to it, then take the old one away. The seed that added it returned at once, and the
+    client moved to it as told was refused (invalid_client) for up to CLIENT_CACHE_SECONDS."""
+    import copy
+
+    assert client.post("/connect/token", data=ENDPOINTS["/connect/token"],
+                       headers=basic("svc", ODD_SECRET)).status_code == 200  # a snapshot taken
+    data = copy.deepcopy(SEED_DATA)
+    data["clients"][0]["client_secrets"].append("third-secret-0123456789")
+    result = runner.invoke(args=["seed", _seed_file(tmp_path, data)])
+    assert result.exit_code == 0, result.output
+    answer = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("svc", "third-secret-0123456789"))
+    assert answer.status_code == 200, f"right after the seed: {answer.status_code} {answer.get_data(as_text=True)}"

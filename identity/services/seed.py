@@ -39,6 +39,9 @@ class SeedReport:
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
     made_public: list[str] = field(default_factory=list)  # client ids: revoked again once the snapshots are out
     secret_removed: bool = False  # a secret taken away (a leaked one replaced): wait out the snapshots that take it
+    # a secret given to a client that exists (one added to rotate, or a public client made
+    # confidential): wait out the snapshots that refuse it, or serve the client without one
+    secret_added: bool = False
 
     @property
     def changed(self) -> bool:
@@ -250,6 +253,8 @@ def _seed_client(item: dict, report: SeedReport, hashes: list[str]) -> None:
         report.client_disabled = True
     if set(before["secret_hashes"] or []) - set(hashes):
         report.secret_removed = True
+    if set(hashes) - set(before["secret_hashes"] or []):
+        report.secret_added = True
     if before["secret_hashes"] and not hashes:
         end_client_grants(client.client_id, reason="client_made_public")
         report.made_public.append(client.client_id)
@@ -336,8 +341,10 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
     for change in report.addresses_changed:  # as an address changed through its link tells both
         notifications.address_changed_by_operator(change)
-    if report.client_disabled or report.made_public or report.secret_removed:
-        wait_out_snapshots()  # as clients.set_client_enabled does: no worker takes a removed secret then
+    if report.client_disabled or report.made_public or report.secret_removed or report.secret_added:
+        # as clients.set_client_enabled does: no worker takes a removed secret then, nor refuses
+        # an added one, nor serves a client given its first secret as public
+        wait_out_snapshots()
     _end_grants_issued_meanwhile(report.made_public)
     return report
 
