@@ -215,3 +215,22 @@ def test_a_seed_that_adds_a_secret_returns_once_every_worker_takes_it(client, cl
     assert result.exit_code == 0, result.output
     answer = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("svc", "third-secret-0123456789"))
     assert answer.status_code == 200, f"right after the seed: {answer.status_code} {answer.get_data(as_text=True)}"
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 2}])
+def test_a_seed_that_enables_a_client_returns_once_every_worker_serves_it(client, clients, runner, tmp_path):
+    """docs/cli.md: the seed file may give a client "enabled": true, as `clients enable` does, and
+    `clients enable` returns once every worker's snapshot is newer than the change. The seed
+    returned at once, and the client it had just enabled was refused (invalid_client) for up to
+    CLIENT_CACHE_SECONDS."""
+    import copy
+
+    assert runner.invoke(args=["clients", "disable", "svc"]).exit_code == 0
+    refused = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("svc", ODD_SECRET))
+    assert refused.status_code == 401  # a snapshot of the disabled client taken
+    data = copy.deepcopy(SEED_DATA)
+    data["clients"][0]["enabled"] = True
+    result = runner.invoke(args=["seed", _seed_file(tmp_path, data)])
+    assert result.exit_code == 0, result.output
+    answer = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("svc", ODD_SECRET))
+    assert answer.status_code == 200, f"right after the seed: {answer.status_code} {answer.get_data(as_text=True)}"

@@ -37,6 +37,7 @@ class SeedReport:
     passwords_reset: list = field(default_factory=list)  # notifications.Addressee: told once the seed commits
     addresses_changed: list = field(default_factory=list)  # notifications.AddressChange: told likewise
     client_disabled: bool = False  # wait out the workers' client snapshots (clients.set_client_enabled)
+    client_enabled: bool = False  # likewise, as `clients enable` does: no worker still refuses it then
     made_public: list[str] = field(default_factory=list)  # client ids: revoked again once the snapshots are out
     secret_removed: bool = False  # a secret taken away (a leaked one replaced): wait out the snapshots that take it
     # a secret given to a client that exists (one added to rotate, or a public client made
@@ -251,6 +252,8 @@ def _seed_client(item: dict, report: SeedReport, hashes: list[str]) -> None:
     after = {c.key: getattr(client, c.key) for c in Client.__table__.columns}
     if before["enabled"] and not after["enabled"]:
         report.client_disabled = True
+    if after["enabled"] and not before["enabled"]:
+        report.client_enabled = True
     if set(before["secret_hashes"] or []) - set(hashes):
         report.secret_removed = True
     if set(hashes) - set(before["secret_hashes"] or []):
@@ -341,9 +344,10 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
         notifications.password_changed(user, how=notifications.SET_BY_OPERATOR)
     for change in report.addresses_changed:  # as an address changed through its link tells both
         notifications.address_changed_by_operator(change)
-    if report.client_disabled or report.made_public or report.secret_removed or report.secret_added:
+    if (report.client_disabled or report.client_enabled or report.made_public or report.secret_removed
+            or report.secret_added):
         # as clients.set_client_enabled does: no worker takes a removed secret then, nor refuses
-        # an added one, nor serves a client given its first secret as public
+        # an added one or an enabled client, nor serves a client given its first secret as public
         wait_out_snapshots()
     _end_grants_issued_meanwhile(report.made_public)
     return report
