@@ -234,3 +234,21 @@ def test_a_seed_that_enables_a_client_returns_once_every_worker_serves_it(client
     assert result.exit_code == 0, result.output
     answer = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("svc", ODD_SECRET))
     assert answer.status_code == 200, f"right after the seed: {answer.status_code} {answer.get_data(as_text=True)}"
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 2}])
+def test_a_client_added_after_its_id_was_tried_is_served_once_the_command_returns(client, clients, runner):
+    """`clients add` prints the new client's secret, to be used at once (docs/cli.md). A worker that
+    had been asked for the id shortly before (the app deployed before it was registered, retrying)
+    remembered that no such client existed and refused the new one with invalid_client for up to
+    CLIENT_CACHE_SECONDS after the command returned."""
+    import json
+
+    early = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("late", "not-yet"))
+    assert early.status_code == 401
+    added = runner.invoke(args=["clients", "add", "late", "--grant-type", "client_credentials",
+                                "--scope", "IdentityServerApi", "--json"])
+    assert added.exit_code == 0, added.output
+    secret = json.loads(added.output)["client_secret"]
+    answer = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic("late", secret))
+    assert answer.status_code == 200, f"right after clients add: {answer.status_code} {answer.get_data(as_text=True)}"

@@ -48,7 +48,9 @@ def cached_client(client_id) -> Client | None:
     None for an unknown client and for anything that is not a client id.
 
     The token endpoint looks its client up on every request; a snapshot turns that query into a
-    dictionary lookup. A changed or removed client takes effect within the cache period.
+    dictionary lookup. A changed or removed client takes effect within the cache period. An id
+    with no client is not remembered: a client added under it (`clients add`, a seed) is served
+    as soon as the command returns, not refused for the period by a worker asked for it before.
     """
     if not is_client_id(client_id):
         return None
@@ -63,8 +65,10 @@ def cached_client(client_id) -> Client | None:
     # CLIENT_CACHE_SECONDS of the commit, which is what set_client_enabled waits for
     stamp = time.monotonic()
     row = get_client(client_id)
-    if row is not None:
-        db.session.expunge(row)  # keep its loaded values after the request's session ends
+    if row is None:
+        cache.pop(client_id, None)
+        return None
+    db.session.expunge(row)  # keep its loaded values after the request's session ends
     if len(cache) > 10_000:
         cache.clear()
     cache[client_id] = (row, stamp)
