@@ -15,7 +15,7 @@ from threading import Lock
 
 from ..extensions import db
 from . import audit
-from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
+from .passwords import costs_at_least_current, hash_password, spend_equal_time, verify_password
 
 _FAST_PREFIX = "sha256$"
 _CACHE_SIZE = 4096
@@ -63,13 +63,14 @@ def verify_client_secret_evenly(stored_hashes: list[str], presented: str) -> boo
     An unknown, disabled or public client, and one with only generated (SHA-256) secrets, would
     otherwise fail in microseconds while a client with an Argon2 secret takes milliseconds: the
     time of a failed attempt would tell which client ids exist. So would a client whose Argon2
-    secrets were hashed at another cost (a secret keeps the cost it was hashed with; the settings
-    may have been raised since): they are paid the verification at the current cost too. (A
-    client with several Argon2 secrets still costs one verification per secret.)
+    secrets were hashed at a lower cost (a secret keeps the cost it was hashed with; the settings
+    may have been raised since): it pays the verification at the current cost too. (A client
+    with several Argon2 secrets still costs one verification per secret, and one whose secret
+    was hashed at a higher cost than the current one costs that.)
     """
     if verify_client_secret(stored_hashes, presented):
         return True
-    if not any(not stored.startswith(_FAST_PREFIX) and not needs_rehash(stored) for stored in stored_hashes):
+    if not any(not stored.startswith(_FAST_PREFIX) and costs_at_least_current(stored) for stored in stored_hashes):
         spend_equal_time(presented)
     return False
 

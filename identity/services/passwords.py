@@ -5,7 +5,7 @@ import threading
 import time
 from functools import lru_cache
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
@@ -110,6 +110,17 @@ def needs_rehash(password_hash: str) -> bool:
         return hasher().check_needs_rehash(password_hash)
     except InvalidHashError:
         return True
+
+
+def costs_at_least_current(password_hash: str) -> bool:
+    """Whether verifying this Argon2 hash costs at least a verification at the current settings
+    (memory times passes); False for a hash that is not Argon2."""
+    try:
+        params = extract_parameters(password_hash)
+    except (InvalidHashError, ValueError):
+        return False
+    current = hasher()
+    return params.memory_cost * params.time_cost >= current.memory_cost * current.time_cost
 
 
 _DUMMY: dict[tuple, str] = {}
