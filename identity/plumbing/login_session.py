@@ -214,7 +214,8 @@ def sign_out(principal, how: str | None = "signed_out") -> list[str]:
         ended = _end_continued(pending, how)
         _abandon(pending)  # a copy of the cookie finishes no second step after the sign-out
     elif isinstance(sid := session.get("_user_id"), str):  # Flask-Login's: a session ended before this request loaded it
-        ended = browser_sessions.ended_meanwhile(sid)
+        # or one the previous release started during a rolling update, which this one cannot load
+        ended = browser_sessions.ended_meanwhile(sid) or browser_sessions.end_previous_release_session(sid, how)
     untold = untold_frontchannel_uris()  # of a session another user's unfinished sign-in here ended
     session.clear()
     logout_user()  # after the clear: it marks the remember-me cookie for deletion in the session

@@ -172,6 +172,18 @@ def ended_meanwhile(sid: str) -> "logout.EndedSession | None":
     return logout.session_ended_meanwhile(store.sid_digest(sid))
 
 
+def end_previous_release_session(sid: str, how: str | None = "signed_out") -> "logout.EndedSession | None":
+    """End the live session that an instance of a release before migration b8d4f1a6c3e9 started
+    with this cookie sid during a rolling update: its row keeps the sid itself, not its digest,
+    so load_session never finds it, while that release's instances, still serving, do. The
+    cookie's holder signing out here ends it for them too, and its clients are told. Audited as
+    end_session is (`how`; None: not recorded). None if there is no such live session."""
+    user_id = store.live_session_user_id(sid)
+    if user_id is None:
+        return None
+    return end_stored_session(sid, audited_for=user_id if how is not None else None, how=how or "")
+
+
 def end_stored_session(digest: str, reason: str = "signed_out", *, audited_for: int | None = None,
                        how: str = "signed_out") -> "logout.EndedSession | None":
     """End a browser session; its clients are told (back-channel logout) in the same transaction.

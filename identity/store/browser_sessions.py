@@ -92,6 +92,11 @@ def touch_session_row(row_id: int, stamp: int) -> None:
     _write_one(_TOUCH, {"session_row": row_id, "stamp": stamp})
 
 
+def live_session_user_id(digest: str) -> int | None:
+    """The user of the unrevoked session whose sid column holds `digest`, or None."""
+    return db.session.scalar(select(UserSession.user_id).where(UserSession.sid == digest, UserSession.revoked_at.is_(None)))
+
+
 def revoke_session(digest: str, stamp: int) -> bool:
     """Revoke the session whose cookie sid has this `sid_digest`, in the session's transaction;
     False if it was revoked already (by a request that committed first, when they ran at once)."""
