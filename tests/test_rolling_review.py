@@ -9,6 +9,7 @@ from actions import AuthActions, OAuthActions, redirect_params
 from identity.extensions import db
 from identity.models import Client, LogoutDelivery, UserSession
 from identity.store.browser_sessions import sid_digest
+from conftest import BOB_PASSWORD
 from test_frontchannel_logout import frames
 
 
@@ -53,3 +54,67 @@ def test_signing_out_at_the_new_release_ends_a_session_the_previous_release_star
     assert revoked_at is not None, "the session the previous release started stayed live after the sign-out"
     assert queued == ["web"], f"its app was not told (back-channel): {queued}"
     assert frames(response.get_data(as_text=True)) == ["https://web.example.com/fc"], "nor framed (front-channel)"
+
+
+def _web_with_logout_uris(app) -> None:
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            frontchannel_logout_uri="https://web.example.com/fc", backchannel_logout_uri="https://web.example.com/bc"))
+        db.session.commit()
+
+
+def _signed_into_web(client) -> None:
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid").headers["Location"])["code"]
+    assert oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").status_code == 200
+
+
+def _row(app, row_id: int):
+    with app.app_context():
+        return db.session.execute(select(UserSession.public_sid, UserSession.revoked_at)
+                                  .where(UserSession.id == row_id)).one()
+
+
+def test_signing_in_again_at_the_new_release_leaves_no_session_of_the_previous_one_behind(app, client, flow_clients):
+    """The person signed in, and into an app, at an instance of the previous release (2e9e60b^);
+    this release, which cannot load that session, signs them in again in the same browser. The
+    browser's cookie then names the new session only: as for a session of this release, the new
+    one takes over the old one's public sid, which ends, so the app is told when they sign out.
+    The old one stayed live at the previous release's instances, and the sign-out never told its
+    app."""
+    _web_with_logout_uris(app)
+    AuthActions(client).login()
+    _signed_into_web(client)
+    sid = _cookie_sid(client)
+    _as_the_previous_release_stored_it(app, sid)
+    with app.app_context():
+        row_id, public_sid = db.session.execute(select(UserSession.id, UserSession.public_sid)
+                                                .where(UserSession.sid == sid)).one()
+
+    assert AuthActions(client).login().status_code == 302
+    with app.app_context():
+        taken_over = db.session.scalar(select(UserSession.public_sid).where(UserSession.sid == sid_digest(_cookie_sid(client))))
+    AuthActions(client).logout()
+    with app.app_context():
+        queued = db.session.scalars(select(LogoutDelivery.client_id)).all()
+    assert _row(app, row_id).revoked_at is not None, "the session the previous release started outlived the sign-in again and the sign-out"
+    assert taken_over == public_sid and queued == ["web"], f"its app was not told: {queued}"
+
+
+def test_another_user_signing_in_ends_the_session_the_previous_release_started(app, client, flow_clients):
+    """As test_signing_in_again..., but bob signs in over alice's session of the previous release
+    (2e9e60b^): it ends, and its app is told (back-channel) and framed, as another user's session
+    of this release is."""
+    _web_with_logout_uris(app)
+    AuthActions(client).login()
+    _signed_into_web(client)
+    sid = _cookie_sid(client)
+    _as_the_previous_release_stored_it(app, sid)
+
+    bob = AuthActions(client).login(username="bob", password=BOB_PASSWORD)
+    with app.app_context():
+        revoked_at = db.session.scalar(select(UserSession.revoked_at).where(UserSession.sid == sid))
+        queued = db.session.scalars(select(LogoutDelivery.client_id)).all()
+    assert revoked_at is not None and queued == ["web"], f"alice's session left live ({revoked_at}), told: {queued}"
+    assert frames(bob.get_data(as_text=True)) == ["https://web.example.com/fc"]

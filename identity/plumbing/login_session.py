@@ -59,6 +59,12 @@ def _leave_browser_session(user_id: int) -> str | None:
     elif pending:
         ended = _end_continued(pending, "another_user_signed_in")  # as the live session of another user is
         _abandon(pending)
+    elif (isinstance(sid := session.get("_user_id"), str)  # a session the previous release started (rolling update)
+          and (holder := browser_sessions.previous_release_session_user(sid)) is not None):
+        if holder == user_id and browser_sessions.adopt_previous_release_session(sid, user_id):
+            continued = sid  # the same user signing in again continues it, as one of this release's
+        elif holder != user_id:
+            ended = browser_sessions.end_previous_release_session(sid, "another_user_signed_in")
     untold = _untold_sessions() + ([[ended.public_sid, ended.client_ids]]
                                    if logout.frontchannel_logout_uris(ended) else [])
     session.clear()

@@ -176,12 +176,29 @@ def end_previous_release_session(sid: str, how: str | None = "signed_out") -> "l
     """End the live session that an instance of a release before migration b8d4f1a6c3e9 started
     with this cookie sid during a rolling update: its row keeps the sid itself, not its digest,
     so load_session never finds it, while that release's instances, still serving, do. The
-    cookie's holder signing out here ends it for them too, and its clients are told. Audited as
-    end_session is (`how`; None: not recorded). None if there is no such live session."""
+    cookie's holder signing out here, or another user signing in in that browser, ends it for
+    them too, and its clients are told. Audited as end_session is (`how`; None: not recorded).
+    None if there is no such live session."""
     user_id = store.live_session_user_id(sid)
     if user_id is None:
         return None
     return end_stored_session(sid, audited_for=user_id if how is not None else None, how=how or "")
+
+
+def adopt_previous_release_session(sid: str, user_id: int) -> bool:
+    """Whether the user had a live session that a release before migration b8d4f1a6c3e9 started
+    with this cookie sid (end_previous_release_session), now keyed by the sid's digest as this
+    release keys its own (committed): the user signing in again in that browser continues it
+    (continue_session), as a session of this release."""
+    adopted = store.adopt_stored_sid(sid, user_id)
+    db.session.commit()
+    return adopted
+
+
+def previous_release_session_user(sid: str) -> int | None:
+    """The user of the live session a release before migration b8d4f1a6c3e9 started with this
+    cookie sid (end_previous_release_session), or None: one read, before any write."""
+    return store.live_session_user_id(sid)
 
 
 def end_stored_session(digest: str, reason: str = "signed_out", *, audited_for: int | None = None,

@@ -97,6 +97,15 @@ def live_session_user_id(digest: str) -> int | None:
     return db.session.scalar(select(UserSession.user_id).where(UserSession.sid == digest, UserSession.revoked_at.is_(None)))
 
 
+def adopt_stored_sid(sid: str, user_id: int) -> bool:
+    """Give the user's unrevoked session whose sid column holds the cookie sid itself (a row a
+    release before migration b8d4f1a6c3e9 wrote) the sid's digest, in the session's transaction;
+    whether there was one."""
+    return db.session.execute(update(UserSession).where(UserSession.sid == sid, UserSession.user_id == user_id,
+                                                        UserSession.revoked_at.is_(None))
+                              .values(sid=sid_digest(sid))).rowcount == 1
+
+
 def revoke_session(digest: str, stamp: int) -> bool:
     """Revoke the session whose cookie sid has this `sid_digest`, in the session's transaction;
     False if it was revoked already (by a request that committed first, when they ran at once)."""
