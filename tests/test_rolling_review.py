@@ -3,13 +3,19 @@ are replaced one by one, the previous release's serving until they are. Each tes
 previous release writes (rows, cookies) with this code's own pieces, and says which commit's
 behaviour it stands for; the real releases side by side, on one database, found each defect."""
 
+import subprocess
+import sys
+
+import pytest
 from sqlalchemy import select, update
 
 from actions import AuthActions, OAuthActions, redirect_params
 from identity.extensions import db
 from identity.models import Client, LogoutDelivery, UserSession
 from identity.store.browser_sessions import sid_digest
-from conftest import BOB_PASSWORD
+from conftest import BOB_PASSWORD, ROOT
+from servers import server_env
+from test_container_review import _set_revision
 from test_frontchannel_logout import frames
 
 
@@ -118,3 +124,26 @@ def test_another_user_signing_in_ends_the_session_the_previous_release_started(a
         queued = db.session.scalars(select(LogoutDelivery.client_id)).all()
     assert revoked_at is not None and queued == ["web"], f"alice's session left live ({revoked_at}), told: {queued}"
     assert frames(bob.get_data(as_text=True)) == ["https://web.example.com/fc"]
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "downgrade"]])
+def test_the_migration_commands_say_a_newer_release_upgraded_the_schema_in_one_line(own_sqlite_app, command):
+    """This release is the previous one in the next rolling update: that release's migration job
+    has run, and this one's `flask db upgrade` runs meanwhile, as deployment.md's recipe has it
+    ("before starting, and after each upgrade": a host or container of this release starting
+    again), or its `db downgrade`. docs/cli.md promises such a command one line, `Error: database
+    schema is at ..., a revision this code does not know ...`; the db commands printed Alembic's
+    INFO lines and 'ERROR [flask_migrate] Error: Can't locate revision identified by ...'
+    (ca5661f made the app's own commands say it). A real process: the `db` group is attached as
+    a command line is parsed."""
+    head = _set_revision(own_sqlite_app, "ffffffffffff")
+    try:
+        result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *command], cwd=ROOT,
+                                env=server_env(own_sqlite_app.config["SQLALCHEMY_DATABASE_URI"]),
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        _set_revision(own_sqlite_app, head)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "a revision this code does not know" in lines[0], \
+        f"exit {result.returncode}: {lines}"

@@ -138,8 +138,26 @@ class _MigrateCommands(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra):
         app = current_app._get_current_object()
+        if args and args[0] in _READS_THE_REVISION:
+            _refuse_a_newer_schema("run this command with the release that upgraded it")
         attach_migrate(app)  # replaces this stand-in in app.cli with the real group
         return app.cli.commands["db"].make_context(info_name, args, parent=parent, **extra)
+
+
+#: the `db` commands that start from the database's revision: Alembic fails them on one it does
+#: not know ("Can't locate revision identified by ..."), after its INFO lines
+_READS_THE_REVISION = frozenset({"upgrade", "downgrade", "current", "check"})
+
+
+def _refuse_a_newer_schema(what_to_do: str) -> None:
+    """One line, exit 1, when a newer release's migrations have run (the previous release's command
+    during a rolling update); an unreachable database is left to the command's own error."""
+    try:
+        current = current_revision()
+    except Exception:
+        return
+    if current is not None and current not in known_revisions():
+        raise click.ClickException(_newer_schema(current, what_to_do))
 
 
 @event.listens_for(Engine, "do_connect")
