@@ -13,7 +13,7 @@ from actions import AuthActions, OAuthActions, redirect_params
 from identity.extensions import db
 from identity.models import Client, LogoutDelivery, UserSession
 from identity.store.browser_sessions import sid_digest
-from conftest import BOB_PASSWORD, ROOT
+from conftest import BOB_PASSWORD, ROOT, csrf_token
 from servers import server_env
 from test_container_review import _set_revision
 from test_frontchannel_logout import frames
@@ -124,6 +124,30 @@ def test_another_user_signing_in_ends_the_session_the_previous_release_started(a
         queued = db.session.scalars(select(LogoutDelivery.client_id)).all()
     assert revoked_at is not None and queued == ["web"], f"alice's session left live ({revoked_at}), told: {queued}"
     assert frames(bob.get_data(as_text=True)) == ["https://web.example.com/fc"]
+
+
+def test_an_end_session_request_asks_before_ending_a_session_the_previous_release_started(app, client, flow_clients):
+    """An end-session request without id_token_hint (any site can send the browser there) reaches
+    an instance of this release; the browser's cookie names a session an instance of the previous
+    release (2e9e60b^) started and still serves. RP-Initiated Logout 1.0 section 2: the OP MUST
+    ask before it signs the person out then. This release took them for signed out already and
+    cleared the cookie unasked (and ended the session), signing them out at the previous
+    release's instances and their apps."""
+    _web_with_logout_uris(app)
+    AuthActions(client).login()
+    _signed_into_web(client)
+    sid = _cookie_sid(client)
+    _as_the_previous_release_stored_it(app, sid)
+
+    response = client.get("/connect/endsession")
+    with app.app_context():
+        revoked_at = db.session.scalar(select(UserSession.revoked_at).where(UserSession.sid == sid))
+    assert revoked_at is None and 'name="csrf_token"' in response.get_data(as_text=True), \
+        f"signed out unasked: {response.status_code}, session revoked at {revoked_at}"
+    assert _cookie_sid(client) == sid, "the cookie was cleared unasked"
+
+    confirmed = client.post("/connect/endsession", data={"csrf_token": csrf_token(response.get_data(as_text=True))})
+    assert confirmed.status_code == 200 and frames(confirmed.get_data(as_text=True)) == ["https://web.example.com/fc"]
 
 
 @pytest.mark.database_independent

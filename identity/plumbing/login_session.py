@@ -5,6 +5,7 @@ The sid stays between the browser and this server; tokens name the session by it
 
 import secrets
 from datetime import timedelta
+from types import SimpleNamespace
 
 from flask import Flask, current_app, request, session
 from flask_login import current_user, login_user, logout_user
@@ -201,6 +202,28 @@ def _abandon(pending: dict) -> None:
     """Spend the id of a half-signed-in state given up (accounts.abandon_pending)."""
     if isinstance(pending.get("user"), int):
         accounts.abandon_pending(pending["user"], pending["id"])
+
+
+class _PreviousReleaseSession:
+    """The person of a session the previous release started (a rolling update), as the end-session
+    check sees a signed-in one: its user's subject and its public sid, nothing this release serves."""
+
+    is_authenticated = True
+
+    def __init__(self, public_sid: str, subject: str):
+        self.public_sid = public_sid
+        self.user = SimpleNamespace(subject=subject)
+
+
+def end_session_principal():
+    """Who an end-session request would sign out: the signed-in person, or the one of the live
+    session the previous release started with this cookie's sid during a rolling update, which
+    this release cannot load but sign_out ends; the endpoint asks them first, as it asks a
+    signed-in person (RP-Initiated Logout 1.0 section 2)."""
+    if current_user.is_authenticated or not isinstance(sid := session.get("_user_id"), str):
+        return current_user
+    found = browser_sessions.previous_release_session(sid)
+    return _PreviousReleaseSession(*found) if found else current_user
 
 
 def sign_out(principal, how: str | None = "signed_out") -> list[str]:

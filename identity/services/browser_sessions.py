@@ -172,6 +172,12 @@ def ended_meanwhile(sid: str) -> "logout.EndedSession | None":
     return logout.session_ended_meanwhile(store.sid_digest(sid))
 
 
+def previous_release_session(sid: str) -> tuple[str, str] | None:
+    """(public sid, user subject) of the live session a release before migration b8d4f1a6c3e9
+    started with this cookie sid (end_previous_release_session), or None."""
+    return logout.live_session(sid)
+
+
 def end_previous_release_session(sid: str, how: str | None = "signed_out") -> "logout.EndedSession | None":
     """End the live session that an instance of a release before migration b8d4f1a6c3e9 started
     with this cookie sid during a rolling update: its row keeps the sid itself, not its digest,

@@ -105,6 +105,11 @@ def session_ended(digest: str, reason: str = "signed_out") -> EndedSession | Non
     return EndedSession(public_sid, client_ids)
 
 
+def live_session(digest: str) -> tuple[str, str] | None:
+    """(public sid, user subject) of the live session whose sid column holds `digest`, or None."""
+    return store.session_by_sid(digest)
+
+
 # How recently another request must have ended a session for a sign-out to frame its clients'
 # front-channel URIs all the same (session_ended_meanwhile): the same form sent twice at once.
 ENDED_MEANWHILE_SECONDS = 10

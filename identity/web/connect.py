@@ -5,7 +5,7 @@ from urllib.parse import parse_qsl, urlencode
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request, url_for
 from flask_login import current_user
 
-from ..plumbing.login_session import continues_session, sign_out
+from ..plumbing.login_session import continues_session, end_session_principal, sign_out
 from ..extensions import csrf, limiter, sensitive_limit
 from .account import STALE_SIGN_OUT
 from .forms import ConfirmForm
@@ -107,7 +107,7 @@ def userinfo():
 @bp.route("/endsession", methods=["GET", "POST"])
 def endsession():
     """RP-initiated logout: check the hint and the return address, confirm if needed, sign out."""
-    outcome = end_session.check_end_session_request(request.args, request.form, current_user)
+    outcome = end_session.check_end_session_request(request.args, request.form, end_session_principal())
     if outcome.error:
         return render_template("error.html", status=400, title="This sign-out request is not valid", detail=outcome.error), 400
     if _posted_without_cookies():
