@@ -109,6 +109,27 @@ class AppLimiter(Limiter):
             raise ServiceUnavailable("The rate limits cannot be counted now; try again shortly.",
                                      retry_after=5) from err
 
+    def _Limiter__check_conditional_deductions(self, response) -> None:
+        """Flask-Limiter's counting after the answer (`deduct_when`: a refused link, a failed client
+        authentication, a registration that mailed). The store failing there (Redis stopped
+        meanwhile, or full: it still reads, so the check before the view passed) raised out of the
+        after-request step: a 500 for a view that had answered, and nothing counted. The count now
+        goes to the in-memory fallback as any other; without the fallback the answer stands (the
+        view has run: a 503 would say it had not) and the lost count is logged."""
+        try:
+            super()._Limiter__check_conditional_deductions(response)
+        except Exception as err:
+            store = self.storage
+            if isinstance(store, MemoryStorage) or not isinstance(err, store.base_exceptions):
+                raise
+            if self._in_memory_fallback_enabled and not self._storage_dead:
+                self.logger.warning("Rate limit storage unreachable - falling back to in-memory storage")
+                self._storage_dead = True
+                super()._Limiter__check_conditional_deductions(response)
+                return
+            current_app.logger.error("rate limit storage unavailable: %s; a request was answered but not counted "
+                                     "(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED is false)", type(err).__name__)
+
 
 def client_network() -> str:
     """The rate limits' key for a client address: an IPv4 address as it is, an IPv6 one as its

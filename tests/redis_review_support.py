@@ -1,0 +1,83 @@
+"""A Redis server of a test module's own (redis-server on a free loopback port, no persistence),
+which the tests stop, pause, fill and start again: the suite's shared Redis is never touched."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class OwnRedis:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "OwnRedis":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.cli("PING") == "PONG":
+                    return self
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+
+    def fill(self) -> None:
+        """Full, refusing writes (maxmemory reached with the noeviction policy); reads still answer."""
+        self.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.cli("CONFIG", "SET", "maxmemory", "1")
+
+    def unfill(self) -> None:
+        self.cli("CONFIG", "SET", "maxmemory", "0")
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory):
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.skip("needs redis-server and redis-cli (.ci/run installs Redis)")
+    server = OwnRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_store(own_redis):
+    """The module's Redis, up, empty and with room, for one test."""
+    if own_redis.process is None or own_redis.process.poll() is not None:
+        own_redis.start()
+    own_redis.unfill()
+    own_redis.cli("FLUSHALL")
+    yield own_redis
+    if own_redis.process is not None and own_redis.process.poll() is None:
+        own_redis.unfill()

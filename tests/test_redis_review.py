@@ -1,0 +1,49 @@
+"""The rate limits' Redis (RATELIMIT_STORAGE_URI) failing under a running provider: stopped,
+paused, full, restarted empty. Each test runs against a redis-server of this module's own
+(tests/redis_review_support.py), never the suite's shared one."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from redis_review_support import own_redis, redis_store  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.database_independent
+
+NO_FALLBACK = {"RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": False}
+
+
+@pytest.fixture
+def app_config(redis_store, request):  # noqa: F811
+    """The app on this module's Redis; a test's own settings through indirect parametrization."""
+    return {"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": redis_store.url, "PROPAGATE_EXCEPTIONS": False,
+            **getattr(request, "param", {})}
+
+
+def limit_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "rate limit storage" in r.getMessage().lower()]
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_SENSITIVE": "3 per minute"}], indirect=True)
+def test_a_refused_link_while_redis_is_full_is_answered_and_counted_in_memory(client, redis_store):
+    """A link that does not work is counted after its answer (deduct_when): a Redis that is full
+    (maxmemory, noeviction) still reads, so the check passed, and the count's write failed after
+    the view had answered: a 500 with a traceback, every time, and the link-guessing limit counted
+    nothing. The count now goes to the in-memory fallback, as any other count does."""
+    assert client.get("/account/verify-email?token=nope").status_code == 400
+    redis_store.fill()
+    statuses = [client.get("/account/verify-email?token=nope").status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429], f"refused links on a full Redis: {statuses}"
+
+
+@pytest.mark.parametrize("app_config", [NO_FALLBACK], indirect=True)
+def test_a_refused_link_while_redis_is_full_without_fallback_is_answered_and_logged(client, redis_store, caplog):
+    """Without the fallback the link's own answer stands (the view has run: a 503 would say it had
+    not), and the count that could not be written is logged, not a 500 with a traceback."""
+    redis_store.fill()
+    caplog.set_level(logging.WARNING)
+    response = client.get("/account/verify-email?token=nope")
+    assert response.status_code == 400, f"refused link on a full Redis, no fallback: {response.status_code}"
+    assert any("not counted" in line for line in limit_lines(caplog)), limit_lines(caplog)
