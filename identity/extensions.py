@@ -109,6 +109,24 @@ class AppLimiter(Limiter):
             raise ServiceUnavailable("The rate limits cannot be counted now; try again shortly.",
                                      retry_after=5) from err
 
+    @property
+    def current_limit(self):
+        """Flask-Limiter's, which its after-request step reads the X-RateLimit-* headers of
+        (RATELIMIT_HEADERS_ENABLED) from the store. Without the fallback, Redis gone since the
+        request was counted (a restart) raised there: a 500 for a page that had been served. Read
+        here first: then the answer goes out without the headers, and the line says why."""
+        limit = super().current_limit
+        if (limit is None or not self._headers_enabled or self._in_memory_fallback_enabled
+                or isinstance(self.storage, MemoryStorage)):
+            return limit  # the fallback's own handling of a failed read is Flask-Limiter's
+        try:
+            limit.window  # noqa: B018  (read once, kept on the limit)
+        except self.storage.base_exceptions as err:
+            current_app.logger.error("rate limit storage unavailable: %s; answered without the X-RateLimit-* headers "
+                                     "(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED is false)", type(err).__name__)
+            return None
+        return limit
+
     def _Limiter__check_conditional_deductions(self, response) -> None:
         """Flask-Limiter's counting after the answer (`deduct_when`: a refused link, a failed client
         authentication, a registration that mailed). The store failing there (Redis stopped

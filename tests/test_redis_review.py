@@ -47,3 +47,26 @@ def test_a_refused_link_while_redis_is_full_without_fallback_is_answered_and_log
     response = client.get("/account/verify-email?token=nope")
     assert response.status_code == 400, f"refused link on a full Redis, no fallback: {response.status_code}"
     assert any("not counted" in line for line in limit_lines(caplog)), limit_lines(caplog)
+
+
+@pytest.mark.parametrize("app_config", [{**NO_FALLBACK, "RATELIMIT_HEADERS_ENABLED": True}], indirect=True)
+def test_redis_stopped_while_a_request_runs_does_not_make_its_answer_a_500(app, client, redis_store, caplog):
+    """With RATELIMIT_HEADERS_ENABLED the X-RateLimit-* headers are read from the store after the
+    view: Redis stopped after the request's count (a restart, a crash) raised there without the
+    fallback, a bare 500 for a page that had been served. The page is answered without the headers,
+    and the line says why."""
+    stop = []
+
+    @app.after_request  # runs before Flask-Limiter's own after-request step (registered earlier)
+    def redis_goes_away(response):
+        if stop:
+            redis_store.stop()
+        return response
+
+    assert client.get("/account/login").headers.get("X-RateLimit-Limit")
+    stop.append(True)
+    caplog.set_level(logging.WARNING)
+    response = client.get("/account/login")
+    assert response.status_code == 200, f"Redis stopped during the request: {response.status_code}"
+    assert "X-RateLimit-Limit" not in response.headers
+    assert any("rate limit storage unavailable" in line for line in limit_lines(caplog)), limit_lines(caplog)
