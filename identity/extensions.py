@@ -1,6 +1,7 @@
 """Flask extensions, created unbound and attached in create_app."""
 
 import ipaddress
+import time
 
 from flask import current_app, g, request, session
 from flask.globals import request_ctx
@@ -88,6 +89,20 @@ class AppLimiter(Limiter):
         self._in_memory_fallback_enabled = False
         self._headers_enabled = None
         super().init_app(app)
+
+    @property
+    def _storage_dead(self) -> bool:
+        return self.__dict__.get("_store_unreachable", False)
+
+    @_storage_dead.setter
+    def _storage_dead(self, dead: bool) -> None:
+        """Flask-Limiter's flag, and the store found unreachable starts the schedule of its checks
+        (1 s, 2 s, 4 s, ...) from then: Flask-Limiter counted the same request again in memory at
+        once and, its last check a second old or more, asked the store first whether it was back:
+        a store that does not answer cost that request RATELIMIT_STORAGE_TIMEOUT_SECONDS twice."""
+        if dead and not self.__dict__.get("_store_unreachable", False):
+            self._Limiter__last_check_backend = time.time()
+        self.__dict__["_store_unreachable"] = dead
 
     def _check_request_limit(self, callable_name=None, in_middleware=True):
         """Nothing to check while RATELIMIT_ENABLED is false (limits kept at the proxy, the benchmark):

@@ -70,3 +70,23 @@ def test_redis_stopped_while_a_request_runs_does_not_make_its_answer_a_500(app, 
     assert response.status_code == 200, f"Redis stopped during the request: {response.status_code}"
     assert "X-RateLimit-Limit" not in response.headers
     assert any("rate limit storage unavailable" in line for line in limit_lines(caplog)), limit_lines(caplog)
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_TIMEOUT_SECONDS": 0.6}], indirect=True)
+def test_a_paused_redis_costs_a_request_its_timeout_once_not_twice(client, redis_store):
+    """A Redis that stops answering (CLIENT PAUSE, DEBUG SLEEP, a long command) cost the request
+    that found it so RATELIMIT_STORAGE_TIMEOUT_SECONDS for its count, and then as much again:
+    Flask-Limiter, counting the same request again in memory, first asked the store whether it was
+    back (due whenever the worker's last such check was a second old or more)."""
+    import time
+
+    from identity.extensions import limiter
+
+    assert client.get("/account/login").status_code == 200
+    limiter._Limiter__check_backend_count, limiter._Limiter__last_check_backend = 0, 0.0  # a long-running worker
+    redis_store.cli("CLIENT", "PAUSE", "2500", "ALL")
+    started = time.monotonic()
+    response = client.get("/account/login")
+    waited = time.monotonic() - started
+    assert response.status_code == 200
+    assert waited < 0.95, f"a request waited {waited:.2f} s on a paused Redis (timeout 0.6 s)"
