@@ -102,6 +102,10 @@ class AppLimiter(Limiter):
         a store that does not answer cost that request RATELIMIT_STORAGE_TIMEOUT_SECONDS twice."""
         if dead and not self.__dict__.get("_store_unreachable", False):
             self._Limiter__last_check_backend = time.time()
+        elif not dead and self.__dict__.get("_store_unreachable", False):
+            # Flask-Limiter says so at INFO, which no server's log writes: the log said only
+            # "unreachable", long after the limits were shared again
+            self.logger.warning("Rate limit storage reachable again - counting in it again")
         self.__dict__["_store_unreachable"] = dead
 
     def _check_request_limit(self, callable_name=None, in_middleware=True):

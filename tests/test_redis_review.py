@@ -90,3 +90,25 @@ def test_a_paused_redis_costs_a_request_its_timeout_once_not_twice(client, redis
     waited = time.monotonic() - started
     assert response.status_code == 200
     assert waited < 0.95, f"a request waited {waited:.2f} s on a paused Redis (timeout 0.6 s)"
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_SENSITIVE": "3 per minute"}], indirect=True)
+def test_redis_back_after_an_outage_is_used_again_and_the_log_says_so(client, redis_store, caplog):
+    """Redis stopped and started again: each worker goes back to it without a restart, but only
+    Flask-Limiter's "Rate limit storage unreachable" warning reached the log; its "recovered" line
+    is at INFO, below what the server's log writes, so the log said the limits were counted per
+    worker long after they were shared again. It is a warning now, like the readiness's "ready again"."""
+    import time
+
+    from actions import AuthActions
+
+    caplog.set_level(logging.WARNING)
+    redis_store.stop()
+    assert client.get("/account/login").status_code == 200
+    assert any("unreachable" in line for line in limit_lines(caplog)), limit_lines(caplog)
+    redis_store.start()
+    time.sleep(1.1)  # the first check of the store is a second after it was found unreachable
+    statuses = [AuthActions(client).login(password="wrong-password-entirely").status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429], statuses
+    assert int(redis_store.cli("DBSIZE")) > 0, "the counts after Redis came back are not in Redis"
+    assert any("again" in line for line in limit_lines(caplog)), f"no line says Redis is used again: {limit_lines(caplog)}"
