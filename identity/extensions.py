@@ -88,6 +88,7 @@ class AppLimiter(Limiter):
         self._storage_dead = False
         self._in_memory_fallback_enabled = False
         self._headers_enabled = None
+        self._storage_options = {}  # Flask-Limiter adds each app's RATELIMIT_STORAGE_OPTIONS to the last one's
         super().init_app(app)
 
     @property

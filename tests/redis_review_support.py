@@ -81,3 +81,39 @@ def redis_store(own_redis):
     yield own_redis
     if own_redis.process is not None and own_redis.process.poll() is None:
         own_redis.unfill()
+
+
+class OwnSentinel:
+    """A Redis Sentinel of its own on a free port, monitoring a master as `mymaster`."""
+
+    def __init__(self, directory: Path, master: OwnRedis):
+        self.directory = directory
+        self.master = master
+        self.port = _free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/mymaster"
+
+    def start(self) -> "OwnSentinel":
+        config = self.directory / "sentinel.conf"
+        config.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                          f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+                          "sentinel down-after-milliseconds mymaster 60000\n")
+        self.process = subprocess.Popen(["redis-server", str(config), "--sentinel"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done = subprocess.run(["redis-cli", "-p", str(self.port), "SENTINEL", "get-master-addr-by-name", "mymaster"],
+                                  capture_output=True, text=True, timeout=10)
+            if str(self.master.port) in done.stdout:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"redis sentinel did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None

@@ -112,3 +112,61 @@ def test_redis_back_after_an_outage_is_used_again_and_the_log_says_so(client, re
     assert statuses == [400, 400, 400, 429], statuses
     assert int(redis_store.cli("DBSIZE")) > 0, "the counts after Redis came back are not in Redis"
     assert any("again" in line for line in limit_lines(caplog)), f"no line says Redis is used again: {limit_lines(caplog)}"
+
+
+@pytest.fixture
+def hung_listener():
+    """A host that accepts connections and never answers (a half-open path, a stuck process)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def timed_get(client, path: str, limit: float) -> tuple[int | None, float]:
+    """A request's status and wait, given up on (None) after `limit` seconds."""
+    import threading
+    import time
+
+    result = []
+
+    def run():
+        started = time.monotonic()
+        status = client.get(path).status_code
+        result.append((status, time.monotonic() - started))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    return result[0] if result else (None, limit)
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_TIMEOUT_SECONDS": 0.5}], indirect=True)
+def test_redis_behind_sentinel_is_held_to_the_storage_timeout(app_config, database_uri, _migrated, redis_store,
+                                                             hung_listener, tmp_path):
+    """RATELIMIT_STORAGE_TIMEOUT_SECONDS was given to redis://, rediss:// and redis+unix:// stores
+    only: with redis+sentinel:// (Redis's own high availability) a paused master held each request
+    that counted for redis-py's 5 s default instead of 0.5 s, and so did a sentinel that does
+    not answer, on every request that looked the master up."""
+    from app import create_app
+    from conftest import HttpsClient, close_connections, make_config
+    from redis_review_support import OwnSentinel
+
+    sentinel = OwnSentinel(tmp_path, redis_store).start()
+    try:
+        for uri in (sentinel.url, f"redis+sentinel://127.0.0.1:{hung_listener}/mymaster"):
+            app = create_app(make_config(database_uri, **{**app_config, "RATELIMIT_STORAGE_URI": uri}))
+            app.test_client_class = HttpsClient
+            client = app.test_client()
+            if uri == sentinel.url:
+                assert client.get("/account/login").status_code == 200
+                assert int(redis_store.cli("DBSIZE")) > 0, "the sentinel's master does not count"
+                redis_store.cli("CLIENT", "PAUSE", "3000", "ALL")
+            status, waited = timed_get(client, "/account/login", 4)
+            close_connections(app)
+            assert (status, waited < 1.2) == (200, True), f"{uri.split('@')[-1]}: {status} after {waited:.2f} s"
+    finally:
+        sentinel.stop()

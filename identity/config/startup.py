@@ -211,8 +211,10 @@ def init_app(app: Flask) -> None:
                            "FLASK_RATELIMIT_STORAGE_URI=redis://host:6379/0 (docs/passwords.md)")
 
 
-#: The rate-limit stores that take redis-py's connection settings.
-_REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix")
+#: The rate-limit stores that take redis-py's connection settings: a sentinel's and a cluster's too
+#: (Redis's high availability), whose requests otherwise waited redis-py's 5 s on a paused Redis.
+_REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster",
+                  "valkey", "valkeys", "valkey+unix", "valkey+sentinel", "valkey+cluster")
 
 
 def _bound_rate_limit_store(cfg) -> None:
@@ -224,6 +226,13 @@ def _bound_rate_limit_store(cfg) -> None:
     options = dict(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {})
     for name in ("socket_timeout", "socket_connect_timeout"):
         options.setdefault(name, cfg["RATELIMIT_STORAGE_TIMEOUT_SECONDS"])
+    if str(cfg["RATELIMIT_STORAGE_URI"]).split("://", 1)[0].endswith("+sentinel"):
+        # the sentinels are asked for the master on their own connections, which the limits
+        # package gives none of the options above: a sentinel that does not answer held each lookup 5 s
+        sentinels = dict(options.get("sentinel_kwargs") or {})
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            sentinels.setdefault(name, options[name])
+        options["sentinel_kwargs"] = sentinels
     cfg["RATELIMIT_STORAGE_OPTIONS"] = options
     _check_redis_options(cfg["RATELIMIT_STORAGE_URI"], options)
 
