@@ -109,6 +109,19 @@ class AppLimiter(Limiter):
             self.logger.warning("Rate limit storage reachable again - counting in it again")
         self.__dict__["_store_unreachable"] = dead
 
+    def _Limiter__should_check_backend(self) -> bool:
+        """Flask-Limiter's schedule of the unreachable store's checks, and the check a count (a
+        write), not its PING alone: a full Redis (maxmemory, noeviction) answers PING and refuses
+        every count, so each worker took it back every second and lost it at the next request,
+        a pair of warnings a second, with no backoff."""
+        if not super()._Limiter__should_check_backend():
+            return False
+        try:
+            self.storage.incr("identity-storage-check", 60)
+        except self.storage.base_exceptions:
+            return False
+        return True
+
     def _check_request_limit(self, callable_name=None, in_middleware=True):
         """Nothing to check while RATELIMIT_ENABLED is false (limits kept at the proxy, the benchmark):
         Flask-Limiter's route decorators would still sort and evaluate every limit of the route."""

@@ -170,3 +170,21 @@ def test_redis_behind_sentinel_is_held_to_the_storage_timeout(app_config, databa
             assert (status, waited < 1.2) == (200, True), f"{uri.split('@')[-1]}: {status} after {waited:.2f} s"
     finally:
         sentinel.stop()
+
+
+def test_a_full_redis_is_not_taken_back_every_second(client, redis_store, caplog):
+    """A full Redis (maxmemory, noeviction) answers PING, Flask-Limiter's check that it is back,
+    and refuses every count: each worker took it back at every check, a second after losing it,
+    and lost it at the next request, logging it unreachable (and back) every second for as long
+    as Redis stayed full. The check is a count now, and its schedule backs off (1, 2, 4, ... s)."""
+    import time
+
+    caplog.set_level(logging.WARNING)
+    assert client.get("/account/login").status_code == 200
+    redis_store.fill()
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        assert client.get("/account/login").status_code == 200
+        time.sleep(0.05)
+    lines = limit_lines(caplog)
+    assert len(lines) == 1, f"{len(lines)} lines in 3.5 s of a full Redis: {lines[:4]}"
