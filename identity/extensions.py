@@ -92,6 +92,18 @@ class AppLimiter(Limiter):
         super().init_app(app)
 
     @property
+    def store_errors(self) -> tuple:
+        """The errors of the store's being unreachable: its own (redis-py's RedisError), and
+        redis-py's cluster's RedisClusterException, which is not one (no node answers)."""
+        errors = self.storage.base_exceptions
+        errors = errors if isinstance(errors, tuple) else (errors,)
+        try:
+            from redis.exceptions import RedisClusterException
+        except ImportError:  # no redis-py: a store of another kind
+            return errors
+        return (*errors, RedisClusterException)
+
+    @property
     def _storage_dead(self) -> bool:
         return self.__dict__.get("_store_unreachable", False)
 
@@ -118,7 +130,7 @@ class AppLimiter(Limiter):
             return False
         try:
             self.storage.incr("identity-storage-check", 60)
-        except self.storage.base_exceptions:
+        except self.store_errors:
             return False
         return True
 
@@ -134,7 +146,7 @@ class AppLimiter(Limiter):
             # must be counted cannot be served now, which is a 503 (the local API documents it), not a 500
             store = self.storage
             if (self._in_memory_fallback_enabled or isinstance(store, MemoryStorage)  # never unreachable
-                    or not isinstance(err, store.base_exceptions)):
+                    or not isinstance(err, self.store_errors)):
                 raise
             # one line per refused request, as a database outage logs, or the log shows 503s and not why
             current_app.logger.error("rate limit storage unavailable: %s; answered 503 (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED "
@@ -154,7 +166,7 @@ class AppLimiter(Limiter):
             return limit  # the fallback's own handling of a failed read is Flask-Limiter's
         try:
             limit.window  # noqa: B018  (read once, kept on the limit)
-        except self.storage.base_exceptions as err:
+        except self.store_errors as err:
             current_app.logger.error("rate limit storage unavailable: %s; answered without the X-RateLimit-* headers "
                                      "(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED is false)", type(err).__name__)
             return None
@@ -171,7 +183,7 @@ class AppLimiter(Limiter):
             super()._Limiter__check_conditional_deductions(response)
         except Exception as err:
             store = self.storage
-            if isinstance(store, MemoryStorage) or not isinstance(err, store.base_exceptions):
+            if isinstance(store, MemoryStorage) or not isinstance(err, self.store_errors):
                 raise
             if self._in_memory_fallback_enabled and not self._storage_dead:
                 self.logger.warning("Rate limit storage unreachable - falling back to in-memory storage")

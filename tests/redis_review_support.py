@@ -13,33 +13,48 @@ import pytest
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free port under 55000: a cluster node also listens on its port plus 10000 (its bus)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 55000:
+            return port
 
 
 class OwnRedis:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, cluster: bool = False):
         self.directory = directory
         self.port = _free_port()
         self.process: subprocess.Popen | None = None
+        self.cluster = cluster
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis+cluster://127.0.0.1:{self.port}" if self.cluster else f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "OwnRedis":
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")],
+             "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
+             *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] if self.cluster else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 if self.cli("PING") == "PONG":
-                    return self
+                    break
             except subprocess.CalledProcessError:
                 pass
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+        if not self.cluster:
+            return self
+        self.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383")  # a cluster of one node, holding every slot
+        while time.monotonic() < deadline:
+            if "cluster_state:ok" in self.cli("CLUSTER", "INFO"):
+                return self
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 

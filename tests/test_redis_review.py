@@ -188,3 +188,29 @@ def test_a_full_redis_is_not_taken_back_every_second(client, redis_store, caplog
         time.sleep(0.05)
     lines = limit_lines(caplog)
     assert len(lines) == 1, f"{len(lines)} lines in 3.5 s of a full Redis: {lines[:4]}"
+
+
+@pytest.mark.parametrize("app_config", [NO_FALLBACK], indirect=True)
+def test_a_redis_cluster_gone_without_fallback_is_a_503_not_a_500(app_config, database_uri, _migrated, tmp_path, caplog):
+    """With a redis+cluster:// store and no fallback, the cluster gone (no node answers) raised
+    redis-py's RedisClusterUnreachableError, which is not a RedisError, the store's errors the 503
+    was made for: every request that counted was a 500 with a traceback, not the documented 503
+    with Retry-After and its "rate limit storage unavailable" line."""
+    from app import create_app
+    from conftest import HttpsClient, close_connections, make_config
+    from redis_review_support import OwnRedis
+
+    node = OwnRedis(tmp_path, cluster=True).start()
+    try:
+        app = create_app(make_config(database_uri, **{**app_config, "RATELIMIT_STORAGE_URI": node.url}))
+        app.test_client_class = HttpsClient
+        client = app.test_client()
+        assert client.get("/account/login").status_code == 200
+        node.stop()
+        caplog.set_level(logging.WARNING)
+        response = client.get("/account/login")
+        close_connections(app)
+    finally:
+        node.stop()
+    assert (response.status_code, response.headers.get("Retry-After")) == (503, "5"), f"cluster gone, no fallback: {response.status_code}"
+    assert any("rate limit storage unavailable" in line for line in limit_lines(caplog)), limit_lines(caplog)
