@@ -214,3 +214,26 @@ def test_a_redis_cluster_gone_without_fallback_is_a_503_not_a_500(app_config, da
         node.stop()
     assert (response.status_code, response.headers.get("Retry-After")) == (503, "5"), f"cluster gone, no fallback: {response.status_code}"
     assert any("rate limit storage unavailable" in line for line in limit_lines(caplog)), limit_lines(caplog)
+
+
+def test_a_paused_redis_cluster_is_held_to_the_storage_timeout(database_uri, _migrated, tmp_path):
+    """redis-py's cluster client retries a failed command 10 times with a growing backoff (up to
+    1 s each): a cluster node paused (CLIENT PAUSE) held a request that counted 2 s with the 0.5 s
+    timeout. A request now waits the command's timeout once, then counts in memory."""
+    from app import create_app
+    from conftest import HttpsClient, close_connections, make_config
+    from redis_review_support import OwnRedis
+
+    node = OwnRedis(tmp_path, cluster=True).start()
+    try:
+        app = create_app(make_config(database_uri, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=node.url,
+                                     RATELIMIT_STORAGE_TIMEOUT_SECONDS=0.5, PROPAGATE_EXCEPTIONS=False))
+        app.test_client_class = HttpsClient
+        client = app.test_client()
+        assert client.get("/account/login").status_code == 200
+        node.cli("CLIENT", "PAUSE", "3000", "ALL")
+        status, waited = timed_get(client, "/account/login", 4)
+        close_connections(app)
+    finally:
+        node.stop()
+    assert (status, waited < 1.0) == (200, True), f"a paused cluster node: {status} after {waited:.2f} s (timeout 0.5 s)"

@@ -226,7 +226,16 @@ def _bound_rate_limit_store(cfg) -> None:
     options = dict(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {})
     for name in ("socket_timeout", "socket_connect_timeout"):
         options.setdefault(name, cfg["RATELIMIT_STORAGE_TIMEOUT_SECONDS"])
-    if str(cfg["RATELIMIT_STORAGE_URI"]).split("://", 1)[0].endswith("+sentinel"):
+    scheme = str(cfg["RATELIMIT_STORAGE_URI"]).split("://", 1)[0]
+    if scheme.endswith("+cluster") and "retry" not in options:
+        # redis-py's cluster client retries a failed command 10 times with a growing backoff: a
+        # cluster gone or paused held each request 1.7-2 s, whatever the timeout. No retry: the
+        # in-memory fallback counts meanwhile, and the store is tried again a second later.
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options["retry"] = Retry(NoBackoff(), 0)
+    if scheme.endswith("+sentinel"):
         # the sentinels are asked for the master on their own connections, which the limits
         # package gives none of the options above: a sentinel that does not answer held each lookup 5 s
         sentinels = dict(options.get("sentinel_kwargs") or {})
