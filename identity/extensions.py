@@ -1,7 +1,10 @@
 """Flask extensions, created unbound and attached in create_app."""
 
 import ipaddress
+import logging
+import sys
 import time
+from urllib.parse import urlsplit
 
 from flask import current_app, g, request, session
 from flask.globals import request_ctx
@@ -85,10 +88,12 @@ class AppLimiter(Limiter):
         a store an earlier app found unreachable (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) is not this one,
         nor are an earlier app's fallback and headers settings this one's (Flask-Limiter reads the
         first app's headers setting only, and only ever turns the fallback on)."""
-        self._storage_dead = False
+        self.__dict__["_store_unreachable"] = False  # not through _storage_dead: no app has found it back
         self._in_memory_fallback_enabled = False
         self._headers_enabled = None
         self._storage_options = {}  # Flask-Limiter adds each app's RATELIMIT_STORAGE_OPTIONS to the last one's
+        if not any(isinstance(f, _WithoutItsCause) for f in self.logger.filters):
+            self.logger.addFilter(_WithoutItsCause())
         super().init_app(app)
 
     @property
@@ -115,6 +120,12 @@ class AppLimiter(Limiter):
         a store that does not answer cost that request RATELIMIT_STORAGE_TIMEOUT_SECONDS twice."""
         if dead and not self.__dict__.get("_store_unreachable", False):
             self._Limiter__last_check_backend = time.time()
+            # Flask-Limiter's warning names no cause (a wrong password, a database number Redis
+            # does not have, a full Redis read as "unreachable" as a Redis down): this one does,
+            # set in the handler of the store's error (without the URI's password)
+            cause = sys.exc_info()[1]
+            if cause is not None:
+                self.logger.warning("%s: %s", FALLBACK_WARNING, _without_password(f"{type(cause).__name__}: {cause}"))
         elif not dead and self.__dict__.get("_store_unreachable", False):
             # Flask-Limiter says so at INFO, which no server's log writes: the log said only
             # "unreachable", long after the limits were shared again
@@ -186,12 +197,29 @@ class AppLimiter(Limiter):
             if isinstance(store, MemoryStorage) or not isinstance(err, self.store_errors):
                 raise
             if self._in_memory_fallback_enabled and not self._storage_dead:
-                self.logger.warning("Rate limit storage unreachable - falling back to in-memory storage")
+                self.logger.warning(FALLBACK_WARNING)
                 self._storage_dead = True
                 super()._Limiter__check_conditional_deductions(response)
                 return
             current_app.logger.error("rate limit storage unavailable: %s; a request was answered but not counted "
                                      "(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED is false)", type(err).__name__)
+
+
+#: Flask-Limiter's warning when it counts in memory, which AppLimiter logs again with its cause
+FALLBACK_WARNING = "Rate limit storage unreachable - falling back to in-memory storage"
+
+
+class _WithoutItsCause(logging.Filter):
+    """Drops Flask-Limiter's own fallback warning, which AppLimiter's _storage_dead logs with its cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != FALLBACK_WARNING or bool(record.args)
+
+
+def _without_password(text: str) -> str:
+    """An error's words without the store URI's password, should they ever hold it."""
+    password = urlsplit(str(current_app.config.get("RATELIMIT_STORAGE_URI") or "")).password if current_app else None
+    return text.replace(password, "***") if password else text
 
 
 def client_network() -> str:

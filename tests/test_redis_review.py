@@ -237,3 +237,28 @@ def test_a_paused_redis_cluster_is_held_to_the_storage_timeout(database_uri, _mi
     finally:
         node.stop()
     assert (status, waited < 1.0) == (200, True), f"a paused cluster node: {status} after {waited:.2f} s (timeout 0.5 s)"
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_URI": "redis://:wrong-redis-password-123@127.0.0.1:{port}/0"},
+                                        {"RATELIMIT_STORAGE_URI": "redis://:right-redis-password@127.0.0.1:{port}/99"}], indirect=True)
+def test_the_log_says_why_redis_is_not_used(app_config, database_uri, _migrated, redis_store, caplog):
+    """A Redis that refuses the password, or has no such database number, was logged as every
+    outage is: "Rate limit storage unreachable - falling back to in-memory storage", the same
+    words as a Redis down, with nothing to tell the operator what to fix (each worker counting
+    on its own for good). The line names redis-py's error now, never the URI's password."""
+    from app import create_app
+    from conftest import HttpsClient, close_connections, make_config
+
+    redis_store.cli("CONFIG", "SET", "requirepass", "right-redis-password")
+    uri = app_config["RATELIMIT_STORAGE_URI"].format(port=redis_store.port)
+    caplog.set_level(logging.WARNING)
+    try:
+        app = create_app(make_config(database_uri, **{**app_config, "RATELIMIT_STORAGE_URI": uri}))
+        app.test_client_class = HttpsClient
+        assert app.test_client().get("/account/login").status_code == 200
+        close_connections(app)
+    finally:
+        redis_store.cli("-a", "right-redis-password", "--no-auth-warning", "CONFIG", "SET", "requirepass", "")
+    lines = limit_lines(caplog)
+    assert any(("AuthenticationError" if "wrong" in uri else "DB index") in line for line in lines), lines
+    assert not any("-redis-password" in r.getMessage() for r in caplog.records)
