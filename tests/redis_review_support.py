@@ -23,11 +23,12 @@ def _free_port() -> int:
 
 
 class OwnRedis:
-    def __init__(self, directory: Path, *, cluster: bool = False):
+    def __init__(self, directory: Path, *, cluster: bool = False, replica_of: "OwnRedis | None" = None):
         self.directory = directory
         self.port = _free_port()
         self.process: subprocess.Popen | None = None
         self.cluster = cluster
+        self.replica_of = replica_of
 
     @property
     def url(self) -> str:
@@ -37,7 +38,8 @@ class OwnRedis:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
-             *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] if self.cluster else [])],
+             *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] if self.cluster else []),
+             *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

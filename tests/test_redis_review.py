@@ -262,3 +262,46 @@ def test_the_log_says_why_redis_is_not_used(app_config, database_uri, _migrated,
     lines = limit_lines(caplog)
     assert any(("AuthenticationError" if "wrong" in uri else "DB index") in line for line in lines), lines
     assert not any("-redis-password" in r.getMessage() for r in caplog.records)
+
+
+def test_behind_sentinel_a_stale_replica_does_not_lift_the_link_limit(database_uri, _migrated, redis_store, tmp_path):
+    """With redis+sentinel:// the limits package reads counts from a replica (use_replicas), and
+    the limits counted after the answer (a refused reset or verification link: RATELIMIT_SENSITIVE)
+    are checked by such a read. A replica cut off from its master keeps serving its old data
+    (replica-serve-stale-data, Redis's default) and Sentinel still hands it out: the counts read 0
+    for good and link guessing was never refused, with nothing in the log. Counts are read from
+    the master now."""
+    import time
+
+    from app import create_app
+    from conftest import HttpsClient, close_connections, make_config
+    from redis_review_support import OwnRedis, OwnSentinel
+
+    (tmp_path / "replica").mkdir()
+    replica = OwnRedis(tmp_path / "replica", replica_of=redis_store).start()
+    sentinel = OwnSentinel(tmp_path, redis_store).start()
+    try:
+        deadline = time.monotonic() + 15
+        while "master_link_status:up" not in replica.cli("INFO", "replication") or "slave0" not in \
+                redis_store.cli("INFO", "replication") or not sentinel_knows_replica(sentinel, replica):
+            assert time.monotonic() < deadline, "the replica did not come up"
+            time.sleep(0.1)
+        replica.cli("REPLICAOF", "127.0.0.1", "1")  # cut off from its master: it keeps its (empty) data
+        app = create_app(make_config(database_uri, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=sentinel.url,
+                                     RATELIMIT_SENSITIVE="3 per minute", PROPAGATE_EXCEPTIONS=False))
+        app.test_client_class = HttpsClient
+        client = app.test_client()
+        statuses = [client.get("/account/verify-email?token=nope").status_code for _ in range(4)]
+        close_connections(app)
+    finally:
+        sentinel.stop()
+        replica.stop()
+    assert statuses == [400, 400, 400, 429], f"refused links behind Sentinel with a stale replica: {statuses}"
+
+
+def sentinel_knows_replica(sentinel, replica) -> bool:
+    import subprocess
+
+    listed = subprocess.run(["redis-cli", "-p", str(sentinel.port), "SENTINEL", "REPLICAS", "mymaster"],
+                            capture_output=True, text=True, timeout=10).stdout
+    return str(replica.port) in listed

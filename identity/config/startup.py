@@ -242,6 +242,10 @@ def _bound_rate_limit_store(cfg) -> None:
         for name in ("socket_timeout", "socket_connect_timeout"):
             sentinels.setdefault(name, options[name])
         options["sentinel_kwargs"] = sentinels
+        # counts read from the master, not a replica: one cut off from its master keeps serving its
+        # old data (replica-serve-stale-data), and the limits that a read checks (a refused link's)
+        # read 0 there for good
+        options.setdefault("use_replicas", False)
     cfg["RATELIMIT_STORAGE_OPTIONS"] = options
     _check_redis_options(cfg["RATELIMIT_STORAGE_URI"], options)
 
