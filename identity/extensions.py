@@ -92,6 +92,7 @@ class AppLimiter(Limiter):
         self._in_memory_fallback_enabled = False
         self._headers_enabled = None
         self._storage_options = {}  # Flask-Limiter adds each app's RATELIMIT_STORAGE_OPTIONS to the last one's
+        self._eviction_checked = False
         if not any(isinstance(f, _WithoutItsCause) for f in self.logger.filters):
             self.logger.addFilter(_WithoutItsCause())
         super().init_app(app)
@@ -152,6 +153,8 @@ class AppLimiter(Limiter):
             return
         try:
             super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+            if not self._eviction_checked and not self._storage_dead and self.current_limits:
+                self._warn_if_the_store_evicts()  # after a count: never on /healthz, which counts nothing
         except Exception as err:
             # RATELIMIT_IN_MEMORY_FALLBACK_ENABLED false and the store unreachable: a request that
             # must be counted cannot be served now, which is a 503 (the local API documents it), not a 500
@@ -164,6 +167,23 @@ class AppLimiter(Limiter):
                                      "is false)", type(err).__name__)
             raise ServiceUnavailable("The rate limits cannot be counted now; try again shortly.",
                                      retry_after=5) from err
+
+    def _warn_if_the_store_evicts(self) -> None:
+        """Once a worker, at its first count: a Redis with maxmemory and a policy that evicts (a
+        cache's settings; every count has a time to live, so volatile-* policies too) drops counts
+        when it is full, and the limits with them, which nothing else would say."""
+        self._eviction_checked = True
+        connection = getattr(self.storage, "get_connection", None)
+        try:
+            memory = connection().info("memory") if connection else None
+        except (AttributeError, *self.store_errors):
+            return  # not a Redis, or INFO refused (a managed Redis may rename it): nothing to tell
+        if not isinstance(memory, dict) or "maxmemory_policy" not in memory:
+            return  # a cluster answers per node, another store has no such thing
+        if int(memory.get("maxmemory") or 0) > 0 and memory["maxmemory_policy"] != "noeviction":
+            self.logger.warning("Rate limit storage evicts keys when full (maxmemory-policy %s): counts are dropped "
+                                "then, and the limits with them; set maxmemory-policy noeviction (docs/passwords.md)",
+                                memory["maxmemory_policy"])
 
     @property
     def current_limit(self):

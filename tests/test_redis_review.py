@@ -305,3 +305,35 @@ def sentinel_knows_replica(sentinel, replica) -> bool:
     listed = subprocess.run(["redis-cli", "-p", str(sentinel.port), "SENTINEL", "REPLICAS", "mymaster"],
                             capture_output=True, text=True, timeout=10).stdout
     return str(replica.port) in listed
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_SENSITIVE": "3 per minute"}], indirect=True)
+def test_a_redis_that_evicts_the_counts_is_named_in_the_log(client, redis_store, caplog):
+    """A Redis with maxmemory and a policy that evicts (allkeys-lru, volatile-ttl, ...: a cache's
+    settings, in a Redis shared with one) drops the counts when it is full, and the limits with
+    them. Here volatile-ttl, another application writing keys that live an hour: the counts (a
+    minute) go first, the sign-in limit was never reached, and nothing in the log said why. Each
+    worker now reads Redis's policy at its first count, and one that evicts is a warning."""
+    import redis
+
+    from actions import AuthActions
+
+    caplog.set_level(logging.WARNING)
+    other = redis.Redis(port=redis_store.port)
+    for index in range(10):  # another application's data, an hour to live
+        other.set(f"cache:{index}", b"x" * 100_000, ex=3600)
+    redis_store.cli("CONFIG", "SET", "maxmemory-samples", "64")  # every key looked at: no luck in which goes
+    redis_store.cli("CONFIG", "SET", "maxmemory-policy", "volatile-ttl")
+    redis_store.cli("CONFIG", "SET", "maxmemory", str(other.info("memory")["used_memory"] + 50_000))
+    statuses = []
+    try:
+        for attempt in range(5):
+            statuses.append(AuthActions(client).login(password="wrong-password-entirely").status_code)
+            for index in range(3):  # the other application goes on writing
+                other.set(f"cache:{attempt}-{index}", b"x" * 100_000, ex=3600)
+    finally:
+        redis_store.unfill()
+        other.close()
+    assert 429 not in statuses, f"the counts were not evicted: {statuses}"  # what the warning is about
+    lines = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    assert lines, f"sign-in statuses {statuses} on an evicting Redis, and no line says why: {limit_lines(caplog)}"
