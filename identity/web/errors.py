@@ -101,10 +101,8 @@ def _describe(err: HTTPException, form_url: str | None = None) -> str:
     if _refused_form(err) and _page_script():  # the page's token is of a session that ended since
         return ("This page has expired (you may have signed in or out in another tab). "
                 "Reload it, then try again.")
-    if _refused_form(err) and _kept_no_cookie():
-        return ("Your browser sent no cookie with this form, and this site needs one to sign you in. "
-                "Allow cookies for this site, then open the form again (if they are allowed, the site "
-                "may not be served over https: tell its operator).")
+    if _refused_form(err) and kept_no_cookie():
+        return NO_COOKIE
     if _refused_form(err):  # a reload would post the same form, and its token, again
         if form_url:
             return "The form expired or was not sent from this site. Open it again, then send it."
@@ -112,11 +110,18 @@ def _describe(err: HTTPException, form_url: str | None = None) -> str:
     return err.description or err.name
 
 
-def _kept_no_cookie() -> bool:
+#: A refused form's page when the browser kept no cookie of this site (kept_no_cookie)
+NO_COOKIE = ("Your browser sent no cookie with this form, and this site needs one to sign you in. "
+             "Allow cookies for this site, then open the form again (if they are allowed, the site "
+             "may not be served over https: tell its operator).")
+
+
+def kept_no_cookie() -> bool:
     """Whether a refused form is one of this site's pages, posted by a browser that kept no
     cookie of this site (cookies blocked, or a Secure one on a page served over plain http):
     opening the form again would fail the same way. Not a form posted from another site (its
-    cookie is SameSite=Lax: a cross-site post never carries it)."""
+    cookie is SameSite=Lax: a cross-site post never carries it). Also asked by the forms exempt
+    from the app-wide check, which check their token themselves (the reset form)."""
     return ("csrf_token" in request.form and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies
             and request.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin")
 

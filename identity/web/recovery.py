@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from ..errors import AlreadyDone, InvalidLink, ValidationFailed
 from ..extensions import csrf, limiter, link_refused, sensitive_limit
+from .errors import NO_COOKIE, kept_no_cookie
 from .forms import ForgotPasswordForm, ResetPasswordForm
 from ..services import recovery
 from ..services.accounts import normalize_login
@@ -92,7 +93,8 @@ def reset_password():
             flash(PASSWORD_RESET_DONE, "success")
             return _no_referrer(redirect(url_for("account.login", returnUrl=return_url)))
     elif form.errors.get("csrf_token"):
-        errors = {"form": ["The form expired. Please open the link again."]}
+        # a browser that kept no cookie fails the same way whenever it opens the link: say why
+        errors = {"form": [NO_COOKIE if kept_no_cookie() else "The form expired. Please open the link again."]}
     else:
         errors = {"form": ["Enter the new password twice."]}
     return _reset_page(form, errors, return_url, 400)
