@@ -43,3 +43,67 @@ def test_the_reset_form_posted_by_a_browser_that_kept_no_cookie_says_cookies_are
     assert refused.status_code == 400, refused.status_code
     assert "sent no cookie" in html, "the reset form posted without a cookie is told the form expired"
     assert "expired" not in html, "the reset form posted without a cookie is told the form expired"
+
+
+# --- no user enumeration: the same Argon2 work after the cost was raised ----------------------------
+
+def _costs_of_a_sign_in(attempt, monkeypatch) -> list[int]:
+    """The cost (memory times passes) of each Argon2 verification `attempt` ran: the real
+    verifications, each passed on to the hasher (counted, not timed)."""
+    from argon2 import PasswordHasher, extract_parameters
+
+    costs = []
+    real = PasswordHasher.verify
+
+    def counted(self, hash, password):
+        params = extract_parameters(hash)
+        costs.append(params.memory_cost * params.time_cost)
+        return real(self, hash, password)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PasswordHasher, "verify", counted)
+        attempt()
+    return costs
+
+
+def test_a_wrong_password_costs_the_same_as_an_unknown_user_after_the_argon2_cost_was_raised(
+        flow_clients, database_uri, monkeypatch):
+    """"Unknown user, wrong password and locked account get the same message after the same Argon2
+    work (a dummy hash is verified for unknown users)." The cost is a setting (FLASK_ARGON2_*) and
+    a password's hash keeps the cost it was made with until its user's next successful sign-in.
+    After the cost was raised, a wrong password for such a user (every user who has not signed in
+    since) was checked at the old cost, while an unknown user's dummy verification ran at the new
+    one: the clock told which user names exist, on the sign-in page and at the password grant."""
+    from app import create_app
+    from conftest import PRODUCTION_ARGON2, HttpsClient, close_connections, make_config
+
+    raised = create_app(make_config(database_uri, **PRODUCTION_ARGON2))  # users seeded at the suite's cheap cost
+    raised.test_client_class = HttpsClient
+    current = PRODUCTION_ARGON2["ARGON2_MEMORY_COST_KIB"] * PRODUCTION_ARGON2["ARGON2_TIME_COST"]
+    try:
+        http = raised.test_client()
+        page = http.get("/account/login")
+        token = csrf_token(page.get_data(as_text=True))
+
+        def form(username):
+            def attempt():
+                answer = http.post("/account/login", data={"csrf_token": token, "username": username,
+                                                           "password": "not-the-password-123"})
+                assert answer.status_code == 400, answer.status_code
+            return attempt
+
+        def grant(username):
+            def attempt():
+                answer = OAuthActions(http).token("legacy", grant_type="password", username=username,
+                                                  password="not-the-password-123", scope="openid")
+                assert answer.get_json()["error"] == "invalid_grant", answer.get_json()
+            return attempt
+
+        for how in (form, grant):
+            unknown = _costs_of_a_sign_in(how("nobody-here"), monkeypatch)
+            known = _costs_of_a_sign_in(how("bob"), monkeypatch)
+            assert max(unknown) >= current, unknown
+            assert max(known) >= current, \
+                f"a wrong password ran verifications costing {known}, an unknown user's {unknown} ({how.__name__})"
+    finally:
+        close_connections(raised)

@@ -32,7 +32,7 @@ from . import (
 from .browser_sessions import SessionUser
 from .login_names import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem, normalize_login
 from .password_policy import Verdict, check_password, normalize, password_problems
-from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password
+from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password, verify_password_evenly
 
 
 # Built once: every sign-in looks its user up by user name or email (normalized, as `key`).
@@ -185,7 +185,8 @@ def _check_password(login: str, password: str, client_id: str | None,
     if isinstance(found, SignInResult):
         return found, []
     user, reservation = found
-    if not verify_password(user.password_hash, normalize(password)):
+    # as long as an unknown user's dummy check, also for a hash made before the cost was raised
+    if not verify_password_evenly(user.password_hash, normalize(password)):
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "bad_password"})
         locked = lockout.commit_refusal(reservation)
         metrics.count_sign_in("failure")

@@ -126,6 +126,19 @@ def costs_at_least_current(password_hash: str) -> bool:
 _DUMMY: dict[tuple, str] = {}
 
 
+def verify_password_evenly(password_hash: str, password: str) -> bool:
+    """verify_password, where a failure costs at least one verification at the current cost: a
+    hash keeps the cost it was made with until its user's next sign-in rehashes it, and after the
+    ARGON2_* settings were raised a wrong password for a user who has not signed in since failed
+    faster than an unknown user's dummy verification (spend_equal_time): the time told which user
+    names exist."""
+    if verify_password(password_hash, password):
+        return True
+    if not costs_at_least_current(password_hash):
+        spend_equal_time(password)
+    return False
+
+
 def spend_equal_time(password: str) -> None:
     """Verify against a dummy hash so an unknown user costs as much as a wrong password."""
     h = hasher()
