@@ -108,3 +108,22 @@ class OAuthActions:
         token = self.token(client_id, grant_type="authorization_code", code=params["code"],
                            redirect_uri=self.REDIRECTS[client_id], code_verifier=verifier)
         return token, params
+
+
+def argon2_costs(attempt, monkeypatch) -> list[int]:
+    """The cost (memory times passes) of each Argon2 verification `attempt()` ran: the real
+    verifications, each passed on to the hasher (counted, not timed)."""
+    from argon2 import PasswordHasher, extract_parameters
+
+    costs = []
+    real = PasswordHasher.verify
+
+    def counted(self, hash, password):
+        params = extract_parameters(hash)
+        costs.append(params.memory_cost * params.time_cost)
+        return real(self, hash, password)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PasswordHasher, "verify", counted)
+        attempt()
+    return costs

@@ -5,6 +5,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from actions import argon2_costs
 from clientauth_review_support import ENDPOINTS, ODD_SECRET, SEED as SEED_DATA, basic, seed
 
 
@@ -136,24 +137,12 @@ def test_two_authorization_headers_are_refused_and_audited_by_the_real_servers(s
 # --- the time of a failure after the Argon2 cost changed ----------------------------------------------
 
 def _costs_of_a_failure(client, client_id: str, monkeypatch) -> list[int]:
-    """The cost (memory times passes) of each Argon2 verification one failed authentication of
-    `client_id` ran: the real verifications, each passed on to the hasher."""
-    from argon2 import PasswordHasher, extract_parameters
+    """The costs of the Argon2 verifications one failed authentication of `client_id` ran."""
+    def attempt():
+        response = client.post("/connect/token", data=ENDPOINTS["/connect/token"], headers=basic(client_id, "wrong-guess"))
+        assert response.status_code == 401, response.get_data(as_text=True)
 
-    costs = []
-    real = PasswordHasher.verify
-
-    def counted(self, hash, password):
-        params = extract_parameters(hash)
-        costs.append(params.memory_cost * params.time_cost)
-        return real(self, hash, password)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(PasswordHasher, "verify", counted)
-        response = client.post("/connect/token", data=ENDPOINTS["/connect/token"],
-                               headers=basic(client_id, "wrong-guess"))
-    assert response.status_code == 401, response.get_data(as_text=True)
-    return costs
+    return argon2_costs(attempt, monkeypatch)
 
 
 def test_a_failed_authentication_costs_the_same_for_a_client_whose_secret_was_hashed_at_another_cost(

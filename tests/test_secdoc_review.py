@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from actions import AuthActions, OAuthActions
+from actions import AuthActions, OAuthActions, argon2_costs
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.services import mail as mail_service
 
@@ -47,25 +47,6 @@ def test_the_reset_form_posted_by_a_browser_that_kept_no_cookie_says_cookies_are
 
 # --- no user enumeration: the same Argon2 work after the cost was raised ----------------------------
 
-def _costs_of_a_sign_in(attempt, monkeypatch) -> list[int]:
-    """The cost (memory times passes) of each Argon2 verification `attempt` ran: the real
-    verifications, each passed on to the hasher (counted, not timed)."""
-    from argon2 import PasswordHasher, extract_parameters
-
-    costs = []
-    real = PasswordHasher.verify
-
-    def counted(self, hash, password):
-        params = extract_parameters(hash)
-        costs.append(params.memory_cost * params.time_cost)
-        return real(self, hash, password)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(PasswordHasher, "verify", counted)
-        attempt()
-    return costs
-
-
 def test_a_wrong_password_costs_the_same_as_an_unknown_user_after_the_argon2_cost_was_raised(
         flow_clients, database_uri, monkeypatch):
     """"Unknown user, wrong password and locked account get the same message after the same Argon2
@@ -100,8 +81,8 @@ def test_a_wrong_password_costs_the_same_as_an_unknown_user_after_the_argon2_cos
             return attempt
 
         for how in (form, grant):
-            unknown = _costs_of_a_sign_in(how("nobody-here"), monkeypatch)
-            known = _costs_of_a_sign_in(how("bob"), monkeypatch)
+            unknown = argon2_costs(how("nobody-here"), monkeypatch)
+            known = argon2_costs(how("bob"), monkeypatch)
             assert max(unknown) >= current, unknown
             assert max(known) >= current, \
                 f"a wrong password ran verifications costing {known}, an unknown user's {unknown} ({how.__name__})"
