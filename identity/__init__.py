@@ -6,6 +6,7 @@ from limits.errors import ConfigurationError as LimitsConfigurationError
 from . import cli, oauth2
 from .config import startup
 from .extensions import csrf, limiter
+from .rate_limiter import StoreUnreachableAtStart
 from .plumbing import headers, login_session, signed_cookie, wsgi
 from .services import logout_delivery, mail, schema
 from .web import errors, register_blueprints
@@ -28,6 +29,10 @@ def init_app(app: Flask) -> None:
         limiter.init_app(app)
     except LimitsConfigurationError as err:  # a store whose package is missing (memcached://, mongodb://)
         startup.refuse_to_start(app, startup.ConfigurationError(f"RATELIMIT_STORAGE_URI cannot be used: {err}"))
+    except StoreUnreachableAtStart as err:
+        startup.refuse_to_start(app, startup.ConfigurationError(
+            f"RATELIMIT_STORAGE_URI: no node of the Redis Cluster answered at start ({err}); a cluster store must be "
+            "reachable when the server or a command starts"))
     mail.init_app(app)
     login_session.init_app(app)
     oauth2.init_app(app)

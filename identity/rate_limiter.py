@@ -25,7 +25,17 @@ class AppLimiter(Limiter):
         self._eviction_checked = False
         if not any(isinstance(f, _WithoutItsCause) for f in self.logger.filters):
             self.logger.addFilter(_WithoutItsCause())
-        super().init_app(app)
+        try:
+            super().init_app(app)
+        except Exception as err:
+            # redis-py's cluster client connects as it is built, here (the other stores at their first count)
+            try:
+                from redis.exceptions import RedisClusterException
+            except ImportError:  # no redis-py: not a cluster store
+                raise err from None
+            if not isinstance(err, RedisClusterException):
+                raise
+            raise StoreUnreachableAtStart(_without_password(str(err), app.config)) from err
 
     @property
     def store_errors(self) -> tuple:
@@ -166,7 +176,13 @@ class _WithoutItsCause(logging.Filter):
         return record.msg != FALLBACK_WARNING or bool(record.args)
 
 
-def _without_password(text: str) -> str:
+class StoreUnreachableAtStart(RuntimeError):
+    """A Redis Cluster store no node of which answered as the app started: redis-py's cluster
+    client cannot be built without one."""
+
+
+def _without_password(text: str, config=None) -> str:
     """An error's words without the store URI's password, should they ever hold it."""
-    password = urlsplit(str(current_app.config.get("RATELIMIT_STORAGE_URI") or "")).password if current_app else None
+    config = config if config is not None else (current_app.config if current_app else {})
+    password = urlsplit(str(config.get("RATELIMIT_STORAGE_URI") or "")).password
     return text.replace(password, "***") if password else text

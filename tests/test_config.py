@@ -303,6 +303,21 @@ def test_a_redis_rate_limit_storage_is_accepted_without_connecting(instance):
     assert app.config["RATELIMIT_STORAGE_URI"] == "redis://192.0.2.1:6379/0"
 
 
+def test_a_redis_cluster_store_unreachable_at_start_is_one_line_not_a_traceback(instance):
+    """cli.md: a setting that cannot be used is one line, never a traceback. redis-py's cluster
+    client connects as it is built (the plain, TLS and Sentinel stores connect at their first
+    count), so a cluster store that no node of answered at start (a cluster down, a wrong port)
+    was RedisClusterUnreachableError's traceback at the start of the server and of every command.
+    The line names the setting and the cause, never the URI's password."""
+    from servers import free_port
+
+    uri = f"redis+cluster://:hunter2@127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ConfigurationError, match="RATELIMIT_STORAGE_URI") as refused:
+        make(instance, SECRET_KEY="k" * 32, RATELIMIT_STORAGE_URI=uri)
+    message = str(refused.value)
+    assert "no node of the Redis Cluster answered" in message and "hunter2" not in message, message
+
+
 def test_the_documented_rate_limit_forms_are_accepted(instance):
     app = make(instance, SECRET_KEY="k" * 32, RATELIMIT_SENSITIVE="10/minute", RATELIMIT_DEFAULT="10 per hour;5 per minute")
     assert app.config["RATELIMIT_SENSITIVE"] == "10/minute"
