@@ -12,7 +12,7 @@ from .forms import ConfirmForm, RegenerateCodesForm, RemoveFactorForm, SecondFac
 from ..plumbing.headers import allow_form_target
 from ..services import accounts, mfa
 from .account import _after_sign_in, _return_url
-from .second_factor import NEEDS_CODE, NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN, STEP_ENDED
+from .second_factor import NEEDS_CODE, NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN, STEP_ENDED, factors_removed_meanwhile
 from .return_urls import pending_client, pending_client_id, safe_return_url
 
 bp = Blueprint("mfa", __name__, url_prefix="/account")
@@ -48,6 +48,8 @@ def second_step():
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
     pending, user = found
+    if (sent_back := factors_removed_meanwhile(user.id, return_url)) is not None:
+        return sent_back
     form = SecondFactorForm()
     error = code_error = None
     codes = mfa.has_totp(user.id)  # else the factor is a passkey, which no code stands for

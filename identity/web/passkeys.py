@@ -21,7 +21,7 @@ from ..config.issuer import issuer
 from ..services import mfa, passkeys
 from .account import _after_sign_in, _return_url
 from .errors import render_error
-from .second_factor import NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN, STEP_ENDED
+from .second_factor import NEEDS_RECENT_SIGN_IN, NEEDS_SIGN_IN, STEP_ENDED, factors_removed_meanwhile
 from .return_urls import pending_client, pending_client_id
 
 bp = Blueprint("passkeys", __name__, url_prefix="/account")
@@ -223,6 +223,8 @@ def second_step():
         drop_pending()
         return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
     pending, user = found
+    if (sent_back := factors_removed_meanwhile(user.id, return_url)) is not None:
+        return sent_back
     state = session.pop(SECOND_STEP_STATE, None)
     try:
         _, result = passkeys.finish_sign_in(issuer(), state, request.form.get("credential", ""), user,

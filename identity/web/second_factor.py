@@ -1,5 +1,8 @@
 """What the account pages say when a change needs a second factor the session has not shown."""
 
+from flask import flash, redirect, url_for
+
+from ..plumbing.login_session import drop_pending
 from ..services import mfa
 
 NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
@@ -8,6 +11,9 @@ NEEDS_RECENT_SIGN_IN = ("Sign out and sign in again first: a sign-in method is a
                         "signing in.")
 #: flashed on the sign-in page when a second step is posted after its half-signed-in state ended
 STEP_ENDED = "The sign-in waited too long for its second step, or ended already. Sign in again."
+#: flashed on the sign-in page when the account's second factors were removed during its second step
+#: (`users mfa-reset` for a lost phone, or the app removed in another browser): the password alone signs in now
+FACTORS_REMOVED = "Your account has no second factor any more. Sign in with your password."
 NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again with your passkey, then come back here."
 
 
@@ -20,3 +26,15 @@ def second_factor_errors(factor: str | None) -> dict[str, list[str]]:
 def second_factor_fields(factor: str | None) -> dict:
     """What the password and address pages show for it: the code field, or the passkey's message."""
     return {"needs_otp": factor == mfa.CODE, "needs_passkey": NEEDS_PASSKEY if factor == mfa.PASSKEY else None}
+
+
+def factors_removed_meanwhile(user_id: int, return_url: str | None):
+    """For a second step (a code or a passkey) whose user has no second factor left (`users
+    mfa-reset` for a lost phone, or the app removed in another browser since the password): the
+    answer that sends them back to the password, which alone signs them in now, saying why; else
+    None. Nothing is checked, so nothing is counted toward the lockout."""
+    if mfa.has_second_factor(user_id):
+        return None
+    flash(FACTORS_REMOVED, "info")
+    drop_pending()
+    return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
