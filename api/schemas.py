@@ -5,11 +5,21 @@ import time
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from identity.constants import PASSWORD_INPUT_MAX
+from identity.services.password_policy import too_long
 
 from .problems import PROBLEM_TYPES
 
+
+class _NewPasswordCap(validate.Length):
+    """A new password's input cap (maxLength in the OpenAPI document), refused with the policy's own
+    message for a password too long ("Use at most 128 characters."), as the pages say it."""
+
+    def _format_error(self, value, message: str) -> str:
+        return too_long()
+
+
 # Generous caps: the password policy gives the real messages; these only keep Argon2's input sane.
-_PASSWORD = validate.Length(max=PASSWORD_INPUT_MAX)
+_PASSWORD = _NewPasswordCap(max=PASSWORD_INPUT_MAX)
 
 
 def _unicode_text(value: str) -> None:

@@ -1,6 +1,8 @@
 """docs/passwords.md, docs/sessions.md, docs/local-api.md and docs/mfa.md read as a contract: each
 test holds the code to one sentence of them that it did not keep (the page and the local API alike)."""
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -9,7 +11,7 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent
 from mfa_actions import enrol_user, password_step, step_clock  # noqa: F401  (fixture)
-from test_localapi_support import CHEAP_ARGON2
+from test_localapi_support import CHEAP_ARGON2, api, bearer  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -73,3 +75,36 @@ def test_a_passkey_posted_after_the_factors_were_removed_is_sent_back_to_the_pas
     with app.app_context():
         assert db.session.scalar(select(User.failed_attempts).where(User.username == "alice")) == 0
 
+
+# --- docs/passwords.md: "up to PASSWORD_MAX_LENGTH (128; ... at most 1,024: what the pages, the local API
+# and the seed take) ... a longer one is refused by the server with a message"; "The change-password
+# page's strength meter asks the server ..., so it shows exactly what the form will say."
+
+
+def field_errors(html: str, field: str) -> list[str]:
+    block = html.split(f'id="{field}-error">', 1)[1].split("</ul>", 1)[0]
+    return [re.sub(r"<[^>]+>", "", item).replace("Error: ", "").replace("!", "", 1).strip()
+            for item in re.findall(r"<li>(.*?)</li>", block, re.S)]
+
+
+@pytest.mark.database_independent
+def test_a_password_past_the_input_cap_is_refused_with_the_policys_message_everywhere(app, seeded, client, api):
+    """Past 1,024 characters (a paste gone wrong), the page said "Field cannot be longer than 1024
+    characters." (a limit no password may reach: 128 is), the meter "Use at most 128 characters."
+    and more, and the local API "Longer than maximum length 1024.": one policy, three answers."""
+    too_long = "tulip-quartz-" * 80  # 1,040 characters
+    AuthActions(client).login()
+    token = csrf_token(client.get("/account/password").get_data(as_text=True))
+
+    meter = client.post("/account/password/check", data={"new_password": too_long}, headers={"X-CSRFToken": token})
+    page = client.post("/account/password", data={"csrf_token": token, "current_password": ALICE_PASSWORD,
+                                                  "new_password": too_long, "confirm_password": too_long})
+    local = client.post("/localapi/password", headers=bearer(api.token()), json={
+        "current_password": ALICE_PASSWORD, "new_password": too_long, "confirm_password": too_long})
+
+    assert meter.get_json()["problems"] == ["Use at most 128 characters."]
+    assert page.status_code == 400
+    assert field_errors(page.get_data(as_text=True), "new_password") == meter.get_json()["problems"], \
+        "the page's message for a password past 1,024 characters is not the meter's"
+    assert local.status_code == 400 and local.get_json()["errors"]["new_password"] == meter.get_json()["problems"]
+    assert 'maxlength' not in page.get_data(as_text=True).split('id="new_password"')[0].rsplit("<input", 1)[-1]

@@ -24,6 +24,8 @@ from functools import lru_cache
 
 from flask import current_app
 
+from ..constants import PASSWORD_INPUT_MAX
+
 ESTIMATE_CHARACTERS = 32
 
 TOO_COMMON = "This password is too common; choose one that others are unlikely to use."
@@ -135,20 +137,29 @@ def _guessable(pw: str, inputs: list[str], names: set[str], cfg) -> tuple[str | 
     return None, found.guesses_log10
 
 
+def too_long() -> str:
+    """The message for a password past PASSWORD_MAX_LENGTH, also what the input cap (a field's, a
+    body's: PASSWORD_INPUT_MAX) says, so the pages, the meter and the local API say the same."""
+    return f"Use at most {current_app.config['PASSWORD_MAX_LENGTH']} characters."
+
+
 def check_password(
     password: str, *, username: str | None = None, email: str | None = None, name: str | None = None,
     current: str | None = None,
 ) -> Verdict:
-    """Judge a candidate password for this user: every rule it breaks, and zxcvbn's estimate."""
+    """Judge a candidate password for this user: every rule it breaks, and zxcvbn's estimate.
+    Past the input cap (PASSWORD_INPUT_MAX), only that it is too long: what the forms say of it."""
     cfg = current_app.config
     min_len, max_len = cfg["PASSWORD_MIN_LENGTH"], cfg["PASSWORD_MAX_LENGTH"]
+    if len(password) > PASSWORD_INPUT_MAX:
+        return Verdict([too_long()])
     pw = normalize(password)
     verdict = Verdict()
     problems = verdict.problems
     if len(pw) < min_len:
         problems.append(f"Use at least {min_len} characters.")
     if len(pw) > max_len:
-        problems.append(f"Use at most {max_len} characters.")
+        problems.append(too_long())
     if not _is_printable(pw):
         problems.append("Use printable characters only.")
     if pw and not pw.strip(" "):

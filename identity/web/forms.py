@@ -6,10 +6,11 @@ from flask import request
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from wtforms import BooleanField, HiddenField, PasswordField, StringField, widgets
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets.core import clean_key
 
 from ..constants import PASSWORD_INPUT_MAX
+from ..services.password_policy import too_long
 
 
 def html_params(**attributes) -> Markup:
@@ -73,6 +74,16 @@ class OncePageForm(PageForm):
         return self
 
 
+class NewPasswordCap:
+    """A new password's input cap (PASSWORD_INPUT_MAX), refused with the policy's own message for a
+    password too long ("Use at most 128 characters."), which the strength meter shows too: not
+    WTForms' "Field cannot be longer than 1024 characters.", a limit the policy never allows."""
+
+    def __call__(self, form, field):
+        if field.data and len(field.data) > PASSWORD_INPUT_MAX:
+            raise ValidationError(too_long())
+
+
 class LoginForm(PageForm):
     username = StringField("User name or email", validators=[DataRequired(), Length(max=320)], widget=TextInput())
     password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
@@ -82,8 +93,8 @@ class LoginForm(PageForm):
 class ChangePasswordForm(PageForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
                                      widget=PasswordInput())
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
-    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
+    new_password = PasswordField("New password", validators=[DataRequired(), NewPasswordCap()], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), NewPasswordCap()],
                                      widget=PasswordInput())
     # shown to a user with a second factor whose sign-in did not use it recently (mfa.code_required)
     otp = StringField("Code from your authenticator app", validators=[Optional(), Length(max=64)], widget=TextInput())
@@ -95,8 +106,8 @@ class ForgotPasswordForm(OncePageForm):
 
 class ResetPasswordForm(PageForm):
     token = HiddenField(validators=[Length(max=200)])
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
-    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), Length(max=PASSWORD_INPUT_MAX)],
+    new_password = PasswordField("New password", validators=[DataRequired(), NewPasswordCap()], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm new password", validators=[DataRequired(), NewPasswordCap()],
                                      widget=PasswordInput())
 
 
@@ -136,8 +147,8 @@ class RegisterForm(PageForm):
     username = StringField("User name", validators=[Length(max=1024)], widget=TextInput())
     email = StringField("Email address", validators=[Length(max=1024)], widget=TextInput())
     name = StringField("Your name (optional)", validators=[Length(max=1024)], widget=TextInput())
-    password = PasswordField("Password", validators=[Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
-    confirm_password = PasswordField("Confirm password", validators=[Length(max=PASSWORD_INPUT_MAX)], widget=PasswordInput())
+    password = PasswordField("Password", validators=[NewPasswordCap()], widget=PasswordInput())
+    confirm_password = PasswordField("Confirm password", validators=[NewPasswordCap()], widget=PasswordInput())
 
 
 class ChangeEmailForm(PageForm):
