@@ -126,9 +126,13 @@ class SessionSchema(Schema):
     last_used_at = UtcTimestamp(required=True, format="iso",
                                 metadata={"description": "When it was last used or refreshed (UTC)."})
     current = fields.Boolean(required=True, metadata={"description": "Whether this is the caller's own grant."})
-    device = fields.String(required=True, metadata={"description": "The user agent, summarised (\"Chrome on Android\")."})
+    device = fields.String(required=True, metadata={"description": "The user agent, summarised (\"Chrome on Android\"): "
+                                                                   "a browser session's at its sign-in, an app "
+                                                                   "grant's at its latest refresh."})
     ip_address = fields.String(allow_none=True, required=True,
-                               metadata={"description": "The network it was last seen from, truncated (/24, /48)."})
+                               metadata={"description": "The network it was seen from, truncated (/24, /48): a "
+                                                        "browser session's at its sign-in, an app grant's at its "
+                                                        "latest refresh."})
 
 
 class ProblemSchema(Schema):

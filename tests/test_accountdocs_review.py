@@ -108,3 +108,27 @@ def test_a_password_past_the_input_cap_is_refused_with_the_policys_message_every
         "the page's message for a password past 1,024 characters is not the meter's"
     assert local.status_code == 400 and local.get_json()["errors"]["new_password"] == meter.get_json()["problems"]
     assert 'maxlength' not in page.get_data(as_text=True).split('id="new_password"')[0].rsplit("<input", 1)[-1]
+
+
+# --- docs/sessions.md: "a browser session keeps the user agent ... and the truncated address at sign-in;
+# a refresh token keeps those of the app's request that created it, so an app grant shows its latest
+# refresh"; and docs/local-api.md: the OpenAPI document describes the routes (generate clients from it).
+
+
+@pytest.mark.database_independent
+def test_the_openapi_document_says_whose_address_a_browser_entry_shows(app, flow_clients, client):
+    """A browser session's `ip_address` is its sign-in's network, not where it was last seen: the
+    OpenAPI document, which client generators copy into their docs, said "last seen from"."""
+    from test_sessions_devices import browser, password_grant, sessions_of
+
+    signed_in = browser(app, remote_addr="203.0.113.7")
+    signed_in.environ_base["REMOTE_ADDR"] = "198.51.100.9"  # the same browser, on another network
+    assert signed_in.get("/account/sessions").status_code == 200
+    token = password_grant(client)["access_token"]
+    [entry] = [e for e in sessions_of(client, token) if e["kind"] == "browser"]
+    assert entry["ip_address"] == "203.0.113.0/24"
+
+    document = client.get("/localapi/openapi.json", headers=bearer(token)).get_json()
+    description = document["components"]["schemas"]["Session"]["properties"]["ip_address"]["description"]
+    assert "sign-in" in description and "last seen" not in description, \
+        f"the OpenAPI document says a browser entry's address is where it was last seen: {description!r}"
