@@ -132,3 +132,31 @@ def test_the_openapi_document_says_whose_address_a_browser_entry_shows(app, flow
     description = document["components"]["schemas"]["Session"]["properties"]["ip_address"]["description"]
     assert "sign-in" in description and "last seen" not in description, \
         f"the OpenAPI document says a browser entry's address is where it was last seen: {description!r}"
+
+
+# --- docs/passwords.md: "any printable Unicode and spaces (NFKC-normalised ...)": equivalent spellings
+# of a password are one password, so a confirmation spelled another way confirms it.
+
+
+@pytest.mark.database_independent
+def test_a_confirmation_in_another_unicode_spelling_confirms_the_new_password(app, seeded, client, api):
+    """"é" typed (one code point) in one field and pasted decomposed ("e" and a combining accent, as
+    text copied from some macOS and PDF sources is) in the other: the server stores and checks
+    NFKC-normalised passwords, so both are the same password, yet the change was refused as a
+    mismatch, on the page and in the local API alike."""
+    import unicodedata
+
+    composed = "crème brûlée lantern orchard"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+
+    local = client.post("/localapi/password", headers=bearer(api.token()), json={
+        "current_password": ALICE_PASSWORD, "new_password": composed, "confirm_password": decomposed})
+
+    assert local.status_code == 204, f"a confirmation in another Unicode spelling was refused: {local.get_json()}"
+    assert AuthActions(client).login(password=decomposed).status_code == 302  # the same password, either spelling
+    page_token = csrf_token(client.get("/account/password").get_data(as_text=True))
+    again = client.post("/account/password", data={"csrf_token": page_token, "current_password": composed,
+                                                   "new_password": "ｌａｎｔｅｒｎ ｏｒｃｈｉｄ velvet 204",
+                                                   "confirm_password": "lantern orchid velvet 204"})
+    assert again.status_code == 200 and "Your password was changed" in again.get_data(as_text=True)

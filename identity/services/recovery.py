@@ -122,7 +122,8 @@ def _sent_again(token: str | None, new_password: str, confirm_password: str) -> 
     if row is None or row.used_at is None or now() - row.used_at > accounts.SENT_AGAIN_SECONDS:
         return False
     user = db.session.get(User, row.user_id, populate_existing=True)
-    sent_again = (user is not None and _unusable_for(row, user) is None and new_password == confirm_password
+    sent_again = (user is not None and _unusable_for(row, user) is None
+                  and normalize(new_password) == normalize(confirm_password)
                   and user.password_changed_at >= row.used_at
                   and verify_password(user.password_hash, normalize(new_password)))
     db.session.rollback()  # end the read

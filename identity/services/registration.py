@@ -42,7 +42,7 @@ def check_registration(username: str, email: str, name: str, password: str, conf
     problems = password_problems(password, username=username, email=email.strip() or None, name=name.strip() or None)
     if problems:
         errors["password"] = problems
-    if password != confirm_password:
+    if normalize(password) != normalize(confirm_password):  # one password, however spelled
         errors["confirm_password"] = ["The confirmation does not match the password."]
     return errors
 
