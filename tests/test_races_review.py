@@ -152,7 +152,7 @@ def changed_by_another_worker_during_the_check(monkeypatch, database_uri, change
     writes), another worker runs `change(user_id)` in its own app and commits."""
     from identity.services import accounts
 
-    original, done = accounts.verify_password, {}
+    original, done = accounts.verify_password_evenly, {}  # the sign-in's check (the page and the password grant)
 
     def hooked(stored, password):
         right = original(stored, password)
@@ -162,7 +162,7 @@ def changed_by_another_worker_during_the_check(monkeypatch, database_uri, change
                 change(db.session.scalar(select(User.id).where(User.username == "alice")))
         return right
 
-    monkeypatch.setattr(accounts, "verify_password", hooked)
+    monkeypatch.setattr(accounts, "verify_password_evenly", hooked)
     return done
 
 
