@@ -190,10 +190,15 @@ class ResourceProtector(_ResourceProtector):
     def parse_request_authorization(self, request, form_token: bool = False):
         """The token of the Authorization header; with `form_token`, or of a form POST's
         `access_token` (RFC 6750 section 2.2, as IdentityServer's userinfo endpoint takes it), but
-        never both (section 2). The body is read only there, and only a form POST's (never a GET's)."""
+        never both (section 2), nor either beside one in the query (section 3.1: more than one
+        method is invalid_request; the query alone is no method, a bare challenge). The body is read
+        only there, and only a form POST's (never a GET's)."""
         header = request.headers.get("Authorization", "").strip()
         scheme, _, token_string = header.partition(" ")
         posted = request.form.getlist("access_token") if form_token and is_form_post(request.environ) else []
+        if form_token and any(request.args.getlist("access_token")) and (posted or scheme.lower() == "bearer"):
+            # a query's token is no method of ours, but beside another it is a second one (section 3.1)
+            raise InvalidBearerRequestError("send the access token once, in the Authorization header or the body")
         if posted:
             if scheme.lower() == "bearer" or len(posted) > 1:
                 raise InvalidBearerRequestError("send the access token once, in the Authorization header or the body")

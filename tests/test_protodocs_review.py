@@ -1,0 +1,44 @@
+"""docs/endpoints.md, docs/logout.md and docs/demo-clients.md read as a contract, sentence by sentence."""
+
+import pytest
+
+from actions import AuthActions, OAuthActions, redirect_params
+
+
+@pytest.fixture
+def oauth(client, flow_clients):
+    AuthActions(client).login()
+    return OAuthActions(client)
+
+
+def _web_access_token(oauth, scope="openid profile") -> str:
+    response = oauth.authorize(client_id="web", scope=scope)
+    code = redirect_params(response.headers["Location"])["code"]
+    return oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").get_json()["access_token"]
+
+
+# --- userinfo: one method of sending the token ------------------------------------------------------
+
+
+@pytest.mark.database_independent
+def test_userinfo_refuses_a_token_sent_in_the_query_beside_the_header_or_the_body(oauth):
+    """endpoints.md: the token "in the Authorization header, or in a form POST's access_token, never
+    both (invalid_request)", and a parameter given once in the query and once in the body is
+    invalid_request at every endpoint. RFC 6750 section 3.1: a request that "uses more than one
+    method for including an access token" is invalid_request. The query's token was ignored and
+    the other one answered, so a client that sent two (perhaps different users') got claims."""
+    token = _web_access_token(oauth)
+    in_body = oauth.client.post("/connect/userinfo?access_token=" + token, data={"access_token": token})
+    assert in_body.status_code == 400, (in_body.status_code, in_body.get_data(as_text=True))
+    assert 'error="invalid_request"' in in_body.headers["WWW-Authenticate"]
+    assert in_body.get_json()["error"] == "invalid_request"
+    with_header = oauth.client.get("/connect/userinfo?access_token=" + token, headers={"Authorization": "Bearer " + token})
+    assert with_header.status_code == 400, (with_header.status_code, with_header.get_data(as_text=True))
+    assert 'error="invalid_request"' in with_header.headers["WWW-Authenticate"]
+    # the query alone is still no method of this server's: a bare challenge (RFC 6750 section 3.1)
+    alone = oauth.client.get("/connect/userinfo?access_token=" + token)
+    assert alone.status_code == 401 and alone.headers["WWW-Authenticate"] == "Bearer"
+    # sent without a value, the query's is as if omitted (RFC 6749 section 3.1)
+    empty = oauth.client.get("/connect/userinfo?access_token=", headers={"Authorization": "Bearer " + token})
+    assert empty.status_code == 200 and empty.get_json()["preferred_username"] == "alice"
