@@ -42,3 +42,40 @@ def test_userinfo_refuses_a_token_sent_in_the_query_beside_the_header_or_the_bod
     # sent without a value, the query's is as if omitted (RFC 6749 section 3.1)
     empty = oauth.client.get("/connect/userinfo?access_token=", headers={"Authorization": "Bearer " + token})
     assert empty.status_code == 200 and empty.get_json()["preferred_username"] == "alice"
+
+
+# --- a scope token named twice ---------------------------------------------------------------------
+
+
+def _claims(token: str) -> dict:
+    import jwt
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_a_scope_named_twice_is_granted_once(oauth):
+    """endpoints.md: `scope` is scope tokens separated by single spaces, and access tokens are
+    RFC 9068 JWTs whose `aud` names each API scope. RFC 6749 section 3.3: the tokens are a list
+    of access ranges, order-independent: one named twice is the same range, granted once (as
+    IdentityServer4 does). It was granted twice: `scope` "IdentityServerApi IdentityServerApi" and
+    `aud` ["IdentityServerApi", "IdentityServerApi"], in the token, the response and introspection."""
+    service = oauth.token("service", grant_type="client_credentials", scope="IdentityServerApi IdentityServerApi").get_json()
+    assert service["scope"] == "IdentityServerApi", service
+    assert _claims(service["access_token"])["aud"] == ["IdentityServerApi"]
+    assert _claims(service["access_token"])["scope"] == "IdentityServerApi"
+
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid profile profile openid").headers["Location"])["code"]
+    web = oauth.token("web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb").get_json()
+    assert web["scope"] == "openid profile", web
+    assert _claims(web["access_token"])["scope"] == "openid profile"
+
+    legacy = oauth.token("legacy", grant_type="password", username="alice", password="tulip-quartz-harbor-917",
+                         scope="openid IdentityServerApi IdentityServerApi offline_access").get_json()
+    assert legacy["scope"] == "openid IdentityServerApi offline_access", legacy
+    refreshed = oauth.token("legacy", grant_type="refresh_token", refresh_token=legacy["refresh_token"],
+                            scope="IdentityServerApi IdentityServerApi").get_json()
+    assert refreshed["scope"] == "IdentityServerApi", refreshed
+    assert _claims(refreshed["access_token"])["aud"] == ["IdentityServerApi"]
+
+    implicit = redirect_params(oauth.authorize(client_id="implicit", response_type="id_token token", nonce="n-1",
+                                               scope="openid email email").headers["Location"])
+    assert implicit["scope"] == "openid email", implicit

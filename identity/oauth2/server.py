@@ -51,7 +51,9 @@ def query_client(client_id):
 def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
     """Token generator: an RFC 9068 JWT access token, and a refresh token only with offline_access."""
     context = grant_context()
-    scope = scope or ""
+    # each scope token once, in the order asked: RFC 6749 section 3.3's tokens are a list of
+    # ranges, so one named twice is one range (as IdentityServer4 grants it), and `aud` one audience
+    scope = " ".join(dict.fromkeys((scope or "").split()))
     issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid,
                                        amr=context.amr)
     longest = current_app.config["JWT_MAX_LENGTH"]
