@@ -119,7 +119,8 @@ def _check_issuer(cfg, development: bool) -> None:
         raise ConfigurationError(f"ISSUER must be a URL without spaces, line breaks or control characters, not {issuer!r}")
     try:
         parts = urlsplit(issuer)
-    except (TypeError, ValueError):  # not a string, or an unclosed "[" (https://[::1)
+        parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535: https://id.example.com:99999)
+    except (TypeError, ValueError):  # not a string, an unclosed "[" (https://[::1), or such a port
         parts = None
     if parts is None or parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer:
         raise ConfigurationError(

@@ -1,0 +1,27 @@
+"""docs/deployment.md and docs/configuration.md read as a contract: each test holds the code to one
+of their sentences (the review of rev19, deployment and configuration docs)."""
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app import create_app
+from identity.config.startup import ConfigurationError
+
+KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+def make(instance, **config):
+    """create_app in production with what it requires, no schema check (as tests/test_config.py's make)."""
+    base = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///" + str(instance / "test.db"), "SECRET_KEY": "k" * 32,
+            "KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "ISSUER": "https://id.example.test", "MAIL_SERVER": "smtp.example.test"}
+    return create_app({**base, **config})
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("issuer", ["https://id.example.com:99999", "https://id.example.com:http",
+                                    "https://id.example.com:-1"])
+def test_an_issuer_whose_port_is_not_a_port_is_refused_at_start(instance, issuer):
+    # configuration.md: ISSUER must be "an URL that parses", else the server stops at start with one
+    # line naming the setting; a port past 65535 made every passkey page fail (browser_origin)
+    with pytest.raises(ConfigurationError, match="ISSUER"):
+        make(instance, ISSUER=issuer)
