@@ -25,3 +25,16 @@ def test_an_issuer_whose_port_is_not_a_port_is_refused_at_start(instance, issuer
     # line naming the setting; a port past 65535 made every passkey page fail (browser_origin)
     with pytest.raises(ConfigurationError, match="ISSUER"):
         make(instance, ISSUER=issuer)
+
+
+@pytest.mark.database_independent
+def test_sqlite_keeps_its_30_second_busy_timeout_when_other_connect_args_are_set(instance):
+    # configuration/deployment.md: SQLite waits for a lock at most its busy timeout (connect_args.timeout
+    # or the URI's ?timeout=, 30 s); another connect_args option must not bring back sqlite3's 5 s
+    from sqlalchemy import text
+
+    from identity.extensions import db
+
+    app = make(instance, SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "connect_args": {"cached_statements": 64}})
+    with app.app_context(), db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000

@@ -45,9 +45,10 @@ def init_app(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         # the busy timeout: 30 s unless the engine's connect_args or the URI (`?timeout=`) say
-        # otherwise (connect_args win over the URI's options: a default there hid the URI's)
+        # otherwise (connect_args win over the URI's options: a default there hid the URI's); other
+        # connect_args (cached_statements, ...) keep it, not sqlite3's own 5 s
         if "timeout" not in make_url(app.config["SQLALCHEMY_DATABASE_URI"]).query:
-            options.setdefault("connect_args", {"timeout": 30})
+            options["connect_args"] = {"timeout": 30, **(options.get("connect_args") or {})}
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         _bound_statements(app)
