@@ -59,8 +59,11 @@ wsgi_app = "app:create_app()"
 preload_app = False
 
 # --- sockets --------------------------------------------------------------------
-if os.environ.get("GUNICORN_BIND"):
+if os.environ.get("GUNICORN_BIND", "").strip():  # blank: unset, as for the numbers below
     bind = [address.strip() for address in os.environ["GUNICORN_BIND"].split(",") if address.strip()]
+    if not bind:  # "," listened nowhere, and every worker failed (IndexError) in a loop
+        sys.exit(f"gunicorn.conf.py: GUNICORN_BIND must name an address (host:port or unix:path), not "
+                 f"{os.environ['GUNICORN_BIND']!r}")
 else:
     bind = [f"0.0.0.0:{_int('PORT', 8000, most=65535)}"]
 backlog = 2048

@@ -38,3 +38,18 @@ def test_sqlite_keeps_its_30_second_busy_timeout_when_other_connect_args_are_set
     app = make(instance, SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "connect_args": {"cached_statements": 64}})
     with app.app_context(), db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+@pytest.mark.server
+@pytest.mark.database_independent
+def test_a_gunicorn_bind_with_no_address_stops_gunicorn_in_one_line(tmp_path):
+    # deployment.md: GUNICORN_BIND is comma-separated addresses, else PORT; one naming none (",")
+    # listened nowhere and its workers failed in a loop (IndexError) for as long as it ran
+    from config_review_support import start_with
+    from servers import migrate, server_env
+
+    uri = "sqlite:///" + str(tmp_path / "db.sqlite")
+    migrate(server_env(uri))  # a current schema: nothing else stops the workers
+    code, output = start_with("gunicorn", uri, {"GUNICORN_BIND": " , "}, wait=8)
+    assert code not in (None, 0), f"gunicorn still running with no address: {output[-600:]}"
+    assert "GUNICORN_BIND" in output and "Traceback" not in output, output[-1500:]
