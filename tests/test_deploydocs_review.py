@@ -53,3 +53,36 @@ def test_a_gunicorn_bind_with_no_address_stops_gunicorn_in_one_line(tmp_path):
     code, output = start_with("gunicorn", uri, {"GUNICORN_BIND": " , "}, wait=8)
     assert code not in (None, 0), f"gunicorn still running with no address: {output[-600:]}"
     assert "GUNICORN_BIND" in output and "Traceback" not in output, output[-1500:]
+
+
+PG_URI = "postgresql+psycopg://identity:identity@127.0.0.1:5432/unused"
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("uri, connect_args", [
+    ("sqlite", {"timeout": "30"}),  # a quoted number: every connection failed (TypeError)
+    ("sqlite", {"prepare_threshold": None}),  # the PgBouncer advice applied to SQLite
+    ("sqlite", {"isolation_level": "SERIALIZABLE"}),
+    (PG_URI, {"prepare_treshold": None}),  # deployment.md's PgBouncer advice, misspelt
+    (PG_URI, {"sslmod": "require"}),  # refused in the URI's query already (configuration.md)
+    (PG_URI, []),
+])
+def test_connect_args_the_driver_cannot_take_are_refused_at_start(instance, uri, connect_args):
+    # configuration.md: SQLALCHEMY_ENGINE_OPTIONS options the database cannot take are refused at start in one
+    # line naming the setting; these started a server that logged "database unreachable" and answered 503
+    # (discovery 500) for good, an outage to wait out, where the same option in the URI's query is refused
+    uri = "sqlite:///" + str(instance / "test.db") if uri == "sqlite" else uri
+    with pytest.raises(ConfigurationError, match="SQLALCHEMY_ENGINE_OPTIONS"):
+        make(instance, SQLALCHEMY_DATABASE_URI=uri, SQLALCHEMY_ENGINE_OPTIONS={"connect_args": connect_args})
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("uri, connect_args", [
+    ("sqlite", {"timeout": 5, "check_same_thread": False, "cached_statements": 64}),
+    (PG_URI, {"prepare_threshold": None}),  # deployment.md, behind PgBouncer
+    (PG_URI, {"sslmode": "require", "connect_timeout": 3, "options": "-c search_path=identity", "autocommit": False}),
+])
+def test_connect_args_the_driver_takes_are_accepted(instance, uri, connect_args):
+    uri = "sqlite:///" + str(instance / "test.db") if uri == "sqlite" else uri
+    app = make(instance, SQLALCHEMY_DATABASE_URI=uri, SQLALCHEMY_ENGINE_OPTIONS={"connect_args": connect_args})
+    assert set(connect_args) <= set(app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"])

@@ -504,3 +504,38 @@ def _check_option_objects(cfg) -> None:
         if value is not None and not isinstance(value, dict):
             raise ConfigurationError(f"{name} must be a JSON object of options (FLASK_{name}='{{\"name\": value}}'), "
                                      f"not {type(value).__name__}")
+    _check_connect_args(cfg)
+
+
+#: what psycopg's connect takes besides libpq's keywords (deployment.md: prepare_threshold behind PgBouncer)
+PSYCOPG_CONNECT_ARGS = frozenset({"autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory"})
+
+
+def _check_connect_args(cfg) -> None:
+    """SQLALCHEMY_ENGINE_OPTIONS' connect_args are ones the driver takes: every connection failed
+    otherwise (TypeError from sqlite3, \"invalid connection option\" from libpq), which a server can only
+    log as the database being unreachable, an outage to wait out, as for an unknown option in the URI."""
+    args = (cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}).get("connect_args")
+    if args is None:
+        return
+    if not isinstance(args, dict):
+        raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS: connect_args must be a JSON object, not {type(args).__name__}")
+    try:
+        backend = make_url(cfg.get("SQLALCHEMY_DATABASE_URI") or "sqlite://").get_backend_name()
+    except (ArgumentError, TypeError, ValueError):
+        return  # _check_database_uri has said so
+    if backend == "postgresql":
+        from psycopg import pq
+
+        known = {option.keyword.decode() for option in pq.Conninfo.get_defaults()} | PSYCOPG_CONNECT_ARGS
+        unknown = sorted(name for name in args if name not in known)
+        if unknown:
+            raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS: connect_args {unknown[0]!r} is not a PostgreSQL "
+                                     "connection option (libpq's, such as sslmode, or psycopg's prepare_threshold)")
+        return
+    import sqlite3
+
+    try:  # sqlite3 checks each argument's name and value as it opens a connection; :memory: touches no file
+        sqlite3.connect(":memory:", **{name: value for name, value in args.items() if name != "uri"}).close()
+    except (TypeError, ValueError, OverflowError, sqlite3.Error) as err:
+        raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS: connect_args cannot be used with SQLite: {err}") from None
