@@ -86,3 +86,20 @@ def test_connect_args_the_driver_takes_are_accepted(instance, uri, connect_args)
     uri = "sqlite:///" + str(instance / "test.db") if uri == "sqlite" else uri
     app = make(instance, SQLALCHEMY_DATABASE_URI=uri, SQLALCHEMY_ENGINE_OPTIONS={"connect_args": connect_args})
     assert set(connect_args) <= set(app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"])
+
+
+@pytest.mark.database_independent
+def test_a_redis_store_named_in_capitals_gets_the_storage_timeout_too(instance, caplog):
+    # configuration.md: RATELIMIT_STORAGE_TIMEOUT_SECONDS bounds every wait on Redis (0.5 s); a URI's
+    # scheme is case-insensitive (RFC 3986 3.1), and Flask-Limiter and redis-py took REDIS://, but
+    # without the timeout a Redis that never answers held every request without end
+    from identity.extensions import limiter
+
+    app = make(instance, RATELIMIT_STORAGE_URI="REDIS://127.0.0.1:6379/14")
+    with app.app_context():
+        pool = limiter._storage.storage.connection_pool
+    assert pool.connection_kwargs.get("socket_timeout") == 0.5, pool.connection_kwargs
+    # and a production server counting in memory warns, however memory:// is written
+    caplog.clear()
+    make(instance, RATELIMIT_STORAGE_URI="MEMORY://")
+    assert any("counted in this worker's memory" in r.getMessage() for r in caplog.records), caplog.text

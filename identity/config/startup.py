@@ -204,7 +204,7 @@ def init_app(app: Flask) -> None:
     cfg["REMEMBER_COOKIE_DURATION"] = timedelta(seconds=remember)
     _bound_rate_limit_store(cfg)
     if (serves_requests() and not is_development(app) and cfg.get("RATELIMIT_ENABLED")
-            and str(cfg.get("RATELIMIT_STORAGE_URI") or "memory://").startswith("memory://")):
+            and _storage_scheme(cfg) == "memory"):
         # each worker process counts on its own: N workers give every client N times each limit
         app.logger.warning("rate limits are counted in this worker's memory (RATELIMIT_STORAGE_URI=memory://): "
                            "each worker and instance allows every limit again; set "
@@ -217,16 +217,22 @@ _REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+clus
                   "valkey", "valkeys", "valkey+unix", "valkey+sentinel", "valkey+cluster")
 
 
+def _storage_scheme(cfg) -> str:
+    """RATELIMIT_STORAGE_URI's scheme in lower case, as Flask-Limiter and redis-py read it (RFC 3986 3.1:
+    REDIS:// is redis://, which once went without the timeouts below)."""
+    return str(cfg.get("RATELIMIT_STORAGE_URI") or "memory://").split("://", 1)[0].lower()
+
+
 def _bound_rate_limit_store(cfg) -> None:
     """A Redis store connects and reads within RATELIMIT_STORAGE_TIMEOUT_SECONDS (unless
     RATELIMIT_STORAGE_OPTIONS says otherwise): redis-py has no timeout by default, so a Redis that
     accepts and never answers held each request that checked it for seconds."""
-    if str(cfg.get("RATELIMIT_STORAGE_URI") or "").split("://", 1)[0] not in _REDIS_SCHEMES:
+    scheme = _storage_scheme(cfg)
+    if scheme not in _REDIS_SCHEMES:
         return
     options = dict(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {})
     for name in ("socket_timeout", "socket_connect_timeout"):
         options.setdefault(name, cfg["RATELIMIT_STORAGE_TIMEOUT_SECONDS"])
-    scheme = str(cfg["RATELIMIT_STORAGE_URI"]).split("://", 1)[0]
     if scheme.endswith("+cluster") and "retry" not in options:
         # redis-py's cluster client retries a failed command 10 times with a growing backoff: a
         # cluster gone or paused held each request 1.7-2 s, whatever the timeout. No retry: the
@@ -258,14 +264,14 @@ def _check_redis_options(uri: str, options: dict) -> None:
     """Options redis-py takes: it keeps any keyword until it connects, and then every connection
     failed (TypeError), which Flask-Limiter reports as an unreachable store and counts each worker
     in its memory for good. A connection object is made here, without connecting."""
-    scheme = uri.split("://", 1)[0]
+    scheme = uri.split("://", 1)[0].lower()
     if scheme not in ("redis", "rediss", "redis+unix"):
         return  # valkey's package is optional; its own store refuses what it cannot use
     import redis
 
     taken = {name: value for name, value in options.items() if name not in _LIMITS_OWN_OPTIONS}
     try:
-        redis.Redis.from_url(uri.replace("redis+unix", "unix", 1), **taken).connection_pool.make_connection()
+        redis.Redis.from_url(uri.replace(uri.split("://", 1)[0], "unix", 1) if scheme == "redis+unix" else uri, **taken).connection_pool.make_connection()
     except TypeError as err:  # unexpected keyword argument 'socket_timout' (the message names no value)
         raise ConfigurationError(f"RATELIMIT_STORAGE_OPTIONS cannot be used with redis: {err}") from None
     except ValueError as err:  # the URL's own options: "Invalid value for 'socket_timeout' in connection URL."
