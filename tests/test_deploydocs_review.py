@@ -103,3 +103,12 @@ def test_a_redis_store_named_in_capitals_gets_the_storage_timeout_too(instance, 
     caplog.clear()
     make(instance, RATELIMIT_STORAGE_URI="MEMORY://")
     assert any("counted in this worker's memory" in r.getMessage() for r in caplog.records), caplog.text
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("options", [{"pool_recycle": "1h"}, {"pool_timeout": "30s"}, {"poolclass": "NullPool"}])
+def test_an_engine_option_of_a_wrong_kind_is_one_line_at_start_not_a_traceback(instance, options):
+    # configuration.md: a wrong SQLALCHEMY_ENGINE_OPTIONS stops the server and every command at start
+    # with one line naming the setting; these stopped them with create_engine's ValueError or AttributeError
+    with pytest.raises(ConfigurationError, match="SQLALCHEMY_ENGINE_OPTIONS"):
+        make(instance, SQLALCHEMY_ENGINE_OPTIONS=options)

@@ -504,6 +504,10 @@ def _check_option_objects(cfg) -> None:
         if value is not None and not isinstance(value, dict):
             raise ConfigurationError(f"{name} must be a JSON object of options (FLASK_{name}='{{\"name\": value}}'), "
                                      f"not {type(value).__name__}")
+    engine = cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+    if "poolclass" in engine and not isinstance(engine["poolclass"], type):  # a name from JSON: create_engine's AttributeError
+        raise ConfigurationError("SQLALCHEMY_ENGINE_OPTIONS: poolclass must be a pool class (in instance/config.py), "
+                                 f"not {type(engine['poolclass']).__name__}")
     _check_connect_args(cfg)
 
 

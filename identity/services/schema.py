@@ -54,7 +54,8 @@ def init_app(app: Flask) -> None:
         _bound_statements(app)
     try:
         db.init_app(app)  # makes the engine
-    except TypeError as err:  # create_engine's "Invalid argument(s) 'pool_sizee' sent to create_engine() ..."
+    except (TypeError, ValueError) as err:  # create_engine's "Invalid argument(s) 'pool_sizee' sent to create_engine() ...",
+        # or a number it cannot read ({"pool_recycle": "1h"}: invalid literal for int() with base 10: '1h')
         from ..config.startup import ConfigurationError
 
         raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS cannot be used: {str(err).split('. ')[0]}") from None
