@@ -112,3 +112,23 @@ def test_an_engine_option_of_a_wrong_kind_is_one_line_at_start_not_a_traceback(i
     # with one line naming the setting; these stopped them with create_engine's ValueError or AttributeError
     with pytest.raises(ConfigurationError, match="SQLALCHEMY_ENGINE_OPTIONS"):
         make(instance, SQLALCHEMY_ENGINE_OPTIONS=options)
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("uri, level", [("sqlite", "READ COMMITED"), ("sqlite", "READ COMMITTED"), (PG_URI, "READ COMMITED"),
+                                        (PG_URI, 2)])
+def test_an_isolation_level_the_database_has_not_is_refused_at_start(instance, uri, level):
+    # configuration.md: a wrong SQLALCHEMY_ENGINE_OPTIONS is one line at start; a misspelt isolation_level
+    # made every command a traceback (ArgumentError at the first connection) and a server that logged
+    # "database unreachable: ArgumentError" and answered 503 for good
+    uri = "sqlite:///" + str(instance / "test.db") if uri == "sqlite" else uri
+    with pytest.raises(ConfigurationError, match="isolation_level"):
+        make(instance, SQLALCHEMY_DATABASE_URI=uri, SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": level})
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("uri, level", [("sqlite", "SERIALIZABLE"), (PG_URI, "read_committed"), (PG_URI, "REPEATABLE READ")])
+def test_an_isolation_level_the_database_has_is_accepted(instance, uri, level):
+    uri = "sqlite:///" + str(instance / "test.db") if uri == "sqlite" else uri
+    app = make(instance, SQLALCHEMY_DATABASE_URI=uri, SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": level})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["isolation_level"] == level

@@ -508,7 +508,30 @@ def _check_option_objects(cfg) -> None:
     if "poolclass" in engine and not isinstance(engine["poolclass"], type):  # a name from JSON: create_engine's AttributeError
         raise ConfigurationError("SQLALCHEMY_ENGINE_OPTIONS: poolclass must be a pool class (in instance/config.py), "
                                  f"not {type(engine['poolclass']).__name__}")
+    _check_isolation_level(cfg)
     _check_connect_args(cfg)
+
+
+#: the isolation levels SQLAlchemy's dialects accept (written as it compares them: upper case, no "_")
+ISOLATION_LEVELS = {"sqlite": {"SERIALIZABLE", "READ UNCOMMITTED", "AUTOCOMMIT"},
+                    "postgresql": {"READ COMMITTED", "READ UNCOMMITTED", "REPEATABLE READ", "SERIALIZABLE", "AUTOCOMMIT"}}
+
+
+def _check_isolation_level(cfg) -> None:
+    """SQLALCHEMY_ENGINE_OPTIONS' isolation_level is one the database has: SQLAlchemy checks it only at
+    the first connection (ArgumentError), a traceback in every command and \"database unreachable\" in a server."""
+    engine = cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+    if "isolation_level" not in engine:
+        return
+    level = engine["isolation_level"]
+    try:
+        backend = make_url(cfg.get("SQLALCHEMY_DATABASE_URI") or "sqlite://").get_backend_name()
+    except (ArgumentError, TypeError, ValueError):
+        return  # _check_database_uri has said so
+    levels = ISOLATION_LEVELS.get(backend, set())
+    if not isinstance(level, str) or level.replace("_", " ").upper() not in levels:
+        raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS: isolation_level must be one of {', '.join(sorted(levels))}, "
+                                 f"not {level!r}")
 
 
 #: what psycopg's connect takes besides libpq's keywords (deployment.md: prepare_threshold behind PgBouncer)
