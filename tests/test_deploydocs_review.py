@@ -132,3 +132,12 @@ def test_an_isolation_level_the_database_has_is_accepted(instance, uri, level):
     uri = "sqlite:///" + str(instance / "test.db") if uri == "sqlite" else uri
     app = make(instance, SQLALCHEMY_DATABASE_URI=uri, SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": level})
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["isolation_level"] == level
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("issuer", ["https://id.example.com?", "https://id.example.com/identity/?"])
+def test_an_issuer_with_an_empty_query_is_refused_at_start(instance, issuer):
+    # configuration.md / checks.py: ISSUER has no query (OpenID Connect Discovery 3); an empty one ("?",
+    # a copy-paste's leftover) passed, and discovery named https://id.example.com?/connect/token
+    with pytest.raises(ConfigurationError, match="ISSUER"):
+        make(instance, ISSUER=issuer)

@@ -122,7 +122,7 @@ def _check_issuer(cfg, development: bool) -> None:
         parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535: https://id.example.com:99999)
     except (TypeError, ValueError):  # not a string, an unclosed "[" (https://[::1), or such a port
         parts = None
-    if parts is None or parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer:
+    if parts is None or parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or "#" in issuer or "?" in issuer:
         raise ConfigurationError(
             f"ISSUER must be an {' or '.join(schemes)} URL without query or fragment, not {issuer!r}"
         )
