@@ -6,14 +6,14 @@ import click
 from flask.cli import AppGroup
 
 from ..services import clients
-from .common import with_schema, _report, json_option
+from .common import with_schema, _report, json_option, json_list_option
 
 
 clients_cli = AppGroup("clients", help="List, add and remove clients.")
 
 
 @clients_cli.command("list")
-@json_option
+@json_list_option
 @with_schema
 def clients_list(as_json):
     """List registered clients."""

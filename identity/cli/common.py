@@ -88,6 +88,7 @@ def _report(as_json: bool, line: str, **fields) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+json_list_option = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON list.")
 
 
 def _read_password(prompt: bool) -> str:

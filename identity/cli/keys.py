@@ -8,7 +8,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..services import key_encryption, keys
-from .common import with_schema, requires_settings, _when, _report, json_option
+from .common import with_schema, requires_settings, _when, _report, json_option, json_list_option
 
 
 keys_cli = AppGroup("keys", help="List, rotate and re-encrypt signing keys.")
@@ -26,7 +26,7 @@ def _opening_keys(fn):
 
 
 @keys_cli.command("list")
-@json_option
+@json_list_option
 @requires_settings("KEY_ENCRYPTION_KEY")  # first: before the schema is created or upgraded
 @with_schema
 @_opening_keys
@@ -49,7 +49,8 @@ def keys_list(as_json):
 @click.option("--now", "immediate", is_flag=True,
               help="Emergency (a compromised key): new keys sign at once and every older key leaves the JWKS; "
                    "returns once no worker signs with an older key (after SIGNING_KEY_RELOAD_SECONDS).")
-@json_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON list: each algorithm's newest key (kid, alg, activates_at).")
 @requires_settings("KEY_ENCRYPTION_KEY")  # first: before the schema is created or upgraded
 @with_schema
 @_opening_keys

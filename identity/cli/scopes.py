@@ -9,14 +9,14 @@ from marshmallow import ValidationError
 from ..errors import ValidationFailed
 from ..services.input_schemas import ApiScopeSchema, field_errors
 from ..services import resources
-from .common import with_schema, _report, json_option
+from .common import with_schema, _report, json_option, json_list_option
 
 
 scopes_cli = AppGroup("scopes", help="List, add and remove API scopes.")
 
 
 @scopes_cli.command("list")
-@json_option
+@json_list_option
 @with_schema
 def scopes_list(as_json):
     """List API scopes (identity scopes openid, profile, email, offline_access always exist)."""

@@ -10,14 +10,14 @@ from ..clock import now
 from ..errors import ValidationFailed
 from ..services.input_schemas import UserSchema, field_errors
 from ..services import accounts, mfa, notifications, user_status
-from .common import with_schema, _when, _report, json_option, _read_password
+from .common import with_schema, _when, _report, json_option, json_list_option, _read_password
 
 
 users_cli = AppGroup("users", help="List, add and remove users; set passwords.")
 
 
 @users_cli.command("list")
-@json_option
+@json_list_option
 @with_schema
 def users_list(as_json):
     """List users."""
