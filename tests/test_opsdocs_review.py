@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from identity.extensions import db
+
 
 @pytest.mark.database_independent
 def test_keys_json_output_is_what_the_docs_and_help_say(app, runner):
@@ -18,3 +20,26 @@ def test_keys_json_output_is_what_the_docs_and_help_say(app, runner):
         assert isinstance(value, list)
         assert "JSON list" in helped and "JSON object" not in helped, f"{' '.join(command)} --help: {helped}"
     assert "a list for `list` and for `keys rotate`" in " ".join(open("docs/cli.md").read().split())
+
+
+def test_keys_list_calls_current_the_retired_key_that_signs_again(app, seeded, runner):
+    # signing-keys.md: "Set back, the algorithm signs with its retired key for as long"; `keys
+    # list` names a key "current" when it signs and "published (retired)" when it only verifies.
+    from test_keys import issue, kid_of, same_database_app
+
+    es256_kid = kid_of(issue(app))
+    moved = same_database_app(app, ACCESS_TOKEN_SIGNING_ALG="RS256")  # an instance updated to RS256
+    try:
+        with moved.app_context():
+            from identity.services import keys
+            keys._reload()  # retires the ES256 key (key_retired)
+    finally:
+        with moved.app_context():
+            db.engine.dispose()
+    from identity.services import keys
+    with app.app_context():
+        keys._reload()
+    signing = kid_of(issue(app))  # ES256 configured here again: its retired key signs
+    assert signing == es256_kid
+    listed = {row["kid"]: row["state"] for row in json.loads(runner.invoke(args=["keys", "list", "--json"]).output)}
+    assert listed[signing] == "current", f"the ES256 key that signs is listed {listed[signing]!r}"

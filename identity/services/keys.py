@@ -442,6 +442,15 @@ def reencrypt() -> tuple[int, int]:
 
 def list_keys() -> list[tuple]:
     """Every key (a plain row) with its state: pending, current, published (retired), expired or revoked."""
-    stamp = now()
-    return [(row, _state(row, stamp)) for row in _all_rows()]
+    stamp, rows = now(), _all_rows()
+    # the key each configured algorithm signs with now, as the ring chooses it (_current): the
+    # newest published one that has activated, a retired one too when its algorithm was set back
+    # (_signs_while_retired), which is "current" here, not "published"
+    signing = {}
+    for row in rows:
+        if row.alg in configured_algs() and _is_published(row, stamp) and row.activates_at <= stamp:
+            if row.alg not in signing or row.generation > signing[row.alg].generation:
+                signing[row.alg] = row
+    chosen = {row.kid for row in signing.values()}
+    return [(row, "current" if row.kid in chosen else _state(row, stamp)) for row in rows]
 
