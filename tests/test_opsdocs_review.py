@@ -43,3 +43,48 @@ def test_keys_list_calls_current_the_retired_key_that_signs_again(app, seeded, r
     assert signing == es256_kid
     listed = {row["kid"]: row["state"] for row in json.loads(runner.invoke(args=["keys", "list", "--json"]).output)}
     assert listed[signing] == "current", f"the ES256 key that signs is listed {listed[signing]!r}"
+
+
+def _failures(app, event):
+    from sqlalchemy import select
+    from identity.models import AuditEvent
+    with app.app_context():
+        found = [(e.user_id, e.detail["reason"]) for e in
+                 db.session.scalars(select(AuditEvent).where(AuditEvent.event == event).order_by(AuditEvent.id))]
+        db.session.remove()
+    return found
+
+
+def _user_id(app, username="alice"):
+    from sqlalchemy import select
+    from identity.models import User
+    with app.app_context():
+        found = db.session.scalar(select(User.id).where(User.username == username))
+        db.session.remove()
+    return found
+
+
+def test_a_reset_link_opened_while_the_account_is_disabled_is_audited_as_disabled(app, client, seeded, mail, runner):
+    # recovery.md: `users disable` ends the pending links, "and no link opens while the account is
+    # disabled"; each refusal is audited, `password_reset_failed` with reason `disabled`.
+    from test_recovery import local, reset_link
+
+    link = reset_link(app, client, mail)
+    assert runner.invoke(args=["users", "disable", "alice"]).exit_code == 0
+    assert client.get(local(link)).status_code == 400
+    assert client.head(local(link)).status_code == 400  # a HEAD is not audited
+    assert _failures(app, "password_reset_failed") == [(_user_id(app), "disabled")]
+
+
+def test_a_verification_link_opened_while_the_account_is_disabled_is_audited_as_disabled(app, client, seeded, mail,
+                                                                                          runner):
+    # email.md: `users disable` ends a pending address change and its links, "and no link opens
+    # while the account is disabled (reason `disabled`)".
+    from test_email_change import local, send_verification
+    from test_localapi_support import LocalApi
+
+    assert send_verification(LocalApi(app, client)).status_code == 202
+    link = mail.link(mail.wait_for(to="alice@example.com"))
+    assert runner.invoke(args=["users", "disable", "alice"]).exit_code == 0
+    assert client.get(local(link)).status_code == 400
+    assert _failures(app, "email_verification_failed") == [(_user_id(app), "disabled")]

@@ -112,6 +112,13 @@ def find(token: str | None, purpose: str) -> store.TokenRow | None:
     return store.find_token(hash_token(token), purpose)
 
 
+def ended_owner(token: str | None, purpose: str) -> int | None:
+    """The user id of an ended token of `purpose` (used, or ended by a newer one, a password change
+    or `users disable`), or None: whose link a refusal as "used" is about."""
+    row = find(token, purpose)
+    return row.user_id if row is not None and row.used_at is not None else None
+
+
 def consume(row: store.TokenRow) -> bool:
     """Use a checked token: True for the one request that did (the caller commits with its change)."""
     return store.consume_token(row.id, now())

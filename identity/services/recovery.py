@@ -91,6 +91,14 @@ def _unusable_for(row, user: User) -> str | None:
     return None if user.enabled else "disabled"
 
 
+def _disabled_owner(token: str | None) -> User | None:
+    """The disabled account of an ended link: `users disable` ends the account's links, and one
+    opened while it is disabled is refused (and audited) as "disabled", for that account."""
+    user_id = account_tokens.ended_owner(token, PURPOSE)
+    user = db.session.get(User, user_id) if user_id is not None else None
+    return user if user is not None and not user.enabled else None
+
+
 def check_link(token: str | None, *, client_id: str | None = None, audit_refusal: bool = True) -> str:
     """Raise InvalidLink (audited, unless `audit_refusal` is false: a HEAD, a scanner's, which is
     safe) unless `token` is a reset link that works now; return the user name of its account (the
@@ -99,6 +107,9 @@ def check_link(token: str | None, *, client_id: str | None = None, audit_refusal
     user = db.session.get(User, checked.row.user_id) if checked.row is not None else None
     if checked.row is None:
         reason = checked.reason
+        if reason == "used":
+            user = _disabled_owner(token)
+            reason = "used" if user is None else "disabled"
     elif user is None:  # removed between the two reads (its links go with it)
         reason = "unknown"
     else:
@@ -140,6 +151,9 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
     """
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
+        disabled = _disabled_owner(token) if checked.reason == "used" else None
+        if disabled is not None:
+            raise _refused("disabled", user_id=disabled.id, client_id=client_id)
         if checked.reason == "used" and _sent_again(token, new_password, confirm_password):
             raise AlreadyDone()
         raise _refused(checked.reason, client_id=client_id)
