@@ -30,6 +30,14 @@ NOBODY = 0  # no user has this id: the unknown account's count finds nothing, at
 FORM_PURPOSE = "reset_form"
 
 
+def account_key(login: str) -> str:
+    """What the per-account limit of forgot-password requests counts: the account the user name or
+    address names (both name one account, however written), else the login as normalized. The
+    same lookup for a known and an unknown login, as request_reset's."""
+    user = accounts.find_user(login)
+    return f"#{user.id}" if user is not None else accounts.normalize_login(login)[:320]
+
+
 def request_reset(login: str, *, return_url: str | None = None, client_id: str | None = None,
                   form_id: str | None = None) -> None:
     """Mail a reset link to the account `login` names (user name or email), if it can have one.

@@ -7,7 +7,6 @@ from ..extensions import csrf, limiter, link_refused, sensitive_limit
 from .errors import NO_COOKIE, kept_no_cookie
 from .forms import ForgotPasswordForm, ResetPasswordForm
 from ..services import recovery
-from ..services.accounts import normalize_login
 from .return_urls import pending_client_id, safe_return_url
 
 bp = Blueprint("recovery", __name__, url_prefix="/account")
@@ -37,7 +36,7 @@ def reset_account_limit() -> str:
 
 def target_account() -> str:
     """The rate-limit key of a forgot-password post: the account it names, whoever asks."""
-    return "reset-account:" + normalize_login(request.form.get("username", ""))[:320]
+    return "reset-account:" + recovery.account_key(request.form.get("username", ""))
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
