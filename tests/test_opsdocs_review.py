@@ -106,3 +106,14 @@ def test_the_per_account_reset_limit_counts_the_account_by_name_and_by_address(a
     assert [from_ip("10.0.0.1", "alice"), from_ip("10.0.0.2", "alice")] == [200, 200]
     assert from_ip("10.0.0.3", "alice@example.com") == 429, "alice's address got past the limit her user name had spent"
     assert from_ip("10.0.0.4", "nobody@example.com") == 200  # another account (or none) is not held up
+
+
+@pytest.mark.database_independent
+def test_keys_rotate_on_a_database_with_no_key_does_not_claim_a_current_key(app, runner):
+    # signing-keys.md: `keys rotate` starts a staged rotation, its successor published first while
+    # "the current key signs until then". With no key yet, the keys it makes are the first ones and
+    # sign at once (keys.py, _plan): there is no current key to sign until then.
+    result = runner.invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "the current key signs until then" not in result.output, result.output
+    assert result.output.count("signs from now") == 2, result.output

@@ -7,6 +7,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from ..clock import now
 from ..services import key_encryption, keys
 from .common import with_schema, requires_settings, _when, _report, json_option, json_list_option
 
@@ -61,9 +62,12 @@ def keys_rotate(immediate, as_json):
     if as_json:
         click.echo(json.dumps([{"kid": row.kid, "alg": row.alg, "activates_at": row.activates_at} for row in rotated]))
         return
+    stamp = now()
     for row in rotated:
         if immediate:
             click.echo(f"New current {row.alg} key {row.kid}.")
+        elif row.activates_at <= stamp:  # no key yet: the first one signs at once, no key is replaced
+            click.echo(f"{row.alg} key {row.kid} is the first {row.alg} key and signs from now.")
         else:
             click.echo(f"{row.alg} key {row.kid} is published and signs from {_when(row.activates_at)}; "
                        "the current key signs until then.")
