@@ -127,3 +127,11 @@ def argon2_costs(attempt, monkeypatch) -> list[int]:
         patch.setattr(PasswordHasher, "verify", counted)
         attempt()
     return costs
+
+
+def web_access_token(oauth, scope="openid profile") -> str:
+    """An access token of the `web` client (code flow) for the signed-in user of `oauth`'s client."""
+    response = oauth.authorize(client_id="web", scope=scope)
+    code = redirect_params(response.headers["Location"])["code"]
+    return oauth.token("web", grant_type="authorization_code", code=code,
+                       redirect_uri="https://web.example.com/cb").get_json()["access_token"]

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from identity.extensions import db
 from identity.services import tokens
 
-from actions import AuthActions, OAuthActions, redirect_params
+from actions import AuthActions, OAuthActions, redirect_params, web_access_token
 from mfa_actions import enrol_user, sign_in_with_code, step_clock  # noqa: F401  (the fixture)
 from test_keys import issue, kid_of, published, same_database_app, verify
 
@@ -110,17 +110,10 @@ def oauth(client, flow_clients):
     return OAuthActions(client)
 
 
-def _web_access_token(oauth, scope="openid profile") -> str:
-    response = oauth.authorize(client_id="web", scope=scope)
-    code = redirect_params(response.headers["Location"])["code"]
-    return oauth.token("web", grant_type="authorization_code", code=code,
-                       redirect_uri="https://web.example.com/cb").get_json()["access_token"]
-
-
 def test_userinfo_takes_the_access_token_from_a_posted_form(oauth):
     """RFC 6750 section 2.2, as IdentityServer4's userinfo endpoint takes it (OpenID Connect Core
     5.3.1: GET and POST): a form body's access_token. Only one way at once (section 2)."""
-    token = _web_access_token(oauth)
+    token = web_access_token(oauth)
     posted = oauth.client.post("/connect/userinfo", data={"access_token": token})
     assert posted.status_code == 200, (posted.status_code, posted.headers.get("WWW-Authenticate"))
     assert posted.get_json()["preferred_username"] == "alice"

@@ -2,20 +2,13 @@
 
 import pytest
 
-from actions import AuthActions, OAuthActions, redirect_params
+from actions import AuthActions, OAuthActions, redirect_params, web_access_token
 
 
 @pytest.fixture
 def oauth(client, flow_clients):
     AuthActions(client).login()
     return OAuthActions(client)
-
-
-def _web_access_token(oauth, scope="openid profile") -> str:
-    response = oauth.authorize(client_id="web", scope=scope)
-    code = redirect_params(response.headers["Location"])["code"]
-    return oauth.token("web", grant_type="authorization_code", code=code,
-                       redirect_uri="https://web.example.com/cb").get_json()["access_token"]
 
 
 # --- userinfo: one method of sending the token ------------------------------------------------------
@@ -28,7 +21,7 @@ def test_userinfo_refuses_a_token_sent_in_the_query_beside_the_header_or_the_bod
     invalid_request at every endpoint. RFC 6750 section 3.1: a request that "uses more than one
     method for including an access token" is invalid_request. The query's token was ignored and
     the other one answered, so a client that sent two (perhaps different users') got claims."""
-    token = _web_access_token(oauth)
+    token = web_access_token(oauth)
     in_body = oauth.client.post("/connect/userinfo?access_token=" + token, data={"access_token": token})
     assert in_body.status_code == 400, (in_body.status_code, in_body.get_data(as_text=True))
     assert 'error="invalid_request"' in in_body.headers["WWW-Authenticate"]
