@@ -112,11 +112,13 @@ def find(token: str | None, purpose: str) -> store.TokenRow | None:
     return store.find_token(hash_token(token), purpose)
 
 
-def ended_owner(token: str | None, purpose: str) -> int | None:
-    """The user id of an ended token of `purpose` (used, or ended by a newer one, a password change
-    or `users disable`), or None: whose link a refusal as "used" is about."""
-    row = find(token, purpose)
-    return row.user_id if row is not None and row.used_at is not None else None
+def disabled_owner(token: str | None, purpose: str) -> int | None:
+    """The user id of an ended token of `purpose` whose account is disabled, or None: `users
+    disable` ends the account's links, and one opened while it is disabled is refused (and
+    audited) as "disabled", for that account, not as "used"."""
+    if not token or len(token) > 200:  # as find
+        return None
+    return store.ended_token_disabled_owner(hash_token(token), purpose)
 
 
 def consume(row: store.TokenRow) -> bool:

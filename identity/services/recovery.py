@@ -99,25 +99,18 @@ def _unusable_for(row, user: User) -> str | None:
     return None if user.enabled else "disabled"
 
 
-def _disabled_owner(token: str | None) -> User | None:
-    """The disabled account of an ended link: `users disable` ends the account's links, and one
-    opened while it is disabled is refused (and audited) as "disabled", for that account."""
-    user_id = account_tokens.ended_owner(token, PURPOSE)
-    user = db.session.get(User, user_id) if user_id is not None else None
-    return user if user is not None and not user.enabled else None
-
-
 def check_link(token: str | None, *, client_id: str | None = None, audit_refusal: bool = True) -> str:
     """Raise InvalidLink (audited, unless `audit_refusal` is false: a HEAD, a scanner's, which is
     safe) unless `token` is a reset link that works now; return the user name of its account (the
     page names it for password managers)."""
     checked = account_tokens.check(token, PURPOSE)
     user = db.session.get(User, checked.row.user_id) if checked.row is not None else None
+    owner = user.id if user is not None else None  # whose link a refusal is audited for
     if checked.row is None:
         reason = checked.reason
-        if reason == "used":
-            user = _disabled_owner(token)
-            reason = "used" if user is None else "disabled"
+        owner = account_tokens.disabled_owner(token, PURPOSE) if reason == "used" else None
+        if owner is not None:
+            reason = "disabled"
     elif user is None:  # removed between the two reads (its links go with it)
         reason = "unknown"
     else:
@@ -126,7 +119,7 @@ def check_link(token: str | None, *, client_id: str | None = None, audit_refusal
         if not audit_refusal:
             db.session.rollback()  # end the read
             raise InvalidLink(reason)
-        raise _refused(reason, user_id=user.id if user is not None else None, client_id=client_id)
+        raise _refused(reason, user_id=owner, client_id=client_id)
     username = user.username
     db.session.rollback()  # end the read
     return username
@@ -159,9 +152,9 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
     """
     checked = account_tokens.check(token, PURPOSE)
     if checked.row is None:
-        disabled = _disabled_owner(token) if checked.reason == "used" else None
+        disabled = account_tokens.disabled_owner(token, PURPOSE) if checked.reason == "used" else None
         if disabled is not None:
-            raise _refused("disabled", user_id=disabled.id, client_id=client_id)
+            raise _refused("disabled", user_id=disabled, client_id=client_id)
         if checked.reason == "used" and _sent_again(token, new_password, confirm_password):
             raise AlreadyDone()
         raise _refused(checked.reason, client_id=client_id)

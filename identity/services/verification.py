@@ -319,13 +319,12 @@ def verify_email(token: str | None) -> Verified:
     user's nor the one they now ask for (they asked for another since) is refused as superseded.
     """
     checked = account_tokens.check(token, account_tokens.VERIFY_EMAIL)
-    if checked.row is None and checked.reason == "used":  # ended: by `users disable` too
-        owner_id = account_tokens.ended_owner(token, account_tokens.VERIFY_EMAIL)
-        owner = db.session.get(User, owner_id) if owner_id is not None else None
-        if owner is not None and not owner.enabled:  # none opens while the account is disabled
-            audit.record("email_verification_failed", user_id=owner.id, detail={"reason": "disabled"})
-            db.session.commit()
-            return Verified(reason="disabled")
+    disabled = (account_tokens.disabled_owner(token, account_tokens.VERIFY_EMAIL)
+                if checked.row is None and checked.reason == "used" else None)  # ended by `users disable` too
+    if disabled is not None:  # none opens while the account is disabled
+        audit.record("email_verification_failed", user_id=disabled, detail={"reason": "disabled"})
+        db.session.commit()
+        return Verified(reason="disabled")
     if checked.row is None:
         audit.record("email_verification_failed", detail={"reason": checked.reason})
         db.session.commit()

@@ -11,7 +11,7 @@ from collections import namedtuple
 from sqlalchemy import bindparam, func, insert, select, update
 
 from ..extensions import db
-from ..models import AccountToken
+from ..models import AccountToken, User
 from .writes import Write, insert_or_skip
 
 _TOKENS = AccountToken.__table__
@@ -22,6 +22,11 @@ _FIND = select(_TOKENS.c.id, _TOKENS.c.user_id, _TOKENS.c.email, _TOKENS.c.creat
                _TOKENS.c.used_at).where(_TOKENS.c.token_hash == bindparam("token_hash"),
                                         _TOKENS.c.purpose == bindparam("purpose"))
 TokenRow = namedtuple("TokenRow", [column.key for column in _FIND.selected_columns])
+_ENDED_DISABLED_OWNER = (
+    select(_TOKENS.c.user_id).join(User.__table__, User.__table__.c.id == _TOKENS.c.user_id)
+    .where(_TOKENS.c.token_hash == bindparam("token_hash"), _TOKENS.c.purpose == bindparam("purpose"),
+           _TOKENS.c.used_at.is_not(None), User.__table__.c.enabled.is_(False))
+)
 _CONSUME = (
     update(_TOKENS)
     .where(_TOKENS.c.id == bindparam("token_id"), _TOKENS.c.used_at.is_(None), _TOKENS.c.expires_at > bindparam("stamp"))
@@ -73,6 +78,11 @@ def find_token(token_hash: str, purpose: str) -> TokenRow | None:
     """The token with this hash and purpose, used or not, expired or not."""
     found = db.session.execute(_FIND, {"token_hash": token_hash, "purpose": purpose}).first()
     return None if found is None else TokenRow._make(found)
+
+
+def ended_token_disabled_owner(token_hash: str, purpose: str) -> int | None:
+    """The user id of the ended token with this hash and purpose if its account is disabled, else None."""
+    return db.session.scalar(_ENDED_DISABLED_OWNER, {"token_hash": token_hash, "purpose": purpose})
 
 
 def consume_token(token_id: int, stamp: int) -> bool:
