@@ -15,7 +15,7 @@ from threading import Lock
 
 from ..extensions import db
 from . import audit
-from .passwords import costs_at_least_current, hash_password, spend_equal_time, verify_password
+from .passwords import even_out_failure, hash_password, verify_password
 
 _FAST_PREFIX = "sha256$"
 _CACHE_SIZE = 4096
@@ -70,8 +70,7 @@ def verify_client_secret_evenly(stored_hashes: list[str], presented: str) -> boo
     """
     if verify_client_secret(stored_hashes, presented):
         return True
-    if not any(not stored.startswith(_FAST_PREFIX) and costs_at_least_current(stored) for stored in stored_hashes):
-        spend_equal_time(presented)
+    even_out_failure(stored_hashes, presented)  # a SHA-256 secret costs nothing: not at the current cost
     return False
 
 

@@ -126,16 +126,22 @@ def costs_at_least_current(password_hash: str) -> bool:
 _DUMMY: dict[tuple, str] = {}
 
 
+def even_out_failure(hashes, password: str) -> None:
+    """After `password` failed against `hashes`: one verification at the current cost, unless
+    one of them cost that already. A hash keeps the cost it was made with, so after the ARGON2_*
+    settings were raised a failure against an older hash (or a SHA-256 one, or none) took less
+    time than an unknown name's dummy verification (spend_equal_time): the time told which user
+    names or client ids exist."""
+    if not any(costs_at_least_current(stored) for stored in hashes):
+        spend_equal_time(password)
+
+
 def verify_password_evenly(password_hash: str, password: str) -> bool:
-    """verify_password, where a failure costs at least one verification at the current cost: a
-    hash keeps the cost it was made with until its user's next sign-in rehashes it, and after the
-    ARGON2_* settings were raised a wrong password for a user who has not signed in since failed
-    faster than an unknown user's dummy verification (spend_equal_time): the time told which user
-    names exist."""
+    """verify_password, where a failure costs at least one verification at the current cost (a
+    user's hash is rehashed at the cost only at their next sign-in): even_out_failure."""
     if verify_password(password_hash, password):
         return True
-    if not costs_at_least_current(password_hash):
-        spend_equal_time(password)
+    even_out_failure([password_hash], password)
     return False
 
 
