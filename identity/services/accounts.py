@@ -31,7 +31,7 @@ from . import (
 )
 from .browser_sessions import SessionUser
 from .login_names import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, length_problem, normalize_login
-from .password_policy import Verdict, check_password, normalize, password_problems
+from .password_policy import Verdict, check_password, confirmed, normalize, password_problems
 from .passwords import hash_password, needs_rehash, spend_equal_time, verify_password, verify_password_evenly
 
 
@@ -453,7 +453,7 @@ def change_password(
                                  current=current_password)
     if problems:
         errors["new_password"] = problems
-    if normalize(new_password) != normalize(confirm_password):  # one password, however spelled
+    if not confirmed(new_password, confirm_password):
         errors["confirm_password"] = ["The confirmation does not match the new password."]
     if errors:
         db.session.execute(*lockout.released(reservation))  # a right password, but nothing changes
@@ -489,7 +489,7 @@ def _sent_again(user: User | None, new_password: str, confirm_password: str) -> 
     session that changed the password moments ago (`user` is given only for a page's session,
     which the change kept) asks for the password it has now. Whoever sends it knows that password,
     so the answer tells them nothing."""
-    return (user is not None and normalize(new_password) == normalize(confirm_password)
+    return (user is not None and confirmed(new_password, confirm_password)
             and now() - user.password_changed_at <= SENT_AGAIN_SECONDS
             and verify_password(user.password_hash, normalize(new_password)))
 
@@ -527,7 +527,7 @@ def judged_password_hash(user: User, new_password: str, confirm_password: str) -
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
     if problems:
         errors["new_password"] = problems
-    if normalize(new_password) != normalize(confirm_password):  # one password, however spelled
+    if not confirmed(new_password, confirm_password):
         errors["confirm_password"] = ["The confirmation does not match the new password."]
     if errors:
         raise ValidationFailed(errors)

@@ -40,6 +40,12 @@ def normalize(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+def confirmed(password: str, confirmation: str) -> bool:
+    """Whether the confirmation is the same password, however spelled (normalize): the two are
+    compared as they would be hashed, not as typed."""
+    return normalize(password) == normalize(confirmation)
+
+
 def _is_printable(password: str) -> bool:
     return all(ch == " " or ch.isprintable() for ch in password)
 

@@ -17,7 +17,7 @@ from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
 from . import account_tokens, accounts, audit, mail, metrics, notifications
-from .password_policy import normalize
+from .password_policy import confirmed, normalize
 from .passwords import verify_password
 
 RESET_PATH = "/account/reset-password"
@@ -135,7 +135,7 @@ def _sent_again(token: str | None, new_password: str, confirm_password: str) -> 
         return False
     user = db.session.get(User, row.user_id, populate_existing=True)
     sent_again = (user is not None and _unusable_for(row, user) is None
-                  and normalize(new_password) == normalize(confirm_password)
+                  and confirmed(new_password, confirm_password)
                   and user.password_changed_at >= row.used_at
                   and verify_password(user.password_hash, normalize(new_password)))
     db.session.rollback()  # end the read

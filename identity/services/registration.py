@@ -17,7 +17,7 @@ from . import audit, mail, verification
 from .accounts import SENT_AGAIN_SECONDS, build_user, find_user
 from .login_names import (MAX_USERNAME_LENGTH, length_problem, name_characters_problem, normalize_login,
                           username_characters_problem)
-from .password_policy import normalize, password_problems
+from .password_policy import confirmed, normalize, password_problems
 from .passwords import spend_equal_time, verify_password
 
 MAX_NAME_LENGTH = 200
@@ -42,7 +42,7 @@ def check_registration(username: str, email: str, name: str, password: str, conf
     problems = password_problems(password, username=username, email=email.strip() or None, name=name.strip() or None)
     if problems:
         errors["password"] = problems
-    if normalize(password) != normalize(confirm_password):  # one password, however spelled
+    if not confirmed(password, confirm_password):
         errors["confirm_password"] = ["The confirmation does not match the password."]
     return errors
 
