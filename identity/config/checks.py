@@ -512,6 +512,15 @@ def _check_option_objects(cfg) -> None:
     _check_connect_args(cfg)
 
 
+def _database_backend(cfg) -> str | None:
+    """The backend SQLALCHEMY_DATABASE_URI names (sqlite without one: the default database), or None
+    for a URI that does not parse (which _check_database_uri refuses)."""
+    try:
+        return make_url(cfg.get("SQLALCHEMY_DATABASE_URI") or "sqlite://").get_backend_name()
+    except (ArgumentError, TypeError, ValueError):
+        return None
+
+
 #: the isolation levels SQLAlchemy's dialects accept (written as it compares them: upper case, no "_")
 ISOLATION_LEVELS = {"sqlite": {"SERIALIZABLE", "READ UNCOMMITTED", "AUTOCOMMIT"},
                     "postgresql": {"READ COMMITTED", "READ UNCOMMITTED", "REPEATABLE READ", "SERIALIZABLE", "AUTOCOMMIT"}}
@@ -524,9 +533,8 @@ def _check_isolation_level(cfg) -> None:
     if "isolation_level" not in engine:
         return
     level = engine["isolation_level"]
-    try:
-        backend = make_url(cfg.get("SQLALCHEMY_DATABASE_URI") or "sqlite://").get_backend_name()
-    except (ArgumentError, TypeError, ValueError):
+    backend = _database_backend(cfg)
+    if backend is None:
         return  # _check_database_uri has said so
     levels = ISOLATION_LEVELS.get(backend, set())
     if not isinstance(level, str) or level.replace("_", " ").upper() not in levels:
@@ -547,9 +555,8 @@ def _check_connect_args(cfg) -> None:
         return
     if not isinstance(args, dict):
         raise ConfigurationError(f"SQLALCHEMY_ENGINE_OPTIONS: connect_args must be a JSON object, not {type(args).__name__}")
-    try:
-        backend = make_url(cfg.get("SQLALCHEMY_DATABASE_URI") or "sqlite://").get_backend_name()
-    except (ArgumentError, TypeError, ValueError):
+    backend = _database_backend(cfg)
+    if backend is None:
         return  # _check_database_uri has said so
     if backend == "postgresql":
         from psycopg import pq

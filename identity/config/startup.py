@@ -271,7 +271,9 @@ def _check_redis_options(uri: str, options: dict) -> None:
 
     taken = {name: value for name, value in options.items() if name not in _LIMITS_OWN_OPTIONS}
     try:
-        redis.Redis.from_url(uri.replace(uri.split("://", 1)[0], "unix", 1) if scheme == "redis+unix" else uri, **taken).connection_pool.make_connection()
+        # redis-py names redis+unix:// (the limits package's) unix://
+        url = "unix://" + uri.split("://", 1)[1] if scheme == "redis+unix" else uri
+        redis.Redis.from_url(url, **taken).connection_pool.make_connection()
     except TypeError as err:  # unexpected keyword argument 'socket_timout' (the message names no value)
         raise ConfigurationError(f"RATELIMIT_STORAGE_OPTIONS cannot be used with redis: {err}") from None
     except ValueError as err:  # the URL's own options: "Invalid value for 'socket_timeout' in connection URL."
