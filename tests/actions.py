@@ -135,3 +135,10 @@ def web_access_token(oauth, scope="openid profile") -> str:
     code = redirect_params(response.headers["Location"])["code"]
     return oauth.token("web", grant_type="authorization_code", code=code,
                        redirect_uri="https://web.example.com/cb").get_json()["access_token"]
+
+
+def forgot_password_from(client, ip: str, login: str) -> int:
+    """The status of a forgot-password post naming `login` (user name or address) from `ip`."""
+    page = client.get("/account/forgot-password", environ_base={"REMOTE_ADDR": ip})
+    return client.post("/account/forgot-password", environ_base={"REMOTE_ADDR": ip},
+                       data={"csrf_token": csrf_token(page.get_data(as_text=True)), "username": login}).status_code

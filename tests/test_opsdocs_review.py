@@ -96,16 +96,11 @@ def test_a_verification_link_opened_while_the_account_is_disabled_is_audited_as_
 def test_the_per_account_reset_limit_counts_the_account_by_name_and_by_address(app, client, seeded, mail):
     # recovery.md: RATELIMIT_PASSWORD_RESET_ACCOUNT limits "forgot-password requests naming one
     # account, from any IP"; the page takes "the user name or email", and both name alice.
-    from conftest import csrf_token
+    from actions import forgot_password_from
 
-    def from_ip(ip, login):
-        page = client.get("/account/forgot-password", environ_base={"REMOTE_ADDR": ip})
-        return client.post("/account/forgot-password", environ_base={"REMOTE_ADDR": ip},
-                           data={"csrf_token": csrf_token(page.get_data(as_text=True)), "username": login}).status_code
-
-    assert [from_ip("10.0.0.1", "alice"), from_ip("10.0.0.2", "alice")] == [200, 200]
-    assert from_ip("10.0.0.3", "alice@example.com") == 429, "alice's address got past the limit her user name had spent"
-    assert from_ip("10.0.0.4", "nobody@example.com") == 200  # another account (or none) is not held up
+    assert [forgot_password_from(client, "10.0.0.1", "alice"), forgot_password_from(client, "10.0.0.2", "alice")] == [200, 200]
+    assert forgot_password_from(client, "10.0.0.3", "alice@example.com") == 429, "alice's address got past the limit her user name had spent"
+    assert forgot_password_from(client, "10.0.0.4", "nobody@example.com") == 200  # another account (or none) is not held up
 
 
 @pytest.mark.database_independent
