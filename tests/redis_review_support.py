@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,60 @@ class OwnSentinel:
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+
+class RedisWaits:
+    """What redis-py waited on while recorded (redis_waits): the connections it made and the
+    replies it read, each with the socket timeout it waited under, and each wait that ran out."""
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[str, float | None, float | None]] = []  # address, connect and socket timeouts
+        self.reads: list[tuple[str, float | None]] = []  # address, the timeout the reply was waited for under
+        self.timed_out: list[str] = []  # each wait that ran out its timeout, in order: "read from host:port"
+
+    @property
+    def timeouts(self) -> list[float | None]:
+        """Each timeout a connection was made with or a reply waited for under, once each (None: no timeout)."""
+        found = [timeout for _, connect, sock in self.connections for timeout in (connect, sock)]
+        found += [timeout for _, timeout in self.reads]
+        return sorted(set(found), key=lambda timeout: (timeout is None, timeout or 0))
+
+
+@contextmanager
+def redis_waits(monkeypatch):
+    """Records, within the block, each connection redis-py makes (Connection._connect, TCP, which
+    sentinel- and cluster-managed connections use too) with the socket's connect and read timeouts,
+    and each reply it reads (AbstractConnection.read_response, every command's and every check's)
+    with the timeout the read waits under, and which of them ran out: each call passed on to
+    redis-py's own, against the real server, answering or paused (counted, not timed)."""
+    import redis.connection
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    waits = RedisWaits()
+    real_connect, real_read = redis.connection.Connection._connect, redis.connection.AbstractConnection.read_response
+
+    def connect(self):
+        address = f"{self.host}:{self.port}"
+        try:
+            sock = real_connect(self)
+        except socket.timeout:
+            waits.timed_out.append(f"connect to {address}")
+            raise
+        waits.connections.append((address, self.socket_connect_timeout, sock.gettimeout()))
+        return sock
+
+    def read_response(self, *args, timeout=redis.connection.SENTINEL, **kwargs):
+        address = f"{self.host}:{self.port}"
+        # a read waits the socket's timeout, unless redis-py gives this one its own
+        waits.reads.append((address, (self._sock.gettimeout() if self._sock else self.socket_timeout)
+                            if timeout is redis.connection.SENTINEL else timeout))
+        try:
+            return real_read(self, *args, timeout=timeout, **kwargs)
+        except RedisTimeout:
+            waits.timed_out.append(f"read from {address}")
+            raise
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.connection.Connection, "_connect", connect)
+        patch.setattr(redis.connection.AbstractConnection, "read_response", read_response)
+        yield waits

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from redis_review_support import own_redis, redis_store  # noqa: F401  (fixtures)
+from redis_review_support import own_redis, redis_store, redis_waits  # noqa: F401  (own_redis, redis_store: fixtures)
 
 pytestmark = pytest.mark.database_independent
 
@@ -73,23 +73,25 @@ def test_redis_stopped_while_a_request_runs_does_not_make_its_answer_a_500(app, 
 
 
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_TIMEOUT_SECONDS": 0.6}], indirect=True)
-def test_a_paused_redis_costs_a_request_its_timeout_once_not_twice(client, redis_store):
+def test_a_paused_redis_costs_a_request_its_timeout_once_not_twice(client, redis_store, monkeypatch):
     """A Redis that stops answering (CLIENT PAUSE, DEBUG SLEEP, a long command) cost the request
     that found it so RATELIMIT_STORAGE_TIMEOUT_SECONDS for its count, and then as much again:
     Flask-Limiter, counting the same request again in memory, first asked the store whether it was
-    back (due whenever the worker's last such check was a second old or more)."""
-    import time
-
+    back (due whenever the worker's last such check was a second old or more). The waits are
+    counted, not timed: each of redis-py's reads waits under the 0.6 s timeout, and the request
+    on the paused Redis runs one out, its count's, not a second one for the check."""
     from identity.extensions import limiter
 
-    assert client.get("/account/login").status_code == 200
-    limiter._Limiter__check_backend_count, limiter._Limiter__last_check_backend = 0, 0.0  # a long-running worker
-    redis_store.cli("CLIENT", "PAUSE", "2500", "ALL")
-    started = time.monotonic()
-    response = client.get("/account/login")
-    waited = time.monotonic() - started
+    with redis_waits(monkeypatch) as waits:
+        assert client.get("/account/login").status_code == 200
+        assert waits.reads and not waits.timed_out, f"Redis answering: {waits.timed_out}"
+        limiter._Limiter__check_backend_count, limiter._Limiter__last_check_backend = 0, 0.0  # a long-running worker
+        redis_store.cli("CLIENT", "PAUSE", "2500", "ALL")
+        response = client.get("/account/login")
     assert response.status_code == 200
-    assert waited < 0.95, f"a request waited {waited:.2f} s on a paused Redis (timeout 0.6 s)"
+    assert waits.timeouts == [0.6], f"redis-py's socket timeouts {waits.timeouts} (configured 0.6 s)"
+    assert len(waits.timed_out) == 1, \
+        f"a request on a paused Redis ran out the 0.6 s timeout {len(waits.timed_out)} times: {waits.timed_out}"
 
 
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_SENSITIVE": "3 per minute"}], indirect=True)
@@ -126,31 +128,27 @@ def hung_listener():
     listener.close()
 
 
-def timed_get(client, path: str, limit: float) -> tuple[int | None, float]:
-    """A request's status and wait, given up on (None) after `limit` seconds."""
+def get_unless_it_hangs(client, path: str, limit: float = 20) -> int | None:
+    """A request's status, or None if it has not answered after `limit` seconds: a safety bound,
+    so that a request that hangs fails the test instead of blocking it, never a measure of its wait."""
     import threading
-    import time
 
     result = []
-
-    def run():
-        started = time.monotonic()
-        status = client.get(path).status_code
-        result.append((status, time.monotonic() - started))
-
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=lambda: result.append(client.get(path).status_code), daemon=True)
     thread.start()
     thread.join(limit)
-    return result[0] if result else (None, limit)
+    return result[0] if result else None
 
 
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_TIMEOUT_SECONDS": 0.5}], indirect=True)
 def test_redis_behind_sentinel_is_held_to_the_storage_timeout(app_config, database_uri, _migrated, redis_store,
-                                                             hung_listener, tmp_path):
+                                                             hung_listener, tmp_path, monkeypatch):
     """RATELIMIT_STORAGE_TIMEOUT_SECONDS was given to redis://, rediss:// and redis+unix:// stores
     only: with redis+sentinel:// (Redis's own high availability) a paused master held each request
     that counted for redis-py's 5 s default instead of 0.5 s, and so did a sentinel that does
-    not answer, on every request that looked the master up."""
+    not answer, on every request that looked the master up. The waits are counted, not timed:
+    every connection to the sentinel and to its master is made with the 0.5 s timeouts, every
+    reply is waited for under 0.5 s, and the request runs one such wait out."""
     from app import create_app
     from conftest import HttpsClient, close_connections, make_config
     from redis_review_support import OwnSentinel
@@ -158,16 +156,23 @@ def test_redis_behind_sentinel_is_held_to_the_storage_timeout(app_config, databa
     sentinel = OwnSentinel(tmp_path, redis_store).start()
     try:
         for uri in (sentinel.url, f"redis+sentinel://127.0.0.1:{hung_listener}/mymaster"):
-            app = create_app(make_config(database_uri, **{**app_config, "RATELIMIT_STORAGE_URI": uri}))
-            app.test_client_class = HttpsClient
-            client = app.test_client()
-            if uri == sentinel.url:
-                assert client.get("/account/login").status_code == 200
-                assert int(redis_store.cli("DBSIZE")) > 0, "the sentinel's master does not count"
-                redis_store.cli("CLIENT", "PAUSE", "3000", "ALL")
-            status, waited = timed_get(client, "/account/login", 4)
+            with redis_waits(monkeypatch) as waits:
+                app = create_app(make_config(database_uri, **{**app_config, "RATELIMIT_STORAGE_URI": uri}))
+                app.test_client_class = HttpsClient
+                client = app.test_client()
+                if uri == sentinel.url:
+                    assert client.get("/account/login").status_code == 200
+                    assert int(redis_store.cli("DBSIZE")) > 0, "the sentinel's master does not count"
+                    assert not waits.timed_out, f"the sentinel and its master answering: {waits.timed_out}"
+                    redis_store.cli("CLIENT", "PAUSE", "3000", "ALL")
+                status = get_unless_it_hangs(client, "/account/login")
             close_connections(app)
-            assert (status, waited < 1.2) == (200, True), f"{uri.split('@')[-1]}: {status} after {waited:.2f} s"
+            where = uri.split("@")[-1]
+            assert status == 200, f"{where}: {status} (None: no answer in 20 s)"
+            assert waits.connections, f"{where}: no connection made"
+            assert waits.timeouts == [0.5], f"{where}: redis-py's socket timeouts {waits.timeouts} (configured 0.5 s)"
+            assert len(waits.timed_out) == 1, \
+                f"{where}: the 0.5 s timeout ran out {len(waits.timed_out)} times: {waits.timed_out}"
     finally:
         sentinel.stop()
 
@@ -216,27 +221,35 @@ def test_a_redis_cluster_gone_without_fallback_is_a_503_not_a_500(app_config, da
     assert any("rate limit storage unavailable" in line for line in limit_lines(caplog)), limit_lines(caplog)
 
 
-def test_a_paused_redis_cluster_is_held_to_the_storage_timeout(database_uri, _migrated, tmp_path):
+def test_a_paused_redis_cluster_is_held_to_the_storage_timeout(database_uri, _migrated, tmp_path, monkeypatch):
     """redis-py's cluster client retries a failed command 10 times with a growing backoff (up to
     1 s each): a cluster node paused (CLIENT PAUSE) held a request that counted 2 s with the 0.5 s
-    timeout. A request now waits the command's timeout once, then counts in memory."""
+    timeout. A request now waits the command's timeout once, then counts in memory. The waits are
+    counted, not timed: every connection to the node is made with the 0.5 s timeouts, every reply
+    is waited for under 0.5 s, and the request on the paused node runs one such wait out."""
     from app import create_app
     from conftest import HttpsClient, close_connections, make_config
     from redis_review_support import OwnRedis
 
     node = OwnRedis(tmp_path, cluster=True).start()
     try:
-        app = create_app(make_config(database_uri, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=node.url,
-                                     RATELIMIT_STORAGE_TIMEOUT_SECONDS=0.5, PROPAGATE_EXCEPTIONS=False))
-        app.test_client_class = HttpsClient
-        client = app.test_client()
-        assert client.get("/account/login").status_code == 200
-        node.cli("CLIENT", "PAUSE", "3000", "ALL")
-        status, waited = timed_get(client, "/account/login", 4)
+        with redis_waits(monkeypatch) as waits:
+            app = create_app(make_config(database_uri, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=node.url,
+                                         RATELIMIT_STORAGE_TIMEOUT_SECONDS=0.5, PROPAGATE_EXCEPTIONS=False))
+            app.test_client_class = HttpsClient
+            client = app.test_client()
+            assert client.get("/account/login").status_code == 200
+            assert waits.connections and not waits.timed_out, f"the cluster answering: {waits.timed_out}"
+            node.cli("CLIENT", "PAUSE", "3000", "ALL")
+            status = get_unless_it_hangs(client, "/account/login")
         close_connections(app)
     finally:
         node.stop()
-    assert (status, waited < 1.0) == (200, True), f"a paused cluster node: {status} after {waited:.2f} s (timeout 0.5 s)"
+    assert status == 200, f"a paused cluster node: {status} (None: no answer in 20 s)"
+    assert waits.timeouts == [0.5], \
+        f"a paused cluster node: redis-py's socket timeouts {waits.timeouts} (configured 0.5 s)"
+    assert len(waits.timed_out) == 1, \
+        f"a paused cluster node: the 0.5 s timeout ran out {len(waits.timed_out)} times: {waits.timed_out}"
 
 
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_URI": "redis://:wrong-redis-password-123@127.0.0.1:{port}/0"},
