@@ -1,7 +1,9 @@
 """The per-process autocommit connection of the hot paths: fresh reads, reconnects, commit mode."""
 
+import os
+
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from identity.extensions import db
@@ -431,3 +433,57 @@ def test_several_writes_on_a_connection_the_server_ended_fail_once_then_go_on_a_
         assert write(rename, unlock) == [1, 1]
         assert autocommit_connection().durable()._connection.info.backend_pid != durable.info.backend_pid
     assert alice_name(app) == "Renamed"
+
+
+_ON_POSTGRESQL = os.environ.get("FLASK_SQLALCHEMY_DATABASE_URI", "").startswith("postgresql")
+
+
+@pytest.mark.parametrize("app_config", [
+    # PostgreSQL: the security writes on this same connection (with rotations committed durably too)
+    {"ROTATION_SYNCHRONOUS_COMMIT": True} if _ON_POSTGRESQL else {"SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"timeout": 2}}}])
+def test_a_read_while_another_thread_waits_to_write_does_not_wait_for_it(app, seeded, app_config):
+    """One process, two threads (a request, and the mail sender thread auditing a mail it sent; or
+    two requests under granian's threads). The request's transaction holds the write lock (SQLite's
+    one lock; on PostgreSQL a user's row, as lock_user_row takes it) and reads on the autocommit
+    connection (has the user an app?). The other thread had taken the autocommit connection and
+    waited on it for that lock, so the read waited for the writer, which waited for the request:
+    both stood still for the busy timeout (30 s by default; CI saw a new set of recovery codes
+    answered after more than 30 s), then the writer failed and its audit event was lost. The read
+    now goes on without the connection the writer holds, and the writer writes once the request's
+    transaction ends. (Judged by what is written, not by the clock.)"""
+    import threading
+
+    from identity.services import audit, mfa
+    from identity.store import accounts as account_rows
+    from identity.store.writes import write
+
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        connection = autocommit_connection()
+        connection.first(select(User.id).where(User.id == user_id), {})  # opened (busy timeout read)
+        account_rows.lock_user_row(user_id)  # the request's transaction holds the write lock
+        outcome: list = []
+
+        def audit_from_another_thread():
+            with app.app_context():
+                try:
+                    # an audit event, and (for PostgreSQL's row lock) the user's row
+                    outcome.append(write(audit.event_write("mail_sent", user_id=user_id, detail={"template": "probe"}),
+                                         (update(User.__table__).where(User.__table__.c.id == user_id)
+                                          .values(name="Alice Renamed"), {})))
+                except Exception as err:  # the outcome the test reports
+                    outcome.append(err)
+
+        writer = threading.Thread(target=audit_from_another_thread)
+        writer.start()
+        while not connection._lock.locked() and writer.is_alive():  # the writer holds the connection
+            pass
+        read = mfa.has_totp(user_id)  # the request's read on the autocommit connection
+        db.session.rollback()  # the request's transaction ends
+        writer.join(60)
+        assert not writer.is_alive()
+        assert read is False
+        assert outcome == [[1, 1]], f"the other thread's write: {outcome}"
+        written = db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "mail_sent"))
+        assert written == 1
+        assert db.session.scalar(select(User.name).where(User.id == user_id)) == "Alice Renamed"

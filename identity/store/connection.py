@@ -52,6 +52,7 @@ from ..extensions import db
 
 _INHERITED: list = []  # connections opened before a fork: never closed (or freed) by the child
 DURABLE_PING_AFTER_IDLE_SECONDS = 1.0
+READ_WAIT_SECONDS = 0.05  # see AutocommitConnection.first
 #: the commit of a rotation's transaction (ROTATION_SYNCHRONOUS_COMMIT off), for it alone
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
 #: the same for a statement that is its own transaction (no BEGIN): its pipeline's implicit one
@@ -210,9 +211,18 @@ class AutocommitConnection:
 
     # --- statements ---------------------------------------------------------------------
     def first(self, statement, params: dict):
-        """The first row of a prepared Core `select` (a tuple), or None."""
+        """The first row of a prepared Core `select` (a tuple), or None.
+
+        A read waits for this connection READ_WAIT_SECONDS at most, then runs on a connection of
+        the engine's pool: the thread holding it may be waiting, inside a write, for a lock that
+        the reading request's own transaction holds (SQLite's one write lock; a row that
+        lock_user_row locked), and would wait for it the busy timeout out while the read waited
+        for the connection (the mail sender thread auditing a mail beside a request; two requests
+        on a server's threads)."""
         sql, args = self._args(statement, params)
-        with self._lock:
+        if not self._lock.acquire(timeout=READ_WAIT_SECONDS):
+            return self._first_on_a_pooled_connection(sql, args)
+        try:
             for attempt in (1, 2):
                 try:
                     return self._execute(self._usable(), sql, args)[0]
@@ -220,7 +230,25 @@ class AutocommitConnection:
                     self._close()
                     if attempt == 2:
                         self._raise(sql, args, err)
+        finally:
+            self._lock.release()
         return None  # not reached
+
+    def _first_on_a_pooled_connection(self, sql: str, args):
+        """`first`'s read on a connection of the engine's pool, given back (rolled back) after."""
+        pooled = self.engine.raw_connection()  # the database unreachable: DBAPIError, a 503
+        try:
+            cursor = pooled.cursor()
+            try:
+                cursor.execute(sql, args)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        except self.dialect.loaded_dbapi.Error as err:
+            pooled.invalidate()
+            self._raise(sql, args, err)
+        finally:
+            pooled.close()
 
     def write_first(self, statement, params: dict):
         """Run one data-changing statement as its own transaction; its first RETURNING row, or None."""
