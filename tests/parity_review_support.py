@@ -12,6 +12,7 @@ from conftest import close_connections, csrf_token, make_config
 from identity.services.schema import ensure_schema
 
 from webauthn_keys import SoftKey
+from workers import drop_database
 
 ORIGIN, RP_ID = "https://localhost", "localhost"
 
@@ -46,7 +47,7 @@ def collated_database(database_uri: str, suffix: str = "icu"):
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, f'"{name}"')
             try:
                 conn.execute(text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu "
                                   "ICU_LOCALE 'en' LOCALE 'C.UTF-8'"))
@@ -60,5 +61,5 @@ def collated_database(database_uri: str, suffix: str = "icu"):
         yield uri
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, f'"{name}"')
         admin.dispose()

@@ -57,7 +57,7 @@ def fresh_postgres_database(uri: str, suffix: str) -> str:
                 "SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
                 "WHERE d.datname = :name AND s.setrole = 0"), {"name": url.database}).scalars().all()
             quoted = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            drop_database(conn, quoted)
             try:
                 conn.execute(text(f"CREATE DATABASE {quoted} ENCODING 'UTF8' TEMPLATE template0"))
             except Exception as err:
@@ -106,3 +106,22 @@ class SerialLock:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def drop_database(conn, quoted_name: str) -> None:
+    """DROP DATABASE ... WITH (FORCE) on an AUTOCOMMIT connection, tried again for a few seconds
+    while the server refuses to end a session on it that is not the role's (an autovacuum worker
+    visiting the new database; `.ci/run` grants the role pg_signal_backend, which ends those)."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(20):
+        try:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted_name} WITH (FORCE)"))
+            return
+        except DBAPIError as err:
+            if getattr(err.orig, "sqlstate", None) != "42501" or attempt == 19:  # insufficient_privilege
+                raise
+            time.sleep(0.25)
