@@ -281,9 +281,30 @@ def _monotonic() -> float:
 def _fresh_ring() -> KeyRing:
     ring = _ring()
     if _monotonic() - ring.loaded_at > current_app.config["SIGNING_KEY_RELOAD_SECONDS"]:
-        with ring.lock:
-            _load(ring)
+        return _loaded(ring)
     return ring
+
+
+#: how long a request whose transaction holds SQLite's write lock waits for the ring's lock
+RING_WAIT_SECONDS = 0.05
+
+
+def _loaded(ring: KeyRing) -> KeyRing:
+    """The ring loaded anew, under its lock; or, when the request's transaction holds SQLite's
+    write lock and another thread has held the ring's lock for RING_WAIT_SECONDS, a ring of the
+    request's own, loaded in its transaction. That thread may be writing a key (the first one, a
+    scheduled successor) on a connection of its own, waiting for the write lock the request holds:
+    waiting for it, the request and that thread stood still for the busy timeout, and then the
+    key's write failed (a 503)."""
+    if ring.lock.acquire(timeout=RING_WAIT_SECONDS if key_rows.holds_sqlite_write_lock() else -1):
+        try:
+            _load(ring)
+        finally:
+            ring.lock.release()
+        return ring
+    own = KeyRing(by_kid=dict(ring.by_kid), unpublished=dict(ring.unpublished))  # its keys, not decrypted again
+    _load(own)  # a key due is written in the request's transaction (store/keys.py: provisional)
+    return own
 
 
 def _current(ring: KeyRing, alg: str):
@@ -299,8 +320,7 @@ def signing_key(alg: str):
     ring = _fresh_ring()
     key = _current(ring, alg)
     if key is None:
-        with ring.lock:
-            _load(ring)
+        ring = _loaded(ring)
         key = _current(ring, alg)
         if key is None:
             raise RuntimeError(f"no {alg} signing key: it is not one of the configured algorithms")
@@ -312,10 +332,8 @@ def verification_key(kid: str):
     ring = _fresh_ring()
     key = ring.by_kid.get(kid)
     if key is None and _monotonic() - ring.forced_at > 1.0:
-        with ring.lock:
-            ring.forced_at = _monotonic()
-            _load(ring)
-        key = ring.by_kid.get(kid)
+        ring.forced_at = _monotonic()
+        key = _loaded(ring).by_kid.get(kid)
     return key
 
 

@@ -83,3 +83,11 @@ def key_writes():
 def commit_request() -> None:
     """Commit what the request's session holds (a provisional key made in its savepoint)."""
     db.session.commit()
+
+
+def holds_sqlite_write_lock() -> bool:
+    """Whether the session's transaction has written on SQLite (and so holds its one write lock)."""
+    session = db.session()
+    if db.engine.dialect.name != "sqlite" or not session.in_transaction():
+        return False
+    return bool(session.connection().connection.dbapi_connection.in_transaction)
