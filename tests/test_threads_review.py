@@ -52,3 +52,85 @@ def test_a_request_holding_the_write_lock_signs_while_another_thread_makes_the_f
         assert not other.is_alive()
         assert outcome == [mine], f"the other thread's signing: {outcome}"
         assert db.session.scalar(select(func.count()).select_from(SigningKey).where(SigningKey.alg == "RS256")) == 1
+
+
+_CACHED_BEARER = {"BEARER_CACHE_SECONDS": 5}  # the longest allowed: no test step lasts it
+
+
+def _revoke_in_another_thread(app, jti: str, *, commit: bool = True):
+    """A revocation (RFC 7009, a replayed code) on another thread of the worker; committed unless
+    `commit` is False, when the thread is returned waiting for `go` to commit."""
+    from identity.services import tokens
+
+    go, done = threading.Event(), threading.Event()
+
+    def revoke():
+        with app.app_context():
+            try:
+                tokens.revoke_access_token(jti, 2**31 - 1, None)
+                done.set()
+                if not commit:
+                    go.wait(30)
+                db.session.commit()
+            finally:
+                db.session.remove()
+                done.set()
+
+    thread = threading.Thread(target=revoke)
+    thread.start()
+    if commit:
+        thread.join(60)
+        assert not thread.is_alive()
+    else:
+        done.wait(30)
+    return thread, go
+
+
+@pytest.mark.parametrize("app_config", [_CACHED_BEARER])
+def test_a_bearer_check_read_before_a_revocation_is_not_remembered_after_it(app, seeded):
+    """A bearer check on one thread read the token's row (not yet revoked); meanwhile a revocation
+    on another thread of the worker committed and forgot the worker's answer for the jti; then the
+    check stored its answer. The worker accepted the revoked token for BEARER_CACHE_SECONDS, where
+    bearer_cache.py promises that the worker committing a revocation refuses it at once."""
+    from identity.services import bearer_cache
+    from identity.store import tokens as token_rows
+
+    with app.app_context():
+        sub = db.session.scalar(select(User.subject).where(User.username == "alice"))
+        db.session.commit()
+        jti = "threads-review-jti-1"
+        assert bearer_cache.live_row(sub, jti, token_rows.live_token_user) is not None  # first sighting
+
+        def read_then_revoked(sub, jti):
+            row = token_rows.live_token_user(sub, jti)  # the answer, read before the revocation
+            _revoke_in_another_thread(app, jti)  # committed, the worker's answers forgotten
+            return row
+
+        assert bearer_cache.live_row(sub, jti, read_then_revoked) is not None  # its answer then
+        assert token_rows.is_revoked(jti)
+        after = bearer_cache.live_row(sub, jti, token_rows.live_token_user)
+        assert after is None, "the revoked token's bearer check after the revocation committed: accepted"
+
+
+@pytest.mark.skipif(not _ON_POSTGRESQL, reason="on SQLite the check's lease waits for the revocation's commit")
+@pytest.mark.parametrize("app_config", [_CACHED_BEARER])
+def test_a_bearer_check_between_a_revocation_and_its_commit_is_not_remembered_after_it(app, seeded):
+    """The revocation forgot the worker's answers before it committed: a check on another thread
+    in between read the token as live (rightly, then) and remembered it, and after the commit the
+    worker accepted the revoked token for BEARER_CACHE_SECONDS."""
+    from identity.services import bearer_cache
+    from identity.store import tokens as token_rows
+
+    with app.app_context():
+        sub = db.session.scalar(select(User.subject).where(User.username == "alice"))
+        db.session.commit()
+        jti = "threads-review-jti-2"
+        assert bearer_cache.live_row(sub, jti, token_rows.live_token_user) is not None  # first sighting
+        revoker, go = _revoke_in_another_thread(app, jti, commit=False)  # forgotten, not yet committed
+        assert bearer_cache.live_row(sub, jti, token_rows.live_token_user) is not None  # not revoked yet
+        go.set()
+        revoker.join(60)
+        assert not revoker.is_alive()
+        assert token_rows.is_revoked(jti)
+        after = bearer_cache.live_row(sub, jti, token_rows.live_token_user)
+        assert after is None, "the revoked token's bearer check after the revocation committed: accepted"

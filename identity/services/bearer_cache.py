@@ -43,7 +43,10 @@ from __future__ import annotations
 import time
 
 from flask import current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from ..extensions import db
 from ..store import leases
 from . import metrics
 
@@ -64,12 +67,18 @@ def cache_seconds() -> float:
 
 
 def _state() -> tuple[dict, dict]:
-    """This worker's answers (jti -> (row, reusable until, monotonic)) and first sightings."""
+    """This worker's answers (jti -> (row, reusable until, sub)) and first sightings."""
     extensions = current_app.extensions
     state = extensions.get("identity_bearer_cache")
     if state is None:
         state = extensions["identity_bearer_cache"] = ({}, {})
     return state
+
+
+def _forgotten() -> list:
+    """How many times this worker has forgotten answers (one number, in a list: `forget` counts,
+    `live_row` compares)."""
+    return current_app.extensions.setdefault("identity_bearer_forgets", [0])
 
 
 def live_row(sub: str, jti: str, read):
@@ -93,8 +102,10 @@ def live_row(sub: str, jti: str, read):
         return read(sub, jti)
     # Noted before the lease is written: the answer is reused for less than the lease covers.
     _take_lease(sub, time.time() + ttl)
+    forgotten = _forgotten()
+    forgets = forgotten[0]  # before the read: a revocation forgotten after it may predate the answer
     row = read(sub, jti)
-    if row is not None:
+    if row is not None and forgotten[0] == forgets:  # else kept by no one: the next check reads again
         if len(answers) >= _MAX_ENTRIES:
             answers.clear()
         answers[jti] = (row, clock + ttl, sub)
@@ -133,11 +144,42 @@ def wait_for_leases(user_ids, *, always: bool = False) -> bool:
     return True
 
 
+#: Session.info key: the jtis whose answers to forget again once the session's transaction commits
+FORGET_AFTER_COMMIT = "identity.bearer_forget"
+
+
 def forget(jtis) -> None:
     """Drop this worker's remembered answers for these tokens (being revoked): this worker refuses
-    them as soon as the revocation has committed; other workers within BEARER_CACHE_SECONDS."""
+    them as soon as the revocation has committed; other workers within BEARER_CACHE_SECONDS.
+
+    Forgotten now, and again when the session's transaction (the revocation's) commits: a check on
+    another thread of the worker in between read the token as live, rightly then, and would be
+    remembered past the commit. A check whose read began before the commit and that would store
+    its answer after it does not store it (`live_row` compares the count of forgets)."""
     if cache_seconds() <= 0:
         return
+    jtis = list(jtis)
+    _forget_now(jtis)
+    db.session.info.setdefault(FORGET_AFTER_COMMIT, []).extend(jtis)
+
+
+def _forget_now(jtis) -> None:
     answers, _ = _state()
+    _forgotten()[0] += 1
     for jti in jtis:
         answers.pop(jti, None)
+
+
+def _forget_after_commit(session: Session) -> None:
+    jtis = session.info.pop(FORGET_AFTER_COMMIT, None)
+    if jtis:
+        _forget_now(jtis)
+
+
+def _drop_after_rollback(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint of it
+        session.info.pop(FORGET_AFTER_COMMIT, None)
+
+
+event.listen(Session, "after_commit", _forget_after_commit)
+event.listen(Session, "after_soft_rollback", _drop_after_rollback)
