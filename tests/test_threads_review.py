@@ -134,3 +134,49 @@ def test_a_bearer_check_between_a_revocation_and_its_commit_is_not_remembered_af
         assert token_rows.is_revoked(jti)
         after = bearer_cache.live_row(sub, jti, token_rows.live_token_user)
         assert after is None, "the revoked token's bearer check after the revocation committed: accepted"
+
+
+@pytest.mark.parametrize("app_config", [{"CORS_ORIGINS_CACHE_SECONDS": 60}])
+def test_cors_origins_read_before_a_change_do_not_replace_those_read_after_it(app, seeded):
+    """Two threads of a worker refill its CORS origins at once. One's read began before a client was
+    disabled (its origins with it); the other read after the commit and stored the new set. The
+    first then stored its older set over it, stamped with the time it finished: the disabled
+    client's origin got CORS answers for a whole period more (docs/cli.md: within
+    CORS_ORIGINS_CACHE_SECONDS of the change)."""
+    from sqlalchemy import event, update
+
+    from identity.models import Client
+    from identity.services import clients
+
+    with app.app_context():
+        owner, origins = next((c.client_id, c.allowed_cors_origins) for c in db.session.scalars(select(Client))
+                              if c.allowed_cors_origins)
+        origin = origins[0].rstrip("/")
+        db.session.commit()
+        fresh: list = []
+        paused: list = []
+
+        def disable_then_read():
+            with app.app_context():
+                try:
+                    db.session.execute(update(Client).where(Client.client_id == owner).values(enabled=False))
+                    db.session.commit()
+                    fresh.append(set(clients.cors_origins()))
+                finally:
+                    db.session.remove()
+
+        def amid_the_read(conn, cursor, statement, parameters, context, executemany):
+            if paused or "allowed_cors_origins" not in statement:
+                return
+            paused.append(1)  # the first read only: the other thread's own read goes on
+            other = threading.Thread(target=disable_then_read)
+            other.start()
+            other.join(60)
+
+        event.listen(db.engine, "after_cursor_execute", amid_the_read)
+        try:
+            older = clients.cors_origins()  # its read began before the change committed
+        finally:
+            event.remove(db.engine, "after_cursor_execute", amid_the_read)
+        assert origin in older and fresh and origin not in fresh[0]
+        assert origin not in clients.cors_origins(), "a disabled client's origin, after a set read since the change was kept"

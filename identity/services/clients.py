@@ -1,5 +1,6 @@
 """Registered clients: create from validated data, list, remove, find."""
 
+import threading
 import time
 
 from flask import current_app
@@ -82,12 +83,22 @@ def cors_origins() -> set[str]:
     per worker turns that into a set lookup, and a changed client takes effect within the period.
     """
     cache = current_app.extensions.setdefault("identity_cors", {"at": -1e9, "origins": set()})
-    if time.monotonic() - cache["at"] > current_app.config["CORS_ORIGINS_CACHE_SECONDS"]:
+    # noted before the read (as cached_client's): a set read before a change committed is dropped
+    # within the period of the commit; and a set whose read began before another thread's that
+    # stored first does not replace it
+    stamp = time.monotonic()
+    if stamp - cache["at"] > current_app.config["CORS_ORIGINS_CACHE_SECONDS"]:
         origins = set()
         for row in db.session.scalars(select(Client.allowed_cors_origins).where(Client.enabled)):
             origins.update(o.rstrip("/") for o in row or [])
-        cache.update(at=time.monotonic(), origins=origins)
+        with _CORS_FILL:
+            if stamp > cache["at"]:
+                cache.update(at=stamp, origins=origins)
+        return origins
     return cache["origins"]
+
+
+_CORS_FILL = threading.Lock()  # cors_origins: a fill compared with the stored one's time, then stored
 
 
 def check_scopes(allowed_scopes: list[str], known: set[str]) -> list[str]:
