@@ -180,3 +180,46 @@ def test_cors_origins_read_before_a_change_do_not_replace_those_read_after_it(ap
             event.remove(db.engine, "after_cursor_execute", amid_the_read)
         assert origin in older and fresh and origin not in fresh[0]
         assert origin not in clients.cors_origins(), "a disabled client's origin, after a set read since the change was kept"
+
+
+@pytest.mark.parametrize("app_config", [{"DISCOVERY_DOCUMENT_CACHE_SECONDS": 60}])
+def test_a_discovery_document_built_before_a_change_does_not_replace_one_built_after_it(app, seeded):
+    """The same race for the discovery document (docs/configuration.md: new scopes appear within
+    DISCOVERY_DOCUMENT_CACHE_SECONDS): a build whose scope read began before an API scope was added
+    stored its document over the one another thread built since, for a whole period more."""
+    from sqlalchemy import event
+
+    from identity.services import resources
+    from identity.web import discovery
+
+    base = "https://localhost"
+    with app.test_request_context("/.well-known/openid-configuration", base_url=base):
+        db.session.commit()
+        fresh: list = []
+        paused: list = []
+
+        def add_then_build():
+            with app.test_request_context("/.well-known/openid-configuration", base_url=base):
+                try:
+                    resources.add_api_scope("threads.review")
+                    db.session.commit()
+                    fresh.append(discovery._cached_document(base)[0])
+                finally:
+                    db.session.remove()
+
+        def amid_the_read(conn, cursor, statement, parameters, context, executemany):
+            if paused or "api_scopes" not in statement:
+                return
+            paused.append(1)
+            other = threading.Thread(target=add_then_build)
+            other.start()
+            other.join(60)
+
+        event.listen(db.engine, "after_cursor_execute", amid_the_read)
+        try:
+            older = discovery._cached_document(base)[0]  # its scope read began before the scope was added
+        finally:
+            event.remove(db.engine, "after_cursor_execute", amid_the_read)
+        assert b'"threads.review"' not in older and fresh and b'"threads.review"' in fresh[0]
+        assert b'"threads.review"' in discovery._cached_document(base)[0], \
+            "the document built before the scope was added replaced the one built since"

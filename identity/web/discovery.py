@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import threading
 import time
 
 from flask import Blueprint, Response, current_app, request
@@ -118,12 +119,21 @@ def _cached_document(base: str) -> tuple[bytes, str]:
     if hit is not None:
         return hit
     cache = current_app.extensions.setdefault("identity_discovery", {})
+    # noted before the build's reads: a document read before a change (a scope added) committed is
+    # dropped within the period of the commit, and does not replace one another thread built since
+    stamp = time.monotonic()
     body = json.dumps(build_document(base), separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
-    if len(cache) >= MAX_CACHED_ISSUERS:
-        cache.clear()
-    cache[base] = (body, etag, time.monotonic())
+    with _FILL:
+        stored = cache.get(base)
+        if stored is None or stored[2] < stamp:
+            if len(cache) >= MAX_CACHED_ISSUERS:
+                cache.clear()
+            cache[base] = (body, etag, stamp)
     return body, etag
+
+
+_FILL = threading.Lock()  # _cached_document: a document compared with the stored one's time, then stored
 
 
 def cache_control(host_derived: bool, max_age: int) -> str:
