@@ -142,6 +142,21 @@ def _sent_again(token: str | None, new_password: str, confirm_password: str) -> 
     return sent_again
 
 
+def _usable_user(row, client_id: str | None, *, locked: bool) -> User:
+    """The link's user, read (`locked`: and its row locked until the commit, accounts.locked_user);
+    refused (rolled back) when gone or when the link no longer applies to it (_unusable_for)."""
+    user = (db.session.scalar(accounts.locked_user(row.user_id)) if locked
+            else db.session.get(User, row.user_id, populate_existing=True))
+    if user is None:  # removed since the link was sent (the row cascades; a race)
+        db.session.rollback()
+        raise _refused("unknown", client_id=client_id)
+    reason = _unusable_for(row, user)
+    if reason is not None:
+        db.session.rollback()
+        raise _refused(reason, user_id=user.id, client_id=client_id)
+    return user
+
+
 def reset_password(token: str | None, new_password: str, confirm_password: str, *,
                    client_id: str | None = None) -> User:
     """Set a new password through a reset link, in one transaction with the link's use.
@@ -158,18 +173,12 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
         if checked.reason == "used" and _sent_again(token, new_password, confirm_password):
             raise AlreadyDone()
         raise _refused(checked.reason, client_id=client_id)
-    locked = accounts.locked_user(checked.row.user_id)
-    user = db.session.scalar(locked)
-    if user is None:  # removed since the link was sent (the row cascades; a race)
-        db.session.rollback()
-        raise _refused("unknown", client_id=client_id)
-    reason = _unusable_for(checked.row, user)
-    if reason is not None:
-        db.session.rollback()
-        raise _refused(reason, user_id=user.id, client_id=client_id)
+    user = _usable_user(checked.row, client_id, locked=False)
     try:
-        # judged and hashed before the link's use, the transaction's first write: on SQLite that
-        # write takes the database's one write lock, which the hash (24 ms) must not hold
+        # judged and hashed before the user's row is locked and before the link's use, the
+        # transaction's first write: the hash (24 ms) must hold neither SQLite's one write lock
+        # nor, on PostgreSQL, the user's row, which the user's other requests write (the local
+        # API's lease, a sign-in's lockout counter) and would wait out the hash for
         password_hash = accounts.judged_password_hash(user, new_password, confirm_password)
     except ValidationFailed:
         db.session.rollback()  # the link stays usable
@@ -177,6 +186,7 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
                      detail={"reason": "password_refused"})
         db.session.commit()
         raise
+    user = _usable_user(checked.row, client_id, locked=True)  # as it is now, kept so until the commit
     if not account_tokens.consume(checked.row):  # another request used it first
         db.session.rollback()
         if _sent_again(token, new_password, confirm_password):

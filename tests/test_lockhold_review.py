@@ -1,0 +1,80 @@
+"""Review: what a request holds across something slow (a lock, a transaction, a pooled connection).
+
+A user's row locked (PostgreSQL: FOR NO KEY UPDATE) across an Argon2 hash makes every other request
+that writes the row wait out the hash: the user's apps on the local API (the bearer cache's lease),
+a sign-in elsewhere (the lockout counter). Judged by the waits PostgreSQL reports and by whether the
+second kind of request is answered while the slow one is still running, never by elapsed time.
+"""
+
+import threading
+
+import psycopg
+import pytest
+
+from conftest import postgresql_only
+from identity.extensions import db
+from test_localapi_support import LocalApi
+from test_recovery import ALICE_MAIL, NEW_PASSWORD, reset, reset_link
+
+pytestmark = postgresql_only()
+
+#: Argon2id at a cost that makes the new password's hash last well beyond a few local API calls
+#: (set after the seed, so the seeded users are hashed cheaply)
+SLOW_ARGON2_TIME_COST = 40
+PRODUCTION_MEMORY_KIB = 19456
+HELD_POLLS = 20
+
+
+def _lock_waits(dsn: str, done: threading.Event) -> list[str]:
+    """Poll PostgreSQL, until `done`, for statements of this database that waited for a lock
+    through at least HELD_POLLS polls in a row: a lock held across something slow, not the few
+    statements of another transaction's commit."""
+    polls: dict[tuple, int] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not done.is_set():
+            for key in conn.execute(
+                    "SELECT pid, query_start, left(query, 80) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"):
+                polls[key] = polls.get(key, 0) + 1
+            done.wait(0.005)
+    return [key[2] for key, count in polls.items() if count >= HELD_POLLS]
+
+
+def test_a_reset_by_link_does_not_hold_the_users_row_through_its_hash(app, client, seeded, mail):
+    """The reset page judged (zxcvbn) and hashed the new password while it held the user's row
+    locked: the user's apps calling the local API (each worker's lease on the row) waited for it."""
+    link = reset_link(app, client, mail)
+    api = LocalApi(app, app.test_client())
+    token = api.token()
+    assert api.get_account(token).status_code == 200  # seen once: the next call writes a lease
+    with app.app_context():
+        dsn = db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+    app.config.update(ARGON2_TIME_COST=SLOW_ARGON2_TIME_COST, ARGON2_MEMORY_COST_KIB=PRODUCTION_MEMORY_KIB)
+    reset_done, poll_done = threading.Event(), threading.Event()
+    outcome: dict = {}
+    waits: list[str] = []
+
+    def do_reset():
+        try:
+            outcome["reset"] = reset(client, link).status_code
+        finally:
+            reset_done.set()
+
+    poller = threading.Thread(target=lambda: waits.extend(_lock_waits(dsn, poll_done)))
+    poller.start()
+    resetter = threading.Thread(target=do_reset)
+    resetter.start()
+    answered_meanwhile = []
+    try:
+        while not reset_done.is_set():
+            status = api.get_account(token).status_code
+            if not reset_done.is_set():
+                answered_meanwhile.append(status)
+    finally:
+        resetter.join(60)
+        poll_done.set()
+        poller.join(10)
+    assert outcome.get("reset") in (200, 302), outcome
+    assert waits == [], f"requests waited for the reset's row lock: {waits[:3]}"
+    # answered while the reset still ran (a 401 once the reset has committed and revoked the token)
+    assert answered_meanwhile.count(200) >= 2, answered_meanwhile
