@@ -78,3 +78,42 @@ def test_a_reset_by_link_does_not_hold_the_users_row_through_its_hash(app, clien
     assert waits == [], f"requests waited for the reset's row lock: {waits[:3]}"
     # answered while the reset still ran (a 401 once the reset has committed and revoked the token)
     assert answered_meanwhile.count(200) >= 2, answered_meanwhile
+
+
+def test_a_password_change_does_not_hold_the_users_row_through_its_hash(app, client, seeded):
+    """The password change (the local API's and the page's) locked the user's row, then verified
+    the current password, judged the new one (zxcvbn) and hashed it with the lock held: the user's
+    other apps calling the local API (each worker's lease on the row) waited for it."""
+    api = LocalApi(app, client)
+    changer, caller = api.token(), api.token(client_id="mobile")
+    assert api.get_account(caller).status_code == 200  # seen once: the next call writes a lease
+    with app.app_context():
+        dsn = db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+    app.config.update(ARGON2_TIME_COST=SLOW_ARGON2_TIME_COST, ARGON2_MEMORY_COST_KIB=PRODUCTION_MEMORY_KIB)
+    done, poll_done = threading.Event(), threading.Event()
+    outcome: dict = {}
+    waits: list[str] = []
+
+    def change():
+        try:
+            outcome["change"] = LocalApi(app, app.test_client()).change_password(changer).status_code
+        finally:
+            done.set()
+
+    poller = threading.Thread(target=lambda: waits.extend(_lock_waits(dsn, poll_done)))
+    poller.start()
+    changing = threading.Thread(target=change)
+    changing.start()
+    answered_meanwhile = []
+    try:
+        while not done.is_set():
+            status = api.get_account(caller).status_code
+            if not done.is_set():
+                answered_meanwhile.append(status)
+    finally:
+        changing.join(60)
+        poll_done.set()
+        poller.join(10)
+    assert outcome.get("change") == 204, outcome
+    assert waits == [], f"requests waited for the change's row lock: {waits[:3]}"
+    assert answered_meanwhile.count(200) >= 2, answered_meanwhile

@@ -378,7 +378,7 @@ def store_new_password(user: User, password_hash: str) -> None:
     the caller revokes grants and sessions, commits, and then waits out the workers' remembered
     answers for the user (bearer_cache.wait_out_cached_answers)."""
     user.password_hash = password_hash
-    user.password_version = user.password_version + 1
+    user.password_version = User.password_version + 1  # as the row has it (a read may predate its lock)
     user.password_changed_at = now()
     user.pending_email = None
     account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)
@@ -441,7 +441,9 @@ def change_password(
         audit.record("password_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked"})
         db.session.commit()
         raise AccountLocked(max(remaining, 1))
-    user = db.session.scalar(locked)
+    # read without the row's lock: the checks and the hash below must not hold it (the user's other
+    # requests write the row); store.hash_unchanged locks it after the hash, before the first write
+    user = db.session.get(User, user_id, populate_existing=True)
     if user is None:
         db.session.rollback()
         raise NotFound("no such user")
@@ -460,7 +462,7 @@ def change_password(
         db.session.commit()
         raise ValidationFailed(errors)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
-    if not store.hash_unchanged(user_id, user.password_hash):  # SQLite: changed since the read
+    if not store.hash_unchanged(user_id, user.password_hash):  # changed since the read
         _refuse_current_password(user_id, reservation, client_id, password_version=password_version,
                                  page=keep_sid is not None, new_password=new_password, confirm_password=confirm_password)
     if code_required:

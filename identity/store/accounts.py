@@ -80,13 +80,11 @@ _KEEP_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
 
 def hash_unchanged(user_id: int, verified_hash: str) -> bool:
     """Whether the user's password hash is still `verified_hash` (the one a current password was
-    checked against), kept so until the session's commit. On PostgreSQL the caller's locked read
-    (accounts.locked_user) holds the row already: True. SQLite ignores FOR UPDATE, so there an
-    UPDATE that changes nothing, of the row only while it has that hash, takes the database's
-    write lock and answers: a change committed since the read (another change from the same
-    current password, a reset) makes it False."""
-    if not autocommit_connection().is_sqlite:
-        return True
+    checked against, on a read without a lock), kept so until the session's commit: an UPDATE
+    that changes nothing, of the row only while it has that hash, locks the row (PostgreSQL) or
+    takes the database's write lock (SQLite) and answers: a change committed since the read
+    (another change from the same current password, a reset) makes it False. Taken after the
+    new password's hash, which must hold neither lock."""
     return db.session.execute(_KEEP_HASH, {"user_id": user_id, "verified_hash": verified_hash}).rowcount == 1
 
 
