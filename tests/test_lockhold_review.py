@@ -14,7 +14,7 @@ import pytest
 from conftest import postgresql_only
 from identity.extensions import db
 from test_localapi_support import LocalApi
-from test_recovery import ALICE_MAIL, NEW_PASSWORD, reset, reset_link
+from test_recovery import reset, reset_link
 
 pytestmark = postgresql_only()
 
@@ -40,6 +40,40 @@ def _lock_waits(dsn: str, done: threading.Event) -> list[str]:
     return [key[2] for key, count in polls.items() if count >= HELD_POLLS]
 
 
+def _while_slow(app, api: LocalApi, token: str, slow) -> tuple[int | None, list[str], list[int]]:
+    """Run `slow()` (a request whose new password is hashed at a slow, real cost) on a thread while
+    `token`'s app calls GET /localapi/account in a loop: (slow's status, the statements that waited
+    for a lock meanwhile, the statuses the app got while `slow` still ran)."""
+    with app.app_context():
+        dsn = db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+    app.config.update(ARGON2_TIME_COST=SLOW_ARGON2_TIME_COST, ARGON2_MEMORY_COST_KIB=PRODUCTION_MEMORY_KIB)
+    done, poll_done = threading.Event(), threading.Event()
+    outcome: list[int] = []
+    waits: list[str] = []
+
+    def run_slow():
+        try:
+            outcome.append(slow())
+        finally:
+            done.set()
+
+    poller = threading.Thread(target=lambda: waits.extend(_lock_waits(dsn, poll_done)))
+    poller.start()
+    running = threading.Thread(target=run_slow)
+    running.start()
+    answered_meanwhile = []
+    try:
+        while not done.is_set():
+            status = api.get_account(token).status_code
+            if not done.is_set():
+                answered_meanwhile.append(status)
+    finally:
+        running.join(60)
+        poll_done.set()
+        poller.join(10)
+    return (outcome[0] if outcome else None), waits, answered_meanwhile
+
+
 def test_a_reset_by_link_does_not_hold_the_users_row_through_its_hash(app, client, seeded, mail):
     """The reset page judged (zxcvbn) and hashed the new password while it held the user's row
     locked: the user's apps calling the local API (each worker's lease on the row) waited for it."""
@@ -47,34 +81,8 @@ def test_a_reset_by_link_does_not_hold_the_users_row_through_its_hash(app, clien
     api = LocalApi(app, app.test_client())
     token = api.token()
     assert api.get_account(token).status_code == 200  # seen once: the next call writes a lease
-    with app.app_context():
-        dsn = db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
-    app.config.update(ARGON2_TIME_COST=SLOW_ARGON2_TIME_COST, ARGON2_MEMORY_COST_KIB=PRODUCTION_MEMORY_KIB)
-    reset_done, poll_done = threading.Event(), threading.Event()
-    outcome: dict = {}
-    waits: list[str] = []
-
-    def do_reset():
-        try:
-            outcome["reset"] = reset(client, link).status_code
-        finally:
-            reset_done.set()
-
-    poller = threading.Thread(target=lambda: waits.extend(_lock_waits(dsn, poll_done)))
-    poller.start()
-    resetter = threading.Thread(target=do_reset)
-    resetter.start()
-    answered_meanwhile = []
-    try:
-        while not reset_done.is_set():
-            status = api.get_account(token).status_code
-            if not reset_done.is_set():
-                answered_meanwhile.append(status)
-    finally:
-        resetter.join(60)
-        poll_done.set()
-        poller.join(10)
-    assert outcome.get("reset") in (200, 302), outcome
+    status, waits, answered_meanwhile = _while_slow(app, api, token, lambda: reset(client, link).status_code)
+    assert status in (200, 302), status
     assert waits == [], f"requests waited for the reset's row lock: {waits[:3]}"
     # answered while the reset still ran (a 401 once the reset has committed and revoked the token)
     assert answered_meanwhile.count(200) >= 2, answered_meanwhile
@@ -87,33 +95,8 @@ def test_a_password_change_does_not_hold_the_users_row_through_its_hash(app, cli
     api = LocalApi(app, client)
     changer, caller = api.token(), api.token(client_id="mobile")
     assert api.get_account(caller).status_code == 200  # seen once: the next call writes a lease
-    with app.app_context():
-        dsn = db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
-    app.config.update(ARGON2_TIME_COST=SLOW_ARGON2_TIME_COST, ARGON2_MEMORY_COST_KIB=PRODUCTION_MEMORY_KIB)
-    done, poll_done = threading.Event(), threading.Event()
-    outcome: dict = {}
-    waits: list[str] = []
-
-    def change():
-        try:
-            outcome["change"] = LocalApi(app, app.test_client()).change_password(changer).status_code
-        finally:
-            done.set()
-
-    poller = threading.Thread(target=lambda: waits.extend(_lock_waits(dsn, poll_done)))
-    poller.start()
-    changing = threading.Thread(target=change)
-    changing.start()
-    answered_meanwhile = []
-    try:
-        while not done.is_set():
-            status = api.get_account(caller).status_code
-            if not done.is_set():
-                answered_meanwhile.append(status)
-    finally:
-        changing.join(60)
-        poll_done.set()
-        poller.join(10)
-    assert outcome.get("change") == 204, outcome
+    status, waits, answered_meanwhile = _while_slow(
+        app, api, caller, lambda: LocalApi(app, app.test_client()).change_password(changer).status_code)
+    assert status == 204, status
     assert waits == [], f"requests waited for the change's row lock: {waits[:3]}"
     assert answered_meanwhile.count(200) >= 2, answered_meanwhile
