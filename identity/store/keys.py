@@ -69,10 +69,18 @@ class KeyWriter:
         self.conn.execute(*write)
 
 
+def holds_sqlite_write_lock() -> bool:
+    """Whether the session's transaction has written on SQLite (and so holds its one write lock)."""
+    session = db.session()
+    if db.engine.dialect.name != "sqlite" or not session.in_transaction():
+        return False
+    return bool(session.connection().connection.dbapi_connection.in_transaction)
+
+
 @contextmanager
 def key_writes():
     """A transaction of its own for key writes (see the module's docstring for SQLite)."""
-    if db.engine.dialect.name == "sqlite" and db.session.connection().connection.dbapi_connection.in_transaction:
+    if holds_sqlite_write_lock():
         with db.session.begin_nested():
             yield KeyWriter(db.session.connection(), provisional=True)
         return
@@ -83,11 +91,3 @@ def key_writes():
 def commit_request() -> None:
     """Commit what the request's session holds (a provisional key made in its savepoint)."""
     db.session.commit()
-
-
-def holds_sqlite_write_lock() -> bool:
-    """Whether the session's transaction has written on SQLite (and so holds its one write lock)."""
-    session = db.session()
-    if db.engine.dialect.name != "sqlite" or not session.in_transaction():
-        return False
-    return bool(session.connection().connection.dbapi_connection.in_transaction)
