@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
@@ -47,20 +47,33 @@ def find_user(login: str) -> User | None:
     return db.session.scalar(_USER_BY_LOGIN, {"key": key})
 
 
+def _logins_taken(*logins: str | None) -> set[str]:
+    """Which of these logins (normalized) a user signs in with already, read in one statement: two
+    reads could each see a different moment, another command's user committed between them (the
+    same user added twice at once) found by its address but not by its name."""
+    keys = {key for key in map(normalize_login, filter(None, logins)) if key}
+    if not keys:
+        return set()
+    rows = db.session.execute(select(User.username_normalized, User.email_normalized).where(
+        or_(User.username_normalized.in_(keys), User.email_normalized.in_(keys))))
+    return keys & {name for row in rows for name in row}
+
+
 def check_new_user(username: str, email: str | None, password: str, name: str | None = None) -> dict[str, list[str]]:
     """Return field errors for a would-be user (empty when fine)."""
     errors: dict[str, list[str]] = {}
     username_problem = length_problem(username, MAX_USERNAME_LENGTH)
     email_problem = length_problem(email, MAX_EMAIL_LENGTH) if email else None
+    taken = _logins_taken(username, email)
     if not username.strip():
         errors["username"] = ["A user name is required."]
     elif username_problem:
         errors["username"] = [username_problem]
-    elif find_user(username) is not None:
+    elif normalize_login(username) in taken:
         errors["username"] = ["This user name is taken."]
     if email_problem:
         errors["email"] = [email_problem]
-    elif email and find_user(email) is not None:
+    elif email and normalize_login(email) in taken:
         errors["email"] = ["This email address is taken."]
     problems = password_problems(password, username=username, email=email, name=name)
     if problems:
