@@ -253,8 +253,7 @@ class RequestLineHandler(logging.StreamHandler):
     def write_line(self, line: str) -> None:
         with self.lock:
             if self.flush_seconds <= 0:
-                self.stream.write(line + "\n")
-                self.stream.flush()
+                self._write(line)
                 return
             now = time.monotonic()
             if not self._pending:
@@ -272,8 +271,16 @@ class RequestLineHandler(logging.StreamHandler):
     def _write_pending(self) -> None:
         if self._pending:
             lines, self._pending = self._pending, []
-            self.stream.write("\n".join(lines) + "\n")
+            self._write("\n".join(lines))
+
+    def _write(self, text: str) -> None:
+        """Write and flush these lines; a failure (a closed pipe, a full disk) costs the lines, as
+        logging's own handlers do (handleError), never the request that wrote them."""
+        try:
+            self.stream.write(text + "\n")
             self.stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": text}))
 
     def _start_timer(self) -> None:
         if self._timer is None:
