@@ -510,3 +510,60 @@ def test_the_migration_keeps_the_keys_of_the_previous_version_and_they_are_encry
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
+def test_the_jwks_and_its_etag_are_read_together_while_a_reload_replaces_them(app, seeded):
+    """The JWKS is served without Flask from the worker's ring (keys.cached_jwks, read by another
+    thread of the worker without the ring's lock). A reload stored the new body, then its ETag:
+    a read between the two gave the new body with the old ETag (or the old body with the new),
+    and an RP that cached that pair was answered 304 on its next conditional request: it kept a
+    JWKS without the new key until the next change. Each line of the reload is paused at, and
+    the pair read there."""
+    import hashlib
+    import sys
+
+    with app.app_context():
+        keys.jwks()  # the ring loaded just now
+        db.session.commit()
+    paused, go = threading.Event(), threading.Event()
+    failures: list = []
+
+    def at_each_line(frame, event, arg):
+        if event == "line":
+            paused.set()
+            go.wait(30)
+            go.clear()
+        return at_each_line
+
+    def trace_the_reload(frame, event, arg):
+        return at_each_line if event == "call" and frame.f_code is keys._load.__code__ else None
+
+    def rotate():
+        sys.settrace(trace_the_reload)
+        try:
+            with app.app_context():
+                keys.rotate(["ES256"])
+        except Exception as err:  # reported below
+            failures.append(err)
+        finally:
+            sys.settrace(None)
+            paused.set()
+
+    before = keys.cached_jwks(app)
+    rotating = threading.Thread(target=rotate)
+    rotating.start()
+    pairs = []
+    while rotating.is_alive() or paused.is_set():
+        if not paused.wait(30):
+            break
+        paused.clear()
+        pairs.append(keys.cached_jwks(app))
+        go.set()
+    rotating.join(30)
+    assert not failures and not rotating.is_alive(), failures
+    after = keys.cached_jwks(app)
+    assert after[0] != before[0], "the rotation published a key"
+    mismatched = [(len(json.loads(body)["keys"]), etag) for body, etag in filter(None, pairs)
+                  if hashlib.sha256(body).hexdigest()[:32] != etag]
+    assert len(pairs) > 5 and not mismatched, f"JWKS bodies read with another body's ETag: {mismatched}"

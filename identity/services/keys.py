@@ -65,8 +65,8 @@ class KeyRing:
     by_kid: dict = field(default_factory=dict)  # kid -> joserfc key (published ones)
     unpublished: dict = field(default_factory=dict)  # kid -> key retired past its retention, not revoked
     schedule: dict = field(default_factory=dict)  # alg -> [(generation, activates_at, key)], newest first
-    jwks_body: bytes = b'{"keys":[]}'
-    etag: str = ""
+    # the public JWKS and its ETag, replaced in one assignment: read without the lock (cached_jwks)
+    jwks: tuple[bytes, str] = (b'{"keys":[]}', "")
     provisional: bool = False  # loaded with keys the request has not committed: reload at next use
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -269,8 +269,8 @@ def _load(ring: KeyRing) -> None:
         from . import tokens  # tokens imports this module
 
         tokens.forget_verified_tokens()
-    ring.by_kid, ring.unpublished, ring.schedule, ring.jwks_body = by_kid, unpublished, schedule, body
-    ring.etag = hashlib.sha256(body).hexdigest()[:32]
+    ring.by_kid, ring.unpublished, ring.schedule = by_kid, unpublished, schedule
+    ring.jwks = body, hashlib.sha256(body).hexdigest()[:32]
     ring.loaded_at = -math.inf if ring.provisional else started
 
 
@@ -356,8 +356,7 @@ def jwks() -> tuple[bytes, str]:
     """Return the public JWKS document and its ETag, ensuring the configured keys exist."""
     for alg in configured_algs():
         signing_key(alg)
-    ring = _fresh_ring()
-    return ring.jwks_body, ring.etag
+    return _fresh_ring().jwks
 
 
 def cached_jwks(app) -> tuple[bytes, str] | None:
@@ -365,9 +364,10 @@ def cached_jwks(app) -> tuple[bytes, str] | None:
     else None. Reads no table and needs no app context: for the WSGI layer that serves the JWKS
     without Flask (web/fast_documents.py), which leaves a None to the view (`jwks`)."""
     ring: KeyRing | None = app.extensions.get("identity_keyring")
-    if ring is None or not ring.etag or _monotonic() - ring.loaded_at >= app.config["SIGNING_KEY_RELOAD_SECONDS"]:
+    if ring is None or _monotonic() - ring.loaded_at >= app.config["SIGNING_KEY_RELOAD_SECONDS"]:
         return None
-    return ring.jwks_body, ring.etag
+    jwks = ring.jwks
+    return jwks if jwks[1] else None
 
 
 def configured_algs() -> list[str]:
