@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 
 import jwt
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from app import create_app
@@ -49,6 +49,29 @@ def other_workers(database_uri, count: int = 1):
     finally:
         for other in apps:
             close_connections(other)
+
+
+@contextmanager
+def amid_the_first(statement_part: str, run):
+    """Within: right after the first statement that names `statement_part` has run on the app's
+    engine (its transaction still open), `run` runs in another thread, to its end; the statements
+    it makes itself pass. Needs an app context. Yields a list that holds 1 once `run` ran."""
+    started: list = []
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if started or statement_part not in statement:
+            return
+        started.append(1)
+        other = threading.Thread(target=run)
+        other.start()
+        other.join(60)
+
+    engine = db.engine
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield started
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
 
 
 def in_thread(results: dict, name, call) -> threading.Thread:

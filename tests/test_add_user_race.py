@@ -1,10 +1,10 @@
 """`users add` against another command adding the same user: the answer is "already exists"
 whichever of the user's names the other command's commit was seen by."""
 
-import threading
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
+
+from races import amid_the_first
 
 from identity.errors import Conflict
 from identity.extensions import db
@@ -22,7 +22,6 @@ def test_a_user_committed_between_the_name_and_address_checks_already_exists(app
     instead of "user 'dora' already exists", the answer when run after the other."""
     with app.app_context():
         added: list = []
-        started: list = []
 
         def the_other_command():
             with app.app_context():
@@ -32,20 +31,8 @@ def test_a_user_committed_between_the_name_and_address_checks_already_exists(app
                 finally:
                     db.session.remove()
 
-        def after_the_first_read(conn, cursor, statement, parameters, context, executemany):
-            if started or "FROM users" not in statement:
-                return
-            started.append(1)  # the first read only: the other command's own reads go on
-            other = threading.Thread(target=the_other_command)
-            other.start()
-            other.join(60)
-
-        event.listen(db.engine, "after_cursor_execute", after_the_first_read)
-        try:
-            with pytest.raises(Conflict) as refused:
-                accounts.create_user("dora", PASSWORD, email="dora@example.com")
-        finally:
-            event.remove(db.engine, "after_cursor_execute", after_the_first_read)
+        with amid_the_first("FROM users", the_other_command), pytest.raises(Conflict) as refused:
+            accounts.create_user("dora", PASSWORD, email="dora@example.com")
         db.session.rollback()
         assert added == [True]
         assert str(refused.value) == "user 'dora' already exists"

@@ -8,6 +8,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from races import amid_the_first
+
 from identity.extensions import db
 from identity.models import SigningKey, User
 
@@ -143,7 +145,7 @@ def test_cors_origins_read_before_a_change_do_not_replace_those_read_after_it(ap
     first then stored its older set over it, stamped with the time it finished: the disabled
     client's origin got CORS answers for a whole period more (docs/cli.md: within
     CORS_ORIGINS_CACHE_SECONDS of the change)."""
-    from sqlalchemy import event, update
+    from sqlalchemy import update
 
     from identity.models import Client
     from identity.services import clients
@@ -154,7 +156,6 @@ def test_cors_origins_read_before_a_change_do_not_replace_those_read_after_it(ap
         origin = origins[0].rstrip("/")
         db.session.commit()
         fresh: list = []
-        paused: list = []
 
         def disable_then_read():
             with app.app_context():
@@ -165,19 +166,8 @@ def test_cors_origins_read_before_a_change_do_not_replace_those_read_after_it(ap
                 finally:
                     db.session.remove()
 
-        def amid_the_read(conn, cursor, statement, parameters, context, executemany):
-            if paused or "allowed_cors_origins" not in statement:
-                return
-            paused.append(1)  # the first read only: the other thread's own read goes on
-            other = threading.Thread(target=disable_then_read)
-            other.start()
-            other.join(60)
-
-        event.listen(db.engine, "after_cursor_execute", amid_the_read)
-        try:
+        with amid_the_first("allowed_cors_origins", disable_then_read):
             older = clients.cors_origins()  # its read began before the change committed
-        finally:
-            event.remove(db.engine, "after_cursor_execute", amid_the_read)
         assert origin in older and fresh and origin not in fresh[0]
         assert origin not in clients.cors_origins(), "a disabled client's origin, after a set read since the change was kept"
 
@@ -187,7 +177,6 @@ def test_a_discovery_document_built_before_a_change_does_not_replace_one_built_a
     """The same race for the discovery document (docs/configuration.md: new scopes appear within
     DISCOVERY_DOCUMENT_CACHE_SECONDS): a build whose scope read began before an API scope was added
     stored its document over the one another thread built since, for a whole period more."""
-    from sqlalchemy import event
 
     from identity.services import resources
     from identity.web import discovery
@@ -196,7 +185,6 @@ def test_a_discovery_document_built_before_a_change_does_not_replace_one_built_a
     with app.test_request_context("/.well-known/openid-configuration", base_url=base):
         db.session.commit()
         fresh: list = []
-        paused: list = []
 
         def add_then_build():
             with app.test_request_context("/.well-known/openid-configuration", base_url=base):
@@ -207,19 +195,8 @@ def test_a_discovery_document_built_before_a_change_does_not_replace_one_built_a
                 finally:
                     db.session.remove()
 
-        def amid_the_read(conn, cursor, statement, parameters, context, executemany):
-            if paused or "api_scopes" not in statement:
-                return
-            paused.append(1)
-            other = threading.Thread(target=add_then_build)
-            other.start()
-            other.join(60)
-
-        event.listen(db.engine, "after_cursor_execute", amid_the_read)
-        try:
+        with amid_the_first("api_scopes", add_then_build):
             older = discovery._cached_document(base)[0]  # its scope read began before the scope was added
-        finally:
-            event.remove(db.engine, "after_cursor_execute", amid_the_read)
         assert b'"threads.review"' not in older and fresh and b'"threads.review"' in fresh[0]
         assert b'"threads.review"' in discovery._cached_document(base)[0], \
             "the document built before the scope was added replaced the one built since"
