@@ -74,6 +74,39 @@ def amid_the_first(statement_part: str, run):
         event.remove(engine, "after_cursor_execute", after)
 
 
+@contextmanager
+def amid_the_first_unless_queued(app, statement_part: str, run):
+    """amid_the_first, for a `run` that may have to wait for a lock the app's transaction holds by
+    then: it runs to its end, or only until it waits for that lock (PostgreSQL: lock_waiters), and
+    is joined when the block ends. On SQLite a transaction that has written holds the database's
+    one write lock, so `run` commits nothing before it ends: `run` is then only started. Needs an
+    app context. Yields a list that holds 1 once `run` started."""
+    started: list = []
+    threads: list = []
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if started or statement_part not in statement:
+            return
+        started.append(1)
+        other = threading.Thread(target=run, daemon=True)
+        other.start()
+        threads.append(other)
+        if conn.dialect.name == "sqlite":
+            if not cursor.connection.in_transaction:  # no write yet: nothing of ours holds `run` back
+                other.join(60)
+            return
+        wait_until(lambda: not other.is_alive() or lock_waiters(app) > 0, timeout=60)
+
+    engine = db.engine
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield started
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+        for other in threads:
+            other.join(60)
+
+
 def in_thread(results: dict, name, call) -> threading.Thread:
     """Run `call` in a started thread; its result (or the exception it raised) goes in results[name]."""
     def run():

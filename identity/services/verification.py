@@ -284,11 +284,20 @@ def _taken(user: User) -> Verified:
     return Verified(reason="taken")
 
 
+def _locked_user(user_id: int) -> User | None:
+    """The link's user, read under the row's lock, kept until the commit: FOR UPDATE on PostgreSQL
+    (the address, a unique key, may change). SQLite ignores FOR UPDATE, so there lock_user_row
+    first takes the database's write lock: else a password change committed between this read and
+    the link's use ended the pending change unseen, and the link applied it all the same."""
+    user_rows.lock_user_row(user_id)
+    return db.session.scalar(select(User).where(User.id == user_id).with_for_update()
+                             .execution_options(populate_existing=True))
+
+
 def _taken_meanwhile(row) -> Verified:
     """The address was taken by another account after this link's check (the unique key refused
     it): the link is used and the change ends, as when it was taken before."""
-    user = db.session.scalar(select(User).where(User.id == row.user_id).with_for_update()
-                             .execution_options(populate_existing=True))
+    user = _locked_user(row.user_id)
     if user is None or not account_tokens.consume(row):
         db.session.rollback()
         return Verified(reason="used")
@@ -330,8 +339,7 @@ def verify_email(token: str | None) -> Verified:
         db.session.commit()
         return Verified(reason=checked.reason)
     row = checked.row
-    user = db.session.scalar(select(User).where(User.id == row.user_id).with_for_update()
-                             .execution_options(populate_existing=True))
+    user = _locked_user(row.user_id)
     address = row.email or ""
     key = normalize_login(address)
     if user is None or key not in (user.email_normalized, normalize_login(user.pending_email or "")):

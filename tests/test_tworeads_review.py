@@ -1,0 +1,67 @@
+"""Review: two reads, two moments. One operation that judges by facts read in more than one
+statement (or reads, then writes what it judged without a compare-and-set) may see another
+transaction's commit in between: on PostgreSQL (READ COMMITTED) every statement sees what had
+committed when it began, and on SQLite a read outside a transaction does too (the ORM session
+begins one only at its first write, and FOR UPDATE is ignored there). Each test commits the other
+change right after a given statement of the operation (tests/races.py: amid_the_first), so the
+interleaving is made by a hook, never by timing; the answer must be one that the two, run one
+after the other in some order, would have given."""
+
+import re
+
+from sqlalchemy import select
+
+from conftest import ALICE_PASSWORD
+from identity.extensions import db
+from identity.models import AuditEvent, User
+from identity.services import accounts, verification
+from races import amid_the_first_unless_queued
+
+NEW_PASSWORD = "a-long-new-passphrase-here"
+
+
+def audited(*names: str) -> list[str]:
+    """These audit events as recorded, oldest first."""
+    return list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.event.in_(names)).order_by(AuditEvent.id)))
+
+
+def user_id(username: str) -> int:
+    return db.session.scalar(select(User.id).where(User.username == username))
+
+
+def in_own_context(app, call, results: dict):
+    """A thread's work: `call` in an app context of its own, its result (or exception) in results["done"]."""
+    def run():
+        with app.app_context():
+            try:
+                results["done"] = call()
+            except Exception as err:  # reported to the test
+                results["done"] = err
+            finally:
+                db.session.remove()
+    return run
+
+
+def test_a_password_change_between_a_links_read_and_its_use_keeps_the_address(app, seeded, mail):
+    """Someone who has the password asks to move the account to their own address; the owner, told
+    by mail that a new password keeps the address, changes it. On SQLite the link read the user
+    (SQLite ignores FOR UPDATE, and the read began no transaction) and then used the token: a
+    password change committed between the two ended the pending change unseen, and the link moved
+    the account to the other address anyway, where reset links now go."""
+    with app.app_context():
+        alice = user_id("alice")
+        verification.request_email_change(alice, "alice@example.org", ALICE_PASSWORD)
+        token = re.search(r"token=([\w-]+)", mail.text(mail.wait_for(to="alice@example.org"))).group(1)
+        db.session.remove()
+        changed: dict = {}
+        the_password_change = in_own_context(
+            app, lambda: accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD).id, changed)
+        with amid_the_first_unless_queued(app, "FROM users", the_password_change) as started:
+            verification.verify_email(token)
+        db.session.rollback()
+        assert started and changed["done"] == alice
+        order = audited("password_changed", "email_changed")
+        email = db.session.scalar(select(User.email).where(User.id == alice))
+        # the link first, then the change; or the change first, and the link applies nothing
+        assert order in (["email_changed", "password_changed"], ["password_changed"])
+        assert email == ("alice@example.org" if order[0] == "email_changed" else "alice@example.com")
