@@ -9,15 +9,19 @@ after the other in some order, would have given."""
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from conftest import ALICE_PASSWORD
+from identity.errors import PasskeyRefused
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import accounts, verification
-from races import amid_the_first_unless_queued
+from identity.services import accounts, passkeys, verification
+from races import amid_the_first, amid_the_first_unless_queued
+from webauthn_keys import SoftKey
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
+ISSUER, ORIGIN, RP_ID = "https://id.example.com", "https://id.example.com", "id.example.com"
 
 
 def audited(*names: str) -> list[str]:
@@ -65,3 +69,28 @@ def test_a_password_change_between_a_links_read_and_its_use_keeps_the_address(ap
         # the link first, then the change; or the change first, and the link applies nothing
         assert order in (["email_changed", "password_changed"], ["password_changed"])
         assert email == ("alice@example.org" if order[0] == "email_changed" else "alice@example.com")
+
+
+def test_a_passkey_removed_while_it_signs_in_is_not_reported_as_a_copied_key(app):
+    """The owner removes a passkey (or the operator runs `users mfa-reset`) while it signs in on
+    another device. The sign-in read the passkey, then recorded its use by a conditional UPDATE
+    of its row; the removal committed between the two, the UPDATE changed no row, and that was
+    taken for a use counter gone backwards: the person was told their passkey had been copied,
+    and the audit log got a `passkey_clone_detected` alarm for a key nobody copied."""
+    with app.app_context():
+        alice = accounts.create_user("alice", NEW_PASSWORD).id
+        key = SoftKey()
+        ceremony = passkeys.registration_options(alice, ISSUER)
+        passkey_id = passkeys.register(alice, ISSUER, ceremony.state,
+                                       key.registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)).id
+        db.session.remove()  # the sign-in's own session, as a request's: nothing of the above in it
+        removed: dict = {}
+        the_removal = in_own_context(app, lambda: passkeys.remove_passkey(alice, passkey_id), removed)
+        ceremony = passkeys.authentication_options(ISSUER)
+        answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)
+        with amid_the_first("FROM passkeys", the_removal) as started, pytest.raises(PasskeyRefused) as refused:
+            passkeys.sign_in(ISSUER, ceremony.state, answer)
+        db.session.rollback()
+        assert started and "done" in removed and removed["done"] is None
+        assert str(refused.value) == passkeys.NOT_VERIFIED
+        assert audited("passkey_clone_detected", "passkey_sign_in_failed") == ["passkey_sign_in_failed"]

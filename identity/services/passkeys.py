@@ -431,6 +431,10 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
     if not store.record_use(passkey_id, verified.new_sign_count, now()):
         db.session.rollback()
+        if not store.passkey_exists(passkey_id):
+            # removed since it was read above (by its owner, `users mfa-reset`): unknown now, as it
+            # is to a sign-in that reads it after the removal; no counter went backwards
+            _failed(owner, client_id, "unknown passkey")
         if account_tokens.spent(account_tokens.PASSKEY_CHALLENGE, state["challenge"]):
             # this very answer signed in already (sent twice: a double click, a retry), and its count
             # is the one it stored: a replay, refused as such, not a copy of the key
