@@ -94,3 +94,28 @@ def test_a_passkey_removed_while_it_signs_in_is_not_reported_as_a_copied_key(app
         assert started and "done" in removed and removed["done"] is None
         assert str(refused.value) == passkeys.NOT_VERIFIED
         assert audited("passkey_clone_detected", "passkey_sign_in_failed") == ["passkey_sign_in_failed"]
+
+
+def test_a_passkey_sign_in_while_its_user_is_removed_is_refused_not_a_500(app):
+    """`users remove alice` while Alice signs in with her passkey alone (the browser sends the
+    passkey's user handle). The sign-in read the passkey, then its user in another statement: the
+    removal, committed between the two, left no user, and the sign-in ended in a 500 ('NoneType'
+    object has no attribute 'subject') instead of the refusal a removed user's passkey gets."""
+    with app.app_context():
+        user = accounts.create_user("alice", NEW_PASSWORD)
+        alice, subject = user.id, user.subject
+        key = SoftKey()
+        ceremony = passkeys.registration_options(alice, ISSUER)
+        passkeys.register(alice, ISSUER, ceremony.state,
+                          key.registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID))
+        db.session.remove()  # the sign-in's own session, as a request's: nothing of the above in it
+        removed: dict = {}
+        the_removal = in_own_context(app, lambda: accounts.remove_user("alice"), removed)
+        ceremony = passkeys.authentication_options(ISSUER)
+        answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID, user_handle=subject.encode())
+        with amid_the_first("FROM passkeys", the_removal) as started, pytest.raises(PasskeyRefused) as refused:
+            passkeys.sign_in(ISSUER, ceremony.state, answer)
+        db.session.rollback()
+        assert started and "done" in removed and removed["done"] is None
+        assert str(refused.value) == passkeys.NOT_VERIFIED
+        assert audited("passkey_clone_detected", "passkey_sign_in_failed") == ["passkey_sign_in_failed"]

@@ -416,6 +416,8 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     if passkey is None or (user_id is not None and passkey.user_id != user_id):
         _failed(user_id, client_id, "unknown passkey" if passkey is None else "another user's passkey")
     user = db.session.get(User, passkey.user_id)
+    if user is None:  # removed since its passkey was read above (`users remove`): its passkeys went with it
+        _failed(user_id, client_id, "unknown passkey")
     handle = credential.response.user_handle
     if handle is not None and handle != user.subject.encode():
         _failed(passkey.user_id, client_id, "user handle does not match")
