@@ -15,8 +15,8 @@ from sqlalchemy import select
 from conftest import ALICE_PASSWORD
 from identity.errors import PasskeyRefused
 from identity.extensions import db
-from identity.models import AuditEvent, User
-from identity.services import accounts, passkeys, verification
+from identity.models import AuditEvent, Consent, User
+from identity.services import accounts, consent, passkeys, verification
 from races import amid_the_first, amid_the_first_unless_queued
 from webauthn_keys import SoftKey
 
@@ -119,3 +119,24 @@ def test_a_passkey_sign_in_while_its_user_is_removed_is_refused_not_a_500(app):
         assert started and "done" in removed and removed["done"] is None
         assert str(refused.value) == passkeys.NOT_VERIFIED
         assert audited("passkey_clone_detected", "passkey_sign_in_failed") == ["passkey_sign_in_failed"]
+
+
+def test_consent_allowed_while_the_app_is_revoked_is_no_error(app, seeded):
+    """"Allow" on a consent page in one tab while the same app is revoked on the connected apps
+    page in another. Remembering the consent inserted its row unless there, then read it locked:
+    on PostgreSQL the revocation, committed between the two, left nothing to read, and the
+    "Allow" was answered 500 ('NoneType' object has no attribute 'scopes')."""
+    with app.app_context():
+        alice = user_id("alice")
+        consent.remember_consent(alice, "spa", ["openid"])
+        revoked: dict = {}
+        the_revocation = in_own_context(app, lambda: consent.revoke_grant(alice, "spa"), revoked)
+        with amid_the_first_unless_queued(app, "INSERT INTO consents", the_revocation) as started:
+            consent.remember_consent(alice, "spa", ["openid", "profile"])
+        db.session.rollback()
+        assert started and "done" in revoked and revoked["done"] is None
+        row = db.session.scalar(select(Consent).where(Consent.user_id == alice, Consent.client_id == "spa"))
+        order = audited("consent_granted", "consent_revoked")
+        # the revocation first, then "Allow" remembered anew; or "Allow" first, then the revocation
+        assert order in (["consent_granted", "consent_revoked", "consent_granted"], ["consent_granted", "consent_granted", "consent_revoked"])
+        assert (row.scopes if row is not None else None) == (["openid", "profile"] if order[-1] == "consent_granted" else None)

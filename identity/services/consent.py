@@ -27,12 +27,9 @@ def remember_consent(user_id: int, client_id: str, scopes: list[str]) -> None:
     unless there already, then read locked and widened, so neither request's scopes are lost.
     Audited (`consent_granted`) when it remembers something new: not again for scopes remembered
     already, such as by the same form sent twice at once, whose other request inserted the row."""
-    inserted = db.session.execute(
-        insert_or_skip(Consent.__table__, ("user_id", "client_id"), ("user_id", "client_id", "scopes", "created_at"))
-        .execution_options(preserve_rowcount=True),
-        {"user_id": user_id, "client_id": client_id, "scopes": sorted(set(scopes)), "created_at": now()}).rowcount == 1
-    row = db.session.scalar(select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
-                            .with_for_update().execution_options(populate_existing=True))
+    inserted, row = _consent_row_locked(user_id, client_id, scopes)
+    while row is None:  # revoked (the connected apps page) between the insert and the read: anew
+        inserted, row = _consent_row_locked(user_id, client_id, scopes)
     remembers_more = inserted or not set(scopes) <= set(row.scopes)
     widened = sorted(set(row.scopes) | set(scopes))
     if widened != row.scopes:
@@ -40,6 +37,19 @@ def remember_consent(user_id: int, client_id: str, scopes: list[str]) -> None:
     if remembers_more:
         audit.record("consent_granted", user_id=user_id, client_id=client_id, detail={"scopes": sorted(scopes)})
     db.session.commit()
+
+
+def _consent_row_locked(user_id: int, client_id: str, scopes: list[str]) -> tuple[bool, Consent | None]:
+    """The user's consent row for the client, inserted with `scopes` unless there, then read locked
+    until the commit: whether this inserted it, and the row (None if deleted between the two
+    statements: on PostgreSQL the insert that found it there left it unlocked)."""
+    inserted = db.session.execute(
+        insert_or_skip(Consent.__table__, ("user_id", "client_id"), ("user_id", "client_id", "scopes", "created_at"))
+        .execution_options(preserve_rowcount=True),
+        {"user_id": user_id, "client_id": client_id, "scopes": sorted(set(scopes)), "created_at": now()}).rowcount == 1
+    row = db.session.scalar(select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+                            .with_for_update().execution_options(populate_existing=True))
+    return inserted, row
 
 
 @dataclass
