@@ -140,3 +140,19 @@ def test_consent_allowed_while_the_app_is_revoked_is_no_error(app, seeded):
         # the revocation first, then "Allow" remembered anew; or "Allow" first, then the revocation
         assert order in (["consent_granted", "consent_revoked", "consent_granted"], ["consent_granted", "consent_granted", "consent_revoked"])
         assert (row.scopes if row is not None else None) == (["openid", "profile"] if order[-1] == "consent_granted" else None)
+
+
+@pytest.mark.parametrize("switch", ["disable", "enable", "unlock"])
+def test_a_switch_on_a_user_removed_meanwhile_says_no_such_user(app, runner, seeded, switch):
+    """`users disable alice` while another operator's `users remove alice` runs. The switch found
+    the user by name, then locked the row and read it again by the object it had found: the
+    removal, committed between the two, left no row, and the command ended in SQLAlchemy's
+    traceback ("Could not refresh instance") instead of "no user 'alice'", the answer when run
+    after the removal."""
+    with app.app_context():
+        removed: dict = {}
+        the_removal = in_own_context(app, lambda: accounts.remove_user("alice"), removed)
+        with amid_the_first("users.username_normalized =", the_removal) as started:
+            result = runner.invoke(args=["users", switch, "alice"])
+        assert started and "done" in removed and removed["done"] is None
+        assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)

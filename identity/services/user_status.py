@@ -35,7 +35,11 @@ def _user(username: str) -> User:
     if user is None:
         raise NotFound(f"no user {username!r}")
     user_rows.lock_user_row(user.id)
-    db.session.refresh(user)
+    # by its id, not by refreshing the object found: a `users remove` committed since leaves no row
+    user = db.session.get(User, user.id, populate_existing=True)
+    if user is None:
+        db.session.rollback()
+        raise NotFound(f"no user {username!r}")
     return user
 
 
