@@ -285,13 +285,12 @@ def _taken(user: User) -> Verified:
 
 
 def _locked_user(user_id: int) -> User | None:
-    """The link's user, read under the row's lock, kept until the commit: FOR UPDATE on PostgreSQL
-    (the address, a unique key, may change). SQLite ignores FOR UPDATE, so there lock_user_row
-    first takes the database's write lock: else a password change committed between this read and
-    the link's use ended the pending change unseen, and the link applied it all the same."""
-    user_rows.lock_user_row(user_id)
-    return db.session.scalar(select(User).where(User.id == user_id).with_for_update()
-                             .execution_options(populate_existing=True))
+    """The link's user, read under the row's lock, kept until the commit (the address, a unique
+    key, may change). A read with FOR UPDATE was not enough: SQLite ignores it, and a password
+    change committed between the read and the link's use ended the pending change unseen, and the
+    link applied it all the same."""
+    user_rows.lock_user_row_for_key_change(user_id)
+    return db.session.scalar(select(User).where(User.id == user_id).execution_options(populate_existing=True))
 
 
 def _taken_meanwhile(row) -> Verified:

@@ -54,6 +54,7 @@ def still_user(user_id: int, password_version: int) -> dict:
 
 
 _USER_LOCK = RowLock(_USERS, _USERS.c.id)
+_USER_KEY_LOCK = RowLock(_USERS, _USERS.c.id, key_change=True)
 
 
 def lock_user_row(user_id: int) -> None:
@@ -64,6 +65,11 @@ def lock_user_row(user_id: int) -> None:
     write lock, and before the reads it protects. (A user id of no row locks nothing on
     PostgreSQL, in the same time.)"""
     _USER_LOCK(user_id)
+
+
+def lock_user_row_for_key_change(user_id: int) -> None:
+    """lock_user_row, for a change of the user's address (a unique key): FOR UPDATE on PostgreSQL."""
+    _USER_KEY_LOCK(user_id)
 
 
 def end_pending_email_change(user_id: int) -> None:

@@ -13,10 +13,13 @@ from .connection import autocommit_connection
 
 
 class RowLock:
-    """`RowLock(table, column)(value)`: lock the row of `table` whose `column` is `value`."""
+    """`RowLock(table, column)(value)`: lock the row of `table` whose `column` is `value`.
+    `key_change`: for a change of one of the row's unique keys, FOR UPDATE on PostgreSQL (taken at
+    once: a weaker lock raised later in the transaction could deadlock with a writer of a row
+    that refers to this one)."""
 
-    def __init__(self, table, column):
-        self._select = select(table.c.id).where(column == bindparam("locked")).with_for_update(key_share=True)
+    def __init__(self, table, column, *, key_change: bool = False):
+        self._select = select(table.c.id).where(column == bindparam("locked")).with_for_update(key_share=not key_change)
         self._update = update(table).where(column == bindparam("locked")).values(id=table.c.id)
 
     def __call__(self, value) -> None:
