@@ -52,26 +52,36 @@ def other_workers(database_uri, count: int = 1):
 
 
 @contextmanager
-def amid_the_first(statement_part: str, run):
-    """Within: right after the first statement that names `statement_part` has run on the app's
-    engine (its transaction still open), `run` runs in another thread, to its end; the statements
-    it makes itself pass. Needs an app context. Yields a list that holds 1 once `run` ran."""
-    started: list = []
+def _at_the_first(statement_part: str, at_it):
+    """Within: `at_it(conn, cursor)` is called once, right after the first statement that names
+    `statement_part` has run on the app's engine. Needs an app context."""
+    called: list = []
 
     def after(conn, cursor, statement, parameters, context, executemany):
-        if started or statement_part not in statement:
-            return
-        started.append(1)
-        other = threading.Thread(target=run)
-        other.start()
-        other.join(60)
+        if not called and statement_part in statement:
+            called.append(1)
+            at_it(conn, cursor)
 
     engine = db.engine
     event.listen(engine, "after_cursor_execute", after)
     try:
-        yield started
+        yield called
     finally:
         event.remove(engine, "after_cursor_execute", after)
+
+
+@contextmanager
+def amid_the_first(statement_part: str, run):
+    """Within: right after the first statement that names `statement_part` has run on the app's
+    engine (its transaction still open), `run` runs in another thread, to its end; the statements
+    it makes itself pass. Needs an app context. Yields a list that holds 1 once `run` ran."""
+    def run_to_its_end(conn, cursor):
+        other = threading.Thread(target=run)
+        other.start()
+        other.join(60)
+
+    with _at_the_first(statement_part, run_to_its_end) as started:
+        yield started
 
 
 @contextmanager
@@ -81,13 +91,9 @@ def amid_the_first_unless_queued(app, statement_part: str, run):
     is joined when the block ends. On SQLite a transaction that has written holds the database's
     one write lock, so `run` commits nothing before it ends: `run` is then only started. Needs an
     app context. Yields a list that holds 1 once `run` started."""
-    started: list = []
     threads: list = []
 
-    def after(conn, cursor, statement, parameters, context, executemany):
-        if started or statement_part not in statement:
-            return
-        started.append(1)
+    def run_until_queued(conn, cursor):
         other = threading.Thread(target=run, daemon=True)
         other.start()
         threads.append(other)
@@ -97,12 +103,10 @@ def amid_the_first_unless_queued(app, statement_part: str, run):
             return
         wait_until(lambda: not other.is_alive() or lock_waiters(app) > 0, timeout=60)
 
-    engine = db.engine
-    event.listen(engine, "after_cursor_execute", after)
     try:
-        yield started
+        with _at_the_first(statement_part, run_until_queued) as started:
+            yield started
     finally:
-        event.remove(engine, "after_cursor_execute", after)
         for other in threads:
             other.join(60)
 
