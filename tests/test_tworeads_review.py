@@ -156,3 +156,48 @@ def test_a_switch_on_a_user_removed_meanwhile_says_no_such_user(app, runner, see
             result = runner.invoke(args=["users", switch, "alice"])
         assert started and "done" in removed and removed["done"] is None
         assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
+
+
+@pytest.mark.parametrize("hooked", ["update", "remove"])
+def test_a_scope_removed_while_a_client_is_given_it_is_not_left_allowed(app, seeded, hooked):
+    """`clients update spa --scope ... reports` while another operator runs `scopes remove reports`
+    (or the other way round). The update checked that the scope exists, the removal that no client
+    allows it, each before its write: both committed, and the client was left allowed a scope that
+    no longer existed, which a later `scopes add reports` would have granted it unasked. Either
+    order must end as when the two ran one after the other: the scope kept and allowed (the
+    removal refused), or removed and not allowed (the update refused)."""
+    from identity.errors import Conflict, ValidationFailed
+    from identity.models import ApiScope, Client
+    from identity.services import clients, resources
+
+    with app.app_context():
+        resources.add_api_scope("reports")
+        allowed = db.session.scalar(select(Client.allowed_scopes).where(Client.client_id == "spa"))
+        db.session.commit()
+
+        def update():
+            return clients.update_client("spa", {"allowed_scopes": [*allowed, "reports"]})
+
+        def remove():
+            return resources.remove_api_scope("reports")
+
+        hooked_call, other_call = (update, remove) if hooked == "update" else (remove, update)
+        other: dict = {}
+        with amid_the_first_unless_queued(app, "api_scopes" if hooked == "update" else "FROM clients",
+                                          in_own_context(app, other_call, other)) as started:
+            try:
+                outcome = hooked_call()
+            except (Conflict, ValidationFailed) as err:
+                outcome = err
+        db.session.rollback()
+        assert started and "done" in other
+        outcomes = {hooked: outcome, ("remove" if hooked == "update" else "update"): other["done"]}
+        scope_kept = db.session.scalar(select(ApiScope.id).where(ApiScope.name == "reports")) is not None
+        now_allowed = db.session.scalar(select(Client.allowed_scopes).where(Client.client_id == "spa"))
+        assert ("reports" in now_allowed) == scope_kept, \
+            f"scope kept: {scope_kept}, allowed: {now_allowed}, after {outcomes}"
+        if scope_kept:
+            assert outcomes["update"][0].client_id == "spa" and isinstance(outcomes["remove"], Conflict), outcomes
+        else:
+            assert outcomes["remove"] is None and isinstance(outcomes["update"], ValidationFailed), outcomes
+            assert outcomes["update"].errors == {"allowed_scopes": ["unknown scope 'reports'"]}

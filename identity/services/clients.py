@@ -9,12 +9,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
+from ..constants import STANDARD_IDENTITY_RESOURCES
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken, User
 from ..store import clients as client_rows
 from ..store import listing
 from ..store import logout as logout_rows
+from ..store.scopes import lock_api_scopes
 from .input_schemas import ClientSchema, field_errors
 from . import audit
 from .client_secrets import generate_client_secret, hash_client_secret
@@ -105,6 +107,20 @@ def check_scopes(allowed_scopes: list[str], known: set[str]) -> list[str]:
     return [f"unknown scope {s!r}" for s in allowed_scopes if s not in known]
 
 
+def unknown_scopes_locked(allowed_scopes: list[str]) -> list[str]:
+    """check_scopes against the scopes as they are now, the API scopes among them kept from being
+    removed until the session's transaction ends (store/scopes.py): checked this way right before
+    the client is written, no `scopes remove` commits between the check and the write."""
+    return check_scopes(allowed_scopes, lock_api_scopes(allowed_scopes) | set(STANDARD_IDENTITY_RESOURCES))
+
+
+def _refuse_unknown_scopes(allowed_scopes: list[str]) -> None:
+    unknown = unknown_scopes_locked(allowed_scopes)
+    if unknown:
+        db.session.rollback()
+        raise ValidationFailed({"allowed_scopes": unknown})
+
+
 def apply_client_data(client: Client, data: dict, secret_hashes: list[str]) -> None:
     """Copy validated ClientSchema data onto a Client row."""
     client.client_id = data["client_id"]
@@ -154,6 +170,7 @@ def add_client(raw: dict, *, generate_secret: bool) -> tuple[Client, str | None]
     if problem:
         raise ValidationFailed({f"client {data['client_id']!r} client_id": [problem]})
     hashes = [hash_client_secret(s, generated=bool(secret)) for s in data["client_secrets"]]
+    _refuse_unknown_scopes(data["allowed_scopes"])  # again, now locked: after the hashes, which must not hold SQLite's lock
     client = Client(created_at=now())
     apply_client_data(client, data, hashes)
     db.session.add(client)
@@ -263,14 +280,14 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
         raise ValidationFailed({f"client {client_id!r} {name}": messages
                                 for name, messages in field_errors(err.messages).items()})
     data["client_name"] = data.get("client_name") or client.client_id
-    missing = check_scopes(data["allowed_scopes"], all_scope_names())
-    if missing:
-        raise ValidationFailed({"allowed_scopes": missing})
+    _refuse_unknown_scopes(data["allowed_scopes"])
     changed = [name for name in _SCHEMA_FIELDS if getattr(client, name) != data[name]]
     if changed:
         apply_client_data(client, data, client.secret_hashes)
         audit.record("client_updated", client_id=client.client_id, detail={"fields": changed})
         db.session.commit()
+    else:
+        db.session.rollback()  # nothing to write: the scopes' lock ends here
     return client, changed
 
 

@@ -77,14 +77,17 @@ def remove_api_scope(name: str) -> None:
         raise NotFound(f"no API scope {name!r}")
     if name == LOCAL_API_SCOPE:
         raise Conflict(f"{LOCAL_API_SCOPE} is the local API's scope; it always exists")
-    users = [c.client_id for c in db.session.scalars(select(Client)) if name in c.allowed_scopes]
-    if users:
-        raise Conflict(f"scope {name!r} is allowed for clients {', '.join(users)}; remove it from them first")
     # one statement that says whether it removed the row: the same command run twice at once
     # waits here for the other's commit, and then finds the scope gone, as when run after it
     if db.session.execute(delete(ApiScope).where(ApiScope.id == scope.id)).rowcount == 0:
         db.session.rollback()
         raise NotFound(f"no API scope {name!r}")
+    # the clients read after the DELETE: a client command that locked the scope to allow it
+    # (store/scopes.py) has committed by now, and one that comes later finds the scope gone
+    users = [c.client_id for c in db.session.scalars(select(Client)) if name in c.allowed_scopes]
+    if users:
+        db.session.rollback()
+        raise Conflict(f"scope {name!r} is allowed for clients {', '.join(users)}; remove it from them first")
     # a scope added later under this name is another one: what was granted for this one (a
     # remembered consent, an open code or refresh token) must not answer for it
     issued_grants.drop_scope(name, now())

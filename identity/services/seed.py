@@ -17,7 +17,8 @@ from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
                        store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
-from .clients import apply_client_data, check_scopes, client_id_problem, get_client, wait_out_snapshots
+from .clients import (apply_client_data, check_scopes, client_id_problem, get_client, unknown_scopes_locked,
+                      wait_out_snapshots)
 from .issued_grants import end_client_grants
 from .password_policy import normalize, password_problems
 from .passwords import verify_password
@@ -315,6 +316,19 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool, password_h
     (report.updated if changed else report.unchanged).append(label)
 
 
+def _refuse_scopes_removed_meanwhile(clients: list[dict]) -> None:
+    """The file's clients' scopes were checked when it was read; check them again, locked against
+    removal until the seed commits (clients.unknown_scopes_locked): a `scopes remove` may have
+    committed since."""
+    errors = {}
+    for item in clients:
+        unknown = unknown_scopes_locked(item["allowed_scopes"])
+        if unknown:
+            errors[f"client {item['client_id']!r}"] = ["allowed_scopes: " + "; ".join(unknown)]
+    if errors:
+        raise ValidationFailed(errors)
+
+
 def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     """Create or update everything in a validated seed, all in one transaction.
 
@@ -328,6 +342,7 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
             _seed_scope(item, report)
         db.session.flush()
         ensure_standard_resources()
+        _refuse_scopes_removed_meanwhile(data["clients"])
         for item, hashes in zip(data["clients"], secret_hashes):
             _seed_client(item, report, hashes)
         for item, password_hash in zip(data["users"], password_hashes):
