@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.browser
+# what a page does in Chromium, which no database changes: .ci/run checks it on SQLite only
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 NEW_PASSWORD = "orchid-lantern-basalt-7312"
 

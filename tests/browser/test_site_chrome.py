@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-pytestmark = pytest.mark.browser
+# what a page does in Chromium, which no database changes: .ci/run checks it on SQLite only
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 860}
