@@ -10,14 +10,15 @@ after the other in some order, would have given."""
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from conftest import ALICE_PASSWORD
+from actions import AuthActions, OAuthActions, redirect_params
+from conftest import ALICE_PASSWORD, csrf_token
 from identity.errors import PasskeyRefused
 from identity.extensions import db
-from identity.models import AuditEvent, Consent, User
+from identity.models import AuditEvent, Client, Consent, LogoutDelivery, User
 from identity.services import accounts, consent, passkeys, verification
-from races import amid_the_first, amid_the_first_unless_queued
+from races import amid_the_first, amid_the_first_unless_queued, other_workers
 from webauthn_keys import SoftKey
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
@@ -201,3 +202,44 @@ def test_a_scope_removed_while_a_client_is_given_it_is_not_left_allowed(app, see
         else:
             assert outcomes["remove"] is None and isinstance(outcomes["update"], ValidationFailed), outcomes
             assert outcomes["update"].errors == {"allowed_scopes": ["unknown scope 'reports'"]}
+
+
+def test_a_code_redeemed_while_the_password_changes_gets_its_client_told(app, client, flow_clients):
+    """alice signs in at `web` (which registered a back-channel logout URI) and changes her
+    password on the account page, in the same browser session, which the change keeps; in the
+    meantime `web` redeems the code that session just gave it. The change read the user's live
+    refresh-token families (to queue their clients' logout notices), then revoked every refresh
+    token: on PostgreSQL the redemption, committed between the two, got its refresh token revoked
+    but `web` was never told, and kept the signed-in state it had built on that code."""
+    with app.app_context():
+        db.session.execute(update(Client).where(Client.client_id == "web").values(
+            backchannel_logout_uri="https://web.example.com/backchannel"))
+        db.session.commit()
+    assert AuthActions(client).login().status_code == 302
+    oauth = OAuthActions(client)
+    code = redirect_params(oauth.authorize(client_id="web", scope="openid offline_access").headers["Location"])["code"]
+    redeemed: dict = {}
+
+    def web_redeems():
+        with other_workers(app.config["SQLALCHEMY_DATABASE_URI"]) as (worker,):
+            redeemed["done"] = OAuthActions(worker.test_client()).token(
+                "web", grant_type="authorization_code", code=code, redirect_uri="https://web.example.com/cb")
+
+    page = client.get("/account/password")
+    with app.app_context(), amid_the_first_unless_queued(app, "refresh_tokens", web_redeems) as started:
+        changed = client.post("/account/password", data={
+            "csrf_token": csrf_token(page.get_data(as_text=True)), "current_password": ALICE_PASSWORD,
+            "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert started and changed.status_code in (200, 302), changed.get_data(as_text=True)[:500]
+    answer = redeemed["done"]
+    with app.app_context():
+        told = list(db.session.scalars(select(LogoutDelivery.client_id).where(LogoutDelivery.reason == "password_changed")))
+        db.session.rollback()
+    if answer.status_code == 200:  # redeemed before the change ended the code: its tokens end with the change
+        refreshed = oauth.token("web", grant_type="refresh_token", refresh_token=answer.get_json()["refresh_token"])
+        assert refreshed.status_code == 400
+        assert told == ["web"]
+    else:  # the change ended the code first (SQLite: the redemption waits for the change's write lock)
+        assert answer.get_json()["error"] == "invalid_grant"
+        assert told == []
+

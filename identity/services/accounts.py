@@ -370,9 +370,10 @@ def revoke_grants_and_sessions(user: User, keep_sid: str | None, *, reason: str 
     """Revoke a user's refresh tokens, unused authorization codes and browser sessions (but
     `keep_sid`); their clients' logout tokens are queued with `reason`. The caller commits."""
     stamp = now()
-    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason=reason)
     issued_grants.end_user_codes(user.id)
-    grant_rows.revoke_user_refresh_tokens(user.id, stamp)
+    # the families told are those this revokes: one read before would miss a code redeemed meanwhile
+    families = grant_rows.revoke_user_refresh_tokens(user.id, stamp)
+    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason=reason, families=families)
     session_rows.revoke_user_sessions(user.id, stamp, keep_sid=keep_sid)
 
 

@@ -146,14 +146,18 @@ def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
     return uris
 
 
-def user_logged_out(user_id: int, subject: str, *, keep_sid: str | None = None, reason: str) -> None:
+def user_logged_out(user_id: int, subject: str, *, keep_sid: str | None = None, reason: str,
+                    families: Iterable[tuple[str, str | None]] | None = None) -> None:
     """Queue tokens for every client of the user's live sessions (but `keep_sid`'s) and of their
-    live refresh-token families (the user's `subject` is the tokens' sub); call before they are
-    revoked, in the same transaction."""
+    live refresh-token families (the user's `subject` is the tokens' sub); call before the sessions
+    are revoked, in the same transaction. `families`, the (client_id, session_id) pairs their
+    revocation returned (issued_grants.revoke_user_refresh_tokens), or else read here, before
+    they are revoked."""
     ended = [Ended(client_id, subject, session_id)
              for session_id, client_id in store.session_clients(store.user_live_sessions(user_id, keep_sid=keep_sid))]
-    ended += [Ended(client_id, subject, session_id)
-              for client_id, session_id in store.user_live_families(user_id, clock.now())]
+    if families is None:
+        families = store.user_live_families(user_id, clock.now())
+    ended += [Ended(client_id, subject, session_id) for client_id, session_id in families]
     queue(ended, reason)
 
 

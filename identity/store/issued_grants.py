@@ -281,6 +281,10 @@ def family_access_token_jtis(families, issued_since: int, *, unrevoked_only: boo
 
 
 def _revoke_until_none_left(*conditions, stamp: int) -> int:
+    return len(_revoked_until_none_left(*conditions, stamp=stamp, returning=(RefreshToken.id,)))
+
+
+def _revoked_until_none_left(*conditions, stamp: int, returning: tuple) -> list:
     """Mark revoked every refresh token that meets `conditions`, successors of rotations in
     flight included: the UPDATE runs again until it changes nothing.
 
@@ -289,12 +293,13 @@ def _revoke_until_none_left(*conditions, stamp: int) -> int:
     the successor, which PostgreSQL's UPDATE does not see (READ COMMITTED: it began before that
     commit); the next UPDATE does, and the rows this one revoked stay locked until the caller
     commits, so no rotation can start from them. On SQLite the first UPDATE takes the write
-    lock: the second changes nothing. How many it revoked (0: none was left, another
-    transaction that committed first revoked them).
+    lock: the second changes nothing. The rows it revoked, as the `returning` columns (none: another
+    transaction that committed first revoked them); _revoke_until_none_left counts them.
     """
-    revoke = update(RefreshToken).where(*conditions, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
-    revoked = 0
-    while changed := db.session.execute(revoke).rowcount:
+    revoke = (update(RefreshToken).where(*conditions, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
+              .returning(*returning))
+    revoked: list = []
+    while changed := db.session.execute(revoke).all():
         revoked += changed
     return revoked
 
@@ -362,10 +367,16 @@ def _consume_codes(*conditions, stamp: int) -> int:
                               .values(consumed_at=stamp)).rowcount
 
 
-def revoke_user_refresh_tokens(user_id: int, stamp: int) -> None:
+def revoke_user_refresh_tokens(user_id: int, stamp: int) -> set[tuple[str, str | None]]:
     """Revoke every refresh token of a user (after expire_user_codes, for the same reason as in
-    revoke_user_client_rows)."""
-    _revoke_until_none_left(RefreshToken.user_id == user_id, stamp=stamp)
+    revoke_user_client_rows): the (client_id, session_id) of each family whose usable token (not
+    consumed, not expired) this revoked, for their clients' logout notices. Taken from the
+    revocation itself, not read before it: on PostgreSQL a code redeemed between such a read and
+    the UPDATE has its refresh token revoked here, and its client must be told too."""
+    revoked = _revoked_until_none_left(RefreshToken.user_id == user_id, stamp=stamp, returning=(
+        RefreshToken.client_id, RefreshToken.session_id, RefreshToken.consumed_at, RefreshToken.expires_at))
+    return {(client_id, session_id) for client_id, session_id, consumed_at, expires_at in revoked
+            if consumed_at is None and expires_at >= stamp}
 
 
 # --- access tokens of no family ------------------------------------------------------------
