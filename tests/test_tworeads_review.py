@@ -17,7 +17,8 @@ from conftest import ALICE_PASSWORD, csrf_token
 from identity.errors import PasskeyRefused
 from identity.extensions import db
 from identity.models import AuditEvent, Client, Consent, LogoutDelivery, User
-from identity.services import accounts, consent, passkeys, verification
+from identity.services import accounts, consent, passkeys, recovery, user_status, verification
+from identity.services import mail as mail_service
 from races import amid_the_first, amid_the_first_unless_queued, other_workers
 from webauthn_keys import SoftKey
 
@@ -243,3 +244,21 @@ def test_a_code_redeemed_while_the_password_changes_gets_its_client_told(app, cl
         assert answer.get_json()["error"] == "invalid_grant"
         assert told == []
 
+
+def test_a_reset_asked_for_as_the_operator_disables_the_user_mails_no_link(app, seeded, mail):
+    """Someone asks for alice's reset link as the operator runs `users disable alice`. The reset
+    read the user, then took the user's row lock and judged by what it had read: a disable
+    committed between the two was not seen, and a reset link was mailed to a disabled account
+    (refused when followed, but the mail said it would work)."""
+    with app.app_context():
+        disabled: dict = {}
+        the_disable = in_own_context(app, lambda: user_status.disable_user("alice").changed, disabled)
+        with amid_the_first_unless_queued(app, "FROM users", the_disable) as started:
+            recovery.request_reset("alice")
+        db.session.rollback()
+        mail_service.wait_until_sent()
+        assert started and disabled["done"] is True
+        outcomes = [detail["outcome"] for detail in db.session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.event == "password_reset_requested"))]
+        assert outcomes == ["disabled"]
+        assert [message["Subject"] for message in mail.to("alice@example.com")] == []

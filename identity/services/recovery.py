@@ -52,6 +52,9 @@ def request_reset(login: str, *, return_url: str | None = None, client_id: str |
     # of those before it: the hourly budget holds for requests at once (the same statement, of
     # no row, for an unknown account)
     user_rows.lock_user_row(owner)
+    # read again under the lock (of no row for an unknown account, as the lock): a change that
+    # committed since find_user's read, such as a disable, is what the request is judged by
+    user = db.session.get(User, owner, populate_existing=True)
     recent = account_tokens.issued_since(owner, PURPOSE, now() - HOUR)
     if user is None or not user.email or not user.enabled:
         outcome = "unknown_account" if user is None else "no_email" if not user.email else "disabled"
