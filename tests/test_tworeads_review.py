@@ -3,9 +3,9 @@ statement (or reads, then writes what it judged without a compare-and-set) may s
 transaction's commit in between: on PostgreSQL (READ COMMITTED) every statement sees what had
 committed when it began, and on SQLite a read outside a transaction does too (the ORM session
 begins one only at its first write, and FOR UPDATE is ignored there). Each test commits the other
-change right after a given statement of the operation (tests/races.py: amid_the_first), so the
-interleaving is made by a hook, never by timing; the answer must be one that the two, run one
-after the other in some order, would have given."""
+change right after a given statement of the operation (tests/races.py: amid_the_first), or as it
+calls a given service, so the interleaving is made by a hook, never by timing; the answer must be
+one that the two, run one after the other in some order, would have given."""
 
 import re
 
@@ -16,9 +16,10 @@ from actions import AuthActions, OAuthActions, redirect_params
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.errors import PasskeyRefused
 from identity.extensions import db
-from identity.models import AuditEvent, Client, Consent, LogoutDelivery, User
-from identity.services import accounts, consent, passkeys, recovery, user_status, verification
+from identity.models import AuditEvent, Client, Consent, LogoutDelivery, TotpFactor, User
+from identity.services import accounts, consent, mfa, passkeys, recovery, user_status, verification
 from identity.services import mail as mail_service
+from mfa_actions import SECRET_RE, code_at, post_mfa, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, amid_the_first_unless_queued, other_workers
 from webauthn_keys import SoftKey
 
@@ -262,3 +263,36 @@ def test_a_reset_asked_for_as_the_operator_disables_the_user_mails_no_link(app, 
             select(AuditEvent.detail).where(AuditEvent.event == "password_reset_requested"))]
         assert outcomes == ["disabled"]
         assert [message["Subject"] for message in mail.to("alice@example.com")] == []
+
+
+def test_confirm_clicked_twice_at_once_says_the_app_is_set_up_already(app, client, seeded, step_clock, monkeypatch):
+    """"Confirm" on the authenticator app's set-up, clicked twice. The second click checked that no
+    app was set up yet, then whether the change needs a second factor: the first click's
+    confirmation, committed between the two, made alice a user with an app, and the second answer
+    was 403 "sign in again with your second factor" for a set-up that had just succeeded."""
+    assert AuthActions(client).login().status_code == 302
+    started_page = post_mfa(client, "start")
+    secret = SECRET_RE.search(started_page.get_data(as_text=True)).group(1)
+    page = client.get("/account/mfa")
+    form = {"csrf_token": csrf_token(page.get_data(as_text=True)), "action": "confirm", "code": code_at(secret)}
+    first: dict = {}
+    proving = mfa.prove_second_factor
+
+    def the_first_click_meanwhile(*args, **kwargs):  # the second click's check of the second factor
+        if not first:
+            first["started"] = True
+            with other_workers(app.config["SQLALCHEMY_DATABASE_URI"]) as (worker,):
+                tab = worker.test_client()
+                for cookie in client._cookies.values():  # the same browser: the same cookies
+                    tab.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+                first["done"] = tab.post("/account/mfa", data=form)
+        return proving(*args, **kwargs)
+
+    monkeypatch.setattr(mfa, "prove_second_factor", the_first_click_meanwhile)
+    second = client.post("/account/mfa", data=form)
+    assert first["done"].status_code == 200, first["done"].get_data(as_text=True)[-600:]
+    assert second.status_code == 409, second.get_data(as_text=True)[-600:]
+    assert "set up already" in second.get_data(as_text=True)
+    with app.app_context():
+        assert audited("mfa_enabled") == ["mfa_enabled"]
+        assert db.session.scalar(select(TotpFactor.confirmed_at)) is not None

@@ -101,7 +101,11 @@ def factors():
                 session[TOTP_ENROLMENT] = _digest(mfa.start_totp(user_id))
             elif action == "confirm":
                 mfa.ensure_totp_unconfirmed(user_id)
-                mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
+                try:
+                    mfa.prove_second_factor(user_id, None, recent_mfa=recent_mfa, purpose="add_factor")
+                except SecondFactorRequired:  # this app, confirmed meanwhile (Confirm clicked twice)?
+                    mfa.ensure_totp_unconfirmed(user_id)  # then say that, not "sign in again"
+                    raise
                 if not _started_here(mfa.pending_totp_secret(user_id)):
                     raise NotFound(NOT_STARTED_HERE)
                 recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
