@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from races import amid_the_first
+from statements import statements
 
 from identity.errors import Conflict
 from identity.extensions import db
@@ -37,3 +38,12 @@ def test_a_user_committed_between_the_name_and_address_checks_already_exists(app
         assert added == [True]
         assert str(refused.value) == "user 'dora' already exists"
         assert db.session.scalar(select(func.count()).select_from(User).where(User.username == "dora")) == 1
+
+
+def test_a_user_name_and_address_too_long_to_be_anyones_are_not_looked_up(app):
+    """check_new_user reads the taken logins in one statement (above); one past its column's
+    length is refused for its length, and was sent to the database whole for nothing."""
+    with statements(app) as log, app.app_context():
+        errors = accounts.check_new_user("b" * 100_000, "b" * 100_000 + "@example.org", "orchid-lantern-basalt-7312")
+    assert "at most 150" in errors["username"][0] and "at most 320" in errors["email"][0]
+    assert [s for s in log.pooled if "FROM users" in s] == []
