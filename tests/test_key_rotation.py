@@ -567,3 +567,61 @@ def test_the_jwks_and_its_etag_are_read_together_while_a_reload_replaces_them(ap
     mismatched = [(len(json.loads(body)["keys"]), etag) for body, etag in filter(None, pairs)
                   if hashlib.sha256(body).hexdigest()[:32] != etag]
     assert len(pairs) > 5 and not mismatched, f"JWKS bodies read with another body's ETag: {mismatched}"
+
+
+@pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
+def test_the_key_that_signs_is_published_at_every_moment_of_an_emergency_rotations_reload(app, seeded, monkeypatch):
+    """An emergency rotation revokes the signing key and makes a new one; the worker's ring is
+    reloaded while its other threads sign without the ring's lock. The reload replaced the
+    published keys, then the keys that sign, in separate stores: a token signed between the two
+    took the revoked key, which the JWKS no longer held (and which the worker itself refused at
+    once). Each bytecode instruction of the reload is paused at, and the signing key read there."""
+    import sys
+
+    with app.app_context():
+        keys.jwks()  # the ring loaded just now
+        db.session.commit()
+    monkeypatch.setattr(keys.time, "sleep", lambda seconds: None)  # the rotation's wait for the other workers
+    paused, go = threading.Event(), threading.Event()
+    failures: list = []
+
+    def at_each_instruction(frame, event, arg):
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            paused.set()
+            go.wait(30)
+            go.clear()
+        return at_each_instruction
+
+    def trace_the_reload(frame, event, arg):
+        return at_each_instruction if event == "call" and frame.f_code is keys._load.__code__ else None
+
+    def rotate():
+        sys.settrace(trace_the_reload)
+        try:
+            with app.app_context():
+                keys.rotate(["ES256"], immediate=True)
+        except Exception as err:  # reported below
+            failures.append(err)
+        finally:
+            sys.settrace(None)
+            paused.set()
+
+    with app.app_context():
+        before = keys._current(keys._ring(), "ES256").kid
+    rotating = threading.Thread(target=rotate)
+    rotating.start()
+    signing = []
+    while rotating.is_alive() or paused.is_set():
+        if not paused.wait(30):
+            break
+        paused.clear()
+        with app.app_context():
+            key = keys._current(keys._ring(), "ES256")
+            signing.append((key.kid, keys.is_published(key.kid)))
+        go.set()
+    rotating.join(30)
+    assert not failures and not rotating.is_alive(), failures
+    assert signing[-1][0] != before, "the rotation made a new signing key"
+    unpublished = sorted({kid for kid, published in signing if not published})
+    assert len(signing) > 50 and unpublished == [], f"signed with keys out of the JWKS: {unpublished}"

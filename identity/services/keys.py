@@ -30,6 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from flask import current_app
 from joserfc.jwk import ECKey, JWKRegistry, RSAKey
@@ -54,6 +55,18 @@ def _generate(alg: str):
     raise ValueError(f"unsupported signing algorithm {alg}")
 
 
+class KeySet(NamedTuple):
+    """The keys of one load of the key table, replaced in one assignment: the worker's other
+    threads sign, verify and serve the JWKS without the ring's lock, and must never pair one load's
+    published keys with another's signing schedule (a key revoked meanwhile would sign, out of
+    the JWKS), nor a JWKS with another's ETag (an RP answered 304 would keep the older set)."""
+
+    by_kid: dict  # kid -> joserfc key (published ones)
+    unpublished: dict  # kid -> key retired past its retention, not revoked
+    schedule: dict  # alg -> [(generation, activates_at, key)], newest first
+    jwks: tuple[bytes, str]  # the public JWKS and its ETag (cached_jwks)
+
+
 @dataclass
 class KeyRing:
     """One worker's view of the key table."""
@@ -62,11 +75,7 @@ class KeyRing:
     # the host's boot, so 0 is recent on a machine up for less than SIGNING_KEY_RELOAD_SECONDS)
     loaded_at: float = -math.inf
     forced_at: float = -math.inf
-    by_kid: dict = field(default_factory=dict)  # kid -> joserfc key (published ones)
-    unpublished: dict = field(default_factory=dict)  # kid -> key retired past its retention, not revoked
-    schedule: dict = field(default_factory=dict)  # alg -> [(generation, activates_at, key)], newest first
-    # the public JWKS and its ETag, replaced in one assignment: read without the lock (cached_jwks)
-    jwks: tuple[bytes, str] = (b'{"keys":[]}', "")
+    keys: KeySet = field(default_factory=lambda: KeySet({}, {}, {}, (b'{"keys":[]}', "")))
     provisional: bool = False  # loaded with keys the request has not committed: reload at next use
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -241,12 +250,12 @@ def _load(ring: KeyRing) -> None:
     if _maintain(rows, stamp):
         rows = _all_rows()
     _encrypt_plaintext(rows)
-    by_kid, unpublished, schedule, algs = {}, {}, {}, {}
+    by_kid, unpublished, schedule, algs, known = {}, {}, {}, {}, ring.keys
     for row in rows:
         if row.revoked_at is not None:
             continue
         published = _is_published(row, stamp)
-        key = ring.by_kid.get(row.kid) or ring.unpublished.get(row.kid)
+        key = known.by_kid.get(row.kid) or known.unpublished.get(row.kid)
         if key is None:
             try:
                 key = JWKRegistry.import_key(
@@ -264,13 +273,12 @@ def _load(ring: KeyRing) -> None:
         entries.sort(key=lambda entry: entry[0], reverse=True)
     public = [{**k.as_dict(private=False), "kid": kid, "alg": k.alg or algs[kid], "use": "sig"} for kid, k in by_kid.items()]
     body = json.dumps({"keys": public}, separators=(",", ":"), sort_keys=True).encode()
-    if set(by_kid) != set(ring.by_kid):
+    if set(by_kid) != set(known.by_kid):
         # a key left (or joined) the published set: forget tokens verified with the old set
         from . import tokens  # tokens imports this module
 
         tokens.forget_verified_tokens()
-    ring.by_kid, ring.unpublished, ring.schedule = by_kid, unpublished, schedule
-    ring.jwks = body, hashlib.sha256(body).hexdigest()[:32]
+    ring.keys = KeySet(by_kid, unpublished, schedule, (body, hashlib.sha256(body).hexdigest()[:32]))
     ring.loaded_at = -math.inf if ring.provisional else started
 
 
@@ -302,14 +310,14 @@ def _loaded(ring: KeyRing) -> KeyRing:
         finally:
             ring.lock.release()
         return ring
-    own = KeyRing(by_kid=dict(ring.by_kid), unpublished=dict(ring.unpublished))  # its keys, not decrypted again
+    own = KeyRing(keys=ring.keys)  # its keys, not decrypted again
     _load(own)  # a key due is written in the request's transaction (store/keys.py: provisional)
     return own
 
 
 def _current(ring: KeyRing, alg: str):
     stamp = now()
-    for _, activates_at, key in ring.schedule.get(alg, ()):
+    for _, activates_at, key in ring.keys.schedule.get(alg, ()):
         if activates_at <= stamp:
             return key
     return None
@@ -330,10 +338,10 @@ def signing_key(alg: str):
 def verification_key(kid: str):
     """Return the published key with this kid, or None; reloads once for an unknown kid."""
     ring = _fresh_ring()
-    key = ring.by_kid.get(kid)
+    key = ring.keys.by_kid.get(kid)
     if key is None and _monotonic() - ring.forced_at > 1.0:
         ring.forced_at = _monotonic()
-        key = _loaded(ring).by_kid.get(kid)
+        key = _loaded(ring).keys.by_kid.get(kid)
     return key
 
 
@@ -343,20 +351,20 @@ def hint_verification_key(kid: str):
     (refresh tokens bring no new one), and sends it to name the user it signs out; that the key
     left the JWKS says nothing against it. A revoked key's tokens are refused here too."""
     key = verification_key(kid)
-    return key if key is not None else _fresh_ring().unpublished.get(kid)
+    return key if key is not None else _fresh_ring().keys.unpublished.get(kid)
 
 
 def is_published(kid: str) -> bool:
     """Whether the key with this kid is published now, by the worker's ring (re-read when due):
     the check a token verified earlier still passes at each use, without the signature math."""
-    return kid in _fresh_ring().by_kid
+    return kid in _fresh_ring().keys.by_kid
 
 
 def jwks() -> tuple[bytes, str]:
     """Return the public JWKS document and its ETag, ensuring the configured keys exist."""
     for alg in configured_algs():
         signing_key(alg)
-    return _fresh_ring().jwks
+    return _fresh_ring().keys.jwks
 
 
 def cached_jwks(app) -> tuple[bytes, str] | None:
@@ -366,7 +374,7 @@ def cached_jwks(app) -> tuple[bytes, str] | None:
     ring: KeyRing | None = app.extensions.get("identity_keyring")
     if ring is None or _monotonic() - ring.loaded_at >= app.config["SIGNING_KEY_RELOAD_SECONDS"]:
         return None
-    jwks = ring.jwks
+    jwks = ring.keys.jwks
     return jwks if jwks[1] else None
 
 
