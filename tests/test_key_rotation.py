@@ -512,6 +512,53 @@ def test_the_migration_keeps_the_keys_of_the_previous_version_and_they_are_encry
             db.engine.dispose()
 
 
+def read_at_each_step_of_a_reload(app, change, read, *, instructions: bool = False) -> list:
+    """Run `change()` in an app context in another thread, pausing at each line of the key ring's
+    reload (keys._load) it runs, or at each bytecode instruction (`instructions`: a line may store
+    several things); at each pause `read()` runs here, in an app context. Their results, in order."""
+    with app.app_context():
+        keys.jwks()  # the ring loaded just now
+        db.session.commit()
+    paused, go = threading.Event(), threading.Event()
+    failures: list = []
+
+    def at_each_step(frame, event, arg):
+        frame.f_trace_opcodes = instructions
+        if event == ("opcode" if instructions else "line"):
+            paused.set()
+            go.wait(30)
+            go.clear()
+        return at_each_step
+
+    def trace_the_reload(frame, event, arg):
+        return at_each_step if event == "call" and frame.f_code is keys._load.__code__ else None
+
+    def run():
+        sys.settrace(trace_the_reload)
+        try:
+            with app.app_context():
+                change()
+        except Exception as err:  # reported below
+            failures.append(err)
+        finally:
+            sys.settrace(None)
+            paused.set()
+
+    changing = threading.Thread(target=run)
+    changing.start()
+    reads = []
+    while changing.is_alive() or paused.is_set():
+        if not paused.wait(30):
+            break
+        paused.clear()
+        with app.app_context():
+            reads.append(read())
+        go.set()
+    changing.join(30)
+    assert not failures and not changing.is_alive(), failures
+    return reads
+
+
 @pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
 def test_the_jwks_and_its_etag_are_read_together_while_a_reload_replaces_them(app, seeded):
     """The JWKS is served without Flask from the worker's ring (keys.cached_jwks, read by another
@@ -521,47 +568,12 @@ def test_the_jwks_and_its_etag_are_read_together_while_a_reload_replaces_them(ap
     JWKS without the new key until the next change. Each line of the reload is paused at, and
     the pair read there."""
     import hashlib
-    import sys
 
     with app.app_context():
-        keys.jwks()  # the ring loaded just now
+        keys.jwks()
         db.session.commit()
-    paused, go = threading.Event(), threading.Event()
-    failures: list = []
-
-    def at_each_line(frame, event, arg):
-        if event == "line":
-            paused.set()
-            go.wait(30)
-            go.clear()
-        return at_each_line
-
-    def trace_the_reload(frame, event, arg):
-        return at_each_line if event == "call" and frame.f_code is keys._load.__code__ else None
-
-    def rotate():
-        sys.settrace(trace_the_reload)
-        try:
-            with app.app_context():
-                keys.rotate(["ES256"])
-        except Exception as err:  # reported below
-            failures.append(err)
-        finally:
-            sys.settrace(None)
-            paused.set()
-
     before = keys.cached_jwks(app)
-    rotating = threading.Thread(target=rotate)
-    rotating.start()
-    pairs = []
-    while rotating.is_alive() or paused.is_set():
-        if not paused.wait(30):
-            break
-        paused.clear()
-        pairs.append(keys.cached_jwks(app))
-        go.set()
-    rotating.join(30)
-    assert not failures and not rotating.is_alive(), failures
+    pairs = read_at_each_step_of_a_reload(app, lambda: keys.rotate(["ES256"]), lambda: keys.cached_jwks(app))
     after = keys.cached_jwks(app)
     assert after[0] != before[0], "the rotation published a key"
     mismatched = [(len(json.loads(body)["keys"]), etag) for body, etag in filter(None, pairs)
@@ -576,52 +588,17 @@ def test_the_key_that_signs_is_published_at_every_moment_of_an_emergency_rotatio
     published keys, then the keys that sign, in separate stores: a token signed between the two
     took the revoked key, which the JWKS no longer held (and which the worker itself refused at
     once). Each bytecode instruction of the reload is paused at, and the signing key read there."""
-    import sys
-
-    with app.app_context():
-        keys.jwks()  # the ring loaded just now
-        db.session.commit()
     monkeypatch.setattr(keys.time, "sleep", lambda seconds: None)  # the rotation's wait for the other workers
-    paused, go = threading.Event(), threading.Event()
-    failures: list = []
 
-    def at_each_instruction(frame, event, arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            paused.set()
-            go.wait(30)
-            go.clear()
-        return at_each_instruction
-
-    def trace_the_reload(frame, event, arg):
-        return at_each_instruction if event == "call" and frame.f_code is keys._load.__code__ else None
-
-    def rotate():
-        sys.settrace(trace_the_reload)
-        try:
-            with app.app_context():
-                keys.rotate(["ES256"], immediate=True)
-        except Exception as err:  # reported below
-            failures.append(err)
-        finally:
-            sys.settrace(None)
-            paused.set()
+    def signing():
+        key = keys._current(keys._ring(), "ES256")
+        return key.kid, keys.is_published(key.kid)
 
     with app.app_context():
+        keys.jwks()
         before = keys._current(keys._ring(), "ES256").kid
-    rotating = threading.Thread(target=rotate)
-    rotating.start()
-    signing = []
-    while rotating.is_alive() or paused.is_set():
-        if not paused.wait(30):
-            break
-        paused.clear()
-        with app.app_context():
-            key = keys._current(keys._ring(), "ES256")
-            signing.append((key.kid, keys.is_published(key.kid)))
-        go.set()
-    rotating.join(30)
-    assert not failures and not rotating.is_alive(), failures
-    assert signing[-1][0] != before, "the rotation made a new signing key"
-    unpublished = sorted({kid for kid, published in signing if not published})
-    assert len(signing) > 50 and unpublished == [], f"signed with keys out of the JWKS: {unpublished}"
+    signed = read_at_each_step_of_a_reload(app, lambda: keys.rotate(["ES256"], immediate=True), signing,
+                                          instructions=True)
+    assert signed[-1][0] != before, "the rotation made a new signing key"
+    unpublished = sorted({kid for kid, published in signed if not published})
+    assert len(signed) > 50 and unpublished == [], f"signed with keys out of the JWKS: {unpublished}"

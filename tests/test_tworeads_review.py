@@ -74,6 +74,18 @@ def test_a_password_change_between_a_links_read_and_its_use_keeps_the_address(ap
         assert email == ("alice@example.org" if order[0] == "email_changed" else "alice@example.com")
 
 
+def alice_with_a_passkey():
+    """alice (a new user: her id and subject), her authenticator, and the id of the passkey it
+    registered; the session is then left empty, as a request's own would be. Needs an app context."""
+    user = accounts.create_user("alice", NEW_PASSWORD)
+    alice, subject, key = user.id, user.subject, SoftKey()
+    ceremony = passkeys.registration_options(alice, ISSUER)
+    passkey_id = passkeys.register(alice, ISSUER, ceremony.state,
+                                   key.registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)).id
+    db.session.remove()  # the sign-in's own session, as a request's: nothing of the above in it
+    return alice, subject, key, passkey_id
+
+
 def test_a_passkey_removed_while_it_signs_in_is_not_reported_as_a_copied_key(app):
     """The owner removes a passkey (or the operator runs `users mfa-reset`) while it signs in on
     another device. The sign-in read the passkey, then recorded its use by a conditional UPDATE
@@ -81,12 +93,7 @@ def test_a_passkey_removed_while_it_signs_in_is_not_reported_as_a_copied_key(app
     taken for a use counter gone backwards: the person was told their passkey had been copied,
     and the audit log got a `passkey_clone_detected` alarm for a key nobody copied."""
     with app.app_context():
-        alice = accounts.create_user("alice", NEW_PASSWORD).id
-        key = SoftKey()
-        ceremony = passkeys.registration_options(alice, ISSUER)
-        passkey_id = passkeys.register(alice, ISSUER, ceremony.state,
-                                       key.registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID)).id
-        db.session.remove()  # the sign-in's own session, as a request's: nothing of the above in it
+        alice, _, key, passkey_id = alice_with_a_passkey()
         removed: dict = {}
         the_removal = in_own_context(app, lambda: passkeys.remove_passkey(alice, passkey_id), removed)
         ceremony = passkeys.authentication_options(ISSUER)
@@ -105,13 +112,7 @@ def test_a_passkey_sign_in_while_its_user_is_removed_is_refused_not_a_500(app):
     removal, committed between the two, left no user, and the sign-in ended in a 500 ('NoneType'
     object has no attribute 'subject') instead of the refusal a removed user's passkey gets."""
     with app.app_context():
-        user = accounts.create_user("alice", NEW_PASSWORD)
-        alice, subject = user.id, user.subject
-        key = SoftKey()
-        ceremony = passkeys.registration_options(alice, ISSUER)
-        passkeys.register(alice, ISSUER, ceremony.state,
-                          key.registration(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID))
-        db.session.remove()  # the sign-in's own session, as a request's: nothing of the above in it
+        _, subject, key, _ = alice_with_a_passkey()
         removed: dict = {}
         the_removal = in_own_context(app, lambda: accounts.remove_user("alice"), removed)
         ceremony = passkeys.authentication_options(ISSUER)
@@ -296,3 +297,4 @@ def test_confirm_clicked_twice_at_once_says_the_app_is_set_up_already(app, clien
     with app.app_context():
         assert audited("mfa_enabled") == ["mfa_enabled"]
         assert db.session.scalar(select(TotpFactor.confirmed_at)) is not None
+
