@@ -298,3 +298,26 @@ def test_confirm_clicked_twice_at_once_says_the_app_is_set_up_already(app, clien
         assert audited("mfa_enabled") == ["mfa_enabled"]
         assert db.session.scalar(select(TotpFactor.confirmed_at)) is not None
 
+
+def test_a_link_sent_again_as_the_new_address_changes_goes_to_the_address_pending(app, seeded, mail):
+    """alice asked to move her account to one address, then to another, as a "send the link again"
+    of the first ran. The resend read the address awaiting a link, then took the user's row lock:
+    the second request, committed between the two, was not seen, and the last link mailed was for
+    the address no longer pending (refused when followed, but the mail said it would work)."""
+    with app.app_context():
+        alice = user_id("alice")
+        verification.request_email_change(alice, "alice@example.org", ALICE_PASSWORD)
+        mail_service.wait_until_sent()
+        db.session.remove()
+        changed: dict = {}
+        the_second_change = in_own_context(
+            app, lambda: verification.request_email_change(alice, "alice@example.net", ALICE_PASSWORD), changed)
+        with amid_the_first_unless_queued(app, "FROM users", the_second_change) as started:
+            verification.send_verification(alice)
+        db.session.rollback()
+        mail_service.wait_until_sent()
+        assert started and "done" in changed and not isinstance(changed["done"], Exception), changed
+        assert db.session.scalar(select(User.pending_email).where(User.id == alice)) == "alice@example.net"
+        linked = [message["X-Envelope-To"] for message in mail.messages
+                  if message["X-Envelope-To"] in ("alice@example.org", "alice@example.net")]
+        assert linked[-1] == "alice@example.net", linked

@@ -129,18 +129,19 @@ def send_verification(user_id: int, *, client_id: str | None = None, form_id: st
     finds it spent by the copy that mailed, and returns the address with no second link, which
     would end the first one mailed.
     """
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("no such user")
-    address = address_to_verify(user)
+    # requests for the user take turns from here to the commit (copies of the form among them),
+    # and each judges the address as it is then: one changed since a read before the lock would
+    # be mailed a link for an address no longer awaiting one
+    user_rows.lock_user_row(user_id)
+    user = db.session.get(User, user_id, populate_existing=True)
+    address = address_to_verify(user) if user is not None else None
     if address is None:
-        raise NothingToVerify()
-    if form_id:
-        user_rows.lock_user_row(user.id)  # copies of the form take turns from here to the commit
-        if not account_tokens.spend_once(user.id, FORM_PURPOSE, form_id,
-                                         now() + current_app.config["EMAIL_VERIFICATION_SECONDS"]):
-            db.session.rollback()
-            return address
+        db.session.rollback()
+        raise NotFound("no such user") if user is None else NothingToVerify()
+    if form_id and not account_tokens.spend_once(user.id, FORM_PURPOSE, form_id,
+                                                 now() + current_app.config["EMAIL_VERIFICATION_SECONDS"]):
+        db.session.rollback()
+        return address
     _check_mail_budget(user.id)
     if _owner_of(address, user) is not None:
         _spend_a_link(user, address)  # its owner was told when it was asked for: no more mail
