@@ -1,13 +1,18 @@
 """The mails as their recipient, and an attacker who chooses some of their inputs, sees them: the
 mailbox a link goes to, the headers, the expiry a mail states."""
 
-import pytest
-from sqlalchemy import select
+import asyncio
 
-from conftest import ALICE_PASSWORD
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import event, select
+
+from bench.server import free_port
+from conftest import ALICE_PASSWORD, postgresql_only
 from identity.extensions import db
-from identity.models import User
+from identity.models import AuditEvent, User
 from identity.services import mail as outgoing
+from mail_server import Inbox
 from test_email_change import api, change_email  # noqa: F401  (the fixture)
 from test_registration import ON, register, users
 
@@ -180,3 +185,55 @@ def test_a_link_to_an_address_not_yet_proved_carries_no_free_text_of_the_request
     message = mail.wait_for(to="stranger@example.org")
     assert pitch not in mail.text(message) and pitch not in mail.html(message)
     assert "alice" in mail.text(message)
+
+
+class _SlowInbox(Inbox):
+    """An inbox whose server takes `delay` seconds to accept each message (a slow relay)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.postgres
+@postgresql_only()[1]
+def test_a_commands_mail_to_a_slow_relay_holds_no_transaction_open(app, runner, seeded):
+    """`users mfa-reset` tells the user by mail once the reset has committed. Reading the user's
+    address for it began a new transaction, which stayed open, idle, for the whole SMTP round
+    trip: with PostgreSQL's idle_in_transaction_session_timeout shorter than the relay takes, the
+    server ended the connection, and the audit of the mail sent (`mail_sent`) was lost, with a
+    traceback in the log. The relay here takes a second; idle transactions end after 300 ms."""
+    from mfa_actions import enrol_user
+
+    inbox = _SlowInbox(delay=1.0)
+    relay = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    relay.start()
+    app.config["MAIL_PORT"] = relay.port  # before the app's first mail: the settings are read then
+    enrol_user(app)
+    inbox.clear()  # the notice of the app set up
+    with app.app_context():
+        engine = db.engine
+
+    def idle_transactions_end_soon(connection, _record):
+        connection.autocommit = True  # a SET in a transaction rolled back would be undone
+        connection.execute("SET idle_in_transaction_session_timeout = 300")
+        connection.autocommit = False
+
+    event.listen(engine, "connect", idle_transactions_end_soon)
+    engine.dispose()  # the pool's connections are opened again, with the setting
+    try:
+        result = runner.invoke(args=["users", "mfa-reset", "alice"])
+    finally:
+        event.remove(engine, "connect", idle_transactions_end_soon)
+        engine.dispose()
+        relay.stop()
+    assert result.exit_code == 0, result.output
+    assert [message["Subject"] is not None for message in inbox.messages] == [True]
+    with app.app_context():
+        sent = list(db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "mail_sent")
+                                       .order_by(AuditEvent.id)))
+    assert [detail["template"] for detail in sent] == ["sign_in_method_changed", "second_factors_removed"]

@@ -159,13 +159,21 @@ def deliver(outgoing: Outgoing) -> bool:
 
 
 def send(to: str, template: str, *, user_id: int | None = None, **context) -> bool:
-    """Render and send a mail now; True if it left (or reached the outbox). Call it after your commit."""
+    """Render and send a mail now; True if it left (or reached the outbox). Call it after your commit.
+
+    A transaction the session began since (reading an expired attribute for the mail, as a command
+    does) is ended before the SMTP round trip, not held open and idle through it: PostgreSQL's
+    idle_in_transaction_session_timeout would end the connection, and the audit of the mail with it.
+    It holds no write of the caller's: those were committed, and the audit's write commits the
+    session's transaction in any case (store/writes.py)."""
     try:
         outgoing = render(to, template, user_id=user_id, **context)
     except Exception as err:  # a broken template must not undo the action that wanted the mail
         log.exception("mail %r for user %s not rendered", template, user_id)
         _audit("mail_failed", Outgoing(None, template, user_id), reason=err.__class__.__name__)
         return False
+    if db.session().in_transaction():
+        db.session.commit()
     return deliver(outgoing)
 
 
