@@ -484,3 +484,21 @@ def test_codes_tried_to_remove_a_passkey_are_rate_limited_per_address(client, au
     assert int(answers[-1].headers["Retry-After"]) > 0
     with app.app_context():
         assert db.session.scalar(select(Passkey.id)) == passkey_id
+
+
+def test_a_registration_sent_again_once_it_succeeded_says_the_passkey_is_registered(client, auth, app):
+    """The page's request that registers a new passkey, sent again (its answer lost, a retry):
+    the first made the passkey, the user's first second factor, and the second was answered 403
+    "sign in again with your second factor", as a session adding a factor without one would be."""
+    auth.login()
+    csrf = token(client, "/account/mfa")
+    challenge = client.post("/account/mfa/passkeys/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    body = {"credential": SoftKey().registration(challenge, origin=ORIGIN, rp_id=RP_ID), "name": "Laptop"}
+    assert client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, json=body).status_code == 201
+    again = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf}, json=body)
+    assert again.status_code == 400 and again.get_json()["error"] == "This passkey is already registered."
+    with app.app_context():
+        assert [passkey.name for passkey in db.session.scalars(select(Passkey))] == ["Laptop"]
+    another = client.post("/account/mfa/passkeys", headers={"X-CSRFToken": csrf},  # a new key still needs the factor
+                          json={"credential": SoftKey().registration(challenge, origin=ORIGIN, rp_id=RP_ID)})
+    assert another.status_code == 403 and "sign in again" in another.get_json()["error"]

@@ -210,6 +210,23 @@ def registration_options(user_id: int, issuer: str) -> Ceremony:
     return Ceremony(wa.options_to_json(options), _state("register", challenge, user_id))
 
 
+ALREADY_REGISTERED = "This passkey is already registered."
+
+
+def registered_already(user_id: int, credential_json) -> bool:
+    """Whether a registration answer is of a passkey the user has already: the same answer sent
+    again once it succeeded (a retry of a response that was lost), which the second-factor rule
+    would refuse as a session adding a factor without one. Read without verifying the answer: a
+    match can only name the user's own passkey, which tells them nothing."""
+    wa = _webauthn()
+    try:
+        raw_id = wa.parse_registration_credential_json(_checked_json(credential_json)).raw_id
+    except (PasskeyRefused, wa.WebAuthnException, ValueError, TypeError, KeyError, RecursionError):
+        return False
+    passkey = store.passkey_by_credential_id(wa.bytes_to_base64url(raw_id))
+    return passkey is not None and passkey.user_id == user_id
+
+
 def register(user_id: int, issuer: str, state: dict | None, credential_json: str, name: str = "") -> Passkey:
     """Verify the browser's new credential against the kept state and store it for the user.
 
@@ -245,7 +262,7 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
                      detail={"reason": "credential id already registered",
                              "other_user": existing.user_id != user_id})
         db.session.commit()
-        raise PasskeyRefused("This passkey is already registered.")
+        raise PasskeyRefused(ALREADY_REGISTERED)
     count = len(store.user_passkeys(user_id))
     first = not mfa.has_second_factor(user_id)
     passkey = Passkey(

@@ -104,6 +104,8 @@ def register():
     state = session.pop(REGISTER_STATE, None)
     refused = _second_factor_missing()
     if refused is not None:
+        if passkeys.registered_already(current_user.user.id, body.get("credential")):  # sent again
+            return jsonify(error=passkeys.ALREADY_REGISTERED), 400
         return refused
     try:
         passkey = passkeys.register(current_user.user.id, issuer(), state, body.get("credential"),
