@@ -13,6 +13,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import mail as outgoing
 from mail_server import Inbox
+from mfa_actions import step_clock  # noqa: F401  (the fixture: enrol_user's codes are for its clock)
 from test_email_change import api, change_email  # noqa: F401  (the fixture)
 from test_registration import ON, register, users
 
@@ -201,7 +202,7 @@ class _SlowInbox(Inbox):
 
 @pytest.mark.postgres
 @postgresql_only()[1]
-def test_a_commands_mail_to_a_slow_relay_holds_no_transaction_open(app, runner, seeded):
+def test_a_commands_mail_to_a_slow_relay_holds_no_transaction_open(app, runner, seeded, step_clock):
     """`users mfa-reset` tells the user by mail once the reset has committed. Reading the user's
     address for it began a new transaction, which stayed open, idle, for the whole SMTP round
     trip: with PostgreSQL's idle_in_transaction_session_timeout shorter than the relay takes, the
