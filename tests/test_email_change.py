@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from actions import AuthActions
 from mfa_actions import step_clock  # noqa: F401  (the fixture)
+from statements import statements
 from conftest import ALICE_PASSWORD, BOB_PASSWORD, csrf_token
 from identity.clock import now
 from identity.extensions import db
@@ -137,6 +138,25 @@ def test_the_hourly_mail_budget_is_per_account(app, api, mail):
     assert int(third.headers["Retry-After"]) > 0
     mail.wait_for(to="alice@example.com", count=2)
     assert len(mail.to("alice@example.com")) == 2
+
+
+def user_locks(run: list[str]) -> list[str]:
+    """The statements of `run` that lock a user's row (store/row_locks.py: FOR UPDATE on
+    PostgreSQL, an UPDATE that changes nothing on SQLite)."""
+    return [s for s in run if "users" in s and ("FOR UPDATE" in s or "FOR NO KEY UPDATE" in s
+                                                 or s.startswith("UPDATE users SET id=users.id"))]
+
+
+def test_a_link_takes_the_users_row_lock_once(app, api, mail):
+    """The lock that makes requests for the user take turns is held from the first read to the
+    commit: the mail budget's count runs under it, and takes it no second time."""
+    token = api.token()
+    with statements(app) as run:
+        assert send_verification(api, token).status_code == 202
+    assert len(user_locks(run.pooled)) == 1, user_locks(run.pooled)
+    with statements(app) as run:
+        assert change_email(api, token=token).status_code == 202
+    assert len(user_locks(run.pooled)) == 1, user_locks(run.pooled)
 
 
 # --- changing the address ------------------------------------------------------------------------------------

@@ -80,9 +80,9 @@ def address_to_verify(user: User) -> str | None:
 
 def _check_mail_budget(user_id: int) -> None:
     """Refuse a link when the account had its hourly share (a mail-bomb guard, counted in the
-    database). The user's row is locked first, until the caller's commit: requests at once take
-    turns, each counting the links of those before it. A refusal ends the transaction (and the lock)."""
-    user_rows.lock_user_row(user_id)
+    database). Called under the user's row lock (the caller's, held until its commit): requests
+    at once take turns, each counting the links of those before it. A refusal ends the
+    transaction (and the lock)."""
     limit = current_app.config["EMAIL_VERIFICATION_MAILS_PER_HOUR"]
     if account_tokens.issued_since(user_id, account_tokens.VERIFY_EMAIL, now() - 3600) >= limit:
         retry_after = account_tokens.seconds_until_fewer_than(user_id, account_tokens.VERIFY_EMAIL, limit, 3600)
