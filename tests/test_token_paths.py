@@ -261,6 +261,19 @@ def test_revoking_an_app_on_the_grants_page_ends_its_access_tokens(oauth, app):
     assert_refused(refreshed)
 
 
+def test_a_replayed_refresh_token_ends_its_family_without_fetching_it(oauth, app):
+    """A refresh token used twice revokes its family (RFC 9700 4.14.2); the revocation counts the
+    tokens it ends, and fetches none of their rows to do it."""
+    first = redeem(oauth, web_code(oauth, "openid offline_access IdentityServerApi")).get_json()
+    rotated = oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"]).get_json()
+    with statements(app) as run:
+        assert_refused(oauth.token("web", grant_type="refresh_token", refresh_token=first["refresh_token"]))
+    revocations = [s for s in run.pooled if s.startswith("UPDATE refresh_tokens SET revoked_at")]
+    assert revocations, run.pooled
+    assert not [s for s in revocations if "RETURNING" in s], revocations
+    assert_refused(oauth.token("web", grant_type="refresh_token", refresh_token=rotated["refresh_token"]))
+
+
 # --- aud at the local API and userinfo ----------------------------------------------------------
 
 

@@ -281,10 +281,6 @@ def family_access_token_jtis(families, issued_since: int, *, unrevoked_only: boo
 
 
 def _revoke_until_none_left(*conditions, stamp: int) -> int:
-    return len(_revoked_until_none_left(*conditions, stamp=stamp, returning=(RefreshToken.id,)))
-
-
-def _revoked_until_none_left(*conditions, stamp: int, returning: tuple) -> list:
     """Mark revoked every refresh token that meets `conditions`, successors of rotations in
     flight included: the UPDATE runs again until it changes nothing.
 
@@ -293,15 +289,28 @@ def _revoked_until_none_left(*conditions, stamp: int, returning: tuple) -> list:
     the successor, which PostgreSQL's UPDATE does not see (READ COMMITTED: it began before that
     commit); the next UPDATE does, and the rows this one revoked stay locked until the caller
     commits, so no rotation can start from them. On SQLite the first UPDATE takes the write
-    lock: the second changes nothing. The rows it revoked, as the `returning` columns (none: another
-    transaction that committed first revoked them); _revoke_until_none_left counts them.
+    lock: the second changes nothing. How many it revoked (0: none was left, another
+    transaction that committed first revoked them).
     """
-    revoke = (update(RefreshToken).where(*conditions, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
-              .returning(*returning))
+    revoke = _revoke(conditions, stamp)
+    revoked = 0
+    while changed := db.session.execute(revoke).rowcount:
+        revoked += changed
+    return revoked
+
+
+def _revoked_until_none_left(*conditions, stamp: int, returning: tuple) -> list:
+    """As _revoke_until_none_left, returning the rows it revoked as the `returning` columns
+    instead of their count (for a caller that needs to know which: the rows cost a fetch)."""
+    revoke = _revoke(conditions, stamp).returning(*returning)
     revoked: list = []
     while changed := db.session.execute(revoke).all():
         revoked += changed
     return revoked
+
+
+def _revoke(conditions: tuple, stamp: int):
+    return update(RefreshToken).where(*conditions, RefreshToken.revoked_at.is_(None)).values(revoked_at=stamp)
 
 
 def revoke_family_tokens(family_id: str, stamp: int) -> int:
