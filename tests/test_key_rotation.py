@@ -515,10 +515,12 @@ def test_the_migration_keeps_the_keys_of_the_previous_version_and_they_are_encry
 def read_at_each_step_of_a_reload(app, change, read, *, instructions: bool = False) -> list:
     """Run `change()` in an app context in another thread, pausing at each line of the key ring's
     reload (keys._load) it runs, or at each bytecode instruction (`instructions`: a line may store
-    several things); at each pause `read()` runs here, in an app context. Their results, in order."""
+    several things); at each pause `read()` runs here, in an app context. What it read before the
+    change (the ring loaded just now), and its results at the pauses, in order."""
     with app.app_context():
         keys.jwks()  # the ring loaded just now
         db.session.commit()
+        before = read()
     paused, go = threading.Event(), threading.Event()
     failures: list = []
 
@@ -556,7 +558,7 @@ def read_at_each_step_of_a_reload(app, change, read, *, instructions: bool = Fal
         go.set()
     changing.join(30)
     assert not failures and not changing.is_alive(), failures
-    return reads
+    return before, reads
 
 
 @pytest.mark.parametrize("app_config", [{"SIGNING_KEY_RELOAD_SECONDS": 300}])
@@ -569,11 +571,7 @@ def test_the_jwks_and_its_etag_are_read_together_while_a_reload_replaces_them(ap
     the pair read there."""
     import hashlib
 
-    with app.app_context():
-        keys.jwks()
-        db.session.commit()
-    before = keys.cached_jwks(app)
-    pairs = read_at_each_step_of_a_reload(app, lambda: keys.rotate(["ES256"]), lambda: keys.cached_jwks(app))
+    before, pairs = read_at_each_step_of_a_reload(app, lambda: keys.rotate(["ES256"]), lambda: keys.cached_jwks(app))
     after = keys.cached_jwks(app)
     assert after[0] != before[0], "the rotation published a key"
     mismatched = [(len(json.loads(body)["keys"]), etag) for body, etag in filter(None, pairs)
@@ -594,11 +592,8 @@ def test_the_key_that_signs_is_published_at_every_moment_of_an_emergency_rotatio
         key = keys._current(keys._ring(), "ES256")
         return key.kid, keys.is_published(key.kid)
 
-    with app.app_context():
-        keys.jwks()
-        before = keys._current(keys._ring(), "ES256").kid
-    signed = read_at_each_step_of_a_reload(app, lambda: keys.rotate(["ES256"], immediate=True), signing,
-                                          instructions=True)
-    assert signed[-1][0] != before, "the rotation made a new signing key"
+    before, signed = read_at_each_step_of_a_reload(app, lambda: keys.rotate(["ES256"], immediate=True), signing,
+                                                  instructions=True)
+    assert signed[-1][0] != before[0], "the rotation made a new signing key"
     unpublished = sorted({kid for kid, published in signed if not published})
     assert len(signed) > 50 and unpublished == [], f"signed with keys out of the JWKS: {unpublished}"
