@@ -17,9 +17,10 @@ from typing import NamedTuple
 from .. import clock
 from ..errors import NotFound
 from ..extensions import db
+from ..models import User
 from ..store import accounts as user_rows
 from ..store import devices as store
-from . import audit, bearer_cache, issued_grants, browser_sessions
+from . import accounts, audit, bearer_cache, issued_grants, browser_sessions
 from .user_agents import summarise
 
 BROWSER, APP = "browser", "app"
@@ -162,13 +163,25 @@ def end_everything(user_id: int, *, by: str) -> list[Entry]:
     It also moves the user's password version on, as `users disable` does: access tokens no row
     names are refused too, those issued since the backup of a restored database among them (the
     restore took their rows, and so their revocation's reach); and it returns only once no worker
-    still accepts them from memory."""
+    still accepts them from memory. What began while the entries were being ended (a grant, a
+    sign-in) ends with them (_end_what_began_meanwhile)."""
     ended = end_all_but(user_id, None, by=by)
+    user_rows.move_password_version_on(user_id)  # first: a sign-in or password grant checked against it stores nothing now
+    _end_what_began_meanwhile(user_id, reason=f"ended_by_{by}")
     issued_grants.revoke_user_access_tokens(user_id, reason=f"ended_by_{by}")
-    user_rows.move_password_version_on(user_id)
     db.session.commit()
     bearer_cache.wait_out_cached_answers(user_id)
     return ended
+
+
+def _end_what_began_meanwhile(user_id: int, *, reason: str) -> None:
+    """In the caller's transaction, end what no listed entry held because it began while they were
+    being ended (a code of a session not yet ended redeemed into a grant, a sign-in stored): the
+    user's every code, refresh token and session, as a password change ends them; their clients
+    are told. What the entries ended is ended already, and is not told again."""
+    user = db.session.get(User, user_id)
+    if user is not None:
+        accounts.revoke_grants_and_sessions(user, None, reason=reason)
 
 
 def _end(user_id: int, entry: Entry, by: str, told: set | None = None) -> bool:
