@@ -8,12 +8,19 @@ meet (tests/races.py: the other request is made at a chosen statement, never by 
 
 import json
 
+import pytest
 from sqlalchemy import select
 
 from actions import OAuthActions
+from conftest import ALICE_PASSWORD
+from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
-from identity.models import RefreshToken, User
+from identity.models import AccountToken, AuditEvent, RefreshToken, User
+from identity.services import accounts, user_status, verification
+from mfa_actions import enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, mobile_code, other_workers
+
+NEW_PASSWORD = "a-long-new-passphrase-here"
 
 
 def test_sessions_end_also_ends_a_grant_whose_code_was_redeemed_while_it_ran(app, seeded, runner, client,
@@ -46,3 +53,67 @@ def test_sessions_end_also_ends_a_grant_whose_code_was_redeemed_while_it_ran(app
                                                                 RefreshToken.revoked_at.is_(None),
                                                                 RefreshToken.consumed_at.is_(None))).all()
         assert live == []
+
+
+def _change_password(other_app, user_id: int) -> None:
+    with other_app.app_context():
+        accounts.change_password(user_id, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+
+
+def _disable_and_enable(other_app, user_id: int) -> None:
+    with other_app.app_context():
+        user_status.disable_user("alice")
+        user_status.enable_user("alice")
+
+
+def _set_up_a_first_factor(other_app, user_id: int) -> None:
+    enrol_user(other_app, "alice")
+
+
+@pytest.mark.parametrize("event, answer", [
+    (_change_password, {"current_password": ["The current password is incorrect."]}),
+    (_disable_and_enable, {"current_password": ["The current password is incorrect."]}),
+    (_set_up_a_first_factor, SecondFactorRequired),
+], ids=["password changed", "disabled", "first factor"])
+def test_an_address_change_asked_as_the_password_changes_does_not_outlive_it(app, seeded, mail, database_uri,
+                                                                             monkeypatch, step_clock, event, answer):
+    """Someone who has alice's password asks to move her account to their address; at that moment
+    alice changes her password (or sets up an authenticator app, or the operator disables the
+    account and enables it again once it is safe): each of these ends a pending address change.
+    The request checked the password (and whether a code was needed), then wrote the pending
+    address without looking again: the change, asked under the account's earlier state, was kept
+    after the event, and its link then moved the account to the other address, where the reset
+    links go."""
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+    real_verify, happened = verification.verify_password, []
+
+    def verify_then_event(stored_hash, password):  # the event commits on another worker, right after the check
+        right = real_verify(stored_hash, password)
+        if not happened:
+            happened.append(1)
+            with other_workers(database_uri) as (other,):
+                event(other, alice)
+        return right
+
+    monkeypatch.setattr(verification, "verify_password", verify_then_event)
+    with app.app_context():
+        try:
+            verification.request_email_change(alice, "mallory@example.org", ALICE_PASSWORD)
+            refused = None
+        except (ValidationFailed, SecondFactorRequired) as err:
+            refused = err
+        db.session.rollback()
+        user = db.session.get(User, alice)
+        assert happened and (user.email, user.pending_email) == ("alice@example.com", None)
+        if isinstance(answer, dict):
+            assert isinstance(refused, ValidationFailed) and refused.errors == answer
+        else:
+            assert isinstance(refused, answer)
+        links = db.session.scalars(select(AccountToken.id).where(AccountToken.user_id == alice,
+                                                                 AccountToken.purpose == "verify_email")).all()
+        assert links == []
+        reasons = [e.detail.get("reason") for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event.in_(("email_change_failed", "email_change_requested"))))]
+        assert reasons == ["changed_meanwhile"]
+    assert mail.to("mallory@example.org") == []

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..errors import AccountLocked, NotFound, ValidationFailed
+from ..errors import AccountLocked, NotFound, SecondFactorRequired, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
@@ -230,6 +230,13 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         db.session.commit()
         raise ValidationFailed({"email": ["This is your address already."]})
     user_rows.lock_user_row(user.id)  # requests for this user take turns from here to the commit
+    if user_rows.password_version(user.id) != user.password_version:  # changed, reset or disabled since the check
+        _refuse_changed_meanwhile(user.id, reservation, client_id,
+                                  ValidationFailed({"current_password": ["The current password is incorrect."]}))
+    try:  # asked again under the lock: a first second factor set up since asks for its code now
+        code_required = mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
+    except SecondFactorRequired as err:
+        _refuse_changed_meanwhile(user.id, reservation, client_id, err)
     if form and _change_sent_again(user.id, new_email):
         db.session.execute(*lockout.released(reservation))  # a right password, and nothing more to do
         db.session.commit()
@@ -263,6 +270,20 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
                         name=user.name or user.username, new_email=notifications.masked_address(new_email),
                         when=notifications.now_text(), client_name=_client_name(client_id))
+
+
+def _refuse_changed_meanwhile(user_id: int, reservation: lockout.Reservation, client_id: str | None,
+                              refusal: Exception):
+    """A password change, reset, `users disable` or a first second factor committed between the
+    current password's check and the user's lock: each ends pending address changes, so one asked
+    under the account's earlier state must not be written after it. Raises `refusal`, the answer
+    the request would have had after that event; audited, and not counted toward lockout: the
+    password was right when it was sent."""
+    db.session.rollback()
+    db.session.execute(*lockout.released(reservation))
+    audit.record("email_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
+    db.session.commit()
+    raise refusal
 
 
 @dataclass
