@@ -11,11 +11,11 @@ import json
 import pytest
 from sqlalchemy import select
 
-from actions import OAuthActions
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD
 from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
-from identity.models import AccountToken, AuditEvent, RefreshToken, User
+from identity.models import AccountToken, AuditEvent, AuthorizationCode, RefreshToken, User
 from identity.services import accounts, user_status, verification
 from mfa_actions import enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, mobile_code, other_workers
@@ -117,3 +117,33 @@ def test_an_address_change_asked_as_the_password_changes_does_not_outlive_it(app
             select(AuditEvent).where(AuditEvent.event.in_(("email_change_failed", "email_change_requested"))))]
         assert reasons == ["changed_meanwhile"]
     assert mail.to("mallory@example.org") == []
+
+
+def test_a_code_left_with_no_scope_by_scopes_remove_issues_nothing(app, seeded, runner, client):
+    """An app's code asked for one API scope only, which the operator then retires (`clients
+    update` takes it from the app, `scopes remove` deletes it). Redeemed between the two, the code
+    was refused (invalid_scope: a scope since removed from the client); but `scopes remove` took
+    the scope out of the code and left it with none, and the code then redeemed to an access
+    token of no scope, which the token endpoint otherwise never issues."""
+    assert runner.invoke(args=["scopes", "add", "reports"]).exit_code == 0
+    added = runner.invoke(args=["clients", "add", "reporter", "--public", "--grant-type", "authorization_code",
+                                "--redirect-uri", "https://reporter.example.com/cb", "--scope", "openid",
+                                "--scope", "reports"])
+    assert added.exit_code == 0, added.output
+    assert AuthActions(client).login().status_code == 302
+    verifier, challenge = pkce_pair()
+    response = client.get("/connect/authorize", query_string={
+        "client_id": "reporter", "response_type": "code", "scope": "reports", "state": "s",
+        "redirect_uri": "https://reporter.example.com/cb", "code_challenge": challenge, "code_challenge_method": "S256"})
+    code = redirect_params(response.headers["Location"])["code"]
+    assert runner.invoke(args=["clients", "update", "reporter", "--scope", "openid"]).exit_code == 0
+    removed = runner.invoke(args=["scopes", "remove", "reports"])
+    assert removed.exit_code == 0, removed.output
+
+    redeemed = client.post("/connect/token", data={
+        "grant_type": "authorization_code", "code": code, "client_id": "reporter",
+        "redirect_uri": "https://reporter.example.com/cb", "code_verifier": verifier})
+    assert (redeemed.status_code, redeemed.get_json().get("error")) == (400, "invalid_scope"), redeemed.get_json()
+    with app.app_context():
+        row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.client_id == "reporter"))
+        assert row.consumed_at is not None and row.issued_jti is None  # spent, and nothing issued with it

@@ -200,6 +200,10 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
         the code was found burns it (RFC 9700 section 2.1.1): a later attempt is a replay."""
         try:
             super().validate_token_request()
+            if not self.request.authorization_code.get_scope().split():
+                # `scopes remove` took out every scope it carried: refused, as it was before the
+                # removal (a scope since removed from the client), never a token of no scope
+                raise InvalidScopeError("the scopes this code was granted were removed since")
             check_requested_scope(self.request.client, self.request.authorization_code.get_scope())
             check_second_factor(self.request.client, self.found.amr)
             check_verified_email(self.request.client, self.request.authorization_code.user)
