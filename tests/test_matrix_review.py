@@ -147,3 +147,39 @@ def test_a_code_left_with_no_scope_by_scopes_remove_issues_nothing(app, seeded, 
     with app.app_context():
         row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.client_id == "reporter"))
         assert row.consumed_at is not None and row.issued_jti is None  # spent, and nothing issued with it
+
+
+def test_a_password_changed_as_a_first_factor_is_set_up_asks_for_its_code(app, seeded, database_uri, monkeypatch,
+                                                                          step_clock):
+    """alice sets up an authenticator app so that her password alone no longer changes anything;
+    at that moment someone signed in with her password alone (no factor then, so no code asked)
+    changes the password. The change had asked whether a code was needed before it checked the
+    password, and not again: it went through without one, after the app that requires it."""
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        version = db.session.get(User, alice).password_version
+        db.session.rollback()
+    real_verify, happened = accounts.verify_password, []
+
+    def verify_then_set_up(stored_hash, password):  # the app is set up on another worker, right after the check
+        right = real_verify(stored_hash, password)
+        if not happened:
+            happened.append(1)
+            with other_workers(database_uri) as (other,):
+                enrol_user(other, "alice")
+        return right
+
+    monkeypatch.setattr(accounts, "verify_password", verify_then_set_up)
+    with app.app_context():
+        try:
+            accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+            refused = None
+        except SecondFactorRequired as err:
+            refused = err
+        db.session.rollback()
+        assert happened and db.session.get(User, alice).password_version == version
+        assert isinstance(refused, SecondFactorRequired)
+        user = db.session.get(User, alice)
+        assert (user.failed_attempts, user.locked_until) == (0, 0)  # the password was right: nothing counted
+        failures = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "password_change_failed")).all()
+        assert [e.detail.get("reason") for e in failures] == ["changed_meanwhile"]

@@ -8,7 +8,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..errors import AccountLocked, AlreadyDone, Conflict, CredentialSuperseded, NotFound, ValidationFailed
+from ..errors import (AccountLocked, AlreadyDone, Conflict, CredentialSuperseded, NotFound, SecondFactorRequired,
+                      ValidationFailed)
 from ..extensions import db
 from ..models import User
 from ..store import accounts as store
@@ -435,7 +436,8 @@ def change_password(
 
     A user with a second factor also gives a code (`otp`) unless the caller's sign-in used one
     recently (`recent_mfa`: mfa.recently_verified); without one, SecondFactorRequired before the
-    password is looked at (mfa.code_required). The code is checked and spent last, in the
+    password is looked at (mfa.code_required), and again under the user's lock for a first factor
+    set up meanwhile (_code_required_now). The code is checked and spent last, in the
     change's transaction (mfa.spend_code): a change refused for its passwords keeps the code.
 
     `password_version` is the version the caller's credential was issued under (the access
@@ -480,6 +482,7 @@ def change_password(
     if not store.hash_unchanged(user_id, user.password_hash):  # changed since the read
         _refuse_current_password(user_id, reservation, client_id, password_version=password_version,
                                  page=keep_sid is not None, new_password=new_password, confirm_password=confirm_password)
+    code_required = _code_required_now(user_id, otp, recent_mfa, reservation, client_id)
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id)
     with lockout.taken_back_on_failure(reservation):
@@ -494,6 +497,23 @@ def change_password(
     bearer_cache.wait_out_cached_answers(user_id)
     notifications.password_changed(to, how=notifications.CHANGED_BY_USER, client_id=client_id)
     return user
+
+
+def _code_required_now(user_id: int, otp: str | None, recent_mfa: bool, reservation: lockout.Reservation,
+                       client_id: str | None) -> bool:
+    """mfa.code_required asked again under the user's lock (store.hash_unchanged took it): a first
+    second factor set up since the question was first asked, before the password's check, wants
+    its code now. Without one the change is refused as it would have been after the factor
+    (SecondFactorRequired), audited, and its reservation taken back: the password was right."""
+    try:
+        return mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
+    except SecondFactorRequired:
+        db.session.rollback()
+        db.session.execute(*lockout.released(reservation))
+        audit.record("password_change_failed", user_id=user_id, client_id=client_id,
+                     detail={"reason": "changed_meanwhile"})
+        db.session.commit()
+        raise
 
 
 # How long after a password change the same form sent again (a double click, a resend of a post
