@@ -183,3 +183,45 @@ def test_a_password_changed_as_a_first_factor_is_set_up_asks_for_its_code(app, s
         assert (user.failed_attempts, user.locked_until) == (0, 0)  # the password was right: nothing counted
         failures = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "password_change_failed")).all()
         assert [e.detail.get("reason") for e in failures] == ["changed_meanwhile"]
+
+
+def _signed_in_grant(client) -> dict:
+    """alice signed in in `client`'s browser, and mobile-pkce's offline grant of that sign-in."""
+    response = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access IdentityServerApi"))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def _userinfo(client, access_token: str) -> int:
+    return client.get("/connect/userinfo", headers={"Authorization": "Bearer " + access_token}).status_code
+
+
+def test_an_emergency_key_rotation_ends_the_access_tokens_and_spares_the_grant_and_the_session(app, seeded, runner,
+                                                                                                client):
+    """`keys rotate --now` refuses the access tokens the old keys signed and, as docs/signing-keys.md
+    promises, nothing else: the app's refresh token (an opaque handle) gets it a token the new key
+    signed, which works, and the browser stays signed in."""
+    tokens = _signed_in_grant(client)
+    assert _userinfo(client, tokens["access_token"]) == 200
+    assert runner.invoke(args=["keys", "rotate", "--now"]).exit_code == 0
+    assert _userinfo(client, tokens["access_token"]) == 401
+    refreshed = OAuthActions(client).token("mobile-pkce", grant_type="refresh_token",
+                                           refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert _userinfo(client, refreshed.get_json()["access_token"]) == 200
+    assert client.get("/account/sessions").status_code == 200
+
+
+def test_an_operators_mfa_reset_spares_the_session_and_the_grants(app, seeded, runner, client, step_clock):
+    """`users mfa-reset` (a lost phone) removes the factors and, as docs/mfa.md says, ends no session
+    or grant: the browser stays signed in, the app's refresh token still refreshes, and its access
+    token still works."""
+    tokens = _signed_in_grant(client)
+    enrol_user(app, "alice")
+    reset = runner.invoke(args=["users", "mfa-reset", "alice"])
+    assert reset.exit_code == 0 and "Removed" in reset.output, reset.output
+    assert client.get("/account/sessions").status_code == 200
+    assert _userinfo(client, tokens["access_token"]) == 200
+    refreshed = OAuthActions(client).token("mobile-pkce", grant_type="refresh_token",
+                                           refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_json()
