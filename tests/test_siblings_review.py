@@ -15,6 +15,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts, verification
 from identity.services import mail as mail_service
+from races import amid_the_first
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
 
@@ -81,3 +82,21 @@ def test_an_address_change_asked_as_the_password_changes_is_ended_by_the_change(
         assert db.session.scalar(select(User.email).where(User.id == alice)) == "alice@example.com"
         assert audited("password_changed", "email_change_requested", "email_change_failed") in (
             ["password_changed", "email_change_failed"], ["email_change_requested", "password_changed"])
+
+
+def test_set_password_on_a_user_removed_meanwhile_says_no_such_user(app, runner, seeded):
+    """`users set-password alice` while another operator's `users remove alice` runs. The command
+    found the user by name, judged and hashed the new password, then wrote it to the object it had
+    found: the removal, committed between the two, left no row, and the command ended in
+    SQLAlchemy's traceback (an UPDATE that matched no row) instead of "no user 'alice'", the
+    answer when run after the removal."""
+    with app.app_context():
+        removed: dict = {}
+
+        def the_removal():
+            removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
+
+        with amid_the_first("users.username_normalized =", the_removal) as started:
+            result = runner.invoke(args=["users", "set-password", "alice"], input=NEW_PASSWORD + "\n")
+        assert started and "done" in removed and removed["done"] is None, removed
+        assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)

@@ -611,7 +611,14 @@ def set_password(username: str, new_password: str) -> User:
     problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
     if problems:
         raise ValidationFailed({"password": problems})
-    replace_password(user, new_password_hash(new_password), event="password_set")
+    password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
+    store.lock_user_row(user.id)
+    # by its id, not the object found: a `users remove` committed since leaves no row to write to
+    user = db.session.get(User, user.id, populate_existing=True)
+    if user is None:
+        db.session.rollback()
+        raise NotFound(f"no user {username!r}")
+    replace_password(user, password_hash, event="password_set")
     db.session.commit()
     metrics.count_password_change("cli")
     password_replaced(user, how=notifications.SET_BY_OPERATOR)
