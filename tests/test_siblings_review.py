@@ -15,7 +15,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts, verification
 from identity.services import mail as mail_service
-from races import amid_the_first
+from races import amid_the_first, amid_the_first_unless_queued
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
 
@@ -100,3 +100,27 @@ def test_set_password_on_a_user_removed_meanwhile_says_no_such_user(app, runner,
             result = runner.invoke(args=["users", "set-password", "alice"], input=NEW_PASSWORD + "\n")
         assert started and "done" in removed and removed["done"] is None, removed
         assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
+
+
+def test_a_client_update_on_a_client_removed_meanwhile_says_no_such_client(app, runner, seeded):
+    """`clients update spa --name ...` while another operator's `clients remove spa` runs. The
+    update read the client, validated the change, then wrote it to the object it had read: the
+    removal, committed between the two, left no row, and the command ended in SQLAlchemy's
+    traceback (an UPDATE that matched no row) instead of "no client 'spa'", the answer when run
+    after the removal (and the answer `clients disable` gives, which locks the row first)."""
+    from identity.models import Client
+    from identity.services import clients
+
+    with app.app_context():
+        removed: dict = {}
+
+        def the_removal():
+            removed.update(run_in_own_context(app, lambda: clients.remove_client("spa")))
+
+        with amid_the_first_unless_queued(app, "FROM clients", the_removal) as started:
+            result = runner.invoke(args=["clients", "update", "spa", "--name", "Single page"])
+        assert started and "done" in removed and removed["done"] is None, removed
+        # the removal first, or the update first and then the removal
+        assert (result.exit_code, result.output) in (
+            (1, "Error: no client 'spa'\n"), (0, "Updated client spa: client_name.\n")), repr(result.exception)
+        assert db.session.scalar(select(Client.id).where(Client.client_id == "spa")) is None

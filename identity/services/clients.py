@@ -262,11 +262,12 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     """Change the given fields of a client (ClientSchema names), validated as `add` and the seed
     validate the whole client; returns it with the names of the fields that changed. Its secrets
     are kept. Workers see the change within CLIENT_CACHE_SECONDS (their client snapshots)."""
-    client = get_client(client_id)
-    if client is None:
-        raise NotFound(f"no client {client_id!r}")
+    # judged and written under the row's lock: a removal committed after a read without it left
+    # no row to write (a traceback), and another update's change would be judged by a stale copy
+    client = _locked_client(client_id)
     unknown = set(changes) - set(_SCHEMA_FIELDS)
     if unknown:
+        db.session.rollback()
         raise ValidationFailed({name: ["cannot be changed with update"] for name in sorted(unknown)})
     # every stored field, not only those update may change: the schema would default the others
     # (require_mfa, the logout URIs, ...) and apply_client_data would write the defaults
@@ -277,6 +278,7 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     try:
         data = ClientSchema().load(raw)
     except ValidationError as err:
+        db.session.rollback()  # the row's lock ends here
         raise ValidationFailed({f"client {client_id!r} {name}": messages
                                 for name, messages in field_errors(err.messages).items()})
     data["client_name"] = data.get("client_name") or client.client_id
@@ -287,7 +289,7 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
         audit.record("client_updated", client_id=client.client_id, detail={"fields": changed})
         db.session.commit()
     else:
-        db.session.rollback()  # nothing to write: the scopes' lock ends here
+        db.session.rollback()  # nothing to write: the row's and the scopes' locks end here
     return client, changed
 
 
