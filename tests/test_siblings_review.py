@@ -7,14 +7,16 @@ run one after the other in some order, would have given."""
 
 import threading
 
+import pytest
 from sqlalchemy import select
 
 from conftest import ALICE_PASSWORD
 from identity.errors import ValidationFailed
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import accounts, verification
+from identity.services import accounts, mfa, verification
 from identity.services import mail as mail_service
+from mfa_actions import enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, amid_the_first_unless_queued
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
@@ -124,3 +126,32 @@ def test_a_client_update_on_a_client_removed_meanwhile_says_no_such_client(app, 
         assert (result.exit_code, result.output) in (
             (1, "Error: no client 'spa'\n"), (0, "Updated client spa: client_name.\n")), repr(result.exception)
         assert db.session.scalar(select(Client.id).where(Client.client_id == "spa")) is None
+
+
+@pytest.mark.parametrize("removed_when", ["before the factors are read", "after the factors are read"])
+def test_mfa_reset_on_a_user_removed_meanwhile_says_no_such_user(app, runner, seeded, mail, step_clock,
+                                                                  monkeypatch, removed_when):
+    """`users mfa-reset alice` (a lost phone) while another operator's `users remove alice` runs.
+    The command found the user, asked whether they had a second factor, removed what was there,
+    then read the user's address for the notice. The removal, committed after the question, left
+    no row to read: a traceback (ObjectDeletedError) after an `mfa_reset` audited for a user
+    already removed; committed before it, the command said "alice had no second factor." Either
+    way not "no user 'alice'", the answer when run after the removal."""
+    enrol_user(app)
+    asking = mfa.has_second_factor
+    removed: dict = {}
+
+    def removed_around_the_question(user_id):
+        if removed_when.startswith("before"):
+            removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
+        had = asking(user_id)
+        if not removed:
+            removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
+        return had
+
+    monkeypatch.setattr(mfa, "has_second_factor", removed_around_the_question)
+    with app.app_context():
+        result = runner.invoke(args=["users", "mfa-reset", "alice"])
+        assert removed["done"] is None, removed
+        assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
+        assert audited("mfa_reset", "user_removed") == ["user_removed"]

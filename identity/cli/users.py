@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 from marshmallow import ValidationError
 
 from ..clock import now
-from ..errors import ValidationFailed
+from ..errors import NotFound, ValidationFailed
 from ..services.input_schemas import UserSchema, field_errors
 from ..services import accounts, mfa, notifications, user_status
 from .common import with_schema, _when, _report, json_option, json_list_option, _read_password
@@ -119,8 +119,12 @@ def users_mfa_reset(username, as_json):
     user = accounts.find_user(username)
     if user is None:
         raise click.ClickException(f"no user {username!r}")
-    had = mfa.reset_factors(user.id)
+    to = notifications.addressee(user)  # read now: after the commit, a removal may have left no row to read
+    try:
+        had = mfa.reset_factors(user.id)
+    except NotFound:  # removed meanwhile
+        raise click.ClickException(f"no user {username!r}") from None
     if had:
-        notifications.second_factors_removed(user)
-    _report(as_json, f"Removed the second factors of {user.username}." if had else f"{user.username} had no second factor.",
-            username=user.username, removed=had)
+        notifications.second_factors_removed(to)
+    _report(as_json, f"Removed the second factors of {to.username}." if had else f"{to.username} had no second factor.",
+            username=to.username, removed=had)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import pyotp
 from flask import current_app
+from sqlalchemy import select
 
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, SignInTooOld, ValidationFailed
@@ -573,10 +574,17 @@ def reset_factors(user_id: int, *, by: str = "operator") -> bool:
     """Remove every second factor of a user (the operator's `users mfa-reset`); True if one was
     removed. A user without one: nothing is written, and no audit event (docs/cli.md)."""
     had = has_second_factor(user_id)
+    if had:
+        store.delete_totp_and_codes(user_id)
+        passkey_rows.remove_user_passkeys(user_id)
+    # read after the deletes: a `users remove` committed before them is seen (it took the factors
+    # with the user), and one committing later waits for this commit on the rows they hold
+    if db.session.scalar(select(User.id).where(User.id == user_id)) is None:
+        db.session.rollback()
+        raise NotFound("no such user")
     if not had:
+        db.session.rollback()
         return False
-    store.delete_totp_and_codes(user_id)
-    passkey_rows.remove_user_passkeys(user_id)
     audit.record("mfa_reset", user_id=user_id, detail={"by": by, "had_factor": had})
     db.session.commit()
     factors_changed(user_id)

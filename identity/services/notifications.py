@@ -124,13 +124,13 @@ def address_changed_by_operator(change: AddressChange) -> None:
                         when=now_text(), how=SET_BY_OPERATOR)
 
 
-def second_factors_removed(user: User) -> None:
+def second_factors_removed(to: Addressee) -> None:
     """Tell the user an operator removed their second factors (`users mfa-reset`), if they have an address."""
-    if not user.email:
+    if not to.email:
         return
     when = now_text()
-    mail.send_later(user.email, "second_factors_removed", user_id=user.id, name=user.name or user.username,
-                    username=user.username, when=when)
+    mail.send_later(to.email, "second_factors_removed", user_id=to.user_id, name=to.name, username=to.username,
+                    when=when)
 
 
 def sign_in_method_changed(user_id: int, what: str) -> None:
