@@ -16,7 +16,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts, mfa, verification
 from identity.services import mail as mail_service
-from mfa_actions import enrol_user, step_clock  # noqa: F401  (the fixture)
+from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, amid_the_first_unless_queued
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
@@ -155,3 +155,39 @@ def test_mfa_reset_on_a_user_removed_meanwhile_says_no_such_user(app, runner, se
         assert removed["done"] is None, removed
         assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
         assert audited("mfa_reset", "user_removed") == ["user_removed"]
+
+
+def test_a_right_code_typed_as_the_app_is_removed_is_not_counted_as_a_wrong_one(app, client, seeded, step_clock,
+                                                                               monkeypatch):
+    """alice types the code her app shows on the second sign-in step while the operator runs
+    `users mfa-reset alice` (she reported the phone lost), or she removes the app in another
+    browser. The step checked the code against the app, then spent it with a conditional UPDATE of
+    the app's row; the removal, committed between the two, left no row to change, and that was
+    taken for a code spent already: she was told "That code is not right", and the right code was
+    counted toward her lockout and audited as a bad one. After the removal the step sends her back
+    to the password, which alone signs her in now, counting nothing (as 8a1e4cf answers a passkey
+    removed while it signs in)."""
+    from identity.web.mfa import CODE_FAILED
+    from identity.web.second_factor import FACTORS_REMOVED
+
+    secret, _ = enrol_user(app)
+    assert password_step(client).headers["Location"].startswith("/account/login/mfa")
+    checking = mfa.check_code
+    removed: dict = {}
+
+    def removed_after_the_check(user_id, *args, **kwargs):
+        check = checking(user_id, *args, **kwargs)
+        if not removed:
+            removed.update(run_in_own_context(app, lambda: mfa.reset_factors(user_id)))
+        return check
+
+    monkeypatch.setattr(mfa, "check_code", removed_after_the_check)
+    answer = second_step(client, code_at(secret))
+    assert removed["done"] is True, removed
+    with app.app_context():
+        counted = db.session.scalar(select(User.failed_attempts).where(User.username == "alice"))
+        told_wrong = CODE_FAILED in answer.get_data(as_text=True)
+        assert (answer.status_code, told_wrong, counted) == (302, False, 0)
+        assert audited("mfa_failed", "mfa_reset") == ["mfa_reset"]
+    assert answer.headers["Location"].startswith("/account/login")
+    assert FACTORS_REMOVED in client.get(answer.headers["Location"]).get_data(as_text=True)

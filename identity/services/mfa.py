@@ -381,7 +381,13 @@ def code_spent(check: CodeCheck) -> None:
 
 def refuse_spent(user_id: int, check: CodeCheck, *, client_id: str | None = None) -> CodeCheck:
     """A right code whose spending changed no row (another request spent it first): refused as a
-    wrong one, counted and audited."""
+    wrong one, counted and audited. Unless the app, and its recovery codes with it, was removed
+    meanwhile (`users mfa-reset`, another browser): then no code could pass any more, and its
+    reservation is taken back, as a step that finds the removal before the check counts nothing
+    (web/second_factor.py: factors_removed_meanwhile)."""
+    if not has_totp(user_id):
+        write(lockout.released(check.reservation))
+        return CodeCheck(None)
     _record_bad_code(user_id, check.code, check.reservation, client_id=client_id, purpose=check.purpose)
     return CodeCheck(None, locked=check.reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
 

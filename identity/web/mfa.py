@@ -62,6 +62,8 @@ def second_step():
         if result.user is not None:
             principal = sign_in(result, remember=pending.get("remember", False), by_email=pending.get("by_email") is True)
             return _after_sign_in(principal, return_url)
+        if (sent_back := factors_removed_meanwhile(user.id, return_url)) is not None:  # as the code was checked
+            return sent_back
         error = code_error = CODE_FAILED  # announced above the form, and tied to its field
     elif form.errors.get("csrf_token"):
         error = "The form expired. Please try again."
