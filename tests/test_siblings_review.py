@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import ALICE_PASSWORD
-from identity.errors import ValidationFailed
+from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts, mfa, verification
@@ -191,3 +191,72 @@ def test_a_right_code_typed_as_the_app_is_removed_is_not_counted_as_a_wrong_one(
         assert audited("mfa_failed", "mfa_reset") == ["mfa_reset"]
     assert answer.headers["Location"].startswith("/account/login")
     assert FACTORS_REMOVED in client.get(answer.headers["Location"]).get_data(as_text=True)
+
+
+def test_an_address_change_asked_as_a_first_factor_is_set_up_is_ended_by_it(app, seeded, mail, step_clock,
+                                                                            monkeypatch):
+    """Someone who has alice's password and a session of hers asks to move the account to their
+    own address while alice sets up her first authenticator app. A first factor ends the address
+    changes asked without one (their asker holds the link, and from then on a change needs a
+    code). The request judged whether a code was needed before the password's check, and wrote
+    the pending address under the user's row lock without asking again: the app, confirmed
+    between the two, ended no pending change (there was none yet), and the one asked for without
+    a code was kept, its link mailed to the other address."""
+    checking = verification.verify_password
+    enrolled: dict = {}
+
+    def the_app_is_set_up_meanwhile(*args, **kwargs):
+        verdict = checking(*args, **kwargs)
+        if not enrolled:
+            thread = threading.Thread(target=lambda: enrolled.update(done=enrol_user(app)))
+            thread.start()
+            thread.join(60)
+        return verdict
+
+    with app.app_context():
+        alice = user_id("alice")
+        db.session.remove()
+        monkeypatch.setattr(verification, "verify_password", the_app_is_set_up_meanwhile)
+        try:
+            verification.request_email_change(alice, "mallory@example.net", ALICE_PASSWORD)
+        except SecondFactorRequired:  # the app first: a change now needs its code
+            pass
+        db.session.rollback()
+        mail_service.wait_until_sent()
+        assert "done" in enrolled, enrolled
+        assert db.session.scalar(select(User.pending_email).where(User.id == alice)) is None
+        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice)) == 0
+        assert audited("mfa_enabled", "email_change_requested") in (["mfa_enabled"], ["email_change_requested", "mfa_enabled"])
+
+
+def test_a_password_change_asked_as_a_first_factor_is_set_up_needs_its_code(app, seeded, mail, step_clock,
+                                                                           monkeypatch):
+    """Someone who has alice's password and a session of hers changes the password while alice
+    sets up her first authenticator app, after which a change needs its code. The change judged
+    whether a code was needed before the password's check, and wrote the new password under the
+    user's row lock without judging again: the app, confirmed between the two, was not asked for,
+    and the password changed without a code (alice's other sessions signed out, her password no
+    longer hers). The two one after the other: the change first, or the change asking for a code."""
+    checking = accounts.verify_password
+    enrolled: dict = {}
+
+    def the_app_is_set_up_meanwhile(*args, **kwargs):
+        verdict = checking(*args, **kwargs)
+        if not enrolled:
+            thread = threading.Thread(target=lambda: enrolled.update(done=enrol_user(app)))
+            thread.start()
+            thread.join(60)
+        return verdict
+
+    with app.app_context():
+        alice = user_id("alice")
+        db.session.remove()
+        monkeypatch.setattr(accounts, "verify_password", the_app_is_set_up_meanwhile)
+        try:
+            accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+        except SecondFactorRequired:  # the app first: a change now needs its code
+            pass
+        db.session.rollback()
+        assert "done" in enrolled, enrolled
+        assert audited("mfa_enabled", "password_changed") in (["mfa_enabled"], ["password_changed", "mfa_enabled"])
+        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice)) == 0
