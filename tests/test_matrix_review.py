@@ -16,11 +16,13 @@ from conftest import ALICE_PASSWORD
 from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
 from identity.models import AccountToken, AuditEvent, AuthorizationCode, RefreshToken, User
-from identity.services import accounts, user_status, verification
-from mfa_actions import enrol_user, step_clock  # noqa: F401  (the fixture)
-from races import amid_the_first, mobile_code, other_workers
+from identity.services import accounts, mfa, passkeys, user_status, verification
+from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
+from races import amid_the_first, in_thread, lock_waiters, mobile_code, other_workers, wait_until
+from webauthn_keys import SoftKey
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
+PASSKEY_ISSUER = "https://id.example.com"
 
 
 def test_sessions_end_also_ends_a_grant_whose_code_was_redeemed_while_it_ran(app, seeded, runner, client,
@@ -225,3 +227,68 @@ def test_an_operators_mfa_reset_spares_the_session_and_the_grants(app, seeded, r
     refreshed = OAuthActions(client).token("mobile-pkce", grant_type="refresh_token",
                                            refresh_token=tokens["refresh_token"])
     assert refreshed.status_code == 200, refreshed.get_json()
+
+
+@pytest.mark.parametrize("factor", ["app", "passkey"])
+@pytest.mark.parametrize("change", ["address", "password"])
+def test_a_first_factor_confirmed_after_a_changes_second_look_still_ends_or_stops_it(app, seeded, mail, database_uri,
+                                                                                    monkeypatch, step_clock, change,
+                                                                                    factor):
+    """The address and password changes ask again, under the user's row lock, whether a code is
+    needed (a first factor set up meanwhile). The set-up itself took no such lock: on PostgreSQL
+    alice's "Confirm", committed after that second look, neither waited for the change nor found
+    anything to end (the pending address was not written yet), and the change asked with the
+    password alone was kept after the factor that was to stop it. Either order of the two is
+    right: the change first, then ended by the factor; or the factor first, and the change refused."""
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        version = db.session.get(User, alice).password_version
+        if factor == "app":
+            secret = mfa.start_totp(alice)
+            set_up = lambda: mfa.confirm_totp(alice, code_at(secret))  # noqa: E731
+            enabled = "mfa_enabled"
+        else:
+            ceremony, key = passkeys.registration_options(alice, PASSKEY_ISSUER), SoftKey()
+            answer = key.registration(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id="id.example.com")
+            set_up = lambda: [passkeys.register(alice, PASSKEY_ISSUER, ceremony.state, answer).id]  # noqa: E731
+            enabled = "passkey_registered"
+        db.session.remove()
+    module = verification if change == "address" else accounts
+    real_code_required, confirmed, threads = module.mfa.code_required, {}, []
+
+    calls = []
+
+    def confirm_after_the_second_look(user_id, otp, *, recent_mfa):
+        needed = real_code_required(user_id, otp, recent_mfa=recent_mfa)
+        calls.append(needed)
+        if len(calls) == 2:  # the look under the lock: alice sets up her factor now, on another worker
+            def confirm():
+                with other_workers(database_uri) as (other,):
+                    with other.app_context():
+                        confirmed["codes"] = set_up()
+            threads.append(in_thread(confirmed, "thread", confirm))
+            if database_uri.startswith("postgresql"):  # to its end, or until it waits for our lock
+                wait_until(lambda: not threads[0].is_alive() or lock_waiters(app) > 0, timeout=60)
+        return needed
+
+    monkeypatch.setattr(module.mfa, "code_required", confirm_after_the_second_look)
+    with app.app_context():
+        try:
+            if change == "address":
+                verification.request_email_change(alice, "mallory@example.org", ALICE_PASSWORD)
+            else:
+                accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+        except SecondFactorRequired:  # the factor first: refused
+            pass
+        db.session.rollback()
+        threads[0].join(60)
+        assert len(confirmed.get("codes") or []) > 0, confirmed
+        user = db.session.get(User, alice)
+        assert (user.email, user.pending_email) == ("alice@example.com", None)
+        # the change and then the factor, or the factor and the change refused; never the factor,
+        # then a change that asked no code committed after it
+        events = [e.event for e in db.session.scalars(select(AuditEvent).where(AuditEvent.event.in_(
+            (enabled, "password_changed", "email_change_requested"))).order_by(AuditEvent.id))]
+        done = "email_change_requested" if change == "address" else "password_changed"
+        assert events in ([done, enabled], [enabled]), events
+        assert (user.password_version == version) == (events == [enabled] or change == "address")

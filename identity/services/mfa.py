@@ -204,7 +204,7 @@ def confirm_totp(user_id: int, code: str) -> list[str]:
     secret = pending_totp_secret(user_id)
     if secret is None:
         raise NotFound("no authenticator app is being set up")
-    first = not has_second_factor(user_id)
+    first = first_factor_locked(user_id)
     stamp = now()
     step = _step_of(secret, normalize_code(code), 0, code_time())
     if step is None or not store.confirm_totp(user_id, step, stamp):
@@ -228,6 +228,17 @@ def factors_changed(user_id: int) -> None:
     GET /localapi/account reports `mfa_enabled` (and a pending address change a first factor
     ended) as they now are, as after an address change."""
     bearer_cache.wait_out_cached_answers(user_id)
+
+
+def first_factor_locked(user_id: int) -> bool:
+    """Whether the factor being added is the user's first, judged under the user's row lock, held
+    until the caller's commit: a password or address change that found no factor asks again under
+    the same lock (accounts._code_required_now, verification.request_email_change), so it either
+    commits first, and the first factor then ends what it asked without one
+    (end_changes_asked_without_a_factor), or waits and finds the factor. Without the lock, on
+    PostgreSQL, a change could ask between this read and this commit, and be kept after it."""
+    user_rows.lock_user_row(user_id)
+    return not has_second_factor(user_id)
 
 
 def end_changes_asked_without_a_factor(user_id: int) -> None:

@@ -263,8 +263,8 @@ def register(user_id: int, issuer: str, state: dict | None, credential_json: str
                              "other_user": existing.user_id != user_id})
         db.session.commit()
         raise PasskeyRefused(ALREADY_REGISTERED)
+    first = mfa.first_factor_locked(user_id)
     count = len(store.user_passkeys(user_id))
-    first = not mfa.has_second_factor(user_id)
     passkey = Passkey(
         user_id=user_id,
         credential_id=credential_id,
