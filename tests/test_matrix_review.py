@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
-from conftest import ALICE_PASSWORD
+from conftest import ALICE_PASSWORD, csrf_token
 from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
 from identity.models import AccountToken, AuditEvent, AuthorizationCode, RefreshToken, User
 from identity.services import accounts, mfa, passkeys, user_status, verification
+from identity.web.second_factor import NEEDS_CODE
 from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, in_thread, lock_waiters, mobile_code, other_workers, wait_until
 from webauthn_keys import SoftKey
@@ -292,3 +293,39 @@ def test_a_first_factor_confirmed_after_a_changes_second_look_still_ends_or_stop
         done = "email_change_requested" if change == "address" else "password_changed"
         assert events in ([done, enabled], [enabled]), events
         assert (user.password_version == version) == (events == [enabled] or change == "address")
+
+
+@pytest.mark.parametrize("page", ["password", "email"])
+def test_a_page_refused_for_a_first_factor_set_up_meanwhile_asks_for_its_code(app, seeded, client, mail, database_uri,
+                                                                              monkeypatch, step_clock, page):
+    """The password and address pages, refused because alice set up her authenticator app while
+    the change was being checked (e990cea, 3ebf163), built their message for the factor as they
+    had found it before: none. The answer was a 403 with the same form, no message and no code
+    field; it asks for the code, as the page does for a user who had the app already."""
+    assert AuthActions(client).login().status_code == 302
+    module = accounts if page == "password" else verification
+    real_verify, happened = module.verify_password, []
+
+    def verify_then_set_up(stored_hash, password):  # the app is set up on another worker, right after the check
+        right = real_verify(stored_hash, password)
+        if not happened:
+            happened.append(1)
+            with other_workers(database_uri) as (other,):
+                enrol_user(other, "alice")
+        return right
+
+    form_page = client.get(f"/account/{page}")
+    token = csrf_token(form_page.get_data(as_text=True))
+    assert 'name="otp"' not in form_page.get_data(as_text=True) and 'name="change-otp"' not in form_page.get_data(as_text=True)
+    monkeypatch.setattr(module, "verify_password", verify_then_set_up)
+    if page == "password":
+        response = client.post("/account/password", data={"csrf_token": token, "current_password": ALICE_PASSWORD,
+                                                         "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+        field = 'name="otp"'
+    else:
+        response = client.post("/account/email", data={"change-csrf_token": token, "change-email": "alice@example.org",
+                                                       "change-current_password": ALICE_PASSWORD})
+        field = 'name="change-otp"'
+    body = response.get_data(as_text=True)
+    assert happened and response.status_code == 403, body[-800:]
+    assert NEEDS_CODE in body and field in body, body[-1500:]

@@ -154,7 +154,8 @@ def password():
         except AlreadyDone:  # this form sent again: its first copy changed the password
             changed = True
             form = ChangePasswordForm(formdata=None)
-        except SecondFactorRequired:
+        except SecondFactorRequired:  # asked as the account is now: a first factor set up since the look above
+            factor = mfa.factor_to_prove(current_user.user.id, recent_mfa=recent_mfa)
             errors, status = second_factor_errors(factor), 403
         except ValidationFailed as err:
             errors = err.errors

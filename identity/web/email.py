@@ -85,7 +85,8 @@ def email():
                                                   otp=change_form.otp.data or None, recent_mfa=recent_mfa, form=True)
                 sent, status = change_form.email.data.strip(), 200
                 change_form = ChangeEmailForm(prefix="change", formdata=None)
-            except SecondFactorRequired:
+            except SecondFactorRequired:  # asked as the account is now: a first factor set up since the look above
+                factor = mfa.factor_to_prove(user.id, recent_mfa=recent_mfa)
                 errors, status = second_factor_errors(factor), 403
             except ValidationFailed as err:
                 errors = err.errors
