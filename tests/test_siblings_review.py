@@ -260,3 +260,32 @@ def test_a_password_change_asked_as_a_first_factor_is_set_up_needs_its_code(app,
         assert "done" in enrolled, enrolled
         assert audited("mfa_enabled", "password_changed") in (["mfa_enabled"], ["password_changed", "mfa_enabled"])
         assert db.session.scalar(select(User.failed_attempts).where(User.id == alice)) == 0
+
+
+def test_a_code_typed_as_every_factor_is_removed_before_it_is_read_is_not_counted(app, client, seeded, step_clock,
+                                                                                  monkeypatch):
+    """As above, with the removal committed a moment earlier: after the step found alice with a
+    second factor, before her code was read against it. Finding no app to check the code
+    against, the step counted it toward her lockout and audited it as a bad code, then sent her
+    back to the password; a step that finds the removal first counts nothing."""
+    from identity.web.second_factor import FACTORS_REMOVED
+
+    secret, _ = enrol_user(app)
+    assert password_step(client).headers["Location"].startswith("/account/login/mfa")
+    reading = mfa._spending
+    removed: dict = {}
+
+    def removed_before_the_read(user_id, *args, **kwargs):
+        if not removed:
+            removed.update(run_in_own_context(app, lambda: mfa.reset_factors(user_id)))
+        return reading(user_id, *args, **kwargs)
+
+    monkeypatch.setattr(mfa, "_spending", removed_before_the_read)
+    answer = second_step(client, code_at(secret))
+    assert removed["done"] is True, removed
+    with app.app_context():
+        counted = db.session.scalar(select(User.failed_attempts).where(User.username == "alice"))
+        assert (answer.status_code, counted) == (302, 0)
+        assert audited("mfa_failed", "mfa_reset") == ["mfa_reset"]
+    assert answer.headers["Location"].startswith("/account/login")
+    assert FACTORS_REMOVED in client.get(answer.headers["Location"]).get_data(as_text=True)
