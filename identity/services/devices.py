@@ -166,7 +166,9 @@ def end_everything(user_id: int, *, by: str) -> list[Entry]:
     still accepts them from memory. What began while the entries were being ended (a grant, a
     sign-in) ends with them (_end_what_began_meanwhile)."""
     ended = end_all_but(user_id, None, by=by)
-    user_rows.move_password_version_on(user_id)  # first: a sign-in or password grant checked against it stores nothing now
+    # first: it locks the user's row (a password change or a disable waits), and a sign-in or
+    # password grant that checks the user after this commit stores nothing
+    user_rows.move_password_version_on(user_id)
     _end_what_began_meanwhile(user_id, reason=f"ended_by_{by}")
     issued_grants.revoke_user_access_tokens(user_id, reason=f"ended_by_{by}")
     db.session.commit()
