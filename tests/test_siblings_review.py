@@ -104,6 +104,29 @@ def test_set_password_on_a_user_removed_meanwhile_says_no_such_user(app, runner,
         assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
 
 
+def test_set_password_on_a_user_removed_right_after_its_commit_says_the_password_was_set(app, runner, seeded,
+                                                                                          monkeypatch):
+    """The same two commands, the removal committed right after set-password's own commit: the
+    command then read the user's address for its notice from the row, found none, and ended in
+    SQLAlchemy's traceback after the password had been set. The two, one after the other, set
+    the password and then removed the user: the command says it set it."""
+    counting = accounts.metrics.count_password_change
+    removed: dict = {}
+
+    def removed_after_the_commit(channel):
+        counting(channel)
+        if not removed:
+            removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
+
+    monkeypatch.setattr(accounts.metrics, "count_password_change", removed_after_the_commit)
+    with app.app_context():
+        result = runner.invoke(args=["users", "set-password", "alice"], input=NEW_PASSWORD + "\n")
+        assert "done" in removed and removed["done"] is None, removed
+        assert (result.exit_code, result.output) == (
+            0, "Password set for alice; their sessions and refresh tokens were revoked.\n"), repr(result.exception)
+        assert audited("password_set", "user_removed") == ["password_set", "user_removed"]
+
+
 def test_a_client_update_on_a_client_removed_meanwhile_says_no_such_client(app, runner, seeded):
     """`clients update spa --name ...` while another operator's `clients remove spa` runs. The
     update read the client, validated the change, then wrote it to the object it had read: the

@@ -587,10 +587,12 @@ def replace_password(user: User, password_hash: str, *, event: str,
     audit.record(event, user_id=user.id, client_id=client_id, detail=detail)
 
 
-def password_replaced(user: User, *, how: str, client_id: str | None = None) -> None:
-    """After replace_password's commit: wait until no worker accepts the older tokens, then tell the user."""
-    bearer_cache.wait_out_cached_answers(user.id)
-    notifications.password_changed(notifications.addressee(user), how=how, client_id=client_id)
+def password_replaced(to: notifications.Addressee, *, how: str, client_id: str | None = None) -> None:
+    """After replace_password's commit: wait until no worker accepts the older tokens, then tell the
+    user. `to` is read before the commit (notifications.addressee): after it, a `users remove` may
+    have left no row to read the address from."""
+    bearer_cache.wait_out_cached_answers(to.user_id)
+    notifications.password_changed(to, how=how, client_id=client_id)
 
 
 def new_password_verdict(user_id: int, new_password: str, current_password: str | None = None) -> Verdict:
@@ -619,9 +621,10 @@ def set_password(username: str, new_password: str) -> User:
         db.session.rollback()
         raise NotFound(f"no user {username!r}")
     replace_password(user, password_hash, event="password_set")
+    to = notifications.addressee(user)
     db.session.commit()
     metrics.count_password_change("cli")
-    password_replaced(user, how=notifications.SET_BY_OPERATOR)
+    password_replaced(to, how=notifications.SET_BY_OPERATOR)
     return user
 
 

@@ -196,7 +196,8 @@ def reset_password(token: str | None, new_password: str, confirm_password: str, 
             raise AlreadyDone()
         raise _refused("used", user_id=checked.row.user_id, client_id=client_id)
     accounts.replace_password(user, password_hash, event="password_reset", client_id=client_id)
+    to = notifications.addressee(user)
     db.session.commit()
     metrics.count_password_change("reset")
-    accounts.password_replaced(user, how=notifications.RESET_BY_LINK, client_id=client_id)
+    accounts.password_replaced(to, how=notifications.RESET_BY_LINK, client_id=client_id)
     return user
