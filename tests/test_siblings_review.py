@@ -312,3 +312,44 @@ def test_a_code_typed_as_every_factor_is_removed_before_it_is_read_is_not_counte
         assert audited("mfa_failed", "mfa_reset") == ["mfa_reset"]
     assert answer.headers["Location"].startswith("/account/login")
     assert FACTORS_REMOVED in client.get(answer.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_code_typed_as_the_app_is_removed_is_not_counted_while_a_passkey_remains(app, client, seeded, step_clock,
+                                                                                   monkeypatch):
+    """As above, for a user who has a passkey besides the app: the app removed in another browser
+    just before the code is read. No code could pass any more, so none is counted; the step stays
+    (her passkey still signs her in) and says the code did not work."""
+    from identity.services import passkeys
+    from identity.store import mfa as mfa_rows
+    from identity.web.mfa import CODE_FAILED
+    from webauthn_keys import SoftKey
+
+    secret, _ = enrol_user(app)
+    with app.app_context():
+        alice = user_id("alice")
+        ceremony, key = passkeys.registration_options(alice, "https://id.example.com"), SoftKey()
+        passkeys.register(alice, "https://id.example.com", ceremony.state,
+                          key.registration(ceremony.state["challenge"], origin="https://id.example.com",
+                                           rp_id="id.example.com"))
+        db.session.remove()
+    assert password_step(client).headers["Location"].startswith("/account/login/mfa")
+    reading = mfa._spending
+    removed: dict = {}
+
+    def the_app_removed(user_id):
+        mfa_rows.delete_totp_and_codes(user_id)
+        db.session.commit()
+
+    def removed_before_the_read(user_id, *args, **kwargs):
+        if not removed:
+            removed.update(run_in_own_context(app, lambda: the_app_removed(user_id)))
+        return reading(user_id, *args, **kwargs)
+
+    monkeypatch.setattr(mfa, "_spending", removed_before_the_read)
+    answer = second_step(client, code_at(secret))
+    assert "done" in removed and removed["done"] is None, removed
+    with app.app_context():
+        counted = db.session.scalar(select(User.failed_attempts).where(User.username == "alice"))
+        assert (answer.status_code, counted) == (400, 0), answer.get_data(as_text=True)[-600:]
+        assert CODE_FAILED in answer.get_data(as_text=True)
+        assert audited("mfa_failed") == []

@@ -366,8 +366,9 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
     transaction of what the code allows (store.writes.write_after), with `success` (the writes
     that settle its reservation and record it); so a write of that transaction that fails leaves
     the code (a recovery code: one of ten) usable for the next try. If `spending` changes no row,
-    the code was spent meanwhile: the caller answers with refuse_spent. A code that finds the user
-    with no second factor left (every one removed since the caller looked) is refused uncounted.
+    the code was spent meanwhile: the caller answers with refuse_spent. A code that finds the
+    user's app removed since the caller looked (recovery codes go with it: no code could pass) is
+    refused uncounted.
     """
     reservation = lockout.reserve(user_id)
     if reservation is None:
@@ -377,7 +378,7 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
         return CodeCheck(None, locked=True, retry_after=retry_after)
     normalized = normalize_code(code)
     spending = _spending(user_id, normalized)
-    if spending is None and not has_second_factor(user_id):  # every factor removed since the caller looked
+    if spending is None and not has_totp(user_id):  # the app (its recovery codes with it) removed since the caller looked
         write(lockout.released(reservation))  # no code could pass: nothing counted (as refuse_spent)
         return CodeCheck(None)
     if spending is None:
