@@ -17,7 +17,7 @@ from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
 from identity.models import AccountToken, AuditEvent, AuthorizationCode, RefreshToken, User
 from identity.services import accounts, mfa, passkeys, user_status, verification
-from identity.web.second_factor import NEEDS_CODE
+from identity.web.second_factor import FACTORS_CHANGED, NEEDS_CODE
 from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, in_thread, lock_waiters, mobile_code, other_workers, wait_until
 from webauthn_keys import SoftKey
@@ -329,3 +329,37 @@ def test_a_page_refused_for_a_first_factor_set_up_meanwhile_asks_for_its_code(ap
     body = response.get_data(as_text=True)
     assert happened and response.status_code == 403, body[-800:]
     assert NEEDS_CODE in body and field in body, body[-1500:]
+
+
+@pytest.mark.parametrize("page", ["password", "email"])
+def test_a_page_refused_for_a_factor_removed_since_says_to_try_again(app, seeded, client, mail, database_uri,
+                                                                     monkeypatch, step_clock, page):
+    """The converse: alice's change is refused for want of her app's code, and the app is removed
+    (her other browser, or `users mfa-reset`) before the page builds its answer. The page, asking
+    which factor the account needs now, found none, and answered a 403 with no message at all."""
+    assert AuthActions(client).login().status_code == 302
+    enrol_user(app, "alice")  # after the sign-in: this session did not use it
+    form_page = client.get(f"/account/{page}")
+    assert ('name="otp"' if page == "password" else 'name="change-otp"') in form_page.get_data(as_text=True)
+    token = csrf_token(form_page.get_data(as_text=True))
+    module = accounts if page == "password" else verification
+    real_code_required, removed = module.mfa.code_required, []
+
+    def refused_then_removed(user_id, otp, *, recent_mfa):
+        try:
+            return real_code_required(user_id, otp, recent_mfa=recent_mfa)
+        except SecondFactorRequired:
+            with other_workers(database_uri) as (other,), other.app_context():
+                removed.append(mfa.reset_factors(user_id))
+            raise
+
+    monkeypatch.setattr(module.mfa, "code_required", refused_then_removed)
+    if page == "password":
+        response = client.post("/account/password", data={"csrf_token": token, "current_password": ALICE_PASSWORD,
+                                                         "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    else:
+        response = client.post("/account/email", data={"change-csrf_token": token, "change-email": "alice@example.org",
+                                                       "change-current_password": ALICE_PASSWORD})
+    body = response.get_data(as_text=True)
+    assert removed == [True] and response.status_code == 403, body[-800:]
+    assert FACTORS_CHANGED in body, body[-1500:]

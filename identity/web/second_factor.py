@@ -15,11 +15,16 @@ STEP_ENDED = "The sign-in waited too long for its second step, or ended already.
 #: (`users mfa-reset` for a lost phone, or the app removed in another browser): the password alone signs in now
 FACTORS_REMOVED = "Your account has no second factor any more. Sign in with your password."
 NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again with your passkey, then come back here."
+#: a change refused for a second factor that was removed before the page could say which one
+FACTORS_CHANGED = "Your second factors changed while this was being checked. Please try again."
 
 
 def second_factor_errors(factor: str | None) -> dict[str, list[str]]:
     """A page's message for a change refused for want of a second factor (mfa.factor_to_prove):
-    a code in its field, or, for a passkey-only user, who has no code to give, a new sign-in."""
+    a code in its field, or, for a passkey-only user, who has no code to give, a new sign-in; for
+    none (removed since the change was refused), a new try."""
+    if factor is None:
+        return {"form": [FACTORS_CHANGED]}
     return {"form": [NEEDS_PASSKEY]} if factor == mfa.PASSKEY else {"otp": [NEEDS_CODE]}
 
 
