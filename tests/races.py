@@ -111,6 +111,19 @@ def amid_the_first_unless_queued(app, statement_part: str, run):
             other.join(60)
 
 
+def in_own_context(app, call, results: dict):
+    """A thread's work: `call` in an app context of its own, its result (or exception) in results["done"]."""
+    def run():
+        with app.app_context():
+            try:
+                results["done"] = call()
+            except Exception as err:  # reported to the test
+                results["done"] = err
+            finally:
+                db.session.remove()
+    return run
+
+
 def in_thread(results: dict, name, call) -> threading.Thread:
     """Run `call` in a started thread; its result (or the exception it raised) goes in results[name]."""
     def run():

@@ -152,6 +152,24 @@ def test_a_code_left_with_no_scope_by_scopes_remove_issues_nothing(app, seeded, 
         assert row.consumed_at is not None and row.issued_jti is None  # spent, and nothing issued with it
 
 
+def app_set_up_after_the_password_check(module, database_uri, monkeypatch) -> list:
+    """From now on, alice sets up her authenticator app on another worker right after `module`'s
+    next password check (accounts: a password change; verification: an address change); the list
+    returned holds 1 once she has."""
+    real_verify, happened = module.verify_password, []
+
+    def verify_then_set_up(stored_hash, password):
+        right = real_verify(stored_hash, password)
+        if not happened:
+            happened.append(1)
+            with other_workers(database_uri) as (other,):
+                enrol_user(other, "alice")
+        return right
+
+    monkeypatch.setattr(module, "verify_password", verify_then_set_up)
+    return happened
+
+
 def test_a_password_changed_as_a_first_factor_is_set_up_asks_for_its_code(app, seeded, database_uri, monkeypatch,
                                                                           step_clock):
     """alice sets up an authenticator app so that her password alone no longer changes anything;
@@ -162,17 +180,7 @@ def test_a_password_changed_as_a_first_factor_is_set_up_asks_for_its_code(app, s
         alice = db.session.scalar(select(User.id).where(User.username == "alice"))
         version = db.session.get(User, alice).password_version
         db.session.rollback()
-    real_verify, happened = accounts.verify_password, []
-
-    def verify_then_set_up(stored_hash, password):  # the app is set up on another worker, right after the check
-        right = real_verify(stored_hash, password)
-        if not happened:
-            happened.append(1)
-            with other_workers(database_uri) as (other,):
-                enrol_user(other, "alice")
-        return right
-
-    monkeypatch.setattr(accounts, "verify_password", verify_then_set_up)
+    happened = app_set_up_after_the_password_check(accounts, database_uri, monkeypatch)
     with app.app_context():
         try:
             accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
@@ -303,21 +311,11 @@ def test_a_page_refused_for_a_first_factor_set_up_meanwhile_asks_for_its_code(ap
     had found it before: none. The answer was a 403 with the same form, no message and no code
     field; it asks for the code, as the page does for a user who had the app already."""
     assert AuthActions(client).login().status_code == 302
-    module = accounts if page == "password" else verification
-    real_verify, happened = module.verify_password, []
-
-    def verify_then_set_up(stored_hash, password):  # the app is set up on another worker, right after the check
-        right = real_verify(stored_hash, password)
-        if not happened:
-            happened.append(1)
-            with other_workers(database_uri) as (other,):
-                enrol_user(other, "alice")
-        return right
-
     form_page = client.get(f"/account/{page}")
     token = csrf_token(form_page.get_data(as_text=True))
     assert 'name="otp"' not in form_page.get_data(as_text=True) and 'name="change-otp"' not in form_page.get_data(as_text=True)
-    monkeypatch.setattr(module, "verify_password", verify_then_set_up)
+    happened = app_set_up_after_the_password_check(accounts if page == "password" else verification, database_uri,
+                                                   monkeypatch)
     if page == "password":
         response = client.post("/account/password", data={"csrf_token": token, "current_password": ALICE_PASSWORD,
                                                          "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})

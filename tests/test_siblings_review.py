@@ -10,14 +10,11 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from conftest import ALICE_PASSWORD
-from identity.errors import SecondFactorRequired, ValidationFailed
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import accounts, mfa, verification
-from identity.services import mail as mail_service
+from identity.services import accounts, mfa
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
-from races import amid_the_first, amid_the_first_unless_queued
+from races import amid_the_first, amid_the_first_unless_queued, in_own_context
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
 
@@ -35,55 +32,10 @@ def run_in_own_context(app, call) -> dict:
     """Run `call` to its end in another thread, in an app context (and session) of its own: its
     result, or the exception it raised, in the dict returned under "done"."""
     results: dict = {}
-
-    def run():
-        with app.app_context():
-            try:
-                results["done"] = call()
-            except Exception as err:  # reported to the test
-                results["done"] = err
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=in_own_context(app, call, results))
     thread.start()
     thread.join(60)
     return results
-
-
-def test_an_address_change_asked_as_the_password_changes_is_ended_by_the_change(app, seeded, mail, monkeypatch):
-    """Someone who knows alice's password asks to move her account to their own address while
-    alice, told nothing yet, changes her password. The request checked the old password, then
-    took the user's row lock and wrote the pending address without asking whether the password
-    it checked was still hers: the change, committed between the two, had ended no pending
-    change (there was none yet), and the one asked for with the replaced password was kept, its
-    link mailed to the other address, where reset links go once it is followed. A password change
-    ends a pending address change; the two one after the other never leave one."""
-    checking = verification.verify_password
-    changed: dict = {}
-
-    def the_password_changes_meanwhile(*args, **kwargs):
-        verdict = checking(*args, **kwargs)
-        if not changed:
-            changed.update(run_in_own_context(
-                app, lambda: accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD).id))
-        return verdict
-
-    with app.app_context():
-        alice = user_id("alice")
-        db.session.remove()
-        monkeypatch.setattr(verification, "verify_password", the_password_changes_meanwhile)
-        try:
-            verification.request_email_change(alice, "mallory@example.net", ALICE_PASSWORD)
-        except ValidationFailed as err:  # the change first: the password is no longer hers
-            assert err.errors == {"current_password": ["The current password is incorrect."]}
-        db.session.rollback()
-        mail_service.wait_until_sent()
-        assert changed["done"] == alice, changed
-        assert db.session.scalar(select(User.pending_email).where(User.id == alice)) is None
-        assert db.session.scalar(select(User.email).where(User.id == alice)) == "alice@example.com"
-        assert audited("password_changed", "email_change_requested", "email_change_failed") in (
-            ["password_changed", "email_change_failed"], ["email_change_requested", "password_changed"])
 
 
 def test_set_password_on_a_user_removed_meanwhile_says_no_such_user(app, runner, seeded):
@@ -214,75 +166,6 @@ def test_a_right_code_typed_as_the_app_is_removed_is_not_counted_as_a_wrong_one(
         assert audited("mfa_failed", "mfa_reset") == ["mfa_reset"]
     assert answer.headers["Location"].startswith("/account/login")
     assert FACTORS_REMOVED in client.get(answer.headers["Location"]).get_data(as_text=True)
-
-
-def test_an_address_change_asked_as_a_first_factor_is_set_up_is_ended_by_it(app, seeded, mail, step_clock,
-                                                                            monkeypatch):
-    """Someone who has alice's password and a session of hers asks to move the account to their
-    own address while alice sets up her first authenticator app. A first factor ends the address
-    changes asked without one (their asker holds the link, and from then on a change needs a
-    code). The request judged whether a code was needed before the password's check, and wrote
-    the pending address under the user's row lock without asking again: the app, confirmed
-    between the two, ended no pending change (there was none yet), and the one asked for without
-    a code was kept, its link mailed to the other address."""
-    checking = verification.verify_password
-    enrolled: dict = {}
-
-    def the_app_is_set_up_meanwhile(*args, **kwargs):
-        verdict = checking(*args, **kwargs)
-        if not enrolled:
-            thread = threading.Thread(target=lambda: enrolled.update(done=enrol_user(app)))
-            thread.start()
-            thread.join(60)
-        return verdict
-
-    with app.app_context():
-        alice = user_id("alice")
-        db.session.remove()
-        monkeypatch.setattr(verification, "verify_password", the_app_is_set_up_meanwhile)
-        try:
-            verification.request_email_change(alice, "mallory@example.net", ALICE_PASSWORD)
-        except SecondFactorRequired:  # the app first: a change now needs its code
-            pass
-        db.session.rollback()
-        mail_service.wait_until_sent()
-        assert "done" in enrolled, enrolled
-        assert db.session.scalar(select(User.pending_email).where(User.id == alice)) is None
-        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice)) == 0
-        assert audited("mfa_enabled", "email_change_requested") in (["mfa_enabled"], ["email_change_requested", "mfa_enabled"])
-
-
-def test_a_password_change_asked_as_a_first_factor_is_set_up_needs_its_code(app, seeded, mail, step_clock,
-                                                                           monkeypatch):
-    """Someone who has alice's password and a session of hers changes the password while alice
-    sets up her first authenticator app, after which a change needs its code. The change judged
-    whether a code was needed before the password's check, and wrote the new password under the
-    user's row lock without judging again: the app, confirmed between the two, was not asked for,
-    and the password changed without a code (alice's other sessions signed out, her password no
-    longer hers). The two one after the other: the change first, or the change asking for a code."""
-    checking = accounts.verify_password
-    enrolled: dict = {}
-
-    def the_app_is_set_up_meanwhile(*args, **kwargs):
-        verdict = checking(*args, **kwargs)
-        if not enrolled:
-            thread = threading.Thread(target=lambda: enrolled.update(done=enrol_user(app)))
-            thread.start()
-            thread.join(60)
-        return verdict
-
-    with app.app_context():
-        alice = user_id("alice")
-        db.session.remove()
-        monkeypatch.setattr(accounts, "verify_password", the_app_is_set_up_meanwhile)
-        try:
-            accounts.change_password(alice, ALICE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
-        except SecondFactorRequired:  # the app first: a change now needs its code
-            pass
-        db.session.rollback()
-        assert "done" in enrolled, enrolled
-        assert audited("mfa_enabled", "password_changed") in (["mfa_enabled"], ["password_changed", "mfa_enabled"])
-        assert db.session.scalar(select(User.failed_attempts).where(User.id == alice)) == 0
 
 
 def test_a_code_typed_as_every_factor_is_removed_before_it_is_read_is_not_counted(app, client, seeded, step_clock,

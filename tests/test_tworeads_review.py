@@ -20,7 +20,7 @@ from identity.models import AuditEvent, Client, Consent, LogoutDelivery, TotpFac
 from identity.services import accounts, consent, mfa, passkeys, recovery, user_status, verification
 from identity.services import mail as mail_service
 from mfa_actions import SECRET_RE, code_at, post_mfa, step_clock  # noqa: F401  (the fixture)
-from races import amid_the_first, amid_the_first_unless_queued, other_workers
+from races import amid_the_first, amid_the_first_unless_queued, in_own_context, other_workers
 from webauthn_keys import SoftKey
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
@@ -34,19 +34,6 @@ def audited(*names: str) -> list[str]:
 
 def user_id(username: str) -> int:
     return db.session.scalar(select(User.id).where(User.username == username))
-
-
-def in_own_context(app, call, results: dict):
-    """A thread's work: `call` in an app context of its own, its result (or exception) in results["done"]."""
-    def run():
-        with app.app_context():
-            try:
-                results["done"] = call()
-            except Exception as err:  # reported to the test
-                results["done"] = err
-            finally:
-                db.session.remove()
-    return run
 
 
 def test_a_password_change_between_a_links_read_and_its_use_keeps_the_address(app, seeded, mail):
