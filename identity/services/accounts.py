@@ -2,6 +2,7 @@
 
 import secrets
 from dataclasses import dataclass
+from typing import NoReturn
 
 from flask import current_app
 from sqlalchemy import or_, select
@@ -437,7 +438,7 @@ def change_password(
     A user with a second factor also gives a code (`otp`) unless the caller's sign-in used one
     recently (`recent_mfa`: mfa.recently_verified); without one, SecondFactorRequired before the
     password is looked at (mfa.code_required), and again under the user's lock for a first factor
-    set up meanwhile (_code_required_now). The code is checked and spent last, in the
+    set up meanwhile (code_required_now). The code is checked and spent last, in the
     change's transaction (mfa.spend_code): a change refused for its passwords keeps the code.
 
     `password_version` is the version the caller's credential was issued under (the access
@@ -482,7 +483,8 @@ def change_password(
     if not store.hash_unchanged(user_id, user.password_hash):  # changed since the read
         _refuse_current_password(user_id, reservation, client_id, password_version=password_version,
                                  page=keep_sid is not None, new_password=new_password, confirm_password=confirm_password)
-    code_required = _code_required_now(user_id, otp, recent_mfa, reservation, client_id)
+    code_required = code_required_now(user_id, otp, recent_mfa, reservation, failed_event="password_change_failed",
+                                      client_id=client_id)
     if code_required:
         mfa.spend_code(user_id, otp, reservation, client_id=client_id)
     with lockout.taken_back_on_failure(reservation):
@@ -499,21 +501,29 @@ def change_password(
     return user
 
 
-def _code_required_now(user_id: int, otp: str | None, recent_mfa: bool, reservation: lockout.Reservation,
-                       client_id: str | None) -> bool:
-    """mfa.code_required asked again under the user's lock (store.hash_unchanged took it): a first
-    second factor set up since the question was first asked, before the password's check, wants
-    its code now. Without one the change is refused as it would have been after the factor
-    (SecondFactorRequired), audited, and its reservation taken back: the password was right."""
+def code_required_now(user_id: int, otp: str | None, recent_mfa: bool, reservation: lockout.Reservation, *,
+                      failed_event: str, client_id: str | None) -> bool:
+    """mfa.code_required asked again under the user's lock (the password and address changes
+    take it after their password's check): a first second factor set up since the question was
+    first asked, before that check, wants its code now. Without one the change is refused as it
+    would have been after the factor (refuse_changed_meanwhile)."""
     try:
         return mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
-    except SecondFactorRequired:
-        db.session.rollback()
-        db.session.execute(*lockout.released(reservation))
-        audit.record("password_change_failed", user_id=user_id, client_id=client_id,
-                     detail={"reason": "changed_meanwhile"})
-        db.session.commit()
-        raise
+    except SecondFactorRequired as err:
+        refuse_changed_meanwhile(user_id, reservation, err, failed_event=failed_event, client_id=client_id)
+
+
+def refuse_changed_meanwhile(user_id: int, reservation: lockout.Reservation, refusal: Exception, *,
+                             failed_event: str, client_id: str | None) -> NoReturn:
+    """A change to the account whose checks something committed meanwhile undid (a password
+    change, reset or disable; a first second factor): roll it back and raise `refusal`, the
+    answer it would have had after that event; audited (`failed_event`, reason
+    `changed_meanwhile`), and its reservation taken back: the password was right when it was sent."""
+    db.session.rollback()
+    db.session.execute(*lockout.released(reservation))
+    audit.record(failed_event, user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
+    db.session.commit()
+    raise refusal
 
 
 # How long after a password change the same form sent again (a double click, a resend of a post

@@ -19,12 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..errors import AccountLocked, NotFound, SecondFactorRequired, ValidationFailed
+from ..errors import AccountLocked, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
 from . import account_tokens, audit, bearer_cache, lockout, mail, mfa, notifications
-from .accounts import SENT_AGAIN_SECONDS, find_user, normalize_login
+from .accounts import SENT_AGAIN_SECONDS, code_required_now, find_user, normalize_login, refuse_changed_meanwhile
 from .clients import cached_client
 from .login_names import MAX_EMAIL_LENGTH, length_problem, mailbox_problem
 from .password_policy import normalize
@@ -231,12 +231,11 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         raise ValidationFailed({"email": ["This is your address already."]})
     user_rows.lock_user_row(user.id)  # requests for this user take turns from here to the commit
     if user_rows.password_version(user.id) != user.password_version:  # changed, reset or disabled since the check
-        _refuse_changed_meanwhile(user.id, reservation, client_id,
-                                  ValidationFailed({"current_password": ["The current password is incorrect."]}))
-    try:  # asked again under the lock: a first second factor set up since asks for its code now
-        code_required = mfa.code_required(user_id, otp, recent_mfa=recent_mfa)
-    except SecondFactorRequired as err:
-        _refuse_changed_meanwhile(user.id, reservation, client_id, err)
+        refuse_changed_meanwhile(user.id, reservation,
+                                 ValidationFailed({"current_password": ["The current password is incorrect."]}),
+                                 failed_event="email_change_failed", client_id=client_id)
+    code_required = code_required_now(user_id, otp, recent_mfa, reservation, failed_event="email_change_failed",
+                                      client_id=client_id)
     if form and _change_sent_again(user.id, new_email):
         db.session.execute(*lockout.released(reservation))  # a right password, and nothing more to do
         db.session.commit()
@@ -270,20 +269,6 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
                         name=user.name or user.username, new_email=notifications.masked_address(new_email),
                         when=notifications.now_text(), client_name=_client_name(client_id))
-
-
-def _refuse_changed_meanwhile(user_id: int, reservation: lockout.Reservation, client_id: str | None,
-                              refusal: Exception):
-    """A password change, reset, `users disable` or a first second factor committed between the
-    current password's check and the user's lock: each ends pending address changes, so one asked
-    under the account's earlier state must not be written after it. Raises `refusal`, the answer
-    the request would have had after that event; audited, and not counted toward lockout: the
-    password was right when it was sent."""
-    db.session.rollback()
-    db.session.execute(*lockout.released(reservation))
-    audit.record("email_change_failed", user_id=user_id, client_id=client_id, detail={"reason": "changed_meanwhile"})
-    db.session.commit()
-    raise refusal
 
 
 @dataclass
