@@ -8,7 +8,7 @@ from ..plumbing.login_session import (account_login_name, continues_session, hol
 from ..errors import AccountLocked, AlreadyDone, SecondFactorRequired, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
-from .second_factor import second_factor_errors, second_factor_fields
+from .second_factor import second_factor_fields, second_factor_refusal
 from ..services import accounts, browser_sessions, metrics, mfa
 from ..plumbing.headers import allow_form_target
 from ..oauth2.authorize import AuthorizationParams, authorize
@@ -154,9 +154,9 @@ def password():
         except AlreadyDone:  # this form sent again: its first copy changed the password
             changed = True
             form = ChangePasswordForm(formdata=None)
-        except SecondFactorRequired:  # asked as the account is now: a first factor set up since the look above
-            factor = mfa.factor_to_prove(current_user.user.id, recent_mfa=recent_mfa)
-            errors, status = second_factor_errors(factor), 403
+        except SecondFactorRequired:
+            factor, errors = second_factor_refusal(current_user.user.id, recent_mfa=recent_mfa)
+            status = 403
         except ValidationFailed as err:
             errors = err.errors
         except AccountLocked as err:

@@ -8,7 +8,7 @@ from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import client_network, limiter, link_refused, sensitive_limit
 from ..plumbing.login_session import account_login_name
 from .forms import ChangeEmailForm, SendLinkForm
-from .second_factor import second_factor_errors, second_factor_fields
+from .second_factor import second_factor_fields, second_factor_refusal
 from ..services import accounts, mfa, verification
 from .return_urls import pending_client, safe_return_url
 
@@ -85,9 +85,9 @@ def email():
                                                   otp=change_form.otp.data or None, recent_mfa=recent_mfa, form=True)
                 sent, status = change_form.email.data.strip(), 200
                 change_form = ChangeEmailForm(prefix="change", formdata=None)
-            except SecondFactorRequired:  # asked as the account is now: a first factor set up since the look above
-                factor = mfa.factor_to_prove(user.id, recent_mfa=recent_mfa)
-                errors, status = second_factor_errors(factor), 403
+            except SecondFactorRequired:
+                factor, errors = second_factor_refusal(user.id, recent_mfa=recent_mfa)
+                status = 403
             except ValidationFailed as err:
                 errors = err.errors
             except AccountLocked as err:

@@ -19,13 +19,16 @@ NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again wit
 FACTORS_CHANGED = "Your second factors changed while this was being checked. Please try again."
 
 
-def second_factor_errors(factor: str | None) -> dict[str, list[str]]:
-    """A page's message for a change refused for want of a second factor (mfa.factor_to_prove):
+def second_factor_refusal(user_id: int, *, recent_mfa: bool) -> tuple[str | None, dict[str, list[str]]]:
+    """A page's answer to a change refused for want of a second factor: the factor the account
+    has now (mfa.factor_to_prove), not the one the page found before the change (a first one may
+    have been set up since, or the last one removed), for second_factor_fields; and its message:
     a code in its field, or, for a passkey-only user, who has no code to give, a new sign-in; for
-    none (removed since the change was refused), a new try."""
+    none, a new try."""
+    factor = mfa.factor_to_prove(user_id, recent_mfa=recent_mfa)
     if factor is None:
-        return {"form": [FACTORS_CHANGED]}
-    return {"form": [NEEDS_PASSKEY]} if factor == mfa.PASSKEY else {"otp": [NEEDS_CODE]}
+        return factor, {"form": [FACTORS_CHANGED]}
+    return factor, {"form": [NEEDS_PASSKEY]} if factor == mfa.PASSKEY else {"otp": [NEEDS_CODE]}
 
 
 def second_factor_fields(factor: str | None) -> dict:
