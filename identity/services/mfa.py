@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import pyotp
 from flask import current_app
-from sqlalchemy import select
 
 from ..clock import now
 from ..errors import AccountLocked, Conflict, NotFound, SecondFactorRequired, SignInTooOld, ValidationFailed
@@ -233,9 +232,9 @@ def factors_changed(user_id: int) -> None:
 def first_factor_locked(user_id: int) -> bool:
     """Whether the factor being added is the user's first, judged under the user's row lock, held
     until the caller's commit: a password or address change that found no factor asks again under
-    the same lock (accounts._code_required_now, verification.request_email_change), so it either
-    commits first, and the first factor then ends what it asked without one
-    (end_changes_asked_without_a_factor), or waits and finds the factor. Without the lock, on
+    the same lock (accounts.code_required_now), so it either commits first, and the first factor
+    then ends what it asked without one (end_changes_asked_without_a_factor), or waits and finds
+    the factor. Without the lock, on
     PostgreSQL, a change could ask between this read and this commit, and be kept after it."""
     user_rows.lock_user_row(user_id)
     return not has_second_factor(user_id)
@@ -378,9 +377,8 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
         return CodeCheck(None, locked=True, retry_after=retry_after)
     normalized = normalize_code(code)
     spending = _spending(user_id, normalized)
-    if spending is None and not has_totp(user_id):  # the app (its recovery codes with it) removed since the caller looked
-        write(lockout.released(reservation))  # no code could pass: nothing counted (as refuse_spent)
-        return CodeCheck(None)
+    if spending is None and (refused := _uncounted_without_app(user_id, reservation)) is not None:
+        return refused  # the app removed since the caller looked
     if spending is None:
         _record_bad_code(user_id, normalized, reservation, client_id=client_id, purpose=purpose)
         return CodeCheck(None, locked=reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
@@ -395,15 +393,25 @@ def code_spent(check: CodeCheck) -> None:
     metrics.count_mfa(_kind(check.code), "success")
 
 
+def _uncounted_without_app(user_id: int, reservation: lockout.Reservation) -> CodeCheck | None:
+    """A code's refusal that counts nothing, when the user's app is gone (`users mfa-reset`,
+    another browser): its recovery codes went with it, so no code could pass any more, and a
+    step that finds the removal before the check counts nothing either
+    (web/second_factor.py: factors_removed_meanwhile). None while the app is there."""
+    if has_totp(user_id):
+        return None
+    write(lockout.released(reservation))
+    return CodeCheck(None)
+
+
 def refuse_spent(user_id: int, check: CodeCheck, *, client_id: str | None = None) -> CodeCheck:
     """A right code whose spending changed no row (another request spent it first): refused as a
     wrong one, counted and audited. Unless the app, and its recovery codes with it, was removed
     meanwhile (`users mfa-reset`, another browser): then no code could pass any more, and its
     reservation is taken back, as a step that finds the removal before the check counts nothing
     (web/second_factor.py: factors_removed_meanwhile)."""
-    if not has_totp(user_id):
-        write(lockout.released(check.reservation))
-        return CodeCheck(None)
+    if (refused := _uncounted_without_app(user_id, check.reservation)) is not None:
+        return refused
     _record_bad_code(user_id, check.code, check.reservation, client_id=client_id, purpose=check.purpose)
     return CodeCheck(None, locked=check.reservation.locked, retry_after=current_app.config["LOCKOUT_SECONDS"])
 
@@ -601,7 +609,7 @@ def reset_factors(user_id: int, *, by: str = "operator") -> bool:
         passkey_rows.remove_user_passkeys(user_id)
     # read after the deletes: a `users remove` committed before them is seen (it took the factors
     # with the user), and one committing later waits for this commit on the rows they hold
-    if db.session.scalar(select(User.id).where(User.id == user_id)) is None:
+    if user_rows.password_version(user_id) is None:  # no such user
         db.session.rollback()
         raise NotFound("no such user")
     if not had:
