@@ -344,15 +344,16 @@ def finish_sign_in(user: SessionUser, code: str, *, pending_id: str, amr: str = 
     if check.method is None:
         return SignInResult(None, locked=check.locked)
     methods = mfa.amr_with_second_factor(amr, check.method)
-    session, store = browser_sessions.new_session(user.id, amr=methods, password_version=user.password_version,
+    session, insert = browser_sessions.new_session(user.id, amr=methods, password_version=user.password_version,
                                                   client_id=client_id)
     try:
-        # the code is spent in the session's transaction: a write of it that fails leaves the code usable
+        # one transaction, which takes the user's row before the code's, in the order a change that
+        # spends a code takes them (store.writes.write_after); a write that fails leaves the code usable
         with lockout.taken_back_on_failure(check.reservation):
             stored = write_after(check.spending, spend_pending_write(user.id, pending_id), *check.success,
                                  audit.event_write("sign_in", user_id=user.id, client_id=client_id,
                                                    detail={"amr": methods}, password_version=user.password_version),
-                                 store)
+                                 insert, locked_first=store.user_row_lock(user.id))
     except IntegrityError:  # finished already, by a copy of the cookie (or a double click)
         return _changed_meanwhile(user.id, client_id, reason="finished_already")
     if stored is None:  # the code was spent meanwhile

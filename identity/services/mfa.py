@@ -549,6 +549,9 @@ def _spend_with_change(user_id: int, code: str, *, purpose: str, given_by: str |
         audit.record("mfa_failed", user_id=user_id, detail={"reason": "locked", "for": purpose})
         db.session.commit()
         raise AccountLocked(retry_after)
+    # the user's row before the code's, as the password and address changes and the second step
+    # take them: two requests spending a code of the same user then queue, never wait on each other
+    user_rows.lock_user_row(user_id)
     spend_code(user_id, code, reservation, purpose=purpose, given_by=given_by)
     db.session.execute(*lockout.settled(reservation))
 

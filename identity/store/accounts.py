@@ -67,6 +67,13 @@ def lock_user_row(user_id: int) -> None:
     _USER_LOCK(user_id)
 
 
+def user_row_lock(user_id: int) -> tuple:
+    """lock_user_row as a write to run first in a write_after transaction (store.writes), which
+    takes it on PostgreSQL only: there a write of the user's codes and then of the user's row
+    takes the row first, as the changes that lock it before they spend a code do."""
+    return _USER_LOCK.on_postgresql(user_id)
+
+
 def lock_user_row_for_key_change(user_id: int) -> None:
     """lock_user_row, for a change of the user's address (a unique key): FOR UPDATE on PostgreSQL."""
     _USER_KEY_LOCK(user_id)

@@ -25,3 +25,8 @@ class RowLock:
     def __call__(self, value) -> None:
         statement = self._update if autocommit_connection().is_sqlite else self._select
         db.session.execute(statement, {"locked": value})
+
+    def on_postgresql(self, value) -> tuple:
+        """PostgreSQL's lock as a write (statement, parameters), for a transaction that is not the
+        session's (store.writes.write_after's `locked_first`)."""
+        return self._select, {"locked": value}

@@ -82,25 +82,35 @@ def write_if(first: Write, then: Write | None) -> bool:
     return write_after(first, *((then,) if then is not None else ())) is not None
 
 
-def write_after(first: Write, *then: Write) -> list[int] | None:
+def write_after(first: Write, *then: Write, locked_first: Write | None = None) -> list[int] | None:
     """Run `first` and, only if it changed exactly one row, the statements `then`, as one
-    transaction: the rows each of `then` changed; None (nothing written) if `first` changed none."""
+    transaction: the rows each of `then` changed; None (nothing written) if `first` changed none.
+
+    `locked_first`, on PostgreSQL, runs before `first`: a row lock (store.accounts.user_row_lock)
+    that a transaction writing the same rows takes first too, so the two queue one behind the
+    other instead of each waiting for a row the other holds (a deadlock, one of them aborted).
+    SQLite's transaction holds the database's one write lock from its BEGIN: it needs none."""
     connection = autocommit_connection()
     if connection.is_sqlite:
         with connection.sqlite_write() as run:
             if run(first[0], _driver_values(first[1])) != 1:
                 return None
             return [run(statement, _driver_values(params)) for statement, params in then]
+    leading = (locked_first,) if locked_first is not None else ()
     durable = durable_alone(connection)
     if durable is not None:
-        if not then:
+        if not then and not leading:
             return [] if durable.write_count(first[0], _driver_values(first[1])) == 1 else None
         with durable.transaction() as run:
+            for statement, params in leading:
+                run(statement, _driver_values(params))
             if run(first[0], _driver_values(first[1])) != 1:
                 return None
             return [run(statement, _driver_values(params)) for statement, params in then]
     try:
         in_session = db.session.connection()
+        for statement, params in leading:
+            in_session.execute(statement, params)
         won = in_session.execute(*first).rowcount == 1
         counts = [_rows(statement, in_session.execute(statement, params)) for statement, params in then] if won else None
     except BaseException:
