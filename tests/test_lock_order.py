@@ -11,14 +11,17 @@ from sqlalchemy import select
 
 from conftest import ALICE_PASSWORD, postgresql_only
 from identity.extensions import db
-from identity.models import AuditEvent, User
-from identity.services import accounts, mfa, verification
+from identity.models import AuditEvent, RecoveryCode, TotpFactor, User
+from identity.services import accounts, mfa, passkeys, verification
+from identity.services.browser_sessions import SessionUser
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first_unless_queued, in_own_context, other_workers
+from webauthn_keys import SoftKey
 
 pytestmark = postgresql_only()
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
+PASSKEY_ISSUER, PASSKEY_RP_ID = "https://id.example.com", "id.example.com"
 
 
 def _change_password(user_id: int, code: str):
@@ -97,3 +100,58 @@ def test_new_recovery_codes_asked_with_a_code_as_a_second_step_finishes_both_get
     assert step.status_code == 302, step.get_data(as_text=True)
     assert "recovery_codes_regenerated" in events and "sign_in" in events and "mfa_failed" not in events, events
 
+
+def test_an_operator_mfa_reset_as_new_recovery_codes_are_made_leaves_none(app, seeded, runner, database_uri,
+                                                                          step_clock):
+    """An operator runs `users mfa-reset alice` (she lost her phone) at the moment a session of hers
+    that used the app minutes ago asks for new recovery codes. The reset took no lock of hers: it
+    removed the app and the codes it saw, and the ten new codes, written after, stayed, without
+    the app they belong to: codes that no page lists and that no sign-in asks for, but that still
+    stood for her second factor wherever a code is taken."""
+    enrol_user(app)
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+    reset = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            run_reset = in_own_context(operator, lambda: mfa.reset_factors(alice), reset)
+            with amid_the_first_unless_queued(app, "INSERT INTO recovery_codes", run_reset) as started:
+                codes = mfa.regenerate_recovery_codes(alice)
+            assert started and len(codes) == 10
+    assert reset["done"] is True, repr(reset["done"])
+    with app.app_context():
+        left = db.session.scalars(select(RecoveryCode.id).where(RecoveryCode.user_id == alice)).all()
+        app_left = db.session.scalars(select(TotpFactor.user_id).where(TotpFactor.user_id == alice)).all()
+        db.session.rollback()
+    assert (app_left, left) == ([], [])
+
+
+def test_an_operator_mfa_reset_as_a_passkey_finishes_a_sign_in_both_get_an_answer(app, seeded, database_uri):
+    """An operator runs `users mfa-reset alice` at the moment she finishes signing in with her
+    passkey (the second step). The step had recorded the passkey's use, then waited for her row
+    (her lockout count), which the reset held while it waited to remove the passkey: on
+    PostgreSQL one of the two was aborted, a 503 for her or a traceback for the operator."""
+    key = SoftKey()
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        alice, person = user.id, SessionUser.of(user)
+        ceremony = passkeys.registration_options(alice, PASSKEY_ISSUER)
+        passkeys.register(alice, PASSKEY_ISSUER, ceremony.state,
+                          key.registration(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID))
+        ceremony = passkeys.authentication_options(PASSKEY_ISSUER, alice)
+        answer = key.assertion(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID)
+        db.session.rollback()
+    reset = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            run_reset = in_own_context(operator, lambda: mfa.reset_factors(alice), reset)
+            with amid_the_first_unless_queued(app, "UPDATE passkeys", run_reset) as started:
+                _, result = passkeys.finish_sign_in(PASSKEY_ISSUER, ceremony.state, answer, person,
+                                                    pending_id="a-pending-id")
+            assert started
+    assert reset["done"] is True, repr(reset["done"])
+    assert result.user is not None and result.sid
+    with app.app_context():
+        assert passkeys.list_passkeys(alice) == []
+        db.session.rollback()

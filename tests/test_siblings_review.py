@@ -13,6 +13,7 @@ from sqlalchemy import select
 from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts, mfa
+from identity.store import accounts as user_rows
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, amid_the_first_unless_queued, in_own_context
 
@@ -103,33 +104,41 @@ def test_a_client_update_on_a_client_removed_meanwhile_says_no_such_client(app, 
         assert db.session.scalar(select(Client.id).where(Client.client_id == "spa")) is None
 
 
-@pytest.mark.parametrize("removed_when", ["before the factors are read", "after the factors are read"])
+@pytest.mark.parametrize("removed_when", ["before the reset takes the user", "while the reset runs"])
 def test_mfa_reset_on_a_user_removed_meanwhile_says_no_such_user(app, runner, seeded, mail, step_clock,
                                                                   monkeypatch, removed_when):
     """`users mfa-reset alice` (a lost phone) while another operator's `users remove alice` runs.
     The command found the user, asked whether they had a second factor, removed what was there,
     then read the user's address for the notice. The removal, committed after the question, left
     no row to read: a traceback (ObjectDeletedError) after an `mfa_reset` audited for a user
-    already removed; committed before it, the command said "alice had no second factor." Either
-    way not "no user 'alice'", the answer when run after the removal."""
+    already removed; committed before it, the command said "alice had no second factor." Now a
+    removal committed before the reset takes the user's row is told as "no user 'alice'", the
+    answer when run after the removal; one sent while the reset runs waits for it."""
     enrol_user(app)
-    asking = mfa.has_second_factor
     removed: dict = {}
+    if removed_when.startswith("before"):
+        locking, sent = user_rows.lock_user_row, []
 
-    def removed_around_the_question(user_id):
-        if removed_when.startswith("before"):
-            removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
-        had = asking(user_id)
-        if not removed:
-            removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
-        return had
+        def removed_before_the_lock(user_id):
+            if not sent:
+                sent.append(1)
+                removed.update(run_in_own_context(app, lambda: accounts.remove_user("alice")))
+            return locking(user_id)
 
-    monkeypatch.setattr(mfa, "has_second_factor", removed_around_the_question)
+        monkeypatch.setattr(user_rows, "lock_user_row", removed_before_the_lock)
+        with app.app_context():
+            result = runner.invoke(args=["users", "mfa-reset", "alice"])
+            assert removed["done"] is None, removed
+            assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
+            assert audited("mfa_reset", "user_removed") == ["user_removed"]
+        return
+    removal = in_own_context(app, lambda: accounts.remove_user("alice"), removed)
     with app.app_context():
-        result = runner.invoke(args=["users", "mfa-reset", "alice"])
-        assert removed["done"] is None, removed
-        assert (result.exit_code, result.output) == (1, "Error: no user 'alice'\n"), repr(result.exception)
-        assert audited("mfa_reset", "user_removed") == ["user_removed"]
+        with amid_the_first_unless_queued(app, "DELETE FROM totp_factors", removal) as started:
+            result = runner.invoke(args=["users", "mfa-reset", "alice"])
+        assert started and removed["done"] is None, removed
+        assert (result.exit_code, result.output) == (0, "Removed the second factors of alice.\n"), repr(result.exception)
+        assert audited("mfa_reset", "user_removed") == ["mfa_reset", "user_removed"]
 
 
 def test_a_right_code_typed_as_the_app_is_removed_is_not_counted_as_a_wrong_one(app, client, seeded, step_clock,

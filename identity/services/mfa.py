@@ -605,7 +605,12 @@ def remove_totp(user_id: int, password: str, code: str, *, given_by: str | None 
 
 def reset_factors(user_id: int, *, by: str = "operator") -> bool:
     """Remove every second factor of a user (the operator's `users mfa-reset`); True if one was
-    removed. A user without one: nothing is written, and no audit event (docs/cli.md)."""
+    removed. A user without one: nothing is written, and no audit event (docs/cli.md).
+
+    The user's row is taken first: a request of the user's that writes a factor (new recovery
+    codes, an app confirmed) under that lock either commits before the reset reads the factors,
+    which then go with the rest, or starts after it, and finds them gone."""
+    user_rows.lock_user_row(user_id)
     had = has_second_factor(user_id)
     if had:
         store.delete_totp_and_codes(user_id)

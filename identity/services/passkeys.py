@@ -34,6 +34,7 @@ from ..clock import now
 from ..errors import NotFound, PasskeyRefused
 from ..extensions import db
 from ..models import Passkey, User
+from ..store import accounts as user_rows
 from ..store import passkeys as store
 from . import account_tokens, audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult, pending_spent_until
@@ -448,6 +449,8 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     except (wa.WebAuthnException, ValueError, TypeError, KeyError) as err:  # InvalidBackupFlags too
         _failed(passkey.user_id, client_id, str(err))
     passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
+    if user_id is not None:  # the second step writes the user's row next: taken before the passkey's,
+        user_rows.lock_user_row(user_id)  # in the order a factor's removal or `users mfa-reset` takes them
     if not store.record_use(passkey_id, verified.new_sign_count, now()):
         db.session.rollback()
         if not store.passkey_exists(passkey_id):
