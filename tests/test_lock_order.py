@@ -101,6 +101,19 @@ def test_new_recovery_codes_asked_with_a_code_as_a_second_step_finishes_both_get
     assert "recovery_codes_regenerated" in events and "sign_in" in events and "mfa_failed" not in events, events
 
 
+def _amid_an_operator_mfa_reset(app, database_uri, user_id: int, statement_part: str, call):
+    """`call`'s result, and that of `users mfa-reset` (mfa.reset_factors, or the exception it
+    raised) run by an operator on another worker right after `call` made its first statement
+    naming `statement_part`."""
+    reset = {}
+    with other_workers(database_uri) as (operator,), app.app_context():
+        run_reset = in_own_context(operator, lambda: mfa.reset_factors(user_id), reset)
+        with amid_the_first_unless_queued(app, statement_part, run_reset) as started:
+            result = call()
+        assert started
+    return result, reset["done"]
+
+
 def test_an_operator_mfa_reset_as_new_recovery_codes_are_made_leaves_none(app, seeded, runner, database_uri,
                                                                           step_clock):
     """An operator runs `users mfa-reset alice` (she lost her phone) at the moment a session of hers
@@ -112,14 +125,9 @@ def test_an_operator_mfa_reset_as_new_recovery_codes_are_made_leaves_none(app, s
     with app.app_context():
         alice = db.session.scalar(select(User.id).where(User.username == "alice"))
         db.session.rollback()
-    reset = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            run_reset = in_own_context(operator, lambda: mfa.reset_factors(alice), reset)
-            with amid_the_first_unless_queued(app, "INSERT INTO recovery_codes", run_reset) as started:
-                codes = mfa.regenerate_recovery_codes(alice)
-            assert started and len(codes) == 10
-    assert reset["done"] is True, repr(reset["done"])
+    codes, reset = _amid_an_operator_mfa_reset(app, database_uri, alice, "INSERT INTO recovery_codes",
+                                               lambda: mfa.regenerate_recovery_codes(alice))
+    assert len(codes) == 10 and reset is True, repr(reset)
     with app.app_context():
         left = db.session.scalars(select(RecoveryCode.id).where(RecoveryCode.user_id == alice)).all()
         app_left = db.session.scalars(select(TotpFactor.user_id).where(TotpFactor.user_id == alice)).all()
@@ -142,15 +150,10 @@ def test_an_operator_mfa_reset_as_a_passkey_finishes_a_sign_in_both_get_an_answe
         ceremony = passkeys.authentication_options(PASSKEY_ISSUER, alice)
         answer = key.assertion(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID)
         db.session.rollback()
-    reset = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            run_reset = in_own_context(operator, lambda: mfa.reset_factors(alice), reset)
-            with amid_the_first_unless_queued(app, "UPDATE passkeys", run_reset) as started:
-                _, result = passkeys.finish_sign_in(PASSKEY_ISSUER, ceremony.state, answer, person,
-                                                    pending_id="a-pending-id")
-            assert started
-    assert reset["done"] is True, repr(reset["done"])
+    (_, result), reset = _amid_an_operator_mfa_reset(
+        app, database_uri, alice, "UPDATE passkeys",
+        lambda: passkeys.finish_sign_in(PASSKEY_ISSUER, ceremony.state, answer, person, pending_id="a-pending-id"))
+    assert reset is True, repr(reset)
     assert result.user is not None and result.sid
     with app.app_context():
         assert passkeys.list_passkeys(alice) == []
