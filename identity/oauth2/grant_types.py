@@ -229,10 +229,11 @@ class AuthorizationCodeGrant(AuthorizeRules, _AuthorizationCodeGrant):
     def save_token(self, token):
         """Consume the code and store the refresh token it produced (if any) in one write, after signing."""
         context = grant_context()
-        if not issued_grants.redeem_authorization_code(self.request.authorization_code.row, token.get("refresh_token"),
-                                                scope=token["scope"], access_token_jti=context.issued_jti,
-                                                access_expires_at=context.issued_expires_at):
-            raise InvalidGrantError("authorization code was already used")
+        refused = issued_grants.redeem_authorization_code(self.request.authorization_code.row, token.get("refresh_token"),
+                                                          scope=token["scope"], access_token_jti=context.issued_jti,
+                                                          access_expires_at=context.issued_expires_at)
+        if refused is not None:
+            raise InvalidGrantError(refused)
 
     def delete_authorization_code(self, authorization_code):
         pass  # consumed in save_token, once the tokens it produced are signed

@@ -82,9 +82,13 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
         burn_authorization_code(row, client_id, "invalid_grant", f"the code was issued to another client ({row.client_id})")
         return None
     if not times_are_live(row.session_created_at, row.session_last_seen_at):
-        burn_authorization_code(row, client_id, "invalid_grant", "the browser session that minted the code has ended")
+        burn_authorization_code(row, client_id, "invalid_grant", SESSION_ENDED)
         return None
     return row
+
+
+#: a code refused because its browser session ended (signed out, idle, too old) before it was redeemed
+SESSION_ENDED = "the browser session that minted the code has ended"
 
 
 def burn_authorization_code(row: CodeGrant, client_id: str, error: str, description: str | None) -> None:
@@ -160,20 +164,24 @@ def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
 
 
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,
-                              access_token_jti: str | None, access_expires_at: int | None = None) -> bool:
+                              access_token_jti: str | None, access_expires_at: int | None = None) -> str | None:
     """Consume a code, recording the access token it produced, and store the first refresh token of
-    its family, once: True for the one request that wins.
+    its family, once: None for the one request that wins; for another, why it lost.
 
-    Called after the tokens are signed, so the write is short (store.consume_code). The loser
-    revokes what the winner issued.
+    Called after the tokens are signed, so the write is short (store.consume_code). A loser whose
+    code's session was signed out since the read burns the code, as the read would have; any
+    other loser revokes what the winner issued.
     """
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
-    won = store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
-                             access_expires_at=access_expires_at, successor=successor if refresh_token else None)
-    if not won:
-        revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
-    return won
+    if store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
+                          access_expires_at=access_expires_at, successor=successor if refresh_token else None):
+        return None
+    if store.code_session_ended(row.id):  # signed out since the code was read: not a replay
+        burn_authorization_code(row, row.client_id, "invalid_grant", SESSION_ENDED)
+        return SESSION_ENDED
+    revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
+    return "authorization code was already used"
 
 
 def code_nonce_seen(client_id: str, nonce: str, user_id: int | None) -> bool:

@@ -17,7 +17,8 @@ Functions that say "in the session's transaction" leave the commit to their call
 import json
 from collections import namedtuple
 
-from sqlalchemy import CompoundSelect, Select, String, and_, bindparam, cast, exists, insert, select, text, union, update
+from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, exists, insert, or_, select, text, union,
+                        update)
 
 from ..extensions import db
 from ..models import (AuthorizationCode, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
@@ -48,11 +49,18 @@ _CODE_GRANT = (
 )
 CodeGrant = namedtuple("CodeGrant", [column.key for column in _CODE_GRANT.selected_columns])
 _CODES = AuthorizationCode.__table__
+_SESSIONS = UserSession.__table__
 # Unexpired as well as unused: a password change ends a user's codes by expiring them, and a
 # redemption that raced it loses here (or commits first, and the change revokes what it issued).
+# Its session not signed out either (one lookup by the session's unique public id): a sign-out
+# committed since the code was read ends it too. (A sign-out committing while this very statement
+# runs on PostgreSQL is not seen: it then tells the client, whose tokens came first.)
+_SESSION_NOT_ENDED = or_(_CODES.c.session_id.is_(None),
+                         exists().where(_SESSIONS.c.public_sid == _CODES.c.session_id, _SESSIONS.c.revoked_at.is_(None)))
 _CONSUME_CODE = (
     update(_CODES)
-    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"))
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"),
+           _SESSION_NOT_ENDED)
     .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"),
             access_expires_at=bindparam("access_expires_at"))
 )
@@ -85,6 +93,8 @@ _CONSUME_CODE_POSTGRESQL = _then_successor("""
         UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti,
                access_expires_at = CAST(:access_expires_at AS BIGINT)
         WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
+          AND (session_id IS NULL OR EXISTS (SELECT 1 FROM user_sessions
+                                             WHERE public_sid = authorization_codes.session_id AND revoked_at IS NULL))
         RETURNING family_id""")
 
 
@@ -97,6 +107,17 @@ def code_grant(code_hash: str) -> CodeGrant | None:
     """The code with this handle, its user and its unrevoked session's times, as committed (read only)."""
     found = autocommit_connection().first(_CODE_GRANT, {"code_hash": code_hash})
     return None if found is None else CodeGrant._make(found)
+
+
+_CODE_SESSION_ENDED = (
+    select(_CODES.c.id)
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), ~_SESSION_NOT_ENDED)
+)
+
+
+def code_session_ended(code_id: int) -> bool:
+    """Whether the code is unused and the browser session that minted it was signed out, as committed."""
+    return autocommit_connection().first(_CODE_SESSION_ENDED, {"code_id": code_id}) is not None
 
 
 def burn_code(code_id: int, stamp: int, *, then: Write | None = None) -> bool:

@@ -1,0 +1,42 @@
+"""A sign-out and a redemption of a code its session minted, a millisecond apart: the
+redemption read the code while its session was live, and the sign-out committed before the
+code was consumed. The sign-out is made to commit at that point (a hook on the redemption's
+read of the code's user, tests/races.py's way), never by timing."""
+
+from sqlalchemy import select
+
+from actions import AuthActions, OAuthActions
+from identity.extensions import db
+from identity.models import AuditEvent, AuthorizationCode, RefreshToken
+from identity.services import issued_grants
+from races import mobile_code, other_workers
+
+
+def test_a_code_redeemed_as_its_session_signs_out_issues_nothing(app, seeded, client, database_uri, monkeypatch):
+    """alice signs in to the phone's app, then at once signs out in that browser (a shared
+    computer), while the app redeems the code. The redemption had checked the code's session
+    before the sign-out and not again: it issued tokens, a refresh token among them, naming a
+    session that had ended, after the app's logout notice was queued. The app then held a grant
+    of a signed-out session that no sign-out would end."""
+    form = mobile_code(client, "openid offline_access")
+    reading, signed_out = issued_grants.user_of_grant, []
+
+    def signed_out_after_the_read(grant):
+        if not signed_out:
+            signed_out.append(AuthActions(client).logout())
+        return reading(grant)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", signed_out_after_the_read)
+    with other_workers(database_uri) as (phone,):
+        redeemed = OAuthActions(phone.test_client()).token("mobile-pkce", **form)
+    assert signed_out and signed_out[0].status_code in (200, 302), signed_out
+    body = redeemed.get_json()
+    assert (redeemed.status_code, body.get("error"), "access_token" in body) == (400, "invalid_grant", False), body
+    assert body["error_description"] == "the browser session that minted the code has ended"
+    with app.app_context():
+        code = db.session.scalar(select(AuthorizationCode).order_by(AuthorizationCode.id.desc()))
+        assert code.consumed_at is not None and code.issued_jti is None  # spent, and nothing issued with it
+        assert db.session.scalars(select(RefreshToken.id)).all() == []
+        refused = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "authorization_code_refused")).all()
+        assert [detail["description"] for detail in refused] == ["the browser session that minted the code has ended"]
+        db.session.rollback()
