@@ -1,13 +1,14 @@
 """writes.write: the sign-in path's statements run as one transaction, on either database."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from identity.extensions import db
-from identity.models import AuditEvent
+from identity.models import AuditEvent, User
 from identity.services import audit
-from identity.store.writes import write
+from identity.store import accounts as user_rows
+from identity.store.writes import write, write_after
 
 
 def test_statements_are_written_together_with_json_values(app):
@@ -28,3 +29,22 @@ def test_a_failing_statement_undoes_the_others(app):
         write(audit.event_write("probe_after"))  # the connection is usable again
     with app.app_context():
         assert [e.event for e in db.session.scalars(select(AuditEvent))] == ["probe_after"]
+
+
+@pytest.mark.parametrize("session_in_a_transaction", [False, True], ids=["on its own", "in the session's"])
+def test_a_row_lock_taken_first_leaves_the_writes_as_they_were(app, seeded, session_in_a_transaction):
+    """write_after's `locked_first` (PostgreSQL: a SELECT ... FOR NO KEY UPDATE before the
+    writes, on the durable connection or in the session's transaction; SQLite: nothing) changes
+    neither what is written nor the counts returned."""
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+        if session_in_a_transaction:
+            db.session.get(User, alice)
+        renamed = (update(User).where(User.id == bindparam("renamed")).values(name="Alice Probe"), {"renamed": alice})
+        counts = write_after(renamed, audit.event_write("probe_then", user_id=alice),
+                             locked_first=user_rows.user_row_lock(alice))
+    assert counts == [1]
+    with app.app_context():
+        assert db.session.get(User, alice).name == "Alice Probe"
+        assert [e.event for e in db.session.scalars(select(AuditEvent).where(AuditEvent.user_id == alice))] == ["probe_then"]
