@@ -1,0 +1,87 @@
+"""Review: the siblings of recent fixes, a second pass. A fix made on one path (a right code
+taken for a wrong one when the app was removed between its read and its spending, 44b2e52; a
+check made before a lock and not again under it; a message that tells the user nothing) often
+has a twin on another path or front door (the page, the local API, the CLI, the token endpoint)
+that it did not reach, or brings a defect of its own. Each test makes the other request commit at
+a chosen point, by a hook on a service call or a statement (tests/races.py), never by timing; the
+answer must be one the two, run one after the other in some order, would have given."""
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD, csrf_token
+from identity.extensions import db
+from identity.models import AuditEvent, User
+from identity.services import mfa
+from identity.web.second_factor import FACTORS_CHANGED
+from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
+from races import in_own_context, lock_waiters, wait_until
+
+NEW_PASSWORD = "a-long-new-passphrase-here"
+
+
+def audited(*names: str) -> list[str]:
+    """These audit events as recorded, oldest first."""
+    return list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.event.in_(names)).order_by(AuditEvent.id)))
+
+
+def started_unless_queued(app, call, results: dict) -> threading.Thread:
+    """Start `call` in another thread, in an app context of its own (its result in results["done"]),
+    and wait until it ends or waits for a lock (PostgreSQL). On SQLite the caller's transaction,
+    having written, holds the database's one write lock: `call` then commits only after it."""
+    other = threading.Thread(target=in_own_context(app, call, results), daemon=True)
+    other.start()
+    if db.engine.dialect.name != "sqlite":
+        wait_until(lambda: not other.is_alive() or lock_waiters(app) > 0, timeout=60)
+    return other
+
+
+@pytest.mark.parametrize("page", ["password", "email"])
+def test_a_right_code_given_with_a_change_as_the_app_is_removed_is_not_counted(app, seeded, client, mail, step_clock,
+                                                                               monkeypatch, page):
+    """alice changes her password (or her address) on the page, with the code her app shows, while
+    the operator runs `users mfa-reset alice` (she reported the phone lost), or she removes the app
+    in another browser. The change read the code against the app's row, then spent it with a
+    conditional UPDATE of that row; the removal, committed between the two, left no row to change,
+    and that was taken for a wrong code: she was told the code was not right, the right code was
+    counted toward her lockout and audited as a bad one (mfa_failed). The second sign-in step was
+    fixed for this in 44b2e52; the change must count nothing either, and say her second factors
+    changed and to try again (the page's answer to a change refused as the factors are removed)."""
+    assert AuthActions(client).login().status_code == 302
+    secret, _ = enrol_user(app, "alice")  # after the sign-in: this session did not use it
+    form_page = client.get(f"/account/{page}")
+    token = csrf_token(form_page.get_data(as_text=True))
+    with app.app_context():
+        version = db.session.scalar(select(User.password_version).where(User.username == "alice"))
+    reading, removed, others = mfa._spending, {}, []
+
+    def removed_after_the_read(user_id, *args, **kwargs):
+        spending = reading(user_id, *args, **kwargs)
+        if not others:
+            others.append(started_unless_queued(app, lambda: mfa.reset_factors(user_id), removed))
+        return spending
+
+    monkeypatch.setattr(mfa, "_spending", removed_after_the_read)
+    if page == "password":
+        answer = client.post("/account/password", data={
+            "csrf_token": token, "current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD, "otp": code_at(secret)})
+    else:
+        answer = client.post("/account/email", data={
+            "change-csrf_token": token, "change-email": "alice@example.org",
+            "change-current_password": ALICE_PASSWORD, "change-otp": code_at(secret)})
+    for other in others:
+        other.join(60)
+    body = answer.get_data(as_text=True)
+    with app.app_context():
+        assert removed.get("done") is True, removed
+        alice = db.session.scalars(select(User).where(User.username == "alice")).one()
+        if db.engine.dialect.name == "sqlite":  # the removal waited for the change's commit
+            assert answer.status_code == 200, body[-800:]
+        else:  # the removal came first: the change is refused for it, as if sent after it
+            assert (answer.status_code, FACTORS_CHANGED in body) == (403, True), body[-1500:]
+            assert (alice.password_version, alice.pending_email) == (version, None)
+        assert (alice.failed_attempts, audited("mfa_failed")) == (0, [])
