@@ -15,12 +15,14 @@ from actions import AuthActions
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import mfa
-from identity.web.second_factor import FACTORS_CHANGED
+from identity.services import mfa, passkeys
+from identity.web.second_factor import FACTORS_CHANGED, FACTORS_REMOVED
 from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
-from races import in_own_context, lock_waiters, wait_until
+from races import amid_the_first, in_own_context, lock_waiters, wait_until
+from webauthn_keys import SoftKey
 
 NEW_PASSWORD = "a-long-new-passphrase-here"
+ISSUER, RP_ID = "https://localhost", "localhost"  # the test client's (tests/test_passkeys_web.py)
 
 
 def audited(*names: str) -> list[str]:
@@ -85,3 +87,33 @@ def test_a_right_code_given_with_a_change_as_the_app_is_removed_is_not_counted(a
             assert (answer.status_code, FACTORS_CHANGED in body) == (403, True), body[-1500:]
             assert (alice.password_version, alice.pending_email) == (version, None)
         assert (alice.failed_attempts, audited("mfa_failed")) == (0, [])
+
+
+def test_a_passkey_second_step_as_the_factors_are_removed_is_not_counted(app, client, seeded):
+    """alice, her password typed, answers the second step with her passkey while the operator runs
+    `users mfa-reset alice` (or she removes the passkey in another browser). The step read the
+    passkey, then recorded its use; the removal, committed between the two, left it unknown: her
+    passkey was refused ("could not be verified"), the attempt was counted toward her lockout, and
+    she was kept on a second step her account no longer has. A code typed as the app is removed is
+    answered by sending her back to the password, which alone signs her in now, counting nothing
+    (44b2e52); so must a passkey be."""
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        key, ceremony = SoftKey(), passkeys.registration_options(alice, ISSUER)
+        passkeys.register(alice, ISSUER, ceremony.state,
+                          key.registration(ceremony.state["challenge"], origin=ISSUER, rp_id=RP_ID))
+        db.session.remove()
+    assert AuthActions(client).login().headers["Location"].startswith("/account/login/mfa")
+    csrf = csrf_token(client.get("/account/login/mfa").get_data(as_text=True))
+    options = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()
+    answer = key.assertion(options["challenge"], origin=ISSUER, rp_id=RP_ID)
+    removed: dict = {}
+    with app.app_context():
+        the_reset = in_own_context(app, lambda: mfa.reset_factors(alice), removed)
+        with amid_the_first("passkeys.credential_id =", the_reset) as started:
+            step = client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer})
+        assert started and removed.get("done") is True, removed
+        counted = db.session.scalar(select(User.failed_attempts).where(User.id == alice))
+    assert (step.status_code, counted) == (302, 0), step.get_data(as_text=True)[-600:]
+    assert step.headers["Location"].startswith("/account/login")
+    assert FACTORS_REMOVED in client.get(step.headers["Location"]).get_data(as_text=True)

@@ -36,6 +36,7 @@ from ..extensions import db
 from ..models import Passkey, User
 from ..store import accounts as user_rows
 from ..store import passkeys as store
+from ..store.writes import write
 from . import account_tokens, audit, browser_sessions, lockout, metrics, mfa, notifications
 from .accounts import SignInResult, pending_spent_until
 from .browser_sessions import SessionUser
@@ -355,7 +356,8 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
                    amr: str = mfa.AMR_PASSWORD, client_id: str | None = None) -> tuple[PasskeyUse, SignInResult]:
     """The second step with a passkey: after a right password, one of the user's passkeys (user
     verification preferred, not required: the password was the other factor). It counts toward
-    the lockout like a code (mfa.check_code), and a right one resets the count; the session's
+    the lockout like a code (mfa.check_code), and a right one resets the count (one refused as the
+    user's last factor is removed counts nothing); the session's
     methods are `amr` plus the passkey's (`hwk` or `swk`) and `mfa`. The half-finished sign-in's
     `pending_id` is spent with the session (accounts.spend_pending_write)."""
     reservation = lockout.reserve(user.id)
@@ -366,7 +368,11 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
     try:
         use = _verify(issuer, state, credential_json, user_id=user.id, client_id=client_id)
     except PasskeyRefused:
-        if reservation.locked:  # the attempt that reached the limit set the lock, as a wrong code does
+        if not mfa.has_second_factor(user.id):
+            # the factors removed as it was checked (`users mfa-reset`, another browser): no passkey
+            # could pass any more, so nothing is counted, as for a code (mfa.refuse_spent)
+            write(lockout.released(reservation))
+        elif reservation.locked:  # the attempt that reached the limit set the lock, as a wrong code does
             lockout.commit_refusal(reservation)
         raise
     methods = mfa.amr_with_second_factor(amr, use.method)

@@ -233,6 +233,8 @@ def second_step():
                                             pending_id=pending["id"], amr=pending.get("amr") or mfa.AMR_PASSWORD,
                                             client_id=pending_client_id(return_url))
     except PasskeyRefused as err:
+        if (sent_back := factors_removed_meanwhile(user.id, return_url)) is not None:  # as the passkey was checked
+            return sent_back
         client_name, redirect_uri = pending_client(return_url)
         allow_form_target(redirect_uri)
         return render_template("account/login_mfa.html", form=SecondFactorForm(formdata=None), error=str(err),
