@@ -9,13 +9,13 @@ answer must be one the two, run one after the other in some order, would have gi
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 
 from actions import AuthActions
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import mfa, passkeys
+from identity.services import accounts, mfa, passkeys
 from identity.web.second_factor import FACTORS_CHANGED, FACTORS_REMOVED
 from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, in_own_context, lock_waiters, wait_until
@@ -117,3 +117,36 @@ def test_a_passkey_second_step_as_the_factors_are_removed_is_not_counted(app, cl
     assert (step.status_code, counted) == (302, 0), step.get_data(as_text=True)[-600:]
     assert step.headers["Location"].startswith("/account/login")
     assert FACTORS_REMOVED in client.get(step.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("command", ["enable", "unlock"])
+def test_users_enable_or_unlock_on_a_user_removed_right_after_its_commit_says_what_it_did(app, runner, seeded,
+                                                                                          command):
+    """`users enable alice` (or `users unlock alice`) while another operator's `users remove alice`
+    runs, the removal committed right after the command's own commit. The command then read the
+    user's name for its message from the row (the ORM reloads what a commit expired), found none,
+    and ended in SQLAlchemy's traceback after it had enabled (unlocked) her, as `users
+    set-password` did before 63f8ca4. The two, one after the other, enabled her and then removed
+    her: the command says it enabled her."""
+    with app.app_context():
+        db.session.execute(update(User).where(User.username == "alice").values(enabled=False, failed_attempts=3))
+        db.session.commit()
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        removed: dict = {}
+
+        def removed_after_the_commit(session):
+            if not removed:
+                removed["started"] = True
+                thread = threading.Thread(target=in_own_context(app, lambda: accounts.remove_user("alice"), removed))
+                thread.start()
+                thread.join(60)
+
+        event.listen(db.session, "after_commit", removed_after_the_commit)
+        try:
+            result = runner.invoke(args=["users", command, "alice"])
+        finally:
+            event.remove(db.session, "after_commit", removed_after_the_commit)
+        assert removed.get("done", "not run") is None, removed
+        expected = "User alice is now enabled.\n" if command == "enable" else "User alice unlocked.\n"
+        assert (result.exit_code, result.output) == (0, expected), repr(result.exception)
+        assert db.session.get(User, alice) is None

@@ -75,18 +75,20 @@ def disable_user(username: str) -> StatusChange:
 def enable_user(username: str) -> StatusChange:
     """Let a disabled user sign in again."""
     user = _user(username)
+    name = user.username  # read now: after the commit, a `users remove` may have left no row to read it from
     changed = apply_enabled(user, True)
     db.session.commit()
-    return StatusChange(user.username, changed)
+    return StatusChange(name, changed)
 
 
 def unlock_user(username: str) -> StatusChange:
     """Clear a user's lockout: the failure count and any lock (nothing written or audited if neither is set)."""
     user = _user(username)
+    name = user.username  # read now: after the commit, a `users remove` may have left no row to read it from
     was_locked = user.locked_until > now()
     changed = bool(user.failed_attempts or user.locked_until)
     if changed:
         user.failed_attempts, user.locked_until = 0, 0
-        audit.record("user_unlocked", user_id=user.id, detail={"username": user.username, "was_locked": was_locked})
+        audit.record("user_unlocked", user_id=user.id, detail={"username": name, "was_locked": was_locked})
         db.session.commit()
-    return StatusChange(user.username, changed)
+    return StatusChange(name, changed)
