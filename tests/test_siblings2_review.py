@@ -150,3 +150,40 @@ def test_users_enable_or_unlock_on_a_user_removed_right_after_its_commit_says_wh
         expected = "User alice is now enabled.\n" if command == "enable" else "User alice unlocked.\n"
         assert (result.exit_code, result.output) == (0, expected), repr(result.exception)
         assert db.session.get(User, alice) is None
+
+
+def test_an_app_confirmed_as_another_browser_restarts_its_set_up_is_not_another_secret(app, client, seeded, step_clock,
+                                                                                      monkeypatch):
+    """alice sets up her authenticator app in one browser and clicks Confirm with the code her
+    phone shows, while her other browser (or tab) starts the set-up again, which replaces the
+    secret being set up. The confirmation read the secret and judged the code by it, then
+    confirmed whatever set-up was pending: the other browser's, committed between the two. She was
+    told her app was set up and given recovery codes, but the account now expects codes of a
+    secret her phone never saw: her next sign-in's codes are refused (and counted toward her
+    lockout), and only a recovery code lets her in. The two, one after the other: the restart
+    ends the set-up she was confirming, and her Confirm is refused, nothing set up."""
+    from identity.store import mfa as mfa_rows
+    from mfa_actions import SECRET_RE, post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+    started = post_mfa(client, "start")
+    secret = SECRET_RE.search(started.get_data(as_text=True)).group(1)
+    locking, restarted = mfa.first_factor_locked, {}
+
+    def restarted_before_the_lock(user_id):
+        if not restarted:
+            thread = threading.Thread(target=in_own_context(app, lambda: mfa.start_totp(user_id), restarted))
+            thread.start()
+            thread.join(60)
+        return locking(user_id)
+
+    monkeypatch.setattr(mfa, "first_factor_locked", restarted_before_the_lock)
+    confirmed = post_mfa(client, "confirm", code=code_at(secret))
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        stored, confirmed_at, _ = mfa_rows.totp_row(alice)
+        set_up = confirmed_at is not None
+        assert isinstance(restarted.get("done"), str) and restarted["done"] != secret, restarted
+        assert (confirmed.status_code, set_up) == (409, False), confirmed.get_data(as_text=True)[-800:]
+        assert mfa._secret(stored, alice) == restarted["done"]  # the other browser's set-up, still pending
+    assert "started again in another browser" in confirmed.get_data(as_text=True)

@@ -138,10 +138,14 @@ def start_totp(user_id: int) -> str:
 
 def pending_totp_secret(user_id: int) -> str | None:
     """The secret of the enrolment in progress, or None."""
+    stored = _pending_totp(user_id)
+    return None if stored is None else _secret(stored, user_id)
+
+
+def _pending_totp(user_id: int) -> str | None:
+    """The enrolment in progress as stored (its encrypted secret), or None."""
     row = store.totp_row(user_id)
-    if row is None or row[1] is not None:
-        return None
-    return _secret(row[0], user_id)
+    return None if row is None or row[1] is not None else row[0]
 
 
 def provisioning_uri(secret: str, account_name: str) -> str:
@@ -190,6 +194,10 @@ TOTP_SET_UP_ALREADY = ("your authenticator app is set up already; its recovery c
                        "click: if you did not save them, make new ones below")
 
 
+#: a "Confirm" whose enrolment another browser (or tab) started again meanwhile, with a new secret
+TOTP_STARTED_AGAIN = "the set-up was started again in another browser or tab; start again here"
+
+
 def ensure_totp_unconfirmed(user_id: int) -> None:
     """Conflict(TOTP_SET_UP_ALREADY) if the user's authenticator app is confirmed: checked before
     anything else a confirmation needs, so a second click is told what happened."""
@@ -200,15 +208,18 @@ def ensure_totp_unconfirmed(user_id: int) -> None:
 def confirm_totp(user_id: int, code: str) -> list[str]:
     """Confirm the enrolment with a valid code; returns the new recovery codes (shown once)."""
     ensure_totp_unconfirmed(user_id)
-    secret = pending_totp_secret(user_id)
-    if secret is None:
+    stored = _pending_totp(user_id)
+    if stored is None:
         raise NotFound("no authenticator app is being set up")
     first = first_factor_locked(user_id)
     stamp = now()
-    step = _step_of(secret, normalize_code(code), 0, code_time())
-    if step is None or not store.confirm_totp(user_id, step, stamp):
+    step = _step_of(_secret(stored, user_id), normalize_code(code), 0, code_time())
+    # only the enrolment the code was judged by: one started again since has another secret
+    if step is None or not store.confirm_totp(user_id, step, stamp, if_still=stored):
         db.session.rollback()
         ensure_totp_unconfirmed(user_id)  # confirmed meanwhile by the same form's other click
+        if _pending_totp(user_id) != stored:
+            raise NotFound(TOTP_STARTED_AGAIN)
         raise ValidationFailed({"code": ["That code is not right. Enter the 6 digits your app shows now."]})
     codes = _replace_recovery_codes(user_id, stamp)
     if first:
