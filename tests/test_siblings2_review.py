@@ -187,3 +187,36 @@ def test_an_app_confirmed_as_another_browser_restarts_its_set_up_is_not_another_
         assert (confirmed.status_code, set_up) == (409, False), confirmed.get_data(as_text=True)[-800:]
         assert mfa._secret(stored, alice) == restarted["done"]  # the other browser's set-up, still pending
     assert "started again in another browser" in confirmed.get_data(as_text=True)
+
+
+def test_removing_the_app_as_another_browser_removes_it_says_it_is_not_set_up(app, client, seeded, step_clock,
+                                                                              monkeypatch):
+    """alice removes her authenticator app on the factors page (her password and a code) while her
+    other browser removes it too, or the operator runs `users mfa-reset alice`. The removal read
+    her code against the app, then spent it; the other removal, committed between the two, left
+    no app, and the removal was refused as a wrong code (counted toward her lockout before
+    ffdce0d) on a page that no longer draws the code field the message goes to: a 400 that said
+    nothing at all. Run after the other removal, the page says no app is set up; so must it when
+    the two meet."""
+    from mfa_actions import post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+    secret, _ = enrol_user(app, "alice")
+    reading, removed = mfa._spending, {}
+
+    def removed_after_the_read(user_id, *args, **kwargs):
+        spending = reading(user_id, *args, **kwargs)
+        if not removed:
+            thread = threading.Thread(target=in_own_context(app, lambda: mfa.reset_factors(user_id), removed))
+            thread.start()
+            thread.join(60)
+        return spending
+
+    monkeypatch.setattr(mfa, "_spending", removed_after_the_read)
+    answer = post_mfa(client, "remove", password=ALICE_PASSWORD, code=code_at(secret))
+    body = answer.get_data(as_text=True)
+    with app.app_context():
+        assert removed.get("done") is True, removed
+        counted = db.session.scalar(select(User.failed_attempts).where(User.username == "alice"))
+    told_why = '<div class="alert__body">No authenticator app is set up.</div>' in body
+    assert (answer.status_code, told_why, counted) == (409, True, 0), body[-1500:]

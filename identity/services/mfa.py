@@ -610,6 +610,8 @@ def remove_totp(user_id: int, password: str, code: str, *, given_by: str | None 
     try:
         _spend_with_change(user_id, code, purpose="remove_factor", given_by=given_by)  # committed with the removal
     except SecondFactorRequired:
+        if not has_totp(user_id):  # removed meanwhile (another browser, `users mfa-reset`): uncounted (spend_code)
+            raise NotFound("no authenticator app is set up") from None
         raise ValidationFailed({"code": ["That code is not right, or was used already."]}) from None
     if not store.delete_totp_and_codes(user_id):  # removed meanwhile, by the same form's other post
         db.session.rollback()
