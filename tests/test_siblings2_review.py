@@ -220,3 +220,34 @@ def test_removing_the_app_as_another_browser_removes_it_says_it_is_not_set_up(ap
         counted = db.session.scalar(select(User.failed_attempts).where(User.username == "alice"))
     told_why = '<div class="alert__body">No authenticator app is set up.</div>' in body
     assert (answer.status_code, told_why, counted) == (409, True, 0), body[-1500:]
+
+
+def test_new_recovery_codes_asked_as_the_app_is_removed_say_why_they_are_not_made(app, client, seeded, step_clock,
+                                                                                  monkeypatch):
+    """alice asks for new recovery codes (with a code from her app) while her other browser removes
+    the app, or the operator runs `users mfa-reset alice`. The code, read against the app, found
+    no row to spend once the removal committed: refused, with its message beside the code field,
+    which the page, finding no app, no longer draws: a 403 that said nothing at all. Run after the
+    removal, the page says to set up an app first; so must it when the two meet."""
+    from mfa_actions import post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+    secret, _ = enrol_user(app, "alice")
+    reading, removed = mfa._spending, {}
+
+    def removed_after_the_read(user_id, *args, **kwargs):
+        spending = reading(user_id, *args, **kwargs)
+        if not removed:
+            thread = threading.Thread(target=in_own_context(app, lambda: mfa.reset_factors(user_id), removed))
+            thread.start()
+            thread.join(60)
+        return spending
+
+    monkeypatch.setattr(mfa, "_spending", removed_after_the_read)
+    answer = post_mfa(client, "regenerate", otp=code_at(secret))
+    body = answer.get_data(as_text=True)
+    with app.app_context():
+        assert removed.get("done") is True, removed
+        counted = db.session.scalar(select(User.failed_attempts).where(User.username == "alice"))
+    told_why = '<div class="alert__body">Set up an authenticator app first.</div>' in body
+    assert (answer.status_code, told_why, counted) == (409, True, 0), body[-1500:]

@@ -285,12 +285,16 @@ def _replace_recovery_codes(user_id: int, stamp: int) -> list[str]:
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 
 
+#: new recovery codes asked for by a user without an authenticator app (removed meanwhile, say)
+NO_APP_FOR_CODES = "set up an authenticator app first"
+
+
 def regenerate_recovery_codes(user_id: int) -> list[str]:
     """A new set of recovery codes; the old set stops working."""
     user_rows.lock_user_row(user_id)  # a second set asked for at once replaces this one, after its commit
     if not has_totp(user_id):
         db.session.rollback()
-        raise Conflict("set up an authenticator app first")
+        raise Conflict(NO_APP_FOR_CODES)
     codes = _replace_recovery_codes(user_id, now())
     audit.record("recovery_codes_regenerated", user_id=user_id)
     db.session.commit()

@@ -114,8 +114,15 @@ def factors():
                 session.pop(TOTP_ENROLMENT, None)
                 notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
             elif action == "regenerate":
-                mfa.prove_second_factor(user_id, forms["regenerate"].otp.data or None, recent_mfa=recent_mfa,
-                                        purpose="regenerate_codes", given_by=current_user.sid)
+                try:
+                    mfa.prove_second_factor(user_id, forms["regenerate"].otp.data or None, recent_mfa=recent_mfa,
+                                            purpose="regenerate_codes", given_by=current_user.sid)
+                except SecondFactorRequired:
+                    # the app removed as its code was checked: the page then draws no code field for
+                    # the refusal's message, so say what a request after the removal is told
+                    if not mfa.has_totp(user_id):
+                        raise Conflict(mfa.NO_APP_FOR_CODES) from None
+                    raise
                 recovery_codes = mfa.regenerate_recovery_codes(user_id)
                 notice = "New recovery codes: the old ones no longer work. Save these now: they are shown only once."
             elif action == "remove":
