@@ -11,7 +11,8 @@ from ..clock import now
 from ..constants import LOCAL_API_SCOPE, STANDARD_IDENTITY_RESOURCES
 from ..errors import ValidationFailed
 from ..extensions import db
-from ..models import ApiScope, Client
+from ..models import ApiScope, Client, User
+from ..store import accounts as user_rows
 from .input_schemas import SeedSchema, flatten_messages as _flatten
 from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
@@ -273,9 +274,9 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool, password_h
     `email_verified: false` (the default) leaves a verified address verified; a new address is
     verified only if the file says so.
     """
-    user = find_user(item["username"])
+    user = _locked_again(find_user(item["username"]), item)
     label = f"user {item['username']}"
-    if user is None:
+    if user is None:  # one removed since _hashes_first found it has no hash yet: build_user makes it (rare)
         user = build_user(item["username"], item["email"], item["name"], item["password"],
                           email_verified=item["email_verified"], password_hash=password_hash)
         if item.get("enabled") is False:
@@ -314,6 +315,19 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool, password_h
             report.password_changed.append(user.id)  # its tokens: waited out as after a password change
         changed = True
     (report.updated if changed else report.unchanged).append(label)
+
+
+def _locked_again(found: User | None, item: dict) -> User | None:
+    """The user found (read without a lock), read again under the row's lock, held to the commit;
+    None if none is left. Written to as read, the user a `users remove` committed since had no row
+    left to write (SQLAlchemy's StaleDataError, a traceback). The lock is a key change's when the
+    file changes the address (row_locks.py: a weaker lock raised by the address's UPDATE later in
+    the transaction could deadlock)."""
+    if found is None:
+        return None
+    changes_address = found.email_normalized != (normalize_login(item["email"]) if item["email"] else None)
+    (user_rows.lock_user_row_for_key_change if changes_address else user_rows.lock_user_row)(found.id)
+    return db.session.get(User, found.id, populate_existing=True)
 
 
 def _refuse_scopes_removed_meanwhile(clients: list[dict]) -> None:

@@ -1,0 +1,97 @@
+"""Review: the operator's front door (the `flask` CLI) against concurrent changes. Operators run
+the commands while the servers serve and while other operators run theirs; a command that reads
+a row, then writes it (after a hash, a check, a prompt) without holding the row's lock meets
+another's commit in between. Every such meeting must end as the two, run one after the other in
+some order, would have ended: a clear line and an exit code, never a traceback, and no change
+half written. Each test makes the other command commit at a chosen point, by a hook on a service
+call (tests/races.py's way), never by timing, and runs the commands in-process on the real
+database."""
+
+import json
+import threading
+
+from sqlalchemy import select
+
+from identity.extensions import db
+from identity.models import AuditEvent, User
+from identity.services import accounts, seed
+from races import in_own_context, lock_waiters, wait_until
+
+DEMO_PASSWORD = "tulip-quartz-harbor-917"
+
+
+def audited(*names: str) -> list[str]:
+    """These audit events as recorded, oldest first."""
+    return list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.event.in_(names)).order_by(AuditEvent.id)))
+
+
+def seed_file(tmp_path, doc: dict) -> str:
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def meanwhile_unless_queued(app, call, results: dict) -> threading.Thread:
+    """From a hook in this thread's transaction: `call` runs in another thread, in an app context
+    of its own (its result or exception in results["done"]), to its end, or only until it waits
+    for a lock this transaction holds (PostgreSQL: lock_waiters). On SQLite a transaction that has
+    written holds the database's one write lock, so `call` then commits nothing before this one
+    ends, and is only started. The caller joins the thread returned."""
+    other = threading.Thread(target=in_own_context(app, call, results), daemon=True)
+    other.start()
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        if not connection.connection.dbapi_connection.in_transaction:  # nothing of ours holds it back
+            other.join(60)
+    else:
+        wait_until(lambda: not other.is_alive() or lock_waiters(app) > 0, timeout=60)
+    return other
+
+
+def after_the_seeds_hashes(monkeypatch, app, name: str, call, results: dict) -> list:
+    """Hook `seed.<name>` (a read of a row the seed writes): its first call once the seed's hashes
+    are made (the read of the row to write, not the hashes' own) runs `call` meanwhile_unless_queued,
+    once. The list returned holds the thread."""
+    hashing, reading, threads, armed = seed._hashes_first, getattr(seed, name), [], []
+
+    def hashes(*args, **kwargs):
+        made = hashing(*args, **kwargs)
+        armed.append(True)
+        return made
+
+    def read(*args, **kwargs):
+        found = reading(*args, **kwargs)
+        if armed and not threads:
+            threads.append(meanwhile_unless_queued(app, call, results))
+        return found
+
+    monkeypatch.setattr(seed, "_hashes_first", hashes)
+    monkeypatch.setattr(seed, name, read)
+    return threads
+
+
+def test_a_seed_that_updates_a_user_removed_meanwhile_ends_without_a_traceback(app, runner, seeded, tmp_path,
+                                                                              monkeypatch):
+    """`flask seed users.json` (alice's name changed in it) while another operator's `users remove
+    alice` runs. The seed found alice, then wrote the file's fields to the object it had found,
+    with no lock on her row: the removal, committed between the two, left no row, and the seed
+    ended in SQLAlchemy's traceback (an UPDATE that matched no row), nothing seeded, instead of an
+    answer the two, one after the other, give: alice created anew from the file (the removal
+    first), or updated and then removed."""
+    doc = {"users": [{"username": "alice", "email": "alice@example.com", "password": DEMO_PASSWORD,
+                      "name": "Alice Renamed"}]}
+    removed: dict = {}
+    threads = after_the_seeds_hashes(monkeypatch, app, "find_user", lambda: accounts.remove_user("alice"), removed)
+    with app.app_context():
+        result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+        for thread in threads:
+            thread.join(60)
+        assert threads and "done" in removed and removed["done"] is None, removed
+        name = db.session.scalar(select(User.name).where(User.username == "alice"))
+        # the removal first, then the seed; or the seed first, then the removal
+        assert (result.exit_code, result.output, name) in (
+            (0, "created user alice\nSeeded: 1 created, 0 updated, 0 unchanged.\n", "Alice Renamed"),
+            (0, "updated user alice\nSeeded: 0 created, 1 updated, 0 unchanged.\n", None)), repr(result.exception)
+        assert audited("seeded", "user_removed") == (
+            ["seeded", "user_removed", "seeded"] if name else ["seeded", "seeded", "user_removed"])
+
