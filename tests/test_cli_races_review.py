@@ -13,8 +13,8 @@ import threading
 from sqlalchemy import select
 
 from identity.extensions import db
-from identity.models import AuditEvent, User
-from identity.services import accounts, seed
+from identity.models import AuditEvent, Client, User
+from identity.services import accounts, clients, seed
 from races import in_own_context, lock_waiters, wait_until
 
 DEMO_PASSWORD = "tulip-quartz-harbor-917"
@@ -95,3 +95,33 @@ def test_a_seed_that_updates_a_user_removed_meanwhile_ends_without_a_traceback(a
         assert audited("seeded", "user_removed") == (
             ["seeded", "user_removed", "seeded"] if name else ["seeded", "seeded", "user_removed"])
 
+
+def test_a_seed_that_updates_a_client_removed_meanwhile_ends_without_a_traceback(app, runner, seeded, tmp_path,
+                                                                                monkeypatch):
+    """`flask seed clients.json` (spa's name changed in it) while another operator's `clients
+    remove spa` runs. The seed read spa, then wrote the file's fields to the object it had read,
+    with no lock on its row (`clients update`, `disable`, `enable` and `remove` take it first): the
+    removal, committed between the two, left no row, and the seed ended in SQLAlchemy's traceback
+    (an UPDATE that matched no row), nothing seeded, instead of an answer the two, one after the
+    other, give: spa registered anew (the removal first), or updated and then removed."""
+    spa = next(c for c in seeded["clients"] if c["client_id"] == "spa")
+    doc = {"clients": [{**spa, "client_name": "Single page, renamed"}]}
+    removed: dict = {}
+    writing, threads = seed.apply_client_data, []
+
+    def removed_before_the_write(*args, **kwargs):  # the file's fields onto the client the seed read
+        if not threads:
+            threads.append(meanwhile_unless_queued(app, lambda: clients.remove_client("spa"), removed))
+        return writing(*args, **kwargs)
+
+    monkeypatch.setattr(seed, "apply_client_data", removed_before_the_write)
+    with app.app_context():
+        result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+        for thread in threads:
+            thread.join(60)
+        assert threads and "done" in removed and removed["done"] is None, removed
+        name = db.session.scalar(select(Client.client_name).where(Client.client_id == "spa"))
+        # the removal first, then the seed; or the seed first, then the removal
+        assert (result.exit_code, result.output, name) in (
+            (0, "created client spa\nSeeded: 1 created, 0 updated, 0 unchanged.\n", "Single page, renamed"),
+            (0, "updated client spa\nSeeded: 0 created, 1 updated, 0 unchanged.\n", None)), repr(result.exception)

@@ -13,6 +13,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import ApiScope, Client, User
 from ..store import accounts as user_rows
+from ..store import clients as client_rows
 from .input_schemas import SeedSchema, flatten_messages as _flatten
 from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
@@ -241,7 +242,12 @@ def _hashes_first(data: dict, reset_passwords: bool) -> tuple[list[list[str]], l
 
 
 def _seed_client(item: dict, report: SeedReport, hashes: list[str]) -> None:
-    client = get_client(item["client_id"])
+    # read under the row's lock, held to the commit, as every other client writer reads it
+    # (clients._locked_client): a `clients remove` committed after a read without it left no row
+    # to write (a traceback); none left, the client is registered anew, as after the removal
+    client_rows.lock_client_row(item["client_id"])
+    client = db.session.scalar(select(Client).where(Client.client_id == item["client_id"])
+                               .execution_options(populate_existing=True))
     label = f"client {item['client_id']}"
     if client is None:
         client = Client(created_at=now())
