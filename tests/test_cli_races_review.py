@@ -15,6 +15,7 @@ from sqlalchemy import select
 from identity.extensions import db
 from identity.models import AuditEvent, Client, User
 from identity.services import accounts, clients, seed
+from identity.services.passwords import verify_password
 from races import in_own_context, lock_waiters, wait_until
 
 DEMO_PASSWORD = "tulip-quartz-harbor-917"
@@ -125,3 +126,33 @@ def test_a_seed_that_updates_a_client_removed_meanwhile_ends_without_a_traceback
         assert (result.exit_code, result.output, name) in (
             (0, "created client spa\nSeeded: 1 created, 0 updated, 0 unchanged.\n", "Single page, renamed"),
             (0, "updated client spa\nSeeded: 0 created, 1 updated, 0 unchanged.\n", None)), repr(result.exception)
+
+
+def test_set_password_judges_the_password_by_the_address_the_user_has_when_it_is_set(app, runner, seeded, mail,
+                                                                                     monkeypatch):
+    """`users set-password alice` with the passphrase "tidal-orchid-lantern-52", while another
+    operator's seed moves alice to the address tidal-orchid-lantern-52@example.org. The command
+    judged the password against the address it read before its lock, then hashed and set it: the
+    seed, committed between the two, was not seen, and alice was given a password that is her own
+    address's name, which the policy refuses (as it does when the command runs after the seed)."""
+    chosen = "tidal-orchid-lantern-52"
+    doc = {"users": [{"username": "alice", "email": f"{chosen}@example.org", "password": DEMO_PASSWORD,
+                      "name": "Alice Example"}]}
+    hashing, moved = accounts.new_password_hash, {}
+
+    def moved_before_the_hash(password):
+        if not moved:
+            thread = meanwhile_unless_queued(app, lambda: seed.apply_seed(seed.load_seed(json.dumps(doc))).updated,
+                                             moved)
+            thread.join(60)
+        return hashing(password)
+
+    monkeypatch.setattr(accounts, "new_password_hash", moved_before_the_hash)
+    with app.app_context():
+        result = runner.invoke(args=["users", "set-password", "alice"], input=chosen + "\n")
+        assert moved.get("done") == ["user alice"], moved
+        alice = db.session.scalar(select(User).where(User.username == "alice"))
+        assert (result.exit_code, result.output) == (
+            1, "Error: password: The password must not be your user name or email address.\n"), repr(result.exception)
+        assert verify_password(alice.password_hash, DEMO_PASSWORD)
+        assert audited("password_set") == []

@@ -621,9 +621,8 @@ def set_password(username: str, new_password: str) -> User:
     user = find_user(username)
     if user is None:
         raise NotFound(f"no user {username!r}")
-    problems = password_problems(new_password, username=user.username, email=user.email, name=user.name)
-    if problems:
-        raise ValidationFailed({"password": problems})
+    judged = (user.username, user.email, user.name)
+    _refuse_weak_password(new_password, *judged)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)
     store.lock_user_row(user.id)
     # by its id, not the object found: a `users remove` committed since leaves no row to write to
@@ -631,12 +630,23 @@ def set_password(username: str, new_password: str) -> User:
     if user is None:
         db.session.rollback()
         raise NotFound(f"no user {username!r}")
+    if (user.username, user.email, user.name) != judged:  # an address or name changed since (a seed, a link)
+        _refuse_weak_password(new_password, user.username, user.email, user.name)
     replace_password(user, password_hash, event="password_set")
     to = notifications.addressee(user)
     db.session.commit()
     metrics.count_password_change("cli")
     password_replaced(to, how=notifications.SET_BY_OPERATOR)
     return user
+
+
+def _refuse_weak_password(new_password: str, username: str, email: str | None, name: str | None) -> None:
+    """set_password's policy check, against the user's names as read (the transaction, and any
+    lock it holds, end on a refusal)."""
+    problems = password_problems(new_password, username=username, email=email, name=name)
+    if problems:
+        db.session.rollback()
+        raise ValidationFailed({"password": problems})
 
 
 def get_user(user_id: int) -> User | None:
