@@ -16,7 +16,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, Client, User
 from identity.services import accounts, clients, seed
 from identity.services.passwords import verify_password
-from races import in_own_context, lock_waiters, wait_until
+from races import amid_the_first_unless_queued, in_own_context, lock_waiters, wait_until
 
 DEMO_PASSWORD = "tulip-quartz-harbor-917"
 
@@ -156,3 +156,28 @@ def test_set_password_judges_the_password_by_the_address_the_user_has_when_it_is
             1, "Error: password: The password must not be your user name or email address.\n"), repr(result.exception)
         assert verify_password(alice.password_hash, DEMO_PASSWORD)
         assert audited("password_set") == []
+
+
+def test_a_seed_that_updates_an_api_scope_removed_meanwhile_ends_without_a_traceback(app, runner, seeded, tmp_path):
+    """`flask seed scopes.json` (the reports scope's display name changed in it) while another
+    operator's `scopes remove reports` runs. The seed read the scope, then wrote the file's
+    fields to the object it had read, with no lock on its row: the removal, committed between the
+    two, left no row, and the seed ended in SQLAlchemy's traceback (an UPDATE that matched no row),
+    nothing seeded, instead of an answer the two, one after the other, give: the scope added anew
+    (the removal first), or updated and then removed."""
+    from identity.models import ApiScope
+    from identity.services import resources
+
+    with app.app_context():
+        resources.add_api_scope("reports", display_name="Reports")
+        doc = {"api_scopes": [{"name": "reports", "display_name": "Reports, renamed"}]}
+        removed: dict = {}
+        the_removal = in_own_context(app, lambda: resources.remove_api_scope("reports"), removed)
+        with amid_the_first_unless_queued(app, "WHERE api_scopes.name =", the_removal) as started:
+            result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+        assert started and "done" in removed and removed["done"] is None, removed
+        shown = db.session.scalar(select(ApiScope.display_name).where(ApiScope.name == "reports"))
+        # the removal first, then the seed; or the seed first, then the removal
+        assert (result.exit_code, result.output, shown) in (
+            (0, "created api scope reports\nSeeded: 1 created, 0 updated, 0 unchanged.\n", "Reports, renamed"),
+            (0, "updated api scope reports\nSeeded: 0 created, 1 updated, 0 unchanged.\n", None)), repr(result.exception)

@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import ApiScope, Client, User
 from ..store import accounts as user_rows
 from ..store import clients as client_rows
+from ..store.scopes import lock_api_scope_row
 from .input_schemas import SeedSchema, flatten_messages as _flatten
 from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
@@ -204,7 +205,11 @@ def load_seed(text: str | bytes) -> dict:
 
 
 def _seed_scope(item: dict, report: SeedReport) -> None:
-    scope = db.session.scalar(select(ApiScope).where(ApiScope.name == item["name"]))
+    # read under the row's lock, held to the commit: a `scopes remove` committed after a read
+    # without it left no row to write (a traceback); none left, the scope is added anew
+    lock_api_scope_row(item["name"])
+    scope = db.session.scalar(select(ApiScope).where(ApiScope.name == item["name"])
+                              .execution_options(populate_existing=True))
     label = f"api scope {item['name']}"
     if scope is None:
         db.session.add(ApiScope(**item))

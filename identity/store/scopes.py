@@ -1,12 +1,21 @@
-"""API scope rows: the lock a client's write takes on the scopes it allows, against their removal."""
+"""API scope rows: the lock a client's write takes on the scopes it allows, against their removal,
+and the lock a change of one scope takes."""
 
 from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import ApiScope
 from .connection import autocommit_connection
+from .row_locks import RowLock
 
 _SCOPES = ApiScope.__table__
+_SCOPE_LOCK = RowLock(_SCOPES, _SCOPES.c.name)
+
+
+def lock_api_scope_row(name: str) -> None:
+    """Make the session's transaction the only one changing (or removing) this API scope until it
+    ends (row_locks.py), as lock_client_row does for a client. Take it before reading the scope."""
+    _SCOPE_LOCK(name)
 
 
 def lock_api_scopes(names) -> set[str]:
