@@ -181,3 +181,29 @@ def test_a_seed_that_updates_an_api_scope_removed_meanwhile_ends_without_a_trace
         assert (result.exit_code, result.output, shown) in (
             (0, "created api scope reports\nSeeded: 1 created, 0 updated, 0 unchanged.\n", "Reports, renamed"),
             (0, "updated api scope reports\nSeeded: 0 created, 1 updated, 0 unchanged.\n", None)), repr(result.exception)
+
+
+def test_a_seed_whose_address_another_user_took_meanwhile_says_so(app, runner, seeded, tmp_path, monkeypatch):
+    """`flask seed users.json` (alice moved to shared@example.com in it) while another operator's
+    `users add carol --email shared@example.com` commits, after the seed checked the file against
+    the database. The seed's write met the address's unique key; the command redid the seed once,
+    against the check it had made before, and ended in "database error: " and the database's
+    own words about a unique constraint, instead of the answer it gives when run after the add:
+    the address belongs to another user."""
+    doc = {"users": [{"username": "alice", "email": "shared@example.com", "password": DEMO_PASSWORD,
+                      "name": "Alice Example"}]}
+    hashing, added = seed._hashes_first, {}
+
+    def added_before_the_hashes(*args, **kwargs):
+        if not added:
+            meanwhile_unless_queued(app, lambda: accounts.create_user(
+                "carol", "marble-violet-canyon-482", email="shared@example.com").username, added).join(60)
+        return hashing(*args, **kwargs)
+
+    monkeypatch.setattr(seed, "_hashes_first", added_before_the_hashes)
+    with app.app_context():
+        result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+        assert added.get("done") == "carol", added
+        address = db.session.scalar(select(User.email).where(User.username == "alice"))
+        assert (result.exit_code, result.output, address) == (
+            1, "Error: user 'alice': email: belongs to another user\n", "alice@example.com"), repr(result.exception)

@@ -25,11 +25,13 @@ def seed_command(file, reset_passwords, as_json):
 
     Existing users keep their passwords unless --reset-passwords is given.
     """
-    data = load_seed(file.read())
+    text = file.read()
+    data = load_seed(text)
     try:
         report = apply_seed(data, reset_passwords=reset_passwords)
-    except IntegrityError:  # another seed committed the same rows first: redo against what it wrote
-        report = apply_seed(data, reset_passwords=reset_passwords)
+    except IntegrityError:  # another seed or command committed the same rows first: redo against what it wrote,
+        # checked against it too (an address another user was given meanwhile is refused as one they had before)
+        report = apply_seed(load_seed(text), reset_passwords=reset_passwords)
     if as_json:
         click.echo(json.dumps({"created": report.created, "updated": report.updated,
                                "unchanged": len(report.unchanged)}, sort_keys=True))
