@@ -9,8 +9,9 @@ database."""
 
 import json
 import threading
+from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from identity.extensions import db
 from identity.models import AuditEvent, Client, User
@@ -47,6 +48,25 @@ def meanwhile_unless_queued(app, call, results: dict) -> threading.Thread:
     else:
         wait_until(lambda: not other.is_alive() or lock_waiters(app) > 0, timeout=60)
     return other
+
+
+@contextmanager
+def right_after_the_next_commit(app, call, results: dict):
+    """Within: right after the next commit of this thread's session, `call` runs in another
+    thread, in an app context of its own, to its end (this session holds no lock then); its
+    result or exception in results["done"]."""
+    def after_commit(session):
+        if "started" not in results and session is db.session():
+            results["started"] = True
+            other = threading.Thread(target=in_own_context(app, call, results))
+            other.start()
+            other.join(60)
+
+    event.listen(db.session, "after_commit", after_commit)
+    try:
+        yield
+    finally:
+        event.remove(db.session, "after_commit", after_commit)
 
 
 def after_the_seeds_hashes(monkeypatch, app, name: str, call, results: dict) -> list:
@@ -207,3 +227,22 @@ def test_a_seed_whose_address_another_user_took_meanwhile_says_so(app, runner, s
         address = db.session.scalar(select(User.email).where(User.username == "alice"))
         assert (result.exit_code, result.output, address) == (
             1, "Error: user 'alice': email: belongs to another user\n", "alice@example.com"), repr(result.exception)
+
+
+def test_clients_add_on_a_client_removed_right_after_its_commit_says_it_was_added(app, runner, seeded):
+    """`clients add reports-job --grant-type client_credentials` while another operator's (or a
+    cleanup script's) `clients remove reports-job` runs, the removal committed right after the
+    add's own commit. The command then read the client's id for its line from the row, found
+    none, and ended in SQLAlchemy's traceback (ObjectDeletedError) after the client was added:
+    the generated secret, shown only then, was never shown. The two, one after the other, added
+    and then removed it: the command says it added it, and shows its secret."""
+    with app.app_context():
+        removed: dict = {}
+        with right_after_the_next_commit(app, lambda: clients.remove_client("reports-job"), removed):
+            result = runner.invoke(args=["clients", "add", "reports-job", "--grant-type", "client_credentials",
+                                         "--scope", "IdentityServerApi"])
+        assert "done" in removed and removed["done"] is None, removed
+        assert (result.exit_code, result.output.splitlines()[:1]) == (0, ["Added client reports-job."]), \
+            repr(result.exception)
+        assert result.output.splitlines()[1].startswith("Client secret (shown only now, store it safely): ")
+        assert audited("client_added", "client_removed") == ["client_added", "client_removed"]

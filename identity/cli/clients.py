@@ -56,11 +56,12 @@ def clients_add(client_id, public, as_json, **options):
     """Register a client; a confidential client's generated secret is printed once."""
     raw = {"client_id": client_id, **_client_fields(options)}
     raw["client_name"] = raw["client_name"] or client_id
-    client, secret = clients.add_client(raw, generate_secret=not public)
+    # the id as given (stored as given): the row, read after the commit, may be gone by then (a removal)
+    _, secret = clients.add_client(raw, generate_secret=not public)
     if as_json:  # the secret is in it, once, as in the text
-        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret}, sort_keys=True))
+        click.echo(json.dumps({"client_id": client_id, "client_secret": secret}, sort_keys=True))
         return
-    click.echo(f"Added client {client.client_id}.")
+    click.echo(f"Added client {client_id}.")
     if secret:
         click.echo(f"Client secret (shown only now, store it safely): {secret}")
 
