@@ -4,8 +4,8 @@ a row, then writes it (after a hash, a check, a prompt) without holding the row'
 another's commit in between. Every such meeting must end as the two, run one after the other in
 some order, would have ended: a clear line and an exit code, never a traceback, and no change
 half written. Each test makes the other command commit at a chosen point, by a hook on a service
-call (tests/races.py's way), never by timing, and runs the commands in-process on the real
-database."""
+call, a statement or a commit (tests/races.py's way), never by timing, and runs the commands
+in-process on the real database."""
 
 import json
 import threading
