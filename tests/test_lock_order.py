@@ -11,11 +11,12 @@ from sqlalchemy import select
 
 from conftest import ALICE_PASSWORD, postgresql_only
 from identity.extensions import db
-from identity.models import AuditEvent, RecoveryCode, TotpFactor, User
-from identity.services import accounts, mfa, passkeys, verification
+from actions import OAuthActions
+from identity.models import AuditEvent, Client, Consent, RecoveryCode, RefreshToken, TotpFactor, User
+from identity.services import accounts, clients, consent, mfa, passkeys, verification
 from identity.services.browser_sessions import SessionUser
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
-from races import amid_the_first_unless_queued, in_own_context, other_workers
+from races import amid_the_first_unless_queued, in_own_context, mobile_code, other_workers
 from webauthn_keys import SoftKey
 
 pytestmark = postgresql_only()
@@ -158,3 +159,43 @@ def test_an_operator_mfa_reset_as_a_passkey_finishes_a_sign_in_both_get_an_answe
     with app.app_context():
         assert passkeys.list_passkeys(alice) == []
         db.session.rollback()
+
+
+def _outcome(call):
+    """What `call` returned, or the exception it raised (reported by the test's assertion)."""
+    try:
+        return call()
+    except Exception as err:  # reported to the test
+        return err
+
+
+def test_an_app_revoked_by_its_user_as_the_operator_removes_it_both_get_an_answer(app, seeded, client, database_uri):
+    """alice revokes an app on her connected apps page at the moment an operator runs `clients
+    remove` for it. The revocation deleted her consent, then revoked her codes and refresh tokens
+    there; the removal deleted the app's codes and refresh tokens, then its consents. Each held
+    rows the other waited for: on PostgreSQL one of the two was aborted, a 503 "database
+    unavailable" for her or a traceback for the operator."""
+    tokens = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access"))
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        consent.remember_consent(alice, "mobile-pkce", ["openid", "offline_access"])  # "Allow", remembered
+    removed: dict = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            removal = in_own_context(operator, lambda: clients.remove_client("mobile-pkce"), removed)
+            with amid_the_first_unless_queued(app, "DELETE FROM consents", removal) as started:
+                revoked = _outcome(lambda: consent.revoke_grant(alice, "mobile-pkce"))
+            db.session.rollback()
+            assert started
+            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.client_id == "mobile-pkce")
+                                        .order_by(AuditEvent.id)).all()
+            left = (db.session.scalar(select(Client.id).where(Client.client_id == "mobile-pkce")),
+                    db.session.scalars(select(Consent.id).where(Consent.client_id == "mobile-pkce")).all(),
+                    db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all())
+            db.session.rollback()
+    # her revocation went through, and the removal, queued behind it, too
+    assert revoked is None, repr(revoked)
+    assert removed["done"] is None, repr(removed["done"])
+    assert events[-2:] == ["consent_revoked", "client_removed"], events
+    assert left == (None, [], [])

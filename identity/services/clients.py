@@ -208,8 +208,12 @@ def _delete_issued(client_id: str) -> None:
 
     SessionClient too: a client registered again under this id must not be told (nor framed at)
     the sign-outs of sessions that signed in to this one; nor sent the tokens queued for this
-    one, which name only the id and a URI the new registration may share."""
-    for model in (AuthorizationCode, RefreshToken, Consent, StandaloneAccessToken, SessionClient):
+    one, which name only the id and a URI the new registration may share.
+
+    Consents first, then codes, then refresh tokens: the order in which a user's revocation of the
+    app (consent.revoke_grant) and `scopes remove` (issued_grants.drop_scope) take a user's rows,
+    so that on PostgreSQL the two queue instead of each waiting for rows the other holds."""
+    for model in (Consent, AuthorizationCode, RefreshToken, StandaloneAccessToken, SessionClient):
         db.session.execute(delete(model).where(model.client_id == client_id))
     logout_rows.give_up_client_deliveries(client_id, now(), "the client was removed")
 
