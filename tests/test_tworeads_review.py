@@ -8,6 +8,7 @@ calls a given service, so the interleaving is made by a hook, never by timing; t
 one that the two, run one after the other in some order, would have given."""
 
 import re
+import threading
 
 import pytest
 from sqlalchemy import select, update
@@ -312,3 +313,32 @@ def test_a_link_sent_again_as_the_new_address_changes_goes_to_the_address_pendin
         linked = [message["X-Envelope-To"] for message in mail.messages
                   if message["X-Envelope-To"] in ("alice@example.org", "alice@example.net")]
         assert "alice@example.net" in linked, linked
+
+
+def test_a_passkey_sign_in_whose_user_is_removed_as_it_commits_is_answered(app, monkeypatch):
+    """`users remove alice` commits right after Alice's sign-in with her passkey alone has
+    committed. The sign-in read her name and address for its answer after its commit, from a row
+    the removal had deleted: a 500 (ObjectDeletedError) for a sign-in that had been stored (and
+    then removed with her), where one a moment earlier was answered and one a moment later refused."""
+    from identity.services import metrics
+
+    with app.app_context():
+        alice, subject, key, _ = alice_with_a_passkey()
+        ceremony = passkeys.authentication_options(ISSUER)
+        answer = key.assertion(ceremony.state["challenge"], origin=ORIGIN, rp_id=RP_ID, user_handle=subject.encode())
+        removed: dict = {}
+        counting = metrics.count_mfa
+
+        def removed_after_the_commit(*args):  # the first thing the sign-in does after its commit
+            if not removed:
+                thread = threading.Thread(target=in_own_context(app, lambda: accounts.remove_user("alice"), removed))
+                thread.start()
+                thread.join(60)
+            return counting(*args)
+
+        monkeypatch.setattr(metrics, "count_mfa", removed_after_the_commit)
+        _, result = passkeys.sign_in(ISSUER, ceremony.state, answer)
+        db.session.rollback()
+        assert "done" in removed and removed["done"] is None, removed
+        assert (result.user.id, result.user.username) == (alice, "alice") and result.sid
+        assert audited("sign_in", "user_removed") == ["sign_in", "user_removed"]

@@ -346,9 +346,9 @@ def sign_in(issuer: str, state: dict | None, credential_json: str, *,
                                                    client_id=client_id)
     _store_session(insert, user.id, client_id)
     audit.record("sign_in", user_id=user.id, client_id=client_id, detail={"method": use.method, "amr": amr})
+    principal = SessionUser.of(user)  # read before the commit: a `users remove` then leaves no row to read
     db.session.commit()
     metrics.count_mfa("webauthn", "success")
-    principal = SessionUser.of(user)
     return use, _started(principal, session, amr)
 
 
