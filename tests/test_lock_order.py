@@ -199,3 +199,40 @@ def test_an_app_revoked_by_its_user_as_the_operator_removes_it_both_get_an_answe
     assert removed["done"] is None, repr(removed["done"])
     assert events[-2:] == ["consent_revoked", "client_removed"], events
     assert left == (None, [], [])
+
+
+def test_a_passkey_sign_in_as_the_operator_removes_its_user_both_get_an_answer(app, seeded, database_uri):
+    """alice signs in with her passkey alone at the moment an operator runs `users remove alice`.
+    The sign-in recorded the passkey's use (its row), then spent the ceremony's challenge and stored
+    the session, rows that refer to her user's row; the removal had locked that row for its DELETE
+    and waited, in the cascade, for the passkey's: on PostgreSQL one of the two was aborted, a 503
+    "database unavailable" for her or a traceback for the operator."""
+    key = SoftKey()
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        alice, subject = user.id, user.subject
+        ceremony = passkeys.registration_options(alice, PASSKEY_ISSUER)
+        passkeys.register(alice, PASSKEY_ISSUER, ceremony.state,
+                          key.registration(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID))
+        ceremony = passkeys.authentication_options(PASSKEY_ISSUER)
+        answer = key.assertion(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID,
+                               user_handle=subject.encode())
+        db.session.rollback()
+    removed: dict = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
+            with amid_the_first_unless_queued(app, "UPDATE passkeys", removal) as started:
+                signed_in = _outcome(lambda: passkeys.sign_in(PASSKEY_ISSUER, ceremony.state, answer))
+            db.session.rollback()
+            assert started
+            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice)
+                                        .order_by(AuditEvent.id)).all()
+            left = db.session.scalar(select(User.id).where(User.id == alice))
+            db.session.rollback()
+    # her sign-in went through, and the removal, queued behind it, too (the session went with her)
+    assert not isinstance(signed_in, Exception), repr(signed_in)
+    assert signed_in[1].user is not None and signed_in[1].sid
+    assert removed["done"] is None, repr(removed["done"])
+    assert events[-2:] == ["sign_in", "user_removed"], events
+    assert left is None

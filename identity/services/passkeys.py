@@ -455,8 +455,10 @@ def _verify_assertion(issuer: str, state: dict | None, credential_json: str, *, 
     except (wa.WebAuthnException, ValueError, TypeError, KeyError) as err:  # InvalidBackupFlags too
         _failed(passkey.user_id, client_id, str(err))
     passkey_id, owner, stored_count = passkey.id, passkey.user_id, passkey.sign_count
-    if user_id is not None:  # the second step writes the user's row next: taken before the passkey's,
-        user_rows.lock_user_row(user_id)  # in the order a factor's removal or `users mfa-reset` takes them
+    # the user's row before the passkey's, in the order a factor's removal, `users mfa-reset` and
+    # `users remove` (whose cascade reaches the passkey) take them: the second step writes the
+    # user's row next, and either sign-in then stores rows that refer to it (the challenge, the session)
+    user_rows.lock_user_row(owner)
     if not store.record_use(passkey_id, verified.new_sign_count, now()):
         db.session.rollback()
         if not store.passkey_exists(passkey_id):
