@@ -236,3 +236,39 @@ def test_a_passkey_sign_in_as_the_operator_removes_its_user_both_get_an_answer(a
     assert removed["done"] is None, repr(removed["done"])
     assert events[-2:] == ["sign_in", "user_removed"], events
     assert left is None
+
+
+def test_an_app_revoked_by_its_user_as_the_operator_removes_her_both_get_an_answer(app, seeded, database_uri):
+    """alice revokes an app on her connected apps page at the moment an operator runs `users remove
+    alice`, while a sign-in of hers at the app has a code not yet redeemed. The revocation deleted
+    her consent, then ended her codes there; the removal locked her row and deleted it, and its
+    cascade, which reaches the codes before the consents, waited for her consent's row: on
+    PostgreSQL one of the two was aborted, a 503 "database unavailable" for her or a traceback
+    for the operator."""
+    from identity.services import issued_grants
+
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        consent.remember_consent(alice, "spa", ["openid"])  # "Allow", remembered
+        issued_grants.save_authorization_code(  # her next sign-in there, its code on its way to the app
+            "a-code-not-yet-redeemed", client_id="spa", user_id=alice, session_id=None,
+            redirect_uri="http://127.0.0.1:8080/callback", response_type="code", scope="openid", nonce=None,
+            code_challenge=None, code_challenge_method=None, auth_time=0)
+        db.session.rollback()
+    removed: dict = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
+            with amid_the_first_unless_queued(app, "DELETE FROM consents", removal) as started:
+                revoked = _outcome(lambda: consent.revoke_grant(alice, "spa"))
+            db.session.rollback()
+            assert started
+            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice)
+                                        .order_by(AuditEvent.id)).all()
+            left = db.session.scalar(select(User.id).where(User.id == alice))
+            db.session.rollback()
+    # her revocation went through, and the removal, queued behind it, too
+    assert revoked is None, repr(revoked)
+    assert removed["done"] is None, repr(removed["done"])
+    assert events[-2:] == ["consent_revoked", "user_removed"], events
+    assert left is None

@@ -8,6 +8,7 @@ from ..clock import now
 from ..errors import NotFound
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User
+from ..store import accounts as user_rows
 from ..store import refresh_families
 from ..store.writes import insert_or_skip
 from . import audit
@@ -130,8 +131,14 @@ def revoke_grant(user_id: int, client_id: str) -> None:
     """Forget the consent and revoke the refresh tokens a user gave one client. NotFound when the
     page would not list the app (list_grants): it holds nothing of the user's, the form was sent
     again or names an app the user never used, so nothing is revoked, audited, or told (a second
-    logout token, or a user's `sub` sent to an app that never knew them)."""
+    logout token, or a user's `sub` sent to an app that never knew them).
+
+    The user's row is taken first, as `users remove` (whose cascade reaches the codes before the
+    consents) and a password change take it: at the same instant they queue, where each waited for
+    rows the other held. Judged under it: a user removed meanwhile has no app to revoke."""
+    user_rows.lock_user_row(user_id)
     if not any(grant.client_id == client_id for grant in list_grants(user_id)):
+        db.session.rollback()
         raise NotFound("no access to revoke")
     db.session.execute(delete(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id))
     revoke_user_client_grants(user_id, client_id)
