@@ -272,3 +272,29 @@ def test_an_app_revoked_by_its_user_as_the_operator_removes_her_both_get_an_answ
     assert removed["done"] is None, repr(removed["done"])
     assert events[-2:] == ["consent_revoked", "user_removed"], events
     assert left is None
+
+
+def test_a_code_redeemed_as_the_operator_removes_its_user_both_get_an_answer(app, seeded, client, database_uri):
+    """An app redeems alice's code (its refresh token among the tokens) at the moment an operator
+    runs `users remove alice`. The redemption consumed the code (its row), then stored the refresh
+    token, a row that refers to her user's row; the removal had deleted that row and waited, in
+    the cascade, for the code's: on PostgreSQL one of the two was aborted, a 503 "database
+    unavailable" for the app or a traceback for the operator."""
+    form = mobile_code(client, "openid offline_access")
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        db.session.rollback()
+    removed: dict = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
+            with amid_the_first_unless_queued(app, "UPDATE authorization_codes", removal) as started:
+                redeemed = OAuthActions(app.test_client()).token("mobile-pkce", **form)
+            assert started
+            left = (db.session.scalar(select(User.id).where(User.id == alice)),
+                    db.session.scalars(select(RefreshToken.id).where(RefreshToken.user_id == alice)).all())
+            db.session.rollback()
+    # the redemption went through, and the removal, queued behind it, took its refresh token too
+    assert redeemed.status_code == 200, redeemed.get_data(as_text=True)
+    assert removed["done"] is None, repr(removed["done"])
+    assert left == (None, [])

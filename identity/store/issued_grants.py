@@ -17,8 +17,8 @@ Functions that say "in the session's transaction" leave the commit to their call
 import json
 from collections import namedtuple
 
-from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, exists, insert, or_, select, text, union,
-                        update)
+from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, delete, exists, insert, or_, select, text,
+                        union, update)
 
 from ..extensions import db
 from ..models import (AuthorizationCode, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
@@ -395,6 +395,13 @@ def revoke_client_rows(client_id: str, stamp: int) -> int:
 def _consume_codes(*conditions, stamp: int) -> int:
     return db.session.execute(update(AuthorizationCode).where(*conditions, AuthorizationCode.consumed_at.is_(None))
                               .values(consumed_at=stamp)).rowcount
+
+
+def delete_user_grants(user_id: int) -> None:
+    """Delete every code and refresh token of a user, in the session's transaction (codes first,
+    as expire_user_codes and revoke_user_refresh_tokens take them)."""
+    for model in (AuthorizationCode, RefreshToken):
+        db.session.execute(delete(model).where(model.user_id == user_id))
 
 
 def revoke_user_refresh_tokens(user_id: int, stamp: int) -> set[tuple[str, str | None]]:
