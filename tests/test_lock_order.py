@@ -298,3 +298,37 @@ def test_a_code_redeemed_as_the_operator_removes_its_user_both_get_an_answer(app
     assert redeemed.status_code == 200, redeemed.get_data(as_text=True)
     assert removed["done"] is None, repr(removed["done"])
     assert left == (None, [])
+
+
+def test_a_scheduled_key_made_as_the_operator_rotates_at_once_both_get_an_answer(app, seeded, database_uri,
+                                                                                   monkeypatch):
+    """The current keys are due a successor, and the first request to sign makes it, at the moment
+    an operator runs `keys rotate --now` (a key thought compromised). The request inserted the
+    successor, then retired its predecessor; the rotation revoked every key of the algorithm, the
+    predecessor among them, then inserted a key of the same generation, which waited for the
+    request's. Each held what the other waited for: on PostgreSQL one of the two was aborted, a
+    503 "database unavailable" for the request or a traceback for the operator."""
+    from identity.models import SigningKey
+    from identity.services import keys
+
+    with app.app_context():
+        keys.signing_key("ES256")  # the first keys
+        db.session.rollback()
+    stamp = keys.now
+    monkeypatch.setattr(keys, "now", lambda: stamp() + app.config["SIGNING_KEY_ROTATION_SECONDS"])  # due
+    rotated: dict = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            rotation = in_own_context(operator, lambda: keys.rotate(["ES256"], immediate=True), rotated)
+            with amid_the_first_unless_queued(app, "INSERT INTO signing_keys", rotation) as started:
+                signing = _outcome(lambda: keys.signing_key("ES256"))
+            db.session.rollback()
+            assert started
+            live = db.session.execute(select(SigningKey.generation, SigningKey.revoked_at)
+                                      .where(SigningKey.alg == "ES256").order_by(SigningKey.generation)).all()
+            db.session.rollback()
+    # the request signed, and the rotation, queued behind it, revoked every key the request had
+    # made or found too: one key of the algorithm is left unrevoked, the newest
+    assert not isinstance(signing, Exception), repr(signing)
+    assert not isinstance(rotated["done"], Exception), repr(rotated["done"])
+    assert [revoked is None for _, revoked in live] == [False] * (len(live) - 1) + [True], live

@@ -35,12 +35,17 @@ class KeyWriter:
 
     def add(self, *, kid: str, alg: str, generation: int, activates_at: int, created_at: int,
             private_jwk: str, retires: int | None = None) -> None:
-        """A new key; `retires` is the row id of the key it succeeds (retired when it activates)."""
+        """A new key; `retires` is the row id of the key it succeeds (retired when it activates).
+
+        The predecessor's row is written first, then the new one: the order of an emergency
+        rotation (revoke_all, then its key), which may make the same generation at the same
+        moment. The other way round, on PostgreSQL each waited for the other (the insert for the
+        same generation's, the revocation for the predecessor's row) and one was aborted."""
+        if retires is not None:
+            self.conn.execute(update(TABLE).where(TABLE.c.id == retires).values(retired_at=activates_at))
         self.conn.execute(insert(TABLE).values(
             kid=kid, alg=alg, generation=generation, created_at=created_at, activates_at=activates_at,
             private_jwk=private_jwk))
-        if retires is not None:
-            self.conn.execute(update(TABLE).where(TABLE.c.id == retires).values(retired_at=activates_at))
 
     def revoke_all(self, alg: str, stamp: int) -> None:
         """Every key of the algorithm leaves the JWKS now (a compromised key)."""
