@@ -332,3 +332,31 @@ def test_a_scheduled_key_made_as_the_operator_rotates_at_once_both_get_an_answer
     assert not isinstance(signing, Exception), repr(signing)
     assert not isinstance(rotated["done"], Exception), repr(rotated["done"])
     assert [revoked is None for _, revoked in live] == [False] * (len(live) - 1) + [True], live
+
+
+def test_an_app_and_one_of_its_users_removed_at_the_same_moment_both_go(app, seeded, client, database_uri):
+    """One operator runs `clients remove mobile-pkce` as another runs `users remove alice`, who
+    used the app (a code redeemed, a refresh token, a consent). The app's removal deleted its
+    consents, then its codes; the user's removal deleted her codes (and refresh tokens), then, in
+    the cascade, her consents. Each held rows the other waited for: on PostgreSQL one of the two
+    commands was aborted with a traceback."""
+    tokens = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access"))
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        consent.remember_consent(alice, "mobile-pkce", ["openid", "offline_access"])  # "Allow", remembered
+    removed: dict = {}
+    with other_workers(database_uri) as (operator,):
+        with app.app_context():
+            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
+            with amid_the_first_unless_queued(app, "DELETE FROM consents", removal) as started:
+                gone = _outcome(lambda: clients.remove_client("mobile-pkce"))
+            db.session.rollback()
+            assert started
+            left = (db.session.scalar(select(Client.id).where(Client.client_id == "mobile-pkce")),
+                    db.session.scalar(select(User.id).where(User.id == alice)),
+                    db.session.scalars(select(Consent.id)).all(), db.session.scalars(select(RefreshToken.id)).all())
+            db.session.rollback()
+    assert gone is None, repr(gone)
+    assert removed["done"] is None, repr(removed["done"])
+    assert left == (None, None, [], [])

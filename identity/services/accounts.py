@@ -149,9 +149,10 @@ def remove_user(username: str) -> None:
         raise NotFound(f"no user {username!r}")
     # their sessions and grants go with the row: tell those clients first, in the same transaction
     logout.user_logged_out(user_id, user.subject, reason="user_removed")
-    # the codes and refresh tokens before the row, not in its cascade: a redemption or rotation in
-    # flight holds its code's or token's row, then stores a refresh token that refers to the user's
-    # row, which the row's deletion holds (FOR UPDATE) while its cascade waits for that code or token
+    # the consents, codes and refresh tokens before the row, not in its cascade (codes first there):
+    # a redemption or rotation in flight holds its code's or token's row, then stores a refresh
+    # token that refers to the user's row, which the row's deletion holds (FOR UPDATE) while its
+    # cascade waits for that code or token; and `clients remove` takes consents before codes
     grant_rows.delete_user_grants(user_id)
     db.session.delete(user)
     audit.record("user_removed", user_id=user_id, detail={"username": user.username})

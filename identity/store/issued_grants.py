@@ -398,9 +398,11 @@ def _consume_codes(*conditions, stamp: int) -> int:
 
 
 def delete_user_grants(user_id: int) -> None:
-    """Delete every code and refresh token of a user, in the session's transaction (codes first,
-    as expire_user_codes and revoke_user_refresh_tokens take them)."""
-    for model in (AuthorizationCode, RefreshToken):
+    """Delete every consent, code and refresh token of a user, in the session's transaction, in
+    the order every writer of more than one of them takes them (a client's removal, a scope's,
+    an app revoked by its user; a password change's codes, then its refresh tokens): two such
+    transactions at once queue, where the other way round each waited for the other's rows."""
+    for model in (Consent, AuthorizationCode, RefreshToken):
         db.session.execute(delete(model).where(model.user_id == user_id))
 
 
