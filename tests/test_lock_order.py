@@ -9,9 +9,9 @@ the database's one write lock, so two never wait for each other's rows."""
 import pytest
 from sqlalchemy import select
 
+from actions import OAuthActions
 from conftest import ALICE_PASSWORD, postgresql_only
 from identity.extensions import db
-from actions import OAuthActions
 from identity.models import AuditEvent, Client, Consent, RecoveryCode, RefreshToken, TotpFactor, User
 from identity.services import accounts, clients, consent, mfa, passkeys, verification
 from identity.services.browser_sessions import SessionUser
@@ -102,17 +102,25 @@ def test_new_recovery_codes_asked_with_a_code_as_a_second_step_finishes_both_get
     assert "recovery_codes_regenerated" in events and "sign_in" in events and "mfa_failed" not in events, events
 
 
-def _amid_an_operator_mfa_reset(app, database_uri, user_id: int, statement_part: str, call):
-    """`call`'s result, and that of `users mfa-reset` (mfa.reset_factors, or the exception it
-    raised) run by an operator on another worker right after `call` made its first statement
-    naming `statement_part`."""
-    reset = {}
+def _amid_an_operators_command(app, database_uri, statement_part: str, command, call):
+    """What `call` returned (or the exception it raised), and what an operator's `command`, run on
+    another worker right after `call` made its first statement naming `statement_part` (queued,
+    if it must wait), returned (or raised)."""
+    done = {}
     with other_workers(database_uri) as (operator,), app.app_context():
-        run_reset = in_own_context(operator, lambda: mfa.reset_factors(user_id), reset)
-        with amid_the_first_unless_queued(app, statement_part, run_reset) as started:
-            result = call()
+        with amid_the_first_unless_queued(app, statement_part, in_own_context(operator, command, done)) as started:
+            outcome = _outcome(call)
+        db.session.rollback()
         assert started
-    return result, reset["done"]
+    return outcome, done["done"]
+
+
+def _outcome(call):
+    """What `call` returned, or the exception it raised (reported by the test's assertion)."""
+    try:
+        return call()
+    except Exception as err:  # reported to the test
+        return err
 
 
 def test_an_operator_mfa_reset_as_new_recovery_codes_are_made_leaves_none(app, seeded, runner, database_uri,
@@ -126,9 +134,9 @@ def test_an_operator_mfa_reset_as_new_recovery_codes_are_made_leaves_none(app, s
     with app.app_context():
         alice = db.session.scalar(select(User.id).where(User.username == "alice"))
         db.session.rollback()
-    codes, reset = _amid_an_operator_mfa_reset(app, database_uri, alice, "INSERT INTO recovery_codes",
-                                               lambda: mfa.regenerate_recovery_codes(alice))
-    assert len(codes) == 10 and reset is True, repr(reset)
+    codes, reset = _amid_an_operators_command(app, database_uri, "INSERT INTO recovery_codes",
+                                              lambda: mfa.reset_factors(alice), lambda: mfa.regenerate_recovery_codes(alice))
+    assert (len(codes), reset) == (10, True), (codes, reset)
     with app.app_context():
         left = db.session.scalars(select(RecoveryCode.id).where(RecoveryCode.user_id == alice)).all()
         app_left = db.session.scalars(select(TotpFactor.user_id).where(TotpFactor.user_id == alice)).all()
@@ -151,22 +159,26 @@ def test_an_operator_mfa_reset_as_a_passkey_finishes_a_sign_in_both_get_an_answe
         ceremony = passkeys.authentication_options(PASSKEY_ISSUER, alice)
         answer = key.assertion(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID)
         db.session.rollback()
-    (_, result), reset = _amid_an_operator_mfa_reset(
-        app, database_uri, alice, "UPDATE passkeys",
+    finished, reset = _amid_an_operators_command(
+        app, database_uri, "UPDATE passkeys", lambda: mfa.reset_factors(alice),
         lambda: passkeys.finish_sign_in(PASSKEY_ISSUER, ceremony.state, answer, person, pending_id="a-pending-id"))
     assert reset is True, repr(reset)
-    assert result.user is not None and result.sid
+    assert not isinstance(finished, Exception), repr(finished)
+    assert finished[1].user is not None and finished[1].sid
     with app.app_context():
         assert passkeys.list_passkeys(alice) == []
         db.session.rollback()
 
 
-def _outcome(call):
-    """What `call` returned, or the exception it raised (reported by the test's assertion)."""
-    try:
-        return call()
-    except Exception as err:  # reported to the test
-        return err
+def _mobile_app_granted(app, client) -> int:
+    """alice's id, once she has used the phone's app: a code redeemed (a refresh token), and her
+    "Allow" remembered (a consent)."""
+    tokens = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access"))
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        consent.remember_consent(alice, "mobile-pkce", ["openid", "offline_access"])
+    return alice
 
 
 def test_an_app_revoked_by_its_user_as_the_operator_removes_it_both_get_an_answer(app, seeded, client, database_uri):
@@ -175,28 +187,20 @@ def test_an_app_revoked_by_its_user_as_the_operator_removes_it_both_get_an_answe
     there; the removal deleted the app's codes and refresh tokens, then its consents. Each held
     rows the other waited for: on PostgreSQL one of the two was aborted, a 503 "database
     unavailable" for her or a traceback for the operator."""
-    tokens = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access"))
-    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    alice = _mobile_app_granted(app, client)
+    revoked, removed = _amid_an_operators_command(
+        app, database_uri, "DELETE FROM consents", lambda: clients.remove_client("mobile-pkce"),
+        lambda: consent.revoke_grant(alice, "mobile-pkce"))
     with app.app_context():
-        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
-        consent.remember_consent(alice, "mobile-pkce", ["openid", "offline_access"])  # "Allow", remembered
-    removed: dict = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            removal = in_own_context(operator, lambda: clients.remove_client("mobile-pkce"), removed)
-            with amid_the_first_unless_queued(app, "DELETE FROM consents", removal) as started:
-                revoked = _outcome(lambda: consent.revoke_grant(alice, "mobile-pkce"))
-            db.session.rollback()
-            assert started
-            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.client_id == "mobile-pkce")
-                                        .order_by(AuditEvent.id)).all()
-            left = (db.session.scalar(select(Client.id).where(Client.client_id == "mobile-pkce")),
-                    db.session.scalars(select(Consent.id).where(Consent.client_id == "mobile-pkce")).all(),
-                    db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all())
-            db.session.rollback()
+        events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.client_id == "mobile-pkce")
+                                    .order_by(AuditEvent.id)).all()
+        left = (db.session.scalar(select(Client.id).where(Client.client_id == "mobile-pkce")),
+                db.session.scalars(select(Consent.id).where(Consent.client_id == "mobile-pkce")).all(),
+                db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all())
+        db.session.rollback()
     # her revocation went through, and the removal, queued behind it, too
     assert revoked is None, repr(revoked)
-    assert removed["done"] is None, repr(removed["done"])
+    assert removed is None, repr(removed)
     assert events[-2:] == ["consent_revoked", "client_removed"], events
     assert left == (None, [], [])
 
@@ -218,22 +222,18 @@ def test_a_passkey_sign_in_as_the_operator_removes_its_user_both_get_an_answer(a
         answer = key.assertion(ceremony.state["challenge"], origin=PASSKEY_ISSUER, rp_id=PASSKEY_RP_ID,
                                user_handle=subject.encode())
         db.session.rollback()
-    removed: dict = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
-            with amid_the_first_unless_queued(app, "UPDATE passkeys", removal) as started:
-                signed_in = _outcome(lambda: passkeys.sign_in(PASSKEY_ISSUER, ceremony.state, answer))
-            db.session.rollback()
-            assert started
-            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice)
-                                        .order_by(AuditEvent.id)).all()
-            left = db.session.scalar(select(User.id).where(User.id == alice))
-            db.session.rollback()
+    signed_in, removed = _amid_an_operators_command(
+        app, database_uri, "UPDATE passkeys", lambda: accounts.remove_user("alice"),
+        lambda: passkeys.sign_in(PASSKEY_ISSUER, ceremony.state, answer))
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice)
+                                    .order_by(AuditEvent.id)).all()
+        left = db.session.scalar(select(User.id).where(User.id == alice))
+        db.session.rollback()
     # her sign-in went through, and the removal, queued behind it, too (the session went with her)
     assert not isinstance(signed_in, Exception), repr(signed_in)
     assert signed_in[1].user is not None and signed_in[1].sid
-    assert removed["done"] is None, repr(removed["done"])
+    assert removed is None, repr(removed)
     assert events[-2:] == ["sign_in", "user_removed"], events
     assert left is None
 
@@ -255,21 +255,17 @@ def test_an_app_revoked_by_its_user_as_the_operator_removes_her_both_get_an_answ
             redirect_uri="http://127.0.0.1:8080/callback", response_type="code", scope="openid", nonce=None,
             code_challenge=None, code_challenge_method=None, auth_time=0)
         db.session.rollback()
-    removed: dict = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
-            with amid_the_first_unless_queued(app, "DELETE FROM consents", removal) as started:
-                revoked = _outcome(lambda: consent.revoke_grant(alice, "spa"))
-            db.session.rollback()
-            assert started
-            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice)
-                                        .order_by(AuditEvent.id)).all()
-            left = db.session.scalar(select(User.id).where(User.id == alice))
-            db.session.rollback()
+    revoked, removed = _amid_an_operators_command(
+        app, database_uri, "DELETE FROM consents", lambda: accounts.remove_user("alice"),
+        lambda: consent.revoke_grant(alice, "spa"))
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.user_id == alice)
+                                    .order_by(AuditEvent.id)).all()
+        left = db.session.scalar(select(User.id).where(User.id == alice))
+        db.session.rollback()
     # her revocation went through, and the removal, queued behind it, too
     assert revoked is None, repr(revoked)
-    assert removed["done"] is None, repr(removed["done"])
+    assert removed is None, repr(removed)
     assert events[-2:] == ["consent_revoked", "user_removed"], events
     assert left is None
 
@@ -284,19 +280,16 @@ def test_a_code_redeemed_as_the_operator_removes_its_user_both_get_an_answer(app
     with app.app_context():
         alice = db.session.scalar(select(User.id).where(User.username == "alice"))
         db.session.rollback()
-    removed: dict = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
-            with amid_the_first_unless_queued(app, "UPDATE authorization_codes", removal) as started:
-                redeemed = OAuthActions(app.test_client()).token("mobile-pkce", **form)
-            assert started
-            left = (db.session.scalar(select(User.id).where(User.id == alice)),
-                    db.session.scalars(select(RefreshToken.id).where(RefreshToken.user_id == alice)).all())
-            db.session.rollback()
+    redeemed, removed = _amid_an_operators_command(
+        app, database_uri, "UPDATE authorization_codes", lambda: accounts.remove_user("alice"),
+        lambda: OAuthActions(app.test_client()).token("mobile-pkce", **form))
+    with app.app_context():
+        left = (db.session.scalar(select(User.id).where(User.id == alice)),
+                db.session.scalars(select(RefreshToken.id).where(RefreshToken.user_id == alice)).all())
+        db.session.rollback()
     # the redemption went through, and the removal, queued behind it, took its refresh token too
     assert redeemed.status_code == 200, redeemed.get_data(as_text=True)
-    assert removed["done"] is None, repr(removed["done"])
+    assert removed is None, repr(removed)
     assert left == (None, [])
 
 
@@ -316,21 +309,17 @@ def test_a_scheduled_key_made_as_the_operator_rotates_at_once_both_get_an_answer
         db.session.rollback()
     stamp = keys.now
     monkeypatch.setattr(keys, "now", lambda: stamp() + app.config["SIGNING_KEY_ROTATION_SECONDS"])  # due
-    rotated: dict = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            rotation = in_own_context(operator, lambda: keys.rotate(["ES256"], immediate=True), rotated)
-            with amid_the_first_unless_queued(app, "INSERT INTO signing_keys", rotation) as started:
-                signing = _outcome(lambda: keys.signing_key("ES256"))
-            db.session.rollback()
-            assert started
-            live = db.session.execute(select(SigningKey.generation, SigningKey.revoked_at)
-                                      .where(SigningKey.alg == "ES256").order_by(SigningKey.generation)).all()
-            db.session.rollback()
+    signing, rotated = _amid_an_operators_command(
+        app, database_uri, "INSERT INTO signing_keys", lambda: keys.rotate(["ES256"], immediate=True),
+        lambda: keys.signing_key("ES256"))
+    with app.app_context():
+        live = db.session.execute(select(SigningKey.generation, SigningKey.revoked_at)
+                                  .where(SigningKey.alg == "ES256").order_by(SigningKey.generation)).all()
+        db.session.rollback()
     # the request signed, and the rotation, queued behind it, revoked every key the request had
     # made or found too: one key of the algorithm is left unrevoked, the newest
     assert not isinstance(signing, Exception), repr(signing)
-    assert not isinstance(rotated["done"], Exception), repr(rotated["done"])
+    assert not isinstance(rotated, Exception), repr(rotated)
     assert [revoked is None for _, revoked in live] == [False] * (len(live) - 1) + [True], live
 
 
@@ -340,23 +329,15 @@ def test_an_app_and_one_of_its_users_removed_at_the_same_moment_both_go(app, see
     consents, then its codes; the user's removal deleted her codes (and refresh tokens), then, in
     the cascade, her consents. Each held rows the other waited for: on PostgreSQL one of the two
     commands was aborted with a traceback."""
-    tokens = OAuthActions(client).token("mobile-pkce", **mobile_code(client, "openid offline_access"))
-    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    alice = _mobile_app_granted(app, client)
+    gone, removed = _amid_an_operators_command(
+        app, database_uri, "DELETE FROM consents", lambda: accounts.remove_user("alice"),
+        lambda: clients.remove_client("mobile-pkce"))
     with app.app_context():
-        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
-        consent.remember_consent(alice, "mobile-pkce", ["openid", "offline_access"])  # "Allow", remembered
-    removed: dict = {}
-    with other_workers(database_uri) as (operator,):
-        with app.app_context():
-            removal = in_own_context(operator, lambda: accounts.remove_user("alice"), removed)
-            with amid_the_first_unless_queued(app, "DELETE FROM consents", removal) as started:
-                gone = _outcome(lambda: clients.remove_client("mobile-pkce"))
-            db.session.rollback()
-            assert started
-            left = (db.session.scalar(select(Client.id).where(Client.client_id == "mobile-pkce")),
-                    db.session.scalar(select(User.id).where(User.id == alice)),
-                    db.session.scalars(select(Consent.id)).all(), db.session.scalars(select(RefreshToken.id)).all())
-            db.session.rollback()
+        left = (db.session.scalar(select(Client.id).where(Client.client_id == "mobile-pkce")),
+                db.session.scalar(select(User.id).where(User.id == alice)),
+                db.session.scalars(select(Consent.id)).all(), db.session.scalars(select(RefreshToken.id)).all())
+        db.session.rollback()
     assert gone is None, repr(gone)
-    assert removed["done"] is None, repr(removed["done"])
+    assert removed is None, repr(removed)
     assert left == (None, None, [], [])

@@ -17,7 +17,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import accounts, mfa, passkeys
 from identity.store import accounts as user_rows
-from identity.web.second_factor import FACTORS_CHANGED, FACTORS_REMOVED
+from identity.web.second_factor import FACTORS_REMOVED
 from mfa_actions import code_at, enrol_user, step_clock  # noqa: F401  (the fixture)
 from races import amid_the_first, in_own_context, lock_waiters, wait_until
 from webauthn_keys import SoftKey
