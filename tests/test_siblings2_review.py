@@ -184,7 +184,38 @@ def test_an_app_confirmed_as_another_browser_restarts_its_set_up_is_not_another_
         assert isinstance(restarted.get("done"), str) and restarted["done"] != secret, restarted
         assert (confirmed.status_code, set_up) == (409, False), confirmed.get_data(as_text=True)[-800:]
         assert mfa._secret(stored, alice) == restarted["done"]  # the other browser's set-up, still pending
-    assert "started again in another browser" in confirmed.get_data(as_text=True)
+    assert "No authenticator app is being set up in this browser; start again" in confirmed.get_data(as_text=True)
+
+
+def test_an_app_confirmed_as_the_operator_reencrypts_the_secrets_is_set_up(app, client, seeded, step_clock,
+                                                                         monkeypatch):
+    """alice clicks Confirm on her authenticator app's set-up, with the code her phone shows, at
+    the moment the operator runs `keys reencrypt` (the second step of a key-encryption-key
+    rotation), which stores every app secret, pending ones too, encrypted anew: the same secret,
+    another ciphertext. The confirmation (since 371f03b) set the app up only if the stored
+    ciphertext was still the one it had read, and told her the set-up had been started again in
+    another browser: nothing had been, and nothing was set up."""
+    from identity.services import keys
+    from mfa_actions import SECRET_RE, post_mfa
+
+    assert AuthActions(client).login().status_code == 302
+    started = post_mfa(client, "start")
+    secret = SECRET_RE.search(started.get_data(as_text=True)).group(1)
+    locking, reencrypted = mfa.first_factor_locked, {}
+
+    def reencrypted_before_the_lock(user_id):  # committed on another connection as the confirmation runs
+        if not reencrypted:
+            thread = threading.Thread(target=in_own_context(app, keys.reencrypt, reencrypted))
+            thread.start()
+            thread.join(60)
+        return locking(user_id)
+
+    monkeypatch.setattr(mfa, "first_factor_locked", reencrypted_before_the_lock)
+    confirmed = post_mfa(client, "confirm", code=code_at(secret))
+    assert reencrypted.get("done") is not None and reencrypted["done"][1] == 1, reencrypted
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        assert (confirmed.status_code, mfa.has_totp(alice)) == (200, True), confirmed.get_data(as_text=True)[-800:]
 
 
 def removed_before_the_code_takes_the_user(app, monkeypatch) -> dict:

@@ -194,10 +194,6 @@ TOTP_SET_UP_ALREADY = ("your authenticator app is set up already; its recovery c
                        "click: if you did not save them, make new ones below")
 
 
-#: a "Confirm" whose enrolment another browser (or tab) started again meanwhile, with a new secret
-TOTP_STARTED_AGAIN = "the set-up was started again in another browser or tab; start again here"
-
-
 def ensure_totp_unconfirmed(user_id: int) -> None:
     """Conflict(TOTP_SET_UP_ALREADY) if the user's authenticator app is confirmed: checked before
     anything else a confirmation needs, so a second click is told what happened."""
@@ -208,18 +204,19 @@ def ensure_totp_unconfirmed(user_id: int) -> None:
 def confirm_totp(user_id: int, code: str) -> list[str]:
     """Confirm the enrolment with a valid code; returns the new recovery codes (shown once)."""
     ensure_totp_unconfirmed(user_id)
+    # the set-up is read, and its code judged, under the user's row lock, held to the commit: a
+    # set-up started again (start_totp) or removed (`users mfa-reset`) meanwhile takes the same
+    # lock first, so the set-up confirmed is the one the code was judged by
+    first = first_factor_locked(user_id)
     stored = _pending_totp(user_id)
     if stored is None:
+        db.session.rollback()
         raise NotFound("no authenticator app is being set up")
-    first = first_factor_locked(user_id)
     stamp = now()
     step = _step_of(_secret(stored, user_id), normalize_code(code), 0, code_time())
-    # only the enrolment the code was judged by: one started again since has another secret
-    if step is None or not store.confirm_totp(user_id, step, stamp, if_still=stored):
+    if step is None or not store.confirm_totp(user_id, step, stamp):
         db.session.rollback()
         ensure_totp_unconfirmed(user_id)  # confirmed meanwhile by the same form's other click
-        if _pending_totp(user_id) != stored:
-            raise NotFound(TOTP_STARTED_AGAIN)
         raise ValidationFailed({"code": ["That code is not right. Enter the 6 digits your app shows now."]})
     codes = _replace_recovery_codes(user_id, stamp)
     if first:

@@ -99,11 +99,9 @@ def put_pending_totp(user_id: int, secret_encrypted: str, stamp: int) -> None:
                                             confirmed_at=None, last_step=0))
 
 
-def confirm_totp(user_id: int, step: int, stamp: int, *, if_still: str) -> bool:
-    """Confirm the pending enrolment with the step of its first code, in the session's transaction,
-    if its secret is still `if_still` (encrypted, as read): one started again since is another."""
-    result = db.session.execute(update(_TOTP).where(_TOTP.c.user_id == user_id, _TOTP.c.confirmed_at.is_(None),
-                                                    _TOTP.c.secret_encrypted == if_still)
+def confirm_totp(user_id: int, step: int, stamp: int) -> bool:
+    """Confirm the pending enrolment with the step of its first code, in the session's transaction."""
+    result = db.session.execute(update(_TOTP).where(_TOTP.c.user_id == user_id, _TOTP.c.confirmed_at.is_(None))
                                 .values(confirmed_at=stamp, last_step=step))
     return result.rowcount == 1
 

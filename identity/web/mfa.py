@@ -110,7 +110,12 @@ def factors():
                     raise
                 if not _started_here(mfa.pending_totp_secret(user_id)):
                     raise NotFound(NOT_STARTED_HERE)
-                recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
+                try:
+                    recovery_codes = mfa.confirm_totp(user_id, forms["confirm"].code.data)
+                except ValidationFailed:  # judged by a set-up another browser started since the look above?
+                    if not _started_here(mfa.pending_totp_secret(user_id)):
+                        raise NotFound(NOT_STARTED_HERE) from None
+                    raise
                 session.pop(TOTP_ENROLMENT, None)
                 notice = "Your authenticator app is set up. Save your recovery codes now: they are shown only once."
             elif action == "regenerate":
