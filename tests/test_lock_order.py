@@ -6,6 +6,8 @@ is answered "database unavailable". Each test meets the two at the point where t
 crossed (tests/races.py), never by timing. PostgreSQL only: on SQLite a writing transaction holds
 the database's one write lock, so two never wait for each other's rows."""
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -341,3 +343,34 @@ def test_an_app_and_one_of_its_users_removed_at_the_same_moment_both_go(app, see
     assert gone is None, repr(gone)
     assert removed is None, repr(removed)
     assert left == (None, None, [], [])
+
+
+def test_a_seed_making_an_app_public_as_the_operator_removes_one_of_its_users_both_go(app, seeded, database_uri):
+    """An operator seeds a file that makes the `mobile` app public (no secret any more) and lists
+    alice, unchanged, at the moment another operator runs `users remove alice`, who has a sign-in
+    at that app whose code is not yet redeemed. The seed ended the app's codes (alice's among them)
+    and then took alice's row; the removal held her row and waited for her code's: on PostgreSQL
+    one of the two was aborted ("database error", nothing seeded, or a traceback)."""
+    from identity.services import issued_grants
+    from identity.services.seed import apply_seed, load_seed
+
+    mobile = next(c for c in seeded["clients"] if c["client_id"] == "mobile")
+    listed_alice = next(u for u in seeded["users"] if u["username"] == "alice")
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == "alice"))
+        issued_grants.save_authorization_code(  # her sign-in at the app, its code on its way to it
+            "a-code-not-yet-redeemed", client_id="mobile", user_id=alice, session_id=None,
+            redirect_uri="com.example.app:/callback", response_type="code", scope="openid", nonce=None,
+            code_challenge=None, code_challenge_method=None, auth_time=0)
+        db.session.rollback()
+    seed = json.dumps({"clients": [{**mobile, "client_secrets": []}], "users": [listed_alice]})
+    seeded_now, removed = _amid_an_operators_command(
+        app, database_uri, "UPDATE authorization_codes", lambda: accounts.remove_user("alice"),
+        lambda: apply_seed(load_seed(seed)))
+    assert not isinstance(seeded_now, Exception), repr(seeded_now)
+    assert removed is None, repr(removed)
+    with app.app_context():
+        left = (db.session.scalar(select(User.id).where(User.id == alice)),
+                db.session.scalar(select(Client.secret_hashes).where(Client.client_id == "mobile")))
+        db.session.rollback()
+    assert left == (None, [])

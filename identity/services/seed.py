@@ -328,6 +328,21 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool, password_h
     (report.updated if changed else report.unchanged).append(label)
 
 
+def _lock_in_one_order(data: dict) -> None:
+    """Take the rows of every API scope, client and existing user the file lists before writing
+    any, each kind in the order of its name, held to the commit (each is read again under its
+    lock when it is written). In the file's order, two seeds listing the same rows in another
+    order each held a row the other waited for (PostgreSQL aborted one); and a client made public
+    ended its users' codes and refresh tokens before the seed took those users' rows, the order
+    `users remove`, a password change and an app's revocation take the other way round."""
+    for name in sorted({item["name"] for item in data["api_scopes"]}):
+        lock_api_scope_row(name)
+    for client_id in sorted({item["client_id"] for item in data["clients"]}):
+        client_rows.lock_client_row(client_id)
+    for item in sorted(data["users"], key=lambda listed: listed["username"]):
+        _locked_again(find_user(item["username"]), item)
+
+
 def _locked_again(found: User | None, item: dict) -> User | None:
     """The user found (read without a lock), read again under the row's lock, held to the commit;
     None if none is left. Written to as read, the user a `users remove` committed since had no row
@@ -363,6 +378,7 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     report = SeedReport()
     try:
         secret_hashes, password_hashes = _hashes_first(data, reset_passwords)
+        _lock_in_one_order(data)
         for item in data["api_scopes"]:
             _seed_scope(item, report)
         db.session.flush()
