@@ -1,7 +1,7 @@
-"""A sign-out and a redemption of a code its session minted, a millisecond apart: the
-redemption read the code while its session was live, and the sign-out committed before the
-code was consumed. The sign-out is made to commit at that point (a hook on the redemption's
-read of the code's user, tests/races.py's way), never by timing."""
+"""A code's redemption and what ends the code meanwhile (a sign-out of the session that minted it,
+`users remove` of its user), a millisecond apart: the redemption read the code, and the other
+committed before the code was spent. The other is made to commit at that point (a hook on the
+redemption's read of the code's user, tests/races.py's way), never by timing."""
 
 from sqlalchemy import select
 
@@ -40,3 +40,37 @@ def test_a_code_redeemed_as_its_session_signs_out_issues_nothing(app, seeded, cl
         refused = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "authorization_code_refused")).all()
         assert [detail["description"] for detail in refused] == ["the browser session that minted the code has ended"]
         db.session.rollback()
+
+
+def test_a_code_redeemed_as_its_user_is_removed_is_not_taken_for_a_replay(app, seeded, client, database_uri,
+                                                                          monkeypatch):
+    """An app redeems alice's code at the moment an operator runs `users remove alice`, whose
+    removal committed after the redemption read the code and before it spent it. The redemption,
+    finding no code to spend, took itself for a replay: it recorded a `token_revoked` event
+    (reason `authorization_code_replayed`) for the removed user and counted a code replay, and
+    told the app the code "was already used", which it never was."""
+    from identity.services import accounts, metrics
+
+    form = mobile_code(client, "openid offline_access")
+    reading, removed = issued_grants.user_of_grant, []
+
+    def removed_after_the_read(grant):
+        if not removed:
+            with other_workers(database_uri) as (operator,), operator.app_context():
+                removed.append(accounts.remove_user("alice"))
+        return reading(grant)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", removed_after_the_read)
+    replays = metrics.REGISTRY.get_sample_value("identity_authorization_code_replays_total",
+                                                {"client_id": "mobile-pkce"}) or 0.0
+    redeemed = OAuthActions(app.test_client()).token("mobile-pkce", **form)
+    assert removed == [None]
+    body = redeemed.get_json()
+    assert (redeemed.status_code, body.get("error"), body.get("error_description")) == (
+        400, "invalid_grant", "the authorization code is no longer valid"), body
+    with app.app_context():
+        revoked = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "token_revoked")).all()
+        db.session.rollback()
+    assert revoked == []
+    assert (metrics.REGISTRY.get_sample_value("identity_authorization_code_replays_total",
+                                              {"client_id": "mobile-pkce"}) or 0.0) == replays

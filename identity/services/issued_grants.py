@@ -87,6 +87,8 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
     return row
 
 
+#: a code deleted, with its user or its client, while it was being redeemed
+CODE_GONE = "the authorization code is no longer valid"
 #: a code refused because its browser session ended (signed out, idle, too old) before it was redeemed
 SESSION_ENDED = "the browser session that minted the code has ended"
 
@@ -169,14 +171,17 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     its family, once: None for the one request that wins; for another, why it lost.
 
     Called after the tokens are signed, so the write is short (store.consume_code). A loser whose
-    code's session was signed out since the read burns the code, as the read would have; any
-    other loser revokes what the winner issued.
+    code was deleted since the read (`users remove`, `clients remove`) has nothing to revoke; one
+    whose code's session was signed out since burns the code, as the read would have; any other
+    loser revokes what the winner issued.
     """
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
     if store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
                           access_expires_at=access_expires_at, successor=successor if refresh_token else None):
         return None
+    if not store.code_exists(row.id):  # deleted with its user or client since it was read: nothing to revoke
+        return CODE_GONE
     if store.code_session_ended(row.id):  # signed out since the code was read: not a replay
         burn_authorization_code(row, row.client_id, "invalid_grant", SESSION_ENDED)
         return SESSION_ENDED

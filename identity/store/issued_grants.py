@@ -115,6 +115,14 @@ _CODE_SESSION_ENDED = (
 )
 
 
+_CODE_ROW = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"))
+
+
+def code_exists(code_id: int) -> bool:
+    """Whether the code's row is there, as committed (`users remove` and `clients remove` delete it)."""
+    return autocommit_connection().first(_CODE_ROW, {"code_id": code_id}) is not None
+
+
 def code_session_ended(code_id: int) -> bool:
     """Whether the code is unused and the browser session that minted it was signed out, as committed."""
     return autocommit_connection().first(_CODE_SESSION_ENDED, {"code_id": code_id}) is not None
