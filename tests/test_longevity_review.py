@@ -273,10 +273,17 @@ def test_granian_workers_recycled_leave_no_metrics_files_behind(tmp_path):
             pids |= server.worker_pids()
             time.sleep(0.1)
         assert len(pids) >= 4, f"the worker was not recycled: {sorted(pids)}"
-        time.sleep(1)
-        live = server.worker_pids()
-        files = sorted(p.rpartition("/")[2] for p in glob.glob(str(directory / "*.db")))
-        strangers = [f for f in files if not any(f.endswith(f"_{pid}.db") for pid in (*live, 0))]
+        # the worker is recycled every second (its RSS is always past 1 MiB), so at any instant one may
+        # be exiting, its files not folded yet: look until an instant when no file names a gone worker
+        # (files left behind for good would never pass)
+        deadline = time.monotonic() + 30
+        while True:
+            live = server.worker_pids()
+            files = sorted(p.rpartition("/")[2] for p in glob.glob(str(directory / "*.db")))
+            strangers = [f for f in files if not any(f.endswith(f"_{pid}.db") for pid in (*live, 0))]
+            if not strangers or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert strangers == [], f"{len(pids)} workers left {len(strangers)} metrics files: {strangers}"
         text = requests.get(server.url + "/metrics", timeout=10).text
         counted = scraped(text, "identity_request_duration_seconds_count", endpoint="discovery.openid_configuration")
