@@ -11,10 +11,10 @@ import threading
 import psycopg
 import pytest
 
-from conftest import postgresql_only
+from conftest import ALICE_PASSWORD, postgresql_only
 from identity.extensions import db
-from test_localapi_support import LocalApi
-from test_recovery import reset, reset_link
+from test_localapi_support import NEW_PASSWORD, LocalApi
+from test_recovery import NEW_PASSWORD as RESET_PASSWORD, reset, reset_link
 
 pytestmark = postgresql_only()
 
@@ -74,18 +74,36 @@ def _while_slow(app, api: LocalApi, token: str, slow) -> tuple[int | None, list[
     return (outcome[0] if outcome else None), waits, answered_meanwhile
 
 
+def _answered_meanwhile(attempt) -> list[int]:
+    """`attempt()` -> (waits, answered_meanwhile), run again once if it saw no wait but too few
+    answers to say the app was served while the slow request ran: on a loaded machine (a CI run)
+    the app's first call once took the whole slow request to come back. A lock held through the
+    hash shows as a wait in either attempt, and fails the test there."""
+    for tries_left in (1, 0):
+        waits, answered_meanwhile = attempt()
+        assert waits == [], f"requests waited for the row lock: {waits[:3]}"
+        if answered_meanwhile.count(200) >= 2 or not tries_left:
+            return answered_meanwhile
+    return []  # not reached
+
+
 def test_a_reset_by_link_does_not_hold_the_users_row_through_its_hash(app, client, seeded, mail):
     """The reset page judged (zxcvbn) and hashed the new password while it held the user's row
     locked: the user's apps calling the local API (each worker's lease on the row) waited for it."""
-    link = reset_link(app, client, mail)
-    api = LocalApi(app, app.test_client())
-    token = api.token()
-    assert api.get_account(token).status_code == 200  # seen once: the next call writes a lease
-    status, waits, answered_meanwhile = _while_slow(app, api, token, lambda: reset(client, link).status_code)
-    assert status in (200, 302), status
-    assert waits == [], f"requests waited for the reset's row lock: {waits[:3]}"
+    passwords, links = iter([RESET_PASSWORD, "cobalt-meadow-lantern-8135"]), iter([1, 2])
+
+    def attempt():
+        link = reset_link(app, client, mail, count=next(links))
+        api = LocalApi(app, app.test_client())
+        token = api.token()
+        assert api.get_account(token).status_code == 200  # seen once: the next call writes a lease
+        new = next(passwords)
+        status, waits, answered_meanwhile = _while_slow(app, api, token, lambda: reset(client, link, new).status_code)
+        assert status in (200, 302), status
+        return waits, answered_meanwhile
+
     # answered while the reset still ran (a 401 once the reset has committed and revoked the token)
-    assert answered_meanwhile.count(200) >= 2, answered_meanwhile
+    assert _answered_meanwhile(attempt).count(200) >= 2
 
 
 def test_a_password_change_does_not_hold_the_users_row_through_its_hash(app, client, seeded):
@@ -93,10 +111,16 @@ def test_a_password_change_does_not_hold_the_users_row_through_its_hash(app, cli
     the current password, judged the new one (zxcvbn) and hashed it with the lock held: the user's
     other apps calling the local API (each worker's lease on the row) waited for it."""
     api = LocalApi(app, client)
-    changer, caller = api.token(), api.token(client_id="mobile")
-    assert api.get_account(caller).status_code == 200  # seen once: the next call writes a lease
-    status, waits, answered_meanwhile = _while_slow(
-        app, api, caller, lambda: LocalApi(app, app.test_client()).change_password(changer).status_code)
-    assert status == 204, status
-    assert waits == [], f"requests waited for the change's row lock: {waits[:3]}"
-    assert answered_meanwhile.count(200) >= 2, answered_meanwhile
+    passwords = iter([(ALICE_PASSWORD, NEW_PASSWORD), (NEW_PASSWORD, ALICE_PASSWORD)])
+
+    def attempt():
+        changer, caller = api.token(), api.token(client_id="mobile")
+        assert api.get_account(caller).status_code == 200  # seen once: the next call writes a lease
+        current, new = next(passwords)
+        status, waits, answered_meanwhile = _while_slow(
+            app, api, caller,
+            lambda: LocalApi(app, app.test_client()).change_password(changer, current, new).status_code)
+        assert status == 204, status
+        return waits, answered_meanwhile
+
+    assert _answered_meanwhile(attempt).count(200) >= 2
