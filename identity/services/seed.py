@@ -205,9 +205,9 @@ def load_seed(text: str | bytes) -> dict:
 
 
 def _seed_scope(item: dict, report: SeedReport) -> None:
-    # read under the row's lock, held to the commit: a `scopes remove` committed after a read
-    # without it left no row to write (a traceback); none left, the scope is added anew
-    lock_api_scope_row(item["name"])
+    # read under the row's lock (_lock_in_one_order), held to the commit: a `scopes remove`
+    # committed after a read without it left no row to write (a traceback); none left, the scope
+    # is added anew
     scope = db.session.scalar(select(ApiScope).where(ApiScope.name == item["name"])
                               .execution_options(populate_existing=True))
     label = f"api scope {item['name']}"
@@ -247,10 +247,9 @@ def _hashes_first(data: dict, reset_passwords: bool) -> tuple[list[list[str]], l
 
 
 def _seed_client(item: dict, report: SeedReport, hashes: list[str]) -> None:
-    # read under the row's lock, held to the commit, as every other client writer reads it
-    # (clients._locked_client): a `clients remove` committed after a read without it left no row
-    # to write (a traceback); none left, the client is registered anew, as after the removal
-    client_rows.lock_client_row(item["client_id"])
+    # read under the row's lock (_lock_in_one_order), held to the commit, as every other client
+    # writer reads it (clients._locked_client): a `clients remove` committed after a read without
+    # it left no row to write (a traceback); none left, the client is registered anew
     client = db.session.scalar(select(Client).where(Client.client_id == item["client_id"])
                                .execution_options(populate_existing=True))
     label = f"client {item['client_id']}"
@@ -277,15 +276,16 @@ def _seed_client(item: dict, report: SeedReport, hashes: list[str]) -> None:
     (report.updated if before != after else report.unchanged).append(label)
 
 
-def _seed_user(item: dict, report: SeedReport, reset_passwords: bool, password_hash: str | None) -> None:
+def _seed_user(item: dict, user: User | None, report: SeedReport, reset_passwords: bool,
+               password_hash: str | None) -> None:
     """Create a user with the file's password; for an existing one, update the other fields.
 
     An existing user's password is theirs (they may have changed it since the last seed): it is
     replaced only with `reset_passwords`, and then audited for that user. So is a verification:
     `email_verified: false` (the default) leaves a verified address verified; a new address is
-    verified only if the file says so.
+    verified only if the file says so. `user`: the existing one, read under its row's lock
+    (_lock_in_one_order), or None.
     """
-    user = _locked_again(find_user(item["username"]), item)
     label = f"user {item['username']}"
     if user is None:  # one removed since _hashes_first found it has no hash yet: build_user makes it (rare)
         user = build_user(item["username"], item["email"], item["name"], item["password"],
@@ -328,10 +328,10 @@ def _seed_user(item: dict, report: SeedReport, reset_passwords: bool, password_h
     (report.updated if changed else report.unchanged).append(label)
 
 
-def _lock_in_one_order(data: dict) -> None:
+def _lock_in_one_order(data: dict) -> dict[str, User | None]:
     """Take the rows of every API scope, client and existing user the file lists before writing
-    any, each kind in the order of its name, held to the commit (each is read again under its
-    lock when it is written). In the file's order, two seeds listing the same rows in another
+    any, each kind in the order of its name, held to the commit; the users, read under their
+    locks, by user name (None: no such user). Scopes and clients are read under theirs when written. In the file's order, two seeds listing the same rows in another
     order each held a row the other waited for (PostgreSQL aborted one); and a client made public
     ended its users' codes and refresh tokens before the seed took those users' rows, the order
     `users remove`, a password change and an app's revocation take the other way round."""
@@ -339,8 +339,8 @@ def _lock_in_one_order(data: dict) -> None:
         lock_api_scope_row(name)
     for client_id in sorted({item["client_id"] for item in data["clients"]}):
         client_rows.lock_client_row(client_id)
-    for item in sorted(data["users"], key=lambda listed: listed["username"]):
-        _locked_again(find_user(item["username"]), item)
+    return {item["username"]: _locked_again(find_user(item["username"]), item)
+            for item in sorted(data["users"], key=lambda listed: listed["username"])}
 
 
 def _locked_again(found: User | None, item: dict) -> User | None:
@@ -378,7 +378,7 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     report = SeedReport()
     try:
         secret_hashes, password_hashes = _hashes_first(data, reset_passwords)
-        _lock_in_one_order(data)
+        locked_users = _lock_in_one_order(data)
         for item in data["api_scopes"]:
             _seed_scope(item, report)
         db.session.flush()
@@ -387,7 +387,7 @@ def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
         for item, hashes in zip(data["clients"], secret_hashes):
             _seed_client(item, report, hashes)
         for item, password_hash in zip(data["users"], password_hashes):
-            _seed_user(item, report, reset_passwords, password_hash)
+            _seed_user(item, locked_users[item["username"]], report, reset_passwords, password_hash)
         if report.changed:
             audit.record("seeded", detail={"created": report.created, "updated": report.updated})
         db.session.commit()
