@@ -117,6 +117,51 @@ def test_a_seed_that_updates_a_user_removed_meanwhile_ends_without_a_traceback(a
             ["seeded", "user_removed", "seeded"] if name else ["seeded", "seeded", "user_removed"])
 
 
+def test_a_seed_that_meets_a_user_removed_after_its_hashes_hashes_her_password_before_its_locks(
+        app, runner, seeded, tmp_path, monkeypatch):
+    """`flask seed users.json` listing alice while another operator's `users remove alice` commits
+    after the seed made its hashes (none for alice, who existed) and before it took her row. The
+    seed created her anew and hashed her password there, with its locks held: on SQLite the
+    database's one write lock, which every serving worker's write waited out for the hash. Now
+    the seed starts again from its hashing step."""
+    doc = {"users": [{"username": "alice", "email": "alice@example.com", "password": DEMO_PASSWORD,
+                      "name": "Alice Renamed"}]}
+    removed: dict = {}
+    threads = after_the_seeds_hashes(monkeypatch, app, "find_user", lambda: accounts.remove_user("alice"), removed)
+    locking, locked, hashed_when_locked = seed._lock_in_one_order, [False], []
+    hashing_first, hash_password = seed._hashes_first, accounts.hash_password
+
+    def hashes(*args, **kwargs):  # (after after_the_seeds_hashes' own hook, which it calls)
+        locked[0] = False
+        return hashing_first(*args, **kwargs)
+
+    def lock(*args, **kwargs):
+        locked[0] = True
+        return locking(*args, **kwargs)
+
+    def hash_noting_the_locks(*args, **kwargs):
+        hashed_when_locked.append(locked[0])
+        return hash_password(*args, **kwargs)
+
+    monkeypatch.setattr(seed, "_hashes_first", hashes)
+    monkeypatch.setattr(seed, "_lock_in_one_order", lock)
+    monkeypatch.setattr(accounts, "hash_password", hash_noting_the_locks)
+    with app.app_context():
+        result = runner.invoke(args=["seed", seed_file(tmp_path, doc)])
+        for thread in threads:
+            thread.join(60)
+        assert threads and removed.get("done", "not run") is None, removed
+        user = db.session.scalar(select(User).where(User.username == "alice"))
+        if user is not None:  # the removal first, then the seed: she is made anew, hashed before the locks
+            assert (result.exit_code, result.output) == (
+                0, "created user alice\nSeeded: 1 created, 0 updated, 0 unchanged.\n"), repr(result.exception)
+            assert True not in hashed_when_locked, hashed_when_locked
+            assert user.name == "Alice Renamed" and verify_password(user.password_hash, DEMO_PASSWORD)
+        else:  # the seed first (the removal queued behind its lock), then the removal
+            assert (result.exit_code, result.output) == (
+                0, "updated user alice\nSeeded: 0 created, 1 updated, 0 unchanged.\n"), repr(result.exception)
+
+
 def test_a_seed_that_updates_a_client_removed_meanwhile_ends_without_a_traceback(app, runner, seeded, tmp_path,
                                                                                 monkeypatch):
     """`flask seed clients.json` (spa's name changed in it) while another operator's `clients

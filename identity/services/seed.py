@@ -287,7 +287,7 @@ def _seed_user(item: dict, user: User | None, report: SeedReport, reset_password
     (_lock_in_one_order), or None.
     """
     label = f"user {item['username']}"
-    if user is None:  # one removed since _hashes_first found it has no hash yet: build_user makes it (rare)
+    if user is None:  # one removed since _hashes_first, on the seed's last try: build_user hashes (rare)
         user = build_user(item["username"], item["email"], item["name"], item["password"],
                           email_verified=item["email_verified"], password_hash=password_hash)
         if item.get("enabled") is False:
@@ -369,16 +369,38 @@ def _refuse_scopes_removed_meanwhile(clients: list[dict]) -> None:
         raise ValidationFailed(errors)
 
 
+class _RemovedSinceHashing(Exception):
+    """A listed user who existed when the hashes were made (none made for her) was removed before
+    the seed took her row: created anew, her password would be hashed with the seed's locks held
+    (on SQLite the database's one write lock, which every serving worker's write waits for)."""
+
+
+#: the seed's tries from its hashing step; the last one hashes such a user's password in place
+SEED_TRIES = 3
+
+
 def apply_seed(data: dict, *, reset_passwords: bool = False) -> SeedReport:
     """Create or update everything in a validated seed, all in one transaction.
 
     The file's API scopes come before the standard resources, so a fresh database's local API
     scope counts as created by the seed (it is written now) rather than as already there.
     """
+    for _ in range(SEED_TRIES - 1):
+        try:
+            return _apply_seed_once(data, reset_passwords, hash_in_place=False)
+        except _RemovedSinceHashing:  # rolled back: redone from the hashes, which now include hers
+            pass
+    return _apply_seed_once(data, reset_passwords, hash_in_place=True)
+
+
+def _apply_seed_once(data: dict, reset_passwords: bool, *, hash_in_place: bool) -> SeedReport:
     report = SeedReport()
     try:
         secret_hashes, password_hashes = _hashes_first(data, reset_passwords)
         locked_users = _lock_in_one_order(data)
+        if not hash_in_place and any(locked_users[item["username"]] is None and password_hash is None
+                                     for item, password_hash in zip(data["users"], password_hashes)):
+            raise _RemovedSinceHashing()
         for item in data["api_scopes"]:
             _seed_scope(item, report)
         db.session.flush()
