@@ -147,9 +147,20 @@ def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[
     """End every live entry of the user but `current` (an entry id, or None for all); return
     those this call ended (not those another request ended meanwhile). Browser sessions first:
     a client told of a session as it ends is not told again by the end of a grant of that session
-    (one logout token a session and client, as a password change sends)."""
-    entries = [e for e in list_entries(user_id, limit=None) if e.id != current]
+    (one logout token a session and client, as a password change sends).
+
+    The entries are listed, and ended, twice: what began while those of the first listing were
+    being ended (the grant of a code that one of their sessions minted, redeemed before that
+    session ended) is in the second. What begins after it began once their sessions had ended,
+    whose codes no longer redeem: a sign-in or grant of its own, as one a moment later would be."""
     told: set[tuple[str, str]] = set()
+    ended = _end_listed_but(user_id, current, by, told)
+    return ended + _end_listed_but(user_id, current, by, told)
+
+
+def _end_listed_but(user_id: int, current: str | None, by: str, told: set) -> list[Entry]:
+    """End the user's live entries as listed now, but `current`; those this call ended."""
+    entries = [e for e in list_entries(user_id, limit=None) if e.id != current]
     ended = {e.id for e in sorted(entries, key=lambda e: e.kind != BROWSER) if _end(user_id, e, by, told)}
     return [e for e in entries if e.id in ended]
 
