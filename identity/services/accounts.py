@@ -49,6 +49,16 @@ def find_user(login: str) -> User | None:
     return db.session.scalar(_USER_BY_LOGIN, {"key": key})
 
 
+def existing_user(username: str) -> User:
+    """The user an operator's command names (by user name or email); NotFound, the read's
+    transaction ended, when there is none: a command that finds nothing to do leaves nothing open."""
+    user = find_user(username)
+    if user is None:
+        db.session.rollback()
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
 def _logins_taken(*logins: str | None) -> set[str]:
     """Which of these logins (normalized) a user signs in with already, read in one statement: two
     reads could each see a different moment, another command's user committed between them (the
@@ -139,9 +149,7 @@ def list_users() -> list[User]:
 
 
 def remove_user(username: str) -> None:
-    user = find_user(username)
-    if user is None:
-        raise NotFound(f"no user {username!r}")
+    user = existing_user(username)
     user_id = user.id
     store.lock_user_row(user_id)  # the same command run twice at once: the second waits, then finds no user
     if db.session.scalar(select(User.id).where(User.id == user_id)) is None:
@@ -623,9 +631,7 @@ def new_password_verdict(user_id: int, new_password: str, current_password: str 
 
 def set_password(username: str, new_password: str) -> User:
     """Set a password as the operator (no current password); same policy and revocations."""
-    user = find_user(username)
-    if user is None:
-        raise NotFound(f"no user {username!r}")
+    user = existing_user(username)
     judged = (user.username, user.email, user.name)
     _refuse_weak_password(new_password, *judged)
     password_hash = new_password_hash(new_password)  # before the first write (see new_password_hash)

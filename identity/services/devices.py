@@ -130,6 +130,7 @@ def end_entry(user_id: int, value: str, *, by: str = "user") -> Entry:
     same answer for another user's, an ended one, and nonsense). `by` is who asked, for the audit."""
     found = next(iter(list_entries(user_id, only=value)), None)
     if found is None or not _end(user_id, found, by):  # not live, or ended meanwhile by another request
+        db.session.rollback()  # the list's read
         raise NotFound("no such session")
     return found
 

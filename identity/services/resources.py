@@ -72,11 +72,12 @@ def add_api_scope(name: str, display_name: str | None = None, description: str |
 
 
 def remove_api_scope(name: str) -> None:
-    scope = db.session.scalar(select(ApiScope).where(ApiScope.name == name))
-    if scope is None:
-        raise NotFound(f"no API scope {name!r}")
     if name == LOCAL_API_SCOPE:
         raise Conflict(f"{LOCAL_API_SCOPE} is the local API's scope; it always exists")
+    scope = db.session.scalar(select(ApiScope).where(ApiScope.name == name))
+    if scope is None:
+        db.session.rollback()  # the read's transaction: nothing to do
+        raise NotFound(f"no API scope {name!r}")
     # one statement that says whether it removed the row: the same command run twice at once
     # waits here for the other's commit, and then finds the scope gone, as when run after it
     if db.session.execute(delete(ApiScope).where(ApiScope.id == scope.id)).rowcount == 0:

@@ -18,7 +18,7 @@ from ..extensions import db
 from ..models import User
 from ..store import accounts as user_rows
 from . import account_tokens, audit, bearer_cache
-from .accounts import find_user, revoke_grants_and_sessions
+from .accounts import existing_user, revoke_grants_and_sessions
 
 
 @dataclass
@@ -31,9 +31,7 @@ def _user(username: str) -> User:
     """The user, their row locked until the commit and read again under the lock: the same switch
     run twice at once (two terminals, a retried script) then changes and audits it once, and the
     second says it was already so."""
-    user = find_user(username)
-    if user is None:
-        raise NotFound(f"no user {username!r}")
+    user = existing_user(username)
     user_rows.lock_user_row(user.id)
     # by its id, not by refreshing the object found: a `users remove` committed since leaves no row
     user = db.session.get(User, user.id, populate_existing=True)
@@ -82,7 +80,8 @@ def enable_user(username: str) -> StatusChange:
 
 
 def unlock_user(username: str) -> StatusChange:
-    """Clear a user's lockout: the failure count and any lock (nothing written or audited if neither is set)."""
+    """Clear a user's lockout: the failure count and any lock (nothing written or audited if neither
+    is set: the row's lock, taken to read them, ends at once)."""
     user = _user(username)
     name = user.username  # read now: after the commit, a `users remove` may have left no row to read it from
     was_locked = user.locked_until > now()
@@ -91,4 +90,6 @@ def unlock_user(username: str) -> StatusChange:
         user.failed_attempts, user.locked_until = 0, 0
         audit.record("user_unlocked", user_id=user.id, detail={"username": name, "was_locked": was_locked})
         db.session.commit()
+    else:
+        db.session.rollback()
     return StatusChange(name, changed)

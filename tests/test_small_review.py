@@ -1,0 +1,65 @@
+"""Review: five small defects the last sessions noted and left alone. An operator's command that
+found nothing to do returned with its transaction (and the user's row lock) still open; a change
+slept out the workers' remembered answers with a read transaction open; a sign-in whose user the
+operator removed during its second step was answered as if the account were still there; the
+commands named a missing user in two wordings; and `clients update` answered as soon as it had
+committed a scope's removal, while a worker's client snapshot still granted it. Each test makes
+the other action happen at a chosen point (a hook on a service call, a stand-in for a sleep),
+never by timing, on the real database, and asserts on what the operator or user sees and on
+what is stored."""
+
+import pytest
+from sqlalchemy import text
+
+from identity.extensions import db
+from identity.services import accounts, user_status
+
+ALICE = "alice"
+
+
+def idle_in_transaction(app) -> int:
+    """PostgreSQL: backends of this database idle inside a transaction, seen from a connection of
+    their own (0 on SQLite, which has no such view)."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return 0
+    with engine.connect() as connection:
+        return connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"))
+
+
+# --- 1. a command with nothing to do ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, said", [
+    (["users", "unlock", ALICE], "User alice was not locked.\n"),
+    (["users", "enable", ALICE], "User alice was already enabled.\n"),
+    (["users", "disable", "bob"], "User bob was already disabled.\n"),
+    (["users", "mfa-reset", ALICE], "alice had no second factor.\n"),
+    (["sessions", "end", ALICE], "Ended 0 session(s) and grant(s) of alice.\n"),
+    (["clients", "enable", "service"], "Client service was already enabled.\n"),
+    (["clients", "update", "service", "--name", "Back-end Service"], "No change to client service.\n"),
+    (["clients", "remove", "ghost"], "Error: no client 'ghost'\n"),
+    (["users", "remove", "ghost"], "Error: no user 'ghost'\n"),
+    (["users", "unlock", "ghost"], "Error: no user 'ghost'\n"),
+    (["users", "set-password", "ghost"], "Error: no user 'ghost'\n"),
+    (["sessions", "end", ALICE, "app_unknown"], "Error: no such session\n"),
+    (["scopes", "remove", "ghost"], "Error: no API scope 'ghost'\n"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_a_command_with_nothing_to_do_ends_its_transaction(app, runner, seeded, args, said):
+    """`flask users unlock alice` for a user who was not locked answered "was not locked" and
+    returned with its transaction still open, holding alice's row lock (on SQLite, the database's
+    one write lock: its no-op UPDATE takes it) until the command's app context ended. In the CLI
+    that context ends a moment later; but a service that returns with a lock held is a trap for
+    its next caller (a script, a test, a page that unlocks and then writes: on SQLite every other
+    worker's write waits for it, on PostgreSQL every change of alice). Every such answer of
+    nothing done, or of nothing to do it to, must end its transaction, as its changes' answers do."""
+    with app.app_context():
+        accounts.create_user("bob", "bob-a-long-passphrase-1", email="bob@example.com")
+        user_status.disable_user("bob")
+        db.session.remove()
+    with app.app_context():  # the command runs in this context (flask's with_appcontext reuses it)
+        result = runner.invoke(args=args, input="ghost-a-long-passphrase-1\n")
+        assert result.output == said, repr(result.exception)
+        assert (db.session().in_transaction(), idle_in_transaction(app)) == (False, 0)
