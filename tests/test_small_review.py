@@ -8,13 +8,21 @@ the other action happen at a chosen point (a hook on a service call, a stand-in 
 never by timing, on the real database, and asserts on what the operator or user sees and on
 what is stored."""
 
-import pytest
-from sqlalchemy import text
+import re
+import time
+from types import SimpleNamespace
 
+import pytest
+from sqlalchemy import select, text, update
+
+from actions import AuthActions
+from conftest import ALICE_PASSWORD
 from identity.extensions import db
-from identity.services import accounts, user_status
+from identity.models import User
+from identity.services import account_tokens, accounts, bearer_cache, user_status
 
 ALICE = "alice"
+CSRF_FIELDS = re.compile(r'name="([a-z]+-)?csrf_token"[^>]*value="([^"]+)"')
 
 
 def idle_in_transaction(app) -> int:
@@ -63,3 +71,53 @@ def test_a_command_with_nothing_to_do_ends_its_transaction(app, runner, seeded, 
         result = runner.invoke(args=args, input="ghost-a-long-passphrase-1\n")
         assert result.output == said, repr(result.exception)
         assert (db.session().in_transaction(), idle_in_transaction(app)) == (False, 0)
+
+
+# --- 2. the wait for the workers' remembered answers ---------------------------------------------
+
+
+def change_address_on_the_page(client) -> int:
+    """alice, signed in, asks on the account page for a new address; the page's status."""
+    AuthActions(client).login()
+    page = client.get("/account/email").get_data(as_text=True)
+    token = dict((prefix, value) for prefix, value in CSRF_FIELDS.findall(page))["change-"]
+    return client.post("/account/email", data={"change-csrf_token": token, "change-email": "alice@example.org",
+                                               "change-current_password": ALICE_PASSWORD}).status_code
+
+
+def follow_the_link(app, client) -> int:
+    """alice follows a link that verifies her address; the page's status."""
+    with app.app_context():
+        alice = db.session.scalar(select(User.id).where(User.username == ALICE))
+        link_token = account_tokens.issue(alice, account_tokens.VERIFY_EMAIL, 3600, email="alice@example.com")
+        db.session.commit()
+    return client.get(f"/account/verify-email?token={link_token}").status_code
+
+
+@pytest.mark.parametrize("door", ["the link", "the change"])
+def test_an_address_change_waits_out_the_workers_without_a_transaction_open(app, client, seeded, mail, monkeypatch,
+                                                                            door):
+    """alice follows the link that verifies her address (or asks for a new one on the account
+    page) while a worker remembers her bearer check (a lease on her row): the request waits
+    BEARER_CACHE_SECONDS after its commit, so that the local API's next answer reports the
+    change. It read her rows again after the commit (`user.id` of the expired row; the mails'
+    fields) and slept with that read transaction open: on PostgreSQL a backend idle in a
+    transaction for the whole wait (holding its table locks against a migration's, counted by
+    idle_in_transaction_session_timeout), for every address changed or verified. What the request
+    commits is unchanged."""
+    with app.app_context():
+        db.session.execute(update(User).where(User.username == ALICE)
+                           .values(email_verified=False, bearer_cached_until=time.time() + 600))
+        db.session.commit()
+    seen: list = []
+
+    def at_the_wait(seconds):
+        seen.append((db.session().in_transaction(), idle_in_transaction(app)))
+
+    monkeypatch.setattr(bearer_cache, "time", SimpleNamespace(time=time.time, monotonic=time.monotonic,
+                                                               sleep=at_the_wait))
+    status = follow_the_link(app, client) if door == "the link" else change_address_on_the_page(client)
+    with app.app_context():
+        stored = db.session.execute(select(User.email_verified, User.pending_email).where(User.username == ALICE)).one()
+    assert (status, seen) == (200, [(False, 0)])
+    assert tuple(stored) == ((True, None) if door == "the link" else (False, "alice@example.org"))

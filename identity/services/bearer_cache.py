@@ -126,7 +126,9 @@ def wait_out_cached_answers(user_id: int, *, removed: bool = False) -> bool:
     committed it: return only once no worker can still accept the user's older tokens from memory.
 
     Sleeps BEARER_CACHE_SECONDS if a worker took a lease on the user in the last minute
-    (always, for a removed user, whose row is gone); True if it slept.
+    (always, for a removed user, whose row is gone); True if it slept. Call it right after the
+    commit, with ids read before it: a read of the committed rows first (an expired object's
+    attribute) opens a transaction that the sleep would hold open.
     """
     return wait_for_leases([user_id], always=removed)
 

@@ -259,12 +259,14 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
             link = _issue_link(user, new_email)
             audit.record("email_change_requested", user_id=user.id, client_id=client_id)
         db.session.commit()
+    # the local API's next answer reports the pending address; waited out first, by the id given,
+    # as the mails below read the committed rows again, in a transaction that would last the wait
+    bearer_cache.wait_out_cached_answers(user_id)
     if owner is not None:
         mail.send_later(new_email, "email_taken", user_id=owner.id, username=owner.username,
                         name=owner.name or owner.username, login=mail.link("/account/login"))
     else:
         _send_link(user, new_email, link, change=True)
-    bearer_cache.wait_out_cached_answers(user.id)  # the local API's next answer reports the pending address
     if user.email:
         mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
                         name=user.name or user.username, new_email=notifications.masked_address(new_email),
@@ -376,9 +378,10 @@ def verify_email(token: str | None) -> Verified:
             return _taken_meanwhile(row)
         account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # links mailed to the old address
     user.email_verified = True
-    audit.record("email_changed" if changed else "email_verified", user_id=user.id)
+    user_id = user.id  # read now: after the commit, reading it again begins a transaction that would last the wait
+    audit.record("email_changed" if changed else "email_verified", user_id=user_id)
     db.session.commit()
-    bearer_cache.wait_out_cached_answers(user.id)  # the local API's next answer reports it
+    bearer_cache.wait_out_cached_answers(user_id)  # the local API's next answer reports it
     if changed:
         for recipient in filter(None, (old, address)):
             mail.send_later(recipient, "email_changed", user_id=user.id, username=user.username,
