@@ -18,11 +18,18 @@ from sqlalchemy import select, text, update
 from actions import AuthActions
 from conftest import ALICE_PASSWORD
 from identity.extensions import db
-from identity.models import User
-from identity.services import account_tokens, accounts, bearer_cache, user_status
+from identity.models import AuditEvent, User
+from identity.services import account_tokens, accounts, bearer_cache, mfa, user_status
+from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
+from races import in_own_context
 
 ALICE = "alice"
 CSRF_FIELDS = re.compile(r'name="([a-z]+-)?csrf_token"[^>]*value="([^"]+)"')
+
+
+def audited(*names: str) -> list[str]:
+    """These audit events as recorded, oldest first."""
+    return list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.event.in_(names)).order_by(AuditEvent.id)))
 
 
 def idle_in_transaction(app) -> int:
@@ -121,3 +128,40 @@ def test_an_address_change_waits_out_the_workers_without_a_transaction_open(app,
         stored = db.session.execute(select(User.email_verified, User.pending_email).where(User.username == ALICE)).one()
     assert (status, seen) == (200, [(False, 0)])
     assert tuple(stored) == ((True, None) if door == "the link" else (False, "alice@example.org"))
+
+
+# --- 3. a user removed during the second step ----------------------------------------------------
+
+
+def test_a_second_step_whose_user_is_removed_meanwhile_is_told_the_sign_in_ended(app, client, seeded, step_clock,
+                                                                                monkeypatch):
+    """alice typed her password, then her code, while the operator ran `flask users remove alice`.
+    The removal, committed as the code was about to be checked, took her factors with her row;
+    the page answered as if her account were still there: "Your account has no second factor any
+    more. Sign in with your password.", and the audit log recorded a refused code "locked" (her
+    attempt could not be counted: no row). The sign-in is over: she is sent back to the sign-in
+    page and told so in the words it uses for a second step that ended (expired, or finished
+    elsewhere), which say no more than the sign-in page would; nothing is recorded against her."""
+    from identity.web.second_factor import STEP_ENDED
+
+    secret, _ = enrol_user(app)
+    assert password_step(client).headers["Location"].startswith("/account/login/mfa")
+    checking = mfa.check_code
+    removed: dict = {}
+
+    def removed_as_the_code_is_checked(user_id, *args, **kwargs):
+        if not removed:
+            in_own_context(app, lambda: accounts.remove_user(ALICE), removed)()
+        return checking(user_id, *args, **kwargs)
+
+    monkeypatch.setattr(mfa, "check_code", removed_as_the_code_is_checked)
+    answer = second_step(client, code_at(secret))
+    assert removed["done"] is None, removed
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/account/login"), \
+        answer.get_data(as_text=True)[-600:]
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    told = page[page.find('class="flashes"'):][:400] if 'class="flashes"' in page else "nothing"
+    assert STEP_ENDED in page, told
+    assert client.get("/account/login/mfa").headers["Location"].startswith("/account/login")  # nothing pending
+    with app.app_context():
+        assert audited("user_removed", "mfa_failed", "sign_in_failed") == ["user_removed"]

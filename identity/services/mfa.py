@@ -379,10 +379,14 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
     the code (a recovery code: one of ten) usable for the next try. If `spending` changes no row,
     the code was spent meanwhile: the caller answers with refuse_spent. A code that finds the
     user's app removed since the caller looked (recovery codes go with it: no code could pass) is
-    refused uncounted.
+    refused uncounted; one whose user was removed since (no row: nothing to count) is refused
+    unaudited, not as locked.
     """
     reservation = lockout.reserve(user_id)
     if reservation is None:
+        if user_rows.password_version(user_id) is None:  # removed meanwhile (`users remove`), not locked
+            db.session.rollback()
+            return CodeCheck(None)
         retry_after = lockout.seconds_left(user_id)
         audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked", "for": purpose})
         db.session.commit()

@@ -2,7 +2,7 @@
 
 from flask import flash, redirect, url_for
 
-from ..plumbing.login_session import drop_pending
+from ..plumbing.login_session import drop_pending, pending_sign_in
 from ..services import mfa
 
 NEEDS_CODE = "Enter a code from your authenticator app, or a recovery code."
@@ -37,12 +37,15 @@ def second_factor_fields(factor: str | None) -> dict:
 
 
 def factors_removed_meanwhile(user_id: int, return_url: str | None):
-    """For a second step (a code or a passkey) whose user has no second factor left (`users
-    mfa-reset` for a lost phone, or the app removed in another browser since the password): the
-    answer that sends them back to the password, which alone signs them in now, saying why; else
-    None. Nothing is checked, so nothing is counted toward the lockout."""
+    """For a second step (a code or a passkey) whose user has no second factor left: the answer
+    that sends them back to the sign-in page, saying why, else None. Nothing is checked, so
+    nothing is counted toward the lockout. Factors removed (`users mfa-reset` for a lost phone,
+    or the app removed in another browser since the password): the password alone signs them in
+    now (FACTORS_REMOVED). The user removed (`users remove`: the factors went with the row), or
+    the sign-in ended otherwise meanwhile: the sign-in is over (STEP_ENDED, as for a step posted
+    after that), which tells no more than the sign-in page would."""
     if mfa.has_second_factor(user_id):
         return None
-    flash(FACTORS_REMOVED, "info")
+    flash(FACTORS_REMOVED if pending_sign_in() is not None else STEP_ENDED, "info")
     drop_pending()
     return redirect(url_for("account.login", returnUrl=return_url) if return_url else url_for("account.login"))
