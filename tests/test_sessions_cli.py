@@ -88,8 +88,8 @@ def test_end_without_id_ends_all_of_the_users(app, client, runner, signed_in):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["sessions", "list", "nobody"], "Error: no such user: nobody\n"),
-    (["sessions", "end", "nobody"], "Error: no such user: nobody\n"),
+    (["sessions", "list", "nobody"], "Error: no user 'nobody'\n"),
+    (["sessions", "end", "nobody"], "Error: no user 'nobody'\n"),
     (["sessions", "end", "alice", "app_unknown"], "Error: no such session\n"),
 ])
 def test_errors_are_one_line_and_exit_non_zero(runner, signed_in, args, message):

@@ -165,3 +165,16 @@ def test_a_second_step_whose_user_is_removed_meanwhile_is_told_the_sign_in_ended
     assert client.get("/account/login/mfa").headers["Location"].startswith("/account/login")  # nothing pending
     with app.app_context():
         assert audited("user_removed", "mfa_failed", "sign_in_failed") == ["user_removed"]
+
+
+# --- 4. one wording for a missing user -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["users", "remove", "nobody"], ["users", "unlock", "nobody"],
+                                  ["users", "mfa-reset", "nobody"], ["sessions", "list", "nobody"],
+                                  ["sessions", "end", "nobody"]], ids=" ".join)
+def test_every_command_names_a_missing_user_in_one_wording(runner, seeded, args):
+    """`flask sessions list nobody` said "no such user: nobody" where every other command says
+    "no user 'nobody'": a script that recognises the one missed the other."""
+    result = runner.invoke(args=args)
+    assert (result.exit_code, result.output) == (1, "Error: no user 'nobody'\n")

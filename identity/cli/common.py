@@ -104,5 +104,5 @@ def _read_password(prompt: bool) -> str:
 def _user_id(username: str) -> int:
     user = accounts.find_user(username)
     if user is None:
-        raise click.ClickException(f"no such user: {username}")
+        raise click.ClickException(f"no user {username!r}")  # as the services word it (accounts.existing_user)
     return user.id

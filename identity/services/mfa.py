@@ -466,8 +466,9 @@ CODE, PASSKEY = "code", "passkey"
 PASSKEY_ONLY = ("its second factor is a passkey, which no `otp` can stand for: sign in again with it "
                 "(acr_values=mfa), then send the request again")
 #: a code refused uncounted because the app was removed as it was checked (`users mfa-reset`,
-#: another browser): what it asked may now need no code, or a passkey
-FACTORS_CHANGED = "its second factors changed while the code was checked: send the request again"
+#: another browser): what it asked may now need no code, or a passkey. The local API's words (after
+#: "This account has a second factor: "); a page says it in its own (web/second_factor.FACTORS_CHANGED)
+APP_REMOVED_AS_CHECKED = "its second factors changed while the code was checked: send the request again"
 
 
 def factor_to_prove(user_id: int, *, recent_mfa: bool) -> str | None:
@@ -509,7 +510,7 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
     The caller's reservation (of the password checked in the same request) counts the attempt
     toward lockout: a wrong code leaves it counted, and raises SecondFactorRequired (AccountLocked
     if that reservation set the lock). A code that finds the app removed since the caller looked
-    (recovery codes go with it: no code could pass) is refused uncounted (FACTORS_CHANGED).
+    (recovery codes go with it: no code could pass) is refused uncounted (APP_REMOVED_AS_CHECKED).
     """
     normalized = normalize_code(code)
     kind = _kind(normalized)
@@ -529,7 +530,7 @@ def spend_code(user_id: int, code: str, reservation: lockout.Reservation, *, cli
         write(lockout.released(reservation))
         return
     if _uncounted_without_app(user_id, reservation) is not None:  # the app removed since the caller looked
-        raise SecondFactorRequired(FACTORS_CHANGED)
+        raise SecondFactorRequired(APP_REMOVED_AS_CHECKED)
     _record_bad_code(user_id, normalized, reservation, client_id=client_id, purpose=purpose)
     if reservation.locked:
         raise AccountLocked(current_app.config["LOCKOUT_SECONDS"])

@@ -15,7 +15,8 @@ STEP_ENDED = "The sign-in waited too long for its second step, or ended already.
 #: (`users mfa-reset` for a lost phone, or the app removed in another browser): the password alone signs in now
 FACTORS_REMOVED = "Your account has no second factor any more. Sign in with your password."
 NEEDS_PASSKEY = "Your second factor is a passkey: sign out and sign in again with your passkey, then come back here."
-#: a change refused for a second factor that was removed before the page could say which one
+#: a change refused for a second factor that was removed before the page could say which one (the
+#: page's words for what the local API says as mfa.APP_REMOVED_AS_CHECKED)
 FACTORS_CHANGED = "Your second factors changed while this was being checked. Please try again."
 
 
