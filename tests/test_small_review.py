@@ -8,6 +8,7 @@ the other action happen at a chosen point (a hook on a service call, a stand-in 
 never by timing, on the real database, and asserts on what the operator or user sees and on
 what is stored."""
 
+import json
 import re
 import time
 from types import SimpleNamespace
@@ -15,11 +16,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, text, update
 
-from actions import AuthActions
+from actions import AuthActions, OAuthActions
 from conftest import ALICE_PASSWORD
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import account_tokens, accounts, bearer_cache, mfa, user_status
+from identity.services import account_tokens, accounts, bearer_cache, clients, mfa, resources, user_status
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
 from races import in_own_context
 
@@ -178,3 +179,57 @@ def test_every_command_names_a_missing_user_in_one_wording(runner, seeded, args)
     "no user 'nobody'": a script that recognises the one missed the other."""
     result = runner.invoke(args=args)
     assert (result.exit_code, result.output) == (1, "Error: no user 'nobody'\n")
+
+
+# --- 5. a scope taken from a client ---------------------------------------------------------------
+
+
+class StoppedClock:
+    """clients.py's time: monotonic stands still and moves on only by what the code sleeps, so a
+    worker's snapshot outlives the command exactly as long as the command does not wait it out."""
+
+    def __init__(self):
+        self.at = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += seconds
+
+
+SERVICE_WITHOUT_ORDERS = {"client_id": "service", "client_name": "Back-end Service",
+                          "client_secrets": ["service-secret-change-me"], "allowed_grant_types": ["client_credentials"],
+                          "allowed_scopes": ["IdentityServerApi"], "access_token_lifetime": 3600}
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 60}])
+@pytest.mark.parametrize("door", ["clients update", "seed"])
+def test_a_scope_taken_from_a_client_is_refused_once_the_command_returns(app, client, runner, seeded, tmp_path,
+                                                                         monkeypatch, door):
+    """`flask clients update service --scope IdentityServerApi` (or a seed file that lists the
+    client without it) took `orders` from the service client and answered at once; a worker whose
+    client snapshot predated the change went on granting `orders` for up to CLIENT_CACHE_SECONDS (an
+    access token good for an hour), and a `scopes remove orders` run right after did not reach
+    what that worker issued. The operator, told "Updated client service", had no way to know when
+    the scope stopped being granted. The command now returns once no worker's snapshot predates
+    it, as `clients disable` does."""
+    monkeypatch.setattr(clients, "time", StoppedClock())
+    with app.app_context():
+        resources.add_api_scope("orders")
+        clients.update_client("service", {"allowed_scopes": ["IdentityServerApi", "orders"]})
+        db.session.remove()
+    oauth = OAuthActions(client)
+    before = oauth.token("service", grant_type="client_credentials", scope="orders")
+    assert before.status_code == 200 and before.get_json()["scope"] == "orders", before.get_json()
+    if door == "seed":
+        seed_file = tmp_path / "seed.json"
+        seed_file.write_text(json.dumps({"clients": [SERVICE_WITHOUT_ORDERS]}))
+        args, said = ["seed", str(seed_file)], "updated client service\nSeeded: 0 created, 1 updated, 0 unchanged.\n"
+    else:
+        args, said = ["clients", "update", "service", "--scope", "IdentityServerApi"], \
+            "Updated client service: allowed_scopes.\n"
+    done = runner.invoke(args=args)
+    assert done.output == said, repr(done.exception)
+    after = oauth.token("service", grant_type="client_credentials", scope="orders")
+    assert "orders" not in ((after.get_json() or {}).get("scope") or "").split(), after.get_json()

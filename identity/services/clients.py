@@ -191,6 +191,14 @@ def list_clients() -> list[Client]:
     return listing.by_code_point(Client, Client.client_id)
 
 
+def scopes_taken_away(before: list[str], after: list[str]) -> bool:
+    """Whether a change of a client's allowed scopes takes one away: a worker whose snapshot predates
+    it would go on granting that scope (an access token good for its whole lifetime) until the
+    snapshot expires, so the command that commits it waits the snapshots out before it answers, as
+    `clients disable` does; a scope added may wait its CLIENT_CACHE_SECONDS, as other changes do."""
+    return bool(set(before or []) - set(after or []))
+
+
 def wait_out_snapshots() -> bool:
     """Wait until no worker serves a client snapshot read before now (CLIENT_CACHE_SECONDS, the
     period cached_client keeps one); False, at once, when workers keep none."""
@@ -265,7 +273,8 @@ _STORED_FIELDS = tuple(name for name in ClientSchema().fields if name not in ("c
 def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     """Change the given fields of a client (ClientSchema names), validated as `add` and the seed
     validate the whole client; returns it with the names of the fields that changed. Its secrets
-    are kept. Workers see the change within CLIENT_CACHE_SECONDS (their client snapshots)."""
+    are kept. Workers see the change within CLIENT_CACHE_SECONDS (their client snapshots); one
+    that takes a scope away returns only then (scopes_taken_away)."""
     # judged and written under the row's lock: a removal committed after a read without it left
     # no row to write (a traceback), and another update's change would be judged by a stale copy
     client = _locked_client(client_id)
@@ -289,9 +298,12 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     _refuse_unknown_scopes(data["allowed_scopes"])
     changed = [name for name in _SCHEMA_FIELDS if getattr(client, name) != data[name]]
     if changed:
+        narrowed = scopes_taken_away(client.allowed_scopes, data["allowed_scopes"])
         apply_client_data(client, data, client.secret_hashes)
         audit.record("client_updated", client_id=client.client_id, detail={"fields": changed})
         db.session.commit()
+        if narrowed:
+            wait_out_snapshots()
     else:
         db.session.rollback()  # nothing to write: the row's and the scopes' locks end here
     return client, changed
