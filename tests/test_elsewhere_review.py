@@ -7,14 +7,14 @@ after its listing (a wrapped service call, never timing), and what is left after
 checked: the current entry and its rotations, and nothing that the call should have ended."""
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from actions import OAuthActions
-from conftest import HttpsClient, csrf_token, postgresql_only
+from conftest import HttpsClient, csrf_token
 from identity.extensions import db
 from identity.models import RefreshToken, User
 from identity.services import devices
-from races import in_thread, lock_waiters, mobile_code, other_workers, wait_until
+from races import mobile_code, other_workers
 from test_localapi_support import CHEAP_ARGON2, bearer
 from test_sessions_devices import browser, page_entries, password_grant, refresh, sessions_of
 
@@ -112,45 +112,3 @@ def test_the_local_apis_end_all_but_mine_also_ends_a_grant_whose_code_was_redeem
     assert live_families(app) == {my_family}
     assert refresh(client, mine["refresh_token"]).status_code == 200  # the caller's grant, and its rotation, kept
     assert phone.get("/account/sessions").status_code == 302
-
-
-@pytest.mark.parametrize("_", [pytest.param(None, marks=postgresql_only())])
-def test_sign_out_everywhere_else_also_ends_a_grant_whose_redemption_was_under_way_as_its_session_ended(
-        app, flow_clients, client, database_uri, _):
-    """PostgreSQL: "Sign out everywhere else" as the phone's app is redeeming a code the phone's
-    browser session minted, its statement under way (here held at the user's row, which its new
-    refresh token's foreign key reads: an address change in flight holds it so). The redemption
-    had judged the session live by its snapshot; the session's end did not wait for it, nor did
-    the second listing see its uncommitted grant: the page said "signed out everywhere else",
-    and the phone's app kept a working refresh token. A session's end now expires its codes
-    first, which waits for a redemption under way: it has lost, or its grant is listed and ended."""
-    phone = new_browser(app)
-    form = mobile_code(phone, "openid offline_access")
-    here = browser(app)
-    page = here.get("/account/sessions").get_data(as_text=True)
-    this_browser = page_entries(page)[0]
-    with app.app_context():
-        engine = db.engine
-    results: dict = {}
-    with other_workers(database_uri) as (other,), engine.connect() as blocker:
-        blocker.execute(text("SELECT id FROM users WHERE username = 'alice' FOR UPDATE"))
-        redemption = in_thread(results, "redeemed", lambda: OAuthActions(other.test_client()).token("mobile-pkce", **form))
-        wait_until(lambda: lock_waiters(app) >= 1)
-        signing_out = in_thread(results, "signed_out", lambda: here.post(
-            "/account/sessions", data={"csrf_token": csrf_token(page), "scope": "others"}))
-        wait_until(lambda: lock_waiters(app) >= 2 or not signing_out.is_alive())
-        blocker.rollback()
-        redemption.join(30)
-        signing_out.join(30)
-
-    assert results["signed_out"].status_code == 302, results["signed_out"]
-    left = page_entries(here.get("/account/sessions").get_data(as_text=True))
-    assert left == [this_browser], left
-    assert live_families(app) == set()
-    redeemed = results["redeemed"]
-    if redeemed.status_code == 200:  # it committed first: the grant it started was ended after it
-        refreshed = OAuthActions(client).token("mobile-pkce", grant_type="refresh_token",
-                                               refresh_token=redeemed.get_json()["refresh_token"])
-        assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant", refreshed.get_json()
-    else:
-        assert (redeemed.status_code, redeemed.get_json()["error"]) == (400, "invalid_grant"), redeemed.get_json()

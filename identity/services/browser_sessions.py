@@ -23,7 +23,6 @@ from ..errors import NotFound
 from ..extensions import db
 from ..models import User
 from ..store import browser_sessions as store
-from ..store import issued_grants as grant_rows
 from ..store.writes import Write
 from . import audit, logout
 from .user_agents import caller_device
@@ -216,8 +215,6 @@ def end_stored_session(digest: str, reason: str = "signed_out", *, audited_for: 
     one whose revocation lost drops what it queued, and gets None (it had ended meanwhile).
     With `audited_for` (the user's id: a sign-out), the end is recorded as `session_ended`
     (reason `how`), kept only with the revocation that won."""
-    # first: its codes can no longer redeem, and a redemption under way commits before the rest
-    grant_rows.expire_session_codes(digest, clock.now())
     ended = logout.session_ended(digest, reason)
     if audited_for is not None and ended is not None:
         audit.record("session_ended", user_id=audited_for, detail={"reason": how})

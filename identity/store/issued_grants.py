@@ -53,9 +53,8 @@ _SESSIONS = UserSession.__table__
 # Unexpired as well as unused: a password change ends a user's codes by expiring them, and a
 # redemption that raced it loses here (or commits first, and the change revokes what it issued).
 # Its session not signed out either (one lookup by the session's unique public id): a sign-out
-# committed since the code was read ends it too. (On PostgreSQL a sign-out committing while this
-# very statement runs is not seen by it; but the sign-out expires the session's codes first, which
-# waits for this statement: its tokens are then stored before the sign-out tells the client.)
+# committed since the code was read ends it too. (A sign-out committing while this very statement
+# runs on PostgreSQL is not seen: it then tells the client, whose tokens came first.)
 _SESSION_NOT_ENDED = or_(_CODES.c.session_id.is_(None),
                          exists().where(_SESSIONS.c.public_sid == _CODES.c.session_id, _SESSIONS.c.revoked_at.is_(None)))
 _CONSUME_CODE = (
@@ -184,22 +183,6 @@ def code_nonce_seen(client_id: str, nonce: str, stamp: int, user_id: int | None 
     in a sign-in): one read on the autocommit connection, where through the session it built the
     query, checked out a connection and, on PostgreSQL, cost a ping, a BEGIN and a ROLLBACK besides."""
     return autocommit_connection().first(*_code_nonce(client_id, nonce, stamp, user_id)) is not None
-
-
-def expire_session_codes(digest: str, stamp: int) -> None:
-    """Expire every unused code that the live browser session whose cookie sid has this digest
-    minted, in the session's transaction (found through its user's codes' index). On PostgreSQL
-    the UPDATE waits for a redemption under way (its consuming statement holds the code's row):
-    that one commits first, or finds the code expired."""
-    session = select(UserSession.user_id, UserSession.public_sid).where(
-        UserSession.sid == digest, UserSession.revoked_at.is_(None)).subquery()
-    db.session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.user_id == select(session.c.user_id).scalar_subquery(),
-               AuthorizationCode.session_id == select(session.c.public_sid).scalar_subquery(),
-               AuthorizationCode.consumed_at.is_(None), AuthorizationCode.expires_at >= stamp)
-        .values(expires_at=stamp - 1)
-    )
 
 
 def expire_user_codes(user_id: int, stamp: int) -> None:
