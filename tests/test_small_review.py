@@ -16,13 +16,13 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, text, update
 
-from actions import AuthActions, OAuthActions
+from actions import AuthActions, OAuthActions, pkce_pair
 from conftest import ALICE_PASSWORD
 from identity.extensions import db
 from identity.models import AuditEvent, User
 from identity.services import account_tokens, accounts, bearer_cache, clients, mfa, resources, user_status
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
-from races import in_own_context
+from races import MOBILE_REDIRECT, in_own_context
 
 ALICE = "alice"
 CSRF_FIELDS = re.compile(r'name="([a-z]+-)?csrf_token"[^>]*value="([^"]+)"')
@@ -233,3 +233,40 @@ def test_a_scope_taken_from_a_client_is_refused_once_the_command_returns(app, cl
     assert done.output == said, repr(done.exception)
     after = oauth.token("service", grant_type="client_credentials", scope="orders")
     assert "orders" not in ((after.get_json() or {}).get("scope") or "").split(), after.get_json()
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 60}])
+def test_a_shorter_access_token_lifetime_holds_once_the_command_returns(app, client, runner, seeded, monkeypatch):
+    """`flask clients update service --access-token-lifetime 600`, to cut how long its tokens
+    live, answered at once; a worker whose client snapshot predated the change went on issuing
+    hour-long tokens for up to CLIENT_CACHE_SECONDS. Like a scope taken away, anything taken away
+    now waits the snapshots out before the command answers."""
+    monkeypatch.setattr(clients, "time", StoppedClock())
+    oauth = OAuthActions(client)
+    before = oauth.token("service", grant_type="client_credentials")
+    assert before.status_code == 200 and before.get_json()["expires_in"] == 3600, before.get_json()
+    done = runner.invoke(args=["clients", "update", "service", "--access-token-lifetime", "600"])
+    assert done.output == "Updated client service: access_token_lifetime.\n", repr(done.exception)
+    after = oauth.token("service", grant_type="client_credentials")
+    assert after.status_code == 200 and after.get_json()["expires_in"] == 600, after.get_json()
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 60}])
+def test_a_redirect_uri_taken_away_is_refused_once_the_command_returns(app, client, runner, seeded, monkeypatch):
+    """`flask clients update mobile-pkce --redirect-uri <another>`, to take away a redirect URI
+    (one the app no longer controls), answered at once; a worker whose client snapshot predated
+    the change still sent codes there for up to CLIENT_CACHE_SECONDS."""
+    monkeypatch.setattr(clients, "time", StoppedClock())
+    oauth = OAuthActions(client)
+    verifier, challenge = pkce_pair()
+
+    def authorize():
+        return oauth.authorize(client_id="mobile-pkce", redirect_uri=MOBILE_REDIRECT, scope="openid",
+                               code_challenge=challenge, code_challenge_method="S256")
+
+    assert authorize().status_code == 302  # to the sign-in page: the redirect URI is the client's
+    done = runner.invoke(args=["clients", "update", "mobile-pkce", "--redirect-uri", "com.example.other:/callback"])
+    assert done.output == "Updated client mobile-pkce: redirect_uris.\n", repr(done.exception)
+    refused = authorize()
+    assert refused.status_code == 400 and MOBILE_REDIRECT not in refused.headers.get("Location", ""), refused.status_code
+

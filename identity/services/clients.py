@@ -2,6 +2,7 @@
 
 import threading
 import time
+from collections.abc import Mapping
 
 from flask import current_app
 from marshmallow import ValidationError
@@ -191,12 +192,31 @@ def list_clients() -> list[Client]:
     return listing.by_code_point(Client, Client.client_id)
 
 
-def scopes_taken_away(before: list[str], after: list[str]) -> bool:
-    """Whether a change of a client's allowed scopes takes one away: a worker whose snapshot predates
-    it would go on granting that scope (an access token good for its whole lifetime) until the
-    snapshot expires, so the command that commits it waits the snapshots out before it answers, as
-    `clients disable` does; a scope added may wait its CLIENT_CACHE_SECONDS, as other changes do."""
-    return bool(set(before or []) - set(after or []))
+#: a client's lists whose every entry lets it do something: one taken away narrows what it may do
+_PERMITTING_LISTS = ("allowed_grant_types", "redirect_uris", "post_logout_redirect_uris", "allowed_scopes")
+#: switches that narrow it when turned on, and when turned off
+_REQUIREMENTS = ("require_consent", "require_pkce", "require_mfa", "require_verified_email")
+_ALLOWANCES = ("allow_offline_access", "allow_access_tokens_via_browser")
+
+
+def narrows(before: Mapping, after: Mapping) -> bool:
+    """Whether a change of a client's settings (ClientSchema names, as stored) takes something away:
+    a grant type, redirect URI, post-logout URI or scope; offline access or tokens through the
+    browser; a requirement turned on; a shorter access-token lifetime. A worker whose snapshot
+    predates it would go on allowing it until the snapshot expires (a token issued then good for
+    its whole lifetime, a code sent to a redirect URI taken away), so the command that commits it
+    waits the snapshots out before it answers, as `clients disable` does; a change that only adds
+    may take its CLIENT_CACHE_SECONDS to be seen."""
+    return (any(set(before[name] or []) - set(after[name] or []) for name in _PERMITTING_LISTS)
+            or any(after[name] and not before[name] for name in _REQUIREMENTS)
+            or any(before[name] and not after[name] for name in _ALLOWANCES)
+            or after["access_token_lifetime"] < before["access_token_lifetime"])
+
+
+def client_settings(client: Client) -> dict:
+    """What `narrows` compares, as the client row holds it now."""
+    return {name: getattr(client, name) for name in (*_PERMITTING_LISTS, *_REQUIREMENTS, *_ALLOWANCES,
+                                                      "access_token_lifetime")}
 
 
 def wait_out_snapshots() -> bool:
@@ -274,7 +294,7 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     """Change the given fields of a client (ClientSchema names), validated as `add` and the seed
     validate the whole client; returns it with the names of the fields that changed. Its secrets
     are kept. Workers see the change within CLIENT_CACHE_SECONDS (their client snapshots); one
-    that takes a scope away returns only then (scopes_taken_away)."""
+    that takes something away returns only then (`narrows`)."""
     # judged and written under the row's lock: a removal committed after a read without it left
     # no row to write (a traceback), and another update's change would be judged by a stale copy
     client = _locked_client(client_id)
@@ -298,7 +318,7 @@ def update_client(client_id: str, changes: dict) -> tuple[Client, list[str]]:
     _refuse_unknown_scopes(data["allowed_scopes"])
     changed = [name for name in _SCHEMA_FIELDS if getattr(client, name) != data[name]]
     if changed:
-        narrowed = scopes_taken_away(client.allowed_scopes, data["allowed_scopes"])
+        narrowed = narrows(client_settings(client), data)
         apply_client_data(client, data, client.secret_hashes)
         audit.record("client_updated", client_id=client.client_id, detail={"fields": changed})
         db.session.commit()

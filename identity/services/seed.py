@@ -20,8 +20,8 @@ from . import audit, bearer_cache, notifications
 from .accounts import (build_user, find_user, new_password_hash, normalize_login, revoke_grants_and_sessions,
                        store_new_password)
 from .client_secrets import hash_client_secret, verify_client_secret
-from .clients import (apply_client_data, check_scopes, client_id_problem, get_client, scopes_taken_away,
-                      unknown_scopes_locked, wait_out_snapshots)
+from .clients import (apply_client_data, check_scopes, client_id_problem, get_client, narrows, unknown_scopes_locked,
+                      wait_out_snapshots)
 from .issued_grants import end_client_grants
 from .password_policy import normalize, password_problems
 from .passwords import verify_password
@@ -47,7 +47,7 @@ class SeedReport:
     # a secret given to a client that exists (one added to rotate, or a public client made
     # confidential): wait out the snapshots that refuse it, or serve the client without one
     secret_added: bool = False
-    scope_taken_away: bool = False  # a client allowed fewer scopes: wait out the snapshots that grant them (clients.py)
+    narrowed: bool = False  # a client allowed less (clients.narrows): wait out the snapshots that allow it
 
     @property
     def changed(self) -> bool:
@@ -271,8 +271,8 @@ def _seed_client(item: dict, report: SeedReport, hashes: list[str]) -> None:
         report.secret_removed = True
     if set(hashes) - set(before["secret_hashes"] or []):
         report.secret_added = True
-    if scopes_taken_away(before["allowed_scopes"], after["allowed_scopes"]):
-        report.scope_taken_away = True
+    if narrows(before, after):
+        report.narrowed = True
     if before["secret_hashes"] and not hashes:
         end_client_grants(client.client_id, reason="client_made_public")
         report.made_public.append(client.client_id)
@@ -426,10 +426,10 @@ def _apply_seed_once(data: dict, reset_passwords: bool, *, hash_in_place: bool) 
     for change in report.addresses_changed:  # as an address changed through its link tells both
         notifications.address_changed_by_operator(change)
     if (report.client_disabled or report.client_enabled or report.made_public or report.secret_removed
-            or report.secret_added or report.scope_taken_away):
+            or report.secret_added or report.narrowed):
         # as clients.set_client_enabled does: no worker takes a removed secret then, nor refuses
         # an added one or an enabled client, nor serves a client given its first secret as public,
-        # nor grants a scope taken from a client
+        # nor allows what was taken from a client
         wait_out_snapshots()
     _end_grants_issued_meanwhile(report.made_public)
     return report
