@@ -110,10 +110,10 @@ def _client_name(client_id: str | None) -> str | None:
     return client.client_name if client is not None else None
 
 
-def _send_link(user: User, address: str, link: str, *, change: bool) -> None:
+def _send_link(user_id: int, username: str, address: str, link: str, *, change: bool) -> None:
     lifetime = mail.lifetime_text(current_app.config["EMAIL_VERIFICATION_SECONDS"])
     # no display name: the address is not proved to be the user's, and the name is their free text
-    mail.send_later(address, "verify_email", user_id=user.id, link=link, username=user.username,
+    mail.send_later(address, "verify_email", user_id=user_id, link=link, username=username,
                     change=change, lifetime=lifetime)
 
 
@@ -149,8 +149,9 @@ def send_verification(user_id: int, *, client_id: str | None = None, form_id: st
         return address
     link = _issue_link(user, address)
     audit.record("email_verification_sent", user_id=user.id, client_id=client_id)
+    to = notifications.addressee(user)  # read after the commit, a `users remove` may have left no row
     db.session.commit()
-    _send_link(user, address, link, change=address != user.email)
+    _send_link(to.user_id, to.username, address, link, change=address != to.email)
     return address
 
 
@@ -160,7 +161,7 @@ def link_for_new_user(user: User) -> str:
 
 
 def send_new_user_link(user: User, link: str) -> None:
-    _send_link(user, user.email, link, change=False)
+    _send_link(user.id, user.username, user.email, link, change=False)
 
 
 def _owner_of(address: str, user: User) -> User | None:
@@ -258,18 +259,19 @@ def request_email_change(user_id: int, new_email: str, current_password: str, *,
         else:
             link = _issue_link(user, new_email)
             audit.record("email_change_requested", user_id=user.id, client_id=client_id)
+        # read before the commit (notifications.Addressee): read after it, the rows would be loaded
+        # again, in a transaction the wait below would hold open, or not at all (`users remove`)
+        to, taken_by = notifications.addressee(user), (notifications.addressee(owner) if owner is not None else None)
         db.session.commit()
-    # the local API's next answer reports the pending address; waited out first, by the id given,
-    # as the mails below read the committed rows again, in a transaction that would last the wait
-    bearer_cache.wait_out_cached_answers(user_id)
-    if owner is not None:
-        mail.send_later(new_email, "email_taken", user_id=owner.id, username=owner.username,
-                        name=owner.name or owner.username, login=mail.link("/account/login"))
+    bearer_cache.wait_out_cached_answers(user_id)  # the local API's next answer reports the pending address
+    if taken_by is not None:
+        mail.send_later(new_email, "email_taken", user_id=taken_by.user_id, username=taken_by.username,
+                        name=taken_by.name, login=mail.link("/account/login"))
     else:
-        _send_link(user, new_email, link, change=True)
-    if user.email:
-        mail.send_later(user.email, "email_change_requested", user_id=user.id, username=user.username,
-                        name=user.name or user.username, new_email=notifications.masked_address(new_email),
+        _send_link(to.user_id, to.username, new_email, link, change=True)
+    if to.email:
+        mail.send_later(to.email, "email_change_requested", user_id=to.user_id, username=to.username,
+                        name=to.name, new_email=notifications.masked_address(new_email),
                         when=notifications.now_text(), client_name=_client_name(client_id))
 
 
@@ -378,14 +380,16 @@ def verify_email(token: str | None) -> Verified:
             return _taken_meanwhile(row)
         account_tokens.supersede(user.id, account_tokens.PASSWORD_RESET)  # links mailed to the old address
     user.email_verified = True
-    user_id = user.id  # read now: after the commit, reading it again begins a transaction that would last the wait
-    audit.record("email_changed" if changed else "email_verified", user_id=user_id)
+    audit.record("email_changed" if changed else "email_verified", user_id=user.id)
+    # read before the commit: read after it, the row would be loaded again, in a transaction the
+    # wait below would hold open, or not at all (`users remove`)
+    to = notifications.addressee(user)
     db.session.commit()
-    bearer_cache.wait_out_cached_answers(user_id)  # the local API's next answer reports it
+    bearer_cache.wait_out_cached_answers(to.user_id)  # the local API's next answer reports it
     if changed:
         for recipient in filter(None, (old, address)):
-            mail.send_later(recipient, "email_changed", user_id=user.id, username=user.username,
-                            name=user.name or user.username,
+            mail.send_later(recipient, "email_changed", user_id=to.user_id, username=to.username,
+                            name=to.name,
                             old_email=notifications.masked_address(old) if old else None,
                             new_email=notifications.masked_address(address), when=notifications.now_text())
     return Verified(email=address, changed=changed)

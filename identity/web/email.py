@@ -97,6 +97,8 @@ def email():
         elif change_form.errors.get("csrf_token"):
             notice = "The form expired. Please try again."
         user = accounts.get_user(current_user.user.id)
+        if user is None:  # removed as this request ran (`users remove`): signed out, as the next request would be
+            return current_app.login_manager.unauthorized()
     return render_template("account/email.html", user=user, change_form=change_form, send_form=send_form.with_new_value(),
                            errors=errors, sent=sent, notice=notice, login_name=account_login_name(user),
                            **second_factor_fields(factor)), status
