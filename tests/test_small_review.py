@@ -23,6 +23,8 @@ from identity.models import AuditEvent, User
 from identity.services import account_tokens, accounts, bearer_cache, clients, mfa, resources, user_status
 from mfa_actions import code_at, enrol_user, password_step, second_step, step_clock  # noqa: F401  (the fixture)
 from races import MOBILE_REDIRECT, in_own_context
+from test_passkeys_web import ORIGIN, RP_ID, register_over_http, token
+from webauthn_keys import SoftKey
 
 ALICE = "alice"
 CSRF_FIELDS = re.compile(r'name="([a-z]+-)?csrf_token"[^>]*value="([^"]+)"')
@@ -194,6 +196,50 @@ def test_a_second_step_whose_user_is_removed_meanwhile_is_told_the_sign_in_ended
     told = page[page.find('class="flashes"'):][:400] if 'class="flashes"' in page else "nothing"
     assert STEP_ENDED in page, told
     assert client.get("/account/login/mfa").headers["Location"].startswith("/account/login")  # nothing pending
+    with app.app_context():
+        assert audited("user_removed", "mfa_failed", "sign_in_failed") == ["user_removed"]
+
+
+def enrol_passkey_second_step(client) -> SoftKey:
+    """alice with a passkey, signed in with her password and asked for her second step; her key."""
+    auth, key = AuthActions(client), SoftKey()
+    auth.login()
+    assert register_over_http(client, key).status_code == 201
+    auth.logout()
+    assert auth.login().headers["Location"].startswith("/account/login/mfa")
+    return key
+
+
+def post_passkey_second_step(client, key: SoftKey):
+    csrf = token(client, "/account/login/mfa")
+    challenge = client.post("/account/login/mfa/passkey/options", headers={"X-CSRFToken": csrf}).get_json()["challenge"]
+    answer = key.assertion(challenge, origin=ORIGIN, rp_id=RP_ID, count_step=0)
+    return client.post("/account/login/mfa/passkey", data={"csrf_token": csrf, "credential": answer})
+
+
+def test_a_passkey_second_step_whose_user_is_removed_meanwhile_records_nothing_against_her(app, client, seeded,
+                                                                                          monkeypatch):
+    """As for a code (above): alice's passkey posted for her second step as the operator's `flask
+    users remove alice` committed. The page said the sign-in ended, but the audit log recorded a
+    refused passkey, reason "locked", for the removed user: her attempt could not be counted (no
+    row), and was taken for a locked account's."""
+    from identity.services import lockout
+    from identity.web.second_factor import STEP_ENDED
+
+    key = enrol_passkey_second_step(client)
+    reserving = lockout.reserve
+    removed: dict = {}
+
+    def removed_as_the_passkey_is_checked(user_id, *args, **kwargs):
+        if not removed:
+            in_own_context(app, lambda: accounts.remove_user(ALICE), removed)()
+        return reserving(user_id, *args, **kwargs)
+
+    monkeypatch.setattr(lockout, "reserve", removed_as_the_passkey_is_checked)
+    answer = post_passkey_second_step(client, key)
+    assert removed["done"] is None, removed
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/account/login"), answer.status_code
+    assert STEP_ENDED in client.get(answer.headers["Location"]).get_data(as_text=True)
     with app.app_context():
         assert audited("user_removed", "mfa_failed", "sign_in_failed") == ["user_removed"]
 

@@ -362,6 +362,9 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
     `pending_id` is spent with the session (accounts.spend_pending_write)."""
     reservation = lockout.reserve(user.id)
     if reservation is None:
+        if user_rows.password_version(user.id) is None:  # removed meanwhile (`users remove`), not locked
+            db.session.rollback()
+            raise PasskeyRefused(LOCKED)  # (the page then finds no factor, and says the sign-in ended)
         audit.record("mfa_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked", "factor": "passkey"})
         db.session.commit()
         raise PasskeyRefused(LOCKED)
