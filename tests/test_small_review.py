@@ -166,6 +166,20 @@ def test_an_address_change_whose_user_is_removed_during_the_wait_answers_as_comm
 # --- 3. a user removed during the second step ----------------------------------------------------
 
 
+def alice_removed_before_the_first_call(monkeypatch, app, owner, name: str) -> dict:
+    """`owner.<name>`'s first call is preceded by the operator's `users remove alice`, committed in
+    an app context of its own; the removal's outcome (None, or its exception) in ["done"]."""
+    calling, removed = getattr(owner, name), {}
+
+    def removed_first(*args, **kwargs):
+        if not removed:
+            in_own_context(app, lambda: accounts.remove_user(ALICE), removed)()
+        return calling(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, removed_first)
+    return removed
+
+
 def test_a_second_step_whose_user_is_removed_meanwhile_is_told_the_sign_in_ended(app, client, seeded, step_clock,
                                                                                 monkeypatch):
     """alice typed her password, then her code, while the operator ran `flask users remove alice`.
@@ -179,15 +193,7 @@ def test_a_second_step_whose_user_is_removed_meanwhile_is_told_the_sign_in_ended
 
     secret, _ = enrol_user(app)
     assert password_step(client).headers["Location"].startswith("/account/login/mfa")
-    checking = mfa.check_code
-    removed: dict = {}
-
-    def removed_as_the_code_is_checked(user_id, *args, **kwargs):
-        if not removed:
-            in_own_context(app, lambda: accounts.remove_user(ALICE), removed)()
-        return checking(user_id, *args, **kwargs)
-
-    monkeypatch.setattr(mfa, "check_code", removed_as_the_code_is_checked)
+    removed = alice_removed_before_the_first_call(monkeypatch, app, mfa, "check_code")
     answer = second_step(client, code_at(secret))
     assert removed["done"] is None, removed
     assert answer.status_code == 302 and answer.headers["Location"].startswith("/account/login"), \
@@ -227,15 +233,7 @@ def test_a_passkey_second_step_whose_user_is_removed_meanwhile_records_nothing_a
     from identity.web.second_factor import STEP_ENDED
 
     key = enrol_passkey_second_step(client)
-    reserving = lockout.reserve
-    removed: dict = {}
-
-    def removed_as_the_passkey_is_checked(user_id, *args, **kwargs):
-        if not removed:
-            in_own_context(app, lambda: accounts.remove_user(ALICE), removed)()
-        return reserving(user_id, *args, **kwargs)
-
-    monkeypatch.setattr(lockout, "reserve", removed_as_the_passkey_is_checked)
+    removed = alice_removed_before_the_first_call(monkeypatch, app, lockout, "reserve")  # (the passkey's check)
     answer = post_passkey_second_step(client, key)
     assert removed["done"] is None, removed
     assert answer.status_code == 302 and answer.headers["Location"].startswith("/account/login"), answer.status_code
