@@ -295,22 +295,24 @@ class RoundTrips:
         self.count = sum(1 for fields in sent if fields[2].strip() in ("Sync", "Query"))
 
 
-def _durable_in_use(app, alice_id):
-    """The durable connection, open and just used (so no idle ping comes before the next write)."""
+def _durable_in_use(app, alice_id, monkeypatch):
+    """The durable connection, open and just used, and not pinged for being idle before the next
+    write however long the test takes to get there (a loaded machine took over a second once)."""
+    monkeypatch.setattr(connection_module, "DURABLE_PING_AFTER_IDLE_SECONDS", 3600)
     assert _count_attempt(app, alice_id)[0] >= 1
     with app.app_context():
         connection = autocommit_connection()
         return connection.durable()._connection
 
 
-def test_a_sign_ins_writes_after_the_hash_are_one_round_trip(app, seeded, client, tmp_path):
+def test_a_sign_ins_writes_after_the_hash_are_one_round_trip(app, seeded, client, tmp_path, monkeypatch):
     """The attempt is counted in one round trip before the hash; after it, the settling, the audit
     event and the browser session go as one transaction in one more (BEGIN, three statements and
     COMMIT were five)."""
     with app.app_context():
         postgresql_only(autocommit_connection())
         alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
-    with RoundTrips(_durable_in_use(app, alice_id), tmp_path) as trips, statements(app) as run:
+    with RoundTrips(_durable_in_use(app, alice_id, monkeypatch), tmp_path) as trips, statements(app) as run:
         assert AuthActions(client).login().status_code == 302
     assert trips.count == 2
     assert run.autocommit == 4  # the user and the attempt; then the settling, the audit event, the session
@@ -348,7 +350,7 @@ def _code(oauth, scope: str) -> tuple[dict, str]:
 
 # the defaults: a worker reuses the client's snapshot and its signing keys for a few seconds
 @pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 5, "SIGNING_KEY_RELOAD_SECONDS": 5}])
-def test_a_code_and_its_refresh_token_are_one_round_trip(app, seeded, client, tmp_path):
+def test_a_code_and_its_refresh_token_are_one_round_trip(app, seeded, client, tmp_path, monkeypatch):
     """Redeeming a code that brings a refresh token consumes the code and stores the token in one
     statement on the durable connection, where BEGIN, the two statements and COMMIT were four
     round trips (when no session transaction is open, writes.py: here, once the worker holds the
@@ -362,7 +364,7 @@ def test_a_code_and_its_refresh_token_are_one_round_trip(app, seeded, client, tm
     warm_up, _ = _code(oauth, "openid")
     assert oauth.token("mobile-pkce", **warm_up).status_code == 200
     redeem, code = _code(oauth, "openid offline_access")
-    with RoundTrips(_durable_in_use(app, alice_id), tmp_path) as trips:
+    with RoundTrips(_durable_in_use(app, alice_id, monkeypatch), tmp_path) as trips:
         token = oauth.token("mobile-pkce", **redeem)
     assert token.status_code == 200, token.get_data(as_text=True)
     assert trips.count == 1
@@ -384,7 +386,7 @@ def test_a_code_and_its_refresh_token_are_one_round_trip(app, seeded, client, tm
     assert len(families) == 2 and len(set(families)) == 1  # the first token and its rotation
 
 
-def test_several_writes_fail_together_and_leave_the_connection_usable(app, seeded, tmp_path):
+def test_several_writes_fail_together_and_leave_the_connection_usable(app, seeded, tmp_path, monkeypatch):
     """If one statement of write_all fails, the ones before it are not committed; the error is
     SQLAlchemy's, and the connection serves the next statement."""
     from sqlalchemy.exc import IntegrityError
@@ -395,7 +397,7 @@ def test_several_writes_fail_together_and_leave_the_connection_usable(app, seede
         postgresql_only(autocommit_connection())
         alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
         db.session.rollback()
-    durable = _durable_in_use(app, alice_id)
+    durable = _durable_in_use(app, alice_id, monkeypatch)
     rename = (text("UPDATE users SET name = :name WHERE id = :id"), {"name": "Renamed", "id": alice_id})
     columns = ("subject, username, username_normalized, email, email_normalized, name, password_hash, "
                "password_version, password_changed_at, failed_attempts, locked_until, created_at")
@@ -411,7 +413,7 @@ def test_several_writes_fail_together_and_leave_the_connection_usable(app, seede
     assert alice_name(app) == "Renamed"
 
 
-def test_several_writes_on_a_connection_the_server_ended_fail_once_then_go_on_a_new_one(app, seeded):
+def test_several_writes_on_a_connection_the_server_ended_fail_once_then_go_on_a_new_one(app, seeded, monkeypatch):
     """A batch is never retried (it may have committed): on a connection the server ended it
     raises SQLAlchemy's error, and the next batch goes on a new connection."""
     from sqlalchemy.exc import DBAPIError
@@ -422,7 +424,7 @@ def test_several_writes_on_a_connection_the_server_ended_fail_once_then_go_on_a_
         postgresql_only(autocommit_connection())
         alice_id = db.session.scalar(select(User.id).where(User.username == "alice"))
         db.session.rollback()
-    durable = _durable_in_use(app, alice_id)
+    durable = _durable_in_use(app, alice_id, monkeypatch)
     _terminate(app, durable.info.backend_pid)
     rename = (text("UPDATE users SET name = :name WHERE id = :id"), {"name": "Renamed", "id": alice_id})
     unlock = (text("UPDATE users SET locked_until = 0 WHERE id = :id"), {"id": alice_id})
