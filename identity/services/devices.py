@@ -154,8 +154,8 @@ def end_all_but(user_id: int, current: str | None, *, by: str = "user") -> list[
     being ended (the grant of a code that one of their sessions minted, redeemed before that
     session ended) is in the second. What begins after it began once their sessions had ended,
     whose codes no longer redeem: a sign-in or grant of its own, as one a moment later would be.
-    (On PostgreSQL a redemption whose one statement was under way as its session ended, and
-    commits after the second listing, is not seen by either: store/issued_grants.py.)"""
+    A redemption under way as its session ends holds the session's row: the end waits for its
+    grant, which the second listing then finds (store/issued_grants.py, _SESSION_LIVE_LOCKED)."""
     told: set[tuple[str, str]] = set()
     ended = _end_listed_but(user_id, current, by, told)
     return ended + _end_listed_but(user_id, current, by, told)

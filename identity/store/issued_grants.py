@@ -53,14 +53,34 @@ _SESSIONS = UserSession.__table__
 # Unexpired as well as unused: a password change ends a user's codes by expiring them, and a
 # redemption that raced it loses here (or commits first, and the change revokes what it issued).
 # Its session not signed out either (one lookup by the session's unique public id): a sign-out
-# committed since the code was read ends it too. (A sign-out committing while this very statement
-# runs on PostgreSQL is not seen: it then tells the client, whose tokens came first.)
+# committed since the code was read ends it too.
 _SESSION_NOT_ENDED = or_(_CODES.c.session_id.is_(None),
                          exists().where(_SESSIONS.c.public_sid == _CODES.c.session_id, _SESSIONS.c.revoked_at.is_(None)))
+# The same, as the consuming statement asks it (PostgreSQL; SQLite renders no lock, its one write
+# lock serialises the writers): the session's row locked FOR SHARE until the redemption commits.
+# A session's end (an UPDATE of that row) that comes after this check waits for the redemption and
+# commits after its tokens: the statement may wait after the check (at the user's row, for its
+# refresh token's foreign key), and a grant committed after its session's end is one that "Sign
+# out everywhere else" never sees. An end that came first is seen even if it committed after the
+# statement began (READ COMMITTED reads again a row it waited to lock).
+# Lock order: the code's row first (_CODE_LOCKED), then its session's, then the user's (KEY SHARE,
+# the refresh token's key), as a password change (the user's row, codes, then sessions) and `users
+# remove` (the user's row, codes, then the cascade to sessions) take them. With the session first,
+# a redemption holding it while it waited for the code that a password change held while that
+# waited for the session was a deadlock (tests/test_redemption_review.py). A session whose public
+# id is handed over (continue_session) at that very moment is no longer found: the code is
+# refused, where a moment later it would have redeemed in the session that took the id.
+_SESSION_LIVE_LOCKED = or_(_CODES.c.session_id.is_(None),
+                           select(_SESSIONS.c.id).where(_SESSIONS.c.public_sid == _CODES.c.session_id,
+                                                        _SESSIONS.c.revoked_at.is_(None))
+                           .with_for_update(read=True).exists())
+_LOCKED_CODE = _CODES.alias("locked_code")
+_CODE_LOCKED = _CODES.c.id == (select(_LOCKED_CODE.c.id).where(_LOCKED_CODE.c.id == bindparam("code_id"))
+                               .with_for_update(key_share=True).scalar_subquery())
 _CONSUME_CODE = (
     update(_CODES)
-    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"),
-           _SESSION_NOT_ENDED)
+    .where(_CODE_LOCKED, _CODES.c.consumed_at.is_(None), _CODES.c.expires_at >= bindparam("stamp"),
+           _SESSION_LIVE_LOCKED)
     .values(consumed_at=bindparam("stamp"), issued_jti=bindparam("jti"),
             access_expires_at=bindparam("access_expires_at"))
 )
@@ -88,13 +108,15 @@ def _then_successor(consume: str):
     """)
 
 
-# A code's consumption and its first refresh token, as a rotation (the conditions of _CONSUME_CODE).
+# A code's consumption and its first refresh token, as a rotation (the conditions and locks of _CONSUME_CODE).
 _CONSUME_CODE_POSTGRESQL = _then_successor("""
         UPDATE authorization_codes SET consumed_at = :consumed_at, issued_jti = :code_jti,
                access_expires_at = CAST(:access_expires_at AS BIGINT)
-        WHERE id = :code_id AND consumed_at IS NULL AND expires_at >= :consumed_at
+        WHERE id = (SELECT id FROM authorization_codes AS locked_code WHERE id = :code_id FOR NO KEY UPDATE)
+          AND consumed_at IS NULL AND expires_at >= :consumed_at
           AND (session_id IS NULL OR EXISTS (SELECT 1 FROM user_sessions
-                                             WHERE public_sid = authorization_codes.session_id AND revoked_at IS NULL))
+                                             WHERE public_sid = authorization_codes.session_id AND revoked_at IS NULL
+                                             FOR SHARE))
         RETURNING family_id""")
 
 
