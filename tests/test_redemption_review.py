@@ -17,8 +17,9 @@ from actions import AuthActions, OAuthActions
 from app import create_app
 from conftest import ALICE_PASSWORD, HttpsClient, close_connections, csrf_token, make_config
 from identity.extensions import db
-from identity.models import AuthorizationCode, RefreshToken, UserSession
-from races import amid_the_first_unless_queued, in_thread, mobile_code, wait_until
+from identity.models import AuditEvent, AuthorizationCode, RefreshToken, UserSession
+from identity.services import issued_grants
+from races import amid_the_first_unless_queued, in_thread, mobile_code, other_workers, wait_until
 from test_elsewhere_review import live_families, new_browser
 from test_localapi_support import CHEAP_ARGON2
 from test_sessions_devices import browser, page_entries
@@ -214,5 +215,42 @@ def test_a_redemption_that_meets_its_sessions_end_under_way_waits_and_is_refused
     assert (results["redeemed"].status_code, body.get("error"), body.get("error_description")) == (
         400, "invalid_grant", "the browser session that minted the code has ended"), body
     with app.app_context():
+        assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
+        db.session.rollback()
+
+
+def test_a_redemption_that_loses_to_a_password_change_is_not_called_a_replay(app, flow_clients, client,
+                                                                           database_uri, monkeypatch):
+    """alice changes her password in the phone's browser (which stays signed in) while the phone's
+    app redeems the code that browser had just minted: the change, committed between the
+    redemption's read of the code and its spending, ended the code by expiring it. The redemption
+    told the app "authorization code was already used" (a code never used), and recorded it as a
+    replay (`token_revoked`, reason `authorization_code_replayed`, a replay counted for the app).
+    It is answered as the expired code it is, and records nothing."""
+    phone = new_browser(app)
+    form = mobile_code(phone, "openid offline_access")
+    reading, changed = issued_grants.user_of_grant, []
+
+    def password_changed_after_the_read(grant):
+        if not changed:
+            page = phone.get("/account/password").get_data(as_text=True)
+            changed.append(phone.post("/account/password", data={
+                "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
+                "confirm_password": NEW_PASSWORD}))
+        return reading(grant)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_after_the_read)
+    with other_workers(database_uri) as (phones_app,):
+        redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
+    assert changed and changed[0].status_code in (200, 302), changed
+    assert phone.get("/account/sessions").status_code == 200  # the change kept the phone's browser signed in
+    body = redeemed.get_json()
+    assert (redeemed.status_code, body.get("error"), body.get("error_description")) == (
+        400, "invalid_grant", "Invalid 'code' in request."), body
+    again = OAuthActions(client).token("mobile-pkce", **form)  # read expired: the same answer
+    assert (again.status_code, again.get_json()) == (400, body), again.get_json()
+    with app.app_context():
+        revoked = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "token_revoked")).all()
+        assert [d for d in revoked if d.get("reason") == "authorization_code_replayed"] == []
         assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
         db.session.rollback()

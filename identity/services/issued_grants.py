@@ -89,6 +89,9 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
 
 #: a code deleted, with its user or its client, while it was being redeemed
 CODE_GONE = "the authorization code is no longer valid"
+#: a code that expired unused before its redemption could spend it: the token endpoint's answer
+#: to a code it reads expired (Authlib's, for a code it finds no use of)
+CODE_EXPIRED = "Invalid 'code' in request."
 #: a code refused because its browser session ended (signed out, idle, too old) before it was redeemed
 SESSION_ENDED = "the browser session that minted the code has ended"
 
@@ -172,8 +175,9 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
 
     Called after the tokens are signed, so the write is short (store.consume_code). A loser whose
     code was deleted since the read (`users remove`, `clients remove`) has nothing to revoke; one
-    whose code's session was signed out since burns the code, as the read would have; any other
-    loser revokes what the winner issued.
+    whose code's session was signed out since burns the code, as the read would have; one whose
+    code expired unused since (a password change that kept its session) is answered as the read
+    answers an expired code, and records nothing; any other loser revokes what the winner issued.
     """
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
@@ -185,6 +189,8 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     if store.code_session_ended(row.id):  # signed out since the code was read: not a replay
         burn_authorization_code(row, row.client_id, "invalid_grant", SESSION_ENDED)
         return SESSION_ENDED
+    if store.code_unused(row.id):  # expired since the read (a password change expires codes): not a replay
+        return CODE_EXPIRED
     revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
     return "authorization code was already used"
 

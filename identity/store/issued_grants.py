@@ -145,6 +145,14 @@ def code_exists(code_id: int) -> bool:
     return autocommit_connection().first(_CODE_ROW, {"code_id": code_id}) is not None
 
 
+_CODE_UNUSED = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
+
+
+def code_unused(code_id: int) -> bool:
+    """Whether the code is there and was never consumed (redeemed or burnt), as committed."""
+    return autocommit_connection().first(_CODE_UNUSED, {"code_id": code_id}) is not None
+
+
 def code_session_ended(code_id: int) -> bool:
     """Whether the code is unused and the browser session that minted it was signed out, as committed."""
     return autocommit_connection().first(_CODE_SESSION_ENDED, {"code_id": code_id}) is not None
