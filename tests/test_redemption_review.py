@@ -254,3 +254,35 @@ def test_a_redemption_that_loses_to_a_password_change_is_not_called_a_replay(app
         assert [d for d in revoked if d.get("reason") == "authorization_code_replayed"] == []
         assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
         db.session.rollback()
+
+
+@pytest.mark.parametrize("statement", ["one statement", "a transaction"])
+def test_a_redemption_as_its_browser_signs_in_again_is_not_refused(app, flow_clients, database_uri, statement):
+    """PostgreSQL: alice signs in again in the phone's browser (the app asked for a fresh sign-in)
+    as the phone's app redeems the code that browser had minted: the new session takes over the
+    old one's public id (continue_session), which the code names. The redemption's statement,
+    waiting for the old session's row, found it revoked under another id, and the new session not
+    yet holding the code's: the code, whose session lives on, was refused. It redeems."""
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("SQLite's one write lock serialises the two")
+    phone = new_browser(app)
+    results: dict = {}
+    with phones_worker(database_uri, statement) as phones_app:
+        warm_up = mobile_code(phone, "openid")
+        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        form = mobile_code(phone, "openid offline_access")
+        session_id = _last_code(app).session_id
+
+        def redeem():
+            results["redeemed"] = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
+
+        with app.app_context(), amid_the_first_unless_queued(app, "public_sid=", redeem) as started:
+            assert AuthActions(phone).login().status_code == 302
+    assert started
+    redeemed = results["redeemed"]
+    assert redeemed.status_code == 200, redeemed.get_json()
+    assert not _session_ended(app, session_id)  # the new sign-in holds the code's session id
+    with app.app_context():
+        assert db.session.scalars(select(RefreshToken.session_id).where(
+            RefreshToken.client_id == "mobile-pkce")).all() == [session_id]
+        db.session.rollback()

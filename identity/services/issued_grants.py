@@ -181,8 +181,14 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     """
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
-    if store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
-                          access_expires_at=access_expires_at, successor=successor if refresh_token else None):
+
+    def consume() -> bool:
+        return store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
+                                  access_expires_at=access_expires_at, successor=successor if refresh_token else None)
+
+    # again, once, if nothing stands in its way now: its session's public id was being handed over
+    # to a new sign-in in the same browser (continue_session) as the statement looked for it
+    if consume() or (store.code_redeemable(row.id, stamp) and consume()):
         return None
     if not store.code_exists(row.id):  # deleted with its user or client since it was read: nothing to revoke
         return CODE_GONE

@@ -68,8 +68,9 @@ _SESSION_NOT_ENDED = or_(_CODES.c.session_id.is_(None),
 # remove` (the user's row, codes, then the cascade to sessions) take them. With the session first,
 # a redemption holding it while it waited for the code that a password change held while that
 # waited for the session was a deadlock (tests/test_redemption_review.py). A session whose public
-# id is handed over (continue_session) at that very moment is no longer found: the code is
-# refused, where a moment later it would have redeemed in the session that took the id.
+# id is handed over (continue_session) at that very moment is no longer found (the row it locked
+# has another id by then, and the one that took the id has not it in the snapshot): the service
+# then consumes again (code_redeemable).
 _SESSION_LIVE_LOCKED = or_(_CODES.c.session_id.is_(None),
                            select(_SESSIONS.c.id).where(_SESSIONS.c.public_sid == _CODES.c.session_id,
                                                         _SESSIONS.c.revoked_at.is_(None))
@@ -151,6 +152,17 @@ _CODE_UNUSED = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"), _C
 def code_unused(code_id: int) -> bool:
     """Whether the code is there and was never consumed (redeemed or burnt), as committed."""
     return autocommit_connection().first(_CODE_UNUSED, {"code_id": code_id}) is not None
+
+
+_CODE_REDEEMABLE = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None),
+                                              _CODES.c.expires_at >= bindparam("stamp"), _SESSION_NOT_ENDED)
+
+
+def code_redeemable(code_id: int, stamp: int) -> bool:
+    """Whether the code is unused, unexpired at `stamp` and its session not ended, as committed: all
+    the consuming statement asks (a statement that found its session's public id just handed over
+    to a new sign-in in the same browser did not find the session)."""
+    return autocommit_connection().first(_CODE_REDEEMABLE, {"code_id": code_id, "stamp": stamp}) is not None
 
 
 def code_session_ended(code_id: int) -> bool:
