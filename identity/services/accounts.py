@@ -240,18 +240,17 @@ def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple
     A user that is none of these by now (a lock that has just ended) is reserved as before."""
     user = store.sign_in_user(key) if key else None
     if user is None:
-        spend_equal_time(normalize(password))
-        audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
-        db.session.commit()
-        metrics.count_sign_in("failure")
-        return SignInResult(None)
+        return _refuse_unknown_user(password, client_id)
     if not user.enabled:  # answered as a wrong password, after as long, and not counted toward lockout
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "disabled"})
         db.session.commit()
         metrics.count_sign_in("failure")
         return SignInResult(None)
-    reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
+    try:
+        reservation = None if _lock_remaining(user) else lockout.reserve(user.id)
+    except lockout.UserGone:  # removed since the read above (`users remove`): no one to count or lock
+        return _refuse_unknown_user(password, client_id)
     if reservation is None:  # locked (also if the lock was set since the read above)
         spend_equal_time(normalize(password))
         audit.record("sign_in_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked"})
@@ -259,6 +258,15 @@ def _reserve_or_refuse(key: str, password: str, client_id: str | None) -> "tuple
         metrics.count_sign_in("locked")
         return SignInResult(None, locked=True)
     return user, reservation
+
+
+def _refuse_unknown_user(password: str, client_id: str | None) -> SignInResult:
+    """Refuse a sign-in that names no user, after as long as a password check, audited."""
+    spend_equal_time(normalize(password))
+    audit.record("sign_in_failed", client_id=client_id, detail={"reason": "unknown_user"})
+    db.session.commit()
+    metrics.count_sign_in("failure")
+    return SignInResult(None)
 
 
 def authenticate(login: str, password: str, *, client_id: str | None = None,

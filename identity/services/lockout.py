@@ -29,6 +29,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from ..clock import now
+from ..errors import NotFound
 from ..extensions import db
 from ..store import lockout as store
 from ..store.accounts import SignInUser
@@ -66,12 +67,27 @@ def seconds_left(user_id: int) -> int:
     return max(store.locked_until(user_id) - now(), 1)
 
 
+class UserGone(NotFound):
+    """A reservation for a user who has no row: removed (`flask users remove`) since the caller
+    read them. Not a locked account: nothing to count, audit or wait for."""
+
+
 def reserve(user_id: int) -> Reservation | None:
-    """Count an attempt as failed, committed, before its hash; None while the user is locked (or gone)."""
+    """Count an attempt as failed, committed, before its hash; None while the user is locked.
+
+    A user removed meanwhile raises UserGone (a NotFound), the caller's transaction ended, so that
+    no caller takes the removal for a lock. The refused statement cannot say which it was: a read
+    tells them apart, after a refusal only (a reservation that counts, on every second step and
+    every password change, stays one statement)."""
     cfg, stamp = current_app.config, now()
     row = store.record_sign_in_attempt(user_id, stamp=stamp, limit=cfg["LOCKOUT_MAX_FAILURES"],
                                        lock_until=stamp + cfg["LOCKOUT_SECONDS"])
-    return None if row is None else _reservation(user_id, *row)
+    if row is not None:
+        return _reservation(user_id, *row)
+    if not store.user_exists(user_id):
+        db.session.rollback()
+        raise UserGone("no such user")
+    return None
 
 
 def reserve_by_login(key: str) -> tuple[SignInUser, Reservation] | None:

@@ -382,11 +382,11 @@ def check_code(user_id: int, code: str, *, client_id: str | None = None, purpose
     refused uncounted; one whose user was removed since (no row: nothing to count) is refused
     unaudited, not as locked.
     """
-    reservation = lockout.reserve(user_id)
+    try:
+        reservation = lockout.reserve(user_id)
+    except lockout.UserGone:  # removed meanwhile (`users remove`)
+        return CodeCheck(None)
     if reservation is None:
-        if user_rows.password_version(user_id) is None:  # removed meanwhile (`users remove`), not locked
-            db.session.rollback()
-            return CodeCheck(None)
         retry_after = lockout.seconds_left(user_id)
         audit.record("mfa_failed", user_id=user_id, client_id=client_id, detail={"reason": "locked", "for": purpose})
         db.session.commit()
@@ -565,7 +565,8 @@ def _spend_with_change(user_id: int, code: str, *, purpose: str, given_by: str |
     """Check a code, counted toward lockout before it is checked (check_code's rule), and spend it
     in the session's transaction, not committed: the change it allows commits it, and a change
     that fails rolls it back, so the code (a recovery code: one of ten) stays usable for the next
-    try. Raises AccountLocked, or SecondFactorRequired for a wrong or used code (spend_code)."""
+    try. Raises AccountLocked, SecondFactorRequired for a wrong or used code (spend_code), or
+    NotFound (lockout.UserGone) for a user removed meanwhile, with nothing counted or audited."""
     reservation = lockout.reserve(user_id)
     if reservation is None:
         retry_after = lockout.seconds_left(user_id)
@@ -584,15 +585,17 @@ def _spend_with_change(user_id: int, code: str, *, purpose: str, given_by: str |
 
 def _password_matches(user_id: int, password: str, *, purpose: str) -> bool:
     """Check the user's password, counted toward lockout and audited like every password check
-    (`mfa_failed`, reason `bad_password` or `locked`)."""
+    (`mfa_failed`, reason `bad_password` or `locked`). NotFound for a user removed, also meanwhile
+    (lockout.UserGone: nothing counted or audited)."""
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
     reservation = lockout.reserve(user_id)
     if reservation is None:
+        retry_after = lockout.seconds_left(user_id)
         audit.record("mfa_failed", user_id=user_id, detail={"reason": "locked", "for": purpose})
         db.session.commit()
-        raise AccountLocked(max(user.locked_until - now(), 1))
+        raise AccountLocked(retry_after)
     if not verify_password(user.password_hash, normalize(password or "")):
         audit.record("mfa_failed", user_id=user_id, detail={"reason": "bad_password", "for": purpose})
         if lockout.commit_refusal(reservation):

@@ -360,11 +360,11 @@ def finish_sign_in(issuer: str, state: dict | None, credential_json: str, user: 
     user's last factor is removed counts nothing); the session's
     methods are `amr` plus the passkey's (`hwk` or `swk`) and `mfa`. The half-finished sign-in's
     `pending_id` is spent with the session (accounts.spend_pending_write)."""
-    reservation = lockout.reserve(user.id)
+    try:
+        reservation = lockout.reserve(user.id)
+    except lockout.UserGone:  # removed meanwhile (`users remove`): the page then finds no factor,
+        raise PasskeyRefused(LOCKED) from None  # and says the sign-in ended
     if reservation is None:
-        if user_rows.password_version(user.id) is None:  # removed meanwhile (`users remove`), not locked
-            db.session.rollback()
-            raise PasskeyRefused(LOCKED)  # (the page then finds no factor, and says the sign-in ended)
         audit.record("mfa_failed", user_id=user.id, client_id=client_id, detail={"reason": "locked", "factor": "passkey"})
         db.session.commit()
         raise PasskeyRefused(LOCKED)

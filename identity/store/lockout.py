@@ -57,7 +57,7 @@ _RELEASE = (
 def record_sign_in_attempt(user_id: int, *, stamp: int, limit: int, lock_until: int) -> tuple[int, int] | None:
     """Count an attempt of a user not locked at `stamp`, committed on its own: the new
     (failed_attempts, locked_until), the count back at 0 and the lock set to `lock_until` if it
-    reached `limit`; None if the user is locked (or gone)."""
+    reached `limit`; None if the user is locked, or has no row."""
     return _run_reservation(_RESERVE, {"user_id": user_id, "now": stamp, "limit": limit, "until": lock_until})
 
 
@@ -88,6 +88,12 @@ def settle_attempts(user_id: int, *, place: int, own_lock: int, stamp: int) -> W
 def release_attempt(user_id: int, *, place: int, own_lock: int) -> Write:
     """The write that takes back one attempt (at `place`) and its lock `own_lock`, if it set it."""
     return _RELEASE, {"user_id": user_id, "place": place, "own_lock": own_lock}
+
+
+def user_exists(user_id: int) -> bool:
+    """Whether the user has a row, read in the caller's transaction (after a refused reservation:
+    locked, or gone)."""
+    return db.session.scalar(select(_USERS.c.id).where(_USERS.c.id == user_id)) is not None
 
 
 def locked_until(user_id: int) -> int:

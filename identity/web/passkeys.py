@@ -138,6 +138,8 @@ def remove(passkey_id: int):
     except AccountLocked as err:
         flash(err.page_message, "error")
         return redirect(url_for("mfa.factors")), 303
+    except NotFound:  # the user removed meanwhile (`users remove`), the passkey with her
+        return _no_such_passkey()
     try:
         passkeys.remove_passkey(current_user.user.id, passkey_id)
     except NotFound:  # removed meanwhile
