@@ -18,7 +18,7 @@ from identity.services import lockout
 from mfa_actions import code_at, enrol_user, post_mfa, step_clock  # noqa: F401  (the fixture)
 from races import in_own_context
 from test_passkeys_web import register_over_http
-from test_small_review import ALICE, alice_removed_before_the_first_call, audited
+from test_small_review import ALICE, alice_removed_before_the_first_call, audited, idle_in_transaction
 from webauthn_keys import SoftKey
 
 
@@ -122,3 +122,21 @@ def test_a_sign_in_whose_user_is_removed_as_her_lock_ends_is_refused_as_unknown(
         failed = db.session.execute(select(AuditEvent.user_id, AuditEvent.detail)
                                     .where(AuditEvent.event == "sign_in_failed")).all()
     assert [(user_id, detail.get("reason")) for user_id, detail in failed] == [(None, "unknown_user")]
+
+
+# --- 2. the commands' own look-up of a missing user ----------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["sessions", "list", "nobody"], ["sessions", "end", "nobody"],
+                                  ["users", "mfa-reset", "nobody"]], ids=" ".join)
+def test_a_command_that_finds_no_user_ends_its_read(app, runner, seeded, args):
+    """`flask sessions list nobody` (or `sessions end`, `users mfa-reset`) answered "no user
+    'nobody'" and returned with the read that looked for her still open: the commands looked the
+    user up themselves, not with the services' look-up that ends its transaction before it says
+    there is no such user (accounts.existing_user). Harmless as the command exits, but a caller
+    of the same code in a process that goes on (a script, a test, a shell) held a transaction
+    open, on PostgreSQL a backend idle in a transaction, as `users unlock` no longer does."""
+    with app.app_context():  # the command runs in this context (flask's with_appcontext reuses it)
+        result = runner.invoke(args=args)
+        assert (result.exit_code, result.output) == (1, "Error: no user 'nobody'\n"), repr(result.exception)
+        assert (db.session().in_transaction(), idle_in_transaction(app)) == (False, 0)

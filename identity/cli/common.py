@@ -102,7 +102,5 @@ def _read_password(prompt: bool) -> str:
 
 
 def _user_id(username: str) -> int:
-    user = accounts.find_user(username)
-    if user is None:
-        raise click.ClickException(f"no user {username!r}")  # as the services word it (accounts.existing_user)
-    return user.id
+    """The id of the user a command names; NotFound, its read ended, when there is none."""
+    return accounts.existing_user(username).id

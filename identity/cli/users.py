@@ -116,9 +116,7 @@ def users_unlock(username, as_json):
 @with_schema
 def users_mfa_reset(username, as_json):
     """Remove a user's second factors (a lost phone); they sign in with the password alone until they set one up."""
-    user = accounts.find_user(username)
-    if user is None:
-        raise click.ClickException(f"no user {username!r}")
+    user = accounts.existing_user(username)
     to = notifications.addressee(user)  # read now: after the commit, a removal may have left no row to read
     try:
         had = mfa.reset_factors(user.id)
