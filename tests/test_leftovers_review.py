@@ -18,7 +18,8 @@ from identity.services import lockout
 from mfa_actions import code_at, enrol_user, post_mfa, step_clock  # noqa: F401  (the fixture)
 from races import in_own_context
 from test_passkeys_web import register_over_http
-from test_small_review import ALICE, alice_removed_before_the_first_call, audited, idle_in_transaction
+from test_small_review import (ALICE, SERVICE_WITHOUT_ORDERS, StoppedClock, alice_removed_before_the_first_call, audited,
+                               idle_in_transaction)
 from webauthn_keys import SoftKey
 
 
@@ -140,3 +141,34 @@ def test_a_command_that_finds_no_user_ends_its_read(app, runner, seeded, args):
         result = runner.invoke(args=args)
         assert (result.exit_code, result.output) == (1, "Error: no user 'nobody'\n"), repr(result.exception)
         assert (db.session().in_transaction(), idle_in_transaction(app)) == (False, 0)
+
+
+# --- 3. a client registered again during `clients remove`'s wait --------------------------------
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_CACHE_SECONDS": 60}])
+def test_a_removal_whose_client_is_registered_again_during_its_wait_ends_its_read(app, runner, seeded, monkeypatch):
+    """`flask clients remove service` waits out the workers' client snapshots after its commit,
+    then deletes what was issued to the old client meanwhile, unless the id was registered again
+    (`clients add service`, a seed) during the wait: what is issued then is the new client's. In
+    that case it returned with the read that found the new registration still open (on
+    PostgreSQL a backend idle in a transaction) until the command's app context ended. The new
+    registration and what it holds are kept, as before."""
+    from identity.models import Client
+    from identity.services import clients
+
+    clock, added = StoppedClock(), {}
+    waiting = clock.sleep
+
+    def registered_again_during_the_wait(seconds):
+        waiting(seconds)
+        in_own_context(app, lambda: clients.add_client(SERVICE_WITHOUT_ORDERS, generate_secret=False), added)()
+
+    clock.sleep = registered_again_during_the_wait
+    monkeypatch.setattr(clients, "time", clock)
+    with app.app_context():  # the command runs in this context (flask's with_appcontext reuses it)
+        result = runner.invoke(args=["clients", "remove", "service"])
+        assert result.output == "Removed client service.\n", repr(result.exception)
+        assert not isinstance(added.get("done", "not run"), (Exception, str)), added
+        assert (db.session().in_transaction(), idle_in_transaction(app)) == (False, 0)
+        assert db.session.scalar(select(Client.client_name).where(Client.client_id == "service")) == "Back-end Service"

@@ -273,7 +273,7 @@ def remove_client(client_id: str) -> None:
         return
     if get_client(client_id) is None:
         _delete_issued(client_id)
-        db.session.commit()
+    db.session.commit()  # (registered again during the wait: what was issued since is the new client's)
 
 
 # --- the operator's changes to a registered client -------------------------------------------------
