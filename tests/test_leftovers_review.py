@@ -10,11 +10,11 @@ asserts on what the user or operator sees and on what is stored."""
 import pytest
 from sqlalchemy import select, update
 
-from actions import AuthActions
+from actions import AuthActions, OAuthActions
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, User
-from identity.services import lockout
+from identity.services import accounts, lockout
 from mfa_actions import code_at, enrol_user, post_mfa, step_clock  # noqa: F401  (the fixture)
 from races import in_own_context
 from test_passkeys_web import register_over_http
@@ -172,3 +172,50 @@ def test_a_removal_whose_client_is_registered_again_during_its_wait_ends_its_rea
         assert not isinstance(added.get("done", "not run"), (Exception, str)), added
         assert (db.session().in_transaction(), idle_in_transaction(app)) == (False, 0)
         assert db.session.scalar(select(Client.client_name).where(Client.client_id == "service")) == "Back-end Service"
+
+
+# --- 4. a refresh token's rotation racing `users remove` -----------------------------------------
+
+
+def stored_for_the_race(app) -> dict:
+    """What a rotation or a removal writes, as committed: refresh tokens (all users), access
+    tokens on the revocation list, and the audit log's events."""
+    from identity.models import RefreshToken, RevokedAccessToken
+
+    with app.app_context():
+        return {"refresh tokens": list(db.session.execute(select(RefreshToken.user_id, RefreshToken.consumed_at,
+                                                                 RefreshToken.revoked_at))),
+                "revoked access tokens": sorted(db.session.scalars(select(RevokedAccessToken.jti))),
+                "audit": list(db.session.execute(select(AuditEvent.event, AuditEvent.user_id, AuditEvent.detail)
+                                                 .order_by(AuditEvent.id)))}
+
+
+def test_a_refresh_token_rotated_as_its_user_is_removed_is_refused_and_leaves_nothing(app, client, flow_clients,
+                                                                                      monkeypatch):
+    """An app refreshed alice's token as the operator ran `flask users remove alice`: the rotation
+    had read the token (and alice) before the removal committed, and its write came after it. The
+    app must be told `invalid_grant` (not a 500), and the rotation must write nothing: no refresh
+    token of hers comes back, no token (hers or another's) is revoked anew, and no event is
+    recorded, such as a reuse of her token (a security alert, and a count in the reuse metric),
+    which it was not: its row was deleted, not used."""
+    from identity.services import issued_grants
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    token, _ = oauth.code_flow(client_id="native", scope="openid offline_access")
+    refresh_token = token.get_json()["refresh_token"]
+    rotating, removed, after_the_removal = issued_grants.rotate_refresh_token, {}, {}
+
+    def removed_before_the_write(*args, **kwargs):
+        if not removed:
+            in_own_context(app, lambda: accounts.remove_user(ALICE), removed)()
+            after_the_removal.update(stored_for_the_race(app))
+        return rotating(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "rotate_refresh_token", removed_before_the_write)
+    answer = oauth.token("native", grant_type="refresh_token", refresh_token=refresh_token)
+    assert removed.get("done", "not run") is None, removed
+    assert (answer.status_code, (answer.get_json() or {}).get("error")) == (400, "invalid_grant"), \
+        answer.get_data(as_text=True)[:300]
+    stored = stored_for_the_race(app)
+    assert stored["refresh tokens"] == [] and stored == after_the_removal, stored["audit"][-3:]

@@ -304,6 +304,14 @@ def rotate_refresh_token(token_id: int, values: dict, *, with_successor: bool) -
     return connection.write_first(_CONSUME_RETURNING, params) is not None
 
 
+_REFRESH_TOKEN_ROW = select(RefreshToken.id).where(RefreshToken.id == bindparam("rid"))
+
+
+def refresh_token_exists(token_id: int) -> bool:
+    """Whether the refresh token's row is there, as committed (`users remove` and `clients remove` delete it)."""
+    return autocommit_connection().first(_REFRESH_TOKEN_ROW, {"rid": token_id}) is not None
+
+
 def add_refresh_token(**columns) -> RefreshToken:
     """A new refresh token row, added to the session's transaction."""
     row = RefreshToken(**columns)
