@@ -3,9 +3,10 @@ for a signed-in user whom the operator removed during the request was refused as
 were locked (an audit row "locked" for a user who no longer exists, a "too many attempts" answer);
 the commands' own look-ups of a missing user (`sessions list|end`, `users mfa-reset`) and `clients
 remove` of a client registered again during its wait returned with a read transaction open; and a
-refresh token's rotation racing `users remove` had no test. Each test makes the other action
-happen at a chosen point (a hook on a service call), never by timing, on the real database, and
-asserts on what the user or operator sees and on what is stored."""
+refresh token's rotation racing `users remove` had no test (and one racing a password set by the
+operator was taken for a reuse). Each test makes the other action happen at a chosen point (a
+hook on a service call), never by timing, on the real database, and asserts on what the user or
+operator sees and on what is stored."""
 
 import pytest
 from sqlalchemy import select, update
@@ -219,3 +220,36 @@ def test_a_refresh_token_rotated_as_its_user_is_removed_is_refused_and_leaves_no
         answer.get_data(as_text=True)[:300]
     stored = stored_for_the_race(app)
     assert stored["refresh tokens"] == [] and stored == after_the_removal, stored["audit"][-3:]
+
+
+def test_a_refresh_token_rotated_as_its_password_is_set_is_refused_and_not_called_a_reuse(app, client, flow_clients,
+                                                                                          monkeypatch):
+    """An app refreshed alice's token as the operator set her password (`flask users set-password`,
+    which revokes her refresh tokens, as a change, a reset, `users disable` or the app's revocation
+    does): the rotation had read the token before the change committed, and its write came after.
+    The app must be told `invalid_grant`, and the rotation must record nothing: its token was
+    revoked unused, not used again, so no `refresh_token_reused` event (a security alert) and no
+    count in the reuse metric."""
+    from identity.services import issued_grants
+
+    AuthActions(client).login()
+    oauth = OAuthActions(client)
+    token, _ = oauth.code_flow(client_id="native", scope="openid offline_access")
+    refresh_token = token.get_json()["refresh_token"]
+    rotating, changed, after_the_change = issued_grants.rotate_refresh_token, {}, {}
+
+    def password_set_before_the_write(*args, **kwargs):
+        if not changed:
+            in_own_context(app, lambda: accounts.set_password(ALICE, "lantern-orchid-basalt-482") and None,
+                          changed)()
+            after_the_change.update(stored_for_the_race(app))
+        return rotating(*args, **kwargs)
+
+    monkeypatch.setattr(issued_grants, "rotate_refresh_token", password_set_before_the_write)
+    answer = oauth.token("native", grant_type="refresh_token", refresh_token=refresh_token)
+    assert changed.get("done", "not run") is None, changed
+    assert (answer.status_code, (answer.get_json() or {}).get("error")) == (400, "invalid_grant"), \
+        answer.get_data(as_text=True)[:300]
+    stored = stored_for_the_race(app)
+    assert [row for row in stored["refresh tokens"] if row.consumed_at is not None] == []
+    assert stored == after_the_change, stored["audit"][-3:]

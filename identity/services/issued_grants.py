@@ -285,9 +285,11 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     """Consume a refresh token and store its successor, once: True for the one request that wins.
 
     Called after the new tokens are signed, so the write is short (store.rotate_refresh_token).
-    The loser's family (the winner's new token included) is revoked; not that of a token deleted
-    with its user or client since it was read (`users remove`, `clients remove`): it was not used
-    again, and there is nothing left to revoke.
+    The loser's family (the winner's new token included) is revoked, as a reuse, when its token was
+    used (consumed by the winner); not that of a token deleted with its user or client since it
+    was read (`users remove`, `clients remove`: nothing left to revoke), nor of one revoked unused
+    since (a password change or reset, `users disable`, the app's revocation: revoked already).
+    Neither was used again, and a reuse is a security alert.
 
     The successor is never issued before the token it replaces, even when that one was issued by
     an instance whose clock is ahead of this one's: a family's newest token by issued_at is its
@@ -296,7 +298,7 @@ def rotate_refresh_token(row: RefreshGrant, successor: str | None, *, scope: str
     values = _successor(row, successor, scope=scope, access_token_jti=access_token_jti,
                         stamp=max(now(), row.issued_at))
     won = store.rotate_refresh_token(row.id, values, with_successor=bool(successor))
-    if not won and store.refresh_token_exists(row.id):
+    if not won and store.refresh_token_used(row.id):
         revoke_family(row.family_id, reason="refresh_token_reused", user_id=row.user_id, client_id=row.client_id)
     return won
 

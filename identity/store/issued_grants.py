@@ -304,12 +304,14 @@ def rotate_refresh_token(token_id: int, values: dict, *, with_successor: bool) -
     return connection.write_first(_CONSUME_RETURNING, params) is not None
 
 
-_REFRESH_TOKEN_ROW = select(RefreshToken.id).where(RefreshToken.id == bindparam("rid"))
+_REFRESH_TOKEN_USED = select(RefreshToken.id).where(RefreshToken.id == bindparam("rid"),
+                                                    RefreshToken.consumed_at.is_not(None))
 
 
-def refresh_token_exists(token_id: int) -> bool:
-    """Whether the refresh token's row is there, as committed (`users remove` and `clients remove` delete it)."""
-    return autocommit_connection().first(_REFRESH_TOKEN_ROW, {"rid": token_id}) is not None
+def refresh_token_used(token_id: int) -> bool:
+    """Whether the refresh token's row is there and was consumed (rotated), as committed: not one
+    deleted (`users remove`, `clients remove`) or revoked unused."""
+    return autocommit_connection().first(_REFRESH_TOKEN_USED, {"rid": token_id}) is not None
 
 
 def add_refresh_token(**columns) -> RefreshToken:
