@@ -5,7 +5,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
 from identity.constants import LOCAL_API_SCOPE
-from identity.errors import AccountLocked, CredentialSuperseded, SecondFactorRequired, ValidationFailed
+from identity.errors import AccountLocked, CredentialSuperseded, NotFound, SecondFactorRequired, ValidationFailed
 from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import InvalidTokenError, current_token, require_oauth
 from identity.services.input_schemas import field_errors
@@ -42,7 +42,9 @@ def change_password():
     except SecondFactorRequired as err:
         return _second_factor_required(err)
     except CredentialSuperseded:  # the same change sent twice, or another, committed first
-        require_oauth.raise_error_response(InvalidTokenError("the access token was revoked"))
+        _token_revoked()
+    except NotFound:  # the token's user, removed since the check
+        _token_revoked()
     except ValidationFailed as err:
         return validation_problem(err.errors, "The password was not changed; see errors.")
     except AccountLocked as err:
@@ -63,6 +65,8 @@ def send_email_verification():
         verification.send_verification(current_token.user.id, client_id=current_token.client_id)
     except verification.NothingToVerify:
         return problem(409, "Nothing to verify", "The account has no address waiting to be verified.")
+    except NotFound:  # the token's user, removed since the check
+        _token_revoked()
     except verification.TooManyMails as err:
         return _too_many_mails(err)
     return _accepted()
@@ -85,6 +89,8 @@ def change_email():
                                           recent_mfa=_recent_mfa())
     except SecondFactorRequired as err:
         return _second_factor_required(err)
+    except NotFound:  # the token's user, removed since the check
+        _token_revoked()
     except ValidationFailed as err:
         return validation_problem(err.errors, "The address was not changed; see errors.")
     except AccountLocked as err:
@@ -93,6 +99,12 @@ def change_email():
     except verification.TooManyMails as err:
         return _too_many_mails(err)
     return _accepted()
+
+
+def _token_revoked() -> None:
+    """Answer as the bearer check answers the token from now on. A service's NotFound here is the
+    token's own user, removed (`flask users remove`) after the check passed: her tokens went with her."""
+    require_oauth.raise_error_response(InvalidTokenError("the access token was revoked"))
 
 
 def _accepted() -> Response:
