@@ -256,6 +256,40 @@ def test_a_redemption_that_loses_to_a_password_change_is_not_called_a_replay(app
         db.session.rollback()
 
 
+def test_a_code_ended_by_a_password_change_on_an_instance_whose_clock_is_ahead_does_not_redeem(
+        app, flow_clients, client, database_uri, monkeypatch):
+    """The same race, with the instance that ran alice's password change a few seconds ahead of
+    the one that redeemed (instances may be CLOCK_DIFFERENCE_ALLOWED_SECONDS apart). The change
+    ended her codes by setting their expiry to its own now minus a second, which was still ahead
+    of the redeeming instance's now: the code passed the consuming statement's `expires_at >=
+    stamp`, and the app got tokens, its refresh token committed after the change had revoked hers
+    (and kept working, its rotations carrying the new password's version). It is refused."""
+    phone = new_browser(app)
+    form = mobile_code(phone, "openid offline_access")
+    reading, changed, real_now = issued_grants.user_of_grant, [], issued_grants.now
+
+    def password_changed_ahead_after_the_read(grant):
+        if not changed:
+            with monkeypatch.context() as ahead:  # the changing instance's clock
+                ahead.setattr(issued_grants, "now", lambda: real_now() + 5)
+                page = phone.get("/account/password").get_data(as_text=True)
+                changed.append(phone.post("/account/password", data={
+                    "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD,
+                    "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}))
+        return reading(grant)
+
+    monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_ahead_after_the_read)
+    with other_workers(database_uri) as (phones_app,):
+        redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
+    assert changed and changed[0].status_code in (200, 302), changed
+    body = redeemed.get_json()
+    assert (redeemed.status_code, body.get("error"), body.get("error_description")) == (
+        400, "invalid_grant", "Invalid 'code' in request."), body
+    with app.app_context():
+        assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
+        db.session.rollback()
+
+
 @pytest.mark.parametrize("statement", ["one statement", "a transaction"])
 def test_a_redemption_as_its_browser_signs_in_again_is_not_refused(app, flow_clients, database_uri, statement):
     """PostgreSQL: alice signs in again in the phone's browser (the app asked for a fresh sign-in)

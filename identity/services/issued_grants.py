@@ -22,7 +22,7 @@ from ..store import issued_grants as store
 from ..store.tokens import all_revoked
 from ..store.issued_grants import CodeGrant, RefreshGrant
 from . import audit, logout, metrics, tokens
-from .bearer_cache import accepted_past_expiry
+from .bearer_cache import CLOCK_DIFFERENCE_ALLOWED_SECONDS, accepted_past_expiry
 from .browser_sessions import times_are_live
 from .tokens import revoke_jtis, token_hash
 from .user_agents import caller_device
@@ -108,8 +108,9 @@ def burn_authorization_code(row: CodeGrant, client_id: str, error: str, descript
 
 def end_user_codes(user_id: int) -> None:
     """Expire every unused code of a user (a password change: codes minted before it must not
-    redeem); the caller commits."""
-    store.expire_user_codes(user_id, now())
+    redeem), also one that has expired by this clock but not by another instance's, which may read
+    CLOCK_DIFFERENCE_ALLOWED_SECONDS behind; the caller commits."""
+    store.expire_user_codes(user_id, now() - CLOCK_DIFFERENCE_ALLOWED_SECONDS)
 
 
 def user_of_grant(grant: "CodeGrant | RefreshGrant") -> "TokenUser":

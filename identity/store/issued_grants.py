@@ -227,13 +227,20 @@ def code_nonce_seen(client_id: str, nonce: str, stamp: int, user_id: int | None 
     return autocommit_connection().first(*_code_nonce(client_id, nonce, stamp, user_id)) is not None
 
 
-def expire_user_codes(user_id: int, stamp: int) -> None:
-    """Expire every unused code of a user, in the session's transaction."""
+#: the expiry of a code ended before its time: before every clock's now
+CODE_ENDED_AT = 0
+
+
+def expire_user_codes(user_id: int, live_after: int) -> None:
+    """End every unused code of a user that expires after `live_after`, in the session's
+    transaction: its expiry set to CODE_ENDED_AT, in the past on every instance's clock. (Set to
+    the ender's own now - 1, it stayed redeemable on an instance whose clock read a second or
+    more behind: the consuming statement's `expires_at >= stamp` held there.)"""
     db.session.execute(
         update(AuthorizationCode)
         .where(AuthorizationCode.user_id == user_id, AuthorizationCode.consumed_at.is_(None),
-               AuthorizationCode.expires_at >= stamp)
-        .values(expires_at=stamp - 1)
+               AuthorizationCode.expires_at > live_after)
+        .values(expires_at=CODE_ENDED_AT)
     )
 
 
