@@ -3,6 +3,7 @@
 The sid stays between the browser and this server; tokens name the session by its public id.
 """
 
+import functools
 import secrets
 from datetime import timedelta
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from flask import Flask, current_app, request, session
 from flask_login import current_user, login_user, logout_user
 
 from ..clock import now
+from ..errors import NotFound
 from ..extensions import login_manager
 from ..models import User
 from ..services import accounts, logout, browser_sessions
@@ -34,6 +36,19 @@ class SignedIn:
 
     def get_id(self) -> str:
         return self.sid
+
+
+def signed_out_if_removed(view):
+    """An account page whose services find no row for the signed-in user (NotFound: `flask users
+    remove` committed after the session was loaded) answers as the next request will: signed
+    out, sent to sign in. Only on views where a NotFound can mean nothing but the user."""
+    @functools.wraps(view)
+    def answered(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except NotFound:
+            return login_manager.unauthorized()
+    return answered
 
 
 @login_manager.user_loader

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from flask_login import current_user, fresh_login_required
 
 from ..plumbing.login_session import (account_login_name, continues_session, hold_for_second_factor, renew_cookie,
-                                      sign_in, sign_out, untold_frontchannel_uris)
+                                      sign_in, sign_out, signed_out_if_removed, untold_frontchannel_uris)
 from ..errors import AccountLocked, AlreadyDone, SecondFactorRequired, ValidationFailed
 from ..extensions import csrf, limiter, sensitive_limit
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm
@@ -132,6 +132,7 @@ def password_check():
 @bp.route("/password", methods=["GET", "POST"])
 @fresh_login_required
 @limiter.limit(sensitive_limit, methods=["POST"])
+@signed_out_if_removed
 def password():
     """Change the signed-in user's password; other sessions are signed out, and this one gets a
     new cookie sid (copies of its old cookie, stolen or planted, sign nobody in)."""

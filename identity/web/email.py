@@ -6,7 +6,7 @@ from flask_login import current_user, fresh_login_required, login_required
 
 from ..errors import AccountLocked, SecondFactorRequired, ValidationFailed
 from ..extensions import client_network, limiter, link_refused, sensitive_limit
-from ..plumbing.login_session import account_login_name
+from ..plumbing.login_session import account_login_name, signed_out_if_removed
 from .forms import ChangeEmailForm, SendLinkForm
 from .second_factor import second_factor_fields, second_factor_refusal
 from ..services import accounts, mfa, verification
@@ -61,6 +61,7 @@ def _send_link(form: SendLinkForm) -> tuple[str | None, str | None]:
 @fresh_login_required
 @limiter.shared_limit(email_limit, scope="email", key_func=signed_in_user, methods=["POST"])
 @limiter.limit(sensitive_limit, methods=["POST"])
+@signed_out_if_removed
 def email():
     """Show the address and whether it is verified; send a link (`send`), or ask for a new address."""
     user = accounts.get_user(current_user.user.id)
@@ -107,11 +108,14 @@ def email():
 @bp.route("/email/required", methods=["GET", "POST"])
 @login_required
 @limiter.shared_limit(email_limit, scope="email", key_func=signed_in_user, methods=["POST"])
+@signed_out_if_removed
 def required():
     """The client asked for a verified address: offer to send the link, then go on (returnUrl)."""
     return_url = safe_return_url(request.args.get("returnUrl"))
     form = SendLinkForm()
     user = accounts.get_user(current_user.user.id)
+    if user is None:  # removed since the session was loaded (`users remove`)
+        return current_app.login_manager.unauthorized()
     sent = notice = None
     status = 200
     if request.method == "POST":
