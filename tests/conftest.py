@@ -144,6 +144,7 @@ def app(_migrated, database_uri, app_config):
     yield app
     with app.app_context():
         mail_service.wait_until_sent()  # no mail of this test's may be sent (and audited) into the next
+    mail_service.stop_sender(app)  # its thread would poll for the rest of the session, one per test's app
     close_connections(app)
 
 

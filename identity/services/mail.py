@@ -243,6 +243,7 @@ class _Sender:
         self.unfinished = 0
         self.lock = threading.Lock()
         self.pid = os.getpid()
+        self.stopping = threading.Event()  # set only by stop(): never a wake-up (see the class's docstring)
         self.thread = threading.Thread(target=self._run, name="identity-mail", daemon=True)
         self.thread.start()
         # A worker that stops (a deploy, a reload, a recycle) would end this daemon thread with
@@ -273,9 +274,13 @@ class _Sender:
             time.sleep(0.01)
         return True
 
+    def stop(self) -> None:
+        """End the thread once the queue is empty (after what it is sending now)."""
+        self.stopping.set()
+        self.thread.join(2 * float(self.app.config["MAIL_TIMEOUT_SECONDS"]) + 1)
+
     def _run(self) -> None:
-        while True:
-            time.sleep(SEND_POLL_SECONDS)
+        while not self.stopping.wait(SEND_POLL_SECONDS) or self.queue:
             while self.queue:
                 outgoing = self.queue.popleft()
                 try:
@@ -292,6 +297,16 @@ class _Sender:
 
 
 _sender_lock = threading.Lock()
+
+
+def stop_sender(app: Flask) -> None:
+    """End this app's sender thread, if it has one, once its queue is sent: for an app that is done
+    with while its process goes on (each test's). A server's app never is: its thread lives and
+    drains with the process."""
+    with _sender_lock:
+        sender = app.extensions.pop("identity_mail_sender", None)
+    if sender is not None and sender.pid == os.getpid():
+        sender.stop()
 
 
 def _queue_for(app: Flask) -> _Sender:
