@@ -47,6 +47,20 @@ def phones_worker(database_uri, statement: str):
         close_connections(worker)
 
 
+@contextmanager
+def phone_and_its_worker(app, database_uri, statement: str):
+    """PostgreSQL only (SQLite's one write lock serialises a redemption and anything it could
+    race): the phone's browser signed in, the worker its app redeems on with its caches filled
+    (one code redeemed), and a fresh code of that browser's: (phone, worker, the code's form)."""
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("SQLite's one write lock serialises the two")
+    phone = new_browser(app)
+    with phones_worker(database_uri, statement) as phones_app:
+        warm_up = mobile_code(phone, "openid")  # the worker's caches filled
+        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        yield phone, phones_app, mobile_code(phone, "openid offline_access")
+
+
 def _dsn(app) -> str:
     with app.app_context():
         return db.engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
@@ -97,6 +111,17 @@ def _last_code(app) -> AuthorizationCode:
     return code
 
 
+def refused_for_an_ended_session(app, answer) -> None:
+    """The redemption was refused as one whose browser session ended, and the phone's app holds no
+    refresh token."""
+    body = answer.get_json()
+    assert (answer.status_code, body.get("error"), body.get("error_description")) == (
+        400, "invalid_grant", "the browser session that minted the code has ended"), body
+    with app.app_context():
+        assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
+        db.session.rollback()
+
+
 @pytest.mark.parametrize("statement", ["one statement", "a transaction"])
 @pytest.mark.parametrize("ending", ["sign_out", "everywhere_else"])
 def test_a_redemption_under_way_as_its_session_ends_is_not_left_behind_by_the_end(
@@ -109,14 +134,8 @@ def test_a_redemption_under_way_as_its_session_ends_is_not_left_behind_by_the_en
     (the app's logout notice came before its tokens), and after "Sign out everywhere else" the
     grant was in neither of its listings and kept working for the refresh token's whole lifetime.
     The end now waits for the redemption under way, and comes after it, as if a moment later."""
-    if not database_uri.startswith("postgresql"):
-        pytest.skip("SQLite's one write lock serialises the two")
-    phone = new_browser(app)
     results: dict = {}
-    with phones_worker(database_uri, statement) as phones_app:
-        warm_up = mobile_code(phone, "openid")  # the worker's caches filled
-        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        form = mobile_code(phone, "openid offline_access")
+    with phone_and_its_worker(app, database_uri, statement) as (phone, phones_app, form):
         session_id = _last_code(app).session_id
         here = browser(app)
         page = here.get("/account/sessions").get_data(as_text=True)
@@ -159,15 +178,9 @@ def test_a_redemption_meeting_a_password_change_at_its_code_waits_for_it(app, fl
     code's session while it waits for the code, which the change holds while it waits for that
     session: one of the two aborted, answered 500) nor issue anything: it waits for the change,
     and is refused as a code whose session ended."""
-    if not database_uri.startswith("postgresql"):
-        pytest.skip("SQLite's one write lock serialises the two")
-    phone = new_browser(app)
     here = browser(app)
     results: dict = {}
-    with phones_worker(database_uri, statement) as phones_app:
-        warm_up = mobile_code(phone, "openid")
-        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        form = mobile_code(phone, "openid offline_access")
+    with phone_and_its_worker(app, database_uri, statement) as (phone, phones_app, form):
         page = here.get("/account/password").get_data(as_text=True)
 
         def redeem():
@@ -178,12 +191,7 @@ def test_a_redemption_meeting_a_password_change_at_its_code_waits_for_it(app, fl
                 "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
                 "confirm_password": NEW_PASSWORD})
     assert started and changed.status_code in (200, 302), changed.status_code
-    body = results["redeemed"].get_json()
-    assert (results["redeemed"].status_code, body.get("error"), body.get("error_description")) == (
-        400, "invalid_grant", "the browser session that minted the code has ended"), body
-    with app.app_context():
-        assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
-        db.session.rollback()
+    refused_for_an_ended_session(app, results["redeemed"])
 
 
 @pytest.mark.parametrize("statement", ["one statement", "a transaction"])
@@ -194,14 +202,8 @@ def test_a_redemption_that_meets_its_sessions_end_under_way_waits_and_is_refused
     committed, so its snapshot shows the session live: it waits for the end (the lock that keeps
     an end from passing a redemption under way) and must then see it, refusing the code as one
     whose session ended, not issue tokens after the end with the lock it took too late."""
-    if not database_uri.startswith("postgresql"):
-        pytest.skip("SQLite's one write lock serialises the two")
-    phone = new_browser(app)
     results: dict = {}
-    with phones_worker(database_uri, statement) as phones_app:
-        warm_up = mobile_code(phone, "openid")
-        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        form = mobile_code(phone, "openid offline_access")
+    with phone_and_its_worker(app, database_uri, statement) as (phone, phones_app, form):
         session_id = _last_code(app).session_id
         with psycopg.connect(_dsn(app)) as ending:
             ending.execute("UPDATE user_sessions SET revoked_at = extract(epoch FROM now())::bigint "
@@ -211,32 +213,37 @@ def test_a_redemption_that_meets_its_sessions_end_under_way_waits_and_is_refused
             wait_until(lambda: not redeeming.is_alive() or _waiting(app, "user_sessions", "FOR SHARE"), timeout=60)
             ending.commit()
         redeeming.join(60)
-    body = results["redeemed"].get_json()
-    assert (results["redeemed"].status_code, body.get("error"), body.get("error_description")) == (
-        400, "invalid_grant", "the browser session that minted the code has ended"), body
-    with app.app_context():
-        assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
-        db.session.rollback()
+    refused_for_an_ended_session(app, results["redeemed"])
 
 
-def test_a_redemption_that_loses_to_a_password_change_is_not_called_a_replay(app, flow_clients, client,
-                                                                           database_uri, monkeypatch):
+@pytest.mark.parametrize("changers_clock_ahead", [0, 5])
+def test_a_redemption_that_loses_to_a_password_change_is_not_called_a_replay(app, flow_clients, client, database_uri,
+                                                                           monkeypatch, changers_clock_ahead):
     """alice changes her password in the phone's browser (which stays signed in) while the phone's
     app redeems the code that browser had just minted: the change, committed between the
     redemption's read of the code and its spending, ended the code by expiring it. The redemption
     told the app "authorization code was already used" (a code never used), and recorded it as a
     replay (`token_revoked`, reason `authorization_code_replayed`, a replay counted for the app).
-    It is answered as the expired code it is, and records nothing."""
+    It is answered as the expired code it is, and records nothing.
+
+    With the changing instance's clock a few seconds ahead of the redeeming one's (instances may be
+    CLOCK_DIFFERENCE_ALLOWED_SECONDS apart), the change set the code's expiry to its own now minus
+    a second, still ahead of the redeeming instance's now: the code passed the consuming
+    statement's `expires_at >= stamp`, and the app got tokens, its refresh token committed after
+    the change had revoked hers (and kept working, its rotations carrying the new password's
+    version). It is refused the same way."""
     phone = new_browser(app)
     form = mobile_code(phone, "openid offline_access")
-    reading, changed = issued_grants.user_of_grant, []
+    reading, changed, real_now = issued_grants.user_of_grant, [], issued_grants.now
 
     def password_changed_after_the_read(grant):
         if not changed:
-            page = phone.get("/account/password").get_data(as_text=True)
-            changed.append(phone.post("/account/password", data={
-                "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
-                "confirm_password": NEW_PASSWORD}))
+            with monkeypatch.context() as changers_clock:
+                changers_clock.setattr(issued_grants, "now", lambda: real_now() + changers_clock_ahead)
+                page = phone.get("/account/password").get_data(as_text=True)
+                changed.append(phone.post("/account/password", data={
+                    "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD,
+                    "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}))
         return reading(grant)
 
     monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_after_the_read)
@@ -256,40 +263,6 @@ def test_a_redemption_that_loses_to_a_password_change_is_not_called_a_replay(app
         db.session.rollback()
 
 
-def test_a_code_ended_by_a_password_change_on_an_instance_whose_clock_is_ahead_does_not_redeem(
-        app, flow_clients, client, database_uri, monkeypatch):
-    """The same race, with the instance that ran alice's password change a few seconds ahead of
-    the one that redeemed (instances may be CLOCK_DIFFERENCE_ALLOWED_SECONDS apart). The change
-    ended her codes by setting their expiry to its own now minus a second, which was still ahead
-    of the redeeming instance's now: the code passed the consuming statement's `expires_at >=
-    stamp`, and the app got tokens, its refresh token committed after the change had revoked hers
-    (and kept working, its rotations carrying the new password's version). It is refused."""
-    phone = new_browser(app)
-    form = mobile_code(phone, "openid offline_access")
-    reading, changed, real_now = issued_grants.user_of_grant, [], issued_grants.now
-
-    def password_changed_ahead_after_the_read(grant):
-        if not changed:
-            with monkeypatch.context() as ahead:  # the changing instance's clock
-                ahead.setattr(issued_grants, "now", lambda: real_now() + 5)
-                page = phone.get("/account/password").get_data(as_text=True)
-                changed.append(phone.post("/account/password", data={
-                    "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD,
-                    "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}))
-        return reading(grant)
-
-    monkeypatch.setattr(issued_grants, "user_of_grant", password_changed_ahead_after_the_read)
-    with other_workers(database_uri) as (phones_app,):
-        redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
-    assert changed and changed[0].status_code in (200, 302), changed
-    body = redeemed.get_json()
-    assert (redeemed.status_code, body.get("error"), body.get("error_description")) == (
-        400, "invalid_grant", "Invalid 'code' in request."), body
-    with app.app_context():
-        assert db.session.scalars(select(RefreshToken.id).where(RefreshToken.client_id == "mobile-pkce")).all() == []
-        db.session.rollback()
-
-
 @pytest.mark.parametrize("statement", ["one statement", "a transaction"])
 def test_a_redemption_as_its_browser_signs_in_again_is_not_refused(app, flow_clients, database_uri, statement):
     """PostgreSQL: alice signs in again in the phone's browser (the app asked for a fresh sign-in)
@@ -297,14 +270,8 @@ def test_a_redemption_as_its_browser_signs_in_again_is_not_refused(app, flow_cli
     old one's public id (continue_session), which the code names. The redemption's statement,
     waiting for the old session's row, found it revoked under another id, and the new session not
     yet holding the code's: the code, whose session lives on, was refused. It redeems."""
-    if not database_uri.startswith("postgresql"):
-        pytest.skip("SQLite's one write lock serialises the two")
-    phone = new_browser(app)
     results: dict = {}
-    with phones_worker(database_uri, statement) as phones_app:
-        warm_up = mobile_code(phone, "openid")
-        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        form = mobile_code(phone, "openid offline_access")
+    with phone_and_its_worker(app, database_uri, statement) as (phone, phones_app, form):
         session_id = _last_code(app).session_id
 
         def redeem():
