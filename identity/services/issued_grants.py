@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import RefreshToken
 from ..store import issued_grants as store
 from ..store.tokens import all_revoked
-from ..store.issued_grants import CodeGrant, RefreshGrant
+from ..store.issued_grants import CodeGrant, CodeState, RefreshGrant
 from . import audit, logout, metrics, tokens
 from .bearer_cache import CLOCK_DIFFERENCE_ALLOWED_SECONDS, accepted_past_expiry
 from .browser_sessions import times_are_live
@@ -187,16 +187,21 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
         return store.consume_code(row.id, stamp=stamp, access_token_jti=access_token_jti,
                                   access_expires_at=access_expires_at, successor=successor if refresh_token else None)
 
+    if consume():
+        return None
+    state = store.code_state(row.id, stamp)
     # again, once, if nothing stands in its way now: its session's public id was being handed over
     # to a new sign-in in the same browser (continue_session) as the statement looked for it
-    if consume() or (store.code_redeemable(row.id, stamp) and consume()):
-        return None
-    if not store.code_exists(row.id):  # deleted with its user or client since it was read: nothing to revoke
+    if state is CodeState.REDEEMABLE:
+        if consume():
+            return None
+        state = store.code_state(row.id, stamp)
+    if state is CodeState.GONE:  # deleted with its user or client since it was read: nothing to revoke
         return CODE_GONE
-    if store.code_session_ended(row.id):  # signed out since the code was read: not a replay
+    if state is CodeState.SESSION_ENDED:  # signed out since the code was read: not a replay
         burn_authorization_code(row, row.client_id, "invalid_grant", SESSION_ENDED)
         return SESSION_ENDED
-    if store.code_unused(row.id):  # expired since the read (a password change expires codes): not a replay
+    if state is not CodeState.CONSUMED:  # unused, expired since the read (a password change expires codes)
         return CODE_EXPIRED
     revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
     return "authorization code was already used"

@@ -16,6 +16,7 @@ Functions that say "in the session's transaction" leave the commit to their call
 
 import json
 from collections import namedtuple
+from enum import Enum
 
 from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, delete, exists, insert, or_, select, text,
                         union, update)
@@ -70,7 +71,7 @@ _SESSION_NOT_ENDED = or_(_CODES.c.session_id.is_(None),
 # waited for the session was a deadlock (tests/test_redemption_review.py). A session whose public
 # id is handed over (continue_session) at that very moment is no longer found (the row it locked
 # has another id by then, and the one that took the id has not it in the snapshot): the service
-# then consumes again (code_redeemable).
+# then consumes again (code_state).
 _SESSION_LIVE_LOCKED = or_(_CODES.c.session_id.is_(None),
                            select(_SESSIONS.c.id).where(_SESSIONS.c.public_sid == _CODES.c.session_id,
                                                         _SESSIONS.c.revoked_at.is_(None))
@@ -132,42 +133,33 @@ def code_grant(code_hash: str) -> CodeGrant | None:
     return None if found is None else CodeGrant._make(found)
 
 
-_CODE_SESSION_ENDED = (
-    select(_CODES.c.id)
-    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None), ~_SESSION_NOT_ENDED)
-)
+class CodeState(Enum):
+    """Where a code stands, as committed (code_state): what a redemption that lost answers."""
+    GONE = "gone"  # deleted (`users remove` and `clients remove` delete it)
+    CONSUMED = "consumed"  # redeemed or burnt
+    SESSION_ENDED = "session ended"  # unused; the browser session that minted it was signed out
+    EXPIRED = "expired"  # unused, its session not ended, expired at the stamp asked about
+    REDEEMABLE = "redeemable"  # all the consuming statement asks, at that stamp
 
 
-_CODE_ROW = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"))
+_CODE_STATE = select(_CODES.c.consumed_at.is_(None).label("unused"),
+                     (_CODES.c.expires_at >= bindparam("stamp")).label("unexpired"),
+                     _SESSION_NOT_ENDED.label("session_live")).where(_CODES.c.id == bindparam("code_id"))
 
 
-def code_exists(code_id: int) -> bool:
-    """Whether the code's row is there, as committed (`users remove` and `clients remove` delete it)."""
-    return autocommit_connection().first(_CODE_ROW, {"code_id": code_id}) is not None
-
-
-_CODE_UNUSED = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None))
-
-
-def code_unused(code_id: int) -> bool:
-    """Whether the code is there and was never consumed (redeemed or burnt), as committed."""
-    return autocommit_connection().first(_CODE_UNUSED, {"code_id": code_id}) is not None
-
-
-_CODE_REDEEMABLE = select(_CODES.c.id).where(_CODES.c.id == bindparam("code_id"), _CODES.c.consumed_at.is_(None),
-                                              _CODES.c.expires_at >= bindparam("stamp"), _SESSION_NOT_ENDED)
-
-
-def code_redeemable(code_id: int, stamp: int) -> bool:
-    """Whether the code is unused, unexpired at `stamp` and its session not ended, as committed: all
-    the consuming statement asks (a statement that found its session's public id just handed over
-    to a new sign-in in the same browser did not find the session)."""
-    return autocommit_connection().first(_CODE_REDEEMABLE, {"code_id": code_id, "stamp": stamp}) is not None
-
-
-def code_session_ended(code_id: int) -> bool:
-    """Whether the code is unused and the browser session that minted it was signed out, as committed."""
-    return autocommit_connection().first(_CODE_SESSION_ENDED, {"code_id": code_id}) is not None
+def code_state(code_id: int, stamp: int) -> CodeState:
+    """The code's state at `stamp`, as committed, in one read. REDEEMABLE is all the consuming
+    statement asks (a statement that found its session's public id just handed over to a new
+    sign-in in the same browser did not find the session)."""
+    found = autocommit_connection().first(_CODE_STATE, {"code_id": code_id, "stamp": stamp})
+    if found is None:
+        return CodeState.GONE
+    unused, unexpired, session_live = found
+    if not unused:
+        return CodeState.CONSUMED
+    if not session_live:
+        return CodeState.SESSION_ENDED
+    return CodeState.REDEEMABLE if unexpired else CodeState.EXPIRED
 
 
 def burn_code(code_id: int, stamp: int, *, then: Write | None = None) -> bool:
