@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from ..clock import now
 from ..errors import NotFound
 from ..extensions import db
+from ..store import accounts as user_rows
 from ..store import lockout as store
 from ..store.accounts import SignInUser
 from ..store.writes import Write, write
@@ -84,7 +85,7 @@ def reserve(user_id: int) -> Reservation | None:
                                        lock_until=stamp + cfg["LOCKOUT_SECONDS"])
     if row is not None:
         return _reservation(user_id, *row)
-    if not store.user_exists(user_id):
+    if user_rows.password_version(user_id) is None:  # no such user
         db.session.rollback()
         raise UserGone("no such user")
     return None

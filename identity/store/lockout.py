@@ -90,12 +90,6 @@ def release_attempt(user_id: int, *, place: int, own_lock: int) -> Write:
     return _RELEASE, {"user_id": user_id, "place": place, "own_lock": own_lock}
 
 
-def user_exists(user_id: int) -> bool:
-    """Whether the user has a row, read in the caller's transaction (after a refused reservation:
-    locked, or gone)."""
-    return db.session.scalar(select(_USERS.c.id).where(_USERS.c.id == user_id)) is not None
-
-
 def locked_until(user_id: int) -> int:
     """The user's lock's end (epoch seconds; 0 or past: not locked), read in the caller's transaction."""
     return db.session.scalar(select(_LOCKED_UNTIL).where(_USERS.c.id == user_id)) or 0
