@@ -1,5 +1,7 @@
 """The local API: the token user's account and password, for bearer tokens with IdentityServerApi."""
 
+import functools
+
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
@@ -25,10 +27,24 @@ email_change_schema = EmailChangeSchema()
 dump_account = flat_dumper(AccountSchema())  # AccountSchema().dump, without its per-field lookups
 
 
+def token_revoked_if_user_removed(view):
+    """A view whose services find no row for the token's user (NotFound: `flask users remove`
+    committed after the bearer check) answers as the check answers her tokens from now on. Only
+    on views where a NotFound can mean nothing but the user."""
+    @functools.wraps(view)
+    def answered(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except NotFound:
+            _token_revoked()
+    return answered
+
+
 @bp.post("/password")
 @limiter.limit(sensitive_limit)
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
+@token_revoked_if_user_removed
 def change_password():
     """Change the token user's password; 204 on success, a problem otherwise."""
     try:
@@ -42,8 +58,6 @@ def change_password():
     except SecondFactorRequired as err:
         return _second_factor_required(err)
     except CredentialSuperseded:  # the same change sent twice, or another, committed first
-        _token_revoked()
-    except NotFound:  # the token's user, removed since the check
         _token_revoked()
     except ValidationFailed as err:
         return validation_problem(err.errors, "The password was not changed; see errors.")
@@ -59,14 +73,13 @@ def change_password():
 @limiter.shared_limit(email_limit, scope="localapi-email", key_func=token_key)
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
+@token_revoked_if_user_removed
 def send_email_verification():
     """Mail a verification link to the address that awaits one; 202 (the mail leaves after the answer)."""
     try:
         verification.send_verification(current_token.user.id, client_id=current_token.client_id)
     except verification.NothingToVerify:
         return problem(409, "Nothing to verify", "The account has no address waiting to be verified.")
-    except NotFound:  # the token's user, removed since the check
-        _token_revoked()
     except verification.TooManyMails as err:
         return _too_many_mails(err)
     return _accepted()
@@ -77,6 +90,7 @@ def send_email_verification():
 @limiter.limit(sensitive_limit)
 @limiter.limit(per_token_limit, key_func=token_key)
 @require_oauth(LOCAL_API_SCOPE, user_required=True)
+@token_revoked_if_user_removed
 def change_email():
     """Ask to change the address; 202: it changes once the link mailed to the new one is followed."""
     try:
@@ -89,8 +103,6 @@ def change_email():
                                           recent_mfa=_recent_mfa())
     except SecondFactorRequired as err:
         return _second_factor_required(err)
-    except NotFound:  # the token's user, removed since the check
-        _token_revoked()
     except ValidationFailed as err:
         return validation_problem(err.errors, "The address was not changed; see errors.")
     except AccountLocked as err:
@@ -102,8 +114,8 @@ def change_email():
 
 
 def _token_revoked() -> None:
-    """Answer as the bearer check answers the token from now on. A service's NotFound here is the
-    token's own user, removed (`flask users remove`) after the check passed: her tokens went with her."""
+    """Answer as the bearer check answers the token from now on (its user removed, or its
+    password changed, since the check passed)."""
     require_oauth.raise_error_response(InvalidTokenError("the access token was revoked"))
 
 
