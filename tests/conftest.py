@@ -148,6 +148,16 @@ def app(_migrated, database_uri, app_config):
     close_connections(app)
 
 
+@pytest.fixture(autouse=True)
+def _mail_senders_stopped():
+    """After each test, end the mail sender thread of every app it made, the `app` fixture's
+    and its own (create_app in the test, a second worker, a server's): each would poll its queue
+    for the rest of the process, and a hundred of them slowed a test that switches threads a
+    thousandfold."""
+    yield
+    mail_service.stop_senders()
+
+
 def close_connections(app) -> None:
     """Close every database connection of an app: its session's, its engine's pool and its
     autocommit connection (store/connection.py), so no backend of it outlives the test."""

@@ -1,14 +1,26 @@
 """Review: tidy-ups of tested code that must change no answer. A code redemption that lost reads
 its code's state once (store.code_state) and answers each case as before; the one case no other
-test reached, a true replay, is pinned here."""
+test reached, a true replay, is pinned here. An app a test makes itself (a second worker, a
+server's, one with other settings) starts a mail sender thread when it mails, as the `app`
+fixture's does, but only the fixture's was ended with its test: each of the others polled its
+queue ten times a second for the rest of the test process (a hundred of them made a test that
+switches threads take minutes). Every sender a test started is now ended after it
+(tests/conftest.py, mail.stop_senders)."""
+
+import threading
 
 from sqlalchemy import select
 
 from actions import OAuthActions
+from app import create_app
+from conftest import close_connections, make_config
 from identity.extensions import db
 from identity.models import AuditEvent, RefreshToken
 from identity.services import issued_grants
+from identity.services import mail as mail_service
 from races import mobile_code, other_workers
+
+RESET = dict(name="Erin", username="erin", lifetime="30 minutes")
 
 
 def test_a_code_redeemed_twice_at_once_revokes_what_the_winner_was_issued(app, seeded, client, database_uri,
@@ -38,3 +50,23 @@ def test_a_code_redeemed_twice_at_once_revokes_what_the_winner_was_issued(app, s
         revoked = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "token_revoked")).all()
         db.session.rollback()
     assert [detail["reason"] for detail in revoked] == ["authorization_code_replayed"]
+
+
+def _sender_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "identity-mail"]
+
+
+def test_an_app_made_in_a_test_mails_from_its_own_sender(app, database_uri, mail):
+    own = create_app(make_config(database_uri))
+    with own.test_request_context("/", base_url="https://id.example.com"):
+        mail_service.send_later("erin@example.com", "password_reset", link=mail_service.link("/x"), **RESET)
+    assert own.extensions["identity_mail_sender"].thread in _sender_threads()
+    with own.app_context():
+        assert mail_service.wait_until_sent()
+    assert mail.wait_for(to="erin@example.com", timeout=2)["Subject"].startswith("Reset")
+    close_connections(own)
+
+
+def test_no_sender_thread_outlives_the_test_that_started_it():
+    """Run after the test above (in file order): its app's sender was ended with it."""
+    assert _sender_threads() == []

@@ -16,6 +16,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -297,6 +298,7 @@ class _Sender:
 
 
 _sender_lock = threading.Lock()
+_senders: "weakref.WeakSet[_Sender]" = weakref.WeakSet()  # this process's, for stop_senders
 
 
 def stop_sender(app: Flask) -> None:
@@ -309,9 +311,20 @@ def stop_sender(app: Flask) -> None:
         sender.stop()
 
 
+def stop_senders() -> None:
+    """stop_sender for every app whose sender this process started: for a process that makes
+    apps and is done with them while it goes on (a test run, after each test, whoever made the
+    app)."""
+    with _sender_lock:
+        apps = [sender.app for sender in _senders]
+    for app in apps:
+        stop_sender(app)
+
+
 def _queue_for(app: Flask) -> _Sender:
     with _sender_lock:
         sender = app.extensions.get("identity_mail_sender")
         if sender is None or sender.pid != os.getpid() or not sender.thread.is_alive():
             sender = app.extensions["identity_mail_sender"] = _Sender(app)
+            _senders.add(sender)
         return sender
