@@ -299,6 +299,43 @@ def _seed_user(item: dict, user: User | None, report: SeedReport, reset_password
         report.created.append(label)
         return
     changed = False
+    reset = reset_passwords and password_hash is not None  # (_hashes_first: the file's password is not the user's)
+    if reset:
+        store_new_password(user, password_hash)
+        user.failed_attempts, user.locked_until = 0, 0
+        revoke_grants_and_sessions(user, None)
+        audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
+        label += " (password reset)"
+        report.password_changed.append(user.id)
+        changed = True
+    if item.get("enabled") is not None and apply_enabled(user, item["enabled"]):
+        if not item["enabled"]:
+            label += " (disabled)"
+            report.password_changed.append(user.id)  # its tokens: waited out as after a password change
+        changed = True
+    if _apply_profile(user, item, report):  # last: see _apply_profile
+        report.account_changed.append(user.id)
+        changed = True
+    if reset:  # told at the address the file gives her
+        report.passwords_reset.append(notifications.addressee(user))
+    (report.updated if changed else report.unchanged).append(label)
+
+
+def _apply_profile(user: User, item: dict, report: SeedReport) -> bool:
+    """Write the file's address, its verification and name to an existing user, flushed now;
+    whether any changed (what the local API and UserInfo read back).
+
+    Her part's last write: an UPDATE of the address (a unique key) raises the seed's lock on her
+    row (FOR NO KEY UPDATE, _locked_again) to FOR UPDATE, which waits for every transaction
+    holding her row's KEY SHARE (an insert of a row that refers to her) and then holds off new
+    ones. Raised before her codes and sessions are ended, a redemption of her code, holding the
+    code and her session while it waited for that KEY SHARE, and the seed, waiting for them, were
+    a deadlock. Raised after, it waits only for transactions that wait for nothing the seed holds
+    once they have the KEY SHARE: a redemption or rotation takes it last and commits; a new code,
+    or the password grant's refresh token, is an insert and its commit; an app's consent then
+    locks only its consent row, which no seed writes; sign-ins, links and second factors take her
+    row first, so they queue behind the seed holding no KEY SHARE."""
+    changed = False
     if (user.email, user.name) != (item["email"], item["name"]):
         if user.email != item["email"]:
             report.addresses_changed.append(notifications.AddressChange(
@@ -312,23 +349,8 @@ def _seed_user(item: dict, user: User | None, report: SeedReport, reset_password
     if item["email_verified"] and not user.email_verified:
         user.email_verified = True
         changed = True
-    if changed:  # what the local API and UserInfo read back: the address, its verification, the name
-        report.account_changed.append(user.id)
-    if reset_passwords and password_hash is not None:  # (_hashes_first: the file's password is not the user's)
-        store_new_password(user, password_hash)
-        user.failed_attempts, user.locked_until = 0, 0
-        revoke_grants_and_sessions(user, None)
-        audit.record("password_reset_by_seed", user_id=user.id, detail={"username": user.username})
-        label += " (password reset)"
-        report.password_changed.append(user.id)
-        report.passwords_reset.append(notifications.addressee(user))
-        changed = True
-    if item.get("enabled") is not None and apply_enabled(user, item["enabled"]):
-        if not item["enabled"]:
-            label += " (disabled)"
-            report.password_changed.append(user.id)  # its tokens: waited out as after a password change
-        changed = True
-    (report.updated if changed else report.unchanged).append(label)
+    db.session.flush()
+    return changed
 
 
 def _lock_in_one_order(data: dict) -> dict[str, User | None]:
@@ -342,20 +364,19 @@ def _lock_in_one_order(data: dict) -> dict[str, User | None]:
         lock_api_scope_row(name)
     for client_id in sorted({item["client_id"] for item in data["clients"]}):
         client_rows.lock_client_row(client_id)
-    return {item["username"]: _locked_again(find_user(item["username"]), item)
+    return {item["username"]: _locked_again(find_user(item["username"]))
             for item in sorted(data["users"], key=lambda listed: listed["username"])}
 
 
-def _locked_again(found: User | None, item: dict) -> User | None:
+def _locked_again(found: User | None) -> User | None:
     """The user found (read without a lock), read again under the row's lock, held to the commit;
     None if none is left. Written to as read, the user a `users remove` committed since had no row
-    left to write (SQLAlchemy's StaleDataError, a traceback). The lock is a key change's when the
-    file changes the address (row_locks.py: a weaker lock raised by the address's UPDATE later in
-    the transaction could deadlock)."""
+    left to write (SQLAlchemy's StaleDataError, a traceback). FOR NO KEY UPDATE also for a user
+    whose address the file changes: the address's UPDATE raises it, once her codes and sessions
+    are ended (_apply_profile)."""
     if found is None:
         return None
-    changes_address = found.email_normalized != (normalize_login(item["email"]) if item["email"] else None)
-    (user_rows.lock_user_row_for_key_change if changes_address else user_rows.lock_user_row)(found.id)
+    user_rows.lock_user_row(found.id)
     return db.session.get(User, found.id, populate_existing=True)
 
 

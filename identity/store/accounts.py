@@ -75,7 +75,9 @@ def user_row_lock(user_id: int) -> tuple:
 
 
 def lock_user_row_for_key_change(user_id: int) -> None:
-    """lock_user_row, for a change of the user's address (a unique key): FOR UPDATE on PostgreSQL."""
+    """lock_user_row, for a change of the user's address (a unique key): FOR UPDATE on PostgreSQL,
+    which holds off every insert of a row that refers to the user (row_locks.RowLock: not for a
+    change that also ends the user's codes or sessions)."""
     _USER_KEY_LOCK(user_id)
 
 

@@ -16,7 +16,11 @@ class RowLock:
     """`RowLock(table, column)(value)`: lock the row of `table` whose `column` is `value`.
     `key_change`: for a change of one of the row's unique keys, FOR UPDATE on PostgreSQL (taken at
     once: a weaker lock raised later in the transaction could deadlock with a writer of a row
-    that refers to this one)."""
+    that refers to this one, if that writer, holding the row's KEY SHARE, waits for something the
+    raiser holds). Not for a transaction that also ends rows a writer takes before its KEY SHARE
+    (a redemption holds its code and session, then waits for it): the seed, which ends a user's
+    codes and sessions, takes the default and lets the address's UPDATE raise it after those
+    (services/seed.py, _apply_profile)."""
 
     def __init__(self, table, column, *, key_change: bool = False):
         self._select = select(table.c.id).where(column == bindparam("locked")).with_for_update(key_share=not key_change)
