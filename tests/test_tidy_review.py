@@ -70,3 +70,34 @@ def test_an_app_made_in_a_test_mails_from_its_own_sender(app, database_uri, mail
 def test_no_sender_thread_outlives_the_test_that_started_it():
     """Run after the test above (in file order): its app's sender was ended with it."""
     assert _sender_threads() == []
+
+
+def test_a_mail_handed_over_as_its_sender_is_stopped_is_sent(app, mail, monkeypatch):
+    """A request's mails handed to its app's sender as the test's end stopped that sender went
+    into a thread that had already ended: never sent, and the process's exit waited for them."""
+    handing_over, let_go = threading.Event(), threading.Event()
+    put = mail_service._Sender.put
+
+    def slow_put(sender, outgoing):
+        handing_over.set()
+        assert let_go.wait(10)
+        put(sender, outgoing)
+
+    def a_request_that_mails():
+        with app.test_request_context("/", base_url="https://id.example.com"):
+            mail_service.send_later("erin@example.com", "password_reset", link=mail_service.link("/x"), **RESET)
+
+    monkeypatch.setattr(mail_service._Sender, "put", slow_put)
+    request = threading.Thread(target=a_request_that_mails)
+    request.start()
+    assert handing_over.wait(10)
+    sender = app.extensions["identity_mail_sender"]
+    stopping = threading.Thread(target=mail_service.stop_senders)
+    stopping.start()
+    stopping.join(1)  # the old code stopped the sender here, before the mail was in its queue
+    let_go.set()
+    request.join(10)
+    stopping.join(10)
+    assert not sender.thread.is_alive()
+    assert sender.unfinished == 0
+    assert mail.wait_for(to="erin@example.com", timeout=5)["Subject"].startswith("Reset")

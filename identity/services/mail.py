@@ -16,7 +16,6 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -201,9 +200,7 @@ def _release_pending(_error=None) -> None:
     """At the end of a request (its page rendered, its transaction over): queue its mails."""
     pending = g.pop(PENDING_KEY, None)
     if pending:
-        sender = _queue_for(current_app._get_current_object())
-        for outgoing in pending:
-            sender.put(outgoing)
+        _queue(current_app._get_current_object(), pending)
 
 
 def wait_until_sent(timeout: float = 10.0) -> bool:
@@ -298,7 +295,7 @@ class _Sender:
 
 
 _sender_lock = threading.Lock()
-_senders: "weakref.WeakSet[_Sender]" = weakref.WeakSet()  # this process's, for stop_senders
+_senders: set[_Sender] = set()  # this process's running ones, for stop_senders
 
 
 def stop_sender(app: Flask) -> None:
@@ -307,6 +304,7 @@ def stop_sender(app: Flask) -> None:
     drains with the process."""
     with _sender_lock:
         sender = app.extensions.pop("identity_mail_sender", None)
+        _senders.discard(sender)
     if sender is not None and sender.pid == os.getpid():
         sender.stop()
 
@@ -321,10 +319,14 @@ def stop_senders() -> None:
         stop_sender(app)
 
 
-def _queue_for(app: Flask) -> _Sender:
+def _queue(app: Flask, outgoing: list[Outgoing]) -> None:
+    """Hand mails to the app's sender, started if it has none (or its thread ended), under the
+    lock stop_sender takes: a sender it stops has nothing put into it after its queue was sent."""
     with _sender_lock:
         sender = app.extensions.get("identity_mail_sender")
         if sender is None or sender.pid != os.getpid() or not sender.thread.is_alive():
+            _senders.discard(sender)
             sender = app.extensions["identity_mail_sender"] = _Sender(app)
             _senders.add(sender)
-        return sender
+        for mail in outgoing:
+            sender.put(mail)
