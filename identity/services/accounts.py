@@ -391,15 +391,29 @@ def finish_sign_in(user: SessionUser, code: str, *, pending_id: str, amr: str = 
 # --- passwords -------------------------------------------------------------
 
 
-def revoke_grants_and_sessions(user: User, keep_sid: str | None, *, reason: str = "password_changed") -> None:
-    """Revoke a user's refresh tokens, unused authorization codes and browser sessions (but
-    `keep_sid`); their clients' logout tokens are queued with `reason`. The caller commits."""
+def revoke_grants_and_sessions(user: User, keep_sid: str | None, *, reason: str = "password_changed",
+                               renewed_sid: str | None = None) -> None:
+    """Revoke a user's unused authorization codes, browser sessions (but `keep_sid`, which takes
+    the cookie sid `renewed_sid` if given) and refresh tokens; their clients' logout tokens are
+    queued with `reason`. The caller holds the user's row (locked_user) and commits.
+
+    Lock order: the user's row, her codes, her sessions, then her refresh tokens, as a code's
+    redemption takes its code, then its session (FOR SHARE), then the user's row (KEY SHARE, which
+    the caller's FOR NO KEY UPDATE lets by). Sessions before refresh tokens: a code minted after
+    the codes' end (an insert the user's lock does not hold off) and redeemed before its session's
+    end makes that end wait for its commit, and the refresh tokens' revocation then sees its token;
+    one redeemed after waits for this commit and finds its session ended. With the refresh tokens
+    first, its token was committed after their revocation and outlived the change."""
     stamp = now()
     issued_grants.end_user_codes(user.id)
+    sessions = logout.live_session_clients(user.id, user.subject, keep_sid=keep_sid)  # before they end
+    session_rows.revoke_user_sessions(user.id, stamp, keep_sid=keep_sid)
+    if keep_sid and renewed_sid:
+        session_rows.renew_sid(keep_sid, renewed_sid)
     # the families told are those this revokes: one read before would miss a code redeemed meanwhile
     families = grant_rows.revoke_user_refresh_tokens(user.id, stamp)
-    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason=reason, families=families)
-    session_rows.revoke_user_sessions(user.id, stamp, keep_sid=keep_sid)
+    logout.user_logged_out(user.id, user.subject, keep_sid=keep_sid, reason=reason, families=families,
+                           sessions=sessions)
 
 
 def new_password_hash(new_password: str) -> str:
@@ -512,9 +526,7 @@ def change_password(
     with lockout.taken_back_on_failure(reservation):
         db.session.execute(*lockout.settled(reservation))
         store_new_password(user, password_hash)  # no rehash of the current password: it is replaced
-        revoke_grants_and_sessions(user, keep_sid)
-        if keep_sid and renewed_sid:
-            session_rows.renew_sid(keep_sid, renewed_sid)
+        revoke_grants_and_sessions(user, keep_sid, renewed_sid=renewed_sid)
         audit.record("password_changed", user_id=user.id, client_id=client_id)
         to = notifications.addressee(user)
         db.session.commit()

@@ -146,15 +146,23 @@ def frontchannel_logout_uris(ended: EndedSession | None) -> list[str]:
     return uris
 
 
+def live_session_clients(user_id: int, subject: str, *, keep_sid: str | None = None) -> list[Ended]:
+    """Every client of the user's live sessions (but `keep_sid`'s), for user_logged_out: read
+    before the sessions are revoked, in the same transaction."""
+    return [Ended(client_id, subject, session_id)
+            for session_id, client_id in store.session_clients(store.user_live_sessions(user_id, keep_sid=keep_sid))]
+
+
 def user_logged_out(user_id: int, subject: str, *, keep_sid: str | None = None, reason: str,
-                    families: Iterable[tuple[str, str | None]] | None = None) -> None:
+                    families: Iterable[tuple[str, str | None]] | None = None,
+                    sessions: list[Ended] | None = None) -> None:
     """Queue tokens for every client of the user's live sessions (but `keep_sid`'s) and of their
-    live refresh-token families (the user's `subject` is the tokens' sub); call before the sessions
-    are revoked, in the same transaction. `families`, the (client_id, session_id) pairs their
-    revocation returned (issued_grants.revoke_user_refresh_tokens), or else read here, before
-    they are revoked."""
-    ended = [Ended(client_id, subject, session_id)
-             for session_id, client_id in store.session_clients(store.user_live_sessions(user_id, keep_sid=keep_sid))]
+    live refresh-token families (the user's `subject` is the tokens' sub), in the same transaction
+    as their revocation. `sessions`, live_session_clients' list, read before the sessions were
+    revoked, or else read here: then call before they are revoked. `families`, the (client_id,
+    session_id) pairs their revocation returned (issued_grants.revoke_user_refresh_tokens), or
+    else read here, before they are revoked."""
+    ended = list(sessions) if sessions is not None else live_session_clients(user_id, subject, keep_sid=keep_sid)
     if families is None:
         families = store.user_live_families(user_id, clock.now())
     ended += [Ended(client_id, subject, session_id) for client_id, session_id in families]

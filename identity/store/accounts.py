@@ -44,8 +44,16 @@ _SET_PASSWORD_HASH = update(_USERS).where(_USERS.c.id == bindparam("user_id"),
 
 #: "the user a sign-in checked is still so": enabled, and the password version it read unchanged
 #: (a password change, reset or disable since moves it on), for the parameters `still_user` gives
-STILL_SIGNED_IN = exists().where(_USERS.c.id == bindparam("still_user"),
-                                 _USERS.c.password_version == bindparam("still_version"), _USERS.c.enabled.is_(True))
+_STILL_SIGNED_IN_WHERE = (_USERS.c.id == bindparam("still_user"),
+                          _USERS.c.password_version == bindparam("still_version"), _USERS.c.enabled.is_(True))
+STILL_SIGNED_IN = exists().where(*_STILL_SIGNED_IN_WHERE)
+#: STILL_SIGNED_IN with the user's row locked FOR SHARE (PostgreSQL; SQLite renders no lock, its one
+#: write lock serialises the writers), for an insert that must not pass a password change, reset or
+#: disable under way: that change holds the row FOR NO KEY UPDATE, which an insert's foreign key
+#: (KEY SHARE) passes, so an insert judged by its snapshot (the old version, the change not yet
+#: committed) was committed after the change had revoked the user's grants. FOR SHARE waits for
+#: the change, then reads the row again (READ COMMITTED): the version moved on, nothing is stored.
+STILL_SIGNED_IN_LOCKED = select(_USERS.c.id).where(*_STILL_SIGNED_IN_WHERE).with_for_update(read=True).exists()
 
 
 def still_user(user_id: int, password_version: int) -> dict:

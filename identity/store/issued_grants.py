@@ -24,7 +24,7 @@ from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, d
 from ..extensions import db
 from ..models import (AuthorizationCode, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
                       UserSession)
-from .accounts import STILL_SIGNED_IN, still_user
+from .accounts import STILL_SIGNED_IN_LOCKED, still_user
 from .connection import autocommit_connection
 from .writes import Write, durable_alone, insert_if, write, write_if
 
@@ -322,12 +322,14 @@ def add_refresh_token(**columns) -> RefreshToken:
 
 _REFRESH_TOKEN_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_id", "scope", "auth_time",
                           "access_token_jti", "amr", "issued_at", "expires_at", "user_agent", "ip_address")
-_INSERT_IF_STILL = insert_if(RefreshToken.__table__, _REFRESH_TOKEN_COLUMNS, STILL_SIGNED_IN)
+_INSERT_IF_STILL = insert_if(RefreshToken.__table__, _REFRESH_TOKEN_COLUMNS, STILL_SIGNED_IN_LOCKED)
 
 
 def add_refresh_token_if_still(password_version: int, **columns) -> bool:
     """Insert a refresh token row in the session's transaction only while its user is enabled
-    with `password_version` (one statement); whether it was."""
+    with `password_version` (one statement); whether it was. The user's row is locked FOR SHARE
+    (STILL_SIGNED_IN_LOCKED): a password change under way, which has revoked the user's refresh
+    tokens already, is waited for, and this one is not stored after it."""
     params = {**columns, **still_user(columns["user_id"], password_version)}
     return db.session.execute(_INSERT_IF_STILL, params).rowcount == 1
 

@@ -1,0 +1,170 @@
+"""Review: what another of alice's browsers or apps is issued while her password change runs. A
+password change (the page, the local API, a reset link, `flask users set-password`, the seed's
+reset or disable, `users disable`: all end grants in accounts.revoke_grants_and_sessions) holds
+her row FOR NO KEY UPDATE, which an insert of a code or a refresh token (KEY SHARE, for its
+foreign key) does not wait for. A refresh token committed after the change's revocation of her
+refresh tokens, and before its commit, was never revoked, and its rotations carry the new
+password's version. The grant is issued by another worker, in a thread started at a hook inside
+the change's transaction; the waits are those PostgreSQL reports (pg_stat_activity), never
+timing. PostgreSQL only: on SQLite the change holds the database's one write lock from its first
+write, so the other worker's insert waits for its commit."""
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
+from conftest import ALICE_PASSWORD, csrf_token
+from identity.extensions import db
+from identity.models import RefreshToken, User, UserSession
+from identity.services import issued_grants
+from identity.store import browser_sessions as session_rows
+from races import MOBILE_REDIRECT, in_thread, mobile_code, other_workers, wait_until
+from test_localapi_support import CHEAP_ARGON2
+from test_redemption_review import _lock_waits, phones_worker
+from test_sessions_devices import browser
+
+NEW_PASSWORD = "cobalt-meadow-lantern-8135"
+
+
+@pytest.fixture
+def app_config():
+    return dict(CHEAP_ARGON2)
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only(database_uri):
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("SQLite: the change holds the database's one write lock from its first write")
+
+
+def _code_form(phone) -> dict:
+    """A fresh code of the phone's browser (signed in already) for mobile-pkce, as its token form."""
+    verifier, challenge = pkce_pair()
+    response = OAuthActions(phone).authorize(client_id="mobile-pkce", redirect_uri=MOBILE_REDIRECT,
+                                             scope="openid offline_access", code_challenge=challenge,
+                                             code_challenge_method="S256")
+    code = redirect_params(response.headers["Location"])["code"]
+    return dict(grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=MOBILE_REDIRECT)
+
+
+def _run_to_its_end_or_its_wait(app, thread: threading.Thread) -> None:
+    """Let `thread` run until it ends or waits for a lock (one the change holds: it is joined later)."""
+    wait_until(lambda: not thread.is_alive() or bool(_lock_waits(app)), timeout=60)
+
+
+def _change_password(here):
+    page = here.get("/account/password").get_data(as_text=True)
+    return here.post("/account/password", data={
+        "csrf_token": csrf_token(page), "current_password": ALICE_PASSWORD, "new_password": NEW_PASSWORD,
+        "confirm_password": NEW_PASSWORD})
+
+
+def _unrevoked_refresh_tokens(app) -> list[int]:
+    """alice's refresh tokens neither revoked nor rotated, as committed."""
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == "alice"))
+        ids = db.session.scalars(select(RefreshToken.id).where(
+            RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None),
+            RefreshToken.consumed_at.is_(None))).all()
+        db.session.rollback()
+    return ids
+
+
+def _refused(answer) -> bool:
+    return answer.status_code == 400 and answer.get_json().get("error") == "invalid_grant"
+
+
+def test_a_code_minted_and_redeemed_in_another_browser_during_a_password_change_does_not_outlive_it(
+        app, flow_clients, client, database_uri, monkeypatch):
+    """alice is signed in in two browsers; she changes her password on her computer (the page,
+    which keeps that browser signed in). While the change ran (her codes expired, her refresh
+    tokens revoked, her other sessions not yet ended), the phone's browser, signed in as her (a
+    thief's, say), had its app given a code and redeemed it: its refresh token was committed after
+    the change had revoked hers, and was never revoked. The phone's browser was signed out by the
+    change, but its app kept refreshing, each new access token carrying the new password's
+    version, for the refresh token's whole lifetime. It is now revoked with the rest."""
+    results: dict = {}
+    with phones_worker(database_uri, "one statement") as phones_app:
+        phone = phones_app.test_client()
+        warm_up = mobile_code(phone, "openid")  # signs the phone in, and fills its worker's caches
+        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        here = browser(app)
+        ending_sessions = session_rows.revoke_user_sessions
+
+        def then_the_phone_is_issued_a_grant(*args, **kwargs):
+            if "redeemed" not in results:
+                def grant():
+                    form = _code_form(phone)
+                    return OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
+
+                granting = in_thread(results, "redeemed", grant)
+                _run_to_its_end_or_its_wait(app, granting)
+                assert not granting.is_alive(), _lock_waits(app)  # nothing the change holds stops it
+            return ending_sessions(*args, **kwargs)
+
+        monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_phone_is_issued_a_grant)
+        changed = _change_password(here)
+    assert changed.status_code in (200, 302), changed.status_code
+    redeemed = results["redeemed"]
+    assert not isinstance(redeemed, BaseException), redeemed
+    if redeemed.status_code == 200:
+        refreshed = OAuthActions(client).token("mobile-pkce", grant_type="refresh_token",
+                                               refresh_token=redeemed.get_json()["refresh_token"])
+        assert _refused(refreshed), (refreshed.status_code, refreshed.get_json())
+    else:
+        assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
+    assert _unrevoked_refresh_tokens(app) == []
+    with app.app_context():  # the phone's browser signed out, the computer's kept
+        assert len(db.session.scalars(select(UserSession.id).where(UserSession.revoked_at.is_(None))).all()) == 1
+        db.session.rollback()
+
+
+def test_a_password_grant_checked_before_a_password_change_stores_no_refresh_token_after_it(
+        app, flow_clients, client, database_uri, monkeypatch):
+    """An app signs alice in with the password grant (her old password, right when it was checked)
+    as she changes her password: its refresh token was inserted after the change had revoked hers
+    and before the change committed, checking her password version as its statement saw it (the
+    old one, the change not committed). It was never revoked, and its rotations carried the new
+    password's version: the old password kept a grant working. The grant now waits for the change
+    and is refused."""
+    results: dict = {}
+    reached, go = threading.Event(), threading.Event()
+    keeping = issued_grants.keep_issued_tokens
+
+    def kept_once_told(*args, **kwargs):
+        reached.set()
+        assert go.wait(60)
+        return keeping(*args, **kwargs)
+
+    here = browser(app)
+    with other_workers(database_uri) as (apps_worker,):
+        monkeypatch.setattr(issued_grants, "keep_issued_tokens", kept_once_told)
+        granting = in_thread(results, "granted", lambda: OAuthActions(apps_worker.test_client()).token(
+            "legacy", grant_type="password", username="alice", password=ALICE_PASSWORD,
+            scope="openid offline_access"))
+        assert reached.wait(60), results  # the password checked, the token not yet stored
+        ending_sessions = session_rows.revoke_user_sessions
+
+        def then_the_grant_is_stored(*args, **kwargs):
+            if not go.is_set():
+                go.set()
+                _run_to_its_end_or_its_wait(app, granting)
+            return ending_sessions(*args, **kwargs)
+
+        monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_grant_is_stored)
+        changed = _change_password(here)
+        granting.join(60)
+    assert changed.status_code in (200, 302), changed.status_code
+    granted = results["granted"]
+    assert not isinstance(granted, BaseException), granted
+    if granted.status_code == 200:
+        refreshed = OAuthActions(client).token("legacy", grant_type="refresh_token",
+                                               refresh_token=granted.get_json()["refresh_token"])
+        assert _refused(refreshed), (refreshed.status_code, refreshed.get_json())
+    else:
+        assert _refused(granted), (granted.status_code, granted.get_json())
+    assert _unrevoked_refresh_tokens(app) == []
+    assert AuthActions(app.test_client()).login(password=NEW_PASSWORD).status_code == 302
+
