@@ -168,3 +168,38 @@ def test_a_password_grant_checked_before_a_password_change_stores_no_refresh_tok
     assert _unrevoked_refresh_tokens(app) == []
     assert AuthActions(app.test_client()).login(password=NEW_PASSWORD).status_code == 302
 
+
+def test_a_code_minted_by_a_copy_of_the_changing_browsers_cookie_during_the_change_does_not_redeem_after_it(
+        app, flow_clients, client, database_uri, monkeypatch):
+    """alice changes her password on her computer (the page, which keeps that browser signed in
+    under a new cookie, so that a copy of the old one signs nobody in). A thief holding a copy of
+    her computer's cookie had an app given a code while the change ran (her codes already
+    expired, the session still found by the old cookie): once the change committed, the code
+    redeemed, since the session it names lives on, into tokens carrying the new password's
+    version. The code must end with the password it was minted under."""
+    results: dict = {}
+    here = browser(app)
+    with phones_worker(database_uri, "one statement") as thiefs_app:
+        copy = thiefs_app.test_client()
+        for cookie in here._cookies.values():
+            copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+        warm_up = _code_form(copy)  # the copy works, and fills its worker's caches
+        assert OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        ending_sessions = session_rows.revoke_user_sessions
+
+        def then_the_copy_mints_a_code(*args, **kwargs):
+            if "minted" not in results:
+                minting = in_thread(results, "minted", lambda: _code_form(copy))
+                _run_to_its_end_or_its_wait(app, minting)
+                assert not minting.is_alive(), _lock_waits(app)
+            return ending_sessions(*args, **kwargs)
+
+        monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_copy_mints_a_code)
+        changed = _change_password(here)
+        assert changed.status_code in (200, 302), changed.status_code
+        form = results["minted"]
+        assert not isinstance(form, BaseException), form
+        redeemed = OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **form)
+    assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
+    assert _unrevoked_refresh_tokens(app) == []
+    assert here.get("/account/sessions").status_code == 200  # the computer is still signed in

@@ -21,7 +21,7 @@ def _code_values(alice_id, stamp):
             "redirect_uri": "https://app.example/cb", "response_type": "code", "scope": "openid offline_access",
             "nonce": None, "code_challenge": None, "code_challenge_method": None, "auth_time": stamp,
             "created_at": stamp, "expires_at": stamp + 60, "family_id": "fam-code", "front_channel_jti": None,
-            "amr": "pwd otp mfa", "access_expires_at": None}
+            "amr": "pwd otp mfa", "access_expires_at": None, "password_version": 1}
 
 
 def test_the_nonce_replay_check_is_one_index_lookup(app, alice_id):

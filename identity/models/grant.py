@@ -1,4 +1,4 @@
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -32,6 +32,9 @@ class AuthorizationCode(db.Model):
     # page's "may still be live", whatever the client's lifetime is now (None: stored before it was kept)
     access_expires_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)
     amr: Mapped[str | None] = mapped_column(String(64))  # the session's sign-in methods (space-separated)
+    # the user's password version the code was minted under: it redeems only while the user has it
+    # (None: stored before it was kept)
+    password_version: Mapped[int | None] = mapped_column(Integer)
 
     # the nonce-replay check (store/issued_grants.py, code_nonce_seen): a lookup, not a scan of the
     # last AUTHORIZATION_CODE_LIFETIME_SECONDS of codes
@@ -77,6 +80,9 @@ class RefreshToken(db.Model):
     # the app's user agent (bounded) and address (truncated) when this token was issued, for the sessions page
     user_agent: Mapped[str | None] = mapped_column(String(200))
     ip_address: Mapped[str | None] = mapped_column(String(64))
+    # the user's password version its access token was issued under: it rotates only while the user
+    # has it (None: stored before it was kept)
+    password_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class RevokedAccessToken(db.Model):

@@ -133,6 +133,7 @@ class AuthorizeRules:
             code_challenge_method=data.get("code_challenge_method"), auth_time=context.auth_time or now(),
             front_channel_jti=front_channel_jti, amr=context.amr,
             access_expires_at=context.issued_expires_at if front_channel_jti else None,
+            password_version=request.user.password_version,
         )
 
     def exists_nonce(self, nonce, request):

@@ -40,9 +40,10 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
                             response_type: str, scope: str, nonce: str | None, code_challenge: str | None,
                             code_challenge_method: str | None, auth_time: int,
                             front_channel_jti: str | None = None, amr: str | None = None,
-                            access_expires_at: int | None = None) -> None:
+                            access_expires_at: int | None = None, password_version: int | None = None) -> None:
     """Store a new code; `front_channel_jti` is the access token a hybrid response sent with it,
-    which expires at `access_expires_at`."""
+    which expires at `access_expires_at`; `password_version`, the user's as the session was read
+    with it (the code redeems only while the user has it: issued_under_current_password)."""
     stamp = now()
     params = {
         "code_hash": token_hash(code), "client_id": client_id, "user_id": user_id, "session_id": session_id,
@@ -50,7 +51,7 @@ def save_authorization_code(code: str, *, client_id: str, user_id: int, session_
         "code_challenge": code_challenge, "code_challenge_method": code_challenge_method, "auth_time": auth_time,
         "created_at": stamp, "expires_at": stamp + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"],
         "family_id": new_family_id(), "front_channel_jti": front_channel_jti, "amr": amr,
-        "access_expires_at": access_expires_at,
+        "access_expires_at": access_expires_at, "password_version": password_version,
     }
     store.insert_code(params)
 
@@ -62,9 +63,23 @@ def code_ends_at(expires_at: int, created_at: int) -> int:
     return min(expires_at, created_at + current_app.config["AUTHORIZATION_CODE_LIFETIME_SECONDS"])
 
 
+def issued_under_current_password(issued_version: int | None, current_version: int) -> bool:
+    """Whether a code or refresh token stored under the user's password version `issued_version`
+    is still good for a user whose version is now `current_version` (None: stored before codes
+    and refresh tokens kept it, judged as before).
+
+    A password change, reset or disable moves the version on, and revokes (or expires) the user's
+    codes and refresh tokens; but on PostgreSQL an insert referring to the user is not held off by
+    its lock on the user's row, so one stored while it ran, under the old version, was not seen by
+    its revocation: a code minted with a copy of the changing browser's cookie (a session the
+    change keeps), a refresh token of a code redeemed meanwhile. Those end here, when used."""
+    return issued_version is None or issued_version == current_version
+
+
 def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
     """Return a code this client may redeem, with its user (read only); None if unknown, another
-    client's, expired, already used, or minted by a browser session that has ended.
+    client's, expired, already used, minted under a password version the user no longer has, or
+    minted by a browser session that has ended.
 
     A second use revokes what the first use issued (RFC 6749 section 4.1.2). A code offered by
     another client, or whose session has ended, is burnt: any later attempt is a replay.
@@ -78,6 +93,8 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
         return None
     if code_ends_at(row.expires_at, row.created_at) < now():
         return None
+    if not issued_under_current_password(row.minted_password_version, row.password_version):
+        return None  # ended by a password change, as an expired code (end_user_codes) is
     if row.client_id != client_id:
         burn_authorization_code(row, client_id, "invalid_grant", f"the code was issued to another client ({row.client_id})")
         return None
@@ -234,12 +251,12 @@ def save_refresh_token(token: str, *, family_id: str, client_id: str, user_id: i
         token_hash=token_hash(token), family_id=family_id, client_id=client_id, user_id=user_id,
         session_id=session_id, scope=scope, auth_time=auth_time, access_token_jti=access_token_jti, amr=amr,
         issued_at=stamp, expires_at=refresh_token_expiry(stamp, auth_time),
-        user_agent=device.user_agent, ip_address=device.ip_address,
+        user_agent=device.user_agent, ip_address=device.ip_address, password_version=password_version,
     )
     if password_version is None:
         store.add_refresh_token(**columns)
         return True
-    return store.add_refresh_token_if_still(password_version, **columns)
+    return store.add_refresh_token_if_still(**columns)
 
 
 def keep_issued_tokens(refresh_token: str | None, *, family_id: str | None, client_id: str, user_id: int | None,
@@ -272,12 +289,15 @@ def usable_refresh_token(token: str, client_id: str) -> RefreshGrant | None:
     """Find a refresh token this client may rotate (read only); reuse of a rotated one revokes its family.
 
     A disabled user's is refused: disabling revokes them all, and this holds whatever a rotation
-    in flight at that moment commits."""
+    in flight at that moment commits. So is one issued under a password version the user no
+    longer has (issued_under_current_password)."""
     row = store.refresh_grant(token_hash(token))
     if row is None:
         return None
     stamp = now()
     if row.client_id != client_id or row.revoked_at is not None or not row.enabled:
+        return None
+    if not issued_under_current_password(row.issued_password_version, row.password_version):
         return None
     if not refresh_token_usable(row.expires_at, row.auth_time, stamp, row.issued_at):
         return None

@@ -31,7 +31,7 @@ from .writes import Write, durable_alone, insert_if, write, write_if
 # --- codes ---------------------------------------------------------------------------------
 _CODE_FIELDS = ("code_hash", "client_id", "user_id", "session_id", "redirect_uri", "response_type", "scope", "nonce",
                 "code_challenge", "code_challenge_method", "auth_time", "created_at", "expires_at", "family_id",
-                "front_channel_jti", "amr", "access_expires_at")
+                "front_channel_jti", "amr", "access_expires_at", "password_version")
 _INSERT_CODE = insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_FIELDS})
 _CODE_GRANT = (
     select(AuthorizationCode.id, AuthorizationCode.client_id, AuthorizationCode.user_id, AuthorizationCode.session_id,
@@ -39,7 +39,8 @@ _CODE_GRANT = (
            AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.auth_time,
            AuthorizationCode.created_at, AuthorizationCode.expires_at, AuthorizationCode.consumed_at,
            AuthorizationCode.family_id,
-           AuthorizationCode.issued_jti, AuthorizationCode.amr, User.subject, User.password_version,
+           AuthorizationCode.issued_jti, AuthorizationCode.amr,
+           AuthorizationCode.password_version.label("minted_password_version"), User.subject, User.password_version,
            User.email, User.email_verified,  # the ID token's email claims (services/id_tokens.py)
            # the browser session the code was minted in, if not revoked (None, None otherwise): whether
            # it is still live is the session service's rule, read in the same statement
@@ -100,11 +101,12 @@ def _then_successor(consume: str):
     return text(f"""
     WITH consumed AS ({consume})
     INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, session_id, scope, auth_time,
-                                access_token_jti, issued_at, expires_at, user_agent, ip_address, amr)
+                                access_token_jti, issued_at, expires_at, user_agent, ip_address, amr, password_version)
     SELECT CAST(:new_hash AS VARCHAR), family_id, CAST(:client_id AS VARCHAR), CAST(:user_id AS INTEGER),
            CAST(:session_id AS VARCHAR), CAST(:scope AS TEXT), CAST(:auth_time AS BIGINT),
            CAST(:jti AS VARCHAR), CAST(:stamp AS BIGINT), CAST(:expires_at AS BIGINT),
-           CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR), CAST(:amr AS VARCHAR)
+           CAST(:user_agent AS VARCHAR), CAST(:ip_address AS VARCHAR), CAST(:amr AS VARCHAR),
+           CAST(:password_version AS INTEGER)
     FROM consumed
     RETURNING id
     """)
@@ -242,7 +244,8 @@ def expire_user_codes(user_id: int, live_after: int) -> None:
 _REFRESH_GRANT = (
     select(RefreshToken.id, RefreshToken.family_id, RefreshToken.client_id, RefreshToken.user_id,
            RefreshToken.session_id, RefreshToken.scope, RefreshToken.auth_time, RefreshToken.expires_at,
-           RefreshToken.issued_at, RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr, User.subject, User.password_version,
+           RefreshToken.issued_at, RefreshToken.consumed_at, RefreshToken.revoked_at, RefreshToken.amr,
+           RefreshToken.password_version.label("issued_password_version"), User.subject, User.password_version,
            User.enabled, User.email_verified)  # a client's require_verified_email (oauth2/grant_types.py)
     .join(User, User.id == RefreshToken.user_id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
@@ -260,7 +263,7 @@ _INSERT_SUCCESSOR = insert(RefreshToken).values(
     user_id=bindparam("user_id"), session_id=bindparam("session_id"), scope=bindparam("scope"),
     auth_time=bindparam("auth_time"), access_token_jti=bindparam("jti"), issued_at=bindparam("stamp"),
     expires_at=bindparam("expires_at"), user_agent=bindparam("user_agent"), ip_address=bindparam("ip_address"),
-    amr=bindparam("amr"),
+    amr=bindparam("amr"), password_version=bindparam("password_version"),
 )
 # PostgreSQL: both in one statement (_then_successor).
 _ROTATE_POSTGRESQL = _then_successor("""
@@ -272,13 +275,15 @@ _ROTATE_POSTGRESQL = _then_successor("""
 def successor_values(grant, token_hash: str | None, *, scope: str, access_token_jti: str | None, stamp: int,
                      expires_at: int, user_agent: str | None = None, ip_address: str | None = None) -> dict:
     """A new refresh token in the family of `grant` (a code or the refresh token it replaces),
-    issued with the access token `access_token_jti` to a caller with this user agent and address:
-    for `consume_code` and `rotate_refresh_token`."""
+    issued with the access token `access_token_jti` to a caller with this user agent and address,
+    under the user's password version as the grant was read with it (the access token's): for
+    `consume_code` and `rotate_refresh_token`."""
     return {
         "new_hash": token_hash, "family_id": grant.family_id,
         "client_id": grant.client_id, "user_id": grant.user_id, "session_id": grant.session_id, "scope": scope,
         "auth_time": grant.auth_time, "jti": access_token_jti, "stamp": stamp, "expires_at": expires_at,
         "user_agent": user_agent, "ip_address": ip_address, "amr": grant.amr,
+        "password_version": grant.password_version,
     }
 
 
@@ -321,16 +326,17 @@ def add_refresh_token(**columns) -> RefreshToken:
 
 
 _REFRESH_TOKEN_COLUMNS = ("token_hash", "family_id", "client_id", "user_id", "session_id", "scope", "auth_time",
-                          "access_token_jti", "amr", "issued_at", "expires_at", "user_agent", "ip_address")
+                          "access_token_jti", "amr", "issued_at", "expires_at", "user_agent", "ip_address",
+                          "password_version")
 _INSERT_IF_STILL = insert_if(RefreshToken.__table__, _REFRESH_TOKEN_COLUMNS, STILL_SIGNED_IN_LOCKED)
 
 
-def add_refresh_token_if_still(password_version: int, **columns) -> bool:
+def add_refresh_token_if_still(**columns) -> bool:
     """Insert a refresh token row in the session's transaction only while its user is enabled
-    with `password_version` (one statement); whether it was. The user's row is locked FOR SHARE
+    with its `password_version` (one statement); whether it was. The user's row is locked FOR SHARE
     (STILL_SIGNED_IN_LOCKED): a password change under way, which has revoked the user's refresh
     tokens already, is waited for, and this one is not stored after it."""
-    params = {**columns, **still_user(columns["user_id"], password_version)}
+    params = {**columns, **still_user(columns["user_id"], columns["password_version"])}
     return db.session.execute(_INSERT_IF_STILL, params).rowcount == 1
 
 
