@@ -9,7 +9,7 @@ import base64
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from conftest import ALICE_PASSWORD, empty_database
 from identity.clock import now
@@ -368,3 +368,23 @@ def test_several_problems_are_still_one_line(operated, runner):
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1
     assert "client_id" in result.output and "teleport" in result.output
+
+
+def test_a_refresh_token_issued_under_a_password_since_changed_is_inactive_at_introspection(operated, client):
+    """A refresh token stored while a password change ran (which its revocation could not see) is
+    refused by the refresh grant, as issued under the old password; introspection still called it
+    active, so a resource server or gateway that asks went on trusting it."""
+    tokens = password_tokens(client).get_json()
+    owner = basic("ops-app", SECRET)
+    assert client.post("/connect/introspect", data={"token": tokens["refresh_token"]},
+                       headers=owner).get_json()["active"] is True
+    with operated.app_context():  # what the race leaves: the version moved on, this token not revoked
+        db.session.execute(update(User).where(User.username == "alice")
+                           .values(password_version=User.password_version + 1))
+        db.session.commit()
+    assert client.post("/connect/introspect", data={"token": tokens["refresh_token"]},
+                       headers=owner).get_json() == {"active": False}
+    refreshed = client.post("/connect/token", headers=owner,
+                            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+    assert row(operated, RefreshToken, revoked_at=None, consumed_at=None) is not None  # not revoked: refused by its version

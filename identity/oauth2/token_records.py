@@ -74,7 +74,8 @@ class RefreshTokenRecord:
 
     def is_revoked(self) -> bool:
         """Revoked, rotated, or refused by the refresh grant now: its user disabled (a rotation in
-        flight as they were disabled stores an unrevoked one), its client no longer offered refresh
+        flight as they were disabled stores an unrevoked one) or her password changed since its
+        issue (one stored as the change ran is not revoked), its client no longer offered refresh
         tokens (allow_offline_access off, or the grant off), or requiring a second factor this
         sign-in did not use, or a verified address the user has not. Inactive, as the grant would
         answer it (RFC 7662)."""
@@ -83,6 +84,8 @@ class RefreshTokenRecord:
         user = self._user()
         if user is None or not user.enabled:
             return True
+        if not issued_grants.issued_under_current_password(self.row.password_version, user.password_version):
+            return True  # issued before a password change it raced (the grant refuses it too)
         client = cached_client(self.client_id)
         if client is None or not OAuthClient(client).offers_refresh_tokens:
             return True
