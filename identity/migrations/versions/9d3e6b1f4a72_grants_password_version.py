@@ -6,9 +6,12 @@ stored while it ran (an insert its lock on the user's row does not hold off: a c
 copy of the changing browser's cookie, a refresh token of a code redeemed meanwhile), which its
 revocation could not see.
 
-Rows stored before this revision take their user's current version: they were ended already if
-a change came since they were stored (it revoked or expired them). A row stored without one (by
-an instance of the previous release, during a rolling upgrade) is judged as before.
+Rows stored before this revision keep NULL, judged as before (as are rows an instance of the
+previous release writes during a rolling upgrade): a fill from the users' current versions would
+change no answer (NULL is taken as the current version), and would rewrite both tables while
+ADD COLUMN's lock is held. A refresh token the previous release let outlive a password change
+(the race this revision closes) cannot be told apart from one issued just after it, so none is
+ended here: `flask users set-password` (or a reset) ends a suspect user's grants.
 
 Revision ID: 9d3e6b1f4a72
 Revises: 5743972ee32a
@@ -32,8 +35,6 @@ def upgrade():
     for table in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('password_version', sa.Integer(), nullable=True))
-        op.execute(f"UPDATE {table} SET password_version = "
-                   f"(SELECT users.password_version FROM users WHERE users.id = {table}.user_id)")
 
 
 def downgrade():
