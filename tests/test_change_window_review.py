@@ -17,10 +17,11 @@ from sqlalchemy import select
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
-from identity.models import RefreshToken, User, UserSession
+from identity.models import LogoutDelivery, RefreshToken, User, UserSession
 from identity.services import issued_grants
 from identity.store import browser_sessions as session_rows
 from races import MOBILE_REDIRECT, in_thread, mobile_code, other_workers, wait_until
+from test_backchannel_logout import set_client
 from test_localapi_support import CHEAP_ARGON2
 from test_redemption_review import _lock_waits, phones_worker
 from test_sessions_devices import browser
@@ -202,4 +203,59 @@ def test_a_code_minted_by_a_copy_of_the_changing_browsers_cookie_during_the_chan
         redeemed = OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **form)
     assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
     assert _unrevoked_refresh_tokens(app) == []
+    assert here.get("/account/sessions").status_code == 200  # the computer is still signed in
+
+
+def test_a_code_of_the_changing_browsers_cookie_copy_redeemed_as_the_change_commits_leaves_no_grant(
+        app, flow_clients, client, database_uri, monkeypatch):
+    """As above, but the copy's app redeems its code while the change runs: read before the change
+    committed (the versions matched, the session live), spent after (its statement waited at the
+    kept session's row, which the change had just given a new cookie sid). The statement found the
+    session live and stored a refresh token under the old version, after the change's revocation
+    of her refresh tokens: refused when used (the version), but never revoked, so its app was told
+    of no logout and the grant stayed listed as live. The redemption is now refused, and its
+    family revoked as the change revokes the others (its client told, reason password_changed)."""
+    set_client(app, "mobile-pkce", backchannel_logout_uri="https://mobile.example.com/logout")
+    results: dict = {}
+    here = browser(app)
+    with phones_worker(database_uri, "one statement") as thiefs_app:
+        copy = thiefs_app.test_client()
+        for cookie in here._cookies.values():
+            copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+        warm_up = _code_form(copy)  # the copy works, and fills its worker's caches
+        assert OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        ending_sessions, renewing_sid = session_rows.revoke_user_sessions, session_rows.renew_sid
+
+        def then_the_copy_mints_a_code(*args, **kwargs):
+            if "minted" not in results:
+                minting = in_thread(results, "minted", lambda: _code_form(copy))
+                _run_to_its_end_or_its_wait(app, minting)
+                assert not minting.is_alive(), _lock_waits(app)
+            return ending_sessions(*args, **kwargs)
+
+        def then_the_copy_redeems_it(*args, **kwargs):
+            renewed = renewing_sid(*args, **kwargs)
+            if "redeemed" not in results:
+                form = results["minted"]
+                assert not isinstance(form, BaseException), form
+                redeeming = in_thread(results, "redeemed", lambda: OAuthActions(thiefs_app.test_client()).token(
+                    "mobile-pkce", **form))
+                results["redeeming"] = redeeming
+                _run_to_its_end_or_its_wait(app, redeeming)
+                assert redeeming.is_alive(), results["redeemed"]  # it waits at the kept session's row
+            return renewed
+
+        monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_copy_mints_a_code)
+        monkeypatch.setattr(session_rows, "renew_sid", then_the_copy_redeems_it)
+        changed = _change_password(here)
+        assert changed.status_code in (200, 302), changed.status_code
+        results["redeeming"].join(60)
+    redeemed = results["redeemed"]
+    assert not isinstance(redeemed, BaseException), redeemed
+    assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
+    assert _unrevoked_refresh_tokens(app) == []
+    with app.app_context():
+        told = db.session.scalars(select(LogoutDelivery.reason).where(LogoutDelivery.client_id == "mobile-pkce")).all()
+        db.session.rollback()
+    assert "password_changed" in told
     assert here.get("/account/sessions").status_code == 200  # the computer is still signed in

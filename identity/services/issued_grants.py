@@ -196,6 +196,8 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     whose code's session was signed out since burns the code, as the read would have; one whose
     code expired unused since (a password change that kept its session) is answered as the read
     answers an expired code, and records nothing; any other loser revokes what the winner issued.
+    A winner whose code a password change has outdated since the read revokes what it issued
+    (_unless_outdated_by_a_password_change) and is answered as for an expired code.
     """
     stamp = now()
     successor = _successor(row, refresh_token, scope=scope, access_token_jti=access_token_jti, stamp=stamp)
@@ -205,13 +207,13 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
                                   access_expires_at=access_expires_at, successor=successor if refresh_token else None)
 
     if consume():
-        return None
+        return _unless_outdated_by_a_password_change(row)
     state = store.code_state(row.id, stamp)
     # again, once, if nothing stands in its way now: its session's public id was being handed over
     # to a new sign-in in the same browser (continue_session) as the statement looked for it
     if state is CodeState.REDEEMABLE:
         if consume():
-            return None
+            return _unless_outdated_by_a_password_change(row)
         state = store.code_state(row.id, stamp)
     if state is CodeState.GONE:  # deleted with its user or client since it was read: nothing to revoke
         return CODE_GONE
@@ -222,6 +224,27 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
         return CODE_EXPIRED
     revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
     return "authorization code was already used"
+
+
+def _unless_outdated_by_a_password_change(row: CodeGrant) -> str | None:
+    """After a winning consume: None, or CODE_EXPIRED once the family it issued is revoked as a
+    password change revokes its user's (`password_changed`: refresh token, access tokens, the
+    client's logout token) if the user's password version as committed is no longer the code's.
+
+    On PostgreSQL a code minted by the session a change keeps (a copy of its old cookie), after
+    the change expired her codes, is read before its commit and spent after: its statement waits
+    at the kept session's row, then finds it live. After the change's sessions step every
+    redemption either committed before its refresh tokens' revocation (which revokes its token)
+    or waited for its commit (the session's row): a read after the consume sees the new version.
+    On SQLite the change holds the one write lock, so a stale code is expired or read after it;
+    the same read costs little there. A code without a stored version (NULL) is judged as before."""
+    if row.minted_password_version is None:
+        return None
+    current_version = store.committed_password_version(row.user_id)
+    if current_version is None or issued_under_current_password(row.minted_password_version, current_version):
+        return None
+    revoke_family(row.family_id, reason="password_changed", user_id=row.user_id, client_id=row.client_id)
+    return CODE_EXPIRED
 
 
 def code_nonce_seen(client_id: str, nonce: str, user_id: int | None) -> bool:

@@ -191,6 +191,15 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     return durable.write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
+_USER_PASSWORD_VERSION = select(User.password_version).where(User.id == bindparam("user_id"))
+
+
+def committed_password_version(user_id: int) -> int | None:
+    """The user's password version as committed now, in one primary-key read (None: no such user)."""
+    found = autocommit_connection().first(_USER_PASSWORD_VERSION, {"user_id": user_id})
+    return None if found is None else found[0]
+
+
 _CODE_NONCE_WHERE = (_CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce"),
                      _CODES.c.expires_at > bindparam("stamp"))
 _CODE_NONCE = select(_CODES.c.id).where(*_CODE_NONCE_WHERE).limit(1)
