@@ -9,6 +9,7 @@ the change's transaction; the waits are those PostgreSQL reports (pg_stat_activi
 timing. PostgreSQL only: on SQLite the change holds the database's one write lock from its first
 write, so the other worker's insert waits for its commit."""
 
+import contextlib
 import threading
 
 import pytest
@@ -77,6 +78,43 @@ def _refused(answer) -> bool:
     return answer.status_code == 400 and answer.get_json().get("error") == "invalid_grant"
 
 
+def _no_grant_outlives_the_change(app, client, client_id: str, answer) -> None:
+    """The grant an app asked for during the change: refused, or its refresh token refused now;
+    and no refresh token of alice's left unrevoked."""
+    assert not isinstance(answer, BaseException), answer
+    if answer.status_code == 200:
+        answer = OAuthActions(client).token(client_id, grant_type="refresh_token",
+                                            refresh_token=answer.get_json()["refresh_token"])
+    assert _refused(answer), (answer.status_code, answer.get_json())
+    assert _unrevoked_refresh_tokens(app) == []
+
+
+@contextlib.contextmanager
+def _thiefs_copy(database_uri, here):
+    """Another worker, and a browser on it with a copy of `here`'s cookies (shown to work, which
+    fills the worker's caches)."""
+    with phones_worker(database_uri, "one statement") as thiefs_app:
+        copy = thiefs_app.test_client()
+        for cookie in here._cookies.values():
+            copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+        warm_up = _code_form(copy)
+        assert OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        yield thiefs_app, copy
+
+
+def _minting_first(app, copy, results: dict):
+    """revoke_user_sessions, which first has the copy given a code (its token form: results["minted"])."""
+    ending_sessions = session_rows.revoke_user_sessions
+
+    def then_the_copy_mints_a_code(*args, **kwargs):
+        if "minted" not in results:
+            minting = in_thread(results, "minted", lambda: _code_form(copy))
+            _run_to_its_end_or_its_wait(app, minting)
+            assert not minting.is_alive(), _lock_waits(app)
+        return ending_sessions(*args, **kwargs)
+    return then_the_copy_mints_a_code
+
+
 def test_a_code_minted_and_redeemed_in_another_browser_during_a_password_change_does_not_outlive_it(
         app, flow_clients, client, database_uri, monkeypatch):
     """alice is signed in in two browsers; she changes her password on her computer (the page,
@@ -108,15 +146,7 @@ def test_a_code_minted_and_redeemed_in_another_browser_during_a_password_change_
         monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_phone_is_issued_a_grant)
         changed = _change_password(here)
     assert changed.status_code in (200, 302), changed.status_code
-    redeemed = results["redeemed"]
-    assert not isinstance(redeemed, BaseException), redeemed
-    if redeemed.status_code == 200:
-        refreshed = OAuthActions(client).token("mobile-pkce", grant_type="refresh_token",
-                                               refresh_token=redeemed.get_json()["refresh_token"])
-        assert _refused(refreshed), (refreshed.status_code, refreshed.get_json())
-    else:
-        assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
-    assert _unrevoked_refresh_tokens(app) == []
+    _no_grant_outlives_the_change(app, client, "mobile-pkce", results["redeemed"])
     with app.app_context():  # the phone's browser signed out, the computer's kept
         assert len(db.session.scalars(select(UserSession.id).where(UserSession.revoked_at.is_(None))).all()) == 1
         db.session.rollback()
@@ -158,15 +188,7 @@ def test_a_password_grant_checked_before_a_password_change_stores_no_refresh_tok
         changed = _change_password(here)
         granting.join(60)
     assert changed.status_code in (200, 302), changed.status_code
-    granted = results["granted"]
-    assert not isinstance(granted, BaseException), granted
-    if granted.status_code == 200:
-        refreshed = OAuthActions(client).token("legacy", grant_type="refresh_token",
-                                               refresh_token=granted.get_json()["refresh_token"])
-        assert _refused(refreshed), (refreshed.status_code, refreshed.get_json())
-    else:
-        assert _refused(granted), (granted.status_code, granted.get_json())
-    assert _unrevoked_refresh_tokens(app) == []
+    _no_grant_outlives_the_change(app, client, "legacy", results["granted"])
     assert AuthActions(app.test_client()).login(password=NEW_PASSWORD).status_code == 302
 
 
@@ -180,22 +202,8 @@ def test_a_code_minted_by_a_copy_of_the_changing_browsers_cookie_during_the_chan
     version. The code must end with the password it was minted under."""
     results: dict = {}
     here = browser(app)
-    with phones_worker(database_uri, "one statement") as thiefs_app:
-        copy = thiefs_app.test_client()
-        for cookie in here._cookies.values():
-            copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
-        warm_up = _code_form(copy)  # the copy works, and fills its worker's caches
-        assert OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        ending_sessions = session_rows.revoke_user_sessions
-
-        def then_the_copy_mints_a_code(*args, **kwargs):
-            if "minted" not in results:
-                minting = in_thread(results, "minted", lambda: _code_form(copy))
-                _run_to_its_end_or_its_wait(app, minting)
-                assert not minting.is_alive(), _lock_waits(app)
-            return ending_sessions(*args, **kwargs)
-
-        monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_copy_mints_a_code)
+    with _thiefs_copy(database_uri, here) as (thiefs_app, copy):
+        monkeypatch.setattr(session_rows, "revoke_user_sessions", _minting_first(app, copy, results))
         changed = _change_password(here)
         assert changed.status_code in (200, 302), changed.status_code
         form = results["minted"]
@@ -218,20 +226,8 @@ def test_a_code_of_the_changing_browsers_cookie_copy_redeemed_as_the_change_comm
     set_client(app, "mobile-pkce", backchannel_logout_uri="https://mobile.example.com/logout")
     results: dict = {}
     here = browser(app)
-    with phones_worker(database_uri, "one statement") as thiefs_app:
-        copy = thiefs_app.test_client()
-        for cookie in here._cookies.values():
-            copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
-        warm_up = _code_form(copy)  # the copy works, and fills its worker's caches
-        assert OAuthActions(thiefs_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        ending_sessions, renewing_sid = session_rows.revoke_user_sessions, session_rows.renew_sid
-
-        def then_the_copy_mints_a_code(*args, **kwargs):
-            if "minted" not in results:
-                minting = in_thread(results, "minted", lambda: _code_form(copy))
-                _run_to_its_end_or_its_wait(app, minting)
-                assert not minting.is_alive(), _lock_waits(app)
-            return ending_sessions(*args, **kwargs)
+    with _thiefs_copy(database_uri, here) as (thiefs_app, copy):
+        renewing_sid = session_rows.renew_sid
 
         def then_the_copy_redeems_it(*args, **kwargs):
             renewed = renewing_sid(*args, **kwargs)
@@ -245,7 +241,7 @@ def test_a_code_of_the_changing_browsers_cookie_copy_redeemed_as_the_change_comm
                 assert redeeming.is_alive(), results["redeemed"]  # it waits at the kept session's row
             return renewed
 
-        monkeypatch.setattr(session_rows, "revoke_user_sessions", then_the_copy_mints_a_code)
+        monkeypatch.setattr(session_rows, "revoke_user_sessions", _minting_first(app, copy, results))
         monkeypatch.setattr(session_rows, "renew_sid", then_the_copy_redeems_it)
         changed = _change_password(here)
         assert changed.status_code in (200, 302), changed.status_code
