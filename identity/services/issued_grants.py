@@ -236,11 +236,11 @@ def _unless_outdated_by_a_password_change(row: CodeGrant) -> str | None:
     at the kept session's row, then finds it live. After the change's sessions step every
     redemption either committed before its refresh tokens' revocation (which revokes its token)
     or waited for its commit (the session's row): a read after the consume sees the new version.
-    On SQLite the change holds the one write lock, so a stale code is expired or read after it;
-    the same read costs little there. A code without a stored version (NULL) is judged as before."""
+    On SQLite the change holds the one write lock, so a stale code is expired or read after it:
+    nothing is read there. A code without a stored version (NULL) is judged as before."""
     if row.minted_password_version is None:
         return None
-    current_version = store.committed_password_version(row.user_id)
+    current_version = store.password_version_after_consume(row.user_id)
     if current_version is None or issued_under_current_password(row.minted_password_version, current_version):
         return None
     revoke_family(row.family_id, reason="password_changed", user_id=row.user_id, client_id=row.client_id)

@@ -194,9 +194,16 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
 _USER_PASSWORD_VERSION = select(User.password_version).where(User.id == bindparam("user_id"))
 
 
-def committed_password_version(user_id: int) -> int | None:
-    """The user's password version as committed now, in one primary-key read (None: no such user)."""
-    found = autocommit_connection().first(_USER_PASSWORD_VERSION, {"user_id": user_id})
+def password_version_after_consume(user_id: int) -> int | None:
+    """After a winning consume, on PostgreSQL: the user's password version as committed now, in one
+    primary-key read (None: no such user). On SQLite None, with no read: there a password change
+    holds the database's one write lock, so a consume that waited for it found its code expired,
+    and a code minted while it ran waited for its commit and was stored under the version its
+    request had read, refused when the code was read (services: issued_under_current_password)."""
+    connection = autocommit_connection()
+    if connection.is_sqlite:
+        return None
+    found = connection.first(_USER_PASSWORD_VERSION, {"user_id": user_id})
     return None if found is None else found[0]
 
 
