@@ -289,6 +289,9 @@ def _upgrade_with_file_size_limit(env: dict[str, str], limit: int | None) -> sub
                           preexec_fn=limited, capture_output=True, text=True, timeout=120)
 
 
+BEFORE_THE_PASSKEYS_REBUILD = "e7a2c9d4b6f1"  # 5743972ee32a's down_revision
+
+
 def test_a_migration_that_fails_on_a_full_disk_leaves_nothing_behind(tmp_path):
     """A batch migration on SQLite (a table rebuilt: 5743972ee32a, passkeys) whose disk filled up
     midway left `_alembic_tmp_passkeys` behind: its CREATE TABLE had committed on its own (sqlite3
@@ -297,7 +300,7 @@ def test_a_migration_that_fails_on_a_full_disk_leaves_nothing_behind(tmp_path):
     path = tmp_path / "identity.db"
     env = server_env("sqlite:///" + str(path))
     flask_cli(["db", "upgrade"], env)
-    flask_cli(["db", "downgrade"], env)
+    flask_cli(["db", "downgrade", BEFORE_THE_PASSKEYS_REBUILD], env)  # the revisions after it too
     with sqlite3.connect(str(path)) as checkpoint:
         checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     failed = _upgrade_with_file_size_limit(env, 40_000)
