@@ -480,6 +480,17 @@ def _consume_codes(*conditions, stamp: int) -> int:
                               .values(consumed_at=stamp)).rowcount
 
 
+def clients_of_user_grants(user_ids: list[int]) -> set[str]:
+    """The clients of these users' unused codes and unrevoked refresh tokens: the rows a
+    revocation of their grants ends (services/seed.py locks these clients' rows first)."""
+    if not user_ids:
+        return set()
+    codes = select(AuthorizationCode.client_id).where(AuthorizationCode.user_id.in_(user_ids),
+                                                     AuthorizationCode.consumed_at.is_(None))
+    tokens = select(RefreshToken.client_id).where(RefreshToken.user_id.in_(user_ids), RefreshToken.revoked_at.is_(None))
+    return set(db.session.scalars(union(codes, tokens)))
+
+
 def delete_user_grants(user_id: int) -> None:
     """Delete every consent, code and refresh token of a user, in the session's transaction, in
     the order every writer of more than one of them takes them (a client's removal, a scope's,
