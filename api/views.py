@@ -1,13 +1,12 @@
 """The local API: the token user's account and password, for bearer tokens with IdentityServerApi."""
 
-import functools
-
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest
 
 from identity.constants import LOCAL_API_SCOPE
-from identity.errors import AccountLocked, CredentialSuperseded, NotFound, SecondFactorRequired, ValidationFailed
+from identity.errors import (AccountLocked, CredentialSuperseded, SecondFactorRequired, ValidationFailed,
+                             answered_if_user_removed)
 from identity.extensions import limiter, sensitive_limit
 from identity.oauth2.resource import InvalidTokenError, current_token, require_oauth
 from identity.services.input_schemas import field_errors
@@ -27,17 +26,14 @@ email_change_schema = EmailChangeSchema()
 dump_account = flat_dumper(AccountSchema())  # AccountSchema().dump, without its per-field lookups
 
 
-def token_revoked_if_user_removed(view):
-    """A view whose services find no row for the token's user (NotFound: `flask users remove`
-    committed after the bearer check) answers as the check answers her tokens from now on. Only
-    on views where a NotFound can mean nothing but the user."""
-    @functools.wraps(view)
-    def answered(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except NotFound:
-            _token_revoked()
-    return answered
+def _token_revoked() -> None:
+    """Answer as the bearer check answers the token from now on (its user removed, or its
+    password changed, since the check passed)."""
+    require_oauth.raise_error_response(InvalidTokenError("the access token was revoked"))
+
+
+#: a view's token user removed after the bearer check: answered as the check answers her tokens from now on
+token_revoked_if_user_removed = answered_if_user_removed(_token_revoked)
 
 
 @bp.post("/password")
@@ -111,12 +107,6 @@ def change_email():
     except verification.TooManyMails as err:
         return _too_many_mails(err)
     return _accepted()
-
-
-def _token_revoked() -> None:
-    """Answer as the bearer check answers the token from now on (its user removed, or its
-    password changed, since the check passed)."""
-    require_oauth.raise_error_response(InvalidTokenError("the access token was revoked"))
 
 
 def _accepted() -> Response:

@@ -13,6 +13,9 @@ IdentityError
  └── InvalidLink           a one-time link that is unknown, expired, used or superseded; .reason
 """
 
+import functools
+from typing import Any, Callable
+
 
 class IdentityError(Exception):
     pass
@@ -33,6 +36,22 @@ class NotFound(IdentityError):
 
 class Conflict(IdentityError):
     pass
+
+
+def answered_if_user_removed(answer: Callable[[], Any]):
+    """A decorator for a view whose services find no row for the user it acts for (NotFound:
+    `flask users remove` committed after the request found her): the view answers `answer()` (a
+    page's or an API's own, which may raise) as the next request will be answered. Only on views
+    where a NotFound can mean nothing but the user."""
+    def decorator(view):
+        @functools.wraps(view)
+        def answered(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except NotFound:
+                return answer()
+        return answered
+    return decorator
 
 
 class AccountLocked(IdentityError):

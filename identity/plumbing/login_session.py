@@ -3,7 +3,6 @@
 The sid stays between the browser and this server; tokens name the session by its public id.
 """
 
-import functools
 import secrets
 from datetime import timedelta
 from types import SimpleNamespace
@@ -12,7 +11,7 @@ from flask import Flask, current_app, request, session
 from flask_login import current_user, login_user, logout_user
 
 from ..clock import now
-from ..errors import NotFound
+from ..errors import answered_if_user_removed
 from ..extensions import login_manager
 from ..models import User
 from ..services import accounts, logout, browser_sessions
@@ -38,17 +37,8 @@ class SignedIn:
         return self.sid
 
 
-def signed_out_if_removed(view):
-    """An account page whose services find no row for the signed-in user (NotFound: `flask users
-    remove` committed after the session was loaded) answers as the next request will: signed
-    out, sent to sign in. Only on views where a NotFound can mean nothing but the user."""
-    @functools.wraps(view)
-    def answered(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except NotFound:
-            return login_manager.unauthorized()
-    return answered
+#: an account page's signed-in user removed after the session was loaded: signed out, sent to sign in
+signed_out_if_removed = answered_if_user_removed(login_manager.unauthorized)
 
 
 @login_manager.user_loader
