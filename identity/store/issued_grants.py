@@ -24,7 +24,7 @@ from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, d
 from ..extensions import db
 from ..models import (AuthorizationCode, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
                       UserSession)
-from .accounts import STILL_SIGNED_IN_LOCKED, still_user
+from .accounts import STILL_SIGNED_IN_LOCKED, USER_PASSWORD_VERSION, still_user
 from .connection import autocommit_connection
 from .writes import Write, durable_alone, insert_if, write, write_if
 
@@ -191,9 +191,6 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     return durable.write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
-_USER_PASSWORD_VERSION = select(User.password_version).where(User.id == bindparam("user_id"))
-
-
 def password_version_after_consume(user_id: int) -> int | None:
     """After a winning consume, on PostgreSQL: the user's password version as committed now, in one
     primary-key read (None: no such user). On SQLite None, with no read: there a password change
@@ -203,7 +200,7 @@ def password_version_after_consume(user_id: int) -> int | None:
     connection = autocommit_connection()
     if connection.is_sqlite:
         return None
-    found = connection.first(_USER_PASSWORD_VERSION, {"user_id": user_id})
+    found = connection.first(USER_PASSWORD_VERSION, {"user_id": user_id})
     return None if found is None else found[0]
 
 
