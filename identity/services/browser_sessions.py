@@ -23,6 +23,7 @@ from ..errors import NotFound
 from ..extensions import db
 from ..models import User
 from ..store import browser_sessions as store
+from ..store.accounts import lock_user_row
 from ..store.writes import Write
 from . import audit, logout
 from .user_agents import caller_device
@@ -151,10 +152,16 @@ def continue_session(previous_sid: str, sid: str, user_id: int) -> str | None:
     max_age, a forgotten sign-in): the new session `sid` takes over its public id, so the clients
     it issued to keep the `sid` they know and are told when the new one ends, and the previous one
     is revoked (its cookie is gone from the browser). The public id now the new session's; None
-    if the previous session is not a live one of this user (the new session keeps its own)."""
+    if the previous session is not a live one of this user (the new session keeps its own).
+
+    The user's row first (lock_user_row), as every change that ends her sessions takes it before
+    their one UPDATE (accounts.revoke_grants_and_sessions): that UPDATE locks her sessions in the
+    order it finds them, maybe the new one before the previous one, while the hand-over takes the
+    previous one, then the new one; each held a row the other waited for (PostgreSQL aborted one)."""
     found = store.live_session_times(previous_sid, user_id)
     if found is None or not within_lifetime(found.created_at, found.last_seen_at, clock.now()):
         return None
+    lock_user_row(user_id)  # (after the reads: SQLite takes its write lock here)
     handed = store.hand_over_public_sid(previous_sid, sid, found.public_sid, secrets.token_urlsafe(24), clock.now())
     db.session.commit()
     return found.public_sid if handed else None

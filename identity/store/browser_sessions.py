@@ -137,7 +137,8 @@ def live_session_times(sid: str, user_id: int):
 
 def hand_over_public_sid(old_sid: str, new_sid: str, public_sid: str, spare_public_sid: str, stamp: int) -> bool:
     """Revoke the session `old_sid`, giving it `spare_public_sid`, and give its public id to the
-    session `new_sid`, in the session's transaction; False (nothing changed) if `old_sid` had ended."""
+    session `new_sid`, in the session's transaction; False (nothing changed) if `old_sid` had ended.
+    The caller holds the user's row (services: continue_session says why)."""
     ended = db.session.execute(update(UserSession)
                                .where(UserSession.sid == sid_digest(old_sid), UserSession.public_sid == public_sid,
                                       UserSession.revoked_at.is_(None))
