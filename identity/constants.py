@@ -26,6 +26,10 @@ STANDARD_IDENTITY_RESOURCES = {
     OFFLINE_ACCESS: ("Offline access (stay signed in to the app)", []),
 }
 
+#: the prompt values the authorization endpoint answers (OpenID Connect Core 3.1.2.1), as discovery
+#: lists them (prompt_values_supported); any other is refused, not ignored (oauth2/authorize.py)
+PROMPT_VALUES = ("none", "login", "consent", "select_account")
+
 GRANT_TYPES = ("authorization_code", "hybrid", "implicit", "client_credentials", "password")
 
 #: response types each grant type allows at the authorization endpoint

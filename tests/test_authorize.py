@@ -424,6 +424,22 @@ def test_request_objects_are_refused_not_ignored(oauth, app, name, value, error)
     assert _codes(app) == 0
 
 
+@pytest.mark.parametrize("prompt", ["create", "login create", "LOGIN"])
+def test_a_prompt_value_discovery_does_not_list_is_refused_not_ignored(oauth, app, prompt):
+    """Initiating User Registration via OpenID Connect 1.0, 4.1: an OP that receives a prompt value
+    it does not support (not in prompt_values_supported) SHOULD answer invalid_request, naming
+    it. Ignored, `prompt=create` (the client's "Create an account" button) was answered at once
+    with a code for the user already signed in, which the client took for a new account."""
+    response = oauth.authorize(client_id="web", prompt=prompt, state="st-create")
+    assert response.status_code == 302, response.status_code
+    params = redirect_params(response.headers["Location"])
+    assert params.get("error") == "invalid_request" and "code" not in params, params
+    assert params["state"] == "st-create" and prompt.split()[-1] in params["error_description"], params
+    signed_out = OAuthActions(oauth.client.application.test_client()).authorize(client_id="web", prompt=prompt)
+    assert redirect_params(signed_out.headers["Location"]).get("error") == "invalid_request"  # no sign-in page first
+    assert _codes(app) == 0
+
+
 @pytest.mark.parametrize("scope", ["openid admin", "openid"])
 def test_form_post_to_a_redirect_uri_no_browser_can_post_to_answers_by_redirect(oauth, app, scope):
     """form_post needs an http or https redirect URI (Authlib refuses it for another); an error to

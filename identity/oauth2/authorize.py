@@ -22,6 +22,7 @@ from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
 from ..clock import now
 from ..config.issuer import issuer
+from ..constants import PROMPT_VALUES
 from ..services import consent, logout, mfa, tokens
 from .context import grant_context
 from .decisions import (
@@ -110,6 +111,14 @@ def _prompts(params: AuthorizationParams) -> list[str]:
 # person picks the account); max_age=0, which OpenID Connect Core 3.1.2.1 makes prompt=login.
 SIGN_IN_PROMPTS = ("login", "select_account")
 MAX_AGE = re.compile(r"[0-9]{1,10}")
+
+
+def _unsupported_prompt(params: AuthorizationParams) -> str | None:
+    """The first prompt value this server does not answer (not in discovery's
+    prompt_values_supported), if any: Initiating User Registration via OpenID Connect 1.0, 4.1,
+    says to refuse it (invalid_request, naming it). Ignored, `prompt=create` (a client's "Create
+    an account") was answered at once with a code for whoever was signed in."""
+    return next((value for value in _prompts(params) if value not in PROMPT_VALUES), None)
 
 
 def _max_age(params: AuthorizationParams) -> int | None:
@@ -252,7 +261,7 @@ def _request_object_error(params: AuthorizationParams, redirect_uri: str):
     so) MUST refuse `request` and `request_uri`, not answer the unsigned parameters beside them.
     `registration` (7.2.1: a Self-Issued OP's, which this is not) is refused as 3.1.2.6 says
     (registration_not_supported): ignored, the client metadata it carries was not applied. And a `max_age` that is not a number of seconds is refused, not ignored: ignoring it would
-    answer without the fresh sign-in the client asked for."""
+    answer without the fresh sign-in the client asked for; so is a prompt value not supported (_unsupported_prompt)."""
     values = params.values  # a parameter sent without a value is as if omitted (RFC 6749, 3.1)
     if values.get("request"):
         return RequestNotSupportedError(redirect_uri=redirect_uri)
@@ -262,6 +271,9 @@ def _request_object_error(params: AuthorizationParams, redirect_uri: str):
         return RegistrationNotSupportedError(redirect_uri=redirect_uri)
     if values.get("max_age") and not MAX_AGE.fullmatch(values["max_age"]):
         return InvalidRequestError("max_age must be a whole number of seconds", redirect_uri=redirect_uri)
+    unsupported = _unsupported_prompt(params)
+    if unsupported is not None:
+        return InvalidRequestError(f"prompt value not supported: {unsupported}", redirect_uri=redirect_uri)
     return None
 
 

@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request
 
-from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
+from ..constants import OFFLINE_ACCESS, PROMPT_VALUES, RESPONSE_TYPES_BY_GRANT, STANDARD_IDENTITY_RESOURCES
 from ..config.issuer import issuer
 from ..oauth2 import authorization_server
 from ..services import keys
@@ -89,7 +89,7 @@ def build_document(base: str) -> dict:
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,  # RFC 9207 (oauth2/authorize.py)
-            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "prompt_values_supported": list(PROMPT_VALUES),
             "acr_values_supported": ACR_VALUES,
             "claims_parameter_supported": False,
             "request_parameter_supported": False,
