@@ -440,6 +440,32 @@ def test_a_prompt_value_discovery_does_not_list_is_refused_not_ignored(oauth, ap
     assert _codes(app) == 0
 
 
+@pytest.mark.parametrize("extra, error", [
+    ({"request": "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9."}, "request_not_supported"),
+    ({"request_uri": "https://web.example.com/request.jwt"}, "request_uri_not_supported"),
+    ({"registration": '{"redirect_uris": ["https://elsewhere.example.com/cb"]}'}, "registration_not_supported"),
+    ({"max_age": "soon"}, "invalid_request"),
+    ({"id_token_hint": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, "invalid_request"),
+    ({"prompt": "none create"}, "invalid_request"),
+])
+def test_prompt_none_signed_out_is_refused_as_signed_in_for_what_the_request_itself_gets_wrong(
+        client, flow_clients, app, extra, error):
+    """The authorization endpoint's checks apply to every request alike: signed out, prompt=none
+    was answered login_required by Authlib before this server's own checks (request objects,
+    registration, max_age, id_token_hint) ran, so a silent sign-in with a request this server
+    refuses sent the client to an interactive sign-in, and the person typed a password for a
+    request refused afterwards."""
+    signed_out = OAuthActions(client)
+    response = signed_out.authorize(client_id="web", prompt=extra.pop("prompt", "none"), state="st-none", **extra)
+    assert response.status_code == 302, response.status_code
+    params = redirect_params(response.headers["Location"])
+    assert params.get("error") == error and params["state"] == "st-none", params
+    assert params["iss"] == "https://localhost", params
+    assert _codes(app) == 0
+    still = redirect_params(signed_out.authorize(client_id="web", prompt="none").headers["Location"])
+    assert still.get("error") == "login_required", still  # a valid request: nobody to answer it for
+
+
 @pytest.mark.parametrize("scope", ["openid admin", "openid"])
 def test_form_post_to_a_redirect_uri_no_browser_can_post_to_answers_by_redirect(oauth, app, scope):
     """form_post needs an http or https redirect URI (Authlib refuses it for another); an error to

@@ -302,23 +302,41 @@ def validate(principal, params: AuthorizationParams):
     except OAuth2Error as error:
         if error.error == "unsupported_response_type":
             error = _unsupported_response_type(params.values.get("response_type"), error.redirect_uri)
-        return error_decision(_parameter_error(params, error.redirect_uri) or error, params)
+        return error_decision(_parameter_error(params, error.redirect_uri) or _refused_before_sign_in(error, params)
+                              or error, params)
     reply = reply_to(grant.request.client.row, params.values)
     error = _parameter_error(params, reply.redirect_uri if reply is not None else None)
-    if error is None and reply is not None:
-        error = _request_object_error(params, reply.redirect_uri)
     if error is None and reply is None:  # Authlib checked it already; never answer an unchecked URI
         error = InvalidRequestError("redirect_uri is not registered for this client")
     hinted_subject = None
-    if error is None and params.values.get("id_token_hint"):  # sent empty: as if omitted
-        try:
-            hinted_subject = tokens.verify_id_token_hint(params.values["id_token_hint"]).get("sub")
-        except tokens.InvalidToken:
-            error = InvalidRequestError("id_token_hint is not an ID token this server issued",
-                                        redirect_uri=reply.redirect_uri)
+    if error is None:
+        error, hinted_subject = _own_checks(params, reply.redirect_uri)
     if error is not None:
         return error_decision(error, params)
     return Validated(grant, reply, params, hinted_subject, _claimed_subject(params))
+
+
+def _own_checks(params: AuthorizationParams, redirect_uri: str) -> tuple[OAuth2Error | None, str | None]:
+    """This module's checks of a request whose client and redirect URI are validated: the error
+    that refuses it (_request_object_error, an id_token_hint this server did not issue), else
+    None and the `sub` of its id_token_hint, if any."""
+    error = _request_object_error(params, redirect_uri)
+    if error is not None or not params.values.get("id_token_hint"):  # sent empty: as if omitted
+        return error, None
+    try:
+        return None, tokens.verify_id_token_hint(params.values["id_token_hint"]).get("sub")
+    except tokens.InvalidToken:
+        return InvalidRequestError("id_token_hint is not an ID token this server issued", redirect_uri=redirect_uri), None
+
+
+def _refused_before_sign_in(error: OAuth2Error, params: AuthorizationParams) -> OAuth2Error | None:
+    """Authlib answers prompt=none from someone signed out (login_required) once it has validated
+    the client and the redirect URI, before _own_checks: the request's own error comes first, as
+    for someone signed in, or a client whose silent sign-in it refuses (a request object, a
+    max_age or id_token_hint it cannot take) sends the person to sign in for a request refused after."""
+    if not isinstance(error, LoginRequiredError) or not error.redirect_uri:
+        return None
+    return _own_checks(params, error.redirect_uri)[0]
 
 
 def grant_response(checked: Validated, principal):
