@@ -18,9 +18,10 @@ from sqlalchemy import select
 from actions import AuthActions, OAuthActions, pkce_pair, redirect_params
 from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
-from identity.models import LogoutDelivery, RefreshToken, User, UserSession
+from identity.models import AuditEvent, LogoutDelivery, RefreshToken, User, UserSession
 from identity.services import issued_grants
 from identity.store import browser_sessions as session_rows
+from identity.store import issued_grants as grant_rows
 from races import MOBILE_REDIRECT, in_thread, mobile_code, other_workers, wait_until
 from test_backchannel_logout import set_client
 from test_localapi_support import CHEAP_ARGON2
@@ -255,3 +256,59 @@ def test_a_code_of_the_changing_browsers_cookie_copy_redeemed_as_the_change_comm
         db.session.rollback()
     assert "password_changed" in told
     assert here.get("/account/sessions").status_code == 200  # the computer is still signed in
+
+
+def _password_changed_revocations(app) -> list:
+    """The token_revoked events recorded with reason password_changed (each names its family)."""
+    with app.app_context():
+        details = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "token_revoked")).all()
+        db.session.rollback()
+    return [detail for detail in details if (detail or {}).get("reason") == "password_changed"]
+
+
+def _logout_reasons(app, client_id: str) -> list[str]:
+    with app.app_context():
+        reasons = db.session.scalars(select(LogoutDelivery.reason).where(LogoutDelivery.client_id == client_id)
+                                     .order_by(LogoutDelivery.id)).all()
+        db.session.rollback()
+    return list(reasons)
+
+
+@pytest.mark.parametrize("scope", ["openid offline_access", "openid"], ids=["refresh token", "code only"])
+@pytest.mark.parametrize("mover", [["users", "disable", "alice"], ["sessions", "end", "alice"]], ids=" ".join)
+def test_a_code_whose_family_what_moved_the_version_ended_first_is_not_revoked_again_as_a_password_change(
+        app, flow_clients, database_uri, monkeypatch, mover, scope):
+    """The phone's app redeems a code as an operator disables alice, or signs her out everywhere
+    (`sessions end alice`): its consume commits first, then the operator's revocation, which ends
+    the grant (its refresh token, or, a code's alone, its session, whose clients it tells), then
+    the redemption reads her new password version and refuses the code. It revoked the family
+    again as a password change: a second token_revoked event, mislabelled password_changed, and,
+    for a grant of no refresh token, a second logout token for the same client and session. It
+    records and tells nothing more now: what moved the version ended the grant."""
+    set_client(app, "mobile-pkce", backchannel_logout_uri="https://mobile.example.com/logout")
+    results: dict = {}
+    reading = grant_rows.code_after_consume
+
+    def once_the_operator_ended_her_grants(*args):
+        if "moved" not in results:
+            moving = in_thread(results, "moved", lambda: app.test_cli_runner().invoke(args=mover))
+            moving.join(60)
+            assert not moving.is_alive(), _lock_waits(app)
+        return reading(*args)
+
+    with phones_worker(database_uri, "one statement") as phones_app:
+        phone = phones_app.test_client()
+        warm_up = mobile_code(phone, "openid")  # signs the phone in, and fills its worker's caches
+        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
+        form = mobile_code(phone, scope)
+        told_before = _logout_reasons(app, "mobile-pkce")
+        monkeypatch.setattr(grant_rows, "code_after_consume", once_the_operator_ended_her_grants)
+        redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
+    moved = results["moved"]
+    assert not isinstance(moved, BaseException), moved
+    assert moved.exit_code == 0, moved.output
+    assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
+    assert _unrevoked_refresh_tokens(app) == []
+    told = _logout_reasons(app, "mobile-pkce")[len(told_before):]
+    assert "password_changed" not in told, told  # one token for the phone's session, not a second
+    assert _password_changed_revocations(app) == []

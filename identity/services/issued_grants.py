@@ -207,14 +207,14 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
                                   access_expires_at=access_expires_at, successor=successor if refresh_token else None)
 
     if consume():
-        return _unless_outdated_by_a_password_change(row)
-    state = store.code_state(row.id, stamp)
+        return _unless_outdated_by_a_password_change(row, stamp, with_refresh_token=bool(refresh_token))
+    state = store.code_state(row.id, stamp).state
     # again, once, if nothing stands in its way now: its session's public id was being handed over
     # to a new sign-in in the same browser (continue_session) as the statement looked for it
     if state is CodeState.REDEEMABLE:
         if consume():
-            return _unless_outdated_by_a_password_change(row)
-        state = store.code_state(row.id, stamp)
+            return _unless_outdated_by_a_password_change(row, stamp, with_refresh_token=bool(refresh_token))
+        state = store.code_state(row.id, stamp).state
     if state is CodeState.GONE:  # deleted with its user or client since it was read: nothing to revoke
         return CODE_GONE
     if state is CodeState.SESSION_ENDED:  # signed out since the code was read: not a replay
@@ -226,7 +226,7 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     return "authorization code was already used"
 
 
-def _unless_outdated_by_a_password_change(row: CodeGrant) -> str | None:
+def _unless_outdated_by_a_password_change(row: CodeGrant, stamp: int, *, with_refresh_token: bool) -> str | None:
     """After a winning consume: None, or CODE_EXPIRED once the family it issued is revoked as a
     password change revokes its user's (`password_changed`: refresh token, access tokens, the
     client's logout token) if the user's password version as committed is no longer the code's.
@@ -237,13 +237,22 @@ def _unless_outdated_by_a_password_change(row: CodeGrant) -> str | None:
     redemption either committed before its refresh tokens' revocation (which revokes its token)
     or waited for its commit (the session's row): a read after the consume sees the new version.
     On SQLite the change holds the one write lock, so a stale code is expired or read after it:
-    nothing is read there. A code without a stored version (NULL) is judged as before."""
+    nothing is read there. A code without a stored version (NULL) is judged as before.
+
+    What moved the version may have ended the family itself, having committed after the consume
+    (`users disable`, `sessions end USER`, a change that signed the code's browser out): it revoked
+    the refresh token, or, for a code's family alone, ended the code's session and told its
+    clients. That family is left as it is: nothing recorded (a second token_revoked event, named
+    password_changed) or told (a second logout token for the same session and client)."""
     if row.minted_password_version is None:
         return None
-    current_version = store.password_version_after_consume(row.user_id)
-    if current_version is None or issued_under_current_password(row.minted_password_version, current_version):
+    after = store.code_after_consume(row.id, stamp)
+    if after is None or after.state is CodeState.GONE \
+            or issued_under_current_password(row.minted_password_version, after.password_version):
         return None
-    revoke_family(row.family_id, reason="password_changed", user_id=row.user_id, client_id=row.client_id)
+    if with_refresh_token or after.session_live:
+        revoke_family(row.family_id, reason="password_changed", user_id=row.user_id, client_id=row.client_id,
+                      only_if_live=with_refresh_token)
     return CODE_EXPIRED
 
 

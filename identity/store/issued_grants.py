@@ -24,7 +24,7 @@ from sqlalchemy import (CompoundSelect, Select, String, and_, bindparam, cast, d
 from ..extensions import db
 from ..models import (AuthorizationCode, Consent, RefreshToken, RevokedAccessToken, StandaloneAccessToken, User,
                       UserSession)
-from .accounts import STILL_SIGNED_IN_LOCKED, USER_PASSWORD_VERSION, still_user
+from .accounts import STILL_SIGNED_IN_LOCKED, still_user
 from .connection import autocommit_connection
 from .writes import Write, durable_alone, insert_if, write, write_if
 
@@ -144,24 +144,30 @@ class CodeState(Enum):
     REDEEMABLE = "redeemable"  # all the consuming statement asks, at that stamp
 
 
-_CODE_STATE = select(_CODES.c.consumed_at.is_(None).label("unused"),
-                     (_CODES.c.expires_at >= bindparam("stamp")).label("unexpired"),
-                     _SESSION_NOT_ENDED.label("session_live")).where(_CODES.c.id == bindparam("code_id"))
+# with the user's password version as committed (the rule it is judged by is the service's)
+_CODE_STATE = (select(_CODES.c.consumed_at.is_(None).label("unused"),
+                      (_CODES.c.expires_at >= bindparam("stamp")).label("unexpired"),
+                      _SESSION_NOT_ENDED.label("session_live"), User.password_version)
+               .join_from(_CODES, User, User.id == _CODES.c.user_id).where(_CODES.c.id == bindparam("code_id")))
+CodeNow = namedtuple("CodeNow", "state password_version session_live")
 
 
-def code_state(code_id: int, stamp: int) -> CodeState:
-    """The code's state at `stamp`, as committed, in one read. REDEEMABLE is all the consuming
+def code_state(code_id: int, stamp: int) -> CodeNow:
+    """The code's state at `stamp`, its user's password version and whether its session is
+    unrevoked (or it has none), as committed, in one read. REDEEMABLE is all the consuming
     statement asks (a statement that found its session's public id just handed over to a new
     sign-in in the same browser did not find the session)."""
     found = autocommit_connection().first(_CODE_STATE, {"code_id": code_id, "stamp": stamp})
     if found is None:
-        return CodeState.GONE
-    unused, unexpired, session_live = found
+        return CodeNow(CodeState.GONE, None, False)
+    unused, unexpired, session_live, password_version = found
     if not unused:
-        return CodeState.CONSUMED
-    if not session_live:
-        return CodeState.SESSION_ENDED
-    return CodeState.REDEEMABLE if unexpired else CodeState.EXPIRED
+        state = CodeState.CONSUMED
+    elif not session_live:
+        state = CodeState.SESSION_ENDED
+    else:
+        state = CodeState.REDEEMABLE if unexpired else CodeState.EXPIRED
+    return CodeNow(state, password_version, bool(session_live))
 
 
 def burn_code(code_id: int, stamp: int, *, then: Write | None = None) -> bool:
@@ -191,17 +197,16 @@ def consume_code(code_id: int, *, stamp: int, access_token_jti: str | None, succ
     return durable.write_first(_CONSUME_CODE_POSTGRESQL, params) is not None
 
 
-def password_version_after_consume(user_id: int) -> int | None:
-    """After a winning consume, on PostgreSQL: the user's password version as committed now, in one
-    primary-key read (None: no such user). On SQLite None, with no read: there a password change
-    holds the database's one write lock, so a consume that waited for it found its code expired,
-    and a code minted while it ran waited for its commit and was stored under the version its
-    request had read, refused when the code was read (services: issued_under_current_password)."""
-    connection = autocommit_connection()
-    if connection.is_sqlite:
+def code_after_consume(code_id: int, stamp: int) -> CodeNow | None:
+    """After a winning consume, on PostgreSQL: code_state as committed now (the user's password
+    version, whether the code's session was revoked since), in one read. On SQLite None, with no
+    read: there a password change holds the database's one write lock, so a consume that waited
+    for it found its code expired, and a code minted while it ran waited for its commit and was
+    stored under the version its request had read, refused when the code was read (services:
+    issued_under_current_password)."""
+    if autocommit_connection().is_sqlite:
         return None
-    found = connection.first(USER_PASSWORD_VERSION, {"user_id": user_id})
-    return None if found is None else found[0]
+    return code_state(code_id, stamp)
 
 
 _CODE_NONCE_WHERE = (_CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce"),
