@@ -97,8 +97,10 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
 
 
 def list_grants(user_id: int) -> list[AppGrant]:
-    """Apps the user has consented to, that hold live refresh tokens for them, or that may hold a
-    live access token of theirs (revoking any of them ends it: revoke_grant)."""
+    """Apps the user has consented to, that hold live refresh tokens for them (refresh_families.LIVE:
+    not one issued under a password version the user no longer has, which the refresh grant
+    refuses), or that may hold a live access token of theirs (revoking any of them ends it:
+    revoke_grant)."""
     consents = {c.client_id: c for c in db.session.scalars(select(Consent).where(Consent.user_id == user_id))}
     stamp = now()
     # one row an app (and scope), never one a grant: a user can start grants at the token

@@ -36,7 +36,8 @@ _FIRST_ISSUED = (select(_FIRST.c.issued_at).where(_FIRST.c.family_id == RefreshT
 
 
 def live_refresh_tokens(user_id: int, stamp: int, *, limit: int | None = None, family_id: str | None = None):
-    """The user's unused, unrevoked, unexpired refresh tokens (one a family), the newest first (at
+    """The user's unused, unrevoked, unexpired refresh tokens issued under her current password
+    version (one a family: refresh_families.LIVE), the newest first (at
     most `limit`; only those of `family_id` if given): family_id,
     client_id, issued_at, user_agent, ip_address, expires_at, auth_time (whether the family
     has ended is the service's rule), and started_at: when the family's first token still kept

@@ -73,7 +73,8 @@ def user_live_sessions(user_id: int, *, keep_sid: str | None = None) -> Select:
 
 
 def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]:
-    """(client_id, session_id) of each of a user's refresh-token families that still has a usable token."""
+    """(client_id, session_id) of each of a user's refresh-token families that still has a usable
+    token (refresh_families.LIVE: issued under the user's current password version too)."""
     rows = db.session.execute(
         select(RefreshToken.client_id, RefreshToken.session_id)
         .where(*refresh_families.LIVE, RefreshToken.expires_at >= stamp)

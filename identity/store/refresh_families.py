@@ -15,9 +15,9 @@ it stores the newer one, never issued before it (an instance whose clock is behi
 issued the old token stores the old token's issued_at), and a revocation ends them all.
 """
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
-from ..models import RefreshToken
+from ..models import RefreshToken, User
 
 _TOKENS = RefreshToken.__table__
 USER = "families_user_id"  # the bind parameter LIVE takes: the user whose grants are read
@@ -42,11 +42,18 @@ def _newest_token_ids():
             .where(families.c.family_id.is_not(None)))
 
 
-# Conditions on RefreshToken: the newest token of one of the user's families, unused and
-# unrevoked (one a live grant). Built once: building the recursive query took 2.8 ms of a
-# password change's CPU. Execute with params(user_id).
+# A token issued under the user's password version as it is now (NULL: stored before tokens kept
+# it, judged as current), the refresh grant's rule (services: issued_under_current_password), in
+# the statement that lists them: one primary-key lookup of the user, no statement more.
+_UNDER_CURRENT_PASSWORD = or_(
+    RefreshToken.password_version.is_(None),
+    RefreshToken.password_version == select(User.password_version).where(User.id == bindparam(USER)).scalar_subquery())
+
+# Conditions on RefreshToken: the newest token of one of the user's families, unused, unrevoked
+# and issued under the user's current password version (one a live grant). Built once: building
+# the recursive query took 2.8 ms of a password change's CPU. Execute with params(user_id).
 LIVE = (RefreshToken.id.in_(_newest_token_ids()), RefreshToken.consumed_at.is_(None),
-        RefreshToken.revoked_at.is_(None))
+        RefreshToken.revoked_at.is_(None), _UNDER_CURRENT_PASSWORD)
 
 
 def params(user_id: int) -> dict:
