@@ -111,14 +111,9 @@ def hash_unchanged(user_id: int, verified_hash: str) -> bool:
     return db.session.execute(_KEEP_HASH, {"user_id": user_id, "verified_hash": verified_hash}).rowcount == 1
 
 
-#: the user's password version, for the parameter `user_id` (no row: no such user); built once,
-#: also run on the autocommit connection (issued_grants.password_version_after_consume)
-USER_PASSWORD_VERSION = select(_USERS.c.password_version).where(_USERS.c.id == bindparam("user_id"))
-
-
 def password_version(user_id: int) -> int | None:
     """The user's password version as committed now (None: no such user)."""
-    return db.session.scalar(USER_PASSWORD_VERSION, {"user_id": user_id})
+    return db.session.scalar(select(User.password_version).where(User.id == user_id))
 
 
 def move_password_version_on(user_id: int) -> None:
