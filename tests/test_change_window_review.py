@@ -24,7 +24,6 @@ from identity.store import browser_sessions as session_rows
 from identity.store import issued_grants as grant_rows
 from races import MOBILE_REDIRECT, in_thread, mobile_code, other_workers, wait_until
 from test_backchannel_logout import set_client
-from test_docs_review import scraped_series
 from test_localapi_support import CHEAP_ARGON2
 from test_redemption_review import _lock_waits, phones_worker
 from test_sessions_devices import browser
@@ -275,37 +274,6 @@ def _logout_reasons(app, client_id: str) -> list[str]:
     return list(reasons)
 
 
-@contextlib.contextmanager
-def _phone_signed_in(database_uri):
-    """The phone's browser signed in as alice, and the worker its app redeems on, its caches filled."""
-    with phones_worker(database_uri, "one statement") as phones_app:
-        phone = phones_app.test_client()
-        warm_up = mobile_code(phone, "openid")
-        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
-        yield phones_app, phone
-
-
-def _moving_the_version_after_the_consume(app, monkeypatch, results: dict, command: list[str], **invoked) -> None:
-    """Have the first code redeemed from now on spent, then `command` (an operator's, which moves
-    alice's password version) run to its commit (results["moved"]), then the version read."""
-    reading = grant_rows.code_after_consume
-
-    def once_the_operator_moved_it(*args):
-        if "moved" not in results:
-            moving = in_thread(results, "moved", lambda: app.test_cli_runner().invoke(args=command, **invoked))
-            moving.join(60)
-            assert not moving.is_alive(), _lock_waits(app)
-        return reading(*args)
-
-    monkeypatch.setattr(grant_rows, "code_after_consume", once_the_operator_moved_it)
-
-
-def _moved(results: dict) -> None:
-    moved = results["moved"]
-    assert not isinstance(moved, BaseException), moved
-    assert moved.exit_code == 0, moved.output
-
-
 @pytest.mark.parametrize("scope", ["openid offline_access", "openid"], ids=["refresh token", "code only"])
 @pytest.mark.parametrize("mover", [["users", "disable", "alice"], ["sessions", "end", "alice"]], ids=" ".join)
 def test_a_code_whose_family_what_moved_the_version_ended_first_is_not_revoked_again_as_a_password_change(
@@ -319,86 +287,28 @@ def test_a_code_whose_family_what_moved_the_version_ended_first_is_not_revoked_a
     records and tells nothing more now: what moved the version ended the grant."""
     set_client(app, "mobile-pkce", backchannel_logout_uri="https://mobile.example.com/logout")
     results: dict = {}
-    with _phone_signed_in(database_uri) as (phones_app, phone):
+    reading = grant_rows.code_after_consume
+
+    def once_the_operator_ended_her_grants(*args):
+        if "moved" not in results:
+            moving = in_thread(results, "moved", lambda: app.test_cli_runner().invoke(args=mover))
+            moving.join(60)
+            assert not moving.is_alive(), _lock_waits(app)
+        return reading(*args)
+
+    with phones_worker(database_uri, "one statement") as phones_app:
+        phone = phones_app.test_client()
+        warm_up = mobile_code(phone, "openid")  # signs the phone in, and fills its worker's caches
+        assert OAuthActions(phones_app.test_client()).token("mobile-pkce", **warm_up).status_code == 200
         form = mobile_code(phone, scope)
         told_before = _logout_reasons(app, "mobile-pkce")
-        _moving_the_version_after_the_consume(app, monkeypatch, results, mover)
+        monkeypatch.setattr(grant_rows, "code_after_consume", once_the_operator_ended_her_grants)
         redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
-    _moved(results)
+    moved = results["moved"]
+    assert not isinstance(moved, BaseException), moved
+    assert moved.exit_code == 0, moved.output
     assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
     assert _unrevoked_refresh_tokens(app) == []
     told = _logout_reasons(app, "mobile-pkce")[len(told_before):]
     assert "password_changed" not in told, told  # one token for the phone's session, not a second
     assert _password_changed_revocations(app) == []
-
-
-SET_PASSWORD = dict(command=["users", "set-password", "alice"], input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
-
-
-def _code_replays(app) -> tuple[list, float]:
-    """The replays recorded (token_revoked events, reason authorization_code_replayed) and counted
-    (identity_authorization_code_replays_total of mobile-pkce)."""
-    with app.app_context():
-        details = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.event == "token_revoked")).all()
-        db.session.rollback()
-    recorded = [detail for detail in details if (detail or {}).get("reason") == "authorization_code_replayed"]
-    series = scraped_series(app.test_client().get("/metrics").get_data(as_text=True),
-                            "identity_authorization_code_replays_total")
-    return recorded, series.get('identity_authorization_code_replays_total{client_id="mobile-pkce"}', 0.0)
-
-
-def test_a_code_refused_after_its_consume_as_outdated_sent_again_is_no_replay(
-        app, flow_clients, database_uri, monkeypatch):
-    """The phone's app redeems a code as alice's password is set (`users set-password`, which
-    committed after the code was spent): refused as an expired code. The app sends it again (a
-    retry): it was taken for a stolen code's replay (a token_revoked event, reason
-    authorization_code_replayed, and the replays counter operators alert on), where an expired
-    code is not. It is answered as the first time, and neither recorded nor counted."""
-    results: dict = {}
-    replays_before = _code_replays(app)
-    with _phone_signed_in(database_uri) as (phones_app, phone):
-        form = mobile_code(phone, "openid offline_access")
-        _moving_the_version_after_the_consume(app, monkeypatch, results, **SET_PASSWORD)
-        redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
-        again = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
-    _moved(results)
-    assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
-    assert (again.status_code, again.get_json()) == (redeemed.status_code, redeemed.get_json())
-    assert _code_replays(app) == replays_before
-    assert _unrevoked_refresh_tokens(app) == []
-
-
-def test_a_code_sent_twice_at_once_and_refused_after_its_consume_as_outdated_is_no_replay(
-        app, flow_clients, database_uri, monkeypatch):
-    """As above, but the app's second request read the code before the first spent it (two
-    workers), and lost the consume after the first was refused: taken for a replay, recorded and
-    counted. Answered as the first now, neither recorded nor counted."""
-    results: dict = {}
-    replays_before = _code_replays(app)
-    first, second_at_its_consume, first_answered = threading.current_thread(), threading.Event(), threading.Event()
-    consuming = grant_rows.consume_code
-    with _phone_signed_in(database_uri) as (phones_app, phone), _phone_signed_in(database_uri) as (seconds_app, _):
-        form = mobile_code(phone, "openid offline_access")
-
-        def the_second_read_before_the_first_spends(*args, **kwargs):
-            if threading.current_thread() is first and "second" not in results:
-                results["second"] = in_thread(results, "again", lambda: OAuthActions(seconds_app.test_client()).token(
-                    "mobile-pkce", **form))
-                assert second_at_its_consume.wait(60), results
-            elif threading.current_thread() is not first:
-                second_at_its_consume.set()
-                assert first_answered.wait(60)
-            return consuming(*args, **kwargs)
-
-        monkeypatch.setattr(grant_rows, "consume_code", the_second_read_before_the_first_spends)
-        _moving_the_version_after_the_consume(app, monkeypatch, results, **SET_PASSWORD)
-        redeemed = OAuthActions(phones_app.test_client()).token("mobile-pkce", **form)
-        first_answered.set()
-        results["second"].join(60)
-    _moved(results)
-    again = results["again"]
-    assert not isinstance(again, BaseException), again
-    assert _refused(redeemed), (redeemed.status_code, redeemed.get_json())
-    assert (again.status_code, again.get_json()) == (redeemed.status_code, redeemed.get_json())
-    assert _code_replays(app) == replays_before
-    assert _unrevoked_refresh_tokens(app) == []

@@ -82,18 +82,14 @@ def find_authorization_code(code: str, client_id: str) -> CodeGrant | None:
     minted by a browser session that has ended.
 
     A second use revokes what the first use issued (RFC 6749 section 4.1.2). A code offered by
-    another client, or whose session has ended, is burnt: any later attempt is a replay. Not a
-    used code minted under a password version the user no longer has: what it issued ended with
-    that version (a code refused when spent, its password changed meanwhile, is sent again by its
-    app), and it is answered as an expired code, with nothing recorded or counted.
+    another client, or whose session has ended, is burnt: any later attempt is a replay.
     """
     row = store.code_grant(token_hash(code))
     if row is None:
         return None
     if row.consumed_at is not None:
-        if issued_under_current_password(row.minted_password_version, row.password_version):
-            revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id,
-                          client_id=row.client_id)
+        revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id,
+                      client_id=row.client_id)
         return None
     if code_ends_at(row.expires_at, row.created_at) < now():
         return None
@@ -199,9 +195,7 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
     code was deleted since the read (`users remove`, `clients remove`) has nothing to revoke; one
     whose code's session was signed out since burns the code, as the read would have; one whose
     code expired unused since (a password change that kept its session) is answered as the read
-    answers an expired code, and records nothing; so is one whose code was minted under a password
-    version the user no longer has (find_authorization_code); any other loser revokes what the
-    winner issued.
+    answers an expired code, and records nothing; any other loser revokes what the winner issued.
     A winner whose code a password change has outdated since the read revokes what it issued
     (_unless_outdated_by_a_password_change) and is answered as for an expired code.
     """
@@ -214,19 +208,13 @@ def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scop
 
     if consume():
         return _unless_outdated_by_a_password_change(row, stamp, with_refresh_token=bool(refresh_token))
-    found = store.code_state(row.id, stamp)
+    state = store.code_state(row.id, stamp).state
     # again, once, if nothing stands in its way now: its session's public id was being handed over
     # to a new sign-in in the same browser (continue_session) as the statement looked for it
-    if found.state is CodeState.REDEEMABLE:
+    if state is CodeState.REDEEMABLE:
         if consume():
             return _unless_outdated_by_a_password_change(row, stamp, with_refresh_token=bool(refresh_token))
-        found = store.code_state(row.id, stamp)
-    return _why_it_lost(row, found)
-
-
-def _why_it_lost(row: CodeGrant, found: store.CodeNow) -> str:
-    """The answer to a redemption that did not consume its code, as `found` now (redeem_authorization_code)."""
-    state = found.state
+        state = store.code_state(row.id, stamp).state
     if state is CodeState.GONE:  # deleted with its user or client since it was read: nothing to revoke
         return CODE_GONE
     if state is CodeState.SESSION_ENDED:  # signed out since the code was read: not a replay
@@ -234,8 +222,6 @@ def _why_it_lost(row: CodeGrant, found: store.CodeNow) -> str:
         return SESSION_ENDED
     if state is not CodeState.CONSUMED:  # unused, expired since the read (a password change expires codes)
         return CODE_EXPIRED
-    if not issued_under_current_password(row.minted_password_version, found.password_version):
-        return CODE_EXPIRED  # what the winner issued ended with the version (refused, or revoked by its mover)
     revoke_family(row.family_id, reason="authorization_code_replayed", user_id=row.user_id, client_id=row.client_id)
     return "authorization code was already used"
 
