@@ -73,11 +73,13 @@ def user_live_sessions(user_id: int, *, keep_sid: str | None = None) -> Select:
 
 
 def user_live_families(user_id: int, stamp: int) -> list[tuple[str, str | None]]:
-    """(client_id, session_id) of each of a user's refresh-token families that still has a usable
-    token (refresh_families.LIVE: issued under the user's current password version too)."""
+    """(client_id, session_id) of each of a user's refresh-token families that still has an
+    unexpired, unrevoked token (refresh_families.UNREVOKED): the clients to tell of her end. One
+    the refresh grant refuses by its password version is told too: its family was not ended, so
+    its client was never told, and may still hold her sign-in."""
     rows = db.session.execute(
         select(RefreshToken.client_id, RefreshToken.session_id)
-        .where(*refresh_families.LIVE, RefreshToken.expires_at >= stamp)
+        .where(*refresh_families.UNREVOKED, RefreshToken.expires_at >= stamp)
         .distinct(), refresh_families.params(user_id))
     return [tuple(row) for row in rows]
 

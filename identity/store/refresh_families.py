@@ -49,13 +49,18 @@ _UNDER_CURRENT_PASSWORD = or_(
     RefreshToken.password_version.is_(None),
     RefreshToken.password_version == select(User.password_version).where(User.id == bindparam(USER)).scalar_subquery())
 
-# Conditions on RefreshToken: the newest token of one of the user's families, unused, unrevoked
-# and issued under the user's current password version (one a live grant). Built once: building
-# the recursive query took 2.8 ms of a password change's CPU. Execute with params(user_id).
-LIVE = (RefreshToken.id.in_(_newest_token_ids()), RefreshToken.consumed_at.is_(None),
-        RefreshToken.revoked_at.is_(None), _UNDER_CURRENT_PASSWORD)
+# Conditions on RefreshToken: the newest token of one of the user's families, unused and unrevoked
+# (one a grant its client may still hold, told when the user ends: a back-channel logout). Built
+# once: building the recursive query took 2.8 ms of a password change's CPU. Execute with
+# params(user_id).
+UNREVOKED = (RefreshToken.id.in_(_newest_token_ids()), RefreshToken.consumed_at.is_(None),
+             RefreshToken.revoked_at.is_(None))
+
+# UNREVOKED and issued under the user's current password version: one a live grant, which the
+# refresh grant still honours (the lists of a user's grants).
+LIVE = (*UNREVOKED, _UNDER_CURRENT_PASSWORD)
 
 
 def params(user_id: int) -> dict:
-    """The parameters of a statement that uses LIVE, for this user."""
+    """The parameters of a statement that uses LIVE or UNREVOKED, for this user."""
     return {USER: user_id}
