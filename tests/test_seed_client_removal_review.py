@@ -16,11 +16,15 @@ from identity.clock import now
 from identity.extensions import db
 from identity.models import AuthorizationCode, Client, RefreshToken, User
 from identity.services.passwords import verify_password
+from identity.services.seed import apply_seed, load_seed
 from races import amid_the_first_unless_queued, other_workers
 
 pytestmark = postgresql_only()
 
 NEW_PASSWORDS = {"alice": "cobalt-meadow-lantern-8135", "bob": "amber-willow-signal-2746"}
+SEED_RESETTING_BOTH = {"users": [
+    {"username": "alice", "email": "alice@example.com", "name": "Alice Example", "password": NEW_PASSWORDS["alice"]},
+    {"username": "bob", "email": "bob@example.com", "name": "Bob Example", "password": NEW_PASSWORDS["bob"]}]}
 
 
 def _code(user_id: int, nonce: str) -> AuthorizationCode:
@@ -55,7 +59,7 @@ def _grants_of_native_held_by_bob_then_alice(app, grant: str) -> None:
 
 @pytest.mark.parametrize("grant", GRANTS)
 def test_a_seed_that_resets_two_users_does_not_deadlock_with_the_removal_of_their_grants_client(
-        app, flow_clients, runner, database_uri, tmp_path, grant):
+        app, flow_clients, database_uri, grant):
     """PostgreSQL: the operator seeds new passwords for alice and bob (`--reset-passwords`) while
     another operator removes the `native` app, of which each holds a code (or a refresh token). The
     seed ended alice's and went on to bob's; the removal had deleted bob's and waited for alice's: a deadlock,
@@ -63,21 +67,17 @@ def test_a_seed_that_resets_two_users_does_not_deadlock_with_the_removal_of_thei
     seed takes the rows of the clients whose grants it ends before any user's, as the removal
     takes its client's first: the removal waits for the seed, then removes the client."""
     _grants_of_native_held_by_bob_then_alice(app, grant)
-    path = tmp_path / "users.json"
-    path.write_text(json.dumps({"users": [
-        {"username": "alice", "email": "alice@example.com", "name": "Alice Example", "password": NEW_PASSWORDS["alice"]},
-        {"username": "bob", "email": "bob@example.com", "name": "Bob Example", "password": NEW_PASSWORDS["bob"]}]}))
     removal = {}
     with other_workers(database_uri) as (other,):
         def remove():
             removal["done"] = other.test_cli_runner().invoke(args=["clients", "remove", "native"])
 
+        # the seed is the service's call, not the command's: a CliRunner swaps sys.stdout, and two
+        # at once in two threads each wrote to the other's output
         with app.app_context(), amid_the_first_unless_queued(app, GRANTS[grant][1], remove) as started:
-            seeded = runner.invoke(args=["seed", str(path), "--reset-passwords"])
+            report = apply_seed(load_seed(json.dumps(SEED_RESETTING_BOTH)), reset_passwords=True)
     assert started == [1]
-    assert (seeded.exit_code, seeded.output) == (0, "updated user alice (password reset)\n"
-                                                    "updated user bob (password reset)\n"
-                                                    "Seeded: 0 created, 2 updated, 0 unchanged.\n"), seeded.output
+    assert (report.created, report.updated) == ([], ["user alice (password reset)", "user bob (password reset)"])
     removed = removal["done"]
     assert (removed.exit_code, removed.output) == (0, "Removed client native.\n"), removed.output
     with app.app_context():
