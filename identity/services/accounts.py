@@ -404,9 +404,10 @@ def revoke_grants_and_sessions(user: User, keep_sid: str | None, *, reason: str 
     end makes that end wait for its commit, and the refresh tokens' revocation then sees its token;
     one redeemed after waits for this commit and finds its session ended. With the refresh tokens
     first, its token was committed after their revocation and outlived the change. A caller that
-    runs this for several users in one transaction (the seed) takes the rows of the clients of
-    their grants first, in client id order, before the users': `clients remove` takes its client's
-    row, then that client's codes and refresh tokens of every user (seed._lock_in_one_order)."""
+    runs this for several users in one transaction (the seed) takes the rows of the API scopes
+    and then of the clients of their grants first, each in name order, before the users': `scopes
+    remove` takes its scope's row, `clients remove` its client's, then that scope's or client's
+    codes and refresh tokens of every user (seed._lock_in_one_order)."""
     stamp = now()
     issued_grants.end_user_codes(user.id)
     sessions = logout.live_session_clients(user.id, user.subject, keep_sid=keep_sid)  # before they end

@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import ApiScope, Client, User
 from ..store import accounts as user_rows
 from ..store import clients as client_rows
-from ..store.issued_grants import clients_of_user_grants
+from ..store.issued_grants import clients_and_scopes_of_user_grants
 from ..store.scopes import lock_api_scope_row
 from .input_schemas import SeedSchema, flatten_messages as _flatten
 from . import audit, bearer_cache, notifications
@@ -354,7 +354,8 @@ def _apply_profile(user: User, item: dict, report: SeedReport) -> bool:
     return changed
 
 
-def _lock_in_one_order(data: dict, grant_clients: set[str] = frozenset()) -> dict[str, User | None]:
+def _lock_in_one_order(data: dict, ended: tuple[set[str], set[str]] = (frozenset(), frozenset())
+                       ) -> dict[str, User | None]:
     """Take the rows of every API scope, client and existing user the file lists before writing
     any, each kind in the order of its name, held to the commit; the users, read under their
     locks, by user name (None: no such user). Scopes and clients are read under theirs when written. In the file's order, two seeds listing the same rows in another
@@ -362,13 +363,17 @@ def _lock_in_one_order(data: dict, grant_clients: set[str] = frozenset()) -> dic
     ended its users' codes and refresh tokens before the seed took those users' rows, the order
     `users remove`, a password change and an app's revocation take the other way round.
 
-    `grant_clients` (_clients_of_ended_grants), the clients whose codes and refresh tokens the
-    seed ends for the users it resets or disables, are taken with the listed ones: it ends them
-    user after user, and `clients remove` (which takes its client's row first) deletes a client's
-    codes and refresh tokens for all users in the order it finds them; holding one user's code
-    while waiting for another's, the removal and the seed were a deadlock (PostgreSQL aborted
-    one). Under the client's row the removal waits for the seed, or the seed for the removal."""
-    for name in sorted({item["name"] for item in data["api_scopes"]}):
+    `ended` (_ended_grants): the clients of the codes and refresh tokens the seed ends for the
+    users it resets or disables, and the scopes those carry, are taken with the listed ones: it
+    ends them user after user, while `clients remove` (which takes its client's row first)
+    deletes a client's codes and refresh tokens for all users in the order it finds them, and
+    `scopes remove` (which deletes its scope's row first) takes the scope out of them likewise;
+    holding one user's code while waiting for another's, the removal and the seed were a
+    deadlock (PostgreSQL aborted one). Under the client's or scope's row the removal waits for
+    the seed, or the seed for the removal. (A name that is an identity scope, not an API
+    scope's, locks nothing.)"""
+    grant_clients, grant_scopes = ended
+    for name in sorted({item["name"] for item in data["api_scopes"]} | grant_scopes):
         lock_api_scope_row(name)
     for client_id in sorted({item["client_id"] for item in data["clients"]} | grant_clients):
         client_rows.lock_client_row(client_id)
@@ -376,14 +381,16 @@ def _lock_in_one_order(data: dict, grant_clients: set[str] = frozenset()) -> dic
             for item in sorted(data["users"], key=lambda listed: listed["username"])}
 
 
-def _clients_of_ended_grants(data: dict, reset_passwords: bool, password_hashes: list[str | None]) -> set[str]:
+def _ended_grants(data: dict, reset_passwords: bool,
+                  password_hashes: list[str | None]) -> tuple[set[str], set[str]]:
     """The clients of the live codes and refresh tokens of the existing users the seed resets
-    (a new password hash with `reset_passwords`) or disables, read before their rows are
-    locked (_lock_in_one_order takes these clients' rows before the users'). A grant of another
-    client issued after this read is ended too, though its client's row is not held."""
+    (a new password hash with `reset_passwords`) or disables, and the scopes those carry, read
+    before their rows are locked (_lock_in_one_order takes these clients' and API scopes' rows
+    before the users'). A grant of another client, or carrying another scope, issued after this
+    read is ended too, though its client's or scope's row is not held."""
     ending = [find_user(item["username"]) for item, password_hash in zip(data["users"], password_hashes)
               if (reset_passwords and password_hash is not None) or item.get("enabled") is False]
-    return clients_of_user_grants([user.id for user in ending if user is not None])
+    return clients_and_scopes_of_user_grants([user.id for user in ending if user is not None])
 
 
 def _locked_again(found: User | None) -> User | None:
@@ -439,7 +446,7 @@ def _apply_seed_once(data: dict, reset_passwords: bool, *, hash_in_place: bool) 
     report = SeedReport()
     try:
         secret_hashes, password_hashes = _hashes_first(data, reset_passwords)
-        locked_users = _lock_in_one_order(data, _clients_of_ended_grants(data, reset_passwords, password_hashes))
+        locked_users = _lock_in_one_order(data, _ended_grants(data, reset_passwords, password_hashes))
         if not hash_in_place and any(locked_users[item["username"]] is None and password_hash is None
                                      for item, password_hash in zip(data["users"], password_hashes)):
             raise _RemovedSinceHashing()

@@ -482,15 +482,18 @@ def _consume_codes(*conditions, stamp: int) -> int:
                               .values(consumed_at=stamp)).rowcount
 
 
-def clients_of_user_grants(user_ids: list[int]) -> set[str]:
-    """The clients of these users' unused codes and unrevoked refresh tokens: the rows a
-    revocation of their grants ends (services/seed.py locks these clients' rows first)."""
+def clients_and_scopes_of_user_grants(user_ids: list[int]) -> tuple[set[str], set[str]]:
+    """The clients of these users' unused codes and unrevoked refresh tokens, and the scopes
+    they carry: the rows a revocation of their grants ends (services/seed.py locks these
+    clients' and API scopes' rows first)."""
     if not user_ids:
-        return set()
-    codes = select(AuthorizationCode.client_id).where(AuthorizationCode.user_id.in_(user_ids),
-                                                     AuthorizationCode.consumed_at.is_(None))
-    tokens = select(RefreshToken.client_id).where(RefreshToken.user_id.in_(user_ids), RefreshToken.revoked_at.is_(None))
-    return set(db.session.scalars(union(codes, tokens)))
+        return set(), set()
+    codes = select(AuthorizationCode.client_id, AuthorizationCode.scope).where(
+        AuthorizationCode.user_id.in_(user_ids), AuthorizationCode.consumed_at.is_(None))
+    tokens = select(RefreshToken.client_id, RefreshToken.scope).where(RefreshToken.user_id.in_(user_ids),
+                                                                      RefreshToken.revoked_at.is_(None))
+    rows = db.session.execute(union(codes, tokens)).all()
+    return {client_id for client_id, _ in rows}, {word for _, scope in rows for word in scope.split()}
 
 
 def delete_user_grants(user_id: int) -> None:
@@ -530,7 +533,13 @@ def insert_standalone_access_token(jti: str, *, user_id: int, client_id: str, is
 def drop_scope(name: str, stamp: int) -> int:
     """Take the scope `name` out of every remembered consent and every code and refresh token
     still open (not consumed, revoked or expired), in the session's transaction; how many rows it
-    changed. A LIKE narrows the rows read; each is checked word by word."""
+    changed. A LIKE narrows the rows read; each is checked word by word.
+
+    The caller holds the scope's row (remove_api_scope deletes it first), and this takes the
+    rows of every user carrying it in the order it finds them: consents, then codes, then
+    refresh tokens (as clients._delete_issued). The seed, which ends several users' codes and
+    refresh tokens user after user, takes the rows of the API scopes those carry before the
+    users' (seed._lock_in_one_order): it queues behind the removal, or the removal behind it."""
     changed = 0
     quoted = json.dumps(name)
     for consent in db.session.scalars(select(Consent).where(cast(Consent.scopes, String).like(f"%{quoted}%"))):
