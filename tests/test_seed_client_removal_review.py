@@ -57,6 +57,24 @@ def _grants_of_native_held_by_bob_then_alice(app, grant: str) -> None:
         db.session.commit()
 
 
+def seed_resetting_both_amid(app, database_uri, grant: str, command: list[str]):
+    """Seed new passwords for alice and bob, held right after the statement that ended alice's
+    `grant` while the operator's `command` runs in another worker until it is done or queued;
+    the seed's report is checked, the command's result returned. The seed is the service's call,
+    not the command's: a CliRunner swaps sys.stdout, and two at once in two threads each wrote
+    to the other's output."""
+    done = {}
+    with other_workers(database_uri) as (other,):
+        def run():
+            done["command"] = other.test_cli_runner().invoke(args=command)
+
+        with app.app_context(), amid_the_first_unless_queued(app, GRANTS[grant][1], run) as started:
+            report = apply_seed(load_seed(json.dumps(SEED_RESETTING_BOTH)), reset_passwords=True)
+    assert started == [1]
+    assert (report.created, report.updated) == ([], ["user alice (password reset)", "user bob (password reset)"])
+    return done["command"]
+
+
 @pytest.mark.parametrize("grant", GRANTS)
 def test_a_seed_that_resets_two_users_does_not_deadlock_with_the_removal_of_their_grants_client(
         app, flow_clients, database_uri, grant):
@@ -67,18 +85,7 @@ def test_a_seed_that_resets_two_users_does_not_deadlock_with_the_removal_of_thei
     seed takes the rows of the clients whose grants it ends before any user's, as the removal
     takes its client's first: the removal waits for the seed, then removes the client."""
     _grants_of_native_held_by_bob_then_alice(app, grant)
-    removal = {}
-    with other_workers(database_uri) as (other,):
-        def remove():
-            removal["done"] = other.test_cli_runner().invoke(args=["clients", "remove", "native"])
-
-        # the seed is the service's call, not the command's: a CliRunner swaps sys.stdout, and two
-        # at once in two threads each wrote to the other's output
-        with app.app_context(), amid_the_first_unless_queued(app, GRANTS[grant][1], remove) as started:
-            report = apply_seed(load_seed(json.dumps(SEED_RESETTING_BOTH)), reset_passwords=True)
-    assert started == [1]
-    assert (report.created, report.updated) == ([], ["user alice (password reset)", "user bob (password reset)"])
-    removed = removal["done"]
+    removed = seed_resetting_both_amid(app, database_uri, grant, ["clients", "remove", "native"])
     assert (removed.exit_code, removed.output) == (0, "Removed client native.\n"), removed.output
     with app.app_context():
         for model in (AuthorizationCode, RefreshToken):

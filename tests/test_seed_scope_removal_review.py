@@ -1,12 +1,11 @@
-"""Review: `flask seed --reset-passwords` against `flask scopes remove` of an API scope that two
-of the file's users' grants (of a client that allowed it once) still carry. The seed ends the
-users' codes one user after the other; the removal takes the scope out of every code in the order
-it finds them. The seed is held right after it ended the first user's codes (its transaction
-open) while the removal runs until it is done or waits at a lock (PostgreSQL's pg_locks, never by
-timing), then goes on. PostgreSQL only, as tests/test_seed_client_removal_review.py. Both must end
-as if one ran after the other, with no deadlock (one of the two aborted by PostgreSQL)."""
-
-import json
+"""Review: a seed with `--reset-passwords` (the service's call) against `flask scopes remove` of
+an API scope that two of the file's users' grants (of a client that allowed it once) still carry.
+The seed ends the users' codes one user after the other; the removal takes the scope out of every
+code in the order it finds them. The seed is held right after it ended the first user's codes
+(its transaction open) while the removal runs until it is done or waits at a lock (PostgreSQL's
+pg_locks, never by timing), then goes on. PostgreSQL only, as
+tests/test_seed_client_removal_review.py. Both must end as if one ran after the other, with no
+deadlock (one of the two aborted by PostgreSQL)."""
 
 import pytest
 from sqlalchemy import select, update
@@ -16,10 +15,8 @@ from identity.clock import now
 from identity.extensions import db
 from identity.models import ApiScope, AuthorizationCode, RefreshToken, User
 from identity.services.passwords import verify_password
-from identity.services.seed import apply_seed, load_seed
-from races import amid_the_first_unless_queued, other_workers
-from test_seed_client_removal_review import (GRANTS, NEW_PASSWORDS, SEED_RESETTING_BOTH,
-                                             _grants_of_native_held_by_bob_then_alice)
+from test_seed_client_removal_review import (GRANTS, NEW_PASSWORDS, _grants_of_native_held_by_bob_then_alice,
+                                             seed_resetting_both_amid)
 
 pytestmark = postgresql_only()
 
@@ -46,18 +43,7 @@ def test_a_seed_that_resets_two_users_does_not_deadlock_with_the_removal_of_a_sc
     grants it ends before any user's, as the removal takes its scope's first: the removal waits
     for the seed, then removes the scope from what the seed left."""
     _grants_carrying_orders(app, runner, grant)
-    removal = {}
-    with other_workers(database_uri) as (other,):
-        def remove():
-            removal["done"] = other.test_cli_runner().invoke(args=["scopes", "remove", "orders"])
-
-        # the seed is the service's call, not the command's: a CliRunner swaps sys.stdout, and two
-        # at once in two threads each wrote to the other's output
-        with app.app_context(), amid_the_first_unless_queued(app, GRANTS[grant][1], remove) as started:
-            report = apply_seed(load_seed(json.dumps(SEED_RESETTING_BOTH)), reset_passwords=True)
-    assert started == [1]
-    assert (report.created, report.updated) == ([], ["user alice (password reset)", "user bob (password reset)"])
-    removed = removal["done"]
+    removed = seed_resetting_both_amid(app, database_uri, grant, ["scopes", "remove", "orders"])
     assert (removed.exit_code, removed.output) == (0, "Removed API scope orders.\n"), removed.output
     with app.app_context():
         assert db.session.scalar(select(ApiScope.name).where(ApiScope.name == "orders")) is None
