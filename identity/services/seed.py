@@ -387,7 +387,9 @@ def _ended_grants(data: dict, reset_passwords: bool,
     (a new password hash with `reset_passwords`) or disables, and the scopes those carry, read
     before their rows are locked (_lock_in_one_order takes these clients' and API scopes' rows
     before the users'). A grant of another client, or carrying another scope, issued after this
-    read is ended too, though its client's or scope's row is not held."""
+    read is ended too, though its client's or scope's row is not held. Read again once the users
+    are locked, it would not close that gap: a new grant's insert takes only KEY SHARE on its
+    user's row, which the seed's lock lets by (RowLock says why it is no stronger)."""
     ending = [find_user(item["username"]) for item, password_hash in zip(data["users"], password_hashes)
               if (reset_passwords and password_hash is not None) or item.get("enabled") is False]
     return clients_and_scopes_of_user_grants([user.id for user in ending if user is not None])
@@ -483,7 +485,11 @@ def _apply_seed_once(data: dict, reset_passwords: bool, *, hash_in_place: bool) 
 
 def _end_grants_issued_meanwhile(client_ids: list[str]) -> None:
     """Revoke again the codes and refresh tokens of clients the seed made public: a worker whose
-    snapshot predated the seed still took the old secret, and issued them, until the wait above."""
+    snapshot predated the seed still took the old secret, and issued them, until the wait above.
+
+    Client after client, their rows not locked: a `clients remove` writes its own client's rows
+    only, so the two wait for each other only at that client's codes, which both take before its
+    refresh tokens (issued_grants.revoke_client_rows, clients._delete_issued): one queues."""
     for client_id in client_ids:
         client = get_client(client_id)
         if client is not None and not client.secret_hashes:  # not given a secret again meanwhile
