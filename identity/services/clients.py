@@ -241,8 +241,10 @@ def _delete_issued(client_id: str) -> None:
     Consents first, then codes, then refresh tokens: the order in which a user's revocation of the
     app (consent.revoke_grant) and `scopes remove` (issued_grants.drop_scope) take a user's rows,
     so that on PostgreSQL the two queue instead of each waiting for rows the other holds. The
-    caller holds the client's row: the seed, which ends several users' codes and refresh tokens
-    user after user, takes the rows of those grants' clients first, and so queues there too."""
+    first call holds the client's row: the seed, which ends several users' codes and refresh
+    tokens user after user, takes the rows of those grants' clients first, and so queues there
+    too. The second, after remove_client's wait, holds nothing (the row is gone): against a seed
+    ending two users' grants of this client issued meanwhile, PostgreSQL may abort one of them."""
     for model in (Consent, AuthorizationCode, RefreshToken, StandaloneAccessToken, SessionClient):
         db.session.execute(delete(model).where(model.client_id == client_id))
     logout_rows.give_up_client_deliveries(client_id, now(), "the client was removed")
