@@ -388,8 +388,9 @@ def _ended_grants(data: dict, reset_passwords: bool,
     before their rows are locked (_lock_in_one_order takes these clients' and API scopes' rows
     before the users'). A grant of another client, or carrying another scope, issued after this
     read is ended too, though its client's or scope's row is not held. Read again once the users
-    are locked, it would not close that gap: a new grant's insert takes only KEY SHARE on its
-    user's row, which the seed's lock lets by (RowLock says why it is no stronger)."""
+    are locked, it would not close that gap: a new code's insert, and a redemption's refresh
+    token, take only KEY SHARE on the user's row, which the seed's lock lets by (RowLock says why
+    it is no stronger); only the password grant's insert (FOR SHARE) waits for it."""
     ending = [find_user(item["username"]) for item, password_hash in zip(data["users"], password_hashes)
               if (reset_passwords and password_hash is not None) or item.get("enabled") is False]
     return clients_and_scopes_of_user_grants([user.id for user in ending if user is not None])
