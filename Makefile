@@ -54,11 +54,12 @@ run: $(VENV)/.installed-run
 
 # pytest-xdist: TEST_WORKERS processes (0: one process), each test file on one of them (its
 # module-scoped servers start once); tests marked `serial` still run alone (tests/workers.py).
-# 4 on two cores: with 3, a sixth of the CPU stayed idle while tests waited on their servers.
+# 4 on two cores: with 3, a sixth of the CPU stayed idle while tests waited on their servers (and
+# 6 were no faster than 4). The longest files first, in tests/conftest.py's order (LONGEST_FIRST).
 TEST_WORKERS ?= 4
 test: $(VENV)/.installed-test
 	@$(COMPILE)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(call INSTALL,-e '.[bench]')

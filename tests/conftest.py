@@ -43,10 +43,36 @@ def pytest_configure(config):
         isolate(worker)
 
 
+# The files that take longest (a CI run's JUnit times, 2026-12-07), handed out first, longest
+# first (the Makefile passes --no-loadscope-reorder): each file runs whole on one process, and
+# pytest-xdist's own order (by number of tests) left long files of few tests to the end of the
+# run, where one process worked through them while the others idled.
+LONGEST_FIRST = (
+    "test_twice_review.py", "test_fuzz_endpoints.py", "test_docs.py", "test_production_server.py",
+    "test_longevity_review.py", "test_bearer_cache.py", "test_factors_review.py", "test_sqlite_review.py",
+    "test_cli_production.py", "browser/test_authorize.py", "test_forms_review.py", "test_protocol_review.py",
+    "browser/test_sign_in.py", "test_clientauth_review.py", "test_container_review.py", "test_scanners_review.py",
+    "test_refresh_rotation_workers.py", "test_faults.py", "test_localapi.py", "test_backchannel_logout.py",
+    "test_mfa_password.py", "test_hardening.py", "browser/test_protections.py", "test_localapi_password.py",
+    "browser/test_a11y_review.py", "test_cli_operators.py", "test_authorize.py", "test_protocol_inputs.py",
+    "test_sessions_workers.py",
+)
+
+
+def _started_at(item) -> int:
+    """The place of the item's file in LONGEST_FIRST (the rest after, in their own order)."""
+    name = item.path.name if item.path.parent.name != "browser" else f"browser/{item.path.name}"
+    return _RANKS.get(name, len(_RANKS))
+
+
+_RANKS = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if any(f"/{name}::" in f"/{item.nodeid}" or item.nodeid.endswith(f"/{name}") for name in SERIAL):
             item.add_marker(pytest.mark.serial)
+    items.sort(key=_started_at)  # stable: a file's tests stay together, in their order
 
 
 @pytest.hookimpl(wrapper=True)
