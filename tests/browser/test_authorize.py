@@ -19,7 +19,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from actions import pkce_pair, redirect_params
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 CLIENT_ID = "spa"
 SPA_ORIGIN = "http://127.0.0.1:8080"

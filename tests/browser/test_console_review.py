@@ -4,6 +4,8 @@ test opens."""
 
 import pytest
 
+pytestmark = pytest.mark.database_independent
+
 ICONS = ("/favicon.ico", "/static/favicon.svg")
 
 

@@ -7,7 +7,7 @@ from actions import pkce_pair, redirect_params
 from .conftest import PageActions
 from .test_passkeys import Authenticator, register_passkey
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 CLIENT_SITE = "http://localhost:8089"  # another site than the live server's 127.0.0.1
 SPA_CALLBACK = "http://127.0.0.1:8080/callback"  # the demo spa client's redirect URI

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from identity.extensions import db
 from identity.models import UserSession
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 CLIENT_SITE = "http://localhost:8089"  # another site than the server's 127.0.0.1
 RETURN = "http://127.0.0.1:8080/"  # the spa client's registered post_logout_redirect_uri

@@ -13,7 +13,7 @@ from actions import pkce_pair
 from identity.extensions import db
 from identity.models import Client
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import SPA_AUTHORIZE
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 
 class StepClock:

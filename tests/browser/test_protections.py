@@ -9,7 +9,7 @@ from werkzeug.serving import make_server
 
 from .conftest import PageActions
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 REMOVE_CSRF_INPUT = "() => document.querySelectorAll('main input[name=csrf_token]').forEach(input => input.remove())"
 

@@ -4,7 +4,7 @@ succeeds, and the new password signs in."""
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 NEW_PASSWORD = "orchid-lantern-basalt-7312"
 

@@ -8,7 +8,7 @@ from identity.models import Client
 
 from .conftest import SPA_AUTHORIZE
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 PASSWORD = "juniper-falcon-ribbon-735"
 

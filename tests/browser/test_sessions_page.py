@@ -4,7 +4,7 @@ apps listed; ending one app, then everything else, and what that does to their c
 import pytest
 import requests
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database_independent]
 
 LEGACY = ("legacy", "legacy-secret-0123456789")  # conftest's FLOW_CLIENTS: the password grant with refresh tokens
 SCOPE = "openid IdentityServerApi offline_access"
