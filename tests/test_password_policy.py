@@ -11,6 +11,8 @@ from identity.services.password_policy import (
     ESTIMATE_CHARACTERS, check_password, common_passwords, normalize, password_problems, user_inputs,
 )
 
+pytestmark = pytest.mark.database_independent  # the policy alone: no table is read or written
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
