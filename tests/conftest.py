@@ -31,8 +31,11 @@ KEEP_TABLES = {"alembic_version"}
 # Measurements that other tests running at the same time would distort: marked `serial` here (one
 # list, rather than a line in each module) and run alone under pytest-xdist.
 SERIAL = (
-    "test_bench.py",  # the benchmark: wrk and several gunicorn servers at full load
-    "test_memory_footprint.py",  # resident memory of processes and Argon2's trimmed work area
+    # Argon2's work area trimmed after a pause, and the trim thread's wake-ups, timed; the file's
+    # other tests (the modules a process imports, the libraries it maps) no load changes
+    "test_memory_footprint.py::test_memory_is_trimmed_once_hashing_pauses",
+    "test_memory_footprint.py::test_a_hash_does_not_wake_the_trim_thread",
+    "test_memory_footprint.py::test_an_idle_process_gives_argon2s_memory_back",
 )
 
 
@@ -68,9 +71,16 @@ def _started_at(item) -> int:
 _RANKS = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
 
 
+# tests/test_bench.py's short run (wrk and several servers at full load), made by the module-scoped
+# `short_run` fixture in the setup of the first test that reads it; the file's other tests start a
+# server for a second or two and measure nothing
+SERIAL_FIXTURES = {"short_run"}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
-        if any(f"/{name}::" in f"/{item.nodeid}" or item.nodeid.endswith(f"/{name}") for name in SERIAL):
+        if any(f"/{name}::" in f"/{item.nodeid}" or item.nodeid.endswith(f"/{name}") for name in SERIAL) \
+                or SERIAL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.serial)
     items.sort(key=_started_at)  # stable: a file's tests stay together, in their order
 

@@ -329,6 +329,10 @@ class Demo:
             FLASK_KEY_ENCRYPTION_KEY=template.env["FLASK_KEY_ENCRYPTION_KEY"] if template else Fernet.generate_key().decode(),
             FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{self.database}",
             FLASK_LOG_REQUESTS="false",
+            # the commands that wait out a worker's cache period (`clients disable`, `keys rotate
+            # --now`, ...) wait one second, not the defaults' five: what they print is the same
+            FLASK_CLIENT_CACHE_SECONDS="1",
+            FLASK_SIGNING_KEY_RELOAD_SECONDS="1",
             **mail_server.environment(),  # the notice after a documented password change goes to the test SMTP server
         )
         self.flask = str(ROOT / ".venv" / "bin" / "flask")
