@@ -9,6 +9,7 @@ never by timing, on the real database, and asserts on what the operator or user 
 what is stored."""
 
 import json
+import math
 import re
 import time
 from types import SimpleNamespace
@@ -260,16 +261,28 @@ def test_every_command_names_a_missing_user_in_one_wording(runner, seeded, args)
 
 class StoppedClock:
     """clients.py's time: monotonic stands still and moves on only by what the code sleeps, so a
-    worker's snapshot outlives the command exactly as long as the command does not wait it out."""
+    worker's snapshot outlives the command exactly as long as the command does not wait it out.
 
-    def __init__(self):
-        self.at = time.monotonic()
+    It starts on a whole second, at or after now (any real stamp taken before): from most starts
+    `(start + 60) - start` is 60, but from some (16330.535334754577) it is a hair less, and a
+    snapshot waited out for exactly its 60 s still looked fresh: the tests below failed once in a
+    few thousand runs (`assert 'orders' not in ['orders']`)."""
+
+    def __init__(self, start: float | None = None):
+        self.at = float(math.ceil(time.monotonic() if start is None else start))
 
     def monotonic(self) -> float:
         return self.at
 
     def sleep(self, seconds: float) -> None:
         self.at += seconds
+
+
+def test_the_stopped_clock_has_moved_on_exactly_what_was_slept():
+    clock = StoppedClock(16330.535334754577)
+    before = clock.monotonic()
+    clock.sleep(60)
+    assert clock.monotonic() - before == 60
 
 
 SERVICE_WITHOUT_ORDERS = {"client_id": "service", "client_name": "Back-end Service",
