@@ -61,6 +61,7 @@ def test_commands_run_in_production_without_a_secret_key(env, args, stdin):
     assert "SECRET_KEY" not in result.stderr
 
 
+@pytest.mark.database_independent  # refused on its settings before it opens the database
 def test_the_keys_commands_name_a_missing_key_encryption_key_in_one_line(app):
     env = production_env(app.config["SQLALCHEMY_DATABASE_URI"])
     result = flask(["keys", "list"], env)
@@ -90,18 +91,21 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.database_independent  # refused on its settings before it opens the database
 def test_flask_run_without_a_secret_key_is_one_line(env):
     line = one_line_error(flask(["run", "--port", "0"], env))
 
     assert "SECRET_KEY" in line and "FLASK_SECRET_KEY" in line
 
 
+@pytest.mark.database_independent  # refused on its settings before it opens the database
 def test_a_wrong_setting_is_one_line_naming_it(env):
     line = one_line_error(flask(["clients", "list"], {**env, "FLASK_ACCESS_TOKEN_SIGNING_ALG": "HS256"}))
 
     assert "ACCESS_TOKEN_SIGNING_ALG" in line and "HS256" in line
 
 
+@pytest.mark.database_independent  # refused on its settings before it opens the database
 def test_gunicorn_without_a_secret_key_says_so_in_one_line_and_stops(tmp_path, env):
     server = GunicornServer("sqlite:///" + str(tmp_path / "unused.db"), workers=1, name="nokey",
                             migrate_first=False, log_dir=tmp_path, start_timeout=30,
@@ -136,6 +140,7 @@ def test_a_command_in_production_without_a_mail_server_does_not_pretend_to_mail(
     assert (set(outbox.iterdir()) if outbox.exists() else set()) == before
 
 
+@pytest.mark.database_independent  # a SQLite file of its own, which it must not create
 @pytest.mark.parametrize("command", [["keys", "list"], ["keys", "rotate"], ["keys", "reencrypt"]], ids=" ".join)
 def test_a_missing_setting_stops_a_command_before_it_touches_the_database(tmp_path, command):
     """`requires_settings`: the setting is checked "before the command does anything" (docs/cli.md);

@@ -130,7 +130,7 @@ def header_sets(draw) -> dict:
 
 
 requests = st.tuples(query_strings(), bodies(), header_sets())
-FUZZ = settings(max_examples=20, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=15, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
@@ -204,7 +204,7 @@ def test_signed_in_requests_with_a_bearer_token_never_get_a_5xx(app, client, flo
     token = LocalApi(app, client).token()
     csrf = csrf_token(client.get("/account/password").get_data(as_text=True))
 
-    @settings(FUZZ, max_examples=13)
+    @settings(FUZZ, max_examples=10)
     @given(requests, st.booleans(), st.booleans())
     def run(request, with_token, with_csrf):
         query, body, environ = request
