@@ -2,8 +2,9 @@
 token endpoint and by introspection; the lists of live grants leave it out too: the sessions and
 devices list (GET /localapi/sessions, the page) and the connected apps page (and its revocation,
 which revokes only what the page lists). Its app is still told of a removed user's end
-(back-channel logout): its family was never ended, so the app was never told, and may still hold
-her sign-in.
+(back-channel logout), and "sign out everywhere else" (the page, DELETE /localapi/sessions)
+revokes its family and tells it too: its family was never ended, so the app was never told, and
+may still hold her sign-in. The count the page shows is of the entries it listed.
 Such a token is one the previous release let outlive a change: made here by setting its row's
 version back. On both databases."""
 
@@ -15,7 +16,7 @@ from identity.extensions import db
 from identity.models import AuditEvent, LogoutDelivery, RefreshToken, User
 from identity.services.tokens import token_hash
 from test_backchannel_logout import set_client
-from test_localapi_support import CHEAP_ARGON2
+from test_localapi_support import CHEAP_ARGON2, bearer
 from test_sessions_devices import browser, by_kind, password_grant, refresh, sessions_of
 
 VERSIONS = ["current", "outdated"]
@@ -82,3 +83,49 @@ def test_a_removed_users_app_is_told_of_her_end_whatever_its_tokens_version(app,
         told = db.session.scalars(select(LogoutDelivery.reason).where(LogoutDelivery.client_id == "legacy")).all()
         db.session.rollback()
     assert told == ["user_removed"]
+
+
+def _told(app, client_id: str) -> list[str]:
+    with app.app_context():
+        told = db.session.scalars(select(LogoutDelivery.reason).where(LogoutDelivery.client_id == client_id)).all()
+        db.session.rollback()
+    return told
+
+
+def _revoked(app, refresh_token: str) -> bool:
+    with app.app_context():
+        revoked_at = db.session.scalar(select(RefreshToken.revoked_at)
+                                       .where(RefreshToken.token_hash == token_hash(refresh_token)))
+        db.session.rollback()
+    return revoked_at is not None
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_ending_all_but_the_callers_grant_ends_a_grant_refused_by_its_version(app, flow_clients, client, version):
+    set_client(app, "legacy", backchannel_logout_uri="https://legacy.example.com/logout")
+    caller, other = password_grant(client), password_grant(client, user_agent="Other/1.0")
+    _issued_under(app, other["refresh_token"], version)
+
+    assert client.delete("/localapi/sessions", headers=bearer(caller["access_token"])).status_code == 204
+
+    assert _revoked(app, other["refresh_token"]), "its family was left unrevoked"
+    assert _told(app, "legacy") == ["ended_by_user"]
+    assert [e["current"] for e in sessions_of(client, caller["access_token"])] == [True]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_page_ends_a_grant_refused_by_its_version_and_counts_what_it_listed(app, flow_clients, client, version):
+    set_client(app, "legacy", backchannel_logout_uri="https://legacy.example.com/logout")
+    here = browser(app)
+    other = password_grant(client)
+    _issued_under(app, other["refresh_token"], version)
+    page = here.get("/account/sessions").get_data(as_text=True)
+
+    response = here.post("/account/sessions", data={"csrf_token": csrf_token(page), "scope": "others"},
+                         follow_redirects=True)
+
+    assert response.status_code == 200
+    shown = "Signed out everywhere else (1 ended)." if version == "current" else "Nothing else to sign out."
+    assert shown in response.get_data(as_text=True)
+    assert _revoked(app, other["refresh_token"]), "its family was left unrevoked"
+    assert _told(app, "legacy") == ["ended_by_user"]

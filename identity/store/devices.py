@@ -53,6 +53,15 @@ def live_refresh_tokens(user_id: int, stamp: int, *, limit: int | None = None, f
     return db.session.execute(query, refresh_families.params(user_id)).all()
 
 
+def unrevoked_families(user_id: int, stamp: int):
+    """family_id and client_id of each of the user's families whose newest token is unused,
+    unrevoked and unexpired (refresh_families.UNREVOKED), whatever password version it was issued
+    under: those live_refresh_tokens lists and those the refresh grant refuses by their version."""
+    return db.session.execute(select(RefreshToken.family_id, RefreshToken.client_id)
+                              .where(*refresh_families.UNREVOKED, RefreshToken.expires_at >= stamp),
+                              refresh_families.params(user_id)).all()
+
+
 def session_sid_digest(user_id: int, public_sid: str) -> str | None:
     """The cookie sid's digest (browser_sessions.sid_digest) of the user's unrevoked session with
     this public id; None if there is none."""
