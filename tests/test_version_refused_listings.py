@@ -4,13 +4,15 @@ devices list (GET /localapi/sessions, the page) and the connected apps page (and
 which revokes only what the page lists). Its app is still told of a removed user's end
 (back-channel logout), and "sign out everywhere else" (the page, DELETE /localapi/sessions)
 revokes its family and tells it too: its family was never ended, so the app was never told, and
-may still hold her sign-in. The count the page shows is of the entries it listed.
+may still hold her sign-in. The count the page shows is of the entries it listed. The connected
+apps page judges a code's access token by its version as the bearer check does, too.
 Such a token is one the previous release let outlive a change: made here by setting its row's
 version back. On both databases."""
 
 import pytest
 from sqlalchemy import select, update
 
+from actions import OAuthActions
 from conftest import csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, LogoutDelivery, RefreshToken, User
@@ -129,3 +131,20 @@ def test_the_page_ends_a_grant_refused_by_its_version_and_counts_what_it_listed(
     assert shown in response.get_data(as_text=True)
     assert _revoked(app, other["refresh_token"]), "its family was left unrevoked"
     assert _told(app, "legacy") == ["ended_by_user"]
+
+
+@pytest.mark.parametrize("moved_by", [[["users", "disable", "alice"], ["users", "enable", "alice"]],
+                                      [["sessions", "end", "alice"]]], ids=["disable-enable", "sessions-end"])
+def test_the_connected_apps_page_leaves_out_a_codes_access_token_refused_by_its_version(
+        app, flow_clients, client, moved_by):
+    """An access token of a code redeemed without offline_access, after a command that moved the
+    user's password version on but changed no password: the bearer check refuses it, so the page,
+    which lists an app holding only such a token (no consent remembered), leaves it out."""
+    native, _ = OAuthActions(browser(app)).code_flow(client_id="native", scope="openid IdentityServerApi")
+    token = native.get_json()["access_token"]
+    for command in moved_by:
+        result = app.test_cli_runner().invoke(args=command)
+        assert result.exit_code == 0, result.output
+    assert client.get("/connect/userinfo", headers=bearer(token)).status_code == 401
+    assert "Native App" not in browser(app).get("/account/grants").get_data(as_text=True), \
+        "the page lists an app whose access token the bearer check refuses"

@@ -12,6 +12,7 @@ from ..store import accounts as user_rows
 from ..store import refresh_families
 from ..store.writes import insert_or_skip
 from . import audit
+from .bearer_cache import CLOCK_DIFFERENCE_ALLOWED_SECONDS
 from .issued_grants import revoke_user_client_grants, usable_refresh_tokens
 from .resources import display_names, scope_display_names
 
@@ -69,16 +70,30 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
     """Apps that may hold a live access token of the user outside any refresh token (a code flow
     without offline_access, the implicit flow, the password grant): client id -> (first issued,
     scopes). Not those revoked, expired (by the expiry stored with the code; for a code stored
-    before that was kept, by the client's lifetime now), or issued before the user's last password
-    change (refused already)."""
+    before that was kept, by the client's lifetime now), or refused already by the bearer check
+    (tokens.token_user), which wants the user's current password version and an issue time no
+    earlier than the password's change (less CLOCK_DIFFERENCE_ALLOWED_SECONDS).
+
+    A code's access tokens carry the version the code was minted under (it redeems only while the
+    user has it), so codes are judged by the version as the bearer check judges: `users disable`
+    and `sessions end USER` move it on without changing the password. A code stored before codes
+    kept their version (NULL), and a standalone token (which keeps none), is judged by the time
+    of the last password change alone: the closest rule its row allows. It misses one move:
+    `users disable` (then `enable`) leaves such a standalone token listed until it expires, though
+    the bearer check refuses it (`sessions end USER` puts them on the revocation list)."""
     stamp = now()
-    since = db.session.scalar(select(User.password_changed_at).where(User.id == user_id)) or 0
+    since, version = db.session.execute(select(User.password_changed_at, User.password_version)
+                                        .where(User.id == user_id)).one_or_none() or (0, None)
+    since = since or 0
     issued = func.coalesce(AuthorizationCode.consumed_at, AuthorizationCode.created_at)
+    under_current_password = or_(
+        and_(AuthorizationCode.password_version.is_(None), issued >= since),
+        and_(AuthorizationCode.password_version == version, issued >= since - CLOCK_DIFFERENCE_ALLOWED_SECONDS))
     apps: dict[str, tuple[int, set[str]]] = {}
     from_codes = db.session.execute(  # one row an app and scope, not one a code
         select(AuthorizationCode.client_id, func.min(issued), AuthorizationCode.scope)
         .join(Client, Client.client_id == AuthorizationCode.client_id)
-        .where(AuthorizationCode.user_id == user_id, issued >= since,
+        .where(AuthorizationCode.user_id == user_id, under_current_password,
                func.coalesce(AuthorizationCode.access_expires_at, issued + Client.access_token_lifetime) > stamp,
                or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti)))
         .group_by(AuthorizationCode.client_id, AuthorizationCode.scope))
