@@ -12,14 +12,14 @@ version back. On both databases."""
 import pytest
 from sqlalchemy import select, update
 
-from actions import OAuthActions
-from conftest import csrf_token
+from actions import OAuthActions, redirect_params
+from conftest import ALICE_PASSWORD, csrf_token
 from identity.extensions import db
 from identity.models import AuditEvent, LogoutDelivery, RefreshToken, User
 from identity.services.tokens import token_hash
 from test_backchannel_logout import set_client
 from test_localapi_support import CHEAP_ARGON2, bearer
-from test_sessions_devices import browser, by_kind, password_grant, refresh, sessions_of
+from test_sessions_devices import LEGACY_BASIC, browser, by_kind, password_grant, refresh, sessions_of
 
 VERSIONS = ["current", "outdated"]
 
@@ -147,4 +147,26 @@ def test_the_connected_apps_page_leaves_out_a_codes_access_token_refused_by_its_
         assert result.exit_code == 0, result.output
     assert client.get("/connect/userinfo", headers=bearer(token)).status_code == 401
     assert "Native App" not in browser(app).get("/account/grants").get_data(as_text=True), \
+        "the page lists an app whose access token the bearer check refuses"
+
+
+def test_the_connected_apps_page_leaves_out_an_access_token_of_no_grant_refused_by_its_version(app, flow_clients, client):
+    """Access tokens of no family (the implicit flow, the password grant without offline_access)
+    after `users disable` and `users enable`: the bearer check refuses them by their version, and
+    the page, which lists an app holding only such a token, leaves it out."""
+    implicit = OAuthActions(browser(app)).authorize(client_id="implicit", response_type="id_token token",
+                                                    scope="openid profile", nonce="n-version")
+    tokens = [redirect_params(implicit.headers["Location"])["access_token"]]
+    password = client.post("/connect/token", data={"grant_type": "password", "username": "alice",
+                                                   "password": ALICE_PASSWORD, "scope": "openid IdentityServerApi"},
+                           headers={"Authorization": LEGACY_BASIC})
+    assert password.status_code == 200 and "refresh_token" not in password.get_json()
+    tokens.append(password.get_json()["access_token"])
+    for command in (["users", "disable", "alice"], ["users", "enable", "alice"]):
+        result = app.test_cli_runner().invoke(args=command)
+        assert result.exit_code == 0, result.output
+    for token in tokens:
+        assert client.get("/connect/userinfo", headers=bearer(token)).status_code == 401
+    html = browser(app).get("/account/grants").get_data(as_text=True)
+    assert "Implicit App" not in html and "Legacy App" not in html, \
         "the page lists an app whose access token the bearer check refuses"

@@ -107,3 +107,5 @@ class StandaloneAccessToken(db.Model):
     client_id: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[int] = mapped_column(EPOCH_SECONDS, index=True)
     issued_at: Mapped[int | None] = mapped_column(EPOCH_SECONDS)  # None: recorded before it was kept
+    # the user's password version it was issued under (its `pwv`; None: recorded before it was kept)
+    password_version: Mapped[int | None] = mapped_column(Integer)

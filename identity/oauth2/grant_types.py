@@ -355,7 +355,8 @@ class ImplicitGrant(AuthorizeRules, _OpenIDImplicitGrant):
             # recorded so that revoking the app on the grants page revokes it
             issued_grants.record_standalone_access_token(grant_context().issued_jti, user_id=grant_user.id,
                                                   client_id=self.request.client.client_id,
-                                                  expires_in=dict(params)["expires_in"])
+                                                  expires_in=dict(params)["expires_in"],
+                                                  password_version=grant_user.password_version)
         params.append(("id_token", self.id_token(access_token=access_token)))
         return self.with_state(params)
 

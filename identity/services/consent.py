@@ -66,6 +66,14 @@ def _not_revoked(jti_column):
     return and_(jti_column.is_not(None), ~exists().where(RevokedAccessToken.jti == jti_column))
 
 
+def _under_current_password(version_column, issued, version: int | None, since: int):
+    """The bearer check's rule (tokens.token_user) on a row of access tokens: issued under the
+    user's password version `version` and no earlier than its change at `since` (less the clocks'
+    allowance); a row that kept no version (NULL), issued since the change."""
+    return or_(and_(version_column.is_(None), issued >= since),
+               and_(version_column == version, issued >= since - CLOCK_DIFFERENCE_ALLOWED_SECONDS))
+
+
 def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]:
     """Apps that may hold a live access token of the user outside any refresh token (a code flow
     without offline_access, the implicit flow, the password grant): client id -> (first issued,
@@ -75,25 +83,21 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
     earlier than the password's change (less CLOCK_DIFFERENCE_ALLOWED_SECONDS).
 
     A code's access tokens carry the version the code was minted under (it redeems only while the
-    user has it), so codes are judged by the version as the bearer check judges: `users disable`
-    and `sessions end USER` move it on without changing the password. A code stored before codes
-    kept their version (NULL), and a standalone token (which keeps none), is judged by the time
-    of the last password change alone: the closest rule its row allows. It misses one move:
-    `users disable` (then `enable`) leaves such a standalone token listed until it expires, though
-    the bearer check refuses it (`sessions end USER` puts them on the revocation list)."""
+    user has it), a standalone token's the one recorded with it, so both are judged by the version
+    as the bearer check judges: `users disable` and `sessions end USER` move it on without changing
+    the password. A row stored before it kept its version (NULL) is judged by the time of the last
+    password change alone: the closest rule it allows (it expires within a token's lifetime)."""
     stamp = now()
     since, version = db.session.execute(select(User.password_changed_at, User.password_version)
                                         .where(User.id == user_id)).one_or_none() or (0, None)
     since = since or 0
     issued = func.coalesce(AuthorizationCode.consumed_at, AuthorizationCode.created_at)
-    under_current_password = or_(
-        and_(AuthorizationCode.password_version.is_(None), issued >= since),
-        and_(AuthorizationCode.password_version == version, issued >= since - CLOCK_DIFFERENCE_ALLOWED_SECONDS))
     apps: dict[str, tuple[int, set[str]]] = {}
     from_codes = db.session.execute(  # one row an app and scope, not one a code
         select(AuthorizationCode.client_id, func.min(issued), AuthorizationCode.scope)
         .join(Client, Client.client_id == AuthorizationCode.client_id)
-        .where(AuthorizationCode.user_id == user_id, under_current_password,
+        .where(AuthorizationCode.user_id == user_id,
+               _under_current_password(AuthorizationCode.password_version, issued, version, since),
                func.coalesce(AuthorizationCode.access_expires_at, issued + Client.access_token_lifetime) > stamp,
                or_(_not_revoked(AuthorizationCode.issued_jti), _not_revoked(AuthorizationCode.front_channel_jti)))
         .group_by(AuthorizationCode.client_id, AuthorizationCode.scope))
@@ -103,7 +107,8 @@ def _apps_holding_access_tokens(user_id: int) -> dict[str, tuple[int, set[str]]]
         select(StandaloneAccessToken.client_id, func.min(standalone_issued), null())
         .join(Client, Client.client_id == StandaloneAccessToken.client_id)
         .where(StandaloneAccessToken.user_id == user_id, StandaloneAccessToken.expires_at > stamp,
-               standalone_issued >= since, _not_revoked(StandaloneAccessToken.jti))
+               _under_current_password(StandaloneAccessToken.password_version, standalone_issued, version, since),
+               _not_revoked(StandaloneAccessToken.jti))
         .group_by(StandaloneAccessToken.client_id))
     for client_id, at, scope in [*from_codes, *standalone]:
         first, scopes = apps.get(client_id, (at, set()))

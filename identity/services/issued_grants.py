@@ -308,7 +308,8 @@ def keep_issued_tokens(refresh_token: str | None, *, family_id: str | None, clie
             db.session.rollback()
             return False
     elif user_id is not None and access_token_jti:
-        record_standalone_access_token(access_token_jti, user_id=user_id, client_id=client_id, expires_in=expires_in)
+        record_standalone_access_token(access_token_jti, user_id=user_id, client_id=client_id, expires_in=expires_in,
+                                       password_version=password_version)
     db.session.commit()
     return True
 
@@ -430,12 +431,14 @@ def revoke_access_token(jti: str, expires_at: int, *, user_id: int | None, clien
     db.session.commit()
 
 
-def record_standalone_access_token(jti: str, *, user_id: int, client_id: str, expires_in: int) -> None:
+def record_standalone_access_token(jti: str, *, user_id: int, client_id: str, expires_in: int,
+                                   password_version: int | None) -> None:
     """Record an access token of no family (implicit flow, password grant without a refresh
-    token) until it expires, so revoking the app on the grants page can revoke it."""
+    token) until it expires, so revoking the app on the grants page can revoke it, with the
+    password version it carries (`pwv`), so the page lists it only while the bearer check takes it."""
     stamp = now()
     store.insert_standalone_access_token(jti, user_id=user_id, client_id=client_id, issued_at=stamp,
-                                         expires_at=stamp + int(expires_in))
+                                         expires_at=stamp + int(expires_in), password_version=password_version)
 
 
 def revoke_user_client_grants(user_id: int, client_id: str) -> None:

@@ -520,13 +520,15 @@ def revoke_user_refresh_tokens(user_id: int, stamp: int) -> set[tuple[str, str |
 # --- access tokens of no family ------------------------------------------------------------
 _INSERT_STANDALONE = insert(StandaloneAccessToken.__table__).values(
     jti=bindparam("jti"), user_id=bindparam("user_id"), client_id=bindparam("client_id"),
-    issued_at=bindparam("issued_at"), expires_at=bindparam("expires_at"))
+    issued_at=bindparam("issued_at"), expires_at=bindparam("expires_at"),
+    password_version=bindparam("password_version"))
 
 
-def insert_standalone_access_token(jti: str, *, user_id: int, client_id: str, issued_at: int, expires_at: int) -> None:
+def insert_standalone_access_token(jti: str, *, user_id: int, client_id: str, issued_at: int, expires_at: int,
+                                   password_version: int | None) -> None:
     """Record an access token of no family until it expires (committed)."""
     write((_INSERT_STANDALONE, {"jti": jti, "user_id": user_id, "client_id": client_id, "issued_at": issued_at,
-                                "expires_at": expires_at}))
+                                "expires_at": expires_at, "password_version": password_version}))
 
 
 # --- a scope that no longer exists ---------------------------------------------------------
