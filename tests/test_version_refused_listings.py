@@ -150,7 +150,8 @@ def test_the_connected_apps_page_leaves_out_a_codes_access_token_refused_by_its_
         "the page lists an app whose access token the bearer check refuses"
 
 
-def test_the_connected_apps_page_leaves_out_an_access_token_of_no_grant_refused_by_its_version(app, flow_clients, client):
+def test_the_connected_apps_page_leaves_out_an_access_token_of_no_grant_refused_by_its_version(
+        app, flow_clients, client):
     """Access tokens of no family (the implicit flow, the password grant without offline_access)
     after `users disable` and `users enable`: the bearer check refuses them by their version, and
     the page, which lists an app holding only such a token, leaves it out."""
