@@ -181,8 +181,7 @@ def _end_unlisted_grants(user_id: int, current: str | None, by: str, told: set) 
     but not returned: the person was never shown them, so the count they are told is of what they saw."""
     for family_id, client_id in store.unrevoked_families(user_id, clock.now()):
         if entry_id(APP, family_id) != current:
-            issued_grants.revoke_family(family_id, reason=f"ended_by_{by}", user_id=user_id, client_id=client_id,
-                                        only_if_live=True, told=frozenset(told))
+            _end_grant(user_id, family_id, client_id, by, told)
 
 
 def end_everything(user_id: int, *, by: str) -> list[Entry]:
@@ -217,14 +216,20 @@ def _end_what_began_meanwhile(user_id: int, *, reason: str) -> None:
         accounts.revoke_grants_and_sessions(user, None, reason=reason)
 
 
+def _end_grant(user_id: int, family_id: str, client_id: str | None, by: str, told: set | None) -> bool:
+    """End one grant family a person (or operator) asked to end, if still live: revoked, audited
+    as `ended_by_<by>`, its client told unless `told` holds its session and client."""
+    return issued_grants.revoke_family(family_id, reason=f"ended_by_{by}", user_id=user_id, client_id=client_id,
+                                       only_if_live=True, told=frozenset(told or ()))
+
+
 def _end(user_id: int, entry: Entry, by: str, told: set | None = None) -> bool:
     """End one listed entry; False if another request ended it since it was listed (nothing
     is recorded then). `told` collects the (session, client) pairs a session's end told, and
     spares the grants of those the same token (logout.family_ended)."""
     kind, key = parse_entry_id(entry.id)
     if kind == APP:
-        return issued_grants.revoke_family(key, reason=f"ended_by_{by}", user_id=user_id, client_id=entry.client_id,
-                                           only_if_live=True, told=frozenset(told or ()))
+        return _end_grant(user_id, key, entry.client_id, by, told)
     digest = store.session_sid_digest(user_id, key)
     if digest is None:  # ended meanwhile
         return False
