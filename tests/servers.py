@@ -21,12 +21,14 @@ load balancer. The database is migrated with the operator's command before the f
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,8 +111,16 @@ def migrate(env: dict[str, str]) -> None:
         return
     flask_cli(["db", "upgrade"], env)
     if target is not None and not Path(f"{target}-wal").exists():
-        _migrated_sqlite_file = Path(tempfile.mkdtemp(prefix="migrated-")) / "migrated.db"
+        _migrated_sqlite_file = _process_temporary_directory("migrated-") / "migrated.db"
         _copy_private(target, _migrated_sqlite_file)
+
+
+def _process_temporary_directory(prefix: str) -> Path:
+    """A new temporary directory, removed when this pytest process exits (a test's own files go in
+    its tmp_path; these outlive a test: the migrated copy, a server's log read after it stopped)."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, directory, True)
+    return Path(directory)
 
 
 def _new_sqlite_file(uri: str) -> Path | None:
@@ -172,7 +182,7 @@ class _Server:
         self.args = list(args or [])
         self.migrate_first = migrate_first
         self.start_timeout = start_timeout
-        self._log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"{self.kind}-"))
+        self._log_dir = Path(log_dir) if log_dir else _process_temporary_directory(f"{self.kind}-")
         self.log_path = self._log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
