@@ -3,13 +3,13 @@
 import ipaddress
 
 from flask import current_app, g, request, session
-from flask.globals import request_ctx
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager as _LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFError, CSRFProtect as _CSRFProtect, same_origin
 from sqlalchemy.orm import DeclarativeBase
 
+from .current import current_application, current_request, current_request_context
 from .rate_limiter import AppLimiter
 
 
@@ -23,9 +23,9 @@ class LoginManager(_LoginManager):
         call): it has nothing to do then. The session is peeked at on the request context, since
         reading it through `flask.session` marks it read and adds `Vary: Cookie` to the response
         (a Flask without `_session` on the context takes Flask-Login's own path)."""
-        current = getattr(request_ctx, "_session", None)
+        current = getattr(current_request_context(), "_session", None)
         if (current is not None and not current and not current.modified
-                and not current_app.config.get("REMEMBER_COOKIE_REFRESH_EACH_REQUEST")):
+                and not current_application().config.get("REMEMBER_COOKIE_REFRESH_EACH_REQUEST")):
             return response
         return super()._update_remember_cookie(response)
 
@@ -54,7 +54,7 @@ class CSRFProtect(_CSRFProtect):
     def protect(self, *args, **kwargs):
         """Flask-WTF's check, answering GET, HEAD and OPTIONS first: they carry nothing to check,
         and Flask-WTF would look up the view's exemptions before asking the method."""
-        if request.method not in current_app.config["WTF_CSRF_METHODS"]:
+        if current_request().method not in current_application().config["WTF_CSRF_METHODS"]:
             return
         try:
             super().protect(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from flask import g
+from ..current import context_globals
 
 
 @dataclass
@@ -21,9 +21,11 @@ class GrantContext:
 
 
 def grant_context() -> GrantContext:
-    if "grant_context" not in g:
-        g.grant_context = GrantContext()
-    return g.grant_context
+    store = context_globals()
+    context = store.get("grant_context")
+    if context is None:
+        context = store.grant_context = GrantContext()
+    return context
 
 
 def resume_grant(row) -> None:

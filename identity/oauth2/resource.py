@@ -17,9 +17,10 @@ from authlib.integrations.flask_oauth2.signals import token_authenticated
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
-from flask import abort, g, jsonify, request
+from flask import abort, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
 
+from ..current import context_globals, current_request
 from ..plumbing.error_renderers import renderer_for
 from .requests import is_form_post
 from ..models import Client, User
@@ -174,9 +175,9 @@ class ResourceProtector(_ResourceProtector):
         """Authlib's, given Flask's request itself: the check reads one header, so the JSON request
         wrapper Authlib would build (and its body parsing) is not needed on this hot path."""
         kwargs["scopes"] = [scopes] if isinstance(scopes, str) else scopes
-        token = self.validate_request(request=request, **kwargs)
+        token = self.validate_request(request=current_request(), **kwargs)
         token_authenticated.send(self, token=token)
-        g.authlib_server_oauth2_token = token
+        context_globals().authlib_server_oauth2_token = token
         return token
 
     def validate_request(self, scopes, request, form_token: bool = False, **kwargs):

@@ -8,10 +8,10 @@ from authlib.oauth2.rfc6749.endpoint import EndpointRequest
 from authlib.oauth2.rfc6749.errors import InsecureTransportError, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
-from flask import Flask, current_app, g
-from flask import request as flask_request
+from flask import Flask
 
 from ..constants import OFFLINE_ACCESS
+from ..current import context_globals, current_application, current_request
 from ..services import issued_grants as grant_service
 from ..services import metrics, tokens
 from ..services.clients import cached_client, is_client_id
@@ -41,7 +41,7 @@ def query_client(client_id):
     """Find an enabled client (cached for the request: Authlib asks several times)."""
     if not is_client_id(client_id):
         return None
-    cache = g.setdefault("oauth_clients", {})
+    cache = context_globals().setdefault("oauth_clients", {})
     if client_id not in cache:
         row = cached_client(client_id)
         cache[client_id] = OAuthClient(row) if row is not None and row.enabled else None
@@ -56,7 +56,7 @@ def issue_tokens(grant_type, client, user=None, scope=None, expires_in=None, inc
     scope = " ".join(dict.fromkeys((scope or "").split()))
     issued = tokens.issue_access_token(client.row, user, scope, auth_time=context.auth_time, sid=context.sid,
                                        amr=context.amr)
-    longest = current_app.config["JWT_MAX_LENGTH"]
+    longest = current_application().config["JWT_MAX_LENGTH"]
     if len(issued.token) > longest:  # every check of this server's (bearer, introspection) would refuse it
         raise InvalidScopeError(f"the access token for these scopes would be {len(issued.token)} bytes, more than "
                                 f"this server takes ({longest}, JWT_MAX_LENGTH): ask for fewer scopes")
@@ -152,8 +152,9 @@ class Server(AuthorizationServer):
     def create_oauth2_request(self, request):
         if isinstance(request, OAuth2Request):
             return request
-        if is_form_post(flask_request.environ):
-            return FormRequest(flask_request)
+        http_request = current_request()
+        if is_form_post(http_request.environ):
+            return FormRequest(http_request)
         return super().create_oauth2_request(request)
 
     def authenticate_client(self, request, methods, endpoint="token"):
@@ -170,7 +171,7 @@ class Server(AuthorizationServer):
         """(the OAuth2 request, None), or (None, the error that answers it): a request over plain
         HTTP (Authlib refuses to build one), a body that is not form-urlencoded, or one whose
         parameters are refused as such."""
-        if not isinstance(request, OAuth2Request) and has_other_body(flask_request.environ):
+        if not isinstance(request, OAuth2Request) and has_other_body(current_request().environ):
             return None, InvalidRequestError(f"send the parameters as {FORM_TYPE}")
         try:
             request = self.create_oauth2_request(request)
@@ -200,7 +201,7 @@ class Server(AuthorizationServer):
 
 def authorization_server() -> AuthorizationServer:
     """This app's server (one per app, so several apps in one process do not share grants)."""
-    return current_app.extensions["authorization_server"]
+    return current_application().extensions["authorization_server"]
 
 
 def init_app(app: Flask) -> None:

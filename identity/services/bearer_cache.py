@@ -46,6 +46,7 @@ from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from ..current import current_application
 from ..extensions import db
 from ..store import leases
 from . import metrics
@@ -63,12 +64,12 @@ def accepted_past_expiry(config) -> int:
 
 
 def cache_seconds() -> float:
-    return float(current_app.config["BEARER_CACHE_SECONDS"])
+    return float(current_application().config["BEARER_CACHE_SECONDS"])
 
 
 def _state() -> tuple[dict, dict]:
     """This worker's answers (jti -> (row, reusable until, sub)) and first sightings."""
-    extensions = current_app.extensions
+    extensions = current_application().extensions
     state = extensions.get("identity_bearer_cache")
     if state is None:
         state = extensions["identity_bearer_cache"] = ({}, {})

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
+from ..current import current_application
 from ..constants import STANDARD_IDENTITY_RESOURCES
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
@@ -58,10 +59,11 @@ def cached_client(client_id) -> Client | None:
     """
     if not is_client_id(client_id):
         return None
-    ttl = current_app.config["CLIENT_CACHE_SECONDS"]
+    app = current_application()
+    ttl = app.config["CLIENT_CACHE_SECONDS"]
     if ttl <= 0:
         return get_client(client_id)
-    cache = current_app.extensions.setdefault("identity_clients", {})
+    cache = app.extensions.setdefault("identity_clients", {})
     hit = cache.get(client_id)
     if hit is not None and time.monotonic() - hit[1] < ttl:
         return hit[0]

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..clock import now
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX
+from ..current import current_application
 from ..errors import Conflict
 from ..store import keys as key_rows
 from ..store import mfa as mfa_rows
@@ -81,8 +82,9 @@ class KeyRing:
 
 
 def _ring() -> KeyRing:
-    ring = current_app.extensions.get("identity_keyring")  # no KeyRing built per call: a hot path
-    return ring if ring is not None else current_app.extensions.setdefault("identity_keyring", KeyRing())
+    extensions = current_application().extensions
+    ring = extensions.get("identity_keyring")  # no KeyRing built per call: a hot path
+    return ring if ring is not None else extensions.setdefault("identity_keyring", KeyRing())
 
 
 def _all_rows() -> list:
@@ -288,7 +290,7 @@ def _monotonic() -> float:
 
 def _fresh_ring() -> KeyRing:
     ring = _ring()
-    if _monotonic() - ring.loaded_at > current_app.config["SIGNING_KEY_RELOAD_SECONDS"]:
+    if _monotonic() - ring.loaded_at > current_application().config["SIGNING_KEY_RELOAD_SECONDS"]:
         return _loaded(ring)
     return ring
 

@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, current_app, g, has_request_context, render_template
 
+from ..current import context_globals
 from ..extensions import db
 from ..config.issuer import issuer
 from ..store.writes import write
@@ -198,7 +199,7 @@ def send_later(to: str, template: str, *, user_id: int | None = None, **context)
 
 def _release_pending(_error=None) -> None:
     """At the end of a request (its page rendered, its transaction over): queue its mails."""
-    pending = g.pop(PENDING_KEY, None)
+    pending = context_globals().pop(PENDING_KEY, None)
     if pending:
         _queue(current_app._get_current_object(), pending)
 

@@ -19,6 +19,7 @@ from joserfc.errors import JoseError
 
 from ..clock import now
 from ..constants import LOCAL_API_SCOPE
+from ..current import current_application
 from ..config.issuer import issuer
 from ..models import Client, User
 from ..store import tokens as store
@@ -141,14 +142,14 @@ def issue_access_token(client: Client, user: User | None, scope: str, *, auth_ti
         claims.update(sign_in_claims(amr))
         if sid:
             claims["sid"] = sid
-    token = sign(claims, current_app.config["ACCESS_TOKEN_SIGNING_ALG"], typ="at+jwt")
+    token = sign(claims, current_application().config["ACCESS_TOKEN_SIGNING_ALG"], typ="at+jwt")
     return IssuedToken(token, claims["jti"], lifetime, claims)
 
 
 def _decode(token: str, *, typ: tuple[str, ...] | None, key_for=keys.verification_key) -> tuple[dict, str]:
     """The claims of a token signed by one of our published keys (or those `key_for` finds), and
     that key's kid."""
-    if not isinstance(token, str) or len(token) > current_app.config["JWT_MAX_LENGTH"] or token.count(".") != 2:
+    if not isinstance(token, str) or len(token) > current_application().config["JWT_MAX_LENGTH"] or token.count(".") != 2:
         raise InvalidToken("malformed token")
     try:
         header = jws.extract_compact(token.encode("ascii")).protected
@@ -169,7 +170,7 @@ def _decode(token: str, *, typ: tuple[str, ...] | None, key_for=keys.verificatio
 
 
 def check_time_claims(claims: dict) -> None:
-    leeway, stamp = current_app.config["JWT_LEEWAY_SECONDS"], now()
+    leeway, stamp = current_application().config["JWT_LEEWAY_SECONDS"], now()
     exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
     if not isinstance(exp, int) or exp + leeway < stamp:
         raise InvalidToken("token expired")
@@ -197,7 +198,7 @@ def verify_access_token(token: str) -> dict:
     issuer and that the client is still registered and enabled (the worker's client snapshot)
     are checked on every call, revocation by the caller.
     """
-    verified = current_app.extensions.setdefault("identity_verified_tokens", {})
+    verified = current_application().extensions.setdefault("identity_verified_tokens", {})
     remembered = verified.get(token)
     if remembered is None:
         claims, kid = _decode(token, typ=ACCESS_TOKEN_TYPES)

@@ -6,12 +6,15 @@ are handled, keeps the services free of Flask's `request`: they serve commands a
 The address is the one ProxyFix has corrected (TRUST_PROXY_HOPS), as the rate limits see it.
 """
 
-from flask import Flask, request
+from flask import Flask
+
+from ..current import current_request
 
 from ..services import audit, user_agents
 
 
 def _remember_caller() -> None:
+    request = current_request()
     audit.caller_ip.set(request.remote_addr)
     user_agents.caller_agent.set(request.headers.get("User-Agent"))  # kept with sessions and refresh tokens
 

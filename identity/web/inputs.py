@@ -22,10 +22,11 @@ JSON, problem+json, or a page). The token, revocation and introspection endpoint
 own form and check it there (identity/oauth2/parameters.py), so their bodies are not parsed twice.
 """
 
-from flask import Flask, abort, request
+from flask import Flask, abort
 from werkzeug.urls import uri_to_iri
 from werkzeug.wsgi import get_host
 
+from ..current import current_request
 from .errors import render_error
 
 OWN_PARSERS = frozenset(("/connect/token", "/connect/revocation", "/connect/introspect"))
@@ -44,6 +45,7 @@ def _has_nul(values) -> bool:
 
 
 def refuse_nul() -> None:
+    request = current_request()
     checks_nul = request.path != OWN_NUL_CHECK
     if checks_nul and request.environ.get("QUERY_STRING") and _has_nul(request.args):
         abort(400, MESSAGE)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ipaddress
 import time
 
-from flask import Flask, request
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from ..current import current_request
 from ..services import metrics
 
 PATH = "/metrics"
@@ -44,6 +45,7 @@ def is_allowed(address: str | None, networks) -> bool:
 
 def _remember_endpoint(_exc=None) -> None:
     """Leave the endpoint Flask matched (None: no route) where the layer reads it after the response."""
+    request = current_request()
     rule = request.url_rule
     request.environ[ENDPOINT_KEY] = rule.endpoint if rule is not None else metrics.UNMATCHED
 
