@@ -3,9 +3,8 @@
 import re
 from urllib.parse import urlsplit
 
-from flask import current_app
-
 from ..constants import OFFLINE_ACCESS, RESPONSE_TYPES_BY_GRANT
+from ..current import current_application
 from ..models import Client
 from ..services.client_secrets import verify_client_secret
 from ..services.input_schemas import outbound_http_allowed, plain_http_off_loopback
@@ -122,7 +121,7 @@ class OAuthClient:
     def offers_refresh_tokens(self) -> bool:
         """allow_offline_access, while the server has the refresh_token grant (GRANT_TYPES_ENABLED):
         only then is offline_access granted and a refresh token issued."""
-        return self.row.allow_offline_access and "refresh_token" in current_app.config["GRANT_TYPES_ENABLED"]
+        return self.row.allow_offline_access and "refresh_token" in current_application().config["GRANT_TYPES_ENABLED"]
 
     @property
     def is_public(self) -> bool:

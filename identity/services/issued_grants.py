@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_
 
 from ..clock import now
 from ..constants import ACCESS_TOKEN_LIFETIME_MAX
+from ..current import current_application
 from ..extensions import db
 from ..models import RefreshToken
 from ..store import issued_grants as store
@@ -149,7 +150,8 @@ def _successor(grant, token: str | None, *, scope: str, access_token_jti: str | 
 def _family_end(auth_time: int | None) -> int | None:
     """When a refresh token family ends: REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS after the sign-in
     it began with, however often it was used."""
-    return None if auth_time is None else auth_time + current_app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
+    lifetime = current_application().config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
+    return None if auth_time is None else auth_time + lifetime
 
 
 def refresh_token_ends_at(expires_at: int, auth_time: int | None, issued_at: int | None = None) -> int:
@@ -158,7 +160,7 @@ def refresh_token_ends_at(expires_at: int, auth_time: int | None, issued_at: int
     token issued before either setting was made shorter)."""
     ends = [expires_at]
     if issued_at is not None:
-        ends.append(issued_at + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"])
+        ends.append(issued_at + current_application().config["REFRESH_TOKEN_LIFETIME_SECONDS"])
     end = _family_end(auth_time)
     if end is not None:
         ends.append(end)
@@ -183,7 +185,7 @@ def usable_refresh_tokens(stamp: int):
 def refresh_token_expiry(stamp: int, auth_time: int | None) -> int:
     """When a refresh token issued at `stamp` expires: REFRESH_TOKEN_LIFETIME_SECONDS later (the
     lifetime slides with each rotation), but never after its family ends."""
-    return refresh_token_ends_at(stamp + current_app.config["REFRESH_TOKEN_LIFETIME_SECONDS"], auth_time)
+    return refresh_token_ends_at(stamp + current_application().config["REFRESH_TOKEN_LIFETIME_SECONDS"], auth_time)
 
 
 def redeem_authorization_code(row: CodeGrant, refresh_token: str | None, *, scope: str,

@@ -48,6 +48,7 @@ from urllib.parse import unquote
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
+from ..current import current_application
 from ..extensions import db
 
 _INHERITED: list = []  # connections opened before a fork: never closed (or freed) by the child
@@ -533,9 +534,9 @@ def _flock_wait(fd: int, deadline: float) -> bool:
 
 def autocommit_connection() -> AutocommitConnection:
     """This app's autocommit connection (one per app and process; opened on first use)."""
-    extensions = current_app.extensions
-    connection = extensions.get("identity_autocommit")
+    app = current_application()
+    connection = app.extensions.get("identity_autocommit")
     if connection is None:
-        connection = extensions["identity_autocommit"] = AutocommitConnection(
-            db.engine, synchronous_commit=current_app.config["ROTATION_SYNCHRONOUS_COMMIT"])
+        connection = app.extensions["identity_autocommit"] = AutocommitConnection(
+            db.engine, synchronous_commit=app.config["ROTATION_SYNCHRONOUS_COMMIT"])
     return connection
