@@ -2,8 +2,8 @@
 
 Each attribute read through `flask.request`, `current_app`, `g` or `request_ctx` costs about
 1.2 µs: Werkzeug's proxy answers it with three Python calls after the ordinary lookup fails. The
-object itself is one context-variable read away (about 0.2 µs). A local API request made about 30
-such reads and a client_credentials token about 45, a tenth of the local API's own work
+object itself is one context-variable read away (about 0.2 µs). A local API request made 33 such
+reads and a client_credentials token 48, about a tenth of the local API's own work
 (docs/performance.md). Outside a request or app context these raise the proxies' RuntimeError.
 """
 

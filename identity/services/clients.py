@@ -10,8 +10,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..current import current_application
 from ..constants import STANDARD_IDENTITY_RESOURCES
+from ..current import current_application
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import AuthorizationCode, Client, Consent, RefreshToken, SessionClient, StandaloneAccessToken, User

@@ -150,8 +150,9 @@ def _successor(grant, token: str | None, *, scope: str, access_token_jti: str | 
 def _family_end(auth_time: int | None) -> int | None:
     """When a refresh token family ends: REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS after the sign-in
     it began with, however often it was used."""
-    lifetime = current_application().config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
-    return None if auth_time is None else auth_time + lifetime
+    if auth_time is None:
+        return None
+    return auth_time + current_application().config["REFRESH_TOKEN_ABSOLUTE_LIFETIME_SECONDS"]
 
 
 def refresh_token_ends_at(expires_at: int, auth_time: int | None, issued_at: int | None = None) -> int:

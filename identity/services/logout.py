@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from flask import current_app, has_request_context
 
 from .. import clock
+from ..current import current_application
 from ..extensions import db
 from ..config.issuer import issuer
 from ..store import logout as store
@@ -81,7 +82,7 @@ def queue(ended: Iterable[Ended], reason: str) -> int:
                      "created_at": stamp, "attempts": 0, "next_attempt_at": stamp})
     if rows:
         store.enqueue(rows)
-        db.session.info[WAKE_AFTER_COMMIT] = current_app._get_current_object()
+        db.session.info[WAKE_AFTER_COMMIT] = current_application()
     return len(rows)
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, current_app, g, has_request_context, render_template
 
-from ..current import context_globals
+from ..current import context_globals, current_application
 from ..extensions import db
 from ..config.issuer import issuer
 from ..store.writes import write
@@ -201,7 +201,7 @@ def _release_pending(_error=None) -> None:
     """At the end of a request (its page rendered, its transaction over): queue its mails."""
     pending = context_globals().pop(PENDING_KEY, None)
     if pending:
-        _queue(current_app._get_current_object(), pending)
+        _queue(current_application(), pending)
 
 
 def wait_until_sent(timeout: float = 10.0) -> bool:

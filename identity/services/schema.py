@@ -22,6 +22,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.engine import Engine, make_url
 
+from ..current import current_application
 from ..extensions import db
 
 MIGRATIONS_DIR = str(Path(__file__).parent.parent / "migrations")
@@ -139,7 +140,7 @@ class _MigrateCommands(click.Group):
     real group, which click then runs (Group.invoke runs the context's command)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
-        app = current_app._get_current_object()
+        app = current_application()
         if args and args[0] in _READS_THE_REVISION:
             _refuse_a_newer_schema("run this command with the release that upgraded it")
         attach_migrate(app)  # replaces this stand-in in app.cli with the real group
@@ -315,7 +316,7 @@ def ensure_schema(*, standard_resources: bool = True) -> None:
     if current != head_revision():
         from flask_migrate import upgrade
 
-        attach_migrate(current_app._get_current_object())  # upgrade and env.py read app.extensions["migrate"]
+        attach_migrate(current_application())  # upgrade and env.py read app.extensions["migrate"]
         with _logging_kept():
             upgrade(directory=MIGRATIONS_DIR)
     if not standard_resources:

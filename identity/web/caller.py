@@ -9,7 +9,6 @@ The address is the one ProxyFix has corrected (TRUST_PROXY_HOPS), as the rate li
 from flask import Flask
 
 from ..current import current_request
-
 from ..services import audit, user_agents
 
 
